@@ -1,0 +1,2 @@
+//! The podvisor binary.
+fn main() {}

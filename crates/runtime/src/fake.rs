@@ -1,0 +1,1 @@
+//! A scripted, recording runtime for tests and simulated nodes (to be written).

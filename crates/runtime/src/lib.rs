@@ -1,0 +1,405 @@
+//! The container runtime: sandboxes and the containers in them, as real processes or scripted.
+//!
+//! The runtime knows nothing of pods (DESIGN.md, decision 5). The node agent decides; the
+//! runtime does. Its vocabulary:
+//!
+//! * a **sandbox** is the pod-level unit: a directory, namespaces, a cgroup, and (for the
+//!   process backend) a per-sandbox supervisor process that outlives the agent;
+//! * a **container** is one process tree inside a sandbox: command, args, env, working dir,
+//!   uid/gid, stop signal, log file and resource limits.
+//!
+//! # Container states
+//!
+//! ```text
+//!   create_container        start_container         process exits / killed
+//! ──────────────────▶ Created ──────────────▶ Running ──────────────────────▶ Exited
+//!                        │                                                    │
+//!                        └──────────── remove_container ◀─────────────────────┘
+//! ```
+//!
+//! Illegal operations (starting a running container, exec in an exited one, creating a
+//! container in a removed sandbox) fail with [`RuntimeError::InvalidState`] naming the current
+//! state. Removing something already gone succeeds. Signalling an exited container succeeds
+//! (there is nothing left to signal: "not found counts as killed").
+//!
+//! Every exit is reported once on the stream from [`ContainerRuntime::subscribe`], and is also
+//! visible through [`ContainerRuntime::container_status`] and [`ContainerRuntime::list`], so an
+//! agent that restarts finds exits that happened while it was away.
+//!
+//! # Backends
+//!
+//! * `process` — real processes under a per-sandbox supervisor (`podvisor supervise`).
+//! * [`fake`] — scripted, every delay on tokio time, every call recorded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+pub mod fake;
+
+/// A signal number (Linux numbering), such as 15 for SIGTERM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(pub i32);
+
+impl Signal {
+    /// SIGHUP.
+    pub const HUP: Signal = Signal(1);
+    /// SIGINT.
+    pub const INT: Signal = Signal(2);
+    /// SIGQUIT.
+    pub const QUIT: Signal = Signal(3);
+    /// SIGKILL.
+    pub const KILL: Signal = Signal(9);
+    /// SIGUSR1.
+    pub const USR1: Signal = Signal(10);
+    /// SIGUSR2.
+    pub const USR2: Signal = Signal(12);
+    /// SIGTERM.
+    pub const TERM: Signal = Signal(15);
+
+    const NAMES: &'static [(&'static str, i32)] = &[
+        ("SIGHUP", 1),
+        ("SIGINT", 2),
+        ("SIGQUIT", 3),
+        ("SIGILL", 4),
+        ("SIGTRAP", 5),
+        ("SIGABRT", 6),
+        ("SIGBUS", 7),
+        ("SIGFPE", 8),
+        ("SIGKILL", 9),
+        ("SIGUSR1", 10),
+        ("SIGSEGV", 11),
+        ("SIGUSR2", 12),
+        ("SIGPIPE", 13),
+        ("SIGALRM", 14),
+        ("SIGTERM", 15),
+        ("SIGSTKFLT", 16),
+        ("SIGCHLD", 17),
+        ("SIGCONT", 18),
+        ("SIGSTOP", 19),
+        ("SIGTSTP", 20),
+        ("SIGTTIN", 21),
+        ("SIGTTOU", 22),
+        ("SIGURG", 23),
+        ("SIGXCPU", 24),
+        ("SIGXFSZ", 25),
+        ("SIGVTALRM", 26),
+        ("SIGPROF", 27),
+        ("SIGWINCH", 28),
+        ("SIGIO", 29),
+        ("SIGPWR", 30),
+        ("SIGSYS", 31),
+    ];
+
+    /// Parses a signal name as Kubernetes' `lifecycle.stopSignal` spells it (`SIGTERM`), or
+    /// without the `SIG` prefix, or a number.
+    pub fn from_name(name: &str) -> Option<Signal> {
+        if let Ok(n) = name.parse::<i32>() {
+            return (1..=64).contains(&n).then_some(Signal(n));
+        }
+        let upper = name.to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        Self::NAMES.iter().find(|(n, _)| *n == full).map(|(_, v)| Signal(*v))
+    }
+
+    /// The signal's name (`SIGTERM`), or its number as text if it has none.
+    pub fn name(self) -> String {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self.0)
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+}
+
+/// Resource limits of a container (all optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Memory limit in bytes; exceeding it gets the container OOM-killed.
+    pub memory_limit_bytes: Option<u64>,
+    /// Relative CPU weight in Kubernetes millicores (requests.cpu).
+    pub cpu_request_millis: Option<u64>,
+    /// CPU quota in millicores (limits.cpu).
+    pub cpu_limit_millis: Option<u64>,
+    /// Maximum number of processes.
+    pub pids_limit: Option<u64>,
+}
+
+/// What a sandbox is made from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The sandbox ID, chosen by the caller (the agent uses the pod UID). Unique per runtime.
+    pub id: String,
+    /// The hostname inside the sandbox (the pod name).
+    pub hostname: String,
+    /// Opaque labels kept with the sandbox and returned by `list` (for re-adoption).
+    pub labels: BTreeMap<String, String>,
+    /// Opaque annotations, kept like labels.
+    pub annotations: BTreeMap<String, String>,
+    /// Limits for the sandbox as a whole.
+    pub resources: Resources,
+}
+
+/// What a container is made from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// The container name, unique among the live containers of its sandbox.
+    pub name: String,
+    /// The image reference, recorded (the process backend runs host executables).
+    pub image: String,
+    /// The entrypoint. If empty, `args` alone form the command line.
+    pub command: Vec<String>,
+    /// The arguments.
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// The working directory, if not the sandbox directory.
+    pub working_dir: Option<PathBuf>,
+    /// Run as this user ID.
+    pub uid: Option<u32>,
+    /// Run as this group ID.
+    pub gid: Option<u32>,
+    /// The signal that asks the container to stop (SIGTERM if None).
+    pub stop_signal: Option<Signal>,
+    /// Limits.
+    pub resources: Resources,
+    /// Opaque labels kept with the container and returned by `list` (for re-adoption).
+    pub labels: BTreeMap<String, String>,
+    /// Opaque annotations, kept like labels.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A container's ID: unique for the lifetime of the runtime's state directory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerId(pub String);
+
+impl std::fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code as Kubernetes reports it: the process's code, or 128 + signal.
+    pub exit_code: i32,
+    /// The signal that killed the process, if one did.
+    pub signal: Option<Signal>,
+    /// Whether the kernel's OOM killer ended it.
+    pub oom_killed: bool,
+    /// When the process started.
+    pub started_at: SystemTime,
+    /// When the process ended.
+    pub finished_at: SystemTime,
+    /// Why it could not start or ended abnormally, if the runtime knows (e.g. exec failed).
+    pub message: Option<String>,
+}
+
+/// The state of a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running {
+        /// The main process's PID (as seen from the host), if the backend has one.
+        pid: Option<u32>,
+        /// When it started.
+        started_at: SystemTime,
+    },
+    /// Ended.
+    Exited(ExitStatus),
+}
+
+impl ContainerState {
+    /// A short name of the state, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running { .. } => "running",
+            ContainerState::Exited(_) => "exited",
+        }
+    }
+}
+
+/// Everything the runtime knows of one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// Its ID.
+    pub id: ContainerId,
+    /// The sandbox it belongs to.
+    pub sandbox_id: String,
+    /// The configuration it was created with.
+    pub config: ContainerConfig,
+    /// Its state.
+    pub state: ContainerState,
+    /// Whether the main process catches or ignores (Some(false)) its stop signal, read from
+    /// `/proc/<pid>/status` after start; None when unknown.
+    pub handles_stop_signal: Option<bool>,
+    /// The CRI-format log file (`<RFC3339Nano> stdout|stderr F|P <line>`).
+    pub log_path: PathBuf,
+}
+
+/// The state of a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxState {
+    /// Ready: containers may be created and started.
+    Ready,
+    /// Its supervisor is gone or it is being removed.
+    NotReady,
+}
+
+/// Everything the runtime knows of one sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxStatus {
+    /// The configuration it was created with.
+    pub config: SandboxConfig,
+    /// Its state.
+    pub state: SandboxState,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// Its containers, including exited ones not yet removed.
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// A container ended (reported once on the event stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitEvent {
+    /// The sandbox.
+    pub sandbox_id: String,
+    /// The container.
+    pub container_id: ContainerId,
+    /// The container's name.
+    pub container_name: String,
+    /// How it ended.
+    pub status: ExitStatus,
+}
+
+/// The result of [`ContainerRuntime::exec`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecResult {
+    /// The exit code (128 + signal if killed); None if it timed out.
+    pub exit_code: Option<i32>,
+    /// Stdout and stderr, interleaved, capped at 10 KiB.
+    pub output: Vec<u8>,
+    /// Whether the timeout expired (the command was then killed).
+    pub timed_out: bool,
+}
+
+/// What the runtime can fail with.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// The sandbox does not exist.
+    #[error("sandbox {id} not found")]
+    SandboxNotFound {
+        /// The sandbox ID.
+        id: String,
+    },
+    /// The container does not exist.
+    #[error("container {id} not found")]
+    ContainerNotFound {
+        /// The container ID.
+        id: ContainerId,
+    },
+    /// The sandbox or container already exists.
+    #[error("{what} {id} already exists")]
+    AlreadyExists {
+        /// "sandbox" or "container".
+        what: &'static str,
+        /// Its ID or name.
+        id: String,
+    },
+    /// The operation is not allowed in the current state.
+    #[error("cannot {operation} {id}: it is {state}")]
+    InvalidState {
+        /// The operation.
+        operation: &'static str,
+        /// The object's ID.
+        id: String,
+        /// The current state's name.
+        state: &'static str,
+    },
+    /// The container could not be created or started (bad command, no such executable, …).
+    /// The agent reports this as CreateContainerError / StartError with this message.
+    #[error("{message}")]
+    StartFailed {
+        /// What went wrong, for the user.
+        message: String,
+    },
+    /// An operating system call failed.
+    #[error("{operation}: {message}")]
+    Os {
+        /// What was being done.
+        operation: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The supervisor of a sandbox cannot be reached.
+    #[error("supervisor of sandbox {id} unreachable: {message}")]
+    SupervisorUnreachable {
+        /// The sandbox ID.
+        id: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl RuntimeError {
+    /// Whether the object is gone (which callers that stop things treat as success).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::SandboxNotFound { .. } | RuntimeError::ContainerNotFound { .. })
+    }
+}
+
+/// A stream of exit events.
+pub type ExitEvents = tokio::sync::broadcast::Receiver<ExitEvent>;
+
+/// The runtime contract. See the module documentation.
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Creates a sandbox (and, for the process backend, its supervisor). Fails with
+    /// `AlreadyExists` if the ID is taken.
+    async fn create_sandbox(&self, config: SandboxConfig) -> Result<SandboxStatus, RuntimeError>;
+
+    /// Kills everything in the sandbox (SIGKILL to the whole tree), removes its containers,
+    /// directory and cgroup, and ends its supervisor. Succeeds if it is already gone.
+    async fn remove_sandbox(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// Creates a container in a sandbox (not started).
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: ContainerConfig,
+    ) -> Result<ContainerId, RuntimeError>;
+
+    /// Starts a created container. Returns once the process runs (or failed to start, with
+    /// `StartFailed`).
+    async fn start_container(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;
+
+    /// Sends `signal` to the container's process group. SIGKILL kills the whole tree
+    /// (process group, cgroup, pid namespace). Succeeds on an exited container.
+    async fn signal(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError>;
+
+    /// Runs `command` in the container's context (its namespaces, cgroup, env, working dir,
+    /// user) and waits at most `timeout` for it.
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError>;
+
+    /// The container's status.
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;
+
+    /// Every sandbox with its containers, including exits recorded while nobody listened.
+    async fn list(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
+
+    /// Removes an exited or created container (its log stays until the sandbox goes).
+    /// Succeeds if it is already gone. A running container must be stopped first.
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+
+    /// Subscribes to exit events from now on.
+    fn subscribe(&self) -> ExitEvents;
+}
