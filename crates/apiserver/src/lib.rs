@@ -1,1 +1,5 @@
-//! podvisor apiserver.
+//! podvisor apiserver: the Kubernetes REST API over a revisioned [`podvisor_store::Store`].
+
+pub mod registry;
+
+pub use registry::{ResourceKind, Strategy, Subresource};
