@@ -1,2 +1,71 @@
-//! The podvisor binary.
-fn main() {}
+//! The podvisor binary: `up`, `server`, `agent`, `kubeconfig`, `token`, `bench` and the
+//! internal `supervise`.
+
+mod cli;
+mod config;
+mod kubeconfig;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // The supervisor is a small, single-threaded process: no tokio runtime, no tracing setup.
+    if let Command::Supervise(args) = &cli.command {
+        return ExitCode::from(supervise(args.args.clone()));
+    }
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PODVISOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn supervise(args: Vec<String>) -> u8 {
+    let _ = args;
+    1
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Kubeconfig(args) => {
+            let dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+            let path = dir.join(kubeconfig::FILE_NAME);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "no kubeconfig at {} ({e}); start `podvisor up` or `podvisor server` with this data dir first",
+                    path.display()
+                )
+            })?;
+            print!("{text}");
+            Ok(())
+        }
+        other => anyhow::bail!("`{other:?}` is not available yet"),
+    }
+}

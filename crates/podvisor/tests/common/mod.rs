@@ -1,0 +1,367 @@
+//! End-to-end harness: the real `podvisor` binary, real processes, real kubectl.
+//!
+//! Every test takes the global lock (timing assertions need the two cores to themselves),
+//! starts its own cluster on a temporary data dir and a free port, and stops it on drop,
+//! killing every process it started.
+
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the global e2e lock (poison-tolerant).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The podvisor binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podvisor"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// One podvisor process (`up`, `server` or `agent`) with its data dir.
+pub struct Process {
+    pub child: Option<Child>,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn start(name: &str, args: &[String], log_dir: &Path) -> Process {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("clone");
+        let child = Command::new(binary())
+            .args(args)
+            .env("PODVISOR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn podvisor");
+        Process {
+            child: Some(child),
+            name: name.to_string(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY-free: plain syscall through the kill command keeps tests free of unsafe.
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns its exit code if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A single-node cluster from `podvisor up`.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub up: Process,
+    pub node: String,
+}
+
+impl Cluster {
+    /// Starts `podvisor up` and waits for the node to be Ready.
+    pub fn up() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("podvisor-e2e")
+            .tempdir()
+            .expect("tempdir");
+        Self::up_in(dir, free_port())
+    }
+
+    pub fn up_in(dir: tempfile::TempDir, port: u16) -> Cluster {
+        let node = "e2e-node".to_string();
+        let up = Self::start_up(dir.path(), port, &node);
+        let cluster = Cluster {
+            dir,
+            port,
+            up,
+            node,
+        };
+        cluster.wait_ready(Duration::from_secs(60));
+        cluster
+    }
+
+    fn start_up(dir: &Path, port: u16, node: &str) -> Process {
+        Process::start(
+            "up",
+            &[
+                "up".into(),
+                "--data-dir".into(),
+                dir.join("data").display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--node-name".into(),
+                node.into(),
+            ],
+            dir,
+        )
+    }
+
+    /// Restarts `up` on the same data dir (after it exited or was killed).
+    pub fn restart(&mut self) {
+        self.up.kill9();
+        self.up = Self::start_up(self.dir.path(), self.port, &self.node);
+        self.wait_ready(Duration::from_secs(60));
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("data").join("kubeconfig")
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.kubeconfig().exists() {
+                let out = self.kubectl(&[
+                    "get",
+                    "node",
+                    &self.node,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "cluster not ready after {timeout:?}; up log:\n{}",
+                    self.up.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&self.kubeconfig(), args)
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}\nup log tail:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.up.log_text(), 40)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies a manifest given as text.
+    pub fn apply(&self, manifest: &str) {
+        let path = self
+            .dir
+            .path()
+            .join(format!("m-{}.yaml", manifest.len() ^ manifest.as_ptr() as usize));
+        std::fs::write(&path, manifest).expect("write manifest");
+        self.kubectl_ok(&["apply", "-f", path.to_str().expect("utf8")]);
+    }
+
+    /// `kubectl get pod NAME -o jsonpath=PATH`, or None if the pod does not exist.
+    pub fn pod_field(&self, pod: &str, path: &str) -> Option<String> {
+        let out = self.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn pod_exists(&self, pod: &str) -> bool {
+        self.pod_field(pod, "{.metadata.name}").is_some()
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f() {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; up log tail:\n{}",
+                    tail(&self.up.log_text(), 60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_pod_ready(&self, pod: &str, timeout: Duration) {
+        self.wait_for(&format!("pod {pod} Ready"), timeout, || {
+            self.pod_field(pod, "{.status.conditions[?(@.type==\"Ready\")].status}")
+                .as_deref()
+                == Some("True")
+        });
+    }
+
+    pub fn wait_pod_phase(&self, pod: &str, phase: &str, timeout: Duration) {
+        self.wait_for(&format!("pod {pod} phase {phase}"), timeout, || {
+            self.pod_field(pod, "{.status.phase}").as_deref() == Some(phase)
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.up.child.is_none() {
+            return;
+        }
+        // Force-delete everything so Ctrl-C has nothing to wait for, then stop `up`.
+        let _ = self.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "--force",
+            "--grace-period=0",
+            "--wait=false",
+            "--request-timeout=5s",
+        ]);
+        self.up.signal(2);
+        if self.up.wait_exit(Duration::from_secs(30)).is_none() {
+            self.up.signal(2);
+            if self.up.wait_exit(Duration::from_secs(5)).is_none() {
+                self.up.kill9();
+            }
+        }
+    }
+}
+
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubectl")
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether a process with this PID exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state is the field after the parenthesised command name.
+            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reads a PID a container wrote to a file, waiting for it.
+pub fn read_pid(path: &Path, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse::<i32>()
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a PID to die; returns when it died (or panics after `timeout`).
+pub fn wait_dead(pid: i32, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} still alive after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Instant::now()
+}
+
+/// Host PIDs of live processes whose command line contains `marker`.
+pub fn find_pids(marker: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) && alive(pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Waits until exactly one process carries `marker` and returns its PID.
+pub fn wait_one_pid(marker: &str, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = find_pids(marker);
+        if pids.len() == 1 {
+            return pids[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected one process with {marker:?}, found {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A marker unique to this test run, for finding a container's processes from the host.
+pub fn marker(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("pv-e2e-{name}-{}-{n}", std::process::id())
+}

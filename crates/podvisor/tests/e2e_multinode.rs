@@ -1,0 +1,196 @@
+//! Two agents joining one control plane (`podvisor server` + two `podvisor agent`s on
+//! 127.0.0.2 and 127.0.0.3): pods spread over both nodes and run there.
+
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct MultiNode {
+    dir: tempfile::TempDir,
+    server: Process,
+    agents: Vec<Process>,
+}
+
+impl MultiNode {
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.path().join("server").join("kubeconfig")
+    }
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = kubectl(&self.kubeconfig(), args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.server.log_text(), 40)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for MultiNode {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &self.kubeconfig(),
+            &["delete", "pods", "--all", "--force", "--grace-period=0", "--wait=false"],
+        );
+        // Agents drain on SIGTERM only with --drain; these were started with it.
+        for a in &mut self.agents {
+            a.signal(15);
+        }
+        for a in &mut self.agents {
+            if a.wait_exit(Duration::from_secs(20)).is_none() {
+                a.kill9();
+            }
+        }
+        self.server.signal(15);
+        if self.server.wait_exit(Duration::from_secs(10)).is_none() {
+            self.server.kill9();
+        }
+    }
+}
+
+fn start() -> MultiNode {
+    let dir = tempfile::Builder::new()
+        .prefix("podvisor-e2e-multi")
+        .tempdir()
+        .expect("tempdir");
+    let port = free_port();
+    let server_dir = dir.path().join("server");
+    let server = Process::start(
+        "server",
+        &[
+            "server".into(),
+            "--data-dir".into(),
+            server_dir.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ],
+        dir.path(),
+    );
+    let mut m = MultiNode {
+        dir,
+        server,
+        agents: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !m.kubeconfig().exists() {
+        assert!(Instant::now() < deadline, "server did not start:\n{}", m.server.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in [2, 3] {
+        let name = format!("worker-{n}");
+        let token = std::process::Command::new(binary())
+            .args(["token", "create", "node", &name, "--data-dir"])
+            .arg(&server_dir)
+            .output()
+            .expect("token create");
+        assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+        let token_file = m.dir.path().join(format!("{name}.token"));
+        std::fs::write(&token_file, &token.stdout).expect("write token");
+        let agent = Process::start(
+            &name,
+            &[
+                "agent".into(),
+                "--server".into(),
+                format!("https://127.0.0.1:{port}"),
+                "--ca-file".into(),
+                server_dir.join("ca.crt").display().to_string(),
+                "--token-file".into(),
+                token_file.display().to_string(),
+                "--node-name".into(),
+                name.clone(),
+                "--node-ip".into(),
+                format!("127.0.0.{n}"),
+                "--data-dir".into(),
+                m.dir.path().join(&name).display().to_string(),
+                "--drain".into(),
+            ],
+            m.dir.path(),
+        );
+        m.agents.push(agent);
+    }
+    m
+}
+
+#[test]
+fn pods_spread_over_two_agents_and_run() {
+    let _g = serial();
+    let m = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = kubectl(&m.kubeconfig(), &["get", "nodes", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ready = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count();
+        if ready == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes not Ready: {text}\n{}\n{}",
+            m.agents[0].log_text(),
+            m.agents[1].log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mk = marker("spread");
+    for i in 0..6 {
+        let manifest = format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: spread-{i}
+  labels: {{app: spread}}
+  ownerReferences:
+  - apiVersion: apps/v1
+    kind: ReplicaSet
+    name: spread
+    uid: 00000000-0000-0000-0000-00000000abcd
+    controller: true
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "sleep 1000 & wait", "{mk}-{i}"]
+"#
+        );
+        let path = m.dir.path().join(format!("spread-{i}.yaml"));
+        std::fs::write(&path, manifest).expect("write");
+        m.kubectl_ok(&["apply", "-f", path.to_str().expect("utf8")]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = m.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=spread",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.status.hostIP}{\"\\n\"}{end}",
+        ]);
+        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        let running = rows.iter().filter(|r| r.get(1) == Some(&"Running")).count();
+        if running == 6 {
+            let on2 = rows.iter().filter(|r| r[0] == "worker-2").count();
+            let on3 = rows.iter().filter(|r| r[0] == "worker-3").count();
+            assert_eq!((on2, on3), (3, 3), "pods not spread evenly: {out}");
+            for r in &rows {
+                let expected_ip = if r[0] == "worker-2" { "127.0.0.2" } else { "127.0.0.3" };
+                assert_eq!(r.get(2), Some(&expected_ip), "hostIP: {out}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "pods not all Running: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for i in 0..6 {
+        assert_eq!(find_pids(&format!("{mk}-{i}")).len(), 1, "pod spread-{i} has no process");
+    }
+}
