@@ -45,11 +45,20 @@ use std::pin::Pin;
 
 use futures::Stream;
 
+pub(crate) mod hub;
+pub mod memory;
+pub(crate) mod validate;
+
+pub use hub::WatchConfig;
+
 /// A store revision: the store-wide counter of writes. Revisions start at 1.
 pub type Revision = i64;
 
 /// The largest value the store accepts, in bytes (etcd's default request limit).
 pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// The longest key the store accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 8 * 1024;
 
 /// One key with its value and revisions.
 #[derive(Clone, Debug, PartialEq, Eq)]
