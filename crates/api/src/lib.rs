@@ -1,1 +1,9 @@
-//! podvisor api.
+//! podvisor api: pure helpers on `k8s-openapi` types — defaulting, validation with field
+//! paths, label and field selectors. No I/O.
+
+pub mod defaults;
+pub mod selectors;
+pub mod validation;
+
+pub use selectors::{FieldSelector, LabelSelector, SelectorError};
+pub use validation::{FieldError, FieldErrorType};

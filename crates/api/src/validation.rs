@@ -1,0 +1,863 @@
+//! Validation with field paths, in apimachinery's `field.ErrorList` shape.
+//!
+//! Every function returns a list of [`FieldError`]s; an empty list means valid. The API
+//! server turns a non-empty list into a 422 `Invalid` Status whose causes carry
+//! [`FieldError::field`] and [`FieldError::body`].
+
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+/// The type of a field error (apimachinery `field.ErrorType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldErrorType {
+    /// `Required value`.
+    Required,
+    /// `Invalid value`.
+    Invalid,
+    /// `Forbidden`.
+    Forbidden,
+    /// `Duplicate value`.
+    Duplicate,
+    /// `Unsupported value`.
+    NotSupported,
+    /// `Too long`.
+    TooLong,
+    /// `Not found`.
+    NotFound,
+}
+
+impl FieldErrorType {
+    /// The Status cause reason ("FieldValueInvalid").
+    pub fn reason(self) -> &'static str {
+        match self {
+            FieldErrorType::Required => "FieldValueRequired",
+            FieldErrorType::Invalid => "FieldValueInvalid",
+            FieldErrorType::Forbidden => "FieldValueForbidden",
+            FieldErrorType::Duplicate => "FieldValueDuplicate",
+            FieldErrorType::NotSupported => "FieldValueNotSupported",
+            FieldErrorType::TooLong => "FieldValueTooLong",
+            FieldErrorType::NotFound => "FieldValueNotFound",
+        }
+    }
+}
+
+/// One validation error on one field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// The error type.
+    pub kind: FieldErrorType,
+    /// The field path ("spec.containers[0].image").
+    pub field: String,
+    /// The offending value, if it is shown.
+    pub value: Option<Value>,
+    /// Extra detail.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// A `Required value` error.
+    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::Required,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
+    }
+    /// An `Invalid value` error.
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::Invalid,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: detail.into(),
+        }
+    }
+    /// A `Forbidden` error.
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::Forbidden,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
+    }
+    /// A `Duplicate value` error.
+    pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::Duplicate,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: String::new(),
+        }
+    }
+    /// An `Unsupported value` error listing the supported values.
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> FieldError {
+        let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        FieldError {
+            kind: FieldErrorType::NotSupported,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: format!("supported values: {}", list.join(", ")),
+        }
+    }
+    /// A `Not found` error.
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::NotFound,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: String::new(),
+        }
+    }
+
+    /// The message without the field ("Invalid value: \"x\": detail").
+    pub fn body(&self) -> String {
+        let head = match self.kind {
+            FieldErrorType::Required => "Required value",
+            FieldErrorType::Invalid => "Invalid value",
+            FieldErrorType::Forbidden => "Forbidden",
+            FieldErrorType::Duplicate => "Duplicate value",
+            FieldErrorType::NotSupported => "Unsupported value",
+            FieldErrorType::TooLong => "Too long",
+            FieldErrorType::NotFound => "Not found",
+        };
+        let mut s = head.to_string();
+        if let Some(v) = &self.value {
+            let shown = match v {
+                Value::String(s) => format!("{s:?}"),
+                Value::Null => "null".to_string(),
+                other => other.to_string(),
+            };
+            s = format!("{s}: {shown}");
+        }
+        if !self.detail.is_empty() {
+            s = format!("{s}: {}", self.detail);
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.body())
+    }
+}
+
+/// Formats an error list as upstream's aggregate ("a: x" or "[a: x, b: y]").
+pub fn aggregate_message(errs: &[FieldError]) -> String {
+    match errs {
+        [one] => one.to_string(),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+fn is_label_chars(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Problems with `s` as an RFC 1123 label (empty list = valid).
+pub fn dns1123_label_errors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push("must be no more than 63 characters".to_string());
+    }
+    if !is_label_chars(s) {
+        out.push(DNS1123_LABEL_MSG.to_string());
+    }
+    out
+}
+
+/// Problems with `s` as an RFC 1123 subdomain (empty list = valid).
+pub fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 253 {
+        out.push("must be no more than 253 characters".to_string());
+    }
+    if s.is_empty() || !s.split('.').all(is_label_chars) {
+        out.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    out
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Problems with `s` as a qualified name (label or annotation key: `[prefix/]name`).
+pub fn qualified_name_errors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            out.push("prefix part must be non-empty".to_string());
+        } else {
+            for e in dns1123_subdomain_errors(p) {
+                out.push(format!("prefix part {e}"));
+            }
+        }
+    }
+    if name.contains('/') || !is_qualified_name_part(name) {
+        out.push("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string());
+    }
+    out
+}
+
+/// Problems with `s` as a label value (may be empty).
+pub fn label_value_errors(s: &str) -> Vec<String> {
+    if s.is_empty() || is_qualified_name_part(s) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push("must be no more than 63 characters".to_string());
+    }
+    out.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string());
+    out
+}
+
+/// How an object's name must look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain (most kinds, pods included).
+    Subdomain,
+    /// RFC 1123 label (namespaces, services).
+    Label,
+    /// Anything without `/` and not `.` or `..` (events, nodes use subdomain in fact).
+    Path,
+}
+
+fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
+    match rule {
+        NameRule::Subdomain => dns1123_subdomain_errors(name),
+        NameRule::Label => dns1123_label_errors(name),
+        NameRule::Path => {
+            if name == "." || name == ".." {
+                vec![format!("may not be '{name}'")]
+            } else if name.contains('/') || name.contains('%') {
+                vec!["may not contain '/' or '%'".to_string()]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Validates object metadata: name (or generateName), namespace presence, labels, annotations.
+pub fn validate_object_meta(
+    meta: &ObjectMeta,
+    namespaced: bool,
+    rule: NameRule,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    match meta.name.as_deref() {
+        None | Some("") => {
+            if meta.generate_name.as_deref().unwrap_or("").is_empty() {
+                errs.push(FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                ));
+            }
+        }
+        Some(name) => {
+            for e in name_errors(rule, name) {
+                errs.push(FieldError::invalid("metadata.name", name, e));
+            }
+        }
+    }
+    if namespaced {
+        if meta.namespace.as_deref().unwrap_or("").is_empty() {
+            errs.push(FieldError::required("metadata.namespace", ""));
+        }
+    } else if meta.namespace.as_deref().is_some_and(|n| !n.is_empty()) {
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
+    }
+    errs.extend(validate_labels(meta.labels.as_ref(), "metadata.labels"));
+    if let Some(ann) = &meta.annotations {
+        let mut total = 0usize;
+        for (k, v) in ann {
+            total += k.len() + v.len();
+            for e in qualified_name_errors(&k.to_lowercase()) {
+                errs.push(FieldError::invalid("metadata.annotations", k.as_str(), e));
+            }
+        }
+        if total > 256 * 1024 {
+            errs.push(FieldError {
+                kind: FieldErrorType::TooLong,
+                field: "metadata.annotations".to_string(),
+                value: None,
+                detail: "may not be more than 262144 bytes".to_string(),
+            });
+        }
+    }
+    errs
+}
+
+/// Validates a label map.
+pub fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (k, v) in labels.into_iter().flatten() {
+        for e in qualified_name_errors(k) {
+            errs.push(FieldError::invalid(path, k.as_str(), e));
+        }
+        for e in label_value_errors(v) {
+            errs.push(FieldError::invalid(path, v.as_str(), e));
+        }
+    }
+    errs
+}
+
+fn is_iana_svc_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 15
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().any(|c| c.is_ascii_lowercase())
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+        && !s.contains("--")
+}
+
+fn port_range(errs: &mut Vec<FieldError>, path: &str, port: i32, allow_zero: bool) {
+    if (allow_zero && port == 0) || (1..=65535).contains(&port) {
+        return;
+    }
+    errs.push(FieldError::invalid(
+        path,
+        port,
+        "must be between 1 and 65535, inclusive",
+    ));
+}
+
+fn non_negative(errs: &mut Vec<FieldError>, path: String, v: Option<i32>) {
+    if let Some(v) = v
+        && v < 0
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+fn validate_int_or_string_port(errs: &mut Vec<FieldError>, path: String, p: &IntOrString) {
+    match p {
+        IntOrString::Int(n) => port_range(errs, &path, *n, false),
+        IntOrString::String(s) => {
+            if !is_iana_svc_name(s) {
+                errs.push(FieldError::invalid(
+                    path,
+                    s.as_str(),
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                ));
+            }
+        }
+    }
+}
+
+fn validate_probe(errs: &mut Vec<FieldError>, path: &str, p: &Probe, must_be_one: bool) {
+    let mut handlers = 0;
+    if p.exec.is_some() {
+        handlers += 1;
+    }
+    if let Some(h) = &p.http_get {
+        handlers += 1;
+        validate_int_or_string_port(errs, format!("{path}.httpGet.port"), &h.port);
+        if let Some(s) = &h.scheme
+            && s != "HTTP"
+            && s != "HTTPS"
+        {
+            errs.push(FieldError::not_supported(
+                format!("{path}.httpGet.scheme"),
+                s.as_str(),
+                &["HTTP", "HTTPS"],
+            ));
+        }
+    }
+    if let Some(t) = &p.tcp_socket {
+        handlers += 1;
+        validate_int_or_string_port(errs, format!("{path}.tcpSocket.port"), &t.port);
+    }
+    if let Some(g) = &p.grpc {
+        handlers += 1;
+        port_range(errs, &format!("{path}.grpc.port"), g.port, false);
+    }
+    if handlers == 0 {
+        errs.push(FieldError::required(path, "must specify a handler type"));
+    } else if handlers > 1 {
+        errs.push(FieldError::forbidden(
+            path,
+            "may not specify more than 1 handler type",
+        ));
+    }
+    non_negative(
+        errs,
+        format!("{path}.initialDelaySeconds"),
+        p.initial_delay_seconds,
+    );
+    non_negative(errs, format!("{path}.timeoutSeconds"), p.timeout_seconds);
+    non_negative(errs, format!("{path}.periodSeconds"), p.period_seconds);
+    non_negative(
+        errs,
+        format!("{path}.successThreshold"),
+        p.success_threshold,
+    );
+    non_negative(
+        errs,
+        format!("{path}.failureThreshold"),
+        p.failure_threshold,
+    );
+    if must_be_one && p.success_threshold.is_some_and(|s| s != 1) {
+        errs.push(FieldError::invalid(
+            format!("{path}.successThreshold"),
+            p.success_threshold.unwrap_or(0),
+            "must be 1",
+        ));
+    }
+    if let Some(t) = p.termination_grace_period_seconds
+        && t <= 0
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            t,
+            "must be greater than 0",
+        ));
+    }
+}
+
+fn validate_container(
+    errs: &mut Vec<FieldError>,
+    path: &str,
+    c: &Container,
+    names: &mut HashSet<String>,
+    volumes: &HashSet<String>,
+    init: bool,
+) {
+    if c.name.is_empty() {
+        errs.push(FieldError::required(format!("{path}.name"), ""));
+    } else {
+        for e in dns1123_label_errors(&c.name) {
+            errs.push(FieldError::invalid(
+                format!("{path}.name"),
+                c.name.as_str(),
+                e,
+            ));
+        }
+        if !names.insert(c.name.clone()) {
+            errs.push(FieldError::duplicate(
+                format!("{path}.name"),
+                c.name.as_str(),
+            ));
+        }
+    }
+    if c.image.as_deref().unwrap_or("").trim().is_empty() {
+        errs.push(FieldError::required(format!("{path}.image"), ""));
+    }
+    if let Some(p) = &c.image_pull_policy
+        && !["Always", "IfNotPresent", "Never"].contains(&p.as_str())
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.imagePullPolicy"),
+            p.as_str(),
+            &["Always", "IfNotPresent", "Never"],
+        ));
+    }
+    if let Some(p) = &c.termination_message_policy
+        && !["File", "FallbackToLogsOnError"].contains(&p.as_str())
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.terminationMessagePolicy"),
+            p.as_str(),
+            &["File", "FallbackToLogsOnError"],
+        ));
+    }
+    let mut port_names = HashSet::new();
+    for (i, p) in c.ports.iter().flatten().enumerate() {
+        let pp = format!("{path}.ports[{i}]");
+        port_range(
+            errs,
+            &format!("{pp}.containerPort"),
+            p.container_port,
+            false,
+        );
+        if let Some(h) = p.host_port {
+            port_range(errs, &format!("{pp}.hostPort"), h, true);
+        }
+        if let Some(proto) = &p.protocol
+            && !["TCP", "UDP", "SCTP"].contains(&proto.as_str())
+        {
+            errs.push(FieldError::not_supported(
+                format!("{pp}.protocol"),
+                proto.as_str(),
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+        if let Some(n) = &p.name {
+            if !is_iana_svc_name(n) {
+                errs.push(FieldError::invalid(format!("{pp}.name"), n.as_str(), "must be no more than 15 characters, contain only lowercase alphanumeric characters and '-', contain at least one letter, and not start or end with '-'"));
+            } else if !port_names.insert(n.clone()) {
+                errs.push(FieldError::duplicate(format!("{pp}.name"), n.as_str()));
+            }
+        }
+    }
+    for (i, e) in c.env.iter().flatten().enumerate() {
+        if e.name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
+        }
+    }
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        if !volumes.contains(&m.name) {
+            errs.push(FieldError::not_found(
+                format!("{path}.volumeMounts[{i}].name"),
+                m.name.as_str(),
+            ));
+        }
+        if m.mount_path.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.volumeMounts[{i}].mountPath"),
+                "",
+            ));
+        }
+    }
+    let sidecar = init && c.restart_policy.as_deref() == Some("Always");
+    if let Some(rp) = &c.restart_policy
+        && (!init || rp != "Always")
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            rp.as_str(),
+            &["Always"],
+        ));
+    }
+    if init && !sidecar {
+        for (field, p) in [
+            ("livenessProbe", &c.liveness_probe),
+            ("readinessProbe", &c.readiness_probe),
+            ("startupProbe", &c.startup_probe),
+        ] {
+            if p.is_some() {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{field}"),
+                    "may not be set for init containers without restartPolicy=Always",
+                ));
+            }
+        }
+    } else {
+        if let Some(p) = &c.liveness_probe {
+            validate_probe(errs, &format!("{path}.livenessProbe"), p, true);
+        }
+        if let Some(p) = &c.readiness_probe {
+            validate_probe(errs, &format!("{path}.readinessProbe"), p, false);
+        }
+        if let Some(p) = &c.startup_probe {
+            validate_probe(errs, &format!("{path}.startupProbe"), p, true);
+        }
+    }
+}
+
+/// Validates a pod spec at `path` ("spec" or "spec.template.spec").
+pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut volumes = HashSet::new();
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        let vp = format!("{path}.volumes[{i}].name");
+        if v.name.is_empty() {
+            errs.push(FieldError::required(vp, ""));
+            continue;
+        }
+        for e in dns1123_label_errors(&v.name) {
+            errs.push(FieldError::invalid(vp.clone(), v.name.as_str(), e));
+        }
+        if !volumes.insert(v.name.clone()) {
+            errs.push(FieldError::duplicate(vp, v.name.as_str()));
+        }
+    }
+    let mut names = HashSet::new();
+    if spec.containers.is_empty() {
+        errs.push(FieldError::required(format!("{path}.containers"), ""));
+    }
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        validate_container(
+            &mut errs,
+            &format!("{path}.initContainers[{i}]"),
+            c,
+            &mut names,
+            &volumes,
+            true,
+        );
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        validate_container(
+            &mut errs,
+            &format!("{path}.containers[{i}]"),
+            c,
+            &mut names,
+            &volumes,
+            false,
+        );
+    }
+    if let Some(rp) = &spec.restart_policy
+        && !["Always", "OnFailure", "Never"].contains(&rp.as_str())
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            rp.as_str(),
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
+    if let Some(d) = &spec.dns_policy
+        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&d.as_str())
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.dnsPolicy"),
+            d.as_str(),
+            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        ));
+    }
+    if let Some(a) = spec.active_deadline_seconds
+        && a <= 0
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.activeDeadlineSeconds"),
+            a,
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    if let Some(n) = &spec.node_name
+        && !n.is_empty()
+    {
+        for e in dns1123_subdomain_errors(n) {
+            errs.push(FieldError::invalid(
+                format!("{path}.nodeName"),
+                n.as_str(),
+                e,
+            ));
+        }
+    }
+    errs.extend(validate_labels(
+        spec.node_selector.as_ref(),
+        &format!("{path}.nodeSelector"),
+    ));
+    for (i, t) in spec.tolerations.iter().flatten().enumerate() {
+        let tp = format!("{path}.tolerations[{i}]");
+        if let Some(op) = &t.operator
+            && op != "Exists"
+            && op != "Equal"
+        {
+            errs.push(FieldError::not_supported(
+                format!("{tp}.operator"),
+                op.as_str(),
+                &["Equal", "Exists"],
+            ));
+        }
+        if let Some(e) = &t.effect
+            && !["NoSchedule", "PreferNoSchedule", "NoExecute", ""].contains(&e.as_str())
+        {
+            errs.push(FieldError::not_supported(
+                format!("{tp}.effect"),
+                e.as_str(),
+                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            ));
+        }
+        if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
+            errs.push(FieldError::invalid(
+                format!("{tp}.effect"),
+                t.effect.clone().unwrap_or_default(),
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
+        }
+        if t.operator.as_deref() == Some("Exists")
+            && t.value.as_deref().is_some_and(|v| !v.is_empty())
+        {
+            errs.push(FieldError::invalid(
+                format!("{tp}.operator"),
+                t.value.clone().unwrap_or_default(),
+                "value must be empty when `operator` is 'Exists'",
+            ));
+        }
+    }
+    errs
+}
+
+/// Validates a whole pod for create.
+pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&pod.metadata, true, NameRule::Subdomain);
+    match &pod.spec {
+        Some(spec) => errs.extend(validate_pod_spec(spec, "spec")),
+        None => errs.push(FieldError::required("spec.containers", "")),
+    }
+    errs
+}
+
+/// The message upstream gives when an update changes an immutable part of a pod spec.
+pub const POD_SPEC_IMMUTABLE: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// Validates a pod update: the new pod must be valid and its spec may differ from the old
+/// one only in the fields upstream allows (container images, activeDeadlineSeconds,
+/// additional tolerations, removed scheduling gates).
+pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_pod(new);
+    let (Some(ns), Some(os)) = (&new.spec, &old.spec) else {
+        return errs;
+    };
+    let mut masked = ns.clone();
+    for (m, o) in masked.containers.iter_mut().zip(&os.containers) {
+        m.image = o.image.clone();
+    }
+    if let (Some(mi), Some(oi)) = (masked.init_containers.as_mut(), os.init_containers.as_ref()) {
+        for (m, o) in mi.iter_mut().zip(oi) {
+            m.image = o.image.clone();
+        }
+    }
+    if let Some(new_ads) = ns.active_deadline_seconds {
+        match os.active_deadline_seconds {
+            Some(old_ads) if new_ads > old_ads => errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                new_ads,
+                "must be less than or equal to previous value",
+            )),
+            _ => {}
+        }
+        masked.active_deadline_seconds = os.active_deadline_seconds;
+    } else if os.active_deadline_seconds.is_some() {
+        errs.push(FieldError::invalid(
+            "spec.activeDeadlineSeconds",
+            Value::Null,
+            "must not update activeDeadlineSeconds to nil",
+        ));
+        masked.active_deadline_seconds = os.active_deadline_seconds;
+    }
+    let old_tol = os.tolerations.clone().unwrap_or_default();
+    let new_tol = ns.tolerations.clone().unwrap_or_default();
+    if old_tol.iter().all(|t| new_tol.contains(t)) {
+        masked.tolerations = os.tolerations.clone();
+    }
+    // Scheduling gates may only be removed.
+    let old_g = os.scheduling_gates.clone().unwrap_or_default();
+    let new_g = ns.scheduling_gates.clone().unwrap_or_default();
+    if new_g.iter().all(|g| old_g.contains(g)) {
+        masked.scheduling_gates = os.scheduling_gates.clone();
+    }
+    if os.termination_grace_period_seconds.is_some_and(|t| t < 0)
+        && ns.termination_grace_period_seconds == Some(1)
+    {
+        masked.termination_grace_period_seconds = os.termination_grace_period_seconds;
+    }
+    if &masked != os {
+        errs.push(FieldError::forbidden("spec", POD_SPEC_IMMUTABLE));
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: Value) -> Pod {
+        serde_json::from_value(v).expect("pod")
+    }
+
+    #[test]
+    fn names_follow_rfc1123() {
+        assert!(dns1123_label_errors("web-1").is_empty());
+        assert!(!dns1123_label_errors("Bad_Name").is_empty());
+        assert!(!dns1123_label_errors("-a").is_empty());
+        assert!(!dns1123_label_errors(&"a".repeat(64)).is_empty());
+        assert!(dns1123_subdomain_errors("a.b-c.d").is_empty());
+        assert!(!dns1123_subdomain_errors("a..b").is_empty());
+        assert!(qualified_name_errors("app.kubernetes.io/name").is_empty());
+        assert!(!qualified_name_errors("/x").is_empty());
+        assert!(label_value_errors("").is_empty());
+        assert!(!label_value_errors("a b").is_empty());
+    }
+
+    #[test]
+    fn invalid_pod_reports_field_paths() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "Bad_Name", "namespace": "default"},
+            "spec": {"containers": [
+                {"name": "a", "image": "x", "ports": [{"containerPort": 70000}]},
+                {"name": "a"},
+                {"name": "b", "image": "x", "livenessProbe": {"exec": {"command": ["true"]}, "successThreshold": 2, "periodSeconds": -1}}
+            ]}
+        }));
+        let errs = validate_pod(&p);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"metadata.name"), "{fields:?}");
+        assert!(fields.contains(&"spec.containers[0].ports[0].containerPort"));
+        assert!(fields.contains(&"spec.containers[1].name"));
+        assert!(fields.contains(&"spec.containers[1].image"));
+        assert!(fields.contains(&"spec.containers[2].livenessProbe.successThreshold"));
+        assert!(fields.contains(&"spec.containers[2].livenessProbe.periodSeconds"));
+        let img = errs
+            .iter()
+            .find(|e| e.field == "spec.containers[1].image")
+            .unwrap();
+        assert_eq!(img.to_string(), "spec.containers[1].image: Required value");
+        assert_eq!(img.kind.reason(), "FieldValueRequired");
+    }
+
+    #[test]
+    fn pod_without_containers_is_invalid() {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "x", "namespace": "d"}, "spec": {"containers": []}}),
+        );
+        let errs = validate_pod(&p);
+        assert_eq!(aggregate_message(&errs), "spec.containers: Required value");
+    }
+
+    #[test]
+    fn pod_update_allows_image_only() {
+        let old = pod(
+            serde_json::json!({"metadata": {"name": "x", "namespace": "d"}, "spec": {"containers": [{"name": "a", "image": "i:1"}]}}),
+        );
+        let mut new = old.clone();
+        new.spec.as_mut().unwrap().containers[0].image = Some("i:2".into());
+        assert!(validate_pod_update(&new, &old).is_empty());
+        new.spec.as_mut().unwrap().containers[0].args = Some(vec!["x".into()]);
+        let errs = validate_pod_update(&new, &old);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec");
+        assert_eq!(errs[0].kind, FieldErrorType::Forbidden);
+    }
+}
