@@ -230,14 +230,7 @@ impl WatchState {
                     self.next_rev = self.next_rev.max(self.scanned_to + 1);
                     match self.hub.try_subscribe(self.next_rev - 1) {
                         Ok(Some(rx)) => {
-                            let period = self.hub.config.progress_interval;
-                            let mut progress = tokio::time::interval_at(
-                                tokio::time::Instant::now() + period,
-                                period,
-                            );
-                            progress
-                                .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                            self.phase = Phase::Live { rx, progress };
+                            self.phase = live(&self.hub, rx);
                             continue;
                         }
                         Ok(None) => {}
@@ -292,13 +285,26 @@ impl WatchState {
     }
 }
 
+fn live(hub: &Hub, rx: broadcast::Receiver<Batch>) -> Phase {
+    let period = hub.config.progress_interval;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Phase::Live { rx, progress }
+}
+
 /// Starts a watch of `prefix` from revision `from` (already validated and resolved; `>= 1`).
+/// A watch from the next revision (or later) joins the live feed at once, so its place in the
+/// ring is held (and bounded) even before the stream is first polled.
 pub(crate) fn watch_stream(
     hub: Arc<Hub>,
     history: Arc<dyn History>,
     prefix: &str,
     from: Revision,
-) -> WatchStream {
+) -> Result<WatchStream, StoreError> {
+    let phase = match hub.try_subscribe(from - 1)? {
+        Some(rx) => live(&hub, rx),
+        None => Phase::CatchUp,
+    };
     let state = WatchState {
         hub,
         history,
@@ -306,11 +312,11 @@ pub(crate) fn watch_stream(
         next_rev: from,
         scanned_to: from - 1,
         pending: VecDeque::new(),
-        phase: Phase::CatchUp,
+        phase,
     };
-    futures::stream::unfold(state, |mut state| async move {
+    Ok(futures::stream::unfold(state, |mut state| async move {
         let item = state.next().await?;
         Some((item, state))
     })
-    .boxed()
+    .boxed())
 }

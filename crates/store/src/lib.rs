@@ -45,6 +45,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 
+pub mod conformance;
 pub(crate) mod hub;
 pub mod memory;
 pub(crate) mod validate;

@@ -340,10 +340,15 @@ impl Store for MemoryStore {
             }
         };
         let history: Arc<dyn History> = self.inner.clone();
-        Ok(watch_stream(self.inner.hub.clone(), history, prefix, from))
+        watch_stream(self.inner.hub.clone(), history, prefix, from)
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        if revision < 0 {
+            return Err(StoreError::InvalidArgument {
+                message: format!("negative compaction revision {revision}"),
+            });
+        }
         let mut state = self.inner.state.lock();
         if revision > state.revision {
             return Err(StoreError::FutureRevision {
@@ -419,5 +424,62 @@ mod tests {
             Some(Ok(WatchEvent::Delete { revision: 4, .. }))
         ));
         assert_eq!(w.next().await, Some(Ok(WatchEvent::Progress(4))));
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::WatchEvent;
+
+    #[tokio::test(start_paused = true)]
+    async fn bookmark_interval_is_configurable_and_follows_paused_time() {
+        let store = MemoryStore::with_watch_config(WatchConfig {
+            progress_interval: Duration::from_secs(5),
+            watch_buffer: 8,
+        });
+        let mut w = store.watch("/x/", 0).await.unwrap();
+        let start = tokio::time::Instant::now();
+        store.create("/y/1", vec![]).await.unwrap();
+        assert_eq!(w.next().await, Some(Ok(WatchEvent::Progress(2))));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        // A delivered event restarts the silence timer.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kv = store.create("/x/1", vec![]).await.unwrap();
+        assert!(matches!(w.next().await, Some(Ok(WatchEvent::Put { .. }))));
+        assert_eq!(
+            w.next().await,
+            Some(Ok(WatchEvent::Progress(kv.mod_revision)))
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(13));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watcher_too_far_behind_ends_with_compacted_and_writers_never_wait() {
+        let store = MemoryStore::with_watch_config(WatchConfig {
+            progress_interval: Duration::from_secs(1),
+            watch_buffer: 4,
+        });
+        let mut slow = store.watch("/s/", 0).await.unwrap();
+        for i in 0..10 {
+            store.create(&format!("/s/{i}"), vec![]).await.unwrap();
+        }
+        match slow.next().await {
+            Some(Err(StoreError::Compacted { requested, .. })) => assert_eq!(requested, 2),
+            other => panic!("expected Compacted, got {other:?}"),
+        }
+        assert_eq!(slow.next().await, None);
+        // Memory of the ring is bounded; a new watch from history still works.
+        let mut again = store.watch("/s/", 2).await.unwrap();
+        let mut n = 0;
+        while n < 10 {
+            if let Some(Ok(WatchEvent::Put { .. })) = again.next().await {
+                n += 1;
+            }
+        }
     }
 }
