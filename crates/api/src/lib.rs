@@ -3,6 +3,7 @@
 
 pub mod defaults;
 pub mod selectors;
+pub mod status;
 pub mod validation;
 
 pub use selectors::{FieldSelector, LabelSelector, SelectorError};

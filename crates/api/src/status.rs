@@ -1,0 +1,1031 @@
+//! Pod status rules of spec §2, as pure functions on `k8s-openapi` types: the pod phase
+//! (`getPhase`), the kubelet-owned conditions with upstream's reasons and messages, the QoS
+//! class, and the small formatting helpers the kubelet's messages use.
+//!
+//! Who calls what: the node agent computes a pod's status from runtime facts, then calls
+//! [`get_phase`], [`initialized_condition`], [`containers_ready_condition`],
+//! [`ready_condition`] and merges them with [`merge_conditions`]; the API server may call
+//! [`qos_class`] at create time.
+
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, PodCondition, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Phase `Pending`.
+pub const PHASE_PENDING: &str = "Pending";
+/// Phase `Running`.
+pub const PHASE_RUNNING: &str = "Running";
+/// Phase `Succeeded`.
+pub const PHASE_SUCCEEDED: &str = "Succeeded";
+/// Phase `Failed`.
+pub const PHASE_FAILED: &str = "Failed";
+
+/// Condition type `PodScheduled`.
+pub const POD_SCHEDULED: &str = "PodScheduled";
+/// Condition type `PodReadyToStartContainers`.
+pub const POD_READY_TO_START_CONTAINERS: &str = "PodReadyToStartContainers";
+/// Condition type `Initialized`.
+pub const INITIALIZED: &str = "Initialized";
+/// Condition type `ContainersReady`.
+pub const CONTAINERS_READY: &str = "ContainersReady";
+/// Condition type `Ready`.
+pub const READY: &str = "Ready";
+
+/// Whether `phase` is `Succeeded` or `Failed` (terminal phases never revert).
+pub fn is_terminal_phase(phase: Option<&str>) -> bool {
+    matches!(phase, Some(PHASE_SUCCEEDED) | Some(PHASE_FAILED))
+}
+
+/// Whether an init container is a sidecar (`restartPolicy: Always`).
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+fn find<'a>(statuses: &'a [ContainerStatus], name: &str) -> Option<&'a ContainerStatus> {
+    statuses.iter().find(|s| s.name == name)
+}
+
+fn is_running(s: &ContainerStatus) -> bool {
+    s.state.as_ref().is_some_and(|st| st.running.is_some())
+}
+
+fn terminated_code(s: &ContainerStatus) -> Option<i32> {
+    s.state
+        .as_ref()
+        .and_then(|st| st.terminated.as_ref())
+        .map(|t| t.exit_code)
+}
+
+fn is_waiting(s: &ContainerStatus) -> bool {
+    s.state.as_ref().is_some_and(|st| st.waiting.is_some())
+}
+
+fn last_terminated_code(s: &ContainerStatus) -> Option<i32> {
+    s.last_state
+        .as_ref()
+        .and_then(|st| st.terminated.as_ref())
+        .map(|t| t.exit_code)
+}
+
+/// Whether any regular container has been created (running, terminated, or has a previous
+/// instance).
+fn any_regular_container_created(spec: &PodSpec, statuses: &[ContainerStatus]) -> bool {
+    spec.containers
+        .iter()
+        .filter_map(|c| find(statuses, &c.name))
+        .any(|s| is_running(s) || terminated_code(s).is_some() || last_terminated_code(s).is_some())
+}
+
+/// The pod phase (spec §2.1, upstream `getPhase` with the newer restart-rule gates off).
+/// `pod_is_terminal` is true for the final status of a deleted or evicted pod: then a pod
+/// whose containers all stopped is `Succeeded` if every exit code was 0, else `Failed`,
+/// whatever its restart policy.
+pub fn get_phase(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    pod_is_terminal: bool,
+) -> &'static str {
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let (mut pending_init, mut failed_init) = (0, 0);
+    let (mut pending_sidecar, mut unknown, mut running, mut waiting) = (0, 0, 0, 0);
+    let (mut stopped, mut succeeded) = (0, 0);
+    let init_containers = spec.init_containers.as_deref().unwrap_or_default();
+    for c in init_containers.iter().filter(|c| !is_sidecar(c)) {
+        match find(init_statuses, &c.name) {
+            None => pending_init += 1,
+            Some(s) if is_running(s) => pending_init += 1,
+            Some(s) => match terminated_code(s) {
+                Some(code) if code != 0 => failed_init += 1,
+                Some(_) => {}
+                None if is_waiting(s) && last_terminated_code(s).is_some_and(|c| c != 0) => {
+                    failed_init += 1
+                }
+                None => pending_init += 1,
+            },
+        }
+    }
+    for c in init_containers.iter().filter(|c| is_sidecar(c)) {
+        match find(init_statuses, &c.name) {
+            None => unknown += 1,
+            Some(s) if is_running(s) => {
+                running += 1;
+                if s.started != Some(true) {
+                    pending_sidecar += 1;
+                }
+            }
+            Some(s) if terminated_code(s).is_some() => {}
+            Some(s)
+                if is_waiting(s)
+                    && s.last_state
+                        .as_ref()
+                        .and_then(|l| l.terminated.as_ref())
+                        .is_none() =>
+            {
+                pending_sidecar += 1;
+                waiting += 1;
+            }
+            Some(_) => {
+                pending_sidecar += 1;
+                unknown += 1;
+            }
+        }
+    }
+    for c in &spec.containers {
+        match find(statuses, &c.name) {
+            None => unknown += 1,
+            Some(s) if is_running(s) => running += 1,
+            Some(s) => match terminated_code(s) {
+                Some(code) => {
+                    stopped += 1;
+                    if code == 0 {
+                        succeeded += 1;
+                    }
+                }
+                None if is_waiting(s) => {
+                    if last_terminated_code(s).is_some() {
+                        stopped += 1;
+                    } else {
+                        waiting += 1;
+                    }
+                }
+                None => unknown += 1,
+            },
+        }
+    }
+    if failed_init > 0 && policy == "Never" {
+        return PHASE_FAILED;
+    }
+    if pending_init > 0
+        || (pending_sidecar > 0 && !any_regular_container_created(spec, statuses))
+        || waiting > 0
+    {
+        return PHASE_PENDING;
+    }
+    if running > 0 && unknown == 0 {
+        return PHASE_RUNNING;
+    }
+    if running == 0 && stopped > 0 && unknown == 0 {
+        if pod_is_terminal {
+            return if stopped == succeeded {
+                PHASE_SUCCEEDED
+            } else {
+                PHASE_FAILED
+            };
+        }
+        if policy == "Always" {
+            return PHASE_RUNNING;
+        }
+        if stopped == succeeded {
+            return PHASE_SUCCEEDED;
+        }
+        if policy == "Never" {
+            return PHASE_FAILED;
+        }
+        return PHASE_RUNNING;
+    }
+    PHASE_PENDING
+}
+
+/// Formats names as Go's `%s` formats a `[]string`: `[a b c]`.
+pub fn go_string_slice(names: &[String]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) -> PodCondition {
+    PodCondition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.map(str::to_string),
+        message,
+        ..PodCondition::default()
+    }
+}
+
+fn unready_message(unknown: &[String], other: &[String], other_what: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    if !unknown.is_empty() {
+        parts.push(format!(
+            "containers with unknown status: {}",
+            go_string_slice(unknown)
+        ));
+    }
+    if !other.is_empty() {
+        parts.push(format!(
+            "containers with {other_what} status: {}",
+            go_string_slice(other)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The `ContainersReady` condition (upstream `GenerateContainersReadyCondition`): True when
+/// every regular container and every sidecar is ready; terminal phases give False with
+/// `PodCompleted`/`PodFailed`; otherwise False, `ContainersNotReady`,
+/// `containers with unready status: [a b]`.
+pub fn containers_ready_condition(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
+    let (mut unknown, mut unready) = (Vec::new(), Vec::new());
+    let sidecars = spec
+        .init_containers
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| is_sidecar(c));
+    for c in sidecars {
+        match find(init_statuses, &c.name) {
+            Some(s) if !s.ready => unready.push(c.name.clone()),
+            Some(_) => {}
+            None => unknown.push(c.name.clone()),
+        }
+    }
+    for c in &spec.containers {
+        match find(statuses, &c.name) {
+            Some(s) if !s.ready => unready.push(c.name.clone()),
+            Some(_) => {}
+            None => unknown.push(c.name.clone()),
+        }
+    }
+    if phase == PHASE_SUCCEEDED && unknown.is_empty() {
+        return condition(CONTAINERS_READY, false, Some("PodCompleted"), None);
+    }
+    if phase == PHASE_FAILED {
+        return condition(CONTAINERS_READY, false, Some("PodFailed"), None);
+    }
+    match unready_message(&unknown, &unready, "unready") {
+        Some(msg) => condition(
+            CONTAINERS_READY,
+            false,
+            Some("ContainersNotReady"),
+            Some(msg),
+        ),
+        None => condition(CONTAINERS_READY, true, None, None),
+    }
+}
+
+/// The `Ready` condition (upstream `GeneratePodReadyCondition`): ContainersReady's status,
+/// reason and message when it is not True; then the readiness gates, read from the pod's
+/// current `conditions`.
+pub fn ready_condition(
+    spec: &PodSpec,
+    current_conditions: &[PodCondition],
+    containers_ready: &PodCondition,
+) -> PodCondition {
+    if containers_ready.status != "True" {
+        return PodCondition {
+            type_: READY.to_string(),
+            ..containers_ready.clone()
+        };
+    }
+    let mut problems = Vec::new();
+    for gate in spec.readiness_gates.as_deref().unwrap_or_default() {
+        let t = &gate.condition_type;
+        match current_conditions.iter().find(|c| &c.type_ == t) {
+            None => problems.push(format!(
+                "corresponding condition of pod readiness gate \"{t}\" does not exist."
+            )),
+            Some(c) if c.status != "True" => problems.push(format!(
+                "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                c.status
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        condition(READY, true, None, None)
+    } else {
+        condition(
+            READY,
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(problems.join(", ")),
+        )
+    }
+}
+
+/// The `Initialized` condition (upstream `GeneratePodInitializedCondition`).
+pub fn initialized_condition(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
+    let init_containers = spec.init_containers.as_deref().unwrap_or_default();
+    if init_containers.is_empty() {
+        return condition(INITIALIZED, true, None, None);
+    }
+    let (mut unknown, mut incomplete) = (Vec::new(), Vec::new());
+    for c in init_containers {
+        match find(init_statuses, &c.name) {
+            None => unknown.push(c.name.clone()),
+            Some(s) if is_sidecar(c) => {
+                if s.started != Some(true) {
+                    incomplete.push(c.name.clone());
+                }
+            }
+            Some(s) => {
+                if !s.ready {
+                    incomplete.push(c.name.clone());
+                }
+            }
+        }
+    }
+    if phase == PHASE_SUCCEEDED && unknown.is_empty() {
+        return condition(INITIALIZED, true, Some("PodCompleted"), None);
+    }
+    if any_regular_container_created(spec, statuses) {
+        return condition(INITIALIZED, true, None, None);
+    }
+    match unready_message(&unknown, &incomplete, "incomplete") {
+        Some(msg) => condition(
+            INITIALIZED,
+            false,
+            Some("ContainersNotInitialized"),
+            Some(msg),
+        ),
+        None => condition(INITIALIZED, true, None, None),
+    }
+}
+
+/// The `PodReadyToStartContainers` condition: True once the sandbox exists.
+pub fn ready_to_start_containers_condition(sandbox_ready: bool) -> PodCondition {
+    condition(POD_READY_TO_START_CONTAINERS, sandbox_ready, None, None)
+}
+
+/// The `PodScheduled` condition the kubelet appends: True.
+pub fn scheduled_condition() -> PodCondition {
+    condition(POD_SCHEDULED, true, None, None)
+}
+
+/// The condition types the kubelet owns (and rewrites on every status).
+pub const KUBELET_OWNED: [&str; 5] = [
+    POD_READY_TO_START_CONTAINERS,
+    INITIALIZED,
+    READY,
+    CONTAINERS_READY,
+    POD_SCHEDULED,
+];
+
+/// Merges freshly computed kubelet-owned conditions into the current ones: conditions the
+/// kubelet does not own are kept first, in their order; then the owned ones in upstream's
+/// order (PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled).
+/// `lastTransitionTime` is kept from the current condition of the same type when the status
+/// did not change, and is `now` otherwise.
+pub fn merge_conditions(
+    current: &[PodCondition],
+    owned: Vec<PodCondition>,
+    now: &Time,
+) -> Vec<PodCondition> {
+    let mut out: Vec<PodCondition> = current
+        .iter()
+        .filter(|c| !KUBELET_OWNED.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    let mut owned = owned;
+    owned.sort_by_key(|c| {
+        KUBELET_OWNED
+            .iter()
+            .position(|t| *t == c.type_)
+            .unwrap_or(usize::MAX)
+    });
+    for mut c in owned {
+        let old = current.iter().find(|o| o.type_ == c.type_);
+        c.last_transition_time = match old {
+            Some(o) if o.status == c.status && o.last_transition_time.is_some() => {
+                o.last_transition_time.clone()
+            }
+            _ => Some(now.clone()),
+        };
+        if let Some(o) = old.filter(|o| c.type_ == POD_SCHEDULED && o.status == c.status) {
+            c.reason = o.reason.clone();
+            c.message = o.message.clone();
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Errors of [`parse_quantity`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid quantity {0:?}")]
+pub struct QuantityError(pub String);
+
+/// Parses a Kubernetes quantity (`100m`, `1.5`, `128Mi`, `1e3`, `2G`) into nano-units.
+pub fn parse_quantity(q: &str) -> Result<i128, QuantityError> {
+    let err = || QuantityError(q.to_string());
+    let s = q.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let (neg, num) = match num.strip_prefix('-') {
+        Some(n) => (true, n),
+        None => (false, num.strip_prefix('+').unwrap_or(num)),
+    };
+    if num.is_empty() {
+        return Err(err());
+    }
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(err());
+    }
+    let mut nanos: i128 = 0;
+    for b in int.bytes() {
+        nanos = nanos
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i128::from(b - b'0')))
+            .ok_or_else(err)?;
+    }
+    nanos = nanos.checked_mul(1_000_000_000).ok_or_else(err)?;
+    let mut scale = 100_000_000i128;
+    for b in frac.bytes().take(9) {
+        nanos += i128::from(b - b'0') * scale;
+        scale /= 10;
+    }
+    let (mul, div): (i128, i128) = match suffix {
+        "" => (1, 1),
+        "n" => (1, 1_000_000_000),
+        "u" => (1, 1_000_000),
+        "m" => (1, 1000),
+        "k" => (1000, 1),
+        "M" => (1_000_000, 1),
+        "G" => (1_000_000_000, 1),
+        "T" => (1_000_000_000_000, 1),
+        "P" => (1_000_000_000_000_000, 1),
+        "E" => (1_000_000_000_000_000_000, 1),
+        "Ki" => (1 << 10, 1),
+        "Mi" => (1 << 20, 1),
+        "Gi" => (1 << 30, 1),
+        "Ti" => (1 << 40, 1),
+        "Pi" => (1 << 50, 1),
+        "Ei" => (1 << 60, 1),
+        s if s.starts_with(['e', 'E']) => {
+            let exp: u32 = s[1..].parse().map_err(|_| err())?;
+            (10i128.checked_pow(exp).ok_or_else(err)?, 1)
+        }
+        _ => return Err(err()),
+    };
+    let v = nanos.checked_mul(mul).ok_or_else(err)? / div;
+    Ok(if neg { -v } else { v })
+}
+
+/// The pod's QoS class (upstream `GetPodQOS`): `BestEffort` with no cpu/memory requests or
+/// limits anywhere; `Guaranteed` when every container has cpu and memory limits and the
+/// requests equal the limits; otherwise `Burstable`. A request left out defaults to the
+/// limit, as API defaulting does. Unparsable quantities count as absent.
+pub fn qos_class(spec: &PodSpec) -> &'static str {
+    const RES: [&str; 2] = ["cpu", "memory"];
+    let mut requests = [0i128; 2];
+    let mut limits = [0i128; 2];
+    let (mut any_request, mut any_limit) = (false, false);
+    let mut guaranteed = true;
+    let all = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.as_deref().unwrap_or_default());
+    for c in all {
+        let res = c.resources.as_ref();
+        let get = |m: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >,
+                   r: &str| {
+            m.and_then(|m| m.get(r))
+                .and_then(|q| parse_quantity(&q.0).ok())
+                .filter(|v| *v != 0)
+        };
+        for (i, r) in RES.iter().enumerate() {
+            let limit = get(res.and_then(|x| x.limits.as_ref()), r);
+            let request = get(res.and_then(|x| x.requests.as_ref()), r).or(limit);
+            if let Some(v) = request {
+                requests[i] += v;
+                any_request = true;
+            }
+            match limit {
+                Some(v) => {
+                    limits[i] += v;
+                    any_limit = true;
+                }
+                None => guaranteed = false,
+            }
+        }
+    }
+    if !any_request && !any_limit {
+        return "BestEffort";
+    }
+    if guaranteed && requests == limits {
+        return "Guaranteed";
+    }
+    "Burstable"
+}
+
+/// Formats a duration as Go's `time.Duration.String` does (`10s`, `1m20s`, `5m0s`, `1h0m0s`,
+/// `1.5s`, `500ms`), the form kubelet messages use.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let total_nanos = d.as_nanos();
+    if total_nanos == 0 {
+        return "0s".to_string();
+    }
+    if total_nanos < 1_000_000_000 {
+        let (unit, div) = if total_nanos < 1000 {
+            ("ns", 1)
+        } else if total_nanos < 1_000_000 {
+            ("µs", 1000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        return format!("{}{unit}", trim_fraction(total_nanos, div));
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let sec_part = trim_fraction(
+        u128::from(s) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
+    if h > 0 {
+        format!("{h}h{m}m{sec_part}s")
+    } else if m > 0 {
+        format!("{m}m{sec_part}s")
+    } else {
+        format!("{sec_part}s")
+    }
+}
+
+fn trim_fraction(value: u128, div: u128) -> String {
+    let int = value / div;
+    let frac = value % div;
+    if frac == 0 {
+        return int.to_string();
+    }
+    let width = div.to_string().len() - 1;
+    let f = format!("{frac:0width$}");
+    format!("{int}.{}", f.trim_end_matches('0'))
+}
+
+/// The kubelet's `format.Pod`: `<name>_<namespace>(<uid>)`.
+pub fn pod_full_name(name: &str, namespace: &str, uid: &str) -> String {
+    format!("{name}_{namespace}({uid})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        PodReadinessGate, ResourceRequirements,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn spec(policy: &str, names: &[&str]) -> PodSpec {
+        PodSpec {
+            restart_policy: Some(policy.into()),
+            containers: names
+                .iter()
+                .map(|n| Container {
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn running(name: &str) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            ready: true,
+            started: Some(true),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn terminated(name: &str, code: i32) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: code,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn waiting(name: &str, last_code: Option<i32>) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            last_state: last_code.map(|c| ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: c,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Spec §2.1 single- and two-container table.
+    #[test]
+    fn get_phase_table_of_spec_2_1() {
+        type Case = (
+            &'static str,
+            Vec<&'static str>,
+            Vec<ContainerStatus>,
+            bool,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("Always", vec!["a"], vec![], false, "Pending"),
+            (
+                "Always",
+                vec!["a"],
+                vec![waiting("a", None)],
+                false,
+                "Pending",
+            ),
+            ("Always", vec!["a"], vec![running("a")], false, "Running"),
+            (
+                "Always",
+                vec!["a"],
+                vec![waiting("a", Some(0))],
+                false,
+                "Running",
+            ),
+            (
+                "Always",
+                vec!["a"],
+                vec![waiting("a", Some(1))],
+                false,
+                "Running",
+            ),
+            (
+                "OnFailure",
+                vec!["a"],
+                vec![terminated("a", 0)],
+                false,
+                "Succeeded",
+            ),
+            (
+                "OnFailure",
+                vec!["a"],
+                vec![waiting("a", Some(1))],
+                false,
+                "Running",
+            ),
+            (
+                "Never",
+                vec!["a"],
+                vec![terminated("a", 0)],
+                false,
+                "Succeeded",
+            ),
+            (
+                "Never",
+                vec!["a"],
+                vec![terminated("a", 1)],
+                false,
+                "Failed",
+            ),
+            (
+                "Always",
+                vec!["a"],
+                vec![terminated("a", 0)],
+                true,
+                "Succeeded",
+            ),
+            (
+                "Always",
+                vec!["a"],
+                vec![terminated("a", 143)],
+                true,
+                "Failed",
+            ),
+            (
+                "Always",
+                vec!["a"],
+                vec![terminated("a", 137)],
+                true,
+                "Failed",
+            ),
+            (
+                "Always",
+                vec!["a", "b"],
+                vec![running("a"), waiting("b", None)],
+                false,
+                "Pending",
+            ),
+            (
+                "Always",
+                vec!["a", "b"],
+                vec![running("a"), waiting("b", Some(1))],
+                false,
+                "Running",
+            ),
+            (
+                "OnFailure",
+                vec!["a", "b"],
+                vec![terminated("a", 0), running("b")],
+                false,
+                "Running",
+            ),
+            (
+                "Never",
+                vec!["a", "b"],
+                vec![terminated("a", 1), running("b")],
+                false,
+                "Running",
+            ),
+            (
+                "Never",
+                vec!["a", "b"],
+                vec![terminated("a", 1), terminated("b", 0)],
+                false,
+                "Failed",
+            ),
+            // a waiting container with a lastState counts as stopped, not succeeded
+            (
+                "OnFailure",
+                vec!["a"],
+                vec![waiting("a", Some(0))],
+                false,
+                "Running",
+            ),
+        ];
+        for (i, (policy, names, statuses, terminal, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                get_phase(&spec(policy, &names), &[], &statuses, terminal),
+                want,
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn get_phase_init_containers() {
+        let mut s = spec("Never", &["app"]);
+        s.init_containers = Some(vec![Container {
+            name: "init".into(),
+            ..Default::default()
+        }]);
+        assert_eq!(
+            get_phase(&s, &[running("init")], &[waiting("app", None)], false),
+            "Pending"
+        );
+        assert_eq!(
+            get_phase(&s, &[terminated("init", 1)], &[waiting("app", None)], false),
+            "Failed"
+        );
+        s.restart_policy = Some("Always".into());
+        assert_eq!(
+            get_phase(
+                &s,
+                &[waiting("init", Some(1))],
+                &[waiting("app", None)],
+                false
+            ),
+            "Pending"
+        );
+    }
+
+    #[test]
+    fn containers_ready_and_ready_conditions_use_upstream_strings() {
+        let s = spec("Always", &["a", "b", "c"]);
+        let mut b = running("b");
+        b.ready = false;
+        let c = containers_ready_condition(&s, &[], &[running("a"), b], "Running");
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason.as_deref(), Some("ContainersNotReady"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("containers with unknown status: [c], containers with unready status: [b]")
+        );
+        let r = ready_condition(&s, &[], &c);
+        assert_eq!(
+            (r.type_.as_str(), r.reason.as_deref(), r.message),
+            ("Ready", Some("ContainersNotReady"), c.message.clone())
+        );
+        let s1 = spec("Never", &["a"]);
+        let done = containers_ready_condition(&s1, &[], &[terminated("a", 0)], "Succeeded");
+        assert_eq!(
+            (done.status.as_str(), done.reason.as_deref()),
+            ("False", Some("PodCompleted"))
+        );
+        let failed = containers_ready_condition(&s1, &[], &[terminated("a", 1)], "Failed");
+        assert_eq!(failed.reason.as_deref(), Some("PodFailed"));
+        let ok = containers_ready_condition(&s1, &[], &[running("a")], "Running");
+        assert_eq!((ok.status.as_str(), ok.reason), ("True", None));
+    }
+
+    #[test]
+    fn readiness_gates() {
+        let mut s = spec("Always", &["a"]);
+        s.readiness_gates = Some(vec![
+            PodReadinessGate {
+                condition_type: "k8s.io/test-condition1".into(),
+            },
+            PodReadinessGate {
+                condition_type: "k8s.io/test-condition2".into(),
+            },
+        ]);
+        let cr = containers_ready_condition(&s, &[], &[running("a")], "Running");
+        let current = vec![PodCondition {
+            type_: "k8s.io/test-condition1".into(),
+            status: "False".into(),
+            ..Default::default()
+        }];
+        let r = ready_condition(&s, &current, &cr);
+        assert_eq!(r.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            r.message.as_deref(),
+            Some(
+                "the status of pod readiness gate \"k8s.io/test-condition1\" is not \"True\", but False, corresponding condition of pod readiness gate \"k8s.io/test-condition2\" does not exist."
+            )
+        );
+    }
+
+    #[test]
+    fn initialized_condition_messages() {
+        let mut s = spec("Always", &["run1"]);
+        s.init_containers = Some(vec![
+            Container {
+                name: "init1".into(),
+                ..Default::default()
+            },
+            Container {
+                name: "init2".into(),
+                ..Default::default()
+            },
+        ]);
+        let c = initialized_condition(
+            &s,
+            &[waiting("init1", Some(1)), waiting("init2", None)],
+            &[waiting("run1", None)],
+            "Pending",
+        );
+        assert_eq!(c.reason.as_deref(), Some("ContainersNotInitialized"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("containers with incomplete status: [init1 init2]")
+        );
+        assert_eq!(
+            initialized_condition(&spec("Always", &["a"]), &[], &[], "Pending").status,
+            "True"
+        );
+    }
+
+    #[test]
+    fn merge_keeps_foreign_conditions_first_and_transition_times() {
+        let t0 = Time(jiff::Timestamp::from_second(1000).unwrap());
+        let t1 = Time(jiff::Timestamp::from_second(2000).unwrap());
+        let current = vec![
+            PodCondition {
+                type_: "PodScheduled".into(),
+                status: "True".into(),
+                last_transition_time: Some(t0.clone()),
+                ..Default::default()
+            },
+            PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                ..Default::default()
+            },
+            PodCondition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                last_transition_time: Some(t0.clone()),
+                ..Default::default()
+            },
+        ];
+        let owned = vec![
+            scheduled_condition(),
+            condition(READY, true, None, None),
+            condition(CONTAINERS_READY, true, None, None),
+            ready_to_start_containers_condition(true),
+            condition(INITIALIZED, true, None, None),
+        ];
+        let merged = merge_conditions(&current, owned, &t1);
+        let types: Vec<_> = merged.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "DisruptionTarget",
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert_eq!(merged[5].last_transition_time, Some(t0));
+        assert_eq!(merged[3].last_transition_time, Some(t1));
+    }
+
+    fn with_resources(req: &[(&str, &str)], lim: &[(&str, &str)]) -> Container {
+        let m = |v: &[(&str, &str)]| {
+            (!v.is_empty()).then(|| {
+                v.iter()
+                    .map(|(k, q)| (k.to_string(), Quantity(q.to_string())))
+                    .collect()
+            })
+        };
+        Container {
+            name: "c".into(),
+            resources: Some(ResourceRequirements {
+                requests: m(req),
+                limits: m(lim),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn qos_classes() {
+        let pod = |c: Container| PodSpec {
+            containers: vec![c],
+            ..Default::default()
+        };
+        assert_eq!(qos_class(&pod(Container::default())), "BestEffort");
+        assert_eq!(
+            qos_class(&pod(with_resources(
+                &[("cpu", "100m"), ("memory", "100Mi")],
+                &[("cpu", "0.1"), ("memory", "100Mi")]
+            ))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(with_resources(
+                &[],
+                &[("cpu", "1"), ("memory", "1Gi")]
+            ))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(with_resources(&[("cpu", "100m")], &[]))),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&pod(with_resources(
+                &[("cpu", "100m"), ("memory", "1Gi")],
+                &[("cpu", "200m"), ("memory", "1Gi")]
+            ))),
+            "Burstable"
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("100m"), Ok(100_000_000));
+        assert_eq!(parse_quantity("1.5"), Ok(1_500_000_000));
+        assert_eq!(parse_quantity("1Ki"), Ok(1024 * 1_000_000_000));
+        assert_eq!(parse_quantity("1e3"), Ok(1000 * 1_000_000_000));
+        assert!(parse_quantity("abc").is_err());
+        assert!(parse_quantity("1Zi").is_err());
+        assert!(parse_quantity("").is_err());
+    }
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        let cases = [
+            (10, "10s"),
+            (20, "20s"),
+            (80, "1m20s"),
+            (160, "2m40s"),
+            (300, "5m0s"),
+            (3600, "1h0m0s"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(go_duration(Duration::from_secs(s)), want);
+        }
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+}
