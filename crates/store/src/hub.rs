@@ -164,6 +164,12 @@ impl Hub {
         self.published.store(last, Ordering::Release);
     }
 
+    /// Ends every watch (after it has drained what it received); later watches fail with
+    /// `Unavailable`.
+    pub(crate) fn close(&self) {
+        self.inner.lock().sender = None;
+    }
+
     /// Subscribes if nothing newer than `read_to` has been published.
     fn try_subscribe(
         &self,

@@ -48,9 +48,12 @@ use futures::Stream;
 pub mod conformance;
 pub(crate) mod hub;
 pub mod memory;
+pub mod redb_store;
 pub(crate) mod validate;
 
 pub use hub::WatchConfig;
+pub use memory::MemoryStore;
+pub use redb_store::{RedbOptions, RedbStore};
 
 /// A store revision: the store-wide counter of writes. Revisions start at 1.
 pub type Revision = i64;
