@@ -53,7 +53,7 @@ pub(crate) mod validate;
 
 pub use hub::WatchConfig;
 pub use memory::MemoryStore;
-pub use redb_store::{RedbOptions, RedbStore};
+pub use redb_store::{RedbOptions, RedbStats, RedbStore};
 
 /// A store revision: the store-wide counter of writes. Revisions start at 1.
 pub type Revision = i64;

@@ -66,7 +66,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -151,6 +151,19 @@ struct Shared {
     /// Recent events, contiguous in revision, newest last.
     ring: Mutex<Ring>,
     hub: Arc<Hub>,
+    /// Write transactions committed since open.
+    transactions: AtomicU64,
+    /// Requests answered by those transactions (successful or not).
+    requests: AtomicU64,
+}
+
+/// Counters of a [`RedbStore`] since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedbStats {
+    /// Write transactions committed (each one fsync).
+    pub transactions: u64,
+    /// Write requests they carried (group commit: many per transaction).
+    pub requests: u64,
 }
 
 #[derive(Default)]
@@ -625,7 +638,10 @@ fn open_error(path: &Path, err: redb::DatabaseError) -> StoreError {
             }
         }
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() != std::io::ErrorKind::InvalidData =>
+            if !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
         {
             StoreError::Unavailable {
                 message: format!("cannot open store file {path_s}: {io}"),
@@ -680,6 +696,8 @@ impl RedbStore {
             compacted: AtomicI64::new(compacted),
             ring: Mutex::new(Ring::default()),
             hub: Arc::new(Hub::new(options.watch.clone(), revision)),
+            transactions: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
         let writer = {
@@ -702,6 +720,15 @@ impl RedbStore {
     /// The path of the store file.
     pub fn path(&self) -> &Path {
         &self.handle.shared.path
+    }
+
+    /// Commit counters since open (to observe group commit).
+    pub fn stats(&self) -> RedbStats {
+        let shared = &self.handle.shared;
+        RedbStats {
+            transactions: shared.transactions.load(Ordering::Relaxed),
+            requests: shared.requests.load(Ordering::Relaxed),
+        }
     }
 
     async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
@@ -871,6 +898,10 @@ impl Writer {
         let outcome = self.write_txn(batch, &mut events, &mut applied);
         match outcome {
             Ok(()) => {
+                self.shared.transactions.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .requests
+                    .fetch_add(applied.len() as u64, Ordering::Relaxed);
                 self.shared.revision.store(self.revision, Ordering::Release);
                 self.shared
                     .compacted
