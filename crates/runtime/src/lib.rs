@@ -35,10 +35,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 pub mod fake;
+pub mod process;
 
 /// A signal number (Linux numbering), such as 15 for SIGTERM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Signal(pub i32);
 
 impl Signal {
@@ -98,8 +101,15 @@ impl Signal {
             return (1..=64).contains(&n).then_some(Signal(n));
         }
         let upper = name.to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-        Self::NAMES.iter().find(|(n, _)| *n == full).map(|(_, v)| Signal(*v))
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == full)
+            .map(|(_, v)| Signal(*v))
     }
 
     /// The signal's name (`SIGTERM`), or its number as text if it has none.
@@ -113,7 +123,7 @@ impl Signal {
 }
 
 /// Resource limits of a container (all optional).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// Memory limit in bytes; exceeding it gets the container OOM-killed.
     pub memory_limit_bytes: Option<u64>,
@@ -126,7 +136,7 @@ pub struct Resources {
 }
 
 /// What a sandbox is made from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxConfig {
     /// The sandbox ID, chosen by the caller (the agent uses the pod UID). Unique per runtime.
     pub id: String,
@@ -141,7 +151,7 @@ pub struct SandboxConfig {
 }
 
 /// What a container is made from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerConfig {
     /// The container name, unique among the live containers of its sandbox.
     pub name: String,
@@ -170,7 +180,7 @@ pub struct ContainerConfig {
 }
 
 /// A container's ID: unique for the lifetime of the runtime's state directory.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ContainerId(pub String);
 
 impl std::fmt::Display for ContainerId {
@@ -180,7 +190,7 @@ impl std::fmt::Display for ContainerId {
 }
 
 /// How a container ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitStatus {
     /// The exit code as Kubernetes reports it: the process's code, or 128 + signal.
     pub exit_code: i32,
@@ -234,8 +244,12 @@ pub struct ContainerStatus {
     pub config: ContainerConfig,
     /// Its state.
     pub state: ContainerState,
-    /// Whether the main process catches or ignores (Some(false)) its stop signal, read from
-    /// `/proc/<pid>/status` after start; None when unknown.
+    /// Whether the stop signal will take effect on the main process, read from
+    /// `/proc/<pid>/status` (SigCgt, SigIgn, SigBlk): `Some(true)` when the process catches it
+    /// or its default action ends the process, `Some(false)` when it is ignored or blocked (such
+    /// a process only dies by SIGKILL); None when unknown (not running). The process backend
+    /// reads it afresh on every status call, since a program installs its handlers after
+    /// start.
     pub handles_stop_signal: Option<bool>,
     /// The CRI-format log file (`<RFC3339Nano> stdout|stderr F|P <line>`).
     pub log_path: PathBuf,
@@ -264,7 +278,7 @@ pub struct SandboxStatus {
 }
 
 /// A container ended (reported once on the event stream).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitEvent {
     /// The sandbox.
     pub sandbox_id: String,
@@ -277,7 +291,7 @@ pub struct ExitEvent {
 }
 
 /// The result of [`ContainerRuntime::exec`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecResult {
     /// The exit code (128 + signal if killed); None if it timed out.
     pub exit_code: Option<i32>,
@@ -348,7 +362,10 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// Whether the object is gone (which callers that stop things treat as success).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RuntimeError::SandboxNotFound { .. } | RuntimeError::ContainerNotFound { .. })
+        matches!(
+            self,
+            RuntimeError::SandboxNotFound { .. } | RuntimeError::ContainerNotFound { .. }
+        )
     }
 }
 

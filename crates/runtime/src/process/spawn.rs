@@ -1,0 +1,269 @@
+//! fork + exec of container processes and exec sessions, in the supervisor.
+//!
+//! Everything the child needs is prepared before `fork` (C strings, pointer arrays, open
+//! cgroup files), so the child only makes system calls. In the child, in this order: own
+//! process group; join the cgroups (before dropping privileges); default signal dispositions
+//! and an empty signal mask; stdio; supplementary groups, gid, uid; working directory; report
+//! its host PID; mark every fd above 2 close-on-exec; `execve`. A failure is reported as
+//! (stage, errno) through a close-on-exec pipe; end of file on that pipe means the exec
+//! succeeded.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, c_char};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Where in the child a start failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Creating the status pipe or forking.
+    Fork,
+    /// setpgid.
+    ProcessGroup,
+    /// Joining the cgroups.
+    Cgroup,
+    /// Redirecting stdio.
+    Stdio,
+    /// setgroups / setgid / setuid.
+    Credentials,
+    /// chdir.
+    Chdir,
+    /// execve.
+    Exec,
+}
+
+impl Stage {
+    fn code(self) -> i32 {
+        self as i32
+    }
+    fn from_code(c: i32) -> Stage {
+        match c {
+            1 => Stage::ProcessGroup,
+            2 => Stage::Cgroup,
+            3 => Stage::Stdio,
+            4 => Stage::Credentials,
+            5 => Stage::Chdir,
+            6 => Stage::Exec,
+            _ => Stage::Fork,
+        }
+    }
+}
+
+/// A failed start.
+#[derive(Debug)]
+pub(crate) struct SpawnError {
+    /// Where.
+    pub stage: Stage,
+    /// The errno.
+    pub errno: nix::errno::Errno,
+}
+
+/// What to start.
+pub(crate) struct SpawnSpec<'a> {
+    pub path: &'a CString,
+    pub argv: &'a [CString],
+    pub envp: &'a [CString],
+    pub cwd: &'a CString,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    pub cgroup_procs: &'a [OwnedFd],
+}
+
+/// A started process.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spawned {
+    /// The PID in the supervisor's PID namespace (also the process group ID).
+    pub pid: i32,
+    /// The PID as the host sees it (from `/proc/self` in the child).
+    pub host_pid: u32,
+}
+
+const MSG_PID: i32 = 1;
+const MSG_ERR: i32 = 2;
+
+/// Forks and execs. On failure the child has been reaped already.
+pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
+    let argv: Vec<*const c_char> = spec
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const c_char> = spec
+        .envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let procs: Vec<RawFd> = spec.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnError {
+            stage: Stage::Fork,
+            errno,
+        })?;
+    let is_root = nix::unistd::geteuid().is_root();
+    // SAFETY: the supervisor is single-threaded (no tokio runtime, no helper threads), so the
+    // child may run any code; it still only makes system calls on data prepared above, and
+    // ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError {
+            stage: Stage::Fork,
+            errno: nix::errno::Errno::last(),
+        });
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; `child` never returns.
+        unsafe { child(spec, &argv, &envp, &procs, wr.as_raw_fd(), is_root) }
+    }
+    drop(wr);
+    let mut buf = Vec::with_capacity(24);
+    let mut chunk = [0u8; 64];
+    loop {
+        match nix::unistd::read(&rd, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    let mut host_pid = pid as u32;
+    let mut error = None;
+    for msg in buf.chunks_exact(12) {
+        let word = |i: usize| i32::from_ne_bytes([msg[i], msg[i + 1], msg[i + 2], msg[i + 3]]);
+        match word(0) {
+            MSG_PID if word(4) > 0 => host_pid = word(4) as u32,
+            MSG_ERR => {
+                error = Some((
+                    Stage::from_code(word(4)),
+                    nix::errno::Errno::from_raw(word(8)),
+                ))
+            }
+            _ => {}
+        }
+    }
+    if let Some((stage, errno)) = error {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        return Err(SpawnError { stage, errno });
+    }
+    Ok(Spawned { pid, host_pid })
+}
+
+/// Writes one 12-byte message to the status pipe.
+///
+/// # Safety
+/// `fd` must be an open file descriptor.
+unsafe fn report(fd: RawFd, kind: i32, a: i32, b: i32) {
+    let mut msg = [0u8; 12];
+    msg[..4].copy_from_slice(&kind.to_ne_bytes());
+    msg[4..8].copy_from_slice(&a.to_ne_bytes());
+    msg[8..].copy_from_slice(&b.to_ne_bytes());
+    // SAFETY: msg is a valid 12-byte buffer; fd is open per the contract.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// The child side of [`spawn`].
+///
+/// # Safety
+/// Must only be called in a freshly forked child; the pointer arrays must be null-terminated
+/// and point into `spec`'s C strings.
+unsafe fn child(
+    spec: &SpawnSpec<'_>,
+    argv: &[*const c_char],
+    envp: &[*const c_char],
+    procs: &[RawFd],
+    status: RawFd,
+    is_root: bool,
+) -> ! {
+    // SAFETY: plain system calls on valid, prepared arguments in the freshly forked child;
+    // every path ends in execve or _exit.
+    unsafe {
+        let fail = |stage: Stage| -> ! {
+            let errno = *libc::__errno_location();
+            report(status, MSG_ERR, stage.code(), errno);
+            libc::_exit(127)
+        };
+        if libc::setpgid(0, 0) != 0 {
+            fail(Stage::ProcessGroup);
+        }
+        for &fd in procs {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                fail(Stage::Cgroup);
+            }
+        }
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for (from, to) in [(spec.stdin, 0), (spec.stdout, 1), (spec.stderr, 2)] {
+            if libc::dup2(from, to) < 0 {
+                fail(Stage::Stdio);
+            }
+        }
+        if let Some(gid) = spec.gid {
+            if is_root && libc::setgroups(1, &gid) != 0 {
+                fail(Stage::Credentials);
+            }
+            if libc::setgid(gid) != 0 {
+                fail(Stage::Credentials);
+            }
+        } else if spec.uid.is_some() && is_root && libc::setgroups(0, std::ptr::null()) != 0 {
+            fail(Stage::Credentials);
+        }
+        if let Some(uid) = spec.uid
+            && libc::setuid(uid) != 0
+        {
+            fail(Stage::Credentials);
+        }
+        if libc::chdir(spec.cwd.as_ptr()) != 0 {
+            fail(Stage::Chdir);
+        }
+        let mut link = [0u8; 32];
+        let n = libc::readlink(c"/proc/self".as_ptr(), link.as_mut_ptr().cast(), link.len());
+        if n > 0 {
+            let mut host: i32 = 0;
+            for &b in &link[..n as usize] {
+                if b.is_ascii_digit() {
+                    host = host.saturating_mul(10).saturating_add((b - b'0') as i32);
+                }
+            }
+            report(status, MSG_PID, host, 0);
+        }
+        // Nothing but 0, 1 and 2 survives the exec (the status pipe is already close-on-exec).
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        libc::execve(spec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        fail(Stage::Exec)
+    }
+}
+
+/// Closes every file descriptor above 2 (the supervisor does this first, so nothing the agent
+/// leaked reaches the containers).
+pub(crate) fn close_extra_fds() {
+    // SAFETY: close_range only closes descriptors; at process start nothing above 2 is owned
+    // by Rust objects.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+}
+
+/// Forks the supervisor proper off the launcher process. Returns the child's PID in the
+/// parent and 0 in the child.
+pub(crate) fn fork_supervisor() -> nix::Result<i32> {
+    // SAFETY: called from the launcher before any thread is started; the child continues as
+    // the single-threaded supervisor.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        Err(nix::errno::Errno::last())
+    } else {
+        Ok(pid)
+    }
+}

@@ -1,0 +1,1330 @@
+//! The per-sandbox supervisor: `podvisor supervise --dir <sandbox dir>` (entry point
+//! [`supervisor_main`]), like containerd's shim or conmon.
+//!
+//! # Life
+//!
+//! 1. The client writes `sandbox.json` and runs the supervisor command; that **launcher**
+//!    process closes every inherited fd above 2, starts a new session (`setsid`), and, when
+//!    asked and permitted, unshares the pid, ipc and uts namespaces (hostname = the sandbox
+//!    hostname).
+//! 2. It forks the **supervisor proper** (PID 1 of the new pid namespace, or a plain orphan
+//!    without namespaces) and waits until it reports ready (socket bound, `supervisor.json`
+//!    written) over a pipe, then exits: the supervisor is not the client's child, lives in its
+//!    own session, and survives the client's death.
+//! 3. The supervisor is the child subreaper (and, with namespaces, the init) of everything in
+//!    the sandbox: it reaps every process, so there are never zombies. It serves the control
+//!    socket ([`super::proto`]) in a single-threaded poll loop (no async runtime), writes the
+//!    containers' logs, and records each exit atomically in `containers/<id>/exit.json`
+//!    before announcing it to the watchers.
+//! 4. On `shutdown` it kills everything, waits until the cgroups are empty, removes them and
+//!    exits (as PID 1 of the namespace its exit also kills anything left in it).
+//!
+//! # Containers
+//!
+//! `Created → Running → Stopping → Exited`. When the main process exits, the rest of the
+//! container (its cgroup, or its process group without cgroups) is killed, and the exit is
+//! recorded once the container is empty (at most 2 s later), so an exit event means zero
+//! processes remain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal as NixSignal, kill, killpg};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::cgroup::{self, CgDir};
+use super::logs::{LogFile, LogStream};
+use super::proto::{
+    ContainerRecord, ErrorKind, Request, Response, SandboxRecord, StartedRecord, SupervisorRecord,
+    WireError,
+};
+use super::spawn::{self, SpawnSpec, Stage};
+use super::util::{
+    mono_now, read_json, rfc3339_nano, start_ticks, valid_name, wall_now, write_json,
+};
+use crate::{ContainerConfig, ContainerId, ExecResult, ExitEvent, ExitStatus, Signal};
+
+/// The PATH used when a container's environment has none.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Exec output is capped at this many bytes.
+pub(crate) const EXEC_OUTPUT_CAP: usize = 10 * 1024;
+/// How long a stopping container may take to empty before its exit is recorded anyway.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How long `shutdown` waits for the containers to empty.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// The supervisor's entry point: `args` are what follows `podvisor supervise`, i.e.
+/// `--dir <sandbox dir>`. Returns the process exit code (0: the supervisor is up and running
+/// detached; non-zero: it failed, with the reason on stderr). Must be called before any
+/// thread is started (the podvisor binary calls it before building its tokio runtime).
+pub fn supervisor_main(args: Vec<String>) -> i32 {
+    let mut dir = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--dir" => dir = it.next().map(PathBuf::from),
+            other => {
+                eprintln!("podvisor supervise: unknown argument {other:?}");
+                return 2;
+            }
+        }
+    }
+    let Some(dir) = dir else {
+        eprintln!("usage: podvisor supervise --dir <sandbox dir>");
+        return 2;
+    };
+    spawn::close_extra_fds();
+    match launch(&dir) {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("podvisor supervise: {msg}");
+            1
+        }
+    }
+}
+
+fn launch(dir: &Path) -> Result<(), String> {
+    let rec: SandboxRecord = read_json(&dir.join("sandbox.json"))
+        .map_err(|e| format!("read sandbox record: {e}"))?
+        .ok_or_else(|| format!("no sandbox record in {}", dir.display()))?;
+    let _ = nix::unistd::setsid();
+    let mut namespaces = false;
+    let mut note = None;
+    if rec.namespaces {
+        use nix::sched::CloneFlags;
+        match nix::sched::unshare(
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
+        ) {
+            Ok(()) => {
+                namespaces = true;
+                if !rec.config.hostname.is_empty() {
+                    nix::unistd::sethostname(&rec.config.hostname)
+                        .map_err(|e| format!("sethostname {:?}: {e}", rec.config.hostname))?;
+                }
+            }
+            Err(e) => {
+                note = Some(format!(
+                    "pid/ipc/uts namespaces unavailable ({e}); the sandbox shares the host's"
+                ))
+            }
+        }
+    }
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    match spawn::fork_supervisor() {
+        Ok(0) => {
+            drop(rd);
+            let code = run(dir, rec, wr, namespaces, note);
+            std::process::exit(code);
+        }
+        Ok(_) => {}
+        Err(e) => return Err(format!("fork: {e}")),
+    }
+    drop(wr);
+    let mut text = String::new();
+    let _ = File::from(rd).read_to_string(&mut text);
+    if text.starts_with("OK") {
+        Ok(())
+    } else if text.is_empty() {
+        Err("the supervisor died during setup".into())
+    } else {
+        Err(text.trim_start_matches("ERR ").trim().to_string())
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("{} {msg}", rfc3339_nano(wall_now()));
+}
+
+fn own_host_pid() -> u32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(std::process::id)
+}
+
+fn run(
+    dir: &Path,
+    rec: SandboxRecord,
+    ready: OwnedFd,
+    namespaces: bool,
+    note: Option<String>,
+) -> i32 {
+    let mut ready = File::from(ready);
+    let fail = |ready: &mut File, msg: String| {
+        let _ = ready.write_all(format!("ERR {msg}").as_bytes());
+        1
+    };
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let _ = std::env::set_current_dir("/");
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("supervisor.log"))
+    {
+        Ok(f) => {
+            let _ = nix::unistd::dup2_stdout(&f);
+            let _ = nix::unistd::dup2_stderr(&f);
+        }
+        Err(e) => return fail(&mut ready, format!("open supervisor.log: {e}")),
+    }
+    let devnull = match File::open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => return fail(&mut ready, format!("open /dev/null: {e}")),
+    };
+    let _ = nix::unistd::dup2_stdin(&devnull);
+    if let Some(n) = &note {
+        log(n);
+    }
+    let mut set = SigSet::empty();
+    for s in [
+        NixSignal::SIGCHLD,
+        NixSignal::SIGTERM,
+        NixSignal::SIGINT,
+        NixSignal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        return fail(&mut ready, format!("block signals: {e}"));
+    }
+    let sigfd = match SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut ready, format!("signalfd: {e}")),
+    };
+    let (cg, errors) = cgroup::create(&rec.cgroups);
+    for e in errors {
+        log(&format!("sandbox cgroup unavailable: {e}"));
+    }
+    if let Err(e) = cgroup::apply(&cg, &rec.config.resources) {
+        return fail(&mut ready, format!("sandbox limits: {e}"));
+    }
+    let sock = dir.join("sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = match UnixListener::bind(&sock) {
+        Ok(l) => l,
+        Err(e) => return fail(&mut ready, format!("bind {}: {e}", sock.display())),
+    };
+    let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
+    if let Err(e) = listener.set_nonblocking(true) {
+        return fail(&mut ready, format!("listener: {e}"));
+    }
+    let host_pid = own_host_pid();
+    let record = SupervisorRecord {
+        host_pid,
+        start_ticks: start_ticks(host_pid).unwrap_or(0),
+        namespaces,
+    };
+    if let Err(e) = write_json(&dir.join("supervisor.json"), &record, false) {
+        return fail(&mut ready, format!("write supervisor.json: {e}"));
+    }
+    let _ = ready.write_all(b"OK");
+    drop(ready);
+    log(&format!(
+        "supervising sandbox {} (pid {host_pid}, namespaces: {namespaces})",
+        rec.config.id
+    ));
+    let mut sup = Sup {
+        dir: dir.to_path_buf(),
+        rec,
+        cg,
+        namespaces,
+        host_pid,
+        listener,
+        sigfd,
+        conns: Vec::new(),
+        ctrs: BTreeMap::new(),
+        execs: Vec::new(),
+        attempts: HashMap::new(),
+        shutdown: None,
+        devnull,
+    };
+    sup.run_loop()
+}
+
+struct Conn {
+    stream: UnixStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    watching: bool,
+    pending: bool,
+    eof: bool,
+}
+
+enum CState {
+    Created,
+    Running {
+        pid: i32,
+        started_at: SystemTime,
+    },
+    Stopping {
+        pid: i32,
+        status: ExitStatus,
+        deadline: Instant,
+    },
+    Exited,
+}
+
+impl CState {
+    fn name(&self) -> &'static str {
+        match self {
+            CState::Created => "created",
+            CState::Running { .. } => "running",
+            CState::Stopping { .. } => "stopping",
+            CState::Exited => "exited",
+        }
+    }
+}
+
+struct Ctr {
+    rec: ContainerRecord,
+    dir: PathBuf,
+    cg: Vec<CgDir>,
+    log: Option<LogFile>,
+    out: Option<LogStream>,
+    err: Option<LogStream>,
+    state: CState,
+    oom_base: u64,
+}
+
+struct ExecSession {
+    conn: usize,
+    pid: i32,
+    out: Option<OwnedFd>,
+    buf: Vec<u8>,
+    deadline: Instant,
+    timed_out: bool,
+    code: Option<i32>,
+}
+
+#[derive(Clone, Debug)]
+enum Tag {
+    Sig,
+    Listen,
+    Conn(usize),
+    Log(String, bool),
+    Exec(i32),
+}
+
+struct Sup {
+    dir: PathBuf,
+    rec: SandboxRecord,
+    cg: Vec<CgDir>,
+    namespaces: bool,
+    host_pid: u32,
+    listener: UnixListener,
+    sigfd: SignalFd,
+    conns: Vec<Option<Conn>>,
+    ctrs: BTreeMap<String, Ctr>,
+    execs: Vec<ExecSession>,
+    attempts: HashMap<String, u32>,
+    shutdown: Option<(usize, Instant)>,
+    devnull: File,
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString, WireError> {
+    CString::new(s).map_err(|_| {
+        WireError::new(
+            ErrorKind::StartFailed,
+            format!("{what} contains a NUL byte: {s:?}"),
+        )
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Finds the executable like `execvp` (and Go's `exec.LookPath`) would, with the container's
+/// PATH, and words failures the way container runtimes do.
+pub(crate) fn resolve(
+    argv0: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+) -> Result<PathBuf, String> {
+    if argv0.contains('/') {
+        let p = if Path::new(argv0).is_absolute() {
+            PathBuf::from(argv0)
+        } else {
+            cwd.join(argv0)
+        };
+        return if p.exists() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "exec: \"{argv0}\": stat {argv0}: no such file or directory"
+            ))
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    for d in path.split(':') {
+        let d = if d.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(d)
+        };
+        let p = if d.is_absolute() {
+            d.join(argv0)
+        } else {
+            cwd.join(d).join(argv0)
+        };
+        if is_executable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "exec: \"{argv0}\": executable file not found in $PATH"
+    ))
+}
+
+fn exit_of(status: WaitStatus) -> Option<(i32, i32, Option<i32>)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid.as_raw(), code, None)),
+        WaitStatus::Signaled(pid, sig, _) => {
+            Some((pid.as_raw(), 128 + sig as i32, Some(sig as i32)))
+        }
+        _ => None,
+    }
+}
+
+impl Sup {
+    fn run_loop(&mut self) -> i32 {
+        loop {
+            if let Some(code) = self.maybe_finish_shutdown() {
+                return code;
+            }
+            let mut ready: Vec<(Tag, PollFlags)> = Vec::new();
+            {
+                let mut fds: Vec<PollFd<'_>> = Vec::new();
+                let mut tags: Vec<Tag> = Vec::new();
+                fds.push(PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN));
+                tags.push(Tag::Sig);
+                if self.shutdown.is_none() {
+                    fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+                    tags.push(Tag::Listen);
+                }
+                for (i, c) in self.conns.iter().enumerate() {
+                    let Some(c) = c else { continue };
+                    let mut ev = PollFlags::empty();
+                    if !c.eof {
+                        ev |= PollFlags::POLLIN;
+                    }
+                    if !c.wbuf.is_empty() {
+                        ev |= PollFlags::POLLOUT;
+                    }
+                    if !ev.is_empty() {
+                        fds.push(PollFd::new(c.stream.as_fd(), ev));
+                        tags.push(Tag::Conn(i));
+                    }
+                }
+                for (id, c) in &self.ctrs {
+                    for (s, is_err) in [(&c.out, false), (&c.err, true)] {
+                        if let Some(s) = s {
+                            fds.push(PollFd::new(s.fd.as_fd(), PollFlags::POLLIN));
+                            tags.push(Tag::Log(id.clone(), is_err));
+                        }
+                    }
+                }
+                for e in &self.execs {
+                    if let Some(fd) = &e.out {
+                        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                        tags.push(Tag::Exec(e.pid));
+                    }
+                }
+                let timeout = self.next_timeout();
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        log(&format!("poll: {e}"));
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                for (p, t) in fds.iter().zip(tags) {
+                    if let Some(r) = p.revents()
+                        && !r.is_empty()
+                    {
+                        ready.push((t, r));
+                    }
+                }
+            }
+            for (tag, flags) in ready {
+                match tag {
+                    Tag::Sig => {
+                        while let Ok(Some(_)) = self.sigfd.read_signal() {}
+                        self.reap();
+                    }
+                    Tag::Listen => self.accept(),
+                    Tag::Conn(i) => {
+                        if flags.intersects(PollFlags::POLLOUT) {
+                            self.flush(i);
+                        }
+                        if flags
+                            .intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                        {
+                            self.read_conn(i);
+                        }
+                    }
+                    Tag::Log(id, is_err) => self.pump_log(&id, is_err),
+                    Tag::Exec(pid) => self.read_exec(pid),
+                }
+            }
+            // A SIGCHLD may be coalesced with others or arrive while we were busy: reap anyway.
+            self.reap();
+            self.check_stopping();
+            self.check_execs();
+            self.close_finished_conns();
+        }
+    }
+
+    fn next_timeout(&self) -> PollTimeout {
+        let now = mono_now();
+        let mut next: Option<Duration> = None;
+        let mut consider = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
+        for e in &self.execs {
+            if e.code.is_none() && !e.timed_out {
+                consider(e.deadline.saturating_duration_since(now));
+            }
+        }
+        for c in self.ctrs.values() {
+            if matches!(c.state, CState::Stopping { .. }) {
+                consider(Duration::from_millis(5));
+            }
+        }
+        if let Some((_, deadline)) = self.shutdown {
+            consider(
+                deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(20)),
+            );
+        }
+        match next {
+            None => PollTimeout::NONE,
+            Some(d) => PollTimeout::try_from(
+                d.as_millis().clamp(0, 60_000) as i32 + i32::from(d.subsec_micros() % 1000 != 0),
+            )
+            .unwrap_or(PollTimeout::NONE),
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let conn = Conn {
+                        stream,
+                        rbuf: Vec::new(),
+                        wbuf: Vec::new(),
+                        watching: false,
+                        pending: false,
+                        eof: false,
+                    };
+                    match self.conns.iter().position(Option::is_none) {
+                        Some(i) => self.conns[i] = Some(conn),
+                        None => self.conns.push(Some(conn)),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn read_conn(&mut self, i: usize) {
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => {
+                    c.eof = true;
+                    break;
+                }
+                Ok(n) => c.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    c.eof = true;
+                    break;
+                }
+            }
+        }
+        if c.rbuf.len() > 1 << 20 {
+            self.conns[i] = None;
+            return;
+        }
+        self.process_lines(i);
+    }
+
+    fn process_lines(&mut self, i: usize) {
+        loop {
+            let Some(Some(c)) = self.conns.get_mut(i) else {
+                return;
+            };
+            if c.pending {
+                return;
+            }
+            let Some(pos) = c.rbuf.iter().position(|&b| b == b'\n') else {
+                return;
+            };
+            let line: Vec<u8> = c.rbuf.drain(..=pos).collect();
+            let reply = match serde_json::from_slice::<Request>(&line[..pos]) {
+                Ok(req) => self.handle(i, req),
+                Err(e) => Some(Response {
+                    error: Some(WireError::new(ErrorKind::Os, format!("bad request: {e}"))),
+                    ..Default::default()
+                }),
+            };
+            if let Some(r) = reply {
+                self.send(i, &r);
+            }
+        }
+    }
+
+    fn send(&mut self, i: usize, r: &Response) {
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        if let Ok(mut bytes) = serde_json::to_vec(r) {
+            bytes.push(b'\n');
+            c.wbuf.extend_from_slice(&bytes);
+        }
+        self.flush(i);
+    }
+
+    fn flush(&mut self, i: usize) {
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        while !c.wbuf.is_empty() {
+            match c.stream.write(&c.wbuf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.conns[i] = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close_finished_conns(&mut self) {
+        for slot in &mut self.conns {
+            if let Some(c) = slot
+                && c.eof
+                && !c.pending
+                && c.wbuf.is_empty()
+            {
+                *slot = None;
+            }
+        }
+    }
+
+    fn handle(&mut self, conn: usize, req: Request) -> Option<Response> {
+        let ok = Response::default();
+        let err = |e: WireError| {
+            Some(Response {
+                error: Some(e),
+                ..Default::default()
+            })
+        };
+        if self.shutdown.is_some() && !matches!(req, Request::Ping | Request::Shutdown) {
+            return err(WireError::invalid_state(
+                "use",
+                &self.rec.config.id,
+                "not ready",
+            ));
+        }
+        match req {
+            Request::Ping => Some(ok),
+            Request::Watch => {
+                if let Some(Some(c)) = self.conns.get_mut(conn) {
+                    c.watching = true;
+                }
+                Some(ok)
+            }
+            Request::Create { config } => match self.create(*config) {
+                Ok(id) => Some(Response {
+                    id: Some(id),
+                    ..Default::default()
+                }),
+                Err(e) => err(e),
+            },
+            Request::Start { id } => match self.start(&id) {
+                Ok(()) => Some(ok),
+                Err(e) => err(e),
+            },
+            Request::Signal { id, signal } => match self.signal(&id, signal) {
+                Ok(()) => Some(ok),
+                Err(e) => err(e),
+            },
+            Request::Exec {
+                id,
+                command,
+                timeout_ms,
+            } => match self.exec(conn, &id, &command, timeout_ms) {
+                Ok(()) => {
+                    if let Some(Some(c)) = self.conns.get_mut(conn) {
+                        c.pending = true;
+                    }
+                    None
+                }
+                Err(e) => err(e),
+            },
+            Request::Remove { id } => match self.remove(&id) {
+                Ok(()) => Some(ok),
+                Err(e) => err(e),
+            },
+            Request::Shutdown => {
+                self.begin_shutdown(conn);
+                None
+            }
+        }
+    }
+
+    fn create(&mut self, config: ContainerConfig) -> Result<String, WireError> {
+        if !valid_name(&config.name) {
+            return Err(WireError::new(
+                ErrorKind::StartFailed,
+                format!(
+                    "invalid container name {:?}: use 1-128 of [A-Za-z0-9._-], not starting with a dot",
+                    config.name
+                ),
+            ));
+        }
+        if config.command.is_empty() && config.args.is_empty() {
+            return Err(WireError::new(
+                ErrorKind::StartFailed,
+                format!(
+                    "container {:?}: no command specified (command and args are both empty)",
+                    config.name
+                ),
+            ));
+        }
+        if self
+            .ctrs
+            .values()
+            .any(|c| c.rec.config.name == config.name && !matches!(c.state, CState::Exited))
+        {
+            return Err(WireError {
+                kind: ErrorKind::AlreadyExists,
+                message: config.name,
+                operation: "container".into(),
+                state: String::new(),
+            });
+        }
+        let attempt = *self
+            .attempts
+            .entry(config.name.clone())
+            .and_modify(|a| *a += 1)
+            .or_insert(0);
+        let id = format!(
+            "{}-{}-{:012x}",
+            config.name,
+            attempt,
+            super::util::random_u64() & 0xffff_ffff_ffff
+        );
+        let dir = self.dir.join("containers").join(&id);
+        let os =
+            |what: &str, e: std::io::Error| WireError::new(ErrorKind::Os, format!("{what}: {e}"));
+        std::fs::create_dir_all(&dir).map_err(|e| os("create container directory", e))?;
+        let log_path = self
+            .dir
+            .join("logs")
+            .join(&config.name)
+            .join(format!("{attempt}.log"));
+        let wanted: Vec<CgDir> = self.cg.iter().map(|d| d.child(&id)).collect();
+        let (cg, errors) = cgroup::create(&wanted);
+        for e in errors {
+            log(&format!("container cgroup unavailable: {e}"));
+        }
+        if let Err(e) = cgroup::apply(&cg, &config.resources) {
+            cgroup::remove(&cg);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(WireError::new(
+                ErrorKind::StartFailed,
+                format!("apply resource limits: {e}"),
+            ));
+        }
+        let rec = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: self.rec.config.id.clone(),
+            config,
+            log_path,
+            attempt,
+            created_at: wall_now(),
+        };
+        write_json(&dir.join("container.json"), &rec, false)
+            .map_err(|e| os("write container record", e))?;
+        self.ctrs.insert(
+            id.clone(),
+            Ctr {
+                rec,
+                dir,
+                cg,
+                log: None,
+                out: None,
+                err: None,
+                state: CState::Created,
+                oom_base: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    fn container_env(&self, config: &ContainerConfig) -> Vec<(String, String)> {
+        let mut env = config.env.clone();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+        }
+        if !env.iter().any(|(k, _)| k == "HOSTNAME") && !self.rec.config.hostname.is_empty() {
+            env.insert(1, ("HOSTNAME".into(), self.rec.config.hostname.clone()));
+        }
+        env
+    }
+
+    fn cwd_of(&self, config: &ContainerConfig) -> PathBuf {
+        config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.clone())
+    }
+
+    /// Prepares argv/env/cwd/path C strings.
+    fn prepare(
+        &self,
+        argv: &[String],
+        config: &ContainerConfig,
+    ) -> Result<(CString, Vec<CString>, Vec<CString>, CString), WireError> {
+        let env = self.container_env(config);
+        let cwd = self.cwd_of(config);
+        let path =
+            resolve(&argv[0], &env, &cwd).map_err(|m| WireError::new(ErrorKind::StartFailed, m))?;
+        let path = cstring(&path.to_string_lossy(), "the executable path")?;
+        let argv = argv
+            .iter()
+            .map(|a| cstring(a, "an argument"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| cstring(&format!("{k}={v}"), "an environment variable"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cwd = cstring(&cwd.to_string_lossy(), "the working directory")?;
+        Ok((path, argv, envp, cwd))
+    }
+
+    fn start_error(argv0: &str, cwd: &Path, e: &spawn::SpawnError) -> String {
+        let desc = e.errno.desc().to_lowercase();
+        match e.stage {
+            Stage::Exec => format!("exec: \"{argv0}\": {desc}"),
+            Stage::Chdir => format!(
+                "chdir to cwd ({:?}) set in the container config failed: {desc}",
+                cwd.display().to_string()
+            ),
+            Stage::Credentials => format!("cannot set the container's user or group: {desc}"),
+            Stage::Cgroup => format!("cannot join the container's cgroup: {desc}"),
+            Stage::Stdio => format!("cannot set up the container's stdio: {desc}"),
+            Stage::ProcessGroup => format!("cannot create the container's process group: {desc}"),
+            Stage::Fork => format!("fork: {desc}"),
+        }
+    }
+
+    fn start(&mut self, id: &str) -> Result<(), WireError> {
+        let Some(c) = self.ctrs.get(id) else {
+            return Err(WireError::new(ErrorKind::NotFound, id));
+        };
+        if !matches!(c.state, CState::Created) {
+            return Err(WireError::invalid_state("start", id, c.state.name()));
+        }
+        let config = c.rec.config.clone();
+        let argv: Vec<String> = config
+            .command
+            .iter()
+            .chain(config.args.iter())
+            .cloned()
+            .collect();
+        let cwd = self.cwd_of(&config);
+        let prepared = self.prepare(&argv, &config);
+        let (path, cargv, envp, ccwd) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Err(self.fail_start(id, e.message)),
+        };
+        let max = self.rec.log_max_bytes;
+        let os = |what: &str, e: &dyn std::fmt::Display| {
+            WireError::new(ErrorKind::Os, format!("{what}: {e}"))
+        };
+        let c = self
+            .ctrs
+            .get_mut(id)
+            .ok_or_else(|| WireError::new(ErrorKind::NotFound, id))?;
+        let log_file =
+            LogFile::open(&c.rec.log_path, max).map_err(|e| os("open the log file", &e))?;
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os("pipe", &e))?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os("pipe", &e))?;
+        set_nonblocking(&out_r);
+        set_nonblocking(&err_r);
+        let procs = cgroup::procs_fds(&c.cg).map_err(|e| os("open cgroup.procs", &e))?;
+        c.oom_base = cgroup::oom_kills(&c.cg);
+        let started_at = wall_now();
+        let spec = SpawnSpec {
+            path: &path,
+            argv: &cargv,
+            envp: &envp,
+            cwd: &ccwd,
+            uid: config.uid,
+            gid: config.gid,
+            stdin: self.devnull.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+            cgroup_procs: &procs,
+        };
+        let result = spawn::spawn(&spec);
+        drop((out_w, err_w, procs));
+        match result {
+            Ok(sp) => {
+                let started = StartedRecord {
+                    host_pid: sp.host_pid,
+                    ns_pid: sp.pid,
+                    start_ticks: start_ticks(sp.host_pid).unwrap_or(0),
+                    started_at,
+                };
+                if let Err(e) = write_json(&c.dir.join("started.json"), &started, false) {
+                    log(&format!("write started record of {id}: {e}"));
+                }
+                c.state = CState::Running {
+                    pid: sp.pid,
+                    started_at,
+                };
+                c.log = Some(log_file);
+                c.out = Some(LogStream::new(out_r, "stdout"));
+                c.err = Some(LogStream::new(err_r, "stderr"));
+                Ok(())
+            }
+            Err(e) => {
+                let msg = Self::start_error(&argv[0], &cwd, &e);
+                Err(self.fail_start(id, msg))
+            }
+        }
+    }
+
+    /// Records a start that never ran (exit code 128 with the reason) and returns the error.
+    fn fail_start(&mut self, id: &str, message: String) -> WireError {
+        if let Some(c) = self.ctrs.get_mut(id) {
+            let now = wall_now();
+            let status = ExitStatus {
+                exit_code: 128,
+                signal: None,
+                oom_killed: false,
+                started_at: now,
+                finished_at: now,
+                message: Some(message.clone()),
+            };
+            if let Err(e) = write_json(&c.dir.join("exit.json"), &status, true) {
+                log(&format!("write exit record of {id}: {e}"));
+            }
+            c.state = CState::Exited;
+        }
+        WireError::new(ErrorKind::StartFailed, message)
+    }
+
+    fn signal(&mut self, id: &str, sig: i32) -> Result<(), WireError> {
+        let Some(c) = self.ctrs.get(id) else {
+            return Err(WireError::new(ErrorKind::NotFound, id));
+        };
+        let nsig = NixSignal::try_from(sig)
+            .map_err(|_| WireError::new(ErrorKind::Os, format!("invalid signal {sig}")))?;
+        match c.state {
+            CState::Created => Err(WireError::invalid_state("signal", id, "created")),
+            CState::Running { pid, .. } => {
+                let _ = killpg(Pid::from_raw(pid), nsig);
+                if nsig == NixSignal::SIGKILL {
+                    cgroup::kill_all(&c.cg);
+                }
+                Ok(())
+            }
+            CState::Stopping { .. } | CState::Exited => Ok(()),
+        }
+    }
+
+    fn exec(
+        &mut self,
+        conn: usize,
+        id: &str,
+        command: &[String],
+        timeout_ms: u64,
+    ) -> Result<(), WireError> {
+        let Some(c) = self.ctrs.get(id) else {
+            return Err(WireError::new(ErrorKind::NotFound, id));
+        };
+        if !matches!(c.state, CState::Running { .. }) {
+            return Err(WireError::invalid_state("exec in", id, c.state.name()));
+        }
+        if command.is_empty() {
+            return Err(WireError::new(
+                ErrorKind::StartFailed,
+                "exec: no command given",
+            ));
+        }
+        let config = c.rec.config.clone();
+        let procs = cgroup::procs_fds(&c.cg)
+            .map_err(|e| WireError::new(ErrorKind::Os, format!("open cgroup.procs: {e}")))?;
+        let (path, argv, envp, cwd) = self.prepare(command, &config)?;
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| WireError::new(ErrorKind::Os, format!("pipe: {e}")))?;
+        set_nonblocking(&r);
+        let spec = SpawnSpec {
+            path: &path,
+            argv: &argv,
+            envp: &envp,
+            cwd: &cwd,
+            uid: config.uid,
+            gid: config.gid,
+            stdin: self.devnull.as_raw_fd(),
+            stdout: w.as_raw_fd(),
+            stderr: w.as_raw_fd(),
+            cgroup_procs: &procs,
+        };
+        let result = spawn::spawn(&spec);
+        drop(w);
+        let sp = result.map_err(|e| {
+            WireError::new(
+                ErrorKind::StartFailed,
+                Self::start_error(&command[0], &self.cwd_of(&config), &e),
+            )
+        })?;
+        self.execs.push(ExecSession {
+            conn,
+            pid: sp.pid,
+            out: Some(r),
+            buf: Vec::new(),
+            deadline: mono_now() + Duration::from_millis(timeout_ms),
+            timed_out: false,
+            code: None,
+        });
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &str) -> Result<(), WireError> {
+        let Some(c) = self.ctrs.get(id) else {
+            return Err(WireError::new(ErrorKind::NotFound, id));
+        };
+        if matches!(c.state, CState::Running { .. } | CState::Stopping { .. }) {
+            return Err(WireError::invalid_state("remove", id, c.state.name()));
+        }
+        if let Some(c) = self.ctrs.remove(id) {
+            for e in cgroup::remove(&c.cg) {
+                log(&e);
+            }
+            let _ = std::fs::remove_dir_all(&c.dir);
+        }
+        Ok(())
+    }
+
+    fn begin_shutdown(&mut self, conn: usize) {
+        if let Some(Some(c)) = self.conns.get_mut(conn) {
+            c.pending = true;
+        }
+        for c in self.ctrs.values() {
+            if let CState::Running { pid, .. } = c.state {
+                let _ = killpg(Pid::from_raw(pid), NixSignal::SIGKILL);
+                cgroup::kill_all(&c.cg);
+            }
+        }
+        for e in &self.execs {
+            let _ = killpg(Pid::from_raw(e.pid), NixSignal::SIGKILL);
+        }
+        self.shutdown = Some((conn, mono_now() + SHUTDOWN_LIMIT));
+    }
+
+    fn maybe_finish_shutdown(&mut self) -> Option<i32> {
+        let (conn, deadline) = self.shutdown?;
+        let busy = self
+            .ctrs
+            .values()
+            .any(|c| matches!(c.state, CState::Running { .. } | CState::Stopping { .. }));
+        if busy && mono_now() < deadline {
+            return None;
+        }
+        let ids: Vec<String> = self.ctrs.keys().cloned().collect();
+        for id in &ids {
+            if matches!(
+                self.ctrs.get(id).map(|c| &c.state),
+                Some(CState::Stopping { .. })
+            ) {
+                self.finalize(id);
+            }
+        }
+        if !self.namespaces {
+            self.kill_orphans();
+        }
+        for c in self.ctrs.values() {
+            for e in cgroup::remove(&c.cg) {
+                log(&e);
+            }
+        }
+        for e in cgroup::remove(&self.cg) {
+            log(&e);
+        }
+        self.send(conn, &Response::default());
+        // Deliver what is queued (the exits above, the answer) before going away.
+        for c in self.conns.iter_mut().flatten() {
+            let _ = c.stream.set_nonblocking(false);
+            let _ = c.stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = c.stream.write_all(&c.wbuf);
+        }
+        log("sandbox removed; supervisor exiting");
+        Some(0)
+    }
+
+    /// Without a pid namespace, kills what was reparented to us (double-forked daemons).
+    fn kill_orphans(&mut self) {
+        for _ in 0..20 {
+            let mut found = false;
+            if let Ok(rd) = std::fs::read_dir("/proc") {
+                for e in rd.flatten() {
+                    let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    if let Some((ppid, state)) = super::util::ppid_and_state(pid)
+                        && ppid == self.host_pid
+                        && state != 'Z'
+                    {
+                        found = true;
+                        let _ = kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL);
+                    }
+                }
+            }
+            self.reap();
+            if !found {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    if let Some((pid, code, sig)) = exit_of(status) {
+                        self.on_exit(pid, code, sig);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, code: i32, sig: Option<i32>) {
+        if let Some(e) = self.execs.iter_mut().find(|e| e.pid == pid) {
+            e.code = Some(code);
+            return;
+        }
+        let Some((id, c)) = self
+            .ctrs
+            .iter_mut()
+            .find(|(_, c)| matches!(c.state, CState::Running { pid: p, .. } if p == pid))
+        else {
+            return; // an orphan reparented to us: reaped, nothing to record
+        };
+        let CState::Running { started_at, .. } = c.state else {
+            return;
+        };
+        let finished_at = wall_now();
+        let oom_killed = cgroup::oom_kills(&c.cg) > c.oom_base;
+        // The rest of the container goes with its main process.
+        let _ = killpg(Pid::from_raw(pid), NixSignal::SIGKILL);
+        cgroup::kill_all(&c.cg);
+        let status = ExitStatus {
+            exit_code: code,
+            signal: sig.map(Signal),
+            oom_killed,
+            started_at,
+            finished_at,
+            message: None,
+        };
+        let _ = id;
+        c.state = CState::Stopping {
+            pid,
+            status,
+            deadline: mono_now() + DRAIN_LIMIT,
+        };
+    }
+
+    fn check_stopping(&mut self) {
+        let now = mono_now();
+        let mut done = Vec::new();
+        for (id, c) in &self.ctrs {
+            if let CState::Stopping { pid, deadline, .. } = c.state {
+                let empty = match cgroup::procs(&c.cg) {
+                    Some(p) => p.is_empty(),
+                    None => killpg(Pid::from_raw(pid), None).is_err(),
+                };
+                if empty || now >= deadline {
+                    if !empty {
+                        log(&format!(
+                            "container {id}: processes remain {DRAIN_LIMIT:?} after its exit"
+                        ));
+                    }
+                    done.push(id.clone());
+                }
+            }
+        }
+        for id in done {
+            self.finalize(&id);
+        }
+    }
+
+    fn finalize(&mut self, id: &str) {
+        let Some(c) = self.ctrs.get_mut(id) else {
+            return;
+        };
+        let CState::Stopping { status, .. } = std::mem::replace(&mut c.state, CState::Exited)
+        else {
+            return;
+        };
+        if let Some(log) = c.log.as_mut() {
+            for s in [c.out.as_mut(), c.err.as_mut()].into_iter().flatten() {
+                s.pump(log);
+                s.finish(log);
+            }
+        }
+        c.out = None;
+        c.err = None;
+        c.log = None;
+        if let Err(e) = write_json(&c.dir.join("exit.json"), &status, true) {
+            log(&format!("write exit record of {id}: {e}"));
+        }
+        let event = ExitEvent {
+            sandbox_id: self.rec.config.id.clone(),
+            container_id: ContainerId(id.to_string()),
+            container_name: c.rec.config.name.clone(),
+            status,
+        };
+        let line = Response {
+            exit: Some(event),
+            ..Default::default()
+        };
+        let watchers: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.watching))
+            .map(|(i, _)| i)
+            .collect();
+        for i in watchers {
+            self.send(i, &line);
+        }
+    }
+
+    fn pump_log(&mut self, id: &str, is_err: bool) {
+        let Some(c) = self.ctrs.get_mut(id) else {
+            return;
+        };
+        let Some(log) = c.log.as_mut() else { return };
+        let stream = if is_err { &mut c.err } else { &mut c.out };
+        if let Some(s) = stream.as_mut()
+            && s.pump(log)
+        {
+            *stream = None;
+        }
+    }
+
+    fn read_exec(&mut self, pid: i32) {
+        let Some(e) = self.execs.iter_mut().find(|e| e.pid == pid) else {
+            return;
+        };
+        if drain_exec(e) {
+            e.out = None;
+        }
+    }
+
+    fn check_execs(&mut self) {
+        let now = mono_now();
+        let mut finished = Vec::new();
+        for (i, e) in self.execs.iter_mut().enumerate() {
+            if e.code.is_none() && !e.timed_out && now >= e.deadline {
+                e.timed_out = true;
+                let _ = killpg(Pid::from_raw(e.pid), NixSignal::SIGKILL);
+            }
+            if e.code.is_some() {
+                drain_exec(e);
+                finished.push(i);
+            }
+        }
+        for i in finished.into_iter().rev() {
+            let e = self.execs.remove(i);
+            let result = ExecResult {
+                exit_code: if e.timed_out { None } else { e.code },
+                output: e.buf,
+                timed_out: e.timed_out,
+            };
+            if let Some(Some(c)) = self.conns.get_mut(e.conn) {
+                c.pending = false;
+            }
+            self.send(
+                e.conn,
+                &Response {
+                    exec: Some(result),
+                    ..Default::default()
+                },
+            );
+            self.process_lines(e.conn);
+        }
+    }
+}
+
+/// Reads what an exec session printed (keeping at most the cap). True at end of file.
+fn drain_exec(e: &mut ExecSession) -> bool {
+    let Some(fd) = &e.out else { return true };
+    let mut chunk = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd, &mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => {
+                let room = EXEC_OUTPUT_CAP.saturating_sub(e.buf.len());
+                e.buf.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return false,
+            Err(_) => return true,
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! The process backend: the conformance suite plus what only real processes can show
+//! (namespaces, cgroups, fds, logs, zombies, daemons, OOM, surviving the agent). Runs as root
+//! in CI; each test uses its own state directory and removes its sandboxes.
+
+mod conformance;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use conformance::{Behaviour, Harness, LONG, sandbox, wait_exit};
+use futures::FutureExt;
+use podvisor_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use podvisor_runtime::{
+    ContainerConfig, ContainerRuntime, ContainerState, Resources, RuntimeError, SandboxConfig,
+    Signal,
+};
+
+const SUPERVISOR: &str = env!("CARGO_BIN_EXE_podvisor-runtime-supervisor");
+
+struct Proc {
+    rt: ProcessRuntime,
+    _dir: tempfile::TempDir,
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+impl Harness for Proc {
+    type Runtime = ProcessRuntime;
+    fn runtime(&self) -> &ProcessRuntime {
+        &self.rt
+    }
+    fn container(&self, name: &str, b: Behaviour) -> ContainerConfig {
+        let command = match b {
+            Behaviour::Exit { after, code } => {
+                sh(&format!("sleep {}; exit {code}", after.as_secs_f64()))
+            }
+            Behaviour::RunDefault => vec!["sleep".into(), "1000".into()],
+            Behaviour::TrapTerm { code } => sh(&format!(
+                "trap 'exit {code}' TERM; echo ready; while :; do sleep 0.05; done"
+            )),
+            Behaviour::IgnoreTerm => sh("trap '' TERM; echo ready; while :; do sleep 0.05; done"),
+        };
+        ContainerConfig {
+            name: name.into(),
+            command,
+            ..Default::default()
+        }
+    }
+    fn sandbox_id(&self, hint: &str) -> String {
+        format!("{hint}-{:08x}", rand_u32())
+    }
+    async fn wait_ready(&self, id: &podvisor_runtime::ContainerId) {
+        // The scripts print "ready" once their trap is set.
+        let log = self.rt.container_status(id).await.expect("status").log_path;
+        wait_until("the container is ready", || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" F ready"))
+        })
+        .await;
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id()) as u32
+}
+
+fn config(dir: &Path) -> ProcessRuntimeConfig {
+    ProcessRuntimeConfig::new(dir.join("rt"), SUPERVISOR, vec![])
+}
+
+async fn harness_with(f: impl FnOnce(&mut ProcessRuntimeConfig)) -> Proc {
+    let dir = tempfile::Builder::new()
+        .prefix("pvrt")
+        .tempdir()
+        .expect("tempdir");
+    let mut cfg = config(dir.path());
+    f(&mut cfg);
+    let rt = ProcessRuntime::new(cfg).await.expect("runtime");
+    Proc { rt, _dir: dir }
+}
+
+async fn harness() -> Proc {
+    harness_with(|_| {}).await
+}
+
+/// Runs a test body, then removes every sandbox the runtime knows, even if the body panicked.
+async fn guarded<F: Future<Output = ()>>(h: &Proc, body: F) {
+    let result = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    cleanup(&h.rt).await;
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+async fn cleanup(rt: &ProcessRuntime) {
+    for s in rt.list().await.unwrap_or_default() {
+        let _ = rt.remove_sandbox(&s.config.id).await;
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let h = harness().await;
+            guarded(&h, conformance::$name(&h)).await;
+        }
+    )*};
+}
+
+conformance!(
+    exit_code_is_reported,
+    term_default_action_reports_signal,
+    term_handled_exits_cleanly,
+    term_ignored_needs_kill,
+    illegal_operations_name_the_state,
+    removing_twice_succeeds,
+    duplicates_are_refused,
+    list_shows_everything,
+    restart_is_a_new_container,
+);
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// PIDs of processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) && pid != std::process::id() {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn stat_of(pid: u32) -> Option<(u32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    Some((it.next()?.parse().ok()?, state))
+}
+
+/// Zombie children of `parent`.
+fn zombies_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((ppid, 'Z')) = stat_of(pid)
+            && ppid == parent
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn unique_marker() -> String {
+    // sleep accepts fractional seconds: a unique duration marks the test's processes.
+    format!("1000.{:09}", rand_u32() % 1_000_000_000)
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn double_forked_daemon_dies_with_its_container() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "daemon").await;
+        let m = unique_marker();
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh(&format!(
+                "(setsid sleep {m} &); (sleep {m} &); exec sleep {m}"
+            )),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        wait_until("three marked processes run", || {
+            processes_with(&m).len() >= 3
+        })
+        .await;
+        rt.signal(&id, Signal::KILL).await.expect("kill");
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert_eq!(ev.status.exit_code, 137);
+        assert_eq!(
+            processes_with(&m),
+            Vec::<u32>::new(),
+            "processes survived the container's SIGKILL"
+        );
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn main_exit_takes_the_rest_of_the_container_along() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "mainexit").await;
+        let m = unique_marker();
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh(&format!("(setsid sleep {m} &); sleep 0.3; exit 4")),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert_eq!(ev.status.exit_code, 4);
+        assert_eq!(
+            processes_with(&m),
+            Vec::<u32>::new(),
+            "an exit event means nothing of the container remains"
+        );
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn orphans_are_reaped_no_zombies() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "zombies").await;
+        let sup = rt.supervisor_pid(&sb).expect("supervisor alive");
+        // Twenty short-lived orphans (their parent subshell exits at once), then the main
+        // process waits a little and exits.
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh("for i in $(seq 20); do (sleep 0.1 &); done; sleep 1"),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // An exited orphan may be a zombie for a moment before the supervisor reaps it;
+            // none may stay one.
+            let z = zombies_of(sup);
+            if !z.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let still: Vec<u32> = zombies_of(sup)
+                    .into_iter()
+                    .filter(|p| z.contains(p))
+                    .collect();
+                assert!(still.is_empty(), "zombies not reaped: {still:?}");
+            }
+        }
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert_eq!(ev.status.exit_code, 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(zombies_of(sup), Vec::<u32>::new());
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn container_sees_only_stdio_fds() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let sb = sandbox(&h, "fds").await;
+        // The agent side leaks an inheritable descriptor on purpose: it must not reach the container.
+        let leaked = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open");
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: vec!["sleep".into(), "30".into()],
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        let st = rt.start_container(&id).await.expect("start");
+        let ContainerState::Running { pid: Some(pid), .. } = st.state else {
+            panic!("not running: {:?}", st.state)
+        };
+        let fds: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fd dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            fds,
+            ["0", "1", "2"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>()
+        );
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/fd/0")).expect("fd0"),
+            PathBuf::from("/dev/null")
+        );
+        drop(leaked);
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+fn check_cri_line(line: &str) -> (String, String, String) {
+    let mut parts = line.splitn(4, ' ');
+    let ts = parts.next().expect("timestamp").to_string();
+    let stream = parts.next().expect("stream").to_string();
+    let tag = parts.next().expect("tag").to_string();
+    let body = parts.next().unwrap_or("").to_string();
+    assert_eq!(
+        ts.len(),
+        "2026-11-25T09:23:05.123456789Z".len(),
+        "timestamp {ts:?} in {line:?}"
+    );
+    assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{line:?}");
+    assert!(stream == "stdout" || stream == "stderr", "{line:?}");
+    assert!(tag == "F" || tag == "P", "{line:?}");
+    (stream, tag, body)
+}
+
+#[tokio::test]
+async fn logs_are_cri_formatted_rotated_and_kept_across_restarts() {
+    let h = harness_with(|c| c.log_max_bytes = 4096).await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "logs").await;
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh("echo hello; echo oops >&2; printf 'no newline'"),
+            ..Default::default()
+        };
+        let first = rt.create_container(&sb, cfg.clone()).await.expect("create");
+        rt.start_container(&first).await.expect("start");
+        wait_exit(&mut events, &first, LONG).await;
+        let first_log = rt.container_status(&first).await.expect("status").log_path;
+        let text = std::fs::read_to_string(&first_log).expect("log");
+        let lines: Vec<_> = text.lines().map(check_cri_line).collect();
+        assert!(lines.contains(&("stdout".into(), "F".into(), "hello".into())), "{text}");
+        assert!(lines.contains(&("stderr".into(), "F".into(), "oops".into())), "{text}");
+        assert!(lines.contains(&("stdout".into(), "F".into(), "no newline".into())), "{text}");
+
+        // A second instance (a restart) logs elsewhere; the first log stays; rotation keeps
+        // each file under the limit with one rotated file; long lines are split into P entries.
+        let noisy = ContainerConfig {
+            command: sh("i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done; head -c 40000 /dev/zero | tr '\\0' x; echo"),
+            ..cfg
+        };
+        let second = rt.create_container(&sb, noisy).await.expect("create");
+        rt.start_container(&second).await.expect("start");
+        wait_exit(&mut events, &second, LONG).await;
+        let second_log = rt.container_status(&second).await.expect("status").log_path;
+        assert_ne!(first_log, second_log);
+        assert_eq!(first_log.file_name().and_then(|n| n.to_str()), Some("0.log"));
+        assert_eq!(second_log.file_name().and_then(|n| n.to_str()), Some("1.log"));
+        assert!(std::fs::read_to_string(&first_log).expect("previous log kept").contains("hello"));
+        let mut rotated = second_log.clone().into_os_string();
+        rotated.push(".1");
+        let current = std::fs::read_to_string(&second_log).expect("current");
+        let older = std::fs::read_to_string(&rotated).expect("rotated file");
+        for f in [&current, &older] {
+            assert!(f.len() <= 4096 + 16 * 1024 + 64, "file of {} bytes", f.len());
+            for l in f.lines() {
+                check_cri_line(l);
+            }
+        }
+        // Every 16 KiB piece of the 40000-byte line forces a rotation with a 4 KiB limit: the
+        // rotated file ends with the second partial entry, the current one holds the rest.
+        let (_, last_tag, last_body) = current.lines().map(check_cri_line).next_back().expect("entries");
+        assert_eq!(last_tag, "F");
+        assert_eq!(last_body.len(), 40000 - 2 * 16 * 1024);
+        let (_, older_tag, older_body) = older.lines().map(check_cri_line).next_back().expect("entries");
+        assert_eq!(older_tag, "P");
+        assert_eq!(older_body.len(), 16 * 1024);
+        rt.remove_sandbox(&sb).await.expect("remove");
+        assert!(!first_log.exists(), "logs go with the sandbox");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exec_runs_in_the_container_with_a_timeout() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let sb = sandbox(&h, "exec").await;
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: vec!["sleep".into(), "1000".into()],
+            env: vec![("GREETING".into(), "hi there".into())],
+            working_dir: Some("/tmp".into()),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let r = rt.exec(&id, &sh("echo $GREETING; pwd; hostname; echo err >&2; exit 3"), LONG).await.expect("exec");
+        assert_eq!(r.exit_code, Some(3));
+        assert!(!r.timed_out);
+        let out = String::from_utf8_lossy(&r.output).into_owned();
+        assert!(out.contains("hi there\n/tmp\n"), "{out}");
+        assert!(out.contains("err"), "{out}");
+        if is_root() {
+            assert!(out.contains("exec\n"), "the sandbox hostname: {out}");
+        }
+        let m = unique_marker();
+        let started = tokio::time::Instant::now();
+        let r = rt.exec(&id, &sh(&format!("echo before; sleep {m}")), Duration::from_millis(300)).await.expect("exec");
+        assert!(r.timed_out);
+        assert_eq!(r.exit_code, None);
+        assert_eq!(String::from_utf8_lossy(&r.output), "before\n");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        wait_until("the timed-out exec is gone", || processes_with(&m).is_empty()).await;
+        let r = rt.exec(&id, &sh("head -c 50000 /dev/zero"), LONG).await.expect("exec");
+        assert_eq!(r.output.len(), 10 * 1024);
+        assert_eq!(r.exit_code, Some(0));
+        let missing = rt.exec(&id, &["no-such-binary-pv".to_string()], LONG).await;
+        assert!(matches!(&missing, Err(RuntimeError::StartFailed { message }) if message.contains("executable file not found")), "{missing:?}");
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_commands_fail_with_clear_messages() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let sb = sandbox(&h, "badcmd").await;
+        let empty = rt.create_container(&sb, ContainerConfig { name: "empty".into(), ..Default::default() }).await;
+        assert!(matches!(&empty, Err(RuntimeError::StartFailed { message }) if message.contains("no command")), "{empty:?}");
+        let cfg = ContainerConfig { name: "missing".into(), command: vec!["foo-not-here".into()], ..Default::default() };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        match rt.start_container(&id).await {
+            Err(RuntimeError::StartFailed { message }) => {
+                assert_eq!(message, "exec: \"foo-not-here\": executable file not found in $PATH")
+            }
+            other => panic!("{other:?}"),
+        }
+        let st = rt.container_status(&id).await.expect("status");
+        assert!(matches!(&st.state, ContainerState::Exited(x) if x.exit_code == 128 && x.message.is_some()));
+        let cfg = ContainerConfig {
+            name: "badcwd".into(),
+            command: vec!["true".into()],
+            working_dir: Some("/no/such/dir".into()),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        let r = rt.start_container(&id).await;
+        assert!(matches!(&r, Err(RuntimeError::StartFailed { message }) if message.contains("/no/such/dir")), "{r:?}");
+        // args alone form the command line when command is empty.
+        let mut events = rt.subscribe();
+        let cfg = ContainerConfig { name: "argsonly".into(), args: sh("exit 5"), ..Default::default() };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        assert_eq!(wait_exit(&mut events, &id, LONG).await.status.exit_code, 5);
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn env_user_and_namespaces_apply() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "identity").await;
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh("echo $A-$B; id -u; id -g; hostname; echo $$"),
+            env: vec![("A".into(), "1".into()), ("B".into(), "two".into())],
+            uid: is_root().then_some(65534),
+            gid: is_root().then_some(65534),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert_eq!(ev.status.exit_code, 0);
+        let log = std::fs::read_to_string(rt.container_status(&id).await.expect("status").log_path)
+            .expect("log");
+        let out: Vec<String> = log.lines().map(|l| check_cri_line(l).2).collect();
+        assert_eq!(out[0], "1-two");
+        if is_root() {
+            assert_eq!(out[1], "65534");
+            assert_eq!(out[2], "65534");
+            assert_eq!(out[3], "identity", "hostname is the sandbox's");
+            let pid: u32 = out[4].parse().expect("pid");
+            assert!(
+                pid > 1 && pid < 100,
+                "PID {pid} is in the sandbox's own pid namespace, not PID 1"
+            );
+        }
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oom_kill_is_reported() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let memory_cgroup = std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| {
+                m.lines()
+                    .any(|l| l.contains(" - cgroup ") && l.contains("memory"))
+                    || m.contains(" - cgroup2 ")
+            })
+            .unwrap_or(false);
+        if !is_root() || !memory_cgroup {
+            eprintln!("skipping: no writable memory cgroup (not root or not mounted)");
+            return;
+        }
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "oom").await;
+        let cfg = ContainerConfig {
+            name: "hog".into(),
+            command: vec![
+                "python3".into(),
+                "-c".into(),
+                "x = b'a' * (256 * 1024 * 1024)".into(),
+            ],
+            resources: Resources {
+                memory_limit_bytes: Some(32 * 1024 * 1024),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert!(ev.status.oom_killed, "{:?}", ev.status);
+        assert_eq!(ev.status.exit_code, 137);
+        assert_eq!(ev.status.signal, Some(Signal::KILL));
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn supervisor_survives_its_agent_and_exits_are_readopted() {
+    let dir = tempfile::Builder::new()
+        .prefix("pvrt")
+        .tempdir()
+        .expect("tempdir");
+    let state = dir.path().join("rt");
+    let sb = format!("survive-{:08x}", rand_u32());
+    // A separate agent process creates the sandbox and a container that exits with 7 after
+    // a while; the agent is killed with SIGKILL before that.
+    let mut agent = tokio::process::Command::new(SUPERVISOR)
+        .arg("test-agent")
+        .arg(&state)
+        .arg(&sb)
+        .args(["sh", "-c", "sleep 1; exit 7"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn agent");
+    let mut line = String::new();
+    let stdout = agent.stdout.take().expect("stdout");
+    use tokio::io::AsyncBufReadExt;
+    tokio::time::timeout(LONG, tokio::io::BufReader::new(stdout).read_line(&mut line))
+        .await
+        .expect("agent answers")
+        .expect("read");
+    let id = podvisor_runtime::ContainerId(line.trim().to_string());
+    assert!(!id.0.is_empty(), "the agent failed");
+    agent.start_kill().expect("kill -9 the agent");
+    agent.wait().await.expect("reap the agent");
+
+    let rt = ProcessRuntime::new(ProcessRuntimeConfig::new(&state, SUPERVISOR, vec![]))
+        .await
+        .expect("runtime");
+    let h = Proc { rt, _dir: dir };
+    guarded(&h, async {
+        let rt = &h.rt;
+        let sup = rt
+            .supervisor_pid(&sb)
+            .expect("the supervisor outlived its agent");
+        // Wait for the exit that happens while no runtime instance was listening at first.
+        wait_until("the exit is recorded", || {
+            std::fs::read_dir(rt.sandbox_dir(&sb).join("containers"))
+                .is_ok_and(|rd| rd.flatten().any(|e| e.path().join("exit.json").exists()))
+        })
+        .await;
+        let fresh = ProcessRuntime::new(ProcessRuntimeConfig::new(&state, SUPERVISOR, vec![]))
+            .await
+            .expect("runtime");
+        let all = fresh.list().await.expect("list");
+        let s = all
+            .iter()
+            .find(|s| s.config.id == sb)
+            .expect("re-adopted sandbox");
+        assert_eq!(s.containers.len(), 1, "nothing was restarted");
+        assert_eq!(s.containers[0].id, id);
+        assert!(
+            matches!(&s.containers[0].state, ContainerState::Exited(x) if x.exit_code == 7),
+            "{:?}",
+            s.containers[0].state
+        );
+        assert_eq!(fresh.supervisor_pid(&sb), Some(sup), "same supervisor");
+        // The re-adopted sandbox reports later exits on the event stream.
+        let mut events = fresh.subscribe();
+        let cfg = ContainerConfig {
+            name: "later".into(),
+            command: sh("exit 9"),
+            ..Default::default()
+        };
+        let later = fresh.create_container(&sb, cfg).await.expect("create");
+        fresh.start_container(&later).await.expect("start");
+        assert_eq!(
+            wait_exit(&mut events, &later, LONG).await.status.exit_code,
+            9
+        );
+        fresh.remove_sandbox(&sb).await.expect("remove");
+        wait_until("the supervisor exits", || {
+            fresh.supervisor_pid(&sb).is_none() && stat_of(sup).is_none_or(|(_, s)| s == 'Z')
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killed_supervisor_is_reported_as_lost() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "lost").await;
+        let m = unique_marker();
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: vec!["sleep".into(), m.clone()],
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let sup = rt.supervisor_pid(&sb).expect("supervisor");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(sup as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert_eq!(ev.status.exit_code, 137);
+        assert!(
+            ev.status
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("supervisor"))
+        );
+        wait_until("the container is gone", || processes_with(&m).is_empty()).await;
+        let all = rt.list().await.expect("list");
+        assert_eq!(
+            all.iter().find(|s| s.config.id == sb).map(|s| s.state),
+            Some(podvisor_runtime::SandboxState::NotReady)
+        );
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sandbox_removal_ends_the_supervisor_and_cgroups() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let sb = sandbox(&h, "removal").await;
+        let sup = rt.supervisor_pid(&sb).expect("supervisor");
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: vec!["sleep".into(), "1000".into()],
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let cgroups: Vec<PathBuf> = std::fs::read_to_string(format!("/proc/{sup}/cgroup"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_string))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        let _ = cgroups;
+        let sandbox_cgroups: Vec<PathBuf> = ["memory", "pids", "freezer", "cpu", "unified"]
+            .iter()
+            .filter_map(|h| find_dir(Path::new("/sys/fs/cgroup").join(h).as_path(), &sb))
+            .collect();
+        if is_root() {
+            assert!(!sandbox_cgroups.is_empty(), "the sandbox has cgroups");
+        }
+        rt.remove_sandbox(&sb).await.expect("remove");
+        assert!(
+            stat_of(sup).is_none_or(|(_, s)| s == 'Z'),
+            "the supervisor exited"
+        );
+        for d in sandbox_cgroups {
+            assert!(!d.exists(), "{} removed", d.display());
+        }
+        assert!(!rt.sandbox_dir(&sb).exists());
+    })
+    .await;
+}
+
+/// Finds a directory named `name` below `root` (depth-first, a few levels).
+fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    fn walk(d: &Path, name: &str, depth: u32) -> Option<PathBuf> {
+        if depth > 6 {
+            return None;
+        }
+        for e in std::fs::read_dir(d).ok()?.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if e.file_name() == name {
+                return Some(p);
+            }
+            if let Some(f) = walk(&p, name, depth + 1) {
+                return Some(f);
+            }
+        }
+        None
+    }
+    walk(root, name, 0)
+}
+
+#[tokio::test]
+async fn sandbox_ids_are_validated() {
+    let h = harness().await;
+    let r =
+        h.rt.create_sandbox(SandboxConfig {
+            id: "../escape".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(r, Err(RuntimeError::StartFailed { .. })), "{r:?}");
+    h.rt.remove_sandbox("../escape")
+        .await
+        .expect("removing a non-existent sandbox succeeds");
+}
