@@ -779,10 +779,10 @@ pub(crate) fn server_side_apply(
         subresource: String::new(),
         set: config_set,
     };
-    let last_set = match managers.iter().position(|m| m.same_identity(&me)) {
-        Some(i) => Some(managers.remove(i).set),
-        None => None,
-    };
+    let last_set = managers
+        .iter()
+        .position(|m| m.same_identity(&me))
+        .map(|i| managers.remove(i).set);
 
     if let Some(last) = last_set {
         let owned = managers
