@@ -1,6 +1,7 @@
 //! The podvisor binary: `up`, `server`, `agent`, `kubeconfig`, `token`, `bench` and the
 //! internal `supervise`.
 
+mod bench;
 mod cli;
 mod config;
 mod kubeconfig;
@@ -66,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
+        Command::Bench(args) => bench::run(args).await,
         other => anyhow::bail!("`{other:?}` is not available yet"),
     }
 }

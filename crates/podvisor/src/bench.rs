@@ -1,0 +1,712 @@
+//! `podvisor bench`: pod lifecycle latency, throughput and footprint, against the physical
+//! floor and (optionally) a peer, in one run on this machine.
+//!
+//! The harness starts the real `podvisor up` (this binary) as a child process on a temporary
+//! data dir and a free port, and drives it over TLS with kube-rs, exactly as a user's
+//! client would. Timestamps come from the client side: a pod is "Running" when the client
+//! sees the watch event that says so. Every section prints its own table; `--json` also
+//! writes everything as one JSON document.
+
+#![allow(clippy::disallowed_methods)] // a benchmark measures real time
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::cli::BenchArgs;
+
+/// Latency samples in milliseconds.
+#[derive(Default, Clone)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d.as_secs_f64() * 1000.0);
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+        v[idx.min(v.len() - 1)]
+    }
+    fn summary(&self) -> Value {
+        json!({"n": self.0.len(), "p50_ms": round(self.pct(50.0)), "p90_ms": round(self.pct(90.0)), "p99_ms": round(self.pct(99.0))})
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Pod events seen by the client's watch, by pod name.
+#[derive(Default)]
+struct Seen {
+    running: HashMap<String, Instant>,
+    ready: HashMap<String, Instant>,
+    deleted: HashMap<String, Instant>,
+}
+
+struct Observer {
+    seen: Mutex<Seen>,
+    notify: Notify,
+}
+
+impl Observer {
+    fn start(api: Api<Pod>) -> (Arc<Observer>, tokio::task::JoinHandle<()>) {
+        let obs = Arc::new(Observer {
+            seen: Mutex::new(Seen::default()),
+            notify: Notify::new(),
+        });
+        let o = obs.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Ok(Some(ev)) = stream.try_next().await {
+                let now = Instant::now();
+                let mut seen = o.seen.lock().unwrap_or_else(|p| p.into_inner());
+                match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        let name = p.metadata.name.clone().unwrap_or_default();
+                        let status = p.status.as_ref();
+                        if status.and_then(|s| s.phase.as_deref()) == Some("Running") {
+                            seen.running.entry(name.clone()).or_insert(now);
+                        }
+                        let ready = status
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                        if ready {
+                            seen.ready.entry(name).or_insert(now);
+                        }
+                    }
+                    watcher::Event::Delete(p) => {
+                        let name = p.metadata.name.clone().unwrap_or_default();
+                        seen.deleted.entry(name).or_insert(now);
+                    }
+                    _ => {}
+                }
+                drop(seen);
+                o.notify.notify_waiters();
+            }
+        });
+        (obs, task)
+    }
+
+    async fn wait(&self, timeout: Duration, mut done: impl FnMut(&Seen) -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            if done(&self.seen.lock().unwrap_or_else(|p| p.into_inner())) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("timed out after {timeout:?}");
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+}
+
+/// A `podvisor up` child process on a temporary data dir.
+struct UpProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+    client: kube::Client,
+}
+
+impl UpProcess {
+    async fn start(node: &str) -> anyhow::Result<(UpProcess, Duration)> {
+        let dir = tempfile::Builder::new().prefix("podvisor-bench").tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let exe = std::env::current_exe()?;
+        let log = std::fs::File::create(dir.path().join("up.log"))?;
+        let t0 = Instant::now();
+        let child = Command::new(exe)
+            .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--node-name", node, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("PODVISOR_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("start podvisor up")?;
+        let mut up = UpProcess {
+            child,
+            dir,
+            client: kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse()?))?,
+        };
+        // `up` prints the export line once the node is Ready.
+        let stdout = up.child.stdout.take().context("stdout")?;
+        let ready = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("export KUBECONFIG=") {
+                    return Some(Instant::now());
+                }
+            }
+            None
+        });
+        let ready_at = tokio::time::timeout(Duration::from_secs(60), ready)
+            .await
+            .context("`up` did not become ready within 60 s")??
+            .context("`up` exited before it was ready")?;
+        let startup = ready_at - t0;
+        let kubeconfig = kube::config::Kubeconfig::read_from(up.dir.path().join("data/kubeconfig"))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        up.client = kube::Client::try_from(config)?;
+        Ok((up, startup))
+    }
+
+    fn rss_kb(&self) -> u64 {
+        rss_kb(self.child.id() as i32)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// RSS of this cluster's pod supervisors (KiB each).
+    fn supervisor_rss(&self) -> Vec<u64> {
+        let marker = self.data_dir().display().to_string();
+        processes_matching(|cmd| cmd.contains(" supervise") && cmd.contains(&marker))
+            .into_iter()
+            .map(rss_kb)
+            .collect()
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn processes_matching(pred: impl Fn(&str) -> bool) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
+                && let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if pred(&cmd) {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+        .unwrap_or(false)
+}
+
+fn pod_json(name: &str, command: &[&str], grace: i64, node: Option<&str>) -> anyhow::Result<Pod> {
+    let mut spec = json!({
+        "terminationGracePeriodSeconds": grace,
+        "containers": [{"name": "main", "image": "busybox", "command": command}],
+    });
+    if let Some(n) = node {
+        spec["nodeName"] = json!(n);
+    }
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?)
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_all_pods(api: &Api<Pod>, obs: &Observer, names: &[String]) -> anyhow::Result<()> {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    api.delete_collection(&dp, &ListParams::default()).await?;
+    let names = names.to_vec();
+    obs.wait(Duration::from_secs(120), |s| names.iter().all(|n| s.deleted.contains_key(n)))
+        .await
+        .context("pods not deleted")
+}
+
+const SLEEP: &[&str] = &["sh", "-c", "sleep 100000 & wait"];
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let want = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
+    let (seq_n, burst_n, del_n, kill_n, api_n, list_n) = if args.quick {
+        (20, 100, 5, 3, 500, 2_000)
+    } else {
+        (100, 1_000, 20, 10, 2_000, 10_000)
+    };
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let machine = machine();
+    println!("# podvisor bench\ncommand: {command_line}\nmachine: {machine}\n");
+    let mut report = json!({"command": command_line, "machine": machine});
+
+    if want("floor") {
+        let floor = floor(if args.quick { 100 } else { 300 });
+        println!("## physical floor (no orchestrator)");
+        println!("fork+exec+wait /bin/true                       p50 {:.3} ms", floor.0.pct(50.0));
+        println!("unshare -pmui --fork /bin/true (namespaces)    p50 {:.3} ms", floor.1.pct(50.0));
+        println!("fork+exec `sleep` until it runs (spawn)        p50 {:.3} ms\n", floor.2.pct(50.0));
+        report["floor"] = json!({"exec_true": floor.0.summary(), "namespaces_true": floor.1.summary(), "spawn_sleep": floor.2.summary()});
+    }
+
+    let needs_cluster = ["startup", "delete", "api", "footprint"].iter().any(|p| want(p));
+    if needs_cluster {
+        let (up, startup) = UpProcess::start("bench-node").await?;
+        let idle_rss = up.rss_kb();
+        println!("## podvisor up");
+        println!("process start -> node Ready and kubeconfig printed: {:.1} ms", startup.as_secs_f64() * 1000.0);
+        println!("RSS idle, no pods: {:.1} MB\n", idle_rss as f64 / 1024.0);
+        report["up"] = json!({"ready_ms": round(startup.as_secs_f64() * 1000.0), "idle_rss_mb": round(idle_rss as f64 / 1024.0)});
+        let result = cluster_sections(&up, &args, want, (seq_n, burst_n, del_n, kill_n, api_n, list_n), &mut report).await;
+        up.stop();
+        result?;
+    }
+
+    if let Some(peer) = &args.peer {
+        match peer.as_str() {
+            "podman" => match podman(if args.quick { 3 } else { 10 }) {
+                Ok(v) => {
+                    report["podman"] = v;
+                }
+                Err(e) => println!("## podman\nnot measured: {e:#}\n"),
+            },
+            other => bail!("unknown peer {other:?} (supported: podman)"),
+        }
+    }
+    ratios(&mut report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn cluster_sections(
+    up: &UpProcess,
+    args: &BenchArgs,
+    want: impl Fn(&str) -> bool,
+    (seq_n, burst_n, del_n, kill_n, api_n, list_n): (usize, usize, usize, usize, usize, usize),
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    let client = up.client.clone();
+    ensure_namespace(&client, "bench").await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
+    let (obs, watch_task) = Observer::start(pods.clone());
+    let _ = args;
+
+    if want("startup") {
+        // Warm-up, excluded.
+        for i in 0..3 {
+            let name = format!("warm-{i}");
+            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
+            obs.wait(Duration::from_secs(60), |s| s.running.contains_key(&name)).await?;
+        }
+        let mut to_running = Samples::default();
+        let mut to_ready = Samples::default();
+        let mut names = Vec::new();
+        for i in 0..seq_n {
+            let name = format!("seq-{i}");
+            let t = Instant::now();
+            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
+            obs.wait(Duration::from_secs(60), |s| s.ready.contains_key(&name))
+                .await
+                .with_context(|| format!("pod {name} not Ready"))?;
+            let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
+            to_running.push(seen.running[&name] - t);
+            to_ready.push(seen.ready[&name] - t);
+            names.push(name);
+        }
+        println!("## pod startup, {seq_n} pods one after another (process runtime, `sleep`)");
+        println!("create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms", to_running.pct(50.0), to_running.pct(90.0), to_running.pct(99.0));
+        println!("create -> Ready    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms", to_ready.pct(50.0), to_ready.pct(90.0), to_ready.pct(99.0));
+        let rss_100 = up.rss_kb();
+        let sup = up.supervisor_rss();
+        let sup_avg = if sup.is_empty() { 0.0 } else { sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0 };
+        println!("RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n", seq_n + 3, rss_100 as f64 / 1024.0, sup_avg, sup.len());
+        report["startup_sequential"] = json!({"create_to_running": to_running.summary(), "create_to_ready": to_ready.summary()});
+        report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
+        names.extend((0..3).map(|i| format!("warm-{i}")));
+        delete_all_pods(&pods, &obs, &names).await?;
+
+        // Burst.
+        let t0 = Instant::now();
+        let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let names: Vec<String> = (0..burst_n).map(|i| format!("burst-{i}")).collect();
+        futures::stream::iter(names.clone())
+            .map(|name| {
+                let pods = pods.clone();
+                let created = created.clone();
+                async move {
+                    let t = Instant::now();
+                    pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
+                    created.lock().unwrap_or_else(|p| p.into_inner()).insert(name, t);
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>()
+            .await?;
+        obs.wait(Duration::from_secs(600), |s| names.iter().all(|n| s.running.contains_key(n)))
+            .await
+            .context("burst pods not all Running")?;
+        let total = t0.elapsed();
+        let mut burst = Samples::default();
+        {
+            let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let created = created.lock().unwrap_or_else(|p| p.into_inner());
+            for n in &names {
+                burst.push(seen.running[n] - created[n]);
+            }
+        }
+        let rate = burst_n as f64 / total.as_secs_f64();
+        let rss_burst = up.rss_kb();
+        println!("## pod startup, burst of {burst_n} on one node");
+        println!("create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms; all Running after {:.2} s = {:.0} pods/s", burst.pct(50.0), burst.pct(90.0), burst.pct(99.0), total.as_secs_f64(), rate);
+        println!("RSS of up with {burst_n} pods: {:.1} MB\n", rss_burst as f64 / 1024.0);
+        report["startup_burst"] = json!({"n": burst_n, "create_to_running": burst.summary(), "total_s": round(total.as_secs_f64()), "pods_per_s": round(rate), "up_rss_mb": round(rss_burst as f64 / 1024.0)});
+        delete_all_pods(&pods, &obs, &names).await?;
+    }
+
+    if want("delete") {
+        // A process that exits on SIGTERM: delete -> DELETED.
+        let honour = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
+        let names: Vec<String> = (0..del_n).map(|i| format!("del-{i}")).collect();
+        for n in &names {
+            pods.create(&PostParams::default(), &pod_json(n, &honour, 30, None)?).await?;
+        }
+        obs.wait(Duration::from_secs(120), |s| names.iter().all(|n| s.ready.contains_key(n))).await?;
+        let mut deleted = Samples::default();
+        for n in &names {
+            let t = Instant::now();
+            pods.delete(n, &DeleteParams::default()).await?;
+            obs.wait(Duration::from_secs(60), |s| s.deleted.contains_key(n)).await?;
+            deleted.push(obs.seen.lock().unwrap_or_else(|p| p.into_inner()).deleted[n] - t);
+        }
+        println!("## deletion");
+        println!("delete (default grace) of a SIGTERM-honouring pod -> DELETED  p50 {:.1} ms  p99 {:.1} ms", deleted.pct(50.0), deleted.pct(99.0));
+
+        // SIGKILL precision for processes that ignore SIGTERM (grace 2 s).
+        let tag = format!("pvbench-{}", std::process::id());
+        let names: Vec<String> = (0..kill_n).map(|i| format!("kill-{i}")).collect();
+        for n in &names {
+            let marker = format!("{tag}-{n}-");
+            let cmd = ["sh", "-c", "trap '' TERM; sleep 100000 & wait", marker.as_str()];
+            pods.create(&PostParams::default(), &pod_json(n, &cmd, 2, None)?).await?;
+        }
+        obs.wait(Duration::from_secs(120), |s| names.iter().all(|n| s.ready.contains_key(n))).await?;
+        let mut overshoot = Samples::default();
+        let mut early = 0;
+        for n in &names {
+            let marker = format!("{tag}-{n}-");
+            let pids = processes_matching(|c| c.contains(&marker));
+            let Some(&pid) = pids.first() else {
+                bail!("no process found for pod {n}");
+            };
+            let t = Instant::now();
+            pods.delete(n, &DeleteParams::default()).await?;
+            let died = tokio::task::spawn_blocking(move || {
+                let limit = Instant::now() + Duration::from_secs(30);
+                while alive(pid) && Instant::now() < limit {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                Instant::now()
+            })
+            .await?;
+            let deadline = t + Duration::from_secs(2);
+            if died < deadline {
+                early += 1;
+                overshoot.0.push(-((deadline - died).as_secs_f64() * 1000.0));
+            } else {
+                overshoot.push(died - deadline);
+            }
+        }
+        obs.wait(Duration::from_secs(60), |s| names.iter().all(|n| s.deleted.contains_key(n))).await?;
+        println!("SIGTERM-ignoring pod, grace 2 s: death minus deadline  p50 {:.1} ms  p99 {:.1} ms  (killed early: {early})\n", overshoot.pct(50.0), overshoot.pct(99.0));
+        report["delete"] = json!({"term_honouring_to_deleted": deleted.summary(), "sigkill_overshoot": overshoot.summary(), "killed_early": early});
+    }
+
+    if want("api") {
+        ensure_namespace(&client, "bench-api").await?;
+        let api: Api<Pod> = Api::namespaced(client.clone(), "bench-api");
+        let mut rates = Vec::new();
+        let mut next = 0usize;
+        for clients in [1usize, 32] {
+            let n = if clients == 1 { api_n / 2 } else { api_n };
+            let t0 = Instant::now();
+            let start = next;
+            next += n;
+            futures::stream::iter(start..start + n)
+                .map(|i| {
+                    let api = api.clone();
+                    async move {
+                        let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some("bench-nowhere"))?;
+                        api.create(&PostParams::default(), &p).await?;
+                        anyhow::Ok(())
+                    }
+                })
+                .buffer_unordered(clients)
+                .try_collect::<Vec<_>>()
+                .await?;
+            rates.push((clients, n as f64 / t0.elapsed().as_secs_f64()));
+        }
+        // Fill to list_n pods.
+        futures::stream::iter(next..list_n.max(next))
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some("bench-nowhere"))?;
+                    api.create(&PostParams::default(), &p).await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut list = Samples::default();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let l = api.list(&ListParams::default()).await?;
+            list.push(t.elapsed());
+            if l.items.len() < list_n {
+                bail!("list returned {} pods, expected {list_n}", l.items.len());
+            }
+        }
+        let mut get = Samples::default();
+        for i in 0..200 {
+            let t = Instant::now();
+            api.get(&format!("api-{}", (i * 37) % list_n)).await?;
+            get.push(t.elapsed());
+        }
+        let rss = up.rss_kb();
+        // Watch delivery to 100 watchers.
+        ensure_namespace(&client, "bench-watch").await?;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
+        let arrivals: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let mut tasks = Vec::new();
+        let ready = Arc::new(tokio::sync::Barrier::new(101));
+        for _ in 0..100 {
+            let cms = cms.clone();
+            let arrivals = arrivals.clone();
+            let ready = ready.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = watcher(cms, watcher::Config::default()).boxed();
+                let mut waited = false;
+                while let Ok(Some(ev)) = s.try_next().await {
+                    match ev {
+                        watcher::Event::InitDone if !waited => {
+                            waited = true;
+                            ready.wait().await;
+                        }
+                        watcher::Event::Apply(cm) => {
+                            let name = cm.metadata.name.unwrap_or_default();
+                            arrivals.lock().unwrap_or_else(|p| p.into_inner()).push((name, Instant::now()));
+                        }
+                        _ => {}
+                    }
+                }
+            }));
+        }
+        ready.wait().await;
+        let mut sent = HashMap::new();
+        for i in 0..20 {
+            let name = format!("w-{i}");
+            let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}))?;
+            sent.insert(name, Instant::now());
+            cms.create(&PostParams::default(), &cm).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while arrivals.lock().unwrap_or_else(|p| p.into_inner()).len() < 2000 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in &tasks {
+            t.abort();
+        }
+        let mut watch = Samples::default();
+        for (name, at) in arrivals.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Some(s) = sent.get(name) {
+                watch.push(*at - *s);
+            }
+        }
+        println!("## API");
+        for (c, r) in &rates {
+            println!("pod creates/s with {c} client(s): {r:.0}");
+        }
+        println!("list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms", list.pct(50.0), list.pct(99.0), get.pct(50.0), get.pct(99.0));
+        println!("watch delivery to 100 watchers ({} deliveries): p50 {:.2} ms p99 {:.2} ms", watch.0.len(), watch.pct(50.0), watch.pct(99.0));
+        println!("RSS of up with {list_n} pod objects stored: {:.1} MB\n", rss as f64 / 1024.0);
+        report["api"] = json!({
+            "creates_per_s": rates.iter().map(|(c, r)| json!({"clients": c, "per_s": round(*r)})).collect::<Vec<_>>(),
+            "list": list.summary(), "list_n": list_n, "get": get.summary(), "watch_100": watch.summary(),
+            "rss_mb_with_objects": round(rss as f64 / 1024.0),
+        });
+    }
+    watch_task.abort();
+    Ok(())
+}
+
+/// fork+exec of /bin/true, the same under fresh namespaces, and spawn of `sleep`.
+fn floor(n: usize) -> (Samples, Samples, Samples) {
+    let mut exec = Samples::default();
+    let mut ns = Samples::default();
+    let mut spawn = Samples::default();
+    for _ in 0..n {
+        let t = Instant::now();
+        let _ = Command::new("/bin/true").status();
+        exec.push(t.elapsed());
+        let t = Instant::now();
+        let _ = Command::new("unshare")
+            .args(["--pid", "--mount", "--uts", "--ipc", "--fork", "/bin/true"])
+            .status();
+        ns.push(t.elapsed());
+        let t = Instant::now();
+        if let Ok(mut c) = Command::new("sleep").arg("1000").spawn() {
+            spawn.push(t.elapsed());
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    (exec, ns, spawn)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {:.1} GiB, Linux {}", mem as f64 / 1048576.0, kernel.trim())
+}
+
+/// podman: pod + container to Running, and stop of a SIGTERM-ignoring container.
+fn podman(n: usize) -> anyhow::Result<Value> {
+    let ok = Command::new("podman").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        bail!("podman is not installed (apt-get install podman)");
+    }
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        bail!("busybox-static is not installed (apt-get install busybox-static)");
+    }
+    let root = tempfile::tempdir()?;
+    let rootfs = root.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    std::fs::copy(busybox, rootfs.join("bin/busybox"))?;
+    for tool in ["sh", "sleep", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool))?;
+    }
+    let run = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new("podman").args(args).output()?;
+        if !out.status.success() {
+            bail!("podman {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let rootfs_s = rootfs.display().to_string();
+    let mut start = Samples::default();
+    let mut stop = Samples::default();
+    let mut conmon = Vec::new();
+    for i in 0..n {
+        let pod = format!("pvbench-{}-{i}", std::process::id());
+        let t = Instant::now();
+        run(&["pod", "create", "--network=none", "--name", &pod])?;
+        run(&["run", "-d", "--pod", &pod, "--network=none", "--rootfs", &rootfs_s, "/bin/sh", "-c", "trap '' TERM; sleep 100000 & wait"])?;
+        start.push(t.elapsed());
+        conmon.extend(processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&pod)).into_iter().map(rss_kb));
+        let ctr = run(&["ps", "-q", "--filter", &format!("pod={pod}"), "--filter", "status=running"])?;
+        let ctr = ctr.lines().last().unwrap_or_default().to_string();
+        let t = Instant::now();
+        let _ = run(&["stop", "-t", "2", &ctr]);
+        stop.push(t.elapsed());
+        let _ = run(&["pod", "rm", "-f", "-t", "0", &pod]);
+    }
+    let conmon_mb = if conmon.is_empty() { 0.0 } else { conmon.iter().sum::<u64>() as f64 / conmon.len() as f64 / 1024.0 };
+    println!("## podman (same machine, same run)");
+    println!("pod create + run -d to Running  p50 {:.1} ms", start.pct(50.0));
+    println!("stop -t 2 of a SIGTERM-ignoring container  p50 {:.1} ms (overshoot {:.1} ms)", stop.pct(50.0), stop.pct(50.0) - 2000.0);
+    println!("conmon RSS {conmon_mb:.2} MB\n");
+    Ok(json!({"pod_to_running": start.summary(), "stop_t2": stop.summary(), "conmon_rss_mb": round(conmon_mb)}))
+}
+
+fn ratios(report: &mut Value) {
+    let get = |r: &Value, path: &[&str]| -> Option<f64> {
+        let mut v = r;
+        for p in path {
+            v = v.get(*p)?;
+        }
+        v.as_f64()
+    };
+    let running = get(report, &["startup_sequential", "create_to_running", "p50_ms"]);
+    let floor_ns = get(report, &["floor", "namespaces_true", "p50_ms"]);
+    let floor_exec = get(report, &["floor", "exec_true", "p50_ms"]);
+    let podman = get(report, &["podman", "pod_to_running", "p50_ms"]);
+    let mut out = serde_json::Map::new();
+    println!("## ratios");
+    if let (Some(r), Some(f)) = (running, floor_exec) {
+        println!("create -> Running p50 / fork+exec floor: {:.1}x", r / f);
+        out.insert("running_over_exec_floor".into(), json!(round(r / f)));
+    }
+    if let (Some(r), Some(f)) = (running, floor_ns) {
+        println!("create -> Running p50 / namespaces floor: {:.1}x", r / f);
+        out.insert("running_over_namespace_floor".into(), json!(round(r / f)));
+    }
+    if let (Some(r), Some(p)) = (running, podman) {
+        println!("podman pod to Running / podvisor create -> Running: {:.1}x faster", p / r);
+        out.insert("podman_over_podvisor".into(), json!(round(p / r)));
+    }
+    report["ratios"] = Value::Object(out);
+}
