@@ -42,6 +42,9 @@ pub(crate) struct CgDir {
     /// For `Unified`: the controllers enabled for children (memory, cpu, pids).
     #[serde(default)]
     pub controllers: Vec<String>,
+    /// For `Unified`: whether `cgroup.kill` exists (kernel ≥ 5.14).
+    #[serde(default)]
+    pub kill: bool,
 }
 
 impl CgDir {
@@ -58,9 +61,8 @@ impl CgDir {
     /// The same hierarchy, one level down.
     pub(crate) fn child(&self, name: &str) -> CgDir {
         CgDir {
-            kind: self.kind,
             path: self.path.join(name),
-            controllers: self.controllers.clone(),
+            ..self.clone()
         }
     }
 }
@@ -165,6 +167,7 @@ pub(crate) fn detect(configured: Option<&str>) -> Layout {
                 kind,
                 path: dir,
                 controllers: vec![],
+                kill: false,
             }),
             Err(e) => layout
                 .missing
@@ -188,13 +191,15 @@ pub(crate) fn detect(configured: Option<&str>) -> Layout {
                         enabled.push(c.to_string());
                     }
                 }
-                if !dir.join("cgroup.kill").exists() {
+                let kill = dir.join("cgroup.kill").exists();
+                if !kill {
                     layout.missing.push("cgroup.kill (kernel < 5.14)".into());
                 }
                 layout.parents.push(CgDir {
                     kind: CgKind::Unified,
                     path: dir,
                     controllers: enabled,
+                    kill,
                 });
             }
             Err(e) => layout
@@ -223,6 +228,25 @@ pub(crate) fn detect(configured: Option<&str>) -> Layout {
         );
     }
     layout
+}
+
+/// The hierarchies a cgroup with these limits needs: the unified one always (kill sweeps,
+/// placement at clone), a v1 controller only when a limit asks for it, and the v1 freezer only
+/// when there is no `cgroup.kill`. Joining a v1 hierarchy is a cgroup migration, which costs an
+/// RCU grace period (~10 ms) on kernels without `favordynmods`, so none is joined needlessly.
+pub(crate) fn needed(dirs: &[CgDir], limits: &[&Resources]) -> Vec<CgDir> {
+    let any = |f: fn(&Resources) -> bool| limits.iter().any(|r| f(r));
+    let can_kill = dirs.iter().any(|d| d.kind == CgKind::Unified && d.kill);
+    dirs.iter()
+        .filter(|d| match d.kind {
+            CgKind::Unified => true,
+            CgKind::Memory => any(|r| r.memory_limit_bytes.is_some()),
+            CgKind::Cpu => any(|r| r.cpu_request_millis.is_some() || r.cpu_limit_millis.is_some()),
+            CgKind::Pids => any(|r| r.pids_limit.is_some()),
+            CgKind::Freezer => !can_kill,
+        })
+        .cloned()
+        .collect()
 }
 
 /// Creates the directories (the ones that fail are dropped, with their error in the result).
@@ -295,16 +319,33 @@ pub(crate) fn apply(dirs: &[CgDir], r: &Resources) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens `cgroup.procs` of every directory for writing (the child writes "0" to join).
-pub(crate) fn procs_fds(dirs: &[CgDir]) -> io::Result<Vec<OwnedFd>> {
-    dirs.iter()
-        .map(|d| {
+/// What a child needs to start in a set of cgroups.
+pub(crate) struct Placement {
+    /// The cgroup v2 directory (for `clone3(CLONE_INTO_CGROUP)`) and its `cgroup.procs`.
+    pub unified: Option<(OwnedFd, OwnedFd)>,
+    /// `cgroup.procs` of every v1 directory (the child writes "0" to join).
+    pub procs: Vec<OwnedFd>,
+}
+
+/// Opens the files a child needs to join `dirs`.
+pub(crate) fn placement(dirs: &[CgDir]) -> io::Result<Placement> {
+    let mut p = Placement {
+        unified: None,
+        procs: Vec::new(),
+    };
+    for d in dirs {
+        let procs = OwnedFd::from(
             std::fs::OpenOptions::new()
                 .write(true)
-                .open(d.path.join("cgroup.procs"))
-                .map(OwnedFd::from)
-        })
-        .collect()
+                .open(d.path.join("cgroup.procs"))?,
+        );
+        if d.kind == CgKind::Unified {
+            p.unified = Some((OwnedFd::from(std::fs::File::open(&d.path)?), procs));
+        } else {
+            p.procs.push(procs);
+        }
+    }
+    Ok(p)
 }
 
 /// The PIDs in the first directory (as seen from the caller's PID namespace), or None when

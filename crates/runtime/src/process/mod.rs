@@ -562,9 +562,8 @@ fn remove_sandbox_cgroups(dirs: &[CgDir]) {
             for e in rd.flatten() {
                 if e.path().is_dir() {
                     let child = CgDir {
-                        kind: d.kind,
                         path: e.path(),
-                        controllers: d.controllers.clone(),
+                        ..d.clone()
                     };
                     cgroup::kill_all(std::slice::from_ref(&child));
                     cgroup::remove(std::slice::from_ref(&child));

@@ -69,6 +69,63 @@ pub(crate) struct SpawnSpec<'a> {
     pub stdout: RawFd,
     pub stderr: RawFd,
     pub cgroup_procs: &'a [OwnedFd],
+    /// A cgroup v2 directory to start the child in with `clone3(CLONE_INTO_CGROUP)` (no
+    /// migration, so none of the cost of writing `cgroup.procs`), and that directory's
+    /// `cgroup.procs` to write instead when clone3 is unavailable.
+    pub clone_into: Option<(&'a OwnedFd, &'a OwnedFd)>,
+}
+
+/// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks, into the cgroup `dir` when given and clone3 supports it. Returns the child's PID
+/// (0 in the child) and whether the child already is in `dir`.
+fn fork_into(dir: Option<RawFd>) -> Result<(i32, bool), nix::errno::Errno> {
+    if let Some(fd) = dir {
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: clone3 without CLONE_VM/CLONE_VFORK and without a new stack behaves like
+        // fork (the child gets a copy of the address space and returns 0 here); the caller is
+        // single-threaded; `args` is a valid clone_args of the size passed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if r >= 0 {
+            return Ok((r as i32, true));
+        }
+        // Unsupported (old kernel, v1-only, seccomp): fall back to fork + cgroup.procs.
+    }
+    // SAFETY: the supervisor is single-threaded (no tokio runtime, no helper threads), so the
+    // child may run any code; it only makes system calls and ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok((pid, false))
 }
 
 /// A started process.
@@ -104,19 +161,19 @@ pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             errno,
         })?;
     let is_root = nix::unistd::geteuid().is_root();
-    // SAFETY: the supervisor is single-threaded (no tokio runtime, no helper threads), so the
-    // child may run any code; it still only makes system calls on data prepared above, and
-    // ends in execve or _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(SpawnError {
+    let (pid, joined) =
+        fork_into(spec.clone_into.map(|(dir, _)| dir.as_raw_fd())).map_err(|errno| SpawnError {
             stage: Stage::Fork,
-            errno: nix::errno::Errno::last(),
-        });
-    }
+            errno,
+        })?;
     if pid == 0 {
+        let extra = if joined {
+            None
+        } else {
+            spec.clone_into.map(|(_, p)| p.as_raw_fd())
+        };
         // SAFETY: we are the freshly forked child; `child` never returns.
-        unsafe { child(spec, &argv, &envp, &procs, wr.as_raw_fd(), is_root) }
+        unsafe { child(spec, &argv, &envp, &procs, extra, wr.as_raw_fd(), is_root) }
     }
     drop(wr);
     let mut buf = Vec::with_capacity(24);
@@ -174,6 +231,7 @@ unsafe fn child(
     argv: &[*const c_char],
     envp: &[*const c_char],
     procs: &[RawFd],
+    extra_procs: Option<RawFd>,
     status: RawFd,
     is_root: bool,
 ) -> ! {
@@ -188,7 +246,7 @@ unsafe fn child(
         if libc::setpgid(0, 0) != 0 {
             fail(Stage::ProcessGroup);
         }
-        for &fd in procs {
+        for &fd in procs.iter().chain(extra_procs.iter()) {
             if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
                 fail(Stage::Cgroup);
             }

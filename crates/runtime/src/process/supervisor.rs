@@ -204,11 +204,12 @@ fn run(
         Ok(s) => s,
         Err(e) => return fail(&mut ready, format!("signalfd: {e}")),
     };
-    let (cg, errors) = cgroup::create(&rec.cgroups);
+    let (sandbox_cg, errors) =
+        cgroup::create(&cgroup::needed(&rec.cgroups, &[&rec.config.resources]));
     for e in errors {
         log(&format!("sandbox cgroup unavailable: {e}"));
     }
-    if let Err(e) = cgroup::apply(&cg, &rec.config.resources) {
+    if let Err(e) = cgroup::apply(&sandbox_cg, &rec.config.resources) {
         return fail(&mut ready, format!("sandbox limits: {e}"));
     }
     let sock = dir.join("sock");
@@ -239,7 +240,6 @@ fn run(
     let mut sup = Sup {
         dir: dir.to_path_buf(),
         rec,
-        cg,
         namespaces,
         host_pid,
         listener,
@@ -321,7 +321,6 @@ enum Tag {
 struct Sup {
     dir: PathBuf,
     rec: SandboxRecord,
-    cg: Vec<CgDir>,
     namespaces: bool,
     host_pid: u32,
     listener: UnixListener,
@@ -769,7 +768,13 @@ impl Sup {
             .join("logs")
             .join(&config.name)
             .join(format!("{attempt}.log"));
-        let wanted: Vec<CgDir> = self.cg.iter().map(|d| d.child(&id)).collect();
+        let wanted: Vec<CgDir> = cgroup::needed(
+            &self.rec.cgroups,
+            &[&self.rec.config.resources, &config.resources],
+        )
+        .iter()
+        .map(|d| d.child(&id))
+        .collect();
         let (cg, errors) = cgroup::create(&wanted);
         for e in errors {
             log(&format!("container cgroup unavailable: {e}"));
@@ -899,7 +904,7 @@ impl Sup {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os("pipe", &e))?;
         set_nonblocking(&out_r);
         set_nonblocking(&err_r);
-        let procs = cgroup::procs_fds(&c.cg).map_err(|e| os("open cgroup.procs", &e))?;
+        let place = cgroup::placement(&c.cg).map_err(|e| os("open the cgroup", &e))?;
         c.oom_base = cgroup::oom_kills(&c.cg);
         let started_at = wall_now();
         let spec = SpawnSpec {
@@ -912,10 +917,11 @@ impl Sup {
             stdin: self.devnull.as_raw_fd(),
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
-            cgroup_procs: &procs,
+            cgroup_procs: &place.procs,
+            clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
         };
         let result = spawn::spawn(&spec);
-        drop((out_w, err_w, procs));
+        drop((out_w, err_w, place));
         match result {
             Ok(sp) => {
                 let started = StartedRecord {
@@ -1002,8 +1008,8 @@ impl Sup {
             ));
         }
         let config = c.rec.config.clone();
-        let procs = cgroup::procs_fds(&c.cg)
-            .map_err(|e| WireError::new(ErrorKind::Os, format!("open cgroup.procs: {e}")))?;
+        let place = cgroup::placement(&c.cg)
+            .map_err(|e| WireError::new(ErrorKind::Os, format!("open the cgroup: {e}")))?;
         let (path, argv, envp, cwd) = self.prepare(command, &config)?;
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("pipe: {e}")))?;
@@ -1018,7 +1024,8 @@ impl Sup {
             stdin: self.devnull.as_raw_fd(),
             stdout: w.as_raw_fd(),
             stderr: w.as_raw_fd(),
-            cgroup_procs: &procs,
+            cgroup_procs: &place.procs,
+            clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
         };
         let result = spawn::spawn(&spec);
         drop(w);
@@ -1098,7 +1105,7 @@ impl Sup {
                 log(&e);
             }
         }
-        for e in cgroup::remove(&self.cg) {
+        for e in cgroup::remove(&self.rec.cgroups) {
             log(&e);
         }
         self.send(conn, &Response::default());
@@ -1229,7 +1236,11 @@ impl Sup {
         c.out = None;
         c.err = None;
         c.log = None;
-        if let Err(e) = write_json(&c.dir.join("exit.json"), &status, true) {
+        // Visible at once (atomic rename), announced, then made durable: the fsyncs cost
+        // milliseconds that the stop latency need not include (after a host crash nothing of
+        // the sandbox survives anyway, and a runtime that finds no record records a kill).
+        let exit_path = c.dir.join("exit.json");
+        if let Err(e) = write_json(&exit_path, &status, false) {
             log(&format!("write exit record of {id}: {e}"));
         }
         let event = ExitEvent {
@@ -1251,6 +1262,9 @@ impl Sup {
             .collect();
         for i in watchers {
             self.send(i, &line);
+        }
+        if let Err(e) = super::util::sync_file(&exit_path) {
+            log(&format!("sync exit record of {id}: {e}"));
         }
     }
 

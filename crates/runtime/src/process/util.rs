@@ -48,6 +48,15 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], sync: bool) -> io::Result<
     Ok(())
 }
 
+/// Flushes a file and its directory entry to disk.
+pub(crate) fn sync_file(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Writes a JSON value atomically (see [`atomic_write`]).
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, sync: bool) -> io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
