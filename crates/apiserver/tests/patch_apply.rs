@@ -354,3 +354,30 @@ fn an_unchanged_reapply_keeps_the_object() {
         entry(&live, "m", "Apply").unwrap()["fieldsV1"]
     );
 }
+
+#[test]
+fn status_subresource_apply_applies_status_only() {
+    use podvisor_apiserver::Subresource;
+    use podvisor_apiserver::patch::apply_patch_subresource;
+    let mut live = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"a"}]}});
+    record_update(&PODS, None, &mut live, "creator", T0);
+    let config = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"x":"y"}},
+                        "spec":{"containers":[{"name":"other"}]},"status":{"phase":"Running"}});
+    let out = apply_patch_subresource(
+        &PODS,
+        Some(Subresource::Status),
+        PatchType::Apply,
+        Some(&live),
+        config.to_string().as_bytes(),
+        "agent",
+        false,
+        T1,
+    )
+    .unwrap();
+    assert_eq!(out["status"]["phase"], "Running");
+    assert_eq!(out["spec"], live["spec"]);
+    assert!(out["metadata"].get("labels").is_none());
+    let e = entry(&out, "agent", "Apply").unwrap();
+    assert_eq!(e["subresource"], "status");
+    assert_eq!(e["fieldsV1"], json!({"f:status":{"f:phase":{}}}));
+}

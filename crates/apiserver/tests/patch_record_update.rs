@@ -152,3 +152,31 @@ fn at_most_ten_update_managers() {
     assert!(ms.iter().any(|(m, _, _)| m == "m11"));
     assert!(!ms.iter().any(|(m, _, _)| m == "m00"));
 }
+
+#[test]
+fn status_subresource_writes_are_recorded_with_their_subresource() {
+    use podvisor_apiserver::Subresource;
+    use podvisor_apiserver::patch::record_update_subresource;
+    let mut pod = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}]}});
+    record_update(&PODS, None, &mut pod, "kubectl-create", T0);
+    let old = pod.clone();
+    pod["status"] = json!({"phase":"Running","conditions":[{"type":"Ready","status":"True"}]});
+    // Managed fields in a status write are ignored.
+    pod["metadata"]["managedFields"] = json!([{}]);
+    record_update_subresource(
+        &PODS,
+        Some(Subresource::Status),
+        Some(&old),
+        &mut pod,
+        "kubelet",
+        T1,
+    );
+    let mf = pod["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(mf.len(), 2);
+    assert_eq!(mf[1]["manager"], "kubelet");
+    assert_eq!(mf[1]["subresource"], "status");
+    assert_eq!(
+        mf[1]["fieldsV1"],
+        json!({"f:status":{"f:conditions":{".":{},"k:{\"type\":\"Ready\"}":{".":{},"f:status":{},"f:type":{}}},"f:phase":{}}})
+    );
+}

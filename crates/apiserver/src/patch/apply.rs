@@ -733,6 +733,7 @@ fn build_last_applied(config: &Value) -> String {
 /// Server-side apply of `config` (already decoded) over `live` (`None`: create).
 pub(crate) fn server_side_apply(
     kind: &ResourceKind,
+    subresource: Option<Subresource>,
     live: Option<&Value>,
     mut config: Value,
     manager: &str,
@@ -740,13 +741,29 @@ pub(crate) fn server_side_apply(
     now: &str,
 ) -> Result<Value, PatchError> {
     check_config(kind, &config)?;
-    if kind.has_subresource(Subresource::Status)
-        && let Some(c) = config.as_object_mut()
-    {
-        // The main resource resets status (upstream's reset fields): status is applied
-        // through the status subresource only.
-        c.remove("status");
+    if let Some(c) = config.as_object_mut() {
+        match subresource {
+            // The status subresource applies status only (upstream resets the rest).
+            Some(Subresource::Status) => {
+                c.retain(|k, _| {
+                    matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status")
+                });
+                if let Some(Value::Object(meta)) = c.get_mut("metadata") {
+                    meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace"));
+                }
+            }
+            // The main resource resets status: status is applied through the status
+            // subresource only.
+            None if kind.has_subresource(Subresource::Status) => {
+                c.remove("status");
+            }
+            _ => {}
+        }
     }
+    let subresource_name = subresource
+        .map(Subresource::name)
+        .unwrap_or_default()
+        .to_string();
     let api_version = kind.api_version();
     let live_obj = live.cloned().unwrap_or_else(|| json!({}));
     let live_body = without_managed_fields(&live_obj);
@@ -776,7 +793,7 @@ pub(crate) fn server_side_apply(
         operation: "Apply".to_string(),
         api_version: api_version.clone(),
         time: Some(now.to_string()),
-        subresource: String::new(),
+        subresource: subresource_name,
         set: config_set,
     };
     let last_set = managers
@@ -924,13 +941,18 @@ fn conflict_error(managers: &[Manager], conflicts: &[(usize, FieldSet)]) -> Patc
 /// Records an Update by `manager` (create when `old` is `None`) in `new`'s managed fields.
 pub(crate) fn record_update(
     kind: &ResourceKind,
+    subresource: Option<Subresource>,
     old: Option<&Value>,
     new: &mut Value,
     manager: &str,
     now: &str,
 ) {
     let api_version = kind.api_version();
-    let mut managers = match new.pointer("/metadata/managedFields") {
+    // Managed fields sent by the client count only on the main resource.
+    let sent = new
+        .pointer("/metadata/managedFields")
+        .filter(|_| subresource.is_none());
+    let mut managers = match sent {
         Some(Value::Array(entries)) if entries.len() == 1 && entries[0] == json!({}) => Vec::new(),
         Some(v @ Value::Array(entries)) if !entries.is_empty() => match decode_managers(v) {
             Ok(m) => m,
@@ -951,7 +973,10 @@ pub(crate) fn record_update(
             operation: "Update".to_string(),
             api_version,
             time: Some(now.to_string()),
-            subresource: String::new(),
+            subresource: subresource
+                .map(Subresource::name)
+                .unwrap_or_default()
+                .to_string(),
             set: changed,
         };
         match managers.iter_mut().find(|m| m.same_identity(&me)) {

@@ -22,7 +22,7 @@ mod strategic;
 
 use serde_json::Value;
 
-use crate::registry::ResourceKind;
+use crate::registry::{ResourceKind, Subresource};
 
 /// Most operations a JSON patch may hold (upstream `maxJSONPatchOperations`).
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
@@ -213,6 +213,24 @@ pub fn apply_patch(
     force: bool,
     now: &str,
 ) -> Result<Value, PatchError> {
+    apply_patch_subresource(kind, None, patch_type, original, patch, manager, force, now)
+}
+
+/// [`apply_patch`] through a subresource: a server-side apply to `status` applies only the
+/// configuration's status and records the entry with `subresource: status`; one to the main
+/// resource ignores status for kinds with a status subresource. Other patch types behave
+/// the same for every subresource.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_patch_subresource(
+    kind: &ResourceKind,
+    subresource: Option<Subresource>,
+    patch_type: PatchType,
+    original: Option<&Value>,
+    patch: &[u8],
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, PatchError> {
     let base = || {
         original
             .cloned()
@@ -255,7 +273,15 @@ pub fn apply_patch(
         }
         PatchType::Apply => {
             let config = decode_yaml(patch)?;
-            return apply::server_side_apply(kind, original, config, manager, force, now);
+            return apply::server_side_apply(
+                kind,
+                subresource,
+                original,
+                config,
+                manager,
+                force,
+                now,
+            );
         }
     };
     if !patched.is_object() {
@@ -302,5 +328,18 @@ pub fn record_update(
     manager: &str,
     now: &str,
 ) {
-    apply::record_update(kind, old, new, manager, now);
+    apply::record_update(kind, None, old, new, manager, now);
+}
+
+/// [`record_update`] for a write through a subresource (`status`, `scale`): the entry
+/// carries `subresource`, and managed fields sent in `new` are ignored, as upstream does.
+pub fn record_update_subresource(
+    kind: &ResourceKind,
+    subresource: Option<Subresource>,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now: &str,
+) {
+    apply::record_update(kind, subresource, old, new, manager, now);
 }
