@@ -5,7 +5,7 @@
 //! [`conformance_tests!`](crate::conformance_tests) turns every check into a `#[tokio::test]`,
 //! so a backend's test file is one line:
 //!
-//! ```ignore
+//! ```text
 //! podvisor_store::conformance_tests!(MyBackend::new());
 //! ```
 //!
@@ -854,7 +854,7 @@ pub async fn check_bad_input(backend: &dyn Backend) {
 /// writers nor the other watchers, and once far enough behind it is ended with `Compacted`.
 pub async fn check_watch_fanout(backend: &dyn Backend) {
     const WATCHERS: usize = 1000;
-    const BUFFER: usize = 64;
+    const BUFFER: usize = 16;
     let store = backend
         .open(WatchConfig {
             progress_interval: Duration::from_millis(500),

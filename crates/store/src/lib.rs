@@ -46,6 +46,8 @@ use std::pin::Pin;
 use futures::Stream;
 
 pub mod conformance;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub(crate) mod hub;
 pub mod memory;
 pub mod redb_store;
