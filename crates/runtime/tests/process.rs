@@ -772,3 +772,196 @@ async fn sandbox_ids_are_validated() {
         .await
         .expect("removing a non-existent sandbox succeeds");
 }
+
+fn spare_dirs(rt: &ProcessRuntime) -> Vec<PathBuf> {
+    let base = rt.sandbox_dir("x");
+    let sandboxes = base.parent().expect("sandboxes dir");
+    std::fs::read_dir(sandboxes)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".spare-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn spare_pid(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("supervisor.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("host_pid")?.as_u64().map(|p| p as u32)
+}
+
+#[tokio::test]
+async fn spare_supervisors_are_adopted_and_ended_with_the_runtime() {
+    let h = harness_with(|c| c.spare_supervisors = 2).await;
+    let mut spare_pids = Vec::new();
+    guarded(&h, async {
+        let rt = &h.rt;
+        wait_until("two spares are ready", || {
+            spare_dirs(rt)
+                .iter()
+                .filter(|d| spare_pid(d).is_some())
+                .count()
+                == 2
+        })
+        .await;
+        let before: Vec<u32> = spare_dirs(rt).iter().filter_map(|d| spare_pid(d)).collect();
+        let mut sandboxes = Vec::new();
+        for i in 0..3 {
+            let sb = sandbox(&h, &format!("spare{i}")).await;
+            let cfg = ContainerConfig {
+                name: "app".into(),
+                command: vec!["sleep".into(), "1000".into()],
+                ..Default::default()
+            };
+            let id = rt.create_container(&sb, cfg).await.expect("create");
+            rt.start_container(&id).await.expect("start");
+            let r = rt.exec(&id, &sh("hostname"), LONG).await.expect("exec");
+            if is_root() {
+                assert_eq!(String::from_utf8_lossy(&r.output), format!("spare{i}\n"));
+            }
+            sandboxes.push(sb);
+        }
+        let used: Vec<u32> = sandboxes
+            .iter()
+            .filter_map(|s| rt.supervisor_pid(s))
+            .collect();
+        assert_eq!(used.len(), 3);
+        assert!(
+            before.iter().any(|p| used.contains(p)),
+            "a spare was adopted: {before:?} {used:?}"
+        );
+        wait_until("the pool is refilled", || {
+            spare_dirs(rt)
+                .iter()
+                .filter(|d| spare_pid(d).is_some())
+                .count()
+                == 2
+        })
+        .await;
+        spare_pids = spare_dirs(rt).iter().filter_map(|d| spare_pid(d)).collect();
+        for sb in sandboxes {
+            rt.remove_sandbox(&sb).await.expect("remove");
+        }
+    })
+    .await;
+    let state = h.rt.sandbox_dir("x");
+    drop(h.rt);
+    for pid in spare_pids {
+        assert!(
+            stat_of(pid).is_none_or(|(_, s)| s == 'Z'),
+            "spare {pid} ended with its runtime"
+        );
+    }
+    let sandboxes = state.parent().expect("dir").to_path_buf();
+    let left: Vec<_> = std::fs::read_dir(&sandboxes)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn works_without_namespaces_cgroups_or_spares() {
+    let h = harness_with(|c| {
+        c.namespaces = false;
+        c.cgroups = false;
+        c.spare_supervisors = 0;
+    })
+    .await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let mut events = rt.subscribe();
+        let sb = sandbox(&h, "plain").await;
+        let m = unique_marker();
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh(&format!("(setsid sleep {m} &); sleep {m}")),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        let st = rt.start_container(&id).await.expect("start");
+        let ContainerState::Running { pid: Some(pid), .. } = st.state else {
+            panic!("{:?}", st.state)
+        };
+        wait_until("both marked processes run", || {
+            processes_with(&m).len() >= 2
+        })
+        .await;
+        rt.signal(&id, Signal::TERM).await.expect("term");
+        let ev = wait_exit(&mut events, &id, LONG).await;
+        assert_eq!(
+            (ev.status.exit_code, ev.status.signal),
+            (143, Some(Signal::TERM))
+        );
+        assert!(stat_of(pid).is_none(), "the main process is reaped");
+        // The setsid daemon left the process group; it dies with the sandbox.
+        rt.remove_sandbox(&sb).await.expect("remove");
+        wait_until("the escaped daemon is killed", || {
+            processes_with(&m).is_empty()
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn limits_join_the_v1_hierarchies() {
+    let h = harness().await;
+    guarded(&h, async {
+        if !is_root() {
+            eprintln!("skipping: cgroups need root");
+            return;
+        }
+        let rt = &h.rt;
+        let sb = sandbox(&h, "limits").await;
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: vec!["sleep".into(), "1000".into()],
+            resources: Resources {
+                pids_limit: Some(64),
+                cpu_limit_millis: Some(500),
+                memory_limit_bytes: Some(64 << 20),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        let st = rt.start_container(&id).await.expect("start");
+        let ContainerState::Running { pid: Some(pid), .. } = st.state else {
+            panic!("{:?}", st.state)
+        };
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+        for (ctl, file, want) in [
+            ("pids", "pids.max", "64"),
+            ("memory", "memory.limit_in_bytes", "67108864"),
+            ("cpu", "cpu.cfs_quota_us", "50000"),
+        ] {
+            let line = cgroups
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|x| x == ctl))
+                })
+                .unwrap_or_else(|| panic!("no {ctl} line in {cgroups}"));
+            let path = line.splitn(3, ':').nth(2).expect("path");
+            assert!(path.ends_with(&format!("{sb}/{}", id.0)), "{ctl}: {path}");
+            let mount = if ctl == "cpu" && !Path::new("/sys/fs/cgroup/cpu").exists() {
+                "cpu,cpuacct"
+            } else {
+                ctl
+            };
+            let value = std::fs::read_to_string(format!("/sys/fs/cgroup/{mount}{path}/{file}"))
+                .expect("limit file");
+            assert_eq!(value.trim(), want, "{ctl}");
+        }
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}

@@ -93,8 +93,15 @@ pub struct ProcessRuntimeConfig {
     pub cgroup_parent: Option<String>,
     /// Whether to give sandboxes their own pid, ipc and uts namespaces (needs root).
     pub namespaces: bool,
+    /// Whether to use cgroups (needs root and a writable cgroup fs). Without them, SIGKILL
+    /// reaches a container's process group only; what escaped it (a `setsid` daemon) dies
+    /// when the sandbox is removed.
+    pub cgroups: bool,
     /// How long to wait for a supervisor's answer (exec adds its own timeout).
     pub request_timeout: Duration,
+    /// How many supervisors to keep started ahead of time (namespaces made, socket bound): a
+    /// new sandbox adopts one instead of waiting for a process to start. 0 disables.
+    pub spare_supervisors: usize,
 }
 
 impl ProcessRuntimeConfig {
@@ -111,7 +118,9 @@ impl ProcessRuntimeConfig {
             log_max_bytes: 10 * 1024 * 1024,
             cgroup_parent: None,
             namespaces: true,
+            cgroups: true,
             request_timeout: Duration::from_secs(30),
+            spare_supervisors: 1,
         }
     }
 }
@@ -131,6 +140,8 @@ struct Inner {
     removed: Mutex<HashSet<String>>,
     removing: Arc<Mutex<HashSet<String>>>,
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
+    spares: Mutex<Vec<PathBuf>>,
+    spares_starting: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for ProcessRuntime {
@@ -139,6 +150,103 @@ impl Drop for ProcessRuntime {
             for h in w.values() {
                 h.abort();
             }
+        }
+        // Spares belong to this instance: end them (briefly blocking; they answer at once).
+        let spares = std::mem::take(&mut *lock(&self.inner.spares));
+        for dir in spares {
+            stop_spare_blocking(&dir);
+        }
+    }
+}
+
+/// Ends a spare supervisor and removes its directory (synchronously; used from Drop and for
+/// stale spares).
+fn stop_spare_blocking(dir: &Path) {
+    use std::io::{BufRead, Write};
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.join("sock")) {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"{\"op\":\"shutdown\"}\n").is_ok() {
+            let mut line = String::new();
+            let mut r = std::io::BufReader::new(&s);
+            let _ = r.read_line(&mut line);
+            // The supervisor exits right after answering; EOF follows.
+            let _ = r.read_line(&mut line);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs the supervisor command for `dir` and waits until it is ready.
+async fn launch_supervisor(config: &ProcessRuntimeConfig, dir: &Path) -> Result<(), RuntimeError> {
+    let out = tokio::process::Command::new(&config.supervisor_program)
+        .args(&config.supervisor_args)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await;
+    let failure = match out {
+        Ok(o) if o.status.success() => return Ok(()),
+        Ok(o) => format!(
+            "{}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("{}: {e}", config.supervisor_program.display()),
+    };
+    Err(RuntimeError::Os {
+        operation: "start the sandbox supervisor".into(),
+        message: failure,
+    })
+}
+
+/// Starts one spare supervisor in `<sandboxes>/.spare-<owner pid>-<owner start>-<random>`.
+async fn start_spare(inner: std::sync::Weak<Inner>) {
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let me = std::process::id();
+    let name = format!(
+        ".spare-{me}-{}-{:016x}",
+        util::start_ticks(me).unwrap_or(0),
+        util::random_u64()
+    );
+    let dir = strong.sandboxes.join(name);
+    let config = strong.config.clone();
+    let rec = SandboxRecord {
+        config: SandboxConfig::default(),
+        created_at: wall_now(),
+        cgroups: Vec::new(),
+        log_max_bytes: config.log_max_bytes,
+        namespaces: strong.namespaces,
+    };
+    drop(strong);
+    let prepared = std::fs::create_dir_all(dir.join("containers"))
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+        })
+        .and_then(|()| write_json(&dir.join("sandbox.json"), &rec, false));
+    let started = match prepared {
+        Ok(()) => launch_supervisor(&config, &dir).await,
+        Err(e) => Err(os("prepare a spare supervisor", e)),
+    };
+    let Some(strong) = inner.upgrade() else {
+        // The runtime went away meanwhile.
+        let _ = tokio::task::spawn_blocking(move || stop_spare_blocking(&dir)).await;
+        return;
+    };
+    strong
+        .spares_starting
+        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    match started {
+        Ok(()) => lock(&strong.spares).push(dir),
+        Err(e) => {
+            tracing::warn!("cannot start a spare supervisor: {e}");
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
@@ -212,7 +320,10 @@ impl ProcessRuntime {
             .map_err(|e| os("resolve the runtime state directory", e))?;
         let root = nix::unistd::geteuid().is_root();
         let mut missing = Vec::new();
-        let cgroup_parents = if root {
+        let cgroup_parents = if !config.cgroups {
+            missing.push("cgroups (disabled)".into());
+            Vec::new()
+        } else if root {
             let layout = cgroup::detect(config.cgroup_parent.as_deref());
             missing.extend(layout.missing);
             layout.parents
@@ -248,10 +359,70 @@ impl ProcessRuntime {
                 removed: Mutex::new(HashSet::new()),
                 removing: Arc::new(Mutex::new(HashSet::new())),
                 watchers: Mutex::new(HashMap::new()),
+                spares: Mutex::new(Vec::new()),
+                spares_starting: std::sync::atomic::AtomicUsize::new(0),
             }),
         };
+        rt.clean_stale_spares();
         rt.adopt().await;
+        rt.refill_spares();
         Ok(rt)
+    }
+
+    /// Starts spare supervisors in the background up to the configured number.
+    fn refill_spares(&self) {
+        use std::sync::atomic::Ordering;
+        let want = self.inner.config.spare_supervisors;
+        loop {
+            let have =
+                lock(&self.inner.spares).len() + self.inner.spares_starting.load(Ordering::SeqCst);
+            if have >= want {
+                return;
+            }
+            self.inner.spares_starting.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(start_spare(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    /// Ends spares left behind by runtime instances that are gone.
+    fn clean_stale_spares(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.inner.sandboxes) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(".spare-") {
+                let mut it = rest.split('-');
+                let owner = it.next().and_then(|p| p.parse::<u32>().ok());
+                let ticks = it.next().and_then(|t| t.parse::<u64>().ok());
+                let alive = matches!((owner, ticks), (Some(p), Some(t)) if process_alive(p, t));
+                if !alive {
+                    stop_spare_blocking(&e.path());
+                }
+            } else if name.starts_with(".removed-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Turns a spare supervisor into the supervisor of sandbox `rec` at `dir`.
+    async fn claim_spare(
+        &self,
+        spare: &Path,
+        dir: &Path,
+        rec: &SandboxRecord,
+    ) -> Result<(), RuntimeError> {
+        std::fs::rename(spare, dir).map_err(|e| os("claim a spare supervisor", e))?;
+        write_json(&dir.join("sandbox.json"), rec, false)
+            .map_err(|e| os("write the sandbox record", e))?;
+        self.call(
+            &rec.config.id,
+            Request::Adopt {
+                dir: dir.to_path_buf(),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// The directory of a sandbox.
@@ -603,13 +774,6 @@ impl ContainerRuntime for ProcessRuntime {
                 id,
             });
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("containers"))
-            .map_err(|e| os("create the sandbox directory", e))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
-        }
         lock(&self.inner.removed).remove(&id);
         let rec = SandboxRecord {
             config: config.clone(),
@@ -623,36 +787,38 @@ impl ContainerRuntime for ProcessRuntime {
             log_max_bytes: self.inner.config.log_max_bytes,
             namespaces: self.inner.namespaces,
         };
-        write_json(&dir.join("sandbox.json"), &rec, false)
-            .map_err(|e| os("write the sandbox record", e))?;
-        let out = tokio::process::Command::new(&self.inner.config.supervisor_program)
-            .args(&self.inner.config.supervisor_args)
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .await;
-        let failure = match out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "{}: {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Some(format!(
-                "{}: {e}",
-                self.inner.config.supervisor_program.display()
-            )),
-        };
-        if let Some(message) = failure {
+        let spare = lock(&self.inner.spares).pop();
+        let mut ready = false;
+        if let Some(spare) = spare {
+            match self.claim_spare(&spare, &dir, &rec).await {
+                Ok(()) => ready = true,
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, "a spare supervisor could not be used: {e}");
+                    let (s, d) = (spare.clone(), dir.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        stop_spare_blocking(&s);
+                        stop_spare_blocking(&d);
+                    })
+                    .await;
+                }
+            }
+        }
+        self.refill_spares();
+        if !ready {
             let _ = std::fs::remove_dir_all(&dir);
-            remove_sandbox_cgroups(&rec.cgroups);
-            return Err(RuntimeError::Os {
-                operation: "start the sandbox supervisor".into(),
-                message,
-            });
+            std::fs::create_dir_all(dir.join("containers"))
+                .map_err(|e| os("create the sandbox directory", e))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
+            }
+            write_json(&dir.join("sandbox.json"), &rec, false)
+                .map_err(|e| os("write the sandbox record", e))?;
+            if let Err(e) = launch_supervisor(&self.inner.config, &dir).await {
+                let _ = std::fs::remove_dir_all(&dir);
+                remove_sandbox_cgroups(&rec.cgroups);
+                return Err(e);
+            }
         }
         if let Err(e) = self.start_watch(&id).await {
             let _ = self.remove_sandbox(&id).await;

@@ -4,7 +4,8 @@
 //! A client sends a [`Request`] and reads one [`Response`] line; `watch` is answered with an
 //! empty response and then streams one `{"exit": …}` line per container exit until the
 //! supervisor ends. Requests: `ping`, `watch`, `create {config}`, `start {id}`,
-//! `signal {id, signal}`, `exec {id, command, timeout_ms}`, `remove {id}`, `shutdown`.
+//! `signal {id, signal}`, `exec {id, command, timeout_ms}`, `remove {id}`, `shutdown`,
+//! `adopt {dir}` (a spare supervisor takes on a sandbox).
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -38,6 +39,9 @@ pub(crate) enum Request {
     Remove { id: String },
     /// Kill everything, remove the cgroups and exit.
     Shutdown,
+    /// A spare supervisor (started ahead of time with an empty sandbox ID) becomes the
+    /// supervisor of the sandbox whose record is in `dir` (its own directory, renamed there).
+    Adopt { dir: PathBuf },
 }
 
 /// What went wrong, on the wire.

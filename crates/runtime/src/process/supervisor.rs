@@ -710,6 +710,10 @@ impl Sup {
                 Ok(()) => Some(ok),
                 Err(e) => err(e),
             },
+            Request::Adopt { dir } => match self.adopt(dir) {
+                Ok(()) => Some(ok),
+                Err(e) => err(e),
+            },
             Request::Shutdown => {
                 self.begin_shutdown(conn);
                 None
@@ -1060,6 +1064,42 @@ impl Sup {
             }
             let _ = std::fs::remove_dir_all(&c.dir);
         }
+        Ok(())
+    }
+
+    /// A spare becomes a sandbox's supervisor: its directory has been renamed to `dir`, which
+    /// now holds the sandbox record.
+    fn adopt(&mut self, dir: PathBuf) -> Result<(), WireError> {
+        if !self.rec.config.id.is_empty() {
+            return Err(WireError::invalid_state(
+                "adopt",
+                &self.rec.config.id,
+                "in use",
+            ));
+        }
+        let rec: SandboxRecord = read_json(&dir.join("sandbox.json"))
+            .map_err(|e| WireError::new(ErrorKind::Os, format!("read sandbox record: {e}")))?
+            .ok_or_else(|| WireError::new(ErrorKind::Os, "no sandbox record"))?;
+        if self.namespaces && !rec.config.hostname.is_empty() {
+            nix::unistd::sethostname(&rec.config.hostname).map_err(|e| {
+                WireError::new(
+                    ErrorKind::Os,
+                    format!("sethostname {:?}: {e}", rec.config.hostname),
+                )
+            })?;
+        }
+        let (cg, errors) = cgroup::create(&cgroup::needed(&rec.cgroups, &[&rec.config.resources]));
+        for e in errors {
+            log(&format!("sandbox cgroup unavailable: {e}"));
+        }
+        cgroup::apply(&cg, &rec.config.resources)
+            .map_err(|e| WireError::new(ErrorKind::StartFailed, format!("sandbox limits: {e}")))?;
+        log(&format!(
+            "spare supervisor adopted sandbox {}",
+            rec.config.id
+        ));
+        self.dir = dir;
+        self.rec = rec;
         Ok(())
     }
 
