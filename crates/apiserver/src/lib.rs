@@ -1,8 +1,33 @@
 //! podvisor apiserver: the Kubernetes REST API over a revisioned [`podvisor_store::Store`].
+//!
+//! Entry point: [`ApiServer`] (see [`server`]). Requests flow through [`rest::dispatch`]:
+//! authentication ([`auth`]), path parsing and authorization, body decoding, then the
+//! generic object operations in [`ops`] on [`storage`], with per-kind rules from
+//! [`strategy`] and the kinds themselves in [`registry`].
 
-pub mod protobuf;
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod logs;
+pub mod objects;
+pub mod openapi;
+pub mod ops;
 pub mod patch;
+mod placeholder;
+pub mod protobuf;
 pub mod registry;
+pub mod rest;
+pub mod server;
+pub mod storage;
+pub mod strategy;
 pub mod table;
+pub mod testing;
+pub mod tls;
+pub mod watch;
 
+pub(crate) use placeholder as patch_api;
+pub(crate) use placeholder as table_api;
+
+pub use error::ApiError;
 pub use registry::{ResourceKind, Strategy, Subresource};
+pub use server::{ApiServer, ApiServerConfig, ApiServerError};

@@ -354,6 +354,34 @@ pub static EVENTS_V1: ResourceKind = ResourceKind {
     strategy: Strategy::Event,
 };
 
+/// autoscaling/v1 Scale: not stored, the view served by `*/scale` subresources.
+pub static SCALE: ResourceKind = ResourceKind {
+    group: "autoscaling",
+    version: "v1",
+    kind: "Scale",
+    plural: "scale",
+    singular: "scale",
+    namespaced: true,
+    short_names: NONE,
+    categories: NONE,
+    subresources: &[],
+    strategy: Strategy::Generic,
+};
+
+/// core/v1 Binding: not stored, the body of `pods/binding`.
+pub static BINDING: ResourceKind = ResourceKind {
+    group: "",
+    version: "v1",
+    kind: "Binding",
+    plural: "bindings",
+    singular: "binding",
+    namespaced: true,
+    short_names: NONE,
+    categories: NONE,
+    subresources: &[],
+    strategy: Strategy::Generic,
+};
+
 /// Every served kind, in discovery order.
 pub static KINDS: &[&ResourceKind] = &[
     &PODS,

@@ -1,0 +1,405 @@
+//! Authentication (static bearer-token file) and authorization (the [`Authorizer`] trait,
+//! with the default [`DefaultAuthorizer`]: `system:masters` may do everything, a node may
+//! write only its own Node, its own Lease, the pods bound to it, and events).
+//!
+//! The token file is `tokens.csv` in the data dir, in kube's static-token format:
+//! `token,user,uid,"group1,group2"`, one line per token. It is created on first start with
+//! an admin token; node tokens are appended by [`TokenFile::ensure_node_token`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+/// Who is making a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name ("admin", "system:node:n1").
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Groups ("system:masters").
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// The node name if this is a node identity (`system:node:NAME` in `system:nodes`).
+    pub fn node_name(&self) -> Option<&str> {
+        if self.groups.iter().any(|g| g == "system:nodes") {
+            self.name.strip_prefix("system:node:")
+        } else {
+            None
+        }
+    }
+}
+
+/// Errors of the token file.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Reading or writing the file failed.
+    #[error("token file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line could not be parsed.
+    #[error("token file {path}, line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A node name that cannot be a user name.
+    #[error("invalid node name {0:?}")]
+    InvalidNode(String),
+}
+
+/// The admin user name.
+pub const ADMIN_USER: &str = "admin";
+
+/// Bearer tokens loaded from a static token file.
+#[derive(Debug)]
+pub struct TokenFile {
+    path: PathBuf,
+    tokens: RwLock<HashMap<String, UserInfo>>,
+}
+
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+impl TokenFile {
+    /// Loads `dir/tokens.csv`, creating it with a fresh admin token if it does not exist.
+    pub fn load_or_create(dir: &Path) -> Result<TokenFile, TokenError> {
+        let path = dir.join("tokens.csv");
+        let io = |source| TokenError::Io {
+            path: path.clone(),
+            source,
+        };
+        if !path.exists() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let line = format!(
+                "{},{ADMIN_USER},{},\"system:masters\"\n",
+                new_token(),
+                uuid::Uuid::new_v4()
+            );
+            write_private(&path, line.as_bytes()).map_err(io)?;
+        }
+        let text = std::fs::read_to_string(&path).map_err(io)?;
+        let mut tokens = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let f = split_csv(line);
+            if f.len() < 3 || f[0].is_empty() || f[1].is_empty() {
+                return Err(TokenError::Parse {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: "expected token,user,uid[,\"groups\"]".into(),
+                });
+            }
+            let groups = f
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            tokens.insert(
+                f[0].clone(),
+                UserInfo {
+                    name: f[1].clone(),
+                    uid: f[2].clone(),
+                    groups,
+                },
+            );
+        }
+        Ok(TokenFile {
+            path,
+            tokens: RwLock::new(tokens),
+        })
+    }
+
+    /// The user a token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.tokens.read().ok()?.get(token).cloned()
+    }
+
+    /// A token of a user in `system:masters` (the first such line).
+    pub fn admin_token(&self) -> Option<String> {
+        let t = self.tokens.read().ok()?;
+        let mut admins: Vec<&String> = t
+            .iter()
+            .filter(|(_, u)| u.groups.iter().any(|g| g == "system:masters"))
+            .map(|(k, _)| k)
+            .collect();
+        admins.sort();
+        admins.first().map(|s| s.to_string())
+    }
+
+    /// The token of node `node`, created and appended to the file if missing.
+    pub fn ensure_node_token(&self, node: &str) -> Result<String, TokenError> {
+        if node.is_empty() || node.contains(',') || node.contains('"') || node.contains('\n') {
+            return Err(TokenError::InvalidNode(node.to_string()));
+        }
+        let user = format!("system:node:{node}");
+        let mut t = self
+            .tokens
+            .write()
+            .map_err(|_| TokenError::InvalidNode(node.to_string()))?;
+        if let Some((tok, _)) = t.iter().find(|(_, u)| u.name == user) {
+            return Ok(tok.clone());
+        }
+        let token = new_token();
+        let uid = uuid::Uuid::new_v4().to_string();
+        let line = format!("{token},{user},{uid},\"system:nodes\"\n");
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| TokenError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        f.write_all(line.as_bytes())
+            .map_err(|source| TokenError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        t.insert(
+            token.clone(),
+            UserInfo {
+                name: user,
+                uid,
+                groups: vec!["system:nodes".into()],
+            },
+        );
+        Ok(token)
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Writes a new private file (mode 0600).
+pub(crate) fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_private(path, data)
+}
+
+/// What a request wants to do, for the authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAttributes {
+    /// The verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: String,
+    /// API group ("" for core).
+    pub group: String,
+    /// Plural resource.
+    pub resource: String,
+    /// Subresource ("status") or "".
+    pub subresource: String,
+    /// Namespace, or "" for cluster scope.
+    pub namespace: String,
+    /// Object name, or "".
+    pub name: String,
+    /// For pod requests by nodes: the `spec.nodeName` of the existing pod, if known.
+    pub pod_node: Option<String>,
+}
+
+impl RequestAttributes {
+    fn is_read(&self) -> bool {
+        matches!(self.verb.as_str(), "get" | "list" | "watch")
+    }
+}
+
+/// Decides whether a user may do something.
+pub trait Authorizer: Send + Sync + 'static {
+    /// `Ok(())` to allow, `Err(reason)` to deny.
+    fn authorize(&self, user: &UserInfo, attrs: &RequestAttributes) -> Result<(), String>;
+}
+
+/// The built-in policy: `system:masters` may do everything; nodes get the node rules; other
+/// authenticated users may only read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DefaultAuthorizer;
+
+impl Authorizer for DefaultAuthorizer {
+    fn authorize(&self, user: &UserInfo, a: &RequestAttributes) -> Result<(), String> {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(());
+        }
+        if a.is_read() {
+            return Ok(());
+        }
+        let Some(node) = user.node_name() else {
+            return Err("only reads are allowed".into());
+        };
+        let own_pod = a.pod_node.as_deref() == Some(node);
+        let allowed = match (
+            a.group.as_str(),
+            a.resource.as_str(),
+            a.subresource.as_str(),
+        ) {
+            ("", "nodes", "" | "status") => a.name == node && a.verb != "deletecollection",
+            ("coordination.k8s.io", "leases", "") => {
+                a.namespace == "kube-node-lease"
+                    && (a.name == node || (a.verb == "create" && a.name.is_empty()))
+            }
+            ("", "pods", "status") => own_pod && matches!(a.verb.as_str(), "update" | "patch"),
+            ("", "pods", "") => own_pod && a.verb == "delete",
+            ("", "events", "") | ("events.k8s.io", "events", "") => {
+                matches!(a.verb.as_str(), "create" | "update" | "patch")
+            }
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!("node {node:?} may not {} this object", a.verb))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+        name: &str,
+        pod_node: Option<&str>,
+    ) -> RequestAttributes {
+        RequestAttributes {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            pod_node: pod_node.map(String::from),
+        }
+    }
+
+    #[test]
+    fn token_file_is_created_reloaded_and_extended() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = TokenFile::load_or_create(dir.path()).unwrap();
+        let admin = tf.admin_token().unwrap();
+        assert_eq!(tf.authenticate(&admin).unwrap().name, ADMIN_USER);
+        let n1 = tf.ensure_node_token("n1").unwrap();
+        assert_eq!(tf.ensure_node_token("n1").unwrap(), n1);
+        let again = TokenFile::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.admin_token().unwrap(), admin);
+        let u = again.authenticate(&n1).unwrap();
+        assert_eq!(u.node_name(), Some("n1"));
+        assert!(again.authenticate("nope").is_none());
+        assert!(tf.ensure_node_token("a,b").is_err());
+    }
+
+    #[test]
+    fn node_rules() {
+        let z = DefaultAuthorizer;
+        let node = UserInfo {
+            name: "system:node:n1".into(),
+            uid: "u".into(),
+            groups: vec!["system:nodes".into()],
+        };
+        let ok = |a: RequestAttributes| z.authorize(&node, &a).is_ok();
+        assert!(ok(attrs("list", "", "pods", "", "", "", None)));
+        assert!(ok(attrs("update", "", "nodes", "status", "", "n1", None)));
+        assert!(!ok(attrs("update", "", "nodes", "status", "", "n2", None)));
+        assert!(ok(attrs(
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            "",
+            "kube-node-lease",
+            "n1",
+            None
+        )));
+        assert!(!ok(attrs(
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            "",
+            "default",
+            "n1",
+            None
+        )));
+        assert!(ok(attrs(
+            "patch",
+            "",
+            "pods",
+            "status",
+            "d",
+            "p",
+            Some("n1")
+        )));
+        assert!(!ok(attrs(
+            "patch",
+            "",
+            "pods",
+            "status",
+            "d",
+            "p",
+            Some("n2")
+        )));
+        assert!(!ok(attrs("patch", "", "pods", "", "d", "p", Some("n1"))));
+        assert!(ok(attrs("delete", "", "pods", "", "d", "p", Some("n1"))));
+        assert!(ok(attrs("create", "", "events", "", "d", "", None)));
+        assert!(!ok(attrs("create", "", "pods", "", "d", "", None)));
+        let admin = UserInfo {
+            name: "admin".into(),
+            uid: "u".into(),
+            groups: vec!["system:masters".into()],
+        };
+        assert!(
+            z.authorize(&admin, &attrs("delete", "", "nodes", "", "", "x", None))
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! `pods/log`: proxied to the node agent that runs the pod.
+//!
+//! The API server resolves pod → `spec.nodeName` → the Node's `InternalIP` address (or
+//! `Hostname`) and `status.daemonEndpoints.kubeletEndpoint.Port`, then sends
+//!
+//! ```text
+//! GET http://<ip>:<port>/containerLogs/<ns>/<pod>/<container>?follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&previous=&limitBytes=
+//! Authorization: Bearer <that node's token>
+//! ```
+//!
+//! and streams the body back as `text/plain`. The agent answers errors as a JSON
+//! `metav1.Status` with the matching HTTP code; those are passed on unchanged; other
+//! non-2xx bodies are wrapped in a Status.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt as _;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::registry::{NODES, PODS};
+use crate::rest::{Ctx, Target};
+
+const PASSED: &[&str] = &[
+    "follow",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "previous",
+    "limitBytes",
+];
+
+fn container_names(pod: &Value, field: &str) -> Vec<String> {
+    pod.pointer(&format!("/spec/{field}"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Picks the container as upstream does, or explains why it cannot.
+pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let containers = container_names(pod, "containers");
+    let init = container_names(pod, "initContainers");
+    let ephemeral = container_names(pod, "ephemeralContainers");
+    match requested.filter(|c| !c.is_empty()) {
+        Some(c) => {
+            if containers
+                .iter()
+                .chain(&init)
+                .chain(&ephemeral)
+                .any(|x| x == c)
+            {
+                Ok(c.to_string())
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )))
+            }
+        }
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => {
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
+            if !init.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            Err(ApiError::bad_request(msg))
+        }
+    }
+}
+
+fn validate_params(ctx: &Ctx) -> Result<(), ApiError> {
+    for k in ["tailLines", "sinceSeconds", "limitBytes"] {
+        if let Some(n) = ctx.query.int(k)?
+            && (n < 0 || (k != "tailLines" && n == 0))
+        {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("{k}: Invalid value: {n}: must be greater than 0"),
+            ));
+        }
+    }
+    for k in ["follow", "timestamps", "previous"] {
+        ctx.query.bool(k)?;
+    }
+    if ctx.query.get("sinceSeconds").is_some() && ctx.query.get("sinceTime").is_some() {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ));
+    }
+    if let Some(t) = ctx.query.get("sinceTime")
+        && crate::objects::parse_time(t).is_none()
+    {
+        return Err(ApiError::bad_request(format!("invalid sinceTime {t:?}")));
+    }
+    Ok(())
+}
+
+/// Serves `GET .../pods/{name}/log`.
+pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    validate_params(ctx)?;
+    let core = ctx.srv.core();
+    let (pod, _) = core
+        .storage
+        .get(&PODS, Some(&ns), &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(404, "NotFound", format!("pods {name:?} not found"))
+                .with_details(serde_json::json!({"name": name, "kind": "pods"}))
+        })?;
+    let container = choose_container(&pod, ctx.query.get("container"))?;
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let (n, _) = core.storage.must_get(&NODES, None, &node).await?;
+    let addrs = n
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let pick = |ty: &str| {
+        addrs
+            .iter()
+            .find(|a| a.get("type").and_then(Value::as_str) == Some(ty))
+            .and_then(|a| a.get("address").and_then(Value::as_str))
+            .map(str::to_string)
+    };
+    let Some(host) = pick("InternalIP").or_else(|| pick("Hostname")) else {
+        return Err(ApiError::internal(format!(
+            "node {node:?} has no InternalIP address"
+        )));
+    };
+    let port = n
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_i64)
+        .filter(|p| (1..=65535).contains(p))
+        .unwrap_or(10250);
+    let token = ctx
+        .srv
+        .ensure_node_token(&node)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let query = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for k in PASSED {
+            if let Some(v) = ctx.query.get(k) {
+                q.append_pair(k, v);
+            }
+        }
+        q.finish()
+    };
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let path = format!(
+        "/containerLogs/{}/{}/{}?{}",
+        enc(&ns),
+        enc(&name),
+        enc(&container),
+        query
+    );
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&authority),
+    )
+    .await
+    .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
+    .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;
+    core.tasks.spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::get(path)
+        .header(header::HOST, authority.as_str())
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ApiError::internal(format!("kubelet request: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        let mut r = (StatusCode::OK, Body::new(resp.into_body())).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return Ok(r);
+    }
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        resp.into_body().collect(),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|c| c.to_bytes())
+    .unwrap_or_default();
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        && v.get("kind").and_then(Value::as_str) == Some("Status")
+    {
+        let mut r = (status, bytes).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
+    let msg = String::from_utf8_lossy(&bytes).trim().to_string();
+    let reason = match status.as_u16() {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        _ => "InternalError",
+    };
+    Err(ApiError::new(status.as_u16(), reason, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn container_defaulting_matches_kubectl_expectations() {
+        let one = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(choose_container(&one, None).unwrap(), "a");
+        let two = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
+        let e = choose_container(&two, None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
+        );
+        assert_eq!(choose_container(&two, Some("i")).unwrap(), "i");
+        assert_eq!(choose_container(&two, Some("x")).unwrap_err().code, 400);
+    }
+}

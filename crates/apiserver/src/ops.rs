@@ -1,0 +1,904 @@
+//! Object operations shared by every kind: create, guaranteed update, delete (with
+//! finalizers and pod graceful deletion), namespace checks.
+//!
+//! # Pod graceful deletion (spec §1.1–1.2)
+//!
+//! ```text
+//! first DELETE:  period = opts.grace ?? spec.terminationGracePeriodSeconds ?? 0
+//!                period = 0 if unscheduled or terminal; negative -> 1
+//!                write deletionTimestamp = now + period, deletionGracePeriodSeconds = period,
+//!                generation + 1                                   (watchers: MODIFIED)
+//!                period == 0 and no finalizers -> remove           (watchers: DELETED)
+//! later DELETE:  pending grace nil/0 -> remove (if no finalizers)
+//!                shorter grace -> deadline = old deadline - old grace + new grace; write;
+//!                                 new grace 0 and no finalizers -> remove
+//!                otherwise no-op; the current object is returned
+//! ```
+//! Nothing removes a pod when its deadline passes: the node agent does, with grace 0 and a
+//! UID precondition. Objects with finalizers stay (with deletionTimestamp) until an update
+//! empties `metadata.finalizers`; that update removes them.
+
+use std::sync::Arc;
+
+use podvisor_store::StoreError;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiError;
+use crate::objects::{self, finalizers, format_time, meta_str, set_meta};
+use crate::patch_api as patch;
+use crate::registry::{self, NAMESPACES, PODS, ResourceKind, Strategy};
+use crate::storage::Storage;
+use crate::strategy;
+
+/// The injected wall clock.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// The real wall clock.
+#[allow(clippy::disallowed_methods)] // The API server stamps real creation/deletion times.
+pub fn system_clock() -> Clock {
+    Arc::new(jiff::Timestamp::now)
+}
+
+/// Namespaces that exist from the start.
+pub const INITIAL_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Namespaces that may not be deleted.
+pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Parsed `DeleteOptions` (body and query merged).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteOptions {
+    /// `gracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// The transform of a guaranteed update: current object (None if missing) to the new one
+/// (None: nothing to do / do not create).
+pub type Transform<'a> = dyn FnMut(Option<&Value>) -> Result<Option<Value>, ApiError> + Send + 'a;
+
+/// Which part of an object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// The main resource: everything but status (for kinds with a status subresource).
+    Main,
+    /// The status subresource: only `.status`.
+    Status,
+}
+
+/// Result of a delete.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    /// The last state of the object.
+    pub object: Value,
+    /// Whether the object is gone from storage.
+    pub gone: bool,
+}
+
+/// The operation core: storage plus clock plus owned background tasks.
+#[derive(Clone)]
+pub struct Core {
+    /// Object storage.
+    pub storage: Storage,
+    /// Wall clock.
+    pub clock: Clock,
+    /// Background tasks (namespace finalization).
+    pub tasks: TaskTracker,
+    /// Cancels background tasks.
+    pub cancel: CancellationToken,
+}
+
+fn ns_opt(kind: &ResourceKind, ns: Option<&str>) -> Option<String> {
+    if kind.namespaced {
+        ns.map(str::to_string)
+    } else {
+        None
+    }
+}
+
+impl Core {
+    /// Now, from the injected clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        (self.clock)()
+    }
+
+    /// Now as a Kubernetes `Time`.
+    pub fn now_str(&self) -> String {
+        format_time(self.now())
+    }
+
+    /// Checks that namespace `ns` exists and accepts new content.
+    pub async fn check_namespace(
+        &self,
+        kind: &ResourceKind,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let Some((obj, _)) = self.storage.get(&NAMESPACES, None, ns).await? else {
+            return Err(ApiError::not_found(&NAMESPACES, ns));
+        };
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            let msg = format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            );
+            return Err(ApiError::forbidden(
+                kind.plural,
+                kind.group,
+                name,
+                format!("{} {name:?} is forbidden: {msg}", kind.qualified_resource()),
+            )
+            .with_details(json!({"name": name, "kind": kind.plural,
+                "causes": [{"reason": "NamespaceTerminating", "message": msg, "field": "metadata.namespace"}]})));
+        }
+        Ok(())
+    }
+
+    /// Creates the initial namespaces if missing.
+    pub async fn ensure_initial_namespaces(&self) -> Result<(), ApiError> {
+        for ns in INITIAL_NAMESPACES {
+            if self.storage.get(&NAMESPACES, None, ns).await?.is_none() {
+                let obj =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                match self.create(&NAMESPACES, None, obj, false, None).await {
+                    Ok(_) => {}
+                    Err(e) if e.reason == "AlreadyExists" => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an object (already decoded and normalized). `ns` is the request namespace.
+    pub async fn create(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+        manager: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let (av, k) = kind.type_meta();
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("apiVersion".into(), av);
+            m.insert("kind".into(), k);
+        }
+        let ns = ns_opt(kind, ns);
+        if let Some(ns) = &ns {
+            set_meta(&mut obj, "namespace", Value::from(ns.clone()));
+        } else {
+            set_meta(&mut obj, "namespace", Value::Null);
+        }
+        // generateName
+        let mut name = objects::name_of(&obj).to_string();
+        let generated = name.is_empty();
+        if generated && let Some(g) = meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
+            name = format!("{}{}", truncate(g, 58), random_suffix());
+            set_meta(&mut obj, "name", Value::from(name.clone()));
+        }
+        for f in [
+            "uid",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            set_meta(&mut obj, f, Value::Null);
+        }
+        set_meta(&mut obj, "creationTimestamp", Value::from(self.now_str()));
+        set_meta(
+            &mut obj,
+            "uid",
+            Value::from(uuid::Uuid::new_v4().to_string()),
+        );
+        strategy::prepare_for_create(kind, &mut obj);
+        let mut obj = strategy::default_object(kind, &obj, true)?;
+        if strategy::tracks_generation(kind, &obj) {
+            set_meta(&mut obj, "generation", Value::from(1));
+        } else {
+            set_meta(&mut obj, "generation", Value::Null);
+        }
+        if let Some(m) = manager {
+            patch::record_update(kind, None, &mut obj, m, &self.now_str());
+        }
+        let errs = strategy::validate_create(kind, &obj)?;
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(kind, &name, &errs));
+        }
+        if let Some(ns) = &ns {
+            self.check_namespace(kind, ns, &name).await?;
+        }
+        if dry_run {
+            if self
+                .storage
+                .get(kind, ns.as_deref(), &name)
+                .await?
+                .is_some()
+            {
+                return Err(ApiError::already_exists(kind, &name));
+            }
+            return Ok(obj);
+        }
+        // A generated name that collides is retried upstream-style by the client; we retry once here.
+        match self.storage.create(kind, ns.as_deref(), &name, &obj).await {
+            Err(e) if generated && e.reason == "AlreadyExists" => {
+                let g = meta_str(&obj, "generateName").unwrap_or("").to_string();
+                let name = format!("{}{}", truncate(&g, 58), random_suffix());
+                set_meta(&mut obj, "name", Value::from(name.clone()));
+                self.storage.create(kind, ns.as_deref(), &name, &obj).await
+            }
+            other => other,
+        }
+    }
+
+    /// Guaranteed update: reads the object, applies `transform`, fixes server-owned fields,
+    /// defaults, validates and writes, retrying on store conflicts. A resourceVersion in the
+    /// transformed object is a precondition (409 if stale). Returns the object and whether it
+    /// was created (PUT on kinds that allow create-on-update, or a create fallback).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        mode: UpdateMode,
+        dry_run: bool,
+        manager: Option<&str>,
+        transform: &mut Transform<'_>,
+    ) -> Result<(Value, bool), ApiError> {
+        let ns = ns_opt(kind, ns);
+        for _ in 0..32 {
+            let current = self.storage.get(kind, ns.as_deref(), name).await?;
+            let Some((old, rev)) = current else {
+                // Missing: the transform decides whether to create.
+                let Some(new) = transform(None)? else {
+                    return Err(ApiError::not_found(kind, name));
+                };
+                let created = self
+                    .create(kind, ns.as_deref(), new, dry_run, manager)
+                    .await;
+                match created {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other.map(|v| (v, true)),
+                }
+            };
+            let Some(mut new) = transform(Some(&old))? else {
+                return Ok((old, false));
+            };
+            if let Some(want) = meta_str(&new, "resourceVersion").filter(|s| !s.is_empty())
+                && want != rev.to_string()
+            {
+                return Err(ApiError::stale(kind, name));
+            }
+            self.finalize_update(kind, &old, &mut new, mode)?;
+            if objects::same_content(&old, &new) {
+                return Ok((old, false));
+            }
+            if let Some(m) = manager {
+                patch::record_update(kind, Some(&old), &mut new, m, &self.now_str());
+            }
+            if dry_run {
+                return Ok((new, false));
+            }
+            match self
+                .storage
+                .update(kind, ns.as_deref(), name, &new, rev)
+                .await?
+            {
+                Ok(stored) => {
+                    if should_delete_after_update(&stored)
+                        && let Ok(gone) = self
+                            .storage
+                            .delete(kind, ns.as_deref(), name, meta_rev(&stored))
+                            .await?
+                    {
+                        return Ok((gone, false));
+                    }
+                    return Ok((stored, false));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, kind, name)),
+            }
+        }
+        Err(ApiError::conflict(
+            kind,
+            name,
+            "too many concurrent updates; please try again",
+        ))
+    }
+
+    fn finalize_update(
+        &self,
+        kind: &ResourceKind,
+        old: &Value,
+        new: &mut Value,
+        mode: UpdateMode,
+    ) -> Result<(), ApiError> {
+        let name = objects::name_of(old).to_string();
+        if !new.is_object() {
+            return Err(ApiError::bad_request(
+                "the updated object is not a JSON object",
+            ));
+        }
+        let new_name = objects::name_of(new);
+        if !new_name.is_empty() && new_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({new_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let (av, k) = kind.type_meta();
+        if let Some(m) = new.as_object_mut() {
+            m.insert("apiVersion".into(), av);
+            m.insert("kind".into(), k);
+        }
+        // Typed normalization (patches may produce anything).
+        *new = objects::round_trip(kind, new.clone()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: {e}",
+                kind.kind, kind.version, kind.kind
+            ))
+        })?;
+        if mode == UpdateMode::Status {
+            let status = new.get("status").cloned();
+            let mut merged = old.clone();
+            if let Some(m) = merged.as_object_mut() {
+                match status {
+                    Some(s) => m.insert("status".into(), s),
+                    None => m.remove("status"),
+                };
+            }
+            set_meta(
+                &mut merged,
+                "resourceVersion",
+                new.pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            *new = merged;
+        } else if kind.has_subresource(registry::Subresource::Status)
+            && let Some(m) = new.as_object_mut()
+        {
+            match old.get("status") {
+                Some(s) => m.insert("status".into(), s.clone()),
+                None => m.remove("status"),
+            };
+        }
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            set_meta(
+                new,
+                f,
+                old.pointer(&format!("/metadata/{f}"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
+        if new.pointer("/metadata/managedFields").is_none()
+            && let Some(mf) = old.pointer("/metadata/managedFields")
+        {
+            set_meta(new, "managedFields", mf.clone());
+        }
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            let of = finalizers(old);
+            if let Some(added) = finalizers(new).into_iter().find(|f| !of.contains(f)) {
+                return Err(ApiError::invalid(
+                    kind,
+                    &name,
+                    &[podvisor_api::FieldError::forbidden(
+                        "metadata.finalizers",
+                        format!(
+                            "no new finalizers can be added if the object is being deleted, found new finalizers [{added:?}]"
+                        ),
+                    )],
+                ));
+            }
+        }
+        if mode == UpdateMode::Main {
+            *new = strategy::default_object(kind, new, false)?;
+        }
+        let errs = strategy::validate_update(kind, new, old)?;
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(kind, &name, &errs));
+        }
+        if strategy::tracks_generation(kind, new) && new.get("spec") != old.get("spec") {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            set_meta(new, "generation", Value::from(g + 1));
+        }
+        Ok(())
+    }
+
+    /// Deletes an object per its kind's rules.
+    pub async fn delete(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let ns = ns_opt(kind, ns);
+        let ns = ns.as_deref();
+        if kind.strategy == Strategy::Namespace && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(
+                "namespaces",
+                "",
+                name,
+                format!("namespaces {name:?} is forbidden: this namespace may not be deleted"),
+            ));
+        }
+        for _ in 0..32 {
+            let (obj, rev) = self.storage.must_get(kind, ns, name).await?;
+            check_preconditions(kind, name, &obj, opts)?;
+            let r = match kind.strategy {
+                Strategy::Pod => self.delete_pod(kind, ns, name, obj, rev, opts).await?,
+                Strategy::Namespace => self.delete_namespace(ns, name, obj, rev, opts).await?,
+                _ => self.delete_generic(kind, ns, name, obj, rev, opts).await?,
+            };
+            if let Some(d) = r {
+                return Ok(d);
+            }
+        }
+        Err(ApiError::conflict(
+            kind,
+            name,
+            "too many concurrent updates; please try again",
+        ))
+    }
+
+    async fn write_or_retry(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        rev: i64,
+    ) -> Result<Option<Value>, ApiError> {
+        match self.storage.update(kind, ns, name, obj, rev).await? {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn remove(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        rev: i64,
+    ) -> Result<Option<Deleted>, ApiError> {
+        match self.storage.delete(kind, ns, name, Some(rev)).await? {
+            Ok(v) => Ok(Some(Deleted {
+                object: v,
+                gone: true,
+            })),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn delete_generic(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        obj: Value,
+        rev: i64,
+        opts: &DeleteOptions,
+    ) -> Result<Option<Deleted>, ApiError> {
+        if !finalizers(&obj).is_empty() {
+            if obj.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
+                return Ok(Some(Deleted {
+                    object: obj,
+                    gone: false,
+                }));
+            }
+            let mut new = obj.clone();
+            set_meta(&mut new, "deletionTimestamp", Value::from(self.now_str()));
+            set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(0));
+            bump_generation(&mut new);
+            return Ok(self
+                .write_or_retry(kind, ns, name, &new, rev)
+                .await?
+                .map(|v| Deleted {
+                    object: v,
+                    gone: false,
+                }));
+        }
+        if opts.dry_run {
+            return Ok(Some(Deleted {
+                object: obj,
+                gone: true,
+            }));
+        }
+        self.remove(kind, ns, name, rev).await
+    }
+
+    async fn delete_pod(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        obj: Value,
+        rev: i64,
+        opts: &DeleteOptions,
+    ) -> Result<Option<Deleted>, ApiError> {
+        let requested = opts.grace_period_seconds.map(|g| if g < 0 { 1 } else { g });
+        let has_finalizers = !finalizers(&obj).is_empty();
+        if let Some(dts) = meta_str(&obj, "deletionTimestamp") {
+            let current = obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            match current {
+                None | Some(0) => {
+                    if has_finalizers || opts.dry_run {
+                        return Ok(Some(Deleted {
+                            object: obj,
+                            gone: false,
+                        }));
+                    }
+                    return self.remove(kind, ns, name, rev).await;
+                }
+                Some(cur) => {
+                    let Some(g) = requested.filter(|g| *g < cur) else {
+                        return Ok(Some(Deleted {
+                            object: obj,
+                            gone: false,
+                        }));
+                    };
+                    let old_deadline = objects::parse_time(dts).unwrap_or_else(|| self.now());
+                    let deadline = old_deadline
+                        .checked_sub(jiff::SignedDuration::from_secs(cur - g))
+                        .unwrap_or(old_deadline);
+                    let mut new = obj.clone();
+                    set_meta(
+                        &mut new,
+                        "deletionTimestamp",
+                        Value::from(format_time(deadline)),
+                    );
+                    set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(g));
+                    if opts.dry_run {
+                        return Ok(Some(Deleted {
+                            object: new,
+                            gone: false,
+                        }));
+                    }
+                    let Some(stored) = self.write_or_retry(kind, ns, name, &new, rev).await? else {
+                        return Ok(None);
+                    };
+                    if g == 0 && !has_finalizers {
+                        let r = meta_rev(&stored).unwrap_or(rev);
+                        return Ok(self.remove(kind, ns, name, r).await?.or(Some(Deleted {
+                            object: stored,
+                            gone: false,
+                        })));
+                    }
+                    return Ok(Some(Deleted {
+                        object: stored,
+                        gone: false,
+                    }));
+                }
+            }
+        }
+        let mut period = requested
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(0);
+        let node = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
+            period = 0;
+        }
+        if period < 0 {
+            period = 1;
+        }
+        let deadline = self
+            .now()
+            .checked_add(jiff::SignedDuration::from_secs(period))
+            .unwrap_or_else(|_| self.now());
+        let mut new = obj.clone();
+        set_meta(
+            &mut new,
+            "deletionTimestamp",
+            Value::from(format_time(deadline)),
+        );
+        set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(period));
+        bump_generation(&mut new);
+        if opts.dry_run {
+            return Ok(Some(Deleted {
+                object: new,
+                gone: period == 0 && !has_finalizers,
+            }));
+        }
+        let Some(stored) = self.write_or_retry(kind, ns, name, &new, rev).await? else {
+            return Ok(None);
+        };
+        if period == 0 && !has_finalizers {
+            let r = meta_rev(&stored).unwrap_or(rev);
+            if let Some(d) = self.remove(kind, ns, name, r).await? {
+                return Ok(Some(d));
+            }
+            // Someone wrote in between (e.g. a status update): the next attempt removes it.
+            return Ok(None);
+        }
+        Ok(Some(Deleted {
+            object: stored,
+            gone: false,
+        }))
+    }
+
+    async fn delete_namespace(
+        &self,
+        _ns: Option<&str>,
+        name: &str,
+        obj: Value,
+        rev: i64,
+        opts: &DeleteOptions,
+    ) -> Result<Option<Deleted>, ApiError> {
+        if obj.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
+            return Ok(Some(Deleted {
+                object: obj,
+                gone: false,
+            }));
+        }
+        let mut new = obj.clone();
+        set_meta(&mut new, "deletionTimestamp", Value::from(self.now_str()));
+        set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(0));
+        if let Some(m) = new.as_object_mut() {
+            m.insert("status".into(), json!({"phase": "Terminating"}));
+        }
+        let Some(stored) = self
+            .write_or_retry(&NAMESPACES, None, name, &new, rev)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.spawn_namespace_finalizer(name.to_string());
+        Ok(Some(Deleted {
+            object: stored,
+            gone: false,
+        }))
+    }
+
+    /// Starts the task that empties a terminating namespace and then removes it.
+    pub fn spawn_namespace_finalizer(&self, ns: String) {
+        let core = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = core.cancel.cancelled() => {}
+                r = core.finalize_namespace(&ns) => {
+                    if let Err(e) = r {
+                        tracing::warn!(namespace = %ns, error = %e, "namespace finalization failed");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn finalize_namespace(&self, ns: &str) -> Result<(), ApiError> {
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            let mut remaining = 0usize;
+            for kind in registry::KINDS.iter().filter(|k| k.namespaced) {
+                let page = self
+                    .storage
+                    .list(&kind.list_prefix(Some(ns)), 0, None, None, &|_| true)
+                    .await?;
+                for obj in page.items {
+                    remaining += 1;
+                    if obj.pointer("/metadata/deletionTimestamp").is_some()
+                        && kind.strategy != Strategy::Pod
+                    {
+                        continue;
+                    }
+                    let name = objects::name_of(&obj).to_string();
+                    match self
+                        .delete(kind, Some(ns), &name, &DeleteOptions::default())
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.code == 404 => {}
+                        Err(e) => {
+                            tracing::debug!(namespace = %ns, %name, error = %e, "namespace content delete")
+                        }
+                    }
+                }
+            }
+            if remaining == 0 {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+        }
+        if let Some((_, rev)) = self.storage.get(&NAMESPACES, None, ns).await? {
+            let _ = self
+                .storage
+                .delete(&NAMESPACES, None, ns, Some(rev))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Resumes finalization of namespaces that were terminating when the server stopped.
+    pub async fn resume_namespace_finalizers(&self) -> Result<(), ApiError> {
+        let page = self
+            .storage
+            .list(&NAMESPACES.prefix(), 0, None, None, &|o| {
+                o.pointer("/metadata/deletionTimestamp").is_some()
+            })
+            .await?;
+        for ns in page.items {
+            self.spawn_namespace_finalizer(objects::name_of(&ns).to_string());
+        }
+        Ok(())
+    }
+
+    /// Binds a pod to a node (the `binding` subresource).
+    pub async fn bind_pod(
+        &self,
+        ns: &str,
+        name: &str,
+        node: &str,
+        annotations: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let kind = &PODS;
+        for _ in 0..32 {
+            let (obj, rev) = self.storage.must_get(kind, Some(ns), name).await?;
+            if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::conflict(
+                    kind,
+                    name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            if let Some(cur) = obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    kind,
+                    name,
+                    &format!("pod {name} is already assigned to node {cur:?}"),
+                ));
+            }
+            let mut new = obj.clone();
+            new["spec"]["nodeName"] = Value::from(node);
+            if let Some(Value::Object(ann)) = annotations {
+                let m = objects::meta_mut(&mut new);
+                let a = m.entry("annotations").or_insert_with(|| json!({}));
+                if let Value::Object(a) = a {
+                    for (k, v) in ann {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": self.now_str()});
+            let status = new
+                .as_object_mut()
+                .map(|m| m.entry("status").or_insert_with(|| json!({})));
+            if let Some(Value::Object(st)) = status {
+                let conds = st.entry("conditions").or_insert_with(|| json!([]));
+                if let Value::Array(list) = conds {
+                    list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                    list.push(cond);
+                }
+            }
+            if self
+                .write_or_retry(kind, Some(ns), name, &new, rev)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::conflict(
+            kind,
+            name,
+            "too many concurrent updates; please try again",
+        ))
+    }
+}
+
+fn check_preconditions(
+    kind: &ResourceKind,
+    name: &str,
+    obj: &Value,
+    opts: &DeleteOptions,
+) -> Result<(), ApiError> {
+    if let Some(uid) = &opts.uid {
+        let have = meta_str(obj, "uid").unwrap_or("");
+        if uid != have {
+            return Err(ApiError::conflict(
+                kind,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                ),
+            ));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        let have = meta_str(obj, "resourceVersion").unwrap_or("");
+        if rv != have {
+            return Err(ApiError::conflict(
+                kind,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn bump_generation(obj: &mut Value) {
+    if let Some(g) = obj.pointer("/metadata/generation").and_then(Value::as_i64)
+        && g > 0
+    {
+        set_meta(obj, "generation", Value::from(g + 1));
+    }
+}
+
+fn meta_rev(obj: &Value) -> Option<i64> {
+    meta_str(obj, "resourceVersion")?.parse().ok()
+}
+
+fn should_delete_after_update(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some()
+        && finalizers(obj).is_empty()
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+        && obj.get("kind").and_then(Value::as_str) != Some("Namespace")
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A 5-character suffix for generateName, from upstream's alphabet (no vowels, no 0/1/3).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = uuid::Uuid::new_v4().as_u128();
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(n % ALPHABET.len() as u128) as usize] as char;
+            n /= ALPHABET.len() as u128;
+            c
+        })
+        .collect()
+}

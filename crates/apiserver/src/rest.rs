@@ -1,0 +1,1391 @@
+//! The HTTP layer: one entry point ([`dispatch`]) that authenticates, parses the path into a
+//! resource request, authorizes, decodes the body and query, calls [`crate::ops`], and
+//! encodes the answer (JSON, YAML, Table or PartialObjectMetadata) or a Status error.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt as _;
+use podvisor_api::{FieldSelector, LabelSelector};
+use serde_json::{Value, json};
+
+use crate::auth::{RequestAttributes, UserInfo};
+use crate::discovery::{self, Flavour};
+use crate::error::{ApiError, success_status};
+use crate::objects;
+use crate::ops::{DeleteOptions, UpdateMode};
+use crate::patch_api::{self as patch, PatchType};
+use crate::registry::{self, PODS, ResourceKind, Strategy, Subresource};
+use crate::server::ApiServer;
+use crate::storage::ContinueToken;
+use crate::strategy;
+
+/// The largest request body accepted (upstream's 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Parsed query parameters (last value wins; empty pairs tolerated; `+` is a space).
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    map: HashMap<String, String>,
+}
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Query {
+        let mut map = HashMap::new();
+        if let Some(raw) = raw {
+            for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+                if !k.is_empty() {
+                    map.insert(k.into_owned(), v.into_owned());
+                }
+            }
+        }
+        Query { map }
+    }
+
+    /// A parameter.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.map.get(k).map(String::as_str)
+    }
+
+    /// A boolean parameter ("true"/"1" or "false"/"0"; anything else is a 400).
+    pub fn bool(&self, k: &str) -> Result<bool, ApiError> {
+        match self.get(k) {
+            None | Some("") | Some("false") | Some("0") | Some("False") => Ok(false),
+            Some("true") | Some("1") | Some("True") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid value {other:?} for boolean parameter {k}"
+            ))),
+        }
+    }
+
+    /// An integer parameter (400 if it does not parse).
+    pub fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(k) {
+            None | Some("") => Ok(None),
+            Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value {s:?} for integer parameter {k}"))
+            }),
+        }
+    }
+}
+
+/// How an answer is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Plain JSON.
+    Json,
+    /// YAML.
+    Yaml,
+    /// `meta.k8s.io/v1 Table`.
+    Table,
+    /// `meta.k8s.io/v1 PartialObjectMetadata(List)`.
+    Metadata,
+}
+
+/// Negotiates the output from `Accept`.
+pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(Output::Json);
+    };
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let params: Vec<(String, String)> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(pk, _)| pk == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let json_like = matches!(media.as_str(), "application/json" | "*/*" | "application/*");
+        if json_like {
+            match get("as") {
+                Some("Table") if get("g") == Some("meta.k8s.io") => return Ok(Output::Table),
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                    if get("g") == Some("meta.k8s.io") =>
+                {
+                    return Ok(Output::Metadata);
+                }
+                None => return Ok(Output::Json),
+                _ => continue,
+            }
+        }
+        if matches!(
+            media.as_str(),
+            "application/yaml" | "application/x-yaml" | "text/yaml"
+        ) {
+            return Ok(Output::Yaml);
+        }
+    }
+    Err(ApiError::not_acceptable(accept))
+}
+
+/// What a resource path names.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The kind.
+    pub kind: &'static ResourceKind,
+    /// The namespace (namespaced kinds, from the path).
+    pub namespace: Option<String>,
+    /// The object name.
+    pub name: Option<String>,
+    /// The subresource.
+    pub sub: Option<Subresource>,
+}
+
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+    let find = |plural: &str| {
+        registry::lookup(group, version, plural).ok_or_else(ApiError::path_not_found)
+    };
+    let sub = |s: &str, kind: &ResourceKind| -> Result<Subresource, ApiError> {
+        match Subresource::parse(s) {
+            Some(sr) if kind.has_subresource(sr) => Ok(sr),
+            _ => Err(ApiError::path_not_found()),
+        }
+    };
+    let valid = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('%');
+    if rest.iter().any(|s| !valid(s)) {
+        return Err(ApiError::path_not_found());
+    }
+    // namespaces/{ns}/{plural}[/{name}[/{sub}]]
+    if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && let Some(kind) = registry::lookup(group, version, rest[2]).filter(|k| k.namespaced)
+    {
+        let ns = Some(rest[1].to_string());
+        return match rest.len() {
+            3 => Ok(Target {
+                kind,
+                namespace: ns,
+                name: None,
+                sub: None,
+            }),
+            4 => Ok(Target {
+                kind,
+                namespace: ns,
+                name: Some(rest[3].to_string()),
+                sub: None,
+            }),
+            5 => Ok(Target {
+                kind,
+                namespace: ns,
+                name: Some(rest[3].to_string()),
+                sub: Some(sub(rest[4], kind)?),
+            }),
+            _ => Err(ApiError::path_not_found()),
+        };
+    }
+    let kind = find(rest[0])?;
+    match rest.len() {
+        1 => Ok(Target {
+            kind,
+            namespace: None,
+            name: None,
+            sub: None,
+        }),
+        2 if !kind.namespaced => Ok(Target {
+            kind,
+            namespace: None,
+            name: Some(rest[1].to_string()),
+            sub: None,
+        }),
+        3 if !kind.namespaced => Ok(Target {
+            kind,
+            namespace: None,
+            name: Some(rest[1].to_string()),
+            sub: Some(sub(rest[2], kind)?),
+        }),
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+/// The request context handed to handlers.
+pub struct Ctx {
+    /// The server.
+    pub srv: ApiServer,
+    /// The authenticated user.
+    pub user: UserInfo,
+    /// The query.
+    pub query: Query,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The body (read lazily; in a mutex so that `&Ctx` is `Send`).
+    pub body: std::sync::Mutex<Option<Body>>,
+    /// Warnings to send back.
+    pub warnings: Vec<String>,
+}
+
+impl Ctx {
+    async fn body_bytes(&mut self) -> Result<bytes::Bytes, ApiError> {
+        let taken = self.body.lock().ok().and_then(|mut b| b.take());
+        let Some(body) = taken else {
+            return Ok(bytes::Bytes::new());
+        };
+        let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+        match limited.collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ApiError::too_large(MAX_BODY_BYTES))
+            }
+            Err(e) => Err(ApiError::bad_request(format!(
+                "error reading the request body: {e}"
+            ))),
+        }
+    }
+
+    fn header(&self, h: header::HeaderName) -> Option<&str> {
+        self.headers.get(h).and_then(|v| v.to_str().ok())
+    }
+
+    fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.query.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(o) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {o:?}; supported values: \"All\""
+            ))),
+        }
+    }
+
+    fn manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            return m.to_string();
+        }
+        let ua = self.header(header::USER_AGENT).unwrap_or("unknown");
+        ua.split('/').next().unwrap_or("unknown").to_string()
+    }
+
+    fn respond(&self, code: StatusCode, v: &Value, out: Output) -> Response {
+        let (bytes, ct) = match out {
+            Output::Yaml => (
+                serde_yaml::to_string(v).unwrap_or_default().into_bytes(),
+                "application/yaml",
+            ),
+            _ => (
+                serde_json::to_vec(v).unwrap_or_default(),
+                "application/json",
+            ),
+        };
+        let mut r = (code, bytes).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        for w in &self.warnings {
+            let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+            if let Ok(hv) = HeaderValue::from_str(&text) {
+                r.headers_mut().append(header::WARNING, hv);
+            }
+        }
+        r
+    }
+}
+
+/// The router's single handler.
+pub async fn dispatch(srv: ApiServer, req: http::Request<Body>) -> Response {
+    match AssertUnwindSafe(handle(srv, req)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => ApiError::internal("the request handler panicked").into_response(),
+    }
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response {
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json_response(v: &Value, ct: &'static str) -> Response {
+    let mut r = (StatusCode::OK, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Open endpoints.
+    match segs.as_slice() {
+        ["version"] => return json_response(&discovery::version(), "application/json"),
+        ["healthz" | "livez" | "readyz", ..] => return text(StatusCode::OK, "ok"),
+        _ => {}
+    }
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(user) = token.and_then(|t| srv.authenticate(t)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut ctx = Ctx {
+        srv,
+        user,
+        query: Query::parse(parts.uri.query()),
+        headers: parts.headers,
+        body: std::sync::Mutex::new(Some(body)),
+        warnings: Vec::new(),
+    };
+    let method = parts.method;
+    let result = match segs.as_slice() {
+        ["api"] | ["apis"] => {
+            if method != Method::GET {
+                Err(ApiError::method_not_allowed())
+            } else {
+                let flavour = Flavour::negotiate(accept.as_deref());
+                let core = segs[0] == "api";
+                let doc = match flavour {
+                    Flavour::Legacy if core => {
+                        discovery::api_versions(&ctx.srv.advertise_address())
+                    }
+                    Flavour::Legacy => discovery::api_group_list(),
+                    f => discovery::aggregated(core, f),
+                };
+                let mut r = json_response(&doc, flavour.content_type());
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
+                Ok(r)
+            }
+        }
+        ["api", "v1"] => get_only(&method, discovery::resource_list("", "v1")),
+        ["apis", g] => get_only(&method, discovery::api_group_doc(g)),
+        ["apis", g, v] => get_only(&method, discovery::resource_list(g, v)),
+        ["openapi", "v3"] => get_only(&method, Some(crate::openapi::index())),
+        ["openapi", "v3", rest @ ..] => match (method == Method::GET, crate::openapi::lookup(rest))
+        {
+            (false, _) => Err(ApiError::method_not_allowed()),
+            (true, None) => Err(ApiError::path_not_found()),
+            (true, Some(doc)) => {
+                let mut r = json_response(&doc, "application/json");
+                if ctx.query.get("hash").is_some() {
+                    r.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, immutable"),
+                    );
+                }
+                Ok(r)
+            }
+        },
+        ["api", "v1", rest @ ..] => {
+            resource(&mut ctx, &method, accept.as_deref(), "", "v1", rest).await
+        }
+        ["apis", g, v, rest @ ..] => {
+            let (g, v) = (g.to_string(), v.to_string());
+            resource(&mut ctx, &method, accept.as_deref(), &g, &v, rest).await
+        }
+        _ => Err(ApiError::path_not_found()),
+    };
+    result.unwrap_or_else(|e| e.into_response())
+}
+
+fn get_only(method: &Method, doc: Option<Value>) -> Result<Response, ApiError> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    doc.map(|d| json_response(&d, "application/json"))
+        .ok_or_else(ApiError::path_not_found)
+}
+
+fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, ApiError> {
+    Ok(match (method.as_str(), t.name.is_some(), t.sub) {
+        ("GET" | "HEAD", false, _) if watch => "watch",
+        ("GET" | "HEAD", false, _) => "list",
+        ("GET" | "HEAD", true, Some(Subresource::Binding)) => {
+            return Err(ApiError::method_not_allowed());
+        }
+        ("GET" | "HEAD", true, _) => "get",
+        ("POST", false, None) => "create",
+        ("POST", true, Some(Subresource::Binding)) => "create",
+        ("PUT", true, Some(Subresource::Status | Subresource::Scale) | None) => "update",
+        ("PATCH", true, Some(Subresource::Status | Subresource::Scale) | None) => "patch",
+        ("DELETE", true, None) => "delete",
+        ("DELETE", false, None) => "deletecollection",
+        _ => return Err(ApiError::method_not_allowed()),
+    })
+}
+
+async fn resource(
+    ctx: &mut Ctx,
+    method: &Method,
+    accept: Option<&str>,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
+    if rest.is_empty() {
+        return Err(ApiError::path_not_found());
+    }
+    // Legacy bindings collection: POST /api/v1/namespaces/{ns}/bindings.
+    if group.is_empty() && rest.len() == 3 && rest[0] == "namespaces" && rest[2] == "bindings" {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let t = Target {
+            kind: &PODS,
+            namespace: Some(rest[1].to_string()),
+            name: None,
+            sub: Some(Subresource::Binding),
+        };
+        authorize(ctx, &t, "create").await?;
+        return binding(ctx, &t).await;
+    }
+    let t = parse_target(group, version, rest)?;
+    let watch = ctx.query.bool("watch")?;
+    let verb = verb_of(method, &t, watch)?;
+    authorize(ctx, &t, verb).await?;
+    let name = t.name.clone().unwrap_or_default();
+    match verb {
+        "list" => list(ctx, &t, negotiate(accept)?).await,
+        "watch" => crate::watch::watch(ctx, &t, negotiate(accept)?).await,
+        "get" => match t.sub {
+            Some(Subresource::Log) => crate::logs::pod_log(ctx, &t).await,
+            Some(Subresource::Scale) => {
+                let (obj, _) = ctx
+                    .srv
+                    .core()
+                    .storage
+                    .must_get(t.kind, t.namespace.as_deref(), &name)
+                    .await?;
+                Ok(ctx.respond(StatusCode::OK, &scale_of(&obj), negotiate(accept)?))
+            }
+            _ => get(ctx, &t, negotiate(accept)?).await,
+        },
+        "create" if t.sub == Some(Subresource::Binding) => binding(ctx, &t).await,
+        "create" => create(ctx, &t).await,
+        "update" => update(ctx, &t).await,
+        "patch" => patch_object(ctx, &t).await,
+        "delete" => delete(ctx, &t).await,
+        "deletecollection" => delete_collection(ctx, &t).await,
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {
+    let mut attrs = RequestAttributes {
+        verb: verb.to_string(),
+        group: t.kind.group.to_string(),
+        resource: t.kind.plural.to_string(),
+        subresource: t.sub.map(|s| s.name().to_string()).unwrap_or_default(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: t.name.clone().unwrap_or_default(),
+        pod_node: None,
+    };
+    if ctx.user.node_name().is_some()
+        && t.kind.strategy == Strategy::Pod
+        && !matches!(verb, "get" | "list" | "watch")
+        && let Some(name) = &t.name
+        && let Some((pod, _)) = ctx
+            .srv
+            .core()
+            .storage
+            .get(t.kind, t.namespace.as_deref(), name)
+            .await?
+    {
+        attrs.pod_node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    ctx.srv.authorizer().authorize(&ctx.user, &attrs).map_err(|_| {
+        let res = if attrs.subresource.is_empty() {
+            attrs.resource.clone()
+        } else {
+            format!("{}/{}", attrs.resource, attrs.subresource)
+        };
+        let scope = if attrs.namespace.is_empty() {
+            "at the cluster scope".to_string()
+        } else {
+            format!("in the namespace {:?}", attrs.namespace)
+        };
+        let what = if attrs.name.is_empty() { t.kind.qualified_resource() } else { format!("{} {:?}", t.kind.qualified_resource(), attrs.name) };
+        ApiError::forbidden(
+            t.kind.plural,
+            t.kind.group,
+            &attrs.name,
+            format!(
+                "{what} is forbidden: User {:?} cannot {verb} resource {res:?} in API group {:?} {scope}",
+                ctx.user.name, attrs.group
+            ),
+        )
+    })
+}
+
+/// Label and field selectors of a list or watch, validated for the kind.
+pub struct Selectors {
+    /// Label selector.
+    pub labels: LabelSelector,
+    /// Field selector.
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    /// Parses and checks the selectors in `q`.
+    pub fn parse(kind: &ResourceKind, q: &Query) -> Result<Selectors, ApiError> {
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(|e| {
+            ApiError::bad_request(format!("unable to parse requirement: {}", e.message))
+        })?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.message))?;
+        strategy::check_field_selector(kind, &fields)?;
+        Ok(Selectors { labels, fields })
+    }
+
+    /// Whether an object matches.
+    pub fn matches(&self, kind: &ResourceKind, obj: &Value) -> bool {
+        (self.labels.is_empty() || self.labels.matches(&objects::labels(obj)))
+            && (self.fields.is_empty()
+                || self.fields.matches(|f| strategy::field_value(kind, obj, f)))
+    }
+
+    /// Whether nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
+/// The storage prefix of a list or watch, narrowed by a `metadata.namespace` field selector.
+pub fn list_prefix(t: &Target, sel: &Selectors) -> String {
+    let ns = t.namespace.as_deref().or_else(|| {
+        if t.kind.namespaced {
+            sel.fields.exact("metadata.namespace")
+        } else {
+            None
+        }
+    });
+    t.kind.list_prefix(ns)
+}
+
+/// Converts objects to a Table (or leaves them) per `out`, honouring `includeObject`.
+pub fn to_table(ctx: &Ctx, kind: &ResourceKind, objs: &[Value], with_defs: bool) -> Value {
+    let mut table = patch_table(kind, objs, ctx.srv.core().now());
+    let include = ctx.query.get("includeObject").unwrap_or("Metadata");
+    if let Some(rows) = table.get_mut("rows").and_then(Value::as_array_mut) {
+        for (row, obj) in rows.iter_mut().zip(objs) {
+            match include {
+                "Object" => row["object"] = obj.clone(),
+                "None" => {
+                    if let Some(m) = row.as_object_mut() {
+                        m.remove("object");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if !with_defs {
+        table["columnDefinitions"] = Value::Null;
+    }
+    table
+}
+
+fn patch_table(kind: &ResourceKind, objs: &[Value], now: jiff::Timestamp) -> Value {
+    crate::table_api::table_for(kind, objs, true, now)
+}
+
+/// PartialObjectMetadata of an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+async fn get(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let (obj, _) = ctx
+        .srv
+        .core()
+        .storage
+        .must_get(t.kind, t.namespace.as_deref(), &name)
+        .await?;
+    let v = match out {
+        Output::Table => {
+            let mut table = to_table(ctx, t.kind, std::slice::from_ref(&obj), true);
+            table["metadata"] =
+                json!({"resourceVersion": objects::meta_str(&obj, "resourceVersion")});
+            table
+        }
+        Output::Metadata => partial_metadata(&obj),
+        _ => obj,
+    };
+    Ok(ctx.respond(StatusCode::OK, &v, out))
+}
+
+async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiError> {
+    let sel = Selectors::parse(t.kind, &ctx.query)?;
+    let limit = ctx.query.int("limit")?.unwrap_or(0);
+    if limit < 0 {
+        return Err(ApiError::bad_request(
+            "limit must be a non-negative integer",
+        ));
+    }
+    let rv = ctx.query.get("resourceVersion").unwrap_or("").to_string();
+    let rv_match = ctx
+        .query
+        .get("resourceVersionMatch")
+        .unwrap_or("")
+        .to_string();
+    let cont_raw = ctx.query.get("continue").unwrap_or("").to_string();
+    let prefix = list_prefix(t, &sel);
+    let cont = if cont_raw.is_empty() {
+        None
+    } else {
+        if !rv.is_empty() && rv != "0" {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        Some(ContinueToken::decode(&cont_raw, &prefix)?)
+    };
+    if !rv_match.is_empty() && rv.is_empty() {
+        return Err(ApiError::bad_request(
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
+    }
+    let rv_num: Option<i64> = if rv.is_empty() {
+        None
+    } else {
+        Some(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        )
+    };
+    let core = ctx.srv.core();
+    let at = match (rv_match.as_str(), rv_num) {
+        ("Exact", Some(0)) => {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+        ("Exact", Some(n)) => Some(n),
+        ("NotOlderThan" | "", Some(n)) if n > 0 => {
+            let cur = core
+                .storage
+                .store
+                .current_revision()
+                .await
+                .map_err(ApiError::from_store_generic)?;
+            if n > cur {
+                return Err(ApiError::timeout(format!(
+                    "Too large resource version: {n}, current: {cur}"
+                )));
+            }
+            if rv_match.is_empty() && limit > 0 {
+                Some(n)
+            } else {
+                None
+            }
+        }
+        ("NotOlderThan" | "", _) => None,
+        (other, _) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid resourceVersionMatch {other:?}: supported values are \"Exact\" and \"NotOlderThan\""
+            )));
+        }
+    };
+    let kind = t.kind;
+    // Fast path: a single name.
+    let page = if let (Some(name), true) = (
+        sel.fields.exact("metadata.name"),
+        cont.is_none() && at.is_none(),
+    ) {
+        let ns = t
+            .namespace
+            .as_deref()
+            .or(sel.fields.exact("metadata.namespace"));
+        let rev = core
+            .storage
+            .store
+            .current_revision()
+            .await
+            .map_err(ApiError::from_store_generic)?;
+        let items = if kind.namespaced && ns.is_none() {
+            core.storage
+                .list(&prefix, 0, None, None, &|o| sel.matches(kind, o))
+                .await?
+                .items
+        } else {
+            match core.storage.get(kind, ns, name).await? {
+                Some((o, _)) if sel.matches(kind, &o) => vec![o],
+                _ => vec![],
+            }
+        };
+        crate::storage::Page {
+            items,
+            rev,
+            cont: None,
+            remaining: None,
+        }
+    } else {
+        let keep = |o: &Value| sel.is_empty() || sel.matches(kind, o);
+        let mut p = core
+            .storage
+            .list(&prefix, limit as usize, cont, at, &keep)
+            .await?;
+        if !sel.is_empty() {
+            p.remaining = None;
+        }
+        p
+    };
+    let mut meta = json!({"resourceVersion": page.rev.to_string()});
+    if let Some(c) = &page.cont {
+        meta["continue"] = Value::from(c.clone());
+    }
+    if let Some(r) = page.remaining.filter(|r| *r > 0) {
+        meta["remainingItemCount"] = Value::from(r);
+    }
+    let v = match out {
+        Output::Table => {
+            let mut table = to_table(ctx, kind, &page.items, true);
+            table["metadata"] = meta;
+            table
+        }
+        Output::Metadata => {
+            let items: Vec<Value> = page.items.iter().map(partial_metadata).collect();
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
+        }
+        _ => {
+            json!({"kind": kind.list_kind(), "apiVersion": kind.api_version(), "metadata": meta, "items": page.items})
+        }
+    };
+    Ok(ctx.respond(StatusCode::OK, &v, out))
+}
+
+/// Field validation directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
+    match q.get("fieldValidation").unwrap_or("") {
+        "" | "Warn" => Ok(FieldValidation::Warn),
+        "Strict" => Ok(FieldValidation::Strict),
+        "Ignore" => Ok(FieldValidation::Ignore),
+        other => Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+        ))),
+    }
+}
+
+fn cannot_handle(kind: &ResourceKind, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "{} in version {:?} cannot be handled as a {}: {why}",
+        kind.kind, kind.version, kind.kind
+    ))
+}
+
+/// Decodes a JSON or YAML request body into a normalized object of `kind`.
+async fn decode_object(ctx: &mut Ctx, kind: &ResourceKind) -> Result<Value, ApiError> {
+    let ct = ctx
+        .header(header::CONTENT_TYPE)
+        .unwrap_or("application/json")
+        .to_string();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let fv = field_validation(&ctx.query)?;
+    let bytes = ctx.body_bytes().await?;
+    let mut v: Value = match media.as_str() {
+        "application/json" | "" | "*/*" => {
+            serde_json::from_slice(&bytes).map_err(|e| cannot_handle(kind, e))?
+        }
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            serde_yaml::from_slice(&bytes).map_err(|e| cannot_handle(kind, e))?
+        }
+        _ => return Err(ApiError::unsupported_media_type(&ct)),
+    };
+    let Some(m) = v.as_object_mut() else {
+        return Err(cannot_handle(kind, "the body must be a JSON object"));
+    };
+    let want_av = kind.api_version();
+    match m.get("apiVersion") {
+        None | Some(Value::Null) => {
+            m.insert("apiVersion".into(), want_av.clone().into());
+        }
+        Some(Value::String(av)) if *av == want_av => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({want_av})",
+                other.as_str().unwrap_or("?")
+            )));
+        }
+    }
+    match m.get("kind") {
+        None | Some(Value::Null) => {
+            m.insert("kind".into(), kind.kind.into());
+        }
+        Some(Value::String(k)) if k == kind.kind => {}
+        Some(other) => {
+            return Err(cannot_handle(
+                kind,
+                format!(
+                    "kind {} does not match the expected kind {}",
+                    other, kind.kind
+                ),
+            ));
+        }
+    }
+    let normalized = objects::round_trip(kind, v.clone()).map_err(|e| cannot_handle(kind, e))?;
+    let unknown = objects::unknown_fields(&v, &normalized);
+    if !unknown.is_empty() {
+        match fv {
+            FieldValidation::Strict => {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                return Err(cannot_handle(
+                    kind,
+                    format!("strict decoding error: {}", list.join(", ")),
+                ));
+            }
+            FieldValidation::Warn => {
+                for f in unknown {
+                    ctx.warnings.push(format!("unknown field {f:?}"));
+                }
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    Ok(normalized)
+}
+
+fn check_namespace_match(t: &Target, obj: &Value) -> Result<(), ApiError> {
+    if let (Some(ns), Some(body_ns)) = (&t.namespace, objects::meta_str(obj, "namespace"))
+        && !body_ns.is_empty()
+        && body_ns != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let obj = decode_object(ctx, t.kind).await?;
+    check_namespace_match(t, &obj)?;
+    let dry = ctx.dry_run()?;
+    let manager = ctx.manager();
+    let created = ctx
+        .srv
+        .core()
+        .create(t.kind, t.namespace.as_deref(), obj, dry, Some(&manager))
+        .await?;
+    Ok(ctx.respond(StatusCode::CREATED, &created, Output::Json))
+}
+
+async fn update(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    if t.sub == Some(Subresource::Scale) {
+        let scale = decode_object(ctx, &registry::SCALE).await?;
+        return write_scale(ctx, t, scale).await;
+    }
+    let body = decode_object(ctx, t.kind).await?;
+    check_namespace_match(t, &body)?;
+    let body_name = objects::name_of(&body);
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let dry = ctx.dry_run()?;
+    let manager = ctx.manager();
+    let mode = if t.sub == Some(Subresource::Status) {
+        UpdateMode::Status
+    } else {
+        UpdateMode::Main
+    };
+    let allow_create = strategy::allow_create_on_update(t.kind) && mode == UpdateMode::Main;
+    let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
+        match old {
+            None if allow_create => Ok(Some(body.clone())),
+            None => Err(ApiError::not_found(t.kind, &name)),
+            Some(_) => Ok(Some(body.clone())),
+        }
+    };
+    let (obj, created) = ctx
+        .srv
+        .core()
+        .update(
+            t.kind,
+            t.namespace.as_deref(),
+            &name,
+            mode,
+            dry,
+            Some(&manager),
+            &mut transform,
+        )
+        .await?;
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ctx.respond(code, &obj, Output::Json))
+}
+
+fn patch_error(e: patch::PatchError) -> ApiError {
+    let mut err = ApiError::new(e.code(), e.reason(), e.message().to_string());
+    let causes = e.causes();
+    if !causes.is_empty() {
+        err = err.with_details(json!({"causes": causes}));
+    }
+    err
+}
+
+async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let ct = ctx.header(header::CONTENT_TYPE).unwrap_or("").to_string();
+    let pt = PatchType::from_content_type(&ct)
+        .ok_or_else(|| patch_error(patch::PatchError::unsupported_media_type(&ct)))?;
+    let force = ctx.query.bool("force")?;
+    if force && pt != PatchType::Apply {
+        return Err(ApiError::bad_request(
+            "force may only be specified with apply patches",
+        ));
+    }
+    let manager = match ctx.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ if pt == PatchType::Apply => {
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requests must provide a fieldManager",
+            ));
+        }
+        _ => ctx.manager(),
+    };
+    let fv = field_validation(&ctx.query)?;
+    let dry = ctx.dry_run()?;
+    let body = ctx.body_bytes().await?;
+    let core = ctx.srv.core();
+    let now = core.now_str();
+    if t.sub == Some(Subresource::Scale) {
+        let (obj, _) = core
+            .storage
+            .must_get(t.kind, t.namespace.as_deref(), &name)
+            .await?;
+        let current = scale_of(&obj);
+        let patched = patch::apply_patch(
+            &registry::SCALE,
+            pt,
+            Some(&current),
+            &body,
+            &manager,
+            force,
+            &now,
+        )
+        .map_err(patch_error)?;
+        return write_scale(ctx, t, patched).await;
+    }
+    let mode = if t.sub == Some(Subresource::Status) {
+        UpdateMode::Status
+    } else {
+        UpdateMode::Main
+    };
+    let kind = t.kind;
+    let mut warnings = Vec::new();
+    let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
+        if old.is_none() && (pt != PatchType::Apply || mode == UpdateMode::Status) {
+            return Err(ApiError::not_found(kind, &name));
+        }
+        let mut patched =
+            patch::apply_patch(kind, pt, old, &body, &manager, force, &now).map_err(patch_error)?;
+        if old.is_none() {
+            // Server-side apply creating the object.
+            let pn = objects::name_of(&patched).to_string();
+            if !pn.is_empty() && pn != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({pn}) does not match the name on the URL ({name})"
+                )));
+            }
+            objects::set_meta(&mut patched, "name", Value::from(name.clone()));
+        }
+        // Unknown fields introduced by the patch.
+        if let Ok(n) = objects::round_trip(kind, with_type_meta(kind, patched.clone())) {
+            let unknown = objects::unknown_fields(&with_type_meta(kind, patched.clone()), &n);
+            if !unknown.is_empty() {
+                match fv {
+                    FieldValidation::Strict => {
+                        let list: Vec<String> = unknown
+                            .iter()
+                            .map(|f| format!("unknown field {f:?}"))
+                            .collect();
+                        return Err(cannot_handle(
+                            kind,
+                            format!("strict decoding error: {}", list.join(", ")),
+                        ));
+                    }
+                    FieldValidation::Warn => {
+                        warnings = unknown
+                            .iter()
+                            .map(|f| format!("unknown field {f:?}"))
+                            .collect()
+                    }
+                    FieldValidation::Ignore => {}
+                }
+            }
+        }
+        Ok(Some(patched))
+    };
+    let rec = if pt == PatchType::Apply {
+        None
+    } else {
+        Some(manager.as_str())
+    };
+    let result = core
+        .update(
+            kind,
+            t.namespace.as_deref(),
+            &name,
+            mode,
+            dry,
+            rec,
+            &mut transform,
+        )
+        .await;
+    ctx.warnings.extend(warnings);
+    let (obj, created) = result?;
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ctx.respond(code, &obj, Output::Json))
+}
+
+fn with_type_meta(kind: &ResourceKind, mut v: Value) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), kind.api_version().into());
+        m.insert("kind".into(), kind.kind.into());
+    }
+    v
+}
+
+/// The `autoscaling/v1 Scale` view of a workload.
+pub fn scale_of(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut m = json!({});
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = meta.get(f) {
+            m[f] = v.clone();
+        }
+    }
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .map(|s| podvisor_api::selectors::format_label_selector(&s))
+        .unwrap_or_default();
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": m,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0), "selector": selector}})
+}
+
+async fn write_scale(ctx: &mut Ctx, t: &Target, scale: Value) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            &registry::SCALE,
+            &name,
+            &[podvisor_api::FieldError::invalid(
+                "spec.replicas",
+                replicas,
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let want_rv = objects::meta_str(&scale, "resourceVersion")
+        .unwrap_or("")
+        .to_string();
+    let dry = ctx.dry_run()?;
+    let manager = ctx.manager();
+    let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
+        let Some(old) = old else {
+            return Err(ApiError::not_found(t.kind, &name));
+        };
+        let mut new = old.clone();
+        if !want_rv.is_empty() {
+            objects::set_meta(&mut new, "resourceVersion", Value::from(want_rv.clone()));
+        }
+        new["spec"]["replicas"] = Value::from(replicas);
+        Ok(Some(new))
+    };
+    let (obj, _) = ctx
+        .srv
+        .core()
+        .update(
+            t.kind,
+            t.namespace.as_deref(),
+            &name,
+            UpdateMode::Main,
+            dry,
+            Some(&manager),
+            &mut transform,
+        )
+        .await?;
+    Ok(ctx.respond(StatusCode::OK, &scale_of(&obj), Output::Json))
+}
+
+async fn binding(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let b = decode_object(ctx, &registry::BINDING).await?;
+    let name = match &t.name {
+        Some(n) => {
+            let bn = objects::name_of(&b);
+            if !bn.is_empty() && bn != n {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({bn}) does not match the name on the URL ({n})"
+                )));
+            }
+            n.clone()
+        }
+        None => objects::name_of(&b).to_string(),
+    };
+    let ns = t.namespace.clone().unwrap_or_default();
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node.is_empty() || name.is_empty() {
+        let mut errs = Vec::new();
+        if name.is_empty() {
+            errs.push(podvisor_api::FieldError::required("metadata.name", ""));
+        }
+        if node.is_empty() {
+            errs.push(podvisor_api::FieldError::required("target.name", ""));
+        }
+        return Err(ApiError::invalid(&registry::BINDING, &name, &errs));
+    }
+    if ctx.dry_run()? {
+        ctx.srv
+            .core()
+            .storage
+            .must_get(&PODS, Some(&ns), &name)
+            .await?;
+    } else {
+        ctx.srv
+            .core()
+            .bind_pod(&ns, &name, node, b.pointer("/metadata/annotations"))
+            .await?;
+    }
+    Ok(ctx.respond(
+        StatusCode::CREATED,
+        &success_status(None, Some(201)),
+        Output::Json,
+    ))
+}
+
+async fn delete_options(ctx: &mut Ctx) -> Result<DeleteOptions, ApiError> {
+    let bytes = ctx.body_bytes().await?;
+    let mut o = DeleteOptions::default();
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(&bytes)
+            .or_else(|_| serde_yaml::from_slice(&bytes))
+            .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
+        let Some(m) = v.as_object() else {
+            return Err(ApiError::bad_request(
+                "failed to decode DeleteOptions: not an object",
+            ));
+        };
+        if let Some(k) = m.get("kind").and_then(Value::as_str)
+            && k != "DeleteOptions"
+        {
+            return Err(ApiError::bad_request(format!(
+                "failed to decode DeleteOptions: unexpected kind {k:?}"
+            )));
+        }
+        match m.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => {}
+            Some(g) => {
+                o.grace_period_seconds = Some(g.as_i64().ok_or_else(|| {
+                    ApiError::bad_request("gracePeriodSeconds must be an integer")
+                })?)
+            }
+        }
+        if let Some(p) = m.get("preconditions").filter(|p| !p.is_null()) {
+            o.uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+            o.resource_version = p
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        if let Some(d) = m.get("dryRun").and_then(Value::as_array) {
+            o.dry_run = d.iter().any(|x| x == "All");
+            if d.iter().any(|x| x != "All") {
+                return Err(ApiError::bad_request(
+                    "Invalid dry run value; supported values: \"All\"",
+                ));
+            }
+        }
+        if let Some(p) = m.get("propagationPolicy").filter(|p| !p.is_null()) {
+            check_propagation(p.as_str().unwrap_or("?"))?;
+        }
+    }
+    if o.grace_period_seconds.is_none() {
+        o.grace_period_seconds = ctx.query.int("gracePeriodSeconds")?;
+    }
+    if let Some(p) = ctx.query.get("propagationPolicy").filter(|p| !p.is_empty()) {
+        check_propagation(p)?;
+    }
+    o.dry_run = o.dry_run || ctx.dry_run()?;
+    Ok(o)
+}
+
+fn check_propagation(p: &str) -> Result<(), ApiError> {
+    match p {
+        "Orphan" | "Background" | "Foreground" => Ok(()),
+        other => Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        ))),
+    }
+}
+
+fn delete_details(kind: &ResourceKind, obj: &Value) -> Value {
+    let mut d = json!({"name": objects::name_of(obj), "kind": kind.plural, "uid": objects::meta_str(obj, "uid").unwrap_or("")});
+    if !kind.group.is_empty() {
+        d["group"] = kind.group.into();
+    }
+    d
+}
+
+async fn delete(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let opts = delete_options(ctx).await?;
+    let d = ctx
+        .srv
+        .core()
+        .delete(t.kind, t.namespace.as_deref(), &name, &opts)
+        .await?;
+    if t.kind.strategy == Strategy::Pod || !d.gone {
+        return Ok(ctx.respond(StatusCode::OK, &d.object, Output::Json));
+    }
+    Ok(ctx.respond(
+        StatusCode::OK,
+        &success_status(Some(delete_details(t.kind, &d.object)), None),
+        Output::Json,
+    ))
+}
+
+async fn delete_collection(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let sel = Selectors::parse(t.kind, &ctx.query)?;
+    let opts = delete_options(ctx).await?;
+    let kind = t.kind;
+    let core = ctx.srv.core();
+    let page = core
+        .storage
+        .list(&list_prefix(t, &sel), 0, None, None, &|o| {
+            sel.matches(kind, o)
+        })
+        .await?;
+    let mut items = Vec::new();
+    for obj in page.items {
+        let ns = objects::meta_str(&obj, "namespace").map(str::to_string);
+        match core
+            .delete(kind, ns.as_deref(), objects::name_of(&obj), &opts)
+            .await
+        {
+            Ok(d) => items.push(d.object),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let v = json!({"kind": kind.list_kind(), "apiVersion": kind.api_version(), "metadata": {"resourceVersion": page.rev.to_string()}, "items": items});
+    Ok(ctx.respond(StatusCode::OK, &v, Output::Json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(negotiate(None).unwrap(), Output::Json);
+        assert_eq!(negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")).unwrap(), Output::Table);
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf,application/json")).unwrap(),
+            Output::Json
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            ))
+            .unwrap(),
+            Output::Metadata
+        );
+        assert_eq!(negotiate(Some("application/yaml")).unwrap(), Output::Yaml);
+        assert_eq!(negotiate(Some("text/html")).unwrap_err().code, 406);
+    }
+
+    #[test]
+    fn paths_parse_to_targets() {
+        let t = parse_target("", "v1", &["namespaces", "default", "pods", "x", "status"]).unwrap();
+        assert_eq!(
+            (
+                t.kind.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.sub
+            ),
+            (
+                "pods",
+                Some("default"),
+                Some("x"),
+                Some(Subresource::Status)
+            )
+        );
+        let t = parse_target("", "v1", &["namespaces", "default"]).unwrap();
+        assert_eq!(
+            (t.kind.plural, t.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
+        let t = parse_target("", "v1", &["namespaces", "x", "status"]).unwrap();
+        assert_eq!(t.sub, Some(Subresource::Status));
+        assert!(parse_target("", "v1", &["pods", "x"]).is_err());
+        assert!(parse_target("", "v1", &["nodes", "x", "log"]).is_err());
+        assert!(
+            parse_target(
+                "apps",
+                "v1",
+                &["namespaces", "d", "replicasets", "r", "scale"]
+            )
+            .is_ok()
+        );
+        let q = Query::parse(Some("&watch=true&&labelSelector=run+in+%28x%2Cy%29&"));
+        assert_eq!(q.get("labelSelector"), Some("run in (x,y)"));
+        assert!(q.bool("watch").unwrap());
+    }
+}

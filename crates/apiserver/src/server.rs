@@ -1,0 +1,335 @@
+//! [`ApiServer`]: construction, the axum router, TLS serving, the in-process client, tokens,
+//! and the background compaction task.
+//!
+//! Lifecycle: [`ApiServer::new`] loads (or creates) TLS material and the token file in the
+//! data dir, creates the initial namespaces, resumes namespace finalization and starts the
+//! compaction task. Clones share one server. When the last clone is dropped, background
+//! tasks are cancelled. [`ApiServer::serve`] serves HTTPS until its shutdown future
+//! completes; then it stops accepting, asks open connections to finish and aborts what is
+//! left (watches) after a short grace.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use podvisor_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Authorizer, DefaultAuthorizer, TokenError, TokenFile, UserInfo};
+use crate::error::ApiError;
+use crate::ops::{Clock, Core, system_clock};
+use crate::storage::Storage;
+use crate::tls::{TlsError, TlsMaterial};
+
+/// Configuration of an [`ApiServer`].
+#[derive(Clone)]
+pub struct ApiServerConfig {
+    /// Where the CA, serving certificate and token file live.
+    pub data_dir: PathBuf,
+    /// Extra SANs (IP addresses or DNS names) for the serving certificate.
+    pub extra_sans: Vec<String>,
+    /// The address clients use (reported by legacy `/api` discovery).
+    pub advertise_address: String,
+    /// How often the compaction task runs.
+    pub compaction_interval: Duration,
+    /// Keep at least this many revisions of history.
+    pub compaction_keep_revisions: i64,
+    /// Keep at least this much time of history.
+    pub compaction_keep_duration: Duration,
+    /// The wall clock (default: the system clock).
+    pub clock: Option<Clock>,
+    /// The authorizer (default: [`DefaultAuthorizer`]).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+}
+
+impl ApiServerConfig {
+    /// A configuration with defaults and the given data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ApiServerConfig {
+        ApiServerConfig {
+            data_dir: data_dir.into(),
+            extra_sans: Vec::new(),
+            advertise_address: "127.0.0.1:6443".into(),
+            compaction_interval: Duration::from_secs(60),
+            compaction_keep_revisions: 10_000,
+            compaction_keep_duration: Duration::from_secs(300),
+            clock: None,
+            authorizer: None,
+        }
+    }
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        ApiServerConfig::new("podvisor-data")
+    }
+}
+
+impl std::fmt::Debug for ApiServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("extra_sans", &self.extra_sans)
+            .field("advertise_address", &self.advertise_address)
+            .field("compaction_interval", &self.compaction_interval)
+            .field("compaction_keep_revisions", &self.compaction_keep_revisions)
+            .field("compaction_keep_duration", &self.compaction_keep_duration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    /// TLS material.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The token file.
+    #[error("tokens: {0}")]
+    Tokens(#[from] TokenError),
+    /// The store or initial objects.
+    #[error("initialization: {0}")]
+    Init(#[from] ApiError),
+    /// Listener I/O.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Inner {
+    core: Core,
+    config: ApiServerConfig,
+    tokens: TokenFile,
+    authorizer: Arc<dyn Authorizer>,
+    tls: TlsMaterial,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.core.cancel.cancel();
+        self.core.tasks.close();
+    }
+}
+
+/// The Kubernetes API server. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct ApiServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// Creates a server on `store`.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: ApiServerConfig,
+    ) -> Result<ApiServer, ApiServerError> {
+        Self::build(store, config, None).await
+    }
+
+    pub(crate) async fn build(
+        store: Arc<dyn Store>,
+        config: ApiServerConfig,
+        temp_dir: Option<tempfile::TempDir>,
+    ) -> Result<ApiServer, ApiServerError> {
+        let tls = TlsMaterial::load_or_generate(&config.data_dir, &config.extra_sans)?;
+        let tokens = TokenFile::load_or_create(&config.data_dir)?;
+        let core = Core {
+            storage: Storage {
+                store: store.clone(),
+            },
+            clock: config.clock.clone().unwrap_or_else(system_clock),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        };
+        core.ensure_initial_namespaces().await?;
+        core.resume_namespace_finalizers().await?;
+        let cancel = core.cancel.clone();
+        let cfg = config.clone();
+        core.tasks.spawn(compaction_loop(store, cfg, cancel));
+        let authorizer = config
+            .authorizer
+            .clone()
+            .unwrap_or_else(|| Arc::new(DefaultAuthorizer));
+        Ok(ApiServer {
+            inner: Arc::new(Inner {
+                core,
+                config,
+                tokens,
+                authorizer,
+                tls,
+                _temp_dir: temp_dir,
+            }),
+        })
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
+        self.inner.authorizer.as_ref()
+    }
+
+    pub(crate) fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.inner.tokens.authenticate(token)
+    }
+
+    pub(crate) fn advertise_address(&self) -> String {
+        self.inner.config.advertise_address.clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiServerConfig {
+        &self.inner.config
+    }
+
+    /// The axum router serving the whole API (authentication included).
+    pub fn router(&self) -> axum::Router {
+        let srv = self.clone();
+        axum::Router::new().fallback(move |req: http::Request<axum::body::Body>| {
+            let srv = srv.clone();
+            async move { crate::rest::dispatch(srv, req).await }
+        })
+    }
+
+    /// A token of the admin user (group `system:masters`).
+    pub fn admin_token(&self) -> String {
+        self.inner.tokens.admin_token().unwrap_or_default()
+    }
+
+    /// The token of node `node` (user `system:node:<node>`, group `system:nodes`), created if
+    /// missing and persisted in the token file.
+    pub fn ensure_node_token(&self, node: &str) -> Result<String, TokenError> {
+        self.inner.tokens.ensure_node_token(node)
+    }
+
+    /// The CA certificate (PEM) clients should trust.
+    pub fn ca_pem(&self) -> String {
+        self.inner.tls.ca_pem.clone()
+    }
+
+    /// A `kube::Client` whose requests go straight into the router (same authentication and
+    /// authorization as over the network), authenticated with `token`.
+    pub fn in_process_client(&self, token: &str) -> kube::Client {
+        let router = self.router();
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer invalid"));
+        let svc = tower::ServiceBuilder::new()
+            .map_request(move |mut req: http::Request<kube::client::Body>| {
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, value.clone());
+                req
+            })
+            .service(router);
+        kube::Client::new(svc, "default")
+    }
+
+    /// Serves HTTPS on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ApiServerError> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.inner.tls.server_config()?);
+        let router = self.router();
+        let stop = CancellationToken::new();
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (tcp, _) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    let router = router.clone();
+                    let stop = stop.clone();
+                    conns.spawn(async move {
+                        let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            _ => return,
+                        };
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(router));
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = stop.cancelled() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Compacts the store so that at least `keep_revisions` revisions and `keep_duration` of
+/// history remain.
+async fn compaction_loop(store: Arc<dyn Store>, cfg: ApiServerConfig, cancel: CancellationToken) {
+    let mut samples: VecDeque<(tokio::time::Instant, i64)> = VecDeque::new();
+    let mut tick = tokio::time::interval(cfg.compaction_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(cur) = store.current_revision().await else {
+            continue;
+        };
+        let now = tokio::time::Instant::now();
+        samples.push_back((now, cur));
+        while samples.len() > 1 && now.duration_since(samples[1].0) >= cfg.compaction_keep_duration
+        {
+            samples.pop_front();
+        }
+        let Some(&(t0, r0)) = samples.front() else {
+            continue;
+        };
+        if now.duration_since(t0) < cfg.compaction_keep_duration {
+            continue;
+        }
+        let target = (cur - cfg.compaction_keep_revisions).min(r0);
+        let Ok(compacted) = store.compacted_revision().await else {
+            continue;
+        };
+        if target > compacted
+            && let Err(e) = store.compact(target).await
+        {
+            tracing::warn!(error = %e, target, "compaction failed");
+        }
+    }
+}

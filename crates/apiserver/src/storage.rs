@@ -1,0 +1,266 @@
+//! Objects as JSON in the [`Store`]: keys from the registry, `resourceVersion` = the key's
+//! `mod_revision` (never stored in the value; set on every read), list paging with opaque
+//! continue tokens.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use podvisor_store::{KeyValue, ListOptions, Revision, Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::registry::ResourceKind;
+
+/// Decodes a stored value and stamps its `resourceVersion`.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_at(&kv.value, kv.mod_revision)
+}
+
+/// Decodes stored bytes and stamps `resourceVersion = rev`.
+pub fn decode_at(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("stored object is not valid JSON: {e}")))?;
+    crate::objects::set_meta(&mut v, "resourceVersion", Value::from(rev.to_string()));
+    Ok(v)
+}
+
+/// Encodes an object for storage (without `resourceVersion`).
+pub fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut v = obj.clone();
+    crate::objects::set_meta(&mut v, "resourceVersion", Value::Null);
+    serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// A continue token: the revision of the first page and the last key returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContinueToken {
+    /// The snapshot revision.
+    pub rev: Revision,
+    /// The last key returned (exclusive start of the next page).
+    pub start: String,
+}
+
+impl ContinueToken {
+    /// Encodes the token (base64 of a small JSON document, like upstream).
+    pub fn encode(&self) -> String {
+        let j = json!({"v": "meta.k8s.io/v1", "rv": self.rev, "start": self.start});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(j.to_string())
+    }
+
+    /// Decodes a token; `prefix` is the list prefix it must lie under.
+    pub fn decode(s: &str, prefix: &str) -> Result<ContinueToken, ApiError> {
+        let bad = || ApiError::bad_request(format!("invalid continue token: {s:?}"));
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| bad())?;
+        let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+        let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+        let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+        if rev <= 0 || !start.starts_with(prefix) {
+            return Err(bad());
+        }
+        Ok(ContinueToken {
+            rev,
+            start: start.to_string(),
+        })
+    }
+}
+
+/// One page of a filtered list.
+pub struct Page {
+    /// Matching objects, with resourceVersion set.
+    pub items: Vec<Value>,
+    /// The revision the list was read at.
+    pub rev: Revision,
+    /// The continue token, if more items may follow.
+    pub cont: Option<String>,
+    /// Items remaining after this page (upper bound), if known.
+    pub remaining: Option<i64>,
+}
+
+/// Object storage on top of a [`Store`].
+#[derive(Clone)]
+pub struct Storage {
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+impl Storage {
+    /// Reads one object.
+    pub async fn get(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(Value, Revision)>, ApiError> {
+        let kv = self
+            .store
+            .get(&kind.key(ns, name))
+            .await
+            .map_err(ApiError::from_store_generic)?;
+        match kv {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads one object or fails with 404.
+    pub async fn must_get(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, Revision), ApiError> {
+        self.get(kind, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(kind, name))
+    }
+
+    /// Creates an object; returns it with its resourceVersion.
+    pub async fn create(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .create(&kind.key(ns, name), encode(obj)?)
+            .await
+            .map_err(|e| ApiError::from_store(e, kind, name))?;
+        decode(&kv)
+    }
+
+    /// Replaces an object if its revision is still `expected`.
+    pub async fn update(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        expected: Revision,
+    ) -> Result<Result<Value, StoreError>, ApiError> {
+        match self
+            .store
+            .update(&kind.key(ns, name), encode(obj)?, expected)
+            .await
+        {
+            Ok(kv) => Ok(Ok(decode(&kv)?)),
+            Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
+            Err(e) => Err(ApiError::from_store(e, kind, name)),
+        }
+    }
+
+    /// Deletes an object if its revision is still `expected`; returns its last state with
+    /// the revision of the delete.
+    pub async fn delete(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> Result<Result<Value, StoreError>, ApiError> {
+        match self.store.delete(&kind.key(ns, name), expected).await {
+            Ok((kv, rev)) => Ok(Ok(decode_at(&kv.value, rev)?)),
+            Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
+            Err(e) => Err(ApiError::from_store(e, kind, name)),
+        }
+    }
+
+    /// Lists objects under `prefix` that satisfy `keep`, up to `limit` (0 = all), from an
+    /// optional continue token or at an exact revision.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        limit: usize,
+        cont: Option<ContinueToken>,
+        at: Option<Revision>,
+        keep: &(dyn Fn(&Value) -> bool + Send + Sync),
+    ) -> Result<Page, ApiError> {
+        let mut items = Vec::new();
+        let (mut rev, mut after) = match cont {
+            Some(c) => (Some(c.rev), Some(c.start)),
+            None => (at, None),
+        };
+        let batch = if limit == 0 { 0 } else { limit.max(16) };
+        loop {
+            let page = self
+                .store
+                .list(
+                    prefix,
+                    ListOptions {
+                        revision: rev,
+                        limit: batch,
+                        continue_after: after.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if after.is_some() => ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ),
+                    other => ApiError::from_store_generic(other),
+                })?;
+            rev = Some(page.revision);
+            let n = page.items.len();
+            for (i, kv) in page.items.iter().enumerate() {
+                let obj = decode(kv)?;
+                if keep(&obj) {
+                    items.push(obj);
+                    if limit > 0 && items.len() >= limit {
+                        let more = page.more || i + 1 < n;
+                        let cont = more.then(|| {
+                            ContinueToken {
+                                rev: page.revision,
+                                start: kv.key.clone(),
+                            }
+                            .encode()
+                        });
+                        let remaining = if more {
+                            page.remaining.map(|r| r + (n - i - 1) as i64)
+                        } else {
+                            None
+                        };
+                        return Ok(Page {
+                            items,
+                            rev: page.revision,
+                            cont,
+                            remaining,
+                        });
+                    }
+                }
+            }
+            if !page.more || n == 0 {
+                return Ok(Page {
+                    items,
+                    rev: page.revision,
+                    cont: None,
+                    remaining: None,
+                });
+            }
+            after = page.items.last().map(|kv| kv.key.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = ContinueToken {
+            rev: 7,
+            start: "/registry/core/pods/default/a".into(),
+        };
+        let s = t.encode();
+        assert_eq!(
+            ContinueToken::decode(&s, "/registry/core/pods/").unwrap(),
+            t
+        );
+        assert!(ContinueToken::decode(&s, "/registry/core/nodes/").is_err());
+        assert!(ContinueToken::decode("!!", "/").is_err());
+        assert!(ContinueToken::decode("e30", "/").is_err());
+    }
+}

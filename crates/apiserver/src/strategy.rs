@@ -1,0 +1,398 @@
+//! Per-kind behaviour: what a create or update may set, defaulting, validation and the
+//! fields a field selector may use. Everything here is pure (no store access).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podvisor_api::validation::{self as v, FieldError, NameRule};
+use podvisor_api::{LabelSelector, defaults};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::registry::{ResourceKind, Strategy};
+
+fn typed<T: DeserializeOwned>(kind: &ResourceKind, obj: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(obj.clone()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {e}",
+            kind.kind, kind.version, kind.kind
+        ))
+    })
+}
+
+fn back<T: Serialize>(t: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Whether objects of this kind carry `metadata.generation`.
+pub fn tracks_generation(kind: &ResourceKind, obj: &Value) -> bool {
+    !matches!(kind.strategy, Strategy::Namespace | Strategy::Node) && obj.get("spec").is_some()
+}
+
+/// Whether PUT may create a missing object.
+pub fn allow_create_on_update(kind: &ResourceKind) -> bool {
+    matches!(kind.kind, "Event" | "Lease" | "Endpoints")
+}
+
+/// Resets what users may not set on create (mostly `status`).
+pub fn prepare_for_create(kind: &ResourceKind, obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else { return };
+    match kind.strategy {
+        Strategy::Pod => {
+            m.insert("status".into(), json!({"phase": "Pending"}));
+        }
+        Strategy::Namespace => {
+            m.insert("status".into(), json!({"phase": "Active"}));
+            let spec = m.entry("spec").or_insert_with(|| json!({}));
+            if spec.get("finalizers").is_none() && spec.is_object() {
+                spec["finalizers"] = json!(["kubernetes"]);
+            }
+        }
+        Strategy::Workload => {
+            m.insert("status".into(), json!({}));
+        }
+        _ if kind.kind == "Service" => {
+            m.insert("status".into(), json!({"loadBalancer": {}}));
+        }
+        _ => {}
+    }
+}
+
+/// Applies defaults (and, on create, admission defaults) to an object of `kind`.
+pub fn default_object(kind: &ResourceKind, obj: &Value, create: bool) -> Result<Value, ApiError> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    match (kind.group, kind.kind) {
+        ("", "Pod") => {
+            let mut pod: core::Pod = typed(kind, obj)?;
+            defaults::default_pod(&mut pod);
+            if create {
+                let spec = pod.spec.get_or_insert_with(Default::default);
+                defaults::admit_pod_spec(spec);
+                let qos = defaults::qos_class(spec);
+                pod.status.get_or_insert_with(Default::default).qos_class = Some(qos.into());
+            }
+            back(&pod)
+        }
+        ("apps", "ReplicaSet") => {
+            let mut o: apps::ReplicaSet = typed(kind, obj)?;
+            defaults::default_replica_set(&mut o);
+            back(&o)
+        }
+        ("apps", "Deployment") => {
+            let mut o: apps::Deployment = typed(kind, obj)?;
+            defaults::default_deployment(&mut o);
+            back(&o)
+        }
+        ("apps", "StatefulSet") => {
+            let mut o: apps::StatefulSet = typed(kind, obj)?;
+            defaults::default_stateful_set(&mut o);
+            back(&o)
+        }
+        ("", "Service") => {
+            let mut o: core::Service = typed(kind, obj)?;
+            defaults::default_service(&mut o);
+            back(&o)
+        }
+        ("", "Secret") => {
+            // stringData is write-only: merged into data.
+            let mut o = obj.clone();
+            if let Some(sd) = o.get("stringData").and_then(Value::as_object).cloned() {
+                use base64::Engine as _;
+                let data = o
+                    .as_object_mut()
+                    .map(|m| m.entry("data").or_insert_with(|| json!({})));
+                if let Some(Value::Object(data)) = data {
+                    for (k, val) in sd {
+                        let s = val.as_str().unwrap_or_default();
+                        data.insert(
+                            k,
+                            base64::engine::general_purpose::STANDARD.encode(s).into(),
+                        );
+                    }
+                }
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("stringData");
+                }
+            }
+            if o.get("type").is_none()
+                && let Some(m) = o.as_object_mut()
+            {
+                m.insert("type".into(), "Opaque".into());
+            }
+            Ok(o)
+        }
+        ("", "Namespace") => {
+            let mut o = obj.clone();
+            let name = crate::objects::name_of(&o).to_string();
+            if !name.is_empty() {
+                let labels = crate::objects::meta_mut(&mut o)
+                    .entry("labels")
+                    .or_insert_with(|| json!({}));
+                if let Value::Object(l) = labels {
+                    l.insert("kubernetes.io/metadata.name".into(), name.into());
+                }
+            }
+            Ok(o)
+        }
+        _ => Ok(obj.clone()),
+    }
+}
+
+fn name_rule(kind: &ResourceKind) -> NameRule {
+    match kind.kind {
+        "Namespace" | "Service" => NameRule::Label,
+        "Event" => NameRule::Path,
+        _ => NameRule::Subdomain,
+    }
+}
+
+fn meta_of(kind: &ResourceKind, obj: &Value) -> Result<ObjectMeta, ApiError> {
+    typed(kind, obj.get("metadata").unwrap_or(&Value::Null))
+}
+
+fn validate_workload(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
+    let mut errs = Vec::new();
+    let spec = obj.get("spec").cloned().unwrap_or(json!({}));
+    if let Some(r) = spec.get("replicas").and_then(Value::as_i64)
+        && r < 0
+    {
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            r,
+            "must be greater than or equal to 0",
+        ));
+    }
+    let selector = spec.get("selector");
+    let sel = match selector {
+        None | Some(Value::Null) => {
+            errs.push(FieldError::required("spec.selector", ""));
+            None
+        }
+        Some(s) => match serde_json::from_value(s.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|m| LabelSelector::from_meta(&m).map_err(|e| e.to_string()))
+        {
+            Ok(sel) if sel.is_empty() => {
+                errs.push(FieldError::invalid(
+                    "spec.selector",
+                    s.clone(),
+                    "empty selector is invalid for deployment",
+                ));
+                None
+            }
+            Ok(sel) => Some(sel),
+            Err(e) => {
+                errs.push(FieldError::invalid("spec.selector", s.clone(), e));
+                None
+            }
+        },
+    };
+    let template = spec.get("template").cloned().unwrap_or(json!({}));
+    let tlabels = crate::objects::labels(&template);
+    if let Some(sel) = sel
+        && !sel.matches(&tlabels)
+    {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            serde_json::to_value(&tlabels).unwrap_or_default(),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    let tspec: Option<k8s_openapi::api::core::v1::PodSpec> =
+        template.get("spec").map(|s| typed(kind, s)).transpose()?;
+    match tspec {
+        Some(ps) => errs.extend(v::validate_pod_spec(&ps, "spec.template.spec")),
+        None => errs.push(FieldError::required("spec.template.spec.containers", "")),
+    }
+    errs.extend(v::validate_labels(
+        Some(&tlabels),
+        "spec.template.metadata.labels",
+    ));
+    Ok(errs)
+}
+
+/// Validates an object for create.
+pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
+    if kind.kind == "Pod" {
+        let pod: k8s_openapi::api::core::v1::Pod = typed(kind, obj)?;
+        return Ok(v::validate_pod(&pod));
+    }
+    let meta = meta_of(kind, obj)?;
+    let mut errs = v::validate_object_meta(&meta, kind.namespaced, name_rule(kind));
+    if kind.strategy == Strategy::Workload {
+        errs.extend(validate_workload(kind, obj)?);
+    }
+    if kind.kind == "Lease"
+        && let Some(d) = obj
+            .pointer("/spec/leaseDurationSeconds")
+            .and_then(Value::as_i64)
+        && d <= 0
+    {
+        errs.push(FieldError::invalid(
+            "spec.leaseDurationSeconds",
+            d,
+            "must be greater than 0",
+        ));
+    }
+    Ok(errs)
+}
+
+/// Validates an update of `old` to `new`.
+pub fn validate_update(
+    kind: &ResourceKind,
+    new: &Value,
+    old: &Value,
+) -> Result<Vec<FieldError>, ApiError> {
+    if kind.kind == "Pod" {
+        let n: k8s_openapi::api::core::v1::Pod = typed(kind, new)?;
+        let o: k8s_openapi::api::core::v1::Pod = typed(kind, old)?;
+        return Ok(v::validate_pod_update(&n, &o));
+    }
+    let mut errs = validate_create(kind, new)?;
+    if kind.strategy == Strategy::Workload {
+        let ns = new.pointer("/spec/selector");
+        let os = old.pointer("/spec/selector");
+        if ns != os {
+            errs.push(FieldError::invalid(
+                "spec.selector",
+                ns.cloned().unwrap_or(Value::Null),
+                "field is immutable",
+            ));
+        }
+    }
+    Ok(errs)
+}
+
+/// The field-selector fields a kind supports, beyond `metadata.name` and `metadata.namespace`.
+pub fn selectable_fields(kind: &ResourceKind) -> &'static [&'static str] {
+    match kind.strategy {
+        Strategy::Pod => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        Strategy::Event => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        Strategy::Node => &["spec.unschedulable"],
+        Strategy::Namespace => &["status.phase"],
+        Strategy::Workload => &["status.replicas"],
+        Strategy::Generic if kind.kind == "Secret" => &["type"],
+        Strategy::Generic => &[],
+    }
+}
+
+/// The value of a selectable field of `obj`.
+pub fn field_value(kind: &ResourceKind, obj: &Value, field: &str) -> Option<String> {
+    let s = |v: Option<&Value>| -> Option<String> {
+        match v? {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    match field {
+        "metadata.name" => s(obj.pointer("/metadata/name")),
+        "metadata.namespace" => s(obj.pointer("/metadata/namespace")),
+        "spec.hostNetwork" => {
+            Some(s(obj.pointer("/spec/hostNetwork")).unwrap_or_else(|| "false".into()))
+        }
+        "spec.unschedulable" => {
+            Some(s(obj.pointer("/spec/unschedulable")).unwrap_or_else(|| "false".into()))
+        }
+        "spec.serviceAccountName" => s(obj.pointer("/spec/serviceAccountName")),
+        "source" if kind.group == "events.k8s.io" => s(obj.pointer("/deprecatedSource/component")),
+        "source" => s(obj.pointer("/source/component")),
+        "reportingComponent" if kind.group == "events.k8s.io" => {
+            s(obj.pointer("/reportingController"))
+        }
+        f if f.starts_with("involvedObject.") && kind.group == "events.k8s.io" => {
+            let rest = &f["involvedObject.".len()..];
+            s(obj.pointer(&format!("/regarding/{rest}")))
+        }
+        f => s(obj.pointer(&format!("/{}", f.replace('.', "/")))),
+    }
+}
+
+/// Checks that every field of a field selector is supported for `kind`.
+pub fn check_field_selector(
+    kind: &ResourceKind,
+    sel: &podvisor_api::FieldSelector,
+) -> Result<(), ApiError> {
+    for r in &sel.requirements {
+        let ok = r.field == "metadata.name"
+            || r.field == "metadata.namespace"
+            || selectable_fields(kind).contains(&r.field.as_str());
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {}",
+                r.field
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{EVENTS, EVENTS_V1, PODS, REPLICASETS};
+
+    #[test]
+    fn field_values_cover_pods_and_events() {
+        let pod = json!({"metadata": {"name": "a", "namespace": "d"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert_eq!(
+            field_value(&PODS, &pod, "spec.nodeName").as_deref(),
+            Some("n1")
+        );
+        assert_eq!(
+            field_value(&PODS, &pod, "status.phase").as_deref(),
+            Some("Running")
+        );
+        assert_eq!(
+            field_value(&PODS, &pod, "spec.hostNetwork").as_deref(),
+            Some("false")
+        );
+        let ev = json!({"involvedObject": {"uid": "u1", "name": "x"}, "source": {"component": "kubelet"}});
+        assert_eq!(
+            field_value(&EVENTS, &ev, "involvedObject.uid").as_deref(),
+            Some("u1")
+        );
+        assert_eq!(
+            field_value(&EVENTS, &ev, "source").as_deref(),
+            Some("kubelet")
+        );
+        let ev2 = json!({"regarding": {"name": "x"}});
+        assert_eq!(
+            field_value(&EVENTS_V1, &ev2, "involvedObject.name").as_deref(),
+            Some("x")
+        );
+        let bad = podvisor_api::FieldSelector::parse("spec.foo=x").unwrap();
+        assert_eq!(check_field_selector(&PODS, &bad).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn workload_selector_must_match_template() {
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r", "namespace": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "y"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let errs = validate_create(&REPLICASETS, &rs).unwrap();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "spec.template.metadata.labels");
+    }
+}

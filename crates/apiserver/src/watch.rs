@@ -1,0 +1,315 @@
+//! Watch: a chunked 200 response with one JSON event per line.
+//!
+//! ```text
+//! rv "" or "0", or sendInitialEvents=true:  ADDED for every current object (at revision R)
+//!                                          [+ BOOKMARK k8s.io/initial-events-end at R]
+//!                                          then live events after R
+//! rv N:                                    live events after N; N compacted -> ERROR 410
+//! store stream fails (compacted, lagging)  -> ERROR event, stream ends
+//! timeoutSeconds (default 30–60 min)       -> stream ends cleanly
+//! ```
+//! With selectors, an object that starts matching is ADDED and one that stops matching is
+//! DELETED, as upstream's cacher does. Bookmarks (allowWatchBookmarks) are sent at most every
+//! 10 s from the store's progress notifications. When a Table was asked for, every object is
+//! a one-row Table (column definitions in the first event only).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http::{HeaderValue, StatusCode, header};
+use podvisor_store::{StoreError, WatchEvent, WatchStream};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::registry::ResourceKind;
+use crate::rest::{Ctx, Output, Selectors, Target, list_prefix, partial_metadata};
+use crate::storage::{decode, decode_at};
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+
+struct Encoder {
+    kind: &'static ResourceKind,
+    out: Output,
+    defs_sent: bool,
+    ctx_now: crate::ops::Clock,
+    include: String,
+}
+
+impl Encoder {
+    fn line(&mut self, ty: &str, obj: Value) -> Bytes {
+        let object = match (ty, self.out) {
+            ("BOOKMARK" | "ERROR", _) => obj,
+            (_, Output::Table) => {
+                let mut t = crate::table_api::table_for(
+                    self.kind,
+                    std::slice::from_ref(&obj),
+                    true,
+                    (self.ctx_now)(),
+                );
+                if let Some(rows) = t.get_mut("rows").and_then(Value::as_array_mut) {
+                    for row in rows.iter_mut() {
+                        match self.include.as_str() {
+                            "Object" => row["object"] = obj.clone(),
+                            "None" => {
+                                if let Some(m) = row.as_object_mut() {
+                                    m.remove("object");
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                t["metadata"] = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                if self.defs_sent {
+                    t["columnDefinitions"] = Value::Null;
+                }
+                self.defs_sent = true;
+                t
+            }
+            (_, Output::Metadata) => partial_metadata(&obj),
+            _ => obj,
+        };
+        let mut s = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+        s.push(b'\n');
+        Bytes::from(s)
+    }
+
+    fn bookmark(&mut self, rev: i64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rev.to_string(), "creationTimestamp": null});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(), "metadata": meta});
+        self.line("BOOKMARK", obj)
+    }
+
+    fn error(&mut self, e: &ApiError) -> Bytes {
+        self.line("ERROR", e.status())
+    }
+}
+
+struct State {
+    enc: Encoder,
+    pending: VecDeque<Bytes>,
+    stream: Option<WatchStream>,
+    deadline: tokio::time::Instant,
+    sel: Selectors,
+    bookmarks: bool,
+    last_bookmark: tokio::time::Instant,
+    last_rev: i64,
+    done: bool,
+}
+
+impl State {
+    fn matches(&self, obj: &Value) -> bool {
+        self.sel.is_empty() || self.sel.matches(self.enc.kind, obj)
+    }
+
+    fn handle(&mut self, ev: Result<WatchEvent, StoreError>) {
+        match ev {
+            Ok(WatchEvent::Put { kv, prev }) => {
+                self.last_rev = kv.mod_revision;
+                let Ok(obj) = decode(&kv) else { return };
+                let now_match = self.matches(&obj);
+                let prev_match = match &prev {
+                    None => false,
+                    Some(p) if self.sel.is_empty() => {
+                        let _ = p;
+                        true
+                    }
+                    Some(p) => decode(p).map(|o| self.matches(&o)).unwrap_or(false),
+                };
+                let ty = match (prev.is_some() && prev_match, now_match) {
+                    (true, true) => "MODIFIED",
+                    (false, true) => "ADDED",
+                    (true, false) => "DELETED",
+                    (false, false) => return,
+                };
+                let line = self.enc.line(ty, obj);
+                self.pending.push_back(line);
+            }
+            Ok(WatchEvent::Delete { prev, revision }) => {
+                self.last_rev = revision;
+                let Ok(obj) = decode_at(&prev.value, revision) else {
+                    return;
+                };
+                if self.matches(&obj) {
+                    let line = self.enc.line("DELETED", obj);
+                    self.pending.push_back(line);
+                }
+            }
+            Ok(WatchEvent::Progress(rev)) => {
+                if self.bookmarks && rev > 0 && self.last_bookmark.elapsed() >= BOOKMARK_EVERY {
+                    self.last_bookmark = tokio::time::Instant::now();
+                    self.last_rev = self.last_rev.max(rev);
+                    let b = self.enc.bookmark(rev, false);
+                    self.pending.push_back(b);
+                }
+            }
+            Err(e) => {
+                let err = ApiError::from_store_generic(e);
+                let line = self.enc.error(&err);
+                self.pending.push_back(line);
+                self.done = true;
+            }
+        }
+    }
+}
+
+async fn step(mut st: State) -> Option<(Result<Bytes, Infallible>, State)> {
+    loop {
+        if let Some(b) = st.pending.pop_front() {
+            return Some((Ok(b), st));
+        }
+        if st.done {
+            return None;
+        }
+        let stream = st.stream.as_mut()?;
+        tokio::select! {
+            _ = tokio::time::sleep_until(st.deadline) => { st.done = true; }
+            ev = stream.next() => match ev {
+                Some(ev) => st.handle(ev),
+                None => { st.done = true; }
+            }
+        }
+    }
+}
+
+fn random_timeout() -> Duration {
+    let r = (uuid::Uuid::new_v4().as_u128() % 1800) as u64;
+    Duration::from_secs(1800 + r)
+}
+
+/// Serves a watch request.
+pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiError> {
+    let out = if out == Output::Yaml {
+        Output::Json
+    } else {
+        out
+    };
+    let sel = Selectors::parse(t.kind, &ctx.query)?;
+    let rv = ctx.query.get("resourceVersion").unwrap_or("").to_string();
+    let rv_match = ctx
+        .query
+        .get("resourceVersionMatch")
+        .unwrap_or("")
+        .to_string();
+    let bookmarks = ctx.query.bool("allowWatchBookmarks")?;
+    let send_initial = match ctx.query.get("sendInitialEvents") {
+        None | Some("") => None,
+        Some(_) => Some(ctx.query.bool("sendInitialEvents")?),
+    };
+    if !rv_match.is_empty() && rv_match != "NotOlderThan" {
+        return Err(ApiError::bad_request(format!(
+            "resourceVersionMatch {rv_match:?} is not supported for watch"
+        )));
+    }
+    if send_initial.is_some() && rv_match != "NotOlderThan" {
+        return Err(ApiError::bad_request(
+            "sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan",
+        ));
+    }
+    let timeout = match ctx.query.int("timeoutSeconds")? {
+        Some(n) if n > 0 => Duration::from_secs(n as u64),
+        Some(n) if n < 0 => {
+            return Err(ApiError::bad_request("timeoutSeconds must be non-negative"));
+        }
+        _ => random_timeout(),
+    };
+    let rv_num: Option<i64> = if rv.is_empty() {
+        None
+    } else {
+        Some(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        )
+    };
+    let core = ctx.srv.core();
+    let kind = t.kind;
+    let prefix = list_prefix(t, &sel);
+    let initial = match send_initial {
+        Some(b) => b,
+        None => matches!(rv_num, None | Some(0)),
+    };
+    let enc = Encoder {
+        kind,
+        out,
+        defs_sent: false,
+        ctx_now: core.clock.clone(),
+        include: ctx
+            .query
+            .get("includeObject")
+            .unwrap_or("Metadata")
+            .to_string(),
+    };
+    let now = tokio::time::Instant::now();
+    let mut st = State {
+        enc,
+        pending: VecDeque::new(),
+        stream: None,
+        deadline: now + timeout,
+        sel,
+        bookmarks,
+        last_bookmark: now,
+        last_rev: rv_num.unwrap_or(0),
+        done: false,
+    };
+    let from = if initial {
+        let keep = |o: &Value| st.sel.is_empty() || st.sel.matches(kind, o);
+        let page = core.storage.list(&prefix, 0, None, None, &keep).await?;
+        for obj in page.items {
+            let l = st.enc.line("ADDED", obj);
+            st.pending.push_back(l);
+        }
+        if send_initial == Some(true) && bookmarks {
+            let b = st.enc.bookmark(page.rev, true);
+            st.pending.push_back(b);
+        }
+        st.last_rev = page.rev;
+        page.rev + 1
+    } else {
+        let n = rv_num.unwrap_or(0);
+        let cur = core
+            .storage
+            .store
+            .current_revision()
+            .await
+            .map_err(ApiError::from_store_generic)?;
+        if n > cur {
+            return Err(ApiError::timeout(format!(
+                "Too large resource version: {n}, current: {cur}"
+            )));
+        }
+        n + 1
+    };
+    match core.storage.store.watch(&prefix, from).await {
+        Ok(s) => st.stream = Some(s),
+        Err(StoreError::Compacted { compacted, .. }) => {
+            let e = ApiError::expired(format!(
+                "too old resource version: {} ({})",
+                from - 1,
+                compacted
+            ));
+            let l = st.enc.error(&e);
+            st.pending.push_back(l);
+            st.done = true;
+        }
+        Err(e) => return Err(ApiError::from_store_generic(e)),
+    }
+    let body = Body::from_stream(futures::stream::unfold(st, step));
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(r)
+}
