@@ -37,6 +37,20 @@
 //! `<the agent's own cgroup>/podvisor`. Without root or a writable cgroup fs the runtime runs
 //! with what is available and logs one line saying what is missing.
 //!
+//! Containers start directly in their v2 cgroup (`clone3(CLONE_INTO_CGROUP)`); a v1
+//! hierarchy (memory, cpu, pids) is joined only when a limit asks for it, because joining one
+//! is a cgroup migration that costs an RCU grace period (~10 ms) on kernels without
+//! `favordynmods`. The v1 freezer is used only where there is no `cgroup.kill`.
+//!
+//! # Spare supervisors
+//!
+//! The runtime keeps [`ProcessRuntimeConfig::spare_supervisors`] supervisors started ahead of
+//! time in `sandboxes/.spare-<owner pid>-<owner start>-<random>/` (namespaces made, socket
+//! bound). `create_sandbox` renames one to the sandbox's directory and sends it `adopt`, then
+//! starts a replacement in the background; with none ready it starts a supervisor itself.
+//! Spares end when their runtime instance is dropped; a new instance ends spares whose owner
+//! is gone.
+//!
 //! # Events
 //!
 //! Exits are broadcast from the supervisors' watch connections. An agent that restarts should

@@ -670,6 +670,18 @@ impl Sup {
                 "not ready",
             ));
         }
+        if self.rec.config.id.is_empty()
+            && !matches!(
+                req,
+                Request::Ping | Request::Watch | Request::Adopt { .. } | Request::Shutdown
+            )
+        {
+            return err(WireError::invalid_state(
+                "use",
+                "spare supervisor",
+                "not adopted",
+            ));
+        }
         match req {
             Request::Ping => Some(ok),
             Request::Watch => {
