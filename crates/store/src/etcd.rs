@@ -79,7 +79,7 @@ pub struct EtcdStore {
     /// The highest compaction point seen (a lower bound of etcd's).
     compacted: Arc<AtomicI64>,
     /// The watch multiplexer of this connection, while it runs.
-    mux: Arc<Mutex<Option<mpsc::UnboundedSender<MuxCmd>>>>,
+    mux: Arc<MuxSlot>,
     next_token: Arc<AtomicU64>,
 }
 
@@ -567,7 +567,7 @@ impl Store for EtcdStore {
         // Use the running multiplexer, or start one if there is none (or it has failed).
         let commands = {
             let mut mux = self.mux.lock();
-            if let Some(commands) = mux.as_ref()
+            if let Some((_, commands)) = mux.as_ref()
                 && let Some(cmd) = create.take()
                 && let Err(mpsc::error::SendError(cmd)) = commands.send(cmd)
             {
@@ -575,15 +575,22 @@ impl Store for EtcdStore {
             }
             if create.is_some() {
                 let (commands, rx) = mpsc::unbounded_channel();
-                tokio::spawn(Mux::new(self.clone(), commands.clone()).run(rx));
-                *mux = Some(commands);
+                let id = self.next_token.fetch_add(1, Ordering::Relaxed);
+                // The task holds the slot weakly, so it ends once every store handle and
+                // every stream is gone.
+                let detached = EtcdStore {
+                    mux: Arc::new(Mutex::new(None)),
+                    ..self.clone()
+                };
+                tokio::spawn(Mux::new(detached, Arc::downgrade(&self.mux), id).run(rx));
+                *mux = Some((id, commands));
             }
             match (mux.as_ref(), create.take()) {
-                (Some(commands), Some(cmd)) => {
+                (Some((_, commands)), Some(cmd)) => {
                     let _ = commands.send(cmd);
                     commands.clone()
                 }
-                (Some(commands), None) => commands.clone(),
+                (Some((_, commands)), None) => commands.clone(),
                 (None, _) => {
                     return Err(StoreError::Unavailable {
                         message: "cannot start the etcd watch".to_string(),
@@ -647,6 +654,9 @@ impl Store for EtcdStore {
     }
 }
 
+/// The running watch multiplexer of a store: its id and command channel.
+type MuxSlot = Mutex<Option<(u64, mpsc::UnboundedSender<MuxCmd>)>>;
+
 /// Cancels a watch when its stream is dropped.
 struct CancelOnDrop {
     token: u64,
@@ -699,8 +709,11 @@ impl Sink {
 /// answers to creates in order (etcd answers them in the order asked), and routes every
 /// response by watch id to its sink without ever waiting for a caller.
 struct Mux {
+    /// The store's settings and clients (its own `mux` slot unused).
     store: EtcdStore,
-    commands: mpsc::UnboundedSender<MuxCmd>,
+    /// The slot of the store that started this task, and this task's id in it.
+    slot: std::sync::Weak<MuxSlot>,
+    id: u64,
     /// Creates sent to etcd and not yet confirmed, in order.
     pending: VecDeque<(u64, Sink, Created)>,
     /// Live watches by etcd watch id.
@@ -712,10 +725,11 @@ struct Mux {
 }
 
 impl Mux {
-    fn new(store: EtcdStore, commands: mpsc::UnboundedSender<MuxCmd>) -> Mux {
+    fn new(store: EtcdStore, slot: std::sync::Weak<MuxSlot>, id: u64) -> Mux {
         Mux {
             store,
-            commands,
+            slot,
+            id,
             pending: VecDeque::new(),
             sinks: HashMap::new(),
             ids: HashMap::new(),
@@ -807,9 +821,9 @@ impl Mux {
 
     /// Ends every watch of this stream with `err`; later watches start a new stream.
     fn fail(&mut self, commands: &mut mpsc::UnboundedReceiver<MuxCmd>, err: StoreError) {
-        {
-            let mut mux = self.store.mux.lock();
-            if mux.as_ref().is_some_and(|c| c.same_channel(&self.commands)) {
+        if let Some(slot) = self.slot.upgrade() {
+            let mut mux = slot.lock();
+            if mux.as_ref().is_some_and(|(id, _)| *id == self.id) {
                 *mux = None;
             }
         }
