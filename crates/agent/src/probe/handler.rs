@@ -1,0 +1,630 @@
+//! The handlers shared by probes and lifecycle hooks: exec, tcpSocket, httpGet, grpc, sleep.
+//!
+//! Each handler runs once and returns a [`HandlerResult`] (outcome, output, latency). The
+//! messages copy the kubelet's (which wraps Go's error texts), because users and tests match
+//! them: `HTTP probe failed with statuscode: 500`, `dial tcp 127.0.0.1:81: connect:
+//! connection refused`, `command "sh -c sleep 10" timed out`, `service unhealthy (responded
+//! with "NOT_SERVING")`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podvisor_runtime::{ContainerId, ContainerRuntime};
+use tokio::time::Instant;
+
+use super::{KUBE_VERSION, MAX_BODY_BYTES, grpc, http};
+
+/// What a handler runs, resolved from the API (the handler fields are mutually exclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Run a command in the container.
+    Exec {
+        /// The command line (before `$(VAR)` expansion).
+        command: Vec<String>,
+    },
+    /// GET a URL.
+    HttpGet {
+        /// `http` or `https` (lower case).
+        scheme: String,
+        /// The host; None = the pod IP.
+        host: Option<String>,
+        /// The port, by number or by container port name.
+        port: IntOrString,
+        /// The path (with query), as given.
+        path: String,
+        /// Extra headers, in order.
+        headers: Vec<(String, String)>,
+    },
+    /// Open a TCP connection.
+    TcpSocket {
+        /// The host; None = the pod IP.
+        host: Option<String>,
+        /// The port, by number or name.
+        port: IntOrString,
+    },
+    /// Call `grpc.health.v1.Health/Check`.
+    Grpc {
+        /// The port (a number).
+        port: i32,
+        /// The service name ("" = the server as a whole).
+        service: String,
+    },
+    /// Sleep (hooks only).
+    Sleep {
+        /// Seconds.
+        seconds: i64,
+    },
+}
+
+/// A probe or hook without a usable handler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// No handler field is set.
+    #[error("no handler specified")]
+    Missing,
+    /// An exec action without a command.
+    #[error("exec handler has no command")]
+    EmptyCommand,
+}
+
+fn http_action(h: &k8s_openapi::api::core::v1::HTTPGetAction) -> Action {
+    Action::HttpGet {
+        scheme: h
+            .scheme
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "http".to_string()),
+        host: h.host.clone().filter(|s| !s.is_empty()),
+        port: h.port.clone(),
+        path: h.path.clone().unwrap_or_default(),
+        headers: h
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|x| (x.name.clone(), x.value.clone()))
+            .collect(),
+    }
+}
+
+fn exec_action(e: &k8s_openapi::api::core::v1::ExecAction) -> Result<Action, ActionError> {
+    match &e.command {
+        Some(c) if !c.is_empty() => Ok(Action::Exec { command: c.clone() }),
+        _ => Err(ActionError::EmptyCommand),
+    }
+}
+
+impl Action {
+    /// The handler of a probe.
+    pub fn from_probe(p: &Probe) -> Result<Action, ActionError> {
+        if let Some(e) = &p.exec {
+            return exec_action(e);
+        }
+        if let Some(h) = &p.http_get {
+            return Ok(http_action(h));
+        }
+        if let Some(t) = &p.tcp_socket {
+            return Ok(Action::TcpSocket {
+                host: t.host.clone().filter(|s| !s.is_empty()),
+                port: t.port.clone(),
+            });
+        }
+        if let Some(g) = &p.grpc {
+            return Ok(Action::Grpc {
+                port: g.port,
+                service: g.service.clone().unwrap_or_default(),
+            });
+        }
+        Err(ActionError::Missing)
+    }
+
+    /// The handler of a lifecycle hook (tcpSocket is deprecated there but still accepted).
+    pub fn from_lifecycle(h: &LifecycleHandler) -> Result<Action, ActionError> {
+        if let Some(e) = &h.exec {
+            return exec_action(e);
+        }
+        if let Some(g) = &h.http_get {
+            return Ok(http_action(g));
+        }
+        if let Some(s) = &h.sleep {
+            return Ok(Action::Sleep { seconds: s.seconds });
+        }
+        if let Some(t) = &h.tcp_socket {
+            return Ok(Action::TcpSocket {
+                host: t.host.clone().filter(|s| !s.is_empty()),
+                port: t.port.clone(),
+            });
+        }
+        Err(ActionError::Missing)
+    }
+}
+
+/// How one handler run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Healthy.
+    Success,
+    /// Healthy with a warning (a redirect that was not followed): counts as Success and
+    /// records a `ProbeWarning` event.
+    Warning,
+    /// Unhealthy. `timed_out` tells "it did not answer in time" from "it said no".
+    Failure {
+        /// Whether the run hit its timeout.
+        timed_out: bool,
+    },
+    /// The probe could not be run (unknown port name, runtime error): retried up to
+    /// [`super::MAX_PROBE_RETRIES`] times, then the run is discarded (no state change).
+    Error,
+}
+
+impl Outcome {
+    /// Success or Warning.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+}
+
+/// The result of one handler run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerResult {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The output (body, command output) on success, the failure or error message otherwise.
+    pub output: String,
+    /// How long it took.
+    pub latency: Duration,
+}
+
+impl HandlerResult {
+    fn new(outcome: Outcome, output: impl Into<String>) -> HandlerResult {
+        HandlerResult {
+            outcome,
+            output: output.into(),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// Where a handler runs: the container (for exec, ports and env) and the pod IP.
+#[derive(Clone)]
+pub struct HandlerTarget {
+    /// The runtime (exec).
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The container instance.
+    pub container_id: ContainerId,
+    /// The container's spec (ports by name, env for `$(VAR)` expansion).
+    pub container: Container,
+    /// The pod IP (the default host).
+    pub pod_ip: String,
+}
+
+impl std::fmt::Debug for HandlerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerTarget")
+            .field("container_id", &self.container_id)
+            .field("container", &self.container.name)
+            .field("pod_ip", &self.pod_ip)
+            .finish()
+    }
+}
+
+/// Resolves a port given by number or by container port name (a numeric string is accepted
+/// as a last resort), as the kubelet's `ResolveContainerPort`.
+pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+    let n: i64 = match port {
+        IntOrString::Int(n) => i64::from(*n),
+        IntOrString::String(name) => {
+            let by_name = container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| i64::from(p.container_port));
+            match by_name {
+                Some(n) => n,
+                None => match name.parse::<i64>() {
+                    Ok(n) => n,
+                    Err(_) => return Err(format!("port {name} not found")),
+                },
+            }
+        }
+    };
+    if n > 0 && n < 65536 {
+        Ok(n as u16)
+    } else {
+        Err(format!("invalid port number: {n}"))
+    }
+}
+
+/// Expands `$(VAR)` references in a command from the container's static env (`value`, not
+/// `valueFrom`), as the kubelet does for exec probes: `$$` escapes, unknown references stay.
+pub fn expand_command(command: &[String], container: &Container) -> Vec<String> {
+    let env: BTreeMap<&str, &str> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value.as_deref().map(|v| (e.name.as_str(), v)))
+        .collect();
+    command.iter().map(|c| expand(c, &env)).collect()
+}
+
+fn expand(input: &str, env: &BTreeMap<&str, &str>) -> String {
+    let bytes = input.as_bytes();
+    let mut out = String::with_capacity(input.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'$' {
+                out.push_str(&input[last..i]);
+                out.push('$');
+                i += 2;
+                last = i;
+                continue;
+            }
+            if bytes[i + 1] == b'('
+                && let Some(close) = input[i + 2..].find(')')
+            {
+                let name = &input[i + 2..i + 2 + close];
+                out.push_str(&input[last..i]);
+                match env.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&input[i..i + 3 + close]),
+                }
+                i += 3 + close;
+                last = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&input[last..]);
+    out
+}
+
+/// Joins host and port as Go's `net.JoinHostPort` (IPv6 in brackets).
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Go's text for a failed TCP dial: `dial tcp <addr>: connect: connection refused`,
+/// `dial tcp <addr>: i/o timeout`.
+pub fn dial_error(addr: &str, err: Option<&std::io::Error>) -> String {
+    match err {
+        None => format!("dial tcp {addr}: i/o timeout"),
+        Some(e) => format!("dial tcp {addr}: {}", io_error_text(e)),
+    }
+}
+
+/// An I/O error in Go's wording (`connect: connection refused`).
+pub fn io_error_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connect: connection refused".to_string(),
+        K::ConnectionReset => "read: connection reset by peer".to_string(),
+        K::TimedOut => "i/o timeout".to_string(),
+        K::HostUnreachable => "connect: no route to host".to_string(),
+        K::NetworkUnreachable => "connect: network is unreachable".to_string(),
+        K::AddrNotAvailable => "connect: cannot assign requested address".to_string(),
+        K::NotFound => "lookup: no such host".to_string(),
+        _ => {
+            let s = e.to_string();
+            // "Foo bar (os error 12)" → "foo bar"
+            let s = match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            };
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Truncates command output or a body to the 10 KiB cap, lossily as UTF-8.
+pub fn cap_output(bytes: &[u8]) -> String {
+    let end = bytes.len().min(MAX_BODY_BYTES);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Which User-Agent purpose a request carries: `kube-probe/1.32` or `kube-lifecycle/1.32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A probe.
+    Probe,
+    /// A lifecycle hook.
+    Lifecycle,
+}
+
+impl Purpose {
+    /// The default User-Agent.
+    pub fn user_agent(self) -> String {
+        match self {
+            Purpose::Probe => format!("kube-probe/{KUBE_VERSION}"),
+            Purpose::Lifecycle => format!("kube-lifecycle/{KUBE_VERSION}"),
+        }
+    }
+}
+
+/// Runs a probe action once with `timeout`. Never panics; every problem is an outcome.
+pub async fn run_probe_action(
+    action: &Action,
+    target: &HandlerTarget,
+    timeout: Duration,
+) -> HandlerResult {
+    let start = Instant::now();
+    let mut r = match action {
+        Action::Exec { command } => run_exec(target, command, timeout).await,
+        Action::TcpSocket { host, port } => match resolve_port(port, &target.container) {
+            Ok(port) => {
+                let host = host.clone().unwrap_or_else(|| target.pod_ip.clone());
+                run_tcp(&host, port, timeout).await
+            }
+            Err(e) => HandlerResult::new(Outcome::Error, e),
+        },
+        Action::HttpGet {
+            scheme,
+            host,
+            port,
+            path,
+            headers,
+        } => match resolve_port(port, &target.container) {
+            Ok(port) => {
+                let host = host.clone().unwrap_or_else(|| target.pod_ip.clone());
+                let req = http::HttpGet {
+                    scheme: scheme.clone(),
+                    host,
+                    port,
+                    path: path.clone(),
+                    headers: headers.clone(),
+                    user_agent: Purpose::Probe.user_agent(),
+                };
+                http_probe_result(http::get(&req, timeout).await)
+            }
+            Err(e) => HandlerResult::new(Outcome::Error, e),
+        },
+        Action::Grpc { port, service } => {
+            if !(1..65536).contains(port) {
+                HandlerResult::new(Outcome::Error, format!("invalid port number: {port}"))
+            } else {
+                let host = target.pod_ip.clone();
+                let (outcome, output) = grpc::check(&host, *port as u16, service, timeout).await;
+                HandlerResult::new(outcome, output)
+            }
+        }
+        Action::Sleep { .. } => {
+            HandlerResult::new(Outcome::Error, "sleep is not a probe handler".to_string())
+        }
+    };
+    r.latency = start.elapsed();
+    r
+}
+
+/// Maps an HTTP exchange to a probe result as the kubelet's `DoHTTPProbe`.
+pub fn http_probe_result(r: http::HttpOutcome) -> HandlerResult {
+    match r {
+        http::HttpOutcome::Response { status, body } => {
+            if (200..400).contains(&status) {
+                if status >= 300 {
+                    HandlerResult::new(
+                        Outcome::Warning,
+                        format!(
+                            "Probe terminated redirects, Response body: {}",
+                            cap_output(&body)
+                        ),
+                    )
+                } else {
+                    HandlerResult::new(Outcome::Success, cap_output(&body))
+                }
+            } else {
+                HandlerResult::new(
+                    Outcome::Failure { timed_out: false },
+                    format!("HTTP probe failed with statuscode: {status}"),
+                )
+            }
+        }
+        http::HttpOutcome::Failed { message, timed_out } => {
+            HandlerResult::new(Outcome::Failure { timed_out }, message)
+        }
+        http::HttpOutcome::BodyError { message } => HandlerResult::new(Outcome::Error, message),
+    }
+}
+
+/// Runs an exec probe: exit 0 = Success; other exit = Failure with the output; over the
+/// timeout = Failure `command "<cmd>" timed out`; runtime error = Error.
+pub async fn run_exec(
+    target: &HandlerTarget,
+    command: &[String],
+    timeout: Duration,
+) -> HandlerResult {
+    let command = expand_command(command, &target.container);
+    match target
+        .runtime
+        .exec(&target.container_id, &command, timeout)
+        .await
+    {
+        Ok(res) if res.timed_out => HandlerResult::new(
+            Outcome::Failure { timed_out: true },
+            format!("command {:?} timed out", command.join(" ")),
+        ),
+        Ok(res) => {
+            let output = cap_output(&res.output);
+            match res.exit_code {
+                Some(0) => HandlerResult::new(Outcome::Success, output),
+                Some(_) => HandlerResult::new(Outcome::Failure { timed_out: false }, output),
+                None => HandlerResult::new(
+                    Outcome::Failure { timed_out: true },
+                    format!("command {:?} timed out", command.join(" ")),
+                ),
+            }
+        }
+        Err(e) => HandlerResult::new(Outcome::Error, e.to_string()),
+    }
+}
+
+/// Runs a TCP probe: the connection opens within `timeout` = Success (closed at once).
+pub async fn run_tcp(host: &str, port: u16, timeout: Duration) -> HandlerResult {
+    let addr = join_host_port(host, port);
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(stream)) => {
+            drop(stream);
+            HandlerResult::new(Outcome::Success, "")
+        }
+        Ok(Err(e)) => HandlerResult::new(
+            Outcome::Failure {
+                timed_out: e.kind() == std::io::ErrorKind::TimedOut,
+            },
+            dial_error(&addr, Some(&e)),
+        ),
+        Err(_) => HandlerResult::new(
+            Outcome::Failure { timed_out: true },
+            dial_error(&addr, None),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar};
+
+    fn container() -> Container {
+        Container {
+            name: "c".into(),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
+            env: Some(vec![
+                EnvVar {
+                    name: "DIR".into(),
+                    value: Some("/tmp/x".into()),
+                    ..Default::default()
+                },
+                EnvVar {
+                    name: "FROM".into(),
+                    value: None,
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ports_resolve_by_number_name_and_numeric_string() {
+        let c = container();
+        assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
+        assert_eq!(resolve_port(&IntOrString::String("81".into()), &c), Ok(81));
+        assert_eq!(
+            resolve_port(&IntOrString::String("grpc".into()), &c),
+            Err("port grpc not found".to_string())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::Int(70000), &c),
+            Err("invalid port number: 70000".to_string())
+        );
+    }
+
+    #[test]
+    fn commands_expand_static_env_only() {
+        let c = container();
+        let cmd = vec![
+            "cat".to_string(),
+            "$(DIR)/health".to_string(),
+            "$(FROM)".to_string(),
+            "$$(DIR)".to_string(),
+            "$(".to_string(),
+        ];
+        assert_eq!(
+            expand_command(&cmd, &c),
+            vec!["cat", "/tmp/x/health", "$(FROM)", "$(DIR)", "$("]
+        );
+    }
+
+    #[test]
+    fn host_port_joins_like_go() {
+        assert_eq!(join_host_port("127.0.0.1", 80), "127.0.0.1:80");
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+    }
+
+    #[test]
+    fn http_results_follow_the_status_code() {
+        let ok = http_probe_result(http::HttpOutcome::Response {
+            status: 204,
+            body: b"fine".to_vec(),
+        });
+        assert_eq!((ok.outcome, ok.output.as_str()), (Outcome::Success, "fine"));
+        let redirect = http_probe_result(http::HttpOutcome::Response {
+            status: 302,
+            body: b"<a href=\"http://0.0.0.0/\">Found</a>.\n".to_vec(),
+        });
+        assert_eq!(redirect.outcome, Outcome::Warning);
+        assert_eq!(
+            redirect.output,
+            "Probe terminated redirects, Response body: <a href=\"http://0.0.0.0/\">Found</a>.\n"
+        );
+        let bad = http_probe_result(http::HttpOutcome::Response {
+            status: 500,
+            body: b"secret".to_vec(),
+        });
+        assert_eq!(bad.outcome, Outcome::Failure { timed_out: false });
+        assert_eq!(bad.output, "HTTP probe failed with statuscode: 500");
+        let low = http_probe_result(http::HttpOutcome::Response {
+            status: 199,
+            body: vec![],
+        });
+        assert!(!low.outcome.is_success());
+        let edge = http_probe_result(http::HttpOutcome::Response {
+            status: 399,
+            body: vec![],
+        });
+        assert!(edge.outcome.is_success());
+        let four = http_probe_result(http::HttpOutcome::Response {
+            status: 400,
+            body: vec![],
+        });
+        assert!(!four.outcome.is_success());
+    }
+
+    #[test]
+    fn actions_resolve_from_the_api() {
+        let p = Probe {
+            grpc: Some(k8s_openapi::api::core::v1::GRPCAction {
+                port: 5000,
+                service: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            Action::from_probe(&p),
+            Ok(Action::Grpc {
+                port: 5000,
+                service: String::new()
+            })
+        );
+        assert_eq!(
+            Action::from_probe(&Probe::default()),
+            Err(ActionError::Missing)
+        );
+        let h = LifecycleHandler {
+            sleep: Some(k8s_openapi::api::core::v1::SleepAction { seconds: 0 }),
+            ..Default::default()
+        };
+        assert_eq!(Action::from_lifecycle(&h), Ok(Action::Sleep { seconds: 0 }));
+    }
+}
