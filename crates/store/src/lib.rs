@@ -37,9 +37,16 @@
 //!
 //! # Backends
 //!
-//! * [`memory::MemoryStore`] — in memory, for tests and simulations.
-//! * [`redb_store::RedbStore`] — embedded and durable; the default.
-//! * `etcd::EtcdStore` (feature `etcd`) — a real etcd cluster, for several machines.
+//! * [`memory::MemoryStore`] — in memory, for tests and simulations
+//!   (`MemoryStore::new()`, or `with_watch_config`).
+//! * [`redb_store::RedbStore`] — embedded and durable; the default
+//!   (`RedbStore::open(path)`, or `open_with(path, RedbOptions)`; automatic compaction keeps
+//!   the last [`RedbOptions::retain_revisions`] revisions).
+//! * `etcd::EtcdStore` (feature `etcd`) — a real etcd cluster, for several machines
+//!   (`EtcdStore::connect(&endpoints, prefix).await`, or `connect_with`).
+//!
+//! Watch tuning (bookmark interval, how far a watcher may lag) is [`WatchConfig`]. Every
+//! backend passes the same suite, [`conformance`] (see [`conformance_tests!`]).
 
 use std::pin::Pin;
 

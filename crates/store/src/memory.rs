@@ -3,7 +3,7 @@
 //! It keeps the whole retained history in memory: for every key the list of its versions
 //! (value or tombstone, by revision) since the compaction point, and the log of events (one
 //! per revision). Writes take one lock, check their precondition, assign the next revision,
-//! append to both, and publish the event to the watch fan-out ([`crate::hub`]) before the lock
+//! append to both, and publish the event to the watch fan-out (`hub` module) before the lock
 //! is released, so watchers see revisions in order.
 //!
 //! Compaction to revision `C` keeps, for every key, its newest version at or below `C` (a

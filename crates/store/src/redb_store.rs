@@ -41,7 +41,7 @@
 //!
 //! # Watches
 //!
-//! Served by the shared fan-out ([`crate::hub`]): live watchers get committed batches from
+//! Served by the shared fan-out (`hub` module): live watchers get committed batches from
 //! memory; a watch that starts in the past reads the recent in-memory ring of events, or the
 //! on-disk history for older revisions, until it has caught up.
 //!
