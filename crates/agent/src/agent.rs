@@ -1,0 +1,352 @@
+//! The agent: wires the Node reporter, the log server, the event writer and one
+//! [`PodWorker`] per pod UID, driven by a watch of the pods bound to this node.
+//!
+//! # Start
+//!
+//! 1. open the state directory (persisted deadlines), bind the log server;
+//! 2. subscribe to runtime exits, then list the runtime (so no exit falls in between): every
+//!    sandbox found is offered to the worker of its pod UID for re-adoption — nothing is
+//!    restarted;
+//! 3. register the Node and start the Lease and status loops;
+//! 4. watch pods with `spec.nodeName=<node>` (kube-runtime watcher): each object goes to its
+//!    worker (created on first sight, latest wins); a DELETED event or absence from a relist
+//!    tells the worker the object is gone. Sandboxes whose pod is absent after the first
+//!    list are orphans: killed at once and removed.
+//!
+//! # Stop
+//!
+//! Cancelling the token leaves pods running (their workers are dropped, persisted deadlines
+//! stay) for the next agent to re-adopt; with `drain_on_shutdown` every pod is first
+//! stopped gracefully (spec grace) and its terminal status written.
+//!
+//! Every task is owned (a `JoinSet`), none detached.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use podvisor_runtime::{ContainerRuntime, SandboxStatus};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{EventSink, KubeEventRecorder, KubePodApi, PodApi};
+use crate::config::AgentConfig;
+use crate::deadlines::DeadlineStore;
+use crate::error::AgentError;
+use crate::hooks::{DefaultHooks, HookRunner};
+use crate::logs::LogServer;
+use crate::node::NodeReporter;
+use crate::state::spec_grace_seconds;
+use crate::worker::{
+    LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodWorker, RuntimeNote, WorkerCtx,
+    WorkerHandle,
+};
+
+/// The node agent. See the module documentation.
+pub struct Agent {
+    client: Client,
+    runtime: Arc<dyn ContainerRuntime>,
+    config: Arc<AgentConfig>,
+    hooks: Option<Arc<dyn HookRunner>>,
+    pod_api: Option<Arc<dyn PodApi>>,
+    events: Option<Arc<dyn EventSink>>,
+    log_addr: watch::Sender<Option<SocketAddr>>,
+}
+
+/// Remembers finished pod UIDs (never run again), bounded.
+#[derive(Default)]
+struct FinishedUids {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl FinishedUids {
+    fn insert(&mut self, uid: String) {
+        if self.set.insert(uid.clone()) {
+            self.order.push_back(uid);
+            while self.order.len() > 100_000 {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+fn orphan_pod(sb: &SandboxStatus) -> Pod {
+    let label = |k: &str| sb.config.labels.get(k).cloned();
+    let mut pod = Pod::default();
+    pod.metadata.uid = Some(label(LABEL_POD_UID).unwrap_or_else(|| sb.config.id.clone()));
+    pod.metadata.name = Some(label(LABEL_POD_NAME).unwrap_or_else(|| sb.config.hostname.clone()));
+    pod.metadata.namespace = label(LABEL_POD_NAMESPACE);
+    pod
+}
+
+impl Agent {
+    /// An agent for `config.node_name`, talking to the API through `client` and running pods
+    /// on `runtime`.
+    pub fn new(client: Client, runtime: Arc<dyn ContainerRuntime>, config: AgentConfig) -> Agent {
+        let (log_addr, _) = watch::channel(None);
+        Agent {
+            client,
+            runtime,
+            config: Arc::new(config),
+            hooks: None,
+            pod_api: None,
+            events: None,
+            log_addr,
+        }
+    }
+
+    /// Uses `hooks` for lifecycle handlers (default: [`DefaultHooks`]).
+    pub fn with_hooks(mut self, hooks: Arc<dyn HookRunner>) -> Agent {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Uses `api` for pod status writes and deletes (default: kube-rs).
+    pub fn with_pod_api(mut self, api: Arc<dyn PodApi>) -> Agent {
+        self.pod_api = Some(api);
+        self
+    }
+
+    /// Uses `events` for events (default: core/v1 Events through kube-rs).
+    pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Agent {
+        self.events = Some(events);
+        self
+    }
+
+    /// The log server's address, once bound (`daemonEndpoints.kubeletEndpoint.Port`).
+    pub fn log_addr(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.log_addr.subscribe()
+    }
+
+    /// Runs until `shutdown` is cancelled. See the module documentation.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let config = self.config.clone();
+        let node = config.node_name.clone();
+        let span = tracing::info_span!("agent", node = %node);
+        let _enter = span.enter();
+        let deadlines = DeadlineStore::open(&config.state_dir)?;
+        let aux_stop = CancellationToken::new();
+        let mut aux: JoinSet<()> = JoinSet::new();
+
+        let log_server = LogServer::bind(
+            config.log_server_addr,
+            self.runtime.clone(),
+            &config.node_token,
+            config.clock.clone(),
+        )
+        .await?;
+        let log_addr = log_server.local_addr();
+        let _ = self.log_addr.send(log_addr);
+        aux.spawn(log_server.serve(aux_stop.clone()));
+
+        let events: Arc<dyn EventSink> = match self.events.clone() {
+            Some(e) => e,
+            None => {
+                let (recorder, writer) =
+                    KubeEventRecorder::new(self.client.clone(), node.clone(), config.clock.clone());
+                aux.spawn(writer.run(aux_stop.clone()));
+                recorder
+            }
+        };
+        let pod_api: Arc<dyn PodApi> = self
+            .pod_api
+            .clone()
+            .unwrap_or_else(|| Arc::new(KubePodApi::new(self.client.clone())));
+        let hooks: Arc<dyn HookRunner> = self
+            .hooks
+            .clone()
+            .unwrap_or_else(|| Arc::new(DefaultHooks::new(self.runtime.clone())));
+        let ctx = Arc::new(WorkerCtx {
+            runtime: self.runtime.clone(),
+            api: pod_api,
+            events,
+            hooks,
+            clock: config.clock.clone(),
+            deadlines,
+            node_name: node.clone(),
+            node_ip: config.node_ip.to_string(),
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+        });
+
+        let mut exits = self.runtime.subscribe();
+        let mut adopted: HashMap<String, SandboxStatus> = HashMap::new();
+        for sb in self.runtime.list().await? {
+            let uid = sb
+                .config
+                .labels
+                .get(LABEL_POD_UID)
+                .cloned()
+                .unwrap_or_else(|| sb.config.id.clone());
+            adopted.insert(uid, sb);
+        }
+        if !adopted.is_empty() {
+            tracing::info!(
+                sandboxes = adopted.len(),
+                "re-adopting pods found in the runtime"
+            );
+        }
+
+        let reporter = NodeReporter::new(
+            self.client.clone(),
+            config.clone(),
+            self.runtime.clone(),
+            log_addr.map_or(0, |a| a.port()),
+        );
+        aux.spawn(reporter.run(aux_stop.clone()));
+
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+        let mut stream = watcher(pods, wc).default_backoff().boxed();
+
+        let workers_stop = CancellationToken::new();
+        let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+        let mut tasks: JoinSet<String> = JoinSet::new();
+        let mut finished = FinishedUids::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut orphans_handled = false;
+
+        let spawn = |pod: Arc<Pod>,
+                     adopted: Option<SandboxStatus>,
+                     workers: &mut HashMap<String, WorkerHandle>,
+                     tasks: &mut JoinSet<String>| {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let (worker, handle) =
+                PodWorker::new(ctx.clone(), pod, adopted, workers_stop.child_token());
+            workers.insert(uid.clone(), handle);
+            tasks.spawn(async move {
+                worker.run().await;
+                uid
+            });
+        };
+
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                ev = stream.next() => {
+                    let Some(ev) = ev else {
+                        tracing::warn!("pod watch ended");
+                        break;
+                    };
+                    match ev {
+                        Ok(watcher::Event::Init) => seen.clear(),
+                        Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
+                            let Some(uid) = pod.metadata.uid.clone() else { continue };
+                            seen.insert(uid.clone());
+                            if finished.set.contains(&uid) {
+                                continue;
+                            }
+                            let pod = Arc::new(pod);
+                            match workers.get(&uid) {
+                                Some(h) => h.input.send_modify(|i| i.pod = Some(pod)),
+                                None => spawn(pod, adopted.remove(&uid), &mut workers, &mut tasks),
+                            }
+                        }
+                        Ok(watcher::Event::Delete(pod)) => {
+                            if let Some(h) = pod.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                                h.input.send_modify(|i| i.pod = None);
+                            }
+                        }
+                        Ok(watcher::Event::InitDone) => {
+                            for (uid, h) in &workers {
+                                if !seen.contains(uid) {
+                                    h.input.send_modify(|i| i.pod = None);
+                                }
+                            }
+                            if !orphans_handled {
+                                orphans_handled = true;
+                                for (uid, sb) in adopted.drain() {
+                                    tracing::info!(%uid, "killing an orphaned sandbox (its pod is gone)");
+                                    let pod = Arc::new(orphan_pod(&sb));
+                                    spawn(pod, Some(sb), &mut workers, &mut tasks);
+                                    if let Some(h) = workers.get(&uid) {
+                                        h.input.send_modify(|i| i.pod = None);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "pod watch error"),
+                    }
+                }
+                ev = exits.recv() => match ev {
+                    Ok(ev) => {
+                        if let Some(h) = workers.get(&ev.sandbox_id) {
+                            let _ = h.notes.send(RuntimeNote::Exit(ev));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "runtime events lagged; resyncing every pod");
+                        for h in workers.values() {
+                            let _ = h.notes.send(RuntimeNote::Resync);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tracing::error!("runtime event stream closed");
+                        break;
+                    }
+                },
+                Some(done) = tasks.join_next() => {
+                    if let Ok(uid) = done {
+                        workers.remove(&uid);
+                        finished.insert(uid);
+                    }
+                }
+            }
+        }
+
+        if config.drain_on_shutdown && !workers.is_empty() {
+            tracing::info!(pods = workers.len(), "draining pods before shutdown");
+            let mut longest = 0;
+            for h in workers.values() {
+                let grace = h
+                    .input
+                    .borrow()
+                    .pod
+                    .as_deref()
+                    .map(spec_grace_seconds)
+                    .unwrap_or(30);
+                longest = longest.max(grace);
+                h.input.send_modify(|i| i.drain = Some(grace));
+            }
+            let all_finished = async {
+                for h in workers.values() {
+                    let mut rx = h.state.clone();
+                    let _ = rx.wait_for(|s| *s == "finished").await;
+                }
+            };
+            let bound = Duration::from_secs(longest as u64) + Duration::from_secs(10);
+            tokio::select! {
+                _ = all_finished => {}
+                _ = tokio::time::sleep(bound) => tracing::warn!("drain did not finish in time"),
+                // exits must keep flowing to the workers while they drain
+                _ = async {
+                    loop {
+                        match exits.recv().await {
+                            Ok(ev) => if let Some(h) = workers.get(&ev.sandbox_id) {
+                                let _ = h.notes.send(RuntimeNote::Exit(ev));
+                            },
+                            Err(broadcast::error::RecvError::Lagged(_)) => for h in workers.values() {
+                                let _ = h.notes.send(RuntimeNote::Resync);
+                            },
+                            Err(_) => std::future::pending::<()>().await,
+                        }
+                    }
+                } => {}
+            }
+        }
+        workers_stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        aux_stop.cancel();
+        while aux.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! The agent's configuration.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::clock::WallClock;
+
+/// How the agent runs. Build with [`AgentConfig::new`] and adjust fields.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The Node's name.
+    pub node_name: String,
+    /// The Node's InternalIP (also every pod's IP for now).
+    pub node_ip: IpAddr,
+    /// The bearer token the log server requires (the node's own token, which the API server
+    /// presents when it proxies `pods/log`).
+    pub node_token: String,
+    /// How often the Lease is renewed (default 10 s).
+    pub lease_interval: Duration,
+    /// `leaseDurationSeconds` of the Lease (default 40).
+    pub lease_duration_seconds: i32,
+    /// How often node status is recomputed (default 10 s).
+    pub node_status_update_interval: Duration,
+    /// Node status is written at least this often even if unchanged (default 1 min).
+    pub node_status_report_interval: Duration,
+    /// First crash back-off (default 10 s).
+    pub backoff_initial: Duration,
+    /// Maximum crash back-off (default 300 s).
+    pub backoff_max: Duration,
+    /// Where persisted deadlines live (must survive agent restarts).
+    pub state_dir: PathBuf,
+    /// The log server's listen address (port 0 = ephemeral).
+    pub log_server_addr: SocketAddr,
+    /// On shutdown, stop every pod gracefully first (default: leave them running for
+    /// re-adoption).
+    pub drain_on_shutdown: bool,
+    /// Capacity overrides by resource name (`cpu`, `memory`, `ephemeral-storage`, `pods`, or
+    /// any extended resource), as quantities.
+    pub capacity: BTreeMap<String, String>,
+    /// The wall clock.
+    pub clock: WallClock,
+}
+
+impl AgentConfig {
+    /// Defaults for a node: system clock, log server on 127.0.0.1 with an ephemeral port, no
+    /// token (set `node_token`!).
+    pub fn new(node_name: impl Into<String>, node_ip: IpAddr, state_dir: PathBuf) -> AgentConfig {
+        AgentConfig {
+            node_name: node_name.into(),
+            node_ip,
+            node_token: String::new(),
+            lease_interval: Duration::from_secs(10),
+            lease_duration_seconds: 40,
+            node_status_update_interval: Duration::from_secs(10),
+            node_status_report_interval: Duration::from_secs(60),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            state_dir,
+            log_server_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            drain_on_shutdown: false,
+            capacity: BTreeMap::new(),
+            clock: WallClock::system(),
+        }
+    }
+}

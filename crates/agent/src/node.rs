@@ -1,0 +1,550 @@
+//! The agent's Node and its heartbeats (spec §5.1).
+//!
+//! * **Registration**: create the Node (labels, addresses InternalIP + Hostname, capacity and
+//!   allocatable cpu / memory / ephemeral-storage / pods = 110, conditions, nodeInfo,
+//!   daemonEndpoints.kubeletEndpoint.Port = the log server's port); if it exists, update its
+//!   labels and status.
+//! * **Lease**: `coordination.k8s.io/v1` Lease named after the node in `kube-node-lease`,
+//!   `leaseDurationSeconds` 40, renewed every `lease_interval` (10 s by default).
+//! * **Status**: recomputed every `node_status_update_interval`; written when it changed
+//!   (ignoring heartbeat times) and at least every `node_status_report_interval` (1 min).
+//!
+//! Everything goes through kube-rs with the node's own credentials; failures are logged and
+//! retried on the next tick.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use podvisor_runtime::ContainerRuntime;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{WallClock, to_micro_time, to_time};
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+
+/// The kubelet version the agent reports.
+pub const KUBELET_VERSION: &str = "v1.32.0-podvisor";
+/// The runtime version the agent reports.
+pub const CONTAINER_RUNTIME_VERSION: &str = "podvisor://0.1.0";
+/// The namespace of node leases.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// Capacity found on this machine, with the configured overrides on top.
+pub fn capacity(config: &AgentConfig) -> BTreeMap<String, Quantity> {
+    let mut out = BTreeMap::new();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    out.insert("cpu".to_string(), Quantity(cpus.to_string()));
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    out.insert(
+        "memory".to_string(),
+        Quantity(format!("{}Ki", mem_kib.unwrap_or(0))),
+    );
+    let disk_kib = rustix::fs::statvfs(&config.state_dir)
+        .ok()
+        .map(|s| s.f_blocks.saturating_mul(s.f_frsize) / 1024)
+        .unwrap_or(0);
+    out.insert(
+        "ephemeral-storage".to_string(),
+        Quantity(format!("{disk_kib}Ki")),
+    );
+    out.insert("pods".to_string(), Quantity("110".to_string()));
+    for (k, v) in &config.capacity {
+        out.insert(k.clone(), Quantity(v.clone()));
+    }
+    out
+}
+
+fn system_info() -> NodeSystemInfo {
+    let machine_id = read_trimmed("/etc/machine-id").unwrap_or_default();
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".to_string());
+    NodeSystemInfo {
+        architecture: arch().to_string(),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+        container_runtime_version: CONTAINER_RUNTIME_VERSION.to_string(),
+        kernel_version: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        kube_proxy_version: String::new(),
+        kubelet_version: KUBELET_VERSION.to_string(),
+        machine_id: machine_id.clone(),
+        operating_system: "linux".to_string(),
+        os_image,
+        system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid").unwrap_or(machine_id),
+        ..Default::default()
+    }
+}
+
+fn hostname() -> String {
+    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The node's conditions: no pressure, and Ready as the runtime allows.
+pub fn conditions(runtime_ok: bool) -> Vec<NodeCondition> {
+    let c = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        ..Default::default()
+    };
+    vec![
+        c(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        c(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+        c(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+        if runtime_ok {
+            c(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+            )
+        } else {
+            c(
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                "container runtime is down",
+            )
+        },
+    ]
+}
+
+/// The node's status (heartbeat and transition times set from `now` and `previous`).
+pub fn node_status(
+    config: &AgentConfig,
+    log_port: u16,
+    runtime_ok: bool,
+    previous: Option<&NodeStatus>,
+    now: SystemTime,
+) -> NodeStatus {
+    let cap = capacity(config);
+    let old = previous.and_then(|p| p.conditions.as_ref());
+    let conditions = conditions(runtime_ok)
+        .into_iter()
+        .map(|mut c| {
+            let kept = old
+                .and_then(|o| {
+                    o.iter()
+                        .find(|x| x.type_ == c.type_ && x.status == c.status)
+                })
+                .and_then(|x| x.last_transition_time.clone());
+            c.last_transition_time = Some(kept.unwrap_or_else(|| to_time(now)));
+            c.last_heartbeat_time = Some(to_time(now));
+            c
+        })
+        .collect();
+    NodeStatus {
+        addresses: Some(vec![
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: config.node_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: hostname(),
+            },
+        ]),
+        allocatable: Some(cap.clone()),
+        capacity: Some(cap),
+        conditions: Some(conditions),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(log_port),
+            }),
+        }),
+        node_info: Some(system_info()),
+        ..Default::default()
+    }
+}
+
+/// Whether two statuses differ in anything but heartbeat times.
+fn changed(a: &NodeStatus, b: &NodeStatus) -> bool {
+    let strip = |s: &NodeStatus| {
+        let mut s = s.clone();
+        if let Some(cs) = s.conditions.as_mut() {
+            for c in cs {
+                c.last_heartbeat_time = None;
+            }
+        }
+        s
+    };
+    strip(a) != strip(b)
+}
+
+fn labels(config: &AgentConfig) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert(
+        "kubernetes.io/hostname".to_string(),
+        config.node_name.clone(),
+    );
+    l.insert("kubernetes.io/os".to_string(), "linux".to_string());
+    l.insert("kubernetes.io/arch".to_string(), arch().to_string());
+    l.insert("beta.kubernetes.io/os".to_string(), "linux".to_string());
+    l.insert("beta.kubernetes.io/arch".to_string(), arch().to_string());
+    l
+}
+
+/// Keeps the Node registered and its status fresh.
+pub struct NodeReporter {
+    client: Client,
+    config: Arc<AgentConfig>,
+    runtime: Arc<dyn ContainerRuntime>,
+    clock: WallClock,
+    log_port: u16,
+    last: Option<NodeStatus>,
+    last_write: Option<tokio::time::Instant>,
+    node_uid: Option<String>,
+}
+
+impl NodeReporter {
+    /// A reporter for `config.node_name`.
+    pub fn new(
+        client: Client,
+        config: Arc<AgentConfig>,
+        runtime: Arc<dyn ContainerRuntime>,
+        log_port: u16,
+    ) -> NodeReporter {
+        let clock = config.clock.clone();
+        NodeReporter {
+            client,
+            config,
+            runtime,
+            clock,
+            log_port,
+            last: None,
+            last_write: None,
+            node_uid: None,
+        }
+    }
+
+    /// Creates or updates the Node. Returns its UID.
+    pub async fn register(&mut self) -> Result<String, AgentError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let name = self.config.node_name.clone();
+        let runtime_ok = self.runtime.list().await.is_ok();
+        let status = node_status(
+            &self.config,
+            self.log_port,
+            runtime_ok,
+            None,
+            self.clock.now(),
+        );
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(labels(&self.config)),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(status.clone()),
+        };
+        let created = match api.create(&PostParams::default(), &node).await {
+            Ok(n) => n,
+            Err(e) => {
+                let err = AgentError::api(format!("register node {name}"), e);
+                if !err.is_conflict() {
+                    return Err(err);
+                }
+                let patch = serde_json::json!({ "metadata": { "labels": labels(&self.config) } });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| AgentError::api(format!("update node {name}"), e))?
+            }
+        };
+        let previous = created.status.as_ref();
+        let status = node_status(
+            &self.config,
+            self.log_port,
+            runtime_ok,
+            previous,
+            self.clock.now(),
+        );
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "status": status })),
+            )
+            .await
+            .map_err(|e| AgentError::api(format!("update status of node {name}"), e))?;
+        self.last = written.status.or(Some(status));
+        self.last_write = Some(tokio::time::Instant::now());
+        let uid = written
+            .metadata
+            .uid
+            .or(created.metadata.uid)
+            .unwrap_or_default();
+        self.node_uid = Some(uid.clone());
+        tracing::info!(node = %name, "node registered");
+        Ok(uid)
+    }
+
+    /// One status tick: write when changed or when the report interval passed.
+    pub async fn tick(&mut self) -> Result<bool, AgentError> {
+        let runtime_ok = self.runtime.list().await.is_ok();
+        let status = node_status(
+            &self.config,
+            self.log_port,
+            runtime_ok,
+            self.last.as_ref(),
+            self.clock.now(),
+        );
+        let due = self
+            .last_write
+            .is_none_or(|t| t.elapsed() >= self.config.node_status_report_interval);
+        if !due && self.last.as_ref().is_some_and(|l| !changed(l, &status)) {
+            return Ok(false);
+        }
+        let api: Api<Node> = Api::all(self.client.clone());
+        let name = &self.config.node_name;
+        match api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "status": status })),
+            )
+            .await
+        {
+            Ok(n) => {
+                self.last = n.status.or(Some(status));
+                self.last_write = Some(tokio::time::Instant::now());
+                Ok(true)
+            }
+            Err(e) => {
+                let err = AgentError::api(format!("update status of node {name}"), e);
+                if err.is_not_found() {
+                    // the Node was deleted: register again
+                    self.register().await?;
+                    return Ok(true);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Renews (or creates) the node's Lease.
+    pub async fn renew_lease(&self) -> Result<(), AgentError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let name = &self.config.node_name;
+        let now = to_micro_time(self.clock.now());
+        let patch = serde_json::json!({ "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": self.config.lease_duration_seconds,
+            "renewTime": now,
+        }});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = AgentError::api(format!("renew lease {name}"), e);
+                if !err.is_not_found() {
+                    return Err(err);
+                }
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(LEASE_NAMESPACE.into()),
+                        owner_references: self.node_uid.as_ref().filter(|u| !u.is_empty()).map(
+                            |uid| {
+                                vec![OwnerReference {
+                                    api_version: "v1".into(),
+                                    kind: "Node".into(),
+                                    name: name.clone(),
+                                    uid: uid.clone(),
+                                    ..Default::default()
+                                }]
+                            },
+                        ),
+                        ..Default::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(name.clone()),
+                        lease_duration_seconds: Some(self.config.lease_duration_seconds),
+                        renew_time: Some(now.clone()),
+                        acquire_time: Some(now),
+                        ..Default::default()
+                    }),
+                };
+                api.create(&PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| AgentError::api(format!("create lease {name}"), e))
+            }
+        }
+    }
+
+    /// Registers (retrying), then renews the lease and reports status until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.register().await {
+                Ok(_) => break,
+                Err(e) => tracing::warn!(error = %e, "node registration failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        let mut lease = tokio::time::interval(self.config.lease_interval);
+        let mut status = tokio::time::interval(self.config.node_status_update_interval);
+        lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = lease.tick() => {
+                    if let Err(e) = self.renew_lease().await {
+                        tracing::warn!(error = %e, "lease renewal failed");
+                    }
+                }
+                _ = status.tick() => {
+                    if let Err(e) = self.tick().await {
+                        tracing::warn!(error = %e, "node status update failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_status_has_upstream_conditions_capacity_and_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = AgentConfig::new("n1", "10.1.2.3".parse().unwrap(), dir.path().to_path_buf());
+        cfg.capacity.insert("cpu".into(), "4".into());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let st = node_status(&cfg, 10250, true, None, now);
+        let cap = st.capacity.as_ref().unwrap();
+        assert_eq!(cap["cpu"].0, "4");
+        assert_eq!(cap["pods"].0, "110");
+        assert!(cap["memory"].0.ends_with("Ki"));
+        assert!(cap.contains_key("ephemeral-storage"));
+        assert_eq!(st.allocatable, st.capacity);
+        let conds: Vec<_> = st
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.as_str(),
+                    c.status.as_str(),
+                    c.reason.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            conds,
+            [
+                ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+                ("PIDPressure", "False", "KubeletHasSufficientPID"),
+                ("Ready", "True", "KubeletReady"),
+            ]
+        );
+        assert_eq!(
+            st.conditions.as_ref().unwrap()[3].message.as_deref(),
+            Some("kubelet is posting ready status")
+        );
+        assert_eq!(
+            st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            10250
+        );
+        let addrs = st.addresses.unwrap();
+        assert_eq!(
+            (addrs[0].type_.as_str(), addrs[0].address.as_str()),
+            ("InternalIP", "10.1.2.3")
+        );
+        assert_eq!(addrs[1].type_, "Hostname");
+        let info = st.node_info.unwrap();
+        assert_eq!(info.container_runtime_version, "podvisor://0.1.0");
+        assert_eq!(info.kubelet_version, KUBELET_VERSION);
+        assert_eq!(info.operating_system, "linux");
+    }
+
+    #[test]
+    fn heartbeats_alone_are_not_a_change_and_transition_times_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AgentConfig::new("n1", "10.1.2.3".parse().unwrap(), dir.path().to_path_buf());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let a = node_status(&cfg, 1, true, None, t0);
+        let b = node_status(&cfg, 1, true, Some(&a), t0 + Duration::from_secs(30));
+        assert!(!changed(&a, &b));
+        let c = node_status(&cfg, 1, false, Some(&b), t0 + Duration::from_secs(60));
+        assert!(changed(&b, &c));
+        let ready = |s: &NodeStatus| s.conditions.as_ref().unwrap()[3].clone();
+        assert_eq!(
+            ready(&b).last_transition_time,
+            ready(&a).last_transition_time
+        );
+        assert_ne!(
+            ready(&c).last_transition_time,
+            ready(&b).last_transition_time
+        );
+        assert_eq!(ready(&c).reason.as_deref(), Some("KubeletNotReady"));
+    }
+}

@@ -1,0 +1,164 @@
+//! Recording fakes of the agent's API doors ([`PodApi`], [`EventSink`]) for tests, and a
+//! harness-friendly view of what was written. Every record carries the tokio instant it
+//! happened at, so tests under paused time can assert timing and order.
+
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::time::Instant;
+
+use crate::api::{EventSink, PodApi, PodEvent};
+use crate::error::AgentError;
+
+/// One call to [`FakePodApi`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodApiCall {
+    /// A status write.
+    UpdateStatus {
+        /// Pod name.
+        name: String,
+        /// The status written.
+        status: Box<PodStatus>,
+    },
+    /// A delete (grace 0, UID precondition).
+    Delete {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The UID precondition.
+        uid: String,
+    },
+}
+
+/// A [`PodApi`] that records calls and answers like a server that accepts everything.
+#[derive(Default)]
+pub struct FakePodApi {
+    calls: Mutex<Vec<(Instant, PodApiCall)>>,
+    fail_status_writes: Mutex<u32>,
+}
+
+impl FakePodApi {
+    /// A fresh fake.
+    pub fn new() -> FakePodApi {
+        FakePodApi::default()
+    }
+
+    /// Every call with its time.
+    pub fn calls(&self) -> Vec<(Instant, PodApiCall)> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The statuses written, oldest first.
+    pub fn statuses(&self) -> Vec<PodStatus> {
+        self.calls()
+            .into_iter()
+            .filter_map(|(_, c)| match c {
+                PodApiCall::UpdateStatus { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last status written.
+    pub fn last_status(&self) -> Option<PodStatus> {
+        self.statuses().pop()
+    }
+
+    /// The deletes, with their times.
+    pub fn deletes(&self) -> Vec<(Instant, PodApiCall)> {
+        self.calls()
+            .into_iter()
+            .filter(|(_, c)| matches!(c, PodApiCall::Delete { .. }))
+            .collect()
+    }
+
+    /// Makes the next `n` status writes fail with a 500.
+    pub fn fail_status_writes(&self, n: u32) {
+        *self
+            .fail_status_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = n;
+    }
+}
+
+#[async_trait::async_trait]
+impl PodApi for FakePodApi {
+    async fn update_status(&self, pod: &Pod, status: &PodStatus) -> Result<Pod, AgentError> {
+        {
+            let mut f = self
+                .fail_status_writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if *f > 0 {
+                *f -= 1;
+                return Err(AgentError::Api {
+                    operation: "update status".into(),
+                    code: Some(500),
+                    message: "injected".into(),
+                });
+            }
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+            Instant::now(),
+            PodApiCall::UpdateStatus {
+                name,
+                status: Box::new(status.clone()),
+            },
+        ));
+        let mut out = pod.clone();
+        out.status = Some(status.clone());
+        Ok(out)
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), AgentError> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+            Instant::now(),
+            PodApiCall::Delete {
+                namespace: namespace.into(),
+                name: name.into(),
+                uid: uid.into(),
+            },
+        ));
+        Ok(())
+    }
+}
+
+/// An [`EventSink`] that keeps every event.
+#[derive(Default)]
+pub struct RecordingEvents {
+    events: Mutex<Vec<(Instant, PodEvent)>>,
+}
+
+impl RecordingEvents {
+    /// A fresh recorder.
+    pub fn new() -> RecordingEvents {
+        RecordingEvents::default()
+    }
+
+    /// Every event with its time.
+    pub fn events(&self) -> Vec<(Instant, PodEvent)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `(reason, message)` of every event, in order.
+    pub fn reasons(&self) -> Vec<(String, String)> {
+        self.events()
+            .into_iter()
+            .map(|(_, e)| (e.reason, e.message))
+            .collect()
+    }
+}
+
+impl EventSink for RecordingEvents {
+    fn emit(&self, event: PodEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((Instant::now(), event));
+    }
+}

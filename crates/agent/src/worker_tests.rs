@@ -1,0 +1,1090 @@
+//! The table of lifecycle rules (spec §1, §2, §4; §8 case ids) on the fake runtime under
+//! paused time: one pod worker, driven directly, with recording fakes for the API and events.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{
+    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, PodStatus, SleepAction,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};
+use podvisor_runtime::{ContainerRuntime, Signal};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::EventType;
+use crate::clock::{WallClock, to_time};
+use crate::deadlines::DeadlineStore;
+use crate::hooks::DefaultHooks;
+use crate::testing::{FakePodApi, PodApiCall, RecordingEvents};
+use crate::worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle, WorkerInput};
+
+const UID: &str = "uid-1";
+
+struct Harness {
+    rt: Arc<FakeRuntime>,
+    api: Arc<FakePodApi>,
+    events: Arc<RecordingEvents>,
+    clock: WallClock,
+    dir: tempfile::TempDir,
+    t0: Instant,
+}
+
+struct Running {
+    handle: WorkerHandle,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    forwarder: tokio::task::JoinHandle<()>,
+    pod: Pod,
+}
+
+fn s(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
+        Harness {
+            rt: Arc::new(FakeRuntime::new(clock.as_runtime_clock())),
+            api: Arc::new(FakePodApi::new()),
+            events: Arc::new(RecordingEvents::new()),
+            clock,
+            dir: tempfile::tempdir().expect("tempdir"),
+            t0: Instant::now(),
+        }
+    }
+
+    fn ctx(&self) -> Arc<WorkerCtx> {
+        Arc::new(WorkerCtx {
+            runtime: self.rt.clone(),
+            api: self.api.clone(),
+            events: self.events.clone(),
+            hooks: Arc::new(DefaultHooks::new(self.rt.clone())),
+            clock: self.clock.clone(),
+            deadlines: DeadlineStore::open(self.dir.path()).expect("state dir"),
+            node_name: "node-1".into(),
+            node_ip: "10.0.0.7".into(),
+            backoff_initial: s(10),
+            backoff_max: s(300),
+        })
+    }
+
+    async fn start(&self, pod: Pod) -> Running {
+        let adopted = self
+            .rt
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|sb| sb.config.id == UID);
+        let shutdown = CancellationToken::new();
+        let (worker, handle) =
+            PodWorker::new(self.ctx(), Arc::new(pod.clone()), adopted, shutdown.clone());
+        // the agent's dispatcher, reduced to one pod
+        let mut exits = self.rt.subscribe();
+        let notes = handle.notes.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                match exits.recv().await {
+                    Ok(ev) if ev.sandbox_id == UID => {
+                        let _ = notes.send(RuntimeNote::Exit(ev));
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = notes.send(RuntimeNote::Resync);
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        let task = tokio::spawn(worker.run());
+        settle().await;
+        Running {
+            handle,
+            shutdown,
+            task,
+            forwarder,
+            pod,
+        }
+    }
+
+    fn since(&self, at: Instant) -> Duration {
+        at - self.t0
+    }
+
+    fn last(&self) -> PodStatus {
+        self.api.last_status().expect("a status was written")
+    }
+
+    fn signals(&self) -> Vec<(Duration, String, Signal)> {
+        self.rt
+            .calls()
+            .into_iter()
+            .filter_map(|r| match r.call {
+                FakeCall::Signal { name, signal, .. } => Some((r.at - self.t0, name, signal)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn starts(&self) -> Vec<Duration> {
+        self.rt
+            .calls()
+            .into_iter()
+            .filter_map(|r| {
+                matches!(r.call, FakeCall::StartContainer { .. }).then_some(r.at - self.t0)
+            })
+            .collect()
+    }
+
+    fn reasons(&self) -> Vec<String> {
+        self.events.reasons().into_iter().map(|(r, _)| r).collect()
+    }
+
+    fn event(&self, reason: &str) -> Option<(EventType, String)> {
+        self.events
+            .events()
+            .into_iter()
+            .find(|(_, e)| e.reason == reason)
+            .map(|(_, e)| (e.type_, e.message))
+    }
+}
+
+impl Running {
+    fn update(&mut self, f: impl FnOnce(&mut Pod)) {
+        f(&mut self.pod);
+        let pod = Arc::new(self.pod.clone());
+        self.handle.input.send_modify(|i| i.pod = Some(pod));
+    }
+
+    /// A graceful DELETE as the API server records it.
+    fn delete(&mut self, clock: &WallClock, grace: i64) {
+        let now = clock.now();
+        self.update(|p| {
+            if p.metadata.deletion_timestamp.is_none() {
+                p.metadata.deletion_timestamp = Some(to_time(now + s(grace as u64)));
+            }
+            p.metadata.deletion_grace_period_seconds = Some(grace);
+        });
+    }
+
+    fn gone(&self) {
+        self.handle.input.send_modify(|i| i.pod = None);
+    }
+
+    async fn stop_agent(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        self.forwarder.abort();
+    }
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn advance(d: Duration) {
+    tokio::time::sleep(d).await;
+    settle().await;
+}
+
+fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("default".into()),
+            uid: Some(UID.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("node-1".into()),
+            restart_policy: Some(policy.into()),
+            termination_grace_period_seconds: grace,
+            containers,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container(name: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some("busybox".into()),
+        ..Default::default()
+    }
+}
+
+fn with_pre_stop(mut c: Container, h: LifecycleHandler) -> Container {
+    c.lifecycle = Some(Lifecycle {
+        pre_stop: Some(h),
+        ..Default::default()
+    });
+    c
+}
+
+fn sleep_hook(secs: i64) -> LifecycleHandler {
+    LifecycleHandler {
+        sleep: Some(SleepAction { seconds: secs }),
+        ..Default::default()
+    }
+}
+
+fn exec_hook(cmd: &[&str]) -> LifecycleHandler {
+    LifecycleHandler {
+        exec: Some(ExecAction {
+            command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        }),
+        ..Default::default()
+    }
+}
+
+fn phase(st: &PodStatus) -> &str {
+    st.phase.as_deref().unwrap_or_default()
+}
+
+fn condition(st: &PodStatus, ty: &str) -> (String, Option<String>, Option<String>) {
+    let c = st
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == ty)
+        .unwrap();
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn cs(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    st.container_statuses
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .clone()
+}
+
+fn terminated_code(st: &PodStatus, name: &str) -> Option<i32> {
+    cs(st, name)
+        .state
+        .and_then(|s| s.terminated)
+        .map(|t| t.exit_code)
+}
+
+fn waiting_reason(st: &PodStatus, name: &str) -> Option<String> {
+    cs(st, name)
+        .state
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.reason)
+}
+
+// ---------------------------------------------------------------- §2: phases and conditions
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_1_always_running_container_is_running_and_ready() {
+    let h = Harness::new();
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(condition(&st, "Ready").0, "True");
+    assert_eq!(condition(&st, "ContainersReady").0, "True");
+    assert_eq!(condition(&st, "PodReadyToStartContainers").0, "True");
+    assert_eq!(condition(&st, "Initialized").0, "True");
+    assert_eq!(condition(&st, "PodScheduled").0, "True");
+    let c = cs(&st, "app");
+    assert!(c.ready && c.started == Some(true) && c.restart_count == 0);
+    assert!(c.container_id.unwrap().starts_with("podvisor://"));
+    assert_eq!(st.host_ip.as_deref(), Some("10.0.0.7"));
+    assert_eq!(st.pod_ip.as_deref(), Some("10.0.0.7"));
+    assert_eq!(st.qos_class.as_deref(), Some("BestEffort"));
+    assert!(st.start_time.is_some());
+    assert_eq!(h.reasons(), ["Pulled", "Created", "Started"]);
+    assert_eq!(
+        h.event("Pulled").unwrap().1,
+        "Container image \"busybox\" already present on machine"
+    );
+    assert_eq!(h.event("Created").unwrap().1, "Created container: app");
+    assert_eq!(h.event("Started").unwrap().1, "Started container app");
+    // nothing changes: nothing is rewritten
+    let n = h.api.statuses().len();
+    advance(s(120)).await;
+    assert_eq!(h.api.statuses().len(), n);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_1_never_exit_0_is_succeeded_and_exit_1_is_failed() {
+    for (code, want, reason) in [(0, "Succeeded", "Completed"), (1, "Failed", "Error")] {
+        let h = Harness::new();
+        h.rt.script("app", FakeScript::always(Attempt::exits_after(s(3), code)));
+        let _w = h.start(pod("Never", vec![container("app")], None)).await;
+        advance(s(4)).await;
+        let st = h.last();
+        assert_eq!(phase(&st), want);
+        let t = cs(&st, "app").state.unwrap().terminated.unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (code, Some(reason)));
+        let ready_reason = if code == 0 {
+            "PodCompleted"
+        } else {
+            "PodFailed"
+        };
+        assert_eq!(condition(&st, "Ready").1.as_deref(), Some(ready_reason));
+        assert_eq!(h.starts().len(), 1, "Never restarts nothing");
+        // the sandbox is kept (logs stay readable) while the object exists
+        assert!(h.rt.has_sandbox(UID));
+        assert!(h.api.deletes().is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_1_on_failure_restarts_failures_and_completes_on_success() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::sequence(vec![
+            Attempt::exits_after(s(1), 1),
+            Attempt::exits_after(s(1), 0),
+        ]),
+    );
+    let _w = h
+        .start(pod("OnFailure", vec![container("app")], None))
+        .await;
+    advance(s(1)).await;
+    // first restart is immediate; while it runs the pod is Running
+    assert_eq!(phase(&h.last()), "Running");
+    advance(s(2)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    assert_eq!(cs(&st, "app").restart_count, 1);
+    assert_eq!(h.starts().len(), 2);
+}
+
+/// §8 C1: "should run with the expected status".
+#[tokio::test(start_paused = true)]
+async fn c1_run_with_the_expected_status() {
+    let script = || {
+        FakeScript::sequence(vec![
+            Attempt::exits_after(s(1), 1),
+            Attempt::exits_after(s(1), 0),
+            Attempt::forever(),
+        ])
+    };
+    for (policy, restarts, want_phase, ready) in [
+        ("Always", 2, "Running", true),
+        ("OnFailure", 1, "Succeeded", false),
+        ("Never", 0, "Failed", false),
+    ] {
+        let h = Harness::new();
+        h.rt.script("app", script());
+        let _w = h.start(pod(policy, vec![container("app")], None)).await;
+        advance(s(60)).await;
+        let st = h.last();
+        assert_eq!(phase(&st), want_phase, "{policy}");
+        let c = cs(&st, "app");
+        assert_eq!(c.restart_count, restarts, "{policy}");
+        assert_eq!(c.ready, ready, "{policy}");
+        assert_eq!(condition(&st, "Ready").0 == "True", ready, "{policy}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_1_one_never_started_container_keeps_the_pod_pending() {
+    let h = Harness::new();
+    h.rt.script("slow", FakeScript::always(Attempt::start_hangs()));
+    let mut w = h
+        .start(pod(
+            "Always",
+            vec![container("app"), container("slow")],
+            None,
+        ))
+        .await;
+    advance(s(5)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Pending");
+    assert_eq!(
+        waiting_reason(&st, "slow").as_deref(),
+        Some("ContainerCreating")
+    );
+    assert_eq!(
+        condition(&st, "Ready").2.as_deref(),
+        Some("containers with unready status: [app slow]")
+    );
+    // a start that never returns does not block termination
+    let t_del = Instant::now();
+    w.delete(&h.clock, 30);
+    advance(s(1)).await;
+    assert_eq!(h.api.deletes().len(), 1);
+    assert!(h.api.deletes()[0].0 - t_del <= s(1));
+    assert_eq!(phase(&h.last()), "Failed", "the final status is terminal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_3_oom_killed_reason() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::oom_after(s(2))));
+    let _w = h.start(pod("Never", vec![container("app")], None)).await;
+    advance(s(3)).await;
+    let t = cs(&h.last(), "app").state.unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+    assert_eq!(phase(&h.last()), "Failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_3_create_container_error_is_waiting_with_the_message() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::create_fails("no command specified")),
+    );
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    let st = h.last();
+    let w = cs(&st, "app").state.unwrap().waiting.unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CreateContainerError"));
+    assert!(w.message.unwrap().contains("no command specified"));
+    assert_eq!(phase(&st), "Pending");
+    let (ty, msg) = h.event("Failed").unwrap();
+    assert_eq!(
+        (ty, msg.as_str()),
+        (EventType::Warning, "Error: no command specified")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_3_start_error_is_terminated_128() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::start_fails(
+            "exec: \"nope\": executable file not found",
+        )),
+    );
+    let _w = h.start(pod("Never", vec![container("app")], None)).await;
+    let st = h.last();
+    let t = cs(&st, "app").state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (128, Some("StartError"))
+    );
+    assert_eq!(phase(&st), "Failed");
+}
+
+// ---------------------------------------------------------------- §4: restarts and back-off
+
+#[tokio::test(start_paused = true)]
+async fn rule_4_crash_loop_delays_are_0_10_20_40_80_160_300_300() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(1), 1)));
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(1300)).await;
+    let starts = h.starts();
+    // each instance runs 1 s; delay = start[k+1] - (start[k] + 1 s)
+    let delays: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0] - s(1)).as_secs())
+        .collect();
+    assert_eq!(&delays[..8], &[0, 10, 20, 40, 80, 160, 300, 300]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_4_exit_0_under_always_backs_off_too() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(5), 0)));
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(60)).await;
+    let starts = h.starts();
+    let delays: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0] - s(5)).as_secs())
+        .collect();
+    assert_eq!(&delays[..3], &[0, 10, 20]);
+    assert_eq!(phase(&h.last()), "Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_4_back_off_resets_after_ten_minutes_running() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(601), 1)));
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(601 * 3 + 5)).await;
+    let starts = h.starts();
+    let delays: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0] - s(601)).as_secs())
+        .collect();
+    assert_eq!(delays, vec![0, 0, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_2_3_crash_loop_back_off_status_and_event() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(1), 2)));
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(2)).await; // exit, immediate restart, second exit → 10 s back-off
+    let st = h.last();
+    let c = cs(&st, "app");
+    let w = c.state.clone().unwrap().waiting.unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(
+        w.message.as_deref(),
+        Some("back-off 10s restarting failed container=app pod=p_default(uid-1)")
+    );
+    assert_eq!(c.restart_count, 1);
+    let last = c.last_state.unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (2, Some("Error")));
+    assert!(!c.ready);
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(
+        condition(&st, "Ready").1.as_deref(),
+        Some("ContainersNotReady")
+    );
+    let (ty, msg) = h.event("BackOff").unwrap();
+    assert_eq!(ty, EventType::Warning);
+    assert_eq!(
+        msg,
+        "Back-off restarting failed container app in pod p_default(uid-1)"
+    );
+    advance(s(10)).await;
+    assert_eq!(cs(&h.last(), "app").restart_count, 2);
+    advance(s(2)).await;
+    let w = cs(&h.last(), "app").state.unwrap().waiting.unwrap();
+    assert_eq!(
+        w.message.as_deref(),
+        Some("back-off 20s restarting failed container=app pod=p_default(uid-1)")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_4_restart_count_is_monotone_and_counts_new_instances() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(1), 1)));
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(400)).await;
+    let counts: Vec<i32> = h
+        .api
+        .statuses()
+        .iter()
+        .map(|st| cs(st, "app").restart_count)
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert_eq!(*counts.last().unwrap() as usize, h.starts().len() - 1);
+}
+
+// ---------------------------------------------------------------- §1: graceful deletion
+
+/// §8 N5: TERM handled with exit 0 → Succeeded before DELETED.
+#[tokio::test(start_paused = true)]
+async fn n5_term_honoured_exit_0_succeeds_then_object_deleted() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(s(1), 0)),
+    );
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(5)).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 30);
+    advance(s(3)).await;
+    assert_eq!(
+        h.signals(),
+        vec![(h.since(t_del), "app".into(), Signal::TERM)]
+    );
+    let deletes = h.api.deletes();
+    assert_eq!(deletes.len(), 1);
+    let (at, call) = &deletes[0];
+    assert_eq!(
+        call,
+        &PodApiCall::Delete {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: UID.into()
+        }
+    );
+    assert_eq!(*at - t_del, s(1), "deleted as soon as the process exited");
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    assert_eq!(terminated_code(&st, "app"), Some(0));
+    assert_eq!(
+        condition(&st, "Ready"),
+        ("False".into(), Some("PodCompleted".into()), None)
+    );
+    assert_eq!(
+        condition(&st, "ContainersReady").1.as_deref(),
+        Some("PodCompleted")
+    );
+    assert!(!h.rt.has_sandbox(UID));
+    assert_eq!(h.event("Killing").unwrap().1, "Stopping container app");
+    assert!(h.event("StopSignalNotHandled").is_none());
+}
+
+/// §1.4 net rule: terminal status, then cleanup, then the delete.
+#[tokio::test(start_paused = true)]
+async fn rule_1_4_order_is_stop_terminal_status_cleanup_delete() {
+    let h = Harness::new();
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    w.delete(&h.clock, 30);
+    advance(s(1)).await;
+    let api_calls = h.api.calls();
+    let last_status_at = api_calls
+        .iter()
+        .filter(|(_, c)| matches!(c, PodApiCall::UpdateStatus { .. }))
+        .map(|(t, _)| *t)
+        .next_back()
+        .unwrap();
+    let (delete_at, _) = h.api.deletes()[0].clone();
+    assert!(last_status_at <= delete_at);
+    let rt_calls = h.rt.mutating_calls();
+    let sig = rt_calls
+        .iter()
+        .position(|c| matches!(c, FakeCall::Signal { .. }))
+        .unwrap();
+    let rm = rt_calls
+        .iter()
+        .position(|c| matches!(c, FakeCall::RemoveSandbox { .. }))
+        .unwrap();
+    assert!(sig < rm);
+    // a process killed by SIGTERM (no handler, exit 143) → Failed
+    assert_eq!(phase(&h.last()), "Failed");
+    assert_eq!(terminated_code(&h.last(), "app"), Some(143));
+}
+
+/// §8 N6: TERM ignored, grace 5 → SIGKILL at +5 s, 137, Failed; Terminating in between.
+#[tokio::test(start_paused = true)]
+async fn n6_term_ignored_is_killed_at_the_deadline() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 5);
+    advance(s(4)).await;
+    assert!(
+        h.api.deletes().is_empty(),
+        "still terminating before the deadline"
+    );
+    assert_eq!(phase(&h.last()), "Running");
+    advance(s(2)).await;
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(0), Signal::TERM), (s(5), Signal::KILL)]);
+    let st = h.last();
+    assert_eq!(terminated_code(&st, "app"), Some(137));
+    assert_eq!(phase(&st), "Failed");
+    assert_eq!(condition(&st, "Ready").1.as_deref(), Some("PodFailed"));
+    assert_eq!(h.api.deletes()[0].0 - t_del, s(5));
+    let (ty, msg) = h.event("StopSignalNotHandled").unwrap();
+    assert_eq!(ty, EventType::Warning);
+    assert_eq!(
+        msg,
+        "PID 1 does not handle SIGTERM: it will be killed after the grace period"
+    );
+}
+
+/// §8 N7: preStop `sleep 1000`, TGPS 10 → SIGTERM at 10 s, SIGKILL at 12 s.
+#[tokio::test(start_paused = true)]
+async fn n7_hanging_pre_stop_is_cut_at_the_deadline_then_2s_floor() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let c = with_pre_stop(container("app"), sleep_hook(1000));
+    let mut w = h.start(pod("Always", vec![c], Some(10))).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 10);
+    advance(s(20)).await;
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(10), Signal::TERM), (s(12), Signal::KILL)]);
+    // hard bound: processes gone by deadline + 2 s, object removed at once after
+    assert_eq!(h.api.deletes()[0].0 - t_del, s(12));
+}
+
+/// §1.6: preStop runs first; SIGTERM when it ends; SIGKILL at max(grace, h + 2).
+#[tokio::test(start_paused = true)]
+async fn rule_1_6_pre_stop_first_then_signal_then_kill_at_the_deadline() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().ignore_stop())
+            .exec(["/bin/drain"], ExecScript::ok().taking(s(4))),
+    );
+    let c = with_pre_stop(container("app"), exec_hook(&["/bin/drain"]));
+    let mut w = h.start(pod("Always", vec![c], Some(30))).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 30);
+    advance(s(31)).await;
+    let calls = h.rt.calls();
+    let exec_at = calls
+        .iter()
+        .find(|r| matches!(r.call, FakeCall::Exec { .. }))
+        .unwrap()
+        .at;
+    assert_eq!(exec_at, t_del);
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(4), Signal::TERM), (s(30), Signal::KILL)]);
+    let kinds: Vec<&str> = h
+        .events
+        .reasons()
+        .iter()
+        .map(|(r, _)| r.as_str())
+        .filter(|r| *r == "Killing" || *r == "StopSignalNotHandled")
+        .map(|r| {
+            if r == "Killing" {
+                "Killing"
+            } else {
+                "StopSignalNotHandled"
+            }
+        })
+        .collect();
+    assert_eq!(kinds, ["Killing", "StopSignalNotHandled"]);
+}
+
+/// §8 B7: preStop sleep 50 of TGPS 100 → the container finishes ≥ 50 s and < 100 s after.
+#[tokio::test(start_paused = true)]
+async fn b7_pre_stop_sleep_action_delays_the_stop_signal() {
+    let h = Harness::new();
+    let c = with_pre_stop(container("app"), sleep_hook(50));
+    let mut w = h.start(pod("Always", vec![c], Some(100))).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 100);
+    advance(s(60)).await;
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(50), Signal::TERM)]);
+    assert_eq!(h.api.deletes()[0].0 - t_del, s(50));
+}
+
+/// §8 B8: TGPS 100, preStop sleep 50, DELETE with grace 30 → finished between 30 and 50 s.
+/// Here the shorter grace arrives while the first deletion's preStop runs.
+#[tokio::test(start_paused = true)]
+async fn b8_shorter_grace_during_termination_cuts_the_hook() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let c = with_pre_stop(container("app"), sleep_hook(50));
+    let mut w = h.start(pod("Always", vec![c], Some(100))).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 100);
+    advance(s(10)).await;
+    w.delete(&h.clock, 30); // shorter: deadline = first request + 30 s
+    advance(s(40)).await;
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(30), Signal::TERM), (s(32), Signal::KILL)]);
+    let persisted = std::fs::read_dir(h.dir.path().join("terminations"))
+        .unwrap()
+        .count();
+    assert_eq!(persisted, 0, "the record goes with the pod");
+}
+
+/// §8 N3 on the node: a longer grace never extends the deadline.
+#[tokio::test(start_paused = true)]
+async fn n3_longer_grace_does_not_extend_the_deadline() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 10);
+    advance(s(2)).await;
+    w.delete(&h.clock, 100);
+    advance(s(20)).await;
+    let kill = h
+        .signals()
+        .into_iter()
+        .find(|(_, _, s)| *s == Signal::KILL)
+        .unwrap();
+    assert_eq!(kill.0 - h.since(t_del), s(10));
+}
+
+/// §8 N8: force delete (object gone) → SIGKILL at once, no preStop, no writes.
+#[tokio::test(start_paused = true)]
+async fn n8_force_delete_kills_at_once_without_pre_stop() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let c = with_pre_stop(container("app"), sleep_hook(100));
+    let w = h.start(pod("Always", vec![c], None)).await;
+    let writes = h.api.statuses().len();
+    let t_del = Instant::now();
+    w.gone();
+    settle().await;
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(0), Signal::KILL)]);
+    assert!(
+        !h.rt
+            .calls()
+            .iter()
+            .any(|r| matches!(r.call, FakeCall::Exec { .. }))
+    );
+    assert!(!h.rt.has_sandbox(UID));
+    assert_eq!(
+        h.api.statuses().len(),
+        writes,
+        "nothing is written for a gone object"
+    );
+    assert!(h.api.deletes().is_empty());
+    assert!(w.task.await.is_ok(), "the worker ends");
+}
+
+/// Force during a graceful termination: the running deadline collapses to now.
+#[tokio::test(start_paused = true)]
+async fn rule_1_3_gone_during_grace_kills_at_once() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 30);
+    advance(s(3)).await;
+    w.gone();
+    settle().await;
+    let sig: Vec<_> = h
+        .signals()
+        .into_iter()
+        .map(|(t, _, s)| (t - h.since(t_del), s))
+        .collect();
+    assert_eq!(sig, vec![(s(0), Signal::TERM), (s(3), Signal::KILL)]);
+}
+
+/// Hard bound: a hook that never returns never stretches termination past deadline + 2 s.
+#[tokio::test(start_paused = true)]
+async fn hard_bound_hanging_exec_pre_stop() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().ignore_stop()).default_exec(ExecScript::hang()),
+    );
+    let c = with_pre_stop(container("app"), exec_hook(&["/bin/hang"]));
+    let mut w = h.start(pod("Always", vec![c], Some(3))).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 3);
+    advance(s(10)).await;
+    let kill = h
+        .signals()
+        .into_iter()
+        .find(|(_, _, s)| *s == Signal::KILL)
+        .unwrap();
+    assert!(kill.0 - h.since(t_del) <= s(5));
+    let (deleted_at, _) = h.api.deletes()[0].clone();
+    assert!(deleted_at - t_del <= s(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_1_9_failed_pre_stop_is_a_warning_and_termination_goes_on() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever()).exec(["false"], ExecScript::exit(1)),
+    );
+    let c = with_pre_stop(container("app"), exec_hook(&["false"]));
+    let mut w = h.start(pod("Always", vec![c], None)).await;
+    w.delete(&h.clock, 30);
+    advance(s(1)).await;
+    assert_eq!(
+        h.event("FailedPreStopHook").unwrap(),
+        (EventType::Warning, "PreStopHook failed".into())
+    );
+    assert_eq!(h.signals()[0].2, Signal::TERM);
+    assert_eq!(h.api.deletes().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_1_6_lifecycle_stop_signal_is_sent() {
+    let h = Harness::new();
+    let mut c = container("app");
+    c.lifecycle = Some(Lifecycle {
+        stop_signal: Some("SIGUSR1".into()),
+        ..Default::default()
+    });
+    let mut w = h.start(pod("Always", vec![c], None)).await;
+    w.delete(&h.clock, 30);
+    advance(s(1)).await;
+    assert_eq!(h.signals()[0].2, Signal::USR1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rule_4_no_restart_once_deletion_started() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(s(1), 1)),
+    );
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    w.delete(&h.clock, 30);
+    advance(s(40)).await;
+    assert_eq!(h.starts().len(), 1);
+}
+
+/// Restart mid-grace: the new worker kills at the original, persisted deadline.
+#[tokio::test(start_paused = true)]
+async fn restart_mid_grace_kills_at_the_original_deadline() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
+    let mut w = h.start(pod("Always", vec![container("app")], None)).await;
+    let t_del = Instant::now();
+    w.delete(&h.clock, 30);
+    advance(s(10)).await;
+    let deleting = w.pod.clone();
+    w.stop_agent().await;
+    advance(s(5)).await; // the agent is down for 5 s
+    assert_eq!(h.rt.running_count(), 1, "pods outlive the agent");
+    let calls_before = h.rt.mutating_calls().len();
+    let _w2 = h.start(deleting).await;
+    advance(s(30)).await;
+    let after: Vec<FakeCall> = h.rt.mutating_calls()[calls_before..].to_vec();
+    assert!(
+        !after.iter().any(|c| matches!(
+            c,
+            FakeCall::CreateContainer { .. } | FakeCall::StartContainer { .. }
+        )),
+        "nothing restarted: {after:?}"
+    );
+    let kill = h
+        .signals()
+        .into_iter()
+        .find(|(_, _, s)| *s == Signal::KILL)
+        .unwrap();
+    assert_eq!(
+        kill.0 - h.since(t_del),
+        s(30),
+        "original deadline, not 15 + 30"
+    );
+    assert_eq!(
+        h.signals()
+            .iter()
+            .filter(|(_, _, s)| *s == Signal::TERM)
+            .count(),
+        1,
+        "TERM not repeated"
+    );
+    assert_eq!(h.api.deletes().len(), 1);
+}
+
+/// Re-adoption: an agent restart restarts nothing and reconciles the status.
+#[tokio::test(start_paused = true)]
+async fn readoption_restarts_nothing() {
+    let h = Harness::new();
+    let w = h
+        .start(pod(
+            "Always",
+            vec![container("app"), container("side")],
+            None,
+        ))
+        .await;
+    let p = w.pod.clone();
+    w.stop_agent().await;
+    let before = h.rt.mutating_calls().len();
+    let _w2 = h.start(p).await;
+    advance(s(1)).await;
+    assert_eq!(h.rt.mutating_calls().len(), before);
+    assert_eq!(phase(&h.last()), "Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn readoption_sees_exits_that_happened_while_away() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::sequence(vec![Attempt::exits_after(s(20), 3), Attempt::forever()]),
+    );
+    let w = h.start(pod("Always", vec![container("app")], None)).await;
+    let p = w.pod.clone();
+    w.stop_agent().await;
+    advance(s(30)).await;
+    let _w2 = h.start(p).await;
+    advance(s(1)).await;
+    let c = cs(&h.last(), "app");
+    assert_eq!(c.restart_count, 1);
+    assert_eq!(c.last_state.unwrap().terminated.unwrap().exit_code, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn completed_pod_keeps_its_sandbox_until_the_object_goes() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    let w = h.start(pod("Never", vec![container("app")], None)).await;
+    advance(s(2)).await;
+    assert!(h.rt.has_sandbox(UID));
+    w.gone();
+    settle().await;
+    assert!(!h.rt.has_sandbox(UID));
+    assert!(w.task.await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_stops_gracefully_and_leaves_the_object() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(s(2), 0)),
+    );
+    let w = h
+        .start(pod("Always", vec![container("app")], Some(10)))
+        .await;
+    w.handle
+        .input
+        .send_modify(|i: &mut WorkerInput| i.drain = Some(10));
+    advance(s(3)).await;
+    assert_eq!(h.signals()[0].2, Signal::TERM);
+    assert!(h.api.deletes().is_empty());
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    assert_eq!(st.reason.as_deref(), Some("Terminated"));
+    assert_eq!(*w.handle.state.borrow(), "finished");
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_write_failures_are_retried() {
+    let h = Harness::new();
+    h.api.fail_status_writes(3);
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    advance(s(5)).await;
+    assert_eq!(phase(&h.last()), "Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_phase_never_reverts_in_written_statuses() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(1), 1)));
+    let mut w = h.start(pod("Never", vec![container("app")], None)).await;
+    advance(s(2)).await;
+    w.update(|p| {
+        p.status = Some(PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        })
+    });
+    w.delete(&h.clock, 30);
+    advance(s(2)).await;
+    let phases: Vec<String> = h
+        .api
+        .statuses()
+        .iter()
+        .map(|s| phase(s).to_string())
+        .collect();
+    let first_terminal = phases
+        .iter()
+        .position(|p| p == "Failed" || p == "Succeeded")
+        .unwrap();
+    assert!(
+        phases[first_terminal..].iter().all(|p| p == "Failed"),
+        "{phases:?}"
+    );
+    let _ = Time(jiff::Timestamp::UNIX_EPOCH);
+}
