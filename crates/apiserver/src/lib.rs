@@ -13,7 +13,6 @@ pub mod objects;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
-mod placeholder;
 pub mod protobuf;
 pub mod registry;
 pub mod rest;
@@ -24,9 +23,6 @@ pub mod table;
 pub mod testing;
 pub mod tls;
 pub mod watch;
-
-pub(crate) use placeholder as patch_api;
-pub(crate) use placeholder as table_api;
 
 pub use error::ApiError;
 pub use registry::{ResourceKind, Strategy, Subresource};

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::objects::{self, finalizers, format_time, meta_str, set_meta};
-use crate::patch_api as patch;
+use crate::patch;
 use crate::registry::{self, NAMESPACES, PODS, ResourceKind, Strategy};
 use crate::storage::Storage;
 use crate::strategy;
@@ -250,7 +250,7 @@ impl Core {
         name: &str,
         mode: UpdateMode,
         dry_run: bool,
-        manager: Option<&str>,
+        manager: Option<(&str, Option<registry::Subresource>)>,
         transform: &mut Transform<'_>,
     ) -> Result<(Value, bool), ApiError> {
         let ns = ns_opt(kind, ns);
@@ -262,7 +262,7 @@ impl Core {
                     return Err(ApiError::not_found(kind, name));
                 };
                 let created = self
-                    .create(kind, ns.as_deref(), new, dry_run, manager)
+                    .create(kind, ns.as_deref(), new, dry_run, manager.map(|m| m.0))
                     .await;
                 match created {
                     Err(e) if e.reason == "AlreadyExists" => continue,
@@ -281,8 +281,15 @@ impl Core {
             if objects::same_content(&old, &new) {
                 return Ok((old, false));
             }
-            if let Some(m) = manager {
-                patch::record_update(kind, Some(&old), &mut new, m, &self.now_str());
+            if let Some((m, sub)) = manager {
+                patch::record_update_subresource(
+                    kind,
+                    sub,
+                    Some(&old),
+                    &mut new,
+                    m,
+                    &self.now_str(),
+                );
             }
             if dry_run {
                 return Ok((new, false));

@@ -18,7 +18,7 @@ use crate::discovery::{self, Flavour};
 use crate::error::{ApiError, success_status};
 use crate::objects;
 use crate::ops::{DeleteOptions, UpdateMode};
-use crate::patch_api::{self as patch, PatchType};
+use crate::patch::{self, PatchType};
 use crate::registry::{self, PODS, ResourceKind, Strategy, Subresource};
 use crate::server::ApiServer;
 use crate::storage::ContinueToken;
@@ -602,7 +602,7 @@ pub fn to_table(ctx: &Ctx, kind: &ResourceKind, objs: &[Value], with_defs: bool)
 }
 
 fn patch_table(kind: &ResourceKind, objs: &[Value], now: jiff::Timestamp) -> Value {
-    crate::table_api::table_for(kind, objs, true, now)
+    crate::table::table_for(kind, objs, true, now)
 }
 
 /// PartialObjectMetadata of an object.
@@ -939,7 +939,7 @@ async fn update(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
             &name,
             mode,
             dry,
-            Some(&manager),
+            Some((manager.as_str(), t.sub)),
             &mut transform,
         )
         .await?;
@@ -1056,7 +1056,7 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     let rec = if pt == PatchType::Apply {
         None
     } else {
-        Some(manager.as_str())
+        Some((manager.as_str(), t.sub))
     };
     let result = core
         .update(
@@ -1154,7 +1154,7 @@ async fn write_scale(ctx: &mut Ctx, t: &Target, scale: Value) -> Result<Response
             &name,
             UpdateMode::Main,
             dry,
-            Some(&manager),
+            Some((manager.as_str(), Some(Subresource::Scale))),
             &mut transform,
         )
         .await?;

@@ -45,7 +45,7 @@ impl Encoder {
         let object = match (ty, self.out) {
             ("BOOKMARK" | "ERROR", _) => obj,
             (_, Output::Table) => {
-                let mut t = crate::table_api::table_for(
+                let mut t = crate::table::table_for(
                     self.kind,
                     std::slice::from_ref(&obj),
                     true,
