@@ -2,7 +2,7 @@
 //! of a TERM-honouring process, supervisor memory per sandbox, and plain fork+exec of the
 //! same command as the floor.
 //!
-//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>]`
+//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--no-cgroups] [--no-namespaces]`
 //!
 //! The example binary doubles as the supervisor (`runtime-bench supervise --dir …`), exactly
 //! as the podvisor binary runs `podvisor supervise`.
@@ -17,13 +17,23 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("supervise") {
         std::process::exit(supervisor_main(args[2..].to_vec()));
     }
-    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let n: usize = args
+        .iter()
+        .skip(1)
+        .find_map(|s| s.parse().ok())
+        .unwrap_or(200);
+    let flags: Vec<String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| a.starts_with("--"))
+        .cloned()
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio");
-    rt.block_on(bench(n));
+    rt.block_on(bench(n, &flags));
 }
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
@@ -50,13 +60,22 @@ fn now() -> Instant {
     Instant::now()
 }
 
-async fn bench(n: usize) {
+async fn bench(n: usize, flags: &[String]) {
     let dir = tempfile::Builder::new()
         .prefix("pvbench")
         .tempdir()
         .expect("tempdir");
     let exe = std::env::current_exe().expect("current exe");
-    let cfg = ProcessRuntimeConfig::new(dir.path().join("rt"), exe, vec!["supervise".into()]);
+    let mut cfg = ProcessRuntimeConfig::new(dir.path().join("rt"), exe, vec!["supervise".into()]);
+    for f in flags {
+        match f.as_str() {
+            "--no-cgroups" => cfg.cgroups = false,
+            "--no-namespaces" => cfg.namespaces = false,
+            "--no-spares" => cfg.spare_supervisors = 0,
+            other => panic!("unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares)"),
+        }
+    }
+    println!("configuration: {flags:?}");
     let runtime = ProcessRuntime::new(cfg).await.expect("runtime");
     let command = vec!["sleep".to_string(), "1000".to_string()];
     let container = |name: &str| ContainerConfig {
@@ -163,6 +182,22 @@ async fn bench(n: usize) {
         runtime.start_container(&c).await.expect("start");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // One control round trip (connect, ping, answer) with a blocking client, for reference.
+    let mut rpc = Vec::new();
+    {
+        use std::io::{BufRead, Write};
+        let sock = runtime.sandbox_dir("mem-0").join("sock");
+        for _ in 0..n {
+            let t = now();
+            let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+            s.write_all(b"{\"op\":\"ping\"}\n").expect("write");
+            let mut line = String::new();
+            std::io::BufReader::new(&s)
+                .read_line(&mut line)
+                .expect("read");
+            rpc.push(t.elapsed());
+        }
+    }
     for i in 0..k {
         let pid = runtime
             .supervisor_pid(&format!("mem-{i}"))
@@ -213,6 +248,12 @@ async fn bench(n: usize) {
         "sandbox removal:                p50 {}  p99 {}",
         ms(r50),
         ms(r99)
+    );
+    let (p50, p99) = (percentile(&mut rpc, 0.5), percentile(&mut rpc, 0.99));
+    println!(
+        "control round trip (ping):      p50 {}  p99 {}",
+        ms(p50),
+        ms(p99)
     );
     println!("supervisor RSS per sandbox:     {rss_avg} KiB (PSS {pss_avg} KiB), {k} sandboxes");
 }

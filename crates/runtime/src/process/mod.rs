@@ -218,7 +218,10 @@ async fn launch_supervisor(config: &ProcessRuntimeConfig, dir: &Path) -> Result<
 }
 
 /// Starts one spare supervisor in `<sandboxes>/.spare-<owner pid>-<owner start>-<random>`.
-async fn start_spare(inner: std::sync::Weak<Inner>) {
+async fn start_spare(inner: std::sync::Weak<Inner>, delay: Duration) {
+    // A refill waits a moment so that it does not compete with the sandbox start that
+    // triggered it.
+    tokio::time::sleep(delay).await;
     let Some(strong) = inner.upgrade() else {
         return;
     };
@@ -379,12 +382,12 @@ impl ProcessRuntime {
         };
         rt.clean_stale_spares();
         rt.adopt().await;
-        rt.refill_spares();
+        rt.refill_spares(Duration::ZERO);
         Ok(rt)
     }
 
     /// Starts spare supervisors in the background up to the configured number.
-    fn refill_spares(&self) {
+    fn refill_spares(&self, delay: Duration) {
         use std::sync::atomic::Ordering;
         let want = self.inner.config.spare_supervisors;
         loop {
@@ -394,7 +397,7 @@ impl ProcessRuntime {
                 return;
             }
             self.inner.spares_starting.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(start_spare(Arc::downgrade(&self.inner)));
+            tokio::spawn(start_spare(Arc::downgrade(&self.inner), delay));
         }
     }
 
@@ -417,26 +420,6 @@ impl ProcessRuntime {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
-    }
-
-    /// Turns a spare supervisor into the supervisor of sandbox `rec` at `dir`.
-    async fn claim_spare(
-        &self,
-        spare: &Path,
-        dir: &Path,
-        rec: &SandboxRecord,
-    ) -> Result<(), RuntimeError> {
-        std::fs::rename(spare, dir).map_err(|e| os("claim a spare supervisor", e))?;
-        write_json(&dir.join("sandbox.json"), rec, false)
-            .map_err(|e| os("write the sandbox record", e))?;
-        self.call(
-            &rec.config.id,
-            Request::Adopt {
-                dir: dir.to_path_buf(),
-            },
-        )
-        .await?;
-        Ok(())
     }
 
     /// The directory of a sandbox.
@@ -477,7 +460,7 @@ impl ProcessRuntime {
                 }
             }
             if self.supervisor_pid(&id).is_some() {
-                if let Err(e) = self.start_watch(&id).await {
+                if let Err(e) = self.start_watch(&id, None).await {
                     tracing::warn!(sandbox = %id, "cannot reconnect to the supervisor: {e}");
                 }
             } else {
@@ -534,7 +517,9 @@ impl ProcessRuntime {
         }
     }
 
-    async fn start_watch(&self, id: &str) -> Result<(), RuntimeError> {
+    /// Opens the watch connection of sandbox `id` (first asking a spare supervisor to adopt
+    /// the sandbox in `adopt`, on the same connection).
+    async fn start_watch(&self, id: &str, adopt: Option<&Path>) -> Result<(), RuntimeError> {
         let dir = self.sandbox_dir(id);
         let unreachable = |message: String| RuntimeError::SupervisorUnreachable {
             id: id.to_string(),
@@ -548,13 +533,33 @@ impl ProcessRuntime {
         .map_err(|_| unreachable("connect timed out".into()))?
         .map_err(|e| unreachable(format!("connect: {e}")))?;
         let (r, mut w) = stream.into_split();
-        w.write_all(b"{\"op\":\"watch\"}\n")
+        let mut request = Vec::new();
+        if let Some(dir) = adopt {
+            let adopt = Request::Adopt {
+                dir: dir.to_path_buf(),
+            };
+            request = serde_json::to_vec(&adopt).map_err(|e| os("encode request", e))?;
+            request.push(b'\n');
+        }
+        request.extend_from_slice(b"{\"op\":\"watch\"}\n");
+        w.write_all(&request)
             .await
             .map_err(|e| unreachable(format!("send: {e}")))?;
         let mut lines = BufReader::new(r).lines();
-        match tokio::time::timeout(self.inner.config.request_timeout, lines.next_line()).await {
-            Ok(Ok(Some(_))) => {}
-            _ => return Err(unreachable("no answer to watch".into())),
+        let answers = if adopt.is_some() { 2 } else { 1 };
+        for _ in 0..answers {
+            let line =
+                match tokio::time::timeout(self.inner.config.request_timeout, lines.next_line())
+                    .await
+                {
+                    Ok(Ok(Some(line))) => line,
+                    _ => return Err(unreachable("no answer to watch".into())),
+                };
+            let resp: Response =
+                serde_json::from_str(&line).map_err(|e| unreachable(format!("bad answer: {e}")))?;
+            if let Some(e) = resp.error {
+                return Err(from_wire(e, id));
+            }
         }
         let events = self.inner.events.clone();
         let removing = self.inner.removing.clone();
@@ -804,7 +809,18 @@ impl ContainerRuntime for ProcessRuntime {
         let spare = lock(&self.inner.spares).pop();
         let mut ready = false;
         if let Some(spare) = spare {
-            match self.claim_spare(&spare, &dir, &rec).await {
+            // Claim: move its directory into place, give it the record, adopt + watch.
+            let claimed = std::fs::rename(&spare, &dir)
+                .map_err(|e| os("claim a spare supervisor", e))
+                .and_then(|()| {
+                    write_json(&dir.join("sandbox.json"), &rec, false)
+                        .map_err(|e| os("write the sandbox record", e))
+                });
+            let result = match claimed {
+                Ok(()) => self.start_watch(&id, Some(&dir)).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => ready = true,
                 Err(e) => {
                     tracing::warn!(sandbox = %id, "a spare supervisor could not be used: {e}");
@@ -817,7 +833,7 @@ impl ContainerRuntime for ProcessRuntime {
                 }
             }
         }
-        self.refill_spares();
+        self.refill_spares(Duration::from_millis(20));
         if !ready {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("containers"))
@@ -833,10 +849,10 @@ impl ContainerRuntime for ProcessRuntime {
                 remove_sandbox_cgroups(&rec.cgroups);
                 return Err(e);
             }
-        }
-        if let Err(e) = self.start_watch(&id).await {
-            let _ = self.remove_sandbox(&id).await;
-            return Err(e);
+            if let Err(e) = self.start_watch(&id, None).await {
+                let _ = self.remove_sandbox(&id).await;
+                return Err(e);
+            }
         }
         Ok(SandboxStatus {
             config,
