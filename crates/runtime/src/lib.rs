@@ -395,7 +395,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn start_container(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;
 
     /// Sends `signal` to the container's process group. SIGKILL kills the whole tree
-    /// (process group, cgroup, pid namespace). Succeeds on an exited container.
+    /// (process group, cgroup, pid namespace). Succeeds on an exited or not yet started
+    /// container (there is nothing to signal).
     async fn signal(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError>;
 
     /// Runs `command` in the container's context (its namespaces, cgroup, env, working dir,

@@ -293,11 +293,11 @@ fn intern_state(s: &str) -> &'static str {
 
 fn intern_operation(s: &str) -> &'static str {
     match s {
-        "start" => "start",
-        "signal" => "signal",
-        "exec in" => "exec in",
-        "remove" => "remove",
-        "use" => "use",
+        "start container" => "start container",
+        "exec in container" => "exec in container",
+        "remove container" => "remove container",
+        "use sandbox" => "use sandbox",
+        "adopt sandbox" => "adopt sandbox",
         _ => "operate on",
     }
 }
@@ -939,7 +939,7 @@ impl ContainerRuntime for ProcessRuntime {
     ) -> Result<ContainerId, RuntimeError> {
         if lock(&self.inner.removed).contains(sandbox_id) {
             return Err(RuntimeError::InvalidState {
-                operation: "create a container in",
+                operation: "create a container in sandbox",
                 id: sandbox_id.to_string(),
                 state: "removed",
             });

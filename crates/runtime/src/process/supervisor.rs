@@ -891,7 +891,11 @@ impl Sup {
             return Err(WireError::new(ErrorKind::NotFound, id));
         };
         if !matches!(c.state, CState::Created) {
-            return Err(WireError::invalid_state("start", id, c.state.name()));
+            return Err(WireError::invalid_state(
+                "start container",
+                id,
+                c.state.name(),
+            ));
         }
         let config = c.rec.config.clone();
         let argv: Vec<String> = config
@@ -992,7 +996,6 @@ impl Sup {
         let nsig = NixSignal::try_from(sig)
             .map_err(|_| WireError::new(ErrorKind::Os, format!("invalid signal {sig}")))?;
         match c.state {
-            CState::Created => Err(WireError::invalid_state("signal", id, "created")),
             CState::Running { pid, .. } => {
                 let _ = killpg(Pid::from_raw(pid), nsig);
                 if nsig == NixSignal::SIGKILL {
@@ -1000,7 +1003,7 @@ impl Sup {
                 }
                 Ok(())
             }
-            CState::Stopping { .. } | CState::Exited => Ok(()),
+            CState::Created | CState::Stopping { .. } | CState::Exited => Ok(()),
         }
     }
 
@@ -1015,7 +1018,11 @@ impl Sup {
             return Err(WireError::new(ErrorKind::NotFound, id));
         };
         if !matches!(c.state, CState::Running { .. }) {
-            return Err(WireError::invalid_state("exec in", id, c.state.name()));
+            return Err(WireError::invalid_state(
+                "exec in container",
+                id,
+                c.state.name(),
+            ));
         }
         if command.is_empty() {
             return Err(WireError::new(
@@ -1068,7 +1075,11 @@ impl Sup {
             return Err(WireError::new(ErrorKind::NotFound, id));
         };
         if matches!(c.state, CState::Running { .. } | CState::Stopping { .. }) {
-            return Err(WireError::invalid_state("remove", id, c.state.name()));
+            return Err(WireError::invalid_state(
+                "remove container",
+                id,
+                c.state.name(),
+            ));
         }
         if let Some(c) = self.ctrs.remove(id) {
             for e in cgroup::remove(&c.cg) {

@@ -224,6 +224,9 @@ pub async fn illegal_operations_name_the_state<H: Harness>(h: &H) {
         .create_container(&sb, h.container("later", Behaviour::RunDefault))
         .await
         .expect("create");
+    rt.signal(&created, Signal::TERM)
+        .await
+        .expect("signalling a created container succeeds");
     assert_invalid_state(
         rt.exec(&created, &["true".to_string()], Duration::from_secs(5))
             .await,
