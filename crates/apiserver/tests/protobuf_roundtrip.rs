@@ -698,6 +698,12 @@ fn negotiation_follows_client_go_accept_headers() {
         )),
         ResponseFormat::Json
     );
+    assert_eq!(
+        negotiate(Some(
+            "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+        )),
+        ResponseFormat::Json
+    );
     assert_eq!(negotiate(None), ResponseFormat::Json);
     assert_eq!(negotiate_watch(Some(kubectl)), ResponseFormat::Json);
     assert_eq!(

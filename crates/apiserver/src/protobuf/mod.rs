@@ -330,13 +330,18 @@ pub enum ResponseFormat {
 
 /// Picks the response format from an `Accept` header: protobuf when the first entry
 /// the server can produce is protobuf (client-go lists its preference first and sends
-/// no q-values); JSON otherwise, including when `Accept` is absent. Entries asking
-/// for a Table (`as=Table`) never select protobuf.
+/// no q-values); JSON otherwise, including when `Accept` is absent. Protobuf entries
+/// asking for a transformation (`as=Table`, `as=PartialObjectMetadataList`) are skipped.
 pub fn negotiate(accept: Option<&str>) -> ResponseFormat {
     for entry in accept.unwrap_or_default().split(',') {
         let kind = essence(entry);
         if kind == PROTOBUF {
-            if entry.to_ascii_lowercase().contains("as=table") {
+            // `as=Table` / `as=PartialObjectMetadata…` are answered in JSON by the caller.
+            let transformed = entry
+                .split(';')
+                .skip(1)
+                .any(|p| p.trim().to_ascii_lowercase().starts_with("as="));
+            if transformed {
                 continue;
             }
             return ResponseFormat::Protobuf;
