@@ -118,6 +118,12 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
                 _ => continue,
             }
         }
+        if media == crate::protobuf::PROTOBUF {
+            match get("as") {
+                None => return Ok(Output::Json),
+                _ => continue,
+            }
+        }
         if matches!(
             media.as_str(),
             "application/yaml" | "application/x-yaml" | "text/yaml"
@@ -267,15 +273,37 @@ impl Ctx {
     }
 
     fn respond(&self, code: StatusCode, v: &Value, out: Output) -> Response {
-        let (bytes, ct) = match out {
-            Output::Yaml => (
-                serde_yaml::to_string(v).unwrap_or_default().into_bytes(),
-                "application/yaml",
-            ),
-            _ => (
-                serde_json::to_vec(v).unwrap_or_default(),
-                "application/json",
-            ),
+        let accept = self.header(header::ACCEPT);
+        let pb = out == Output::Json
+            && crate::protobuf::negotiate(accept) == crate::protobuf::ResponseFormat::Protobuf
+            && v.get("kind").and_then(Value::as_str) != Some("Status")
+            && crate::protobuf::is_supported(
+                v.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                v.get("kind").and_then(Value::as_str).unwrap_or(""),
+            );
+        let encoded = if pb {
+            match crate::protobuf::encode(v) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "protobuf encoding failed; answering JSON");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (bytes, ct) = match (encoded, out) {
+            (Some(b), _) => (b, crate::protobuf::PROTOBUF),
+            (None, out) => match out {
+                Output::Yaml => (
+                    serde_yaml::to_string(v).unwrap_or_default().into_bytes(),
+                    "application/yaml",
+                ),
+                _ => (
+                    serde_json::to_vec(v).unwrap_or_default(),
+                    "application/json",
+                ),
+            },
         };
         let mut r = (code, bytes).into_response();
         r.headers_mut()
@@ -818,7 +846,10 @@ async fn decode_object(ctx: &mut Ctx, kind: &ResourceKind) -> Result<Value, ApiE
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             serde_yaml::from_slice(&bytes).map_err(|e| cannot_handle(kind, e))?
         }
-        _ => return Err(ApiError::unsupported_media_type(&ct)),
+        _ if crate::protobuf::is_protobuf_content_type(&ct) => {
+            crate::protobuf::decode(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+        _ => return Err(unsupported_media(&ct)),
     };
     let Some(m) = v.as_object_mut() else {
         return Err(cannot_handle(kind, "the body must be a JSON object"));
@@ -874,6 +905,15 @@ async fn decode_object(ctx: &mut Ctx, kind: &ResourceKind) -> Result<Value, ApiE
         }
     }
     Ok(normalized)
+}
+
+fn unsupported_media(ct: &str) -> ApiError {
+    let st = crate::protobuf::unsupported_media_type_status(ct);
+    let mut e = ApiError::unsupported_media_type(ct);
+    if let Some(m) = st.get("message").and_then(Value::as_str) {
+        e.message = m.to_string();
+    }
+    e
 }
 
 fn check_namespace_match(t: &Target, obj: &Value) -> Result<(), ApiError> {
@@ -1213,9 +1253,18 @@ async fn delete_options(ctx: &mut Ctx) -> Result<DeleteOptions, ApiError> {
     let bytes = ctx.body_bytes().await?;
     let mut o = DeleteOptions::default();
     if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(&bytes)
-            .or_else(|_| serde_yaml::from_slice(&bytes))
-            .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
+        let ct = ctx.header(header::CONTENT_TYPE).unwrap_or("").to_string();
+        let v: Value = if crate::protobuf::is_protobuf_content_type(&ct) {
+            crate::protobuf::decode(&bytes).map_err(|e| {
+                ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
+            })?
+        } else {
+            serde_json::from_slice(&bytes)
+                .or_else(|_| serde_yaml::from_slice(&bytes))
+                .map_err(|e| {
+                    ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
+                })?
+        };
         let Some(m) = v.as_object() else {
             return Err(ApiError::bad_request(
                 "failed to decode DeleteOptions: not an object",

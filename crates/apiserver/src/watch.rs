@@ -38,6 +38,7 @@ struct Encoder {
     defs_sent: bool,
     ctx_now: crate::ops::Clock,
     include: String,
+    protobuf: bool,
 }
 
 impl Encoder {
@@ -74,6 +75,15 @@ impl Encoder {
             (_, Output::Metadata) => partial_metadata(&obj),
             _ => obj,
         };
+        if self.protobuf {
+            return match crate::protobuf::encode_watch_event(ty, &object) {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "protobuf watch event encoding failed; event skipped");
+                    Bytes::new()
+                }
+            };
+        }
         let mut s = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
         s.push(b'\n');
         Bytes::from(s)
@@ -192,6 +202,12 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
     } else {
         out
     };
+    let accept = ctx
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let protobuf = out == Output::Json
+        && crate::protobuf::negotiate_watch(accept) == crate::protobuf::ResponseFormat::Protobuf;
     let sel = Selectors::parse(t.kind, &ctx.query)?;
     let rv = ctx.query.get("resourceVersion").unwrap_or("").to_string();
     let rv_match = ctx
@@ -246,6 +262,7 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
             .get("includeObject")
             .unwrap_or("Metadata")
             .to_string(),
+        protobuf,
     };
     let now = tokio::time::Instant::now();
     let mut st = State {
@@ -303,10 +320,13 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
     }
     let body = Body::from_stream(futures::stream::unfold(st, step));
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let ct = if protobuf {
+        crate::protobuf::PROTOBUF_WATCH
+    } else {
+        "application/json"
+    };
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
