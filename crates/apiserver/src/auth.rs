@@ -66,6 +66,7 @@ pub const ADMIN_USER: &str = "admin";
 pub struct TokenFile {
     path: PathBuf,
     tokens: RwLock<HashMap<String, UserInfo>>,
+    loaded_mtime: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 fn new_token() -> String {
@@ -147,15 +148,46 @@ impl TokenFile {
                 },
             );
         }
+        let loaded_mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         Ok(TokenFile {
             path,
             tokens: RwLock::new(tokens),
+            loaded_mtime: std::sync::Mutex::new(loaded_mtime),
         })
     }
 
-    /// The user a token belongs to.
+    /// The user a token belongs to. An unknown token makes the file be read again if it
+    /// changed on disk, so tokens added by `podvisor token create` while the server runs work.
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        if let Some(user) = self.tokens.read().ok()?.get(token).cloned() {
+            return Some(user);
+        }
+        self.reload_if_changed();
         self.tokens.read().ok()?.get(token).cloned()
+    }
+
+    fn reload_if_changed(&self) {
+        let Ok(modified) = std::fs::metadata(&self.path).and_then(|m| m.modified()) else {
+            return;
+        };
+        let Ok(mut seen) = self.loaded_mtime.lock() else {
+            return;
+        };
+        if *seen == Some(modified) {
+            return;
+        }
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        match TokenFile::load_or_create(dir) {
+            Ok(fresh) => {
+                if let (Ok(mut mine), Ok(theirs)) = (self.tokens.write(), fresh.tokens.into_inner()) {
+                    *mine = theirs;
+                }
+                *seen = Some(modified);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reload the token file"),
+        }
     }
 
     /// A token of a user in `system:masters` (the first such line).
@@ -280,7 +312,11 @@ impl Authorizer for DefaultAuthorizer {
             a.resource.as_str(),
             a.subresource.as_str(),
         ) {
-            ("", "nodes", "" | "status") => a.name == node && a.verb != "deletecollection",
+            // A create names its object in the body, not the URL: a node registers itself.
+            ("", "nodes", "" | "status") => {
+                (a.name == node && a.verb != "deletecollection")
+                    || (a.verb == "create" && a.name.is_empty())
+            }
             ("coordination.k8s.io", "leases", "") => {
                 a.namespace == "kube-node-lease"
                     && (a.name == node || (a.verb == "create" && a.name.is_empty()))

@@ -5,12 +5,15 @@ mod bench;
 mod cli;
 mod config;
 mod kubeconfig;
+mod run;
 
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    #[allow(clippy::disallowed_methods)] // `up` reports its start-up time
+    let started = std::time::Instant::now();
     let cli = match config::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(dispatch(cli, started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -49,12 +52,15 @@ fn init_tracing() {
 }
 
 fn supervise(args: Vec<String>) -> u8 {
-    let _ = args;
-    1
+    podvisor_runtime::process::supervisor_main(args).clamp(0, 255) as u8
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli, started: std::time::Instant) -> anyhow::Result<()> {
     match cli.command {
+        Command::Up(args) => run::up(args, started).await,
+        Command::Server(args) => run::server(args).await,
+        Command::Agent(args) => run::agent(args).await,
+        Command::Token(cli::TokenCommand::Create(args)) => run::token_create(args).await,
         Command::Kubeconfig(args) => {
             let dir = config::data_dir(args.dirs.data_dir.as_deref())?;
             let path = dir.join(kubeconfig::FILE_NAME);
@@ -68,6 +74,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
-        other => anyhow::bail!("`{other:?}` is not available yet"),
+        Command::Supervise(args) => std::process::exit(i32::from(supervise(args.args))),
     }
 }

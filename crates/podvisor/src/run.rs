@@ -1,0 +1,391 @@
+//! Wiring the components into processes: `up`, `server`, `agent`, `token create`.
+//!
+//! # Shutdown
+//!
+//! ```text
+//! up:     SIGINT/SIGTERM #1 ─▶ terminate every pod gracefully (or keep them: --keep-pods)
+//!                              ─▶ stop agent, scheduler, API server ─▶ exit 0
+//!         SIGINT/SIGTERM #2 ─▶ exit at once; pods keep running under their supervisors and
+//!                              their persisted deadlines, and are re-adopted on the next start
+//! server: SIGINT/SIGTERM    ─▶ stop scheduler and API server ─▶ exit 0
+//! agent:  SIGTERM           ─▶ leave pods running for re-adoption (--drain: terminate them)
+//! ```
+//!
+//! Every component runs as an owned task with its own cancellation token; stopping the
+//! agent is not stopping its pods (STYLE.md §5).
+
+#![allow(clippy::disallowed_methods)] // start-up time is measured with the real clock
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::runtime::watcher;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use podvisor_apiserver::{ApiServer, ApiServerConfig};
+use podvisor_store::Store;
+
+use crate::cli::{AgentArgs, ServerArgs, TokenCreateArgs, UpArgs};
+use crate::{config, kubeconfig};
+
+/// The runtime's state directory inside a data dir.
+fn runtime_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("runtime")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Waits for SIGINT or SIGTERM; returns which.
+async fn next_signal(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+) -> &'static str {
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+async fn open_store(spec: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let spec = spec.map(str::to_string).unwrap_or_else(|| {
+        format!("redb:{}", data_dir.join("store.redb").display())
+    });
+    if let Some(path) = spec.strip_prefix("redb:") {
+        let store = podvisor_store::redb_store::RedbStore::open(Path::new(path))
+            .with_context(|| format!("cannot open the store {path}"))?;
+        return Ok(Arc::new(store));
+    }
+    if let Some(urls) = spec.strip_prefix("etcd:") {
+        return open_etcd(urls).await;
+    }
+    if spec == "memory" {
+        return Ok(Arc::new(podvisor_store::memory::MemoryStore::new()));
+    }
+    bail!("unknown --store {spec:?}: expected redb:PATH, etcd:URL[,URL…] or memory")
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(urls: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let endpoints: Vec<String> = urls.split(',').map(|s| s.trim().to_string()).collect();
+    let store = podvisor_store::etcd::EtcdStore::connect(&endpoints, "/podvisor")
+        .await
+        .with_context(|| format!("cannot connect to etcd at {urls}"))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(_urls: &str) -> anyhow::Result<Arc<dyn Store>> {
+    bail!("this podvisor was built without etcd support; rebuild with `--features etcd`")
+}
+
+async fn start_api_server(
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    listen: std::net::SocketAddr,
+    extra_sans: &[String],
+    shutdown: CancellationToken,
+) -> anyhow::Result<(ApiServer, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let mut config = ApiServerConfig::new(data_dir.to_path_buf());
+    config.extra_sans = extra_sans.to_vec();
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        config.extra_sans.push(listen.ip().to_string());
+    }
+    let server = ApiServer::new(store, config)
+        .await
+        .context("cannot start the API server")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    // The CA goes next to the kubeconfig so agents and other clients can trust the server.
+    std::fs::write(data_dir.join("ca.crt"), server.ca_pem())
+        .with_context(|| format!("cannot write {}", data_dir.join("ca.crt").display()))?;
+    let url = kubeconfig::server_url(listen);
+    kubeconfig::write(data_dir, &url, &server.ca_pem(), &server.admin_token())?;
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        s.serve(listener, shutdown.cancelled_owned())
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    Ok((server, task))
+}
+
+fn start_scheduler(
+    client: kube::Client,
+    config: podvisor_scheduler::SchedulerConfig,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let scheduler = podvisor_scheduler::Scheduler::new(client, config);
+    tokio::spawn(async move {
+        if let Err(e) = scheduler.run(shutdown).await {
+            warn!(error = %e, "scheduler stopped");
+        }
+    })
+}
+
+/// Waits until the node reports Ready.
+async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    let mut stream = watcher(nodes, cfg).boxed();
+    while let Some(ev) = stream.next().await {
+        let ready = |n: &Node| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        match ev {
+            Ok(watcher::Event::Apply(n)) | Ok(watcher::Event::InitApply(n)) if ready(&n) => {
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "watching node {node}"),
+        }
+    }
+    bail!("node watch ended before {node} was Ready")
+}
+
+/// `podvisor up`.
+pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
+    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    let store = open_store(None, &data_dir).await?;
+    let server_stop = CancellationToken::new();
+    let (server, server_task) =
+        start_api_server(store, &data_dir, args.listen, &[], server_stop.clone()).await?;
+
+    let admin = server.in_process_client(&server.admin_token());
+    let node_token = server
+        .ensure_node_token(&node_name)
+        .context("cannot create the node's token")?;
+    let node_client = server.in_process_client(&node_token);
+
+    let scheduler_stop = CancellationToken::new();
+    let scheduler_task = start_scheduler(
+        admin.clone(),
+        podvisor_scheduler::SchedulerConfig::default(),
+        scheduler_stop.clone(),
+    );
+
+    let agent_stop = CancellationToken::new();
+    let mut agent_config =
+        podvisor_agent::AgentConfig::new(node_name.clone(), args.node_ip, data_dir.join("agent"));
+    agent_config.node_token = node_token.clone();
+    agent_config.drain_on_shutdown = !args.keep_pods;
+    let runtime = process_runtime(&data_dir).await?;
+    let agent = podvisor_agent::Agent::new(node_client, runtime, agent_config);
+    let agent_task = {
+        let stop = agent_stop.clone();
+        tokio::spawn(async move { agent.run(stop).await })
+    };
+
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = wait_node_ready(admin.clone(), &node_name) => r?,
+        s = next_signal(&mut int, &mut term) => {
+            info!("{s} before the node was ready; exiting");
+            return Ok(());
+        }
+    }
+    let kubeconfig_path = data_dir.join(kubeconfig::FILE_NAME);
+    info!(
+        node = %node_name,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "podvisor is up at {}",
+        kubeconfig::server_url(args.listen)
+    );
+    println!("export KUBECONFIG={}", kubeconfig_path.display());
+
+    let s = next_signal(&mut int, &mut term).await;
+    if args.keep_pods {
+        info!("{s}: stopping; pods keep running and are re-adopted on the next start");
+    } else {
+        info!("{s}: terminating pods gracefully (again to stop at once)");
+    }
+    agent_stop.cancel();
+    tokio::select! {
+        r = agent_task => match r {
+            Ok(Err(e)) => warn!(error = %e, "agent stopped with an error"),
+            Err(e) => warn!(error = %e, "agent task failed"),
+            Ok(Ok(())) => {}
+        },
+        s = next_signal(&mut int, &mut term) => {
+            info!("{s}: stopping at once; pods keep running under their supervisors");
+            return Ok(());
+        }
+    }
+    scheduler_stop.cancel();
+    let _ = scheduler_task.await;
+    server_stop.cancel();
+    if let Ok(Err(e)) = server_task.await {
+        warn!(error = %e, "API server stopped with an error");
+    }
+    Ok(())
+}
+
+async fn process_runtime(
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn podvisor_runtime::ContainerRuntime>> {
+    let exe = std::env::current_exe().context("cannot find the podvisor binary")?;
+    let config = podvisor_runtime::process::ProcessRuntimeConfig::new(
+        runtime_dir(data_dir),
+        exe,
+        vec!["supervise".to_string()],
+    );
+    let runtime = podvisor_runtime::process::ProcessRuntime::new(config)
+        .await
+        .context("cannot start the process runtime")?;
+    Ok(Arc::new(runtime))
+}
+
+/// `podvisor server`.
+pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let store = open_store(args.store.as_deref(), &data_dir).await?;
+    let server_stop = CancellationToken::new();
+    let (server, server_task) =
+        start_api_server(store, &data_dir, args.listen, &args.tls_san, server_stop.clone()).await?;
+    let scheduler_stop = CancellationToken::new();
+    // Several servers may share one etcd: one active scheduler, chosen by a Lease.
+    let identity = format!("{}-{}", host_name(), std::process::id());
+    let scheduler_task = start_scheduler(
+        server.in_process_client(&server.admin_token()),
+        podvisor_scheduler::SchedulerConfig::with_leader_election(identity),
+        scheduler_stop.clone(),
+    );
+    info!("podvisor server is up at {}", kubeconfig::server_url(args.listen));
+    println!(
+        "export KUBECONFIG={}",
+        data_dir.join(kubeconfig::FILE_NAME).display()
+    );
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let s = next_signal(&mut int, &mut term).await;
+    info!("{s}: stopping");
+    scheduler_stop.cancel();
+    let _ = scheduler_task.await;
+    server_stop.cancel();
+    if let Ok(Err(e)) = server_task.await {
+        warn!(error = %e, "API server stopped with an error");
+    }
+    Ok(())
+}
+
+/// `podvisor agent`.
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        bail!("the token file {} is empty", args.token_file.display());
+    }
+    let client = remote_client(&args.server, &token, args.ca_file.as_deref(), &data_dir).await?;
+    let mut agent_config =
+        podvisor_agent::AgentConfig::new(args.node_name.clone(), args.node_ip, data_dir.join("agent"));
+    agent_config.node_token = token;
+    agent_config.drain_on_shutdown = args.drain;
+    let runtime = process_runtime(&data_dir).await?;
+    let agent = podvisor_agent::Agent::new(client, runtime, agent_config);
+    let stop = CancellationToken::new();
+    let mut task = {
+        let stop = stop.clone();
+        tokio::spawn(async move { agent.run(stop).await })
+    };
+    info!(node = %args.node_name, server = %args.server, "agent started");
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let result = tokio::select! {
+        s = next_signal(&mut int, &mut term) => {
+            let how = if args.drain { " after draining its pods" } else { "; pods keep running" };
+            info!("{s}: stopping the agent{how}");
+            stop.cancel();
+            (&mut task).await
+        }
+        r = &mut task => r,
+    };
+    match result {
+        Ok(r) => r.map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A kube client for a remote API server with a bearer token.
+async fn remote_client(
+    server: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+    data_dir: &Path,
+) -> anyhow::Result<kube::Client> {
+    let url: http::Uri = server
+        .parse()
+        .with_context(|| format!("--server {server:?} is not a URL"))?;
+    let mut config = kube::Config::new(url);
+    config.auth_info.token = Some(token.to_string().into());
+    let ca = ca_file
+        .map(Path::to_path_buf)
+        .or_else(|| Some(data_dir.join("ca.crt")).filter(|p| p.exists()));
+    match ca {
+        Some(path) => {
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let ders = pem_to_der(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            config.root_cert = Some(ders);
+        }
+        None => {
+            warn!("no CA file given: the server's certificate is not verified");
+            config.accept_invalid_certs = true;
+        }
+    }
+    kube::Client::try_from(config).context("cannot build the API client")
+}
+
+fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use base64::Engine;
+    let text = std::str::from_utf8(pem).ok()?;
+    let mut out = Vec::new();
+    let mut body = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            inside = true;
+            body.clear();
+        } else if line.starts_with("-----END CERTIFICATE") {
+            inside = false;
+            out.push(base64::engine::general_purpose::STANDARD.decode(&body).ok()?);
+        } else if inside {
+            body.push_str(line);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `podvisor token create node NAME`.
+pub async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
+    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let tokens = podvisor_apiserver::auth::TokenFile::load_or_create(&data_dir)
+        .with_context(|| format!("cannot read the token file in {}", data_dir.display()))?;
+    let token = tokens
+        .ensure_node_token(&args.name)
+        .with_context(|| format!("cannot create a token for node {}", args.name))?;
+    println!("{token}");
+    Ok(())
+}
