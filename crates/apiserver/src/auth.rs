@@ -181,7 +181,8 @@ impl TokenFile {
         };
         match TokenFile::load_or_create(dir) {
             Ok(fresh) => {
-                if let (Ok(mut mine), Ok(theirs)) = (self.tokens.write(), fresh.tokens.into_inner()) {
+                if let (Ok(mut mine), Ok(theirs)) = (self.tokens.write(), fresh.tokens.into_inner())
+                {
                     *mine = theirs;
                 }
                 *seen = Some(modified);
@@ -312,14 +313,11 @@ impl Authorizer for DefaultAuthorizer {
             a.resource.as_str(),
             a.subresource.as_str(),
         ) {
-            // A create names its object in the body, not the URL: a node registers itself.
-            ("", "nodes", "" | "status") => {
-                (a.name == node && a.verb != "deletecollection")
-                    || (a.verb == "create" && a.name.is_empty())
-            }
+            // A create is authorized with the name from its body (the REST layer fills
+            // `name` after decoding), so a node may register itself and nothing else.
+            ("", "nodes", "" | "status") => a.name == node && a.verb != "deletecollection",
             ("coordination.k8s.io", "leases", "") => {
-                a.namespace == "kube-node-lease"
-                    && (a.name == node || (a.verb == "create" && a.name.is_empty()))
+                a.namespace == "kube-node-lease" && a.name == node
             }
             ("", "pods", "status") => own_pod && matches!(a.verb.as_str(), "update" | "patch"),
             ("", "pods", "") => own_pod && a.verb == "delete",

@@ -483,7 +483,9 @@ async fn resource(
     let t = parse_target(group, version, rest)?;
     let watch = ctx.query.bool("watch")?;
     let verb = verb_of(method, &t, watch)?;
-    authorize(ctx, &t, verb).await?;
+    if verb != "create" || t.sub.is_some() {
+        authorize(ctx, &t, verb).await?;
+    }
     let name = t.name.clone().unwrap_or_default();
     match verb {
         "list" => list(ctx, &t, negotiate(accept)?).await,
@@ -930,6 +932,10 @@ fn check_namespace_match(t: &Target, obj: &Value) -> Result<(), ApiError> {
 
 async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     let obj = decode_object(ctx, t.kind).await?;
+    // A create names its object in the body: authorize with that name.
+    let mut named = t.clone();
+    named.name = Some(objects::name_of(&obj).to_string()).filter(|n| !n.is_empty());
+    authorize(ctx, &named, "create").await?;
     check_namespace_match(t, &obj)?;
     let dry = ctx.dry_run()?;
     let manager = ctx.manager();
