@@ -1,0 +1,367 @@
+//! The agent against the in-process API server (memory store) and the fake runtime: Node and
+//! Lease, the pod lifecycle through the watch, events, logs through the API server's proxy,
+//! restart of the agent.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::{Api, Client};
+use podvisor_agent::{Agent, AgentConfig, WallClock};
+use podvisor_apiserver::testing::memory_server;
+use podvisor_runtime::fake::{Attempt, FakeRuntime, FakeScript};
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    _server: podvisor_apiserver::ApiServer,
+    admin: Client,
+    node_client: Client,
+    node_token: String,
+    rt: Arc<FakeRuntime>,
+    dir: tempfile::TempDir,
+    clock: WallClock,
+}
+
+async fn cluster(paused: bool) -> Cluster {
+    let server = memory_server().await;
+    let admin = server.in_process_client(&server.admin_token());
+    let node_token = server.ensure_node_token("node-1").expect("node token");
+    let node_client = server.in_process_client(&node_token);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = if paused {
+        WallClock::tokio(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+    } else {
+        WallClock::system()
+    };
+    let rt = Arc::new(FakeRuntime::with_log_dir(
+        clock.as_runtime_clock(),
+        dir.path().join("logs"),
+    ));
+    Cluster {
+        _server: server,
+        admin,
+        node_client,
+        node_token,
+        rt,
+        dir,
+        clock,
+    }
+}
+
+impl Cluster {
+    fn config(&self) -> AgentConfig {
+        let mut c = AgentConfig::new(
+            "node-1",
+            "127.0.0.1".parse().unwrap(),
+            self.dir.path().join("state"),
+        );
+        c.node_token = self.node_token.clone();
+        c.clock = self.clock.clone();
+        c
+    }
+
+    fn start_agent(&self, config: AgentConfig) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let agent = Agent::new(self.node_client.clone(), self.rt.clone(), config);
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            agent.run(s).await.expect("agent runs");
+        });
+        (stop, task)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.admin.clone(), "default")
+    }
+}
+
+fn pod(name: &str, containers: &[&str], grace: Option<i64>) -> Pod {
+    Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("node-1".into()),
+            termination_grace_period_seconds: grace,
+            containers: containers
+                .iter()
+                .map(|c| Container {
+                    name: c.to_string(),
+                    image: Some("busybox".into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn phase(p: &Pod) -> Option<String> {
+    p.status.as_ref().and_then(|s| s.phase.clone())
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+#[tokio::test]
+async fn node_lease_pod_lifecycle_events_and_logs() {
+    let c = cluster(false).await;
+    c.rt.script(
+        "app",
+        FakeScript::always(
+            Attempt::forever()
+                .on_stop_exit(Duration::from_millis(300), 0)
+                .logs(["hello", "world"]),
+        ),
+    );
+    let (stop, task) = c.start_agent(c.config());
+
+    let nodes: Api<Node> = Api::all(c.admin.clone());
+    let node = eventually("node", Duration::from_secs(10), || async {
+        nodes.get_opt("node-1").await.ok().flatten()
+    })
+    .await;
+    let st = node.status.unwrap();
+    let ready_cond = st
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready_cond.status.as_str(), ready_cond.reason.as_deref()),
+        ("True", Some("KubeletReady"))
+    );
+    let port = st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
+    assert!(port > 0);
+    let leases: Api<Lease> = Api::namespaced(c.admin.clone(), "kube-node-lease");
+    let lease = eventually("lease", Duration::from_secs(10), || async {
+        leases.get_opt("node-1").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("node-1")
+    );
+
+    let pods = c.pods();
+    let created = pods
+        .create(&PostParams::default(), &pod("web", &["app"], Some(30)))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let running = eventually("running and ready", Duration::from_secs(10), || async {
+        pods.get("web")
+            .await
+            .ok()
+            .filter(|p| phase(p).as_deref() == Some("Running") && ready(p))
+    })
+    .await;
+    let st = running.status.unwrap();
+    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+    assert!(
+        st.container_statuses.unwrap()[0]
+            .container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("podvisor://")
+    );
+
+    // logs through the API server's pods/log proxy
+    let logs = pods.logs("web", &LogParams::default()).await.expect("logs");
+    assert_eq!(logs, "hello\nworld\n");
+    let err = pods
+        .logs(
+            "web",
+            &LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("previous terminated container \"app\" in pod \"web\" not found"),
+        "{err}"
+    );
+
+    // graceful delete: Terminating, then gone once the process exited
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("pod removed", Duration::from_secs(10), || async {
+        matches!(pods.get_opt("web").await, Ok(None)).then_some(())
+    })
+    .await;
+    assert!(!c.rt.has_sandbox(&uid));
+
+    let events: Api<Event> = Api::namespaced(c.admin.clone(), "default");
+    let evs = eventually("events", Duration::from_secs(10), || async {
+        let l = events.list(&ListParams::default()).await.ok()?;
+        let reasons: Vec<String> = l.items.iter().filter_map(|e| e.reason.clone()).collect();
+        reasons.iter().any(|r| r == "Killing").then_some(l.items)
+    })
+    .await;
+    let started = evs
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Started"))
+        .expect("Started event");
+    assert_eq!(started.involved_object.uid.as_deref(), Some(uid.as_str()));
+    assert_eq!(
+        started.involved_object.field_path.as_deref(),
+        Some("spec.containers{app}")
+    );
+    assert_eq!(
+        started.source.as_ref().unwrap().component.as_deref(),
+        Some("kubelet")
+    );
+    assert_eq!(
+        started.source.as_ref().unwrap().host.as_deref(),
+        Some("node-1")
+    );
+    assert_eq!(started.count, Some(1));
+
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn agent_restart_readopts_and_force_delete_while_away_kills_the_orphan() {
+    let c = cluster(false).await;
+    let (stop, task) = c.start_agent(c.config());
+    let pods = c.pods();
+    let a = pods
+        .create(&PostParams::default(), &pod("a", &["app"], None))
+        .await
+        .unwrap();
+    let b = pods
+        .create(&PostParams::default(), &pod("b", &["app"], None))
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        eventually("running", Duration::from_secs(10), || async {
+            pods.get(name)
+                .await
+                .ok()
+                .filter(|p| phase(p).as_deref() == Some("Running"))
+        })
+        .await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(c.rt.running_count(), 2, "shutdown leaves pods running");
+    // b is force-deleted while the agent is away
+    pods.delete(
+        "b",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.rt.clear_calls();
+    let (stop, task) = c.start_agent(c.config());
+    let b_uid = b.metadata.uid.unwrap();
+    eventually("orphan removed", Duration::from_secs(10), || async {
+        (!c.rt.has_sandbox(&b_uid)).then_some(())
+    })
+    .await;
+    assert!(c.rt.has_sandbox(a.metadata.uid.as_deref().unwrap()));
+    let restarted = c.rt.mutating_calls().into_iter().any(|call| {
+        matches!(
+            call,
+            podvisor_runtime::fake::FakeCall::StartContainer { .. }
+                | podvisor_runtime::fake::FakeCall::CreateContainer { .. }
+        )
+    });
+    assert!(!restarted, "an agent restart restarts nothing");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn drain_on_shutdown_stops_pods_and_writes_terminal_status() {
+    let c = cluster(false).await;
+    c.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(Duration::from_millis(100), 0)),
+    );
+    let mut cfg = c.config();
+    cfg.drain_on_shutdown = true;
+    let (stop, task) = c.start_agent(cfg);
+    let pods = c.pods();
+    pods.create(&PostParams::default(), &pod("d", &["app"], Some(5)))
+        .await
+        .unwrap();
+    eventually("running", Duration::from_secs(10), || async {
+        pods.get("d")
+            .await
+            .ok()
+            .filter(|p| phase(p).as_deref() == Some("Running"))
+    })
+    .await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("drain ends")
+        .unwrap();
+    assert_eq!(c.rt.running_count(), 0);
+    let p = pods.get("d").await.unwrap();
+    assert_eq!(phase(&p).as_deref(), Some("Succeeded"));
+    assert_eq!(p.status.unwrap().reason.as_deref(), Some("Terminated"));
+}
+
+/// The in-process client has no sockets: the agent's pod lifecycle runs under paused time.
+#[tokio::test(start_paused = true)]
+async fn paused_time_crash_loop_through_the_api() {
+    let c = cluster(true).await;
+    c.rt.script(
+        "app",
+        FakeScript::always(Attempt::exits_after(Duration::from_secs(1), 1)),
+    );
+    let mut cfg = c.config();
+    cfg.log_server_addr = "127.0.0.1:0".parse().unwrap();
+    let (stop, task) = c.start_agent(cfg);
+    let pods = c.pods();
+    pods.create(&PostParams::default(), &pod("crash", &["app"], None))
+        .await
+        .unwrap();
+    let p = eventually("crash loop", Duration::from_secs(120), || async {
+        pods.get("crash").await.ok().filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs[0].restart_count >= 3)
+        })
+    })
+    .await;
+    assert_eq!(phase(&p).as_deref(), Some("Running"));
+    stop.cancel();
+    task.await.unwrap();
+}
