@@ -2,7 +2,8 @@
 //! of a TERM-honouring process, supervisor memory per sandbox, and plain fork+exec of the
 //! same command as the floor.
 //!
-//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--no-cgroups] [--no-namespaces]`
+//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--no-cgroups] [--no-namespaces] [--state-in=<dir>]`
+//! (`--state-in=/dev/shm` puts the runtime state on tmpfs, as `/run` would be).
 //!
 //! The example binary doubles as the supervisor (`runtime-bench supervise --dir …`), exactly
 //! as the podvisor binary runs `podvisor supervise`.
@@ -61,9 +62,13 @@ fn now() -> Instant {
 }
 
 async fn bench(n: usize, flags: &[String]) {
+    let base = flags
+        .iter()
+        .find_map(|f| f.strip_prefix("--state-in="))
+        .unwrap_or("/tmp");
     let dir = tempfile::Builder::new()
         .prefix("pvbench")
-        .tempdir()
+        .tempdir_in(base)
         .expect("tempdir");
     let exe = std::env::current_exe().expect("current exe");
     let mut cfg = ProcessRuntimeConfig::new(dir.path().join("rt"), exe, vec!["supervise".into()]);
@@ -72,7 +77,10 @@ async fn bench(n: usize, flags: &[String]) {
             "--no-cgroups" => cfg.cgroups = false,
             "--no-namespaces" => cfg.namespaces = false,
             "--no-spares" => cfg.spare_supervisors = 0,
-            other => panic!("unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares)"),
+            f if f.starts_with("--state-in=") => {}
+            other => panic!(
+                "unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares, --state-in=<dir>)"
+            ),
         }
     }
     println!("configuration: {flags:?}");
@@ -126,8 +134,19 @@ async fn bench(n: usize, flags: &[String]) {
     let mut stop = Vec::with_capacity(n);
     let mut remove = Vec::with_capacity(n);
     let mut events = runtime.subscribe();
+    let spares = !flags.iter().any(|f| f == "--no-spares");
     for i in 0..n {
         let id = format!("bench-{i}");
+        if spares {
+            // Steady state: a spare supervisor is ready (back-to-back creation faster than
+            // the pool refills measures the cold path instead; see --no-spares).
+            for _ in 0..500 {
+                if runtime.spares_ready() > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
         let t0 = now();
         runtime
             .create_sandbox(SandboxConfig {

@@ -128,6 +128,99 @@ fn fork_into(dir: Option<RawFd>) -> Result<(i32, bool), nix::errno::Errno> {
     Ok((pid, false))
 }
 
+const CLONE_VM: u64 = 0x100;
+const CLONE_VFORK: u64 = 0x4000;
+
+/// What the child of [`vfork_into`] runs with (it lives in the parent's memory, which the
+/// suspended parent does not touch until the child has exec'd or exited).
+struct ChildCtx<'a> {
+    spec: &'a SpawnSpec<'a>,
+    argv: &'a [*const c_char],
+    envp: &'a [*const c_char],
+    procs: &'a [RawFd],
+    status: RawFd,
+    is_root: bool,
+}
+
+extern "C" fn child_entry(arg: *mut libc::c_void) -> ! {
+    // SAFETY: `arg` is the ChildCtx passed by `vfork_into`; the parent is suspended
+    // (CLONE_VFORK) until this child execs or exits, so the context stays valid.
+    let ctx = unsafe { &*(arg as *const ChildCtx<'_>) };
+    // SAFETY: we are the freshly cloned child on our own stack; `child` never returns.
+    unsafe {
+        child(
+            ctx.spec,
+            ctx.argv,
+            ctx.envp,
+            ctx.procs,
+            None,
+            ctx.status,
+            ctx.is_root,
+        )
+    }
+}
+
+/// Starts the child like `posix_spawn` does (shared memory, parent suspended until exec, so
+/// no page tables are copied: a fork of even a small process costs ~1 ms here) and directly in
+/// the cgroup `cgroup` (CLONE_INTO_CGROUP). None when clone3 refuses (old kernel, v1 only).
+#[cfg(target_arch = "x86_64")]
+fn vfork_into(cgroup: RawFd, ctx: &ChildCtx<'_>) -> Option<i32> {
+    let mut stack = vec![0u128; 64 * 1024 / 16];
+    let args = CloneArgs {
+        flags: CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.as_mut_ptr() as u64,
+        stack_size: (stack.len() * 16) as u64,
+        cgroup: cgroup as u64,
+        ..CloneArgs::default()
+    };
+    // No signal handler may run in the child while it shares our memory: block everything
+    // around the clone (the child resets dispositions, then clears its mask).
+    // SAFETY: plain sigset manipulation on local values.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    let ret: i64;
+    // SAFETY: clone3 with CLONE_VM|CLONE_VFORK and a fresh 16-byte-aligned stack: the kernel
+    // starts the child with rsp at the top of `stack` and rax = 0; the child calls
+    // `child_entry(ctx)`, which never returns (exec or _exit). The parent is suspended until
+    // then and continues after the syscall with rax = PID or -errno; only rax, rcx and r11
+    // change in the parent, and nothing is pushed on the parent's stack.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") ctx as *const ChildCtx<'_> as *mut libc::c_void,
+            in("r13") child_entry as extern "C" fn(*mut libc::c_void) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    (ret > 0).then_some(ret as i32)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vfork_into(_cgroup: RawFd, _ctx: &ChildCtx<'_>) -> Option<i32> {
+    None
+}
+
 /// A started process.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Spawned {
@@ -161,20 +254,37 @@ pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             errno,
         })?;
     let is_root = nix::unistd::geteuid().is_root();
-    let (pid, joined) =
-        fork_into(spec.clone_into.map(|(dir, _)| dir.as_raw_fd())).map_err(|errno| SpawnError {
-            stage: Stage::Fork,
-            errno,
-        })?;
-    if pid == 0 {
-        let extra = if joined {
-            None
-        } else {
-            spec.clone_into.map(|(_, p)| p.as_raw_fd())
-        };
-        // SAFETY: we are the freshly forked child; `child` never returns.
-        unsafe { child(spec, &argv, &envp, &procs, extra, wr.as_raw_fd(), is_root) }
-    }
+    let ctx = ChildCtx {
+        spec,
+        argv: &argv,
+        envp: &envp,
+        procs: &procs,
+        status: wr.as_raw_fd(),
+        is_root,
+    };
+    let fast = spec
+        .clone_into
+        .and_then(|(dir, _)| vfork_into(dir.as_raw_fd(), &ctx));
+    let pid = match fast {
+        Some(pid) => pid,
+        None => {
+            let (pid, joined) = fork_into(spec.clone_into.map(|(dir, _)| dir.as_raw_fd()))
+                .map_err(|errno| SpawnError {
+                    stage: Stage::Fork,
+                    errno,
+                })?;
+            if pid == 0 {
+                let extra = if joined {
+                    None
+                } else {
+                    spec.clone_into.map(|(_, p)| p.as_raw_fd())
+                };
+                // SAFETY: we are the freshly forked child; `child` never returns.
+                unsafe { child(spec, &argv, &envp, &procs, extra, wr.as_raw_fd(), is_root) }
+            }
+            pid
+        }
+    };
     drop(wr);
     let mut buf = Vec::with_capacity(24);
     let mut chunk = [0u8; 64];
