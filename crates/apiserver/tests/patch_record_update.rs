@@ -36,7 +36,7 @@ fn create_records_every_field_like_upstream() {
         pod["metadata"]["managedFields"],
         json!([{"manager":"kubectl-create","operation":"Update","apiVersion":"v1","time":T0,"fieldsType":"FieldsV1",
                 "fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:run":{}}},
-                            "f:spec":{"f:containers":{".":{},"k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{},
+                            "f:spec":{"f:containers":{"k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{},
                                 "f:ports":{".":{},"k:{\"containerPort\":80,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{},"f:protocol":{}}},
                                 "f:resources":{}}},
                                       "f:restartPolicy":{}}}}])
@@ -178,5 +178,22 @@ fn status_subresource_writes_are_recorded_with_their_subresource() {
     assert_eq!(
         mf[1]["fieldsV1"],
         json!({"f:status":{"f:conditions":{".":{},"k:{\"type\":\"Ready\"}":{".":{},"f:status":{},"f:type":{}}},"f:phase":{}}})
+    );
+}
+
+#[test]
+fn structs_go_always_serializes_get_no_self_entry() {
+    use podvisor_apiserver::registry::DEPLOYMENTS;
+    let mut d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},
+        "spec":{"replicas":1,"selector":{"matchLabels":{"app":"d"}},
+                "template":{"metadata":{"labels":{"app":"d"}},
+                            "spec":{"containers":[{"name":"c","image":"x","resources":{"limits":{"cpu":"1"}}}]}}}});
+    record_update(&DEPLOYMENTS, None, &mut d, "kubectl-create", T0);
+    assert_eq!(
+        d["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:spec":{"f:replicas":{},"f:selector":{},
+            "f:template":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},
+                          "f:spec":{"f:containers":{"k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{},
+                              "f:resources":{".":{},"f:limits":{".":{},"f:cpu":{}}}}}}}}})
     );
 }

@@ -350,12 +350,35 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    /// Whether the node itself is never recorded as added or removed (the root and the
-    /// top-level structs every object has).
-    fn exempt(&self) -> bool {
-        match self.path.as_slice() {
-            [] => true,
-            [one] => matches!(one.as_str(), "f:metadata" | "f:spec" | "f:status"),
+    /// Whether the node at the current path always exists in upstream's typed objects: Go
+    /// serializes non-pointer structs and non-omitempty lists even when empty, so upstream
+    /// never records them as added or removed (no `".": {}` on `f:spec`, `f:template`,
+    /// `f:containers`, …).
+    fn always_present(&self) -> bool {
+        if self.path.len() != self.spath.len() {
+            // Inside a list item the parent itself may be new.
+            return false;
+        }
+        let p = self.schema_path();
+        match p.as_slice() {
+            [] | ["metadata"] => true,
+            ["spec" | "status"] => !matches!(
+                self.kind,
+                "ConfigMap" | "Secret" | "Endpoints" | "Event" | "EndpointSlice"
+            ),
+            ["spec", "containers"] => self.kind == "Pod",
+            ["spec", "template"]
+            | ["spec", "template", "metadata" | "spec"]
+            | ["spec", "template", "spec", "containers"] => {
+                matches!(
+                    self.kind,
+                    "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+                )
+            }
+            ["spec", "strategy"] => self.kind == "Deployment",
+            ["spec", "updateStrategy"] => self.kind == "StatefulSet",
+            ["status", "loadBalancer"] => self.kind == "Service",
+            ["involvedObject" | "source"] => self.kind == "Event",
             _ => false,
         }
     }
@@ -363,18 +386,27 @@ impl<'a> Walker<'a> {
     /// Records what changed between `old` and `new` (upstream `Compare`).
     fn compare(&mut self, old: Option<&Value>, new: Option<&Value>, out: &mut Comparison) {
         let is_empty_obj = |v: Option<&Value>| match v {
-            None => true,
+            None | Some(Value::Null) => true,
             Some(Value::Object(m)) => m.is_empty(),
             _ => false,
         };
+        let present = self.always_present();
+        let (old, new) = if present {
+            (old.or(Some(&Value::Null)), new.or(Some(&Value::Null)))
+        } else {
+            (old, new)
+        };
+        let obj_or_null = |v: Option<&Value>| v.is_none_or(|v| v.is_object() || v.is_null());
+        let arr_or_null = |v: Option<&Value>| v.is_none_or(|v| v.is_array() || v.is_null());
         match (old, new) {
             (None, None) => {}
             (o, n)
-                if (o.is_none_or(Value::is_object) && n.is_none_or(Value::is_object))
+                if obj_or_null(o)
+                    && obj_or_null(n)
                     && !self.atomic_struct()
                     && !(is_empty_obj(o) && is_empty_obj(n)) =>
             {
-                if !self.exempt() {
+                {
                     if o.is_none() {
                         out.added.insert(&self.path);
                     }
@@ -399,8 +431,9 @@ impl<'a> Walker<'a> {
                 }
             }
             (o, n)
-                if o.is_none_or(Value::is_array)
-                    && n.is_none_or(Value::is_array)
+                if arr_or_null(o)
+                    && arr_or_null(n)
+                    && !(o.is_some_and(Value::is_null) && n.is_some_and(Value::is_null))
                     && self.list_type() != ListType::Atomic =>
             {
                 let ty = self.list_type();
@@ -438,6 +471,7 @@ impl<'a> Walker<'a> {
                     }
                 }
             }
+            _ if present && is_empty_obj(old) && is_empty_obj(new) => {}
             (o, n) => match (o, n) {
                 (None, Some(_)) => out.added.insert(&self.path),
                 (Some(_), None) => out.removed.insert(&self.path),

@@ -432,12 +432,16 @@ pub fn row_for(kind: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Val
 
 /// The `PartialObjectMetadata` of an object (its metadata without managed fields).
 pub fn partial_object_metadata(object: &Value) -> Value {
-    let mut metadata = object
+    let metadata: Map<String, Value> = object
         .get("metadata")
         .and_then(Value::as_object)
-        .cloned()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "managedFields")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
-    metadata.remove("managedFields");
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
