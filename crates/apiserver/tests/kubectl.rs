@@ -1,0 +1,501 @@
+//! The real `kubectl` (1.32, via the installed dispatcher) against a started server over TLS:
+//! version, api-resources, get (-o wide/yaml, -w), create, apply twice, apply --server-side,
+//! label, annotate, scale, describe, wait, logs, delete variants, events, nodes, errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use podvisor_apiserver::ApiServer;
+use podvisor_apiserver::testing::memory_server;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+
+struct Env {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Env {
+    fn new(port: u16, srv: &ApiServer) -> Env {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = base64::engine::general_purpose::STANDARD.encode(srv.ca_pem());
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: default\ncurrent-context: x\n",
+            srv.admin_token()
+        );
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, yaml).unwrap();
+        Env { dir, kubeconfig }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("kubectl");
+        c.args(args)
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.path().join("cache").display()
+            ))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut child = self.command(args).spawn().expect("kubectl");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).await.unwrap();
+        }
+        drop(input);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl timed out")
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, out, err) = self.run(args, stdin).await;
+        assert_eq!(code, 0, "kubectl {args:?} failed: {out}\n{err}");
+        out
+    }
+
+    async fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, out, err) = self.run(args, stdin).await;
+        assert_ne!(code, 0, "kubectl {args:?} should fail: {out}");
+        err
+    }
+}
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: nginx\n    image: nginx:1.27\n    ports:\n    - containerPort: 80\n";
+
+fn app(tier: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  labels:\n    app: app\n    tier: {tier}\nspec:\n  containers:\n  - name: main\n    image: busybox:1.36\n    env:\n    - name: A\n      value: \"1\"\n"
+    )
+}
+
+/// A stand-in node agent log endpoint: answers one request with `hello` and records the path.
+async fn fake_log_endpoint() -> (u16, tokio::task::JoinHandle<String>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n").await.unwrap();
+        req
+    });
+    (port, h)
+}
+
+async fn serve() -> (
+    ApiServer,
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let srv = memory_server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let s = srv.clone();
+    let task = tokio::spawn(async move {
+        s.serve(listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (srv, port, tx, task)
+}
+
+fn kubectl_available() -> bool {
+    Path::new("/usr/bin/kubectl").exists()
+        || std::process::Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_suite() {
+    assert!(
+        kubectl_available(),
+        "kubectl must be installed for this suite"
+    );
+    let (srv, port, stop, task) = serve().await;
+    let env = Env::new(port, &srv);
+    let admin = srv.in_process_client(&srv.admin_token());
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+
+    // version, api-resources
+    let v = env.ok(&["version", "-o", "json"], None).await;
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "32");
+    let ar = env.ok(&["api-resources"], None).await;
+    for want in [
+        "pods",
+        "po",
+        "replicasets",
+        "leases",
+        "endpointslices",
+        "namespaces",
+    ] {
+        assert!(ar.contains(want), "api-resources lacks {want}:\n{ar}");
+    }
+
+    // create, get (table, wide, yaml)
+    assert!(
+        env.ok(&["create", "-f", "-"], Some(POD))
+            .await
+            .contains("pod/web created")
+    );
+    let t = env.ok(&["get", "pods"], None).await;
+    assert!(t.starts_with("NAME"), "{t}");
+    assert!(
+        t.contains("READY") && t.contains("STATUS") && t.contains("RESTARTS"),
+        "{t}"
+    );
+    assert!(
+        t.contains("web") && t.contains("0/1") && t.contains("Pending"),
+        "{t}"
+    );
+    let w = env.ok(&["get", "pods", "-o", "wide"], None).await;
+    assert!(w.contains("NOMINATED NODE") && w.contains("<none>"), "{w}");
+    let y = env.ok(&["get", "pod", "web", "-o", "yaml"], None).await;
+    assert!(
+        y.contains("terminationGracePeriodSeconds: 30") && y.contains("kind: Pod"),
+        "{y}"
+    );
+    let names = env.ok(&["get", "pods", "-o", "name"], None).await;
+    assert_eq!(names.trim(), "pod/web");
+    let all = env.ok(&["get", "pods", "-A", "--show-labels"], None).await;
+    assert!(all.contains("default") && all.contains("app=web"), "{all}");
+
+    // errors
+    let e = env.fails(&["create", "-f", "-"], Some(POD)).await;
+    assert!(e.contains("AlreadyExists"), "{e}");
+    let e = env.fails(&["get", "pod", "nope"], None).await;
+    assert!(e.contains("pods \"nope\" not found"), "{e}");
+    let bad = POD
+        .replace("name: web", "name: Bad_Name")
+        .replace("    image: nginx:1.27\n", "");
+    let e = env.fails(&["create", "-f", "-"], Some(&bad)).await;
+    assert!(e.contains("The Pod \"Bad_Name\" is invalid"), "{e}");
+    assert!(
+        e.contains("spec.containers[0].image: Required value"),
+        "{e}"
+    );
+    let e = env
+        .fails(&["-n", "nope", "create", "-f", "-"], Some(POD))
+        .await;
+    assert!(e.contains("namespaces \"nope\" not found"), "{e}");
+    let e = env
+        .fails(
+            &["create", "-f", "-"],
+            Some(
+                &POD.replace("name: web", "name: strict")
+                    .replace("    ports:", "    imagee: x\n    ports:"),
+            ),
+        )
+        .await;
+    assert!(e.contains("unknown field"), "{e}");
+
+    // apply twice, then server-side apply
+    assert!(
+        env.ok(&["apply", "-f", "-"], Some(&app("v1")))
+            .await
+            .contains("pod/app created")
+    );
+    assert!(
+        env.ok(&["apply", "-f", "-"], Some(&app("v2")))
+            .await
+            .contains("pod/app configured")
+    );
+    assert_eq!(
+        env.ok(
+            &[
+                "get",
+                "pod",
+                "app",
+                "-o",
+                "jsonpath={.metadata.labels.tier}"
+            ],
+            None
+        )
+        .await,
+        "v2"
+    );
+    assert!(
+        env.ok(&["apply", "-f", "-"], Some(&app("v2")))
+            .await
+            .contains("unchanged")
+    );
+    let ssa = app("v3").replace("name: app\n", "name: ssa\n");
+    assert!(
+        env.ok(&["apply", "--server-side", "-f", "-"], Some(&ssa))
+            .await
+            .contains("serverside-applied")
+    );
+    assert!(
+        env.ok(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&ssa.replace("v3", "v4"))
+        )
+        .await
+        .contains("serverside-applied")
+    );
+    assert_eq!(
+        env.ok(
+            &[
+                "get",
+                "pod",
+                "ssa",
+                "-o",
+                "jsonpath={.metadata.labels.tier}"
+            ],
+            None
+        )
+        .await,
+        "v4"
+    );
+
+    // label, annotate
+    assert!(
+        env.ok(&["label", "pod", "web", "foo=bar"], None)
+            .await
+            .contains("pod/web labeled")
+    );
+    assert!(
+        env.ok(&["annotate", "pod", "web", "note=hi"], None)
+            .await
+            .contains("pod/web annotated")
+    );
+    assert_eq!(
+        env.ok(
+            &["get", "pods", "-l", "foo in (bar,baz)", "-o", "name"],
+            None
+        )
+        .await
+        .trim(),
+        "pod/web"
+    );
+
+    // replicaset + scale
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: rs\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: rs\n  template:\n    metadata:\n      labels:\n        app: rs\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n";
+    assert!(
+        env.ok(&["create", "-f", "-"], Some(rs))
+            .await
+            .contains("replicaset.apps/rs created")
+    );
+    assert!(
+        env.ok(&["scale", "rs/rs", "--replicas=3"], None)
+            .await
+            .contains("replicaset.apps/rs scaled")
+    );
+    assert_eq!(
+        env.ok(
+            &["get", "rs", "rs", "-o", "jsonpath={.spec.replicas}"],
+            None
+        )
+        .await,
+        "3"
+    );
+    assert!(
+        env.ok(
+            &["scale", "rs/rs", "--current-replicas=3", "--replicas=2"],
+            None
+        )
+        .await
+        .contains("scaled")
+    );
+    let rst = env.ok(&["get", "rs"], None).await;
+    assert!(rst.contains("DESIRED") && rst.contains("rs"), "{rst}");
+
+    // nodes, with a fake agent log endpoint
+    let (log_port, log_req) = fake_log_endpoint().await;
+    let node = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 127.0.0.1\n  daemonEndpoints:\n    kubeletEndpoint:\n      Port: {log_port}\n"
+    );
+    assert!(
+        env.ok(&["create", "-f", "-"], Some(&node))
+            .await
+            .contains("node/n1 created")
+    );
+    let nodes = env.ok(&["get", "nodes"], None).await;
+    assert!(
+        nodes.contains("STATUS") && nodes.contains("ROLES") && nodes.contains("n1"),
+        "{nodes}"
+    );
+
+    // bind web to n1, mark it Ready, and exercise logs, describe, wait
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"}, "target": {"kind": "Node", "name": "n1"}});
+    pods.create_subresource::<serde_json::Value, serde_json::Value>(
+        "binding",
+        "web",
+        &Default::default(),
+        &binding,
+    )
+    .await
+    .unwrap();
+    pods.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "nginx", "image": "nginx:1.27", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}})),
+    )
+    .await
+    .unwrap();
+    let logs = env.ok(&["logs", "web"], None).await;
+    assert_eq!(logs, "hello\n");
+    let req = log_req.await.unwrap();
+    assert!(
+        req.starts_with("GET /containerLogs/default/web/nginx?"),
+        "{req}"
+    );
+    assert!(
+        req.contains("Authorization: Bearer") || req.contains("authorization: Bearer"),
+        "{req}"
+    );
+    let t = env.ok(&["get", "pod", "web"], None).await;
+    assert!(t.contains("1/1") && t.contains("Running"), "{t}");
+    let ev = "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\ninvolvedObject:\n  kind: Pod\n  name: web\n  namespace: default\nreason: Scheduled\nmessage: Successfully assigned default/web to n1\ntype: Normal\nsource:\n  component: default-scheduler\n";
+    assert!(
+        env.ok(&["create", "-f", "-"], Some(ev))
+            .await
+            .contains("event/web.1 created")
+    );
+    let evs = env.ok(&["get", "events"], None).await;
+    assert!(
+        evs.contains("LAST SEEN") && evs.contains("Scheduled"),
+        "{evs}"
+    );
+    let d = env.ok(&["describe", "pod", "web"], None).await;
+    assert!(
+        d.contains("Name:") && d.contains("web") && d.contains("n1"),
+        "{d}"
+    );
+    assert!(
+        env.ok(
+            &["wait", "--for=condition=Ready", "pod/web", "--timeout=10s"],
+            None
+        )
+        .await
+        .contains("condition met")
+    );
+    let e = env
+        .fails(
+            &["wait", "--for=condition=Ready", "pod/app", "--timeout=1s"],
+            None,
+        )
+        .await;
+    assert!(e.contains("timed out"), "{e}");
+
+    // get -w: the GET row, then a MODIFIED row after a label change.
+    let mut watch = env.command(&["get", "pod", "web", "-w"]).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("NAME"), "{first}");
+    let row = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(row.starts_with("web"), "{row}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pods.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        next.starts_with("web") && next.contains("Running"),
+        "{next}"
+    );
+    let _ = watch.start_kill();
+    let _ = watch.wait().await;
+
+    // delete variants: unscheduled pods go at once; a scheduled pod waits for "the node".
+    assert!(
+        env.ok(&["delete", "pod", "app"], None)
+            .await
+            .contains("pod \"app\" deleted")
+    );
+    let node_sim = {
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(p) = pods.get("web").await
+                    && p.metadata.deletion_timestamp.is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let dp = DeleteParams {
+                        preconditions: Some(kube::api::Preconditions {
+                            uid: p.metadata.uid.clone(),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default().grace_period(0)
+                    };
+                    pods.delete("web", &dp).await.unwrap();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    assert!(
+        env.ok(&["delete", "pod", "web", "--grace-period=5"], None)
+            .await
+            .contains("pod \"web\" deleted")
+    );
+    node_sim.await.unwrap();
+    assert!(
+        env.ok(
+            &["delete", "pod", "ssa", "--force", "--grace-period=0"],
+            None
+        )
+        .await
+        .contains("force deleted")
+    );
+    assert!(
+        env.ok(&["delete", "rs", "rs"], None)
+            .await
+            .contains("replicaset.apps \"rs\" deleted")
+    );
+    let e = env.fails(&["delete", "pod", "nope"], None).await;
+    assert!(e.contains("NotFound"), "{e}");
+    env.ok(&["delete", "pod", "nope", "--ignore-not-found"], None)
+        .await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
