@@ -676,11 +676,23 @@ impl RedbStore {
         };
         // redb checks every page of an existing file on open; it reports damage as an error,
         // and any panic inside it on a hostile file is turned into `Corrupt` too.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::Unavailable {
+                message: format!("cannot open store file {}: {e}", path.display()),
+            })?;
+        let backend = PrefilledFile {
+            inner: redb::backends::FileBackend::new(file).map_err(|e| open_error(&path, e))?,
+        };
         let opened = std::panic::catch_unwind(|| {
             redb::Builder::new()
                 .set_cache_size(options.cache_bytes)
                 .set_check_integrity_on_open(true)
-                .create(&path)
+                .create_with_backend(backend)
         })
         .map_err(|_| corrupt("the file could not be read as a redb database".to_string()))?;
         let db = opened.map_err(|e| open_error(&path, e))?;
@@ -754,6 +766,81 @@ impl RedbStore {
         tokio::task::spawn_blocking(move || f(&shared))
             .await
             .map_err(|e| unavailable("store reader failed", e))?
+    }
+}
+
+/// redb's file backend, except that every region redb adds to the file is written with zeros
+/// at once. Later commits then overwrite blocks the filesystem has already allocated, so their
+/// `fdatasync` flushes data only, with no journal commit for block allocation (on the CI disk:
+/// about 1.5 ms instead of 4 ms per sync, and no waiting on other processes' dirty data).
+#[derive(Debug)]
+struct PrefilledFile {
+    inner: redb::backends::FileBackend,
+}
+
+/// The chunk of zeros written when the file grows.
+static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
+
+impl redb::StorageBackend for PrefilledFile {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        let old = self.inner.len()?;
+        self.inner.set_len(len)?;
+        let mut at = old;
+        while at < len {
+            let n = usize::try_from(len - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
+            self.inner.write(at, &ZEROS[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.inner.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.query_lock_range(start, end)
     }
 }
 
