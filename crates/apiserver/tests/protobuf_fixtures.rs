@@ -1,7 +1,8 @@
 //! Real kubectl (v1.32) request bodies, captured with `tests/fixtures/protobuf/capture.py`:
 //! each `NAME.pb` is the protobuf body kubectl sent for a generator command and
 //! `NAME.json` the JSON it sends for the same object (`--dry-run=client -o json`).
-//! Decoding the protobuf must give exactly the JSON.
+//! Decoding the protobuf must give exactly the JSON. Recapture with e.g.
+//! `python3 capture.py service-nodeport -- create service nodeport web --tcp=80:8080 --server=http://127.0.0.1:9`.
 
 use std::path::PathBuf;
 
@@ -46,4 +47,24 @@ fn kubectl_create_secret_generic() {
 #[test]
 fn kubectl_create_deployment() {
     check("deployment");
+}
+
+#[test]
+fn kubectl_create_service_nodeport() {
+    check("service-nodeport");
+}
+
+#[test]
+fn kubectl_create_service_headless() {
+    check("service-headless");
+}
+
+#[test]
+fn kubectl_create_configmap_from_binary_file() {
+    check("configmap-binary");
+}
+
+#[test]
+fn kubectl_create_secret_docker_registry() {
+    check("secret-docker-registry");
 }

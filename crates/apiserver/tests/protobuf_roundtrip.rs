@@ -742,3 +742,23 @@ fn unsupported_media_type_status_is_a_415() {
             .is_some_and(|m| m.contains("text/plain"))
     );
 }
+
+/// Every kind the server registers (and its list) has a protobuf form.
+#[test]
+fn every_registered_kind_has_a_protobuf_form() {
+    for kind in podvisor_apiserver::registry::KINDS {
+        let api_version = kind.api_version();
+        assert!(
+            protobuf::is_supported(&api_version, kind.kind),
+            "{api_version} {} has no protobuf form",
+            kind.kind
+        );
+        if !matches!(kind.kind, "Scale" | "Binding") {
+            assert!(
+                protobuf::is_supported(&api_version, &kind.list_kind()),
+                "{api_version} {} has no protobuf form",
+                kind.list_kind()
+            );
+        }
+    }
+}
