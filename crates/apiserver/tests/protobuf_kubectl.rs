@@ -278,6 +278,64 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
     let described = kubectl.run(&["describe", "deployment", "web"]).await;
     assert!(described.stdout.contains("busybox"), "{}", described.stdout);
 
+    // `kubectl debug node/…` creates a Pod with the typed client: a protobuf Pod with
+    // host namespaces, a hostPath volume, a toleration and an explicit nodeName.
+    let node = dir.path().join("node.json");
+    std::fs::write(
+        &node,
+        r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1","labels":{"kubernetes.io/hostname":"node-1"}}}"#,
+    )
+    .expect("write");
+    kubectl
+        .run(&[
+            "create",
+            "-f",
+            node.to_str().expect("utf-8"),
+            "--validate=false",
+        ])
+        .await;
+    let out = kubectl
+        .run(&[
+            "debug",
+            "node/node-1",
+            "--image=busybox",
+            "--profile=legacy",
+            "-v=8",
+        ])
+        .await;
+    assert!(
+        sent_protobuf(&out),
+        "kubectl debug did not send protobuf:\n{}",
+        tail(&out.stderr)
+    );
+    let pods = kubectl
+        .run(&["get", "pods", "-n", "default", "-o", "json"])
+        .await;
+    let pods: Value = serde_json::from_str(&pods.stdout).expect("JSON");
+    let debug_pod = pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("node-debugger-"))
+        })
+        .unwrap_or_else(|| panic!("no debugger pod in {pods}"));
+    let spec = &debug_pod["spec"];
+    assert_eq!(spec["nodeName"], "node-1", "{spec}");
+    assert_eq!(spec["hostPID"], true, "{spec}");
+    assert_eq!(spec["hostNetwork"], true, "{spec}");
+    assert_eq!(spec["hostIPC"], true, "{spec}");
+    assert_eq!(spec["restartPolicy"], "Never", "{spec}");
+    assert_eq!(spec["volumes"][0]["hostPath"]["path"], "/", "{spec}");
+    assert_eq!(spec["tolerations"][0]["operator"], "Exists", "{spec}");
+    assert_eq!(spec["containers"][0]["image"], "busybox", "{spec}");
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"][0]["mountPath"], "/host",
+        "{spec}"
+    );
+
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(10), serving)
         .await
