@@ -965,3 +965,56 @@ async fn limits_join_the_v1_hierarchies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_spare_whose_runtime_died_exits_by_itself() {
+    let dir = tempfile::Builder::new()
+        .prefix("pvrt")
+        .tempdir()
+        .expect("tempdir");
+    let state = dir.path().join("rt");
+    // A runtime in another process keeps a spare; that process is killed with SIGKILL.
+    let mut agent = tokio::process::Command::new(SUPERVISOR)
+        .arg("test-agent")
+        .arg(&state)
+        .arg(format!("sparedeath-{:08x}", rand_u32()))
+        .args(["sleep", "1000"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn agent");
+    let stdout = agent.stdout.take().expect("stdout");
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::time::timeout(LONG, tokio::io::BufReader::new(stdout).read_line(&mut line))
+        .await
+        .expect("agent answers")
+        .expect("read");
+    let sandboxes = state.join("sandboxes");
+    let spare_pids = || -> Vec<u32> {
+        std::fs::read_dir(&sandboxes)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".spare-"))
+                    .filter_map(|e| spare_pid(&e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until("the agent's spare is ready", || !spare_pids().is_empty()).await;
+    let spares = spare_pids();
+    agent.start_kill().expect("kill -9 the agent");
+    agent.wait().await.expect("reap");
+    wait_until("the orphaned spare exits", || {
+        spares
+            .iter()
+            .all(|p| stat_of(*p).is_none_or(|(_, s)| s == 'Z'))
+    })
+    .await;
+    // The sandbox itself lives on; clean it up through a fresh runtime.
+    let rt = ProcessRuntime::new(ProcessRuntimeConfig::new(&state, SUPERVISOR, vec![]))
+        .await
+        .expect("runtime");
+    let h = Proc { rt, _dir: dir };
+    cleanup(&h.rt).await;
+}

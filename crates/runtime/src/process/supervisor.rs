@@ -420,6 +420,11 @@ impl Sup {
             if let Some(code) = self.maybe_finish_shutdown() {
                 return code;
             }
+            if self.spare_orphaned() {
+                log("spare supervisor: its runtime is gone; exiting");
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return 0;
+            }
             let mut ready: Vec<(Tag, PollFlags)> = Vec::new();
             {
                 let mut fds: Vec<PollFd<'_>> = Vec::new();
@@ -517,6 +522,10 @@ impl Sup {
             if matches!(c.state, CState::Stopping { .. }) {
                 consider(Duration::from_millis(5));
             }
+        }
+        if self.rec.config.id.is_empty() {
+            // A spare checks now and then that its runtime instance still exists.
+            consider(Duration::from_secs(1));
         }
         if let Some((_, deadline)) = self.shutdown {
             consider(
@@ -1088,6 +1097,29 @@ impl Sup {
             let _ = std::fs::remove_dir_all(&c.dir);
         }
         Ok(())
+    }
+
+    /// Whether this is a spare whose runtime instance is gone (its directory is named
+    /// `.spare-<owner pid>-<owner start ticks>-<random>`).
+    fn spare_orphaned(&self) -> bool {
+        if !self.rec.config.id.is_empty() || self.shutdown.is_some() {
+            return false;
+        }
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(rest) = name.strip_prefix(".spare-") else {
+            return false;
+        };
+        let mut it = rest.split('-');
+        let owner = it.next().and_then(|p| p.parse::<u32>().ok());
+        let ticks = it.next().and_then(|t| t.parse::<u64>().ok());
+        let owner_alive =
+            matches!((owner, ticks), (Some(p), Some(t)) if super::util::process_alive(p, t));
+        // (Not the directory's existence: a claim renames it before the spare hears of it.)
+        !owner_alive
     }
 
     /// A spare becomes a sandbox's supervisor: its directory has been renamed to `dir`, which
