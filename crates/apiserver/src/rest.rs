@@ -692,14 +692,7 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
             "resourceVersionMatch is forbidden unless resourceVersion is provided",
         ));
     }
-    let rv_num: Option<i64> = if rv.is_empty() {
-        None
-    } else {
-        Some(
-            rv.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
-        )
-    };
+    let rv_num = crate::rest::parse_resource_version(&rv)?;
     let core = ctx.srv.core();
     let at = match (rv_match.as_str(), rv_num) {
         ("Exact", Some(0)) => {
@@ -799,6 +792,19 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
     };
     Ok(ctx.respond(StatusCode::OK, &v, out))
+}
+
+/// Parses a `resourceVersion` parameter: empty is `None`; otherwise a non-negative integer.
+pub fn parse_resource_version(rv: &str) -> Result<Option<i64>, ApiError> {
+    if rv.is_empty() {
+        return Ok(None);
+    }
+    match rv.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid resource version {rv:?}"
+        ))),
+    }
 }
 
 /// Field validation directive.

@@ -237,14 +237,7 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
         }
         _ => random_timeout(),
     };
-    let rv_num: Option<i64> = if rv.is_empty() {
-        None
-    } else {
-        Some(
-            rv.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
-        )
-    };
+    let rv_num = crate::rest::parse_resource_version(&rv)?;
     let core = ctx.srv.core();
     let kind = t.kind;
     let prefix = list_prefix(t, &sel);
