@@ -277,7 +277,8 @@ impl<'a> Walker<'a> {
     }
 
     fn atomic_struct(&self) -> bool {
-        atomic_struct(self.kind, &self.schema_path())
+        // Every atomic struct of the served kinds sits at depth 2 (`spec.selector`).
+        self.spath.len() == 2 && atomic_struct(self.kind, &self.schema_path())
     }
 
     fn push_field(&mut self, name: &str) {
@@ -355,8 +356,9 @@ impl<'a> Walker<'a> {
     /// never records them as added or removed (no `".": {}` on `f:spec`, `f:template`,
     /// `f:containers`, …).
     fn always_present(&self) -> bool {
-        if self.path.len() != self.spath.len() {
-            // Inside a list item the parent itself may be new.
+        if self.path.len() != self.spath.len() || self.path.len() > 4 {
+            // Inside a list item the parent itself may be new; nothing deeper than four
+            // fields is always present.
             return false;
         }
         let p = self.schema_path();

@@ -32,7 +32,14 @@ impl FieldSet {
     pub(crate) fn insert(&mut self, path: &[String]) {
         let mut node = self;
         for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
+            // Allocate the element only for a new node: inserts mostly hit existing ones.
+            if !node.children.contains_key(pe) {
+                node.children.insert(pe.clone(), FieldSet::default());
+            }
+            let Some(child) = node.children.get_mut(pe) else {
+                return;
+            };
+            node = child;
         }
         node.member = true;
     }
