@@ -25,7 +25,13 @@ fn main() -> ExitCode {
     if let Command::Supervise(args) = &cli.command {
         return ExitCode::from(supervise(args.args.clone()));
     }
-    init_tracing();
+    // The benchmark prints tables; only warnings from the components interleave with them.
+    let default_level = if matches!(cli.command, Command::Bench(_)) {
+        "warn"
+    } else {
+        "info,kube=warn,hyper=warn"
+    };
+    init_tracing(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -42,9 +48,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PODVISOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
