@@ -381,3 +381,88 @@ fn status_subresource_apply_applies_status_only() {
     assert_eq!(e["subresource"], "status");
     assert_eq!(e["fieldsV1"], json!({"f:status":{"f:phase":{}}}));
 }
+
+#[test]
+fn scale_then_reapply_conflicts_with_the_scale_subresource_manager() {
+    use podvisor_apiserver::Subresource;
+    use podvisor_apiserver::patch::record_update_subresource;
+    let live = ssa(&DEPLOYMENTS, None, &deployment(1), "kubectl", false).unwrap();
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(3);
+    record_update_subresource(
+        &DEPLOYMENTS,
+        Some(Subresource::Scale),
+        Some(&live),
+        &mut scaled,
+        "kubectl-scale",
+        T1,
+    );
+    let err = ssa(
+        &DEPLOYMENTS,
+        Some(&scaled),
+        &deployment(1),
+        "kubectl",
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-scale\" with subresource \"scale\" using apps/v1: .spec.replicas"
+    );
+    // Dropping replicas from the configuration releases it: the scaled value stays.
+    let mut without = deployment(1);
+    without["spec"].as_object_mut().unwrap().remove("replicas");
+    let out = ssa(&DEPLOYMENTS, Some(&scaled), &without, "kubectl", false).unwrap();
+    assert_eq!(out["spec"]["replicas"], 3);
+}
+
+#[test]
+fn client_side_apply_history_then_server_side_apply() {
+    // kubectl apply (client-side) creates, then patches with a strategic merge patch; a
+    // later `kubectl apply --server-side` takes over without --force-conflicts.
+    let manifest = |image: &str| {
+        json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"app","namespace":"default","labels":{"app":"app"}},
+               "spec":{"containers":[{"name":"main","image":image},{"name":"side","image":"busybox"}]}})
+    };
+    let mut created = manifest("nginx:1");
+    created["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": format!("{}\n", manifest("nginx:1"))});
+    record_update(&PODS, None, &mut created, "kubectl-client-side-apply", T0);
+    let smp = json!({"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration": format!("{}\n", manifest("nginx:2"))}},
+                     "spec":{"$setElementOrder/containers":[{"name":"main"},{"name":"side"}],
+                             "containers":[{"image":"nginx:2","name":"main"}]}});
+    let mut patched = apply_patch(
+        &PODS,
+        PatchType::StrategicMerge,
+        Some(&created),
+        smp.to_string().as_bytes(),
+        "",
+        false,
+        T1,
+    )
+    .unwrap();
+    assert_eq!(patched["spec"]["containers"][0]["image"], "nginx:2");
+    record_update(
+        &PODS,
+        Some(&created),
+        &mut patched,
+        "kubectl-client-side-apply",
+        T1,
+    );
+    let out = ssa(
+        &PODS,
+        Some(&patched),
+        &manifest("nginx:3"),
+        "kubectl",
+        false,
+    )
+    .unwrap();
+    assert_eq!(out["spec"]["containers"][0]["image"], "nginx:3");
+    assert_eq!(out["spec"]["containers"][1]["image"], "busybox");
+    let csa = entry(&out, "kubectl-client-side-apply", "Update").unwrap();
+    assert!(
+        csa["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"main\"}"]
+            .get("f:image")
+            .is_none(),
+        "image moved to the applier: {csa}"
+    );
+}
