@@ -59,6 +59,7 @@ pub(crate) mod hub;
 pub mod memory;
 pub mod redb_store;
 pub(crate) mod validate;
+pub(crate) mod wal;
 
 pub use hub::WatchConfig;
 pub use memory::MemoryStore;

@@ -2,7 +2,8 @@
 //!
 //! # On disk
 //!
-//! One redb database with four tables, all changed together in one transaction per batch:
+//! One redb database (plus its write-ahead log, below) with four tables, all changed together
+//! in one transaction per batch:
 //!
 //! | table      | key            | value                                              |
 //! |------------|----------------|----------------------------------------------------|
@@ -28,9 +29,16 @@
 //!                                                  watchers, and answer every request.
 //! ```
 //!
-//! A request is answered only after the fsync of the transaction that holds it, so an
-//! acknowledged write survives `kill -9` and power loss. Many concurrent writers share one
-//! transaction and one fsync, so durability does not cap throughput. If a commit fails, the
+//! A request is answered only after its batch is durable, so an acknowledged write survives
+//! `kill -9` and power loss. Many concurrent writers share one transaction and one fsync, so
+//! durability does not cap throughput.
+//!
+//! Durability comes from a write-ahead log (`<file>.wal`, see the `wal` module), as in etcd:
+//! the batch's writes are appended to a preallocated log file and `fdatasync`ed (one
+//! sequential write), then redb commits the transaction without its own sync. A batch that
+//! compacts, or that would overflow the 64 MiB log, is instead committed durably by redb (a
+//! checkpoint) and the log starts over; so does a clean shutdown. On open, the log's batches
+//! newer than the durable redb file are replayed in one durable commit. If a commit fails, the
 //! writes of that batch are answered `Unavailable` (their outcome is unknown, as with an etcd
 //! timeout) and the store refuses further writes until it is reopened.
 //!
@@ -74,6 +82,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Event, History, HistoryPage, Hub, WatchConfig, watch_stream};
 use crate::validate::{check_continue, check_key, check_value};
+use crate::wal::{Effect, Wal};
 use crate::{KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
 
 const META: TableDefinition<&str, i64> = TableDefinition::new("podvisor_meta");
@@ -700,6 +709,23 @@ impl RedbStore {
             InitError::Foreign(message) => corrupt(message),
             InitError::Other(message) => corrupt(message),
         })?;
+        let wal_path = {
+            let mut p = path.clone().into_os_string();
+            p.push(".wal");
+            PathBuf::from(p)
+        };
+        let (wal, replay) =
+            Wal::open(&wal_path, revision).map_err(|e| StoreError::Unavailable {
+                message: format!(
+                    "cannot open the write-ahead log {}: {e}",
+                    wal_path.display()
+                ),
+            })?;
+        let revision =
+            replay_into(&db, &replay, revision).map_err(|message| StoreError::Corrupt {
+                path: wal_path.display().to_string(),
+                message,
+            })?;
 
         let shared = Arc::new(Shared {
             path,
@@ -717,7 +743,7 @@ impl RedbStore {
             let retain = options.retain_revisions;
             std::thread::Builder::new()
                 .name("podvisor-store-writer".to_string())
-                .spawn(move || Writer::new(shared, retain).run(rx))
+                .spawn(move || Writer::new(shared, retain, wal).run(rx))
                 .map_err(|e| unavailable("cannot start the store writer", e))?
         };
         Ok(RedbStore {
@@ -916,6 +942,47 @@ fn init(db: &redb::Database) -> Result<(Revision, Revision), InitError> {
     Ok(result)
 }
 
+/// Applies the write-ahead log's batches (already checked to continue `revision`) to the store
+/// in one durable commit. Returns the new revision.
+fn replay_into(
+    db: &redb::Database,
+    batches: &[Vec<Effect>],
+    revision: Revision,
+) -> Result<Revision, String> {
+    let Some(last) = batches.last().and_then(|b| b.last()).map(|e| e.rev) else {
+        return Ok(revision);
+    };
+    let err = |e: &dyn std::fmt::Display| format!("replaying the write-ahead log: {e}");
+    let txn = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
+        let mut versions = txn.open_table(VERSIONS).map_err(|e| err(&e))?;
+        let mut log = txn.open_table(LOG).map_err(|e| err(&e))?;
+        for effect in batches.iter().flatten() {
+            let key = effect.key.as_str();
+            match &effect.put {
+                Some((create, value)) => {
+                    kv.insert(key, (*create, effect.rev)).map_err(|e| err(&e))?;
+                    versions
+                        .insert((key, effect.rev), encode_value(*create, value).as_slice())
+                        .map_err(|e| err(&e))?;
+                }
+                None => {
+                    kv.remove(key).map_err(|e| err(&e))?;
+                    versions
+                        .insert((key, effect.rev), [TAG_TOMBSTONE].as_slice())
+                        .map_err(|e| err(&e))?;
+                }
+            }
+            log.insert(effect.rev, key).map_err(|e| err(&e))?;
+        }
+        let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+        meta.insert("revision", last).map_err(|e| err(&e))?;
+    }
+    txn.commit().map_err(|e| err(&e))?;
+    Ok(last)
+}
+
 /// The single writer: owns write transactions, batching, and publishing.
 struct Writer {
     shared: Arc<Shared>,
@@ -924,6 +991,9 @@ struct Writer {
     compacted: Revision,
     /// Set after a failed commit: the database refuses writes until reopened.
     broken: Arc<AtomicBool>,
+    wal: Wal,
+    /// Whether the batch being built compacted history (it then commits durably).
+    compacted_in_batch: bool,
 }
 
 /// The effect of one request inside a batch.
@@ -939,7 +1009,7 @@ type Tables<'t> = (
 );
 
 impl Writer {
-    fn new(shared: Arc<Shared>, retain: Option<i64>) -> Writer {
+    fn new(shared: Arc<Shared>, retain: Option<i64>, wal: Wal) -> Writer {
         let revision = shared.revision.load(Ordering::Acquire);
         let compacted = shared.compacted.load(Ordering::Acquire);
         Writer {
@@ -948,6 +1018,8 @@ impl Writer {
             revision,
             compacted,
             broken: Arc::new(AtomicBool::new(false)),
+            wal,
+            compacted_in_batch: false,
         }
     }
 
@@ -965,6 +1037,13 @@ impl Writer {
                 }
             }
             self.commit_batch(batch);
+        }
+        // Shutting down: one durable commit makes the log unnecessary for the next open.
+        if !self.broken.load(Ordering::Relaxed)
+            && let Ok(txn) = self.shared.db.begin_write()
+            && txn.commit().is_ok()
+        {
+            self.wal.reset();
         }
     }
 
@@ -1086,7 +1165,54 @@ impl Writer {
         if let Err(err) = step {
             let _ = txn.abort();
             events.clear();
+            self.compacted_in_batch = false;
             return Err(fail(err, applied, pending));
+        }
+        // Durability: a batch of writes is made durable by one appended log record; redb then
+        // commits it without a sync. A batch that compacted, or that would overflow the log, is
+        // a checkpoint: redb commits it durably and the log starts over.
+        let mut txn = txn;
+        let checkpoint = std::mem::take(&mut self.compacted_in_batch);
+        if !checkpoint && events.is_empty() {
+            // Only failed preconditions: nothing to write.
+            let _ = txn.abort();
+            return Ok(());
+        }
+        let mut logged = false;
+        if !checkpoint && !events.is_empty() {
+            let effects: Vec<Effect> = events
+                .iter()
+                .map(|e| match &**e {
+                    Event::Put { kv, .. } => Effect {
+                        rev: kv.mod_revision,
+                        key: kv.key.clone(),
+                        put: Some((kv.create_revision, kv.value.clone())),
+                    },
+                    Event::Delete { prev, revision } => Effect {
+                        rev: *revision,
+                        key: prev.key.clone(),
+                        put: None,
+                    },
+                })
+                .collect();
+            let payload = crate::wal::encode(&effects);
+            if self.wal.fits(payload.len()) {
+                if let Err(e) = self.wal.append(&payload) {
+                    let _ = txn.abort();
+                    events.clear();
+                    return Err(fail(
+                        unavailable("cannot write the write-ahead log", e),
+                        applied,
+                        pending,
+                    ));
+                }
+                logged = true;
+            }
+        }
+        if logged && let Err(e) = txn.set_durability(redb::Durability::None) {
+            // The batch is in the log; commit it durably instead.
+            tracing::warn!(error = %e, "non-durable commit refused");
+            logged = false;
         }
         if let Err(e) = txn.commit() {
             self.broken.store(true, Ordering::Relaxed);
@@ -1096,6 +1222,10 @@ impl Writer {
                 other => unavailable("commit failed", other),
             };
             return Err(fail(err, applied, pending));
+        }
+        if !logged {
+            // A durable commit: everything logged so far is in the store file now.
+            self.wal.reset();
         }
         Ok(())
     }
@@ -1309,6 +1439,7 @@ impl Writer {
             tables.2.remove(r).map_err(|e| shared.storage(e))?;
         }
         self.compacted = target;
+        self.compacted_in_batch = true;
         Ok(())
     }
 }

@@ -125,8 +125,9 @@ async fn parent() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
+            let mut lines: Vec<String> = Vec::new();
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             loop {
@@ -134,13 +135,26 @@ async fn parent() {
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     // A line cut by the kill has no newline: the write was not reported.
-                    Ok(_) if line.ends_with('\n') => lines.push(line.trim_end().to_string()),
+                    Ok(_) if line.ends_with('\n') => {
+                        if lines.is_empty() {
+                            let _ = ready_tx.send(());
+                        }
+                        lines.push(line.trim_end().to_string());
+                    }
                     Ok(_) => break,
                 }
             }
             lines
         });
-        tokio::time::sleep(run_for).await;
+        // The random moment is counted from when the child has opened the store.
+        let waited = tokio::task::spawn_blocking(move || {
+            ready_rx.recv_timeout(Duration::from_secs(30)).is_ok()
+        })
+        .await
+        .expect("ready wait");
+        if waited {
+            tokio::time::sleep(run_for).await;
+        }
         child.kill().expect("SIGKILL child");
         let status = child.wait().expect("wait child");
         assert!(!status.success(), "child exited by itself: {status}");
