@@ -762,3 +762,20 @@ fn every_registered_kind_has_a_protobuf_form() {
         }
     }
 }
+
+/// `schema.rs` is what `generate.py` makes from the k8s-pb and k8s-openapi sources
+/// in the cargo registry (both are dependencies, so their sources are there).
+#[test]
+fn generated_schema_is_current() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/protobuf/generate.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--check")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "generate.py --check failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,17 +7,19 @@ Sources (both read from the local cargo registry, no network):
 - k8s-openapi 0.29.0 (v1_33): the JSON name of every field and whether it is
   required (non-`Option` in k8s-openapi, i.e. no `omitempty` in Go).
 
-Run from anywhere: `python3 crates/apiserver/src/protobuf/generate.py`.
+Run from anywhere: `python3 crates/apiserver/src/protobuf/generate.py` (`--check`
+only verifies that schema.rs is current; a test runs that).
 The output is committed; rerun it when k8s-pb or k8s-openapi is upgraded.
 """
 
 import glob
 import os
 import re
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REG = os.path.expanduser("~/.cargo/registry/src")
+REG = os.path.join(os.path.expanduser(os.environ.get("CARGO_HOME", "~/.cargo")), "registry", "src")
 
 
 def find_crate(name):
@@ -427,8 +429,18 @@ def main():
         if any(o.endswith(pkg_name) for o in order):
             warnings.append(f"pointer entry {p} matches no field")
     out = os.path.join(HERE, "schema.rs")
+    text = "\n".join(lines) + "\n"
+    # Format as `cargo fmt` would (the repository's rustfmt.toml applies from here).
+    text = subprocess.run(["rustfmt", "--edition", "2024"], input=text, capture_output=True,
+                          text=True, check=True, cwd=HERE).stdout
+    if "--check" in sys.argv:
+        with open(out) as f:
+            if f.read() != text:
+                sys.exit(f"{out} is stale: rerun generate.py")
+        print(f"{out} is up to date", file=sys.stderr)
+        return
     with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
     for w in warnings:
         print("warning:", w, file=sys.stderr)
     print(f"wrote {out}: {len(order)} messages", file=sys.stderr)
