@@ -365,3 +365,146 @@ async fn paused_time_crash_loop_through_the_api() {
     stop.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn logs_follow_previous_and_timestamps_through_the_proxy() {
+    use futures::{AsyncBufReadExt, StreamExt};
+    let c = cluster(false).await;
+    c.rt.script(
+        "app",
+        FakeScript::sequence(vec![
+            Attempt::exits_after(Duration::from_millis(200), 1).logs(["first life"]),
+            Attempt::forever().logs(["second life"]),
+        ]),
+    );
+    let (stop, task) = c.start_agent(c.config());
+    let pods = c.pods();
+    pods.create(&PostParams::default(), &pod("logs", &["app"], None))
+        .await
+        .unwrap();
+    eventually("restarted once", Duration::from_secs(10), || async {
+        pods.get("logs").await.ok().filter(|p| {
+            phase(p).as_deref() == Some("Running")
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| cs[0].restart_count == 1)
+        })
+    })
+    .await;
+    let previous = pods
+        .logs(
+            "logs",
+            &LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(previous, "first life\n");
+    let stamped = pods
+        .logs(
+            "logs",
+            &LogParams {
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (ts, text) = stamped.trim_end().split_once(' ').unwrap();
+    assert_eq!(text, "second life");
+    assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+
+    // follow: new lines stream until the container exits
+    let current =
+        c.rt.find_container(
+            &pods.get("logs").await.unwrap().metadata.uid.unwrap(),
+            "app",
+        )
+        .unwrap();
+    let mut lines = pods
+        .log_stream(
+            "logs",
+            &LogParams {
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .lines();
+    assert_eq!(lines.next().await.unwrap().unwrap(), "second life");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&current.log_path)
+            .unwrap();
+        writeln!(f, "2026-01-01T00:00:00.000000000Z stdout P par").unwrap();
+        writeln!(f, "2026-01-01T00:00:00.000000000Z stdout F tial").unwrap();
+    }
+    let next = tokio::time::timeout(Duration::from_secs(5), lines.next())
+        .await
+        .expect("a followed line");
+    assert_eq!(next.unwrap().unwrap(), "partial");
+    c.rt.crash(&current.id, 0);
+    let end = tokio::time::timeout(Duration::from_secs(5), lines.next())
+        .await
+        .expect("the stream ends");
+    assert!(end.is_none());
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn many_pods_on_one_node() {
+    const N: usize = 100;
+    let c = cluster(false).await;
+    c.rt.set_recording(false);
+    let (stop, task) = c.start_agent(c.config());
+    let pods = c.pods();
+    let t0 = tokio::time::Instant::now();
+    for i in 0..N {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("p{i}"), &["app"], Some(1)),
+        )
+        .await
+        .unwrap();
+    }
+    let created = t0.elapsed();
+    eventually("all running", Duration::from_secs(60), || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let l = pods.list(&ListParams::default()).await.ok()?;
+        (l.items
+            .iter()
+            .filter(|p| phase(p).as_deref() == Some("Running") && ready(p))
+            .count()
+            == N)
+            .then_some(())
+    })
+    .await;
+    let started = t0.elapsed();
+    let t1 = tokio::time::Instant::now();
+    pods.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+    eventually("all gone", Duration::from_secs(60), || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pods.list(&ListParams::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    println!(
+        "{N} pods: created in {created:?}; all Running+Ready in {started:?}; all deleted (graceful) in {:?}",
+        t1.elapsed()
+    );
+    assert_eq!(c.rt.sandbox_count(), 0);
+    stop.cancel();
+    task.await.unwrap();
+}
