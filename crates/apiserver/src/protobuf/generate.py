@@ -187,6 +187,8 @@ POINTERS = {
     "apps.v1.StatefulSetSpec.revisionHistoryLimit",
     "apps.v1.StatefulSetStatus.collisionCount",
     "apps.v1.RollingUpdateStatefulSetStrategy.partition",
+    # Not a pointer, but `json:"start"` without omitempty although marked +optional.
+    "apps.v1.StatefulSetOrdinals.start",
     "discovery.v1.EndpointConditions.ready",
     "discovery.v1.EndpointConditions.serving",
     "discovery.v1.EndpointConditions.terminating",

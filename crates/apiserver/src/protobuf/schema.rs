@@ -104,7 +104,9 @@ pb_message!(k8s_pb::api::apps::v1::StatefulSetList {
     metadata: "metadata",
     items: "items",
 });
-pb_message!(k8s_pb::api::apps::v1::StatefulSetOrdinals { start: "start" });
+pb_message!(k8s_pb::api::apps::v1::StatefulSetOrdinals {
+    start: "start" keep,
+});
 pb_message!(
     k8s_pb::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
         when_deleted: "whenDeleted",
