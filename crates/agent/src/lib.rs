@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod logs;
 pub mod node;
 pub mod podstatus;
+pub mod probe;
 pub mod state;
 pub mod testing;
 pub mod worker;

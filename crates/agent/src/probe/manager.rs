@@ -21,8 +21,9 @@
 //! * `started` = running and (startup result Success, or no startup worker). `ready` =
 //!   started and running and (readiness result Success, or no readiness worker). When
 //!   `ready` finds a started container without a Success, it triggers an immediate
-//!   readiness run (the kubelet's `UpdatePodStatus`), so readiness follows a startup success
-//!   at once rather than one period later.
+//!   readiness run (the kubelet's `UpdatePodStatus`), once per instance, so readiness
+//!   follows a new instance at once rather than one period later; a startup success
+//!   triggers readiness directly.
 //! * A published liveness or startup Failure sends one [`ProbeUpdate::Kill`]; the worker
 //!   then holds until a new container ID appears. After `stop_liveness_and_startup` no
 //!   liveness or startup result, event or kill is ever sent, even from a run in flight.
@@ -177,6 +178,9 @@ pub struct Shared {
     results: HashMap<(String, ProbeType), (ContainerId, ProbeResult)>,
     workers: HashSet<(String, ProbeType)>,
     triggers: HashMap<(String, ProbeType), Arc<Notify>>,
+    /// The instance `ready()` last triggered a readiness run for (once per instance, so a
+    /// status computation caused by the run's own event cannot loop).
+    status_triggered: HashMap<String, ContainerId>,
     histories: HashMap<String, BTreeMap<ProbeType, ProbeHistory>>,
 }
 
@@ -446,6 +450,7 @@ impl ProbeManager {
                 results: HashMap::new(),
                 workers: HashSet::new(),
                 triggers: HashMap::new(),
+                status_triggered: HashMap::new(),
                 histories: HashMap::new(),
             }),
             runtime: deps.runtime,
@@ -567,7 +572,7 @@ impl ProbeManager {
         if !target.is_running() {
             return false;
         }
-        let shared = lock(&self.ctx.shared);
+        let mut shared = lock(&self.ctx.shared);
         if !shared.is_started(name, target.id()) {
             return false;
         }
@@ -575,7 +580,10 @@ impl ProbeManager {
             Some(ProbeResult::Success) => true,
             _ => {
                 let exists = shared.has_worker(name, ProbeType::Readiness);
-                if exists {
+                if exists && shared.status_triggered.get(name) != Some(target.id()) {
+                    shared
+                        .status_triggered
+                        .insert(name.to_string(), target.id().clone());
                     shared.trigger(name, ProbeType::Readiness);
                 }
                 !exists

@@ -244,6 +244,8 @@ pub async fn run(
         if !keep_going || stop.is_cancelled() {
             break;
         }
+        // A trigger that came in before or during this run is satisfied by it.
+        let _ = futures::FutureExt::now_or_never(trigger.notified());
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
