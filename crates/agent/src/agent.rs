@@ -129,10 +129,14 @@ impl Agent {
 
     /// Runs until `shutdown` is cancelled. See the module documentation.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("agent", node = %self.config.node_name);
+        self.run_inner(shutdown).instrument(span).await
+    }
+
+    async fn run_inner(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let config = self.config.clone();
         let node = config.node_name.clone();
-        let span = tracing::info_span!("agent", node = %node);
-        let _enter = span.enter();
         let deadlines = DeadlineStore::open(&config.state_dir)?;
         let aux_stop = CancellationToken::new();
         let mut aux: JoinSet<()> = JoinSet::new();

@@ -642,9 +642,13 @@ impl PodWorker {
     }
 
     /// Runs the worker until it finishes or the agent shuts down.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        use tracing::Instrument;
         let span = tracing::info_span!("pod", ns = %self.namespace, pod = %self.name, uid = %self.uid, node = %self.ctx.node_name);
-        let _enter = span.enter();
+        self.run_loop().instrument(span).await
+    }
+
+    async fn run_loop(mut self) {
         if let Some(rec) = self.resumed.take() {
             self.resume(rec);
         }
