@@ -437,3 +437,84 @@ pub(crate) fn remove(dirs: &[CgDir]) -> Vec<String> {
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The v1 freeze → kill → thaw sweep (used where there is no `cgroup.kill`) kills every
+    /// process in the cgroup, including one that left the process group.
+    #[test]
+    fn freezer_sweep_kills_everything() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: needs root");
+            return;
+        }
+        let layout = detect(None);
+        let Some(parent) = layout.parents.iter().find(|d| d.kind == CgKind::Freezer) else {
+            eprintln!("skipping: no v1 freezer here");
+            return;
+        };
+        let dir = parent.child(&format!(
+            "freezer-test-{:x}",
+            super::super::util::random_u64()
+        ));
+        let (dirs, errors) = create(std::slice::from_ref(&dir));
+        assert!(errors.is_empty(), "{errors:?}");
+        // The shell waits for a line on stdin until it has been moved into the cgroup; then
+        // it starts a setsid'd daemon (which leaves the process group) and execs sleep.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x; setsid sleep 1000 & exec sleep 1000"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::fs::write(dir.path.join("cgroup.procs"), child.id().to_string()).expect("join");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"go\n").expect("release the shell");
+        }
+        let mut pids = Vec::new();
+        for _ in 0..500 {
+            pids = procs(&dirs).unwrap_or_default();
+            if pids.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if pids.len() < 2 {
+            for p in &pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            remove(&dirs);
+        }
+        assert!(pids.len() >= 2, "{pids:?}");
+        assert!(kill_all(&dirs));
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        for _ in 0..500 {
+            if procs(&dirs).is_some_and(|p| p.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(procs(&dirs), Some(vec![]));
+        assert_eq!(
+            std::fs::read_to_string(dir.path.join("freezer.state"))
+                .expect("state")
+                .trim(),
+            "THAWED"
+        );
+        assert!(remove(&dirs).is_empty());
+    }
+}
