@@ -364,6 +364,17 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     let Some(user) = token.and_then(|t| srv.authenticate(t)) else {
         return ApiError::unauthorized().into_response();
     };
+    let query = Query::parse(parts.uri.query());
+    let long_running =
+        query.bool("watch").unwrap_or(false) || query.bool("follow").unwrap_or(false);
+    let _slot = if long_running {
+        None
+    } else {
+        match srv.try_begin_request() {
+            Some(slot) => Some(slot),
+            None => return ApiError::too_many_requests().into_response(),
+        }
+    };
     let accept = parts
         .headers
         .get(header::ACCEPT)
@@ -372,7 +383,7 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     let mut ctx = Ctx {
         srv,
         user,
-        query: Query::parse(parts.uri.query()),
+        query,
         headers: parts.headers,
         body: std::sync::Mutex::new(Some(body)),
         warnings: Vec::new(),

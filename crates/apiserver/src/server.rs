@@ -47,6 +47,9 @@ pub struct ApiServerConfig {
     pub clock: Option<Clock>,
     /// The authorizer (default: [`DefaultAuthorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Most short requests (everything but watches and followed logs) served at once;
+    /// beyond it requests get 429 TooManyRequests with `Retry-After: 1`.
+    pub max_requests_in_flight: usize,
 }
 
 impl ApiServerConfig {
@@ -61,6 +64,7 @@ impl ApiServerConfig {
             compaction_keep_duration: Duration::from_secs(300),
             clock: None,
             authorizer: None,
+            max_requests_in_flight: 600,
         }
     }
 }
@@ -107,6 +111,7 @@ struct Inner {
     tokens: TokenFile,
     authorizer: Arc<dyn Authorizer>,
     tls: TlsMaterial,
+    in_flight: std::sync::atomic::AtomicUsize,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -171,6 +176,7 @@ impl ApiServer {
                 tokens,
                 authorizer,
                 tls,
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
                 _temp_dir: temp_dir,
             }),
         })
@@ -186,6 +192,17 @@ impl ApiServer {
 
     pub(crate) fn authenticate(&self, token: &str) -> Option<UserInfo> {
         self.inner.tokens.authenticate(token)
+    }
+
+    /// Takes a slot for a short request, or `None` when the server is saturated.
+    pub(crate) fn try_begin_request(&self) -> Option<InFlight> {
+        use std::sync::atomic::Ordering;
+        let prev = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(self.clone());
+        if prev >= self.inner.config.max_requests_in_flight {
+            return None;
+        }
+        Some(guard)
     }
 
     pub(crate) fn advertise_address(&self) -> String {
@@ -293,6 +310,18 @@ impl ApiServer {
         conns.abort_all();
         while conns.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// A slot of the in-flight request limit, released on drop.
+pub(crate) struct InFlight(ApiServer);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
