@@ -31,6 +31,15 @@
 //!   accepts protobuf alone ([`negotiate_watch`] returns `Protobuf`) gets protobuf
 //!   frames from [`encode_watch_event`], with Content-Type [`PROTOBUF_WATCH`].
 //!
+//! Where it is wired: `rest::decode_object` (create/update bodies), `rest::delete_options`
+//! (DeleteOptions bodies), `Ctx::respond` (protobuf answers for protobuf-first clients;
+//! Status answers stay JSON) and the watch `Encoder` in `watch.rs`.
+//!
+//! The field table is generated: `generate.py` reads the k8s-pb sources (messages,
+//! fields) and the k8s-openapi sources (JSON names, required fields) from the cargo
+//! registry, plus a short list of Go pointer scalars, and writes `schema.rs`; the test
+//! `generated_schema_is_current` keeps the two in step.
+//!
 //! Nothing here panics on network data: garbage, truncated or hostile bodies yield a
 //! [`ProtobufError`].
 
