@@ -362,6 +362,72 @@ async fn paused_time_crash_loop_through_the_api() {
     })
     .await;
     assert_eq!(phase(&p).as_deref(), Some("Running"));
+    // repeated events are aggregated: one BackOff event whose count grows
+    let events: Api<Event> = Api::namespaced(c.admin.clone(), "default");
+    let backoff = eventually("aggregated BackOff", Duration::from_secs(600), || async {
+        let l = events.list(&ListParams::default()).await.ok()?;
+        let b: Vec<Event> = l
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("BackOff"))
+            .collect();
+        (b.len() == 1 && b[0].count.unwrap_or(0) >= 2).then(|| b[0].clone())
+    })
+    .await;
+    assert_eq!(backoff.type_.as_deref(), Some("Warning"));
+    assert!(backoff.last_timestamp > backoff.first_timestamp);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// Heartbeats under paused time: the Lease is renewed every 10 s, node status is written at
+/// least every minute.
+#[tokio::test(start_paused = true)]
+async fn lease_renewed_every_interval_and_node_status_at_least_every_minute() {
+    let c = cluster(true).await;
+    let (stop, task) = c.start_agent(c.config());
+    let leases: Api<Lease> = Api::namespaced(c.admin.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(c.admin.clone());
+    let renew = |l: Lease| l.spec.and_then(|s| s.renew_time).map(|t| t.0);
+    let first = eventually("lease", Duration::from_secs(30), || async {
+        leases
+            .get_opt("node-1")
+            .await
+            .ok()
+            .flatten()
+            .and_then(renew)
+    })
+    .await;
+    let heartbeat = |n: Node| {
+        n.status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?
+            .last_heartbeat_time
+            .map(|t| t.0)
+    };
+    let hb0 = eventually("node", Duration::from_secs(30), || async {
+        nodes
+            .get_opt("node-1")
+            .await
+            .ok()
+            .flatten()
+            .and_then(heartbeat)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let later = leases.get("node-1").await.ok().and_then(renew).unwrap();
+    let renewed = later.duration_since(first);
+    assert!(
+        renewed >= jiff::SignedDuration::from_secs(20),
+        "renewed every 10 s: {renewed:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    let hb1 = nodes.get("node-1").await.ok().and_then(heartbeat).unwrap();
+    assert!(
+        hb1.duration_since(hb0) >= jiff::SignedDuration::from_secs(60),
+        "{hb0} → {hb1}"
+    );
     stop.cancel();
     task.await.unwrap();
 }
