@@ -277,6 +277,28 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
     // Reads by a protobuf-preferring client (kubectl describe) still work.
     let described = kubectl.run(&["describe", "deployment", "web"]).await;
     assert!(described.stdout.contains("busybox"), "{}", described.stdout);
+    // describe reads with `Accept: application/vnd.kubernetes.protobuf,application/json`,
+    // so these objects (and the EventLists describe fetches) reach client-go as protobuf.
+    for (what, expect) in [
+        (["pod", "x"], "sleep"),
+        (["service", "web"], "80/TCP"),
+        (["secret", "s"], "k:"),
+        (["configmap", "c"], "a:"),
+        (["namespace", "dev"], "Active"),
+    ] {
+        let out = kubectl.run(&["describe", what[0], what[1], "-v=8"]).await;
+        assert!(
+            out.stdout.contains(expect),
+            "describe {what:?}:\n{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr
+                .contains("Content-Type: application/vnd.kubernetes.protobuf"),
+            "describe {what:?} got no protobuf answer:\n{}",
+            tail(&out.stderr)
+        );
+    }
 
     // `kubectl debug node/…` creates a Pod with the typed client: a protobuf Pod with
     // host namespaces, a hostPath volume, a toleration and an explicit nodeName.
@@ -334,6 +356,13 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
     assert_eq!(
         spec["containers"][0]["volumeMounts"][0]["mountPath"], "/host",
         "{spec}"
+    );
+
+    let out = kubectl.run(&["describe", "node", "node-1", "-v=8"]).await;
+    assert!(out.stdout.contains("node-debugger-"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("Content-Type: application/vnd.kubernetes.protobuf")
     );
 
     let _ = stop_tx.send(());
