@@ -202,10 +202,21 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let old = pod.status.clone().unwrap_or_default();
     let has_init = spec.init_containers.as_ref().is_some_and(|v| !v.is_empty());
+    let old_statuses = old.container_statuses.as_deref().unwrap_or_default();
     let statuses: Vec<ApiContainerStatus> = input
         .containers
         .iter()
-        .map(|v| container_status(v, has_init))
+        .map(|v| {
+            // nothing known of it any more (its sandbox is gone): a terminated state already
+            // reported stays (a container never goes back from terminated to waiting)
+            let reported = old_statuses.iter().find(|s| {
+                s.name == v.name && s.state.as_ref().is_some_and(|st| st.terminated.is_some())
+            });
+            match reported {
+                Some(s) if v.current.is_none() && v.waiting.is_none() => s.clone(),
+                _ => container_status(v, has_init),
+            }
+        })
         .collect();
     let mut phase = rules::get_phase(spec, &[], &statuses, input.pod_is_terminal).to_string();
     if input.pod_is_terminal && !rules::is_terminal_phase(Some(&phase)) {
@@ -571,6 +582,43 @@ mod tests {
             3
         );
         assert!(cs.state.as_ref().unwrap().running.is_some());
+    }
+
+    #[test]
+    fn a_reported_terminated_state_survives_losing_the_sandbox() {
+        let mut p = pod("Never", &["a"]);
+        let e = exited(0, 0);
+        let v = ContainerView {
+            name: "a",
+            image: "busybox",
+            current: Some(&e),
+            ..Default::default()
+        };
+        p.status = Some(compute_status(&input(&p, vec![v], false)));
+        assert_eq!(
+            p.status.as_ref().unwrap().phase.as_deref(),
+            Some("Succeeded")
+        );
+        let gone = ContainerView {
+            name: "a",
+            image: "busybox",
+            ..Default::default()
+        };
+        let mut i = input(&p, vec![gone], false);
+        i.sandbox_ready = false;
+        let s = compute_status(&i);
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            0
+        );
+        assert_eq!(s.phase.as_deref(), Some("Succeeded"));
     }
 
     #[test]
