@@ -2,7 +2,7 @@
 //! of a TERM-honouring process, supervisor memory per sandbox, and plain fork+exec of the
 //! same command as the floor.
 //!
-//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--no-cgroups] [--no-namespaces] [--state-in=<dir>]`
+//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--no-cgroups] [--no-namespaces] [--state-in=<dir>] [--supervisor=<program>[,<arg>…]]`
 //! (`--state-in=/dev/shm` puts the runtime state on tmpfs, as `/run` would be).
 //!
 //! The example binary doubles as the supervisor (`runtime-bench supervise --dir …`), exactly
@@ -71,15 +71,24 @@ async fn bench(n: usize, flags: &[String]) {
         .tempdir_in(base)
         .expect("tempdir");
     let exe = std::env::current_exe().expect("current exe");
-    let mut cfg = ProcessRuntimeConfig::new(dir.path().join("rt"), exe, vec!["supervise".into()]);
+    let mut cfg = match flags.iter().find_map(|f| f.strip_prefix("--supervisor=")) {
+        // Another supervisor program (e.g. the small podvisor-runtime-supervisor binary).
+        // `--supervisor=<program>[,<leading arg>…]`, e.g. `--supervisor=/path/podvisor,supervise`.
+        Some(spec) => {
+            let mut parts = spec.split(',').map(str::to_string);
+            let program = parts.next().unwrap_or_default();
+            ProcessRuntimeConfig::new(dir.path().join("rt"), program, parts.collect())
+        }
+        None => ProcessRuntimeConfig::new(dir.path().join("rt"), exe, vec!["supervise".into()]),
+    };
     for f in flags {
         match f.as_str() {
             "--no-cgroups" => cfg.cgroups = false,
             "--no-namespaces" => cfg.namespaces = false,
             "--no-spares" => cfg.spare_supervisors = 0,
-            f if f.starts_with("--state-in=") => {}
+            f if f.starts_with("--state-in=") || f.starts_with("--supervisor=") => {}
             other => panic!(
-                "unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares, --state-in=<dir>)"
+                "unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares, --state-in=<dir>, --supervisor=<program>)"
             ),
         }
     }
