@@ -134,6 +134,9 @@ proptest! {
                 // Reapplying the same configuration over the result never conflicts.
                 let again = apply_patch(&PODS, PatchType::Apply, Some(&v), body.as_bytes(), "applier", false, NOW);
                 prop_assert!(again.is_ok(), "{:?}", again);
+                if original.is_none() {
+                    prop_assert_eq!(again.ok(), Some(v));
+                }
             }
         }
     }

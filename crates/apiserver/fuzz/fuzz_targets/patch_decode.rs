@@ -14,9 +14,22 @@ fuzz_target!(|data: &[u8]| {
     let deploy = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},
         "spec":{"replicas":1,"strategy":{"type":"RollingUpdate"},
                 "template":{"spec":{"containers":[{"name":"a"}]}}}});
-    for t in [PatchType::Json, PatchType::Merge, PatchType::StrategicMerge, PatchType::Apply] {
+    for t in [
+        PatchType::Json,
+        PatchType::Merge,
+        PatchType::StrategicMerge,
+        PatchType::Apply,
+    ] {
         for (kind, original) in [(&PODS, &pod), (&DEPLOYMENTS, &deploy)] {
-            if let Ok(v) = apply_patch(kind, t, Some(original), data, "fuzz", false, "2026-11-25T09:00:00Z") {
+            if let Ok(v) = apply_patch(
+                kind,
+                t,
+                Some(original),
+                data,
+                "fuzz",
+                false,
+                "2026-11-25T09:00:00Z",
+            ) {
                 assert!(v.is_object());
             }
         }

@@ -12,9 +12,26 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(created.is_object());
     // Reapplying the same configuration is idempotent and never conflicts.
-    let again = apply_patch(&PODS, PatchType::Apply, Some(&created), data, "a", false, now)
-        .expect("reapply");
+    let again = apply_patch(
+        &PODS,
+        PatchType::Apply,
+        Some(&created),
+        data,
+        "a",
+        false,
+        now,
+    )
+    .expect("reapply");
     assert_eq!(again, created);
     // Another manager forcing the same configuration always succeeds.
-    apply_patch(&PODS, PatchType::Apply, Some(&created), data, "b", true, now).expect("force");
+    apply_patch(
+        &PODS,
+        PatchType::Apply,
+        Some(&created),
+        data,
+        "b",
+        true,
+        now,
+    )
+    .expect("force");
 });
