@@ -422,6 +422,11 @@ impl ProcessRuntime {
         }
     }
 
+    /// How many spare supervisors are ready to be adopted right now.
+    pub fn spares_ready(&self) -> usize {
+        lock(&self.inner.spares).len()
+    }
+
     /// The directory of a sandbox.
     pub fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.inner.sandboxes.join(id)
