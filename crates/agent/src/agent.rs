@@ -39,7 +39,7 @@ use crate::api::{EventSink, KubeEventRecorder, KubePodApi, PodApi};
 use crate::config::AgentConfig;
 use crate::deadlines::DeadlineStore;
 use crate::error::AgentError;
-use crate::hooks::{DefaultHooks, HookRunner};
+use crate::hooks::HookRunner;
 use crate::logs::LogServer;
 use crate::node::NodeReporter;
 use crate::state::spec_grace_seconds;
@@ -104,7 +104,8 @@ impl Agent {
         }
     }
 
-    /// Uses `hooks` for lifecycle handlers (default: [`DefaultHooks`]).
+    /// Uses `hooks` for lifecycle handlers (default: the probe handlers'
+    /// [`LifecycleHooks`](crate::probe::glue::LifecycleHooks)).
     pub fn with_hooks(mut self, hooks: Arc<dyn HookRunner>) -> Agent {
         self.hooks = Some(hooks);
         self
@@ -165,10 +166,11 @@ impl Agent {
             .pod_api
             .clone()
             .unwrap_or_else(|| Arc::new(KubePodApi::new(self.client.clone())));
-        let hooks: Arc<dyn HookRunner> = self
-            .hooks
-            .clone()
-            .unwrap_or_else(|| Arc::new(DefaultHooks::new(self.runtime.clone())));
+        let hooks: Arc<dyn HookRunner> = self.hooks.clone().unwrap_or_else(|| {
+            Arc::new(crate::probe::glue::LifecycleHooks::new(
+                self.runtime.clone(),
+            ))
+        });
         let ctx = Arc::new(WorkerCtx {
             runtime: self.runtime.clone(),
             api: pod_api,

@@ -59,6 +59,8 @@ use crate::clock::WallClock;
 use crate::deadlines::{DeadlineStore, TerminationRecord};
 use crate::hooks::{HookContext, HookRunner};
 use crate::podstatus::{ContainerView, Instance, StatusInput, Waiting, compute_status};
+use crate::probe::ProbeUpdate;
+use crate::probe::glue::{self as probe_glue, PodProbes};
 use crate::state::{
     Deadline, Effect, Input, PodWorkerState, Why, effective_grace, spec_grace_seconds, transition,
 };
@@ -141,6 +143,8 @@ struct ContainerRecord {
     create_failed_at: Option<SystemTime>,
     /// The instance whose back-off was already announced with a BackOff event.
     backoff_announced: Option<(Option<ContainerId>, Duration)>,
+    /// While a postStart hook runs: the running instance as it is reported (created, waiting).
+    post_start_pending: Option<Instance>,
 }
 
 impl ContainerRecord {
@@ -501,6 +505,8 @@ pub struct PodWorker {
     record: Option<Arc<Mutex<TerminationRecord>>>,
     resumed: Option<TerminationRecord>,
     exit: bool,
+    /// The pod's probes (crate::probe), once the sandbox exists and if any container has one.
+    probes: Option<PodProbes>,
 }
 
 impl PodWorker {
@@ -552,6 +558,7 @@ impl PodWorker {
             record: None,
             resumed,
             exit: false,
+            probes: None,
             ctx,
         };
         if let Some(sb) = adopted {
@@ -672,6 +679,7 @@ impl PodWorker {
             if self.exit {
                 break;
             }
+            self.observe_probes();
             self.write_status().await;
             let _ = self.state_tx.send(self.state.name());
             let wake = self.next_wake;
@@ -700,6 +708,7 @@ impl PodWorker {
                     self.termination = None;
                     self.apply(Input::AllStopped).await;
                 }
+                Some(u) = probe_glue::next_update(&mut self.probes) => self.apply_probe_update(u).await,
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
@@ -783,6 +792,9 @@ impl PodWorker {
 
     fn start_termination(&mut self, persist: bool) {
         self.kill.cancel();
+        if let Some(p) = self.probes.as_mut() {
+            p.terminating();
+        }
         let Some(deadline) = self.current_deadline() else {
             return;
         };
@@ -986,6 +998,14 @@ impl PodWorker {
                 }
             }
         }
+        if self.probes.is_none() {
+            self.probes = PodProbes::for_pod(
+                &self.pod,
+                self.ctx.runtime.clone(),
+                &self.ctx.clock,
+                &self.ctx.node_ip,
+            );
+        }
         if self.last_written.is_none() {
             // the first status (Pending, ContainerCreating) goes out before any start
             self.write_status().await;
@@ -1022,7 +1042,10 @@ impl PodWorker {
                     // left over from an interrupted start: start it now
                     let id = i.id.clone();
                     match self.ctx.runtime.start_container(&id).await {
-                        Ok(st) => self.started(c, &id, st.state),
+                        Ok(st) => {
+                            self.started(c, &id, st.state);
+                            self.post_start(c, &id).await;
+                        }
                         Err(e) => self.start_failed(c, &id, e, now).await,
                     }
                     return;
@@ -1125,7 +1148,10 @@ impl PodWorker {
             state: ContainerState::Created,
         });
         match self.ctx.runtime.start_container(&id).await {
-            Ok(st) => self.started(c, &id, st.state),
+            Ok(st) => {
+                self.started(c, &id, st.state);
+                self.post_start(c, &id).await;
+            }
             Err(e) => self.start_failed(c, &id, e, now).await,
         }
         self.gc_instances(&c.name).await;
@@ -1187,6 +1213,176 @@ impl PodWorker {
         self.wake_at(Instant::now());
     }
 
+    /// Tells the probes every container's newest instance (before each status computation).
+    fn observe_probes(&self) {
+        let Some(p) = &self.probes else {
+            return;
+        };
+        for (name, rec) in &self.containers {
+            let pending = rec.post_start_pending.is_some();
+            p.observe(name, rec.current().map(|i| (&i.id, &i.state)), !pending);
+        }
+    }
+
+    /// A probe result changed (the status is recomputed by the loop), an event, or a kill
+    /// for a failed liveness/startup probe (spec §3.4; the restart follows the policy).
+    async fn apply_probe_update(&mut self, u: ProbeUpdate) {
+        match u {
+            ProbeUpdate::Changed { .. } => {}
+            ProbeUpdate::Event(e) => {
+                let type_ = if e.event_type == "Normal" {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
+                self.event(Some(&e.container), type_, e.reason, e.message);
+            }
+            ProbeUpdate::Kill(k) => {
+                if !matches!(self.state, PodWorkerState::Syncing) {
+                    return;
+                }
+                let spec = self.pod.spec.clone().unwrap_or_default();
+                let Some(c) = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|c| c.name == k.container)
+                    .cloned()
+                else {
+                    return;
+                };
+                let running = self
+                    .containers
+                    .get(&k.container)
+                    .and_then(|r| r.current())
+                    .is_some_and(|i| i.id == k.container_id && i.is_running());
+                if !running {
+                    return;
+                }
+                self.event(
+                    Some(&c.name),
+                    EventType::Normal,
+                    "Killing",
+                    k.message.clone(),
+                );
+                let grace = k
+                    .grace_period_seconds
+                    .or(spec.termination_grace_period_seconds)
+                    .unwrap_or(30)
+                    .max(0);
+                self.kill_for_restart(&c, &k.container_id, Duration::from_secs(grace as u64))
+                    .await;
+            }
+        }
+    }
+
+    /// Kills one container so that it restarts (probe or postStart failure): preStop, stop
+    /// signal, SIGKILL after the grace; pre-empted by a deletion or the agent's shutdown.
+    async fn kill_for_restart(&mut self, c: &Container, id: &ContainerId, grace: Duration) {
+        let hook_ctx = HookContext {
+            pod_full_name: self.full_name(),
+            container: c.clone(),
+            container_id: id.clone(),
+            pod_ip: self.ctx.node_ip.clone(),
+            budget: grace,
+        };
+        let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+        let runtime = self.ctx.runtime.clone();
+        let hooks = self.ctx.hooks.clone();
+        let kill = probe_glue::kill_for_restart(
+            &runtime,
+            &hooks,
+            hook_ctx,
+            pre_stop.as_ref(),
+            stop_signal_of(c),
+            grace,
+        );
+        let mut rx = self.input_rx.clone();
+        let shutdown = self.shutdown.clone();
+        let failed = tokio::select! {
+            f = kill => f,
+            _ = rx.wait_for(|i| i.drain.is_some() || i.pod.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some())) => {
+                self.input_changed = true;
+                None
+            }
+            _ = shutdown.cancelled() => None,
+        };
+        if let Some(e) = failed {
+            tracing::info!(container = %c.name, error = %e, "preStop hook failed");
+            self.event(
+                Some(&c.name),
+                EventType::Warning,
+                "FailedPreStopHook",
+                "PreStopHook failed".into(),
+            );
+        }
+    }
+
+    /// Runs the container's postStart hook (spec §1.9). The instance is reported waiting until
+    /// the hook completes; on failure the container is killed (preStop runs) and waits with
+    /// PostStartHookError. A deletion pre-empts the hook (`sync` drops this future on `kill`).
+    async fn post_start(&mut self, c: &Container, id: &ContainerId) {
+        let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else {
+            return;
+        };
+        let Some(rec) = self.containers.get_mut(&c.name) else {
+            return;
+        };
+        let Some(mut pending) = rec.instance_mut(id).filter(|i| i.is_running()).cloned() else {
+            return;
+        };
+        pending.state = ContainerState::Created;
+        rec.post_start_pending = Some(pending);
+        self.observe_probes();
+        let ctx = crate::probe::HookContext {
+            runtime: self.ctx.runtime.clone(),
+            pod_name: self.name.clone(),
+            pod_namespace: self.namespace.clone(),
+            pod_uid: self.uid.clone(),
+            pod_ip: self.ctx.node_ip.clone(),
+            container: c.clone(),
+            container_id: id.clone(),
+        };
+        let outcome = crate::probe::run_post_start(&ctx, &handler, &self.kill).await;
+        if let Some(rec) = self.containers.get_mut(&c.name) {
+            rec.post_start_pending = None;
+        }
+        let events = match outcome {
+            crate::probe::PostStartOutcome::Completed { events } => events,
+            crate::probe::PostStartOutcome::Cancelled => Vec::new(),
+            crate::probe::PostStartOutcome::Failed { message, events } => {
+                for e in events {
+                    self.event(Some(&e.container), EventType::Warning, e.reason, e.message);
+                }
+                self.event(
+                    Some(&c.name),
+                    EventType::Normal,
+                    "Killing",
+                    "FailedPostStartHook".into(),
+                );
+                let grace = self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30)
+                    .max(0);
+                self.kill_for_restart(c, id, Duration::from_secs(grace as u64))
+                    .await;
+                if let Some(rec) = self.containers.get_mut(&c.name) {
+                    rec.waiting = Some(Waiting {
+                        reason: crate::probe::hooks::POST_START_HOOK_ERROR.into(),
+                        message: Some(message),
+                    });
+                }
+                Vec::new()
+            }
+        };
+        for e in events {
+            self.event(Some(&e.container), EventType::Warning, e.reason, e.message);
+        }
+    }
+
     /// Removes instances older than the previous one (their logs go with them).
     async fn gc_instances(&mut self, name: &str) {
         let Some(rec) = self.containers.get_mut(name) else {
@@ -1211,14 +1407,25 @@ impl PodWorker {
             .iter()
             .map(|c| {
                 let rec = self.containers.get(&c.name);
+                let current = rec.and_then(|r| {
+                    let running = r.current().is_some_and(|i| i.is_running());
+                    r.post_start_pending
+                        .as_ref()
+                        .filter(|_| running)
+                        .or(r.current())
+                });
+                let (ready, started) = match (&self.probes, current) {
+                    (Some(p), Some(i)) => p.ready_started(&c.name, &i.id, &i.state),
+                    _ => (true, true),
+                };
                 ContainerView {
                     name: &c.name,
                     image: c.image.as_deref().unwrap_or_default(),
-                    current: rec.and_then(|r| r.current()),
+                    current,
                     previous: rec.and_then(|r| r.previous()),
                     waiting: rec.and_then(|r| r.waiting.as_ref()),
-                    ready: true,
-                    started: true,
+                    ready,
+                    started,
                 }
             })
             .collect()
@@ -1298,6 +1505,9 @@ impl PodWorker {
         else {
             return;
         };
+        if let Some(p) = self.probes.as_mut() {
+            p.stop();
+        }
         if !object_gone {
             let terminal = why != Why::Completed;
             let status = self.status(terminal);

@@ -261,6 +261,16 @@ async fn run_hook(
     (r, events)
 }
 
+/// Runs a lifecycle handler once until `deadline` (None: no limit); the error is the
+/// kubelet's message. Events (an HTTPS→HTTP fallback) are not reported.
+pub async fn run_handler(
+    ctx: &HookContext,
+    handler: &LifecycleHandler,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
+    run_hook(ctx, handler, deadline).await.0
+}
+
 fn hook_event(ctx: &HookContext, reason: &'static str, message: &str) -> ProbeEvent {
     ProbeEvent {
         container: ctx.container.name.clone(),

@@ -17,6 +17,8 @@
 //!   (docs/design/0002-probe-results.md).
 //! * [`hooks`]: `run_post_start` and `run_pre_stop`, which the pod worker calls around start
 //!   and kill.
+//! * [`glue`]: what the agent's pod worker uses (`PodProbes`, `kill_for_restart`,
+//!   `LifecycleHooks`).
 //!
 //! # Who calls what
 //!
@@ -32,6 +34,7 @@
 //! instance never applies to a new one, and a new instance starts from the initial value
 //! (readiness Failure, liveness Success, startup Unknown).
 
+pub mod glue;
 pub mod grpc;
 pub mod handler;
 pub mod history;
