@@ -1018,3 +1018,30 @@ async fn a_spare_whose_runtime_died_exits_by_itself() {
     let h = Proc { rt, _dir: dir };
     cleanup(&h.rt).await;
 }
+
+#[tokio::test]
+async fn concurrent_creation_of_one_id_yields_one_sandbox() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let id = h.sandbox_id("race");
+        let cfg = SandboxConfig {
+            id: id.clone(),
+            hostname: "race".into(),
+            ..Default::default()
+        };
+        let (a, b) = tokio::join!(rt.create_sandbox(cfg.clone()), rt.create_sandbox(cfg));
+        let oks = [a.is_ok(), b.is_ok()].iter().filter(|x| **x).count();
+        assert_eq!(oks, 1, "{a:?} {b:?}");
+        for r in [a, b] {
+            if let Err(e) = r {
+                assert!(matches!(e, RuntimeError::AlreadyExists { .. }), "{e:?}");
+            }
+        }
+        let all = rt.list().await.expect("list");
+        let s = all.iter().find(|s| s.config.id == id).expect("listed");
+        assert_eq!(s.state, podvisor_runtime::SandboxState::Ready);
+        rt.remove_sandbox(&id).await.expect("remove");
+    })
+    .await;
+}

@@ -153,6 +153,7 @@ struct Inner {
     index: Mutex<HashMap<ContainerId, String>>,
     removed: Mutex<HashSet<String>>,
     removing: Arc<Mutex<HashSet<String>>>,
+    creating: Mutex<HashSet<String>>,
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
     spares: Mutex<Vec<PathBuf>>,
     spares_starting: std::sync::atomic::AtomicUsize,
@@ -375,6 +376,7 @@ impl ProcessRuntime {
                 index: Mutex::new(HashMap::new()),
                 removed: Mutex::new(HashSet::new()),
                 removing: Arc::new(Mutex::new(HashSet::new())),
+                creating: Mutex::new(HashSet::new()),
                 watchers: Mutex::new(HashMap::new()),
                 spares: Mutex::new(Vec::new()),
                 spares_starting: std::sync::atomic::AtomicUsize::new(0),
@@ -750,6 +752,18 @@ fn supervisor_lost(dir: &Path, sandbox: &str, events: &broadcast::Sender<ExitEve
     }
 }
 
+/// Marks a sandbox ID as being created until dropped.
+struct CreatingGuard<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for CreatingGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.id);
+    }
+}
+
 /// Removes the cgroup directories of a sandbox (its containers' first), killing what is left.
 fn remove_sandbox_cgroups(dirs: &[CgDir]) {
     for d in dirs {
@@ -792,6 +806,17 @@ impl ContainerRuntime for ProcessRuntime {
                 ),
             ));
         }
+        // Two concurrent creations of one ID: the second is refused (not raced on disk).
+        if !lock(&self.inner.creating).insert(id.clone()) {
+            return Err(RuntimeError::AlreadyExists {
+                what: "sandbox",
+                id,
+            });
+        }
+        let _creating = CreatingGuard {
+            set: &self.inner.creating,
+            id: id.clone(),
+        };
         if dir.join("sandbox.json").exists() {
             return Err(RuntimeError::AlreadyExists {
                 what: "sandbox",
