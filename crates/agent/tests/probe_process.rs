@@ -1,0 +1,139 @@
+//! Probe handlers against real processes: the python3 stand-in for agnhost `liveness` from
+//! spec §9 (/healthz 200 for a while then 500, /redirect?loc=X → 302 with Go's body), run as a
+//! child process and killed at the end of each test.
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podvisor_agent::probe::Action;
+use podvisor_agent::probe::handler::{HandlerTarget, Outcome, run_probe_action, run_tcp};
+use podvisor_runtime::ContainerId;
+use podvisor_runtime::fake::{FakeRuntime, tokio_clock};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const LIVENESS_PY: &str = r#"
+import http.server, sys, time, urllib.parse, html
+START = time.time()
+HEALTHY = float(sys.argv[1])
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        if u.path == "/healthz":
+            code = 200 if time.time() - START < HEALTHY else 500
+            self.send_response(code); self.end_headers(); self.wfile.write(b"ok" if code == 200 else b"error")
+        elif u.path == "/redirect":
+            loc = urllib.parse.parse_qs(u.query)["loc"][0]
+            body = ('<a href="%s">Found</a>.\n' % html.escape(loc)).encode()
+            self.send_response(302); self.send_header("Location", loc)
+            self.send_header("Content-Type", "text/html; charset=utf-8"); self.end_headers(); self.wfile.write(body)
+        else:
+            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Server {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Server {
+    async fn start(healthy_secs: f64) -> Server {
+        let mut child = tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(LIVENESS_PY)
+            .arg(healthy_secs.to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .expect("server starts")
+        .expect("port line");
+        let port = line.trim().parse().expect("a port");
+        Server { child, port }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn target() -> HandlerTarget {
+    HandlerTarget {
+        runtime: std::sync::Arc::new(FakeRuntime::new(tokio_clock(SystemTime::UNIX_EPOCH))),
+        container_id: ContainerId("none".into()),
+        container: Container::default(),
+        pod_ip: "127.0.0.1".into(),
+    }
+}
+
+fn get(port: u16, path: &str) -> Action {
+    Action::HttpGet {
+        scheme: "http".into(),
+        host: None,
+        port: IntOrString::Int(i32::from(port)),
+        path: path.into(),
+        headers: vec![],
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a5_a6_healthz_turns_500_while_the_port_stays_open() {
+    let srv = Server::start(1.0).await;
+    let r = run_probe_action(&get(srv.port, "/healthz"), &target(), TIMEOUT).await;
+    assert_eq!((r.outcome, r.output.as_str()), (Outcome::Success, "ok"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = run_probe_action(&get(srv.port, "/healthz"), &target(), TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Failure { timed_out: false });
+    assert_eq!(r.output, "HTTP probe failed with statuscode: 500");
+    let r = run_tcp("127.0.0.1", srv.port, TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Success, "A6: tcp stays healthy");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a12_local_redirect_reaches_the_failing_healthz() {
+    let srv = Server::start(0.0).await;
+    let r = run_probe_action(
+        &get(srv.port, "/redirect?loc=%2Fhealthz"),
+        &target(),
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Failure { timed_out: false });
+    assert_eq!(r.output, "HTTP probe failed with statuscode: 500");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a13_non_local_redirect_warns_with_gos_body() {
+    let srv = Server::start(0.0).await;
+    let r = run_probe_action(
+        &get(srv.port, "/redirect?loc=http%3A%2F%2F0.0.0.0%2F"),
+        &target(),
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Warning);
+    assert!(
+        r.output.contains(
+            "Probe terminated redirects, Response body: <a href=\"http://0.0.0.0/\">Found</a>."
+        ),
+        "{}",
+        r.output
+    );
+    srv.stop().await;
+}
