@@ -1088,3 +1088,74 @@ async fn terminal_phase_never_reverts_in_written_statuses() {
     );
     let _ = Time(jiff::Timestamp::UNIX_EPOCH);
 }
+
+/// Simulated-node scale: 1000 pods on the fake runtime, started, crash-looping once, then
+/// deleted, under paused time. Prints the real time it took.
+#[tokio::test(start_paused = true)]
+async fn scale_1000_pods_start_and_terminate() {
+    const N: usize = 1000;
+    #[allow(clippy::disallowed_methods)] // measuring the real cost of the simulation
+    let real_start = std::time::Instant::now();
+    let h = Harness::new();
+    h.rt.set_recording(false);
+    h.rt.script(
+        "app",
+        FakeScript::sequence(vec![
+            Attempt::exits_after(s(5), 1),
+            Attempt::forever().on_stop_exit(s(1), 0),
+        ]),
+    );
+    let ctx = h.ctx();
+    let mut handles = std::collections::HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let shutdown = CancellationToken::new();
+    for i in 0..N {
+        let mut p = pod("Always", vec![container("app")], Some(10));
+        p.metadata.uid = Some(format!("uid-{i}"));
+        p.metadata.name = Some(format!("p{i}"));
+        let (worker, handle) =
+            PodWorker::new(ctx.clone(), Arc::new(p.clone()), None, shutdown.clone());
+        handles.insert(format!("uid-{i}"), (handle, p));
+        tasks.spawn(worker.run());
+    }
+    let notes: std::collections::HashMap<String, _> = handles
+        .iter()
+        .map(|(k, (h, _))| (k.clone(), h.notes.clone()))
+        .collect();
+    let mut exits = h.rt.subscribe();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            match exits.recv().await {
+                Ok(ev) => {
+                    if let Some(n) = notes.get(&ev.sandbox_id) {
+                        let _ = n.send(RuntimeNote::Exit(ev));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    for n in notes.values() {
+                        let _ = n.send(RuntimeNote::Resync);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    advance(s(30)).await;
+    assert_eq!(h.rt.running_count(), N, "every pod restarted once and runs");
+    for (handle, p) in handles.values() {
+        let mut p = p.clone();
+        p.metadata.deletion_timestamp = Some(to_time(h.clock.now() + s(10)));
+        p.metadata.deletion_grace_period_seconds = Some(10);
+        handle.input.send_modify(|i| i.pod = Some(Arc::new(p)));
+    }
+    advance(s(5)).await;
+    assert_eq!(h.rt.running_count(), 0);
+    assert_eq!(h.rt.sandbox_count(), 0);
+    assert_eq!(h.api.deletes().len(), N);
+    while tasks.join_next().await.is_some() {}
+    forwarder.abort();
+    println!(
+        "{N} pods: start, one crash-restart, graceful delete: {:?} real time",
+        real_start.elapsed()
+    );
+}
