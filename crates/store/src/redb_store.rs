@@ -36,7 +36,7 @@
 //! Durability comes from a write-ahead log (`<file>.wal`, see the `wal` module), as in etcd:
 //! the batch's writes are appended to a preallocated log file and `fdatasync`ed (one
 //! sequential write), then redb commits the transaction without its own sync. A batch that
-//! compacts, or that would overflow the 64 MiB log, is instead committed durably by redb (a
+//! compacts, or that would overflow the log ([`RedbOptions::wal_bytes`], 64 MiB by default), is instead committed durably by redb (a
 //! checkpoint) and the log starts over; so does a clean shutdown. On open, the log's batches
 //! newer than the durable redb file are replayed in one durable commit. If a commit fails, the
 //! writes of that batch are answered `Unavailable` (their outcome is unknown, as with an etcd
@@ -112,6 +112,9 @@ pub struct RedbOptions {
     pub retain_revisions: Option<i64>,
     /// redb's page cache, in bytes.
     pub cache_bytes: usize,
+    /// The size of the write-ahead log file; when it is full the writer checkpoints (one
+    /// durable redb commit) and starts it over.
+    pub wal_bytes: u64,
 }
 
 impl Default for RedbOptions {
@@ -120,6 +123,7 @@ impl Default for RedbOptions {
             watch: WatchConfig::default(),
             retain_revisions: Some(100_000),
             cache_bytes: 256 * 1024 * 1024,
+            wal_bytes: crate::wal::CAPACITY,
         }
     }
 }
@@ -714,13 +718,14 @@ impl RedbStore {
             p.push(".wal");
             PathBuf::from(p)
         };
-        let (wal, replay) =
-            Wal::open(&wal_path, revision).map_err(|e| StoreError::Unavailable {
+        let (wal, replay) = Wal::open(&wal_path, revision, options.wal_bytes).map_err(|e| {
+            StoreError::Unavailable {
                 message: format!(
                     "cannot open the write-ahead log {}: {e}",
                     wal_path.display()
                 ),
-            })?;
+            }
+        })?;
         let revision =
             replay_into(&db, &replay, revision).map_err(|message| StoreError::Corrupt {
                 path: wal_path.display().to_string(),

@@ -26,7 +26,7 @@ use crate::Revision;
 
 const MAGIC: u32 = 0x5044_574c; // "PDWL"
 const HEADER: usize = 12;
-/// The preallocated size of the log; a checkpoint happens before it fills.
+/// The default preallocated size of the log; a checkpoint happens before it fills.
 pub(crate) const CAPACITY: u64 = 64 * 1024 * 1024;
 
 /// One write of a batch.
@@ -41,6 +41,7 @@ pub(crate) struct Effect {
 pub(crate) struct Wal {
     file: File,
     offset: u64,
+    capacity: u64,
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -136,7 +137,11 @@ fn decode(payload: &[u8]) -> Option<Vec<Effect>> {
 impl Wal {
     /// Opens (or creates and preallocates) the log and returns it with the batches to replay
     /// onto a durable store at revision `durable`.
-    pub(crate) fn open(path: &Path, durable: Revision) -> io::Result<(Wal, Vec<Vec<Effect>>)> {
+    pub(crate) fn open(
+        path: &Path,
+        durable: Revision,
+        capacity: u64,
+    ) -> io::Result<(Wal, Vec<Vec<Effect>>)> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -175,22 +180,29 @@ impl Wal {
             offset += HEADER as u64 + u64::from(plen);
         }
         // Preallocate with real zeros, so appends overwrite allocated blocks.
-        if len < CAPACITY {
+        if len < capacity {
             let zeros = vec![0u8; 1024 * 1024];
             let mut at = len;
-            while at < CAPACITY {
-                let n = usize::try_from(CAPACITY - at).map_or(zeros.len(), |n| n.min(zeros.len()));
+            while at < capacity {
+                let n = usize::try_from(capacity - at).map_or(zeros.len(), |n| n.min(zeros.len()));
                 file.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
             }
             file.sync_all()?;
         }
-        Ok((Wal { file, offset: 0 }, replay))
+        Ok((
+            Wal {
+                file,
+                offset: 0,
+                capacity,
+            },
+            replay,
+        ))
     }
 
     /// Whether a payload of `len` bytes still fits before a checkpoint is due.
     pub(crate) fn fits(&self, len: usize) -> bool {
-        self.offset + (HEADER + len) as u64 <= CAPACITY
+        self.offset + (HEADER + len) as u64 <= self.capacity
     }
 
     /// Appends one record and makes it durable.
@@ -235,27 +247,27 @@ mod tests {
     fn replay_takes_contiguous_records_and_stops_at_stale_or_torn_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.wal");
-        let (mut wal, replay) = Wal::open(&path, 1).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 1, CAPACITY).unwrap();
         assert!(replay.is_empty());
         wal.append(&encode(&effects(2, 3))).unwrap();
         wal.append(&encode(&effects(5, 2))).unwrap();
         wal.append(&encode(&effects(7, 4))).unwrap();
         drop(wal);
         // Everything after revision 1 is replayed.
-        let (_, replay) = Wal::open(&path, 1).unwrap();
+        let (_, replay) = Wal::open(&path, 1, CAPACITY).unwrap();
         assert_eq!(replay, vec![effects(2, 3), effects(5, 2), effects(7, 4)]);
         // A store that is durable up to 4 needs the records from 5: the first is older, so
         // nothing is replayed (a checkpoint covered it and the log starts a new generation).
-        let (mut wal, replay) = Wal::open(&path, 4).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 4, CAPACITY).unwrap();
         assert!(replay.is_empty());
         // After a checkpoint at 10, new records overwrite the old generation from offset 0.
         wal.reset();
         wal.append(&encode(&effects(11, 1))).unwrap();
         drop(wal);
-        let (_, replay) = Wal::open(&path, 10).unwrap();
+        let (_, replay) = Wal::open(&path, 10, CAPACITY).unwrap();
         assert_eq!(replay, vec![effects(11, 1)]);
         // A torn record (bad checksum) ends the replay.
-        let (mut wal, _) = Wal::open(&path, 10).unwrap();
+        let (mut wal, _) = Wal::open(&path, 10, CAPACITY).unwrap();
         wal.append(&encode(&effects(11, 1))).unwrap();
         let at = wal.offset;
         wal.append(&encode(&effects(12, 2))).unwrap();
@@ -263,7 +275,7 @@ mod tests {
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(&[0xff, 0xee], at + HEADER as u64 + 5)
             .unwrap();
-        let (_, replay) = Wal::open(&path, 10).unwrap();
+        let (_, replay) = Wal::open(&path, 10, CAPACITY).unwrap();
         assert_eq!(replay, vec![effects(11, 1)]);
     }
 }

@@ -316,3 +316,45 @@ async fn a_second_open_of_the_same_file_is_unavailable() {
     drop(first);
     RedbStore::open(&path).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_write_ahead_log_capacity_checkpoint_and_reopen_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.redb");
+    let value: Vec<u8> = (0..podvisor_store::MAX_VALUE_BYTES)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    // 8 values of 1.5 MiB: more than a 4 MiB log, so some batches are checkpoints.
+    let small_log = RedbOptions {
+        wal_bytes: 4 * 1024 * 1024,
+        ..options()
+    };
+    let mut last = 0;
+    {
+        let store = RedbStore::open_with(&path, small_log.clone()).unwrap();
+        for i in 0..8 {
+            last = store
+                .create(&format!("/big/{i:02}"), value.clone())
+                .await
+                .unwrap()
+                .mod_revision;
+        }
+        assert_eq!(store.stats().transactions, 8);
+    }
+    let store = RedbStore::open_with(&path, small_log).unwrap();
+    assert_eq!(store.current_revision().await.unwrap(), last);
+    assert_eq!(store.count("/big/").await.unwrap(), 8);
+    let page = store
+        .list(
+            "/big/",
+            ListOptions {
+                limit: 2,
+                continue_after: Some("/big/05".into()),
+                revision: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(page.items.iter().all(|kv| kv.value == value));
+}
