@@ -24,8 +24,9 @@ use crate::leader::WallClock;
 
 /// Capacity of the event queue.
 pub const EVENT_QUEUE_CAPACITY: usize = 16_384;
-/// Events written at the same time.
-pub const EVENT_CONCURRENCY: usize = 16;
+/// Events written at the same time (few: events must not compete with binds for the API;
+/// upstream's broadcaster writes them one at a time).
+pub const EVENT_CONCURRENCY: usize = 4;
 /// Aggregation keys remembered (the map is cleared when it grows past this).
 const AGGREGATION_CAPACITY: usize = 8_192;
 

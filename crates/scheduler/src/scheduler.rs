@@ -49,7 +49,9 @@ use tokio_util::sync::CancellationToken;
 use crate::algorithm::{self, ScheduleFailure};
 use crate::cache::{Cache, PodChange, PodInfo};
 use crate::events::{EventRecorder, EventStats, PodEvent, event_sink};
-use crate::leader::{LeaderElectionConfig, LeaderElector, LeaderError, SystemClock, WallClock};
+use crate::leader::{
+    KubeLeaseClient, LeaderElectionConfig, LeaderElector, LeaderError, SystemClock, WallClock,
+};
 use crate::queue::{Failure, SchedulingQueue};
 
 /// The default scheduler name.
@@ -248,7 +250,13 @@ impl Scheduler {
                 Ok(())
             }
             Some(cfg) => {
-                let mut elector = LeaderElector::new(self.client.clone(), cfg.clone());
+                let leases = KubeLeaseClient::new(
+                    self.client.clone(),
+                    &cfg.lease_namespace,
+                    &cfg.lease_name,
+                );
+                let mut elector =
+                    LeaderElector::with_client(leases, cfg.clone(), self.clock.clone());
                 elector.run(shutdown, |token| self.run_term(token)).await?;
                 Ok(())
             }
