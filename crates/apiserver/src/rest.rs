@@ -738,6 +738,46 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
     };
     let kind = t.kind;
+    // Fast path: an unfiltered JSON list is spliced from the stored bytes.
+    let wants_protobuf = crate::protobuf::negotiate(ctx.header(header::ACCEPT))
+        == crate::protobuf::ResponseFormat::Protobuf;
+    if sel.is_empty() && out == Output::Json && !wants_protobuf {
+        let page = core
+            .storage
+            .list_raw(&prefix, limit as usize, cont, at)
+            .await?;
+        let mut meta = json!({"resourceVersion": page.rev.to_string()});
+        if let Some(c) = &page.cont {
+            meta["continue"] = Value::from(c.clone());
+        }
+        if let Some(r) = page.remaining.filter(|r| *r > 0) {
+            meta["remainingItemCount"] = Value::from(r);
+        }
+        let total: usize = page.items.iter().map(|i| i.len() + 1).sum();
+        let mut body = Vec::with_capacity(total + 256);
+        body.extend_from_slice(
+            format!(
+                "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+                kind.list_kind(),
+                kind.api_version(),
+                meta
+            )
+            .as_bytes(),
+        );
+        for (i, item) in page.items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item);
+        }
+        body.extend_from_slice(b"]}");
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
     // Fast path: a single name.
     let page = if let (Some(name), true) = (
         sel.fields.exact("metadata.name"),

@@ -24,6 +24,25 @@ pub fn decode_at(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Stamps `resourceVersion` into stored bytes without parsing them, when they have the
+/// shape [`encode`] writes (sorted keys, so the first `"metadata":{` is the top-level one).
+pub fn stamp_raw(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
+    const MARK: &[u8] = b"\"metadata\":{";
+    let at = bytes.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
+    if !bytes.starts_with(b"{\"apiVersion\":") {
+        return None;
+    }
+    let rv = format!("\"resourceVersion\":\"{rev}\"");
+    let mut out = Vec::with_capacity(bytes.len() + rv.len() + 1);
+    out.extend_from_slice(&bytes[..at]);
+    out.extend_from_slice(rv.as_bytes());
+    if bytes.get(at) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&bytes[at..]);
+    Some(out)
+}
+
 /// Encodes an object for storage (without `resourceVersion`).
 pub fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
     let mut v = obj.clone();
@@ -75,6 +94,18 @@ pub struct Page {
     /// The continue token, if more items may follow.
     pub cont: Option<String>,
     /// Items remaining after this page (upper bound), if known.
+    pub remaining: Option<i64>,
+}
+
+/// One page of an unfiltered list as raw JSON objects.
+pub struct RawPage {
+    /// The objects, each a JSON document with resourceVersion stamped.
+    pub items: Vec<Vec<u8>>,
+    /// The revision the list was read at.
+    pub rev: Revision,
+    /// The continue token, if more items follow.
+    pub cont: Option<String>,
+    /// Items remaining after this page, if known.
     pub remaining: Option<i64>,
 }
 
@@ -168,6 +199,58 @@ impl Storage {
         }
     }
 
+    /// Lists objects under `prefix` without decoding them (no filtering).
+    pub async fn list_raw(
+        &self,
+        prefix: &str,
+        limit: usize,
+        cont: Option<ContinueToken>,
+        at: Option<Revision>,
+    ) -> Result<RawPage, ApiError> {
+        let (rev, after) = match cont {
+            Some(c) => (Some(c.rev), Some(c.start)),
+            None => (at, None),
+        };
+        let resumed = after.is_some();
+        let page = self
+            .store
+            .list(prefix, ListOptions { revision: rev, limit, continue_after: after })
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } if resumed => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                other => ApiError::from_store_generic(other),
+            })?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for kv in &page.items {
+            match stamp_raw(&kv.value, kv.mod_revision) {
+                Some(b) => items.push(b),
+                None => items.push(
+                    serde_json::to_vec(&decode(kv)?)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                ),
+            }
+        }
+        let cont = if page.more {
+            page.items.last().map(|kv| {
+                ContinueToken {
+                    rev: page.revision,
+                    start: kv.key.clone(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(RawPage {
+            items,
+            rev: page.revision,
+            cont,
+            remaining: if page.more { page.remaining } else { None },
+        })
+    }
+
     /// Lists objects under `prefix` that satisfy `keep`, up to `limit` (0 = all), from an
     /// optional continue token or at an exact revision.
     pub async fn list(
@@ -247,6 +330,19 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_stamping_matches_decoding() {
+        for v in [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "uid": "u"}, "spec": {"x": {"metadata": {}}}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}),
+        ] {
+            let bytes = encode(&v).unwrap();
+            let raw: Value = serde_json::from_slice(&stamp_raw(&bytes, 42).unwrap()).unwrap();
+            assert_eq!(raw, decode_at(&bytes, 42).unwrap());
+        }
+        assert!(stamp_raw(b"{\"kind\":1}", 1).is_none());
+    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
