@@ -237,7 +237,7 @@ pub(crate) mod tests {
 
     #[test]
     fn delete_ranking_prefers_unscheduled_pending_unready_newer() {
-        let mut pods = vec![
+        let mut pods = [
             pod("ready-old", Some("n"), "Running", true, 10),
             pod("ready-new", Some("n"), "Running", true, 20),
             pod("running-unready", Some("n"), "Running", false, 5),

@@ -1,0 +1,192 @@
+//! The ReplicaSet controller and the garbage collector against an in-process API server
+//! (no agents: the test plays the kubelet by patching pod status).
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use podvisor_controllers::{ControllerConfig, ControllerManager};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+async fn pods(client: &Client) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn active(pods: &[Pod]) -> Vec<&Pod> {
+    pods.iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Failed" | "Succeeded")
+                )
+        })
+        .collect()
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
+    let server = podvisor_apiserver::testing::memory_server().await;
+    let client = server.in_process_client(&server.admin_token());
+    let stop = CancellationToken::new();
+    let manager = tokio::spawn(
+        ControllerManager::new(client.clone(), ControllerConfig::default()).run(stop.clone()),
+    );
+
+    let rs_api = Api::<ReplicaSet>::namespaced(client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "1000"]}]}
+            }
+        }
+    }))
+    .expect("replicaset");
+    let rs = rs_api
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("create rs");
+    let rs_uid = rs.metadata.uid.clone().expect("uid");
+
+    eventually("2 pods", || async {
+        active(&pods(&client).await).len() == 2
+    })
+    .await;
+    // No double creation while the watch catches up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ps = pods(&client).await;
+    assert_eq!(ps.len(), 2);
+    for p in &ps {
+        let name = p.metadata.name.as_deref().expect("name");
+        assert!(name.starts_with("web-"), "{name}");
+        let owner = &p.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(owner.uid, rs_uid);
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+    }
+
+    // The kubelet reports both Running and Ready: status follows.
+    let pod_api = Api::<Pod>::namespaced(client.clone(), "default");
+    for p in &ps {
+        let name = p.metadata.name.as_deref().expect("name");
+        pod_api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}
+                ]}})),
+            )
+            .await
+            .expect("status");
+    }
+    eventually("ready status", || async {
+        rs_api
+            .get_status("web")
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .is_some_and(|s| {
+                s.replicas == 2
+                    && s.ready_replicas == Some(2)
+                    && s.available_replicas == Some(2)
+                    && s.fully_labeled_replicas == Some(2)
+                    && s.observed_generation == r_gen(&rs)
+            })
+    })
+    .await;
+
+    // A failed pod is replaced and no longer counts.
+    let victim = ps[0].metadata.name.clone().expect("name");
+    pod_api
+        .patch_status(
+            &victim,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+        )
+        .await
+        .expect("fail pod");
+    eventually("replacement", || async {
+        let ps = pods(&client).await;
+        ps.len() == 3 && active(&ps).len() == 2
+    })
+    .await;
+
+    // kubectl scale rs/web --replicas=1
+    rs_api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .expect("scale");
+    eventually("scale down to 1", || async {
+        active(&pods(&client).await).len() == 1
+    })
+    .await;
+    // The ready pod is kept, the new unready one goes.
+    let kept = active(&pods(&client).await)[0].metadata.name.clone();
+    assert_eq!(kept, ps[1].metadata.name);
+
+    // Scale up again.
+    rs_api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("scale");
+    eventually("scale up to 3", || async {
+        active(&pods(&client).await).len() == 3
+    })
+    .await;
+
+    // Deleting the ReplicaSet collects its pods (the failed one too).
+    rs_api
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete rs");
+    eventually("pods collected", || async {
+        active(&pods(&client).await).is_empty()
+            && pods(&client)
+                .await
+                .iter()
+                .all(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+
+    stop.cancel();
+    manager.await.expect("join").expect("manager");
+}
+
+fn r_gen(rs: &ReplicaSet) -> Option<i64> {
+    rs.metadata.generation
+}
