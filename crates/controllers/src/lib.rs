@@ -1,5 +1,6 @@
-//! podvisor controllers: ReplicaSet, Deployment, StatefulSet and a background garbage
-//! collector, all API clients on `kube`.
+//! podvisor controllers, all API clients on `kube`: the ReplicaSet controller and a
+//! background garbage collector. The Deployment and StatefulSet controllers are not written
+//! yet: their objects are cached and queued, and their reconcilers do nothing.
 //!
 //! # How they run
 //!
