@@ -237,19 +237,39 @@ pub fn container_config(
         restart_count.to_string(),
     );
     annotations.insert(ANNOTATION_HASH.to_string(), format!("{hash:x}"));
+    // `$(VAR)` references: an env value sees the variables defined before it; command and
+    // args see the whole env (kubelet `makeEnvironmentVariables`, `ExpandContainerCommandAndArgs`).
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut defined: BTreeMap<String, String> = BTreeMap::new();
+    for e in c.env.as_deref().unwrap_or_default() {
+        if e.value_from.is_some() {
+            continue;
+        }
+        let view: BTreeMap<&str, &str> = defined
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let value = crate::probe::handler::expand_vars(e.value.as_deref().unwrap_or(""), &view);
+        defined.insert(e.name.clone(), value.clone());
+        env.retain(|(n, _)| n != &e.name);
+        env.push((e.name.clone(), value));
+    }
+    let view: BTreeMap<&str, &str> = defined
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let expand_all = |v: &Option<Vec<String>>| -> Vec<String> {
+        v.iter()
+            .flatten()
+            .map(|a| crate::probe::handler::expand_vars(a, &view))
+            .collect()
+    };
     ContainerConfig {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
-        env: c
-            .env
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .filter(|e| e.value_from.is_none())
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect(),
+        command: expand_all(&c.command),
+        args: expand_all(&c.args),
+        env,
         working_dir: c
             .working_dir
             .as_ref()

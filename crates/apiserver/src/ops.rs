@@ -199,6 +199,10 @@ impl Core {
             Value::from(uuid::Uuid::new_v4().to_string()),
         );
         strategy::prepare_for_create(kind, &mut obj);
+        // Field ownership is recorded on the defaulted object before admission, as upstream
+        // does: admission-added fields (tolerations, priority, qosClass) belong to no manager,
+        // so a later server-side apply of the same manifest does not remove them.
+        let mut owned = strategy::default_object(kind, &obj, false)?;
         let mut obj = strategy::default_object(kind, &obj, true)?;
         if strategy::tracks_generation(kind, &obj) {
             set_meta(&mut obj, "generation", Value::from(1));
@@ -206,7 +210,12 @@ impl Core {
             set_meta(&mut obj, "generation", Value::Null);
         }
         if let Some(m) = manager {
-            patch::record_update(kind, None, &mut obj, m, &self.now_str());
+            patch::record_update(kind, None, &mut owned, m, &self.now_str());
+            let mf = owned
+                .pointer("/metadata/managedFields")
+                .cloned()
+                .unwrap_or(Value::Null);
+            set_meta(&mut obj, "managedFields", mf);
         }
         let errs = strategy::validate_create(kind, &obj)?;
         if !errs.is_empty() {

@@ -251,6 +251,11 @@ pub fn expand_command(command: &[String], container: &Container) -> Vec<String> 
     command.iter().map(|c| expand(c, &env)).collect()
 }
 
+/// Expands `$(VAR)` references in `input` from `env`: `$$` escapes, unknown references stay.
+pub(crate) fn expand_vars(input: &str, env: &BTreeMap<&str, &str>) -> String {
+    expand(input, env)
+}
+
 fn expand(input: &str, env: &BTreeMap<&str, &str>) -> String {
     let bytes = input.as_bytes();
     let mut out = String::with_capacity(input.len());
