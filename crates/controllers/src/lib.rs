@@ -1,6 +1,6 @@
-//! podvisor controllers, all API clients on `kube`: the ReplicaSet controller and a
-//! background garbage collector. The Deployment and StatefulSet controllers are not written
-//! yet: their objects are cached and queued, and their reconcilers do nothing.
+//! podvisor controllers, all API clients on `kube`: the ReplicaSet and Deployment
+//! controllers and a background garbage collector. The StatefulSet controller is not written
+//! yet: StatefulSets are cached and queued, and their reconciler does nothing.
 //!
 //! # How they run
 //!
