@@ -659,6 +659,7 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!("scale: {nodes} simulated nodes Ready; creating {} pods", nodes * per_node);
     ensure_namespace(&admin, "sim").await?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "sim");
     let (obs, watch_task) = Observer::start(pods.clone());
@@ -677,6 +678,7 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         .try_collect::<Vec<_>>()
         .await?;
     let created = t0.elapsed();
+    eprintln!("scale: pods created in {:.1} s; waiting for Running", created.as_secs_f64());
     obs.wait(Duration::from_secs(600), |s| names.iter().all(|n| s.running.contains_key(n)))
         .await
         .context("simulated pods not all Running")?;

@@ -136,6 +136,18 @@ fn start_scheduler(
     })
 }
 
+fn start_controllers(client: kube::Client, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let manager = podvisor_controllers::ControllerManager::new(
+        client,
+        podvisor_controllers::ControllerConfig::default(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = manager.run(shutdown).await {
+            warn!(error = %e, "controllers stopped");
+        }
+    })
+}
+
 /// Waits until the node reports Ready.
 async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client);
@@ -180,6 +192,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         podvisor_scheduler::SchedulerConfig::default(),
         scheduler_stop.clone(),
     );
+    let controllers_task = start_controllers(admin.clone(), scheduler_stop.clone());
 
     let agent_stop = CancellationToken::new();
     let mut agent_config =
@@ -231,6 +244,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     }
     scheduler_stop.cancel();
     let _ = scheduler_task.await;
+    let _ = controllers_task.await;
     server_stop.cancel();
     if let Ok(Err(e)) = server_task.await {
         warn!(error = %e, "API server stopped with an error");
@@ -268,6 +282,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         podvisor_scheduler::SchedulerConfig::with_leader_election(identity),
         scheduler_stop.clone(),
     );
+    let controllers_task = start_controllers(
+        server.in_process_client(&server.admin_token()),
+        scheduler_stop.clone(),
+    );
     info!("podvisor server is up at {}", kubeconfig::server_url(args.listen));
     println!(
         "export KUBECONFIG={}",
@@ -279,6 +297,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     info!("{s}: stopping");
     scheduler_stop.cancel();
     let _ = scheduler_task.await;
+    let _ = controllers_task.await;
     server_stop.cancel();
     if let Ok(Err(e)) = server_task.await {
         warn!(error = %e, "API server stopped with an error");
