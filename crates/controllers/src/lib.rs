@@ -1,6 +1,5 @@
-//! podvisor controllers, all API clients on `kube`: the ReplicaSet and Deployment
-//! controllers and a background garbage collector. The StatefulSet controller is not written
-//! yet: StatefulSets are cached and queued, and their reconciler does nothing.
+//! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment and
+//! StatefulSet controllers and a background garbage collector.
 //!
 //! # How they run
 //!

@@ -18,12 +18,6 @@ pub(crate) fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), Some("Succeeded" | "Failed"))
 }
 
-/// Phase Failed.
-#[allow(dead_code)] // used by the StatefulSet controller (in progress)
-pub(crate) fn is_failed(pod: &Pod) -> bool {
-    phase(pod) == Some("Failed")
-}
-
 /// The pod's phase, if reported.
 pub(crate) fn phase(pod: &Pod) -> Option<&str> {
     pod.status.as_ref().and_then(|s| s.phase.as_deref())
@@ -47,7 +41,6 @@ pub(crate) fn is_ready(pod: &Pod) -> bool {
 }
 
 /// Running and Ready (the StatefulSet's `isRunningAndReady`).
-#[allow(dead_code)] // used by the StatefulSet controller (in progress)
 pub(crate) fn is_running_and_ready(pod: &Pod) -> bool {
     phase(pod) == Some("Running") && is_ready(pod)
 }
@@ -133,7 +126,6 @@ pub(crate) enum PodName {
     /// `metadata.generateName` (the API server appends 5 random characters).
     Generate(String),
     /// A fixed name.
-    #[allow(dead_code)] // used by the StatefulSet controller (in progress)
     Fixed(String),
 }
 
