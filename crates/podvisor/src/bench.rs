@@ -85,7 +85,9 @@ impl Observer {
                         }
                         let ready = status
                             .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                            .is_some_and(|cs| {
+                                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            });
                         if ready {
                             seen.ready.entry(name).or_insert(now);
                         }
@@ -103,7 +105,11 @@ impl Observer {
         (obs, task)
     }
 
-    async fn wait(&self, timeout: Duration, mut done: impl FnMut(&Seen) -> bool) -> anyhow::Result<()> {
+    async fn wait(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Seen) -> bool,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.notify.notified();
@@ -128,13 +134,24 @@ struct UpProcess {
 
 impl UpProcess {
     async fn start(node: &str) -> anyhow::Result<(UpProcess, Duration)> {
-        let dir = tempfile::Builder::new().prefix("podvisor-bench").tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = tempfile::Builder::new()
+            .prefix("podvisor-bench")
+            .tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(dir.path().join("up.log"))?;
         let t0 = Instant::now();
         let child = Command::new(exe)
-            .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--node-name", node, "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-name",
+                node,
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .env("PODVISOR_LOG", "warn")
             .stdin(Stdio::null())
@@ -164,7 +181,8 @@ impl UpProcess {
             .context("`up` did not become ready within 60 s")??
             .context("`up` exited before it was ready")?;
         let startup = ready_at - t0;
-        let kubeconfig = kube::config::Kubeconfig::read_from(up.dir.path().join("data/kubeconfig"))?;
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(up.dir.path().join("data/kubeconfig"))?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
         up.client = kube::Client::try_from(config)?;
         Ok((up, startup))
@@ -235,7 +253,12 @@ fn processes_matching(pred: impl Fn(&str) -> bool) -> Vec<i32> {
 
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
         .unwrap_or(false)
 }
 
@@ -271,9 +294,11 @@ async fn delete_all_pods(api: &Api<Pod>, obs: &Observer, names: &[String]) -> an
     };
     api.delete_collection(&dp, &ListParams::default()).await?;
     let names = names.to_vec();
-    obs.wait(Duration::from_secs(120), |s| names.iter().all(|n| s.deleted.contains_key(n)))
-        .await
-        .context("pods not deleted")
+    obs.wait(Duration::from_secs(120), |s| {
+        names.iter().all(|n| s.deleted.contains_key(n))
+    })
+    .await
+    .context("pods not deleted")
 }
 
 const SLEEP: &[&str] = &["sh", "-c", "sleep 100000 & wait"];
@@ -294,21 +319,42 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if want("floor") {
         let floor = floor(if args.quick { 100 } else { 300 });
         println!("## physical floor (no orchestrator)");
-        println!("fork+exec+wait /bin/true                       p50 {:.3} ms", floor.0.pct(50.0));
-        println!("unshare -pmui --fork /bin/true (namespaces)    p50 {:.3} ms", floor.1.pct(50.0));
-        println!("fork+exec `sleep` until it runs (spawn)        p50 {:.3} ms\n", floor.2.pct(50.0));
+        println!(
+            "fork+exec+wait /bin/true                       p50 {:.3} ms",
+            floor.0.pct(50.0)
+        );
+        println!(
+            "unshare -pmui --fork /bin/true (namespaces)    p50 {:.3} ms",
+            floor.1.pct(50.0)
+        );
+        println!(
+            "fork+exec `sleep` until it runs (spawn)        p50 {:.3} ms\n",
+            floor.2.pct(50.0)
+        );
         report["floor"] = json!({"exec_true": floor.0.summary(), "namespaces_true": floor.1.summary(), "spawn_sleep": floor.2.summary()});
     }
 
-    let needs_cluster = ["startup", "delete", "api", "footprint"].iter().any(|p| want(p));
+    let needs_cluster = ["startup", "delete", "api", "footprint"]
+        .iter()
+        .any(|p| want(p));
     if needs_cluster {
         let (up, startup) = UpProcess::start("bench-node").await?;
         let idle_rss = up.rss_kb();
         println!("## podvisor up");
-        println!("process start -> node Ready and kubeconfig printed: {:.1} ms", startup.as_secs_f64() * 1000.0);
+        println!(
+            "process start -> node Ready and kubeconfig printed: {:.1} ms",
+            startup.as_secs_f64() * 1000.0
+        );
         println!("RSS idle, no pods: {:.1} MB\n", idle_rss as f64 / 1024.0);
         report["up"] = json!({"ready_ms": round(startup.as_secs_f64() * 1000.0), "idle_rss_mb": round(idle_rss as f64 / 1024.0)});
-        let result = cluster_sections(&up, &args, want, (seq_n, burst_n, del_n, kill_n, api_n, list_n), &mut report).await;
+        let result = cluster_sections(
+            &up,
+            &args,
+            want,
+            (seq_n, burst_n, del_n, kill_n, api_n, list_n),
+            &mut report,
+        )
+        .await;
         up.stop();
         result?;
     }
@@ -355,8 +401,10 @@ async fn cluster_sections(
         // Warm-up, excluded.
         for i in 0..3 {
             let name = format!("warm-{i}");
-            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
-            obs.wait(Duration::from_secs(60), |s| s.running.contains_key(&name)).await?;
+            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+                .await?;
+            obs.wait(Duration::from_secs(60), |s| s.running.contains_key(&name))
+                .await?;
         }
         let mut to_running = Samples::default();
         let mut to_ready = Samples::default();
@@ -364,7 +412,8 @@ async fn cluster_sections(
         for i in 0..seq_n {
             let name = format!("seq-{i}");
             let t = Instant::now();
-            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
+            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+                .await?;
             obs.wait(Duration::from_secs(60), |s| s.ready.contains_key(&name))
                 .await
                 .with_context(|| format!("pod {name} not Ready"))?;
@@ -374,12 +423,32 @@ async fn cluster_sections(
             names.push(name);
         }
         println!("## pod startup, {seq_n} pods one after another (process runtime, `sleep`)");
-        println!("create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms", to_running.pct(50.0), to_running.pct(90.0), to_running.pct(99.0));
-        println!("create -> Ready    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms", to_ready.pct(50.0), to_ready.pct(90.0), to_ready.pct(99.0));
+        println!(
+            "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
+            to_running.pct(50.0),
+            to_running.pct(90.0),
+            to_running.pct(99.0)
+        );
+        println!(
+            "create -> Ready    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
+            to_ready.pct(50.0),
+            to_ready.pct(90.0),
+            to_ready.pct(99.0)
+        );
         let rss_100 = up.rss_kb();
         let sup = up.supervisor_rss();
-        let sup_avg = if sup.is_empty() { 0.0 } else { sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0 };
-        println!("RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n", seq_n + 3, rss_100 as f64 / 1024.0, sup_avg, sup.len());
+        let sup_avg = if sup.is_empty() {
+            0.0
+        } else {
+            sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0
+        };
+        println!(
+            "RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n",
+            seq_n + 3,
+            rss_100 as f64 / 1024.0,
+            sup_avg,
+            sup.len()
+        );
         report["startup_sequential"] = json!({"create_to_running": to_running.summary(), "create_to_ready": to_ready.summary()});
         report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
         names.extend((0..3).map(|i| format!("warm-{i}")));
@@ -395,17 +464,23 @@ async fn cluster_sections(
                 let created = created.clone();
                 async move {
                     let t = Instant::now();
-                    pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
-                    created.lock().unwrap_or_else(|p| p.into_inner()).insert(name, t);
+                    pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+                        .await?;
+                    created
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name, t);
                     anyhow::Ok(())
                 }
             })
             .buffer_unordered(16)
             .try_collect::<Vec<_>>()
             .await?;
-        obs.wait(Duration::from_secs(600), |s| names.iter().all(|n| s.running.contains_key(n)))
-            .await
-            .context("burst pods not all Running")?;
+        obs.wait(Duration::from_secs(600), |s| {
+            names.iter().all(|n| s.running.contains_key(n))
+        })
+        .await
+        .context("burst pods not all Running")?;
         let total = t0.elapsed();
         let mut burst = Samples::default();
         {
@@ -418,8 +493,18 @@ async fn cluster_sections(
         let rate = burst_n as f64 / total.as_secs_f64();
         let rss_burst = up.rss_kb();
         println!("## pod startup, burst of {burst_n} on one node");
-        println!("create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms; all Running after {:.2} s = {:.0} pods/s", burst.pct(50.0), burst.pct(90.0), burst.pct(99.0), total.as_secs_f64(), rate);
-        println!("RSS of up with {burst_n} pods: {:.1} MB\n", rss_burst as f64 / 1024.0);
+        println!(
+            "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms; all Running after {:.2} s = {:.0} pods/s",
+            burst.pct(50.0),
+            burst.pct(90.0),
+            burst.pct(99.0),
+            total.as_secs_f64(),
+            rate
+        );
+        println!(
+            "RSS of up with {burst_n} pods: {:.1} MB\n",
+            rss_burst as f64 / 1024.0
+        );
         report["startup_burst"] = json!({"n": burst_n, "create_to_running": burst.summary(), "total_s": round(total.as_secs_f64()), "pods_per_s": round(rate), "up_rss_mb": round(rss_burst as f64 / 1024.0)});
         delete_all_pods(&pods, &obs, &names).await?;
     }
@@ -429,28 +514,46 @@ async fn cluster_sections(
         let honour = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
         let names: Vec<String> = (0..del_n).map(|i| format!("del-{i}")).collect();
         for n in &names {
-            pods.create(&PostParams::default(), &pod_json(n, &honour, 30, None)?).await?;
+            pods.create(&PostParams::default(), &pod_json(n, &honour, 30, None)?)
+                .await?;
         }
-        obs.wait(Duration::from_secs(120), |s| names.iter().all(|n| s.ready.contains_key(n))).await?;
+        obs.wait(Duration::from_secs(120), |s| {
+            names.iter().all(|n| s.ready.contains_key(n))
+        })
+        .await?;
         let mut deleted = Samples::default();
         for n in &names {
             let t = Instant::now();
             pods.delete(n, &DeleteParams::default()).await?;
-            obs.wait(Duration::from_secs(60), |s| s.deleted.contains_key(n)).await?;
+            obs.wait(Duration::from_secs(60), |s| s.deleted.contains_key(n))
+                .await?;
             deleted.push(obs.seen.lock().unwrap_or_else(|p| p.into_inner()).deleted[n] - t);
         }
         println!("## deletion");
-        println!("delete (default grace) of a SIGTERM-honouring pod -> DELETED  p50 {:.1} ms  p99 {:.1} ms", deleted.pct(50.0), deleted.pct(99.0));
+        println!(
+            "delete (default grace) of a SIGTERM-honouring pod -> DELETED  p50 {:.1} ms  p99 {:.1} ms",
+            deleted.pct(50.0),
+            deleted.pct(99.0)
+        );
 
         // SIGKILL precision for processes that ignore SIGTERM (grace 2 s).
         let tag = format!("pvbench-{}", std::process::id());
         let names: Vec<String> = (0..kill_n).map(|i| format!("kill-{i}")).collect();
         for n in &names {
             let marker = format!("{tag}-{n}-");
-            let cmd = ["sh", "-c", "trap '' TERM; sleep 100000 & wait", marker.as_str()];
-            pods.create(&PostParams::default(), &pod_json(n, &cmd, 2, None)?).await?;
+            let cmd = [
+                "sh",
+                "-c",
+                "trap '' TERM; sleep 100000 & wait",
+                marker.as_str(),
+            ];
+            pods.create(&PostParams::default(), &pod_json(n, &cmd, 2, None)?)
+                .await?;
         }
-        obs.wait(Duration::from_secs(120), |s| names.iter().all(|n| s.ready.contains_key(n))).await?;
+        obs.wait(Duration::from_secs(120), |s| {
+            names.iter().all(|n| s.ready.contains_key(n))
+        })
+        .await?;
         let mut overshoot = Samples::default();
         let mut early = 0;
         for n in &names {
@@ -472,13 +575,22 @@ async fn cluster_sections(
             let deadline = t + Duration::from_secs(2);
             if died < deadline {
                 early += 1;
-                overshoot.0.push(-((deadline - died).as_secs_f64() * 1000.0));
+                overshoot
+                    .0
+                    .push(-((deadline - died).as_secs_f64() * 1000.0));
             } else {
                 overshoot.push(died - deadline);
             }
         }
-        obs.wait(Duration::from_secs(60), |s| names.iter().all(|n| s.deleted.contains_key(n))).await?;
-        println!("SIGTERM-ignoring pod, grace 2 s: death minus deadline  p50 {:.1} ms  p99 {:.1} ms  (killed early: {early})\n", overshoot.pct(50.0), overshoot.pct(99.0));
+        obs.wait(Duration::from_secs(60), |s| {
+            names.iter().all(|n| s.deleted.contains_key(n))
+        })
+        .await?;
+        println!(
+            "SIGTERM-ignoring pod, grace 2 s: death minus deadline  p50 {:.1} ms  p99 {:.1} ms  (killed early: {early})\n",
+            overshoot.pct(50.0),
+            overshoot.pct(99.0)
+        );
         report["delete"] = json!({"term_honouring_to_deleted": deleted.summary(), "sigkill_overshoot": overshoot.summary(), "killed_early": early});
     }
 
@@ -556,7 +668,10 @@ async fn cluster_sections(
                         }
                         watcher::Event::Apply(cm) => {
                             let name = cm.metadata.name.unwrap_or_default();
-                            arrivals.lock().unwrap_or_else(|p| p.into_inner()).push((name, Instant::now()));
+                            arrivals
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((name, Instant::now()));
                         }
                         _ => {}
                     }
@@ -567,13 +682,17 @@ async fn cluster_sections(
         let mut sent = HashMap::new();
         for i in 0..20 {
             let name = format!("w-{i}");
-            let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}))?;
+            let cm: ConfigMap = serde_json::from_value(
+                json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}),
+            )?;
             sent.insert(name, Instant::now());
             cms.create(&PostParams::default(), &cm).await?;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while arrivals.lock().unwrap_or_else(|p| p.into_inner()).len() < 2000 && Instant::now() < deadline {
+        while arrivals.lock().unwrap_or_else(|p| p.into_inner()).len() < 2000
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for t in &tasks {
@@ -589,9 +708,23 @@ async fn cluster_sections(
         for (c, r) in &rates {
             println!("pod creates/s with {c} client(s): {r:.0}");
         }
-        println!("list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms", list.pct(50.0), list.pct(99.0), get.pct(50.0), get.pct(99.0));
-        println!("watch delivery to 100 watchers ({} deliveries): p50 {:.2} ms p99 {:.2} ms", watch.0.len(), watch.pct(50.0), watch.pct(99.0));
-        println!("RSS of up with {list_n} pod objects stored: {:.1} MB\n", rss as f64 / 1024.0);
+        println!(
+            "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms",
+            list.pct(50.0),
+            list.pct(99.0),
+            get.pct(50.0),
+            get.pct(99.0)
+        );
+        println!(
+            "watch delivery to 100 watchers ({} deliveries): p50 {:.2} ms p99 {:.2} ms",
+            watch.0.len(),
+            watch.pct(50.0),
+            watch.pct(99.0)
+        );
+        println!(
+            "RSS of up with {list_n} pod objects stored: {:.1} MB\n",
+            rss as f64 / 1024.0
+        );
         report["api"] = json!({
             "creates_per_s": rates.iter().map(|(c, r)| json!({"clients": c, "per_s": round(*r)})).collect::<Vec<_>>(),
             "list": list.summary(), "list_n": list_n, "get": get.summary(), "watch_100": watch.summary(),
@@ -608,14 +741,23 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
     use podvisor_apiserver::{ApiServer, ApiServerConfig};
     use tokio_util::sync::CancellationToken;
 
-    let dir = tempfile::Builder::new().prefix("podvisor-bench-scale").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("podvisor-bench-scale")
+        .tempdir()?;
     let store = podvisor_store::redb_store::RedbStore::open(dir.path().join("store.redb"))?;
-    let server = ApiServer::new(Arc::new(store), ApiServerConfig::new(dir.path().join("server"))).await?;
+    let server = ApiServer::new(
+        Arc::new(store),
+        ApiServerConfig::new(dir.path().join("server")),
+    )
+    .await?;
     let admin = server.in_process_client(&server.admin_token());
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     {
-        let scheduler = podvisor_scheduler::Scheduler::new(admin.clone(), podvisor_scheduler::SchedulerConfig::default());
+        let scheduler = podvisor_scheduler::Scheduler::new(
+            admin.clone(),
+            podvisor_scheduler::SchedulerConfig::default(),
+        );
         let stop = stop.clone();
         tasks.spawn(async move {
             let _ = scheduler.run(stop).await;
@@ -625,8 +767,17 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
     for i in 0..nodes {
         let name = format!("sim-{i:03}");
         let token = server.ensure_node_token(&name)?;
-        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8));
-        let mut config = podvisor_agent::AgentConfig::new(name.clone(), ip, dir.path().join("agents").join(&name));
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            127,
+            1,
+            (i / 250) as u8,
+            (i % 250 + 1) as u8,
+        ));
+        let mut config = podvisor_agent::AgentConfig::new(
+            name.clone(),
+            ip,
+            dir.path().join("agents").join(&name),
+        );
         config.node_token = token.clone();
         config.log_server_addr = std::net::SocketAddr::new(ip, 0);
         let runtime = Arc::new(podvisor_runtime::fake::FakeRuntime::new(clock.clone()));
@@ -659,7 +810,10 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("scale: {nodes} simulated nodes Ready; creating {} pods", nodes * per_node);
+    eprintln!(
+        "scale: {nodes} simulated nodes Ready; creating {} pods",
+        nodes * per_node
+    );
     ensure_namespace(&admin, "sim").await?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "sim");
     let (obs, watch_task) = Observer::start(pods.clone());
@@ -670,7 +824,8 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         .map(|name| {
             let pods = pods.clone();
             async move {
-                pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?).await?;
+                pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+                    .await?;
                 anyhow::Ok(())
             }
         })
@@ -678,10 +833,15 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         .try_collect::<Vec<_>>()
         .await?;
     let created = t0.elapsed();
-    eprintln!("scale: pods created in {:.1} s; waiting for Running", created.as_secs_f64());
-    obs.wait(Duration::from_secs(600), |s| names.iter().all(|n| s.running.contains_key(n)))
-        .await
-        .context("simulated pods not all Running")?;
+    eprintln!(
+        "scale: pods created in {:.1} s; waiting for Running",
+        created.as_secs_f64()
+    );
+    obs.wait(Duration::from_secs(600), |s| {
+        names.iter().all(|n| s.running.contains_key(n))
+    })
+    .await
+    .context("simulated pods not all Running")?;
     let all_running = t0.elapsed();
     let rss = rss_kb(std::process::id() as i32);
     println!("## scale: {nodes} simulated nodes (fake runtime) x {per_node} pods, one process");
@@ -695,7 +855,9 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
     watch_task.abort();
     stop.cancel();
     while tasks.join_next().await.is_some() {}
-    Ok(json!({"nodes": nodes, "pods": total, "created_s": round(created.as_secs_f64()), "all_running_s": round(all_running.as_secs_f64()), "rss_mb": round(rss as f64 / 1024.0)}))
+    Ok(
+        json!({"nodes": nodes, "pods": total, "created_s": round(created.as_secs_f64()), "all_running_s": round(all_running.as_secs_f64()), "rss_mb": round(rss as f64 / 1024.0)}),
+    )
 }
 
 /// fork+exec of /bin/true, the same under fresh namespaces, and spawn of `sleep`.
@@ -723,19 +885,33 @@ fn floor(n: usize) -> (Samples, Samples, Samples) {
 }
 
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|kb| kb.parse::<u64>().ok())
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cores} cores, {:.1} GiB, Linux {}", mem as f64 / 1048576.0, kernel.trim())
+    format!(
+        "{cores} cores, {:.1} GiB, Linux {}",
+        mem as f64 / 1048576.0,
+        kernel.trim()
+    )
 }
 
 /// podman: pod + container to Running, and stop of a SIGTERM-ignoring container.
 fn podman(n: usize) -> anyhow::Result<Value> {
-    let ok = Command::new("podman").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("podman")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         bail!("podman is not installed (apt-get install podman)");
     }
@@ -753,7 +929,10 @@ fn podman(n: usize) -> anyhow::Result<Value> {
     let run = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new("podman").args(args).output()?;
         if !out.status.success() {
-            bail!("podman {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "podman {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
@@ -765,22 +944,57 @@ fn podman(n: usize) -> anyhow::Result<Value> {
         let pod = format!("pvbench-{}-{i}", std::process::id());
         let t = Instant::now();
         run(&["pod", "create", "--network=none", "--name", &pod])?;
-        run(&["run", "-d", "--pod", &pod, "--network=none", "--rootfs", &rootfs_s, "/bin/sh", "-c", "trap '' TERM; sleep 100000 & wait"])?;
+        run(&[
+            "run",
+            "-d",
+            "--pod",
+            &pod,
+            "--network=none",
+            "--rootfs",
+            &rootfs_s,
+            "/bin/sh",
+            "-c",
+            "trap '' TERM; sleep 100000 & wait",
+        ])?;
         start.push(t.elapsed());
-        conmon.extend(processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&pod)).into_iter().map(rss_kb));
-        let ctr = run(&["ps", "-q", "--filter", &format!("pod={pod}"), "--filter", "status=running"])?;
+        conmon.extend(
+            processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&pod))
+                .into_iter()
+                .map(rss_kb),
+        );
+        let ctr = run(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("pod={pod}"),
+            "--filter",
+            "status=running",
+        ])?;
         let ctr = ctr.lines().last().unwrap_or_default().to_string();
         let t = Instant::now();
         let _ = run(&["stop", "-t", "2", &ctr]);
         stop.push(t.elapsed());
         let _ = run(&["pod", "rm", "-f", "-t", "0", &pod]);
     }
-    let conmon_mb = if conmon.is_empty() { 0.0 } else { conmon.iter().sum::<u64>() as f64 / conmon.len() as f64 / 1024.0 };
+    let conmon_mb = if conmon.is_empty() {
+        0.0
+    } else {
+        conmon.iter().sum::<u64>() as f64 / conmon.len() as f64 / 1024.0
+    };
     println!("## podman (same machine, same run)");
-    println!("pod create + run -d to Running  p50 {:.1} ms", start.pct(50.0));
-    println!("stop -t 2 of a SIGTERM-ignoring container  p50 {:.1} ms (overshoot {:.1} ms)", stop.pct(50.0), stop.pct(50.0) - 2000.0);
+    println!(
+        "pod create + run -d to Running  p50 {:.1} ms",
+        start.pct(50.0)
+    );
+    println!(
+        "stop -t 2 of a SIGTERM-ignoring container  p50 {:.1} ms (overshoot {:.1} ms)",
+        stop.pct(50.0),
+        stop.pct(50.0) - 2000.0
+    );
     println!("conmon RSS {conmon_mb:.2} MB\n");
-    Ok(json!({"pod_to_running": start.summary(), "stop_t2": stop.summary(), "conmon_rss_mb": round(conmon_mb)}))
+    Ok(
+        json!({"pod_to_running": start.summary(), "stop_t2": stop.summary(), "conmon_rss_mb": round(conmon_mb)}),
+    )
 }
 
 fn ratios(report: &mut Value) {
@@ -791,7 +1005,10 @@ fn ratios(report: &mut Value) {
         }
         v.as_f64()
     };
-    let running = get(report, &["startup_sequential", "create_to_running", "p50_ms"]);
+    let running = get(
+        report,
+        &["startup_sequential", "create_to_running", "p50_ms"],
+    );
     let floor_ns = get(report, &["floor", "namespaces_true", "p50_ms"]);
     let floor_exec = get(report, &["floor", "exec_true", "p50_ms"]);
     let podman = get(report, &["podman", "pod_to_running", "p50_ms"]);
@@ -806,7 +1023,10 @@ fn ratios(report: &mut Value) {
         out.insert("running_over_namespace_floor".into(), json!(round(r / f)));
     }
     if let (Some(r), Some(p)) = (running, podman) {
-        println!("podman pod to Running / podvisor create -> Running: {:.1}x faster", p / r);
+        println!(
+            "podman pod to Running / podvisor create -> Running: {:.1}x faster",
+            p / r
+        );
         out.insert("podman_over_podvisor".into(), json!(round(p / r)));
     }
     report["ratios"] = Value::Object(out);

@@ -73,13 +73,23 @@ pub struct UpArgs {
     #[command(flatten)]
     pub dirs: DataDirArgs,
     /// The API server's address.
-    #[arg(long, env = "PODVISOR_LISTEN", default_value = "127.0.0.1:6443", value_name = "ADDR:PORT")]
+    #[arg(
+        long,
+        env = "PODVISOR_LISTEN",
+        default_value = "127.0.0.1:6443",
+        value_name = "ADDR:PORT"
+    )]
     pub listen: SocketAddr,
     /// The node's name [default: the host name].
     #[arg(long, env = "PODVISOR_NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
     /// The node's IP, reported as InternalIP and used as the pods' IP.
-    #[arg(long, env = "PODVISOR_NODE_IP", default_value = "127.0.0.1", value_name = "IP")]
+    #[arg(
+        long,
+        env = "PODVISOR_NODE_IP",
+        default_value = "127.0.0.1",
+        value_name = "IP"
+    )]
     pub node_ip: IpAddr,
     /// On Ctrl-C leave pods running (they are re-adopted on the next start) instead of
     /// terminating them gracefully.
@@ -96,14 +106,24 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub dirs: DataDirArgs,
     /// The API server's address.
-    #[arg(long, env = "PODVISOR_LISTEN", default_value = "127.0.0.1:6443", value_name = "ADDR:PORT")]
+    #[arg(
+        long,
+        env = "PODVISOR_LISTEN",
+        default_value = "127.0.0.1:6443",
+        value_name = "ADDR:PORT"
+    )]
     pub listen: SocketAddr,
     /// The store: `redb:PATH` (embedded, the default: DATA_DIR/store.redb) or
     /// `etcd:URL[,URL…]` (several servers on one etcd form an HA control plane).
     #[arg(long, env = "PODVISOR_STORE", value_name = "SPEC")]
     pub store: Option<String>,
     /// Extra names and IPs for the serving certificate (comma-separated).
-    #[arg(long, env = "PODVISOR_TLS_SAN", value_delimiter = ',', value_name = "NAME|IP")]
+    #[arg(
+        long,
+        env = "PODVISOR_TLS_SAN",
+        value_delimiter = ',',
+        value_name = "NAME|IP"
+    )]
     pub tls_san: Vec<String>,
 }
 

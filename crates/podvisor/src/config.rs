@@ -85,7 +85,10 @@ fn config_args(
         if id == "config" {
             continue;
         }
-        let Some(arg) = sub_command.get_arguments().find(|a| a.get_id() == id.as_str()) else {
+        let Some(arg) = sub_command
+            .get_arguments()
+            .find(|a| a.get_id() == id.as_str())
+        else {
             bail!(
                 "config file {}: unknown key {key:?} for `podvisor {sub}`",
                 path.display()
@@ -162,7 +165,9 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".local/share/podvisor")),
-        None => bail!("cannot choose a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir"),
+        None => bail!(
+            "cannot choose a data dir: neither XDG_DATA_HOME nor HOME is set; pass --data-dir"
+        ),
     }
 }
 
@@ -179,8 +184,11 @@ mod tests {
     fn config_file_is_below_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.yaml");
-        std::fs::write(&file, "listen: 127.0.0.1:7000\nnode-name: from-file\nkeep-pods: true\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "listen: 127.0.0.1:7000\nnode-name: from-file\nkeep-pods: true\n",
+        )
+        .expect("write");
         let cli = parse(args(&[
             "podvisor",
             "up",

@@ -72,7 +72,11 @@ mod tests {
 
     #[test]
     fn kubeconfig_parses_as_yaml_with_the_token() {
-        let text = render("https://127.0.0.1:6443", "-----BEGIN CERTIFICATE-----\n", "abc");
+        let text = render(
+            "https://127.0.0.1:6443",
+            "-----BEGIN CERTIFICATE-----\n",
+            "abc",
+        );
         let v: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
         assert_eq!(v["users"][0]["user"]["token"].as_str(), Some("abc"));
         assert_eq!(

@@ -60,9 +60,9 @@ async fn next_signal(
 }
 
 async fn open_store(spec: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
-    let spec = spec.map(str::to_string).unwrap_or_else(|| {
-        format!("redb:{}", data_dir.join("store.redb").display())
-    });
+    let spec = spec
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("redb:{}", data_dir.join("store.redb").display()));
     if let Some(path) = spec.strip_prefix("redb:") {
         let store = podvisor_store::redb_store::RedbStore::open(Path::new(path))
             .with_context(|| format!("cannot open the store {path}"))?;
@@ -136,7 +136,10 @@ fn start_scheduler(
     })
 }
 
-fn start_controllers(client: kube::Client, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn start_controllers(
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let manager = podvisor_controllers::ControllerManager::new(
         client,
         podvisor_controllers::ControllerConfig::default(),
@@ -272,8 +275,14 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let store = open_store(args.store.as_deref(), &data_dir).await?;
     let server_stop = CancellationToken::new();
-    let (server, server_task) =
-        start_api_server(store, &data_dir, args.listen, &args.tls_san, server_stop.clone()).await?;
+    let (server, server_task) = start_api_server(
+        store,
+        &data_dir,
+        args.listen,
+        &args.tls_san,
+        server_stop.clone(),
+    )
+    .await?;
     let scheduler_stop = CancellationToken::new();
     // Several servers may share one etcd: one active scheduler, chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
@@ -286,7 +295,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         server.in_process_client(&server.admin_token()),
         scheduler_stop.clone(),
     );
-    info!("podvisor server is up at {}", kubeconfig::server_url(args.listen));
+    info!(
+        "podvisor server is up at {}",
+        kubeconfig::server_url(args.listen)
+    );
     println!(
         "export KUBECONFIG={}",
         data_dir.join(kubeconfig::FILE_NAME).display()
@@ -316,8 +328,11 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         bail!("the token file {} is empty", args.token_file.display());
     }
     let client = remote_client(&args.server, &token, args.ca_file.as_deref(), &data_dir).await?;
-    let mut agent_config =
-        podvisor_agent::AgentConfig::new(args.node_name.clone(), args.node_ip, data_dir.join("agent"));
+    let mut agent_config = podvisor_agent::AgentConfig::new(
+        args.node_name.clone(),
+        args.node_ip,
+        data_dir.join("agent"),
+    );
     agent_config.node_token = token;
     agent_config.drain_on_shutdown = args.drain;
     let runtime = process_runtime(&data_dir).await?;
@@ -389,7 +404,11 @@ fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
             body.clear();
         } else if line.starts_with("-----END CERTIFICATE") {
             inside = false;
-            out.push(base64::engine::general_purpose::STANDARD.decode(&body).ok()?);
+            out.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&body)
+                    .ok()?,
+            );
         } else if inside {
             body.push_str(line);
         }

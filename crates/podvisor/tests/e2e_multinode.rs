@@ -35,7 +35,14 @@ impl Drop for MultiNode {
     fn drop(&mut self) {
         let _ = kubectl(
             &self.kubeconfig(),
-            &["delete", "pods", "--all", "--force", "--grace-period=0", "--wait=false"],
+            &[
+                "delete",
+                "pods",
+                "--all",
+                "--force",
+                "--grace-period=0",
+                "--wait=false",
+            ],
         );
         // Agents drain on SIGTERM only with --drain; these were started with it.
         for a in &mut self.agents {
@@ -78,7 +85,11 @@ fn start() -> MultiNode {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !m.kubeconfig().exists() {
-        assert!(Instant::now() < deadline, "server did not start:\n{}", m.server.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "server did not start:\n{}",
+            m.server.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for n in [2, 3] {
@@ -88,7 +99,11 @@ fn start() -> MultiNode {
             .arg(&server_dir)
             .output()
             .expect("token create");
-        assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+        assert!(
+            token.status.success(),
+            "{}",
+            String::from_utf8_lossy(&token.stderr)
+        );
         let token_file = m.dir.path().join(format!("{name}.token"));
         std::fs::write(&token_file, &token.stdout).expect("write token");
         let agent = Process::start(
@@ -175,14 +190,21 @@ spec:
             "-o",
             "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.status.hostIP}{\"\\n\"}{end}",
         ]);
-        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
         let running = rows.iter().filter(|r| r.get(1) == Some(&"Running")).count();
         if running == 6 {
             let on2 = rows.iter().filter(|r| r[0] == "worker-2").count();
             let on3 = rows.iter().filter(|r| r[0] == "worker-3").count();
             assert_eq!((on2, on3), (3, 3), "pods not spread evenly: {out}");
             for r in &rows {
-                let expected_ip = if r[0] == "worker-2" { "127.0.0.2" } else { "127.0.0.3" };
+                let expected_ip = if r[0] == "worker-2" {
+                    "127.0.0.2"
+                } else {
+                    "127.0.0.3"
+                };
                 assert_eq!(r.get(2), Some(&expected_ip), "hostIP: {out}");
             }
             break;
@@ -191,6 +213,10 @@ spec:
         std::thread::sleep(Duration::from_millis(200));
     }
     for i in 0..6 {
-        assert_eq!(find_pids(&format!("{mk}-{i}")).len(), 1, "pod spread-{i} has no process");
+        assert_eq!(
+            find_pids(&format!("{mk}-{i}")).len(),
+            1,
+            "pod spread-{i} has no process"
+        );
     }
 }

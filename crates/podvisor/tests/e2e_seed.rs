@@ -117,10 +117,19 @@ fn term_ignoring_app_is_terminating_then_killed_at_the_deadline() {
     c.wait_pod_ready("stubborn", LONG);
     let pid = wait_one_pid(&m, LONG);
     let t0 = Instant::now();
-    c.kubectl_ok(&["delete", "pod", "stubborn", "--grace-period=3", "--wait=false"]);
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "stubborn",
+        "--grace-period=3",
+        "--wait=false",
+    ]);
     // Meanwhile kubectl shows Terminating.
     let table = c.kubectl_ok(&["get", "pod", "stubborn", "--no-headers"]);
-    assert!(table.contains("Terminating"), "STATUS is not Terminating: {table}");
+    assert!(
+        table.contains("Terminating"),
+        "STATUS is not Terminating: {table}"
+    );
     assert!(alive(pid), "killed before the deadline");
     let died = wait_dead(pid, Duration::from_secs(10));
     let at = died.duration_since(t0);
@@ -132,7 +141,10 @@ fn term_ignoring_app_is_terminating_then_killed_at_the_deadline() {
         !c.pod_exists("stubborn")
     });
     let removed = t0.elapsed();
-    assert!(removed <= Duration::from_secs(5), "object removed only after {removed:?}");
+    assert!(
+        removed <= Duration::from_secs(5),
+        "object removed only after {removed:?}"
+    );
 }
 
 #[test]
@@ -165,7 +177,10 @@ spec:
     c.kubectl_ok(&["delete", "pod", "hooked"]);
     assert!(!alive(pid));
     let text = std::fs::read_to_string(&trace).unwrap_or_default();
-    assert_eq!(text, "prestop\nterm\n", "preStop must finish before SIGTERM");
+    assert_eq!(
+        text, "prestop\nterm\n",
+        "preStop must finish before SIGTERM"
+    );
 }
 
 #[test]
@@ -184,7 +199,10 @@ fn force_delete_removes_the_object_at_once_and_kills_the_processes() {
     let t0 = Instant::now();
     let out = c.kubectl_ok(&["delete", "pod", "forced", "--force", "--grace-period=0"]);
     assert!(out.contains("force deleted"), "{out}");
-    assert!(!c.pod_exists("forced"), "object still there after a force delete");
+    assert!(
+        !c.pod_exists("forced"),
+        "object still there after a force delete"
+    );
     wait_dead(pid, Duration::from_secs(5));
     assert!(t0.elapsed() < Duration::from_secs(6));
 }
@@ -211,19 +229,33 @@ fn a_second_delete_shortens_the_grace_period() {
     assert_eq!(grace, "60");
     // The shorter grace counts from the original request (spec §1.1): the processes die
     // 3 s after the first delete, not 3 s after the second.
-    c.kubectl_ok(&["delete", "pod", "shorten", "--grace-period=3", "--wait=false"]);
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "shorten",
+        "--grace-period=3",
+        "--wait=false",
+    ]);
     let grace = c
         .pod_field("shorten", "{.metadata.deletionGracePeriodSeconds}")
         .unwrap_or_default();
     assert_eq!(grace, "3");
     // A longer grace afterwards is ignored.
-    c.kubectl_ok(&["delete", "pod", "shorten", "--grace-period=20", "--wait=false"]);
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "shorten",
+        "--grace-period=20",
+        "--wait=false",
+    ]);
     let died = wait_dead(pid, Duration::from_secs(10)).duration_since(t0);
     assert!(
         died >= Duration::from_millis(2700) && died <= Duration::from_millis(4200),
         "killed {died:?} after the first delete, expected 3 s"
     );
-    c.wait_for("pod removed", Duration::from_secs(3), || !c.pod_exists("shorten"));
+    c.wait_for("pod removed", Duration::from_secs(3), || {
+        !c.pod_exists("shorten")
+    });
 }
 
 #[test]
@@ -265,7 +297,10 @@ fn logs_follow_and_previous() {
     assert!(current.contains("run 2"), "{current}");
     assert!(current.contains("err 2"), "{current}");
     let previous = c.kubectl_ok(&["logs", "logs", "--previous"]);
-    assert!(previous.contains("run 1") && !previous.contains("run 2"), "{previous}");
+    assert!(
+        previous.contains("run 1") && !previous.contains("run 2"),
+        "{previous}"
+    );
     let tail = c.kubectl_ok(&["logs", "logs", "--tail=1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
 
@@ -311,7 +346,13 @@ fn describe_shows_events() {
     });
     let d = c.kubectl_ok(&["describe", "pod", "described"]);
     assert!(d.contains("Status:") && d.contains("Running"), "{d}");
-    assert!(d.contains(&format!("Successfully assigned default/described to {}", c.node)), "{d}");
+    assert!(
+        d.contains(&format!(
+            "Successfully assigned default/described to {}",
+            c.node
+        )),
+        "{d}"
+    );
 }
 
 #[test]
@@ -332,7 +373,13 @@ fn up_killed_mid_grace_kills_at_the_original_deadline_and_spares_the_rest() {
     let victim = wait_one_pid(&m_victim, LONG);
     let bystander = wait_one_pid(&m_other, LONG);
     let t0 = Instant::now();
-    c.kubectl_ok(&["delete", "pod", "victim", "--grace-period=6", "--wait=false"]);
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "victim",
+        "--grace-period=6",
+        "--wait=false",
+    ]);
     std::thread::sleep(Duration::from_secs(1));
     c.up.kill9();
     assert!(alive(victim), "the pod died with `up`");
@@ -343,9 +390,15 @@ fn up_killed_mid_grace_kills_at_the_original_deadline_and_spares_the_rest() {
         died >= Duration::from_millis(5700) && died <= Duration::from_millis(7500),
         "victim killed {died:?} after the delete, expected the original deadline (6 s)"
     );
-    c.wait_for("victim removed", Duration::from_secs(5), || !c.pod_exists("victim"));
+    c.wait_for("victim removed", Duration::from_secs(5), || {
+        !c.pod_exists("victim")
+    });
     assert!(alive(bystander), "the bystander was restarted or killed");
-    assert_eq!(wait_one_pid(&m_other, LONG), bystander, "bystander restarted");
+    assert_eq!(
+        wait_one_pid(&m_other, LONG),
+        bystander,
+        "bystander restarted"
+    );
     assert_eq!(
         c.pod_field("bystander", "{.status.containerStatuses[0].restartCount}")
             .as_deref(),
