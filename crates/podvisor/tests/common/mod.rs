@@ -200,10 +200,10 @@ impl Cluster {
 
     /// Applies a manifest given as text.
     pub fn apply(&self, manifest: &str) {
-        let path = self
-            .dir
-            .path()
-            .join(format!("m-{}.yaml", manifest.len() ^ manifest.as_ptr() as usize));
+        let path = self.dir.path().join(format!(
+            "m-{}.yaml",
+            manifest.len() ^ manifest.as_ptr() as usize
+        ));
         std::fs::write(&path, manifest).expect("write manifest");
         self.kubectl_ok(&["apply", "-f", path.to_str().expect("utf8")]);
     }
@@ -292,7 +292,10 @@ pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state is the field after the parenthesised command name.
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
             state != Some("Z")
         }
         Err(_) => false,
@@ -317,7 +320,10 @@ pub fn read_pid(path: &Path, timeout: Duration) -> i32 {
 pub fn wait_dead(pid: i32, timeout: Duration) -> Instant {
     let deadline = Instant::now() + timeout;
     while alive(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} still alive after {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} still alive after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     Instant::now()
@@ -330,7 +336,11 @@ pub fn find_pids(marker: &str) -> Vec<i32> {
         return pids;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
