@@ -203,6 +203,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.node_token = node_token.clone();
     agent_config.drain_on_shutdown = !args.keep_pods;
     let runtime = process_runtime(&data_dir).await?;
+    let _spares = SparesGuard(runtime.clone());
     let agent = podvisor_agent::Agent::new(node_client, runtime, agent_config);
     let agent_task = {
         let stop = agent_stop.clone();
@@ -255,9 +256,19 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ends the runtime's spare supervisors when the command returns, whichever way it returns
+/// (the runtime itself may still be referenced by tasks that never get dropped).
+struct SparesGuard(Arc<podvisor_runtime::process::ProcessRuntime>);
+
+impl Drop for SparesGuard {
+    fn drop(&mut self) {
+        self.0.stop_spares();
+    }
+}
+
 async fn process_runtime(
     data_dir: &Path,
-) -> anyhow::Result<Arc<dyn podvisor_runtime::ContainerRuntime>> {
+) -> anyhow::Result<Arc<podvisor_runtime::process::ProcessRuntime>> {
     let exe = std::env::current_exe().context("cannot find the podvisor binary")?;
     let config = podvisor_runtime::process::ProcessRuntimeConfig::new(
         runtime_dir(data_dir),
@@ -336,6 +347,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     agent_config.node_token = token;
     agent_config.drain_on_shutdown = args.drain;
     let runtime = process_runtime(&data_dir).await?;
+    let _spares = SparesGuard(runtime.clone());
     let agent = podvisor_agent::Agent::new(client, runtime, agent_config);
     let stop = CancellationToken::new();
     let mut task = {

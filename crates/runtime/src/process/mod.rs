@@ -167,10 +167,7 @@ impl Drop for ProcessRuntime {
             }
         }
         // Spares belong to this instance: end them (briefly blocking; they answer at once).
-        let spares = std::mem::take(&mut *lock(&self.inner.spares));
-        for dir in spares {
-            stop_spare_blocking(&dir);
-        }
+        self.stop_spares();
     }
 }
 
@@ -421,6 +418,15 @@ impl ProcessRuntime {
             } else if name.starts_with(".removed-") {
                 let _ = std::fs::remove_dir_all(e.path());
             }
+        }
+    }
+
+    /// Ends the spare supervisors now, blocking briefly. A process that is about to exit calls
+    /// this: its runtime instance may never be dropped, and spares must not outlive it.
+    pub fn stop_spares(&self) {
+        let spares = std::mem::take(&mut *lock(&self.inner.spares));
+        for dir in spares {
+            stop_spare_blocking(&dir);
         }
     }
 
