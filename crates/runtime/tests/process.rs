@@ -852,9 +852,17 @@ async fn spare_supervisors_are_adopted_and_ended_with_the_runtime() {
     let state = h.rt.sandbox_dir("x");
     drop(h.rt);
     for pid in spare_pids {
+        // The spare answers the shutdown and exits; give the kernel up to 5 s to finish it.
+        for _ in 0..250 {
+            if stat_of(pid).is_none_or(|(_, s)| s == 'Z') {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
             stat_of(pid).is_none_or(|(_, s)| s == 'Z'),
-            "spare {pid} ended with its runtime"
+            "spare {pid} ended with its runtime: {:?}",
+            stat_of(pid)
         );
     }
     let sandboxes = state.parent().expect("dir").to_path_buf();
