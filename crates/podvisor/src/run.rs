@@ -404,28 +404,13 @@ async fn remote_client(
 }
 
 fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
-    use base64::Engine;
-    let text = std::str::from_utf8(pem).ok()?;
-    let mut out = Vec::new();
-    let mut body = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            inside = true;
-            body.clear();
-        } else if line.starts_with("-----END CERTIFICATE") {
-            inside = false;
-            out.push(
-                base64::engine::general_purpose::STANDARD
-                    .decode(&body)
-                    .ok()?,
-            );
-        } else if inside {
-            body.push_str(line);
-        }
-    }
-    (!out.is_empty()).then_some(out)
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    (!certs.is_empty()).then_some(certs)
 }
 
 /// `podvisor token create node NAME`.
