@@ -286,6 +286,8 @@ pub fn container_config(
         },
         labels,
         annotations,
+        mounts: Vec::new(),
+        termination_message: None,
     }
 }
 

@@ -177,6 +177,32 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// Opaque annotations, kept like labels.
     pub annotations: BTreeMap<String, String>,
+    /// Bind mounts into the container's private mount namespace (volumes), in order.
+    pub mounts: Vec<Mount>,
+    /// Where the container may write a termination message, and the fallback when it wrote
+    /// none (spec §1.8). None: no termination message is collected.
+    pub termination_message: Option<TerminationMessage>,
+}
+
+/// A bind mount of a host path into a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The host path (a directory or a file) to mount.
+    pub source: PathBuf,
+    /// Where the container sees it (absolute).
+    pub target: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A container's termination message settings (`terminationMessagePath`/`Policy`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminationMessage {
+    /// The path, as the container sees it, of the file the container may write.
+    pub path: PathBuf,
+    /// `FallbackToLogsOnError`: when the file is empty and the exit code is not 0, the
+    /// message is the tail of the container's log.
+    pub fallback_to_logs_on_error: bool,
 }
 
 /// A container's ID: unique for the lifetime of the runtime's state directory.
