@@ -56,6 +56,7 @@ pub struct Agent {
     hooks: Option<Arc<dyn HookRunner>>,
     pod_api: Option<Arc<dyn PodApi>>,
     events: Option<Arc<dyn EventSink>>,
+    objects: Option<Arc<dyn crate::objects::ObjectSource>>,
     log_addr: watch::Sender<Option<SocketAddr>>,
 }
 
@@ -100,6 +101,7 @@ impl Agent {
             hooks: None,
             pod_api: None,
             events: None,
+            objects: None,
             log_addr,
         }
     }
@@ -120,6 +122,12 @@ impl Agent {
     /// Uses `events` for events (default: core/v1 Events through kube-rs).
     pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Agent {
         self.events = Some(events);
+        self
+    }
+
+    /// Uses `objects` to read ConfigMaps and Secrets (default: kube-rs).
+    pub fn with_objects(mut self, objects: Arc<dyn crate::objects::ObjectSource>) -> Agent {
+        self.objects = Some(objects);
         self
     }
 
@@ -178,6 +186,11 @@ impl Agent {
             hooks,
             clock: config.clock.clone(),
             deadlines,
+            objects: self
+                .objects
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::objects::KubeObjects::new(self.client.clone()))),
+            pods_dir: config.state_dir.join("pods"),
             node_name: node.clone(),
             node_ip: config.node_ip.to_string(),
             backoff_initial: config.backoff_initial,

@@ -19,6 +19,7 @@ pub mod error;
 pub mod hooks;
 pub mod logs;
 pub mod node;
+pub mod objects;
 pub mod podstatus;
 pub mod probe;
 pub mod state;

@@ -95,6 +95,11 @@ pub struct WorkerCtx {
     pub clock: WallClock,
     /// Persisted deadlines.
     pub deadlines: DeadlineStore,
+    /// ConfigMaps and Secrets the pods refer to.
+    pub objects: Arc<dyn crate::objects::ObjectSource>,
+    /// The root of the per-pod directories (`<pods_dir>/<uid>/volumes/...`), kept across
+    /// container restarts and removed with the pod.
+    pub pods_dir: std::path::PathBuf,
     /// This node's name.
     pub node_name: String,
     /// This node's IP (host IP and, for now, pod IP).

@@ -64,6 +64,8 @@ impl Harness {
             hooks: Arc::new(DefaultHooks::new(self.rt.clone())),
             clock: self.clock.clone(),
             deadlines: DeadlineStore::open(self.dir.path()).expect("state dir"),
+            objects: Arc::new(crate::objects::MemoryObjects::new()),
+            pods_dir: self.dir.path().join("pods"),
             node_name: "node-1".into(),
             node_ip: "10.0.0.7".into(),
             backoff_initial: s(10),

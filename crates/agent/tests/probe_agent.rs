@@ -107,6 +107,8 @@ impl Harness {
             hooks: Arc::new(LifecycleHooks::new(runtime)),
             clock: clock.clone(),
             deadlines: DeadlineStore::open(dir.path()).expect("state dir"),
+            objects: Arc::new(podvisor_agent::objects::MemoryObjects::new()),
+            pods_dir: dir.path().join("pods"),
             node_name: "node-1".into(),
             node_ip: "127.0.0.1".into(),
             backoff_initial: s(10),
