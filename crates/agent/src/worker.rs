@@ -972,7 +972,12 @@ impl PodWorker {
         );
         // containers of the sandbox that are not in the spec any more
         for (name, rec) in &self.containers {
-            if spec.containers.iter().chain(spec_init.iter()).any(|c| &c.name == name) {
+            if spec
+                .containers
+                .iter()
+                .chain(spec_init.iter())
+                .any(|c| &c.name == name)
+            {
                 continue;
             }
             for i in rec.instances.iter().filter(|i| i.is_running()) {
@@ -1151,7 +1156,10 @@ impl PodWorker {
         if let Some(init) = regular.init_containers.as_mut() {
             init.retain(|c| !rules::is_sidecar(c));
         }
-        let has_init = regular.init_containers.as_ref().is_some_and(|v| !v.is_empty());
+        let has_init = regular
+            .init_containers
+            .as_ref()
+            .is_some_and(|v| !v.is_empty());
         let statuses: Vec<_> = self
             .views(&regular.containers)
             .iter()
