@@ -959,6 +959,7 @@ impl PodWorker {
                                     started_at: now,
                                     finished_at: now,
                                     message: Some("The container could not be located when the pod was terminated".into()),
+                                    termination_message: None,
                                 },
                             );
                         }
@@ -1221,6 +1222,7 @@ impl PodWorker {
                 started_at: now,
                 finished_at: now,
                 message: Some(message.clone()),
+                termination_message: None,
             }),
         };
         let rec = self.containers.entry(c.name.clone()).or_default();
