@@ -1041,6 +1041,7 @@ impl PodWorker {
                                     started_at: now,
                                     finished_at: now,
                                     message: Some("The container could not be located when the pod was terminated".into()),
+                                    termination_message: None,
                                 },
                             );
                         }
@@ -1462,6 +1463,7 @@ impl PodWorker {
                 started_at: now,
                 finished_at: now,
                 message: Some(message.clone()),
+                termination_message: None,
             }),
         };
         let rec = self.containers.entry(c.name.clone()).or_default();
