@@ -94,6 +94,16 @@ pub struct StatusInput<'a> {
     pub reason: Option<(&'a str, &'a str)>,
 }
 
+/// `state.terminated.message`: the runtime's message, then the termination message (spec
+/// §1.8: `runtime message + ": " + termination message`).
+fn terminated_message(e: &ExitStatus) -> Option<String> {
+    match (&e.message, &e.termination_message) {
+        (Some(m), Some(t)) if !m.is_empty() => Some(format!("{m}: {t}")),
+        (_, Some(t)) => Some(t.clone()),
+        (m, None) => m.clone(),
+    }
+}
+
 fn terminated(e: &ExitStatus, id: &ContainerId) -> ApiState {
     let reason = if e.oom_killed {
         "OOMKilled"
@@ -109,7 +119,7 @@ fn terminated(e: &ExitStatus, id: &ContainerId) -> ApiState {
             exit_code: e.exit_code,
             signal: e.signal.map(|s| s.0),
             reason: Some(reason.to_string()),
-            message: e.message.clone(),
+            message: terminated_message(e),
             started_at: Some(to_time(e.started_at)),
             finished_at: Some(to_time(e.finished_at)),
             container_id: Some(format!("{CONTAINER_ID_SCHEME}{id}")),
@@ -287,6 +297,35 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
     }
 
+    #[test]
+    fn terminated_message_joins_runtime_and_termination_messages() {
+        let mut e = ExitStatus {
+            exit_code: 1,
+            signal: None,
+            oom_killed: false,
+            started_at: t(1),
+            finished_at: t(2),
+            message: None,
+            termination_message: Some("DONE".into()),
+        };
+        let msg = |e: &ExitStatus| {
+            terminated(e, &ContainerId("c".into()))
+                .terminated
+                .and_then(|t| t.message)
+        };
+        assert_eq!(msg(&e).as_deref(), Some("DONE"));
+        e.message = Some("the sandbox supervisor exited unexpectedly".into());
+        assert_eq!(
+            msg(&e).as_deref(),
+            Some("the sandbox supervisor exited unexpectedly: DONE")
+        );
+        e.termination_message = None;
+        assert_eq!(
+            msg(&e).as_deref(),
+            Some("the sandbox supervisor exited unexpectedly")
+        );
+    }
+
     fn pod(policy: &str, names: &[&str]) -> Pod {
         Pod {
             spec: Some(PodSpec {
@@ -329,6 +368,7 @@ mod tests {
                 started_at: t(1),
                 finished_at: t(2),
                 message: None,
+                termination_message: None,
             }),
         }
     }

@@ -81,6 +81,10 @@ pub const ANNOTATION_HASH: &str = "io.kubernetes.container.hash";
 /// The minimum time between the stop signal and SIGKILL (spec §1.6).
 pub const MIN_STOP_WINDOW: Duration = Duration::from_secs(2);
 
+/// The retry interval after a CreateContainerConfigError (the kubelet's pod worker back-off
+/// period; up to 50 % jitter is added).
+pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(10);
+
 /// What every worker shares.
 pub struct WorkerCtx {
     /// The runtime.
@@ -104,6 +108,8 @@ pub struct WorkerCtx {
     pub node_name: String,
     /// This node's IP (host IP and, for now, pod IP).
     pub node_ip: String,
+    /// The node's allocatable resources (env `resourceFieldRef` limits default to them).
+    pub allocatable: BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     /// First crash back-off.
     pub backoff_initial: Duration,
     /// Maximum crash back-off.
@@ -150,6 +156,9 @@ struct ContainerRecord {
     backoff_announced: Option<(Option<ContainerId>, Duration)>,
     /// While a postStart hook runs: the running instance as it is reported (created, waiting).
     post_start_pending: Option<Instance>,
+    /// After a CreateContainerConfigError: no new attempt before this (the kubelet's pod
+    /// worker back-off, 10 s plus up to 50 % jitter).
+    config_retry_at: Option<Instant>,
 }
 
 impl ContainerRecord {
@@ -203,12 +212,14 @@ fn parse_units(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantit
     u64::try_from(nanos / 1_000_000_000).ok()
 }
 
-/// The runtime configuration of a container of the pod.
+/// The runtime configuration of a container of the pod, with its resolved environment
+/// (`crate::env::resolve`; `command` and `args` are expanded against it).
 pub fn container_config(
     pod: &Pod,
     c: &Container,
     restart_count: i32,
     hash: u64,
+    env: Vec<(String, String)>,
 ) -> ContainerConfig {
     let meta = &pod.metadata;
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
@@ -242,38 +253,12 @@ pub fn container_config(
         restart_count.to_string(),
     );
     annotations.insert(ANNOTATION_HASH.to_string(), format!("{hash:x}"));
-    // `$(VAR)` references: an env value sees the variables defined before it; command and
-    // args see the whole env (kubelet `makeEnvironmentVariables`, `ExpandContainerCommandAndArgs`).
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut defined: BTreeMap<String, String> = BTreeMap::new();
-    for e in c.env.as_deref().unwrap_or_default() {
-        if e.value_from.is_some() {
-            continue;
-        }
-        let view: BTreeMap<&str, &str> = defined
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let value = crate::probe::handler::expand_vars(e.value.as_deref().unwrap_or(""), &view);
-        defined.insert(e.name.clone(), value.clone());
-        env.retain(|(n, _)| n != &e.name);
-        env.push((e.name.clone(), value));
-    }
-    let view: BTreeMap<&str, &str> = defined
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let expand_all = |v: &Option<Vec<String>>| -> Vec<String> {
-        v.iter()
-            .flatten()
-            .map(|a| crate::probe::handler::expand_vars(a, &view))
-            .collect()
-    };
+    let (command, args) = crate::env::expand_command(c, &env);
     ContainerConfig {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
-        command: expand_all(&c.command),
-        args: expand_all(&c.args),
+        command,
+        args,
         env,
         working_dir: c
             .working_dir
@@ -959,6 +944,7 @@ impl PodWorker {
                                     started_at: now,
                                     finished_at: now,
                                     message: Some("The container could not be located when the pod was terminated".into()),
+                                    termination_message: None,
                                 },
                             );
                         }
@@ -1089,6 +1075,12 @@ impl PodWorker {
                 }
             },
         };
+        if let Some(at) = self.containers.get(&c.name).and_then(|r| r.config_retry_at)
+            && Instant::now() < at
+        {
+            self.wake_at(at);
+            return;
+        }
         if let Some(t) = event_time {
             if let Some((backoff, until)) = self.backoff.in_backoff(&key, t, now) {
                 let rec = self.containers.entry(c.name.clone()).or_default();
@@ -1134,7 +1126,11 @@ impl PodWorker {
             "Pulled",
             format!("Container image \"{image}\" already present on machine"),
         );
-        let config = container_config(&self.pod, c, restart_count, hash);
+        let env = match self.resolve_env(c).await {
+            Some(env) => env,
+            None => return,
+        };
+        let config = container_config(&self.pod, c, restart_count, hash, env);
         let id = match self.ctx.runtime.create_container(&self.uid, config).await {
             Ok(id) => id,
             Err(RuntimeError::SandboxNotFound { .. }) => {
@@ -1184,6 +1180,48 @@ impl PodWorker {
         self.gc_instances(&c.name).await;
     }
 
+    /// The container's environment (crate::env), or None after reporting a
+    /// CreateContainerConfigError (waiting reason, `Failed` event, retry after the back-off).
+    async fn resolve_env(&mut self, c: &Container) -> Option<Vec<(String, String)>> {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        let resolved = crate::env::resolve(&sources, c).await;
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        match resolved {
+            Ok(env) => {
+                rec.config_retry_at = None;
+                for w in env.warnings {
+                    self.event(None, EventType::Warning, crate::env::INVALID_ENV_NAMES, w);
+                }
+                Some(env.vars)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let jitter = Duration::from_millis(rand::random_range(0..5_000));
+                let at = Instant::now() + CONFIG_ERROR_RETRY + jitter;
+                rec.config_retry_at = Some(at);
+                rec.waiting = Some(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(message.clone()),
+                });
+                self.event(
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                self.wake_at(at);
+                None
+            }
+        }
+    }
+
     fn started(&mut self, c: &Container, id: &ContainerId, state: ContainerState) {
         let already_exited = self.exited_tx.borrow().contains(id);
         let rec = self.containers.entry(c.name.clone()).or_default();
@@ -1221,6 +1259,7 @@ impl PodWorker {
                 started_at: now,
                 finished_at: now,
                 message: Some(message.clone()),
+                termination_message: None,
             }),
         };
         let rec = self.containers.entry(c.name.clone()).or_default();

@@ -29,6 +29,7 @@ struct Harness {
     clock: WallClock,
     dir: tempfile::TempDir,
     t0: Instant,
+    objects: Arc<crate::objects::MemoryObjects>,
 }
 
 struct Running {
@@ -53,6 +54,7 @@ impl Harness {
             clock,
             dir: tempfile::tempdir().expect("tempdir"),
             t0: Instant::now(),
+            objects: Arc::new(crate::objects::MemoryObjects::new()),
         }
     }
 
@@ -64,10 +66,11 @@ impl Harness {
             hooks: Arc::new(DefaultHooks::new(self.rt.clone())),
             clock: self.clock.clone(),
             deadlines: DeadlineStore::open(self.dir.path()).expect("state dir"),
-            objects: Arc::new(crate::objects::MemoryObjects::new()),
+            objects: self.objects.clone(),
             pods_dir: self.dir.path().join("pods"),
             node_name: "node-1".into(),
             node_ip: "10.0.0.7".into(),
+            allocatable: Default::default(),
             backoff_initial: s(10),
             backoff_max: s(300),
         })
@@ -1161,3 +1164,6 @@ async fn scale_1000_pods_start_and_terminate() {
         real_start.elapsed()
     );
 }
+
+#[path = "worker_env_tests.rs"]
+mod env;
