@@ -134,6 +134,9 @@ pub enum Why {
     Completed,
     /// The agent drains on shutdown.
     Drained,
+    /// `spec.activeDeadlineSeconds` passed: the pod is stopped and fails with reason
+    /// `DeadlineExceeded` (its object stays).
+    DeadlineExceeded,
 }
 
 /// The state of one pod worker.
@@ -201,6 +204,11 @@ pub enum Input {
     },
     /// Sync found every container finished with nothing to restart.
     Completed,
+    /// `spec.activeDeadlineSeconds` passed: stop with the pod's grace.
+    DeadlineExceeded {
+        /// Seconds (the spec's grace).
+        grace: i64,
+    },
     /// Termination stopped every container.
     AllStopped,
     /// Cleanup is done.
@@ -270,6 +278,12 @@ pub fn transition(
         (S::Syncing, Input::Drain { grace }) => {
             terminating(GraceRequest::Seconds(grace), Why::Drained, false, false)
         }
+        (S::Syncing, Input::DeadlineExceeded { grace }) => terminating(
+            GraceRequest::Seconds(grace),
+            Why::DeadlineExceeded,
+            false,
+            false,
+        ),
         (S::Syncing, Input::Completed) => {
             // nothing runs; the grace is irrelevant
             terminating(GraceRequest::Seconds(1), Why::Completed, false, false)
