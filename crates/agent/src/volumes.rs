@@ -114,6 +114,8 @@ pub struct PodVolumes {
     /// API-data volumes written so far (refreshed at syncs).
     api_data: BTreeMap<String, Volume>,
     next_refresh: Option<tokio::time::Instant>,
+    /// Whether volumes written before this worker (agent restart) were looked for.
+    discovered: bool,
 }
 
 /// A file of an API-data volume: its content and mode.
@@ -126,12 +128,18 @@ impl PodVolumes {
             dir: pods_dir.join(uid),
             api_data: BTreeMap::new(),
             next_refresh: None,
+            discovered: false,
         }
     }
 
     /// The pod's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// When the API-data volumes are next refreshed (None: the pod has none set up).
+    pub fn next_refresh(&self) -> Option<tokio::time::Instant> {
+        self.next_refresh
     }
 
     /// Sets up the volumes `c` mounts and returns its mounts, in `volumeMounts` order.
@@ -199,6 +207,17 @@ impl PodVolumes {
     /// is due (None: the pod has no such volume). Failures are logged (best effort: the
     /// previous content stays).
     pub async fn refresh(&mut self, src: &EnvSources<'_>) -> Option<tokio::time::Instant> {
+        if !self.discovered {
+            // After an agent restart: the volumes already written are refreshed too.
+            self.discovered = true;
+            for v in src.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+                if let Some(kind) = api_data_kind(v)
+                    && self.dir.join("volumes").join(kind).join(&v.name).exists()
+                {
+                    self.api_data.insert(v.name.clone(), v.clone());
+                }
+            }
+        }
         if self.api_data.is_empty() {
             return None;
         }
@@ -222,7 +241,8 @@ impl PodVolumes {
         src: &EnvSources<'_>,
         v: &Volume,
     ) -> Result<(PathBuf, bool), VolumeError> {
-        let io = |what: &str, e: std::io::Error| VolumeError::setup(&v.name, format!("{what}: {e}"));
+        let io =
+            |what: &str, e: std::io::Error| VolumeError::setup(&v.name, format!("{what}: {e}"));
         let base = self.dir.join("volumes");
         if let Some(e) = &v.empty_dir {
             let dir = base.join("kubernetes.io~empty-dir").join(&v.name);
@@ -311,6 +331,7 @@ impl PodVolumes {
             }
             ("kubernetes.io~projected", payload)
         } else {
+            debug_assert!(api_data_kind(v).is_none());
             return Err(VolumeError::setup(
                 &v.name,
                 "unsupported volume type (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected)",
@@ -355,6 +376,21 @@ pub fn remove_pod_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// The directory kind of an API-data volume (None for other volumes).
+fn api_data_kind(v: &Volume) -> Option<&'static str> {
+    if v.config_map.is_some() {
+        Some("kubernetes.io~configmap")
+    } else if v.secret.is_some() {
+        Some("kubernetes.io~secret")
+    } else if v.downward_api.is_some() {
+        Some("kubernetes.io~downward-api")
+    } else if v.projected.is_some() {
+        Some("kubernetes.io~projected")
+    } else {
+        None
     }
 }
 
@@ -725,12 +761,12 @@ fn matches_payload(dir: &Path, payload: &Payload) -> bool {
 mod tests {
     use super::*;
     use crate::objects::MemoryObjects;
+    use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::{
-        ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource,
-        HostPathVolumeSource, ObjectFieldSelector, PodSpec, SecretVolumeSource, VolumeMount,
+        ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource,
+        ObjectFieldSelector, PodSpec, SecretVolumeSource, VolumeMount,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use k8s_openapi::ByteString;
 
     fn pod(volumes: Vec<Volume>) -> k8s_openapi::api::core::v1::Pod {
         k8s_openapi::api::core::v1::Pod {
@@ -851,7 +887,10 @@ mod tests {
         assert!(m[0].read_only, "API data volumes are read-only");
         let dir = &m[0].source;
         assert_eq!(std::fs::read_to_string(dir.join("a")).expect("a"), "1");
-        assert_eq!(std::fs::read_to_string(dir.join("b.txt")).expect("b"), "two");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("b.txt")).expect("b"),
+            "two"
+        );
         assert_eq!(mode(&dir.join("a")), 0o600);
         assert_eq!(
             std::fs::read_link(dir.join("a")).expect("link"),
@@ -859,13 +898,15 @@ mod tests {
         );
         let first = std::fs::read_link(dir.join("..data")).expect("data link");
         // Unchanged: nothing is rewritten.
-        assert!(!write_atomic(dir, &{
-            let mut p = Payload::new();
-            p.insert("a".into(), (b"1".to_vec(), 0o600));
-            p.insert("b.txt".into(), (b"two".to_vec(), 0o600));
-            p
-        })
-        .expect("write"));
+        assert!(
+            !write_atomic(dir, &{
+                let mut p = Payload::new();
+                p.insert("a".into(), (b"1".to_vec(), 0o600));
+                p.insert("b.txt".into(), (b"two".to_vec(), 0o600));
+                p
+            })
+            .expect("write")
+        );
         // Changed (a key removed, one changed): a new generation, the old one gone.
         objects.put_config_map(cm("settings", &[("a", "3")]));
         vols.next_refresh = None;
@@ -938,7 +979,10 @@ mod tests {
             .flatten()
             .filter(|e| !e.file_name().to_string_lossy().starts_with(".."))
             .count();
-        assert_eq!(visible, 0, "an optional missing configmap gives an empty volume");
+        assert_eq!(
+            visible, 0,
+            "an optional missing configmap gives an empty volume"
+        );
         let err = vols
             .container_mounts(&src, &container(&[("sec", "/a")]), &[])
             .await
@@ -1038,20 +1082,46 @@ mod tests {
         std::fs::write(&file, "x").expect("file");
         let d = dir.display().to_string();
         let f = file.display().to_string();
-        assert_eq!(check_host_path(&d, "Directory"), Err(format!("hostPath type check failed: {d} is not a directory")));
+        assert_eq!(
+            check_host_path(&d, "Directory"),
+            Err(format!(
+                "hostPath type check failed: {d} is not a directory"
+            ))
+        );
         check_host_path(&d, "DirectoryOrCreate").expect("created");
         assert!(dir.is_dir());
         check_host_path(&d, "Directory").expect("now a directory");
-        assert_eq!(check_host_path(&f, "Directory"), Err(format!("hostPath type check failed: {f} is not a directory")));
+        assert_eq!(
+            check_host_path(&f, "Directory"),
+            Err(format!(
+                "hostPath type check failed: {f} is not a directory"
+            ))
+        );
         check_host_path(&f, "File").expect("a file");
-        assert_eq!(check_host_path(&d, "File"), Err(format!("hostPath type check failed: {d} is not a file")));
+        assert_eq!(
+            check_host_path(&d, "File"),
+            Err(format!("hostPath type check failed: {d} is not a file"))
+        );
         let new_file = tmp.path().join("new");
         check_host_path(&new_file.display().to_string(), "FileOrCreate").expect("created");
         assert!(new_file.is_file());
-        assert_eq!(check_host_path(&f, "Socket"), Err(format!("hostPath type check failed: {f} is not a socket file")));
+        assert_eq!(
+            check_host_path(&f, "Socket"),
+            Err(format!(
+                "hostPath type check failed: {f} is not a socket file"
+            ))
+        );
         check_host_path("/dev/null", "CharDevice").expect("char device");
-        assert_eq!(check_host_path(&f, "BlockDevice"), Err(format!("hostPath type check failed: {f} is not a block device")));
-        assert_eq!(check_host_path(&f, "Weird"), Err("Weird is an invalid volume type".into()));
+        assert_eq!(
+            check_host_path(&f, "BlockDevice"),
+            Err(format!(
+                "hostPath type check failed: {f} is not a block device"
+            ))
+        );
+        assert_eq!(
+            check_host_path(&f, "Weird"),
+            Err("Weird is an invalid volume type".into())
+        );
         check_host_path("/does/not/exist", "").expect("no check");
         // Through a pod: a hostPath mount is the path itself.
         let p = pod(vec![Volume {
@@ -1108,7 +1178,10 @@ mod tests {
             .lines()
             .find(|l| l.split(' ').nth(4) == Some(dir.as_str()))
             .expect("mounted");
-        assert!(line.contains("tmpfs") && line.contains("size=1024k"), "{line}");
+        assert!(
+            line.contains("tmpfs") && line.contains("size=1024k"),
+            "{line}"
+        );
         // Setting it up again does not stack mounts.
         vols.container_mounts(&src, &c, &[]).await.expect("mounts");
         let count = std::fs::read_to_string("/proc/self/mountinfo")

@@ -1954,3 +1954,6 @@ async fn sidecar_readiness_probe_drives_containers_ready() {
 
 #[path = "worker_env_tests.rs"]
 mod env;
+
+#[path = "worker_volume_tests.rs"]
+mod volumes;
