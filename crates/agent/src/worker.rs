@@ -387,11 +387,7 @@ impl StopEnv {
     }
 
     fn deadline_instant(&self, d: &Deadline) -> Instant {
-        if d.force {
-            Instant::now()
-        } else {
-            self.clock.instant_for(d.at)
-        }
+        self.clock.instant_for(d.at)
     }
 
     fn mark_signalled(&self, name: &str) {
@@ -453,7 +449,7 @@ impl StopEnv {
     }
 
     /// Stops one container (spec §1.6): Killing event, preStop within the deadline, stop
-    /// signal, SIGKILL at max(deadline, signal + 2 s), or at once when forced.
+    /// signal, SIGKILL at max(deadline, signal + 2 s) (a forced stop has a 1 s deadline).
     async fn stop(self, t: StopTarget) {
         let name = t.container.name.clone();
         let id = t.id.clone();
@@ -472,8 +468,7 @@ impl StopEnv {
             .lifecycle
             .as_ref()
             .and_then(|l| l.pre_stop.clone());
-        let forced = self.deadline.borrow().force;
-        if let (Some(handler), false, false) = (pre_stop, forced, t.already_signalled) {
+        if let (Some(handler), false) = (pre_stop, t.already_signalled) {
             let budget = self
                 .deadline
                 .borrow()
@@ -513,7 +508,7 @@ impl StopEnv {
         } else {
             MIN_STOP_WINDOW
         };
-        if !self.deadline.borrow().force && !t.already_signalled {
+        if !t.already_signalled {
             let signal = stop_signal_of(&t.container);
             if let Ok(st) = self.runtime.container_status(&id).await
                 && st.handles_stop_signal == Some(false)
@@ -535,11 +530,9 @@ impl StopEnv {
                 tracing::warn!(container = %name, error = %e, "stop signal failed");
             }
         }
-        if !self.deadline.borrow().force {
-            tokio::select! {
-                _ = self.exited(&id) => return,
-                _ = self.until(|d| if d.force { Instant::now() } else { self.deadline_instant(d).max(signal_at + floor) }) => {}
-            }
+        tokio::select! {
+            _ = self.exited(&id) => return,
+            _ = self.until(|d| self.deadline_instant(d).max(signal_at + floor)) => {}
         }
         // SIGKILL the whole tree; repeat until the runtime reports the exit.
         for attempt in 0..30u32 {
@@ -995,8 +988,7 @@ impl PodWorker {
             return;
         };
         if deadline.force {
-            // the object is gone or force-deleted: stop events about it
-            tracing::info!("force: killing at once");
+            tracing::info!("forced stop: one second of grace, then the 2 s stop window");
         }
         if let Some(record) = &self.record {
             let mut rec = record.lock().unwrap_or_else(|e| e.into_inner());
