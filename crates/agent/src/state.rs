@@ -202,8 +202,12 @@ pub enum Input {
         /// Seconds.
         grace: i64,
     },
-    /// Sync found every container finished with nothing to restart.
-    Completed,
+    /// Sync found every app container finished with nothing to restart (sidecars may still
+    /// run: they are stopped within the spec's grace).
+    Completed {
+        /// Its spec's grace (≥ 1).
+        spec_grace: i64,
+    },
     /// `spec.activeDeadlineSeconds` passed: stop with the pod's grace.
     DeadlineExceeded {
         /// Seconds (the spec's grace).
@@ -284,10 +288,12 @@ pub fn transition(
             false,
             false,
         ),
-        (S::Syncing, Input::Completed) => {
-            // nothing runs; the grace is irrelevant
-            terminating(GraceRequest::Seconds(1), Why::Completed, false, false)
-        }
+        (S::Syncing, Input::Completed { spec_grace }) => terminating(
+            GraceRequest::Seconds(spec_grace),
+            Why::Completed,
+            false,
+            false,
+        ),
         (
             S::Terminating {
                 deadline,
@@ -593,7 +599,7 @@ mod tests {
         );
         for input in [
             observed(None),
-            Input::Completed,
+            Input::Completed { spec_grace: 30 },
             Input::Drain { grace: 5 },
             Input::AllStopped,
         ] {
@@ -604,15 +610,22 @@ mod tests {
 
     #[test]
     fn rule_1_5_completed_pod_keeps_its_sandbox_until_the_object_goes() {
-        let (s, _) = transition(&PodWorkerState::Syncing, Input::Completed, t(0));
+        let (s, _) = transition(
+            &PodWorkerState::Syncing,
+            Input::Completed { spec_grace: 30 },
+            t(0),
+        );
         let PodWorkerState::Terminating {
             why: Why::Completed,
             delete_object: false,
+            ref deadline,
             ..
         } = s
         else {
             panic!()
         };
+        // running sidecars get the spec's grace
+        assert_eq!(deadline.at, t(30));
         let (s, _) = transition(&s, Input::AllStopped, t(0));
         let (s, _) = transition(
             &s,

@@ -301,7 +301,7 @@ pub fn container_config(
         labels,
         annotations,
         mounts: Vec::new(),
-        termination_message: None,
+        termination_message: crate::volumes::termination_message(c),
     }
 }
 
@@ -592,6 +592,8 @@ pub struct PodWorker {
     exit: bool,
     /// The pod's probes (crate::probe), once the sandbox exists and if any container has one.
     probes: Option<PodProbes>,
+    /// The pod's volumes (crate::volumes).
+    volumes: crate::volumes::PodVolumes,
 }
 
 impl PodWorker {
@@ -619,6 +621,7 @@ impl PodWorker {
             .map(crate::clock::from_time)
             .unwrap_or_else(|| ctx.clock.now());
         let resumed = ctx.deadlines.load(&uid);
+        let volumes = crate::volumes::PodVolumes::new(&ctx.pods_dir, &uid);
         let mut w = PodWorker {
             backoff: CrashBackoff::new(ctx.backoff_initial, ctx.backoff_max),
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -644,6 +647,7 @@ impl PodWorker {
             resumed,
             exit: false,
             probes: None,
+            volumes,
             ctx,
         };
         if let Some(sb) = adopted {
@@ -1089,7 +1093,8 @@ impl PodWorker {
             _ = shutdown.cancelled() => false,
         };
         if completed {
-            self.apply(Input::Completed).await;
+            let spec_grace = spec_grace_seconds(&self.pod);
+            self.apply(Input::Completed { spec_grace }).await;
         }
     }
 
@@ -1165,6 +1170,7 @@ impl PodWorker {
             // the first status (Pending, ContainerCreating) goes out before any start
             self.write_status().await;
         }
+        self.refresh_volumes().await;
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec
             .restart_policy
@@ -1394,7 +1400,11 @@ impl PodWorker {
             Some(env) => env,
             None => return,
         };
-        let config = container_config(&self.pod, c, restart_count, hash, env);
+        let Some(mounts) = self.volume_mounts(c, &env).await else {
+            return;
+        };
+        let mut config = container_config(&self.pod, c, restart_count, hash, env);
+        config.mounts = mounts;
         let id = match self.ctx.runtime.create_container(&self.uid, config).await {
             Ok(id) => id,
             Err(RuntimeError::SandboxNotFound { .. }) => {
@@ -1485,6 +1495,73 @@ impl PodWorker {
                 self.wake_at(at);
                 None
             }
+        }
+    }
+
+    /// The container's volume mounts (crate::volumes), or None after reporting a
+    /// CreateContainerConfigError (`FailedMount` event, retry after the config-error back-off).
+    async fn volume_mounts(
+        &mut self,
+        c: &Container,
+        env: &[(String, String)],
+    ) -> Option<Vec<podvisor_runtime::Mount>> {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        let result = self.volumes.container_mounts(&sources, c, env).await;
+        let e = match result {
+            Ok(m) => {
+                if let Some(at) = self.volumes.next_refresh() {
+                    self.wake_at(at);
+                }
+                return Some(m);
+            }
+            Err(e) => e,
+        };
+        let message = e.to_string();
+        let at = Instant::now()
+            + CONFIG_ERROR_RETRY
+            + Duration::from_millis(rand::random_range(0..5_000));
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        rec.config_retry_at = Some(at);
+        rec.waiting = Some(Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message: Some(message.clone()),
+        });
+        let reason = match e {
+            crate::volumes::VolumeError::SetUp { .. } => "FailedMount",
+            crate::volumes::VolumeError::Mount(_) => "Failed",
+        };
+        self.event(Some(&c.name), EventType::Warning, reason, message);
+        self.wake_at(at);
+        None
+    }
+
+    /// Rewrites the pod's configMap/secret/downwardAPI volumes that changed, at most every
+    /// `volumes::REFRESH_INTERVAL`, and wakes the worker for the next refresh.
+    async fn refresh_volumes(&mut self) {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        if let Some(at) = self.volumes.refresh(&sources).await {
+            self.wake_at(at);
+        }
+    }
+
+    /// Removes the pod's volumes (after its sandbox: nothing runs that uses them).
+    fn remove_volumes(&mut self) {
+        if let Err(e) = self.volumes.cleanup() {
+            tracing::warn!(error = %e, dir = %self.volumes.dir().display(), "cannot remove the pod's volumes");
         }
     }
 
@@ -1837,7 +1914,10 @@ impl PodWorker {
 
     async fn remove_sandbox(&mut self) {
         match self.ctx.runtime.remove_sandbox(&self.uid).await {
-            Ok(()) => self.sandbox_ready = false,
+            Ok(()) => {
+                self.sandbox_ready = false;
+                self.remove_volumes();
+            }
             Err(e) => tracing::warn!(error = %e, "cannot remove the sandbox"),
         }
     }
@@ -1873,6 +1953,7 @@ impl PodWorker {
                 return;
             }
             self.sandbox_ready = false;
+            self.remove_volumes();
         }
         if delete_object
             && !object_gone
