@@ -193,6 +193,7 @@ impl Agent {
             pods_dir: config.state_dir.join("pods"),
             node_name: node.clone(),
             node_ip: config.node_ip.to_string(),
+            allocatable: crate::node::capacity(&config),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
         });

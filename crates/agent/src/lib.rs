@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod deadlines;
+pub mod env;
 pub mod error;
 pub mod hooks;
 pub mod logs;

@@ -111,6 +111,7 @@ impl Harness {
             pods_dir: dir.path().join("pods"),
             node_name: "node-1".into(),
             node_ip: "127.0.0.1".into(),
+            allocatable: Default::default(),
             backoff_initial: s(10),
             backoff_max: s(300),
         });
