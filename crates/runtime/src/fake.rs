@@ -266,6 +266,9 @@ pub struct ExecScript {
     /// If set, the container's main process exits with this code when the command finishes
     /// (for example a preStop hook that stops the server).
     pub then_container_exits: Option<i32>,
+    /// A streaming exec ([`ContainerRuntime::exec_stream`]) copies its stdin to its stdout
+    /// (like `cat`) after printing `output`, and finishes at end of file.
+    pub echo_stdin: bool,
 }
 
 impl Default for ExecScript {
@@ -282,6 +285,7 @@ impl ExecScript {
             exit_code: 0,
             output: Vec::new(),
             then_container_exits: None,
+            echo_stdin: false,
         }
     }
 
@@ -310,6 +314,12 @@ impl ExecScript {
     /// Prints `output`.
     pub fn output(mut self, output: impl Into<Vec<u8>>) -> ExecScript {
         self.output = output.into();
+        self
+    }
+
+    /// A streaming exec copies its stdin to its stdout and finishes at end of file.
+    pub fn echoing_stdin(mut self) -> ExecScript {
+        self.echo_stdin = true;
         self
     }
 
@@ -389,6 +399,8 @@ pub enum FakeOp {
     Signal,
     /// `exec`.
     Exec,
+    /// `exec_stream`.
+    ExecStream,
     /// `container_status`.
     ContainerStatus,
     /// `list`.
@@ -443,6 +455,17 @@ pub enum FakeCall {
         command: Vec<String>,
         /// The timeout given.
         timeout: Duration,
+    },
+    /// `exec_stream`.
+    ExecStream {
+        /// The container ID.
+        id: ContainerId,
+        /// The container name ("" if unknown).
+        name: String,
+        /// The command line.
+        command: Vec<String>,
+        /// Whether stdin was asked for.
+        stdin: bool,
     },
     /// `container_status`.
     ContainerStatus {
@@ -1217,6 +1240,112 @@ impl ContainerRuntime for FakeRuntime {
             exit_code: Some(script.exit_code),
             output,
             timed_out: false,
+        })
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        request: crate::ExecStreamRequest,
+    ) -> Result<crate::ExecSession, RuntimeError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (script, mut exited) = {
+            let mut st = self.inner.lock();
+            let name = Inner::name_of(&st, id);
+            self.inner.enter(
+                &mut st,
+                FakeOp::ExecStream,
+                FakeCall::ExecStream {
+                    id: id.clone(),
+                    name,
+                    command: request.command.clone(),
+                    stdin: request.stdin,
+                },
+            )?;
+            let Some(c) = st.containers.get(id) else {
+                return Err(RuntimeError::ContainerNotFound { id: id.clone() });
+            };
+            if !matches!(c.status.state, ContainerState::Running { .. }) {
+                return Err(RuntimeError::InvalidState {
+                    operation: "exec in container",
+                    id: id.0.clone(),
+                    state: c.status.state.name(),
+                });
+            }
+            let script = c
+                .script
+                .exec
+                .get(&request.command)
+                .cloned()
+                .unwrap_or_else(|| c.script.default_exec.clone());
+            (script, c.exited_tx.subscribe())
+        };
+        let (out_ours, mut out) = tokio::io::duplex(64 * 1024);
+        let (err_ours, err) = tokio::io::duplex(1024);
+        let (stdin_ours, mut stdin) = tokio::io::duplex(64 * 1024);
+        let (code_tx, code_rx) = tokio::sync::oneshot::channel::<i32>();
+        let inner = self.inner.clone();
+        let cid = id.clone();
+        let task = tokio::spawn(async move {
+            let run = async {
+                let _ = out.write_all(&script.output).await;
+                if script.echo_stdin && request.stdin {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match stdin.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if out.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                match script.duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let died = async {
+                let _ = exited.wait_for(|e| *e).await;
+            };
+            let code = tokio::select! {
+                _ = run => script.exit_code,
+                _ = died => 137,
+            };
+            drop(out);
+            drop(err);
+            if let Some(exit) = script.then_container_exits
+                && code != 137
+            {
+                let ev = {
+                    let mut st = inner.lock();
+                    inner.finish_locked(&mut st, &cid, exit, None, false)
+                };
+                if let Some(ev) = ev {
+                    let _ = inner.events.send(ev);
+                }
+            }
+            let _ = code_tx.send(code);
+        });
+        // Dropping the exit future aborts the task: the "command" is killed.
+        let guard = AbortOnDropHandle::new(task);
+        let exit = async move {
+            let code = code_rx.await;
+            drop(guard);
+            code.map_err(|_| RuntimeError::Os {
+                operation: "exec with streams".into(),
+                message: "the command was killed".into(),
+            })
+        };
+        Ok(crate::ExecSession {
+            stdin: request
+                .stdin
+                .then(|| Box::pin(stdin_ours) as crate::ExecWriter),
+            stdout: Box::pin(out_ours),
+            stderr: Box::pin(err_ours),
+            exit: Box::pin(exit),
         })
     }
 

@@ -334,6 +334,47 @@ pub struct ExecResult {
     pub timed_out: bool,
 }
 
+/// What a streaming exec ([`ContainerRuntime::exec_stream`]) runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStreamRequest {
+    /// The command line (argv); the executable is looked up like the container's own.
+    pub command: Vec<String>,
+    /// Whether the caller writes to the command's stdin ([`ExecSession::stdin`]); without
+    /// it the command reads `/dev/null`.
+    pub stdin: bool,
+}
+
+/// A boxed byte stream from a streaming exec.
+pub type ExecReader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+/// A boxed byte sink into a streaming exec.
+pub type ExecWriter = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+/// Resolves to the exit code of a streaming exec (128 + signal if killed).
+pub type ExecExit =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32, RuntimeError>> + Send>>;
+
+/// A running streaming exec. Dropping [`ExecSession::exit`] ends the session: the command
+/// (its whole process group) is killed. Closing [`ExecSession::stdin`] (shutdown or drop)
+/// gives the command end of file on its stdin.
+pub struct ExecSession {
+    /// The command's stdin, when the request asked for it.
+    pub stdin: Option<ExecWriter>,
+    /// The command's stdout; end of file once the command (and every process that
+    /// inherited it) closed it.
+    pub stdout: ExecReader,
+    /// The command's stderr.
+    pub stderr: ExecReader,
+    /// The exit code, once the command ended.
+    pub exit: ExecExit,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("stdin", &self.stdin.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the runtime can fail with.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RuntimeError {
@@ -440,6 +481,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError>;
+
+    /// Starts `request.command` in the container's context, like [`ContainerRuntime::exec`],
+    /// with its stdin, stdout and stderr as streams, and no timeout: it runs until it exits
+    /// or the session is dropped (which kills it). Fails like `exec` when the container is
+    /// not running or the command cannot start. Backends that cannot stream fail with
+    /// [`RuntimeError::Os`].
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        request: ExecStreamRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        let _ = (id, request);
+        Err(RuntimeError::Os {
+            operation: "exec with streams".to_string(),
+            message: "not supported by this runtime".to_string(),
+        })
+    }
 
     /// The container's status.
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;

@@ -135,3 +135,82 @@ async fn scripted_termination_messages_follow_the_rules() {
     let ev = conformance::wait_exit(&mut events, &id, Duration::from_secs(5)).await;
     assert_eq!(ev.status.termination_message, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn scripted_streaming_exec_prints_echoes_and_ends_with_its_session() {
+    use podvisor_runtime::fake::ExecScript;
+    use podvisor_runtime::{ContainerRuntime, ExecStreamRequest};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever())
+            .exec(["hello"], ExecScript::exit(3).output("hi\n"))
+            .exec(["cat"], ExecScript::ok().echoing_stdin())
+            .exec(["hang"], ExecScript::hang()),
+    );
+    let sb = conformance::sandbox(&h, "xs").await;
+    let id =
+        h.rt.create_container(
+            &sb,
+            ContainerConfig {
+                name: "app".into(),
+                command: vec!["scripted".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    h.rt.start_container(&id).await.expect("start");
+    let req = |c: &str, stdin: bool| ExecStreamRequest {
+        command: vec![c.to_string()],
+        stdin,
+    };
+    let mut s =
+        h.rt.exec_stream(&id, req("hello", false))
+            .await
+            .expect("exec");
+    assert!(s.stdin.is_none());
+    let mut out = String::new();
+    s.stdout.read_to_string(&mut out).await.expect("read");
+    assert_eq!(out, "hi\n");
+    assert_eq!(s.exit.await.expect("exit"), 3);
+
+    let mut s = h.rt.exec_stream(&id, req("cat", true)).await.expect("exec");
+    let mut stdin = s.stdin.take().expect("stdin");
+    stdin.write_all(b"x\n").await.expect("write");
+    stdin.shutdown().await.expect("close");
+    drop(stdin);
+    let mut out = String::new();
+    s.stdout.read_to_string(&mut out).await.expect("read");
+    assert_eq!(out, "x\n");
+    assert_eq!(s.exit.await.expect("exit"), 0);
+
+    // A hanging command: dropping the session ends it (its stdout closes).
+    let mut s =
+        h.rt.exec_stream(&id, req("hang", false))
+            .await
+            .expect("exec");
+    let exit = std::mem::replace(&mut s.exit, Box::pin(async { Ok(0) }));
+    drop(exit);
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.stdout.read_to_end(&mut out))
+        .await
+        .expect("stdout ends when the session is dropped")
+        .expect("read");
+
+    // The container dies: a running exec ends with 137.
+    let s =
+        h.rt.exec_stream(&id, req("hang", false))
+            .await
+            .expect("exec");
+    h.rt.signal(&id, podvisor_runtime::Signal::KILL)
+        .await
+        .expect("kill");
+    assert_eq!(s.exit.await.expect("exit"), 137);
+    let r = h.rt.exec_stream(&id, req("hello", false)).await;
+    assert!(
+        matches!(r, Err(podvisor_runtime::RuntimeError::InvalidState { .. })),
+        "{r:?}"
+    );
+}

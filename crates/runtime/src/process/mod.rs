@@ -85,6 +85,7 @@ mod cgroup;
 mod logs;
 mod proto;
 mod spawn;
+mod stream;
 mod supervisor;
 mod util;
 
@@ -1088,6 +1089,14 @@ impl ContainerRuntime for ProcessRuntime {
         }
         resp.exec
             .ok_or_else(|| os("exec", "the supervisor returned no result"))
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        request: crate::ExecStreamRequest,
+    ) -> Result<crate::ExecSession, RuntimeError> {
+        self.exec_stream_impl(id, request).await
     }
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {

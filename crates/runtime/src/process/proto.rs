@@ -4,7 +4,7 @@
 //! A client sends a [`Request`] and reads one [`Response`] line; `watch` is answered with an
 //! empty response and then streams one `{"exit": …}` line per container exit until the
 //! supervisor ends. Requests: `ping`, `watch`, `create {config}`, `start {id}`,
-//! `signal {id, signal}`, `exec {id, command, timeout_ms}`, `remove {id}`, `shutdown`,
+//! `signal {id, signal}`, `exec {id, command, timeout_ms}`, `exec_stream {id, command}`, `remove {id}`, `shutdown`,
 //! `adopt {dir}` (a spare supervisor takes on a sandbox).
 
 use std::path::PathBuf;
@@ -35,6 +35,10 @@ pub(crate) enum Request {
         command: Vec<String>,
         timeout_ms: u64,
     },
+    /// Run a command in a container's context with the stdin, stdout and stderr sent with
+    /// the request (SCM_RIGHTS). Answered at once (empty or error); the exit follows as an
+    /// `exec` result. Closing the connection kills the command.
+    ExecStream { id: String, command: Vec<String> },
     /// Remove a created or exited container.
     Remove { id: String },
     /// Kill everything, remove the cgroups and exit.

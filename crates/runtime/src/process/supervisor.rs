@@ -261,6 +261,8 @@ fn run(
 struct Conn {
     stream: UnixStream,
     rbuf: Vec<u8>,
+    /// Descriptors received with the bytes in `rbuf` (SCM_RIGHTS), for `exec_stream`.
+    fds: Vec<OwnedFd>,
     wbuf: Vec<u8>,
     watching: bool,
     pending: bool,
@@ -311,7 +313,8 @@ struct ExecSession {
     pid: i32,
     out: Option<OwnedFd>,
     buf: Vec<u8>,
-    deadline: Instant,
+    /// None: a streaming exec, which runs until it exits or its connection closes.
+    deadline: Option<Instant>,
     timed_out: bool,
     code: Option<i32>,
 }
@@ -603,8 +606,11 @@ impl Sup {
         let mut next: Option<Duration> = None;
         let mut consider = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
         for e in &self.execs {
-            if e.code.is_none() && !e.timed_out {
-                consider(e.deadline.saturating_duration_since(now));
+            if e.code.is_none()
+                && !e.timed_out
+                && let Some(deadline) = e.deadline
+            {
+                consider(deadline.saturating_duration_since(now));
             }
         }
         for c in self.ctrs.values() {
@@ -642,6 +648,7 @@ impl Sup {
                     let conn = Conn {
                         stream,
                         rbuf: Vec::new(),
+                        fds: Vec::new(),
                         wbuf: Vec::new(),
                         watching: false,
                         pending: false,
@@ -664,7 +671,7 @@ impl Sup {
         };
         let mut chunk = [0u8; 4096];
         loop {
-            match c.stream.read(&mut chunk) {
+            match recv_with_fds(&c.stream, &mut chunk, &mut c.fds) {
                 Ok(0) => {
                     c.eof = true;
                     break;
@@ -678,7 +685,7 @@ impl Sup {
                 }
             }
         }
-        if c.rbuf.len() > 1 << 20 {
+        if c.rbuf.len() > 1 << 20 || c.fds.len() > 64 {
             self.conns[i] = None;
             return;
         }
@@ -816,6 +823,23 @@ impl Sup {
                 }
                 Err(e) => err(e),
             },
+            Request::ExecStream { id, command } => {
+                let fds = self
+                    .conns
+                    .get_mut(conn)
+                    .and_then(Option::as_mut)
+                    .map(|c| std::mem::take(&mut c.fds))
+                    .unwrap_or_default();
+                match self.exec_stream(conn, &id, &command, fds) {
+                    Ok(()) => {
+                        if let Some(Some(c)) = self.conns.get_mut(conn) {
+                            c.pending = true;
+                        }
+                        Some(ok)
+                    }
+                    Err(e) => err(e),
+                }
+            }
             Request::Remove { id } => match self.remove(&id) {
                 Ok(()) => Some(ok),
                 Err(e) => err(e),
@@ -1189,6 +1213,35 @@ impl Sup {
         command: &[String],
         timeout_ms: u64,
     ) -> Result<(), WireError> {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| WireError::new(ErrorKind::Os, format!("pipe: {e}")))?;
+        set_nonblocking(&r);
+        let devnull = self.devnull.as_raw_fd();
+        let result = self.spawn_in(id, command, devnull, w.as_raw_fd(), w.as_raw_fd());
+        drop(w);
+        let pid = result?;
+        self.execs.push(ExecSession {
+            conn,
+            pid,
+            out: Some(r),
+            buf: Vec::new(),
+            deadline: Some(mono_now() + Duration::from_millis(timeout_ms)),
+            timed_out: false,
+            code: None,
+        });
+        Ok(())
+    }
+
+    /// Starts `command` in container `id`'s context (its mount namespace, cgroup, env,
+    /// working directory and user) with the given stdio; returns its host PID.
+    fn spawn_in(
+        &self,
+        id: &str,
+        command: &[String],
+        stdin: i32,
+        stdout: i32,
+        stderr: i32,
+    ) -> Result<i32, WireError> {
         let Some(c) = self.ctrs.get(id) else {
             return Err(WireError::new(ErrorKind::NotFound, id));
         };
@@ -1219,9 +1272,6 @@ impl Sup {
         let place = cgroup::placement(&c.cg)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("open the cgroup: {e}")))?;
         let (path, argv, envp, cwd) = self.prepare(command, &config, &mounts)?;
-        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-            .map_err(|e| WireError::new(ErrorKind::Os, format!("pipe: {e}")))?;
-        set_nonblocking(&r);
         let spec = SpawnSpec {
             path: &path,
             argv: &argv,
@@ -1229,9 +1279,9 @@ impl Sup {
             cwd: &cwd,
             uid: config.uid,
             gid: config.gid,
-            stdin: self.devnull.as_raw_fd(),
-            stdout: w.as_raw_fd(),
-            stderr: w.as_raw_fd(),
+            stdin,
+            stdout,
+            stderr,
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
             mount_ns: match &ns {
@@ -1239,24 +1289,13 @@ impl Sup {
                 None => MountNs::Inherit,
             },
         };
-        let result = spawn::spawn(&spec);
-        drop(w);
-        let sp = result.map_err(|e| {
+        let sp = spawn::spawn(&spec).map_err(|e| {
             WireError::new(
                 ErrorKind::StartFailed,
                 Self::start_error(&command[0], &self.cwd_of(&config), &e, &[]),
             )
         })?;
-        self.execs.push(ExecSession {
-            conn,
-            pid: sp.pid,
-            out: Some(r),
-            buf: Vec::new(),
-            deadline: mono_now() + Duration::from_millis(timeout_ms),
-            timed_out: false,
-            code: None,
-        });
-        Ok(())
+        Ok(sp.pid)
     }
 
     fn remove(&mut self, id: &str) -> Result<(), WireError> {
@@ -1580,7 +1619,19 @@ impl Sup {
         let now = mono_now();
         let mut finished = Vec::new();
         for (i, e) in self.execs.iter_mut().enumerate() {
-            if e.code.is_none() && !e.timed_out && now >= e.deadline {
+            if e.code.is_none() && !e.timed_out && e.deadline.is_some_and(|d| now >= d) {
+                e.timed_out = true;
+                let _ = killpg(Pid::from_raw(e.pid), NixSignal::SIGKILL);
+            }
+            // A streaming exec ends with its session: the client closed the connection.
+            if e.code.is_none()
+                && !e.timed_out
+                && e.deadline.is_none()
+                && self
+                    .conns
+                    .get(e.conn)
+                    .is_none_or(|c| c.as_ref().is_none_or(|c| c.eof))
+            {
                 e.timed_out = true;
                 let _ = killpg(Pid::from_raw(e.pid), NixSignal::SIGKILL);
             }
@@ -1626,5 +1677,67 @@ fn drain_exec(e: &mut ExecSession) -> bool {
             Err(Errno::EAGAIN) => return false,
             Err(_) => return true,
         }
+    }
+}
+
+/// Reads from a control connection, keeping the descriptors that came with the bytes.
+fn recv_with_fds(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> std::io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(
+        stream,
+        &mut [std::io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    Ok(got.bytes)
+}
+
+impl Sup {
+    /// `exec_stream`: runs `command` in container `id` with the stdin, stdout and stderr
+    /// that came with the request (SCM_RIGHTS, in that order). Answers at once; the exit
+    /// follows on the same connection as an `exec` result. Closing the connection kills it.
+    fn exec_stream(
+        &mut self,
+        conn: usize,
+        id: &str,
+        command: &[String],
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), WireError> {
+        let [stdin, stdout, stderr] = <[OwnedFd; 3]>::try_from(fds).map_err(|fds| {
+            WireError::new(
+                ErrorKind::Os,
+                format!("exec_stream needs 3 descriptors, got {}", fds.len()),
+            )
+        })?;
+        let pid = self.spawn_in(
+            id,
+            command,
+            stdin.as_raw_fd(),
+            stdout.as_raw_fd(),
+            stderr.as_raw_fd(),
+        )?;
+        // The child holds its own copies; ours close here so the client sees end of file.
+        drop((stdin, stdout, stderr));
+        self.execs.push(ExecSession {
+            conn,
+            pid,
+            out: None,
+            buf: Vec::new(),
+            deadline: None,
+            timed_out: false,
+            code: None,
+        });
+        Ok(())
     }
 }
