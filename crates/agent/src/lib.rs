@@ -17,6 +17,7 @@ pub mod config;
 pub mod deadlines;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod hooks;
 pub mod logs;
 pub mod node;

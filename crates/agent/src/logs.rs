@@ -230,7 +230,7 @@ pub fn render_all(data: &[u8], opts: &LogOptions) -> Vec<u8> {
     r.render(lines)
 }
 
-fn plain(code: StatusCode, msg: String) -> Response {
+pub(crate) fn plain(code: StatusCode, msg: String) -> Response {
     (
         code,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -239,13 +239,13 @@ fn plain(code: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-struct Target {
-    id: ContainerId,
-    log_path: PathBuf,
-    running: bool,
+pub(crate) struct Target {
+    pub(crate) id: ContainerId,
+    pub(crate) log_path: PathBuf,
+    pub(crate) running: bool,
 }
 
-async fn find(
+pub(crate) async fn find(
     runtime: &dyn ContainerRuntime,
     ns: &str,
     pod: &str,
@@ -439,7 +439,7 @@ impl FollowState {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -474,7 +474,8 @@ impl LogServer {
         };
         let router = Router::new()
             .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-            .with_state(state);
+            .with_state(state.clone())
+            .merge(crate::exec::router(state.runtime, state.token));
         Ok(LogServer { listener, router })
     }
 

@@ -101,6 +101,22 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get"],
         ),
+        Subresource::Exec => (
+            json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
+            &["create", "get"],
+        ),
+        Subresource::Attach => (
+            json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
+            &["create", "get"],
+        ),
+        Subresource::PortForward => (
+            json!({"group": "", "version": "v1", "kind": "PodPortForwardOptions"}),
+            &["create", "get"],
+        ),
+        Subresource::Eviction => (
+            json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
+            &["create"],
+        ),
     }
 }
 

@@ -115,21 +115,13 @@ fn validate_params(ctx: &Ctx) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Serves `GET .../pods/{name}/log`.
-pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
-    let ns = t.namespace.clone().unwrap_or_default();
-    let name = t.name.clone().unwrap_or_default();
-    validate_params(ctx)?;
+/// The agent endpoint (`host:port`) of the node that runs `pod`, and that node's token.
+pub(crate) async fn kubelet_endpoint(
+    ctx: &Ctx,
+    pod: &Value,
+    name: &str,
+) -> Result<(String, String), ApiError> {
     let core = ctx.srv.core();
-    let (pod, _) = core
-        .storage
-        .get(&PODS, Some(&ns), &name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(404, "NotFound", format!("pods {name:?} not found"))
-                .with_details(serde_json::json!({"name": name, "kind": "pods"}))
-        })?;
-    let container = choose_container(&pod, ctx.query.get("container"))?;
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
@@ -167,6 +159,30 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .srv
         .ensure_node_token(&node)
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok((authority, token))
+}
+
+/// Serves `GET .../pods/{name}/log`.
+pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    validate_params(ctx)?;
+    let core = ctx.srv.core();
+    let (pod, _) = core
+        .storage
+        .get(&PODS, Some(&ns), &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(404, "NotFound", format!("pods {name:?} not found"))
+                .with_details(serde_json::json!({"name": name, "kind": "pods"}))
+        })?;
+    let container = choose_container(&pod, ctx.query.get("container"))?;
+    let (authority, token) = kubelet_endpoint(ctx, &pod, &name).await?;
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for k in PASSED {
@@ -186,11 +202,6 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         enc(&container),
         query
     );
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
     let stream = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         tokio::net::TcpStream::connect(&authority),

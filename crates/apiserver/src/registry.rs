@@ -21,6 +21,14 @@ pub enum Subresource {
     Binding,
     /// `log`: pods only, proxied to the node agent (get).
     Log,
+    /// `exec`: pods only, a WebSocket upgrade proxied to the node agent.
+    Exec,
+    /// `attach`: pods only, a WebSocket upgrade proxied to the node agent.
+    Attach,
+    /// `portforward`: pods only, refused (no SPDY tunnelling).
+    PortForward,
+    /// `eviction`: pods only, a `policy/v1 Eviction` (graceful delete).
+    Eviction,
 }
 
 impl Subresource {
@@ -31,6 +39,10 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -41,6 +53,10 @@ impl Subresource {
             "scale" => Some(Subresource::Scale),
             "binding" => Some(Subresource::Binding),
             "log" => Some(Subresource::Log),
+            "exec" => Some(Subresource::Exec),
+            "attach" => Some(Subresource::Attach),
+            "portforward" => Some(Subresource::PortForward),
+            "eviction" => Some(Subresource::Eviction),
             _ => None,
         }
     }
@@ -168,7 +184,15 @@ pub static PODS: ResourceKind = ResourceKind {
     namespaced: true,
     short_names: &["po"],
     categories: ALL,
-    subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+    subresources: &[
+        Subresource::Attach,
+        Subresource::Binding,
+        Subresource::Eviction,
+        Subresource::Exec,
+        Subresource::Log,
+        Subresource::PortForward,
+        Subresource::Status,
+    ],
     strategy: Strategy::Pod,
 };
 

@@ -31,6 +31,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 #[derive(Debug, Default, Clone)]
 pub struct Query {
     map: HashMap<String, String>,
+    raw: String,
 }
 
 impl Query {
@@ -44,7 +45,18 @@ impl Query {
                 }
             }
         }
-        Query { map }
+        Query {
+            map,
+            raw: raw.unwrap_or("").to_string(),
+        }
+    }
+
+    /// Every value of a repeated parameter, in order.
+    pub fn all(&self, k: &str) -> Vec<String> {
+        form_urlencoded::parse(self.raw.as_bytes())
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.into_owned())
+            .collect()
     }
 
     /// A parameter.
@@ -227,10 +239,12 @@ pub struct Ctx {
     pub body: std::sync::Mutex<Option<Body>>,
     /// Warnings to send back.
     pub warnings: Vec<String>,
+    /// The connection upgrade of an upgrade request (exec, attach), taken by its handler.
+    pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 impl Ctx {
-    async fn body_bytes(&mut self) -> Result<bytes::Bytes, ApiError> {
+    pub(crate) async fn body_bytes(&mut self) -> Result<bytes::Bytes, ApiError> {
         let taken = self.body.lock().ok().and_then(|mut b| b.take());
         let Some(body) = taken else {
             return Ok(bytes::Bytes::new());
@@ -254,7 +268,7 @@ impl Ctx {
         self.headers.get(h).and_then(|v| v.to_str().ok())
     }
 
-    fn dry_run(&self) -> Result<bool, ApiError> {
+    pub(crate) fn dry_run(&self) -> Result<bool, ApiError> {
         match self.query.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
@@ -343,7 +357,8 @@ fn json_response(v: &Value, ct: &'static str) -> Response {
 }
 
 async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // Open endpoints.
@@ -387,6 +402,7 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
         headers: parts.headers,
         body: std::sync::Mutex::new(Some(body)),
         warnings: Vec::new(),
+        upgrade: std::sync::Mutex::new(upgrade),
     };
     let method = parts.method;
     let result = match segs.as_slice() {
@@ -492,6 +508,28 @@ async fn resource(
         return binding(ctx, &t).await;
     }
     let t = parse_target(group, version, rest)?;
+    if let Some(
+        sub @ (Subresource::Exec
+        | Subresource::Attach
+        | Subresource::PortForward
+        | Subresource::Eviction),
+    ) = t.sub
+    {
+        let allowed = if sub == Subresource::Eviction {
+            *method == Method::POST
+        } else {
+            *method == Method::GET || *method == Method::POST
+        };
+        if !allowed {
+            return Err(ApiError::method_not_allowed());
+        }
+        // Opening a stream needs `create` (also for the WebSocket GET), as upstream.
+        authorize(ctx, &t, "create").await?;
+        return match sub {
+            Subresource::Eviction => crate::exec::evict(ctx, &t).await,
+            _ => crate::exec::pod_stream(ctx, &t, sub).await,
+        };
+    }
     let watch = ctx.query.bool("watch")?;
     let verb = verb_of(method, &t, watch)?;
     if verb != "create" || t.sub.is_some() {

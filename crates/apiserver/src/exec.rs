@@ -1,0 +1,406 @@
+//! `pods/exec`, `pods/attach` and `pods/portforward` (connection upgrades) and
+//! `pods/eviction`.
+//!
+//! Exec and attach are validated here (pod, container, phase, options) and then proxied to
+//! the node agent like `pods/log` ([`crate::logs`]): the API server sends the client's
+//! WebSocket handshake on to `GET /exec/<ns>/<pod>/<container>?…` (or `/attach/…`) with the
+//! node's token; when the agent answers `101 Switching Protocols`, that answer goes back to
+//! the client and the two upgraded byte streams are spliced, as kube-apiserver's
+//! upgrade-aware proxy does. An agent error before the upgrade is returned as a Status. The
+//! SPDY/3.1 upgrade of older clients and port forwarding (SPDY framing) are not served: they
+//! get 400 with a message at once, so kubectl fails fast.
+//!
+//! Eviction (`POST …/pods/<p>/eviction`, `policy/v1` or `policy/v1beta1` `Eviction`) is a
+//! graceful delete with the Eviction's `deleteOptions`; there are no PodDisruptionBudgets
+//! to respect (the kind is not served).
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt as _;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::error::{ApiError, success_status};
+use crate::logs::{choose_container, kubelet_endpoint};
+use crate::ops::DeleteOptions;
+use crate::registry::{PODS, Subresource};
+use crate::rest::{Ctx, Target};
+
+/// The handshake headers passed on to the agent.
+const HANDSHAKE_HEADERS: &[&str] = &[
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+/// The answer headers passed back to the client.
+const ANSWER_HEADERS: &[&str] = &["sec-websocket-accept", "sec-websocket-protocol"];
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(404, "NotFound", format!("pods {name:?} not found"))
+        .with_details(serde_json::json!({"name": name, "kind": "pods"}))
+}
+
+fn upgrade_kind(ctx: &Ctx) -> Option<String> {
+    let connection = ctx
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !connection {
+        return None;
+    }
+    ctx.headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+fn flag(ctx: &Ctx, k: &str) -> Result<bool, ApiError> {
+    ctx.query.bool(k)
+}
+
+/// Serves `pods/exec`, `pods/attach` and `pods/portforward`.
+pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<Response, ApiError> {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    let core = ctx.srv.core();
+    let (pod, _) = core
+        .storage
+        .get(&PODS, Some(&ns), &name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    if sub == Subresource::PortForward {
+        return Err(ApiError::bad_request(format!(
+            "port forwarding to pod {name} is not supported by this server (pods/portforward needs SPDY/3.1 tunnelling, which is not implemented); use a Service or the pod IP instead"
+        )));
+    }
+    let verb = if sub == Subresource::Exec {
+        "exec"
+    } else {
+        "attach"
+    };
+    let container = choose_container(&pod, ctx.query.get("container"))?;
+    let (stdin, stdout, stderr, tty) = (
+        flag(ctx, "stdin")?,
+        flag(ctx, "stdout")?,
+        flag(ctx, "stderr")?,
+        flag(ctx, "tty")?,
+    );
+    let command = ctx.query.all("command");
+    if sub == Subresource::Exec && command.is_empty() {
+        return Err(ApiError::bad_request(
+            "you must specify at least one command for the container",
+        ));
+    }
+    if !(stdin || stdout || stderr) {
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if phase == "Succeeded" || phase == "Failed" {
+        let what = if sub == Subresource::Exec {
+            "exec into"
+        } else {
+            "attach to"
+        };
+        return Err(ApiError::bad_request(format!(
+            "cannot {what} a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    if sub == Subresource::Attach && stdin {
+        return Err(ApiError::bad_request(format!(
+            "cannot attach to the stdin of container {container} in pod {name}: containers run without an open stdin (attach without -i, or use exec -i)"
+        )));
+    }
+    match upgrade_kind(ctx).as_deref() {
+        Some("websocket") => {}
+        Some(other) if other.starts_with("spdy") => {
+            return Err(ApiError::bad_request(format!(
+                "{verb} over {other} is not supported by this server: use a client that speaks WebSocket (v5.channel.k8s.io, kubectl 1.30 or later)"
+            )));
+        }
+        _ => return Err(ApiError::bad_request("Upgrade request required")),
+    }
+    let (authority, token) = kubelet_endpoint(ctx, &pod, &name).await?;
+    let query = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for c in &command {
+            q.append_pair("command", c);
+        }
+        for (k, v) in [
+            ("stdin", stdin),
+            ("stdout", stdout),
+            ("stderr", stderr),
+            ("tty", tty),
+        ] {
+            if v {
+                q.append_pair(k, "true");
+            }
+        }
+        q.finish()
+    };
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let path = format!(
+        "/{verb}/{}/{}/{}?{}",
+        enc(&ns),
+        enc(&name),
+        enc(&container),
+        query
+    );
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&authority),
+    )
+    .await
+    .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
+    .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;
+    core.tasks.spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut req = http::Request::get(path)
+        .header(header::HOST, authority.as_str())
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket");
+    for h in HANDSHAKE_HEADERS {
+        for v in ctx.headers.get_all(*h) {
+            req = req.header(*h, v.clone());
+        }
+    }
+    let req = req
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp =
+        tokio::time::timeout(std::time::Duration::from_secs(30), sender.send_request(req))
+            .await
+            .map_err(|_| ApiError::internal("kubelet request: no answer within 30s"))?
+            .map_err(|e| ApiError::internal(format!("kubelet request: {e}")))?;
+    let status = resp.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(agent_error(status, resp.into_body()).await);
+    }
+    let Some(client_upgrade) = ctx.upgrade.lock().ok().and_then(|mut u| u.take()) else {
+        return Err(ApiError::bad_request(
+            "the connection cannot be upgraded (HTTP/1.1 is required)",
+        ));
+    };
+    let mut answer = http::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket");
+    for h in ANSWER_HEADERS {
+        for v in resp.headers().get_all(*h) {
+            answer = answer.header(*h, v.clone());
+        }
+    }
+    let agent_upgrade = hyper::upgrade::on(&mut resp);
+    core.tasks.spawn(async move {
+        let (client, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
+            (Ok(c), Ok(a)) => (c, a),
+            (c, a) => {
+                tracing::debug!(client = c.is_ok(), agent = a.is_ok(), "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut agent = TokioIo::new(agent);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+    });
+    answer
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Turns an agent's refusal into the client's error: a Status is passed on, other bodies
+/// are wrapped in one.
+async fn agent_error(status: StatusCode, body: hyper::body::Incoming) -> ApiError {
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(10), body.collect())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        && v.get("kind").and_then(Value::as_str) == Some("Status")
+    {
+        let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
+        let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
+        return ApiError::new(
+            status.as_u16(),
+            static_reason(reason, status),
+            msg.to_string(),
+        );
+    }
+    let msg = String::from_utf8_lossy(&bytes).trim().to_string();
+    ApiError::new(status.as_u16(), static_reason("", status), msg)
+}
+
+fn static_reason(reason: &str, status: StatusCode) -> &'static str {
+    match (reason, status.as_u16()) {
+        ("NotFound", _) | (_, 404) => "NotFound",
+        ("BadRequest", _) | (_, 400) => "BadRequest",
+        (_, 401) => "Unauthorized",
+        (_, 403) => "Forbidden",
+        _ => "InternalError",
+    }
+}
+
+/// Reads `deleteOptions` of an Eviction.
+fn eviction_delete_options(v: &Value) -> Result<DeleteOptions, ApiError> {
+    let mut o = DeleteOptions::default();
+    let Some(d) = v.get("deleteOptions").filter(|d| !d.is_null()) else {
+        return Ok(o);
+    };
+    if !d.is_object() {
+        return Err(ApiError::bad_request("deleteOptions must be an object"));
+    }
+    match d.get("gracePeriodSeconds") {
+        None | Some(Value::Null) => {}
+        Some(g) => {
+            let g = g
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("gracePeriodSeconds must be an integer"))?;
+            if g < 0 {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "deleteOptions.gracePeriodSeconds: Invalid value: {g}: must be greater than or equal to 0"
+                    ),
+                ));
+            }
+            o.grace_period_seconds = Some(g);
+        }
+    }
+    if let Some(p) = d.get("preconditions").filter(|p| !p.is_null()) {
+        o.uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+        o.resource_version = p
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    if let Some(dry) = d.get("dryRun").and_then(Value::as_array) {
+        if dry.iter().any(|x| x != "All") {
+            return Err(ApiError::bad_request(
+                "Invalid dry run value; supported values: \"All\"",
+            ));
+        }
+        o.dry_run = !dry.is_empty();
+    }
+    if let Some(p) = d.get("propagationPolicy").and_then(Value::as_str)
+        && !matches!(p, "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    Ok(o)
+}
+
+/// Serves `POST …/pods/<p>/eviction`: a graceful delete with the Eviction's options.
+pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let name = t.name.clone().unwrap_or_default();
+    let bytes = ctx.body_bytes().await?;
+    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(&bytes)
+            .or_else(|_| serde_yaml::from_slice(&bytes))
+            .map_err(|e| ApiError::bad_request(format!("failed to decode Eviction: {e}")))?
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "failed to decode Eviction: not an object",
+        ));
+    }
+    if let Some(k) = v.get("kind").and_then(Value::as_str)
+        && k != "Eviction"
+    {
+        return Err(ApiError::bad_request(format!(
+            "failed to decode Eviction: unexpected kind {k:?}"
+        )));
+    }
+    if let Some(av) = v.get("apiVersion").and_then(Value::as_str)
+        && !matches!(av, "policy/v1" | "policy/v1beta1")
+    {
+        return Err(ApiError::bad_request(format!(
+            "failed to decode Eviction: unsupported apiVersion {av:?}"
+        )));
+    }
+    if let Some(n) = v.pointer("/metadata/name").and_then(Value::as_str)
+        && !n.is_empty()
+        && n != name
+    {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let mut opts = eviction_delete_options(&v)?;
+    opts.dry_run = opts.dry_run || ctx.dry_run()?;
+    let core = ctx.srv.core();
+    match core.delete(&PODS, Some(&ns), &name, &opts).await {
+        Ok(_) => {}
+        Err(e) if e.code == 404 => return Err(not_found(&name)),
+        Err(e) => return Err(e),
+    }
+    let body = success_status(None, Some(201));
+    let mut r = (
+        StatusCode::CREATED,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn eviction_options_are_read() {
+        let o = eviction_delete_options(&json!({"deleteOptions": {"gracePeriodSeconds": 5, "dryRun": ["All"], "preconditions": {"uid": "u"}}})).unwrap();
+        assert_eq!(o.grace_period_seconds, Some(5));
+        assert!(o.dry_run);
+        assert_eq!(o.uid.as_deref(), Some("u"));
+        assert!(
+            eviction_delete_options(&json!({}))
+                .unwrap()
+                .grace_period_seconds
+                .is_none()
+        );
+        assert_eq!(
+            eviction_delete_options(&json!({"deleteOptions": {"gracePeriodSeconds": -1}}))
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            eviction_delete_options(&json!({"deleteOptions": {"dryRun": ["x"]}}))
+                .unwrap_err()
+                .code,
+            400
+        );
+    }
+}

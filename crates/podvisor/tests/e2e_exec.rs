@@ -1,0 +1,428 @@
+//! Acceptance tests of `kubectl exec`, `cp`, `attach`, `port-forward` and eviction (`drain`)
+//! against `podvisor up`, driven only through the real `kubectl` (kubectl-wire.md §4.10,
+//! §4.11).
+
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn kubectl_cmd(c: &Cluster, args: &[&str]) -> Command {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args).env("KUBECONFIG", c.kubeconfig());
+    cmd
+}
+
+/// Runs kubectl with `input` on its stdin.
+fn kubectl_with_input(c: &Cluster, args: &[&str], input: &[u8]) -> Output {
+    let mut child = kubectl_cmd(c, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    wait_output(child, LONG)
+}
+
+/// Waits for a child with a bound; kills it (and fails) if it hangs.
+fn wait_output(mut child: Child, within: Duration) -> Output {
+    let deadline = Instant::now() + within;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "kubectl hung for {within:?}; stdout: {} stderr: {}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run(c: &Cluster, args: &[&str]) -> Output {
+    let child = kubectl_cmd(c, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    wait_output(child, LONG)
+}
+
+fn pod(name: &str, marker: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: {name}}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox
+    env:
+    - {{name: GREETING, value: "hello from env"}}
+    command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
+"#
+    )
+}
+
+#[test]
+fn exec_streams_output_stdin_and_exit_codes() {
+    let _g = serial();
+    let c = Cluster::up();
+    let m = marker("exec");
+    c.apply(&pod("p", &m));
+    c.wait_pod_ready("p", LONG);
+
+    let out = run(&c, &["exec", "p", "--", "echo", "hi"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    // A non-zero exit: kubectl prints the code and exits with it (kubectl-wire.md §4.10:
+    // `false` gave rc=1).
+    let out = run(&c, &["exec", "p", "--", "false"]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("command terminated with exit code 1"));
+    let out = run(
+        &c,
+        &[
+            "exec",
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    let err = text(&out.stderr);
+    assert!(err.contains("err\n"), "{err}");
+    assert!(err.contains("command terminated with exit code 3"), "{err}");
+
+    // Stdin is streamed and closed.
+    let out = kubectl_with_input(&c, &["exec", "-i", "p", "--", "cat"], b"x\n");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "x\n");
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let out = kubectl_with_input(
+        &c,
+        &["exec", "-i", "p", "--", "sh", "-c", "cat | wc -c"],
+        &big,
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "300000",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+
+    // The container's environment and explicit container selection.
+    let out = run(
+        &c,
+        &[
+            "exec",
+            "p",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "hello from env\n",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+
+    // Errors, as upstream words them.
+    let out = run(&c, &["exec", "nope", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("pods \"nope\" not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&c, &["exec", "p", "-c", "nope", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
+    let out = run(
+        &c,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p/exec?command=true&container=nope&stdout=true",
+        ],
+    );
+    assert!(
+        text(&out.stderr).contains("container nope is not valid for pod p"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &c,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p/exec?container=main&stdout=true",
+        ],
+    );
+    assert!(
+        text(&out.stderr).contains("you must specify at least one command for the container"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&c, &["exec", "p", "--", "no-such-binary-pv"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("executable file not found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A completed pod.
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: done
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["true"]
+"#,
+    );
+    c.wait_pod_phase("done", "Succeeded", LONG);
+    let out = run(&c, &["exec", "done", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(
+            "cannot exec into a container in a completed pod; current phase is Succeeded"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &c,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/done/exec?command=true&stdout=true",
+        ],
+    );
+    assert!(
+        text(&out.stderr).contains(
+            "cannot exec into a container in a completed pod; current phase is Succeeded"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `kubectl cp` from the pod (tar runs in the container).
+    let src = c.dir.path().join("cp-source.txt");
+    std::fs::write(&src, "copied content\n").expect("write");
+    let dst = c.dir.path().join("cp-dest.txt");
+    let src_arg = format!("p:{}", src.display());
+    let out = run(&c, &["cp", &src_arg, dst.to_str().expect("utf8")]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&dst).expect("copied"),
+        "copied content\n"
+    );
+
+    // Ending the session (kubectl killed) kills the command in the container.
+    let container_pids = find_pids(&m);
+    assert!(!container_pids.is_empty());
+    let em = marker("exec-session");
+    let child = kubectl_cmd(
+        &c,
+        &["exec", "p", "--", "sh", "-c", "sleep 1000; true", &em],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let pid = wait_one_pid(&em, LONG);
+    let mut child = child;
+    child.kill().expect("kill kubectl");
+    let _ = child.wait();
+    wait_dead(pid, LONG);
+    // The container itself is untouched.
+    assert_eq!(
+        find_pids(&m),
+        container_pids,
+        "the container's processes still run"
+    );
+}
+
+#[test]
+fn attach_portforward_and_eviction() {
+    let _g = serial();
+    let c = Cluster::up();
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+  labels: {app: talker}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); sleep 0.2; done"]
+"#,
+    );
+    c.wait_pod_ready("talker", LONG);
+
+    // attach: the output from now on.
+    let mut child = kubectl_cmd(&c, &["attach", "talker"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn attach");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(LONG).expect("attach printed a line");
+    let second = rx.recv_timeout(LONG).expect("attach printed another line");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.starts_with("tick "), "{first}");
+    assert!(second.starts_with("tick "), "{second}");
+    let n: u64 = first[5..].parse().expect("a counter");
+    let n2: u64 = second[5..].parse().expect("a counter");
+    assert_eq!(n2, n + 1, "consecutive lines");
+
+    // attach -i: refused with a clear message, at once.
+    let out = run(&c, &["attach", "-i", "talker"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("without an open stdin"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // port-forward fails fast with a message.
+    let started = Instant::now();
+    let child = kubectl_cmd(
+        &c,
+        &["port-forward", "pod/talker", &format!("{}:80", free_port())],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn port-forward");
+    let out = wait_output(child, Duration::from_secs(30));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("port forwarding")
+            && text(&out.stderr).contains("not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // Eviction by a direct POST: the pod is deleted gracefully.
+    let body = c.dir.path().join("eviction.json");
+    std::fs::write(
+        &body,
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"talker","namespace":"default"},"deleteOptions":{"gracePeriodSeconds":1}}"#,
+    )
+    .expect("write");
+    let out = run(
+        &c,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/talker/eviction",
+            "-f",
+            body.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Success"),
+        "{}",
+        text(&out.stdout)
+    );
+    c.wait_for("talker deleted", LONG, || !c.pod_exists("talker"));
+    let out = run(
+        &c,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/talker/eviction",
+            "-f",
+            body.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        text(&out.stderr).contains("NotFound") || text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `kubectl drain` evicts through pods/eviction.
+    let m = marker("drain");
+    c.apply(&pod("drained", &m));
+    c.wait_pod_ready("drained", LONG);
+    let out = run(
+        &c,
+        &[
+            "drain",
+            &c.node,
+            "--force",
+            "--pod-selector=app=drained",
+            "--timeout=60s",
+            "--grace-period=1",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "stdout: {} stderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("evicting pod default/drained"), "{all}");
+    assert!(!c.pod_exists("drained"));
+    c.wait_for("the drained pod's processes to end", LONG, || {
+        find_pids(&m).is_empty()
+    });
+}
