@@ -82,6 +82,8 @@ pub struct StatusInput<'a> {
     pub sandbox_ready: bool,
     /// One view per spec container, in spec order.
     pub containers: Vec<ContainerView<'a>>,
+    /// One view per spec init container (regular and sidecar), in spec order.
+    pub init_containers: Vec<ContainerView<'a>>,
     /// Final status of a deleted/drained pod (§1.5).
     pub pod_is_terminal: bool,
     /// The node's IP (also the pod IP for now).
@@ -92,6 +94,16 @@ pub struct StatusInput<'a> {
     pub now: SystemTime,
     /// A pod-level reason and message to set (drain).
     pub reason: Option<(&'a str, &'a str)>,
+}
+
+/// `state.terminated.message`: the runtime's message, then the termination message (spec
+/// §1.8: `runtime message + ": " + termination message`).
+fn terminated_message(e: &ExitStatus) -> Option<String> {
+    match (&e.message, &e.termination_message) {
+        (Some(m), Some(t)) if !m.is_empty() => Some(format!("{m}: {t}")),
+        (_, Some(t)) => Some(t.clone()),
+        (m, None) => m.clone(),
+    }
 }
 
 fn terminated(e: &ExitStatus, id: &ContainerId) -> ApiState {
@@ -109,7 +121,7 @@ fn terminated(e: &ExitStatus, id: &ContainerId) -> ApiState {
             exit_code: e.exit_code,
             signal: e.signal.map(|s| s.0),
             reason: Some(reason.to_string()),
-            message: e.message.clone(),
+            message: terminated_message(e),
             started_at: Some(to_time(e.started_at)),
             finished_at: Some(to_time(e.finished_at)),
             container_id: Some(format!("{CONTAINER_ID_SCHEME}{id}")),
@@ -195,30 +207,68 @@ pub fn container_status(v: &ContainerView<'_>, has_init_containers: bool) -> Api
     st
 }
 
+/// The API status of one init container (spec §2.3): like an app container's, and a
+/// regular init container reports `ready` exactly when it completed with exit 0 (a sidecar
+/// reports its readiness like an app container).
+pub fn init_container_status(v: &ContainerView<'_>, sidecar: bool) -> ApiContainerStatus {
+    let mut st = container_status(v, true);
+    if !sidecar {
+        st.ready = st
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0);
+    }
+    st
+}
+
+/// Statuses for `views`; a container of which nothing is known any more (its sandbox is
+/// gone) keeps a terminated state already reported in `old` (a container never goes back
+/// from terminated to waiting).
+fn statuses_of(
+    views: &[ContainerView<'_>],
+    old: &[ApiContainerStatus],
+    one: impl Fn(&ContainerView<'_>) -> ApiContainerStatus,
+) -> Vec<ApiContainerStatus> {
+    views
+        .iter()
+        .map(|v| {
+            let reported = old.iter().find(|s| {
+                s.name == v.name && s.state.as_ref().is_some_and(|st| st.terminated.is_some())
+            });
+            match reported {
+                Some(s) if v.current.is_none() && v.waiting.is_none() => s.clone(),
+                _ => one(v),
+            }
+        })
+        .collect()
+}
+
 /// The pod's status (spec §2).
 pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
     let pod = input.pod;
     let default_spec = Default::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let old = pod.status.clone().unwrap_or_default();
-    let has_init = spec.init_containers.as_ref().is_some_and(|v| !v.is_empty());
-    let old_statuses = old.container_statuses.as_deref().unwrap_or_default();
-    let statuses: Vec<ApiContainerStatus> = input
-        .containers
-        .iter()
-        .map(|v| {
-            // nothing known of it any more (its sandbox is gone): a terminated state already
-            // reported stays (a container never goes back from terminated to waiting)
-            let reported = old_statuses.iter().find(|s| {
-                s.name == v.name && s.state.as_ref().is_some_and(|st| st.terminated.is_some())
-            });
-            match reported {
-                Some(s) if v.current.is_none() && v.waiting.is_none() => s.clone(),
-                _ => container_status(v, has_init),
-            }
-        })
-        .collect();
-    let mut phase = rules::get_phase(spec, &[], &statuses, input.pod_is_terminal).to_string();
+    let init_specs = spec.init_containers.as_deref().unwrap_or_default();
+    let has_init = !init_specs.is_empty();
+    let statuses = statuses_of(
+        &input.containers,
+        old.container_statuses.as_deref().unwrap_or_default(),
+        |v| container_status(v, has_init),
+    );
+    let init_statuses = statuses_of(
+        &input.init_containers,
+        old.init_container_statuses.as_deref().unwrap_or_default(),
+        |v| {
+            let sidecar = init_specs
+                .iter()
+                .any(|c| c.name == v.name && rules::is_sidecar(c));
+            init_container_status(v, sidecar)
+        },
+    );
+    let mut phase =
+        rules::get_phase(spec, &init_statuses, &statuses, input.pod_is_terminal).to_string();
     if input.pod_is_terminal && !rules::is_terminal_phase(Some(&phase)) {
         // the final status of a stopped pod is terminal even if a container never started
         phase = rules::PHASE_FAILED.to_string();
@@ -229,11 +279,12 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
     }
     let now: Time = to_time(input.now);
     let current_conditions = old.conditions.clone().unwrap_or_default();
-    let containers_ready = rules::containers_ready_condition(spec, &[], &statuses, &phase);
+    let containers_ready =
+        rules::containers_ready_condition(spec, &init_statuses, &statuses, &phase);
     let ready = rules::ready_condition(spec, &current_conditions, &containers_ready);
     let owned = vec![
         rules::ready_to_start_containers_condition(input.sandbox_ready),
-        rules::initialized_condition(spec, &[], &statuses, &phase),
+        rules::initialized_condition(spec, &init_statuses, &statuses, &phase),
         ready,
         containers_ready,
         rules::scheduled_condition(),
@@ -252,7 +303,7 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
-        init_container_statuses: old.init_container_statuses.clone(),
+        init_container_statuses: has_init.then_some(init_statuses),
         ephemeral_container_statuses: old.ephemeral_container_statuses.clone(),
         host_ip: Some(ip.clone()),
         host_ips: Some(vec![HostIP { ip: ip.clone() }]),
@@ -285,6 +336,35 @@ mod tests {
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    #[test]
+    fn terminated_message_joins_runtime_and_termination_messages() {
+        let mut e = ExitStatus {
+            exit_code: 1,
+            signal: None,
+            oom_killed: false,
+            started_at: t(1),
+            finished_at: t(2),
+            message: None,
+            termination_message: Some("DONE".into()),
+        };
+        let msg = |e: &ExitStatus| {
+            terminated(e, &ContainerId("c".into()))
+                .terminated
+                .and_then(|t| t.message)
+        };
+        assert_eq!(msg(&e).as_deref(), Some("DONE"));
+        e.message = Some("the sandbox supervisor exited unexpectedly".into());
+        assert_eq!(
+            msg(&e).as_deref(),
+            Some("the sandbox supervisor exited unexpectedly: DONE")
+        );
+        e.termination_message = None;
+        assert_eq!(
+            msg(&e).as_deref(),
+            Some("the sandbox supervisor exited unexpectedly")
+        );
     }
 
     fn pod(policy: &str, names: &[&str]) -> Pod {
@@ -329,6 +409,7 @@ mod tests {
                 started_at: t(1),
                 finished_at: t(2),
                 message: None,
+                termination_message: None,
             }),
         }
     }
@@ -338,6 +419,7 @@ mod tests {
             pod: p,
             sandbox_ready: true,
             containers: views,
+            init_containers: Vec::new(),
             pod_is_terminal: terminal,
             host_ip: "10.0.0.1",
             start_time: t(0),

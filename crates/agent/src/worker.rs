@@ -187,6 +187,21 @@ pub fn container_hash(c: &Container) -> u64 {
     h.finish()
 }
 
+/// The `fieldPath` of a container's events: `spec.initContainers{n}` for an init container,
+/// else `spec.containers{n}`.
+fn field_path(pod: &Pod, name: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|v| v.iter().any(|c| c.name == name));
+    if init {
+        format!("spec.initContainers{{{name}}}")
+    } else {
+        format!("spec.containers{{{name}}}")
+    }
+}
+
 fn should_restart(policy: &str, exit_code: i32) -> bool {
     match policy {
         "Never" => false,
@@ -322,6 +337,8 @@ struct StopEnv {
     exited: watch::Receiver<HashSet<ContainerId>>,
     record: Arc<Mutex<TerminationRecord>>,
     store: DeadlineStore,
+    /// The names of the pod's init containers (their events name `spec.initContainers`).
+    init_names: Arc<Vec<String>>,
 }
 
 struct StopTarget {
@@ -338,7 +355,13 @@ impl StopEnv {
         }
         self.events.emit(PodEvent {
             pod: self.pod_ref.clone(),
-            field_path: field.map(|n| format!("spec.containers{{{n}}}")),
+            field_path: field.map(|n| {
+                if self.init_names.iter().any(|i| i == n) {
+                    format!("spec.initContainers{{{n}}}")
+                } else {
+                    format!("spec.containers{{{n}}}")
+                }
+            }),
             type_,
             reason: reason.to_string(),
             message,
@@ -382,6 +405,54 @@ impl StopEnv {
                 tracing::warn!(error = %e, "cannot persist termination record");
             }
         }
+    }
+
+    /// Stops the pod's containers: `first` (app containers, regular init containers) all at
+    /// once; then, once all of them exited or at the deadline, `sidecars` one after the
+    /// other in the given (reverse spec) order, each with its preStop. At the deadline the
+    /// sidecars not yet stopping are stopped all at once, so every process is still gone by
+    /// max(deadline, signal + 2 s).
+    async fn stop_all(self, first: Vec<StopTarget>, sidecars: Vec<StopTarget>) {
+        use futures::StreamExt;
+        let first_ids: Vec<ContainerId> = first.iter().map(|t| t.id.clone()).collect();
+        let first_stops =
+            futures::future::join_all(first.into_iter().map(|t| self.clone().stop(t)));
+        let env = self.clone();
+        let sidecar_stops = async move {
+            let deadline_at = |d: &Deadline| env.deadline_instant(d);
+            if !sidecars.is_empty() {
+                let mut rx = env.exited.clone();
+                tokio::select! {
+                    _ = rx.wait_for(|set| first_ids.iter().all(|id| set.contains(id))) => {}
+                    _ = env.until(deadline_at) => {}
+                }
+            }
+            let mut rest: std::collections::VecDeque<StopTarget> = sidecars.into();
+            let mut in_flight = futures::stream::FuturesUnordered::new();
+            let mut all_at_once = false;
+            loop {
+                if in_flight.is_empty() {
+                    match rest.pop_front() {
+                        Some(t) => in_flight.push(env.clone().stop(t)),
+                        None => break,
+                    }
+                }
+                if all_at_once {
+                    while in_flight.next().await.is_some() {}
+                    continue;
+                }
+                tokio::select! {
+                    _ = in_flight.next() => {}
+                    _ = env.until(deadline_at) => {
+                        all_at_once = true;
+                        for t in rest.drain(..) {
+                            in_flight.push(env.clone().stop(t));
+                        }
+                    }
+                }
+            }
+        };
+        futures::future::join(first_stops, sidecar_stops).await;
     }
 
     /// Stops one container (spec §1.6): Killing event, preStop within the deadline, stop
@@ -651,7 +722,7 @@ impl PodWorker {
         }
         self.ctx.events.emit(PodEvent {
             pod: self.pod_ref(),
-            field_path: container.map(|n| format!("spec.containers{{{n}}}")),
+            field_path: container.map(|n| field_path(&self.pod, n)),
             type_,
             reason: reason.to_string(),
             message,
@@ -839,6 +910,8 @@ impl PodWorker {
         let (deadline_tx, deadline_rx) = watch::channel(deadline.clone());
         self.deadline_tx = Some(deadline_tx);
         let object_gone = self.object_gone();
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let spec_init = spec.init_containers.clone().unwrap_or_default();
         let env = StopEnv {
             runtime: self.ctx.runtime.clone(),
             hooks: self.ctx.hooks.clone(),
@@ -857,42 +930,66 @@ impl PodWorker {
             exited: self.exited_tx.subscribe(),
             record,
             store: self.ctx.deadlines.clone(),
+            init_names: Arc::new(
+                spec_init
+                    .iter()
+                    .map(|c: &Container| c.name.clone())
+                    .collect(),
+            ),
         };
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let mut stops = Vec::new();
-        for c in &spec.containers {
-            let Some(rec) = self.containers.get(&c.name) else {
-                continue;
-            };
-            for i in rec.instances.iter().filter(|i| i.is_running()) {
-                let target = StopTarget {
-                    container: c.clone(),
-                    id: i.id.clone(),
-                    already_signalled: signalled.contains(&c.name),
-                };
-                stops.push(env.clone().stop(target));
-            }
-        }
+        let targets = |c: &Container| -> Vec<StopTarget> {
+            self.containers
+                .get(&c.name)
+                .map(|rec| {
+                    rec.instances
+                        .iter()
+                        .filter(|i| i.is_running())
+                        .map(|i| StopTarget {
+                            container: c.clone(),
+                            id: i.id.clone(),
+                            already_signalled: signalled.contains(&c.name),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // first every app container and running regular init container, all at once
+        let mut first: Vec<StopTarget> = spec.containers.iter().flat_map(targets).collect();
+        first.extend(
+            spec_init
+                .iter()
+                .filter(|c| !rules::is_sidecar(c))
+                .flat_map(targets),
+        );
         // containers of the sandbox that are not in the spec any more
         for (name, rec) in &self.containers {
-            if spec.containers.iter().any(|c| &c.name == name) {
+            if spec
+                .containers
+                .iter()
+                .chain(spec_init.iter())
+                .any(|c| &c.name == name)
+            {
                 continue;
             }
             for i in rec.instances.iter().filter(|i| i.is_running()) {
-                let target = StopTarget {
+                first.push(StopTarget {
                     container: Container {
                         name: name.clone(),
                         ..Default::default()
                     },
                     id: i.id.clone(),
                     already_signalled: true,
-                };
-                stops.push(env.clone().stop(target));
+                });
             }
         }
-        self.termination = Some(Box::pin(async move {
-            futures::future::join_all(stops).await;
-        }));
+        // then the sidecars, in reverse spec order
+        let sidecars: Vec<StopTarget> = spec_init
+            .iter()
+            .rev()
+            .filter(|c| rules::is_sidecar(c))
+            .flat_map(targets)
+            .collect();
+        self.termination = Some(Box::pin(env.stop_all(first, sidecars)));
     }
 
     fn deadline_changed(&mut self) {
@@ -950,6 +1047,7 @@ impl PodWorker {
                                     started_at: now,
                                     finished_at: now,
                                     message: Some("The container could not be located when the pod was terminated".into()),
+                                    termination_message: None,
                                 },
                             );
                         }
@@ -1033,15 +1131,122 @@ impl PodWorker {
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
-        for c in &spec.containers {
-            self.sync_container(c, &policy, now).await;
+        let init = spec.init_containers.clone().unwrap_or_default();
+        if self.sync_init_containers(&spec, &init, &policy, now).await {
+            for c in &spec.containers {
+                self.sync_container(c, &policy, now).await;
+            }
         }
-        let views = self.views(&spec);
-        let statuses: Vec<_> = views
+        self.completed(&spec)
+    }
+
+    /// Whether the pod is done: its phase, counting app containers and regular init
+    /// containers only, is terminal (a running sidecar never keeps a pod from completing;
+    /// the termination that follows stops it).
+    fn completed(&self, spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+        let mut regular = spec.clone();
+        if let Some(init) = regular.init_containers.as_mut() {
+            init.retain(|c| !rules::is_sidecar(c));
+        }
+        let has_init = regular
+            .init_containers
+            .as_ref()
+            .is_some_and(|v| !v.is_empty());
+        let statuses: Vec<_> = self
+            .views(&regular.containers)
             .iter()
-            .map(|v| crate::podstatus::container_status(v, false))
+            .map(|v| crate::podstatus::container_status(v, has_init))
             .collect();
-        rules::is_terminal_phase(Some(rules::get_phase(&spec, &[], &statuses, false)))
+        let init_statuses: Vec<_> = self
+            .views(regular.init_containers.as_deref().unwrap_or_default())
+            .iter()
+            .map(|v| crate::podstatus::init_container_status(v, false))
+            .collect();
+        rules::is_terminal_phase(Some(rules::get_phase(
+            &regular,
+            &init_statuses,
+            &statuses,
+            false,
+        )))
+    }
+
+    /// Whether an app container of the pod was ever created (the pod was initialized
+    /// before: regular init containers never run again, spec §2.2 `Initialized`).
+    fn app_container_created(&self, spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+        spec.containers.iter().any(|c| {
+            self.containers
+                .get(&c.name)
+                .is_some_and(|r| !r.instances.is_empty())
+        })
+    }
+
+    /// Whether an init container's newest instance completed with exit 0.
+    fn init_completed(&self, name: &str) -> bool {
+        self.containers
+            .get(name)
+            .and_then(|r| r.current())
+            .and_then(|i| i.exit())
+            .is_some_and(|e| e.exit_code == 0)
+    }
+
+    /// Whether a sidecar is `started`: running, its postStart done, its startup probe
+    /// succeeded (or it has none).
+    fn sidecar_started(&self, name: &str) -> bool {
+        let Some(rec) = self.containers.get(name) else {
+            return false;
+        };
+        let Some(i) = rec.current().filter(|i| i.is_running()) else {
+            return false;
+        };
+        if rec.post_start_pending.is_some() {
+            return false;
+        }
+        match &self.probes {
+            Some(p) => p.ready_started(name, &i.id, &i.state).1,
+            None => true,
+        }
+    }
+
+    /// Init containers (spec §2.1–2.3): regular ones run one at a time, in order, each to
+    /// exit 0, restarted per the pod's policy with back-off; sidecars (restartPolicy Always)
+    /// are started in order, the next init container waiting until the sidecar is
+    /// `started`, and are kept running (restarted with back-off) for the pod's life.
+    /// Returns true once the pod is initialized (the app containers may run).
+    async fn sync_init_containers(
+        &mut self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        init: &[Container],
+        policy: &str,
+        now: SystemTime,
+    ) -> bool {
+        let initialized_before = self.app_container_created(spec);
+        let mut initialized = true;
+        for (n, c) in init.iter().enumerate() {
+            if rules::is_sidecar(c) {
+                if initialized {
+                    self.sync_container(c, "Always", now).await;
+                    // a sidecar that restarts after the next init container was started
+                    // holds nothing up
+                    let next_created = init.get(n + 1).is_some_and(|next| {
+                        self.containers
+                            .get(&next.name)
+                            .is_some_and(|r| !r.instances.is_empty())
+                    });
+                    if !initialized_before && !next_created && !self.sidecar_started(&c.name) {
+                        initialized = false;
+                    }
+                }
+                continue;
+            }
+            if initialized_before || self.init_completed(&c.name) {
+                continue;
+            }
+            if initialized {
+                self.sync_container(c, policy, now).await;
+                initialized = false;
+            }
+        }
+        initialized
     }
 
     async fn sync_container(&mut self, c: &Container, policy: &str, now: SystemTime) {
@@ -1264,6 +1469,7 @@ impl PodWorker {
                 started_at: now,
                 finished_at: now,
                 message: Some(message.clone()),
+                termination_message: None,
             }),
         };
         let rec = self.containers.entry(c.name.clone()).or_default();
@@ -1469,11 +1675,8 @@ impl PodWorker {
         }
     }
 
-    fn views<'a>(
-        &'a self,
-        spec: &'a k8s_openapi::api::core::v1::PodSpec,
-    ) -> Vec<ContainerView<'a>> {
-        spec.containers
+    fn views<'a>(&'a self, containers: &'a [Container]) -> Vec<ContainerView<'a>> {
+        containers
             .iter()
             .map(|c| {
                 let rec = self.containers.get(&c.name);
@@ -1503,7 +1706,8 @@ impl PodWorker {
 
     fn status(&self, pod_is_terminal: bool) -> PodStatus {
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let views = self.views(&spec);
+        let views = self.views(&spec.containers);
+        let init_views = self.views(spec.init_containers.as_deref().unwrap_or_default());
         let drained = matches!(
             self.state,
             PodWorkerState::Terminated {
@@ -1515,6 +1719,7 @@ impl PodWorker {
             pod: &self.pod,
             sandbox_ready: self.sandbox_ready,
             containers: views,
+            init_containers: init_views,
             pod_is_terminal,
             host_ip: &self.ctx.node_ip,
             start_time: self.start_time,

@@ -1165,5 +1165,792 @@ async fn scale_1000_pods_start_and_terminate() {
     );
 }
 
+// ------------------------------------------- §2.1–2.3, §8 group D: init containers, sidecars
+
+fn sidecar(name: &str) -> Container {
+    Container {
+        restart_policy: Some("Always".into()),
+        ..container(name)
+    }
+}
+
+fn init_pod(policy: &str, init: Vec<Container>, app: Vec<Container>, grace: Option<i64>) -> Pod {
+    let mut p = pod(policy, app, grace);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.init_containers = Some(init);
+    }
+    p
+}
+
+fn ics(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    st.init_container_statuses
+        .as_ref()
+        .expect("initContainerStatuses")
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no init status {name}"))
+        .clone()
+}
+
+fn init_waiting(st: &PodStatus, name: &str) -> Option<String> {
+    ics(st, name)
+        .state
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.reason)
+}
+
+/// Spec §8 group D `initContainersInvariants`, on one written status: while init is
+/// incomplete every app container waits with PodInitializing and restartCount 0; the
+/// Initialized condition is never Unknown, has a transition time, and is True exactly when
+/// every init container completed (or an app container was started).
+fn check_init_invariants(p: &Pod, st: &PodStatus) {
+    let spec = p.spec.as_ref().unwrap();
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    let conds = st.conditions.as_ref().expect("conditions");
+    let c = conds
+        .iter()
+        .find(|c| c.type_ == "Initialized")
+        .expect("Initialized condition");
+    assert_ne!(c.status, "Unknown", "Initialized never Unknown: {st:?}");
+    assert!(c.last_transition_time.is_some());
+    let statuses = st.init_container_statuses.as_deref().unwrap_or_default();
+    assert_eq!(
+        statuses.len(),
+        init.len(),
+        "one init status per init container"
+    );
+    let complete = init.iter().all(|ic| {
+        let s = statuses.iter().find(|s| s.name == ic.name).unwrap();
+        if podvisor_api::status::is_sidecar(ic) {
+            s.started == Some(true)
+        } else {
+            s.ready
+        }
+    });
+    let app_started = st
+        .container_statuses
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|s| {
+            s.state
+                .as_ref()
+                .is_some_and(|x| x.running.is_some() || x.terminated.is_some())
+                || s.last_state
+                    .as_ref()
+                    .is_some_and(|l| l.terminated.is_some())
+        });
+    let terminal = matches!(st.phase.as_deref(), Some("Succeeded"));
+    if !(complete || app_started || terminal) {
+        assert_eq!(c.status, "False", "Initialized while incomplete: {st:?}");
+        for a in st.container_statuses.as_deref().unwrap_or_default() {
+            let reason = a
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref());
+            assert_eq!(
+                reason,
+                Some("PodInitializing"),
+                "app container {} during init: {a:?}",
+                a.name
+            );
+            assert_eq!(a.restart_count, 0);
+        }
+    }
+    if complete && !init.is_empty() && st.phase.as_deref() != Some("Failed") {
+        assert_eq!(c.status, "True", "Initialized once complete: {st:?}");
+    }
+}
+
+fn check_all_invariants(h: &Harness, p: &Pod) {
+    let all = h.api.statuses();
+    assert!(!all.is_empty());
+    for st in &all {
+        check_init_invariants(p, st);
+    }
+}
+
+fn create_times(h: &Harness, name: &str) -> Vec<Duration> {
+    h.rt.calls()
+        .into_iter()
+        .filter_map(|r| match r.call {
+            FakeCall::CreateContainer { name: n, .. } if n == name => Some(r.at - h.t0),
+            _ => None,
+        })
+        .collect()
+}
+
+fn start_times(h: &Harness, name: &str) -> Vec<Duration> {
+    h.rt.calls()
+        .into_iter()
+        .filter_map(|r| match r.call {
+            FakeCall::StartContainer { name: n, .. } if n == name => Some(r.at - h.t0),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals_to(h: &Harness, name: &str) -> Vec<(Duration, Signal)> {
+    h.signals()
+        .into_iter()
+        .filter(|(_, n, _)| n == name)
+        .map(|(t, _, sig)| (t, sig))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn d1_init_containers_run_in_order_on_a_never_pod_then_succeeded() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(2), 0)));
+    h.rt.script("init2", FakeScript::always(Attempt::exits_after(s(3), 0)));
+    h.rt.script("run1", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    let p = init_pod(
+        "Never",
+        vec![container("init1"), container("init2")],
+        vec![container("run1")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    // init1 runs; init2 and run1 wait with PodInitializing
+    let st = h.last();
+    assert_eq!(phase(&st), "Pending");
+    assert!(ics(&st, "init1").state.unwrap().running.is_some());
+    assert_eq!(
+        init_waiting(&st, "init2").as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(
+        waiting_reason(&st, "run1").as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(
+        condition(&st, "Initialized"),
+        (
+            "False".into(),
+            Some("ContainersNotInitialized".into()),
+            Some("containers with incomplete status: [init1 init2]".into())
+        )
+    );
+    advance(s(10)).await;
+    // one at a time, in order
+    assert_eq!(start_times(&h, "init1"), [s(0)]);
+    assert_eq!(start_times(&h, "init2"), [s(2)]);
+    assert_eq!(start_times(&h, "run1"), [s(5)]);
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    assert_eq!(condition(&st, "Initialized").0, "True");
+    assert_eq!(st.init_container_statuses.as_ref().unwrap().len(), 2);
+    for n in ["init1", "init2"] {
+        let c = ics(&st, n);
+        assert!(c.ready, "completed init container {n} is ready");
+        let t = c.state.unwrap().terminated.unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    }
+    check_all_invariants(&h, &p);
+    // events name the init containers by their field path
+    let started: Vec<_> = h
+        .events
+        .events()
+        .into_iter()
+        .filter(|(_, e)| e.reason == "Started")
+        .map(|(_, e)| e.field_path.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        started,
+        [
+            "spec.initContainers{init1}",
+            "spec.initContainers{init2}",
+            "spec.containers{run1}"
+        ]
+    );
+    assert_eq!(
+        &h.reasons()[..6],
+        [
+            "Pulled", "Created", "Started", "Pulled", "Created", "Started"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn d2_init_containers_on_an_always_pod_then_running() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    h.rt.script("init2", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    let p = init_pod(
+        "Always",
+        vec![container("init1"), container("init2")],
+        vec![container("run1")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(5)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(condition(&st, "Initialized").0, "True");
+    assert_eq!(condition(&st, "Ready").0, "True");
+    for n in ["init1", "init2"] {
+        let c = ics(&st, n);
+        assert!(c.ready);
+        assert_eq!(c.state.unwrap().terminated.unwrap().exit_code, 0);
+    }
+    assert!(cs(&st, "run1").state.unwrap().running.is_some());
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn d3_failing_init_container_on_an_always_pod_restarts_with_back_off_and_blocks_the_app() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(1), 1)));
+    let p = init_pod(
+        "Always",
+        vec![container("init1"), container("init2")],
+        vec![container("run1")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(45)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Pending");
+    let i1 = ics(&st, "init1");
+    assert!(i1.restart_count >= 3, "restartCount {}", i1.restart_count);
+    assert_eq!(
+        i1.last_state.unwrap().terminated.unwrap().exit_code,
+        1,
+        "init1 keeps failing"
+    );
+    assert_eq!(
+        init_waiting(&st, "init2").as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(
+        waiting_reason(&st, "run1").as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(
+        condition(&st, "Initialized"),
+        (
+            "False".into(),
+            Some("ContainersNotInitialized".into()),
+            Some("containers with incomplete status: [init1 init2]".into())
+        )
+    );
+    // the same crash back-off as app containers: 0, 10, 20 s
+    let starts = start_times(&h, "init1");
+    let delays: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0] - s(1)).as_secs())
+        .collect();
+    assert_eq!(&delays[..3], &[0, 10, 20]);
+    assert!(create_times(&h, "init2").is_empty());
+    assert!(create_times(&h, "run1").is_empty());
+    // init1 never reported terminated with 0
+    for st in h.api.statuses() {
+        let c = ics(&st, "init1");
+        assert!(
+            c.state
+                .and_then(|s| s.terminated)
+                .is_none_or(|t| t.exit_code != 0)
+        );
+    }
+    let (ty, msg) = h.event("BackOff").expect("BackOff event");
+    assert_eq!(ty, EventType::Warning);
+    assert_eq!(
+        msg,
+        format!("Back-off restarting failed container init1 in pod p_default({UID})")
+    );
+    assert!(
+        h.api
+            .statuses()
+            .iter()
+            .any(|st| init_waiting(st, "init1").as_deref() == Some("CrashLoopBackOff"))
+    );
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn d4_failing_init_container_fails_a_never_pod() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    h.rt.script("init2", FakeScript::always(Attempt::exits_after(s(1), 1)));
+    let p = init_pod(
+        "Never",
+        vec![container("init1"), container("init2")],
+        vec![container("run1")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(30)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Failed");
+    assert_eq!(
+        condition(&st, "Initialized"),
+        (
+            "False".into(),
+            Some("ContainersNotInitialized".into()),
+            Some("containers with incomplete status: [init2]".into())
+        )
+    );
+    assert_eq!(
+        waiting_reason(&st, "run1").as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(
+        ics(&st, "init2")
+            .state
+            .unwrap()
+            .terminated
+            .unwrap()
+            .exit_code,
+        1
+    );
+    assert!(!ics(&st, "init2").ready);
+    assert_eq!(start_times(&h, "init2").len(), 1, "never restarted");
+    assert!(create_times(&h, "run1").is_empty());
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_failing_init_container_is_restarted_and_the_pod_stays_pending() {
+    let h = Harness::new();
+    h.rt.script(
+        "init1",
+        FakeScript::sequence(vec![
+            Attempt::exits_after(s(1), 1),
+            Attempt::exits_after(s(1), 0),
+        ]),
+    );
+    h.rt.script("run1", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    let p = init_pod(
+        "OnFailure",
+        vec![container("init1")],
+        vec![container("run1")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(1)).await;
+    assert_eq!(phase(&h.last()), "Pending");
+    advance(s(5)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    let i1 = ics(&st, "init1");
+    assert_eq!(i1.restart_count, 1);
+    assert!(i1.ready);
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_containers_do_not_rerun_when_an_app_container_restarts() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    h.rt.script("run1", FakeScript::always(Attempt::exits_after(s(3), 1)));
+    let p = init_pod(
+        "Always",
+        vec![container("init1")],
+        vec![container("run1")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(60)).await;
+    assert!(start_times(&h, "run1").len() >= 3);
+    assert_eq!(start_times(&h, "init1").len(), 1);
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(condition(&st, "Initialized").0, "True");
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn readoption_recognises_completed_init_containers() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    let p = init_pod(
+        "Always",
+        vec![container("init1"), sidecar("side")],
+        vec![container("run1")],
+        None,
+    );
+    let w = h.start(p.clone()).await;
+    advance(s(3)).await;
+    assert_eq!(phase(&h.last()), "Running");
+    let pod_obj = w.pod.clone();
+    w.stop_agent().await;
+    let before = h.rt.mutating_calls().len();
+    let _w2 = h.start(pod_obj).await;
+    advance(s(5)).await;
+    assert_eq!(h.rt.mutating_calls().len(), before, "nothing runs again");
+    assert_eq!(start_times(&h, "init1").len(), 1);
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert!(ics(&st, "init1").ready);
+    assert!(ics(&st, "side").ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn readoption_during_init_waits_for_the_running_init_container() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::exits_after(s(10), 0)));
+    let p = init_pod(
+        "Always",
+        vec![container("init1")],
+        vec![container("run1")],
+        None,
+    );
+    let w = h.start(p.clone()).await;
+    advance(s(2)).await;
+    let pod_obj = w.pod.clone();
+    w.stop_agent().await;
+    let _w2 = h.start(pod_obj).await;
+    advance(s(3)).await;
+    assert!(create_times(&h, "run1").is_empty());
+    assert_eq!(start_times(&h, "init1").len(), 1);
+    advance(s(10)).await;
+    assert_eq!(start_times(&h, "init1").len(), 1);
+    assert_eq!(start_times(&h, "run1").len(), 1);
+    assert_eq!(phase(&h.last()), "Running");
+}
+
+// ---------------------------------------------------------------- native sidecars
+
+#[tokio::test(start_paused = true)]
+async fn sidecars_start_in_order_and_count_for_readiness() {
+    let h = Harness::new();
+    h.rt.script("init2", FakeScript::always(Attempt::exits_after(s(2), 0)));
+    let p = init_pod(
+        "Always",
+        vec![sidecar("side1"), container("init2"), sidecar("side3")],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(5)).await;
+    assert_eq!(start_times(&h, "side1"), [s(0)]);
+    assert_eq!(start_times(&h, "init2"), [s(0)]);
+    assert_eq!(start_times(&h, "side3"), [s(2)]);
+    assert_eq!(start_times(&h, "app"), [s(2)]);
+    let order: Vec<String> =
+        h.rt.calls()
+            .into_iter()
+            .filter_map(|r| match r.call {
+                FakeCall::StartContainer { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(order, ["side1", "init2", "side3", "app"]);
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    for n in ["side1", "side3"] {
+        let c = ics(&st, n);
+        assert!(c.state.unwrap().running.is_some());
+        assert_eq!(c.started, Some(true));
+        assert!(c.ready);
+    }
+    assert_eq!(condition(&st, "Initialized").0, "True");
+    assert_eq!(condition(&st, "ContainersReady").0, "True");
+    check_all_invariants(&h, &p);
+}
+
+fn with_startup(mut c: Container, cmd: &str, delay: i32, period: i32) -> Container {
+    c.startup_probe = Some(k8s_openapi::api::core::v1::Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![cmd.to_string()]),
+        }),
+        initial_delay_seconds: Some(delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(100),
+        ..Default::default()
+    });
+    c
+}
+
+#[tokio::test(start_paused = true)]
+async fn next_init_container_waits_for_the_sidecars_startup_probe() {
+    let h = Harness::new();
+    h.rt.script(
+        "side",
+        FakeScript::always(Attempt::forever()).exec(["up"], ExecScript::ok()),
+    );
+    h.rt.script("init2", FakeScript::always(Attempt::exits_after(s(1), 0)));
+    let p = init_pod(
+        "Always",
+        vec![
+            with_startup(sidecar("side"), "up", 5, 1),
+            container("init2"),
+        ],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(3)).await;
+    let st = h.last();
+    assert_eq!(ics(&st, "side").started, Some(false));
+    assert!(create_times(&h, "init2").is_empty(), "init2 waits");
+    assert_eq!(
+        condition(&st, "Initialized").2.as_deref(),
+        Some("containers with incomplete status: [side init2]")
+    );
+    advance(s(10)).await;
+    let init2 = start_times(&h, "init2");
+    assert_eq!(init2.len(), 1);
+    assert!(init2[0] >= s(5), "init2 started at {:?}", init2[0]);
+    let st = h.last();
+    assert_eq!(ics(&st, "side").started, Some(true));
+    assert_eq!(phase(&st), "Running");
+    check_all_invariants(&h, &p);
+
+    // a sidecar whose startup probe keeps failing holds everything after it
+    let h = Harness::new();
+    h.rt.script(
+        "never-up",
+        FakeScript::always(Attempt::forever()).exec(["up"], ExecScript::exit(1)),
+    );
+    let p = init_pod(
+        "Always",
+        vec![with_startup(sidecar("never-up"), "up", 0, 1)],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(30)).await;
+    assert!(create_times(&h, "app").is_empty());
+    let st = h.last();
+    assert_eq!(phase(&st), "Pending");
+    assert_eq!(
+        waiting_reason(&st, "app").as_deref(),
+        Some("PodInitializing")
+    );
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sidecar_is_restarted_with_back_off_when_it_exits() {
+    let h = Harness::new();
+    h.rt.script("side", FakeScript::always(Attempt::exits_after(s(5), 1)));
+    // a Never pod: sidecars restart whatever the pod's policy
+    let p = init_pod("Never", vec![sidecar("side")], vec![container("app")], None);
+    let _w = h.start(p.clone()).await;
+    advance(s(50)).await;
+    let starts = start_times(&h, "side");
+    let delays: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0] - s(5)).as_secs())
+        .collect();
+    assert_eq!(&delays[..2], &[0, 10]);
+    assert_eq!(start_times(&h, "app").len(), 1, "the app is not restarted");
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert!(ics(&st, "side").restart_count >= 2);
+    assert!(h.event("BackOff").is_some());
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_pod_succeeds_with_a_running_sidecar_which_is_then_stopped() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(5), 0)));
+    let p = init_pod(
+        "Never",
+        vec![sidecar("side1"), sidecar("side2")],
+        vec![container("app")],
+        Some(30),
+    );
+    let w = h.start(p.clone()).await;
+    advance(s(3)).await;
+    assert_eq!(phase(&h.last()), "Running");
+    advance(s(5)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    assert_eq!(
+        condition(&st, "Initialized").1.as_deref(),
+        Some("PodCompleted")
+    );
+    // the sidecars were stopped once the app completed, in reverse order
+    let s2 = signals_to(&h, "side2");
+    let s1 = signals_to(&h, "side1");
+    assert_eq!(s2, [(s(5), Signal::TERM)]);
+    assert_eq!(s1, [(s(5), Signal::TERM)]);
+    let order: Vec<String> = h.signals().into_iter().map(|(_, n, _)| n).collect();
+    assert_eq!(order, ["side2", "side1"]);
+    assert_eq!(h.rt.running_count(), 0);
+    for n in ["side1", "side2"] {
+        assert!(ics(&st, n).state.unwrap().terminated.is_some());
+    }
+    assert!(h.api.deletes().is_empty(), "a completed pod's object stays");
+    drop(w);
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_pod_with_a_failed_app_is_failed_not_held_by_the_sidecar() {
+    let h = Harness::new();
+    h.rt.script("app", FakeScript::always(Attempt::exits_after(s(2), 0)));
+    let p = init_pod(
+        "OnFailure",
+        vec![sidecar("side")],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p.clone()).await;
+    advance(s(5)).await;
+    assert_eq!(phase(&h.last()), "Succeeded");
+    assert_eq!(h.rt.running_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_stops_the_app_then_sidecars_in_reverse_order_with_pre_stop() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(s(3), 0)),
+    );
+    let p = init_pod(
+        "Always",
+        vec![
+            with_pre_stop(sidecar("side1"), sleep_hook(2)),
+            with_pre_stop(sidecar("side2"), sleep_hook(2)),
+        ],
+        vec![container("app")],
+        Some(30),
+    );
+    let mut w = h.start(p.clone()).await;
+    advance(s(1)).await;
+    w.delete(&h.clock, 30);
+    advance(s(20)).await;
+    // app: TERM at 1 s, exits at 4 s; side2: preStop 4–6 s, TERM at 6 s; side1: preStop
+    // 6–8 s, TERM at 8 s
+    assert_eq!(signals_to(&h, "app"), [(s(1), Signal::TERM)]);
+    assert_eq!(signals_to(&h, "side2"), [(s(6), Signal::TERM)]);
+    assert_eq!(signals_to(&h, "side1"), [(s(8), Signal::TERM)]);
+    let killing: Vec<String> = h
+        .events
+        .events()
+        .into_iter()
+        .filter(|(_, e)| e.reason == "Killing")
+        .map(|(_, e)| e.field_path.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        killing,
+        [
+            "spec.containers{app}",
+            "spec.initContainers{side2}",
+            "spec.initContainers{side1}"
+        ]
+    );
+    assert_eq!(h.rt.running_count(), 0);
+    assert_eq!(h.api.deletes().len(), 1);
+    let st = h.last();
+    assert_eq!(phase(&st), "Succeeded");
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sigkill_bound_holds_with_sidecars_that_ignore_the_stop_signal() {
+    let h = Harness::new();
+    for n in ["app", "side1", "side2"] {
+        h.rt.script(n, FakeScript::always(Attempt::forever().ignore_stop()));
+    }
+    let p = init_pod(
+        "Always",
+        vec![
+            with_pre_stop(sidecar("side1"), sleep_hook(100)),
+            with_pre_stop(sidecar("side2"), sleep_hook(100)),
+        ],
+        vec![with_pre_stop(container("app"), sleep_hook(100))],
+        Some(10),
+    );
+    let mut w = h.start(p.clone()).await;
+    w.delete(&h.clock, 10);
+    advance(s(30)).await;
+    assert_eq!(h.rt.running_count(), 0);
+    // every process got SIGKILL by deadline (10 s) + the 2 s stop window
+    for n in ["app", "side1", "side2"] {
+        let sigs = signals_to(&h, n);
+        let kill = sigs
+            .iter()
+            .find(|(_, sig)| *sig == Signal::KILL)
+            .unwrap_or_else(|| panic!("{n} was SIGKILLed: {sigs:?}"));
+        assert!(kill.0 <= s(12), "{n} killed at {:?}", kill.0);
+    }
+    assert_eq!(h.api.deletes().len(), 1);
+    let del = h.api.deletes()[0].0;
+    assert!(h.since(del) <= s(13));
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_deletion_kills_sidecars_at_once() {
+    let h = Harness::new();
+    for n in ["app", "side"] {
+        h.rt.script(n, FakeScript::always(Attempt::forever().ignore_stop()));
+    }
+    let p = init_pod(
+        "Always",
+        vec![sidecar("side")],
+        vec![container("app")],
+        Some(30),
+    );
+    let w = h.start(p).await;
+    advance(s(1)).await;
+    w.gone();
+    advance(s(1)).await;
+    assert_eq!(h.rt.running_count(), 0);
+    assert_eq!(signals_to(&h, "side"), [(s(1), Signal::KILL)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_during_init_stops_the_running_init_container() {
+    let h = Harness::new();
+    h.rt.script("init1", FakeScript::always(Attempt::forever()));
+    let p = init_pod(
+        "Always",
+        vec![sidecar("side"), container("init1")],
+        vec![container("app")],
+        Some(30),
+    );
+    let mut w = h.start(p.clone()).await;
+    advance(s(1)).await;
+    w.delete(&h.clock, 30);
+    advance(s(5)).await;
+    assert_eq!(signals_to(&h, "init1"), [(s(1), Signal::TERM)]);
+    assert_eq!(signals_to(&h, "side"), [(s(1), Signal::TERM)]);
+    assert_eq!(h.rt.running_count(), 0);
+    assert_eq!(phase(&h.last()), "Failed");
+    assert!(create_times(&h, "app").is_empty());
+    check_all_invariants(&h, &p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sidecar_readiness_probe_drives_containers_ready() {
+    let h = Harness::new();
+    h.rt.script(
+        "side",
+        FakeScript::always(Attempt::forever()).exec(["ready"], ExecScript::exit(1)),
+    );
+    let mut side = sidecar("side");
+    side.readiness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["ready".into()]),
+        }),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    let p = init_pod("Always", vec![side], vec![container("app")], None);
+    let _w = h.start(p.clone()).await;
+    advance(s(5)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert!(cs(&st, "app").ready);
+    assert!(!ics(&st, "side").ready);
+    assert_eq!(
+        condition(&st, "ContainersReady"),
+        (
+            "False".into(),
+            Some("ContainersNotReady".into()),
+            Some("containers with unready status: [side]".into())
+        )
+    );
+    check_all_invariants(&h, &p);
+}
+
 #[path = "worker_env_tests.rs"]
 mod env;

@@ -114,13 +114,9 @@ pub fn get_phase(
                 }
             }
             Some(s) if terminated_code(s).is_some() => {}
-            Some(s)
-                if is_waiting(s)
-                    && s.last_state
-                        .as_ref()
-                        .and_then(|l| l.terminated.as_ref())
-                        .is_none() =>
-            {
+            // a sidecar waiting to restart (CrashLoopBackOff) is ignored like a terminated one
+            Some(s) if is_waiting(s) && last_terminated_code(s).is_some() => {}
+            Some(s) if is_waiting(s) => {
                 pending_sidecar += 1;
                 waiting += 1;
             }
@@ -810,6 +806,55 @@ mod tests {
                 false
             ),
             "Pending"
+        );
+    }
+
+    #[test]
+    fn get_phase_sidecars() {
+        let mut s = spec("Never", &["app"]);
+        s.init_containers = Some(vec![Container {
+            name: "side".into(),
+            restart_policy: Some("Always".into()),
+            ..Default::default()
+        }]);
+        let mut unstarted = running("side");
+        unstarted.started = Some(false);
+        // a sidecar not yet started keeps the pod Pending until an app container started
+        assert_eq!(
+            get_phase(&s, &[unstarted.clone()], &[waiting("app", None)], false),
+            "Pending"
+        );
+        assert_eq!(
+            get_phase(&s, &[unstarted], &[running("app")], false),
+            "Running"
+        );
+        // a crash-looping sidecar is ignored, like a terminated one
+        assert_eq!(
+            get_phase(&s, &[waiting("side", Some(1))], &[running("app")], false),
+            "Running"
+        );
+        assert_eq!(
+            get_phase(
+                &s,
+                &[waiting("side", Some(1))],
+                &[terminated("app", 0)],
+                false
+            ),
+            "Succeeded"
+        );
+        assert_eq!(
+            get_phase(
+                &s,
+                &[terminated("side", 143)],
+                &[terminated("app", 0)],
+                false
+            ),
+            "Succeeded"
+        );
+        // a running sidecar counts as running
+        assert_eq!(
+            get_phase(&s, &[running("side")], &[terminated("app", 0)], false),
+            "Running"
         );
     }
 

@@ -114,8 +114,13 @@ pub struct Attempt {
     /// (`Ignore` → Some(false), otherwise Some(true)).
     pub handles_stop_signal: Option<bool>,
     /// Lines written to the container's log file at start (CRI format, stdout), when the
-    /// runtime has a log directory.
+    /// runtime has a log directory. They are also the log the termination-message fallback
+    /// reads.
     pub log_lines: Vec<String>,
+    /// What the container writes to its termination-message file before it exits (only
+    /// reported when its config has termination-message settings; see
+    /// [`crate::termination`] for the rules, the log fallback included).
+    pub termination_file: Option<String>,
 }
 
 impl Default for Attempt {
@@ -135,6 +140,7 @@ impl Attempt {
             on_stop: StopOutcome::Die,
             handles_stop_signal: None,
             log_lines: Vec::new(),
+            termination_file: None,
         }
     }
 
@@ -210,6 +216,36 @@ impl Attempt {
     {
         self.log_lines = lines.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// It writes `message` to its termination-message file.
+    pub fn writes_termination_message(mut self, message: impl Into<String>) -> Attempt {
+        self.termination_file = Some(message.into());
+        self
+    }
+
+    /// Its termination message on an exit with `exit_code` (spec §1.8).
+    fn termination_message(&self, config: &ContainerConfig, exit_code: i32) -> Option<String> {
+        let file = self.termination_file.as_deref().unwrap_or("");
+        crate::termination::message(
+            config.termination_message.as_ref(),
+            file.as_bytes(),
+            exit_code,
+            || {
+                let ts = "1970-01-01T00:00:00.000000000Z";
+                let log: String = self
+                    .log_lines
+                    .iter()
+                    .map(|l| format!("{ts} stdout F {l}\n"))
+                    .collect();
+                crate::termination::cri_tail(
+                    log.as_bytes(),
+                    crate::termination::FALLBACK_LOG_LINES,
+                    crate::termination::FALLBACK_LOG_BYTES,
+                )
+                .0
+            },
+        )
     }
 
     fn reported_handles_stop_signal(&self) -> Option<bool> {
@@ -691,6 +727,7 @@ impl Inner {
             started_at,
             finished_at: now,
             message: None,
+            termination_message: c.attempt.termination_message(&c.status.config, exit_code),
         };
         c.status.state = ContainerState::Exited(status.clone());
         c.pending_exit = None;
@@ -1029,6 +1066,7 @@ impl ContainerRuntime for FakeRuntime {
                 started_at: now,
                 finished_at: now,
                 message: Some(message.clone()),
+                termination_message: None,
             });
             let _ = c.exited_tx.send(true);
             return Err(RuntimeError::StartFailed {

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod fake;
 pub mod process;
+pub mod termination;
 
 /// A signal number (Linux numbering), such as 15 for SIGTERM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -230,6 +231,12 @@ pub struct ExitStatus {
     pub finished_at: SystemTime,
     /// Why it could not start or ended abnormally, if the runtime knows (e.g. exec failed).
     pub message: Option<String>,
+    /// The termination message of this instance (spec §1.8, see [`termination`]): what it
+    /// wrote to its termination-message file, or the log fallback. None when the container has
+    /// no termination-message settings, wrote nothing and no fallback applies, or never ran.
+    /// Kept apart from `message`; the agent reports `message + ": " + termination_message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message: Option<String>,
 }
 
 /// The state of a container.

@@ -65,3 +65,73 @@ conformance!(
     list_shows_everything,
     restart_is_a_new_container,
 );
+
+#[tokio::test(start_paused = true)]
+async fn scripted_termination_messages_follow_the_rules() {
+    use podvisor_runtime::{ContainerRuntime, SandboxConfig, TerminationMessage};
+    let h = harness();
+    let rt = &h.rt;
+    rt.create_sandbox(SandboxConfig {
+        id: "sb".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    let mut events = rt.subscribe();
+    let cases = [
+        // (attempt, fallback, expected)
+        (
+            Attempt::exits_after(Duration::from_secs(1), 0).writes_termination_message("OK"),
+            false,
+            Some("OK"),
+        ),
+        (
+            Attempt::exits_after(Duration::from_secs(1), 1).logs(["a", "DONE"]),
+            true,
+            Some("a\nDONE"),
+        ),
+        (
+            Attempt::exits_after(Duration::from_secs(1), 0).logs(["DONE"]),
+            true,
+            None,
+        ),
+        (
+            Attempt::exits_after(Duration::from_secs(1), 1).logs(["DONE"]),
+            false,
+            None,
+        ),
+    ];
+    for (i, (attempt, fallback, want)) in cases.into_iter().enumerate() {
+        let name = format!("c{i}");
+        rt.script(&name, FakeScript::always(attempt));
+        let cfg = ContainerConfig {
+            name,
+            command: vec!["scripted".into()],
+            termination_message: Some(TerminationMessage {
+                path: "/dev/termination-log".into(),
+                fallback_to_logs_on_error: fallback,
+            }),
+            ..Default::default()
+        };
+        let id = rt.create_container("sb", cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let ev = conformance::wait_exit(&mut events, &id, Duration::from_secs(5)).await;
+        assert_eq!(ev.status.termination_message.as_deref(), want, "case {i}");
+    }
+    // Without termination-message settings nothing is reported.
+    rt.script(
+        "plain",
+        FakeScript::always(
+            Attempt::exits_after(Duration::from_secs(1), 0).writes_termination_message("OK"),
+        ),
+    );
+    let cfg = ContainerConfig {
+        name: "plain".into(),
+        command: vec!["scripted".into()],
+        ..Default::default()
+    };
+    let id = rt.create_container("sb", cfg).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    let ev = conformance::wait_exit(&mut events, &id, Duration::from_secs(5)).await;
+    assert_eq!(ev.status.termination_message, None);
+}

@@ -1053,3 +1053,346 @@ async fn concurrent_creation_of_one_id_yields_one_sandbox() {
     })
     .await;
 }
+
+/// The log content lines of a container.
+async fn log_lines(rt: &ProcessRuntime, id: &podvisor_runtime::ContainerId) -> Vec<String> {
+    let log = std::fs::read_to_string(rt.container_status(id).await.expect("status").log_path)
+        .unwrap_or_default();
+    log.lines().map(|l| check_cri_line(l).2).collect()
+}
+
+/// Whether `path` is a mount point in this (the host's) mount namespace.
+fn host_mounts_contain(path: &Path) -> bool {
+    let p = path.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+#[tokio::test]
+async fn mounts_are_private_to_the_container_and_read_only_holds() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let base = h._dir.path().join("vol");
+        let (src, ro_src, file_src) = (base.join("src"), base.join("ro-src"), base.join("f.txt"));
+        std::fs::create_dir_all(&src).expect("src");
+        std::fs::create_dir_all(&ro_src).expect("ro src");
+        std::fs::write(src.join("hello"), "from the volume").expect("hello");
+        std::fs::write(src.join("run.sh"), "#!/bin/sh\necho script ran\n").expect("script");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        std::fs::write(&file_src, "one file").expect("file");
+        // Mount points that do not exist yet (created on the host, left empty there).
+        let (tgt, ro_tgt, file_tgt) = (
+            base.join("in/a/b"),
+            base.join("in/ro"),
+            base.join("in/file.txt"),
+        );
+        let mounts = vec![
+            podvisor_runtime::Mount {
+                source: src.clone(),
+                target: tgt.clone(),
+                read_only: false,
+            },
+            podvisor_runtime::Mount {
+                source: ro_src.clone(),
+                target: ro_tgt.clone(),
+                read_only: true,
+            },
+            podvisor_runtime::Mount {
+                source: file_src.clone(),
+                target: file_tgt.clone(),
+                read_only: false,
+            },
+        ];
+        let sb = sandbox(&h, "mounts").await;
+        let mut events = rt.subscribe();
+        let script = format!(
+            "cat {t}/hello; echo; cat {f}; echo; \
+             touch {r}/x 2>/dev/null && echo ro-writable || echo ro-refused; \
+             touch {t}/written && echo rw-ok; echo ready; sleep 1000",
+            t = tgt.display(),
+            r = ro_tgt.display(),
+            f = file_tgt.display()
+        );
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh(&script),
+            mounts: mounts.clone(),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        let started = rt.start_container(&id).await;
+        if !is_root() {
+            let err = started.expect_err("mounts need root");
+            assert!(err.to_string().contains("mount namespace"), "{err}");
+            return;
+        }
+        started.expect("start");
+        wait_until("the container is ready", || {
+            std::fs::read_to_string(rt.sandbox_dir(&sb).join("logs").join("app").join("0.log"))
+                .is_ok_and(|l| l.contains(" F ready"))
+        })
+        .await;
+        let out = log_lines(rt, &id).await;
+        assert_eq!(
+            out[..4],
+            ["from the volume", "one file", "ro-refused", "rw-ok"],
+            "{out:?}"
+        );
+        // Writes through the read-write mount reach the source; nothing is mounted on the host.
+        assert!(src.join("written").exists());
+        assert!(!ro_src.join("x").exists());
+        assert!(
+            tgt.is_dir() && ro_tgt.is_dir() && file_tgt.is_file(),
+            "mount points made"
+        );
+        assert_eq!(std::fs::read_dir(&tgt).expect("host view").count(), 0);
+        assert_eq!(std::fs::read_to_string(&file_tgt).expect("host file"), "");
+        assert!(!host_mounts_contain(&tgt) && !host_mounts_contain(&file_tgt));
+        // Execs see the container's mounts, and find executables inside them.
+        let r = rt
+            .exec(
+                &id,
+                &["cat".into(), tgt.join("hello").display().to_string()],
+                LONG,
+            )
+            .await
+            .expect("exec");
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(r.output, b"from the volume");
+        let r = rt
+            .exec(&id, &[tgt.join("run.sh").display().to_string()], LONG)
+            .await
+            .expect("exec a script in the volume");
+        assert_eq!(String::from_utf8_lossy(&r.output), "script ran\n");
+        rt.signal(&id, Signal::KILL).await.expect("kill");
+        wait_exit(&mut events, &id, LONG).await;
+        // A command inside a volume also starts as a container.
+        let cfg = ContainerConfig {
+            name: "script".into(),
+            command: vec![tgt.join("run.sh").display().to_string()],
+            mounts,
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        assert_eq!(wait_exit(&mut events, &id, LONG).await.status.exit_code, 0);
+        assert_eq!(log_lines(rt, &id).await, ["script ran"]);
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_mount_that_fails_is_a_start_error() {
+    if !is_root() {
+        return;
+    }
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let base = h._dir.path().join("vol");
+        std::fs::create_dir_all(base.join("dir")).expect("dir");
+        std::fs::write(base.join("file"), "x").expect("file");
+        let sb = sandbox(&h, "badmount").await;
+        let cases = [
+            (base.join("missing"), base.join("t1"), "mount source"),
+            // a directory over an existing file
+            (base.join("dir"), base.join("file"), "error mounting"),
+        ];
+        for (i, (source, target, want)) in cases.into_iter().enumerate() {
+            let cfg = ContainerConfig {
+                name: format!("c{i}"),
+                command: sh("true"),
+                mounts: vec![podvisor_runtime::Mount {
+                    source,
+                    target,
+                    read_only: false,
+                }],
+                ..Default::default()
+            };
+            let id = rt.create_container(&sb, cfg).await.expect("create");
+            let err = rt.start_container(&id).await.expect_err("mount fails");
+            assert!(
+                matches!(&err, RuntimeError::StartFailed { message } if message.contains(want)),
+                "{err}"
+            );
+            match rt.container_status(&id).await.expect("status").state {
+                ContainerState::Exited(e) => {
+                    assert_eq!(e.exit_code, 128);
+                    assert!(e.message.is_some_and(|m| m.contains(want)));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+fn termination(path: &Path, fallback: bool) -> Option<podvisor_runtime::TerminationMessage> {
+    Some(podvisor_runtime::TerminationMessage {
+        path: path.to_path_buf(),
+        fallback_to_logs_on_error: fallback,
+    })
+}
+
+#[tokio::test]
+async fn termination_message_file_is_per_instance_and_survives_readoption() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let path = h._dir.path().join("dev/termination-log");
+        let sb = sandbox(&h, "termmsg").await;
+        let mut events = rt.subscribe();
+        let run = |script: &str| ContainerConfig {
+            name: "app".into(),
+            command: sh(script),
+            termination_message: termination(&path, false),
+            ..Default::default()
+        };
+        let first = rt
+            .create_container(
+                &sb,
+                run(&format!(
+                    "printf DONE > {p}; ls -l {p} | cut -c1-10",
+                    p = path.display()
+                )),
+            )
+            .await
+            .expect("create");
+        let file = rt
+            .sandbox_dir(&sb)
+            .join("containers")
+            .join(&first.0)
+            .join("termination-log");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o666);
+        }
+        rt.start_container(&first).await.expect("start");
+        let ev = wait_exit(&mut events, &first, LONG).await;
+        if !is_root() {
+            // Without a mount namespace the container wrote the host path itself.
+            return;
+        }
+        assert_eq!(ev.status.termination_message.as_deref(), Some("DONE"));
+        assert_eq!(log_lines(rt, &first).await, ["-rw-rw-rw-"]);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("host mount point"),
+            "",
+            "the host file is only the mount point"
+        );
+        // The next instance starts with an empty file of its own.
+        let second = rt
+            .create_container(&sb, run(&format!("cat {}; exit 3", path.display())))
+            .await
+            .expect("create");
+        rt.start_container(&second).await.expect("start");
+        let ev = wait_exit(&mut events, &second, LONG).await;
+        assert_eq!(ev.status.exit_code, 3);
+        assert_eq!(ev.status.termination_message, None);
+        assert!(log_lines(rt, &second).await.is_empty());
+        // The message is in the exit record: a new runtime instance reads it back.
+        let fresh = ProcessRuntime::new(config(h._dir.path()))
+            .await
+            .expect("runtime");
+        let all = fresh.list().await.expect("list");
+        let c = all
+            .iter()
+            .flat_map(|s| &s.containers)
+            .find(|c| c.id == first)
+            .expect("listed");
+        assert!(
+            matches!(&c.state, ContainerState::Exited(e) if e.termination_message.as_deref() == Some("DONE")),
+            "{:?}",
+            c.state
+        );
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn termination_message_falls_back_to_the_log_only_on_error() {
+    if !is_root() {
+        return;
+    }
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let path = h._dir.path().join("termination-log");
+        let p = path.display().to_string();
+        let sb = sandbox(&h, "fallback").await;
+        let mut events = rt.subscribe();
+        let long: String = (0..200).map(|i| format!("echo line{i}; ")).collect();
+        let cases: Vec<(String, bool, Option<String>)> = vec![
+            ("echo -n DONE; false".into(), true, Some("DONE".into())),
+            ("echo -n DONE; true".into(), true, None),
+            (
+                format!("echo -n OK > {p}; echo DONE; false"),
+                true,
+                Some("OK".into()),
+            ),
+            (
+                format!("echo -n OK > {p}; echo DONE; true"),
+                true,
+                Some("OK".into()),
+            ),
+            ("echo DONE; exit 2".into(), false, None),
+            (
+                "echo out; echo err >&2; exit 1".into(),
+                true,
+                Some("out\nerr".into()),
+            ),
+            (
+                format!("{long} exit 1"),
+                true,
+                Some(
+                    (120..200)
+                        .map(|i| format!("line{i}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+            ),
+        ];
+        for (i, (script, fallback, want)) in cases.into_iter().enumerate() {
+            let cfg = ContainerConfig {
+                name: format!("c{i}"),
+                command: sh(&script),
+                termination_message: termination(&path, fallback),
+                ..Default::default()
+            };
+            let id = rt.create_container(&sb, cfg).await.expect("create");
+            rt.start_container(&id).await.expect("start");
+            let ev = wait_exit(&mut events, &id, LONG).await;
+            assert_eq!(ev.status.termination_message, want, "case {i}: {script}");
+        }
+        // Bounded to 2048 bytes of the tail.
+        let big = "x".repeat(3000);
+        let cfg = ContainerConfig {
+            name: "big".into(),
+            command: sh(&format!("echo {big}; echo -n END; exit 1")),
+            termination_message: termination(&path, true),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        rt.start_container(&id).await.expect("start");
+        let m = wait_exit(&mut events, &id, LONG)
+            .await
+            .status
+            .termination_message
+            .expect("message");
+        assert_eq!(m.len(), 2048);
+        assert!(m.ends_with("x\nEND"), "{}", &m[m.len() - 10..]);
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}

@@ -19,6 +19,7 @@
 //!     sock                  the control socket
 //!     containers/<id>/      container.json (config, log path) · started.json (PID, start)
 //!                           · exit.json (ExitStatus, written atomically and fsynced)
+//!                           · termination-log (the instance's termination-message file)
 //!     logs/<name>/<attempt>.log    CRI-format log; <attempt>.log.1 is the rotated part
 //! ```
 //!
@@ -31,11 +32,32 @@
 //!
 //! The supervisor unshares pid, ipc and uts namespaces: it is PID 1 of the sandbox's pid
 //! namespace (containers share it, like `shareProcessNamespace`, and are never PID 1
-//! themselves, so default signal actions apply), the hostname is the sandbox hostname, and
-//! the filesystem is the host's (no mount namespace yet). Cgroups: `<parent>/<sandbox>` and
+//! themselves, so default signal actions apply), and the hostname is the sandbox hostname.
+//! Cgroups: `<parent>/<sandbox>` and
 //! `<parent>/<sandbox>/<container>` in every usable hierarchy; `<parent>` defaults to
 //! `<the agent's own cgroup>/podvisor`. Without root or a writable cgroup fs the runtime runs
 //! with what is available and logs one line saying what is missing.
+//!
+//! # Mounts (when root)
+//!
+//! Each container instance gets its own mount namespace, made in the child before exec:
+//! `unshare(CLONE_NEWNS)`, `/` made recursively slave (host mounts still appear inside,
+//! nothing made inside reaches the host), then [`ContainerConfig::mounts`](crate::Mount) are
+//! bind-mounted in order (recursively; `read_only` remounts the top mount read-only), then
+//! the instance's termination-message file. The filesystem is otherwise the host's: there is
+//! no root switch, so a missing mount point is created **on the host** (a directory, or an
+//! empty file when the source is a file) and left there; for the default
+//! `terminationMessagePath` that is an empty `/dev/termination-log` on the host, which each
+//! container sees replaced by its own file. A mount that fails makes the start fail
+//! (`StartFailed`, recorded as exit code 128) with a message naming the source and target.
+//! Execs (probes, hooks) join the container's mount namespace (`setns`), so they see what it
+//! sees. Executables are looked up through the mounts (a command inside a volume works).
+//!
+//! Termination messages ([`crate::termination`]): `containers/<id>/termination-log` (mode
+//! 0666) is created with the instance and mounted at its `terminationMessagePath`; when the
+//! instance ends the supervisor reads it (or the log tail) into the exit record, so the
+//! message survives agent restarts. Without root nothing is mounted: volume mounts make the
+//! start fail, and the termination message can only come from the log fallback.
 //!
 //! Containers start directly in their v2 cgroup (`clone3(CLONE_INTO_CGROUP)`); a v1
 //! hierarchy (memory, cpu, pids) is joined only when a limit asks for it, because joining one
@@ -746,6 +768,12 @@ fn supervisor_lost(dir: &Path, sandbox: &str, events: &broadcast::Sender<ExitEve
             started_at: started.started_at,
             finished_at: wall_now(),
             message: Some("the sandbox supervisor exited unexpectedly".into()),
+            termination_message: crate::termination::message(
+                rec.config.termination_message.as_ref(),
+                &crate::termination::read_file(&c.join(supervisor::TERMINATION_FILE)),
+                137,
+                || crate::termination::log_tail(&rec.log_path),
+            ),
         };
         if write_json(&c.join("exit.json"), &status, true).is_ok() {
             let _ = events.send(ExitEvent {

@@ -3,8 +3,11 @@
 //! Everything the child needs is prepared before `fork` (C strings, pointer arrays, open
 //! cgroup files), so the child only makes system calls. In the child, in this order: own
 //! process group; join the cgroups (before dropping privileges); default signal dispositions
-//! and an empty signal mask; stdio; supplementary groups, gid, uid; working directory; report
-//! its host PID; mark every fd above 2 close-on-exec; `execve`. A failure is reported as
+//! and an empty signal mask; the mount namespace (a container: a private one, `/` made
+//! recursively slave so nothing propagates to the host, then the bind mounts in order with
+//! read-only remounts; an exec: `setns` into its container's); stdio; supplementary groups,
+//! gid, uid; working directory; report its host PID; mark every fd above 2 close-on-exec;
+//! `execve`. A failure is reported as
 //! (stage, errno) through a close-on-exec pipe; end of file on that pipe means the exec
 //! succeeded.
 #![allow(unsafe_code)]
@@ -29,6 +32,8 @@ pub(crate) enum Stage {
     Chdir,
     /// execve.
     Exec,
+    /// The mount namespace or one of the bind mounts (`SpawnError::mount` says which).
+    Mount,
 }
 
 impl Stage {
@@ -43,6 +48,7 @@ impl Stage {
             4 => Stage::Credentials,
             5 => Stage::Chdir,
             6 => Stage::Exec,
+            7 => Stage::Mount,
             _ => Stage::Fork,
         }
     }
@@ -55,6 +61,25 @@ pub(crate) struct SpawnError {
     pub stage: Stage,
     /// The errno.
     pub errno: nix::errno::Errno,
+    /// For [`Stage::Mount`]: 0 for the namespace itself, i for the i-th mount (1-based).
+    pub mount: usize,
+}
+
+/// One bind mount, prepared for the child.
+pub(crate) struct MountSpec {
+    pub source: CString,
+    pub target: CString,
+    pub read_only: bool,
+}
+
+/// The mount namespace a child gets.
+pub(crate) enum MountNs<'a> {
+    /// The supervisor's (the host's).
+    Inherit,
+    /// A private one with these bind mounts.
+    Private(&'a [MountSpec]),
+    /// The one of this open `/proc/<pid>/ns/mnt` (an exec in a container).
+    Join(RawFd),
 }
 
 /// What to start.
@@ -73,6 +98,8 @@ pub(crate) struct SpawnSpec<'a> {
     /// migration, so none of the cost of writing `cgroup.procs`), and that directory's
     /// `cgroup.procs` to write instead when clone3 is unavailable.
     pub clone_into: Option<(&'a OwnedFd, &'a OwnedFd)>,
+    /// The mount namespace.
+    pub mount_ns: MountNs<'a>,
 }
 
 /// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
@@ -252,6 +279,7 @@ pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnError {
             stage: Stage::Fork,
             errno,
+            mount: 0,
         })?;
     let is_root = nix::unistd::geteuid().is_root();
     let ctx = ChildCtx {
@@ -272,6 +300,7 @@ pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
                 .map_err(|errno| SpawnError {
                     stage: Stage::Fork,
                     errno,
+                    mount: 0,
                 })?;
             if pid == 0 {
                 let extra = if joined {
@@ -304,16 +333,21 @@ pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             MSG_PID if word(4) > 0 => host_pid = word(4) as u32,
             MSG_ERR => {
                 error = Some((
-                    Stage::from_code(word(4)),
+                    Stage::from_code(word(4) & 0xff),
                     nix::errno::Errno::from_raw(word(8)),
+                    (word(4) >> 8) as usize,
                 ))
             }
             _ => {}
         }
     }
-    if let Some((stage, errno)) = error {
+    if let Some((stage, errno, mount)) = error {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        return Err(SpawnError { stage, errno });
+        return Err(SpawnError {
+            stage,
+            errno,
+            mount,
+        });
     }
     Ok(Spawned { pid, host_pid })
 }
@@ -348,11 +382,12 @@ unsafe fn child(
     // SAFETY: plain system calls on valid, prepared arguments in the freshly forked child;
     // every path ends in execve or _exit.
     unsafe {
-        let fail = |stage: Stage| -> ! {
+        let fail_at = |stage: Stage, index: usize| -> ! {
             let errno = *libc::__errno_location();
-            report(status, MSG_ERR, stage.code(), errno);
+            report(status, MSG_ERR, stage.code() | ((index as i32) << 8), errno);
             libc::_exit(127)
         };
+        let fail = |stage: Stage| -> ! { fail_at(stage, 0) };
         if libc::setpgid(0, 0) != 0 {
             fail(Stage::ProcessGroup);
         }
@@ -369,6 +404,50 @@ unsafe fn child(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        match spec.mount_ns {
+            MountNs::Inherit => {}
+            MountNs::Join(fd) => {
+                if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+                    fail(Stage::Mount);
+                }
+            }
+            MountNs::Private(mounts) => {
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_SLAVE,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    fail(Stage::Mount);
+                }
+                for (i, m) in mounts.iter().enumerate() {
+                    if libc::mount(
+                        m.source.as_ptr(),
+                        m.target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        fail_at(Stage::Mount, i + 1);
+                    }
+                    if m.read_only
+                        && libc::mount(
+                            std::ptr::null(),
+                            m.target.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ) != 0
+                    {
+                        fail_at(Stage::Mount, i + 1);
+                    }
+                }
+            }
+        }
         for (from, to) in [(spec.stdin, 0), (spec.stdout, 1), (spec.stderr, 2)] {
             if libc::dup2(from, to) < 0 {
                 fail(Stage::Stdio);

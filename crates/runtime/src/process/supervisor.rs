@@ -50,11 +50,14 @@ use super::proto::{
     ContainerRecord, ErrorKind, Request, Response, SandboxRecord, StartedRecord, SupervisorRecord,
     WireError,
 };
-use super::spawn::{self, SpawnSpec, Stage};
+use super::spawn::{self, MountNs, MountSpec, SpawnSpec, Stage};
 use super::util::{
     mono_now, read_json, rfc3339_nano, start_ticks, valid_name, wall_now, write_json,
 };
-use crate::{ContainerConfig, ContainerId, ExecResult, ExitEvent, ExitStatus, Signal};
+use crate::{ContainerConfig, ContainerId, ExecResult, ExitEvent, ExitStatus, Mount, Signal};
+
+/// The name of a container instance's termination-message file in its directory.
+pub(crate) const TERMINATION_FILE: &str = "termination-log";
 
 /// The PATH used when a container's environment has none.
 pub(crate) const DEFAULT_PATH: &str =
@@ -250,6 +253,7 @@ fn run(
         attempts: HashMap::new(),
         shutdown: None,
         devnull,
+        mount_ns: nix::unistd::geteuid().is_root(),
     };
     sup.run_loop()
 }
@@ -297,6 +301,9 @@ struct Ctr {
     err: Option<LogStream>,
     state: CState,
     oom_base: u64,
+    /// The main process's host PID while it runs in a private mount namespace (execs join
+    /// that namespace through `/proc/<pid>/ns/mnt`).
+    mnt_ns_pid: Option<u32>,
 }
 
 struct ExecSession {
@@ -331,6 +338,8 @@ struct Sup {
     attempts: HashMap<String, u32>,
     shutdown: Option<(usize, Instant)>,
     devnull: File,
+    /// Whether containers get private mount namespaces (the supervisor runs as root).
+    mount_ns: bool,
 }
 
 fn set_nonblocking(fd: &OwnedFd) {
@@ -359,10 +368,13 @@ fn is_executable(p: &Path) -> bool {
 
 /// Finds the executable like `execvp` (and Go's `exec.LookPath`) would, with the container's
 /// PATH, and words failures the way container runtimes do.
+/// `mounts` are the container's bind mounts: a path below a mount target is looked up at its
+/// source (the lookup runs in the supervisor, outside the container's mount namespace).
 pub(crate) fn resolve(
     argv0: &str,
     env: &[(String, String)],
     cwd: &Path,
+    mounts: &[Mount],
 ) -> Result<PathBuf, String> {
     if argv0.contains('/') {
         let p = if Path::new(argv0).is_absolute() {
@@ -370,7 +382,7 @@ pub(crate) fn resolve(
         } else {
             cwd.join(argv0)
         };
-        return if p.exists() {
+        return if host_view(&p, mounts).exists() {
             Ok(p)
         } else {
             Err(format!(
@@ -395,13 +407,90 @@ pub(crate) fn resolve(
         } else {
             cwd.join(d).join(argv0)
         };
-        if is_executable(&p) {
+        if is_executable(&host_view(&p, mounts)) {
             return Ok(p);
         }
     }
     Err(format!(
         "exec: \"{argv0}\": executable file not found in $PATH"
     ))
+}
+
+/// Where the host has what the container sees at `p`: below the last mount whose target
+/// contains it, at that mount's source.
+fn host_view(p: &Path, mounts: &[Mount]) -> PathBuf {
+    for m in mounts.iter().rev() {
+        if let Ok(rest) = p.strip_prefix(&m.target) {
+            return if rest.as_os_str().is_empty() {
+                m.source.clone()
+            } else {
+                m.source.join(rest)
+            };
+        }
+    }
+    p.to_path_buf()
+}
+
+/// Creates the mount point `target` (and its parents) on the host if it is missing: a
+/// directory or an empty file, like `source`.
+fn ensure_mount_point(source: &Path, target: &Path) -> Result<(), String> {
+    if !target.is_absolute() {
+        return Err(format!(
+            "mount target {:?} is not an absolute path",
+            target.display().to_string()
+        ));
+    }
+    let meta = std::fs::metadata(source).map_err(|e| {
+        format!(
+            "mount source {:?}: {}",
+            source.display().to_string(),
+            io_desc(&e)
+        )
+    })?;
+    match std::fs::symlink_metadata(target) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "mount point {:?}: {}",
+                target.display().to_string(),
+                io_desc(&e)
+            ));
+        }
+    }
+    let made = (|| {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if meta.is_dir() {
+            match std::fs::create_dir(target) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                r => r,
+            }
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(target)
+                .map(drop)
+        }
+    })();
+    made.map_err(|e| {
+        format!(
+            "create mount point {:?}: {}",
+            target.display().to_string(),
+            io_desc(&e)
+        )
+    })
+}
+
+/// An io::Error's text without Rust's "(os error N)" suffix, lower-case like runtimes word it.
+fn io_desc(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }
 
 fn exit_of(status: WaitStatus) -> Option<(i32, i32, Option<i32>)> {
@@ -788,6 +877,15 @@ impl Sup {
         let os =
             |what: &str, e: std::io::Error| WireError::new(ErrorKind::Os, format!("{what}: {e}"));
         std::fs::create_dir_all(&dir).map_err(|e| os("create container directory", e))?;
+        if config.termination_message.is_some() {
+            // Per instance, empty, writable by any user the container runs as.
+            let file = dir.join(TERMINATION_FILE);
+            std::fs::File::create(&file)
+                .and_then(|_| {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
+                })
+                .map_err(|e| os("create the termination-message file", e))?;
+        }
         let log_path = self
             .dir
             .join("logs")
@@ -833,6 +931,7 @@ impl Sup {
                 err: None,
                 state: CState::Created,
                 oom_base: 0,
+                mnt_ns_pid: None,
             },
         );
         Ok(id)
@@ -861,11 +960,12 @@ impl Sup {
         &self,
         argv: &[String],
         config: &ContainerConfig,
+        mounts: &[Mount],
     ) -> Result<(CString, Vec<CString>, Vec<CString>, CString), WireError> {
         let env = self.container_env(config);
         let cwd = self.cwd_of(config);
-        let path =
-            resolve(&argv[0], &env, &cwd).map_err(|m| WireError::new(ErrorKind::StartFailed, m))?;
+        let path = resolve(&argv[0], &env, &cwd, mounts)
+            .map_err(|m| WireError::new(ErrorKind::StartFailed, m))?;
         let path = cstring(&path.to_string_lossy(), "the executable path")?;
         let argv = argv
             .iter()
@@ -879,9 +979,64 @@ impl Sup {
         Ok((path, argv, envp, cwd))
     }
 
-    fn start_error(argv0: &str, cwd: &Path, e: &spawn::SpawnError) -> String {
+    /// The mounts of a container instance: its own, then its termination-message file.
+    fn mounts_of(config: &ContainerConfig, dir: &Path) -> Vec<Mount> {
+        let mut mounts = config.mounts.clone();
+        if let Some(t) = &config.termination_message {
+            mounts.push(Mount {
+                source: dir.join(TERMINATION_FILE),
+                target: t.path.clone(),
+                read_only: false,
+            });
+        }
+        mounts
+    }
+
+    /// The mount namespace plan of a container start: None without a private mount
+    /// namespace (not root: mounts are then refused, the termination-message file is not
+    /// mounted). Creates missing mount points on the host.
+    fn mount_plan(
+        &self,
+        config: &ContainerConfig,
+        mounts: &[Mount],
+    ) -> Result<Option<Vec<MountSpec>>, String> {
+        if !self.mount_ns {
+            if config.mounts.is_empty() {
+                return Ok(None);
+            }
+            return Err(
+                "volume mounts need a private mount namespace, which needs the runtime to run as root"
+                    .into(),
+            );
+        }
+        let mut plan = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            ensure_mount_point(&m.source, &m.target)?;
+            let c = |p: &Path| {
+                CString::new(p.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("mount path contains a NUL byte: {:?}", p.display()))
+            };
+            plan.push(MountSpec {
+                source: c(&m.source)?,
+                target: c(&m.target)?,
+                read_only: m.read_only,
+            });
+        }
+        Ok(Some(plan))
+    }
+
+    fn start_error(argv0: &str, cwd: &Path, e: &spawn::SpawnError, mounts: &[Mount]) -> String {
         let desc = e.errno.desc().to_lowercase();
         match e.stage {
+            Stage::Mount => match e.mount.checked_sub(1).and_then(|i| mounts.get(i)) {
+                Some(m) => format!(
+                    "error mounting {:?} to {:?}{}: {desc}",
+                    m.source.display().to_string(),
+                    m.target.display().to_string(),
+                    if m.read_only { " (read-only)" } else { "" }
+                ),
+                None => format!("cannot set up the container's mount namespace: {desc}"),
+            },
             Stage::Exec => format!("exec: \"{argv0}\": {desc}"),
             Stage::Chdir => format!(
                 "chdir to cwd ({:?}) set in the container config failed: {desc}",
@@ -907,6 +1062,7 @@ impl Sup {
             ));
         }
         let config = c.rec.config.clone();
+        let mounts = Self::mounts_of(&config, &c.dir);
         let argv: Vec<String> = config
             .command
             .iter()
@@ -914,10 +1070,14 @@ impl Sup {
             .cloned()
             .collect();
         let cwd = self.cwd_of(&config);
-        let prepared = self.prepare(&argv, &config);
+        let prepared = self.prepare(&argv, &config, &mounts);
         let (path, cargv, envp, ccwd) = match prepared {
             Ok(p) => p,
             Err(e) => return Err(self.fail_start(id, e.message)),
+        };
+        let plan = match self.mount_plan(&config, &mounts) {
+            Ok(p) => p,
+            Err(m) => return Err(self.fail_start(id, m)),
         };
         let max = self.rec.log_max_bytes;
         let os = |what: &str, e: &dyn std::fmt::Display| {
@@ -948,6 +1108,10 @@ impl Sup {
             stderr: err_w.as_raw_fd(),
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
+            mount_ns: match &plan {
+                Some(p) => MountNs::Private(p),
+                None => MountNs::Inherit,
+            },
         };
         let result = spawn::spawn(&spec);
         drop((out_w, err_w, place));
@@ -966,13 +1130,14 @@ impl Sup {
                     pid: sp.pid,
                     started_at,
                 };
+                c.mnt_ns_pid = plan.is_some().then_some(sp.host_pid);
                 c.log = Some(log_file);
                 c.out = Some(LogStream::new(out_r, "stdout"));
                 c.err = Some(LogStream::new(err_r, "stderr"));
                 Ok(())
             }
             Err(e) => {
-                let msg = Self::start_error(&argv[0], &cwd, &e);
+                let msg = Self::start_error(&argv[0], &cwd, &e, &mounts);
                 Err(self.fail_start(id, msg))
             }
         }
@@ -989,6 +1154,7 @@ impl Sup {
                 started_at: now,
                 finished_at: now,
                 message: Some(message.clone()),
+                termination_message: None,
             };
             if let Err(e) = write_json(&c.dir.join("exit.json"), &status, true) {
                 log(&format!("write exit record of {id}: {e}"));
@@ -1040,9 +1206,19 @@ impl Sup {
             ));
         }
         let config = c.rec.config.clone();
+        let mounts = Self::mounts_of(&config, &c.dir);
+        let ns = match c.mnt_ns_pid {
+            Some(pid) => Some(File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| {
+                WireError::new(
+                    ErrorKind::StartFailed,
+                    format!("open the container's mount namespace: {}", io_desc(&e)),
+                )
+            })?),
+            None => None,
+        };
         let place = cgroup::placement(&c.cg)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("open the cgroup: {e}")))?;
-        let (path, argv, envp, cwd) = self.prepare(command, &config)?;
+        let (path, argv, envp, cwd) = self.prepare(command, &config, &mounts)?;
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("pipe: {e}")))?;
         set_nonblocking(&r);
@@ -1058,13 +1234,17 @@ impl Sup {
             stderr: w.as_raw_fd(),
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
+            mount_ns: match &ns {
+                Some(f) => MountNs::Join(f.as_raw_fd()),
+                None => MountNs::Inherit,
+            },
         };
         let result = spawn::spawn(&spec);
         drop(w);
         let sp = result.map_err(|e| {
             WireError::new(
                 ErrorKind::StartFailed,
-                Self::start_error(&command[0], &self.cwd_of(&config), &e),
+                Self::start_error(&command[0], &self.cwd_of(&config), &e, &[]),
             )
         })?;
         self.execs.push(ExecSession {
@@ -1281,6 +1461,7 @@ impl Sup {
             started_at,
             finished_at,
             message: None,
+            termination_message: None,
         };
         let _ = id;
         c.state = CState::Stopping {
@@ -1318,10 +1499,11 @@ impl Sup {
         let Some(c) = self.ctrs.get_mut(id) else {
             return;
         };
-        let CState::Stopping { status, .. } = std::mem::replace(&mut c.state, CState::Exited)
+        let CState::Stopping { mut status, .. } = std::mem::replace(&mut c.state, CState::Exited)
         else {
             return;
         };
+        c.mnt_ns_pid = None;
         if let Some(log) = c.log.as_mut() {
             for s in [c.out.as_mut(), c.err.as_mut()].into_iter().flatten() {
                 s.pump(log);
@@ -1331,6 +1513,15 @@ impl Sup {
         c.out = None;
         c.err = None;
         c.log = None;
+        if c.rec.config.termination_message.is_some() {
+            let file = crate::termination::read_file(&c.dir.join(TERMINATION_FILE));
+            status.termination_message = crate::termination::message(
+                c.rec.config.termination_message.as_ref(),
+                &file,
+                status.exit_code,
+                || crate::termination::log_tail(&c.rec.log_path),
+            );
+        }
         // Visible at once (atomic rename), announced, then made durable: the fsyncs cost
         // milliseconds that the stop latency need not include (after a host crash nothing of
         // the sandbox survives anyway, and a runtime that finds no record records a kill).
