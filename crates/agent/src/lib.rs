@@ -25,6 +25,7 @@ pub mod podstatus;
 pub mod probe;
 pub mod state;
 pub mod testing;
+pub mod volumes;
 pub mod worker;
 
 pub use agent::Agent;

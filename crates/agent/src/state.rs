@@ -28,10 +28,15 @@ use k8s_openapi::api::core::v1::Pod;
 /// The default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 
+/// The pod-level grace of a forced stop (kubelet `calculateEffectiveGracePeriod` floor).
+pub const FORCE_GRACE: Duration = Duration::from_secs(1);
+
 /// How the pod asks to be stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraceRequest {
-    /// Kill at once (grace 0: force deletion, or the object is gone).
+    /// Grace 0: a force deletion, or the object is gone. The kubelet still gives the pod
+    /// one second ("no matter what, we always supply a grace period of 1"): preStop gets at
+    /// most that second, then the stop signal, then SIGKILL 2 s later (spec §1.3, §10.3, N8).
     Force,
     /// Stop within this many seconds (≥ 1).
     Seconds(i64),
@@ -65,9 +70,9 @@ pub struct Deadline {
     pub started_at: SystemTime,
     /// When every process gets SIGKILL (the stop signal is sent at the latest then).
     pub at: SystemTime,
-    /// The grace period in force, in seconds (0 when forced).
+    /// The grace period in force, in seconds (1 when forced).
     pub grace_seconds: i64,
-    /// Kill at once, no preStop.
+    /// Forced (grace 0 or the object is gone): the one-second floor applies.
     pub force: bool,
 }
 
@@ -77,8 +82,8 @@ impl Deadline {
         match req {
             GraceRequest::Force => Deadline {
                 started_at: now,
-                at: now,
-                grace_seconds: 0,
+                at: now + FORCE_GRACE,
+                grace_seconds: 1,
                 force: true,
             },
             GraceRequest::Seconds(g) => {
@@ -98,8 +103,8 @@ impl Deadline {
         match req {
             GraceRequest::Force if !self.force => Some(Deadline {
                 started_at: self.started_at,
-                at: self.at.min(now),
-                grace_seconds: 0,
+                at: self.at.min(now + FORCE_GRACE),
+                grace_seconds: self.grace_seconds.min(1),
                 force: true,
             }),
             GraceRequest::Force => None,
@@ -495,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn rule_1_3_force_and_gone_kill_at_once() {
+    fn rule_1_3_force_and_gone_keep_the_one_second_floor() {
         let (s, _) = transition(
             &PodWorkerState::Syncing,
             observed(Some(GraceRequest::Seconds(30))),
@@ -512,7 +517,7 @@ mod tests {
             panic!()
         };
         assert!(deadline.force && *object_gone);
-        assert_eq!(deadline.at, t(3));
+        assert_eq!((deadline.at, deadline.grace_seconds), (t(4), 1));
         let (s, _) = transition(&PodWorkerState::Syncing, Input::Gone, t(7));
         let PodWorkerState::Terminating {
             deadline,
@@ -525,7 +530,7 @@ mod tests {
         };
         assert_eq!(
             (deadline.at, deadline.force, *why, *delete_object),
-            (t(7), true, Why::Gone, false)
+            (t(8), true, Why::Gone, false)
         );
         let (s, _) = transition(
             &PodWorkerState::Syncing,
@@ -536,6 +541,18 @@ mod tests {
             panic!()
         };
         assert!(deadline.force);
+        assert_eq!(deadline.at, t(2));
+        // a forced deadline never moves later, and a shorter one already set stays
+        let (s, _) = transition(
+            &PodWorkerState::Syncing,
+            observed(Some(GraceRequest::Seconds(30))),
+            t(0),
+        );
+        let (s, _) = transition(&s, Input::Gone, t(29) + Duration::from_millis(500));
+        let PodWorkerState::Terminating { deadline, .. } = &s else {
+            panic!()
+        };
+        assert_eq!(deadline.at, t(30));
     }
 
     #[test]

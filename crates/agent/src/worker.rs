@@ -295,7 +295,7 @@ pub fn container_config(
         labels,
         annotations,
         mounts: Vec::new(),
-        termination_message: None,
+        termination_message: crate::volumes::termination_message(c),
     }
 }
 
@@ -390,11 +390,7 @@ impl StopEnv {
     }
 
     fn deadline_instant(&self, d: &Deadline) -> Instant {
-        if d.force {
-            Instant::now()
-        } else {
-            self.clock.instant_for(d.at)
-        }
+        self.clock.instant_for(d.at)
     }
 
     fn mark_signalled(&self, name: &str) {
@@ -456,7 +452,7 @@ impl StopEnv {
     }
 
     /// Stops one container (spec §1.6): Killing event, preStop within the deadline, stop
-    /// signal, SIGKILL at max(deadline, signal + 2 s), or at once when forced.
+    /// signal, SIGKILL at max(deadline, signal + 2 s) (a forced stop has a 1 s deadline).
     async fn stop(self, t: StopTarget) {
         let name = t.container.name.clone();
         let id = t.id.clone();
@@ -475,8 +471,7 @@ impl StopEnv {
             .lifecycle
             .as_ref()
             .and_then(|l| l.pre_stop.clone());
-        let forced = self.deadline.borrow().force;
-        if let (Some(handler), false, false) = (pre_stop, forced, t.already_signalled) {
+        if let (Some(handler), false) = (pre_stop, t.already_signalled) {
             let budget = self
                 .deadline
                 .borrow()
@@ -516,7 +511,7 @@ impl StopEnv {
         } else {
             MIN_STOP_WINDOW
         };
-        if !self.deadline.borrow().force && !t.already_signalled {
+        if !t.already_signalled {
             let signal = stop_signal_of(&t.container);
             if let Ok(st) = self.runtime.container_status(&id).await
                 && st.handles_stop_signal == Some(false)
@@ -538,11 +533,9 @@ impl StopEnv {
                 tracing::warn!(container = %name, error = %e, "stop signal failed");
             }
         }
-        if !self.deadline.borrow().force {
-            tokio::select! {
-                _ = self.exited(&id) => return,
-                _ = self.until(|d| if d.force { Instant::now() } else { self.deadline_instant(d).max(signal_at + floor) }) => {}
-            }
+        tokio::select! {
+            _ = self.exited(&id) => return,
+            _ = self.until(|d| self.deadline_instant(d).max(signal_at + floor)) => {}
         }
         // SIGKILL the whole tree; repeat until the runtime reports the exit.
         for attempt in 0..30u32 {
@@ -595,6 +588,8 @@ pub struct PodWorker {
     probes: Option<PodProbes>,
     /// When the probe annotations were last patched (or the worker started).
     annotations_at: Instant,
+    /// The pod's volumes (crate::volumes).
+    volumes: crate::volumes::PodVolumes,
 }
 
 impl PodWorker {
@@ -622,6 +617,7 @@ impl PodWorker {
             .map(crate::clock::from_time)
             .unwrap_or_else(|| ctx.clock.now());
         let resumed = ctx.deadlines.load(&uid);
+        let volumes = crate::volumes::PodVolumes::new(&ctx.pods_dir, &uid);
         let mut w = PodWorker {
             backoff: CrashBackoff::new(ctx.backoff_initial, ctx.backoff_max),
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -648,6 +644,7 @@ impl PodWorker {
             exit: false,
             probes: None,
             annotations_at: Instant::now(),
+            volumes,
             ctx,
         };
         if let Some(sb) = adopted {
@@ -997,8 +994,7 @@ impl PodWorker {
             return;
         };
         if deadline.force {
-            // the object is gone or force-deleted: stop events about it
-            tracing::info!("force: killing at once");
+            tracing::info!("forced stop: one second of grace, then the 2 s stop window");
         }
         if let Some(record) = &self.record {
             let mut rec = record.lock().unwrap_or_else(|e| e.into_inner());
@@ -1126,6 +1122,7 @@ impl PodWorker {
             // the first status (Pending, ContainerCreating) goes out before any start
             self.write_status().await;
         }
+        self.refresh_volumes().await;
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec
             .restart_policy
@@ -1340,7 +1337,11 @@ impl PodWorker {
             Some(env) => env,
             None => return,
         };
-        let config = container_config(&self.pod, c, restart_count, hash, env);
+        let Some(mounts) = self.volume_mounts(c, &env).await else {
+            return;
+        };
+        let mut config = container_config(&self.pod, c, restart_count, hash, env);
+        config.mounts = mounts;
         let id = match self.ctx.runtime.create_container(&self.uid, config).await {
             Ok(id) => id,
             Err(RuntimeError::SandboxNotFound { .. }) => {
@@ -1429,6 +1430,73 @@ impl PodWorker {
                 self.wake_at(at);
                 None
             }
+        }
+    }
+
+    /// The container's volume mounts (crate::volumes), or None after reporting a
+    /// CreateContainerConfigError (`FailedMount` event, retry after the config-error back-off).
+    async fn volume_mounts(
+        &mut self,
+        c: &Container,
+        env: &[(String, String)],
+    ) -> Option<Vec<podvisor_runtime::Mount>> {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        let result = self.volumes.container_mounts(&sources, c, env).await;
+        let e = match result {
+            Ok(m) => {
+                if let Some(at) = self.volumes.next_refresh() {
+                    self.wake_at(at);
+                }
+                return Some(m);
+            }
+            Err(e) => e,
+        };
+        let message = e.to_string();
+        let at = Instant::now()
+            + CONFIG_ERROR_RETRY
+            + Duration::from_millis(rand::random_range(0..5_000));
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        rec.config_retry_at = Some(at);
+        rec.waiting = Some(Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message: Some(message.clone()),
+        });
+        let reason = match e {
+            crate::volumes::VolumeError::SetUp { .. } => "FailedMount",
+            crate::volumes::VolumeError::Mount(_) => "Failed",
+        };
+        self.event(Some(&c.name), EventType::Warning, reason, message);
+        self.wake_at(at);
+        None
+    }
+
+    /// Rewrites the pod's configMap/secret/downwardAPI volumes that changed, at most every
+    /// `volumes::REFRESH_INTERVAL`, and wakes the worker for the next refresh.
+    async fn refresh_volumes(&mut self) {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        if let Some(at) = self.volumes.refresh(&sources).await {
+            self.wake_at(at);
+        }
+    }
+
+    /// Removes the pod's volumes (after its sandbox: nothing runs that uses them).
+    fn remove_volumes(&mut self) {
+        if let Err(e) = self.volumes.cleanup() {
+            tracing::warn!(error = %e, dir = %self.volumes.dir().display(), "cannot remove the pod's volumes");
         }
     }
 
@@ -1791,7 +1859,10 @@ impl PodWorker {
 
     async fn remove_sandbox(&mut self) {
         match self.ctx.runtime.remove_sandbox(&self.uid).await {
-            Ok(()) => self.sandbox_ready = false,
+            Ok(()) => {
+                self.sandbox_ready = false;
+                self.remove_volumes();
+            }
             Err(e) => tracing::warn!(error = %e, "cannot remove the sandbox"),
         }
     }
@@ -1825,6 +1896,7 @@ impl PodWorker {
                 return;
             }
             self.sandbox_ready = false;
+            self.remove_volumes();
         }
         if delete_object
             && !object_gone

@@ -815,9 +815,10 @@ async fn n3_longer_grace_does_not_extend_the_deadline() {
     assert_eq!(kill.0 - h.since(t_del), s(10));
 }
 
-/// §8 N8: force delete (object gone) → SIGKILL at once, no preStop, no writes.
+/// §8 N8, §10.3: force delete (object gone) → the 1 s pod-grace floor: preStop cut at 1 s,
+/// then the stop signal, SIGKILL 2 s later; nothing written for the gone object.
 #[tokio::test(start_paused = true)]
-async fn n8_force_delete_kills_at_once_without_pre_stop() {
+async fn n8_force_delete_keeps_one_second_then_the_stop_window() {
     let h = Harness::new();
     h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
     let c = with_pre_stop(container("app"), sleep_hook(100));
@@ -825,19 +826,13 @@ async fn n8_force_delete_kills_at_once_without_pre_stop() {
     let writes = h.api.statuses().len();
     let t_del = Instant::now();
     w.gone();
-    settle().await;
+    advance(s(5)).await;
     let sig: Vec<_> = h
         .signals()
         .into_iter()
         .map(|(t, _, s)| (t - h.since(t_del), s))
         .collect();
-    assert_eq!(sig, vec![(s(0), Signal::KILL)]);
-    assert!(
-        !h.rt
-            .calls()
-            .iter()
-            .any(|r| matches!(r.call, FakeCall::Exec { .. }))
-    );
+    assert_eq!(sig, vec![(s(1), Signal::TERM), (s(3), Signal::KILL)]);
     assert!(!h.rt.has_sandbox(UID));
     assert_eq!(
         h.api.statuses().len(),
@@ -848,9 +843,9 @@ async fn n8_force_delete_kills_at_once_without_pre_stop() {
     assert!(w.task.await.is_ok(), "the worker ends");
 }
 
-/// Force during a graceful termination: the running deadline collapses to now.
+/// Gone during a graceful termination: the running deadline collapses to now + 1 s.
 #[tokio::test(start_paused = true)]
-async fn rule_1_3_gone_during_grace_kills_at_once() {
+async fn rule_1_3_gone_during_grace_collapses_to_one_second() {
     let h = Harness::new();
     h.rt.script("app", FakeScript::always(Attempt::forever().ignore_stop()));
     let mut w = h.start(pod("Always", vec![container("app")], None)).await;
@@ -858,13 +853,13 @@ async fn rule_1_3_gone_during_grace_kills_at_once() {
     w.delete(&h.clock, 30);
     advance(s(3)).await;
     w.gone();
-    settle().await;
+    advance(s(3)).await;
     let sig: Vec<_> = h
         .signals()
         .into_iter()
         .map(|(t, _, s)| (t - h.since(t_del), s))
         .collect();
-    assert_eq!(sig, vec![(s(0), Signal::TERM), (s(3), Signal::KILL)]);
+    assert_eq!(sig, vec![(s(0), Signal::TERM), (s(4), Signal::KILL)]);
 }
 
 /// Hard bound: a hook that never returns never stretches termination past deadline + 2 s.
@@ -1878,7 +1873,7 @@ async fn sigkill_bound_holds_with_sidecars_that_ignore_the_stop_signal() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn force_deletion_kills_sidecars_at_once() {
+async fn force_deletion_stops_sidecars_after_the_one_second_floor() {
     let h = Harness::new();
     for n in ["app", "side"] {
         h.rt.script(n, FakeScript::always(Attempt::forever().ignore_stop()));
@@ -1892,9 +1887,17 @@ async fn force_deletion_kills_sidecars_at_once() {
     let w = h.start(p).await;
     advance(s(1)).await;
     w.gone();
-    advance(s(1)).await;
+    advance(s(5)).await;
     assert_eq!(h.rt.running_count(), 0);
-    assert_eq!(signals_to(&h, "side"), [(s(1), Signal::KILL)]);
+    // the app first (TERM now, KILL 2 s later), the sidecar at the 1 s pod deadline
+    assert_eq!(
+        signals_to(&h, "app"),
+        [(s(1), Signal::TERM), (s(3), Signal::KILL)]
+    );
+    assert_eq!(
+        signals_to(&h, "side"),
+        [(s(2), Signal::TERM), (s(4), Signal::KILL)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1954,3 +1957,6 @@ async fn sidecar_readiness_probe_drives_containers_ready() {
 
 #[path = "worker_env_tests.rs"]
 mod env;
+
+#[path = "worker_volume_tests.rs"]
+mod volumes;

@@ -47,8 +47,8 @@ fn main() -> ExitCode {
         ("pre_stop_runs_before_the_stop_signal", |e| {
             Box::pin(pre_stop_runs_before_the_stop_signal(e))
         }),
-        ("force_delete_kills_at_once", |e| {
-            Box::pin(force_delete_kills_at_once(e))
+        ("force_delete_stops_within_the_floor", |e| {
+            Box::pin(force_delete_stops_within_the_floor(e))
         }),
         ("double_forked_daemon_dies_with_its_pod", |e| {
             Box::pin(double_forked_daemon_dies_with_its_pod(e))
@@ -432,7 +432,7 @@ async fn pre_stop_runs_before_the_stop_signal(env: Env) {
     agent.await.expect("agent task");
 }
 
-async fn force_delete_kills_at_once(env: Env) {
+async fn force_delete_stops_within_the_floor(env: Env) {
     let (stop, agent) = env.start_agent(env.runtime.clone());
     let beat = env.work().join("beat");
     env.run_pod(pod("forced", beating_script(&beat, "trap '' TERM"), 60))
@@ -452,11 +452,21 @@ async fn force_delete_kills_at_once(env: Env) {
         "the object is gone at once"
     );
     let t0 = StdInstant::now();
-    eventually("processes killed", Duration::from_secs(5), || async {
+    // the kubelet's floor: 1 s of pod grace and a 2 s stop window, so a TERM-ignoring
+    // process still beats for about 2 s and is SIGKILLed then
+    assert!(
+        beating(&beat).await,
+        "still running right after the force delete"
+    );
+    eventually("processes killed", Duration::from_secs(8), || async {
         (!beating(&beat).await).then_some(())
     })
     .await;
-    assert!(t0.elapsed() < Duration::from_secs(3), "killed at once");
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "killed within the floor: {:?}",
+        t0.elapsed()
+    );
     eventually("sandbox removed", Duration::from_secs(5), || async {
         env.runtime
             .list()
