@@ -199,8 +199,12 @@ pub enum Input {
         /// Seconds.
         grace: i64,
     },
-    /// Sync found every container finished with nothing to restart.
-    Completed,
+    /// Sync found every app container finished with nothing to restart (sidecars may still
+    /// run: they are stopped within the spec's grace).
+    Completed {
+        /// Its spec's grace (≥ 1).
+        spec_grace: i64,
+    },
     /// Termination stopped every container.
     AllStopped,
     /// Cleanup is done.
@@ -270,10 +274,12 @@ pub fn transition(
         (S::Syncing, Input::Drain { grace }) => {
             terminating(GraceRequest::Seconds(grace), Why::Drained, false, false)
         }
-        (S::Syncing, Input::Completed) => {
-            // nothing runs; the grace is irrelevant
-            terminating(GraceRequest::Seconds(1), Why::Completed, false, false)
-        }
+        (S::Syncing, Input::Completed { spec_grace }) => terminating(
+            GraceRequest::Seconds(spec_grace),
+            Why::Completed,
+            false,
+            false,
+        ),
         (
             S::Terminating {
                 deadline,
@@ -579,7 +585,7 @@ mod tests {
         );
         for input in [
             observed(None),
-            Input::Completed,
+            Input::Completed { spec_grace: 30 },
             Input::Drain { grace: 5 },
             Input::AllStopped,
         ] {
@@ -590,15 +596,22 @@ mod tests {
 
     #[test]
     fn rule_1_5_completed_pod_keeps_its_sandbox_until_the_object_goes() {
-        let (s, _) = transition(&PodWorkerState::Syncing, Input::Completed, t(0));
+        let (s, _) = transition(
+            &PodWorkerState::Syncing,
+            Input::Completed { spec_grace: 30 },
+            t(0),
+        );
         let PodWorkerState::Terminating {
             why: Why::Completed,
             delete_object: false,
+            ref deadline,
             ..
         } = s
         else {
             panic!()
         };
+        // running sidecars get the spec's grace
+        assert_eq!(deadline.at, t(30));
         let (s, _) = transition(&s, Input::AllStopped, t(0));
         let (s, _) = transition(
             &s,

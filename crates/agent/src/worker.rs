@@ -1082,7 +1082,8 @@ impl PodWorker {
             _ = shutdown.cancelled() => false,
         };
         if completed {
-            self.apply(Input::Completed).await;
+            let spec_grace = spec_grace_seconds(&self.pod);
+            self.apply(Input::Completed { spec_grace }).await;
         }
     }
 

@@ -1745,25 +1745,29 @@ async fn never_pod_succeeds_with_a_running_sidecar_which_is_then_stopped() {
     h.rt.script("app", FakeScript::always(Attempt::exits_after(s(5), 0)));
     let p = init_pod(
         "Never",
-        vec![sidecar("side1"), sidecar("side2")],
+        vec![
+            sidecar("side1"),
+            with_pre_stop(sidecar("side2"), sleep_hook(3)),
+        ],
         vec![container("app")],
         Some(30),
     );
     let w = h.start(p.clone()).await;
     advance(s(3)).await;
     assert_eq!(phase(&h.last()), "Running");
-    advance(s(5)).await;
+    advance(s(10)).await;
     let st = h.last();
     assert_eq!(phase(&st), "Succeeded");
     assert_eq!(
         condition(&st, "Initialized").1.as_deref(),
         Some("PodCompleted")
     );
-    // the sidecars were stopped once the app completed, in reverse order
+    // the sidecars were stopped once the app completed, in reverse order, each with its
+    // preStop within the spec's grace
     let s2 = signals_to(&h, "side2");
     let s1 = signals_to(&h, "side1");
-    assert_eq!(s2, [(s(5), Signal::TERM)]);
-    assert_eq!(s1, [(s(5), Signal::TERM)]);
+    assert_eq!(s2, [(s(8), Signal::TERM)]);
+    assert_eq!(s1, [(s(8), Signal::TERM)]);
     let order: Vec<String> = h.signals().into_iter().map(|(_, n, _)| n).collect();
     assert_eq!(order, ["side2", "side1"]);
     assert_eq!(h.rt.running_count(), 0);
@@ -1957,6 +1961,40 @@ async fn sidecar_readiness_probe_drives_containers_ready() {
 
 #[path = "worker_env_tests.rs"]
 mod env;
+
+#[tokio::test(start_paused = true)]
+async fn failing_sidecar_liveness_probe_restarts_the_sidecar_only() {
+    let h = Harness::new();
+    h.rt.script(
+        "side",
+        FakeScript::always(Attempt::forever()).exec(["alive"], ExecScript::exit(1)),
+    );
+    let mut side = sidecar("side");
+    side.liveness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["alive".into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(3),
+        ..Default::default()
+    });
+    let p = init_pod("Always", vec![side], vec![container("app")], None);
+    let _w = h.start(p.clone()).await;
+    advance(s(8)).await;
+    assert!(start_times(&h, "side").len() >= 2, "the sidecar restarted");
+    assert_eq!(start_times(&h, "app").len(), 1, "the app did not");
+    let killing = h
+        .events
+        .events()
+        .into_iter()
+        .find(|(_, e)| e.reason == "Killing")
+        .map(|(_, e)| e.field_path.unwrap_or_default());
+    assert_eq!(killing.as_deref(), Some("spec.initContainers{side}"));
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    assert!(ics(&st, "side").restart_count >= 1);
+    check_all_invariants(&h, &p);
+}
 
 #[path = "worker_volume_tests.rs"]
 mod volumes;

@@ -4,6 +4,7 @@
 pub mod defaults;
 pub mod selectors;
 pub mod status;
+pub mod taints;
 pub mod validation;
 
 pub use selectors::{FieldSelector, LabelSelector, SelectorError};

@@ -1,10 +1,13 @@
 //! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment and
-//! StatefulSet controllers and a background garbage collector.
+//! StatefulSet controllers, a background garbage collector, and node failure handling: the
+//! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
+//! zone disruption), the [taint eviction controller](tainteviction) (NoExecute) and
+//! [PodGC](podgc).
 //!
 //! # How they run
 //!
 //! [`ControllerManager::run`] starts one reflector (list + watch, all namespaces) per kind:
-//! pods, ReplicaSets, Deployments, StatefulSets. Each watch event first updates the cache,
+//! pods, ReplicaSets, Deployments, StatefulSets, Nodes and node Leases (`kube-node-lease`). Each watch event first updates the cache,
 //! then maps the object to the keys it affects (a pod to its controller, an orphan pod to the
 //! owners whose selector matches it, a ReplicaSet to its Deployment, a deleted owner to the
 //! garbage collector) and adds them to that controller's [work queue](queue). Workers take
@@ -16,18 +19,28 @@
 //! cache (scale, status, adoption) carry the cached `resourceVersion` and fail with 409 if
 //! the object changed meanwhile; the key is then retried.
 //!
-//! There is no leader election: run one controller manager per cluster (`podvisor up` and a
-//! single `podvisor server` do). Two managers would both act, and the resourceVersion
-//! fencing and name-based creates keep them from corrupting objects, but ReplicaSets could
-//! briefly over-create.
+//! The node lifecycle controller and PodGC are periodic loops over the caches rather than
+//! work queues; the taint eviction controller has queues for nodes and pods and a delayed
+//! queue of due evictions.
+//!
+//! Exactly one manager may act per cluster: `podvisor server` runs [`ControllerManager::run`]
+//! under a Lease election (`kube-system/kube-controller-manager`), one term per leadership,
+//! each term starting from empty caches. Two managers acting at once would not corrupt
+//! objects (resourceVersion fencing, name-based creates) but ReplicaSets could briefly
+//! over-create and node health would be judged twice.
 
 mod deployment;
 mod expectations;
 mod gc;
 mod manager;
+pub mod nodelifecycle;
+pub mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
 mod statefulset;
+pub mod tainteviction;
 
-pub use manager::{Clock, ControllerConfig, ControllerError, ControllerManager};
+pub use manager::{
+    Clock, ControllerConfig, ControllerError, ControllerManager, NodeLifecycleConfig, PodGcConfig,
+};

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -20,7 +21,7 @@ use tracing::{debug, warn};
 use crate::expectations::{Expectations, Seen};
 use crate::pods;
 use crate::queue::WorkQueue;
-use crate::{deployment, gc, replicaset, statefulset};
+use crate::{deployment, gc, nodelifecycle, podgc, replicaset, statefulset, tainteviction};
 
 /// The wall clock used for timestamps (conditions, availability). Injected so tests can
 /// control it.
@@ -36,6 +37,76 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// The wall clock.
     pub clock: Clock,
+    /// Node lifecycle and taint eviction settings.
+    pub node_lifecycle: NodeLifecycleConfig,
+    /// PodGC settings.
+    pub pod_gc: PodGcConfig,
+}
+
+/// Settings of the node lifecycle controller (spec §5.2; upstream flag names in brackets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeLifecycleConfig {
+    /// How often node health is checked [`--node-monitor-period`]. Default 5 s.
+    pub monitor_period: Duration,
+    /// How long a node may go without a lease renewal or status update before its
+    /// conditions become `Unknown` [`--node-monitor-grace-period`]. Default 50 s.
+    pub monitor_grace_period: Duration,
+    /// The same for a node that never posted a Ready condition
+    /// [`--node-startup-grace-period`]. Default 60 s.
+    pub startup_grace_period: Duration,
+    /// NoExecute-tainting rate per zone in nodes per second [`--node-eviction-rate`].
+    /// Default 0.1 (burst 1).
+    pub eviction_rate: f64,
+    /// The rate in a partially disrupted zone of a large cluster
+    /// [`--secondary-node-eviction-rate`]. Default 0.01.
+    pub secondary_eviction_rate: f64,
+    /// Share of not-ready nodes (with more than 2 of them) that makes a zone partially
+    /// disrupted [`--unhealthy-zone-threshold`]. Default 0.55.
+    pub unhealthy_zone_threshold: f64,
+    /// Zones with at most this many nodes stop tainting when partially disrupted
+    /// [`--large-cluster-size-threshold`]. Default 50.
+    pub large_cluster_threshold: usize,
+    /// How often the NoExecute tainting queue is worked (upstream's `nodeEvictionPeriod`).
+    /// Default 100 ms.
+    pub tainting_period: Duration,
+}
+
+impl Default for NodeLifecycleConfig {
+    fn default() -> Self {
+        Self {
+            monitor_period: Duration::from_secs(5),
+            monitor_grace_period: Duration::from_secs(50),
+            startup_grace_period: Duration::from_secs(60),
+            eviction_rate: 0.1,
+            secondary_eviction_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_threshold: 50,
+            tainting_period: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Settings of PodGC (spec §5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodGcConfig {
+    /// How often PodGC runs. Default 20 s.
+    pub period: Duration,
+    /// How long a pod's node must stay missing before its pods are force-deleted.
+    /// Default 40 s.
+    pub orphan_quarantine: Duration,
+    /// Terminated pods kept before the oldest are deleted [`--terminated-pod-gc-threshold`];
+    /// 0 disables. Default 12 500.
+    pub terminated_pod_threshold: usize,
+}
+
+impl Default for PodGcConfig {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(20),
+            orphan_quarantine: Duration::from_secs(40),
+            terminated_pod_threshold: 12_500,
+        }
+    }
 }
 
 impl fmt::Debug for ControllerConfig {
@@ -43,6 +114,8 @@ impl fmt::Debug for ControllerConfig {
         f.debug_struct("ControllerConfig")
             .field("workers", &self.workers)
             .field("resync", &self.resync)
+            .field("node_lifecycle", &self.node_lifecycle)
+            .field("pod_gc", &self.pod_gc)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +126,8 @@ impl Default for ControllerConfig {
             workers: 2,
             resync: Duration::from_secs(300),
             clock: Arc::new(system_now),
+            node_lifecycle: NodeLifecycleConfig::default(),
+            pod_gc: PodGcConfig::default(),
         }
     }
 }
@@ -183,10 +258,19 @@ pub(crate) struct Ctx {
     pub(crate) replicasets: Store<ReplicaSet>,
     pub(crate) deployments: Store<Deployment>,
     pub(crate) statefulsets: Store<StatefulSet>,
+    pub(crate) nodes: Store<Node>,
+    pub(crate) leases: Store<Lease>,
     pub(crate) rs_queue: WorkQueue<Key>,
     pub(crate) deploy_queue: WorkQueue<Key>,
     pub(crate) sts_queue: WorkQueue<Key>,
     pub(crate) gc_queue: WorkQueue<GcKey>,
+    /// Nodes whose NoExecute taints the taint eviction controller should look at.
+    pub(crate) taint_node_queue: WorkQueue<String>,
+    /// Pods the taint eviction controller should look at.
+    pub(crate) taint_pod_queue: WorkQueue<Key>,
+    /// Pods with a scheduled eviction, due at the time they were added for.
+    pub(crate) eviction_queue: WorkQueue<Key>,
+    pub(crate) evictions: tainteviction::Evictions,
     pub(crate) rs_expectations: Expectations,
     pub(crate) sts_expectations: Expectations,
 }
@@ -219,9 +303,26 @@ impl Ctx {
     pub(crate) fn pods_api(&self, namespace: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), namespace)
     }
+
+    /// Pods bound to node `name`, from the cache.
+    pub(crate) fn pods_on_node(&self, name: &str) -> Vec<Arc<Pod>> {
+        self.pods.state_filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| n == name)
+        })
+    }
+
+    pub(crate) fn nodes_api(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
 }
 
-/// Runs the ReplicaSet, Deployment and StatefulSet controllers and the garbage collector.
+/// Runs the ReplicaSet, Deployment and StatefulSet controllers, the garbage collector, the
+/// node lifecycle and taint eviction controllers and PodGC. Cheap to clone: each
+/// [`ControllerManager::run`] starts from empty caches (one leadership term).
+#[derive(Clone)]
 pub struct ControllerManager {
     client: Client,
     config: ControllerConfig,
@@ -241,6 +342,8 @@ impl ControllerManager {
         let (replicasets, rs_w) = reflector::store::<ReplicaSet>();
         let (deployments, deploy_w) = reflector::store::<Deployment>();
         let (statefulsets, sts_w) = reflector::store::<StatefulSet>();
+        let (nodes, nodes_w) = reflector::store::<Node>();
+        let (leases, leases_w) = reflector::store::<Lease>();
         let ctx = Arc::new(Ctx {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -248,10 +351,16 @@ impl ControllerManager {
             replicasets,
             deployments,
             statefulsets,
+            nodes,
+            leases,
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
             gc_queue: WorkQueue::new(),
+            taint_node_queue: WorkQueue::new(),
+            taint_pod_queue: WorkQueue::new(),
+            eviction_queue: WorkQueue::new(),
+            evictions: tainteviction::Evictions::default(),
             rs_expectations: Expectations::default(),
             sts_expectations: Expectations::default(),
         });
@@ -276,10 +385,22 @@ impl ControllerManager {
             route_deployment,
         ));
         tasks.spawn(reflect(
-            Api::<StatefulSet>::all(c),
+            Api::<StatefulSet>::all(c.clone()),
             sts_w,
             ctx.clone(),
             route_statefulset,
+        ));
+        tasks.spawn(reflect(
+            Api::<Node>::all(c.clone()),
+            nodes_w,
+            ctx.clone(),
+            route_node,
+        ));
+        tasks.spawn(reflect(
+            Api::<Lease>::namespaced(c, nodelifecycle::LEASE_NAMESPACE),
+            leases_w,
+            ctx.clone(),
+            |_, _, _| {},
         ));
 
         let ready = async {
@@ -299,6 +420,14 @@ impl ControllerManager {
                 .wait_until_ready()
                 .await
                 .map_err(|_| ControllerError::CacheNotReady("statefulset"))?;
+            ctx.nodes
+                .wait_until_ready()
+                .await
+                .map_err(|_| ControllerError::CacheNotReady("node"))?;
+            ctx.leases
+                .wait_until_ready()
+                .await
+                .map_err(|_| ControllerError::CacheNotReady("lease"))?;
             Ok::<(), ControllerError>(())
         };
         tokio::select! {
@@ -336,7 +465,30 @@ impl ControllerManager {
                 shutdown.clone(),
                 |ctx, key| Box::pin(async move { gc::reconcile(&ctx, &key).await }),
             ));
+            tasks.spawn(worker(
+                "tainteviction-node",
+                ctx.clone(),
+                ctx.taint_node_queue.clone(),
+                shutdown.clone(),
+                |ctx, key| Box::pin(async move { tainteviction::reconcile_node(&ctx, &key) }),
+            ));
+            tasks.spawn(worker(
+                "tainteviction-pod",
+                ctx.clone(),
+                ctx.taint_pod_queue.clone(),
+                shutdown.clone(),
+                |ctx, key| Box::pin(async move { tainteviction::reconcile_pod(&ctx, &key) }),
+            ));
+            tasks.spawn(worker(
+                "tainteviction",
+                ctx.clone(),
+                ctx.eviction_queue.clone(),
+                shutdown.clone(),
+                |ctx, key| Box::pin(async move { tainteviction::evict(&ctx, &key).await }),
+            ));
         }
+        tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -357,6 +509,11 @@ impl ControllerManager {
 
 /// Queues every known key of every controller and every dependent with owners.
 fn resync_all(ctx: &Ctx) {
+    for n in ctx.nodes.state() {
+        if let Some(name) = &n.metadata.name {
+            ctx.taint_node_queue.add(name.clone());
+        }
+    }
     for rs in ctx.replicasets.state() {
         if let Some(k) = Key::of(&rs.metadata) {
             ctx.rs_queue.add(k.clone());
@@ -479,10 +636,25 @@ async fn reflect<K>(
     }
 }
 
+fn route_node(ctx: &Ctx, node: &Node, _deleted: bool) {
+    if let Some(name) = &node.metadata.name {
+        ctx.taint_node_queue.add(name.clone());
+    }
+}
+
 fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     let Some(key) = Key::of(&pod.metadata) else {
         return;
     };
+    if deleted
+        || pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    {
+        ctx.taint_pod_queue.add(key.clone());
+    }
     if !pod
         .metadata
         .owner_references

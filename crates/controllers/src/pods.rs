@@ -4,8 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 
 /// A pod counts toward replicas: not terminal and not terminating (`IsPodActive`).
@@ -71,6 +71,28 @@ pub(crate) fn availability(
     } else {
         Err(Some(need - elapsed))
     }
+}
+
+/// Upstream `UpdatePodCondition`: sets `condition` in the pod's status (adding it, or
+/// replacing the one of the same type; `lastTransitionTime` is `now` unless the status
+/// stays the same). Returns whether anything changed.
+pub(crate) fn update_condition(pod: &mut Pod, mut condition: PodCondition, now: Time) -> bool {
+    condition.last_transition_time = Some(now);
+    let conditions = pod
+        .status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .get_or_insert_with(Vec::new);
+    let Some(old) = conditions.iter_mut().find(|c| c.type_ == condition.type_) else {
+        conditions.push(condition);
+        return true;
+    };
+    if condition.status == old.status {
+        condition.last_transition_time = old.last_transition_time.clone();
+    }
+    let changed = condition != *old;
+    *old = condition;
+    changed
 }
 
 /// The owner reference with `controller: true`, if any.
@@ -190,8 +212,7 @@ pub(crate) fn delete_order(a: &Pod, b: &Pod) -> Ordering {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
 
     pub(crate) fn pod(
         name: &str,

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -27,7 +28,7 @@ pub enum Command {
         podvisor up --data-dir /tmp/pv --listen 127.0.0.1:7443\n  \
         podvisor up --keep-pods        # Ctrl-C leaves pods running for the next start")]
     Up(UpArgs),
-    /// Start the control plane only (API server, scheduler), on redb or etcd.
+    /// Start the control plane only (API server, scheduler, controllers), on redb or etcd.
     #[command(after_help = "Examples:\n  \
         podvisor server --data-dir /var/lib/podvisor-server\n  \
         podvisor server --store etcd:http://127.0.0.1:2379 --listen 0.0.0.0:6443")]
@@ -98,6 +99,8 @@ pub struct UpArgs {
     /// Use the scripted fake runtime instead of real processes (for simulations).
     #[arg(long, hide = true)]
     pub fake_runtime: bool,
+    #[command(flatten)]
+    pub controllers: ControllerArgs,
 }
 
 /// `podvisor server`.
@@ -125,6 +128,80 @@ pub struct ServerArgs {
         value_name = "NAME|IP"
     )]
     pub tls_san: Vec<String>,
+    #[command(flatten)]
+    pub controllers: ControllerArgs,
+}
+
+/// Node failure handling (the controller manager's flags; upstream names).
+#[derive(Debug, Args, Clone)]
+pub struct ControllerArgs {
+    /// How often node health is checked.
+    #[arg(long, env = "PODVISOR_NODE_MONITOR_PERIOD", default_value = "5s",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub node_monitor_period: Duration,
+    /// How long a node may go without renewing its Lease or posting status before it is
+    /// marked `Unknown` (then tainted `unreachable`; its pods are evicted after their
+    /// toleration, 300 s by default).
+    #[arg(long, env = "PODVISOR_NODE_MONITOR_GRACE_PERIOD", default_value = "50s",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub node_monitor_grace_period: Duration,
+    /// The same for a node that never posted its status.
+    #[arg(long, env = "PODVISOR_NODE_STARTUP_GRACE_PERIOD", default_value = "60s",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub node_startup_grace_period: Duration,
+    /// Nodes per second (per zone) that may get the NoExecute taint that evicts their pods.
+    #[arg(
+        long,
+        env = "PODVISOR_NODE_EVICTION_RATE",
+        default_value_t = 0.1,
+        value_name = "RATE"
+    )]
+    pub node_eviction_rate: f64,
+    /// Terminated pods kept before PodGC deletes the oldest (0: never).
+    #[arg(
+        long,
+        env = "PODVISOR_TERMINATED_POD_GC_THRESHOLD",
+        default_value_t = 12_500,
+        value_name = "COUNT"
+    )]
+    pub terminated_pod_gc_threshold: usize,
+}
+
+/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`500ms`, `40s`, `5m`),
+/// possibly several (`1m30s`); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{text:?}: missing unit (ms, s, m or h)"))?;
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?}: not a duration"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(format!("{text:?}: unknown unit {u:?} (ms, s, m or h)")),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(number * scale)
+            .map_err(|_| format!("{text:?}: out of range"))?;
+    }
+    Ok(total)
 }
 
 /// `podvisor agent`.
@@ -203,4 +280,55 @@ pub struct SuperviseArgs {
     /// Passed to the runtime's supervisor.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_bare_seconds() {
+        assert_eq!(parse_duration("40"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("50s"), Ok(Duration::from_secs(50)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10 s").is_err());
+    }
+
+    #[test]
+    fn controller_flags_reach_server_and_up() {
+        let cli = Cli::try_parse_from([
+            "podvisor",
+            "server",
+            "--node-monitor-grace-period",
+            "20s",
+            "--node-monitor-period=1s",
+        ])
+        .expect("parse");
+        let Command::Server(args) = cli.command else {
+            panic!("not server")
+        };
+        assert_eq!(
+            args.controllers.node_monitor_grace_period,
+            Duration::from_secs(20)
+        );
+        assert_eq!(args.controllers.node_monitor_period, Duration::from_secs(1));
+        assert_eq!(
+            args.controllers.node_startup_grace_period,
+            Duration::from_secs(60)
+        );
+        assert_eq!(args.controllers.terminated_pod_gc_threshold, 12_500);
+        let cli = Cli::try_parse_from(["podvisor", "up"]).expect("parse");
+        let Command::Up(args) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(
+            args.controllers.node_monitor_grace_period,
+            Duration::from_secs(50)
+        );
+    }
 }

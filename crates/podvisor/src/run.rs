@@ -7,7 +7,7 @@
 //!                              ─▶ stop agent, scheduler, API server ─▶ exit 0
 //!         SIGINT/SIGTERM #2 ─▶ exit at once; pods keep running under their supervisors and
 //!                              their persisted deadlines, and are re-adopted on the next start
-//! server: SIGINT/SIGTERM    ─▶ stop scheduler and API server ─▶ exit 0
+//! server: SIGINT/SIGTERM    ─▶ stop scheduler, controllers and API server ─▶ exit 0
 //! agent:  SIGTERM           ─▶ leave pods running for re-adoption (--drain: terminate them)
 //! ```
 //!
@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_store::Store;
 
-use crate::cli::{AgentArgs, ServerArgs, TokenCreateArgs, UpArgs};
+use crate::cli::{AgentArgs, ControllerArgs, ServerArgs, TokenCreateArgs, UpArgs};
 use crate::{config, kubeconfig};
 
 /// The runtime's state directory inside a data dir.
@@ -136,17 +136,55 @@ fn start_scheduler(
     })
 }
 
+/// The lease the controller managers of several `podvisor server`s compete for.
+const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
+
+fn controller_config(args: &ControllerArgs) -> podvisor_controllers::ControllerConfig {
+    let mut config = podvisor_controllers::ControllerConfig::default();
+    let nl = &mut config.node_lifecycle;
+    nl.monitor_period = args.node_monitor_period;
+    nl.monitor_grace_period = args.node_monitor_grace_period;
+    nl.startup_grace_period = args.node_startup_grace_period;
+    nl.eviction_rate = args.node_eviction_rate;
+    config.pod_gc.terminated_pod_threshold = args.terminated_pod_gc_threshold;
+    config
+}
+
+/// Starts the controller manager; with `election`, only while this process holds the
+/// lease (each term runs a fresh manager, cancelled when leadership is lost).
 fn start_controllers(
     client: kube::Client,
+    config: podvisor_controllers::ControllerConfig,
+    election: Option<podvisor_scheduler::LeaderElectionConfig>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let manager = podvisor_controllers::ControllerManager::new(
-        client,
-        podvisor_controllers::ControllerConfig::default(),
-    );
+    let manager = podvisor_controllers::ControllerManager::new(client.clone(), config);
     tokio::spawn(async move {
-        if let Err(e) = manager.run(shutdown).await {
-            warn!(error = %e, "controllers stopped");
+        let Some(election) = election else {
+            if let Err(e) = manager.run(shutdown).await {
+                warn!(error = %e, "controllers stopped");
+            }
+            return;
+        };
+        let mut elector = podvisor_scheduler::LeaderElector::new(client, election);
+        let term = |token: CancellationToken| {
+            let manager = manager.clone();
+            async move {
+                // A term ends only when leadership ends; a manager that could not start is
+                // retried within the term.
+                while !token.is_cancelled() {
+                    if let Err(e) = manager.clone().run(token.clone()).await {
+                        warn!(error = %e, "controllers stopped; restarting");
+                        tokio::select! {
+                            _ = token.cancelled() => {}
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = elector.run(shutdown, term).await {
+            warn!(error = %e, "controller manager leader election stopped");
         }
     })
 }
@@ -195,7 +233,12 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         podvisor_scheduler::SchedulerConfig::default(),
         scheduler_stop.clone(),
     );
-    let controllers_task = start_controllers(admin.clone(), scheduler_stop.clone());
+    let controllers_task = start_controllers(
+        admin.clone(),
+        controller_config(&args.controllers),
+        None,
+        scheduler_stop.clone(),
+    );
 
     let agent_stop = CancellationToken::new();
     let mut agent_config =
@@ -295,15 +338,21 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await?;
     let scheduler_stop = CancellationToken::new();
-    // Several servers may share one etcd: one active scheduler, chosen by a Lease.
+    // Several servers may share one etcd: one active scheduler and one active controller
+    // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
     let scheduler_task = start_scheduler(
         server.in_process_client(&server.admin_token()),
-        podvisor_scheduler::SchedulerConfig::with_leader_election(identity),
+        podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone()),
         scheduler_stop.clone(),
     );
     let controllers_task = start_controllers(
         server.in_process_client(&server.admin_token()),
+        controller_config(&args.controllers),
+        Some(podvisor_scheduler::LeaderElectionConfig::new(
+            CONTROLLER_MANAGER_LEASE,
+            identity,
+        )),
         scheduler_stop.clone(),
     );
     info!(
