@@ -273,6 +273,10 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         // the final status of a stopped pod is terminal even if a container never started
         phase = rules::PHASE_FAILED.to_string();
     }
+    if input.reason.is_some_and(|(r, _)| r == "DeadlineExceeded") {
+        // the kubelet fails a pod past activeDeadlineSeconds as soon as it stops it
+        phase = rules::PHASE_FAILED.to_string();
+    }
     if rules::is_terminal_phase(old.phase.as_deref()) {
         // terminal phases are sticky
         phase = old.phase.clone().unwrap_or(phase);
