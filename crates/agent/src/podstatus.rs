@@ -273,6 +273,10 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         // the final status of a stopped pod is terminal even if a container never started
         phase = rules::PHASE_FAILED.to_string();
     }
+    if input.reason.is_some_and(|(r, _)| r == "DeadlineExceeded") {
+        // the kubelet fails a pod past activeDeadlineSeconds as soon as it stops it
+        phase = rules::PHASE_FAILED.to_string();
+    }
     if rules::is_terminal_phase(old.phase.as_deref()) {
         // terminal phases are sticky
         phase = old.phase.clone().unwrap_or(phase);
@@ -701,6 +705,100 @@ mod tests {
             0
         );
         assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    }
+
+    #[test]
+    fn rule_2_3_init_container_statuses_and_conditions() {
+        let mut p = pod("Always", &["app"]);
+        let spec = p.spec.as_mut().unwrap();
+        spec.init_containers = Some(vec![
+            Container {
+                name: "init1".into(),
+                ..Default::default()
+            },
+            Container {
+                name: "side".into(),
+                restart_policy: Some("Always".into()),
+                ..Default::default()
+            },
+            Container {
+                name: "init2".into(),
+                ..Default::default()
+            },
+        ]);
+        let done = exited(0, 0);
+        let side = running(0);
+        let failed = exited(1, 1);
+        let view = |name, current| ContainerView {
+            name,
+            image: "busybox",
+            current,
+            ready: true,
+            started: true,
+            ..Default::default()
+        };
+        let app = ContainerView {
+            name: "app",
+            image: "busybox",
+            ..Default::default()
+        };
+        let mut i = input(&p, vec![app.clone()], false);
+        i.init_containers = vec![
+            view("init1", Some(&done)),
+            view("side", Some(&side)),
+            view("init2", Some(&failed)),
+        ];
+        let s = compute_status(&i);
+        let ics = s.init_container_statuses.as_ref().unwrap();
+        assert_eq!(
+            ics.iter().map(|c| c.ready).collect::<Vec<_>>(),
+            [true, true, false],
+            "a completed init container is ready, a failed one is not; a sidecar by probe"
+        );
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            cond(&s, "Initialized").message.as_deref(),
+            Some("containers with incomplete status: [init2]")
+        );
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
+        // not started yet: PodInitializing for init containers too
+        let mut i = input(&p, vec![app], false);
+        i.init_containers = vec![view("init1", None), view("side", None), view("init2", None)];
+        let s = compute_status(&i);
+        let ics = s.init_container_statuses.as_ref().unwrap();
+        assert!(ics.iter().all(|c| {
+            c.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref()
+                == Some("PodInitializing")
+        }));
+        assert_eq!(
+            cond(&s, "Initialized").message.as_deref(),
+            Some("containers with incomplete status: [init1 side init2]")
+        );
+        // no init containers: no initContainerStatuses
+        let p = pod("Always", &["app"]);
+        assert!(
+            compute_status(&input(&p, vec![], false))
+                .init_container_statuses
+                .is_none()
+        );
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub enum Why {
     Completed,
     /// The agent drains on shutdown.
     Drained,
+    /// `spec.activeDeadlineSeconds` passed: the pod is stopped and fails with reason
+    /// `DeadlineExceeded` (its object stays).
+    DeadlineExceeded,
 }
 
 /// The state of one pod worker.
@@ -205,6 +208,11 @@ pub enum Input {
         /// Its spec's grace (≥ 1).
         spec_grace: i64,
     },
+    /// `spec.activeDeadlineSeconds` passed: stop with the pod's grace.
+    DeadlineExceeded {
+        /// Seconds (the spec's grace).
+        grace: i64,
+    },
     /// Termination stopped every container.
     AllStopped,
     /// Cleanup is done.
@@ -274,6 +282,12 @@ pub fn transition(
         (S::Syncing, Input::Drain { grace }) => {
             terminating(GraceRequest::Seconds(grace), Why::Drained, false, false)
         }
+        (S::Syncing, Input::DeadlineExceeded { grace }) => terminating(
+            GraceRequest::Seconds(grace),
+            Why::DeadlineExceeded,
+            false,
+            false,
+        ),
         (S::Syncing, Input::Completed { spec_grace }) => terminating(
             GraceRequest::Seconds(spec_grace),
             Why::Completed,

@@ -37,7 +37,7 @@
 //! termination in flight is dropped, its deadline stays on disk. `kill` (the pod's own) is
 //! cancelled when termination starts and aborts any container start still in flight.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -75,6 +75,10 @@ pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
 pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 /// Container annotation: the instance number (restartCount).
 pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+/// Why and message of a pod stopped by `spec.activeDeadlineSeconds` (kubelet).
+const DEADLINE_EXCEEDED_MESSAGE: &str =
+    "Pod was active on the node longer than the specified deadline";
+
 /// Container annotation: the container spec hash.
 pub const ANNOTATION_HASH: &str = "io.kubernetes.container.hash";
 
@@ -159,6 +163,11 @@ struct ContainerRecord {
     /// After a CreateContainerConfigError: no new attempt before this (the kubelet's pod
     /// worker back-off, 10 s plus up to 50 % jitter).
     config_retry_at: Option<Instant>,
+    /// The spec hash each instance was created from (a changed spec restarts it).
+    hashes: HashMap<ContainerId, u64>,
+    /// The running instance was killed because its spec changed: start the new spec
+    /// whatever the restart policy says (kubelet `computePodActions`).
+    restart_for_change: bool,
 }
 
 impl ContainerRecord {
@@ -674,16 +683,21 @@ impl PodWorker {
             if matches!(c.state, ContainerState::Exited(_)) {
                 exited.insert(c.id.clone());
             }
-            self.containers
-                .entry(name)
-                .or_default()
-                .instances
-                .push(Instance {
-                    id: c.id,
-                    restart_count,
-                    image: c.config.image,
-                    state: c.state,
-                });
+            let rec = self.containers.entry(name).or_default();
+            if let Some(h) = c
+                .config
+                .annotations
+                .get(ANNOTATION_HASH)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                rec.hashes.insert(c.id.clone(), h);
+            }
+            rec.instances.push(Instance {
+                id: c.id,
+                restart_count,
+                image: c.config.image,
+                state: c.state,
+            });
         }
         for rec in self.containers.values_mut() {
             rec.instances.sort_by_key(|i| i.restart_count);
@@ -1063,6 +1077,9 @@ impl PodWorker {
 
     /// Syncing: make the containers match the spec, interrupted by a termination request.
     async fn sync(&mut self) {
+        if self.active_deadline_passed().await {
+            return;
+        }
         let mut rx = self.input_rx.clone();
         let shutdown = self.shutdown.clone();
         let kill = self.kill.clone();
@@ -1079,6 +1096,42 @@ impl PodWorker {
             let spec_grace = spec_grace_seconds(&self.pod);
             self.apply(Input::Completed { spec_grace }).await;
         }
+    }
+
+    /// `spec.activeDeadlineSeconds` (kubelet `activeDeadlineHandler`): counted from
+    /// `status.startTime`; once passed, the pod is stopped with its grace and fails with
+    /// reason `DeadlineExceeded`. Until then the worker wakes at the deadline (an update
+    /// that shortens it is seen on the next sync).
+    async fn active_deadline_passed(&mut self) -> bool {
+        let Some(secs) = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds)
+        else {
+            return false;
+        };
+        let started = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map_or(self.start_time, |t| SystemTime::from(t.0));
+        let at = started + Duration::from_secs(secs.max(0) as u64);
+        if self.ctx.clock.now() < at {
+            let wake = self.ctx.clock.instant_for(at);
+            self.wake_at(wake);
+            return false;
+        }
+        self.event(
+            None,
+            EventType::Warning,
+            "DeadlineExceeded",
+            DEADLINE_EXCEEDED_MESSAGE.into(),
+        );
+        let grace = spec_grace_seconds(&self.pod);
+        self.apply(Input::DeadlineExceeded { grace }).await;
+        true
     }
 
     /// Returns true when every container finished and none will be restarted.
@@ -1250,7 +1303,22 @@ impl PodWorker {
             None => (rec.create_failed_at, 0),
             Some(i) => match &i.state {
                 ContainerState::Running { .. } => {
+                    let id = i.id.clone();
                     rec.waiting = None;
+                    if rec.hashes.get(&id).is_some_and(|h| *h != hash) {
+                        // only `image` of a container may change (spec §9.6): the kubelet
+                        // kills it with the pod's grace and starts the new spec at once
+                        rec.restart_for_change = true;
+                        self.event(
+                            Some(&c.name),
+                            EventType::Normal,
+                            "Killing",
+                            format!("Container {} definition changed, will be restarted", c.name),
+                        );
+                        let grace = spec_grace_seconds(&self.pod);
+                        self.kill_for_restart(c, &id, Duration::from_secs(grace as u64))
+                            .await;
+                    }
                     return;
                 }
                 ContainerState::Created => {
@@ -1266,7 +1334,7 @@ impl PodWorker {
                     return;
                 }
                 ContainerState::Exited(e) => {
-                    if !should_restart(policy, e.exit_code) {
+                    if !should_restart(policy, e.exit_code) && !rec.restart_for_change {
                         rec.waiting = None;
                         return;
                     }
@@ -1370,6 +1438,8 @@ impl PodWorker {
         );
         let rec = self.containers.entry(c.name.clone()).or_default();
         rec.create_failed_at = None;
+        rec.restart_for_change = false;
+        rec.hashes.insert(id.clone(), hash);
         rec.instances.push(Instance {
             id: id.clone(),
             restart_count,
@@ -1729,7 +1799,9 @@ impl PodWorker {
         };
         let mut remove = Vec::new();
         while rec.instances.len() > 2 && rec.instances[0].exit().is_some() {
-            remove.push(rec.instances.remove(0).id);
+            let id = rec.instances.remove(0).id;
+            rec.hashes.remove(&id);
+            remove.push(id);
         }
         for id in remove {
             if let Err(e) = self.ctx.runtime.remove_container(&id).await {
@@ -1778,6 +1850,16 @@ impl PodWorker {
                 ..
             }
         );
+        let deadline_exceeded = matches!(
+            self.state,
+            PodWorkerState::Terminating {
+                why: Why::DeadlineExceeded,
+                ..
+            } | PodWorkerState::Terminated {
+                why: Why::DeadlineExceeded,
+                ..
+            }
+        );
         compute_status(&StatusInput {
             pod: &self.pod,
             sandbox_ready: self.sandbox_ready,
@@ -1787,10 +1869,14 @@ impl PodWorker {
             host_ip: &self.ctx.node_ip,
             start_time: self.start_time,
             now: self.ctx.clock.now(),
-            reason: drained.then_some((
-                "Terminated",
-                "Pod was terminated in response to imminent node shutdown.",
-            )),
+            reason: if deadline_exceeded {
+                Some(("DeadlineExceeded", DEADLINE_EXCEEDED_MESSAGE))
+            } else {
+                drained.then_some((
+                    "Terminated",
+                    "Pod was terminated in response to imminent node shutdown.",
+                ))
+            },
         })
     }
 
@@ -1857,7 +1943,9 @@ impl PodWorker {
                 return;
             }
         }
-        let remove = why != Why::Completed || delete_object || object_gone;
+        // a completed or timed-out pod keeps its sandbox (logs) until its object goes
+        let remove =
+            !matches!(why, Why::Completed | Why::DeadlineExceeded) || delete_object || object_gone;
         if remove {
             if let Err(e) = self.ctx.runtime.remove_sandbox(&self.uid).await {
                 tracing::warn!(error = %e, "cannot remove the sandbox; retrying");

@@ -1962,6 +1962,111 @@ async fn sidecar_readiness_probe_drives_containers_ready() {
 #[path = "worker_env_tests.rs"]
 mod env;
 
+/// §2.1 / e2e E4: past `activeDeadlineSeconds` (from `status.startTime`) the pod is stopped
+/// with its grace and fails with reason DeadlineExceeded; the object stays.
+#[tokio::test(start_paused = true)]
+async fn e4_active_deadline_fails_the_pod_with_deadline_exceeded() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(s(1), 143)),
+    );
+    let mut p = pod("Always", vec![container("app")], Some(30));
+    p.spec.as_mut().unwrap().active_deadline_seconds = Some(5);
+    let w = h.start(p).await;
+    advance(s(4)).await;
+    assert!(
+        h.signals().is_empty(),
+        "nothing is stopped before the deadline"
+    );
+    assert_eq!(phase(&h.last()), "Running");
+    advance(s(3)).await;
+    let sigs = h.signals();
+    assert_eq!(sigs.len(), 1, "{sigs:?}");
+    assert_eq!((sigs[0].0, sigs[0].2), (s(5), Signal::TERM));
+    let st = h.last();
+    assert_eq!(phase(&st), "Failed");
+    assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    assert_eq!(terminated_code(&st, "app"), Some(143));
+    assert_eq!(
+        h.event("DeadlineExceeded").map(|e| e.0),
+        Some(EventType::Warning)
+    );
+    assert!(h.api.deletes().is_empty(), "the object stays");
+    assert_eq!(*w.handle.state.borrow(), "finished");
+    assert_eq!(h.starts().len(), 1, "never restarted");
+}
+
+/// An update that shortens `activeDeadlineSeconds` takes effect at the new deadline.
+#[tokio::test(start_paused = true)]
+async fn e4_shortened_active_deadline_is_honoured() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(s(1), 143)),
+    );
+    let mut p = pod("Always", vec![container("app")], Some(30));
+    p.spec.as_mut().unwrap().active_deadline_seconds = Some(600);
+    let mut w = h.start(p).await;
+    advance(s(10)).await;
+    w.update(|p| p.spec.as_mut().unwrap().active_deadline_seconds = Some(20));
+    advance(s(15)).await;
+    let sigs = h.signals();
+    assert_eq!(sigs.len(), 1, "{sigs:?}");
+    assert_eq!(sigs[0].0, s(20));
+    assert_eq!(h.last().reason.as_deref(), Some("DeadlineExceeded"));
+}
+
+/// e2e E5/E9, spec §9.6: a new image kills the running container with the pod's grace
+/// (preStop first) and starts the new spec at once, whatever the restart policy.
+#[tokio::test(start_paused = true)]
+async fn e9_image_change_restarts_the_container_at_once() {
+    for policy in ["Always", "Never"] {
+        let h = Harness::new();
+        h.rt.script(
+            "app",
+            FakeScript::always(Attempt::forever().on_stop_exit(s(1), 143)),
+        );
+        let mut w = h.start(pod(policy, vec![container("app")], Some(30))).await;
+        advance(s(5)).await;
+        assert_eq!(h.starts().len(), 1);
+        w.update(|p| p.spec.as_mut().unwrap().containers[0].image = Some("busybox:2".into()));
+        advance(s(3)).await;
+        let sigs = h.signals();
+        assert_eq!(sigs.len(), 1, "{policy}: {sigs:?}");
+        assert_eq!((sigs[0].0, sigs[0].2), (s(5), Signal::TERM));
+        assert_eq!(
+            h.starts(),
+            vec![s(0), s(6)],
+            "{policy}: restarted right after it stopped"
+        );
+        let st = h.last();
+        let c = cs(&st, "app");
+        assert_eq!(c.restart_count, 1, "{policy}");
+        assert_eq!(c.image, "busybox:2", "{policy}");
+        assert!(c.state.unwrap().running.is_some(), "{policy}");
+        assert_eq!(phase(&st), "Running", "{policy}");
+        let killing = h
+            .events
+            .events()
+            .into_iter()
+            .map(|(_, e)| e)
+            .find(|e| e.reason == "Killing")
+            .expect("Killing event");
+        assert_eq!(
+            killing.message,
+            "Container app definition changed, will be restarted"
+        );
+        // nothing else changes: no more restarts
+        advance(s(60)).await;
+        assert_eq!(h.starts().len(), 2, "{policy}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn failing_sidecar_liveness_probe_restarts_the_sidecar_only() {
     let h = Harness::new();

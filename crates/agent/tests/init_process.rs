@@ -54,6 +54,10 @@ fn main() -> ExitCode {
         ("sidecar_gates_the_next_init_and_stops_after_the_app", |e| {
             Box::pin(sidecar_gates_the_next_init_and_stops_after_the_app(e))
         }),
+        (
+            "agent_restart_does_not_rerun_completed_init_containers",
+            |e| Box::pin(agent_restart_does_not_rerun_completed_init_containers(e)),
+        ),
     ];
     if list_only {
         for (name, _) in &tests {
@@ -170,6 +174,11 @@ impl Env {
 
     /// The agent, with a 1 s first crash back-off (so D3 sees three restarts quickly).
     fn start_agent(&self) -> (CancellationToken, JoinHandle<()>) {
+        self.start_agent_on(self.runtime.clone())
+    }
+
+    /// The agent on a given runtime instance (a restarted agent gets a new one).
+    fn start_agent_on(&self, runtime: Arc<ProcessRuntime>) -> (CancellationToken, JoinHandle<()>) {
         let mut cfg = AgentConfig::new(
             "node-1",
             "127.0.0.1".parse().expect("ip"),
@@ -178,7 +187,7 @@ impl Env {
         cfg.node_token = self.node_token.clone();
         cfg.backoff_initial = Duration::from_secs(1);
         let client = self.server.in_process_client(&self.node_token);
-        let agent = Agent::new(client, self.runtime.clone(), cfg);
+        let agent = Agent::new(client, runtime, cfg);
         let stop = CancellationToken::new();
         let s = stop.clone();
         (
@@ -608,4 +617,56 @@ async fn sidecar_gates_the_next_init_and_stops_after_the_app(env: Env) {
     watch.abort();
     stop.cancel();
     agent.await.expect("agent task");
+}
+
+async fn agent_restart_does_not_rerun_completed_init_containers(env: Env) {
+    let (stop, agent) = env.start_agent();
+    let order = env.work().join("order");
+    let o = order.display();
+    let loop_forever = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    let p = pod(
+        "adopt",
+        "Always",
+        vec![
+            c("init1", &format!("echo init1 >> {o}")),
+            sidecar("side", &format!("echo side >> {o}; {loop_forever}")),
+        ],
+        vec![c("app", &format!("echo app >> {o}; {loop_forever}"))],
+    );
+    let (versions, watch) = env.create(p).await;
+    let ready = |s: &PodStatus| {
+        phase(s) == "Running" && cond(s, "Ready").is_some_and(|c| c.status == "True")
+    };
+    env.wait_status("adopt", "Running and Ready", Duration::from_secs(30), ready)
+        .await;
+    assert_eq!(lines(&order), ["init1", "side", "app"]);
+    // the agent goes away (its runtime instance too) and comes back
+    stop.cancel();
+    agent.await.expect("agent task");
+    let runtime2 = Arc::new(
+        new_runtime(env.dir.path())
+            .await
+            .expect("new runtime instance"),
+    );
+    let (stop2, agent2) = env.start_agent_on(runtime2);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = env
+        .wait_status(
+            "adopt",
+            "still Running and Ready",
+            Duration::from_secs(10),
+            ready,
+        )
+        .await;
+    assert_eq!(lines(&order), ["init1", "side", "app"], "nothing ran again");
+    let init1 = ics(&st, "init1");
+    assert!(init1.ready);
+    assert_eq!((exit_code(init1), init1.restart_count), (Some(0), 0));
+    assert_eq!(ics(&st, "side").restart_count, 0);
+    assert_eq!(app(&st, "app").restart_count, 0);
+    check_invariants(&versions);
+    env.delete_and_wait_gone("adopt").await;
+    watch.abort();
+    stop2.cancel();
+    agent2.await.expect("agent task");
 }
