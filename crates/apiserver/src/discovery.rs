@@ -101,6 +101,18 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get"],
         ),
+        Subresource::Exec => (
+            json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
+            &["create", "get"],
+        ),
+        Subresource::Attach => (
+            json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
+            &["create", "get"],
+        ),
+        Subresource::PortForward => (
+            json!({"group": "", "version": "v1", "kind": "PodPortForwardOptions"}),
+            &["create", "get"],
+        ),
     }
 }
 

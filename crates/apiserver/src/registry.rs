@@ -21,6 +21,14 @@ pub enum Subresource {
     Binding,
     /// `log`: pods only, proxied to the node agent (get).
     Log,
+    /// `exec`: pods only. Containers are host processes without a remote command stream:
+    /// answered with a clear 400 Status instead of a 404 or a hang.
+    Exec,
+    /// `attach`: pods only; answered like `exec`.
+    Attach,
+    /// `portforward`: pods only; answered like `exec` (pods share the node's network, so
+    /// their ports are reachable on the node address directly).
+    PortForward,
 }
 
 impl Subresource {
@@ -31,6 +39,9 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 
@@ -41,6 +52,9 @@ impl Subresource {
             "scale" => Some(Subresource::Scale),
             "binding" => Some(Subresource::Binding),
             "log" => Some(Subresource::Log),
+            "exec" => Some(Subresource::Exec),
+            "attach" => Some(Subresource::Attach),
+            "portforward" => Some(Subresource::PortForward),
             _ => None,
         }
     }
@@ -168,7 +182,14 @@ pub static PODS: ResourceKind = ResourceKind {
     namespaced: true,
     short_names: &["po"],
     categories: ALL,
-    subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+    subresources: &[
+        Subresource::Status,
+        Subresource::Binding,
+        Subresource::Log,
+        Subresource::Exec,
+        Subresource::Attach,
+        Subresource::PortForward,
+    ],
     strategy: Strategy::Pod,
 };
 

@@ -492,6 +492,14 @@ async fn resource(
         return binding(ctx, &t).await;
     }
     let t = parse_target(group, version, rest)?;
+    if let Some(sub @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward)) = t.sub
+    {
+        if method != Method::GET && method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        authorize(ctx, &t, "create").await?;
+        return Err(stream_unsupported(ctx, &t, sub).await);
+    }
     let watch = ctx.query.bool("watch")?;
     let verb = verb_of(method, &t, watch)?;
     if verb != "create" || t.sub.is_some() {
@@ -522,6 +530,40 @@ async fn resource(
         "deletecollection" => delete_collection(ctx, &t).await,
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The answer to `pods/exec`, `pods/attach` and `pods/portforward`: containers are host
+/// processes, so there is no remote command stream to connect to. kubectl shows the message
+/// (`Error from server (BadRequest): …`, or `error upgrading connection: …` for
+/// port-forward) instead of hanging. A missing pod is still a 404.
+async fn stream_unsupported(ctx: &Ctx, t: &Target, sub: Subresource) -> ApiError {
+    let name = t.name.clone().unwrap_or_default();
+    let pod = match ctx
+        .srv
+        .core()
+        .storage
+        .must_get(t.kind, t.namespace.as_deref(), &name)
+        .await
+    {
+        Ok((pod, _)) => pod,
+        Err(e) => return e,
+    };
+    let host = pod
+        .pointer("/status/hostIP")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
+        .unwrap_or("the node");
+    ApiError::bad_request(match sub {
+        Subresource::PortForward => format!(
+            "pods \"{name}\": port-forward is not supported by podvisor: pods share their node's network, so connect to the pod's port on {host} directly"
+        ),
+        Subresource::Attach => format!(
+            "pods \"{name}\": attach is not supported by podvisor: containers run as host processes without a terminal stream; use kubectl logs -f"
+        ),
+        _ => format!(
+            "pods \"{name}\": exec is not supported by podvisor: containers run as host processes without a remote command stream"
+        ),
+    })
 }
 
 async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {
@@ -1113,12 +1155,30 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     };
     let kind = t.kind;
     let mut warnings = Vec::new();
+    // A node's patch of its pod may change only its probe annotations (auth.rs).
+    let node_pod_patch = ctx.user.node_name().is_some()
+        && kind.strategy == Strategy::Pod
+        && mode == UpdateMode::Main;
     let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
         if old.is_none() && (pt != PatchType::Apply || mode == UpdateMode::Status) {
             return Err(ApiError::not_found(kind, &name));
         }
         let mut patched =
             patch::apply_patch(kind, pt, old, &body, &manager, force, &now).map_err(patch_error)?;
+        if node_pod_patch {
+            let allowed = match old {
+                Some(old) => crate::auth::node_pod_patch_allowed(old, &patched),
+                None => Err("a node may not create pods".into()),
+            };
+            if let Err(why) = allowed {
+                return Err(ApiError::forbidden(
+                    kind.plural,
+                    kind.group,
+                    &name,
+                    format!("pods {name:?} is forbidden: {why}"),
+                ));
+            }
+        }
         if old.is_none() {
             // Server-side apply creating the object.
             let pn = objects::name_of(&patched).to_string();

@@ -261,3 +261,88 @@ async fn tables_for_objects_lists_and_watches() {
     );
     assert!(l["metadata"]["resourceVersion"].is_string());
 }
+
+#[tokio::test]
+async fn exec_attach_and_portforward_answer_a_clear_bad_request_status() {
+    let srv = memory_server().await;
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+    let (s, _, _) = call(
+        &srv,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some("application/json"),
+        None,
+        pod,
+    )
+    .await;
+    assert_eq!(s, 201);
+    for (method, sub, says) in [
+        (
+            "GET",
+            "exec?command=echo&command=hi&stdout=true",
+            "exec is not supported",
+        ),
+        (
+            "POST",
+            "exec?command=echo&stdout=true",
+            "exec is not supported",
+        ),
+        ("GET", "attach?stdout=true", "attach is not supported"),
+        (
+            "POST",
+            "portforward?ports=80",
+            "port-forward is not supported",
+        ),
+        (
+            "GET",
+            "portforward?ports=80",
+            "port-forward is not supported",
+        ),
+    ] {
+        let uri = format!("/api/v1/namespaces/default/pods/web/{sub}");
+        let (s, _, b) = call(&srv, method, &uri, None, None, "").await;
+        assert_eq!(s, 400, "{method} {uri}");
+        let st = json(&b);
+        assert_eq!(st["kind"], "Status");
+        assert_eq!(st["reason"], "BadRequest");
+        assert_eq!(st["code"], 400);
+        let msg = st["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("pods \"web\": ") && msg.contains(says),
+            "{msg}"
+        );
+    }
+    // A missing pod is a plain NotFound; other verbs are not allowed.
+    let (s, _, b) = call(
+        &srv,
+        "GET",
+        "/api/v1/namespaces/default/pods/nope/exec",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert_eq!(json(&b)["message"], "pods \"nope\" not found");
+    let (s, _, _) = call(
+        &srv,
+        "DELETE",
+        "/api/v1/namespaces/default/pods/web/exec",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, 405);
+    // Discovery lists the subresources with their option kinds.
+    let (_, _, b) = call(&srv, "GET", "/api/v1", None, None, "").await;
+    let names: Vec<String> = json(&b)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    for n in ["pods/exec", "pods/attach", "pods/portforward"] {
+        assert!(names.iter().any(|x| x == n), "{names:?}");
+    }
+}

@@ -636,8 +636,23 @@ async fn reflect<K>(
     }
 }
 
-fn route_node(ctx: &Ctx, node: &Node, _deleted: bool) {
-    if let Some(name) = &node.metadata.name {
+fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
+    let Some(name) = &node.metadata.name else {
+        return;
+    };
+    // Only a change of the NoExecute taints matters to the taint eviction controller
+    // (status updates arrive every few seconds per node and would rescan its pods).
+    let taints = if deleted {
+        None
+    } else {
+        Some(podvisor_api::taints::no_execute(
+            node.spec
+                .as_ref()
+                .and_then(|s| s.taints.as_deref())
+                .unwrap_or(&[]),
+        ))
+    };
+    if ctx.evictions.node_taints_changed(name, taints) {
         ctx.taint_node_queue.add(name.clone());
     }
 }

@@ -60,13 +60,27 @@ pub(crate) struct Scheduled {
     fire_at: Instant,
 }
 
-/// The table of scheduled evictions, keyed by pod.
+/// The table of scheduled evictions, keyed by pod, and the NoExecute taints last seen per
+/// node.
 #[derive(Default)]
 pub(crate) struct Evictions {
     scheduled: Mutex<HashMap<Key, Scheduled>>,
+    node_taints: Mutex<HashMap<String, Vec<Taint>>>,
 }
 
 impl Evictions {
+    /// Records a node's NoExecute taints (`None`: the node was deleted); true if they
+    /// differ from the last seen ones (or the node is new).
+    pub(crate) fn node_taints_changed(&self, node: &str, taints: Option<Vec<Taint>>) -> bool {
+        let mut g = self.node_taints.lock().unwrap_or_else(|e| e.into_inner());
+        match taints {
+            None => g.remove(node).is_some(),
+            Some(t) => g
+                .insert(node.to_string(), t.clone())
+                .is_none_or(|old| old != t),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Scheduled>> {
         self.scheduled.lock().unwrap_or_else(|e| e.into_inner())
     }
