@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -281,6 +281,35 @@ impl Cluster {
             let _ = t.await;
         }
     }
+}
+
+/// `(kind/name, reason, message)` of every event.
+async fn events(c: &Cluster) -> Vec<(String, String, String)> {
+    Api::<Event>::all(c.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                format!(
+                    "{}/{}",
+                    e.involved_object.kind.unwrap_or_default(),
+                    e.involved_object.name.unwrap_or_default()
+                ),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn has_event(c: &Cluster, object: &str, reason: &str, message: &str) -> bool {
+    events(c)
+        .await
+        .iter()
+        .any(|e| e.0 == object && e.1 == reason && e.2 == message)
 }
 
 fn ready(n: &Node) -> Option<String> {
@@ -656,6 +685,17 @@ async fn h4_removing_the_taint_cancels_the_eviction() {
         evicted(&c.pod("h4").await)
     })
     .await;
+    assert!(
+        has_event(
+            &c,
+            "Pod/h4",
+            "TaintManagerEviction",
+            "Cancelling deletion of Pod default/h4"
+        )
+        .await,
+        "{:?}",
+        events(&c).await
+    );
     c.stop().await;
 }
 

@@ -1245,6 +1245,34 @@ fn kubectl_streaming_commands_and_top_fail_clearly_and_sleep_hooks_are_validated
         "Error from server (NotFound): pods \"nope\" not found",
     );
     fails(&["top", "pod"], "Metrics API not available");
+    // No logs before the container runs (here: its postStart hook still runs).
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo started; sleep 1000"]
+    lifecycle:
+      postStart:
+        exec: {command: ["sleep", "1000"]}
+"#,
+    );
+    c.wait_for("slow waiting", START, || {
+        c.pod_field(
+            "slow",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        )
+        .as_deref()
+            == Some("ContainerCreating")
+    });
+    fails(
+        &["logs", "slow"],
+        "Error from server (BadRequest): container \"main\" in pod \"slow\" is waiting to start: ContainerCreating",
+    );
     let out = c.kubectl(&[
         "run",
         "once",
