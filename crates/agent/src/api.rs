@@ -1,8 +1,8 @@
-//! The agent's narrow doors to the API server (STYLE.md §6): [`PodApi`] for status writes and
-//! the final delete, [`EventSink`] for events. The kube-rs implementations are
+//! The agent's narrow doors to the API server (STYLE.md §6): [`PodApi`] for status writes,
+//! the probe-history annotations and the final delete, [`EventSink`] for events. The kube-rs implementations are
 //! [`KubePodApi`] and [`KubeEventRecorder`]; recording fakes live in [`crate::testing`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,6 +20,16 @@ use crate::error::AgentError;
 pub trait PodApi: Send + Sync + 'static {
     /// Writes `status` to `pods/status` of `pod`. Returns the updated object.
     async fn update_status(&self, pod: &Pod, status: &PodStatus) -> Result<Pod, AgentError>;
+
+    /// Merges `annotations` into the pod's `metadata.annotations` with a JSON merge patch of
+    /// the pod itself (not a status write); `None` removes the key. The node authorizer lets
+    /// a node change only `probes.podvisor.io/` annotations of its own pods. Returns the
+    /// updated object.
+    async fn patch_annotations(
+        &self,
+        pod: &Pod,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> Result<Pod, AgentError>;
 
     /// Deletes the pod with grace 0 and a UID precondition. A pod that is already gone, or
     /// whose UID differs (a new pod with the same name), counts as deleted.
@@ -49,6 +59,23 @@ impl PodApi for KubePodApi {
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| AgentError::api(format!("update status of pod {ns}/{name}"), e))
+    }
+
+    async fn patch_annotations(
+        &self,
+        pod: &Pod,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> Result<Pod, AgentError> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        // the UID precondition keeps the patch off a new pod with the same name
+        let patch = serde_json::json!({
+            "metadata": { "uid": pod.metadata.uid, "annotations": annotations }
+        });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| AgentError::api(format!("patch annotations of pod {ns}/{name}"), e))
     }
 
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), AgentError> {

@@ -2,6 +2,7 @@
 //! harness-friendly view of what was written. Every record carries the tokio instant it
 //! happened at, so tests under paused time can assert timing and order.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -19,6 +20,13 @@ pub enum PodApiCall {
         name: String,
         /// The status written.
         status: Box<PodStatus>,
+    },
+    /// A merge patch of `metadata.annotations` (`None` removes the key).
+    PatchAnnotations {
+        /// Pod name.
+        name: String,
+        /// The annotations patched.
+        annotations: BTreeMap<String, Option<String>>,
     },
     /// A delete (grace 0, UID precondition).
     Delete {
@@ -63,6 +71,26 @@ impl FakePodApi {
     /// The last status written.
     pub fn last_status(&self) -> Option<PodStatus> {
         self.statuses().pop()
+    }
+
+    /// The annotation patches, with their times, oldest first.
+    pub fn annotation_patches(&self) -> Vec<(Instant, BTreeMap<String, Option<String>>)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|(at, c)| match c {
+                PodApiCall::PatchAnnotations { annotations, .. } => Some((at, annotations)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The annotations as the patches left them (starting from none).
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (_, patch) in self.annotation_patches() {
+            merge_annotations(&mut out, &patch);
+        }
+        out
     }
 
     /// The deletes, with their times.
@@ -112,6 +140,26 @@ impl PodApi for FakePodApi {
         Ok(out)
     }
 
+    async fn patch_annotations(
+        &self,
+        pod: &Pod,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> Result<Pod, AgentError> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+            Instant::now(),
+            PodApiCall::PatchAnnotations {
+                name,
+                annotations: annotations.clone(),
+            },
+        ));
+        let mut out = pod.clone();
+        let mut current = out.metadata.annotations.take().unwrap_or_default();
+        merge_annotations(&mut current, annotations);
+        out.metadata.annotations = (!current.is_empty()).then_some(current);
+        Ok(out)
+    }
+
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), AgentError> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
             Instant::now(),
@@ -122,6 +170,22 @@ impl PodApi for FakePodApi {
             },
         ));
         Ok(())
+    }
+}
+
+fn merge_annotations(
+    into: &mut BTreeMap<String, String>,
+    patch: &BTreeMap<String, Option<String>>,
+) {
+    for (k, v) in patch {
+        match v {
+            Some(v) => {
+                into.insert(k.clone(), v.clone());
+            }
+            None => {
+                into.remove(k);
+            }
+        }
     }
 }
 

@@ -85,6 +85,9 @@ pub const ANNOTATION_HASH: &str = "io.kubernetes.container.hash";
 /// The minimum time between the stop signal and SIGKILL (spec §1.6).
 pub const MIN_STOP_WINDOW: Duration = Duration::from_secs(2);
 
+/// The slowest refresh of the probe annotations when no status write carries them.
+pub const PROBE_ANNOTATION_REFRESH: Duration = Duration::from_secs(60);
+
 /// The retry interval after a CreateContainerConfigError (the kubelet's pod worker back-off
 /// period; up to 50 % jitter is added).
 pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(10);
@@ -592,6 +595,8 @@ pub struct PodWorker {
     exit: bool,
     /// The pod's probes (crate::probe), once the sandbox exists and if any container has one.
     probes: Option<PodProbes>,
+    /// When the probe annotations were last patched (or the worker started).
+    annotations_at: Instant,
     /// The pod's volumes (crate::volumes).
     volumes: crate::volumes::PodVolumes,
 }
@@ -647,6 +652,7 @@ impl PodWorker {
             resumed,
             exit: false,
             probes: None,
+            annotations_at: Instant::now(),
             volumes,
             ctx,
         };
@@ -1887,6 +1893,31 @@ impl PodWorker {
         }
         let status = self.status(false);
         self.write(status).await;
+        self.write_probe_annotations(false).await;
+    }
+
+    /// Patches the `probes.podvisor.io/` annotations if they differ from the object's:
+    /// together with a status write, otherwise at most every [`PROBE_ANNOTATION_REFRESH`]
+    /// (docs/design/0002-probe-results.md). Best effort: a failure waits for the next one.
+    async fn write_probe_annotations(&mut self, with_status: bool) {
+        let Some(patch) = probe_glue::annotation_patch(self.probes.as_ref(), &self.pod) else {
+            return;
+        };
+        let due = self.annotations_at + PROBE_ANNOTATION_REFRESH;
+        if !with_status && Instant::now() < due {
+            self.wake_at(due);
+            return;
+        }
+        self.annotations_at = Instant::now();
+        match self.ctx.api.patch_annotations(&self.pod, &patch).await {
+            Ok(pod) => {
+                if pod.metadata.uid.as_deref() == Some(self.uid.as_str()) {
+                    self.pod = Arc::new(pod);
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(error = %e, "cannot write the probe annotations"),
+        }
     }
 
     async fn write(&mut self, status: PodStatus) -> bool {
@@ -1900,6 +1931,7 @@ impl PodWorker {
                 if pod.metadata.uid.as_deref() == Some(self.uid.as_str()) {
                     self.pod = Arc::new(pod);
                 }
+                self.write_probe_annotations(true).await;
                 true
             }
             Err(e) => {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
+use k8s_openapi::api::core::v1::{Container, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -465,6 +465,82 @@ fn validate_probe(errs: &mut Vec<FieldError>, path: &str, p: &Probe, must_be_one
     }
 }
 
+/// A lifecycle handler (`validateHandler`): exactly one action; exec needs a command;
+/// httpGet a valid port and scheme; sleep lies within the pod's grace period (zero allowed,
+/// as with the PodLifecycleSleepActionAllowZero gate on).
+fn validate_lifecycle_handler(
+    errs: &mut Vec<FieldError>,
+    path: &str,
+    h: &LifecycleHandler,
+    grace: Option<i64>,
+) {
+    let mut handlers = 0;
+    let mut one = |errs: &mut Vec<FieldError>, field: &str| {
+        handlers += 1;
+        if handlers > 1 {
+            errs.push(FieldError::forbidden(
+                format!("{path}.{field}"),
+                "may not specify more than 1 handler type",
+            ));
+            false
+        } else {
+            true
+        }
+    };
+    if let Some(e) = &h.exec
+        && one(errs, "exec")
+        && e.command.as_ref().is_none_or(|c| c.is_empty())
+    {
+        errs.push(FieldError::required(format!("{path}.exec.command"), ""));
+    }
+    if let Some(g) = &h.http_get
+        && one(errs, "httpGet")
+    {
+        if g.path.as_deref().unwrap_or("").is_empty() {
+            errs.push(FieldError::required(format!("{path}.httpGet.path"), ""));
+        }
+        validate_int_or_string_port(errs, format!("{path}.httpGet.port"), &g.port);
+        if let Some(s) = &g.scheme
+            && s != "HTTP"
+            && s != "HTTPS"
+        {
+            errs.push(FieldError::not_supported(
+                format!("{path}.httpGet.scheme"),
+                s.as_str(),
+                &["HTTP", "HTTPS"],
+            ));
+        }
+    }
+    if let Some(t) = &h.tcp_socket
+        && one(errs, "tcpSocket")
+    {
+        validate_int_or_string_port(errs, format!("{path}.tcpSocket.port"), &t.port);
+    }
+    if let Some(sl) = &h.sleep
+        && one(errs, "sleep")
+        && let Some(g) = grace
+        && (sl.seconds < 0 || sl.seconds > g)
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.sleep"),
+            sl.seconds,
+            format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
+        ));
+    }
+    if handlers == 0 {
+        errs.push(FieldError::required(path, "must specify a handler type"));
+    }
+}
+
+fn validate_lifecycle(errs: &mut Vec<FieldError>, path: &str, l: &Lifecycle, grace: Option<i64>) {
+    if let Some(h) = &l.post_start {
+        validate_lifecycle_handler(errs, &format!("{path}.postStart"), h, grace);
+    }
+    if let Some(h) = &l.pre_stop {
+        validate_lifecycle_handler(errs, &format!("{path}.preStop"), h, grace);
+    }
+}
+
 fn validate_container(
     errs: &mut Vec<FieldError>,
     path: &str,
@@ -472,6 +548,7 @@ fn validate_container(
     names: &mut HashSet<String>,
     volumes: &HashSet<String>,
     init: bool,
+    grace: Option<i64>,
 ) {
     if c.name.is_empty() {
         errs.push(FieldError::required(format!("{path}.name"), ""));
@@ -569,6 +646,16 @@ fn validate_container(
             &["Always"],
         ));
     }
+    if let Some(l) = &c.lifecycle {
+        if init && !sidecar {
+            errs.push(FieldError::forbidden(
+                format!("{path}.lifecycle"),
+                "may not be set for init containers without restartPolicy=Always",
+            ));
+        } else {
+            validate_lifecycle(errs, &format!("{path}.lifecycle"), l, grace);
+        }
+    }
     if init && !sidecar {
         for (field, p) in [
             ("livenessProbe", &c.liveness_probe),
@@ -624,6 +711,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             &mut names,
             &volumes,
             true,
+            spec.termination_grace_period_seconds,
         );
     }
     for (i, c) in spec.containers.iter().enumerate() {
@@ -634,6 +722,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             &mut names,
             &volumes,
             false,
+            spec.termination_grace_period_seconds,
         );
     }
     if let Some(rp) = &spec.restart_policy
@@ -835,6 +924,39 @@ mod tests {
             .unwrap();
         assert_eq!(img.to_string(), "spec.containers[1].image: Required value");
         assert_eq!(img.kind.reason(), "FieldValueRequired");
+    }
+
+    #[test]
+    fn lifecycle_hooks_are_validated_against_the_grace_period() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "x", "namespace": "d"},
+            "spec": {
+                "terminationGracePeriodSeconds": 10,
+                "initContainers": [
+                    {"name": "i", "image": "x", "lifecycle": {"preStop": {"sleep": {"seconds": 1}}}}
+                ],
+                "containers": [
+                    {"name": "a", "image": "x", "lifecycle": {"preStop": {"sleep": {"seconds": 1000}}}},
+                    {"name": "b", "image": "x", "lifecycle": {"preStop": {"sleep": {"seconds": 10}}, "postStart": {"sleep": {"seconds": 0}}}},
+                    {"name": "c", "image": "x", "lifecycle": {"postStart": {"exec": {"command": []}}}},
+                    {"name": "d", "image": "x", "lifecycle": {"preStop": {}}},
+                    {"name": "e", "image": "x", "lifecycle": {"preStop": {"exec": {"command": ["true"]}, "sleep": {"seconds": 1}}}},
+                    {"name": "f", "image": "x", "lifecycle": {"postStart": {"sleep": {"seconds": -1}}}}
+                ]
+            }
+        }));
+        let got: Vec<String> = validate_pod(&p).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "spec.initContainers[0].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.containers[0].lifecycle.preStop.sleep: Invalid value: 1000: must be non-negative and less than terminationGracePeriodSeconds (10)",
+                "spec.containers[2].lifecycle.postStart.exec.command: Required value",
+                "spec.containers[3].lifecycle.preStop: Required value: must specify a handler type",
+                "spec.containers[4].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type",
+                "spec.containers[5].lifecycle.postStart.sleep: Invalid value: -1: must be non-negative and less than terminationGracePeriodSeconds (10)",
+            ]
+        );
     }
 
     #[test]

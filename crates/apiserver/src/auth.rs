@@ -1,6 +1,7 @@
 //! Authentication (static bearer-token file) and authorization (the [`Authorizer`] trait,
 //! with the default [`DefaultAuthorizer`]: `system:masters` may do everything, a node may
-//! write only its own Node, its own Lease, the pods bound to it, and events).
+//! write only its own Node, its own Lease, the status of the pods bound to it, their
+//! `probes.podvisor.io/` annotations ([`node_pod_patch_allowed`]), and events).
 //!
 //! The token file is `tokens.csv` in the data dir, in kube's static-token format:
 //! `token,user,uid,"group1,group2"`, one line per token. It is created on first start with
@@ -320,7 +321,9 @@ impl Authorizer for DefaultAuthorizer {
                 a.namespace == "kube-node-lease" && a.name == node
             }
             ("", "pods", "status") => own_pod && matches!(a.verb.as_str(), "update" | "patch"),
-            ("", "pods", "") => own_pod && a.verb == "delete",
+            // A patch of the pod itself is checked once more on its result:
+            // [`node_pod_patch_allowed`] lets only `probes.podvisor.io/` annotations change.
+            ("", "pods", "") => own_pod && matches!(a.verb.as_str(), "delete" | "patch"),
             ("", "events", "") | ("events.k8s.io", "events", "") => {
                 matches!(a.verb.as_str(), "create" | "update" | "patch")
             }
@@ -331,6 +334,45 @@ impl Authorizer for DefaultAuthorizer {
         } else {
             Err(format!("node {node:?} may not {} this object", a.verb))
         }
+    }
+}
+
+/// The prefix of the pod annotations a node may write on its own pods
+/// (docs/design/0002-probe-results.md).
+pub const NODE_POD_ANNOTATION_PREFIX: &str = "probes.podvisor.io/";
+
+/// Whether the change of a pod from `old` to `new`, made by a node through a patch of the pod
+/// itself, is allowed: only annotations under [`NODE_POD_ANNOTATION_PREFIX`] may be added,
+/// changed or removed. Upstream's NodeRestriction forbids nodes any change of pod metadata;
+/// this one exception carries the probe history.
+pub fn node_pod_patch_allowed(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> Result<(), String> {
+    fn strip(v: &serde_json::Value) -> serde_json::Value {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.remove("managedFields");
+            meta.remove("resourceVersion");
+            let empty = match meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                Some(a) => {
+                    a.retain(|k, _| !k.starts_with(NODE_POD_ANNOTATION_PREFIX));
+                    a.is_empty()
+                }
+                None => false,
+            };
+            if empty || meta.get("annotations").is_some_and(|a| a.is_null()) {
+                meta.remove("annotations");
+            }
+        }
+        v
+    }
+    if strip(old) == strip(new) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a node may change only annotations with the prefix {NODE_POD_ANNOTATION_PREFIX:?} of its pods"
+        ))
     }
 }
 
@@ -422,7 +464,9 @@ mod tests {
             "p",
             Some("n2")
         )));
-        assert!(!ok(attrs("patch", "", "pods", "", "d", "p", Some("n1"))));
+        assert!(ok(attrs("patch", "", "pods", "", "d", "p", Some("n1"))));
+        assert!(!ok(attrs("patch", "", "pods", "", "d", "p", Some("n2"))));
+        assert!(!ok(attrs("update", "", "pods", "", "d", "p", Some("n1"))));
         assert!(ok(attrs("delete", "", "pods", "", "d", "p", Some("n1"))));
         assert!(ok(attrs("create", "", "events", "", "d", "", None)));
         assert!(!ok(attrs("create", "", "pods", "", "d", "", None)));
@@ -435,5 +479,38 @@ mod tests {
             z.authorize(&admin, &attrs("delete", "", "nodes", "", "", "x", None))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn node_pod_patches_may_touch_only_probe_annotations() {
+        let old = serde_json::json!({
+            "metadata": {"name": "p", "resourceVersion": "5",
+                         "annotations": {"a": "1", "probes.podvisor.io/web": "{}"}},
+            "spec": {"nodeName": "n1"}
+        });
+        let mut new = old.clone();
+        new["metadata"]["resourceVersion"] = "6".into();
+        new["metadata"]["annotations"]["probes.podvisor.io/web"] = "{\"x\":1}".into();
+        new["metadata"]["annotations"]["probes.podvisor.io/db"] = "{}".into();
+        assert!(node_pod_patch_allowed(&old, &new).is_ok());
+        // removing every probe annotation, even the whole map
+        let bare = serde_json::json!({"metadata": {"name": "p",
+            "annotations": {"probes.podvisor.io/web": "{}"}}, "spec": {"nodeName": "n1"}});
+        let none = serde_json::json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+        assert!(node_pod_patch_allowed(&bare, &none).is_ok());
+        assert!(node_pod_patch_allowed(&none, &bare).is_ok());
+        // anything else is refused
+        let mut other = old.clone();
+        other["metadata"]["annotations"]["a"] = "2".into();
+        assert!(node_pod_patch_allowed(&old, &other).is_err());
+        let mut label = old.clone();
+        label["metadata"]["labels"] = serde_json::json!({"x": "y"});
+        assert!(node_pod_patch_allowed(&old, &label).is_err());
+        let mut spec = old.clone();
+        spec["spec"]["nodeName"] = "n2".into();
+        assert!(node_pod_patch_allowed(&old, &spec).is_err());
+        let mut lookalike = old.clone();
+        lookalike["metadata"]["annotations"]["probes.podvisor.io.evil/x"] = "1".into();
+        assert!(node_pod_patch_allowed(&old, &lookalike).is_err());
     }
 }

@@ -8,7 +8,8 @@
 //! the client and the two upgraded byte streams are spliced, as kube-apiserver's
 //! upgrade-aware proxy does. An agent error before the upgrade is returned as a Status. The
 //! SPDY/3.1 upgrade of older clients and port forwarding (SPDY framing) are not served: they
-//! get 400 with a message at once, so kubectl fails fast.
+//! get 400 with a message at once, so kubectl fails fast (pods share the node's network, so
+//! their ports are reachable on the node address directly).
 //!
 //! Eviction (`POST …/pods/<p>/eviction`, `policy/v1` or `policy/v1beta1` `Eviction`) is a
 //! graceful delete with the Eviction's `deleteOptions`; there are no PodDisruptionBudgets
@@ -76,8 +77,13 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         .await?
         .ok_or_else(|| not_found(&name))?;
     if sub == Subresource::PortForward {
+        let host = pod
+            .pointer("/status/hostIP")
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+            .unwrap_or("the node");
         return Err(ApiError::bad_request(format!(
-            "port forwarding to pod {name} is not supported by this server (pods/portforward needs SPDY/3.1 tunnelling, which is not implemented); use a Service or the pod IP instead"
+            "pods \"{name}\": port-forward is not supported by podvisor: pods share their node's network, so connect to the pod's port on {host} directly"
         )));
     }
     let verb = if sub == Subresource::Exec {

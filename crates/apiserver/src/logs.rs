@@ -85,6 +85,76 @@ pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String, 
     }
 }
 
+/// The kubelet's `validateContainerLogStatus` on the status the API server holds: logs
+/// exist only for a container that runs or ran; otherwise a 400 says why (`kubectl logs`
+/// prints `container "c" in pod "p" is waiting to start: ContainerCreating`).
+pub fn check_log_status(pod: &Value, container: &str, previous: bool) -> Result<(), ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let status = [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .filter_map(|f| {
+        pod.pointer(&format!("/status/{f}"))
+            .and_then(Value::as_array)
+    })
+    .flatten()
+    .find(|s| s.get("name").and_then(Value::as_str) == Some(container));
+    let err = |what: &str| {
+        Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" {what}"
+        )))
+    };
+    let Some(st) = status else {
+        return err("is not available");
+    };
+    let id_of = |v: Option<&Value>| {
+        v.and_then(|t| t.get("containerID"))
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .is_some()
+    };
+    let last = st.pointer("/lastState/terminated");
+    if previous {
+        if last.is_none() || !id_of(last) {
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            )));
+        }
+        return Ok(());
+    }
+    if st.pointer("/state/running").is_some() {
+        return Ok(());
+    }
+    if let Some(t) = st.pointer("/state/terminated") {
+        return if id_of(Some(t)) || id_of(last) {
+            Ok(())
+        } else {
+            err("is terminated")
+        };
+    }
+    if last.is_some() {
+        return if id_of(last) {
+            Ok(())
+        } else {
+            err("is terminated")
+        };
+    }
+    if let Some(w) = st.pointer("/state/waiting") {
+        return match w.get("reason").and_then(Value::as_str).unwrap_or("") {
+            "ErrImagePull" => err("is waiting to start: image can't be pulled"),
+            "ImagePullBackOff" => err("is waiting to start: trying and failing to pull image"),
+            reason => err(&format!("is waiting to start: {reason}")),
+        };
+    }
+    err("is waiting to start - no logs yet")
+}
+
 fn validate_params(ctx: &Ctx) -> Result<(), ApiError> {
     for k in ["tailLines", "sinceSeconds", "limitBytes"] {
         if let Some(n) = ctx.query.int(k)?
@@ -182,6 +252,17 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
                 .with_details(serde_json::json!({"name": name, "kind": "pods"}))
         })?;
     let container = choose_container(&pod, ctx.query.get("container"))?;
+    if pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    check_log_status(&pod, &container, ctx.query.bool("previous")?)?;
     let (authority, token) = kubelet_endpoint(ctx, &pod, &name).await?;
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
@@ -278,5 +359,65 @@ mod tests {
         );
         assert_eq!(choose_container(&two, Some("i")).unwrap(), "i");
         assert_eq!(choose_container(&two, Some("x")).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn log_status_follows_the_kubelet() {
+        let pod =
+            |st: Value| json!({"metadata": {"name": "p"}, "status": {"containerStatuses": [st]}});
+        let msg = |p: &Value, prev: bool| {
+            check_log_status(p, "c", prev)
+                .err()
+                .map(|e| (e.code, e.message))
+        };
+        let running = pod(json!({"name": "c", "state": {"running": {}}, "containerID": "x://1"}));
+        assert_eq!(msg(&running, false), None);
+        assert_eq!(
+            msg(&running, true),
+            Some((
+                400,
+                "previous terminated container \"c\" in pod \"p\" not found".into()
+            ))
+        );
+        let creating =
+            pod(json!({"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}));
+        assert_eq!(
+            msg(&creating, false),
+            Some((
+                400,
+                "container \"c\" in pod \"p\" is waiting to start: ContainerCreating".into()
+            ))
+        );
+        let crashing = pod(
+            json!({"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "containerID": "x://1"}}}),
+        );
+        assert_eq!(msg(&crashing, false), None);
+        assert_eq!(msg(&crashing, true), None);
+        let done = pod(
+            json!({"name": "c", "state": {"terminated": {"exitCode": 0, "containerID": "x://1"}}}),
+        );
+        assert_eq!(msg(&done, false), None);
+        let never_ran = pod(json!({"name": "c", "state": {"terminated": {"exitCode": 137}}}));
+        assert_eq!(
+            msg(&never_ran, false),
+            Some((400, "container \"c\" in pod \"p\" is terminated".into()))
+        );
+        let pull = pod(json!({"name": "c", "state": {"waiting": {"reason": "ImagePullBackOff"}}}));
+        assert_eq!(
+            msg(&pull, false).unwrap().1,
+            "container \"c\" in pod \"p\" is waiting to start: trying and failing to pull image"
+        );
+        let none = json!({"metadata": {"name": "p"}, "status": {}});
+        assert_eq!(
+            msg(&none, false),
+            Some((400, "container \"c\" in pod \"p\" is not available".into()))
+        );
+        let init = json!({"metadata": {"name": "p"}, "status": {"initContainerStatuses": [
+            {"name": "c", "state": {"waiting": {"reason": "PodInitializing"}}}]}});
+        assert_eq!(
+            msg(&init, false).unwrap().1,
+            "container \"c\" in pod \"p\" is waiting to start: PodInitializing"
+        );
     }
 }

@@ -1151,12 +1151,30 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     };
     let kind = t.kind;
     let mut warnings = Vec::new();
+    // A node's patch of its pod may change only its probe annotations (auth.rs).
+    let node_pod_patch = ctx.user.node_name().is_some()
+        && kind.strategy == Strategy::Pod
+        && mode == UpdateMode::Main;
     let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
         if old.is_none() && (pt != PatchType::Apply || mode == UpdateMode::Status) {
             return Err(ApiError::not_found(kind, &name));
         }
         let mut patched =
             patch::apply_patch(kind, pt, old, &body, &manager, force, &now).map_err(patch_error)?;
+        if node_pod_patch {
+            let allowed = match old {
+                Some(old) => crate::auth::node_pod_patch_allowed(old, &patched),
+                None => Err("a node may not create pods".into()),
+            };
+            if let Err(why) = allowed {
+                return Err(ApiError::forbidden(
+                    kind.plural,
+                    kind.group,
+                    &name,
+                    format!("pods {name:?} is forbidden: {why}"),
+                ));
+            }
+        }
         if old.is_none() {
             // Server-side apply creating the object.
             let pn = objects::name_of(&patched).to_string();

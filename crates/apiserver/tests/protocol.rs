@@ -7,6 +7,7 @@ use http_body_util::BodyExt as _;
 use podvisor_apiserver::ApiServer;
 use podvisor_apiserver::testing::memory_server;
 use serde_json::Value;
+use serde_json::json;
 use tower::ServiceExt as _;
 
 async fn call(
@@ -260,4 +261,211 @@ async fn tables_for_objects_lists_and_watches() {
         (Some("PodList"), Some("v1"))
     );
     assert!(l["metadata"]["resourceVersion"].is_string());
+}
+
+#[tokio::test]
+async fn exec_attach_and_portforward_validate_like_upstream() {
+    let srv = memory_server().await;
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+    let (s, _, _) = call(
+        &srv,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some("application/json"),
+        None,
+        pod,
+    )
+    .await;
+    assert_eq!(s, 201);
+    for (method, sub, says) in [
+        (
+            "GET",
+            "exec?command=echo&command=hi&container=x&stdout=true",
+            "container x is not valid for pod web",
+        ),
+        (
+            "POST",
+            "exec?container=c&stdout=true",
+            "you must specify at least one command for the container",
+        ),
+        (
+            "GET",
+            "exec?command=true",
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ),
+        (
+            "GET",
+            "attach?stdout=true&stdin=true",
+            "containers run without an open stdin",
+        ),
+        // Valid, but not a WebSocket upgrade.
+        (
+            "GET",
+            "exec?command=true&stdout=true",
+            "Upgrade request required",
+        ),
+        ("GET", "attach?stdout=true", "Upgrade request required"),
+        (
+            "POST",
+            "portforward?ports=80",
+            "pods \"web\": port-forward is not supported",
+        ),
+        (
+            "GET",
+            "portforward?ports=80",
+            "pods \"web\": port-forward is not supported",
+        ),
+    ] {
+        let uri = format!("/api/v1/namespaces/default/pods/web/{sub}");
+        let (s, _, b) = call(&srv, method, &uri, None, None, "").await;
+        assert_eq!(s, 400, "{method} {uri}");
+        let st = json(&b);
+        assert_eq!(st["kind"], "Status");
+        assert_eq!(st["reason"], "BadRequest");
+        assert_eq!(st["code"], 400);
+        let msg = st["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{method} {uri}: {msg}");
+    }
+    // A completed pod.
+    let (s, _, _) = call(
+        &srv,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/web/status",
+        Some("application/merge-patch+json"),
+        None,
+        r#"{"status":{"phase":"Succeeded"}}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, b) = call(
+        &srv,
+        "GET",
+        "/api/v1/namespaces/default/pods/web/exec?command=true&stdout=true",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        json(&b)["message"],
+        "cannot exec into a container in a completed pod; current phase is Succeeded"
+    );
+    // A missing pod is a plain NotFound; other verbs are not allowed.
+    let (s, _, b) = call(
+        &srv,
+        "GET",
+        "/api/v1/namespaces/default/pods/nope/exec",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert_eq!(json(&b)["message"], "pods \"nope\" not found");
+    let (s, _, _) = call(
+        &srv,
+        "DELETE",
+        "/api/v1/namespaces/default/pods/web/exec",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, 405);
+    // Discovery lists the subresources with their option kinds.
+    let (_, _, b) = call(&srv, "GET", "/api/v1", None, None, "").await;
+    let names: Vec<String> = json(&b)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    for n in [
+        "pods/exec",
+        "pods/attach",
+        "pods/portforward",
+        "pods/eviction",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{names:?}");
+    }
+    let eviction = json(&b)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods/eviction")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&eviction["group"], &eviction["version"], &eviction["kind"]),
+        (&json!("policy"), &json!("v1"), &json!("Eviction"))
+    );
+}
+
+#[tokio::test]
+async fn eviction_deletes_the_pod_gracefully() {
+    let srv = memory_server().await;
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"nodeName":"n1","containers":[{"name":"c","image":"i"}]}}"#;
+    let (s, _, _) = call(
+        &srv,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some("application/json"),
+        None,
+        pod,
+    )
+    .await;
+    assert_eq!(s, 201);
+    let uri = "/api/v1/namespaces/default/pods/web/eviction";
+    let (s, _, b) = call(
+        &srv,
+        "POST",
+        uri,
+        Some("application/json"),
+        None,
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"other"}}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
+    let (s, _, b) = call(
+        &srv,
+        "POST",
+        uri,
+        Some("application/json"),
+        None,
+        r#"{"apiVersion":"policy/v1beta1","kind":"Eviction","metadata":{"name":"web"},"deleteOptions":{"gracePeriodSeconds":7}}"#,
+    )
+    .await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    let st = json(&b);
+    assert_eq!(
+        (&st["kind"], &st["status"]),
+        (&json!("Status"), &json!("Success"))
+    );
+    // A bound pod is deleted gracefully: marked with the Eviction's grace period.
+    let (s, _, b) = call(
+        &srv,
+        "GET",
+        "/api/v1/namespaces/default/pods/web",
+        None,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let p = json(&b);
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 7);
+    let (s, _, _) = call(
+        &srv,
+        "POST",
+        "/api/v1/namespaces/default/pods/nope/eviction",
+        Some("application/json"),
+        None,
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"nope"}}"#,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _, _) = call(&srv, "GET", uri, None, None, "").await;
+    assert_eq!(s, 405);
 }

@@ -30,6 +30,7 @@
 //! over-create and node health would be judged twice.
 
 mod deployment;
+mod events;
 mod expectations;
 mod gc;
 mod manager;

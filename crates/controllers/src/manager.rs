@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::events::EventRecorder;
 use crate::expectations::{Expectations, Seen};
 use crate::pods;
 use crate::queue::WorkQueue;
@@ -271,6 +272,7 @@ pub(crate) struct Ctx {
     /// Pods with a scheduled eviction, due at the time they were added for.
     pub(crate) eviction_queue: WorkQueue<Key>,
     pub(crate) evictions: tainteviction::Evictions,
+    pub(crate) events: EventRecorder,
     pub(crate) rs_expectations: Expectations,
     pub(crate) sts_expectations: Expectations,
 }
@@ -344,6 +346,7 @@ impl ControllerManager {
         let (statefulsets, sts_w) = reflector::store::<StatefulSet>();
         let (nodes, nodes_w) = reflector::store::<Node>();
         let (leases, leases_w) = reflector::store::<Lease>();
+        let (events, events_rx) = EventRecorder::new();
         let ctx = Arc::new(Ctx {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -361,10 +364,17 @@ impl ControllerManager {
             taint_pod_queue: WorkQueue::new(),
             eviction_queue: WorkQueue::new(),
             evictions: tainteviction::Evictions::default(),
+            events,
             rs_expectations: Expectations::default(),
             sts_expectations: Expectations::default(),
         });
         let mut tasks = JoinSet::new();
+        tasks.spawn(crate::events::run_sink(
+            self.client.clone(),
+            self.config.clock.clone(),
+            events_rx,
+            shutdown.clone(),
+        ));
         let c = self.client.clone();
         tasks.spawn(reflect(
             Api::<Pod>::all(c.clone()),
@@ -636,8 +646,23 @@ async fn reflect<K>(
     }
 }
 
-fn route_node(ctx: &Ctx, node: &Node, _deleted: bool) {
-    if let Some(name) = &node.metadata.name {
+fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
+    let Some(name) = &node.metadata.name else {
+        return;
+    };
+    // Only a change of the NoExecute taints matters to the taint eviction controller
+    // (status updates arrive every few seconds per node and would rescan its pods).
+    let taints = if deleted {
+        None
+    } else {
+        Some(podvisor_api::taints::no_execute(
+            node.spec
+                .as_ref()
+                .and_then(|s| s.taints.as_deref())
+                .unwrap_or(&[]),
+        ))
+    };
+    if ctx.evictions.node_taints_changed(name, taints) {
         ctx.taint_node_queue.add(name.clone());
     }
 }

@@ -66,8 +66,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::events::{self, ControllerEvent};
 use crate::manager::{ControllerError, Ctx};
 use crate::pods;
+
+/// The component named in events.
+const COMPONENT: &str = "node-controller";
 
 /// The namespace of node leases.
 pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -307,6 +311,13 @@ impl NodeLifecycle {
                 if current.status != "True" {
                     if observed == "True" {
                         info!(node = %name, status = %current.status, "NodeNotReady");
+                        ctx.events.record(ControllerEvent {
+                            object: events::node_ref(&node),
+                            type_: "Normal",
+                            reason: "NodeNotReady",
+                            message: format!("Node {name} status is now: NodeNotReady"),
+                            component: COMPONENT,
+                        });
                     }
                     mark_pods_not_ready(ctx, &name).await;
                 }
@@ -779,7 +790,13 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str) {
             .replace_status(&name, &PostParams::default(), &p)
             .await
         {
-            Ok(_) => {}
+            Ok(_) => ctx.events.record(ControllerEvent {
+                object: events::pod_ref(&p),
+                type_: "Warning",
+                reason: "NodeNotReady",
+                message: "Node is not ready".into(),
+                component: COMPONENT,
+            }),
             // Changed or gone meanwhile: the next pass looks again.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
             Err(e) => warn!(pod = %name, %ns, error = %e, "marking pod not ready failed"),

@@ -37,14 +37,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use podvisor_api::taints::{self, TolerationTime};
 use tokio::time::Instant;
 use tracing::info;
 
+use crate::events::ControllerEvent;
 use crate::manager::{ControllerError, Ctx, Key};
+
+/// The component named in events.
+const COMPONENT: &str = "taint-eviction-controller";
 
 /// The `DisruptionTarget` reason the taint manager sets.
 pub const REASON_DELETION_BY_TAINT_MANAGER: &str = "DeletionByTaintManager";
@@ -60,21 +64,33 @@ pub(crate) struct Scheduled {
     fire_at: Instant,
 }
 
-/// The table of scheduled evictions, keyed by pod.
+/// The table of scheduled evictions, keyed by pod, and the NoExecute taints last seen per
+/// node.
 #[derive(Default)]
 pub(crate) struct Evictions {
     scheduled: Mutex<HashMap<Key, Scheduled>>,
+    node_taints: Mutex<HashMap<String, Vec<Taint>>>,
 }
 
 impl Evictions {
+    /// Records a node's NoExecute taints (`None`: the node was deleted); true if they
+    /// differ from the last seen ones (or the node is new).
+    pub(crate) fn node_taints_changed(&self, node: &str, taints: Option<Vec<Taint>>) -> bool {
+        let mut g = self.node_taints.lock().unwrap_or_else(|e| e.into_inner());
+        match taints {
+            None => g.remove(node).is_some(),
+            Some(t) => g
+                .insert(node.to_string(), t.clone())
+                .is_none_or(|old| old != t),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Scheduled>> {
         self.scheduled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn cancel(&self, key: &Key) {
-        if self.lock().remove(key).is_some() {
-            info!(pod = %key, "cancelling taint-based eviction");
-        }
+    fn cancel(&self, key: &Key) -> Option<Scheduled> {
+        self.lock().remove(key)
     }
 
     fn get(&self, key: &Key) -> Option<Scheduled> {
@@ -120,6 +136,27 @@ pub(crate) fn decide(pod: &Pod, taints: &[Taint]) -> Decision {
     }
 }
 
+/// Cancels a scheduled eviction of `key`, with an event if there was one.
+fn cancel(ctx: &Ctx, key: &Key) {
+    if let Some(s) = ctx.evictions.cancel(key) {
+        info!(pod = %key, "cancelling taint-based eviction");
+        ctx.events.record(ControllerEvent {
+            object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(key.namespace.clone()),
+                name: Some(key.name.clone()),
+                uid: Some(s.uid),
+                ..Default::default()
+            },
+            type_: "Normal",
+            reason: "TaintManagerEviction",
+            message: format!("Cancelling deletion of Pod {key}"),
+            component: COMPONENT,
+        });
+    }
+}
+
 fn node_name(pod: &Pod) -> Option<&str> {
     pod.spec
         .as_ref()
@@ -130,7 +167,7 @@ fn node_name(pod: &Pod) -> Option<&str> {
 fn process_pod_on_node(ctx: &Ctx, key: Key, pod: &Pod, taints: &[Taint], now: Instant) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let fire_at = match decide(pod, taints) {
-        Decision::Cancel => return ctx.evictions.cancel(&key),
+        Decision::Cancel => return cancel(ctx, &key),
         Decision::EvictNow => {
             ctx.evictions.lock().remove(&key);
             now
@@ -190,7 +227,7 @@ pub(crate) fn reconcile_pod(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Co
         return Ok(None);
     };
     let Some(node) = node_name(&pod) else {
-        ctx.evictions.cancel(key);
+        cancel(ctx, key);
         return Ok(None);
     };
     let Some(node) = ctx
@@ -236,6 +273,13 @@ pub(crate) async fn evict(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Cont
         return Ok(None);
     }
     info!(pod = %key, "deleting pod: NoExecute taint not tolerated");
+    ctx.events.record(ControllerEvent {
+        object: crate::events::pod_ref(&pod),
+        type_: "Normal",
+        reason: "TaintManagerEviction",
+        message: format!("Marking for deletion Pod {key}"),
+        component: COMPONENT,
+    });
     let condition = PodCondition {
         type_: "DisruptionTarget".into(),
         status: "True".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -24,15 +24,25 @@ use tokio_util::sync::CancellationToken;
 const EVICT_KEY: &str = "kubernetes.io/e2e-evict-taint-key";
 const EVICT_VALUE: &str = "evictTaintVal";
 
-/// The wall clock of the test: a fixed epoch plus paused tokio time.
+/// The wall clock of the test: the real time at the start plus paused tokio time (the API
+/// server stamps `creationTimestamp` with the real clock, which barely moves meanwhile).
 #[derive(Clone, Copy)]
 struct TestClock {
+    base: Timestamp,
     start: Instant,
 }
 
 impl TestClock {
+    #[allow(clippy::disallowed_methods)]
+    fn new() -> Self {
+        Self {
+            base: Timestamp::now(),
+            start: Instant::now(),
+        }
+    }
+
     fn now(&self) -> Timestamp {
-        let base = Timestamp::from_second(1_780_000_000).expect("timestamp");
+        let base = self.base;
         let elapsed = SignedDuration::try_from(self.start.elapsed()).unwrap_or_default();
         base.checked_add(elapsed).expect("timestamp in range")
     }
@@ -50,15 +60,18 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut ControllerConfig)) -> Cluster {
         let server = podvisor_apiserver::testing::memory_server().await;
         let client = server.in_process_client(&server.admin_token());
-        let clock = TestClock {
-            start: Instant::now(),
-        };
-        let config = ControllerConfig {
+        let clock = TestClock::new();
+        let mut config = ControllerConfig {
             clock: Arc::new(move || clock.now()),
             ..Default::default()
         };
+        tweak(&mut config);
         let stop = CancellationToken::new();
         let manager =
             tokio::spawn(ControllerManager::new(client.clone(), config).run(stop.clone()));
@@ -281,6 +294,35 @@ impl Cluster {
             let _ = t.await;
         }
     }
+}
+
+/// `(kind/name, reason, message)` of every event.
+async fn events(c: &Cluster) -> Vec<(String, String, String)> {
+    Api::<Event>::all(c.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                format!(
+                    "{}/{}",
+                    e.involved_object.kind.unwrap_or_default(),
+                    e.involved_object.name.unwrap_or_default()
+                ),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn has_event(c: &Cluster, object: &str, reason: &str, message: &str) -> bool {
+    events(c)
+        .await
+        .iter()
+        .any(|e| e.0 == object && e.1 == reason && e.2 == message)
 }
 
 fn ready(n: &Node) -> Option<String> {
@@ -656,6 +698,17 @@ async fn h4_removing_the_taint_cancels_the_eviction() {
         evicted(&c.pod("h4").await)
     })
     .await;
+    assert!(
+        has_event(
+            &c,
+            "Pod/h4",
+            "TaintManagerEviction",
+            "Cancelling deletion of Pod default/h4"
+        )
+        .await,
+        "{:?}",
+        events(&c).await
+    );
     c.stop().await;
 }
 
@@ -912,5 +965,120 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         ))
     );
     assert!(old.iter().any(|(del, _)| *del), "old pod deleted");
+    c.stop().await;
+}
+
+/// A node that never posts a Ready condition goes Unknown (`NodeStatusNeverUpdated`) after
+/// the startup grace period.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_never_posts_status_goes_unknown_after_the_startup_grace() {
+    let c = Cluster::start().await;
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "silent"}
+    }))
+    .expect("node");
+    c.nodes()
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create");
+    let took = wait_until("conditions Unknown", Duration::from_secs(80), || async {
+        ready(&c.node("silent").await).as_deref() == Some("Unknown")
+    })
+    .await;
+    // 60 s from the node's creation, noticed at the next 5 s monitor pass.
+    assert!(
+        (Duration::from_secs(59)..=Duration::from_secs(66)).contains(&took),
+        "Unknown {took:?} after creation"
+    );
+    let n = c.node("silent").await;
+    let conds = n.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert_eq!(conds.len(), 4, "{conds:?}");
+    for cond in conds {
+        assert_eq!(cond.status, "Unknown");
+        assert_eq!(cond.reason.as_deref(), Some("NodeStatusNeverUpdated"));
+        assert_eq!(
+            cond.message.as_deref(),
+            Some("Kubelet never posted node status.")
+        );
+    }
+    c.stop().await;
+}
+
+/// PodGC: a terminating pod on a not-ready node with the out-of-service taint is marked
+/// Failed and force-deleted.
+#[tokio::test(start_paused = true)]
+async fn podgc_force_deletes_terminating_pods_on_out_of_service_nodes() {
+    let mut c = Cluster::start().await;
+    c.add_node("node-a").await;
+    c.add_node("node-b").await;
+    c.pod_on("p", "node-b", toleration(None)).await;
+    c.kill_kubelet("node-b");
+    wait_until("node-b Unknown", Duration::from_secs(80), || async {
+        ready(&c.node("node-b").await).as_deref() == Some("Unknown")
+    })
+    .await;
+    c.pods()
+        .delete("p", &DeleteParams::default())
+        .await
+        .expect("delete");
+    // Terminating, and it stays so: nobody runs it down.
+    never_within(
+        "terminating pod removed",
+        Duration::from_secs(60),
+        || async { c.pod("p").await.is_none() },
+    )
+    .await;
+    let mut n = c.node("node-b").await;
+    n.spec
+        .get_or_insert_with(Default::default)
+        .taints
+        .get_or_insert_with(Vec::new)
+        .push(Taint {
+            key: "node.kubernetes.io/out-of-service".into(),
+            value: Some("nodeshutdown".into()),
+            effect: "NoExecute".into(),
+            time_added: None,
+        });
+    c.nodes()
+        .replace("node-b", &PostParams::default(), &n)
+        .await
+        .expect("taint");
+    let took = wait_until("pod force-deleted", Duration::from_secs(30), || async {
+        c.pod("p").await.is_none()
+    })
+    .await;
+    assert!(took <= Duration::from_secs(21), "{took:?}");
+    c.stop().await;
+}
+
+/// PodGC keeps at most `terminated_pod_threshold` terminated pods, deleting the oldest
+/// (created within one second here, so the name breaks the tie; the age ordering itself is
+/// a unit test of `podgc`).
+#[tokio::test(start_paused = true)]
+async fn podgc_deletes_the_oldest_terminated_pods_above_the_threshold() {
+    let mut c = Cluster::start_with(|cfg| cfg.pod_gc.terminated_pod_threshold = 2).await;
+    c.add_node("node-a").await;
+    for name in ["t1", "t2", "t3", "t4", "running"] {
+        c.pod_on(name, "node-a", json!([])).await;
+        if name != "running" {
+            c.pods()
+                .patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+                )
+                .await
+                .expect("status");
+        }
+    }
+    wait_until(
+        "two terminated pods left",
+        Duration::from_secs(30),
+        || async { c.pod("t1").await.is_none() && c.pod("t2").await.is_none() },
+    )
+    .await;
+    for name in ["t3", "t4", "running"] {
+        assert!(c.pod(name).await.is_some(), "{name} deleted");
+    }
     c.stop().await;
 }

@@ -473,3 +473,122 @@ pub async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
     println!("{token}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, Patch, PatchParams, PostParams};
+
+    use super::*;
+
+    fn election(identity: &str) -> podvisor_scheduler::LeaderElectionConfig {
+        let mut cfg =
+            podvisor_scheduler::LeaderElectionConfig::new(CONTROLLER_MANAGER_LEASE, identity);
+        cfg.lease_duration = Duration::from_secs(3);
+        cfg.renew_deadline = Duration::from_secs(2);
+        cfg.retry_period = Duration::from_millis(200);
+        cfg
+    }
+
+    async fn holder(leases: &Api<Lease>) -> Option<String> {
+        leases
+            .get_opt(CONTROLLER_MANAGER_LEASE)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    }
+
+    async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+        for _ in 0..200 {
+            if f().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    async fn pod_count(pods: &Api<Pod>) -> usize {
+        pods.list(&ListParams::default().labels("app=le"))
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+    }
+
+    /// Two controller managers on one API server: one leads (and acts), the other waits;
+    /// when the leader stops, the standby takes over and acts.
+    #[tokio::test]
+    async fn controller_managers_elect_one_leader_and_the_standby_takes_over() {
+        let server = podvisor_apiserver::testing::memory_server().await;
+        let client = server.in_process_client(&server.admin_token());
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+        let config = podvisor_controllers::ControllerConfig::default();
+        let stops = [CancellationToken::new(), CancellationToken::new()];
+        let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> = ["cm-0", "cm-1"]
+            .iter()
+            .zip(&stops)
+            .map(|(id, stop)| {
+                Some(start_controllers(
+                    client.clone(),
+                    config.clone(),
+                    Some(election(id)),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        eventually("a leader", async || holder(&leases).await.is_some()).await;
+        let first = holder(&leases).await.expect("holder");
+
+        let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "le"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "le"}},
+                "template": {"metadata": {"labels": {"app": "le"}},
+                    "spec": {"containers": [{"name": "c", "image": "pause"}]}}}
+        }))
+        .expect("rs");
+        let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+        rs_api
+            .create(&PostParams::default(), &rs)
+            .await
+            .expect("create rs");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        eventually("one pod", async || pod_count(&pods).await == 1).await;
+        for _ in 0..20 {
+            assert_eq!(pod_count(&pods).await, 1, "only the leader acts");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(holder(&leases).await.as_deref(), Some(first.as_str()));
+
+        // The leader stops (and releases the lease): the standby takes over.
+        let i = usize::from(first == "cm-1");
+        stops[i].cancel();
+        if let Some(t) = tasks[i].take() {
+            t.await.expect("join");
+        }
+        let second = if i == 0 { "cm-1" } else { "cm-0" };
+        eventually("the standby leads", async || {
+            holder(&leases).await.as_deref() == Some(second)
+        })
+        .await;
+        rs_api
+            .patch(
+                "le",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+            )
+            .await
+            .expect("scale");
+        eventually("two pods", async || pod_count(&pods).await == 2).await;
+        for s in &stops {
+            s.cancel();
+        }
+        for t in tasks.iter_mut().filter_map(Option::take) {
+            t.await.expect("join");
+        }
+    }
+}

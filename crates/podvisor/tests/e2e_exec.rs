@@ -351,8 +351,7 @@ spec:
     let out = wait_output(child, Duration::from_secs(30));
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("port forwarding")
-            && text(&out.stderr).contains("not supported"),
+        text(&out.stderr).contains("port-forward is not supported"),
         "{}",
         text(&out.stderr)
     );

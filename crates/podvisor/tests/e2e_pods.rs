@@ -1196,3 +1196,115 @@ spec:
     assert_eq!(&cols[1..3], ["0/1", "Pending"], "{row}");
     assert_eq!(c.pod_field("huge", "{.spec.nodeName}").as_deref(), Some(""));
 }
+
+// ---------------------------------------------------------------------------------------
+// Everyday kubectl around these cases
+// ---------------------------------------------------------------------------------------
+
+/// port-forward answers a clear Status (no hang, no bare 404); `run -i
+/// --rm` falls back to the logs; `top` says the metrics API is missing; a sleep hook
+/// longer than the grace period is rejected as upstream validation does.
+#[test]
+fn kubectl_streaming_commands_and_top_fail_clearly_and_sleep_hooks_are_validated() {
+    let c = Cluster::up();
+    let m = marker("stream");
+    c.apply(&shell_pod(
+        "web",
+        "app: web",
+        2,
+        "Always",
+        "sleep 1000 & wait",
+        &m,
+    ));
+    c.wait_pod_ready("web", START);
+    let fails = |args: &[&str], want: &str| {
+        let t0 = Instant::now();
+        let out = c.kubectl(args);
+        assert!(!out.status.success(), "kubectl {args:?} succeeded");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "kubectl {args:?} hung"
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "kubectl {args:?}: {err}");
+    };
+    // exec and attach work (e2e_exec.rs); port-forward is refused at once.
+    fails(
+        &["port-forward", "pod/web", &format!("{}:80", free_port())],
+        "error upgrading connection: pods \"web\": port-forward is not supported",
+    );
+    fails(
+        &["exec", "nope", "--", "true"],
+        "Error from server (NotFound): pods \"nope\" not found",
+    );
+    fails(&["top", "pod"], "Metrics API not available");
+    // No logs before the container runs (here: its postStart hook still runs).
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo started; sleep 1000"]
+    lifecycle:
+      postStart:
+        exec: {command: ["sleep", "1000"]}
+"#,
+    );
+    c.wait_for("slow waiting", START, || {
+        c.pod_field(
+            "slow",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        )
+        .as_deref()
+            == Some("ContainerCreating")
+    });
+    fails(
+        &["logs", "slow"],
+        "Error from server (BadRequest): container \"main\" in pod \"slow\" is waiting to start: ContainerCreating",
+    );
+    let out = c.kubectl(&[
+        "run",
+        "once",
+        "--rm",
+        "-i",
+        "--restart=Never",
+        "--image=busybox",
+        "--command",
+        "--",
+        "echo",
+        "hi-there",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("hi-there\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!c.pod_exists("once"));
+
+    let p = file(
+        &c,
+        "toolong.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: toolong}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "100"]
+    lifecycle:
+      preStop:
+        sleep: {seconds: 1000}
+"#,
+    );
+    fails(
+        &["apply", "-f", &p],
+        "spec.containers[0].lifecycle.preStop.sleep: Invalid value: 1000: must be non-negative and less than terminationGracePeriodSeconds (10)",
+    );
+}

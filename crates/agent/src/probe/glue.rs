@@ -12,6 +12,7 @@
 //! * [`LifecycleHooks`]: the worker's `HookRunner` on the probe handlers (HTTPS, redirects,
 //!   the kubelet's messages).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState, Signal};
 use tokio::time::Instant;
 
+use super::history::ANNOTATION_PREFIX;
 use super::hooks::{HookContext as ProbeHookContext, MIN_GRACE_AFTER_PRE_STOP_SECONDS};
 use super::manager::{
     ContainerTarget, ProbeDeps, ProbeManager, ProbePod, ProbeUpdate, ProbeUpdates,
@@ -136,6 +138,48 @@ impl PodProbes {
     pub fn stop(&mut self) {
         self.manager.remove_pod();
     }
+}
+
+/// The merge patch of `metadata.annotations` that makes `pod` carry its current probe
+/// histories (docs/design/0002-probe-results.md): `probes.podvisor.io/<container>` for each
+/// container of the spec with a history, the value where it differs from the object's, and
+/// `None` (removal) for such annotations of containers without one. None when nothing differs.
+pub fn annotation_patch(
+    probes: Option<&PodProbes>,
+    pod: &Pod,
+) -> Option<BTreeMap<String, Option<String>>> {
+    let spec = pod.spec.as_ref();
+    let names: Vec<&str> = spec
+        .into_iter()
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    let desired: BTreeMap<String, String> = probes
+        .map(|p| p.manager.annotations())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(ANNOTATION_PREFIX)
+                .is_some_and(|c| names.contains(&c))
+        })
+        .collect();
+    let empty = BTreeMap::new();
+    let current = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let mut patch: BTreeMap<String, Option<String>> = desired
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    for k in current.keys() {
+        if k.starts_with(ANNOTATION_PREFIX) && !desired.contains_key(k) {
+            patch.insert(k.clone(), None);
+        }
+    }
+    (!patch.is_empty()).then_some(patch)
 }
 
 /// Waits for the next probe update of an optional [`PodProbes`] (pending if there is none).

@@ -1,0 +1,200 @@
+//! The agent's doors against the in-process API server with a node's credentials: the probe
+//! annotations patch ([`KubePodApi::patch_annotations`]) is allowed on the node's own pods for
+//! `probes.podvisor.io/` keys only, and ConfigMaps and Secrets of its pods can be read
+//! ([`KubeObjects`]).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use podvisor_agent::AgentError;
+use podvisor_agent::api::{KubePodApi, PodApi};
+use podvisor_agent::objects::{KubeObjects, ObjectSource};
+use podvisor_apiserver::testing::memory_server;
+
+fn pod(name: &str, node: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            annotations: Some(BTreeMap::from([("owner".to_string(), "me".to_string())])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("busybox".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn patch(entries: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.map(String::from)))
+        .collect()
+}
+
+async fn create(admin: &Client, p: Pod) -> Pod {
+    Api::<Pod>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create pod")
+}
+
+#[tokio::test]
+async fn a_node_patches_only_probe_annotations_of_its_own_pods() {
+    let server = memory_server().await;
+    let admin = server.in_process_client(&server.admin_token());
+    let node = server.in_process_client(&server.ensure_node_token("node-1").unwrap());
+    let mine = create(&admin, pod("mine", "node-1")).await;
+    let theirs = create(&admin, pod("theirs", "node-2")).await;
+    let doors = KubePodApi::new(node);
+
+    let out = doors
+        .patch_annotations(
+            &mine,
+            &patch(&[("probes.podvisor.io/app", Some("{\"liveness\":{}}"))]),
+        )
+        .await
+        .expect("own pod, probe annotation");
+    let a = out.metadata.annotations.clone().unwrap();
+    assert_eq!(a["probes.podvisor.io/app"], "{\"liveness\":{}}");
+    assert_eq!(a["owner"], "me", "other annotations stay");
+
+    let stored = Api::<Pod>::namespaced(admin.clone(), "default")
+        .get("mine")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.metadata.annotations.unwrap()["probes.podvisor.io/app"],
+        "{\"liveness\":{}}"
+    );
+
+    // removal
+    let out = doors
+        .patch_annotations(&out, &patch(&[("probes.podvisor.io/app", None)]))
+        .await
+        .expect("removal");
+    assert!(
+        !out.metadata
+            .annotations
+            .unwrap()
+            .contains_key("probes.podvisor.io/app")
+    );
+
+    // any other annotation: forbidden
+    let e = doors
+        .patch_annotations(&mine, &patch(&[("owner", Some("node"))]))
+        .await
+        .expect_err("other annotations are refused");
+    assert!(
+        matches!(
+            e,
+            AgentError::Api {
+                code: Some(403),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = doors
+        .patch_annotations(
+            &mine,
+            &patch(&[("probes.podvisor.io/app", Some("{}")), ("owner", None)]),
+        )
+        .await
+        .expect_err("a mixed patch is refused as a whole");
+    assert!(
+        matches!(
+            e,
+            AgentError::Api {
+                code: Some(403),
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // another node's pod: forbidden
+    let e = doors
+        .patch_annotations(&theirs, &patch(&[("probes.podvisor.io/app", Some("{}"))]))
+        .await
+        .expect_err("not its pod");
+    assert!(
+        matches!(
+            e,
+            AgentError::Api {
+                code: Some(403),
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let stored = Api::<Pod>::namespaced(admin, "default")
+        .get("mine")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.metadata.annotations.unwrap(),
+        BTreeMap::from([("owner".to_string(), "me".to_string())])
+    );
+}
+
+#[tokio::test]
+async fn a_node_reads_config_maps_and_secrets() {
+    let server = memory_server().await;
+    let admin = server.in_process_client(&server.admin_token());
+    let node = server.in_process_client(&server.ensure_node_token("node-1").unwrap());
+    Api::<ConfigMap>::namespaced(admin.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("cfg".into()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([("k".to_string(), "v".to_string())])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(admin, "default")
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("sec".into()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([(
+                    "p".to_string(),
+                    ByteString(b"pw".to_vec()),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let objects = KubeObjects::new(node);
+    let cm = objects.config_map("default", "cfg").await.unwrap().unwrap();
+    assert_eq!(cm.data.unwrap()["k"], "v");
+    let s = objects.secret("default", "sec").await.unwrap().unwrap();
+    assert_eq!(s.data.unwrap()["p"].0, b"pw");
+    assert!(
+        objects
+            .config_map("default", "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(objects.secret("default", "nope").await.unwrap().is_none());
+}
