@@ -335,8 +335,19 @@ impl NodeReporter {
         Ok(uid)
     }
 
-    /// One status tick: write when changed or when the report interval passed.
+    /// One status tick: write when changed or when the report interval passed. "Changed" is
+    /// judged against the Node as the server has it (kubelet `tryUpdateNodeStatus`), so a
+    /// status another component overwrote (the node lifecycle controller's `Unknown`) is put
+    /// right on the next tick, not at the next report interval.
     pub async fn tick(&mut self) -> Result<bool, AgentError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.get_opt(&self.config.node_name).await {
+            Ok(Some(n)) if n.status.is_some() => self.last = n.status,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the Node; using the last written status")
+            }
+        }
         let runtime_ok = self.runtime.list().await.is_ok();
         let status = node_status(
             &self.config,
@@ -351,7 +362,6 @@ impl NodeReporter {
         if !due && self.last.as_ref().is_some_and(|l| !changed(l, &status)) {
             return Ok(false);
         }
-        let api: Api<Node> = Api::all(self.client.clone());
         let name = &self.config.node_name;
         match api
             .patch_status(

@@ -432,6 +432,54 @@ async fn lease_renewed_every_interval_and_node_status_at_least_every_minute() {
     task.await.unwrap();
 }
 
+/// A Ready condition overwritten on the server (the node lifecycle controller's `Unknown`)
+/// is put right at the next status tick (10 s), not at the next one-minute report.
+#[tokio::test(start_paused = true)]
+async fn node_status_overwritten_on_the_server_is_restored_at_the_next_tick() {
+    use kube::api::{Patch, PatchParams};
+    let c = cluster(true).await;
+    let (stop, task) = c.start_agent(c.config());
+    let nodes: Api<Node> = Api::all(c.admin.clone());
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    eventually("node ready", Duration::from_secs(30), || async {
+        let n = nodes.get_opt("node-1").await.ok().flatten()?;
+        (ready(&n)?.0 == "True").then_some(())
+    })
+    .await;
+    // the agent has just written; the next one-minute report is far away
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut n = nodes.get("node-1").await.expect("node");
+    for cond in n.status.as_mut().unwrap().conditions.as_mut().unwrap() {
+        cond.status = "Unknown".into();
+        cond.reason = Some("NodeStatusUnknown".into());
+        cond.message = Some("Kubelet stopped posting node status.".into());
+    }
+    let patch = serde_json::json!({ "status": { "conditions": n.status.unwrap().conditions } });
+    nodes
+        .patch_status("node-1", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("overwrite");
+    let got = nodes.get("node-1").await.expect("node");
+    assert_eq!(ready(&got).unwrap().0, "Unknown");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let got = nodes.get("node-1").await.expect("node");
+    assert_eq!(
+        ready(&got).unwrap(),
+        ("True".to_string(), Some("KubeletReady".to_string())),
+        "restored within one status tick"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn logs_follow_previous_and_timestamps_through_the_proxy() {
     use futures::{AsyncBufReadExt, StreamExt};

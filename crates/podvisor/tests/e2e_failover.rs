@@ -4,6 +4,8 @@
 //! under their supervisor, as after a real node loss the control plane cannot reach them).
 //! The node goes `Unknown`, gets the `unreachable` taints, the pod (tolerationSeconds 3) is
 //! evicted and replaced under a new name on worker-2, and the old pod stays Terminating.
+//!
+//! Also H1/H5 of the taint eviction group with a live agent (`podvisor up`).
 
 #![allow(clippy::disallowed_methods)]
 
@@ -340,4 +342,69 @@ spec:
          (grace {GRACE_SECS} s, toleration 3 s); whole test {:?}",
         test_start.elapsed()
     );
+}
+
+/// H1 + H5 with a live agent (`podvisor up`): tainting the node `NoExecute` evicts the pod
+/// without a toleration all the way (the agent terminates it and the object goes away)
+/// and leaves the tolerating pod running.
+#[test]
+fn h1_h5_no_execute_taint_evicts_only_untolerating_pods_through_the_agent() {
+    let _g = serial();
+    let c = Cluster::up();
+    let mk = marker("h5");
+    let pod = |name: &str, toleration: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 2
+  tolerations: [{toleration}]
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "sleep 1000 & wait", "{mk}"]
+"#
+        )
+    };
+    c.apply(&pod("evicted", ""));
+    c.apply(&pod(
+        "kept",
+        "{key: kubernetes.io/e2e-evict-taint-key, operator: Equal, value: evictTaintVal, effect: NoExecute}",
+    ));
+    c.wait_pod_ready("evicted", Duration::from_secs(60));
+    c.wait_pod_ready("kept", Duration::from_secs(60));
+    let tainted = Instant::now();
+    c.kubectl_ok(&[
+        "taint",
+        "node",
+        &c.node,
+        "kubernetes.io/e2e-evict-taint-key=evictTaintVal:NoExecute",
+    ]);
+    c.wait_for("evicted pod gone", Duration::from_secs(65), || {
+        !c.pod_exists("evicted")
+    });
+    let gone_after = tainted.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        assert_eq!(
+            c.pod_field("kept", "{.status.phase}").as_deref(),
+            Some("Running"),
+            "tolerating pod disturbed"
+        );
+        assert!(
+            c.pod_field("kept", "{.metadata.deletionTimestamp}")
+                .is_some_and(|t| t.is_empty()),
+            "tolerating pod evicted"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    c.kubectl_ok(&[
+        "taint",
+        "node",
+        &c.node,
+        "kubernetes.io/e2e-evict-taint-key:NoExecute-",
+    ]);
+    eprintln!("taint eviction: untolerating pod gone {gone_after:?} after the taint");
 }
