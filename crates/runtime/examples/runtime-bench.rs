@@ -2,7 +2,7 @@
 //! of a TERM-honouring process, supervisor memory per sandbox, and plain fork+exec of the
 //! same command as the floor.
 //!
-//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--no-cgroups] [--no-namespaces] [--state-in=<dir>] [--supervisor=<program>[,<arg>…]]`
+//! `cargo run --release -p podvisor-runtime --example runtime-bench [-- <iterations>] [--no-spares] [--termination-message] [--no-cgroups] [--no-namespaces] [--state-in=<dir>] [--supervisor=<program>[,<arg>…]]`
 //! (`--state-in=/dev/shm` puts the runtime state on tmpfs, as `/run` would be).
 //!
 //! The example binary doubles as the supervisor (`runtime-bench supervise --dir …`), exactly
@@ -86,18 +86,28 @@ async fn bench(n: usize, flags: &[String]) {
             "--no-cgroups" => cfg.cgroups = false,
             "--no-namespaces" => cfg.namespaces = false,
             "--no-spares" => cfg.spare_supervisors = 0,
+            // Every container gets the agent's default termination-message file (a bind
+            // mount at /dev/termination-log, read after the exit).
+            "--termination-message" => {}
             f if f.starts_with("--state-in=") || f.starts_with("--supervisor=") => {}
             other => panic!(
-                "unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares, --state-in=<dir>, --supervisor=<program>)"
+                "unknown flag {other} (--no-cgroups, --no-namespaces, --no-spares, --termination-message, --state-in=<dir>, --supervisor=<program>)"
             ),
         }
     }
     println!("configuration: {flags:?}");
     let runtime = ProcessRuntime::new(cfg).await.expect("runtime");
     let command = vec!["sleep".to_string(), "1000".to_string()];
+    let termination_message = flags.iter().any(|f| f == "--termination-message").then(|| {
+        podvisor_runtime::TerminationMessage {
+            path: "/dev/termination-log".into(),
+            fallback_to_logs_on_error: false,
+        }
+    });
     let container = |name: &str| ContainerConfig {
         name: name.into(),
         command: command.clone(),
+        termination_message: termination_message.clone(),
         ..Default::default()
     };
 
