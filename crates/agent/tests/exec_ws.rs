@@ -1,0 +1,290 @@
+//! The agent's `/exec` and `/attach` endpoints spoken to by a WebSocket client, as kubectl
+//! (through the API server's proxy) speaks to them: v5.channel.k8s.io binary frames, the
+//! final channel-3 Status, stdin with its close frame, pings, and errors before the upgrade.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::{SinkExt, StreamExt};
+use podvisor_agent::WallClock;
+use podvisor_agent::logs::LogServer;
+use podvisor_agent::worker::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeRuntime, FakeScript, tokio_clock};
+use podvisor_runtime::{ContainerConfig, ContainerRuntime, SandboxConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "node-token";
+
+struct Server {
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn server() -> Server {
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let rt = FakeRuntime::new(tokio_clock(base));
+    rt.script(
+        "main",
+        FakeScript::always(Attempt::forever())
+            .exec(["echo", "hi"], ExecScript::ok().output("hi\n"))
+            .exec(["false"], ExecScript::exit(1))
+            .exec(["cat"], ExecScript::ok().echoing_stdin())
+            .exec(["hang"], ExecScript::hang()),
+    );
+    let labels = BTreeMap::from([
+        (LABEL_POD_NAMESPACE.to_string(), "default".to_string()),
+        (LABEL_POD_NAME.to_string(), "p".to_string()),
+    ]);
+    rt.create_sandbox(SandboxConfig {
+        id: "sb".into(),
+        hostname: "p".into(),
+        labels,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    let id = rt
+        .create_container(
+            "sb",
+            ContainerConfig {
+                name: "main".into(),
+                command: vec!["scripted".into()],
+                labels: BTreeMap::from([(LABEL_CONTAINER_NAME.to_string(), "main".to_string())]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    rt.start_container(&id).await.expect("start");
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt.clone());
+    let srv = LogServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        runtime,
+        TOKEN,
+        WallClock::system(),
+    )
+    .await
+    .expect("bind");
+    let addr = srv.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(srv.serve(stop.clone()));
+    Server { addr, stop }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(
+    s: &Server,
+    path: &str,
+    protocol: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{}{path}", s.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(protocol)
+    );
+    Ok(ws)
+}
+
+/// Reads frames until the server closes: (stdout, stderr, final status).
+async fn collect(ws: &mut Ws) -> (String, String, Option<String>) {
+    let (mut out, mut err, mut status) = (String::new(), String::new(), None);
+    let read = async {
+        while let Some(m) = ws.next().await {
+            match m.expect("frame") {
+                Message::Binary(b) => {
+                    let (ch, data) = b.split_first().expect("a channel byte");
+                    let data = String::from_utf8_lossy(data).into_owned();
+                    match ch {
+                        1 => out.push_str(&data),
+                        2 => err.push_str(&data),
+                        3 => status = Some(data),
+                        other => panic!("unexpected channel {other}"),
+                    }
+                }
+                Message::Text(t) => panic!("a text frame: {t}"),
+                Message::Close(c) => {
+                    assert_eq!(c.map(|c| u16::from(c.code)), Some(1000));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the server ends the stream");
+    (out, err, status)
+}
+
+#[tokio::test]
+async fn exec_streams_output_and_ends_with_the_exit_status() {
+    let s = server().await;
+    let mut ws = connect(
+        &s,
+        "/exec/default/p/main?command=echo&command=hi&stdout=true&stderr=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect("upgrade");
+    let (out, err, status) = collect(&mut ws).await;
+    assert_eq!((out.as_str(), err.as_str()), ("hi\n", ""));
+    assert_eq!(
+        status.as_deref(),
+        Some(r#"{"metadata":{},"status":"Success"}"#)
+    );
+
+    let mut ws = connect(
+        &s,
+        "/exec/default/p/main?command=false&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect("upgrade");
+    let (_, _, status) = collect(&mut ws).await;
+    assert_eq!(
+        status.as_deref(),
+        Some(
+            r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [false], exit code 1","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"1"}]}}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn stdin_is_relayed_closed_and_pings_answered() {
+    let s = server().await;
+    let mut ws = connect(
+        &s,
+        "/exec/default/p/main?command=cat&stdin=true&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect("upgrade");
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .expect("ping");
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Ok(Message::Pong(p))) = ws.next().await {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("a pong");
+    assert_eq!(&pong[..], b"are you there");
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(b"hello stdin\n");
+    ws.send(Message::Binary(frame.into())).await.expect("stdin");
+    ws.send(Message::Binary(vec![255u8, 0].into()))
+        .await
+        .expect("close stdin");
+    let (out, _, status) = collect(&mut ws).await;
+    assert_eq!(out, "hello stdin\n");
+    assert_eq!(
+        status.as_deref(),
+        Some(r#"{"metadata":{},"status":"Success"}"#)
+    );
+
+    // v4 is accepted too (no close channel: the session ends with the connection).
+    let ws = connect(
+        &s,
+        "/exec/default/p/main?command=echo&command=hi&stdout=true",
+        "v4.channel.k8s.io",
+    )
+    .await;
+    assert!(ws.is_ok());
+}
+
+#[tokio::test]
+async fn the_container_stays_usable_after_a_client_goes_away() {
+    let s = server().await;
+    let ws = connect(
+        &s,
+        "/exec/default/p/main?command=hang&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect("upgrade");
+    drop(ws);
+    // The session is dropped with the connection (the process backend kills the command:
+    // runtime tests/exec_stream.rs and the e2e); the container keeps accepting execs.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ws = connect(
+        &s,
+        "/exec/default/p/main?command=echo&command=hi&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect("upgrade");
+    let (out, _, _) = collect(&mut ws).await;
+    assert_eq!(out, "hi\n");
+}
+
+#[tokio::test]
+async fn refusals_come_before_the_upgrade() {
+    let s = server().await;
+    let status_of = |e: tokio_tungstenite::tungstenite::Error| match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("not an HTTP refusal: {other}"),
+    };
+    let e = connect(
+        &s,
+        "/exec/default/p/nope?command=true&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(status_of(e), 404);
+    let e = connect(&s, "/exec/default/p/main?stdout=true", "v5.channel.k8s.io")
+        .await
+        .expect_err("refused");
+    assert_eq!(status_of(e), 400);
+    let e = connect(
+        &s,
+        "/exec/default/p/main?command=true&stdout=true",
+        "v9.channel.k8s.io",
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(status_of(e), 400);
+    let e = connect(
+        &s,
+        "/attach/default/p/main?stdout=true&stdin=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(status_of(e), 400);
+    // Without the node's token.
+    let req = format!(
+        "ws://{}/exec/default/p/main?command=true&stdout=true",
+        s.addr
+    )
+    .into_client_request()
+    .expect("request");
+    let e = tokio_tungstenite::connect_async(req)
+        .await
+        .expect_err("refused");
+    assert_eq!(status_of(e), 401);
+}
