@@ -159,6 +159,25 @@ fn exec_streams_output_stdin_and_exit_codes() {
         text(&out.stderr)
     );
 
+    // `-it` gives the command a terminal (kubectl needs one itself: `script` provides it).
+    let kubeconfig = c.kubeconfig();
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            "stty cols 91 rows 27; kubectl exec -it p -- sh -c 'test -t 0 && test -t 1 && echo on-a-tty; stty size'",
+            "/dev/null",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let out = wait_output(out, LONG);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown} {}", text(&out.stderr));
+    assert!(shown.contains("on-a-tty\r\n27 91\r\n"), "{shown:?}");
+
     // Errors, as upstream words them.
     let out = run(&c, &["exec", "nope", "--", "true"]);
     assert!(!out.status.success());

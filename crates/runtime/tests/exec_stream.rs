@@ -57,7 +57,14 @@ impl Env {
 
     async fn stream(&self, command: Vec<String>, stdin: bool) -> ExecSession {
         self.rt
-            .exec_stream(&self.id, ExecStreamRequest { command, stdin })
+            .exec_stream(
+                &self.id,
+                ExecStreamRequest {
+                    command,
+                    stdin,
+                    tty: false,
+                },
+            )
             .await
             .expect("exec_stream")
     }
@@ -134,6 +141,7 @@ async fn streams_stdout_stderr_and_the_exit_code_in_the_containers_context() {
             ExecStreamRequest {
                 command: vec!["no-such-binary-pv".into()],
                 stdin: false,
+                tty: false,
             },
         )
         .await;
@@ -283,9 +291,63 @@ async fn exec_in_a_stopped_container_is_refused() {
             ExecStreamRequest {
                 command: sh("echo hi"),
                 stdin: false,
+                tty: false,
             },
         )
         .await;
     assert!(matches!(r, Err(RuntimeError::InvalidState { .. })), "{r:?}");
+    env.close().await;
+}
+
+#[tokio::test]
+async fn a_terminal_carries_both_streams_and_takes_resizes() {
+    let env = Env::new("xs-tty", sleeper(vec![])).await;
+    let mut s = env
+        .rt
+        .exec_stream(
+            &env.id,
+            ExecStreamRequest {
+                command: sh("read line; test -t 0 && test -t 1 && echo tty; stty size; echo \"got $line\"; echo err >&2"),
+                stdin: true,
+                tty: true,
+            },
+        )
+        .await
+        .expect("exec_stream");
+    let resize = s.resize.take().expect("a terminal can be resized");
+    resize(100, 30).expect("resize");
+    let mut stdin = s.stdin.take().expect("stdin");
+    stdin.write_all(b"hello\n").await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !String::from_utf8_lossy(&out).contains("err\r\n") {
+            let n = s.stdout.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "output ended early: {:?}",
+                String::from_utf8_lossy(&out)
+            );
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(LONG, read)
+        .await
+        .expect("output in time");
+    let out = String::from_utf8_lossy(&out).into_owned();
+    // The terminal echoes the input and turns \n into \r\n; stderr comes the same way.
+    assert!(out.contains("hello\r\n"), "{out:?}");
+    assert!(
+        out.contains("tty\r\n30 100\r\ngot hello\r\nerr\r\n"),
+        "{out:?}"
+    );
+    drop(stdin);
+    let code = tokio::time::timeout(LONG, s.exit)
+        .await
+        .expect("exit in time");
+    assert_eq!(code.expect("exit code"), 0);
+    let mut rest = String::new();
+    s.stderr.read_to_string(&mut rest).await.expect("stderr");
+    assert_eq!(rest, "");
     env.close().await;
 }
