@@ -191,7 +191,22 @@ async fn dropping_the_session_kills_the_command() {
         .parse()
         .expect("a pid");
     // Find the host pid: the sleep whose parent is the supervisor and which runs our command.
-    let host_pid = find_sleeper(ns_pid).expect("the exec's process");
+    // The shell execs `sleep` right after printing: wait for it.
+    let st = env.rt.container_status(&env.id).await.expect("status");
+    let podvisor_runtime::ContainerState::Running {
+        pid: Some(main), ..
+    } = st.state
+    else {
+        panic!("not running: {:?}", st.state);
+    };
+    let deadline = tokio::time::Instant::now() + LONG;
+    let host_pid = loop {
+        if let Some(p) = find_sleeper(ns_pid, main) {
+            break p;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the exec's process");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert!(alive(host_pid));
     drop(s);
     let deadline = tokio::time::Instant::now() + LONG;
@@ -208,8 +223,11 @@ async fn dropping_the_session_kills_the_command() {
     env.close().await;
 }
 
-/// The host PID of a `sleep 1000` whose PID in its own namespace is `ns_pid`.
-fn find_sleeper(ns_pid: u32) -> Option<u32> {
+/// The host PID of a `sleep 1000` whose PID in its own namespace is `ns_pid`, in the pid
+/// namespace of process `peer`.
+fn find_sleeper(ns_pid: u32, peer: u32) -> Option<u32> {
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let want = ns_of(peer)?;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -221,7 +239,8 @@ fn find_sleeper(ns_pid: u32) -> Option<u32> {
             .and_then(|l| l.split_whitespace().last())
             .and_then(|p| p.parse::<u32>().ok());
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if nspid == Some(ns_pid) && cmd == b"sleep\x001000\x00" {
+        if nspid == Some(ns_pid) && cmd == b"sleep\x001000\x00" && ns_of(pid) == Some(want.clone())
+        {
             return Some(pid);
         }
     }

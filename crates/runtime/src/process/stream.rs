@@ -231,6 +231,7 @@ impl ProcessRuntime {
         let req = Request::ExecStream {
             id: id.0.clone(),
             command: request.command.clone(),
+            tty: request.tty,
         };
         let mut line = serde_json::to_vec(&req).map_err(|e| os("encode request", e))?;
         line.push(b'\n');
