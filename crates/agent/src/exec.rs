@@ -16,9 +16,9 @@
 //! 255 close (`[255, 0]` half-closes stdin). Pings are answered. When the client goes away
 //! the command is killed (the runtime's session ends).
 //!
-//! Exec runs through [`ContainerRuntime::exec_stream`] with pipes. There is no pseudo
-//! terminal: with `tty=true` the command's stderr goes to the stdout channel (kubectl asks
-//! for no stderr then) and resize messages are accepted and ignored.
+//! Exec runs through [`ContainerRuntime::exec_stream`]: with pipes, or with `tty=true` on a
+//! pseudo terminal whose output (both streams) goes to the stdout channel (kubectl asks for
+//! no stderr then) and whose size follows the resize messages.
 //!
 //! Attach streams what the container writes from now on, read from its log file as
 //! `kubectl logs -f` does, until the container stops. The containers run without an open
@@ -242,6 +242,7 @@ async fn exec(
                 ExecStreamRequest {
                     command: opts.command.clone(),
                     stdin: opts.stdin,
+                    tty: opts.tty,
                 },
             )
             .await;
@@ -273,11 +274,21 @@ async fn finish(tx: &mut futures::stream::SplitSink<WebSocket, Message>, status:
     }
 }
 
-/// Reads the client's frames: stdin data, stdin close, resize (ignored), until the client
-/// closes the connection.
+/// A resize message (`{"Width":100,"Height":30}`).
+#[derive(serde::Deserialize)]
+struct TermSize {
+    #[serde(rename = "Width")]
+    width: u16,
+    #[serde(rename = "Height")]
+    height: u16,
+}
+
+/// Reads the client's frames: stdin data, stdin close, resize, until the client closes the
+/// connection.
 async fn client_frames(
     mut rx: futures::stream::SplitStream<WebSocket>,
     mut stdin: Option<podvisor_runtime::ExecWriter>,
+    resize: Option<podvisor_runtime::ExecResize>,
     v5: bool,
 ) {
     while let Some(Ok(msg)) = rx.next().await {
@@ -302,6 +313,14 @@ async fn client_frames(
             channel::CLOSE if v5 && rest.first() == Some(&channel::STDIN) => {
                 if let Some(mut w) = stdin.take() {
                     let _ = w.shutdown().await;
+                }
+            }
+            channel::RESIZE => {
+                if let (Some(resize), Ok(size)) =
+                    (resize.as_ref(), serde_json::from_slice::<TermSize>(rest))
+                    && let Err(e) = resize(size.width, size.height)
+                {
+                    tracing::debug!(error = %e, "terminal resize failed");
                 }
             }
             _ => {}
@@ -330,7 +349,8 @@ async fn run_exec(
         }
     };
     let stdin = session.stdin.take();
-    let reader = client_frames(rx, stdin, v5);
+    let resize = session.resize.take();
+    let reader = client_frames(rx, stdin, resize, v5);
     let command = opts.command.clone();
     let writer = async move {
         let mut out_buf = vec![0u8; 32 * 1024];
@@ -421,7 +441,7 @@ async fn attach(
     let runtime = st.runtime.clone();
     ws.on_upgrade(move |socket| async move {
         let (tx, rx) = socket.split();
-        let reader = client_frames(rx, None, v5);
+        let reader = client_frames(rx, None, None, v5);
         let writer = follow_output(tx, runtime, target.id, target.log_path, start, opts);
         tokio::pin!(reader, writer);
         tokio::select! {

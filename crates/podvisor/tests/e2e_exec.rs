@@ -159,6 +159,27 @@ fn exec_streams_output_stdin_and_exit_codes() {
         text(&out.stderr)
     );
 
+    // `-it` gives the command a terminal (kubectl needs one itself: `script` provides it).
+    let kubeconfig = c.kubeconfig();
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            "stty cols 91 rows 27; kubectl exec -it p -- sh -c 'test -t 0 && test -t 1 && echo on-a-tty; stty size'",
+            "/dev/null",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let out = wait_output(out, LONG);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown} {}", text(&out.stderr));
+    // (The terminal may echo a control character kubectl sends when its own stdin ends.)
+    assert!(shown.contains("on-a-tty\r\n"), "{shown:?}");
+    assert!(shown.contains("27 91\r\n"), "{shown:?}");
+
     // Errors, as upstream words them.
     let out = run(&c, &["exec", "nope", "--", "true"]);
     assert!(!out.status.success());
@@ -253,6 +274,15 @@ spec:
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(
         std::fs::read_to_string(&dst).expect("copied"),
+        "copied content\n"
+    );
+    // And into the pod (tar reads the archive from stdin).
+    let up = c.dir.path().join("cp-uploaded.txt");
+    let up_arg = format!("p:{}", up.display());
+    let out = run(&c, &["cp", src.to_str().expect("utf8"), &up_arg]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&up).expect("uploaded"),
         "copied content\n"
     );
 

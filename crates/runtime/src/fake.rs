@@ -1346,6 +1346,7 @@ impl ContainerRuntime for FakeRuntime {
             stdout: Box::pin(out_ours),
             stderr: Box::pin(err_ours),
             exit: Box::pin(exit),
+            resize: None,
         })
     }
 

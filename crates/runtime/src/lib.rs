@@ -342,12 +342,19 @@ pub struct ExecStreamRequest {
     /// Whether the caller writes to the command's stdin ([`ExecSession::stdin`]); without
     /// it the command reads `/dev/null`.
     pub stdin: bool,
+    /// Give the command a pseudo terminal as stdin, stdout and stderr: its output (both
+    /// streams) comes on [`ExecSession::stdout`], [`ExecSession::stderr`] stays empty, and
+    /// [`ExecSession::resize`] sets the terminal size.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// A boxed byte stream from a streaming exec.
 pub type ExecReader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 /// A boxed byte sink into a streaming exec.
 pub type ExecWriter = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+/// Sets the terminal size (columns, rows) of a streaming exec with a terminal.
+pub type ExecResize = Box<dyn Fn(u16, u16) -> Result<(), RuntimeError> + Send + Sync>;
 /// Resolves to the exit code of a streaming exec (128 + signal if killed).
 pub type ExecExit =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32, RuntimeError>> + Send>>;
@@ -365,12 +372,15 @@ pub struct ExecSession {
     pub stderr: ExecReader,
     /// The exit code, once the command ended.
     pub exit: ExecExit,
+    /// Sets the terminal size, when the request asked for a terminal.
+    pub resize: Option<ExecResize>,
 }
 
 impl std::fmt::Debug for ExecSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecSession")
             .field("stdin", &self.stdin.is_some())
+            .field("tty", &self.resize.is_some())
             .finish_non_exhaustive()
     }
 }

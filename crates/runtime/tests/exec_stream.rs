@@ -57,7 +57,14 @@ impl Env {
 
     async fn stream(&self, command: Vec<String>, stdin: bool) -> ExecSession {
         self.rt
-            .exec_stream(&self.id, ExecStreamRequest { command, stdin })
+            .exec_stream(
+                &self.id,
+                ExecStreamRequest {
+                    command,
+                    stdin,
+                    tty: false,
+                },
+            )
             .await
             .expect("exec_stream")
     }
@@ -134,6 +141,7 @@ async fn streams_stdout_stderr_and_the_exit_code_in_the_containers_context() {
             ExecStreamRequest {
                 command: vec!["no-such-binary-pv".into()],
                 stdin: false,
+                tty: false,
             },
         )
         .await;
@@ -183,7 +191,22 @@ async fn dropping_the_session_kills_the_command() {
         .parse()
         .expect("a pid");
     // Find the host pid: the sleep whose parent is the supervisor and which runs our command.
-    let host_pid = find_sleeper(ns_pid).expect("the exec's process");
+    // The shell execs `sleep` right after printing: wait for it.
+    let st = env.rt.container_status(&env.id).await.expect("status");
+    let podvisor_runtime::ContainerState::Running {
+        pid: Some(main), ..
+    } = st.state
+    else {
+        panic!("not running: {:?}", st.state);
+    };
+    let deadline = tokio::time::Instant::now() + LONG;
+    let host_pid = loop {
+        if let Some(p) = find_sleeper(ns_pid, main) {
+            break p;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the exec's process");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert!(alive(host_pid));
     drop(s);
     let deadline = tokio::time::Instant::now() + LONG;
@@ -200,8 +223,11 @@ async fn dropping_the_session_kills_the_command() {
     env.close().await;
 }
 
-/// The host PID of a `sleep 1000` whose PID in its own namespace is `ns_pid`.
-fn find_sleeper(ns_pid: u32) -> Option<u32> {
+/// The host PID of a `sleep 1000` whose PID in its own namespace is `ns_pid`, in the pid
+/// namespace of process `peer`.
+fn find_sleeper(ns_pid: u32, peer: u32) -> Option<u32> {
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let want = ns_of(peer)?;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -213,7 +239,8 @@ fn find_sleeper(ns_pid: u32) -> Option<u32> {
             .and_then(|l| l.split_whitespace().last())
             .and_then(|p| p.parse::<u32>().ok());
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if nspid == Some(ns_pid) && cmd == b"sleep\x001000\x00" {
+        if nspid == Some(ns_pid) && cmd == b"sleep\x001000\x00" && ns_of(pid) == Some(want.clone())
+        {
             return Some(pid);
         }
     }
@@ -283,9 +310,63 @@ async fn exec_in_a_stopped_container_is_refused() {
             ExecStreamRequest {
                 command: sh("echo hi"),
                 stdin: false,
+                tty: false,
             },
         )
         .await;
     assert!(matches!(r, Err(RuntimeError::InvalidState { .. })), "{r:?}");
+    env.close().await;
+}
+
+#[tokio::test]
+async fn a_terminal_carries_both_streams_and_takes_resizes() {
+    let env = Env::new("xs-tty", sleeper(vec![])).await;
+    let mut s = env
+        .rt
+        .exec_stream(
+            &env.id,
+            ExecStreamRequest {
+                command: sh("read line; test -t 0 && test -t 1 && echo tty; stty size; echo \"got $line\"; echo err >&2"),
+                stdin: true,
+                tty: true,
+            },
+        )
+        .await
+        .expect("exec_stream");
+    let resize = s.resize.take().expect("a terminal can be resized");
+    resize(100, 30).expect("resize");
+    let mut stdin = s.stdin.take().expect("stdin");
+    stdin.write_all(b"hello\n").await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !String::from_utf8_lossy(&out).contains("err\r\n") {
+            let n = s.stdout.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "output ended early: {:?}",
+                String::from_utf8_lossy(&out)
+            );
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(LONG, read)
+        .await
+        .expect("output in time");
+    let out = String::from_utf8_lossy(&out).into_owned();
+    // The terminal echoes the input and turns \n into \r\n; stderr comes the same way.
+    assert!(out.contains("hello\r\n"), "{out:?}");
+    assert!(
+        out.contains("tty\r\n30 100\r\ngot hello\r\nerr\r\n"),
+        "{out:?}"
+    );
+    drop(stdin);
+    let code = tokio::time::timeout(LONG, s.exit)
+        .await
+        .expect("exit in time");
+    assert_eq!(code.expect("exit code"), 0);
+    let mut rest = String::new();
+    s.stderr.read_to_string(&mut rest).await.expect("stderr");
+    assert_eq!(rest, "");
     env.close().await;
 }

@@ -165,6 +165,7 @@ async fn scripted_streaming_exec_prints_echoes_and_ends_with_its_session() {
     let req = |c: &str, stdin: bool| ExecStreamRequest {
         command: vec![c.to_string()],
         stdin,
+        tty: false,
     };
     let mut s =
         h.rt.exec_stream(&id, req("hello", false))

@@ -38,7 +38,13 @@ pub(crate) enum Request {
     /// Run a command in a container's context with the stdin, stdout and stderr sent with
     /// the request (SCM_RIGHTS). Answered at once (empty or error); the exit follows as an
     /// `exec` result. Closing the connection kills the command.
-    ExecStream { id: String, command: Vec<String> },
+    /// With `tty`, stdin is a terminal that becomes the command's controlling terminal.
+    ExecStream {
+        id: String,
+        command: Vec<String>,
+        #[serde(default)]
+        tty: bool,
+    },
     /// Remove a created or exited container.
     Remove { id: String },
     /// Kill everything, remove the cgroups and exit.

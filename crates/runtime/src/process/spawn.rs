@@ -100,6 +100,9 @@ pub(crate) struct SpawnSpec<'a> {
     pub clone_into: Option<(&'a OwnedFd, &'a OwnedFd)>,
     /// The mount namespace.
     pub mount_ns: MountNs<'a>,
+    /// Start a new session with stdin (a terminal) as its controlling terminal, instead of
+    /// a new process group (an exec with a terminal: ^C and job control work).
+    pub controlling_tty: bool,
 }
 
 /// `struct clone_args` of clone3(2), version 2 (with `cgroup`).
@@ -388,7 +391,11 @@ unsafe fn child(
             libc::_exit(127)
         };
         let fail = |stage: Stage| -> ! { fail_at(stage, 0) };
-        if libc::setpgid(0, 0) != 0 {
+        if spec.controlling_tty {
+            if libc::setsid() < 0 {
+                fail(Stage::ProcessGroup);
+            }
+        } else if libc::setpgid(0, 0) != 0 {
             fail(Stage::ProcessGroup);
         }
         for &fd in procs.iter().chain(extra_procs.iter()) {
@@ -452,6 +459,9 @@ unsafe fn child(
             if libc::dup2(from, to) < 0 {
                 fail(Stage::Stdio);
             }
+        }
+        if spec.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(Stage::Stdio);
         }
         if let Some(gid) = spec.gid {
             if is_root && libc::setgroups(1, &gid) != 0 {

@@ -3,8 +3,18 @@
 //! keeps its own ends as async streams. The supervisor starts the command exactly like a
 //! probe's exec (same namespaces, cgroup, env, user) and reports its exit on the same
 //! connection; closing the connection (dropping [`ExecSession::exit`]) kills the command.
+//!
+//! With `tty`, the command's stdin, stdout and stderr are the secondary side of a new pseudo
+//! terminal (not its controlling terminal: the command is not a session leader), and the
+//! runtime keeps the primary side: reading it is the command's output, writing it is its
+//! input, and [`ExecSession::resize`] sets its window size.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -49,6 +59,126 @@ async fn send_with_fds(stream: &UnixStream, line: &[u8], fds: &[&OwnedFd]) -> st
     Ok(())
 }
 
+/// Opens a pseudo terminal: (primary, secondary).
+fn open_pty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let primary = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(|e| os("open a pseudo terminal", e))?;
+    grantpt(&primary).map_err(|e| os("grantpt", e))?;
+    unlockpt(&primary).map_err(|e| os("unlockpt", e))?;
+    let name = ptsname(&primary, Vec::new()).map_err(|e| os("ptsname", e))?;
+    let secondary = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| os("open the terminal", e))?;
+    rustix::io::ioctl_fionbio(&primary, true).map_err(|e| os("set non-blocking", e))?;
+    Ok((primary, secondary))
+}
+
+/// One descriptor of a terminal's primary side as an async stream. End of file: the
+/// secondary side is closed everywhere (the kernel answers EIO).
+struct Pty(AsyncFd<OwnedFd>);
+
+impl AsyncRead for Pty {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = match self.0.poll_read_ready(cx) {
+                Poll::Ready(g) => g?,
+                Poll::Pending => return Poll::Pending,
+            };
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| {
+                rustix::io::read(fd.get_ref(), &mut *unfilled).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Pty {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = match self.0.poll_write_ready(cx) {
+                Poll::Ready(g) => g?,
+                Poll::Pending => return Poll::Pending,
+            };
+            match guard
+                .try_io(|fd| rustix::io::write(fd.get_ref(), data).map_err(std::io::Error::from))
+            {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Registers a terminal descriptor with the reactor.
+#[allow(unsafe_code)]
+fn register(fd: OwnedFd) -> Result<AsyncFd<OwnedFd>, RuntimeError> {
+    // SAFETY: `OwnedFd` owns a valid open descriptor, closes it only on drop, and returns
+    // the same raw descriptor for its whole life, which is what `register` requires.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| os("register the terminal", e.into_parts().1))
+}
+
+/// The streams of a terminal exec: (child stdin, stdout, stderr fds; our session parts).
+type TtyParts = (
+    [OwnedFd; 3],
+    crate::ExecReader,
+    Option<crate::ExecWriter>,
+    crate::ExecResize,
+);
+
+fn tty_parts(stdin: bool) -> Result<TtyParts, RuntimeError> {
+    let (primary, secondary) = open_pty()?;
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| os("dup", e));
+    let child = [dup(&secondary)?, dup(&secondary)?, secondary];
+    let sizer = dup(&primary)?;
+    let writer = if stdin {
+        let w = register(dup(&primary)?)?;
+        Some(Box::pin(Pty(w)) as crate::ExecWriter)
+    } else {
+        None
+    };
+    let reader = register(primary)?;
+    let resize: crate::ExecResize = Box::new(move |cols, rows| {
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&sizer, size).map_err(|e| os("resize the terminal", e))
+    });
+    Ok((child, Box::pin(Pty(reader)), writer, resize))
+}
+
 impl ProcessRuntime {
     pub(super) async fn exec_stream_impl(
         &self,
@@ -62,14 +192,35 @@ impl ProcessRuntime {
             id: sid.clone(),
             message,
         };
-        let (out_r, out_w) = pipe_pair()?;
-        let (err_r, err_w) = pipe_pair()?;
-        let (in_child, in_ours): (OwnedFd, Option<OwnedFd>) = if request.stdin {
-            let (r, w) = pipe_pair()?;
-            (r, Some(w))
+        let (child_fds, stdout, stderr, stdin, resize) = if request.tty {
+            let (child, reader, writer, resize) = tty_parts(request.stdin)?;
+            let empty: crate::ExecReader = Box::pin(tokio::io::empty());
+            (child, reader, empty, writer, Some(resize))
         } else {
-            let f = std::fs::File::open("/dev/null").map_err(|e| os("open /dev/null", e))?;
-            (OwnedFd::from(f), None)
+            let (out_r, out_w) = pipe_pair()?;
+            let (err_r, err_w) = pipe_pair()?;
+            let (in_child, in_ours): (OwnedFd, Option<OwnedFd>) = if request.stdin {
+                let (r, w) = pipe_pair()?;
+                (r, Some(w))
+            } else {
+                let f = std::fs::File::open("/dev/null").map_err(|e| os("open /dev/null", e))?;
+                (OwnedFd::from(f), None)
+            };
+            let stdout = pipe::Receiver::from_owned_fd(out_r).map_err(|e| os("stdout pipe", e))?;
+            let stderr = pipe::Receiver::from_owned_fd(err_r).map_err(|e| os("stderr pipe", e))?;
+            let stdin = match in_ours {
+                Some(fd) => Some(Box::pin(
+                    pipe::Sender::from_owned_fd(fd).map_err(|e| os("stdin pipe", e))?,
+                ) as crate::ExecWriter),
+                None => None,
+            };
+            (
+                [in_child, out_w, err_w],
+                Box::pin(stdout) as crate::ExecReader,
+                Box::pin(stderr) as crate::ExecReader,
+                stdin,
+                None,
+            )
         };
         let timeout = self.inner.config.request_timeout;
         let sock = self.sandbox_dir(&sid).join("sock");
@@ -80,9 +231,11 @@ impl ProcessRuntime {
         let req = Request::ExecStream {
             id: id.0.clone(),
             command: request.command.clone(),
+            tty: request.tty,
         };
         let mut line = serde_json::to_vec(&req).map_err(|e| os("encode request", e))?;
         line.push(b'\n');
+        let [in_child, out_w, err_w] = child_fds;
         tokio::time::timeout(
             timeout,
             send_with_fds(&stream, &line, &[&in_child, &out_w, &err_w]),
@@ -101,12 +254,6 @@ impl ProcessRuntime {
         if let Some(e) = first.error {
             return Err(from_wire(e, &sid));
         }
-        let stdout = pipe::Receiver::from_owned_fd(out_r).map_err(|e| os("stdout pipe", e))?;
-        let stderr = pipe::Receiver::from_owned_fd(err_r).map_err(|e| os("stderr pipe", e))?;
-        let stdin = match in_ours {
-            Some(fd) => Some(pipe::Sender::from_owned_fd(fd).map_err(|e| os("stdin pipe", e))?),
-            None => None,
-        };
         let exit_sid = sid.clone();
         let exit = async move {
             let unreachable = |message: String| RuntimeError::SupervisorUnreachable {
@@ -127,10 +274,11 @@ impl ProcessRuntime {
             }
         };
         Ok(ExecSession {
-            stdin: stdin.map(|s| Box::pin(s) as crate::ExecWriter),
-            stdout: Box::pin(stdout),
-            stderr: Box::pin(stderr),
+            stdin,
+            stdout,
+            stderr,
             exit: Box::pin(exit),
+            resize,
         })
     }
 }

@@ -823,14 +823,14 @@ impl Sup {
                 }
                 Err(e) => err(e),
             },
-            Request::ExecStream { id, command } => {
+            Request::ExecStream { id, command, tty } => {
                 let fds = self
                     .conns
                     .get_mut(conn)
                     .and_then(Option::as_mut)
                     .map(|c| std::mem::take(&mut c.fds))
                     .unwrap_or_default();
-                match self.exec_stream(conn, &id, &command, fds) {
+                match self.exec_stream(conn, &id, &command, tty, fds) {
                     Ok(()) => {
                         if let Some(Some(c)) = self.conns.get_mut(conn) {
                             c.pending = true;
@@ -1136,6 +1136,7 @@ impl Sup {
                 Some(p) => MountNs::Private(p),
                 None => MountNs::Inherit,
             },
+            controlling_tty: false,
         };
         let result = spawn::spawn(&spec);
         drop((out_w, err_w, place));
@@ -1217,7 +1218,7 @@ impl Sup {
             .map_err(|e| WireError::new(ErrorKind::Os, format!("pipe: {e}")))?;
         set_nonblocking(&r);
         let devnull = self.devnull.as_raw_fd();
-        let result = self.spawn_in(id, command, devnull, w.as_raw_fd(), w.as_raw_fd());
+        let result = self.spawn_in(id, command, devnull, w.as_raw_fd(), w.as_raw_fd(), false);
         drop(w);
         let pid = result?;
         self.execs.push(ExecSession {
@@ -1241,6 +1242,7 @@ impl Sup {
         stdin: i32,
         stdout: i32,
         stderr: i32,
+        tty: bool,
     ) -> Result<i32, WireError> {
         let Some(c) = self.ctrs.get(id) else {
             return Err(WireError::new(ErrorKind::NotFound, id));
@@ -1288,6 +1290,7 @@ impl Sup {
                 Some(f) => MountNs::Join(f.as_raw_fd()),
                 None => MountNs::Inherit,
             },
+            controlling_tty: tty,
         };
         let sp = spawn::spawn(&spec).map_err(|e| {
             WireError::new(
@@ -1712,6 +1715,7 @@ impl Sup {
         conn: usize,
         id: &str,
         command: &[String],
+        tty: bool,
         fds: Vec<OwnedFd>,
     ) -> Result<(), WireError> {
         let [stdin, stdout, stderr] = <[OwnedFd; 3]>::try_from(fds).map_err(|fds| {
@@ -1726,6 +1730,7 @@ impl Sup {
             stdin.as_raw_fd(),
             stdout.as_raw_fd(),
             stderr.as_raw_fd(),
+            tty,
         )?;
         // The child holds its own copies; ours close here so the client sees end of file.
         drop((stdin, stdout, stderr));
