@@ -235,7 +235,13 @@ async fn exec(
         );
     }
     let runtime = st.runtime.clone();
-    ws.on_upgrade(move |socket| async move {
+    ws.on_upgrade(move |mut socket| async move {
+        // With a terminal, kubectl sends its size first: start the command with it.
+        let (early, size) = if opts.tty {
+            initial_size(&mut socket).await
+        } else {
+            (Vec::new(), None)
+        };
         let session = runtime
             .exec_stream(
                 &target.id,
@@ -243,10 +249,11 @@ async fn exec(
                     command: opts.command.clone(),
                     stdin: opts.stdin,
                     tty: opts.tty,
+                    size,
                 },
             )
             .await;
-        run_exec(socket, v5, opts, session).await;
+        run_exec(socket, v5, opts, session, early).await;
     })
 }
 
@@ -283,15 +290,49 @@ struct TermSize {
     height: u16,
 }
 
+/// Waits (at most 1 s) for the client's first resize message; returns the frames read
+/// before it (stdin data, kept for the command) and the size (columns, rows).
+async fn initial_size(socket: &mut WebSocket) -> (Vec<Bytes>, Option<(u16, u16)>) {
+    let mut early = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            m = socket.recv() => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    if b.first() == Some(&channel::RESIZE)
+                        && let Ok(size) = serde_json::from_slice::<TermSize>(&b[1..])
+                    {
+                        return (early, Some((size.width, size.height)));
+                    }
+                    early.push(b);
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return (early, None),
+                Some(Ok(_)) => {}
+            },
+            _ = &mut deadline => return (early, None),
+        }
+    }
+}
+
 /// Reads the client's frames: stdin data, stdin close, resize, until the client closes the
-/// connection.
+/// connection. `early` frames (read before the command started) come first.
 async fn client_frames(
     mut rx: futures::stream::SplitStream<WebSocket>,
     mut stdin: Option<podvisor_runtime::ExecWriter>,
     resize: Option<podvisor_runtime::ExecResize>,
     v5: bool,
+    early: Vec<Bytes>,
 ) {
-    while let Some(Ok(msg)) = rx.next().await {
+    let mut early = early.into_iter();
+    loop {
+        let msg = match early.next() {
+            Some(b) => Message::Binary(b),
+            None => match rx.next().await {
+                Some(Ok(m)) => m,
+                _ => break,
+            },
+        };
         let data = match msg {
             Message::Binary(b) => b,
             Message::Close(_) => break,
@@ -333,6 +374,7 @@ async fn run_exec(
     v5: bool,
     opts: StreamOptions,
     session: Result<ExecSession, RuntimeError>,
+    early: Vec<Bytes>,
 ) {
     let (mut tx, rx) = socket.split();
     let mut session = match session {
@@ -350,7 +392,7 @@ async fn run_exec(
     };
     let stdin = session.stdin.take();
     let resize = session.resize.take();
-    let reader = client_frames(rx, stdin, resize, v5);
+    let reader = client_frames(rx, stdin, resize, v5, early);
     let command = opts.command.clone();
     let writer = async move {
         let mut out_buf = vec![0u8; 32 * 1024];
@@ -441,7 +483,7 @@ async fn attach(
     let runtime = st.runtime.clone();
     ws.on_upgrade(move |socket| async move {
         let (tx, rx) = socket.split();
-        let reader = client_frames(rx, None, None, v5);
+        let reader = client_frames(rx, None, None, v5, Vec::new());
         let writer = follow_output(tx, runtime, target.id, target.log_path, start, opts);
         tokio::pin!(reader, writer);
         tokio::select! {

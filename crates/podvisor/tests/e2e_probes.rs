@@ -261,8 +261,14 @@ fn a14_a15_a16_a17_startup_probe_gates_the_others() {
     // A17: never Ready before Started; Ready soon after Started
     let mut started_at = None;
     c.wait_for("a17 ready", START, || {
-        let s = started(&c, "a17");
-        let r = ready(&c, "a17");
+        // one read, so that both come from the same version of the pod
+        let both = c
+            .pod_field(
+                "a17",
+                "{.status.containerStatuses[0].started} {.status.conditions[?(@.type==\"Ready\")].status}",
+            )
+            .unwrap_or_default();
+        let (s, r) = (both.starts_with("true "), both.ends_with(" True"));
         assert!(!r || s, "A17: Ready before Started");
         if s && started_at.is_none() {
             started_at = Some(Instant::now());

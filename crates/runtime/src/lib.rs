@@ -347,6 +347,10 @@ pub struct ExecStreamRequest {
     /// [`ExecSession::resize`] sets the terminal size.
     #[serde(default)]
     pub tty: bool,
+    /// The terminal's size (columns, rows) when the command starts, with `tty` (so that it
+    /// does not first see 0 × 0 and then a resize).
+    #[serde(default)]
+    pub size: Option<(u16, u16)>,
 }
 
 /// A boxed byte stream from a streaming exec.

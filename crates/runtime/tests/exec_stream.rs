@@ -63,6 +63,7 @@ impl Env {
                     command,
                     stdin,
                     tty: false,
+                    size: None,
                 },
             )
             .await
@@ -142,6 +143,7 @@ async fn streams_stdout_stderr_and_the_exit_code_in_the_containers_context() {
                 command: vec!["no-such-binary-pv".into()],
                 stdin: false,
                 tty: false,
+                size: None,
             },
         )
         .await;
@@ -311,6 +313,7 @@ async fn exec_in_a_stopped_container_is_refused() {
                 command: sh("echo hi"),
                 stdin: false,
                 tty: false,
+                size: None,
             },
         )
         .await;
@@ -326,19 +329,31 @@ async fn a_terminal_carries_both_streams_and_takes_resizes() {
         .exec_stream(
             &env.id,
             ExecStreamRequest {
-                command: sh("read line; test -t 0 && test -t 1 && echo tty; stty size; echo \"got $line\"; echo err >&2"),
+                command: sh("stty size; read line; test -t 0 && test -t 1 && echo tty; stty size; echo \"got $line\"; echo err >&2"),
                 stdin: true,
                 tty: true,
+                size: Some((80, 24)),
             },
         )
         .await
         .expect("exec_stream");
     let resize = s.resize.take().expect("a terminal can be resized");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    // the command starts with the requested size
+    let first = async {
+        while !String::from_utf8_lossy(&out).contains("\r\n") {
+            let n = s.stdout.read(&mut buf).await.expect("read");
+            assert!(n > 0, "output ended early");
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(LONG, first)
+        .await
+        .expect("first line in time");
     resize(100, 30).expect("resize");
     let mut stdin = s.stdin.take().expect("stdin");
     stdin.write_all(b"hello\n").await.expect("write");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
     let read = async {
         while !String::from_utf8_lossy(&out).contains("err\r\n") {
             let n = s.stdout.read(&mut buf).await.expect("read");
@@ -355,6 +370,7 @@ async fn a_terminal_carries_both_streams_and_takes_resizes() {
         .expect("output in time");
     let out = String::from_utf8_lossy(&out).into_owned();
     // The terminal echoes the input and turns \n into \r\n; stderr comes the same way.
+    assert!(out.starts_with("24 80\r\n"), "the initial size: {out:?}");
     assert!(out.contains("hello\r\n"), "{out:?}");
     assert!(
         out.contains("tty\r\n30 100\r\ngot hello\r\nerr\r\n"),

@@ -166,6 +166,7 @@ async fn scripted_streaming_exec_prints_echoes_and_ends_with_its_session() {
         command: vec![c.to_string()],
         stdin,
         tty: false,
+        size: None,
     };
     let mut s =
         h.rt.exec_stream(&id, req("hello", false))

@@ -194,6 +194,9 @@ impl ProcessRuntime {
         };
         let (child_fds, stdout, stderr, stdin, resize) = if request.tty {
             let (child, reader, writer, resize) = tty_parts(request.stdin)?;
+            if let Some((cols, rows)) = request.size {
+                resize(cols, rows)?;
+            }
             let empty: crate::ExecReader = Box::pin(tokio::io::empty());
             (child, reader, empty, writer, Some(resize))
         } else {
