@@ -366,7 +366,11 @@ async fn leader_election_two_schedulers_one_active() {
     for i in 0..20 {
         wait_bound(&c.client, &format!("p{i}")).await;
     }
-    assert_eq!(a.stats.bound.load(Ordering::Relaxed), 20);
+    // the counter moves once the bind call returned, which may be after the test saw it
+    eventually(Duration::from_secs(10), "a counted 20 binds", || async {
+        (a.stats.bound.load(Ordering::Relaxed) == 20).then_some(())
+    })
+    .await;
     assert_eq!(
         b.stats.bound.load(Ordering::Relaxed),
         0,
@@ -390,8 +394,17 @@ async fn leader_election_two_schedulers_one_active() {
     for i in 20..30 {
         wait_bound(&c.client, &format!("p{i}")).await;
     }
-    assert_eq!(b.stats.bound.load(Ordering::Relaxed), 10);
+    eventually(Duration::from_secs(10), "b counted 10 binds", || async {
+        (b.stats.bound.load(Ordering::Relaxed) == 10).then_some(())
+    })
+    .await;
+    let stats = b.stats.clone();
     b.stop().await;
+    assert_eq!(
+        stats.bound.load(Ordering::Relaxed),
+        10,
+        "each pod bound once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
