@@ -6,9 +6,12 @@
 //! [`strategy`] and the kinds themselves in [`registry`].
 
 pub mod auth;
+pub mod decode;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod exec;
+pub mod flowcontrol;
 pub mod logs;
 pub mod objects;
 pub mod openapi;
