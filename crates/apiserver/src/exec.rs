@@ -10,10 +10,9 @@
 //! get 400 with a message at once, so kubectl fails fast (pods share the node's network, so
 //! their ports are reachable on the node address directly).
 
-
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use http::{StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
