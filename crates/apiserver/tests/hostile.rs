@@ -88,8 +88,6 @@ async fn error_bodies_have_upstreams_bytes() {
     );
 }
 
-
-
 /// A node may patch its own Node; a small JSON patch of `copy`s that double the object each
 /// time is refused (422, upstream's copy limit) quickly, before the object is built.
 #[tokio::test]
@@ -134,8 +132,6 @@ async fn a_node_cannot_grow_its_node_with_json_patch_copies() {
     );
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
-
-
 
 /// A store that, on the first conditional delete of `key`, first lets another writer update
 /// the object (a status write landing between the read and the write) and, after the
