@@ -35,4 +35,4 @@ pub mod watch;
 
 pub use error::ApiError;
 pub use registry::{ResourceKind, Strategy, Subresource};
-pub use server::{ApiServer, ApiServerConfig, ApiServerError};
+pub use server::{ApiServer, ApiServerConfig, ApiServerError, ConnectionLimits};

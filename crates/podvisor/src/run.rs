@@ -132,10 +132,25 @@ async fn start_api_server(
     let url = kubeconfig::server_url(listen);
     kubeconfig::write(data_dir, &url, &server.ca_pem(), &server.admin_token())?;
     let s = server.clone();
+    let mut hup = signal(SignalKind::hangup())?;
     let task = tokio::spawn(async move {
-        s.serve(listener, shutdown.cancelled_owned())
-            .await
-            .map_err(anyhow::Error::from)
+        // SIGHUP reloads the token file (changes are also picked up at the next request).
+        let reloads = {
+            let s = s.clone();
+            async move {
+                while hup.recv().await.is_some() {
+                    match s.reload_tokens() {
+                        Ok(()) => info!("SIGHUP: token file reloaded"),
+                        Err(e) => warn!(error = %e, "SIGHUP: cannot reload the token file"),
+                    }
+                }
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            r = s.serve(listener, shutdown.cancelled_owned()) => r.map_err(anyhow::Error::from),
+            _ = reloads => Ok(()),
+        }
     });
     Ok((server, task))
 }

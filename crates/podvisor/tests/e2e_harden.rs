@@ -221,6 +221,13 @@ fn a_revoked_token_is_refused_at_once() {
     assert!(!refused.status.success(), "a revoked token still works");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("Unauthorized"), "{err}");
+    // SIGHUP reloads the token file; it does not end `up`.
+    c.up.signal(1);
+    c.wait_for("the SIGHUP reload", Duration::from_secs(10), || {
+        c.up.log_text().contains("token file reloaded")
+    });
+    assert!(alive(c.up.pid()), "SIGHUP ended up");
+    c.kubectl_ok(&["get", "nodes"]);
 }
 
 /// An impostor TLS server (self-signed, `openssl s_server`) that prints whatever a client
@@ -449,4 +456,142 @@ fn up_raises_its_open_file_limit_to_the_hard_limit() {
     let (soft, hard) = seen.expect("read the limits of up");
     assert_eq!(soft, hard, "soft open-file limit not raised");
     assert_ne!(soft, "512");
+}
+
+/// A network namespace made for one test, with a dummy interface holding `ip`.
+struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    fn new(ip: &str) -> NetNs {
+        let name = format!("pv-harden-{}", std::process::id());
+        let sh = |cmd: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .output();
+        sh(&format!("ip netns add {name}"));
+        sh(&format!("ip -n {name} link set lo up"));
+        sh(&format!("ip -n {name} link add pv0 type dummy"));
+        sh(&format!("ip -n {name} addr add {ip}/24 dev pv0"));
+        sh(&format!("ip -n {name} link set pv0 up"));
+        NetNs { name }
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// `up --node-ip` with an address that is not loopback, in a network namespace made here:
+/// the API server dials the node's InternalIP for logs and exec, and the agent listens
+/// there.
+#[test]
+fn logs_and_exec_work_with_a_non_loopback_node_ip() {
+    let _g = serial();
+    let ip = "10.250.0.1";
+    let ns = NetNs::new(ip);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
+    let mut up = ns
+        .command(binary().to_str().expect("utf8"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:6443",
+            "--node-name",
+            "nsnode",
+            "--node-ip",
+            ip,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("PODVISOR_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("clone"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn up");
+    let kubeconfig = data.join("kubeconfig");
+    let kubectl = |args: &[&str]| {
+        ns.command("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl")
+    };
+    let up_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !up_log().contains("podvisor is up") {
+        assert!(Instant::now() < deadline, "up did not start:\n{}", up_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = marker("nsip");
+    let manifest = dir.path().join("pod.yaml");
+    std::fs::write(&manifest, pod("talker", "echo said-hello; sleep 1000", &m)).expect("write");
+    let out = kubectl(&["apply", "-f", manifest.to_str().expect("utf8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let logs = loop {
+        let out = kubectl(&["logs", "talker"]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("said-hello") {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl logs never worked: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&up_log(), 20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(logs.contains("said-hello"));
+    let out = kubectl(&["exec", "talker", "--", "echo", "exec-works"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exec-works"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = kubectl(&[
+        "get",
+        "node",
+        "nsnode",
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&addr.stdout), ip);
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while up.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = up.kill();
+    let _ = up.wait();
 }

@@ -191,6 +191,7 @@ fn run(
     if let Some(n) = &note {
         log(n);
     }
+    spawn::handle_signals_noop(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
     let mut set = SigSet::empty();
     for s in [
         NixSignal::SIGCHLD,
