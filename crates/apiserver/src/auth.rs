@@ -370,9 +370,12 @@ impl Authorizer for DefaultAuthorizer {
         user: &UserInfo,
         a: &RequestAttributes,
     ) -> Result<(), String> {
-        // A node creates its own Node, whose name is in the body.
-        if user.node_name().is_some() && a.group.is_empty() && a.resource == "nodes" {
-            return Ok(());
+        // A node creates objects named after itself (its Node, its Lease): the name is in
+        // the body, so check with the one name it may use.
+        if let Some(node) = user.node_name() {
+            let mut named = a.clone();
+            named.name = node.to_string();
+            return self.authorize(user, &named);
         }
         self.authorize(user, a)
     }
