@@ -72,6 +72,22 @@ impl Env {
         .await
     }
 
+    /// Starts recording the pod (see [`Env::record`]), lets the watch settle, and deletes it
+    /// with its own grace period; returns the recording and the time of the delete.
+    async fn record_and_delete(
+        &self,
+        name: &str,
+    ) -> (JoinHandle<(Vec<Pod>, Option<StdInstant>)>, StdInstant) {
+        let rec = self.record(name);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t0 = StdInstant::now();
+        self.pods()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        (rec, t0)
+    }
+
     /// Records every version of the pod until it is deleted; returns (versions, deleted at).
     fn record(&self, name: &str) -> JoinHandle<(Vec<Pod>, Option<StdInstant>)> {
         let api = self.pods();
@@ -115,6 +131,26 @@ fn pod(name: &str, command: Vec<String>, grace: i64) -> Pod {
         }),
         ..Default::default()
     }
+}
+
+/// Waits at most `timeout` for a recording to end with the pod's deletion.
+async fn deleted_within(
+    rec: JoinHandle<(Vec<Pod>, Option<StdInstant>)>,
+    timeout: Duration,
+) -> (Vec<Pod>, Option<StdInstant>) {
+    tokio::time::timeout(timeout, rec)
+        .await
+        .expect("deleted in time")
+        .expect("watch")
+}
+
+/// The last version of the pod that has a phase.
+fn last_status(versions: &[Pod]) -> &Pod {
+    versions
+        .iter()
+        .rev()
+        .find(|p| phase(p).is_some())
+        .expect("a status")
 }
 
 fn phase(p: &Pod) -> Option<String> {
@@ -163,24 +199,11 @@ async fn term_honoured_pod_is_gone_quickly(env: Env) {
     ))
     .await;
     assert!(beating(&beat).await);
-    let rec = env.record("honour");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = StdInstant::now();
-    env.pods()
-        .delete("honour", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let (versions, deleted) = tokio::time::timeout(Duration::from_secs(10), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (rec, t0) = env.record_and_delete("honour").await;
+    let (versions, deleted) = deleted_within(rec, Duration::from_secs(10)).await;
     let took = deleted.expect("DELETED seen") - t0;
     assert!(took < Duration::from_secs(3), "gone quickly, took {took:?}");
-    let last_status = versions
-        .iter()
-        .rev()
-        .find(|p| phase(p).is_some())
-        .expect("a status");
+    let last_status = last_status(&versions);
     assert_eq!(
         phase(last_status).as_deref(),
         Some("Succeeded"),
@@ -197,13 +220,7 @@ async fn term_ignored_is_killed_at_the_deadline(env: Env) {
     let beat = env.work().join("beat");
     env.run_pod(pod("deaf", beating_script(&beat, "trap '' TERM"), 3))
         .await;
-    let rec = env.record("deaf");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = StdInstant::now();
-    env.pods()
-        .delete("deaf", &DeleteParams::default())
-        .await
-        .expect("delete");
+    let (rec, t0) = env.record_and_delete("deaf").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let p = env
         .pods()
@@ -212,10 +229,7 @@ async fn term_ignored_is_killed_at_the_deadline(env: Env) {
         .expect("still there: Terminating");
     assert!(p.metadata.deletion_timestamp.is_some());
     assert!(beating(&beat).await, "still running before the deadline");
-    let (versions, deleted) = tokio::time::timeout(Duration::from_secs(15), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (versions, deleted) = deleted_within(rec, Duration::from_secs(15)).await;
     let took = deleted.expect("DELETED seen") - t0;
     assert!(
         took >= Duration::from_secs(3),
@@ -225,11 +239,7 @@ async fn term_ignored_is_killed_at_the_deadline(env: Env) {
         took < Duration::from_secs(3 + 2 + 1),
         "hard bound deadline + 2 s (+1 s for the object): {took:?}"
     );
-    let last_status = versions
-        .iter()
-        .rev()
-        .find(|p| phase(p).is_some())
-        .expect("a status");
+    let last_status = last_status(&versions);
     assert_eq!(phase(last_status).as_deref(), Some("Failed"));
     assert_eq!(exit_code(last_status), Some(137));
     assert!(!beating(&beat).await);
@@ -263,16 +273,8 @@ async fn pre_stop_runs_before_the_stop_signal(env: Env) {
         ..Default::default()
     });
     env.run_pod(p).await;
-    let rec = env.record("prestop");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    env.pods()
-        .delete("prestop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let (_, deleted) = tokio::time::timeout(Duration::from_secs(15), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (rec, _) = env.record_and_delete("prestop").await;
+    let (_, deleted) = deleted_within(rec, Duration::from_secs(15)).await;
     assert!(deleted.is_some());
     let text = std::fs::read_to_string(&order).expect("order file");
     assert_eq!(text, "prestop\nterm\n");
@@ -342,16 +344,8 @@ async fn double_forked_daemon_dies_with_its_pod(env: Env) {
         beating(&daemon).await.then_some(())
     })
     .await;
-    let rec = env.record("daemon");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    env.pods()
-        .delete("daemon", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let (_, deleted) = tokio::time::timeout(Duration::from_secs(15), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (rec, _) = env.record_and_delete("daemon").await;
+    let (_, deleted) = deleted_within(rec, Duration::from_secs(15)).await;
     assert!(deleted.is_some());
     assert!(
         !beating(&daemon).await,
@@ -366,13 +360,7 @@ async fn agent_restart_mid_grace_keeps_the_original_deadline(env: Env) {
     let beat = env.work().join("beat");
     env.run_pod(pod("restart", beating_script(&beat, "trap '' TERM"), 6))
         .await;
-    let rec = env.record("restart");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = StdInstant::now();
-    env.pods()
-        .delete("restart", &DeleteParams::default())
-        .await
-        .expect("delete");
+    let (rec, t0) = env.record_and_delete("restart").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // the agent goes away mid-grace (its runtime instance too); the pod keeps running
     stop.cancel();
@@ -392,21 +380,14 @@ async fn agent_restart_mid_grace_keeps_the_original_deadline(env: Env) {
     .await;
     assert!(beating(&beat).await, "alive until the original deadline");
     // …and at most about a second later (plus the object removal)
-    let (versions, deleted) = tokio::time::timeout(Duration::from_secs(20), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (versions, deleted) = deleted_within(rec, Duration::from_secs(20)).await;
     let took = deleted.expect("DELETED seen") - t0;
     assert!(took >= Duration::from_secs(6), "{took:?}");
     assert!(
         took < Duration::from_secs(6 + 2),
         "original deadline, not a fresh grace period: {took:?}"
     );
-    let last_status = versions
-        .iter()
-        .rev()
-        .find(|p| phase(p).is_some())
-        .expect("a status");
+    let last_status = last_status(&versions);
     assert_eq!(exit_code(last_status), Some(137));
     assert!(!beating(&beat).await);
     stop2.cancel();
