@@ -6,8 +6,10 @@
 //! Entry point: [`Agent::new`] + [`Agent::run`]. Module map: [`state`] (the pod worker state
 //! machine), [`worker`] (pod workers: sync, restarts, termination), [`podstatus`] (status
 //! computation), [`backoff`] (CrashLoopBackOff), [`deadlines`] (persisted deadlines),
-//! [`hooks`] (lifecycle handlers), [`node`] (Node, Lease), [`logs`] (log server), [`api`]
-//! (the narrow API doors), [`testing`] (recording fakes).
+//! [`hooks`] (lifecycle hooks: the production [`hooks::HookRunner`], postStart and preStop),
+//! [`handlers`] (exec, tcpSocket, httpGet, grpc, sleep, shared by probes and hooks),
+//! [`probe`] (liveness, readiness, startup), [`node`] (Node, Lease), [`server`] (the log and
+//! exec server), [`api`] (the narrow API doors), [`testing`] (recording fakes).
 
 pub mod agent;
 pub mod api;
@@ -17,13 +19,13 @@ pub mod config;
 pub mod deadlines;
 pub mod env;
 pub mod error;
-pub mod exec;
+pub mod handlers;
 pub mod hooks;
-pub mod logs;
 pub mod node;
 pub mod objects;
 pub mod podstatus;
 pub mod probe;
+pub mod server;
 pub mod state;
 pub mod testing;
 pub mod volumes;

@@ -14,7 +14,7 @@ use podvisor_agent::WallClock;
 use podvisor_agent::api::EventType;
 use podvisor_agent::clock::to_time;
 use podvisor_agent::deadlines::DeadlineStore;
-use podvisor_agent::probe::glue::LifecycleHooks;
+use podvisor_agent::hooks::LifecycleHooks;
 use podvisor_agent::testing::{FakePodApi, RecordingEvents};
 use podvisor_agent::worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
 use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};

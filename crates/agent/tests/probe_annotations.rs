@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podvisor_agent::WallClock;
 use podvisor_agent::deadlines::DeadlineStore;
-use podvisor_agent::probe::glue::LifecycleHooks;
+use podvisor_agent::hooks::LifecycleHooks;
 use podvisor_agent::testing::{FakePodApi, PodApiCall, RecordingEvents};
 use podvisor_agent::worker::{PodWorker, WorkerCtx};
 use podvisor_runtime::fake::{ExecScript, FakeRuntime, FakeScript};

@@ -1016,6 +1016,9 @@ mod tests {
         }
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(go_duration(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
         assert_eq!(go_duration(Duration::ZERO), "0s");
     }
 }

@@ -9,8 +9,6 @@
 //!   startup failure, a postStart failure): preStop within the grace period, the stop signal,
 //!   SIGKILL after what is left of the grace (at least 2 s). The restart that follows is the
 //!   worker's ordinary restart-policy and back-off logic.
-//! * [`LifecycleHooks`]: the worker's `HookRunner` on the probe handlers (HTTPS, redirects,
-//!   the kubelet's messages).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,12 +19,10 @@ use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState, Signal};
 use tokio::time::Instant;
 
 use super::history::ANNOTATION_PREFIX;
-use super::hooks::{HookContext as ProbeHookContext, MIN_GRACE_AFTER_PRE_STOP_SECONDS};
-use super::manager::{
-    ContainerTarget, ProbeDeps, ProbeManager, ProbePod, ProbeUpdate, ProbeUpdates,
-};
+use super::manager::{ProbeDeps, ProbeManager};
+use super::shared::{ContainerTarget, ProbePod, ProbeUpdate, ProbeUpdates};
 use crate::clock::WallClock;
-use crate::hooks::{HookContext, HookError, HookRunner};
+use crate::hooks::{HookContext, HookRunner, MIN_GRACE_AFTER_PRE_STOP_SECONDS};
 
 /// A pod's probes, as its worker holds them.
 #[derive(Debug)]
@@ -250,45 +246,4 @@ pub async fn kill_for_restart(
         wait_exit(runtime, &id, Instant::now() + Duration::from_secs(10)).await;
     }
     failure
-}
-
-/// The agent's lifecycle-hook runner on the probe handlers: exec with the container's env
-/// expansion, httpGet with HTTPS (unverified), same-host redirects and the HTTPS→HTTP
-/// fallback, sleep; messages as the kubelet's.
-pub struct LifecycleHooks {
-    runtime: Arc<dyn ContainerRuntime>,
-}
-
-impl LifecycleHooks {
-    /// Hooks that exec through `runtime`.
-    pub fn new(runtime: Arc<dyn ContainerRuntime>) -> LifecycleHooks {
-        LifecycleHooks { runtime }
-    }
-}
-
-#[async_trait::async_trait]
-impl HookRunner for LifecycleHooks {
-    async fn run(&self, ctx: &HookContext, handler: &LifecycleHandler) -> Result<(), HookError> {
-        // pod_full_name is "<name>_<ns>(<uid>)"; the probe hooks format it themselves.
-        let (name, rest) = ctx
-            .pod_full_name
-            .split_once('_')
-            .unwrap_or((ctx.pod_full_name.as_str(), ""));
-        let (namespace, uid) = rest
-            .strip_suffix(')')
-            .and_then(|r| r.split_once('('))
-            .unwrap_or((rest, ""));
-        let pctx = ProbeHookContext {
-            runtime: self.runtime.clone(),
-            pod_name: name.to_string(),
-            pod_namespace: namespace.to_string(),
-            pod_uid: uid.to_string(),
-            pod_ip: ctx.pod_ip.clone(),
-            container: ctx.container.clone(),
-            container_id: ctx.container_id.clone(),
-        };
-        super::hooks::run_handler(&pctx, handler, Some(Instant::now() + ctx.budget))
-            .await
-            .map_err(HookError)
-    }
 }
