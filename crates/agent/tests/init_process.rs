@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, ExecAction, Pod, PodCondition, PodSpec, PodStatus, Probe,
+    Container, ContainerStatus, ExecAction, Pod, PodCondition, PodStatus, Probe,
 };
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
 use podvisor_runtime::process::ProcessRuntime;
-use process_support::{Env, new_runtime, sh};
+use podvisor_testkit as testkit;
+use process_support::{Env, new_runtime};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -123,12 +124,9 @@ impl Env {
 }
 
 fn c(name: &str, script: &str) -> Container {
-    Container {
-        name: name.into(),
-        image: Some("busybox".into()),
-        command: Some(sh(script)),
-        ..Default::default()
-    }
+    testkit::container(name)
+        .command(&["sh", "-c", script])
+        .build()
 }
 
 fn sidecar(name: &str, script: &str) -> Container {
@@ -138,22 +136,18 @@ fn sidecar(name: &str, script: &str) -> Container {
     }
 }
 
+/// Pod `name` bound to `node-1` with a 10 s grace period.
 fn pod(name: &str, policy: &str, init: Vec<Container>, app: Vec<Container>) -> Pod {
-    Pod {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            restart_policy: Some(policy.into()),
-            termination_grace_period_seconds: Some(10),
-            init_containers: Some(init),
-            containers: app,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    testkit::pod(name)
+        .node_name("node-1")
+        .restart_policy(policy)
+        .grace_period(10)
+        .with(|p| {
+            let spec = p.spec.as_mut().expect("spec");
+            spec.init_containers = Some(init);
+            spec.containers = app;
+        })
+        .build()
 }
 
 fn phase(st: &PodStatus) -> &str {

@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec,
-};
+use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
 use podvisor_runtime::ContainerRuntime;
 use podvisor_runtime::process::ProcessRuntime;
+use podvisor_testkit as testkit;
 use process_support::{Env, eventually, new_runtime, sh};
 use tokio::task::JoinHandle;
 use tokio::time::Instant as StdInstant;
@@ -112,25 +111,13 @@ impl Env {
     }
 }
 
+/// Pod `name` bound to `node-1` with one container `main` running `command`.
 fn pod(name: &str, command: Vec<String>, grace: i64) -> Pod {
-    Pod {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            termination_grace_period_seconds: Some(grace),
-            containers: vec![Container {
-                name: "main".into(),
-                image: Some("busybox".into()),
-                command: Some(command),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    testkit::pod(name)
+        .node_name("node-1")
+        .grace_period(grace)
+        .container(testkit::container("main").with(|c| c.command = Some(command)))
+        .build()
 }
 
 /// Waits at most `timeout` for a recording to end with the pod's deletion.

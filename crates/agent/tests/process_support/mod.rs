@@ -26,50 +26,18 @@ use tokio_util::sync::CancellationToken;
 /// One test of a suite.
 pub type TestFn = fn(Env) -> futures::future::BoxFuture<'static, ()>;
 
-/// The suite binary's `main`: the supervisor when asked to be one, otherwise the runner of
-/// `tests` (a name filter and `--list` as libtest takes them).
+/// The suite binary's `main`: the supervisor when asked to be one, otherwise the test kit's
+/// runner of `tests` (selection as libtest takes it) with [`run_one`] for each.
 pub fn main(tests: Vec<(&'static str, TestFn)>) -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("supervise") {
         return ExitCode::from(supervisor_main(args[1..].to_vec()).clamp(0, 255) as u8);
     }
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in &tests {
-            println!("{name}: test");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        ran += 1;
-        match std::panic::catch_unwind(|| run_one(f)) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    podvisor_testkit::runner::run(tests, run_one)
 }
 
 /// Runs one test in a fresh runtime and environment; its panic is passed on after the
-/// clean-up.
+/// clean-up (the runner reports it).
 fn run_one(f: TestFn) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
