@@ -11,28 +11,20 @@
 
 pub mod agent;
 pub mod api;
-pub mod backoff;
 pub mod clock;
 pub mod config;
-pub mod deadlines;
-pub mod env;
 pub mod error;
 pub mod exec;
 pub mod hooks;
 pub mod logs;
 pub mod node;
 pub mod objects;
-pub mod podstatus;
+pub mod pod;
 pub mod probe;
-pub mod state;
 pub mod testing;
-pub mod volumes;
-pub mod worker;
 
 pub use agent::Agent;
 pub use clock::WallClock;
 pub use config::AgentConfig;
 pub use error::AgentError;
 
-#[cfg(test)]
-mod worker_tests;

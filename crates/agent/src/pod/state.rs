@@ -21,6 +21,7 @@
 //! the worker performs the effects. [`effective_grace`] computes the grace period once from
 //! the pod (deletionGracePeriodSeconds, else the spec's, never below 1 s; 0 = force).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -62,9 +63,32 @@ pub fn effective_grace(pod: &Pod) -> Option<GraceRequest> {
     }
 }
 
+/// The latest-wins input of a worker.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerInput {
+    /// The pod object; None once it is gone.
+    pub pod: Option<Arc<Pod>>,
+    /// Drain: stop gracefully with this grace (agent shutdown with drain).
+    pub drain: Option<i64>,
+}
+
+impl WorkerInput {
+    /// Whether this input asks the pod to stop: the object is gone, it is being deleted, or
+    /// the agent drains. The one predicate that pre-empts whatever the worker is doing for a
+    /// running pod (a sync, a container kill): the loop then feeds the input to
+    /// [`transition`].
+    pub fn stop_requested(&self) -> bool {
+        self.drain.is_some()
+            || self
+                .pod
+                .as_ref()
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    }
+}
+
 /// When the pod's processes must be gone: computed once when termination starts, persisted,
 /// and only ever moved earlier.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Deadline {
     /// When termination started (the grace is counted from here).
     pub started_at: SystemTime,
@@ -213,6 +237,14 @@ pub enum Input {
         /// Seconds (the spec's grace).
         grace: i64,
     },
+    /// A termination persisted by a previous agent is taken over (re-adoption): its
+    /// deadline stands as it was written.
+    Resume {
+        /// The persisted deadline.
+        deadline: Deadline,
+        /// The object is being deleted (it has a deletionTimestamp).
+        deleting: bool,
+    },
     /// Termination stopped every container.
     AllStopped,
     /// Cleanup is done.
@@ -227,6 +259,8 @@ pub enum Input {
 pub enum Effect {
     /// Persist the deadline and start stopping the containers.
     StartTermination,
+    /// Start stopping the containers with the deadline already on disk.
+    ResumeTermination,
     /// The deadline moved earlier (or became force): persist it and tell the running stops.
     DeadlineChanged,
     /// Write the final status, remove the sandbox as needed, delete the object as needed.
@@ -293,6 +327,15 @@ pub fn transition(
             Why::Completed,
             false,
             false,
+        ),
+        (S::Syncing, Input::Resume { deadline, deleting }) => (
+            S::Terminating {
+                deadline,
+                why: if deleting { Why::Deleted } else { Why::Drained },
+                delete_object: deleting,
+                object_gone: false,
+            },
+            vec![Effect::ResumeTermination],
         ),
         (
             S::Terminating {

@@ -1,4 +1,4 @@
-//! The container environment inside the pod worker (crate::env): a missing ConfigMap or key
+//! The container environment inside the pod worker (crate::pod::env): a missing ConfigMap or key
 //! keeps the container waiting with CreateContainerConfigError and is retried every 10–15 s
 //! until the object appears; the resolved variables reach the runtime.
 

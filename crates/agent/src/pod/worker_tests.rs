@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::EventType;
 use crate::clock::{WallClock, to_time};
-use crate::deadlines::DeadlineStore;
+use crate::pod::deadlines::DeadlineStore;
 use crate::hooks::DefaultHooks;
 use crate::testing::{FakePodApi, PodApiCall, RecordingEvents};
-use crate::worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle, WorkerInput};
+use crate::pod::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle, WorkerInput};
 
 const UID: &str = "uid-1";
 

@@ -1,4 +1,4 @@
-//! What the pod worker (`crate::worker`) uses of the probes, in its own vocabulary.
+//! What the pod worker (`crate::pod::worker`) uses of the probes, in its own vocabulary.
 //!
 //! * [`PodProbes`]: a pod's [`ProbeManager`] plus its update channel. The worker creates it
 //!   once the sandbox exists ([`PodProbes::for_pod`]: None when no container has a probe),

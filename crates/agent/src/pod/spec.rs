@@ -1,0 +1,285 @@
+//! A pod's runtime configuration: the sandbox and container configs the runtime receives,
+//! their labels and annotations (how a re-adopting agent recognises its containers), the spec
+//! hash that restarts a container whose spec changed, the stop signal, and what a config
+//! needs resolved before a create (environment, volume mounts).
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use podvisor_api::status as rules;
+use podvisor_runtime::{ContainerConfig, Resources, SandboxConfig, Signal};
+use tokio::time::Instant;
+
+use super::status::Waiting;
+use super::sync::CONFIG_ERROR_RETRY;
+use super::worker::PodWorker;
+use crate::api::EventType;
+
+/// Sandbox label: pod namespace.
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+
+/// Sandbox label: pod name.
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+
+/// Sandbox label: pod UID.
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+
+/// Container label: container name.
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// Container annotation: the instance number (restartCount).
+pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+
+/// Container annotation: the container spec hash.
+pub const ANNOTATION_HASH: &str = "io.kubernetes.container.hash";
+
+/// A stable hash of a container's spec (changing it starts a fresh back-off).
+pub fn container_hash(c: &Container) -> u64 {
+    let json = serde_json::to_string(c).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.hash(&mut h);
+    h.finish()
+}
+
+/// The `fieldPath` of a container's events: `spec.initContainers{n}` for an init container,
+/// else `spec.containers{n}`.
+pub(super) fn field_path(pod: &Pod, name: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|v| v.iter().any(|c| c.name == name));
+    if init {
+        format!("spec.initContainers{{{name}}}")
+    } else {
+        format!("spec.containers{{{name}}}")
+    }
+}
+
+pub(super) fn stop_signal_of(c: &Container) -> Signal {
+    c.lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.as_deref())
+        .and_then(Signal::from_name)
+        .unwrap_or(Signal::TERM)
+}
+
+pub(super) fn parse_millis(
+    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Option<u64> {
+    let nanos = rules::parse_quantity(&q?.0).ok()?;
+    u64::try_from(nanos / 1_000_000).ok()
+}
+
+pub(super) fn parse_units(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<u64> {
+    let nanos = rules::parse_quantity(&q?.0).ok()?;
+    u64::try_from(nanos / 1_000_000_000).ok()
+}
+
+/// The runtime configuration of a container of the pod, with its resolved environment
+/// (`crate::pod::env::resolve`; `command` and `args` are expanded against it).
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    restart_count: i32,
+    hash: u64,
+    env: Vec<(String, String)>,
+) -> ContainerConfig {
+    let meta = &pod.metadata;
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = c.security_context.as_ref();
+    let uid = sc
+        .and_then(|s| s.run_as_user)
+        .or(pod_sc.and_then(|s| s.run_as_user));
+    let gid = sc
+        .and_then(|s| s.run_as_group)
+        .or(pod_sc.and_then(|s| s.run_as_group));
+    let res = c.resources.as_ref();
+    let limits = res.and_then(|r| r.limits.as_ref());
+    let requests = res.and_then(|r| r.requests.as_ref());
+    let mut labels = BTreeMap::new();
+    labels.insert(LABEL_CONTAINER_NAME.to_string(), c.name.clone());
+    labels.insert(
+        LABEL_POD_NAME.to_string(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_NAMESPACE.to_string(),
+        meta.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_UID.to_string(),
+        meta.uid.clone().unwrap_or_default(),
+    );
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        ANNOTATION_RESTART_COUNT.to_string(),
+        restart_count.to_string(),
+    );
+    annotations.insert(ANNOTATION_HASH.to_string(), format!("{hash:x}"));
+    let (command, args) = crate::pod::env::expand_command(c, &env);
+    ContainerConfig {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        command,
+        args,
+        env,
+        working_dir: c
+            .working_dir
+            .as_ref()
+            .filter(|w| !w.is_empty())
+            .map(Into::into),
+        uid: uid.and_then(|u| u32::try_from(u).ok()),
+        gid: gid.and_then(|g| u32::try_from(g).ok()),
+        stop_signal: Some(stop_signal_of(c)),
+        resources: Resources {
+            memory_limit_bytes: parse_units(limits.and_then(|l| l.get("memory"))),
+            cpu_request_millis: parse_millis(requests.and_then(|l| l.get("cpu"))),
+            cpu_limit_millis: parse_millis(limits.and_then(|l| l.get("cpu"))),
+            pids_limit: None,
+        },
+        labels,
+        annotations,
+        mounts: Vec::new(),
+        termination_message: crate::pod::volumes::termination_message(c),
+    }
+}
+
+/// The sandbox configuration of the pod.
+pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
+    let meta = &pod.metadata;
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        LABEL_POD_NAME.to_string(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_NAMESPACE.to_string(),
+        meta.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_UID.to_string(),
+        meta.uid.clone().unwrap_or_default(),
+    );
+    SandboxConfig {
+        id: meta.uid.clone().unwrap_or_default(),
+        hostname: meta.name.clone().unwrap_or_default(),
+        labels,
+        annotations: BTreeMap::new(),
+        resources: Resources::default(),
+    }
+}
+
+impl PodWorker {
+    /// The container's environment (crate::pod::env), or None after reporting a
+    /// CreateContainerConfigError (waiting reason, `Failed` event, retry after the back-off).
+    pub(super) async fn resolve_env(&mut self, c: &Container) -> Option<Vec<(String, String)>> {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::pod::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        let resolved = crate::pod::env::resolve(&sources, c).await;
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        match resolved {
+            Ok(env) => {
+                rec.config_retry_at = None;
+                for w in env.warnings {
+                    self.event(None, EventType::Warning, crate::pod::env::INVALID_ENV_NAMES, w);
+                }
+                Some(env.vars)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let jitter = Duration::from_millis(rand::random_range(0..5_000));
+                let at = Instant::now() + CONFIG_ERROR_RETRY + jitter;
+                rec.config_retry_at = Some(at);
+                rec.waiting = Some(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(message.clone()),
+                });
+                self.event(
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                self.wake_at(at);
+                None
+            }
+        }
+    }
+
+    /// The container's volume mounts (crate::pod::volumes), or None after reporting a
+    /// CreateContainerConfigError (`FailedMount` event, retry after the config-error back-off).
+    pub(super) async fn volume_mounts(
+        &mut self,
+        c: &Container,
+        env: &[(String, String)],
+    ) -> Option<Vec<podvisor_runtime::Mount>> {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::pod::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        let result = self.volumes.container_mounts(&sources, c, env).await;
+        let e = match result {
+            Ok(m) => {
+                if let Some(at) = self.volumes.next_refresh() {
+                    self.wake_at(at);
+                }
+                return Some(m);
+            }
+            Err(e) => e,
+        };
+        let message = e.to_string();
+        let at = Instant::now()
+            + CONFIG_ERROR_RETRY
+            + Duration::from_millis(rand::random_range(0..5_000));
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        rec.config_retry_at = Some(at);
+        rec.waiting = Some(Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message: Some(message.clone()),
+        });
+        let reason = match e {
+            crate::pod::volumes::VolumeError::SetUp { .. } => "FailedMount",
+            crate::pod::volumes::VolumeError::Mount(_) => "Failed",
+        };
+        self.event(Some(&c.name), EventType::Warning, reason, message);
+        self.wake_at(at);
+        None
+    }
+
+    /// Rewrites the pod's configMap/secret/downwardAPI volumes that changed, at most every
+    /// `volumes::REFRESH_INTERVAL`, and wakes the worker for the next refresh.
+    pub(super) async fn refresh_volumes(&mut self) {
+        let ips = vec![self.ctx.node_ip.clone()];
+        let sources = crate::pod::env::EnvSources {
+            pod: &self.pod,
+            host_ips: ips.clone(),
+            pod_ips: ips,
+            allocatable: &self.ctx.allocatable,
+            objects: self.ctx.objects.as_ref(),
+        };
+        if let Some(at) = self.volumes.refresh(&sources).await {
+            self.wake_at(at);
+        }
+    }
+
+    /// Removes the pod's volumes (after its sandbox: nothing runs that uses them).
+    pub(super) fn remove_volumes(&mut self) {
+        if let Err(e) = self.volumes.cleanup() {
+            tracing::warn!(error = %e, dir = %self.volumes.dir().display(), "cannot remove the pod's volumes");
+        }
+    }
+
+}
