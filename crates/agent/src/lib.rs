@@ -3,11 +3,15 @@
 //! Kubernetes' exact status, restart and termination semantics (spec §1, §2, §4), and serves
 //! container logs.
 //!
-//! Entry point: [`Agent::new`] + [`Agent::run`]. Module map: [`state`] (the pod worker state
-//! machine), [`worker`] (pod workers: sync, restarts, termination), [`podstatus`] (status
-//! computation), [`backoff`] (CrashLoopBackOff), [`deadlines`] (persisted deadlines),
-//! [`hooks`] (lifecycle handlers), [`node`] (Node, Lease), [`logs`] (log server), [`api`]
-//! (the narrow API doors), [`testing`] (recording fakes).
+//! Entry point: [`Agent::new`] + [`Agent::run`]. Module map (docs/design/0003-agent-layout.md):
+//! [`agent`] (wiring: one pod worker per pod UID), [`pod`] (the pod wing: [`pod::worker`] the
+//! loop, [`pod::state`] the state machine, [`pod::sync`] create/start and init order,
+//! [`pod::restart`] the restart decision and back-off, [`pod::stop`] the one stop path,
+//! [`pod::spec`] runtime configs, [`pod::status`] the API status, [`pod::deadlines`]
+//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`probe`] (probes), [`hooks`]
+//! (lifecycle handlers), [`node`] (Node, Lease), [`logs`] (log server), [`exec`] (exec
+//! server), [`api`] (the narrow API doors), [`objects`] (ConfigMaps and Secrets), [`clock`],
+//! [`testing`] (the test kit: recording fakes, the worker harness, builders).
 
 pub mod agent;
 pub mod api;

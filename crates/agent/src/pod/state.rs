@@ -72,6 +72,12 @@ pub struct WorkerInput {
     pub drain: Option<i64>,
 }
 
+/// Resolves once the worker's input asks the pod to stop ([`WorkerInput::stop_requested`])
+/// or its sender is gone.
+pub async fn stop_requested(input: &mut tokio::sync::watch::Receiver<WorkerInput>) {
+    let _ = input.wait_for(WorkerInput::stop_requested).await;
+}
+
 impl WorkerInput {
     /// Whether this input asks the pod to stop: the object is gone, it is being deleted, or
     /// the agent drains. The one predicate that pre-empts whatever the worker is doing for a
@@ -204,6 +210,42 @@ impl PodWorkerState {
             PodWorkerState::Terminated { .. } => "terminated",
             PodWorkerState::Finished { .. } => "finished",
         }
+    }
+
+    /// Containers may be created, started and restarted (the kubelet's
+    /// `!IsPodTerminationRequested`).
+    pub fn may_start_containers(&self) -> bool {
+        matches!(self, PodWorkerState::Syncing)
+    }
+
+    /// A container of the pod may still run (the kubelet's `CouldHaveRunningContainers`).
+    pub fn could_have_running_containers(&self) -> bool {
+        matches!(
+            self,
+            PodWorkerState::Syncing | PodWorkerState::Terminating { .. }
+        )
+    }
+
+    /// The deadline in force while terminating.
+    pub fn deadline(&self) -> Option<Deadline> {
+        match self {
+            PodWorkerState::Terminating { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// The pod's object no longer exists (nothing to write to, no events to send).
+    pub fn object_gone(&self) -> bool {
+        match self {
+            PodWorkerState::Terminating { object_gone, .. }
+            | PodWorkerState::Terminated { object_gone, .. } => *object_gone,
+            _ => false,
+        }
+    }
+
+    /// This UID is done for good: it never runs again.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, PodWorkerState::Finished { .. })
     }
 }
 
@@ -347,7 +389,7 @@ pub fn transition(
             input,
         ) => {
             let (deadline, why, delete_object, object_gone) =
-                (deadline.clone(), *why, *delete_object, *object_gone);
+                (*deadline, *why, *delete_object, *object_gone);
             match input {
                 Input::Pod {
                     deletion: Some(req),
@@ -721,5 +763,77 @@ mod tests {
             last = deadline.at;
         }
         assert_eq!(last, t(1));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn grace_request() -> impl Strategy<Value = GraceRequest> {
+            prop_oneof![Just(GraceRequest::Force), (1i64..200).prop_map(GraceRequest::Seconds)]
+        }
+
+        fn input() -> impl Strategy<Value = Input> {
+            prop_oneof![
+                (proptest::option::of(grace_request()), any::<bool>(), 1i64..200).prop_map(
+                    |(deletion, phase_terminal, spec_grace)| Input::Pod {
+                        deletion,
+                        phase_terminal,
+                        spec_grace,
+                    }
+                ),
+                Just(Input::Gone),
+                (0i64..200).prop_map(|grace| Input::Drain { grace }),
+                (1i64..200).prop_map(|spec_grace| Input::Completed { spec_grace }),
+                (1i64..200).prop_map(|grace| Input::DeadlineExceeded { grace }),
+                (grace_request(), any::<bool>()).prop_map(|(req, deleting)| Input::Resume {
+                    deadline: Deadline::new(t(0), req),
+                    deleting,
+                }),
+                Just(Input::AllStopped),
+                any::<bool>().prop_map(|sandbox_removed| Input::CleanedUp { sandbox_removed }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the pod, the agent and the containers do, in any order: once set,
+            /// the deadline never moves later; a UID that left Syncing never syncs again; a
+            /// finished UID stays finished; termination starts at most once.
+            #[test]
+            fn deadline_never_moves_later_and_a_finished_uid_never_runs_again(
+                steps in proptest::collection::vec((input(), 0u64..40), 1..60),
+            ) {
+                let mut state = PodWorkerState::Syncing;
+                let mut now = 0;
+                let mut deadline: Option<SystemTime> = None;
+                let mut left_syncing = false;
+                let mut finished = false;
+                let mut starts = 0;
+                for (input, dt) in steps {
+                    now += dt;
+                    let (next, effects) = transition(&state, input, t(now));
+                    starts += effects
+                        .iter()
+                        .filter(|e| matches!(e, Effect::StartTermination | Effect::ResumeTermination))
+                        .count();
+                    prop_assert!(starts <= 1, "termination started twice");
+                    if let Some(d) = next.deadline() {
+                        if let Some(before) = deadline {
+                            prop_assert!(d.at <= before, "deadline moved later: {:?} -> {:?}", before, d.at);
+                        }
+                        deadline = Some(d.at);
+                    }
+                    if left_syncing {
+                        prop_assert!(!next.may_start_containers(), "{:?} -> {:?} on {:?}", state, next, input);
+                    }
+                    if finished {
+                        prop_assert!(next.is_finished(), "a finished UID left Finished on {:?}", input);
+                    }
+                    left_syncing |= !next.may_start_containers();
+                    finished |= next.is_finished();
+                    state = next;
+                }
+            }
+        }
     }
 }

@@ -10,8 +10,11 @@ use podvisor_api::status as rules;
 use podvisor_runtime::{ContainerId, ContainerState, ExitStatus, RuntimeError};
 use tokio::time::Instant;
 
+use super::restart::{
+    BackoffLimits, ContainerLifecycle, Policy, RestartDecision, RestartPolicy, decide,
+};
 use super::spec::{container_config, container_hash, sandbox_config};
-use super::state::{Input, PodWorkerState, spec_grace_seconds};
+use super::state::{Input, spec_grace_seconds, stop_requested};
 use super::status::{Instance, Waiting};
 use super::worker::{DEADLINE_EXCEEDED_MESSAGE, PodWorker};
 use crate::api::EventType;
@@ -21,14 +24,6 @@ use crate::probe::glue::PodProbes;
 /// The retry interval after a CreateContainerConfigError (the kubelet's pod worker back-off
 /// period; up to 50 % jitter is added).
 pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(10);
-
-fn should_restart(policy: &str, exit_code: i32) -> bool {
-    match policy {
-        "Never" => false,
-        "OnFailure" => exit_code != 0,
-        _ => true,
-    }
-}
 
 impl PodWorker {
     /// Syncing: make the containers match the spec, interrupted by a termination request.
@@ -41,7 +36,7 @@ impl PodWorker {
         let kill = self.kill.clone();
         let completed = tokio::select! {
             c = self.sync_containers() => c,
-            _ = rx.wait_for(WorkerInput::stop_requested) => {
+            _ = stop_requested(&mut rx) => {
                 self.input_changed = true;
                 false
             }
@@ -128,14 +123,11 @@ impl PodWorker {
         }
         self.refresh_volumes().await;
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let policy = spec
-            .restart_policy
-            .clone()
-            .unwrap_or_else(|| "Always".into());
+        let policy = RestartPolicy::from_spec(spec.restart_policy.as_deref());
         let init = spec.init_containers.clone().unwrap_or_default();
-        if self.sync_init_containers(&spec, &init, &policy, now).await {
+        if self.sync_init_containers(&spec, &init, policy, now).await {
             for c in &spec.containers {
-                self.sync_container(c, &policy, now).await;
+                self.sync_container(c, policy, now).await;
             }
         }
         self.completed(&spec)
@@ -199,7 +191,7 @@ impl PodWorker {
         let Some(i) = rec.current().filter(|i| i.is_running()) else {
             return false;
         };
-        if rec.post_start_pending.is_some() {
+        if rec.lifecycle.post_start_reported().is_some() {
             return false;
         }
         match &self.probes {
@@ -217,7 +209,7 @@ impl PodWorker {
         &mut self,
         spec: &k8s_openapi::api::core::v1::PodSpec,
         init: &[Container],
-        policy: &str,
+        policy: RestartPolicy,
         now: SystemTime,
     ) -> bool {
         let initialized_before = self.app_container_created(spec);
@@ -225,7 +217,7 @@ impl PodWorker {
         for (n, c) in init.iter().enumerate() {
             if rules::is_sidecar(c) {
                 if initialized {
-                    self.sync_container(c, "Always", now).await;
+                    self.sync_container(c, RestartPolicy::Always, now).await;
                     // a sidecar that restarts after the next init container was started
                     // holds nothing up
                     let next_created = init.get(n + 1).is_some_and(|next| {
@@ -250,98 +242,111 @@ impl PodWorker {
         initialized
     }
 
-    pub(super) async fn sync_container(&mut self, c: &Container, policy: &str, now: SystemTime) {
+    /// One container's turn: a running instance is kept (or killed when its spec changed),
+    /// a created one started; otherwise [`decide`] says whether its next instance starts now,
+    /// waits out its back-off, or never comes.
+    pub(super) async fn sync_container(
+        &mut self,
+        c: &Container,
+        restart: RestartPolicy,
+        now: SystemTime,
+    ) {
         let hash = container_hash(c);
-        let key = (c.name.clone(), hash);
         let full_name = self.full_name();
-        let rec = self.containers.entry(c.name.clone()).or_default();
-        let (event_time, next_count) = match rec.current() {
-            None => (rec.create_failed_at, 0),
-            Some(i) => match &i.state {
-                ContainerState::Running { .. } => {
-                    let id = i.id.clone();
-                    rec.waiting = None;
-                    if rec.hashes.get(&id).is_some_and(|h| *h != hash) {
-                        // only `image` of a container may change (spec §9.6): the kubelet
-                        // kills it with the pod's grace and starts the new spec at once
-                        rec.restart_for_change = true;
-                        self.event(
-                            Some(&c.name),
-                            EventType::Normal,
-                            "Killing",
-                            format!("Container {} definition changed, will be restarted", c.name),
-                        );
-                        let grace = spec_grace_seconds(&self.pod);
-                        self.kill_for_restart(c, &id, Duration::from_secs(grace as u64))
-                            .await;
-                    }
-                    return;
-                }
-                ContainerState::Created => {
-                    // left over from an interrupted start: start it now
-                    let id = i.id.clone();
-                    match self.ctx.runtime.start_container(&id).await {
-                        Ok(st) => {
-                            self.started(c, &id, st.state);
-                            self.post_start(c, &id).await;
-                        }
-                        Err(e) => self.start_failed(c, &id, e, now).await,
-                    }
-                    return;
-                }
-                ContainerState::Exited(e) => {
-                    if !should_restart(policy, e.exit_code) && !rec.restart_for_change {
-                        rec.waiting = None;
-                        return;
-                    }
-                    let t = rec
-                        .create_failed_at
-                        .map_or(e.finished_at, |f| f.max(e.finished_at));
-                    (Some(t), i.restart_count + 1)
-                }
+        let policy = Policy {
+            restart,
+            backoff: BackoffLimits {
+                initial: self.ctx.backoff_initial,
+                max: self.ctx.backoff_max,
             },
         };
-        if let Some(at) = self.containers.get(&c.name).and_then(|r| r.config_retry_at)
-            && Instant::now() < at
-        {
-            self.wake_at(at);
-            return;
-        }
-        if let Some(t) = event_time {
-            if let Some((backoff, until)) = self.backoff.in_backoff(&key, t, now) {
-                let rec = self.containers.entry(c.name.clone()).or_default();
-                let current_id = rec.current().map(|i| i.id.clone());
-                if rec.create_failed_at.is_none() || rec.waiting.is_none() {
-                    rec.waiting = Some(Waiting {
-                        reason: "CrashLoopBackOff".into(),
-                        message: Some(format!(
-                            "back-off {} restarting failed container={} pod={full_name}",
-                            rules::go_duration(backoff),
-                            c.name
-                        )),
-                    });
-                }
-                let announce =
-                    rec.backoff_announced.as_ref() != Some(&(current_id.clone(), backoff));
-                rec.backoff_announced = Some((current_id, backoff));
-                if announce {
-                    self.event(
-                        Some(&c.name),
-                        EventType::Warning,
-                        "BackOff",
-                        format!(
-                            "Back-off restarting failed container {} in pod {full_name}",
-                            c.name
-                        ),
-                    );
-                }
-                let at = self.ctx.clock.instant_for(until);
+        loop {
+            let rec = self.containers.entry(c.name.clone()).or_default();
+            rec.history.for_spec(hash);
+            let (exit, next_count) = match rec.current() {
+                None => (None, 0),
+                Some(i) => match &i.state {
+                    ContainerState::Running { .. } => {
+                        let id = i.id.clone();
+                        rec.lifecycle = ContainerLifecycle::Current;
+                        if rec.hashes.get(&id).is_none_or(|h| *h == hash) {
+                            return;
+                        }
+                        // only `image` of a container may change (spec §9.6): the kubelet
+                        // kills it with the pod's grace and starts the new spec at once
+                        rec.history.spec_changed = true;
+                        let grace = spec_grace_seconds(&self.pod);
+                        let killing =
+                            format!("Container {} definition changed, will be restarted", c.name);
+                        self.kill_container(c, &id, grace, killing).await;
+                        if self.exited_tx.borrow().contains(&id) && !self.input_changed {
+                            continue;
+                        }
+                        return;
+                    }
+                    ContainerState::Created => {
+                        // left over from an interrupted start: start it now
+                        let id = i.id.clone();
+                        match self.ctx.runtime.start_container(&id).await {
+                            Ok(st) => {
+                                self.started(c, &id, st.state);
+                                self.post_start(c, &id).await;
+                            }
+                            Err(e) => self.start_failed(c, &id, e, now).await,
+                        }
+                        return;
+                    }
+                    ContainerState::Exited(e) => (Some(e.clone()), i.restart_count + 1),
+                },
+            };
+            let decision = decide(policy, exit.as_ref(), &rec.history, now);
+            if decision == RestartDecision::Finished {
+                rec.lifecycle = ContainerLifecycle::Current;
+                return;
+            }
+            if let Some(at) = rec.lifecycle.retry_at()
+                && Instant::now() < at
+            {
                 self.wake_at(at);
                 return;
             }
-            self.backoff.next(&key, t, now);
+            match decision {
+                RestartDecision::Finished => return,
+                RestartDecision::BackOff { backoff, until } => {
+                    let current_id = rec.current().map(|i| i.id.clone());
+                    if rec.history.create_failed_at.is_none() || rec.lifecycle.waiting().is_none()
+                    {
+                        rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: Some(format!(
+                                "back-off {} restarting failed container={} pod={full_name}",
+                                rules::go_duration(backoff),
+                                c.name
+                            )),
+                        });
+                    }
+                    if rec.history.announce(current_id, backoff) {
+                        self.event(
+                            Some(&c.name),
+                            EventType::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {} in pod {full_name}",
+                                c.name
+                            ),
+                        );
+                    }
+                    let at = self.ctx.clock.instant_for(until);
+                    self.wake_at(at);
+                    return;
+                }
+                RestartDecision::Start { entry } => {
+                    rec.history.started(entry);
+                    self.start_new(c, next_count, hash, now).await;
+                    return;
+                }
+            }
         }
-        self.start_new(c, next_count, hash, now).await;
     }
 
     pub(super) async fn start_new(&mut self, c: &Container, restart_count: i32, hash: u64, now: SystemTime) {
@@ -371,11 +376,11 @@ impl PodWorker {
             Err(e) => {
                 let message = e.to_string();
                 let rec = self.containers.entry(c.name.clone()).or_default();
-                rec.waiting = Some(Waiting {
+                rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
                     reason: "CreateContainerError".into(),
                     message: Some(message.clone()),
                 });
-                rec.create_failed_at = Some(now);
+                rec.history.create_failed_at = Some(now);
                 self.event(
                     Some(&c.name),
                     EventType::Warning,
@@ -393,8 +398,7 @@ impl PodWorker {
             format!("Created container: {}", c.name),
         );
         let rec = self.containers.entry(c.name.clone()).or_default();
-        rec.create_failed_at = None;
-        rec.restart_for_change = false;
+        rec.history.created();
         rec.hashes.insert(id.clone(), hash);
         rec.instances.push(Instance {
             id: id.clone(),
@@ -415,7 +419,7 @@ impl PodWorker {
     pub(super) fn started(&mut self, c: &Container, id: &ContainerId, state: ContainerState) {
         let already_exited = self.exited_tx.borrow().contains(id);
         let rec = self.containers.entry(c.name.clone()).or_default();
-        rec.waiting = None;
+        rec.lifecycle = ContainerLifecycle::Current;
         if let Some(i) = rec.instance_mut(id)
             && !already_exited
         {
@@ -456,7 +460,7 @@ impl PodWorker {
         if let Some(i) = rec.instance_mut(id) {
             i.state = state;
         }
-        rec.waiting = None;
+        rec.lifecycle = ContainerLifecycle::Current;
         self.exited_tx.send_modify(|s| {
             s.insert(id.clone());
         });
@@ -475,7 +479,7 @@ impl PodWorker {
             return;
         };
         for (name, rec) in &self.containers {
-            let pending = rec.post_start_pending.is_some();
+            let pending = rec.lifecycle.post_start_reported().is_some();
             p.observe(name, rec.current().map(|i| (&i.id, &i.state)), !pending);
         }
     }
@@ -494,7 +498,7 @@ impl PodWorker {
                 self.event(Some(&e.container), type_, e.reason, e.message);
             }
             ProbeUpdate::Kill(k) => {
-                if !matches!(self.state, PodWorkerState::Syncing) {
+                if !self.state.may_start_containers() {
                     return;
                 }
                 let spec = self.pod.spec.clone().unwrap_or_default();
@@ -515,18 +519,12 @@ impl PodWorker {
                 if !running {
                     return;
                 }
-                self.event(
-                    Some(&c.name),
-                    EventType::Normal,
-                    "Killing",
-                    k.message.clone(),
-                );
                 let grace = k
                     .grace_period_seconds
                     .or(spec.termination_grace_period_seconds)
                     .unwrap_or(30)
                     .max(0);
-                self.kill_for_restart(&c, &k.container_id, Duration::from_secs(grace as u64))
+                self.kill_container(&c, &k.container_id, grace, k.message)
                     .await;
             }
         }
@@ -546,7 +544,7 @@ impl PodWorker {
             return;
         };
         pending.state = ContainerState::Created;
-        rec.post_start_pending = Some(pending);
+        rec.lifecycle = ContainerLifecycle::PostStarting { reported: pending };
         self.observe_probes();
         let ctx = crate::probe::HookContext {
             runtime: self.ctx.runtime.clone(),
@@ -558,8 +556,10 @@ impl PodWorker {
             container_id: id.clone(),
         };
         let outcome = crate::probe::run_post_start(&ctx, &handler, &self.kill).await;
-        if let Some(rec) = self.containers.get_mut(&c.name) {
-            rec.post_start_pending = None;
+        if let Some(rec) = self.containers.get_mut(&c.name)
+            && rec.lifecycle.post_start_reported().is_some()
+        {
+            rec.lifecycle = ContainerLifecycle::Current;
         }
         let events = match outcome {
             crate::probe::PostStartOutcome::Completed { events } => events,
@@ -568,12 +568,6 @@ impl PodWorker {
                 for e in events {
                     self.event(Some(&e.container), EventType::Warning, e.reason, e.message);
                 }
-                self.event(
-                    Some(&c.name),
-                    EventType::Normal,
-                    "Killing",
-                    "FailedPostStartHook".into(),
-                );
                 let grace = self
                     .pod
                     .spec
@@ -581,10 +575,10 @@ impl PodWorker {
                     .and_then(|s| s.termination_grace_period_seconds)
                     .unwrap_or(30)
                     .max(0);
-                self.kill_for_restart(c, id, Duration::from_secs(grace as u64))
+                self.kill_container(c, id, grace, "FailedPostStartHook".into())
                     .await;
                 if let Some(rec) = self.containers.get_mut(&c.name) {
-                    rec.waiting = Some(Waiting {
+                    rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
                         reason: crate::probe::hooks::POST_START_HOOK_ERROR.into(),
                         message: Some(message),
                     });

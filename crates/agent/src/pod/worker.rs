@@ -1,4 +1,4 @@
-//! Pod workers: one task per pod UID, owning everything the agent does for that pod.
+//! The pod worker's loop: one task per pod UID (see the wing's essay in `mod.rs`).
 //!
 //! # Inputs (latest wins)
 //!
@@ -7,29 +7,24 @@
 //!   graceful stop on agent shutdown;
 //! * runtime notes ([`RuntimeNote`]): an exit of one of its containers, or "resync" after the
 //!   agent's event stream lagged;
-//! * its own timers: the end of a crash back-off, a retry.
+//! * probe updates (results, events, kill requests);
+//! * its own timers: the end of a crash back-off, a retry, `activeDeadlineSeconds`;
+//! * the end of pod termination (the stops run as one future beside the loop).
 //!
-//! # Loop
+//! # A turn
 //!
-//! Each turn: feed a changed input to [`transition`](crate::pod::state::transition) and perform the
-//! effects; then act for the state — *Syncing*: make the containers match the spec and the
-//! restart policy (spec §4); *Terminating*: the termination future runs (below);
-//! *Terminated*: final status, sandbox removal, delete with grace 0 and a UID precondition;
-//! then write the status if it changed; then wait for the next input, note, timer or the end
-//! of termination.
+//! 1. A changed input goes through [`transition`](super::state::transition); the worker
+//!    performs the effects (start or resume termination, a shorter deadline, delete, exit).
+//! 2. It acts for the state: *Syncing*: make the containers match the spec and the restart
+//!    policy (`sync.rs`, pre-empted by a stop request); *Terminating*: nothing, the
+//!    termination future runs (`stop.rs`); *Terminated*: final status, sandbox removal,
+//!    delete with grace 0 and a UID precondition (`cleanup`); *Finished*: nothing.
+//! 3. It writes the status if it changed (and the probe annotations with it).
+//! 4. It waits for the next input, note, probe update, timer or the end of termination.
 //!
-//! # Termination timeline (one container; all containers in parallel)
-//!
-//! ```text
-//! T0 deletion seen ─ Killing event ─ preStop (bounded by the deadline) ─ stop signal ─┐
-//!                                                                                      │
-//!   exit, or SIGKILL at max(deadline, signal + 2 s) ◀──────────────────────────────────┘
-//! ```
-//!
-//! The deadline is computed once (state.rs), persisted (deadlines.rs) and only moves
-//! earlier; the running stops follow it through a `watch`. Force (object gone): SIGKILL at
-//! once, no preStop. Every process is gone by deadline + 2 s whatever the hook does: at the
-//! deadline the hook's future is dropped.
+//! The deadline is computed once (`state.rs`), persisted (`deadlines.rs`) and only moves
+//! earlier; every process is gone by max(deadline, signal + 2 s) whatever preStop does
+//! (`stop.rs`). A forced stop (grace 0, or the object gone) has a one-second deadline.
 //!
 //! # Tokens
 //!
@@ -53,13 +48,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::deadlines::{DeadlineStore, TerminationRecord};
-use super::restart::CrashBackoff;
+use super::restart::{ContainerLifecycle, RestartHistory};
 use super::spec::{ANNOTATION_HASH, ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, field_path};
 use super::state::{
     Deadline, Effect, Input, PodWorkerState, Why, WorkerInput, effective_grace,
     spec_grace_seconds, transition,
 };
-use super::status::{ContainerView, Instance, StatusInput, Waiting, compute_status};
+use super::status::{ContainerView, Instance, StatusInput, compute_status};
 use crate::api::{EventSink, EventType, PodApi, PodEvent, PodRef};
 use crate::clock::WallClock;
 use crate::hooks::HookRunner;
@@ -122,26 +117,17 @@ pub struct WorkerHandle {
     pub state: watch::Receiver<&'static str>,
 }
 
+/// What the worker knows of one container of the pod.
 #[derive(Debug, Default)]
 pub(super) struct ContainerRecord {
     /// Instances, oldest first (the newest two are kept, plus any still running).
     pub(super) instances: Vec<Instance>,
-    /// Why it waits, if it does.
-    pub(super) waiting: Option<Waiting>,
-    /// When creating it last failed (restart back-off counts from there).
-    pub(super) create_failed_at: Option<SystemTime>,
-    /// The instance whose back-off was already announced with a BackOff event.
-    pub(super) backoff_announced: Option<(Option<ContainerId>, Duration)>,
-    /// While a postStart hook runs: the running instance as it is reported (created, waiting).
-    pub(super) post_start_pending: Option<Instance>,
-    /// After a CreateContainerConfigError: no new attempt before this (the kubelet's pod
-    /// worker back-off, 10 s plus up to 50 % jitter).
-    pub(super) config_retry_at: Option<Instant>,
     /// The spec hash each instance was created from (a changed spec restarts it).
     pub(super) hashes: HashMap<ContainerId, u64>,
-    /// The running instance was killed because its spec changed: start the new spec
-    /// whatever the restart policy says (kubelet `computePodActions`).
-    pub(super) restart_for_change: bool,
+    /// Where it stands beside its newest instance (`restart.rs`).
+    pub(super) lifecycle: ContainerLifecycle,
+    /// What the restart decision remembers across instances (`restart.rs`).
+    pub(super) history: RestartHistory,
 }
 
 impl ContainerRecord {
@@ -169,7 +155,6 @@ pub struct PodWorker {
     pub(super) state: PodWorkerState,
     pub(super) sandbox_ready: bool,
     pub(super) containers: BTreeMap<String, ContainerRecord>,
-    pub(super) backoff: CrashBackoff,
     pub(super) start_time: SystemTime,
     pub(super) last_written: Option<PodStatus>,
     pub(super) next_wake: Option<Instant>,
@@ -220,7 +205,6 @@ impl PodWorker {
         let resumed = ctx.deadlines.load(&uid);
         let volumes = crate::pod::volumes::PodVolumes::new(&ctx.pods_dir, &uid);
         let mut w = PodWorker {
-            backoff: CrashBackoff::new(ctx.backoff_initial, ctx.backoff_max),
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
             uid,
@@ -312,11 +296,7 @@ impl PodWorker {
     }
 
     pub(super) fn object_gone(&self) -> bool {
-        match &self.state {
-            PodWorkerState::Terminating { object_gone, .. }
-            | PodWorkerState::Terminated { object_gone, .. } => *object_gone,
-            _ => false,
-        }
+        self.state.object_gone()
     }
 
     pub(super) fn event(&self, container: Option<&str>, type_: EventType, reason: &str, message: String) {
@@ -472,10 +452,7 @@ impl PodWorker {
     }
 
     pub(super) fn current_deadline(&self) -> Option<Deadline> {
-        match &self.state {
-            PodWorkerState::Terminating { deadline, .. } => Some(deadline.clone()),
-            _ => None,
-        }
+        self.state.deadline()
     }
 
     pub(super) async fn apply_note(&mut self, note: RuntimeNote) {
@@ -539,7 +516,7 @@ impl PodWorker {
 
     /// Writes the status if it differs from the object's and from the last write.
     pub(super) async fn write_status(&mut self) {
-        if self.object_gone() || matches!(self.state, PodWorkerState::Finished { .. }) {
+        if self.object_gone() || self.state.is_finished() {
             return;
         }
         let status = self.status(false);
@@ -671,8 +648,8 @@ impl PodWorker {
                 let rec = self.containers.get(&c.name);
                 let current = rec.and_then(|r| {
                     let running = r.current().is_some_and(|i| i.is_running());
-                    r.post_start_pending
-                        .as_ref()
+                    r.lifecycle
+                        .post_start_reported()
                         .filter(|_| running)
                         .or(r.current())
                 });
@@ -685,7 +662,7 @@ impl PodWorker {
                     image: c.image.as_deref().unwrap_or_default(),
                     current,
                     previous: rec.and_then(|r| r.previous()),
-                    waiting: rec.and_then(|r| r.waiting.as_ref()),
+                    waiting: rec.and_then(|r| r.lifecycle.waiting()),
                     ready,
                     started,
                 }

@@ -10,19 +10,7 @@ use k8s_openapi::api::core::v1::{
 use super::*;
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    config_map(name, data)
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
