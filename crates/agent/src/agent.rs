@@ -37,11 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{EventSink, KubeEventRecorder, KubePodApi, PodApi};
 use crate::config::AgentConfig;
-use crate::pod::deadlines::DeadlineStore;
 use crate::error::AgentError;
 use crate::hooks::HookRunner;
 use crate::logs::LogServer;
 use crate::node::NodeReporter;
+use crate::pod::deadlines::DeadlineStore;
 use crate::pod::state::spec_grace_seconds;
 use crate::pod::{
     LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodWorker, RuntimeNote, WorkerCtx,

@@ -31,4 +31,3 @@ pub use agent::Agent;
 pub use clock::WallClock;
 pub use config::AgentConfig;
 pub use error::AgentError;
-

@@ -120,7 +120,11 @@ fn policy_decides_which_exits_restart() {
         (RestartPolicy::Never, 1, false),
     ] {
         let d = decide(policy(restart, LIMITS), Some(&exit(code, t)), &h, t);
-        assert_eq!(d != RestartDecision::Finished, restarts, "{restart:?} {code}");
+        assert_eq!(
+            d != RestartDecision::Finished,
+            restarts,
+            "{restart:?} {code}"
+        );
     }
     // a kill for a spec change starts the new spec whatever the policy says
     let changed = RestartHistory {
@@ -150,7 +154,10 @@ fn a_failed_create_holds_the_first_instance_back() {
     let p = policy(RestartPolicy::Always, LIMITS);
     let mut h = RestartHistory::default();
     let t = t0();
-    assert_eq!(decide(p, None, &h, t), RestartDecision::Start { entry: None });
+    assert_eq!(
+        decide(p, None, &h, t),
+        RestartDecision::Start { entry: None }
+    );
     h.create_failed_at = Some(t);
     let RestartDecision::Start { entry } = decide(p, None, &h, t) else {
         panic!()

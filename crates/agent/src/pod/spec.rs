@@ -76,7 +76,9 @@ pub(super) fn parse_millis(
     u64::try_from(nanos / 1_000_000).ok()
 }
 
-pub(super) fn parse_units(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<u64> {
+pub(super) fn parse_units(
+    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Option<u64> {
     let nanos = rules::parse_quantity(&q?.0).ok()?;
     u64::try_from(nanos / 1_000_000_000).ok()
 }

@@ -770,18 +770,26 @@ mod tests {
         use proptest::prelude::*;
 
         fn grace_request() -> impl Strategy<Value = GraceRequest> {
-            prop_oneof![Just(GraceRequest::Force), (1i64..200).prop_map(GraceRequest::Seconds)]
+            prop_oneof![
+                Just(GraceRequest::Force),
+                (1i64..200).prop_map(GraceRequest::Seconds)
+            ]
         }
 
         fn input() -> impl Strategy<Value = Input> {
             prop_oneof![
-                (proptest::option::of(grace_request()), any::<bool>(), 1i64..200).prop_map(
-                    |(deletion, phase_terminal, spec_grace)| Input::Pod {
-                        deletion,
-                        phase_terminal,
-                        spec_grace,
-                    }
-                ),
+                (
+                    proptest::option::of(grace_request()),
+                    any::<bool>(),
+                    1i64..200
+                )
+                    .prop_map(|(deletion, phase_terminal, spec_grace)| {
+                        Input::Pod {
+                            deletion,
+                            phase_terminal,
+                            spec_grace,
+                        }
+                    }),
                 Just(Input::Gone),
                 (0i64..200).prop_map(|grace| Input::Drain { grace }),
                 (1i64..200).prop_map(|spec_grace| Input::Completed { spec_grace }),

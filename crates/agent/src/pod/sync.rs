@@ -314,8 +314,7 @@ impl PodWorker {
                 RestartDecision::Finished => return,
                 RestartDecision::BackOff { backoff, until } => {
                     let current_id = rec.current().map(|i| i.id.clone());
-                    if rec.history.create_failed_at.is_none() || rec.lifecycle.waiting().is_none()
-                    {
+                    if rec.history.create_failed_at.is_none() || rec.lifecycle.waiting().is_none() {
                         rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
                             reason: "CrashLoopBackOff".into(),
                             message: Some(format!(
@@ -349,7 +348,13 @@ impl PodWorker {
         }
     }
 
-    pub(super) async fn start_new(&mut self, c: &Container, restart_count: i32, hash: u64, now: SystemTime) {
+    pub(super) async fn start_new(
+        &mut self,
+        c: &Container,
+        restart_count: i32,
+        hash: u64,
+        now: SystemTime,
+    ) {
         let image = c.image.clone().unwrap_or_default();
         self.event(
             Some(&c.name),
@@ -608,5 +613,4 @@ impl PodWorker {
             }
         }
     }
-
 }

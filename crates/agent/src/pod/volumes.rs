@@ -52,8 +52,8 @@ use k8s_openapi::api::core::v1::{
 };
 use podvisor_runtime::{Mount, TerminationMessage};
 
-use crate::pod::env::EnvSources;
 use crate::error::AgentError;
+use crate::pod::env::EnvSources;
 
 /// The default file mode of API-data volumes (`defaultMode`, 0644).
 pub const DEFAULT_MODE: u32 = 0o644;

@@ -51,8 +51,8 @@ use super::deadlines::{DeadlineStore, TerminationRecord};
 use super::restart::{ContainerLifecycle, RestartHistory};
 use super::spec::{ANNOTATION_HASH, ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, field_path};
 use super::state::{
-    Deadline, Effect, Input, PodWorkerState, Why, WorkerInput, effective_grace,
-    spec_grace_seconds, transition,
+    Deadline, Effect, Input, PodWorkerState, Why, WorkerInput, effective_grace, spec_grace_seconds,
+    transition,
 };
 use super::status::{ContainerView, Instance, StatusInput, compute_status};
 use crate::api::{EventSink, EventType, PodApi, PodEvent, PodRef};
@@ -299,7 +299,13 @@ impl PodWorker {
         self.state.object_gone()
     }
 
-    pub(super) fn event(&self, container: Option<&str>, type_: EventType, reason: &str, message: String) {
+    pub(super) fn event(
+        &self,
+        container: Option<&str>,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
         if self.object_gone() {
             return;
         }
@@ -710,5 +716,4 @@ impl PodWorker {
             },
         })
     }
-
 }

@@ -33,7 +33,12 @@ pub fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod 
 }
 
 /// [`pod`] with init containers (regular ones and sidecars, see [`sidecar`]).
-pub fn init_pod(policy: &str, init: Vec<Container>, app: Vec<Container>, grace: Option<i64>) -> Pod {
+pub fn init_pod(
+    policy: &str,
+    init: Vec<Container>,
+    app: Vec<Container>,
+    grace: Option<i64>,
+) -> Pod {
     let mut p = pod(policy, app, grace);
     if let Some(spec) = p.spec.as_mut() {
         spec.init_containers = Some(init);

@@ -51,10 +51,8 @@ impl ScratchDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "podvisor-agent-test-{}-{n}",
-                std::process::id()
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("podvisor-agent-test-{}-{n}", std::process::id()));
             match std::fs::create_dir(&path) {
                 Ok(()) => return Ok(ScratchDir(path)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
