@@ -1,13 +1,16 @@
 //! podvisor apiserver: the Kubernetes REST API over a revisioned [`podvisor_store::Store`].
 //!
-//! Entry point: [`ApiServer`] (see [`server`]). Requests flow through [`rest::dispatch`]:
-//! authentication ([`auth`]), path parsing and authorization, body decoding, then the
-//! generic object operations in [`ops`] on [`storage`], with per-kind rules from
-//! [`strategy`] and the kinds themselves in [`registry`].
+//! Entry point: [`ApiServer`] (see [`server`]; served by [`serve`]). Requests flow through
+//! [`rest::dispatch`]: authentication ([`auth`]), path parsing into a [`request::Ctx`] and
+//! [`request::Target`] and authorization, body decoding, then the generic object operations
+//! in [`ops`] on [`storage`], with per-kind rules from [`strategy`] and the kinds themselves
+//! in [`registry`]. The handlers (`rest`, [`watch`], [`logs`], [`exec`], [`eviction`]) depend
+//! on [`request`], never on `rest`; `rest` depends on [`server`], never the reverse.
 
 pub mod auth;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
 pub mod exec;
 pub mod logs;
 pub mod objects;
@@ -16,7 +19,9 @@ pub mod ops;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+pub mod request;
 pub mod rest;
+pub mod serve;
 pub mod server;
 pub mod storage;
 pub mod strategy;

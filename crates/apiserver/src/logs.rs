@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::registry::{NODES, PODS};
-use crate::rest::{Ctx, Target};
+use crate::request::{Ctx, Target};
 
 const PASSED: &[&str] = &[
     "follow",

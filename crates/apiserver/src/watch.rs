@@ -27,7 +27,9 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::registry::ResourceKind;
-use crate::rest::{Ctx, Output, Selectors, Target, list_prefix, partial_metadata};
+use crate::request::{
+    Ctx, Output, Selectors, Target, list_prefix, parse_resource_version, partial_metadata,
+};
 use crate::storage::{decode, decode_at};
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
@@ -237,7 +239,7 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
         }
         _ => random_timeout(),
     };
-    let rv_num = crate::rest::parse_resource_version(&rv)?;
+    let rv_num = parse_resource_version(&rv)?;
     let core = ctx.srv.core();
     let kind = t.kind;
     let prefix = list_prefix(t, &sel);
