@@ -104,20 +104,8 @@ pub fn container_config(
     let res = c.resources.as_ref();
     let limits = res.and_then(|r| r.limits.as_ref());
     let requests = res.and_then(|r| r.requests.as_ref());
-    let mut labels = BTreeMap::new();
+    let mut labels = pod_labels(pod);
     labels.insert(LABEL_CONTAINER_NAME.to_string(), c.name.clone());
-    labels.insert(
-        LABEL_POD_NAME.to_string(),
-        meta.name.clone().unwrap_or_default(),
-    );
-    labels.insert(
-        LABEL_POD_NAMESPACE.to_string(),
-        meta.namespace.clone().unwrap_or_default(),
-    );
-    labels.insert(
-        LABEL_POD_UID.to_string(),
-        meta.uid.clone().unwrap_or_default(),
-    );
     let mut annotations = BTreeMap::new();
     annotations.insert(
         ANNOTATION_RESTART_COUNT.to_string(),
@@ -152,26 +140,33 @@ pub fn container_config(
     }
 }
 
+/// The labels that name the pod on its sandbox and on each of its containers (how a
+/// re-adopting agent and the log and exec servers find them).
+fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
+    let meta = &pod.metadata;
+    BTreeMap::from([
+        (
+            LABEL_POD_NAME.to_string(),
+            meta.name.clone().unwrap_or_default(),
+        ),
+        (
+            LABEL_POD_NAMESPACE.to_string(),
+            meta.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            LABEL_POD_UID.to_string(),
+            meta.uid.clone().unwrap_or_default(),
+        ),
+    ])
+}
+
 /// The sandbox configuration of the pod.
 pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
     let meta = &pod.metadata;
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        LABEL_POD_NAME.to_string(),
-        meta.name.clone().unwrap_or_default(),
-    );
-    labels.insert(
-        LABEL_POD_NAMESPACE.to_string(),
-        meta.namespace.clone().unwrap_or_default(),
-    );
-    labels.insert(
-        LABEL_POD_UID.to_string(),
-        meta.uid.clone().unwrap_or_default(),
-    );
     SandboxConfig {
         id: meta.uid.clone().unwrap_or_default(),
         hostname: meta.name.clone().unwrap_or_default(),
-        labels,
+        labels: pod_labels(pod),
         annotations: BTreeMap::new(),
         resources: Resources::default(),
     }

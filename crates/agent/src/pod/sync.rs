@@ -287,13 +287,7 @@ impl PodWorker {
                     ContainerState::Created => {
                         // left over from an interrupted start: start it now
                         let id = i.id.clone();
-                        match self.ctx.runtime.start_container(&id).await {
-                            Ok(st) => {
-                                self.started(c, &id, st.state);
-                                self.post_start(c, &id).await;
-                            }
-                            Err(e) => self.start_failed(c, &id, e, now).await,
-                        }
+                        self.start_instance(c, &id, now).await;
                         return;
                     }
                     ContainerState::Exited(e) => (Some(e.clone()), i.restart_count + 1),
@@ -411,14 +405,19 @@ impl PodWorker {
             image,
             state: ContainerState::Created,
         });
-        match self.ctx.runtime.start_container(&id).await {
-            Ok(st) => {
-                self.started(c, &id, st.state);
-                self.post_start(c, &id).await;
-            }
-            Err(e) => self.start_failed(c, &id, e, now).await,
-        }
+        self.start_instance(c, &id, now).await;
         self.gc_instances(&c.name).await;
+    }
+
+    /// Starts a created instance, then runs its postStart hook.
+    async fn start_instance(&mut self, c: &Container, id: &ContainerId, now: SystemTime) {
+        match self.ctx.runtime.start_container(id).await {
+            Ok(st) => {
+                self.started(c, id, st.state);
+                self.post_start(c, id).await;
+            }
+            Err(e) => self.start_failed(c, id, e, now).await,
+        }
     }
 
     pub(super) fn started(&mut self, c: &Container, id: &ContainerId, state: ContainerState) {

@@ -817,19 +817,9 @@ mod tests {
     }
 
     fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("ns".into()),
-                ..Default::default()
-            },
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
+        let mut c = crate::testing::builders::config_map(name, data);
+        c.metadata.namespace = Some("ns".into());
+        c
     }
 
     fn mode(p: &Path) -> u32 {
