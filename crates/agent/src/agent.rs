@@ -39,7 +39,6 @@ use crate::api::{EventSink, KubeEventRecorder, KubePodApi, PodApi};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::hooks::HookRunner;
-use crate::logs::LogServer;
 use crate::node::NodeReporter;
 use crate::pod::deadlines::DeadlineStore;
 use crate::pod::state::spec_grace_seconds;
@@ -47,6 +46,7 @@ use crate::pod::{
     LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodWorker, RuntimeNote, WorkerCtx,
     WorkerHandle,
 };
+use crate::server::LogServer;
 
 /// The node agent. See the module documentation.
 pub struct Agent {
@@ -107,7 +107,7 @@ impl Agent {
     }
 
     /// Uses `hooks` for lifecycle handlers (default: the probe handlers'
-    /// [`LifecycleHooks`](crate::probe::glue::LifecycleHooks)).
+    /// [`LifecycleHooks`](crate::hooks::LifecycleHooks)).
     pub fn with_hooks(mut self, hooks: Arc<dyn HookRunner>) -> Agent {
         self.hooks = Some(hooks);
         self
@@ -174,11 +174,10 @@ impl Agent {
             .pod_api
             .clone()
             .unwrap_or_else(|| Arc::new(KubePodApi::new(self.client.clone())));
-        let hooks: Arc<dyn HookRunner> = self.hooks.clone().unwrap_or_else(|| {
-            Arc::new(crate::probe::glue::LifecycleHooks::new(
-                self.runtime.clone(),
-            ))
-        });
+        let hooks: Arc<dyn HookRunner> = self
+            .hooks
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::hooks::LifecycleHooks::new(self.runtime.clone())));
         let ctx = Arc::new(WorkerCtx {
             runtime: self.runtime.clone(),
             api: pod_api,

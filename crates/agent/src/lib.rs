@@ -8,23 +8,25 @@
 //! loop, [`pod::state`] the state machine, [`pod::sync`] create/start and init order,
 //! [`pod::restart`] the restart decision and back-off, [`pod::stop`] the one stop path,
 //! [`pod::spec`] runtime configs, [`pod::status`] the API status, [`pod::deadlines`]
-//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`probe`] (probes), [`hooks`]
-//! (lifecycle handlers), [`node`] (Node, Lease), [`logs`] (log server), [`exec`] (exec
-//! server), [`api`] (the narrow API doors), [`objects`] (ConfigMaps and Secrets), [`clock`],
-//! [`testing`] (the test kit: recording fakes, the worker harness, builders).
+//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`hooks`] (lifecycle hooks: the
+//! production [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket,
+//! httpGet, grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness,
+//! startup), [`node`] (Node, Lease), [`server`] (the log and exec server), [`api`] (the
+//! narrow API doors), [`objects`] (ConfigMaps and Secrets), [`clock`], [`testing`] (the test
+//! kit: recording fakes, the worker harness, builders).
 
 pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod error;
-pub mod exec;
+pub mod handlers;
 pub mod hooks;
-pub mod logs;
 pub mod node;
 pub mod objects;
 pub mod pod;
 pub mod probe;
+pub mod server;
 pub mod testing;
 
 pub use agent::Agent;

@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use podvisor_agent::probe::handler::{HandlerTarget, Outcome, run_probe_action, run_tcp};
-use podvisor_agent::probe::{Action, grpc};
+use podvisor_agent::handlers::{Action, HandlerTarget, Outcome, grpc, run_probe_action, run_tcp};
 use podvisor_runtime::ContainerId;
 use podvisor_runtime::fake::{ExecScript, FakeScript};
 use probe_support::*;

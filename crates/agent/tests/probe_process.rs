@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use podvisor_agent::probe::Action;
-use podvisor_agent::probe::handler::{HandlerTarget, Outcome, run_probe_action, run_tcp};
+use podvisor_agent::handlers::{Action, HandlerTarget, Outcome, run_probe_action, run_tcp};
 use podvisor_runtime::ContainerId;
 use podvisor_runtime::fake::{FakeRuntime, tokio_clock};
 use tokio::io::{AsyncBufReadExt, BufReader};

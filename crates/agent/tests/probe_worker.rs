@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, ExecAction, PodSpec, Probe};
+use podvisor_agent::handlers::HandlerEvent;
 use podvisor_agent::probe::{
-    ContainerTarget, KillRequest, ProbeDeps, ProbeEvent, ProbeManager, ProbePod, ProbeResult,
-    ProbeType, ProbeUpdate, ProbeUpdates,
+    ContainerTarget, KillRequest, ProbeDeps, ProbeManager, ProbePod, ProbeResult, ProbeType,
+    ProbeUpdate, ProbeUpdates,
 };
 use podvisor_runtime::fake::{ExecScript, FakeOp, FakeScript, tokio_clock};
 use podvisor_runtime::{ContainerRuntime, RuntimeError, Signal};
@@ -48,7 +49,7 @@ struct Harness {
     never: bool,
     targets: BTreeMap<String, ContainerTarget>,
     kills: Vec<(Duration, KillRequest)>,
-    events: Vec<(Duration, ProbeEvent)>,
+    events: Vec<(Duration, HandlerEvent)>,
     ready: Vec<(Duration, String, bool)>,
     started: Vec<(Duration, String, bool)>,
     restarts: u32,

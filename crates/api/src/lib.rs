@@ -2,6 +2,8 @@
 //! paths, label and field selectors. No I/O.
 
 pub mod defaults;
+pub mod expand;
+pub mod quantity;
 pub mod selectors;
 pub mod status;
 pub mod taints;

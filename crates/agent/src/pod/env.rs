@@ -130,7 +130,7 @@ impl Env {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        crate::probe::handler::expand_vars(s, &view)
+        podvisor_api::expand::expand(s, &view)
     }
 }
 
@@ -301,7 +301,7 @@ pub fn expand_command(c: &Container, vars: &[(String, String)]) -> (Vec<String>,
     let expand = |v: &Option<Vec<String>>| -> Vec<String> {
         v.iter()
             .flatten()
-            .map(|a| crate::probe::handler::expand_vars(a, &view))
+            .map(|a| podvisor_api::expand::expand(a, &view))
             .collect()
     };
     (expand(&c.command), expand(&c.args))

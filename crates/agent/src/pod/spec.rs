@@ -92,7 +92,6 @@ pub fn container_config(
     hash: u64,
     env: Vec<(String, String)>,
 ) -> ContainerConfig {
-    let meta = &pod.metadata;
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
     let uid = sc

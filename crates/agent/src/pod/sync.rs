@@ -550,7 +550,7 @@ impl PodWorker {
         pending.state = ContainerState::Created;
         rec.lifecycle = ContainerLifecycle::PostStarting { reported: pending };
         self.observe_probes();
-        let ctx = crate::probe::HookContext {
+        let ctx = crate::hooks::HookTarget {
             runtime: self.ctx.runtime.clone(),
             pod_name: self.name.clone(),
             pod_namespace: self.namespace.clone(),
@@ -559,16 +559,16 @@ impl PodWorker {
             container: c.clone(),
             container_id: id.clone(),
         };
-        let outcome = crate::probe::run_post_start(&ctx, &handler, &self.kill).await;
+        let outcome = crate::hooks::run_post_start(&ctx, &handler, &self.kill).await;
         if let Some(rec) = self.containers.get_mut(&c.name)
             && rec.lifecycle.post_start_reported().is_some()
         {
             rec.lifecycle = ContainerLifecycle::Current;
         }
         let events = match outcome {
-            crate::probe::PostStartOutcome::Completed { events } => events,
-            crate::probe::PostStartOutcome::Cancelled => Vec::new(),
-            crate::probe::PostStartOutcome::Failed { message, events } => {
+            crate::hooks::PostStartOutcome::Completed { events } => events,
+            crate::hooks::PostStartOutcome::Cancelled => Vec::new(),
+            crate::hooks::PostStartOutcome::Failed { message, events } => {
                 for e in events {
                     self.event(Some(&e.container), EventType::Warning, e.reason, e.message);
                 }
@@ -583,7 +583,7 @@ impl PodWorker {
                     .await;
                 if let Some(rec) = self.containers.get_mut(&c.name) {
                     rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
-                        reason: crate::probe::hooks::POST_START_HOOK_ERROR.into(),
+                        reason: crate::hooks::POST_START_HOOK_ERROR.into(),
                         message: Some(message),
                     });
                 }

@@ -179,7 +179,7 @@ impl PodVolumes {
                 (_, Some(e)) if !e.is_empty() => {
                     let view: BTreeMap<&str, &str> =
                         env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    Some(crate::probe::handler::expand_vars(e, &view))
+                    Some(podvisor_api::expand::expand(e, &view))
                 }
                 _ => None,
             };

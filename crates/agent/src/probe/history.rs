@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::handler::{HandlerResult, Outcome};
 use super::{ProbeResult, ProbeType};
+use crate::handlers::{HandlerResult, Outcome};
 
 /// How many runs are kept per probe.
 pub const HISTORY_LEN: usize = 5;

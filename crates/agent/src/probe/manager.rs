@@ -30,9 +30,8 @@
 //! * Readiness keeps running during termination, until `remove_pod`.
 //! * Every worker is a task in the manager's `JoinSet`: dropping the manager stops them all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use podvisor_runtime::{ContainerId, ContainerRuntime};
@@ -41,28 +40,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::handler::{HandlerTarget, Outcome};
-use super::history::{self, ProbeHistory, ResultRun};
-use super::worker::{self, Published, Step, Worker};
+use super::history::{self, ProbeHistory};
+use super::shared::{Clock, ContainerTarget, ProbePod, ProbeUpdate, ProbeUpdates, Shared, lock};
+use super::task::{self, WorkerCtx};
+use super::worker::Worker;
 use super::{ProbeResult, ProbeSpec, ProbeType};
-
-/// A wall clock (injected, so tests control timestamps).
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// The pod, as the probes need it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbePod {
-    /// Name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: String,
-    /// UID.
-    pub uid: String,
-    /// The pod IP (the default host of httpGet, tcpSocket and grpc).
-    pub pod_ip: String,
-    /// `spec.restartPolicy` (`Always`, `OnFailure`, `Never`).
-    pub restart_policy: String,
-}
+use crate::handlers::HandlerEvent;
 
 /// What the workers need from the agent.
 #[derive(Clone)]
@@ -74,351 +57,6 @@ pub struct ProbeDeps {
     /// When the agent started: workers created within one period of it wait a random part
     /// of a period first. None = long ago (no jitter; what tests use).
     pub agent_started: Option<Instant>,
-}
-
-/// A container instance as the pod worker observes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ContainerTarget {
-    /// Created (or being started: a postStart hook is running), not running yet.
-    Waiting {
-        /// Its ID.
-        id: ContainerId,
-    },
-    /// Running since `started_at`.
-    Running {
-        /// Its ID.
-        id: ContainerId,
-        /// `state.running.startedAt`.
-        started_at: SystemTime,
-    },
-    /// Ended (maybe to be restarted as a new instance).
-    Exited {
-        /// Its ID.
-        id: ContainerId,
-    },
-}
-
-impl ContainerTarget {
-    /// The instance's ID.
-    pub fn id(&self) -> &ContainerId {
-        match self {
-            ContainerTarget::Waiting { id }
-            | ContainerTarget::Running { id, .. }
-            | ContainerTarget::Exited { id } => id,
-        }
-    }
-
-    /// Whether it runs.
-    pub fn is_running(&self) -> bool {
-        matches!(self, ContainerTarget::Running { .. })
-    }
-}
-
-/// A request to kill a container that failed its liveness or startup probe.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KillRequest {
-    /// The container name.
-    pub container: String,
-    /// The instance to kill (ignore the request if it is no longer current).
-    pub container_id: ContainerId,
-    /// Liveness or Startup.
-    pub probe_type: ProbeType,
-    /// The `Killing` event message: `Container <c> failed liveness probe, will be
-    /// restarted` (no suffix under restartPolicy Never).
-    pub message: String,
-    /// The probe's `terminationGracePeriodSeconds`, which overrides the pod's for this kill
-    /// (unless the pod is being deleted: then `deletionGracePeriodSeconds` wins).
-    pub grace_period_seconds: Option<i64>,
-}
-
-/// An event the pod worker should record on the container.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeEvent {
-    /// The container name.
-    pub container: String,
-    /// `Warning` or `Normal`.
-    pub event_type: &'static str,
-    /// `Unhealthy` or `ProbeWarning`.
-    pub reason: &'static str,
-    /// The message, as the kubelet's.
-    pub message: String,
-}
-
-/// What the manager tells the pod worker.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProbeUpdate {
-    /// A published result changed: recompute `started`/`ready` and the pod conditions.
-    Changed {
-        /// The container name.
-        container: String,
-        /// The probe type.
-        probe_type: ProbeType,
-        /// The instance.
-        container_id: ContainerId,
-        /// The new result.
-        result: ProbeResult,
-    },
-    /// Kill and restart (per restartPolicy) this container.
-    Kill(KillRequest),
-    /// Record this event.
-    Event(ProbeEvent),
-}
-
-/// The receiving end of a manager's updates.
-pub type ProbeUpdates = mpsc::UnboundedReceiver<ProbeUpdate>;
-
-/// The state the workers share with the manager (under one lock, never held across an
-/// await).
-pub struct Shared {
-    pub(crate) pod: ProbePod,
-    pub(crate) terminal: bool,
-    pub(crate) deleting: bool,
-    pub(crate) containers: HashMap<String, ContainerTarget>,
-    pub(crate) specs: HashMap<String, Container>,
-    results: HashMap<(String, ProbeType), (ContainerId, ProbeResult)>,
-    workers: HashSet<(String, ProbeType)>,
-    triggers: HashMap<(String, ProbeType), Arc<Notify>>,
-    /// The instance `ready()` last triggered a readiness run for (once per instance, so a
-    /// status computation caused by the run's own event cannot loop).
-    status_triggered: HashMap<String, ContainerId>,
-    histories: HashMap<String, BTreeMap<ProbeType, ProbeHistory>>,
-}
-
-impl Shared {
-    /// Publishes a result; true if it changed.
-    pub(crate) fn set_result(
-        &mut self,
-        container: &str,
-        probe_type: ProbeType,
-        id: &ContainerId,
-        result: ProbeResult,
-    ) -> bool {
-        let key = (container.to_string(), probe_type);
-        let changed = match self.results.get(&key) {
-            Some((rid, r)) => rid != id || *r != result,
-            None => true,
-        };
-        if changed {
-            self.results.insert(key, (id.clone(), result));
-            if let Some(h) = self
-                .histories
-                .get_mut(container)
-                .and_then(|m| m.get_mut(&probe_type))
-            {
-                h.state = result.as_str();
-            }
-        }
-        changed
-    }
-
-    pub(crate) fn remove_result(&mut self, container: &str, probe_type: ProbeType) {
-        self.results.remove(&(container.to_string(), probe_type));
-    }
-
-    fn result_for(
-        &self,
-        container: &str,
-        probe_type: ProbeType,
-        id: &ContainerId,
-    ) -> Option<ProbeResult> {
-        self.results
-            .get(&(container.to_string(), probe_type))
-            .filter(|(rid, _)| rid == id)
-            .map(|(_, r)| *r)
-    }
-
-    fn has_worker(&self, container: &str, probe_type: ProbeType) -> bool {
-        self.workers.contains(&(container.to_string(), probe_type))
-    }
-
-    /// The kubelet's `started`: startup Success for this instance, or no startup worker.
-    pub(crate) fn is_started(&self, container: &str, id: &ContainerId) -> bool {
-        match self.result_for(container, ProbeType::Startup, id) {
-            Some(r) => r == ProbeResult::Success,
-            None => !self.has_worker(container, ProbeType::Startup),
-        }
-    }
-
-    fn trigger(&self, container: &str, probe_type: ProbeType) {
-        if let Some(t) = self.triggers.get(&(container.to_string(), probe_type)) {
-            t.notify_one();
-        }
-    }
-}
-
-fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What every worker task holds.
-pub struct WorkerCtx {
-    pub(crate) shared: Mutex<Shared>,
-    pub(crate) runtime: Arc<dyn ContainerRuntime>,
-    pub(crate) clock: Clock,
-    pub(crate) agent_started: Option<Instant>,
-    updates: mpsc::UnboundedSender<ProbeUpdate>,
-}
-
-impl WorkerCtx {
-    fn send(&self, u: ProbeUpdate) {
-        // The pod worker may have gone; then nobody needs the update.
-        let _ = self.updates.send(u);
-    }
-
-    fn report(&self, w: &Worker, published: Vec<Published>) {
-        for p in published {
-            self.send(ProbeUpdate::Changed {
-                container: w.container.clone(),
-                probe_type: w.probe_type,
-                container_id: p.container_id,
-                result: p.result,
-            });
-        }
-    }
-
-    fn gated_off(&self, shared: &Shared, t: ProbeType) -> bool {
-        shared.deleting && matches!(t, ProbeType::Liveness | ProbeType::Startup)
-    }
-
-    /// One run of the worker's algorithm. Returns whether to keep going.
-    pub(crate) async fn do_probe(&self, w: &mut Worker) -> bool {
-        let (published, step, target) = {
-            let mut shared = lock(&self.shared);
-            if self.gated_off(&shared, w.probe_type) {
-                return false;
-            }
-            let (published, step) = w.before_probe(&mut shared, (self.clock)());
-            let target = match &step {
-                Step::Probe(id) => shared.specs.get(&w.container).map(|c| HandlerTarget {
-                    runtime: self.runtime.clone(),
-                    container_id: id.clone(),
-                    container: c.clone(),
-                    pod_ip: shared.pod.pod_ip.clone(),
-                }),
-                _ => None,
-            };
-            (published, step, target)
-        };
-        self.report(w, published);
-        let id = match step {
-            Step::Exit => return false,
-            Step::Skip => return true,
-            Step::Probe(id) => id,
-        };
-        let Some(target) = target else {
-            return true;
-        };
-        let result = worker::probe_with_retries(&w.spec, &target).await;
-        let now = (self.clock)();
-        let mut shared = lock(&self.shared);
-        if self.gated_off(&shared, w.probe_type) || shared.terminal {
-            return false;
-        }
-        let label = w.probe_type.label();
-        let event = |reason: &'static str, message: String| {
-            ProbeUpdate::Event(ProbeEvent {
-                container: w.container.clone(),
-                event_type: "Warning",
-                reason,
-                message,
-            })
-        };
-        let verdict = match result.outcome {
-            Outcome::Success => Some(ProbeResult::Success),
-            Outcome::Warning => {
-                self.send(event(
-                    "ProbeWarning",
-                    format!("{label} probe warning: {}", result.output),
-                ));
-                Some(ProbeResult::Success)
-            }
-            Outcome::Failure { .. } => {
-                self.send(event(
-                    "Unhealthy",
-                    format!("{label} probe failed: {}", result.output),
-                ));
-                Some(ProbeResult::Failure)
-            }
-            Outcome::Error => {
-                self.send(event(
-                    "Unhealthy",
-                    format!("{label} probe errored: {}", result.output),
-                ));
-                None
-            }
-        };
-        let published = verdict.and_then(|v| w.after_probe(&mut shared, &id, v));
-        if let Some(h) = shared
-            .histories
-            .get_mut(&w.container)
-            .and_then(|m| m.get_mut(&w.probe_type))
-        {
-            h.push(now, &result);
-            h.run = w.run().map(|(r, count)| ResultRun {
-                result: if r == ProbeResult::Success {
-                    "success"
-                } else {
-                    "failure"
-                },
-                count,
-            });
-            h.threshold = match w.run() {
-                Some((ProbeResult::Success, _)) => w.spec.success_threshold,
-                _ => w.spec.failure_threshold,
-            };
-        }
-        if let Some(p) = published {
-            if w.probe_type == ProbeType::Startup && p.result == ProbeResult::Success {
-                // The container is started now: readiness runs at once (UpdatePodStatus).
-                shared.trigger(&w.container, ProbeType::Readiness);
-            }
-            let kill = (matches!(w.probe_type, ProbeType::Liveness | ProbeType::Startup)
-                && p.result == ProbeResult::Failure)
-                .then(|| {
-                    let what = if w.probe_type == ProbeType::Liveness {
-                        "liveness"
-                    } else {
-                        "startup"
-                    };
-                    let restart = !w.restart_never;
-                    KillRequest {
-                        container: w.container.clone(),
-                        container_id: p.container_id.clone(),
-                        probe_type: w.probe_type,
-                        message: format!(
-                            "Container {} failed {what} probe{}",
-                            w.container,
-                            if restart { ", will be restarted" } else { "" }
-                        ),
-                        grace_period_seconds: w.spec.termination_grace_period_seconds,
-                    }
-                });
-            drop(shared);
-            self.report(w, vec![p]);
-            if let Some(k) = kill {
-                self.send(ProbeUpdate::Kill(k));
-            }
-        }
-        true
-    }
-
-    /// A worker ended: drop its results and tell the pod worker (started/ready may change).
-    pub(crate) fn worker_gone(&self, w: &Worker) {
-        let mut shared = lock(&self.shared);
-        let key = (w.container.clone(), w.probe_type);
-        shared.workers.remove(&key);
-        shared.triggers.remove(&key);
-        let removed = shared.results.remove(&key);
-        drop(shared);
-        if let Some((id, _)) = removed {
-            self.send(ProbeUpdate::Changed {
-                container: w.container.clone(),
-                probe_type: w.probe_type,
-                container_id: id,
-                result: ProbeResult::Unknown,
-            });
-        }
-    }
 }
 
 /// The probe manager of one pod. See the module documentation.
@@ -441,18 +79,7 @@ impl ProbeManager {
     pub fn new(pod: ProbePod, deps: ProbeDeps) -> (ProbeManager, ProbeUpdates) {
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(WorkerCtx {
-            shared: Mutex::new(Shared {
-                pod,
-                terminal: false,
-                deleting: false,
-                containers: HashMap::new(),
-                specs: HashMap::new(),
-                results: HashMap::new(),
-                workers: HashSet::new(),
-                triggers: HashMap::new(),
-                status_triggered: HashMap::new(),
-                histories: HashMap::new(),
-            }),
+            shared: Mutex::new(Shared::new(pod)),
             runtime: deps.runtime,
             clock: deps.clock,
             agent_started: deps.agent_started,
@@ -501,7 +128,7 @@ impl ProbeManager {
             let spec = match ProbeSpec::from_api(p) {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = self.ctx.updates.send(ProbeUpdate::Event(ProbeEvent {
+                    let _ = self.ctx.updates.send(ProbeUpdate::Event(HandlerEvent {
                         container: container.name.clone(),
                         event_type: "Warning",
                         reason: "Unhealthy",
@@ -528,7 +155,7 @@ impl ProbeManager {
             self.stops.insert(key, stop.clone());
             let w = Worker::new(container.name.clone(), t, spec, restart_never);
             self.tasks
-                .spawn(worker::run(w, self.ctx.clone(), stop, trigger));
+                .spawn(task::run(w, self.ctx.clone(), stop, trigger));
         }
     }
 

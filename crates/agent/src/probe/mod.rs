@@ -1,13 +1,14 @@
-//! Container probes (liveness, readiness, startup) and lifecycle hooks (postStart, preStop).
+//! Container probes (liveness, readiness, startup).
 //!
 //! # Pieces
 //!
-//! * [`handler`]: the four probe handlers (exec, tcpSocket, httpGet, grpc) plus the sleep
-//!   action, as plain async functions shared by probes and hooks. One run gives a
-//!   [`HandlerResult`]: `Success`, `Warning` (counts as success), `Failure` (the application
-//!   said no, or timed out), or `Error` (an internal error: retried, then discarded).
+//! * The handlers (exec, tcpSocket, httpGet, grpc) are shared with the lifecycle hooks and
+//!   live in `crate::handlers`; a probe runs them through `handlers::run_probe_action`.
 //! * [`worker`]: one worker per container × probe type, with the kubelet's algorithm
-//!   (spec §3.2) as a pure state struct plus a small async loop on tokio time.
+//!   (spec §3.2) as a pure state struct.
+//! * [`task`]: the worker's async loop on tokio time, and what every worker task holds
+//!   (running the handler with retries, publishing results, asking for kills).
+//! * [`shared`]: the state the workers share with the manager, and the updates they send.
 //! * [`manager`]: the [`ProbeManager`] a pod worker owns. It owns the workers (a `JoinSet`,
 //!   aborted on drop), takes the container states the pod worker observes, answers
 //!   `started`/`ready` for status computation, and sends [`ProbeUpdate`]s: status changed,
@@ -15,54 +16,43 @@
 //! * [`history`]: the last results of each probe (time, outcome, latency, output excerpt),
 //!   rendered as the `probes.podvisor.io/<container>` annotation
 //!   (docs/design/0002-probe-results.md).
-//! * [`hooks`]: `run_post_start` and `run_pre_stop`, which the pod worker calls around start
-//!   and kill.
-//! * [`glue`]: what the agent's pod worker uses (`PodProbes`, `kill_for_restart`,
-//!   `LifecycleHooks`).
+//! * [`glue`]: what the agent's pod worker uses (`PodProbes`, the annotation patch).
 //!
 //! # Who calls what
 //!
 //! ```text
-//! pod worker ──add_pod(spec)──────────────▶ ProbeManager ──spawns──▶ worker × (container, type)
+//! pod worker ──add_pod(spec)──────────────▶ ProbeManager ──spawns──▶ task × (container, type)
 //!            ──set_container(name, state)─▶      │                      │ reads shared state at
 //!            ──stop_liveness_and_startup()▶      │                      │ every tick, runs the
 //!            ◀──ProbeUpdate (Status/Kill/Event)──┘◀──publish result─────┘ handler, publishes
 //!            ──started()/ready()──────────▶ (status computation; ready() triggers readiness)
 //! ```
 //!
+//! Imports go one way: manager → task → worker → shared → history; none of them imports
+//! the manager.
+//!
 //! Results are keyed by container ID, as in the kubelet: a result published for an old
 //! instance never applies to a new one, and a new instance starts from the initial value
 //! (readiness Failure, liveness Success, startup Unknown).
 
 pub mod glue;
-pub mod grpc;
-pub mod handler;
 pub mod history;
-pub mod hooks;
-pub mod http;
 pub mod manager;
+pub mod shared;
+pub mod task;
 pub mod worker;
 
-pub use handler::{Action, ActionError, HandlerResult, HandlerTarget, Outcome};
 pub use history::{ProbeHistory, ProbeRecord};
-pub use hooks::{HookContext, PostStartOutcome, PreStopOutcome, run_post_start, run_pre_stop};
-pub use manager::{
-    ContainerTarget, KillRequest, ProbeDeps, ProbeEvent, ProbeManager, ProbePod, ProbeUpdate,
-    ProbeUpdates,
-};
+pub use manager::{ProbeDeps, ProbeManager};
+pub use shared::{ContainerTarget, KillRequest, ProbePod, ProbeUpdate, ProbeUpdates};
 
 use std::time::Duration;
 
-/// The Kubernetes minor version the probes claim in their User-Agent (`kube-probe/1.32`),
-/// matching the version the API server reports.
-pub const KUBE_VERSION: &str = "1.32";
+use crate::handlers::{Action, ActionError};
 
 /// How often an internal probe error is retried before the run is discarded
 /// (`maxProbeRetries`).
 pub const MAX_PROBE_RETRIES: usize = 3;
-
-/// The cap on response bodies and command output kept from one probe (10 KiB).
-pub const MAX_BODY_BYTES: usize = 10 * 1024;
 
 /// The three probe types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -183,60 +173,9 @@ impl ProbeSpec {
     }
 }
 
-/// Formats a duration the way Go's `time.Duration.String` does for whole and fractional
-/// seconds ("1s", "1.5s", "1m0s"), for messages copied from the kubelet.
-pub fn go_duration(d: Duration) -> String {
-    let total_ms = d.as_millis();
-    if total_ms == 0 {
-        return "0s".to_string();
-    }
-    let secs = d.as_secs();
-    let frac_ms = d.subsec_millis();
-    let sec_part = |s: u64| {
-        if frac_ms == 0 {
-            format!("{s}s")
-        } else {
-            let mut f = format!("{s}.{frac_ms:03}");
-            while f.ends_with('0') {
-                f.pop();
-            }
-            format!("{f}s")
-        }
-    };
-    if secs < 60 {
-        if secs == 0 {
-            return format!("{frac_ms}ms");
-        }
-        return sec_part(secs);
-    }
-    let h = secs / 3600;
-    let m = (secs % 3600) / 60;
-    let s = secs % 60;
-    if h > 0 {
-        format!("{h}h{m}m{}", sec_part(s))
-    } else {
-        format!("{m}m{}", sec_part(s))
-    }
-}
-
-/// `name_namespace(uid)`, the kubelet's `format.Pod`, used in hook messages.
-pub fn format_pod(name: &str, namespace: &str, uid: &str) -> String {
-    format!("{name}_{namespace}({uid})")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_duration_formats_like_go() {
-        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(go_duration(Duration::from_secs(60)), "1m0s");
-        assert_eq!(go_duration(Duration::from_secs(3661)), "1h1m1s");
-        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(go_duration(Duration::ZERO), "0s");
-    }
 
     #[test]
     fn probe_defaults_are_applied() {

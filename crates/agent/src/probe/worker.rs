@@ -21,19 +21,14 @@
 //! ```
 //!
 //! [`Worker::before_probe`] and [`Worker::after_probe`] are the pure part, on the shared
-//! state under its lock; [`run`] is the loop on tokio time.
+//! state under its lock; the loop on tokio time is [`super::task::run`].
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use podvisor_runtime::ContainerId;
-use tokio::sync::Notify;
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
 
-use super::handler::{HandlerResult, HandlerTarget, Outcome, run_probe_action};
-use super::manager::{ContainerTarget, Shared, WorkerCtx};
-use super::{MAX_PROBE_RETRIES, ProbeResult, ProbeSpec, ProbeType};
+use super::shared::{ContainerTarget, Shared};
+use super::{ProbeResult, ProbeSpec, ProbeType};
 
 /// What a worker does at a tick.
 #[derive(Debug, PartialEq, Eq)]
@@ -196,62 +191,4 @@ impl Worker {
             result,
         })
     }
-}
-
-/// Runs the handler, retrying internal errors up to [`MAX_PROBE_RETRIES`] times.
-pub async fn probe_with_retries(spec: &ProbeSpec, target: &HandlerTarget) -> HandlerResult {
-    let mut last = None;
-    for _ in 0..MAX_PROBE_RETRIES {
-        let r = run_probe_action(&spec.action, target, spec.timeout()).await;
-        if r.outcome != Outcome::Error {
-            return r;
-        }
-        last = Some(r);
-    }
-    last.unwrap_or(HandlerResult {
-        outcome: Outcome::Error,
-        output: String::new(),
-        latency: std::time::Duration::ZERO,
-    })
-}
-
-/// The worker loop. Ends when the worker exits by its rules or `stop` is cancelled; then
-/// its results are removed.
-pub async fn run(
-    mut worker: Worker,
-    ctx: Arc<WorkerCtx>,
-    stop: CancellationToken,
-    trigger: Arc<Notify>,
-) {
-    let period = worker.spec.period();
-    if let Some(agent_started) = ctx.agent_started
-        && agent_started.elapsed() < period
-    {
-        let jitter = period.mul_f64(rand::random::<f64>());
-        tokio::select! {
-            _ = stop.cancelled() => { ctx.worker_gone(&worker); return; }
-            _ = tokio::time::sleep(jitter) => {}
-        }
-    }
-    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        let keep_going = tokio::select! {
-            biased;
-            _ = stop.cancelled() => false,
-            k = ctx.do_probe(&mut worker) => k,
-        };
-        if !keep_going || stop.is_cancelled() {
-            break;
-        }
-        // A trigger that came in before or during this run is satisfied by it.
-        let _ = futures::FutureExt::now_or_never(trigger.notified());
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-            _ = trigger.notified() => {}
-        }
-    }
-    ctx.worker_gone(&worker);
 }

@@ -17,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::{FakePodApi, RecordingEvents};
 use crate::api::EventType;
 use crate::clock::{WallClock, to_time};
-use crate::hooks::HookRunner;
+use crate::hooks::{HookRunner, LifecycleHooks};
 use crate::objects::MemoryObjects;
 use crate::pod::deadlines::DeadlineStore;
 use crate::pod::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
-use crate::probe::glue::LifecycleHooks;
 
 /// `n` seconds.
 pub fn s(n: u64) -> Duration {

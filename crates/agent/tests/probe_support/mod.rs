@@ -233,11 +233,11 @@ impl GrpcServer {
                             let (payload, code) = if path != "/grpc.health.v1.Health/Check" {
                                 (Bytes::new(), 12u32)
                             } else {
-                                let service = podvisor_agent::probe::grpc::decode_request_service(&body).unwrap_or_default();
+                                let service = podvisor_agent::handlers::grpc::decode_request_service(&body).unwrap_or_default();
                                 match status(&service) {
                                     Ok(v) => (
-                                        podvisor_agent::probe::grpc::encode_response(
-                                            podvisor_agent::probe::grpc::ServingStatus::from_value(v),
+                                        podvisor_agent::handlers::grpc::encode_response(
+                                            podvisor_agent::handlers::grpc::ServingStatus::from_value(v),
                                         ),
                                         0,
                                     ),

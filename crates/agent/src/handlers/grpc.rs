@@ -10,8 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
-use super::handler::{Outcome, dial_error, join_host_port};
-use super::{KUBE_VERSION, go_duration};
+use podvisor_api::status::go_duration;
+
+use super::action::{KUBE_VERSION, Outcome, dial_error, join_host_port};
 
 /// The health service's serving status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

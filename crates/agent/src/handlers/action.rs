@@ -1,21 +1,21 @@
-//! The handlers shared by probes and lifecycle hooks: exec, tcpSocket, httpGet, grpc, sleep.
-//!
-//! Each handler runs once and returns a [`HandlerResult`] (outcome, output, latency). The
-//! messages copy the kubelet's (which wraps Go's error texts), because users and tests match
-//! them: `HTTP probe failed with statuscode: 500`, `dial tcp 127.0.0.1:81: connect:
-//! connection refused`, `command "sh -c sleep 10" timed out`, `service unhealthy (responded
-//! with "NOT_SERVING")`.
+//! What a handler runs and how a run ends: the [`Action`] resolved from a probe or a
+//! lifecycle handler, the [`Outcome`] and [`HandlerResult`] of one run, the [`HandlerTarget`]
+//! it runs against, and the kubelet's texts (Go's wording of dial and I/O errors, the
+//! User-Agent) that every handler shares.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_runtime::{ContainerId, ContainerRuntime};
-use tokio::time::Instant;
 
-use super::{KUBE_VERSION, MAX_BODY_BYTES, grpc, http};
+/// The Kubernetes minor version the probes and hooks claim in their User-Agent
+/// (`kube-probe/1.32`), matching the version the API server reports.
+pub const KUBE_VERSION: &str = "1.32";
+
+/// The cap on response bodies and command output kept from one run (10 KiB).
+pub const MAX_BODY_BYTES: usize = 10 * 1024;
 
 /// What a handler runs, resolved from the API (the handler fields are mutually exclusive).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,7 +156,7 @@ pub enum Outcome {
         timed_out: bool,
     },
     /// The probe could not be run (unknown port name, runtime error): retried up to
-    /// [`super::MAX_PROBE_RETRIES`] times, then the run is discarded (no state change).
+    /// `MAX_PROBE_RETRIES` (crate::probe) times, then the run is discarded (no state change).
     Error,
 }
 
@@ -179,7 +179,8 @@ pub struct HandlerResult {
 }
 
 impl HandlerResult {
-    fn new(outcome: Outcome, output: impl Into<String>) -> HandlerResult {
+    /// A result with zero latency (the caller measures the run).
+    pub fn new(outcome: Outcome, output: impl Into<String>) -> HandlerResult {
         HandlerResult {
             outcome,
             output: output.into(),
@@ -239,55 +240,23 @@ pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, St
     }
 }
 
-/// Expands `$(VAR)` references in a command from the container's static env (`value`, not
-/// `valueFrom`), as the kubelet does for exec probes: `$$` escapes, unknown references stay.
-pub fn expand_command(command: &[String], container: &Container) -> Vec<String> {
-    let env: BTreeMap<&str, &str> = container
-        .env
-        .iter()
-        .flatten()
-        .filter_map(|e| e.value.as_deref().map(|v| (e.name.as_str(), v)))
-        .collect();
-    command.iter().map(|c| expand(c, &env)).collect()
+/// An event a handler run asks its caller to record (a probe's `Unhealthy`, a hook's
+/// `LifecycleHTTPFallback`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerEvent {
+    /// The container's name (the event's `fieldPath`).
+    pub container: String,
+    /// "Normal" or "Warning".
+    pub event_type: &'static str,
+    /// The reason.
+    pub reason: &'static str,
+    /// The message.
+    pub message: String,
 }
 
-/// Expands `$(VAR)` references in `input` from `env`: `$$` escapes, unknown references stay.
-pub(crate) fn expand_vars(input: &str, env: &BTreeMap<&str, &str>) -> String {
-    expand(input, env)
-}
-
-fn expand(input: &str, env: &BTreeMap<&str, &str>) -> String {
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
-    let mut i = 0;
-    let mut last = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && i + 1 < bytes.len() {
-            if bytes[i + 1] == b'$' {
-                out.push_str(&input[last..i]);
-                out.push('$');
-                i += 2;
-                last = i;
-                continue;
-            }
-            if bytes[i + 1] == b'('
-                && let Some(close) = input[i + 2..].find(')')
-            {
-                let name = &input[i + 2..i + 2 + close];
-                out.push_str(&input[last..i]);
-                match env.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&input[i..i + 3 + close]),
-                }
-                i += 3 + close;
-                last = i;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    out.push_str(&input[last..]);
-    out
+/// `name_namespace(uid)`, the kubelet's `format.Pod`, used in hook messages.
+pub fn format_pod(name: &str, namespace: &str, uid: &str) -> String {
+    format!("{name}_{namespace}({uid})")
 }
 
 /// Joins host and port as Go's `net.JoinHostPort` (IPv6 in brackets).
@@ -360,147 +329,10 @@ impl Purpose {
     }
 }
 
-/// Runs a probe action once with `timeout`. Never panics; every problem is an outcome.
-pub async fn run_probe_action(
-    action: &Action,
-    target: &HandlerTarget,
-    timeout: Duration,
-) -> HandlerResult {
-    let start = Instant::now();
-    let mut r = match action {
-        Action::Exec { command } => run_exec(target, command, timeout).await,
-        Action::TcpSocket { host, port } => match resolve_port(port, &target.container) {
-            Ok(port) => {
-                let host = host.clone().unwrap_or_else(|| target.pod_ip.clone());
-                run_tcp(&host, port, timeout).await
-            }
-            Err(e) => HandlerResult::new(Outcome::Error, e),
-        },
-        Action::HttpGet {
-            scheme,
-            host,
-            port,
-            path,
-            headers,
-        } => match resolve_port(port, &target.container) {
-            Ok(port) => {
-                let host = host.clone().unwrap_or_else(|| target.pod_ip.clone());
-                let req = http::HttpGet {
-                    scheme: scheme.clone(),
-                    host,
-                    port,
-                    path: path.clone(),
-                    headers: headers.clone(),
-                    user_agent: Purpose::Probe.user_agent(),
-                };
-                http_probe_result(http::get(&req, timeout).await)
-            }
-            Err(e) => HandlerResult::new(Outcome::Error, e),
-        },
-        Action::Grpc { port, service } => {
-            if !(1..65536).contains(port) {
-                HandlerResult::new(Outcome::Error, format!("invalid port number: {port}"))
-            } else {
-                let host = target.pod_ip.clone();
-                let (outcome, output) = grpc::check(&host, *port as u16, service, timeout).await;
-                HandlerResult::new(outcome, output)
-            }
-        }
-        Action::Sleep { .. } => {
-            HandlerResult::new(Outcome::Error, "sleep is not a probe handler".to_string())
-        }
-    };
-    r.latency = start.elapsed();
-    r
-}
-
-/// Maps an HTTP exchange to a probe result as the kubelet's `DoHTTPProbe`.
-pub fn http_probe_result(r: http::HttpOutcome) -> HandlerResult {
-    match r {
-        http::HttpOutcome::Response { status, body } => {
-            if (200..400).contains(&status) {
-                if status >= 300 {
-                    HandlerResult::new(
-                        Outcome::Warning,
-                        format!(
-                            "Probe terminated redirects, Response body: {}",
-                            cap_output(&body)
-                        ),
-                    )
-                } else {
-                    HandlerResult::new(Outcome::Success, cap_output(&body))
-                }
-            } else {
-                HandlerResult::new(
-                    Outcome::Failure { timed_out: false },
-                    format!("HTTP probe failed with statuscode: {status}"),
-                )
-            }
-        }
-        http::HttpOutcome::Failed { message, timed_out } => {
-            HandlerResult::new(Outcome::Failure { timed_out }, message)
-        }
-        http::HttpOutcome::BodyError { message } => HandlerResult::new(Outcome::Error, message),
-    }
-}
-
-/// Runs an exec probe: exit 0 = Success; other exit = Failure with the output; over the
-/// timeout = Failure `command "<cmd>" timed out`; runtime error = Error.
-pub async fn run_exec(
-    target: &HandlerTarget,
-    command: &[String],
-    timeout: Duration,
-) -> HandlerResult {
-    let command = expand_command(command, &target.container);
-    match target
-        .runtime
-        .exec(&target.container_id, &command, timeout)
-        .await
-    {
-        Ok(res) if res.timed_out => HandlerResult::new(
-            Outcome::Failure { timed_out: true },
-            format!("command {:?} timed out", command.join(" ")),
-        ),
-        Ok(res) => {
-            let output = cap_output(&res.output);
-            match res.exit_code {
-                Some(0) => HandlerResult::new(Outcome::Success, output),
-                Some(_) => HandlerResult::new(Outcome::Failure { timed_out: false }, output),
-                None => HandlerResult::new(
-                    Outcome::Failure { timed_out: true },
-                    format!("command {:?} timed out", command.join(" ")),
-                ),
-            }
-        }
-        Err(e) => HandlerResult::new(Outcome::Error, e.to_string()),
-    }
-}
-
-/// Runs a TCP probe: the connection opens within `timeout` = Success (closed at once).
-pub async fn run_tcp(host: &str, port: u16, timeout: Duration) -> HandlerResult {
-    let addr = join_host_port(host, port);
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
-        Ok(Ok(stream)) => {
-            drop(stream);
-            HandlerResult::new(Outcome::Success, "")
-        }
-        Ok(Err(e)) => HandlerResult::new(
-            Outcome::Failure {
-                timed_out: e.kind() == std::io::ErrorKind::TimedOut,
-            },
-            dial_error(&addr, Some(&e)),
-        ),
-        Err(_) => HandlerResult::new(
-            Outcome::Failure { timed_out: true },
-            dial_error(&addr, None),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar};
+    use k8s_openapi::api::core::v1::ContainerPort;
 
     fn container() -> Container {
         Container {
@@ -510,18 +342,6 @@ mod tests {
                 container_port: 8080,
                 ..Default::default()
             }]),
-            env: Some(vec![
-                EnvVar {
-                    name: "DIR".into(),
-                    value: Some("/tmp/x".into()),
-                    ..Default::default()
-                },
-                EnvVar {
-                    name: "FROM".into(),
-                    value: None,
-                    ..Default::default()
-                },
-            ]),
             ..Default::default()
         }
     }
@@ -546,64 +366,9 @@ mod tests {
     }
 
     #[test]
-    fn commands_expand_static_env_only() {
-        let c = container();
-        let cmd = vec![
-            "cat".to_string(),
-            "$(DIR)/health".to_string(),
-            "$(FROM)".to_string(),
-            "$$(DIR)".to_string(),
-            "$(".to_string(),
-        ];
-        assert_eq!(
-            expand_command(&cmd, &c),
-            vec!["cat", "/tmp/x/health", "$(FROM)", "$(DIR)", "$("]
-        );
-    }
-
-    #[test]
     fn host_port_joins_like_go() {
         assert_eq!(join_host_port("127.0.0.1", 80), "127.0.0.1:80");
         assert_eq!(join_host_port("::1", 80), "[::1]:80");
-    }
-
-    #[test]
-    fn http_results_follow_the_status_code() {
-        let ok = http_probe_result(http::HttpOutcome::Response {
-            status: 204,
-            body: b"fine".to_vec(),
-        });
-        assert_eq!((ok.outcome, ok.output.as_str()), (Outcome::Success, "fine"));
-        let redirect = http_probe_result(http::HttpOutcome::Response {
-            status: 302,
-            body: b"<a href=\"http://0.0.0.0/\">Found</a>.\n".to_vec(),
-        });
-        assert_eq!(redirect.outcome, Outcome::Warning);
-        assert_eq!(
-            redirect.output,
-            "Probe terminated redirects, Response body: <a href=\"http://0.0.0.0/\">Found</a>.\n"
-        );
-        let bad = http_probe_result(http::HttpOutcome::Response {
-            status: 500,
-            body: b"secret".to_vec(),
-        });
-        assert_eq!(bad.outcome, Outcome::Failure { timed_out: false });
-        assert_eq!(bad.output, "HTTP probe failed with statuscode: 500");
-        let low = http_probe_result(http::HttpOutcome::Response {
-            status: 199,
-            body: vec![],
-        });
-        assert!(!low.outcome.is_success());
-        let edge = http_probe_result(http::HttpOutcome::Response {
-            status: 399,
-            body: vec![],
-        });
-        assert!(edge.outcome.is_success());
-        let four = http_probe_result(http::HttpOutcome::Response {
-            status: 400,
-            body: vec![],
-        });
-        assert!(!four.outcome.is_success());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
@@ -41,7 +41,8 @@ use podvisor_runtime::{
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::logs::{constant_time_eq, find, parse_cri, plain};
+use super::common::{authorized, find, plain};
+use super::logs::parse_cri;
 
 /// The WebSocket subprotocol of kubectl 1.30 and later.
 pub const PROTOCOL_V5: &str = "v5.channel.k8s.io";
@@ -160,16 +161,6 @@ pub(crate) fn router(runtime: Arc<dyn ContainerRuntime>, token: Arc<str>) -> Rou
         .with_state(ExecState { runtime, token })
 }
 
-fn authorized(st: &ExecState, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| {
-            !st.token.is_empty() && constant_time_eq(t.as_bytes(), st.token.as_bytes())
-        })
-}
-
 /// Checks the request and picks the subprotocol; the error is the response to send.
 fn prepare(
     st: &ExecState,
@@ -177,7 +168,7 @@ fn prepare(
     query: Option<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<(WebSocketUpgrade, bool, StreamOptions), Box<Response>> {
-    if !authorized(st, headers) {
+    if !authorized(&st.token, headers) {
         return Err(Box::new(plain(
             StatusCode::UNAUTHORIZED,
             "Unauthorized".into(),

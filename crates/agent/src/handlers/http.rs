@@ -24,8 +24,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::MAX_BODY_BYTES;
-use super::handler::{dial_error, join_host_port};
+use super::action::{
+    HandlerResult, MAX_BODY_BYTES, Outcome, cap_output, dial_error, join_host_port,
+};
 
 /// One GET as a probe or hook describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -624,6 +625,36 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .clone()
 }
 
+/// Maps an HTTP exchange to a probe result as the kubelet's `DoHTTPProbe`.
+pub fn probe_result(r: HttpOutcome) -> HandlerResult {
+    match r {
+        HttpOutcome::Response { status, body } => {
+            if (200..400).contains(&status) {
+                if status >= 300 {
+                    HandlerResult::new(
+                        Outcome::Warning,
+                        format!(
+                            "Probe terminated redirects, Response body: {}",
+                            cap_output(&body)
+                        ),
+                    )
+                } else {
+                    HandlerResult::new(Outcome::Success, cap_output(&body))
+                }
+            } else {
+                HandlerResult::new(
+                    Outcome::Failure { timed_out: false },
+                    format!("HTTP probe failed with statuscode: {status}"),
+                )
+            }
+        }
+        HttpOutcome::Failed { message, timed_out } => {
+            HandlerResult::new(Outcome::Failure { timed_out }, message)
+        }
+        HttpOutcome::BodyError { message } => HandlerResult::new(Outcome::Error, message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,5 +711,44 @@ mod tests {
         assert_eq!(normalize_path(""), "/");
         assert_eq!(normalize_path("healthz"), "/healthz");
         assert_eq!(normalize_path("/a?b=c#frag"), "/a?b=c");
+    }
+
+    #[test]
+    fn http_results_follow_the_status_code() {
+        let ok = probe_result(HttpOutcome::Response {
+            status: 204,
+            body: b"fine".to_vec(),
+        });
+        assert_eq!((ok.outcome, ok.output.as_str()), (Outcome::Success, "fine"));
+        let redirect = probe_result(HttpOutcome::Response {
+            status: 302,
+            body: b"<a href=\"http://0.0.0.0/\">Found</a>.\n".to_vec(),
+        });
+        assert_eq!(redirect.outcome, Outcome::Warning);
+        assert_eq!(
+            redirect.output,
+            "Probe terminated redirects, Response body: <a href=\"http://0.0.0.0/\">Found</a>.\n"
+        );
+        let bad = probe_result(HttpOutcome::Response {
+            status: 500,
+            body: b"secret".to_vec(),
+        });
+        assert_eq!(bad.outcome, Outcome::Failure { timed_out: false });
+        assert_eq!(bad.output, "HTTP probe failed with statuscode: 500");
+        let low = probe_result(HttpOutcome::Response {
+            status: 199,
+            body: vec![],
+        });
+        assert!(!low.outcome.is_success());
+        let edge = probe_result(HttpOutcome::Response {
+            status: 399,
+            body: vec![],
+        });
+        assert!(edge.outcome.is_success());
+        let four = probe_result(HttpOutcome::Response {
+            status: 400,
+            body: vec![],
+        });
+        assert!(!four.outcome.is_success());
     }
 }

@@ -9,7 +9,6 @@
 //! terminated instance.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::sync::CancellationToken;
 
+use super::common::{authorized, find, plain};
 use crate::clock::WallClock;
-use crate::error::AgentError;
-use crate::pod::{
-    ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
-};
 
 #[derive(Clone)]
 struct LogState {
@@ -230,100 +225,13 @@ pub fn render_all(data: &[u8], opts: &LogOptions) -> Vec<u8> {
     r.render(lines)
 }
 
-pub(crate) fn plain(code: StatusCode, msg: String) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        msg,
-    )
-        .into_response()
-}
-
-pub(crate) struct Target {
-    pub(crate) id: ContainerId,
-    pub(crate) log_path: PathBuf,
-    pub(crate) running: bool,
-}
-
-pub(crate) async fn find(
-    runtime: &dyn ContainerRuntime,
-    ns: &str,
-    pod: &str,
-    container: &str,
-    previous: bool,
-) -> Result<Target, Response> {
-    let sandboxes = runtime
-        .list()
-        .await
-        .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime: {e}")))?;
-    let sb = sandboxes
-        .into_iter()
-        .filter(|s| {
-            s.config.labels.get(LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
-                && s.config.labels.get(LABEL_POD_NAME).map(String::as_str) == Some(pod)
-        })
-        .max_by_key(|s| s.created_at)
-        .ok_or_else(|| plain(StatusCode::NOT_FOUND, format!("pods \"{pod}\" not found")))?;
-    let mut instances: Vec<_> = sb
-        .containers
-        .into_iter()
-        .filter(|c| {
-            c.config
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .unwrap_or(&c.config.name)
-                == container
-        })
-        .collect();
-    instances.sort_by_key(|c| {
-        c.config
-            .annotations
-            .get(ANNOTATION_RESTART_COUNT)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-    });
-    let chosen = if previous {
-        let n = instances.len();
-        (n >= 2)
-            .then(|| instances.swap_remove(n - 2))
-            .filter(|c| matches!(c.state, ContainerState::Exited(_)))
-            .ok_or_else(|| {
-                plain(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "previous terminated container \"{container}\" in pod \"{pod}\" not found"
-                    ),
-                )
-            })?
-    } else {
-        instances.pop().ok_or_else(|| {
-            plain(
-                StatusCode::NOT_FOUND,
-                format!("container \"{container}\" in pod \"{pod}\" not found"),
-            )
-        })?
-    };
-    Ok(Target {
-        running: matches!(chosen.state, ContainerState::Running { .. }),
-        id: chosen.id,
-        log_path: chosen.log_path,
-    })
-}
-
 async fn container_logs(
     State(st): State<LogState>,
     Path((ns, pod, container)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| {
-            !st.token.is_empty() && constant_time_eq(t.as_bytes(), st.token.as_bytes())
-        });
-    if !authorized {
+    if !authorized(&st.token, &headers) {
         return plain(StatusCode::UNAUTHORIZED, "Unauthorized".into());
     }
     let now = crate::clock::to_time(st.clock.now()).0;
@@ -439,60 +347,19 @@ impl FollowState {
     }
 }
 
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The log server, bound and ready to serve.
-pub struct LogServer {
-    listener: tokio::net::TcpListener,
-    router: Router,
-}
-
-impl LogServer {
-    /// Binds `addr`.
-    pub async fn bind(
-        addr: SocketAddr,
-        runtime: Arc<dyn ContainerRuntime>,
-        token: &str,
-        clock: WallClock,
-    ) -> Result<LogServer, AgentError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| AgentError::Io {
-                operation: "bind log server",
-                path: addr.to_string(),
-                message: e.to_string(),
-            })?;
-        let state = LogState {
+/// The route of the log endpoint.
+pub(crate) fn router(
+    runtime: Arc<dyn ContainerRuntime>,
+    token: Arc<str>,
+    clock: WallClock,
+) -> Router {
+    Router::new()
+        .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .with_state(LogState {
             runtime,
-            token: Arc::from(token),
+            token,
             clock,
-        };
-        let router = Router::new()
-            .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-            .with_state(state.clone())
-            .merge(crate::exec::router(state.runtime, state.token));
-        Ok(LogServer { listener, router })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
-    }
-
-    /// Serves until `shutdown`.
-    pub async fn serve(self, shutdown: CancellationToken) {
-        let res = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "log server stopped");
-        }
-    }
+        })
 }
 
 #[cfg(test)]
