@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podvisor_agent::WallClock;
-use podvisor_agent::deadlines::DeadlineStore;
 use podvisor_agent::hooks::LifecycleHooks;
+use podvisor_agent::pod::deadlines::DeadlineStore;
+use podvisor_agent::pod::{PodWorker, WorkerCtx};
 use podvisor_agent::testing::{FakePodApi, PodApiCall, RecordingEvents};
-use podvisor_agent::worker::{PodWorker, WorkerCtx};
 use podvisor_runtime::fake::{ExecScript, FakeRuntime, FakeScript};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,7 @@ struct Harness {
     t0: Instant,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
-    _handle: podvisor_agent::worker::WorkerHandle,
+    _handle: podvisor_agent::pod::worker::WorkerHandle,
 }
 
 impl Harness {
