@@ -6,56 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, Probe};
 use podvisor_agent::WallClock;
 use podvisor_agent::api::EventType;
 use podvisor_agent::testing::builders::{container, exec_hook, exec_probe, pod, with_post_start};
-use podvisor_agent::testing::{RunningWorker, WorkerHarness, advance, s, settle};
-use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};
-use podvisor_runtime::{ContainerRuntime, Signal};
+use podvisor_agent::testing::{advance, s, settle};
+use podvisor_runtime::Signal;
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeScript};
+use worker_support::Harness;
 
 mod probe_support;
-
-/// The kit's worker harness with one running worker, node IP 127.0.0.1, and the readers
-/// these tests use. The worker's agent is shut down on drop.
-struct Harness {
-    kit: WorkerHarness,
-    worker: RunningWorker,
-}
-
-impl std::ops::Deref for Harness {
-    type Target = WorkerHarness;
-
-    fn deref(&self) -> &WorkerHarness {
-        &self.kit
-    }
-}
+mod worker_support;
 
 impl Harness {
-    async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let kit = WorkerHarness::new().with_node_ip("127.0.0.1");
-        kit.rt.script_default(script);
-        Self::run(kit, pod).await
-    }
-
-    async fn start_on(
-        pod: Pod,
-        fake: Arc<FakeRuntime>,
-        runtime: Arc<dyn ContainerRuntime>,
-        clock: WallClock,
-    ) -> Harness {
-        Self::run(
-            WorkerHarness::on(fake, runtime, clock).with_node_ip("127.0.0.1"),
-            pod,
-        )
-        .await
-    }
-
-    async fn run(kit: WorkerHarness, pod: Pod) -> Harness {
-        let worker = kit.start(pod).await;
-        Harness { kit, worker }
-    }
-
     fn condition(&self, t: &str) -> (String, Option<String>) {
         let st = self.last();
         let c = st
@@ -87,12 +50,6 @@ impl Harness {
             .into_iter()
             .map(|(at, _, signal)| (at, signal))
             .collect()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.worker.shutdown.cancel();
     }
 }
 

@@ -6,19 +6,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, Probe};
-use podvisor_agent::testing::{PodApiCall, RunningWorker, WorkerHarness, advance, builders, s};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use podvisor_agent::testing::{PodApiCall, advance, builders, s};
 use podvisor_runtime::fake::{ExecScript, FakeScript};
+use worker_support::Harness;
+
+mod worker_support;
 
 fn exec_probe(cmd: &str, timeout: i32, initial_delay: i32) -> Probe {
     Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![cmd.to_string()]),
-        }),
         timeout_seconds: Some(timeout),
         initial_delay_seconds: Some(initial_delay),
         failure_threshold: Some(1),
-        ..Default::default()
+        ..builders::exec_probe(&[cmd])
     }
 }
 
@@ -29,29 +29,7 @@ fn pod(containers: Vec<Container>, annotations: Option<BTreeMap<String, String>>
     p
 }
 
-/// The kit's worker harness with one running worker (node IP 127.0.0.1); the worker's
-/// agent is shut down on drop.
-struct Harness {
-    kit: WorkerHarness,
-    worker: RunningWorker,
-}
-
-impl std::ops::Deref for Harness {
-    type Target = WorkerHarness;
-
-    fn deref(&self) -> &WorkerHarness {
-        &self.kit
-    }
-}
-
 impl Harness {
-    async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let kit = WorkerHarness::new().with_node_ip("127.0.0.1");
-        kit.rt.script_default(script);
-        let worker = kit.start(pod).await;
-        Harness { kit, worker }
-    }
-
     /// Times (since start) of the annotation patches.
     fn patch_times(&self) -> Vec<Duration> {
         self.api
@@ -78,12 +56,6 @@ impl Harness {
             .cloned()
             .unwrap_or_else(|| panic!("no annotation for {container}"));
         serde_json::from_str(&raw).expect("the annotation is JSON")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.worker.shutdown.cancel();
     }
 }
 
