@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use podvisor_agent::WallClock;
 use podvisor_agent::api::EventType;
-use podvisor_agent::testing::builders::{container, exec_hook, exec_probe, pod, with_post_start};
 use podvisor_agent::testing::{advance, s, settle};
 use podvisor_runtime::Signal;
 use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeScript};
 use worker_support::Harness;
+use worker_support::builders::{container, exec_hook, exec_probe, pod, with_post_start};
 
 mod probe_support;
 mod worker_support;

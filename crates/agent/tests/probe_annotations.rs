@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
-use podvisor_agent::testing::{PodApiCall, advance, builders, s};
+use podvisor_agent::testing::{PodApiCall, advance, s};
 use podvisor_runtime::fake::{ExecScript, FakeScript};
 use worker_support::Harness;
+use worker_support::builders;
 
 mod worker_support;
 

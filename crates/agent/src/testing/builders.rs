@@ -1,10 +1,10 @@
-//! One set of pod and container builders for the agent's tests: a pod bound to `node-1`
-//! with UID [`POD_UID`], containers on `busybox`, hooks and probes, and readers of a written
-//! status.
+//! The agent's unit tests' pods and containers, on the project's one builder set
+//! (`podvisor_testkit`): a pod bound to `node-1` with UID [`POD_UID`], containers on
+//! `busybox`, hooks and probes, and readers of a written status.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec,
-    PodStatus, Probe, SleepAction,
+    ConfigMap, Container, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler, Pod, PodStatus,
+    Probe, SleepAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -12,24 +12,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub const POD_UID: &str = "uid-1";
 
 /// Pod `default/p` (UID [`POD_UID`]) bound to `node-1` with `restartPolicy: policy`, the
-/// containers and `terminationGracePeriodSeconds: grace`.
+/// containers and `terminationGracePeriodSeconds: grace` (on the project's builders,
+/// `podvisor_testkit`).
 pub fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("p".into()),
-            namespace: Some("default".into()),
-            uid: Some(POD_UID.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            restart_policy: Some(policy.into()),
-            termination_grace_period_seconds: grace,
-            containers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    podvisor_testkit::pod("p")
+        .namespace("default")
+        .node_name("node-1")
+        .restart_policy(policy)
+        .with(|p| {
+            p.metadata.uid = Some(POD_UID.into());
+            if let Some(spec) = p.spec.as_mut() {
+                spec.containers = containers;
+                spec.termination_grace_period_seconds = grace;
+            }
+        })
+        .build()
 }
 
 /// [`pod`] with init containers (regular ones and sidecars, see [`sidecar`]).
@@ -48,11 +45,7 @@ pub fn init_pod(
 
 /// A container named `name` on image `busybox`.
 pub fn container(name: &str) -> Container {
-    Container {
-        name: name.into(),
-        image: Some("busybox".into()),
-        ..Default::default()
-    }
+    podvisor_testkit::container(name).image("busybox").build()
 }
 
 /// A sidecar: an init container with `restartPolicy: Always`.

@@ -1,9 +1,11 @@
 //! The agent's test kit: recording fakes of the API doors ([`PodApi`], [`EventSink`]) with a
 //! harness-friendly view of what was written, one pod-worker harness on the production hooks
-//! ([`WorkerHarness`]) and one set of pod and container builders ([`builders`]). Every record
+//! ([`WorkerHarness`]) and, for the unit tests, the pods and containers they use on the
+//! project's builders (`builders`, on `podvisor_testkit`). Every record
 //! carries the tokio instant it happened at, so tests under paused time can assert timing
 //! and order.
 
+#[cfg(test)]
 pub mod builders;
 pub mod worker;
 

@@ -1,7 +1,9 @@
 //! One pod worker on the kit's [`WorkerHarness`] for the probe tests that drive the worker
 //! (`probe_agent`, `probe_annotations`): node IP 127.0.0.1, the harness's readers through
 //! `Deref`, and the worker's agent shut down when the test drops it. Each test file adds the
-//! readers of its own on `Harness`.
+//! readers of its own on `Harness`. [`builders`] is the agent's unit-test builder set (its
+//! one source file, which builds on the dev-only `podvisor_testkit`), so these tests build
+//! the same pods as the worker's unit tests.
 #![allow(dead_code, missing_docs)]
 
 use std::sync::Arc;
@@ -11,6 +13,9 @@ use podvisor_agent::WallClock;
 use podvisor_agent::testing::{RunningWorker, WorkerHarness};
 use podvisor_runtime::ContainerRuntime;
 use podvisor_runtime::fake::{FakeRuntime, FakeScript};
+
+#[path = "../../src/testing/builders.rs"]
+pub mod builders;
 
 /// The harness and its one running worker.
 pub struct Harness {
