@@ -54,7 +54,8 @@
 //! # Files
 //!
 //! [`worker`] (the loop: inputs, transition, effects, status write), [`state`] (the state
-//! machine), [`sync`] (create/start, init and sidecar order, postStart, probe kills),
+//! machine), [`sync`] (create/start with env and mounts resolved, init and sidecar order,
+//! postStart, probe kills),
 //! [`restart`] (container lifecycle, the restart decision and its back-off), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`]

@@ -1,24 +1,15 @@
-//! A pod's runtime configuration: the sandbox and container configs the runtime receives,
-//! their labels and annotations (how a re-adopting agent recognises its containers), the spec
-//! hash that restarts a container whose spec changed, the stop signal, and what a config
-//! needs resolved before a create (environment, volume mounts).
+//! A pod's runtime configuration (pure): the sandbox and container configs the runtime
+//! receives, their labels and annotations (how a re-adopting agent, the log and the exec
+//! servers recognise its containers), the spec hash that restarts a container whose spec
+//! changed, and the stop signal. What a config needs resolved before a create (environment,
+//! volume mounts) is `sync.rs`'s.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use podvisor_api::status as rules;
 use podvisor_runtime::{ContainerConfig, Resources, SandboxConfig, Signal};
-use tokio::time::Instant;
-
-use super::env::{self, EnvSources};
-use super::restart::ContainerLifecycle;
-use super::status::Waiting;
-use super::sync::CONFIG_ERROR_RETRY;
-use super::volumes::VolumeError;
-use super::worker::{PodWorker, WorkerCtx};
-use crate::api::EventType;
 
 /// Sandbox label: pod namespace.
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -168,101 +159,5 @@ pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
         labels: pod_labels(pod),
         annotations: BTreeMap::new(),
         resources: Resources::default(),
-    }
-}
-
-/// What the environment and the volumes of `pod` are resolved against on this node.
-fn env_sources<'a>(pod: &'a Pod, ctx: &'a WorkerCtx) -> EnvSources<'a> {
-    let ips = vec![ctx.node_ip.clone()];
-    EnvSources {
-        pod,
-        host_ips: ips.clone(),
-        pod_ips: ips,
-        allocatable: &ctx.allocatable,
-        objects: ctx.objects.as_ref(),
-    }
-}
-
-impl PodWorker {
-    /// The container's environment (`env.rs`), or None after reporting a
-    /// CreateContainerConfigError (waiting reason, `Failed` event, retry after the back-off).
-    pub(super) async fn resolve_env(&mut self, c: &Container) -> Option<Vec<(String, String)>> {
-        match env::resolve(&env_sources(&self.pod, &self.ctx), c).await {
-            Ok(env) => {
-                if let Some(rec) = self.containers.get_mut(&c.name) {
-                    rec.lifecycle.config_resolved();
-                }
-                for w in env.warnings {
-                    self.event(None, EventType::Warning, env::INVALID_ENV_NAMES, w);
-                }
-                Some(env.vars)
-            }
-            Err(e) => {
-                let message = e.to_string();
-                self.config_error(c, "Failed", format!("Error: {message}"), message);
-                None
-            }
-        }
-    }
-
-    /// The container's volume mounts (`volumes.rs`), or None after reporting a
-    /// CreateContainerConfigError (`FailedMount` event, retry after the config-error back-off).
-    pub(super) async fn volume_mounts(
-        &mut self,
-        c: &Container,
-        env: &[(String, String)],
-    ) -> Option<Vec<podvisor_runtime::Mount>> {
-        let sources = env_sources(&self.pod, &self.ctx);
-        match self.volumes.container_mounts(&sources, c, env).await {
-            Ok(m) => {
-                if let Some(at) = self.volumes.next_refresh() {
-                    self.wake_at(at);
-                }
-                Some(m)
-            }
-            Err(e) => {
-                let reason = match e {
-                    VolumeError::SetUp { .. } => "FailedMount",
-                    VolumeError::Mount(_) => "Failed",
-                };
-                let message = e.to_string();
-                self.config_error(c, reason, message.clone(), message);
-                None
-            }
-        }
-    }
-
-    /// A CreateContainerConfigError: the container waits with `message`, an event
-    /// (`reason`, `event`) says why, and the next attempt comes after the kubelet's pod
-    /// worker back-off (10 s plus up to 50 % jitter).
-    fn config_error(&mut self, c: &Container, reason: &str, event: String, message: String) {
-        let jitter = Duration::from_millis(rand::random_range(0..5_000));
-        let retry_at = Instant::now() + CONFIG_ERROR_RETRY + jitter;
-        let rec = self.containers.entry(c.name.clone()).or_default();
-        rec.lifecycle = ContainerLifecycle::ConfigError {
-            waiting: Waiting {
-                reason: "CreateContainerConfigError".into(),
-                message: Some(message),
-            },
-            retry_at,
-        };
-        self.event(Some(&c.name), EventType::Warning, reason, event);
-        self.wake_at(retry_at);
-    }
-
-    /// Rewrites the pod's configMap/secret/downwardAPI volumes that changed, at most every
-    /// `volumes::REFRESH_INTERVAL`, and wakes the worker for the next refresh.
-    pub(super) async fn refresh_volumes(&mut self) {
-        let sources = env_sources(&self.pod, &self.ctx);
-        if let Some(at) = self.volumes.refresh(&sources).await {
-            self.wake_at(at);
-        }
-    }
-
-    /// Removes the pod's volumes (after its sandbox: nothing runs that uses them).
-    pub(super) fn remove_volumes(&mut self) {
-        if let Err(e) = self.volumes.cleanup() {
-            tracing::warn!(error = %e, dir = %self.volumes.dir().display(), "cannot remove the pod's volumes");
-        }
     }
 }
