@@ -6,146 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, PodStatus, Probe,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Container, Probe};
 use podvisor_agent::WallClock;
 use podvisor_agent::api::EventType;
-use podvisor_agent::clock::to_time;
-use podvisor_agent::deadlines::DeadlineStore;
-use podvisor_agent::hooks::LifecycleHooks;
-use podvisor_agent::testing::{FakePodApi, RecordingEvents};
-use podvisor_agent::worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
-use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};
-use podvisor_runtime::{ContainerRuntime, Signal};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use podvisor_agent::testing::{advance, s, settle};
+use podvisor_runtime::Signal;
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeScript};
+use worker_support::Harness;
+use worker_support::builders::{container, exec_hook, exec_probe, pod, with_post_start};
 
 mod probe_support;
-
-const UID: &str = "uid-probe";
-
-fn s(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-struct Harness {
-    rt: Arc<FakeRuntime>,
-    api: Arc<FakePodApi>,
-    events: Arc<RecordingEvents>,
-    clock: WallClock,
-    _dir: tempfile::TempDir,
-    t0: Instant,
-    handle: Option<WorkerHandle>,
-    pod: Pod,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
-    shutdown: CancellationToken,
-}
-
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn advance(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
-}
-
-fn exec_probe(cmd: &[&str]) -> Probe {
-    Probe {
-        exec: Some(ExecAction {
-            command: Some(cmd.iter().map(|c| c.to_string()).collect()),
-        }),
-        ..Default::default()
-    }
-}
-
-fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("p".into()),
-            namespace: Some("default".into()),
-            uid: Some(UID.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            restart_policy: Some(policy.into()),
-            termination_grace_period_seconds: grace,
-            containers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+mod worker_support;
 
 impl Harness {
-    async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.as_runtime_clock()));
-        rt.script_default(script);
-        Self::start_on(pod, rt.clone(), rt, clock).await
-    }
-
-    async fn start_on(
-        pod: Pod,
-        fake: Arc<FakeRuntime>,
-        runtime: Arc<dyn ContainerRuntime>,
-        clock: WallClock,
-    ) -> Harness {
-        let rt = fake;
-        let api = Arc::new(FakePodApi::new());
-        let events = Arc::new(RecordingEvents::new());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ctx = Arc::new(WorkerCtx {
-            runtime: runtime.clone(),
-            api: api.clone(),
-            events: events.clone(),
-            hooks: Arc::new(LifecycleHooks::new(runtime)),
-            clock: clock.clone(),
-            deadlines: DeadlineStore::open(dir.path()).expect("state dir"),
-            objects: Arc::new(podvisor_agent::objects::MemoryObjects::new()),
-            pods_dir: dir.path().join("pods"),
-            node_name: "node-1".into(),
-            node_ip: "127.0.0.1".into(),
-            allocatable: Default::default(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
-        });
-        let shutdown = CancellationToken::new();
-        let (worker, handle) = PodWorker::new(ctx, Arc::new(pod.clone()), None, shutdown.clone());
-        let mut exits = rt.subscribe();
-        let notes = handle.notes.clone();
-        let forwarder = tokio::spawn(async move {
-            while let Ok(ev) = exits.recv().await {
-                if ev.sandbox_id == UID {
-                    let _ = notes.send(RuntimeNote::Exit(ev));
-                }
-            }
-        });
-        let task = tokio::spawn(worker.run());
-        settle().await;
-        Harness {
-            rt,
-            api,
-            events,
-            clock,
-            _dir: dir,
-            t0: Instant::now(),
-            handle: Some(handle),
-            pod,
-            _tasks: vec![forwarder, task],
-            shutdown,
-        }
-    }
-
-    fn last(&self) -> PodStatus {
-        self.api.last_status().expect("a status was written")
-    }
-
     fn condition(&self, t: &str) -> (String, Option<String>) {
         let st = self.last();
         let c = st
@@ -158,7 +31,8 @@ impl Harness {
     }
 
     fn events(&self, reason: &str) -> Vec<(EventType, String)> {
-        self.events
+        self.kit
+            .events
             .events()
             .into_iter()
             .filter(|(_, e)| e.reason == reason)
@@ -167,30 +41,15 @@ impl Harness {
     }
 
     fn delete(&mut self, grace: i64) {
-        let now = self.clock.now();
-        self.pod.metadata.deletion_timestamp = Some(to_time(now + s(grace as u64)));
-        self.pod.metadata.deletion_grace_period_seconds = Some(grace);
-        let pod = Arc::new(self.pod.clone());
-        if let Some(h) = &self.handle {
-            h.input.send_modify(|i| i.pod = Some(pod));
-        }
+        self.worker.delete(&self.kit.clock, grace);
     }
 
     fn signals(&self) -> Vec<(Duration, Signal)> {
-        self.rt
-            .calls()
+        self.kit
+            .signals()
             .into_iter()
-            .filter_map(|r| match r.call {
-                FakeCall::Signal { signal, .. } => Some((r.at - self.t0, signal)),
-                _ => None,
-            })
+            .map(|(at, _, signal)| (at, signal))
             .collect()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
@@ -310,19 +169,7 @@ async fn startup_probe_gates_started_and_ready() {
 
 #[tokio::test(start_paused = true)]
 async fn post_start_gates_running_and_a_failure_restarts() {
-    let mut c = Container {
-        name: "app".into(),
-        ..Default::default()
-    };
-    c.lifecycle = Some(Lifecycle {
-        post_start: Some(LifecycleHandler {
-            exec: Some(ExecAction {
-                command: Some(vec!["hook".into()]),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let c = with_post_start(container("app"), exec_hook(&["hook"]));
     let script = FakeScript::always(Attempt::forever())
         .exec(["hook"], ExecScript::exit(3).taking(s(5)).output("boom"));
     let h = Harness::start(pod("Always", vec![c], Some(30)), script).await;
@@ -356,19 +203,7 @@ async fn post_start_gates_running_and_a_failure_restarts() {
 
 #[tokio::test(start_paused = true)]
 async fn deletion_preempts_a_hanging_post_start() {
-    let mut c = Container {
-        name: "app".into(),
-        ..Default::default()
-    };
-    c.lifecycle = Some(Lifecycle {
-        post_start: Some(LifecycleHandler {
-            exec: Some(ExecAction {
-                command: Some(vec!["hang".into()]),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let c = with_post_start(container("app"), exec_hook(&["hang"]));
     let script = FakeScript::always(Attempt::forever()).exec(["hang"], ExecScript::hang());
     let mut h = Harness::start(pod("Always", vec![c], Some(10)), script).await;
     advance(s(3)).await;

@@ -4,107 +4,33 @@
 //! annotations of containers that are not in the spec are removed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use podvisor_agent::WallClock;
-use podvisor_agent::deadlines::DeadlineStore;
-use podvisor_agent::hooks::LifecycleHooks;
-use podvisor_agent::testing::{FakePodApi, PodApiCall, RecordingEvents};
-use podvisor_agent::worker::{PodWorker, WorkerCtx};
-use podvisor_runtime::fake::{ExecScript, FakeRuntime, FakeScript};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use podvisor_agent::testing::{PodApiCall, advance, s};
+use podvisor_runtime::fake::{ExecScript, FakeScript};
+use worker_support::Harness;
+use worker_support::builders;
 
-const UID: &str = "uid-annotations";
-
-fn s(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-async fn advance(d: Duration) {
-    tokio::time::sleep(d).await;
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-}
+mod worker_support;
 
 fn exec_probe(cmd: &str, timeout: i32, initial_delay: i32) -> Probe {
     Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![cmd.to_string()]),
-        }),
         timeout_seconds: Some(timeout),
         initial_delay_seconds: Some(initial_delay),
         failure_threshold: Some(1),
-        ..Default::default()
+        ..builders::exec_probe(&[cmd])
     }
 }
 
+/// The kit's pod `p` (restartPolicy Always, the API default) with `annotations`.
 fn pod(containers: Vec<Container>, annotations: Option<BTreeMap<String, String>>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("p".into()),
-            namespace: Some("default".into()),
-            uid: Some(UID.into()),
-            annotations,
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            containers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-struct Harness {
-    api: Arc<FakePodApi>,
-    t0: Instant,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-    _handle: podvisor_agent::worker::WorkerHandle,
+    let mut p = builders::pod("Always", containers, None);
+    p.metadata.annotations = annotations;
+    p
 }
 
 impl Harness {
-    async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.as_runtime_clock()));
-        rt.script_default(script);
-        let api = Arc::new(FakePodApi::new());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ctx = Arc::new(WorkerCtx {
-            runtime: rt.clone(),
-            api: api.clone(),
-            events: Arc::new(RecordingEvents::new()),
-            hooks: Arc::new(LifecycleHooks::new(rt.clone())),
-            clock,
-            deadlines: DeadlineStore::open(dir.path()).expect("state dir"),
-            objects: Arc::new(podvisor_agent::objects::MemoryObjects::new()),
-            pods_dir: dir.path().join("pods"),
-            node_name: "node-1".into(),
-            node_ip: "127.0.0.1".into(),
-            allocatable: BTreeMap::new(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
-        });
-        let shutdown = CancellationToken::new();
-        let t0 = Instant::now();
-        let (worker, handle) = PodWorker::new(ctx, Arc::new(pod), None, shutdown.clone());
-        tokio::spawn(worker.run());
-        advance(Duration::ZERO).await;
-        Harness {
-            api,
-            t0,
-            shutdown,
-            _dir: dir,
-            _handle: handle,
-        }
-    }
-
     /// Times (since start) of the annotation patches.
     fn patch_times(&self) -> Vec<Duration> {
         self.api
@@ -131,12 +57,6 @@ impl Harness {
             .cloned()
             .unwrap_or_else(|| panic!("no annotation for {container}"));
         serde_json::from_str(&raw).expect("the annotation is JSON")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

@@ -414,65 +414,10 @@ pub fn merge_conditions(
 #[error("invalid quantity {0:?}")]
 pub struct QuantityError(pub String);
 
-/// Parses a Kubernetes quantity (`100m`, `1.5`, `128Mi`, `1e3`, `2G`) into nano-units.
+/// Parses a Kubernetes quantity (`100m`, `1.5`, `128Mi`, `1e3`, `2G`) into nano-units
+/// ([`crate::quantity::parse_nanos`]).
 pub fn parse_quantity(q: &str) -> Result<i128, QuantityError> {
-    let err = || QuantityError(q.to_string());
-    let s = q.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let (neg, num) = match num.strip_prefix('-') {
-        Some(n) => (true, n),
-        None => (false, num.strip_prefix('+').unwrap_or(num)),
-    };
-    if num.is_empty() {
-        return Err(err());
-    }
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return Err(err());
-    }
-    let mut nanos: i128 = 0;
-    for b in int.bytes() {
-        nanos = nanos
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(i128::from(b - b'0')))
-            .ok_or_else(err)?;
-    }
-    nanos = nanos.checked_mul(1_000_000_000).ok_or_else(err)?;
-    let mut scale = 100_000_000i128;
-    for b in frac.bytes().take(9) {
-        nanos += i128::from(b - b'0') * scale;
-        scale /= 10;
-    }
-    let (mul, div): (i128, i128) = match suffix {
-        "" => (1, 1),
-        "n" => (1, 1_000_000_000),
-        "u" => (1, 1_000_000),
-        "m" => (1, 1000),
-        "k" => (1000, 1),
-        "M" => (1_000_000, 1),
-        "G" => (1_000_000_000, 1),
-        "T" => (1_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000, 1),
-        "E" => (1_000_000_000_000_000_000, 1),
-        "Ki" => (1 << 10, 1),
-        "Mi" => (1 << 20, 1),
-        "Gi" => (1 << 30, 1),
-        "Ti" => (1 << 40, 1),
-        "Pi" => (1 << 50, 1),
-        "Ei" => (1 << 60, 1),
-        s if s.starts_with(['e', 'E']) => {
-            let exp: u32 = s[1..].parse().map_err(|_| err())?;
-            (10i128.checked_pow(exp).ok_or_else(err)?, 1)
-        }
-        _ => return Err(err()),
-    };
-    let v = nanos.checked_mul(mul).ok_or_else(err)? / div;
-    Ok(if neg { -v } else { v })
+    crate::quantity::parse_nanos(q).map_err(|_| QuantityError(q.to_string()))
 }
 
 /// The pod's QoS class (upstream `GetPodQOS`): `BestEffort` with no cpu/memory requests or

@@ -151,6 +151,31 @@ mod tests {
     }
 
     #[test]
+    fn toleration_operators_and_empty_fields() {
+        let t = taint("k", Some("v"), EFFECT_NO_SCHEDULE);
+        let tol = |key: &str, op: &str, value: &str, effect: &str| Toleration {
+            key: (!key.is_empty()).then(|| key.into()),
+            operator: (!op.is_empty()).then(|| op.into()),
+            value: (!value.is_empty()).then(|| value.into()),
+            effect: (!effect.is_empty()).then(|| effect.into()),
+            toleration_seconds: None,
+        };
+        assert!(tolerates(&tol("k", "Equal", "v", ""), &t));
+        assert!(
+            tolerates(&tol("k", "", "v", "NoSchedule"), &t),
+            "empty operator is Equal"
+        );
+        assert!(!tolerates(&tol("k", "Equal", "w", ""), &t));
+        assert!(tolerates(&tol("k", "Exists", "", ""), &t));
+        assert!(!tolerates(&tol("other", "Exists", "", ""), &t));
+        assert!(
+            tolerates(&tol("", "Exists", "", ""), &t),
+            "empty key + Exists tolerates all"
+        );
+        assert!(!tolerates(&tol("k", "Bogus", "v", ""), &t));
+    }
+
+    #[test]
     fn matching_tolerations_needs_every_taint_tolerated() {
         let taints = [
             taint("a", None, EFFECT_NO_EXECUTE),

@@ -18,8 +18,7 @@
 //! UID precondition. Objects with finalizers stay (with deletionTimestamp) until an update
 //! empties `metadata.finalizers`; that update removes them.
 
-use std::sync::Arc;
-
+use podvisor_kit::WallClock;
 use podvisor_store::StoreError;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -31,15 +30,6 @@ use crate::patch;
 use crate::registry::{self, NAMESPACES, PODS, ResourceKind, Strategy};
 use crate::storage::Storage;
 use crate::strategy;
-
-/// The injected wall clock.
-pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
-
-/// The real wall clock.
-#[allow(clippy::disallowed_methods)] // The API server stamps real creation/deletion times.
-pub fn system_clock() -> Clock {
-    Arc::new(jiff::Timestamp::now)
-}
 
 /// Namespaces that exist from the start.
 pub const INITIAL_NAMESPACES: &[&str] =
@@ -88,7 +78,7 @@ pub struct Core {
     /// Object storage.
     pub storage: Storage,
     /// Wall clock.
-    pub clock: Clock,
+    pub clock: WallClock,
     /// Background tasks (namespace finalization).
     pub tasks: TaskTracker,
     /// Cancels background tasks.
@@ -106,7 +96,7 @@ fn ns_opt(kind: &ResourceKind, ns: Option<&str>) -> Option<String> {
 impl Core {
     /// Now, from the injected clock.
     pub fn now(&self) -> jiff::Timestamp {
-        (self.clock)()
+        self.clock.timestamp()
     }
 
     /// Now as a Kubernetes `Time`.

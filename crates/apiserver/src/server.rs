@@ -20,7 +20,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authorizer, DefaultAuthorizer, TokenError, TokenFile, UserInfo};
 use crate::error::ApiError;
-use crate::ops::{Clock, Core, system_clock};
+use podvisor_kit::WallClock;
+
+use crate::ops::Core;
 use crate::storage::Storage;
 use crate::tls::{TlsError, TlsMaterial};
 
@@ -40,7 +42,7 @@ pub struct ApiServerConfig {
     /// Keep at least this much time of history.
     pub compaction_keep_duration: Duration,
     /// The wall clock (default: the system clock).
-    pub clock: Option<Clock>,
+    pub clock: Option<WallClock>,
     /// The authorizer (default: [`DefaultAuthorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// Most short requests (everything but watches and followed logs) served at once;
@@ -186,7 +188,7 @@ impl ApiServer {
             storage: Storage {
                 store: store.clone(),
             },
-            clock: config.clock.clone().unwrap_or_else(system_clock),
+            clock: config.clock.clone().unwrap_or_else(WallClock::system),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         };

@@ -38,7 +38,7 @@ struct Encoder {
     kind: &'static ResourceKind,
     out: Output,
     defs_sent: bool,
-    ctx_now: crate::ops::Clock,
+    ctx_now: podvisor_kit::WallClock,
     include: String,
     protobuf: bool,
 }
@@ -52,7 +52,7 @@ impl Encoder {
                     self.kind,
                     std::slice::from_ref(&obj),
                     true,
-                    (self.ctx_now)(),
+                    self.ctx_now.timestamp(),
                 );
                 if let Some(rows) = t.get_mut("rows").and_then(Value::as_array_mut) {
                     for row in rows.iter_mut() {

@@ -11,23 +11,8 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::{api_status, pod};
 use serde_json::json;
-
-fn pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
-    }))
-    .unwrap()
-}
-
-fn api_err(e: kube::Error) -> kube::core::Status {
-    match e {
-        kube::Error::Api(s) => *s,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn pod_crud_defaults_and_conflicts() {
@@ -35,7 +20,10 @@ async fn pod_crud_defaults_and_conflicts() {
     let client = srv.in_process_client(&srv.admin_token());
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let created = pods
-        .create(&PostParams::default(), &pod("web"))
+        .create(
+            &PostParams::default(),
+            &pod("web").label("app", "web").build(),
+        )
         .await
         .unwrap();
     let meta = &created.metadata;
@@ -52,10 +40,13 @@ async fn pod_crud_defaults_and_conflicts() {
         Some("Pending")
     );
 
-    let again = api_err(
-        pods.create(&PostParams::default(), &pod("web"))
-            .await
-            .unwrap_err(),
+    let again = api_status(
+        pods.create(
+            &PostParams::default(),
+            &pod("web").label("app", "web").build(),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!((again.code, again.reason.as_str()), (409, "AlreadyExists"));
 
@@ -77,14 +68,14 @@ async fn pod_crud_defaults_and_conflicts() {
         .as_mut()
         .unwrap()
         .insert("c".into(), "3".into());
-    let e = api_err(
+    let e = api_status(
         pods.replace("web", &PostParams::default(), &stale)
             .await
             .unwrap_err(),
     );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
 
-    let missing = api_err(pods.get("nope").await.unwrap_err());
+    let missing = api_status(pods.get("nope").await.unwrap_err());
     assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
     assert_eq!(missing.message, "pods \"nope\" not found");
 
@@ -93,14 +84,14 @@ async fn pod_crud_defaults_and_conflicts() {
         json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}}),
     )
     .unwrap();
-    let e = api_err(pods.create(&PostParams::default(), &bad).await.unwrap_err());
+    let e = api_status(pods.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
     let causes = e.details.unwrap().causes;
     assert!(causes.iter().any(|c| c.field == "metadata.name"));
     assert!(causes.iter().any(|c| c.field == "spec.containers[0].image"));
 
     // Spec is immutable except images.
-    let e = api_err(
+    let e = api_status(
         pods.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"activeDeadlineSeconds": null, "containers": [{"name": "c", "image": "busybox:1.36", "args": ["x"]}]}})))
             .await
             .unwrap_err(),
@@ -109,9 +100,12 @@ async fn pod_crud_defaults_and_conflicts() {
 
     // Missing namespace -> 404.
     let other: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "nope");
-    let e = api_err(
+    let e = api_status(
         other
-            .create(&PostParams::default(), &pod("x"))
+            .create(
+                &PostParams::default(),
+                &pod("x").label("app", "web").build(),
+            )
             .await
             .unwrap_err(),
     );
@@ -143,7 +137,7 @@ async fn list_pagination_and_selectors() {
     let srv = memory_server().await;
     let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
     for i in 0..25 {
-        let mut p = pod(&format!("p{i:02}"));
+        let mut p = pod(&format!("p{i:02}")).label("app", "web").build();
         p.metadata.labels.as_mut().unwrap().insert(
             "parity".into(),
             if i % 2 == 0 { "even" } else { "odd" }.into(),
@@ -177,7 +171,7 @@ async fn list_pagination_and_selectors() {
         .await
         .unwrap();
     assert_eq!(one.items.len(), 1);
-    let e = api_err(
+    let e = api_status(
         pods.list(&ListParams::default().fields("spec.bogus=1"))
             .await
             .unwrap_err(),
@@ -190,9 +184,12 @@ async fn raw_watch_sees_added_modified_deleted() {
     let srv = memory_server().await;
     let client = srv.in_process_client(&srv.admin_token());
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(&PostParams::default(), &pod("w0"))
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("w0").label("app", "web").build(),
+    )
+    .await
+    .unwrap();
     let stream = pods
         .watch(&WatchParams::default().timeout(5), "0")
         .await
@@ -202,9 +199,12 @@ async fn raw_watch_sees_added_modified_deleted() {
         WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some("w0")),
         other => panic!("unexpected {other:?}"),
     }
-    pods.create(&PostParams::default(), &pod("w1"))
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("w1").label("app", "web").build(),
+    )
+    .await
+    .unwrap();
     pods.patch(
         "w1",
         &PatchParams::default(),
@@ -236,9 +236,12 @@ async fn watcher_lists_then_follows_in_both_modes() {
     let srv = memory_server().await;
     let client = srv.in_process_client(&srv.admin_token());
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(&PostParams::default(), &pod("a"))
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("a").label("app", "web").build(),
+    )
+    .await
+    .unwrap();
     for cfg in [
         watcher::Config::default(),
         watcher::Config::default().streaming_lists(),
@@ -260,9 +263,12 @@ async fn watcher_lists_then_follows_in_both_modes() {
         }
         assert!(saw_a);
         let name = format!("b{}", uuid_like());
-        pods.create(&PostParams::default(), &pod(&name))
-            .await
-            .unwrap();
+        pods.create(
+            &PostParams::default(),
+            &pod(&name).label("app", "web").build(),
+        )
+        .await
+        .unwrap();
         loop {
             if let watcher::Event::Apply(p) =
                 tokio::time::timeout(Duration::from_secs(5), s.try_next())

@@ -14,20 +14,8 @@ use kube::runtime::watcher;
 use podvisor_apiserver::testing::memory_server;
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_store::Store as _;
+use podvisor_testkit::{api_status, pod};
 use serde_json::json;
-
-fn pod(name: &str) -> Pod {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}))
-    .unwrap()
-}
-
-fn status(e: kube::Error) -> kube::core::Status {
-    match e {
-        kube::Error::Api(s) => *s,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
 
 async fn bind(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), kube::Error> {
     let b: Binding = serde_json::from_value(json!({"metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}})).unwrap();
@@ -45,7 +33,7 @@ async fn bind(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), kube::Error
 async fn binding_sets_node_and_condition_once() {
     let srv = memory_server().await;
     let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
-    pods.create(&PostParams::default(), &pod("b"))
+    pods.create(&PostParams::default(), &pod("b").label("app", "b").build())
         .await
         .unwrap();
     bind(&pods, "b", "n1").await.unwrap();
@@ -57,7 +45,7 @@ async fn binding_sets_node_and_condition_once() {
             .iter()
             .any(|c| c.type_ == "PodScheduled" && c.status == "True")
     );
-    let e = status(bind(&pods, "b", "n2").await.unwrap_err());
+    let e = api_status(bind(&pods, "b", "n2").await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert!(
         e.message.contains("already assigned to node \"n1\""),
@@ -70,7 +58,7 @@ async fn binding_sets_node_and_condition_once() {
 async fn graceful_delete_follows_the_rules() {
     let srv = memory_server().await;
     let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
-    pods.create(&PostParams::default(), &pod("g"))
+    pods.create(&PostParams::default(), &pod("g").label("app", "g").build())
         .await
         .unwrap();
     bind(&pods, "g", "n1").await.unwrap();
@@ -131,7 +119,7 @@ async fn graceful_delete_follows_the_rules() {
         ..DeleteParams::default().grace_period(0)
     };
     assert_eq!(
-        status(pods.delete("g", &wrong).await.unwrap_err()).code,
+        api_status(pods.delete("g", &wrong).await.unwrap_err()).code,
         409
     );
     let uid = first.metadata.uid.clone();
@@ -143,7 +131,7 @@ async fn graceful_delete_follows_the_rules() {
         ..DeleteParams::default().grace_period(0)
     };
     pods.delete("g", &fin).await.unwrap();
-    assert_eq!(status(pods.get("g").await.unwrap_err()).code, 404);
+    assert_eq!(api_status(pods.get("g").await.unwrap_err()).code, 404);
     let mut saw_deleted = false;
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), w.try_next())
         .await
@@ -163,7 +151,7 @@ async fn immediate_delete_cases() {
     let srv = memory_server().await;
     let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
     // Unscheduled: gone at once even with a grace period.
-    pods.create(&PostParams::default(), &pod("u"))
+    pods.create(&PostParams::default(), &pod("u").label("app", "u").build())
         .await
         .unwrap();
     let d = pods
@@ -173,9 +161,9 @@ async fn immediate_delete_cases() {
         .left()
         .unwrap();
     assert!(d.metadata.deletion_timestamp.is_some());
-    assert_eq!(status(pods.get("u").await.unwrap_err()).code, 404);
+    assert_eq!(api_status(pods.get("u").await.unwrap_err()).code, 404);
     // Terminal: gone at once.
-    pods.create(&PostParams::default(), &pod("t"))
+    pods.create(&PostParams::default(), &pod("t").label("app", "t").build())
         .await
         .unwrap();
     bind(&pods, "t", "n1").await.unwrap();
@@ -187,20 +175,20 @@ async fn immediate_delete_cases() {
     .await
     .unwrap();
     pods.delete("t", &DeleteParams::default()).await.unwrap();
-    assert_eq!(status(pods.get("t").await.unwrap_err()).code, 404);
+    assert_eq!(api_status(pods.get("t").await.unwrap_err()).code, 404);
     // Grace 0 (force): gone at once, and the name can be reused.
-    pods.create(&PostParams::default(), &pod("f"))
+    pods.create(&PostParams::default(), &pod("f").label("app", "f").build())
         .await
         .unwrap();
     bind(&pods, "f", "n1").await.unwrap();
     pods.delete("f", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    pods.create(&PostParams::default(), &pod("f"))
+    pods.create(&PostParams::default(), &pod("f").label("app", "f").build())
         .await
         .unwrap();
     // Negative grace on create is stored as 1.
-    let mut neg = pod("neg");
+    let mut neg = pod("neg").label("app", "neg").build();
     neg.spec.as_mut().unwrap().termination_grace_period_seconds = Some(-5);
     let p = pods.create(&PostParams::default(), &neg).await.unwrap();
     assert_eq!(p.spec.unwrap().termination_grace_period_seconds, Some(1));
@@ -210,7 +198,7 @@ async fn immediate_delete_cases() {
 async fn status_subresource_is_separate_from_spec() {
     let srv = memory_server().await;
     let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
-    pods.create(&PostParams::default(), &pod("s"))
+    pods.create(&PostParams::default(), &pod("s").label("app", "s").build())
         .await
         .unwrap();
     // Status in a main-resource patch is ignored.
@@ -263,7 +251,7 @@ async fn finalizers_hold_deletion_until_removed() {
     )
     .await
     .unwrap();
-    assert_eq!(status(cms.get("f").await.unwrap_err()).code, 404);
+    assert_eq!(api_status(cms.get("f").await.unwrap_err()).code, 404);
     // Without finalizers DELETE answers a Success Status.
     cms.create(
         &PostParams::default(),
@@ -292,7 +280,7 @@ async fn deleting_a_namespace_deletes_its_contents() {
     .await
     .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "tmp");
-    pods.create(&PostParams::default(), &pod("p"))
+    pods.create(&PostParams::default(), &pod("p").label("app", "p").build())
         .await
         .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "tmp");
@@ -304,7 +292,7 @@ async fn deleting_a_namespace_deletes_its_contents() {
     .unwrap();
     nss.delete("tmp", &DeleteParams::default()).await.unwrap();
     // Terminating namespaces refuse new content.
-    let e = status(
+    let e = api_status(
         cms.create(
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": "d"}})).unwrap(),
@@ -330,7 +318,7 @@ async fn deleting_a_namespace_deletes_its_contents() {
             .is_empty()
     );
     assert_eq!(
-        status(
+        api_status(
             nss.delete("default", &DeleteParams::default())
                 .await
                 .unwrap_err()
@@ -348,7 +336,7 @@ async fn watcher_relists_after_410() {
         .await
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
-    pods.create(&PostParams::default(), &pod("a"))
+    pods.create(&PostParams::default(), &pod("a").label("app", "a").build())
         .await
         .unwrap();
 
@@ -361,9 +349,12 @@ async fn watcher_relists_after_410() {
         .resource_version
         .unwrap();
     for i in 0..5 {
-        pods.create(&PostParams::default(), &pod(&format!("x{i}")))
-            .await
-            .unwrap();
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("x{i}")).label("app", &format!("x{i}")).build(),
+        )
+        .await
+        .unwrap();
     }
     let cur = store.current_revision().await.unwrap();
     store.compact(cur).await.unwrap();
@@ -396,9 +387,12 @@ async fn watcher_relists_after_410() {
                 inits += 1;
                 if !compacted {
                     for i in 0..5 {
-                        pods.create(&PostParams::default(), &pod(&format!("y{i}")))
-                            .await
-                            .unwrap();
+                        pods.create(
+                            &PostParams::default(),
+                            &pod(&format!("y{i}")).label("app", &format!("y{i}")).build(),
+                        )
+                        .await
+                        .unwrap();
                     }
                     let cur = store.current_revision().await.unwrap();
                     store.compact(cur).await.unwrap();

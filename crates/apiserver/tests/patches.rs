@@ -5,14 +5,8 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::api_status;
 use serde_json::json;
-
-fn code(e: kube::Error) -> u16 {
-    match e {
-        kube::Error::Api(s) => s.code,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn every_patch_type() {
@@ -59,11 +53,12 @@ async fn every_patch_type() {
         serde_json::from_value(json!([{"op": "test", "path": "/metadata/name", "value": "x"}]))
             .unwrap();
     assert_eq!(
-        code(
+        api_status(
             pods.patch("p", &pp, &Patch::<()>::Json(bad))
                 .await
                 .unwrap_err()
-        ),
+        )
+        .code,
         422
     );
 
@@ -76,7 +71,7 @@ async fn every_patch_type() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(stale), 409);
+    assert_eq!(api_status(stale).code, 409);
 }
 
 #[tokio::test]
@@ -93,11 +88,12 @@ async fn server_side_apply_creates_updates_and_conflicts() {
     // Another manager changing an owned field conflicts unless forced.
     let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "9"}});
     assert_eq!(
-        code(
+        api_status(
             cms.patch("ssa", &PatchParams::apply("two"), &Patch::Apply(&other))
                 .await
                 .unwrap_err()
-        ),
+        )
+        .code,
         409
     );
     let forced = cms
@@ -186,7 +182,7 @@ async fn dry_run_deletecollection_and_scale() {
         (Some(4), Some(2))
     );
     assert_eq!(
-        code(
+        api_status(
             rss.patch_scale(
                 "rs",
                 &PatchParams::default(),
@@ -194,7 +190,8 @@ async fn dry_run_deletecollection_and_scale() {
             )
             .await
             .unwrap_err()
-        ),
+        )
+        .code,
         422
     );
 }

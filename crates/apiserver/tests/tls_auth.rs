@@ -9,6 +9,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use podvisor_apiserver::ApiServer;
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::api_status;
 use serde_json::json;
 
 struct Running {
@@ -65,13 +66,6 @@ impl Running {
     }
 }
 
-fn code(e: kube::Error) -> u16 {
-    match e {
-        kube::Error::Api(s) => s.code,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn tls_crud_and_auth() {
     let r = Running::start().await;
@@ -95,7 +89,7 @@ async fn tls_crud_and_auth() {
         .list(&ListParams::default())
         .await
         .unwrap_err();
-    assert_eq!(code(e), 401);
+    assert_eq!(api_status(e).code, 401);
 
     // A node may write its own Node and Lease, not other nodes or pods.
     let n1 = r.client(&r.srv.ensure_node_token("n1").unwrap()).await;
@@ -114,7 +108,7 @@ async fn tls_crud_and_auth() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(e), 403);
+    assert_eq!(api_status(e).code, 403);
     let leases: Api<Lease> = Api::namespaced(n1.clone(), "kube-node-lease");
     leases
         .create(
@@ -128,23 +122,25 @@ async fn tls_crud_and_auth() {
         .unwrap();
     let node_pods: Api<Pod> = Api::namespaced(n1.clone(), "default");
     assert_eq!(
-        code(
+        api_status(
             node_pods
                 .create(&PostParams::default(), &p)
                 .await
                 .unwrap_err()
-        ),
+        )
+        .code,
         403
     );
     // Status of a pod not bound to n1 -> 403; once bound -> allowed.
     let st = Patch::Merge(json!({"status": {"phase": "Running"}}));
     assert_eq!(
-        code(
+        api_status(
             node_pods
                 .patch_status("p", &PatchParams::default(), &st)
                 .await
                 .unwrap_err()
-        ),
+        )
+        .code,
         403
     );
     pods.patch(

@@ -30,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::PostParams;
 
-use crate::manager::{ControllerError, Ctx, Key};
+use crate::context::{ControllerError, Ctx, Key};
 use crate::pods;
 
 const HASH_LABEL: &str = "pod-template-hash";

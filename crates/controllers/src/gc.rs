@@ -25,7 +25,7 @@ use kube::api::{DeleteParams, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, Resource};
 use tracing::info;
 
-use crate::manager::{ControllerError, Ctx, GcKey, Key};
+use crate::context::{ControllerError, Ctx, GcKey, Key};
 
 pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>, ControllerError> {
     let (meta, kind, k) = match key {

@@ -29,8 +29,9 @@
 //! objects (resourceVersion fencing, name-based creates) but ReplicaSets could briefly
 //! over-create and node health would be judged twice.
 
+mod context;
 mod deployment;
-mod events;
+mod evictions;
 mod expectations;
 mod gc;
 mod manager;
@@ -42,6 +43,5 @@ mod replicaset;
 mod statefulset;
 pub mod tainteviction;
 
-pub use manager::{
-    Clock, ControllerConfig, ControllerError, ControllerManager, NodeLifecycleConfig, PodGcConfig,
-};
+pub use context::{ControllerConfig, ControllerError, NodeLifecycleConfig, PodGcConfig};
+pub use manager::ControllerManager;

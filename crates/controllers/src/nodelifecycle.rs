@@ -62,12 +62,12 @@ use podvisor_api::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 use podvisor_api::taints::{
     EFFECT_NO_EXECUTE, EFFECT_NO_SCHEDULE, TAINT_UNSCHEDULABLE, same_taint,
 };
+use podvisor_kit::events::{EventRecord, EventType, object_ref};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::events::{self, ControllerEvent};
-use crate::manager::{ControllerError, Ctx};
+use crate::context::{ControllerError, Ctx};
 use crate::pods;
 
 /// The component named in events.
@@ -311,13 +311,15 @@ impl NodeLifecycle {
                 if current.status != "True" {
                     if observed == "True" {
                         info!(node = %name, status = %current.status, "NodeNotReady");
-                        ctx.events.record(ControllerEvent {
-                            object: events::node_ref(&node),
-                            type_: "Normal",
-                            reason: "NodeNotReady",
-                            message: format!("Node {name} status is now: NodeNotReady"),
-                            component: COMPONENT,
-                        });
+                        ctx.record_event(
+                            COMPONENT,
+                            EventRecord::new(
+                                object_ref(&node),
+                                EventType::Normal,
+                                "NodeNotReady",
+                                format!("Node {name} status is now: NodeNotReady"),
+                            ),
+                        );
                     }
                     mark_pods_not_ready(ctx, &name).await;
                 }
@@ -790,13 +792,15 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str) {
             .replace_status(&name, &PostParams::default(), &p)
             .await
         {
-            Ok(_) => ctx.events.record(ControllerEvent {
-                object: events::pod_ref(&p),
-                type_: "Warning",
-                reason: "NodeNotReady",
-                message: "Node is not ready".into(),
-                component: COMPONENT,
-            }),
+            Ok(_) => ctx.record_event(
+                COMPONENT,
+                EventRecord::new(
+                    object_ref(&p),
+                    EventType::Warning,
+                    "NodeNotReady",
+                    "Node is not ready",
+                ),
+            ),
             // Changed or gone meanwhile: the next pass looks again.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
             Err(e) => warn!(pod = %name, %ns, error = %e, "marking pod not ready failed"),

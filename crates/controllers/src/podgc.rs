@@ -34,7 +34,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::manager::{ControllerError, Ctx};
+use crate::context::{ControllerError, Ctx};
 use crate::pods;
 
 /// The `DisruptionTarget` reason PodGC sets on orphaned pods.

@@ -31,8 +31,8 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use tracing::{debug, info};
 
+use crate::context::{ControllerError, Ctx, Key, parse_selector};
 use crate::expectations::PodId;
-use crate::manager::{ControllerError, Ctx, Key, parse_selector};
 use crate::pods::{self, PodName};
 
 /// Most pods created or deleted in one reconcile (upstream's burstReplicas).

@@ -29,8 +29,8 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use tracing::info;
 
+use crate::context::{ControllerError, Ctx, Key};
 use crate::expectations::PodId;
-use crate::manager::{ControllerError, Ctx, Key};
 use crate::pods::{self, PodName};
 
 /// The ordinal of `pod_name` if it is `<sts>-<n>`.

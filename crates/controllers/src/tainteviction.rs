@@ -33,19 +33,18 @@
 //! eviction re-reads the pod and fences the delete with its UID, so a pod recreated under
 //! the same name (a StatefulSet replica) is never hit by its predecessor's eviction.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use podvisor_api::taints::{self, TolerationTime};
+use podvisor_kit::events::{EventRecord, EventType, object_ref};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::events::ControllerEvent;
-use crate::manager::{ControllerError, Ctx, Key};
+use crate::context::{ControllerError, Ctx, Key};
+use crate::evictions::Scheduled;
 
 /// The component named in events.
 const COMPONENT: &str = "taint-eviction-controller";
@@ -55,56 +54,6 @@ pub const REASON_DELETION_BY_TAINT_MANAGER: &str = "DeletionByTaintManager";
 /// Its message.
 pub const MESSAGE_DELETION_BY_TAINT_MANAGER: &str =
     "Taint manager: deleting due to NoExecute taint";
-
-/// A scheduled eviction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Scheduled {
-    uid: String,
-    created_at: Instant,
-    fire_at: Instant,
-}
-
-/// The table of scheduled evictions, keyed by pod, and the NoExecute taints last seen per
-/// node.
-#[derive(Default)]
-pub(crate) struct Evictions {
-    scheduled: Mutex<HashMap<Key, Scheduled>>,
-    node_taints: Mutex<HashMap<String, Vec<Taint>>>,
-}
-
-impl Evictions {
-    /// Records a node's NoExecute taints (`None`: the node was deleted); true if they
-    /// differ from the last seen ones (or the node is new).
-    pub(crate) fn node_taints_changed(&self, node: &str, taints: Option<Vec<Taint>>) -> bool {
-        let mut g = self.node_taints.lock().unwrap_or_else(|e| e.into_inner());
-        match taints {
-            None => g.remove(node).is_some(),
-            Some(t) => g
-                .insert(node.to_string(), t.clone())
-                .is_none_or(|old| old != t),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Scheduled>> {
-        self.scheduled.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn cancel(&self, key: &Key) -> Option<Scheduled> {
-        self.lock().remove(key)
-    }
-
-    fn get(&self, key: &Key) -> Option<Scheduled> {
-        self.lock().get(key).cloned()
-    }
-
-    /// Removes the entry if it is still `s` (not replaced meanwhile).
-    fn finish(&self, key: &Key, s: &Scheduled) {
-        let mut g = self.lock();
-        if g.get(key) == Some(s) {
-            g.remove(key);
-        }
-    }
-}
 
 /// What to do with one pod on a node with `NoExecute` taints `taints` (pure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,20 +89,22 @@ pub(crate) fn decide(pod: &Pod, taints: &[Taint]) -> Decision {
 fn cancel(ctx: &Ctx, key: &Key) {
     if let Some(s) = ctx.evictions.cancel(key) {
         info!(pod = %key, "cancelling taint-based eviction");
-        ctx.events.record(ControllerEvent {
-            object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: Some(key.namespace.clone()),
-                name: Some(key.name.clone()),
-                uid: Some(s.uid),
-                ..Default::default()
-            },
-            type_: "Normal",
-            reason: "TaintManagerEviction",
-            message: format!("Cancelling deletion of Pod {key}"),
-            component: COMPONENT,
-        });
+        ctx.record_event(
+            COMPONENT,
+            EventRecord::new(
+                ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(key.namespace.clone()),
+                    name: Some(key.name.clone()),
+                    uid: Some(s.uid),
+                    ..Default::default()
+                },
+                EventType::Normal,
+                "TaintManagerEviction",
+                format!("Cancelling deletion of Pod {key}"),
+            ),
+        );
     }
 }
 
@@ -273,13 +224,15 @@ pub(crate) async fn evict(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Cont
         return Ok(None);
     }
     info!(pod = %key, "deleting pod: NoExecute taint not tolerated");
-    ctx.events.record(ControllerEvent {
-        object: crate::events::pod_ref(&pod),
-        type_: "Normal",
-        reason: "TaintManagerEviction",
-        message: format!("Marking for deletion Pod {key}"),
-        component: COMPONENT,
-    });
+    ctx.record_event(
+        COMPONENT,
+        EventRecord::new(
+            object_ref(&pod),
+            EventType::Normal,
+            "TaintManagerEviction",
+            format!("Marking for deletion Pod {key}"),
+        ),
+    );
     let condition = PodCondition {
         type_: "DisruptionTarget".into(),
         status: "True".into(),

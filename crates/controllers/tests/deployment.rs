@@ -1,12 +1,11 @@
 //! The Deployment controller against an in-process API server; the test plays the kubelet.
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
+use podvisor_testkit::{eventually, mark_ready};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +25,7 @@ async fn kubelet(client: &Client) {
             continue;
         }
         let name = p.metadata.name.unwrap_or_default();
-        let _ = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}})))
-            .await;
+        let _ = mark_ready(&api, &name).await;
     }
 }
 
@@ -70,16 +66,6 @@ async fn rollout_done(client: &Client, image: &str) -> bool {
         })
 }
 
-async fn eventually(what: &str, client: &Client, image: &str) {
-    for _ in 0..400 {
-        if rollout_done(client, image).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn deployment_rolls_out_and_rolls_to_a_new_image() {
     let server = podvisor_apiserver::testing::memory_server().await;
@@ -100,13 +86,13 @@ async fn deployment_rolls_out_and_rolls_to_a_new_image() {
     api.create(&PostParams::default(), &d)
         .await
         .expect("create");
-    eventually("first rollout", &client, "busybox:1").await;
+    eventually("first rollout", || rollout_done(&client, "busybox:1")).await;
 
     // kubectl set image deployment/web c=busybox:2
     api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}})))
         .await
         .expect("set image");
-    eventually("second rollout", &client, "busybox:2").await;
+    eventually("second rollout", || rollout_done(&client, "busybox:2")).await;
     let rss = Api::<ReplicaSet>::namespaced(client.clone(), "default")
         .list(&ListParams::default())
         .await

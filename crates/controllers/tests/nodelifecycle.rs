@@ -11,11 +11,11 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
+use podvisor_kit::WallClock;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -26,31 +26,14 @@ const EVICT_VALUE: &str = "evictTaintVal";
 
 /// The wall clock of the test: the real time at the start plus paused tokio time (the API
 /// server stamps `creationTimestamp` with the real clock, which barely moves meanwhile).
-#[derive(Clone, Copy)]
-struct TestClock {
-    base: Timestamp,
-    start: Instant,
-}
-
-impl TestClock {
-    #[allow(clippy::disallowed_methods)]
-    fn new() -> Self {
-        Self {
-            base: Timestamp::now(),
-            start: Instant::now(),
-        }
-    }
-
-    fn now(&self) -> Timestamp {
-        let base = self.base;
-        let elapsed = SignedDuration::try_from(self.start.elapsed()).unwrap_or_default();
-        base.checked_add(elapsed).expect("timestamp in range")
-    }
+#[allow(clippy::disallowed_methods)]
+fn test_clock() -> WallClock {
+    WallClock::tokio(std::time::SystemTime::now())
 }
 
 struct Cluster {
     client: Client,
-    clock: TestClock,
+    clock: WallClock,
     stop: CancellationToken,
     manager: Option<JoinHandle<Result<(), podvisor_controllers::ControllerError>>>,
     kubelets: BTreeMap<String, CancellationToken>,
@@ -66,9 +49,9 @@ impl Cluster {
     async fn start_with(tweak: impl FnOnce(&mut ControllerConfig)) -> Cluster {
         let server = podvisor_apiserver::testing::memory_server().await;
         let client = server.in_process_client(&server.admin_token());
-        let clock = TestClock::new();
+        let clock = test_clock();
         let mut config = ControllerConfig {
-            clock: Arc::new(move || clock.now()),
+            clock: clock.clone(),
             ..Default::default()
         };
         tweak(&mut config);
@@ -96,7 +79,7 @@ impl Cluster {
 
     /// Registers a Ready node and starts its "kubelet": a lease renewal every 10 s.
     async fn add_node(&mut self, name: &str) {
-        let now = self.clock.now();
+        let now = self.clock.timestamp();
         let cond = |ty: &str, status: &str, reason: &str| {
             json!({"type": ty, "status": status, "reason": reason,
                 "lastHeartbeatTime": now.to_string(), "lastTransitionTime": now.to_string()})
@@ -142,7 +125,7 @@ impl Cluster {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         let stop = CancellationToken::new();
         self.kubelets.insert(name.to_string(), stop.clone());
-        let clock = self.clock;
+        let clock = self.clock.clone();
         let name = name.to_string();
         self.tasks.push(tokio::spawn(async move {
             loop {
@@ -152,7 +135,7 @@ impl Cluster {
                 }
                 if let Ok(mut l) = leases.get(&name).await {
                     if let Some(s) = l.spec.as_mut() {
-                        s.renew_time = Some(MicroTime(clock.now()));
+                        s.renew_time = Some(MicroTime(clock.timestamp()));
                     }
                     let _ = leases.replace(&name, &PostParams::default(), &l).await;
                 }
@@ -219,7 +202,7 @@ impl Cluster {
 
     /// Plays the kubelet for a pod once: Running and Ready.
     async fn run_pod(&self, name: &str) {
-        let now = self.clock.now().to_string();
+        let now = self.clock.timestamp().to_string();
         self.pods()
             .patch_status(
                 name,
@@ -530,7 +513,7 @@ async fn a_returning_node_loses_its_taints_and_keeps_its_pods() {
     .await;
     // The agent comes back: Ready=True with a new heartbeat.
     let mut n = c.node("node-b").await;
-    let now = Time(c.clock.now());
+    let now = Time(c.clock.timestamp());
     for cond in n
         .status
         .as_mut()

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
+use podvisor_testkit::{eventually, mark_ready};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -29,20 +30,6 @@ fn active(pods: &[Pod]) -> Vec<&Pod> {
                 )
         })
         .collect()
-}
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..400 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
@@ -95,16 +82,7 @@ async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
     let pod_api = Api::<Pod>::namespaced(client.clone(), "default");
     for p in &ps {
         let name = p.metadata.name.as_deref().expect("name");
-        pod_api
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"phase": "Running", "conditions": [
-                    {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}
-                ]}})),
-            )
-            .await
-            .expect("status");
+        mark_ready(&pod_api, name).await.expect("status");
     }
     eventually("ready status", || async {
         rs_api

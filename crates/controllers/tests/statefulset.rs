@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
+use podvisor_testkit::mark_ready;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -24,13 +25,7 @@ async fn names(client: &Client) -> Vec<String> {
 }
 
 async fn make_ready(client: &Client, name: &str) {
-    Api::<Pod>::namespaced(client.clone(), "default")
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Running", "conditions": [
-            {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}})),
-        )
+    mark_ready(&Api::<Pod>::namespaced(client.clone(), "default"), name)
         .await
         .expect("ready");
 }

@@ -187,7 +187,7 @@ fn controller_config(args: &ControllerArgs) -> podvisor_controllers::ControllerC
 fn start_controllers(
     client: kube::Client,
     config: podvisor_controllers::ControllerConfig,
-    election: Option<podvisor_scheduler::LeaderElectionConfig>,
+    election: Option<podvisor_kit::LeaderElectionConfig>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let manager = podvisor_controllers::ControllerManager::new(client.clone(), config);
@@ -198,7 +198,7 @@ fn start_controllers(
             }
             return;
         };
-        let mut elector = podvisor_scheduler::LeaderElector::new(client, election);
+        let mut elector = podvisor_kit::LeaderElector::new(client, election);
         let term = |token: CancellationToken| {
             let manager = manager.clone();
             async move {
@@ -420,7 +420,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let controllers_task = start_controllers(
         server.in_process_client(&server.admin_token()),
         controller_config(&args.controllers),
-        Some(podvisor_scheduler::LeaderElectionConfig::new(
+        Some(podvisor_kit::LeaderElectionConfig::new(
             CONTROLLER_MANAGER_LEASE,
             identity,
         )),
@@ -737,9 +737,8 @@ mod tests {
 
     use super::*;
 
-    fn election(identity: &str) -> podvisor_scheduler::LeaderElectionConfig {
-        let mut cfg =
-            podvisor_scheduler::LeaderElectionConfig::new(CONTROLLER_MANAGER_LEASE, identity);
+    fn election(identity: &str) -> podvisor_kit::LeaderElectionConfig {
+        let mut cfg = podvisor_kit::LeaderElectionConfig::new(CONTROLLER_MANAGER_LEASE, identity);
         cfg.lease_duration = Duration::from_secs(3);
         cfg.renew_deadline = Duration::from_secs(2);
         cfg.retry_period = Duration::from_millis(200);

@@ -21,6 +21,9 @@ use k8s_openapi::api::core::v1::{
     Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
 };
 
+use podvisor_api::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE};
+use podvisor_api::taints::{TAINT_UNSCHEDULABLE, tolerates};
+
 use crate::resources::Resources;
 
 /// Reason of the NodeUnschedulable filter.
@@ -35,13 +38,6 @@ pub const REASON_AFFINITY_CONFLICT: &str = "pod affinity terms conflict";
 pub const REASON_NODE_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
 /// Reason of the NodeResourcesFit filter when the pod count is exhausted.
 pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
-
-/// The taint key the node lifecycle controller puts on cordoned nodes.
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
-/// The taint key for nodes whose Ready condition is False.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// The taint key for nodes whose Ready condition is Unknown.
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 /// Why a node cannot take the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,30 +65,9 @@ pub type FilterResult = Result<(), Rejection>;
 // Taints and tolerations
 // ---------------------------------------------------------------------------------------
 
-/// Upstream `Toleration.ToleratesTaint`.
-pub fn toleration_tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref()
-        && !effect.is_empty()
-        && effect != taint.effect
-    {
-        return false;
-    }
-    if let Some(key) = t.key.as_deref()
-        && !key.is_empty()
-        && key != taint.key
-    {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        "Exists" => true,
-        _ => false,
-    }
-}
-
 /// Whether any toleration tolerates the taint.
 pub fn tolerations_tolerate(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| toleration_tolerates(t, taint))
+    tolerations.iter().any(|t| tolerates(t, taint))
 }
 
 fn pod_tolerations(pod: &Pod) -> &[Toleration] {
@@ -534,24 +509,6 @@ mod tests {
         assert!(check_taints(&[], &taints).is_err());
         assert!(check_taints(&[tol("k", "Equal", "v", "NoExecute")], &taints).is_ok());
         assert!(check_taints(&[tol("k", "Equal", "v", "NoSchedule")], &taints).is_err());
-    }
-
-    #[test]
-    fn toleration_operators() {
-        let t = taint("k", "v", "NoSchedule");
-        assert!(toleration_tolerates(&tol("k", "Equal", "v", ""), &t));
-        assert!(
-            toleration_tolerates(&tol("k", "", "v", "NoSchedule"), &t),
-            "empty operator is Equal"
-        );
-        assert!(!toleration_tolerates(&tol("k", "Equal", "w", ""), &t));
-        assert!(toleration_tolerates(&tol("k", "Exists", "", ""), &t));
-        assert!(!toleration_tolerates(&tol("other", "Exists", "", ""), &t));
-        assert!(
-            toleration_tolerates(&tol("", "Exists", "", ""), &t),
-            "empty key + Exists tolerates all"
-        );
-        assert!(!toleration_tolerates(&tol("k", "Bogus", "v", ""), &t));
     }
 
     #[test]

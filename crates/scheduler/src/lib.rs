@@ -8,9 +8,10 @@
 //!                       └──── cluster change / back-off expiry ───────────┘
 //! ```
 //!
-//! Modules, from pure to effectful: [`quantity`], [`resources`], [`filters`],
-//! [`fit_error`], [`algorithm`], [`cache`], [`queue`] (pure, unit-tested); [`events`],
-//! [`leader`] (reusable Lease election), [`scheduler`] (the loop).
+//! Modules, from pure to effectful: [`resources`], [`filters`],
+//! [`fit_error`], [`algorithm`], [`cache`], [`queue`] (pure, unit-tested); [`events`]
+//! (the pod events it reports), [`scheduler`] (the loop). Leader election, the wall clock
+//! and the event recorder come from `podvisor-kit`.
 //!
 //! Entry point: [`Scheduler::new`] with a [`SchedulerConfig`], then [`Scheduler::run`].
 
@@ -19,13 +20,10 @@ pub mod cache;
 pub mod events;
 pub mod filters;
 pub mod fit_error;
-pub mod leader;
-pub mod quantity;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;
 
-pub use leader::{LeaderElectionConfig, LeaderElector};
 pub use scheduler::{
     DEFAULT_LEASE_NAME, DEFAULT_SCHEDULER_NAME, Scheduler, SchedulerConfig, SchedulerError,
     SchedulerStats,

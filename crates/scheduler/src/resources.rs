@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::quantity::{parse_milli_value, parse_value};
+use podvisor_api::quantity::{parse_milli_value, parse_value};
 
 /// Default CPU request assumed for scoring a container without one (upstream
 /// `DefaultMilliCPURequest`).

@@ -48,10 +48,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::algorithm::{self, ScheduleFailure};
 use crate::cache::{Cache, PodChange, PodInfo};
-use crate::events::{EventRecorder, EventStats, PodEvent, event_sink};
-use crate::leader::{
-    KubeLeaseClient, LeaderElectionConfig, LeaderElector, LeaderError, SystemClock, WallClock,
-};
+use podvisor_kit::WallClock;
+use podvisor_kit::events::{EventRecorder, EventStats, EventType};
+use podvisor_kit::leader::{KubeLeaseClient, LeaderElectionConfig, LeaderElector, LeaderError};
+
+use crate::events::pod_event;
 use crate::queue::{Failure, SchedulingQueue};
 
 /// The default scheduler name.
@@ -135,7 +136,7 @@ pub struct SchedulerStats {
 pub struct Scheduler {
     client: kube::Client,
     config: SchedulerConfig,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     stats: Arc<SchedulerStats>,
 }
 
@@ -225,13 +226,13 @@ impl Scheduler {
         Scheduler {
             client,
             config,
-            clock: Arc::new(SystemClock),
+            clock: WallClock::system(),
             stats: Arc::new(SchedulerStats::default()),
         }
     }
 
     /// Replaces the wall clock used for timestamps.
-    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub fn with_clock(mut self, clock: WallClock) -> Self {
         self.clock = clock;
         self
     }
@@ -266,14 +267,14 @@ impl Scheduler {
     /// One term of scheduling, until `token` is cancelled.
     async fn run_term(&self, token: CancellationToken) {
         self.stats.terms.fetch_add(1, Ordering::Relaxed);
-        let (recorder, sink) = event_sink(
+        let (recorder, writer) = crate::events::recorder(
             self.client.clone(),
             self.config.scheduler_name.clone(),
             self.config.instance(),
             self.clock.clone(),
             self.stats.events.clone(),
         );
-        let sink = tokio::spawn(sink);
+        let sink = tokio::spawn(writer.run());
         let pods = watcher::watcher(
             Api::<Pod>::all(self.client.clone()),
             watcher::Config::default(),
@@ -550,19 +551,16 @@ impl Term<'_> {
             Ok(()) => {
                 self.queue.done(&info.uid);
                 self.sched.stats.bound.fetch_add(1, Ordering::Relaxed);
-                self.recorder.record(PodEvent {
-                    namespace: info.namespace.clone(),
-                    name: info.name.clone(),
-                    uid: info.uid.clone(),
-                    resource_version: info.pod.metadata.resource_version.clone(),
-                    type_: "Normal",
-                    reason: "Scheduled",
-                    action: "Binding",
-                    message: format!(
+                self.recorder.record(pod_event(
+                    &info,
+                    EventType::Normal,
+                    "Scheduled",
+                    "Binding",
+                    format!(
                         "Successfully assigned {}/{} to {}",
                         info.namespace, info.name, node
                     ),
-                });
+                ));
             }
             Err(e) => {
                 self.sched.stats.bind_errors.fetch_add(1, Ordering::Relaxed);
@@ -582,18 +580,15 @@ impl Term<'_> {
     }
 
     fn report_failure(&mut self, info: &PodInfo, reason: &'static str, message: String) {
-        self.recorder.record(PodEvent {
-            namespace: info.namespace.clone(),
-            name: info.name.clone(),
-            uid: info.uid.clone(),
-            resource_version: info.pod.metadata.resource_version.clone(),
-            type_: "Warning",
-            reason: "FailedScheduling",
-            action: "Scheduling",
-            message: message.clone(),
-        });
+        self.recorder.record(pod_event(
+            info,
+            EventType::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            message.clone(),
+        ));
         let Some(patch) =
-            scheduled_condition_patch(&info.pod, reason, &message, self.sched.clock.now())
+            scheduled_condition_patch(&info.pod, reason, &message, self.sched.clock.timestamp())
         else {
             return;
         };

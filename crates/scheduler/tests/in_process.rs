@@ -12,7 +12,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod, Taint, Toleration};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
-use podvisor_scheduler::{LeaderElectionConfig, Scheduler, SchedulerConfig};
+use podvisor_kit::LeaderElectionConfig;
+use podvisor_scheduler::{Scheduler, SchedulerConfig};
 use tokio_util::sync::CancellationToken;
 
 struct Running {
@@ -116,7 +117,9 @@ async fn pods_of_one_owner_spread_across_many_nodes() {
     for i in 0..60 {
         create_pod(
             &c.client,
-            &owned_by(pod(&format!("web-{i}"), "100m"), "rs-uid-1"),
+            &pod_builder(&format!("web-{i}"), "100m")
+                .owner("ReplicaSet", "web", "rs-uid-1")
+                .build(),
         )
         .await;
     }

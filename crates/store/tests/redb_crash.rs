@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ fn options() -> RedbOptions {
     }
 }
 
-fn main() {
+fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,21 +37,12 @@ fn main() {
         .expect("runtime");
     if let Ok(path) = std::env::var(CHILD_ENV) {
         runtime.block_on(child(path));
-        return;
+        return ExitCode::SUCCESS;
     }
-    // Honour the test harness arguments cargo passes on: `--list`, and name filters.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("redb_crash: test");
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "redb_crash".contains(f.as_str())) {
-        println!("running 0 tests (filtered out: redb_crash)");
-        return;
-    }
-    runtime.block_on(parent());
-    println!("test redb_crash ... ok ({CYCLES} kill -9 cycles)");
+    podvisor_testkit::runner::run(vec![("redb_crash", ())], |()| {
+        runtime.block_on(parent());
+        println!("{CYCLES} kill -9 cycles");
+    })
 }
 
 /// Writes forever, printing `ack <rev> <key> <value|-deleted->` after each acknowledged write.

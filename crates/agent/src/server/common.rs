@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState};
 
-use crate::worker::{
+use crate::pod::{
     ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
 };
 
@@ -107,4 +107,21 @@ pub(crate) async fn find(
         id: chosen.id,
         log_path: chosen.log_path,
     })
+}
+
+/// [`find`] the newest instance of a container, which must be running (exec and attach).
+pub(crate) async fn find_running(
+    runtime: &dyn ContainerRuntime,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<Target, Response> {
+    let target = find(runtime, ns, pod, container, false).await?;
+    if !target.running {
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        ));
+    }
+    Ok(target)
 }

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, Taint,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, Pod, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use podvisor_testkit::quantities;
+use podvisor_testkit::{PodBuilder, container};
 
 /// A running in-process API server and an admin client.
 pub struct Cluster {
@@ -23,13 +22,6 @@ pub async fn cluster() -> Cluster {
     let server = podvisor_apiserver::testing::memory_server().await;
     let client = server.in_process_client(&server.admin_token());
     Cluster { server, client }
-}
-
-pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
 }
 
 /// Creates a Ready node with the given allocatable cpu, memory and pod count.
@@ -94,39 +86,16 @@ pub async fn set_node_status(
         .expect("patch node status");
 }
 
+/// A pod in `default` with one container `app` requesting `cpu`.
 pub fn pod(name: &str, cpu: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some("default".to_owned()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            containers: vec![Container {
-                name: "app".to_owned(),
-                image: Some("busybox".to_owned()),
-                resources: Some(ResourceRequirements {
-                    requests: Some(quantities(&[("cpu", cpu)])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        status: None,
-    }
+    pod_builder(name, cpu).build()
 }
 
-pub fn owned_by(mut pod: Pod, owner_uid: &str) -> Pod {
-    pod.metadata.owner_references = Some(vec![OwnerReference {
-        api_version: "apps/v1".to_owned(),
-        kind: "ReplicaSet".to_owned(),
-        name: "web".to_owned(),
-        uid: owner_uid.to_owned(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }]);
-    pod
+/// The builder behind [`pod`], for more settings.
+pub fn pod_builder(name: &str, cpu: &str) -> PodBuilder {
+    podvisor_testkit::pod(name)
+        .namespace("default")
+        .container(container("app").image("busybox").requests(&[("cpu", cpu)]))
 }
 
 pub async fn create_pod(client: &kube::Client, pod: &Pod) -> Pod {

@@ -1,6 +1,6 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, as client-go's `leaderelection`
-//! does it, so several instances can run and exactly one acts. Reusable by any component
-//! (scheduler, controllers): wrap the work in [`LeaderElector::run`].
+//! does it, so several instances can run and exactly one acts. Used by the scheduler and by
+//! the binary for the controller manager: wrap the work in [`LeaderElector::run`].
 //!
 //! # States
 //!
@@ -35,7 +35,6 @@
 //! with [`KubeLeaseClient`] for the API and a recording fake in the tests.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -46,6 +45,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::clock::WallClock;
 
 /// Settings of one election.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,23 +114,6 @@ impl LeaderError {
     /// True for a lost write race (retrying later is the answer).
     pub fn is_conflict(&self) -> bool {
         matches!(self, LeaderError::Conflict { .. })
-    }
-}
-
-/// The wall clock used for `acquireTime`/`renewTime` (durations use `tokio::time`).
-pub trait WallClock: Send + Sync + 'static {
-    /// Now.
-    fn now(&self) -> jiff::Timestamp;
-}
-
-/// The real wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl WallClock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // The one place the lease timestamps read real time.
-    fn now(&self) -> jiff::Timestamp {
-        jiff::Timestamp::now()
     }
 }
 
@@ -272,7 +256,7 @@ pub fn decide(
 pub struct LeaderElector<C: LeaseClient = KubeLeaseClient> {
     client: C,
     config: LeaderElectionConfig,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     observed: Option<Lease>,
     observed_at: Instant,
     leading: watch::Sender<bool>,
@@ -282,13 +266,13 @@ impl LeaderElector<KubeLeaseClient> {
     /// An elector over the Kubernetes API with the real wall clock.
     pub fn new(client: kube::Client, config: LeaderElectionConfig) -> Self {
         let leases = KubeLeaseClient::new(client, &config.lease_namespace, &config.lease_name);
-        Self::with_client(leases, config, Arc::new(SystemClock))
+        Self::with_client(leases, config, WallClock::system())
     }
 }
 
 impl<C: LeaseClient> LeaderElector<C> {
     /// An elector over any [`LeaseClient`] and wall clock.
-    pub fn with_client(client: C, config: LeaderElectionConfig, clock: Arc<dyn WallClock>) -> Self {
+    pub fn with_client(client: C, config: LeaderElectionConfig, clock: WallClock) -> Self {
         LeaderElector {
             client,
             config,
@@ -327,7 +311,7 @@ impl<C: LeaseClient> LeaderElector<C> {
             self.observed.as_ref().and_then(|l| l.spec.as_ref()),
             self.observed_at,
             Instant::now(),
-            self.clock.now(),
+            self.clock.timestamp(),
             &self.config.identity,
             self.config.lease_duration,
         );
@@ -365,7 +349,7 @@ impl<C: LeaseClient> LeaderElector<C> {
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return;
         }
-        let now = Some(MicroTime(self.clock.now()));
+        let now = Some(MicroTime(self.clock.timestamp()));
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = now.clone();
@@ -470,8 +454,9 @@ impl<C: LeaseClient> LeaderElector<C> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     fn ts(secs: i64) -> jiff::Timestamp {
@@ -577,7 +562,7 @@ pub(crate) mod tests {
 
     /// A recording, fenced in-memory lease store shared by several electors.
     #[derive(Clone, Default)]
-    pub(crate) struct FakeLeases {
+    struct FakeLeases {
         state: Arc<Mutex<FakeState>>,
     }
 
@@ -673,18 +658,15 @@ pub(crate) mod tests {
         }
     }
 
-    struct FixedClock;
-    impl WallClock for FixedClock {
-        fn now(&self) -> jiff::Timestamp {
-            ts(1_000)
-        }
+    fn fixed_clock() -> WallClock {
+        WallClock::from_timestamp_fn(|| ts(1_000))
     }
 
     fn elector(leases: &FakeLeases, id: &str) -> LeaderElector<FakeLeases> {
         LeaderElector::with_client(
             leases.clone(),
             LeaderElectionConfig::new("sched", id),
-            Arc::new(FixedClock),
+            fixed_clock(),
         )
     }
 
@@ -819,7 +801,7 @@ pub(crate) mod tests {
         let leases = FakeLeases::default();
         let mut cfg = LeaderElectionConfig::new("x", "a");
         cfg.renew_deadline = Duration::from_secs(20);
-        let mut e = LeaderElector::with_client(leases, cfg, Arc::new(FixedClock));
+        let mut e = LeaderElector::with_client(leases, cfg, fixed_clock());
         let r = e.run(CancellationToken::new(), |_| async {}).await;
         assert!(matches!(r, Err(LeaderError::Config(_))));
     }

@@ -1,9 +1,12 @@
-//! Parsing of Kubernetes resource quantities (`"100m"`, `"1.5Gi"`, `"2e3"`) into the integer
-//! units the scheduler compares: milli-units for CPU, whole units for everything else.
+//! Parsing of Kubernetes resource quantities (`"100m"`, `"1.5Gi"`, `"2e3"`, `"1e-3"`) into
+//! integers: [`parse_milli_value`] and [`parse_value`] give the units the scheduler compares
+//! (milli-units for CPU, whole units for everything else), [`parse_nanos`] the exact
+//! nano-units the agent and the QoS rules use.
 //!
-//! Rounding follows apimachinery's `Quantity.MilliValue()` / `Value()`: fractions round up
-//! (towards positive infinity), so `"0.5m"` of CPU counts as 1 milli-CPU and `"1.1"` bytes as 2.
-//! Results saturate at `i64::MAX` instead of overflowing.
+//! Rounding of `Value`/`MilliValue` follows apimachinery's `Quantity.MilliValue()` /
+//! `Value()`: fractions round up (towards positive infinity), so `"0.5m"` of CPU counts as 1
+//! milli-CPU and `"1.1"` bytes as 2, and results saturate at `i64::MAX` instead of
+//! overflowing. Nano-units truncate towards zero and fail when they do not fit an `i128`.
 
 use thiserror::Error;
 
@@ -111,36 +114,39 @@ fn parse(text: &str) -> Result<Parsed, QuantityError> {
     })
 }
 
-/// Computes `ceil(p * scale)` as an i64, saturating.
-fn scaled_ceil(p: Parsed, scale_exp10: i32) -> i64 {
-    if p.mantissa == 0 {
-        return 0;
-    }
+/// `p * 10^scale_exp10` as the fraction `num / den` of its magnitude; `None` when the
+/// numerator overflows. A denominator too large to hold is a value too small to matter: it
+/// becomes the smallest positive fraction (or zero).
+fn fraction(p: Parsed, scale_exp10: i32) -> Option<(u128, u128)> {
     let mut num: u128 = p.mantissa;
     let mut den: u128 = 1;
     let e10 = p.exp10 + scale_exp10;
-    let saturate = |neg: bool| if neg { i64::MIN } else { i64::MAX };
     if e10 >= 0 {
         for _ in 0..e10 {
-            num = match num.checked_mul(10) {
-                Some(v) => v,
-                None => return saturate(p.negative),
-            };
+            num = num.checked_mul(10)?;
         }
     } else {
         for _ in 0..(-e10) {
             den = match den.checked_mul(10) {
                 Some(v) => v,
-                None => return if p.negative { 0 } else { 1 },
+                None => return Some((u128::from(num != 0), u128::MAX)),
             };
         }
     }
     for _ in 0..p.exp2 {
-        num = match num.checked_mul(2) {
-            Some(v) => v,
-            None => return saturate(p.negative),
-        };
+        num = num.checked_mul(2)?;
     }
+    Some((num, den))
+}
+
+/// Computes `ceil(p * scale)` as an i64, saturating.
+fn scaled_ceil(p: Parsed, scale_exp10: i32) -> i64 {
+    if p.mantissa == 0 {
+        return 0;
+    }
+    let Some((num, den)) = fraction(p, scale_exp10) else {
+        return if p.negative { i64::MIN } else { i64::MAX };
+    };
     let whole = num / den;
     let frac = !num.is_multiple_of(den);
     if p.negative {
@@ -160,6 +166,15 @@ pub fn parse_value(text: &str) -> Result<i64, QuantityError> {
 /// `Quantity.MilliValue()`: thousandths, rounded up.
 pub fn parse_milli_value(text: &str) -> Result<i64, QuantityError> {
     Ok(scaled_ceil(parse(text)?, 3))
+}
+
+/// Nano-units (`"100m"` is 100,000,000), truncated towards zero; an error when the value
+/// does not fit an `i128`.
+pub fn parse_nanos(text: &str) -> Result<i128, QuantityError> {
+    let p = parse(text)?;
+    let (num, den) = fraction(p, 9).ok_or_else(|| err(text, "too large"))?;
+    let v = i128::try_from(num / den).map_err(|_| err(text, "too large"))?;
+    Ok(if p.negative { -v } else { v })
 }
 
 #[cfg(test)]
@@ -197,6 +212,21 @@ mod tests {
         assert!(parse_value("1Qi").is_err());
         assert!(parse_value("1e").is_err());
         assert!(parse_value(".").is_err());
+    }
+
+    #[test]
+    fn nano_values_are_exact_and_truncate() {
+        assert_eq!(parse_nanos("100m"), Ok(100_000_000));
+        assert_eq!(parse_nanos("1.5"), Ok(1_500_000_000));
+        assert_eq!(parse_nanos("1Ki"), Ok(1024 * 1_000_000_000));
+        assert_eq!(parse_nanos("1e3"), Ok(1000 * 1_000_000_000));
+        assert_eq!(parse_nanos("1e-3"), Ok(1_000_000));
+        assert_eq!(parse_nanos("1.5n"), Ok(1), "truncates");
+        assert_eq!(parse_nanos("-2m"), Ok(-2_000_000));
+        assert!(parse_nanos("abc").is_err());
+        assert!(parse_nanos("1Zi").is_err());
+        assert!(parse_nanos("").is_err());
+        assert!(parse_nanos("1e1000").is_err(), "overflow is an error");
     }
 
     #[test]

@@ -1,0 +1,337 @@
+//! What every controller shares: the [`Ctx`] (client, caches, queues, expectations, the
+//! event recorder, the wall clock), object [`Key`]s, the settings and [`ControllerError`].
+//! The manager ([`crate::manager`]) builds the `Ctx`; controllers depend on this module,
+//! never on the manager.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource};
+use podvisor_kit::WallClock;
+use podvisor_kit::events::{EventRecord, EventRecorder, Reporter};
+
+use crate::evictions::Evictions;
+use crate::expectations::{Expectations, Seen};
+use crate::queue::WorkQueue;
+
+/// Settings of the controller manager.
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// Workers per controller (keys of one controller processed concurrently; never the same
+    /// key twice at once). Default 2.
+    pub workers: usize,
+    /// Every key is re-queued this often even without events. Default 5 minutes.
+    pub resync: Duration,
+    /// The wall clock used for timestamps (conditions, availability). Injected so tests
+    /// can control it.
+    pub clock: WallClock,
+    /// Node lifecycle and taint eviction settings.
+    pub node_lifecycle: NodeLifecycleConfig,
+    /// PodGC settings.
+    pub pod_gc: PodGcConfig,
+}
+
+/// Settings of the node lifecycle controller (spec §5.2; upstream flag names in brackets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeLifecycleConfig {
+    /// How often node health is checked [`--node-monitor-period`]. Default 5 s.
+    pub monitor_period: Duration,
+    /// How long a node may go without a lease renewal or status update before its
+    /// conditions become `Unknown` [`--node-monitor-grace-period`]. Default 50 s.
+    pub monitor_grace_period: Duration,
+    /// The same for a node that never posted a Ready condition
+    /// [`--node-startup-grace-period`]. Default 60 s.
+    pub startup_grace_period: Duration,
+    /// NoExecute-tainting rate per zone in nodes per second [`--node-eviction-rate`].
+    /// Default 0.1 (burst 1).
+    pub eviction_rate: f64,
+    /// The rate in a partially disrupted zone of a large cluster
+    /// [`--secondary-node-eviction-rate`]. Default 0.01.
+    pub secondary_eviction_rate: f64,
+    /// Share of not-ready nodes (with more than 2 of them) that makes a zone partially
+    /// disrupted [`--unhealthy-zone-threshold`]. Default 0.55.
+    pub unhealthy_zone_threshold: f64,
+    /// Zones with at most this many nodes stop tainting when partially disrupted
+    /// [`--large-cluster-size-threshold`]. Default 50.
+    pub large_cluster_threshold: usize,
+    /// How often the NoExecute tainting queue is worked (upstream's `nodeEvictionPeriod`).
+    /// Default 100 ms.
+    pub tainting_period: Duration,
+}
+
+impl Default for NodeLifecycleConfig {
+    fn default() -> Self {
+        Self {
+            monitor_period: Duration::from_secs(5),
+            monitor_grace_period: Duration::from_secs(50),
+            startup_grace_period: Duration::from_secs(60),
+            eviction_rate: 0.1,
+            secondary_eviction_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_threshold: 50,
+            tainting_period: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Settings of PodGC (spec §5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodGcConfig {
+    /// How often PodGC runs. Default 20 s.
+    pub period: Duration,
+    /// How long a pod's node must stay missing before its pods are force-deleted.
+    /// Default 40 s.
+    pub orphan_quarantine: Duration,
+    /// Terminated pods kept before the oldest are deleted [`--terminated-pod-gc-threshold`];
+    /// 0 disables. Default 12 500.
+    pub terminated_pod_threshold: usize,
+}
+
+impl Default for PodGcConfig {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(20),
+            orphan_quarantine: Duration::from_secs(40),
+            terminated_pod_threshold: 12_500,
+        }
+    }
+}
+
+impl fmt::Debug for ControllerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllerConfig")
+            .field("workers", &self.workers)
+            .field("resync", &self.resync)
+            .field("node_lifecycle", &self.node_lifecycle)
+            .field("pod_gc", &self.pod_gc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            resync: Duration::from_secs(300),
+            clock: WallClock::system(),
+            node_lifecycle: NodeLifecycleConfig::default(),
+            pod_gc: PodGcConfig::default(),
+        }
+    }
+}
+
+/// Errors of the controllers.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// An API call failed.
+    #[error("{op} {kind} {namespace}/{name}: {source}")]
+    Api {
+        /// What was attempted (`create`, `delete`, `update status`, ...).
+        op: &'static str,
+        /// The kind of the object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name (or generateName prefix).
+        name: String,
+        /// The client error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// An object's label selector could not be parsed.
+    #[error("invalid selector of {kind} {namespace}/{name}: {message}")]
+    Selector {
+        /// The kind of the owner.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// A cache never finished its initial list.
+    #[error("the {0} cache stopped before it was ready")]
+    CacheNotReady(&'static str),
+}
+
+impl ControllerError {
+    /// A resourceVersion or UID precondition failed (409); retry after re-reading.
+    pub fn is_conflict(&self) -> bool {
+        self.status().is_some_and(|s| s.code == 409)
+    }
+
+    /// The object was not found (404).
+    pub fn is_not_found(&self) -> bool {
+        self.status().is_some_and(|s| s.code == 404)
+    }
+
+    /// The object already exists (409 AlreadyExists).
+    pub fn is_already_exists(&self) -> bool {
+        self.status().is_some_and(|s| s.reason == "AlreadyExists")
+    }
+
+    pub(crate) fn status(&self) -> Option<&kube::core::Status> {
+        match self {
+            ControllerError::Api { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub(crate) fn api(
+        op: &'static str,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> impl FnOnce(kube::Error) -> ControllerError {
+        let namespace = namespace.to_string();
+        let name = name.to_string();
+        move |source| ControllerError::Api {
+            op,
+            kind,
+            namespace,
+            name,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A namespaced object key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Key {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+}
+
+impl Key {
+    pub(crate) fn of(meta: &ObjectMeta) -> Option<Key> {
+        Some(Key {
+            namespace: meta.namespace.clone()?,
+            name: meta.name.clone()?,
+        })
+    }
+    pub(crate) fn obj_ref<K: Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
+        ObjectRef::new(&self.name).within(&self.namespace)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A dependent the garbage collector should look at.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum GcKey {
+    Pod(Key),
+    ReplicaSet(Key),
+}
+
+/// Shared state of all controllers.
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) config: ControllerConfig,
+    pub(crate) pods: Store<Pod>,
+    pub(crate) replicasets: Store<ReplicaSet>,
+    pub(crate) deployments: Store<Deployment>,
+    pub(crate) statefulsets: Store<StatefulSet>,
+    pub(crate) nodes: Store<Node>,
+    pub(crate) leases: Store<Lease>,
+    pub(crate) rs_queue: WorkQueue<Key>,
+    pub(crate) deploy_queue: WorkQueue<Key>,
+    pub(crate) sts_queue: WorkQueue<Key>,
+    pub(crate) gc_queue: WorkQueue<GcKey>,
+    /// Nodes whose NoExecute taints the taint eviction controller should look at.
+    pub(crate) taint_node_queue: WorkQueue<String>,
+    /// Pods the taint eviction controller should look at.
+    pub(crate) taint_pod_queue: WorkQueue<Key>,
+    /// Pods with a scheduled eviction, due at the time they were added for.
+    pub(crate) eviction_queue: WorkQueue<Key>,
+    pub(crate) evictions: Evictions<Key>,
+    pub(crate) events: EventRecorder,
+    pub(crate) rs_expectations: Expectations,
+    pub(crate) sts_expectations: Expectations,
+}
+
+impl Ctx {
+    pub(crate) fn now(&self) -> Timestamp {
+        self.config.clock.timestamp()
+    }
+
+    /// Queues an event reported by `component` (never blocks; see [`podvisor_kit::events`]).
+    pub(crate) fn record_event(&self, component: &'static str, event: EventRecord) {
+        self.events
+            .with_reporter(Reporter::component(component))
+            .record(event);
+    }
+
+    /// Pods of `namespace` from the cache.
+    pub(crate) fn pods_in(&self, namespace: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .state_filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+    }
+
+    /// What the pod cache says about the pod `name` with UID `uid` in `namespace`.
+    pub(crate) fn seen(&self, namespace: &str, id: &crate::expectations::PodId) -> Seen {
+        match self.pods.get(&ObjectRef::new(&id.name).within(namespace)) {
+            Some(p) if p.metadata.uid.as_deref() == Some(id.uid.as_str()) => {
+                if p.metadata.deletion_timestamp.is_some() {
+                    Seen::Terminating
+                } else {
+                    Seen::Live
+                }
+            }
+            _ => Seen::Absent,
+        }
+    }
+
+    pub(crate) fn pods_api(&self, namespace: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Pods bound to node `name`, from the cache.
+    pub(crate) fn pods_on_node(&self, name: &str) -> Vec<Arc<Pod>> {
+        self.pods.state_filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| n == name)
+        })
+    }
+
+    pub(crate) fn nodes_api(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+}
+
+pub(crate) fn parse_selector(
+    kind: &'static str,
+    meta: &ObjectMeta,
+    sel: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Result<Option<podvisor_api::selectors::LabelSelector>, ControllerError> {
+    let Some(sel) = sel else { return Ok(None) };
+    if sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+    {
+        return Ok(None);
+    }
+    podvisor_api::selectors::LabelSelector::from_meta(sel)
+        .map(Some)
+        .map_err(|e| ControllerError::Selector {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,15 @@
+//! Shared infrastructure of the podvisor components, below all of them (like Neon's
+//! `libs/*`): the injected wall [`clock`], the bounded Kubernetes [`events`] recorder and
+//! Lease-based [`leader`] election.
+//!
+//! The scheduler, the controllers, the node agent and the API server depend on this crate;
+//! it depends on no podvisor crate, so no arrow of the crate graph points upward (see
+//! `docs/design/0004-shared-infra.md`).
+
+pub mod clock;
+pub mod events;
+pub mod leader;
+
+pub use clock::WallClock;
+pub use events::{EventRecord, EventRecorder, EventStats, EventType, Reporter};
+pub use leader::{LeaderElectionConfig, LeaderElector, LeaderError};

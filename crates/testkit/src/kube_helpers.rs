@@ -1,0 +1,40 @@
+//! Helpers for tests that talk to an API server through `kube`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+/// The `Status` of an API error; panics (failing the test) on any other error.
+pub fn api_status(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; panics after 20 s (of tokio time) naming
+/// `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Plays the kubelet for one pod: `Running` and `Ready=True`.
+pub async fn mark_ready(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error> {
+    let patch = serde_json::json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+}

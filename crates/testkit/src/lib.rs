@@ -1,0 +1,13 @@
+//! The podvisor test kit: one set of object builders ([`pod`], [`container`], [`node`]),
+//! helpers for tests against the API ([`api_status`], [`eventually`], [`mark_ready`]) and
+//! the runner of `harness = false` suites ([`runner`]).
+//!
+//! A dev-dependency only. It depends on no podvisor crate, so every crate's tests (the
+//! apiserver's included) can use it without a second copy of the crate under test.
+
+mod builders;
+mod kube_helpers;
+pub mod runner;
+
+pub use builders::{ContainerBuilder, NodeBuilder, PodBuilder, container, node, pod, quantities};
+pub use kube_helpers::{api_status, eventually, mark_ready};
