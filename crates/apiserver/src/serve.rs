@@ -236,10 +236,8 @@ impl Connection {
                 }
             }
         });
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(tls),
-            TowerToHyperService::new(service),
-        );
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
         tokio::pin!(conn);
         let idle = self.limits.idle_timeout;
         let mut last_seen = self.activity.events.load(Ordering::Relaxed);
