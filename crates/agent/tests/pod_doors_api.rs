@@ -6,32 +6,24 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use podvisor_agent::AgentError;
 use podvisor_agent::api::{KubePodApi, PodApi};
 use podvisor_agent::objects::{KubeObjects, ObjectSource};
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit as testkit;
 
 fn pod(name: &str, node: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            annotations: Some(BTreeMap::from([("owner".to_string(), "me".to_string())])),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.into()),
-            containers: vec![Container {
-                name: "app".into(),
-                image: Some("busybox".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    testkit::pod(name)
+        .node_name(node)
+        .container(testkit::container("app"))
+        .with(|p| {
+            p.metadata.annotations =
+                Some(BTreeMap::from([("owner".to_string(), "me".to_string())]));
+        })
+        .build()
 }
 
 fn patch(entries: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
