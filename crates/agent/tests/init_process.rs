@@ -158,6 +158,19 @@ fn cond<'a>(st: &'a PodStatus, ty: &str) -> Option<&'a PodCondition> {
     st.conditions.as_deref()?.iter().find(|c| c.type_ == ty)
 }
 
+/// `Initialized` is False with reason ContainersNotInitialized and `message`.
+fn assert_not_initialized(st: &PodStatus, message: &str) {
+    let ic = cond(st, "Initialized").expect("Initialized");
+    assert_eq!(
+        (
+            ic.status.as_str(),
+            ic.reason.as_deref(),
+            ic.message.as_deref()
+        ),
+        ("False", Some("ContainersNotInitialized"), Some(message))
+    );
+}
+
 fn ics<'a>(st: &'a PodStatus, name: &str) -> &'a ContainerStatus {
     st.init_container_statuses
         .as_deref()
@@ -336,19 +349,7 @@ async fn d3_failing_init_container_restarts_and_blocks_the_app(env: Env) {
     assert_eq!(phase(&st), "Pending");
     assert_eq!(waiting_reason(ics(&st, "init2")), Some("PodInitializing"));
     assert_eq!(waiting_reason(app(&st, "run1")), Some("PodInitializing"));
-    let ic = cond(&st, "Initialized").expect("Initialized");
-    assert_eq!(
-        (
-            ic.status.as_str(),
-            ic.reason.as_deref(),
-            ic.message.as_deref()
-        ),
-        (
-            "False",
-            Some("ContainersNotInitialized"),
-            Some("containers with incomplete status: [init1 init2]")
-        )
-    );
+    assert_not_initialized(&st, "containers with incomplete status: [init1 init2]");
     check_invariants(&versions);
     for p in versions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if let Some(st) = &p.status
@@ -381,19 +382,7 @@ async fn d4_failing_init_container_fails_a_never_pod(env: Env) {
             phase(s) == "Failed"
         })
         .await;
-    let ic = cond(&st, "Initialized").expect("Initialized");
-    assert_eq!(
-        (
-            ic.status.as_str(),
-            ic.reason.as_deref(),
-            ic.message.as_deref()
-        ),
-        (
-            "False",
-            Some("ContainersNotInitialized"),
-            Some("containers with incomplete status: [init2]")
-        )
-    );
+    assert_not_initialized(&st, "containers with incomplete status: [init2]");
     assert_eq!(waiting_reason(app(&st, "run1")), Some("PodInitializing"));
     assert_eq!(exit_code(ics(&st, "init2")), Some(1));
     assert_eq!(ics(&st, "init2").restart_count, 0);

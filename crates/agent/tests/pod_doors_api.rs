@@ -33,6 +33,20 @@ fn patch(entries: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
         .collect()
 }
 
+/// The error is the API server's 403.
+fn assert_forbidden(e: &AgentError) {
+    assert!(
+        matches!(
+            e,
+            AgentError::Api {
+                code: Some(403),
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
 async fn create(admin: &Client, p: Pod) -> Pod {
     Api::<Pod>::namespaced(admin.clone(), "default")
         .create(&PostParams::default(), &p)
@@ -86,16 +100,7 @@ async fn a_node_patches_only_probe_annotations_of_its_own_pods() {
         .patch_annotations(&mine, &patch(&[("owner", Some("node"))]))
         .await
         .expect_err("other annotations are refused");
-    assert!(
-        matches!(
-            e,
-            AgentError::Api {
-                code: Some(403),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_forbidden(&e);
     let e = doors
         .patch_annotations(
             &mine,
@@ -103,32 +108,14 @@ async fn a_node_patches_only_probe_annotations_of_its_own_pods() {
         )
         .await
         .expect_err("a mixed patch is refused as a whole");
-    assert!(
-        matches!(
-            e,
-            AgentError::Api {
-                code: Some(403),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_forbidden(&e);
 
     // another node's pod: forbidden
     let e = doors
         .patch_annotations(&theirs, &patch(&[("probes.podvisor.io/app", Some("{}"))]))
         .await
         .expect_err("not its pod");
-    assert!(
-        matches!(
-            e,
-            AgentError::Api {
-                code: Some(403),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_forbidden(&e);
 
     let stored = Api::<Pod>::namespaced(admin, "default")
         .get("mine")
