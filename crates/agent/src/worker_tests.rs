@@ -48,7 +48,7 @@ impl Harness {
     fn new() -> Harness {
         let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
         Harness {
-            rt: Arc::new(FakeRuntime::new(clock.as_runtime_clock())),
+            rt: Arc::new(FakeRuntime::new(clock.clone())),
             api: Arc::new(FakePodApi::new()),
             events: Arc::new(RecordingEvents::new()),
             clock,

@@ -85,7 +85,7 @@ fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod {
 impl Harness {
     async fn start(pod: Pod, script: FakeScript) -> Harness {
         let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.as_runtime_clock()));
+        let rt = Arc::new(FakeRuntime::new(clock.clone()));
         rt.script_default(script);
         Self::start_on(pod, rt.clone(), rt, clock).await
     }

@@ -72,7 +72,7 @@ struct Harness {
 impl Harness {
     async fn start(pod: Pod, script: FakeScript) -> Harness {
         let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.as_runtime_clock()));
+        let rt = Arc::new(FakeRuntime::new(clock.clone()));
         rt.script_default(script);
         let api = Arc::new(FakePodApi::new());
         let dir = tempfile::tempdir().expect("tempdir");
