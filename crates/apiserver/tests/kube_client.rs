@@ -11,7 +11,7 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::{api_status, pod};
+use podvisor_testkit::{api_status, object_names, pod};
 use serde_json::json;
 
 #[tokio::test]
@@ -119,14 +119,7 @@ async fn pod_crud_defaults_and_conflicts() {
 async fn initial_namespaces_exist() {
     let srv = memory_server().await;
     let ns: Api<Namespace> = Api::all(srv.in_process_client(&srv.admin_token()));
-    let names: Vec<String> = ns
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect();
+    let names = object_names(&ns).await;
     for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(names.contains(&want.to_string()), "{names:?}");
     }

@@ -3,6 +3,7 @@
 use podvisor_apiserver::ResourceKind;
 use podvisor_apiserver::patch::{PatchError, PatchType, apply_patch, record_update};
 use podvisor_apiserver::registry::{CONFIGMAPS, DEPLOYMENTS, PODS};
+use podvisor_testkit::json::container_names;
 use serde_json::{Value, json};
 
 const T0: &str = "2026-11-25T09:00:00Z";
@@ -305,12 +306,7 @@ fn apply_merges_lists_by_key_keeping_live_items() {
     let config = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
         "spec":{"containers":[{"name":"c","image":"1"},{"name":"a","ports":[{"containerPort":80}]}]}});
     let out = ssa(&PODS, Some(&live), &config, "applier", false).unwrap();
-    let names: Vec<&str> = out["spec"]["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = container_names(&out);
     assert_eq!(names, ["c", "a", "b"]);
     assert_eq!(out["spec"]["containers"][1]["image"], "1");
     assert_eq!(

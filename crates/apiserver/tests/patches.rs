@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::api_status;
+use podvisor_testkit::{api_status, object_names};
 use serde_json::json;
 
 #[tokio::test]
@@ -149,14 +149,7 @@ async fn dry_run_deletecollection_and_scale() {
     )
     .await
     .unwrap();
-    let left: Vec<String> = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect();
+    let left = object_names(&cms).await;
     assert_eq!(left, ["c"]);
 
     let rss: Api<ReplicaSet> = Api::namespaced(client, "default");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::json::without_server_fields;
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -77,19 +78,8 @@ fn kubeconfig(dir: &Path, port: u16, ca_pem: &str, token: &str) -> PathBuf {
 }
 
 /// Drops what legitimately differs between two creations of the same object.
-fn normalize(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in [
-            "namespace",
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "managedFields",
-            "selfLink",
-        ] {
-            meta.remove(key);
-        }
-    }
+fn normalize(v: Value) -> Value {
+    let mut v = without_server_fields(v);
     if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
         // Allocated per Service.
         spec.remove("clusterIP");

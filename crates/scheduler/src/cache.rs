@@ -401,32 +401,15 @@ impl Cache {
 pub(crate) mod tests {
     use super::*;
     use crate::resources::tests::container;
-    use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, PodSpec, PodStatus};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::api::core::v1::{NodeSpec, PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     pub(crate) fn node(name: &str, cpu: &str, mem: &str, pods: &str) -> Node {
-        let alloc: BTreeMap<String, Quantity> = [("cpu", cpu), ("memory", mem), ("pods", pods)]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-            .collect();
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            spec: Some(NodeSpec::default()),
-            status: Some(NodeStatus {
-                allocatable: Some(alloc.clone()),
-                capacity: Some(alloc),
-                conditions: Some(vec![NodeCondition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-        }
+        podvisor_testkit::node(name)
+            .allocatable(&[("cpu", cpu), ("memory", mem), ("pods", pods)])
+            .condition("Ready", "True")
+            .with(|n| n.spec = Some(NodeSpec::default()))
+            .build()
     }
 
     pub(crate) fn pod(name: &str, cpu: Option<&str>, node: Option<&str>) -> Pod {

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Resource};
 
 /// The `Status` of an API error; panics (failing the test) on any other error.
 pub fn api_status(e: kube::Error) -> kube::core::Status {
@@ -37,4 +37,18 @@ pub async fn mark_ready(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error>
         {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}});
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
+}
+
+/// The names of every object `api` lists (panics if the list fails).
+pub async fn object_names<K>(api: &Api<K>) -> Vec<String>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
 }
