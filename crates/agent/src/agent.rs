@@ -37,16 +37,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{EventSink, KubePodApi, PodApi, kubelet_events};
 use crate::config::AgentConfig;
-use crate::deadlines::DeadlineStore;
 use crate::error::AgentError;
 use crate::hooks::HookRunner;
 use crate::node::NodeReporter;
-use crate::server::LogServer;
-use crate::state::spec_grace_seconds;
-use crate::worker::{
+use crate::pod::deadlines::DeadlineStore;
+use crate::pod::state::spec_grace_seconds;
+use crate::pod::{
     LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodWorker, RuntimeNote, WorkerCtx,
     WorkerHandle,
 };
+use crate::server::LogServer;
 
 /// The node agent. See the module documentation.
 pub struct Agent {

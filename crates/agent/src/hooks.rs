@@ -10,9 +10,8 @@
 //! * [`LifecycleHooks`]: the production runner: exec with the container's `$(VAR)`
 //!   expansion, httpGet with HTTPS (unverified), same-host redirects and the HTTPS→HTTP
 //!   fallback, sleep; the kubelet's messages.
-//! * [`DefaultHooks`]: a plain runner that only the pod worker's unit tests use.
-//! * [`run_post_start`] and [`run_pre_stop`]: the whole postStart and preStop protocols
-//!   around one handler run (outcomes, events, budgets), on a [`HookTarget`].
+//! * [`run_post_start`]: the whole postStart protocol around one handler run (outcomes,
+//!   events), on a [`HookTarget`].
 //!
 //! # postStart
 //!
@@ -32,13 +31,12 @@
 //!
 //! # preStop
 //!
-//! `run_pre_stop(ctx, hook, budget)` runs only when the agent kills a running container
-//! (never for a container that exited by itself). It returns when the hook ends or the
-//! budget (the grace period) is spent, whichever comes first; the hook is abandoned at the
-//! budget. The caller then signals with what is left: [`grace_after_pre_stop`] = grace −
-//! whole seconds spent, at least 2 s (the one-time 2 s extension when the hook used it
-//! all). A failed hook gives event FailedPreStopHook "PreStopHook failed" and termination
-//! goes on.
+//! preStop runs only when the agent stops a running container (never for a container that
+//! exited by itself), inside the one stop path (`crate::pod::stop`): [`HookRunner::run`] with
+//! what is left until the stop's deadline as its budget, dropped at the deadline or when the
+//! container exits. The stop signal follows; SIGKILL comes at the deadline but never less
+//! than 2 s after the signal (`pod::stop::sigkill_at`, the one minimum-grace rule). A failed
+//! hook gives event FailedPreStopHook "PreStopHook failed" and the stop goes on.
 //!
 //! Messages copy the kubelet's: `Exec lifecycle hook ([sh -c exit 1]) for Container "c" in
 //! Pod "p_ns(uid)" failed - error: command 'sh -c exit 1' exited with 1: , message: ""`.
@@ -47,9 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_runtime::{ContainerId, ContainerRuntime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -86,148 +82,6 @@ pub trait HookRunner: Send + Sync + 'static {
     async fn run(&self, ctx: &HookContext, handler: &LifecycleHandler) -> Result<(), HookError>;
 }
 
-/// A plain runner (exec through the runtime, plain HTTP/1.1 GET without redirects or
-/// HTTPS, sleep without a bound), used by the pod worker's unit tests.
-pub struct DefaultHooks {
-    runtime: Arc<dyn ContainerRuntime>,
-}
-
-impl DefaultHooks {
-    /// Hooks that exec through `runtime`.
-    pub fn new(runtime: Arc<dyn ContainerRuntime>) -> DefaultHooks {
-        DefaultHooks { runtime }
-    }
-}
-
-fn default_hook_port(port: &IntOrString, container: &Container) -> Result<u16, HookError> {
-    match port {
-        IntOrString::Int(p) => {
-            u16::try_from(*p).map_err(|_| HookError(format!("invalid port {p}")))
-        }
-        IntOrString::String(name) => {
-            if let Ok(p) = name.parse::<u16>() {
-                return Ok(p);
-            }
-            container
-                .ports
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .find(|p| p.name.as_deref() == Some(name.as_str()))
-                .and_then(|p| u16::try_from(p.container_port).ok())
-                .ok_or_else(|| HookError(format!("couldn't find port: {name}")))
-        }
-    }
-}
-
-/// Sends one plain HTTP/1.1 GET and reads the status line. Transport errors fail.
-async fn default_http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-) -> Result<u16, HookError> {
-    let addr = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut stream = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| HookError(format!("Get \"http://{addr}{path}\": {e}")))?;
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-lifecycle/1.32\r\nConnection: close\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .map_err(|e| HookError(format!("write: {e}")))?;
-    let mut buf = vec![0u8; 1024];
-    let mut n = 0;
-    while n < buf.len() {
-        let m = stream
-            .read(&mut buf[n..])
-            .await
-            .map_err(|e| HookError(format!("read: {e}")))?;
-        if m == 0 {
-            break;
-        }
-        n += m;
-        if buf[..n].windows(2).any(|w| w == b"\r\n") {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&buf[..n]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| HookError("malformed HTTP response".into()))
-}
-
-#[async_trait::async_trait]
-impl HookRunner for DefaultHooks {
-    async fn run(&self, ctx: &HookContext, handler: &LifecycleHandler) -> Result<(), HookError> {
-        if let Some(exec) = &handler.exec {
-            let cmd = exec.command.clone().unwrap_or_default();
-            let res = self
-                .runtime
-                .exec(&ctx.container_id, &cmd, ctx.budget)
-                .await
-                .map_err(|e| HookError(format!("Exec lifecycle hook ({cmd:?}) for Container \"{}\" in Pod \"{}\" failed - error: {e}", ctx.container.name, ctx.pod_full_name)))?;
-            return match res.exit_code {
-                Some(0) => Ok(()),
-                code => Err(HookError(format!(
-                    "Exec lifecycle hook ({cmd:?}) for Container \"{}\" in Pod \"{}\" failed - error: command '{}' exited with {}: , message: {:?}",
-                    ctx.container.name,
-                    ctx.pod_full_name,
-                    cmd.join(" "),
-                    code.map(|c| c.to_string())
-                        .unwrap_or_else(|| "timeout".into()),
-                    String::from_utf8_lossy(&res.output)
-                ))),
-            };
-        }
-        if let Some(http) = &handler.http_get {
-            let host = http
-                .host
-                .clone()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| ctx.pod_ip.clone());
-            let port = default_hook_port(&http.port, &ctx.container)?;
-            let mut path = http.path.clone().unwrap_or_default();
-            if !path.starts_with('/') {
-                path.insert(0, '/');
-            }
-            let headers: Vec<(String, String)> = http
-                .http_headers
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(|h| (h.name.clone(), h.value.clone()))
-                .collect();
-            return tokio::time::timeout(
-                ctx.budget,
-                default_http_get(&host, port, &path, &headers),
-            )
-            .await
-            .map_err(|_| HookError("http lifecycle hook timed out".into()))?
-            .map(|_| ());
-        }
-        if let Some(sleep) = &handler.sleep {
-            tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
-            return Ok(());
-        }
-        Ok(())
-    }
-}
-
-/// The minimum stop window after a preStop hook (`minimumGracePeriodInSeconds`).
-pub const MIN_GRACE_AFTER_PRE_STOP_SECONDS: i64 = 2;
-
 /// Event reason of a failed postStart hook.
 pub const FAILED_POST_START_HOOK: &str = "FailedPostStartHook";
 /// Event reason of a failed preStop hook.
@@ -239,7 +93,7 @@ pub const POST_START_HOOK_ERROR: &str = "PostStartHookError";
 /// ended by a deletion; a preStop by its budget).
 const EXEC_HOOK_CEILING: Duration = Duration::from_secs(24 * 3600);
 
-/// Where [`run_post_start`] and [`run_pre_stop`] run a hook.
+/// Where [`run_post_start`] (and, through [`LifecycleHooks`], a preStop) runs a hook.
 #[derive(Clone)]
 pub struct HookTarget {
     /// The runtime (exec).
@@ -286,28 +140,6 @@ pub enum PostStartOutcome {
     },
     /// The pod's kill token fired while the hook ran.
     Cancelled,
-}
-
-/// How a preStop hook ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreStopOutcome {
-    /// Time spent (at most the budget).
-    pub elapsed: Duration,
-    /// Whether the hook finished within the budget.
-    pub completed: bool,
-    /// The failure message, if it failed.
-    pub failure: Option<String>,
-    /// Events to record (FailedPreStopHook, fallback).
-    pub events: Vec<HandlerEvent>,
-}
-
-/// The grace period left for the stop signal after a preStop hook: grace − whole seconds
-/// spent, at least 2 s.
-pub fn grace_after_pre_stop(grace_seconds: i64, elapsed: Duration) -> i64 {
-    let spent = i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX);
-    grace_seconds
-        .saturating_sub(spent)
-        .max(MIN_GRACE_AFTER_PRE_STOP_SECONDS)
 }
 
 fn go_list(v: &[String]) -> String {
@@ -482,52 +314,6 @@ pub async fn run_post_start(
     }
 }
 
-/// Runs a preStop hook within `budget` (the grace period). See the module documentation.
-pub async fn run_pre_stop(
-    ctx: &HookTarget,
-    handler: &LifecycleHandler,
-    budget: Duration,
-) -> PreStopOutcome {
-    let start = Instant::now();
-    let deadline = start + budget;
-    let r = tokio::time::timeout_at(deadline, run_hook(ctx, handler, Some(deadline))).await;
-    let elapsed = start.elapsed().min(budget);
-    match r {
-        Err(_) => PreStopOutcome {
-            elapsed: budget,
-            completed: false,
-            failure: None,
-            events: Vec::new(),
-        },
-        Ok((Ok(()), events)) => PreStopOutcome {
-            elapsed,
-            completed: true,
-            failure: None,
-            events,
-        },
-        Ok((Err(message), mut events)) => {
-            // A hook cut off by its budget is not a failure of the hook (the kubelet only
-            // logs "not completed in grace period").
-            let cut_off = Instant::now() >= deadline;
-            if cut_off {
-                return PreStopOutcome {
-                    elapsed: budget,
-                    completed: false,
-                    failure: None,
-                    events,
-                };
-            }
-            events.push(hook_event(ctx, FAILED_PRE_STOP_HOOK, "PreStopHook failed"));
-            PreStopOutcome {
-                elapsed,
-                completed: true,
-                failure: Some(message),
-                events,
-            }
-        }
-    }
-}
-
 /// The agent's lifecycle-hook runner on the probe handlers: exec with the container's env
 /// expansion, httpGet with HTTPS (unverified), same-host redirects and the HTTPS→HTTP
 /// fallback, sleep; messages as the kubelet's.
@@ -573,9 +359,11 @@ impl HookRunner for LifecycleHooks {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, HTTPGetAction, SleepAction};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use podvisor_runtime::fake::{ExecScript, FakeRuntime, FakeScript, tokio_clock};
     use podvisor_runtime::{ContainerConfig, SandboxConfig};
     use std::time::SystemTime;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn setup() -> (Arc<FakeRuntime>, HookContext) {
         let rt = Arc::new(FakeRuntime::new(tokio_clock(SystemTime::UNIX_EPOCH)));
@@ -621,7 +409,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn exec_hook_succeeds_on_zero_and_fails_with_upstream_message() {
         let (rt, ctx) = setup().await;
-        let hooks = DefaultHooks::new(rt.clone());
+        let hooks = LifecycleHooks::new(rt.clone());
         let ok = LifecycleHandler {
             exec: Some(ExecAction {
                 command: Some(vec!["true".into()]),
@@ -638,7 +426,7 @@ mod tests {
         let err = hooks.run(&ctx, &bad).await.unwrap_err();
         assert!(
             err.0.starts_with(
-                "Exec lifecycle hook ([\"false\"]) for Container \"c\" in Pod \"p_ns(u)\" failed"
+                "Exec lifecycle hook ([false]) for Container \"c\" in Pod \"p_ns(u)\" failed"
             ),
             "{err}"
         );
@@ -648,7 +436,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sleep_hook_sleeps_on_tokio_time() {
         let (rt, ctx) = setup().await;
-        let hooks = DefaultHooks::new(rt);
+        let hooks = LifecycleHooks::new(rt);
         let t0 = tokio::time::Instant::now();
         let h = LifecycleHandler {
             sleep: Some(SleepAction { seconds: 5 }),
@@ -661,7 +449,7 @@ mod tests {
     #[tokio::test]
     async fn http_hook_fails_only_on_transport_errors() {
         let (rt, mut ctx) = setup().await;
-        let hooks = DefaultHooks::new(rt);
+        let hooks = LifecycleHooks::new(rt);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
@@ -712,16 +500,7 @@ mod tests {
         };
         assert_eq!(
             hooks.run(&ctx, &unknown).await.unwrap_err().0,
-            "couldn't find port: nope"
+            "HTTP lifecycle hook () for Container \"c\" in Pod \"p_ns(u)\" failed - error: port nope not found"
         );
-    }
-
-    #[test]
-    fn grace_after_pre_stop_keeps_two_seconds() {
-        assert_eq!(grace_after_pre_stop(30, Duration::from_millis(10_900)), 20);
-        assert_eq!(grace_after_pre_stop(30, Duration::from_secs(30)), 2);
-        assert_eq!(grace_after_pre_stop(30, Duration::from_secs(29)), 2);
-        assert_eq!(grace_after_pre_stop(1, Duration::ZERO), 2);
-        assert_eq!(grace_after_pre_stop(100, Duration::from_secs(50)), 50);
     }
 }

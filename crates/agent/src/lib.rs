@@ -3,38 +3,33 @@
 //! Kubernetes' exact status, restart and termination semantics (spec §1, §2, §4), and serves
 //! container logs.
 //!
-//! Entry point: [`Agent::new`] + [`Agent::run`]. Module map: [`state`] (the pod worker state
-//! machine), [`worker`] (pod workers: sync, restarts, termination), [`podstatus`] (status
-//! computation), [`backoff`] (CrashLoopBackOff), [`deadlines`] (persisted deadlines),
-//! [`hooks`] (lifecycle hooks: the production [`hooks::HookRunner`], postStart and preStop),
-//! [`handlers`] (exec, tcpSocket, httpGet, grpc, sleep, shared by probes and hooks),
-//! [`probe`] (liveness, readiness, startup), [`node`] (Node, Lease), [`server`] (the log and
-//! exec server), [`api`] (the narrow API doors), [`testing`] (recording fakes).
+//! Entry point: [`Agent::new`] + [`Agent::run`]. Module map (docs/design/0003-agent-layout.md):
+//! [`agent`] (wiring: one pod worker per pod UID), [`pod`] (the pod wing: [`pod::worker`] the
+//! loop, [`pod::state`] the state machine, [`pod::sync`] create/start and init order,
+//! [`pod::restart`] the restart decision and back-off, [`pod::stop`] the one stop path,
+//! [`pod::spec`] runtime configs, [`pod::status`] the API status, [`pod::deadlines`]
+//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`hooks`] (lifecycle hooks: the
+//! production [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket,
+//! httpGet, grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness,
+//! startup), [`node`] (Node, Lease), [`server`] (the log and exec server), [`api`] (the
+//! narrow API doors), [`objects`] (ConfigMaps and Secrets), [`clock`], [`testing`] (the test
+//! kit: recording fakes, the worker harness, builders).
 
 pub mod agent;
 pub mod api;
-pub mod backoff;
 pub mod clock;
 pub mod config;
-pub mod deadlines;
-pub mod env;
 pub mod error;
 pub mod handlers;
 pub mod hooks;
 pub mod node;
 pub mod objects;
-pub mod podstatus;
+pub mod pod;
 pub mod probe;
 pub mod server;
-pub mod state;
 pub mod testing;
-pub mod volumes;
-pub mod worker;
 
 pub use agent::Agent;
 pub use clock::WallClock;
 pub use config::AgentConfig;
 pub use error::AgentError;
-
-#[cfg(test)]
-mod worker_tests;

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::{SinkExt, StreamExt};
 use podvisor_agent::WallClock;
+use podvisor_agent::pod::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 use podvisor_agent::server::LogServer;
-use podvisor_agent::worker::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 use podvisor_runtime::fake::{Attempt, ExecScript, FakeRuntime, FakeScript, tokio_clock};
 use podvisor_runtime::{ContainerConfig, ContainerRuntime, SandboxConfig};
 use tokio_tungstenite::tungstenite::Message;

@@ -7,51 +7,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, PodStatus, Probe,
+    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podvisor_agent::WallClock;
 use podvisor_agent::api::EventType;
-use podvisor_agent::clock::to_time;
-use podvisor_agent::deadlines::DeadlineStore;
-use podvisor_agent::hooks::LifecycleHooks;
-use podvisor_agent::testing::{FakePodApi, RecordingEvents};
-use podvisor_agent::worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
+use podvisor_agent::testing::{RunningWorker, WorkerHarness, advance, s, settle};
 use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};
 use podvisor_runtime::{ContainerRuntime, Signal};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 mod probe_support;
 
 const UID: &str = "uid-probe";
 
-fn s(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
+/// The agent's worker harness ([`WorkerHarness`], production hooks) with one pod started.
 struct Harness {
-    rt: Arc<FakeRuntime>,
-    api: Arc<FakePodApi>,
-    events: Arc<RecordingEvents>,
-    clock: WallClock,
-    _dir: tempfile::TempDir,
-    t0: Instant,
-    handle: Option<WorkerHandle>,
-    pod: Pod,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
-    shutdown: CancellationToken,
+    kit: WorkerHarness,
+    w: RunningWorker,
 }
 
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
+impl std::ops::Deref for Harness {
+    type Target = WorkerHarness;
+    fn deref(&self) -> &WorkerHarness {
+        &self.kit
     }
-}
-
-async fn advance(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
 }
 
 fn exec_probe(cmd: &[&str]) -> Probe {
@@ -96,54 +75,9 @@ impl Harness {
         runtime: Arc<dyn ContainerRuntime>,
         clock: WallClock,
     ) -> Harness {
-        let rt = fake;
-        let api = Arc::new(FakePodApi::new());
-        let events = Arc::new(RecordingEvents::new());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ctx = Arc::new(WorkerCtx {
-            runtime: runtime.clone(),
-            api: api.clone(),
-            events: events.clone(),
-            hooks: Arc::new(LifecycleHooks::new(runtime)),
-            clock: clock.clone(),
-            deadlines: DeadlineStore::open(dir.path()).expect("state dir"),
-            objects: Arc::new(podvisor_agent::objects::MemoryObjects::new()),
-            pods_dir: dir.path().join("pods"),
-            node_name: "node-1".into(),
-            node_ip: "127.0.0.1".into(),
-            allocatable: Default::default(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
-        });
-        let shutdown = CancellationToken::new();
-        let (worker, handle) = PodWorker::new(ctx, Arc::new(pod.clone()), None, shutdown.clone());
-        let mut exits = rt.subscribe();
-        let notes = handle.notes.clone();
-        let forwarder = tokio::spawn(async move {
-            while let Ok(ev) = exits.recv().await {
-                if ev.sandbox_id == UID {
-                    let _ = notes.send(RuntimeNote::Exit(ev));
-                }
-            }
-        });
-        let task = tokio::spawn(worker.run());
-        settle().await;
-        Harness {
-            rt,
-            api,
-            events,
-            clock,
-            _dir: dir,
-            t0: Instant::now(),
-            handle: Some(handle),
-            pod,
-            _tasks: vec![forwarder, task],
-            shutdown,
-        }
-    }
-
-    fn last(&self) -> PodStatus {
-        self.api.last_status().expect("a status was written")
+        let kit = WorkerHarness::on(fake, runtime, clock).with_node_ip("127.0.0.1");
+        let w = kit.start(pod).await;
+        Harness { kit, w }
     }
 
     fn condition(&self, t: &str) -> (String, Option<String>) {
@@ -158,7 +92,8 @@ impl Harness {
     }
 
     fn events(&self, reason: &str) -> Vec<(EventType, String)> {
-        self.events
+        self.kit
+            .events
             .events()
             .into_iter()
             .filter(|(_, e)| e.reason == reason)
@@ -167,30 +102,21 @@ impl Harness {
     }
 
     fn delete(&mut self, grace: i64) {
-        let now = self.clock.now();
-        self.pod.metadata.deletion_timestamp = Some(to_time(now + s(grace as u64)));
-        self.pod.metadata.deletion_grace_period_seconds = Some(grace);
-        let pod = Arc::new(self.pod.clone());
-        if let Some(h) = &self.handle {
-            h.input.send_modify(|i| i.pod = Some(pod));
-        }
+        self.w.delete(&self.kit.clock, grace);
     }
 
     fn signals(&self) -> Vec<(Duration, Signal)> {
-        self.rt
-            .calls()
+        self.kit
+            .signals()
             .into_iter()
-            .filter_map(|r| match r.call {
-                FakeCall::Signal { signal, .. } => Some((r.at - self.t0, signal)),
-                _ => None,
-            })
+            .map(|(at, _, signal)| (at, signal))
             .collect()
     }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.w.shutdown.cancel();
     }
 }
 

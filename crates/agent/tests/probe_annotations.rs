@@ -4,32 +4,14 @@
 //! annotations of containers that are not in the spec are removed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use podvisor_agent::WallClock;
-use podvisor_agent::deadlines::DeadlineStore;
-use podvisor_agent::hooks::LifecycleHooks;
-use podvisor_agent::testing::{FakePodApi, PodApiCall, RecordingEvents};
-use podvisor_agent::worker::{PodWorker, WorkerCtx};
-use podvisor_runtime::fake::{ExecScript, FakeRuntime, FakeScript};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use podvisor_agent::testing::{PodApiCall, RunningWorker, WorkerHarness, advance, s};
+use podvisor_runtime::fake::{ExecScript, FakeScript};
 
 const UID: &str = "uid-annotations";
-
-fn s(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-async fn advance(d: Duration) {
-    tokio::time::sleep(d).await;
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-}
 
 fn exec_probe(cmd: &str, timeout: i32, initial_delay: i32) -> Probe {
     Probe {
@@ -61,48 +43,25 @@ fn pod(containers: Vec<Container>, annotations: Option<BTreeMap<String, String>>
     }
 }
 
+/// The agent's worker harness ([`WorkerHarness`], production hooks) with one pod started.
 struct Harness {
-    api: Arc<FakePodApi>,
-    t0: Instant,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-    _handle: podvisor_agent::worker::WorkerHandle,
+    kit: WorkerHarness,
+    w: RunningWorker,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = WorkerHarness;
+    fn deref(&self) -> &WorkerHarness {
+        &self.kit
+    }
 }
 
 impl Harness {
     async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.clone()));
-        rt.script_default(script);
-        let api = Arc::new(FakePodApi::new());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ctx = Arc::new(WorkerCtx {
-            runtime: rt.clone(),
-            api: api.clone(),
-            events: Arc::new(RecordingEvents::new()),
-            hooks: Arc::new(LifecycleHooks::new(rt.clone())),
-            clock,
-            deadlines: DeadlineStore::open(dir.path()).expect("state dir"),
-            objects: Arc::new(podvisor_agent::objects::MemoryObjects::new()),
-            pods_dir: dir.path().join("pods"),
-            node_name: "node-1".into(),
-            node_ip: "127.0.0.1".into(),
-            allocatable: BTreeMap::new(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
-        });
-        let shutdown = CancellationToken::new();
-        let t0 = Instant::now();
-        let (worker, handle) = PodWorker::new(ctx, Arc::new(pod), None, shutdown.clone());
-        tokio::spawn(worker.run());
-        advance(Duration::ZERO).await;
-        Harness {
-            api,
-            t0,
-            shutdown,
-            _dir: dir,
-            _handle: handle,
-        }
+        let kit = WorkerHarness::new().with_node_ip("127.0.0.1");
+        kit.rt.script_default(script);
+        let w = kit.start(pod).await;
+        Harness { kit, w }
     }
 
     /// Times (since start) of the annotation patches.
@@ -136,7 +95,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.w.shutdown.cancel();
     }
 }
 

@@ -1,28 +1,24 @@
-//! What the pod worker (`crate::worker`) uses of the probes, in its own vocabulary.
+//! What the pod worker (`crate::pod::worker`) uses of the probes, in its own vocabulary.
 //!
 //! * [`PodProbes`]: a pod's [`ProbeManager`] plus its update channel. The worker creates it
 //!   once the sandbox exists ([`PodProbes::for_pod`]: None when no container has a probe),
 //!   tells it every container instance's state before computing the status
 //!   ([`PodProbes::observe`]), asks it `ready`/`started` for each container view, and waits on
 //!   [`PodProbes::next`] in its select loop.
-//! * [`kill_for_restart`]: the kill of one container outside pod termination (a liveness or
-//!   startup failure, a postStart failure): preStop within the grace period, the stop signal,
-//!   SIGKILL after what is left of the grace (at least 2 s). The restart that follows is the
-//!   worker's ordinary restart-policy and back-off logic.
+//!
+//! A kill request of a failed liveness or startup probe goes through the pod wing's one stop
+//! path (`crate::pod::stop`); the restart that follows is `crate::pod::restart`'s decision.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
-use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState, Signal};
-use tokio::time::Instant;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState};
 
 use super::history::ANNOTATION_PREFIX;
 use super::manager::{ProbeDeps, ProbeManager};
 use super::shared::{ContainerTarget, ProbePod, ProbeUpdate, ProbeUpdates};
 use crate::clock::WallClock;
-use crate::hooks::{HookContext, HookRunner, MIN_GRACE_AFTER_PRE_STOP_SECONDS};
 
 /// A pod's probes, as its worker holds them.
 #[derive(Debug)]
@@ -184,66 +180,4 @@ pub async fn next_update(p: &mut Option<PodProbes>) -> Option<ProbeUpdate> {
         Some(p) => p.next().await,
         None => std::future::pending().await,
     }
-}
-
-async fn exited(runtime: &Arc<dyn ContainerRuntime>, id: &ContainerId) -> bool {
-    match runtime.container_status(id).await {
-        Ok(st) => matches!(st.state, ContainerState::Exited(_)),
-        Err(e) => e.is_not_found(),
-    }
-}
-
-async fn wait_exit(runtime: &Arc<dyn ContainerRuntime>, id: &ContainerId, until: Instant) -> bool {
-    loop {
-        if exited(runtime, id).await {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100).min(until - Instant::now())).await;
-    }
-}
-
-/// Kills one running container for a restart (spec §1.6 without pod termination): preStop
-/// within `grace`, the stop signal, SIGKILL once what is left of the grace (at least 2 s)
-/// has passed. Returns the preStop failure message, if the hook failed.
-pub async fn kill_for_restart(
-    runtime: &Arc<dyn ContainerRuntime>,
-    hooks: &Arc<dyn HookRunner>,
-    hook_ctx: HookContext,
-    pre_stop: Option<&LifecycleHandler>,
-    stop_signal: Signal,
-    grace: Duration,
-) -> Option<String> {
-    let id = hook_ctx.container_id.clone();
-    let mut failure = None;
-    let mut remaining = grace;
-    if let Some(handler) = pre_stop
-        && !grace.is_zero()
-    {
-        let start = Instant::now();
-        let mut ctx = hook_ctx;
-        ctx.budget = grace;
-        tokio::select! {
-            r = hooks.run(&ctx, handler) => if let Err(e) = r { failure = Some(e.0) },
-            _ = tokio::time::sleep(grace) => {}
-        }
-        let spent = Duration::from_secs(start.elapsed().as_secs());
-        remaining = grace.saturating_sub(spent);
-    }
-    remaining = remaining.max(Duration::from_secs(MIN_GRACE_AFTER_PRE_STOP_SECONDS as u64));
-    if exited(runtime, &id).await {
-        return failure;
-    }
-    if let Err(e) = runtime.signal(&id, stop_signal).await
-        && !e.is_not_found()
-    {
-        tracing::warn!(error = %e, "stop signal failed");
-    }
-    if !wait_exit(runtime, &id, Instant::now() + remaining).await {
-        let _ = runtime.signal(&id, Signal::KILL).await;
-        wait_exit(runtime, &id, Instant::now() + Duration::from_secs(10)).await;
-    }
-    failure
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState};
 
-use crate::worker::{
+use crate::pod::{
     ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
 };
 

@@ -1,6 +1,15 @@
-//! Recording fakes of the agent's API doors ([`PodApi`], [`EventSink`]) for tests, and a
-//! harness-friendly view of what was written. Every record carries the tokio instant it
-//! happened at, so tests under paused time can assert timing and order.
+//! The agent's test kit: recording fakes of the API doors ([`PodApi`], [`EventSink`]) with a
+//! harness-friendly view of what was written, one pod-worker harness on the production hooks
+//! ([`WorkerHarness`]) and, for the unit tests, the pods and containers they use on the
+//! project's builders (`builders`, on `podvisor_testkit`). Every record
+//! carries the tokio instant it happened at, so tests under paused time can assert timing
+//! and order.
+
+#[cfg(test)]
+pub mod builders;
+pub mod worker;
+
+pub use worker::{RunningWorker, ScratchDir, WorkerHarness, advance, s, settle};
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

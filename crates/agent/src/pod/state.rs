@@ -21,6 +21,7 @@
 //! the worker performs the effects. [`effective_grace`] computes the grace period once from
 //! the pod (deletionGracePeriodSeconds, else the spec's, never below 1 s; 0 = force).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -62,9 +63,38 @@ pub fn effective_grace(pod: &Pod) -> Option<GraceRequest> {
     }
 }
 
+/// The latest-wins input of a worker.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerInput {
+    /// The pod object; None once it is gone.
+    pub pod: Option<Arc<Pod>>,
+    /// Drain: stop gracefully with this grace (agent shutdown with drain).
+    pub drain: Option<i64>,
+}
+
+/// Resolves once the worker's input asks the pod to stop ([`WorkerInput::stop_requested`])
+/// or its sender is gone.
+pub async fn stop_requested(input: &mut tokio::sync::watch::Receiver<WorkerInput>) {
+    let _ = input.wait_for(WorkerInput::stop_requested).await;
+}
+
+impl WorkerInput {
+    /// Whether this input asks the pod to stop: the object is gone, it is being deleted, or
+    /// the agent drains. The one predicate that pre-empts whatever the worker is doing for a
+    /// running pod (a sync, a container kill): the loop then feeds the input to
+    /// [`transition`].
+    pub fn stop_requested(&self) -> bool {
+        self.drain.is_some()
+            || self
+                .pod
+                .as_ref()
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    }
+}
+
 /// When the pod's processes must be gone: computed once when termination starts, persisted,
 /// and only ever moved earlier.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Deadline {
     /// When termination started (the grace is counted from here).
     pub started_at: SystemTime,
@@ -181,6 +211,42 @@ impl PodWorkerState {
             PodWorkerState::Finished { .. } => "finished",
         }
     }
+
+    /// Containers may be created, started and restarted (the kubelet's
+    /// `!IsPodTerminationRequested`).
+    pub fn may_start_containers(&self) -> bool {
+        matches!(self, PodWorkerState::Syncing)
+    }
+
+    /// A container of the pod may still run (the kubelet's `CouldHaveRunningContainers`).
+    pub fn could_have_running_containers(&self) -> bool {
+        matches!(
+            self,
+            PodWorkerState::Syncing | PodWorkerState::Terminating { .. }
+        )
+    }
+
+    /// The deadline in force while terminating.
+    pub fn deadline(&self) -> Option<Deadline> {
+        match self {
+            PodWorkerState::Terminating { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// The pod's object no longer exists (nothing to write to, no events to send).
+    pub fn object_gone(&self) -> bool {
+        match self {
+            PodWorkerState::Terminating { object_gone, .. }
+            | PodWorkerState::Terminated { object_gone, .. } => *object_gone,
+            _ => false,
+        }
+    }
+
+    /// This UID is done for good: it never runs again.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, PodWorkerState::Finished { .. })
+    }
 }
 
 /// What happened.
@@ -213,6 +279,14 @@ pub enum Input {
         /// Seconds (the spec's grace).
         grace: i64,
     },
+    /// A termination persisted by a previous agent is taken over (re-adoption): its
+    /// deadline stands as it was written.
+    Resume {
+        /// The persisted deadline.
+        deadline: Deadline,
+        /// The object is being deleted (it has a deletionTimestamp).
+        deleting: bool,
+    },
     /// Termination stopped every container.
     AllStopped,
     /// Cleanup is done.
@@ -227,6 +301,8 @@ pub enum Input {
 pub enum Effect {
     /// Persist the deadline and start stopping the containers.
     StartTermination,
+    /// Start stopping the containers with the deadline already on disk.
+    ResumeTermination,
     /// The deadline moved earlier (or became force): persist it and tell the running stops.
     DeadlineChanged,
     /// Write the final status, remove the sandbox as needed, delete the object as needed.
@@ -294,6 +370,15 @@ pub fn transition(
             false,
             false,
         ),
+        (S::Syncing, Input::Resume { deadline, deleting }) => (
+            S::Terminating {
+                deadline,
+                why: if deleting { Why::Deleted } else { Why::Drained },
+                delete_object: deleting,
+                object_gone: false,
+            },
+            vec![Effect::ResumeTermination],
+        ),
         (
             S::Terminating {
                 deadline,
@@ -304,7 +389,7 @@ pub fn transition(
             input,
         ) => {
             let (deadline, why, delete_object, object_gone) =
-                (deadline.clone(), *why, *delete_object, *object_gone);
+                (*deadline, *why, *delete_object, *object_gone);
             match input {
                 Input::Pod {
                     deletion: Some(req),
@@ -678,5 +763,85 @@ mod tests {
             last = deadline.at;
         }
         assert_eq!(last, t(1));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn grace_request() -> impl Strategy<Value = GraceRequest> {
+            prop_oneof![
+                Just(GraceRequest::Force),
+                (1i64..200).prop_map(GraceRequest::Seconds)
+            ]
+        }
+
+        fn input() -> impl Strategy<Value = Input> {
+            prop_oneof![
+                (
+                    proptest::option::of(grace_request()),
+                    any::<bool>(),
+                    1i64..200
+                )
+                    .prop_map(|(deletion, phase_terminal, spec_grace)| {
+                        Input::Pod {
+                            deletion,
+                            phase_terminal,
+                            spec_grace,
+                        }
+                    }),
+                Just(Input::Gone),
+                (0i64..200).prop_map(|grace| Input::Drain { grace }),
+                (1i64..200).prop_map(|spec_grace| Input::Completed { spec_grace }),
+                (1i64..200).prop_map(|grace| Input::DeadlineExceeded { grace }),
+                (grace_request(), any::<bool>()).prop_map(|(req, deleting)| Input::Resume {
+                    deadline: Deadline::new(t(0), req),
+                    deleting,
+                }),
+                Just(Input::AllStopped),
+                any::<bool>().prop_map(|sandbox_removed| Input::CleanedUp { sandbox_removed }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the pod, the agent and the containers do, in any order: once set,
+            /// the deadline never moves later; a UID that left Syncing never syncs again; a
+            /// finished UID stays finished; termination starts at most once.
+            #[test]
+            fn deadline_never_moves_later_and_a_finished_uid_never_runs_again(
+                steps in proptest::collection::vec((input(), 0u64..40), 1..60),
+            ) {
+                let mut state = PodWorkerState::Syncing;
+                let mut now = 0;
+                let mut deadline: Option<SystemTime> = None;
+                let mut left_syncing = false;
+                let mut finished = false;
+                let mut starts = 0;
+                for (input, dt) in steps {
+                    now += dt;
+                    let (next, effects) = transition(&state, input, t(now));
+                    starts += effects
+                        .iter()
+                        .filter(|e| matches!(e, Effect::StartTermination | Effect::ResumeTermination))
+                        .count();
+                    prop_assert!(starts <= 1, "termination started twice");
+                    if let Some(d) = next.deadline() {
+                        if let Some(before) = deadline {
+                            prop_assert!(d.at <= before, "deadline moved later: {:?} -> {:?}", before, d.at);
+                        }
+                        deadline = Some(d.at);
+                    }
+                    if left_syncing {
+                        prop_assert!(!next.may_start_containers(), "{:?} -> {:?} on {:?}", state, next, input);
+                    }
+                    if finished {
+                        prop_assert!(next.is_finished(), "a finished UID left Finished on {:?}", input);
+                    }
+                    left_syncing |= !next.may_start_containers();
+                    finished |= next.is_finished();
+                    state = next;
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::AgentError;
-use crate::state::Deadline;
+use crate::pod::state::Deadline;
 
 /// The persisted facts of one pod's termination.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -99,7 +99,7 @@ impl DeadlineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::GraceRequest;
+    use crate::pod::state::GraceRequest;
     use std::time::{Duration, SystemTime};
 
     #[test]

@@ -1,4 +1,4 @@
-//! The container environment inside the pod worker (crate::env): a missing ConfigMap or key
+//! The container environment inside the pod worker (crate::pod::env): a missing ConfigMap or key
 //! keeps the container waiting with CreateContainerConfigError and is retried every 10–15 s
 //! until the object appears; the resolved variables reach the runtime.
 
@@ -13,19 +13,7 @@ use k8s_openapi::api::core::v1::{
 use super::*;
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    config_map(name, data)
 }
 
 fn cm_key(var: &str, name: &str, key: &str) -> EnvVar {

@@ -52,8 +52,8 @@ use k8s_openapi::api::core::v1::{
 };
 use podvisor_runtime::{Mount, TerminationMessage};
 
-use crate::env::EnvSources;
 use crate::error::AgentError;
+use crate::pod::env::EnvSources;
 
 /// The default file mode of API-data volumes (`defaultMode`, 0644).
 pub const DEFAULT_MODE: u32 = 0o644;
@@ -645,7 +645,7 @@ fn downward_payload(
     let mut out = Payload::new();
     for it in items {
         let value = if let Some(f) = &it.field_ref {
-            crate::env::field_value(src, f)
+            crate::pod::env::field_value(src, f)
         } else if let Some(r) = &it.resource_field_ref {
             let spec = src.pod.spec.as_ref();
             let name = r.container_name.as_deref().unwrap_or("");
@@ -656,7 +656,7 @@ fn downward_payload(
                     .find(|c| c.name == name)
             });
             match c {
-                Some(c) => crate::env::resource_value(src, c, r),
+                Some(c) => crate::pod::env::resource_value(src, c, r),
                 None => {
                     return Err(VolumeError::setup(
                         volume,
@@ -817,19 +817,9 @@ mod tests {
     }
 
     fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("ns".into()),
-                ..Default::default()
-            },
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
+        let mut c = crate::testing::builders::config_map(name, data);
+        c.metadata.namespace = Some("ns".into());
+        c
     }
 
     fn mode(p: &Path) -> u32 {

@@ -2,290 +2,22 @@
 //! paused time: one pod worker, driven directly, with recording fakes for the API and events.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, PodStatus, SleepAction,
-};
+use k8s_openapi::api::core::v1::{Container, ExecAction, Lifecycle, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeScript};
 use podvisor_runtime::{ContainerRuntime, Signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::EventType;
-use crate::clock::{WallClock, to_time};
-use crate::deadlines::DeadlineStore;
-use crate::hooks::DefaultHooks;
-use crate::testing::{FakePodApi, PodApiCall, RecordingEvents};
-use crate::worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle, WorkerInput};
+use crate::clock::to_time;
+use crate::pod::{PodWorker, RuntimeNote, WorkerInput};
+use crate::testing::builders::*;
+use crate::testing::{PodApiCall, WorkerHarness as Harness, advance, s, settle};
 
-const UID: &str = "uid-1";
-
-struct Harness {
-    rt: Arc<FakeRuntime>,
-    api: Arc<FakePodApi>,
-    events: Arc<RecordingEvents>,
-    clock: WallClock,
-    dir: tempfile::TempDir,
-    t0: Instant,
-    objects: Arc<crate::objects::MemoryObjects>,
-}
-
-struct Running {
-    handle: WorkerHandle,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    forwarder: tokio::task::JoinHandle<()>,
-    pod: Pod,
-}
-
-fn s(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        Harness {
-            rt: Arc::new(FakeRuntime::new(clock.clone())),
-            api: Arc::new(FakePodApi::new()),
-            events: Arc::new(RecordingEvents::new()),
-            clock,
-            dir: tempfile::tempdir().expect("tempdir"),
-            t0: Instant::now(),
-            objects: Arc::new(crate::objects::MemoryObjects::new()),
-        }
-    }
-
-    fn ctx(&self) -> Arc<WorkerCtx> {
-        Arc::new(WorkerCtx {
-            runtime: self.rt.clone(),
-            api: self.api.clone(),
-            events: self.events.clone(),
-            hooks: Arc::new(DefaultHooks::new(self.rt.clone())),
-            clock: self.clock.clone(),
-            deadlines: DeadlineStore::open(self.dir.path()).expect("state dir"),
-            objects: self.objects.clone(),
-            pods_dir: self.dir.path().join("pods"),
-            node_name: "node-1".into(),
-            node_ip: "10.0.0.7".into(),
-            allocatable: Default::default(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
-        })
-    }
-
-    async fn start(&self, pod: Pod) -> Running {
-        let adopted = self
-            .rt
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|sb| sb.config.id == UID);
-        let shutdown = CancellationToken::new();
-        let (worker, handle) =
-            PodWorker::new(self.ctx(), Arc::new(pod.clone()), adopted, shutdown.clone());
-        // the agent's dispatcher, reduced to one pod
-        let mut exits = self.rt.subscribe();
-        let notes = handle.notes.clone();
-        let forwarder = tokio::spawn(async move {
-            loop {
-                match exits.recv().await {
-                    Ok(ev) if ev.sandbox_id == UID => {
-                        let _ = notes.send(RuntimeNote::Exit(ev));
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = notes.send(RuntimeNote::Resync);
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
-        let task = tokio::spawn(worker.run());
-        settle().await;
-        Running {
-            handle,
-            shutdown,
-            task,
-            forwarder,
-            pod,
-        }
-    }
-
-    fn since(&self, at: Instant) -> Duration {
-        at - self.t0
-    }
-
-    fn last(&self) -> PodStatus {
-        self.api.last_status().expect("a status was written")
-    }
-
-    fn signals(&self) -> Vec<(Duration, String, Signal)> {
-        self.rt
-            .calls()
-            .into_iter()
-            .filter_map(|r| match r.call {
-                FakeCall::Signal { name, signal, .. } => Some((r.at - self.t0, name, signal)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn starts(&self) -> Vec<Duration> {
-        self.rt
-            .calls()
-            .into_iter()
-            .filter_map(|r| {
-                matches!(r.call, FakeCall::StartContainer { .. }).then_some(r.at - self.t0)
-            })
-            .collect()
-    }
-
-    fn reasons(&self) -> Vec<String> {
-        self.events.reasons().into_iter().map(|(r, _)| r).collect()
-    }
-
-    fn event(&self, reason: &str) -> Option<(EventType, String)> {
-        self.events
-            .events()
-            .into_iter()
-            .find(|(_, e)| e.reason == reason)
-            .map(|(_, e)| (e.type_, e.message))
-    }
-}
-
-impl Running {
-    fn update(&mut self, f: impl FnOnce(&mut Pod)) {
-        f(&mut self.pod);
-        let pod = Arc::new(self.pod.clone());
-        self.handle.input.send_modify(|i| i.pod = Some(pod));
-    }
-
-    /// A graceful DELETE as the API server records it.
-    fn delete(&mut self, clock: &WallClock, grace: i64) {
-        let now = clock.now();
-        self.update(|p| {
-            if p.metadata.deletion_timestamp.is_none() {
-                p.metadata.deletion_timestamp = Some(to_time(now + s(grace as u64)));
-            }
-            p.metadata.deletion_grace_period_seconds = Some(grace);
-        });
-    }
-
-    fn gone(&self) {
-        self.handle.input.send_modify(|i| i.pod = None);
-    }
-
-    async fn stop_agent(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
-        self.forwarder.abort();
-    }
-}
-
-async fn settle() {
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn advance(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
-}
-
-fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("p".into()),
-            namespace: Some("default".into()),
-            uid: Some(UID.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            restart_policy: Some(policy.into()),
-            termination_grace_period_seconds: grace,
-            containers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn container(name: &str) -> Container {
-    Container {
-        name: name.into(),
-        image: Some("busybox".into()),
-        ..Default::default()
-    }
-}
-
-fn with_pre_stop(mut c: Container, h: LifecycleHandler) -> Container {
-    c.lifecycle = Some(Lifecycle {
-        pre_stop: Some(h),
-        ..Default::default()
-    });
-    c
-}
-
-fn sleep_hook(secs: i64) -> LifecycleHandler {
-    LifecycleHandler {
-        sleep: Some(SleepAction { seconds: secs }),
-        ..Default::default()
-    }
-}
-
-fn exec_hook(cmd: &[&str]) -> LifecycleHandler {
-    LifecycleHandler {
-        exec: Some(ExecAction {
-            command: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        }),
-        ..Default::default()
-    }
-}
-
-fn phase(st: &PodStatus) -> &str {
-    st.phase.as_deref().unwrap_or_default()
-}
-
-fn condition(st: &PodStatus, ty: &str) -> (String, Option<String>, Option<String>) {
-    let c = st
-        .conditions
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|c| c.type_ == ty)
-        .unwrap();
-    (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-fn cs(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
-    st.container_statuses
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap()
-        .clone()
-}
-
-fn terminated_code(st: &PodStatus, name: &str) -> Option<i32> {
-    cs(st, name)
-        .state
-        .and_then(|s| s.terminated)
-        .map(|t| t.exit_code)
-}
-
-fn waiting_reason(st: &PodStatus, name: &str) -> Option<String> {
-    cs(st, name)
-        .state
-        .and_then(|s| s.waiting)
-        .and_then(|w| w.reason)
-}
+const UID: &str = POD_UID;
 
 // ---------------------------------------------------------------- §2: phases and conditions
 
@@ -1162,38 +894,6 @@ async fn scale_1000_pods_start_and_terminate() {
 
 // ------------------------------------------- §2.1–2.3, §8 group D: init containers, sidecars
 
-fn sidecar(name: &str) -> Container {
-    Container {
-        restart_policy: Some("Always".into()),
-        ..container(name)
-    }
-}
-
-fn init_pod(policy: &str, init: Vec<Container>, app: Vec<Container>, grace: Option<i64>) -> Pod {
-    let mut p = pod(policy, app, grace);
-    if let Some(spec) = p.spec.as_mut() {
-        spec.init_containers = Some(init);
-    }
-    p
-}
-
-fn ics(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
-    st.init_container_statuses
-        .as_ref()
-        .expect("initContainerStatuses")
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no init status {name}"))
-        .clone()
-}
-
-fn init_waiting(st: &PodStatus, name: &str) -> Option<String> {
-    ics(st, name)
-        .state
-        .and_then(|s| s.waiting)
-        .and_then(|w| w.reason)
-}
-
 /// Spec §8 group D `initContainersInvariants`, on one written status: while init is
 /// incomplete every app container waits with PodInitializing and restartCount 0; the
 /// Initialized condition is never Unknown, has a transition time, and is True exactly when
@@ -1266,34 +966,6 @@ fn check_all_invariants(h: &Harness, p: &Pod) {
     }
 }
 
-fn create_times(h: &Harness, name: &str) -> Vec<Duration> {
-    h.rt.calls()
-        .into_iter()
-        .filter_map(|r| match r.call {
-            FakeCall::CreateContainer { name: n, .. } if n == name => Some(r.at - h.t0),
-            _ => None,
-        })
-        .collect()
-}
-
-fn start_times(h: &Harness, name: &str) -> Vec<Duration> {
-    h.rt.calls()
-        .into_iter()
-        .filter_map(|r| match r.call {
-            FakeCall::StartContainer { name: n, .. } if n == name => Some(r.at - h.t0),
-            _ => None,
-        })
-        .collect()
-}
-
-fn signals_to(h: &Harness, name: &str) -> Vec<(Duration, Signal)> {
-    h.signals()
-        .into_iter()
-        .filter(|(_, n, _)| n == name)
-        .map(|(t, _, sig)| (t, sig))
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn d1_init_containers_run_in_order_on_a_never_pod_then_succeeded() {
     let h = Harness::new();
@@ -1329,9 +1001,9 @@ async fn d1_init_containers_run_in_order_on_a_never_pod_then_succeeded() {
     );
     advance(s(10)).await;
     // one at a time, in order
-    assert_eq!(start_times(&h, "init1"), [s(0)]);
-    assert_eq!(start_times(&h, "init2"), [s(2)]);
-    assert_eq!(start_times(&h, "run1"), [s(5)]);
+    assert_eq!(h.start_times("init1"), [s(0)]);
+    assert_eq!(h.start_times("init2"), [s(2)]);
+    assert_eq!(h.start_times("run1"), [s(5)]);
     let st = h.last();
     assert_eq!(phase(&st), "Succeeded");
     assert_eq!(condition(&st, "Initialized").0, "True");
@@ -1431,14 +1103,14 @@ async fn d3_failing_init_container_on_an_always_pod_restarts_with_back_off_and_b
         )
     );
     // the same crash back-off as app containers: 0, 10, 20 s
-    let starts = start_times(&h, "init1");
+    let starts = h.start_times("init1");
     let delays: Vec<u64> = starts
         .windows(2)
         .map(|w| (w[1] - w[0] - s(1)).as_secs())
         .collect();
     assert_eq!(&delays[..3], &[0, 10, 20]);
-    assert!(create_times(&h, "init2").is_empty());
-    assert!(create_times(&h, "run1").is_empty());
+    assert!(h.create_times("init2").is_empty());
+    assert!(h.create_times("run1").is_empty());
     // init1 never reported terminated with 0
     for st in h.api.statuses() {
         let c = ics(&st, "init1");
@@ -1500,8 +1172,8 @@ async fn d4_failing_init_container_fails_a_never_pod() {
         1
     );
     assert!(!ics(&st, "init2").ready);
-    assert_eq!(start_times(&h, "init2").len(), 1, "never restarted");
-    assert!(create_times(&h, "run1").is_empty());
+    assert_eq!(h.start_times("init2").len(), 1, "never restarted");
+    assert!(h.create_times("run1").is_empty());
     check_all_invariants(&h, &p);
 }
 
@@ -1547,8 +1219,8 @@ async fn init_containers_do_not_rerun_when_an_app_container_restarts() {
     );
     let _w = h.start(p.clone()).await;
     advance(s(60)).await;
-    assert!(start_times(&h, "run1").len() >= 3);
-    assert_eq!(start_times(&h, "init1").len(), 1);
+    assert!(h.start_times("run1").len() >= 3);
+    assert_eq!(h.start_times("init1").len(), 1);
     let st = h.last();
     assert_eq!(phase(&st), "Running");
     assert_eq!(condition(&st, "Initialized").0, "True");
@@ -1574,7 +1246,7 @@ async fn readoption_recognises_completed_init_containers() {
     let _w2 = h.start(pod_obj).await;
     advance(s(5)).await;
     assert_eq!(h.rt.mutating_calls().len(), before, "nothing runs again");
-    assert_eq!(start_times(&h, "init1").len(), 1);
+    assert_eq!(h.start_times("init1").len(), 1);
     let st = h.last();
     assert_eq!(phase(&st), "Running");
     assert!(ics(&st, "init1").ready);
@@ -1597,11 +1269,11 @@ async fn readoption_during_init_waits_for_the_running_init_container() {
     w.stop_agent().await;
     let _w2 = h.start(pod_obj).await;
     advance(s(3)).await;
-    assert!(create_times(&h, "run1").is_empty());
-    assert_eq!(start_times(&h, "init1").len(), 1);
+    assert!(h.create_times("run1").is_empty());
+    assert_eq!(h.start_times("init1").len(), 1);
     advance(s(10)).await;
-    assert_eq!(start_times(&h, "init1").len(), 1);
-    assert_eq!(start_times(&h, "run1").len(), 1);
+    assert_eq!(h.start_times("init1").len(), 1);
+    assert_eq!(h.start_times("run1").len(), 1);
     assert_eq!(phase(&h.last()), "Running");
 }
 
@@ -1619,10 +1291,10 @@ async fn sidecars_start_in_order_and_count_for_readiness() {
     );
     let _w = h.start(p.clone()).await;
     advance(s(5)).await;
-    assert_eq!(start_times(&h, "side1"), [s(0)]);
-    assert_eq!(start_times(&h, "init2"), [s(0)]);
-    assert_eq!(start_times(&h, "side3"), [s(2)]);
-    assert_eq!(start_times(&h, "app"), [s(2)]);
+    assert_eq!(h.start_times("side1"), [s(0)]);
+    assert_eq!(h.start_times("init2"), [s(0)]);
+    assert_eq!(h.start_times("side3"), [s(2)]);
+    assert_eq!(h.start_times("app"), [s(2)]);
     let order: Vec<String> =
         h.rt.calls()
             .into_iter()
@@ -1643,19 +1315,6 @@ async fn sidecars_start_in_order_and_count_for_readiness() {
     assert_eq!(condition(&st, "Initialized").0, "True");
     assert_eq!(condition(&st, "ContainersReady").0, "True");
     check_all_invariants(&h, &p);
-}
-
-fn with_startup(mut c: Container, cmd: &str, delay: i32, period: i32) -> Container {
-    c.startup_probe = Some(k8s_openapi::api::core::v1::Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![cmd.to_string()]),
-        }),
-        initial_delay_seconds: Some(delay),
-        period_seconds: Some(period),
-        failure_threshold: Some(100),
-        ..Default::default()
-    });
-    c
 }
 
 #[tokio::test(start_paused = true)]
@@ -1679,13 +1338,13 @@ async fn next_init_container_waits_for_the_sidecars_startup_probe() {
     advance(s(3)).await;
     let st = h.last();
     assert_eq!(ics(&st, "side").started, Some(false));
-    assert!(create_times(&h, "init2").is_empty(), "init2 waits");
+    assert!(h.create_times("init2").is_empty(), "init2 waits");
     assert_eq!(
         condition(&st, "Initialized").2.as_deref(),
         Some("containers with incomplete status: [side init2]")
     );
     advance(s(10)).await;
-    let init2 = start_times(&h, "init2");
+    let init2 = h.start_times("init2");
     assert_eq!(init2.len(), 1);
     assert!(init2[0] >= s(5), "init2 started at {:?}", init2[0]);
     let st = h.last();
@@ -1707,7 +1366,7 @@ async fn next_init_container_waits_for_the_sidecars_startup_probe() {
     );
     let _w = h.start(p.clone()).await;
     advance(s(30)).await;
-    assert!(create_times(&h, "app").is_empty());
+    assert!(h.create_times("app").is_empty());
     let st = h.last();
     assert_eq!(phase(&st), "Pending");
     assert_eq!(
@@ -1725,13 +1384,13 @@ async fn sidecar_is_restarted_with_back_off_when_it_exits() {
     let p = init_pod("Never", vec![sidecar("side")], vec![container("app")], None);
     let _w = h.start(p.clone()).await;
     advance(s(50)).await;
-    let starts = start_times(&h, "side");
+    let starts = h.start_times("side");
     let delays: Vec<u64> = starts
         .windows(2)
         .map(|w| (w[1] - w[0] - s(5)).as_secs())
         .collect();
     assert_eq!(&delays[..2], &[0, 10]);
-    assert_eq!(start_times(&h, "app").len(), 1, "the app is not restarted");
+    assert_eq!(h.start_times("app").len(), 1, "the app is not restarted");
     let st = h.last();
     assert_eq!(phase(&st), "Running");
     assert!(ics(&st, "side").restart_count >= 2);
@@ -1764,8 +1423,8 @@ async fn never_pod_succeeds_with_a_running_sidecar_which_is_then_stopped() {
     );
     // the sidecars were stopped once the app completed, in reverse order, each with its
     // preStop within the spec's grace
-    let s2 = signals_to(&h, "side2");
-    let s1 = signals_to(&h, "side1");
+    let s2 = h.signals_to("side2");
+    let s1 = h.signals_to("side1");
     assert_eq!(s2, [(s(8), Signal::TERM)]);
     assert_eq!(s1, [(s(8), Signal::TERM)]);
     let order: Vec<String> = h.signals().into_iter().map(|(_, n, _)| n).collect();
@@ -1817,9 +1476,9 @@ async fn deletion_stops_the_app_then_sidecars_in_reverse_order_with_pre_stop() {
     advance(s(20)).await;
     // app: TERM at 1 s, exits at 4 s; side2: preStop 4–6 s, TERM at 6 s; side1: preStop
     // 6–8 s, TERM at 8 s
-    assert_eq!(signals_to(&h, "app"), [(s(1), Signal::TERM)]);
-    assert_eq!(signals_to(&h, "side2"), [(s(6), Signal::TERM)]);
-    assert_eq!(signals_to(&h, "side1"), [(s(8), Signal::TERM)]);
+    assert_eq!(h.signals_to("app"), [(s(1), Signal::TERM)]);
+    assert_eq!(h.signals_to("side2"), [(s(6), Signal::TERM)]);
+    assert_eq!(h.signals_to("side1"), [(s(8), Signal::TERM)]);
     let killing: Vec<String> = h
         .events
         .events()
@@ -1863,7 +1522,7 @@ async fn sigkill_bound_holds_with_sidecars_that_ignore_the_stop_signal() {
     assert_eq!(h.rt.running_count(), 0);
     // every process got SIGKILL by deadline (10 s) + the 2 s stop window
     for n in ["app", "side1", "side2"] {
-        let sigs = signals_to(&h, n);
+        let sigs = h.signals_to(n);
         let kill = sigs
             .iter()
             .find(|(_, sig)| *sig == Signal::KILL)
@@ -1895,11 +1554,11 @@ async fn force_deletion_stops_sidecars_after_the_one_second_floor() {
     assert_eq!(h.rt.running_count(), 0);
     // the app first (TERM now, KILL 2 s later), the sidecar at the 1 s pod deadline
     assert_eq!(
-        signals_to(&h, "app"),
+        h.signals_to("app"),
         [(s(1), Signal::TERM), (s(3), Signal::KILL)]
     );
     assert_eq!(
-        signals_to(&h, "side"),
+        h.signals_to("side"),
         [(s(2), Signal::TERM), (s(4), Signal::KILL)]
     );
 }
@@ -1918,11 +1577,11 @@ async fn deletion_during_init_stops_the_running_init_container() {
     advance(s(1)).await;
     w.delete(&h.clock, 30);
     advance(s(5)).await;
-    assert_eq!(signals_to(&h, "init1"), [(s(1), Signal::TERM)]);
-    assert_eq!(signals_to(&h, "side"), [(s(1), Signal::TERM)]);
+    assert_eq!(h.signals_to("init1"), [(s(1), Signal::TERM)]);
+    assert_eq!(h.signals_to("side"), [(s(1), Signal::TERM)]);
     assert_eq!(h.rt.running_count(), 0);
     assert_eq!(phase(&h.last()), "Failed");
-    assert!(create_times(&h, "app").is_empty());
+    assert!(h.create_times("app").is_empty());
     check_all_invariants(&h, &p);
 }
 
@@ -2086,8 +1745,8 @@ async fn failing_sidecar_liveness_probe_restarts_the_sidecar_only() {
     let p = init_pod("Always", vec![side], vec![container("app")], None);
     let _w = h.start(p.clone()).await;
     advance(s(8)).await;
-    assert!(start_times(&h, "side").len() >= 2, "the sidecar restarted");
-    assert_eq!(start_times(&h, "app").len(), 1, "the app did not");
+    assert!(h.start_times("side").len() >= 2, "the sidecar restarted");
+    assert_eq!(h.start_times("app").len(), 1, "the app did not");
     let killing = h
         .events
         .events()

@@ -1,4 +1,4 @@
-//! Volumes inside the pod worker (crate::volumes): a missing ConfigMap keeps the container
+//! Volumes inside the pod worker (crate::pod::volumes): a missing ConfigMap keeps the container
 //! waiting with CreateContainerConfigError (a `FailedMount` event) and is retried; the mounts
 //! and termination-message settings reach the runtime; an emptyDir outlives container
 //! restarts; the pod's directory goes with its sandbox; configMap volumes follow updates.
@@ -10,19 +10,7 @@ use k8s_openapi::api::core::v1::{
 use super::*;
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    config_map(name, data)
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
@@ -120,7 +108,7 @@ async fn missing_config_map_volume_waits_then_mounts_reach_the_runtime() {
     // An update reaches the file at a later sync (the worker wakes itself for it).
     h.objects
         .put_config_map(cm("settings", &[("mode", "slow")]));
-    advance(crate::volumes::REFRESH_INTERVAL + s(1)).await;
+    advance(crate::pod::volumes::REFRESH_INTERVAL + s(1)).await;
     assert_eq!(std::fs::read_to_string(&mode).expect("file"), "slow");
 
     // The emptyDir keeps what a container wrote; the pod's directory goes with the pod.

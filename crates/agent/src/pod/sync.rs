@@ -1,0 +1,714 @@
+//! Syncing a pod (spec §2, §4): the sandbox, then init containers in order (regular ones
+//! to completion, sidecars kept running), then the app containers; each container created
+//! (its environment and volume mounts resolved first) and started per the restart policy
+//! and its back-off, its postStart hook run before it is reported running; liveness and
+//! startup kills.
+
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use podvisor_api::status as rules;
+use podvisor_runtime::{ContainerId, ContainerState, ExitStatus, RuntimeError};
+use tokio::time::Instant;
+
+use super::env::{self, EnvSources};
+use super::restart::{
+    BackoffLimits, ContainerLifecycle, Policy, RestartDecision, RestartPolicy, decide,
+};
+use super::spec::{container_config, container_hash, sandbox_config};
+use super::state::{Input, spec_grace_seconds, stop_requested};
+use super::status::{Instance, Waiting};
+use super::volumes::VolumeError;
+use super::worker::{DEADLINE_EXCEEDED_MESSAGE, PodWorker, WorkerCtx};
+use crate::api::EventType;
+use crate::probe::ProbeUpdate;
+use crate::probe::glue::PodProbes;
+
+/// The retry interval after a CreateContainerConfigError (the kubelet's pod worker back-off
+/// period; up to 50 % jitter is added).
+pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(10);
+
+impl PodWorker {
+    /// Syncing: make the containers match the spec, interrupted by a termination request.
+    pub(super) async fn sync(&mut self) {
+        if self.active_deadline_passed().await {
+            return;
+        }
+        let mut rx = self.input_rx.clone();
+        let shutdown = self.shutdown.clone();
+        let kill = self.kill.clone();
+        let completed = tokio::select! {
+            c = self.sync_containers() => c,
+            _ = stop_requested(&mut rx) => {
+                self.input_changed = true;
+                false
+            }
+            _ = kill.cancelled() => false,
+            _ = shutdown.cancelled() => false,
+        };
+        if completed {
+            let spec_grace = spec_grace_seconds(&self.pod);
+            self.apply(Input::Completed { spec_grace }).await;
+        }
+    }
+
+    /// `spec.activeDeadlineSeconds` (kubelet `activeDeadlineHandler`): counted from
+    /// `status.startTime`; once passed, the pod is stopped with its grace and fails with
+    /// reason `DeadlineExceeded`. Until then the worker wakes at the deadline (an update
+    /// that shortens it is seen on the next sync).
+    pub(super) async fn active_deadline_passed(&mut self) -> bool {
+        let Some(secs) = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds)
+        else {
+            return false;
+        };
+        let started = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map_or(self.start_time, |t| SystemTime::from(t.0));
+        let at = started + Duration::from_secs(secs.max(0) as u64);
+        if self.ctx.clock.now() < at {
+            let wake = self.ctx.clock.instant_for(at);
+            self.wake_at(wake);
+            return false;
+        }
+        self.event(
+            None,
+            EventType::Warning,
+            "DeadlineExceeded",
+            DEADLINE_EXCEEDED_MESSAGE.into(),
+        );
+        let grace = spec_grace_seconds(&self.pod);
+        self.apply(Input::DeadlineExceeded { grace }).await;
+        true
+    }
+
+    /// Returns true when every container finished and none will be restarted.
+    pub(super) async fn sync_containers(&mut self) -> bool {
+        let now = self.ctx.clock.now();
+        if !self.sandbox_ready {
+            match self
+                .ctx
+                .runtime
+                .create_sandbox(sandbox_config(&self.pod))
+                .await
+            {
+                Ok(_) | Err(RuntimeError::AlreadyExists { .. }) => self.sandbox_ready = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create the sandbox");
+                    self.event(
+                        None,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    );
+                    self.wake_at(Instant::now() + Duration::from_secs(1));
+                    return false;
+                }
+            }
+        }
+        if self.probes.is_none() {
+            self.probes = PodProbes::for_pod(
+                &self.pod,
+                self.ctx.runtime.clone(),
+                &self.ctx.clock,
+                &self.ctx.node_ip,
+            );
+        }
+        if self.last_written.is_none() {
+            // the first status (Pending, ContainerCreating) goes out before any start
+            self.write_status().await;
+        }
+        self.refresh_volumes().await;
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let policy = RestartPolicy::from_spec(spec.restart_policy.as_deref());
+        let init = spec.init_containers.clone().unwrap_or_default();
+        if self.sync_init_containers(&spec, &init, policy, now).await {
+            for c in &spec.containers {
+                self.sync_container(c, policy, now).await;
+            }
+        }
+        self.completed(&spec)
+    }
+
+    /// Whether the pod is done: its phase, counting app containers and regular init
+    /// containers only, is terminal (a running sidecar never keeps a pod from completing;
+    /// the termination that follows stops it).
+    pub(super) fn completed(&self, spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+        let mut regular = spec.clone();
+        if let Some(init) = regular.init_containers.as_mut() {
+            init.retain(|c| !rules::is_sidecar(c));
+        }
+        let has_init = regular
+            .init_containers
+            .as_ref()
+            .is_some_and(|v| !v.is_empty());
+        let statuses: Vec<_> = self
+            .views(&regular.containers)
+            .iter()
+            .map(|v| crate::pod::status::container_status(v, has_init))
+            .collect();
+        let init_statuses: Vec<_> = self
+            .views(regular.init_containers.as_deref().unwrap_or_default())
+            .iter()
+            .map(|v| crate::pod::status::init_container_status(v, false))
+            .collect();
+        rules::is_terminal_phase(Some(rules::get_phase(
+            &regular,
+            &init_statuses,
+            &statuses,
+            false,
+        )))
+    }
+
+    /// Whether an app container of the pod was ever created (the pod was initialized
+    /// before: regular init containers never run again, spec §2.2 `Initialized`).
+    pub(super) fn app_container_created(&self, spec: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+        spec.containers.iter().any(|c| {
+            self.containers
+                .get(&c.name)
+                .is_some_and(|r| !r.instances.is_empty())
+        })
+    }
+
+    /// Whether an init container's newest instance completed with exit 0.
+    pub(super) fn init_completed(&self, name: &str) -> bool {
+        self.containers
+            .get(name)
+            .and_then(|r| r.current())
+            .and_then(|i| i.exit())
+            .is_some_and(|e| e.exit_code == 0)
+    }
+
+    /// Whether a sidecar is `started`: running, its postStart done, its startup probe
+    /// succeeded (or it has none).
+    pub(super) fn sidecar_started(&self, name: &str) -> bool {
+        let Some(rec) = self.containers.get(name) else {
+            return false;
+        };
+        let Some(i) = rec.current().filter(|i| i.is_running()) else {
+            return false;
+        };
+        if rec.lifecycle.post_start_reported().is_some() {
+            return false;
+        }
+        match &self.probes {
+            Some(p) => p.ready_started(name, &i.id, &i.state).1,
+            None => true,
+        }
+    }
+
+    /// Init containers (spec §2.1–2.3): regular ones run one at a time, in order, each to
+    /// exit 0, restarted per the pod's policy with back-off; sidecars (restartPolicy Always)
+    /// are started in order, the next init container waiting until the sidecar is
+    /// `started`, and are kept running (restarted with back-off) for the pod's life.
+    /// Returns true once the pod is initialized (the app containers may run).
+    pub(super) async fn sync_init_containers(
+        &mut self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        init: &[Container],
+        policy: RestartPolicy,
+        now: SystemTime,
+    ) -> bool {
+        let initialized_before = self.app_container_created(spec);
+        let mut initialized = true;
+        for (n, c) in init.iter().enumerate() {
+            if rules::is_sidecar(c) {
+                if initialized {
+                    self.sync_container(c, RestartPolicy::Always, now).await;
+                    // a sidecar that restarts after the next init container was started
+                    // holds nothing up
+                    let next_created = init.get(n + 1).is_some_and(|next| {
+                        self.containers
+                            .get(&next.name)
+                            .is_some_and(|r| !r.instances.is_empty())
+                    });
+                    if !initialized_before && !next_created && !self.sidecar_started(&c.name) {
+                        initialized = false;
+                    }
+                }
+                continue;
+            }
+            if initialized_before || self.init_completed(&c.name) {
+                continue;
+            }
+            if initialized {
+                self.sync_container(c, policy, now).await;
+                initialized = false;
+            }
+        }
+        initialized
+    }
+
+    /// One container's turn: a running instance is kept (or killed when its spec changed),
+    /// a created one started; otherwise [`decide`] says whether its next instance starts now,
+    /// waits out its back-off, or never comes.
+    pub(super) async fn sync_container(
+        &mut self,
+        c: &Container,
+        restart: RestartPolicy,
+        now: SystemTime,
+    ) {
+        let hash = container_hash(c);
+        let full_name = self.full_name();
+        let policy = Policy {
+            restart,
+            backoff: BackoffLimits {
+                initial: self.ctx.backoff_initial,
+                max: self.ctx.backoff_max,
+            },
+        };
+        loop {
+            let rec = self.containers.entry(c.name.clone()).or_default();
+            rec.history.for_spec(hash);
+            let (exit, next_count) = match rec.current() {
+                None => (None, 0),
+                Some(i) => match &i.state {
+                    ContainerState::Running { .. } => {
+                        let id = i.id.clone();
+                        rec.lifecycle = ContainerLifecycle::Current;
+                        if rec.hashes.get(&id).is_none_or(|h| *h == hash) {
+                            return;
+                        }
+                        // only `image` of a container may change (spec §9.6): the kubelet
+                        // kills it with the pod's grace and starts the new spec at once
+                        rec.history.spec_changed = true;
+                        let grace = spec_grace_seconds(&self.pod);
+                        let killing =
+                            format!("Container {} definition changed, will be restarted", c.name);
+                        self.kill_container(c, &id, grace, killing).await;
+                        if self.exited_tx.borrow().contains(&id) && !self.input_changed {
+                            continue;
+                        }
+                        return;
+                    }
+                    ContainerState::Created => {
+                        // left over from an interrupted start: start it now
+                        let id = i.id.clone();
+                        self.start_instance(c, &id, now).await;
+                        return;
+                    }
+                    ContainerState::Exited(e) => (Some(e.clone()), i.restart_count + 1),
+                },
+            };
+            let decision = decide(policy, exit.as_ref(), &rec.history, now);
+            if decision == RestartDecision::Finished {
+                rec.lifecycle = ContainerLifecycle::Current;
+                return;
+            }
+            if let Some(at) = rec.lifecycle.retry_at()
+                && Instant::now() < at
+            {
+                self.wake_at(at);
+                return;
+            }
+            match decision {
+                RestartDecision::Finished => return,
+                RestartDecision::BackOff { backoff, until } => {
+                    let current_id = rec.current().map(|i| i.id.clone());
+                    if rec.history.create_failed_at.is_none() || rec.lifecycle.waiting().is_none() {
+                        rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: Some(format!(
+                                "back-off {} restarting failed container={} pod={full_name}",
+                                rules::go_duration(backoff),
+                                c.name
+                            )),
+                        });
+                    }
+                    if rec.history.announce(current_id, backoff) {
+                        self.event(
+                            Some(&c.name),
+                            EventType::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {} in pod {full_name}",
+                                c.name
+                            ),
+                        );
+                    }
+                    let at = self.ctx.clock.instant_for(until);
+                    self.wake_at(at);
+                    return;
+                }
+                RestartDecision::Start { entry } => {
+                    rec.history.started(entry);
+                    self.start_new(c, next_count, hash, now).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn start_new(
+        &mut self,
+        c: &Container,
+        restart_count: i32,
+        hash: u64,
+        now: SystemTime,
+    ) {
+        let image = c.image.clone().unwrap_or_default();
+        self.event(
+            Some(&c.name),
+            EventType::Normal,
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        );
+        let env = match self.resolve_env(c).await {
+            Some(env) => env,
+            None => return,
+        };
+        let Some(mounts) = self.volume_mounts(c, &env).await else {
+            return;
+        };
+        let mut config = container_config(&self.pod, c, restart_count, hash, env);
+        config.mounts = mounts;
+        let id = match self.ctx.runtime.create_container(&self.uid, config).await {
+            Ok(id) => id,
+            Err(RuntimeError::SandboxNotFound { .. }) => {
+                self.sandbox_ready = false;
+                self.wake_at(Instant::now());
+                return;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let rec = self.containers.entry(c.name.clone()).or_default();
+                rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: Some(message.clone()),
+                });
+                rec.history.create_failed_at = Some(now);
+                self.event(
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                self.wake_at(Instant::now());
+                return;
+            }
+        };
+        self.event(
+            Some(&c.name),
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        rec.history.created();
+        rec.hashes.insert(id.clone(), hash);
+        rec.instances.push(Instance {
+            id: id.clone(),
+            restart_count,
+            image,
+            state: ContainerState::Created,
+        });
+        self.start_instance(c, &id, now).await;
+        self.gc_instances(&c.name).await;
+    }
+
+    /// Starts a created instance, then runs its postStart hook.
+    async fn start_instance(&mut self, c: &Container, id: &ContainerId, now: SystemTime) {
+        match self.ctx.runtime.start_container(id).await {
+            Ok(st) => {
+                self.started(c, id, st.state);
+                self.post_start(c, id).await;
+            }
+            Err(e) => self.start_failed(c, id, e, now).await,
+        }
+    }
+
+    pub(super) fn started(&mut self, c: &Container, id: &ContainerId, state: ContainerState) {
+        let already_exited = self.exited_tx.borrow().contains(id);
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        rec.lifecycle = ContainerLifecycle::Current;
+        if let Some(i) = rec.instance_mut(id)
+            && !already_exited
+        {
+            i.state = state;
+        }
+        self.event(
+            Some(&c.name),
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
+    }
+
+    pub(super) async fn start_failed(
+        &mut self,
+        c: &Container,
+        id: &ContainerId,
+        e: RuntimeError,
+        now: SystemTime,
+    ) {
+        let message = match &e {
+            RuntimeError::StartFailed { message } => message.clone(),
+            other => other.to_string(),
+        };
+        let state = match self.ctx.runtime.container_status(id).await {
+            Ok(st) if matches!(st.state, ContainerState::Exited(_)) => st.state,
+            _ => ContainerState::Exited(ExitStatus {
+                exit_code: 128,
+                signal: None,
+                oom_killed: false,
+                started_at: now,
+                finished_at: now,
+                message: Some(message.clone()),
+                termination_message: None,
+            }),
+        };
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        if let Some(i) = rec.instance_mut(id) {
+            i.state = state;
+        }
+        rec.lifecycle = ContainerLifecycle::Current;
+        self.exited_tx.send_modify(|s| {
+            s.insert(id.clone());
+        });
+        self.event(
+            Some(&c.name),
+            EventType::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
+        self.wake_at(Instant::now());
+    }
+
+    /// Tells the probes every container's newest instance (before each status computation).
+    pub(super) fn observe_probes(&self) {
+        let Some(p) = &self.probes else {
+            return;
+        };
+        for (name, rec) in &self.containers {
+            let pending = rec.lifecycle.post_start_reported().is_some();
+            p.observe(name, rec.current().map(|i| (&i.id, &i.state)), !pending);
+        }
+    }
+
+    /// A probe result changed (the status is recomputed by the loop), an event, or a kill
+    /// for a failed liveness/startup probe (spec §3.4; the restart follows the policy).
+    pub(super) async fn apply_probe_update(&mut self, u: ProbeUpdate) {
+        match u {
+            ProbeUpdate::Changed { .. } => {}
+            ProbeUpdate::Event(e) => {
+                let type_ = if e.event_type == "Normal" {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
+                self.event(Some(&e.container), type_, e.reason, e.message);
+            }
+            ProbeUpdate::Kill(k) => {
+                if !self.state.may_start_containers() {
+                    return;
+                }
+                let spec = self.pod.spec.clone().unwrap_or_default();
+                let Some(c) = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|c| c.name == k.container)
+                    .cloned()
+                else {
+                    return;
+                };
+                let running = self
+                    .containers
+                    .get(&k.container)
+                    .and_then(|r| r.current())
+                    .is_some_and(|i| i.id == k.container_id && i.is_running());
+                if !running {
+                    return;
+                }
+                let grace = k
+                    .grace_period_seconds
+                    .or(spec.termination_grace_period_seconds)
+                    .unwrap_or(30)
+                    .max(0);
+                self.kill_container(&c, &k.container_id, grace, k.message)
+                    .await;
+            }
+        }
+    }
+
+    /// Runs the container's postStart hook (spec §1.9). The instance is reported waiting until
+    /// the hook completes; on failure the container is killed (preStop runs) and waits with
+    /// PostStartHookError. A deletion pre-empts the hook (`sync` drops this future on `kill`).
+    pub(super) async fn post_start(&mut self, c: &Container, id: &ContainerId) {
+        let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else {
+            return;
+        };
+        let Some(rec) = self.containers.get_mut(&c.name) else {
+            return;
+        };
+        let Some(mut pending) = rec.instance_mut(id).filter(|i| i.is_running()).cloned() else {
+            return;
+        };
+        pending.state = ContainerState::Created;
+        rec.lifecycle = ContainerLifecycle::PostStarting { reported: pending };
+        self.observe_probes();
+        let ctx = crate::hooks::HookTarget {
+            runtime: self.ctx.runtime.clone(),
+            pod_name: self.name.clone(),
+            pod_namespace: self.namespace.clone(),
+            pod_uid: self.uid.clone(),
+            pod_ip: self.ctx.node_ip.clone(),
+            container: c.clone(),
+            container_id: id.clone(),
+        };
+        let outcome = crate::hooks::run_post_start(&ctx, &handler, &self.kill).await;
+        if let Some(rec) = self.containers.get_mut(&c.name)
+            && rec.lifecycle.post_start_reported().is_some()
+        {
+            rec.lifecycle = ContainerLifecycle::Current;
+        }
+        let events = match outcome {
+            crate::hooks::PostStartOutcome::Completed { events } => events,
+            crate::hooks::PostStartOutcome::Cancelled => Vec::new(),
+            crate::hooks::PostStartOutcome::Failed { message, events } => {
+                for e in events {
+                    self.event(Some(&e.container), EventType::Warning, e.reason, e.message);
+                }
+                let grace = self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30)
+                    .max(0);
+                self.kill_container(c, id, grace, "FailedPostStartHook".into())
+                    .await;
+                if let Some(rec) = self.containers.get_mut(&c.name) {
+                    rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
+                        reason: crate::hooks::POST_START_HOOK_ERROR.into(),
+                        message: Some(message),
+                    });
+                }
+                Vec::new()
+            }
+        };
+        for e in events {
+            self.event(Some(&e.container), EventType::Warning, e.reason, e.message);
+        }
+    }
+
+    /// Removes instances older than the previous one (their logs go with them).
+    pub(super) async fn gc_instances(&mut self, name: &str) {
+        let Some(rec) = self.containers.get_mut(name) else {
+            return;
+        };
+        let mut remove = Vec::new();
+        while rec.instances.len() > 2 && rec.instances[0].exit().is_some() {
+            let id = rec.instances.remove(0).id;
+            rec.hashes.remove(&id);
+            remove.push(id);
+        }
+        for id in remove {
+            if let Err(e) = self.ctx.runtime.remove_container(&id).await {
+                tracing::debug!(error = %e, "cannot remove an old container instance");
+            }
+        }
+    }
+}
+
+/// What the environment and the volumes of `pod` are resolved against on this node.
+fn env_sources<'a>(pod: &'a Pod, ctx: &'a WorkerCtx) -> EnvSources<'a> {
+    let ips = vec![ctx.node_ip.clone()];
+    EnvSources {
+        pod,
+        host_ips: ips.clone(),
+        pod_ips: ips,
+        allocatable: &ctx.allocatable,
+        objects: ctx.objects.as_ref(),
+    }
+}
+
+impl PodWorker {
+    /// The container's environment (`env.rs`), or None after reporting a
+    /// CreateContainerConfigError (waiting reason, `Failed` event, retry after the back-off).
+    pub(super) async fn resolve_env(&mut self, c: &Container) -> Option<Vec<(String, String)>> {
+        match env::resolve(&env_sources(&self.pod, &self.ctx), c).await {
+            Ok(env) => {
+                if let Some(rec) = self.containers.get_mut(&c.name) {
+                    rec.lifecycle.config_resolved();
+                }
+                for w in env.warnings {
+                    self.event(None, EventType::Warning, env::INVALID_ENV_NAMES, w);
+                }
+                Some(env.vars)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.config_error(c, "Failed", format!("Error: {message}"), message);
+                None
+            }
+        }
+    }
+
+    /// The container's volume mounts (`volumes.rs`), or None after reporting a
+    /// CreateContainerConfigError (`FailedMount` event, retry after the config-error back-off).
+    pub(super) async fn volume_mounts(
+        &mut self,
+        c: &Container,
+        env: &[(String, String)],
+    ) -> Option<Vec<podvisor_runtime::Mount>> {
+        let sources = env_sources(&self.pod, &self.ctx);
+        match self.volumes.container_mounts(&sources, c, env).await {
+            Ok(m) => {
+                if let Some(at) = self.volumes.next_refresh() {
+                    self.wake_at(at);
+                }
+                Some(m)
+            }
+            Err(e) => {
+                let reason = match e {
+                    VolumeError::SetUp { .. } => "FailedMount",
+                    VolumeError::Mount(_) => "Failed",
+                };
+                let message = e.to_string();
+                self.config_error(c, reason, message.clone(), message);
+                None
+            }
+        }
+    }
+
+    /// A CreateContainerConfigError: the container waits with `message`, an event
+    /// (`reason`, `event`) says why, and the next attempt comes after the kubelet's pod
+    /// worker back-off (10 s plus up to 50 % jitter).
+    fn config_error(&mut self, c: &Container, reason: &str, event: String, message: String) {
+        let jitter = Duration::from_millis(rand::random_range(0..5_000));
+        let retry_at = Instant::now() + CONFIG_ERROR_RETRY + jitter;
+        let rec = self.containers.entry(c.name.clone()).or_default();
+        rec.lifecycle = ContainerLifecycle::ConfigError {
+            waiting: Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message: Some(message),
+            },
+            retry_at,
+        };
+        self.event(Some(&c.name), EventType::Warning, reason, event);
+        self.wake_at(retry_at);
+    }
+
+    /// Rewrites the pod's configMap/secret/downwardAPI volumes that changed, at most every
+    /// `volumes::REFRESH_INTERVAL`, and wakes the worker for the next refresh.
+    pub(super) async fn refresh_volumes(&mut self) {
+        let sources = env_sources(&self.pod, &self.ctx);
+        if let Some(at) = self.volumes.refresh(&sources).await {
+            self.wake_at(at);
+        }
+    }
+
+    /// Removes the pod's volumes (after its sandbox: nothing runs that uses them).
+    pub(super) fn remove_volumes(&mut self) {
+        if let Err(e) = self.volumes.cleanup() {
+            tracing::warn!(error = %e, dir = %self.volumes.dir().display(), "cannot remove the pod's volumes");
+        }
+    }
+}
