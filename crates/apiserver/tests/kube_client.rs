@@ -11,7 +11,7 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::{api_status, object_names, pod};
+use podvisor_testkit::{set_label, api_status, object_names, pod};
 use serde_json::json;
 
 #[tokio::test]
@@ -55,13 +55,7 @@ async fn pod_crud_defaults_and_conflicts() {
 
     // Stale update -> 409 Conflict.
     let mut stale = got.clone();
-    pods.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"b": "2"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "web", "b", "2").await;
     stale
         .metadata
         .labels
@@ -198,13 +192,7 @@ async fn raw_watch_sees_added_modified_deleted() {
     )
     .await
     .unwrap();
-    pods.patch(
-        "w1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "w1", "x", "y").await;
     pods.delete("w1", &DeleteParams::default()).await.unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 4 {

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use podvisor_apiserver::ApiServer;
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::set_label;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -422,13 +423,7 @@ async fn kubectl_suite() {
         .unwrap();
     assert!(row.starts_with("web"), "{row}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    pods.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "web", "w", "1").await;
     let next = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()

@@ -42,6 +42,9 @@ fn deployment(replicas: i64) -> Value {
                                "spec":{"containers":[{"name":"main","image":"nginx"}]}}}})
 }
 
+/// The field manager of `kubectl apply` without `--server-side`.
+const CSA: &str = "kubectl-client-side-apply";
+
 #[test]
 fn apply_creates_with_an_apply_entry() {
     let config = json!({"apiVersion":"v1","kind":"Pod",
@@ -178,13 +181,7 @@ fn removed_list_item_goes_unless_someone_else_owns_it() {
 #[test]
 fn conflict_with_an_update_manager() {
     let mut live = deployment(1);
-    record_update(
-        &DEPLOYMENTS,
-        None,
-        &mut live,
-        "kubectl-client-side-apply",
-        T0,
-    );
+    record_update(&DEPLOYMENTS, None, &mut live, CSA, T0);
     let err = ssa(&DEPLOYMENTS, Some(&live), &deployment(3), "kubectl", false).unwrap_err();
     assert_eq!((err.code(), err.reason()), (409, "Conflict"));
     assert_eq!(
@@ -258,13 +255,7 @@ fn kubectl_may_take_over_fields_from_client_side_apply() {
     let mut live = deployment(1);
     live["metadata"]["annotations"] =
         json!({"kubectl.kubernetes.io/last-applied-configuration": deployment(1).to_string()});
-    record_update(
-        &DEPLOYMENTS,
-        None,
-        &mut live,
-        "kubectl-client-side-apply",
-        T0,
-    );
+    record_update(&DEPLOYMENTS, None, &mut live, CSA, T0);
     let out = ssa(&DEPLOYMENTS, Some(&live), &deployment(3), "kubectl", false).unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
     let last: Value = serde_json::from_str(

@@ -51,6 +51,15 @@ impl Kubectl {
         output
     }
 
+    /// `kubectl create -f file --validate=false` (after `extra` flags).
+    async fn create_file(&self, extra: &[&str], file: &std::path::Path) -> Output {
+        let file = file.to_str().expect("utf-8");
+        let mut args = vec!["create"];
+        args.extend_from_slice(extra);
+        args.extend(["-f", file, "--validate=false"]);
+        self.run(&args).await
+    }
+
     async fn get_json(&self, resource: &str, name: &str, namespace: &str) -> Value {
         let out = self
             .run(&["get", resource, name, "-n", namespace, "-o", "json"])
@@ -182,14 +191,7 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
         .await;
     let ns_file = dir.path().join("ns.json");
     std::fs::write(&ns_file, &ns_json.stdout).expect("write");
-    kubectl
-        .run(&[
-            "create",
-            "-f",
-            ns_file.to_str().expect("utf-8"),
-            "--validate=false",
-        ])
-        .await;
+    kubectl.create_file(&[], &ns_file).await;
     let mut via_pb = normalize(kubectl.get_json("namespace", "dev", "default").await);
     let mut via_json = normalize(kubectl.get_json("namespace", "dev-json", "default").await);
     for (v, name) in [(&mut via_pb, "dev"), (&mut via_json, "dev-json")] {
@@ -245,16 +247,7 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
         let printed = kubectl.run(&json_args).await;
         let file = dir.path().join(format!("obj-{i}.json"));
         std::fs::write(&file, &printed.stdout).expect("write");
-        kubectl
-            .run(&[
-                "create",
-                "-n",
-                "jsonpath",
-                "-f",
-                file.to_str().expect("utf-8"),
-                "--validate=false",
-            ])
-            .await;
+        kubectl.create_file(&["-n", "jsonpath"], &file).await;
 
         let via_pb = normalize(kubectl.get_json(resource, name, "default").await);
         let via_json = normalize(kubectl.get_json(resource, name, "jsonpath").await);
@@ -298,14 +291,7 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
         r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1","labels":{"kubernetes.io/hostname":"node-1"}}}"#,
     )
     .expect("write");
-    kubectl
-        .run(&[
-            "create",
-            "-f",
-            node.to_str().expect("utf-8"),
-            "--validate=false",
-        ])
-        .await;
+    kubectl.create_file(&[], &node).await;
     let out = kubectl
         .run(&[
             "debug",

@@ -9,7 +9,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use podvisor_apiserver::ApiServer;
 use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::api_status;
+use podvisor_testkit::{api_status, set_label};
 use serde_json::json;
 
 struct Running {
@@ -143,13 +143,7 @@ async fn tls_crud_and_auth() {
         .code,
         403
     );
-    pods.patch(
-        "p",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "p", "a", "b").await;
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
     pods.create_subresource::<serde_json::Value, serde_json::Value>(
         "binding",

@@ -60,6 +60,15 @@ async fn collect(store: &RedbStore, prefix: &str, from: i64, until: i64) -> Vec<
     out
 }
 
+
+/// List options at revision `rev`.
+fn at(rev: i64) -> ListOptions {
+    ListOptions {
+        revision: Some(rev),
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_revisions_and_compaction_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,10 +90,7 @@ async fn history_revisions_and_compaction_survive_reopen() {
         let snap = store
             .list(
                 "/p/",
-                ListOptions {
-                    revision: Some(4),
-                    ..Default::default()
-                },
+                at(4),
             )
             .await
             .unwrap();
@@ -97,10 +103,7 @@ async fn history_revisions_and_compaction_survive_reopen() {
     let again = store
         .list(
             "/p/",
-            ListOptions {
-                revision: Some(4),
-                ..Default::default()
-            },
+            at(4),
         )
         .await
         .unwrap();
@@ -116,10 +119,7 @@ async fn history_revisions_and_compaction_survive_reopen() {
     let below = store
         .list(
             "/p/",
-            ListOptions {
-                revision: Some(4),
-                ..Default::default()
-            },
+            at(4),
         )
         .await;
     assert!(matches!(
@@ -202,10 +202,7 @@ async fn automatic_compaction_keeps_the_configured_window() {
     let at = store
         .list(
             "",
-            ListOptions {
-                revision: Some(compacted),
-                ..Default::default()
-            },
+            at(compacted),
         )
         .await
         .unwrap();

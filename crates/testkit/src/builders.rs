@@ -186,21 +186,21 @@ impl Builder<Container> {
         self
     }
 
-    /// Resource requests.
-    pub fn requests(mut self, pairs: &[(&str, &str)]) -> Self {
+    fn resources(&mut self) -> &mut ResourceRequirements {
         self.obj
             .resources
             .get_or_insert_with(ResourceRequirements::default)
-            .requests = Some(quantities(pairs));
+    }
+
+    /// Resource requests.
+    pub fn requests(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.resources().requests = Some(quantities(pairs));
         self
     }
 
     /// Resource limits.
     pub fn limits(mut self, pairs: &[(&str, &str)]) -> Self {
-        self.obj
-            .resources
-            .get_or_insert_with(ResourceRequirements::default)
-            .limits = Some(quantities(pairs));
+        self.resources().limits = Some(quantities(pairs));
         self
     }
 }

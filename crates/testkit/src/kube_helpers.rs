@@ -52,3 +52,14 @@ where
         .filter_map(|o| o.meta().name.clone())
         .collect()
 }
+
+/// Sets one label on `name` with a merge patch (panics if the patch fails).
+pub async fn set_label<K>(api: &Api<K>, name: &str, key: &str, value: &str) -> K
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label patch")
+}
