@@ -29,25 +29,21 @@ struct Parsed {
     exp2: u32,
 }
 
-/// The suffixes with their power of ten and power of two (decimal SI, binary IEC).
-const SUFFIXES: [(&str, i32, u32); 16] = [
-    ("", 0, 0),
-    ("n", -9, 0),
-    ("u", -6, 0),
-    ("m", -3, 0),
-    ("k", 3, 0),
-    ("M", 6, 0),
-    ("G", 9, 0),
-    ("T", 12, 0),
-    ("P", 15, 0),
-    ("E", 18, 0),
-    ("Ki", 0, 10),
-    ("Mi", 0, 20),
-    ("Gi", 0, 30),
-    ("Ti", 0, 40),
-    ("Pi", 0, 50),
-    ("Ei", 0, 60),
+/// Decimal (SI) suffixes with their power of ten.
+const DECIMAL: [(&str, i32); 10] = [
+    ("", 0),
+    ("n", -9),
+    ("u", -6),
+    ("m", -3),
+    ("k", 3),
+    ("M", 6),
+    ("G", 9),
+    ("T", 12),
+    ("P", 15),
+    ("E", 18),
 ];
+/// Binary (IEC) suffixes: `Ki` is 2^10, each next one 2^10 more.
+const BINARY: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
 
 fn err(value: &str, reason: &'static str) -> QuantityError {
     QuantityError {
@@ -97,9 +93,12 @@ fn parse(text: &str) -> Result<Parsed, QuantityError> {
         return Err(err(text, "no digits"));
     }
     let suffix = &s[i..];
-    let (add10, exp2): (i32, u32) = match SUFFIXES.iter().find(|(name, _, _)| *name == suffix) {
-        Some(&(_, add10, exp2)) => (add10, exp2),
-        None => {
+    let decimal = DECIMAL.iter().find(|(name, _)| *name == suffix);
+    let binary = BINARY.iter().position(|name| *name == suffix);
+    let (add10, exp2): (i32, u32) = match (decimal, binary) {
+        (Some(&(_, add10)), _) => (add10, 0),
+        (None, Some(i)) => (0, 10 * (i as u32 + 1)),
+        (None, None) => {
             let rest = suffix
                 .strip_prefix('e')
                 .or_else(|| suffix.strip_prefix('E'))
@@ -212,11 +211,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(parse_value("").is_err());
-        assert!(parse_value("abc").is_err());
-        assert!(parse_value("1Qi").is_err());
-        assert!(parse_value("1e").is_err());
-        assert!(parse_value(".").is_err());
+        for bad in ["", "abc", "1Qi", "1e", "."] {
+            assert!(parse_value(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

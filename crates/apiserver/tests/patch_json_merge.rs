@@ -18,11 +18,21 @@ fn pod() -> Value {
 fn content_types() {
     for (content_type, want) in [
         ("application/json-patch+json", PatchType::Json),
-        ("application/merge-patch+json; charset=utf-8", PatchType::Merge),
-        ("Application/Strategic-Merge-Patch+JSON", PatchType::StrategicMerge),
+        (
+            "application/merge-patch+json; charset=utf-8",
+            PatchType::Merge,
+        ),
+        (
+            "Application/Strategic-Merge-Patch+JSON",
+            PatchType::StrategicMerge,
+        ),
         ("application/apply-patch+yaml", PatchType::Apply),
     ] {
-        assert_eq!(PatchType::from_content_type(content_type), Some(want), "{content_type}");
+        assert_eq!(
+            PatchType::from_content_type(content_type),
+            Some(want),
+            "{content_type}"
+        );
     }
     assert_eq!(PatchType::from_content_type("application/json"), None);
     assert_eq!(PatchType::from_content_type(""), None);

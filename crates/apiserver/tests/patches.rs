@@ -10,9 +10,13 @@ use serde_json::json;
 
 /// Server-side apply of `obj` to ConfigMap `ssa` by `manager`, taking over conflicts.
 async fn force_apply(cms: &Api<ConfigMap>, manager: &str, obj: &serde_json::Value) -> ConfigMap {
-    cms.patch("ssa", &PatchParams::apply(manager).force(), &Patch::Apply(obj))
-        .await
-        .unwrap()
+    cms.patch(
+        "ssa",
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

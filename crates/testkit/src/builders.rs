@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 /// Builds a `T`: the methods common to every object here, the kind-specific ones in the
@@ -47,6 +47,13 @@ impl Builder<Node> {
     }
 }
 
+/// An object named `name`, everything else default.
+fn named<T: Resource + Default>(name: &str) -> Builder<T> {
+    let mut obj = T::default();
+    obj.meta_mut().name = Some(name.to_owned());
+    Builder { obj }
+}
+
 impl<T: Resource> Builder<T> {
     /// A label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
@@ -69,16 +76,7 @@ pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
 
 /// A pod named `name`.
 pub fn pod(name: &str) -> PodBuilder {
-    Builder {
-        obj: Pod {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            spec: Some(PodSpec::default()),
-            status: None,
-        },
-    }
+    named(name).with(|p: &mut Pod| p.spec = Some(PodSpec::default()))
 }
 
 impl Builder<Pod> {
@@ -207,16 +205,7 @@ impl Builder<Container> {
 
 /// A node named `name` (no status until asked for).
 pub fn node(name: &str) -> NodeBuilder {
-    Builder {
-        obj: Node {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            spec: None,
-            status: None,
-        },
-    }
+    named(name)
 }
 
 impl Builder<Node> {

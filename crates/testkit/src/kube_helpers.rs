@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Binding, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
 
 /// The `Status` of an API error; panics (failing the test) on any other error.
@@ -62,4 +62,21 @@ where
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("label patch")
+}
+
+/// Binds pod `name` to `node` through `pods/binding`, as the scheduler does.
+pub async fn bind_pod(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), kube::Error> {
+    let binding: Binding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}
+    }))
+    .expect("binding");
+    pods.create_subresource::<Binding, kube::core::Status>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .map(|_| ())
 }
