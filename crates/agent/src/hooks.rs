@@ -220,14 +220,15 @@ async fn run_hook(
             match resolve_port(port, &ctx.container) {
                 Err(e) => fail(e),
                 Ok(port) => {
-                    let mut req = http::HttpGet {
-                        scheme: scheme.clone(),
-                        host: host.clone().unwrap_or_else(|| ctx.pod_ip.clone()),
+                    let mut req = http::HttpGet::new(
+                        scheme,
+                        host.as_deref(),
+                        &ctx.pod_ip,
                         port,
-                        path: path.clone(),
-                        headers: headers.clone(),
-                        user_agent: Purpose::Lifecycle.user_agent(),
-                    };
+                        path,
+                        headers,
+                        Purpose::Lifecycle,
+                    );
                     match http::get(&req, remaining()).await {
                         HttpOutcome::Response { .. } | HttpOutcome::BodyError { .. } => Ok(()),
                         HttpOutcome::Failed { message, .. }

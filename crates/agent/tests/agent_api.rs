@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 use podvisor_agent::{Agent, AgentConfig, WallClock};
 use podvisor_apiserver::testing::memory_server;
 use podvisor_runtime::fake::{Attempt, FakeRuntime, FakeScript};
+use podvisor_testkit as testkit;
 use tokio_util::sync::CancellationToken;
 
 struct Cluster {
@@ -77,27 +78,20 @@ impl Cluster {
     }
 }
 
+/// Pod `name` bound to `node-1` with the named containers.
 fn pod(name: &str, containers: &[&str], grace: Option<i64>) -> Pod {
-    Pod {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            termination_grace_period_seconds: grace,
-            containers: containers
-                .iter()
-                .map(|c| Container {
-                    name: c.to_string(),
-                    image: Some("busybox".into()),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    containers
+        .iter()
+        .fold(testkit::pod(name).node_name("node-1"), |p, c| {
+            p.container(testkit::container(c))
+        })
+        .with(|p| {
+            p.spec
+                .as_mut()
+                .expect("spec")
+                .termination_grace_period_seconds = grace;
+        })
+        .build()
 }
 
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T

@@ -4,39 +4,31 @@
 //! Every version of each pod seen through a watch is checked against the group D
 //! invariants.
 //!
-//! This test binary is its own supervisor: run with `supervise --dir …` it becomes the
-//! sandbox supervisor (as `podvisor supervise` does), otherwise it runs the tests, one at a
-//! time, each in a fresh tokio runtime, with real time and generous bounds.
+//! The binary is its own supervisor and runs one test at a time with real time and generous
+//! bounds (see `process_support`).
 
-use std::path::{Path, PathBuf};
+mod process_support;
+
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, ExecAction, Pod, PodCondition, PodSpec, PodStatus, Probe,
+    Container, ContainerStatus, ExecAction, Pod, PodCondition, PodStatus, Probe,
 };
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Api, Client};
-use podvisor_agent::{Agent, AgentConfig};
-use podvisor_apiserver::testing::memory_server;
-use podvisor_runtime::ContainerRuntime;
-use podvisor_runtime::process::{ProcessRuntime, ProcessRuntimeConfig, supervisor_main};
+use podvisor_runtime::process::ProcessRuntime;
+use podvisor_testkit as testkit;
+use process_support::{Env, new_runtime};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("supervise") {
-        return ExitCode::from(supervisor_main(args[1..].to_vec()).clamp(0, 255) as u8);
-    }
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let list_only = args.iter().any(|a| a == "--list");
-    type TestFn = fn(Env) -> futures::future::BoxFuture<'static, ()>;
-    let tests: Vec<(&str, TestFn)> = vec![
+    process_support::main(vec![
         (
             "d1_never_pod_runs_init_containers_in_order_then_succeeds",
             |e| Box::pin(d1_never_pod_runs_init_containers_in_order_then_succeeds(e)),
@@ -58,120 +50,13 @@ fn main() -> ExitCode {
             "agent_restart_does_not_rerun_completed_init_containers",
             |e| Box::pin(agent_restart_does_not_rerun_completed_init_containers(e)),
         ),
-    ];
-    if list_only {
-        for (name, _) in &tests {
-            println!("{name}: test");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        ran += 1;
-        let result = std::panic::catch_unwind(|| {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio");
-            rt.block_on(async {
-                let env = Env::new().await;
-                let cleanup = env.clone_for_cleanup();
-                let outcome = tokio::spawn(f(env)).await;
-                cleanup.remove_everything().await;
-                if let Err(e) = outcome {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            });
-        });
-        match result {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-struct Env {
-    server: podvisor_apiserver::ApiServer,
-    admin: Client,
-    node_token: String,
-    dir: Arc<tempfile::TempDir>,
-    runtime: Arc<ProcessRuntime>,
-}
-
-struct Cleanup {
-    dir: Arc<tempfile::TempDir>,
-}
-
-impl Cleanup {
-    /// Removes every sandbox left (kills every process the test started).
-    async fn remove_everything(self) {
-        if let Ok(rt) = new_runtime(self.dir.path()).await
-            && let Ok(list) = rt.list().await
-        {
-            for sb in list {
-                let _ = rt.remove_sandbox(&sb.config.id).await;
-            }
-        }
-    }
-}
-
-async fn new_runtime(dir: &Path) -> Result<ProcessRuntime, podvisor_runtime::RuntimeError> {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut cfg = ProcessRuntimeConfig::new(dir.join("runtime"), exe, vec!["supervise".into()]);
-    cfg.spare_supervisors = 0;
-    ProcessRuntime::new(cfg).await
+    ])
 }
 
 /// Every version of a pod seen through a watch.
 type Versions = Arc<Mutex<Vec<Pod>>>;
 
 impl Env {
-    async fn new() -> Env {
-        let server = memory_server().await;
-        let admin = server.in_process_client(&server.admin_token());
-        let node_token = server.ensure_node_token("node-1").expect("node token");
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let runtime = Arc::new(new_runtime(dir.path()).await.expect("process runtime"));
-        Env {
-            server,
-            admin,
-            node_token,
-            dir,
-            runtime,
-        }
-    }
-
-    fn clone_for_cleanup(&self) -> Cleanup {
-        Cleanup {
-            dir: self.dir.clone(),
-        }
-    }
-
-    fn work(&self) -> PathBuf {
-        let p = self.dir.path().join("work");
-        std::fs::create_dir_all(&p).expect("work dir");
-        p
-    }
-
     /// The agent, with a 1 s first crash back-off (so D3 sees three restarts quickly).
     fn start_agent(&self) -> (CancellationToken, JoinHandle<()>) {
         self.start_agent_on(self.runtime.clone())
@@ -179,25 +64,9 @@ impl Env {
 
     /// The agent on a given runtime instance (a restarted agent gets a new one).
     fn start_agent_on(&self, runtime: Arc<ProcessRuntime>) -> (CancellationToken, JoinHandle<()>) {
-        let mut cfg = AgentConfig::new(
-            "node-1",
-            "127.0.0.1".parse().expect("ip"),
-            self.dir.path().join("agent"),
-        );
-        cfg.node_token = self.node_token.clone();
+        let mut cfg = self.agent_config();
         cfg.backoff_initial = Duration::from_secs(1);
-        let client = self.server.in_process_client(&self.node_token);
-        let agent = Agent::new(client, runtime, cfg);
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        (
-            stop,
-            tokio::spawn(async move { agent.run(s).await.expect("agent") }),
-        )
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.admin.clone(), "default")
+        self.start_agent_with(runtime, cfg)
     }
 
     /// Starts recording every version of the pod, then creates it.
@@ -254,17 +123,10 @@ impl Env {
     }
 }
 
-fn sh(script: &str) -> Vec<String> {
-    vec!["sh".into(), "-c".into(), script.into()]
-}
-
 fn c(name: &str, script: &str) -> Container {
-    Container {
-        name: name.into(),
-        image: Some("busybox".into()),
-        command: Some(sh(script)),
-        ..Default::default()
-    }
+    testkit::container(name)
+        .command(&["sh", "-c", script])
+        .build()
 }
 
 fn sidecar(name: &str, script: &str) -> Container {
@@ -274,22 +136,18 @@ fn sidecar(name: &str, script: &str) -> Container {
     }
 }
 
+/// Pod `name` bound to `node-1` with a 10 s grace period.
 fn pod(name: &str, policy: &str, init: Vec<Container>, app: Vec<Container>) -> Pod {
-    Pod {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            restart_policy: Some(policy.into()),
-            termination_grace_period_seconds: Some(10),
-            init_containers: Some(init),
-            containers: app,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    testkit::pod(name)
+        .node_name("node-1")
+        .restart_policy(policy)
+        .grace_period(10)
+        .with(|p| {
+            let spec = p.spec.as_mut().expect("spec");
+            spec.init_containers = Some(init);
+            spec.containers = app;
+        })
+        .build()
 }
 
 fn phase(st: &PodStatus) -> &str {
@@ -298,6 +156,19 @@ fn phase(st: &PodStatus) -> &str {
 
 fn cond<'a>(st: &'a PodStatus, ty: &str) -> Option<&'a PodCondition> {
     st.conditions.as_deref()?.iter().find(|c| c.type_ == ty)
+}
+
+/// `Initialized` is False with reason ContainersNotInitialized and `message`.
+fn assert_not_initialized(st: &PodStatus, message: &str) {
+    let ic = cond(st, "Initialized").expect("Initialized");
+    assert_eq!(
+        (
+            ic.status.as_str(),
+            ic.reason.as_deref(),
+            ic.message.as_deref()
+        ),
+        ("False", Some("ContainersNotInitialized"), Some(message))
+    );
 }
 
 fn ics<'a>(st: &'a PodStatus, name: &str) -> &'a ContainerStatus {
@@ -478,19 +349,7 @@ async fn d3_failing_init_container_restarts_and_blocks_the_app(env: Env) {
     assert_eq!(phase(&st), "Pending");
     assert_eq!(waiting_reason(ics(&st, "init2")), Some("PodInitializing"));
     assert_eq!(waiting_reason(app(&st, "run1")), Some("PodInitializing"));
-    let ic = cond(&st, "Initialized").expect("Initialized");
-    assert_eq!(
-        (
-            ic.status.as_str(),
-            ic.reason.as_deref(),
-            ic.message.as_deref()
-        ),
-        (
-            "False",
-            Some("ContainersNotInitialized"),
-            Some("containers with incomplete status: [init1 init2]")
-        )
-    );
+    assert_not_initialized(&st, "containers with incomplete status: [init1 init2]");
     check_invariants(&versions);
     for p in versions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if let Some(st) = &p.status
@@ -523,19 +382,7 @@ async fn d4_failing_init_container_fails_a_never_pod(env: Env) {
             phase(s) == "Failed"
         })
         .await;
-    let ic = cond(&st, "Initialized").expect("Initialized");
-    assert_eq!(
-        (
-            ic.status.as_str(),
-            ic.reason.as_deref(),
-            ic.message.as_deref()
-        ),
-        (
-            "False",
-            Some("ContainersNotInitialized"),
-            Some("containers with incomplete status: [init2]")
-        )
-    );
+    assert_not_initialized(&st, "containers with incomplete status: [init2]");
     assert_eq!(waiting_reason(app(&st, "run1")), Some("PodInitializing"));
     assert_eq!(exit_code(ics(&st, "init2")), Some(1));
     assert_eq!(ics(&st, "init2").restart_count, 0);

@@ -6,32 +6,24 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use podvisor_agent::AgentError;
 use podvisor_agent::api::{KubePodApi, PodApi};
 use podvisor_agent::objects::{KubeObjects, ObjectSource};
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit as testkit;
 
 fn pod(name: &str, node: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            annotations: Some(BTreeMap::from([("owner".to_string(), "me".to_string())])),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.into()),
-            containers: vec![Container {
-                name: "app".into(),
-                image: Some("busybox".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    testkit::pod(name)
+        .node_name(node)
+        .container(testkit::container("app"))
+        .with(|p| {
+            p.metadata.annotations =
+                Some(BTreeMap::from([("owner".to_string(), "me".to_string())]));
+        })
+        .build()
 }
 
 fn patch(entries: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
@@ -39,6 +31,20 @@ fn patch(entries: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.map(String::from)))
         .collect()
+}
+
+/// The error is the API server's 403.
+fn assert_forbidden(e: &AgentError) {
+    assert!(
+        matches!(
+            e,
+            AgentError::Api {
+                code: Some(403),
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 async fn create(admin: &Client, p: Pod) -> Pod {
@@ -94,16 +100,7 @@ async fn a_node_patches_only_probe_annotations_of_its_own_pods() {
         .patch_annotations(&mine, &patch(&[("owner", Some("node"))]))
         .await
         .expect_err("other annotations are refused");
-    assert!(
-        matches!(
-            e,
-            AgentError::Api {
-                code: Some(403),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_forbidden(&e);
     let e = doors
         .patch_annotations(
             &mine,
@@ -111,32 +108,14 @@ async fn a_node_patches_only_probe_annotations_of_its_own_pods() {
         )
         .await
         .expect_err("a mixed patch is refused as a whole");
-    assert!(
-        matches!(
-            e,
-            AgentError::Api {
-                code: Some(403),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_forbidden(&e);
 
     // another node's pod: forbidden
     let e = doors
         .patch_annotations(&theirs, &patch(&[("probes.podvisor.io/app", Some("{}"))]))
         .await
         .expect_err("not its pod");
-    assert!(
-        matches!(
-            e,
-            AgentError::Api {
-                code: Some(403),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_forbidden(&e);
 
     let stored = Api::<Pod>::namespaced(admin, "default")
         .get("mine")

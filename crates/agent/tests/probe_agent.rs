@@ -6,80 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Container, Probe};
 use podvisor_agent::WallClock;
 use podvisor_agent::api::EventType;
-use podvisor_agent::testing::{RunningWorker, WorkerHarness, advance, s, settle};
-use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeRuntime, FakeScript};
-use podvisor_runtime::{ContainerRuntime, Signal};
+use podvisor_agent::testing::{advance, s, settle};
+use podvisor_runtime::Signal;
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeScript};
+use worker_support::Harness;
+use worker_support::builders::{container, exec_hook, exec_probe, pod, with_post_start};
 
 mod probe_support;
-
-const UID: &str = "uid-probe";
-
-/// The agent's worker harness ([`WorkerHarness`], production hooks) with one pod started.
-struct Harness {
-    kit: WorkerHarness,
-    w: RunningWorker,
-}
-
-impl std::ops::Deref for Harness {
-    type Target = WorkerHarness;
-    fn deref(&self) -> &WorkerHarness {
-        &self.kit
-    }
-}
-
-fn exec_probe(cmd: &[&str]) -> Probe {
-    Probe {
-        exec: Some(ExecAction {
-            command: Some(cmd.iter().map(|c| c.to_string()).collect()),
-        }),
-        ..Default::default()
-    }
-}
-
-fn pod(policy: &str, containers: Vec<Container>, grace: Option<i64>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("p".into()),
-            namespace: Some("default".into()),
-            uid: Some(UID.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            restart_policy: Some(policy.into()),
-            termination_grace_period_seconds: grace,
-            containers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+mod worker_support;
 
 impl Harness {
-    async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.clone()));
-        rt.script_default(script);
-        Self::start_on(pod, rt.clone(), rt, clock).await
-    }
-
-    async fn start_on(
-        pod: Pod,
-        fake: Arc<FakeRuntime>,
-        runtime: Arc<dyn ContainerRuntime>,
-        clock: WallClock,
-    ) -> Harness {
-        let kit = WorkerHarness::on(fake, runtime, clock).with_node_ip("127.0.0.1");
-        let w = kit.start(pod).await;
-        Harness { kit, w }
-    }
-
     fn condition(&self, t: &str) -> (String, Option<String>) {
         let st = self.last();
         let c = st
@@ -102,7 +41,7 @@ impl Harness {
     }
 
     fn delete(&mut self, grace: i64) {
-        self.w.delete(&self.kit.clock, grace);
+        self.worker.delete(&self.kit.clock, grace);
     }
 
     fn signals(&self) -> Vec<(Duration, Signal)> {
@@ -111,12 +50,6 @@ impl Harness {
             .into_iter()
             .map(|(at, _, signal)| (at, signal))
             .collect()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.w.shutdown.cancel();
     }
 }
 
@@ -236,19 +169,7 @@ async fn startup_probe_gates_started_and_ready() {
 
 #[tokio::test(start_paused = true)]
 async fn post_start_gates_running_and_a_failure_restarts() {
-    let mut c = Container {
-        name: "app".into(),
-        ..Default::default()
-    };
-    c.lifecycle = Some(Lifecycle {
-        post_start: Some(LifecycleHandler {
-            exec: Some(ExecAction {
-                command: Some(vec!["hook".into()]),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let c = with_post_start(container("app"), exec_hook(&["hook"]));
     let script = FakeScript::always(Attempt::forever())
         .exec(["hook"], ExecScript::exit(3).taking(s(5)).output("boom"));
     let h = Harness::start(pod("Always", vec![c], Some(30)), script).await;
@@ -282,19 +203,7 @@ async fn post_start_gates_running_and_a_failure_restarts() {
 
 #[tokio::test(start_paused = true)]
 async fn deletion_preempts_a_hanging_post_start() {
-    let mut c = Container {
-        name: "app".into(),
-        ..Default::default()
-    };
-    c.lifecycle = Some(Lifecycle {
-        post_start: Some(LifecycleHandler {
-            exec: Some(ExecAction {
-                command: Some(vec!["hang".into()]),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let c = with_post_start(container("app"), exec_hook(&["hang"]));
     let script = FakeScript::always(Attempt::forever()).exec(["hang"], ExecScript::hang());
     let mut h = Harness::start(pod("Always", vec![c], Some(10)), script).await;
     advance(s(3)).await;

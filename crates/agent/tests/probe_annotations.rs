@@ -6,64 +6,31 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use podvisor_agent::testing::{PodApiCall, RunningWorker, WorkerHarness, advance, s};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use podvisor_agent::testing::{PodApiCall, advance, s};
 use podvisor_runtime::fake::{ExecScript, FakeScript};
+use worker_support::Harness;
+use worker_support::builders;
 
-const UID: &str = "uid-annotations";
+mod worker_support;
 
 fn exec_probe(cmd: &str, timeout: i32, initial_delay: i32) -> Probe {
     Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![cmd.to_string()]),
-        }),
         timeout_seconds: Some(timeout),
         initial_delay_seconds: Some(initial_delay),
         failure_threshold: Some(1),
-        ..Default::default()
+        ..builders::exec_probe(&[cmd])
     }
 }
 
+/// The kit's pod `p` (restartPolicy Always, the API default) with `annotations`.
 fn pod(containers: Vec<Container>, annotations: Option<BTreeMap<String, String>>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("p".into()),
-            namespace: Some("default".into()),
-            uid: Some(UID.into()),
-            annotations,
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            containers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// The agent's worker harness ([`WorkerHarness`], production hooks) with one pod started.
-struct Harness {
-    kit: WorkerHarness,
-    w: RunningWorker,
-}
-
-impl std::ops::Deref for Harness {
-    type Target = WorkerHarness;
-    fn deref(&self) -> &WorkerHarness {
-        &self.kit
-    }
+    let mut p = builders::pod("Always", containers, None);
+    p.metadata.annotations = annotations;
+    p
 }
 
 impl Harness {
-    async fn start(pod: Pod, script: FakeScript) -> Harness {
-        let kit = WorkerHarness::new().with_node_ip("127.0.0.1");
-        kit.rt.script_default(script);
-        let w = kit.start(pod).await;
-        Harness { kit, w }
-    }
-
     /// Times (since start) of the annotation patches.
     fn patch_times(&self) -> Vec<Duration> {
         self.api
@@ -90,12 +57,6 @@ impl Harness {
             .cloned()
             .unwrap_or_else(|| panic!("no annotation for {container}"));
         serde_json::from_str(&raw).expect("the annotation is JSON")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.w.shutdown.cancel();
     }
 }
 

@@ -3,49 +3,13 @@
 
 mod probe_support;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use podvisor_agent::handlers::{Action, HandlerTarget, Outcome, grpc, run_probe_action, run_tcp};
+use podvisor_agent::handlers::{Action, Outcome, grpc, run_probe_action, run_tcp};
 use podvisor_runtime::ContainerId;
 use podvisor_runtime::fake::{ExecScript, FakeScript};
 use probe_support::*;
-
-fn target(rt: Arc<TestRuntime>, id: ContainerId) -> HandlerTarget {
-    HandlerTarget {
-        runtime: rt,
-        container_id: id,
-        container: Container {
-            name: "c".into(),
-            ports: Some(vec![ContainerPort {
-                name: Some("web".into()),
-                container_port: 1,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-        pod_ip: "127.0.0.1".into(),
-    }
-}
-
-fn no_exec_target() -> HandlerTarget {
-    target(
-        TestRuntime::new(SystemTime::UNIX_EPOCH),
-        ContainerId("none".into()),
-    )
-}
-
-fn get(port: u16, path: &str) -> Action {
-    Action::HttpGet {
-        scheme: "http".into(),
-        host: None,
-        port: IntOrString::Int(port as i32),
-        path: path.into(),
-        headers: vec![],
-    }
-}
 
 const SECOND: Duration = Duration::from_secs(1);
 

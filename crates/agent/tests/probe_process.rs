@@ -2,14 +2,13 @@
 //! spec §9 (/healthz 200 for a while then 500, /redirect?loc=X → 302 with Go's body), run as a
 //! child process and killed at the end of each test.
 
-use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+mod probe_support;
 
-use k8s_openapi::api::core::v1::Container;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use podvisor_agent::handlers::{Action, HandlerTarget, Outcome, run_probe_action, run_tcp};
-use podvisor_runtime::ContainerId;
-use podvisor_runtime::fake::{FakeRuntime, tokio_clock};
+use std::process::Stdio;
+use std::time::Duration;
+
+use podvisor_agent::handlers::{Outcome, run_probe_action, run_tcp};
+use probe_support::{get, no_exec_target};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const LIVENESS_PY: &str = r#"
@@ -68,34 +67,15 @@ impl Server {
     }
 }
 
-fn target() -> HandlerTarget {
-    HandlerTarget {
-        runtime: std::sync::Arc::new(FakeRuntime::new(tokio_clock(SystemTime::UNIX_EPOCH))),
-        container_id: ContainerId("none".into()),
-        container: Container::default(),
-        pod_ip: "127.0.0.1".into(),
-    }
-}
-
-fn get(port: u16, path: &str) -> Action {
-    Action::HttpGet {
-        scheme: "http".into(),
-        host: None,
-        port: IntOrString::Int(i32::from(port)),
-        path: path.into(),
-        headers: vec![],
-    }
-}
-
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a5_a6_healthz_turns_500_while_the_port_stays_open() {
     let srv = Server::start(1.0).await;
-    let r = run_probe_action(&get(srv.port, "/healthz"), &target(), TIMEOUT).await;
+    let r = run_probe_action(&get(srv.port, "/healthz"), &no_exec_target(), TIMEOUT).await;
     assert_eq!((r.outcome, r.output.as_str()), (Outcome::Success, "ok"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = run_probe_action(&get(srv.port, "/healthz"), &target(), TIMEOUT).await;
+    let r = run_probe_action(&get(srv.port, "/healthz"), &no_exec_target(), TIMEOUT).await;
     assert_eq!(r.outcome, Outcome::Failure { timed_out: false });
     assert_eq!(r.output, "HTTP probe failed with statuscode: 500");
     let r = run_tcp("127.0.0.1", srv.port, TIMEOUT).await;
@@ -108,7 +88,7 @@ async fn a12_local_redirect_reaches_the_failing_healthz() {
     let srv = Server::start(0.0).await;
     let r = run_probe_action(
         &get(srv.port, "/redirect?loc=%2Fhealthz"),
-        &target(),
+        &no_exec_target(),
         TIMEOUT,
     )
     .await;
@@ -122,7 +102,7 @@ async fn a13_non_local_redirect_warns_with_gos_body() {
     let srv = Server::start(0.0).await;
     let r = run_probe_action(
         &get(srv.port, "/redirect?loc=http%3A%2F%2F0.0.0.0%2F"),
-        &target(),
+        &no_exec_target(),
         TIMEOUT,
     )
     .await;

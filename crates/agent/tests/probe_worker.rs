@@ -3,6 +3,9 @@
 //! to the manager's updates as the agent does: it recomputes ready/started on every change
 //! and kills and restarts a container on a kill request.
 
+#[allow(dead_code)]
+#[path = "../src/testing/builders.rs"]
+mod builders;
 mod probe_support;
 
 use std::collections::BTreeMap;
@@ -10,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Container, ExecAction, PodSpec, Probe};
+use builders::{container, exec_probe};
+use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use podvisor_agent::handlers::HandlerEvent;
 use podvisor_agent::probe::{
     ContainerTarget, KillRequest, ProbeDeps, ProbeManager, ProbePod, ProbeResult, ProbeType,
@@ -25,15 +29,6 @@ const BASE: Duration = Duration::from_secs(1_764_000_000);
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn exec_probe(c: &[&str]) -> Probe {
-    Probe {
-        exec: Some(ExecAction {
-            command: Some(cmd(c)),
-        }),
-        ..Default::default()
-    }
 }
 
 fn with(mut p: Probe, f: impl FnOnce(&mut Probe)) -> Probe {
@@ -210,13 +205,6 @@ fn pod(containers: Vec<Container>) -> PodSpec {
     PodSpec {
         containers,
         restart_policy: Some("Always".into()),
-        ..Default::default()
-    }
-}
-
-fn container(name: &str) -> Container {
-    Container {
-        name: name.into(),
         ..Default::default()
     }
 }

@@ -4,40 +4,30 @@
 //! killed with its pod, the agent stopped and restarted mid-grace (a new Agent and a new
 //! runtime instance on the same state).
 //!
-//! This test binary is its own supervisor: run with `supervise --dir …` it becomes the
-//! sandbox supervisor (as `podvisor supervise` does), otherwise it runs the tests, one at a
-//! time, each in a fresh tokio runtime, with real time and generous bounds.
+//! The binary is its own supervisor and runs one test at a time with real time and generous
+//! bounds (see `process_support`).
 
-use std::path::{Path, PathBuf};
+mod process_support;
+
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::time::Instant as StdInstant;
-
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec,
-};
+use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Api, Client};
-use podvisor_agent::{Agent, AgentConfig};
-use podvisor_apiserver::testing::memory_server;
 use podvisor_runtime::ContainerRuntime;
-use podvisor_runtime::process::{ProcessRuntime, ProcessRuntimeConfig, supervisor_main};
+use podvisor_runtime::process::ProcessRuntime;
+use podvisor_testkit as testkit;
+use process_support::{Env, eventually, new_runtime, sh};
 use tokio::task::JoinHandle;
+use tokio::time::Instant as StdInstant;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("supervise") {
-        return ExitCode::from(supervisor_main(args[1..].to_vec()).clamp(0, 255) as u8);
-    }
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let list_only = args.iter().any(|a| a == "--list");
-    type TestFn = fn(Env) -> futures::future::BoxFuture<'static, ()>;
-    let tests: Vec<(&str, TestFn)> = vec![
+    process_support::main(vec![
         ("term_honoured_pod_is_gone_quickly", |e| {
             Box::pin(term_honoured_pod_is_gone_quickly(e))
         }),
@@ -56,136 +46,12 @@ fn main() -> ExitCode {
         ("agent_restart_mid_grace_keeps_the_original_deadline", |e| {
             Box::pin(agent_restart_mid_grace_keeps_the_original_deadline(e))
         }),
-    ];
-    if list_only {
-        for (name, _) in &tests {
-            println!("{name}: test");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        ran += 1;
-        let result = std::panic::catch_unwind(|| {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio");
-            rt.block_on(async {
-                let env = Env::new().await;
-                let cleanup = env.clone_for_cleanup();
-                let outcome = tokio::spawn(f(env)).await;
-                cleanup.remove_everything().await;
-                if let Err(e) = outcome {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            });
-        });
-        match result {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-struct Env {
-    server: podvisor_apiserver::ApiServer,
-    admin: Client,
-    node_token: String,
-    dir: Arc<tempfile::TempDir>,
-    runtime: Arc<ProcessRuntime>,
-}
-
-struct Cleanup {
-    dir: Arc<tempfile::TempDir>,
-}
-
-impl Cleanup {
-    /// Removes every sandbox left (kills every process the test started).
-    async fn remove_everything(self) {
-        if let Ok(rt) = new_runtime(self.dir.path()).await
-            && let Ok(list) = rt.list().await
-        {
-            for sb in list {
-                let _ = rt.remove_sandbox(&sb.config.id).await;
-            }
-        }
-    }
-}
-
-async fn new_runtime(dir: &Path) -> Result<ProcessRuntime, podvisor_runtime::RuntimeError> {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut cfg = ProcessRuntimeConfig::new(dir.join("runtime"), exe, vec!["supervise".into()]);
-    cfg.spare_supervisors = 0;
-    ProcessRuntime::new(cfg).await
+    ])
 }
 
 impl Env {
-    async fn new() -> Env {
-        let server = memory_server().await;
-        let admin = server.in_process_client(&server.admin_token());
-        let node_token = server.ensure_node_token("node-1").expect("node token");
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let runtime = Arc::new(new_runtime(dir.path()).await.expect("process runtime"));
-        Env {
-            server,
-            admin,
-            node_token,
-            dir,
-            runtime,
-        }
-    }
-
-    fn clone_for_cleanup(&self) -> Cleanup {
-        Cleanup {
-            dir: self.dir.clone(),
-        }
-    }
-
-    fn work(&self) -> PathBuf {
-        let p = self.dir.path().join("work");
-        std::fs::create_dir_all(&p).expect("work dir");
-        p
-    }
-
     fn start_agent(&self, runtime: Arc<ProcessRuntime>) -> (CancellationToken, JoinHandle<()>) {
-        let mut cfg = AgentConfig::new(
-            "node-1",
-            "127.0.0.1".parse().expect("ip"),
-            self.dir.path().join("agent"),
-        );
-        cfg.node_token = self.node_token.clone();
-        let client = self.server.in_process_client(&self.node_token);
-        let agent = Agent::new(client, runtime, cfg);
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        (
-            stop,
-            tokio::spawn(async move { agent.run(s).await.expect("agent") }),
-        )
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.admin.clone(), "default")
+        self.start_agent_with(runtime, self.agent_config())
     }
 
     /// Creates the pod and waits until it runs.
@@ -203,6 +69,22 @@ impl Env {
                 .filter(|p| phase(p).as_deref() == Some("Running"))
         })
         .await
+    }
+
+    /// Starts recording the pod (see [`Env::record`]), lets the watch settle, and deletes it
+    /// with its own grace period; returns the recording and the time of the delete.
+    async fn record_and_delete(
+        &self,
+        name: &str,
+    ) -> (JoinHandle<(Vec<Pod>, Option<StdInstant>)>, StdInstant) {
+        let rec = self.record(name);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t0 = StdInstant::now();
+        self.pods()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        (rec, t0)
     }
 
     /// Records every version of the pod until it is deleted; returns (versions, deleted at).
@@ -229,29 +111,33 @@ impl Env {
     }
 }
 
-fn sh(script: &str) -> Vec<String> {
-    vec!["sh".into(), "-c".into(), script.into()]
+/// Pod `name` bound to `node-1` with one container `main` running `command`.
+fn pod(name: &str, command: Vec<String>, grace: i64) -> Pod {
+    testkit::pod(name)
+        .node_name("node-1")
+        .grace_period(grace)
+        .container(testkit::container("main").with(|c| c.command = Some(command)))
+        .build()
 }
 
-fn pod(name: &str, command: Vec<String>, grace: i64) -> Pod {
-    Pod {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("node-1".into()),
-            termination_grace_period_seconds: Some(grace),
-            containers: vec![Container {
-                name: "main".into(),
-                image: Some("busybox".into()),
-                command: Some(command),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+/// Waits at most `timeout` for a recording to end with the pod's deletion.
+async fn deleted_within(
+    rec: JoinHandle<(Vec<Pod>, Option<StdInstant>)>,
+    timeout: Duration,
+) -> (Vec<Pod>, Option<StdInstant>) {
+    tokio::time::timeout(timeout, rec)
+        .await
+        .expect("deleted in time")
+        .expect("watch")
+}
+
+/// The last version of the pod that has a phase.
+fn last_status(versions: &[Pod]) -> &Pod {
+    versions
+        .iter()
+        .rev()
+        .find(|p| phase(p).is_some())
+        .expect("a status")
 }
 
 fn phase(p: &Pod) -> Option<String> {
@@ -269,21 +155,6 @@ fn exit_code(p: &Pod) -> Option<i32> {
         .terminated
         .as_ref()
         .map(|t| t.exit_code)
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = StdInstant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(StdInstant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -315,24 +186,11 @@ async fn term_honoured_pod_is_gone_quickly(env: Env) {
     ))
     .await;
     assert!(beating(&beat).await);
-    let rec = env.record("honour");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = StdInstant::now();
-    env.pods()
-        .delete("honour", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let (versions, deleted) = tokio::time::timeout(Duration::from_secs(10), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (rec, t0) = env.record_and_delete("honour").await;
+    let (versions, deleted) = deleted_within(rec, Duration::from_secs(10)).await;
     let took = deleted.expect("DELETED seen") - t0;
     assert!(took < Duration::from_secs(3), "gone quickly, took {took:?}");
-    let last_status = versions
-        .iter()
-        .rev()
-        .find(|p| phase(p).is_some())
-        .expect("a status");
+    let last_status = last_status(&versions);
     assert_eq!(
         phase(last_status).as_deref(),
         Some("Succeeded"),
@@ -349,13 +207,7 @@ async fn term_ignored_is_killed_at_the_deadline(env: Env) {
     let beat = env.work().join("beat");
     env.run_pod(pod("deaf", beating_script(&beat, "trap '' TERM"), 3))
         .await;
-    let rec = env.record("deaf");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = StdInstant::now();
-    env.pods()
-        .delete("deaf", &DeleteParams::default())
-        .await
-        .expect("delete");
+    let (rec, t0) = env.record_and_delete("deaf").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let p = env
         .pods()
@@ -364,10 +216,7 @@ async fn term_ignored_is_killed_at_the_deadline(env: Env) {
         .expect("still there: Terminating");
     assert!(p.metadata.deletion_timestamp.is_some());
     assert!(beating(&beat).await, "still running before the deadline");
-    let (versions, deleted) = tokio::time::timeout(Duration::from_secs(15), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (versions, deleted) = deleted_within(rec, Duration::from_secs(15)).await;
     let took = deleted.expect("DELETED seen") - t0;
     assert!(
         took >= Duration::from_secs(3),
@@ -377,11 +226,7 @@ async fn term_ignored_is_killed_at_the_deadline(env: Env) {
         took < Duration::from_secs(3 + 2 + 1),
         "hard bound deadline + 2 s (+1 s for the object): {took:?}"
     );
-    let last_status = versions
-        .iter()
-        .rev()
-        .find(|p| phase(p).is_some())
-        .expect("a status");
+    let last_status = last_status(&versions);
     assert_eq!(phase(last_status).as_deref(), Some("Failed"));
     assert_eq!(exit_code(last_status), Some(137));
     assert!(!beating(&beat).await);
@@ -415,16 +260,8 @@ async fn pre_stop_runs_before_the_stop_signal(env: Env) {
         ..Default::default()
     });
     env.run_pod(p).await;
-    let rec = env.record("prestop");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    env.pods()
-        .delete("prestop", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let (_, deleted) = tokio::time::timeout(Duration::from_secs(15), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (rec, _) = env.record_and_delete("prestop").await;
+    let (_, deleted) = deleted_within(rec, Duration::from_secs(15)).await;
     assert!(deleted.is_some());
     let text = std::fs::read_to_string(&order).expect("order file");
     assert_eq!(text, "prestop\nterm\n");
@@ -494,16 +331,8 @@ async fn double_forked_daemon_dies_with_its_pod(env: Env) {
         beating(&daemon).await.then_some(())
     })
     .await;
-    let rec = env.record("daemon");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    env.pods()
-        .delete("daemon", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let (_, deleted) = tokio::time::timeout(Duration::from_secs(15), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (rec, _) = env.record_and_delete("daemon").await;
+    let (_, deleted) = deleted_within(rec, Duration::from_secs(15)).await;
     assert!(deleted.is_some());
     assert!(
         !beating(&daemon).await,
@@ -518,13 +347,7 @@ async fn agent_restart_mid_grace_keeps_the_original_deadline(env: Env) {
     let beat = env.work().join("beat");
     env.run_pod(pod("restart", beating_script(&beat, "trap '' TERM"), 6))
         .await;
-    let rec = env.record("restart");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = StdInstant::now();
-    env.pods()
-        .delete("restart", &DeleteParams::default())
-        .await
-        .expect("delete");
+    let (rec, t0) = env.record_and_delete("restart").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // the agent goes away mid-grace (its runtime instance too); the pod keeps running
     stop.cancel();
@@ -544,21 +367,14 @@ async fn agent_restart_mid_grace_keeps_the_original_deadline(env: Env) {
     .await;
     assert!(beating(&beat).await, "alive until the original deadline");
     // …and at most about a second later (plus the object removal)
-    let (versions, deleted) = tokio::time::timeout(Duration::from_secs(20), rec)
-        .await
-        .expect("deleted in time")
-        .expect("watch");
+    let (versions, deleted) = deleted_within(rec, Duration::from_secs(20)).await;
     let took = deleted.expect("DELETED seen") - t0;
     assert!(took >= Duration::from_secs(6), "{took:?}");
     assert!(
         took < Duration::from_secs(6 + 2),
         "original deadline, not a fresh grace period: {took:?}"
     );
-    let last_status = versions
-        .iter()
-        .rev()
-        .find(|p| phase(p).is_some())
-        .expect("a status");
+    let last_status = last_status(&versions);
     assert_eq!(exit_code(last_status), Some(137));
     assert!(!beating(&beat).await);
     stop2.cancel();

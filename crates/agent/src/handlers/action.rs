@@ -97,6 +97,13 @@ fn exec_action(e: &k8s_openapi::api::core::v1::ExecAction) -> Result<Action, Act
     }
 }
 
+fn tcp_action(t: &k8s_openapi::api::core::v1::TCPSocketAction) -> Action {
+    Action::TcpSocket {
+        host: t.host.clone().filter(|s| !s.is_empty()),
+        port: t.port.clone(),
+    }
+}
+
 impl Action {
     /// The handler of a probe.
     pub fn from_probe(p: &Probe) -> Result<Action, ActionError> {
@@ -107,10 +114,7 @@ impl Action {
             return Ok(http_action(h));
         }
         if let Some(t) = &p.tcp_socket {
-            return Ok(Action::TcpSocket {
-                host: t.host.clone().filter(|s| !s.is_empty()),
-                port: t.port.clone(),
-            });
+            return Ok(tcp_action(t));
         }
         if let Some(g) = &p.grpc {
             return Ok(Action::Grpc {
@@ -133,10 +137,7 @@ impl Action {
             return Ok(Action::Sleep { seconds: s.seconds });
         }
         if let Some(t) = &h.tcp_socket {
-            return Ok(Action::TcpSocket {
-                host: t.host.clone().filter(|s| !s.is_empty()),
-                port: t.port.clone(),
-            });
+            return Ok(tcp_action(t));
         }
         Err(ActionError::Missing)
     }

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::action::{
-    HandlerResult, MAX_BODY_BYTES, Outcome, cap_output, dial_error, join_host_port,
+    HandlerResult, MAX_BODY_BYTES, Outcome, Purpose, cap_output, dial_error, join_host_port,
 };
 
 /// One GET as a probe or hook describes it.
@@ -43,6 +43,29 @@ pub struct HttpGet {
     pub headers: Vec<(String, String)>,
     /// The User-Agent to send unless a header gives one.
     pub user_agent: String,
+}
+
+impl HttpGet {
+    /// The request of an httpGet handler: to `host`, or to the pod IP when none is given,
+    /// with the User-Agent of `purpose`.
+    pub fn new(
+        scheme: &str,
+        host: Option<&str>,
+        pod_ip: &str,
+        port: u16,
+        path: &str,
+        headers: &[(String, String)],
+        purpose: Purpose,
+    ) -> HttpGet {
+        HttpGet {
+            scheme: scheme.to_string(),
+            host: host.unwrap_or(pod_ip).to_string(),
+            port,
+            path: path.to_string(),
+            headers: headers.to_vec(),
+            user_agent: purpose.user_agent(),
+        }
+    }
 }
 
 /// How the exchange ended.

@@ -65,15 +65,15 @@ pub async fn run_probe_action(
             headers,
         } => match resolve_port(port, &target.container) {
             Ok(port) => {
-                let host = host.clone().unwrap_or_else(|| target.pod_ip.clone());
-                let req = http::HttpGet {
-                    scheme: scheme.clone(),
-                    host,
+                let req = http::HttpGet::new(
+                    scheme,
+                    host.as_deref(),
+                    &target.pod_ip,
                     port,
-                    path: path.clone(),
-                    headers: headers.clone(),
-                    user_agent: Purpose::Probe.user_agent(),
-                };
+                    path,
+                    headers,
+                    Purpose::Probe,
+                );
                 http::probe_result(http::get(&req, timeout).await)
             }
             Err(e) => HandlerResult::new(Outcome::Error, e),

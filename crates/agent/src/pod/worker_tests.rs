@@ -1762,3 +1762,64 @@ async fn failing_sidecar_liveness_probe_restarts_the_sidecar_only() {
 
 #[path = "worker_volume_tests.rs"]
 mod volumes;
+
+// ------------------------------------------------ the one stop path, for a restart kill
+
+fn with_liveness(mut c: Container, cmd: &str) -> Container {
+    c.liveness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        ..exec_probe(&[cmd])
+    });
+    c
+}
+
+/// A liveness kill waits for the exit event, not for a poll: the restart comes the moment
+/// the container exits after its stop signal.
+#[tokio::test(start_paused = true)]
+async fn liveness_kill_restarts_as_soon_as_the_exit_is_seen() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().on_stop_exit(Duration::from_millis(350), 143))
+            .exec(["alive"], ExecScript::exit(1)),
+    );
+    let _w = h
+        .start(pod(
+            "Always",
+            vec![with_liveness(container("app"), "alive")],
+            Some(30),
+        ))
+        .await;
+    advance(s(5)).await;
+    let term = h.signals_to("app")[0];
+    assert_eq!(term.1, Signal::TERM);
+    let starts = h.start_times("app");
+    assert!(starts.len() >= 2, "{starts:?}");
+    assert_eq!(starts[1], term.0 + Duration::from_millis(350));
+    let killing = h.event("Killing").expect("Killing event").1;
+    assert!(killing.contains("failed liveness probe"), "{killing}");
+}
+
+/// A restart kill follows the same rule as pod termination: preStop within the grace, then
+/// the stop signal, and SIGKILL at the deadline but never less than 2 s after the signal.
+#[tokio::test(start_paused = true)]
+async fn liveness_kill_keeps_the_stop_window_after_a_pre_stop_that_used_the_grace() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        FakeScript::always(Attempt::forever().ignore_stop()).exec(["alive"], ExecScript::exit(1)),
+    );
+    let c = with_pre_stop(with_liveness(container("app"), "alive"), sleep_hook(60));
+    let _w = h.start(pod("Always", vec![c], Some(10))).await;
+    advance(s(30)).await;
+    let sigs = h.signals_to("app");
+    assert!(sigs.len() >= 2, "{sigs:?}");
+    let (term, kill) = (sigs[0], sigs[1]);
+    assert_eq!((term.1, kill.1), (Signal::TERM, Signal::KILL));
+    assert_eq!(kill.0 - term.0, s(2), "{sigs:?}");
+    let (ty, _) = h
+        .event("StopSignalNotHandled")
+        .expect("the same warning as termination");
+    assert_eq!(ty, EventType::Warning);
+}

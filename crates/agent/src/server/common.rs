@@ -108,3 +108,20 @@ pub(crate) async fn find(
         log_path: chosen.log_path,
     })
 }
+
+/// [`find`] the newest instance of a container, which must be running (exec and attach).
+pub(crate) async fn find_running(
+    runtime: &dyn ContainerRuntime,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<Target, Response> {
+    let target = find(runtime, ns, pod, container, false).await?;
+    if !target.running {
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        ));
+    }
+    Ok(target)
+}

@@ -41,7 +41,7 @@ use podvisor_runtime::{
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::common::{authorized, find, plain};
+use super::common::{authorized, find_running, plain};
 use super::logs::parse_cri;
 
 /// The WebSocket subprotocol of kubectl 1.30 and later.
@@ -215,16 +215,10 @@ async fn exec(
             "you must specify at least one command for the container".into(),
         );
     }
-    let target = match find(st.runtime.as_ref(), &ns, &pod, &container, false).await {
+    let target = match find_running(st.runtime.as_ref(), &ns, &pod, &container).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if !target.running {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!("container {container} is not running in pod {pod}"),
-        );
-    }
     let runtime = st.runtime.clone();
     ws.on_upgrade(move |mut socket| async move {
         // With a terminal, kubectl sends its size first: start the command with it.
@@ -427,12 +421,18 @@ async fn run_exec(
         };
         finish(&mut tx, &status).await;
     };
+    relay(reader, writer).await;
+}
+
+/// Runs the client's side (`reader`) and the container's side (`writer`) of a stream until
+/// one ends. When the client goes away, dropping the writer ends the session (an exec'd
+/// command is killed); when the writer is done, the client gets a moment to answer the
+/// close frame.
+async fn relay(reader: impl Future<Output = ()>, writer: impl Future<Output = ()>) {
     tokio::pin!(reader, writer);
     tokio::select! {
-        // The client went away: dropping the writer ends the session (the command is killed).
         _ = &mut reader => {}
         _ = &mut writer => {
-            // Give the client a moment to answer the close frame.
             let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
         }
     }
@@ -457,16 +457,10 @@ async fn attach(
             ),
         );
     }
-    let target = match find(st.runtime.as_ref(), &ns, &pod, &container, false).await {
+    let target = match find_running(st.runtime.as_ref(), &ns, &pod, &container).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if !target.running {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!("container {container} is not running in pod {pod}"),
-        );
-    }
     let start = tokio::fs::metadata(&target.log_path)
         .await
         .map(|m| m.len())
@@ -476,13 +470,7 @@ async fn attach(
         let (tx, rx) = socket.split();
         let reader = client_frames(rx, None, None, v5, Vec::new());
         let writer = follow_output(tx, runtime, target.id, target.log_path, start, opts);
-        tokio::pin!(reader, writer);
-        tokio::select! {
-            _ = &mut reader => {}
-            _ = &mut writer => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-            }
-        }
+        relay(reader, writer).await;
     })
 }
 

@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use k8s_openapi::api::core::v1::{Container, ContainerPort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podvisor_agent::handlers::{Action, HandlerTarget};
 use podvisor_runtime::fake::{FakeRuntime, tokio_clock};
 use podvisor_runtime::{
     ContainerConfig, ContainerId, ContainerRuntime, ContainerState, ContainerStatus, ExecResult,
@@ -462,4 +465,41 @@ impl ContainerRuntime for TestRuntime {
 
 pub fn cmd(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A handler target on `rt`: container `c` with port `web` (1), pod IP 127.0.0.1.
+pub fn target(rt: Arc<TestRuntime>, id: ContainerId) -> HandlerTarget {
+    HandlerTarget {
+        runtime: rt,
+        container_id: id,
+        container: Container {
+            name: "c".into(),
+            ports: Some(vec![ContainerPort {
+                name: Some("web".into()),
+                container_port: 1,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        pod_ip: "127.0.0.1".into(),
+    }
+}
+
+/// [`target`] on a runtime without exec scripts.
+pub fn no_exec_target() -> HandlerTarget {
+    target(
+        TestRuntime::new(SystemTime::UNIX_EPOCH),
+        ContainerId("none".into()),
+    )
+}
+
+/// An http GET of `path` on the pod IP's `port`.
+pub fn get(port: u16, path: &str) -> Action {
+    Action::HttpGet {
+        scheme: "http".into(),
+        host: None,
+        port: IntOrString::Int(port as i32),
+        path: path.into(),
+        headers: vec![],
+    }
 }
