@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use tracing::info;
 
@@ -47,8 +46,7 @@ pub(crate) fn ordinal(sts: &str, pod_name: &str) -> Option<usize> {
 
 pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
     let exp_key = key.to_string();
-    let Some(sts) = ctx.statefulsets.get(&key.obj_ref()) else {
-        ctx.sts_expectations.forget(&exp_key);
+    let Some(sts) = ctx.cached_owner(&ctx.statefulsets, &ctx.sts_expectations, key) else {
         return Ok(None);
     };
     let Some(spec) = sts.spec.as_ref() else {
@@ -107,15 +105,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     if serde_json::to_value(&status).ok() != serde_json::to_value(&old).ok() {
         let mut s = (*sts).clone();
         s.status = Some(status);
-        Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
-            .replace_status(&key.name, &PostParams::default(), &s)
-            .await
-            .map_err(ControllerError::api(
-                "update status",
-                "StatefulSet",
-                ns,
-                &key.name,
-            ))?;
+        ctx.replace_status("StatefulSet", ns, &key.name, &s).await?;
     }
     Ok(requeue)
 }
