@@ -180,24 +180,20 @@ pub fn format_label_selector(sel: &MetaLabelSelector) -> String {
 }
 
 fn validate_label_key(k: &str) -> Result<(), SelectorError> {
-    let errs = crate::validation::qualified_name_errors(k);
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(err(format!(
-            "key: Invalid value: {k:?}: {}",
-            errs.join("; ")
-        )))
-    }
+    invalid_if_any("key", k, crate::validation::qualified_name_errors(k))
 }
 
 fn validate_label_value(v: &str) -> Result<(), SelectorError> {
-    let errs = crate::validation::label_value_errors(v);
+    invalid_if_any("values[0]", v, crate::validation::label_value_errors(v))
+}
+
+/// `field: Invalid value: "value": <errors>` when the validation found errors.
+fn invalid_if_any(field: &str, value: &str, errs: Vec<String>) -> Result<(), SelectorError> {
     if errs.is_empty() {
         Ok(())
     } else {
         Err(err(format!(
-            "values[0]: Invalid value: {v:?}: {}",
+            "{field}: Invalid value: {value:?}: {}",
             errs.join("; ")
         )))
     }
