@@ -74,38 +74,7 @@ impl Failover {
 
     fn start_agent(&mut self, n: u8) {
         let name = format!("worker-{n}");
-        let token = std::process::Command::new(binary())
-            .args(["token", "create", "node", &name, "--data-dir"])
-            .arg(self.server_dir())
-            .output()
-            .expect("token create");
-        assert!(
-            token.status.success(),
-            "{}",
-            String::from_utf8_lossy(&token.stderr)
-        );
-        let token_file = self.dir.path().join(format!("{name}.token"));
-        std::fs::write(&token_file, &token.stdout).expect("write token");
-        let agent = Process::start(
-            &name,
-            &[
-                "agent".into(),
-                "--server".into(),
-                format!("https://127.0.0.1:{}", self.port),
-                "--ca-file".into(),
-                self.server_dir().join("ca.crt").display().to_string(),
-                "--token-file".into(),
-                token_file.display().to_string(),
-                "--node-name".into(),
-                name.clone(),
-                "--node-ip".into(),
-                format!("127.0.0.{n}"),
-                "--data-dir".into(),
-                self.agent_dir(&name).display().to_string(),
-                "--drain".into(),
-            ],
-            self.dir.path(),
-        );
+        let agent = steps::start_agent(&name, n, self.port, &self.server_dir(), self.dir.path());
         self.agents.push((name, agent));
     }
 

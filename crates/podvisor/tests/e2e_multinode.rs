@@ -94,38 +94,7 @@ fn start() -> MultiNode {
     }
     for n in [2, 3] {
         let name = format!("worker-{n}");
-        let token = std::process::Command::new(binary())
-            .args(["token", "create", "node", &name, "--data-dir"])
-            .arg(&server_dir)
-            .output()
-            .expect("token create");
-        assert!(
-            token.status.success(),
-            "{}",
-            String::from_utf8_lossy(&token.stderr)
-        );
-        let token_file = m.dir.path().join(format!("{name}.token"));
-        std::fs::write(&token_file, &token.stdout).expect("write token");
-        let agent = Process::start(
-            &name,
-            &[
-                "agent".into(),
-                "--server".into(),
-                format!("https://127.0.0.1:{port}"),
-                "--ca-file".into(),
-                server_dir.join("ca.crt").display().to_string(),
-                "--token-file".into(),
-                token_file.display().to_string(),
-                "--node-name".into(),
-                name.clone(),
-                "--node-ip".into(),
-                format!("127.0.0.{n}"),
-                "--data-dir".into(),
-                m.dir.path().join(&name).display().to_string(),
-                "--drain".into(),
-            ],
-            m.dir.path(),
-        );
+        let agent = steps::start_agent(&name, n, port, &server_dir, m.dir.path());
         m.agents.push(agent);
     }
     m

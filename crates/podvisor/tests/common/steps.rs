@@ -1,0 +1,43 @@
+//! Steps shared by the suites that run a server and separate agents.
+
+use std::path::Path;
+
+use super::{Process, binary};
+
+/// Creates a node token `name` in the server's data dir `server_dir`, writes it to
+/// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
+/// 127.0.0.`n`, data dir `dir/<name>`, `--drain`, its log in `dir`.
+pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) -> Process {
+    let token = std::process::Command::new(binary())
+        .args(["token", "create", "node", name, "--data-dir"])
+        .arg(server_dir)
+        .output()
+        .expect("token create");
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token_file = dir.join(format!("{name}.token"));
+    std::fs::write(&token_file, &token.stdout).expect("write token");
+    Process::start(
+        name,
+        &[
+            "agent".into(),
+            "--server".into(),
+            format!("https://127.0.0.1:{port}"),
+            "--ca-file".into(),
+            server_dir.join("ca.crt").display().to_string(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--node-name".into(),
+            name.to_string(),
+            "--node-ip".into(),
+            format!("127.0.0.{n}"),
+            "--data-dir".into(),
+            dir.join(name).display().to_string(),
+            "--drain".into(),
+        ],
+        dir,
+    )
+}
