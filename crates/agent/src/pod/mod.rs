@@ -58,7 +58,7 @@
 //! postStart, probe kills),
 //! [`restart`] (container lifecycle, the restart decision and its back-off), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
-//! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`]
+//! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
 //! (container environment), [`volumes`] (the pod's volumes).
 
 pub mod deadlines;

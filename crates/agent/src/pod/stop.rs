@@ -2,7 +2,7 @@
 //! terminates (deletion, completion, drain, `activeDeadlineSeconds`) or one container is
 //! killed so that it restarts (a failed liveness or startup probe, a failed postStart hook,
 //! a changed spec). As the kubelet's `killContainer`, one function stops one container:
-//! [`Stopper::stop`].
+//! `Stopper::stop`.
 //!
 //! # Expected flow of one stop
 //!
@@ -32,7 +32,7 @@
 //!
 //! # Pod termination order
 //!
-//! [`Stopper::stop_all`]: app containers and regular init containers all at once; then,
+//! `Stopper::stop_all`: app containers and regular init containers all at once; then,
 //! once they exited or at the deadline, sidecars one after the other in reverse spec order,
 //! each with its preStop; at the deadline the sidecars not yet stopping are stopped all at
 //! once, so every process is still gone by max(deadline, signal + 2 s).
@@ -40,9 +40,9 @@
 //! # Who calls what
 //!
 //! The worker starts pod termination on the `StartTermination`/`ResumeTermination` effects
-//! ([`PodWorker::start_termination`]; the future runs beside the loop), passes a shortened
+//! (`PodWorker::start_termination`; the future runs beside the loop), passes a shortened
 //! deadline on `DeadlineChanged`, and kills one container with
-//! [`PodWorker::kill_container`] (inside the loop, pre-empted by a stop request or the
+//! `PodWorker::kill_container` (inside the loop, pre-empted by a stop request or the
 //! agent's shutdown; the restart that follows is `restart::decide`'s).
 
 use std::collections::{HashSet, VecDeque};

@@ -383,13 +383,7 @@ impl PodWorker {
                     message: Some(message.clone()),
                 });
                 rec.history.create_failed_at = Some(now);
-                self.event(
-                    Some(&c.name),
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                );
-                self.wake_at(Instant::now());
+                self.failed(c, &message);
                 return;
             }
         };
@@ -471,6 +465,12 @@ impl PodWorker {
         self.exited_tx.send_modify(|s| {
             s.insert(id.clone());
         });
+        self.failed(c, &message);
+    }
+
+    /// A create or start failed: the `Failed` warning, and another turn at once (the
+    /// restart decision holds the next attempt back).
+    fn failed(&mut self, c: &Container, message: &str) {
         self.event(
             Some(&c.name),
             EventType::Warning,

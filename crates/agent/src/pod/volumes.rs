@@ -568,6 +568,33 @@ fn key_payload(
     Ok(out)
 }
 
+/// The keys of a ConfigMap or Secret (`kind`, as its API resource: `configmaps`,
+/// `secrets`) as files; a missing object is an error unless the volume is optional.
+fn object_payload(
+    volume: &str,
+    kind: &str,
+    name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    mode: u32,
+    optional: bool,
+) -> Result<Payload, VolumeError> {
+    let Some(data) = data else {
+        if optional {
+            return Ok(Payload::new());
+        }
+        return Err(VolumeError::setup(
+            volume,
+            format!("{kind} {name:?} not found"),
+        ));
+    };
+    let missing = |k: &str| match kind {
+        "secrets" => format!("references non-existent secret key: {k}"),
+        _ => format!("configmap references non-existent config key: {k}"),
+    };
+    key_payload(volume, &data, items, mode, missing, optional)
+}
+
 fn config_map_payload(
     volume: &str,
     name: &str,
@@ -576,30 +603,20 @@ fn config_map_payload(
     mode: u32,
     optional: bool,
 ) -> Result<Payload, VolumeError> {
-    let Some(cm) = cm else {
-        if optional {
-            return Ok(Payload::new());
-        }
-        return Err(VolumeError::setup(
-            volume,
-            format!("configmaps {name:?} not found"),
-        ));
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (k, v) in cm.data.iter().flatten() {
-        data.insert(k.clone(), v.clone().into_bytes());
-    }
-    for (k, v) in cm.binary_data.iter().flatten() {
-        data.insert(k.clone(), v.0.clone());
-    }
-    key_payload(
-        volume,
-        &data,
-        items,
-        mode,
-        |k| format!("configmap references non-existent config key: {k}"),
-        optional,
-    )
+    let data = cm.map(|cm| {
+        let text = cm
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k, v.clone().into_bytes()));
+        let binary = cm
+            .binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k, v.0.clone()));
+        text.chain(binary).map(|(k, v)| (k.clone(), v)).collect()
+    });
+    object_payload(volume, "configmaps", name, data, items, mode, optional)
 }
 
 fn secret_payload(
@@ -610,30 +627,16 @@ fn secret_payload(
     mode: u32,
     optional: bool,
 ) -> Result<Payload, VolumeError> {
-    let Some(s) = secret else {
-        if optional {
-            return Ok(Payload::new());
-        }
-        return Err(VolumeError::setup(
-            volume,
-            format!("secrets {name:?} not found"),
-        ));
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (k, v) in s.data.iter().flatten() {
-        data.insert(k.clone(), v.0.clone());
-    }
-    for (k, v) in s.string_data.iter().flatten() {
-        data.insert(k.clone(), v.clone().into_bytes());
-    }
-    key_payload(
-        volume,
-        &data,
-        items,
-        mode,
-        |k| format!("references non-existent secret key: {k}"),
-        optional,
-    )
+    let data = secret.map(|s| {
+        let binary = s.data.iter().flatten().map(|(k, v)| (k, v.0.clone()));
+        let text = s
+            .string_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k, v.clone().into_bytes()));
+        binary.chain(text).map(|(k, v)| (k.clone(), v)).collect()
+    });
+    object_payload(volume, "secrets", name, data, items, mode, optional)
 }
 
 fn downward_payload(

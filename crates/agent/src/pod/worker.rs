@@ -13,7 +13,7 @@
 //!
 //! # A turn
 //!
-//! 1. A changed input goes through [`transition`](super::state::transition); the worker
+//! 1. A changed input goes through [`transition`]; the worker
 //!    performs the effects (start or resume termination, a shorter deadline, delete, exit).
 //! 2. It acts for the state: *Syncing*: make the containers match the spec and the restart
 //!    policy (`sync.rs`, pre-empted by a stop request); *Terminating*: nothing, the

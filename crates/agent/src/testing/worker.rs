@@ -252,25 +252,27 @@ impl WorkerHarness {
 
     /// When container `name` was created.
     pub fn create_times(&self, name: &str) -> Vec<Duration> {
-        self.rt
-            .calls()
-            .into_iter()
-            .filter_map(|r| match r.call {
-                FakeCall::CreateContainer { name: n, .. } if n == name => Some(r.at - self.t0),
-                _ => None,
-            })
-            .collect()
+        self.times(name, |c| match c {
+            FakeCall::CreateContainer { name, .. } => Some(name),
+            _ => None,
+        })
     }
 
     /// When container `name` was started.
     pub fn start_times(&self, name: &str) -> Vec<Duration> {
+        self.times(name, |c| match c {
+            FakeCall::StartContainer { name, .. } => Some(name),
+            _ => None,
+        })
+    }
+
+    /// When the runtime got the calls `of` names for container `name`.
+    fn times(&self, name: &str, of: impl Fn(&FakeCall) -> Option<&String>) -> Vec<Duration> {
         self.rt
             .calls()
             .into_iter()
-            .filter_map(|r| match r.call {
-                FakeCall::StartContainer { name: n, .. } if n == name => Some(r.at - self.t0),
-                _ => None,
-            })
+            .filter(|r| of(&r.call).is_some_and(|n| n == name))
+            .map(|r| r.at - self.t0)
             .collect()
     }
 
