@@ -37,7 +37,7 @@ async fn main() {
     let pods: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20);
     let clock = WallClock::system();
-    let rt = Arc::new(FakeRuntime::new(clock.as_runtime_clock()));
+    let rt = Arc::new(FakeRuntime::new(clock.clone()));
     let probe = Probe {
         exec: Some(ExecAction {
             command: Some(vec!["cat".into(), "/tmp/health".into()]),
@@ -80,7 +80,7 @@ async fn main() {
             },
             ProbeDeps {
                 runtime: rt.clone(),
-                clock: clock.as_runtime_clock(),
+                clock: clock.clone(),
                 // as after an agent restart: the first probes are spread over a period
                 agent_started: Some(Instant::now()),
             },

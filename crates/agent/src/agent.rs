@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{EventSink, KubeEventRecorder, KubePodApi, PodApi};
+use crate::api::{EventSink, KubePodApi, PodApi, kubelet_events};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::hooks::HookRunner;
@@ -165,9 +165,9 @@ impl Agent {
             Some(e) => e,
             None => {
                 let (recorder, writer) =
-                    KubeEventRecorder::new(self.client.clone(), node.clone(), config.clock.clone());
-                aux.spawn(writer.run(aux_stop.clone()));
-                recorder
+                    kubelet_events(self.client.clone(), &node, config.clock.clone());
+                aux.spawn(writer.run_until(aux_stop.clone()));
+                Arc::new(recorder)
             }
         };
         let pod_api: Arc<dyn PodApi> = self

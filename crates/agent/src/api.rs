@@ -1,18 +1,15 @@
 //! The agent's narrow doors to the API server (STYLE.md §6): [`PodApi`] for status writes,
 //! the probe-history annotations and the final delete, [`EventSink`] for events. The kube-rs implementations are
-//! [`KubePodApi`] and [`KubeEventRecorder`]; recording fakes live in [`crate::testing`].
+//! [`KubePodApi`] and the shared [`EventRecorder`] ([`kubelet_events`]); recording fakes live in [`crate::testing`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodStatus};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use podvisor_kit::events::{EventRecord, EventRecorder, EventWriter, RecorderConfig, Reporter};
 
-use crate::clock::{WallClock, to_time};
+use crate::clock::WallClock;
 use crate::error::AgentError;
 
 /// Pod writes the agent makes.
@@ -102,24 +99,7 @@ impl PodApi for KubePodApi {
     }
 }
 
-/// The type of an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventType {
-    /// Normal.
-    Normal,
-    /// Warning.
-    Warning,
-}
-
-impl EventType {
-    /// As on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
+pub use podvisor_kit::events::EventType;
 
 /// The pod an event is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -153,122 +133,42 @@ pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, event: PodEvent);
 }
 
-/// Records core/v1 Events through kube-rs, aggregating repeats (count, lastTimestamp) as the
-/// kubelet's recorder does. Writes happen on a background task ([`KubeEventRecorder::run`]).
-pub struct KubeEventRecorder {
-    tx: mpsc::UnboundedSender<PodEvent>,
-}
-
-/// The background half of [`KubeEventRecorder`].
-pub struct EventWriter {
-    rx: mpsc::UnboundedReceiver<PodEvent>,
+/// The node's event recorder and its writer (run the writer on an owned task): the shared
+/// bounded recorder of [`podvisor_kit::events`], reporting as the kubelet of `node` and
+/// aggregating repeats (count, lastTimestamp) as the kubelet's recorder does.
+pub fn kubelet_events(
     client: Client,
-    node: String,
+    node: &str,
     clock: WallClock,
+) -> (EventRecorder, EventWriter) {
+    EventRecorder::new(
+        client,
+        Reporter {
+            component: "kubelet".into(),
+            instance: node.to_string(),
+            host: Some(node.to_string()),
+        },
+        clock,
+        RecorderConfig::default(),
+    )
 }
 
-impl KubeEventRecorder {
-    /// A recorder and its writer (run the writer on an owned task).
-    pub fn new(
-        client: Client,
-        node: String,
-        clock: WallClock,
-    ) -> (Arc<KubeEventRecorder>, EventWriter) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Arc::new(KubeEventRecorder { tx }),
-            EventWriter {
-                rx,
-                client,
-                node,
-                clock,
-            },
-        )
-    }
-}
-
-impl EventSink for KubeEventRecorder {
+impl EventSink for EventRecorder {
     fn emit(&self, event: PodEvent) {
-        let _ = self.tx.send(event);
-    }
-}
-
-type AggKey = (String, Option<String>, EventType, String, String);
-
-impl EventWriter {
-    /// Writes events until `shutdown` (then drains what is queued, best effort).
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut seen: HashMap<AggKey, (String, i32, SystemTime)> = HashMap::new();
-        let mut seq: u64 = 0;
-        loop {
-            let ev = tokio::select! {
-                ev = self.rx.recv() => match ev { Some(ev) => ev, None => return },
-                _ = shutdown.cancelled() => return,
-            };
-            let now = self.clock.now();
-            let key: AggKey = (
-                ev.pod.uid.clone(),
-                ev.field_path.clone(),
-                ev.type_,
-                ev.reason.clone(),
-                ev.message.clone(),
-            );
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &ev.pod.namespace);
-            if let Some((name, count, _first)) = seen.get_mut(&key) {
-                *count += 1;
-                let patch = serde_json::json!({ "count": *count, "lastTimestamp": to_time(now) });
-                match api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => continue,
-                    Err(e) => tracing::debug!(error = %e, "event patch failed; creating anew"),
-                }
-            }
-            if seen.len() > 4096 {
-                seen.clear();
-            }
-            seq += 1;
-            let nanos = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let name = format!("{}.{:x}", ev.pod.name, nanos + u128::from(seq));
-            let event = Event {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(ev.pod.namespace.clone()),
-                    ..Default::default()
-                },
-                involved_object: ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    name: Some(ev.pod.name.clone()),
-                    namespace: Some(ev.pod.namespace.clone()),
-                    uid: Some(ev.pod.uid.clone()),
-                    field_path: ev.field_path.clone(),
-                    ..Default::default()
-                },
-                reason: Some(ev.reason.clone()),
-                message: Some(ev.message.clone()),
-                type_: Some(ev.type_.as_str().to_string()),
-                source: Some(EventSource {
-                    component: Some("kubelet".into()),
-                    host: Some(self.node.clone()),
-                }),
-                reporting_component: Some("kubelet".into()),
-                reporting_instance: Some(self.node.clone()),
-                first_timestamp: Some(to_time(now)),
-                last_timestamp: Some(to_time(now)),
-                count: Some(1),
+        self.record(EventRecord {
+            object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(event.pod.name),
+                namespace: Some(event.pod.namespace),
+                uid: Some(event.pod.uid),
+                field_path: event.field_path,
                 ..Default::default()
-            };
-            match api.create(&PostParams::default(), &event).await {
-                Ok(_) => {
-                    seen.insert(key, (name, 1, now));
-                }
-                Err(e) => tracing::debug!(error = %e, reason = %ev.reason, "event create failed"),
-            }
-        }
+            },
+            type_: event.type_,
+            reason: event.reason,
+            message: event.message,
+            action: None,
+        });
     }
 }

@@ -37,7 +37,7 @@ async fn cluster(paused: bool) -> Cluster {
         WallClock::system()
     };
     let rt = Arc::new(FakeRuntime::with_log_dir(
-        clock.as_runtime_clock(),
+        clock.clone(),
         dir.path().join("logs"),
     ));
     Cluster {

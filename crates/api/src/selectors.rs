@@ -187,7 +187,7 @@ fn validate_label_value(v: &str) -> Result<(), SelectorError> {
     invalid_if_any("values[0]", v, crate::validation::label_value_errors(v))
 }
 
-/// `field: Invalid value: "value": <errors>` when the validation found errors.
+/// `<field>: Invalid value: "<value>": <errors>` when there are errors.
 fn invalid_if_any(field: &str, value: &str, errs: Vec<String>) -> Result<(), SelectorError> {
     if errs.is_empty() {
         Ok(())

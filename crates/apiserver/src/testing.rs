@@ -1,6 +1,10 @@
 //! Helpers for other crates' tests.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::server::{ApiServer, ApiServerConfig};
 
@@ -13,4 +17,49 @@ pub async fn memory_server() -> ApiServer {
     ApiServer::build(store, config, Some(dir))
         .await
         .expect("memory api server")
+}
+
+/// A [`memory_server`] serving HTTPS on a loopback port until [`Serving::stop`].
+pub struct Serving {
+    /// The server.
+    pub server: ApiServer,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Starts a [`memory_server`] serving HTTPS on `127.0.0.1:<port>`.
+pub async fn serving_memory_server() -> Serving {
+    let server = memory_server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        s.serve(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    Serving {
+        server,
+        port,
+        stop,
+        task,
+    }
+}
+
+impl Serving {
+    /// Stops serving; the server must end within 10 s.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task");
+    }
 }

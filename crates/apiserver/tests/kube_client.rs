@@ -11,8 +11,21 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::{api_status, pod};
+use podvisor_testkit::{api_status, object_names, pod, set_label};
 use serde_json::json;
+
+/// A server and its `default` pods, with pod `name` (label app=web) created.
+async fn with_web_pod(name: &str) -> (podvisor_apiserver::ApiServer, Api<Pod>) {
+    let srv = memory_server().await;
+    let pods: Api<Pod> = Api::namespaced(srv.in_process_client(&srv.admin_token()), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(name).label("app", "web").build(),
+    )
+    .await
+    .unwrap();
+    (srv, pods)
+}
 
 #[tokio::test]
 async fn pod_crud_defaults_and_conflicts() {
@@ -55,13 +68,7 @@ async fn pod_crud_defaults_and_conflicts() {
 
     // Stale update -> 409 Conflict.
     let mut stale = got.clone();
-    pods.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"b": "2"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "web", "b", "2").await;
     stale
         .metadata
         .labels
@@ -119,14 +126,7 @@ async fn pod_crud_defaults_and_conflicts() {
 async fn initial_namespaces_exist() {
     let srv = memory_server().await;
     let ns: Api<Namespace> = Api::all(srv.in_process_client(&srv.admin_token()));
-    let names: Vec<String> = ns
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect();
+    let names = object_names(&ns).await;
     for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(names.contains(&want.to_string()), "{names:?}");
     }
@@ -181,15 +181,7 @@ async fn list_pagination_and_selectors() {
 
 #[tokio::test]
 async fn raw_watch_sees_added_modified_deleted() {
-    let srv = memory_server().await;
-    let client = srv.in_process_client(&srv.admin_token());
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(
-        &PostParams::default(),
-        &pod("w0").label("app", "web").build(),
-    )
-    .await
-    .unwrap();
+    let (_srv, pods) = with_web_pod("w0").await;
     let stream = pods
         .watch(&WatchParams::default().timeout(5), "0")
         .await
@@ -205,13 +197,7 @@ async fn raw_watch_sees_added_modified_deleted() {
     )
     .await
     .unwrap();
-    pods.patch(
-        "w1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "w1", "x", "y").await;
     pods.delete("w1", &DeleteParams::default()).await.unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 4 {
@@ -233,15 +219,7 @@ async fn raw_watch_sees_added_modified_deleted() {
 
 #[tokio::test]
 async fn watcher_lists_then_follows_in_both_modes() {
-    let srv = memory_server().await;
-    let client = srv.in_process_client(&srv.admin_token());
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(
-        &PostParams::default(),
-        &pod("a").label("app", "web").build(),
-    )
-    .await
-    .unwrap();
+    let (_srv, pods) = with_web_pod("a").await;
     for cfg in [
         watcher::Config::default(),
         watcher::Config::default().streaming_lists(),

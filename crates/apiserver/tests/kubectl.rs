@@ -9,7 +9,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use podvisor_apiserver::ApiServer;
-use podvisor_apiserver::testing::memory_server;
+use podvisor_apiserver::testing::serving_memory_server;
+use podvisor_testkit::{bind_pod, set_label};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -102,27 +103,6 @@ async fn fake_log_endpoint() -> (u16, tokio::task::JoinHandle<String>) {
     (port, h)
 }
 
-async fn serve() -> (
-    ApiServer,
-    u16,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let srv = memory_server().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s = srv.clone();
-    let task = tokio::spawn(async move {
-        s.serve(listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (srv, port, tx, task)
-}
-
 fn kubectl_available() -> bool {
     Path::new("/usr/bin/kubectl").exists()
         || std::process::Command::new("kubectl")
@@ -138,7 +118,8 @@ async fn kubectl_suite() {
         kubectl_available(),
         "kubectl must be installed for this suite"
     );
-    let (srv, port, stop, task) = serve().await;
+    let serving = serving_memory_server().await;
+    let (srv, port) = (serving.server.clone(), serving.port);
     let env = Env::new(port, &srv);
     let admin = srv.in_process_client(&srv.admin_token());
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
@@ -344,15 +325,7 @@ async fn kubectl_suite() {
     );
 
     // bind web to n1, mark it Ready, and exercise logs, describe, wait
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"}, "target": {"kind": "Node", "name": "n1"}});
-    pods.create_subresource::<serde_json::Value, serde_json::Value>(
-        "binding",
-        "web",
-        &Default::default(),
-        &binding,
-    )
-    .await
-    .unwrap();
+    bind_pod(&pods, "web", "n1").await.unwrap();
     pods.patch_status(
         "web",
         &PatchParams::default(),
@@ -422,13 +395,7 @@ async fn kubectl_suite() {
         .unwrap();
     assert!(row.starts_with("web"), "{row}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    pods.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})),
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "web", "w", "1").await;
     let next = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()
@@ -493,9 +460,5 @@ async fn kubectl_suite() {
     env.ok(&["delete", "pod", "nope", "--ignore-not-found"], None)
         .await;
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    serving.stop().await;
 }

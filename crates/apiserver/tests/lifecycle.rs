@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{Binding, ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
     WatchParams,
@@ -14,20 +14,8 @@ use kube::runtime::watcher;
 use podvisor_apiserver::testing::memory_server;
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_store::Store as _;
-use podvisor_testkit::{api_status, pod};
+use podvisor_testkit::{api_status, bind_pod, pod};
 use serde_json::json;
-
-async fn bind(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), kube::Error> {
-    let b: Binding = serde_json::from_value(json!({"metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}})).unwrap();
-    pods.create_subresource::<Binding, kube::core::Status>(
-        "binding",
-        name,
-        &PostParams::default(),
-        &b,
-    )
-    .await
-    .map(|_| ())
-}
 
 #[tokio::test]
 async fn binding_sets_node_and_condition_once() {
@@ -36,7 +24,7 @@ async fn binding_sets_node_and_condition_once() {
     pods.create(&PostParams::default(), &pod("b").label("app", "b").build())
         .await
         .unwrap();
-    bind(&pods, "b", "n1").await.unwrap();
+    bind_pod(&pods, "b", "n1").await.unwrap();
     let p = pods.get("b").await.unwrap();
     assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("n1"));
     let conds = p.status.unwrap().conditions.unwrap();
@@ -45,7 +33,7 @@ async fn binding_sets_node_and_condition_once() {
             .iter()
             .any(|c| c.type_ == "PodScheduled" && c.status == "True")
     );
-    let e = api_status(bind(&pods, "b", "n2").await.unwrap_err());
+    let e = api_status(bind_pod(&pods, "b", "n2").await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert!(
         e.message.contains("already assigned to node \"n1\""),
@@ -61,7 +49,7 @@ async fn graceful_delete_follows_the_rules() {
     pods.create(&PostParams::default(), &pod("g").label("app", "g").build())
         .await
         .unwrap();
-    bind(&pods, "g", "n1").await.unwrap();
+    bind_pod(&pods, "g", "n1").await.unwrap();
     let mut w = pods
         .watch(
             &WatchParams::default().fields("metadata.name=g").timeout(10),
@@ -166,7 +154,7 @@ async fn immediate_delete_cases() {
     pods.create(&PostParams::default(), &pod("t").label("app", "t").build())
         .await
         .unwrap();
-    bind(&pods, "t", "n1").await.unwrap();
+    bind_pod(&pods, "t", "n1").await.unwrap();
     pods.patch_status(
         "t",
         &PatchParams::default(),
@@ -180,7 +168,7 @@ async fn immediate_delete_cases() {
     pods.create(&PostParams::default(), &pod("f").label("app", "f").build())
         .await
         .unwrap();
-    bind(&pods, "f", "n1").await.unwrap();
+    bind_pod(&pods, "f", "n1").await.unwrap();
     pods.delete("f", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 use podvisor_apiserver::ResourceKind;
 use podvisor_apiserver::patch::{PatchError, PatchType, apply_patch, record_update};
 use podvisor_apiserver::registry::{CONFIGMAPS, DEPLOYMENTS, PODS};
+use podvisor_testkit::json::container_names;
 use serde_json::{Value, json};
 
 const T0: &str = "2026-11-25T09:00:00Z";
@@ -40,6 +41,9 @@ fn deployment(replicas: i64) -> Value {
                    "template":{"metadata":{"labels":{"app":"d"}},
                                "spec":{"containers":[{"name":"main","image":"nginx"}]}}}})
 }
+
+/// The field manager of `kubectl apply` without `--server-side`.
+const CSA: &str = "kubectl-client-side-apply";
 
 #[test]
 fn apply_creates_with_an_apply_entry() {
@@ -177,13 +181,7 @@ fn removed_list_item_goes_unless_someone_else_owns_it() {
 #[test]
 fn conflict_with_an_update_manager() {
     let mut live = deployment(1);
-    record_update(
-        &DEPLOYMENTS,
-        None,
-        &mut live,
-        "kubectl-client-side-apply",
-        T0,
-    );
+    record_update(&DEPLOYMENTS, None, &mut live, CSA, T0);
     let err = ssa(&DEPLOYMENTS, Some(&live), &deployment(3), "kubectl", false).unwrap_err();
     assert_eq!((err.code(), err.reason()), (409, "Conflict"));
     assert_eq!(
@@ -257,13 +255,7 @@ fn kubectl_may_take_over_fields_from_client_side_apply() {
     let mut live = deployment(1);
     live["metadata"]["annotations"] =
         json!({"kubectl.kubernetes.io/last-applied-configuration": deployment(1).to_string()});
-    record_update(
-        &DEPLOYMENTS,
-        None,
-        &mut live,
-        "kubectl-client-side-apply",
-        T0,
-    );
+    record_update(&DEPLOYMENTS, None, &mut live, CSA, T0);
     let out = ssa(&DEPLOYMENTS, Some(&live), &deployment(3), "kubectl", false).unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
     let last: Value = serde_json::from_str(
@@ -305,12 +297,7 @@ fn apply_merges_lists_by_key_keeping_live_items() {
     let config = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
         "spec":{"containers":[{"name":"c","image":"1"},{"name":"a","ports":[{"containerPort":80}]}]}});
     let out = ssa(&PODS, Some(&live), &config, "applier", false).unwrap();
-    let names: Vec<&str> = out["spec"]["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = container_names(&out);
     assert_eq!(names, ["c", "a", "b"]);
     assert_eq!(out["spec"]["containers"][1]["image"], "1");
     assert_eq!(

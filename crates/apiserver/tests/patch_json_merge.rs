@@ -16,22 +16,24 @@ fn pod() -> Value {
 
 #[test]
 fn content_types() {
-    assert_eq!(
-        PatchType::from_content_type("application/json-patch+json"),
-        Some(PatchType::Json)
-    );
-    assert_eq!(
-        PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
-        Some(PatchType::Merge)
-    );
-    assert_eq!(
-        PatchType::from_content_type("Application/Strategic-Merge-Patch+JSON"),
-        Some(PatchType::StrategicMerge)
-    );
-    assert_eq!(
-        PatchType::from_content_type("application/apply-patch+yaml"),
-        Some(PatchType::Apply)
-    );
+    for (content_type, want) in [
+        ("application/json-patch+json", PatchType::Json),
+        (
+            "application/merge-patch+json; charset=utf-8",
+            PatchType::Merge,
+        ),
+        (
+            "Application/Strategic-Merge-Patch+JSON",
+            PatchType::StrategicMerge,
+        ),
+        ("application/apply-patch+yaml", PatchType::Apply),
+    ] {
+        assert_eq!(
+            PatchType::from_content_type(content_type),
+            Some(want),
+            "{content_type}"
+        );
+    }
     assert_eq!(PatchType::from_content_type("application/json"), None);
     assert_eq!(PatchType::from_content_type(""), None);
     let e = PatchError::unsupported_media_type("text/plain");

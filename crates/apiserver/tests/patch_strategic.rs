@@ -3,6 +3,7 @@
 use podvisor_apiserver::ResourceKind;
 use podvisor_apiserver::patch::{PatchError, PatchType, apply_patch};
 use podvisor_apiserver::registry::{DEPLOYMENTS, NODES, PODS, SERVICES};
+use podvisor_testkit::json::container_names;
 use serde_json::{Value, json};
 
 const NOW: &str = "2026-11-25T09:00:00Z";
@@ -81,12 +82,7 @@ fn null_deletes_a_key_and_unmatched_nulls_are_dropped() {
 fn containers_merge_by_name_and_new_ones_append() {
     let patch = json!({"spec":{"containers":[{"name":"side","image":"nginx"},{"name":"third","image":"x"}]}});
     let out = smp(&PODS, live_pod(), patch).unwrap();
-    let names: Vec<&str> = out["spec"]["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = container_names(&out);
     assert_eq!(names, ["main", "side", "third"]);
     assert_eq!(out["spec"]["containers"][1]["image"], "nginx");
     assert_eq!(out["spec"]["containers"][0]["env"][0]["value"], "1");

@@ -5,8 +5,19 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::api_status;
+use podvisor_testkit::{api_status, object_names};
 use serde_json::json;
+
+/// Server-side apply of `obj` to ConfigMap `ssa` by `manager`, taking over conflicts.
+async fn force_apply(cms: &Api<ConfigMap>, manager: &str, obj: &serde_json::Value) -> ConfigMap {
+    cms.patch(
+        "ssa",
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap()
+}
 
 #[tokio::test]
 async fn every_patch_type() {
@@ -96,26 +107,12 @@ async fn server_side_apply_creates_updates_and_conflicts() {
         .code,
         409
     );
-    let forced = cms
-        .patch(
-            "ssa",
-            &PatchParams::apply("two").force(),
-            &Patch::Apply(&other),
-        )
-        .await
-        .unwrap();
+    let forced = force_apply(&cms, "two", &other).await;
     assert_eq!(forced.data.unwrap().get("a").map(String::as_str), Some("9"));
     // Dropping a field from one's own configuration removes it.
     let smaller =
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {}});
-    let after = cms
-        .patch(
-            "ssa",
-            &PatchParams::apply("one").force(),
-            &Patch::Apply(&smaller),
-        )
-        .await
-        .unwrap();
+    let after = force_apply(&cms, "one", &smaller).await;
     let data = after.data.unwrap_or_default();
     assert!(!data.contains_key("b"), "{data:?}");
     assert_eq!(data.get("a").map(String::as_str), Some("9"));
@@ -149,14 +146,7 @@ async fn dry_run_deletecollection_and_scale() {
     )
     .await
     .unwrap();
-    let left: Vec<String> = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect();
+    let left = object_names(&cms).await;
     assert_eq!(left, ["c"]);
 
     let rss: Api<ReplicaSet> = Api::namespaced(client, "default");

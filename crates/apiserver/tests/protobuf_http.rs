@@ -9,6 +9,7 @@ use http_body_util::BodyExt as _;
 use podvisor_apiserver::ApiServer;
 use podvisor_apiserver::protobuf;
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::json::without_server_fields;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -82,22 +83,6 @@ fn fixture(name: &str) -> (Vec<u8>, Value) {
     (pb, serde_json::from_slice(&json).expect("fixture JSON"))
 }
 
-/// Drops what legitimately differs between two creations of the same object.
-fn normalize(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in [
-            "namespace",
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "managedFields",
-        ] {
-            meta.remove(key);
-        }
-    }
-    v
-}
-
 async fn create_namespace(srv: &ApiServer, name: &str) {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     let r = call(
@@ -168,7 +153,11 @@ async fn protobuf_and_json_bodies_create_the_same_objects() {
         let json_read = call(&srv, Method::GET, &read("jsonpath"), None, None, vec![])
             .await
             .json();
-        assert_eq!(normalize(pb_read.clone()), normalize(json_read), "{name}");
+        assert_eq!(
+            without_server_fields(pb_read.clone()),
+            without_server_fields(json_read),
+            "{name}"
+        );
         assert_eq!(
             created, pb_read,
             "{name}: create answer differs from a later GET"
@@ -191,7 +180,7 @@ async fn protobuf_and_json_bodies_create_the_same_objects() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let mut a = normalize(
+    let mut a = without_server_fields(
         call(
             &srv,
             Method::GET,
@@ -203,7 +192,7 @@ async fn protobuf_and_json_bodies_create_the_same_objects() {
         .await
         .json(),
     );
-    let mut b = normalize(
+    let mut b = without_server_fields(
         call(
             &srv,
             Method::GET,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use podvisor_apiserver::testing::memory_server;
+use podvisor_testkit::json::without_server_fields;
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -50,6 +51,15 @@ impl Kubectl {
         output
     }
 
+    /// `kubectl create -f file --validate=false` (after `extra` flags).
+    async fn create_file(&self, extra: &[&str], file: &std::path::Path) -> Output {
+        let file = file.to_str().expect("utf-8");
+        let mut args = vec!["create"];
+        args.extend_from_slice(extra);
+        args.extend(["-f", file, "--validate=false"]);
+        self.run(&args).await
+    }
+
     async fn get_json(&self, resource: &str, name: &str, namespace: &str) -> Value {
         let out = self
             .run(&["get", resource, name, "-n", namespace, "-o", "json"])
@@ -77,19 +87,8 @@ fn kubeconfig(dir: &Path, port: u16, ca_pem: &str, token: &str) -> PathBuf {
 }
 
 /// Drops what legitimately differs between two creations of the same object.
-fn normalize(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in [
-            "namespace",
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "managedFields",
-            "selfLink",
-        ] {
-            meta.remove(key);
-        }
-    }
+fn normalize(v: Value) -> Value {
+    let mut v = without_server_fields(v);
     if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
         // Allocated per Service.
         spec.remove("clusterIP");
@@ -192,14 +191,7 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
         .await;
     let ns_file = dir.path().join("ns.json");
     std::fs::write(&ns_file, &ns_json.stdout).expect("write");
-    kubectl
-        .run(&[
-            "create",
-            "-f",
-            ns_file.to_str().expect("utf-8"),
-            "--validate=false",
-        ])
-        .await;
+    kubectl.create_file(&[], &ns_file).await;
     let mut via_pb = normalize(kubectl.get_json("namespace", "dev", "default").await);
     let mut via_json = normalize(kubectl.get_json("namespace", "dev-json", "default").await);
     for (v, name) in [(&mut via_pb, "dev"), (&mut via_json, "dev-json")] {
@@ -255,16 +247,7 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
         let printed = kubectl.run(&json_args).await;
         let file = dir.path().join(format!("obj-{i}.json"));
         std::fs::write(&file, &printed.stdout).expect("write");
-        kubectl
-            .run(&[
-                "create",
-                "-n",
-                "jsonpath",
-                "-f",
-                file.to_str().expect("utf-8"),
-                "--validate=false",
-            ])
-            .await;
+        kubectl.create_file(&["-n", "jsonpath"], &file).await;
 
         let via_pb = normalize(kubectl.get_json(resource, name, "default").await);
         let via_json = normalize(kubectl.get_json(resource, name, "jsonpath").await);
@@ -308,14 +291,7 @@ async fn kubectl_generators_send_protobuf_and_match_json() {
         r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1","labels":{"kubernetes.io/hostname":"node-1"}}}"#,
     )
     .expect("write");
-    kubectl
-        .run(&[
-            "create",
-            "-f",
-            node.to_str().expect("utf-8"),
-            "--validate=false",
-        ])
-        .await;
+    kubectl.create_file(&[], &node).await;
     let out = kubectl
         .run(&[
             "debug",

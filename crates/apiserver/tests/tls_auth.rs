@@ -1,43 +1,28 @@
 //! Real TLS on 127.0.0.1:0 with kube-rs: the CA is trusted, tokens authenticate, 401 for
 //! missing or unknown tokens, 403 for what a node may not do, open health endpoints.
 
-use std::time::Duration;
-
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use podvisor_apiserver::ApiServer;
-use podvisor_apiserver::testing::memory_server;
-use podvisor_testkit::api_status;
+use podvisor_apiserver::testing::{Serving, serving_memory_server};
+use podvisor_testkit::{api_status, bind_pod, set_label};
 use serde_json::json;
 
 struct Running {
     srv: ApiServer,
     port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    serving: Serving,
 }
 
 impl Running {
     async fn start() -> Running {
-        let srv = memory_server().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let s = srv.clone();
-        let task = tokio::spawn(async move {
-            s.serve(listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let serving = serving_memory_server().await;
         Running {
-            srv,
-            port,
-            stop: Some(tx),
-            task,
+            srv: serving.server.clone(),
+            port: serving.port,
+            serving,
         }
     }
 
@@ -55,14 +40,8 @@ impl Running {
         kube::Client::try_from(cfg).unwrap()
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap();
+    async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -143,22 +122,8 @@ async fn tls_crud_and_auth() {
         .code,
         403
     );
-    pods.patch(
-        "p",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
-    )
-    .await
-    .unwrap();
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
-    pods.create_subresource::<serde_json::Value, serde_json::Value>(
-        "binding",
-        "p",
-        &PostParams::default(),
-        &binding,
-    )
-    .await
-    .unwrap();
+    set_label(&pods, "p", "a", "b").await;
+    bind_pod(&pods, "p", "n1").await.unwrap();
     node_pods
         .patch_status("p", &PatchParams::default(), &st)
         .await

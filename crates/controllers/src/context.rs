@@ -12,6 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 use podvisor_kit::WallClock;
@@ -267,6 +268,29 @@ pub(crate) struct Ctx {
 impl Ctx {
     pub(crate) fn now(&self) -> Timestamp {
         self.config.clock.timestamp()
+    }
+
+    /// Writes `obj`'s status (`pods/status`-style `replace_status`), fenced by the cached
+    /// resourceVersion it carries.
+    pub(crate) async fn replace_status<K>(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        obj: &K,
+    ) -> Result<(), ControllerError>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + fmt::Debug,
+    {
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .replace_status(name, &PostParams::default(), obj)
+            .await
+            .map(|_| ())
+            .map_err(ControllerError::api("update status", kind, namespace, name))
     }
 
     /// Queues an event reported by `component` (never blocks; see [`podvisor_kit::events`]).

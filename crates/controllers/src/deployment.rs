@@ -370,15 +370,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     if changed {
         let mut nd = (*d).clone();
         nd.status = Some(status);
-        Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-            .replace_status(&key.name, &PostParams::default(), &nd)
-            .await
-            .map_err(ControllerError::api(
-                "update status",
-                "Deployment",
-                ns,
-                &key.name,
-            ))?;
+        ctx.replace_status("Deployment", ns, &key.name, &nd).await?;
     }
     Ok(None)
 }

@@ -55,20 +55,21 @@ impl Expectations {
 
     /// Records a pod the owner created.
     pub(crate) fn created(&self, owner: &str, uid: PodId) {
-        self.lock()
-            .entry(owner.to_string())
-            .or_default()
-            .creates
-            .push((uid, Instant::now()));
+        self.record(owner, |p| &mut p.creates, uid);
     }
 
     /// Records a pod the owner deleted.
     pub(crate) fn deleted(&self, owner: &str, uid: PodId) {
-        self.lock()
-            .entry(owner.to_string())
-            .or_default()
-            .deletes
-            .push((uid, Instant::now()));
+        self.record(owner, |p| &mut p.deletes, uid);
+    }
+
+    fn record(
+        &self,
+        owner: &str,
+        list: fn(&mut Pending) -> &mut Vec<(PodId, Instant)>,
+        uid: PodId,
+    ) {
+        list(self.lock().entry(owner.to_string()).or_default()).push((uid, Instant::now()));
     }
 
     /// Drops what the cache has observed (or what expired) and tells whether nothing remains

@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::task::JoinSet;
@@ -83,69 +83,41 @@ impl ControllerManager {
         let mut tasks = JoinSet::new();
         tasks.spawn(event_writer.run_until(shutdown.clone()));
         let c = self.client.clone();
+        tasks.spawn(reflect(Api::all(c.clone()), pods_w, ctx.clone(), route_pod));
         tasks.spawn(reflect(
-            Api::<Pod>::all(c.clone()),
-            pods_w,
-            ctx.clone(),
-            route_pod,
-        ));
-        tasks.spawn(reflect(
-            Api::<ReplicaSet>::all(c.clone()),
+            Api::all(c.clone()),
             rs_w,
             ctx.clone(),
             route_replicaset,
         ));
         tasks.spawn(reflect(
-            Api::<Deployment>::all(c.clone()),
+            Api::all(c.clone()),
             deploy_w,
             ctx.clone(),
             route_deployment,
         ));
         tasks.spawn(reflect(
-            Api::<StatefulSet>::all(c.clone()),
+            Api::all(c.clone()),
             sts_w,
             ctx.clone(),
             route_statefulset,
         ));
         tasks.spawn(reflect(
-            Api::<Node>::all(c.clone()),
+            Api::all(c.clone()),
             nodes_w,
             ctx.clone(),
             route_node,
         ));
-        tasks.spawn(reflect(
-            Api::<Lease>::namespaced(c, nodelifecycle::LEASE_NAMESPACE),
-            leases_w,
-            ctx.clone(),
-            |_, _, _| {},
-        ));
+        let leases_api = Api::namespaced(c, nodelifecycle::LEASE_NAMESPACE);
+        tasks.spawn(reflect(leases_api, leases_w, ctx.clone(), |_, _, _| {}));
 
         let ready = async {
-            ctx.pods
-                .wait_until_ready()
-                .await
-                .map_err(|_| ControllerError::CacheNotReady("pod"))?;
-            ctx.replicasets
-                .wait_until_ready()
-                .await
-                .map_err(|_| ControllerError::CacheNotReady("replicaset"))?;
-            ctx.deployments
-                .wait_until_ready()
-                .await
-                .map_err(|_| ControllerError::CacheNotReady("deployment"))?;
-            ctx.statefulsets
-                .wait_until_ready()
-                .await
-                .map_err(|_| ControllerError::CacheNotReady("statefulset"))?;
-            ctx.nodes
-                .wait_until_ready()
-                .await
-                .map_err(|_| ControllerError::CacheNotReady("node"))?;
-            ctx.leases
-                .wait_until_ready()
-                .await
-                .map_err(|_| ControllerError::CacheNotReady("lease"))?;
-            Ok::<(), ControllerError>(())
+            wait_ready(&ctx.pods, "pod").await?;
+            wait_ready(&ctx.replicasets, "replicaset").await?;
+            wait_ready(&ctx.deployments, "deployment").await?;
+            wait_ready(&ctx.statefulsets, "statefulset").await?;
+            wait_ready(&ctx.nodes, "node").await?;
+            wait_ready(&ctx.leases, "lease").await
         };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -153,55 +125,54 @@ impl ControllerManager {
         }
         resync_all(&ctx);
 
+        // Workers per queue; a key is never processed by two workers at once.
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 5] = [
+            ("replicaset", &ctx.rs_queue, |ctx, key| {
+                Box::pin(async move { replicaset::reconcile(&ctx, &key).await })
+            }),
+            ("deployment", &ctx.deploy_queue, |ctx, key| {
+                Box::pin(async move { deployment::reconcile(&ctx, &key).await })
+            }),
+            ("statefulset", &ctx.sts_queue, |ctx, key| {
+                Box::pin(async move { statefulset::reconcile(&ctx, &key).await })
+            }),
+            ("tainteviction-pod", &ctx.taint_pod_queue, |ctx, key| {
+                Box::pin(async move { tainteviction::reconcile_pod(&ctx, &key) })
+            }),
+            ("tainteviction", &ctx.eviction_queue, |ctx, key| {
+                Box::pin(async move { tainteviction::evict(&ctx, &key).await })
+            }),
+        ];
+        let gc: Reconcile<GcKey> =
+            |ctx, key| Box::pin(async move { gc::reconcile(&ctx, &key).await });
+        let taint_node: Reconcile<String> =
+            |ctx, key| Box::pin(async move { tainteviction::reconcile_node(&ctx, &key) });
         for _ in 0..self.config.workers.max(1) {
-            tasks.spawn(worker(
-                "replicaset",
-                ctx.clone(),
-                ctx.rs_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { replicaset::reconcile(&ctx, &key).await }),
-            ));
-            tasks.spawn(worker(
-                "deployment",
-                ctx.clone(),
-                ctx.deploy_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { deployment::reconcile(&ctx, &key).await }),
-            ));
-            tasks.spawn(worker(
-                "statefulset",
-                ctx.clone(),
-                ctx.sts_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { statefulset::reconcile(&ctx, &key).await }),
-            ));
+            for (name, queue, reconcile) in &by_key {
+                let queue = (*queue).clone();
+                tasks.spawn(worker(
+                    name,
+                    ctx.clone(),
+                    queue,
+                    shutdown.clone(),
+                    *reconcile,
+                ));
+            }
+            let stop = shutdown.clone();
             tasks.spawn(worker(
                 "garbagecollector",
                 ctx.clone(),
                 ctx.gc_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { gc::reconcile(&ctx, &key).await }),
+                stop,
+                gc,
             ));
+            let (queue, stop) = (ctx.taint_node_queue.clone(), shutdown.clone());
             tasks.spawn(worker(
                 "tainteviction-node",
                 ctx.clone(),
-                ctx.taint_node_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { tainteviction::reconcile_node(&ctx, &key) }),
-            ));
-            tasks.spawn(worker(
-                "tainteviction-pod",
-                ctx.clone(),
-                ctx.taint_pod_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { tainteviction::reconcile_pod(&ctx, &key) }),
-            ));
-            tasks.spawn(worker(
-                "tainteviction",
-                ctx.clone(),
-                ctx.eviction_queue.clone(),
-                shutdown.clone(),
-                |ctx, key| Box::pin(async move { tainteviction::evict(&ctx, &key).await }),
+                queue,
+                stop,
+                taint_node,
             ));
         }
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
@@ -267,6 +238,17 @@ fn resync_all(ctx: &Ctx) {
             ctx.gc_queue.add(GcKey::Pod(k));
         }
     }
+}
+
+/// Waits for a cache's initial list.
+async fn wait_ready<K>(store: &Store<K>, what: &'static str) -> Result<(), ControllerError>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|_| ControllerError::CacheNotReady(what))
 }
 
 type Reconcile<K> = fn(

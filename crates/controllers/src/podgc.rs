@@ -178,13 +178,7 @@ async fn gc_orphaned(ctx: &Ctx, all: &[Arc<Pod>], quarantine: &mut HashMap<Strin
     if deleted.is_empty() {
         return;
     }
-    let condition = PodCondition {
-        type_: "DisruptionTarget".into(),
-        status: "True".into(),
-        reason: Some(REASON_DELETION_BY_POD_GC.into()),
-        message: Some(MESSAGE_DELETION_BY_POD_GC.into()),
-        ..Default::default()
-    };
+    let condition = pods::disruption_target(REASON_DELETION_BY_POD_GC, MESSAGE_DELETION_BY_POD_GC);
     for p in all.iter().filter(|p| deleted.contains(node_name(p))) {
         info!(pod = ?p.metadata.name, ns = ?p.metadata.namespace, node = node_name(p),
             "force deleting orphaned pod: its node no longer exists");

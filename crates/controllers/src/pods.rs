@@ -8,6 +8,17 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 
+/// The `DisruptionTarget=True` condition set before a controller deletes a pod.
+pub(crate) fn disruption_target(reason: &str, message: &str) -> PodCondition {
+    PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        ..Default::default()
+    }
+}
+
 /// A pod counts toward replicas: not terminal and not terminating (`IsPodActive`).
 pub(crate) fn is_active(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none() && !is_terminal(pod)

@@ -27,7 +27,6 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use tracing::{debug, info};
 
@@ -120,16 +119,7 @@ async fn write_status(
     let name = rs.metadata.name.clone().unwrap_or_default();
     let mut updated = rs.clone();
     updated.status = Some(status);
-    Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ns)
-        .replace_status(&name, &PostParams::default(), &updated)
-        .await
-        .map_err(ControllerError::api(
-            "update status",
-            "ReplicaSet",
-            &ns,
-            &name,
-        ))?;
-    Ok(())
+    ctx.replace_status("ReplicaSet", &ns, &name, &updated).await
 }
 
 fn status_eq(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {

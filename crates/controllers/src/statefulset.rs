@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use tracing::info;
 
@@ -107,15 +106,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     if serde_json::to_value(&status).ok() != serde_json::to_value(&old).ok() {
         let mut s = (*sts).clone();
         s.status = Some(status);
-        Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
-            .replace_status(&key.name, &PostParams::default(), &s)
-            .await
-            .map_err(ControllerError::api(
-                "update status",
-                "StatefulSet",
-                ns,
-                &key.name,
-            ))?;
+        ctx.replace_status("StatefulSet", ns, &key.name, &s).await?;
     }
     Ok(requeue)
 }

@@ -35,7 +35,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodCondition, Taint};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use podvisor_api::taints::{self, TolerationTime};
@@ -233,13 +233,10 @@ pub(crate) async fn evict(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Cont
             format!("Marking for deletion Pod {key}"),
         ),
     );
-    let condition = PodCondition {
-        type_: "DisruptionTarget".into(),
-        status: "True".into(),
-        reason: Some(REASON_DELETION_BY_TAINT_MANAGER.into()),
-        message: Some(MESSAGE_DELETION_BY_TAINT_MANAGER.into()),
-        ..Default::default()
-    };
+    let condition = crate::pods::disruption_target(
+        REASON_DELETION_BY_TAINT_MANAGER,
+        MESSAGE_DELETION_BY_TAINT_MANAGER,
+    );
     if crate::pods::update_condition(&mut pod, condition, Time(ctx.now())) {
         match api
             .replace_status(&key.name, &PostParams::default(), &pod)

@@ -1,13 +1,13 @@
 //! The Deployment controller against an in-process API server; the test plays the kubelet.
 
+mod common;
+
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_testkit::{eventually, mark_ready};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 /// Marks every unready, non-terminating pod of app=web Running and Ready.
 async fn kubelet(client: &Client) {
@@ -68,12 +68,8 @@ async fn rollout_done(client: &Client, image: &str) -> bool {
 
 #[tokio::test]
 async fn deployment_rolls_out_and_rolls_to_a_new_image() {
-    let server = podvisor_apiserver::testing::memory_server().await;
-    let client = server.in_process_client(&server.admin_token());
-    let stop = CancellationToken::new();
-    let manager = tokio::spawn(
-        ControllerManager::new(client.clone(), ControllerConfig::default()).run(stop.clone()),
-    );
+    let running = common::start().await;
+    let client = running.client.clone();
     let api = Api::<Deployment>::namespaced(client.clone(), "default");
     let d: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -122,6 +118,5 @@ async fn deployment_rolls_out_and_rolls_to_a_new_image() {
             other => panic!("revision {other:?}"),
         }
     }
-    stop.cancel();
-    manager.await.expect("join").expect("manager");
+    running.stop().await;
 }

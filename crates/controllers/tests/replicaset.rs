@@ -1,16 +1,16 @@
 //! The ReplicaSet controller and the garbage collector against an in-process API server
 //! (no agents: the test plays the kubelet by patching pod status).
 
+mod common;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_testkit::{eventually, mark_ready};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 async fn pods(client: &Client) -> Vec<Pod> {
     Api::<Pod>::namespaced(client.clone(), "default")
@@ -32,14 +32,26 @@ fn active(pods: &[Pod]) -> Vec<&Pod> {
         .collect()
 }
 
+/// `kubectl scale rs/web --replicas=n`, then waits for `n` active pods.
+async fn scale_to(rs_api: &Api<ReplicaSet>, client: &Client, n: i32, what: &str) {
+    rs_api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": n}})),
+        )
+        .await
+        .expect("scale");
+    eventually(what, || async {
+        active(&pods(client).await).len() == n as usize
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
-    let server = podvisor_apiserver::testing::memory_server().await;
-    let client = server.in_process_client(&server.admin_token());
-    let stop = CancellationToken::new();
-    let manager = tokio::spawn(
-        ControllerManager::new(client.clone(), ControllerConfig::default()).run(stop.clone()),
-    );
+    let running = common::start().await;
+    let client = running.client.clone();
 
     let rs_api = Api::<ReplicaSet>::namespaced(client.clone(), "default");
     let rs: ReplicaSet = serde_json::from_value(json!({
@@ -117,35 +129,13 @@ async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
     .await;
 
     // kubectl scale rs/web --replicas=1
-    rs_api
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 1}})),
-        )
-        .await
-        .expect("scale");
-    eventually("scale down to 1", || async {
-        active(&pods(&client).await).len() == 1
-    })
-    .await;
+    scale_to(&rs_api, &client, 1, "scale down to 1").await;
     // The ready pod is kept, the new unready one goes.
     let kept = active(&pods(&client).await)[0].metadata.name.clone();
     assert_eq!(kept, ps[1].metadata.name);
 
     // Scale up again.
-    rs_api
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .expect("scale");
-    eventually("scale up to 3", || async {
-        active(&pods(&client).await).len() == 3
-    })
-    .await;
+    scale_to(&rs_api, &client, 3, "scale up to 3").await;
 
     // Deleting the ReplicaSet collects its pods (the failed one too).
     rs_api
@@ -161,8 +151,7 @@ async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
     })
     .await;
 
-    stop.cancel();
-    manager.await.expect("join").expect("manager");
+    running.stop().await;
 }
 
 fn r_gen(rs: &ReplicaSet) -> Option<i64> {

@@ -1,15 +1,15 @@
 //! The StatefulSet controller against an in-process API server; the test plays the kubelet.
 
+mod common;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_testkit::mark_ready;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 async fn names(client: &Client) -> Vec<String> {
     let mut v: Vec<String> = Api::<Pod>::namespaced(client.clone(), "default")
@@ -42,12 +42,8 @@ async fn wait_names(client: &Client, want: &[&str]) {
 
 #[tokio::test]
 async fn statefulset_creates_in_order_and_replaces_with_the_same_name() {
-    let server = podvisor_apiserver::testing::memory_server().await;
-    let client = server.in_process_client(&server.admin_token());
-    let stop = CancellationToken::new();
-    let manager = tokio::spawn(
-        ControllerManager::new(client.clone(), ControllerConfig::default()).run(stop.clone()),
-    );
+    let running = common::start().await;
+    let client = running.client.clone();
     let sts: StatefulSet = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db"},
@@ -130,6 +126,5 @@ async fn statefulset_creates_in_order_and_replaces_with_the_same_name() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(scaled, "scaled down to db-0");
-    stop.cancel();
-    manager.await.expect("join").expect("manager");
+    running.stop().await;
 }

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use jiff::Timestamp;
+#[cfg(feature = "kube")]
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use k8s_openapi::jiff::Timestamp;
 
 /// A source of wall-clock time. Cheap to clone; clones read the same clock.
 #[derive(Clone)]
@@ -70,6 +71,7 @@ impl WallClock {
     }
 
     /// Now as a Kubernetes `Time` (whole seconds, as the wire carries it).
+    #[cfg(feature = "kube")]
     pub fn now_time(&self) -> Time {
         to_time(self.now())
     }
@@ -92,6 +94,7 @@ pub fn to_timestamp(t: SystemTime) -> Timestamp {
 
 /// A wall-clock time as a Kubernetes `Time`, truncated to whole seconds (the wire format has
 /// no fraction, and comparing with what the server returns must not see phantom changes).
+#[cfg(feature = "kube")]
 pub fn to_time(t: SystemTime) -> Time {
     let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
@@ -101,6 +104,7 @@ pub fn to_time(t: SystemTime) -> Time {
 }
 
 /// A wall-clock time as a Kubernetes `MicroTime` (microseconds).
+#[cfg(feature = "kube")]
 pub fn to_micro_time(t: SystemTime) -> MicroTime {
     let micros = t
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -110,6 +114,7 @@ pub fn to_micro_time(t: SystemTime) -> MicroTime {
 }
 
 /// A Kubernetes `Time` as a wall-clock time.
+#[cfg(feature = "kube")]
 pub fn from_time(t: &Time) -> SystemTime {
     let secs = t.0.as_second();
     if secs >= 0 {
@@ -123,6 +128,7 @@ pub fn from_time(t: &Time) -> SystemTime {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "kube")]
     #[test]
     fn times_truncate_to_seconds_and_round_trip() {
         let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 999_999_999);

@@ -177,19 +177,11 @@ pub struct EventStats {
 type Queued = (Arc<Reporter>, EventRecord);
 
 /// The sending side; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EventRecorder {
     tx: mpsc::Sender<Queued>,
     reporter: Arc<Reporter>,
     stats: Arc<EventStats>,
-}
-
-impl std::fmt::Debug for EventRecorder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventRecorder")
-            .field("reporter", &self.reporter)
-            .finish_non_exhaustive()
-    }
 }
 
 impl EventRecorder {
@@ -511,6 +503,15 @@ mod tests {
         WallClock::fixed(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
     }
 
+    /// A recorder reporting as `component` with `config`, over `client`.
+    fn recorder(
+        client: kube::Client,
+        component: &str,
+        config: RecorderConfig,
+    ) -> (EventRecorder, EventWriter) {
+        EventRecorder::new(client, Reporter::component(component), clock(), config)
+    }
+
     fn started(uid: &str) -> EventRecord {
         EventRecord::new(
             pod(uid),
@@ -523,12 +524,7 @@ mod tests {
     #[tokio::test]
     async fn repeats_are_aggregated_into_one_event() {
         let (client, seen) = fake_client(0);
-        let (rec, writer) = EventRecorder::new(
-            client,
-            Reporter::component("kubelet"),
-            clock(),
-            RecorderConfig::default(),
-        );
+        let (rec, writer) = recorder(client, "kubelet", RecorderConfig::default());
         for _ in 0..3 {
             rec.record(started("u1"));
         }
@@ -561,12 +557,7 @@ mod tests {
             aggregate: false,
             ..Default::default()
         };
-        let (rec, writer) = EventRecorder::new(
-            client,
-            Reporter::component("node-controller"),
-            clock(),
-            config,
-        );
+        let (rec, writer) = recorder(client, "node-controller", config);
         let node = ObjectReference {
             kind: Some("Node".into()),
             name: Some("n1".into()),
@@ -604,12 +595,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_first_create_is_forgotten() {
         let (client, seen) = fake_client(1);
-        let (rec, writer) = EventRecorder::new(
-            client,
-            Reporter::component("kubelet"),
-            clock(),
-            RecorderConfig::default(),
-        );
+        let (rec, writer) = recorder(client, "kubelet", RecorderConfig::default());
         let stats = rec.stats().clone();
         let task = tokio::spawn(writer.run());
         rec.record(started("u1"));
@@ -638,7 +624,7 @@ mod tests {
             capacity: 2,
             ..Default::default()
         };
-        let (rec, writer) = EventRecorder::new(client, Reporter::component("x"), clock(), config);
+        let (rec, writer) = recorder(client, "x", config);
         for i in 0..5 {
             rec.record(started(&format!("u{i}")));
         }
@@ -651,12 +637,7 @@ mod tests {
     #[tokio::test]
     async fn run_until_stops_at_shutdown_with_recorders_alive() {
         let (client, _seen) = fake_client(0);
-        let (rec, writer) = EventRecorder::new(
-            client,
-            Reporter::component("x"),
-            clock(),
-            RecorderConfig::default(),
-        );
+        let (rec, writer) = recorder(client, "x", RecorderConfig::default());
         let stop = CancellationToken::new();
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), writer.run_until(stop))

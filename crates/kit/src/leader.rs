@@ -522,12 +522,11 @@ mod tests {
         assert_eq!(s.acquire_time, Some(MicroTime(ts(999))));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn decide_renews_keeping_acquire_time_and_transitions() {
+    /// What "me" writes over `observed` at wall time 300, seen unchanged just now.
+    fn update_at_300(observed: &LeaseSpec) -> LeaseSpec {
         let now = Instant::now();
-        let mine = spec("me", 2);
         let d = decide(
-            Some(&mine),
+            Some(observed),
             now,
             now,
             ts(300),
@@ -537,6 +536,12 @@ mod tests {
         let Attempt::Update(s) = d else {
             panic!("{d:?}")
         };
+        s
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decide_renews_keeping_acquire_time_and_transitions() {
+        let s = update_at_300(&spec("me", 2));
         assert_eq!(s.acquire_time, Some(MicroTime(ts(100))));
         assert_eq!(s.renew_time, Some(MicroTime(ts(300))));
         assert_eq!(s.lease_transitions, Some(2));
@@ -544,19 +549,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn decide_takes_a_released_lease_at_once() {
-        let now = Instant::now();
-        let released = spec("", 5);
-        let d = decide(
-            Some(&released),
-            now,
-            now,
-            ts(300),
-            "me",
-            Duration::from_secs(15),
-        );
-        let Attempt::Update(s) = d else {
-            panic!("{d:?}")
-        };
+        let s = update_at_300(&spec("", 5));
         assert_eq!(s.lease_transitions, Some(6));
     }
 
@@ -575,6 +568,19 @@ mod tests {
     }
 
     impl FakeLeases {
+        /// Records the call and fails it if failures are injected.
+        fn enter(&self, call: String) -> Result<std::sync::MutexGuard<'_, FakeState>, LeaderError> {
+            let mut s = self.state.lock().unwrap();
+            s.calls.push(call);
+            if s.fail {
+                return Err(LeaderError::Other {
+                    name: "l".into(),
+                    message: "injected".into(),
+                });
+            }
+            Ok(s)
+        }
+
         fn holder(&self) -> Option<String> {
             let s = self.state.lock().unwrap();
             s.lease
@@ -596,34 +602,21 @@ mod tests {
         }
     }
 
+    fn holder(lease: &Lease) -> String {
+        lease
+            .spec
+            .as_ref()
+            .and_then(|x| x.holder_identity.clone())
+            .unwrap_or_default()
+    }
+
     impl LeaseClient for FakeLeases {
         async fn get(&self) -> Result<Option<Lease>, LeaderError> {
-            let mut s = self.state.lock().unwrap();
-            s.calls.push("get".into());
-            if s.fail {
-                return Err(LeaderError::Other {
-                    name: "l".into(),
-                    message: "injected".into(),
-                });
-            }
+            let s = self.enter("get".into())?;
             Ok(s.lease.clone())
         }
         async fn create(&self, mut lease: Lease) -> Result<Lease, LeaderError> {
-            let mut s = self.state.lock().unwrap();
-            s.calls.push(format!(
-                "create {}",
-                lease
-                    .spec
-                    .as_ref()
-                    .and_then(|x| x.holder_identity.clone())
-                    .unwrap_or_default()
-            ));
-            if s.fail {
-                return Err(LeaderError::Other {
-                    name: "l".into(),
-                    message: "injected".into(),
-                });
-            }
+            let mut s = self.enter(format!("create {}", holder(&lease)))?;
             if s.lease.is_some() {
                 return Err(LeaderError::Conflict { name: "l".into() });
             }
@@ -633,21 +626,7 @@ mod tests {
             Ok(lease)
         }
         async fn replace(&self, mut lease: Lease) -> Result<Lease, LeaderError> {
-            let mut s = self.state.lock().unwrap();
-            s.calls.push(format!(
-                "replace {}",
-                lease
-                    .spec
-                    .as_ref()
-                    .and_then(|x| x.holder_identity.clone())
-                    .unwrap_or_default()
-            ));
-            if s.fail {
-                return Err(LeaderError::Other {
-                    name: "l".into(),
-                    message: "injected".into(),
-                });
-            }
+            let mut s = self.enter(format!("replace {}", holder(&lease)))?;
             if lease.metadata.resource_version != Some(s.rv.to_string()) {
                 return Err(LeaderError::Conflict { name: "l".into() });
             }

@@ -768,7 +768,7 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
             let _ = scheduler.run(stop).await;
         });
     }
-    let clock: podvisor_runtime::fake::WallClock = Arc::new(std::time::SystemTime::now);
+    let clock = podvisor_kit::WallClock::system();
     for i in 0..nodes {
         let name = format!("sim-{i:03}");
         let token = server.ensure_node_token(&name)?;

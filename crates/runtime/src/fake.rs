@@ -40,14 +40,13 @@ use crate::{
     Signal,
 };
 
-/// A wall clock: returns "now". Injected so that tests control timestamps.
-pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+pub use podvisor_kit::WallClock;
 
 /// A wall clock that starts at `base` and advances with tokio time (so it pauses and jumps
-/// with `tokio::time::pause`/`advance`). Must be called inside a tokio runtime.
+/// with `tokio::time::pause`/`advance`): [`WallClock::tokio`]. Must be called inside a
+/// tokio runtime.
 pub fn tokio_clock(base: SystemTime) -> WallClock {
-    let origin = Instant::now();
-    Arc::new(move || base + origin.elapsed())
+    WallClock::tokio(base)
 }
 
 /// How starting a container goes.
@@ -704,7 +703,7 @@ impl Inner {
     }
 
     fn now(&self) -> SystemTime {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// Records the call and pops an injected error for `op`.

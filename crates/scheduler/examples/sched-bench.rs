@@ -3,15 +3,11 @@
 //!
 //! `cargo run --release -p podvisor-scheduler --example sched-bench [-- NODES PODS]`
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, Node, NodeCondition, NodeStatus, Pod, PodSpec, ResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -21,32 +17,13 @@ use podvisor_scheduler::{Scheduler, SchedulerConfig};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-fn q(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
-}
+const BENCH_ALLOCATABLE: [(&str, &str); 3] = [("cpu", "64"), ("memory", "256Gi"), ("pods", "110")];
 
 fn bench_node(name: &str) -> Node {
-    let alloc = q(&[("cpu", "64"), ("memory", "256Gi"), ("pods", "110")]);
-    Node {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        spec: None,
-        status: Some(NodeStatus {
-            allocatable: Some(alloc.clone()),
-            capacity: Some(alloc),
-            conditions: Some(vec![NodeCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-    }
+    podvisor_testkit::node(name)
+        .allocatable(&BENCH_ALLOCATABLE)
+        .condition("Ready", "True")
+        .build()
 }
 
 fn bench_pod(i: usize) -> Pod {
@@ -62,7 +39,10 @@ fn bench_pod(i: usize) -> Pod {
                 name: "app".into(),
                 image: Some("busybox".into()),
                 resources: Some(ResourceRequirements {
-                    requests: Some(q(&[("cpu", "10m"), ("memory", "16Mi")])),
+                    requests: Some(podvisor_testkit::quantities(&[
+                        ("cpu", "10m"),
+                        ("memory", "16Mi"),
+                    ])),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -118,17 +98,7 @@ async fn main() {
             .create(&PostParams::default(), &node)
             .await
             .expect("create node");
-        let alloc = q(&[("cpu", "64"), ("memory", "256Gi"), ("pods", "110")]);
-        let status = NodeStatus {
-            allocatable: Some(alloc.clone()),
-            capacity: Some(alloc),
-            conditions: Some(vec![NodeCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
+        let status = bench_node(&name).status;
         node_api
             .patch_status(
                 &name,

@@ -63,19 +63,14 @@ pub fn least_allocated_score(pod: &PodInfo, node: &NodeData, usage: &NodeUsage) 
         }
         (alloc - requested) * MAX_NODE_SCORE / alloc
     }
+    let (used, asked) = (&usage.non_zero_requested, &pod.non_zero);
     let cpu = one(
         node.allocatable.milli_cpu,
-        usage
-            .non_zero_requested
-            .milli_cpu
-            .saturating_add(pod.non_zero.milli_cpu),
+        used.milli_cpu.saturating_add(asked.milli_cpu),
     );
     let mem = one(
         node.allocatable.memory,
-        usage
-            .non_zero_requested
-            .memory
-            .saturating_add(pod.non_zero.memory),
+        used.memory.saturating_add(asked.memory),
     );
     (cpu + mem) / 2
 }

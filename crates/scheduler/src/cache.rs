@@ -401,32 +401,15 @@ impl Cache {
 pub(crate) mod tests {
     use super::*;
     use crate::resources::tests::container;
-    use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, PodSpec, PodStatus};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::api::core::v1::{NodeSpec, PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     pub(crate) fn node(name: &str, cpu: &str, mem: &str, pods: &str) -> Node {
-        let alloc: BTreeMap<String, Quantity> = [("cpu", cpu), ("memory", mem), ("pods", pods)]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-            .collect();
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            spec: Some(NodeSpec::default()),
-            status: Some(NodeStatus {
-                allocatable: Some(alloc.clone()),
-                capacity: Some(alloc),
-                conditions: Some(vec![NodeCondition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-        }
+        podvisor_testkit::node(name)
+            .allocatable(&[("cpu", cpu), ("memory", mem), ("pods", pods)])
+            .condition("Ready", "True")
+            .with(|n| n.spec = Some(NodeSpec::default()))
+            .build()
     }
 
     pub(crate) fn pod(name: &str, cpu: Option<&str>, node: Option<&str>) -> Pod {
@@ -464,14 +447,20 @@ pub(crate) mod tests {
         assert!(!c.contains_pod("uid-p"));
     }
 
-    #[test]
-    fn watch_confirms_assumption_without_double_counting() {
+    /// A cache with node `n1` (2 cpu) and pod `p` requesting `cpu` assumed on it.
+    fn assumed_on_n1(cpu: &str) -> Cache {
         let mut c = Cache::new();
         c.upsert_node(Arc::new(node("n1", "2", "4Gi", "110")));
         c.assume(
-            Arc::new(PodInfo::new(Arc::new(pod("p", Some("500m"), None)))),
+            Arc::new(PodInfo::new(Arc::new(pod("p", Some(cpu), None)))),
             "n1",
         );
+        c
+    }
+
+    #[test]
+    fn watch_confirms_assumption_without_double_counting() {
+        let mut c = assumed_on_n1("500m");
         c.apply_pod(Arc::new(pod("p", Some("500m"), Some("n1"))));
         assert_eq!(usage(&c, "n1").requested.milli_cpu, 500);
         assert!(!c.is_assumed("uid-p"));
@@ -482,12 +471,7 @@ pub(crate) mod tests {
 
     #[test]
     fn stale_pending_version_does_not_drop_an_assumption() {
-        let mut c = Cache::new();
-        c.upsert_node(Arc::new(node("n1", "2", "4Gi", "110")));
-        c.assume(
-            Arc::new(PodInfo::new(Arc::new(pod("p", Some("1"), None)))),
-            "n1",
-        );
+        let mut c = assumed_on_n1("1");
         assert_eq!(
             c.apply_pod(Arc::new(pod("p", Some("1"), None))),
             PodChange::None

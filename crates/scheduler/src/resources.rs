@@ -96,32 +96,27 @@ impl Resources {
         }
     }
 
-    /// Adds `other` to `self`, per resource, saturating.
-    pub fn add(&mut self, other: &Resources) {
-        self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
-        self.memory = self.memory.saturating_add(other.memory);
-        self.ephemeral_storage = self
-            .ephemeral_storage
-            .saturating_add(other.ephemeral_storage);
-        self.pods = self.pods.saturating_add(other.pods);
+    /// Applies `op` to each resource of `self` and `other` (scalars missing in `self` start
+    /// at 0).
+    fn combine(&mut self, other: &Resources, op: fn(i64, i64) -> i64) {
+        self.milli_cpu = op(self.milli_cpu, other.milli_cpu);
+        self.memory = op(self.memory, other.memory);
+        self.ephemeral_storage = op(self.ephemeral_storage, other.ephemeral_storage);
+        self.pods = op(self.pods, other.pods);
         for (k, v) in &other.scalar {
             let e = self.scalar.entry(k.clone()).or_insert(0);
-            *e = e.saturating_add(*v);
+            *e = op(*e, *v);
         }
+    }
+
+    /// Adds `other` to `self`, per resource, saturating.
+    pub fn add(&mut self, other: &Resources) {
+        self.combine(other, i64::saturating_add);
     }
 
     /// Subtracts `other` from `self`, per resource.
     pub fn sub(&mut self, other: &Resources) {
-        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
-        self.memory = self.memory.saturating_sub(other.memory);
-        self.ephemeral_storage = self
-            .ephemeral_storage
-            .saturating_sub(other.ephemeral_storage);
-        self.pods = self.pods.saturating_sub(other.pods);
-        for (k, v) in &other.scalar {
-            let e = self.scalar.entry(k.clone()).or_insert(0);
-            *e = e.saturating_sub(*v);
-        }
+        self.combine(other, i64::saturating_sub);
         self.scalar.retain(|_, v| *v != 0);
     }
 

@@ -80,6 +80,16 @@ async fn wait_event(client: &kube::Client, pod: &str, reason: &str) -> Event {
     .await
 }
 
+/// Creates pods `p{i}` (100m cpu) for `range` and waits until each is bound.
+async fn create_and_bind(client: &kube::Client, range: std::ops::Range<usize>) {
+    for i in range.clone() {
+        create_pod(client, &pod(&format!("p{i}"), "100m")).await;
+    }
+    for i in range {
+        wait_bound(client, &format!("p{i}")).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binds_a_pod_and_emits_the_scheduled_event() {
     let c = cluster().await;
@@ -363,12 +373,7 @@ async fn leader_election_two_schedulers_one_active() {
     })
     .await;
     let b = start(&c.client, le("sched-b"));
-    for i in 0..20 {
-        create_pod(&c.client, &pod(&format!("p{i}"), "100m")).await;
-    }
-    for i in 0..20 {
-        wait_bound(&c.client, &format!("p{i}")).await;
-    }
+    create_and_bind(&c.client, 0..20).await;
     // the counter moves once the bind call returned, which may be after the test saw it
     eventually(Duration::from_secs(10), "a counted 20 binds", || async {
         (a.stats.bound.load(Ordering::Relaxed) == 20).then_some(())
@@ -391,12 +396,7 @@ async fn leader_election_two_schedulers_one_active() {
     .await;
     assert_eq!(l.lease_transitions, Some(1));
     assert!(l.acquire_time.is_some() && l.renew_time.is_some());
-    for i in 20..30 {
-        create_pod(&c.client, &pod(&format!("p{i}"), "100m")).await;
-    }
-    for i in 20..30 {
-        wait_bound(&c.client, &format!("p{i}")).await;
-    }
+    create_and_bind(&c.client, 20..30).await;
     eventually(Duration::from_secs(10), "b counted 10 binds", || async {
         (b.stats.bound.load(Ordering::Relaxed) == 10).then_some(())
     })

@@ -60,6 +60,14 @@ async fn collect(store: &RedbStore, prefix: &str, from: i64, until: i64) -> Vec<
     out
 }
 
+/// List options at revision `rev`.
+fn at(rev: i64) -> ListOptions {
+    ListOptions {
+        revision: Some(rev),
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_revisions_and_compaction_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,32 +86,14 @@ async fn history_revisions_and_compaction_survive_reopen() {
             .await
             .unwrap()
             .mod_revision;
-        let snap = store
-            .list(
-                "/p/",
-                ListOptions {
-                    revision: Some(4),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let snap = store.list("/p/", at(4)).await.unwrap();
         (collect(&store, "/p/", 1, last).await, snap, last)
     };
     let store = RedbStore::open_with(&path, options()).unwrap();
     assert_eq!(store.current_revision().await.unwrap(), last);
     // Watch from the start is served from disk after a reopen, with previous values.
     assert_eq!(collect(&store, "/p/", 1, last).await, events);
-    let again = store
-        .list(
-            "/p/",
-            ListOptions {
-                revision: Some(4),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let again = store.list("/p/", at(4)).await.unwrap();
     assert_eq!(again, snapshot_at_4);
     // New writes continue the revision sequence.
     let d = store.create("/p/d", vec![]).await.unwrap();
@@ -113,15 +103,7 @@ async fn history_revisions_and_compaction_survive_reopen() {
 
     let store = RedbStore::open_with(&path, options()).unwrap();
     assert_eq!(store.compacted_revision().await.unwrap(), 5);
-    let below = store
-        .list(
-            "/p/",
-            ListOptions {
-                revision: Some(4),
-                ..Default::default()
-            },
-        )
-        .await;
+    let below = store.list("/p/", at(4)).await;
     assert!(matches!(
         below,
         Err(StoreError::Compacted {
@@ -199,16 +181,7 @@ async fn automatic_compaction_keeps_the_configured_window() {
         "window too large: {compacted} of {current}"
     );
     // The window is readable; below it is Compacted.
-    let at = store
-        .list(
-            "",
-            ListOptions {
-                revision: Some(compacted),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let at = store.list("", at(compacted)).await.unwrap();
     assert_eq!(at.items.len(), 1);
     assert_eq!(at.items[0].mod_revision, compacted);
     assert!(store.watch("/", compacted - 1).await.is_err());

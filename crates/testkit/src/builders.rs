@@ -8,7 +8,63 @@ use k8s_openapi::api::core::v1::{
     Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
+/// Builds a `T`: the methods common to every object here, the kind-specific ones in the
+/// `impl Builder<Pod>` (and so on) blocks.
+#[derive(Clone, Debug)]
+pub struct Builder<T> {
+    obj: T,
+}
+
+/// Builds a [`Pod`].
+pub type PodBuilder = Builder<Pod>;
+/// Builds a [`Container`].
+pub type ContainerBuilder = Builder<Container>;
+/// Builds a [`Node`].
+pub type NodeBuilder = Builder<Node>;
+
+impl<T> Builder<T> {
+    /// Any other change.
+    pub fn with(mut self, f: impl FnOnce(&mut T)) -> Self {
+        f(&mut self.obj);
+        self
+    }
+}
+
+impl Builder<Container> {
+    /// The container.
+    pub fn build(self) -> Container {
+        self.obj
+    }
+}
+
+impl Builder<Node> {
+    /// The node.
+    pub fn build(self) -> Node {
+        self.obj
+    }
+}
+
+/// An object named `name`, everything else default.
+fn named<T: Resource + Default>(name: &str) -> Builder<T> {
+    let mut obj = T::default();
+    obj.meta_mut().name = Some(name.to_owned());
+    Builder { obj }
+}
+
+impl<T: Resource> Builder<T> {
+    /// A label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.obj
+            .meta_mut()
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
 
 /// A resource map (`[("cpu", "100m")]`).
 pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
@@ -20,42 +76,17 @@ pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
 
 /// A pod named `name`.
 pub fn pod(name: &str) -> PodBuilder {
-    PodBuilder {
-        pod: Pod {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            spec: Some(PodSpec::default()),
-            status: None,
-        },
-    }
+    named(name).with(|p: &mut Pod| p.spec = Some(PodSpec::default()))
 }
 
-/// Builds a [`Pod`].
-#[derive(Clone, Debug)]
-pub struct PodBuilder {
-    pod: Pod,
-}
-
-impl PodBuilder {
+impl Builder<Pod> {
     fn spec(&mut self) -> &mut PodSpec {
-        self.pod.spec.get_or_insert_with(PodSpec::default)
+        self.obj.spec.get_or_insert_with(PodSpec::default)
     }
 
     /// `metadata.namespace`.
     pub fn namespace(mut self, ns: &str) -> Self {
-        self.pod.metadata.namespace = Some(ns.to_owned());
-        self
-    }
-
-    /// A label.
-    pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.pod
-            .metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.to_owned(), value.to_owned());
+        self.obj.metadata.namespace = Some(ns.to_owned());
         self
     }
 
@@ -66,7 +97,7 @@ impl PodBuilder {
         } else {
             "v1"
         };
-        self.pod
+        self.obj
             .metadata
             .owner_references
             .get_or_insert_with(Vec::new)
@@ -120,25 +151,19 @@ impl PodBuilder {
         self
     }
 
-    /// Any other change.
-    pub fn with(mut self, f: impl FnOnce(&mut Pod)) -> Self {
-        f(&mut self.pod);
-        self
-    }
-
     /// The pod (with a container `c`, image `busybox:1.36`, if none was added).
     pub fn build(mut self) -> Pod {
         if self.spec().containers.is_empty() {
             self.spec().containers.push(container("c").build());
         }
-        self.pod
+        self.obj
     }
 }
 
 /// A container named `name` with image `busybox:1.36`.
 pub fn container(name: &str) -> ContainerBuilder {
-    ContainerBuilder {
-        container: Container {
+    Builder {
+        obj: Container {
             name: name.to_owned(),
             image: Some("busybox:1.36".to_owned()),
             ..Default::default()
@@ -146,93 +171,51 @@ pub fn container(name: &str) -> ContainerBuilder {
     }
 }
 
-/// Builds a [`Container`].
-#[derive(Clone, Debug)]
-pub struct ContainerBuilder {
-    container: Container,
-}
-
-impl ContainerBuilder {
+impl Builder<Container> {
     /// The image.
     pub fn image(mut self, image: &str) -> Self {
-        self.container.image = Some(image.to_owned());
+        self.obj.image = Some(image.to_owned());
         self
     }
 
     /// The command (`["sh", "-c", script]` for a script).
     pub fn command(mut self, argv: &[&str]) -> Self {
-        self.container.command = Some(argv.iter().map(|s| (*s).to_owned()).collect());
+        self.obj.command = Some(argv.iter().map(|s| (*s).to_owned()).collect());
         self
+    }
+
+    fn resources(&mut self) -> &mut ResourceRequirements {
+        self.obj
+            .resources
+            .get_or_insert_with(ResourceRequirements::default)
     }
 
     /// Resource requests.
     pub fn requests(mut self, pairs: &[(&str, &str)]) -> Self {
-        self.container
-            .resources
-            .get_or_insert_with(ResourceRequirements::default)
-            .requests = Some(quantities(pairs));
+        self.resources().requests = Some(quantities(pairs));
         self
     }
 
     /// Resource limits.
     pub fn limits(mut self, pairs: &[(&str, &str)]) -> Self {
-        self.container
-            .resources
-            .get_or_insert_with(ResourceRequirements::default)
-            .limits = Some(quantities(pairs));
+        self.resources().limits = Some(quantities(pairs));
         self
-    }
-
-    /// Any other change.
-    pub fn with(mut self, f: impl FnOnce(&mut Container)) -> Self {
-        f(&mut self.container);
-        self
-    }
-
-    /// The container.
-    pub fn build(self) -> Container {
-        self.container
     }
 }
 
 /// A node named `name` (no status until asked for).
 pub fn node(name: &str) -> NodeBuilder {
-    NodeBuilder {
-        node: Node {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            spec: None,
-            status: None,
-        },
-    }
+    named(name)
 }
 
-/// Builds a [`Node`].
-#[derive(Clone, Debug)]
-pub struct NodeBuilder {
-    node: Node,
-}
-
-impl NodeBuilder {
+impl Builder<Node> {
     fn status(&mut self) -> &mut NodeStatus {
-        self.node.status.get_or_insert_with(NodeStatus::default)
-    }
-
-    /// A label.
-    pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.node
-            .metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.to_owned(), value.to_owned());
-        self
+        self.obj.status.get_or_insert_with(NodeStatus::default)
     }
 
     /// A taint.
     pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
-        self.node
+        self.obj
             .spec
             .get_or_insert_with(NodeSpec::default)
             .taints
@@ -248,7 +231,7 @@ impl NodeBuilder {
 
     /// `spec.unschedulable`.
     pub fn unschedulable(mut self) -> Self {
-        self.node
+        self.obj
             .spec
             .get_or_insert_with(NodeSpec::default)
             .unschedulable = Some(true);
@@ -275,17 +258,6 @@ impl NodeBuilder {
                 ..Default::default()
             });
         self
-    }
-
-    /// Any other change.
-    pub fn with(mut self, f: impl FnOnce(&mut Node)) -> Self {
-        f(&mut self.node);
-        self
-    }
-
-    /// The node.
-    pub fn build(self) -> Node {
-        self.node
     }
 }
 

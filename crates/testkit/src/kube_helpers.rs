@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Binding, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Resource};
 
 /// The `Status` of an API error; panics (failing the test) on any other error.
 pub fn api_status(e: kube::Error) -> kube::core::Status {
@@ -37,4 +37,46 @@ pub async fn mark_ready(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error>
         {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}});
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
+}
+
+/// The names of every object `api` lists (panics if the list fails).
+pub async fn object_names<K>(api: &Api<K>) -> Vec<String>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+/// Sets one label on `name` with a merge patch (panics if the patch fails).
+pub async fn set_label<K>(api: &Api<K>, name: &str, key: &str, value: &str) -> K
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label patch")
+}
+
+/// Binds pod `name` to `node` through `pods/binding`, as the scheduler does.
+pub async fn bind_pod(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), kube::Error> {
+    let binding: Binding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}
+    }))
+    .expect("binding");
+    pods.create_subresource::<Binding, kube::core::Status>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .map(|_| ())
 }

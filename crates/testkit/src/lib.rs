@@ -6,8 +6,11 @@
 //! apiserver's included) can use it without a second copy of the crate under test.
 
 mod builders;
+pub mod json;
 mod kube_helpers;
 pub mod runner;
 
-pub use builders::{ContainerBuilder, NodeBuilder, PodBuilder, container, node, pod, quantities};
-pub use kube_helpers::{api_status, eventually, mark_ready};
+pub use builders::{
+    Builder, ContainerBuilder, NodeBuilder, PodBuilder, container, node, pod, quantities,
+};
+pub use kube_helpers::{api_status, bind_pod, eventually, mark_ready, object_names, set_label};

@@ -63,7 +63,7 @@ impl PodProbes {
             },
             ProbeDeps {
                 runtime,
-                clock: clock.as_runtime_clock(),
+                clock: clock.clone(),
                 agent_started: None,
             },
         );

@@ -41,10 +41,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::history::{self, ProbeHistory};
-use super::shared::{Clock, ContainerTarget, ProbePod, ProbeUpdate, ProbeUpdates, Shared, lock};
+use super::shared::{ContainerTarget, ProbePod, ProbeUpdate, ProbeUpdates, Shared, lock};
 use super::task::{self, WorkerCtx};
 use super::worker::Worker;
 use super::{ProbeResult, ProbeSpec, ProbeType};
+use crate::clock::WallClock;
 use crate::handlers::HandlerEvent;
 
 /// What the workers need from the agent.
@@ -53,7 +54,7 @@ pub struct ProbeDeps {
     /// The runtime (exec probes).
     pub runtime: Arc<dyn ContainerRuntime>,
     /// The wall clock (initialDelaySeconds against `startedAt`, history timestamps).
-    pub clock: Clock,
+    pub clock: WallClock,
     /// When the agent started: workers created within one period of it wait a random part
     /// of a period first. None = long ago (no jitter; what tests use).
     pub agent_started: Option<Instant>,

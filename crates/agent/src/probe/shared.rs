@@ -13,9 +13,6 @@ use super::history::ProbeHistory;
 use super::{ProbeResult, ProbeType};
 use crate::handlers::HandlerEvent;
 
-/// A wall clock (injected, so tests control timestamps).
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
 /// The pod, as the probes need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbePod {

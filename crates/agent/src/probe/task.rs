@@ -18,16 +18,17 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::history::ResultRun;
-use super::shared::{Clock, KillRequest, ProbeUpdate, Shared, lock};
+use super::shared::{KillRequest, ProbeUpdate, Shared, lock};
 use super::worker::{Published, Step, Worker};
 use super::{MAX_PROBE_RETRIES, ProbeResult, ProbeSpec, ProbeType};
+use crate::clock::WallClock;
 use crate::handlers::{HandlerEvent, HandlerResult, HandlerTarget, Outcome, run_probe_action};
 
 /// What every worker task holds.
 pub struct WorkerCtx {
     pub(crate) shared: Mutex<Shared>,
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
-    pub(crate) clock: Clock,
+    pub(crate) clock: WallClock,
     pub(crate) agent_started: Option<Instant>,
     pub(crate) updates: mpsc::UnboundedSender<ProbeUpdate>,
 }
@@ -60,7 +61,7 @@ impl WorkerCtx {
             if self.gated_off(&shared, w.probe_type) {
                 return false;
             }
-            let (published, step) = w.before_probe(&mut shared, (self.clock)());
+            let (published, step) = w.before_probe(&mut shared, self.clock.now());
             let target = match &step {
                 Step::Probe(id) => shared.specs.get(&w.container).map(|c| HandlerTarget {
                     runtime: self.runtime.clone(),
@@ -82,7 +83,7 @@ impl WorkerCtx {
             return true;
         };
         let result = probe_with_retries(&w.spec, &target).await;
-        let now = (self.clock)();
+        let now = self.clock.now();
         let mut shared = lock(&self.shared);
         if self.gated_off(&shared, w.probe_type) || shared.terminal {
             return false;

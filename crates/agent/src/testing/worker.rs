@@ -118,7 +118,7 @@ impl WorkerHarness {
     /// A harness on a fresh fake runtime; node IP `10.0.0.7`.
     pub fn new() -> WorkerHarness {
         let clock = WallClock::tokio(SystemTime::UNIX_EPOCH + s(1_700_000_000));
-        let rt = Arc::new(FakeRuntime::new(clock.as_runtime_clock()));
+        let rt = Arc::new(FakeRuntime::new(clock.clone()));
         WorkerHarness::on(rt.clone(), rt, clock)
     }
 
