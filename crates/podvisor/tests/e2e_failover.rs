@@ -159,20 +159,15 @@ fn lost_node_pod_is_replaced_on_the_other_node() {
         .tempdir()
         .expect("tempdir");
     let port = free_port();
-    let server = Process::start(
-        "server",
+    let server = steps::start_server(
+        dir.path(),
+        port,
         &[
-            "server".into(),
-            "--data-dir".into(),
-            dir.path().join("server").display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
             "--node-monitor-period".into(),
             "1s".into(),
             "--node-monitor-grace-period".into(),
             format!("{GRACE_SECS}s"),
         ],
-        dir.path(),
     );
     let mut f = Failover {
         dir,
@@ -189,29 +184,14 @@ fn lost_node_pod_is_replaced_on_the_other_node() {
     // Only worker-3 at first, so the pod lands there.
     f.start_agent(3);
     f.wait_node_ready("worker-3");
-    let manifest = format!(
-        r#"apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: failover
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: failover}}
-  template:
-    metadata:
-      labels: {{app: failover}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      tolerations:
-      - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 3}}
-      - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 3}}
-      containers:
-      - name: main
-        image: busybox
-        command: ["sh", "-c", "sleep 1000 & wait", "{}"]
-"#,
-        f.marker
+    let manifest = steps::sleeper_replica_set(
+        "failover",
+        1,
+        "      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 3}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 3}
+",
+        &f.marker,
     );
     let path = f.dir.path().join("rs.yaml");
     std::fs::write(&path, manifest).expect("write");

@@ -67,17 +67,7 @@ fn start() -> MultiNode {
         .expect("tempdir");
     let port = free_port();
     let server_dir = dir.path().join("server");
-    let server = Process::start(
-        "server",
-        &[
-            "server".into(),
-            "--data-dir".into(),
-            server_dir.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
+    let server = steps::start_server(dir.path(), port, &[]);
     let mut m = MultiNode {
         dir,
         server,
@@ -125,26 +115,7 @@ fn pods_spread_over_two_agents_and_run() {
     }
     let mk = marker("spread");
     // A ReplicaSet of 6: the scheduler spreads the pods of one owner over the nodes.
-    let manifest = format!(
-        r#"apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: spread
-spec:
-  replicas: 6
-  selector:
-    matchLabels: {{app: spread}}
-  template:
-    metadata:
-      labels: {{app: spread}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: main
-        image: busybox
-        command: ["sh", "-c", "sleep 1000 & wait", "{mk}"]
-"#
-    );
+    let manifest = steps::sleeper_replica_set("spread", 6, "", &mk);
     let path = m.dir.path().join("spread.yaml");
     std::fs::write(&path, manifest).expect("write");
     m.kubectl_ok(&["apply", "-f", path.to_str().expect("utf8")]);

@@ -41,3 +41,43 @@ pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) 
         dir,
     )
 }
+
+/// Starts `podvisor server` on 127.0.0.1:`port` with its data in `dir/server`, `extra` flags
+/// after the standard ones and its log in `dir`.
+pub fn start_server(dir: &Path, port: u16, extra: &[String]) -> Process {
+    let mut args = vec![
+        "server".to_string(),
+        "--data-dir".into(),
+        dir.join("server").display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    args.extend_from_slice(extra);
+    Process::start("server", &args, dir)
+}
+
+/// A ReplicaSet `name` of `replicas` pods labelled `app: <name>` with a grace period of 2 s,
+/// each running `sleep 1000` tagged with `marker`; `extra` is more lines of the pod spec
+/// (indented by six spaces).
+pub fn sleeper_replica_set(name: &str, replicas: u32, extra: &str, marker: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+{extra}      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
+"#
+    )
+}
