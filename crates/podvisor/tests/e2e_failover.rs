@@ -87,17 +87,10 @@ impl Failover {
 
 impl Drop for Failover {
     fn drop(&mut self) {
-        let _ = kubectl(
+        steps::force_delete_all(
             &self.kubeconfig(),
-            &[
-                "delete",
-                "replicaset,pods",
-                "--all",
-                "--force",
-                "--grace-period=0",
-                "--wait=false",
-                "--request-timeout=5s",
-            ],
+            "replicaset,pods",
+            &["--request-timeout=5s"],
         );
         // Live agents drain their pods on SIGTERM (--drain).
         for (_, a) in &mut self.agents {

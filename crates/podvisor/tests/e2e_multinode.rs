@@ -33,17 +33,7 @@ impl MultiNode {
 
 impl Drop for MultiNode {
     fn drop(&mut self) {
-        let _ = kubectl(
-            &self.kubeconfig(),
-            &[
-                "delete",
-                "pods",
-                "--all",
-                "--force",
-                "--grace-period=0",
-                "--wait=false",
-            ],
-        );
+        steps::force_delete_all(&self.kubeconfig(), "pods", &[]);
         // Agents drain on SIGTERM only with --drain; these were started with it.
         for a in &mut self.agents {
             a.signal(15);

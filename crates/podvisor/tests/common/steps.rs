@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Process, binary};
+use super::{Process, binary, kubectl};
 
 /// Creates a node token `name` in the server's data dir `server_dir`, writes it to
 /// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
@@ -80,4 +80,19 @@ spec:
         command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
 "#
     )
+}
+
+/// `kubectl delete <kinds> --all --force --grace-period=0 --wait=false <extra>`, its outcome
+/// ignored: the first step of taking a test's cluster down.
+pub fn force_delete_all(kubeconfig: &Path, kinds: &str, extra: &[&str]) {
+    let mut args = vec![
+        "delete",
+        kinds,
+        "--all",
+        "--force",
+        "--grace-period=0",
+        "--wait=false",
+    ];
+    args.extend_from_slice(extra);
+    let _ = kubectl(kubeconfig, &args);
 }
