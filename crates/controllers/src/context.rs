@@ -300,6 +300,23 @@ impl Ctx {
             .record(event);
     }
 
+    /// The cached owner `key`; when it is gone, its expectations are forgotten too.
+    pub(crate) fn cached_owner<K>(
+        &self,
+        cache: &Store<K>,
+        expectations: &Expectations,
+        key: &Key,
+    ) -> Option<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let owner = cache.get(&key.obj_ref());
+        if owner.is_none() {
+            expectations.forget(&key.to_string());
+        }
+        owner
+    }
+
     /// Pods of `namespace` from the cache.
     pub(crate) fn pods_in(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods

@@ -39,8 +39,7 @@ const BURST: usize = 500;
 
 pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
     let exp_key = key.to_string();
-    let Some(rs) = ctx.replicasets.get(&key.obj_ref()) else {
-        ctx.rs_expectations.forget(&exp_key);
+    let Some(rs) = ctx.cached_owner(&ctx.replicasets, &ctx.rs_expectations, key) else {
         return Ok(None);
     };
     let Some(spec) = rs.spec.as_ref() else {

@@ -46,8 +46,7 @@ pub(crate) fn ordinal(sts: &str, pod_name: &str) -> Option<usize> {
 
 pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
     let exp_key = key.to_string();
-    let Some(sts) = ctx.statefulsets.get(&key.obj_ref()) else {
-        ctx.sts_expectations.forget(&exp_key);
+    let Some(sts) = ctx.cached_owner(&ctx.statefulsets, &ctx.sts_expectations, key) else {
         return Ok(None);
     };
     let Some(spec) = sts.spec.as_ref() else {

@@ -491,29 +491,26 @@ mod tests {
     async fn decide_respects_a_fresh_foreign_lease_by_local_observation() {
         let seen = Instant::now();
         let other = spec("other", 3);
-        let d = decide(
-            Some(&other),
-            seen,
-            seen + Duration::from_secs(14),
-            ts(999),
-            "me",
-            Duration::from_secs(15),
-        );
+        // `after` seconds after we first saw the record unchanged.
+        let at = |after: u64| {
+            let now = seen + Duration::from_secs(after);
+            decide(
+                Some(&other),
+                seen,
+                now,
+                ts(999),
+                "me",
+                Duration::from_secs(15),
+            )
+        };
         assert_eq!(
-            d,
+            at(14),
             Attempt::HeldByOther {
                 holder: "other".into()
             }
         );
         // Expired on our clock, whatever its renewTime says: take over.
-        let d = decide(
-            Some(&other),
-            seen,
-            seen + Duration::from_secs(15),
-            ts(999),
-            "me",
-            Duration::from_secs(15),
-        );
+        let d = at(15);
         let Attempt::Update(s) = d else {
             panic!("{d:?}")
         };
