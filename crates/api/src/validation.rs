@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Container, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe};
+use k8s_openapi::api::core::v1::{
+    Container, HTTPGetAction, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -345,15 +347,11 @@ pub fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str) ->
     errs
 }
 
+/// An IANA service name: a label of at most 15 characters with a letter and no `--`.
 fn is_iana_svc_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 15
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.iter().any(|c| c.is_ascii_lowercase())
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    s.len() <= 15
+        && is_label_chars(s)
+        && s.bytes().any(|c| c.is_ascii_lowercase())
         && !s.contains("--")
 }
 
@@ -380,6 +378,20 @@ fn non_negative(errs: &mut Vec<FieldError>, path: String, v: Option<i32>) {
     }
 }
 
+/// Reports `value` at `field` as NotSupported when it is set and not one of `supported`.
+fn check_supported(
+    errs: &mut Vec<FieldError>,
+    field: String,
+    value: Option<&String>,
+    supported: &[&str],
+) {
+    if let Some(v) = value
+        && !supported.contains(&v.as_str())
+    {
+        errs.push(FieldError::not_supported(field, v.as_str(), supported));
+    }
+}
+
 fn validate_int_or_string_port(errs: &mut Vec<FieldError>, path: String, p: &IntOrString) {
     match p {
         IntOrString::Int(n) => port_range(errs, &path, *n, false),
@@ -395,6 +407,17 @@ fn validate_int_or_string_port(errs: &mut Vec<FieldError>, path: String, p: &Int
     }
 }
 
+/// The port and scheme of an httpGet action (of a probe or a lifecycle handler).
+fn validate_http_get(errs: &mut Vec<FieldError>, path: &str, g: &HTTPGetAction) {
+    validate_int_or_string_port(errs, format!("{path}.httpGet.port"), &g.port);
+    check_supported(
+        errs,
+        format!("{path}.httpGet.scheme"),
+        g.scheme.as_ref(),
+        &["HTTP", "HTTPS"],
+    );
+}
+
 fn validate_probe(errs: &mut Vec<FieldError>, path: &str, p: &Probe, must_be_one: bool) {
     let mut handlers = 0;
     if p.exec.is_some() {
@@ -402,17 +425,7 @@ fn validate_probe(errs: &mut Vec<FieldError>, path: &str, p: &Probe, must_be_one
     }
     if let Some(h) = &p.http_get {
         handlers += 1;
-        validate_int_or_string_port(errs, format!("{path}.httpGet.port"), &h.port);
-        if let Some(s) = &h.scheme
-            && s != "HTTP"
-            && s != "HTTPS"
-        {
-            errs.push(FieldError::not_supported(
-                format!("{path}.httpGet.scheme"),
-                s.as_str(),
-                &["HTTP", "HTTPS"],
-            ));
-        }
+        validate_http_get(errs, path, h);
     }
     if let Some(t) = &p.tcp_socket {
         handlers += 1;
@@ -499,17 +512,7 @@ fn validate_lifecycle_handler(
         if g.path.as_deref().unwrap_or("").is_empty() {
             errs.push(FieldError::required(format!("{path}.httpGet.path"), ""));
         }
-        validate_int_or_string_port(errs, format!("{path}.httpGet.port"), &g.port);
-        if let Some(s) = &g.scheme
-            && s != "HTTP"
-            && s != "HTTPS"
-        {
-            errs.push(FieldError::not_supported(
-                format!("{path}.httpGet.scheme"),
-                s.as_str(),
-                &["HTTP", "HTTPS"],
-            ));
-        }
+        validate_http_get(errs, path, g);
     }
     if let Some(t) = &h.tcp_socket
         && one(errs, "tcpSocket")
@@ -570,24 +573,18 @@ fn validate_container(
     if c.image.as_deref().unwrap_or("").trim().is_empty() {
         errs.push(FieldError::required(format!("{path}.image"), ""));
     }
-    if let Some(p) = &c.image_pull_policy
-        && !["Always", "IfNotPresent", "Never"].contains(&p.as_str())
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.imagePullPolicy"),
-            p.as_str(),
-            &["Always", "IfNotPresent", "Never"],
-        ));
-    }
-    if let Some(p) = &c.termination_message_policy
-        && !["File", "FallbackToLogsOnError"].contains(&p.as_str())
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.terminationMessagePolicy"),
-            p.as_str(),
-            &["File", "FallbackToLogsOnError"],
-        ));
-    }
+    check_supported(
+        errs,
+        format!("{path}.imagePullPolicy"),
+        c.image_pull_policy.as_ref(),
+        &["Always", "IfNotPresent", "Never"],
+    );
+    check_supported(
+        errs,
+        format!("{path}.terminationMessagePolicy"),
+        c.termination_message_policy.as_ref(),
+        &["File", "FallbackToLogsOnError"],
+    );
     let mut port_names = HashSet::new();
     for (i, p) in c.ports.iter().flatten().enumerate() {
         let pp = format!("{path}.ports[{i}]");
@@ -600,15 +597,12 @@ fn validate_container(
         if let Some(h) = p.host_port {
             port_range(errs, &format!("{pp}.hostPort"), h, true);
         }
-        if let Some(proto) = &p.protocol
-            && !["TCP", "UDP", "SCTP"].contains(&proto.as_str())
-        {
-            errs.push(FieldError::not_supported(
-                format!("{pp}.protocol"),
-                proto.as_str(),
-                &["SCTP", "TCP", "UDP"],
-            ));
-        }
+        check_supported(
+            errs,
+            format!("{pp}.protocol"),
+            p.protocol.as_ref(),
+            &["SCTP", "TCP", "UDP"],
+        );
         if let Some(n) = &p.name {
             if !is_iana_svc_name(n) {
                 errs.push(FieldError::invalid(format!("{pp}.name"), n.as_str(), "must be no more than 15 characters, contain only lowercase alphanumeric characters and '-', contain at least one letter, and not start or end with '-'"));
@@ -725,24 +719,18 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             spec.termination_grace_period_seconds,
         );
     }
-    if let Some(rp) = &spec.restart_policy
-        && !["Always", "OnFailure", "Never"].contains(&rp.as_str())
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.restartPolicy"),
-            rp.as_str(),
-            &["Always", "OnFailure", "Never"],
-        ));
-    }
-    if let Some(d) = &spec.dns_policy
-        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&d.as_str())
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.dnsPolicy"),
-            d.as_str(),
-            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
-        ));
-    }
+    check_supported(
+        &mut errs,
+        format!("{path}.restartPolicy"),
+        spec.restart_policy.as_ref(),
+        &["Always", "OnFailure", "Never"],
+    );
+    check_supported(
+        &mut errs,
+        format!("{path}.dnsPolicy"),
+        spec.dns_policy.as_ref(),
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    );
     if let Some(a) = spec.active_deadline_seconds
         && a <= 0
     {
@@ -769,25 +757,18 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     ));
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
         let tp = format!("{path}.tolerations[{i}]");
-        if let Some(op) = &t.operator
-            && op != "Exists"
-            && op != "Equal"
-        {
-            errs.push(FieldError::not_supported(
-                format!("{tp}.operator"),
-                op.as_str(),
-                &["Equal", "Exists"],
-            ));
-        }
-        if let Some(e) = &t.effect
-            && !["NoSchedule", "PreferNoSchedule", "NoExecute", ""].contains(&e.as_str())
-        {
-            errs.push(FieldError::not_supported(
-                format!("{tp}.effect"),
-                e.as_str(),
-                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
-            ));
-        }
+        check_supported(
+            &mut errs,
+            format!("{tp}.operator"),
+            t.operator.as_ref(),
+            &["Equal", "Exists"],
+        );
+        check_supported(
+            &mut errs,
+            format!("{tp}.effect"),
+            t.effect.as_ref().filter(|e| !e.is_empty()),
+            &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+        );
         if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
             errs.push(FieldError::invalid(
                 format!("{tp}.effect"),
@@ -924,6 +905,56 @@ mod tests {
             .unwrap();
         assert_eq!(img.to_string(), "spec.containers[1].image: Required value");
         assert_eq!(img.kind.reason(), "FieldValueRequired");
+    }
+
+    #[test]
+    fn values_outside_the_supported_sets_are_reported() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "x", "namespace": "d"},
+            "spec": {
+                "dnsPolicy": "Other",
+                "tolerations": [
+                    {"key": "k", "operator": "Maybe", "effect": ""},
+                    {"operator": "Exists", "effect": "Bad"}
+                ],
+                "containers": [{
+                    "name": "a", "image": "x", "imagePullPolicy": "Sometimes",
+                    "terminationMessagePolicy": "File",
+                    "ports": [{"containerPort": 80, "protocol": "XTP", "name": "web--1"}],
+                    "livenessProbe": {"httpGet": {"port": 80, "scheme": "FTP"}},
+                    "lifecycle": {
+                        "preStop": {"httpGet": {"path": "/", "port": 80, "scheme": "gopher"}},
+                        "postStart": {"httpGet": {"path": "/", "port": 80, "scheme": "HTTPS"}}
+                    }
+                }]
+            }
+        }));
+        let errs = validate_pod(&p);
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for want in [
+            r#"spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never""#,
+            r#"spec.containers[0].ports[0].protocol: Unsupported value: "XTP": supported values: "SCTP", "TCP", "UDP""#,
+            r#"spec.containers[0].livenessProbe.httpGet.scheme: Unsupported value: "FTP": supported values: "HTTP", "HTTPS""#,
+            r#"spec.containers[0].lifecycle.preStop.httpGet.scheme: Unsupported value: "gopher": supported values: "HTTP", "HTTPS""#,
+            r#"spec.dnsPolicy: Unsupported value: "Other": supported values: "ClusterFirst", "ClusterFirstWithHostNet", "Default", "None""#,
+            r#"spec.tolerations[0].operator: Unsupported value: "Maybe": supported values: "Equal", "Exists""#,
+            r#"spec.tolerations[1].effect: Unsupported value: "Bad": supported values: "NoExecute", "NoSchedule", "PreferNoSchedule""#,
+        ] {
+            assert!(got.iter().any(|g| g == want), "{want}\nnot in {got:#?}");
+        }
+        let unsupported = errs
+            .iter()
+            .filter(|e| e.kind == FieldErrorType::NotSupported)
+            .count();
+        assert_eq!(
+            unsupported, 7,
+            "an empty effect and HTTPS are accepted: {got:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.containers[0].ports[0].name"),
+            "a port name with -- is not an IANA service name: {got:#?}"
+        );
     }
 
     #[test]

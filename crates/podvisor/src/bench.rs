@@ -287,6 +287,44 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
     }
 }
 
+/// Creates the pods `names`, each as `make` builds it, and waits up to 2 min until all are Ready.
+async fn create_all_ready(
+    api: &Api<Pod>,
+    obs: &Observer,
+    names: &[String],
+    make: impl Fn(&str) -> anyhow::Result<Pod>,
+) -> anyhow::Result<()> {
+    for n in names {
+        api.create(&PostParams::default(), &make(n)?).await?;
+    }
+    obs.wait(Duration::from_secs(120), |s| {
+        names.iter().all(|n| s.ready.contains_key(n))
+    })
+    .await
+}
+
+/// Creates the pods `api-<i>` for every `i` in `range`, `clients` requests at a time, bound
+/// to a node that does not exist (so nothing runs them).
+async fn create_unschedulable(
+    api: &Api<Pod>,
+    range: std::ops::Range<usize>,
+    clients: usize,
+) -> anyhow::Result<()> {
+    futures::stream::iter(range)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some("bench-nowhere"))?;
+                api.create(&PostParams::default(), &p).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(clients)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 async fn delete_all_pods(api: &Api<Pod>, obs: &Observer, names: &[String]) -> anyhow::Result<()> {
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
@@ -554,14 +592,7 @@ async fn cluster_sections(
         // A process that exits on SIGTERM: delete -> DELETED.
         let honour = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
         let names: Vec<String> = (0..del_n).map(|i| format!("del-{i}")).collect();
-        for n in &names {
-            pods.create(&PostParams::default(), &pod_json(n, &honour, 30, None)?)
-                .await?;
-        }
-        obs.wait(Duration::from_secs(120), |s| {
-            names.iter().all(|n| s.ready.contains_key(n))
-        })
-        .await?;
+        create_all_ready(&pods, &obs, &names, |n| pod_json(n, &honour, 30, None)).await?;
         let mut deleted = Samples::default();
         for n in &names {
             let t = Instant::now();
@@ -580,7 +611,7 @@ async fn cluster_sections(
         // SIGKILL precision for processes that ignore SIGTERM (grace 2 s).
         let tag = format!("pvbench-{}", std::process::id());
         let names: Vec<String> = (0..kill_n).map(|i| format!("kill-{i}")).collect();
-        for n in &names {
+        create_all_ready(&pods, &obs, &names, |n| {
             let marker = format!("{tag}-{n}-");
             let cmd = [
                 "sh",
@@ -588,11 +619,7 @@ async fn cluster_sections(
                 "trap '' TERM; sleep 100000 & wait",
                 marker.as_str(),
             ];
-            pods.create(&PostParams::default(), &pod_json(n, &cmd, 2, None)?)
-                .await?;
-        }
-        obs.wait(Duration::from_secs(120), |s| {
-            names.iter().all(|n| s.ready.contains_key(n))
+            pod_json(n, &cmd, 2, None)
         })
         .await?;
         let mut overshoot = Samples::default();
@@ -645,33 +672,11 @@ async fn cluster_sections(
             let t0 = Instant::now();
             let start = next;
             next += n;
-            futures::stream::iter(start..start + n)
-                .map(|i| {
-                    let api = api.clone();
-                    async move {
-                        let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some("bench-nowhere"))?;
-                        api.create(&PostParams::default(), &p).await?;
-                        anyhow::Ok(())
-                    }
-                })
-                .buffer_unordered(clients)
-                .try_collect::<Vec<_>>()
-                .await?;
+            create_unschedulable(&api, start..start + n, clients).await?;
             rates.push((clients, n as f64 / t0.elapsed().as_secs_f64()));
         }
         // Fill to list_n pods.
-        futures::stream::iter(next..list_n.max(next))
-            .map(|i| {
-                let api = api.clone();
-                async move {
-                    let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some("bench-nowhere"))?;
-                    api.create(&PostParams::default(), &p).await?;
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(32)
-            .try_collect::<Vec<_>>()
-            .await?;
+        create_unschedulable(&api, next..list_n.max(next), 32).await?;
         let mut list = Samples::default();
         for _ in 0..10 {
             let t = Instant::now();

@@ -68,6 +68,17 @@ fn run(c: &Cluster, args: &[&str]) -> Output {
     wait_output(child, LONG)
 }
 
+/// `kubectl get --raw <path>`.
+fn get_raw(c: &Cluster, path: &str) -> Output {
+    run(c, &["get", "--raw", path])
+}
+
+/// Asserts that the command's stderr contains `needle`, showing the stderr when not.
+#[track_caller]
+fn assert_stderr_contains(out: &Output, needle: &str) {
+    assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+}
+
 fn pod(name: &str, marker: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -183,47 +194,26 @@ fn exec_streams_output_stdin_and_exit_codes() {
     // Errors, as upstream words them.
     let out = run(&c, &["exec", "nope", "--", "true"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("pods \"nope\" not found"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "pods \"nope\" not found");
     let out = run(&c, &["exec", "p", "-c", "nope", "--", "true"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
-    let out = run(
+    let out = get_raw(
         &c,
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/default/pods/p/exec?command=true&container=nope&stdout=true",
-        ],
+        "/api/v1/namespaces/default/pods/p/exec?command=true&container=nope&stdout=true",
     );
-    assert!(
-        text(&out.stderr).contains("container nope is not valid for pod p"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = run(
+    assert_stderr_contains(&out, "container nope is not valid for pod p");
+    let out = get_raw(
         &c,
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/default/pods/p/exec?container=main&stdout=true",
-        ],
+        "/api/v1/namespaces/default/pods/p/exec?container=main&stdout=true",
     );
-    assert!(
-        text(&out.stderr).contains("you must specify at least one command for the container"),
-        "{}",
-        text(&out.stderr)
+    assert_stderr_contains(
+        &out,
+        "you must specify at least one command for the container",
     );
     let out = run(&c, &["exec", "p", "--", "no-such-binary-pv"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("executable file not found"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "executable file not found");
 
     // A completed pod.
     c.apply(
@@ -242,27 +232,17 @@ spec:
     c.wait_pod_phase("done", "Succeeded", LONG);
     let out = run(&c, &["exec", "done", "--", "true"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains(
-            "cannot exec into a container in a completed pod; current phase is Succeeded"
-        ),
-        "{}",
-        text(&out.stderr)
+    assert_stderr_contains(
+        &out,
+        "cannot exec into a container in a completed pod; current phase is Succeeded",
     );
-    let out = run(
+    let out = get_raw(
         &c,
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/default/pods/done/exec?command=true&stdout=true",
-        ],
+        "/api/v1/namespaces/default/pods/done/exec?command=true&stdout=true",
     );
-    assert!(
-        text(&out.stderr).contains(
-            "cannot exec into a container in a completed pod; current phase is Succeeded"
-        ),
-        "{}",
-        text(&out.stderr)
+    assert_stderr_contains(
+        &out,
+        "cannot exec into a container in a completed pod; current phase is Succeeded",
     );
 
     // `kubectl cp` from the pod (tar runs in the container).
@@ -361,11 +341,7 @@ spec:
     // attach -i: refused with a clear message, at once.
     let out = run(&c, &["attach", "-i", "talker"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("without an open stdin"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "without an open stdin");
 
     // port-forward fails fast with a message.
     let started = Instant::now();
@@ -380,11 +356,7 @@ spec:
     .expect("spawn port-forward");
     let out = wait_output(child, Duration::from_secs(30));
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("port-forward is not supported"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "port-forward is not supported");
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // Eviction by a direct POST: the pod is deleted gracefully.
@@ -394,16 +366,20 @@ spec:
         r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"talker","namespace":"default"},"deleteOptions":{"gracePeriodSeconds":1}}"#,
     )
     .expect("write");
-    let out = run(
-        &c,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/pods/talker/eviction",
-            "-f",
-            body.to_str().expect("utf8"),
-        ],
-    );
+    // A POST of the eviction above.
+    let evict = || {
+        run(
+            &c,
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/pods/talker/eviction",
+                "-f",
+                body.to_str().expect("utf8"),
+            ],
+        )
+    };
+    let out = evict();
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("Success"),
@@ -411,16 +387,7 @@ spec:
         text(&out.stdout)
     );
     c.wait_for("talker deleted", LONG, || !c.pod_exists("talker"));
-    let out = run(
-        &c,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/pods/talker/eviction",
-            "-f",
-            body.to_str().expect("utf8"),
-        ],
-    );
+    let out = evict();
     assert!(
         text(&out.stderr).contains("NotFound") || text(&out.stderr).contains("not found"),
         "{}",

@@ -74,38 +74,7 @@ impl Failover {
 
     fn start_agent(&mut self, n: u8) {
         let name = format!("worker-{n}");
-        let token = std::process::Command::new(binary())
-            .args(["token", "create", "node", &name, "--data-dir"])
-            .arg(self.server_dir())
-            .output()
-            .expect("token create");
-        assert!(
-            token.status.success(),
-            "{}",
-            String::from_utf8_lossy(&token.stderr)
-        );
-        let token_file = self.dir.path().join(format!("{name}.token"));
-        std::fs::write(&token_file, &token.stdout).expect("write token");
-        let agent = Process::start(
-            &name,
-            &[
-                "agent".into(),
-                "--server".into(),
-                format!("https://127.0.0.1:{}", self.port),
-                "--ca-file".into(),
-                self.server_dir().join("ca.crt").display().to_string(),
-                "--token-file".into(),
-                token_file.display().to_string(),
-                "--node-name".into(),
-                name.clone(),
-                "--node-ip".into(),
-                format!("127.0.0.{n}"),
-                "--data-dir".into(),
-                self.agent_dir(&name).display().to_string(),
-                "--drain".into(),
-            ],
-            self.dir.path(),
-        );
+        let agent = steps::start_agent(&name, n, self.port, &self.server_dir(), self.dir.path());
         self.agents.push((name, agent));
     }
 
@@ -118,17 +87,10 @@ impl Failover {
 
 impl Drop for Failover {
     fn drop(&mut self) {
-        let _ = kubectl(
+        steps::force_delete_all(
             &self.kubeconfig(),
-            &[
-                "delete",
-                "replicaset,pods",
-                "--all",
-                "--force",
-                "--grace-period=0",
-                "--wait=false",
-                "--request-timeout=5s",
-            ],
+            "replicaset,pods",
+            &["--request-timeout=5s"],
         );
         // Live agents drain their pods on SIGTERM (--drain).
         for (_, a) in &mut self.agents {
@@ -190,20 +152,15 @@ fn lost_node_pod_is_replaced_on_the_other_node() {
         .tempdir()
         .expect("tempdir");
     let port = free_port();
-    let server = Process::start(
-        "server",
+    let server = steps::start_server(
+        dir.path(),
+        port,
         &[
-            "server".into(),
-            "--data-dir".into(),
-            dir.path().join("server").display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
             "--node-monitor-period".into(),
             "1s".into(),
             "--node-monitor-grace-period".into(),
             format!("{GRACE_SECS}s"),
         ],
-        dir.path(),
     );
     let mut f = Failover {
         dir,
@@ -220,29 +177,14 @@ fn lost_node_pod_is_replaced_on_the_other_node() {
     // Only worker-3 at first, so the pod lands there.
     f.start_agent(3);
     f.wait_node_ready("worker-3");
-    let manifest = format!(
-        r#"apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: failover
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: failover}}
-  template:
-    metadata:
-      labels: {{app: failover}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      tolerations:
-      - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 3}}
-      - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 3}}
-      containers:
-      - name: main
-        image: busybox
-        command: ["sh", "-c", "sleep 1000 & wait", "{}"]
-"#,
-        f.marker
+    let manifest = steps::sleeper_replica_set(
+        "failover",
+        1,
+        "      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 3}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 3}
+",
+        &f.marker,
     );
     let path = f.dir.path().join("rs.yaml");
     std::fs::write(&path, manifest).expect("write");

@@ -37,6 +37,14 @@ fn manifest(c: &Cluster, name: &str, body: &str) -> String {
     p.display().to_string()
 }
 
+/// `kubectl run <name> --image=x <flags> --command -- sh -c <script>`; it must succeed.
+fn run_sh(c: &Cluster, name: &str, flags: &[&str], script: &str) {
+    let mut args = vec!["run", name, "--image=x"];
+    args.extend_from_slice(flags);
+    args.extend(["--command", "--", "sh", "-c", script]);
+    c.kubectl_ok(&args);
+}
+
 fn sleeper(name: &str, labels: &str, marker: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -266,51 +274,12 @@ fn apply_create_and_server_side_apply() {
 fn restart_policies_phases_statuses_and_backoff() {
     let _g = serial();
     let c = Cluster::up();
-    c.kubectl_ok(&[
-        "run",
-        "ok",
-        "--image=x",
-        "--restart=Never",
-        "--command",
-        "--",
-        "sh",
-        "-c",
-        "echo done",
-    ]);
-    c.kubectl_ok(&[
-        "run",
-        "bad",
-        "--image=x",
-        "--restart=Never",
-        "--command",
-        "--",
-        "sh",
-        "-c",
-        "exit 3",
-    ]);
-    c.kubectl_ok(&[
-        "run",
-        "onf",
-        "--image=x",
-        "--restart=OnFailure",
-        "--command",
-        "--",
-        "sh",
-        "-c",
-        "exit 0",
-    ]);
+    run_sh(&c, "ok", &["--restart=Never"], "echo done");
+    run_sh(&c, "bad", &["--restart=Never"], "exit 3");
+    run_sh(&c, "onf", &["--restart=OnFailure"], "exit 0");
     let starts = c.dir.path().join("starts");
     let script = format!("date +%s.%N >> {}; echo attempt; exit 1", starts.display());
-    c.kubectl_ok(&[
-        "run",
-        "crash",
-        "--image=x",
-        "--command",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    run_sh(&c, "crash", &[], &script);
     c.wait_pod_phase("ok", "Succeeded", LONG);
     c.wait_pod_phase("bad", "Failed", LONG);
     c.wait_pod_phase("onf", "Succeeded", LONG);
@@ -760,18 +729,7 @@ fn other_kinds_and_namespace_deletion_ends_pods() {
 
     let m = marker("ns");
     let script = format!("sleep 1000 & wait # {m}");
-    c.kubectl_ok(&[
-        "run",
-        "p",
-        "-n",
-        "ns1",
-        "--image=x",
-        "--command",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    run_sh(&c, "p", &["-n", "ns1"], &script);
     c.wait_for("pod running in ns1", LONG, || {
         c.kubectl_ok(&[
             "get",

@@ -33,17 +33,7 @@ impl MultiNode {
 
 impl Drop for MultiNode {
     fn drop(&mut self) {
-        let _ = kubectl(
-            &self.kubeconfig(),
-            &[
-                "delete",
-                "pods",
-                "--all",
-                "--force",
-                "--grace-period=0",
-                "--wait=false",
-            ],
-        );
+        steps::force_delete_all(&self.kubeconfig(), "pods", &[]);
         // Agents drain on SIGTERM only with --drain; these were started with it.
         for a in &mut self.agents {
             a.signal(15);
@@ -67,17 +57,7 @@ fn start() -> MultiNode {
         .expect("tempdir");
     let port = free_port();
     let server_dir = dir.path().join("server");
-    let server = Process::start(
-        "server",
-        &[
-            "server".into(),
-            "--data-dir".into(),
-            server_dir.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
+    let server = steps::start_server(dir.path(), port, &[]);
     let mut m = MultiNode {
         dir,
         server,
@@ -94,38 +74,7 @@ fn start() -> MultiNode {
     }
     for n in [2, 3] {
         let name = format!("worker-{n}");
-        let token = std::process::Command::new(binary())
-            .args(["token", "create", "node", &name, "--data-dir"])
-            .arg(&server_dir)
-            .output()
-            .expect("token create");
-        assert!(
-            token.status.success(),
-            "{}",
-            String::from_utf8_lossy(&token.stderr)
-        );
-        let token_file = m.dir.path().join(format!("{name}.token"));
-        std::fs::write(&token_file, &token.stdout).expect("write token");
-        let agent = Process::start(
-            &name,
-            &[
-                "agent".into(),
-                "--server".into(),
-                format!("https://127.0.0.1:{port}"),
-                "--ca-file".into(),
-                server_dir.join("ca.crt").display().to_string(),
-                "--token-file".into(),
-                token_file.display().to_string(),
-                "--node-name".into(),
-                name.clone(),
-                "--node-ip".into(),
-                format!("127.0.0.{n}"),
-                "--data-dir".into(),
-                m.dir.path().join(&name).display().to_string(),
-                "--drain".into(),
-            ],
-            m.dir.path(),
-        );
+        let agent = steps::start_agent(&name, n, port, &server_dir, m.dir.path());
         m.agents.push(agent);
     }
     m
@@ -156,26 +105,7 @@ fn pods_spread_over_two_agents_and_run() {
     }
     let mk = marker("spread");
     // A ReplicaSet of 6: the scheduler spreads the pods of one owner over the nodes.
-    let manifest = format!(
-        r#"apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: spread
-spec:
-  replicas: 6
-  selector:
-    matchLabels: {{app: spread}}
-  template:
-    metadata:
-      labels: {{app: spread}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: main
-        image: busybox
-        command: ["sh", "-c", "sleep 1000 & wait", "{mk}"]
-"#
-    );
+    let manifest = steps::sleeper_replica_set("spread", 6, "", &mk);
     let path = m.dir.path().join("spread.yaml");
     std::fs::write(&path, manifest).expect("write");
     m.kubectl_ok(&["apply", "-f", path.to_str().expect("utf8")]);

@@ -69,6 +69,20 @@ fn exec_probe(kind: &str, cmd: &[&str], extra: &str) -> String {
     )
 }
 
+/// An exec startup probe followed by an exec liveness probe, each with its own timing lines.
+fn startup_and_liveness(
+    startup: &[&str],
+    startup_timing: &str,
+    liveness: &[&str],
+    liveness_timing: &str,
+) -> String {
+    format!(
+        "{}{}",
+        exec_probe("startupProbe", startup, startup_timing),
+        exec_probe("livenessProbe", liveness, liveness_timing)
+    )
+}
+
 /// Observes `pods` for `window`: the restart count never goes down (RunLivenessTest).
 /// Returns the final counts.
 fn observe(c: &Cluster, pods: &[&str], window: Duration) -> Vec<i64> {
@@ -186,18 +200,11 @@ fn a14_a15_a16_a17_startup_probe_gates_the_others() {
     c.apply(&pod(
         "a14",
         "sleep 600",
-        &format!(
-            "{}{}",
-            exec_probe(
-                "startupProbe",
-                &["/bin/false"],
-                "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 3\n"
-            ),
-            exec_probe(
-                "livenessProbe",
-                &["/bin/true"],
-                "      initialDelaySeconds: 1\n      failureThreshold: 1\n"
-            )
+        &startup_and_liveness(
+            &["/bin/false"],
+            "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 3\n",
+            &["/bin/true"],
+            "      initialDelaySeconds: 1\n      failureThreshold: 1\n",
         ),
         2,
     ));
@@ -205,18 +212,11 @@ fn a14_a15_a16_a17_startup_probe_gates_the_others() {
     c.apply(&pod(
         "a15",
         "sleep 600",
-        &format!(
-            "{}{}",
-            exec_probe(
-                "startupProbe",
-                &["/bin/false"],
-                "      initialDelaySeconds: 1\n      periodSeconds: 10\n      failureThreshold: 60\n"
-            ),
-            exec_probe(
-                "livenessProbe",
-                &["/bin/false"],
-                "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n"
-            )
+        &startup_and_liveness(
+            &["/bin/false"],
+            "      initialDelaySeconds: 1\n      periodSeconds: 10\n      failureThreshold: 60\n",
+            &["/bin/false"],
+            "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n",
         ),
         2,
     ));
@@ -224,18 +224,11 @@ fn a14_a15_a16_a17_startup_probe_gates_the_others() {
     c.apply(&pod(
         "a16",
         &format!("sleep 3; echo ok > {d}/a16-startup; sleep 600"),
-        &format!(
-            "{}{}",
-            exec_probe(
-                "startupProbe",
-                &["cat", &format!("{d}/a16-startup")],
-                "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 60\n"
-            ),
-            exec_probe(
-                "livenessProbe",
-                &["/bin/false"],
-                "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n"
-            )
+        &startup_and_liveness(
+            &["cat", &format!("{d}/a16-startup")],
+            "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 60\n",
+            &["/bin/false"],
+            "      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n",
         ),
         2,
     ));

@@ -56,6 +56,22 @@ fn status_kib(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A sandbox named after its ID.
+fn sandbox(id: &str) -> SandboxConfig {
+    SandboxConfig {
+        id: id.to_string(),
+        hostname: id.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Creates sandbox `id` with one container from `cfg` and starts it.
+async fn run_one(runtime: &ProcessRuntime, id: &str, cfg: ContainerConfig) {
+    runtime.create_sandbox(sandbox(id)).await.expect("sandbox");
+    let c = runtime.create_container(id, cfg).await.expect("create");
+    runtime.start_container(&c).await.expect("start");
+}
+
 #[allow(clippy::disallowed_methods)] // a benchmark measures real elapsed time
 fn now() -> Instant {
     Instant::now()
@@ -114,19 +130,7 @@ async fn bench(n: usize, flags: &[String]) {
     // Warm up (page cache, cgroup parents).
     for i in 0..5 {
         let id = format!("warm-{i}");
-        runtime
-            .create_sandbox(SandboxConfig {
-                id: id.clone(),
-                hostname: id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("sandbox");
-        let c = runtime
-            .create_container(&id, container("c"))
-            .await
-            .expect("create");
-        runtime.start_container(&c).await.expect("start");
+        run_one(&runtime, &id, container("c")).await;
         runtime.remove_sandbox(&id).await.expect("remove");
     }
 
@@ -167,14 +171,7 @@ async fn bench(n: usize, flags: &[String]) {
             }
         }
         let t0 = now();
-        runtime
-            .create_sandbox(SandboxConfig {
-                id: id.clone(),
-                hostname: id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("sandbox");
+        runtime.create_sandbox(sandbox(&id)).await.expect("sandbox");
         phase_sandbox.push(t0.elapsed());
         let ta = now();
         let c = runtime
@@ -205,19 +202,7 @@ async fn bench(n: usize, flags: &[String]) {
     let mut pss = Vec::new();
     for i in 0..k {
         let id = format!("mem-{i}");
-        runtime
-            .create_sandbox(SandboxConfig {
-                id: id.clone(),
-                hostname: id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("sandbox");
-        let c = runtime
-            .create_container(&id, container("c"))
-            .await
-            .expect("create");
-        runtime.start_container(&c).await.expect("start");
+        run_one(&runtime, &id, container("c")).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     // One control round trip (connect, ping, answer) with a blocking client, for reference.

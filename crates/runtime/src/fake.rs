@@ -1081,15 +1081,7 @@ impl ContainerRuntime for FakeRuntime {
         };
         c.starting = false;
         if let StartOutcome::Fail(message) = &attempt.start {
-            c.status.state = ContainerState::Exited(ExitStatus {
-                exit_code: 128,
-                signal: None,
-                oom_killed: false,
-                started_at: now,
-                finished_at: now,
-                message: Some(message.clone()),
-                termination_message: None,
-            });
+            c.status.state = ContainerState::Exited(ExitStatus::start_failed(message.clone(), now));
             let _ = c.exited_tx.send(true);
             return Err(RuntimeError::StartFailed {
                 message: message.clone(),

@@ -239,6 +239,22 @@ pub struct ExitStatus {
     pub termination_message: Option<String>,
 }
 
+impl ExitStatus {
+    /// The record of a start that never ran: exit code 128, started and finished at `at`, with
+    /// the reason as the message.
+    pub fn start_failed(message: String, at: SystemTime) -> Self {
+        Self {
+            exit_code: 128,
+            signal: None,
+            oom_killed: false,
+            started_at: at,
+            finished_at: at,
+            message: Some(message),
+            termination_message: None,
+        }
+    }
+}
+
 /// The state of a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ContainerState {

@@ -145,26 +145,29 @@ mod tests {
         }
     }
 
+    /// The message when the log's tail is `DONE`.
+    fn with_log_done(
+        settings: Option<&TerminationMessage>,
+        file: &[u8],
+        code: i32,
+    ) -> Option<String> {
+        message(settings, file, code, || b"DONE".to_vec())
+    }
+
     #[test]
     fn the_file_wins_over_the_log() {
         let s = settings(true);
-        assert_eq!(
-            message(Some(&s), b"OK", 1, || b"DONE".to_vec()).as_deref(),
-            Some("OK")
-        );
+        assert_eq!(with_log_done(Some(&s), b"OK", 1).as_deref(), Some("OK"));
     }
 
     #[test]
     fn fallback_only_on_failure_with_an_empty_file() {
         let s = settings(true);
-        assert_eq!(
-            message(Some(&s), b"", 1, || b"DONE".to_vec()).as_deref(),
-            Some("DONE")
-        );
-        assert_eq!(message(Some(&s), b"", 0, || b"DONE".to_vec()), None);
+        assert_eq!(with_log_done(Some(&s), b"", 1).as_deref(), Some("DONE"));
+        assert_eq!(with_log_done(Some(&s), b"", 0), None);
         let file_only = settings(false);
-        assert_eq!(message(Some(&file_only), b"", 1, || b"DONE".to_vec()), None);
-        assert_eq!(message(None, b"X", 1, || b"DONE".to_vec()), None);
+        assert_eq!(with_log_done(Some(&file_only), b"", 1), None);
+        assert_eq!(with_log_done(None, b"X", 1), None);
     }
 
     #[test]

@@ -194,13 +194,7 @@ async fn dropping_the_session_kills_the_command() {
         .expect("a pid");
     // Find the host pid: the sleep whose parent is the supervisor and which runs our command.
     // The shell execs `sleep` right after printing: wait for it.
-    let st = env.rt.container_status(&env.id).await.expect("status");
-    let podvisor_runtime::ContainerState::Running {
-        pid: Some(main), ..
-    } = st.state
-    else {
-        panic!("not running: {:?}", st.state);
-    };
+    let main = main_pid(&env).await;
     let deadline = tokio::time::Instant::now() + LONG;
     let host_pid = loop {
         if let Some(p) = find_sleeper(ns_pid, main) {
@@ -223,6 +217,18 @@ async fn dropping_the_session_kills_the_command() {
     let st = env.rt.container_status(&env.id).await.expect("status");
     assert_eq!(st.state.name(), "running");
     env.close().await;
+}
+
+/// The host PID of the container's main process; the container must be running.
+async fn main_pid(env: &Env) -> u32 {
+    let st = env.rt.container_status(&env.id).await.expect("status");
+    let podvisor_runtime::ContainerState::Running {
+        pid: Some(main), ..
+    } = st.state
+    else {
+        panic!("not running: {:?}", st.state);
+    };
+    main
 }
 
 /// The host PID of a `sleep 1000` whose PID in its own namespace is `ns_pid`, in the pid
@@ -261,13 +267,7 @@ async fn runs_in_the_containers_pid_namespace() {
     let mut lines = out.lines();
     let exec_ns = lines.next().unwrap_or("").to_string();
     let exec_pid: u32 = lines.next().unwrap_or("").parse().expect("a pid");
-    let st = env.rt.container_status(&env.id).await.expect("status");
-    let podvisor_runtime::ContainerState::Running {
-        pid: Some(main), ..
-    } = st.state
-    else {
-        panic!("not running: {:?}", st.state);
-    };
+    let main = main_pid(&env).await;
     let main_ns = std::fs::read_link(format!("/proc/{main}/ns/pid")).expect("readlink");
     assert_eq!(
         exec_ns,

@@ -248,6 +248,23 @@ async fn churn(store: &dyn Store, prefix: &str, writes: usize, model: &mut Model
     }
 }
 
+/// List options that read at `rev`.
+fn at_revision(rev: Revision) -> ListOptions {
+    ListOptions {
+        revision: Some(rev),
+        ..Default::default()
+    }
+}
+
+/// List options for a page of at most `limit` keys after `after`, read at `rev`.
+fn page_at(rev: Revision, limit: usize, after: Option<String>) -> ListOptions {
+    ListOptions {
+        revision: Some(rev),
+        limit,
+        continue_after: after,
+    }
+}
+
 /// List at the current and at every past revision returns exactly the state of that revision;
 /// a future revision is refused.
 pub async fn check_list_at_revision(backend: &dyn Backend) {
@@ -256,16 +273,7 @@ pub async fn check_list_at_revision(backend: &dyn Backend) {
     churn(&*store, "/list/", 60, &mut model).await;
     let current = store.current_revision().await.unwrap();
     for rev in 1..=current {
-        let page = store
-            .list(
-                "/list/",
-                ListOptions {
-                    revision: Some(rev),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let page = store.list("/list/", at_revision(rev)).await.unwrap();
         assert_eq!(page.revision, rev);
         assert!(!page.more);
         assert_eq!(page.items, model.state_at(rev), "list at revision {rev}");
@@ -274,16 +282,7 @@ pub async fn check_list_at_revision(backend: &dyn Backend) {
     assert_eq!(now.revision, current);
     assert_eq!(now.items, model.state_at(current));
     assert_eq!(store.count("/list/").await.unwrap(), now.items.len() as i64);
-    match store
-        .list(
-            "/list/",
-            ListOptions {
-                revision: Some(current + 1),
-                ..Default::default()
-            },
-        )
-        .await
-    {
+    match store.list("/list/", at_revision(current + 1)).await {
         Err(StoreError::FutureRevision { requested, .. }) => assert_eq!(requested, current + 1),
         other => panic!("list at a future revision gave {other:?}"),
     }
@@ -334,14 +333,7 @@ pub async fn check_pagination(backend: &dyn Backend) {
     while last.more {
         let after = last.items.last().map(|kv| kv.key.clone());
         last = store
-            .list(
-                "/page/",
-                ListOptions {
-                    revision: Some(pinned),
-                    limit: 7,
-                    continue_after: after,
-                },
-            )
+            .list("/page/", page_at(pinned, 7, after))
             .await
             .unwrap();
         assert_eq!(last.revision, pinned);
@@ -352,28 +344,14 @@ pub async fn check_pagination(backend: &dyn Backend) {
 
     // A limit equal to the number of keys reports no more.
     let exact = store
-        .list(
-            "/page/",
-            ListOptions {
-                revision: Some(pinned),
-                limit: 25,
-                continue_after: None,
-            },
-        )
+        .list("/page/", page_at(pinned, 25, None))
         .await
         .unwrap();
     assert_eq!(exact.items.len(), 25);
     assert!(!exact.more);
     // Continue after the last key: an empty page.
     let empty = store
-        .list(
-            "/page/",
-            ListOptions {
-                revision: Some(pinned),
-                limit: 5,
-                continue_after: Some("/page/024".into()),
-            },
-        )
+        .list("/page/", page_at(pinned, 5, Some("/page/024".into())))
         .await
         .unwrap();
     assert!(empty.items.is_empty() && !empty.more);
@@ -460,6 +438,17 @@ pub async fn check_watch_from_any_revision(backend: &dyn Backend) {
     );
 }
 
+/// The next item of `w`, which must come before `deadline` (else panics with `what`).
+async fn next_before(
+    w: &mut WatchStream,
+    deadline: tokio::time::Instant,
+    what: &str,
+) -> Option<Result<WatchEvent, StoreError>> {
+    tokio::time::timeout_at(deadline, w.next())
+        .await
+        .expect(what)
+}
+
 /// Progress notifications: an idle watch sends bookmarks, and a bookmark at R comes only after
 /// every event up to R.
 pub async fn check_watch_progress(backend: &dyn Backend) {
@@ -473,10 +462,7 @@ pub async fn check_watch_progress(backend: &dyn Backend) {
     let target = before + 5;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let item = tokio::time::timeout_at(deadline, w.next())
-            .await
-            .expect("no progress notification in time");
-        match item {
+        match next_before(&mut w, deadline, "no progress notification in time").await {
             Some(Ok(WatchEvent::Progress(r))) if r >= target => break,
             Some(Ok(WatchEvent::Progress(r))) => assert!(r >= before, "bookmark went back: {r}"),
             other => panic!("unexpected watch item {other:?}"),
@@ -493,10 +479,7 @@ pub async fn check_watch_progress(backend: &dyn Backend) {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let item = tokio::time::timeout_at(deadline, w.next())
-            .await
-            .expect("watch stalled");
-        match item {
+        match next_before(&mut w, deadline, "watch stalled").await {
             Some(Ok(WatchEvent::Progress(r))) => {
                 assert!(r >= last_event, "bookmark {r} before event {last_event}");
                 let undelivered: Vec<_> = expected
@@ -543,16 +526,7 @@ pub async fn check_compaction(backend: &dyn Backend) {
         Err(StoreError::FutureRevision { .. })
     ));
 
-    match store
-        .list(
-            "/c/",
-            ListOptions {
-                revision: Some(del_rev - 1),
-                ..Default::default()
-            },
-        )
-        .await
-    {
+    match store.list("/c/", at_revision(del_rev - 1)).await {
         Err(StoreError::Compacted {
             requested,
             compacted,
@@ -562,30 +536,11 @@ pub async fn check_compaction(backend: &dyn Backend) {
         }
         other => panic!("list below the compaction point gave {other:?}"),
     }
-    let at = store
-        .list(
-            "/c/",
-            ListOptions {
-                revision: Some(del_rev),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let at = store.list("/c/", at_revision(del_rev)).await.unwrap();
     // The model knows the churn only; the victim was deleted at the compaction point.
     assert_eq!(at.items, model.state_at(del_rev));
     // Paging at the compaction point works.
-    let page = store
-        .list(
-            "/c/",
-            ListOptions {
-                revision: Some(del_rev),
-                limit: 2,
-                continue_after: None,
-            },
-        )
-        .await
-        .unwrap();
+    let page = store.list("/c/", page_at(del_rev, 2, None)).await.unwrap();
     assert_eq!(
         page.items,
         at.items.iter().take(2).cloned().collect::<Vec<_>>()
@@ -828,18 +783,7 @@ pub async fn check_bad_input(backend: &dyn Backend) {
             .await
             .map(|_| ()),
     );
-    invalid(
-        store
-            .list(
-                "/bad/",
-                ListOptions {
-                    revision: Some(-3),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map(|_| ()),
-    );
+    invalid(store.list("/bad/", at_revision(-3)).await.map(|_| ()));
     invalid(store.watch("/bad/", -1).await.map(|_| ()));
     invalid(store.compact(-1).await);
     assert_eq!(store.current_revision().await.unwrap(), 2);

@@ -238,6 +238,38 @@ impl EtcdStore {
         self.kv.clone().txn(txn).await.map_err(map_err)
     }
 
+    /// Runs `then` on `key` (stored at `full`) if `compares` hold; when they do not, says why:
+    /// NotFound when the key is gone, else Conflict against `expected`. Returns the revision of
+    /// the write and the responses of its operations.
+    async fn guarded(
+        &self,
+        key: &str,
+        full: Vec<u8>,
+        compares: Vec<Compare>,
+        then: TxnOp,
+        expected: Revision,
+    ) -> Result<(Revision, Vec<TxnOpResponse>), StoreError> {
+        let txn = Txn::new()
+            .when(compares)
+            .and_then([then])
+            .or_else([TxnOp::get(full, None)]);
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(match self.current_from(&resp)? {
+                None => StoreError::NotFound {
+                    key: key.to_string(),
+                },
+                Some(current) => StoreError::Conflict {
+                    key: key.to_string(),
+                    expected,
+                    current: Some(Box::new(current)),
+                },
+            });
+        }
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        Ok((rev, resp.op_responses()))
+    }
+
     /// Whether a read at `revision` is refused as compacted.
     async fn below_compaction(&self, revision: Revision) -> Result<bool, StoreError> {
         let probe = self.full("");
@@ -438,33 +470,17 @@ impl Store for EtcdStore {
         check_key(key)?;
         check_value(&value)?;
         let full = self.full(key);
-        let txn = Txn::new()
-            .when([
-                Compare::version(full.clone(), CompareOp::Greater, 0),
-                Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
-            ])
-            .and_then([TxnOp::put(
-                full.clone(),
-                value.clone(),
-                Some(PutOptions::new().with_prev_key()),
-            )])
-            .or_else([TxnOp::get(full, None)]);
-        let resp = self.txn(txn).await?;
-        if !resp.succeeded() {
-            return match self.current_from(&resp)? {
-                None => Err(StoreError::NotFound {
-                    key: key.to_string(),
-                }),
-                Some(current) => Err(StoreError::Conflict {
-                    key: key.to_string(),
-                    expected,
-                    current: Some(Box::new(current)),
-                }),
-            };
-        }
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let create_revision = resp
-            .op_responses()
+        let compares = vec![
+            Compare::version(full.clone(), CompareOp::Greater, 0),
+            Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
+        ];
+        let put = TxnOp::put(
+            full.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_prev_key()),
+        );
+        let (rev, ops) = self.guarded(key, full, compares, put, expected).await?;
+        let create_revision = ops
             .into_iter()
             .find_map(|op| match op {
                 TxnOpResponse::Put(put) => put.prev_key().map(|kv| kv.create_revision()),
@@ -496,29 +512,11 @@ impl Store for EtcdStore {
                 expected,
             ));
         }
-        let txn = Txn::new()
-            .when(compares)
-            .and_then([TxnOp::delete(
-                full.clone(),
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
-            .or_else([TxnOp::get(full, None)]);
-        let resp = self.txn(txn).await?;
-        if !resp.succeeded() {
-            return match self.current_from(&resp)? {
-                None => Err(StoreError::NotFound {
-                    key: key.to_string(),
-                }),
-                Some(current) => Err(StoreError::Conflict {
-                    key: key.to_string(),
-                    expected: expected.unwrap_or(0),
-                    current: Some(Box::new(current)),
-                }),
-            };
-        }
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let prev = resp
-            .op_responses()
+        let delete = TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()));
+        let (rev, ops) = self
+            .guarded(key, full, compares, delete, expected.unwrap_or(0))
+            .await?;
+        let prev = ops
             .into_iter()
             .find_map(|op| match op {
                 TxnOpResponse::Delete(del) => del.prev_kvs().first().cloned(),

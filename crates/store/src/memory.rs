@@ -46,6 +46,26 @@ impl State {
             .and_then(|v| v.kv.as_ref())
     }
 
+    /// The live value of `key` for a guarded write: NotFound when there is none, Conflict when
+    /// `expected` is given and the value is at another revision.
+    fn current_at(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
+        let Some(current) = self.current(key) else {
+            return Err(StoreError::NotFound {
+                key: key.to_string(),
+            });
+        };
+        if let Some(expected) = expected
+            && current.mod_revision != expected
+        {
+            return Err(StoreError::Conflict {
+                key: key.to_string(),
+                expected,
+                current: Some(Box::new((**current).clone())),
+            });
+        }
+        Ok((**current).clone())
+    }
+
     fn read_revision(&self, requested: Option<Revision>) -> Result<Revision, StoreError> {
         match requested {
             None | Some(0) => Ok(self.revision),
@@ -261,19 +281,7 @@ impl Store for MemoryStore {
         check_key(key)?;
         check_value(&value)?;
         let mut state = self.inner.state.lock();
-        let Some(current) = state.current(key) else {
-            return Err(StoreError::NotFound {
-                key: key.to_string(),
-            });
-        };
-        if current.mod_revision != expected {
-            return Err(StoreError::Conflict {
-                key: key.to_string(),
-                expected,
-                current: Some(Box::new((**current).clone())),
-            });
-        }
-        let prev = (**current).clone();
+        let prev = state.current_at(key, Some(expected))?;
         let rev = state.revision + 1;
         let kv = KeyValue {
             key: key.to_string(),
@@ -296,21 +304,7 @@ impl Store for MemoryStore {
     ) -> Result<(KeyValue, Revision), StoreError> {
         check_key(key)?;
         let mut state = self.inner.state.lock();
-        let Some(current) = state.current(key) else {
-            return Err(StoreError::NotFound {
-                key: key.to_string(),
-            });
-        };
-        if let Some(expected) = expected
-            && current.mod_revision != expected
-        {
-            return Err(StoreError::Conflict {
-                key: key.to_string(),
-                expected,
-                current: Some(Box::new((**current).clone())),
-            });
-        }
-        let prev = (**current).clone();
+        let prev = state.current_at(key, expected)?;
         let rev = state.revision + 1;
         let event = state.commit(Event::Delete {
             prev: prev.clone(),
@@ -436,12 +430,17 @@ mod progress_tests {
     use super::*;
     use crate::WatchEvent;
 
+    /// A store with progress bookmarks every `progress_secs` and a watch buffer of `watch_buffer`.
+    fn store_with(progress_secs: u64, watch_buffer: usize) -> MemoryStore {
+        MemoryStore::with_watch_config(WatchConfig {
+            progress_interval: Duration::from_secs(progress_secs),
+            watch_buffer,
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn bookmark_interval_is_configurable_and_follows_paused_time() {
-        let store = MemoryStore::with_watch_config(WatchConfig {
-            progress_interval: Duration::from_secs(5),
-            watch_buffer: 8,
-        });
+        let store = store_with(5, 8);
         let mut w = store.watch("/x/", 0).await.unwrap();
         let start = tokio::time::Instant::now();
         store.create("/y/1", vec![]).await.unwrap();
@@ -460,10 +459,7 @@ mod progress_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_watcher_too_far_behind_ends_with_compacted_and_writers_never_wait() {
-        let store = MemoryStore::with_watch_config(WatchConfig {
-            progress_interval: Duration::from_secs(1),
-            watch_buffer: 4,
-        });
+        let store = store_with(1, 4);
         let mut slow = store.watch("/s/", 0).await.unwrap();
         for i in 0..10 {
             store.create(&format!("/s/{i}"), vec![]).await.unwrap();

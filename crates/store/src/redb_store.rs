@@ -838,6 +838,14 @@ impl RedbStore {
             .map_err(|_| unavailable("store", "the writer stopped before answering"))?
     }
 
+    /// Submits a write whose reply is the written key-value (create and update).
+    async fn submit_kv(&self, op: Op) -> Result<KeyValue, StoreError> {
+        match self.submit(op).await? {
+            Reply::Kv(kv) => Ok(kv),
+            _ => Err(unavailable("store", "unexpected writer reply")),
+        }
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
@@ -1642,16 +1650,11 @@ impl Store for RedbStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         check_key(key)?;
         check_value(&value)?;
-        match self
-            .submit(Op::Create {
-                key: key.to_string(),
-                value,
-            })
-            .await?
-        {
-            Reply::Kv(kv) => Ok(kv),
-            _ => Err(unavailable("store", "unexpected writer reply")),
-        }
+        self.submit_kv(Op::Create {
+            key: key.to_string(),
+            value,
+        })
+        .await
     }
 
     async fn update(
@@ -1662,17 +1665,12 @@ impl Store for RedbStore {
     ) -> Result<KeyValue, StoreError> {
         check_key(key)?;
         check_value(&value)?;
-        match self
-            .submit(Op::Update {
-                key: key.to_string(),
-                value,
-                expected,
-            })
-            .await?
-        {
-            Reply::Kv(kv) => Ok(kv),
-            _ => Err(unavailable("store", "unexpected writer reply")),
-        }
+        self.submit_kv(Op::Update {
+            key: key.to_string(),
+            value,
+            expected,
+        })
+        .await
     }
 
     async fn delete(

@@ -9,24 +9,20 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
             message: "empty key".to_string(),
         });
     }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(StoreError::InvalidArgument {
-            message: format!(
-                "key of {} bytes is longer than the limit of {MAX_KEY_BYTES} bytes",
-                key.len()
-            ),
-        });
-    }
-    Ok(())
+    check_len("key", "longer", key.len(), MAX_KEY_BYTES)
 }
 
 /// A value must be at most [`MAX_VALUE_BYTES`] long.
 pub(crate) fn check_value(value: &[u8]) -> Result<(), StoreError> {
-    if value.len() > MAX_VALUE_BYTES {
+    check_len("value", "larger", value.len(), MAX_VALUE_BYTES)
+}
+
+/// `<what> of N bytes is <longer|larger> than the limit of L bytes` when `len` is over `limit`.
+fn check_len(what: &str, comparison: &str, len: usize, limit: usize) -> Result<(), StoreError> {
+    if len > limit {
         return Err(StoreError::InvalidArgument {
             message: format!(
-                "value of {} bytes is larger than the limit of {MAX_VALUE_BYTES} bytes",
-                value.len()
+                "{what} of {len} bytes is {comparison} than the limit of {limit} bytes"
             ),
         });
     }

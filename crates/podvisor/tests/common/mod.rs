@@ -6,6 +6,8 @@
 
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod steps;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};

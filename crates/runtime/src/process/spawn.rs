@@ -263,20 +263,20 @@ pub(crate) struct Spawned {
 const MSG_PID: i32 = 1;
 const MSG_ERR: i32 = 2;
 
+/// The pointers of `strings` followed by a null, as `execve` takes its argv and envp; valid
+/// while `strings` lives.
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
 /// Forks and execs. On failure the child has been reaped already.
 pub(crate) fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
-    let argv: Vec<*const c_char> = spec
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const c_char> = spec
-        .envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv = null_terminated(spec.argv);
+    let envp = null_terminated(spec.envp);
     let procs: Vec<RawFd> = spec.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let (rd, wr) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnError {

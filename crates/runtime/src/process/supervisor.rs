@@ -1182,16 +1182,7 @@ impl Sup {
     /// Records a start that never ran (exit code 128 with the reason) and returns the error.
     fn fail_start(&mut self, id: &str, message: String) -> WireError {
         if let Some(c) = self.ctrs.get_mut(id) {
-            let now = wall_now();
-            let status = ExitStatus {
-                exit_code: 128,
-                signal: None,
-                oom_killed: false,
-                started_at: now,
-                finished_at: now,
-                message: Some(message.clone()),
-                termination_message: None,
-            };
+            let status = ExitStatus::start_failed(message.clone(), wall_now());
             if let Err(e) = write_json(&c.dir.join("exit.json"), &status, true) {
                 log(&format!("write exit record of {id}: {e}"));
             }

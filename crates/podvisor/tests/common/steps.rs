@@ -1,0 +1,98 @@
+//! Steps shared by the suites that run a server and separate agents.
+
+use std::path::Path;
+
+use super::{Process, binary, kubectl};
+
+/// Creates a node token `name` in the server's data dir `server_dir`, writes it to
+/// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
+/// 127.0.0.`n`, data dir `dir/<name>`, `--drain`, its log in `dir`.
+pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) -> Process {
+    let token = std::process::Command::new(binary())
+        .args(["token", "create", "node", name, "--data-dir"])
+        .arg(server_dir)
+        .output()
+        .expect("token create");
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token_file = dir.join(format!("{name}.token"));
+    std::fs::write(&token_file, &token.stdout).expect("write token");
+    Process::start(
+        name,
+        &[
+            "agent".into(),
+            "--server".into(),
+            format!("https://127.0.0.1:{port}"),
+            "--ca-file".into(),
+            server_dir.join("ca.crt").display().to_string(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--node-name".into(),
+            name.to_string(),
+            "--node-ip".into(),
+            format!("127.0.0.{n}"),
+            "--data-dir".into(),
+            dir.join(name).display().to_string(),
+            "--drain".into(),
+        ],
+        dir,
+    )
+}
+
+/// Starts `podvisor server` on 127.0.0.1:`port` with its data in `dir/server`, `extra` flags
+/// after the standard ones and its log in `dir`.
+pub fn start_server(dir: &Path, port: u16, extra: &[String]) -> Process {
+    let mut args = vec![
+        "server".to_string(),
+        "--data-dir".into(),
+        dir.join("server").display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    args.extend_from_slice(extra);
+    Process::start("server", &args, dir)
+}
+
+/// A ReplicaSet `name` of `replicas` pods labelled `app: <name>` with a grace period of 2 s,
+/// each running `sleep 1000` tagged with `marker`; `extra` is more lines of the pod spec
+/// (indented by six spaces).
+pub fn sleeper_replica_set(name: &str, replicas: u32, extra: &str, marker: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+{extra}      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
+"#
+    )
+}
+
+/// `kubectl delete <kinds> --all --force --grace-period=0 --wait=false <extra>`, its outcome
+/// ignored: the first step of taking a test's cluster down.
+pub fn force_delete_all(kubeconfig: &Path, kinds: &str, extra: &[&str]) {
+    let mut args = vec![
+        "delete",
+        kinds,
+        "--all",
+        "--force",
+        "--grace-period=0",
+        "--wait=false",
+    ];
+    args.extend_from_slice(extra);
+    let _ = kubectl(kubeconfig, &args);
+}
