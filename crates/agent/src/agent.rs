@@ -150,13 +150,37 @@ impl Agent {
         let aux_stop = CancellationToken::new();
         let mut aux: JoinSet<()> = JoinSet::new();
 
-        let log_server = LogServer::bind(
+        let log_server = match LogServer::bind(
             config.log_server_addr,
             self.runtime.clone(),
             &config.node_token,
             config.clock.clone(),
         )
-        .await?;
+        .await
+        {
+            Ok(s) => s,
+            // The node IP is not an address of this host (behind NAT, say): listen on all
+            // addresses so the API server's dial to it can still arrive.
+            Err(e)
+                if config.log_server_addr.ip() == config.node_ip
+                    && !config.node_ip.is_unspecified() =>
+            {
+                tracing::warn!(error = %e, ip = %config.node_ip, "the node IP is not an address of this host; the log server listens on all addresses");
+                let any: std::net::IpAddr = if config.node_ip.is_ipv4() {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                };
+                LogServer::bind(
+                    SocketAddr::new(any, config.log_server_addr.port()),
+                    self.runtime.clone(),
+                    &config.node_token,
+                    config.clock.clone(),
+                )
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
         let log_addr = log_server.local_addr();
         let _ = self.log_addr.send(log_addr);
         aux.spawn(log_server.serve(aux_stop.clone()));

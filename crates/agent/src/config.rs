@@ -31,7 +31,9 @@ pub struct AgentConfig {
     pub backoff_max: Duration,
     /// Where persisted deadlines live (must survive agent restarts).
     pub state_dir: PathBuf,
-    /// The log server's listen address (port 0 = ephemeral).
+    /// The log and exec server's listen address (port 0 = ephemeral). The API server dials
+    /// the node's InternalIP, so this is the node IP by default (all addresses if the node
+    /// IP is not one of this host's).
     pub log_server_addr: SocketAddr,
     /// On shutdown, stop every pod gracefully first (default: leave them running for
     /// re-adoption).
@@ -44,8 +46,8 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for a node: system clock, log server on 127.0.0.1 with an ephemeral port, no
-    /// token (set `node_token`!).
+    /// Defaults for a node: system clock, log server on the node IP with an ephemeral port,
+    /// no token (set `node_token`!).
     pub fn new(node_name: impl Into<String>, node_ip: IpAddr, state_dir: PathBuf) -> AgentConfig {
         AgentConfig {
             node_name: node_name.into(),
@@ -58,7 +60,7 @@ impl AgentConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             state_dir,
-            log_server_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_server_addr: SocketAddr::new(node_ip, 0),
             drain_on_shutdown: false,
             capacity: BTreeMap::new(),
             clock: WallClock::system(),

@@ -6,6 +6,13 @@
 //! The token file is `tokens.csv` in the data dir, in kube's static-token format:
 //! `token,user,uid,"group1,group2"`, one line per token. It is created on first start with
 //! an admin token; node tokens are appended by [`TokenFile::ensure_node_token`].
+//!
+//! The file is the source of truth while the server runs: every authentication first checks
+//! whether the file changed on disk (inode, size, modification time: one `stat`) and reloads
+//! it if so, so a token removed from the file stops working at the next request, and one
+//! added works at once. [`TokenFile::reload`] forces a reload (the binary calls it on
+//! SIGHUP). A file that cannot be parsed leaves the tokens loaded before in force, with a
+//! warning, until it changes again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +74,30 @@ pub const ADMIN_USER: &str = "admin";
 pub struct TokenFile {
     path: PathBuf,
     tokens: RwLock<HashMap<String, UserInfo>>,
-    loaded_mtime: std::sync::Mutex<Option<std::time::SystemTime>>,
+    /// The file as last read (or last found unreadable), to notice changes.
+    loaded: std::sync::Mutex<Option<FileStamp>>,
+}
+
+/// What identifies one version of the token file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 fn new_token() -> String {
@@ -98,6 +128,44 @@ fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
+/// Parses the lines of a token file.
+fn parse_tokens(path: &Path, text: &str) -> Result<HashMap<String, UserInfo>, TokenError> {
+    let mut tokens = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f = split_csv(line);
+        if f.len() < 3 || f[0].is_empty() || f[1].is_empty() {
+            return Err(TokenError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: "expected token,user,uid[,\"groups\"]".into(),
+            });
+        }
+        let groups = f
+            .get(3)
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        tokens.insert(
+            f[0].clone(),
+            UserInfo {
+                name: f[1].clone(),
+                uid: f[2].clone(),
+                groups,
+            },
+        );
+    }
+    Ok(tokens)
+}
+
 impl TokenFile {
     /// Loads `dir/tokens.csv`, creating it with a fresh admin token if it does not exist.
     pub fn load_or_create(dir: &Path) -> Result<TokenFile, TokenError> {
@@ -115,81 +183,68 @@ impl TokenFile {
             );
             write_private(&path, line.as_bytes()).map_err(io)?;
         }
+        let stamp = FileStamp::of(&path);
         let text = std::fs::read_to_string(&path).map_err(io)?;
-        let mut tokens = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let f = split_csv(line);
-            if f.len() < 3 || f[0].is_empty() || f[1].is_empty() {
-                return Err(TokenError::Parse {
-                    path: path.clone(),
-                    line: i + 1,
-                    message: "expected token,user,uid[,\"groups\"]".into(),
-                });
-            }
-            let groups = f
-                .get(3)
-                .map(|g| {
-                    g.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default();
-            tokens.insert(
-                f[0].clone(),
-                UserInfo {
-                    name: f[1].clone(),
-                    uid: f[2].clone(),
-                    groups,
-                },
-            );
-        }
-        let loaded_mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let tokens = parse_tokens(&path, &text)?;
         Ok(TokenFile {
             path,
             tokens: RwLock::new(tokens),
-            loaded_mtime: std::sync::Mutex::new(loaded_mtime),
+            loaded: std::sync::Mutex::new(stamp),
         })
     }
 
-    /// The user a token belongs to. An unknown token makes the file be read again if it
-    /// changed on disk, so tokens added by `podvisor token create` while the server runs work.
+    /// The user a token belongs to, as the token file says now: a changed file is read
+    /// again first, so revoked tokens fail at once.
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        if let Some(user) = self.tokens.read().ok()?.get(token).cloned() {
-            return Some(user);
-        }
         self.reload_if_changed();
         self.tokens.read().ok()?.get(token).cloned()
     }
 
+    /// Reads the token file again now, whether or not it looks changed.
+    pub fn reload(&self) -> Result<(), TokenError> {
+        let Ok(mut seen) = self.loaded.lock() else {
+            return Ok(());
+        };
+        *seen = None;
+        drop(seen);
+        match self.try_reload() {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn reload_if_changed(&self) {
-        let Ok(modified) = std::fs::metadata(&self.path).and_then(|m| m.modified()) else {
-            return;
-        };
-        let Ok(mut seen) = self.loaded_mtime.lock() else {
-            return;
-        };
-        if *seen == Some(modified) {
-            return;
+        if let Some(Err(e)) = self.try_reload() {
+            tracing::warn!(error = %e, "cannot reload the token file; the tokens loaded before stay in force");
         }
-        let Some(dir) = self.path.parent() else {
-            return;
-        };
-        match TokenFile::load_or_create(dir) {
-            Ok(fresh) => {
-                if let (Ok(mut mine), Ok(theirs)) = (self.tokens.write(), fresh.tokens.into_inner())
-                {
-                    *mine = theirs;
-                }
-                *seen = Some(modified);
+    }
+
+    /// Reloads if the file's stamp differs from the one last seen; `None` if unchanged.
+    fn try_reload(&self) -> Option<Result<(), TokenError>> {
+        let stamp = FileStamp::of(&self.path);
+        let mut seen = self.loaded.lock().ok()?;
+        if *seen == stamp && stamp.is_some() {
+            return None;
+        }
+        // Remember this version even if it cannot be parsed: no re-reading until it changes.
+        *seen = stamp;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(source) => {
+                return Some(Err(TokenError::Io {
+                    path: self.path.clone(),
+                    source,
+                }));
             }
-            Err(e) => tracing::warn!(error = %e, "cannot reload the token file"),
+        };
+        let fresh = match parse_tokens(&self.path, &text) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Ok(mut mine) = self.tokens.write() {
+            *mine = fresh;
         }
+        Some(Ok(()))
     }
 
     /// A token of a user in `system:masters` (the first such line).
@@ -290,6 +345,18 @@ impl RequestAttributes {
 pub trait Authorizer: Send + Sync + 'static {
     /// `Ok(())` to allow, `Err(reason)` to deny.
     fn authorize(&self, user: &UserInfo, attrs: &RequestAttributes) -> Result<(), String>;
+
+    /// Whether the user may create some object in the collection `attrs` names (its `name`
+    /// is empty: the body that names the object is not read yet). Checked before the body
+    /// is decoded; the create is then authorized with the name. By default the same as
+    /// [`Authorizer::authorize`] with an empty name.
+    fn authorize_collection_create(
+        &self,
+        user: &UserInfo,
+        attrs: &RequestAttributes,
+    ) -> Result<(), String> {
+        self.authorize(user, attrs)
+    }
 }
 
 /// The built-in policy: `system:masters` may do everything; nodes get the node rules; other
@@ -298,6 +365,21 @@ pub trait Authorizer: Send + Sync + 'static {
 pub struct DefaultAuthorizer;
 
 impl Authorizer for DefaultAuthorizer {
+    fn authorize_collection_create(
+        &self,
+        user: &UserInfo,
+        a: &RequestAttributes,
+    ) -> Result<(), String> {
+        // A node creates objects named after itself (its Node, its Lease): the name is in
+        // the body, so check with the one name it may use.
+        if let Some(node) = user.node_name() {
+            let mut named = a.clone();
+            named.name = node.to_string();
+            return self.authorize(user, &named);
+        }
+        self.authorize(user, a)
+    }
+
     fn authorize(&self, user: &UserInfo, a: &RequestAttributes) -> Result<(), String> {
         if user.groups.iter().any(|g| g == "system:masters") {
             return Ok(());
@@ -414,6 +496,33 @@ mod tests {
         assert_eq!(u.node_name(), Some("n1"));
         assert!(again.authenticate("nope").is_none());
         assert!(tf.ensure_node_token("a,b").is_err());
+    }
+
+    /// A token removed from the file stops working at the very next request, without any
+    /// unknown token to trigger a reload; a file that cannot be parsed keeps the old tokens.
+    #[test]
+    fn revoked_tokens_fail_at_the_next_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = TokenFile::load_or_create(dir.path()).unwrap();
+        let admin = tf.admin_token().unwrap();
+        let n1 = tf.ensure_node_token("n1").unwrap();
+        assert!(tf.authenticate(&n1).is_some());
+        let path = dir.path().join("tokens.csv");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with(&n1))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, kept).unwrap();
+        assert!(tf.authenticate(&n1).is_none(), "revoked token still valid");
+        assert!(tf.authenticate(&admin).is_some());
+        // A broken file: the tokens in force stay (no lock-out), with a warning.
+        std::fs::write(&path, "garbage-without-fields\n").unwrap();
+        assert!(tf.authenticate(&admin).is_some());
+        // An explicit reload (SIGHUP) reports the error.
+        assert!(tf.reload().is_err());
+        assert!(tf.authenticate(&admin).is_some());
     }
 
     #[test]

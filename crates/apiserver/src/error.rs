@@ -295,7 +295,7 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let body = status_bytes(&self.status());
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, body).into_response();
         resp.headers_mut().insert(
@@ -324,4 +324,112 @@ pub fn success_status(details: Option<Value>, code: Option<u16>) -> Value {
         m.insert("code".into(), c.into());
     }
     Value::Object(m)
+}
+
+/// The field order of `metav1.Status` and its parts in upstream's Go structs, which its JSON
+/// encoding follows (clients that compare bodies byte for byte depend on it).
+fn field_order(path: &[&str]) -> &'static [&'static str] {
+    match path {
+        [] => &[
+            "kind",
+            "apiVersion",
+            "metadata",
+            "status",
+            "message",
+            "reason",
+            "details",
+            "code",
+        ],
+        ["metadata"] => &[
+            "selfLink",
+            "resourceVersion",
+            "continue",
+            "remainingItemCount",
+        ],
+        ["details"] => &[
+            "name",
+            "group",
+            "kind",
+            "uid",
+            "causes",
+            "retryAfterSeconds",
+        ],
+        ["details", "causes"] => &["reason", "message", "field"],
+        _ => &[],
+    }
+}
+
+fn write_ordered(out: &mut Vec<u8>, v: &Value, path: &mut Vec<&'static str>) {
+    match v {
+        Value::Object(m) => {
+            out.push(b'{');
+            let order = field_order(path);
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| {
+                (
+                    order.iter().position(|o| o == k).unwrap_or(order.len()),
+                    k.as_str(),
+                )
+            });
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                let child = order.iter().find(|o| **o == k.as_str()).copied();
+                match child {
+                    Some(name) => {
+                        path.push(name);
+                        write_ordered(out, &m[k.as_str()], path);
+                        path.pop();
+                    }
+                    None => {
+                        let _ = serde_json::to_writer(&mut *out, &m[k.as_str()]);
+                    }
+                }
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_ordered(out, item, path);
+            }
+            out.push(b']');
+        }
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+/// Encodes a `Status` object as upstream's API server does: fields in the Go structs' order,
+/// `<`, `>` and `&` escaped as `\u003c`, `\u003e`, `\u0026` (Go's `json.Encoder`), and a
+/// trailing newline.
+pub fn status_bytes(status: &Value) -> Vec<u8> {
+    let mut raw = Vec::new();
+    write_ordered(&mut raw, status, &mut Vec::new());
+    let mut out = Vec::with_capacity(raw.len() + 16);
+    for &b in &raw {
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            _ => out.push(b),
+        }
+    }
+    // U+2028 and U+2029, which Go escapes too (they end lines in JavaScript).
+    let mut text = String::from_utf8(out).unwrap_or_default();
+    if text.contains('\u{2028}') || text.contains('\u{2029}') {
+        text = text
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029");
+    }
+    let mut out = text.into_bytes();
+    out.push(b'\n');
+    out
 }

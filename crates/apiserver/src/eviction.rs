@@ -73,8 +73,7 @@ pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
-        serde_json::from_slice(&bytes)
-            .or_else(|_| serde_yaml::from_slice(&bytes))
+        crate::decode::json_or_yaml(&bytes)
             .map_err(|e| ApiError::bad_request(format!("failed to decode Eviction: {e}")))?
     };
     if !v.is_object() {

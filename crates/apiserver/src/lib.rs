@@ -8,10 +8,13 @@
 //! on [`request`], never on `rest`; `rest` depends on [`server`], never the reverse.
 
 pub mod auth;
+pub mod decode;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod eviction;
 pub mod exec;
+pub mod flowcontrol;
 pub mod logs;
 pub mod objects;
 pub mod openapi;
@@ -32,4 +35,4 @@ pub mod watch;
 
 pub use error::ApiError;
 pub use registry::{ResourceKind, Strategy, Subresource};
-pub use server::{ApiServer, ApiServerConfig, ApiServerError};
+pub use server::{ApiServer, ApiServerConfig, ApiServerError, ConnectionLimits};

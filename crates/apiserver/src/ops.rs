@@ -449,11 +449,28 @@ impl Core {
                 format!("namespaces {name:?} is forbidden: this namespace may not be deleted"),
             ));
         }
+        // As upstream's GuaranteedUpdate: a conflict (another write landed between the read
+        // and the write) is retried here, not answered. Once this request has written the
+        // deletion (deletionTimestamp), the object may vanish before the next attempt (its
+        // node removed it); the delete then succeeded and answers with the last state seen.
+        let mut written: Option<Value> = None;
         for _ in 0..32 {
-            let (obj, rev) = self.storage.must_get(kind, ns, name).await?;
+            let (obj, rev) = match self.storage.must_get(kind, ns, name).await {
+                Ok(found) => found,
+                Err(e) if e.code == 404 && written.is_some() => {
+                    return Ok(Deleted {
+                        object: written.unwrap_or_default(),
+                        gone: true,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             check_preconditions(kind, name, &obj, opts)?;
             let r = match kind.strategy {
-                Strategy::Pod => self.delete_pod(kind, ns, name, obj, rev, opts).await?,
+                Strategy::Pod => {
+                    self.delete_pod(kind, ns, name, obj, rev, opts, &mut written)
+                        .await?
+                }
                 Strategy::Namespace => self.delete_namespace(ns, name, obj, rev, opts).await?,
                 _ => self.delete_generic(kind, ns, name, obj, rev, opts).await?,
             };
@@ -535,6 +552,7 @@ impl Core {
         self.remove(kind, ns, name, rev).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn delete_pod(
         &self,
         kind: &ResourceKind,
@@ -543,6 +561,7 @@ impl Core {
         obj: Value,
         rev: i64,
         opts: &DeleteOptions,
+        written: &mut Option<Value>,
     ) -> Result<Option<Deleted>, ApiError> {
         let requested = opts.grace_period_seconds.map(|g| if g < 0 { 1 } else { g });
         let has_finalizers = !finalizers(&obj).is_empty();
@@ -587,6 +606,7 @@ impl Core {
                     let Some(stored) = self.write_or_retry(kind, ns, name, &new, rev).await? else {
                         return Ok(None);
                     };
+                    *written = Some(stored.clone());
                     if g == 0 && !has_finalizers {
                         let r = meta_rev(&stored).unwrap_or(rev);
                         return Ok(self.remove(kind, ns, name, r).await?.or(Some(Deleted {
@@ -642,6 +662,7 @@ impl Core {
         let Some(stored) = self.write_or_retry(kind, ns, name, &new, rev).await? else {
             return Ok(None);
         };
+        *written = Some(stored.clone());
         if period == 0 && !has_finalizers {
             let r = meta_rev(&stored).unwrap_or(rev);
             if let Some(d) = self.remove(kind, ns, name, r).await? {

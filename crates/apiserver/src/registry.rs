@@ -119,6 +119,12 @@ impl ResourceKind {
         format!("{}List", self.kind)
     }
 
+    /// Whether a DELETE answers with the deleted object instead of a `Status` (upstream's
+    /// `ReturnDeletedObject`: pods and services among the kinds served here).
+    pub fn returns_deleted_object(&self) -> bool {
+        self.group.is_empty() && matches!(self.plural, "pods" | "services")
+    }
+
     /// Whether the kind serves `sub`.
     pub fn has_subresource(&self, sub: Subresource) -> bool {
         self.subresources.contains(&sub)

@@ -249,7 +249,19 @@ impl Ctx {
             return Ok(bytes::Bytes::new());
         };
         let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-        match limited.collect().await {
+        // A slow body holds a request slot: it must arrive within the limit.
+        let within = self.srv.config().connections.body_read_timeout;
+        let Ok(collected) = tokio::time::timeout(within, limited.collect()).await else {
+            return Err(ApiError::new(
+                408,
+                "Timeout",
+                format!(
+                    "the request body was not received within {}s",
+                    within.as_secs()
+                ),
+            ));
+        };
+        match collected {
             Ok(c) => Ok(c.to_bytes()),
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -33,6 +33,44 @@ pub async fn dispatch(srv: ApiServer, req: http::Request<Body>) -> Response {
     }
 }
 
+/// `/readyz`: ready when the store can take writes. A failing check answers 500 as upstream
+/// does (`[-]store failed: reason withheld`; the reason with `?verbose`).
+async fn readyz(srv: &ApiServer, query: Option<&str>) -> Response {
+    let verbose = Query::parse(query).get("verbose").is_some();
+    match srv.core().storage.store.health().await {
+        Ok(()) if verbose => {
+            let mut r = (
+                StatusCode::OK,
+                "[+]ping ok\n[+]store ok\nreadyz check passed\n",
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
+        Ok(()) => text(StatusCode::OK, "ok"),
+        Err(e) => {
+            let reason = if verbose {
+                e.to_string()
+            } else {
+                "reason withheld".to_string()
+            };
+            let mut r = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("[+]ping ok\n[-]store failed: {reason}\nreadyz check failed\n"),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
+    }
+}
+
 fn text(code: StatusCode, body: &'static str) -> Response {
     let mut r = (code, body).into_response();
     r.headers_mut().insert(
@@ -57,7 +95,8 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     // Open endpoints.
     match segs.as_slice() {
         ["version"] => return json_response(&discovery::version(), "application/json"),
-        ["healthz" | "livez" | "readyz", ..] => return text(StatusCode::OK, "ok"),
+        ["readyz", ..] => return readyz(&srv, parts.uri.query()).await,
+        ["healthz" | "livez", ..] => return text(StatusCode::OK, "ok"),
         _ => {}
     }
     let token = parts
@@ -78,7 +117,7 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     let _slot = if long_running {
         None
     } else {
-        match srv.try_begin_request() {
+        match srv.try_begin_request(&user) {
             Some(slot) => Some(slot),
             None => return ApiError::too_many_requests().into_response(),
         }
@@ -253,6 +292,42 @@ async fn resource(
         "deletecollection" => delete_collection(ctx, &t).await,
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Whether the user may create some object in `t`'s collection at all (before the body,
+/// which names the object, is read); the create is authorized again with the name.
+fn authorize_collection_create(ctx: &Ctx, t: &Target) -> Result<(), ApiError> {
+    let attrs = RequestAttributes {
+        verb: "create".to_string(),
+        group: t.kind.group.to_string(),
+        resource: t.kind.plural.to_string(),
+        subresource: t.sub.map(|s| s.name().to_string()).unwrap_or_default(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: String::new(),
+        pod_node: None,
+    };
+    ctx.srv
+        .authorizer()
+        .authorize_collection_create(&ctx.user, &attrs)
+        .map_err(|_| {
+            let scope = if attrs.namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace {:?}", attrs.namespace)
+            };
+            ApiError::forbidden(
+                t.kind.plural,
+                t.kind.group,
+                "",
+                format!(
+                    "{} is forbidden: User {:?} cannot create resource {:?} in API group {:?} {scope}",
+                    t.kind.qualified_resource(),
+                    ctx.user.name,
+                    attrs.resource,
+                    attrs.group
+                ),
+            )
+        })
 }
 
 async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {
@@ -568,10 +643,10 @@ async fn decode_object(ctx: &mut Ctx, kind: &ResourceKind) -> Result<Value, ApiE
     let bytes = ctx.body_bytes().await?;
     let mut v: Value = match media.as_str() {
         "application/json" | "" | "*/*" => {
-            serde_json::from_slice(&bytes).map_err(|e| cannot_handle(kind, e))?
+            crate::decode::json(&bytes).map_err(|e| cannot_handle(kind, e))?
         }
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            serde_yaml::from_slice(&bytes).map_err(|e| cannot_handle(kind, e))?
+            crate::decode::yaml(&bytes).map_err(|e| cannot_handle(kind, e))?
         }
         _ if crate::protobuf::is_protobuf_content_type(&ct) => {
             crate::protobuf::decode(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?
@@ -656,6 +731,8 @@ fn check_namespace_match(t: &Target, obj: &Value) -> Result<(), ApiError> {
 }
 
 async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
+    // Nothing is decoded for a user who may create nothing here: the body can be costly.
+    authorize_collection_create(ctx, t)?;
     let obj = decode_object(ctx, t.kind).await?;
     // A create names its object in the body: authorize with that name.
     let mut named = t.clone();
@@ -1008,11 +1085,9 @@ async fn delete_options(ctx: &mut Ctx) -> Result<DeleteOptions, ApiError> {
                 ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
             })?
         } else {
-            serde_json::from_slice(&bytes)
-                .or_else(|_| serde_yaml::from_slice(&bytes))
-                .map_err(|e| {
-                    ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
-                })?
+            crate::decode::json_or_yaml(&bytes).map_err(|e| {
+                ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
+            })?
         };
         let Some(m) = v.as_object() else {
             return Err(ApiError::bad_request(
@@ -1088,7 +1163,7 @@ async fn delete(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .core()
         .delete(t.kind, t.namespace.as_deref(), &name, &opts)
         .await?;
-    if t.kind.strategy == Strategy::Pod || !d.gone {
+    if t.kind.strategy == Strategy::Pod || t.kind.returns_deleted_object() || !d.gone {
         return Ok(ctx.respond(StatusCode::OK, &d.object, Output::Json));
     }
     Ok(ctx.respond(

@@ -4,11 +4,32 @@
 //! Lifecycle of [`ApiServer::serve`]: serve HTTPS until its shutdown future completes; then
 //! stop accepting, ask open connections to finish and abort what is left (watches) after a
 //! short grace.
+//!
+//! # A connection's life
+//!
+//! ```text
+//! accepted ── unauthenticated ──(a request with a valid token)──▶ authenticated
+//!    │              │ TLS handshake within handshake_timeout
+//!    │              │ headers within header_read_timeout, bodies within body_read_timeout
+//!    │              └─ more than max_unauthenticated such connections: the oldest is closed
+//!    └─ no request in flight for idle_timeout (a watch or a log stream is in flight while
+//!       its body streams): closed
+//! ```
+//!
+//! A client that opens connections and sends nothing, or half a request, or never a valid
+//! token, cannot keep more than `max_unauthenticated` descriptors for more than a few
+//! seconds; a user with a token that sends slow bodies is bounded by its share of request
+//! slots ([`crate::flowcontrol`]) and the body timeout.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -42,7 +63,8 @@ impl ApiServer {
         kube::Client::new(svc, "default")
     }
 
-    /// Serves HTTPS on `listener` until `shutdown` completes.
+    /// Serves HTTPS on `listener` until `shutdown` completes, within the
+    /// [`ConnectionLimits`](crate::ConnectionLimits) of the configuration.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -50,8 +72,11 @@ impl ApiServer {
     ) -> Result<(), ApiServerError> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls().server_config()?);
         let router = self.router();
+        let limits = self.config().connections;
         let stop = CancellationToken::new();
+        let unauthenticated = Arc::new(Unauthenticated::new(limits.max_unauthenticated));
         let mut conns = JoinSet::new();
+        let mut next_id: u64 = 0;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -61,31 +86,26 @@ impl ApiServer {
                     let (tcp, _) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
+                            // Out of descriptors, most likely: let connections finish.
                             tracing::warn!(error = %e, "accept failed");
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             continue;
                         }
                     };
                     let _ = tcp.set_nodelay(true);
-                    let acceptor = acceptor.clone();
-                    let router = router.clone();
-                    let stop = stop.clone();
-                    conns.spawn(async move {
-                        let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            _ => return,
-                        };
-                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(router));
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            _ = stop.cancelled() => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                            }
-                        }
-                    });
+                    next_id += 1;
+                    let conn = Connection {
+                        id: next_id,
+                        srv: self.clone(),
+                        router: router.clone(),
+                        acceptor: acceptor.clone(),
+                        limits,
+                        stop: stop.clone(),
+                        evicted: unauthenticated.admit(next_id),
+                        unauthenticated: unauthenticated.clone(),
+                        activity: Arc::new(Activity::default()),
+                    };
+                    conns.spawn(conn.run(tcp));
                 }
             }
         }
@@ -97,5 +117,204 @@ impl ApiServer {
         conns.abort_all();
         while conns.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// The connections that have not authenticated yet, oldest first; admitting one past the
+/// limit closes the oldest.
+struct Unauthenticated {
+    max: usize,
+    queue: Mutex<VecDeque<(u64, CancellationToken)>>,
+}
+
+impl Unauthenticated {
+    fn new(max: usize) -> Unauthenticated {
+        Unauthenticated {
+            max: max.max(1),
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Registers connection `id`; the token is cancelled if it is evicted.
+    fn admit(&self, id: u64) -> CancellationToken {
+        let token = CancellationToken::new();
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back((id, token.clone()));
+        while q.len() > self.max {
+            if let Some((_, oldest)) = q.pop_front() {
+                oldest.cancel();
+            }
+        }
+        token
+    }
+
+    /// Connection `id` authenticated or ended.
+    fn release(&self, id: u64) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = q.iter().position(|(i, _)| *i == id) {
+            q.remove(at);
+        }
+    }
+}
+
+/// What a connection is doing, for the idle timeout.
+#[derive(Default)]
+struct Activity {
+    /// Requests whose response has not been fully sent.
+    in_flight: AtomicUsize,
+    /// Bumped whenever a request starts or a response ends.
+    events: AtomicU64,
+    authenticated: AtomicBool,
+}
+
+struct Connection {
+    id: u64,
+    srv: ApiServer,
+    router: axum::Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    limits: crate::ConnectionLimits,
+    stop: CancellationToken,
+    evicted: CancellationToken,
+    unauthenticated: Arc<Unauthenticated>,
+    activity: Arc<Activity>,
+}
+
+impl Connection {
+    async fn run(self, tcp: tokio::net::TcpStream) {
+        let id = self.id;
+        let unauthenticated = self.unauthenticated.clone();
+        self.serve(tcp).await;
+        unauthenticated.release(id);
+    }
+
+    async fn serve(self, tcp: tokio::net::TcpStream) {
+        let tls = tokio::select! {
+            r = tokio::time::timeout(self.limits.handshake_timeout, self.acceptor.accept(tcp)) => match r {
+                Ok(Ok(s)) => s,
+                _ => return,
+            },
+            _ = self.evicted.cancelled() => return,
+        };
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let service = tower::service_fn({
+            let router = self.router.clone();
+            let srv = self.srv.clone();
+            let activity = self.activity.clone();
+            let unauthenticated = self.unauthenticated.clone();
+            let id = self.id;
+            move |req: http::Request<hyper::body::Incoming>| {
+                let mut router = router.clone();
+                let activity = activity.clone();
+                if !activity.authenticated.load(Ordering::Relaxed)
+                    && bearer(req.headers()).is_some_and(|t| srv.authenticate(t).is_some())
+                {
+                    activity.authenticated.store(true, Ordering::Relaxed);
+                    unauthenticated.release(id);
+                }
+                activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                activity.events.fetch_add(1, Ordering::Relaxed);
+                let guard = InFlight(activity);
+                async move {
+                    use tower::Service as _;
+                    let req = req.map(axum::body::Body::new);
+                    let resp = router.call(req).await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                        axum::body::Body::new(Tracked {
+                            body,
+                            _guard: guard,
+                        })
+                    }))
+                }
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        let idle = self.limits.idle_timeout;
+        let mut last_seen = self.activity.events.load(Ordering::Relaxed);
+        let mut quiet_since = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = self.evicted.cancelled(), if !self.activity.authenticated.load(Ordering::Relaxed) => {
+                    // Too many connections without a valid token: this is the oldest.
+                    return;
+                }
+                _ = tick.tick() => {
+                    let seen = self.activity.events.load(Ordering::Relaxed);
+                    if seen != last_seen || self.activity.in_flight.load(Ordering::Acquire) > 0 {
+                        last_seen = seen;
+                        quiet_since = tokio::time::Instant::now();
+                    } else if quiet_since.elapsed() >= idle {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+                        return;
+                    }
+                }
+                _ = self.stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The bearer token of a request, if any.
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// Counts a request as in flight until its response body is done (or dropped).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it ends.
+struct Tracked {
+    body: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -46,8 +46,41 @@ pub struct ApiServerConfig {
     /// The authorizer (default: [`DefaultAuthorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// Most short requests (everything but watches and followed logs) served at once;
-    /// beyond it requests get 429 TooManyRequests with `Retry-After: 1`.
+    /// beyond it requests get 429 TooManyRequests with `Retry-After: 1`. One user holds at
+    /// most a quarter of them; `system:masters` is exempt (see [`crate::flowcontrol`]).
     pub max_requests_in_flight: usize,
+    /// Connection limits of [`ApiServer::serve`].
+    pub connections: ConnectionLimits,
+}
+
+/// How long the server waits for clients, and how many connections that have not yet
+/// authenticated it keeps (see [`crate::serve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The TLS handshake must end within this.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this (also the wait for the next request on a
+    /// kept-alive HTTP/1.1 connection).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections that have not sent an authenticated request yet, at most; past it the
+    /// oldest of them is closed.
+    pub max_unauthenticated: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(90),
+            max_unauthenticated: 256,
+        }
+    }
 }
 
 impl ApiServerConfig {
@@ -63,6 +96,7 @@ impl ApiServerConfig {
             clock: None,
             authorizer: None,
             max_requests_in_flight: 600,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -109,7 +143,7 @@ struct Inner {
     tokens: TokenFile,
     authorizer: Arc<dyn Authorizer>,
     tls: TlsMaterial,
-    in_flight: std::sync::atomic::AtomicUsize,
+    flow: Arc<crate::flowcontrol::FlowControl>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -167,6 +201,7 @@ impl ApiServer {
             .authorizer
             .clone()
             .unwrap_or_else(|| Arc::new(DefaultAuthorizer));
+        let config_max_in_flight = config.max_requests_in_flight;
         Ok(ApiServer {
             inner: Arc::new(Inner {
                 core,
@@ -174,7 +209,7 @@ impl ApiServer {
                 tokens,
                 authorizer,
                 tls,
-                in_flight: std::sync::atomic::AtomicUsize::new(0),
+                flow: crate::flowcontrol::FlowControl::new(config_max_in_flight),
                 _temp_dir: temp_dir,
             }),
         })
@@ -192,15 +227,16 @@ impl ApiServer {
         self.inner.tokens.authenticate(token)
     }
 
-    /// Takes a slot for a short request, or `None` when the server is saturated.
-    pub(crate) fn try_begin_request(&self) -> Option<InFlight> {
-        use std::sync::atomic::Ordering;
-        let prev = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlight(self.clone());
-        if prev >= self.inner.config.max_requests_in_flight {
-            return None;
-        }
-        Some(guard)
+    /// Takes a slot for a short request of `user`, or `None` when the server is saturated
+    /// or the user holds its share (see [`crate::flowcontrol`]).
+    pub(crate) fn try_begin_request(&self, user: &UserInfo) -> Option<crate::flowcontrol::Slot> {
+        self.inner.flow.try_begin(user)
+    }
+
+    /// Reads the token file again now (the binary calls this on SIGHUP; changes on disk are
+    /// also picked up at the next request).
+    pub fn reload_tokens(&self) -> Result<(), TokenError> {
+        self.inner.tokens.reload()
     }
 
     pub(crate) fn tls(&self) -> &TlsMaterial {
@@ -230,18 +266,6 @@ impl ApiServer {
     /// The CA certificate (PEM) clients should trust.
     pub fn ca_pem(&self) -> String {
         self.inner.tls.ca_pem.clone()
-    }
-}
-
-/// A slot of the in-flight request limit, released on drop.
-pub(crate) struct InFlight(ApiServer);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0
-            .inner
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -94,6 +94,65 @@ pub fn sans(extra: &[String]) -> Vec<String> {
     s
 }
 
+/// One DER TLV at the start of `input`: (tag, content, bytes taken by the whole TLV).
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let tag = *input.first()?;
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in input.get(2..2 + n)? {
+            len = (len << 8) | usize::from(*b);
+        }
+        (len, 2 + n)
+    };
+    let content = input.get(header..header.checked_add(len)?)?;
+    Some((tag, content, header + len))
+}
+
+/// The DER SubjectPublicKeyInfo of an X.509 certificate (DER).
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert, _) = der_tlv(cert)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_tlv(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // [0] version (optional), serialNumber, signature, issuer, validity, subject.
+    if rest.first() == Some(&0xa0) {
+        rest = &rest[der_tlv(rest)?.2..];
+    }
+    for _ in 0..5 {
+        rest = &rest[der_tlv(rest)?.2..];
+    }
+    let (tag, _, n) = der_tlv(rest)?;
+    (tag == 0x30).then(|| &rest[..n])
+}
+
+/// kubeadm's CA pin of a certificate (DER): `sha256:` and the hex SHA-256 of its
+/// SubjectPublicKeyInfo, as `--discovery-token-ca-cert-hash` takes it. `None` if the bytes
+/// are not a certificate.
+pub fn ca_cert_hash(cert_der: &[u8]) -> Option<String> {
+    let spki = subject_public_key_info(cert_der)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("sha256:{hex}"))
+}
+
+/// [`ca_cert_hash`] of the first certificate of a PEM text.
+pub fn ca_cert_hash_pem(pem: &str) -> Option<String> {
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()?;
+    ca_cert_hash(&der)
+}
+
 impl TlsMaterial {
     /// Loads the material from `dir`, generating whatever is missing.
     pub fn load_or_generate(dir: &Path, extra_sans: &[String]) -> Result<TlsMaterial, TlsError> {
@@ -152,8 +211,11 @@ impl TlsMaterial {
 
     /// A rustls server configuration (HTTP/1.1 and HTTP/2 via ALPN).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        // The chain ends with the CA, so a client can pin it (`--ca-cert-hash`) before it
+        // trusts the server with a token.
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .chain(CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()))
                 .collect::<Result<_, _>>()
                 .map_err(|e| TlsError::Pem {
                     path: "apiserver.crt".into(),
@@ -189,5 +251,29 @@ mod tests {
         assert_eq!(a.ca_pem, c.ca_pem);
         assert_ne!(a.cert_pem, c.cert_pem);
         c.server_config().unwrap();
+    }
+
+    /// The pin is kubeadm's: SHA-256 of the CA's SubjectPublicKeyInfo, checked against
+    /// `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256sum`.
+    #[test]
+    fn ca_cert_hash_is_the_sha256_of_the_subject_public_key_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = TlsMaterial::load_or_generate(dir.path(), &[]).unwrap();
+        let pin = ca_cert_hash_pem(&m.ca_pem).expect("pin");
+        let openssl = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
+                dir.path().join("ca.crt").display()
+            ))
+            .output()
+            .expect("openssl");
+        let want = String::from_utf8_lossy(&openssl.stdout);
+        let want = want.split_whitespace().next().unwrap_or_default();
+        assert_eq!(want.len(), 64, "openssl gave {want:?}");
+        assert_eq!(pin, format!("sha256:{want}"));
+        assert_ne!(ca_cert_hash_pem(&m.cert_pem), Some(pin));
+        assert_eq!(ca_cert_hash(b"\x30\x03\x02\x01"), None);
+        assert_eq!(ca_cert_hash(&[]), None);
     }
 }

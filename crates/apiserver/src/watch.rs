@@ -192,6 +192,9 @@ async fn step(mut st: State) -> Option<(Result<Bytes, Infallible>, State)> {
     }
 }
 
+/// The longest watch, whatever `timeoutSeconds` asks for.
+const MAX_TIMEOUT_SECONDS: u64 = 365 * 24 * 3600;
+
 fn random_timeout() -> Duration {
     let r = (uuid::Uuid::new_v4().as_u128() % 1800) as u64;
     Duration::from_secs(1800 + r)
@@ -233,7 +236,8 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
         ));
     }
     let timeout = match ctx.query.int("timeoutSeconds")? {
-        Some(n) if n > 0 => Duration::from_secs(n as u64),
+        // Any positive value is accepted; past a year it is a year (no clock overflows).
+        Some(n) if n > 0 => Duration::from_secs((n as u64).min(MAX_TIMEOUT_SECONDS)),
         Some(n) if n < 0 => {
             return Err(ApiError::bad_request("timeoutSeconds must be non-negative"));
         }

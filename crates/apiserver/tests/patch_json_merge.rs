@@ -151,3 +151,85 @@ fn kubectl_scale_merge_patch() {
     assert_eq!(out["spec"]["replicas"], 3);
     assert_eq!(out["spec"]["selector"], rs["spec"]["selector"]);
 }
+
+/// A patch that copies the object into itself again and again (each copy doubles it) is
+/// refused once the copies add more than upstream's `JSONPatchMaxCopyBytes`, quickly and
+/// without building the oversized object.
+#[test]
+fn json_patch_copy_doubling_is_refused_at_the_copy_limit() {
+    let mut node = json!({"metadata":{"name":"n","annotations":{"a": "x".repeat(1000)}}});
+    node["metadata"]["labels"] = json!({"l": "v"});
+    // Level i holds two copies of level i-1: 40 levels would be 2^40 KB.
+    let mut ops =
+        vec![json!({"op":"add","path":"/metadata/annotations/l0","value":"x".repeat(1000)})];
+    for i in 1..40 {
+        ops.push(json!({"op":"add","path":format!("/d{i}"),"value":{}}));
+        ops.push(
+            json!({"op":"copy","from":format!("/metadata/annotations"),"path":format!("/d{i}/a")}),
+        );
+        ops.push(
+            json!({"op":"copy","from":format!("/metadata/annotations"),"path":format!("/d{i}/b")}),
+        );
+        ops.push(json!({"op":"copy","from":format!("/d{i}"),"path":format!("/metadata/annotations/k{i}")}));
+    }
+    let body = Value::Array(ops).to_string();
+    assert!(
+        body.len() < 16 * 1024,
+        "a small patch: {} bytes",
+        body.len()
+    );
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let e = apply_patch(
+        &PODS,
+        PatchType::Json,
+        Some(&node),
+        body.as_bytes(),
+        "m",
+        false,
+        NOW,
+    )
+    .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((e.code(), e.reason()), (422, "Invalid"), "{e}");
+    assert!(
+        e.message()
+            .starts_with("Unable to complete the copy, the accumulated size increase of copy is ")
+            && e.message().ends_with("exceeding the limit 3145728"),
+        "{}",
+        e.message()
+    );
+}
+
+/// Copies that stay under the limit still apply.
+#[test]
+fn json_patch_copies_under_the_limit_apply() {
+    let body = json!([
+        {"op":"copy","from":"/metadata/labels","path":"/metadata/annotations"},
+        {"op":"copy","from":"/metadata/labels/a","path":"/metadata/labels/b"}
+    ])
+    .to_string();
+    let out = run(PatchType::Json, &pod(), &body).expect("patch");
+    assert_eq!(out["metadata"]["annotations"], json!({"a":"1"}));
+    assert_eq!(out["metadata"]["labels"], json!({"a":"1","b":"1"}));
+}
+
+/// Whatever the patch type, an object that would come out larger than a request may be is
+/// refused with 413 before it is stored.
+#[test]
+fn patched_object_larger_than_a_request_is_refused() {
+    let big = "y".repeat(1024 * 1024);
+    let mut original = pod();
+    original["metadata"]["annotations"] = json!({"a": big, "b": big});
+    let body = json!({"metadata":{"annotations":{"c": big, "d": big}}}).to_string();
+    let e = run(PatchType::Merge, &original, &body).unwrap_err();
+    assert_eq!(
+        (e.code(), e.reason()),
+        (413, "RequestEntityTooLarge"),
+        "{e}"
+    );
+}

@@ -397,6 +397,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         result?;
     }
 
+    if want("hostile") {
+        let (up, _) = UpProcess::start("bench-hostile").await?;
+        let result = hostile(&up, args.quick).await;
+        up.stop();
+        report["hostile"] = result?;
+    }
+
     if want("scale") {
         let (nodes, per_node) = if args.quick { (20, 50) } else { (100, 100) };
         report["scale"] = scale(nodes, per_node).await?;
@@ -420,6 +427,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("JSON written to {}", path.display());
     }
     Ok(())
+}
+
+/// The hostile-input section against its own `up` (see `bench_hostile`).
+async fn hostile(up: &UpProcess, quick: bool) -> anyhow::Result<Value> {
+    let data = up.data_dir();
+    let tokens = std::fs::read_to_string(data.join("tokens.csv")).context("read tokens.csv")?;
+    let token_of = |pred: &dyn Fn(&str) -> bool| {
+        tokens
+            .lines()
+            .find(|l| pred(l))
+            .and_then(|l| l.split(',').next())
+            .map(str::to_string)
+    };
+    let admin = token_of(&|l| l.contains("system:masters")).context("no admin token")?;
+    let node = token_of(&|l| l.contains(",system:node:bench-hostile,")).context("no node token")?;
+    let port = std::fs::read_to_string(data.join("kubeconfig"))?
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("server: https://127.0.0.1:")
+                .map(str::to_string)
+        })
+        .and_then(|p| p.trim().parse().ok())
+        .context("no port in the kubeconfig")?;
+    let target = crate::bench_hostile::Target::new(port, &data)?;
+    crate::bench_hostile::run(
+        &target,
+        &admin,
+        &node,
+        "bench-hostile",
+        || up.rss_kb(),
+        quick,
+    )
+    .await
 }
 
 async fn cluster_sections(

@@ -35,9 +35,9 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a node agent that joins a server.
     #[command(after_help = "Examples:\n  \
-        podvisor token create node worker-1 > /tmp/worker-1.token\n  \
+        podvisor token create node worker-1 > /tmp/worker-1.token   # prints the CA pin\n  \
         podvisor agent --server https://127.0.0.1:6443 --token-file /tmp/worker-1.token \\\n      \
-        --node-name worker-1 --node-ip 127.0.0.2 --data-dir /tmp/worker-1")]
+        --ca-cert-hash sha256:… --node-name worker-1 --node-ip 127.0.0.2 --data-dir /tmp/worker-1")]
     Agent(AgentArgs),
     /// Print the admin kubeconfig of a data dir.
     #[command(after_help = "Example:\n  podvisor kubeconfig > ~/.kube/podvisor.yaml")]
@@ -99,6 +99,11 @@ pub struct UpArgs {
     /// Use the scripted fake runtime instead of real processes (for simulations).
     #[arg(long, hide = true)]
     pub fake_runtime: bool,
+    /// Encrypt Secrets at rest with this `EncryptionConfiguration` file (upstream's format,
+    /// `aescbc` and `identity` providers) [default: DATA_DIR/encryption-config.yaml, created
+    /// with a fresh `aescbc` key for secrets].
+    #[arg(long, env = "PODVISOR_ENCRYPTION_PROVIDER_CONFIG", value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     pub controllers: ControllerArgs,
 }
@@ -128,6 +133,12 @@ pub struct ServerArgs {
         value_name = "NAME|IP"
     )]
     pub tls_san: Vec<String>,
+    /// Encrypt Secrets at rest with this `EncryptionConfiguration` file (upstream's format,
+    /// `aescbc` and `identity` providers) [default with the embedded store:
+    /// DATA_DIR/encryption-config.yaml, created with a fresh `aescbc` key; with etcd, every
+    /// server must be given the same file, so there is no default].
+    #[arg(long, env = "PODVISOR_ENCRYPTION_PROVIDER_CONFIG", value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     pub controllers: ControllerArgs,
 }
@@ -215,10 +226,18 @@ pub struct AgentArgs {
     /// A file holding this node's bearer token (`podvisor token create node NAME`).
     #[arg(long, env = "PODVISOR_TOKEN_FILE", value_name = "FILE")]
     pub token_file: PathBuf,
-    /// The server's CA certificate (PEM) [default: DATA_DIR/ca.crt if present, else the
-    /// server's certificate is not verified].
+    /// The server's CA certificate (PEM) [default: DATA_DIR/ca.crt if present]. Without it
+    /// and without `--ca-cert-hash` the agent refuses to start: it never sends its token to a
+    /// server it has not verified.
     #[arg(long, env = "PODVISOR_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Trust the server whose CA has this public key pin, as `kubeadm join
+    /// --discovery-token-ca-cert-hash` does: `sha256:<hex of the SHA-256 of the CA's
+    /// SubjectPublicKeyInfo>`, printed by `podvisor token create node`. The CA is fetched
+    /// from the server's TLS handshake (no request is sent), checked against the pin and saved
+    /// as DATA_DIR/ca.crt.
+    #[arg(long, env = "PODVISOR_CA_CERT_HASH", value_name = "sha256:HEX")]
+    pub ca_cert_hash: Option<String>,
     /// The node's name.
     #[arg(long, env = "PODVISOR_NODE_NAME", value_name = "NAME")]
     pub node_name: String,
@@ -269,7 +288,7 @@ pub struct BenchArgs {
     /// Measure a peer in the same run (`podman`) when it is installed.
     #[arg(long, value_name = "PEER")]
     pub peer: Option<String>,
-    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor.
+    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

@@ -139,13 +139,20 @@ fn scalar(v: &serde_yaml::Value) -> Option<String> {
 
 /// The data dir: the flag, else /var/lib/podvisor as root, else $XDG_DATA_HOME/podvisor
 /// (~/.local/share/podvisor). Created if missing; an unusable dir is an error naming it.
+/// It is made private (0700) every time: it holds the store, keys and tokens.
 pub fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let dir = match flag {
         Some(d) => d.to_path_buf(),
         None => default_data_dir()?,
     };
-    std::fs::create_dir_all(&dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make data dir {} private", dir.display()))?;
     let probe = dir.join(".podvisor-write-test");
     std::fs::write(&probe, b"ok")
         .with_context(|| format!("data dir {} is not writable", dir.display()))?;
@@ -219,5 +226,21 @@ mod tests {
         ]))
         .expect_err("must fail");
         assert!(err.to_string().contains("unknown key \"lisen\""), "{err}");
+    }
+
+    /// The data dir holds the store, the CA key, the tokens and the encryption key: it is
+    /// created 0700, and a dir left 0755 by an older version is made private again.
+    #[test]
+    fn the_data_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let fresh = data_dir(Some(&tmp.path().join("new"))).expect("data dir");
+        assert_eq!(mode(&fresh), 0o700);
+        let old = tmp.path().join("old");
+        std::fs::create_dir(&old).expect("mkdir");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let old = data_dir(Some(&old)).expect("data dir");
+        assert_eq!(mode(&old), 0o700);
     }
 }

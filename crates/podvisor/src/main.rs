@@ -2,6 +2,7 @@
 //! internal `supervise`.
 
 mod bench;
+mod bench_hostile;
 mod cli;
 mod config;
 mod kubeconfig;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         "info,kube=warn,hyper=warn"
     };
     init_tracing(default_level);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,6 +60,23 @@ fn init_tracing(default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Raises the soft limit of open files to the hard limit: every client connection, watch and
+/// pod log is a descriptor, and the common soft default (1024) lets a few hundred slow
+/// clients make the API server unreachable.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
 }
 
 fn supervise(args: Vec<String>) -> u8 {

@@ -91,6 +91,23 @@ async fn open_etcd(_urls: &str) -> anyhow::Result<Arc<dyn Store>> {
     bail!("this podvisor was built without etcd support; rebuild with `--features etcd`")
 }
 
+/// Wraps the store so Secrets are encrypted at rest: with the given
+/// `EncryptionConfiguration` file, or (`default_in` set) the data dir's own, created on first
+/// start with a fresh key.
+fn encrypted_store(
+    store: Arc<dyn Store>,
+    config_file: Option<&Path>,
+    default_in: Option<&Path>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    use podvisor_apiserver::encryption::{EncryptedStore, EncryptionConfig};
+    let config = match (config_file, default_in) {
+        (Some(file), _) => EncryptionConfig::load(file)?,
+        (None, Some(dir)) => EncryptionConfig::load_or_create(dir)?,
+        (None, None) => return Ok(store),
+    };
+    Ok(Arc::new(EncryptedStore::new(store, config)))
+}
+
 async fn start_api_server(
     store: Arc<dyn Store>,
     data_dir: &Path,
@@ -115,10 +132,25 @@ async fn start_api_server(
     let url = kubeconfig::server_url(listen);
     kubeconfig::write(data_dir, &url, &server.ca_pem(), &server.admin_token())?;
     let s = server.clone();
+    let mut hup = signal(SignalKind::hangup())?;
     let task = tokio::spawn(async move {
-        s.serve(listener, shutdown.cancelled_owned())
-            .await
-            .map_err(anyhow::Error::from)
+        // SIGHUP reloads the token file (changes are also picked up at the next request).
+        let reloads = {
+            let s = s.clone();
+            async move {
+                while hup.recv().await.is_some() {
+                    match s.reload_tokens() {
+                        Ok(()) => info!("SIGHUP: token file reloaded"),
+                        Err(e) => warn!(error = %e, "SIGHUP: cannot reload the token file"),
+                    }
+                }
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            r = s.serve(listener, shutdown.cancelled_owned()) => r.map_err(anyhow::Error::from),
+            _ = reloads => Ok(()),
+        }
     });
     Ok((server, task))
 }
@@ -217,6 +249,11 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let store = open_store(None, &data_dir).await?;
+    let store = encrypted_store(
+        store,
+        args.encryption_provider_config.as_deref(),
+        Some(&data_dir),
+    )?;
     let server_stop = CancellationToken::new();
     let (server, server_task) =
         start_api_server(store, &data_dir, args.listen, &[], server_stop.clone()).await?;
@@ -247,7 +284,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.drain_on_shutdown = !args.keep_pods;
     let runtime = process_runtime(&data_dir).await?;
     let _spares = SparesGuard(runtime.clone());
-    let agent = podvisor_agent::Agent::new(node_client, runtime, agent_config);
+    let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config);
     let agent_task = {
         let stop = agent_stop.clone();
         tokio::spawn(async move { agent.run(stop).await })
@@ -289,6 +326,9 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    if !args.keep_pods {
+        remove_sandboxes_left(&runtime).await;
+    }
     scheduler_stop.cancel();
     let _ = scheduler_task.await;
     let _ = controllers_task.await;
@@ -297,6 +337,26 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         warn!(error = %e, "API server stopped with an error");
     }
     Ok(())
+}
+
+/// After a drain: ends the supervisors the drain left, those of pods that had already
+/// finished (Succeeded, Failed, or never started) and so had nothing to terminate. A clean
+/// stop leaves no process behind; the pods' terminal status is already in the API.
+async fn remove_sandboxes_left(runtime: &podvisor_runtime::process::ProcessRuntime) {
+    use podvisor_runtime::ContainerRuntime as _;
+    let sandboxes = match runtime.list().await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot list the sandboxes left after the drain");
+            return;
+        }
+    };
+    for s in sandboxes {
+        if let Err(e) = runtime.remove_sandbox(&s.config.id).await {
+            warn!(sandbox = %s.config.id, error = %e, "cannot remove a sandbox after the drain");
+        }
+    }
+    runtime.stop_spares();
 }
 
 /// Ends the runtime's spare supervisors when the command returns, whichever way it returns
@@ -328,6 +388,17 @@ async fn process_runtime(
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let store = open_store(args.store.as_deref(), &data_dir).await?;
+    // With etcd several servers share the store: they must share the key too, so only an
+    // explicit file turns encryption on there.
+    let embedded = !args
+        .store
+        .as_deref()
+        .is_some_and(|s| s.starts_with("etcd:"));
+    let store = encrypted_store(
+        store,
+        args.encryption_provider_config.as_deref(),
+        embedded.then_some(data_dir.as_path()),
+    )?;
     let server_stop = CancellationToken::new();
     let (server, server_task) = start_api_server(
         store,
@@ -387,7 +458,14 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("the token file {} is empty", args.token_file.display());
     }
-    let client = remote_client(&args.server, &token, args.ca_file.as_deref(), &data_dir).await?;
+    let client = remote_client(
+        &args.server,
+        &token,
+        args.ca_file.as_deref(),
+        args.ca_cert_hash.as_deref(),
+        &data_dir,
+    )
+    .await?;
     let mut agent_config = podvisor_agent::AgentConfig::new(
         args.node_name.clone(),
         args.node_ip,
@@ -397,7 +475,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     agent_config.drain_on_shutdown = args.drain;
     let runtime = process_runtime(&data_dir).await?;
     let _spares = SparesGuard(runtime.clone());
-    let agent = podvisor_agent::Agent::new(client, runtime, agent_config);
+    let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config);
     let stop = CancellationToken::new();
     let mut task = {
         let stop = stop.clone();
@@ -415,41 +493,203 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         }
         r = &mut task => r,
     };
+    if args.drain {
+        remove_sandboxes_left(&runtime).await;
+    }
     match result {
         Ok(r) => r.map_err(anyhow::Error::from),
         Err(e) => Err(e.into()),
     }
 }
 
-/// A kube client for a remote API server with a bearer token.
+/// A kube client for a remote API server with a bearer token. The server is always
+/// verified, against `--ca-file`, DATA_DIR/ca.crt, or the CA that matches `--ca-cert-hash`;
+/// without any of them this fails before anything is sent.
 async fn remote_client(
     server: &str,
     token: &str,
     ca_file: Option<&Path>,
+    ca_cert_hash: Option<&str>,
     data_dir: &Path,
 ) -> anyhow::Result<kube::Client> {
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("--server {server:?} is not a URL"))?;
+    if url.scheme_str() != Some("https") {
+        bail!(
+            "--server {server:?} must be an https:// URL: the node token is never sent in the clear"
+        );
+    }
+    let pin = ca_cert_hash.map(normalize_pin).transpose()?;
+    let local = data_dir.join("ca.crt");
+    let (pem, source) = match ca_file {
+        Some(path) => (
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))?,
+            path.to_path_buf(),
+        ),
+        None if local.exists() => (
+            std::fs::read(&local)
+                .with_context(|| format!("cannot read the CA file {}", local.display()))?,
+            local.clone(),
+        ),
+        None => match &pin {
+            Some(pin) => {
+                let pem = fetch_pinned_ca(&url, pin).await?;
+                std::fs::write(&local, pem.as_bytes())
+                    .with_context(|| format!("cannot write {}", local.display()))?;
+                info!(ca = %local.display(), "the server's CA matches --ca-cert-hash; saved");
+                (pem.into_bytes(), local.clone())
+            }
+            None => bail!(
+                "no CA to verify the server {server} with: pass --ca-file (the server's \
+                 DATA_DIR/ca.crt) or --ca-cert-hash sha256:… (printed by `podvisor token create \
+                 node`); the node token is never sent to an unverified server"
+            ),
+        },
+    };
+    let ders = pem_to_der(&pem)
+        .with_context(|| format!("{} holds no PEM certificate", source.display()))?;
+    if let Some(pin) = &pin
+        && !ders
+            .iter()
+            .any(|d| podvisor_apiserver::tls::ca_cert_hash(d).as_deref() == Some(pin.as_str()))
+    {
+        bail!(
+            "the CA in {} does not match --ca-cert-hash {pin}",
+            source.display()
+        );
+    }
     let mut config = kube::Config::new(url);
     config.auth_info.token = Some(token.to_string().into());
-    let ca = ca_file
-        .map(Path::to_path_buf)
-        .or_else(|| Some(data_dir.join("ca.crt")).filter(|p| p.exists()));
-    match ca {
-        Some(path) => {
-            let pem = std::fs::read(&path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
-            let ders = pem_to_der(&pem)
-                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
-            config.root_cert = Some(ders);
-        }
-        None => {
-            warn!("no CA file given: the server's certificate is not verified");
-            config.accept_invalid_certs = true;
-        }
-    }
+    config.root_cert = Some(ders);
     kube::Client::try_from(config).context("cannot build the API client")
+}
+
+/// `sha256:` + 64 hex digits, lower-cased.
+fn normalize_pin(pin: &str) -> anyhow::Result<String> {
+    let hex = pin
+        .trim()
+        .strip_prefix("sha256:")
+        .with_context(|| format!("--ca-cert-hash {pin:?}: expected sha256:<64 hex digits>"))?;
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("--ca-cert-hash {pin:?}: expected sha256:<64 hex digits>");
+    }
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
+/// Takes the certificate chain the server presents in a TLS handshake (nothing is sent
+/// after it: no request, no token) and returns, as PEM, the certificate whose public key
+/// matches `pin`. The kube client then verifies the server against that CA as usual.
+async fn fetch_pinned_ca(url: &http::Uri, pin: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use rustls::pki_types::ServerName;
+    let host = url.host().context("--server has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_u16().unwrap_or(443);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(provider)))
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.clone())
+        .with_context(|| format!("{host:?} is not a server name"))?;
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .with_context(|| format!("timed out connecting to {host}:{port}"))?
+    .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let conn = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        connector.connect(name, stream),
+    )
+    .await
+    .with_context(|| format!("timed out in the TLS handshake with {host}:{port}"))?
+    .with_context(|| format!("TLS handshake with {host}:{port}"))?;
+    let chain: Vec<Vec<u8>> = conn
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.to_vec())
+        .collect();
+    drop(conn);
+    let ca = chain
+        .iter()
+        .find(|der| podvisor_apiserver::tls::ca_cert_hash(der).as_deref() == Some(pin))
+        .with_context(|| {
+            format!(
+                "the server {host}:{port} presented no CA matching --ca-cert-hash {pin}; \
+                 refusing to send it the node token"
+            )
+        })?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(ca);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    Ok(pem)
+}
+
+/// Accepts any chain during the one handshake that fetches it: the chain is checked
+/// against the pin afterwards, and nothing is sent on that connection.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
@@ -471,6 +711,18 @@ pub async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
         .ensure_node_token(&args.name)
         .with_context(|| format!("cannot create a token for node {}", args.name))?;
     println!("{token}");
+    // The pin goes to stderr: stdout stays the token alone (`> node.token`).
+    let ca = data_dir.join("ca.crt");
+    if let Some(pin) = std::fs::read_to_string(&ca)
+        .ok()
+        .and_then(|pem| podvisor_apiserver::tls::ca_cert_hash_pem(&pem))
+    {
+        eprintln!(
+            "join with: podvisor agent --server https://<server>:<port> --token-file <file> \
+             --ca-cert-hash {pin} --node-name {} --node-ip <ip>",
+            args.name
+        );
+    }
     Ok(())
 }
 

@@ -65,6 +65,25 @@ pub use hub::WatchConfig;
 pub use memory::MemoryStore;
 pub use redb_store::{RedbOptions, RedbStats, RedbStore};
 
+/// Opens (creating if missing) a store file for reading and writing, readable by its owner
+/// only: the store holds every object, Secrets included. An existing file with looser
+/// permissions is tightened to 0600.
+pub(crate) fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(file)
+}
+
 /// A store revision: the store-wide counter of writes. Revisions start at 1.
 pub type Revision = i64;
 
@@ -270,4 +289,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The oldest revision still readable (the compaction point).
     async fn compacted_revision(&self) -> Result<Revision, StoreError>;
+
+    /// Whether writes can succeed now: `Err` names why not (a write error the backend has
+    /// not recovered from yet, such as a full disk). For `/readyz`.
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -93,6 +93,18 @@ const LOG: TableDefinition<i64, &str> = TableDefinition::new("podvisor_log");
 /// The marker of the file format, stored under `format` in `meta`.
 const FORMAT: i64 = 0x706f_6476_0001; // "podv" + version 1
 
+/// The free space a reopen after a write error waits for.
+const MIN_FREE_TO_RECOVER: u64 = 1024 * 1024;
+
+/// The bytes an unprivileged writer may still use on the filesystem of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The least time between two reopen attempts of a store broken by a write error.
+const RECOVERY_SPACING: std::time::Duration = std::time::Duration::from_millis(250);
 /// How many requests the writer puts in one transaction at most.
 const MAX_BATCH: usize = 2048;
 /// How many bytes of values the writer puts in one transaction at most (beyond one request).
@@ -128,6 +140,13 @@ impl Default for RedbOptions {
     }
 }
 
+/// Whether an I/O error says the disk (or the quota) is full.
+fn is_no_space(io: &std::io::Error) -> bool {
+    matches!(io.raw_os_error(), Some(libc_enospc) if libc_enospc == 28 || libc_enospc == 122)
+        || io.kind() == std::io::ErrorKind::StorageFull
+        || io.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
 fn unavailable(what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable {
         message: format!("{what}: {err}"),
@@ -156,7 +175,10 @@ fn encode_value(create_revision: Revision, value: &[u8]) -> Vec<u8> {
 
 struct Shared {
     path: PathBuf,
-    db: redb::Database,
+    /// The open database; `None` while the writer reopens it after a write error.
+    db: parking_lot::RwLock<Option<Arc<redb::Database>>>,
+    /// Why writes fail, while they do (a write error the writer has not recovered from).
+    failing: Mutex<Option<StoreError>>,
     /// The current revision (every acknowledged write is at or below it).
     revision: AtomicI64,
     /// The compaction point.
@@ -203,8 +225,31 @@ impl Shared {
     fn storage(&self, err: redb::StorageError) -> StoreError {
         match err {
             redb::StorageError::Corrupted(msg) => self.corrupt(msg),
+            redb::StorageError::Io(io) if is_no_space(&io) => self.no_space(&io),
             other => unavailable("storage error", other),
         }
+    }
+
+    /// The error of a write that found the disk full: it names the cause and the file.
+    fn no_space(&self, io: &dyn std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            message: format!(
+                "no space left on the device of {}: writes fail until space is freed ({io})",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// The database, unless the writer is reopening it.
+    fn database(&self) -> Result<Arc<redb::Database>, StoreError> {
+        if let Some(db) = self.db.read().as_ref() {
+            return Ok(db.clone());
+        }
+        Err(self
+            .failing
+            .lock()
+            .clone()
+            .unwrap_or_else(|| unavailable("store", "reopening after a write error")))
     }
 
     fn table_err(&self, err: redb::TableError) -> StoreError {
@@ -231,7 +276,7 @@ impl Shared {
     }
 
     fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.db
+        self.database()?
             .begin_read()
             .map_err(|e| unavailable("cannot begin a read transaction", e))
     }
@@ -667,6 +712,57 @@ fn open_error(path: &Path, err: redb::DatabaseError) -> StoreError {
     }
 }
 
+/// Opens the store file and its write-ahead log, replays the log, and returns the database,
+/// the log, the revision and the compaction point.
+fn open_files(
+    path: &Path,
+    options: &RedbOptions,
+) -> Result<(redb::Database, Wal, Revision, Revision), StoreError> {
+    let path = path.to_path_buf();
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.display().to_string(),
+        message,
+    };
+    // redb checks every page of an existing file on open; it reports damage as an error,
+    // and any panic inside it on a hostile file is turned into `Corrupt` too.
+    let file = crate::private_file(&path).map_err(|e| StoreError::Unavailable {
+        message: format!("cannot open store file {}: {e}", path.display()),
+    })?;
+    let backend = PrefilledFile {
+        inner: redb::backends::FileBackend::new(file).map_err(|e| open_error(&path, e))?,
+    };
+    let opened = std::panic::catch_unwind(|| {
+        redb::Builder::new()
+            .set_cache_size(options.cache_bytes)
+            .set_check_integrity_on_open(true)
+            .create_with_backend(backend)
+    })
+    .map_err(|_| corrupt("the file could not be read as a redb database".to_string()))?;
+    let db = opened.map_err(|e| open_error(&path, e))?;
+    let (revision, compacted) = init(&db).map_err(|e| match e {
+        InitError::Foreign(message) => corrupt(message),
+        InitError::Other(message) => corrupt(message),
+    })?;
+    let wal_path = {
+        let mut p = path.clone().into_os_string();
+        p.push(".wal");
+        PathBuf::from(p)
+    };
+    let (wal, replay) =
+        Wal::open(&wal_path, revision, options.wal_bytes).map_err(|e| StoreError::Unavailable {
+            message: format!(
+                "cannot open the write-ahead log {}: {e}",
+                wal_path.display()
+            ),
+        })?;
+    let revision = replay_into(&db, &replay, revision).map_err(|message| StoreError::Corrupt {
+        path: wal_path.display().to_string(),
+        message,
+    })?;
+
+    Ok((db, wal, revision, compacted))
+}
+
 impl RedbStore {
     /// Opens (or creates) the store file at `path` with default [`RedbOptions`].
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
@@ -683,58 +779,11 @@ impl RedbStore {
         options: RedbOptions,
     ) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let corrupt = |message: String| StoreError::Corrupt {
-            path: path.display().to_string(),
-            message,
-        };
-        // redb checks every page of an existing file on open; it reports damage as an error,
-        // and any panic inside it on a hostile file is turned into `Corrupt` too.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::Unavailable {
-                message: format!("cannot open store file {}: {e}", path.display()),
-            })?;
-        let backend = PrefilledFile {
-            inner: redb::backends::FileBackend::new(file).map_err(|e| open_error(&path, e))?,
-        };
-        let opened = std::panic::catch_unwind(|| {
-            redb::Builder::new()
-                .set_cache_size(options.cache_bytes)
-                .set_check_integrity_on_open(true)
-                .create_with_backend(backend)
-        })
-        .map_err(|_| corrupt("the file could not be read as a redb database".to_string()))?;
-        let db = opened.map_err(|e| open_error(&path, e))?;
-        let (revision, compacted) = init(&db).map_err(|e| match e {
-            InitError::Foreign(message) => corrupt(message),
-            InitError::Other(message) => corrupt(message),
-        })?;
-        let wal_path = {
-            let mut p = path.clone().into_os_string();
-            p.push(".wal");
-            PathBuf::from(p)
-        };
-        let (wal, replay) = Wal::open(&wal_path, revision, options.wal_bytes).map_err(|e| {
-            StoreError::Unavailable {
-                message: format!(
-                    "cannot open the write-ahead log {}: {e}",
-                    wal_path.display()
-                ),
-            }
-        })?;
-        let revision =
-            replay_into(&db, &replay, revision).map_err(|message| StoreError::Corrupt {
-                path: wal_path.display().to_string(),
-                message,
-            })?;
-
+        let (db, wal, revision, compacted) = open_files(&path, &options)?;
         let shared = Arc::new(Shared {
             path,
-            db,
+            db: parking_lot::RwLock::new(Some(Arc::new(db))),
+            failing: Mutex::new(None),
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             ring: Mutex::new(Ring::default()),
@@ -748,7 +797,7 @@ impl RedbStore {
             let retain = options.retain_revisions;
             std::thread::Builder::new()
                 .name("podvisor-store-writer".to_string())
-                .spawn(move || Writer::new(shared, retain, wal).run(rx))
+                .spawn(move || Writer::new(shared, retain, wal, options).run(rx))
                 .map_err(|e| unavailable("cannot start the store writer", e))?
         };
         Ok(RedbStore {
@@ -833,7 +882,13 @@ impl redb::StorageBackend for PrefilledFile {
         let mut at = old;
         while at < len {
             let n = usize::try_from(len - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
-            self.inner.write(at, &ZEROS[..n])?;
+            if let Err(e) = self.inner.write(at, &ZEROS[..n]) {
+                // Out of space: give the region back, so the file stays as redb knew it.
+                if len > old {
+                    let _ = self.inner.set_len(old);
+                }
+                return Err(e);
+            }
             at += n as u64;
         }
         Ok(())
@@ -1002,8 +1057,12 @@ struct Writer {
     retain: Option<i64>,
     revision: Revision,
     compacted: Revision,
-    /// Set after a failed commit: the database refuses writes until reopened.
+    /// Set after a write error: the database must be reopened before the next write.
     broken: Arc<AtomicBool>,
+    /// When the next reopen may be tried (they are spaced while the cause lasts).
+    next_recovery: std::time::Instant,
+    /// For reopening.
+    options: RedbOptions,
     wal: Wal,
     /// Whether the batch being built compacted history (it then commits durably).
     compacted_in_batch: bool,
@@ -1022,7 +1081,8 @@ type Tables<'t> = (
 );
 
 impl Writer {
-    fn new(shared: Arc<Shared>, retain: Option<i64>, wal: Wal) -> Writer {
+    #[allow(clippy::disallowed_methods)] // retry spacing of real I/O, not lifecycle time
+    fn new(shared: Arc<Shared>, retain: Option<i64>, wal: Wal, options: RedbOptions) -> Writer {
         let revision = shared.revision.load(Ordering::Acquire);
         let compacted = shared.compacted.load(Ordering::Acquire);
         Writer {
@@ -1031,8 +1091,89 @@ impl Writer {
             revision,
             compacted,
             broken: Arc::new(AtomicBool::new(false)),
+            next_recovery: std::time::Instant::now(),
+            options,
             wal,
             compacted_in_batch: false,
+        }
+    }
+
+    /// After a write error: drops the database and opens the file again (replaying the log),
+    /// so writes work again once the cause is gone (space freed). Tried at most every
+    /// [`RECOVERY_SPACING`] while the cause lasts; the batches in between fail at once with
+    /// the error that broke the store. Returns whether the store is writable again.
+    #[allow(clippy::disallowed_methods)] // retry spacing of real I/O, not lifecycle time
+    fn recover(&mut self) -> bool {
+        if std::time::Instant::now() < self.next_recovery {
+            return false;
+        }
+        self.next_recovery = std::time::Instant::now() + RECOVERY_SPACING;
+        // While the disk is still full a reopen would fail, and closing the database would
+        // take reads down with it: wait for space first.
+        if let Some(free) = free_bytes(&self.shared.path)
+            && free < MIN_FREE_TO_RECOVER
+        {
+            return false;
+        }
+        // Readers hold clones of the database for the length of one read; wait for them to
+        // end so the file is closed before it is opened again.
+        let old = self.shared.db.write().take();
+        if let Some(old) = old {
+            let mut old = Some(old);
+            for _ in 0..500 {
+                match Arc::try_unwrap(old.take().expect("database")) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) => {
+                        old = Some(still_shared);
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                }
+            }
+            if let Some(old) = old {
+                // Still in use: put it back and try again later.
+                *self.shared.db.write() = Some(old);
+                return false;
+            }
+        }
+        let opened = open_files(&self.shared.path, &self.options);
+        let (db, wal, revision, compacted) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(path = %self.shared.path.display(), error = %e, "store reopen failed; retrying");
+                return false;
+            }
+        };
+        if revision != self.revision || compacted != self.compacted {
+            // Acknowledged writes and the file disagree: never write on top of that.
+            let e = self.shared.corrupt(format!(
+                "after reopening, the file is at revision {revision} (compacted {compacted}) \
+                 but revision {} (compacted {}) was acknowledged",
+                self.revision, self.compacted
+            ));
+            tracing::error!(error = %e, "store cannot recover");
+            *self.shared.failing.lock() = Some(e);
+            self.next_recovery = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+            drop(db);
+            return false;
+        }
+        self.wal = wal;
+        *self.shared.db.write() = Some(Arc::new(db));
+        *self.shared.failing.lock() = None;
+        self.broken.store(false, Ordering::Relaxed);
+        tracing::info!(path = %self.shared.path.display(), revision, "store recovered from a write error");
+        true
+    }
+
+    /// Marks the store broken by `err` (a storage error): writes fail with it until a reopen
+    /// succeeds.
+    fn break_with(&mut self, err: &StoreError) {
+        self.broken.store(true, Ordering::Relaxed);
+        let mut failing = self.shared.failing.lock();
+        if !matches!(*failing, Some(StoreError::Corrupt { .. })) {
+            *failing = Some(err.clone());
         }
     }
 
@@ -1053,7 +1194,8 @@ impl Writer {
         }
         // Shutting down: one durable commit makes the log unnecessary for the next open.
         if !self.broken.load(Ordering::Relaxed)
-            && let Ok(txn) = self.shared.db.begin_write()
+            && let Ok(db) = self.shared.database()
+            && let Ok(txn) = db.begin_write()
             && txn.commit().is_ok()
         {
             self.wal.reset();
@@ -1061,12 +1203,15 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Request>) {
-        if self.broken.load(Ordering::Relaxed) {
+        if self.broken.load(Ordering::Relaxed) && !self.recover() {
+            let err = self
+                .shared
+                .failing
+                .lock()
+                .clone()
+                .unwrap_or_else(|| unavailable("store", "reopening after a write error"));
             for req in batch {
-                let _ = req.reply.send(Err(unavailable(
-                    "store",
-                    "a commit failed earlier; reopen the store",
-                )));
+                let _ = req.reply.send(Err(err.clone()));
             }
             return;
         }
@@ -1108,6 +1253,11 @@ impl Writer {
             Err((err, replies)) => {
                 self.revision = start_revision;
                 self.compacted = start_compacted;
+                if matches!(err, StoreError::Unavailable { .. }) {
+                    // A storage error: redb may hold state that is not on disk. Reopen
+                    // before the next write.
+                    self.break_with(&err);
+                }
                 tracing::error!(path = %self.shared.path.display(), error = %err, "store commit failed");
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));
@@ -1126,7 +1276,14 @@ impl Writer {
         applied: &mut Vec<Applied>,
     ) -> Result<(), (StoreError, Vec<oneshot::Sender<Result<Reply, StoreError>>>)> {
         let shared = self.shared.clone();
-        let txn = match shared.db.begin_write() {
+        let db = match shared.database() {
+            Ok(db) => db,
+            Err(e) => {
+                let replies = batch.into_iter().map(|r| r.reply).collect();
+                return Err((e, replies));
+            }
+        };
+        let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
                 let replies = batch.into_iter().map(|r| r.reply).collect();
@@ -1192,6 +1349,7 @@ impl Writer {
             return Ok(());
         }
         let mut logged = false;
+        let mut wal_offset = 0;
         if !checkpoint && !events.is_empty() {
             let effects: Vec<Effect> = events
                 .iter()
@@ -1209,6 +1367,7 @@ impl Writer {
                 })
                 .collect();
             let payload = crate::wal::encode(&effects);
+            wal_offset = self.wal.offset();
             if self.wal.fits(payload.len()) {
                 if let Err(e) = self.wal.append(&payload) {
                     let _ = txn.abort();
@@ -1228,12 +1387,20 @@ impl Writer {
             logged = false;
         }
         if let Err(e) = txn.commit() {
-            self.broken.store(true, Ordering::Relaxed);
             events.clear();
             let err = match e {
                 redb::CommitError::Storage(s) => shared.storage(s),
                 other => unavailable("commit failed", other),
             };
+            if logged && let Err(undo) = self.wal.undo(wal_offset) {
+                // The batch stays in the log: a reopen would apply writes answered as
+                // failed and never published. Refuse writes until the process restarts.
+                let e = shared.corrupt(format!(
+                    "cannot take back a write-ahead log record after a failed commit: {undo}"
+                ));
+                *shared.failing.lock() = Some(e);
+                self.next_recovery += std::time::Duration::from_secs(365 * 24 * 3600);
+            }
             return Err(fail(err, applied, pending));
         }
         if !logged {
@@ -1558,6 +1725,13 @@ impl Store for RedbStore {
             return Ok(());
         }
         self.submit(Op::Compact { revision }).await.map(|_| ())
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        match self.handle.shared.failing.lock().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn compacted_revision(&self) -> Result<Revision, StoreError> {

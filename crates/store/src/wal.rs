@@ -142,12 +142,7 @@ impl Wal {
         durable: Revision,
         capacity: u64,
     ) -> io::Result<(Wal, Vec<Vec<Effect>>)> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = crate::private_file(path)?;
         let len = file.metadata()?.len();
         let mut replay = Vec::new();
         let mut next = durable + 1;
@@ -215,6 +210,21 @@ impl Wal {
         self.file.write_all_at(&record, self.offset)?;
         self.file.sync_data()?;
         self.offset += record.len() as u64;
+        Ok(())
+    }
+
+    /// Where the next record goes.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Takes back the records from `offset` on (their batch could not be committed): the
+    /// header there is zeroed and synced, so a replay stops before it, and the next record
+    /// is written there.
+    pub(crate) fn undo(&mut self, offset: u64) -> io::Result<()> {
+        self.file.write_all_at(&[0u8; HEADER], offset)?;
+        self.file.sync_data()?;
+        self.offset = offset;
         Ok(())
     }
 

@@ -331,3 +331,24 @@ async fn writes_beyond_the_write_ahead_log_capacity_checkpoint_and_reopen_intact
     assert_eq!(page.items.len(), 2);
     assert!(page.items.iter().all(|kv| kv.value == value));
 }
+
+/// The store file and its write-ahead log hold every Secret: only their owner may read them,
+/// whatever the umask, and files left readable by an older version are tightened on open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let wal = dir.path().join("s.redb.wal");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = RedbStore::open_with(&path, options()).unwrap();
+    store.create("/k", b"v".to_vec()).await.unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600));
+    drop(store);
+    for p in [&path, &wal] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let store = RedbStore::open_with(&path, options()).unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600));
+    assert_eq!(store.get("/k").await.unwrap().unwrap().value, b"v");
+}

@@ -275,6 +275,15 @@ struct TermSize {
     height: u16,
 }
 
+/// A text frame carries the same bytes as a binary one (channel byte first): upstream reads
+/// both, and some clients (the official Python client) send stdin as text.
+fn text_as_binary(m: Message) -> Message {
+    match m {
+        Message::Text(t) => Message::Binary(Bytes::copy_from_slice(t.as_str().as_bytes())),
+        other => other,
+    }
+}
+
 /// Waits (at most 1 s) for the client's first resize message; returns the frames read
 /// before it (stdin data, kept for the command) and the size (columns, rows).
 async fn initial_size(socket: &mut WebSocket) -> (Vec<Bytes>, Option<(u16, u16)>) {
@@ -283,7 +292,7 @@ async fn initial_size(socket: &mut WebSocket) -> (Vec<Bytes>, Option<(u16, u16)>
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            m = socket.recv() => match m {
+            m = socket.recv() => match m.map(|r| r.map(text_as_binary)) {
                 Some(Ok(Message::Binary(b))) => {
                     if b.first() == Some(&channel::RESIZE)
                         && let Ok(size) = serde_json::from_slice::<TermSize>(&b[1..])
@@ -314,15 +323,14 @@ async fn client_frames(
         let msg = match early.next() {
             Some(b) => Message::Binary(b),
             None => match rx.next().await {
-                Some(Ok(m)) => m,
+                Some(Ok(m)) => text_as_binary(m),
                 _ => break,
             },
         };
         let data = match msg {
             Message::Binary(b) => b,
             Message::Close(_) => break,
-            // Pings are answered by the WebSocket layer; text frames are not part of the
-            // protocol.
+            // Pings are answered by the WebSocket layer.
             _ => continue,
         };
         let Some((&ch, rest)) = data.split_first() else {

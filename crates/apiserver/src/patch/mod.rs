@@ -27,6 +27,16 @@ use crate::registry::{ResourceKind, Subresource};
 /// Most operations a JSON patch may hold (upstream `maxJSONPatchOperations`).
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
+/// Most bytes the `copy` operations of one JSON patch may add together (upstream's
+/// `JSONPatchMaxCopyBytes`: twice etcd's 1.5 MiB request limit). Without it, each `copy` of a
+/// document into itself doubles it: a 2.6 KB patch could build a gigabyte object.
+pub const JSON_PATCH_MAX_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The largest object a patch may produce, in its JSON encoding (upstream's
+/// `MaxRequestBodyBytes`: no write may store more than a request could send). Checked while
+/// the patch is applied, before the object is encoded or stored.
+pub const MAX_PATCHED_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+
 /// The kind of a PATCH body, from its `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PatchType {
@@ -238,8 +248,7 @@ pub fn apply_patch_subresource(
     };
     let patched = match patch_type {
         PatchType::Json => {
-            let ops: Value = serde_json::from_slice(patch)
-                .map_err(|e| PatchError::bad_request(format!("error decoding patch: {e}")))?;
+            let ops: Value = decode_json(patch)?;
             let n = ops.as_array().map(Vec::len).unwrap_or_default();
             if n > MAX_JSON_PATCH_OPERATIONS {
                 return Err(PatchError::TooLarge {
@@ -251,12 +260,11 @@ pub fn apply_patch_subresource(
             let ops: json_patch::Patch = serde_json::from_value(ops)
                 .map_err(|e| PatchError::bad_request(format!("error decoding patch: {e}")))?;
             let mut doc = base();
-            json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::invalid(e.to_string()))?;
+            apply_json_patch(&mut doc, &ops)?;
             doc
         }
         PatchType::Merge => {
-            let p: Value = serde_json::from_slice(patch)
-                .map_err(|e| PatchError::bad_request(format!("error decoding patch: {e}")))?;
+            let p: Value = decode_json(patch)?;
             if !p.is_object() {
                 return Err(PatchError::bad_request(
                     "error decoding patch: a merge patch must be a JSON object",
@@ -267,8 +275,7 @@ pub fn apply_patch_subresource(
             doc
         }
         PatchType::StrategicMerge => {
-            let p: Value = serde_json::from_slice(patch)
-                .map_err(|e| PatchError::bad_request(format!("error decoding patch: {e}")))?;
+            let p: Value = decode_json(patch)?;
             strategic::apply(kind.kind, base(), p)?
         }
         PatchType::Apply => {
@@ -289,24 +296,88 @@ pub fn apply_patch_subresource(
             "the patched object is not a JSON object",
         ));
     }
+    if encoded_len_over(&patched, MAX_PATCHED_OBJECT_BYTES) {
+        return Err(PatchError::TooLarge {
+            message: format!(
+                "the patched object is larger than the limit of {MAX_PATCHED_OBJECT_BYTES} bytes"
+            ),
+        });
+    }
     Ok(patched)
 }
 
-/// Decodes an apply body: YAML (of which JSON is a subset), one document, an object.
-fn decode_yaml(body: &[u8]) -> Result<Value, PatchError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| PatchError::bad_request(format!("error decoding YAML: {e}")))?;
-    // JSON first: it is what kubectl and kube-rs send, and serde_json is stricter and faster.
-    if let Ok(v) = serde_json::from_str::<Value>(text) {
-        return if v.is_object() {
-            Ok(v)
-        } else {
-            Err(PatchError::bad_request(
-                "error decoding YAML: the applied configuration must be an object",
-            ))
-        };
+/// Applies a JSON patch (RFC 6902) to `doc`, which the caller discards on error, with
+/// upstream's bound on `copy`: the bytes the copies add together may not pass
+/// [`JSON_PATCH_MAX_COPY_BYTES`]. Each copied value is measured before it is cloned, so a
+/// refused patch never builds the oversized document.
+fn apply_json_patch(doc: &mut Value, ops: &json_patch::Patch) -> Result<(), PatchError> {
+    let mut copied = 0usize;
+    for (i, op) in ops.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op
+            && let Some(source) = doc.pointer(copy.from.as_str())
+        {
+            let left = JSON_PATCH_MAX_COPY_BYTES.saturating_sub(copied);
+            match encoded_len_up_to(source, left) {
+                Some(n) => copied += n,
+                None => {
+                    // The document is bounded (earlier copies were), so measuring it all is cheap.
+                    let n = encoded_len_up_to(source, usize::MAX).unwrap_or(usize::MAX);
+                    return Err(PatchError::invalid(format!(
+                        "Unable to complete the copy, the accumulated size increase of copy \
+                         is {}, exceeding the limit {JSON_PATCH_MAX_COPY_BYTES}",
+                        copied.saturating_add(n)
+                    )));
+                }
+            }
+        }
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = i;
+            PatchError::invalid(e.to_string())
+        })?;
     }
-    let v: Value = serde_yaml::from_str(text)
+    Ok(())
+}
+
+/// The length of `value`'s compact JSON encoding if it is at most `limit`, else `None`;
+/// stops counting once the limit is passed (nothing is allocated).
+fn encoded_len_up_to(value: &Value, limit: usize) -> Option<usize> {
+    struct Counter {
+        n: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { n: 0, limit };
+    serde_json::to_writer(&mut counter, value).ok()?;
+    Some(counter.n)
+}
+
+/// Whether `value`'s compact JSON encoding is longer than `limit` bytes.
+fn encoded_len_over(value: &Value, limit: usize) -> bool {
+    encoded_len_up_to(value, limit).is_none()
+}
+
+/// Decodes a JSON patch body within [`crate::decode`]'s limits.
+fn decode_json(body: &[u8]) -> Result<Value, PatchError> {
+    crate::decode::json(body)
+        .map_err(|e| PatchError::bad_request(format!("error decoding patch: {e}")))
+}
+
+/// Decodes an apply body: YAML (of which JSON is a subset), one document, an object, within
+/// [`crate::decode`]'s limits.
+fn decode_yaml(body: &[u8]) -> Result<Value, PatchError> {
+    // JSON first: it is what kubectl and kube-rs send, and serde_json is stricter and faster.
+    let v = crate::decode::json_or_yaml(body)
         .map_err(|e| PatchError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
         return Err(PatchError::bad_request(

@@ -180,6 +180,8 @@ struct Inner {
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
     spares: Mutex<Vec<PathBuf>>,
     spares_starting: std::sync::atomic::AtomicUsize,
+    /// Set by [`ProcessRuntime::stop_spares`]: no spare is started or kept after it.
+    spares_closed: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for ProcessRuntime {
@@ -281,7 +283,21 @@ async fn start_spare(inner: std::sync::Weak<Inner>, delay: Duration) {
         .spares_starting
         .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     match started {
-        Ok(()) => lock(&strong.spares).push(dir),
+        Ok(()) => {
+            // Checked under the list's lock, which `stop_spares` takes after closing: a spare
+            // that finished starting after the stop is ended here instead of kept.
+            let mut spares = lock(&strong.spares);
+            if strong
+                .spares_closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                drop(spares);
+                drop(strong);
+                let _ = tokio::task::spawn_blocking(move || stop_spare_blocking(&dir)).await;
+            } else {
+                spares.push(dir);
+            }
+        }
         Err(e) => {
             tracing::warn!("cannot start a spare supervisor: {e}");
             let _ = std::fs::remove_dir_all(&dir);
@@ -400,6 +416,7 @@ impl ProcessRuntime {
                 watchers: Mutex::new(HashMap::new()),
                 spares: Mutex::new(Vec::new()),
                 spares_starting: std::sync::atomic::AtomicUsize::new(0),
+                spares_closed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         rt.clean_stale_spares();
@@ -412,6 +429,9 @@ impl ProcessRuntime {
     fn refill_spares(&self, delay: Duration) {
         use std::sync::atomic::Ordering;
         let want = self.inner.config.spare_supervisors;
+        if self.inner.spares_closed.load(Ordering::SeqCst) {
+            return;
+        }
         loop {
             let have =
                 lock(&self.inner.spares).len() + self.inner.spares_starting.load(Ordering::SeqCst);
@@ -446,7 +466,11 @@ impl ProcessRuntime {
 
     /// Ends the spare supervisors now, blocking briefly. A process that is about to exit calls
     /// this: its runtime instance may never be dropped, and spares must not outlive it.
+    /// Spares still starting end by themselves when they are ready; none starts afterwards.
     pub fn stop_spares(&self) {
+        self.inner
+            .spares_closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let spares = std::mem::take(&mut *lock(&self.inner.spares));
         for dir in spares {
             stop_spare_blocking(&dir);

@@ -524,3 +524,23 @@ pub(crate) fn fork_supervisor() -> nix::Result<i32> {
         Ok(pid)
     }
 }
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Gives `signals` a handler that does nothing. The supervisor blocks them and reads them
+/// from a signalfd; as PID 1 of its pid namespace it must still not leave them at the
+/// default disposition, or the kernel drops them when they come from the host (a namespace
+/// init only receives the signals it handles).
+pub(crate) fn handle_signals_noop(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: a zeroed sigaction with a handler that touches nothing is valid for any
+        // catchable signal; the process is single-threaded here.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}

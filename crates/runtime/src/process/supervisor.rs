@@ -191,6 +191,7 @@ fn run(
     if let Some(n) = &note {
         log(n);
     }
+    spawn::handle_signals_noop(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
     let mut set = SigSet::empty();
     for s in [
         NixSignal::SIGCHLD,
@@ -575,7 +576,17 @@ impl Sup {
             for (tag, flags) in ready {
                 match tag {
                     Tag::Sig => {
-                        while let Ok(Some(_)) = self.sigfd.read_signal() {}
+                        let mut stop = false;
+                        while let Ok(Some(info)) = self.sigfd.read_signal() {
+                            stop |= info.ssi_signo != NixSignal::SIGCHLD as u32;
+                        }
+                        // A sandbox's supervisor outlives its agent and ignores the signals
+                        // meant for it; a spare holds no pod, so it ends like any daemon.
+                        if stop && self.rec.config.id.is_empty() && self.shutdown.is_none() {
+                            log("spare supervisor: stop signal; exiting");
+                            let _ = std::fs::remove_dir_all(&self.dir);
+                            return 0;
+                        }
                         self.reap();
                     }
                     Tag::Listen => self.accept(),

@@ -1,0 +1,189 @@
+//! Exec stdin sent in WebSocket *text* frames, as the official Python client sends it:
+//! accepted like binary frames, as upstream does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::{SinkExt, StreamExt};
+use podvisor_agent::WallClock;
+use podvisor_agent::pod::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
+use podvisor_agent::server::LogServer;
+use podvisor_runtime::fake::{Attempt, ExecScript, FakeRuntime, FakeScript, tokio_clock};
+use podvisor_runtime::{ContainerConfig, ContainerRuntime, SandboxConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "node-token";
+
+struct Server {
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn server() -> Server {
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let rt = FakeRuntime::new(tokio_clock(base));
+    rt.script(
+        "main",
+        FakeScript::always(Attempt::forever())
+            .exec(["echo", "hi"], ExecScript::ok().output("hi\n"))
+            .exec(["false"], ExecScript::exit(1))
+            .exec(["cat"], ExecScript::ok().echoing_stdin())
+            .exec(["hang"], ExecScript::hang()),
+    );
+    let labels = BTreeMap::from([
+        (LABEL_POD_NAMESPACE.to_string(), "default".to_string()),
+        (LABEL_POD_NAME.to_string(), "p".to_string()),
+    ]);
+    rt.create_sandbox(SandboxConfig {
+        id: "sb".into(),
+        hostname: "p".into(),
+        labels,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    let id = rt
+        .create_container(
+            "sb",
+            ContainerConfig {
+                name: "main".into(),
+                command: vec!["scripted".into()],
+                labels: BTreeMap::from([(LABEL_CONTAINER_NAME.to_string(), "main".to_string())]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    rt.start_container(&id).await.expect("start");
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt.clone());
+    let srv = LogServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        runtime,
+        TOKEN,
+        WallClock::system(),
+    )
+    .await
+    .expect("bind");
+    let addr = srv.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(srv.serve(stop.clone()));
+    Server { addr, stop }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(
+    s: &Server,
+    path: &str,
+    protocol: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{}{path}", s.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(protocol)
+    );
+    Ok(ws)
+}
+
+/// Reads frames until the server closes: (stdout, stderr, final status).
+async fn collect(ws: &mut Ws) -> (String, String, Option<String>) {
+    let (mut out, mut err, mut status) = (String::new(), String::new(), None);
+    let read = async {
+        while let Some(m) = ws.next().await {
+            match m.expect("frame") {
+                Message::Binary(b) => {
+                    let (ch, data) = b.split_first().expect("a channel byte");
+                    let data = String::from_utf8_lossy(data).into_owned();
+                    match ch {
+                        1 => out.push_str(&data),
+                        2 => err.push_str(&data),
+                        3 => status = Some(data),
+                        other => panic!("unexpected channel {other}"),
+                    }
+                }
+                Message::Text(t) => panic!("a text frame: {t}"),
+                Message::Close(c) => {
+                    assert_eq!(c.map(|c| u16::from(c.code)), Some(1000));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the server ends the stream");
+    (out, err, status)
+}
+
+#[tokio::test]
+async fn stdin_in_text_frames_reaches_the_command() {
+    let s = server().await;
+    for protocol in ["v4.channel.k8s.io", "v5.channel.k8s.io"] {
+        let mut ws = connect(
+            &s,
+            "/exec/default/p/main?command=cat&stdin=true&stdout=true",
+            protocol,
+        )
+        .await
+        .expect("upgrade");
+        // The channel byte (0, stdin) is the text's first character.
+        ws.send(Message::Text("\u{0}hello from text\n".into()))
+            .await
+            .expect("stdin");
+        ws.send(Message::Binary(
+            vec![0u8]
+                .into_iter()
+                .chain(*b"and binary\n")
+                .collect::<Vec<u8>>()
+                .into(),
+        ))
+        .await
+        .expect("stdin");
+        if protocol == "v5.channel.k8s.io" {
+            ws.send(Message::Binary(vec![255u8, 0].into()))
+                .await
+                .expect("close stdin");
+            let (out, _, _) = collect(&mut ws).await;
+            assert_eq!(out, "hello from text\nand binary\n", "{protocol}");
+        } else {
+            let out = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut out = String::new();
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Binary(b) = m
+                        && b.first() == Some(&1)
+                    {
+                        out.push_str(&String::from_utf8_lossy(&b[1..]));
+                        if out.ends_with("and binary\n") {
+                            break;
+                        }
+                    }
+                }
+                out
+            })
+            .await
+            .expect("output");
+            assert_eq!(out, "hello from text\nand binary\n", "{protocol}");
+        }
+    }
+}
