@@ -288,3 +288,57 @@ async fn refusals_come_before_the_upgrade() {
         .expect_err("refused");
     assert_eq!(status_of(e), 401);
 }
+
+/// Exec stdin sent in WebSocket *text* frames, as the official Python client sends it, is
+/// accepted like binary frames, as upstream does.
+#[tokio::test]
+async fn stdin_in_text_frames_reaches_the_command() {
+    let s = server().await;
+    for protocol in ["v4.channel.k8s.io", "v5.channel.k8s.io"] {
+        let mut ws = connect(
+            &s,
+            "/exec/default/p/main?command=cat&stdin=true&stdout=true",
+            protocol,
+        )
+        .await
+        .expect("upgrade");
+        // The channel byte (0, stdin) is the text's first character.
+        ws.send(Message::Text("\u{0}hello from text\n".into()))
+            .await
+            .expect("stdin");
+        ws.send(Message::Binary(
+            vec![0u8]
+                .into_iter()
+                .chain(*b"and binary\n")
+                .collect::<Vec<u8>>()
+                .into(),
+        ))
+        .await
+        .expect("stdin");
+        if protocol == "v5.channel.k8s.io" {
+            ws.send(Message::Binary(vec![255u8, 0].into()))
+                .await
+                .expect("close stdin");
+            let (out, _, _) = collect(&mut ws).await;
+            assert_eq!(out, "hello from text\nand binary\n", "{protocol}");
+        } else {
+            let out = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut out = String::new();
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Binary(b) = m
+                        && b.first() == Some(&1)
+                    {
+                        out.push_str(&String::from_utf8_lossy(&b[1..]));
+                        if out.ends_with("and binary\n") {
+                            break;
+                        }
+                    }
+                }
+                out
+            })
+            .await
+            .expect("output");
+            assert_eq!(out, "hello from text\nand binary\n", "{protocol}");
+        }
+    }
+}

@@ -13,12 +13,11 @@
 use axum::body::Body;
 use axum::response::Response;
 use http::{StatusCode, header};
-use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::logs::{choose_container, kubelet_endpoint};
+use crate::logs::{agent_body, choose_container, dial_kubelet, kubelet_endpoint, kubelet_path};
 use crate::registry::{PODS, Subresource};
 use crate::request::{Ctx, Target};
 
@@ -144,23 +143,8 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         }
         q.finish()
     };
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    let path = format!(
-        "/{verb}/{}/{}/{}?{}",
-        enc(&ns),
-        enc(&name),
-        enc(&container),
-        query
-    );
-    let stream = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(&authority),
-    )
-    .await
-    .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
-    .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))?;
+    let path = kubelet_path(verb, &ns, &name, &container, &query);
+    let stream = dial_kubelet(&authority).await?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -225,12 +209,7 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
 /// Turns an agent's refusal into the client's error: a Status is passed on, other bodies
 /// are wrapped in one.
 async fn agent_error(status: StatusCode, body: hyper::body::Incoming) -> ApiError {
-    let bytes = tokio::time::timeout(std::time::Duration::from_secs(10), body.collect())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let bytes = agent_body(body).await;
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes)
         && v.get("kind").and_then(Value::as_str) == Some("Status")
     {

@@ -185,6 +185,47 @@ fn validate_params(ctx: &Ctx) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The agent's path for `verb` on one container: `/{verb}/{namespace}/{pod}/{container}?{query}`.
+pub(crate) fn kubelet_path(
+    verb: &str,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &str,
+) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    format!(
+        "/{verb}/{}/{}/{}?{query}",
+        enc(namespace),
+        enc(pod),
+        enc(container)
+    )
+}
+
+/// A connection to the agent at `authority` (`host:port`), given up after 10 s with the
+/// error text upstream's proxy gives.
+pub(crate) async fn dial_kubelet(authority: &str) -> Result<tokio::net::TcpStream, ApiError> {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await
+    .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
+    .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))
+}
+
+/// The body of an agent's refusal, read for at most 10 s (empty if it does not come).
+pub(crate) async fn agent_body(body: hyper::body::Incoming) -> bytes::Bytes {
+    tokio::time::timeout(std::time::Duration::from_secs(10), body.collect())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
+
 /// The agent endpoint (`host:port`) of the node that runs `pod`, and that node's token.
 pub(crate) async fn kubelet_endpoint(
     ctx: &Ctx,
@@ -273,23 +314,8 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         }
         q.finish()
     };
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    let path = format!(
-        "/containerLogs/{}/{}/{}?{}",
-        enc(&ns),
-        enc(&name),
-        enc(&container),
-        query
-    );
-    let stream = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(&authority),
-    )
-    .await
-    .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
-    .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))?;
+    let path = kubelet_path("containerLogs", &ns, &name, &container, &query);
+    let stream = dial_kubelet(&authority).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;
@@ -312,15 +338,7 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return Ok(r);
     }
-    let bytes = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        resp.into_body().collect(),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .map(|c| c.to_bytes())
-    .unwrap_or_default();
+    let bytes = agent_body(resp.into_body()).await;
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes)
         && v.get("kind").and_then(Value::as_str) == Some("Status")
     {

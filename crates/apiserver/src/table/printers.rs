@@ -37,6 +37,15 @@ fn since(now: jiff::Timestamp, t: &str) -> String {
     }
 }
 
+/// The READY column of Deployments and StatefulSets: `readyReplicas/replicas`.
+fn ready_of_replicas(o: &Value) -> Value {
+    Value::from(format!(
+        "{}/{}",
+        int(o, "/status/readyReplicas"),
+        int(o, "/spec/replicas")
+    ))
+}
+
 fn name(o: &Value) -> Value {
     Value::from(s(o, "/metadata/name"))
 }
@@ -84,11 +93,7 @@ pub(super) fn cells(p: Printer, o: &Value, now: jiff::Timestamp) -> (Vec<Value>,
             };
             vec![
                 name(o),
-                Value::from(format!(
-                    "{}/{}",
-                    int(o, "/status/readyReplicas"),
-                    int(o, "/spec/replicas")
-                )),
+                ready_of_replicas(o),
                 Value::from(int(o, "/status/updatedReplicas")),
                 Value::from(int(o, "/status/availableReplicas")),
                 age(o, now),
@@ -101,11 +106,7 @@ pub(super) fn cells(p: Printer, o: &Value, now: jiff::Timestamp) -> (Vec<Value>,
             let (names, images) = containers(o);
             vec![
                 name(o),
-                Value::from(format!(
-                    "{}/{}",
-                    int(o, "/status/readyReplicas"),
-                    int(o, "/spec/replicas")
-                )),
+                ready_of_replicas(o),
                 age(o, now),
                 Value::from(names),
                 Value::from(images),
