@@ -356,9 +356,10 @@ mod tests {
         (out, started.elapsed())
     }
 
-    /// The bound for refusing a hostile body; generous for debug builds on a busy machine,
-    /// and still far below the tens of seconds the unbounded parser took.
-    const REFUSE_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+    /// The bound for refusing a hostile body in these tests: generous for debug builds on a
+    /// busy machine, and still far below the tens of seconds the unbounded parser took. The
+    /// release figure (well under 100 ms) is measured by `podvisor bench --only hostile`.
+    const REFUSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
     #[test]
     fn ordinary_objects_decode_as_with_serde() {

@@ -385,7 +385,9 @@ async fn deeply_nested_bodies_are_refused_fast_everywhere() {
             String::from_utf8_lossy(&reply)
         );
         assert!(
-            took < Duration::from_millis(100),
+            // generous for a debug build on a busy machine; the unbounded parser took tens of
+            // seconds, and the release figure lives in `podvisor bench --only hostile`
+            took < Duration::from_secs(1),
             "{method} {path} {ct}: {took:?}"
         );
     }
