@@ -57,6 +57,7 @@ pub struct Agent {
     pod_api: Option<Arc<dyn PodApi>>,
     events: Option<Arc<dyn EventSink>>,
     objects: Option<Arc<dyn crate::objects::ObjectSource>>,
+    images: Option<Arc<crate::image::ImageManager>>,
     log_addr: watch::Sender<Option<SocketAddr>>,
 }
 
@@ -102,6 +103,7 @@ impl Agent {
             pod_api: None,
             events: None,
             objects: None,
+            images: None,
             log_addr,
         }
     }
@@ -128,6 +130,12 @@ impl Agent {
     /// Uses `objects` to read ConfigMaps and Secrets (default: kube-rs).
     pub fn with_objects(mut self, objects: Arc<dyn crate::objects::ObjectSource>) -> Agent {
         self.objects = Some(objects);
+        self
+    }
+
+    /// Pulls images with `images` (default: none; every image counts as present).
+    pub fn with_images(mut self, images: Arc<crate::image::ImageManager>) -> Agent {
+        self.images = Some(images);
         self
     }
 
@@ -219,6 +227,7 @@ impl Agent {
             allocatable: crate::node::capacity(&config),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            images: self.images.clone(),
         });
 
         let mut exits = self.runtime.subscribe();
@@ -244,7 +253,8 @@ impl Agent {
             config.clone(),
             self.runtime.clone(),
             log_addr.map_or(0, |a| a.port()),
-        );
+        )
+        .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
 
         let pods: Api<Pod> = Api::all(self.client.clone());
