@@ -146,8 +146,9 @@ fn resolve_user(layers: &[PathBuf], user: &str) -> Result<(u32, u32), String> {
     let passwd = read_top(layers, "etc/passwd").unwrap_or_default();
     let (uid, primary) = match u.parse::<u32>() {
         Ok(n) => (n, passwd_entry(&passwd, u).map_or(0, |(_, g)| g)),
-        Err(_) => passwd_entry(&passwd, u)
-            .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?,
+        Err(_) => passwd_entry(&passwd, u).ok_or_else(|| {
+            format!("unable to find user {u}: no matching entries in passwd file")
+        })?,
     };
     let gid = match g {
         None => primary,

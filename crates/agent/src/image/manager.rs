@@ -30,6 +30,9 @@ pub const PULL_BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 /// The largest pull back-off.
 pub const PULL_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// How long `ErrImagePull` is shown before the next attempt reports the back-off.
+pub const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(2);
+
 /// Waiting reason: the pull failed.
 pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
 /// Waiting reason: the pull is in back-off.
@@ -252,8 +255,8 @@ impl ImageManager {
                 Ensured::Failed {
                     reason: ERR_IMAGE_PULL,
                     message,
-                    // The next sync shows ImagePullBackOff; the retry waits for the back-off.
-                    retry_at: Instant::now() + Duration::from_secs(1),
+                    // Shown for a moment; then ImagePullBackOff until the back-off ends.
+                    retry_at: Instant::now() + ERR_IMAGE_PULL_SHOWN,
                 }
             }
         }
@@ -306,7 +309,10 @@ mod tests {
         assert_eq!(default_pull_policy("busybox"), "Always");
         assert_eq!(default_pull_policy("busybox:latest"), "Always");
         assert_eq!(default_pull_policy("127.0.0.1:5000/busybox"), "Always");
-        assert_eq!(default_pull_policy("127.0.0.1:5000/busybox:1.36"), "IfNotPresent");
+        assert_eq!(
+            default_pull_policy("127.0.0.1:5000/busybox:1.36"),
+            "IfNotPresent"
+        );
         assert_eq!(
             default_pull_policy(
                 "busybox@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"

@@ -266,7 +266,9 @@ fn resolve_error(whole: &str, e: &OciDistributionError) -> String {
             if envelope.errors.iter().any(|x| {
                 matches!(
                     x.code,
-                    OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
                 )
             }) =>
         {

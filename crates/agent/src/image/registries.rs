@@ -152,8 +152,8 @@ impl RegistrySettings {
         let config = match path {
             None => RegistriesFile::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("read {}: {e}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))?;
                 if text.trim().is_empty() {
                     RegistriesFile::default()
                 } else {
@@ -255,17 +255,16 @@ pub fn credentials_from_secrets<'a>(
 ) -> Vec<Credential> {
     let mut out = Vec::new();
     for data in secrets {
-        let auths: BTreeMap<String, AuthConfig> =
-            if let Some(raw) = data.get(".dockerconfigjson") {
-                match serde_json::from_slice::<DockerConfigJson>(raw) {
-                    Ok(c) => c.auths,
-                    Err(_) => continue,
-                }
-            } else if let Some(raw) = data.get(".dockercfg") {
-                serde_json::from_slice(raw).unwrap_or_default()
-            } else {
-                continue;
-            };
+        let auths: BTreeMap<String, AuthConfig> = if let Some(raw) = data.get(".dockerconfigjson") {
+            match serde_json::from_slice::<DockerConfigJson>(raw) {
+                Ok(c) => c.auths,
+                Err(_) => continue,
+            }
+        } else if let Some(raw) = data.get(".dockercfg") {
+            serde_json::from_slice(raw).unwrap_or_default()
+        } else {
+            continue;
+        };
         for (key, auth) in &auths {
             if normalize_key(key) == registry
                 && let Some(c) = auth.credential()

@@ -209,8 +209,8 @@ impl ImageStore {
         let index_path = root.join("index.json");
         let index: BTreeMap<String, ImageRecord> = match std::fs::read(&index_path) {
             Ok(b) => {
-                let list: Vec<ImageRecord> = serde_json::from_slice(&b)
-                    .map_err(|e| io_err("parse", &index_path, e))?;
+                let list: Vec<ImageRecord> =
+                    serde_json::from_slice(&b).map_err(|e| io_err("parse", &index_path, e))?;
                 list.into_iter().map(|r| (r.id.clone(), r)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -519,7 +519,9 @@ mod tests {
         assert!(store.unpack_layer(&wrong, &raw[..]).is_err());
         assert!(!store.has_layer(&wrong));
         assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
             0
         );
         let right = sha256_digest(&raw);
@@ -541,7 +543,9 @@ mod tests {
         store
             .put_image(record(&a, &["r/x:1"], &[&l1, &l2]))
             .expect("put");
-        store.put_image(record(&b, &["r/x:1"], &[&l1])).expect("put");
+        store
+            .put_image(record(&b, &["r/x:1"], &[&l1]))
+            .expect("put");
         assert_eq!(store.find("r/x:1").expect("find").id, b);
         assert!(store.find(&a).expect("by id").repo_tags.is_empty());
         assert!(matches!(

@@ -207,12 +207,9 @@ mod tests {
             let meta = std::fs::symlink_metadata(dir.path().join("etc/gone")).expect("whiteout");
             assert!(meta.file_type().is_char_device());
             let mut buf = [0u8; 4];
-            let n = rustix::fs::getxattr(
-                &dir.path().join("var"),
-                "trusted.overlay.opaque",
-                &mut buf,
-            )
-            .expect("opaque xattr");
+            let n =
+                rustix::fs::getxattr(&dir.path().join("var"), "trusted.overlay.opaque", &mut buf)
+                    .expect("opaque xattr");
             assert_eq!(&buf[..n], b"y");
         }
     }

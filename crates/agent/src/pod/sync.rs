@@ -706,11 +706,16 @@ impl PodWorker {
                 message,
                 retry_at,
             } => {
+                // Held until `retry_at`: a status write (which comes back as a pod update)
+                // does not bring the next attempt forward.
                 let rec = self.containers.entry(c.name.clone()).or_default();
-                rec.lifecycle = ContainerLifecycle::Waiting(Waiting {
-                    reason: reason.into(),
-                    message: Some(message),
-                });
+                rec.lifecycle = ContainerLifecycle::ConfigError {
+                    waiting: Waiting {
+                        reason: reason.into(),
+                        message: Some(message),
+                    },
+                    retry_at,
+                };
                 self.event(
                     Some(&c.name),
                     EventType::Warning,
