@@ -208,7 +208,7 @@ mod tests {
             assert!(meta.file_type().is_char_device());
             let mut buf = [0u8; 4];
             let n =
-                rustix::fs::getxattr(&dir.path().join("var"), "trusted.overlay.opaque", &mut buf)
+                rustix::fs::getxattr(dir.path().join("var"), "trusted.overlay.opaque", &mut buf)
                     .expect("opaque xattr");
             assert_eq!(&buf[..n], b"y");
         }
