@@ -179,10 +179,49 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
+/// The image index as last read from (or written to) `index.json`, with the file's stamp:
+/// another process (`podvisor image import`) may change the file, and the index is re-read
+/// when its stamp moved.
+#[derive(Default)]
+struct Index {
+    images: BTreeMap<String, ImageRecord>,
+    stamp: Option<(std::time::SystemTime, u64)>,
+}
+
+impl std::ops::Deref for Index {
+    type Target = BTreeMap<String, ImageRecord>;
+    fn deref(&self) -> &Self::Target {
+        &self.images
+    }
+}
+
+impl std::ops::DerefMut for Index {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.images
+    }
+}
+
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn read_index(path: &Path) -> Result<BTreeMap<String, ImageRecord>, StoreError> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            let list: Vec<ImageRecord> =
+                serde_json::from_slice(&b).map_err(|e| io_err("parse", path, e))?;
+            Ok(list.into_iter().map(|r| (r.id.clone(), r)).collect())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(io_err("read", path, e)),
+    }
+}
+
 /// The store. See the module documentation.
 pub struct ImageStore {
     root: PathBuf,
-    index: Mutex<BTreeMap<String, ImageRecord>>,
+    index: Mutex<Index>,
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -207,14 +246,9 @@ impl ImageStore {
             std::fs::create_dir_all(&p).map_err(|e| io_err("create", &p, e))?;
         }
         let index_path = root.join("index.json");
-        let index: BTreeMap<String, ImageRecord> = match std::fs::read(&index_path) {
-            Ok(b) => {
-                let list: Vec<ImageRecord> =
-                    serde_json::from_slice(&b).map_err(|e| io_err("parse", &index_path, e))?;
-                list.into_iter().map(|r| (r.id.clone(), r)).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(io_err("read", &index_path, e)),
+        let index = Index {
+            images: read_index(&index_path)?,
+            stamp: stamp(&index_path),
         };
         Ok(ImageStore {
             root,
@@ -228,8 +262,40 @@ impl ImageStore {
         &self.root
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ImageRecord>> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    /// The index, re-read first if another process changed `index.json`.
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.root.join("index.json");
+        let now = stamp(&path);
+        if now != index.stamp {
+            match read_index(&path) {
+                Ok(mut fresh) => {
+                    // Last-use times live in memory between writes: keep the newer.
+                    for (id, r) in fresh.iter_mut() {
+                        if let Some(old) = index.images.get(id) {
+                            r.last_used = r.last_used.max(old.last_used);
+                        }
+                    }
+                    index.images = fresh;
+                    index.stamp = now;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot re-read the image index"),
+            }
+        }
+        index
+    }
+
+    /// Holds the store's lock file (across processes) while `f` changes the index.
+    fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"));
+        if let Ok(l) = &lock {
+            let _ = rustix::fs::flock(l, rustix::fs::FlockOperation::LockExclusive);
+        }
+        f()
     }
 
     /// A fresh temporary path (not created).
@@ -325,7 +391,11 @@ impl ImageStore {
 
     /// Records an image (its blobs and layers must be in place): tags named by it are moved
     /// from any other image to it.
-    pub fn put_image(&self, mut record: ImageRecord) -> Result<ImageRecord, StoreError> {
+    pub fn put_image(&self, record: ImageRecord) -> Result<ImageRecord, StoreError> {
+        self.exclusive(|| self.put_image_locked(record))
+    }
+
+    fn put_image_locked(&self, mut record: ImageRecord) -> Result<ImageRecord, StoreError> {
         let mut index = self.index();
         for other in index.values_mut() {
             if other.id != record.id {
@@ -346,17 +416,19 @@ impl ImageStore {
             record.last_used = record.last_used.max(old.last_used);
         }
         index.insert(record.id.clone(), record.clone());
-        self.save(&index)?;
+        self.save(&mut index)?;
         Ok(record)
     }
 
-    fn save(&self, index: &BTreeMap<String, ImageRecord>) -> Result<(), StoreError> {
+    fn save(&self, index: &mut Index) -> Result<(), StoreError> {
         let list: Vec<&ImageRecord> = index.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).unwrap_or_default();
         let path = self.root.join("index.json");
         let tmp = self.tmp_path("index");
         write_synced(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))
+        std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))?;
+        index.stamp = stamp(&path);
+        Ok(())
     }
 
     /// The image a reference names: a normalized tag (`docker.io/library/busybox:1.36`), a
@@ -402,6 +474,10 @@ impl ImageStore {
     /// Removes the image `id` and the layers no other image uses. `in_use` are the IDs of
     /// images containers use: those are refused.
     pub fn remove(&self, id: &str, in_use: &[String]) -> Result<ImageRecord, StoreError> {
+        self.exclusive(|| self.remove_locked(id, in_use))
+    }
+
+    fn remove_locked(&self, id: &str, in_use: &[String]) -> Result<ImageRecord, StoreError> {
         if in_use.iter().any(|u| u == id) {
             return Err(StoreError::InUse(id.to_string()));
         }
@@ -410,7 +486,7 @@ impl ImageStore {
             let record = index
                 .remove(id)
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            self.save(&index)?;
+            self.save(&mut index)?;
             let orphans: Vec<String> = record
                 .layers
                 .iter()
