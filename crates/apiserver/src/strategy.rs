@@ -159,6 +159,8 @@ fn name_rule(kind: &ResourceKind) -> NameRule {
     match kind.kind {
         "Namespace" | "Service" => NameRule::Label,
         "Event" => NameRule::Path,
+        // `v1.` names the core group's APIService.
+        "APIService" => NameRule::Path,
         _ if kind.group == "rbac.authorization.k8s.io" => NameRule::Path,
         _ => NameRule::Subdomain,
     }

@@ -40,6 +40,8 @@ fn set_default(obj: &mut Value, ptr: &str, value: Value) {
     let mut cur = obj;
     let mut parts = ptr.split('/').skip(1).peekable();
     while let Some(p) = parts.next() {
+        let p = p.replace("~1", "/").replace("~0", "~");
+        let p = p.as_str();
         let Some(m) = cur.as_object_mut() else { return };
         if parts.peek().is_none() {
             if m.get(p).is_none_or(Value::is_null) {
@@ -244,6 +246,16 @@ fn typed_spec(
     })
 }
 
+/// A required string field: missing or empty is `Required value`.
+fn require(o: &Value, ptr: &str, field: &str, errs: &mut Vec<FieldError>) {
+    if o.pointer(ptr)
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        errs.push(FieldError::required(field, ""));
+    }
+}
+
 fn non_negative(o: &Value, ptr: &str, field: &str, errs: &mut Vec<FieldError>) {
     if let Some(n) = o.pointer(ptr).and_then(Value::as_i64)
         && n < 0
@@ -302,12 +314,7 @@ pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>
             )?;
         }
         ("batch", "CronJob") => {
-            if o.pointer("/spec/schedule")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                errs.push(FieldError::required("spec.schedule", ""));
-            }
+            require(o, "/spec/schedule", "spec.schedule", &mut errs);
             validate_template(
                 kind,
                 o,
@@ -403,12 +410,7 @@ pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>
         }
         ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(o, &mut errs),
         ("networking.k8s.io", "IngressClass") => {
-            if o.pointer("/spec/controller")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                errs.push(FieldError::required("spec.controller", ""));
-            }
+            require(o, "/spec/controller", "spec.controller", &mut errs)
         }
         ("networking.k8s.io", "Ingress") => {
             let rules = o.pointer("/spec/rules").and_then(Value::as_array);
@@ -425,12 +427,7 @@ pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>
             }
         }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            if o.pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                errs.push(FieldError::required("roleRef.name", ""));
-            }
+            require(o, "/roleRef/name", "roleRef.name", &mut errs)
         }
         _ => {}
     }
@@ -550,18 +547,15 @@ pub(super) fn validate_update(kind: &ResourceKind, new: &Value, old: &Value) -> 
                 &mut errs,
             );
         }
-        ("scheduling.k8s.io", "PriorityClass") => {
-            if new.get("value") != old.get("value") {
-                errs.push(FieldError::forbidden(
-                    "value",
-                    "may not be changed in an update.",
-                ));
-            }
+        ("scheduling.k8s.io", "PriorityClass") if new.get("value") != old.get("value") => {
+            errs.push(FieldError::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
         }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             immutable("/roleRef", "roleRef", "cannot change roleRef", &mut errs);
         }
-        ("apps", "DaemonSet") => {}
         _ => {}
     }
     errs
