@@ -106,6 +106,82 @@ spec:
     }
 }
 
+/// `kill -9` of a running pod's sandbox supervisor: as the kubelet does when a sandbox
+/// dies, a `SandboxChanged` event, a new sandbox (a new supervisor), the container
+/// restarted with restartCount 1 and the killed instance as its lastState.
+#[test]
+fn a_pod_whose_supervisor_is_killed_gets_a_new_sandbox() {
+    let _g = serial();
+    let mut c = Cluster::up();
+    let m = marker("sandbox");
+    c.apply(
+        &pod("phoenix", "sleep 1000", &m).replace("restartPolicy: Never", "restartPolicy: Always"),
+    );
+    c.wait_pod_ready("phoenix", Duration::from_secs(60));
+    let uid = c.pod_field("phoenix", "{.metadata.uid}").expect("uid");
+    let record = c
+        .dir
+        .path()
+        .join("data/runtime/sandboxes")
+        .join(&uid)
+        .join("supervisor.json");
+    let supervisor = || -> i32 {
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["host_pid"].as_i64())
+            .unwrap_or(0) as i32
+    };
+    let old = supervisor();
+    assert!(old > 0 && alive(old), "no live supervisor in {record:?}");
+    let container = wait_one_pid(&m, Duration::from_secs(10));
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status();
+    wait_dead(container, Duration::from_secs(10));
+    c.wait_for(
+        "the container restarted in a new sandbox",
+        Duration::from_secs(60),
+        || {
+            c.pod_field(
+                "phoenix",
+                "{.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].ready}",
+            )
+            .as_deref()
+                == Some("1/true")
+        },
+    );
+    let new = supervisor();
+    assert!(new > 0 && new != old && alive(new), "new supervisor {new}");
+    assert_eq!(find_pids(&m).len(), 1, "one container runs again");
+    assert_eq!(
+        c.pod_field("phoenix", "{.status.phase}").as_deref(),
+        Some("Running")
+    );
+    assert_eq!(
+        c.pod_field(
+            "phoenix",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        )
+        .as_deref(),
+        Some("137")
+    );
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=phoenix,reason=SandboxChanged",
+        "-o",
+        "jsonpath={.items[*].type}: {.items[*].message}",
+    ]);
+    assert_eq!(
+        events,
+        "Normal: Pod sandbox changed, it will be killed and re-created."
+    );
+    c.up.signal(2);
+    assert_eq!(c.up.wait_exit(Duration::from_secs(60)), Some(0));
+}
+
 /// A spare supervisor holds no pod: SIGTERM ends it (a sandbox's supervisor outlives its
 /// agent, a spare has nothing to keep).
 #[test]

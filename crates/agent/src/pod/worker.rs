@@ -154,6 +154,10 @@ pub struct PodWorker {
     pub(super) pod: Arc<Pod>,
     pub(super) state: PodWorkerState,
     pub(super) sandbox_ready: bool,
+    /// The sandbox's supervisor is gone (`sandbox.rs`): re-create it before anything runs.
+    pub(super) sandbox_dead: bool,
+    /// Init containers run again from the first in a new sandbox (`sandbox.rs`).
+    pub(super) reinitializing: bool,
     pub(super) containers: BTreeMap<String, ContainerRecord>,
     pub(super) start_time: SystemTime,
     pub(super) last_written: Option<PodStatus>,
@@ -211,6 +215,8 @@ impl PodWorker {
             pod,
             state: PodWorkerState::Syncing,
             sandbox_ready: false,
+            sandbox_dead: false,
+            reinitializing: false,
             containers: BTreeMap::new(),
             start_time,
             last_written: None,
@@ -248,6 +254,7 @@ impl PodWorker {
     /// Takes over the runtime's view of the pod (agent restart): nothing is restarted.
     pub(super) fn adopt(&mut self, sb: SandboxStatus) {
         self.sandbox_ready = sb.state == SandboxState::Ready;
+        self.sandbox_dead = !self.sandbox_ready;
         let mut exited = HashSet::new();
         for c in sb.containers {
             let name = c
