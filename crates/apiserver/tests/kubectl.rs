@@ -89,18 +89,39 @@ fn app(tier: &str) -> String {
 }
 
 /// A stand-in node agent log endpoint: answers one request with `hello` and records the path.
-async fn fake_log_endpoint() -> (u16, tokio::task::JoinHandle<String>) {
+async fn fake_log_endpoint() -> (u16, String, tokio::task::JoinHandle<String>) {
+    use rustls::pki_types::pem::PemObject as _;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pin = podvisor_apiserver::tls::cert_hash(cert.der());
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let h = tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut s = acceptor.accept(tcp).await.unwrap();
         let mut buf = vec![0u8; 4096];
         let n = s.read(&mut buf).await.unwrap();
         let req = String::from_utf8_lossy(&buf[..n]).into_owned();
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n").await.unwrap();
+        let _ = s.shutdown().await;
         req
     });
-    (port, h)
+    (port, pin, h)
 }
 
 fn kubectl_available() -> bool {
@@ -309,9 +330,9 @@ async fn kubectl_suite() {
     assert!(rst.contains("DESIRED") && rst.contains("rs"), "{rst}");
 
     // nodes, with a fake agent log endpoint
-    let (log_port, log_req) = fake_log_endpoint().await;
+    let (log_port, pin, log_req) = fake_log_endpoint().await;
     let node = format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 127.0.0.1\n  daemonEndpoints:\n    kubeletEndpoint:\n      Port: {log_port}\n"
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  annotations:\n    node.podvisor.io/serving-cert-sha256: {pin}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 127.0.0.1\n  daemonEndpoints:\n    kubeletEndpoint:\n      Port: {log_port}\n"
     );
     assert!(
         env.ok(&["create", "-f", "-"], Some(&node))
