@@ -307,6 +307,16 @@ fn write_schemas(out: &mut String, defs: &[&Definition], f: Flavour) {
     out.push('}');
 }
 
+/// An upper bound of a document's size, so that it is built in one allocation (a large
+/// one, which the allocator maps and returns whole when the response is sent).
+fn capacity(defs: &[&Definition], paths: &Map<String, Value>) -> usize {
+    let schemas: usize = defs
+        .iter()
+        .map(|d| d.name.len() + d.schema.len() * 11 / 10 + 8)
+        .sum();
+    schemas + paths.len() * 8192 + 256
+}
+
 const INFO: &str = r#"{"title":"Kubernetes","version":"v1.32.4"}"#;
 
 /// The definitions the v2 document carries.
@@ -329,13 +339,14 @@ pub fn v2() -> String {
     for k in registry::KINDS {
         kind_paths(Flavour::V2, k, &mut paths);
     }
-    let mut out = String::with_capacity(1 << 20);
+    let defs = v2_definitions();
+    let mut out = String::with_capacity(capacity(&defs, &paths));
     let _ = write!(
         out,
         r#"{{"swagger":"2.0","info":{INFO},"paths":{},"definitions":"#,
         Value::Object(paths)
     );
-    write_schemas(&mut out, &v2_definitions(), Flavour::V2);
+    write_schemas(&mut out, &defs, Flavour::V2);
     out.push('}');
     out
 }
@@ -352,13 +363,14 @@ pub fn v3_document(group: &str, version: &str) -> Option<String> {
         kind_paths(Flavour::V3, k, &mut paths);
         roots.extend(kind_roots(k));
     }
-    let mut out = String::with_capacity(1 << 18);
+    let defs = closure(roots);
+    let mut out = String::with_capacity(capacity(&defs, &paths));
     let _ = write!(
         out,
         r#"{{"openapi":"3.0.0","info":{INFO},"paths":{},"components":{{"schemas":"#,
         Value::Object(paths)
     );
-    write_schemas(&mut out, &closure(roots), Flavour::V3);
+    write_schemas(&mut out, &defs, Flavour::V3);
     out.push_str("}}");
     Some(out)
 }
