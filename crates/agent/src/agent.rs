@@ -47,6 +47,7 @@ use crate::pod::{
     WorkerHandle,
 };
 use crate::server::LogServer;
+use crate::server::tls::ServingCert;
 
 /// The node agent. See the module documentation.
 pub struct Agent {
@@ -158,11 +159,24 @@ impl Agent {
         let aux_stop = CancellationToken::new();
         let mut aux: JoinSet<()> = JoinSet::new();
 
+        let mut names = vec![crate::node::hostname()];
+        for n in [config.node_ip.to_string(), node.clone()] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let cert = ServingCert::load_or_generate(
+            &config.state_dir.join("pki"),
+            &names,
+            config.clock.now(),
+        )?;
+        let tls = cert.server_config()?;
         let log_server = match LogServer::bind(
             config.log_server_addr,
             self.runtime.clone(),
             &config.node_token,
             config.clock.clone(),
+            tls.clone(),
         )
         .await
         {
@@ -184,6 +198,7 @@ impl Agent {
                     self.runtime.clone(),
                     &config.node_token,
                     config.clock.clone(),
+                    tls,
                 )
                 .await?
             }
@@ -254,6 +269,7 @@ impl Agent {
             self.runtime.clone(),
             log_addr.map_or(0, |a| a.port()),
         )
+        .with_serving_cert_hash(cert.hash()?)
         .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
 

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::logs::{agent_body, choose_container, dial_kubelet, kubelet_endpoint, kubelet_path};
+use crate::logs::{agent_body, choose_container, kubelet_endpoint, kubelet_path};
 use crate::registry::{PODS, Subresource};
 use crate::request::{Ctx, Target};
 
@@ -125,7 +125,8 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         }
         _ => return Err(ApiError::bad_request("Upgrade request required")),
     }
-    let (authority, token) = kubelet_endpoint(ctx, &pod, &name).await?;
+    let endpoint = kubelet_endpoint(ctx, &pod, &name).await?;
+    let (authority, token) = (&endpoint.authority, &endpoint.token);
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for c in &command {
@@ -144,8 +145,7 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         q.finish()
     };
     let path = kubelet_path(verb, &ns, &name, &container, &query);
-    let stream = dial_kubelet(&authority).await?;
-    let _ = stream.set_nodelay(true);
+    let stream = endpoint.dial().await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;

@@ -582,7 +582,7 @@ impl Drop for NetNs {
 
 /// `up --node-ip` with an address that is not loopback, in a network namespace made here:
 /// the API server dials the node's InternalIP for logs and exec, and the agent listens
-/// there.
+/// there, over TLS with a certificate for that IP whose hash its Node publishes.
 #[test]
 fn logs_and_exec_work_with_a_non_loopback_node_ip() {
     let _g = serial();
@@ -662,6 +662,32 @@ fn logs_and_exec_work_with_a_non_loopback_node_ip() {
         "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
     ]);
     assert_eq!(String::from_utf8_lossy(&addr.stdout), ip);
+    // The agent serves TLS with a certificate for the node's IP and hostname, whose hash
+    // is the one its Node publishes (the API server accepts no other).
+    let node_field = |path: &str| {
+        let out = kubectl(&["get", "node", "nsnode", "-o", &format!("jsonpath={path}")]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let port = node_field("{.status.daemonEndpoints.kubeletEndpoint.Port}");
+    let hostname = node_field("{.status.addresses[?(@.type==\"Hostname\")].address}");
+    let pin = node_field("{.metadata.annotations.node\\.podvisor\\.io/serving-cert-sha256}");
+    let script = format!(
+        "openssl s_client -connect {ip}:{port} </dev/null 2>/dev/null | openssl x509 -outform der > {dir}/kubelet.der \
+         && openssl x509 -inform der -in {dir}/kubelet.der -noout -ext subjectAltName \
+         && sha256sum {dir}/kubelet.der",
+        dir = dir.path().display()
+    );
+    let out = ns
+        .command("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "no TLS on {ip}:{port}: {text}");
+    assert!(text.contains(&format!("IP Address:{ip}")), "{text}");
+    assert!(text.contains(&format!("DNS:{hostname}")), "{text}");
+    let sum = text.lines().last().unwrap_or_default();
+    assert_eq!(format!("sha256:{}", &sum[..64.min(sum.len())]), pin);
     let _ = std::process::Command::new("kill")
         .args(["-INT", &up.id().to_string()])
         .status();
