@@ -249,7 +249,7 @@ impl FlowControl {
         let levels = LEVELS
             .iter()
             .map(|c| {
-                let seats = (total * c.shares).div_ceil(sum).max(1);
+                let seats = (total * c.shares).div_ceil(sum);
                 Level {
                     config: *c,
                     seats,
