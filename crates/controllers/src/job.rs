@@ -1276,3 +1276,354 @@ async fn delete_finished(ctx: &Ctx, job: &Job) -> Result<(), ControllerError> {
         Err(e) => Err(ControllerError::api("delete", "Job", &ns, &name)(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn job(spec: serde_json::Value, status: serde_json::Value) -> Job {
+        let mut j: Job = serde_json::from_value(json!({
+            "metadata": {"name": "pi", "namespace": "default", "uid": "job-uid"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "x"}]}}},
+            "status": status,
+        }))
+        .expect("job");
+        let mut s = serde_json::to_value(j.spec.take()).expect("spec");
+        if let (Some(base), Some(add)) = (s.as_object_mut(), spec.as_object()) {
+            for (k, v) in add {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        j.spec = serde_json::from_value(s).expect("spec");
+        j
+    }
+
+    fn pod(name: &str, phase: &str, index: Option<i32>, finalizer: bool) -> Pod {
+        let mut annotations = std::collections::BTreeMap::new();
+        if let Some(i) = index {
+            annotations.insert(INDEX_ANNOTATION.to_string(), i.to_string());
+        }
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
+                annotations: Some(annotations),
+                finalizers: finalizer.then(|| vec![TRACKING_FINALIZER.to_string()]),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(serde_json::from_value(json!({"phase": phase})).expect("status")),
+        }
+    }
+
+    fn cond<'a>(s: &'a JobStatus, t: &str) -> Option<&'a JobCondition> {
+        s.conditions.as_ref()?.iter().find(|c| c.type_ == t)
+    }
+
+    fn uncounted(s: &JobStatus) -> (Vec<String>, Vec<String>) {
+        let u = s.uncounted_terminated_pods.clone().unwrap_or_default();
+        (u.succeeded.unwrap_or_default(), u.failed.unwrap_or_default())
+    }
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_up_to_ten_minutes() {
+        let b = Backoff::default().after(&[], &[at(0)]);
+        assert_eq!(b.remaining(at(3)), Duration::from_secs(7));
+        let b = b.after(&[], &[at(10)]);
+        assert_eq!(b.failures_after_last_success, 2);
+        assert_eq!(b.remaining(at(10)), Duration::from_secs(20));
+        assert_eq!(b.remaining(at(31)), Duration::ZERO);
+        let many = Backoff {
+            failures_after_last_success: 12,
+            last_failure: Some(at(0)),
+        };
+        assert_eq!(many.remaining(at(0)), MAX_BACKOFF);
+        // A success after the failures resets the record.
+        assert_eq!(b.after(&[at(20)], &[]), Backoff::default());
+        let mixed = b.after(&[at(20)], &[at(15), at(25)]);
+        assert_eq!(mixed.failures_after_last_success, 1);
+        assert_eq!(mixed.last_failure, Some(at(25)));
+    }
+
+    #[test]
+    fn completed_indexes_are_formatted_as_upstream() {
+        let set: BTreeSet<i32> = [0, 1, 3, 4, 5, 7].into_iter().collect();
+        assert_eq!(format_indexes(&set), "0,1,3-5,7");
+        assert_eq!(parse_indexes("0,1,3-5,7", 10), set);
+        assert_eq!(parse_indexes("2-9", 4), [2, 3].into_iter().collect());
+        assert_eq!(format_indexes(&BTreeSet::new()), "");
+    }
+
+    #[test]
+    fn a_new_job_starts_parallelism_pods_and_its_start_time() {
+        let j = job(json!({"completions": 5, "parallelism": 2}), json!(null));
+        let p = plan(&j, &[], at(0), Backoff::default(), true);
+        assert_eq!(p.create, vec![None, None]);
+        assert_eq!(p.status.active, Some(2));
+        assert_eq!(p.status.start_time, Some(Time(at(0))));
+        assert_eq!(p.status.ready, Some(0));
+    }
+
+    #[test]
+    fn a_finished_pod_is_recorded_before_its_finalizer_goes_then_counted() {
+        let j = job(json!({"completions": 2, "parallelism": 1}), json!({}));
+        let done = pod("a", "Succeeded", None, true);
+        let p = plan(&j, &[&done], at(0), Backoff::default(), true);
+        assert_eq!(uncounted(&p.status).0, vec!["uid-a".to_string()]);
+        assert_eq!(p.status.succeeded, None, "not counted before the finalizer goes");
+        assert_eq!(p.release.len(), 1);
+        assert_eq!(p.release[0].name, "a");
+        assert_eq!(p.create, vec![None], "one completion left");
+
+        // The finalizer is gone: the UID moves into the counter.
+        let mut j2 = j.clone();
+        j2.status = Some(p.status.clone());
+        let released = pod("a", "Succeeded", None, false);
+        let p2 = plan(&j2, &[&released], at(1), Backoff::default(), false);
+        assert_eq!(p2.status.succeeded, Some(1));
+        assert_eq!(uncounted(&p2.status), (vec![], vec![]));
+        assert!(p2.release.is_empty());
+    }
+
+    #[test]
+    fn success_sets_success_criteria_met_then_complete() {
+        let j = job(json!({"completions": 1, "parallelism": 1}), json!({}));
+        let done = pod("a", "Succeeded", None, true);
+        let p = plan(&j, &[&done], at(0), Backoff::default(), true);
+        let c = cond(&p.status, "SuccessCriteriaMet").expect("interim");
+        assert_eq!(c.reason.as_deref(), Some("CompletionsReached"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("Reached expected number of succeeded pods")
+        );
+        assert!(cond(&p.status, "Complete").is_none(), "a pod is uncounted");
+
+        let mut j2 = j.clone();
+        j2.status = Some(p.status.clone());
+        let released = pod("a", "Succeeded", None, false);
+        let p2 = plan(&j2, &[&released], at(2), Backoff::default(), true);
+        let c = cond(&p2.status, "Complete").expect("complete");
+        assert_eq!(c.reason.as_deref(), Some("CompletionsReached"));
+        assert_eq!(p2.status.completion_time, Some(Time(at(2))));
+        assert_eq!(p2.status.succeeded, Some(1));
+        assert!(p2.events.iter().any(|e| e.1 == "Completed"));
+        assert!(p2.create.is_empty());
+    }
+
+    #[test]
+    fn failures_wait_for_the_backoff_and_past_the_limit_fail_the_job() {
+        let j = job(
+            json!({"completions": 1, "parallelism": 1, "backoffLimit": 1}),
+            json!({"failed": 1, "startTime": Time(at(0))}),
+        );
+        // The first failure was counted at 5 s: no new pod before 15 s.
+        let b = Backoff::default().after(&[], &[at(5)]);
+        let p = plan(&j, &[], at(8), b, true);
+        assert!(p.create.is_empty());
+        assert_eq!(p.requeue, Some(Duration::from_secs(7)));
+        let p = plan(&j, &[], at(15), b, true);
+        assert_eq!(p.create, vec![None]);
+
+        // The second failure exceeds backoffLimit 1.
+        let second = pod("b", "Failed", None, true);
+        let p = plan(&j, &[&second], at(20), b, true);
+        let c = cond(&p.status, "FailureTarget").expect("failure target");
+        assert_eq!(c.reason.as_deref(), Some("BackoffLimitExceeded"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("Job has reached the specified backoff limit")
+        );
+        assert!(cond(&p.status, "Failed").is_none());
+        assert!(p.create.is_empty());
+        assert_eq!(p.backoff.failures_after_last_success, 2);
+
+        let mut j2 = j.clone();
+        j2.status = Some(p.status.clone());
+        let released = pod("b", "Failed", None, false);
+        let p2 = plan(&j2, &[&released], at(21), b, true);
+        let c = cond(&p2.status, "Failed").expect("failed");
+        assert_eq!(c.reason.as_deref(), Some("BackoffLimitExceeded"));
+        assert_eq!(p2.status.failed, Some(2));
+        assert!(
+            p2.events
+                .iter()
+                .any(|e| e.0 == EventType::Warning && e.1 == "BackoffLimitExceeded")
+        );
+    }
+
+    #[test]
+    fn the_active_deadline_deletes_active_pods_and_counts_them_failed() {
+        let j = job(
+            json!({"completions": 1, "activeDeadlineSeconds": 10}),
+            json!({"startTime": Time(at(0)), "active": 1}),
+        );
+        let running = pod("a", "Running", None, true);
+        let p = plan(&j, &[&running], at(4), Backoff::default(), true);
+        assert_eq!(p.requeue, Some(Duration::from_secs(6)));
+        assert!(cond(&p.status, "FailureTarget").is_none());
+
+        let p = plan(&j, &[&running], at(10), Backoff::default(), true);
+        let c = cond(&p.status, "FailureTarget").expect("failure target");
+        assert_eq!(c.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("Job was active longer than specified deadline")
+        );
+        assert_eq!(p.delete.len(), 1);
+        assert_eq!(uncounted(&p.status).1, vec!["uid-a".to_string()]);
+        assert_eq!(p.status.terminating, Some(1));
+        assert_eq!(p.status.active, None);
+    }
+
+    #[test]
+    fn indexed_jobs_create_pending_indexes_with_env_and_hostname() {
+        let j = job(
+            json!({"completions": 4, "parallelism": 2, "completionMode": "Indexed"}),
+            json!({"completedIndexes": "0"}),
+        );
+        let busy = pod("pi-1-x", "Running", Some(1), true);
+        let dup = pod("pi-1-y", "Pending", Some(1), true);
+        let p = plan(&j, &[&busy, &dup], at(0), Backoff::default(), true);
+        assert_eq!(p.create, vec![Some(2)]);
+        assert_eq!(p.delete.len(), 1, "the duplicate of index 1");
+        assert_eq!(p.delete[0].name, "pi-1-y");
+
+        let made = pod_for(&j, owner_ref("pi", "job-uid"), Some(2));
+        assert_eq!(made.metadata.generate_name.as_deref(), Some("pi-2-"));
+        assert_eq!(
+            made.annotations().get(INDEX_ANNOTATION).map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(made.labels().get(INDEX_ANNOTATION).map(String::as_str), Some("2"));
+        assert!(made.finalizers().iter().any(|f| f == TRACKING_FINALIZER));
+        let spec = made.spec.expect("spec");
+        assert_eq!(spec.hostname.as_deref(), Some("pi-2"));
+        let env = spec.containers[0].env.clone().unwrap_or_default();
+        let e = env.iter().find(|e| e.name == "JOB_COMPLETION_INDEX").expect("env");
+        assert_eq!(
+            e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str()),
+            Some("metadata.annotations['batch.kubernetes.io/job-completion-index']")
+        );
+        let owner = &made.metadata.owner_references.expect("owner")[0];
+        assert_eq!((owner.api_version.as_str(), owner.kind.as_str()), ("batch/v1", "Job"));
+
+        // A succeeded index goes straight into completedIndexes.
+        let done = pod("pi-1-x", "Succeeded", Some(1), true);
+        let p = plan(&j, &[&done], at(1), Backoff::default(), true);
+        assert_eq!(p.status.completed_indexes.as_deref(), Some("0,1"));
+        assert_eq!(p.status.succeeded, Some(2));
+        assert_eq!(p.create, vec![Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn suspend_deletes_active_pods_and_resume_resets_the_start_time() {
+        let j = job(
+            json!({"completions": 2, "parallelism": 2, "suspend": true}),
+            json!({"startTime": Time(at(0))}),
+        );
+        let running = pod("a", "Running", None, true);
+        let p = plan(&j, &[&running], at(5), Backoff::default(), true);
+        assert_eq!(p.delete.len(), 1);
+        let c = cond(&p.status, "Suspended").expect("suspended");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+            ("True", Some("JobSuspended"), Some("Job suspended"))
+        );
+        assert!(p.events.iter().any(|e| e.1 == "Suspended"));
+
+        let mut resumed = j.clone();
+        resumed.spec.as_mut().expect("spec").suspend = Some(false);
+        resumed.status = Some(p.status.clone());
+        let p = plan(&resumed, &[], at(50), Backoff::default(), true);
+        let c = cond(&p.status, "Suspended").expect("suspended");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("False", Some("JobResumed"))
+        );
+        assert_eq!(p.status.start_time, Some(Time(at(50))));
+        assert_eq!(p.create.len(), 2);
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_fail_the_job_or_ignore_the_failure() {
+        let rules: Vec<PodFailurePolicyRule> = serde_json::from_value(json!([
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [42]}},
+        ]))
+        .expect("rules");
+        let mut p = pod("a", "Failed", None, true);
+        p.status = Some(
+            serde_json::from_value(json!({"phase": "Failed", "containerStatuses": [{
+                "name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 42}}}]}))
+            .expect("status"),
+        );
+        assert_eq!(
+            match_failure_policy(&rules, &p),
+            FailureAction::FailJob(
+                "Container c for pod default/a failed with exit code 42 matching FailJob rule at index 1"
+                    .into()
+            )
+        );
+        let mut disrupted = pod("b", "Failed", None, true);
+        disrupted.status = Some(
+            serde_json::from_value(json!({"phase": "Failed", "conditions": [
+                {"type": "DisruptionTarget", "status": "True"}]}))
+            .expect("status"),
+        );
+        assert_eq!(match_failure_policy(&rules, &disrupted), FailureAction::Ignore);
+
+        let j = job(
+            json!({"completions": 1, "podFailurePolicy": {"rules": rules}}),
+            json!({}),
+        );
+        let out = plan(&j, &[&disrupted], at(0), Backoff::default(), true);
+        assert_eq!(out.status.failed, None);
+        assert_eq!(uncounted(&out.status), (vec![], vec![]));
+        assert_eq!(out.release.len(), 1, "an ignored failure is released uncounted");
+        assert_eq!(out.create, vec![None]);
+        let out = plan(&j, &[&p], at(0), Backoff::default(), true);
+        let c = cond(&out.status, "FailureTarget").expect("failure target");
+        assert_eq!(c.reason.as_deref(), Some("PodFailurePolicy"));
+    }
+
+    #[test]
+    fn success_policy_ends_an_indexed_job_early() {
+        let j = job(
+            json!({"completions": 5, "parallelism": 5, "completionMode": "Indexed",
+                "successPolicy": {"rules": [{"succeededIndexes": "0"}]}}),
+            json!({}),
+        );
+        let lead = pod("pi-0-a", "Succeeded", Some(0), true);
+        let other = pod("pi-1-a", "Running", Some(1), true);
+        let p = plan(&j, &[&lead, &other], at(0), Backoff::default(), true);
+        let c = cond(&p.status, "SuccessCriteriaMet").expect("met");
+        assert_eq!(
+            (c.reason.as_deref(), c.message.as_deref()),
+            (Some("SuccessPolicy"), Some("Matched rules at index 0"))
+        );
+        assert_eq!(p.delete.len(), 1, "the other index is terminated");
+        assert_eq!(uncounted(&p.status).1, Vec::<String>::new(), "not a failure");
+    }
+
+    #[test]
+    fn a_finished_job_only_releases_finalizers() {
+        let j = job(
+            json!({"completions": 1}),
+            json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+        );
+        let stray = pod("a", "Failed", None, true);
+        let p = plan(&j, &[&stray], at(0), Backoff::default(), true);
+        assert_eq!(p.release.len(), 1);
+        assert!(p.create.is_empty() && p.delete.is_empty());
+        assert_eq!(Some(&p.status), j.status.as_ref());
+    }
+}
