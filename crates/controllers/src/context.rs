@@ -3,8 +3,8 @@
 //! The manager ([`crate::manager`]) builds the `Ctx`; controllers depend on this module,
 //! never on the manager.
 
-use std::fmt;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

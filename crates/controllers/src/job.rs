@@ -688,7 +688,11 @@ pub(crate) fn plan(
         &new_failed.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
     );
 
-    let active: Vec<&Pod> = pods.iter().copied().filter(|p| pods::is_active(p)).collect();
+    let active: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| pods::is_active(p))
+        .collect();
     let mut terminating = count(
         pods.iter()
             .filter(|p| p.metadata.deletion_timestamp.is_some() && !pods::is_terminal(p))
@@ -728,7 +732,12 @@ pub(crate) fn plan(
             && indexed
             && let Some(m) = match_success_policy(spec, completions.unwrap_or(0), &done_indexes)
         {
-            interim = Some(new_condition("SuccessCriteriaMet", "SuccessPolicy", &m, now));
+            interim = Some(new_condition(
+                "SuccessCriteriaMet",
+                "SuccessPolicy",
+                &m,
+                now,
+            ));
         }
         new_interim = interim.is_some();
     }
@@ -920,7 +929,9 @@ fn manage(
         keep.clear();
         for p in ranked {
             match completion_index(p) {
-                Some(i) if i < completions && !done_indexes.contains(&i) && !seen.contains_key(&i) => {
+                Some(i)
+                    if i < completions && !done_indexes.contains(&i) && !seen.contains_key(&i) =>
+                {
                     seen.insert(i, p);
                     keep.push(p);
                 }
@@ -1005,7 +1016,9 @@ pub(crate) fn pod_for(job: &Job, owner: OwnerReference, index: Option<i32>) -> P
                             value_from: Some(EnvVarSource {
                                 field_ref: Some(ObjectFieldSelector {
                                     api_version: None,
-                                    field_path: format!("metadata.annotations['{INDEX_ANNOTATION}']"),
+                                    field_path: format!(
+                                        "metadata.annotations['{INDEX_ANNOTATION}']"
+                                    ),
                                 }),
                                 ..Default::default()
                             }),
@@ -1045,8 +1058,8 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     let deleting = job.metadata.deletion_timestamp.is_some() || finished.is_some();
     let selector = parse_selector("Job", &job.metadata, spec.selector.as_ref())?;
     let owner = owner_ref(&key.name, &uid);
-    let owned = crate::replicaset::claim_pods(ctx, ns, &uid, &owner, selector.as_ref(), deleting)
-        .await?;
+    let owned =
+        crate::replicaset::claim_pods(ctx, ns, &uid, &owner, selector.as_ref(), deleting).await?;
     let owned: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
     let satisfied = ctx
         .job_expectations
@@ -1056,7 +1069,8 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
 
     let mut first_error = None;
     delete_pods(ctx, &job, &exp_key, &plan.delete, &mut first_error).await;
-    let failed_creates = create_pods(ctx, &job, &owner, &exp_key, &plan.create, &mut first_error).await;
+    let failed_creates =
+        create_pods(ctx, &job, &owner, &exp_key, &plan.create, &mut first_error).await;
     if failed_creates > 0
         && let Some(a) = plan.status.active
     {
@@ -1095,7 +1109,11 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
 
 /// Removes the tracking finalizer from pods controlled by a Job named `key` whose UID is
 /// not `live_uid` (the Job was deleted, or replaced by another of the same name).
-async fn release_stale(ctx: &Ctx, key: &Key, live_uid: Option<&str>) -> Result<(), ControllerError> {
+async fn release_stale(
+    ctx: &Ctx,
+    key: &Key,
+    live_uid: Option<&str>,
+) -> Result<(), ControllerError> {
     for p in ctx.pods_in(&key.namespace) {
         let stale = pods::controller_ref(&p.metadata).is_some_and(|r| {
             r.kind == "Job" && r.name == key.name && Some(r.uid.as_str()) != live_uid
@@ -1108,10 +1126,16 @@ async fn release_stale(ctx: &Ctx, key: &Key, live_uid: Option<&str>) -> Result<(
 }
 
 async fn remove_finalizer(ctx: &Ctx, ns: &str, p: &PodRef) -> Result<(), ControllerError> {
+    // The field goes when no finalizer is left (as upstream's JSON patch leaves it).
+    let finalizers = if p.keep_finalizers.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(p.keep_finalizers)
+    };
     let patch = Patch::Merge(serde_json::json!({"metadata": {
         "uid": p.uid,
         "resourceVersion": p.resource_version,
-        "finalizers": p.keep_finalizers,
+        "finalizers": finalizers,
     }}));
     debug!(%ns, pod = %p.name, "removing the job tracking finalizer");
     match ctx
@@ -1330,7 +1354,10 @@ mod tests {
 
     fn uncounted(s: &JobStatus) -> (Vec<String>, Vec<String>) {
         let u = s.uncounted_terminated_pods.clone().unwrap_or_default();
-        (u.succeeded.unwrap_or_default(), u.failed.unwrap_or_default())
+        (
+            u.succeeded.unwrap_or_default(),
+            u.failed.unwrap_or_default(),
+        )
     }
 
     #[test]
@@ -1378,7 +1405,10 @@ mod tests {
         let done = pod("a", "Succeeded", None, true);
         let p = plan(&j, &[&done], at(0), Backoff::default(), true);
         assert_eq!(uncounted(&p.status).0, vec!["uid-a".to_string()]);
-        assert_eq!(p.status.succeeded, None, "not counted before the finalizer goes");
+        assert_eq!(
+            p.status.succeeded, None,
+            "not counted before the finalizer goes"
+        );
         assert_eq!(p.release.len(), 1);
         assert_eq!(p.release[0].name, "a");
         assert_eq!(p.create, vec![None], "one completion left");
@@ -1502,18 +1532,30 @@ mod tests {
             made.annotations().get(INDEX_ANNOTATION).map(String::as_str),
             Some("2")
         );
-        assert_eq!(made.labels().get(INDEX_ANNOTATION).map(String::as_str), Some("2"));
+        assert_eq!(
+            made.labels().get(INDEX_ANNOTATION).map(String::as_str),
+            Some("2")
+        );
         assert!(made.finalizers().iter().any(|f| f == TRACKING_FINALIZER));
         let spec = made.spec.expect("spec");
         assert_eq!(spec.hostname.as_deref(), Some("pi-2"));
         let env = spec.containers[0].env.clone().unwrap_or_default();
-        let e = env.iter().find(|e| e.name == "JOB_COMPLETION_INDEX").expect("env");
+        let e = env
+            .iter()
+            .find(|e| e.name == "JOB_COMPLETION_INDEX")
+            .expect("env");
         assert_eq!(
-            e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str()),
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
             Some("metadata.annotations['batch.kubernetes.io/job-completion-index']")
         );
         let owner = &made.metadata.owner_references.expect("owner")[0];
-        assert_eq!((owner.api_version.as_str(), owner.kind.as_str()), ("batch/v1", "Job"));
+        assert_eq!(
+            (owner.api_version.as_str(), owner.kind.as_str()),
+            ("batch/v1", "Job")
+        );
 
         // A succeeded index goes straight into completedIndexes.
         let done = pod("pi-1-x", "Succeeded", Some(1), true);
@@ -1579,7 +1621,10 @@ mod tests {
                 {"type": "DisruptionTarget", "status": "True"}]}))
             .expect("status"),
         );
-        assert_eq!(match_failure_policy(&rules, &disrupted), FailureAction::Ignore);
+        assert_eq!(
+            match_failure_policy(&rules, &disrupted),
+            FailureAction::Ignore
+        );
 
         let j = job(
             json!({"completions": 1, "podFailurePolicy": {"rules": rules}}),
@@ -1588,7 +1633,11 @@ mod tests {
         let out = plan(&j, &[&disrupted], at(0), Backoff::default(), true);
         assert_eq!(out.status.failed, None);
         assert_eq!(uncounted(&out.status), (vec![], vec![]));
-        assert_eq!(out.release.len(), 1, "an ignored failure is released uncounted");
+        assert_eq!(
+            out.release.len(),
+            1,
+            "an ignored failure is released uncounted"
+        );
         assert_eq!(out.create, vec![None]);
         let out = plan(&j, &[&p], at(0), Backoff::default(), true);
         let c = cond(&out.status, "FailureTarget").expect("failure target");
@@ -1611,7 +1660,11 @@ mod tests {
             (Some("SuccessPolicy"), Some("Matched rules at index 0"))
         );
         assert_eq!(p.delete.len(), 1, "the other index is terminated");
-        assert_eq!(uncounted(&p.status).1, Vec::<String>::new(), "not a failure");
+        assert_eq!(
+            uncounted(&p.status).1,
+            Vec::<String>::new(),
+            "not a failure"
+        );
     }
 
     #[test]

@@ -23,9 +23,7 @@ use crate::evictions::Evictions;
 use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
-use crate::{
-    deployment, gc, job, nodelifecycle, podgc, replicaset, statefulset, tainteviction,
-};
+use crate::{deployment, gc, job, nodelifecycle, podgc, replicaset, statefulset, tainteviction};
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
 /// Runs the ReplicaSet, Deployment and StatefulSet controllers, the garbage collector, the
@@ -478,7 +476,11 @@ fn selector_matches(
 }
 
 fn has_owners(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-    !meta.owner_references.as_deref().unwrap_or_default().is_empty()
+    !meta
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
 }
 
 fn dependents_of(ctx: &Ctx, uid: &str) {

@@ -189,7 +189,10 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
     assert_eq!(
         types,
         [
-            ("SuccessCriteriaMet".to_string(), "CompletionsReached".to_string()),
+            (
+                "SuccessCriteriaMet".to_string(),
+                "CompletionsReached".to_string()
+            ),
             ("Complete".to_string(), "CompletionsReached".to_string())
         ]
     );
@@ -206,7 +209,11 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
             .await
             .map(|l| l.items)
             .unwrap_or_default();
-        let n = |r: &str| evs.iter().filter(|e| e.reason.as_deref() == Some(r)).count();
+        let n = |r: &str| {
+            evs.iter()
+                .filter(|e| e.reason.as_deref() == Some(r))
+                .count()
+        };
         n("SuccessfulCreate") == 3 && n("Completed") == 1
     })
     .await;
@@ -242,8 +249,14 @@ async fn failed_pods_back_off_exponentially_until_the_backoff_limit_fails_the_jo
     // so up to one second less).
     let gap1 = created[1] - created[0];
     let gap2 = created[2] - created[1];
-    assert!(gap1 >= Duration::from_secs(9) && gap1 < Duration::from_secs(11), "{gap1:?}");
-    assert!(gap2 >= Duration::from_secs(19) && gap2 < Duration::from_secs(21), "{gap2:?}");
+    assert!(
+        gap1 >= Duration::from_secs(9) && gap1 < Duration::from_secs(11),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_secs(19) && gap2 < Duration::from_secs(21),
+        "{gap2:?}"
+    );
     wait_until("Failed", Duration::from_secs(5), || async {
         c.condition("flaky", "Failed").await.is_some()
     })
@@ -257,7 +270,13 @@ async fn failed_pods_back_off_exponentially_until_the_backoff_limit_fails_the_jo
         ))
     );
     assert!(c.condition("flaky", "FailureTarget").await.is_some());
-    let s = c.jobs().get_status("flaky").await.expect("job").status.expect("status");
+    let s = c
+        .jobs()
+        .get_status("flaky")
+        .await
+        .expect("job")
+        .status
+        .expect("status");
     assert_eq!(s.failed, Some(3));
     assert_eq!(s.completion_time, None);
     // No pod after failure.
@@ -296,7 +315,13 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         c.condition("slow", "Failed").await.is_some()
     })
     .await;
-    let s = c.jobs().get_status("slow").await.expect("job").status.expect("status");
+    let s = c
+        .jobs()
+        .get_status("slow")
+        .await
+        .expect("job")
+        .status
+        .expect("status");
     assert_eq!(s.failed, Some(2));
     let gone = wait_until("TTL deletion", Duration::from_secs(10), || async {
         c.jobs().get_opt("slow").await.ok().flatten().is_none()
@@ -371,7 +396,13 @@ async fn an_indexed_job_completes_every_index_once() {
         c.condition("idx", "Complete").await.is_some()
     })
     .await;
-    let s = c.jobs().get_status("idx").await.expect("job").status.expect("status");
+    let s = c
+        .jobs()
+        .get_status("idx")
+        .await
+        .expect("job")
+        .status
+        .expect("status");
     assert_eq!(s.completed_indexes.as_deref(), Some("0-2"));
     assert_eq!((s.succeeded, s.failed), (Some(3), Some(1)));
     c.stop().await;
@@ -386,7 +417,13 @@ async fn a_suspended_job_runs_nothing_until_resumed() {
     })
     .await;
     assert!(c.job_pods("later").await.is_empty());
-    let s = c.jobs().get_status("later").await.expect("job").status.expect("status");
+    let s = c
+        .jobs()
+        .get_status("later")
+        .await
+        .expect("job")
+        .status
+        .expect("status");
     assert_eq!(s.start_time, None);
     c.jobs()
         .patch(
