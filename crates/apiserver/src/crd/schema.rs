@@ -432,11 +432,11 @@ mod tests {
         assert_eq!(
             e,
             [
-                r#"spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#,
+                r#"spec.mode: Unsupported value: "c": supported values: "a", "b""#,
                 r#"spec.name: Too long: may not be more than 3 bytes"#,
                 r#"spec.name: Invalid value: "ABCD": spec.name in body should match '^[a-z]+$'"#,
-                r#"spec.mode: Unsupported value: "c": supported values: "a", "b""#,
                 r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer-or-string: "boolean""#,
+                r#"spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#,
                 r#"spec.tags: Too many: 2: must have at most 1 items"#,
                 r#"spec.tags[1]: Duplicate value: "x""#,
             ]
