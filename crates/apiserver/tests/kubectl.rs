@@ -776,6 +776,19 @@ spec:
   privateKey: {algorithm: ECDSA, size: 256}
 "#;
 
+async fn wait_established(env: &Env) {
+    env.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=20s",
+            "crd/certificates.cert-manager.io",
+        ],
+        None,
+    )
+    .await;
+}
+
 /// A real operator's CRD (cert-manager's Certificate): install, establishment, discovery,
 /// custom objects with printer columns, validation errors, status subresource, explain,
 /// and deleting the CRD with its objects.
@@ -798,16 +811,7 @@ async fn kubectl_custom_resources() {
         ),
         "{out}"
     );
-    env.ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=20s",
-            "crd/certificates.cert-manager.io",
-        ],
-        None,
-    )
-    .await;
+    wait_established(&env).await;
     let ar = env
         .ok(&["api-resources", "--api-group=cert-manager.io"], None)
         .await;
@@ -908,16 +912,7 @@ async fn kubectl_custom_resources() {
     let apis = env.ok(&["api-versions"], None).await;
     assert!(!apis.contains("cert-manager.io"), "{apis}");
     env.ok(&["apply", "-f", crd], None).await;
-    env.ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=20s",
-            "crd/certificates.cert-manager.io",
-        ],
-        None,
-    )
-    .await;
+    wait_established(&env).await;
     let none = env.ok(&["get", "certificates", "-o", "name"], None).await;
     assert_eq!(none.trim(), "", "objects outlived their CRD");
 
