@@ -117,9 +117,9 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     let _slot = if long_running {
         None
     } else {
-        match srv.try_begin_request(&user) {
-            Some(slot) => Some(slot),
-            None => return ApiError::too_many_requests().into_response(),
+        match srv.begin_request(&user).await {
+            Ok(slot) => Some(slot),
+            Err(_) => return ApiError::too_many_requests().into_response(),
         }
     };
     let accept = parts
