@@ -553,10 +553,11 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
     };
     let kind = t.kind;
-    // Fast path: an unfiltered JSON list is spliced from the stored bytes.
+    // Fast path: an unfiltered JSON list is spliced from the stored bytes (not for custom
+    // kinds, whose objects take the version they are read through).
     let wants_protobuf = crate::protobuf::negotiate(ctx.header(header::ACCEPT))
         == crate::protobuf::ResponseFormat::Protobuf;
-    if sel.is_empty() && out == Output::Json && !wants_protobuf {
+    if sel.is_empty() && out == Output::Json && !wants_protobuf && kind.custom.is_none() {
         let page = core
             .storage
             .list_raw(&prefix, limit as usize, cont, at)
@@ -594,7 +595,7 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         return Ok(r);
     }
     // Fast path: a single name.
-    let page = if let (Some(name), true) = (
+    let mut page = if let (Some(name), true) = (
         sel.fields.exact("metadata.name"),
         cont.is_none() && at.is_none(),
     ) {
@@ -636,6 +637,9 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
         p
     };
+    for o in &mut page.items {
+        crate::crd::convert(kind, o);
+    }
     let mut meta = json!({"resourceVersion": page.rev.to_string()});
     if let Some(c) = &page.cont {
         meta["continue"] = Value::from(c.clone());
