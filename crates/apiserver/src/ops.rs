@@ -64,8 +64,10 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 fn collects_dependents(kind: &ResourceKind) -> bool {
     matches!(
         (kind.group, kind.kind),
-        ("apps", "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet")
-            | ("batch", "Job" | "CronJob")
+        (
+            "apps",
+            "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet"
+        ) | ("batch", "Job" | "CronJob")
             | ("", "ReplicationController")
     )
 }
@@ -579,8 +581,8 @@ impl Core {
         opts: &DeleteOptions,
     ) -> Result<Option<Deleted>, ApiError> {
         let mut obj = obj;
-        if let Some(fins) = gc_finalizers(kind, &obj, opts.propagation_policy.as_deref())
-            .filter(|_| !opts.dry_run)
+        if let Some(fins) =
+            gc_finalizers(kind, &obj, opts.propagation_policy.as_deref()).filter(|_| !opts.dry_run)
         {
             if fins.is_empty() {
                 // Background after Orphan/Foreground: plain deletion from here.

@@ -195,7 +195,11 @@ struct Dependent {
 fn dependents(ctx: &Ctx, uid: &str) -> Vec<Dependent> {
     let mut out = Vec::new();
     let mut push = |meta: &ObjectMeta, key: fn(Key) -> GcKey| {
-        if let Some(r) = meta.owner_references.iter().flatten().find(|r| r.uid == uid)
+        if let Some(r) = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.uid == uid)
             && let Some(k) = Key::of(meta)
         {
             out.push(Dependent {
@@ -226,8 +230,14 @@ fn has_dependents(ctx: &Ctx, meta: &ObjectMeta) -> bool {
 /// The cached metadata of an owner.
 fn owner_meta(ctx: &Ctx, kind: OwnerKind, k: &Key) -> Option<ObjectMeta> {
     match kind {
-        OwnerKind::ReplicaSet => ctx.replicasets.get(&k.obj_ref()).map(|o| o.metadata.clone()),
-        OwnerKind::Deployment => ctx.deployments.get(&k.obj_ref()).map(|o| o.metadata.clone()),
+        OwnerKind::ReplicaSet => ctx
+            .replicasets
+            .get(&k.obj_ref())
+            .map(|o| o.metadata.clone()),
+        OwnerKind::Deployment => ctx
+            .deployments
+            .get(&k.obj_ref())
+            .map(|o| o.metadata.clone()),
         OwnerKind::StatefulSet => ctx
             .statefulsets
             .get(&k.obj_ref())
@@ -308,7 +318,9 @@ async fn delete_dependent(
     match result {
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(ControllerError::api("delete", kind, &k.namespace, &k.name)(e)),
+        Err(e) => Err(ControllerError::api("delete", kind, &k.namespace, &k.name)(
+            e,
+        )),
     }
 }
 
@@ -325,7 +337,11 @@ where
         .map(|_| ())
 }
 
-async fn patch_in<K>(client: kube::Client, k: &Key, patch: &Patch<serde_json::Value>) -> Result<(), kube::Error>
+async fn patch_in<K>(
+    client: kube::Client,
+    k: &Key,
+    patch: &Patch<serde_json::Value>,
+) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
