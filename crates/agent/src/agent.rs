@@ -202,6 +202,13 @@ impl Agent {
             .hooks
             .clone()
             .unwrap_or_else(|| Arc::new(crate::hooks::LifecycleHooks::new(self.runtime.clone())));
+        let network = config.network.clone().map(|n| {
+            Arc::new(crate::network::PodNetwork::new(
+                n,
+                Some(self.client.clone()),
+                &node,
+            ))
+        });
         let ctx = Arc::new(WorkerCtx {
             runtime: self.runtime.clone(),
             api: pod_api,
@@ -219,6 +226,7 @@ impl Agent {
             allocatable: crate::node::capacity(&config),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            network: network.clone(),
         });
 
         let mut exits = self.runtime.subscribe();
@@ -231,6 +239,21 @@ impl Agent {
                 .cloned()
                 .unwrap_or_else(|| sb.config.id.clone());
             adopted.insert(uid, sb);
+        }
+        if let Some(net) = &network {
+            // Attachments whose sandbox is gone are released; the others are checked.
+            let live: HashSet<String> = adopted.values().map(|s| s.config.id.clone()).collect();
+            net.collect_garbage(&live).await;
+            let checks: Vec<_> = adopted
+                .values()
+                .filter_map(|s| Some((s.config.id.clone(), s.netns.clone()?)))
+                .collect();
+            let net = net.clone();
+            aux.spawn(async move {
+                for (id, netns) in checks {
+                    net.check(&id, &netns).await;
+                }
+            });
         }
         if !adopted.is_empty() {
             tracing::info!(

@@ -11,7 +11,7 @@
 //! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`hooks`] (lifecycle hooks: the
 //! production [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket,
 //! httpGet, grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness,
-//! startup), [`node`] (Node, Lease), [`server`] (the log and exec server), [`api`] (the
+//! startup), [`network`] (the pod network: CNI, per-pod namespaces), [`node`] (Node, Lease), [`server`] (the log and exec server), [`api`] (the
 //! narrow API doors), [`objects`] (ConfigMaps and Secrets), [`clock`], [`testing`] (the test
 //! kit: recording fakes, the worker harness, builders).
 
@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod hooks;
+pub mod network;
 pub mod node;
 pub mod objects;
 pub mod pod;

@@ -1,8 +1,8 @@
 //! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment and
 //! StatefulSet controllers, a background garbage collector, and node failure handling: the
 //! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
-//! zone disruption), the [taint eviction controller](tainteviction) (NoExecute) and
-//! [PodGC](podgc).
+//! zone disruption), the [taint eviction controller](tainteviction) (NoExecute),
+//! [PodGC](podgc) and the [node IPAM controller](nodeipam) (podCIDRs).
 //!
 //! # How they run
 //!
@@ -35,6 +35,7 @@ mod evictions;
 mod expectations;
 mod gc;
 mod manager;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 mod pods;

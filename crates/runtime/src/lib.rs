@@ -149,6 +149,10 @@ pub struct SandboxConfig {
     pub annotations: BTreeMap<String, String>,
     /// Limits for the sandbox as a whole.
     pub resources: Resources,
+    /// Give the sandbox a network namespace of its own (with `lo` up), held by its
+    /// supervisor; its path is [`SandboxStatus::netns`]. False: the host's network.
+    #[serde(default)]
+    pub network_namespace: bool,
 }
 
 /// What a container is made from.
@@ -324,6 +328,9 @@ pub struct SandboxStatus {
     pub created_at: SystemTime,
     /// Its containers, including exited ones not yet removed.
     pub containers: Vec<ContainerStatus>,
+    /// The path of its own network namespace (`/proc/<supervisor>/ns/net`) while the
+    /// supervisor that holds it is alive; None for a sandbox on the host's network.
+    pub netns: Option<PathBuf>,
 }
 
 /// A container ended (reported once on the event stream).
@@ -541,4 +548,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Subscribes to exit events from now on.
     fn subscribe(&self) -> ExitEvents;
+
+    /// The path of the sandbox's own network namespace while it exists (see
+    /// [`SandboxStatus::netns`]); None when it is gone or the sandbox uses the host's.
+    async fn sandbox_netns(&self, id: &str) -> Option<PathBuf> {
+        self.list()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|s| s.config.id == id)?
+            .netns
+    }
 }
