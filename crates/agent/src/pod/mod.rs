@@ -59,10 +59,12 @@
 //! [`restart`] (container lifecycle, the restart decision and its back-off), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
-//! (container environment), [`volumes`] (the pod's volumes).
+//! (container environment), [`volumes`] (the pod's volumes), [`etc_files`] (its
+//! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
 
 pub mod deadlines;
 pub mod env;
+pub mod etc_files;
 pub mod restart;
 pub mod spec;
 pub mod state;

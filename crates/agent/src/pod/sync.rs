@@ -362,7 +362,9 @@ impl PodWorker {
             return;
         };
         let mut config = container_config(&self.pod, c, restart_count, hash, env);
+        let etc = self.etc_mounts(&mounts);
         config.mounts = mounts;
+        config.mounts.extend(etc);
         let id = match self.ctx.runtime.create_container(&self.uid, config).await {
             Ok(id) => id,
             Err(RuntimeError::SandboxNotFound { .. }) => {

@@ -158,6 +158,8 @@ pub struct PodWorker {
     pub(super) sandbox_ready: bool,
     /// The pod's own addresses (empty: the host's network).
     pub(super) pod_ips: Vec<String>,
+    /// Whether the `MissingClusterDNS` warning was given (once per worker).
+    pub(super) dns_warned: bool,
     pub(super) containers: BTreeMap<String, ContainerRecord>,
     pub(super) start_time: SystemTime,
     pub(super) last_written: Option<PodStatus>,
@@ -216,6 +218,7 @@ impl PodWorker {
             state: PodWorkerState::Syncing,
             sandbox_ready: false,
             pod_ips: Vec::new(),
+            dns_warned: false,
             containers: BTreeMap::new(),
             start_time,
             last_written: None,

@@ -1,0 +1,227 @@
+//! Pod networking end to end: every cluster here runs entirely inside a network namespace
+//! the test makes (`ip netns add`), with kubectl and every client; nothing is created in
+//! or sent from the machine's own namespace.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+
+const NODE_IP: &str = "10.250.1.1";
+const START: Duration = Duration::from_secs(60);
+
+/// A pod that answers every TCP connection on :8080 with its own name.
+fn echo_pod(name: &str, extra_spec: &str, ports: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 0
+{extra_spec}  containers:
+  - name: c
+    image: busybox
+    command: [busybox, nc, -ll, -p, '8080', -e, busybox, echo, {name}]
+{ports}"
+    )
+}
+
+fn pod_ip(c: &Cluster, pod: &str) -> String {
+    c.pod_field(pod, "{.status.podIP}").unwrap_or_default()
+}
+
+/// What a TCP connection to `addr` `port` from the node's namespace reads.
+fn fetch(ns: &NetNs, addr: &str, port: u16) -> String {
+    let out = ns.sh(&format!("busybox nc -w 3 {addr} {port} </dev/null"));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Lines of a command run in the node's namespace (counting interfaces and the like).
+fn count(ns: &NetNs, cmd: &str) -> usize {
+    let out = ns.sh(cmd);
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Veth interfaces on the node, IP leases and cached CNI results.
+fn leftovers(c: &Cluster) -> (usize, usize, usize) {
+    let ns = c.netns.as_ref().expect("netns");
+    let data = c.dir.path().join("data").join("cni");
+    let files = |d: std::path::PathBuf, f: fn(&str) -> bool| {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| f(&e.file_name().to_string_lossy()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    (
+        count(ns, "ip -o link show type veth"),
+        files(data.join("networks").join("podvisor"), |n| {
+            n.parse::<std::net::IpAddr>().is_ok()
+        }),
+        files(data.join("cache").join("results"), |_| true),
+    )
+}
+
+#[test]
+fn pods_get_networks_of_their_own() {
+    let _g = serial();
+    let c = Cluster::up_in_netns(NetNs::new("net").with_lo_addr(NODE_IP), NODE_IP, &[]);
+    let ns = c.netns.as_ref().expect("netns");
+    c.wait_for("the node's podCIDR", START, || {
+        c.kubectl_ok(&["get", "node", &c.node, "-o", "jsonpath={.spec.podCIDR}"]) == "10.244.0.0/24"
+    });
+    let conditions = c.kubectl_ok(&[
+        "get",
+        "node",
+        &c.node,
+        "-o",
+        "jsonpath={.status.conditions[*].type}",
+    ]);
+    assert!(!conditions.contains("NetworkUnavailable"), "{conditions}");
+
+    c.apply(&echo_pod("a", "", ""));
+    c.apply(&echo_pod("b", "", ""));
+    c.apply(&echo_pod("h", "  hostNetwork: true\n", ""));
+    c.apply(&echo_pod(
+        "d",
+        "",
+        "    ports:\n    - containerPort: 8080\n      hostPort: 30080\n",
+    ));
+    for p in ["a", "b", "h", "d"] {
+        c.wait_pod_ready(p, START);
+    }
+    assert_eq!(
+        c.pod_field(
+            "a",
+            "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
+        )
+        .as_deref(),
+        Some("True")
+    );
+    let (a, b, d) = (pod_ip(&c, "a"), pod_ip(&c, "b"), pod_ip(&c, "d"));
+    for ip in [&a, &b, &d] {
+        assert!(ip.starts_with("10.244.0."), "pod IP {ip}");
+    }
+    assert_eq!(BTreeSet::from([&a, &b, &d]).len(), 3, "{a} {b} {d}");
+    assert_eq!(
+        c.pod_field("a", "{.status.podIPs[*].ip}").as_deref(),
+        Some(a.as_str())
+    );
+    assert_eq!(
+        c.pod_field("a", "{.status.hostIP}").as_deref(),
+        Some(NODE_IP)
+    );
+    // hostNetwork keeps the node's network and address (and its :8080 is the node's)
+    assert_eq!(pod_ip(&c, "h"), NODE_IP);
+    assert_eq!(fetch(ns, NODE_IP, 8080), "h");
+    // two pods listen on :8080 each, reached by their IPs from the node
+    assert_eq!(fetch(ns, &a, 8080), "a");
+    assert_eq!(fetch(ns, &b, 8080), "b");
+    // pod to pod
+    let out = c.kubectl_ok(&["exec", "a", "--", "busybox", "nc", "-w", "3", &b, "8080"]);
+    assert_eq!(out.trim(), "b");
+    // hostPort through portmap, on the node's address
+    assert_eq!(fetch(ns, NODE_IP, 30080), "d");
+    assert_eq!(leftovers(&c), (3, 3, 3));
+
+    // deleted: its interface, lease, cache entry and namespace go; re-made: a new address
+    let uid = c.kubectl_ok(&["get", "pod", "a", "-o", "jsonpath={.metadata.uid}"]);
+    let record = c.dir.path().join(format!(
+        "data/runtime/sandboxes/{}/supervisor.json",
+        uid.trim()
+    ));
+    let text = std::fs::read_to_string(&record).expect("supervisor record");
+    let holder: i32 = text
+        .split("\"host_pid\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the supervisor's pid");
+    assert!(alive(holder));
+    c.kubectl_ok(&["delete", "pod", "a", "--wait=true", "--timeout=60s"]);
+    c.wait_for("a's network released", START, || leftovers(&c) == (2, 2, 2));
+    assert!(
+        !alive(holder),
+        "the supervisor holding a's namespace is still alive"
+    );
+    c.apply(&echo_pod("a", "", ""));
+    c.wait_pod_ready("a", START);
+    let a2 = pod_ip(&c, "a");
+    assert!(a2.starts_with("10.244.0.") && a2 != a, "{a} then {a2}");
+    assert_eq!(fetch(ns, &a2, 8080), "a");
+
+    // the agent dies and comes back: pods keep their addresses and connectivity
+    let mut c = c;
+    c.restart();
+    let ns = c.netns.as_ref().expect("netns");
+    assert_eq!(pod_ip(&c, "a"), a2);
+    assert_eq!(pod_ip(&c, "b"), b);
+    assert_eq!(fetch(ns, &a2, 8080), "a");
+    assert_eq!(fetch(ns, &b, 8080), "b");
+    assert_eq!(fetch(ns, NODE_IP, 30080), "d");
+    assert_eq!(leftovers(&c), (3, 3, 3));
+
+    // many pods at once: distinct addresses; all deleted: nothing left
+    let many: String = (0..20)
+        .map(|i| echo_pod(&format!("m{i}"), "", ""))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    c.apply(&many);
+    for i in 0..20 {
+        c.wait_pod_ready(&format!("m{i}"), START);
+    }
+    let mut ips = BTreeSet::new();
+    for i in 0..20 {
+        ips.insert(pod_ip(&c, &format!("m{i}")));
+    }
+    ips.extend([pod_ip(&c, "a"), b.clone(), d.clone()]);
+    assert_eq!(ips.len(), 23, "{ips:?}");
+    c.kubectl_ok(&["delete", "pods", "--all", "--wait=true", "--timeout=120s"]);
+    c.wait_for("every pod network released", START, || {
+        leftovers(&c) == (0, 0, 0)
+    });
+}
+
+#[test]
+fn without_plugins_pods_use_the_host_network() {
+    let _g = serial();
+    let empty = tempfile::tempdir().expect("tempdir");
+    let bin = empty.path().display().to_string();
+    let c = Cluster::up_in_netns(
+        NetNs::new("noplug").with_lo_addr(NODE_IP),
+        NODE_IP,
+        &["--cni-bin-dir", &bin],
+    );
+    let log = c.up.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("containernetworking-plugins"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("bridge, host-local, portmap, loopback"),
+        "{log}"
+    );
+    let message = c.kubectl_ok(&[
+        "get",
+        "node",
+        &c.node,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"NetworkUnavailable\")].message}",
+    ]);
+    assert!(
+        message.contains("install containernetworking-plugins"),
+        "{message}"
+    );
+    c.apply(&echo_pod("p", "", ""));
+    c.wait_pod_ready("p", START);
+    assert_eq!(pod_ip(&c, "p"), NODE_IP);
+    assert_eq!(fetch(c.netns.as_ref().expect("netns"), NODE_IP, 8080), "p");
+    assert_eq!(leftovers(&c), (0, 0, 0));
+}
