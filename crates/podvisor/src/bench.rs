@@ -154,6 +154,9 @@ impl UpProcess {
             ])
             .arg(dir.path().join("data"))
             .env("PODVISOR_LOG", "warn")
+            // The bench runs in the machine's own network namespace: no bridges, pod
+            // addresses or NAT rules are made there.
+            .env("PODVISOR_POD_NETWORK", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

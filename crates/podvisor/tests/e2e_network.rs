@@ -167,6 +167,8 @@ fn pods_get_networks_of_their_own() {
     assert_eq!(fetch(ns, NODE_IP, 30080), "d");
     assert_eq!(leftovers(&c), (3, 3, 3));
 
+    port_forward(&c);
+
     // many pods at once: distinct addresses; all deleted: nothing left
     let many: String = (0..20)
         .map(|i| echo_pod(&format!("m{i}"), "", ""))
@@ -180,8 +182,8 @@ fn pods_get_networks_of_their_own() {
     for i in 0..20 {
         ips.insert(pod_ip(&c, &format!("m{i}")));
     }
-    ips.extend([pod_ip(&c, "a"), b.clone(), d.clone()]);
-    assert_eq!(ips.len(), 23, "{ips:?}");
+    ips.extend([pod_ip(&c, "a"), b.clone(), d.clone(), pod_ip(&c, "pf")]);
+    assert_eq!(ips.len(), 24, "{ips:?}");
     c.kubectl_ok(&["delete", "pods", "--all", "--wait=true", "--timeout=120s"]);
     c.wait_for("every pod network released", START, || {
         leftovers(&c) == (0, 0, 0)
@@ -224,4 +226,97 @@ fn without_plugins_pods_use_the_host_network() {
     assert_eq!(pod_ip(&c, "p"), NODE_IP);
     assert_eq!(fetch(c.netns.as_ref().expect("netns"), NODE_IP, 8080), "p");
     assert_eq!(leftovers(&c), (0, 0, 0));
+}
+
+/// `kubectl port-forward` of two ports of a pod and one nobody listens on, inside the test's
+/// namespace: 20 parallel connections through it, and the refused port's message.
+fn port_forward(c: &Cluster) {
+    use std::io::{BufRead, BufReader, Read};
+    let ns = c.netns.as_ref().expect("netns");
+    c.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: pf
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: a
+    image: busybox
+    command: [busybox, nc, -ll, -p, '8080', -e, busybox, echo, port-8080]
+  - name: b
+    image: busybox
+    command: [busybox, nc, -ll, -p, '9090', -e, busybox, echo, port-9090]
+",
+    );
+    c.wait_pod_ready("pf", START);
+    let (l1, l2, l3) = (free_port(), free_port(), free_port());
+    let mut child = ns
+        .command("kubectl")
+        .args([
+            "port-forward",
+            "pod/pf",
+            &format!("{l1}:8080"),
+            &format!("{l2}:9090"),
+            &format!("{l3}:7777"),
+        ])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut forwarding = 0;
+    while forwarding < 3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kubectl port-forward is ready");
+        if line.starts_with("Forwarding from 127.0.0.1:") {
+            forwarding += 1;
+        }
+    }
+    assert_eq!(fetch(ns, "127.0.0.1", l1), "port-8080");
+    assert_eq!(fetch(ns, "127.0.0.1", l2), "port-9090");
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let port = if i % 2 == 0 { l1 } else { l2 };
+                s.spawn(move || fetch(ns, "127.0.0.1", port))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    for (i, a) in answers.iter().enumerate() {
+        let want = if i % 2 == 0 { "port-8080" } else { "port-9090" };
+        assert_eq!(a, want, "connection {i}");
+    }
+    assert_eq!(fetch(ns, "127.0.0.1", l3), "");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    let uid = c.kubectl_ok(&["get", "pod", "pf", "-o", "jsonpath={.metadata.uid}"]);
+    assert!(
+        err.contains(&format!(
+            "error forwarding port 7777 to pod {}, uid : failed to execute portforward in network namespace",
+            uid.trim()
+        )) && err.contains("dial tcp4 127.0.0.1:7777: connect: connection refused"),
+        "{err}"
+    );
 }

@@ -240,12 +240,15 @@ pub fn resolv_conf(pod: &Pod, inputs: &EtcInputs) -> (String, Option<String>) {
     (out, warning)
 }
 
-/// The three files in `pod_dir` and where each is mounted: (source, target).
+/// The files written, each with where it is mounted: (source, target).
+pub type EtcMounts = Vec<(PathBuf, PathBuf)>;
+
+/// The three files in `pod_dir` and where each is mounted, with resolv.conf's warning.
 pub fn write(
     pod: &Pod,
     inputs: &EtcInputs,
     pod_dir: &Path,
-) -> std::io::Result<(Vec<(PathBuf, PathBuf)>, Option<String>)> {
+) -> std::io::Result<(EtcMounts, Option<String>)> {
     std::fs::create_dir_all(pod_dir)?;
     let (resolv, warning) = resolv_conf(pod, inputs);
     let files = [

@@ -1,12 +1,14 @@
 //! The node agent's HTTP server for the API server's proxied subresources: `pods/log`
-//! ([`logs`], the kubelet's `/containerLogs`) and `pods/exec` / `pods/attach` ([`exec`],
-//! the kubelet's `/exec` and `/attach` over WebSocket).
+//! ([`logs`], the kubelet's `/containerLogs`), `pods/exec` / `pods/attach` ([`exec`],
+//! the kubelet's `/exec` and `/attach` over WebSocket) and `pods/portforward`
+//! ([`portforward`], the kubelet's `/portForward`, SPDY/3.1 over WebSocket or upgraded HTTP).
 //!
 //! ```text
 //! LogServer::bind(addr, runtime, token, clock) ── serve(shutdown)
 //!     ├─ /containerLogs/{ns}/{pod}/{container}   logs::router
 //!     ├─ /exec/{ns}/{pod}/{container}            exec::router
-//!     └─ /attach/{ns}/{pod}/{container}          exec::router
+//!     ├─ /attach/{ns}/{pod}/{container}          exec::router
+//!     └─ /portForward/{ns}/{pod}                 portforward::router
 //! ```
 //!
 //! Every request carries the node's bearer token. Both endpoints find the container
@@ -17,6 +19,8 @@
 pub mod common;
 pub mod exec;
 pub mod logs;
+pub mod portforward;
+pub mod spdy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,8 +54,9 @@ impl LogServer {
                 message: e.to_string(),
             })?;
         let token: Arc<str> = Arc::from(token);
-        let router =
-            logs::router(runtime.clone(), token.clone(), clock).merge(exec::router(runtime, token));
+        let router = logs::router(runtime.clone(), token.clone(), clock)
+            .merge(exec::router(runtime.clone(), token.clone()))
+            .merge(portforward::router(runtime, token));
         Ok(LogServer { listener, router })
     }
 
