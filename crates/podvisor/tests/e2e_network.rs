@@ -231,7 +231,7 @@ fn without_plugins_pods_use_the_host_network() {
 /// `kubectl port-forward` of two ports of a pod and one nobody listens on, inside the test's
 /// namespace: 20 parallel connections through it, and the refused port's message.
 fn port_forward(c: &Cluster) {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     let ns = c.netns.as_ref().expect("netns");
     c.apply(
         "apiVersion: v1
@@ -251,38 +251,23 @@ spec:
 ",
     );
     c.wait_pod_ready("pf", START);
+    // kubectl 1.31+ tunnels SPDY in WebSocket; without it (or refused) it upgrades to SPDY
+    let l0 = free_port();
+    let mut spdy = start_port_forward(c, &[&format!("{l0}:8080")], false);
+    assert_eq!(fetch(ns, "127.0.0.1", l0), "port-8080");
+    assert_eq!(fetch(ns, "127.0.0.1", l0), "port-8080");
+    let _ = spdy.kill();
+    let _ = spdy.wait();
     let (l1, l2, l3) = (free_port(), free_port(), free_port());
-    let mut child = ns
-        .command("kubectl")
-        .args([
-            "port-forward",
-            "pod/pf",
+    let mut child = start_port_forward(
+        c,
+        &[
             &format!("{l1}:8080"),
             &format!("{l2}:9090"),
             &format!("{l3}:7777"),
-        ])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl port-forward");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut forwarding = 0;
-    while forwarding < 3 {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("kubectl port-forward is ready");
-        if line.starts_with("Forwarding from 127.0.0.1:") {
-            forwarding += 1;
-        }
-    }
+        ],
+        true,
+    );
     assert_eq!(fetch(ns, "127.0.0.1", l1), "port-8080");
     assert_eq!(fetch(ns, "127.0.0.1", l2), "port-9090");
     let answers: Vec<String> = std::thread::scope(|s| {
@@ -319,4 +304,40 @@ spec:
         )) && err.contains("dial tcp4 127.0.0.1:7777: connect: connection refused"),
         "{err}"
     );
+}
+
+/// `kubectl port-forward pod/pf PORTS` in the test's namespace, once it says it forwards
+/// every port; `websocket` false makes it use the SPDY upgrade.
+fn start_port_forward(c: &Cluster, ports: &[&str], websocket: bool) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let ns = c.netns.as_ref().expect("netns");
+    let mut child = ns
+        .command("kubectl")
+        .arg("port-forward")
+        .arg("pod/pf")
+        .args(ports)
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websocket.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut forwarding = 0;
+    while forwarding < ports.len() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kubectl port-forward is ready");
+        if line.starts_with("Forwarding from 127.0.0.1:") {
+            forwarding += 1;
+        }
+    }
+    child
 }

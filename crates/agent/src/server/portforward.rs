@@ -224,7 +224,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(io: S, target: PodNet
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                tracing::debug!(error = %e, "port-forward session ended");
+                tracing::info!(error = %e, "port-forward session ended");
                 break;
             }
         };
@@ -242,7 +242,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(io: S, target: PodNet
                 let headers = match codec.decode(block) {
                     Ok(h) => h,
                     Err(e) => {
-                        tracing::debug!(error = %e, "bad port-forward headers");
+                        tracing::info!(error = %e, "bad port-forward headers");
                         break;
                     }
                 };

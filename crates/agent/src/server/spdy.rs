@@ -6,8 +6,9 @@
 //! `PING` (6), `GOAWAY` (7), `HEADERS` (8), `WINDOW_UPDATE` (9); data frames with the `FIN`
 //! flag. Header blocks are one zlib stream per direction across the whole connection: the
 //! peer's is inflated with the dictionary (`miniz_oxide`, the window carried from frame to
-//! frame); ours is written as stored (uncompressed) deflate blocks after a zlib header
-//! without a dictionary, which every inflater reads. Flow control is not enforced (neither
+//! frame); ours is written as stored (uncompressed) deflate blocks, each header block ending
+//! with a sync-flush marker, after a zlib header without a dictionary, which every inflater
+//! reads. Flow control is not enforced (neither
 //! does spdystream).
 
 use std::collections::BTreeMap;
@@ -238,6 +239,10 @@ impl HeaderCodec {
             out.extend_from_slice(&(!len).to_le_bytes());
             out.extend_from_slice(chunk);
         }
+        // The sync-flush marker (an empty stored block), as zlib's Z_SYNC_FLUSH ends a block:
+        // an inflater that reads the next block header before handing out the data (Go's)
+        // finds it in this frame instead of waiting for the next one.
+        out.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
         out
     }
 
