@@ -71,18 +71,15 @@ impl ConfList {
                 _ => unreachable!("json! of an object"),
             };
         }
-        let name = obj
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .ok_or("no network name")?
-            .to_string();
-        let cni_version = obj
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .ok_or("no cniVersion")?
-            .to_string();
+        let text = |k: &str, missing: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| missing.to_string())
+        };
+        let name = text("name", "no network name")?;
+        let cni_version = text("cniVersion", "no cniVersion")?;
         let disable_check = obj
             .get("disableCheck")
             .and_then(Value::as_bool)

@@ -37,9 +37,8 @@ use podvisor_runtime::ContainerRuntime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::common::{authorized, plain};
+use super::common::{authorized, find_sandbox, plain};
 use super::spdy::{self, FLAG_FIN, Frame, HeaderCodec, kind};
-use crate::pod::{LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 
 /// The WebSocket subprotocol (SPDY tunnelled in WebSocket).
 pub const PROTOCOL_WEBSOCKET: &str = "SPDY/3.1+portforward.k8s.io";
@@ -75,18 +74,10 @@ struct PodNet {
 }
 
 async fn find_pod(runtime: &dyn ContainerRuntime, ns: &str, pod: &str) -> Result<PodNet, Response> {
-    let sandboxes = runtime
-        .list()
+    let sb = find_sandbox(runtime, ns, pod)
         .await
-        .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime: {e}")))?;
-    let sb = sandboxes
-        .into_iter()
-        .filter(|s| {
-            s.config.labels.get(LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
-                && s.config.labels.get(LABEL_POD_NAME).map(String::as_str) == Some(pod)
-                && s.state == podvisor_runtime::SandboxState::Ready
-        })
-        .max_by_key(|s| s.created_at)
+        .ok()
+        .filter(|s| s.state == podvisor_runtime::SandboxState::Ready)
         .ok_or_else(|| {
             plain(
                 StatusCode::NOT_FOUND,
