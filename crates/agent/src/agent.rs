@@ -47,6 +47,7 @@ use crate::pod::{
     WorkerHandle,
 };
 use crate::server::LogServer;
+use crate::server::tls::ServingCert;
 
 /// The node agent. See the module documentation.
 pub struct Agent {
@@ -150,11 +151,24 @@ impl Agent {
         let aux_stop = CancellationToken::new();
         let mut aux: JoinSet<()> = JoinSet::new();
 
+        let mut names = vec![crate::node::hostname()];
+        for n in [config.node_ip.to_string(), node.clone()] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let cert = ServingCert::load_or_generate(
+            &config.state_dir.join("pki"),
+            &names,
+            config.clock.now(),
+        )?;
+        let tls = cert.server_config()?;
         let log_server = match LogServer::bind(
             config.log_server_addr,
             self.runtime.clone(),
             &config.node_token,
             config.clock.clone(),
+            tls.clone(),
         )
         .await
         {
@@ -176,6 +190,7 @@ impl Agent {
                     self.runtime.clone(),
                     &config.node_token,
                     config.clock.clone(),
+                    tls,
                 )
                 .await?
             }
@@ -267,7 +282,8 @@ impl Agent {
             config.clone(),
             self.runtime.clone(),
             log_addr.map_or(0, |a| a.port()),
-        );
+        )
+        .with_serving_cert_hash(cert.hash()?);
         aux.spawn(reporter.run(aux_stop.clone()));
 
         let pods: Api<Pod> = Api::all(self.client.clone());

@@ -115,7 +115,8 @@ fn system_info() -> NodeSystemInfo {
     }
 }
 
-fn hostname() -> String {
+/// The machine's hostname (the Node's `Hostname` address).
+pub fn hostname() -> String {
     read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".to_string())
 }
 
@@ -268,6 +269,7 @@ pub struct NodeReporter {
     last: Option<NodeStatus>,
     last_write: Option<tokio::time::Instant>,
     node_uid: Option<String>,
+    serving_cert_hash: Option<String>,
 }
 
 impl NodeReporter {
@@ -288,7 +290,23 @@ impl NodeReporter {
             last: None,
             last_write: None,
             node_uid: None,
+            serving_cert_hash: None,
         }
+    }
+
+    /// Publishes `hash` (the log server's certificate, `server::tls`) on the Node.
+    pub fn with_serving_cert_hash(mut self, hash: String) -> NodeReporter {
+        self.serving_cert_hash = Some(hash);
+        self
+    }
+
+    fn annotations(&self) -> Option<BTreeMap<String, String>> {
+        self.serving_cert_hash.as_ref().map(|h| {
+            BTreeMap::from([(
+                podvisor_api::ANNOTATION_SERVING_CERT_HASH.to_string(),
+                h.clone(),
+            )])
+        })
     }
 
     /// Creates or updates the Node. Returns its UID.
@@ -307,6 +325,7 @@ impl NodeReporter {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 labels: Some(labels(&self.config)),
+                annotations: self.annotations(),
                 ..Default::default()
             },
             spec: None,
@@ -319,7 +338,10 @@ impl NodeReporter {
                 if !err.is_conflict() {
                     return Err(err);
                 }
-                let patch = serde_json::json!({ "metadata": { "labels": labels(&self.config) } });
+                let patch = serde_json::json!({ "metadata": {
+                    "labels": labels(&self.config),
+                    "annotations": self.annotations(),
+                } });
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(|e| AgentError::api(format!("update node {name}"), e))?

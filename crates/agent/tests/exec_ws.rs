@@ -11,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use podvisor_agent::WallClock;
 use podvisor_agent::pod::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 use podvisor_agent::server::LogServer;
+use podvisor_agent::server::tls::ServingCert;
 use podvisor_runtime::fake::{Attempt, ExecScript, FakeRuntime, FakeScript, tokio_clock};
 use podvisor_runtime::{ContainerConfig, ContainerRuntime, SandboxConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -22,6 +23,9 @@ const TOKEN: &str = "node-token";
 struct Server {
     addr: SocketAddr,
     stop: CancellationToken,
+    /// The serving certificate's pin, as the node publishes it.
+    pin: String,
+    _pki: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -67,36 +71,84 @@ async fn server() -> Server {
         .expect("create");
     rt.start_container(&id).await.expect("start");
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt.clone());
+    let pki = tempfile::tempdir().expect("tempdir");
+    let cert = ServingCert::load_or_generate(pki.path(), &["127.0.0.1".into()], base)
+        .expect("serving certificate");
     let srv = LogServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         runtime,
         TOKEN,
         WallClock::system(),
+        cert.server_config().expect("tls"),
     )
     .await
     .expect("bind");
     let addr = srv.local_addr().expect("addr");
     let stop = CancellationToken::new();
     tokio::spawn(srv.serve(stop.clone()));
-    Server { addr, stop }
+    Server {
+        addr,
+        stop,
+        pin: cert.hash().expect("hash"),
+        _pki: pki,
+    }
+}
+
+/// A WebSocket handshake over TLS, trusting only the certificate pinned with `pin` (as the
+/// API server dials an agent).
+async fn ws_connect(
+    addr: SocketAddr,
+    pin: &str,
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<
+    (
+        Ws,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tls =
+        tokio_rustls::TlsConnector::from(podvisor_apiserver::tls::pinned_client_config(Some(pin)))
+            .connect(
+                rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+                tcp,
+            )
+            .await?;
+    tokio_tungstenite::client_async(req, tls).await
+}
+
+/// The agent's certificate is refused unless it is the one pinned.
+#[tokio::test]
+async fn a_certificate_other_than_the_pinned_one_is_refused() {
+    let s = server().await;
+    let other = format!("sha256:{}", "0".repeat(64));
+    let req = format!("wss://{}/exec/default/p/main?command=true", s.addr)
+        .into_client_request()
+        .expect("request");
+    let e = ws_connect(s.addr, &other, req).await.expect_err("refused");
+    assert!(
+        e.to_string().contains("not the one the node published"),
+        "{e}"
+    );
 }
 
 type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 async fn connect(
     s: &Server,
     path: &str,
     protocol: &str,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let mut req = format!("ws://{}{path}", s.addr)
+    let mut req = format!("wss://{}{path}", s.addr)
         .into_client_request()
         .expect("request");
     req.headers_mut()
         .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
+    let (ws, resp) = ws_connect(s.addr, &s.pin, req).await?;
     assert_eq!(
         resp.headers()
             .get("sec-websocket-protocol")
@@ -278,14 +330,12 @@ async fn refusals_come_before_the_upgrade() {
     assert_eq!(status_of(e), 400);
     // Without the node's token.
     let req = format!(
-        "ws://{}/exec/default/p/main?command=true&stdout=true",
+        "wss://{}/exec/default/p/main?command=true&stdout=true",
         s.addr
     )
     .into_client_request()
     .expect("request");
-    let e = tokio_tungstenite::connect_async(req)
-        .await
-        .expect_err("refused");
+    let e = ws_connect(s.addr, &s.pin, req).await.expect_err("refused");
     assert_eq!(status_of(e), 401);
 }
 

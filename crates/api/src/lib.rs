@@ -9,5 +9,9 @@ pub mod status;
 pub mod taints;
 pub mod validation;
 
+/// The Node annotation where a node agent publishes its log/exec server's certificate
+/// (`sha256:<hex>` of its DER); the API server accepts no other certificate from that node.
+pub const ANNOTATION_SERVING_CERT_HASH: &str = "node.podvisor.io/serving-cert-sha256";
+
 pub use selectors::{FieldSelector, LabelSelector, SelectorError};
 pub use validation::{FieldError, FieldErrorType};

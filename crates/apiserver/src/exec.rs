@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::logs::{agent_body, choose_container, dial_kubelet, kubelet_endpoint, kubelet_path};
+use crate::logs::{KubeletEndpoint, agent_body, choose_container, kubelet_endpoint, kubelet_path};
 use crate::registry::{PODS, Subresource};
 use crate::request::{Ctx, Target};
 
@@ -133,7 +133,7 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         }
         _ => return Err(ApiError::bad_request("Upgrade request required")),
     }
-    let (authority, token) = kubelet_endpoint(ctx, &pod, &name).await?;
+    let endpoint = kubelet_endpoint(ctx, &pod, &name).await?;
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for c in &command {
@@ -152,21 +152,20 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         q.finish()
     };
     let path = kubelet_path(verb, &ns, &name, &container, &query);
-    proxy_upgrade(ctx, &authority, &token, path, &WEBSOCKET).await
+    proxy_upgrade(ctx, &endpoint, path, &WEBSOCKET).await
 }
 
-/// Sends the client's upgrade request on to the agent at `authority` (`path`, the node's
-/// `token`) and, once the agent switched protocols, splices the two upgraded connections.
+/// Sends the client's upgrade request on to the agent at `endpoint` (with the node's token)
+/// and, once the agent switched protocols, splices the two upgraded connections.
 pub(crate) async fn proxy_upgrade(
     ctx: &mut Ctx,
-    authority: &str,
-    token: &str,
+    endpoint: &KubeletEndpoint,
     path: String,
     kind: &UpgradeKind,
 ) -> Result<Response, ApiError> {
     let core = ctx.srv.core();
-    let stream = dial_kubelet(authority).await?;
-    let _ = stream.set_nodelay(true);
+    let (authority, token) = (&endpoint.authority, &endpoint.token);
+    let stream = endpoint.dial().await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;
@@ -176,7 +175,7 @@ pub(crate) async fn proxy_upgrade(
     let mut req = http::Request::builder()
         .method(kind.method.clone())
         .uri(path)
-        .header(header::HOST, authority)
+        .header(header::HOST, authority.as_str())
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, kind.upgrade);

@@ -7,6 +7,7 @@
 //! in [`registry`]. The handlers (`rest`, [`watch`], [`logs`], [`exec`], [`eviction`]) depend
 //! on [`request`], never on `rest`; `rest` depends on [`server`], never the reverse.
 
+pub mod admission;
 pub mod auth;
 pub mod decode;
 pub mod discovery;

@@ -4,11 +4,13 @@
 //! `Hostname`) and `status.daemonEndpoints.kubeletEndpoint.Port`, then sends
 //!
 //! ```text
-//! GET http://<ip>:<port>/containerLogs/<ns>/<pod>/<container>?follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&previous=&limitBytes=
+//! GET https://<ip>:<port>/containerLogs/<ns>/<pod>/<container>?follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&previous=&limitBytes=
 //! Authorization: Bearer <that node's token>
 //! ```
 //!
-//! and streams the body back as `text/plain`. The agent answers errors as a JSON
+//! over TLS, accepting only the certificate the node published on its Node
+//! (`node.podvisor.io/serving-cert-sha256`), valid for the address dialed, and streams the
+//! body back as `text/plain`. The agent answers errors as a JSON
 //! `metav1.Status` with the matching HTTP code; those are passed on unchanged; other
 //! non-2xx bodies are wrapped in a Status.
 
@@ -204,18 +206,6 @@ pub(crate) fn kubelet_path(
     )
 }
 
-/// A connection to the agent at `authority` (`host:port`), given up after 10 s with the
-/// error text upstream's proxy gives.
-pub(crate) async fn dial_kubelet(authority: &str) -> Result<tokio::net::TcpStream, ApiError> {
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect(authority),
-    )
-    .await
-    .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
-    .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))
-}
-
 /// The body of an agent's refusal, read for at most 10 s (empty if it does not come).
 pub(crate) async fn agent_body(body: hyper::body::Incoming) -> bytes::Bytes {
     tokio::time::timeout(std::time::Duration::from_secs(10), body.collect())
@@ -226,12 +216,51 @@ pub(crate) async fn agent_body(body: hyper::body::Incoming) -> bytes::Bytes {
         .unwrap_or_default()
 }
 
-/// The agent endpoint (`host:port`) of the node that runs `pod`, and that node's token.
+/// Where the agent of the node that runs a pod serves logs and exec, and what the API server
+/// needs to talk to it.
+pub(crate) struct KubeletEndpoint {
+    /// `host:port` (`[v6]:port`).
+    pub authority: String,
+    /// The node's address dialed (its `InternalIP`, else its `Hostname`).
+    host: String,
+    /// The node's token, sent once the agent's certificate checked out.
+    pub token: String,
+    /// The agent's serving certificate, as the node published it.
+    pin: String,
+}
+
+impl KubeletEndpoint {
+    /// A TLS connection to the agent that accepts only the certificate its node published,
+    /// valid for the address dialed; given up after 10 s with the error text upstream's
+    /// proxy gives.
+    pub(crate) async fn dial(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ApiError> {
+        let authority = &self.authority;
+        let ten = std::time::Duration::from_secs(10);
+        let tcp = tokio::time::timeout(ten, tokio::net::TcpStream::connect(authority))
+            .await
+            .map_err(|_| ApiError::internal(format!("dial tcp {authority}: i/o timeout")))?
+            .map_err(|e| ApiError::internal(format!("dial tcp {authority}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| ApiError::internal(format!("node address {:?}: {e}", self.host)))?;
+        let connector =
+            tokio_rustls::TlsConnector::from(crate::tls::pinned_client_config(Some(&self.pin)));
+        tokio::time::timeout(ten, connector.connect(name, tcp))
+            .await
+            .map_err(|_| ApiError::internal(format!("tls handshake with {authority}: timeout")))?
+            .map_err(|e| ApiError::internal(format!("tls handshake with {authority}: {e}")))
+    }
+}
+
+/// The agent endpoint of the node that runs `pod`, with that node's token and the serving
+/// certificate it published.
 pub(crate) async fn kubelet_endpoint(
     ctx: &Ctx,
     pod: &Value,
     name: &str,
-) -> Result<(String, String), ApiError> {
+) -> Result<KubeletEndpoint, ApiError> {
     let core = ctx.srv.core();
     let node = pod
         .pointer("/spec/nodeName")
@@ -266,6 +295,17 @@ pub(crate) async fn kubelet_endpoint(
         .and_then(Value::as_i64)
         .filter(|p| (1..=65535).contains(p))
         .unwrap_or(10250);
+    let Some(pin) = n
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(podvisor_api::ANNOTATION_SERVING_CERT_HASH))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Err(ApiError::internal(format!(
+            "node {node:?} has published no serving certificate ({})",
+            podvisor_api::ANNOTATION_SERVING_CERT_HASH
+        )));
+    };
     let token = ctx
         .srv
         .ensure_node_token(&node)
@@ -275,7 +315,12 @@ pub(crate) async fn kubelet_endpoint(
     } else {
         format!("{host}:{port}")
     };
-    Ok((authority, token))
+    Ok(KubeletEndpoint {
+        authority,
+        host,
+        token,
+        pin,
+    })
 }
 
 /// Serves `GET .../pods/{name}/log`.
@@ -304,7 +349,8 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         )));
     }
     check_log_status(&pod, &container, ctx.query.bool("previous")?)?;
-    let (authority, token) = kubelet_endpoint(ctx, &pod, &name).await?;
+    let endpoint = kubelet_endpoint(ctx, &pod, &name).await?;
+    let (authority, token) = (&endpoint.authority, &endpoint.token);
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for k in PASSED {
@@ -315,7 +361,7 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         q.finish()
     };
     let path = kubelet_path("containerLogs", &ns, &name, &container, &query);
-    let stream = dial_kubelet(&authority).await?;
+    let stream = endpoint.dial().await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;

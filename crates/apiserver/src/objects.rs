@@ -1,7 +1,6 @@
 //! JSON object helpers: metadata access, typed round trips through `k8s-openapi` (which
 //! normalizes objects and reveals unknown fields), timestamps.
 
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use crate::registry::ResourceKind;
@@ -75,34 +74,13 @@ pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn rt<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
-    let t: T = serde_json::from_value(v)?;
-    serde_json::to_value(t)
-}
-
-/// Round-trips an object through its `k8s-openapi` type: type errors surface, unknown
-/// fields are dropped, everything else keeps its value.
+/// Round-trips an object through its kind's `k8s-openapi` type (the descriptor's
+/// [`ResourceKind::round_trip`]): type errors surface, unknown fields are dropped,
+/// everything else keeps its value. Kinds without a type keep the object as sent.
 pub fn round_trip(kind: &ResourceKind, v: Value) -> Result<Value, serde_json::Error> {
-    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core};
-    use k8s_openapi::api::{discovery::v1 as disc, events::v1 as ev};
-    match (kind.group, kind.kind) {
-        ("", "Pod") => rt::<core::Pod>(v),
-        ("", "Namespace") => rt::<core::Namespace>(v),
-        ("", "Node") => rt::<core::Node>(v),
-        ("", "Event") => rt::<core::Event>(v),
-        ("", "Service") => rt::<core::Service>(v),
-        ("", "Endpoints") => rt::<core::Endpoints>(v),
-        ("", "ConfigMap") => rt::<core::ConfigMap>(v),
-        ("", "Secret") => rt::<core::Secret>(v),
-        ("", "Binding") => rt::<core::Binding>(v),
-        ("coordination.k8s.io", "Lease") => rt::<coord::Lease>(v),
-        ("apps", "ReplicaSet") => rt::<apps::ReplicaSet>(v),
-        ("apps", "Deployment") => rt::<apps::Deployment>(v),
-        ("apps", "StatefulSet") => rt::<apps::StatefulSet>(v),
-        ("discovery.k8s.io", "EndpointSlice") => rt::<disc::EndpointSlice>(v),
-        ("events.k8s.io", "Event") => rt::<ev::Event>(v),
-        ("autoscaling", "Scale") => rt::<k8s_openapi::api::autoscaling::v1::Scale>(v),
-        _ => Ok(v),
+    match kind.round_trip {
+        Some(rt) => rt(v),
+        None => Ok(v),
     }
 }
 

@@ -193,7 +193,9 @@ impl Core {
         // does: admission-added fields (tolerations, priority, qosClass) belong to no manager,
         // so a later server-side apply of the same manifest does not remove them.
         let mut owned = strategy::default_object(kind, &obj, false)?;
-        let mut obj = strategy::default_object(kind, &obj, true)?;
+        let mut admitted = obj;
+        self.admit(kind, &mut admitted, true).await?;
+        let mut obj = strategy::default_object(kind, &admitted, true)?;
         if strategy::tracks_generation(kind, &obj) {
             set_meta(&mut obj, "generation", Value::from(1));
         } else {
@@ -226,7 +228,7 @@ impl Core {
             return Ok(obj);
         }
         // A generated name that collides is retried upstream-style by the client; we retry once here.
-        match self.storage.create(kind, ns.as_deref(), &name, &obj).await {
+        let created = match self.storage.create(kind, ns.as_deref(), &name, &obj).await {
             Err(e) if generated && e.reason == "AlreadyExists" => {
                 let g = meta_str(&obj, "generateName").unwrap_or("").to_string();
                 let name = format!("{}{}", truncate(&g, 58), random_suffix());
@@ -234,7 +236,9 @@ impl Core {
                 self.storage.create(kind, ns.as_deref(), &name, &obj).await
             }
             other => other,
-        }
+        }?;
+        self.after_create(kind, &created).await;
+        Ok(created)
     }
 
     /// Guaranteed update: reads the object, applies `transform`, fixes server-owned fields,

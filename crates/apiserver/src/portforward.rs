@@ -37,7 +37,7 @@ pub async fn serve(
         Some(u) if u.starts_with("spdy/3.1") => &SPDY,
         _ => return Err(ApiError::bad_request("Upgrade request required")),
     };
-    let (authority, token) = kubelet_endpoint(ctx, pod, name).await?;
+    let endpoint = kubelet_endpoint(ctx, pod, name).await?;
     let path = format!("/portForward/{namespace}/{name}");
-    proxy_upgrade(ctx, &authority, &token, path, kind).await
+    proxy_upgrade(ctx, &endpoint, path, kind).await
 }

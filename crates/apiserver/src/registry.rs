@@ -10,6 +10,11 @@
 
 use serde_json::Value;
 
+pub use crate::table::{Cell, Column, Printer};
+pub use kinds::*;
+
+mod kinds;
+
 /// A subresource a kind serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Subresource {
@@ -75,12 +80,30 @@ pub enum Strategy {
     Node,
     /// core/v1 Event and events.k8s.io/v1 Event (involvedObject field selectors).
     Event,
-    /// apps/v1 kinds with `spec.replicas` (scale subresource).
+    /// apps/v1 kinds with `spec.selector` and a pod template (DaemonSet, and with
+    /// `spec.replicas` and the scale subresource, ReplicaSet, Deployment, StatefulSet).
     Workload,
+    /// Kinds whose `status` is written by a controller only: reset on create, kept on
+    /// updates of the main resource (Job, CronJob, PersistentVolumeClaim, ...).
+    WithStatus,
+}
+
+/// A typed round trip of an object through its `k8s-openapi` type: type errors surface,
+/// unknown fields are dropped, everything else keeps its value.
+pub type RoundTrip = fn(Value) -> Result<Value, serde_json::Error>;
+
+/// The round trip of kind `T` (a [`RoundTrip`]).
+pub fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+    v: Value,
+) -> Result<Value, serde_json::Error> {
+    let t: T = serde_json::from_value(v)?;
+    serde_json::to_value(t)
 }
 
 /// Descriptor of one served kind. `'static` data; cheap to copy around by reference.
-#[derive(Debug, PartialEq, Eq, Hash)]
+///
+/// Two descriptors are the same kind when group, version and plural agree.
+#[derive(Debug)]
 pub struct ResourceKind {
     /// API group ("" for core).
     pub group: &'static str,
@@ -102,9 +125,111 @@ pub struct ResourceKind {
     pub subresources: &'static [Subresource],
     /// Per-kind behaviour.
     pub strategy: Strategy,
+    /// The typed round trip (`None`: objects are kept as sent).
+    pub round_trip: Option<RoundTrip>,
+    /// How `kubectl get` prints the kind (the columns of its Table).
+    pub printer: Printer,
+    /// Whether the kind (and its list) has a protobuf form.
+    pub protobuf: bool,
+}
+
+impl PartialEq for ResourceKind {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceKind {}
+
+impl std::hash::Hash for ResourceKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.group, self.version, self.plural).hash(state);
+    }
 }
 
 impl ResourceKind {
+    /// A kind with no short names, categories or subresources, the generic strategy, no
+    /// typed round trip, `Name`/`Age` columns and no protobuf form; the `with_*` methods
+    /// below fill in the rest.
+    pub const fn new(
+        group: &'static str,
+        version: &'static str,
+        kind: &'static str,
+        plural: &'static str,
+        singular: &'static str,
+        namespaced: bool,
+    ) -> ResourceKind {
+        ResourceKind {
+            group,
+            version,
+            kind,
+            plural,
+            singular,
+            namespaced,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+            strategy: Strategy::Generic,
+            round_trip: None,
+            printer: Printer::Default,
+            protobuf: false,
+        }
+    }
+
+    /// Sets the short names.
+    pub const fn with_short_names(mut self, names: &'static [&'static str]) -> ResourceKind {
+        self.short_names = names;
+        self
+    }
+
+    /// Puts the kind in the `all` category.
+    pub const fn in_all(mut self) -> ResourceKind {
+        self.categories = ALL;
+        self
+    }
+
+    /// Sets the categories.
+    pub const fn with_categories(mut self, categories: &'static [&'static str]) -> ResourceKind {
+        self.categories = categories;
+        self
+    }
+
+    /// Sets the subresources.
+    pub const fn with_subresources(mut self, subs: &'static [Subresource]) -> ResourceKind {
+        self.subresources = subs;
+        self
+    }
+
+    /// Sets the strategy.
+    pub const fn with_strategy(mut self, strategy: Strategy) -> ResourceKind {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sets the typed round trip.
+    pub const fn with_round_trip(mut self, rt: RoundTrip) -> ResourceKind {
+        self.round_trip = Some(rt);
+        self
+    }
+
+    /// Sets the printer.
+    pub const fn with_printer(mut self, printer: Printer) -> ResourceKind {
+        self.printer = printer;
+        self
+    }
+
+    /// Prints the kind with these columns.
+    pub const fn with_columns(mut self, columns: &'static [Column]) -> ResourceKind {
+        self.printer = Printer::Columns(columns);
+        self
+    }
+
+    /// Marks the kind as having a protobuf form.
+    pub const fn with_protobuf(mut self) -> ResourceKind {
+        self.protobuf = true;
+        self
+    }
+
     /// `group/version`, or `version` for core.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -175,260 +300,12 @@ impl ResourceKind {
     }
 }
 
-const ALL: &[&str] = &["all"];
-const NONE: &[&str] = &[];
-const STATUS: &[Subresource] = &[Subresource::Status];
-const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
-
-/// core/v1 Pod.
-pub static PODS: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Pod",
-    plural: "pods",
-    singular: "pod",
-    namespaced: true,
-    short_names: &["po"],
-    categories: ALL,
-    subresources: &[
-        Subresource::Attach,
-        Subresource::Binding,
-        Subresource::Eviction,
-        Subresource::Exec,
-        Subresource::Log,
-        Subresource::PortForward,
-        Subresource::Status,
-    ],
-    strategy: Strategy::Pod,
-};
-
-/// core/v1 Namespace.
-pub static NAMESPACES: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Namespace",
-    plural: "namespaces",
-    singular: "namespace",
-    namespaced: false,
-    short_names: &["ns"],
-    categories: NONE,
-    subresources: STATUS,
-    strategy: Strategy::Namespace,
-};
-
-/// core/v1 Node.
-pub static NODES: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Node",
-    plural: "nodes",
-    singular: "node",
-    namespaced: false,
-    short_names: &["no"],
-    categories: NONE,
-    subresources: STATUS,
-    strategy: Strategy::Node,
-};
-
-/// core/v1 Event.
-pub static EVENTS: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Event",
-    plural: "events",
-    singular: "event",
-    namespaced: true,
-    short_names: &["ev"],
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Event,
-};
-
-/// core/v1 Service.
-pub static SERVICES: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Service",
-    plural: "services",
-    singular: "service",
-    namespaced: true,
-    short_names: &["svc"],
-    categories: ALL,
-    subresources: STATUS,
-    strategy: Strategy::Generic,
-};
-
-/// core/v1 Endpoints.
-pub static ENDPOINTS: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Endpoints",
-    plural: "endpoints",
-    singular: "endpoints",
-    namespaced: true,
-    short_names: &["ep"],
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// core/v1 ConfigMap.
-pub static CONFIGMAPS: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "ConfigMap",
-    plural: "configmaps",
-    singular: "configmap",
-    namespaced: true,
-    short_names: &["cm"],
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// core/v1 Secret.
-pub static SECRETS: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Secret",
-    plural: "secrets",
-    singular: "secret",
-    namespaced: true,
-    short_names: NONE,
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// coordination.k8s.io/v1 Lease.
-pub static LEASES: ResourceKind = ResourceKind {
-    group: "coordination.k8s.io",
-    version: "v1",
-    kind: "Lease",
-    plural: "leases",
-    singular: "lease",
-    namespaced: true,
-    short_names: NONE,
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// apps/v1 ReplicaSet.
-pub static REPLICASETS: ResourceKind = ResourceKind {
-    group: "apps",
-    version: "v1",
-    kind: "ReplicaSet",
-    plural: "replicasets",
-    singular: "replicaset",
-    namespaced: true,
-    short_names: &["rs"],
-    categories: ALL,
-    subresources: STATUS_SCALE,
-    strategy: Strategy::Workload,
-};
-
-/// apps/v1 Deployment.
-pub static DEPLOYMENTS: ResourceKind = ResourceKind {
-    group: "apps",
-    version: "v1",
-    kind: "Deployment",
-    plural: "deployments",
-    singular: "deployment",
-    namespaced: true,
-    short_names: &["deploy"],
-    categories: ALL,
-    subresources: STATUS_SCALE,
-    strategy: Strategy::Workload,
-};
-
-/// apps/v1 StatefulSet.
-pub static STATEFULSETS: ResourceKind = ResourceKind {
-    group: "apps",
-    version: "v1",
-    kind: "StatefulSet",
-    plural: "statefulsets",
-    singular: "statefulset",
-    namespaced: true,
-    short_names: &["sts"],
-    categories: ALL,
-    subresources: STATUS_SCALE,
-    strategy: Strategy::Workload,
-};
-
-/// discovery.k8s.io/v1 EndpointSlice.
-pub static ENDPOINTSLICES: ResourceKind = ResourceKind {
-    group: "discovery.k8s.io",
-    version: "v1",
-    kind: "EndpointSlice",
-    plural: "endpointslices",
-    singular: "endpointslice",
-    namespaced: true,
-    short_names: NONE,
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// events.k8s.io/v1 Event.
-pub static EVENTS_V1: ResourceKind = ResourceKind {
-    group: "events.k8s.io",
-    version: "v1",
-    kind: "Event",
-    plural: "events",
-    singular: "event",
-    namespaced: true,
-    short_names: &["ev"],
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Event,
-};
-
-/// autoscaling/v1 Scale: not stored, the view served by `*/scale` subresources.
-pub static SCALE: ResourceKind = ResourceKind {
-    group: "autoscaling",
-    version: "v1",
-    kind: "Scale",
-    plural: "scale",
-    singular: "scale",
-    namespaced: true,
-    short_names: NONE,
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// core/v1 Binding: not stored, the body of `pods/binding`.
-pub static BINDING: ResourceKind = ResourceKind {
-    group: "",
-    version: "v1",
-    kind: "Binding",
-    plural: "bindings",
-    singular: "binding",
-    namespaced: true,
-    short_names: NONE,
-    categories: NONE,
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
-
-/// Every served kind, in discovery order.
-pub static KINDS: &[&ResourceKind] = &[
-    &PODS,
-    &NAMESPACES,
-    &NODES,
-    &EVENTS,
-    &SERVICES,
-    &ENDPOINTS,
-    &CONFIGMAPS,
-    &SECRETS,
-    &LEASES,
-    &REPLICASETS,
-    &DEPLOYMENTS,
-    &STATEFULSETS,
-    &ENDPOINTSLICES,
-    &EVENTS_V1,
-];
+/// The `all` category.
+pub const ALL: &[&str] = &["all"];
+/// The status subresource only.
+pub const STATUS: &[Subresource] = &[Subresource::Status];
+/// The status and scale subresources.
+pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
 /// Looks a kind up by group, version and plural.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceKind> {
@@ -460,6 +337,46 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
         }
     }
     out
+}
+
+/// Every served group-version, the core group ("") first.
+pub fn all_group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out = vec![("", vec!["v1"])];
+    out.extend(groups());
+    out
+}
+
+/// The `groupPriorityMinimum` and `versionPriority` of a local APIService (upstream's
+/// `apiVersionPriorities` in kube-apiserver's aggregator setup).
+pub fn group_priority(group: &str, version: &str) -> (i64, i64) {
+    let g = match group {
+        "" | "apiregistration.k8s.io" => 18000,
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "authentication.k8s.io" => 17700,
+        "authorization.k8s.io" => 17600,
+        "autoscaling" => 17500,
+        "batch" => 17400,
+        "certificates.k8s.io" => 17300,
+        "networking.k8s.io" => 17200,
+        "policy" => 17100,
+        "rbac.authorization.k8s.io" => 17000,
+        "storage.k8s.io" => 16800,
+        "admissionregistration.k8s.io" | "apiextensions.k8s.io" => 16700,
+        "scheduling.k8s.io" => 16600,
+        "coordination.k8s.io" => 16500,
+        "node.k8s.io" => 16300,
+        "discovery.k8s.io" => 16200,
+        "flowcontrol.apiserver.k8s.io" => 16100,
+        _ => 1000,
+    };
+    let v = match (group, version) {
+        ("", _) => 1,
+        ("autoscaling", "v2") => 30,
+        ("flowcontrol.apiserver.k8s.io", _) => 21,
+        _ => 15,
+    };
+    (g, v)
 }
 
 /// The kinds served in one group-version.
@@ -496,7 +413,7 @@ mod tests {
             assert_eq!(lookup_kind(&k.api_version(), k.kind), Some(*k));
         }
         let g = groups();
-        assert_eq!(g.len(), 4);
+        assert_eq!(g.len(), 14);
         assert!(lookup("", "v1", "nope").is_none());
     }
 }

@@ -968,9 +968,16 @@ pub fn scale_of(obj: &Value) -> Value {
             m[f] = v.clone();
         }
     }
+    // ReplicationControllers select with a plain label map.
     let selector = obj
         .pointer("/spec/selector")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .map(|s| match s.as_object() {
+            Some(m) if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") => {
+                json!({"matchLabels": s})
+            }
+            _ => s.clone(),
+        })
+        .and_then(|s| serde_json::from_value(s).ok())
         .map(|s| podvisor_api::selectors::format_label_selector(&s))
         .unwrap_or_default();
     json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": m,

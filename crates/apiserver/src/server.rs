@@ -193,6 +193,7 @@ impl ApiServer {
             cancel: CancellationToken::new(),
         };
         core.ensure_initial_namespaces().await?;
+        core.ensure_initial_objects().await?;
         core.resume_namespace_finalizers().await?;
         let cancel = core.cancel.clone();
         let cfg = config.clone();

@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::registry::{ResourceKind, Strategy};
 
+mod builtin;
+
+pub use builtin::SYSTEM_PRIORITY_CLASSES;
+
 fn typed<T: DeserializeOwned>(kind: &ResourceKind, obj: &Value) -> Result<T, ApiError> {
     serde_json::from_value(obj.clone()).map_err(|e| {
         ApiError::bad_request(format!(
@@ -52,6 +56,15 @@ pub fn prepare_for_create(kind: &ResourceKind, obj: &mut Value) {
         }
         _ if kind.kind == "Service" => {
             m.insert("status".into(), json!({"loadBalancer": {}}));
+        }
+        Strategy::WithStatus
+            if kind.group.is_empty()
+                && matches!(kind.kind, "PersistentVolume" | "PersistentVolumeClaim") =>
+        {
+            m.insert("status".into(), json!({"phase": "Pending"}));
+        }
+        Strategy::WithStatus => {
+            m.insert("status".into(), json!({}));
         }
         _ => {}
     }
@@ -120,6 +133,11 @@ pub fn default_object(kind: &ResourceKind, obj: &Value, create: bool) -> Result<
             }
             Ok(o)
         }
+        (_, _) if builtin::has_defaults(kind) => {
+            let mut o = obj.clone();
+            builtin::default_object(kind, &mut o, create);
+            Ok(o)
+        }
         ("", "Namespace") => {
             let mut o = obj.clone();
             let name = crate::objects::name_of(&o).to_string();
@@ -141,6 +159,9 @@ fn name_rule(kind: &ResourceKind) -> NameRule {
     match kind.kind {
         "Namespace" | "Service" => NameRule::Label,
         "Event" => NameRule::Path,
+        // `v1.` names the core group's APIService.
+        "APIService" => NameRule::Path,
+        _ if kind.group == "rbac.authorization.k8s.io" => NameRule::Path,
         _ => NameRule::Subdomain,
     }
 }
@@ -149,7 +170,10 @@ fn meta_of(kind: &ResourceKind, obj: &Value) -> Result<ObjectMeta, ApiError> {
     typed(kind, obj.get("metadata").unwrap_or(&Value::Null))
 }
 
-fn validate_workload(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
+pub(crate) fn validate_workload(
+    kind: &ResourceKind,
+    obj: &Value,
+) -> Result<Vec<FieldError>, ApiError> {
     let mut errs = Vec::new();
     let spec = obj.get("spec").cloned().unwrap_or(json!({}));
     if let Some(r) = spec.get("replicas").and_then(Value::as_i64)
@@ -221,6 +245,7 @@ pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldErro
     if kind.strategy == Strategy::Workload {
         errs.extend(validate_workload(kind, obj)?);
     }
+    errs.extend(builtin::validate(kind, obj)?);
     if kind.kind == "Lease"
         && let Some(d) = obj
             .pointer("/spec/leaseDurationSeconds")
@@ -248,6 +273,7 @@ pub fn validate_update(
         return Ok(v::validate_pod_update(&n, &o));
     }
     let mut errs = validate_create(kind, new)?;
+    errs.extend(builtin::validate_update(kind, new, old));
     if kind.strategy == Strategy::Workload {
         let ns = new.pointer("/spec/selector");
         let os = old.pointer("/spec/selector");
@@ -292,7 +318,8 @@ pub fn selectable_fields(kind: &ResourceKind) -> &'static [&'static str] {
         Strategy::Namespace => &["status.phase"],
         Strategy::Workload => &["status.replicas"],
         Strategy::Generic if kind.kind == "Secret" => &["type"],
-        Strategy::Generic => &[],
+        Strategy::WithStatus if kind.kind == "Job" => &["status.successful"],
+        Strategy::Generic | Strategy::WithStatus => &[],
     }
 }
 

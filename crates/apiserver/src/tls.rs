@@ -153,6 +153,97 @@ pub fn ca_cert_hash_pem(pem: &str) -> Option<String> {
     ca_cert_hash(&der)
 }
 
+/// `sha256:<hex>` of a certificate's DER: how a node agent pins its serving certificate
+/// (`podvisor_api::ANNOTATION_SERVING_CERT_HASH`).
+pub fn cert_hash(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A TLS client configuration (HTTP/1.1) that trusts one certificate: the server must
+/// present the certificate whose [`cert_hash`] is `pin`, valid for the name dialed, and
+/// prove it holds its key. With `pin` None any certificate is accepted for that one
+/// handshake, to be checked by the caller afterwards before anything is sent (fetching a
+/// chain to compare with a CA pin).
+pub fn pinned_client_config(pin: Option<&str>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Pinned {
+        pin: pin.map(str::to_string),
+        provider: provider.clone(),
+    });
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[derive(Debug)]
+struct Pinned {
+    pin: Option<String>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Some(pin) = &self.pin {
+            if cert_hash(end_entity) != *pin {
+                return Err(rustls::Error::General(format!(
+                    "the certificate presented is not the one the node published ({pin})"
+                )));
+            }
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&cert, server_name)?;
+        }
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 impl TlsMaterial {
     /// Loads the material from `dir`, generating whatever is missing.
     pub fn load_or_generate(dir: &Path, extra_sans: &[String]) -> Result<TlsMaterial, TlsError> {

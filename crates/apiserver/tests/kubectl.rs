@@ -89,18 +89,39 @@ fn app(tier: &str) -> String {
 }
 
 /// A stand-in node agent log endpoint: answers one request with `hello` and records the path.
-async fn fake_log_endpoint() -> (u16, tokio::task::JoinHandle<String>) {
+async fn fake_log_endpoint() -> (u16, String, tokio::task::JoinHandle<String>) {
+    use rustls::pki_types::pem::PemObject as _;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pin = podvisor_apiserver::tls::cert_hash(cert.der());
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let h = tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut s = acceptor.accept(tcp).await.unwrap();
         let mut buf = vec![0u8; 4096];
         let n = s.read(&mut buf).await.unwrap();
         let req = String::from_utf8_lossy(&buf[..n]).into_owned();
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n").await.unwrap();
+        let _ = s.shutdown().await;
         req
     });
-    (port, h)
+    (port, pin, h)
 }
 
 fn kubectl_available() -> bool {
@@ -309,9 +330,9 @@ async fn kubectl_suite() {
     assert!(rst.contains("DESIRED") && rst.contains("rs"), "{rst}");
 
     // nodes, with a fake agent log endpoint
-    let (log_port, log_req) = fake_log_endpoint().await;
+    let (log_port, pin, log_req) = fake_log_endpoint().await;
     let node = format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 127.0.0.1\n  daemonEndpoints:\n    kubeletEndpoint:\n      Port: {log_port}\n"
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  annotations:\n    node.podvisor.io/serving-cert-sha256: {pin}\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 127.0.0.1\n  daemonEndpoints:\n    kubeletEndpoint:\n      Port: {log_port}\n"
     );
     assert!(
         env.ok(&["create", "-f", "-"], Some(&node))
@@ -459,6 +480,263 @@ async fn kubectl_suite() {
     assert!(e.contains("NotFound"), "{e}");
     env.ok(&["delete", "pod", "nope", "--ignore-not-found"], None)
         .await;
+
+    serving.stop().await;
+}
+
+const BUILTINS: &str = r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: host}
+handler: host
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: pi}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: ["true"]}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {disk: ssd}
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: legacy}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: legacy}}
+    spec:
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pdb}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: agent}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 5
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny}
+spec:
+  podSelector: {}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: default, namespace: default}]
+"#;
+
+/// The built-in groups beyond pods and workloads: discovery, apply of one manifest with
+/// many kinds, upstream's columns, defaults, priority admission and validation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_builtin_kinds() {
+    assert!(
+        kubectl_available(),
+        "kubectl must be installed for this suite"
+    );
+    let serving = serving_memory_server().await;
+    let env = Env::new(serving.port, &serving.server);
+
+    let versions = env.ok(&["api-versions"], None).await;
+    for want in [
+        "batch/v1",
+        "node.k8s.io/v1",
+        "scheduling.k8s.io/v1",
+        "rbac.authorization.k8s.io/v1",
+        "apiregistration.k8s.io/v1",
+        "autoscaling/v2",
+        "storage.k8s.io/v1",
+        "v1",
+    ] {
+        assert!(
+            versions.lines().any(|l| l == want),
+            "api-versions lacks {want}:\n{versions}"
+        );
+    }
+    let ar = env.ok(&["api-resources", "--api-group=batch"], None).await;
+    assert!(ar.contains("cronjobs") && ar.contains(" cj "), "{ar}");
+
+    // The cluster's starting objects.
+    let sa = env.ok(&["get", "sa"], None).await;
+    assert!(sa.starts_with("NAME ") && sa.contains("SECRETS"), "{sa}");
+    assert!(sa.lines().any(|l| l.starts_with("default ")), "{sa}");
+    let pc = env.ok(&["get", "pc"], None).await;
+    assert!(
+        pc.lines()
+            .any(|l| l.starts_with("system-node-critical") && l.contains("2000001000")),
+        "{pc}"
+    );
+    let apis = env.ok(&["get", "apiservices"], None).await;
+    assert!(
+        apis.lines()
+            .any(|l| l.starts_with("v1.batch ") && l.contains("Local") && l.contains("True")),
+        "{apis}"
+    );
+
+    let out = env.ok(&["apply", "-f", "-"], Some(BUILTINS)).await;
+    for want in [
+        "job.batch/pi created",
+        "cronjob.batch/nightly created",
+        "daemonset.apps/agent created",
+        "replicationcontroller/legacy created",
+        "persistentvolumeclaim/data created",
+        "runtimeclass.node.k8s.io/host created",
+    ] {
+        assert!(out.contains(want), "{want}:\n{out}");
+    }
+    // Columns as upstream prints them.
+    let jobs = env.ok(&["get", "jobs"], None).await;
+    let header: Vec<&str> = jobs.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{jobs}"
+    );
+    assert!(jobs.contains("pi ") && jobs.contains("0/1"), "{jobs}");
+    let ds = env.ok(&["get", "ds", "-o", "wide"], None).await;
+    assert!(ds.contains("disk=ssd") && ds.contains("app=agent"), "{ds}");
+    let pvc = env.ok(&["get", "pvc"], None).await;
+    assert!(pvc.contains("Pending"), "{pvc}");
+    let hpa = env.ok(&["get", "hpa"], None).await;
+    assert!(
+        hpa.contains("Deployment/web") && hpa.contains("cpu: <unknown>/80%"),
+        "{hpa}"
+    );
+    let rb = env.ok(&["get", "rolebinding", "-o", "wide"], None).await;
+    assert!(
+        rb.contains("Role/reader") && rb.contains("default/default"),
+        "{rb}"
+    );
+    let all = env.ok(&["get", "all"], None).await;
+    assert!(
+        all.contains("job.batch/pi") && all.contains("cronjob.batch/nightly"),
+        "{all}"
+    );
+    // Defaults: the Job's generated selector and template labels, the RC's selector.
+    let job = env.ok(&["get", "job", "pi", "-o", "json"], None).await;
+    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
+    let uid = job["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"]["job-name"],
+        "pi"
+    );
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    let rc = env
+        .ok(
+            &["get", "rc", "legacy", "-o", "jsonpath={.spec.selector.app}"],
+            None,
+        )
+        .await;
+    assert_eq!(rc, "legacy");
+    let scale = env
+        .ok(&["scale", "rc", "legacy", "--replicas=3"], None)
+        .await;
+    assert!(scale.contains("scaled"), "{scale}");
+
+    // Priority admission.
+    let pod = |class: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p-{class}}}\nspec:\n  priorityClassName: {class}\n  containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    env.ok(&["create", "-f", "-"], Some(&pod("high"))).await;
+    let prio = env
+        .ok(
+            &["get", "pod", "p-high", "-o", "jsonpath={.spec.priority}"],
+            None,
+        )
+        .await;
+    assert_eq!(prio, "1000");
+    let err = env.fails(&["create", "-f", "-"], Some(&pod("nope"))).await;
+    assert!(
+        err.contains("pods \"p-nope\" is forbidden: no PriorityClass with name nope was found"),
+        "{err}"
+    );
+    let err = env
+        .fails(
+            &["create", "-f", "-"],
+            Some("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: too-high}\nvalue: 2000000000\n"),
+        )
+        .await;
+    assert!(
+        err.contains("maximum allowed value of a user defined priority is 1000000000"),
+        "{err}"
+    );
+
+    // Validation: a Job's pods may not restart in place.
+    let err = env
+        .fails(
+            &["create", "-f", "-"],
+            Some("apiVersion: batch/v1\nkind: Job\nmetadata: {name: bad}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: busybox}]\n"),
+        )
+        .await;
+    assert!(
+        err.contains(
+            r#"spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never""#
+        ),
+        "{err}"
+    );
+
+    // A new namespace gets its default ServiceAccount.
+    env.ok(&["create", "namespace", "team"], None).await;
+    let sa = env
+        .ok(&["get", "sa", "-n", "team", "-o", "name"], None)
+        .await;
+    assert_eq!(sa.trim(), "serviceaccount/default");
 
     serving.stop().await;
 }

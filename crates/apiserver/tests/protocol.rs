@@ -80,10 +80,20 @@ async fn discovery_flavours_echo_their_content_type() {
     assert_eq!(
         groups,
         [
-            "coordination.k8s.io",
+            "apiregistration.k8s.io",
             "apps",
+            "events.k8s.io",
+            "autoscaling",
+            "batch",
+            "networking.k8s.io",
+            "policy",
+            "rbac.authorization.k8s.io",
+            "storage.k8s.io",
+            "admissionregistration.k8s.io",
+            "scheduling.k8s.io",
+            "coordination.k8s.io",
+            "node.k8s.io",
             "discovery.k8s.io",
-            "events.k8s.io"
         ]
     );
     let (s, _, b) = call(&srv, "GET", "/api/v1", None, None, "").await;

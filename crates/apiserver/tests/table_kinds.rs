@@ -1,5 +1,6 @@
 //! Tables of the other served kinds, and HumanDuration.
 
+use podvisor_apiserver::ResourceKind;
 use podvisor_apiserver::registry::{
     CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES, EVENTS, EVENTS_V1, LEASES, NAMESPACES,
     NODES, REPLICASETS, SECRETS, SERVICES, STATEFULSETS,
@@ -7,7 +8,6 @@ use podvisor_apiserver::registry::{
 use podvisor_apiserver::table::{
     column_definitions, human_duration_nanos, human_duration_secs, table_for,
 };
-use podvisor_apiserver::{ResourceKind, Strategy};
 use serde_json::{Value, json};
 
 fn now() -> jiff::Timestamp {
@@ -368,18 +368,8 @@ fn small_kinds() {
     );
 }
 
-static WIDGETS: ResourceKind = ResourceKind {
-    group: "example.com",
-    version: "v1",
-    kind: "Widget",
-    plural: "widgets",
-    singular: "widget",
-    namespaced: true,
-    short_names: &[],
-    categories: &[],
-    subresources: &[],
-    strategy: Strategy::Generic,
-};
+static WIDGETS: ResourceKind =
+    ResourceKind::new("example.com", "v1", "Widget", "widgets", "widget", true);
 
 #[test]
 fn kinds_without_a_printer_get_name_and_age() {

@@ -629,13 +629,8 @@ async fn fetch_pinned_ca(url: &http::Uri, pin: &str) -> anyhow::Result<String> {
         .trim_end_matches(']')
         .to_string();
     let port = url.port_u16().unwrap_or(443);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("TLS configuration")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ChainOnly(provider)))
-        .with_no_client_auth();
+    // any chain, for this one handshake: it is checked against the pin below
+    let tls = podvisor_apiserver::tls::pinned_client_config(None);
     let name = ServerName::try_from(host.clone())
         .with_context(|| format!("{host:?} is not a server name"))?;
     let stream = tokio::time::timeout(
@@ -645,7 +640,7 @@ async fn fetch_pinned_ca(url: &http::Uri, pin: &str) -> anyhow::Result<String> {
     .await
     .with_context(|| format!("timed out connecting to {host}:{port}"))?
     .with_context(|| format!("cannot connect to {host}:{port}"))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = tokio_rustls::TlsConnector::from(tls);
     let conn = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         connector.connect(name, stream),
@@ -679,56 +674,6 @@ async fn fetch_pinned_ca(url: &http::Uri, pin: &str) -> anyhow::Result<String> {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     Ok(pem)
-}
-
-/// Accepts any chain during the one handshake that fetches it: the chain is checked
-/// against the pin afterwards, and nothing is sent on that connection.
-#[derive(Debug)]
-struct ChainOnly(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {

@@ -106,6 +106,82 @@ spec:
     }
 }
 
+/// `kill -9` of a running pod's sandbox supervisor: as the kubelet does when a sandbox
+/// dies, a `SandboxChanged` event, a new sandbox (a new supervisor), the container
+/// restarted with restartCount 1 and the killed instance as its lastState.
+#[test]
+fn a_pod_whose_supervisor_is_killed_gets_a_new_sandbox() {
+    let _g = serial();
+    let mut c = Cluster::up();
+    let m = marker("sandbox");
+    c.apply(
+        &pod("phoenix", "sleep 1000", &m).replace("restartPolicy: Never", "restartPolicy: Always"),
+    );
+    c.wait_pod_ready("phoenix", Duration::from_secs(60));
+    let uid = c.pod_field("phoenix", "{.metadata.uid}").expect("uid");
+    let record = c
+        .dir
+        .path()
+        .join("data/runtime/sandboxes")
+        .join(&uid)
+        .join("supervisor.json");
+    let supervisor = || -> i32 {
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["host_pid"].as_i64())
+            .unwrap_or(0) as i32
+    };
+    let old = supervisor();
+    assert!(old > 0 && alive(old), "no live supervisor in {record:?}");
+    let container = wait_one_pid(&m, Duration::from_secs(10));
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status();
+    wait_dead(container, Duration::from_secs(10));
+    c.wait_for(
+        "the container restarted in a new sandbox",
+        Duration::from_secs(60),
+        || {
+            c.pod_field(
+                "phoenix",
+                "{.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].ready}",
+            )
+            .as_deref()
+                == Some("1/true")
+        },
+    );
+    let new = supervisor();
+    assert!(new > 0 && new != old && alive(new), "new supervisor {new}");
+    assert_eq!(find_pids(&m).len(), 1, "one container runs again");
+    assert_eq!(
+        c.pod_field("phoenix", "{.status.phase}").as_deref(),
+        Some("Running")
+    );
+    assert_eq!(
+        c.pod_field(
+            "phoenix",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        )
+        .as_deref(),
+        Some("137")
+    );
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=phoenix,reason=SandboxChanged",
+        "-o",
+        "jsonpath={.items[*].type}: {.items[*].message}",
+    ]);
+    assert_eq!(
+        events,
+        "Normal: Pod sandbox changed, it will be killed and re-created."
+    );
+    c.up.signal(2);
+    assert_eq!(c.up.wait_exit(Duration::from_secs(60)), Some(0));
+}
+
 /// A spare supervisor holds no pod: SIGTERM ends it (a sandbox's supervisor outlives its
 /// agent, a spare has nothing to keep).
 #[test]
@@ -460,7 +536,7 @@ fn up_raises_its_open_file_limit_to_the_hard_limit() {
 
 /// `up --node-ip` with an address that is not loopback, in a network namespace made here:
 /// the API server dials the node's InternalIP for logs and exec, and the agent listens
-/// there.
+/// there, over TLS with a certificate for that IP whose hash its Node publishes.
 #[test]
 fn logs_and_exec_work_with_a_non_loopback_node_ip() {
     let _g = serial();
@@ -540,6 +616,32 @@ fn logs_and_exec_work_with_a_non_loopback_node_ip() {
         "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
     ]);
     assert_eq!(String::from_utf8_lossy(&addr.stdout), ip);
+    // The agent serves TLS with a certificate for the node's IP and hostname, whose hash
+    // is the one its Node publishes (the API server accepts no other).
+    let node_field = |path: &str| {
+        let out = kubectl(&["get", "node", "nsnode", "-o", &format!("jsonpath={path}")]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let port = node_field("{.status.daemonEndpoints.kubeletEndpoint.Port}");
+    let hostname = node_field("{.status.addresses[?(@.type==\"Hostname\")].address}");
+    let pin = node_field("{.metadata.annotations.node\\.podvisor\\.io/serving-cert-sha256}");
+    let script = format!(
+        "openssl s_client -connect {ip}:{port} </dev/null 2>/dev/null | openssl x509 -outform der > {dir}/kubelet.der \
+         && openssl x509 -inform der -in {dir}/kubelet.der -noout -ext subjectAltName \
+         && sha256sum {dir}/kubelet.der",
+        dir = dir.path().display()
+    );
+    let out = ns
+        .command("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "no TLS on {ip}:{port}: {text}");
+    assert!(text.contains(&format!("IP Address:{ip}")), "{text}");
+    assert!(text.contains(&format!("DNS:{hostname}")), "{text}");
+    let sum = text.lines().last().unwrap_or_default();
+    assert_eq!(format!("sha256:{}", &sum[..64.min(sum.len())]), pin);
     let _ = std::process::Command::new("kill")
         .args(["-INT", &up.id().to_string()])
         .status();

@@ -36,8 +36,8 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     ContainerConfig, ContainerId, ContainerRuntime, ContainerState, ContainerStatus, ExecResult,
-    ExitEvent, ExitEvents, ExitStatus, RuntimeError, SandboxConfig, SandboxState, SandboxStatus,
-    Signal,
+    ExitEvent, ExitEvents, ExitStatus, RuntimeError, SUPERVISOR_LOST, SandboxConfig, SandboxState,
+    SandboxStatus, Signal,
 };
 
 pub use podvisor_kit::WallClock;
@@ -678,6 +678,38 @@ impl FakeRuntime {
     /// The number of sandboxes.
     pub fn sandbox_count(&self) -> usize {
         self.inner.lock().sandboxes.len()
+    }
+
+    /// The sandbox's supervisor dies (`kill -9`): the sandbox becomes `NotReady` and every
+    /// running container in it is recorded as killed (137, SIGKILL) and announced, as the
+    /// process backend does. Returns false if there is no such sandbox.
+    pub fn lose_sandbox(&self, sandbox_id: &str) -> bool {
+        let events = {
+            let mut st = self.inner.lock();
+            let Some(sb) = st.sandboxes.get_mut(sandbox_id) else {
+                return false;
+            };
+            sb.state = SandboxState::NotReady;
+            let ids = sb.containers.clone();
+            let mut events = Vec::new();
+            for id in ids {
+                if let Some(mut ev) =
+                    self.inner
+                        .finish_locked(&mut st, &id, 137, Some(Signal::KILL), false)
+                {
+                    ev.status.message = Some(SUPERVISOR_LOST.to_string());
+                    if let Some(c) = st.containers.get_mut(&id) {
+                        c.status.state = ContainerState::Exited(ev.status.clone());
+                    }
+                    events.push(ev);
+                }
+            }
+            events
+        };
+        for ev in events {
+            let _ = self.inner.events.send(ev);
+        }
+        true
     }
 
     /// Ends a running container from outside (a crash): exit with `code` now. Returns false if
@@ -1381,6 +1413,26 @@ impl ContainerRuntime for FakeRuntime {
                 netns: fake_netns(&sb.config),
             })
             .collect())
+    }
+
+    async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError> {
+        let st = self.inner.lock();
+        let sb = st
+            .sandboxes
+            .get(id)
+            .ok_or_else(|| RuntimeError::SandboxNotFound { id: id.to_string() })?;
+        Ok(SandboxStatus {
+            config: sb.config.clone(),
+            state: sb.state,
+            created_at: sb.created_at,
+            containers: sb
+                .containers
+                .iter()
+                .filter_map(|id| st.containers.get(id))
+                .map(|c| c.status.clone())
+                .collect(),
+            netns: fake_netns(&sb.config),
+        })
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {

@@ -41,6 +41,9 @@ pub mod fake;
 pub mod process;
 pub mod termination;
 
+/// The message of the exit recorded for a container whose sandbox supervisor died.
+pub const SUPERVISOR_LOST: &str = "the sandbox supervisor exited unexpectedly";
+
 /// A signal number (Linux numbering), such as 15 for SIGTERM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Signal(pub i32);
@@ -542,21 +545,21 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every sandbox with its containers, including exits recorded while nobody listened.
     async fn list(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
 
+    /// One sandbox with its containers: `NotReady` once its supervisor is gone (every
+    /// container it ran is then recorded as killed). Fails with `SandboxNotFound` if it does
+    /// not exist.
+    async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError> {
+        self.list()
+            .await?
+            .into_iter()
+            .find(|s| s.config.id == id)
+            .ok_or_else(|| RuntimeError::SandboxNotFound { id: id.to_string() })
+    }
+
     /// Removes an exited or created container (its log stays until the sandbox goes).
     /// Succeeds if it is already gone. A running container must be stopped first.
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError>;
 
     /// Subscribes to exit events from now on.
     fn subscribe(&self) -> ExitEvents;
-
-    /// The path of the sandbox's own network namespace while it exists (see
-    /// [`SandboxStatus::netns`]); None when it is gone or the sandbox uses the host's.
-    async fn sandbox_netns(&self, id: &str) -> Option<PathBuf> {
-        self.list()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|s| s.config.id == id)?
-            .netns
-    }
 }

@@ -23,6 +23,10 @@
 //! sandbox (nothing is restarted) and, if a termination deadline was persisted, resumes
 //! `Terminating` with that deadline.
 //!
+//! A sandbox that dies while `Syncing` (its supervisor killed) is re-created with the same
+//! ID (`sandbox.rs`): `SandboxChanged`, init containers again, app containers restarted per
+//! the policy with their restart counts going on; the pod's timeline does not move.
+//!
 //! # Which query is true when
 //!
 //! | query ([`state::PodWorkerState`])      | Syncing | Terminating | Terminated | Finished |
@@ -56,7 +60,8 @@
 //! [`worker`] (the loop: inputs, transition, effects, status write), [`state`] (the state
 //! machine), [`sync`] (create/start with env and mounts resolved, init and sidecar order,
 //! postStart, probe kills),
-//! [`restart`] (container lifecycle, the restart decision and its back-off), [`stop`] (the
+//! [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
+//! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
 //! (container environment), [`volumes`] (the pod's volumes), [`etc_files`] (its
@@ -66,6 +71,7 @@ pub mod deadlines;
 pub mod env;
 pub mod etc_files;
 pub mod restart;
+pub mod sandbox;
 pub mod spec;
 pub mod state;
 pub mod status;
@@ -81,5 +87,7 @@ pub use spec::{
 pub use state::WorkerInput;
 pub use worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
 
+#[cfg(test)]
+mod worker_sandbox_tests;
 #[cfg(test)]
 mod worker_tests;

@@ -180,6 +180,9 @@ pub struct RestartHistory {
     /// The running instance was killed because its spec changed: the new spec starts
     /// whatever the restart policy says (kubelet `computePodActions`).
     pub spec_changed: bool,
+    /// The pod's sandbox was re-created and this init container runs again from the start
+    /// whatever its last exit (kubelet `computePodActions` after `SandboxChanged`).
+    pub new_sandbox: bool,
     /// The instance and back-off already announced with a `BackOff` event.
     announced: Option<(Option<ContainerId>, Duration)>,
 }
@@ -202,10 +205,12 @@ impl RestartHistory {
         }
     }
 
-    /// A new instance was created: a create failure or a spec change no longer counts.
+    /// A new instance was created: a create failure, a spec change or a new sandbox no
+    /// longer counts.
     pub fn created(&mut self) {
         self.create_failed_at = None;
         self.spec_changed = false;
+        self.new_sandbox = false;
     }
 
     /// Whether the back-off of `instance` (the newest instance, if any) is new and must be
@@ -258,7 +263,10 @@ pub fn decide(
     let event_time = match exit {
         None => history.create_failed_at,
         Some(e) => {
-            if !policy.restart.restarts(e.exit_code) && !history.spec_changed {
+            if !policy.restart.restarts(e.exit_code)
+                && !history.spec_changed
+                && !history.new_sandbox
+            {
                 return RestartDecision::Finished;
             }
             Some(

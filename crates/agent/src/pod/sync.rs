@@ -91,21 +91,10 @@ impl PodWorker {
     /// Returns true when every container finished and none will be restarted.
     pub(super) async fn sync_containers(&mut self) -> bool {
         let now = self.ctx.clock.now();
-        if !self.sandbox_ready {
-            match self.create_sandbox().await {
-                Ok(()) => self.sandbox_ready = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create the sandbox");
-                    self.event(
-                        None,
-                        EventType::Warning,
-                        "FailedCreatePodSandBox",
-                        format!("Failed to create pod sandbox: {e}"),
-                    );
-                    self.wake_at(Instant::now() + Duration::from_secs(1));
-                    return false;
-                }
-            }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let policy = RestartPolicy::from_spec(spec.restart_policy.as_deref());
+        if !self.ensure_sandbox(&spec, policy).await {
+            return self.completed(&spec);
         }
         if self.probes.is_none() {
             self.probes = PodProbes::for_pod(
@@ -120,8 +109,6 @@ impl PodWorker {
             self.write_status().await;
         }
         self.refresh_volumes().await;
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let policy = RestartPolicy::from_spec(spec.restart_policy.as_deref());
         let init = spec.init_containers.clone().unwrap_or_default();
         if self.sync_init_containers(&spec, &init, policy, now).await {
             for c in &spec.containers {
@@ -175,6 +162,7 @@ impl PodWorker {
     pub(super) fn init_completed(&self, name: &str) -> bool {
         self.containers
             .get(name)
+            .filter(|r| !r.history.new_sandbox)
             .and_then(|r| r.current())
             .and_then(|i| i.exit())
             .is_some_and(|e| e.exit_code == 0)
@@ -210,7 +198,7 @@ impl PodWorker {
         policy: RestartPolicy,
         now: SystemTime,
     ) -> bool {
-        let initialized_before = self.app_container_created(spec);
+        let initialized_before = self.app_container_created(spec) && !self.reinitializing;
         let mut initialized = true;
         for (n, c) in init.iter().enumerate() {
             if rules::is_sidecar(c) {
@@ -221,7 +209,7 @@ impl PodWorker {
                     let next_created = init.get(n + 1).is_some_and(|next| {
                         self.containers
                             .get(&next.name)
-                            .is_some_and(|r| !r.instances.is_empty())
+                            .is_some_and(|r| !r.instances.is_empty() && !r.history.new_sandbox)
                     });
                     if !initialized_before && !next_created && !self.sidecar_started(&c.name) {
                         initialized = false;
@@ -236,6 +224,9 @@ impl PodWorker {
                 self.sync_container(c, policy, now).await;
                 initialized = false;
             }
+        }
+        if initialized {
+            self.reinitializing = false;
         }
         initialized
     }

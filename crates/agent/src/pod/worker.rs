@@ -160,6 +160,10 @@ pub struct PodWorker {
     pub(super) pod_ips: Vec<String>,
     /// Whether the `MissingClusterDNS` warning was given (once per worker).
     pub(super) dns_warned: bool,
+    /// The sandbox's supervisor is gone (`sandbox.rs`): re-create it before anything runs.
+    pub(super) sandbox_dead: bool,
+    /// Init containers run again from the first in a new sandbox (`sandbox.rs`).
+    pub(super) reinitializing: bool,
     pub(super) containers: BTreeMap<String, ContainerRecord>,
     pub(super) start_time: SystemTime,
     pub(super) last_written: Option<PodStatus>,
@@ -219,6 +223,8 @@ impl PodWorker {
             sandbox_ready: false,
             pod_ips: Vec::new(),
             dns_warned: false,
+            sandbox_dead: false,
+            reinitializing: false,
             containers: BTreeMap::new(),
             start_time,
             last_written: None,
@@ -259,6 +265,7 @@ impl PodWorker {
         if let Some(net) = &self.ctx.network {
             self.pod_ips = net.cached_ips(&sb.config.id).unwrap_or_default();
         }
+        self.sandbox_dead = !self.sandbox_ready;
         let mut exited = HashSet::new();
         for c in sb.containers {
             let name = c
@@ -636,7 +643,9 @@ impl PodWorker {
     /// IP is released only now that no container is left).
     pub(super) async fn release_sandbox(&mut self) -> Result<(), podvisor_runtime::RuntimeError> {
         if let Some(net) = &self.ctx.network {
-            let netns = self.ctx.runtime.sandbox_netns(&self.uid).await;
+            let netns = (self.ctx.runtime.sandbox_status(&self.uid).await)
+                .ok()
+                .and_then(|s| s.netns);
             net.teardown(&self.uid, netns.as_deref())
                 .await
                 .map_err(|message| podvisor_runtime::RuntimeError::Os {

@@ -10,6 +10,7 @@
 //! returned Table, and replaces `rows[].object` when `includeObject` asks for `Object` or
 //! `None`.
 
+pub mod columns;
 mod duration;
 mod printers;
 
@@ -19,14 +20,40 @@ use crate::registry::ResourceKind;
 
 pub use duration::{human_duration_nanos, human_duration_secs};
 
-/// One column definition.
+/// One column definition and how its cell is computed.
 #[derive(Clone, Copy, Debug)]
-struct Column {
-    name: &'static str,
-    ty: &'static str,
-    format: &'static str,
-    description: &'static str,
-    priority: u8,
+pub struct Column {
+    /// The column name ("Name").
+    pub name: &'static str,
+    /// The OpenAPI type of the cells ("string", "integer", "boolean", "date").
+    pub ty: &'static str,
+    /// The OpenAPI format ("name" for the name column).
+    pub format: &'static str,
+    /// The description (upstream's field documentation).
+    pub description: &'static str,
+    /// 0 for the default columns, 1 for the `-o wide` ones.
+    pub priority: u8,
+    /// How the cell is computed (used by [`Printer::Columns`]).
+    pub cell: Cell,
+}
+
+/// How one cell of a [`Printer::Columns`] table is computed from an object.
+#[derive(Clone, Copy, Debug)]
+pub enum Cell {
+    /// Computed by the kind's own printer function (the hand-written printers).
+    Printer,
+    /// `metadata.name`.
+    Name,
+    /// The age of the object (since `metadata.creationTimestamp`).
+    Age,
+    /// The string at a JSON pointer, `<none>` when missing.
+    Str(&'static str),
+    /// The integer at a JSON pointer, 0 when missing.
+    Int(&'static str),
+    /// The boolean at a JSON pointer, false when missing.
+    Bool(&'static str),
+    /// Computed from the object and the reference time.
+    Fn(fn(&Value, jiff::Timestamp) -> Value),
 }
 
 const fn col(name: &'static str, ty: &'static str, description: &'static str) -> Column {
@@ -36,6 +63,7 @@ const fn col(name: &'static str, ty: &'static str, description: &'static str) ->
         format: "",
         description,
         priority: 0,
+        cell: Cell::Printer,
     }
 }
 
@@ -46,6 +74,7 @@ const fn wide(name: &'static str, ty: &'static str, description: &'static str) -
         format: "",
         description,
         priority: 1,
+        cell: Cell::Printer,
     }
 }
 
@@ -60,8 +89,12 @@ const NAME: Column = Column {
     format: "name",
     description: NAME_DOC,
     priority: 0,
+    cell: Cell::Name,
 };
-const AGE: Column = col("Age", "string", AGE_DOC);
+const AGE: Column = Column {
+    cell: Cell::Age,
+    ..col("Age", "string", AGE_DOC)
+};
 
 const POD: &[Column] = &[
     NAME,
@@ -184,6 +217,7 @@ const EVENT: &[Column] = &[
         format: "name",
         description: NAME_DOC,
         priority: 1,
+        cell: Cell::Name,
     },
 ];
 
@@ -340,44 +374,42 @@ const ENDPOINTSLICE: &[Column] = &[
 
 const DEFAULT: &[Column] = &[NAME, AGE];
 
-/// Which printer a kind uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Printer {
+/// How a kind is printed: one of upstream's hand-written printers, or a list of columns
+/// each computing its own cell.
+#[derive(Clone, Copy, Debug)]
+pub enum Printer {
+    /// Pods.
     Pod,
+    /// Nodes.
     Node,
+    /// core/v1 Events.
     Event,
+    /// events.k8s.io/v1 Events.
     EventV1,
+    /// Namespaces.
     Namespace,
+    /// Services.
     Service,
+    /// Endpoints.
     Endpoints,
+    /// ReplicaSets.
     ReplicaSet,
+    /// Deployments.
     Deployment,
+    /// StatefulSets.
     StatefulSet,
+    /// Leases.
     Lease,
+    /// ConfigMaps.
     ConfigMap,
+    /// Secrets.
     Secret,
+    /// EndpointSlices.
     EndpointSlice,
+    /// `Name` and `Age`.
     Default,
-}
-
-fn printer(kind: &ResourceKind) -> Printer {
-    match (kind.group, kind.kind) {
-        ("", "Pod") => Printer::Pod,
-        ("", "Node") => Printer::Node,
-        ("", "Event") => Printer::Event,
-        ("events.k8s.io", "Event") => Printer::EventV1,
-        ("", "Namespace") => Printer::Namespace,
-        ("", "Service") => Printer::Service,
-        ("", "Endpoints") => Printer::Endpoints,
-        ("apps", "ReplicaSet") => Printer::ReplicaSet,
-        ("apps", "Deployment") => Printer::Deployment,
-        ("apps", "StatefulSet") => Printer::StatefulSet,
-        ("coordination.k8s.io", "Lease") => Printer::Lease,
-        ("", "ConfigMap") => Printer::ConfigMap,
-        ("", "Secret") => Printer::Secret,
-        ("discovery.k8s.io", "EndpointSlice") => Printer::EndpointSlice,
-        _ => Printer::Default,
-    }
+    /// These columns.
+    Columns(&'static [Column]),
 }
 
 fn columns(p: Printer) -> &'static [Column] {
@@ -396,13 +428,14 @@ fn columns(p: Printer) -> &'static [Column] {
         Printer::Secret => SECRET,
         Printer::EndpointSlice => ENDPOINTSLICE,
         Printer::Default => DEFAULT,
+        Printer::Columns(c) => c,
     }
 }
 
 /// The `columnDefinitions` of `kind`'s Table (all columns, wide ones with priority 1).
 pub fn column_definitions(kind: &ResourceKind) -> Value {
     Value::Array(
-        columns(printer(kind))
+        columns(kind.printer)
             .iter()
             .map(|c| {
                 json!({
@@ -420,7 +453,7 @@ pub fn column_definitions(kind: &ResourceKind) -> Value {
 /// One Table row for `object`: `cells`, `object` (PartialObjectMetadata) and, for
 /// finished pods, `conditions`.
 pub fn row_for(kind: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Value {
-    let (cells, conditions) = printers::cells(printer(kind), object, now);
+    let (cells, conditions) = printers::cells(kind.printer, object, now);
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array(cells));
     if let Some(c) = conditions {

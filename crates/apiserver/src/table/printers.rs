@@ -4,25 +4,25 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::Printer;
 use super::duration::human_duration_nanos;
+use super::{Cell, Printer};
 
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+pub(super) fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn int(v: &Value, ptr: &str) -> i64 {
+pub(super) fn int(v: &Value, ptr: &str) -> i64 {
     v.pointer(ptr).and_then(Value::as_i64).unwrap_or_default()
 }
 
-fn arr<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
+pub(super) fn arr<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
     v.pointer(ptr)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
-fn parse_time(t: &str) -> Option<jiff::Timestamp> {
+pub(super) fn parse_time(t: &str) -> Option<jiff::Timestamp> {
     if t.is_empty() {
         return None;
     }
@@ -30,7 +30,7 @@ fn parse_time(t: &str) -> Option<jiff::Timestamp> {
 }
 
 /// `translateTimestampSince`: the age of a timestamp, `<unknown>` when unset.
-fn since(now: jiff::Timestamp, t: &str) -> String {
+pub(super) fn since(now: jiff::Timestamp, t: &str) -> String {
     match parse_time(t) {
         Some(ts) => human_duration_nanos(now.as_nanosecond() - ts.as_nanosecond()),
         None => "<unknown>".to_string(),
@@ -46,15 +46,15 @@ fn ready_of_replicas(o: &Value) -> Value {
     ))
 }
 
-fn name(o: &Value) -> Value {
+pub(super) fn name(o: &Value) -> Value {
     Value::from(s(o, "/metadata/name"))
 }
 
-fn age(o: &Value, now: jiff::Timestamp) -> Value {
+pub(super) fn age(o: &Value, now: jiff::Timestamp) -> Value {
     Value::from(since(now, s(o, "/metadata/creationTimestamp")))
 }
 
-fn or_none(v: &str) -> String {
+pub(super) fn or_none(v: &str) -> String {
     if v.is_empty() {
         "<none>".to_string()
     } else {
@@ -135,11 +135,24 @@ pub(super) fn cells(p: Printer, o: &Value, now: jiff::Timestamp) -> (Vec<Value>,
             age(o, now),
         ],
         Printer::Default => vec![name(o), age(o, now)],
+        Printer::Columns(cols) => cols.iter().map(|c| cell(c.cell, o, now)).collect(),
     };
     (cells, None)
 }
 
-fn len_of(o: &Value, ptr: &str) -> i64 {
+fn cell(c: Cell, o: &Value, now: jiff::Timestamp) -> Value {
+    match c {
+        Cell::Printer => Value::Null,
+        Cell::Name => name(o),
+        Cell::Age => age(o, now),
+        Cell::Str(p) => Value::from(or_none(s(o, p))),
+        Cell::Int(p) => Value::from(int(o, p)),
+        Cell::Bool(p) => Value::from(o.pointer(p).and_then(Value::as_bool).unwrap_or(false)),
+        Cell::Fn(f) => f(o, now),
+    }
+}
+
+pub(super) fn len_of(o: &Value, ptr: &str) -> i64 {
     o.pointer(ptr)
         .and_then(Value::as_object)
         .map(|m| m.len() as i64)
@@ -148,7 +161,12 @@ fn len_of(o: &Value, ptr: &str) -> i64 {
 
 /// `layoutContainerCells` of the pod template.
 fn containers(o: &Value) -> (String, String) {
-    let cs = arr(o, "/spec/template/spec/containers");
+    containers_at(o, "/spec/template/spec/containers")
+}
+
+/// The names and images of the containers listed at `ptr`, comma-joined.
+pub(super) fn containers_at(o: &Value, ptr: &str) -> (String, String) {
+    let cs = arr(o, ptr);
     let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
     let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
     (names.join(","), images.join(","))
@@ -160,7 +178,7 @@ fn is_restartable_init(spec_init: &[Value], name: &str) -> bool {
         .any(|c| s(c, "/name") == name && s(c, "/restartPolicy") == "Always")
 }
 
-fn has_condition(o: &Value, ty: &str) -> bool {
+pub(super) fn has_condition(o: &Value, ty: &str) -> bool {
     arr(o, "/status/conditions")
         .iter()
         .find(|c| s(c, "/type") == ty)
@@ -608,7 +626,7 @@ fn format_endpoints(o: &Value) -> String {
     }
 }
 
-fn list_with_more(list: Vec<String>, more: bool, count: usize, max: usize) -> String {
+pub(super) fn list_with_more(list: Vec<String>, more: bool, count: usize, max: usize) -> String {
     let ret = list.join(",");
     if more {
         return format!("{ret} + {} more...", count - max);

@@ -705,7 +705,7 @@ impl ProcessRuntime {
         None
     }
 
-    fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError> {
+    fn read_sandbox(&self, id: &str) -> Result<SandboxStatus, RuntimeError> {
         let dir = self.sandbox_dir(id);
         let rec: SandboxRecord = read_json(&dir.join("sandbox.json"))
             .map_err(|e| os("read sandbox record", e))?
@@ -814,7 +814,7 @@ fn supervisor_lost(dir: &Path, sandbox: &str, events: &broadcast::Sender<ExitEve
             oom_killed: false,
             started_at: started.started_at,
             finished_at: wall_now(),
-            message: Some("the sandbox supervisor exited unexpectedly".into()),
+            message: Some(crate::SUPERVISOR_LOST.into()),
             termination_message: crate::termination::message(
                 rec.config.termination_message.as_ref(),
                 &crate::termination::read_file(&c.join(supervisor::TERMINATION_FILE)),
@@ -984,13 +984,6 @@ impl ContainerRuntime for ProcessRuntime {
             containers: Vec::new(),
             netns,
         })
-    }
-
-    async fn sandbox_netns(&self, id: &str) -> Option<PathBuf> {
-        if !valid_name(id) {
-            return None;
-        }
-        self.netns(id)
     }
 
     async fn remove_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
@@ -1184,7 +1177,7 @@ impl ContainerRuntime for ProcessRuntime {
             if !valid_name(&id) {
                 continue;
             }
-            match self.sandbox_status(&id) {
+            match self.read_sandbox(&id) {
                 Ok(s) => {
                     let mut index = lock(&self.inner.index);
                     for c in &s.containers {
@@ -1198,6 +1191,13 @@ impl ContainerRuntime for ProcessRuntime {
         }
         out.sort_by(|a, b| a.config.id.cmp(&b.config.id));
         Ok(out)
+    }
+
+    async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError> {
+        if !valid_name(id) {
+            return Err(RuntimeError::SandboxNotFound { id: id.to_string() });
+        }
+        self.read_sandbox(id)
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {

@@ -1,0 +1,244 @@
+//! Admission that needs the store, and the objects a cluster starts with.
+//!
+//! - Priority (upstream's `Priority` plugin): a pod's `spec.priority` and
+//!   `spec.preemptionPolicy` come from its `priorityClassName`, or from the class marked
+//!   `globalDefault` (priority 0 when there is none); at most one class is the default.
+//! - At start: the system PriorityClasses, one APIService per served group-version (all
+//!   local, `Available`), and the `default` ServiceAccount of each initial namespace; a
+//!   namespace created later gets its `default` ServiceAccount right after it is stored
+//!   (the serviceaccount controller's behaviour, without its re-creation on delete).
+
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::objects;
+use crate::ops::{Core, INITIAL_NAMESPACES, UpdateMode};
+use crate::registry::{
+    self, APISERVICES, NAMESPACES, PODS, PRIORITYCLASSES, ResourceKind, SERVICEACCOUNTS,
+};
+use crate::strategy::SYSTEM_PRIORITY_CLASSES;
+
+impl Core {
+    /// The PriorityClass marked `globalDefault`, if any.
+    async fn default_priority_class(&self) -> Result<Option<Value>, ApiError> {
+        let page = self
+            .storage
+            .list(&PRIORITYCLASSES.prefix(), 0, None, None, &|o| {
+                o.get("globalDefault").and_then(Value::as_bool) == Some(true)
+            })
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    /// Admission of a create or update of `obj` (already defaulted, not yet validated).
+    pub(crate) async fn admit(
+        &self,
+        kind: &ResourceKind,
+        obj: &mut Value,
+        create: bool,
+    ) -> Result<(), ApiError> {
+        if kind == &PODS && create {
+            return self.admit_pod_priority(obj).await;
+        }
+        if kind == &PRIORITYCLASSES
+            && obj.get("globalDefault").and_then(Value::as_bool) == Some(true)
+        {
+            let name = objects::name_of(obj).to_string();
+            if let Some(d) = self.default_priority_class().await?
+                && (create || objects::name_of(&d) != name)
+            {
+                return Err(ApiError::forbidden(
+                    kind.plural,
+                    kind.group,
+                    &name,
+                    format!(
+                        "{} {name:?} is forbidden: PriorityClass {} is already marked as default. Only one default can exist",
+                        kind.qualified_resource(),
+                        objects::name_of(&d)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn admit_pod_priority(&self, pod: &mut Value) -> Result<(), ApiError> {
+        let name = objects::name_of(pod).to_string();
+        let forbidden = |msg: String| {
+            ApiError::forbidden(
+                PODS.plural,
+                "",
+                &name,
+                format!("pods {name:?} is forbidden: {msg}"),
+            )
+        };
+        let class_name = pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let class = if class_name.is_empty() {
+            self.default_priority_class().await?
+        } else {
+            match self
+                .storage
+                .get(&PRIORITYCLASSES, None, &class_name)
+                .await?
+            {
+                Some((c, _)) => Some(c),
+                None => {
+                    return Err(forbidden(format!(
+                        "no PriorityClass with name {class_name} was found"
+                    )));
+                }
+            }
+        };
+        let (priority, policy) = match &class {
+            Some(c) => (
+                c.get("value").and_then(Value::as_i64).unwrap_or(0),
+                c.get("preemptionPolicy")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            ),
+            None => (0, None),
+        };
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        if let Some(p) = spec.get("priority").and_then(Value::as_i64)
+            && p != priority
+        {
+            return Err(forbidden(format!(
+                "the integer value of priority ({p}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name"
+            )));
+        }
+        if let Some(c) = &class {
+            spec.insert("priorityClassName".into(), Value::from(objects::name_of(c)));
+        }
+        spec.insert("priority".into(), Value::from(priority));
+        if let Some(policy) = policy {
+            if let Some(p) = spec.get("preemptionPolicy").and_then(Value::as_str)
+                && p != policy
+            {
+                return Err(forbidden(format!(
+                    "the string value of PreemptionPolicy ({p}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+                )));
+            }
+            spec.insert("preemptionPolicy".into(), Value::from(policy));
+        }
+        Ok(())
+    }
+
+    /// What follows a successful create: a new namespace gets its `default`
+    /// ServiceAccount.
+    pub(crate) async fn after_create(&self, kind: &ResourceKind, obj: &Value) {
+        if kind == &NAMESPACES {
+            let ns = objects::name_of(obj).to_string();
+            if let Err(e) = self.ensure_default_service_account(&ns).await {
+                tracing::warn!(namespace = %ns, error = %e, "default service account");
+            }
+        }
+    }
+
+    /// Stores the `default` ServiceAccount of `ns` directly (not through [`Core::create`],
+    /// which calls this after creating a namespace).
+    async fn ensure_default_service_account(&self, ns: &str) -> Result<(), ApiError> {
+        if self
+            .storage
+            .get(&SERVICEACCOUNTS, Some(ns), "default")
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": ns,
+                "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": self.now_str()}});
+        match self
+            .storage
+            .create(&SERVICEACCOUNTS, Some(ns), "default", &sa)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_if_missing(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<(), ApiError> {
+        let name = objects::name_of(&obj).to_string();
+        if self.storage.get(kind, ns, &name).await?.is_some() {
+            return Ok(());
+        }
+        match self.create(kind, ns, obj, false, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates what a cluster starts with (idempotent): the system PriorityClasses, the
+    /// local APIServices and the initial namespaces' `default` ServiceAccounts.
+    pub async fn ensure_initial_objects(&self) -> Result<(), ApiError> {
+        for (name, value) in SYSTEM_PRIORITY_CLASSES {
+            let description = match *name {
+                "system-node-critical" => {
+                    "Used for system critical pods that must not be moved from their current node."
+                }
+                _ => {
+                    "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."
+                }
+            };
+            let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value, "description": description});
+            self.create_if_missing(&PRIORITYCLASSES, None, pc).await?;
+        }
+        for ns in INITIAL_NAMESPACES {
+            self.ensure_default_service_account(ns).await?;
+        }
+        for (group, versions) in registry::all_group_versions() {
+            for version in versions {
+                self.ensure_api_service(group, version).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_api_service(&self, group: &str, version: &str) -> Result<(), ApiError> {
+        let name = format!("{version}.{group}");
+        let (group_priority, version_priority) = registry::group_priority(group, version);
+        let svc = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+            "spec": {"group": group, "version": version, "groupPriorityMinimum": group_priority,
+                "versionPriority": version_priority}});
+        if self.storage.get(&APISERVICES, None, &name).await?.is_some() {
+            return Ok(());
+        }
+        self.create_if_missing(&APISERVICES, None, svc).await?;
+        let now = self.now_str();
+        let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
+            let Some(old) = old else { return Ok(None) };
+            let mut new = old.clone();
+            new["status"] = json!({"conditions": [{"type": "Available", "status": "True",
+                "lastTransitionTime": now, "reason": "Local",
+                "message": "Local APIServices are always available"}]});
+            Ok(Some(new))
+        };
+        self.update(
+            &APISERVICES,
+            None,
+            &name,
+            UpdateMode::Status,
+            false,
+            None,
+            &mut transform,
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,562 @@
+//! Defaulting and validation of the built-in kinds served without hand-written typed
+//! code (Job, CronJob, DaemonSet, ReplicationController, volumes, PriorityClass, ...),
+//! transcribing upstream's `SetDefaults_<Kind>` and the checks of `Validate<Kind>` that
+//! clients meet most. Everything here is pure.
+
+use podvisor_api::defaults;
+use podvisor_api::validation::{self as v, FieldError};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::registry::ResourceKind;
+
+/// JSON pointers of the pod templates of a kind (`/spec/template` for workloads).
+fn pod_templates(kind: &ResourceKind) -> &'static [&'static str] {
+    match (kind.group, kind.kind) {
+        ("batch", "Job") | ("apps", "DaemonSet") | ("", "ReplicationController") => {
+            &["/spec/template"]
+        }
+        ("batch", "CronJob") => &["/spec/jobTemplate/spec/template"],
+        ("", "PodTemplate") => &["/template"],
+        _ => &[],
+    }
+}
+
+/// Whether [`default_object`] has defaults for `kind`.
+pub(super) fn has_defaults(kind: &ResourceKind) -> bool {
+    !pod_templates(kind).is_empty()
+        || matches!(
+            (kind.group, kind.kind),
+            ("", "PersistentVolume" | "PersistentVolumeClaim")
+                | ("autoscaling", "HorizontalPodAutoscaler")
+                | ("networking.k8s.io", "NetworkPolicy")
+                | ("scheduling.k8s.io", "PriorityClass")
+                | ("storage.k8s.io", "StorageClass" | "CSIDriver")
+        )
+}
+
+/// Sets `obj[ptr]` to `value` when missing or null (parents are created as objects).
+fn set_default(obj: &mut Value, ptr: &str, value: Value) {
+    let mut cur = obj;
+    let mut parts = ptr.split('/').skip(1).peekable();
+    while let Some(p) = parts.next() {
+        let p = p.replace("~1", "/").replace("~0", "~");
+        let p = p.as_str();
+        let Some(m) = cur.as_object_mut() else { return };
+        if parts.peek().is_none() {
+            if m.get(p).is_none_or(Value::is_null) {
+                m.insert(p.to_string(), value);
+            }
+            return;
+        }
+        let next = m.entry(p.to_string()).or_insert_with(|| json!({}));
+        if next.is_null() {
+            *next = json!({});
+        }
+        cur = next;
+    }
+}
+
+fn default_pod_template(obj: &mut Value, ptr: &str) {
+    let Some(spec) = obj.pointer_mut(&format!("{ptr}/spec")) else {
+        return;
+    };
+    if let Ok(mut ps) = serde_json::from_value::<k8s_openapi::api::core::v1::PodSpec>(spec.clone())
+    {
+        defaults::default_pod_spec(&mut ps);
+        if let Ok(v) = serde_json::to_value(&ps) {
+            *spec = v;
+        }
+    }
+}
+
+/// Applies upstream's defaults for `kind` (and on create, Job's generated selector).
+pub(super) fn default_object(kind: &ResourceKind, o: &mut Value, create: bool) {
+    for t in pod_templates(kind) {
+        default_pod_template(o, t);
+    }
+    match (kind.group, kind.kind) {
+        ("batch", "Job") => default_job(o, create),
+        ("batch", "CronJob") => {
+            set_default(o, "/spec/concurrencyPolicy", json!("Allow"));
+            set_default(o, "/spec/suspend", json!(false));
+            set_default(o, "/spec/successfulJobsHistoryLimit", json!(3));
+            set_default(o, "/spec/failedJobsHistoryLimit", json!(1));
+        }
+        ("apps", "DaemonSet") => {
+            set_default(o, "/spec/updateStrategy/type", json!("RollingUpdate"));
+            if o.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
+                set_default(
+                    o,
+                    "/spec/updateStrategy/rollingUpdate/maxUnavailable",
+                    json!(1),
+                );
+                set_default(o, "/spec/updateStrategy/rollingUpdate/maxSurge", json!(0));
+            }
+            set_default(o, "/spec/revisionHistoryLimit", json!(10));
+        }
+        ("", "ReplicationController") => {
+            let labels = o.pointer("/spec/template/metadata/labels").cloned();
+            if let Some(l) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+                let empty =
+                    |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
+                if empty(o.pointer("/spec/selector")) {
+                    o["spec"]["selector"] = l.clone();
+                }
+                if empty(o.pointer("/metadata/labels")) {
+                    crate::objects::set_meta(o, "labels", l);
+                }
+            }
+            set_default(o, "/spec/replicas", json!(1));
+        }
+        ("", "PersistentVolume") => {
+            set_default(o, "/spec/persistentVolumeReclaimPolicy", json!("Retain"));
+            set_default(o, "/spec/volumeMode", json!("Filesystem"));
+        }
+        ("", "PersistentVolumeClaim") => set_default(o, "/spec/volumeMode", json!("Filesystem")),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            set_default(o, "/spec/minReplicas", json!(1));
+            if o.pointer("/spec/metrics")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
+                o["spec"]["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+            }
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            if o.pointer("/spec/policyTypes")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+                && o.get("spec").is_some_and(Value::is_object)
+            {
+                let mut types = vec![json!("Ingress")];
+                if o.pointer("/spec/egress")
+                    .and_then(Value::as_array)
+                    .is_some_and(|e| !e.is_empty())
+                {
+                    types.push(json!("Egress"));
+                }
+                o["spec"]["policyTypes"] = Value::from(types);
+            }
+            for dir in ["ingress", "egress"] {
+                let rules = o
+                    .pointer_mut(&format!("/spec/{dir}"))
+                    .and_then(Value::as_array_mut);
+                for rule in rules.into_iter().flatten() {
+                    let ports = rule.get_mut("ports").and_then(Value::as_array_mut);
+                    for p in ports.into_iter().flatten() {
+                        set_default(p, "/protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set_default(o, "/preemptionPolicy", json!("PreemptLowerPriority"));
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            set_default(o, "/reclaimPolicy", json!("Delete"));
+            set_default(o, "/volumeBindingMode", json!("Immediate"));
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            for (ptr, v) in [
+                ("/spec/attachRequired", json!(true)),
+                ("/spec/podInfoOnMount", json!(false)),
+                ("/spec/storageCapacity", json!(false)),
+                ("/spec/fsGroupPolicy", json!("ReadWriteOnceWithFSType")),
+                ("/spec/requiresRepublish", json!(false)),
+                ("/spec/seLinuxMount", json!(false)),
+                ("/spec/volumeLifecycleModes", json!(["Persistent"])),
+            ] {
+                set_default(o, ptr, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `SetDefaults_Job`, and on create the selector upstream generates from the Job's uid
+/// unless `spec.manualSelector` is true.
+fn default_job(o: &mut Value, create: bool) {
+    let spec_has = |o: &Value, f: &str| {
+        o.pointer(&format!("/spec/{f}"))
+            .is_some_and(|v| !v.is_null())
+    };
+    if !spec_has(o, "completions") && !spec_has(o, "parallelism") {
+        set_default(o, "/spec/completions", json!(1));
+    }
+    set_default(o, "/spec/parallelism", json!(1));
+    let backoff = if spec_has(o, "backoffLimitPerIndex") {
+        i64::from(i32::MAX)
+    } else {
+        6
+    };
+    set_default(o, "/spec/backoffLimit", json!(backoff));
+    set_default(o, "/spec/completionMode", json!("NonIndexed"));
+    set_default(o, "/spec/suspend", json!(false));
+    let replacement = if spec_has(o, "podFailurePolicy") {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    set_default(o, "/spec/podReplacementPolicy", json!(replacement));
+    let template_labels = o.pointer("/spec/template/metadata/labels").cloned();
+    if let Some(l) = template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        && o.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .is_none_or(|m| m.is_empty())
+    {
+        crate::objects::set_meta(o, "labels", l);
+    }
+    let manual = o.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true);
+    if !create || manual {
+        return;
+    }
+    let uid = crate::objects::meta_str(o, "uid").unwrap_or("").to_string();
+    let name = crate::objects::name_of(o).to_string();
+    if uid.is_empty() {
+        return;
+    }
+    if o.pointer("/spec/selector").is_none_or(Value::is_null) {
+        o["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+    for (k, val) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        set_default(
+            o,
+            &format!("/spec/template/metadata/labels/{}", k.replace('/', "~1")),
+            json!(val),
+        );
+    }
+}
+
+fn typed_spec(
+    kind: &ResourceKind,
+    v: &Value,
+) -> Result<k8s_openapi::api::core::v1::PodSpec, ApiError> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {e}",
+            kind.kind, kind.version, kind.kind
+        ))
+    })
+}
+
+/// A required string field: missing or empty is `Required value`.
+fn require(o: &Value, ptr: &str, field: &str, errs: &mut Vec<FieldError>) {
+    if o.pointer(ptr)
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        errs.push(FieldError::required(field, ""));
+    }
+}
+
+fn non_negative(o: &Value, ptr: &str, field: &str, errs: &mut Vec<FieldError>) {
+    if let Some(n) = o.pointer(ptr).and_then(Value::as_i64)
+        && n < 0
+    {
+        errs.push(FieldError::invalid(
+            field,
+            n,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// Checks a pod template at `ptr` (field path `path`): its spec, and the restart
+/// policies the kind allows.
+fn validate_template(
+    kind: &ResourceKind,
+    o: &Value,
+    ptr: &str,
+    path: &str,
+    restart: &[&str],
+    errs: &mut Vec<FieldError>,
+) -> Result<(), ApiError> {
+    let Some(spec) = o.pointer(&format!("{ptr}/spec")) else {
+        errs.push(FieldError::required(format!("{path}.spec.containers"), ""));
+        return Ok(());
+    };
+    let ps = typed_spec(kind, spec)?;
+    errs.extend(v::validate_pod_spec(&ps, &format!("{path}.spec")));
+    let rp = ps.restart_policy.as_deref().unwrap_or("");
+    if !restart.contains(&rp) {
+        errs.push(FieldError::not_supported(
+            format!("{path}.spec.restartPolicy"),
+            rp,
+            restart,
+        ));
+    }
+    Ok(())
+}
+
+/// Kind-specific checks beyond object metadata.
+pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>, ApiError> {
+    let mut errs = Vec::new();
+    match (kind.group, kind.kind) {
+        ("batch", "Job") => {
+            for f in ["parallelism", "completions", "backoffLimit"] {
+                non_negative(o, &format!("/spec/{f}"), &format!("spec.{f}"), &mut errs);
+            }
+            validate_selector_matches(o, "/spec", "spec", &mut errs);
+            validate_template(
+                kind,
+                o,
+                "/spec/template",
+                "spec.template",
+                &["OnFailure", "Never"],
+                &mut errs,
+            )?;
+        }
+        ("batch", "CronJob") => {
+            require(o, "/spec/schedule", "spec.schedule", &mut errs);
+            validate_template(
+                kind,
+                o,
+                "/spec/jobTemplate/spec/template",
+                "spec.jobTemplate.spec.template",
+                &["OnFailure", "Never"],
+                &mut errs,
+            )?;
+        }
+        ("apps", "DaemonSet") => {
+            let rp = o
+                .pointer("/spec/template/spec/restartPolicy")
+                .and_then(Value::as_str);
+            if let Some(rp) = rp.filter(|rp| *rp != "Always") {
+                errs.push(FieldError::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    rp,
+                    &["Always"],
+                ));
+            }
+        }
+        ("", "ReplicationController") => {
+            non_negative(o, "/spec/replicas", "spec.replicas", &mut errs);
+            let sel = o.pointer("/spec/selector").and_then(Value::as_object);
+            match sel.filter(|m| !m.is_empty()) {
+                None => errs.push(FieldError::required("spec.selector", "")),
+                Some(sel) => {
+                    let labels =
+                        crate::objects::labels(o.pointer("/spec/template").unwrap_or(&Value::Null));
+                    let matches = sel
+                        .iter()
+                        .all(|(k, val)| labels.get(k).map(String::as_str) == val.as_str());
+                    if !matches {
+                        errs.push(FieldError::invalid(
+                            "spec.template.metadata.labels",
+                            serde_json::to_value(&labels).unwrap_or_default(),
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                }
+            }
+            validate_template(
+                kind,
+                o,
+                "/spec/template",
+                "spec.template",
+                &["Always"],
+                &mut errs,
+            )?;
+        }
+        ("", "PodTemplate") => {
+            let Some(spec) = o.pointer("/template/spec") else {
+                errs.push(FieldError::required("template.spec.containers", ""));
+                return Ok(errs);
+            };
+            let ps = typed_spec(kind, spec)?;
+            errs.extend(v::validate_pod_spec(&ps, "template.spec"));
+        }
+        ("", "PersistentVolume") => {
+            if o.pointer("/spec/accessModes")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
+                errs.push(FieldError::required("spec.accessModes", ""));
+            }
+            if o.pointer("/spec/capacity/storage").is_none() {
+                errs.push(FieldError::required("spec.capacity", ""));
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            if o.pointer("/spec/accessModes")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
+                errs.push(FieldError::required(
+                    "spec.accessModes",
+                    "at least 1 access mode is required",
+                ));
+            }
+            if o.pointer("/spec/resources/requests/storage").is_none() {
+                errs.push(FieldError::required("spec.resources[storage]", ""));
+            }
+        }
+        ("node.k8s.io", "RuntimeClass") => {
+            let h = o.get("handler").and_then(Value::as_str).unwrap_or("");
+            if h.is_empty() {
+                errs.push(FieldError::required("handler", ""));
+            } else {
+                for m in v::dns1123_label_errors(h) {
+                    errs.push(FieldError::invalid("handler", h, m));
+                }
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(o, &mut errs),
+        ("networking.k8s.io", "IngressClass") => {
+            require(o, "/spec/controller", "spec.controller", &mut errs)
+        }
+        ("networking.k8s.io", "Ingress") => {
+            let rules = o.pointer("/spec/rules").and_then(Value::as_array);
+            for (i, r) in rules.into_iter().flatten().enumerate() {
+                let paths = r.pointer("/http/paths").and_then(Value::as_array);
+                for (j, p) in paths.into_iter().flatten().enumerate() {
+                    if p.get("pathType").and_then(Value::as_str).is_none() {
+                        errs.push(FieldError::required(
+                            format!("spec.rules[{i}].http.paths[{j}].pathType"),
+                            "pathType must be specified",
+                        ));
+                    }
+                }
+            }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            require(o, "/roleRef/name", "roleRef.name", &mut errs)
+        }
+        _ => {}
+    }
+    Ok(errs)
+}
+
+fn validate_selector_matches(o: &Value, spec: &str, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(sel) = o
+        .pointer(&format!("{spec}/selector"))
+        .filter(|s| !s.is_null())
+    else {
+        return;
+    };
+    let parsed = serde_json::from_value(sel.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|m| podvisor_api::LabelSelector::from_meta(&m).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(s) => {
+            let labels = crate::objects::labels(
+                o.pointer(&format!("{spec}/template"))
+                    .unwrap_or(&Value::Null),
+            );
+            if !s.matches(&labels) {
+                errs.push(FieldError::invalid(
+                    format!("{path}.template.metadata.labels"),
+                    serde_json::to_value(&labels).unwrap_or_default(),
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+        Err(e) => errs.push(FieldError::invalid(
+            format!("{path}.selector"),
+            sel.clone(),
+            e,
+        )),
+    }
+}
+
+/// Upstream's system priority classes: (name, value).
+pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64)] = &[
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+/// The highest priority a user-defined class may have.
+const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+fn validate_priority_class(o: &Value, errs: &mut Vec<FieldError>) {
+    let name = crate::objects::name_of(o);
+    let value = o.get("value").and_then(Value::as_i64).unwrap_or(0);
+    let global = o
+        .get("globalDefault")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if name.starts_with("system-") {
+        let known = SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == name);
+        let err = match known {
+            None => Some(format!("{name:?} is not a known system priority class")),
+            Some((_, v)) if *v != value => {
+                Some(format!("value of {name:?} PriorityClass must be {v}"))
+            }
+            Some(_) if global => Some(format!(
+                "globalDefault of {name:?} PriorityClass must be false"
+            )),
+            Some(_) => None,
+        };
+        if let Some(e) = err {
+            errs.push(FieldError::forbidden(
+                "metadata.name",
+                format!("priority class names with 'system-' prefix are reserved for system use only. error: {e}"),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        errs.push(FieldError::forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ));
+    }
+}
+
+/// Kind-specific immutability checks of an update.
+pub(super) fn validate_update(kind: &ResourceKind, new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let immutable = |ptr: &str, field: &str, detail: &str, errs: &mut Vec<FieldError>| {
+        let n = new.pointer(ptr);
+        if n != old.pointer(ptr) {
+            errs.push(FieldError::invalid(
+                field,
+                n.cloned().unwrap_or(Value::Null),
+                detail,
+            ));
+        }
+    };
+    match (kind.group, kind.kind) {
+        ("batch", "Job") => {
+            immutable(
+                "/spec/selector",
+                "spec.selector",
+                "field is immutable",
+                &mut errs,
+            );
+            immutable(
+                "/spec/completions",
+                "spec.completions",
+                "field is immutable",
+                &mut errs,
+            );
+        }
+        ("node.k8s.io", "RuntimeClass") => {
+            immutable("/handler", "handler", "field is immutable", &mut errs);
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            immutable(
+                "/spec/controller",
+                "spec.controller",
+                "field is immutable",
+                &mut errs,
+            );
+        }
+        ("scheduling.k8s.io", "PriorityClass") if new.get("value") != old.get("value") => {
+            errs.push(FieldError::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            immutable("/roleRef", "roleRef", "cannot change roleRef", &mut errs);
+        }
+        _ => {}
+    }
+    errs
+}
