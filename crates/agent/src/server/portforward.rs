@@ -301,9 +301,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(io: S, target: PodNet
                 data,
             } => {
                 if let Some(tx) = inbound.get(&stream) {
-                    if !data.is_empty() && tx.send(data).await.is_err() {
-                        inbound.remove(&stream);
-                    } else if flags & FLAG_FIN != 0 {
+                    let gone = !data.is_empty() && tx.send(data).await.is_err();
+                    if gone || flags & FLAG_FIN != 0 {
                         inbound.remove(&stream);
                     }
                 }
