@@ -269,6 +269,11 @@ impl Agent {
                     net.check(&id, &netns).await;
                 }
             });
+            aux.spawn(crate::network::routes::run(
+                self.client.clone(),
+                node.clone(),
+                aux_stop.clone(),
+            ));
         }
         if !adopted.is_empty() {
             tracing::info!(

@@ -3,7 +3,7 @@
 //!
 //! # Rules
 //!
-//! * The cluster CIDR (IPv4, default `10.244.0.0/16`) is cut into blocks of
+//! * The cluster CIDR (IPv4; `podvisor up` and `server` use `10.244.0.0/16`) is cut into blocks of
 //!   `node_cidr_mask_size` (default /24); a node without a podCIDR gets the lowest free block.
 //! * What is taken is read from the Nodes themselves (the node cache), so a restarted
 //!   manager never hands out a block twice; blocks patched but not yet seen in the cache are
@@ -29,10 +29,14 @@ use tracing::{info, warn};
 
 use crate::context::Ctx;
 
+/// The cluster CIDR `podvisor up` and `server` allocate from unless told otherwise.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
+
 /// Settings of the node IPAM controller (upstream flag names in brackets).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeIpamConfig {
-    /// The pods' address range [`--cluster-cidr`]; None: no podCIDRs are allocated.
+    /// The pods' address range [`--cluster-cidr`]; None (the default, as upstream's
+    /// `--allocate-node-cidrs=false`): no podCIDRs are allocated.
     pub cluster_cidr: Option<String>,
     /// The prefix length of each node's block [`--node-cidr-mask-size`]. Default 24.
     pub node_cidr_mask_size: u8,
@@ -41,7 +45,7 @@ pub struct NodeIpamConfig {
 impl Default for NodeIpamConfig {
     fn default() -> Self {
         Self {
-            cluster_cidr: Some("10.244.0.0/16".into()),
+            cluster_cidr: None,
             node_cidr_mask_size: 24,
         }
     }

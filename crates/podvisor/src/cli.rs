@@ -324,7 +324,8 @@ pub struct BenchArgs {
     /// Measure a peer in the same run (`podman`) when it is installed.
     #[arg(long, value_name = "PEER")]
     pub peer: Option<String>,
-    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile.
+    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile,
+    /// network (in a network namespace of the bench's own only).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

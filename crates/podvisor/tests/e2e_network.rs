@@ -341,3 +341,94 @@ fn start_port_forward(c: &Cluster, ports: &[&str], websocket: bool) -> std::proc
     }
     child
 }
+
+/// Two nodes, each in a namespace of its own, joined by a veth pair the test makes (one L2
+/// segment): each agent routes the other node's podCIDR via its InternalIP (host-gw), so
+/// a pod on one node reaches a pod on the other by its IP.
+#[test]
+fn pods_on_two_nodes_reach_each_other() {
+    let _g = serial();
+    let (ip_a, ip_b) = ("10.250.3.1", "10.250.3.2");
+    let a = NetNs::new("twoa");
+    let b = NetNs::new("twob");
+    let tag = std::process::id() % 100_000;
+    sh(&format!(
+        "ip link add pva{tag} netns {} type veth peer name pvb{tag} netns {}",
+        a.name, b.name
+    ));
+    sh(&format!(
+        "ip -n {0} addr add {ip_a}/24 dev pva{tag} && ip -n {0} link set pva{tag} up",
+        a.name
+    ));
+    sh(&format!(
+        "ip -n {0} addr add {ip_b}/24 dev pvb{tag} && ip -n {0} link set pvb{tag} up",
+        b.name
+    ));
+    let c = Cluster::up_in_netns_at(a, ip_a, ip_a, &[]);
+    let data = c.dir.path().join("data");
+    let token = std::process::Command::new(binary())
+        .args(["token", "create", "node", "node-b", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("token create");
+    assert!(token.status.success());
+    let token_file = c.dir.path().join("node-b.token");
+    std::fs::write(&token_file, &token.stdout).expect("token file");
+    let mut agent = Process::start_in(
+        &b,
+        "agent-b",
+        &[
+            "agent".into(),
+            "--server".into(),
+            format!("https://{ip_a}:6443"),
+            "--ca-file".into(),
+            data.join("ca.crt").display().to_string(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--node-name".into(),
+            "node-b".into(),
+            "--node-ip".into(),
+            ip_b.into(),
+            "--data-dir".into(),
+            c.dir.path().join("node-b").display().to_string(),
+            "--drain".into(),
+        ],
+        c.dir.path(),
+    );
+    c.wait_for("node-b Ready with a podCIDR", START, || {
+        c.kubectl(&[
+            "get",
+            "node",
+            "node-b",
+            "-o",
+            "jsonpath={.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+            == b"10.244.1.0/24 True"
+    });
+    c.apply(&echo_pod("pa", &format!("  nodeName: {}\n", c.node), ""));
+    c.apply(&echo_pod("pb", "  nodeName: node-b\n", ""));
+    c.wait_pod_ready("pa", START);
+    c.wait_pod_ready("pb", START);
+    let (pa, pb) = (pod_ip(&c, "pa"), pod_ip(&c, "pb"));
+    assert!(
+        pa.starts_with("10.244.0.") && pb.starts_with("10.244.1."),
+        "{pa} {pb}"
+    );
+    let ns = c.netns.as_ref().expect("netns");
+    c.wait_for("a route from node a to node b's pods", START, || {
+        fetch(ns, &pb, 8080) == "pb"
+    });
+    let out = c.kubectl_ok(&["exec", "pa", "--", "busybox", "nc", "-w", "3", &pb, "8080"]);
+    assert_eq!(out.trim(), "pb");
+    c.wait_for("a route from node b to node a's pods", START, || {
+        c.kubectl(&["exec", "pb", "--", "busybox", "nc", "-w", "3", &pa, "8080"])
+            .stdout
+            .starts_with(b"pa")
+    });
+    c.kubectl_ok(&["delete", "pod", "pb", "--wait=true", "--timeout=60s"]);
+    agent.signal(2);
+    if agent.wait_exit(Duration::from_secs(30)).is_none() {
+        agent.kill9();
+    }
+}

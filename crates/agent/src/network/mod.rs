@@ -31,6 +31,12 @@
 //! IPAM on the node's `spec.podCIDR` (waiting for the node IPAM controller to assign one),
 //! masquerade for traffic leaving the node, `portmap` for `hostPort`, `loopback`.
 //!
+//! # Between nodes
+//!
+//! [`routes`]: each agent routes the other nodes' podCIDRs via their InternalIP (host-gw,
+//! nodes on one L2 segment). Traffic leaving the pod subnet is masqueraded by the default
+//! configuration's bridge (`ipMasq`), pod-to-pod traffic across nodes included.
+//!
 //! # Without plugins
 //!
 //! When the binaries the configuration needs are missing ([`PodNetwork::missing`]) pods run
@@ -39,6 +45,7 @@
 //! the plugins takes effect for the next pod.
 
 pub mod cni;
+pub mod routes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -184,6 +184,8 @@ pub struct Cluster {
     pub netns: Option<NetNs>,
     /// Extra flags of `up`.
     pub extra: Vec<String>,
+    /// The address the API server listens on (with `port`).
+    pub listen_ip: String,
 }
 
 impl Cluster {
@@ -203,13 +205,18 @@ impl Cluster {
     /// A cluster with pod networking, entirely inside the network namespace `ns` (made by
     /// the test), its node at `node_ip`, with `extra` flags for `up`.
     pub fn up_in_netns(ns: NetNs, node_ip: &str, extra: &[&str]) -> Cluster {
+        Self::up_in_netns_at(ns, "127.0.0.1", node_ip, extra)
+    }
+
+    /// The same with the API server listening on `listen_ip`:6443.
+    pub fn up_in_netns_at(ns: NetNs, listen_ip: &str, node_ip: &str, extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("podvisor-e2e")
             .tempdir()
             .expect("tempdir");
         let mut flags = vec!["--node-ip".to_string(), node_ip.to_string()];
         flags.extend(extra.iter().map(|s| s.to_string()));
-        Self::start(dir, 6443, Some(ns), flags)
+        Self::start_at(dir, listen_ip, 6443, Some(ns), flags)
     }
 
     fn start(
@@ -218,8 +225,19 @@ impl Cluster {
         netns: Option<NetNs>,
         extra: Vec<String>,
     ) -> Cluster {
+        Self::start_at(dir, "127.0.0.1", port, netns, extra)
+    }
+
+    fn start_at(
+        dir: tempfile::TempDir,
+        listen_ip: &str,
+        port: u16,
+        netns: Option<NetNs>,
+        extra: Vec<String>,
+    ) -> Cluster {
         let node = "e2e-node".to_string();
-        let up = Self::start_up(dir.path(), port, &node, netns.as_ref(), &extra);
+        let listen = format!("{listen_ip}:{port}");
+        let up = Self::start_up(dir.path(), &listen, &node, netns.as_ref(), &extra);
         let cluster = Cluster {
             dir,
             port,
@@ -227,6 +245,7 @@ impl Cluster {
             node,
             netns,
             extra,
+            listen_ip: listen_ip.to_string(),
         };
         cluster.wait_ready(Duration::from_secs(60));
         cluster
@@ -234,7 +253,7 @@ impl Cluster {
 
     fn start_up(
         dir: &Path,
-        port: u16,
+        listen: &str,
         node: &str,
         netns: Option<&NetNs>,
         extra: &[String],
@@ -244,7 +263,7 @@ impl Cluster {
             "--data-dir".into(),
             dir.join("data").display().to_string(),
             "--listen".into(),
-            format!("127.0.0.1:{port}"),
+            listen.to_string(),
             "--node-name".into(),
             node.into(),
         ];
@@ -260,7 +279,7 @@ impl Cluster {
         self.up.kill9();
         self.up = Self::start_up(
             self.dir.path(),
-            self.port,
+            &format!("{}:{}", self.listen_ip, self.port),
             &self.node,
             self.netns.as_ref(),
             &self.extra,
