@@ -8,10 +8,13 @@
 //!   `deployments.apps`, `*.apps`, `*.*`), an ordered list of providers. The **first** provider
 //!   encrypts every new write; **all** of them are tried on read, so a key can be rotated by
 //!   adding the new one first and keeping the old one second until every object was rewritten.
-//! - Providers: `aescbc` (AES-256/192/128-CBC, PKCS#7 padding, a random 16-byte IV per write)
+//! - Providers: `aescbc` (AES-256/192/128-CBC, PKCS#7 padding, a random 16-byte IV per write),
+//!   `secretbox` (XSalsa20-Poly1305 with a 32-byte key and a random 24-byte nonce per write)
 //!   and `identity` (plain). A value written by `aescbc` is stored as
-//!   `k8s:enc:aescbc:v1:<key name>:<IV><ciphertext>`, byte for byte upstream's format, so a store
-//!   encrypted by one can be read by the other with the same configuration file.
+//!   `k8s:enc:aescbc:v1:<key name>:<IV><ciphertext>`, one written by `secretbox` as
+//!   `k8s:enc:secretbox:v1:<key name>:<nonce><tag><ciphertext>` (NaCl's box: the Poly1305 tag
+//!   first), byte for byte upstream's formats, so a store encrypted by one can be read by the
+//!   other with the same configuration file.
 //! - A stored value without the `k8s:enc:` prefix is plain (written before encryption was
 //!   turned on, or by `identity`) and is read as is when `identity` is among the providers; one
 //!   with a prefix no provider knows is an error that names the provider and key
@@ -99,20 +102,102 @@ struct KeyConfig {
     secret: String,
 }
 
+/// A provider that encrypts with keys, each value under the first key, read with any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cipher {
+    /// AES-CBC with PKCS#7 padding: `<16-byte IV><ciphertext>`.
+    AesCbc,
+    /// XSalsa20-Poly1305 (NaCl's secretbox): `<24-byte nonce><16-byte tag><ciphertext>`.
+    SecretBox,
+}
+
+impl Cipher {
+    const ALL: [Cipher; 2] = [Cipher::AesCbc, Cipher::SecretBox];
+
+    fn name(self) -> &'static str {
+        match self {
+            Cipher::AesCbc => "aescbc",
+            Cipher::SecretBox => "secretbox",
+        }
+    }
+
+    /// Upstream's prefix of a stored value: `k8s:enc:<provider>:v1:`.
+    fn prefix(self) -> &'static str {
+        match self {
+            Cipher::AesCbc => "k8s:enc:aescbc:v1:",
+            Cipher::SecretBox => "k8s:enc:secretbox:v1:",
+        }
+    }
+
+    fn key_sizes(self) -> &'static [usize] {
+        match self {
+            Cipher::AesCbc => &[16, 24, 32],
+            Cipher::SecretBox => &[32],
+        }
+    }
+
+    fn key_sizes_text(self) -> &'static str {
+        match self {
+            Cipher::AesCbc => "16, 24 or 32",
+            Cipher::SecretBox => "32",
+        }
+    }
+
+    fn seal(self, key: &[u8], plain: &[u8]) -> Vec<u8> {
+        match self {
+            Cipher::AesCbc => {
+                let mut iv = [0u8; 16];
+                random_bytes(&mut iv);
+                let mut out = iv.to_vec();
+                out.extend_from_slice(&aes_cbc_encrypt(key, &iv, plain));
+                out
+            }
+            Cipher::SecretBox => {
+                use crypto_secretbox::aead::{Aead as _, KeyInit as _};
+                let mut nonce = [0u8; 24];
+                random_bytes(&mut nonce);
+                // fails only for a value past 256 GiB; request bodies are capped far below
+                let sealed = crypto_secretbox::XSalsa20Poly1305::new(key.into())
+                    .encrypt(&nonce.into(), plain)
+                    .unwrap_or_default();
+                let mut out = nonce.to_vec();
+                out.extend_from_slice(&sealed);
+                out
+            }
+        }
+    }
+
+    fn open(self, key: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Cipher::AesCbc => {
+                let (iv, sealed) = body.split_at_checked(16)?;
+                aes_cbc_decrypt(key, iv, sealed)
+            }
+            Cipher::SecretBox => {
+                use crypto_secretbox::aead::{Aead as _, KeyInit as _};
+                let (nonce, sealed) = body.split_at_checked(24)?;
+                crypto_secretbox::XSalsa20Poly1305::new(key.into())
+                    .decrypt(nonce.into(), sealed)
+                    .ok()
+            }
+        }
+    }
+}
+
 /// One provider, ready to use.
 #[derive(Clone)]
 enum Provider {
     Identity,
-    AesCbc(Vec<(String, Vec<u8>)>),
+    Keyed(Cipher, Vec<(String, Vec<u8>)>),
 }
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Identity => f.write_str("identity"),
-            Provider::AesCbc(keys) => {
+            Provider::Keyed(cipher, keys) => {
                 let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
-                write!(f, "aescbc{names:?}")
+                write!(f, "{}{names:?}", cipher.name())
             }
         }
     }
@@ -153,7 +238,6 @@ pub struct EncryptionConfig {
 }
 
 const PREFIX: &[u8] = b"k8s:enc:";
-const AESCBC_PREFIX: &str = "k8s:enc:aescbc:v1:";
 
 fn random_bytes(out: &mut [u8]) {
     use rand::RngCore as _;
@@ -256,33 +340,40 @@ impl EncryptionConfig {
                 }
                 if p.identity.is_some() {
                     providers.push(Provider::Identity);
-                } else if let Some(k) = &p.aescbc {
+                } else if let Some((cipher, k)) = p
+                    .aescbc
+                    .as_ref()
+                    .map(|k| (Cipher::AesCbc, k))
+                    .or(p.secretbox.as_ref().map(|k| (Cipher::SecretBox, k)))
+                {
+                    let at = format!("{at}.{}", cipher.name());
                     if k.keys.is_empty() {
-                        return Err(format!("{at}.aescbc: at least one key is required"));
+                        return Err(format!("{at}: at least one key is required"));
                     }
                     let mut keys = Vec::new();
                     for key in &k.keys {
                         let secret = base64::engine::general_purpose::STANDARD
                             .decode(key.secret.trim())
                             .map_err(|e| {
-                                format!("{at}.aescbc key {:?}: secret is not base64: {e}", key.name)
+                                format!("{at} key {:?}: secret is not base64: {e}", key.name)
                             })?;
-                        if !matches!(secret.len(), 16 | 24 | 32) {
+                        if !cipher.key_sizes().contains(&secret.len()) {
                             return Err(format!(
-                                "{at}.aescbc key {:?}: the secret must be 16, 24 or 32 bytes, got {}",
+                                "{at} key {:?}: the secret must be {} bytes, got {}",
                                 key.name,
+                                cipher.key_sizes_text(),
                                 secret.len()
                             ));
                         }
                         if key.name.is_empty() || key.name.contains(':') {
-                            return Err(format!("{at}.aescbc: invalid key name {:?}", key.name));
+                            return Err(format!("{at}: invalid key name {:?}", key.name));
                         }
                         keys.push((key.name.clone(), secret));
                     }
-                    providers.push(Provider::AesCbc(keys));
+                    providers.push(Provider::Keyed(cipher, keys));
                 } else {
                     return Err(format!(
-                        "{at}: only the aescbc and identity providers are supported"
+                        "{at}: only the aescbc, secretbox and identity providers are supported"
                     ));
                 }
             }
@@ -317,17 +408,14 @@ impl EncryptionConfig {
     /// The value to store for `key`: encrypted by the first provider of its rule.
     pub fn encrypt(&self, key: &str, plain: Vec<u8>) -> Vec<u8> {
         match self.providers_for(key).and_then(|p| p.first()) {
-            Some(Provider::AesCbc(keys)) => {
+            Some(Provider::Keyed(cipher, keys)) => {
                 let (name, secret) = &keys[0];
-                let mut iv = [0u8; 16];
-                random_bytes(&mut iv);
-                let sealed = aes_cbc_encrypt(secret, &iv, &plain);
-                let mut out =
-                    Vec::with_capacity(AESCBC_PREFIX.len() + name.len() + 1 + 16 + sealed.len());
-                out.extend_from_slice(AESCBC_PREFIX.as_bytes());
+                let sealed = cipher.seal(secret, &plain);
+                let prefix = cipher.prefix();
+                let mut out = Vec::with_capacity(prefix.len() + name.len() + 1 + sealed.len());
+                out.extend_from_slice(prefix.as_bytes());
                 out.extend_from_slice(name.as_bytes());
                 out.push(b':');
-                out.extend_from_slice(&iv);
                 out.extend_from_slice(&sealed);
                 out
             }
@@ -353,27 +441,33 @@ impl EncryptionConfig {
                 "{key}: no matching prefix found (the value is not encrypted and identity is not a provider)"
             ));
         }
-        if let Some(rest) = stored.strip_prefix(AESCBC_PREFIX.as_bytes()) {
-            let colon = rest.iter().position(|b| *b == b':');
-            if let Some(colon) = colon {
-                let name = String::from_utf8_lossy(&rest[..colon]);
-                let body = &rest[colon + 1..];
-                for p in providers {
-                    if let Provider::AesCbc(keys) = p
-                        && let Some((_, secret)) = keys.iter().find(|(n, _)| *n == name)
-                    {
-                        if body.len() < 16 {
-                            return Err(format!("{key}: the encrypted value is too short"));
-                        }
-                        return aes_cbc_decrypt(secret, &body[..16], &body[16..]).ok_or_else(
-                            || format!("{key}: cannot decrypt with aescbc key {name:?}"),
-                        );
-                    }
+        for cipher in Cipher::ALL {
+            let Some(rest) = stored.strip_prefix(cipher.prefix().as_bytes()) else {
+                continue;
+            };
+            let Some(colon) = rest.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(&rest[..colon]);
+            let body = &rest[colon + 1..];
+            let secret = providers.iter().find_map(|p| match p {
+                Provider::Keyed(c, keys) if *c == cipher => {
+                    keys.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
                 }
+                _ => None,
+            });
+            let Some(secret) = secret else {
                 return Err(format!(
-                    "{key}: no matching prefix found (aescbc key {name:?} is not configured)"
+                    "{key}: no matching prefix found ({} key {name:?} is not configured)",
+                    cipher.name()
                 ));
-            }
+            };
+            return cipher.open(secret, body).ok_or_else(|| {
+                format!(
+                    "{key}: cannot decrypt with {} key {name:?} (wrong key or damaged value)",
+                    cipher.name()
+                )
+            });
         }
         let shown: String = String::from_utf8_lossy(&stored[..stored.len().min(40)])
             .chars()
@@ -638,6 +732,111 @@ mod tests {
         assert!(
             c.decrypt(SECRET_KEY, b"k8s:enc:kms:v2:x:zzz".to_vec())
                 .is_err()
+        );
+    }
+
+    /// An `EncryptionConfiguration` for secrets with `providers` (YAML list items).
+    fn config_with(providers: &[&str]) -> Result<EncryptionConfig, String> {
+        let mut text = String::from(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n\
+             resources:\n- resources: [secrets]\n  providers:\n",
+        );
+        for p in providers {
+            text.push_str(&format!("  - {p}\n"));
+        }
+        EncryptionConfig::parse(&text)
+    }
+
+    fn secretbox(name: &str, secret: &[u8]) -> String {
+        let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+        format!("secretbox: {{keys: [{{name: {name}, secret: {secret}}}]}}")
+    }
+
+    fn aescbc(name: &str, secret: &[u8]) -> String {
+        let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+        format!("aescbc: {{keys: [{{name: {name}, secret: {secret}}}]}}")
+    }
+
+    /// secretbox: upstream's prefix, then a 24-byte nonce and NaCl's box (16-byte Poly1305
+    /// tag, then as many bytes as the plain value), a fresh nonce per write.
+    #[test]
+    fn secretbox_values_have_upstreams_layout_and_round_trip() {
+        let c = config_with(&[&secretbox("box1", &[7u8; 32])]).unwrap();
+        let plain = br#"{"apiVersion":"v1","kind":"Secret","data":{"k":"dmFsdWU="}}"#.to_vec();
+        let a = c.encrypt(SECRET_KEY, plain.clone());
+        let b = c.encrypt(SECRET_KEY, plain.clone());
+        let prefix = b"k8s:enc:secretbox:v1:box1:";
+        assert!(a.starts_with(prefix));
+        assert_eq!(a.len(), prefix.len() + 24 + 16 + plain.len());
+        assert_ne!(
+            a[prefix.len()..][..24],
+            b[prefix.len()..][..24],
+            "fresh nonce"
+        );
+        assert_eq!(c.decrypt(SECRET_KEY, a.clone()).unwrap(), plain);
+        assert_eq!(c.decrypt(SECRET_KEY, b).unwrap(), plain);
+        // The box is NaCl's: the tag authenticates every byte.
+        let mut damaged = a;
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        let e = c.decrypt(SECRET_KEY, damaged).unwrap_err();
+        assert!(
+            e.contains("cannot decrypt with secretbox key \"box1\""),
+            "{e}"
+        );
+    }
+
+    /// Rotation between providers as upstream documents it: the new provider first and the
+    /// old one second reads both and writes the new; once the old one is dropped its values
+    /// are refused with an error naming it.
+    #[test]
+    fn keys_rotate_between_aescbc_and_secretbox() {
+        let old = config_with(&[&aescbc("key1", &[1u8; 32])]).unwrap();
+        let both =
+            config_with(&[&secretbox("key2", &[2u8; 32]), &aescbc("key1", &[1u8; 32])]).unwrap();
+        let new = config_with(&[&secretbox("key2", &[2u8; 32])]).unwrap();
+        let v1 = old.encrypt(SECRET_KEY, b"{\"v\":1}".to_vec());
+        assert_eq!(both.decrypt(SECRET_KEY, v1.clone()).unwrap(), b"{\"v\":1}");
+        let v2 = both.encrypt(SECRET_KEY, b"{\"v\":2}".to_vec());
+        assert!(v2.starts_with(b"k8s:enc:secretbox:v1:key2:"));
+        assert_eq!(new.decrypt(SECRET_KEY, v2.clone()).unwrap(), b"{\"v\":2}");
+        let e = new.decrypt(SECRET_KEY, v1).unwrap_err();
+        assert!(e.contains("aescbc key \"key1\" is not configured"), "{e}");
+        let e = old.decrypt(SECRET_KEY, v2).unwrap_err();
+        assert!(
+            e.contains("secretbox key \"key2\" is not configured"),
+            "{e}"
+        );
+        // and back: aescbc first again reads what secretbox wrote
+        let back =
+            config_with(&[&aescbc("key3", &[3u8; 16]), &secretbox("key2", &[2u8; 32])]).unwrap();
+        let v3 = new.encrypt(SECRET_KEY, b"{\"v\":3}".to_vec());
+        assert_eq!(back.decrypt(SECRET_KEY, v3).unwrap(), b"{\"v\":3}");
+        assert!(
+            back.encrypt(SECRET_KEY, b"{}".to_vec())
+                .starts_with(b"k8s:enc:aescbc:v1:key3:")
+        );
+    }
+
+    /// A key of the right name with the wrong secret is a clear error, never garbage.
+    #[test]
+    fn a_wrong_secretbox_key_is_a_clear_error() {
+        let right = config_with(&[&secretbox("key1", &[5u8; 32])]).unwrap();
+        let wrong = config_with(&[&secretbox("key1", &[6u8; 32])]).unwrap();
+        let sealed = right.encrypt(SECRET_KEY, b"{\"a\":1}".to_vec());
+        let e = wrong.decrypt(SECRET_KEY, sealed).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{SECRET_KEY}: cannot decrypt with secretbox key \"key1\" (wrong key or damaged value)"
+            )
+        );
+        let short = b"k8s:enc:secretbox:v1:key1:0123".to_vec();
+        assert!(wrong.decrypt(SECRET_KEY, short).is_err());
+        let e = config_with(&[&secretbox("key1", &[5u8; 16])]).unwrap_err();
+        assert!(
+            e.contains("secretbox key \"key1\": the secret must be 32 bytes, got 16"),
+            "{e}"
         );
     }
 

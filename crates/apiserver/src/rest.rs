@@ -117,9 +117,9 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     let _slot = if long_running {
         None
     } else {
-        match srv.try_begin_request(&user) {
-            Some(slot) => Some(slot),
-            None => return ApiError::too_many_requests().into_response(),
+        match srv.begin_request(&user).await {
+            Ok(slot) => Some(slot),
+            Err(_) => return ApiError::too_many_requests().into_response(),
         }
     };
     let accept = parts
@@ -151,7 +151,8 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
                     Flavour::Legacy => discovery::api_group_list(),
                     f => discovery::aggregated(core, f),
                 };
-                let mut r = json_response(&doc, flavour.content_type());
+                let body = serde_json::to_string(&doc).unwrap_or_default();
+                let mut r = cached(&ctx.headers, body, flavour.content_type());
                 r.headers_mut()
                     .insert(header::VARY, HeaderValue::from_static("Accept"));
                 Ok(r)
@@ -160,22 +161,55 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
         ["api", "v1"] => get_only(&method, discovery::resource_list("", "v1")),
         ["apis", g] => get_only(&method, discovery::api_group_doc(g)),
         ["apis", g, v] => get_only(&method, discovery::resource_list(g, v)),
-        ["openapi", "v3"] => get_only(&method, Some(crate::openapi::index())),
-        ["openapi", "v3", rest @ ..] => match (method == Method::GET, crate::openapi::lookup(rest))
-        {
-            (false, _) => Err(ApiError::method_not_allowed()),
-            (true, None) => Err(ApiError::path_not_found()),
-            (true, Some(doc)) => {
-                let mut r = json_response(&doc, "application/json");
-                if ctx.query.get("hash").is_some() {
-                    r.headers_mut().insert(
-                        header::CACHE_CONTROL,
-                        HeaderValue::from_static("public, immutable"),
-                    );
-                }
+        ["openapi", "v2"] => {
+            // Asked for with `@v1.0`, answered with `.v1.0` (a valid media type), as
+            // kube-openapi does.
+            const PB: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+            let wants_pb = accept.as_deref().is_some_and(|a| {
+                a.split(',').any(|m| {
+                    let m = m.split(';').next().unwrap_or("").trim();
+                    m == PB || m == "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+                })
+            });
+            if method != Method::GET {
+                Err(ApiError::method_not_allowed())
+            } else if wants_pb {
+                let body = crate::openapi::v2_protobuf();
+                let mut r = cached_bytes(&ctx.headers, body, PB);
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
+                Ok(r)
+            } else {
+                let mut r = cached(&ctx.headers, crate::openapi::v2(), "application/json");
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
                 Ok(r)
             }
+        }
+        ["openapi", "v3"] => match method == Method::GET {
+            false => Err(ApiError::method_not_allowed()),
+            true => Ok(cached(
+                &ctx.headers,
+                crate::openapi::v3_index(),
+                "application/json",
+            )),
         },
+        ["openapi", "v3", rest @ ..] => {
+            match (method == Method::GET, crate::openapi::v3_lookup(rest)) {
+                (false, _) => Err(ApiError::method_not_allowed()),
+                (true, None) => Err(ApiError::path_not_found()),
+                (true, Some(doc)) => {
+                    let mut r = cached(&ctx.headers, doc, "application/json");
+                    if ctx.query.get("hash").is_some() {
+                        r.headers_mut().insert(
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_static("public, immutable"),
+                        );
+                    }
+                    Ok(r)
+                }
+            }
+        }
         ["api", "v1", rest @ ..] => {
             resource(&mut ctx, &method, accept.as_deref(), "", "v1", rest).await
         }
@@ -186,6 +220,31 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
         _ => Err(ApiError::path_not_found()),
     };
     result.unwrap_or_else(|e| e.into_response())
+}
+
+/// A document with an ETag (its hash); `304 Not Modified` when `If-None-Match` names it.
+fn cached(headers: &http::HeaderMap, body: String, ct: &'static str) -> Response {
+    cached_bytes(headers, body.into_bytes(), ct)
+}
+
+fn cached_bytes(headers: &http::HeaderMap, body: Vec<u8>, ct: &'static str) -> Response {
+    let etag = format!("\"{}\"", crate::openapi::hash(&body));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut r = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        r
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
 }
 
 fn get_only(method: &Method, doc: Option<Value>) -> Result<Response, ApiError> {

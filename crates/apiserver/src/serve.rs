@@ -18,8 +18,8 @@
 //!
 //! A client that opens connections and sends nothing, or half a request, or never a valid
 //! token, cannot keep more than `max_unauthenticated` descriptors for more than a few
-//! seconds; a user with a token that sends slow bodies is bounded by its share of request
-//! slots ([`crate::flowcontrol`]) and the body timeout.
+//! seconds; a user with a token that sends slow bodies is bounded by its flow's share of its
+//! priority level's seats ([`crate::flowcontrol`]) and the body timeout.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -45,10 +45,13 @@ pub struct ApiServerConfig {
     pub clock: Option<WallClock>,
     /// The authorizer (default: [`DefaultAuthorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
-    /// Most short requests (everything but watches and followed logs) served at once;
-    /// beyond it requests get 429 TooManyRequests with `Retry-After: 1`. One user holds at
-    /// most a quarter of them; `system:masters` is exempt (see [`crate::flowcontrol`]).
+    /// Most short requests (everything but watches and followed logs) served at once,
+    /// divided between priority levels and, within a level, between users by fair queuing;
+    /// `system:masters` is exempt (see [`crate::flowcontrol`]).
     pub max_requests_in_flight: usize,
+    /// How long a request waits in its queue for a seat before 429 TooManyRequests with
+    /// `Retry-After: 1` (upstream: a quarter of the request timeout, 15 s).
+    pub request_queue_wait: Duration,
     /// Connection limits of [`ApiServer::serve`].
     pub connections: ConnectionLimits,
 }
@@ -96,6 +99,7 @@ impl ApiServerConfig {
             clock: None,
             authorizer: None,
             max_requests_in_flight: 600,
+            request_queue_wait: crate::flowcontrol::DEFAULT_QUEUE_WAIT,
             connections: ConnectionLimits::default(),
         }
     }
@@ -202,7 +206,10 @@ impl ApiServer {
             .authorizer
             .clone()
             .unwrap_or_else(|| Arc::new(DefaultAuthorizer));
-        let config_max_in_flight = config.max_requests_in_flight;
+        let flow = crate::flowcontrol::FlowControl::new(
+            config.max_requests_in_flight,
+            config.request_queue_wait,
+        );
         Ok(ApiServer {
             inner: Arc::new(Inner {
                 core,
@@ -210,7 +217,7 @@ impl ApiServer {
                 tokens,
                 authorizer,
                 tls,
-                flow: crate::flowcontrol::FlowControl::new(config_max_in_flight),
+                flow,
                 _temp_dir: temp_dir,
             }),
         })
@@ -228,10 +235,12 @@ impl ApiServer {
         self.inner.tokens.authenticate(token)
     }
 
-    /// Takes a slot for a short request of `user`, or `None` when the server is saturated
-    /// or the user holds its share (see [`crate::flowcontrol`]).
-    pub(crate) fn try_begin_request(&self, user: &UserInfo) -> Option<crate::flowcontrol::Slot> {
-        self.inner.flow.try_begin(user)
+    /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).
+    pub(crate) async fn begin_request(
+        &self,
+        user: &UserInfo,
+    ) -> Result<crate::flowcontrol::Slot, crate::flowcontrol::Rejected> {
+        self.inner.flow.begin(user).await
     }
 
     /// Reads the token file again now (the binary calls this on SIGHUP; changes on disk are

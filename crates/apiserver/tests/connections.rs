@@ -32,6 +32,7 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
     let mut cfg = ApiServerConfig::new(dir.path());
     cfg.connections = limits;
     cfg.max_requests_in_flight = max_in_flight;
+    cfg.request_queue_wait = Duration::from_secs(1);
     let srv = ApiServer::new(Arc::new(podvisor_store::MemoryStore::new()), cfg)
         .await
         .expect("server");
@@ -175,8 +176,8 @@ async fn unauthenticated_connections_are_capped() {
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
-/// One node token holding many slow bodies gets 429 past its share; the admin and another
-/// node are still served at once. A slow body ends with 408 at the body timeout.
+/// One node token holding many slow bodies waits in its queues past its share of the
+/// `system` level, then gets 429; the admin and another node are still served at once. A slow body ends with 408 at the body timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_of_one_user_do_not_starve_the_others() {
     let mut l = limits();
@@ -202,7 +203,10 @@ async fn slow_bodies_of_one_user_do_not_starve_the_others() {
     let (code, _) = r.get("/api/v1/namespaces", &n2).await;
     assert_eq!(code, 200, "another node");
     let (code, _) = r.get("/api/v1/namespaces", &n1).await;
-    assert_eq!(code, 429, "the slow node past its share");
+    assert_eq!(
+        code, 429,
+        "the slow node past its share, after the queue wait"
+    );
     drop(slow);
 
     let mut l = limits();

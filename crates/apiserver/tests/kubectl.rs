@@ -731,6 +731,30 @@ async fn kubectl_builtin_kinds() {
         "{err}"
     );
 
+    // OpenAPI: explain reads the v3 schemas, an unknown kind is a mapping error.
+    let explain = env.ok(&["explain", "pod.spec"], None).await;
+    assert!(
+        explain.contains("KIND:       Pod")
+            && explain.contains("containers\t<[]Container> -required-"),
+        "{explain}"
+    );
+    let explain = env.ok(&["explain", "cronjobs.spec.schedule"], None).await;
+    assert!(explain.contains("FIELD: schedule <string>"), "{explain}");
+    let err = env
+        .fails(
+            &["apply", "-f", "-"],
+            Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"),
+        )
+        .await;
+    assert!(
+        err.contains(r#"no matches for kind "Widget" in version "example.com/v1""#),
+        "{err}"
+    );
+    let v2 = env.ok(&["get", "--raw", "/openapi/v2"], None).await;
+    let v2: serde_json::Value = serde_json::from_str(&v2).unwrap();
+    assert_eq!(v2["swagger"], "2.0");
+    assert!(v2["definitions"]["io.k8s.api.node.v1.RuntimeClass"].is_object());
+
     // A new namespace gets its default ServiceAccount.
     env.ok(&["create", "namespace", "team"], None).await;
     let sa = env

@@ -1,4 +1,4 @@
-//! The in-flight limit (429) and the background compaction task (paused time).
+//! The in-flight limit (429 after the queue wait) and the background compaction task (paused time).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ async fn saturated_server_answers_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ApiServerConfig::new(dir.path());
     cfg.max_requests_in_flight = 0;
+    cfg.request_queue_wait = Duration::from_millis(100);
     let srv = ApiServer::new(Arc::new(podvisor_store::memory::MemoryStore::new()), cfg)
         .await
         .unwrap();

@@ -115,7 +115,9 @@ async fn discovery_flavours_echo_their_content_type() {
     assert_eq!(s, 200);
     assert_eq!(h["cache-control"], "public, immutable");
     assert_eq!(
-        call(&srv, "GET", "/openapi/v2", None, None, "").await.0,
+        call(&srv, "GET", "/openapi/v3/apis/nope/v1", None, None, "")
+            .await
+            .0,
         404
     );
 }
@@ -470,4 +472,46 @@ async fn eviction_deletes_the_pod_gracefully() {
     assert_eq!(s, 404);
     let (s, _, _) = call(&srv, "GET", uri, None, None, "").await;
     assert_eq!(s, 405);
+}
+
+/// Discovery and OpenAPI documents carry an ETag and answer 304 when the client has them.
+#[tokio::test]
+async fn discovery_and_openapi_are_cached_by_etag() {
+    let srv = memory_server().await;
+    let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    for (uri, accept) in [
+        ("/apis", Some(v2)),
+        ("/openapi/v2", None),
+        ("/openapi/v3", None),
+        ("/openapi/v3/apis/batch/v1", None),
+    ] {
+        let (code, h, body) = call(&srv, "GET", uri, None, accept, "").await;
+        assert_eq!(code, StatusCode::OK, "{uri}");
+        assert!(!body.is_empty());
+        let etag = h["etag"].to_str().unwrap().to_string();
+        let mut req = Request::builder()
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", srv.admin_token()))
+            .header("if-none-match", &etag);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let resp = srv
+            .router()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED, "{uri}");
+        assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+    }
+    let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let (code, h, body) = call(&srv, "GET", "/openapi/v2", None, Some(pb), "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        h["content-type"],
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    // Field 1 (swagger) = "2.0", then the definitions.
+    assert_eq!(&body[..5], b"\x0a\x032.0");
+    assert!(body.len() > 100_000);
 }
