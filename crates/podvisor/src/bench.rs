@@ -288,6 +288,7 @@ pub(crate) fn pod_json(
 ) -> anyhow::Result<Pod> {
     let mut spec = json!({
         "terminationGracePeriodSeconds": grace,
+        "runtimeClassName": "host",
         "containers": [{"name": "main", "image": "busybox", "command": command}],
     });
     if let Some(n) = node {

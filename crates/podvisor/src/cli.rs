@@ -91,6 +91,18 @@ pub struct NetworkArgs {
     pub cni_bin_dir: String,
 }
 
+/// Where the node pulls images from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ImageArgs {
+    /// A registry (HOST:PORT) spoken to in plain HTTP; repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registry: Vec<String>,
+    /// Registry mirrors (endpoints, rewrites) and per-registry auth and TLS, in k3s's
+    /// `registries.yaml` format.
+    #[arg(long, env = "PODVISOR_REGISTRIES_CONFIG", value_name = "FILE")]
+    pub registries_config: Option<PathBuf>,
+}
+
 /// `podvisor up`.
 #[derive(Debug, Args, Clone)]
 pub struct UpArgs {
@@ -131,6 +143,8 @@ pub struct UpArgs {
     pub controllers: ControllerArgs,
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 /// `podvisor server`.
@@ -284,6 +298,8 @@ pub struct AgentArgs {
     pub drain: bool,
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 /// `podvisor kubeconfig`.

@@ -246,6 +246,20 @@ async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()>
 }
 
 /// `podvisor up`.
+/// The node's image service: the store under DATA_DIR/images, the registry settings.
+fn image_service(
+    args: &crate::cli::ImageArgs,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<podvisor_agent::image::ImageManager>> {
+    let settings = podvisor_agent::image::RegistrySettings::load(
+        args.registries_config.as_deref(),
+        args.insecure_registry.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("registries config: {e}"))?;
+    podvisor_agent::image::open(data_dir, settings)
+        .map_err(|e| anyhow::anyhow!("cannot open the image store: {e}"))
+}
+
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
@@ -287,7 +301,8 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let runtime = process_runtime(&data_dir, agent_config.network.as_ref()).await?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
-    let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config);
+    let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
+        .with_images(image_service(&args.images, &data_dir)?);
     let agent_task = {
         let stop = agent_stop.clone();
         tokio::spawn(async move { agent.run(stop).await })
@@ -514,7 +529,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let agent_network = agent_config.network.clone();
     let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;
     let _spares = SparesGuard(runtime.clone());
-    let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config);
+    let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
+        .with_images(image_service(&args.images, &data_dir)?);
     let stop = CancellationToken::new();
     let mut task = {
         let stop = stop.clone();

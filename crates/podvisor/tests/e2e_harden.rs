@@ -21,6 +21,7 @@ metadata:
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -62,6 +63,7 @@ metadata:
   name: nostart
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -497,6 +499,7 @@ fn up_raises_its_open_file_limit_to_the_hard_limit() {
     let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
     let mut child = std::process::Command::new("bash")
         .args(["-c", &script])
+        .env("PODVISOR_POD_NETWORK", "false")
         .stdout(log.try_clone().expect("clone"))
         .stderr(log)
         .spawn()

@@ -98,6 +98,8 @@ pub struct WorkerCtx {
     pub backoff_max: Duration,
     /// The pod network (None: every pod on the host's network).
     pub network: Option<Arc<crate::network::PodNetwork>>,
+    /// The image service; None: images are not pulled (every image counts as present).
+    pub images: Option<Arc<crate::image::ImageManager>>,
 }
 
 /// A note from the runtime.
@@ -295,6 +297,12 @@ impl PodWorker {
             rec.instances.push(Instance {
                 id: c.id,
                 restart_count,
+                image_id: c
+                    .config
+                    .annotations
+                    .get(crate::image::ANNOTATION_IMAGE_ID)
+                    .cloned()
+                    .unwrap_or_default(),
                 image: c.config.image,
                 state: c.state,
             });

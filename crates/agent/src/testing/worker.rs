@@ -165,6 +165,7 @@ impl WorkerHarness {
             backoff_initial: s(10),
             backoff_max: s(300),
             network: None,
+            images: None,
         })
     }
 

@@ -198,8 +198,17 @@ impl Cluster {
         Self::up_in(dir, free_port())
     }
 
+    /// Starts `podvisor up` with `extra` flags and waits for the node to be Ready.
+    pub fn up_with(dir: tempfile::TempDir, extra: &[String]) -> Cluster {
+        Self::up_in_with(dir, free_port(), extra.to_vec())
+    }
+
     pub fn up_in(dir: tempfile::TempDir, port: u16) -> Cluster {
-        Self::start(dir, port, None, Vec::new())
+        Self::up_in_with(dir, port, Vec::new())
+    }
+
+    fn up_in_with(dir: tempfile::TempDir, port: u16, extra: Vec<String>) -> Cluster {
+        Self::start(dir, port, None, extra)
     }
 
     /// A cluster with pod networking, entirely inside the network namespace `ns` (made by
