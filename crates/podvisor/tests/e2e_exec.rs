@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -322,15 +322,7 @@ spec:
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn attach");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let first = rx.recv_timeout(LONG).expect("attach printed a line");
     let second = rx.recv_timeout(LONG).expect("attach printed another line");
     let _ = child.kill();

@@ -309,7 +309,6 @@ spec:
 /// `kubectl port-forward pod/pf PORTS` in the test's namespace, once it says it forwards
 /// every port; `websocket` false makes it use the SPDY upgrade.
 fn start_port_forward(c: &Cluster, ports: &[&str], websocket: bool) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
     let ns = c.netns.as_ref().expect("netns");
     let mut child = ns
         .command("kubectl")
@@ -323,13 +322,7 @@ fn start_port_forward(c: &Cluster, ports: &[&str], websocket: bool) -> std::proc
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("kubectl port-forward");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let mut forwarding = 0;
     while forwarding < ports.len() {
         let line = rx
@@ -365,34 +358,12 @@ fn pods_on_two_nodes_reach_each_other() {
         b.name
     ));
     let c = Cluster::up_in_netns_at(a, ip_a, ip_a, &[]);
-    let data = c.dir.path().join("data");
-    let token = std::process::Command::new(binary())
-        .args(["token", "create", "node", "node-b", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("token create");
-    assert!(token.status.success());
-    let token_file = c.dir.path().join("node-b.token");
-    std::fs::write(&token_file, &token.stdout).expect("token file");
-    let mut agent = Process::start_in(
-        &b,
-        "agent-b",
-        &[
-            "agent".into(),
-            "--server".into(),
-            format!("https://{ip_a}:6443"),
-            "--ca-file".into(),
-            data.join("ca.crt").display().to_string(),
-            "--token-file".into(),
-            token_file.display().to_string(),
-            "--node-name".into(),
-            "node-b".into(),
-            "--node-ip".into(),
-            ip_b.into(),
-            "--data-dir".into(),
-            c.dir.path().join("node-b").display().to_string(),
-            "--drain".into(),
-        ],
+    let mut agent = common::steps::start_agent_at(
+        Some(&b),
+        "node-b",
+        &format!("https://{ip_a}:6443"),
+        ip_b,
+        &c.dir.path().join("data"),
         c.dir.path(),
     );
     c.wait_for("node-b Ready with a podCIDR", START, || {
