@@ -251,13 +251,17 @@ spec:
 ",
     );
     c.wait_pod_ready("pf", START);
+    // Ready as soon as both started: wait until both listen
+    let ip = pod_ip(c, "pf");
+    c.wait_for("pf listening on :8080 and :9090", START, || {
+        fetch(ns, &ip, 8080) == "port-8080" && fetch(ns, &ip, 9090) == "port-9090"
+    });
     // kubectl 1.31+ tunnels SPDY in WebSocket; without it (or refused) it upgrades to SPDY
     let l0 = free_port();
     let mut spdy = start_port_forward(c, &[&format!("{l0}:8080")], false);
-    assert_eq!(fetch(ns, "127.0.0.1", l0), "port-8080");
-    assert_eq!(fetch(ns, "127.0.0.1", l0), "port-8080");
-    let _ = spdy.kill();
-    let _ = spdy.wait();
+    forwarded(c, &mut spdy, l0, "port-8080");
+    forwarded(c, &mut spdy, l0, "port-8080");
+    stop_port_forward(&mut spdy);
     let (l1, l2, l3) = (free_port(), free_port(), free_port());
     let mut child = start_port_forward(
         c,
@@ -268,8 +272,8 @@ spec:
         ],
         true,
     );
-    assert_eq!(fetch(ns, "127.0.0.1", l1), "port-8080");
-    assert_eq!(fetch(ns, "127.0.0.1", l2), "port-9090");
+    forwarded(c, &mut child, l1, "port-8080");
+    forwarded(c, &mut child, l2, "port-9090");
     let answers: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20)
             .map(|i| {
@@ -287,8 +291,7 @@ spec:
         assert_eq!(a, want, "connection {i}");
     }
     assert_eq!(fetch(ns, "127.0.0.1", l3), "");
-    let _ = child.kill();
-    let _ = child.wait();
+    stop_port_forward(&mut child);
     let mut err = String::new();
     child
         .stderr
@@ -304,6 +307,32 @@ spec:
         )) && err.contains("dial tcp4 127.0.0.1:7777: connect: connection refused"),
         "{err}"
     );
+}
+
+/// Asserts that a connection to the local `port` of the port-forward `child` reads `want`;
+/// if not, the failure shows what kubectl and the node said.
+fn forwarded(c: &Cluster, child: &mut std::process::Child, port: u16, want: &str) {
+    use std::io::Read;
+    let got = fetch(c.netns.as_ref().expect("netns"), "127.0.0.1", port);
+    if got != want {
+        stop_port_forward(child);
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!(
+            "port {port}: {got:?}, not {want:?}\nkubectl: {err}\nup: {}",
+            c.up.log_text()
+        );
+    }
+}
+
+/// Stops a `kubectl port-forward` with SIGINT (so it writes out what it logged) and waits.
+fn stop_port_forward(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }
 
 /// `kubectl port-forward pod/pf PORTS` in the test's namespace, once it says it forwards

@@ -531,16 +531,15 @@ pub fn marker(name: &str) -> String {
 }
 
 /// The lines a child writes to its piped stdout, read by a thread of their own (so a test
-/// can wait for one with a timeout).
+/// can wait for one with a timeout). The thread reads to the end even when nobody listens
+/// any more: the child must never write to a closed pipe.
 pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::{BufRead, BufReader};
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     rx
