@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -255,6 +255,7 @@ pub(crate) enum OwnerKind {
     Deployment,
     StatefulSet,
     Job,
+    CronJob,
 }
 
 impl OwnerKind {
@@ -265,6 +266,7 @@ impl OwnerKind {
             ("apps/v1", "Deployment") => Some(OwnerKind::Deployment),
             ("apps/v1", "StatefulSet") => Some(OwnerKind::StatefulSet),
             ("batch/v1", "Job") => Some(OwnerKind::Job),
+            ("batch/v1", "CronJob") => Some(OwnerKind::CronJob),
             _ => None,
         }
     }
@@ -275,6 +277,7 @@ impl OwnerKind {
             OwnerKind::Deployment => "Deployment",
             OwnerKind::StatefulSet => "StatefulSet",
             OwnerKind::Job => "Job",
+            OwnerKind::CronJob => "CronJob",
         }
     }
 }
@@ -288,6 +291,7 @@ pub(crate) struct Ctx {
     pub(crate) deployments: Store<Deployment>,
     pub(crate) statefulsets: Store<StatefulSet>,
     pub(crate) jobs: Store<Job>,
+    pub(crate) cronjobs: Store<CronJob>,
     pub(crate) nodes: Store<Node>,
     pub(crate) leases: Store<Lease>,
     /// Wakes the node IPAM controller (a Node changed).
@@ -296,6 +300,7 @@ pub(crate) struct Ctx {
     pub(crate) deploy_queue: WorkQueue<Key>,
     pub(crate) sts_queue: WorkQueue<Key>,
     pub(crate) job_queue: WorkQueue<Key>,
+    pub(crate) cronjob_queue: WorkQueue<Key>,
     pub(crate) gc_queue: WorkQueue<GcKey>,
     /// Nodes whose NoExecute taints the taint eviction controller should look at.
     pub(crate) taint_node_queue: WorkQueue<String>,

@@ -3,7 +3,7 @@
 //! A dependent (a pod, a ReplicaSet or a Job) lists its owners in `metadata.ownerReferences`.
 //! When an owner is deleted, the dependents that point at it are queued. For each
 //! dependent the collector checks every owner reference of a kind it knows (apps/v1
-//! ReplicaSet, Deployment, StatefulSet; batch/v1 Job): first in the cache, and when the cache does not
+//! ReplicaSet, Deployment, StatefulSet; batch/v1 Job, CronJob): first in the cache, and when the cache does not
 //! have the owner's UID, with a live GET (the cache may lag; a GET 404 or a different UID
 //! means the owner is gone). Then:
 //!
@@ -31,7 +31,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
@@ -144,6 +144,10 @@ async fn owner_exists(
             .jobs
             .get(&key.obj_ref())
             .and_then(|o| o.metadata.uid.clone()),
+        ("batch/v1", "CronJob") => ctx
+            .cronjobs
+            .get(&key.obj_ref())
+            .and_then(|o| o.metadata.uid.clone()),
         ("apps/v1", "ReplicaSet") => ctx
             .replicasets
             .get(&key.obj_ref())
@@ -163,6 +167,7 @@ async fn owner_exists(
     }
     let live = match r.kind.as_str() {
         "Job" => live_uid::<Job>(ctx, namespace, &r.name).await,
+        "CronJob" => live_uid::<CronJob>(ctx, namespace, &r.name).await,
         "ReplicaSet" => live_uid::<ReplicaSet>(ctx, namespace, &r.name).await,
         "Deployment" => live_uid::<Deployment>(ctx, namespace, &r.name).await,
         _ => live_uid::<StatefulSet>(ctx, namespace, &r.name).await,
@@ -243,6 +248,7 @@ fn owner_meta(ctx: &Ctx, kind: OwnerKind, k: &Key) -> Option<ObjectMeta> {
             .get(&k.obj_ref())
             .map(|o| o.metadata.clone()),
         OwnerKind::Job => ctx.jobs.get(&k.obj_ref()).map(|o| o.metadata.clone()),
+        OwnerKind::CronJob => ctx.cronjobs.get(&k.obj_ref()).map(|o| o.metadata.clone()),
     }
 }
 
@@ -385,6 +391,7 @@ async fn remove_owner_finalizer(
         OwnerKind::Deployment => patch_in::<Deployment>(c, k, &patch).await,
         OwnerKind::StatefulSet => patch_in::<StatefulSet>(c, k, &patch).await,
         OwnerKind::Job => patch_in::<Job>(c, k, &patch).await,
+        OwnerKind::CronJob => patch_in::<CronJob>(c, k, &patch).await,
     };
     match result {
         Ok(()) => Ok(None),

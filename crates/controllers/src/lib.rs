@@ -1,5 +1,5 @@
 //! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment, StatefulSet
-//! and [Job](job) controllers, a background garbage collector, and node failure handling: the
+//! [Job](job) and [CronJob](cronjob) controllers, a background garbage collector, and node failure handling: the
 //! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
 //! zone disruption), the [taint eviction controller](tainteviction) (NoExecute),
 //! [PodGC](podgc) and the [node IPAM controller](nodeipam) (podCIDRs).
@@ -7,7 +7,7 @@
 //! # How they run
 //!
 //! [`ControllerManager::run`] starts one reflector (list + watch, all namespaces) per kind:
-//! pods, ReplicaSets, Deployments, StatefulSets, Jobs, Nodes and node Leases (`kube-node-lease`). Each watch event first updates the cache,
+//! pods, ReplicaSets, Deployments, StatefulSets, Jobs, CronJobs, Nodes and node Leases (`kube-node-lease`). Each watch event first updates the cache,
 //! then maps the object to the keys it affects (a pod to its controller, an orphan pod to the
 //! owners whose selector matches it, a ReplicaSet to its Deployment, a deleted owner to the
 //! garbage collector) and adds them to that controller's [work queue](queue). Workers take
@@ -30,6 +30,8 @@
 //! over-create and node health would be judged twice.
 
 mod context;
+mod cron;
+mod cronjob;
 mod deployment;
 mod evictions;
 mod expectations;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::reflector::{self, Store};
@@ -24,7 +24,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset, statefulset, tainteviction,
+    cronjob, deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset, statefulset,
+    tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -52,6 +53,7 @@ impl ControllerManager {
         let (deployments, deploy_w) = reflector::store::<Deployment>();
         let (statefulsets, sts_w) = reflector::store::<StatefulSet>();
         let (jobs, jobs_w) = reflector::store::<Job>();
+        let (cronjobs, cronjobs_w) = reflector::store::<CronJob>();
         let (nodes, nodes_w) = reflector::store::<Node>();
         let (leases, leases_w) = reflector::store::<Lease>();
         let (events, event_writer) = EventRecorder::new(
@@ -71,6 +73,7 @@ impl ControllerManager {
             deployments,
             statefulsets,
             jobs,
+            cronjobs,
             nodes,
             leases,
             node_ipam: tokio::sync::Notify::new(),
@@ -78,6 +81,7 @@ impl ControllerManager {
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
             job_queue: WorkQueue::new(),
+            cronjob_queue: WorkQueue::new(),
             gc_queue: WorkQueue::new(),
             taint_node_queue: WorkQueue::new(),
             taint_pod_queue: WorkQueue::new(),
@@ -114,6 +118,12 @@ impl ControllerManager {
         tasks.spawn(reflect(Api::all(c.clone()), jobs_w, ctx.clone(), route_job));
         tasks.spawn(reflect(
             Api::all(c.clone()),
+            cronjobs_w,
+            ctx.clone(),
+            route_cronjob,
+        ));
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
             nodes_w,
             ctx.clone(),
             route_node,
@@ -127,6 +137,7 @@ impl ControllerManager {
             wait_ready(&ctx.deployments, "deployment").await?;
             wait_ready(&ctx.statefulsets, "statefulset").await?;
             wait_ready(&ctx.jobs, "job").await?;
+            wait_ready(&ctx.cronjobs, "cronjob").await?;
             wait_ready(&ctx.nodes, "node").await?;
             wait_ready(&ctx.leases, "lease").await
         };
@@ -137,7 +148,7 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 6] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 7] = [
             ("replicaset", &ctx.rs_queue, |ctx, key| {
                 Box::pin(async move { replicaset::reconcile(&ctx, &key).await })
             }),
@@ -146,6 +157,9 @@ impl ControllerManager {
             }),
             ("statefulset", &ctx.sts_queue, |ctx, key| {
                 Box::pin(async move { statefulset::reconcile(&ctx, &key).await })
+            }),
+            ("cronjob", &ctx.cronjob_queue, |ctx, key| {
+                Box::pin(async move { cronjob::reconcile(&ctx, &key).await })
             }),
             ("job", &ctx.job_queue, |ctx, key| {
                 Box::pin(async move { job::reconcile(&ctx, &key).await })
@@ -239,6 +253,11 @@ fn resync_all(ctx: &Ctx) {
     for s in ctx.statefulsets.state() {
         if let Some(k) = Key::of(&s.metadata) {
             ctx.sts_queue.add(k);
+        }
+    }
+    for cj in ctx.cronjobs.state() {
+        if let Some(k) = Key::of(&cj.metadata) {
+            ctx.cronjob_queue.add(k);
         }
     }
     for j in ctx.jobs.state() {
@@ -630,6 +649,14 @@ fn route_job(ctx: &Ctx, j: &Job, deleted: bool) {
         return;
     };
     route_gc_owners(ctx, Some(OwnerKind::Job), &j.metadata, deleted);
+    if let Some(owner) = pods::controller_ref(&j.metadata)
+        && owner.kind == "CronJob"
+    {
+        ctx.cronjob_queue.add(Key {
+            namespace: key.namespace.clone(),
+            name: owner.name.clone(),
+        });
+    }
     if deleted {
         ctx.job_expectations.forget(&key.to_string());
         if let Some(uid) = &j.metadata.uid {
@@ -639,4 +666,15 @@ fn route_job(ctx: &Ctx, j: &Job, deleted: bool) {
         ctx.gc_queue.add(GcKey::Job(key.clone()));
     }
     ctx.job_queue.add(key);
+}
+
+fn route_cronjob(ctx: &Ctx, cj: &CronJob, deleted: bool) {
+    let Some(key) = Key::of(&cj.metadata) else {
+        return;
+    };
+    route_gc_owners(ctx, Some(OwnerKind::CronJob), &cj.metadata, deleted);
+    if deleted && let Some(uid) = &cj.metadata.uid {
+        dependents_of(ctx, uid);
+    }
+    ctx.cronjob_queue.add(key);
 }

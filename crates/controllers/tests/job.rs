@@ -452,3 +452,107 @@ async fn a_suspended_job_runs_nothing_until_resumed() {
     assert!(j.status.and_then(|s| s.start_time).is_some());
     c.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cronjob_runs_a_job_each_minute_and_keeps_its_history() {
+    use k8s_openapi::api::batch::v1::CronJob;
+    let c = start().await;
+    let cj: CronJob = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {"schedule": "* * * * *", "successfulJobsHistoryLimit": 1,
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}}}
+    }))
+    .expect("cronjob");
+    let cjs: Api<CronJob> = Api::namespaced(c.client.clone(), "default");
+    cjs.create(&PostParams::default(), &cj)
+        .await
+        .expect("create");
+    let job_names = || async {
+        let mut v: Vec<String> = c
+            .jobs()
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().map(|j| j.name_any()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let first_at = wait_until("first job", Duration::from_secs(61), || async {
+        job_names().await.len() == 1
+    })
+    .await;
+    let first = job_names().await[0].clone();
+    let minutes: i64 = first
+        .strip_prefix("tick-")
+        .and_then(|m| m.parse().ok())
+        .expect("tick-<minutes>");
+    let now_s = c.clock.timestamp().as_second();
+    assert!(
+        minutes * 60 <= now_s && now_s - minutes * 60 < 5,
+        "{first} at {now_s}"
+    );
+    let active = || {
+        let cjs = cjs.clone();
+        async move {
+            cjs.get_status("tick")
+                .await
+                .ok()
+                .and_then(|cj| cj.status?.active)
+                .map(|a| a.len())
+                .unwrap_or(0)
+        }
+    };
+    wait_until("active 1", Duration::from_secs(5), || async {
+        active().await == 1
+    })
+    .await;
+    // Forbid: while the first Job runs, the next minute starts nothing.
+    tokio::time::sleep(Duration::from_secs(61) - first_at.min(Duration::from_secs(1))).await;
+    assert_eq!(job_names().await, [first.clone()]);
+    // The first Job completes; the next activation runs, and history keeps one.
+    let pod = c.unfinished(&first).await;
+    c.finish(&pod[0], 0).await;
+    // The missed activation of the minute runs at once (Forbid held it back).
+    wait_until("second job", Duration::from_secs(5), || async {
+        job_names().await.iter().any(|n| *n != first)
+    })
+    .await;
+    wait_until(
+        "status: first succeeded, second active",
+        Duration::from_secs(5),
+        || async {
+            let Some(s) = cjs.get_status("tick").await.ok().and_then(|c| c.status) else {
+                return false;
+            };
+            let names: Vec<_> = s
+                .active
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.name)
+                .collect();
+            s.last_successful_time.is_some() && names.len() == 1 && names[0] != first
+        },
+    )
+    .await;
+    let second = job_names()
+        .await
+        .into_iter()
+        .find(|n| *n != first)
+        .expect("second");
+    let pod = loop {
+        let p = c.unfinished(&second).await;
+        if !p.is_empty() {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    c.finish(&pod[0], 0).await;
+    wait_until("history of one", Duration::from_secs(10), || async {
+        job_names().await == [second.clone()]
+    })
+    .await;
+    c.stop().await;
+}
