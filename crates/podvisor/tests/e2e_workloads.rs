@@ -1,7 +1,8 @@
 //! Acceptance tests of the workload controllers (issue 25), driven only through the real
 //! `kubectl` against `podvisor up` with real processes: Jobs (`kubectl create job`, `kubectl
 //! wait --for=condition=complete`, `kubectl logs job/x`, Indexed completion, the backoff
-//! limit) and cascading deletion (`kubectl delete --cascade=orphan|foreground`). One cluster
+//! limit), CronJobs (a scheduled run within its minute, `kubectl create job --from`) and
+//! cascading deletion (`kubectl delete --cascade=orphan|foreground`). One cluster
 //! serves every case.
 
 #![allow(clippy::disallowed_methods)]
@@ -44,8 +45,79 @@ fn job_field(c: &Cluster, name: &str, path: &str) -> String {
 fn workloads_through_kubectl() {
     let _g = serial();
     let c = Cluster::up();
+    // The CronJob's first minute passes while the other cases run.
+    create_cronjob(&c);
     jobs_complete_fail_and_index_their_pods(&c);
     delete_cascades_orphan_and_foreground(&c);
+    cronjob_fires_within_its_minute(&c);
+}
+
+/// `kubectl create cronjob tick --schedule='* * * * *' -- sh -c 'echo tick'` (host mode).
+fn create_cronjob(c: &Cluster) {
+    let out = c.kubectl_ok(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=x",
+        "--schedule=* * * * *",
+        "--dry-run=client",
+        "-o",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo tick",
+    ]);
+    let mut cj: serde_json::Value = serde_json::from_str(&out).expect("cronjob json");
+    cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["runtimeClassName"] = "host".into();
+    let path = c.dir.path().join("cronjob-tick.json");
+    std::fs::write(&path, cj.to_string()).expect("write cronjob");
+    c.kubectl_ok(&["create", "-f", path.to_str().expect("utf8")]);
+}
+
+fn cronjob_fires_within_its_minute(c: &Cluster) {
+    let row = c.kubectl_ok(&["get", "cronjob", "tick", "--no-headers"]);
+    assert!(
+        row.starts_with("tick") && row.contains("* * * * *"),
+        "{row}"
+    );
+    // A manual run from the template.
+    c.kubectl_ok(&["create", "job", "tick-manual", "--from=cronjob/tick"]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/tick-manual",
+        "--timeout=60s",
+    ]);
+    assert_eq!(c.kubectl_ok(&["logs", "job/tick-manual"]).trim(), "tick");
+    // The scheduled run, named after its minute, within a minute of creation.
+    c.wait_for("a scheduled job", Duration::from_secs(75), || {
+        !job_field_all(c, "{.status.lastScheduleTime}").is_empty()
+    });
+    let names = c.kubectl_ok(&["get", "jobs", "-o", "name"]);
+    let scheduled = names
+        .lines()
+        .find(|l| l.starts_with("job.batch/tick-") && !l.ends_with("tick-manual"))
+        .expect("scheduled job")
+        .to_string();
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        &scheduled,
+        "--timeout=60s",
+    ]);
+    assert_eq!(c.kubectl_ok(&["logs", &scheduled]).trim(), "tick");
+    c.kubectl_ok(&[
+        "patch",
+        "cronjob",
+        "tick",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+}
+
+fn job_field_all(c: &Cluster, path: &str) -> String {
+    c.kubectl_ok(&["get", "cronjob", "tick", "-o", &format!("jsonpath={path}")])
 }
 
 fn delete_cascades_orphan_and_foreground(c: &Cluster) {

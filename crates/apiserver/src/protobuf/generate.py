@@ -50,6 +50,8 @@ ROOTS = [
     "api.apps.v1.ReplicaSet", "api.apps.v1.ReplicaSetList",
     "api.apps.v1.Deployment", "api.apps.v1.DeploymentList",
     "api.apps.v1.StatefulSet", "api.apps.v1.StatefulSetList",
+    "api.batch.v1.Job", "api.batch.v1.JobList",
+    "api.batch.v1.CronJob", "api.batch.v1.CronJobList",
     "api.autoscaling.v1.Scale",
     "api.discovery.v1.EndpointSlice", "api.discovery.v1.EndpointSliceList",
     "api.events.v1.Event", "api.events.v1.EventList",

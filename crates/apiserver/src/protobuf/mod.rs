@@ -159,7 +159,7 @@ macro_rules! kinds {
 
 use k8s_pb::api::events::v1 as events;
 use k8s_pb::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
-use k8s_pb::api::{autoscaling::v1 as autoscaling, discovery::v1 as discovery};
+use k8s_pb::api::{autoscaling::v1 as autoscaling, batch::v1 as batch, discovery::v1 as discovery};
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 
 kinds! {
@@ -188,6 +188,10 @@ kinds! {
     "apps/v1" "DeploymentList" => apps::DeploymentList;
     "apps/v1" "StatefulSet" => apps::StatefulSet;
     "apps/v1" "StatefulSetList" => apps::StatefulSetList;
+    "batch/v1" "Job" => batch::Job;
+    "batch/v1" "JobList" => batch::JobList;
+    "batch/v1" "CronJob" => batch::CronJob;
+    "batch/v1" "CronJobList" => batch::CronJobList;
     "autoscaling/v1" "Scale" => autoscaling::Scale;
     "discovery.k8s.io/v1" "EndpointSlice" => discovery::EndpointSlice;
     "discovery.k8s.io/v1" "EndpointSliceList" => discovery::EndpointSliceList;

@@ -154,6 +154,106 @@ pb_message!(k8s_pb::api::autoscaling::v1::ScaleStatus {
     replicas: "replicas" keep,
     selector: "selector",
 });
+pb_message!(k8s_pb::api::batch::v1::CronJob {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::batch::v1::CronJobList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::batch::v1::CronJobSpec {
+    schedule: "schedule" keep,
+    time_zone: "timeZone",
+    starting_deadline_seconds: "startingDeadlineSeconds",
+    concurrency_policy: "concurrencyPolicy",
+    suspend: "suspend",
+    job_template: "jobTemplate",
+    successful_jobs_history_limit: "successfulJobsHistoryLimit",
+    failed_jobs_history_limit: "failedJobsHistoryLimit",
+});
+pb_message!(k8s_pb::api::batch::v1::CronJobStatus {
+    active: "active",
+    last_schedule_time: "lastScheduleTime",
+    last_successful_time: "lastSuccessfulTime",
+});
+pb_message!(k8s_pb::api::batch::v1::Job {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::batch::v1::JobCondition {
+    r#type: "type" keep,
+    status: "status" keep,
+    last_probe_time: "lastProbeTime",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason",
+    message: "message",
+});
+pb_message!(k8s_pb::api::batch::v1::JobList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::batch::v1::JobSpec {
+    parallelism: "parallelism",
+    completions: "completions",
+    active_deadline_seconds: "activeDeadlineSeconds",
+    pod_failure_policy: "podFailurePolicy",
+    success_policy: "successPolicy",
+    backoff_limit: "backoffLimit",
+    backoff_limit_per_index: "backoffLimitPerIndex",
+    max_failed_indexes: "maxFailedIndexes",
+    selector: "selector",
+    manual_selector: "manualSelector",
+    template: "template",
+    ttl_seconds_after_finished: "ttlSecondsAfterFinished",
+    completion_mode: "completionMode",
+    suspend: "suspend",
+    pod_replacement_policy: "podReplacementPolicy",
+    managed_by: "managedBy",
+});
+pb_message!(k8s_pb::api::batch::v1::JobStatus {
+    conditions: "conditions",
+    start_time: "startTime",
+    completion_time: "completionTime",
+    active: "active",
+    succeeded: "succeeded",
+    failed: "failed",
+    terminating: "terminating",
+    completed_indexes: "completedIndexes",
+    failed_indexes: "failedIndexes",
+    uncounted_terminated_pods: "uncountedTerminatedPods",
+    ready: "ready",
+});
+pb_message!(k8s_pb::api::batch::v1::JobTemplateSpec {
+    metadata: "metadata",
+    spec: "spec",
+});
+pb_message!(k8s_pb::api::batch::v1::PodFailurePolicy { rules: "rules" });
+pb_message!(k8s_pb::api::batch::v1::PodFailurePolicyOnExitCodesRequirement {
+    container_name: "containerName",
+    operator: "operator" keep,
+    values: "values",
+});
+pb_message!(k8s_pb::api::batch::v1::PodFailurePolicyOnPodConditionsPattern {
+    r#type: "type" keep,
+    status: "status",
+});
+pb_message!(k8s_pb::api::batch::v1::PodFailurePolicyRule {
+    action: "action" keep,
+    on_exit_codes: "onExitCodes",
+    on_pod_conditions: "onPodConditions",
+});
+pb_message!(k8s_pb::api::batch::v1::SuccessPolicy { rules: "rules" });
+pb_message!(k8s_pb::api::batch::v1::SuccessPolicyRule {
+    succeeded_indexes: "succeededIndexes",
+    succeeded_count: "succeededCount",
+});
+pb_message!(k8s_pb::api::batch::v1::UncountedTerminatedPods {
+    succeeded: "succeeded",
+    failed: "failed",
+});
 pb_message!(k8s_pb::api::coordination::v1::Lease {
     metadata: "metadata",
     spec: "spec",

@@ -274,7 +274,8 @@ pub static JOBS: ResourceKind = ResourceKind::new("batch", "v1", "Job", "jobs", 
     .with_subresources(STATUS)
     .with_strategy(Strategy::WithStatus)
     .with_round_trip(typed::<batch::Job>)
-    .with_columns(col::JOB);
+    .with_columns(col::JOB)
+    .with_protobuf();
 
 /// batch/v1 CronJob.
 pub static CRONJOBS: ResourceKind =
@@ -284,7 +285,8 @@ pub static CRONJOBS: ResourceKind =
         .with_subresources(STATUS)
         .with_strategy(Strategy::WithStatus)
         .with_round_trip(typed::<batch::CronJob>)
-        .with_columns(col::CRON_JOB);
+        .with_columns(col::CRON_JOB)
+        .with_protobuf();
 
 /// autoscaling/v2 HorizontalPodAutoscaler (the storage version).
 pub static HORIZONTALPODAUTOSCALERS: ResourceKind = ResourceKind::new(
