@@ -511,7 +511,7 @@ async fn a_cronjob_runs_a_job_each_minute_and_keeps_its_history() {
     .await;
     // Forbid: while the first Job runs, the next minute starts nothing.
     tokio::time::sleep(Duration::from_secs(61) - first_at.min(Duration::from_secs(1))).await;
-    assert_eq!(job_names().await, [first.clone()]);
+    assert_eq!(job_names().await, std::slice::from_ref(&first));
     // The first Job completes; the next activation runs, and history keeps one.
     let pod = c.unfinished(&first).await;
     c.finish(&pod[0], 0).await;
