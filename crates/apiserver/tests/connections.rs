@@ -9,22 +9,13 @@ use std::time::{Duration, Instant};
 use podvisor_apiserver::{ApiServer, ApiServerConfig, ConnectionLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 struct Running {
     srv: ApiServer,
     port: u16,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
     tls: tokio_rustls::TlsConnector,
+    _serving: podvisor_apiserver::testing::Serving,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.task.abort();
-    }
 }
 
 async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
@@ -36,17 +27,8 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
     let srv = ApiServer::new(Arc::new(podvisor_store::MemoryStore::new()), cfg)
         .await
         .expect("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = CancellationToken::new();
-    let task = {
-        let (srv, stop) = (srv.clone(), stop.clone());
-        tokio::spawn(async move {
-            let _ = srv.serve(listener, stop.cancelled_owned()).await;
-        })
-    };
+    let serving = podvisor_apiserver::testing::serve_on_loopback(srv.clone()).await;
+    let port = serving.port;
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
@@ -62,9 +44,8 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
     Running {
         srv,
         port,
-        stop,
-        task,
         tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        _serving: serving,
         _dir: dir,
     }
 }

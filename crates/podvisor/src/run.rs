@@ -246,7 +246,7 @@ async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()>
 
 /// `podvisor up`.
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
-    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let store = open_store(None, &data_dir).await?;
     let store = encrypted_store(
@@ -255,8 +255,14 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         Some(&data_dir),
     )?;
     let server_stop = CancellationToken::new();
-    let (server, server_task) =
-        start_api_server(store, &data_dir, args.listen, &[], server_stop.clone()).await?;
+    let (server, server_task) = start_api_server(
+        store,
+        &data_dir,
+        args.serve.listen,
+        &[],
+        server_stop.clone(),
+    )
+    .await?;
 
     let admin = server.in_process_client(&server.admin_token());
     let node_token = server
@@ -276,6 +282,12 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         None,
         scheduler_stop.clone(),
     );
+    let plane = ControlPlane {
+        components_stop: scheduler_stop,
+        components: [scheduler_task, controllers_task],
+        server_stop,
+        server_task,
+    };
 
     let agent_stop = CancellationToken::new();
     let mut agent_config =
@@ -304,7 +316,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         node = %node_name,
         ready_ms = started.elapsed().as_millis() as u64,
         "podvisor is up at {}",
-        kubeconfig::server_url(args.listen)
+        kubeconfig::server_url(args.serve.listen)
     );
     println!("export KUBECONFIG={}", kubeconfig_path.display());
 
@@ -329,14 +341,32 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     if !args.keep_pods {
         remove_sandboxes_left(&runtime).await;
     }
-    scheduler_stop.cancel();
-    let _ = scheduler_task.await;
-    let _ = controllers_task.await;
-    server_stop.cancel();
-    if let Ok(Err(e)) = server_task.await {
-        warn!(error = %e, "API server stopped with an error");
-    }
+    plane.stop().await;
     Ok(())
+}
+
+/// The scheduler and controllers (stopped by one token) and the API server of `up` or
+/// `server`.
+struct ControlPlane {
+    components_stop: CancellationToken,
+    components: [tokio::task::JoinHandle<()>; 2],
+    server_stop: CancellationToken,
+    server_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ControlPlane {
+    /// Stops the scheduler and the controllers and waits for them, then the API server:
+    /// nothing writes once the server stops.
+    async fn stop(self) {
+        self.components_stop.cancel();
+        for task in self.components {
+            let _ = task.await;
+        }
+        self.server_stop.cancel();
+        if let Ok(Err(e)) = self.server_task.await {
+            warn!(error = %e, "API server stopped with an error");
+        }
+    }
 }
 
 /// After a drain: ends the supervisors the drain left, those of pods that had already
@@ -386,7 +416,7 @@ async fn process_runtime(
 
 /// `podvisor server`.
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let store = open_store(args.store.as_deref(), &data_dir).await?;
     // With etcd several servers share the store: they must share the key too, so only an
     // explicit file turns encryption on there.
@@ -403,7 +433,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (server, server_task) = start_api_server(
         store,
         &data_dir,
-        args.listen,
+        args.serve.listen,
         &args.tls_san,
         server_stop.clone(),
     )
@@ -426,9 +456,15 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         )),
         scheduler_stop.clone(),
     );
+    let plane = ControlPlane {
+        components_stop: scheduler_stop,
+        components: [scheduler_task, controllers_task],
+        server_stop,
+        server_task,
+    };
     info!(
         "podvisor server is up at {}",
-        kubeconfig::server_url(args.listen)
+        kubeconfig::server_url(args.serve.listen)
     );
     println!(
         "export KUBECONFIG={}",
@@ -438,13 +474,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let s = next_signal(&mut int, &mut term).await;
     info!("{s}: stopping");
-    scheduler_stop.cancel();
-    let _ = scheduler_task.await;
-    let _ = controllers_task.await;
-    server_stop.cancel();
-    if let Ok(Err(e)) = server_task.await {
-        warn!(error = %e, "API server stopped with an error");
-    }
+    plane.stop().await;
     Ok(())
 }
 
