@@ -58,6 +58,7 @@ pub struct Agent {
     pod_api: Option<Arc<dyn PodApi>>,
     events: Option<Arc<dyn EventSink>>,
     objects: Option<Arc<dyn crate::objects::ObjectSource>>,
+    images: Option<Arc<crate::image::ImageManager>>,
     log_addr: watch::Sender<Option<SocketAddr>>,
 }
 
@@ -103,6 +104,7 @@ impl Agent {
             pod_api: None,
             events: None,
             objects: None,
+            images: None,
             log_addr,
         }
     }
@@ -129,6 +131,12 @@ impl Agent {
     /// Uses `objects` to read ConfigMaps and Secrets (default: kube-rs).
     pub fn with_objects(mut self, objects: Arc<dyn crate::objects::ObjectSource>) -> Agent {
         self.objects = Some(objects);
+        self
+    }
+
+    /// Pulls images with `images` (default: none; every image counts as present).
+    pub fn with_images(mut self, images: Arc<crate::image::ImageManager>) -> Agent {
+        self.images = Some(images);
         self
     }
 
@@ -234,6 +242,7 @@ impl Agent {
             allocatable: crate::node::capacity(&config),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            images: self.images.clone(),
         });
 
         let mut exits = self.runtime.subscribe();
@@ -260,7 +269,8 @@ impl Agent {
             self.runtime.clone(),
             log_addr.map_or(0, |a| a.port()),
         )
-        .with_serving_cert_hash(cert.hash()?);
+        .with_serving_cert_hash(cert.hash()?)
+        .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
 
         let pods: Api<Pod> = Api::all(self.client.clone());

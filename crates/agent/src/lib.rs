@@ -8,7 +8,7 @@
 //! loop, [`pod::state`] the state machine, [`pod::sync`] create/start and init order,
 //! [`pod::restart`] the restart decision and back-off, [`pod::stop`] the one stop path,
 //! [`pod::spec`] runtime configs, [`pod::status`] the API status, [`pod::deadlines`]
-//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`hooks`] (lifecycle hooks: the
+//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`image`] (the image service: pull, store, pull policy and back-off), [`hooks`] (lifecycle hooks: the
 //! production [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket,
 //! httpGet, grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness,
 //! startup), [`node`] (Node, Lease), [`server`] (the log and exec server), [`api`] (the
@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod hooks;
+pub mod image;
 pub mod node;
 pub mod objects;
 pub mod pod;

@@ -251,6 +251,7 @@ pub struct NodeReporter {
     last: Option<NodeStatus>,
     last_write: Option<tokio::time::Instant>,
     node_uid: Option<String>,
+    images: Option<Arc<crate::image::ImageManager>>,
     serving_cert_hash: Option<String>,
 }
 
@@ -272,8 +273,22 @@ impl NodeReporter {
             last: None,
             last_write: None,
             node_uid: None,
+            images: None,
             serving_cert_hash: None,
         }
+    }
+
+    /// Lists the stored images in `status.images`.
+    pub fn with_images(mut self, images: Option<Arc<crate::image::ImageManager>>) -> NodeReporter {
+        self.images = images;
+        self
+    }
+
+    /// `status.images`, when there is an image service.
+    fn images(&self) -> Option<Vec<k8s_openapi::api::core::v1::ContainerImage>> {
+        self.images
+            .as_ref()
+            .map(|m| crate::image::node_images(m.store()))
     }
 
     /// Publishes `hash` (the log server's certificate, `server::tls`) on the Node.
@@ -371,13 +386,14 @@ impl NodeReporter {
             }
         }
         let runtime_ok = self.runtime.list().await.is_ok();
-        let status = node_status(
+        let mut status = node_status(
             &self.config,
             self.log_port,
             runtime_ok,
             self.last.as_ref(),
             self.clock.now(),
         );
+        status.images = self.images();
         let due = self
             .last_write
             .is_none_or(|t| t.elapsed() >= self.config.node_status_report_interval);

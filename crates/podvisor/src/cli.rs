@@ -68,6 +68,18 @@ pub struct DataDirArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Where the node pulls images from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ImageArgs {
+    /// A registry (HOST:PORT) spoken to in plain HTTP; repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registry: Vec<String>,
+    /// Registry mirrors (endpoints, rewrites) and per-registry auth and TLS, in k3s's
+    /// `registries.yaml` format.
+    #[arg(long, env = "PODVISOR_REGISTRIES_CONFIG", value_name = "FILE")]
+    pub registries_config: Option<PathBuf>,
+}
+
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
@@ -113,6 +125,8 @@ pub struct UpArgs {
     pub encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     pub controllers: ControllerArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 /// `podvisor server`.
@@ -247,6 +261,8 @@ pub struct AgentArgs {
     /// running for re-adoption).
     #[arg(long, env = "PODVISOR_DRAIN")]
     pub drain: bool,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 /// `podvisor kubeconfig`.

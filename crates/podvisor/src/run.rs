@@ -245,6 +245,20 @@ async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()>
 }
 
 /// `podvisor up`.
+/// The node's image service: the store under DATA_DIR/images, the registry settings.
+fn image_service(
+    args: &crate::cli::ImageArgs,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<podvisor_agent::image::ImageManager>> {
+    let settings = podvisor_agent::image::RegistrySettings::load(
+        args.registries_config.as_deref(),
+        args.insecure_registry.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("registries config: {e}"))?;
+    podvisor_agent::image::open(data_dir, settings)
+        .map_err(|e| anyhow::anyhow!("cannot open the image store: {e}"))
+}
+
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
@@ -296,7 +310,8 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.drain_on_shutdown = !args.keep_pods;
     let runtime = process_runtime(&data_dir).await?;
     let _spares = SparesGuard(runtime.clone());
-    let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config);
+    let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
+        .with_images(image_service(&args.images, &data_dir)?);
     let agent_task = {
         let stop = agent_stop.clone();
         tokio::spawn(async move { agent.run(stop).await })
@@ -505,7 +520,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     agent_config.drain_on_shutdown = args.drain;
     let runtime = process_runtime(&data_dir).await?;
     let _spares = SparesGuard(runtime.clone());
-    let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config);
+    let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
+        .with_images(image_service(&args.images, &data_dir)?);
     let stop = CancellationToken::new();
     let mut task = {
         let stop = stop.clone();

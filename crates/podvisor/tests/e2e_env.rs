@@ -57,6 +57,7 @@ metadata:
 spec:
   restartPolicy: Never
   serviceAccountName: default
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -153,6 +154,7 @@ kind: Pod
 metadata: {{name: waits}}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox

@@ -88,6 +88,7 @@ metadata:
   labels: {{app: {name}}}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -223,6 +224,7 @@ metadata:
   name: done
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -304,6 +306,7 @@ metadata:
   labels: {app: talker}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox

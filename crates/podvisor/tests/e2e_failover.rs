@@ -303,6 +303,7 @@ metadata:
 spec:
   terminationGracePeriodSeconds: 2
   tolerations: [{toleration}]
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox

@@ -21,6 +21,7 @@ metadata:
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -62,6 +63,7 @@ metadata:
   name: nostart
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox

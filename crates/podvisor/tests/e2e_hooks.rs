@@ -60,6 +60,7 @@ metadata:
   labels: {{app: handler}}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: agnhost-container
     image: agnhost
@@ -121,6 +122,7 @@ kind: Pod
 metadata: {{name: pod-with-poststart-exec-hook}}
 spec:
   terminationGracePeriodSeconds: 5
+  runtimeClassName: host
   containers:
   - name: pod-with-poststart-exec-hook
     image: busybox
@@ -177,6 +179,7 @@ fn b2_prestop_exec_hook_calls_the_handler_on_delete() {
 kind: Pod
 metadata: {{name: pod-with-prestop-exec-hook}}
 spec:
+  runtimeClassName: host
   containers:
   - name: pod-with-prestop-exec-hook
     image: busybox
@@ -228,6 +231,7 @@ kind: Pod
 metadata: {{name: pod-with-poststart-http-hook}}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: pod-with-poststart-http-hook
     image: busybox
@@ -271,6 +275,7 @@ fn b5_prestop_http_hook_calls_the_handler_on_delete() {
 kind: Pod
 metadata: {{name: pod-with-prestop-http-hook}}
 spec:
+  runtimeClassName: host
   containers:
   - name: pod-with-prestop-http-hook
     image: busybox
@@ -308,6 +313,7 @@ metadata:
   finalizers: ["test.podvisor.io/keep"]
 spec:
   terminationGracePeriodSeconds: {tgps}
+  runtimeClassName: host
   containers:
   - name: pause
     image: pause
@@ -430,6 +436,7 @@ metadata: {name: pod-with-prestop-sleep-hook}
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 30
+  runtimeClassName: host
   containers:
   - name: busybox
     image: busybox
@@ -460,6 +467,7 @@ fn b10_prestop_sleep_zero_deletes_promptly() {
 kind: Pod
 metadata: {{name: pod-with-prestop-sleep-hook}}
 spec:
+  runtimeClassName: host
   containers:
   - name: pause
     image: pause
@@ -535,6 +543,7 @@ kind: Pod
 metadata: {{name: server}}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: server
     image: agnhost
@@ -552,6 +561,7 @@ spec:
 kind: Pod
 metadata: {{name: tester}}
 spec:
+  runtimeClassName: host
   containers:
   - name: tester
     image: busybox
@@ -587,6 +597,7 @@ fn g2_pod_stays_running_while_an_endless_prestop_runs_until_the_grace_period() {
 kind: Pod
 metadata: {{name: g2}}
 spec:
+  runtimeClassName: host
   containers:
   - name: c
     image: busybox

@@ -86,6 +86,7 @@ spec:
   - name: init2
     image: busybox
     command: ["sh", "-c", "sleep 2", "{m}"]
+  runtimeClassName: host
   containers:
   - name: run1
     image: busybox
@@ -162,6 +163,7 @@ spec:
   - name: init2
     image: busybox
     command: ["sh", "-c", "true", "{m}"]
+  runtimeClassName: host
   containers:
   - name: run1
     image: busybox
@@ -231,6 +233,7 @@ spec:
     image: busybox
     restartPolicy: Always
     command: ["sh", "-c", "trap 'echo logger-term >> {o}; exit 0' TERM; while :; do sleep 0.1; done", "{m}"]
+  runtimeClassName: host
   containers:
   - name: app
     image: busybox

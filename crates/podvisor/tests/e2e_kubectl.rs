@@ -37,9 +37,12 @@ fn manifest(c: &Cluster, name: &str, body: &str) -> String {
     p.display().to_string()
 }
 
+/// `kubectl run` overrides that run the pod's commands on the host filesystem.
+const HOST_MODE: &str = r#"{"apiVersion":"v1","spec":{"runtimeClassName":"host"}}"#;
+
 /// `kubectl run <name> --image=x <flags> --command -- sh -c <script>`; it must succeed.
 fn run_sh(c: &Cluster, name: &str, flags: &[&str], script: &str) {
-    let mut args = vec!["run", name, "--image=x"];
+    let mut args = vec!["run", name, "--image=x", "--overrides", HOST_MODE];
     args.extend_from_slice(flags);
     args.extend(["--command", "--", "sh", "-c", script]);
     c.kubectl_ok(&args);
@@ -54,6 +57,7 @@ metadata:
   labels: {{{labels}}}
 spec:
   terminationGracePeriodSeconds: 5
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -363,6 +367,7 @@ kind: Pod
 metadata: {name: mc}
 spec:
   terminationGracePeriodSeconds: 3
+  runtimeClassName: host
   containers:
   - {name: one, image: x, command: ["sh","-c","echo from-one; echo l2; echo l3; sleep 1000"]}
   - {name: two, image: x, command: ["sh","-c","echo from-two; while true; do echo tick; sleep 0.3; done"]}
@@ -427,6 +432,7 @@ kind: Pod
 metadata: {{name: env}}
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: main
     image: x
@@ -599,6 +605,7 @@ fn errors_immutability_conflict_and_generate_name() {
 kind: Pod
 metadata: {name: bad}
 spec:
+  runtimeClassName: host
   containers:
   - {name: Bad_Name, image: ""}
 "#,
@@ -663,6 +670,7 @@ kind: Pod
 metadata: {generateName: gen-}
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers: [{name: m, image: x, command: ["true"]}]
 "#,
     );

@@ -58,6 +58,7 @@ metadata:
 spec:
   restartPolicy: {policy}
   terminationGracePeriodSeconds: {grace}
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -297,6 +298,7 @@ spec:
   readinessGates:
   - conditionType: k8s.io/test-condition1
   - conditionType: k8s.io/test-condition2
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -554,6 +556,7 @@ kind: Pod
 metadata: {{name: qos-{r}}}
 spec:
   nodeSelector: {{never: scheduled}}
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -651,6 +654,7 @@ metadata: {{name: {n}, labels: {{test: f3}}}}
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
+  runtimeClassName: host
   containers:
   - {{name: fail, image: busybox, command: ["/bin/false"]}}
 "#
@@ -697,6 +701,7 @@ metadata: {{name: {n}, labels: {{test: f5}}}}
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
+  runtimeClassName: host
   containers:
   - {{name: fail, image: busybox, command: ["/bin/false"]}}
 "#
@@ -729,6 +734,7 @@ kind: Pod
 metadata: {{name: pod-f6}}
 spec:
   terminationGracePeriodSeconds: 1
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -867,6 +873,7 @@ kind: Pod
 metadata: {name: unschedulable}
 spec:
   nodeSelector: {disk: none-such}
+  runtimeClassName: host
   containers: [{name: main, image: busybox, command: ["sleep", "100"]}]
 "#,
     );
@@ -906,6 +913,7 @@ metadata: {name: done}
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 300
+  runtimeClassName: host
   containers: [{name: main, image: busybox, command: ["/bin/true"]}]
 "#,
     );
@@ -975,6 +983,7 @@ fn n4_finalizer_keeps_a_force_deleted_pod_until_removed() {
 kind: Pod
 metadata: {{name: held, finalizers: [example.com/hold]}}
 spec:
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -1117,6 +1126,7 @@ kind: Pod
 metadata: {{name: hooked}}
 spec:
   terminationGracePeriodSeconds: 10
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -1159,6 +1169,7 @@ fn n12_pod_requesting_too_much_cpu_is_unschedulable() {
 kind: Pod
 metadata: {name: huge}
 spec:
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -1245,6 +1256,7 @@ kind: Pod
 metadata: {name: slow}
 spec:
   terminationGracePeriodSeconds: 1
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -1273,6 +1285,8 @@ spec:
         "-i",
         "--restart=Never",
         "--image=busybox",
+        "--overrides",
+        r#"{"apiVersion":"v1","spec":{"runtimeClassName":"host"}}"#,
         "--command",
         "--",
         "echo",
@@ -1294,6 +1308,7 @@ kind: Pod
 metadata: {name: toolong}
 spec:
   terminationGracePeriodSeconds: 10
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox

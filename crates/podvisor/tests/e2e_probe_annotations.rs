@@ -40,6 +40,7 @@ kind: Pod
 metadata: {{name: probed}}
 spec:
   terminationGracePeriodSeconds: 2
+  runtimeClassName: host
   containers:
   - name: web
     image: busybox

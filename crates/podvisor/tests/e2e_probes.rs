@@ -52,6 +52,7 @@ kind: Pod
 metadata: {{name: {name}}}
 spec:
   terminationGracePeriodSeconds: {grace}
+  runtimeClassName: host
   containers:
   - name: {name}
     image: busybox

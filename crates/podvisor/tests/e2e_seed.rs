@@ -21,6 +21,7 @@ metadata:
   name: {name}
 spec:
   terminationGracePeriodSeconds: {grace}
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox
@@ -160,6 +161,7 @@ metadata:
   name: hooked
 spec:
   terminationGracePeriodSeconds: 20
+  runtimeClassName: host
   containers:
   - name: main
     image: busybox

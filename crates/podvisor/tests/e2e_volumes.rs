@@ -54,6 +54,7 @@ metadata:
   name: {name}
 spec:
   restartPolicy: {policy}
+  runtimeClassName: host
   containers:
   - name: terminate-cmd
     image: busybox
@@ -157,6 +158,7 @@ metadata:
   name: {name}
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: termination-message-container
     image: busybox
@@ -270,6 +272,7 @@ metadata:
   name: reader
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: reader
     image: busybox
@@ -354,6 +357,7 @@ metadata:
   name: hostpath
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: writer
     image: busybox
@@ -398,6 +402,7 @@ metadata:
   name: badhost
 spec:
   restartPolicy: Never
+  runtimeClassName: host
   containers:
   - name: app
     image: busybox

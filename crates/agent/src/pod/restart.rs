@@ -114,7 +114,9 @@ pub enum ContainerLifecycle {
     Waiting(Waiting),
     /// Its configuration (environment, volumes) could not be resolved
     /// (`CreateContainerConfigError`): no new attempt before `retry_at` (the kubelet's pod
-    /// worker back-off, 10 s plus up to 50 % jitter).
+    /// worker back-off, 10 s plus up to 50 % jitter). Also its image could not be had
+    /// (`ErrImagePull`, `ImagePullBackOff`, … from `crate::image`): no attempt before the
+    /// image manager's `retry_at`.
     ConfigError {
         /// The status's waiting reason and message.
         waiting: Waiting,

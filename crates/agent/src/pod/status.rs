@@ -26,6 +26,8 @@ pub struct Instance {
     pub restart_count: i32,
     /// The image it was created with.
     pub image: String,
+    /// The image's ID as `imageID` reports it (the repo digest); empty: `image`.
+    pub image_id: String,
     /// Its state.
     pub state: ContainerState,
 }
@@ -170,7 +172,11 @@ pub fn container_status(v: &ContainerView<'_>, has_init_containers: bool) -> Api
             st.state = Some(waiting(v.waiting.unwrap_or(&default_waiting)));
         }
         Some(i) => {
-            st.image_id = i.image.clone();
+            st.image_id = if i.image_id.is_empty() {
+                i.image.clone()
+            } else {
+                i.image_id.clone()
+            };
             st.container_id = Some(format!("{CONTAINER_ID_SCHEME}{}", i.id));
             match &i.state {
                 ContainerState::Created => {
@@ -394,6 +400,7 @@ mod tests {
             id: ContainerId(format!("c{n}")),
             restart_count: n,
             image: "busybox".into(),
+            image_id: String::new(),
             state: ContainerState::Running {
                 pid: Some(1),
                 started_at: t(1),
@@ -406,6 +413,7 @@ mod tests {
             id: ContainerId(format!("c{n}")),
             restart_count: n,
             image: "busybox".into(),
+            image_id: String::new(),
             state: ContainerState::Exited(ExitStatus {
                 exit_code: code,
                 signal: (code > 128).then_some(Signal(code - 128)),

@@ -339,12 +339,9 @@ impl PodWorker {
         now: SystemTime,
     ) {
         let image = c.image.clone().unwrap_or_default();
-        self.event(
-            Some(&c.name),
-            EventType::Normal,
-            "Pulled",
-            format!("Container image \"{image}\" already present on machine"),
-        );
+        let Some(stored) = self.ensure_image(c).await else {
+            return;
+        };
         let env = match self.resolve_env(c).await {
             Some(env) => env,
             None => return,
@@ -354,8 +351,24 @@ impl PodWorker {
         };
         let mut config = container_config(&self.pod, c, restart_count, hash, env);
         config.mounts = mounts;
-        let id = match self.ctx.runtime.create_container(&self.uid, config).await {
-            Ok(id) => id,
+        let applied = crate::image::apply_image(
+            self.ctx.images.as_deref(),
+            &mut config,
+            c,
+            stored.as_ref(),
+            &image,
+        );
+        let created = match applied {
+            Ok(ids) => self
+                .ctx
+                .runtime
+                .create_container(&self.uid, config)
+                .await
+                .map(|id| (id, ids)),
+            Err(message) => Err(RuntimeError::StartFailed { message }),
+        };
+        let (id, (image, image_id)) = match created {
+            Ok(created) => created,
             Err(RuntimeError::SandboxNotFound { .. }) => {
                 self.sandbox_ready = false;
                 self.wake_at(Instant::now());
@@ -386,6 +399,7 @@ impl PodWorker {
             id: id.clone(),
             restart_count,
             image,
+            image_id,
             state: ContainerState::Created,
         });
         self.start_instance(c, &id, now).await;
@@ -635,6 +649,110 @@ impl PodWorker {
                 None
             }
         }
+    }
+
+    /// The container's image (`crate::image`): `Some(None)` when no image is used (a
+    /// `runtimeClassName: host` pod, or no image service), `Some(Some(image))` when it is in
+    /// the store, None after reporting why not (waiting reason, events, the retry's wake-up).
+    pub(super) async fn ensure_image(
+        &mut self,
+        c: &Container,
+    ) -> Option<Option<crate::image::ImageRecord>> {
+        let image = c.image.clone().unwrap_or_default();
+        let images = self
+            .ctx
+            .images
+            .clone()
+            .filter(|_| !crate::image::is_host_mode(&self.pod));
+        let Some(images) = images else {
+            self.event(
+                Some(&c.name),
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
+            return Some(None);
+        };
+        let secrets = self.pull_secrets().await;
+        let req = crate::image::EnsureRequest {
+            pod_uid: &self.uid,
+            image: &image,
+            pull_policy: c.image_pull_policy.as_deref(),
+            pull_secrets: &secrets,
+        };
+        let mut events = Vec::new();
+        let outcome = images.ensure(&req, &mut events).await;
+        for e in events {
+            self.event(Some(&c.name), e.type_, e.reason, e.message);
+        }
+        match outcome {
+            crate::image::Ensured::Ready(r) => Some(Some(r)),
+            crate::image::Ensured::Failed {
+                reason,
+                message,
+                retry_at,
+            } => {
+                // Held until `retry_at`: a status write (which comes back as a pod update)
+                // does not bring the next attempt forward.
+                let rec = self.containers.entry(c.name.clone()).or_default();
+                rec.lifecycle = ContainerLifecycle::ConfigError {
+                    waiting: Waiting {
+                        reason: reason.into(),
+                        message: Some(message),
+                    },
+                    retry_at,
+                };
+                self.event(
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {reason}"),
+                );
+                self.wake_at(retry_at);
+                None
+            }
+        }
+    }
+
+    /// The data of the pod's `imagePullSecrets`; a missing one is reported with the
+    /// kubelet's `FailedToRetrieveImagePullSecret` warning.
+    async fn pull_secrets(&mut self) -> Vec<std::collections::BTreeMap<String, Vec<u8>>> {
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            match self.ctx.objects.secret(&self.namespace, &name).await {
+                Ok(Some(s)) => out.push(
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect(),
+                ),
+                _ => missing.push(name),
+            }
+        }
+        if !missing.is_empty() {
+            self.event(
+                None,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        out
     }
 
     /// The container's volume mounts (`volumes.rs`), or None after reporting a

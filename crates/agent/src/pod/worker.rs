@@ -96,6 +96,8 @@ pub struct WorkerCtx {
     pub backoff_initial: Duration,
     /// Maximum crash back-off.
     pub backoff_max: Duration,
+    /// The image service; None: images are not pulled (every image counts as present).
+    pub images: Option<Arc<crate::image::ImageManager>>,
 }
 
 /// A note from the runtime.
@@ -284,6 +286,12 @@ impl PodWorker {
             rec.instances.push(Instance {
                 id: c.id,
                 restart_count,
+                image_id: c
+                    .config
+                    .annotations
+                    .get(crate::image::ANNOTATION_IMAGE_ID)
+                    .cloned()
+                    .unwrap_or_default(),
                 image: c.config.image,
                 state: c.state,
             });

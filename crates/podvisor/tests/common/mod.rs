@@ -105,6 +105,8 @@ pub struct Cluster {
     pub port: u16,
     pub up: Process,
     pub node: String,
+    /// Extra `up` flags (kept for restarts).
+    pub extra: Vec<String>,
 }
 
 impl Cluster {
@@ -117,39 +119,47 @@ impl Cluster {
         Self::up_in(dir, free_port())
     }
 
+    /// Starts `podvisor up` with `extra` flags and waits for the node to be Ready.
+    pub fn up_with(dir: tempfile::TempDir, extra: &[String]) -> Cluster {
+        Self::up_in_with(dir, free_port(), extra.to_vec())
+    }
+
     pub fn up_in(dir: tempfile::TempDir, port: u16) -> Cluster {
+        Self::up_in_with(dir, port, Vec::new())
+    }
+
+    fn up_in_with(dir: tempfile::TempDir, port: u16, extra: Vec<String>) -> Cluster {
         let node = "e2e-node".to_string();
-        let up = Self::start_up(dir.path(), port, &node);
+        let up = Self::start_up(dir.path(), port, &node, &extra);
         let cluster = Cluster {
             dir,
             port,
             up,
             node,
+            extra,
         };
         cluster.wait_ready(Duration::from_secs(60));
         cluster
     }
 
-    fn start_up(dir: &Path, port: u16, node: &str) -> Process {
-        Process::start(
-            "up",
-            &[
-                "up".into(),
-                "--data-dir".into(),
-                dir.join("data").display().to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--node-name".into(),
-                node.into(),
-            ],
-            dir,
-        )
+    fn start_up(dir: &Path, port: u16, node: &str, extra: &[String]) -> Process {
+        let mut args: Vec<String> = vec![
+            "up".into(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--node-name".into(),
+            node.into(),
+        ];
+        args.extend_from_slice(extra);
+        Process::start("up", &args, dir)
     }
 
     /// Restarts `up` on the same data dir (after it exited or was killed).
     pub fn restart(&mut self) {
         self.up.kill9();
-        self.up = Self::start_up(self.dir.path(), self.port, &self.node);
+        self.up = Self::start_up(self.dir.path(), self.port, &self.node, &self.extra);
         self.wait_ready(Duration::from_secs(60));
     }
 

@@ -74,6 +74,7 @@ spec:
       labels: {{app: {name}}}
     spec:
       terminationGracePeriodSeconds: 2
+      runtimeClassName: host
 {extra}      containers:
       - name: main
         image: busybox
