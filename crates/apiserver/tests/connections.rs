@@ -53,6 +53,19 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 impl Running {
+    /// A connection that sent the headers of a 1000-byte POST to `resource` in `default`
+    /// and the first bytes of its body, and then nothing more.
+    async fn slow_post(&self, resource: &str, token: &str) -> Tls {
+        let mut s = self.tls().await;
+        let head = format!(
+            "POST /api/v1/namespaces/default/{resource} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000\r\n\r\n{{\"metadata\":"
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        s
+    }
+
     async fn tls(&self) -> Tls {
         let tcp = TcpStream::connect(("127.0.0.1", self.port))
             .await
@@ -168,14 +181,7 @@ async fn slow_bodies_of_one_user_do_not_starve_the_others() {
     let n2 = r.srv.ensure_node_token("n2").expect("token");
     let mut slow = Vec::new();
     for _ in 0..60 {
-        let mut s = r.tls().await;
-        let head = format!(
-            "POST /api/v1/namespaces/default/events HTTP/1.1\r\nHost: x\r\n\
-             Authorization: Bearer {n1}\r\nContent-Type: application/json\r\n\
-             Content-Length: 1000\r\n\r\n{{\"metadata\":"
-        );
-        s.write_all(head.as_bytes()).await.expect("write");
-        slow.push(s);
+        slow.push(r.slow_post("events", &n1).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, took) = r.get("/api/v1/namespaces", &r.srv.admin_token()).await;
@@ -194,13 +200,7 @@ async fn slow_bodies_of_one_user_do_not_starve_the_others() {
     l.body_read_timeout = Duration::from_millis(500);
     let r = start(l, 40).await;
     let admin = r.srv.admin_token();
-    let mut s = r.tls().await;
-    let head = format!(
-        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\n\
-         Authorization: Bearer {admin}\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"metadata\":"
-    );
-    s.write_all(head.as_bytes()).await.expect("write");
+    let mut s = r.slow_post("configmaps", &admin).await;
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await

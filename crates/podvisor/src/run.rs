@@ -284,24 +284,13 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         .context("cannot create the node's token")?;
     let node_client = server.in_process_client(&node_token);
 
-    let scheduler_stop = CancellationToken::new();
-    let scheduler_task = start_scheduler(
+    let plane = ControlPlane::start(
+        (server_stop, server_task),
         admin.clone(),
         podvisor_scheduler::SchedulerConfig::default(),
-        scheduler_stop.clone(),
-    );
-    let controllers_task = start_controllers(
-        admin.clone(),
         controller_config(&args.controllers),
         None,
-        scheduler_stop.clone(),
     );
-    let plane = ControlPlane {
-        components_stop: scheduler_stop,
-        components: [scheduler_task, controllers_task],
-        server_stop,
-        server_task,
-    };
 
     let agent_stop = CancellationToken::new();
     let mut agent_config =
@@ -370,6 +359,30 @@ struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// Starts the scheduler and the controllers on `client` beside the running API server.
+    fn start(
+        (server_stop, server_task): (
+            CancellationToken,
+            tokio::task::JoinHandle<anyhow::Result<()>>,
+        ),
+        client: kube::Client,
+        scheduler: podvisor_scheduler::SchedulerConfig,
+        controllers: podvisor_controllers::ControllerConfig,
+        election: Option<podvisor_kit::LeaderElectionConfig>,
+    ) -> ControlPlane {
+        let components_stop = CancellationToken::new();
+        let components = [
+            start_scheduler(client.clone(), scheduler, components_stop.clone()),
+            start_controllers(client, controllers, election, components_stop.clone()),
+        ];
+        ControlPlane {
+            components_stop,
+            components,
+            server_stop,
+            server_task,
+        }
+    }
+
     /// Stops the scheduler and the controllers and waits for them, then the API server:
     /// nothing writes once the server stops.
     async fn stop(self) {
@@ -453,30 +466,19 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         server_stop.clone(),
     )
     .await?;
-    let scheduler_stop = CancellationToken::new();
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
-    let scheduler_task = start_scheduler(
+    let plane = ControlPlane::start(
+        (server_stop, server_task),
         server.in_process_client(&server.admin_token()),
         podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone()),
-        scheduler_stop.clone(),
-    );
-    let controllers_task = start_controllers(
-        server.in_process_client(&server.admin_token()),
         controller_config(&args.controllers),
         Some(podvisor_kit::LeaderElectionConfig::new(
             CONTROLLER_MANAGER_LEASE,
             identity,
         )),
-        scheduler_stop.clone(),
     );
-    let plane = ControlPlane {
-        components_stop: scheduler_stop,
-        components: [scheduler_task, controllers_task],
-        server_stop,
-        server_task,
-    };
     info!(
         "podvisor server is up at {}",
         kubeconfig::server_url(args.serve.listen)

@@ -192,11 +192,7 @@ fn lost_node_pod_is_replaced_on_the_other_node() {
         &f.kubeconfig(),
         &["apply", "-f", path.to_str().expect("utf8")],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    podvisor_testkit::assert_success(&out, "kubectl apply");
     let old = f.wait_for("pod Running on worker-3", Duration::from_secs(60), || {
         let list = f.get_json(&["pods", "-l", "app=failover"])?;
         let p = list["items"].as_array()?.first()?.clone();

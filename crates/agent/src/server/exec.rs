@@ -166,7 +166,7 @@ fn prepare(
     headers: &HeaderMap,
     query: Option<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<(WebSocketUpgrade, bool, StreamOptions), Box<Response>> {
+) -> Result<Upgrade, Box<Response>> {
     if !authorized(&st.token, headers) {
         return Err(Box::new(plain(
             StatusCode::UNAUTHORIZED,
@@ -194,7 +194,14 @@ fn prepare(
             )));
         }
     };
-    Ok((ws, v5, opts))
+    Ok(Upgrade { ws, v5, opts })
+}
+
+/// A checked upgrade request: the upgrade, whether the peer speaks v5, the options.
+struct Upgrade {
+    ws: WebSocketUpgrade,
+    v5: bool,
+    opts: StreamOptions,
 }
 
 /// `/exec/...` and `/attach/...`: the upgrade checked, then the verb's own checks.
@@ -208,15 +215,15 @@ async fn stream(
     if verb != "exec" && verb != "attach" {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let (ws, v5, opts) = match prepare(&st, &headers, query, ws) {
+    let upgrade = match prepare(&st, &headers, query, ws) {
         Ok(x) => x,
         Err(r) => return *r,
     };
     let target = Target { ns, pod, container };
     if verb == "exec" {
-        exec(st, target, ws, v5, opts).await
+        exec(st, target, upgrade).await
     } else {
-        attach(st, target, ws, v5, opts).await
+        attach(st, target, upgrade).await
     }
 }
 
@@ -227,13 +234,8 @@ struct Target {
     container: String,
 }
 
-async fn exec(
-    st: ExecState,
-    Target { ns, pod, container }: Target,
-    ws: WebSocketUpgrade,
-    v5: bool,
-    opts: StreamOptions,
-) -> Response {
+async fn exec(st: ExecState, t: Target, Upgrade { ws, v5, opts }: Upgrade) -> Response {
+    let Target { ns, pod, container } = t;
     if opts.command.is_empty() {
         return plain(
             StatusCode::BAD_REQUEST,
@@ -471,13 +473,8 @@ async fn relay(reader: impl Future<Output = ()>, writer: impl Future<Output = ()
     }
 }
 
-async fn attach(
-    st: ExecState,
-    Target { ns, pod, container }: Target,
-    ws: WebSocketUpgrade,
-    v5: bool,
-    opts: StreamOptions,
-) -> Response {
+async fn attach(st: ExecState, t: Target, Upgrade { ws, v5, opts }: Upgrade) -> Response {
+    let Target { ns, pod, container } = t;
     if opts.stdin {
         return plain(
             StatusCode::BAD_REQUEST,

@@ -8,15 +8,10 @@ use super::{Process, binary, kubectl};
 /// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
 /// 127.0.0.`n`, data dir `dir/<name>`, `--drain`, its log in `dir`.
 pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) -> Process {
-    let token = std::process::Command::new(binary())
-        .args(["token", "create", "node", name, "--data-dir"])
-        .arg(server_dir)
-        .output()
-        .expect("token create");
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
+    let token = podvisor_testkit::run_ok(
+        std::process::Command::new(binary())
+            .args(["token", "create", "node", name, "--data-dir"])
+            .arg(server_dir),
     );
     let token_file = dir.join(format!("{name}.token"));
     std::fs::write(&token_file, &token.stdout).expect("write token");
