@@ -291,21 +291,9 @@ fn h1_h5_no_execute_taint_evicts_only_untolerating_pods_through_the_agent() {
     let c = Cluster::up();
     let mk = marker("h5");
     let pod = |name: &str, toleration: &str| {
-        format!(
-            r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: 2
-  tolerations: [{toleration}]
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "sleep 1000 & wait", "{mk}"]
-"#
-        )
+        shell_pod(name, "sleep 1000 & wait", &mk)
+            .tolerations(toleration)
+            .yaml()
     };
     c.apply(&pod("evicted", ""));
     c.apply(&pod(

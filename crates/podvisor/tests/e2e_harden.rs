@@ -13,21 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn pod(name: &str, script: &str, m: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", {script:?}, "{m}"]
-"#
-    )
+    shell_pod(name, script, m).policy("Never").yaml()
 }
 
 /// Live processes whose command line names `needle`, with their command lines.

@@ -49,21 +49,10 @@ fn run_sh(c: &Cluster, name: &str, flags: &[&str], script: &str) {
 }
 
 fn sleeper(name: &str, labels: &str, marker: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{{labels}}}
-spec:
-  terminationGracePeriodSeconds: 5
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
-"#
-    )
+    shell_pod(name, "sleep 1000 & wait", marker)
+        .labels(labels)
+        .grace(5)
+        .yaml()
 }
 
 #[test]

@@ -49,22 +49,11 @@ fn get_json(c: &Cluster, args: &[&str]) -> Value {
 
 /// A pod running `sh -c SCRIPT MARKER` (so its processes can be found from the host).
 fn shell_pod(name: &str, labels: &str, grace: i64, policy: &str, script: &str, m: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{{labels}}}
-spec:
-  restartPolicy: {policy}
-  terminationGracePeriodSeconds: {grace}
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", {script:?}, "{m}"]
-"#
-    )
+    common::shell_pod(name, script, m)
+        .labels(labels)
+        .grace(grace)
+        .policy(policy)
+        .yaml()
 }
 
 /// Records every watch event of pods (raw API watch through kubectl) until dropped.

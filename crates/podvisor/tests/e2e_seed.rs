@@ -13,21 +13,8 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
-fn pod(name: &str, grace: u32, script: &str, marker: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: {grace}
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", {script:?}, "{marker}"]
-"#
-    )
+fn pod(name: &str, grace: i64, script: &str, marker: &str) -> String {
+    shell_pod(name, script, marker).grace(grace).yaml()
 }
 
 #[test]

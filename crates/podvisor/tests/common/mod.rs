@@ -6,7 +6,10 @@
 
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod pods;
 pub mod steps;
+
+pub use pods::shell_pod;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
