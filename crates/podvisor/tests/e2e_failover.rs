@@ -291,7 +291,7 @@ fn h1_h5_no_execute_taint_evicts_only_untolerating_pods_through_the_agent() {
     let c = Cluster::up();
     let mk = marker("h5");
     let pod = |name: &str, toleration: &str| {
-        shell_pod(name, "sleep 1000 & wait", &mk)
+        pods::shell_pod(name, "sleep 1000 & wait", &mk)
             .tolerations(toleration)
             .yaml()
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn pod(name: &str, script: &str, m: &str) -> String {
-    shell_pod(name, script, m).policy("Never").yaml()
+    pods::shell_pod(name, script, m).policy("Never").yaml()
 }
 
 /// Live processes whose command line names `needle`, with their command lines.

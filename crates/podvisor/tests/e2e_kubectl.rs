@@ -49,7 +49,7 @@ fn run_sh(c: &Cluster, name: &str, flags: &[&str], script: &str) {
 }
 
 fn sleeper(name: &str, labels: &str, marker: &str) -> String {
-    shell_pod(name, "sleep 1000 & wait", marker)
+    pods::shell_pod(name, "sleep 1000 & wait", marker)
         .labels(labels)
         .grace(5)
         .yaml()

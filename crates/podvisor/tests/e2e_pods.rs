@@ -49,7 +49,7 @@ fn get_json(c: &Cluster, args: &[&str]) -> Value {
 
 /// A pod running `sh -c SCRIPT MARKER` (so its processes can be found from the host).
 fn shell_pod(name: &str, labels: &str, grace: i64, policy: &str, script: &str, m: &str) -> String {
-    common::shell_pod(name, script, m)
+    common::pods::shell_pod(name, script, m)
         .labels(labels)
         .grace(grace)
         .policy(policy)

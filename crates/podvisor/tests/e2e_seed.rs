@@ -14,7 +14,7 @@ use common::*;
 const LONG: Duration = Duration::from_secs(30);
 
 fn pod(name: &str, grace: i64, script: &str, marker: &str) -> String {
-    shell_pod(name, script, marker).grace(grace).yaml()
+    pods::shell_pod(name, script, marker).grace(grace).yaml()
 }
 
 #[test]

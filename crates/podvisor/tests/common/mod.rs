@@ -9,8 +9,6 @@
 pub mod pods;
 pub mod steps;
 
-pub use pods::shell_pod;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
