@@ -141,17 +141,12 @@ async fn node_lease_pod_lifecycle_events_and_logs() {
         nodes.get_opt("node-1").await.ok().flatten()
     })
     .await;
-    let st = node.status.unwrap();
-    let ready_cond = st
-        .conditions
-        .unwrap()
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready_cond = podvisor_testkit::node_ready(&node).expect("Ready condition");
     assert_eq!(
         (ready_cond.status.as_str(), ready_cond.reason.as_deref()),
         ("True", Some("KubeletReady"))
     );
+    let st = node.status.unwrap();
     let port = st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
     assert!(port > 0);
     let leases: Api<Lease> = Api::namespaced(c.admin.clone(), "kube-node-lease");
@@ -393,11 +388,9 @@ async fn lease_renewed_every_interval_and_node_status_at_least_every_minute() {
     })
     .await;
     let heartbeat = |n: Node| {
-        n.status?
-            .conditions?
-            .into_iter()
-            .find(|c| c.type_ == "Ready")?
+        podvisor_testkit::node_ready(&n)?
             .last_heartbeat_time
+            .as_ref()
             .map(|t| t.0)
     };
     let hb0 = eventually("node", Duration::from_secs(30), || async {
@@ -434,15 +427,8 @@ async fn node_status_overwritten_on_the_server_is_restored_at_the_next_tick() {
     let c = cluster(true).await;
     let (stop, task) = c.start_agent(c.config());
     let nodes: Api<Node> = Api::all(c.admin.clone());
-    let ready = |n: &Node| {
-        n.status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.status.clone(), c.reason.clone()))
-    };
+    let ready =
+        |n: &Node| podvisor_testkit::node_ready(n).map(|c| (c.status.clone(), c.reason.clone()));
     eventually("node ready", Duration::from_secs(30), || async {
         let n = nodes.get_opt("node-1").await.ok().flatten()?;
         (ready(&n)?.0 == "True").then_some(())

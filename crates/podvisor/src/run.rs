@@ -108,13 +108,18 @@ fn encrypted_store(
     Ok(Arc::new(EncryptedStore::new(store, config)))
 }
 
+/// The serving API server: its stop token and its task.
+struct ApiServing {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
 async fn start_api_server(
     store: Arc<dyn Store>,
     data_dir: &Path,
     listen: std::net::SocketAddr,
     extra_sans: &[String],
-    shutdown: CancellationToken,
-) -> anyhow::Result<(ApiServer, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+) -> anyhow::Result<(ApiServer, ApiServing)> {
     let mut config = ApiServerConfig::new(data_dir.to_path_buf());
     config.extra_sans = extra_sans.to_vec();
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
@@ -133,6 +138,8 @@ async fn start_api_server(
     kubeconfig::write(data_dir, &url, &server.ca_pem(), &server.admin_token())?;
     let s = server.clone();
     let mut hup = signal(SignalKind::hangup())?;
+    let stop = CancellationToken::new();
+    let shutdown = stop.clone();
     let task = tokio::spawn(async move {
         // SIGHUP reloads the token file (changes are also picked up at the next request).
         let reloads = {
@@ -152,7 +159,7 @@ async fn start_api_server(
             _ = reloads => Ok(()),
         }
     });
-    Ok((server, task))
+    Ok((server, ApiServing { stop, task }))
 }
 
 fn start_scheduler(
@@ -268,15 +275,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         Some(&data_dir),
     )?;
-    let server_stop = CancellationToken::new();
-    let (server, server_task) = start_api_server(
-        store,
-        &data_dir,
-        args.serve.listen,
-        &[],
-        server_stop.clone(),
-    )
-    .await?;
+    let (server, serving) = start_api_server(store, &data_dir, args.serve.listen, &[]).await?;
 
     let admin = server.in_process_client(&server.admin_token());
     let node_token = server
@@ -285,7 +284,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let node_client = server.in_process_client(&node_token);
 
     let plane = ControlPlane::start(
-        (server_stop, server_task),
+        serving,
         admin.clone(),
         podvisor_scheduler::SchedulerConfig::default(),
         controller_config(&args.controllers),
@@ -354,17 +353,13 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
 struct ControlPlane {
     components_stop: CancellationToken,
     components: [tokio::task::JoinHandle<()>; 2],
-    server_stop: CancellationToken,
-    server_task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: ApiServing,
 }
 
 impl ControlPlane {
     /// Starts the scheduler and the controllers on `client` beside the running API server.
     fn start(
-        (server_stop, server_task): (
-            CancellationToken,
-            tokio::task::JoinHandle<anyhow::Result<()>>,
-        ),
+        server: ApiServing,
         client: kube::Client,
         scheduler: podvisor_scheduler::SchedulerConfig,
         controllers: podvisor_controllers::ControllerConfig,
@@ -378,8 +373,7 @@ impl ControlPlane {
         ControlPlane {
             components_stop,
             components,
-            server_stop,
-            server_task,
+            server,
         }
     }
 
@@ -390,8 +384,8 @@ impl ControlPlane {
         for task in self.components {
             let _ = task.await;
         }
-        self.server_stop.cancel();
-        if let Ok(Err(e)) = self.server_task.await {
+        self.server.stop.cancel();
+        if let Ok(Err(e)) = self.server.task.await {
             warn!(error = %e, "API server stopped with an error");
         }
     }
@@ -457,20 +451,13 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         embedded.then_some(data_dir.as_path()),
     )?;
-    let server_stop = CancellationToken::new();
-    let (server, server_task) = start_api_server(
-        store,
-        &data_dir,
-        args.serve.listen,
-        &args.tls_san,
-        server_stop.clone(),
-    )
-    .await?;
+    let (server, serving) =
+        start_api_server(store, &data_dir, args.serve.listen, &args.tls_san).await?;
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
     let plane = ControlPlane::start(
-        (server_stop, server_task),
+        serving,
         server.in_process_client(&server.admin_token()),
         podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone()),
         controller_config(&args.controllers),

@@ -18,15 +18,10 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn kubectl_cmd(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new("kubectl");
-    cmd.args(args).env("KUBECONFIG", c.kubeconfig());
-    cmd
-}
-
 /// Runs kubectl with `input` on its stdin.
 fn kubectl_with_input(c: &Cluster, args: &[&str], input: &[u8]) -> Output {
-    let mut child = kubectl_cmd(c, args)
+    let mut child = c
+        .kubectl_command(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -59,7 +54,8 @@ fn wait_output(mut child: Child, within: Duration) -> Output {
 }
 
 fn run(c: &Cluster, args: &[&str]) -> Output {
-    let child = kubectl_cmd(c, args)
+    let child = c
+        .kubectl_command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -272,15 +268,7 @@ spec:
     let container_pids = find_pids(&m);
     assert!(!container_pids.is_empty());
     let em = marker("exec-session");
-    let child = kubectl_cmd(
-        &c,
-        &["exec", "p", "--", "sh", "-c", "sleep 1000; true", &em],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn");
+    let child = c.kubectl_spawn(&["exec", "p", "--", "sh", "-c", "sleep 1000; true", &em]);
     let pid = wait_one_pid(&em, LONG);
     let mut child = child;
     child.kill().expect("kill kubectl");
@@ -316,7 +304,8 @@ spec:
     c.wait_pod_ready("talker", LONG);
 
     // attach: the output from now on.
-    let mut child = kubectl_cmd(&c, &["attach", "talker"])
+    let mut child = c
+        .kubectl_command(&["attach", "talker"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -348,15 +337,13 @@ spec:
 
     // port-forward fails fast with a message.
     let started = Instant::now();
-    let child = kubectl_cmd(
-        &c,
-        &["port-forward", "pod/talker", &format!("{}:80", free_port())],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn port-forward");
+    let child = c
+        .kubectl_command(&["port-forward", "pod/talker", &format!("{}:80", free_port())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn port-forward");
     let out = wait_output(child, Duration::from_secs(30));
     assert!(!out.status.success());
     assert_stderr_contains(&out, "port-forward is not supported");

@@ -66,14 +66,7 @@ impl Recorder {
     /// Watches the default namespace's pods matching `query` (e.g. `labelSelector=a%3Db`).
     fn start(c: &Cluster, query: &str) -> Recorder {
         let url = format!("/api/v1/namespaces/default/pods?watch=1&{query}");
-        let mut child = Command::new("kubectl")
-            .args(["get", "--raw", &url])
-            .env("KUBECONFIG", c.kubeconfig())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get --raw watch");
+        let mut child = c.kubectl_spawn(&["get", "--raw", &url]);
         let out = child.stdout.take().expect("stdout");
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();

@@ -3,9 +3,19 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Binding, Pod};
+use k8s_openapi::api::core::v1::{Binding, Node, NodeCondition, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
+
+/// The Node's `Ready` condition, if it has one.
+pub fn node_ready(n: &Node) -> Option<&NodeCondition> {
+    n.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
 
 /// The `Status` of an API error; panics (failing the test) on any other error.
 pub fn api_status(e: kube::Error) -> kube::core::Status {

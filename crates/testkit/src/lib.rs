@@ -14,5 +14,7 @@ pub mod runner;
 pub use builders::{
     Builder, ContainerBuilder, NodeBuilder, PodBuilder, container, node, pod, quantities,
 };
-pub use kube_helpers::{api_status, bind_pod, eventually, mark_ready, object_names, set_label};
+pub use kube_helpers::{
+    api_status, bind_pod, eventually, mark_ready, node_ready, object_names, set_label,
+};
 pub use process::{LIVENESS_PY, assert_success, run_ok};

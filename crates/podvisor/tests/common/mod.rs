@@ -197,6 +197,24 @@ impl Cluster {
         kubectl(&self.kubeconfig(), args)
     }
 
+    /// `kubectl ARGS` against this cluster, not yet started.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig());
+        cmd
+    }
+
+    /// `kubectl ARGS` started with stdin closed, stdout piped and stderr discarded: a watch
+    /// or a follow that the test reads line by line.
+    pub fn kubectl_spawn(&self, args: &[&str]) -> Child {
+        self.kubectl_command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+    }
+
     /// Runs kubectl and asserts success; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
