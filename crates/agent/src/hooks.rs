@@ -378,15 +378,7 @@ mod tests {
         rt.start_container(&id).await.unwrap();
         let ctx = HookContext {
             pod_full_name: "p_ns(u)".into(),
-            container: Container {
-                name: "c".into(),
-                ports: Some(vec![ContainerPort {
-                    name: Some("web".into()),
-                    container_port: 8080,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            },
+            container: podvisor_testkit::container("c").port("web", 8080).build(),
             container_id: id,
             pod_ip: "127.0.0.1".into(),
             budget: Duration::from_secs(30),

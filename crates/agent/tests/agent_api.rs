@@ -265,15 +265,7 @@ async fn agent_restart_readopts_and_force_delete_while_away_kills_the_orphan() {
     task.await.unwrap();
     assert_eq!(c.rt.running_count(), 2, "shutdown leaves pods running");
     // b is force-deleted while the agent is away
-    pods.delete(
-        "b",
-        &DeleteParams {
-            grace_period_seconds: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    podvisor_testkit::delete_now(&pods, "b").await;
     c.rt.clear_calls();
     let (stop, task) = c.start_agent(c.config());
     let b_uid = b.metadata.uid.unwrap();

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, Taint,
+    Container, ContainerPort, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec,
+    ResourceRequirements, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -181,6 +182,19 @@ impl Builder<Container> {
     /// The command (`["sh", "-c", script]` for a script).
     pub fn command(mut self, argv: &[&str]) -> Self {
         self.obj.command = Some(argv.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
+    /// A named TCP port.
+    pub fn port(mut self, name: &str, number: i32) -> Self {
+        self.obj
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(ContainerPort {
+                name: Some(name.to_owned()),
+                container_port: number,
+                ..Default::default()
+            });
         self
     }
 

@@ -4,8 +4,20 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Binding, Node, NodeCondition, Pod};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
+
+/// Deletes pod `name` with a grace period of 0 (`kubectl delete --grace-period=0`): the
+/// object goes at once, and the node then stops what is left.
+pub async fn delete_now(pods: &Api<Pod>, name: &str) {
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    if let Err(e) = pods.delete(name, &now).await {
+        panic!("delete pod {name}: {e}");
+    }
+}
 
 /// The Node's `Ready` condition, if it has one.
 pub fn node_ready(n: &Node) -> Option<&NodeCondition> {

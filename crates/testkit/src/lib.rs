@@ -15,6 +15,6 @@ pub use builders::{
     Builder, ContainerBuilder, NodeBuilder, PodBuilder, container, node, pod, quantities,
 };
 pub use kube_helpers::{
-    api_status, bind_pod, eventually, mark_ready, node_ready, object_names, set_label,
+    api_status, bind_pod, delete_now, eventually, mark_ready, node_ready, object_names, set_label,
 };
 pub use process::{LIVENESS_PY, assert_success, run_ok};

@@ -333,18 +333,9 @@ impl Purpose {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::ContainerPort;
 
     fn container() -> Container {
-        Container {
-            name: "c".into(),
-            ports: Some(vec![ContainerPort {
-                name: Some("http".into()),
-                container_port: 8080,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }
+        podvisor_testkit::container("c").port("http", 8080).build()
     }
 
     #[test]

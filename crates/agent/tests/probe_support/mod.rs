@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Container, ContainerPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_agent::handlers::{Action, HandlerTarget};
 use podvisor_runtime::fake::{FakeRuntime, tokio_clock};
@@ -472,15 +471,7 @@ pub fn target(rt: Arc<TestRuntime>, id: ContainerId) -> HandlerTarget {
     HandlerTarget {
         runtime: rt,
         container_id: id,
-        container: Container {
-            name: "c".into(),
-            ports: Some(vec![ContainerPort {
-                name: Some("web".into()),
-                container_port: 1,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
+        container: podvisor_testkit::container("c").port("web", 1).build(),
         pod_ip: "127.0.0.1".into(),
     }
 }
