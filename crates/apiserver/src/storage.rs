@@ -24,6 +24,13 @@ pub fn decode_at(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Decodes stored bytes as an object of `kind` (custom kinds take the version read through).
+pub fn decode_as(kind: &ResourceKind, bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
+    let mut v = decode_at(bytes, rev)?;
+    crate::crd::convert(kind, &mut v);
+    Ok(v)
+}
+
 /// Stamps `resourceVersion` into stored bytes without parsing them, when they have the
 /// shape [`encode`] writes (sorted keys, so the first `"metadata":{` is the top-level one).
 pub fn stamp_raw(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
@@ -147,7 +154,10 @@ impl Storage {
             .await
             .map_err(ApiError::from_store_generic)?;
         match kv {
-            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            Some(kv) => Ok(Some((
+                decode_as(kind, &kv.value, kv.mod_revision)?,
+                kv.mod_revision,
+            ))),
             None => Ok(None),
         }
     }
@@ -177,7 +187,7 @@ impl Storage {
             .create(&kind.key(ns, name), encode(obj)?)
             .await
             .map_err(|e| ApiError::from_store(e, kind, name))?;
-        decode(&kv)
+        decode_as(kind, &kv.value, kv.mod_revision)
     }
 
     /// Replaces an object if its revision is still `expected`.
@@ -194,7 +204,7 @@ impl Storage {
             .update(&kind.key(ns, name), encode(obj)?, expected)
             .await
         {
-            Ok(kv) => Ok(Ok(decode(&kv)?)),
+            Ok(kv) => Ok(Ok(decode_as(kind, &kv.value, kv.mod_revision)?)),
             Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
             Err(e) => Err(ApiError::from_store(e, kind, name)),
         }
@@ -210,7 +220,7 @@ impl Storage {
         expected: Option<Revision>,
     ) -> Result<Result<Value, StoreError>, ApiError> {
         match self.store.delete(&kind.key(ns, name), expected).await {
-            Ok((kv, rev)) => Ok(Ok(decode_at(&kv.value, rev)?)),
+            Ok((kv, rev)) => Ok(Ok(decode_as(kind, &kv.value, rev)?)),
             Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
             Err(e) => Err(ApiError::from_store(e, kind, name)),
         }

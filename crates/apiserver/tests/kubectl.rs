@@ -764,3 +764,295 @@ async fn kubectl_builtin_kinds() {
 
     serving.stop().await;
 }
+
+const CERTIFICATE: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: web}
+spec:
+  secretName: web-tls
+  dnsNames: [web.example.com]
+  issuerRef: {name: ca-issuer, kind: ClusterIssuer}
+  privateKey: {algorithm: ECDSA, size: 256}
+"#;
+
+async fn wait_established(env: &Env, crd: &str) {
+    env.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=20s",
+            &format!("crd/{crd}"),
+        ],
+        None,
+    )
+    .await;
+}
+
+/// A real operator's CRD (cert-manager's Certificate): install, establishment, discovery,
+/// custom objects with printer columns, validation errors, status subresource, explain,
+/// and deleting the CRD with its objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources() {
+    assert!(
+        kubectl_available(),
+        "kubectl must be installed for this suite"
+    );
+    let serving = serving_memory_server().await;
+    let env = Env::new(serving.port, &serving.server);
+    let crd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/crds/certificates.cert-manager.io.yaml"
+    );
+    let out = env.ok(&["apply", "-f", crd], None).await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/certificates.cert-manager.io created"
+        ),
+        "{out}"
+    );
+    wait_established(&env, "certificates.cert-manager.io").await;
+    let ar = env
+        .ok(&["api-resources", "--api-group=cert-manager.io"], None)
+        .await;
+    assert!(
+        ar.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f == [
+                "certificates",
+                "cert,certs",
+                "cert-manager.io/v1",
+                "true",
+                "Certificate",
+            ]
+        }),
+        "{ar}"
+    );
+
+    let out = env.ok(&["apply", "-f", "-"], Some(CERTIFICATE)).await;
+    assert!(
+        out.contains("certificate.cert-manager.io/web created"),
+        "{out}"
+    );
+    let t = env.ok(&["get", "certs"], None).await;
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "SECRET", "AGE"], "{t}");
+    assert!(t.lines().nth(1).unwrap().starts_with("web "), "{t}");
+    assert!(t.contains("web-tls"), "{t}");
+    // The status subresource: the main resource ignores status, the subresource sets it.
+    env.ok(
+        &[
+            "patch",
+            "certificate",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"True","message":"Certificate is up to date and has not expired"}]}}"#,
+        ],
+        None,
+    )
+    .await;
+    let t = env
+        .run(&["get", "certificate", "web", "-o", "wide"], None)
+        .await;
+    assert!(
+        t.1.contains("True")
+            && t.1.contains("ca-issuer")
+            && t.1.contains("Certificate is up to date"),
+        "{t:?}"
+    );
+    // The CRD's category names its kinds.
+    let all = env.ok(&["get", "cert-manager", "-o", "name"], None).await;
+    assert_eq!(all.trim(), "certificate.cert-manager.io/web");
+
+    // Validation against the schema, and pruning of unknown fields.
+    let bad = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: bad}\nspec:\n  issuerRef: {name: x}\n  privateKey: {algorithm: DSA, size: big}\n";
+    let err = env.fails(&["create", "-f", "-"], Some(bad)).await;
+    for want in [
+        r#"The Certificate "bad" is invalid"#,
+        "spec.secretName: Required value",
+        r#"spec.privateKey.algorithm: Unsupported value: "DSA": supported values: "RSA", "ECDSA", "Ed25519""#,
+        r#"spec.privateKey.size: Invalid value: "string": spec.privateKey.size in body must be of type integer: "string""#,
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+    let extra = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: extra}\nspec:\n  secretName: s\n  issuerRef: {name: x}\n  bogus: 1\n";
+    let err = env.fails(&["create", "-f", "-"], Some(extra)).await;
+    assert!(err.contains(r#"unknown field "spec.bogus""#), "{err}");
+    env.ok(&["create", "--validate=false", "-f", "-"], Some(extra))
+        .await;
+    let spec = env
+        .ok(&["get", "cert", "extra", "-o", "jsonpath={.spec}"], None)
+        .await;
+    assert!(
+        !spec.contains("bogus") && spec.contains("secretName"),
+        "{spec}"
+    );
+
+    // OpenAPI is updated live: explain knows the kind.
+    let explain = env
+        .ok(&["explain", "certificate.spec.issuerRef"], None)
+        .await;
+    assert!(
+        explain.contains("KIND:       Certificate")
+            && explain.contains("name\t<string> -required-"),
+        "{explain}"
+    );
+
+    // Deleting the CRD deletes its objects and stops serving the kind.
+    env.ok(&["delete", "crd", "certificates.cert-manager.io"], None)
+        .await;
+    let err = env.fails(&["get", "certificates"], None).await;
+    assert!(
+        err.contains(r#"the server doesn't have a resource type "certificates""#)
+            || err.contains("the server could not find the requested resource"),
+        "{err}"
+    );
+    let apis = env.ok(&["api-versions"], None).await;
+    assert!(!apis.contains("cert-manager.io"), "{apis}");
+    env.ok(&["apply", "-f", crd], None).await;
+    wait_established(&env, "certificates.cert-manager.io").await;
+    let none = env.ok(&["get", "certificates", "-o", "name"], None).await;
+    assert_eq!(none.trim(), "", "objects outlived their CRD");
+
+    serving.stop().await;
+}
+
+const CRONTAB_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: crontabs.stable.example.com}
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Image, type: string, priority: 1, jsonPath: .spec.image}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.replicas <= 10"
+            properties:
+              cronSpec: {type: string}
+              image: {type: string}
+              replicas: {type: integer, minimum: 0, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+"#;
+
+/// A CRD with two served versions (`None` conversion), the status and scale subresources,
+/// defaulting, `-o wide` printer columns and a CEL rule (accepted with a warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_scale_versions_and_cel_warning() {
+    assert!(
+        kubectl_available(),
+        "kubectl must be installed for this suite"
+    );
+    let serving = serving_memory_server().await;
+    let env = Env::new(serving.port, &serving.server);
+    let (code, out, err) = env.run(&["apply", "-f", "-"], Some(CRONTAB_CRD)).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("Warning: x-kubernetes-validations (CEL) rules are not supported"),
+        "{err}"
+    );
+    wait_established(&env, "crontabs.stable.example.com").await;
+
+    let ct = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: nightly}\nspec: {cronSpec: '0 3 * * *', image: busybox}\n";
+    env.ok(&["apply", "-f", "-"], Some(ct)).await;
+    // Defaulting from the schema.
+    let r = env
+        .ok(
+            &["get", "ct", "nightly", "-o", "jsonpath={.spec.replicas}"],
+            None,
+        )
+        .await;
+    assert_eq!(r, "1");
+    let t = env.ok(&["get", "ct", "-o", "wide"], None).await;
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "IMAGE"], "{t}");
+    assert!(t.contains("0 3 * * *") && t.contains("busybox"), "{t}");
+    let t = env.ok(&["get", "ct"], None).await;
+    assert!(!t.contains("IMAGE"), "{t}");
+
+    // The scale subresource reads and writes the CRD's paths.
+    env.ok(
+        &[
+            "patch",
+            "ct",
+            "nightly",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":1,"selector":"app=nightly"}}"#,
+        ],
+        None,
+    )
+    .await;
+    let out = env.ok(&["scale", "ct/nightly", "--replicas=3"], None).await;
+    assert!(
+        out.contains("crontab.stable.example.com/nightly scaled"),
+        "{out}"
+    );
+    let scale: serde_json::Value = serde_json::from_str(
+        &env.ok(
+            &[
+                "get",
+                "--raw",
+                "/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/scale",
+            ],
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=nightly");
+    let err = env
+        .fails(&["scale", "ct/nightly", "--replicas=-1"], None)
+        .await;
+    assert!(err.contains("replicas"), "{err}");
+
+    // Another served version reads the same object.
+    let v = env
+        .ok(
+            &[
+                "get",
+                "crontabs.v1beta1.stable.example.com",
+                "nightly",
+                "-o",
+                "jsonpath={.apiVersion} {.spec.replicas}",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(v, "stable.example.com/v1beta1 3");
+    serving.stop().await;
+}
