@@ -53,15 +53,9 @@ fn wait_output(mut child: Child, within: Duration) -> Output {
     }
 }
 
+/// Runs kubectl with an empty stdin.
 fn run(c: &Cluster, args: &[&str]) -> Output {
-    let child = c
-        .kubectl_command(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    wait_output(child, LONG)
+    kubectl_with_input(c, args, b"")
 }
 
 /// `kubectl get --raw <path>`.
@@ -76,23 +70,10 @@ fn assert_stderr_contains(out: &Output, needle: &str) {
 }
 
 fn pod(name: &str, marker: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{app: {name}}}
-spec:
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    env:
-    - {{name: GREETING, value: "hello from env"}}
-    command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
-"#
-    )
+    pods::shell_pod(name, "sleep 1000 & wait", marker)
+        .labels(&format!("app: {name}"))
+        .container_yaml("    env:\n    - {name: GREETING, value: \"hello from env\"}\n")
+        .yaml()
 }
 
 #[test]
@@ -214,18 +195,9 @@ fn exec_streams_output_stdin_and_exit_codes() {
 
     // A completed pod.
     c.apply(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: done
-spec:
-  restartPolicy: Never
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["true"]
-"#,
+        &pods::shell_pod("done", "true", &marker("done"))
+            .policy("Never")
+            .yaml(),
     );
     c.wait_pod_phase("done", "Succeeded", LONG);
     let out = run(&c, &["exec", "done", "--", "true"]);
@@ -286,20 +258,11 @@ spec:
 fn attach_portforward_and_eviction() {
     let _g = serial();
     let c = Cluster::up();
+    let ticks = "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); sleep 0.2; done";
     c.apply(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: talker
-  labels: {app: talker}
-spec:
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); sleep 0.2; done"]
-"#,
+        &pods::shell_pod("talker", ticks, &marker("talker"))
+            .labels("app: talker")
+            .yaml(),
     );
     c.wait_pod_ready("talker", LONG);
 

@@ -7,6 +7,25 @@ use k8s_openapi::api::core::v1::{Binding, Node, NodeCondition, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
 
+/// Polls `check` every 20 ms until it returns `Some`; panics naming `what` after `limit`
+/// (of tokio time).
+pub async fn wait_some<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Deletes pod `name` with a grace period of 0 (`kubectl delete --grace-period=0`): the
 /// object goes at once, and the node then stops what is left.
 pub async fn delete_now(pods: &Api<Pod>, name: &str) {

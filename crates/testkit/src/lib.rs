@@ -12,9 +12,11 @@ mod process;
 pub mod runner;
 
 pub use builders::{
-    Builder, ContainerBuilder, NodeBuilder, PodBuilder, container, node, pod, quantities,
+    Builder, ContainerBuilder, NodeBuilder, PodBuilder, config_map, container, node, pod,
+    quantities, secret,
 };
 pub use kube_helpers::{
     api_status, bind_pod, delete_now, eventually, mark_ready, node_ready, object_names, set_label,
+    wait_some,
 };
 pub use process::{LIVENESS_PY, assert_success, run_ok};

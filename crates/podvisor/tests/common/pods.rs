@@ -11,6 +11,7 @@ pub struct ShellPod {
     policy: Option<String>,
     grace: i64,
     tolerations: Option<String>,
+    container_yaml: String,
 }
 
 /// A [`ShellPod`] `name` running `sh -c script marker`.
@@ -23,6 +24,7 @@ pub fn shell_pod(name: &str, script: &str, marker: &str) -> ShellPod {
         policy: None,
         grace: 2,
         tolerations: None,
+        container_yaml: String::new(),
     }
 }
 
@@ -51,6 +53,12 @@ impl ShellPod {
         self
     }
 
+    /// More fields of the container, as YAML lines indented by four spaces.
+    pub fn container_yaml(mut self, yaml: &str) -> ShellPod {
+        self.container_yaml = yaml.into();
+        self
+    }
+
     /// The manifest.
     pub fn yaml(&self) -> String {
         let ShellPod {
@@ -61,6 +69,7 @@ impl ShellPod {
             policy,
             grace,
             tolerations,
+            container_yaml,
         } = self;
         let labels = if labels.is_empty() {
             String::new()
@@ -87,7 +96,7 @@ metadata:
   - name: main
     image: busybox
     command: ["sh", "-c", {script:?}, "{marker}"]
-"#
+{container_yaml}"#
         )
     }
 }
