@@ -1054,5 +1054,14 @@ async fn kubectl_custom_scale_versions_and_cel_warning() {
         )
         .await;
     assert_eq!(v, "stable.example.com/v1beta1 3");
+
+    // Metrics count the custom kind's requests; readyz lists its checks.
+    let m = env.ok(&["get", "--raw", "/metrics"], None).await;
+    assert!(
+        m.contains(r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="stable.example.com",resource="crontabs",scope="resource",subresource="scale",verb="PATCH",version="v1"}"#),
+        "{m}"
+    );
+    let r = env.ok(&["get", "--raw", "/readyz?verbose"], None).await;
+    assert!(r.ends_with("readyz check passed\n"), "{r}");
     serving.stop().await;
 }
