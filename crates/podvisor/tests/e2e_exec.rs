@@ -1,4 +1,4 @@
-//! Acceptance tests of `kubectl exec`, `cp`, `attach`, `port-forward` and eviction (`drain`)
+//! Acceptance tests of `kubectl exec`, `cp`, `attach` and eviction (`drain`)
 //! against `podvisor up`, driven only through the real `kubectl` (kubectl-wire.md §4.10,
 //! §4.11).
 
@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -255,7 +255,7 @@ fn exec_streams_output_stdin_and_exit_codes() {
 }
 
 #[test]
-fn attach_portforward_and_eviction() {
+fn attach_and_eviction() {
     let _g = serial();
     let c = Cluster::up();
     let ticks = "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); sleep 0.2; done";
@@ -274,15 +274,7 @@ fn attach_portforward_and_eviction() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn attach");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let first = rx.recv_timeout(LONG).expect("attach printed a line");
     let second = rx.recv_timeout(LONG).expect("attach printed another line");
     let _ = child.kill();
@@ -297,20 +289,6 @@ fn attach_portforward_and_eviction() {
     let out = run(&c, &["attach", "-i", "talker"]);
     assert!(!out.status.success());
     assert_stderr_contains(&out, "without an open stdin");
-
-    // port-forward fails fast with a message.
-    let started = Instant::now();
-    let child = c
-        .kubectl_command(&["port-forward", "pod/talker", &format!("{}:80", free_port())])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn port-forward");
-    let out = wait_output(child, Duration::from_secs(30));
-    assert!(!out.status.success());
-    assert_stderr_contains(&out, "port-forward is not supported");
-    assert!(started.elapsed() < Duration::from_secs(30));
 
     // Eviction by a direct POST: the pod is deleted gracefully.
     let body = c.dir.path().join("eviction.json");
