@@ -220,34 +220,30 @@ impl Builder<Container> {
 
 /// ConfigMap `ns/name` with `data`.
 pub fn config_map(ns: &str, name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    let data = data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
     ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(ns.to_owned()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ),
+        metadata: named(ns, name),
+        data: Some(data.collect()),
+        ..Default::default()
+    }
+}
+
+fn named(ns: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(ns.to_owned()),
         ..Default::default()
     }
 }
 
 /// Secret `ns/name` with `data` (the decoded bytes).
 pub fn secret(ns: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
+    let data = data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())));
     Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(ns.to_owned()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
-                .collect(),
-        ),
+        metadata: named(ns, name),
+        data: Some(data.collect()),
         ..Default::default()
     }
 }
