@@ -222,13 +222,13 @@ impl Builder<Container> {
 pub fn config_map(ns: &str, name: &str, data: &[(&str, &str)]) -> ConfigMap {
     let data = data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
     ConfigMap {
-        metadata: named(ns, name),
+        metadata: object_meta(ns, name),
         data: Some(data.collect()),
         ..Default::default()
     }
 }
 
-fn named(ns: &str, name: &str) -> ObjectMeta {
+fn object_meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: Some(ns.to_owned()),
@@ -242,7 +242,7 @@ pub fn secret(ns: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())));
     Secret {
-        metadata: named(ns, name),
+        metadata: object_meta(ns, name),
         data: Some(data.collect()),
         ..Default::default()
     }
