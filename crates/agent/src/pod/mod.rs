@@ -68,6 +68,7 @@
 
 pub mod deadlines;
 pub mod env;
+pub mod etc_files;
 pub mod restart;
 pub mod sandbox;
 pub mod spec;

@@ -84,6 +84,7 @@
 mod cgroup;
 mod logs;
 mod proto;
+mod rootfs;
 mod spawn;
 mod stream;
 mod supervisor;

@@ -72,12 +72,35 @@ pub(crate) struct MountSpec {
     pub read_only: bool,
 }
 
+/// One step of building a container's root filesystem in the child (see `rootfs.rs`).
+/// `Mkdir`, `Touch` and `Symlink` succeed when the path exists already.
+pub(crate) enum RootOp {
+    /// mkdir(path, mode).
+    Mkdir(CString, u32),
+    /// Create an empty file (for a file bind mount).
+    Touch(CString),
+    /// symlink(target, link).
+    Symlink { target: CString, link: CString },
+    /// mount(2).
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: Option<CString>,
+        flags: u64,
+        data: Option<CString>,
+    },
+    /// `pivot_root` into this directory (a mount point), detach the old root, chdir("/").
+    PivotRoot(CString),
+}
+
 /// The mount namespace a child gets.
 pub(crate) enum MountNs<'a> {
     /// The supervisor's (the host's).
     Inherit,
     /// A private one with these bind mounts.
     Private(&'a [MountSpec]),
+    /// A private one built by these steps (a container with its own root filesystem).
+    Root(&'a [RootOp]),
     /// The one of this open `/proc/<pid>/ns/mnt` (an exec in a container).
     Join(RawFd),
 }
@@ -85,6 +108,9 @@ pub(crate) enum MountNs<'a> {
 /// What to start.
 pub(crate) struct SpawnSpec<'a> {
     pub path: &'a CString,
+    /// Further executables to try, in order, when `path` does not exist (a `$PATH` lookup
+    /// inside a container's own root filesystem, done after the root switch).
+    pub alt_paths: &'a [CString],
     pub argv: &'a [CString],
     pub envp: &'a [CString],
     pub cwd: &'a CString,
@@ -418,6 +444,71 @@ unsafe fn child(
                     fail(Stage::Mount);
                 }
             }
+            MountNs::Root(ops) => {
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_SLAVE,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    fail(Stage::Mount);
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    let ok = match op {
+                        RootOp::Mkdir(p, mode) => {
+                            libc::mkdir(p.as_ptr(), *mode as libc::mode_t) == 0
+                                || *libc::__errno_location() == libc::EEXIST
+                        }
+                        RootOp::Touch(p) => {
+                            let fd = libc::open(
+                                p.as_ptr(),
+                                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                                0o644,
+                            );
+                            if fd >= 0 {
+                                libc::close(fd);
+                            }
+                            fd >= 0 || *libc::__errno_location() == libc::EISDIR
+                        }
+                        RootOp::Symlink { target, link } => {
+                            libc::symlink(target.as_ptr(), link.as_ptr()) == 0
+                                || *libc::__errno_location() == libc::EEXIST
+                        }
+                        RootOp::Mount {
+                            source,
+                            target,
+                            fstype,
+                            flags,
+                            data,
+                        } => {
+                            libc::mount(
+                                source.as_ptr(),
+                                target.as_ptr(),
+                                fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+                                *flags as libc::c_ulong,
+                                data.as_ref()
+                                    .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+                            ) == 0
+                        }
+                        RootOp::PivotRoot(dir) => {
+                            libc::chdir(dir.as_ptr()) == 0
+                                && libc::syscall(
+                                    libc::SYS_pivot_root,
+                                    c".".as_ptr(),
+                                    c".".as_ptr(),
+                                ) == 0
+                                && libc::umount2(c".".as_ptr(), libc::MNT_DETACH) == 0
+                                && libc::chdir(c"/".as_ptr()) == 0
+                        }
+                    };
+                    if !ok {
+                        fail_at(Stage::Mount, i + 1);
+                    }
+                }
+            }
             MountNs::Private(mounts) => {
                 if libc::unshare(libc::CLONE_NEWNS) != 0
                     || libc::mount(
@@ -500,6 +591,15 @@ unsafe fn child(
             libc::CLOSE_RANGE_CLOEXEC,
         );
         libc::execve(spec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let mut errno = *libc::__errno_location();
+        for p in spec.alt_paths {
+            if errno != libc::ENOENT && errno != libc::ENOTDIR && errno != libc::EACCES {
+                break;
+            }
+            libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            errno = *libc::__errno_location();
+        }
+        *libc::__errno_location() = errno;
         fail(Stage::Exec)
     }
 }
