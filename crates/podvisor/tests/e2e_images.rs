@@ -115,7 +115,7 @@ fn build_image(dir: &Path, os_id: &str, config: serde_json::Value) -> PathBuf {
     );
     add("etc/group", b"root:x:0:\napp:x:1001:\n", 0o644);
     for applet in [
-        "sh", "sleep", "cat", "echo", "id", "pwd", "env", "true", "ls",
+        "sh", "sleep", "cat", "echo", "id", "pwd", "env", "true", "ls", "touch", "wc", "test",
     ] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
@@ -329,7 +329,7 @@ fn images_pull_with_policies_auth_mirrors_and_back_off() {
         ),
     )
     .expect("registries.yaml");
-    let c = Cluster::up_with(
+    let mut c = Cluster::up_with(
         dir,
         &[
             "--insecure-registry".into(),
@@ -475,7 +475,8 @@ fn images_pull_with_policies_auth_mirrors_and_back_off() {
     let ps = c.kubectl_ok(&["exec", "first", "--", "ls", "/proc"]);
     assert!(ps.split_whitespace().any(|p| p == "1"), "{ps}");
     assert!(
-        c.kubectl_ok(&["exec", "first", "--", "ls", "/dev"]).contains("null"),
+        c.kubectl_ok(&["exec", "first", "--", "ls", "/dev"])
+            .contains("null"),
         "no /dev/null"
     );
 
@@ -521,12 +522,21 @@ spec:
     c.wait_for("the image's CMD ran", Duration::from_secs(20), || {
         c.kubectl_ok(&["logs", "imgcfg"]).contains("cmd-from-image")
     });
-    assert_eq!(c.kubectl_ok(&["exec", "imgcfg", "--", "id", "-u"]), "1000\n");
-    assert_eq!(c.kubectl_ok(&["exec", "imgcfg", "--", "id", "-g"]), "1001\n");
+    assert_eq!(
+        c.kubectl_ok(&["exec", "imgcfg", "--", "id", "-u"]),
+        "1000\n"
+    );
+    assert_eq!(
+        c.kubectl_ok(&["exec", "imgcfg", "--", "id", "-g"]),
+        "1001\n"
+    );
     assert_eq!(c.kubectl_ok(&["exec", "imgcfg", "--", "pwd"]), "/srv/app\n");
     let env = c.kubectl_ok(&["exec", "imgcfg", "--", "env"]);
     assert!(env.contains("FROM_IMAGE=yes\n"), "{env}");
-    assert!(env.contains("OVER=pod\n") && !env.contains("OVER=image"), "{env}");
+    assert!(
+        env.contains("OVER=pod\n") && !env.contains("OVER=image"),
+        "{env}"
+    );
     c.kubectl_ok(&["delete", "pod", "imgcfg", "--wait=true"]);
     assert_eq!(
         std::fs::read_to_string(out.join("signal")).unwrap_or_default(),
@@ -539,10 +549,15 @@ spec:
         "    args: [\"echo args-replace-cmd; id -u; sleep 3600\"]\n    securityContext: {runAsUser: 0}\n",
     ));
     c.wait_for("args ran", PULL, || {
-        c.kubectl(&["logs", "argsonly"]).stdout.starts_with(b"args-replace-cmd\n0\n")
+        c.kubectl(&["logs", "argsonly"])
+            .stdout
+            .starts_with(b"args-replace-cmd\n0\n")
     });
     // command replaces ENTRYPOINT and drops CMD.
-    c.apply(&merged("cmdonly", "    command: [\"/bin/echo\", \"command-wins\"]\n"));
+    c.apply(&merged(
+        "cmdonly",
+        "    command: [\"/bin/echo\", \"command-wins\"]\n",
+    ));
     c.wait_pod_phase("cmdonly", "Succeeded", PULL);
     assert_eq!(c.kubectl_ok(&["logs", "cmdonly"]), "command-wins\n");
 
@@ -562,7 +577,9 @@ spec:
 "#
     ));
     c.wait_for("a second instance", Duration::from_secs(60), || {
-        c.kubectl(&["logs", "restarts"]).stdout.starts_with(b"runs=2")
+        c.kubectl(&["logs", "restarts"])
+            .stdout
+            .starts_with(b"runs=2")
     });
 
     // Re-adoption after the agent restarts keeps the container and its root.

@@ -360,8 +360,9 @@ impl PodWorker {
         );
         let applied = applied.and_then(|ids| {
             if config.rootfs.is_some() {
-                let etc = super::etc_files::mounts(self.volumes.dir(), &self.pod, &self.ctx.node_ip)
-                    .map_err(|e| format!("write the pod's /etc files: {e}"))?;
+                let etc =
+                    super::etc_files::mounts(self.volumes.dir(), &self.pod, &self.ctx.node_ip)
+                        .map_err(|e| format!("write the pod's /etc files: {e}"))?;
                 config.mounts.extend(etc);
             }
             Ok(ids)

@@ -37,22 +37,91 @@ fn cs(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
 
-/// `inner` (absolute, inside the container) below `root`, refusing `..`.
-fn inside(root: &Path, inner: &Path) -> Result<PathBuf, String> {
-    let mut out = root.to_path_buf();
+/// The most symbolic links followed while resolving one path (Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
+/// What a path of the image is, as the merged layers show it.
+enum Entry {
+    Missing,
+    Link(PathBuf),
+    Other,
+}
+
+/// `rel` (relative to the image's root) in the topmost layer that has it; a whiteout (a
+/// character device 0:0) hides it.
+fn lookup(layers: &[PathBuf], rel: &Path) -> Entry {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for l in layers {
+        let p = l.join(rel);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return Entry::Missing,
+            Ok(m) if m.file_type().is_symlink() => {
+                return match std::fs::read_link(&p) {
+                    Ok(t) => Entry::Link(t),
+                    Err(_) => Entry::Other,
+                };
+            }
+            Ok(_) => return Entry::Other,
+            Err(_) => {}
+        }
+    }
+    Entry::Missing
+}
+
+/// `inner` (absolute, inside the container) below `root`, with the image's symbolic links
+/// followed inside the image (an absolute link is relative to the image's root, `..` stops
+/// at it), so that a mount point or working directory never resolves to a host path before
+/// the root switch. `inner` itself may not contain `..`.
+fn inside(root: &Path, layers: &[PathBuf], inner: &Path) -> Result<PathBuf, String> {
+    let leaves = || {
+        format!(
+            "path {:?} leaves the container's root",
+            inner.display().to_string()
+        )
+    };
+    let mut rest: std::collections::VecDeque<std::ffi::OsString> = Default::default();
     for comp in inner.components() {
         match comp {
             Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => out.push(n),
-            _ => {
-                return Err(format!(
-                    "path {:?} leaves the container's root",
-                    inner.display().to_string()
-                ));
-            }
+            Component::Normal(n) => rest.push_back(n.to_os_string()),
+            _ => return Err(leaves()),
         }
     }
-    Ok(out)
+    let mut out = PathBuf::new();
+    let mut links = 0;
+    while let Some(comp) = rest.pop_front() {
+        if comp == ".." {
+            out.pop();
+            continue;
+        }
+        if comp == "." {
+            continue;
+        }
+        let cand = out.join(&comp);
+        match lookup(layers, &cand) {
+            Entry::Link(target) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(format!(
+                        "path {:?}: too many levels of symbolic links",
+                        inner.display().to_string()
+                    ));
+                }
+                if target.is_absolute() {
+                    out = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => rest.push_front(n.to_os_string()),
+                        Component::ParentDir => rest.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Entry::Missing | Entry::Other => out = cand,
+        }
+    }
+    Ok(root.join(out))
 }
 
 impl RootPlan {
@@ -127,7 +196,9 @@ pub(crate) fn plan(
     for l in &rootfs.layers {
         let s = l.display().to_string();
         if s.contains([':', ',']) {
-            return Err(format!("layer path {s:?} cannot be an overlayfs lower directory"));
+            return Err(format!(
+                "layer path {s:?} cannot be an overlayfs lower directory"
+            ));
         }
         lower.push(s);
     }
@@ -203,14 +274,23 @@ pub(crate) fn plan(
     let sys = merged.join("sys");
     p.push(RootOp::Mkdir(c(&sys)?, 0o555), "create /sys".into());
     p.mount("/sys", &sys, None, BIND, None)?;
-    p.mount("/sys", &sys, None, RO_REMOUNT | NOSUID | NODEV | NOEXEC, None)?;
+    p.mount(
+        "/sys",
+        &sys,
+        None,
+        RO_REMOUNT | NOSUID | NODEV | NOEXEC,
+        None,
+    )?;
     // the working directory
-    let wd = inside(&merged, cwd)?;
+    let wd = inside(&merged, &rootfs.layers, cwd)?;
     if wd != merged {
         p.parents(&merged, &wd)?;
         p.push(
             RootOp::Mkdir(c(&wd)?, 0o755),
-            format!("create the working directory {:?}", cwd.display().to_string()),
+            format!(
+                "create the working directory {:?}",
+                cwd.display().to_string()
+            ),
         );
     }
     // the container's bind mounts
@@ -221,7 +301,7 @@ pub(crate) fn plan(
                 m.target.display().to_string()
             ));
         }
-        let t = inside(&merged, &m.target)?;
+        let t = inside(&merged, &rootfs.layers, &m.target)?;
         let meta = std::fs::metadata(&m.source).map_err(|e| {
             format!(
                 "mount source {:?}: {}",
@@ -348,13 +428,57 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)]
+    fn image_symlinks_resolve_inside_the_image_and_whiteouts_hide() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (top, low) = (dir.path().join("top"), dir.path().join("low"));
+        for d in ["var", "etc", "srv"] {
+            std::fs::create_dir_all(low.join(d)).expect("mkdir");
+        }
+        std::fs::create_dir_all(top.join("srv")).expect("mkdir");
+        std::os::unix::fs::symlink("/run", low.join("var/run")).expect("link");
+        std::os::unix::fs::symlink("../../../../etc", low.join("srv/up")).expect("link");
+        std::os::unix::fs::symlink("loop", low.join("loop")).expect("link");
+        // the top layer deletes /srv/up
+        let layers = vec![top.clone(), low.clone()];
+        let root = Path::new("/r");
+        let at = |p: &str| inside(root, &layers, Path::new(p));
+        assert_eq!(
+            at("/var/run/secrets").expect("link"),
+            root.join("run/secrets")
+        );
+        assert_eq!(
+            at("/srv/up/hosts").expect("clamped"),
+            root.join("etc/hosts")
+        );
+        assert_eq!(at("/new/dir").expect("missing"), root.join("new/dir"));
+        assert!(at("/loop/x").expect_err("loop").contains("symbolic links"));
+        assert!(at("/a/../../etc").is_err());
+        let whiteout = top.join("srv/up");
+        let path = c(&whiteout).expect("path");
+        // SAFETY: a valid NUL-terminated path; mknod only creates a file.
+        if unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR, 0) } == 0 {
+            assert_eq!(
+                at("/srv/up/hosts").expect("hidden"),
+                root.join("srv/up/hosts")
+            );
+        }
+    }
+
+    #[test]
     fn executables_are_looked_up_along_path_or_taken_as_given() {
         let cwd = Path::new("/w");
         assert_eq!(
             candidates("sh", "/usr/bin:/bin", cwd),
             vec![PathBuf::from("/usr/bin/sh"), PathBuf::from("/bin/sh")]
         );
-        assert_eq!(candidates("./run", "/bin", cwd), vec![PathBuf::from("/w/./run")]);
-        assert_eq!(candidates("/bin/sh", "", cwd), vec![PathBuf::from("/bin/sh")]);
+        assert_eq!(
+            candidates("./run", "/bin", cwd),
+            vec![PathBuf::from("/w/./run")]
+        );
+        assert_eq!(
+            candidates("/bin/sh", "", cwd),
+            vec![PathBuf::from("/bin/sh")]
+        );
     }
 }

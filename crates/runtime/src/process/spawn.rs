@@ -101,8 +101,10 @@ pub(crate) enum MountNs<'a> {
     Private(&'a [MountSpec]),
     /// A private one built by these steps (a container with its own root filesystem).
     Root(&'a [RootOp]),
-    /// The one of this open `/proc/<pid>/ns/mnt` (an exec in a container).
-    Join(RawFd),
+    /// The one of this open `/proc/<pid>/ns/mnt` (an exec in a container), then, for a
+    /// container with its own root filesystem, that root (an open `/proc/<pid>/root`):
+    /// joining a mount namespace alone leaves the caller at the namespace's original root.
+    Join { ns: RawFd, root: Option<RawFd> },
 }
 
 /// What to start.
@@ -437,10 +439,29 @@ unsafe fn child(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // The host PID, read before a root switch replaces `/proc` with the pod's.
+        let mut link = [0u8; 32];
+        let n = libc::readlink(c"/proc/self".as_ptr(), link.as_mut_ptr().cast(), link.len());
+        if n > 0 {
+            let mut host: i32 = 0;
+            for &b in &link[..n as usize] {
+                if b.is_ascii_digit() {
+                    host = host.saturating_mul(10).saturating_add((b - b'0') as i32);
+                }
+            }
+            report(status, MSG_PID, host, 0);
+        }
         match spec.mount_ns {
             MountNs::Inherit => {}
-            MountNs::Join(fd) => {
-                if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+            MountNs::Join { ns, root } => {
+                if libc::setns(ns, libc::CLONE_NEWNS) != 0 {
+                    fail(Stage::Mount);
+                }
+                if let Some(root) = root
+                    && (libc::fchdir(root) != 0
+                        || libc::chroot(c".".as_ptr()) != 0
+                        || libc::chdir(c"/".as_ptr()) != 0)
+                {
                     fail(Stage::Mount);
                 }
             }
@@ -495,11 +516,8 @@ unsafe fn child(
                         }
                         RootOp::PivotRoot(dir) => {
                             libc::chdir(dir.as_ptr()) == 0
-                                && libc::syscall(
-                                    libc::SYS_pivot_root,
-                                    c".".as_ptr(),
-                                    c".".as_ptr(),
-                                ) == 0
+                                && libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr())
+                                    == 0
                                 && libc::umount2(c".".as_ptr(), libc::MNT_DETACH) == 0
                                 && libc::chdir(c"/".as_ptr()) == 0
                         }
@@ -571,17 +589,6 @@ unsafe fn child(
         }
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);
-        }
-        let mut link = [0u8; 32];
-        let n = libc::readlink(c"/proc/self".as_ptr(), link.as_mut_ptr().cast(), link.len());
-        if n > 0 {
-            let mut host: i32 = 0;
-            for &b in &link[..n as usize] {
-                if b.is_ascii_digit() {
-                    host = host.saturating_mul(10).saturating_add((b - b'0') as i32);
-                }
-            }
-            report(status, MSG_PID, host, 0);
         }
         // Nothing but 0, 1 and 2 survives the exec (the status pipe is already close-on-exec).
         libc::syscall(

@@ -1352,6 +1352,15 @@ impl Sup {
             })?),
             None => None,
         };
+        let root = match (c.mnt_ns_pid, &config.rootfs) {
+            (Some(pid), Some(_)) => Some(File::open(format!("/proc/{pid}/root")).map_err(|e| {
+                WireError::new(
+                    ErrorKind::StartFailed,
+                    format!("open the container's root: {}", io_desc(&e)),
+                )
+            })?),
+            _ => None,
+        };
         let place = cgroup::placement(&c.cg)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("open the cgroup: {e}")))?;
         let (path, alt, argv, envp, cwd) = self.prepare(command, &config, &mounts)?;
@@ -1369,7 +1378,10 @@ impl Sup {
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
             mount_ns: match &ns {
-                Some(f) => MountNs::Join(f.as_raw_fd()),
+                Some(f) => MountNs::Join {
+                    ns: f.as_raw_fd(),
+                    root: root.as_ref().map(|r| r.as_raw_fd()),
+                },
                 None => MountNs::Inherit,
             },
             controlling_tty: tty,
