@@ -28,6 +28,8 @@ pub enum FieldErrorType {
     NotSupported,
     /// `Too long`.
     TooLong,
+    /// `Too many`.
+    TooMany,
     /// `Not found`.
     NotFound,
 }
@@ -42,6 +44,7 @@ impl FieldErrorType {
             FieldErrorType::Duplicate => "FieldValueDuplicate",
             FieldErrorType::NotSupported => "FieldValueNotSupported",
             FieldErrorType::TooLong => "FieldValueTooLong",
+            FieldErrorType::TooMany => "FieldValueTooMany",
             FieldErrorType::NotFound => "FieldValueNotFound",
         }
     }
@@ -115,6 +118,24 @@ impl FieldError {
             detail: format!("supported values: {}", list.join(", ")),
         }
     }
+    /// A `Too long` error (upstream's `field.TooLong`: the value is not shown).
+    pub fn too_long(field: impl Into<String>, max: usize) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::TooLong,
+            field: field.into(),
+            value: None,
+            detail: format!("may not be more than {max} bytes"),
+        }
+    }
+    /// A `Too many` error: `Too many: <actual>: must have at most <max> items`.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> FieldError {
+        FieldError {
+            kind: FieldErrorType::TooMany,
+            field: field.into(),
+            value: Some(actual.into()),
+            detail: format!("must have at most {max} items"),
+        }
+    }
     /// A `Not found` error.
     pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> FieldError {
         FieldError {
@@ -134,6 +155,7 @@ impl FieldError {
             FieldErrorType::Duplicate => "Duplicate value",
             FieldErrorType::NotSupported => "Unsupported value",
             FieldErrorType::TooLong => "Too long",
+            FieldErrorType::TooMany => "Too many",
             FieldErrorType::NotFound => "Not found",
         };
         let mut s = head.to_string();

@@ -14,7 +14,8 @@ use crate::error::ApiError;
 use crate::objects;
 use crate::ops::{Core, INITIAL_NAMESPACES, UpdateMode};
 use crate::registry::{
-    self, APISERVICES, NAMESPACES, PODS, PRIORITYCLASSES, ResourceKind, SERVICEACCOUNTS,
+    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, NAMESPACES, PODS, PRIORITYCLASSES, ResourceKind,
+    SERVICEACCOUNTS,
 };
 use crate::strategy::SYSTEM_PRIORITY_CLASSES;
 
@@ -129,9 +130,19 @@ impl Core {
         Ok(())
     }
 
+    /// What follows a successful update: a CRD is established again.
+    pub(crate) async fn after_update(&self, kind: &ResourceKind, obj: &Value) {
+        if kind == &CUSTOMRESOURCEDEFINITIONS {
+            self.establish(obj).await;
+        }
+    }
+
     /// What follows a successful create: a new namespace gets its `default`
-    /// ServiceAccount.
+    /// ServiceAccount, a CRD is established.
     pub(crate) async fn after_create(&self, kind: &ResourceKind, obj: &Value) {
+        if kind == &CUSTOMRESOURCEDEFINITIONS {
+            self.establish(obj).await;
+        }
         if kind == &NAMESPACES {
             let ns = objects::name_of(obj).to_string();
             if let Err(e) = self.ensure_default_service_account(&ns).await {
@@ -206,7 +217,7 @@ impl Core {
                 self.ensure_api_service(group, version).await?;
             }
         }
-        Ok(())
+        self.establish_all().await
     }
 
     async fn ensure_api_service(&self, group: &str, version: &str) -> Result<(), ApiError> {

@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod crd;
 pub mod decode;
 pub mod discovery;
 pub mod encryption;

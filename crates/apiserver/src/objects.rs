@@ -80,6 +80,7 @@ pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
 pub fn round_trip(kind: &ResourceKind, v: Value) -> Result<Value, serde_json::Error> {
     match kind.round_trip {
         Some(rt) => rt(v),
+        None if kind.custom.is_some() => Ok(crate::crd::prune(kind, v)),
         None => Ok(v),
     }
 }

@@ -303,6 +303,7 @@ impl Core {
                 .await?
             {
                 Ok(stored) => {
+                    self.after_update(kind, &stored).await;
                     if should_delete_after_update(&stored)
                         && let Ok(gone) = self
                             .storage
@@ -445,6 +446,9 @@ impl Core {
     ) -> Result<Deleted, ApiError> {
         let ns = ns_opt(kind, ns);
         let ns = ns.as_deref();
+        if kind == &registry::CUSTOMRESOURCEDEFINITIONS && !opts.dry_run {
+            self.delete_custom_objects(name).await?;
+        }
         if kind.strategy == Strategy::Namespace && PROTECTED_NAMESPACES.contains(&name) {
             return Err(ApiError::forbidden(
                 "namespaces",
@@ -733,7 +737,7 @@ impl Core {
         let mut backoff = std::time::Duration::from_millis(50);
         loop {
             let mut remaining = 0usize;
-            for kind in registry::KINDS.iter().filter(|k| k.namespaced) {
+            for kind in registry::kinds().into_iter().filter(|k| k.namespaced) {
                 let page = self
                     .storage
                     .list(&kind.list_prefix(Some(ns)), 0, None, None, &|_| true)

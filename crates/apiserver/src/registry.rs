@@ -131,6 +131,8 @@ pub struct ResourceKind {
     pub printer: Printer,
     /// Whether the kind (and its list) has a protobuf form.
     pub protobuf: bool,
+    /// What a CustomResourceDefinition says of the kind (custom kinds only).
+    pub custom: Option<&'static crate::crd::CustomKind>,
 }
 
 impl PartialEq for ResourceKind {
@@ -173,6 +175,7 @@ impl ResourceKind {
             round_trip: None,
             printer: Printer::Default,
             protobuf: false,
+            custom: None,
         }
     }
 
@@ -307,11 +310,43 @@ pub const STATUS: &[Subresource] = &[Subresource::Status];
 /// The status and scale subresources.
 pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
+/// The kinds CustomResourceDefinitions add, and a counter bumped on every change.
+static CUSTOM: std::sync::RwLock<Vec<&'static ResourceKind>> = std::sync::RwLock::new(Vec::new());
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Every served kind: the built-in ones in discovery order, then the custom ones.
+pub fn kinds() -> Vec<&'static ResourceKind> {
+    let mut out: Vec<&'static ResourceKind> = KINDS.to_vec();
+    out.extend(custom_kinds());
+    out
+}
+
+/// The kinds added by CustomResourceDefinitions.
+pub fn custom_kinds() -> Vec<&'static ResourceKind> {
+    CUSTOM.read().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// Replaces the kinds one CustomResourceDefinition (`crd`, by name) serves.
+pub fn set_custom_kinds(crd: &str, kinds: Vec<&'static ResourceKind>) {
+    if let Ok(mut c) = CUSTOM.write() {
+        c.retain(|k| k.custom.is_none_or(|ck| ck.crd != crd));
+        c.extend(kinds);
+        c.sort_by_key(|k| (k.group, k.custom.map(|ck| ck.version_priority), k.plural));
+    }
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Changes whenever the set of served kinds changes (for caches of derived documents).
+pub fn generation() -> u64 {
+    GENERATION.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Looks a kind up by group, version and plural.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceKind> {
     KINDS
         .iter()
         .copied()
+        .chain(custom_kinds())
         .find(|k| k.group == group && k.version == version && k.plural == plural)
 }
 
@@ -320,13 +355,14 @@ pub fn lookup_kind(api_version: &str, kind: &str) -> Option<&'static ResourceKin
     KINDS
         .iter()
         .copied()
+        .chain(custom_kinds())
         .find(|k| k.api_version() == api_version && k.kind == kind)
 }
 
 /// The served API groups (not core), each with its versions, in discovery order.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for k in KINDS.iter().filter(|k| !k.group.is_empty()) {
+    for k in kinds().into_iter().filter(|k| !k.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == k.group) {
             Some((_, versions)) => {
                 if !versions.contains(&k.version) {
@@ -381,9 +417,8 @@ pub fn group_priority(group: &str, version: &str) -> (i64, i64) {
 
 /// The kinds served in one group-version.
 pub fn kinds_in(group: &str, version: &str) -> Vec<&'static ResourceKind> {
-    KINDS
-        .iter()
-        .copied()
+    kinds()
+        .into_iter()
         .filter(|k| k.group == group && k.version == version)
         .collect()
 }
@@ -413,7 +448,7 @@ mod tests {
             assert_eq!(lookup_kind(&k.api_version(), k.kind), Some(*k));
         }
         let g = groups();
-        assert_eq!(g.len(), 14);
+        assert_eq!(g.len(), 15);
         assert!(lookup("", "v1", "nope").is_none());
     }
 }

@@ -339,7 +339,7 @@ async fn resource(
                     .storage
                     .must_get(t.kind, t.namespace.as_deref(), &name)
                     .await?;
-                Ok(ctx.respond(StatusCode::OK, &scale_of(&obj), negotiate(accept)?))
+                Ok(ctx.respond(StatusCode::OK, &scale_of(t.kind, &obj), negotiate(accept)?))
             }
             _ => get(ctx, &t, negotiate(accept)?).await,
         },
@@ -793,6 +793,7 @@ async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     // Nothing is decoded for a user who may create nothing here: the body can be costly.
     authorize_collection_create(ctx, t)?;
     let obj = decode_object(ctx, t.kind).await?;
+    warn_unenforced(ctx, t.kind, &obj);
     // A create names its object in the body: authorize with that name.
     let mut named = t.clone();
     named.name = Some(objects::name_of(&obj).to_string()).filter(|n| !n.is_empty());
@@ -815,6 +816,7 @@ async fn update(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         return write_scale(ctx, t, scale).await;
     }
     let body = decode_object(ctx, t.kind).await?;
+    warn_unenforced(ctx, t.kind, &body);
     check_namespace_match(t, &body)?;
     let body_name = objects::name_of(&body);
     if body_name != name {
@@ -897,7 +899,7 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
             .storage
             .must_get(t.kind, t.namespace.as_deref(), &name)
             .await?;
-        let current = scale_of(&obj);
+        let current = scale_of(t.kind, &obj);
         let patched = patch::apply_patch(
             &registry::SCALE,
             pt,
@@ -1012,8 +1014,37 @@ fn with_type_meta(kind: &ResourceKind, mut v: Value) -> Value {
     v
 }
 
+/// Warns when a CRD carries CEL rules (`x-kubernetes-validations`), which this server
+/// stores but does not evaluate.
+fn warn_unenforced(ctx: &mut Ctx, kind: &ResourceKind, obj: &Value) {
+    if kind == &registry::CUSTOMRESOURCEDEFINITIONS
+        && crate::crd::schema::uses_cel(obj.get("spec").unwrap_or(&Value::Null))
+    {
+        ctx.warnings.push(
+            "x-kubernetes-validations (CEL) rules are not supported by this server: they are stored but not enforced".to_string(),
+        );
+    }
+}
+
+/// Where a kind keeps its replica counts and selector: `spec.replicas`, `status.replicas`
+/// and `spec.selector`, or a CRD's scale subresource paths.
+fn scale_paths(kind: &ResourceKind) -> (String, String, Option<String>) {
+    match kind.custom.and_then(|c| c.scale.as_ref()) {
+        Some(p) => (
+            p.spec_replicas.clone(),
+            p.status_replicas.clone(),
+            p.label_selector.clone(),
+        ),
+        None => (
+            "/spec/replicas".into(),
+            "/status/replicas".into(),
+            Some("/spec/selector".into()),
+        ),
+    }
+}
+
 /// The `autoscaling/v1 Scale` view of a workload.
-pub fn scale_of(obj: &Value) -> Value {
+pub fn scale_of(kind: &ResourceKind, obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut m = json!({});
     for f in [
@@ -1027,21 +1058,51 @@ pub fn scale_of(obj: &Value) -> Value {
             m[f] = v.clone();
         }
     }
-    // ReplicationControllers select with a plain label map.
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(|s| match s.as_object() {
-            Some(m) if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") => {
-                json!({"matchLabels": s})
-            }
-            _ => s.clone(),
-        })
-        .and_then(|s| serde_json::from_value(s).ok())
-        .map(|s| podvisor_api::selectors::format_label_selector(&s))
-        .unwrap_or_default();
+    let (spec_replicas, status_replicas, selector_path) = scale_paths(kind);
+    let selector = match selector_path.and_then(|p| obj.pointer(&p)) {
+        // A CRD's labelSelectorPath names a string in selector syntax.
+        Some(Value::String(s)) => s.clone(),
+        // ReplicationControllers select with a plain label map.
+        Some(s) => {
+            let s = match s.as_object() {
+                Some(m)
+                    if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") =>
+                {
+                    json!({"matchLabels": s})
+                }
+                _ => s.clone(),
+            };
+            serde_json::from_value(s)
+                .ok()
+                .map(|s| podvisor_api::selectors::format_label_selector(&s))
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
     json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": m,
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
-        "status": {"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0), "selector": selector}})
+        "spec": {"replicas": obj.pointer(&spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
+        "status": {"replicas": obj.pointer(&status_replicas).and_then(Value::as_i64).unwrap_or(0), "selector": selector}})
+}
+
+/// Sets the value at a JSON pointer, creating objects on the way.
+fn set_at(obj: &mut Value, pointer: &str, v: Value) {
+    let mut cur = obj;
+    let segs: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, seg) in segs.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(m) = cur.as_object_mut() else { return };
+        if i + 1 == segs.len() {
+            m.insert(seg.clone(), v);
+            return;
+        }
+        cur = m.entry(seg.clone()).or_insert_with(|| json!({}));
+    }
 }
 
 async fn write_scale(ctx: &mut Ctx, t: &Target, scale: Value) -> Result<Response, ApiError> {
@@ -1074,7 +1135,7 @@ async fn write_scale(ctx: &mut Ctx, t: &Target, scale: Value) -> Result<Response
         if !want_rv.is_empty() {
             objects::set_meta(&mut new, "resourceVersion", Value::from(want_rv.clone()));
         }
-        new["spec"]["replicas"] = Value::from(replicas);
+        set_at(&mut new, &scale_paths(t.kind).0, Value::from(replicas));
         Ok(Some(new))
     };
     let (obj, _) = ctx
@@ -1090,7 +1151,7 @@ async fn write_scale(ctx: &mut Ctx, t: &Target, scale: Value) -> Result<Response
             &mut transform,
         )
         .await?;
-    Ok(ctx.respond(StatusCode::OK, &scale_of(&obj), Output::Json))
+    Ok(ctx.respond(StatusCode::OK, &scale_of(t.kind, &obj), Output::Json))
 }
 
 async fn binding(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {

@@ -40,6 +40,12 @@ pub fn allow_create_on_update(kind: &ResourceKind) -> bool {
 /// Resets what users may not set on create (mostly `status`).
 pub fn prepare_for_create(kind: &ResourceKind, obj: &mut Value) {
     let Some(m) = obj.as_object_mut() else { return };
+    if kind.custom.is_some() {
+        if kind.has_subresource(crate::registry::Subresource::Status) {
+            m.remove("status");
+        }
+        return;
+    }
     match kind.strategy {
         Strategy::Pod => {
             m.insert("status".into(), json!({"phase": "Pending"}));
@@ -73,6 +79,11 @@ pub fn prepare_for_create(kind: &ResourceKind, obj: &mut Value) {
 /// Applies defaults (and, on create, admission defaults) to an object of `kind`.
 pub fn default_object(kind: &ResourceKind, obj: &Value, create: bool) -> Result<Value, ApiError> {
     use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    if kind.custom.is_some() {
+        let mut o = obj.clone();
+        crate::crd::default_object(kind, &mut o);
+        return Ok(o);
+    }
     match (kind.group, kind.kind) {
         ("", "Pod") => {
             let mut pod: core::Pod = typed(kind, obj)?;
@@ -246,6 +257,9 @@ pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldErro
         errs.extend(validate_workload(kind, obj)?);
     }
     errs.extend(builtin::validate(kind, obj)?);
+    if kind.custom.is_some() {
+        errs.extend(crate::crd::validate_object(kind, obj));
+    }
     if kind.kind == "Lease"
         && let Some(d) = obj
             .pointer("/spec/leaseDurationSeconds")

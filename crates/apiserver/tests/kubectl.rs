@@ -764,3 +764,157 @@ async fn kubectl_builtin_kinds() {
 
     serving.stop().await;
 }
+
+const CERTIFICATE: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: web}
+spec:
+  secretName: web-tls
+  dnsNames: [web.example.com]
+  issuerRef: {name: ca-issuer, kind: ClusterIssuer}
+  privateKey: {algorithm: ECDSA, size: 256}
+"#;
+
+async fn wait_established(env: &Env) {
+    env.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=20s",
+            "crd/certificates.cert-manager.io",
+        ],
+        None,
+    )
+    .await;
+}
+
+/// A real operator's CRD (cert-manager's Certificate): install, establishment, discovery,
+/// custom objects with printer columns, validation errors, status subresource, explain,
+/// and deleting the CRD with its objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources() {
+    assert!(
+        kubectl_available(),
+        "kubectl must be installed for this suite"
+    );
+    let serving = serving_memory_server().await;
+    let env = Env::new(serving.port, &serving.server);
+    let crd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/crds/certificates.cert-manager.io.yaml"
+    );
+    let out = env.ok(&["apply", "-f", crd], None).await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/certificates.cert-manager.io created"
+        ),
+        "{out}"
+    );
+    wait_established(&env).await;
+    let ar = env
+        .ok(&["api-resources", "--api-group=cert-manager.io"], None)
+        .await;
+    assert!(
+        ar.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f == [
+                "certificates",
+                "cert,certs",
+                "cert-manager.io/v1",
+                "true",
+                "Certificate",
+            ]
+        }),
+        "{ar}"
+    );
+
+    let out = env.ok(&["apply", "-f", "-"], Some(CERTIFICATE)).await;
+    assert!(
+        out.contains("certificate.cert-manager.io/web created"),
+        "{out}"
+    );
+    let t = env.ok(&["get", "certs"], None).await;
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "SECRET", "AGE"], "{t}");
+    assert!(t.lines().nth(1).unwrap().starts_with("web "), "{t}");
+    assert!(t.contains("web-tls"), "{t}");
+    // The status subresource: the main resource ignores status, the subresource sets it.
+    env.ok(
+        &[
+            "patch",
+            "certificate",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"True","message":"Certificate is up to date and has not expired"}]}}"#,
+        ],
+        None,
+    )
+    .await;
+    let t = env
+        .run(&["get", "certificate", "web", "-o", "wide"], None)
+        .await;
+    assert!(
+        t.1.contains("True")
+            && t.1.contains("ca-issuer")
+            && t.1.contains("Certificate is up to date"),
+        "{t:?}"
+    );
+    // The CRD's category names its kinds.
+    let all = env.ok(&["get", "cert-manager", "-o", "name"], None).await;
+    assert_eq!(all.trim(), "certificate.cert-manager.io/web");
+
+    // Validation against the schema, and pruning of unknown fields.
+    let bad = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: bad}\nspec:\n  issuerRef: {name: x}\n  privateKey: {algorithm: DSA, size: big}\n";
+    let err = env.fails(&["create", "-f", "-"], Some(bad)).await;
+    for want in [
+        r#"The Certificate "bad" is invalid"#,
+        "spec.secretName: Required value",
+        r#"spec.privateKey.algorithm: Unsupported value: "DSA": supported values: "RSA", "ECDSA", "Ed25519""#,
+        r#"spec.privateKey.size: Invalid value: "string": spec.privateKey.size in body must be of type integer: "string""#,
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+    let extra = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: extra}\nspec:\n  secretName: s\n  issuerRef: {name: x}\n  bogus: 1\n";
+    let err = env.fails(&["create", "-f", "-"], Some(extra)).await;
+    assert!(err.contains(r#"unknown field "spec.bogus""#), "{err}");
+    env.ok(&["create", "--validate=false", "-f", "-"], Some(extra))
+        .await;
+    let spec = env
+        .ok(&["get", "cert", "extra", "-o", "jsonpath={.spec}"], None)
+        .await;
+    assert!(
+        !spec.contains("bogus") && spec.contains("secretName"),
+        "{spec}"
+    );
+
+    // OpenAPI is updated live: explain knows the kind.
+    let explain = env
+        .ok(&["explain", "certificate.spec.issuerRef"], None)
+        .await;
+    assert!(
+        explain.contains("KIND:       Certificate")
+            && explain.contains("name\t<string> -required-"),
+        "{explain}"
+    );
+
+    // Deleting the CRD deletes its objects and stops serving the kind.
+    env.ok(&["delete", "crd", "certificates.cert-manager.io"], None)
+        .await;
+    let err = env.fails(&["get", "certificates"], None).await;
+    assert!(
+        err.contains(r#"the server doesn't have a resource type "certificates""#)
+            || err.contains("the server could not find the requested resource"),
+        "{err}"
+    );
+    let apis = env.ok(&["api-versions"], None).await;
+    assert!(!apis.contains("cert-manager.io"), "{apis}");
+    env.ok(&["apply", "-f", crd], None).await;
+    wait_established(&env).await;
+    let none = env.ok(&["get", "certificates", "-o", "name"], None).await;
+    assert_eq!(none.trim(), "", "objects outlived their CRD");
+
+    serving.stop().await;
+}

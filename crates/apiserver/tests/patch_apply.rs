@@ -453,3 +453,18 @@ fn client_side_apply_history_then_server_side_apply() {
         "image moved to the applier: {csa}"
     );
 }
+
+#[test]
+fn an_applied_empty_list_is_owned_and_reapplying_changes_nothing() {
+    let config = json!({"apiVersion":"v1","kind":"Pod",
+        "metadata":{"name":"e","namespace":"default"},
+        "spec":{"containers":[{"name":"a","image":"x"}],"initContainers":[]}});
+    let first = ssa(&PODS, None, &config, "kubectl", false).unwrap();
+    assert_eq!(
+        entry(&first, "kubectl", "Apply").unwrap()["fieldsV1"]["f:spec"]["f:initContainers"],
+        json!({})
+    );
+    let again = ssa(&PODS, Some(&first), &config, "kubectl", false).unwrap();
+    assert_eq!(again, first);
+    assert!(entry(&again, "before-first-apply", "Update").is_none());
+}

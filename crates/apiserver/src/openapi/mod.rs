@@ -60,17 +60,27 @@ pub fn definitions() -> &'static [Definition] {
     })
 }
 
+/// The definitions of the custom kinds (see [`crate::crd`]).
+fn custom_definitions() -> impl Iterator<Item = &'static Definition> {
+    registry::custom_kinds()
+        .into_iter()
+        .filter_map(|k| k.custom)
+        .flat_map(|c| c.definitions.iter())
+}
+
 fn definition(name: &str) -> Option<&'static Definition> {
     let defs = definitions();
     defs.binary_search_by(|d| d.name.cmp(name))
         .ok()
         .map(|i| &defs[i])
+        .or_else(|| custom_definitions().find(|d| d.name == name))
 }
 
 /// The definition of a served kind (by group, version and kind).
 pub fn definition_of(group: &str, version: &str, kind: &str) -> Option<&'static Definition> {
     definitions()
         .iter()
+        .chain(custom_definitions())
         .find(|d| d.kind == kind && d.version == version && d.group == group)
 }
 
@@ -322,7 +332,7 @@ const INFO: &str = r#"{"title":"Kubernetes","version":"v1.32.4"}"#;
 /// The definitions the v2 document carries.
 fn v2_definitions() -> Vec<&'static Definition> {
     let mut roots: Vec<&str> = META.to_vec();
-    for k in registry::KINDS {
+    for k in registry::kinds() {
         roots.extend(kind_roots(k));
     }
     closure(roots)
@@ -336,7 +346,7 @@ pub fn v2_protobuf() -> Vec<u8> {
 /// The `/openapi/v2` document.
 pub fn v2() -> String {
     let mut paths = Map::new();
-    for k in registry::KINDS {
+    for k in registry::kinds() {
         kind_paths(Flavour::V2, k, &mut paths);
     }
     let defs = v2_definitions();
@@ -387,22 +397,30 @@ pub fn hash(s: impl AsRef<[u8]>) -> String {
 }
 
 /// The `/openapi/v3` index.
+/// Built once per set of served kinds ([`registry::generation`]).
 pub fn v3_index() -> String {
-    static INDEX: OnceLock<String> = OnceLock::new();
-    INDEX
-        .get_or_init(|| {
-            let mut paths = Map::new();
-            for (g, v) in group_versions() {
-                let doc = v3_document(g, v).unwrap_or_default();
-                let p = gv_path(g, v);
-                paths.insert(
-                    p.clone(),
-                    json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
-                );
-            }
-            json!({"paths": paths}).to_string()
-        })
-        .clone()
+    static INDEX: std::sync::Mutex<Option<(u64, String)>> = std::sync::Mutex::new(None);
+    let generation = registry::generation();
+    if let Ok(cached) = INDEX.lock()
+        && let Some((g, index)) = cached.as_ref()
+        && *g == generation
+    {
+        return index.clone();
+    }
+    let mut paths = Map::new();
+    for (g, v) in group_versions() {
+        let doc = v3_document(g, v).unwrap_or_default();
+        let p = gv_path(g, v);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
+        );
+    }
+    let index = json!({"paths": paths}).to_string();
+    if let Ok(mut cached) = INDEX.lock() {
+        *cached = Some((generation, index.clone()));
+    }
+    index
 }
 
 /// Resolves `/openapi/v3/<rest>` to a document.

@@ -313,7 +313,9 @@ impl<'a> Walker<'a> {
             }
             Value::Array(items) => {
                 let ty = self.list_type();
-                if ty == ListType::Atomic {
+                // An empty list is a leaf, as in `compare`: whoever sets `[]` owns it, so
+                // the creator of `[]` and its first applier agree on who owns what.
+                if ty == ListType::Atomic || (items.is_empty() && !self.path.is_empty()) {
                     out.insert(&self.path);
                     return Ok(());
                 }

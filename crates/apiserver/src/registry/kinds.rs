@@ -10,6 +10,7 @@ use k8s_openapi::api::{
     node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as sched,
     storage::v1 as storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apireg;
 
 use super::{ResourceKind, STATUS, STATUS_SCALE, Strategy, Subresource, typed};
@@ -568,6 +569,22 @@ pub static VALIDATINGADMISSIONPOLICYBINDINGS: ResourceKind = ResourceKind::new(
 .with_round_trip(typed::<admreg::ValidatingAdmissionPolicyBinding>)
 .with_columns(col::VALIDATING_ADMISSION_POLICY_BINDING);
 
+/// apiextensions.k8s.io/v1 CustomResourceDefinition (see [`crate::crd`]).
+pub static CUSTOMRESOURCEDEFINITIONS: ResourceKind = ResourceKind::new(
+    "apiextensions.k8s.io",
+    "v1",
+    "CustomResourceDefinition",
+    "customresourcedefinitions",
+    "customresourcedefinition",
+    false,
+)
+.with_short_names(&["crd", "crds"])
+.with_categories(API_EXTENSIONS)
+.with_subresources(STATUS)
+.with_strategy(Strategy::WithStatus)
+.with_round_trip(typed::<apiext::CustomResourceDefinition>)
+.with_columns(col::CREATED_AT);
+
 /// apiregistration.k8s.io/v1 APIService: one per served group-version, made at start.
 pub static APISERVICES: ResourceKind = ResourceKind::new(
     "apiregistration.k8s.io",
@@ -640,6 +657,7 @@ pub static KINDS: &[&ResourceKind] = &[
     &VALIDATINGWEBHOOKCONFIGURATIONS,
     &VALIDATINGADMISSIONPOLICIES,
     &VALIDATINGADMISSIONPOLICYBINDINGS,
+    &CUSTOMRESOURCEDEFINITIONS,
     &PRIORITYCLASSES,
     &LEASES,
     &RUNTIMECLASSES,

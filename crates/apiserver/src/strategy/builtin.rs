@@ -409,6 +409,9 @@ pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>
             }
         }
         ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(o, &mut errs),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            errs.extend(crate::crd::validate_crd(o))
+        }
         ("networking.k8s.io", "IngressClass") => {
             require(o, "/spec/controller", "spec.controller", &mut errs)
         }

@@ -410,6 +410,8 @@ pub enum Printer {
     Default,
     /// These columns.
     Columns(&'static [Column]),
+    /// A custom kind's `additionalPrinterColumns` ([`crate::crd::cells`]).
+    Custom,
 }
 
 fn columns(p: Printer) -> &'static [Column] {
@@ -429,11 +431,15 @@ fn columns(p: Printer) -> &'static [Column] {
         Printer::EndpointSlice => ENDPOINTSLICE,
         Printer::Default => DEFAULT,
         Printer::Columns(c) => c,
+        Printer::Custom => DEFAULT,
     }
 }
 
 /// The `columnDefinitions` of `kind`'s Table (all columns, wide ones with priority 1).
 pub fn column_definitions(kind: &ResourceKind) -> Value {
+    if let Some(c) = kind.custom {
+        return crate::crd::column_definitions(c);
+    }
     Value::Array(
         columns(kind.printer)
             .iter()
@@ -453,7 +459,10 @@ pub fn column_definitions(kind: &ResourceKind) -> Value {
 /// One Table row for `object`: `cells`, `object` (PartialObjectMetadata) and, for
 /// finished pods, `conditions`.
 pub fn row_for(kind: &ResourceKind, object: &Value, now: jiff::Timestamp) -> Value {
-    let (cells, conditions) = printers::cells(kind.printer, object, now);
+    let (cells, conditions) = match kind.custom {
+        Some(c) => (crate::crd::cells(c, object, now), None),
+        None => printers::cells(kind.printer, object, now),
+    };
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array(cells));
     if let Some(c) = conditions {

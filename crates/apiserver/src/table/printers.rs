@@ -134,7 +134,7 @@ pub(super) fn cells(p: Printer, o: &Value, now: jiff::Timestamp) -> (Vec<Value>,
             Value::from(format_discovery_endpoints(arr(o, "/endpoints"))),
             age(o, now),
         ],
-        Printer::Default => vec![name(o), age(o, now)],
+        Printer::Default | Printer::Custom => vec![name(o), age(o, now)],
         Printer::Columns(cols) => cols.iter().map(|c| cell(c.cell, o, now)).collect(),
     };
     (cells, None)
