@@ -244,7 +244,6 @@ async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()>
     bail!("node watch ended before {node} was Ready")
 }
 
-/// `podvisor up`.
 /// Creates the RuntimeClass `host` (handler `host`): pods that name it run their commands on
 /// the host filesystem instead of in their image.
 async fn ensure_host_runtime_class(client: kube::Client) {
@@ -279,6 +278,7 @@ fn image_service(
         .map_err(|e| anyhow::anyhow!("cannot open the image store: {e}"))
 }
 
+/// `podvisor up`.
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
@@ -462,6 +462,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         )),
         scheduler_stop.clone(),
     );
+    ensure_host_runtime_class(server.in_process_client(&server.admin_token())).await;
     info!(
         "podvisor server is up at {}",
         kubeconfig::server_url(args.listen)

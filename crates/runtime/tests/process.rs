@@ -1415,8 +1415,11 @@ fn busybox_layers(base: &Path) -> Option<Vec<PathBuf>> {
     std::fs::write(low.join("bin/busybox"), busybox).expect("busybox");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(low.join("bin/busybox"), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(
+            low.join("bin/busybox"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
     }
     for applet in ["sh", "cat", "ls", "sleep", "test", "echo", "touch"] {
         std::os::unix::fs::symlink("busybox", low.join("bin").join(applet)).expect("applet");
@@ -1442,8 +1445,10 @@ async fn a_container_runs_in_its_own_root_filesystem() {
         let mut events = rt.subscribe();
         let cfg = ContainerConfig {
             name: "app".into(),
-            command: sh("cat /etc/os-release; touch /written; test -c /dev/null && echo dev; \
-                 test -e /proc/self/status && echo proc; ls /data; echo ready; sleep 1000"),
+            command: sh(
+                "cat /etc/os-release; touch /written; test -c /dev/null && echo dev; \
+                 test -e /proc/self/status && echo proc; ls /data; echo ready; sleep 1000",
+            ),
             mounts: vec![podvisor_runtime::Mount {
                 source: vol.clone(),
                 target: "/data".into(),
@@ -1495,7 +1500,10 @@ async fn a_container_runs_in_its_own_root_filesystem() {
             ..Default::default()
         };
         let id = rt.create_container(&sb, cfg).await.expect("create");
-        let err = rt.start_container(&id).await.expect_err("no such executable");
+        let err = rt
+            .start_container(&id)
+            .await
+            .expect_err("no such executable");
         assert!(
             err.to_string()
                 .contains("exec: \"nosuch\": executable file not found in $PATH"),
