@@ -211,16 +211,15 @@ impl Core {
                 }
             }
         }
-        if let Some(tols) = scheduling.get("tolerations").and_then(Value::as_array) {
-            if let Some(pod_tols) = spec
+        if let Some(tols) = scheduling.get("tolerations").and_then(Value::as_array)
+            && let Some(pod_tols) = spec
                 .entry("tolerations")
                 .or_insert_with(|| json!([]))
                 .as_array_mut()
-            {
-                for t in tols {
-                    if !pod_tols.contains(t) {
-                        pod_tols.push(t.clone());
-                    }
+        {
+            for t in tols {
+                if !pod_tols.contains(t) {
+                    pod_tols.push(t.clone());
                 }
             }
         }
