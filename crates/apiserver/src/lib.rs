@@ -18,6 +18,7 @@ pub mod eviction;
 pub mod exec;
 pub mod flowcontrol;
 pub mod logs;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod ops;

@@ -240,6 +240,8 @@ pub struct Ctx {
     pub warnings: Vec<String>,
     /// The connection upgrade of an upgrade request (exec, attach), taken by its handler.
     pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
+    /// What the request addresses, for the metrics (set once the target is known).
+    pub metric: Option<crate::metrics::RequestMetric>,
 }
 
 impl Ctx {

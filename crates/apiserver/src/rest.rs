@@ -6,13 +6,14 @@ use std::panic::AssertUnwindSafe;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::auth::RequestAttributes;
 use crate::discovery::{self, Flavour};
 use crate::error::{ApiError, success_status};
+use crate::metrics::RequestMetric;
 use crate::objects;
 use crate::ops::{DeleteOptions, UpdateMode};
 use crate::patch::{self, PatchType};
@@ -33,51 +34,120 @@ pub async fn dispatch(srv: ApiServer, req: http::Request<Body>) -> Response {
     }
 }
 
-/// `/readyz`: ready when the store can take writes. A failing check answers 500 as upstream
-/// does (`[-]store failed: reason withheld`; the reason with `?verbose`).
-async fn readyz(srv: &ApiServer, query: Option<&str>) -> Response {
-    let verbose = Query::parse(query).get("verbose").is_some();
-    match srv.core().storage.store.health().await {
-        Ok(()) if verbose => {
-            let mut r = (
-                StatusCode::OK,
-                "[+]ping ok\n[+]store ok\nreadyz check passed\n",
-            )
-                .into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r
+/// One named health check of `/livez`, `/readyz` and `/healthz`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// The server answers.
+    Ping,
+    /// The store answers a read (`etcd`, as upstream names the storage check).
+    Etcd,
+    /// The store can take writes (`etcd-readiness`): a full disk makes the server unready
+    /// but not dead.
+    EtcdReadiness,
+}
+
+impl Check {
+    fn name(self) -> &'static str {
+        match self {
+            Check::Ping => "ping",
+            Check::Etcd => "etcd",
+            Check::EtcdReadiness => "etcd-readiness",
         }
-        Ok(()) => text(StatusCode::OK, "ok"),
-        Err(e) => {
-            let reason = if verbose {
-                e.to_string()
-            } else {
-                "reason withheld".to_string()
-            };
-            let mut r = (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("[+]ping ok\n[-]store failed: {reason}\nreadyz check failed\n"),
-            )
-                .into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r
+    }
+
+    async fn run(self, srv: &ApiServer) -> Result<(), String> {
+        let store = &srv.core().storage.store;
+        let probe = async {
+            match self {
+                Check::Ping => Ok(()),
+                Check::Etcd => store.current_revision().await.map(|_| ()),
+                Check::EtcdReadiness => store.health().await,
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the store did not answer within 2s".to_string()),
         }
     }
 }
 
-fn text(code: StatusCode, body: &'static str) -> Response {
+/// `/livez`, `/readyz`, `/healthz` and `/<endpoint>/<check>`, as upstream's healthz package
+/// answers them: `ok`, or with `?verbose` (or on failure) one `[+]name ok` / `[-]name failed:
+/// reason withheld` line per check and `<endpoint> check passed|failed`; `?exclude=name`
+/// skips a check. With `?verbose` a failed check also shows its reason.
+async fn health(srv: &ApiServer, endpoint: &str, rest: &[&str], query: Option<&str>) -> Response {
+    let checks: &[Check] = match endpoint {
+        "readyz" => &[Check::Ping, Check::Etcd, Check::EtcdReadiness],
+        _ => &[Check::Ping, Check::Etcd],
+    };
+    if let [one] = rest {
+        let Some(c) = checks.iter().find(|c| c.name() == *one) else {
+            return ApiError::path_not_found().into_response();
+        };
+        return match c.run(srv).await {
+            Ok(()) => text(StatusCode::OK, "ok"),
+            Err(e) => text_owned(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal server error: {e}\n"),
+            ),
+        };
+    }
+    if !rest.is_empty() {
+        return ApiError::path_not_found().into_response();
+    }
+    let q = Query::parse(query);
+    let verbose = q.get("verbose").is_some();
+    let excluded = q.all("exclude");
+    let mut body = String::new();
+    let mut failed = false;
+    for c in checks {
+        if excluded.iter().any(|e| e == c.name()) {
+            body.push_str(&format!("[+]{} excluded: ok\n", c.name()));
+            continue;
+        }
+        match c.run(srv).await {
+            Ok(()) => body.push_str(&format!("[+]{} ok\n", c.name())),
+            Err(e) => {
+                failed = true;
+                tracing::warn!(check = c.name(), error = %e, "{endpoint} check failed");
+                let reason = if verbose { e } else { "reason withheld".into() };
+                body.push_str(&format!("[-]{} failed: {reason}\n", c.name()));
+            }
+        }
+    }
+    let unknown: Vec<String> = excluded
+        .iter()
+        .filter(|e| !checks.iter().any(|c| c.name() == e.as_str()))
+        .map(|e| format!("{e:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        body.push_str(&format!(
+            "warn: some health checks cannot be excluded: no matches for {}\n",
+            unknown.join(",")
+        ));
+    }
+    if failed {
+        body.push_str(&format!("{endpoint} check failed\n"));
+        return text_owned(StatusCode::INTERNAL_SERVER_ERROR, body);
+    }
+    if !verbose {
+        return text(StatusCode::OK, "ok");
+    }
+    body.push_str(&format!("{endpoint} check passed\n"));
+    text_owned(StatusCode::OK, body)
+}
+
+fn text_owned(code: StatusCode, body: String) -> Response {
     let mut r = (code, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response {
+    text_owned(code, body.to_string())
 }
 
 fn json_response(v: &Value, ct: &'static str) -> Response {
@@ -87,7 +157,32 @@ fn json_response(v: &Value, ct: &'static str) -> Response {
     r
 }
 
+/// Serves one request and records it in the metrics (count, latency, in flight; a watch
+/// holds the long-running gauge until its body ends).
 async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
+    let started = tokio::time::Instant::now();
+    let _in_flight = crate::metrics::in_flight(req.method());
+    let mut metric = RequestMetric::non_resource(req.method(), req.uri().path());
+    let r = serve(srv, req, &mut metric).await;
+    let Some(m) = metric else { return r };
+    m.record(r.status().as_u16(), started.elapsed().as_secs_f64());
+    if m.verb != "WATCH" || !r.status().is_success() {
+        return r;
+    }
+    let guard = m.long_running();
+    let (parts, body) = r.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _open = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+async fn serve(
+    srv: ApiServer,
+    req: http::Request<Body>,
+    metric: &mut Option<RequestMetric>,
+) -> Response {
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().to_string();
@@ -95,8 +190,9 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     // Open endpoints.
     match segs.as_slice() {
         ["version"] => return json_response(&discovery::version(), "application/json"),
-        ["readyz", ..] => return readyz(&srv, parts.uri.query()).await,
-        ["healthz" | "livez", ..] => return text(StatusCode::OK, "ok"),
+        [endpoint @ ("readyz" | "livez" | "healthz"), rest @ ..] => {
+            return health(&srv, endpoint, rest, parts.uri.query()).await;
+        }
         _ => {}
     }
     let token = parts
@@ -135,6 +231,7 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
         body: std::sync::Mutex::new(Some(body)),
         warnings: Vec::new(),
         upgrade: std::sync::Mutex::new(upgrade),
+        metric: None,
     };
     let method = parts.method;
     let result = match segs.as_slice() {
@@ -158,6 +255,17 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
                 Ok(r)
             }
         }
+        ["metrics"] => match method == Method::GET {
+            false => Err(ApiError::method_not_allowed()),
+            true => {
+                let mut r = (StatusCode::OK, podvisor_kit::metrics::render()).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                Ok(r)
+            }
+        },
         ["api", "v1"] => get_only(&method, discovery::resource_list("", "v1")),
         ["apis", g] => get_only(&method, discovery::api_group_doc(g)),
         ["apis", g, v] => get_only(&method, discovery::resource_list(g, v)),
@@ -219,6 +327,9 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
         }
         _ => Err(ApiError::path_not_found()),
     };
+    if let Some(m) = ctx.metric.take() {
+        *metric = Some(m);
+    }
     result.unwrap_or_else(|e| e.into_response())
 }
 
@@ -295,10 +406,12 @@ async fn resource(
             name: None,
             sub: Some(Subresource::Binding),
         };
+        ctx.metric = Some(RequestMetric::resource(&t, "create", false, false));
         authorize(ctx, &t, "create").await?;
         return binding(ctx, &t).await;
     }
     let t = parse_target(group, version, rest)?;
+    ctx.metric = Some(RequestMetric::resource(&t, "connect", false, false));
     if let Some(
         sub @ (Subresource::Exec
         | Subresource::Attach
@@ -323,6 +436,11 @@ async fn resource(
     }
     let watch = ctx.query.bool("watch")?;
     let verb = verb_of(method, &t, watch)?;
+    let apply = ctx
+        .header(header::CONTENT_TYPE)
+        .is_some_and(|c| c.starts_with("application/apply-patch"));
+    let dry = ctx.query.get("dryRun") == Some("All");
+    ctx.metric = Some(RequestMetric::resource(&t, verb, apply, dry));
     if verb != "create" || t.sub.is_some() {
         authorize(ctx, &t, verb).await?;
     }
@@ -553,10 +671,11 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
     };
     let kind = t.kind;
-    // Fast path: an unfiltered JSON list is spliced from the stored bytes.
+    // Fast path: an unfiltered JSON list is spliced from the stored bytes (not for custom
+    // kinds, whose objects take the version they are read through).
     let wants_protobuf = crate::protobuf::negotiate(ctx.header(header::ACCEPT))
         == crate::protobuf::ResponseFormat::Protobuf;
-    if sel.is_empty() && out == Output::Json && !wants_protobuf {
+    if sel.is_empty() && out == Output::Json && !wants_protobuf && kind.custom.is_none() {
         let page = core
             .storage
             .list_raw(&prefix, limit as usize, cont, at)
@@ -594,7 +713,7 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         return Ok(r);
     }
     // Fast path: a single name.
-    let page = if let (Some(name), true) = (
+    let mut page = if let (Some(name), true) = (
         sel.fields.exact("metadata.name"),
         cont.is_none() && at.is_none(),
     ) {
@@ -636,6 +755,9 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
         p
     };
+    for o in &mut page.items {
+        crate::crd::convert(kind, o);
+    }
     let mut meta = json!({"resourceVersion": page.rev.to_string()});
     if let Some(c) = &page.cont {
         meta["continue"] = Value::from(c.clone());

@@ -24,6 +24,13 @@ pub fn decode_at(bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Decodes stored bytes as an object of `kind` (custom kinds take the version read through).
+pub fn decode_as(kind: &ResourceKind, bytes: &[u8], rev: Revision) -> Result<Value, ApiError> {
+    let mut v = decode_at(bytes, rev)?;
+    crate::crd::convert(kind, &mut v);
+    Ok(v)
+}
+
 /// Stamps `resourceVersion` into stored bytes without parsing them, when they have the
 /// shape [`encode`] writes (sorted keys, so the first `"metadata":{` is the top-level one).
 pub fn stamp_raw(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
@@ -48,6 +55,33 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
     let mut v = obj.clone();
     crate::objects::set_meta(&mut v, "resourceVersion", Value::Null);
     serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Runs one store operation on `kind`, recording its latency.
+async fn timed<T>(
+    operation: &str,
+    kind: &ResourceKind,
+    op: impl std::future::Future<Output = T>,
+) -> T {
+    let started = tokio::time::Instant::now();
+    let out = op.await;
+    crate::metrics::store_op(
+        &kind.qualified_resource(),
+        operation,
+        started.elapsed().as_secs_f64(),
+    );
+    out
+}
+
+/// Records one list under `prefix` (`/registry/<storage group>/<plural>/...`).
+fn list_done(prefix: &str, started: tokio::time::Instant) {
+    let mut parts = prefix.trim_start_matches("/registry/").split('/');
+    let (group, plural) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let ty = match group {
+        "core" | "" => plural.to_string(),
+        g => format!("{plural}.{g}"),
+    };
+    crate::metrics::store_op(&ty, "list", started.elapsed().as_secs_f64());
 }
 
 /// A continue token: the revision of the first page and the last key returned.
@@ -124,13 +158,14 @@ impl Storage {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Option<(Value, Revision)>, ApiError> {
-        let kv = self
-            .store
-            .get(&kind.key(ns, name))
+        let kv = timed("get", kind, self.store.get(&kind.key(ns, name)))
             .await
             .map_err(ApiError::from_store_generic)?;
         match kv {
-            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            Some(kv) => Ok(Some((
+                decode_as(kind, &kv.value, kv.mod_revision)?,
+                kv.mod_revision,
+            ))),
             None => Ok(None),
         }
     }
@@ -155,12 +190,14 @@ impl Storage {
         name: &str,
         obj: &Value,
     ) -> Result<Value, ApiError> {
-        let kv = self
-            .store
-            .create(&kind.key(ns, name), encode(obj)?)
-            .await
-            .map_err(|e| ApiError::from_store(e, kind, name))?;
-        decode(&kv)
+        let kv = timed(
+            "create",
+            kind,
+            self.store.create(&kind.key(ns, name), encode(obj)?),
+        )
+        .await
+        .map_err(|e| ApiError::from_store(e, kind, name))?;
+        decode_as(kind, &kv.value, kv.mod_revision)
     }
 
     /// Replaces an object if its revision is still `expected`.
@@ -172,12 +209,15 @@ impl Storage {
         obj: &Value,
         expected: Revision,
     ) -> Result<Result<Value, StoreError>, ApiError> {
-        match self
-            .store
-            .update(&kind.key(ns, name), encode(obj)?, expected)
-            .await
+        match timed(
+            "update",
+            kind,
+            self.store
+                .update(&kind.key(ns, name), encode(obj)?, expected),
+        )
+        .await
         {
-            Ok(kv) => Ok(Ok(decode(&kv)?)),
+            Ok(kv) => Ok(Ok(decode_as(kind, &kv.value, kv.mod_revision)?)),
             Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
             Err(e) => Err(ApiError::from_store(e, kind, name)),
         }
@@ -192,8 +232,14 @@ impl Storage {
         name: &str,
         expected: Option<Revision>,
     ) -> Result<Result<Value, StoreError>, ApiError> {
-        match self.store.delete(&kind.key(ns, name), expected).await {
-            Ok((kv, rev)) => Ok(Ok(decode_at(&kv.value, rev)?)),
+        match timed(
+            "delete",
+            kind,
+            self.store.delete(&kind.key(ns, name), expected),
+        )
+        .await
+        {
+            Ok((kv, rev)) => Ok(Ok(decode_as(kind, &kv.value, rev)?)),
             Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
             Err(e) => Err(ApiError::from_store(e, kind, name)),
         }
@@ -212,11 +258,20 @@ impl Storage {
             None => (at, None),
         };
         let resumed = after.is_some();
+        let started = tokio::time::Instant::now();
         let page = self
             .store
-            .list(prefix, ListOptions { revision: rev, limit, continue_after: after })
-            .await
-            .map_err(|e| match e {
+            .list(
+                prefix,
+                ListOptions {
+                    revision: rev,
+                    limit,
+                    continue_after: after,
+                },
+            )
+            .await;
+        list_done(prefix, started);
+        let page = page.map_err(|e| match e {
                 StoreError::Compacted { .. } if resumed => ApiError::expired(
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                 ),
@@ -268,6 +323,7 @@ impl Storage {
         };
         let batch = if limit == 0 { 0 } else { limit.max(16) };
         loop {
+            let started = tokio::time::Instant::now();
             let page = self
                 .store
                 .list(
@@ -278,8 +334,9 @@ impl Storage {
                         continue_after: after.clone(),
                     },
                 )
-                .await
-                .map_err(|e| match e {
+                .await;
+            list_done(prefix, started);
+            let page = page.map_err(|e| match e {
                     StoreError::Compacted { .. } if after.is_some() => ApiError::expired(
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
                     ),

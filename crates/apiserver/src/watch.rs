@@ -44,7 +44,10 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn line(&mut self, ty: &str, obj: Value) -> Bytes {
+    fn line(&mut self, ty: &str, mut obj: Value) -> Bytes {
+        if ty != "BOOKMARK" && ty != "ERROR" {
+            crate::crd::convert(self.kind, &mut obj);
+        }
         let object = match (ty, self.out) {
             ("BOOKMARK" | "ERROR", _) => obj,
             (_, Output::Table) => {

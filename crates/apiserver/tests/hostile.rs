@@ -480,7 +480,7 @@ impl Store for FullStore {
     }
 }
 
-/// While the store cannot write, /readyz says so (500, `[-]store failed`, the reason with
+/// While the store cannot write, /readyz says so (500, `[-]etcd-readiness failed`, the reason with
 /// `?verbose`) and writes answer a Status that names the cause.
 #[tokio::test]
 async fn readyz_reports_the_store_and_writes_name_the_cause() {
@@ -492,7 +492,10 @@ async fn readyz_reports_the_store_and_writes_name_the_cause() {
     let (code, body) = call(&srv, "GET", "/readyz", "", "", Vec::new()).await;
     assert_eq!(code, 500);
     let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("[-]store failed: reason withheld"), "{text}");
+    assert!(
+        text.contains("[+]etcd ok\n[-]etcd-readiness failed: reason withheld\nreadyz check failed"),
+        "{text}"
+    );
     let (code, body) = call(&srv, "GET", "/readyz?verbose", "", "", Vec::new()).await;
     assert_eq!(code, 500);
     assert!(String::from_utf8_lossy(&body).contains("no space left"));

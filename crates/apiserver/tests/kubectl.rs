@@ -820,13 +820,13 @@ spec:
   privateKey: {algorithm: ECDSA, size: 256}
 "#;
 
-async fn wait_established(env: &Env) {
+async fn wait_established(env: &Env, crd: &str) {
     env.ok(
         &[
             "wait",
             "--for=condition=Established",
             "--timeout=20s",
-            "crd/certificates.cert-manager.io",
+            &format!("crd/{crd}"),
         ],
         None,
     )
@@ -855,7 +855,7 @@ async fn kubectl_custom_resources() {
         ),
         "{out}"
     );
-    wait_established(&env).await;
+    wait_established(&env, "certificates.cert-manager.io").await;
     let ar = env
         .ok(&["api-resources", "--api-group=cert-manager.io"], None)
         .await;
@@ -956,9 +956,156 @@ async fn kubectl_custom_resources() {
     let apis = env.ok(&["api-versions"], None).await;
     assert!(!apis.contains("cert-manager.io"), "{apis}");
     env.ok(&["apply", "-f", crd], None).await;
-    wait_established(&env).await;
+    wait_established(&env, "certificates.cert-manager.io").await;
     let none = env.ok(&["get", "certificates", "-o", "name"], None).await;
     assert_eq!(none.trim(), "", "objects outlived their CRD");
 
+    serving.stop().await;
+}
+
+const CRONTAB_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: crontabs.stable.example.com}
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Image, type: string, priority: 1, jsonPath: .spec.image}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.replicas <= 10"
+            properties:
+              cronSpec: {type: string}
+              image: {type: string}
+              replicas: {type: integer, minimum: 0, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+"#;
+
+/// A CRD with two served versions (`None` conversion), the status and scale subresources,
+/// defaulting, `-o wide` printer columns and a CEL rule (accepted with a warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_scale_versions_and_cel_warning() {
+    assert!(
+        kubectl_available(),
+        "kubectl must be installed for this suite"
+    );
+    let serving = serving_memory_server().await;
+    let env = Env::new(serving.port, &serving.server);
+    let (code, out, err) = env.run(&["apply", "-f", "-"], Some(CRONTAB_CRD)).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("Warning: x-kubernetes-validations (CEL) rules are not supported"),
+        "{err}"
+    );
+    wait_established(&env, "crontabs.stable.example.com").await;
+
+    let ct = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: nightly}\nspec: {cronSpec: '0 3 * * *', image: busybox}\n";
+    env.ok(&["apply", "-f", "-"], Some(ct)).await;
+    // Defaulting from the schema.
+    let r = env
+        .ok(
+            &["get", "ct", "nightly", "-o", "jsonpath={.spec.replicas}"],
+            None,
+        )
+        .await;
+    assert_eq!(r, "1");
+    let t = env.ok(&["get", "ct", "-o", "wide"], None).await;
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "IMAGE"], "{t}");
+    assert!(t.contains("0 3 * * *") && t.contains("busybox"), "{t}");
+    let t = env.ok(&["get", "ct"], None).await;
+    assert!(!t.contains("IMAGE"), "{t}");
+
+    // The scale subresource reads and writes the CRD's paths.
+    env.ok(
+        &[
+            "patch",
+            "ct",
+            "nightly",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":1,"selector":"app=nightly"}}"#,
+        ],
+        None,
+    )
+    .await;
+    let out = env.ok(&["scale", "ct/nightly", "--replicas=3"], None).await;
+    assert!(
+        out.contains("crontab.stable.example.com/nightly scaled"),
+        "{out}"
+    );
+    let scale: serde_json::Value = serde_json::from_str(
+        &env.ok(
+            &[
+                "get",
+                "--raw",
+                "/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/scale",
+            ],
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=nightly");
+    let err = env
+        .fails(&["scale", "ct/nightly", "--replicas=-1"], None)
+        .await;
+    assert!(err.contains("replicas"), "{err}");
+
+    // Another served version reads the same object.
+    let v = env
+        .ok(
+            &[
+                "get",
+                "crontabs.v1beta1.stable.example.com",
+                "nightly",
+                "-o",
+                "jsonpath={.apiVersion} {.spec.replicas}",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(v, "stable.example.com/v1beta1 3");
+
+    // Metrics count the custom kind's requests; readyz lists its checks.
+    let m = env.ok(&["get", "--raw", "/metrics"], None).await;
+    assert!(
+        m.contains(r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="stable.example.com",resource="crontabs",scope="resource",subresource="scale",verb="PATCH",version="v1"}"#),
+        "{m}"
+    );
+    let r = env.ok(&["get", "--raw", "/readyz?verbose"], None).await;
+    assert!(r.ends_with("readyz check passed\n"), "{r}");
     serving.stop().await;
 }

@@ -3,11 +3,13 @@
 //! The manager ([`crate::manager`]) builds the `Ctx`; controllers depend on this module,
 //! never on the manager.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -237,6 +239,7 @@ impl fmt::Display for Key {
 pub(crate) enum GcKey {
     Pod(Key),
     ReplicaSet(Key),
+    Job(Key),
 }
 
 /// Shared state of all controllers.
@@ -247,11 +250,13 @@ pub(crate) struct Ctx {
     pub(crate) replicasets: Store<ReplicaSet>,
     pub(crate) deployments: Store<Deployment>,
     pub(crate) statefulsets: Store<StatefulSet>,
+    pub(crate) jobs: Store<Job>,
     pub(crate) nodes: Store<Node>,
     pub(crate) leases: Store<Lease>,
     pub(crate) rs_queue: WorkQueue<Key>,
     pub(crate) deploy_queue: WorkQueue<Key>,
     pub(crate) sts_queue: WorkQueue<Key>,
+    pub(crate) job_queue: WorkQueue<Key>,
     pub(crate) gc_queue: WorkQueue<GcKey>,
     /// Nodes whose NoExecute taints the taint eviction controller should look at.
     pub(crate) taint_node_queue: WorkQueue<String>,
@@ -263,6 +268,9 @@ pub(crate) struct Ctx {
     pub(crate) events: EventRecorder,
     pub(crate) rs_expectations: Expectations,
     pub(crate) sts_expectations: Expectations,
+    pub(crate) job_expectations: Expectations,
+    /// The pod-failure back-off of each Job (`ns/name`), kept in memory as upstream does.
+    pub(crate) job_backoff: Mutex<HashMap<String, crate::job::Backoff>>,
 }
 
 impl Ctx {
@@ -291,6 +299,27 @@ impl Ctx {
             .await
             .map(|_| ())
             .map_err(ControllerError::api("update status", kind, namespace, name))
+    }
+
+    /// The pod-failure back-off record of Job `key`.
+    pub(crate) fn job_backoff(&self, key: &str) -> crate::job::Backoff {
+        let g = self.job_backoff.lock().unwrap_or_else(|e| e.into_inner());
+        g.get(key).copied().unwrap_or_default()
+    }
+
+    /// Stores the back-off record of Job `key` (an empty one is dropped).
+    pub(crate) fn set_job_backoff(&self, key: &str, b: crate::job::Backoff) {
+        let mut g = self.job_backoff.lock().unwrap_or_else(|e| e.into_inner());
+        if b == crate::job::Backoff::default() {
+            g.remove(key);
+        } else {
+            g.insert(key.to_string(), b);
+        }
+    }
+
+    /// Forgets the back-off record of a deleted Job.
+    pub(crate) fn forget_job_backoff(&self, key: &str) {
+        self.set_job_backoff(key, crate::job::Backoff::default());
     }
 
     /// Queues an event reported by `component` (never blocks; see [`podvisor_kit::events`]).

@@ -1,9 +1,9 @@
 //! The garbage collector (background propagation).
 //!
-//! A dependent (a pod, or a ReplicaSet) lists its owners in `metadata.ownerReferences`.
+//! A dependent (a pod, a ReplicaSet or a Job) lists its owners in `metadata.ownerReferences`.
 //! When an owner is deleted, the dependents that point at it are queued. For each
 //! dependent the collector checks every owner reference of a kind it knows (apps/v1
-//! ReplicaSet, Deployment, StatefulSet): first in the cache, and when the cache does not
+//! ReplicaSet, Deployment, StatefulSet; batch/v1 Job): first in the cache, and when the cache does not
 //! have the owner's UID, with a live GET (the cache may lag; a GET 404 or a different UID
 //! means the owner is gone). Then:
 //!
@@ -19,6 +19,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, PatchParams, Preconditions, PropagationPolicy};
@@ -35,6 +36,10 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>
         },
         GcKey::ReplicaSet(k) => match ctx.replicasets.get(&k.obj_ref()) {
             Some(r) => (r.metadata.clone(), "ReplicaSet", k),
+            None => return Ok(None),
+        },
+        GcKey::Job(k) => match ctx.jobs.get(&k.obj_ref()) {
+            Some(j) => (j.metadata.clone(), "Job", k),
             None => return Ok(None),
         },
     };
@@ -70,6 +75,10 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>
                 .await
                 .map(|_| ()),
             GcKey::ReplicaSet(_) => Api::<ReplicaSet>::namespaced(ctx.client.clone(), &k.namespace)
+                .delete(&k.name, &dp)
+                .await
+                .map(|_| ()),
+            GcKey::Job(_) => Api::<Job>::namespaced(ctx.client.clone(), &k.namespace)
                 .delete(&k.name, &dp)
                 .await
                 .map(|_| ()),
@@ -109,6 +118,10 @@ async fn remove_refs(
             .patch(&k.name, &pp, &patch)
             .await
             .map(|_| ()),
+        GcKey::Job(_) => Api::<Job>::namespaced(ctx.client.clone(), &k.namespace)
+            .patch(&k.name, &pp, &patch)
+            .await
+            .map(|_| ()),
     };
     match result {
         Ok(()) => Ok(None),
@@ -128,23 +141,24 @@ async fn owner_exists(
     namespace: &str,
     r: &OwnerReference,
 ) -> Result<bool, ControllerError> {
-    if r.api_version != "apps/v1" {
-        return Ok(true);
-    }
     let key = Key {
         namespace: namespace.to_string(),
         name: r.name.clone(),
     };
-    let cached_uid = match r.kind.as_str() {
-        "ReplicaSet" => ctx
+    let cached_uid = match (r.api_version.as_str(), r.kind.as_str()) {
+        ("batch/v1", "Job") => ctx
+            .jobs
+            .get(&key.obj_ref())
+            .and_then(|o| o.metadata.uid.clone()),
+        ("apps/v1", "ReplicaSet") => ctx
             .replicasets
             .get(&key.obj_ref())
             .and_then(|o| o.metadata.uid.clone()),
-        "Deployment" => ctx
+        ("apps/v1", "Deployment") => ctx
             .deployments
             .get(&key.obj_ref())
             .and_then(|o| o.metadata.uid.clone()),
-        "StatefulSet" => ctx
+        ("apps/v1", "StatefulSet") => ctx
             .statefulsets
             .get(&key.obj_ref())
             .and_then(|o| o.metadata.uid.clone()),
@@ -154,6 +168,7 @@ async fn owner_exists(
         return Ok(true);
     }
     let live = match r.kind.as_str() {
+        "Job" => live_uid::<Job>(ctx, namespace, &r.name).await,
         "ReplicaSet" => live_uid::<ReplicaSet>(ctx, namespace, &r.name).await,
         "Deployment" => live_uid::<Deployment>(ctx, namespace, &r.name).await,
         _ => live_uid::<StatefulSet>(ctx, namespace, &r.name).await,

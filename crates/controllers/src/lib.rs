@@ -1,5 +1,5 @@
-//! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment and
-//! StatefulSet controllers, a background garbage collector, and node failure handling: the
+//! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment, StatefulSet
+//! and [Job](job) controllers, a background garbage collector, and node failure handling: the
 //! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
 //! zone disruption), the [taint eviction controller](tainteviction) (NoExecute) and
 //! [PodGC](podgc).
@@ -7,7 +7,7 @@
 //! # How they run
 //!
 //! [`ControllerManager::run`] starts one reflector (list + watch, all namespaces) per kind:
-//! pods, ReplicaSets, Deployments, StatefulSets, Nodes and node Leases (`kube-node-lease`). Each watch event first updates the cache,
+//! pods, ReplicaSets, Deployments, StatefulSets, Jobs, Nodes and node Leases (`kube-node-lease`). Each watch event first updates the cache,
 //! then maps the object to the keys it affects (a pod to its controller, an orphan pod to the
 //! owners whose selector matches it, a ReplicaSet to its Deployment, a deleted owner to the
 //! garbage collector) and adds them to that controller's [work queue](queue). Workers take
@@ -34,6 +34,7 @@ mod deployment;
 mod evictions;
 mod expectations;
 mod gc;
+mod job;
 mod manager;
 pub mod nodelifecycle;
 pub mod podgc;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::reflector::{self, Store};
@@ -22,7 +23,7 @@ use crate::evictions::Evictions;
 use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
-use crate::{deployment, gc, nodelifecycle, podgc, replicaset, statefulset, tainteviction};
+use crate::{deployment, gc, job, nodelifecycle, podgc, replicaset, statefulset, tainteviction};
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
 /// Runs the ReplicaSet, Deployment and StatefulSet controllers, the garbage collector, the
@@ -48,6 +49,7 @@ impl ControllerManager {
         let (replicasets, rs_w) = reflector::store::<ReplicaSet>();
         let (deployments, deploy_w) = reflector::store::<Deployment>();
         let (statefulsets, sts_w) = reflector::store::<StatefulSet>();
+        let (jobs, jobs_w) = reflector::store::<Job>();
         let (nodes, nodes_w) = reflector::store::<Node>();
         let (leases, leases_w) = reflector::store::<Lease>();
         let (events, event_writer) = EventRecorder::new(
@@ -66,11 +68,13 @@ impl ControllerManager {
             replicasets,
             deployments,
             statefulsets,
+            jobs,
             nodes,
             leases,
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
+            job_queue: WorkQueue::new(),
             gc_queue: WorkQueue::new(),
             taint_node_queue: WorkQueue::new(),
             taint_pod_queue: WorkQueue::new(),
@@ -79,6 +83,8 @@ impl ControllerManager {
             events,
             rs_expectations: Expectations::default(),
             sts_expectations: Expectations::default(),
+            job_expectations: Expectations::default(),
+            job_backoff: Default::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(event_writer.run_until(shutdown.clone()));
@@ -102,6 +108,7 @@ impl ControllerManager {
             ctx.clone(),
             route_statefulset,
         ));
+        tasks.spawn(reflect(Api::all(c.clone()), jobs_w, ctx.clone(), route_job));
         tasks.spawn(reflect(
             Api::all(c.clone()),
             nodes_w,
@@ -116,6 +123,7 @@ impl ControllerManager {
             wait_ready(&ctx.replicasets, "replicaset").await?;
             wait_ready(&ctx.deployments, "deployment").await?;
             wait_ready(&ctx.statefulsets, "statefulset").await?;
+            wait_ready(&ctx.jobs, "job").await?;
             wait_ready(&ctx.nodes, "node").await?;
             wait_ready(&ctx.leases, "lease").await
         };
@@ -126,7 +134,7 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 5] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 6] = [
             ("replicaset", &ctx.rs_queue, |ctx, key| {
                 Box::pin(async move { replicaset::reconcile(&ctx, &key).await })
             }),
@@ -135,6 +143,9 @@ impl ControllerManager {
             }),
             ("statefulset", &ctx.sts_queue, |ctx, key| {
                 Box::pin(async move { statefulset::reconcile(&ctx, &key).await })
+            }),
+            ("job", &ctx.job_queue, |ctx, key| {
+                Box::pin(async move { job::reconcile(&ctx, &key).await })
             }),
             ("tainteviction-pod", &ctx.taint_pod_queue, |ctx, key| {
                 Box::pin(async move { tainteviction::reconcile_pod(&ctx, &key) })
@@ -224,6 +235,14 @@ fn resync_all(ctx: &Ctx) {
     for s in ctx.statefulsets.state() {
         if let Some(k) = Key::of(&s.metadata) {
             ctx.sts_queue.add(k);
+        }
+    }
+    for j in ctx.jobs.state() {
+        if let Some(k) = Key::of(&j.metadata) {
+            ctx.job_queue.add(k.clone());
+            if has_owners(&j.metadata) {
+                ctx.gc_queue.add(GcKey::Job(k));
+            }
         }
     }
     for p in ctx.pods.state() {
@@ -403,6 +422,12 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
                 name: owner.name.clone(),
             });
         }
+        Some(owner) if owner.kind == "Job" && owner.api_version == "batch/v1" => {
+            ctx.job_queue.add(Key {
+                namespace: key.namespace.clone(),
+                name: owner.name.clone(),
+            });
+        }
         Some(_) => {}
         None if !deleted && pod.metadata.deletion_timestamp.is_none() => {
             // An orphan: every owner whose selector matches may adopt it.
@@ -423,6 +448,14 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
                     ctx.sts_queue.add(k);
                 }
             }
+            for j in ctx.jobs.state() {
+                if j.metadata.namespace.as_deref() == Some(&key.namespace)
+                    && selector_matches(j.spec.as_ref().and_then(|s| s.selector.as_ref()), &labels)
+                    && let Some(k) = Key::of(&j.metadata)
+                {
+                    ctx.job_queue.add(k);
+                }
+            }
         }
         None => {}
     }
@@ -440,6 +473,14 @@ fn selector_matches(
         return false;
     }
     podvisor_api::selectors::LabelSelector::from_meta(sel).is_ok_and(|s| s.matches(labels))
+}
+
+fn has_owners(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    !meta
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
 }
 
 fn dependents_of(ctx: &Ctx, uid: &str) {
@@ -464,6 +505,17 @@ fn dependents_of(ctx: &Ctx, uid: &str) {
             && let Some(k) = Key::of(&rs.metadata)
         {
             ctx.gc_queue.add(GcKey::ReplicaSet(k));
+        }
+    }
+    for j in ctx.jobs.state() {
+        if j.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == uid)
+            && let Some(k) = Key::of(&j.metadata)
+        {
+            ctx.gc_queue.add(GcKey::Job(k));
         }
     }
 }
@@ -531,4 +583,19 @@ fn route_statefulset(ctx: &Ctx, s: &StatefulSet, deleted: bool) {
         }
     }
     ctx.sts_queue.add(key);
+}
+
+fn route_job(ctx: &Ctx, j: &Job, deleted: bool) {
+    let Some(key) = Key::of(&j.metadata) else {
+        return;
+    };
+    if deleted {
+        ctx.job_expectations.forget(&key.to_string());
+        if let Some(uid) = &j.metadata.uid {
+            dependents_of(ctx, uid);
+        }
+    } else if has_owners(&j.metadata) {
+        ctx.gc_queue.add(GcKey::Job(key.clone()));
+    }
+    ctx.job_queue.add(key);
 }

@@ -574,8 +574,24 @@ impl PodWorker {
         {
             return true;
         }
+        let was_pending = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_none_or(|p| p == "Pending");
         match self.ctx.api.update_status(&self.pod, &status).await {
             Ok(pod) => {
+                if was_pending && status.phase.as_deref() == Some("Running") {
+                    // The kubelet's pod start latency: from first seeing the pod to Running.
+                    let secs = self
+                        .ctx
+                        .clock
+                        .now()
+                        .duration_since(self.start_time)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    podvisor_kit::metrics::KUBELET_POD_START_DURATION_SECONDS.observe(&[], secs);
+                }
                 self.last_written = Some(status);
                 if pod.metadata.uid.as_deref() == Some(self.uid.as_str()) {
                     self.pod = Arc::new(pod);

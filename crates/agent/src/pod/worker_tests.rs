@@ -53,6 +53,17 @@ async fn rule_2_1_always_running_container_is_running_and_ready() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pod_that_starts_running_is_counted_in_the_pod_start_latency_histogram() {
+    let hist = &podvisor_kit::metrics::KUBELET_POD_START_DURATION_SECONDS;
+    let before = hist.count(&[]);
+    let h = Harness::new();
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    assert_eq!(phase(&h.last()), "Running");
+    // Other tests of this process may count pods too: at least this one was counted.
+    assert!(hist.count(&[]) > before);
+}
+
+#[tokio::test(start_paused = true)]
 async fn rule_2_1_never_exit_0_is_succeeded_and_exit_1_is_failed() {
     for (code, want, reason) in [(0, "Succeeded", "Completed"), (1, "Failed", "Error")] {
         let h = Harness::new();

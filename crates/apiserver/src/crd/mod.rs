@@ -571,6 +571,19 @@ pub fn cells(c: &CustomKind, o: &Value, now: jiff::Timestamp) -> Vec<Value> {
     out
 }
 
+/// The `None` conversion: an object of a custom kind read through `kind`'s version (all
+/// versions of a CRD share one storage) only takes that version's `apiVersion`.
+pub fn convert(kind: &ResourceKind, v: &mut Value) {
+    if kind.custom.is_none() {
+        return;
+    }
+    if let Some(m) = v.as_object_mut()
+        && m.get("apiVersion").and_then(Value::as_str) != Some(&kind.api_version())
+    {
+        m.insert("apiVersion".into(), kind.api_version().into());
+    }
+}
+
 /// Prunes an object of a custom kind (the "typed round trip" of custom kinds).
 pub fn prune(kind: &ResourceKind, mut v: Value) -> Value {
     if let Some(s) = kind.custom.and_then(|c| c.schema.as_ref()) {
