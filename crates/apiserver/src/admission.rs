@@ -68,14 +68,7 @@ impl Core {
 
     async fn admit_pod_priority(&self, pod: &mut Value) -> Result<(), ApiError> {
         let name = objects::name_of(pod).to_string();
-        let forbidden = |msg: String| {
-            ApiError::forbidden(
-                PODS.plural,
-                "",
-                &name,
-                format!("pods {name:?} is forbidden: {msg}"),
-            )
-        };
+        let forbidden = |msg: String| pod_forbidden(&name, msg);
         let class_name = pod
             .pointer("/spec/priorityClassName")
             .and_then(Value::as_str)
@@ -139,14 +132,7 @@ impl Core {
     /// added.
     async fn admit_pod_runtime_class(&self, pod: &mut Value) -> Result<(), ApiError> {
         let name = objects::name_of(pod).to_string();
-        let forbidden = |msg: String| {
-            ApiError::forbidden(
-                PODS.plural,
-                "",
-                &name,
-                format!("pods {name:?} is forbidden: {msg}"),
-            )
-        };
+        let forbidden = |msg: String| pod_forbidden(&name, msg);
         let class_name = pod
             .pointer("/spec/runtimeClassName")
             .and_then(Value::as_str)
@@ -348,6 +334,16 @@ impl Core {
         .await?;
         Ok(())
     }
+}
+
+/// `pods "NAME" is forbidden: MSG` (403), as an admission plugin refuses a pod.
+fn pod_forbidden(name: &str, msg: String) -> ApiError {
+    ApiError::forbidden(
+        PODS.plural,
+        "",
+        name,
+        format!("pods {name:?} is forbidden: {msg}"),
+    )
 }
 
 /// Whether two resource lists (`{"cpu": "250m", ...}`) hold the same quantities.

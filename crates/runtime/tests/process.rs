@@ -1077,6 +1077,29 @@ fn host_mounts_contain(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
 
+/// Creates and starts container `cfg` (named `app`, printing `ready`) and waits for that
+/// line; without root, checks that the start is refused for want of a mount namespace.
+async fn start_ready_as_root(
+    rt: &ProcessRuntime,
+    sb: &str,
+    cfg: ContainerConfig,
+) -> Option<podvisor_runtime::ContainerId> {
+    let id = rt.create_container(sb, cfg).await.expect("create");
+    let started = rt.start_container(&id).await;
+    if !is_root() {
+        let err = started.expect_err("a private mount namespace needs root");
+        assert!(err.to_string().contains("mount namespace"), "{err}");
+        return None;
+    }
+    started.expect("start");
+    wait_until("the container is ready", || {
+        std::fs::read_to_string(rt.sandbox_dir(sb).join("logs").join("app").join("0.log"))
+            .is_ok_and(|l| l.contains(" F ready"))
+    })
+    .await;
+    Some(id)
+}
+
 #[tokio::test]
 async fn mounts_are_private_to_the_container_and_read_only_holds() {
     let h = harness().await;
@@ -1133,19 +1156,9 @@ async fn mounts_are_private_to_the_container_and_read_only_holds() {
             mounts: mounts.clone(),
             ..Default::default()
         };
-        let id = rt.create_container(&sb, cfg).await.expect("create");
-        let started = rt.start_container(&id).await;
-        if !is_root() {
-            let err = started.expect_err("mounts need root");
-            assert!(err.to_string().contains("mount namespace"), "{err}");
+        let Some(id) = start_ready_as_root(rt, &sb, cfg).await else {
             return;
-        }
-        started.expect("start");
-        wait_until("the container is ready", || {
-            std::fs::read_to_string(rt.sandbox_dir(&sb).join("logs").join("app").join("0.log"))
-                .is_ok_and(|l| l.contains(" F ready"))
-        })
-        .await;
+        };
         let out = log_lines(rt, &id).await;
         assert_eq!(
             out[..4],
@@ -1461,19 +1474,9 @@ async fn a_container_runs_in_its_own_root_filesystem() {
             ..Default::default()
         };
         std::fs::write(vol.join("in-volume"), "").expect("vol file");
-        let id = rt.create_container(&sb, cfg).await.expect("create");
-        let started = rt.start_container(&id).await;
-        if !is_root() {
-            let err = started.expect_err("a root filesystem needs root");
-            assert!(err.to_string().contains("mount namespace"), "{err}");
+        let Some(id) = start_ready_as_root(rt, &sb, cfg).await else {
             return;
-        }
-        started.expect("start");
-        wait_until("the container is ready", || {
-            std::fs::read_to_string(rt.sandbox_dir(&sb).join("logs").join("app").join("0.log"))
-                .is_ok_and(|l| l.contains(" F ready"))
-        })
-        .await;
+        };
         assert_eq!(
             log_lines(rt, &id).await[..4],
             ["ID=rootfs-test", "dev", "proc", "in-volume"]

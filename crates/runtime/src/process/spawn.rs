@@ -396,6 +396,24 @@ unsafe fn report(fd: RawFd, kind: i32, a: i32, b: i32) {
     unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
 }
 
+/// Enters a new mount namespace whose mounts receive the host's but never propagate back.
+///
+/// # Safety
+/// Only in the freshly forked child (plain system calls).
+unsafe fn private_mount_ns() -> bool {
+    // SAFETY: plain system calls with valid constant arguments.
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ) == 0
+    }
+}
+
 /// The child side of [`spawn`].
 ///
 /// # Safety
@@ -466,15 +484,7 @@ unsafe fn child(
                 }
             }
             MountNs::Root(ops) => {
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_SLAVE,
-                        std::ptr::null(),
-                    ) != 0
-                {
+                if !private_mount_ns() {
                     fail(Stage::Mount);
                 }
                 for (i, op) in ops.iter().enumerate() {
@@ -528,15 +538,7 @@ unsafe fn child(
                 }
             }
             MountNs::Private(mounts) => {
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_SLAVE,
-                        std::ptr::null(),
-                    ) != 0
-                {
+                if !private_mount_ns() {
                     fail(Stage::Mount);
                 }
                 for (i, m) in mounts.iter().enumerate() {
