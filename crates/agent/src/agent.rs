@@ -225,6 +225,13 @@ impl Agent {
             .hooks
             .clone()
             .unwrap_or_else(|| Arc::new(crate::hooks::LifecycleHooks::new(self.runtime.clone())));
+        let network = config.network.clone().map(|n| {
+            Arc::new(crate::network::PodNetwork::new(
+                n,
+                Some(self.client.clone()),
+                &node,
+            ))
+        });
         let ctx = Arc::new(WorkerCtx {
             runtime: self.runtime.clone(),
             api: pod_api,
@@ -242,6 +249,7 @@ impl Agent {
             allocatable: crate::node::capacity(&config),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            network: network.clone(),
             images: self.images.clone(),
         });
 
@@ -255,6 +263,26 @@ impl Agent {
                 .cloned()
                 .unwrap_or_else(|| sb.config.id.clone());
             adopted.insert(uid, sb);
+        }
+        if let Some(net) = &network {
+            // Attachments whose sandbox is gone are released; the others are checked.
+            let live: HashSet<String> = adopted.values().map(|s| s.config.id.clone()).collect();
+            net.collect_garbage(&live).await;
+            let checks: Vec<_> = adopted
+                .values()
+                .filter_map(|s| Some((s.config.id.clone(), s.netns.clone()?)))
+                .collect();
+            let net = net.clone();
+            aux.spawn(async move {
+                for (id, netns) in checks {
+                    net.check(&id, &netns).await;
+                }
+            });
+            aux.spawn(crate::network::routes::run(
+                self.client.clone(),
+                node.clone(),
+                aux_stop.clone(),
+            ));
         }
         if !adopted.is_empty() {
             tracing::info!(

@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub capacity: BTreeMap<String, String>,
     /// The wall clock.
     pub clock: WallClock,
+    /// The pod network (None: every pod on the host's network).
+    pub network: Option<crate::network::NetworkConfig>,
 }
 
 impl AgentConfig {
@@ -64,6 +66,7 @@ impl AgentConfig {
             drain_on_shutdown: false,
             capacity: BTreeMap::new(),
             clock: WallClock::system(),
+            network: None,
         }
     }
 }

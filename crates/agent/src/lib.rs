@@ -8,12 +8,14 @@
 //! loop, [`pod::state`] the state machine, [`pod::sync`] create/start and init order,
 //! [`pod::restart`] the restart decision and back-off, [`pod::stop`] the one stop path,
 //! [`pod::spec`] runtime configs, [`pod::status`] the API status, [`pod::deadlines`]
-//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`image`] (the image service: pull, store, pull policy and back-off), [`hooks`] (lifecycle hooks: the
-//! production [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket,
-//! httpGet, grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness,
-//! startup), [`node`] (Node, Lease), [`server`] (the log and exec server), [`api`] (the
-//! narrow API doors), [`objects`] (ConfigMaps and Secrets), [`clock`], [`testing`] (the test
-//! kit: recording fakes, the worker harness, builders).
+//! persisted deadlines, [`pod::env`] and [`pod::volumes`]), [`image`] (the image service:
+//! pull, store, pull policy and back-off), [`hooks`] (lifecycle hooks: the production
+//! [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket, httpGet,
+//! grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness, startup),
+//! [`network`] (the pod network: CNI, per-pod namespaces, host-gw routes), [`node`] (Node,
+//! Lease), [`server`] (the log, exec and port-forward server), [`api`] (the narrow API
+//! doors), [`objects`] (ConfigMaps and Secrets), [`clock`], [`testing`] (the test kit:
+//! recording fakes, the worker harness, builders).
 
 pub mod agent;
 pub mod api;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod handlers;
 pub mod hooks;
 pub mod image;
+pub mod network;
 pub mod node;
 pub mod objects;
 pub mod pod;

@@ -166,6 +166,20 @@ pub fn conditions(runtime_ok: bool) -> Vec<NodeCondition> {
     ]
 }
 
+/// `NetworkUnavailable` when pods fall back to the host's network (no CNI plugins): the
+/// message says what is missing. Its status is False: the node's network works and pods
+/// run on it (True would taint the node `network-unavailable:NoSchedule` and keep every pod
+/// off it).
+fn network_condition(message: &str) -> NodeCondition {
+    NodeCondition {
+        type_: "NetworkUnavailable".to_string(),
+        status: "False".to_string(),
+        reason: Some("NoNetworkPlugin".to_string()),
+        message: Some(message.to_string()),
+        ..Default::default()
+    }
+}
+
 /// The node's status (heartbeat and transition times set from `now` and `previous`).
 pub fn node_status(
     config: &AgentConfig,
@@ -176,7 +190,11 @@ pub fn node_status(
 ) -> NodeStatus {
     let cap = capacity(config);
     let old = previous.and_then(|p| p.conditions.as_ref());
-    let conditions = conditions(runtime_ok)
+    let mut conditions = conditions(runtime_ok);
+    if let Some(message) = config.network.as_ref().and_then(crate::network::missing) {
+        conditions.insert(0, network_condition(&message));
+    }
+    let conditions = conditions
         .into_iter()
         .map(|mut c| {
             let kept = old

@@ -5,10 +5,9 @@
 //! WebSocket handshake on to `GET /exec/<ns>/<pod>/<container>?…` (or `/attach/…`) with the
 //! node's token; when the agent answers `101 Switching Protocols`, that answer goes back to
 //! the client and the two upgraded byte streams are spliced, as kube-apiserver's
-//! upgrade-aware proxy does. An agent error before the upgrade is returned as a Status. The
-//! SPDY/3.1 upgrade of older clients and port forwarding (SPDY framing) are not served: they
-//! get 400 with a message at once, so kubectl fails fast (pods share the node's network, so
-//! their ports are reachable on the node address directly).
+//! upgrade-aware proxy does ([`proxy_upgrade`], shared with [`crate::portforward`]). An
+//! agent error before the upgrade is returned as a Status. The SPDY/3.1 upgrade of older
+//! exec clients is not served: it gets 400 with a message at once.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -17,21 +16,37 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::logs::{agent_body, choose_container, kubelet_endpoint, kubelet_path};
+use crate::logs::{KubeletEndpoint, agent_body, choose_container, kubelet_endpoint, kubelet_path};
 use crate::registry::{PODS, Subresource};
 use crate::request::{Ctx, Target};
 
-/// The handshake headers passed on to the agent.
-const HANDSHAKE_HEADERS: &[&str] = &[
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
-];
-/// The answer headers passed back to the client.
-const ANSWER_HEADERS: &[&str] = &["sec-websocket-accept", "sec-websocket-protocol"];
+/// How a connection upgrade is passed on to the agent and answered.
+pub(crate) struct UpgradeKind {
+    /// The method of the request to the agent.
+    pub method: http::Method,
+    /// The `Upgrade` header of the request to the agent and of the answer.
+    pub upgrade: &'static str,
+    /// The handshake headers passed on to the agent.
+    pub request_headers: &'static [&'static str],
+    /// The answer headers passed back to the client.
+    pub answer_headers: &'static [&'static str],
+}
 
-fn upgrade_kind(ctx: &Ctx) -> Option<String> {
+/// A WebSocket upgrade.
+pub(crate) const WEBSOCKET: UpgradeKind = UpgradeKind {
+    method: http::Method::GET,
+    upgrade: "websocket",
+    request_headers: &[
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    ],
+    answer_headers: &["sec-websocket-accept", "sec-websocket-protocol"],
+};
+
+/// The client's `Upgrade` (lowercase) when it asks for an upgrade.
+pub(crate) fn upgrade_kind(ctx: &Ctx) -> Option<String> {
     let connection = ctx
         .headers
         .get_all(header::CONNECTION)
@@ -65,14 +80,7 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         .await?
         .ok_or_else(|| ApiError::not_found(&PODS, &name))?;
     if sub == Subresource::PortForward {
-        let host = pod
-            .pointer("/status/hostIP")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-            .unwrap_or("the node");
-        return Err(ApiError::bad_request(format!(
-            "pods \"{name}\": port-forward is not supported by podvisor: pods share their node's network, so connect to the pod's port on {host} directly"
-        )));
+        return crate::portforward::serve(ctx, &ns, &name, &pod).await;
     }
     let verb = if sub == Subresource::Exec {
         "exec"
@@ -126,7 +134,6 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         _ => return Err(ApiError::bad_request("Upgrade request required")),
     }
     let endpoint = kubelet_endpoint(ctx, &pod, &name).await?;
-    let (authority, token) = (&endpoint.authority, &endpoint.token);
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for c in &command {
@@ -145,6 +152,19 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
         q.finish()
     };
     let path = kubelet_path(verb, &ns, &name, &container, &query);
+    proxy_upgrade(ctx, &endpoint, path, &WEBSOCKET).await
+}
+
+/// Sends the client's upgrade request on to the agent at `endpoint` (with the node's token)
+/// and, once the agent switched protocols, splices the two upgraded connections.
+pub(crate) async fn proxy_upgrade(
+    ctx: &mut Ctx,
+    endpoint: &KubeletEndpoint,
+    path: String,
+    kind: &UpgradeKind,
+) -> Result<Response, ApiError> {
+    let core = ctx.srv.core();
+    let (authority, token) = (&endpoint.authority, &endpoint.token);
     let stream = endpoint.dial().await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -152,12 +172,14 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
     core.tasks.spawn(async move {
         let _ = conn.with_upgrades().await;
     });
-    let mut req = http::Request::get(path)
+    let mut req = http::Request::builder()
+        .method(kind.method.clone())
+        .uri(path)
         .header(header::HOST, authority.as_str())
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "websocket");
-    for h in HANDSHAKE_HEADERS {
+        .header(header::UPGRADE, kind.upgrade);
+    for h in kind.request_headers {
         for v in ctx.headers.get_all(*h) {
             req = req.header(*h, v.clone());
         }
@@ -182,8 +204,8 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
     let mut answer = http::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "websocket");
-    for h in ANSWER_HEADERS {
+        .header(header::UPGRADE, kind.upgrade);
+    for h in kind.answer_headers {
         for v in resp.headers().get_all(*h) {
             answer = answer.header(*h, v.clone());
         }

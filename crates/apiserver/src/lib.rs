@@ -23,6 +23,7 @@ pub mod objects;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+pub mod portforward;
 pub mod protobuf;
 pub mod registry;
 pub mod request;

@@ -318,16 +318,8 @@ async fn exec_attach_and_portforward_validate_like_upstream() {
             "Upgrade request required",
         ),
         ("GET", "attach?stdout=true", "Upgrade request required"),
-        (
-            "POST",
-            "portforward?ports=80",
-            "pods \"web\": port-forward is not supported",
-        ),
-        (
-            "GET",
-            "portforward?ports=80",
-            "pods \"web\": port-forward is not supported",
-        ),
+        ("POST", "portforward?ports=80", "Upgrade request required"),
+        ("GET", "portforward?ports=80", "Upgrade request required"),
     ] {
         let uri = format!("/api/v1/namespaces/default/pods/web/{sub}");
         let (s, _, b) = call(&srv, method, &uri, None, None, "").await;

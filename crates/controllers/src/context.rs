@@ -39,6 +39,8 @@ pub struct ControllerConfig {
     pub node_lifecycle: NodeLifecycleConfig,
     /// PodGC settings.
     pub pod_gc: PodGcConfig,
+    /// Node IPAM (podCIDR) settings.
+    pub node_ipam: crate::nodeipam::NodeIpamConfig,
 }
 
 /// Settings of the node lifecycle controller (spec §5.2; upstream flag names in brackets).
@@ -114,6 +116,7 @@ impl fmt::Debug for ControllerConfig {
             .field("resync", &self.resync)
             .field("node_lifecycle", &self.node_lifecycle)
             .field("pod_gc", &self.pod_gc)
+            .field("node_ipam", &self.node_ipam)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +129,7 @@ impl Default for ControllerConfig {
             clock: WallClock::system(),
             node_lifecycle: NodeLifecycleConfig::default(),
             pod_gc: PodGcConfig::default(),
+            node_ipam: crate::nodeipam::NodeIpamConfig::default(),
         }
     }
 }
@@ -253,6 +257,8 @@ pub(crate) struct Ctx {
     pub(crate) jobs: Store<Job>,
     pub(crate) nodes: Store<Node>,
     pub(crate) leases: Store<Lease>,
+    /// Wakes the node IPAM controller (a Node changed).
+    pub(crate) node_ipam: tokio::sync::Notify,
     pub(crate) rs_queue: WorkQueue<Key>,
     pub(crate) deploy_queue: WorkQueue<Key>,
     pub(crate) sts_queue: WorkQueue<Key>,

@@ -1,8 +1,8 @@
 //! podvisor controllers, all API clients on `kube`: the ReplicaSet, Deployment, StatefulSet
 //! and [Job](job) controllers, a background garbage collector, and node failure handling: the
 //! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
-//! zone disruption), the [taint eviction controller](tainteviction) (NoExecute) and
-//! [PodGC](podgc).
+//! zone disruption), the [taint eviction controller](tainteviction) (NoExecute),
+//! [PodGC](podgc) and the [node IPAM controller](nodeipam) (podCIDRs).
 //!
 //! # How they run
 //!
@@ -36,6 +36,7 @@ mod expectations;
 mod gc;
 mod job;
 mod manager;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 mod pods;

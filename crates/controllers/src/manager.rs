@@ -23,7 +23,9 @@ use crate::evictions::Evictions;
 use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
-use crate::{deployment, gc, job, nodelifecycle, podgc, replicaset, statefulset, tainteviction};
+use crate::{
+    deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset, statefulset, tainteviction,
+};
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
 /// Runs the ReplicaSet, Deployment and StatefulSet controllers, the garbage collector, the
@@ -71,6 +73,7 @@ impl ControllerManager {
             jobs,
             nodes,
             leases,
+            node_ipam: tokio::sync::Notify::new(),
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
@@ -188,6 +191,7 @@ impl ControllerManager {
         }
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -358,6 +362,7 @@ fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
     let Some(name) = &node.metadata.name else {
         return;
     };
+    ctx.node_ipam.notify_one();
     // Only a change of the NoExecute taints matters to the taint eviction controller
     // (status updates arrive every few seconds per node and would rescan its pods).
     let taints = if deleted {

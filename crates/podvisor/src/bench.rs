@@ -27,13 +27,13 @@ use crate::cli::BenchArgs;
 
 /// Latency samples in milliseconds.
 #[derive(Default, Clone)]
-struct Samples(Vec<f64>);
+pub(crate) struct Samples(Vec<f64>);
 
 impl Samples {
-    fn push(&mut self, d: Duration) {
+    pub(crate) fn push(&mut self, d: Duration) {
         self.0.push(d.as_secs_f64() * 1000.0);
     }
-    fn pct(&self, p: f64) -> f64 {
+    pub(crate) fn pct(&self, p: f64) -> f64 {
         if self.0.is_empty() {
             return f64::NAN;
         }
@@ -42,7 +42,7 @@ impl Samples {
         let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
         v[idx.min(v.len() - 1)]
     }
-    fn summary(&self) -> Value {
+    pub(crate) fn summary(&self) -> Value {
         json!({"n": self.0.len(), "p50_ms": round(self.pct(50.0)), "p90_ms": round(self.pct(90.0)), "p99_ms": round(self.pct(99.0))})
     }
 }
@@ -53,19 +53,19 @@ fn round(x: f64) -> f64 {
 
 /// Pod events seen by the client's watch, by pod name.
 #[derive(Default)]
-struct Seen {
-    running: HashMap<String, Instant>,
-    ready: HashMap<String, Instant>,
-    deleted: HashMap<String, Instant>,
+pub(crate) struct Seen {
+    pub(crate) running: HashMap<String, Instant>,
+    pub(crate) ready: HashMap<String, Instant>,
+    pub(crate) deleted: HashMap<String, Instant>,
 }
 
-struct Observer {
+pub(crate) struct Observer {
     seen: Mutex<Seen>,
     notify: Notify,
 }
 
 impl Observer {
-    fn start(api: Api<Pod>) -> (Arc<Observer>, tokio::task::JoinHandle<()>) {
+    pub(crate) fn start(api: Api<Pod>) -> (Arc<Observer>, tokio::task::JoinHandle<()>) {
         let obs = Arc::new(Observer {
             seen: Mutex::new(Seen::default()),
             notify: Notify::new(),
@@ -105,7 +105,13 @@ impl Observer {
         (obs, task)
     }
 
-    async fn wait(
+    /// When pod `name` was first seen Running (now if never).
+    pub(crate) fn running_at(&self, name: &str) -> Instant {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.running.get(name).copied().unwrap_or_else(Instant::now)
+    }
+
+    pub(crate) async fn wait(
         &self,
         timeout: Duration,
         mut done: impl FnMut(&Seen) -> bool,
@@ -126,14 +132,23 @@ impl Observer {
 }
 
 /// A `podvisor up` child process on a temporary data dir.
-struct UpProcess {
+pub(crate) struct UpProcess {
     child: Child,
     dir: tempfile::TempDir,
-    client: kube::Client,
+    pub(crate) client: kube::Client,
 }
 
 impl UpProcess {
     async fn start(node: &str) -> anyhow::Result<(UpProcess, Duration)> {
+        Self::start_with(node, false).await
+    }
+
+    /// `up` with the pod network on or off (on only where the bench has a network namespace
+    /// of its own: `bench_network`).
+    pub(crate) async fn start_with(
+        node: &str,
+        pod_network: bool,
+    ) -> anyhow::Result<(UpProcess, Duration)> {
         let dir = tempfile::Builder::new()
             .prefix("podvisor-bench")
             .tempdir()?;
@@ -154,6 +169,9 @@ impl UpProcess {
             ])
             .arg(dir.path().join("data"))
             .env("PODVISOR_LOG", "warn")
+            // Unless the bench runs in a network namespace of its own, no bridges, pod
+            // addresses or NAT rules are made: pods share the host's network.
+            .env("PODVISOR_POD_NETWORK", pod_network.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -205,7 +223,7 @@ impl UpProcess {
             .collect()
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -262,7 +280,12 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn pod_json(name: &str, command: &[&str], grace: i64, node: Option<&str>) -> anyhow::Result<Pod> {
+pub(crate) fn pod_json(
+    name: &str,
+    command: &[&str],
+    grace: i64,
+    node: Option<&str>,
+) -> anyhow::Result<Pod> {
     let mut spec = json!({
         "terminationGracePeriodSeconds": grace,
         "runtimeClassName": "host",
@@ -278,7 +301,7 @@ fn pod_json(name: &str, command: &[&str], grace: i64, node: Option<&str>) -> any
     }))?)
 }
 
-async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     match api.create(&PostParams::default(), &ns).await {
@@ -396,6 +419,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await;
         up.stop();
         result?;
+    }
+
+    if want("network") {
+        let (n, burst) = if args.quick { (10, 30) } else { (50, 100) };
+        if let Some(v) = crate::bench_network::run(n, burst).await? {
+            report["network"] = v;
+        }
     }
 
     if want("hostile") {

@@ -68,6 +68,29 @@ pub struct DataDirArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The pod network flags of the commands that run a node agent.
+#[derive(Debug, Args, Clone)]
+pub struct NetworkArgs {
+    /// Give every pod that is not `hostNetwork` a network namespace and address of its own,
+    /// through CNI (false: every pod on the host's network).
+    #[arg(long, env = "PODVISOR_POD_NETWORK", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pod_network: bool,
+    /// The CNI configuration directory; its first configuration (by file name) is used
+    /// [default: DATA_DIR/cni/net.d, podvisor's own: a bridge on the node's podCIDR is
+    /// written there when it is empty].
+    #[arg(long, env = "PODVISOR_CNI_CONF_DIR", value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are (colon-separated, searched in order).
+    #[arg(
+        long,
+        env = "PODVISOR_CNI_BIN_DIR",
+        default_value = "/opt/cni/bin:/usr/lib/cni",
+        value_name = "DIRS"
+    )]
+    pub cni_bin_dir: String,
+}
+
 /// Where the node pulls images from.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ImageArgs {
@@ -96,7 +119,7 @@ pub struct UpArgs {
     /// The node's name [default: the host name].
     #[arg(long, env = "PODVISOR_NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
-    /// The node's IP, reported as InternalIP and used as the pods' IP.
+    /// The node's IP, reported as InternalIP (and the IP of host-network pods).
     #[arg(
         long,
         env = "PODVISOR_NODE_IP",
@@ -118,6 +141,8 @@ pub struct UpArgs {
     pub encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     pub controllers: ControllerArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -190,6 +215,15 @@ pub struct ControllerArgs {
         value_name = "COUNT"
     )]
     pub terminated_pod_gc_threshold: usize,
+    /// The pods' address range: every Node gets a /24 of it as its `spec.podCIDR`
+    /// ("" allocates none).
+    #[arg(
+        long,
+        env = "PODVISOR_CLUSTER_CIDR",
+        default_value = "10.244.0.0/16",
+        value_name = "CIDR"
+    )]
+    pub cluster_cidr: String,
 }
 
 /// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`500ms`, `40s`, `5m`),
@@ -255,13 +289,15 @@ pub struct AgentArgs {
     /// The node's name.
     #[arg(long, env = "PODVISOR_NODE_NAME", value_name = "NAME")]
     pub node_name: String,
-    /// The node's IP: InternalIP, the pods' IP, and where it serves logs.
+    /// The node's IP: InternalIP, the IP of host-network pods, and where it serves logs.
     #[arg(long, env = "PODVISOR_NODE_IP", value_name = "IP")]
     pub node_ip: IpAddr,
     /// On SIGTERM terminate this node's pods gracefully before exiting (default: leave them
     /// running for re-adoption).
     #[arg(long, env = "PODVISOR_DRAIN")]
     pub drain: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -304,7 +340,8 @@ pub struct BenchArgs {
     /// Measure a peer in the same run (`podman`) when it is installed.
     #[arg(long, value_name = "PEER")]
     pub peer: Option<String>,
-    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile.
+    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile,
+    /// network (in a network namespace of the bench's own only).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_hostile;
+mod bench_network;
 mod cli;
 mod config;
 mod kubeconfig;

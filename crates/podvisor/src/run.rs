@@ -179,6 +179,7 @@ fn controller_config(args: &ControllerArgs) -> podvisor_controllers::ControllerC
     nl.startup_grace_period = args.node_startup_grace_period;
     nl.eviction_rate = args.node_eviction_rate;
     config.pod_gc.terminated_pod_threshold = args.terminated_pod_gc_threshold;
+    config.node_ipam.cluster_cidr = Some(args.cluster_cidr.clone()).filter(|c| !c.is_empty());
     config
 }
 
@@ -317,8 +318,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         podvisor_agent::AgentConfig::new(node_name.clone(), args.node_ip, data_dir.join("agent"));
     agent_config.node_token = node_token.clone();
     agent_config.drain_on_shutdown = !args.keep_pods;
-    let runtime = process_runtime(&data_dir).await?;
+    agent_config.network = network_config(&args.network, &data_dir);
+    let runtime = process_runtime(&data_dir, agent_config.network.as_ref()).await?;
     let _spares = SparesGuard(runtime.clone());
+    let agent_config_network = agent_config.network.clone();
     let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
     let agent_task = {
@@ -363,7 +366,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         }
     }
     if !args.keep_pods {
-        remove_sandboxes_left(&runtime).await;
+        remove_sandboxes_left(&runtime, agent_config_network.as_ref()).await;
     }
     scheduler_stop.cancel();
     let _ = scheduler_task.await;
@@ -378,8 +381,12 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
 /// After a drain: ends the supervisors the drain left, those of pods that had already
 /// finished (Succeeded, Failed, or never started) and so had nothing to terminate. A clean
 /// stop leaves no process behind; the pods' terminal status is already in the API.
-async fn remove_sandboxes_left(runtime: &podvisor_runtime::process::ProcessRuntime) {
+async fn remove_sandboxes_left(
+    runtime: &podvisor_runtime::process::ProcessRuntime,
+    network: Option<&podvisor_agent::network::NetworkConfig>,
+) {
     use podvisor_runtime::ContainerRuntime as _;
+    let network = network.map(|n| podvisor_agent::network::PodNetwork::new(n.clone(), None, ""));
     let sandboxes = match runtime.list().await {
         Ok(s) => s,
         Err(e) => {
@@ -388,6 +395,11 @@ async fn remove_sandboxes_left(runtime: &podvisor_runtime::process::ProcessRunti
         }
     };
     for s in sandboxes {
+        if let Some(net) = &network
+            && let Err(e) = net.teardown(&s.config.id, s.netns.as_deref()).await
+        {
+            warn!(sandbox = %s.config.id, error = %e, "cannot release a pod network after the drain");
+        }
         if let Err(e) = runtime.remove_sandbox(&s.config.id).await {
             warn!(sandbox = %s.config.id, error = %e, "cannot remove a sandbox after the drain");
         }
@@ -405,15 +417,40 @@ impl Drop for SparesGuard {
     }
 }
 
+/// The pod network of a node agent, None with `--pod-network=false`. When the plugins are
+/// missing it says so in one line (pods then use the host's network).
+fn network_config(
+    args: &crate::cli::NetworkArgs,
+    data_dir: &Path,
+) -> Option<podvisor_agent::network::NetworkConfig> {
+    use podvisor_agent::network;
+    if !args.pod_network {
+        return None;
+    }
+    let config = network::NetworkConfig::new(
+        data_dir,
+        args.cni_conf_dir.clone(),
+        network::split_dirs(&args.cni_bin_dir),
+    );
+    if let Some(missing) = network::missing(&config) {
+        warn!("{missing}");
+    }
+    Some(config)
+}
+
 async fn process_runtime(
     data_dir: &Path,
+    network: Option<&podvisor_agent::network::NetworkConfig>,
 ) -> anyhow::Result<Arc<podvisor_runtime::process::ProcessRuntime>> {
     let exe = std::env::current_exe().context("cannot find the podvisor binary")?;
-    let config = podvisor_runtime::process::ProcessRuntimeConfig::new(
+    let mut config = podvisor_runtime::process::ProcessRuntimeConfig::new(
         runtime_dir(data_dir),
         exe,
         vec!["supervise".to_string()],
     );
+    // Spares are made the way most new sandboxes will be: with a network of their own when
+    // the pod network is usable.
+    config.spare_network = network.is_some_and(|n| podvisor_agent::network::missing(n).is_none());
     let runtime = podvisor_runtime::process::ProcessRuntime::new(config)
         .await
         .context("cannot start the process runtime")?;
@@ -510,7 +547,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     );
     agent_config.node_token = token;
     agent_config.drain_on_shutdown = args.drain;
-    let runtime = process_runtime(&data_dir).await?;
+    agent_config.network = network_config(&args.network, &data_dir);
+    let agent_network = agent_config.network.clone();
+    let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;
     let _spares = SparesGuard(runtime.clone());
     let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
@@ -532,7 +571,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         r = &mut task => r,
     };
     if args.drain {
-        remove_sandboxes_left(&runtime).await;
+        remove_sandboxes_left(&runtime, agent_network.as_ref()).await;
     }
     match result {
         Ok(r) => r.map_err(anyhow::Error::from),

@@ -1,4 +1,4 @@
-//! Acceptance tests of `kubectl exec`, `cp`, `attach`, `port-forward` and eviction (`drain`)
+//! Acceptance tests of `kubectl exec`, `cp`, `attach` and eviction (`drain`)
 //! against `podvisor up`, driven only through the real `kubectl` (kubectl-wire.md §4.10,
 //! §4.11).
 
@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -295,7 +295,7 @@ spec:
 }
 
 #[test]
-fn attach_portforward_and_eviction() {
+fn attach_and_eviction() {
     let _g = serial();
     let c = Cluster::up();
     c.apply(
@@ -322,15 +322,7 @@ spec:
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn attach");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let first = rx.recv_timeout(LONG).expect("attach printed a line");
     let second = rx.recv_timeout(LONG).expect("attach printed another line");
     let _ = child.kill();
@@ -345,22 +337,6 @@ spec:
     let out = run(&c, &["attach", "-i", "talker"]);
     assert!(!out.status.success());
     assert_stderr_contains(&out, "without an open stdin");
-
-    // port-forward fails fast with a message.
-    let started = Instant::now();
-    let child = kubectl_cmd(
-        &c,
-        &["port-forward", "pod/talker", &format!("{}:80", free_port())],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn port-forward");
-    let out = wait_output(child, Duration::from_secs(30));
-    assert!(!out.status.success());
-    assert_stderr_contains(&out, "port-forward is not supported");
-    assert!(started.elapsed() < Duration::from_secs(30));
 
     // Eviction by a direct POST: the pod is deleted gracefully.
     let body = c.dir.path().join("eviction.json");

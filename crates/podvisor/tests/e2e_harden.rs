@@ -499,6 +499,7 @@ fn up_raises_its_open_file_limit_to_the_hard_limit() {
     let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
     let mut child = std::process::Command::new("bash")
         .args(["-c", &script])
+        .env("PODVISOR_POD_NETWORK", "false")
         .stdout(log.try_clone().expect("clone"))
         .stderr(log)
         .spawn()
@@ -536,50 +537,6 @@ fn up_raises_its_open_file_limit_to_the_hard_limit() {
     assert_ne!(soft, "512");
 }
 
-/// A network namespace made for one test, holding `ip`.
-struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    fn new(ip: &str) -> NetNs {
-        let name = format!("pv-harden-{}", std::process::id());
-        let sh = |cmd: &str| {
-            let out = std::process::Command::new("sh")
-                .args(["-c", cmd])
-                .output()
-                .expect("sh");
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &name])
-            .output();
-        sh(&format!("ip netns add {name}"));
-        sh(&format!("ip -n {name} link set lo up"));
-        // On lo: no interface driver is needed, and it is still not a 127/8 address.
-        sh(&format!("ip -n {name} addr add {ip}/32 dev lo"));
-        NetNs { name }
-    }
-
-    fn command(&self, program: &str) -> std::process::Command {
-        let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 /// `up --node-ip` with an address that is not loopback, in a network namespace made here:
 /// the API server dials the node's InternalIP for logs and exec, and the agent listens
 /// there, over TLS with a certificate for that IP whose hash its Node publishes.
@@ -587,7 +544,7 @@ impl Drop for NetNs {
 fn logs_and_exec_work_with_a_non_loopback_node_ip() {
     let _g = serial();
     let ip = "10.250.0.1";
-    let ns = NetNs::new(ip);
+    let ns = NetNs::new("harden").with_lo_addr(ip);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let log = std::fs::File::create(dir.path().join("up.log")).expect("log");

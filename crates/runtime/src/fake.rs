@@ -911,6 +911,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A made-up namespace path for a sandbox that asked for a network namespace of its own.
+fn fake_netns(config: &SandboxConfig) -> Option<std::path::PathBuf> {
+    config
+        .network_namespace
+        .then(|| std::path::PathBuf::from(format!("/run/netns/fake-{}", config.id)))
+}
+
 #[async_trait::async_trait]
 impl ContainerRuntime for FakeRuntime {
     async fn create_sandbox(&self, config: SandboxConfig) -> Result<SandboxStatus, RuntimeError> {
@@ -934,6 +941,7 @@ impl ContainerRuntime for FakeRuntime {
             state: SandboxState::Ready,
             created_at,
             containers: Vec::new(),
+            netns: fake_netns(&config),
         };
         st.sandboxes.insert(
             config.id.clone(),
@@ -1402,6 +1410,7 @@ impl ContainerRuntime for FakeRuntime {
                     .filter_map(|id| st.containers.get(id))
                     .map(|c| c.status.clone())
                     .collect(),
+                netns: fake_netns(&sb.config),
             })
             .collect())
     }
@@ -1422,6 +1431,7 @@ impl ContainerRuntime for FakeRuntime {
                 .filter_map(|id| st.containers.get(id))
                 .map(|c| c.status.clone())
                 .collect(),
+            netns: fake_netns(&sb.config),
         })
     }
 

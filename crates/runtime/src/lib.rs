@@ -152,6 +152,10 @@ pub struct SandboxConfig {
     pub annotations: BTreeMap<String, String>,
     /// Limits for the sandbox as a whole.
     pub resources: Resources,
+    /// Give the sandbox a network namespace of its own (with `lo` up), held by its
+    /// supervisor; its path is [`SandboxStatus::netns`]. False: the host's network.
+    #[serde(default)]
+    pub network_namespace: bool,
 }
 
 /// What a container is made from.
@@ -341,6 +345,9 @@ pub struct SandboxStatus {
     pub created_at: SystemTime,
     /// Its containers, including exited ones not yet removed.
     pub containers: Vec<ContainerStatus>,
+    /// The path of its own network namespace (`/proc/<supervisor>/ns/net`) while the
+    /// supervisor that holds it is alive; None for a sandbox on the host's network.
+    pub netns: Option<PathBuf>,
 }
 
 /// A container ended (reported once on the event stream).

@@ -35,11 +35,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PodSpec;
-use podvisor_runtime::{RuntimeError, SandboxState};
+use podvisor_runtime::SandboxState;
 use tokio::time::Instant;
 
 use super::restart::RestartPolicy;
-use super::spec::sandbox_config;
 use super::worker::{PodWorker, RuntimeNote};
 use crate::api::EventType;
 
@@ -67,7 +66,7 @@ impl PodWorker {
                 "SandboxChanged",
                 SANDBOX_CHANGED_MESSAGE.into(),
             );
-            if let Err(e) = self.ctx.runtime.remove_sandbox(&self.uid).await {
+            if let Err(e) = self.release_sandbox().await {
                 tracing::warn!(error = %e, "cannot remove the dead sandbox; retrying");
                 self.wake_at(Instant::now() + Duration::from_secs(1));
                 return false;
@@ -85,13 +84,8 @@ impl PodWorker {
             }
         }
         if !self.sandbox_ready {
-            match self
-                .ctx
-                .runtime
-                .create_sandbox(sandbox_config(&self.pod))
-                .await
-            {
-                Ok(_) | Err(RuntimeError::AlreadyExists { .. }) => self.sandbox_ready = true,
+            match self.create_sandbox().await {
+                Ok(()) => self.sandbox_ready = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot create the sandbox");
                     self.event(

@@ -160,5 +160,6 @@ pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
         labels: pod_labels(pod),
         annotations: BTreeMap::new(),
         resources: Resources::default(),
+        network_namespace: false,
     }
 }

@@ -88,8 +88,10 @@ pub struct StatusInput<'a> {
     pub init_containers: Vec<ContainerView<'a>>,
     /// Final status of a deleted/drained pod (§1.5).
     pub pod_is_terminal: bool,
-    /// The node's IP (also the pod IP for now).
+    /// The node's IP.
     pub host_ip: &'a str,
+    /// The pod's own addresses (empty: the host's network, the pod's IP is the node's).
+    pub pod_ips: &'a [String],
     /// When the agent first saw the pod.
     pub start_time: SystemTime,
     /// Now.
@@ -308,7 +310,21 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         None => (None, None),
     };
     let ip = input.host_ip.to_string();
-    let pod_ip = (input.sandbox_ready || old.pod_ip.is_some()).then(|| ip.clone());
+    let own = if input.pod_ips.is_empty() {
+        vec![ip.clone()]
+    } else {
+        input.pod_ips.to_vec()
+    };
+    // Set once the sandbox is up; a terminal pod whose sandbox is gone keeps what it had.
+    let pod_ips: Option<Vec<String>> = if input.sandbox_ready {
+        Some(own)
+    } else {
+        old.pod_ips
+            .as_ref()
+            .map(|l| l.iter().map(|p| p.ip.clone()).collect())
+            .or_else(|| old.pod_ip.clone().map(|p| vec![p]))
+    };
+    let pod_ip = pod_ips.as_ref().and_then(|l| l.first().cloned());
     PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
@@ -317,7 +333,7 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         ephemeral_container_statuses: old.ephemeral_container_statuses.clone(),
         host_ip: Some(ip.clone()),
         host_ips: Some(vec![HostIP { ip: ip.clone() }]),
-        pod_ips: pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+        pod_ips: pod_ips.map(|l| l.into_iter().map(|ip| PodIP { ip }).collect()),
         pod_ip,
         start_time: Some(
             old.start_time
@@ -434,6 +450,7 @@ mod tests {
             init_containers: Vec::new(),
             pod_is_terminal: terminal,
             host_ip: "10.0.0.1",
+            pod_ips: &[],
             start_time: t(0),
             now: t(3),
             reason: None,

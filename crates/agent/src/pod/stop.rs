@@ -344,7 +344,7 @@ impl PodWorker {
             events: self.ctx.events.clone(),
             clock: self.ctx.clock.clone(),
             pod_ref: self.pod_ref(),
-            pod_ip: self.ctx.node_ip.clone(),
+            pod_ip: self.pod_ip(),
             object_gone: self.object_gone(),
             deadline,
             exited: self.exited_tx.subscribe(),

@@ -101,7 +101,7 @@ impl PodWorker {
                 &self.pod,
                 self.ctx.runtime.clone(),
                 &self.ctx.clock,
-                &self.ctx.node_ip,
+                &self.pod_ip(),
             );
         }
         if self.last_written.is_none() {
@@ -358,15 +358,8 @@ impl PodWorker {
             stored.as_ref(),
             &image,
         );
-        let applied = applied.and_then(|ids| {
-            if config.rootfs.is_some() {
-                let etc =
-                    super::etc_files::mounts(self.volumes.dir(), &self.pod, &self.ctx.node_ip)
-                        .map_err(|e| format!("write the pod's /etc files: {e}"))?;
-                config.mounts.extend(etc);
-            }
-            Ok(ids)
-        });
+        let etc = self.etc_mounts(&config.mounts, config.rootfs.is_some());
+        config.mounts.extend(etc);
         let created = match applied {
             Ok(ids) => self
                 .ctx
@@ -567,7 +560,7 @@ impl PodWorker {
             pod_name: self.name.clone(),
             pod_namespace: self.namespace.clone(),
             pod_uid: self.uid.clone(),
-            pod_ip: self.ctx.node_ip.clone(),
+            pod_ip: self.pod_ip(),
             container: c.clone(),
             container_id: id.clone(),
         };
@@ -627,12 +620,16 @@ impl PodWorker {
 }
 
 /// What the environment and the volumes of `pod` are resolved against on this node.
-fn env_sources<'a>(pod: &'a Pod, ctx: &'a WorkerCtx) -> EnvSources<'a> {
+fn env_sources<'a>(pod: &'a Pod, ctx: &'a WorkerCtx, pod_ips: &[String]) -> EnvSources<'a> {
     let ips = vec![ctx.node_ip.clone()];
     EnvSources {
         pod,
-        host_ips: ips.clone(),
-        pod_ips: ips,
+        pod_ips: if pod_ips.is_empty() {
+            ips.clone()
+        } else {
+            pod_ips.to_vec()
+        },
+        host_ips: ips,
         allocatable: &ctx.allocatable,
         objects: ctx.objects.as_ref(),
     }
@@ -642,7 +639,7 @@ impl PodWorker {
     /// The container's environment (`env.rs`), or None after reporting a
     /// CreateContainerConfigError (waiting reason, `Failed` event, retry after the back-off).
     pub(super) async fn resolve_env(&mut self, c: &Container) -> Option<Vec<(String, String)>> {
-        match env::resolve(&env_sources(&self.pod, &self.ctx), c).await {
+        match env::resolve(&env_sources(&self.pod, &self.ctx, &self.pod_ips), c).await {
             Ok(env) => {
                 if let Some(rec) = self.containers.get_mut(&c.name) {
                     rec.lifecycle.config_resolved();
@@ -771,7 +768,7 @@ impl PodWorker {
         c: &Container,
         env: &[(String, String)],
     ) -> Option<Vec<podvisor_runtime::Mount>> {
-        let sources = env_sources(&self.pod, &self.ctx);
+        let sources = env_sources(&self.pod, &self.ctx, &self.pod_ips);
         match self.volumes.container_mounts(&sources, c, env).await {
             Ok(m) => {
                 if let Some(at) = self.volumes.next_refresh() {
@@ -812,7 +809,7 @@ impl PodWorker {
     /// Rewrites the pod's configMap/secret/downwardAPI volumes that changed, at most every
     /// `volumes::REFRESH_INTERVAL`, and wakes the worker for the next refresh.
     pub(super) async fn refresh_volumes(&mut self) {
-        let sources = env_sources(&self.pod, &self.ctx);
+        let sources = env_sources(&self.pod, &self.ctx, &self.pod_ips);
         if let Some(at) = self.volumes.refresh(&sources).await {
             self.wake_at(at);
         }

@@ -96,6 +96,8 @@ pub struct WorkerCtx {
     pub backoff_initial: Duration,
     /// Maximum crash back-off.
     pub backoff_max: Duration,
+    /// The pod network (None: every pod on the host's network).
+    pub network: Option<Arc<crate::network::PodNetwork>>,
     /// The image service; None: images are not pulled (every image counts as present).
     pub images: Option<Arc<crate::image::ImageManager>>,
 }
@@ -156,6 +158,10 @@ pub struct PodWorker {
     pub(super) pod: Arc<Pod>,
     pub(super) state: PodWorkerState,
     pub(super) sandbox_ready: bool,
+    /// The pod's own addresses (empty: the host's network).
+    pub(super) pod_ips: Vec<String>,
+    /// Whether the `MissingClusterDNS` warning was given (once per worker).
+    pub(super) dns_warned: bool,
     /// The sandbox's supervisor is gone (`sandbox.rs`): re-create it before anything runs.
     pub(super) sandbox_dead: bool,
     /// Init containers run again from the first in a new sandbox (`sandbox.rs`).
@@ -217,6 +223,8 @@ impl PodWorker {
             pod,
             state: PodWorkerState::Syncing,
             sandbox_ready: false,
+            pod_ips: Vec::new(),
+            dns_warned: false,
             sandbox_dead: false,
             reinitializing: false,
             containers: BTreeMap::new(),
@@ -256,6 +264,9 @@ impl PodWorker {
     /// Takes over the runtime's view of the pod (agent restart): nothing is restarted.
     pub(super) fn adopt(&mut self, sb: SandboxStatus) {
         self.sandbox_ready = sb.state == SandboxState::Ready;
+        if let Some(net) = &self.ctx.network {
+            self.pod_ips = net.cached_ips(&sb.config.id).unwrap_or_default();
+        }
         self.sandbox_dead = !self.sandbox_ready;
         let mut exited = HashSet::new();
         for c in sb.containers {
@@ -609,8 +620,70 @@ impl PodWorker {
         }
     }
 
+    /// The pod's IP: its own, or the node's on the host's network.
+    pub(super) fn pod_ip(&self) -> String {
+        self.pod_ips
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.ctx.node_ip.clone())
+    }
+
+    /// Creates the sandbox (or finds it made) and, unless the pod uses the host's network,
+    /// sets up its network before any container exists; a failed network setup removes the
+    /// sandbox again.
+    pub(super) async fn create_sandbox(&mut self) -> Result<(), String> {
+        let mut config = super::spec::sandbox_config(&self.pod);
+        let net = self.ctx.network.clone();
+        config.network_namespace = net.as_ref().is_some_and(|n| n.wants_namespace(&self.pod));
+        let sb = match self.ctx.runtime.create_sandbox(config).await {
+            Ok(sb) => sb,
+            Err(podvisor_runtime::RuntimeError::AlreadyExists { .. }) => {
+                if let Some(net) = &net {
+                    self.pod_ips = net.cached_ips(&self.uid).unwrap_or_default();
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let (Some(net), Some(netns)) = (net, sb.netns) else {
+            self.pod_ips.clear();
+            return Ok(());
+        };
+        match net.setup(&self.pod, &self.uid, &netns).await {
+            Ok(ips) => {
+                self.pod_ips = ips;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(r) = self.ctx.runtime.remove_sandbox(&self.uid).await {
+                    tracing::warn!(error = %r, "cannot remove the sandbox after a network failure");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the sandbox, its network first (DEL while the namespace still exists: the
+    /// IP is released only now that no container is left).
+    pub(super) async fn release_sandbox(&mut self) -> Result<(), podvisor_runtime::RuntimeError> {
+        if let Some(net) = &self.ctx.network {
+            let netns = (self.ctx.runtime.sandbox_status(&self.uid).await)
+                .ok()
+                .and_then(|s| s.netns);
+            net.teardown(&self.uid, netns.as_deref())
+                .await
+                .map_err(|message| podvisor_runtime::RuntimeError::Os {
+                    operation: "tear down the pod network".into(),
+                    message,
+                })?;
+        }
+        self.ctx.runtime.remove_sandbox(&self.uid).await?;
+        self.pod_ips.clear();
+        Ok(())
+    }
+
     pub(super) async fn remove_sandbox(&mut self) {
-        match self.ctx.runtime.remove_sandbox(&self.uid).await {
+        match self.release_sandbox().await {
             Ok(()) => {
                 self.sandbox_ready = false;
                 self.remove_volumes();
@@ -644,7 +717,7 @@ impl PodWorker {
         let remove =
             !matches!(why, Why::Completed | Why::DeadlineExceeded) || delete_object || object_gone;
         if remove {
-            if let Err(e) = self.ctx.runtime.remove_sandbox(&self.uid).await {
+            if let Err(e) = self.release_sandbox().await {
                 tracing::warn!(error = %e, "cannot remove the sandbox; retrying");
                 self.wake_at(Instant::now() + Duration::from_millis(200));
                 return;
@@ -735,6 +808,7 @@ impl PodWorker {
             init_containers: init_views,
             pod_is_terminal,
             host_ip: &self.ctx.node_ip,
+            pod_ips: &self.pod_ips,
             start_time: self.start_time,
             now: self.ctx.clock.now(),
             reason: if deadline_exceeded {

@@ -44,6 +44,26 @@ pub(crate) struct Target {
     pub(crate) running: bool,
 }
 
+/// The newest sandbox of pod `ns`/`pod`.
+pub(crate) async fn find_sandbox(
+    runtime: &dyn ContainerRuntime,
+    ns: &str,
+    pod: &str,
+) -> Result<podvisor_runtime::SandboxStatus, Response> {
+    let sandboxes = runtime
+        .list()
+        .await
+        .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime: {e}")))?;
+    sandboxes
+        .into_iter()
+        .filter(|s| {
+            s.config.labels.get(LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
+                && s.config.labels.get(LABEL_POD_NAME).map(String::as_str) == Some(pod)
+        })
+        .max_by_key(|s| s.created_at)
+        .ok_or_else(|| plain(StatusCode::NOT_FOUND, format!("pods \"{pod}\" not found")))
+}
+
 pub(crate) async fn find(
     runtime: &dyn ContainerRuntime,
     ns: &str,
@@ -51,18 +71,7 @@ pub(crate) async fn find(
     container: &str,
     previous: bool,
 ) -> Result<Target, Response> {
-    let sandboxes = runtime
-        .list()
-        .await
-        .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime: {e}")))?;
-    let sb = sandboxes
-        .into_iter()
-        .filter(|s| {
-            s.config.labels.get(LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
-                && s.config.labels.get(LABEL_POD_NAME).map(String::as_str) == Some(pod)
-        })
-        .max_by_key(|s| s.created_at)
-        .ok_or_else(|| plain(StatusCode::NOT_FOUND, format!("pods \"{pod}\" not found")))?;
+    let sb = find_sandbox(runtime, ns, pod).await?;
     let mut instances: Vec<_> = sb
         .containers
         .into_iter()

@@ -1,24 +1,29 @@
 //! The node agent's HTTP server for the API server's proxied subresources: `pods/log`
-//! ([`logs`], the kubelet's `/containerLogs`) and `pods/exec` / `pods/attach` ([`exec`],
-//! the kubelet's `/exec` and `/attach` over WebSocket).
+//! ([`logs`], the kubelet's `/containerLogs`), `pods/exec` / `pods/attach` ([`exec`],
+//! the kubelet's `/exec` and `/attach` over WebSocket) and `pods/portforward`
+//! ([`portforward`], the kubelet's `/portForward`, SPDY/3.1 over WebSocket or upgraded HTTP).
 //!
 //! ```text
 //! LogServer::bind(addr, runtime, token, clock, tls) ── serve(shutdown)
 //!     ├─ /containerLogs/{ns}/{pod}/{container}   logs::router
 //!     ├─ /exec/{ns}/{pod}/{container}            exec::router
-//!     └─ /attach/{ns}/{pod}/{container}          exec::router
+//!     ├─ /attach/{ns}/{pod}/{container}          exec::router
+//!     └─ /portForward/{ns}/{pod}                 portforward::router
 //! ```
 //!
 //! Served over TLS with the node's serving certificate ([`tls`]: SANs the node's IP and
 //! hostname, its hash published on the Node for the API server to check). Every request
 //! carries the node's bearer token. Both endpoints find the container
 //! instance through the runtime's labels ([`common`]); attach reads the log file as
-//! `logs -f` does. Imports go one way: this module → logs, exec; exec → logs; both →
-//! common.
+//! `logs -f` does; port-forward finds the pod's sandbox and its network namespace the
+//! same way. Imports go one way: this module → logs, exec, portforward; exec → logs;
+//! portforward → spdy; all → common.
 
 pub mod common;
 pub mod exec;
 pub mod logs;
+pub mod portforward;
+pub mod spdy;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -61,8 +66,9 @@ impl LogServer {
                 message: e.to_string(),
             })?;
         let token: Arc<str> = Arc::from(token);
-        let router =
-            logs::router(runtime.clone(), token.clone(), clock).merge(exec::router(runtime, token));
+        let router = logs::router(runtime.clone(), token.clone(), clock)
+            .merge(exec::router(runtime.clone(), token.clone()))
+            .merge(portforward::router(runtime, token));
         Ok(LogServer {
             listener,
             router,

@@ -164,6 +164,7 @@ impl WorkerHarness {
             allocatable: Default::default(),
             backoff_initial: s(10),
             backoff_max: s(300),
+            network: None,
             images: None,
         })
     }

@@ -39,11 +39,27 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts podvisor with `args` in the machine's own network namespace, where pods must
+    /// not get networks of their own (no bridges, pod addresses or NAT rules here): the pod
+    /// network is off.
     pub fn start(name: &str, args: &[String], log_dir: &Path) -> Process {
+        let mut cmd = Command::new(binary());
+        cmd.env("PODVISOR_POD_NETWORK", "false");
+        Self::spawn(cmd, name, args, log_dir)
+    }
+
+    /// Starts podvisor with `args` inside the test's network namespace `ns`, pod network on.
+    pub fn start_in(ns: &NetNs, name: &str, args: &[String], log_dir: &Path) -> Process {
+        let mut cmd = ns.command(binary().to_str().expect("utf8"));
+        cmd.env("PODVISOR_POD_NETWORK", "true");
+        Self::spawn(cmd, name, args, log_dir)
+    }
+
+    fn spawn(mut cmd: Command, name: &str, args: &[String], log_dir: &Path) -> Process {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("clone");
-        let child = Command::new(binary())
+        let child = cmd
             .args(args)
             .env("PODVISOR_LOG", "info")
             .stdin(Stdio::null())
@@ -99,14 +115,77 @@ impl Process {
     }
 }
 
+/// A network namespace made for one test (`ip netns add`, `lo` up), deleted on drop. Whatever
+/// runs in it (a cluster with pod networking, kubectl, clients) can neither see nor touch the
+/// machine's own interfaces, routes or NAT rules.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    /// A fresh namespace `podvisor-test-<tag>-<pid>` with `lo` up.
+    pub fn new(tag: &str) -> NetNs {
+        let name = format!("podvisor-test-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&format!("ip netns add {name}"));
+        sh(&format!("ip -n {name} link set lo up"));
+        NetNs { name }
+    }
+
+    /// Adds `ip`/32 on `lo` (a node address that is not loopback, without any driver).
+    pub fn with_lo_addr(self, ip: &str) -> NetNs {
+        sh(&format!("ip -n {} addr add {ip}/32 dev lo", self.name));
+        self
+    }
+
+    /// `program` to run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs a shell command line inside the namespace; its output (success or not).
+    pub fn sh(&self, cmd: &str) -> Output {
+        self.command("sh")
+            .args(["-c", cmd])
+            .stdin(Stdio::null())
+            .output()
+            .expect("sh in netns")
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Runs a shell command line and asserts it succeeded.
+pub fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A single-node cluster from `podvisor up`.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub up: Process,
     pub node: String,
-    /// Extra `up` flags (kept for restarts).
+    /// The test's network namespace the whole cluster (and kubectl) runs in, for clusters
+    /// with pod networking.
+    pub netns: Option<NetNs>,
+    /// Extra flags of `up`.
     pub extra: Vec<String>,
+    /// The address the API server listens on (with `port`).
+    pub listen_ip: String,
 }
 
 impl Cluster {
@@ -129,37 +208,91 @@ impl Cluster {
     }
 
     fn up_in_with(dir: tempfile::TempDir, port: u16, extra: Vec<String>) -> Cluster {
+        Self::start(dir, port, None, extra)
+    }
+
+    /// A cluster with pod networking, entirely inside the network namespace `ns` (made by
+    /// the test), its node at `node_ip`, with `extra` flags for `up`.
+    pub fn up_in_netns(ns: NetNs, node_ip: &str, extra: &[&str]) -> Cluster {
+        Self::up_in_netns_at(ns, "127.0.0.1", node_ip, extra)
+    }
+
+    /// The same with the API server listening on `listen_ip`:6443.
+    pub fn up_in_netns_at(ns: NetNs, listen_ip: &str, node_ip: &str, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("podvisor-e2e")
+            .tempdir()
+            .expect("tempdir");
+        let mut flags = vec!["--node-ip".to_string(), node_ip.to_string()];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_at(dir, listen_ip, 6443, Some(ns), flags)
+    }
+
+    fn start(
+        dir: tempfile::TempDir,
+        port: u16,
+        netns: Option<NetNs>,
+        extra: Vec<String>,
+    ) -> Cluster {
+        Self::start_at(dir, "127.0.0.1", port, netns, extra)
+    }
+
+    fn start_at(
+        dir: tempfile::TempDir,
+        listen_ip: &str,
+        port: u16,
+        netns: Option<NetNs>,
+        extra: Vec<String>,
+    ) -> Cluster {
         let node = "e2e-node".to_string();
-        let up = Self::start_up(dir.path(), port, &node, &extra);
+        let listen = format!("{listen_ip}:{port}");
+        let up = Self::start_up(dir.path(), &listen, &node, netns.as_ref(), &extra);
         let cluster = Cluster {
             dir,
             port,
             up,
             node,
+            netns,
             extra,
+            listen_ip: listen_ip.to_string(),
         };
         cluster.wait_ready(Duration::from_secs(60));
         cluster
     }
 
-    fn start_up(dir: &Path, port: u16, node: &str, extra: &[String]) -> Process {
+    fn start_up(
+        dir: &Path,
+        listen: &str,
+        node: &str,
+        netns: Option<&NetNs>,
+        extra: &[String],
+    ) -> Process {
         let mut args: Vec<String> = vec![
             "up".into(),
             "--data-dir".into(),
             dir.join("data").display().to_string(),
             "--listen".into(),
-            format!("127.0.0.1:{port}"),
+            listen.to_string(),
             "--node-name".into(),
             node.into(),
         ];
-        args.extend_from_slice(extra);
-        Process::start("up", &args, dir)
+        args.extend(extra.iter().cloned());
+        match netns {
+            Some(ns) => Process::start_in(ns, "up", &args, dir),
+            None => Process::start("up", &args, dir),
+        }
     }
 
     /// Restarts `up` on the same data dir (after it exited or was killed).
     pub fn restart(&mut self) {
         self.up.kill9();
-        self.up = Self::start_up(self.dir.path(), self.port, &self.node, &self.extra);
+        self.up = Self::start_up(
+            self.dir.path(),
+            &format!("{}:{}", self.listen_ip, self.port),
+            &self.node,
+            self.netns.as_ref(),
+            &self.extra,
+        );
         self.wait_ready(Duration::from_secs(60));
     }
 
@@ -193,7 +326,16 @@ impl Cluster {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl(&self.kubeconfig(), args)
+        match &self.netns {
+            Some(ns) => ns
+                .command("kubectl")
+                .args(args)
+                .env("KUBECONFIG", self.kubeconfig())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run kubectl"),
+            None => kubectl(&self.kubeconfig(), args),
+        }
     }
 
     /// Runs kubectl and asserts success; returns stdout.
@@ -386,4 +528,19 @@ pub fn marker(name: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("pv-e2e-{name}-{}-{n}", std::process::id())
+}
+
+/// The lines a child writes to its piped stdout, read by a thread of their own (so a test
+/// can wait for one with a timeout). The thread reads to the end even when nobody listens
+/// any more: the child must never write to a closed pipe.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }

@@ -2,12 +2,33 @@
 
 use std::path::Path;
 
-use super::{Process, binary, kubectl};
+use super::{NetNs, Process, binary, kubectl};
 
 /// Creates a node token `name` in the server's data dir `server_dir`, writes it to
 /// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
 /// 127.0.0.`n`, data dir `dir/<name>`, `--drain`, its log in `dir`.
 pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) -> Process {
+    let server = format!("https://127.0.0.1:{port}");
+    start_agent_at(
+        None,
+        name,
+        &server,
+        &format!("127.0.0.{n}"),
+        server_dir,
+        dir,
+    )
+}
+
+/// The same for the server at `server` (a URL), node IP `node_ip`, in the test's network
+/// namespace `ns` (pod network on) or the machine's own (`None`, pod network off).
+pub fn start_agent_at(
+    ns: Option<&NetNs>,
+    name: &str,
+    server: &str,
+    node_ip: &str,
+    server_dir: &Path,
+    dir: &Path,
+) -> Process {
     let token = std::process::Command::new(binary())
         .args(["token", "create", "node", name, "--data-dir"])
         .arg(server_dir)
@@ -20,26 +41,26 @@ pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) 
     );
     let token_file = dir.join(format!("{name}.token"));
     std::fs::write(&token_file, &token.stdout).expect("write token");
-    Process::start(
-        name,
-        &[
-            "agent".into(),
-            "--server".into(),
-            format!("https://127.0.0.1:{port}"),
-            "--ca-file".into(),
-            server_dir.join("ca.crt").display().to_string(),
-            "--token-file".into(),
-            token_file.display().to_string(),
-            "--node-name".into(),
-            name.to_string(),
-            "--node-ip".into(),
-            format!("127.0.0.{n}"),
-            "--data-dir".into(),
-            dir.join(name).display().to_string(),
-            "--drain".into(),
-        ],
-        dir,
-    )
+    let args: Vec<String> = vec![
+        "agent".into(),
+        "--server".into(),
+        server.into(),
+        "--ca-file".into(),
+        server_dir.join("ca.crt").display().to_string(),
+        "--token-file".into(),
+        token_file.display().to_string(),
+        "--node-name".into(),
+        name.to_string(),
+        "--node-ip".into(),
+        node_ip.into(),
+        "--data-dir".into(),
+        dir.join(name).display().to_string(),
+        "--drain".into(),
+    ];
+    match ns {
+        Some(ns) => Process::start_in(ns, name, &args, dir),
+        None => Process::start(name, &args, dir),
+    }
 }
 
 /// Starts `podvisor server` on 127.0.0.1:`port` with its data in `dir/server`, `extra` flags

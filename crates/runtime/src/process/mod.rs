@@ -83,6 +83,7 @@
 
 mod cgroup;
 mod logs;
+pub mod netns;
 mod proto;
 mod rootfs;
 mod spawn;
@@ -140,6 +141,9 @@ pub struct ProcessRuntimeConfig {
     /// How many supervisors to keep started ahead of time (namespaces made, socket bound): a
     /// new sandbox adopts one instead of waiting for a process to start. 0 disables.
     pub spare_supervisors: usize,
+    /// Whether spare supervisors hold a network namespace of their own: only sandboxes that
+    /// ask for the same ([`SandboxConfig::network_namespace`]) adopt them.
+    pub spare_network: bool,
 }
 
 impl ProcessRuntimeConfig {
@@ -159,6 +163,7 @@ impl ProcessRuntimeConfig {
             cgroups: true,
             request_timeout: Duration::from_secs(30),
             spare_supervisors: 1,
+            spare_network: false,
         }
     }
 }
@@ -258,7 +263,10 @@ async fn start_spare(inner: std::sync::Weak<Inner>, delay: Duration) {
     let dir = strong.sandboxes.join(name);
     let config = strong.config.clone();
     let rec = SandboxRecord {
-        config: SandboxConfig::default(),
+        config: SandboxConfig {
+            network_namespace: config.spare_network,
+            ..SandboxConfig::default()
+        },
         created_at: wall_now(),
         cgroups: Vec::new(),
         log_max_bytes: config.log_max_bytes,
@@ -490,9 +498,19 @@ impl ProcessRuntime {
 
     /// The host PID of a sandbox's supervisor, if it is alive.
     pub fn supervisor_pid(&self, id: &str) -> Option<u32> {
+        self.live_supervisor(id).map(|rec| rec.host_pid)
+    }
+
+    fn live_supervisor(&self, id: &str) -> Option<SupervisorRecord> {
         let rec: SupervisorRecord =
             read_json(&self.sandbox_dir(id).join("supervisor.json")).ok()??;
-        process_alive(rec.host_pid, rec.start_ticks).then_some(rec.host_pid)
+        process_alive(rec.host_pid, rec.start_ticks).then_some(rec)
+    }
+
+    /// The path of a sandbox's own network namespace, while its supervisor holds one.
+    fn netns(&self, id: &str) -> Option<PathBuf> {
+        let rec = self.live_supervisor(id)?;
+        rec.network.then(|| netns::netns_of(rec.host_pid))
     }
 
     async fn adopt(&self) {
@@ -693,7 +711,8 @@ impl ProcessRuntime {
         let rec: SandboxRecord = read_json(&dir.join("sandbox.json"))
             .map_err(|e| os("read sandbox record", e))?
             .ok_or_else(|| RuntimeError::SandboxNotFound { id: id.to_string() })?;
-        let ready = self.supervisor_pid(id).is_some() && !lock(&self.inner.removing).contains(id);
+        let supervisor = self.live_supervisor(id);
+        let ready = supervisor.is_some() && !lock(&self.inner.removing).contains(id);
         let mut containers = Vec::new();
         for c in container_dirs(&dir) {
             match read_container(&c, id) {
@@ -712,6 +731,9 @@ impl ProcessRuntime {
             },
             created_at: rec.created_at,
             containers,
+            netns: supervisor
+                .filter(|s| s.network)
+                .map(|s| netns::netns_of(s.host_pid)),
         })
     }
 }
@@ -896,7 +918,11 @@ impl ContainerRuntime for ProcessRuntime {
             log_max_bytes: self.inner.config.log_max_bytes,
             namespaces: self.inner.namespaces,
         };
-        let spare = lock(&self.inner.spares).pop();
+        let spare = if config.network_namespace == self.inner.config.spare_network {
+            lock(&self.inner.spares).pop()
+        } else {
+            None
+        };
         let mut ready = false;
         if let Some(spare) = spare {
             // Claim: move its directory into place, give it the record, adopt + watch.
@@ -944,11 +970,20 @@ impl ContainerRuntime for ProcessRuntime {
                 return Err(e);
             }
         }
+        let netns = self.netns(&id);
+        if config.network_namespace && netns.is_none() {
+            let _ = self.remove_sandbox(&id).await;
+            return Err(os(
+                "create sandbox",
+                "no network namespace of its own: the runtime runs without namespaces",
+            ));
+        }
         Ok(SandboxStatus {
             config,
             state: SandboxState::Ready,
             created_at: rec.created_at,
             containers: Vec::new(),
+            netns,
         })
     }
 

@@ -127,6 +127,9 @@ pub(crate) struct SupervisorRecord {
     pub start_ticks: u64,
     /// Whether it holds the sandbox's own namespaces (it is PID 1 of the pid namespace).
     pub namespaces: bool,
+    /// Whether it holds the sandbox's own network namespace.
+    #[serde(default)]
+    pub network: bool,
 }
 
 /// `containers/<id>/container.json`.

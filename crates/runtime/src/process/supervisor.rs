@@ -113,14 +113,22 @@ fn launch(dir: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("no sandbox record in {}", dir.display()))?;
     let _ = nix::unistd::setsid();
     let mut namespaces = false;
+    let mut network = false;
     let mut note = None;
     if rec.namespaces {
         use nix::sched::CloneFlags;
-        match nix::sched::unshare(
-            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
-        ) {
+        let mut flags =
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+        if rec.config.network_namespace {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        match nix::sched::unshare(flags) {
             Ok(()) => {
                 namespaces = true;
+                if rec.config.network_namespace {
+                    super::netns::loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
+                    network = true;
+                }
                 if !rec.config.hostname.is_empty() {
                     nix::unistd::sethostname(&rec.config.hostname)
                         .map_err(|e| format!("sethostname {:?}: {e}", rec.config.hostname))?;
@@ -137,7 +145,7 @@ fn launch(dir: &Path) -> Result<(), String> {
     match spawn::fork_supervisor() {
         Ok(0) => {
             drop(rd);
-            let code = run(dir, rec, wr, namespaces, note);
+            let code = run(dir, rec, wr, (namespaces, network), note);
             std::process::exit(code);
         }
         Ok(_) => {}
@@ -170,7 +178,7 @@ fn run(
     dir: &Path,
     rec: SandboxRecord,
     ready: OwnedFd,
-    namespaces: bool,
+    (namespaces, network): (bool, bool),
     note: Option<String>,
 ) -> i32 {
     let mut ready = File::from(ready);
@@ -239,6 +247,7 @@ fn run(
         host_pid,
         start_ticks: start_ticks(host_pid).unwrap_or(0),
         namespaces,
+        network,
     };
     if let Err(e) = write_json(&dir.join("supervisor.json"), &record, false) {
         return fail(&mut ready, format!("write supervisor.json: {e}"));
