@@ -48,6 +48,54 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `propagationPolicy` (or the deprecated `orphanDependents`): `Orphan`, `Background`
+    /// or `Foreground`; `None` keeps the object's finalizers as they are.
+    pub propagation_policy: Option<String>,
+}
+
+/// The finalizer the garbage collector honours for `propagationPolicy: Foreground`.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer the garbage collector honours for `propagationPolicy: Orphan`.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+/// Kinds whose dependents the garbage collector tracks: deleting one with `Orphan` or
+/// `Foreground` propagation gets the matching finalizer (other kinds have no dependents
+/// the collector could wait for, so their deletion stays background).
+fn collects_dependents(kind: &ResourceKind) -> bool {
+    matches!(
+        (kind.group, kind.kind),
+        (
+            "apps",
+            "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet"
+        ) | ("batch", "Job" | "CronJob")
+            | ("", "ReplicationController")
+    )
+}
+
+/// Upstream's `deletionFinalizersForGarbageCollection`: the object's finalizers after a
+/// delete with `policy` (`Orphan` adds `orphan` and drops `foregroundDeletion`,
+/// `Foreground` the reverse, `Background` drops both). `None` when nothing changes.
+fn gc_finalizers(kind: &ResourceKind, obj: &Value, policy: Option<&str>) -> Option<Vec<String>> {
+    if !collects_dependents(kind) {
+        return None;
+    }
+    let (add, drop): (Option<&str>, &[&str]) = match policy? {
+        "Orphan" => (Some(ORPHAN_FINALIZER), &[FOREGROUND_FINALIZER]),
+        "Foreground" => (Some(FOREGROUND_FINALIZER), &[ORPHAN_FINALIZER]),
+        _ => (None, &[ORPHAN_FINALIZER, FOREGROUND_FINALIZER]),
+    };
+    let old = finalizers(obj);
+    let mut new: Vec<String> = old
+        .iter()
+        .filter(|f| !drop.contains(&f.as_str()))
+        .cloned()
+        .collect();
+    if let Some(a) = add
+        && !new.iter().any(|f| f == a)
+    {
+        new.push(a.to_string());
+    }
+    (new != old).then_some(new)
 }
 
 /// The transform of a guaranteed update: current object (None if missing) to the new one
@@ -532,6 +580,34 @@ impl Core {
         rev: i64,
         opts: &DeleteOptions,
     ) -> Result<Option<Deleted>, ApiError> {
+        let mut obj = obj;
+        if let Some(fins) =
+            gc_finalizers(kind, &obj, opts.propagation_policy.as_deref()).filter(|_| !opts.dry_run)
+        {
+            if fins.is_empty() {
+                // Background after Orphan/Foreground: plain deletion from here.
+                if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                    m.remove("finalizers");
+                }
+            } else {
+                // The garbage collector finishes the deletion once it orphaned or deleted
+                // the dependents and removed its finalizer.
+                let mut new = obj.clone();
+                set_meta(&mut new, "finalizers", json!(fins));
+                if new.pointer("/metadata/deletionTimestamp").is_none() {
+                    set_meta(&mut new, "deletionTimestamp", Value::from(self.now_str()));
+                    set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(0));
+                    bump_generation(&mut new);
+                }
+                return Ok(self
+                    .write_or_retry(kind, ns, name, &new, rev)
+                    .await?
+                    .map(|v| Deleted {
+                        object: v,
+                        gone: false,
+                    }));
+            }
+        }
         if !finalizers(&obj).is_empty() {
             if obj.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
                 return Ok(Some(Deleted {

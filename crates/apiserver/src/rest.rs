@@ -1360,7 +1360,19 @@ async fn delete_options(ctx: &mut Ctx) -> Result<DeleteOptions, ApiError> {
             }
         }
         if let Some(p) = m.get("propagationPolicy").filter(|p| !p.is_null()) {
-            check_propagation(p.as_str().unwrap_or("?"))?;
+            let p = p.as_str().unwrap_or("?");
+            check_propagation(p)?;
+            o.propagation_policy = Some(p.to_string());
+        }
+        match m.get("orphanDependents").and_then(Value::as_bool) {
+            Some(_) if o.propagation_policy.is_some() => {
+                return Err(ApiError::bad_request(
+                    "orphanDependents: Invalid value: true: Cannot set both orphanDependents and propagationPolicy",
+                ));
+            }
+            Some(true) => o.propagation_policy = Some("Orphan".into()),
+            Some(false) => o.propagation_policy = Some("Background".into()),
+            None => {}
         }
     }
     if o.grace_period_seconds.is_none() {
@@ -1368,6 +1380,7 @@ async fn delete_options(ctx: &mut Ctx) -> Result<DeleteOptions, ApiError> {
     }
     if let Some(p) = ctx.query.get("propagationPolicy").filter(|p| !p.is_empty()) {
         check_propagation(p)?;
+        o.propagation_policy = Some(p.to_string());
     }
     o.dry_run = o.dry_run || ctx.dry_run()?;
     Ok(o)

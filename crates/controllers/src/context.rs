@@ -244,6 +244,39 @@ pub(crate) enum GcKey {
     Pod(Key),
     ReplicaSet(Key),
     Job(Key),
+    /// An owner being deleted with foreground or orphan propagation.
+    Owner(OwnerKind, Key),
+}
+
+/// The kinds whose dependents the garbage collector tracks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum OwnerKind {
+    ReplicaSet,
+    Deployment,
+    StatefulSet,
+    Job,
+}
+
+impl OwnerKind {
+    /// The kind of an owner reference, if tracked.
+    pub(crate) fn of(api_version: &str, kind: &str) -> Option<OwnerKind> {
+        match (api_version, kind) {
+            ("apps/v1", "ReplicaSet") => Some(OwnerKind::ReplicaSet),
+            ("apps/v1", "Deployment") => Some(OwnerKind::Deployment),
+            ("apps/v1", "StatefulSet") => Some(OwnerKind::StatefulSet),
+            ("batch/v1", "Job") => Some(OwnerKind::Job),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OwnerKind::ReplicaSet => "ReplicaSet",
+            OwnerKind::Deployment => "Deployment",
+            OwnerKind::StatefulSet => "StatefulSet",
+            OwnerKind::Job => "Job",
+        }
+    }
 }
 
 /// Shared state of all controllers.

@@ -13,8 +13,20 @@
 //!   resourceVersion);
 //! * owners of kinds it does not know are assumed present.
 //!
-//! Foreground and orphan propagation are not implemented (the API server does not set their
-//! finalizers); a DELETE with those policies behaves as background.
+//! # Foreground and orphan propagation
+//!
+//! A DELETE with `propagationPolicy: Foreground` or `Orphan` of an owner (a ReplicaSet,
+//! Deployment, StatefulSet or Job) does not remove it: the API server sets its
+//! `deletionTimestamp` and adds the `foregroundDeletion` or `orphan` finalizer. Such an owner
+//! is queued as [`GcKey::Owner`], and again whenever one of its dependents is deleted:
+//!
+//! * `orphan`: the reference to the owner is removed from every dependent (merge patch
+//!   fenced by the dependent's resourceVersion), then the finalizer; the owner goes, its
+//!   dependents stay.
+//! * `foregroundDeletion`: every dependent not yet being deleted is deleted (foreground
+//!   again when it has dependents of its own, so the cascade runs depth first); once no
+//!   dependent with `blockOwnerDeletion: true` is left, the finalizer is removed and the
+//!   owner goes. Dependents without `blockOwnerDeletion` are deleted but not waited for.
 
 use std::time::Duration;
 
@@ -22,24 +34,41 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{DeleteParams, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, Resource};
 use tracing::info;
 
-use crate::context::{ControllerError, Ctx, GcKey, Key};
+use crate::context::{ControllerError, Ctx, GcKey, Key, OwnerKind};
+
+/// The finalizer of `propagationPolicy: Foreground`.
+pub(crate) const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer of `propagationPolicy: Orphan`.
+pub(crate) const ORPHAN: &str = "orphan";
+
+/// Whether an owner's finalizers ask the collector to act now (it is being deleted with
+/// foreground or orphan propagation).
+pub(crate) fn owner_pending(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+        && meta
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == FOREGROUND || f == ORPHAN)
+}
 
 pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>, ControllerError> {
-    let (meta, kind, k) = match key {
+    let (meta, k) = match key {
+        GcKey::Owner(kind, k) => return reconcile_owner(ctx, *kind, k).await,
         GcKey::Pod(k) => match ctx.pods.get(&k.obj_ref()) {
-            Some(p) => (p.metadata.clone(), "Pod", k),
+            Some(p) => (p.metadata.clone(), k),
             None => return Ok(None),
         },
         GcKey::ReplicaSet(k) => match ctx.replicasets.get(&k.obj_ref()) {
-            Some(r) => (r.metadata.clone(), "ReplicaSet", k),
+            Some(r) => (r.metadata.clone(), k),
             None => return Ok(None),
         },
         GcKey::Job(k) => match ctx.jobs.get(&k.obj_ref()) {
-            Some(j) => (j.metadata.clone(), "Job", k),
+            Some(j) => (j.metadata.clone(), k),
             None => return Ok(None),
         },
     };
@@ -60,36 +89,9 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>
         if meta.deletion_timestamp.is_some() {
             return Ok(None);
         }
-        info!(kind, namespace = %k.namespace, name = %k.name, "deleting dependent of a deleted owner");
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: meta.uid.clone(),
-                resource_version: None,
-            }),
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..Default::default()
-        };
-        let result = match key {
-            GcKey::Pod(_) => Api::<Pod>::namespaced(ctx.client.clone(), &k.namespace)
-                .delete(&k.name, &dp)
-                .await
-                .map(|_| ()),
-            GcKey::ReplicaSet(_) => Api::<ReplicaSet>::namespaced(ctx.client.clone(), &k.namespace)
-                .delete(&k.name, &dp)
-                .await
-                .map(|_| ()),
-            GcKey::Job(_) => Api::<Job>::namespaced(ctx.client.clone(), &k.namespace)
-                .delete(&k.name, &dp)
-                .await
-                .map(|_| ()),
-        };
-        return match result {
-            Ok(()) => Ok(None),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-            Err(e) => Err(ControllerError::api("delete", kind, &k.namespace, &k.name)(
-                e,
-            )),
-        };
+        info!(namespace = %k.namespace, name = %k.name, "deleting dependent of a deleted owner");
+        delete_dependent(ctx, key, &meta, PropagationPolicy::Background).await?;
+        return Ok(None);
     }
     remove_refs(ctx, key, k, &meta, &refs, &gone).await
 }
@@ -108,20 +110,12 @@ async fn remove_refs(
         .cloned()
         .collect();
     let patch = crate::replicaset::owner_refs_patch(meta, &keep);
-    let pp = PatchParams::default();
+    let c = ctx.client.clone();
     let result = match key {
-        GcKey::Pod(_) => Api::<Pod>::namespaced(ctx.client.clone(), &k.namespace)
-            .patch(&k.name, &pp, &patch)
-            .await
-            .map(|_| ()),
-        GcKey::ReplicaSet(_) => Api::<ReplicaSet>::namespaced(ctx.client.clone(), &k.namespace)
-            .patch(&k.name, &pp, &patch)
-            .await
-            .map(|_| ()),
-        GcKey::Job(_) => Api::<Job>::namespaced(ctx.client.clone(), &k.namespace)
-            .patch(&k.name, &pp, &patch)
-            .await
-            .map(|_| ()),
+        GcKey::Pod(_) => patch_in::<Pod>(c, k, &patch).await,
+        GcKey::ReplicaSet(_) => patch_in::<ReplicaSet>(c, k, &patch).await,
+        GcKey::Job(_) => patch_in::<Job>(c, k, &patch).await,
+        GcKey::Owner(..) => return Ok(None),
     };
     match result {
         Ok(()) => Ok(None),
@@ -188,4 +182,218 @@ where
         .get_opt(name)
         .await?
         .and_then(|o| o.meta().uid.clone()))
+}
+
+/// A cached dependent of an owner: which cache, its key and metadata.
+struct Dependent {
+    key: GcKey,
+    meta: ObjectMeta,
+    blocks: bool,
+}
+
+/// Every cached object with an owner reference to `uid`.
+fn dependents(ctx: &Ctx, uid: &str) -> Vec<Dependent> {
+    let mut out = Vec::new();
+    let mut push = |meta: &ObjectMeta, key: fn(Key) -> GcKey| {
+        if let Some(r) = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.uid == uid)
+            && let Some(k) = Key::of(meta)
+        {
+            out.push(Dependent {
+                key: key(k),
+                meta: meta.clone(),
+                blocks: r.block_owner_deletion == Some(true),
+            });
+        }
+    };
+    for p in ctx.pods.state() {
+        push(&p.metadata, GcKey::Pod);
+    }
+    for r in ctx.replicasets.state() {
+        push(&r.metadata, GcKey::ReplicaSet);
+    }
+    for j in ctx.jobs.state() {
+        push(&j.metadata, GcKey::Job);
+    }
+    out
+}
+
+fn has_dependents(ctx: &Ctx, meta: &ObjectMeta) -> bool {
+    meta.uid
+        .as_deref()
+        .is_some_and(|uid| !dependents(ctx, uid).is_empty())
+}
+
+/// The cached metadata of an owner.
+fn owner_meta(ctx: &Ctx, kind: OwnerKind, k: &Key) -> Option<ObjectMeta> {
+    match kind {
+        OwnerKind::ReplicaSet => ctx
+            .replicasets
+            .get(&k.obj_ref())
+            .map(|o| o.metadata.clone()),
+        OwnerKind::Deployment => ctx
+            .deployments
+            .get(&k.obj_ref())
+            .map(|o| o.metadata.clone()),
+        OwnerKind::StatefulSet => ctx
+            .statefulsets
+            .get(&k.obj_ref())
+            .map(|o| o.metadata.clone()),
+        OwnerKind::Job => ctx.jobs.get(&k.obj_ref()).map(|o| o.metadata.clone()),
+    }
+}
+
+async fn reconcile_owner(
+    ctx: &Ctx,
+    kind: OwnerKind,
+    k: &Key,
+) -> Result<Option<Duration>, ControllerError> {
+    let Some(meta) = owner_meta(ctx, kind, k) else {
+        return Ok(None);
+    };
+    if !owner_pending(&meta) {
+        return Ok(None);
+    }
+    let uid = meta.uid.clone().unwrap_or_default();
+    let fins = meta.finalizers.clone().unwrap_or_default();
+    let deps = dependents(ctx, &uid);
+    if fins.iter().any(|f| f == ORPHAN) {
+        for d in &deps {
+            let refs = d.meta.owner_references.clone().unwrap_or_default();
+            let gone = [uid.clone()];
+            let dk = dependent_key(&d.key);
+            remove_refs(ctx, &d.key, dk, &d.meta, &refs, &gone).await?;
+        }
+        info!(kind = kind.name(), namespace = %k.namespace, name = %k.name, dependents = deps.len(), "orphaned dependents");
+        return remove_owner_finalizer(ctx, kind, k, &meta, ORPHAN).await;
+    }
+    // Foreground.
+    for d in deps.iter().filter(|d| d.meta.deletion_timestamp.is_none()) {
+        let policy = if has_dependents(ctx, &d.meta) {
+            PropagationPolicy::Foreground
+        } else {
+            PropagationPolicy::Background
+        };
+        delete_dependent(ctx, &d.key, &d.meta, policy).await?;
+    }
+    if deps.iter().any(|d| d.blocks) {
+        // A dependent's deletion queues the owner again.
+        return Ok(None);
+    }
+    info!(kind = kind.name(), namespace = %k.namespace, name = %k.name, "dependents gone; finishing foreground deletion");
+    remove_owner_finalizer(ctx, kind, k, &meta, FOREGROUND).await
+}
+
+fn dependent_key(key: &GcKey) -> &Key {
+    match key {
+        GcKey::Pod(k) | GcKey::ReplicaSet(k) | GcKey::Job(k) | GcKey::Owner(_, k) => k,
+    }
+}
+
+async fn delete_dependent(
+    ctx: &Ctx,
+    key: &GcKey,
+    meta: &ObjectMeta,
+    policy: PropagationPolicy,
+) -> Result<(), ControllerError> {
+    let k = dependent_key(key);
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: meta.uid.clone(),
+            resource_version: None,
+        }),
+        propagation_policy: Some(policy),
+        ..Default::default()
+    };
+    let c = ctx.client.clone();
+    let (kind, result) = match key {
+        GcKey::Pod(_) => ("Pod", delete_in::<Pod>(c, k, &dp).await),
+        GcKey::ReplicaSet(_) => ("ReplicaSet", delete_in::<ReplicaSet>(c, k, &dp).await),
+        GcKey::Job(_) => ("Job", delete_in::<Job>(c, k, &dp).await),
+        GcKey::Owner(..) => return Ok(()),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(ControllerError::api("delete", kind, &k.namespace, &k.name)(
+            e,
+        )),
+    }
+}
+
+async fn delete_in<K>(client: kube::Client, k: &Key, dp: &DeleteParams) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client, &k.namespace)
+        .delete(&k.name, dp)
+        .await
+        .map(|_| ())
+}
+
+async fn patch_in<K>(
+    client: kube::Client,
+    k: &Key,
+    patch: &Patch<serde_json::Value>,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client, &k.namespace)
+        .patch(&k.name, &PatchParams::default(), patch)
+        .await
+        .map(|_| ())
+}
+
+/// Removes `finalizer` from the owner (merge patch fenced by its resourceVersion); the API
+/// server removes the owner once no finalizer is left.
+async fn remove_owner_finalizer(
+    ctx: &Ctx,
+    kind: OwnerKind,
+    k: &Key,
+    meta: &ObjectMeta,
+    finalizer: &str,
+) -> Result<Option<Duration>, ControllerError> {
+    let rest: Vec<&String> = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != finalizer)
+        .collect();
+    let fins = if rest.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(rest)
+    };
+    let patch = Patch::Merge(serde_json::json!({"metadata": {
+        "uid": meta.uid,
+        "resourceVersion": meta.resource_version,
+        "finalizers": fins,
+    }}));
+    let c = ctx.client.clone();
+    let result = match kind {
+        OwnerKind::ReplicaSet => patch_in::<ReplicaSet>(c, k, &patch).await,
+        OwnerKind::Deployment => patch_in::<Deployment>(c, k, &patch).await,
+        OwnerKind::StatefulSet => patch_in::<StatefulSet>(c, k, &patch).await,
+        OwnerKind::Job => patch_in::<Job>(c, k, &patch).await,
+    };
+    match result {
+        Ok(()) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(ControllerError::api(
+            "remove finalizer",
+            kind.name(),
+            &k.namespace,
+            &k.name,
+        )(e)),
+    }
 }

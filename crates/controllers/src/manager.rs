@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::context::{ControllerConfig, ControllerError, Ctx, GcKey, Key};
+use crate::context::{ControllerConfig, ControllerError, Ctx, GcKey, Key, OwnerKind};
 use crate::evictions::Evictions;
 use crate::expectations::Expectations;
 use crate::pods;
@@ -384,6 +384,7 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     let Some(key) = Key::of(&pod.metadata) else {
         return;
     };
+    route_gc_owners(ctx, None, &pod.metadata, deleted);
     if deleted
         || pod
             .spec
@@ -480,6 +481,37 @@ fn selector_matches(
     podvisor_api::selectors::LabelSelector::from_meta(sel).is_ok_and(|s| s.matches(labels))
 }
 
+/// Foreground/orphan deletion: queues the owner itself when it is pending, and the owners
+/// of a dependent that is going (the owner may be waiting for it).
+fn route_gc_owners(
+    ctx: &Ctx,
+    kind: Option<OwnerKind>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    deleted: bool,
+) {
+    if let (Some(kind), Some(key)) = (kind, Key::of(meta))
+        && !deleted
+        && gc::owner_pending(meta)
+    {
+        ctx.gc_queue.add(GcKey::Owner(kind, key));
+    }
+    if deleted || meta.deletion_timestamp.is_some() {
+        for r in meta.owner_references.iter().flatten() {
+            if let (Some(kind), Some(ns)) =
+                (OwnerKind::of(&r.api_version, &r.kind), &meta.namespace)
+            {
+                ctx.gc_queue.add(GcKey::Owner(
+                    kind,
+                    Key {
+                        namespace: ns.clone(),
+                        name: r.name.clone(),
+                    },
+                ));
+            }
+        }
+    }
+}
+
 fn has_owners(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
     !meta
         .owner_references
@@ -529,6 +561,7 @@ fn route_replicaset(ctx: &Ctx, rs: &ReplicaSet, deleted: bool) {
     let Some(key) = Key::of(&rs.metadata) else {
         return;
     };
+    route_gc_owners(ctx, Some(OwnerKind::ReplicaSet), &rs.metadata, deleted);
     if deleted {
         ctx.rs_expectations.forget(&key.to_string());
         if let Some(uid) = &rs.metadata.uid {
@@ -571,6 +604,7 @@ fn route_deployment(ctx: &Ctx, d: &Deployment, deleted: bool) {
     let Some(key) = Key::of(&d.metadata) else {
         return;
     };
+    route_gc_owners(ctx, Some(OwnerKind::Deployment), &d.metadata, deleted);
     if deleted && let Some(uid) = &d.metadata.uid {
         dependents_of(ctx, uid);
     }
@@ -581,6 +615,7 @@ fn route_statefulset(ctx: &Ctx, s: &StatefulSet, deleted: bool) {
     let Some(key) = Key::of(&s.metadata) else {
         return;
     };
+    route_gc_owners(ctx, Some(OwnerKind::StatefulSet), &s.metadata, deleted);
     if deleted {
         ctx.sts_expectations.forget(&key.to_string());
         if let Some(uid) = &s.metadata.uid {
@@ -594,6 +629,7 @@ fn route_job(ctx: &Ctx, j: &Job, deleted: bool) {
     let Some(key) = Key::of(&j.metadata) else {
         return;
     };
+    route_gc_owners(ctx, Some(OwnerKind::Job), &j.metadata, deleted);
     if deleted {
         ctx.job_expectations.forget(&key.to_string());
         if let Some(uid) = &j.metadata.uid {

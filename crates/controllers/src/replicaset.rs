@@ -173,12 +173,18 @@ fn is_invalid(e: &ControllerError) -> bool {
     e.status().is_some_and(|s| s.code == 422)
 }
 
-/// A merge patch replacing the owner references, fenced by the pod's UID and
-/// resourceVersion (the API server treats a resourceVersion in the patch as a precondition).
+/// A merge patch replacing the owner references (dropping the field when none is left, as
+/// upstream shows it), fenced by the pod's UID and resourceVersion (the API server treats a
+/// resourceVersion in the patch as a precondition).
 pub(crate) fn owner_refs_patch(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
 ) -> Patch<serde_json::Value> {
+    let refs = if refs.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(refs)
+    };
     Patch::Merge(serde_json::json!({"metadata": {
         "uid": meta.uid,
         "resourceVersion": meta.resource_version,

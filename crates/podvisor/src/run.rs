@@ -252,7 +252,26 @@ async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()>
     bail!("node watch ended before {node} was Ready")
 }
 
-/// `podvisor up`.
+/// Creates the RuntimeClass `host` (handler `host`): pods that name it run their commands on
+/// the host filesystem instead of in their image.
+async fn ensure_host_runtime_class(client: kube::Client) {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let api: Api<RuntimeClass> = Api::all(client);
+    let rc = RuntimeClass {
+        metadata: kube::api::ObjectMeta {
+            name: Some(podvisor_agent::image::HOST_RUNTIME_CLASS.into()),
+            ..Default::default()
+        },
+        handler: podvisor_agent::image::HOST_RUNTIME_CLASS.into(),
+        ..Default::default()
+    };
+    match api.create(&kube::api::PostParams::default(), &rc).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => tracing::warn!(error = %e, "cannot create the RuntimeClass \"host\""),
+    }
+}
+
 /// The node's image service: the store under DATA_DIR/images, the registry settings.
 fn image_service(
     args: &crate::cli::ImageArgs,
@@ -267,6 +286,7 @@ fn image_service(
         .map_err(|e| anyhow::anyhow!("cannot open the image store: {e}"))
 }
 
+/// `podvisor up`.
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
@@ -292,6 +312,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         None,
     );
 
+    ensure_host_runtime_class(admin.clone()).await;
     let agent_stop = CancellationToken::new();
     let mut agent_config =
         podvisor_agent::AgentConfig::new(node_name.clone(), args.node_ip, data_dir.join("agent"));
@@ -503,6 +524,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
             identity,
         )),
     );
+    ensure_host_runtime_class(server.in_process_client(&server.admin_token())).await;
     info!(
         "podvisor server is up at {}",
         kubeconfig::server_url(args.serve.listen)

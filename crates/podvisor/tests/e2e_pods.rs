@@ -1194,7 +1194,7 @@ spec:
 // Everyday kubectl around these cases
 // ---------------------------------------------------------------------------------------
 
-/// port-forward answers a clear Status (no hang, no bare 404); `run -i
+/// port-forward to a missing pod answers a clear Status (no hang, no bare 404); `run -i
 /// --rm` falls back to the logs; `top` says the metrics API is missing; a sleep hook
 /// longer than the grace period is rejected as upstream validation does.
 #[test]
@@ -1221,10 +1221,11 @@ fn kubectl_streaming_commands_and_top_fail_clearly_and_sleep_hooks_are_validated
         let err = text(&out.stderr);
         assert!(err.contains(want), "kubectl {args:?}: {err}");
     };
-    // exec and attach work (e2e_exec.rs); port-forward is refused at once.
+    // exec and attach work (e2e_exec.rs), port-forward too (e2e_network.rs); to a pod
+    // that does not exist it fails at once.
     fails(
-        &["port-forward", "pod/web", &format!("{}:80", free_port())],
-        "error upgrading connection: pods \"web\": port-forward is not supported",
+        &["port-forward", "pod/nope", &format!("{}:80", free_port())],
+        "Error from server (NotFound): pods \"nope\" not found",
     );
     fails(
         &["exec", "nope", "--", "true"],

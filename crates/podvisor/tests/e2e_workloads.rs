@@ -1,12 +1,16 @@
 //! Acceptance tests of the workload controllers (issue 25), driven only through the real
 //! `kubectl` against `podvisor up` with real processes: Jobs (`kubectl create job`, `kubectl
 //! wait --for=condition=complete`, `kubectl logs job/x`, Indexed completion, the backoff
-//! limit). One cluster serves every case.
+//! limit) and cascading deletion (`kubectl delete --cascade=orphan|foreground`). One cluster
+//! serves every case.
 
 #![allow(clippy::disallowed_methods)]
 
 mod common;
 
+use std::time::Duration;
+
+use common::steps::sleeper_replica_set;
 use common::*;
 
 /// `kubectl create job <name> --image=x -- <cmd>` as kubectl builds it, with
@@ -37,12 +41,67 @@ fn job_field(c: &Cluster, name: &str, path: &str) -> String {
 }
 
 #[test]
-fn jobs_complete_fail_and_index_their_pods() {
+fn workloads_through_kubectl() {
     let _g = serial();
     let c = Cluster::up();
+    jobs_complete_fail_and_index_their_pods(&c);
+    delete_cascades_orphan_and_foreground(&c);
+}
 
+fn delete_cascades_orphan_and_foreground(c: &Cluster) {
+    let m = marker("cascade");
+    c.apply(&sleeper_replica_set("orphans", 2, "", &m));
+    c.apply(&sleeper_replica_set("fore", 2, "", &m));
+    let running = |app: &str| {
+        c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={app}"),
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ])
+        .lines()
+        .count()
+    };
+    c.wait_for("orphans running", Duration::from_secs(60), || {
+        running("orphans") == 2
+    });
+    c.wait_for("fore running", Duration::from_secs(60), || {
+        running("fore") == 2
+    });
+
+    // Orphan: the ReplicaSet goes, its pods keep running without an owner.
+    let out = c.kubectl_ok(&["delete", "rs", "orphans", "--cascade=orphan"]);
+    assert_eq!(out.trim(), "replicaset.apps \"orphans\" deleted");
+    assert!(!c.kubectl(&["get", "rs", "orphans"]).status.success());
+    assert_eq!(running("orphans"), 2);
+    let owners = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=orphans",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences}",
+    ]);
+    assert_eq!(owners.trim(), "", "{owners}");
+
+    // Foreground: kubectl waits until the pods are gone, then the ReplicaSet.
+    let out = c.kubectl_ok(&["delete", "rs", "fore", "--cascade=foreground"]);
+    assert_eq!(out.trim(), "replicaset.apps \"fore\" deleted");
+    let left = c.kubectl_ok(&["get", "pods", "-l", "app=fore", "-o", "name"]);
+    assert_eq!(
+        left.trim(),
+        "",
+        "pods of a foreground deletion are gone first"
+    );
+    c.kubectl_ok(&["delete", "pods", "-l", "app=orphans", "--grace-period=1"]);
+}
+
+fn jobs_complete_fail_and_index_their_pods(c: &Cluster) {
     // A one-pod Job from `kubectl create job`.
-    create_job(&c, "hello", &[], &["sh", "-c", "echo hello from a job"]);
+    create_job(c, "hello", &[], &["sh", "-c", "echo hello from a job"]);
     let waited = c.kubectl_ok(&[
         "wait",
         "--for=condition=complete",
@@ -57,9 +116,9 @@ fn jobs_complete_fail_and_index_their_pods() {
     let row = c.kubectl_ok(&["get", "job", "hello", "--no-headers"]);
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[..3], ["hello", "Complete", "1/1"], "{row}");
-    assert_eq!(job_field(&c, "hello", "{.status.succeeded}"), "1");
+    assert_eq!(job_field(c, "hello", "{.status.succeeded}"), "1");
     assert_eq!(
-        job_field(&c, "hello", "{.status.conditions[*].type}"),
+        job_field(c, "hello", "{.status.conditions[*].type}"),
         "SuccessCriteriaMet Complete"
     );
     let pod_finalizers = c.kubectl_ok(&[
@@ -102,10 +161,7 @@ spec:
         "job/indexed",
         "--timeout=60s",
     ]);
-    assert_eq!(
-        job_field(&c, "indexed", "{.status.completedIndexes}"),
-        "0-2"
-    );
+    assert_eq!(job_field(c, "indexed", "{.status.completedIndexes}"), "0-2");
     let mut seen = Vec::new();
     for ix in 0..3 {
         let pods = c.kubectl_ok(&[
@@ -148,7 +204,7 @@ spec:
     ]);
     assert_eq!(
         job_field(
-            &c,
+            c,
             "giveup",
             "{.status.conditions[?(@.type==\"Failed\")].reason}"
         ),
@@ -156,13 +212,13 @@ spec:
     );
     assert_eq!(
         job_field(
-            &c,
+            c,
             "giveup",
             "{.status.conditions[?(@.type==\"Failed\")].message}"
         ),
         "Job has reached the specified backoff limit"
     );
-    assert_eq!(job_field(&c, "giveup", "{.status.failed}"), "1");
+    assert_eq!(job_field(c, "giveup", "{.status.failed}"), "1");
     let row = c.kubectl_ok(&["get", "job", "giveup", "--no-headers"]);
     assert!(row.split_whitespace().nth(1) == Some("Failed"), "{row}");
     let events = c.kubectl_ok(&[

@@ -140,6 +140,7 @@ pub fn container_config(
         annotations,
         mounts: Vec::new(),
         termination_message: crate::pod::volumes::termination_message(c),
+        rootfs: None,
     }
 }
 
