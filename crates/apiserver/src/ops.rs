@@ -694,7 +694,10 @@ impl Core {
                     *written = Some(stored.clone());
                     if g == 0 && !has_finalizers {
                         let r = meta_rev(&stored).unwrap_or(rev);
-                        return Ok(self.remove(kind, ns, name, r).await?.or(Some(Deleted::pending(stored))));
+                        return Ok(self
+                            .remove(kind, ns, name, r)
+                            .await?
+                            .or(Some(Deleted::pending(stored))));
                     }
                     return Ok(Some(Deleted::pending(stored)));
                 }

@@ -146,14 +146,19 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
     })
     .await;
     // The counted pods lost their finalizer.
-    poll_until(POLL, "finalizers removed", Duration::from_secs(5), || async {
-        c.job_pods("pi")
-            .await
-            .iter()
-            .filter(|p| p.finalizers().is_empty())
-            .count()
-            == 2
-    })
+    poll_until(
+        POLL,
+        "finalizers removed",
+        Duration::from_secs(5),
+        || async {
+            c.job_pods("pi")
+                .await
+                .iter()
+                .filter(|p| p.finalizers().is_empty())
+                .count()
+                == 2
+        },
+    )
     .await;
     let third = c.unfinished("pi").await;
     assert_eq!(third.len(), 1);
@@ -364,15 +369,20 @@ async fn an_indexed_job_completes_every_index_once() {
     c.finish(&by_ix(&pods, "1").expect("1"), 1).await;
     c.finish(&by_ix(&pods, "0").expect("0"), 0).await;
     c.finish(&by_ix(&pods, "2").expect("2"), 0).await;
-    poll_until(POLL, "completedIndexes 0,2", Duration::from_secs(5), || async {
-        c.jobs()
-            .get_status("idx")
-            .await
-            .ok()
-            .and_then(|j| j.status?.completed_indexes)
-            .as_deref()
-            == Some("0,2")
-    })
+    poll_until(
+        POLL,
+        "completedIndexes 0,2",
+        Duration::from_secs(5),
+        || async {
+            c.jobs()
+                .get_status("idx")
+                .await
+                .ok()
+                .and_then(|j| j.status?.completed_indexes)
+                .as_deref()
+                == Some("0,2")
+        },
+    )
     .await;
     poll_until(POLL, "index 1 again", Duration::from_secs(15), || async {
         by_ix(&c.job_pods("idx").await, "1").is_some()

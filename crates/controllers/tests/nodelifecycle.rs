@@ -428,11 +428,16 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
     assert_eq!(ready(&c.node("node-a").await).as_deref(), Some("True"));
 
     // Taints, NoSchedule and (rate limited, first token free) NoExecute.
-    poll_until(POLL, "unreachable taints", Duration::from_secs(2), || async {
-        let n = c.node("node-b").await;
-        taint_keys(&n, "NoSchedule") == ["node.kubernetes.io/unreachable"]
-            && taint_keys(&n, "NoExecute") == ["node.kubernetes.io/unreachable"]
-    })
+    poll_until(
+        POLL,
+        "unreachable taints",
+        Duration::from_secs(2),
+        || async {
+            let n = c.node("node-b").await;
+            taint_keys(&n, "NoSchedule") == ["node.kubernetes.io/unreachable"]
+                && taint_keys(&n, "NoExecute") == ["node.kubernetes.io/unreachable"]
+        },
+    )
     .await;
     assert!(taint_keys(&c.node("node-a").await, "NoExecute").is_empty());
 
@@ -769,12 +774,17 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
         .create(&PostParams::default(), &rs)
         .await
         .expect("create rs");
-    poll_until(POLL, "pod bound to node-b", Duration::from_secs(10), || async {
-        app_pods(&c, "web")
-            .await
-            .iter()
-            .any(|p| node_of(p) == Some("node-b"))
-    })
+    poll_until(
+        POLL,
+        "pod bound to node-b",
+        Duration::from_secs(10),
+        || async {
+            app_pods(&c, "web")
+                .await
+                .iter()
+                .any(|p| node_of(p) == Some("node-b"))
+        },
+    )
     .await;
     let old = app_pods(&c, "web").await.remove(0);
     let old_name = old.metadata.name.clone().expect("name");
@@ -783,9 +793,12 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
 
     c.kill_kubelet("node-b");
     let killed = Instant::now();
-    poll_until(POLL, "old pod evicted", Duration::from_secs(120), || async {
-        evicted(&c.pod(&old_name).await)
-    })
+    poll_until(
+        POLL,
+        "old pod evicted",
+        Duration::from_secs(120),
+        || async { evicted(&c.pod(&old_name).await) },
+    )
     .await;
     let evicted_after = killed.elapsed();
     // ≤ 10 s since the last renewal + 50 s grace + 5 s period + 20 s toleration.
@@ -793,13 +806,18 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
         evicted_after <= Duration::from_secs(86),
         "{evicted_after:?}"
     );
-    let replaced = poll_until(POLL, "replacement on node-a", Duration::from_secs(5), || async {
-        app_pods(&c, "web").await.iter().any(|p| {
-            p.metadata.name.as_deref() != Some(&old_name)
-                && node_of(p) == Some("node-a")
-                && p.metadata.deletion_timestamp.is_none()
-        })
-    })
+    let replaced = poll_until(
+        POLL,
+        "replacement on node-a",
+        Duration::from_secs(5),
+        || async {
+            app_pods(&c, "web").await.iter().any(|p| {
+                p.metadata.name.as_deref() != Some(&old_name)
+                    && node_of(p) == Some("node-a")
+                    && p.metadata.deletion_timestamp.is_none()
+            })
+        },
+    )
     .await;
     assert!(
         replaced <= Duration::from_secs(2),
@@ -824,11 +842,16 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         .create(&PostParams::default(), &sts)
         .await
         .expect("create sts");
-    poll_until(POLL, "db-0 bound to node-b", Duration::from_secs(10), || async {
-        c.pod("db-0")
-            .await
-            .is_some_and(|p| node_of(&p) == Some("node-b"))
-    })
+    poll_until(
+        POLL,
+        "db-0 bound to node-b",
+        Duration::from_secs(10),
+        || async {
+            c.pod("db-0")
+                .await
+                .is_some_and(|p| node_of(&p) == Some("node-b"))
+        },
+    )
     .await;
     c.run_pod("db-0").await;
     let old_uid = c
@@ -897,11 +920,16 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         (Duration::from_secs(40)..=Duration::from_secs(62)).contains(&took),
         "recreated {took:?} after the node delete"
     );
-    poll_until(POLL, "new db-0 on node-a", Duration::from_secs(5), || async {
-        c.pod("db-0")
-            .await
-            .is_some_and(|p| node_of(&p) == Some("node-a"))
-    })
+    poll_until(
+        POLL,
+        "new db-0 on node-a",
+        Duration::from_secs(5),
+        || async {
+            c.pod("db-0")
+                .await
+                .is_some_and(|p| node_of(&p) == Some("node-a"))
+        },
+    )
     .await;
     // PodGC wrote Failed + DeletionByPodGC before the (force) DELETE.
     let seen = seen.lock().expect("lock").clone();
@@ -944,9 +972,12 @@ async fn a_node_that_never_posts_status_goes_unknown_after_the_startup_grace() {
         .create(&PostParams::default(), &node)
         .await
         .expect("create");
-    let took = poll_until(POLL, "conditions Unknown", Duration::from_secs(80), || async {
-        ready(&c.node("silent").await).as_deref() == Some("Unknown")
-    })
+    let took = poll_until(
+        POLL,
+        "conditions Unknown",
+        Duration::from_secs(80),
+        || async { ready(&c.node("silent").await).as_deref() == Some("Unknown") },
+    )
     .await;
     // 60 s from the node's creation, noticed at the next 5 s monitor pass.
     assert!(
@@ -1006,9 +1037,12 @@ async fn podgc_force_deletes_terminating_pods_on_out_of_service_nodes() {
         .replace("node-b", &PostParams::default(), &n)
         .await
         .expect("taint");
-    let took = poll_until(POLL, "pod force-deleted", Duration::from_secs(30), || async {
-        c.pod("p").await.is_none()
-    })
+    let took = poll_until(
+        POLL,
+        "pod force-deleted",
+        Duration::from_secs(30),
+        || async { c.pod("p").await.is_none() },
+    )
     .await;
     assert!(took <= Duration::from_secs(21), "{took:?}");
     c.stop().await;

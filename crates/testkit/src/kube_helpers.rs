@@ -28,7 +28,12 @@ where
 
 /// Polls `check` every `every` (of tokio time) until it holds and returns how long that
 /// took; panics naming `what` once `limit` has passed.
-pub async fn poll_until<F, Fut>(every: Duration, what: &str, limit: Duration, mut check: F) -> Duration
+pub async fn poll_until<F, Fut>(
+    every: Duration,
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
