@@ -10,7 +10,6 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_kit::WallClock;
-use podvisor_testkit::poll_until;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -119,15 +118,28 @@ impl Cluster {
     }
 }
 
-/// How often [`poll_until`] checks (of paused time).
-const POLL: Duration = Duration::from_millis(100);
+/// Polls every 100 ms of (paused) time; returns how long it took.
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes() {
     let c = start().await;
     c.create_job("pi", json!({"completions": 3, "parallelism": 2}))
         .await;
-    poll_until(POLL, "2 pods", Duration::from_secs(5), || async {
+    wait_until("2 pods", Duration::from_secs(5), || async {
         c.job_pods("pi").await.len() == 2
     })
     .await;
@@ -141,29 +153,24 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
     for p in &pods {
         c.finish(&p.name_any(), 0).await;
     }
-    poll_until(POLL, "third pod", Duration::from_secs(5), || async {
+    wait_until("third pod", Duration::from_secs(5), || async {
         c.job_pods("pi").await.len() == 3
     })
     .await;
     // The counted pods lost their finalizer.
-    poll_until(
-        POLL,
-        "finalizers removed",
-        Duration::from_secs(5),
-        || async {
-            c.job_pods("pi")
-                .await
-                .iter()
-                .filter(|p| p.finalizers().is_empty())
-                .count()
-                == 2
-        },
-    )
+    wait_until("finalizers removed", Duration::from_secs(5), || async {
+        c.job_pods("pi")
+            .await
+            .iter()
+            .filter(|p| p.finalizers().is_empty())
+            .count()
+            == 2
+    })
     .await;
     let third = c.unfinished("pi").await;
     assert_eq!(third.len(), 1);
     c.finish(&third[0], 0).await;
-    poll_until(POLL, "Complete", Duration::from_secs(5), || async {
+    wait_until("Complete", Duration::from_secs(5), || async {
         c.condition("pi", "Complete").await.is_some()
     })
     .await;
@@ -196,7 +203,7 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
             .all(|p| p.finalizers().is_empty())
     );
     // Events: three creates and the completion.
-    poll_until(POLL, "events", Duration::from_secs(5), || async {
+    wait_until("events", Duration::from_secs(5), || async {
         let evs = Api::<Event>::namespaced(c.client.clone(), "default")
             .list(&ListParams::default())
             .await
@@ -216,7 +223,7 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
         .delete("pi", &DeleteParams::default())
         .await
         .expect("delete");
-    poll_until(POLL, "pods collected", Duration::from_secs(10), || async {
+    wait_until("pods collected", Duration::from_secs(10), || async {
         c.job_pods("pi").await.is_empty()
     })
     .await;
@@ -229,7 +236,7 @@ async fn failed_pods_back_off_exponentially_until_the_backoff_limit_fails_the_jo
     c.create_job("flaky", json!({"backoffLimit": 2})).await;
     let mut created = Vec::new();
     for n in 1..=3 {
-        poll_until(POLL, "a pod", Duration::from_secs(60), || async {
+        wait_until("a pod", Duration::from_secs(60), || async {
             c.job_pods("flaky").await.len() == n
         })
         .await;
@@ -250,7 +257,7 @@ async fn failed_pods_back_off_exponentially_until_the_backoff_limit_fails_the_jo
         gap2 >= Duration::from_secs(19) && gap2 < Duration::from_secs(21),
         "{gap2:?}"
     );
-    poll_until(POLL, "Failed", Duration::from_secs(5), || async {
+    wait_until("Failed", Duration::from_secs(5), || async {
         c.condition("flaky", "Failed").await.is_some()
     })
     .await;
@@ -286,11 +293,11 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         json!({"activeDeadlineSeconds": 30, "ttlSecondsAfterFinished": 5, "parallelism": 2, "completions": 4}),
     )
     .await;
-    poll_until(POLL, "2 pods", Duration::from_secs(5), || async {
+    wait_until("2 pods", Duration::from_secs(5), || async {
         c.job_pods("slow").await.len() == 2
     })
     .await;
-    let took = poll_until(POLL, "FailureTarget", Duration::from_secs(40), || async {
+    let took = wait_until("FailureTarget", Duration::from_secs(40), || async {
         c.condition("slow", "FailureTarget").await.is_some()
     })
     .await;
@@ -304,7 +311,7 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         ))
     );
     // Unscheduled pods go at once; the Job fails once none is left, then the TTL runs.
-    poll_until(POLL, "Failed", Duration::from_secs(5), || async {
+    wait_until("Failed", Duration::from_secs(5), || async {
         c.condition("slow", "Failed").await.is_some()
     })
     .await;
@@ -316,7 +323,7 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         .status
         .expect("status");
     assert_eq!(s.failed, Some(2));
-    let gone = poll_until(POLL, "TTL deletion", Duration::from_secs(10), || async {
+    let gone = wait_until("TTL deletion", Duration::from_secs(10), || async {
         c.jobs().get_opt("slow").await.ok().flatten().is_none()
     })
     .await;
@@ -332,7 +339,7 @@ async fn an_indexed_job_completes_every_index_once() {
         json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
     )
     .await;
-    poll_until(POLL, "3 pods", Duration::from_secs(5), || async {
+    wait_until("3 pods", Duration::from_secs(5), || async {
         c.job_pods("idx").await.len() == 3
     })
     .await;
@@ -369,28 +376,23 @@ async fn an_indexed_job_completes_every_index_once() {
     c.finish(&by_ix(&pods, "1").expect("1"), 1).await;
     c.finish(&by_ix(&pods, "0").expect("0"), 0).await;
     c.finish(&by_ix(&pods, "2").expect("2"), 0).await;
-    poll_until(
-        POLL,
-        "completedIndexes 0,2",
-        Duration::from_secs(5),
-        || async {
-            c.jobs()
-                .get_status("idx")
-                .await
-                .ok()
-                .and_then(|j| j.status?.completed_indexes)
-                .as_deref()
-                == Some("0,2")
-        },
-    )
+    wait_until("completedIndexes 0,2", Duration::from_secs(5), || async {
+        c.jobs()
+            .get_status("idx")
+            .await
+            .ok()
+            .and_then(|j| j.status?.completed_indexes)
+            .as_deref()
+            == Some("0,2")
+    })
     .await;
-    poll_until(POLL, "index 1 again", Duration::from_secs(15), || async {
+    wait_until("index 1 again", Duration::from_secs(15), || async {
         by_ix(&c.job_pods("idx").await, "1").is_some()
     })
     .await;
     let again = by_ix(&c.job_pods("idx").await, "1").expect("1");
     c.finish(&again, 0).await;
-    poll_until(POLL, "Complete", Duration::from_secs(5), || async {
+    wait_until("Complete", Duration::from_secs(5), || async {
         c.condition("idx", "Complete").await.is_some()
     })
     .await;
@@ -410,7 +412,7 @@ async fn an_indexed_job_completes_every_index_once() {
 async fn a_suspended_job_runs_nothing_until_resumed() {
     let c = start().await;
     c.create_job("later", json!({"suspend": true})).await;
-    poll_until(POLL, "Suspended", Duration::from_secs(5), || async {
+    wait_until("Suspended", Duration::from_secs(5), || async {
         c.condition("later", "Suspended").await.is_some()
     })
     .await;
@@ -431,7 +433,7 @@ async fn a_suspended_job_runs_nothing_until_resumed() {
         )
         .await
         .expect("resume");
-    poll_until(POLL, "a pod", Duration::from_secs(5), || async {
+    wait_until("a pod", Duration::from_secs(5), || async {
         c.job_pods("later").await.len() == 1
     })
     .await;

@@ -16,7 +16,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_kit::WallClock;
-use podvisor_testkit::poll_until;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -351,8 +350,24 @@ fn toleration(seconds: Option<i64>) -> serde_json::Value {
     json!([t])
 }
 
-/// How often [`poll_until`] checks (of paused time).
-const POLL: Duration = Duration::from_millis(250);
+/// Polls `f` every 250 ms (of paused time) until it holds; returns the time it took.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// Asserts `f` stays false for `dur`, polling every second.
 async fn never_within<F, Fut>(what: &str, dur: Duration, mut f: F)
@@ -400,7 +415,7 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
 
     // Agent B dies 5 s after its last renewal (at 120 s).
     c.kill_kubelet("node-b");
-    let gone = poll_until(POLL, "node-b Unknown", Duration::from_secs(80), || async {
+    let gone = wait_until("node-b Unknown", Duration::from_secs(80), || async {
         ready(&c.node("node-b").await).as_deref() == Some("Unknown")
     })
     .await;
@@ -428,21 +443,16 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
     assert_eq!(ready(&c.node("node-a").await).as_deref(), Some("True"));
 
     // Taints, NoSchedule and (rate limited, first token free) NoExecute.
-    poll_until(
-        POLL,
-        "unreachable taints",
-        Duration::from_secs(2),
-        || async {
-            let n = c.node("node-b").await;
-            taint_keys(&n, "NoSchedule") == ["node.kubernetes.io/unreachable"]
-                && taint_keys(&n, "NoExecute") == ["node.kubernetes.io/unreachable"]
-        },
-    )
+    wait_until("unreachable taints", Duration::from_secs(2), || async {
+        let n = c.node("node-b").await;
+        taint_keys(&n, "NoSchedule") == ["node.kubernetes.io/unreachable"]
+            && taint_keys(&n, "NoExecute") == ["node.kubernetes.io/unreachable"]
+    })
     .await;
     assert!(taint_keys(&c.node("node-a").await, "NoExecute").is_empty());
 
     // The pod: Ready=False, phase unchanged.
-    poll_until(POLL, "pod Ready=False", Duration::from_secs(6), || async {
+    wait_until("pod Ready=False", Duration::from_secs(6), || async {
         c.pod("p")
             .await
             .and_then(|p| pod_condition(&p, "Ready"))
@@ -463,7 +473,7 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
         || async { evicted(&c.pod("p").await) },
     )
     .await;
-    poll_until(POLL, "pod evicted", Duration::from_secs(15), || async {
+    wait_until("pod evicted", Duration::from_secs(15), || async {
         evicted(&c.pod("p").await)
     })
     .await;
@@ -491,7 +501,7 @@ async fn a_returning_node_loses_its_taints_and_keeps_its_pods() {
     c.add_node("node-b").await;
     c.pod_on("p", "node-b", json!([])).await;
     c.kill_kubelet("node-b");
-    poll_until(POLL, "NoExecute taint", Duration::from_secs(80), || async {
+    wait_until("NoExecute taint", Duration::from_secs(80), || async {
         !taint_keys(&c.node("node-b").await, "NoExecute").is_empty()
     })
     .await;
@@ -521,7 +531,7 @@ async fn a_returning_node_loses_its_taints_and_keeps_its_pods() {
         .await
         .expect("status");
     c.start_kubelet("node-b");
-    poll_until(POLL, "taints removed", Duration::from_secs(7), || async {
+    wait_until("taints removed", Duration::from_secs(7), || async {
         let n = c.node("node-b").await;
         taint_keys(&n, "NoExecute").is_empty() && taint_keys(&n, "NoSchedule").is_empty()
     })
@@ -546,18 +556,17 @@ async fn n11_all_nodes_down_means_no_evictions() {
     c.pod_on("pb", "node-b", json!([])).await;
     // B first: with A still Ready, B is tainted.
     c.kill_kubelet("node-b");
-    poll_until(POLL, "B tainted", Duration::from_secs(80), || async {
+    wait_until("B tainted", Duration::from_secs(80), || async {
         taint_keys(&c.node("node-b").await, "NoExecute") == ["node.kubernetes.io/unreachable"]
     })
     .await;
     // Then A: every node is down.
     c.kill_kubelet("node-a");
-    poll_until(POLL, "A Unknown", Duration::from_secs(80), || async {
+    wait_until("A Unknown", Duration::from_secs(80), || async {
         ready(&c.node("node-a").await).as_deref() == Some("Unknown")
     })
     .await;
-    poll_until(
-        POLL,
+    wait_until(
         "B's NoExecute taint removed",
         Duration::from_secs(2),
         || async { taint_keys(&c.node("node-b").await, "NoExecute").is_empty() },
@@ -604,7 +613,7 @@ async fn h1_evicts_pods_from_tainted_nodes() {
     c.add_node("node-a").await;
     c.pod_on("h1", "node-a", json!([])).await;
     c.set_evict_taint("node-a", true).await;
-    let took = poll_until(POLL, "h1 evicted", Duration::from_secs(65), || async {
+    let took = wait_until("h1 evicted", Duration::from_secs(65), || async {
         evicted(&c.pod("h1").await)
     })
     .await;
@@ -642,7 +651,7 @@ async fn h3_eventually_evicts_pods_with_finite_tolerations() {
         evicted(&c.pod("h3").await)
     })
     .await;
-    let took = poll_until(POLL, "h3 evicted", Duration::from_secs(65), || async {
+    let took = wait_until("h3 evicted", Duration::from_secs(65), || async {
         evicted(&c.pod("h3").await)
     })
     .await;
@@ -687,7 +696,7 @@ async fn h5_only_evicts_pods_without_tolerations() {
     c.pod_on("h5-1", "node-a", json!([])).await;
     c.pod_on("h5-2", "node-a", toleration(None)).await;
     c.set_evict_taint("node-a", true).await;
-    poll_until(POLL, "h5-1 evicted", Duration::from_secs(65), || async {
+    wait_until("h5-1 evicted", Duration::from_secs(65), || async {
         evicted(&c.pod("h5-1").await)
     })
     .await;
@@ -706,13 +715,13 @@ async fn h6_evicts_pods_after_their_min_toleration_seconds() {
     c.pod_on("h6-2", "node-a", toleration(Some(25))).await;
     c.set_evict_taint("node-a", true).await;
     let start = Instant::now();
-    poll_until(POLL, "h6-1 evicted", Duration::from_secs(110), || async {
+    wait_until("h6-1 evicted", Duration::from_secs(110), || async {
         evicted(&c.pod("h6-1").await)
     })
     .await;
     let first = start.elapsed();
     assert!(!evicted(&c.pod("h6-2").await), "h6-2 evicted with h6-1");
-    poll_until(POLL, "h6-2 evicted", Duration::from_secs(110), || async {
+    wait_until("h6-2 evicted", Duration::from_secs(110), || async {
         evicted(&c.pod("h6-2").await)
     })
     .await;
@@ -774,17 +783,12 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
         .create(&PostParams::default(), &rs)
         .await
         .expect("create rs");
-    poll_until(
-        POLL,
-        "pod bound to node-b",
-        Duration::from_secs(10),
-        || async {
-            app_pods(&c, "web")
-                .await
-                .iter()
-                .any(|p| node_of(p) == Some("node-b"))
-        },
-    )
+    wait_until("pod bound to node-b", Duration::from_secs(10), || async {
+        app_pods(&c, "web")
+            .await
+            .iter()
+            .any(|p| node_of(p) == Some("node-b"))
+    })
     .await;
     let old = app_pods(&c, "web").await.remove(0);
     let old_name = old.metadata.name.clone().expect("name");
@@ -793,12 +797,9 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
 
     c.kill_kubelet("node-b");
     let killed = Instant::now();
-    poll_until(
-        POLL,
-        "old pod evicted",
-        Duration::from_secs(120),
-        || async { evicted(&c.pod(&old_name).await) },
-    )
+    wait_until("old pod evicted", Duration::from_secs(120), || async {
+        evicted(&c.pod(&old_name).await)
+    })
     .await;
     let evicted_after = killed.elapsed();
     // ≤ 10 s since the last renewal + 50 s grace + 5 s period + 20 s toleration.
@@ -806,18 +807,13 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
         evicted_after <= Duration::from_secs(86),
         "{evicted_after:?}"
     );
-    let replaced = poll_until(
-        POLL,
-        "replacement on node-a",
-        Duration::from_secs(5),
-        || async {
-            app_pods(&c, "web").await.iter().any(|p| {
-                p.metadata.name.as_deref() != Some(&old_name)
-                    && node_of(p) == Some("node-a")
-                    && p.metadata.deletion_timestamp.is_none()
-            })
-        },
-    )
+    let replaced = wait_until("replacement on node-a", Duration::from_secs(5), || async {
+        app_pods(&c, "web").await.iter().any(|p| {
+            p.metadata.name.as_deref() != Some(&old_name)
+                && node_of(p) == Some("node-a")
+                && p.metadata.deletion_timestamp.is_none()
+        })
+    })
     .await;
     assert!(
         replaced <= Duration::from_secs(2),
@@ -842,16 +838,11 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         .create(&PostParams::default(), &sts)
         .await
         .expect("create sts");
-    poll_until(
-        POLL,
-        "db-0 bound to node-b",
-        Duration::from_secs(10),
-        || async {
-            c.pod("db-0")
-                .await
-                .is_some_and(|p| node_of(&p) == Some("node-b"))
-        },
-    )
+    wait_until("db-0 bound to node-b", Duration::from_secs(10), || async {
+        c.pod("db-0")
+            .await
+            .is_some_and(|p| node_of(&p) == Some("node-b"))
+    })
     .await;
     c.run_pod("db-0").await;
     let old_uid = c
@@ -891,7 +882,7 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
     }
 
     c.kill_kubelet("node-b");
-    poll_until(POLL, "db-0 evicted", Duration::from_secs(120), || async {
+    wait_until("db-0 evicted", Duration::from_secs(120), || async {
         evicted(&c.pod("db-0").await)
     })
     .await;
@@ -908,7 +899,7 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         .await
         .expect("delete node");
     let deleted = Instant::now();
-    poll_until(POLL, "db-0 recreated", Duration::from_secs(90), || async {
+    wait_until("db-0 recreated", Duration::from_secs(90), || async {
         c.pod("db-0")
             .await
             .is_some_and(|p| p.metadata.uid != Some(old_uid.clone()))
@@ -920,16 +911,11 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         (Duration::from_secs(40)..=Duration::from_secs(62)).contains(&took),
         "recreated {took:?} after the node delete"
     );
-    poll_until(
-        POLL,
-        "new db-0 on node-a",
-        Duration::from_secs(5),
-        || async {
-            c.pod("db-0")
-                .await
-                .is_some_and(|p| node_of(&p) == Some("node-a"))
-        },
-    )
+    wait_until("new db-0 on node-a", Duration::from_secs(5), || async {
+        c.pod("db-0")
+            .await
+            .is_some_and(|p| node_of(&p) == Some("node-a"))
+    })
     .await;
     // PodGC wrote Failed + DeletionByPodGC before the (force) DELETE.
     let seen = seen.lock().expect("lock").clone();
@@ -972,12 +958,9 @@ async fn a_node_that_never_posts_status_goes_unknown_after_the_startup_grace() {
         .create(&PostParams::default(), &node)
         .await
         .expect("create");
-    let took = poll_until(
-        POLL,
-        "conditions Unknown",
-        Duration::from_secs(80),
-        || async { ready(&c.node("silent").await).as_deref() == Some("Unknown") },
-    )
+    let took = wait_until("conditions Unknown", Duration::from_secs(80), || async {
+        ready(&c.node("silent").await).as_deref() == Some("Unknown")
+    })
     .await;
     // 60 s from the node's creation, noticed at the next 5 s monitor pass.
     assert!(
@@ -1007,7 +990,7 @@ async fn podgc_force_deletes_terminating_pods_on_out_of_service_nodes() {
     c.add_node("node-b").await;
     c.pod_on("p", "node-b", toleration(None)).await;
     c.kill_kubelet("node-b");
-    poll_until(POLL, "node-b Unknown", Duration::from_secs(80), || async {
+    wait_until("node-b Unknown", Duration::from_secs(80), || async {
         ready(&c.node("node-b").await).as_deref() == Some("Unknown")
     })
     .await;
@@ -1037,12 +1020,9 @@ async fn podgc_force_deletes_terminating_pods_on_out_of_service_nodes() {
         .replace("node-b", &PostParams::default(), &n)
         .await
         .expect("taint");
-    let took = poll_until(
-        POLL,
-        "pod force-deleted",
-        Duration::from_secs(30),
-        || async { c.pod("p").await.is_none() },
-    )
+    let took = wait_until("pod force-deleted", Duration::from_secs(30), || async {
+        c.pod("p").await.is_none()
+    })
     .await;
     assert!(took <= Duration::from_secs(21), "{took:?}");
     c.stop().await;
@@ -1068,8 +1048,7 @@ async fn podgc_deletes_the_oldest_terminated_pods_above_the_threshold() {
                 .expect("status");
         }
     }
-    poll_until(
-        POLL,
+    wait_until(
         "two terminated pods left",
         Duration::from_secs(30),
         || async { c.pod("t1").await.is_none() && c.pod("t2").await.is_none() },

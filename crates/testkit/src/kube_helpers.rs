@@ -26,31 +26,6 @@ where
     }
 }
 
-/// Polls `check` every `every` (of tokio time) until it holds and returns how long that
-/// took; panics naming `what` once `limit` has passed.
-pub async fn poll_until<F, Fut>(
-    every: Duration,
-    what: &str,
-    limit: Duration,
-    mut check: F,
-) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(every).await;
-    }
-}
-
 /// Deletes pod `name` with a grace period of 0 (`kubectl delete --grace-period=0`): the
 /// object goes at once, and the node then stops what is left.
 pub async fn delete_now(pods: &Api<Pod>, name: &str) {
