@@ -3,6 +3,8 @@
 //! - Priority (upstream's `Priority` plugin): a pod's `spec.priority` and
 //!   `spec.preemptionPolicy` come from its `priorityClassName`, or from the class marked
 //!   `globalDefault` (priority 0 when there is none); at most one class is the default.
+//! - RuntimeClass (upstream's `RuntimeClass` plugin): a pod's `runtimeClassName` must name
+//!   a class; the class's fixed overhead and scheduling constraints join the pod.
 //! - At start: the system PriorityClasses, one APIService per served group-version (all
 //!   local, `Available`), and the `default` ServiceAccount of each initial namespace; a
 //!   namespace created later gets its `default` ServiceAccount right after it is stored
@@ -14,8 +16,8 @@ use crate::error::ApiError;
 use crate::objects;
 use crate::ops::{Core, INITIAL_NAMESPACES, UpdateMode};
 use crate::registry::{
-    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, NAMESPACES, PODS, PRIORITYCLASSES, ResourceKind,
-    SERVICEACCOUNTS,
+    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, NAMESPACES, PODS, PRIORITYCLASSES,
+    RUNTIMECLASSES, ResourceKind, SERVICEACCOUNTS,
 };
 use crate::strategy::SYSTEM_PRIORITY_CLASSES;
 
@@ -39,7 +41,8 @@ impl Core {
         create: bool,
     ) -> Result<(), ApiError> {
         if kind == &PODS && create {
-            return self.admit_pod_priority(obj).await;
+            self.admit_pod_priority(obj).await?;
+            return self.admit_pod_runtime_class(obj).await;
         }
         if kind == &PRIORITYCLASSES
             && obj.get("globalDefault").and_then(Value::as_bool) == Some(true)
@@ -65,14 +68,7 @@ impl Core {
 
     async fn admit_pod_priority(&self, pod: &mut Value) -> Result<(), ApiError> {
         let name = objects::name_of(pod).to_string();
-        let forbidden = |msg: String| {
-            ApiError::forbidden(
-                PODS.plural,
-                "",
-                &name,
-                format!("pods {name:?} is forbidden: {msg}"),
-            )
-        };
+        let forbidden = |msg: String| pod_forbidden(&name, msg);
         let class_name = pod
             .pointer("/spec/priorityClassName")
             .and_then(Value::as_str)
@@ -126,6 +122,92 @@ impl Core {
                 )));
             }
             spec.insert("preemptionPolicy".into(), Value::from(policy));
+        }
+        Ok(())
+    }
+
+    /// Upstream's `RuntimeClass` plugin: the named class must exist; its `overhead.podFixed`
+    /// becomes the pod's `overhead` (a pod may not set another), its `scheduling` node
+    /// selector joins the pod's (a conflicting value is refused) and its tolerations are
+    /// added.
+    async fn admit_pod_runtime_class(&self, pod: &mut Value) -> Result<(), ApiError> {
+        let name = objects::name_of(pod).to_string();
+        let forbidden = |msg: String| pod_forbidden(&name, msg);
+        let class_name = pod
+            .pointer("/spec/runtimeClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let class = if class_name.is_empty() {
+            None
+        } else {
+            match self.storage.get(&RUNTIMECLASSES, None, &class_name).await? {
+                Some((c, _)) => Some(c),
+                None => {
+                    return Err(forbidden(format!(
+                        "pod rejected: RuntimeClass {class_name:?} not found"
+                    )));
+                }
+            }
+        };
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        let fixed = class
+            .as_ref()
+            .and_then(|c| c.pointer("/overhead/podFixed"))
+            .cloned();
+        match (fixed, spec.get("overhead").filter(|o| !o.is_null())) {
+            (None, Some(_)) => {
+                return Err(forbidden(
+                    "pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead".into(),
+                ));
+            }
+            (Some(f), Some(o)) if !same_quantities(&f, o) => {
+                return Err(forbidden(
+                    "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead"
+                        .into(),
+                ));
+            }
+            (Some(f), None) => {
+                spec.insert("overhead".into(), f);
+            }
+            _ => {}
+        }
+        let Some(scheduling) = class.as_ref().and_then(|c| c.get("scheduling")) else {
+            return Ok(());
+        };
+        if let Some(sel) = scheduling.get("nodeSelector").and_then(Value::as_object) {
+            let pod_sel = spec
+                .entry("nodeSelector")
+                .or_insert_with(|| json!({}))
+                .as_object_mut();
+            if let Some(pod_sel) = pod_sel {
+                for (k, v) in sel {
+                    if let Some(pv) = pod_sel.get(k)
+                        && pv != v
+                    {
+                        return Err(forbidden(format!(
+                            "conflict: runtimeClass.scheduling.nodeSelector[{k}] = {}; pod.spec.nodeSelector[{k}] = {}",
+                            v.as_str().unwrap_or_default(),
+                            pv.as_str().unwrap_or_default()
+                        )));
+                    }
+                    pod_sel.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(tols) = scheduling.get("tolerations").and_then(Value::as_array)
+            && let Some(pod_tols) = spec
+                .entry("tolerations")
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+        {
+            for t in tols {
+                if !pod_tols.contains(t) {
+                    pod_tols.push(t.clone());
+                }
+            }
         }
         Ok(())
     }
@@ -252,4 +334,30 @@ impl Core {
         .await?;
         Ok(())
     }
+}
+
+/// `pods "NAME" is forbidden: MSG` (403), as an admission plugin refuses a pod.
+fn pod_forbidden(name: &str, msg: String) -> ApiError {
+    ApiError::forbidden(
+        PODS.plural,
+        "",
+        name,
+        format!("pods {name:?} is forbidden: {msg}"),
+    )
+}
+
+/// Whether two resource lists (`{"cpu": "250m", ...}`) hold the same quantities.
+fn same_quantities(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let nanos = |v: &Value| {
+        v.as_str()
+            .and_then(|q| podvisor_api::status::parse_quantity(q).ok())
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| {
+            b.get(k)
+                .is_some_and(|w| nanos(v).is_some() && nanos(v) == nanos(w))
+        })
 }

@@ -717,6 +717,50 @@ async fn kubectl_builtin_kinds() {
         "{err}"
     );
 
+    // RuntimeClass admission: the class must exist; its overhead and scheduling join the pod.
+    env.ok(
+        &["create", "-f", "-"],
+        Some("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: fenced}\nhandler: fenced\noverhead: {podFixed: {cpu: 250m}}\nscheduling: {nodeSelector: {zone: a}, tolerations: [{key: k, operator: Exists}]}\n"),
+    )
+    .await;
+    let rc_pod = |name: &str, class: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  runtimeClassName: {class}\n{extra}  containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    env.ok(&["create", "-f", "-"], Some(&rc_pod("rc-ok", "fenced", "")))
+        .await;
+    let got = env
+        .ok(
+            &["get", "pod", "rc-ok", "-o", "jsonpath={.spec.overhead.cpu} {.spec.nodeSelector.zone} {.spec.tolerations[*].key}"],
+            None,
+        )
+        .await;
+    assert!(got.starts_with("250m a k "), "{got}");
+    let err = env
+        .fails(&["create", "-f", "-"], Some(&rc_pod("rc-nope", "nope", "")))
+        .await;
+    assert!(
+        err.contains(
+            "pods \"rc-nope\" is forbidden: pod rejected: RuntimeClass \"nope\" not found"
+        ),
+        "{err}"
+    );
+    let err = env
+        .fails(
+            &["create", "-f", "-"],
+            Some(&rc_pod(
+                "rc-conflict",
+                "fenced",
+                "  nodeSelector: {zone: b}\n",
+            )),
+        )
+        .await;
+    assert!(
+        err.contains("conflict: runtimeClass.scheduling.nodeSelector[zone] = a; pod.spec.nodeSelector[zone] = b"),
+        "{err}"
+    );
+
     // Validation: a Job's pods may not restart in place.
     let err = env
         .fails(

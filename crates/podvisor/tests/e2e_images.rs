@@ -115,7 +115,7 @@ fn build_image(dir: &Path, os_id: &str, config: serde_json::Value) -> PathBuf {
     );
     add("etc/group", b"root:x:0:\napp:x:1001:\n", 0o644);
     for applet in [
-        "sh", "sleep", "cat", "echo", "id", "pwd", "env", "true", "ls",
+        "sh", "sleep", "cat", "echo", "id", "pwd", "env", "true", "ls", "touch", "wc", "test",
     ] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
@@ -173,15 +173,9 @@ fn push(layout: &Path, dest: &str, creds: Option<&str>) {
     if let Some(c) = creds {
         cmd.args(["--dest-creds", c]);
     }
-    let out = cmd
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{dest}"))
-        .output()
-        .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy to {dest}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    podvisor_testkit::run_ok(
+        cmd.arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{dest}")),
     );
 }
 
@@ -329,7 +323,7 @@ fn images_pull_with_policies_auth_mirrors_and_back_off() {
         ),
     )
     .expect("registries.yaml");
-    let c = Cluster::up_with(
+    let mut c = Cluster::up_with(
         dir,
         &[
             "--insecure-registry".into(),
@@ -464,4 +458,132 @@ fn images_pull_with_policies_auth_mirrors_and_back_off() {
     let mut buf = String::new();
     let _ = std::fs::File::open(&secret_file).and_then(|mut f| f.read_to_string(&mut buf));
     assert!(buf.starts_with("alice:"));
+
+    // The container runs in the image's root filesystem, not the host's.
+    let os = c.kubectl_ok(&["exec", "first", "--", "cat", "/etc/os-release"]);
+    assert!(os.contains("ID=podvisor-test"), "{os}");
+    assert_eq!(
+        c.kubectl_ok(&["exec", "first", "--", "cat", "/etc/hostname"]),
+        "first\n"
+    );
+    let ps = c.kubectl_ok(&["exec", "first", "--", "ls", "/proc"]);
+    assert!(ps.split_whitespace().any(|p| p == "1"), "{ps}");
+    assert!(
+        c.kubectl_ok(&["exec", "first", "--", "ls", "/dev"])
+            .contains("null"),
+        "no /dev/null"
+    );
+
+    // The image's ENTRYPOINT, CMD, Env, WorkingDir, User and STOPSIGNAL.
+    let merge = build_image(
+        &work,
+        "merge",
+        serde_json::json!({
+            "Entrypoint": ["/bin/sh", "-c"],
+            "Cmd": ["echo cmd-from-image; trap 'echo got-usr1 > /out/signal; exit 0' USR1; while :; do sleep 0.2; done"],
+            "Env": ["FROM_IMAGE=yes", "OVER=image", "PATH=/bin"],
+            "WorkingDir": "/srv/app",
+            "User": "app",
+            "StopSignal": "SIGUSR1",
+        }),
+    );
+    let merge_image = format!("{}/test/merge:v1", open.host());
+    push(&merge, &merge_image, None);
+    let out = work.join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let merged = |name: &str, extra: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 5
+  restartPolicy: Never
+  volumes: [{{name: out, hostPath: {{path: {out}}}}}]
+  containers:
+  - name: main
+    image: {merge_image}
+    env: [{{name: OVER, value: pod}}]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+{extra}"#,
+            out = out.display()
+        )
+    };
+    c.apply(&merged("imgcfg", ""));
+    c.wait_pod_phase("imgcfg", "Running", PULL);
+    c.wait_for("the image's CMD ran", Duration::from_secs(20), || {
+        c.kubectl_ok(&["logs", "imgcfg"]).contains("cmd-from-image")
+    });
+    assert_eq!(
+        c.kubectl_ok(&["exec", "imgcfg", "--", "id", "-u"]),
+        "1000\n"
+    );
+    assert_eq!(
+        c.kubectl_ok(&["exec", "imgcfg", "--", "id", "-g"]),
+        "1001\n"
+    );
+    assert_eq!(c.kubectl_ok(&["exec", "imgcfg", "--", "pwd"]), "/srv/app\n");
+    let env = c.kubectl_ok(&["exec", "imgcfg", "--", "env"]);
+    assert!(env.contains("FROM_IMAGE=yes\n"), "{env}");
+    assert!(
+        env.contains("OVER=pod\n") && !env.contains("OVER=image"),
+        "{env}"
+    );
+    c.kubectl_ok(&["delete", "pod", "imgcfg", "--wait=true"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("signal")).unwrap_or_default(),
+        "got-usr1\n",
+        "the image's STOPSIGNAL (SIGUSR1) stops the container"
+    );
+    // args replace CMD (ENTRYPOINT kept); runAsUser wins over the image's User.
+    c.apply(&merged(
+        "argsonly",
+        "    args: [\"echo args-replace-cmd; id -u; sleep 3600\"]\n    securityContext: {runAsUser: 0}\n",
+    ));
+    c.wait_for("args ran", PULL, || {
+        c.kubectl(&["logs", "argsonly"])
+            .stdout
+            .starts_with(b"args-replace-cmd\n0\n")
+    });
+    // command replaces ENTRYPOINT and drops CMD.
+    c.apply(&merged(
+        "cmdonly",
+        "    command: [\"/bin/echo\", \"command-wins\"]\n",
+    ));
+    c.wait_pod_phase("cmdonly", "Succeeded", PULL);
+    assert_eq!(c.kubectl_ok(&["logs", "cmdonly"]), "command-wins\n");
+
+    // Writes to the root vanish with the instance; volumes persist across restarts.
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: restarts}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: data, emptyDir: {{}}}}]
+  containers:
+  - name: main
+    image: {image}
+    volumeMounts: [{{name: data, mountPath: /data}}]
+    command: ["sh", "-c", "test -e /marker && echo marker-survived; touch /marker; echo run >> /data/runs; echo runs=$(cat /data/runs | wc -l); sleep 1; exit 1"]
+"#
+    ));
+    c.wait_for("a second instance", Duration::from_secs(60), || {
+        c.kubectl(&["logs", "restarts"])
+            .stdout
+            .starts_with(b"runs=2")
+    });
+
+    // Re-adoption after the agent restarts keeps the container and its root.
+    let id = c.pod_field("first", "{.status.containerStatuses[0].containerID}");
+    c.restart();
+    c.wait_pod_ready("first", PULL);
+    assert_eq!(
+        c.pod_field("first", "{.status.containerStatuses[0].containerID}"),
+        id
+    );
+    let os = c.kubectl_ok(&["exec", "first", "--", "cat", "/etc/os-release"]);
+    assert!(os.contains("ID=podvisor-test"), "{os}");
 }

@@ -190,6 +190,20 @@ pub struct ContainerConfig {
     /// Where the container may write a termination message, and the fallback when it wrote
     /// none (spec §1.8). None: no termination message is collected.
     pub termination_message: Option<TerminationMessage>,
+    /// The container's own root filesystem (an image); None: the host's. With a root
+    /// filesystem, mount targets, the working directory and the executable are paths inside
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<RootFs>,
+}
+
+/// A container root filesystem made of read-only layers: each instance gets an overlayfs
+/// with a fresh upper directory (removed with the instance), its own `/proc`, a minimal
+/// `/dev` and a read-only `/sys`, and `pivot_root`s into it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootFs {
+    /// The unpacked layers, top first (overlayfs `lowerdir` order).
+    pub layers: Vec<PathBuf>,
 }
 
 /// A bind mount of a host path into a container.

@@ -2,6 +2,7 @@
 //! (namespaces, cgroups, fds, logs, zombies, daemons, OOM, surviving the agent). Runs as root
 //! in CI; each test uses its own state directory and removes its sandboxes.
 
+#[macro_use]
 mod conformance;
 
 use std::collections::BTreeSet;
@@ -112,17 +113,7 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(
-    exit_code_is_reported,
-    term_default_action_reports_signal,
-    term_handled_exits_cleanly,
-    term_ignored_needs_kill,
-    illegal_operations_name_the_state,
-    removing_twice_succeeds,
-    duplicates_are_refused,
-    list_shows_everything,
-    restart_is_a_new_container,
-);
+all_cases!(conformance);
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -1077,6 +1068,29 @@ fn host_mounts_contain(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
 
+/// Creates and starts container `cfg` (named `app`, printing `ready`) and waits for that
+/// line; without root, checks that the start is refused for want of a mount namespace.
+async fn start_ready_as_root(
+    rt: &ProcessRuntime,
+    sb: &str,
+    cfg: ContainerConfig,
+) -> Option<podvisor_runtime::ContainerId> {
+    let id = rt.create_container(sb, cfg).await.expect("create");
+    let started = rt.start_container(&id).await;
+    if !is_root() {
+        let err = started.expect_err("a private mount namespace needs root");
+        assert!(err.to_string().contains("mount namespace"), "{err}");
+        return None;
+    }
+    started.expect("start");
+    wait_until("the container is ready", || {
+        std::fs::read_to_string(rt.sandbox_dir(sb).join("logs").join("app").join("0.log"))
+            .is_ok_and(|l| l.contains(" F ready"))
+    })
+    .await;
+    Some(id)
+}
+
 #[tokio::test]
 async fn mounts_are_private_to_the_container_and_read_only_holds() {
     let h = harness().await;
@@ -1133,19 +1147,9 @@ async fn mounts_are_private_to_the_container_and_read_only_holds() {
             mounts: mounts.clone(),
             ..Default::default()
         };
-        let id = rt.create_container(&sb, cfg).await.expect("create");
-        let started = rt.start_container(&id).await;
-        if !is_root() {
-            let err = started.expect_err("mounts need root");
-            assert!(err.to_string().contains("mount namespace"), "{err}");
+        let Some(id) = start_ready_as_root(rt, &sb, cfg).await else {
             return;
-        }
-        started.expect("start");
-        wait_until("the container is ready", || {
-            std::fs::read_to_string(rt.sandbox_dir(&sb).join("logs").join("app").join("0.log"))
-                .is_ok_and(|l| l.contains(" F ready"))
-        })
-        .await;
+        };
         let out = log_lines(rt, &id).await;
         assert_eq!(
             out[..4],
@@ -1399,6 +1403,106 @@ async fn termination_message_falls_back_to_the_log_only_on_error() {
             .expect("message");
         assert_eq!(m.len(), 2048);
         assert!(m.ends_with("x\nEND"), "{}", &m[m.len() - 10..]);
+        rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+/// A root filesystem of two layers made from the host's busybox-static: the top one
+/// overrides `/etc/os-release`.
+fn busybox_layers(base: &Path) -> Option<Vec<PathBuf>> {
+    let busybox = std::fs::read("/bin/busybox").ok()?;
+    let (top, low) = (base.join("top"), base.join("low"));
+    for d in [low.join("bin"), low.join("etc"), top.join("etc")] {
+        std::fs::create_dir_all(d).expect("layer dir");
+    }
+    std::fs::write(low.join("bin/busybox"), busybox).expect("busybox");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            low.join("bin/busybox"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+    for applet in ["sh", "cat", "ls", "sleep", "test", "echo", "touch"] {
+        std::os::unix::fs::symlink("busybox", low.join("bin").join(applet)).expect("applet");
+    }
+    std::fs::write(low.join("etc/os-release"), "ID=low\n").expect("os-release");
+    std::fs::write(top.join("etc/os-release"), "ID=rootfs-test\n").expect("os-release");
+    Some(vec![top, low])
+}
+
+#[tokio::test]
+async fn a_container_runs_in_its_own_root_filesystem() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let base = h._dir.path().join("image");
+        let Some(layers) = busybox_layers(&base) else {
+            eprintln!("skipping: no /bin/busybox (Debian package busybox-static)");
+            return;
+        };
+        let vol = h._dir.path().join("vol");
+        std::fs::create_dir_all(&vol).expect("vol");
+        let sb = sandbox(&h, "rootfs").await;
+        let mut events = rt.subscribe();
+        let cfg = ContainerConfig {
+            name: "app".into(),
+            command: sh(
+                "cat /etc/os-release; touch /written; test -c /dev/null && echo dev; \
+                 test -e /proc/self/status && echo proc; ls /data; echo ready; sleep 1000",
+            ),
+            mounts: vec![podvisor_runtime::Mount {
+                source: vol.clone(),
+                target: "/data".into(),
+                read_only: false,
+            }],
+            working_dir: Some("/work/dir".into()),
+            rootfs: Some(podvisor_runtime::RootFs {
+                layers: layers.clone(),
+            }),
+            ..Default::default()
+        };
+        std::fs::write(vol.join("in-volume"), "").expect("vol file");
+        let Some(id) = start_ready_as_root(rt, &sb, cfg).await else {
+            return;
+        };
+        assert_eq!(
+            log_lines(rt, &id).await[..4],
+            ["ID=rootfs-test", "dev", "proc", "in-volume"]
+        );
+        // Execs see the same root, working directory included.
+        let r = rt
+            .exec(&id, &sh("cat /etc/os-release; ls /; pwd"), LONG)
+            .await
+            .expect("exec");
+        let out = String::from_utf8_lossy(&r.output).to_string();
+        assert!(out.starts_with("ID=rootfs-test\n"), "{out}");
+        assert!(out.contains("written"), "{out}");
+        assert!(out.ends_with("/work/dir\n"), "{out}");
+        // The layers are never written; the instance's writes go to its own upper directory.
+        assert!(!layers.iter().any(|l| l.join("written").exists()));
+        assert!(!layers.iter().any(|l| l.join("work").exists()));
+        rt.signal(&id, Signal::KILL).await.expect("kill");
+        wait_exit(&mut events, &id, LONG).await;
+        // A missing executable is worded as upstream's.
+        let cfg = ContainerConfig {
+            name: "missing".into(),
+            command: vec!["nosuch".into()],
+            rootfs: Some(podvisor_runtime::RootFs { layers }),
+            ..Default::default()
+        };
+        let id = rt.create_container(&sb, cfg).await.expect("create");
+        let err = rt
+            .start_container(&id)
+            .await
+            .expect_err("no such executable");
+        assert!(
+            err.to_string()
+                .contains("exec: \"nosuch\": executable file not found in $PATH"),
+            "{err}"
+        );
         rt.remove_sandbox(&sb).await.expect("remove");
     })
     .await;

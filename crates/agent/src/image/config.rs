@@ -52,6 +52,12 @@ pub fn apply_image(
         config.working_dir = ic.working_dir.as_ref().map(PathBuf::from);
     }
     let layers = layer_dirs(images.store(), record);
+    if layers.iter().any(|l| !l.is_dir()) {
+        return Err(format!(
+            "image {} is incomplete in the store (a layer is missing); remove it and pull again",
+            record.id
+        ));
+    }
     if config.uid.is_none() {
         if let Some(user) = &ic.user {
             let (uid, gid) = resolve_user(&layers, user)?;
@@ -83,6 +89,7 @@ pub fn apply_image(
         .cloned()
         .unwrap_or_else(|| spec_image.to_string());
     let id = record.image_ref();
+    config.rootfs = Some(podvisor_runtime::RootFs { layers });
     config.image = name.clone();
     config
         .annotations

@@ -5,7 +5,8 @@
 //!
 //! The files are rewritten before each container is created (the pod's IP is known by then)
 //! and mounted unless the container mounts something at that path itself. The agent does
-//! this when it runs the pod network ([`crate::network`]).
+//! this when it runs the pod network ([`crate::network`]), and for every container that runs
+//! in its image's root filesystem (whose own files know nothing of the pod).
 //!
 //! * **hostname** (`GeneratePodHostNameAndDomain`): `spec.hostname` or the pod name (cut to
 //!   63 characters, without a trailing `-` or `.`); with `spec.subdomain` the domain is
@@ -271,12 +272,14 @@ pub fn write(
 
 impl super::PodWorker {
     /// Writes the pod's files and returns the mounts a container without its own gets
-    /// (none without the pod network, or when the files cannot be written: logged).
+    /// (none without the pod network unless the container has its own root filesystem,
+    /// none when the files cannot be written: logged).
     pub(super) fn etc_mounts(
         &mut self,
         own: &[podvisor_runtime::Mount],
+        rootfs: bool,
     ) -> Vec<podvisor_runtime::Mount> {
-        if self.ctx.network.is_none() {
+        if self.ctx.network.is_none() && !rootfs {
             return Vec::new();
         }
         let ips = if self.pod_ips.is_empty() {

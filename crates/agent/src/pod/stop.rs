@@ -272,8 +272,13 @@ impl Stopper {
         // 4. the stop signal
         let signalled_at = (!t.already_signalled).then(Instant::now);
         if signalled_at.is_some() {
-            let signal = stop_signal_of(&t.container);
-            if let Ok(st) = self.runtime.container_status(&id).await
+            // The instance's own stop signal (the pod's, else its image's STOPSIGNAL).
+            let status = self.runtime.container_status(&id).await.ok();
+            let signal = status
+                .as_ref()
+                .and_then(|st| st.config.stop_signal)
+                .unwrap_or_else(|| stop_signal_of(&t.container));
+            if let Some(st) = &status
                 && st.handles_stop_signal == Some(false)
             {
                 self.event(

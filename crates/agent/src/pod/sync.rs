@@ -350,9 +350,7 @@ impl PodWorker {
             return;
         };
         let mut config = container_config(&self.pod, c, restart_count, hash, env);
-        let etc = self.etc_mounts(&mounts);
         config.mounts = mounts;
-        config.mounts.extend(etc);
         let applied = crate::image::apply_image(
             self.ctx.images.as_deref(),
             &mut config,
@@ -360,6 +358,8 @@ impl PodWorker {
             stored.as_ref(),
             &image,
         );
+        let etc = self.etc_mounts(&config.mounts, config.rootfs.is_some());
+        config.mounts.extend(etc);
         let created = match applied {
             Ok(ids) => self
                 .ctx

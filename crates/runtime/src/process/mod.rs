@@ -85,6 +85,7 @@ mod cgroup;
 mod logs;
 pub mod netns;
 mod proto;
+mod rootfs;
 mod spawn;
 mod stream;
 mod supervisor;

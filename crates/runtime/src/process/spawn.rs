@@ -72,19 +72,47 @@ pub(crate) struct MountSpec {
     pub read_only: bool,
 }
 
+/// One step of building a container's root filesystem in the child (see `rootfs.rs`).
+/// `Mkdir`, `Touch` and `Symlink` succeed when the path exists already.
+pub(crate) enum RootOp {
+    /// mkdir(path, mode).
+    Mkdir(CString, u32),
+    /// Create an empty file (for a file bind mount).
+    Touch(CString),
+    /// symlink(target, link).
+    Symlink { target: CString, link: CString },
+    /// mount(2).
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: Option<CString>,
+        flags: u64,
+        data: Option<CString>,
+    },
+    /// `pivot_root` into this directory (a mount point), detach the old root, chdir("/").
+    PivotRoot(CString),
+}
+
 /// The mount namespace a child gets.
 pub(crate) enum MountNs<'a> {
     /// The supervisor's (the host's).
     Inherit,
     /// A private one with these bind mounts.
     Private(&'a [MountSpec]),
-    /// The one of this open `/proc/<pid>/ns/mnt` (an exec in a container).
-    Join(RawFd),
+    /// A private one built by these steps (a container with its own root filesystem).
+    Root(&'a [RootOp]),
+    /// The one of this open `/proc/<pid>/ns/mnt` (an exec in a container), then, for a
+    /// container with its own root filesystem, that root (an open `/proc/<pid>/root`):
+    /// joining a mount namespace alone leaves the caller at the namespace's original root.
+    Join { ns: RawFd, root: Option<RawFd> },
 }
 
 /// What to start.
 pub(crate) struct SpawnSpec<'a> {
     pub path: &'a CString,
+    /// Further executables to try, in order, when `path` does not exist (a `$PATH` lookup
+    /// inside a container's own root filesystem, done after the root switch).
+    pub alt_paths: &'a [CString],
     pub argv: &'a [CString],
     pub envp: &'a [CString],
     pub cwd: &'a CString,
@@ -368,6 +396,24 @@ unsafe fn report(fd: RawFd, kind: i32, a: i32, b: i32) {
     unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
 }
 
+/// Enters a new mount namespace whose mounts receive the host's but never propagate back.
+///
+/// # Safety
+/// Only in the freshly forked child (plain system calls).
+unsafe fn private_mount_ns() -> bool {
+    // SAFETY: plain system calls with valid constant arguments.
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ) == 0
+    }
+}
+
 /// The child side of [`spawn`].
 ///
 /// # Safety
@@ -411,23 +457,88 @@ unsafe fn child(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // The host PID, read before a root switch replaces `/proc` with the pod's.
+        let mut link = [0u8; 32];
+        let n = libc::readlink(c"/proc/self".as_ptr(), link.as_mut_ptr().cast(), link.len());
+        if n > 0 {
+            let mut host: i32 = 0;
+            for &b in &link[..n as usize] {
+                if b.is_ascii_digit() {
+                    host = host.saturating_mul(10).saturating_add((b - b'0') as i32);
+                }
+            }
+            report(status, MSG_PID, host, 0);
+        }
         match spec.mount_ns {
             MountNs::Inherit => {}
-            MountNs::Join(fd) => {
-                if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+            MountNs::Join { ns, root } => {
+                if libc::setns(ns, libc::CLONE_NEWNS) != 0 {
+                    fail(Stage::Mount);
+                }
+                if let Some(root) = root
+                    && (libc::fchdir(root) != 0
+                        || libc::chroot(c".".as_ptr()) != 0
+                        || libc::chdir(c"/".as_ptr()) != 0)
+                {
                     fail(Stage::Mount);
                 }
             }
+            MountNs::Root(ops) => {
+                if !private_mount_ns() {
+                    fail(Stage::Mount);
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    let ok = match op {
+                        RootOp::Mkdir(p, mode) => {
+                            libc::mkdir(p.as_ptr(), *mode as libc::mode_t) == 0
+                                || *libc::__errno_location() == libc::EEXIST
+                        }
+                        RootOp::Touch(p) => {
+                            let fd = libc::open(
+                                p.as_ptr(),
+                                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                                0o644,
+                            );
+                            if fd >= 0 {
+                                libc::close(fd);
+                            }
+                            fd >= 0 || *libc::__errno_location() == libc::EISDIR
+                        }
+                        RootOp::Symlink { target, link } => {
+                            libc::symlink(target.as_ptr(), link.as_ptr()) == 0
+                                || *libc::__errno_location() == libc::EEXIST
+                        }
+                        RootOp::Mount {
+                            source,
+                            target,
+                            fstype,
+                            flags,
+                            data,
+                        } => {
+                            libc::mount(
+                                source.as_ptr(),
+                                target.as_ptr(),
+                                fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+                                *flags as libc::c_ulong,
+                                data.as_ref()
+                                    .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+                            ) == 0
+                        }
+                        RootOp::PivotRoot(dir) => {
+                            libc::chdir(dir.as_ptr()) == 0
+                                && libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr())
+                                    == 0
+                                && libc::umount2(c".".as_ptr(), libc::MNT_DETACH) == 0
+                                && libc::chdir(c"/".as_ptr()) == 0
+                        }
+                    };
+                    if !ok {
+                        fail_at(Stage::Mount, i + 1);
+                    }
+                }
+            }
             MountNs::Private(mounts) => {
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_SLAVE,
-                        std::ptr::null(),
-                    ) != 0
-                {
+                if !private_mount_ns() {
                     fail(Stage::Mount);
                 }
                 for (i, m) in mounts.iter().enumerate() {
@@ -481,17 +592,6 @@ unsafe fn child(
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);
         }
-        let mut link = [0u8; 32];
-        let n = libc::readlink(c"/proc/self".as_ptr(), link.as_mut_ptr().cast(), link.len());
-        if n > 0 {
-            let mut host: i32 = 0;
-            for &b in &link[..n as usize] {
-                if b.is_ascii_digit() {
-                    host = host.saturating_mul(10).saturating_add((b - b'0') as i32);
-                }
-            }
-            report(status, MSG_PID, host, 0);
-        }
         // Nothing but 0, 1 and 2 survives the exec (the status pipe is already close-on-exec).
         libc::syscall(
             libc::SYS_close_range,
@@ -500,6 +600,15 @@ unsafe fn child(
             libc::CLOSE_RANGE_CLOEXEC,
         );
         libc::execve(spec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let mut errno = *libc::__errno_location();
+        for p in spec.alt_paths {
+            if errno != libc::ENOENT && errno != libc::ENOTDIR && errno != libc::EACCES {
+                break;
+            }
+            libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            errno = *libc::__errno_location();
+        }
+        *libc::__errno_location() = errno;
         fail(Stage::Exec)
     }
 }

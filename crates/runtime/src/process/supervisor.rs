@@ -50,6 +50,7 @@ use super::proto::{
     ContainerRecord, ErrorKind, Request, Response, SandboxRecord, StartedRecord, SupervisorRecord,
     WireError,
 };
+use super::rootfs::{self, RootPlan};
 use super::spawn::{self, MountNs, MountSpec, SpawnSpec, Stage};
 use super::util::{
     mono_now, read_json, rfc3339_nano, start_ticks, valid_name, wall_now, write_json,
@@ -58,6 +59,13 @@ use crate::{ContainerConfig, ContainerId, ExecResult, ExitEvent, ExitStatus, Mou
 
 /// The name of a container instance's termination-message file in its directory.
 pub(crate) const TERMINATION_FILE: &str = "termination-log";
+
+/// An exec joins its container's mount namespace: no root steps of its own (only the
+/// executable lookup words its errors as in the container's root).
+static EXEC_PLAN: RootPlan = RootPlan {
+    ops: Vec::new(),
+    what: Vec::new(),
+};
 
 /// The PATH used when a container's environment has none.
 pub(crate) const DEFAULT_PATH: &str =
@@ -993,24 +1001,51 @@ impl Sup {
     }
 
     fn cwd_of(&self, config: &ContainerConfig) -> PathBuf {
-        config
-            .working_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.clone())
+        match (&config.working_dir, &config.rootfs) {
+            (Some(w), _) => w.clone(),
+            (None, Some(_)) => PathBuf::from("/"),
+            (None, None) => self.dir.clone(),
+        }
     }
 
-    /// Prepares argv/env/cwd/path C strings.
+    /// Prepares path/alternative paths/argv/env/cwd C strings. With a root filesystem the
+    /// `$PATH` lookup happens in the child after the root switch (the candidates in order).
+    #[allow(clippy::type_complexity)]
     fn prepare(
         &self,
         argv: &[String],
         config: &ContainerConfig,
         mounts: &[Mount],
-    ) -> Result<(CString, Vec<CString>, Vec<CString>, CString), WireError> {
+    ) -> Result<(CString, Vec<CString>, Vec<CString>, Vec<CString>, CString), WireError> {
         let env = self.container_env(config);
         let cwd = self.cwd_of(config);
-        let path = resolve(&argv[0], &env, &cwd, mounts)
-            .map_err(|m| WireError::new(ErrorKind::StartFailed, m))?;
-        let path = cstring(&path.to_string_lossy(), "the executable path")?;
+        let (path, alt) = if config.rootfs.is_some() {
+            let path_var = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or(DEFAULT_PATH);
+            let mut all = rootfs::candidates(&argv[0], path_var, &cwd)
+                .into_iter()
+                .map(|p| cstring(&p.to_string_lossy(), "the executable path"))
+                .collect::<Result<Vec<_>, _>>()?;
+            if all.is_empty() {
+                return Err(WireError::new(
+                    ErrorKind::StartFailed,
+                    format!("exec: \"{}\": executable file not found in $PATH", argv[0]),
+                ));
+            }
+            let first = all.remove(0);
+            (first, all)
+        } else {
+            let path = resolve(&argv[0], &env, &cwd, mounts)
+                .map_err(|m| WireError::new(ErrorKind::StartFailed, m))?;
+            (
+                cstring(&path.to_string_lossy(), "the executable path")?,
+                Vec::new(),
+            )
+        };
         let argv = argv
             .iter()
             .map(|a| cstring(a, "an argument"))
@@ -1020,7 +1055,7 @@ impl Sup {
             .map(|(k, v)| cstring(&format!("{k}={v}"), "an environment variable"))
             .collect::<Result<Vec<_>, _>>()?;
         let cwd = cstring(&cwd.to_string_lossy(), "the working directory")?;
-        Ok((path, argv, envp, cwd))
+        Ok((path, alt, argv, envp, cwd))
     }
 
     /// The mounts of a container instance: its own, then its termination-message file.
@@ -1069,8 +1104,32 @@ impl Sup {
         Ok(Some(plan))
     }
 
-    fn start_error(argv0: &str, cwd: &Path, e: &spawn::SpawnError, mounts: &[Mount]) -> String {
+    fn start_error(
+        argv0: &str,
+        cwd: &Path,
+        e: &spawn::SpawnError,
+        mounts: &[Mount],
+        root: Option<&RootPlan>,
+    ) -> String {
         let desc = e.errno.desc().to_lowercase();
+        if let Some(plan) = root {
+            match e.stage {
+                Stage::Mount => {
+                    return match e.mount.checked_sub(1).and_then(|i| plan.what.get(i)) {
+                        Some(w) => format!("{w}: {desc}"),
+                        None => format!("cannot set up the container's mount namespace: {desc}"),
+                    };
+                }
+                Stage::Exec if e.errno == Errno::ENOENT || e.errno == Errno::ENOTDIR => {
+                    return if argv0.contains('/') {
+                        format!("exec: \"{argv0}\": stat {argv0}: no such file or directory")
+                    } else {
+                        format!("exec: \"{argv0}\": executable file not found in $PATH")
+                    };
+                }
+                _ => {}
+            }
+        }
         match e.stage {
             Stage::Mount => match e.mount.checked_sub(1).and_then(|i| mounts.get(i)) {
                 Some(m) => format!(
@@ -1106,7 +1165,8 @@ impl Sup {
             ));
         }
         let config = c.rec.config.clone();
-        let mounts = Self::mounts_of(&config, &c.dir);
+        let dir = c.dir.clone();
+        let mounts = Self::mounts_of(&config, &dir);
         let argv: Vec<String> = config
             .command
             .iter()
@@ -1115,13 +1175,30 @@ impl Sup {
             .collect();
         let cwd = self.cwd_of(&config);
         let prepared = self.prepare(&argv, &config, &mounts);
-        let (path, cargv, envp, ccwd) = match prepared {
+        let (path, alt, cargv, envp, ccwd) = match prepared {
             Ok(p) => p,
             Err(e) => return Err(self.fail_start(id, e.message)),
         };
-        let plan = match self.mount_plan(&config, &mounts) {
-            Ok(p) => p,
-            Err(m) => return Err(self.fail_start(id, m)),
+        let root = match &config.rootfs {
+            None => None,
+            Some(_) if !self.mount_ns => {
+                return Err(self.fail_start(
+                    id,
+                    "a container image needs a private mount namespace, which needs the runtime to run as root".into(),
+                ));
+            }
+            Some(r) => match rootfs::plan(r, &dir, &mounts, &cwd) {
+                Ok(p) => Some(p),
+                Err(m) => return Err(self.fail_start(id, m)),
+            },
+        };
+        let plan = if root.is_some() {
+            None
+        } else {
+            match self.mount_plan(&config, &mounts) {
+                Ok(p) => p,
+                Err(m) => return Err(self.fail_start(id, m)),
+            }
         };
         let max = self.rec.log_max_bytes;
         let os = |what: &str, e: &dyn std::fmt::Display| {
@@ -1142,6 +1219,7 @@ impl Sup {
         let started_at = wall_now();
         let spec = SpawnSpec {
             path: &path,
+            alt_paths: &alt,
             argv: &cargv,
             envp: &envp,
             cwd: &ccwd,
@@ -1152,9 +1230,10 @@ impl Sup {
             stderr: err_w.as_raw_fd(),
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
-            mount_ns: match &plan {
-                Some(p) => MountNs::Private(p),
-                None => MountNs::Inherit,
+            mount_ns: match (&root, &plan) {
+                (Some(r), _) => MountNs::Root(&r.ops),
+                (None, Some(p)) => MountNs::Private(p),
+                (None, None) => MountNs::Inherit,
             },
             controlling_tty: false,
         };
@@ -1175,14 +1254,14 @@ impl Sup {
                     pid: sp.pid,
                     started_at,
                 };
-                c.mnt_ns_pid = plan.is_some().then_some(sp.host_pid);
+                c.mnt_ns_pid = (plan.is_some() || root.is_some()).then_some(sp.host_pid);
                 c.log = Some(log_file);
                 c.out = Some(LogStream::new(out_r, "stdout"));
                 c.err = Some(LogStream::new(err_r, "stderr"));
                 Ok(())
             }
             Err(e) => {
-                let msg = Self::start_error(&argv[0], &cwd, &e, &mounts);
+                let msg = Self::start_error(&argv[0], &cwd, &e, &mounts, root.as_ref());
                 Err(self.fail_start(id, msg))
             }
         }
@@ -1282,11 +1361,21 @@ impl Sup {
             })?),
             None => None,
         };
+        let root = match (c.mnt_ns_pid, &config.rootfs) {
+            (Some(pid), Some(_)) => Some(File::open(format!("/proc/{pid}/root")).map_err(|e| {
+                WireError::new(
+                    ErrorKind::StartFailed,
+                    format!("open the container's root: {}", io_desc(&e)),
+                )
+            })?),
+            _ => None,
+        };
         let place = cgroup::placement(&c.cg)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("open the cgroup: {e}")))?;
-        let (path, argv, envp, cwd) = self.prepare(command, &config, &mounts)?;
+        let (path, alt, argv, envp, cwd) = self.prepare(command, &config, &mounts)?;
         let spec = SpawnSpec {
             path: &path,
+            alt_paths: &alt,
             argv: &argv,
             envp: &envp,
             cwd: &cwd,
@@ -1298,7 +1387,10 @@ impl Sup {
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
             mount_ns: match &ns {
-                Some(f) => MountNs::Join(f.as_raw_fd()),
+                Some(f) => MountNs::Join {
+                    ns: f.as_raw_fd(),
+                    root: root.as_ref().map(|r| r.as_raw_fd()),
+                },
                 None => MountNs::Inherit,
             },
             controlling_tty: tty,
@@ -1306,7 +1398,13 @@ impl Sup {
         let sp = spawn::spawn(&spec).map_err(|e| {
             WireError::new(
                 ErrorKind::StartFailed,
-                Self::start_error(&command[0], &self.cwd_of(&config), &e, &[]),
+                Self::start_error(
+                    &command[0],
+                    &self.cwd_of(&config),
+                    &e,
+                    &[],
+                    config.rootfs.as_ref().map(|_| &EXEC_PLAN),
+                ),
             )
         })?;
         Ok(sp.pid)
