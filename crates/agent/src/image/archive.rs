@@ -327,8 +327,12 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         for (path, data) in files {
             let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1);
             h.set_cksum();
             b.append_data(&mut h, path, *data).expect("tar");
         }
