@@ -43,8 +43,8 @@ use crate::node::NodeReporter;
 use crate::pod::deadlines::DeadlineStore;
 use crate::pod::state::spec_grace_seconds;
 use crate::pod::{
-    LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodWorker, RuntimeNote, WorkerCtx,
-    WorkerHandle,
+    LABEL_POD_NAME, LABEL_POD_NAMESPACE, PodWorker, RuntimeNote, WorkerCtx, WorkerHandle,
+    sandbox_pod_uid,
 };
 use crate::server::LogServer;
 use crate::server::tls::ServingCert;
@@ -85,7 +85,7 @@ impl FinishedUids {
 fn orphan_pod(sb: &SandboxStatus) -> Pod {
     let label = |k: &str| sb.config.labels.get(k).cloned();
     let mut pod = Pod::default();
-    pod.metadata.uid = Some(label(LABEL_POD_UID).unwrap_or_else(|| sb.config.id.clone()));
+    pod.metadata.uid = Some(sandbox_pod_uid(&sb.config).to_string());
     pod.metadata.name = Some(label(LABEL_POD_NAME).unwrap_or_else(|| sb.config.hostname.clone()));
     pod.metadata.namespace = label(LABEL_POD_NAMESPACE);
     pod
@@ -256,13 +256,7 @@ impl Agent {
         let mut exits = self.runtime.subscribe();
         let mut adopted: HashMap<String, SandboxStatus> = HashMap::new();
         for sb in self.runtime.list().await? {
-            let uid = sb
-                .config
-                .labels
-                .get(LABEL_POD_UID)
-                .cloned()
-                .unwrap_or_else(|| sb.config.id.clone());
-            adopted.insert(uid, sb);
+            adopted.insert(sandbox_pod_uid(&sb.config).to_string(), sb);
         }
         if let Some(net) = &network {
             // Attachments whose sandbox is gone are released; the others are checked.

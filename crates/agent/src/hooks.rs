@@ -51,8 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handlers::http::{self, HttpOutcome};
 use crate::handlers::{
-    Action, HandlerEvent, Purpose, cap_output, expand_command, format_pod, join_host_port,
-    resolve_port, sleep,
+    Action, HandlerEvent, Purpose, cap_output, expand_command, format_pod, join_host_port, sleep,
 };
 
 /// What a hook runs against.
@@ -205,57 +204,45 @@ async fn run_hook(
                 )),
             }
         }
-        Action::HttpGet {
-            scheme,
-            host,
-            port,
-            path,
-            headers,
-        } => {
+        Action::HttpGet { path, .. } => {
             let fail = |err: String| {
                 Err(format!(
                     "HTTP lifecycle hook ({path}) for Container {cname:?} in Pod {pod:?} failed - error: {err}"
                 ))
             };
-            match resolve_port(port, &ctx.container) {
+            match http::HttpGet::for_action(
+                &action,
+                &ctx.container,
+                &ctx.pod_ip,
+                Purpose::Lifecycle,
+            ) {
                 Err(e) => fail(e),
-                Ok(port) => {
-                    let mut req = http::HttpGet::new(
-                        scheme,
-                        host.as_deref(),
-                        &ctx.pod_ip,
-                        port,
-                        path,
-                        headers,
-                        Purpose::Lifecycle,
-                    );
-                    match http::get(&req, remaining()).await {
-                        HttpOutcome::Response { .. } | HttpOutcome::BodyError { .. } => Ok(()),
-                        HttpOutcome::Failed { message, .. }
-                            if req.scheme == "https" && http::is_plain_http_reply(&message) =>
-                        {
-                            req.scheme = "http".into();
-                            req.headers
-                                .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
-                            match http::get(&req, remaining()).await {
-                                HttpOutcome::Failed { .. } => fail(message),
-                                _ => {
-                                    events.push(HandlerEvent {
+                Ok(mut req) => match http::get(&req, remaining()).await {
+                    HttpOutcome::Response { .. } | HttpOutcome::BodyError { .. } => Ok(()),
+                    HttpOutcome::Failed { message, .. }
+                        if req.scheme == "https" && http::is_plain_http_reply(&message) =>
+                    {
+                        req.scheme = "http".into();
+                        req.headers
+                            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+                        match http::get(&req, remaining()).await {
+                            HttpOutcome::Failed { .. } => fail(message),
+                            _ => {
+                                events.push(HandlerEvent {
                                         container: cname.clone(),
                                         event_type: "Warning",
                                         reason: "LifecycleHTTPFallback",
                                         message: format!(
                                             "request to HTTPS lifecycle hook {} got HTTP response, retry with HTTP succeeded",
-                                            join_host_port(&req.host, port)
+                                            join_host_port(&req.host, req.port)
                                         ),
                                     });
-                                    Ok(())
-                                }
+                                Ok(())
                             }
                         }
-                        HttpOutcome::Failed { message, .. } => fail(message),
                     }
-                }
+                    HttpOutcome::Failed { message, .. } => fail(message),
+                },
             }
         }
         Action::Sleep { seconds } => {
@@ -391,15 +378,7 @@ mod tests {
         rt.start_container(&id).await.unwrap();
         let ctx = HookContext {
             pod_full_name: "p_ns(u)".into(),
-            container: Container {
-                name: "c".into(),
-                ports: Some(vec![ContainerPort {
-                    name: Some("web".into()),
-                    container_port: 8080,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            },
+            container: podvisor_testkit::container("c").port("web", 8080).build(),
             container_id: id,
             pod_ip: "127.0.0.1".into(),
             budget: Duration::from_secs(30),

@@ -324,18 +324,23 @@ impl NodeReporter {
         })
     }
 
+    /// The status to report now; transition times carry over from `previous`.
+    fn status_now(&self, runtime_ok: bool, previous: Option<&NodeStatus>) -> NodeStatus {
+        node_status(
+            &self.config,
+            self.log_port,
+            runtime_ok,
+            previous,
+            self.clock.now(),
+        )
+    }
+
     /// Creates or updates the Node. Returns its UID.
     pub async fn register(&mut self) -> Result<String, AgentError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let name = self.config.node_name.clone();
         let runtime_ok = self.runtime.list().await.is_ok();
-        let status = node_status(
-            &self.config,
-            self.log_port,
-            runtime_ok,
-            None,
-            self.clock.now(),
-        );
+        let status = self.status_now(runtime_ok, None);
         let node = Node {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -363,13 +368,7 @@ impl NodeReporter {
             }
         };
         let previous = created.status.as_ref();
-        let status = node_status(
-            &self.config,
-            self.log_port,
-            runtime_ok,
-            previous,
-            self.clock.now(),
-        );
+        let status = self.status_now(runtime_ok, previous);
         let written = api
             .patch_status(
                 &name,
@@ -404,13 +403,7 @@ impl NodeReporter {
             }
         }
         let runtime_ok = self.runtime.list().await.is_ok();
-        let mut status = node_status(
-            &self.config,
-            self.log_port,
-            runtime_ok,
-            self.last.as_ref(),
-            self.clock.now(),
-        );
+        let mut status = self.status_now(runtime_ok, self.last.as_ref());
         status.images = self.images();
         let due = self
             .last_write

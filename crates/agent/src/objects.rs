@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client};
 
 use crate::error::AgentError;
@@ -73,13 +74,7 @@ impl MemoryObjects {
 
     /// Adds or replaces a ConfigMap (namespace and name from its metadata).
     pub fn put_config_map(&self, cm: ConfigMap) {
-        let key = (
-            cm.metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            cm.metadata.name.clone().unwrap_or_default(),
-        );
+        let key = key_of(&cm.metadata);
         self.config_maps
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -88,18 +83,20 @@ impl MemoryObjects {
 
     /// Adds or replaces a Secret (namespace and name from its metadata).
     pub fn put_secret(&self, s: Secret) {
-        let key = (
-            s.metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            s.metadata.name.clone().unwrap_or_default(),
-        );
+        let key = key_of(&s.metadata);
         self.secrets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, s);
     }
+}
+
+/// The `(namespace, name)` an object is stored under (namespace `default` when unset).
+fn key_of(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 #[async_trait::async_trait]

@@ -94,22 +94,7 @@ fn pod(name: &str, containers: &[&str], grace: Option<i64>) -> Pod {
         .build()
 }
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use podvisor_testkit::wait_some as eventually;
 
 fn phase(p: &Pod) -> Option<String> {
     p.status.as_ref().and_then(|s| s.phase.clone())
@@ -141,17 +126,12 @@ async fn node_lease_pod_lifecycle_events_and_logs() {
         nodes.get_opt("node-1").await.ok().flatten()
     })
     .await;
-    let st = node.status.unwrap();
-    let ready_cond = st
-        .conditions
-        .unwrap()
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready_cond = podvisor_testkit::node_ready(&node).expect("Ready condition");
     assert_eq!(
         (ready_cond.status.as_str(), ready_cond.reason.as_deref()),
         ("True", Some("KubeletReady"))
     );
+    let st = node.status.unwrap();
     let port = st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
     assert!(port > 0);
     let leases: Api<Lease> = Api::namespaced(c.admin.clone(), "kube-node-lease");
@@ -270,15 +250,7 @@ async fn agent_restart_readopts_and_force_delete_while_away_kills_the_orphan() {
     task.await.unwrap();
     assert_eq!(c.rt.running_count(), 2, "shutdown leaves pods running");
     // b is force-deleted while the agent is away
-    pods.delete(
-        "b",
-        &DeleteParams {
-            grace_period_seconds: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    podvisor_testkit::delete_now(&pods, "b").await;
     c.rt.clear_calls();
     let (stop, task) = c.start_agent(c.config());
     let b_uid = b.metadata.uid.unwrap();
@@ -393,11 +365,9 @@ async fn lease_renewed_every_interval_and_node_status_at_least_every_minute() {
     })
     .await;
     let heartbeat = |n: Node| {
-        n.status?
-            .conditions?
-            .into_iter()
-            .find(|c| c.type_ == "Ready")?
+        podvisor_testkit::node_ready(&n)?
             .last_heartbeat_time
+            .as_ref()
             .map(|t| t.0)
     };
     let hb0 = eventually("node", Duration::from_secs(30), || async {
@@ -434,15 +404,8 @@ async fn node_status_overwritten_on_the_server_is_restored_at_the_next_tick() {
     let c = cluster(true).await;
     let (stop, task) = c.start_agent(c.config());
     let nodes: Api<Node> = Api::all(c.admin.clone());
-    let ready = |n: &Node| {
-        n.status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.status.clone(), c.reason.clone()))
-    };
+    let ready =
+        |n: &Node| podvisor_testkit::node_ready(n).map(|c| (c.status.clone(), c.reason.clone()));
     eventually("node ready", Duration::from_secs(30), || async {
         let n = nodes.get_opt("node-1").await.ok().flatten()?;
         (ready(&n)?.0 == "True").then_some(())

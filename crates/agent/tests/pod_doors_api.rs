@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use podvisor_agent::AgentError;
 use podvisor_agent::api::{KubePodApi, PodApi};
@@ -135,31 +134,14 @@ async fn a_node_reads_config_maps_and_secrets() {
     Api::<ConfigMap>::namespaced(admin.clone(), "default")
         .create(
             &PostParams::default(),
-            &ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some("cfg".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([("k".to_string(), "v".to_string())])),
-                ..Default::default()
-            },
+            &testkit::config_map("default", "cfg", &[("k", "v")]),
         )
         .await
         .unwrap();
     Api::<Secret>::namespaced(admin, "default")
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("sec".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([(
-                    "p".to_string(),
-                    ByteString(b"pw".to_vec()),
-                )])),
-                ..Default::default()
-            },
+            &testkit::secret("default", "sec", &[("p", b"pw")]),
         )
         .await
         .unwrap();

@@ -8,31 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use podvisor_agent::handlers::{Outcome, run_probe_action, run_tcp};
+use podvisor_testkit::LIVENESS_PY;
 use probe_support::{get, no_exec_target};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const LIVENESS_PY: &str = r#"
-import http.server, sys, time, urllib.parse, html
-START = time.time()
-HEALTHY = float(sys.argv[1])
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
-        if u.path == "/healthz":
-            code = 200 if time.time() - START < HEALTHY else 500
-            self.send_response(code); self.end_headers(); self.wfile.write(b"ok" if code == 200 else b"error")
-        elif u.path == "/redirect":
-            loc = urllib.parse.parse_qs(u.query)["loc"][0]
-            body = ('<a href="%s">Found</a>.\n' % html.escape(loc)).encode()
-            self.send_response(302); self.send_header("Location", loc)
-            self.send_header("Content-Type", "text/html; charset=utf-8"); self.end_headers(); self.wfile.write(body)
-        else:
-            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-"#;
 
 struct Server {
     child: tokio::process::Child,

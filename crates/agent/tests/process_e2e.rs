@@ -274,16 +274,7 @@ async fn force_delete_stops_within_the_floor(env: Env) {
     let beat = env.work().join("beat");
     env.run_pod(pod("forced", beating_script(&beat, "trap '' TERM"), 60))
         .await;
-    env.pods()
-        .delete(
-            "forced",
-            &DeleteParams {
-                grace_period_seconds: Some(0),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("delete");
+    podvisor_testkit::delete_now(&env.pods(), "forced").await;
     assert!(
         env.pods().get_opt("forced").await.expect("get").is_none(),
         "the object is gone at once"

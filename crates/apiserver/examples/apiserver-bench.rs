@@ -86,19 +86,8 @@ async fn main() {
     let srv = ApiServer::new(store, ApiServerConfig::new(dir.path().join("data")))
         .await
         .expect("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let s2 = srv.clone();
-    let serving = tokio::spawn(async move {
-        let _ = s2
-            .serve(listener, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let serving = podvisor_apiserver::testing::serve_on_loopback(srv.clone()).await;
+    let port = serving.port;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = rss_kib();
     println!("backend={backend} clients={mode} pods={n}");
@@ -270,6 +259,5 @@ async fn main() {
         (finish.len() * events) as f64 / last.as_secs_f64().max(1e-9)
     );
     println!("rss at end: {} KiB", rss_kib());
-    let _ = stop_tx.send(());
-    let _ = serving.await;
+    serving.stop().await;
 }

@@ -534,51 +534,36 @@ mod tests {
             groups: vec!["system:nodes".into()],
         };
         let ok = |a: RequestAttributes| z.authorize(&node, &a).is_ok();
-        assert!(ok(attrs("list", "", "pods", "", "", "", None)));
-        assert!(ok(attrs("update", "", "nodes", "status", "", "n1", None)));
-        assert!(!ok(attrs("update", "", "nodes", "status", "", "n2", None)));
-        assert!(ok(attrs(
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            "",
-            "kube-node-lease",
-            "n1",
-            None
-        )));
-        assert!(!ok(attrs(
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            "",
-            "default",
-            "n1",
-            None
-        )));
-        assert!(ok(attrs(
-            "patch",
-            "",
-            "pods",
-            "status",
-            "d",
-            "p",
-            Some("n1")
-        )));
-        assert!(!ok(attrs(
-            "patch",
-            "",
-            "pods",
-            "status",
-            "d",
-            "p",
-            Some("n2")
-        )));
-        assert!(ok(attrs("patch", "", "pods", "", "d", "p", Some("n1"))));
-        assert!(!ok(attrs("patch", "", "pods", "", "d", "p", Some("n2"))));
-        assert!(!ok(attrs("update", "", "pods", "", "d", "p", Some("n1"))));
-        assert!(ok(attrs("delete", "", "pods", "", "d", "p", Some("n1"))));
-        assert!(ok(attrs("create", "", "events", "", "d", "", None)));
-        assert!(!ok(attrs("create", "", "pods", "", "d", "", None)));
+        const COORD: &str = "coordination.k8s.io";
+        let n1 = Some("n1");
+        // (allowed, verb, group, resource, subresource, namespace, name, the pod's node)
+        for (want, verb, group, resource, sub, ns, name, pod_node) in [
+            (true, "list", "", "pods", "", "", "", None),
+            (true, "update", "", "nodes", "status", "", "n1", None),
+            (false, "update", "", "nodes", "status", "", "n2", None),
+            (
+                true,
+                "update",
+                COORD,
+                "leases",
+                "",
+                "kube-node-lease",
+                "n1",
+                None,
+            ),
+            (false, "update", COORD, "leases", "", "default", "n1", None),
+            (true, "patch", "", "pods", "status", "d", "p", n1),
+            (false, "patch", "", "pods", "status", "d", "p", Some("n2")),
+            (true, "patch", "", "pods", "", "d", "p", n1),
+            (false, "patch", "", "pods", "", "d", "p", Some("n2")),
+            (false, "update", "", "pods", "", "d", "p", n1),
+            (true, "delete", "", "pods", "", "d", "p", n1),
+            (true, "create", "", "events", "", "d", "", None),
+            (false, "create", "", "pods", "", "d", "", None),
+        ] {
+            let a = attrs(verb, group, resource, sub, ns, name, pod_node);
+            assert_eq!(ok(a), want, "{verb} {group}/{resource}/{sub} {ns}/{name}");
+        }
         let admin = UserInfo {
             name: "admin".into(),
             uid: "u".into(),

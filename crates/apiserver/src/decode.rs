@@ -70,6 +70,18 @@ impl Budget {
         }
     }
 
+    /// A parse's result: on an error, the limit it hit if it hit one, else the syntax error.
+    fn outcome<E: std::fmt::Display>(
+        &mut self,
+        result: Result<Value, E>,
+    ) -> Result<Value, DecodeError> {
+        result.map_err(|e| {
+            self.hit
+                .take()
+                .unwrap_or_else(|| DecodeError::Syntax(e.to_string()))
+        })
+    }
+
     fn node<E: serde::de::Error>(&mut self) -> Result<(), E> {
         self.nodes += 1;
         if self.nodes > self.limit {
@@ -215,13 +227,7 @@ pub fn json(bytes: &[u8]) -> Result<Value, DecodeError> {
         de.end()?;
         Ok(v)
     });
-    match result {
-        Ok(v) => Ok(v),
-        Err(e) => Err(budget
-            .hit
-            .take()
-            .unwrap_or_else(|| DecodeError::Syntax(e.to_string()))),
-    }
+    budget.outcome(result)
 }
 
 /// Decodes a YAML body (one document; JSON is YAML) within the limits. The text is checked
@@ -232,13 +238,8 @@ pub fn yaml(bytes: &[u8]) -> Result<Value, DecodeError> {
     // more, so the text's length bounds it too (the "billion laughs" stops here).
     let mut budget = Budget::new(MAX_NODES.min(bytes.len() + 64));
     let de = serde_yaml::Deserializer::from_slice(bytes);
-    match Seed(&mut budget).deserialize(de) {
-        Ok(v) => Ok(v),
-        Err(e) => Err(budget
-            .hit
-            .take()
-            .unwrap_or_else(|| DecodeError::Syntax(e.to_string()))),
-    }
+    let result = Seed(&mut budget).deserialize(de);
+    budget.outcome(result)
 }
 
 /// Decodes JSON, or YAML if the body is not JSON (what the REST layer accepts for

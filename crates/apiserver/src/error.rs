@@ -60,10 +60,22 @@ impl ApiError {
 
     /// 404 for an object.
     pub fn not_found(kind: &ResourceKind, name: &str) -> ApiError {
+        ApiError::about(404, "NotFound", kind, name, "not found")
+    }
+
+    /// `<code> <reason>` about the object `name` of `kind`: "<resource> "<name>" <what>",
+    /// with the object's details.
+    fn about(
+        code: u16,
+        reason: &'static str,
+        kind: &ResourceKind,
+        name: &str,
+        what: &str,
+    ) -> ApiError {
         ApiError::new(
-            404,
-            "NotFound",
-            format!("{} {name:?} not found", kind.qualified_resource()),
+            code,
+            reason,
+            format!("{} {name:?} {what}", kind.qualified_resource()),
         )
         .with_details(details(kind, name))
     }
@@ -77,12 +89,7 @@ impl ApiError {
 
     /// 409 AlreadyExists.
     pub fn already_exists(kind: &ResourceKind, name: &str) -> ApiError {
-        ApiError::new(
-            409,
-            "AlreadyExists",
-            format!("{} {name:?} already exists", kind.qualified_resource()),
-        )
-        .with_details(details(kind, name))
+        ApiError::about(409, "AlreadyExists", kind, name, "already exists")
     }
 
     /// 409 Conflict with a custom explanation.

@@ -353,23 +353,19 @@ mod tests {
 
     #[test]
     fn users_map_to_upstreams_levels() {
-        assert_eq!(
-            FlowControl::level_of(&user("admin", "system:masters")),
-            "exempt"
-        );
-        assert_eq!(
-            FlowControl::level_of(&user("system:node:n1", "system:nodes")),
-            "system"
-        );
-        assert_eq!(
-            FlowControl::level_of(&user("system:kube-scheduler", "system:authenticated")),
-            "workload-high"
-        );
-        assert_eq!(
-            FlowControl::level_of(&user("alice", "system:authenticated")),
-            "global-default"
-        );
-        assert_eq!(FlowControl::level_of(&user("", "")), "catch-all");
+        for (name, group, level) in [
+            ("admin", "system:masters", "exempt"),
+            ("system:node:n1", "system:nodes", "system"),
+            (
+                "system:kube-scheduler",
+                "system:authenticated",
+                "workload-high",
+            ),
+            ("alice", "system:authenticated", "global-default"),
+            ("", "", "catch-all"),
+        ] {
+            assert_eq!(FlowControl::level_of(&user(name, group)), level, "{name}");
+        }
         // NominalCL = ceil(600 × shares / 95)
         let fc = FlowControl::new(600, WAIT);
         let seats: Vec<usize> = fc.levels.iter().map(|l| l.seats).collect();

@@ -63,6 +63,11 @@ impl Query {
         self.map.get(k).map(String::as_str)
     }
 
+    /// A parameter as text, empty when absent.
+    pub fn text(&self, k: &str) -> String {
+        self.get(k).unwrap_or("").to_string()
+    }
+
     /// A boolean parameter ("true"/"1" or "false"/"0"; anything else is a 400).
     pub fn bool(&self, k: &str) -> Result<bool, ApiError> {
         match self.get(k) {

@@ -613,13 +613,9 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
             "limit must be a non-negative integer",
         ));
     }
-    let rv = ctx.query.get("resourceVersion").unwrap_or("").to_string();
-    let rv_match = ctx
-        .query
-        .get("resourceVersionMatch")
-        .unwrap_or("")
-        .to_string();
-    let cont_raw = ctx.query.get("continue").unwrap_or("").to_string();
+    let rv = ctx.query.text("resourceVersion");
+    let rv_match = ctx.query.text("resourceVersionMatch");
+    let cont_raw = ctx.query.text("continue");
     let prefix = list_prefix(t, &sel);
     let cont = if cont_raw.is_empty() {
         None
@@ -646,17 +642,7 @@ async fn list(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiErr
         }
         ("Exact", Some(n)) => Some(n),
         ("NotOlderThan" | "", Some(n)) if n > 0 => {
-            let cur = core
-                .storage
-                .store
-                .current_revision()
-                .await
-                .map_err(ApiError::from_store_generic)?;
-            if n > cur {
-                return Err(ApiError::timeout(format!(
-                    "Too large resource version: {n}, current: {cur}"
-                )));
-            }
+            core.storage.require_revision(n).await?;
             if rv_match.is_empty() && limit > 0 {
                 Some(n)
             } else {

@@ -151,6 +151,23 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Fails as upstream does (504 "Too large resource version") when `rv` is beyond the
+    /// store's current revision.
+    pub async fn require_revision(&self, rv: Revision) -> Result<(), ApiError> {
+        let current = self
+            .store
+            .current_revision()
+            .await
+            .map_err(ApiError::from_store_generic)?;
+        if rv > current {
+            return Err(ApiError::from_store_generic(StoreError::FutureRevision {
+                requested: rv,
+                current,
+            }));
+        }
+        Ok(())
+    }
+
     /// Reads one object.
     pub async fn get(
         &self,

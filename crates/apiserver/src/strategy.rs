@@ -147,7 +147,7 @@ pub fn default_object(kind: &ResourceKind, obj: &Value, create: bool) -> Result<
         (_, _) if builtin::has_defaults(kind) => {
             let mut o = obj.clone();
             builtin::default_object(kind, &mut o, create);
-            Ok(o)
+            through_type(kind, o)
         }
         ("", "Namespace") => {
             let mut o = obj.clone();
@@ -162,7 +162,19 @@ pub fn default_object(kind: &ResourceKind, obj: &Value, create: bool) -> Result<
             }
             Ok(o)
         }
-        _ => Ok(obj.clone()),
+        _ => through_type(kind, obj.clone()),
+    }
+}
+
+/// The object through its kind's type, as upstream's Go structs serialize it: a status the
+/// server reset to `{}` gets its required counters as zeros (`replicas: 0`), which typed
+/// clients such as the Python client insist on.
+fn through_type(kind: &ResourceKind, o: Value) -> Result<Value, ApiError> {
+    match kind.round_trip {
+        Some(_) => {
+            crate::objects::round_trip(kind, o).map_err(|e| ApiError::internal(e.to_string()))
+        }
+        None => Ok(o),
     }
 }
 

@@ -31,7 +31,12 @@ pub struct Serving {
 
 /// Starts a [`memory_server`] serving HTTPS on `127.0.0.1:<port>`.
 pub async fn serving_memory_server() -> Serving {
-    let server = memory_server().await;
+    serve_on_loopback(memory_server().await).await
+}
+
+/// Serves `server` over HTTPS on an ephemeral port of 127.0.0.1 until [`Serving::stop`]
+/// (or until the [`Serving`] is dropped: the task is then left to end with the runtime).
+pub async fn serve_on_loopback(server: ApiServer) -> Serving {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");

@@ -217,12 +217,8 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
     let protobuf = out == Output::Json
         && crate::protobuf::negotiate_watch(accept) == crate::protobuf::ResponseFormat::Protobuf;
     let sel = Selectors::parse(t.kind, &ctx.query)?;
-    let rv = ctx.query.get("resourceVersion").unwrap_or("").to_string();
-    let rv_match = ctx
-        .query
-        .get("resourceVersionMatch")
-        .unwrap_or("")
-        .to_string();
+    let rv = ctx.query.text("resourceVersion");
+    let rv_match = ctx.query.text("resourceVersionMatch");
     let bookmarks = ctx.query.bool("allowWatchBookmarks")?;
     let send_initial = match ctx.query.get("sendInitialEvents") {
         None | Some("") => None,
@@ -293,17 +289,7 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
         page.rev + 1
     } else {
         let n = rv_num.unwrap_or(0);
-        let cur = core
-            .storage
-            .store
-            .current_revision()
-            .await
-            .map_err(ApiError::from_store_generic)?;
-        if n > cur {
-            return Err(ApiError::timeout(format!(
-                "Too large resource version: {n}, current: {cur}"
-            )));
-        }
+        core.storage.require_revision(n).await?;
         n + 1
     };
     match core.storage.store.watch(&prefix, from).await {

@@ -9,22 +9,13 @@ use std::time::{Duration, Instant};
 use podvisor_apiserver::{ApiServer, ApiServerConfig, ConnectionLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 struct Running {
     srv: ApiServer,
     port: u16,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
     tls: tokio_rustls::TlsConnector,
+    _serving: podvisor_apiserver::testing::Serving,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.task.abort();
-    }
 }
 
 async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
@@ -36,17 +27,8 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
     let srv = ApiServer::new(Arc::new(podvisor_store::MemoryStore::new()), cfg)
         .await
         .expect("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = CancellationToken::new();
-    let task = {
-        let (srv, stop) = (srv.clone(), stop.clone());
-        tokio::spawn(async move {
-            let _ = srv.serve(listener, stop.cancelled_owned()).await;
-        })
-    };
+    let serving = podvisor_apiserver::testing::serve_on_loopback(srv.clone()).await;
+    let port = serving.port;
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
@@ -62,9 +44,8 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
     Running {
         srv,
         port,
-        stop,
-        task,
         tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        _serving: serving,
         _dir: dir,
     }
 }
@@ -72,6 +53,19 @@ async fn start(limits: ConnectionLimits, max_in_flight: usize) -> Running {
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 impl Running {
+    /// A connection that sent the headers of a 1000-byte POST to `resource` in `default`
+    /// and the first bytes of its body, and then nothing more.
+    async fn slow_post(&self, resource: &str, token: &str) -> Tls {
+        let mut s = self.tls().await;
+        let head = format!(
+            "POST /api/v1/namespaces/default/{resource} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000\r\n\r\n{{\"metadata\":"
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        s
+    }
+
     async fn tls(&self) -> Tls {
         let tcp = TcpStream::connect(("127.0.0.1", self.port))
             .await
@@ -187,14 +181,7 @@ async fn slow_bodies_of_one_user_do_not_starve_the_others() {
     let n2 = r.srv.ensure_node_token("n2").expect("token");
     let mut slow = Vec::new();
     for _ in 0..60 {
-        let mut s = r.tls().await;
-        let head = format!(
-            "POST /api/v1/namespaces/default/events HTTP/1.1\r\nHost: x\r\n\
-             Authorization: Bearer {n1}\r\nContent-Type: application/json\r\n\
-             Content-Length: 1000\r\n\r\n{{\"metadata\":"
-        );
-        s.write_all(head.as_bytes()).await.expect("write");
-        slow.push(s);
+        slow.push(r.slow_post("events", &n1).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, took) = r.get("/api/v1/namespaces", &r.srv.admin_token()).await;
@@ -213,13 +200,7 @@ async fn slow_bodies_of_one_user_do_not_starve_the_others() {
     l.body_read_timeout = Duration::from_millis(500);
     let r = start(l, 40).await;
     let admin = r.srv.admin_token();
-    let mut s = r.tls().await;
-    let head = format!(
-        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\n\
-         Authorization: Bearer {admin}\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"metadata\":"
-    );
-    s.write_all(head.as_bytes()).await.expect("write");
+    let mut s = r.slow_post("configmaps", &admin).await;
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await

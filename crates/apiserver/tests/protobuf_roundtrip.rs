@@ -774,14 +774,5 @@ fn every_registered_kind_has_a_protobuf_form() {
 #[test]
 fn generated_schema_is_current() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/protobuf/generate.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg("--check")
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "generate.py --check failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    podvisor_testkit::run_ok(std::process::Command::new("python3").args([script, "--check"]));
 }

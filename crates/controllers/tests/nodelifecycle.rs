@@ -309,13 +309,7 @@ async fn has_event(c: &Cluster, object: &str, reason: &str, message: &str) -> bo
 }
 
 fn ready(n: &Node) -> Option<String> {
-    n.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.clone())
+    podvisor_testkit::node_ready(n).map(|c| c.status.clone())
 }
 
 fn pod_condition(p: &Pod, ty: &str) -> Option<(String, Option<String>, Option<String>)> {

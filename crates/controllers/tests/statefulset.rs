@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use podvisor_testkit::mark_ready;
 use serde_json::json;
@@ -73,15 +73,7 @@ async fn statefulset_creates_in_order_and_replaces_with_the_same_name() {
     // Same-name replacement, with a new UID.
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     let old_uid = pods.get("db-1").await.expect("db-1").metadata.uid;
-    pods.delete(
-        "db-1",
-        &DeleteParams {
-            grace_period_seconds: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("delete");
+    podvisor_testkit::delete_now(&pods, "db-1").await;
     let mut replaced = false;
     for _ in 0..200 {
         if let Ok(Some(p)) = pods.get_opt("db-1").await

@@ -120,9 +120,9 @@ pub struct ImageArgs {
     pub minimum_image_ttl_duration: Duration,
 }
 
-/// `podvisor up`.
+/// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
-pub struct UpArgs {
+pub struct ServeArgs {
     #[command(flatten)]
     pub dirs: DataDirArgs,
     /// The API server's address.
@@ -133,6 +133,13 @@ pub struct UpArgs {
         value_name = "ADDR:PORT"
     )]
     pub listen: SocketAddr,
+}
+
+/// `podvisor up`.
+#[derive(Debug, Args, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
     /// The node's name [default: the host name].
     #[arg(long, env = "PODVISOR_NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
@@ -168,15 +175,7 @@ pub struct UpArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ServerArgs {
     #[command(flatten)]
-    pub dirs: DataDirArgs,
-    /// The API server's address.
-    #[arg(
-        long,
-        env = "PODVISOR_LISTEN",
-        default_value = "127.0.0.1:6443",
-        value_name = "ADDR:PORT"
-    )]
-    pub listen: SocketAddr,
+    pub serve: ServeArgs,
     /// The store: `redb:PATH` (embedded, the default: DATA_DIR/store.redb) or
     /// `etcd:URL[,URL…]` (several servers on one etcd form an HA control plane).
     #[arg(long, env = "PODVISOR_STORE", value_name = "SPEC")]

@@ -208,7 +208,7 @@ mod tests {
         let Command::Up(up) = cli.command else {
             panic!("not up")
         };
-        assert_eq!(up.listen.port(), 7001, "the flag wins over the file");
+        assert_eq!(up.serve.listen.port(), 7001, "the flag wins over the file");
         assert_eq!(up.node_name.as_deref(), Some("from-file"));
         assert!(up.keep_pods);
     }

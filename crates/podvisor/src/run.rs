@@ -108,13 +108,18 @@ fn encrypted_store(
     Ok(Arc::new(EncryptedStore::new(store, config)))
 }
 
+/// The serving API server: its stop token and its task.
+struct ApiServing {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
 async fn start_api_server(
     store: Arc<dyn Store>,
     data_dir: &Path,
     listen: std::net::SocketAddr,
     extra_sans: &[String],
-    shutdown: CancellationToken,
-) -> anyhow::Result<(ApiServer, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+) -> anyhow::Result<(ApiServer, ApiServing)> {
     let mut config = ApiServerConfig::new(data_dir.to_path_buf());
     config.extra_sans = extra_sans.to_vec();
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
@@ -133,6 +138,8 @@ async fn start_api_server(
     kubeconfig::write(data_dir, &url, &server.ca_pem(), &server.admin_token())?;
     let s = server.clone();
     let mut hup = signal(SignalKind::hangup())?;
+    let stop = CancellationToken::new();
+    let shutdown = stop.clone();
     let task = tokio::spawn(async move {
         // SIGHUP reloads the token file (changes are also picked up at the next request).
         let reloads = {
@@ -152,7 +159,7 @@ async fn start_api_server(
             _ = reloads => Ok(()),
         }
     });
-    Ok((server, task))
+    Ok((server, ApiServing { stop, task }))
 }
 
 fn start_scheduler(
@@ -281,7 +288,7 @@ fn image_service(
 
 /// `podvisor up`.
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
-    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let store = open_store(None, &data_dir).await?;
     let store = encrypted_store(
@@ -289,9 +296,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         Some(&data_dir),
     )?;
-    let server_stop = CancellationToken::new();
-    let (server, server_task) =
-        start_api_server(store, &data_dir, args.listen, &[], server_stop.clone()).await?;
+    let (server, serving) = start_api_server(store, &data_dir, args.serve.listen, &[]).await?;
 
     let admin = server.in_process_client(&server.admin_token());
     let node_token = server
@@ -299,17 +304,12 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         .context("cannot create the node's token")?;
     let node_client = server.in_process_client(&node_token);
 
-    let scheduler_stop = CancellationToken::new();
-    let scheduler_task = start_scheduler(
+    let plane = ControlPlane::start(
+        serving,
         admin.clone(),
         podvisor_scheduler::SchedulerConfig::default(),
-        scheduler_stop.clone(),
-    );
-    let controllers_task = start_controllers(
-        admin.clone(),
         controller_config(&args.controllers),
         None,
-        scheduler_stop.clone(),
     );
 
     ensure_host_runtime_class(admin.clone()).await;
@@ -344,7 +344,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         node = %node_name,
         ready_ms = started.elapsed().as_millis() as u64,
         "podvisor is up at {}",
-        kubeconfig::server_url(args.listen)
+        kubeconfig::server_url(args.serve.listen)
     );
     println!("export KUBECONFIG={}", kubeconfig_path.display());
 
@@ -369,14 +369,51 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     if !args.keep_pods {
         remove_sandboxes_left(&runtime, agent_config_network.as_ref()).await;
     }
-    scheduler_stop.cancel();
-    let _ = scheduler_task.await;
-    let _ = controllers_task.await;
-    server_stop.cancel();
-    if let Ok(Err(e)) = server_task.await {
-        warn!(error = %e, "API server stopped with an error");
-    }
+    plane.stop().await;
     Ok(())
+}
+
+/// The scheduler and controllers (stopped by one token) and the API server of `up` or
+/// `server`.
+struct ControlPlane {
+    components_stop: CancellationToken,
+    components: [tokio::task::JoinHandle<()>; 2],
+    server: ApiServing,
+}
+
+impl ControlPlane {
+    /// Starts the scheduler and the controllers on `client` beside the running API server.
+    fn start(
+        server: ApiServing,
+        client: kube::Client,
+        scheduler: podvisor_scheduler::SchedulerConfig,
+        controllers: podvisor_controllers::ControllerConfig,
+        election: Option<podvisor_kit::LeaderElectionConfig>,
+    ) -> ControlPlane {
+        let components_stop = CancellationToken::new();
+        let components = [
+            start_scheduler(client.clone(), scheduler, components_stop.clone()),
+            start_controllers(client, controllers, election, components_stop.clone()),
+        ];
+        ControlPlane {
+            components_stop,
+            components,
+            server,
+        }
+    }
+
+    /// Stops the scheduler and the controllers and waits for them, then the API server:
+    /// nothing writes once the server stops.
+    async fn stop(self) {
+        self.components_stop.cancel();
+        for task in self.components {
+            let _ = task.await;
+        }
+        self.server.stop.cancel();
+        if let Ok(Err(e)) = self.server.task.await {
+            warn!(error = %e, "API server stopped with an error");
+        }
+    }
 }
 
 /// After a drain: ends the supervisors the drain left, those of pods that had already
@@ -460,7 +497,7 @@ async fn process_runtime(
 
 /// `podvisor server`.
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
+    let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let store = open_store(args.store.as_deref(), &data_dir).await?;
     // With etcd several servers share the store: they must share the key too, so only an
     // explicit file turns encryption on there.
@@ -473,37 +510,25 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         embedded.then_some(data_dir.as_path()),
     )?;
-    let server_stop = CancellationToken::new();
-    let (server, server_task) = start_api_server(
-        store,
-        &data_dir,
-        args.listen,
-        &args.tls_san,
-        server_stop.clone(),
-    )
-    .await?;
-    let scheduler_stop = CancellationToken::new();
+    let (server, serving) =
+        start_api_server(store, &data_dir, args.serve.listen, &args.tls_san).await?;
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
-    let scheduler_task = start_scheduler(
+    let plane = ControlPlane::start(
+        serving,
         server.in_process_client(&server.admin_token()),
         podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone()),
-        scheduler_stop.clone(),
-    );
-    let controllers_task = start_controllers(
-        server.in_process_client(&server.admin_token()),
         controller_config(&args.controllers),
         Some(podvisor_kit::LeaderElectionConfig::new(
             CONTROLLER_MANAGER_LEASE,
             identity,
         )),
-        scheduler_stop.clone(),
     );
     ensure_host_runtime_class(server.in_process_client(&server.admin_token())).await;
     info!(
         "podvisor server is up at {}",
-        kubeconfig::server_url(args.listen)
+        kubeconfig::server_url(args.serve.listen)
     );
     println!(
         "export KUBECONFIG={}",
@@ -513,13 +538,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let s = next_signal(&mut int, &mut term).await;
     info!("{s}: stopping");
-    scheduler_stop.cancel();
-    let _ = scheduler_task.await;
-    let _ = controllers_task.await;
-    server_stop.cancel();
-    if let Ok(Err(e)) = server_task.await {
-        warn!(error = %e, "API server stopped with an error");
-    }
+    plane.stop().await;
     Ok(())
 }
 

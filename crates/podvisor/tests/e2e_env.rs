@@ -148,21 +148,13 @@ fn missing_config_map_keeps_the_pod_pending_until_it_is_created() {
     let _g = serial();
     let c = Cluster::up();
     let m = marker("late");
-    c.apply(&format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: waits}}
-spec:
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "echo MODE=$MODE; sleep 1000 & wait", "{m}"]
-    env:
-    - {{name: MODE, valueFrom: {{configMapKeyRef: {{name: late, key: mode}}}}}}
-"#
-    ));
+    c.apply(
+        &pods::shell_pod("waits", "echo MODE=$MODE; sleep 1000 & wait", &m)
+            .container_yaml(
+                "    env:\n    - {name: MODE, valueFrom: {configMapKeyRef: {name: late, key: mode}}}\n",
+            )
+            .yaml(),
+    );
     c.wait_for("STATUS CreateContainerConfigError", LONG, || {
         status_column(&c, "waits") == "CreateContainerConfigError"
     });

@@ -18,15 +18,10 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn kubectl_cmd(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new("kubectl");
-    cmd.args(args).env("KUBECONFIG", c.kubeconfig());
-    cmd
-}
-
 /// Runs kubectl with `input` on its stdin.
 fn kubectl_with_input(c: &Cluster, args: &[&str], input: &[u8]) -> Output {
-    let mut child = kubectl_cmd(c, args)
+    let mut child = c
+        .kubectl_command(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -58,14 +53,9 @@ fn wait_output(mut child: Child, within: Duration) -> Output {
     }
 }
 
+/// Runs kubectl with an empty stdin.
 fn run(c: &Cluster, args: &[&str]) -> Output {
-    let child = kubectl_cmd(c, args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    wait_output(child, LONG)
+    kubectl_with_input(c, args, b"")
 }
 
 /// `kubectl get --raw <path>`.
@@ -80,23 +70,10 @@ fn assert_stderr_contains(out: &Output, needle: &str) {
 }
 
 fn pod(name: &str, marker: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{app: {name}}}
-spec:
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    env:
-    - {{name: GREETING, value: "hello from env"}}
-    command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
-"#
-    )
+    pods::shell_pod(name, "sleep 1000 & wait", marker)
+        .labels(&format!("app: {name}"))
+        .container_yaml("    env:\n    - {name: GREETING, value: \"hello from env\"}\n")
+        .yaml()
 }
 
 #[test]
@@ -218,18 +195,9 @@ fn exec_streams_output_stdin_and_exit_codes() {
 
     // A completed pod.
     c.apply(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: done
-spec:
-  restartPolicy: Never
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["true"]
-"#,
+        &pods::shell_pod("done", "true", &marker("done"))
+            .policy("Never")
+            .yaml(),
     );
     c.wait_pod_phase("done", "Succeeded", LONG);
     let out = run(&c, &["exec", "done", "--", "true"]);
@@ -272,15 +240,7 @@ spec:
     let container_pids = find_pids(&m);
     assert!(!container_pids.is_empty());
     let em = marker("exec-session");
-    let child = kubectl_cmd(
-        &c,
-        &["exec", "p", "--", "sh", "-c", "sleep 1000; true", &em],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn");
+    let child = c.kubectl_spawn(&["exec", "p", "--", "sh", "-c", "sleep 1000; true", &em]);
     let pid = wait_one_pid(&em, LONG);
     let mut child = child;
     child.kill().expect("kill kubectl");
@@ -298,25 +258,17 @@ spec:
 fn attach_and_eviction() {
     let _g = serial();
     let c = Cluster::up();
+    let ticks = "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); sleep 0.2; done";
     c.apply(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: talker
-  labels: {app: talker}
-spec:
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "i=0; while true; do echo tick $i; echo tock $i >&2; i=$((i+1)); sleep 0.2; done"]
-"#,
+        &pods::shell_pod("talker", ticks, &marker("talker"))
+            .labels("app: talker")
+            .yaml(),
     );
     c.wait_pod_ready("talker", LONG);
 
     // attach: the output from now on.
-    let mut child = kubectl_cmd(&c, &["attach", "talker"])
+    let mut child = c
+        .kubectl_command(&["attach", "talker"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -192,11 +192,7 @@ fn lost_node_pod_is_replaced_on_the_other_node() {
         &f.kubeconfig(),
         &["apply", "-f", path.to_str().expect("utf8")],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    podvisor_testkit::assert_success(&out, "kubectl apply");
     let old = f.wait_for("pod Running on worker-3", Duration::from_secs(60), || {
         let list = f.get_json(&["pods", "-l", "app=failover"])?;
         let p = list["items"].as_array()?.first()?.clone();
@@ -295,21 +291,9 @@ fn h1_h5_no_execute_taint_evicts_only_untolerating_pods_through_the_agent() {
     let c = Cluster::up();
     let mk = marker("h5");
     let pod = |name: &str, toleration: &str| {
-        format!(
-            r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: 2
-  tolerations: [{toleration}]
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "sleep 1000 & wait", "{mk}"]
-"#
-        )
+        pods::shell_pod(name, "sleep 1000 & wait", &mk)
+            .tolerations(toleration)
+            .yaml()
     };
     c.apply(&pod("evicted", ""));
     c.apply(&pod(

@@ -13,21 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn pod(name: &str, script: &str, m: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 2
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", {script:?}, "{m}"]
-"#
-    )
+    pods::shell_pod(name, script, m).policy("Never").yaml()
 }
 
 /// Live processes whose command line names `needle`, with their command lines.
@@ -268,12 +254,11 @@ fn a_revoked_token_is_refused_at_once() {
     let _g = serial();
     let c = Cluster::up();
     let data = c.dir.path().join("data");
-    let out = std::process::Command::new(binary())
-        .args(["token", "create", "node", "w1", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("token create");
-    assert!(out.status.success());
+    let out = podvisor_testkit::run_ok(
+        std::process::Command::new(binary())
+            .args(["token", "create", "node", "w1", "--data-dir"])
+            .arg(&data),
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let with_token = |t: &str| {
         kubectl(
@@ -281,12 +266,7 @@ fn a_revoked_token_is_refused_at_once() {
             &["get", "--raw", "/api/v1/nodes", &format!("--token={t}")],
         )
     };
-    let ok = with_token(&token);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    podvisor_testkit::assert_success(&with_token(&token), "a fresh token");
     let file = data.join("tokens.csv");
     let text = std::fs::read_to_string(&file).expect("tokens");
     let kept: String = text
@@ -320,27 +300,26 @@ impl Impostor {
     fn start(dir: &std::path::Path) -> Impostor {
         let key = dir.join("impostor.key");
         let crt = dir.join("impostor.crt");
-        let made = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=impostor"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&crt)
-            .output()
-            .expect("openssl req");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
+        podvisor_testkit::run_ok(
+            std::process::Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec"])
+                .args([
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=impostor",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt),
         );
         let port = free_port();
         let out = dir.join("impostor.out");
@@ -584,11 +563,9 @@ fn logs_and_exec_work_with_a_non_loopback_node_ip() {
     let m = marker("nsip");
     let manifest = dir.path().join("pod.yaml");
     std::fs::write(&manifest, pod("talker", "echo said-hello; sleep 1000", &m)).expect("write");
-    let out = kubectl(&["apply", "-f", manifest.to_str().expect("utf8")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    podvisor_testkit::assert_success(
+        &kubectl(&["apply", "-f", manifest.to_str().expect("utf8")]),
+        "kubectl apply",
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let logs = loop {

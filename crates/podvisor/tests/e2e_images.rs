@@ -226,15 +226,9 @@ fn push(layout: &Path, dest: &str, creds: Option<&str>) {
     if let Some(c) = creds {
         cmd.args(["--dest-creds", c]);
     }
-    let out = cmd
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{dest}"))
-        .output()
-        .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy to {dest}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    podvisor_testkit::run_ok(
+        cmd.arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{dest}")),
     );
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -49,21 +49,10 @@ fn run_sh(c: &Cluster, name: &str, flags: &[&str], script: &str) {
 }
 
 fn sleeper(name: &str, labels: &str, marker: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{{labels}}}
-spec:
-  terminationGracePeriodSeconds: 5
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
-"#
-    )
+    pods::shell_pod(name, "sleep 1000 & wait", marker)
+        .labels(labels)
+        .grace(5)
+        .yaml()
 }
 
 #[test]
@@ -399,13 +388,7 @@ spec:
     let e = kubectl_err(&c, &["logs", "mc", "-c", "nope"]);
     assert!(e.contains("nope"), "{e}");
     // -f streams new lines.
-    let mut f = Command::new("kubectl")
-        .args(["logs", "-f", "mc", "-c", "two", "--tail=1"])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("logs -f");
+    let mut f = c.kubectl_spawn(&["logs", "-f", "mc", "-c", "two", "--tail=1"]);
     let mut lines = BufReader::new(f.stdout.take().expect("stdout")).lines();
     let mut ticks = 0;
     let started = Instant::now();
@@ -522,13 +505,7 @@ fn delete_variants_wait_and_watch_terminating() {
         "--timeout=10s",
     ]);
 
-    let mut watch = Command::new("kubectl")
-        .args(["get", "pods", "d1", "-w", "--output-watch-events"])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("get -w");
+    let mut watch = c.kubectl_spawn(&["get", "pods", "d1", "-w", "--output-watch-events"]);
     std::thread::sleep(Duration::from_millis(700));
     let out = c.kubectl_ok(&["delete", "pod", "d1", "--grace-period=3"]);
     assert_eq!(out.trim(), "pod \"d1\" deleted");
@@ -573,13 +550,7 @@ fn delete_variants_wait_and_watch_terminating() {
 
     let out = c.kubectl_ok(&["delete", "pods", "-l", "grp=gy", "--wait"]);
     assert_eq!(out.trim(), "pod \"d3\" deleted");
-    let mut w = Command::new("kubectl")
-        .args(["wait", "--for=delete", "pod/d4", "--timeout=30s"])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wait --for=delete");
+    let mut w = c.kubectl_spawn(&["wait", "--for=delete", "pod/d4", "--timeout=30s"]);
     std::thread::sleep(Duration::from_millis(500));
     let out = c.kubectl_ok(&["delete", "pods", "--all"]);
     assert!(

@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,22 +49,11 @@ fn get_json(c: &Cluster, args: &[&str]) -> Value {
 
 /// A pod running `sh -c SCRIPT MARKER` (so its processes can be found from the host).
 fn shell_pod(name: &str, labels: &str, grace: i64, policy: &str, script: &str, m: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{{labels}}}
-spec:
-  restartPolicy: {policy}
-  terminationGracePeriodSeconds: {grace}
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", {script:?}, "{m}"]
-"#
-    )
+    common::pods::shell_pod(name, script, m)
+        .labels(labels)
+        .grace(grace)
+        .policy(policy)
+        .yaml()
 }
 
 /// Records every watch event of pods (raw API watch through kubectl) until dropped.
@@ -77,14 +66,7 @@ impl Recorder {
     /// Watches the default namespace's pods matching `query` (e.g. `labelSelector=a%3Db`).
     fn start(c: &Cluster, query: &str) -> Recorder {
         let url = format!("/api/v1/namespaces/default/pods?watch=1&{query}");
-        let mut child = Command::new("kubectl")
-            .args(["get", "--raw", &url])
-            .env("KUBECONFIG", c.kubeconfig())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get --raw watch");
+        let mut child = c.kubectl_spawn(&["get", "--raw", &url]);
         let out = child.stdout.take().expect("stdout");
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();

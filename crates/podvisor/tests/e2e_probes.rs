@@ -311,10 +311,10 @@ fn a1_a2_a13_a18_a22_http_probes_grace_and_termination() {
     // A13: a redirect to another host is a warning that counts as success
     let p13 = free_port();
     let script = format!("{d}/liveness.py");
-    std::fs::write(&script, LIVENESS_PY).expect("write liveness.py");
+    std::fs::write(&script, podvisor_testkit::LIVENESS_PY).expect("write liveness.py");
     c.apply(&pod(
         "a13",
-        &format!("exec python3 {script} {p13}"),
+        &format!("exec python3 {script} 10 {p13}"),
         &format!(
             "    livenessProbe:\n      httpGet: {{path: \"/redirect?loc=http%3A%2F%2F0.0.0.0%2F\", port: {p13}}}\n      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n"
         ),
@@ -422,24 +422,3 @@ fn a1_a2_a13_a18_a22_http_probes_grace_and_termination() {
         !ready(&c, "a22")
     });
 }
-
-/// The §9 stand-in for agnhost `liveness`: /healthz 200 for 10 s then 500; /redirect?loc=X
-/// → 302 with Go's `http.Redirect` body.
-const LIVENESS_PY: &str = r#"import http.server, sys, time, urllib.parse, html
-START = time.time()
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
-        if u.path == "/healthz":
-            code = 200 if time.time() - START < 10 else 500
-            self.send_response(code); self.end_headers(); self.wfile.write(b"ok" if code == 200 else b"error")
-        elif u.path == "/redirect":
-            loc = urllib.parse.parse_qs(u.query)["loc"][0]
-            body = ('<a href="%s">Found</a>.\n' % html.escape(loc)).encode()
-            self.send_response(302); self.send_header("Location", loc)
-            self.send_header("Content-Type", "text/html; charset=utf-8"); self.end_headers(); self.wfile.write(body)
-        else:
-            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"#;

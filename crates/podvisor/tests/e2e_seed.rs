@@ -6,47 +6,27 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 
-fn pod(name: &str, grace: u32, script: &str, marker: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  terminationGracePeriodSeconds: {grace}
-  runtimeClassName: host
-  containers:
-  - name: main
-    image: busybox
-    command: ["sh", "-c", {script:?}, "{marker}"]
-"#
-    )
+fn pod(name: &str, grace: i64, script: &str, marker: &str) -> String {
+    pods::shell_pod(name, script, marker).grace(grace).yaml()
 }
 
 #[test]
 fn create_goes_pending_then_running_then_ready() {
     let _g = serial();
     let c = Cluster::up();
-    let mut watch = Command::new("kubectl")
-        .args([
-            "get",
-            "pods",
-            "-w",
-            "-o",
-            "jsonpath={.metadata.name} {.status.phase} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
-        ])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl get -w");
+    let mut watch = c.kubectl_spawn(&[
+        "get",
+        "pods",
+        "-w",
+        "-o",
+        "jsonpath={.metadata.name} {.status.phase} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
+    ]);
     std::thread::sleep(Duration::from_millis(500));
     let m = marker("ready");
     c.apply(&pod("ready", 30, "sleep 1000 & wait", &m));
@@ -306,13 +286,7 @@ fn logs_follow_and_previous() {
     let tail = c.kubectl_ok(&["logs", "logs", "--tail=1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
 
-    let mut follow = Command::new("kubectl")
-        .args(["logs", "-f", "logs"])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl logs -f");
+    let mut follow = c.kubectl_spawn(&["logs", "-f", "logs"]);
     let stdout = follow.stdout.take().expect("stdout");
     let mut reader = BufReader::new(stdout);
     let mut seen = Vec::new();

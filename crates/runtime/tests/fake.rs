@@ -1,5 +1,6 @@
 //! The conformance suite against the scripted fake backend, under paused tokio time.
 
+#[macro_use]
 mod conformance;
 
 use std::time::{Duration, SystemTime};
@@ -54,17 +55,7 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(
-    exit_code_is_reported,
-    term_default_action_reports_signal,
-    term_handled_exits_cleanly,
-    term_ignored_needs_kill,
-    illegal_operations_name_the_state,
-    removing_twice_succeeds,
-    duplicates_are_refused,
-    list_shows_everything,
-    restart_is_a_new_container,
-);
+all_cases!(conformance);
 
 #[tokio::test(start_paused = true)]
 async fn scripted_termination_messages_follow_the_rules() {

@@ -2,6 +2,7 @@
 //! (namespaces, cgroups, fds, logs, zombies, daemons, OOM, surviving the agent). Runs as root
 //! in CI; each test uses its own state directory and removes its sandboxes.
 
+#[macro_use]
 mod conformance;
 
 use std::collections::BTreeSet;
@@ -112,17 +113,7 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(
-    exit_code_is_reported,
-    term_default_action_reports_signal,
-    term_handled_exits_cleanly,
-    term_ignored_needs_kill,
-    illegal_operations_name_the_state,
-    removing_twice_succeeds,
-    duplicates_are_refused,
-    list_shows_everything,
-    restart_is_a_new_container,
-);
+all_cases!(conformance);
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

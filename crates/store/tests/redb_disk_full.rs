@@ -60,6 +60,18 @@ fn main() {
     println!("test redb_disk_full ... ok");
 }
 
+/// Every acknowledged write `(key, value, revision)` is in `store` as written.
+async fn assert_all_there(store: &RedbStore, acked: &[(String, Vec<u8>, i64)]) {
+    for (key, v, rev) in acked {
+        let got = store
+            .get(key)
+            .await
+            .expect("get")
+            .expect("acknowledged key");
+        assert_eq!((&got.value, got.mod_revision), (v, *rev), "{key}");
+    }
+}
+
 fn options() -> RedbOptions {
     RedbOptions {
         retain_revisions: None,
@@ -170,14 +182,7 @@ async fn child(dir: std::path::PathBuf) {
     );
 
     // Every acknowledged write is there, in a history without gaps, also after a reopen.
-    for (key, v, rev) in &acked {
-        let got = store
-            .get(key)
-            .await
-            .expect("get")
-            .expect("acknowledged key");
-        assert_eq!((&got.value, got.mod_revision), (v, *rev), "{key}");
-    }
+    assert_all_there(&store, &acked).await;
     drop(store);
     let store = RedbStore::open_with(&path, options()).expect("reopen");
     let mut watch = store.watch("/k/", 2).await.expect("watch");
@@ -192,14 +197,7 @@ async fn child(dir: std::path::PathBuf) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    for (key, v, rev) in &acked {
-        let got = store
-            .get(key)
-            .await
-            .expect("get")
-            .expect("key after reopen");
-        assert_eq!((&got.value, got.mod_revision), (v, *rev), "{key}");
-    }
+    assert_all_there(&store, &acked).await;
     println!(
         "disk full after {} writes; recovered at revision {}",
         acked.len() - 1,

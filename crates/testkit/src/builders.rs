@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, ResourceRequirements, Taint,
+    ConfigMap, Container, ContainerPort, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec,
+    ResourceRequirements, Secret, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
 /// Builds a `T`: the methods common to every object here, the kind-specific ones in the
@@ -184,6 +186,19 @@ impl Builder<Container> {
         self
     }
 
+    /// A named TCP port.
+    pub fn port(mut self, name: &str, number: i32) -> Self {
+        self.obj
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(ContainerPort {
+                name: Some(name.to_owned()),
+                container_port: number,
+                ..Default::default()
+            });
+        self
+    }
+
     fn resources(&mut self) -> &mut ResourceRequirements {
         self.obj
             .resources
@@ -200,6 +215,36 @@ impl Builder<Container> {
     pub fn limits(mut self, pairs: &[(&str, &str)]) -> Self {
         self.resources().limits = Some(quantities(pairs));
         self
+    }
+}
+
+/// ConfigMap `ns/name` with `data`.
+pub fn config_map(ns: &str, name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    let data = data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    ConfigMap {
+        metadata: object_meta(ns, name),
+        data: Some(data.collect()),
+        ..Default::default()
+    }
+}
+
+fn object_meta(ns: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(ns.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Secret `ns/name` with `data` (the decoded bytes).
+pub fn secret(ns: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
+    let data = data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())));
+    Secret {
+        metadata: object_meta(ns, name),
+        data: Some(data.collect()),
+        ..Default::default()
     }
 }
 

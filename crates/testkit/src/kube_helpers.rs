@@ -3,9 +3,50 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Binding, Pod};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Binding, Node, NodeCondition, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
+
+/// Polls `check` every 20 ms until it returns `Some`; panics naming `what` after `limit`
+/// (of tokio time).
+pub async fn wait_some<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Deletes pod `name` with a grace period of 0 (`kubectl delete --grace-period=0`): the
+/// object goes at once, and the node then stops what is left.
+pub async fn delete_now(pods: &Api<Pod>, name: &str) {
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    if let Err(e) = pods.delete(name, &now).await {
+        panic!("delete pod {name}: {e}");
+    }
+}
+
+/// The Node's `Ready` condition, if it has one.
+pub fn node_ready(n: &Node) -> Option<&NodeCondition> {
+    n.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
 
 /// The `Status` of an API error; panics (failing the test) on any other error.
 pub fn api_status(e: kube::Error) -> kube::core::Status {

@@ -104,42 +104,53 @@ fn tcp_action(t: &k8s_openapi::api::core::v1::TCPSocketAction) -> Action {
     }
 }
 
+/// The action of a handler from the fields probes and hooks share, and `other` (a probe's
+/// grpc, a hook's sleep). The API admits one of them; the first set wins.
+fn handler_action(
+    exec: Option<&k8s_openapi::api::core::v1::ExecAction>,
+    http_get: Option<&k8s_openapi::api::core::v1::HTTPGetAction>,
+    other: Option<Action>,
+    tcp_socket: Option<&k8s_openapi::api::core::v1::TCPSocketAction>,
+) -> Result<Action, ActionError> {
+    if let Some(e) = exec {
+        return exec_action(e);
+    }
+    if let Some(h) = http_get {
+        return Ok(http_action(h));
+    }
+    if let Some(a) = other {
+        return Ok(a);
+    }
+    tcp_socket.map(tcp_action).ok_or(ActionError::Missing)
+}
+
 impl Action {
     /// The handler of a probe.
     pub fn from_probe(p: &Probe) -> Result<Action, ActionError> {
-        if let Some(e) = &p.exec {
-            return exec_action(e);
-        }
-        if let Some(h) = &p.http_get {
-            return Ok(http_action(h));
-        }
-        if let Some(t) = &p.tcp_socket {
-            return Ok(tcp_action(t));
-        }
-        if let Some(g) = &p.grpc {
-            return Ok(Action::Grpc {
-                port: g.port,
-                service: g.service.clone().unwrap_or_default(),
-            });
-        }
-        Err(ActionError::Missing)
+        let grpc = p.grpc.as_ref().map(|g| Action::Grpc {
+            port: g.port,
+            service: g.service.clone().unwrap_or_default(),
+        });
+        handler_action(
+            p.exec.as_ref(),
+            p.http_get.as_ref(),
+            grpc,
+            p.tcp_socket.as_ref(),
+        )
     }
 
     /// The handler of a lifecycle hook (tcpSocket is deprecated there but still accepted).
     pub fn from_lifecycle(h: &LifecycleHandler) -> Result<Action, ActionError> {
-        if let Some(e) = &h.exec {
-            return exec_action(e);
-        }
-        if let Some(g) = &h.http_get {
-            return Ok(http_action(g));
-        }
-        if let Some(s) = &h.sleep {
-            return Ok(Action::Sleep { seconds: s.seconds });
-        }
-        if let Some(t) = &h.tcp_socket {
-            return Ok(tcp_action(t));
-        }
-        Err(ActionError::Missing)
+        let sleep = h
+            .sleep
+            .as_ref()
+            .map(|s| Action::Sleep { seconds: s.seconds });
+        handler_action(
+            h.exec.as_ref(),
+            h.http_get.as_ref(),
+            sleep,
+            h.tcp_socket.as_ref(),
+        )
     }
 }
 
@@ -333,18 +344,9 @@ impl Purpose {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::ContainerPort;
 
     fn container() -> Container {
-        Container {
-            name: "c".into(),
-            ports: Some(vec![ContainerPort {
-                name: Some("http".into()),
-                container_port: 8080,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }
+        podvisor_testkit::container("c").port("http", 8080).build()
     }
 
     #[test]

@@ -24,8 +24,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use k8s_openapi::api::core::v1::Container;
+
 use super::action::{
-    HandlerResult, MAX_BODY_BYTES, Outcome, Purpose, cap_output, dial_error, join_host_port,
+    Action, HandlerResult, MAX_BODY_BYTES, Outcome, Purpose, cap_output, dial_error,
+    join_host_port, resolve_port,
 };
 
 /// One GET as a probe or hook describes it.
@@ -46,25 +49,33 @@ pub struct HttpGet {
 }
 
 impl HttpGet {
-    /// The request of an httpGet handler: to `host`, or to the pod IP when none is given,
-    /// with the User-Agent of `purpose`.
-    pub fn new(
-        scheme: &str,
-        host: Option<&str>,
+    /// The request of an httpGet handler of `container`: its port (a named one is one of
+    /// the container's ports), to `host` or to the pod IP when none is given, with the
+    /// User-Agent of `purpose`. The error says why the port is not usable.
+    pub fn for_action(
+        action: &Action,
+        container: &Container,
         pod_ip: &str,
-        port: u16,
-        path: &str,
-        headers: &[(String, String)],
         purpose: Purpose,
-    ) -> HttpGet {
-        HttpGet {
-            scheme: scheme.to_string(),
-            host: host.unwrap_or(pod_ip).to_string(),
+    ) -> Result<HttpGet, String> {
+        let Action::HttpGet {
+            scheme,
+            host,
             port,
-            path: path.to_string(),
-            headers: headers.to_vec(),
+            path,
+            headers,
+        } = action
+        else {
+            return Err("not an httpGet handler".into());
+        };
+        Ok(HttpGet {
+            scheme: scheme.clone(),
+            host: host.as_deref().unwrap_or(pod_ip).to_string(),
+            port: resolve_port(port, container)?,
+            path: path.clone(),
+            headers: headers.clone(),
             user_agent: purpose.user_agent(),
-        }
+        })
     }
 }
 

@@ -57,27 +57,17 @@ pub async fn run_probe_action(
             }
             Err(e) => HandlerResult::new(Outcome::Error, e),
         },
-        Action::HttpGet {
-            scheme,
-            host,
-            port,
-            path,
-            headers,
-        } => match resolve_port(port, &target.container) {
-            Ok(port) => {
-                let req = http::HttpGet::new(
-                    scheme,
-                    host.as_deref(),
-                    &target.pod_ip,
-                    port,
-                    path,
-                    headers,
-                    Purpose::Probe,
-                );
-                http::probe_result(http::get(&req, timeout).await)
+        Action::HttpGet { .. } => {
+            match http::HttpGet::for_action(
+                action,
+                &target.container,
+                &target.pod_ip,
+                Purpose::Probe,
+            ) {
+                Ok(req) => http::probe_result(http::get(&req, timeout).await),
+                Err(e) => HandlerResult::new(Outcome::Error, e),
             }
-            Err(e) => HandlerResult::new(Outcome::Error, e),
-        },
+        }
         Action::Grpc { port, service } => {
             if !(1..65536).contains(port) {
                 HandlerResult::new(Outcome::Error, format!("invalid port number: {port}"))

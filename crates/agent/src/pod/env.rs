@@ -529,7 +529,6 @@ pub fn resource_value(
 mod tests {
     use super::*;
     use crate::objects::MemoryObjects;
-    use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::{
         ConfigMapEnvSource, ConfigMapKeySelector, EnvFromSource, EnvVar, EnvVarSource, PodSpec,
         ResourceRequirements, SecretEnvSource, SecretKeySelector,
@@ -646,34 +645,26 @@ mod tests {
 
     fn store() -> MemoryObjects {
         let m = MemoryObjects::new();
-        m.put_config_map(ConfigMap {
-            metadata: ObjectMeta {
-                name: Some("cfg".into()),
-                namespace: Some("shop".into()),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([
-                ("MODE".into(), "fast".into()),
-                ("1bad".into(), "x".into()),
-                ("app.properties".into(), "a=b".into()),
-                ("has space".into(), "y".into()),
-                ("SHARED".into(), "from-cm".into()),
-            ])),
-            ..Default::default()
-        });
-        m.put_secret(Secret {
-            metadata: ObjectMeta {
-                name: Some("creds".into()),
-                namespace: Some("shop".into()),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([
-                ("PASSWORD".into(), ByteString(b"s3cr3t".to_vec())),
-                ("SHARED".into(), ByteString(b"from-secret".to_vec())),
-                ("9lives".into(), ByteString(b"z".to_vec())),
-            ])),
-            ..Default::default()
-        });
+        m.put_config_map(podvisor_testkit::config_map(
+            "shop",
+            "cfg",
+            &[
+                ("MODE", "fast"),
+                ("1bad", "x"),
+                ("app.properties", "a=b"),
+                ("has space", "y"),
+                ("SHARED", "from-cm"),
+            ],
+        ));
+        m.put_secret(podvisor_testkit::secret(
+            "shop",
+            "creds",
+            &[
+                ("PASSWORD", b"s3cr3t"),
+                ("SHARED", b"from-secret"),
+                ("9lives", b"z"),
+            ],
+        ));
         // same name in another namespace: must not be visible
         m.put_config_map(ConfigMap {
             metadata: ObjectMeta {

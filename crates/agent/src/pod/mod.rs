@@ -83,6 +83,7 @@ pub mod worker;
 pub use spec::{
     ANNOTATION_HASH, ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
     LABEL_POD_NAMESPACE, LABEL_POD_UID, container_config, container_hash, sandbox_config,
+    sandbox_pod_uid, spec_container_name,
 };
 pub use state::WorkerInput;
 pub use worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};

@@ -29,6 +29,19 @@ pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount
 /// Container annotation: the container spec hash.
 pub const ANNOTATION_HASH: &str = "io.kubernetes.container.hash";
 
+/// The UID of the pod a sandbox is for: its label, else (older sandboxes) its ID.
+pub fn sandbox_pod_uid(config: &SandboxConfig) -> &str {
+    config.labels.get(LABEL_POD_UID).unwrap_or(&config.id)
+}
+
+/// The spec name of a runtime container: its label, else its runtime name.
+pub fn spec_container_name(config: &ContainerConfig) -> &str {
+    config
+        .labels
+        .get(LABEL_CONTAINER_NAME)
+        .unwrap_or(&config.name)
+}
+
 /// A stable hash of a container's spec (changing it starts a fresh back-off).
 pub fn container_hash(c: &Container) -> u64 {
     let json = serde_json::to_string(c).unwrap_or_default();

@@ -764,7 +764,6 @@ fn matches_payload(dir: &Path, payload: &Payload) -> bool {
 mod tests {
     use super::*;
     use crate::objects::MemoryObjects;
-    use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::{
         ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource,
         ObjectFieldSelector, PodSpec, SecretVolumeSource, VolumeMount,
@@ -820,9 +819,7 @@ mod tests {
     }
 
     fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-        let mut c = crate::testing::builders::config_map(name, data);
-        c.metadata.namespace = Some("ns".into());
-        c
+        podvisor_testkit::config_map("ns", name, data)
     }
 
     fn mode(p: &Path) -> u32 {
@@ -943,15 +940,7 @@ mod tests {
             },
         ]);
         let objects = MemoryObjects::new();
-        objects.put_secret(Secret {
-            metadata: ObjectMeta {
-                name: Some("s".into()),
-                namespace: Some("ns".into()),
-                ..Default::default()
-            },
-            data: Some([("k".to_string(), ByteString(b"v".to_vec()))].into()),
-            ..Default::default()
-        });
+        objects.put_secret(podvisor_testkit::secret("ns", "s", &[("k", b"v")]));
         let alloc = BTreeMap::new();
         let src = sources(&p, &objects, &alloc);
         let mut vols = PodVolumes::new(tmp.path(), "u1");
@@ -1037,15 +1026,7 @@ mod tests {
             },
         ]);
         let objects = MemoryObjects::new();
-        objects.put_secret(Secret {
-            metadata: ObjectMeta {
-                name: Some("s".into()),
-                namespace: Some("ns".into()),
-                ..Default::default()
-            },
-            data: Some([("k".to_string(), ByteString(b"s3cret".to_vec()))].into()),
-            ..Default::default()
-        });
+        objects.put_secret(podvisor_testkit::secret("ns", "s", &[("k", b"s3cret")]));
         let alloc = BTreeMap::new();
         let src = sources(&p, &objects, &alloc);
         let mut vols = PodVolumes::new(tmp.path(), "u1");

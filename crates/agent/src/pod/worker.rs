@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::deadlines::{DeadlineStore, TerminationRecord};
 use super::restart::{ContainerLifecycle, RestartHistory};
-use super::spec::{ANNOTATION_HASH, ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, field_path};
+use super::spec::{ANNOTATION_HASH, ANNOTATION_RESTART_COUNT, field_path, spec_container_name};
 use super::state::{
     Deadline, Effect, Input, PodWorkerState, Why, WorkerInput, effective_grace, spec_grace_seconds,
     transition,
@@ -270,12 +270,7 @@ impl PodWorker {
         self.sandbox_dead = !self.sandbox_ready;
         let mut exited = HashSet::new();
         for c in sb.containers {
-            let name = c
-                .config
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .cloned()
-                .unwrap_or_else(|| c.config.name.clone());
+            let name = spec_container_name(&c.config).to_string();
             let restart_count = c
                 .config
                 .annotations

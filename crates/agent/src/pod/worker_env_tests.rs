@@ -2,12 +2,9 @@
 //! keeps the container waiting with CreateContainerConfigError and is retried every 10–15 s
 //! until the object appears; the resolved variables reach the runtime.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, EnvFromSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, Secret, SecretKeySelector,
+    ObjectFieldSelector, SecretKeySelector,
 };
 
 use super::*;
@@ -126,18 +123,11 @@ async fn resolved_env_reaches_the_runtime_with_expanded_args() {
         "app-config",
         &[("LEVEL", "debug"), ("9bad", "x"), ("COLOR", "blue")],
     ));
-    h.objects.put_secret(Secret {
-        metadata: ObjectMeta {
-            name: Some("db".into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".to_string(),
-            ByteString(b"hunter2".to_vec()),
-        )])),
-        ..Default::default()
-    });
+    h.objects.put_secret(podvisor_testkit::secret(
+        "default",
+        "db",
+        &[("password", b"hunter2")],
+    ));
     let mut c = container("app");
     c.env_from = Some(vec![EnvFromSource {
         config_map_ref: Some(ConfigMapEnvSource {

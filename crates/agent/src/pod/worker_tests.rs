@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, ExecAction, Lifecycle, Pod, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podvisor_runtime::fake::{Attempt, ExecScript, FakeCall, FakeScript};
 use podvisor_runtime::{ContainerRuntime, Signal};
 use tokio::time::Instant;

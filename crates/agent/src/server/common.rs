@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use podvisor_runtime::{ContainerId, ContainerRuntime, ContainerState};
 
 use crate::pod::{
-    ANNOTATION_RESTART_COUNT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
+    ANNOTATION_RESTART_COUNT, LABEL_POD_NAME, LABEL_POD_NAMESPACE, spec_container_name,
 };
 
 /// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time; an
@@ -75,13 +75,7 @@ pub(crate) async fn find(
     let mut instances: Vec<_> = sb
         .containers
         .into_iter()
-        .filter(|c| {
-            c.config
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .unwrap_or(&c.config.name)
-                == container
-        })
+        .filter(|c| spec_container_name(&c.config) == container)
         .collect();
     instances.sort_by_key(|c| {
         c.config

@@ -32,7 +32,7 @@ use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -156,8 +156,7 @@ pub fn error_status(message: &str) -> String {
 /// The routes of the streaming endpoints.
 pub(crate) fn router(runtime: Arc<dyn ContainerRuntime>, token: Arc<str>) -> Router {
     Router::new()
-        .route("/exec/{ns}/{pod}/{container}", get(exec).post(exec))
-        .route("/attach/{ns}/{pod}/{container}", get(attach).post(attach))
+        .route("/{verb}/{ns}/{pod}/{container}", get(stream).post(stream))
         .with_state(ExecState { runtime, token })
 }
 
@@ -167,7 +166,7 @@ fn prepare(
     headers: &HeaderMap,
     query: Option<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<(WebSocketUpgrade, bool, StreamOptions), Box<Response>> {
+) -> Result<Upgrade, Box<Response>> {
     if !authorized(&st.token, headers) {
         return Err(Box::new(plain(
             StatusCode::UNAUTHORIZED,
@@ -195,20 +194,48 @@ fn prepare(
             )));
         }
     };
-    Ok((ws, v5, opts))
+    Ok(Upgrade { ws, v5, opts })
 }
 
-async fn exec(
+/// A checked upgrade request: the upgrade, whether the peer speaks v5, the options.
+struct Upgrade {
+    ws: WebSocketUpgrade,
+    v5: bool,
+    opts: StreamOptions,
+}
+
+/// `/exec/...` and `/attach/...`: the upgrade checked, then the verb's own checks.
+async fn stream(
     State(st): State<ExecState>,
-    Path((ns, pod, container)): Path<(String, String, String)>,
+    Path((verb, ns, pod, container)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let (ws, v5, opts) = match prepare(&st, &headers, query, ws) {
+    if verb != "exec" && verb != "attach" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let upgrade = match prepare(&st, &headers, query, ws) {
         Ok(x) => x,
         Err(r) => return *r,
     };
+    let target = Target { ns, pod, container };
+    if verb == "exec" {
+        exec(st, target, upgrade).await
+    } else {
+        attach(st, target, upgrade).await
+    }
+}
+
+/// The container a stream is for.
+struct Target {
+    ns: String,
+    pod: String,
+    container: String,
+}
+
+async fn exec(st: ExecState, t: Target, Upgrade { ws, v5, opts }: Upgrade) -> Response {
+    let Target { ns, pod, container } = t;
     if opts.command.is_empty() {
         return plain(
             StatusCode::BAD_REQUEST,
@@ -446,17 +473,8 @@ async fn relay(reader: impl Future<Output = ()>, writer: impl Future<Output = ()
     }
 }
 
-async fn attach(
-    State(st): State<ExecState>,
-    Path((ns, pod, container)): Path<(String, String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let (ws, v5, opts) = match prepare(&st, &headers, query, ws) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+async fn attach(st: ExecState, t: Target, Upgrade { ws, v5, opts }: Upgrade) -> Response {
+    let Target { ns, pod, container } = t;
     if opts.stdin {
         return plain(
             StatusCode::BAD_REQUEST,

@@ -6,7 +6,6 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler, Pod, PodStatus,
     Probe, SleepAction,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The UID of the pods [`pod`] builds.
 pub const POD_UID: &str = "uid-1";
@@ -88,19 +87,7 @@ pub fn with_startup(mut c: Container, cmd: &str, delay: i32, period: i32) -> Con
 
 /// ConfigMap `default/<name>` with `data`.
 pub fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    podvisor_testkit::config_map("default", name, data)
 }
 
 /// A `sleep` lifecycle handler.

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Container, ContainerPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_agent::handlers::{Action, HandlerTarget};
 use podvisor_runtime::fake::{FakeRuntime, tokio_clock};
@@ -148,31 +147,24 @@ impl HttpServer {
     }
 
     async fn start_inner(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let reqs = requests.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                let reqs = reqs.clone();
-                let tls = tls.clone();
-                conns.spawn(async move {
-                    match tls {
-                        Some(acc) => {
-                            if let Ok(s) = acc.accept(s).await {
-                                answer(s, handler, reqs).await;
-                            }
+        let (port, task) = serve_loopback(move |s| {
+            let handler = handler.clone();
+            let reqs = reqs.clone();
+            let tls = tls.clone();
+            async move {
+                match tls {
+                    Some(acc) => {
+                        if let Ok(s) = acc.accept(s).await {
+                            answer(s, handler, reqs).await;
                         }
-                        None => answer(s, handler, reqs).await,
                     }
-                });
+                    None => answer(s, handler, reqs).await,
+                }
             }
-        });
+        })
+        .await;
         HttpServer {
             port,
             requests,
@@ -188,6 +180,27 @@ impl HttpServer {
             .map(|h| h.split_whitespace().nth(1).unwrap_or("").to_string())
             .collect()
     }
+}
+
+/// Serves an ephemeral port of 127.0.0.1: each accepted connection is handed to `conn` on
+/// a task of its own; the returned task accepts until it is aborted.
+async fn serve_loopback<F, Fut>(conn: F) -> (u16, JoinHandle<()>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            conns.spawn(conn(s));
+        }
+    });
+    (port, task)
 }
 
 /// A port with nothing listening.
@@ -215,16 +228,9 @@ impl GrpcServer {
     ) -> GrpcServer {
         use http_body_util::{BodyExt, Full};
         let status = Arc::new(status);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
+        let (port, task) = serve_loopback(move |s| {
                 let status = status.clone();
-                conns.spawn(async move {
+                async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let status = status.clone();
                         async move {
@@ -261,9 +267,9 @@ impl GrpcServer {
                     let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                         .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
                         .await;
-                });
-            }
-        });
+                }
+        })
+        .await;
         GrpcServer { port, task }
     }
 }
@@ -472,15 +478,7 @@ pub fn target(rt: Arc<TestRuntime>, id: ContainerId) -> HandlerTarget {
     HandlerTarget {
         runtime: rt,
         container_id: id,
-        container: Container {
-            name: "c".into(),
-            ports: Some(vec![ContainerPort {
-                name: Some("web".into()),
-                container_port: 1,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
+        container: podvisor_testkit::container("c").port("web", 1).build(),
         pod_ip: "127.0.0.1".into(),
     }
 }

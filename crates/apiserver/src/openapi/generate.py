@@ -22,14 +22,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "definitions.tsv")
-REG = os.path.join(os.path.expanduser(os.environ.get("CARGO_HOME", "~/.cargo")), "registry", "src")
-
-
-def find_crate(name):
-    hits = sorted(glob.glob(os.path.join(REG, "*", name)))
-    if not hits:
-        sys.exit(f"crate source {name} not found under {REG} (run `cargo fetch`)")
-    return hits[-1]
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(HERE))
+from cargo_registry import find_crate  # noqa: E402
 
 
 ROOT = os.path.join(find_crate("k8s-openapi-0.29.0"), "src", "v1_33")

@@ -498,15 +498,6 @@ mod tests {
     #[test]
     fn generated_definitions_are_current() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/openapi/generate.py");
-        let out = std::process::Command::new("python3")
-            .arg(script)
-            .arg("--check")
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        podvisor_testkit::run_ok(std::process::Command::new("python3").args([script, "--check"]));
     }
 }

@@ -976,8 +976,10 @@ fn conflict_error(managers: &[Manager], conflicts: &[(usize, FieldSet)]) -> Patc
     PatchError::Conflict { message, causes }
 }
 
-/// Records an Update by `manager` (create when `old` is `None`) in `new`'s managed fields.
-pub(crate) fn record_update(
+/// Records an Update by `manager` (create when `old` is `None`) in `new`'s managed fields;
+/// through a subresource (`status`, `scale`) the entry carries `subresource`, and managed
+/// fields sent in `new` are ignored, as upstream does.
+pub fn record_update(
     kind: &ResourceKind,
     subresource: Option<Subresource>,
     old: Option<&Value>,

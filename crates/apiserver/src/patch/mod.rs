@@ -404,13 +404,4 @@ pub fn record_update(
 
 /// [`record_update`] for a write through a subresource (`status`, `scale`): the entry
 /// carries `subresource`, and managed fields sent in `new` are ignored, as upstream does.
-pub fn record_update_subresource(
-    kind: &ResourceKind,
-    subresource: Option<Subresource>,
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    now: &str,
-) {
-    apply::record_update(kind, subresource, old, new, manager, now);
-}
+pub use apply::record_update as record_update_subresource;

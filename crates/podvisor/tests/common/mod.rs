@@ -6,6 +6,7 @@
 
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod pods;
 pub mod steps;
 
 use std::path::{Path, PathBuf};
@@ -165,12 +166,7 @@ impl Drop for NetNs {
 
 /// Runs a shell command line and asserts it succeeded.
 pub fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    podvisor_testkit::run_ok(Command::new("sh").args(["-c", cmd]));
 }
 
 /// A single-node cluster from `podvisor up`.
@@ -336,6 +332,24 @@ impl Cluster {
                 .expect("run kubectl"),
             None => kubectl(&self.kubeconfig(), args),
         }
+    }
+
+    /// `kubectl ARGS` against this cluster, not yet started.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig());
+        cmd
+    }
+
+    /// `kubectl ARGS` started with stdin closed, stdout piped and stderr discarded: a watch
+    /// or a follow that the test reads line by line.
+    pub fn kubectl_spawn(&self, args: &[&str]) -> Child {
+        self.kubectl_command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
     }
 
     /// Runs kubectl and asserts success; returns stdout.

@@ -29,15 +29,10 @@ pub fn start_agent_at(
     server_dir: &Path,
     dir: &Path,
 ) -> Process {
-    let token = std::process::Command::new(binary())
-        .args(["token", "create", "node", name, "--data-dir"])
-        .arg(server_dir)
-        .output()
-        .expect("token create");
-    assert!(
-        token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&token.stderr)
+    let token = podvisor_testkit::run_ok(
+        std::process::Command::new(binary())
+            .args(["token", "create", "node", name, "--data-dir"])
+            .arg(server_dir),
     );
     let token_file = dir.join(format!("{name}.token"));
     std::fs::write(&token_file, &token.stdout).expect("write token");

@@ -1,6 +1,6 @@
 //! The runtime conformance suite: generic async tests every `ContainerRuntime` backend must
 //! pass. A backend's test file provides a [`Harness`] (the runtime plus a way to make a
-//! container that behaves as described) and calls each function.
+//! container that behaves as described) and runs every case named by [`all_cases!`].
 
 #![allow(dead_code)]
 
@@ -10,6 +10,24 @@ use podvisor_runtime::{
     ContainerConfig, ContainerId, ContainerRuntime, ContainerState, ExitEvent, ExitEvents,
     RuntimeError, SandboxConfig, SandboxState, Signal,
 };
+
+/// Calls the macro `$suite!` with the name of every case, so that each backend's test file
+/// runs them all (it defines `$suite` to make one test per case on its harness).
+macro_rules! all_cases {
+    ($suite:ident) => {
+        $suite!(
+            exit_code_is_reported,
+            term_default_action_reports_signal,
+            term_handled_exits_cleanly,
+            term_ignored_needs_kill,
+            illegal_operations_name_the_state,
+            removing_twice_succeeds,
+            duplicates_are_refused,
+            list_shows_everything,
+            restart_is_a_new_container,
+        );
+    };
+}
 
 /// How a test container behaves.
 #[derive(Clone, Debug)]
