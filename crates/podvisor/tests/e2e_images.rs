@@ -634,44 +634,23 @@ spec:
     });
 
     // Air-gapped: a `podman save` tarball imported, run with imagePullPolicy: Never.
-    let imported = build_image(
-        &work,
-        "imported",
-        serde_json::json!({"Cmd": ["sleep", "3600"]}),
-    );
-    let out = image_cmd(
-        &c,
-        &[
-            "import",
-            &docker_archive(&imported, "localhost/imported:v1")
-                .display()
-                .to_string(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "Loaded image: localhost/imported:v1\n"
-    );
-    let unused = build_image(&work, "unused", serde_json::json!({}));
-    let out = image_cmd(
-        &c,
-        &[
-            "import",
-            &docker_archive(&unused, "localhost/unused:v1")
-                .display()
-                .to_string(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let import = |name: &str, config: serde_json::Value| {
+        let layout = build_image(&work, name, config);
+        let tag = format!("localhost/{name}:v1");
+        let archive = docker_archive(&layout, &tag).display().to_string();
+        let out = image_cmd(&c, &["import", &archive]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Loaded image: {tag}\n")
+        );
+    };
+    import("imported", serde_json::json!({"Cmd": ["sleep", "3600"]}));
+    import("unused", serde_json::json!({}));
     c.apply(
         &pod("airgap", "localhost/imported:v1", "")
             .replace("    command:", "    imagePullPolicy: Never\n    command:"),
