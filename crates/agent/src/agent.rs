@@ -294,6 +294,15 @@ impl Agent {
         .with_serving_cert_hash(cert.hash()?)
         .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
+        if let Some(images) = &self.images {
+            aux.spawn(crate::image::gc::run(
+                images.store().clone(),
+                self.runtime.clone(),
+                config.image_gc.clone(),
+                crate::image::gc::GC_PERIOD,
+                aux_stop.clone(),
+            ));
+        }
 
         let pods: Api<Pod> = Api::all(self.client.clone());
         let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));

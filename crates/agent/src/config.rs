@@ -45,6 +45,8 @@ pub struct AgentConfig {
     pub clock: WallClock,
     /// The pod network (None: every pod on the host's network).
     pub network: Option<crate::network::NetworkConfig>,
+    /// When images are garbage collected (with an image service).
+    pub image_gc: crate::image::gc::GcPolicy,
 }
 
 impl AgentConfig {
@@ -67,6 +69,7 @@ impl AgentConfig {
             capacity: BTreeMap::new(),
             clock: WallClock::system(),
             network: None,
+            image_gc: Default::default(),
         }
     }
 }

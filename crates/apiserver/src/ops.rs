@@ -120,6 +120,22 @@ pub struct Deleted {
     pub gone: bool,
 }
 
+impl Deleted {
+    /// The object is gone; `object` is its last state.
+    fn gone(object: Value) -> Deleted {
+        Deleted { object, gone: true }
+    }
+
+    /// The object is still there (marked for deletion, waiting for finalizers or its
+    /// grace period), as `object`.
+    fn pending(object: Value) -> Deleted {
+        Deleted {
+            object,
+            gone: false,
+        }
+    }
+}
+
 /// The operation core: storage plus clock plus owned background tasks.
 #[derive(Clone)]
 pub struct Core {
@@ -514,10 +530,7 @@ impl Core {
             let (obj, rev) = match self.storage.must_get(kind, ns, name).await {
                 Ok(found) => found,
                 Err(e) if e.code == 404 && written.is_some() => {
-                    return Ok(Deleted {
-                        object: written.unwrap_or_default(),
-                        gone: true,
-                    });
+                    return Ok(Deleted::gone(written.unwrap_or_default()));
                 }
                 Err(e) => return Err(e),
             };
@@ -563,12 +576,21 @@ impl Core {
         rev: i64,
     ) -> Result<Option<Deleted>, ApiError> {
         match self.storage.delete(kind, ns, name, Some(rev)).await? {
-            Ok(v) => Ok(Some(Deleted {
-                object: v,
-                gone: true,
-            })),
+            Ok(v) => Ok(Some(Deleted::gone(v))),
             Err(_) => Ok(None),
         }
+    }
+
+    /// `obj` marked for deletion now with no grace left, or None when it already is (or
+    /// the delete is a dry run): the answer is then `obj` as it is.
+    fn marked_for_deletion(&self, obj: &Value, opts: &DeleteOptions) -> Option<Value> {
+        if obj.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
+            return None;
+        }
+        let mut new = obj.clone();
+        set_meta(&mut new, "deletionTimestamp", Value::from(self.now_str()));
+        set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(0));
+        Some(new)
     }
 
     async fn delete_generic(
@@ -609,29 +631,17 @@ impl Core {
             }
         }
         if !finalizers(&obj).is_empty() {
-            if obj.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
-                return Ok(Some(Deleted {
-                    object: obj,
-                    gone: false,
-                }));
-            }
-            let mut new = obj.clone();
-            set_meta(&mut new, "deletionTimestamp", Value::from(self.now_str()));
-            set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(0));
+            let Some(mut new) = self.marked_for_deletion(&obj, opts) else {
+                return Ok(Some(Deleted::pending(obj)));
+            };
             bump_generation(&mut new);
             return Ok(self
                 .write_or_retry(kind, ns, name, &new, rev)
                 .await?
-                .map(|v| Deleted {
-                    object: v,
-                    gone: false,
-                }));
+                .map(Deleted::pending));
         }
         if opts.dry_run {
-            return Ok(Some(Deleted {
-                object: obj,
-                gone: true,
-            }));
+            return Ok(Some(Deleted::gone(obj)));
         }
         self.remove(kind, ns, name, rev).await
     }
@@ -656,19 +666,13 @@ impl Core {
             match current {
                 None | Some(0) => {
                     if has_finalizers || opts.dry_run {
-                        return Ok(Some(Deleted {
-                            object: obj,
-                            gone: false,
-                        }));
+                        return Ok(Some(Deleted::pending(obj)));
                     }
                     return self.remove(kind, ns, name, rev).await;
                 }
                 Some(cur) => {
                     let Some(g) = requested.filter(|g| *g < cur) else {
-                        return Ok(Some(Deleted {
-                            object: obj,
-                            gone: false,
-                        }));
+                        return Ok(Some(Deleted::pending(obj)));
                     };
                     let old_deadline = objects::parse_time(dts).unwrap_or_else(|| self.now());
                     let deadline = old_deadline
@@ -682,10 +686,7 @@ impl Core {
                     );
                     set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(g));
                     if opts.dry_run {
-                        return Ok(Some(Deleted {
-                            object: new,
-                            gone: false,
-                        }));
+                        return Ok(Some(Deleted::pending(new)));
                     }
                     let Some(stored) = self.write_or_retry(kind, ns, name, &new, rev).await? else {
                         return Ok(None);
@@ -693,15 +694,12 @@ impl Core {
                     *written = Some(stored.clone());
                     if g == 0 && !has_finalizers {
                         let r = meta_rev(&stored).unwrap_or(rev);
-                        return Ok(self.remove(kind, ns, name, r).await?.or(Some(Deleted {
-                            object: stored,
-                            gone: false,
-                        })));
+                        return Ok(self
+                            .remove(kind, ns, name, r)
+                            .await?
+                            .or(Some(Deleted::pending(stored))));
                     }
-                    return Ok(Some(Deleted {
-                        object: stored,
-                        gone: false,
-                    }));
+                    return Ok(Some(Deleted::pending(stored)));
                 }
             }
         }
@@ -755,10 +753,7 @@ impl Core {
             // Someone wrote in between (e.g. a status update): the next attempt removes it.
             return Ok(None);
         }
-        Ok(Some(Deleted {
-            object: stored,
-            gone: false,
-        }))
+        Ok(Some(Deleted::pending(stored)))
     }
 
     async fn delete_namespace(
@@ -769,15 +764,9 @@ impl Core {
         rev: i64,
         opts: &DeleteOptions,
     ) -> Result<Option<Deleted>, ApiError> {
-        if obj.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
-            return Ok(Some(Deleted {
-                object: obj,
-                gone: false,
-            }));
-        }
-        let mut new = obj.clone();
-        set_meta(&mut new, "deletionTimestamp", Value::from(self.now_str()));
-        set_meta(&mut new, "deletionGracePeriodSeconds", Value::from(0));
+        let Some(mut new) = self.marked_for_deletion(&obj, opts) else {
+            return Ok(Some(Deleted::pending(obj)));
+        };
         if let Some(m) = new.as_object_mut() {
             m.insert("status".into(), json!({"phase": "Terminating"}));
         }
@@ -788,10 +777,7 @@ impl Core {
             return Ok(None);
         };
         self.spawn_namespace_finalizer(name.to_string());
-        Ok(Some(Deleted {
-            object: stored,
-            gone: false,
-        }))
+        Ok(Some(Deleted::pending(stored)))
     }
 
     /// Starts the task that empties a terminating namespace and then removes it.

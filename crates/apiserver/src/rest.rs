@@ -853,27 +853,30 @@ async fn decode_object(ctx: &mut Ctx, kind: &ResourceKind) -> Result<Value, ApiE
     }
     let normalized = objects::round_trip(kind, v.clone()).map_err(|e| cannot_handle(kind, e))?;
     let unknown = objects::unknown_fields(&v, &normalized);
-    if !unknown.is_empty() {
-        match fv {
-            FieldValidation::Strict => {
-                let list: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field {f:?}"))
-                    .collect();
-                return Err(cannot_handle(
-                    kind,
-                    format!("strict decoding error: {}", list.join(", ")),
-                ));
-            }
-            FieldValidation::Warn => {
-                for f in unknown {
-                    ctx.warnings.push(format!("unknown field {f:?}"));
-                }
-            }
-            FieldValidation::Ignore => {}
-        }
-    }
+    ctx.warnings
+        .extend(unknown_field_warnings(kind, fv, &unknown)?);
     Ok(normalized)
+}
+
+/// What `fieldValidation` makes of `unknown` fields: Strict refuses the object, Warn gives
+/// one warning per field, Ignore nothing.
+fn unknown_field_warnings(
+    kind: &ResourceKind,
+    fv: FieldValidation,
+    unknown: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let found: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match fv {
+        FieldValidation::Strict if !found.is_empty() => Err(cannot_handle(
+            kind,
+            format!("strict decoding error: {}", found.join(", ")),
+        )),
+        FieldValidation::Warn => Ok(found),
+        _ => Ok(Vec::new()),
+    }
 }
 
 fn unsupported_media(ct: &str) -> ApiError {
@@ -1064,27 +1067,7 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         // Unknown fields introduced by the patch.
         if let Ok(n) = objects::round_trip(kind, with_type_meta(kind, patched.clone())) {
             let unknown = objects::unknown_fields(&with_type_meta(kind, patched.clone()), &n);
-            if !unknown.is_empty() {
-                match fv {
-                    FieldValidation::Strict => {
-                        let list: Vec<String> = unknown
-                            .iter()
-                            .map(|f| format!("unknown field {f:?}"))
-                            .collect();
-                        return Err(cannot_handle(
-                            kind,
-                            format!("strict decoding error: {}", list.join(", ")),
-                        ));
-                    }
-                    FieldValidation::Warn => {
-                        warnings = unknown
-                            .iter()
-                            .map(|f| format!("unknown field {f:?}"))
-                            .collect()
-                    }
-                    FieldValidation::Ignore => {}
-                }
-            }
+            warnings = unknown_field_warnings(kind, fv, &unknown)?;
         }
         Ok(Some(patched))
     };

@@ -51,6 +51,9 @@ pub enum Command {
         podvisor bench --quick --json /tmp/bench.json\n  \
         podvisor bench --peer podman")]
     Bench(BenchArgs),
+    /// The node's images: import tarballs, list, remove.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Internal: the per-pod supervisor process (started by the node agent).
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -92,7 +95,7 @@ pub struct NetworkArgs {
 }
 
 /// Where the node pulls images from.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone)]
 pub struct ImageArgs {
     /// A registry (HOST:PORT) spoken to in plain HTTP; repeat for several.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
@@ -101,6 +104,20 @@ pub struct ImageArgs {
     /// `registries.yaml` format.
     #[arg(long, env = "PODVISOR_REGISTRIES_CONFIG", value_name = "FILE")]
     pub registries_config: Option<PathBuf>,
+    /// Disk use (percent of the image store's filesystem) at which unused images are
+    /// garbage collected; 100 turns image garbage collection off.
+    #[arg(long, env = "PODVISOR_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85,
+        value_parser = clap::value_parser!(u8).range(0..=100), value_name = "PERCENT")]
+    pub image_gc_high_threshold: u8,
+    /// Disk use (percent) image garbage collection frees down to.
+    #[arg(long, env = "PODVISOR_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80,
+        value_parser = clap::value_parser!(u8).range(0..=100), value_name = "PERCENT")]
+    pub image_gc_low_threshold: u8,
+    /// How long an unused image is kept at least (since its last use) before garbage
+    /// collection may remove it.
+    #[arg(long, env = "PODVISOR_MINIMUM_IMAGE_TTL_DURATION", default_value = "2m",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub minimum_image_ttl_duration: Duration,
 }
 
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
@@ -306,6 +323,53 @@ pub struct AgentArgs {
 pub struct KubeconfigArgs {
     #[command(flatten)]
     pub dirs: DataDirArgs,
+}
+
+/// `podvisor image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Load images from docker-archive or OCI-archive tarballs (`docker save`,
+    /// `podman save`) into the node's store.
+    #[command(
+        after_help = "Example:\n  podman save -o app.tar localhost/app:v1 && podvisor image import app.tar"
+    )]
+    Import(ImageImportArgs),
+    /// List the node's images.
+    #[command(alias = "list")]
+    Ls(ImageLsArgs),
+    /// Remove images (refused while a container uses them).
+    #[command(alias = "rmi")]
+    Rm(ImageRmArgs),
+}
+
+/// `podvisor image import`.
+#[derive(Debug, Args, Clone)]
+pub struct ImageImportArgs {
+    #[command(flatten)]
+    pub dirs: DataDirArgs,
+    /// The tarballs.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// `podvisor image ls`.
+#[derive(Debug, Args, Clone)]
+pub struct ImageLsArgs {
+    #[command(flatten)]
+    pub dirs: DataDirArgs,
+    /// Only the image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `podvisor image rm`.
+#[derive(Debug, Args, Clone)]
+pub struct ImageRmArgs {
+    #[command(flatten)]
+    pub dirs: DataDirArgs,
+    /// Tags, repo digests or (prefixes of) image IDs.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
 }
 
 /// `podvisor token …`.

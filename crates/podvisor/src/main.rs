@@ -6,6 +6,7 @@ mod bench_hostile;
 mod bench_network;
 mod cli;
 mod config;
+mod image_cmd;
 mod kubeconfig;
 mod run;
 
@@ -103,6 +104,7 @@ async fn dispatch(cli: Cli, started: std::time::Instant) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Image(cmd) => image_cmd::run(cmd),
         Command::Supervise(args) => std::process::exit(i32::from(supervise(args.args))),
     }
 }

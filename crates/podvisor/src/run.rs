@@ -320,6 +320,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.drain_on_shutdown = !args.keep_pods;
     agent_config.network = network_config(&args.network, &data_dir);
     let runtime = process_runtime(&data_dir, agent_config.network.as_ref()).await?;
+    agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
     let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
@@ -569,6 +570,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     agent_config.network = network_config(&args.network, &data_dir);
     let agent_network = agent_config.network.clone();
     let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;
+    agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
     let _spares = SparesGuard(runtime.clone());
     let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);

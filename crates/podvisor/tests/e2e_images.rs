@@ -167,6 +167,59 @@ fn build_image(dir: &Path, os_id: &str, config: serde_json::Value) -> PathBuf {
     layout
 }
 
+/// A docker-archive tarball (the format of `podman save` / `docker save`) of the image in
+/// `layout`, tagged `tag`: `manifest.json`, the config and the uncompressed layer.
+fn docker_archive(layout: &Path, tag: &str) -> PathBuf {
+    let blob =
+        |digest: &str| std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).expect("blob");
+    let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).expect("json");
+    let index = json(&std::fs::read(layout.join("index.json")).expect("index"));
+    let manifest = json(&blob(
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    ));
+    let config = blob(manifest["config"]["digest"].as_str().expect("config"));
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(
+        &blob(manifest["layers"][0]["digest"].as_str().expect("layer"))[..],
+    )
+    .read_to_end(&mut raw)
+    .expect("gunzip");
+    let (config_name, layer_name) = (
+        format!("{}.json", &sha(&config)[7..]),
+        format!("{}.tar", &sha(&raw)[7..]),
+    );
+    let list = serde_json::to_vec(&serde_json::json!([
+        {"Config": config_name, "RepoTags": [tag], "Layers": [layer_name]}
+    ]))
+    .expect("json");
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", &list),
+        (&config_name, &config),
+        (&layer_name, &raw),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).expect("tar");
+    }
+    let file = layout.with_extension("tar");
+    std::fs::write(&file, tar.into_inner().expect("tar")).expect("archive");
+    file
+}
+
+/// `podvisor image ARGS --data-dir DATA`.
+fn image_cmd(c: &Cluster, args: &[&str]) -> std::process::Output {
+    Command::new(common::binary())
+        .arg("image")
+        .args(args)
+        .arg("--data-dir")
+        .arg(c.dir.path().join("data"))
+        .output()
+        .expect("podvisor image")
+}
+
 fn push(layout: &Path, dest: &str, creds: Option<&str>) {
     let mut cmd = Command::new("skopeo");
     cmd.args(["--insecure-policy", "copy", "--dest-tls-verify=false"]);
@@ -332,6 +385,10 @@ fn images_pull_with_policies_auth_mirrors_and_back_off() {
             locked.host(),
             "--registries-config".into(),
             registries.display().to_string(),
+            // Image GC at every start collects every unused image.
+            "--image-gc-high-threshold=0".into(),
+            "--image-gc-low-threshold=0".into(),
+            "--minimum-image-ttl-duration=0s".into(),
         ],
     );
 
@@ -576,6 +633,48 @@ spec:
             .starts_with(b"runs=2")
     });
 
+    // Air-gapped: a `podman save` tarball imported, run with imagePullPolicy: Never.
+    let import = |name: &str, config: serde_json::Value| {
+        let layout = build_image(&work, name, config);
+        let tag = format!("localhost/{name}:v1");
+        let archive = docker_archive(&layout, &tag).display().to_string();
+        let out = image_cmd(&c, &["import", &archive]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Loaded image: {tag}\n")
+        );
+    };
+    import("imported", serde_json::json!({"Cmd": ["sleep", "3600"]}));
+    import("unused", serde_json::json!({}));
+    c.apply(
+        &pod("airgap", "localhost/imported:v1", "")
+            .replace("    command:", "    imagePullPolicy: Never\n    command:"),
+    );
+    c.wait_pod_phase("airgap", "Running", PULL);
+    let os = c.kubectl_ok(&["exec", "airgap", "--", "cat", "/etc/os-release"]);
+    assert!(os.contains("ID=imported"), "{os}");
+    let ls = String::from_utf8_lossy(&image_cmd(&c, &["ls"]).stdout).to_string();
+    assert!(ls.starts_with("IMAGE "), "{ls}");
+    for want in [
+        "localhost/imported ",
+        "localhost/unused ",
+        &format!("{}/test/busybox ", open.host()),
+    ] {
+        assert!(ls.lines().any(|l| l.starts_with(want)), "{want} in:\n{ls}");
+    }
+    // An image in use is not removed.
+    let out = image_cmd(&c, &["rm", "localhost/imported:v1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by a container"),
+        "{out:?}"
+    );
+
     // Re-adoption after the agent restarts keeps the container and its root.
     let id = c.pod_field("first", "{.status.containerStatuses[0].containerID}");
     c.restart();
@@ -586,4 +685,13 @@ spec:
     );
     let os = c.kubectl_ok(&["exec", "first", "--", "cat", "/etc/os-release"]);
     assert!(os.contains("ID=podvisor-test"), "{os}");
+    // The restart's image GC removed the unused image and kept those in use.
+    c.wait_for("image GC", Duration::from_secs(30), || {
+        !String::from_utf8_lossy(&image_cmd(&c, &["ls"]).stdout).contains("localhost/unused")
+    });
+    let ls = String::from_utf8_lossy(&image_cmd(&c, &["ls"]).stdout).to_string();
+    assert!(
+        ls.contains("localhost/imported ") && ls.contains("/test/busybox "),
+        "{ls}"
+    );
 }

@@ -189,6 +189,7 @@ impl ImageManager {
                         reason: "Pulled",
                         message: format!("Container image \"{image}\" already present on machine"),
                     });
+                    self.store.touch(&r.id, super::store::epoch_secs());
                     Ensured::Ready(r)
                 }
                 None => {
@@ -243,6 +244,7 @@ impl ImageManager {
                     ),
                 });
                 self.gc_backoff(Instant::now());
+                self.store.touch(&record.id, super::store::epoch_secs());
                 Ensured::Ready(record)
             }
             Err(message) => {

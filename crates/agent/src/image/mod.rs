@@ -21,10 +21,14 @@
 //!   `imagePullSecrets`.
 //! * [`store`]: blobs by digest, each layer unpacked once, the image index; crash-safe.
 //! * [`unpack`]: one layer (gzip, zstd, whiteouts) into an overlayfs lower directory.
+//! * [`archive`]: `podvisor image import` (docker-archive and OCI archive tarballs).
+//! * [`gc`]: garbage collection by disk usage, never of an image in use.
 //!
 //! The store is shared by every container that uses an image; nothing in it is ever changed
 //! in place (a container writes to its own upper directory).
 
+pub mod archive;
+pub mod gc;
 pub mod manager;
 pub mod pull;
 pub mod registries;

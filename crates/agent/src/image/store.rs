@@ -396,6 +396,9 @@ impl ImageStore {
     }
 
     fn put_image_locked(&self, mut record: ImageRecord) -> Result<ImageRecord, StoreError> {
+        if record.last_used == 0 {
+            record.last_used = epoch_secs();
+        }
         let mut index = self.index();
         for other in index.values_mut() {
             if other.id != record.id {
@@ -509,6 +512,15 @@ impl ImageStore {
         }
         Ok(record)
     }
+}
+
+/// Now, in seconds since the epoch (the system's wall clock: the store's times are only
+/// compared with each other, by garbage collection).
+pub fn epoch_secs() -> u64 {
+    crate::clock::WallClock::system()
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Writes `bytes` to `path` and fsyncs it.

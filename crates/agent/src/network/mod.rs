@@ -285,8 +285,12 @@ impl PodNetwork {
         let Some(cached) = self.runner.cached_for(id, IF_NAME) else {
             return;
         };
-        if let Err(e) = self.runner.check(&cached, &netns.to_string_lossy()).await {
-            tracing::warn!(sandbox = %id, "network check failed: {e}");
+        match self.runner.check(&cached, &netns.to_string_lossy()).await {
+            Ok(()) => {}
+            Err(e) if portmap_v6_false_alarm(&e, &cached.result) => {
+                tracing::debug!(sandbox = %id, "network check: {e} (portmap before 1.3 checks IPv6 rules it never made for an IPv4-only pod)");
+            }
+            Err(e) => tracing::warn!(sandbox = %id, "network check failed: {e}"),
         }
     }
 
@@ -323,6 +327,17 @@ impl PodNetwork {
             }
         }
     }
+}
+
+/// Whether a CHECK failure is the `portmap` plugin's (before 1.3,
+/// containernetworking/plugins#819) look for IPv6 DNAT rules of a pod without an IPv6
+/// address: ADD made none, so their absence is no fault of the attachment.
+fn portmap_v6_false_alarm(error: &str, result: &Value) -> bool {
+    error.contains("type=\"portmap\"")
+        && error.contains("could not check ipv6 dnat")
+        && cni::result_ips(result, IF_NAME)
+            .iter()
+            .all(|ip| !ip.contains(':'))
 }
 
 /// The CNI arguments of a pod's attachment: Kubernetes' `CNI_ARGS` and its host ports.
@@ -411,6 +426,22 @@ mod tests {
         );
         assert!(a.args.contains(&["K8S_POD_NAMESPACE".into(), "ns".into()]));
         assert_eq!(a.netns, "/proc/9/ns/net");
+    }
+
+    #[test]
+    fn portmap_ipv6_check_of_an_ipv4_pod_is_a_false_alarm() {
+        let e = "plugin type=\"portmap\" name=\"podvisor\" failed (check): could not check ipv6 dnat: chain CNI-DN-1 not found in iptables table nat";
+        let v4 = json!({"interfaces": [{"name": "eth0", "sandbox": "/x"}],
+            "ips": [{"address": "10.244.0.5/24", "interface": 0}]});
+        let v6 = json!({"interfaces": [{"name": "eth0", "sandbox": "/x"}],
+            "ips": [{"address": "10.244.0.5/24", "interface": 0},
+                    {"address": "fd00::5/64", "interface": 0}]});
+        assert!(portmap_v6_false_alarm(e, &v4));
+        assert!(!portmap_v6_false_alarm(e, &v6));
+        assert!(!portmap_v6_false_alarm(
+            "plugin type=\"bridge\" failed (check): x",
+            &v4
+        ));
     }
 
     #[test]

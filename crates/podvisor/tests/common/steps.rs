@@ -76,25 +76,45 @@ pub fn start_server(dir: &Path, port: u16, extra: &[String]) -> Process {
 /// each running `sleep 1000` tagged with `marker`; `extra` is more lines of the pod spec
 /// (indented by six spaces).
 pub fn sleeper_replica_set(name: &str, replicas: u32, extra: &str, marker: &str) -> String {
+    let command = format!(r#"["sh", "-c", "sleep 1000 & wait", "{marker}"]"#);
+    apps_manifest("ReplicaSet", name, replicas, 2, extra, &command)
+}
+
+/// An apps/v1 `kind` (ReplicaSet, StatefulSet, ...) `name` of `replicas` host-command pods
+/// labelled `app: <name>` with grace period `grace`, running `command` (a YAML list) in
+/// busybox; `extra` is more lines of the pod spec (indented by six spaces).
+pub fn apps_manifest(
+    kind: &str,
+    name: &str,
+    replicas: u32,
+    grace: u32,
+    extra: &str,
+    command: &str,
+) -> String {
+    let service = if kind == "StatefulSet" {
+        format!("  serviceName: {name}\n")
+    } else {
+        String::new()
+    };
     format!(
         r#"apiVersion: apps/v1
-kind: ReplicaSet
+kind: {kind}
 metadata:
   name: {name}
 spec:
-  replicas: {replicas}
+{service}  replicas: {replicas}
   selector:
     matchLabels: {{app: {name}}}
   template:
     metadata:
       labels: {{app: {name}}}
     spec:
-      terminationGracePeriodSeconds: 2
+      terminationGracePeriodSeconds: {grace}
       runtimeClassName: host
 {extra}      containers:
       - name: main
         image: busybox
-        command: ["sh", "-c", "sleep 1000 & wait", "{marker}"]
+        command: {command}
 "#
     )
 }
