@@ -64,11 +64,7 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 fn collects_dependents(kind: &ResourceKind) -> bool {
     matches!(
         (kind.group, kind.kind),
-        (
-            "apps",
-            "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet"
-        ) | ("batch", "Job" | "CronJob")
-            | ("", "ReplicationController")
+        ("apps", "ReplicaSet" | "Deployment" | "StatefulSet") | ("batch", "Job" | "CronJob")
     )
 }
 
