@@ -8,6 +8,7 @@
 //! on [`request`], never on `rest`; `rest` depends on [`server`], never the reverse.
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod crd;
 pub mod decode;

@@ -247,6 +247,10 @@ pub struct Ctx {
     pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
     /// What the request addresses, for the metrics (set once the target is known).
     pub metric: Option<crate::metrics::RequestMetric>,
+    /// Whether to keep a copy of the body once read (for an audit log at `Request` level).
+    pub keep_body: bool,
+    /// The body as read, when `keep_body`.
+    pub kept_body: Option<bytes::Bytes>,
 }
 
 impl Ctx {
@@ -269,7 +273,13 @@ impl Ctx {
             ));
         };
         match collected {
-            Ok(c) => Ok(c.to_bytes()),
+            Ok(c) => {
+                let bytes = c.to_bytes();
+                if self.keep_body {
+                    self.kept_body = Some(bytes.clone());
+                }
+                Ok(bytes)
+            }
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>

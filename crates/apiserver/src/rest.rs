@@ -222,6 +222,10 @@ async fn serve(
             Err(_) => return ApiError::too_many_requests().into_response(),
         }
     };
+    let audit = srv.audit();
+    let received = audit
+        .as_ref()
+        .map(|_| crate::audit::timestamp(srv.core().now()));
     let accept = parts
         .headers
         .get(header::ACCEPT)
@@ -236,23 +240,19 @@ async fn serve(
         warnings: Vec::new(),
         upgrade: std::sync::Mutex::new(upgrade),
         metric: None,
+        keep_body: audit.as_ref().is_some_and(|a| a.wants_bodies()),
+        kept_body: None,
     };
     let method = parts.method;
     let resource_request = matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..]);
-    if !resource_request {
+    let denied = if resource_request {
+        None
+    } else {
         let attrs = RequestAttributes::non_resource(&method.as_str().to_ascii_lowercase(), &path);
-        let decision = ctx.srv.authorize(&ctx.user, &attrs);
-        if !decision.allowed() {
-            let mut message = format!("forbidden: {}", attrs.forbidden_message(&ctx.user.name));
-            if !decision.reason().is_empty() {
-                message = format!("{message}: {}", decision.reason());
-            }
-            return ApiError::new(403, "Forbidden", message)
-                .with_details(json!({}))
-                .into_response();
-        }
-    }
+        crate::auth::check(&ctx.srv, &ctx.user, &attrs).await.err()
+    };
     let result = match segs.as_slice() {
+        _ if denied.is_some() => Err(denied.unwrap_or_else(ApiError::path_not_found)),
         ["api"] | ["apis"] => {
             if method != Method::GET {
                 Err(ApiError::method_not_allowed())
@@ -348,7 +348,44 @@ async fn serve(
     if let Some(m) = ctx.metric.take() {
         *metric = Some(m);
     }
-    result.unwrap_or_else(|e| e.into_response())
+    let response = result.unwrap_or_else(|e| e.into_response());
+    if let (Some(log), Some(received)) = (audit, received) {
+        let attrs = audit_attributes(&ctx, &method, &segs, &path);
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or(&path);
+        log.record(&crate::audit::AuditRequest {
+            user: &ctx.user,
+            attrs: &attrs,
+            uri,
+            user_agent: ctx.header(header::USER_AGENT),
+            code: response.status().as_u16(),
+            received,
+            stage_time: crate::audit::timestamp(ctx.srv.core().now()),
+            streaming: long_running && response.status().is_success(),
+            body: ctx.kept_body.as_deref(),
+        });
+    }
+    response
+}
+
+/// The attributes of a request, for the audit log.
+fn audit_attributes(ctx: &Ctx, method: &Method, segs: &[&str], path: &str) -> RequestAttributes {
+    let target = match segs {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => parse_target("", "v1", rest).ok(),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => parse_target(g, v, rest).ok(),
+        _ => None,
+    };
+    match target {
+        Some(t) => {
+            let watch = ctx.query.bool("watch").unwrap_or(false);
+            let verb = verb_of(method, &t, watch).unwrap_or("create");
+            attributes(ctx, &t, verb)
+        }
+        None => RequestAttributes::non_resource(&method.as_str().to_ascii_lowercase(), path),
+    }
 }
 
 /// A document with an ETag (its hash); `304 Not Modified` when `If-None-Match` names it.
@@ -412,6 +449,9 @@ async fn resource(
 ) -> Result<Response, ApiError> {
     if rest.is_empty() {
         return Err(ApiError::path_not_found());
+    }
+    if let Some(review) = crate::auth::reviews::Review::route(group, version, rest) {
+        return crate::auth::reviews::serve(ctx, method, review).await;
     }
     // Legacy bindings collection: POST /api/v1/namespaces/{ns}/bindings.
     if group.is_empty() && rest.len() == 3 && rest[0] == "namespaces" && rest[2] == "bindings" {
@@ -489,11 +529,12 @@ async fn resource(
     }
 }
 
-/// Whether the user may create some object in `t`'s collection at all (before the body,
-/// which names the object, is read); the create is authorized again with the name.
-fn authorize_collection_create(ctx: &Ctx, t: &Target) -> Result<(), ApiError> {
+/// Whether the user may create objects in `t`'s collection (checked before the body is
+/// decoded; as upstream, a create is authorized without a name, and admission then looks at
+/// the object).
+async fn authorize_collection_create(ctx: &Ctx, t: &Target) -> Result<(), ApiError> {
     let attrs = attributes(ctx, t, "create");
-    check(ctx, t, &attrs)
+    check(ctx, t, &attrs).await
 }
 
 /// The attributes of a request for `t` with `verb`, as upstream's request-info resolver
@@ -511,64 +552,26 @@ fn attributes(ctx: &Ctx, t: &Target, verb: &str) -> RequestAttributes {
     attrs.version = t.kind.version.to_string();
     if matches!(verb, "list" | "watch") {
         let selector = ctx.query.get("fieldSelector").map(str::to_string);
-        if let Some(name) = selector.as_deref().and_then(selected_name) {
-            attrs.name = name.to_string();
+        if let Some(name) = selector
+            .as_deref()
+            .and_then(|s| podvisor_api::FieldSelector::parse(s).ok())
+            .and_then(|s| s.exact("metadata.name").map(str::to_string))
+        {
+            attrs.name = name;
         }
         attrs.field_selector = selector;
     }
     attrs
 }
 
-/// The name a field selector asks for (`metadata.name=x` or `==x` among its terms).
-fn selected_name(selector: &str) -> Option<&str> {
-    selector.split(',').find_map(|term| {
-        let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
-        (field.trim() == "metadata.name" && !field.ends_with('!')).then_some(value.trim())
-    })
-}
-
-/// Asks the authorizer chain; a request nobody allows gets upstream's 403.
-fn check(ctx: &Ctx, t: &Target, attrs: &RequestAttributes) -> Result<(), ApiError> {
-    let decision = ctx.srv.authorize(&ctx.user, attrs);
-    if decision.allowed() {
-        return Ok(());
-    }
-    let mut message = attrs.forbidden_message(&ctx.user.name);
-    if !decision.reason().is_empty() {
-        message = format!("{message}: {}", decision.reason());
-    }
-    let what = if attrs.name.is_empty() {
-        t.kind.qualified_resource()
-    } else {
-        format!("{} {:?}", t.kind.qualified_resource(), attrs.name)
-    };
-    Err(ApiError::forbidden(
-        t.kind.plural,
-        t.kind.group,
-        &attrs.name,
-        format!("{what} is forbidden: {message}"),
-    ))
+/// Asks the authorizer chain ([`crate::auth::check`]).
+async fn check(ctx: &Ctx, _t: &Target, attrs: &RequestAttributes) -> Result<(), ApiError> {
+    crate::auth::check(&ctx.srv, &ctx.user, attrs).await
 }
 
 async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {
-    let mut attrs = attributes(ctx, t, verb);
-    if ctx.user.node_name().is_some()
-        && t.kind.strategy == Strategy::Pod
-        && !matches!(verb, "get" | "list" | "watch")
-        && let Some(name) = &t.name
-        && let Some((pod, _)) = ctx
-            .srv
-            .core()
-            .storage
-            .get(t.kind, t.namespace.as_deref(), name)
-            .await?
-    {
-        attrs.pod_node = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-    }
-    check(ctx, t, &attrs)
+    let attrs = attributes(ctx, t, verb);
+    check(ctx, t, &attrs).await
 }
 
 /// Converts objects to a Table (or leaves them) per `out`, honouring `includeObject`.
@@ -916,14 +919,12 @@ fn check_namespace_match(t: &Target, obj: &Value) -> Result<(), ApiError> {
 
 async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     // Nothing is decoded for a user who may create nothing here: the body can be costly.
-    authorize_collection_create(ctx, t)?;
+    authorize_collection_create(ctx, t).await?;
     let obj = decode_object(ctx, t.kind).await?;
     warn_unenforced(ctx, t.kind, &obj);
-    // A create names its object in the body: authorize with that name.
-    let mut named = t.clone();
-    named.name = Some(objects::name_of(&obj).to_string()).filter(|n| !n.is_empty());
-    authorize(ctx, &named, "create").await?;
     check_namespace_match(t, &obj)?;
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    crate::auth::admit_write(&ctx.srv, &ctx.user, t.kind, None, ns, None, &obj)?;
     let dry = ctx.dry_run()?;
     let manager = ctx.manager();
     let created = ctx
@@ -957,12 +958,14 @@ async fn update(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         UpdateMode::Main
     };
     let allow_create = strategy::allow_create_on_update(t.kind) && mode == UpdateMode::Main;
+    let (srv, user) = (ctx.srv.clone(), ctx.user.clone());
+    let ns = t.namespace.clone().unwrap_or_default();
     let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
-        match old {
-            None if allow_create => Ok(Some(body.clone())),
-            None => Err(ApiError::not_found(t.kind, &name)),
-            Some(_) => Ok(Some(body.clone())),
+        if old.is_none() && !allow_create {
+            return Err(ApiError::not_found(t.kind, &name));
         }
+        crate::auth::admit_write(&srv, &user, t.kind, t.sub, &ns, old, &body)?;
+        Ok(Some(body.clone()))
     };
     let (obj, created) = ctx
         .srv
@@ -1044,30 +1047,16 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     };
     let kind = t.kind;
     let mut warnings = Vec::new();
-    // A node's patch of its pod may change only its probe annotations (auth.rs).
-    let node_pod_patch = ctx.user.node_name().is_some()
-        && kind.strategy == Strategy::Pod
-        && mode == UpdateMode::Main;
+    let (srv, user) = (ctx.srv.clone(), ctx.user.clone());
+    let ns = t.namespace.clone().unwrap_or_default();
     let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
         if old.is_none() && (pt != PatchType::Apply || mode == UpdateMode::Status) {
             return Err(ApiError::not_found(kind, &name));
         }
         let mut patched =
             patch::apply_patch(kind, pt, old, &body, &manager, force, &now).map_err(patch_error)?;
-        if node_pod_patch {
-            let allowed = match old {
-                Some(old) => crate::auth::node_pod_patch_allowed(old, &patched),
-                None => Err("a node may not create pods".into()),
-            };
-            if let Err(why) = allowed {
-                return Err(ApiError::forbidden(
-                    kind.plural,
-                    kind.group,
-                    &name,
-                    format!("pods {name:?} is forbidden: {why}"),
-                ));
-            }
-        }
+        // Admission that depends on the writer (NodeRestriction, RBAC escalation).
+        crate::auth::admit_write(&srv, &user, kind, t.sub, &ns, old, &patched)?;
         if old.is_none() {
             // Server-side apply creating the object.
             let pn = objects::name_of(&patched).to_string();
@@ -1403,6 +1392,18 @@ fn delete_details(kind: &ResourceKind, obj: &Value) -> Value {
 async fn delete(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     let name = t.name.clone().unwrap_or_default();
     let opts = delete_options(ctx).await?;
+    // NodeRestriction: a node deletes only pods bound to it.
+    if ctx.user.node_name().is_some()
+        && t.kind.strategy == Strategy::Pod
+        && let Some((pod, _)) = ctx
+            .srv
+            .core()
+            .storage
+            .get(t.kind, t.namespace.as_deref(), &name)
+            .await?
+    {
+        crate::auth::admit_delete(&ctx.user, t.kind, &pod)?;
+    }
     let d = ctx
         .srv
         .core()

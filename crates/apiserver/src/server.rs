@@ -48,6 +48,8 @@ pub struct ApiServerConfig {
     pub clock: Option<WallClock>,
     /// The authorizer (default: [`crate::auth::default_authorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// The audit log (none: off).
+    pub audit: Option<crate::audit::AuditConfig>,
     /// Authenticators asked after the static token file, in order.
     pub authenticators: Vec<Arc<dyn Authenticator>>,
     /// Most short requests (everything but watches and followed logs) served at once,
@@ -104,6 +106,7 @@ impl ApiServerConfig {
             clock: None,
             authorizer: None,
             authenticators: Vec::new(),
+            audit: None,
             max_requests_in_flight: 600,
             request_queue_wait: crate::flowcontrol::DEFAULT_QUEUE_WAIT,
             connections: ConnectionLimits::default(),
@@ -153,6 +156,9 @@ struct Inner {
     tokens: Arc<TokenFile>,
     authenticators: AuthenticatorChain,
     authorizer: Arc<dyn Authorizer>,
+    rbac: Arc<crate::auth::rbac::RbacAuthorizer>,
+    graph: Arc<crate::auth::NodeGraph>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
     tls: TlsMaterial,
     flow: Arc<crate::flowcontrol::FlowControl>,
     _temp_dir: Option<tempfile::TempDir>,
@@ -201,23 +207,28 @@ impl ApiServer {
             authenticators.push(a.clone());
         }
         let core = Core {
-            storage: Storage {
-                store: store.clone(),
-            },
+            storage: Storage::new(store.clone()),
             clock: config.clock.clone().unwrap_or_else(WallClock::system),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         };
         core.ensure_initial_namespaces().await?;
         core.ensure_initial_objects().await?;
+        let rbac = Arc::new(crate::auth::rbac::RbacAuthorizer::new());
+        rbac.start(&core).await?;
+        let graph = Arc::new(crate::auth::NodeGraph::default());
+        graph.start(&core).await?;
         core.resume_namespace_finalizers().await?;
         let cancel = core.cancel.clone();
         let cfg = config.clone();
         core.tasks.spawn(compaction_loop(store, cfg, cancel));
-        let authorizer = config
-            .authorizer
-            .clone()
-            .unwrap_or_else(|| Arc::new(crate::auth::default_authorizer()));
+        let authorizer = config.authorizer.clone().unwrap_or_else(|| {
+            Arc::new(crate::auth::default_authorizer(graph.clone(), rbac.clone()))
+        });
+        let audit = match &config.audit {
+            Some(a) => Some(Arc::new(crate::audit::AuditLog::open(a.clone())?)),
+            None => None,
+        };
         let flow = crate::flowcontrol::FlowControl::new(
             config.max_requests_in_flight,
             config.request_queue_wait,
@@ -229,6 +240,9 @@ impl ApiServer {
                 tokens,
                 authenticators,
                 authorizer,
+                rbac,
+                graph,
+                audit,
                 tls,
                 flow,
                 _temp_dir: temp_dir,
@@ -243,6 +257,24 @@ impl ApiServer {
     /// The decision of the authorizer chain on `attrs` by `user`.
     pub fn authorize(&self, user: &UserInfo, attrs: &RequestAttributes) -> Decision {
         self.inner.authorizer.authorize(user, attrs)
+    }
+
+    /// The audit log, when on.
+    pub(crate) fn audit(&self) -> Option<Arc<crate::audit::AuditLog>> {
+        self.inner.audit.clone()
+    }
+
+    /// The RBAC authorizer (its policy, escalation checks, rules of a user).
+    pub fn rbac(&self) -> &crate::auth::rbac::RbacAuthorizer {
+        &self.inner.rbac
+    }
+
+    /// Waits (at most `timeout`) until the authorizers' caches reflect every RBAC, pod and
+    /// claim write made through this server.
+    pub(crate) async fn authorizers_caught_up(&self, timeout: std::time::Duration) -> bool {
+        let core = &self.inner.core;
+        self.inner.rbac.caught_up(core, timeout).await
+            && self.inner.graph.caught_up(core, timeout).await
     }
 
     /// The user a bearer token stands for (with `system:authenticated`), if any

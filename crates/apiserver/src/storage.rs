@@ -148,9 +148,44 @@ pub struct RawPage {
 pub struct Storage {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// The revision of the last write of each kind through this server.
+    pub marks: Arc<WriteMarks>,
+}
+
+/// The revision of the last write of each kind made through this server, so that a
+/// component following the store (the authorizers' caches) can tell whether it has seen it.
+#[derive(Debug, Default)]
+pub struct WriteMarks(
+    std::sync::Mutex<std::collections::HashMap<(&'static str, &'static str), Revision>>,
+);
+
+impl WriteMarks {
+    fn mark(&self, kind: &ResourceKind, rev: Revision) {
+        if let Ok(mut m) = self.0.lock() {
+            let e = m.entry((kind.group, kind.plural)).or_default();
+            *e = (*e).max(rev);
+        }
+    }
+
+    /// The revision of the last write of `kind` (0 if none).
+    pub fn last(&self, kind: &ResourceKind) -> Revision {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(kind.group, kind.plural)).copied())
+            .unwrap_or(0)
+    }
 }
 
 impl Storage {
+    /// Storage on `store`.
+    pub fn new(store: Arc<dyn Store>) -> Storage {
+        Storage {
+            store,
+            marks: Arc::default(),
+        }
+    }
+
     /// Fails as upstream does (504 "Too large resource version") when `rv` is beyond the
     /// store's current revision.
     pub async fn require_revision(&self, rv: Revision) -> Result<(), ApiError> {
@@ -214,6 +249,7 @@ impl Storage {
         )
         .await
         .map_err(|e| ApiError::from_store(e, kind, name))?;
+        self.marks.mark(kind, kv.mod_revision);
         decode_as(kind, &kv.value, kv.mod_revision)
     }
 
@@ -234,7 +270,10 @@ impl Storage {
         )
         .await
         {
-            Ok(kv) => Ok(Ok(decode_as(kind, &kv.value, kv.mod_revision)?)),
+            Ok(kv) => {
+                self.marks.mark(kind, kv.mod_revision);
+                Ok(Ok(decode_as(kind, &kv.value, kv.mod_revision)?))
+            }
             Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
             Err(e) => Err(ApiError::from_store(e, kind, name)),
         }
@@ -256,7 +295,10 @@ impl Storage {
         )
         .await
         {
-            Ok((kv, rev)) => Ok(Ok(decode_as(kind, &kv.value, rev)?)),
+            Ok((kv, rev)) => {
+                self.marks.mark(kind, rev);
+                Ok(Ok(decode_as(kind, &kv.value, rev)?))
+            }
             Err(e @ (StoreError::Conflict { .. } | StoreError::NotFound { .. })) => Ok(Err(e)),
             Err(e) => Err(ApiError::from_store(e, kind, name)),
         }

@@ -128,15 +128,19 @@ async fn tls_crud_and_auth() {
         .patch_status("p", &PatchParams::default(), &st)
         .await
         .unwrap();
-    // Reads are allowed.
+    // A node lists only its own pods (the node authorizer wants its field selector).
     assert_eq!(
         node_pods
-            .list(&ListParams::default())
+            .list(&ListParams::default().fields("spec.nodeName=n1"))
             .await
             .unwrap()
             .items
             .len(),
         1
+    );
+    assert_eq!(
+        api_status(node_pods.list(&ListParams::default()).await.unwrap_err()).code,
+        403
     );
     r.stop().await;
 }

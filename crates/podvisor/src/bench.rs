@@ -396,6 +396,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report["floor"] = json!({"exec_true": floor.0.summary(), "namespaces_true": floor.1.summary(), "spawn_sleep": floor.2.summary()});
     }
 
+    if want("authz") {
+        report["authz"] = crate::bench_authz::run(args.quick);
+    }
+
     let needs_cluster = ["startup", "delete", "api", "footprint"]
         .iter()
         .any(|p| want(p));

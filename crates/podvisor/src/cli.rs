@@ -133,6 +133,26 @@ pub struct ServeArgs {
         value_name = "ADDR:PORT"
     )]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub audit: AuditArgs,
+}
+
+/// The audit log (upstream's `--audit-*` flags).
+#[derive(Debug, Args, Clone)]
+pub struct AuditArgs {
+    /// Write the audit log (audit.k8s.io/v1 Event JSON lines) to this file [default for
+    /// `up`: DATA_DIR/audit.log; for `server`: no audit log]. `-` or an empty value: off.
+    #[arg(long, env = "PODVISOR_AUDIT_LOG_PATH", value_name = "FILE")]
+    pub audit_log_path: Option<PathBuf>,
+    /// The audit policy (upstream's `Policy` file) [default: writes at Metadata level].
+    #[arg(long, env = "PODVISOR_AUDIT_POLICY_FILE", value_name = "FILE")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Rotate the audit log past this many megabytes.
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    pub audit_log_maxsize: u64,
+    /// Keep this many rotated audit log files.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub audit_log_maxbackup: usize,
 }
 
 /// `podvisor up`.
@@ -404,7 +424,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PEER")]
     pub peer: Option<String>,
     /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile,
-    /// network (in a network namespace of the bench's own only).
+    /// authz, network (in a network namespace of the bench's own only).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

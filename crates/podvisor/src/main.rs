@@ -2,6 +2,7 @@
 //! internal `supervise`.
 
 mod bench;
+mod bench_authz;
 mod bench_hostile;
 mod bench_network;
 mod cli;

@@ -114,14 +114,47 @@ struct ApiServing {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// The audit log of `args` (`default` when no path is given; `-` or empty: off).
+fn audit_config(
+    args: &crate::cli::AuditArgs,
+    default: Option<PathBuf>,
+) -> anyhow::Result<Option<podvisor_apiserver::audit::AuditConfig>> {
+    use podvisor_apiserver::audit::{AuditConfig, AuditPolicy};
+    let path = match &args.audit_log_path {
+        Some(p) if p.as_os_str().is_empty() || p.as_os_str() == "-" => return Ok(None),
+        Some(p) => p.clone(),
+        None => match default {
+            Some(p) => p,
+            None => return Ok(None),
+        },
+    };
+    let policy = match &args.audit_policy_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the audit policy {}", f.display()))?;
+            AuditPolicy::parse(&text)
+                .map_err(|e| anyhow::anyhow!("audit policy {}: {e}", f.display()))?
+        }
+        None => AuditPolicy::writes_at_metadata(),
+    };
+    Ok(Some(AuditConfig {
+        path,
+        policy,
+        max_bytes: args.audit_log_maxsize.saturating_mul(1024 * 1024),
+        max_backups: args.audit_log_maxbackup,
+    }))
+}
+
 async fn start_api_server(
     store: Arc<dyn Store>,
     data_dir: &Path,
     listen: std::net::SocketAddr,
     extra_sans: &[String],
+    audit: Option<podvisor_apiserver::audit::AuditConfig>,
 ) -> anyhow::Result<(ApiServer, ApiServing)> {
     let mut config = ApiServerConfig::new(data_dir.to_path_buf());
     config.extra_sans = extra_sans.to_vec();
+    config.audit = audit;
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         config.extra_sans.push(listen.ip().to_string());
     }
@@ -296,7 +329,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         Some(&data_dir),
     )?;
-    let (server, serving) = start_api_server(store, &data_dir, args.serve.listen, &[]).await?;
+    // `up` keeps an audit log of writes by default.
+    let audit = audit_config(&args.serve.audit, Some(data_dir.join("audit.log")))?;
+    let (server, serving) =
+        start_api_server(store, &data_dir, args.serve.listen, &[], audit).await?;
 
     let admin = server.in_process_client(&server.admin_token());
     let node_token = server
@@ -510,8 +546,9 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         embedded.then_some(data_dir.as_path()),
     )?;
+    let audit = audit_config(&args.serve.audit, None)?;
     let (server, serving) =
-        start_api_server(store, &data_dir, args.serve.listen, &args.tls_san).await?;
+        start_api_server(store, &data_dir, args.serve.listen, &args.tls_san, audit).await?;
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());

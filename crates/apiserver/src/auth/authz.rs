@@ -37,8 +37,6 @@ pub struct RequestAttributes {
     pub name: String,
     /// The raw field selector of a list or watch.
     pub field_selector: Option<String>,
-    /// For pod requests by nodes: the `spec.nodeName` of the existing pod, if known.
-    pub pod_node: Option<String>,
 }
 
 impl RequestAttributes {

@@ -1,63 +1,513 @@
-//! The node authorizer: what a node identity (`system:node:<name>` in `system:nodes`) may
-//! do. A node may write only its own Node, its own Lease, the status of the pods bound to
-//! it, their `probes.podvisor.io/` annotations ([`node_pod_patch_allowed`]), and events.
+//! The node authorizer (upstream's `Node` authorization mode with
+//! `AuthorizeNodeWithSelectors`, 1.32): what a node identity (`system:node:<name>` in
+//! `system:nodes`) may do.
+//!
+//! The graph: every pod bound to a node (`spec.nodeName`) links the node to the pod, to its
+//! service account, and to the Secrets, ConfigMaps and PersistentVolumeClaims it references
+//! (volumes, projected sources, env, envFrom, image pull secrets, ephemeral volumes); a
+//! bound claim links on to its PersistentVolume. A node may:
+//! - get, list and watch (by name) only the Secrets and ConfigMaps reachable from it; get
+//!   only reachable pods, claims and volumes; update claim status of reachable claims;
+//!   create tokens only for reachable service accounts;
+//! - list and watch pods only with its own `spec.nodeName=<node>` field selector;
+//! - read only its own Node; create, update and patch Nodes and their status (the
+//!   NodeRestriction admission then limits it to its own, and forbids taint changes and
+//!   restricted labels); never delete a Node;
+//! - use only its own Lease in `kube-node-lease`;
+//! - everything else: upstream's static node rules ([`super::rbac::bootstrap::node_rules`]),
+//!   plus one podvisor exception: `patch` of its own pods, limited by admission to the
+//!   `probes.podvisor.io/` annotations ([`node_pod_patch_allowed`],
+//!   docs/design/0002-probe-results.md).
+//!
+//! The graph follows the store through two [`Mirror`]s (pods, claims); lookups are hash
+//! probes under a read lock, cheap at 10,000 pods.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
 
 use super::authz::{Authorizer, Decision, RequestAttributes};
+use super::mirror::{Change, Follower, Mirror};
+use super::rbac::Rule;
 use super::user::UserInfo;
+use crate::error::ApiError;
+use crate::ops::Core;
+use crate::registry::{PERSISTENTVOLUMECLAIMS, PODS, ResourceKind};
 
-/// The node authorizer (upstream's `Node` authorization mode).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NodeAuthorizer;
+/// A kind of vertex in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vertex {
+    /// A pod.
+    Pod,
+    /// A Secret.
+    Secret,
+    /// A ConfigMap.
+    ConfigMap,
+    /// A PersistentVolumeClaim.
+    Pvc,
+    /// A PersistentVolume (cluster-scoped).
+    Pv,
+    /// A ServiceAccount.
+    ServiceAccount,
+}
+
+type Key = (Vertex, String, String);
+
+/// What one pod contributes to the graph.
+#[derive(Debug, Clone, Default)]
+struct PodEntry {
+    node: String,
+    refs: Vec<Key>,
+}
+
+/// The node graph.
+#[derive(Debug, Default)]
+pub struct Graph {
+    pods: HashMap<String, PodEntry>,
+    edges: HashMap<Key, HashMap<String, u32>>,
+    /// Claim (namespace, name) → the PersistentVolume it is bound to.
+    claim_volume: HashMap<(String, String), String>,
+    /// PersistentVolume → the claims bound to it.
+    volume_claims: HashMap<String, HashSet<(String, String)>>,
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+fn array<'a>(v: &'a Value, p: &str) -> impl Iterator<Item = &'a Value> + 'a {
+    v.pointer(p).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The objects a pod references (upstream's `VisitPodSecretNames`,
+/// `VisitPodConfigmapNames`, claims, and the service account).
+pub fn pod_references(pod: &Value) -> Vec<Key> {
+    let ns = str_at(pod, "/metadata/namespace").to_string();
+    let pod_name = str_at(pod, "/metadata/name");
+    let mut out: Vec<Key> = Vec::new();
+    let mut add = |v: Vertex, name: &str| {
+        if !name.is_empty() {
+            let k = (v, ns.clone(), name.to_string());
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+    };
+    add(
+        Vertex::ServiceAccount,
+        str_at(pod, "/spec/serviceAccountName"),
+    );
+    for s in array(pod, "/spec/imagePullSecrets") {
+        add(Vertex::Secret, str_at(s, "/name"));
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for c in array(pod, &format!("/spec/{list}")) {
+            for e in array(c, "/env") {
+                add(Vertex::Secret, str_at(e, "/valueFrom/secretKeyRef/name"));
+                add(
+                    Vertex::ConfigMap,
+                    str_at(e, "/valueFrom/configMapKeyRef/name"),
+                );
+            }
+            for e in array(c, "/envFrom") {
+                add(Vertex::Secret, str_at(e, "/secretRef/name"));
+                add(Vertex::ConfigMap, str_at(e, "/configMapRef/name"));
+            }
+        }
+    }
+    for vol in array(pod, "/spec/volumes") {
+        add(Vertex::Secret, str_at(vol, "/secret/secretName"));
+        add(Vertex::ConfigMap, str_at(vol, "/configMap/name"));
+        for src in array(vol, "/projected/sources") {
+            add(Vertex::Secret, str_at(src, "/secret/name"));
+            add(Vertex::ConfigMap, str_at(src, "/configMap/name"));
+        }
+        add(Vertex::Pvc, str_at(vol, "/persistentVolumeClaim/claimName"));
+        if vol.get("ephemeral").is_some_and(|e| !e.is_null()) {
+            add(Vertex::Pvc, &format!("{pod_name}-{}", str_at(vol, "/name")));
+        }
+        add(
+            Vertex::Secret,
+            str_at(vol, "/csi/nodePublishSecretRef/name"),
+        );
+        for plugin in [
+            "azureFile/secretName",
+            "cephfs/secretRef/name",
+            "cinder/secretRef/name",
+            "flexVolume/secretRef/name",
+            "iscsi/secretRef/name",
+            "rbd/secretRef/name",
+            "scaleIO/secretRef/name",
+            "storageos/secretRef/name",
+        ] {
+            add(Vertex::Secret, str_at(vol, &format!("/{plugin}")));
+        }
+    }
+    out
+}
+
+impl Graph {
+    fn remove_pod(&mut self, key: &str) {
+        let Some(old) = self.pods.remove(key) else {
+            return;
+        };
+        for r in old.refs {
+            if let Some(nodes) = self.edges.get_mut(&r) {
+                if let Some(n) = nodes.get_mut(&old.node) {
+                    *n -= 1;
+                    if *n == 0 {
+                        nodes.remove(&old.node);
+                    }
+                }
+                if nodes.is_empty() {
+                    self.edges.remove(&r);
+                }
+            }
+        }
+    }
+
+    /// Adds or replaces the pod stored under `key`.
+    pub fn put_pod(&mut self, key: &str, pod: &Value) {
+        self.remove_pod(key);
+        let node = str_at(pod, "/spec/nodeName");
+        if node.is_empty() {
+            return;
+        }
+        let mut refs = pod_references(pod);
+        refs.push((
+            Vertex::Pod,
+            str_at(pod, "/metadata/namespace").to_string(),
+            str_at(pod, "/metadata/name").to_string(),
+        ));
+        for r in &refs {
+            *self
+                .edges
+                .entry(r.clone())
+                .or_default()
+                .entry(node.to_string())
+                .or_default() += 1;
+        }
+        self.pods.insert(
+            key.to_string(),
+            PodEntry {
+                node: node.to_string(),
+                refs,
+            },
+        );
+    }
+
+    fn remove_claim(&mut self, claim: &(String, String)) {
+        if let Some(pv) = self.claim_volume.remove(claim)
+            && let Some(set) = self.volume_claims.get_mut(&pv)
+        {
+            set.remove(claim);
+            if set.is_empty() {
+                self.volume_claims.remove(&pv);
+            }
+        }
+    }
+
+    fn put_claim(&mut self, pvc: &Value) {
+        let claim = (
+            str_at(pvc, "/metadata/namespace").to_string(),
+            str_at(pvc, "/metadata/name").to_string(),
+        );
+        self.remove_claim(&claim);
+        let pv = str_at(pvc, "/spec/volumeName");
+        if !pv.is_empty() {
+            self.volume_claims
+                .entry(pv.to_string())
+                .or_default()
+                .insert(claim.clone());
+            self.claim_volume.insert(claim, pv.to_string());
+        }
+    }
+
+    /// Whether the object is reachable from `node`.
+    pub fn has_path(&self, node: &str, v: Vertex, namespace: &str, name: &str) -> bool {
+        let linked = |v: Vertex, ns: &str, n: &str| {
+            self.edges
+                .get(&(v, ns.to_string(), n.to_string()))
+                .is_some_and(|nodes| nodes.contains_key(node))
+        };
+        match v {
+            Vertex::Pv => self
+                .volume_claims
+                .get(name)
+                .is_some_and(|claims| claims.iter().any(|(ns, n)| linked(Vertex::Pvc, ns, n))),
+            v => linked(v, namespace, name),
+        }
+    }
+
+    /// How many pods the graph holds.
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+}
+
+/// The graph, fed by the store.
+#[derive(Debug, Default)]
+pub struct NodeGraph {
+    graph: RwLock<Graph>,
+    mirrors: OnceLock<Vec<Arc<Mirror>>>,
+}
+
+static POD_KINDS: [&ResourceKind; 1] = [&PODS];
+static CLAIM_KINDS: [&ResourceKind; 1] = [&PERSISTENTVOLUMECLAIMS];
+const POD_PREFIX: &str = "/registry/core/pods/";
+const CLAIM_PREFIX: &str = "/registry/core/persistentvolumeclaims/";
+
+#[async_trait::async_trait]
+impl Follower for NodeGraph {
+    async fn apply(&self, _: &Core, changes: Vec<Change>) {
+        let Ok(mut g) = self.graph.write() else {
+            return;
+        };
+        for c in changes {
+            match c {
+                Change::Reset { prefix, objects } if prefix == POD_PREFIX => {
+                    g.pods.clear();
+                    g.edges.clear();
+                    for (k, v) in objects {
+                        g.put_pod(&k, &v);
+                    }
+                }
+                Change::Reset { objects, .. } => {
+                    g.claim_volume.clear();
+                    g.volume_claims.clear();
+                    for (_, v) in objects {
+                        g.put_claim(&v);
+                    }
+                }
+                Change::Put(k, v) if k.starts_with(POD_PREFIX) => g.put_pod(&k, &v),
+                Change::Put(_, v) => g.put_claim(&v),
+                Change::Delete(k) if k.starts_with(POD_PREFIX) => g.remove_pod(&k),
+                Change::Delete(k) => {
+                    if let Some((ns, name)) =
+                        k.strip_prefix(CLAIM_PREFIX).and_then(|r| r.split_once('/'))
+                    {
+                        g.remove_claim(&(ns.to_string(), name.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl NodeGraph {
+    /// Loads the graph and follows the store from then on.
+    pub async fn start(self: &Arc<Self>, core: &Core) -> Result<(), ApiError> {
+        let pods = Mirror::start(core, POD_PREFIX, &POD_KINDS, self.clone()).await?;
+        let claims = Mirror::start(core, CLAIM_PREFIX, &CLAIM_KINDS, self.clone()).await?;
+        let _ = self.mirrors.set(vec![pods, claims]);
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) until the graph reflects every pod and claim write made
+    /// through this server; whether it does.
+    pub async fn caught_up(&self, core: &Core, timeout: Duration) -> bool {
+        let Some(mirrors) = self.mirrors.get() else {
+            return true;
+        };
+        for (m, kind) in mirrors.iter().zip([&PODS, &PERSISTENTVOLUMECLAIMS]) {
+            let last = core.storage.marks.last(kind);
+            if m.applied() < last && !m.caught_up(last, timeout).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs `f` on the graph.
+    pub fn with<T>(&self, f: impl FnOnce(&Graph) -> T) -> T {
+        match self.graph.read() {
+            Ok(g) => f(&g),
+            Err(g) => f(&g.into_inner()),
+        }
+    }
+
+    /// A graph built from `pods` at once (tests, benchmarks).
+    pub fn from_pods<'a>(pods: impl IntoIterator<Item = &'a Value>) -> NodeGraph {
+        let mut g = Graph::default();
+        for p in pods {
+            let key = PODS.key(
+                Some(str_at(p, "/metadata/namespace")),
+                str_at(p, "/metadata/name"),
+            );
+            g.put_pod(&key, p);
+        }
+        NodeGraph {
+            graph: RwLock::new(g),
+            mirrors: OnceLock::new(),
+        }
+    }
+}
+
+/// The node authorizer.
+#[derive(Debug)]
+pub struct NodeAuthorizer {
+    graph: Arc<NodeGraph>,
+    rules: Vec<Rule>,
+}
+
+fn no(reason: impl Into<String>) -> Decision {
+    Decision::NoOpinion(reason.into())
+}
+
+impl NodeAuthorizer {
+    /// A node authorizer over `graph`.
+    pub fn new(graph: Arc<NodeGraph>) -> NodeAuthorizer {
+        NodeAuthorizer {
+            graph,
+            rules: super::rbac::bootstrap::node_rules(),
+        }
+    }
+
+    fn static_rules(&self, a: &RequestAttributes) -> Decision {
+        if self.rules.iter().any(|r| r.allows(a)) {
+            Decision::Allow
+        } else {
+            Decision::no_opinion()
+        }
+    }
+
+    fn related(&self, node: &str, v: Vertex, a: &RequestAttributes) -> Decision {
+        if a.name.is_empty() {
+            return no("No Object name found");
+        }
+        if self
+            .graph
+            .with(|g| g.has_path(node, v, &a.namespace, &a.name))
+        {
+            Decision::Allow
+        } else {
+            no(format!(
+                "no relationship found between node '{node}' and this object"
+            ))
+        }
+    }
+
+    fn get(&self, node: &str, v: Vertex, a: &RequestAttributes) -> Decision {
+        if a.verb != "get" {
+            return no("can only get individual resources of this type");
+        }
+        if !a.subresource.is_empty() {
+            return no("cannot get subresource");
+        }
+        self.related(node, v, a)
+    }
+
+    fn read_namespaced(&self, node: &str, v: Vertex, a: &RequestAttributes) -> Decision {
+        if !a.is_read() {
+            return no("can only read resources of this type");
+        }
+        if !a.subresource.is_empty() {
+            return no("cannot read subresource");
+        }
+        if a.namespace.is_empty() {
+            return no("can only read namespaced object of this type");
+        }
+        self.related(node, v, a)
+    }
+
+    fn lease(node: &str, a: &RequestAttributes) -> Decision {
+        if !matches!(
+            a.verb.as_str(),
+            "get" | "create" | "update" | "patch" | "delete"
+        ) {
+            return no("can only get, create, update, patch, or delete a node lease");
+        }
+        if a.namespace != "kube-node-lease" {
+            return no("can only access leases in the \"kube-node-lease\" system namespace");
+        }
+        if a.verb != "create" && a.name != node {
+            return no("can only access node lease with the same name as the requesting node");
+        }
+        Decision::Allow
+    }
+
+    fn node(node: &str, a: &RequestAttributes) -> Decision {
+        match (a.subresource.as_str(), a.verb.as_str()) {
+            ("", "create" | "update" | "patch") | ("status", "update" | "patch") => Decision::Allow,
+            ("", "get" | "list" | "watch") if a.name == node => Decision::Allow,
+            ("", "get" | "list" | "watch") if a.name.is_empty() => no(format!(
+                "node '{node}' cannot read all nodes, only its own Node object"
+            )),
+            ("", "get" | "list" | "watch") => no(format!(
+                "node '{node}' cannot read '{}', only its own Node object",
+                a.name
+            )),
+            _ => Decision::no_opinion(),
+        }
+    }
+
+    fn pod(&self, node: &str, a: &RequestAttributes) -> Decision {
+        match (a.subresource.as_str(), a.verb.as_str()) {
+            ("", "get") => self.get(node, Vertex::Pod, a),
+            ("", "list" | "watch") => {
+                let own = a
+                    .field_selector
+                    .as_deref()
+                    .and_then(|s| podvisor_api::FieldSelector::parse(s).ok())
+                    .is_some_and(|s| {
+                        s.requirements
+                            .iter()
+                            .any(|r| r.field == "spec.nodeName" && !r.negate && r.value == node)
+                    });
+                if own {
+                    Decision::Allow
+                } else if !a.name.is_empty() {
+                    self.related(node, Vertex::Pod, a)
+                } else {
+                    no("can only list/watch pods with spec.nodeName field selector")
+                }
+            }
+            // podvisor: `patch` carries the probe annotations (admission limits it).
+            ("", "create" | "delete" | "patch")
+            | ("status", "update" | "patch")
+            | ("eviction", "create") => Decision::Allow,
+            _ => Decision::no_opinion(),
+        }
+    }
+}
 
 impl Authorizer for NodeAuthorizer {
     fn authorize(&self, user: &UserInfo, a: &RequestAttributes) -> Decision {
         let Some(node) = user.node_name() else {
             return Decision::no_opinion();
         };
-        if a.is_read() {
-            return Decision::Allow;
+        if node.is_empty() {
+            return no(format!("unknown node for user {:?}", user.name));
         }
-        let own_pod = a.pod_node.as_deref() == Some(node);
-        let allowed = match (
-            a.group.as_str(),
-            a.resource.as_str(),
-            a.subresource.as_str(),
-        ) {
-            // A create is authorized twice: without a name (the body is not read yet), then
-            // with the name from its body, so a node may register itself and nothing else.
-            ("", "nodes", "" | "status") if a.verb == "create" && a.name.is_empty() => true,
-            ("", "nodes", "" | "status") => a.name == node && a.verb != "deletecollection",
-            ("coordination.k8s.io", "leases", "") => {
-                a.namespace == "kube-node-lease"
-                    && (a.name == node || (a.verb == "create" && a.name.is_empty()))
-            }
-            ("", "pods", "status") => own_pod && matches!(a.verb.as_str(), "update" | "patch"),
-            // A patch of the pod itself is checked once more on its result:
-            // [`node_pod_patch_allowed`] lets only `probes.podvisor.io/` annotations change.
-            ("", "pods", "") => own_pod && matches!(a.verb.as_str(), "delete" | "patch"),
-            ("", "events", "") | ("events.k8s.io", "events", "") => {
-                matches!(a.verb.as_str(), "create" | "update" | "patch")
-            }
-            _ => false,
-        };
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::no_opinion()
+        if !a.resource_request {
+            return self.static_rules(a);
         }
-    }
-}
-
-/// Authenticated users may read everything (the policy before RBAC).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AuthenticatedReaders;
-
-impl Authorizer for AuthenticatedReaders {
-    fn authorize(&self, _: &UserInfo, a: &RequestAttributes) -> Decision {
-        if a.is_read() {
-            Decision::Allow
-        } else {
-            Decision::no_opinion()
+        match (a.group.as_str(), a.resource.as_str()) {
+            ("", "secrets") => self.read_namespaced(node, Vertex::Secret, a),
+            ("", "configmaps") => self.read_namespaced(node, Vertex::ConfigMap, a),
+            ("", "persistentvolumeclaims") if a.subresource == "status" => {
+                if !matches!(a.verb.as_str(), "update" | "patch") {
+                    return no("can only get/update/patch this type");
+                }
+                self.related(node, Vertex::Pvc, a)
+            }
+            ("", "persistentvolumeclaims") => self.get(node, Vertex::Pvc, a),
+            ("", "persistentvolumes") => self.get(node, Vertex::Pv, a),
+            ("", "serviceaccounts") => {
+                if a.verb != "create" || a.name.is_empty() {
+                    return no("can only create tokens for individual service accounts");
+                }
+                if a.subresource != "token" {
+                    return no("can only create token subresource of serviceaccount");
+                }
+                self.related(node, Vertex::ServiceAccount, a)
+            }
+            ("coordination.k8s.io", "leases") => Self::lease(node, a),
+            ("", "nodes") => Self::node(node, a),
+            ("", "pods") => self.pod(node, a),
+            _ => self.static_rules(a),
         }
     }
 }
@@ -103,71 +553,7 @@ pub fn node_pod_patch_allowed(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::auth::authz::{AuthorizerChain, PrivilegedGroups};
-
-    fn attrs(
-        verb: &str,
-        group: &str,
-        resource: &str,
-        sub: &str,
-        ns: &str,
-        name: &str,
-        pod_node: Option<&str>,
-    ) -> RequestAttributes {
-        RequestAttributes {
-            pod_node: pod_node.map(String::from),
-            ..RequestAttributes::resource(verb, group, resource, sub, ns, name)
-        }
-    }
-
-    #[test]
-    fn node_rules() {
-        let z = AuthorizerChain::new(vec![
-            Arc::new(PrivilegedGroups),
-            Arc::new(NodeAuthorizer),
-            Arc::new(AuthenticatedReaders),
-        ]);
-        let node = UserInfo::new("system:node:n1", "u", vec!["system:nodes".into()]);
-        let ok = |a: RequestAttributes| z.authorize(&node, &a).allowed();
-        const COORD: &str = "coordination.k8s.io";
-        let n1 = Some("n1");
-        // (allowed, verb, group, resource, subresource, namespace, name, the pod's node)
-        for (want, verb, group, resource, sub, ns, name, pod_node) in [
-            (true, "list", "", "pods", "", "", "", None),
-            (true, "update", "", "nodes", "status", "", "n1", None),
-            (false, "update", "", "nodes", "status", "", "n2", None),
-            (
-                true,
-                "update",
-                COORD,
-                "leases",
-                "",
-                "kube-node-lease",
-                "n1",
-                None,
-            ),
-            (false, "update", COORD, "leases", "", "default", "n1", None),
-            (true, "patch", "", "pods", "status", "d", "p", n1),
-            (false, "patch", "", "pods", "status", "d", "p", Some("n2")),
-            (true, "patch", "", "pods", "", "d", "p", n1),
-            (false, "patch", "", "pods", "", "d", "p", Some("n2")),
-            (false, "update", "", "pods", "", "d", "p", n1),
-            (true, "delete", "", "pods", "", "d", "p", n1),
-            (true, "create", "", "events", "", "d", "", None),
-            (false, "create", "", "pods", "", "d", "", None),
-        ] {
-            let a = attrs(verb, group, resource, sub, ns, name, pod_node);
-            assert_eq!(ok(a), want, "{verb} {group}/{resource}/{sub} {ns}/{name}");
-        }
-        let admin = UserInfo::new("admin", "u", vec!["system:masters".into()]);
-        assert!(
-            z.authorize(&admin, &attrs("delete", "", "nodes", "", "", "x", None))
-                .allowed()
-        );
-    }
 
     #[test]
     fn node_pod_patches_may_touch_only_probe_annotations() {
