@@ -689,11 +689,21 @@ pub fn reconcile_role(existing: &Value, expected: &Value) -> Option<Value> {
     changed.then_some(out)
 }
 
-/// The reconciled ClusterRoleBinding (missing subjects added), or `None` if unchanged.
-/// A different roleRef cannot be updated: `Err(())` asks for delete and re-create.
-pub fn reconcile_binding(existing: &Value, expected: &Value) -> Result<Option<Value>, ()> {
+/// What reconciling a binding asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingChange {
+    /// Nothing to do.
+    Unchanged,
+    /// Write this (missing subjects, labels, annotations added).
+    Update(Value),
+    /// The roleRef differs and cannot be updated: delete and create again.
+    Recreate,
+}
+
+/// The reconciliation of a ClusterRoleBinding (upstream's non-destructive reconcile).
+pub fn reconcile_binding(existing: &Value, expected: &Value) -> BindingChange {
     if existing.get("roleRef") != expected.get("roleRef") {
-        return Err(());
+        return BindingChange::Recreate;
     }
     let mut out = existing.clone();
     let mut changed = merge_string_map(&mut out, expected, "labels");
@@ -720,8 +730,9 @@ pub fn reconcile_binding(existing: &Value, expected: &Value) -> Result<Option<Va
             changed = true;
         }
     }
-    if changed {
-        out["subjects"] = subjects.into();
+    if !changed {
+        return BindingChange::Unchanged;
     }
-    Ok(changed.then_some(out))
+    out["subjects"] = subjects.into();
+    BindingChange::Update(out)
 }

@@ -443,8 +443,9 @@ pub async fn reconcile_defaults(core: &Core) -> Result<(), ApiError> {
             bootstrap::reconcile_role(&existing, &expected)
         } else {
             match bootstrap::reconcile_binding(&existing, &expected) {
-                Ok(r) => r,
-                Err(()) => {
+                bootstrap::BindingChange::Unchanged => None,
+                bootstrap::BindingChange::Update(b) => Some(b),
+                bootstrap::BindingChange::Recreate => {
                     // A roleRef cannot change: delete and create again.
                     let opts = crate::ops::DeleteOptions::default();
                     core.delete(kind, None, &name, &opts).await?;
