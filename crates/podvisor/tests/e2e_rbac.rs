@@ -193,7 +193,7 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         &node,
         &["get", "secrets", "-A"],
         &format!(
-            r#"secrets is forbidden: User "{nu}" cannot list resource "secrets" in API group "" at the cluster scope: No Object name found"#
+            r#"secrets is forbidden: User "{nu}" cannot list resource "secrets" in API group "" at the cluster scope: can only read namespaced object of this type"#
         ),
     );
     let watch = run(&c, &node, &["get", "--raw", "/api/v1/secrets?watch=1"]);

@@ -360,28 +360,49 @@ pub fn aggregated_rules<'a>(
     Some(out.iter().map(Rule::to_json).collect())
 }
 
-/// The aggregated ClusterRoles whose rules are not what their selectors gather.
+/// The aggregated ClusterRoles whose rules are not what their selectors gather, with the
+/// rules they should have. Aggregated roles may gather each other (`admin` gathers `edit`,
+/// which gathers `view`): the rules are computed to a fixpoint first, so one write per role
+/// brings the whole chain up to date.
 fn stale_aggregations(objects: &Objects) -> Vec<(String, Vec<Value>)> {
-    let all: Vec<&Value> = objects.of_kind("clusterroles").collect();
-    let mut out = Vec::new();
-    for role in &all {
-        let Some(rules) = aggregated_rules(role, all.iter().copied()) else {
-            continue;
-        };
-        let have = role
-            .get("rules")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if have != rules {
-            let name = role
+    let mut work: Vec<Value> = objects.of_kind("clusterroles").cloned().collect();
+    for _ in 0..8 {
+        let mut changed = false;
+        for i in 0..work.len() {
+            let Some(rules) = aggregated_rules(&work[i], work.iter()) else {
+                continue;
+            };
+            if rules_of(&work[i]) != rules {
+                work[i]["rules"] = Value::from(rules);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let stored: Vec<&Value> = objects.of_kind("clusterroles").collect();
+    work.into_iter()
+        .zip(stored)
+        .filter(|(w, s)| {
+            w.get("aggregationRule").is_some_and(|a| !a.is_null()) && rules_of(w) != rules_of(s)
+        })
+        .map(|(w, _)| {
+            let name = w
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            out.push((name.to_string(), rules));
-        }
-    }
-    out
+            (name.to_string(), rules_of(&w))
+        })
+        .collect()
+}
+
+/// The `rules` of a role (none: empty).
+fn rules_of(role: &Value) -> Vec<Value> {
+    role.get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Writes the gathered rules of aggregated ClusterRoles (upstream's clusterrole-aggregation
@@ -667,5 +688,65 @@ mod tests {
             ]
         );
         assert!(aggregated_rules(&roles[1], roles.iter()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use crate::auth::rbac::Rule;
+    use crate::auth::{RequestAttributes, UserInfo};
+    use crate::registry::CLUSTERROLES;
+
+    /// At start the default roles exist, `admin` ⊇ `edit` ⊇ `view` are aggregated in one
+    /// go, and nothing is rewritten afterwards (the aggregation is at its fixpoint).
+    #[tokio::test]
+    async fn defaults_are_reconciled_and_aggregation_settles() {
+        let srv = crate::testing::memory_server().await;
+        let core = srv.core();
+        let rules = |name: &'static str| async move {
+            let (r, _) = core
+                .storage
+                .must_get(&CLUSTERROLES, None, name)
+                .await
+                .unwrap();
+            Rule::all_from(&r)
+        };
+        let view = rules("view").await;
+        let admin = rules("admin").await;
+        assert!(
+            view.iter()
+                .any(|r| r.resources.contains(&"pods/log".to_string()))
+        );
+        assert!(
+            crate::auth::rbac::rules::covers(&admin, &view).0,
+            "admin covers view"
+        );
+        assert!(
+            !view
+                .iter()
+                .any(|r| r.resources.contains(&"secrets".to_string()))
+        );
+        let before = core.storage.store.current_revision().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(core.storage.store.current_revision().await.unwrap(), before);
+        // A user bound to `view` through a RoleBinding may list pods there at once.
+        let rb = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "v", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]});
+        core.create(
+            &crate::registry::ROLEBINDINGS,
+            Some("default"),
+            rb,
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+        let alice = UserInfo::new("alice", "", vec!["system:authenticated".into()]);
+        let list = RequestAttributes::resource("list", "", "pods", "", "default", "");
+        crate::auth::check(&srv, &alice, &list).await.unwrap();
+        let other = RequestAttributes::resource("list", "", "pods", "", "kube-system", "");
+        assert!(crate::auth::check(&srv, &alice, &other).await.is_err());
     }
 }
