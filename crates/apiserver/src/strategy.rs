@@ -269,6 +269,9 @@ pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldErro
         errs.extend(validate_workload(kind, obj)?);
     }
     errs.extend(builtin::validate(kind, obj)?);
+    if kind.group.is_empty() && kind.kind == "Service" {
+        errs.extend(podvisor_api::service::validate_service(&typed(kind, obj)?));
+    }
     if kind.custom.is_some() {
         errs.extend(crate::crd::validate_object(kind, obj));
     }
@@ -300,6 +303,12 @@ pub fn validate_update(
     }
     let mut errs = validate_create(kind, new)?;
     errs.extend(builtin::validate_update(kind, new, old));
+    if kind.group.is_empty() && kind.kind == "Service" {
+        errs.extend(podvisor_api::service::validate_service_update(
+            &typed(kind, new)?,
+            &typed(kind, old)?,
+        ));
+    }
     if kind.strategy == Strategy::Workload {
         let ns = new.pointer("/spec/selector");
         let os = old.pointer("/spec/selector");
