@@ -508,7 +508,7 @@ impl Core {
         if !errs.is_empty() {
             return Err(ApiError::invalid(kind, &name, &errs));
         }
-        if strategy::tracks_generation(kind, new) && new.get("spec") != old.get("spec") {
+        if strategy::tracks_generation(kind, new) && strategy::generation_changed(kind, new, old) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)

@@ -29,7 +29,25 @@ fn back<T: Serialize>(t: &T) -> Result<Value, ApiError> {
 
 /// Whether objects of this kind carry `metadata.generation`.
 pub fn tracks_generation(kind: &ResourceKind, obj: &Value) -> bool {
-    !matches!(kind.strategy, Strategy::Namespace | Strategy::Node) && obj.get("spec").is_some()
+    is_endpoint_slice(kind)
+        || (!matches!(kind.strategy, Strategy::Namespace | Strategy::Node)
+            && obj.get("spec").is_some())
+}
+
+fn is_endpoint_slice(kind: &ResourceKind) -> bool {
+    kind.group == "discovery.k8s.io" && kind.kind == "EndpointSlice"
+}
+
+/// Whether an update changes what bumps `metadata.generation`: the spec, or for an
+/// EndpointSlice (which has none) its endpoints, ports or address type (upstream's
+/// `endpointSliceStrategy.PrepareForUpdate`).
+pub fn generation_changed(kind: &ResourceKind, new: &Value, old: &Value) -> bool {
+    if is_endpoint_slice(kind) {
+        return ["endpoints", "ports", "addressType"]
+            .iter()
+            .any(|f| new.get(*f) != old.get(*f));
+    }
+    new.get("spec") != old.get("spec")
 }
 
 /// Whether PUT may create a missing object.
