@@ -488,7 +488,9 @@ pub(crate) fn plan(
     let mut kept_placeholder = !plan.create.is_empty();
     for (_, slices) in groups {
         for (mut slice, changed) in slices {
-            if slice.endpoints.is_empty() && !(placeholder_only && !kept_placeholder) {
+            // An empty slice goes, unless it is the one placeholder of a Service without endpoints.
+            let placeholder = placeholder_only && !kept_placeholder;
+            if slice.endpoints.is_empty() && !placeholder {
                 plan.delete.push(slice);
                 continue;
             }
