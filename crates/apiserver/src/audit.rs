@@ -19,6 +19,7 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
+use crate::auth::rbac::rules::strings;
 use crate::auth::{RequestAttributes, UserInfo};
 
 /// How much of a request an event holds.
@@ -61,17 +62,6 @@ struct Rule {
     resources: Vec<(String, Vec<String>, Vec<String>)>,
     namespaces: Vec<String>,
     non_resource_urls: Vec<String>,
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 impl Rule {

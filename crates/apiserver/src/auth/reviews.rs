@@ -126,29 +126,11 @@ pub fn spec_attributes(spec: &Value) -> Result<RequestAttributes, String> {
 
 /// The user a SubjectAccessReview's `spec` names.
 fn spec_user(spec: &Value) -> UserInfo {
-    let list = |p: &str| -> Vec<String> {
-        spec.pointer(p)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |p: &str| super::rbac::rules::strings(spec.pointer(p));
     let mut u = UserInfo::new(s(spec, "/user"), s(spec, "/uid"), list("/groups"));
     if let Some(extra) = spec.get("extra").and_then(Value::as_object) {
         for (k, v) in extra {
-            let vals = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let vals = super::rbac::rules::strings(Some(v));
             u.extra.insert(k.clone(), vals);
         }
     }

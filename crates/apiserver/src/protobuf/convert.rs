@@ -512,3 +512,30 @@ impl PbJson for FieldsV1 {
         Ok(FieldsV1 { raw: Some(raw) })
     }
 }
+
+/// `ExtraValue` (authentication and authorization): a list of strings in JSON.
+macro_rules! extra_value {
+    ($ty:path) => {
+        impl PbJson for $ty {
+            fn to_json(&self) -> Value {
+                Value::from(self.items.clone())
+            }
+            fn from_json(value: &Value) -> Result<Self, ConvertError> {
+                match value {
+                    Value::Array(items) => Ok(Self {
+                        items: items
+                            .iter()
+                            .map(|v| match v {
+                                Value::String(s) => Ok(s.clone()),
+                                other => Err(type_error("a string", other)),
+                            })
+                            .collect::<Result<_, _>>()?,
+                    }),
+                    other => Err(type_error("an array of strings", other)),
+                }
+            }
+        }
+    };
+}
+extra_value!(k8s_pb::api::authorization::v1::ExtraValue);
+extra_value!(k8s_pb::api::authentication::v1::ExtraValue);

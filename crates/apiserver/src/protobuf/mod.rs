@@ -197,6 +197,11 @@ kinds! {
     "discovery.k8s.io/v1" "EndpointSliceList" => discovery::EndpointSliceList;
     "events.k8s.io/v1" "Event" => events::Event;
     "events.k8s.io/v1" "EventList" => events::EventList;
+    "authorization.k8s.io/v1" "SelfSubjectAccessReview" => k8s_pb::api::authorization::v1::SelfSubjectAccessReview;
+    "authorization.k8s.io/v1" "SelfSubjectRulesReview" => k8s_pb::api::authorization::v1::SelfSubjectRulesReview;
+    "authorization.k8s.io/v1" "SubjectAccessReview" => k8s_pb::api::authorization::v1::SubjectAccessReview;
+    "authorization.k8s.io/v1" "LocalSubjectAccessReview" => k8s_pb::api::authorization::v1::LocalSubjectAccessReview;
+    "authentication.k8s.io/v1" "SelfSubjectReview" => k8s_pb::api::authentication::v1::SelfSubjectReview;
 }
 
 /// Whether objects of this apiVersion/kind can be encoded as protobuf.

@@ -1552,3 +1552,103 @@ pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::StatusDetails {
     causes: "causes",
     retry_after_seconds: "retryAfterSeconds",
 });
+pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement {
+    key: "key" keep,
+    operator: "operator" keep,
+    values: "values",
+});
+pb_message!(k8s_pb::api::authorization::v1::SelfSubjectAccessReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(
+    k8s_pb::api::authorization::v1::SelfSubjectAccessReviewSpec {
+        resource_attributes: "resourceAttributes",
+        non_resource_attributes: "nonResourceAttributes",
+    }
+);
+pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authorization::v1::LocalSubjectAccessReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReviewSpec {
+    resource_attributes: "resourceAttributes",
+    non_resource_attributes: "nonResourceAttributes",
+    user: "user",
+    groups: "groups",
+    extra: "extra",
+    uid: "uid",
+});
+pb_message!(k8s_pb::api::authorization::v1::ResourceAttributes {
+    namespace: "namespace",
+    verb: "verb",
+    group: "group",
+    version: "version",
+    resource: "resource",
+    subresource: "subresource",
+    name: "name",
+    field_selector: "fieldSelector",
+    label_selector: "labelSelector",
+});
+pb_message!(k8s_pb::api::authorization::v1::FieldSelectorAttributes {
+    raw_selector: "rawSelector",
+    requirements: "requirements",
+});
+pb_message!(k8s_pb::api::authorization::v1::LabelSelectorAttributes {
+    raw_selector: "rawSelector",
+    requirements: "requirements",
+});
+pb_message!(k8s_pb::api::authorization::v1::NonResourceAttributes {
+    path: "path",
+    verb: "verb",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReviewStatus {
+    allowed: "allowed" keep,
+    denied: "denied",
+    reason: "reason",
+    evaluation_error: "evaluationError",
+});
+pb_message!(k8s_pb::api::authorization::v1::SelfSubjectRulesReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authorization::v1::SelfSubjectRulesReviewSpec {
+    namespace: "namespace",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectRulesReviewStatus {
+    resource_rules: "resourceRules" keep,
+    non_resource_rules: "nonResourceRules" keep,
+    incomplete: "incomplete" keep,
+    evaluation_error: "evaluationError",
+});
+pb_message!(k8s_pb::api::authorization::v1::ResourceRule {
+    verbs: "verbs" keep,
+    api_groups: "apiGroups",
+    resources: "resources",
+    resource_names: "resourceNames",
+});
+pb_message!(k8s_pb::api::authorization::v1::NonResourceRule {
+    verbs: "verbs" keep,
+    non_resource_ur_ls: "nonResourceURLs",
+});
+pb_message!(k8s_pb::api::authentication::v1::SelfSubjectReview {
+    metadata: "metadata",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authentication::v1::SelfSubjectReviewStatus {
+    user_info: "userInfo",
+});
+pb_message!(k8s_pb::api::authentication::v1::UserInfo {
+    username: "username",
+    uid: "uid",
+    groups: "groups",
+    extra: "extra",
+});

@@ -209,16 +209,7 @@ impl RbacAuthorizer {
         let policy = self.policy();
         match plural {
             "roles" | "clusterroles" => {
-                let mut escalate = RequestAttributes::resource(
-                    "escalate",
-                    "rbac.authorization.k8s.io",
-                    plural,
-                    "",
-                    namespace,
-                    name,
-                );
-                escalate.version = "v1".into();
-                if authorize(&escalate) {
+                if authorize(&rbac_attributes("escalate", plural, namespace, name)) {
                     return Ok(());
                 }
                 confirm_no_escalation(&policy, user, namespace, &Rule::all_from(obj))?;
@@ -259,16 +250,7 @@ impl RbacAuthorizer {
                     "Role" => (RoleRef::Role(role_name.to_string()), "roles"),
                     _ => (RoleRef::ClusterRole(role_name.to_string()), "clusterroles"),
                 };
-                let mut bind = RequestAttributes::resource(
-                    "bind",
-                    "rbac.authorization.k8s.io",
-                    resource,
-                    "",
-                    namespace,
-                    role_name,
-                );
-                bind.version = "v1".into();
-                if authorize(&bind) {
+                if authorize(&rbac_attributes("bind", resource, namespace, role_name)) {
                     return Ok(());
                 }
                 let rules = policy.role_rules(&role, namespace)?.to_vec();
@@ -277,6 +259,20 @@ impl RbacAuthorizer {
             _ => Ok(()),
         }
     }
+}
+
+/// A request for an RBAC resource (the `escalate` and `bind` checks).
+fn rbac_attributes(verb: &str, plural: &str, namespace: &str, name: &str) -> RequestAttributes {
+    let mut a = RequestAttributes::resource(
+        verb,
+        "rbac.authorization.k8s.io",
+        plural,
+        "",
+        namespace,
+        name,
+    );
+    a.version = "v1".into();
+    a
 }
 
 /// Upstream's `ConfirmNoEscalation`: the user must hold every rule in `rules` in
