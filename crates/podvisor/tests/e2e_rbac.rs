@@ -30,13 +30,19 @@ fn run(c: &Cluster, token: &str, args: &[&str]) -> Result<String, String> {
 
 /// Asserts kubectl with `token` fails with exactly upstream's Forbidden message.
 fn forbidden(c: &Cluster, token: &str, args: &[&str], message: &str) {
+    refused(
+        c,
+        token,
+        args,
+        &format!("Error from server (Forbidden): {message}"),
+    );
+}
+
+/// Asserts kubectl with `token` fails and prints exactly `stderr`.
+fn refused(c: &Cluster, token: &str, args: &[&str], stderr: &str) {
     match run(c, token, args) {
         Ok(out) => panic!("kubectl {args:?} succeeded: {out}"),
-        Err(err) => assert_eq!(
-            err,
-            format!("Error from server (Forbidden): {message}"),
-            "kubectl {args:?}"
-        ),
+        Err(err) => assert_eq!(err, stderr, "kubectl {args:?}"),
     }
 }
 
@@ -336,7 +342,7 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         &["delete", "pod", "mine", "-n", "a", "--wait=false"],
         r#"pods "mine" is forbidden: User "bob" cannot delete resource "pods" in API group "" in the namespace "a""#,
     );
-    forbidden(
+    refused(
         &c,
         bob,
         &[
@@ -346,7 +352,7 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
             "--clusterrole=cluster-admin",
             "--user=bob",
         ],
-        r#"clusterrolebindings.rbac.authorization.k8s.io is forbidden: User "bob" cannot create resource "clusterrolebindings" in API group "rbac.authorization.k8s.io" at the cluster scope"#,
+        r#"error: failed to create clusterrolebinding: clusterrolebindings.rbac.authorization.k8s.io is forbidden: User "bob" cannot create resource "clusterrolebindings" in API group "rbac.authorization.k8s.io" at the cluster scope"#,
     );
     let list = allowed(&c, bob, &["auth", "can-i", "--list", "-n", "a"]);
     let header = list.lines().next().unwrap_or_default();
@@ -388,7 +394,7 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
 
     // --- RBAC: carol administers namespace a but cannot escalate ---
     allowed(&c, carol, &["get", "secret", "used", "-n", "a"]);
-    forbidden(
+    refused(
         &c,
         carol,
         &[
@@ -400,7 +406,7 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
             "--clusterrole=cluster-admin",
             "--user=carol",
         ],
-        "rolebindings.rbac.authorization.k8s.io \"carol-root\" is forbidden: user \"carol\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}\n{NonResourceURLs:[\"*\"], Verbs:[\"*\"]}",
+        "error: failed to create rolebinding: rolebindings.rbac.authorization.k8s.io \"carol-root\" is forbidden: user \"carol\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}\n{NonResourceURLs:[\"*\"], Verbs:[\"*\"]}",
     );
     allowed(
         &c,

@@ -197,6 +197,14 @@ kinds! {
     "discovery.k8s.io/v1" "EndpointSliceList" => discovery::EndpointSliceList;
     "events.k8s.io/v1" "Event" => events::Event;
     "events.k8s.io/v1" "EventList" => events::EventList;
+    "rbac.authorization.k8s.io/v1" "Role" => k8s_pb::api::rbac::v1::Role;
+    "rbac.authorization.k8s.io/v1" "RoleList" => k8s_pb::api::rbac::v1::RoleList;
+    "rbac.authorization.k8s.io/v1" "ClusterRole" => k8s_pb::api::rbac::v1::ClusterRole;
+    "rbac.authorization.k8s.io/v1" "ClusterRoleList" => k8s_pb::api::rbac::v1::ClusterRoleList;
+    "rbac.authorization.k8s.io/v1" "RoleBinding" => k8s_pb::api::rbac::v1::RoleBinding;
+    "rbac.authorization.k8s.io/v1" "RoleBindingList" => k8s_pb::api::rbac::v1::RoleBindingList;
+    "rbac.authorization.k8s.io/v1" "ClusterRoleBinding" => k8s_pb::api::rbac::v1::ClusterRoleBinding;
+    "rbac.authorization.k8s.io/v1" "ClusterRoleBindingList" => k8s_pb::api::rbac::v1::ClusterRoleBindingList;
     "authorization.k8s.io/v1" "SelfSubjectAccessReview" => k8s_pb::api::authorization::v1::SelfSubjectAccessReview;
     "authorization.k8s.io/v1" "SelfSubjectRulesReview" => k8s_pb::api::authorization::v1::SelfSubjectRulesReview;
     "authorization.k8s.io/v1" "SubjectAccessReview" => k8s_pb::api::authorization::v1::SubjectAccessReview;

@@ -1652,3 +1652,59 @@ pb_message!(k8s_pb::api::authentication::v1::UserInfo {
     groups: "groups",
     extra: "extra",
 });
+pb_message!(k8s_pb::api::rbac::v1::Role {
+    metadata: "metadata",
+    rules: "rules",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRole {
+    metadata: "metadata",
+    rules: "rules",
+    aggregation_rule: "aggregationRule",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRoleList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleBinding {
+    metadata: "metadata",
+    subjects: "subjects",
+    role_ref: "roleRef",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleBindingList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRoleBinding {
+    metadata: "metadata",
+    subjects: "subjects",
+    role_ref: "roleRef",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRoleBindingList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::PolicyRule {
+    verbs: "verbs" keep,
+    api_groups: "apiGroups",
+    resources: "resources",
+    resource_names: "resourceNames",
+    non_resource_ur_ls: "nonResourceURLs",
+});
+pb_message!(k8s_pb::api::rbac::v1::AggregationRule {
+    cluster_role_selectors: "clusterRoleSelectors",
+});
+pb_message!(k8s_pb::api::rbac::v1::Subject {
+    kind: "kind" keep,
+    api_group: "apiGroup",
+    name: "name" keep,
+    namespace: "namespace",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleRef {
+    api_group: "apiGroup" keep,
+    kind: "kind" keep,
+    name: "name" keep,
+});
