@@ -376,8 +376,8 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
     ] {
         assert!(
             list.lines().any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.first() == Some(&resource) && f.last() == Some(&verbs)
+                l.split_whitespace().next() == Some(resource)
+                    && l.ends_with(&format!("[]                  []               {verbs}"))
             }),
             "{resource} {verbs} missing from:\n{list}"
         );
