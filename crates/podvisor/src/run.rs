@@ -364,6 +364,23 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    // Pods in network namespaces of their own reach the API at the node's gateway.
+    let pod_access_stop = CancellationToken::new();
+    let pod_network_usable = agent_config_network
+        .as_ref()
+        .is_some_and(|n| podvisor_agent::network::missing(n).is_none());
+    let pod_access = (pod_network_usable
+        && args.serve.advertise_address.is_none()
+        && args.serve.listen.ip().is_loopback())
+    .then(|| {
+        tokio::spawn(crate::pod_access::serve_for_pods(
+            server.clone(),
+            admin.clone(),
+            node_name.clone(),
+            args.serve.listen.port(),
+            pod_access_stop.clone(),
+        ))
+    });
     let kubeconfig_path = data_dir.join(kubeconfig::FILE_NAME);
     info!(
         node = %node_name,
@@ -393,6 +410,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     }
     if !args.keep_pods {
         remove_sandboxes_left(&runtime, agent_config_network.as_ref()).await;
+    }
+    pod_access_stop.cancel();
+    if let Some(task) = pod_access {
+        let _ = task.await;
     }
     plane.stop().await;
     Ok(())
