@@ -269,7 +269,10 @@ impl ApiServer {
         &self,
         addr: std::net::SocketAddr,
     ) -> Result<(), ApiServerError> {
-        self.inner.core.ensure_kubernetes_service(addr.port()).await?;
+        self.inner
+            .core
+            .ensure_kubernetes_service(addr.port())
+            .await?;
         self.inner.kubernetes_endpoint.send_replace(Some(addr));
         Ok(())
     }

@@ -275,7 +275,9 @@ pub async fn run(
         }
     }
     if let Some(me) = me
-        && let Err(e) = core.reconcile_kubernetes_endpoints(None, Some(me.ip())).await
+        && let Err(e) = core
+            .reconcile_kubernetes_endpoints(None, Some(me.ip()))
+            .await
     {
         tracing::debug!(error = %e, "removing this server from the kubernetes endpoints");
     }
