@@ -277,6 +277,17 @@ impl Agent {
                 node.clone(),
                 aux_stop.clone(),
             ));
+            if let Some(missing) = network.as_ref().and_then(|n| n.missing()) {
+                tracing::info!("no cluster DNS on this node: {missing}");
+            } else {
+                aux.spawn(crate::dns::run_node(
+                    self.client.clone(),
+                    node.clone(),
+                    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    config.clock.clone(),
+                    aux_stop.clone(),
+                ));
+            }
         }
         if !adopted.is_empty() {
             tracing::info!(

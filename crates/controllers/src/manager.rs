@@ -24,8 +24,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset, statefulset,
-    tainteviction,
+    cronjob, deployment, gc, job, kubedns, nodeipam, nodelifecycle, podgc, replicaset,
+    statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -77,6 +77,7 @@ impl ControllerManager {
             nodes,
             leases,
             node_ipam: tokio::sync::Notify::new(),
+            kube_dns: tokio::sync::Notify::new(),
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
@@ -206,6 +207,7 @@ impl ControllerManager {
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -382,6 +384,7 @@ fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
         return;
     };
     ctx.node_ipam.notify_one();
+    ctx.kube_dns.notify_one();
     // Only a change of the NoExecute taints matters to the taint eviction controller
     // (status updates arrive every few seconds per node and would rescan its pods).
     let taints = if deleted {

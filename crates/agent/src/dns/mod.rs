@@ -14,7 +14,7 @@
 //! * The `kube-dns` Service in `kube-system` (clusterIP `10.96.0.10`, ports `dns` 53/UDP and
 //!   `dns-tcp` 53/TCP) is selectorless with `internalTrafficPolicy: Local`; the controller
 //!   manager keeps it and one EndpointSlice per Node with that Node's gateway address
-//!   (`podvisor_controllers::kubedns`). Every node's proxy therefore sends a pod's queries
+//!   (the `kubedns` controller; the objects are `podvisor_api::dns`). Every node's proxy therefore sends a pod's queries
 //!   to the DNS of the pod's own node: no query crosses nodes, and a dead node takes only
 //!   its own pods' DNS with it.
 //! * Without a pod network (no CNI plugins) nothing is served: pods run on the host's
@@ -55,34 +55,10 @@ use self::catalog::ZoneView;
 use self::forward::{ForwardError, Forwarder};
 use self::records::{Answer, Outcome};
 
-/// The kube-dns Service's name (in `kube-system`).
-pub const SERVICE_NAME: &str = "kube-dns";
-/// The kube-dns Service's namespace.
-pub const SERVICE_NAMESPACE: &str = "kube-system";
-/// The kube-dns Service's cluster IP: pods' `nameserver` for `ClusterFirst`.
-pub const SERVICE_IP: &str = "10.96.0.10";
-/// The DNS port.
-pub const PORT: u16 = 53;
+pub use podvisor_api::dns::{PORT, SERVICE_IP, SERVICE_NAME, SERVICE_NAMESPACE, gateway_of};
+
 /// A TCP connection without a query for this long is closed.
 pub const TCP_IDLE: Duration = Duration::from_secs(5);
-
-/// The address a node's DNS listens on: the first address of its podCIDR (the pod
-/// network's gateway).
-pub fn gateway_of(pod_cidr: &str) -> Option<IpAddr> {
-    let (addr, len) = pod_cidr.split_once('/')?;
-    let len: u32 = len.parse().ok()?;
-    match addr.parse::<IpAddr>().ok()? {
-        IpAddr::V4(a) if len < 32 => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            Some(IpAddr::V4((u32::from(a) & mask).checked_add(1)?.into()))
-        }
-        IpAddr::V6(a) if len < 128 => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            Some(IpAddr::V6((u128::from(a) & mask).checked_add(1)?.into()))
-        }
-        _ => None,
-    }
-}
 
 /// Answers DNS queries from the zone and the node's resolvers. See the module documentation.
 pub struct Handler {

@@ -35,8 +35,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub const ZONE: &str = crate::pod::etc_files::CLUSTER_DOMAIN;
 /// The TTL of every record of the zone (CoreDNS's default `ttl 5`).
 pub const TTL: u32 = 5;
-/// The label EndpointSlices carry their Service's name in.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use podvisor_api::dns::SERVICE_NAME_LABEL;
 /// The schema version `dns-version.<zone>` TXT answers (the Kubernetes DNS specification).
 pub const SCHEMA_VERSION: &str = "1.1.0";
 /// How many CNAMEs inside the zone are followed for one answer.
@@ -693,12 +692,6 @@ fn reverse_ip(name: &str) -> Option<IpAddr> {
     let hex: String = nibbles.iter().rev().copied().collect();
     let groups: Vec<&str> = (0..8).map(|i| &hex[i * 4..i * 4 + 4]).collect();
     groups.join(":").parse().ok()
-}
-
-/// Whether a name is under a reverse zone (then unknown addresses are forwarded).
-pub fn is_reverse(name: &str) -> bool {
-    let n = name.trim_end_matches('.').to_ascii_lowercase();
-    n.ends_with(".in-addr.arpa") || n.ends_with(".ip6.arpa")
 }
 
 #[cfg(test)]

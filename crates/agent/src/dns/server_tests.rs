@@ -191,12 +191,3 @@ async fn non_queries_are_not_implemented_and_unsynced_zones_fail() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     stop.cancel();
 }
-
-#[test]
-fn gateway_is_the_first_address_of_the_pod_cidr() {
-    assert_eq!(gateway_of("10.244.3.0/24"), Some("10.244.3.1".parse().unwrap()));
-    assert_eq!(gateway_of("10.244.3.7/24"), Some("10.244.3.1".parse().unwrap()));
-    assert_eq!(gateway_of("fd00:1::/64"), Some("fd00:1::1".parse().unwrap()));
-    assert_eq!(gateway_of("10.0.0.1/32"), None);
-    assert_eq!(gateway_of("junk"), None);
-}
