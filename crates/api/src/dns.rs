@@ -24,7 +24,7 @@ pub const SERVICE_IP: &str = "10.96.0.10";
 pub const PORT: u16 = 53;
 /// `endpointslice.kubernetes.io/managed-by` of the per-node slices (not the EndpointSlice
 /// controller's, which leaves selectorless Services alone).
-pub const MANAGED_BY: &str = "podvisor.io/cluster-dns";
+pub const MANAGED_BY: &str = "cluster-dns.podvisor.io";
 /// The label naming the slices' Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The label naming the slices' manager.
