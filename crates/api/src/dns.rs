@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
-};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -51,7 +49,10 @@ pub fn gateway_of(cidr: &str) -> Option<IpAddr> {
 fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("k8s-app".to_string(), SERVICE_NAME.to_string()),
-        ("kubernetes.io/cluster-service".to_string(), "true".to_string()),
+        (
+            "kubernetes.io/cluster-service".to_string(),
+            "true".to_string(),
+        ),
         ("kubernetes.io/name".to_string(), "podvisor-dns".to_string()),
     ])
 }
@@ -93,7 +94,14 @@ pub fn service_drifted(have: &Service) -> bool {
         s.ports
             .iter()
             .flatten()
-            .map(|p| (p.name.clone(), p.port, p.protocol.clone(), p.target_port.clone()))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.port,
+                    p.protocol.clone(),
+                    p.target_port.clone(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     ports(&spec) != ports(&want)
@@ -163,7 +171,11 @@ pub fn slice_differs(have: &EndpointSlice, want: &EndpointSlice) -> bool {
         || have.ports != want.ports
         || have.address_type != want.address_type
         || have.metadata.owner_references != want.metadata.owner_references
-        || have.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL))
+        || have
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
             != Some(&MANAGED_BY.to_string())
 }
 
@@ -173,9 +185,18 @@ mod tests {
 
     #[test]
     fn gateway_is_the_first_address_of_the_cidr() {
-        assert_eq!(gateway_of("10.244.3.0/24"), Some("10.244.3.1".parse().unwrap()));
-        assert_eq!(gateway_of("10.244.3.7/24"), Some("10.244.3.1".parse().unwrap()));
-        assert_eq!(gateway_of("fd00:1::/64"), Some("fd00:1::1".parse().unwrap()));
+        assert_eq!(
+            gateway_of("10.244.3.0/24"),
+            Some("10.244.3.1".parse().unwrap())
+        );
+        assert_eq!(
+            gateway_of("10.244.3.7/24"),
+            Some("10.244.3.1".parse().unwrap())
+        );
+        assert_eq!(
+            gateway_of("fd00:1::/64"),
+            Some("fd00:1::1".parse().unwrap())
+        );
         assert_eq!(gateway_of("10.0.0.1/32"), None);
         assert_eq!(gateway_of("junk"), None);
     }
@@ -192,7 +213,10 @@ mod tests {
         assert_eq!(s.metadata.name.as_deref(), Some("kube-dns-n1"));
         assert_eq!(s.endpoints[0].addresses, ["10.244.1.1"]);
         assert_eq!(s.endpoints[0].node_name.as_deref(), Some("n1"));
-        assert_eq!(s.endpoints[0].conditions.as_ref().unwrap().ready, Some(true));
+        assert_eq!(
+            s.endpoints[0].conditions.as_ref().unwrap().ready,
+            Some(true)
+        );
         assert!(!slice_differs(&s, &s));
         let mut unready = node.clone();
         unready.status = None;

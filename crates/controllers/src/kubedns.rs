@@ -83,8 +83,7 @@ async fn pass(ctx: &Ctx) -> Result<(), kube::Error> {
         .filter_map(|n| dns::node_slice(n, &uid))
         .filter_map(|s| Some((s.metadata.name.clone()?, s)))
         .collect();
-    let slices: Api<EndpointSlice> =
-        Api::namespaced(ctx.client.clone(), dns::SERVICE_NAMESPACE);
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), dns::SERVICE_NAMESPACE);
     let selector = format!("{}={}", dns::MANAGED_BY_LABEL, dns::MANAGED_BY);
     let have = slices
         .list(&ListParams::default().labels(&selector))

@@ -24,8 +24,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, deployment, gc, job, kubedns, nodeipam, nodelifecycle, podgc, replicaset,
-    statefulset, tainteviction,
+    cronjob, deployment, gc, job, kubedns, nodeipam, nodelifecycle, podgc, replicaset, statefulset,
+    tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 

@@ -151,7 +151,11 @@ fn cluster_dns_resolv_conf_and_service_links() {
         "{resolv}"
     );
     assert!(lines.contains(&"nameserver 10.96.0.10"), "{resolv}");
-    assert_eq!(lines.iter().filter(|l| l.starts_with("nameserver")).count(), 1, "{resolv}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("nameserver")).count(),
+        1,
+        "{resolv}"
+    );
     assert!(lines.contains(&"options ndots:5"), "{resolv}");
 
     // Service links: the namespace's Services with a cluster IP; `$(VAR)` can name them.
@@ -171,13 +175,28 @@ fn cluster_dns_resolv_conf_and_service_links() {
     ] {
         assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
     }
-    assert!(!env.contains("DB_SERVICE_HOST"), "headless: no links\n{env}");
-    assert!(!env.contains("EXT_SERVICE_HOST"), "ExternalName: no links\n{env}");
+    assert!(
+        !env.contains("DB_SERVICE_HOST"),
+        "headless: no links\n{env}"
+    );
+    assert!(
+        !env.contains("EXT_SERVICE_HOST"),
+        "ExternalName: no links\n{env}"
+    );
     let env = c.kubectl_ok(&["exec", "nolinks", "--", "busybox", "env"]);
-    assert!(!env.lines().any(|l| l.starts_with("WEB_")
-        && !l.starts_with("WEB_URL=")), "{env}");
-    assert!(env.contains("WEB_URL=http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)"), "{env}");
-    if c.kubectl(&["get", "service", "kubernetes"]).status.success() {
+    assert!(
+        !env.lines()
+            .any(|l| l.starts_with("WEB_") && !l.starts_with("WEB_URL=")),
+        "{env}"
+    );
+    assert!(
+        env.contains("WEB_URL=http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)"),
+        "{env}"
+    );
+    if c.kubectl(&["get", "service", "kubernetes"])
+        .status
+        .success()
+    {
         assert!(env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1"), "{env}");
     }
 
@@ -187,20 +206,40 @@ fn cluster_dns_resolv_conf_and_service_links() {
     let out = nslookup(&c, "client", &["db.default.svc.cluster.local", NODE_DNS]);
     assert!(out.contains("Address: 10.244.0.200"), "{out}");
     assert!(!out.contains("10.244.0.201"), "not ready: {out}");
-    let out = nslookup(&c, "client", &["db-0.db.default.svc.cluster.local", NODE_DNS]);
+    let out = nslookup(
+        &c,
+        "client",
+        &["db-0.db.default.svc.cluster.local", NODE_DNS],
+    );
     assert!(out.contains("Address: 10.244.0.200"), "{out}");
     let out = nslookup(
         &c,
         "client",
-        &["-type=srv", "_http._tcp.web.default.svc.cluster.local", NODE_DNS],
+        &[
+            "-type=srv",
+            "_http._tcp.web.default.svc.cluster.local",
+            NODE_DNS,
+        ],
     );
     assert!(out.contains("web.default.svc.cluster.local"), "{out}");
     assert!(out.contains(" 80 "), "{out}");
-    let out = nslookup(&c, "client", &["-type=ptr", "100.100.96.10.in-addr.arpa", NODE_DNS]);
+    let out = nslookup(
+        &c,
+        "client",
+        &["-type=ptr", "100.100.96.10.in-addr.arpa", NODE_DNS],
+    );
     assert!(out.contains("web.default.svc.cluster.local"), "{out}");
-    let out = nslookup(&c, "client", &["-type=ptr", "200.0.244.10.in-addr.arpa", NODE_DNS]);
+    let out = nslookup(
+        &c,
+        "client",
+        &["-type=ptr", "200.0.244.10.in-addr.arpa", NODE_DNS],
+    );
     assert!(out.contains("db-0.db.default.svc.cluster.local"), "{out}");
-    let out = nslookup(&c, "client", &["-type=cname", "ext.default.svc.cluster.local", NODE_DNS]);
+    let out = nslookup(
+        &c,
+        "client",
+        &["-type=cname", "ext.default.svc.cluster.local", NODE_DNS],
+    );
     assert!(out.contains("example.com"), "{out}");
     let out = nslookup(&c, "client", &["nope.default.svc.cluster.local", NODE_DNS]);
     assert!(out.contains("NXDOMAIN"), "{out}");

@@ -117,11 +117,7 @@ pub async fn run(
         services_w,
         changed.clone(),
     ));
-    tasks.spawn(reflect(
-        Api::all(client.clone()),
-        slices_w,
-        changed.clone(),
-    ));
+    tasks.spawn(reflect(Api::all(client.clone()), slices_w, changed.clone()));
     tasks.spawn(reflect(Api::all(client), namespaces_w, changed.clone()));
     let rebuild = async {
         loop {
@@ -148,5 +144,8 @@ pub async fn run(
 
 fn ready<K: kube::Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
     use futures::FutureExt;
-    store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok())
 }

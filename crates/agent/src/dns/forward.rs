@@ -304,7 +304,10 @@ mod tests {
         };
         let up = upstream(false).await;
         let f = Forwarder::new(vec![dead_addr, up], limits.clone());
-        assert_eq!(f.query(&name, RecordType::A).await.unwrap().answers.len(), 1);
+        assert_eq!(
+            f.query(&name, RecordType::A).await.unwrap().answers.len(),
+            1
+        );
         let f = Forwarder::new(vec![dead_addr], limits);
         let started = tokio::time::Instant::now();
         assert!(matches!(

@@ -109,12 +109,12 @@ impl Handler {
             Outcome::Answer(_) if !self.view.synced() => {
                 Reply::error(request, ResponseCode::ServFail)
             }
-            Outcome::Answer(answer) => self.from_zone(request, answer, qtype).await,
+            Outcome::Answer(answer) => self.zone_reply(request, answer, qtype).await,
             Outcome::Forward => self.forwarded(request, &name, qtype).await,
         }
     }
 
-    async fn from_zone(
+    async fn zone_reply(
         &self,
         request: &Request,
         answer: Answer,
@@ -202,7 +202,10 @@ impl RequestHandler for Handler {
     }
 }
 
-fn freebind_socket(addr: SocketAddr, kind: nix::sys::socket::SockType) -> std::io::Result<std::os::fd::OwnedFd> {
+fn freebind_socket(
+    addr: SocketAddr,
+    kind: nix::sys::socket::SockType,
+) -> std::io::Result<std::os::fd::OwnedFd> {
     use nix::sys::socket::{self, AddressFamily, SockFlag, SockaddrStorage, sockopt};
     let family = if addr.is_ipv4() {
         AddressFamily::Inet

@@ -238,10 +238,10 @@ impl Zone {
                         .clone()
                         .filter(|h| !h.is_empty())
                         .unwrap_or_else(|| dashed(&ip));
-                    zone.reverse_endpoints.entry(ip).or_default().push(format!(
-                        "{}.{}.{}.svc.{ZONE}.",
-                        label, k.1, k.0
-                    ));
+                    zone.reverse_endpoints
+                        .entry(ip)
+                        .or_default()
+                        .push(format!("{}.{}.{}.svc.{ZONE}.", label, k.1, k.0));
                     zone.endpoints.entry(k.clone()).or_default().push(Endpoint {
                         ip,
                         label: label.to_ascii_lowercase(),
@@ -270,7 +270,8 @@ impl Zone {
     pub fn soa(&self) -> Record {
         let zone = Self::zone_name();
         let mname = Name::from_ascii(format!("ns.dns.{ZONE}.")).unwrap_or_else(|_| zone.clone());
-        let rname = Name::from_ascii(format!("hostmaster.{ZONE}.")).unwrap_or_else(|_| zone.clone());
+        let rname =
+            Name::from_ascii(format!("hostmaster.{ZONE}.")).unwrap_or_else(|_| zone.clone());
         Record::from_rdata(
             zone,
             TTL,

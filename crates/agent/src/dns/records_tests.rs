@@ -34,14 +34,14 @@ fn zone() -> Zone {
     ];
     let slices = vec![
         slice(json!({"metadata": {"name": "db-abc", "namespace": "shop",
-                "labels": {"kubernetes.io/service-name": "db"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
-            "endpoints": [
-                {"addresses": ["10.244.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
-                {"addresses": ["10.244.0.8"], "conditions": {"ready": true}},
-                {"addresses": ["10.244.0.9"], "conditions": {"ready": false}}
-            ]})),
+            "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.244.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
+            {"addresses": ["10.244.0.8"], "conditions": {"ready": true}},
+            {"addresses": ["10.244.0.9"], "conditions": {"ready": false}}
+        ]})),
         slice(json!({"metadata": {"name": "warm-x", "namespace": "shop",
                 "labels": {"kubernetes.io/service-name": "warm"}},
             "addressType": "IPv4",
@@ -100,19 +100,40 @@ fn is_nxdomain(a: &Answer) -> bool {
 fn cluster_ip_service_a_and_aaaa() {
     let z = zone();
     let a = answer(&z, "web.shop.svc.cluster.local.", RecordType::A);
-    assert_eq!(texts(&a.answers), ["web.shop.svc.cluster.local. A 10.96.4.5"]);
+    assert_eq!(
+        texts(&a.answers),
+        ["web.shop.svc.cluster.local. A 10.96.4.5"]
+    );
     assert_eq!(a.answers[0].ttl, 5);
     assert_eq!(a.rcode, ResponseCode::NoError);
     // Case does not matter; the owner is the name as asked.
     let a = answer(&z, "WEB.Shop.svc.cluster.local.", RecordType::A);
-    assert_eq!(texts(&a.answers), ["WEB.Shop.svc.cluster.local. A 10.96.4.5"]);
+    assert_eq!(
+        texts(&a.answers),
+        ["WEB.Shop.svc.cluster.local. A 10.96.4.5"]
+    );
     // An IPv4-only Service has no AAAA: NODATA.
-    assert!(is_nodata(&answer(&z, "web.shop.svc.cluster.local.", RecordType::AAAA)));
+    assert!(is_nodata(&answer(
+        &z,
+        "web.shop.svc.cluster.local.",
+        RecordType::AAAA
+    )));
     let a = answer(&z, "dual.shop.svc.cluster.local.", RecordType::AAAA);
-    assert_eq!(texts(&a.answers), ["dual.shop.svc.cluster.local. AAAA fd00::6"]);
+    assert_eq!(
+        texts(&a.answers),
+        ["dual.shop.svc.cluster.local. AAAA fd00::6"]
+    );
     // Other types of an existing name: NODATA.
-    assert!(is_nodata(&answer(&z, "web.shop.svc.cluster.local.", RecordType::MX)));
-    assert!(is_nodata(&answer(&z, "web.shop.svc.cluster.local.", RecordType::TXT)));
+    assert!(is_nodata(&answer(
+        &z,
+        "web.shop.svc.cluster.local.",
+        RecordType::MX
+    )));
+    assert!(is_nodata(&answer(
+        &z,
+        "web.shop.svc.cluster.local.",
+        RecordType::TXT
+    )));
 }
 
 #[test]
@@ -144,7 +165,11 @@ fn unknown_names_are_nxdomain_and_namespaces_nodata() {
     ] {
         assert!(is_nodata(&answer(&z, q, RecordType::A)), "{q}");
     }
-    assert!(is_nxdomain(&answer(&z, "nope.svc.cluster.local.", RecordType::A)));
+    assert!(is_nxdomain(&answer(
+        &z,
+        "nope.svc.cluster.local.",
+        RecordType::A
+    )));
 }
 
 #[test]
@@ -159,17 +184,27 @@ fn headless_services_answer_ready_endpoints() {
         ]
     );
     // Without ready endpoints the name does not exist.
-    assert!(is_nxdomain(&answer(&z, "empty.shop.svc.cluster.local.", RecordType::A)));
+    assert!(is_nxdomain(&answer(
+        &z,
+        "empty.shop.svc.cluster.local.",
+        RecordType::A
+    )));
     // publishNotReadyAddresses: not-ready endpoints too.
     let a = answer(&z, "warm.shop.svc.cluster.local.", RecordType::A);
-    assert_eq!(texts(&a.answers), ["warm.shop.svc.cluster.local. A 10.244.0.10"]);
+    assert_eq!(
+        texts(&a.answers),
+        ["warm.shop.svc.cluster.local. A 10.244.0.10"]
+    );
 }
 
 #[test]
 fn endpoint_names_by_hostname_or_dashed_address() {
     let z = zone();
     let a = answer(&z, "db-0.db.shop.svc.cluster.local.", RecordType::A);
-    assert_eq!(texts(&a.answers), ["db-0.db.shop.svc.cluster.local. A 10.244.0.7"]);
+    assert_eq!(
+        texts(&a.answers),
+        ["db-0.db.shop.svc.cluster.local. A 10.244.0.7"]
+    );
     let a = answer(&z, "10-244-0-8.db.shop.svc.cluster.local.", RecordType::A);
     assert_eq!(
         texts(&a.answers),
@@ -189,7 +224,11 @@ fn endpoint_names_by_hostname_or_dashed_address() {
 #[test]
 fn srv_for_named_ports() {
     let z = zone();
-    let a = answer(&z, "_http._tcp.web.shop.svc.cluster.local.", RecordType::SRV);
+    let a = answer(
+        &z,
+        "_http._tcp.web.shop.svc.cluster.local.",
+        RecordType::SRV,
+    );
     assert_eq!(
         texts(&a.answers),
         ["_http._tcp.web.shop.svc.cluster.local. SRV 0 100 80 web.shop.svc.cluster.local."]
@@ -257,9 +296,18 @@ fn ptr_for_cluster_ips_and_endpoints_unknown_forwarded() {
     let v6 = "6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
     let a = answer(&z, v6, RecordType::PTR);
     assert_eq!(a.answers.len(), 1);
-    assert_eq!(z.resolve(&name("1.1.1.1.in-addr.arpa."), RecordType::PTR), Outcome::Forward);
-    assert_eq!(z.resolve(&name("4.96.10.in-addr.arpa."), RecordType::PTR), Outcome::Forward);
-    assert_eq!(z.resolve(&name("5.4.96.10.in-addr.arpa."), RecordType::A), Outcome::Forward);
+    assert_eq!(
+        z.resolve(&name("1.1.1.1.in-addr.arpa."), RecordType::PTR),
+        Outcome::Forward
+    );
+    assert_eq!(
+        z.resolve(&name("4.96.10.in-addr.arpa."), RecordType::PTR),
+        Outcome::Forward
+    );
+    assert_eq!(
+        z.resolve(&name("5.4.96.10.in-addr.arpa."), RecordType::A),
+        Outcome::Forward
+    );
 }
 
 #[test]
@@ -301,7 +349,11 @@ fn pods_insecure_and_zone_records() {
         texts(&a.answers),
         ["10-244-0-99.shop.pod.cluster.local. A 10.244.0.99"]
     );
-    assert!(is_nxdomain(&answer(&z, "junk.shop.pod.cluster.local.", RecordType::A)));
+    assert!(is_nxdomain(&answer(
+        &z,
+        "junk.shop.pod.cluster.local.",
+        RecordType::A
+    )));
     assert!(is_nxdomain(&answer(
         &z,
         "10-244-0-99.nope.pod.cluster.local.",
@@ -310,8 +362,14 @@ fn pods_insecure_and_zone_records() {
     let a = answer(&z, "cluster.local.", RecordType::SOA);
     assert_eq!(a.answers.len(), 1);
     let a = answer(&z, "cluster.local.", RecordType::NS);
-    assert_eq!(texts(&a.answers), ["cluster.local. NS ns.dns.cluster.local."]);
-    assert_eq!(texts(&a.additionals), ["ns.dns.cluster.local. A 10.96.0.10"]);
+    assert_eq!(
+        texts(&a.answers),
+        ["cluster.local. NS ns.dns.cluster.local."]
+    );
+    assert_eq!(
+        texts(&a.additionals),
+        ["ns.dns.cluster.local. A 10.96.0.10"]
+    );
     let a = answer(&z, "dns-version.cluster.local.", RecordType::TXT);
     assert_eq!(a.answers.len(), 1);
 }
@@ -327,6 +385,14 @@ fn names_outside_the_zone_are_forwarded() {
 #[test]
 fn unknown_namespaces_are_all_present_without_a_namespace_list() {
     let z = Zone::build(&[], &[], None, 1, Vec::new());
-    assert!(is_nodata(&answer(&z, "any.svc.cluster.local.", RecordType::A)));
-    assert!(is_nxdomain(&answer(&z, "x.any.svc.cluster.local.", RecordType::A)));
+    assert!(is_nodata(&answer(
+        &z,
+        "any.svc.cluster.local.",
+        RecordType::A
+    )));
+    assert!(is_nxdomain(&answer(
+        &z,
+        "x.any.svc.cluster.local.",
+        RecordType::A
+    )));
 }

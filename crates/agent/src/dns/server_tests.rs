@@ -43,7 +43,13 @@ fn zone(endpoints: usize) -> Zone {
             "addressType": "IPv4", "ports": [{"name": "http", "port": 80}], "endpoints": eps}))
         .unwrap(),
     )];
-    Zone::build(&services, &slices, None, 7, vec!["10.96.0.10".parse().unwrap()])
+    Zone::build(
+        &services,
+        &slices,
+        None,
+        7,
+        vec!["10.96.0.10".parse().unwrap()],
+    )
 }
 
 /// An upstream that answers every A query with 192.0.2.1 and recursion available.
@@ -121,17 +127,29 @@ async fn ask_tcp(server: SocketAddr, q: &Message) -> Message {
 #[tokio::test]
 async fn zone_answers_are_authoritative_without_recursion() {
     let (addr, stop) = server(3, Vec::new()).await;
-    let (r, _) = ask_udp(addr, &query("web.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let (r, _) = ask_udp(
+        addr,
+        &query("web.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(r.metadata.id, 4242);
     assert!(r.metadata.authoritative);
     assert!(!r.metadata.recursion_available);
     assert!(r.metadata.recursion_desired);
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.answers[0].data, RData::A(A::new(10, 96, 4, 5)));
-    let (r, _) = ask_udp(addr, &query("nope.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let (r, _) = ask_udp(
+        addr,
+        &query("nope.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(r.authorities.len(), 1);
-    let r = ask_tcp(addr, &query("web.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let r = ask_tcp(
+        addr,
+        &query("web.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(r.answers.len(), 1);
     stop.cancel();
 }
@@ -139,13 +157,25 @@ async fn zone_answers_are_authoritative_without_recursion() {
 #[tokio::test]
 async fn udp_answers_are_truncated_to_the_client_size_and_tcp_has_all() {
     let (addr, stop) = server(200, Vec::new()).await;
-    let (r, n) = ask_udp(addr, &query("big.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let (r, n) = ask_udp(
+        addr,
+        &query("big.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert!(n <= 512, "{n}");
     assert!(r.metadata.truncation);
-    let (r, n) = ask_udp(addr, &query("big.shop.svc.cluster.local.", RecordType::A, Some(65000))).await;
+    let (r, n) = ask_udp(
+        addr,
+        &query("big.shop.svc.cluster.local.", RecordType::A, Some(65000)),
+    )
+    .await;
     assert!(n <= forward::EDNS_PAYLOAD as usize, "{n}");
     assert!(r.metadata.truncation);
-    let r = ask_tcp(addr, &query("big.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let r = ask_tcp(
+        addr,
+        &query("big.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert!(!r.metadata.truncation);
     assert_eq!(r.answers.len(), 200);
     stop.cancel();
@@ -159,7 +189,11 @@ async fn other_names_are_forwarded_and_external_names_chased() {
     assert!(!r.metadata.authoritative);
     assert!(r.metadata.recursion_available);
     assert_eq!(r.answers.len(), 1);
-    let (r, _) = ask_udp(addr, &query("ext.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let (r, _) = ask_udp(
+        addr,
+        &query("ext.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(r.answers.len(), 2, "{r:?}");
     assert_eq!(r.answers[0].record_type(), RecordType::CNAME);
     assert_eq!(r.answers[1].data, RData::A(A::new(192, 0, 2, 1)));
@@ -187,7 +221,11 @@ async fn non_queries_are_not_implemented_and_unsynced_zones_fail() {
         Arc::new(Forwarder::new(Vec::new(), ForwardLimits::default())),
     );
     tokio::spawn(serve(h, udp, tcp, stop.clone()));
-    let (r, _) = ask_udp(addr, &query("web.shop.svc.cluster.local.", RecordType::A, None)).await;
+    let (r, _) = ask_udp(
+        addr,
+        &query("web.shop.svc.cluster.local.", RecordType::A, None),
+    )
+    .await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     stop.cancel();
 }

@@ -953,7 +953,10 @@ mod tests {
     #[tokio::test]
     async fn service_links_follow_own_variables_and_expand() {
         let c = container(vec![
-            lit("URL", "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"),
+            lit(
+                "URL",
+                "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)",
+            ),
             lit("KUBERNETES_SERVICE_PORT", "8443"),
             lit("AFTER", "$(KUBERNETES_SERVICE_PORT)"),
         ]);
@@ -968,7 +971,10 @@ mod tests {
             objects: &objects,
         };
         let links = vec![
-            ("KUBERNETES_SERVICE_HOST".to_string(), "10.96.0.1".to_string()),
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "10.96.0.1".to_string(),
+            ),
             ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
         ];
         let r = resolve_with_services(&src, &c, &links).await.unwrap();

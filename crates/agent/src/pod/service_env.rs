@@ -129,8 +129,10 @@ mod tests {
 
     fn svc(ns: &str, name: &str, spec: serde_json::Value) -> Arc<Service> {
         Arc::new(
-            serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}),
+            )
+            .unwrap(),
         )
     }
 
@@ -142,14 +144,38 @@ mod tests {
 
     fn services() -> Vec<Arc<Service>> {
         vec![
-            svc("default", "kubernetes", json!({"clusterIP": "10.96.0.1",
-                "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]})),
-            svc("shop", "redis-master", json!({"clusterIP": "10.96.7.8",
-                "ports": [{"port": 6379}, {"name": "metrics", "port": 9121, "protocol": "UDP"}]})),
-            svc("shop", "headless", json!({"clusterIP": "None", "ports": [{"port": 80}]})),
-            svc("shop", "ext", json!({"type": "ExternalName", "externalName": "example.com"})),
-            svc("other", "elsewhere", json!({"clusterIP": "10.96.9.9", "ports": [{"port": 80}]})),
-            svc("shop", "v6", json!({"clusterIP": "fd00::5", "ports": [{"port": 80}]})),
+            svc(
+                "default",
+                "kubernetes",
+                json!({"clusterIP": "10.96.0.1",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}),
+            ),
+            svc(
+                "shop",
+                "redis-master",
+                json!({"clusterIP": "10.96.7.8",
+                "ports": [{"port": 6379}, {"name": "metrics", "port": 9121, "protocol": "UDP"}]}),
+            ),
+            svc(
+                "shop",
+                "headless",
+                json!({"clusterIP": "None", "ports": [{"port": 80}]}),
+            ),
+            svc(
+                "shop",
+                "ext",
+                json!({"type": "ExternalName", "externalName": "example.com"}),
+            ),
+            svc(
+                "other",
+                "elsewhere",
+                json!({"clusterIP": "10.96.9.9", "ports": [{"port": 80}]}),
+            ),
+            svc(
+                "shop",
+                "v6",
+                json!({"clusterIP": "fd00::5", "ports": [{"port": 80}]}),
+            ),
         ]
     }
 
@@ -199,7 +225,10 @@ mod tests {
     #[test]
     fn without_service_links_only_kubernetes() {
         let env = service_env(&pod("shop", Some(false)), &services());
-        assert!(env.iter().all(|(k, _)| k.starts_with("KUBERNETES_")), "{env:?}");
+        assert!(
+            env.iter().all(|(k, _)| k.starts_with("KUBERNETES_")),
+            "{env:?}"
+        );
         assert_eq!(env.len(), 8);
         // Pods of default with links off still get `kubernetes`.
         let env = service_env(&pod("default", Some(false)), &services());
@@ -209,7 +238,11 @@ mod tests {
     #[test]
     fn a_namespace_service_named_kubernetes_wins() {
         let mut list = services();
-        list.push(svc("shop", "kubernetes", json!({"clusterIP": "10.96.3.3", "ports": [{"port": 80}]})));
+        list.push(svc(
+            "shop",
+            "kubernetes",
+            json!({"clusterIP": "10.96.3.3", "ports": [{"port": 80}]}),
+        ));
         let env = service_env(&pod("shop", None), &list);
         assert_eq!(map(&env)["KUBERNETES_SERVICE_HOST"], "10.96.3.3");
     }
