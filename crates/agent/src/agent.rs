@@ -310,8 +310,9 @@ impl Agent {
                 node.clone(),
                 aux_stop.clone(),
             ));
-            if let Some(missing) = network.as_ref().and_then(|n| n.missing()) {
-                tracing::info!("no cluster DNS on this node: {missing}");
+            if network.as_ref().and_then(|n| n.missing()).is_some() {
+                // The pod network's own warning says what is missing.
+                tracing::info!("no cluster DNS on this node: the pod network is unavailable");
             } else {
                 aux.spawn(crate::dns::run_node(
                     self.client.clone(),
