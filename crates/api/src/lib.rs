@@ -6,6 +6,7 @@ pub mod dns;
 pub mod expand;
 pub mod quantity;
 pub mod selectors;
+pub mod service;
 pub mod status;
 pub mod taints;
 pub mod validation;
