@@ -193,11 +193,14 @@ fn cluster_dns_resolv_conf_and_service_links() {
         env.contains("WEB_URL=http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)"),
         "{env}"
     );
-    if c.kubectl(&["get", "service", "kubernetes"])
-        .status
-        .success()
-    {
-        assert!(env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1"), "{env}");
+    // `kubernetes` of `default` even without service links.
+    for want in [
+        "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "KUBERNETES_SERVICE_PORT=443",
+        "KUBERNETES_SERVICE_PORT_HTTPS=443",
+        "KUBERNETES_PORT=tcp://10.96.0.1:443",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
     }
 
     // Names, from a pod, asked of the node's DNS server.
