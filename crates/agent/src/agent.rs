@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use podvisor_runtime::{ContainerRuntime, SandboxStatus};
@@ -240,6 +240,38 @@ impl Agent {
                 &node,
             ))
         });
+        // Services for the service-link variables (a watch cache, as the kubelet's lister).
+        let (services, services_writer) = kube::runtime::reflector::store::<Service>();
+        {
+            let stream = watcher(Api::<Service>::all(self.client.clone()), Default::default())
+                .default_backoff()
+                .reflect(services_writer);
+            let stop = aux_stop.clone();
+            aux.spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        e = stream.next() => match e {
+                            None => return,
+                            Some(Err(e)) => tracing::debug!(error = %e, "service watch error"),
+                            Some(Ok(_)) => {}
+                        },
+                    }
+                }
+            });
+        }
+        let service_lister: crate::pod::service_env::ServiceLister = {
+            let store = services.clone();
+            Arc::new(move || {
+                use futures::FutureExt;
+                store
+                    .wait_until_ready()
+                    .now_or_never()
+                    .is_some_and(|r| r.is_ok())
+                    .then(|| store.state())
+            })
+        };
         let ctx = Arc::new(WorkerCtx {
             runtime: self.runtime.clone(),
             api: pod_api,
@@ -259,6 +291,7 @@ impl Agent {
             backoff_max: config.backoff_max,
             network: network.clone(),
             images: self.images.clone(),
+            services: service_lister,
         });
 
         let mut exits = self.runtime.subscribe();
@@ -285,6 +318,18 @@ impl Agent {
                 node.clone(),
                 aux_stop.clone(),
             ));
+            if network.as_ref().and_then(|n| n.missing()).is_some() {
+                // The pod network's own warning says what is missing.
+                tracing::info!("no cluster DNS on this node: the pod network is unavailable");
+            } else {
+                aux.spawn(crate::dns::run_node(
+                    self.client.clone(),
+                    node.clone(),
+                    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    config.clock.clone(),
+                    aux_stop.clone(),
+                ));
+            }
         }
         if !adopted.is_empty() {
             tracing::info!(
@@ -316,6 +361,14 @@ impl Agent {
             ));
         }
 
+        // Containers need the Services listed once (service links): wait a little for it
+        // here rather than fail the first containers' configuration.
+        if tokio::time::timeout(Duration::from_secs(10), services.wait_until_ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!("services not listed after 10s; containers wait for them");
+        }
         let pods: Api<Pod> = Api::all(self.client.clone());
         let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let mut stream = watcher(pods, wc).default_backoff().boxed();

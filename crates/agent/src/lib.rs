@@ -21,6 +21,7 @@ pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod handlers;
 pub mod hooks;
