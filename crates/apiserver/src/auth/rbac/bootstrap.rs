@@ -548,6 +548,15 @@ pub fn cluster_roles() -> Vec<Value> {
             None,
         ),
         cluster_role("system:kube-scheduler", &[], scheduler_rules(), None),
+        // podvisor: the cluster DNS each agent serves also follows Namespaces (CoreDNS's
+        // `system:coredns` role, shipped by the addon upstream, reads them too; pods stay
+        // out of reach: a node lists only its own).
+        cluster_role(
+            "system:podvisor:cluster-dns",
+            &[],
+            vec![rule(&["list", "watch"], &[""], &["namespaces"])],
+            None,
+        ),
         cluster_role(
             "system:kube-dns",
             &[],
@@ -604,10 +613,15 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         cluster_binding("system:node", vec![]),
         // podvisor: the agent is also its node's service proxy (kube-proxy), its pod-route
         // keeper and DNS server, so nodes get the node proxier's reads (Services,
-        // EndpointSlices, Nodes), as kube-proxy's own identity has upstream.
+        // EndpointSlices, Nodes), as kube-proxy's own identity has upstream, and Namespaces
+        // for the DNS.
         binding_to(
             "system:podvisor:node-proxier",
             "system:node-proxier",
+            vec![group(crate::auth::NODES_GROUP)],
+        ),
+        cluster_binding(
+            "system:podvisor:cluster-dns",
             vec![group(crate::auth::NODES_GROUP)],
         ),
     ]
