@@ -722,9 +722,21 @@ mod server_tests {
                 .iter()
                 .any(|r| r.resources.contains(&"secrets".to_string()))
         );
-        let before = core.storage.store.current_revision().await.unwrap();
+        let versions = || async move {
+            let mut out = Vec::new();
+            for name in ["admin", "edit", "view"] {
+                let (_, rev) = core
+                    .storage
+                    .must_get(&CLUSTERROLES, None, name)
+                    .await
+                    .unwrap();
+                out.push(rev);
+            }
+            out
+        };
+        let before = versions().await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(core.storage.store.current_revision().await.unwrap(), before);
+        assert_eq!(versions().await, before, "aggregated roles rewritten again");
         // A user bound to `view` through a RoleBinding may list pods there at once.
         let rb = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": "v", "namespace": "default"},
