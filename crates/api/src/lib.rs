@@ -3,6 +3,7 @@
 
 pub mod defaults;
 pub mod expand;
+pub mod nodeaffinity;
 pub mod quantity;
 pub mod selectors;
 pub mod status;

@@ -32,6 +32,7 @@
 mod context;
 mod cron;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod evictions;
 mod expectations;
