@@ -45,6 +45,7 @@ pub mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
+mod replicationcontroller;
 mod statefulset;
 pub mod tainteviction;
 

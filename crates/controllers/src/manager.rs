@@ -28,7 +28,7 @@ use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
     cronjob, daemonset, deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset,
-    statefulset, tainteviction,
+    replicationcontroller, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -188,7 +188,7 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 8] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 9] = [
             ("replicaset", &ctx.rs_queue, |ctx, key| {
                 Box::pin(async move { replicaset::reconcile(&ctx, &key).await })
             }),
@@ -197,6 +197,9 @@ impl ControllerManager {
             }),
             ("statefulset", &ctx.sts_queue, |ctx, key| {
                 Box::pin(async move { statefulset::reconcile(&ctx, &key).await })
+            }),
+            ("replicationcontroller", &ctx.rc_queue, |ctx, key| {
+                Box::pin(async move { replicationcontroller::reconcile(&ctx, &key).await })
             }),
             ("daemonset", &ctx.ds_queue, |ctx, key| {
                 Box::pin(async move { daemonset::reconcile(&ctx, &key).await })
