@@ -2,6 +2,7 @@
 //! paths, label and field selectors. No I/O.
 
 pub mod defaults;
+pub mod disruption;
 pub mod expand;
 pub mod nodeaffinity;
 pub mod quantity;

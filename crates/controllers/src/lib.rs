@@ -34,6 +34,7 @@ mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod evictions;
 mod expectations;
 mod gc;

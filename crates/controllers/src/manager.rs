@@ -27,8 +27,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, daemonset, deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset,
-    replicationcontroller, statefulset, tainteviction,
+    cronjob, daemonset, deployment, disruption, gc, job, nodeipam, nodelifecycle, podgc,
+    replicaset, replicationcontroller, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -188,7 +188,7 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 9] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 10] = [
             ("replicaset", &ctx.rs_queue, |ctx, key| {
                 Box::pin(async move { replicaset::reconcile(&ctx, &key).await })
             }),
@@ -200,6 +200,9 @@ impl ControllerManager {
             }),
             ("replicationcontroller", &ctx.rc_queue, |ctx, key| {
                 Box::pin(async move { replicationcontroller::reconcile(&ctx, &key).await })
+            }),
+            ("disruption", &ctx.pdb_queue, |ctx, key| {
+                Box::pin(async move { disruption::reconcile(&ctx, &key).await })
             }),
             ("daemonset", &ctx.ds_queue, |ctx, key| {
                 Box::pin(async move { daemonset::reconcile(&ctx, &key).await })
@@ -475,6 +478,15 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
         return;
     };
     route_gc_owners(ctx, None, &pod.metadata, deleted);
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    for pdb in ctx.pdbs.state() {
+        if pdb.metadata.namespace.as_deref() == Some(&key.namespace)
+            && selector_matches(pdb.spec.as_ref().and_then(|s| s.selector.as_ref()), &labels)
+            && let Some(k) = Key::of(&pdb.metadata)
+        {
+            ctx.pdb_queue.add(k);
+        }
+    }
     if deleted
         || pod
             .spec
