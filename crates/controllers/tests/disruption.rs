@@ -59,13 +59,18 @@ async fn budgets_count_healthy_pods_and_gate_evictions() {
 
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
     let pdb = |name: &str, spec: serde_json::Value| -> PodDisruptionBudget {
-        serde_json::from_value(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": name}, "spec": spec}))
+        serde_json::from_value(
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": name}, "spec": spec}),
+        )
         .expect("pdb")
     };
     pdbs.create(
         &PostParams::default(),
-        &pdb("web", json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}})),
+        &pdb(
+            "web",
+            json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}),
+        ),
     )
     .await
     .expect("create pdb");
@@ -163,7 +168,10 @@ async fn budgets_count_healthy_pods_and_gate_evictions() {
         .expect("odd pod");
     pdbs.create(
         &PostParams::default(),
-        &pdb("odd", json!({"maxUnavailable": 1, "selector": {"matchLabels": {"app": "odd"}}})),
+        &pdb(
+            "odd",
+            json!({"maxUnavailable": 1, "selector": {"matchLabels": {"app": "odd"}}}),
+        ),
     )
     .await
     .expect("create pdb");

@@ -2,8 +2,10 @@
 //! `kubectl` against `podvisor up` with real processes: Jobs (`kubectl create job`, `kubectl
 //! wait --for=condition=complete`, `kubectl logs job/x`, Indexed completion, the backoff
 //! limit), CronJobs (a scheduled run within its minute, `kubectl create job --from`) and
-//! cascading deletion (`kubectl delete --cascade=orphan|foreground`). One cluster
-//! serves every case.
+//! cascading deletion (`kubectl delete --cascade=orphan|foreground`), a DaemonSet on two
+//! agents (`kubectl rollout status|history|undo ds/x`), `kubectl scale rc` and `kubectl
+//! drain` blocked and then allowed by a PodDisruptionBudget. One cluster serves every case
+//! (the second agent joins it for the DaemonSet case only).
 
 #![allow(clippy::disallowed_methods)]
 
@@ -49,7 +51,263 @@ fn workloads_through_kubectl() {
     create_cronjob(&c);
     jobs_complete_fail_and_index_their_pods(&c);
     delete_cascades_orphan_and_foreground(&c);
+    daemonset_on_two_agents(&c);
+    replication_controller_scales(&c);
     cronjob_fires_within_its_minute(&c);
+    drain_waits_for_the_disruption_budget(&c);
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Running pods with label `sel`, as `name node` lines.
+fn running_pods(c: &Cluster, sel: &str) -> Vec<String> {
+    c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        sel,
+        "--field-selector=status.phase=Running",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A DaemonSet on `podvisor up`'s node and a second agent: one pod on each, a template
+/// change rolled out node by node, the history and an undo through kubectl.
+fn daemonset_on_two_agents(c: &Cluster) {
+    let data = c.dir.path().join("data");
+    let mut agent = common::steps::start_agent("worker-2", 2, c.port, &data, c.dir.path());
+    c.wait_for("worker-2 Ready", WAIT, || {
+        c.kubectl(&[
+            "get",
+            "node",
+            "worker-2",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+            == b"True"
+    });
+    let m = marker("daemon");
+    c.apply(&format!(
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: beacon
+spec:
+  selector:
+    matchLabels: {{app: beacon}}
+  template:
+    metadata:
+      labels: {{app: beacon}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      runtimeClassName: host
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "sleep 1000 & wait", "{m}"]
+"#
+    ));
+    let out = c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
+    assert!(
+        out.ends_with("daemon set \"beacon\" successfully rolled out\n"),
+        "{out}"
+    );
+    let mut nodes: Vec<String> = running_pods(c, "app=beacon")
+        .iter()
+        .filter_map(|l| l.split_once(' ').map(|(_, n)| n.to_string()))
+        .collect();
+    nodes.sort();
+    let mut want = vec![c.node.clone(), "worker-2".to_string()];
+    want.sort();
+    assert_eq!(nodes, want, "one pod per node");
+    let row = c.kubectl_ok(&["get", "ds", "beacon", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[..7],
+        ["beacon", "2", "2", "2", "2", "2", "<none>"],
+        "{row}"
+    );
+
+    // A new template rolls out node by node; history and undo as kubectl shows them.
+    c.kubectl_ok(&["set", "env", "ds/beacon", "ROUND=2"]);
+    let out = c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let hist = c.kubectl_ok(&["rollout", "history", "ds/beacon"]);
+    let lines: Vec<Vec<&str>> = hist
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["daemonset.apps/beacon"],
+            vec!["REVISION", "CHANGE-CAUSE"],
+            vec!["1", "<none>"],
+            vec!["2", "<none>"],
+        ],
+        "{hist}"
+    );
+    let envs = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=beacon",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].env[0].value}",
+    ]);
+    assert_eq!(
+        envs.split_whitespace().collect::<Vec<_>>(),
+        ["2", "2"],
+        "{envs}"
+    );
+    let out = c.kubectl_ok(&["rollout", "undo", "ds/beacon"]);
+    assert_eq!(out.trim(), "daemonset.apps/beacon rolled back");
+    c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
+    let hist = c.kubectl_ok(&["rollout", "history", "ds/beacon"]);
+    let revs: Vec<&str> = hist
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revs, ["2", "3"], "{hist}");
+    c.wait_for("pods back on the first template", WAIT, || {
+        let envs = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=beacon",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].env}",
+        ]);
+        envs.trim().is_empty() && running_pods(c, "app=beacon").len() == 2
+    });
+
+    // Deleting the DaemonSet takes its pods; then the second node leaves.
+    c.kubectl_ok(&["delete", "ds", "beacon", "--cascade=foreground"]);
+    assert!(running_pods(c, "app=beacon").is_empty());
+    c.wait_for("the daemon pods' processes to end", WAIT, || {
+        find_pids(&m).is_empty()
+    });
+    agent.signal(15);
+    if agent.wait_exit(Duration::from_secs(30)).is_none() {
+        agent.kill9();
+    }
+    c.kubectl_ok(&["delete", "node", "worker-2"]);
+}
+
+/// `kubectl scale rc`: the legacy controller, selector defaulted from the template.
+fn replication_controller_scales(c: &Cluster) {
+    c.apply(
+        r#"apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: legacy
+spec:
+  replicas: 1
+  template:
+    metadata:
+      labels: {app: legacy}
+    spec:
+      terminationGracePeriodSeconds: 1
+      runtimeClassName: host
+      containers:
+      - name: main
+        image: busybox
+        command: ["sleep", "1000"]
+"#,
+    );
+    let out = c.kubectl_ok(&["scale", "rc", "legacy", "--replicas=2"]);
+    assert_eq!(out.trim(), "replicationcontroller/legacy scaled");
+    c.wait_for("2 legacy pods ready", WAIT, || {
+        c.kubectl_ok(&[
+            "get",
+            "rc",
+            "legacy",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "2"
+    });
+    let row = c.kubectl_ok(&["get", "rc", "legacy", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..4], ["legacy", "2", "2", "2"], "{row}");
+    c.kubectl_ok(&["delete", "rc", "legacy", "--cascade=foreground"]);
+}
+
+/// `kubectl drain` retries an eviction the budget forbids and succeeds once it allows it.
+fn drain_waits_for_the_disruption_budget(c: &Cluster) {
+    let m = marker("guarded");
+    c.apply(&sleeper_replica_set("guarded", 1, "", &m));
+    c.apply(
+        r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: guarded
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {app: guarded}
+"#,
+    );
+    c.wait_for("the budget allows nothing", WAIT, || {
+        c.kubectl_ok(&[
+            "get",
+            "pdb",
+            "guarded",
+            "-o",
+            "jsonpath={.status.currentHealthy}/{.status.disruptionsAllowed}",
+        ]) == "1/0"
+    });
+    let row = c.kubectl_ok(&["get", "pdb", "guarded", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..4], ["guarded", "1", "N/A", "0"], "{row}");
+    let drain = [
+        "drain",
+        c.node.as_str(),
+        "--pod-selector=app=guarded",
+        "--grace-period=1",
+    ];
+    let blocked = c.kubectl(&[&drain[..], &["--timeout=7s"]].concat());
+    assert!(!blocked.status.success());
+    let err = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        err.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{err}"
+    );
+    assert_eq!(running_pods(c, "app=guarded").len(), 1);
+    // While a second drain retries, the budget is relaxed: the eviction goes through.
+    let child = c
+        .kubectl_command(&[&drain[..], &["--timeout=60s"]].concat())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("drain");
+    std::thread::sleep(Duration::from_secs(2));
+    c.kubectl_ok(&[
+        "patch",
+        "pdb",
+        "guarded",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":0}}"#,
+    ]);
+    let out = child.wait_with_output().expect("drain output");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("disruption budget"), "blocked first: {all}");
+    assert!(all.contains(&format!("node/{} drained", c.node)), "{all}");
+    c.kubectl_ok(&["uncordon", &c.node]);
+    c.kubectl_ok(&["delete", "rs", "guarded"]);
+    c.kubectl_ok(&["delete", "pdb", "guarded"]);
 }
 
 /// `kubectl create cronjob tick --schedule='* * * * *' -- sh -c 'echo tick'` (host mode).
