@@ -140,7 +140,8 @@ spec:
     let hist = c.kubectl_ok(&["rollout", "history", "ds/beacon"]);
     let lines: Vec<Vec<&str>> = hist
         .lines()
-        .map(|l| l.split_whitespace().collect())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(
         lines,
