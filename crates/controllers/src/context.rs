@@ -394,6 +394,49 @@ impl Ctx {
             .record(event);
     }
 
+    /// Queues an event about `obj` (its object reference) reported by `component`.
+    pub(crate) fn event_about<K: Resource<DynamicType = ()>>(
+        &self,
+        component: &'static str,
+        obj: &K,
+        type_: podvisor_kit::events::EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        self.record_event(
+            component,
+            EventRecord::new(
+                podvisor_kit::events::object_ref(obj),
+                type_,
+                reason,
+                message,
+            ),
+        );
+    }
+
+    /// A pod create of `owner` failed: the `FailedCreate` event and the error to return.
+    pub(crate) fn pod_create_failed<K: Resource<DynamicType = ()>>(
+        &self,
+        component: &'static str,
+        owner: &K,
+        error: kube::Error,
+    ) -> ControllerError {
+        self.event_about(
+            component,
+            owner,
+            podvisor_kit::events::EventType::Warning,
+            "FailedCreate",
+            format!("Error creating: {error}"),
+        );
+        let meta = owner.meta();
+        ControllerError::api(
+            "create",
+            "Pod",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )(error)
+    }
+
     /// The cached owner `key`; when it is gone, its expectations are forgotten too.
     pub(crate) fn cached_owner<K>(
         &self,

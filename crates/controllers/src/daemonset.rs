@@ -62,7 +62,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use podvisor_api::taints::{EFFECT_NO_EXECUTE, EFFECT_NO_SCHEDULE, TAINT_UNSCHEDULABLE, tolerates};
-use podvisor_kit::events::{EventRecord, EventType, object_ref};
+use podvisor_kit::events::EventType;
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -586,16 +586,12 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
             surge_cfg.as_ref().is_some_and(|c| c.0),
         );
         for (pod, node) in &plan.failed {
-            ctx.record_event(
+            ctx.event_about(
                 COMPONENT,
-                EventRecord::new(
-                    object_ref(ds.as_ref()),
-                    EventType::Warning,
-                    "FailedDaemonPod",
-                    format!(
-                        "Found failed daemon pod {ns}/{pod} on node {node}, will try to kill it"
-                    ),
-                ),
+                ds.as_ref(),
+                EventType::Warning,
+                "FailedDaemonPod",
+                format!("Found failed daemon pod {ns}/{pod} on node {node}, will try to kill it"),
             );
         }
         if let Some((_, max_surge, max_unavailable)) = surge_cfg {
@@ -751,33 +747,17 @@ async fn sync_nodes(
                             uid: p.metadata.uid.unwrap_or_default(),
                         },
                     );
-                    ctx.record_event(
+                    ctx.event_about(
                         COMPONENT,
-                        EventRecord::new(
-                            object_ref(ds),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            format!("Created pod: {pod}"),
-                        ),
+                        ds,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {pod}"),
                     );
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    ctx.record_event(
-                        COMPONENT,
-                        EventRecord::new(
-                            object_ref(ds),
-                            EventType::Warning,
-                            "FailedCreate",
-                            format!("Error creating: {e}"),
-                        ),
-                    );
-                    first_error.get_or_insert(ControllerError::api(
-                        "create",
-                        "Pod",
-                        &ns,
-                        &format!("{name}-"),
-                    )(e));
+                    first_error.get_or_insert(ctx.pod_create_failed(COMPONENT, ds, e));
                 }
             }
         }
@@ -816,14 +796,12 @@ async fn sync_nodes(
                         uid: uid.unwrap_or_default(),
                     },
                 );
-                ctx.record_event(
+                ctx.event_about(
                     COMPONENT,
-                    EventRecord::new(
-                        object_ref(ds),
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {pod}"),
-                    ),
+                    ds,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {pod}"),
                 );
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -874,17 +852,7 @@ async fn history(
     current.sort_by_key(|r| std::cmp::Reverse(r.revision));
     for dup in current.iter().skip(1) {
         let n = dup.metadata.name.clone().unwrap_or_default();
-        match api.delete(&n, &DeleteParams::default()).await {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
-            Err(e) => {
-                return Err(ControllerError::api(
-                    "delete",
-                    "ControllerRevision",
-                    &ns,
-                    &n,
-                )(e));
-            }
-        }
+        delete_revision(&api, &ns, &n).await?;
     }
     if let Some(cur) = current.first() {
         if cur.revision < next {
@@ -957,6 +925,24 @@ async fn history(
     }
 }
 
+/// Deletes a ControllerRevision (one already gone is fine).
+async fn delete_revision(
+    api: &Api<ControllerRevision>,
+    ns: &str,
+    name: &str,
+) -> Result<(), ControllerError> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(ControllerError::api(
+            "delete",
+            "ControllerRevision",
+            ns,
+            name,
+        )(e)),
+    }
+}
+
 /// Upstream's `cleanupHistory`.
 async fn cleanup_history(
     ctx: &Ctx,
@@ -989,18 +975,7 @@ async fn cleanup_history(
             continue;
         }
         let n = r.metadata.name.clone().unwrap_or_default();
-        match api.delete(&n, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                return Err(ControllerError::api(
-                    "delete",
-                    "ControllerRevision",
-                    &ns,
-                    &n,
-                )(e));
-            }
-        }
+        delete_revision(&api, &ns, &n).await?;
         to_kill -= 1;
     }
     Ok(())

@@ -33,7 +33,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use podvisor_api::disruption as budget;
-use podvisor_kit::events::{EventRecord, EventType, object_ref};
+use podvisor_kit::events::EventType;
 
 use crate::context::{ControllerError, Ctx, Key, parse_selector};
 use crate::pods;
@@ -61,9 +61,9 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
                 return Ok(c.recheck);
             }
             if c.no_pods {
-                event(
-                    ctx,
-                    &pdb,
+                ctx.event_about(
+                    COMPONENT,
+                    pdb.as_ref(),
                     EventType::Normal,
                     "NoPods",
                     "No matching pods found",
@@ -73,9 +73,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
                 let sel =
                     serde_json::to_string(&pdb.spec.as_ref().and_then(|s| s.selector.clone()))
                         .unwrap_or_default();
-                event(
-                    ctx,
-                    &pdb,
+                ctx.event_about(COMPONENT, pdb.as_ref(),
                     EventType::Warning,
                     "UnmanagedPods",
                     &format!(
@@ -110,9 +108,9 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
             if before == (status.disruptions_allowed, status.conditions.clone()) {
                 return Ok(None);
             }
-            event(
-                ctx,
-                &pdb,
+            ctx.event_about(
+                COMPONENT,
+                pdb.as_ref(),
                 EventType::Warning,
                 "CalculateExpectedPodCountFailed",
                 &format!("Failed to calculate the number of expected pods: {message}"),
@@ -123,13 +121,6 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     ctx.replace_status("PodDisruptionBudget", &key.namespace, &key.name, &updated)
         .await?;
     Ok(recheck)
-}
-
-fn event(ctx: &Ctx, pdb: &PodDisruptionBudget, t: EventType, reason: &str, message: &str) {
-    ctx.record_event(
-        COMPONENT,
-        EventRecord::new(object_ref(pdb), t, reason, message),
-    );
 }
 
 /// Upstream skips the write when every count, the disrupted pods and the observed
@@ -187,16 +178,14 @@ fn compute(ctx: &Ctx, pdb: &PodDisruptionBudget, now: Timestamp) -> Result<Compu
         };
         let expires = at.0.checked_add(timeout).unwrap_or(at.0);
         if expires < now {
-            ctx.record_event(
+            ctx.event_about(
                 COMPONENT,
-                EventRecord::new(
-                    object_ref(p.as_ref()),
-                    EventType::Warning,
-                    "NotDeleted",
-                    format!(
-                        "Pod was expected by PDB {ns}/{} to be deleted but it wasn't",
-                        pdb.metadata.name.as_deref().unwrap_or_default()
-                    ),
+                p.as_ref(),
+                EventType::Warning,
+                "NotDeleted",
+                format!(
+                    "Pod was expected by PDB {ns}/{} to be deleted but it wasn't",
+                    pdb.metadata.name.as_deref().unwrap_or_default()
                 ),
             );
         } else {

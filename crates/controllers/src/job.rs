@@ -82,7 +82,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::{Api, ResourceExt};
-use podvisor_kit::events::{EventRecord, EventType, object_ref};
+use podvisor_kit::events::EventType;
 use tracing::{debug, info};
 
 use crate::context::{ControllerError, Ctx, Key, parse_selector};
@@ -1200,10 +1200,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     }
     ctx.set_job_backoff(&exp_key, plan.backoff);
     for (type_, reason, message) in &plan.events {
-        ctx.record_event(
-            COMPONENT,
-            EventRecord::new(object_ref(job.as_ref()), *type_, *reason, message.clone()),
-        );
+        ctx.event_about(COMPONENT, job.as_ref(), *type_, *reason, message.clone());
     }
     for p in &plan.release {
         remove_finalizer(ctx, ns, p).await?;
@@ -1303,14 +1300,12 @@ async fn delete_pods(
                         uid: p.uid.clone(),
                     },
                 );
-                ctx.record_event(
+                ctx.event_about(
                     COMPONENT,
-                    EventRecord::new(
-                        object_ref(job),
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {}", p.name),
-                    ),
+                    job,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", p.name),
                 );
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -1375,33 +1370,17 @@ async fn create_pods(
                             uid: p.metadata.uid.unwrap_or_default(),
                         },
                     );
-                    ctx.record_event(
+                    ctx.event_about(
                         COMPONENT,
-                        EventRecord::new(
-                            object_ref(job),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            format!("Created pod: {name}"),
-                        ),
+                        job,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {name}"),
                     );
                 }
                 Err(e) => {
                     failed = true;
-                    ctx.record_event(
-                        COMPONENT,
-                        EventRecord::new(
-                            object_ref(job),
-                            EventType::Warning,
-                            "FailedCreate",
-                            format!("Error creating: {e}"),
-                        ),
-                    );
-                    first_error.get_or_insert(ControllerError::api(
-                        "create",
-                        "Pod",
-                        &ns,
-                        &job.name_any(),
-                    )(e));
+                    first_error.get_or_insert(ctx.pod_create_failed(COMPONENT, job, e));
                 }
             }
         }

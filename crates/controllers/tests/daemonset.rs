@@ -106,8 +106,9 @@ async fn revisions(client: &Client) -> Vec<(i64, String)> {
     v
 }
 
-/// Plays the kubelets: every pod Running and Ready, terminating pods gone.
-async fn ready_all(client: &Client) {
+/// Plays the kubelets: terminating pods go and (with `ready`) every other pod becomes
+/// Running and Ready.
+async fn kubelets(client: &Client, ready: bool) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for p in pods
         .list(&ListParams::default())
@@ -119,25 +120,8 @@ async fn ready_all(client: &Client) {
             let _ = pods
                 .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
                 .await;
-        } else {
+        } else if ready {
             let _ = mark_ready(&pods, &p.name_any()).await;
-        }
-    }
-}
-
-/// Plays the kubelets for terminating pods only: they go.
-async fn ready_all_terminated(client: &Client) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    for p in pods
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-    {
-        if p.metadata.deletion_timestamp.is_some() {
-            let _ = pods
-                .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
-                .await;
         }
     }
 }
@@ -241,7 +225,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
             && s["observedGeneration"] == 1
     })
     .await;
-    ready_all(&client).await;
+    kubelets(&client, true).await;
     eventually("both ready and available", || async {
         let s = status(&ds_api).await;
         s["numberReady"] == 2 && s["numberAvailable"] == 2
@@ -266,7 +250,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     let hash2 = revisions(&client).await[1].1.clone();
     assert_ne!(hash1, hash2);
     eventually("one node updated, the other still old", || async {
-        ready_all_terminated(&client).await;
+        kubelets(&client, false).await;
         let by = pods_by_node(&client).await;
         let hashes: Vec<&String> = by.values().flatten().map(|(_, h)| h).collect();
         hashes.iter().filter(|h| ***h == hash2).count() == 1
@@ -281,14 +265,14 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
         1,
         "only maxUnavailable=1 old pod replaced before the new one is ready: {by:?}"
     );
-    ready_all(&client).await;
+    kubelets(&client, true).await;
     eventually("both nodes on the new revision", || async {
-        ready_all(&client).await;
+        kubelets(&client, true).await;
         let by = pods_by_node(&client).await;
         by.len() == 2 && by.values().flatten().all(|(_, h)| *h == hash2)
     })
     .await;
-    ready_all(&client).await;
+    kubelets(&client, true).await;
     eventually("rolled out", || async {
         let s = status(&ds_api).await;
         s["updatedNumberScheduled"] == 2
@@ -309,7 +293,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
         .expect("relabel");
     add_node(&client, "n5", json!({"role": "edge"}), json!([])).await;
     eventually("pods on n2 and n5", || async {
-        ready_all_terminated(&client).await;
+        kubelets(&client, false).await;
         pods_by_node(&client)
             .await
             .keys()
@@ -341,7 +325,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     })
     .await;
     eventually("pods back on the first template", || async {
-        ready_all(&client).await;
+        kubelets(&client, true).await;
         let by = pods_by_node(&client).await;
         by.len() == 2 && by.values().flatten().all(|(_, h)| *h == hash1)
     })
@@ -353,7 +337,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
         .await
         .expect("delete");
     eventually("pods and revisions collected", || async {
-        ready_all_terminated(&client).await;
+        kubelets(&client, false).await;
         pods_by_node(&client).await.is_empty() && revisions(&client).await.is_empty()
     })
     .await;

@@ -108,14 +108,7 @@ async fn budgets_count_healthy_pods_and_gate_evictions() {
     }
 
     // One more replica: one disruption allowed, the eviction goes through and is recorded.
-    rs_api
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .expect("scale");
+    podvisor_testkit::scale(&rs_api, "web", 3).await;
     eventually("3 pods", || async {
         pod_names(&client, "app=web").await.len() == 3
     })

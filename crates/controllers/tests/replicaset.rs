@@ -32,16 +32,12 @@ fn active(pods: &[Pod]) -> Vec<&Pod> {
         .collect()
 }
 
-/// `kubectl scale rs/web --replicas=n`, then waits for `n` active pods.
-async fn scale_to(rs_api: &Api<ReplicaSet>, client: &Client, n: i32, what: &str) {
-    rs_api
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": n}})),
-        )
-        .await
-        .expect("scale");
+/// `kubectl scale <kind>/web --replicas=n`, then waits for `n` active pods.
+async fn scale_to<K>(api: &Api<K>, client: &Client, n: i32, what: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    podvisor_testkit::scale(api, "web", n).await;
     eventually(what, || async {
         active(&pods(client).await).len() == n as usize
     })
@@ -225,18 +221,7 @@ async fn replication_controller_runs_its_replicas_as_a_replica_set_does() {
     })
     .await;
     // kubectl scale rc/web --replicas=3
-    rc_api
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .expect("scale");
-    eventually("3 pods", || async {
-        active(&pods(&client).await).len() == 3
-    })
-    .await;
+    scale_to(&rc_api, &client, 3, "3 pods").await;
     rc_api
         .delete("web", &DeleteParams::default())
         .await

@@ -39,8 +39,21 @@ fn create_job(c: &Cluster, name: &str, flags: &[&str], cmd: &[&str]) {
     c.kubectl_ok(&["create", "-f", path.to_str().expect("utf8")]);
 }
 
+/// `kubectl get <kind> <name> -o jsonpath=<path>`.
+fn field(c: &Cluster, kind: &str, name: &str, path: &str) -> String {
+    c.kubectl_ok(&["get", kind, name, "-o", &format!("jsonpath={path}")])
+}
+
+/// The columns of `kubectl get <kind> <name> --no-headers`.
+fn columns(c: &Cluster, kind: &str, name: &str) -> Vec<String> {
+    c.kubectl_ok(&["get", kind, name, "--no-headers"])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 fn job_field(c: &Cluster, name: &str, path: &str) -> String {
-    c.kubectl_ok(&["get", "job", name, "-o", &format!("jsonpath={path}")])
+    field(c, "job", name, path)
 }
 
 #[test]
@@ -92,26 +105,12 @@ fn daemonset_on_two_agents(c: &Cluster) {
             == b"True"
     });
     let m = marker("daemon");
-    c.apply(&format!(
-        r#"apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: beacon
-spec:
-  selector:
-    matchLabels: {{app: beacon}}
-  template:
-    metadata:
-      labels: {{app: beacon}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      runtimeClassName: host
-      containers:
-      - name: main
-        image: busybox
-        command: ["sh", "-c", "sleep 1000 & wait", "{m}"]
-"#
-    ));
+    // The apps manifest of the test kit, without the replicas a DaemonSet does not have.
+    let command = format!(r#"["sh", "-c", "sleep 1000 & wait", "{m}"]"#);
+    c.apply(
+        &common::steps::apps_manifest("DaemonSet", "beacon", 0, 1, "", &command)
+            .replace("  replicas: 0\n", ""),
+    );
     let out = c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
     assert!(
         out.ends_with("daemon set \"beacon\" successfully rolled out\n"),
@@ -125,12 +124,11 @@ spec:
     let mut want = vec![c.node.clone(), "worker-2".to_string()];
     want.sort();
     assert_eq!(nodes, want, "one pod per node");
-    let row = c.kubectl_ok(&["get", "ds", "beacon", "--no-headers"]);
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cols = columns(c, "ds", "beacon");
     assert_eq!(
         &cols[..7],
         ["beacon", "2", "2", "2", "2", "2", "<none>"],
-        "{row}"
+        "{cols:?}"
     );
 
     // A new template rolls out node by node; history and undo as kubectl shows them.
@@ -153,19 +151,18 @@ spec:
         ],
         "{hist}"
     );
-    let envs = c.kubectl_ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=beacon",
-        "-o",
-        "jsonpath={.items[*].spec.containers[0].env[0].value}",
-    ]);
-    assert_eq!(
-        envs.split_whitespace().collect::<Vec<_>>(),
-        ["2", "2"],
-        "{envs}"
-    );
+    // The `ROUND` value of each daemon pod ("" before the change).
+    let rounds = || {
+        c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=beacon",
+            "-o",
+            "jsonpath={range .items[*]}[{.spec.containers[0].env[0].value}]{end}",
+        ])
+    };
+    assert_eq!(rounds(), "[2][2]");
     let out = c.kubectl_ok(&["rollout", "undo", "ds/beacon"]);
     assert_eq!(out.trim(), "daemonset.apps/beacon rolled back");
     c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
@@ -177,15 +174,7 @@ spec:
         .collect();
     assert_eq!(revs, ["2", "3"], "{hist}");
     c.wait_for("pods back on the first template", WAIT, || {
-        let envs = c.kubectl_ok(&[
-            "get",
-            "pods",
-            "-l",
-            "app=beacon",
-            "-o",
-            "jsonpath={.items[*].spec.containers[0].env}",
-        ]);
-        envs.trim().is_empty() && running_pods(c, "app=beacon").len() == 2
+        rounds() == "[][]" && running_pods(c, "app=beacon").len() == 2
     });
 
     // Deleting the DaemonSet takes its pods; then the second node leaves.
@@ -203,39 +192,26 @@ spec:
 
 /// `kubectl scale rc`: the legacy controller, selector defaulted from the template.
 fn replication_controller_scales(c: &Cluster) {
+    // The legacy twin: v1, no selector (defaulted from the template labels).
+    let rs = common::steps::apps_manifest(
+        "ReplicationController",
+        "legacy",
+        1,
+        1,
+        "",
+        r#"["sleep", "1000"]"#,
+    );
     c.apply(
-        r#"apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: legacy
-spec:
-  replicas: 1
-  template:
-    metadata:
-      labels: {app: legacy}
-    spec:
-      terminationGracePeriodSeconds: 1
-      runtimeClassName: host
-      containers:
-      - name: main
-        image: busybox
-        command: ["sleep", "1000"]
-"#,
+        &rs.replace("apiVersion: apps/v1", "apiVersion: v1")
+            .replace("  selector:\n    matchLabels: {app: legacy}\n", ""),
     );
     let out = c.kubectl_ok(&["scale", "rc", "legacy", "--replicas=2"]);
     assert_eq!(out.trim(), "replicationcontroller/legacy scaled");
     c.wait_for("2 legacy pods ready", WAIT, || {
-        c.kubectl_ok(&[
-            "get",
-            "rc",
-            "legacy",
-            "-o",
-            "jsonpath={.status.readyReplicas}",
-        ]) == "2"
+        field(c, "rc", "legacy", "{.status.readyReplicas}") == "2"
     });
-    let row = c.kubectl_ok(&["get", "rc", "legacy", "--no-headers"]);
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[..4], ["legacy", "2", "2", "2"], "{row}");
+    let cols = columns(c, "rc", "legacy");
+    assert_eq!(&cols[..4], ["legacy", "2", "2", "2"], "{cols:?}");
     c.kubectl_ok(&["delete", "rc", "legacy", "--cascade=foreground"]);
 }
 
@@ -255,17 +231,15 @@ spec:
 "#,
     );
     c.wait_for("the budget allows nothing", WAIT, || {
-        c.kubectl_ok(&[
-            "get",
+        field(
+            c,
             "pdb",
             "guarded",
-            "-o",
-            "jsonpath={.status.currentHealthy}/{.status.disruptionsAllowed}",
-        ]) == "1/0"
+            "{.status.currentHealthy}/{.status.disruptionsAllowed}",
+        ) == "1/0"
     });
-    let row = c.kubectl_ok(&["get", "pdb", "guarded", "--no-headers"]);
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[..4], ["guarded", "1", "N/A", "0"], "{row}");
+    let cols = columns(c, "pdb", "guarded");
+    assert_eq!(&cols[..4], ["guarded", "1", "N/A", "0"], "{cols:?}");
     let drain = [
         "drain",
         c.node.as_str(),
