@@ -18,7 +18,10 @@ use podvisor_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authorizer, DefaultAuthorizer, TokenError, TokenFile, UserInfo};
+use crate::auth::{
+    Authenticator, AuthenticatorChain, Authorizer, Decision, RequestAttributes, TokenError,
+    TokenFile, UserInfo,
+};
 use crate::error::ApiError;
 use podvisor_kit::WallClock;
 
@@ -43,8 +46,10 @@ pub struct ApiServerConfig {
     pub compaction_keep_duration: Duration,
     /// The wall clock (default: the system clock).
     pub clock: Option<WallClock>,
-    /// The authorizer (default: [`DefaultAuthorizer`]).
+    /// The authorizer (default: [`crate::auth::default_authorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Authenticators asked after the static token file, in order.
+    pub authenticators: Vec<Arc<dyn Authenticator>>,
     /// Most short requests (everything but watches and followed logs) served at once,
     /// divided between priority levels and, within a level, between users by fair queuing;
     /// `system:masters` is exempt (see [`crate::flowcontrol`]).
@@ -98,6 +103,7 @@ impl ApiServerConfig {
             compaction_keep_duration: Duration::from_secs(300),
             clock: None,
             authorizer: None,
+            authenticators: Vec::new(),
             max_requests_in_flight: 600,
             request_queue_wait: crate::flowcontrol::DEFAULT_QUEUE_WAIT,
             connections: ConnectionLimits::default(),
@@ -144,7 +150,8 @@ pub enum ApiServerError {
 struct Inner {
     core: Core,
     config: ApiServerConfig,
-    tokens: TokenFile,
+    tokens: Arc<TokenFile>,
+    authenticators: AuthenticatorChain,
     authorizer: Arc<dyn Authorizer>,
     tls: TlsMaterial,
     flow: Arc<crate::flowcontrol::FlowControl>,
@@ -187,7 +194,12 @@ impl ApiServer {
         temp_dir: Option<tempfile::TempDir>,
     ) -> Result<ApiServer, ApiServerError> {
         let tls = TlsMaterial::load_or_generate(&config.data_dir, &config.extra_sans)?;
-        let tokens = TokenFile::load_or_create(&config.data_dir)?;
+        let tokens = Arc::new(TokenFile::load_or_create(&config.data_dir)?);
+        // The authenticator chain: the static token file first, then the others.
+        let mut authenticators = AuthenticatorChain::new(vec![tokens.clone()]);
+        for a in &config.authenticators {
+            authenticators.push(a.clone());
+        }
         let core = Core {
             storage: Storage {
                 store: store.clone(),
@@ -205,7 +217,7 @@ impl ApiServer {
         let authorizer = config
             .authorizer
             .clone()
-            .unwrap_or_else(|| Arc::new(DefaultAuthorizer));
+            .unwrap_or_else(|| Arc::new(crate::auth::default_authorizer()));
         let flow = crate::flowcontrol::FlowControl::new(
             config.max_requests_in_flight,
             config.request_queue_wait,
@@ -215,6 +227,7 @@ impl ApiServer {
                 core,
                 config,
                 tokens,
+                authenticators,
                 authorizer,
                 tls,
                 flow,
@@ -227,12 +240,15 @@ impl ApiServer {
         &self.inner.core
     }
 
-    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
-        self.inner.authorizer.as_ref()
+    /// The decision of the authorizer chain on `attrs` by `user`.
+    pub fn authorize(&self, user: &UserInfo, attrs: &RequestAttributes) -> Decision {
+        self.inner.authorizer.authorize(user, attrs)
     }
 
-    pub(crate) fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        self.inner.tokens.authenticate(token)
+    /// The user a bearer token stands for (with `system:authenticated`), if any
+    /// authenticator of the chain accepts it.
+    pub async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.inner.authenticators.authenticate(token).await
     }
 
     /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).
