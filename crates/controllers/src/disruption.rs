@@ -76,7 +76,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
                 ctx.event_about(COMPONENT, pdb.as_ref(),
                     EventType::Warning,
                     "UnmanagedPods",
-                    &format!(
+                    format!(
                         "Pods selected by this PodDisruptionBudget (selector: {sel}) were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. To account for these pods please set \".spec.minAvailable\" field of the PDB to an integer value."
                     ),
                 );
@@ -113,7 +113,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
                 pdb.as_ref(),
                 EventType::Warning,
                 "CalculateExpectedPodCountFailed",
-                &format!("Failed to calculate the number of expected pods: {message}"),
+                format!("Failed to calculate the number of expected pods: {message}"),
             );
             None
         }

@@ -1200,7 +1200,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     }
     ctx.set_job_backoff(&exp_key, plan.backoff);
     for (type_, reason, message) in &plan.events {
-        ctx.event_about(COMPONENT, job.as_ref(), *type_, *reason, message.clone());
+        ctx.event_about(COMPONENT, job.as_ref(), *type_, reason, message.clone());
     }
     for p in &plan.release {
         remove_finalizer(ctx, ns, p).await?;
