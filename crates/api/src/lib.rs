@@ -7,6 +7,7 @@ pub mod expand;
 pub mod nodeaffinity;
 pub mod quantity;
 pub mod selectors;
+pub mod service;
 pub mod status;
 pub mod taints;
 pub mod validation;

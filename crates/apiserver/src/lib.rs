@@ -30,6 +30,7 @@ pub mod request;
 pub mod rest;
 pub mod serve;
 pub mod server;
+pub mod services;
 pub mod storage;
 pub mod strategy;
 pub mod table;

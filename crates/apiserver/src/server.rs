@@ -59,6 +59,11 @@ pub struct ApiServerConfig {
     pub request_queue_wait: Duration,
     /// Connection limits of [`ApiServer::serve`].
     pub connections: ConnectionLimits,
+    /// The Service cluster IP and node port ranges.
+    pub service_network: crate::services::ServiceNetwork,
+    /// Where pods reach this server: the `kubernetes` Service's endpoint (default: the
+    /// advertise address). None of the two parsing as `IP:PORT` leaves the endpoints alone.
+    pub kubernetes_endpoint: Option<std::net::SocketAddr>,
 }
 
 /// How long the server waits for clients, and how many connections that have not yet
@@ -107,6 +112,8 @@ impl ApiServerConfig {
             max_requests_in_flight: 600,
             request_queue_wait: crate::flowcontrol::DEFAULT_QUEUE_WAIT,
             connections: ConnectionLimits::default(),
+            service_network: crate::services::ServiceNetwork::default(),
+            kubernetes_endpoint: None,
         }
     }
 }
@@ -207,10 +214,27 @@ impl ApiServer {
             clock: config.clock.clone().unwrap_or_else(WallClock::system),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            services: config.service_network.clone(),
         };
         core.ensure_initial_namespaces().await?;
         core.ensure_initial_objects().await?;
         core.resume_namespace_finalizers().await?;
+        core.repair_service_allocations().await?;
+        core.tasks.spawn(repair_loop(core.clone()));
+        let endpoint = config
+            .kubernetes_endpoint
+            .or_else(|| config.advertise_address.parse().ok());
+        if let Some(endpoint) = endpoint {
+            core.ensure_kubernetes_service(endpoint.port()).await?;
+            core.reconcile_kubernetes_endpoints(Some(endpoint), None)
+                .await?;
+            let cancel = core.cancel.clone();
+            core.tasks.spawn(crate::services::kubernetes::run(
+                core.clone(),
+                endpoint,
+                cancel,
+            ));
+        }
         let cancel = core.cancel.clone();
         let cfg = config.clone();
         core.tasks.spawn(compaction_loop(store, cfg, cancel));
@@ -292,6 +316,21 @@ impl ApiServer {
     /// The CA certificate (PEM) clients should trust.
     pub fn ca_pem(&self) -> String {
         self.inner.tls.ca_pem.clone()
+    }
+}
+
+/// Repairs the Service allocations every [`crate::services::REPAIR_PERIOD`].
+async fn repair_loop(core: Core) {
+    let mut tick = tokio::time::interval(crate::services::REPAIR_PERIOD);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = core.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = core.repair_service_allocations().await {
+            tracing::warn!(error = %e, "repairing service allocations");
+        }
     }
 }
 

@@ -35,6 +35,8 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 mod evictions;
 mod expectations;
 mod gc;
