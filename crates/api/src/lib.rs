@@ -3,6 +3,7 @@
 
 pub mod defaults;
 pub mod disruption;
+pub mod dns;
 pub mod expand;
 pub mod nodeaffinity;
 pub mod quantity;

@@ -27,8 +27,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, daemonset, deployment, disruption, endpoints, endpointslice, gc, job, nodeipam,
-    nodelifecycle, podgc, replicaset, replicationcontroller, statefulset, tainteviction,
+    cronjob, daemonset, deployment, disruption, endpoints, endpointslice, gc, job, kubedns,
+    nodeipam, nodelifecycle, podgc, replicaset, replicationcontroller, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -89,6 +89,7 @@ impl ControllerManager {
             nodes,
             leases,
             node_ipam: tokio::sync::Notify::new(),
+            kube_dns: tokio::sync::Notify::new(),
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
@@ -287,6 +288,7 @@ impl ControllerManager {
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -486,6 +488,7 @@ fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
         return;
     };
     ctx.node_ipam.notify_one();
+    ctx.kube_dns.notify_one();
     if ctx.ds_nodes.changed(node, deleted) {
         queue_all(&ctx.daemonsets, &ctx.ds_queue);
     }

@@ -72,6 +72,7 @@ pub mod env;
 pub mod etc_files;
 pub mod restart;
 pub mod sandbox;
+pub mod service_env;
 pub mod spec;
 pub mod state;
 pub mod status;
