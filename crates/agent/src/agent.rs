@@ -59,6 +59,7 @@ pub struct Agent {
     events: Option<Arc<dyn EventSink>>,
     objects: Option<Arc<dyn crate::objects::ObjectSource>>,
     images: Option<Arc<crate::image::ImageManager>>,
+    proxy: std::sync::Mutex<Option<crate::proxy::Proxy>>,
     log_addr: watch::Sender<Option<SocketAddr>>,
 }
 
@@ -105,8 +106,15 @@ impl Agent {
             events: None,
             objects: None,
             images: None,
+            proxy: std::sync::Mutex::new(None),
             log_addr,
         }
+    }
+
+    /// Runs `proxy` (the node's Service proxy) beside the pods, until the agent stops.
+    pub fn with_proxy(self, proxy: crate::proxy::Proxy) -> Agent {
+        *self.proxy.lock().unwrap_or_else(|e| e.into_inner()) = Some(proxy);
+        self
     }
 
     /// Uses `hooks` for lifecycle handlers (default: the probe handlers'
@@ -344,6 +352,10 @@ impl Agent {
         .with_serving_cert_hash(cert.hash()?)
         .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
+        let proxy = self.proxy.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(proxy) = proxy {
+            aux.spawn(proxy.run(aux_stop.clone()));
+        }
         if let Some(images) = &self.images {
             aux.spawn(crate::image::gc::run(
                 images.store().clone(),

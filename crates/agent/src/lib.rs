@@ -32,6 +32,7 @@ pub mod node;
 pub mod objects;
 pub mod pod;
 pub mod probe;
+pub mod proxy;
 pub mod server;
 pub mod testing;
 

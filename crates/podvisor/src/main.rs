@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod image_cmd;
 mod kubeconfig;
+mod pod_access;
 mod run;
 
 use std::process::ExitCode;
