@@ -14,7 +14,7 @@
 //! SIGHUP). A file that cannot be parsed leaves the tokens loaded before in force, with a
 //! warning, until it changes again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -27,6 +27,8 @@ pub struct UserInfo {
     pub uid: String,
     /// Groups ("system:masters").
     pub groups: Vec<String>,
+    /// Extra attributes (`authentication.kubernetes.io/pod-name`, ...).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -160,6 +162,7 @@ fn parse_tokens(path: &Path, text: &str) -> Result<HashMap<String, UserInfo>, To
                 name: f[1].clone(),
                 uid: f[2].clone(),
                 groups,
+                extra: BTreeMap::new(),
             },
         );
     }
@@ -294,6 +297,7 @@ impl TokenFile {
                 name: user,
                 uid,
                 groups: vec!["system:nodes".into()],
+                extra: BTreeMap::new(),
             },
         );
         Ok(token)
@@ -403,6 +407,9 @@ impl Authorizer for DefaultAuthorizer {
                 a.namespace == "kube-node-lease" && a.name == node
             }
             ("", "pods", "status") => own_pod && matches!(a.verb.as_str(), "update" | "patch"),
+            // Tokens for its pods' service accounts: the TokenRequest handler checks that
+            // the token is bound to a pod on this node (NodeRestriction).
+            ("", "serviceaccounts", "token") => a.verb == "create",
             // A patch of the pod itself is checked once more on its result:
             // [`node_pod_patch_allowed`] lets only `probes.podvisor.io/` annotations change.
             ("", "pods", "") => own_pod && matches!(a.verb.as_str(), "delete" | "patch"),
@@ -532,6 +539,7 @@ mod tests {
             name: "system:node:n1".into(),
             uid: "u".into(),
             groups: vec!["system:nodes".into()],
+            extra: BTreeMap::new(),
         };
         let ok = |a: RequestAttributes| z.authorize(&node, &a).is_ok();
         const COORD: &str = "coordination.k8s.io";
@@ -568,6 +576,7 @@ mod tests {
             name: "admin".into(),
             uid: "u".into(),
             groups: vec!["system:masters".into()],
+            extra: BTreeMap::new(),
         };
         assert!(
             z.authorize(&admin, &attrs("delete", "", "nodes", "", "", "x", None))

@@ -346,6 +346,7 @@ mod tests {
             name: name.into(),
             uid: name.into(),
             groups: vec![group.into()],
+            extra: Default::default(),
         }
     }
 

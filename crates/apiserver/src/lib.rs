@@ -29,6 +29,7 @@ pub mod registry;
 pub mod request;
 pub mod rest;
 pub mod serve;
+pub mod serviceaccount;
 pub mod server;
 pub mod storage;
 pub mod strategy;

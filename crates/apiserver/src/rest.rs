@@ -204,7 +204,11 @@ async fn serve(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let Some(user) = token.and_then(|t| srv.authenticate(t)) else {
+    let user = match token {
+        Some(t) => srv.authenticate(t).await,
+        None => None,
+    };
+    let Some(user) = user else {
         return ApiError::unauthorized().into_response();
     };
     let query = Query::parse(parts.uri.query());
@@ -416,10 +420,11 @@ async fn resource(
         sub @ (Subresource::Exec
         | Subresource::Attach
         | Subresource::PortForward
-        | Subresource::Eviction),
+        | Subresource::Eviction
+        | Subresource::Token),
     ) = t.sub
     {
-        let allowed = if sub == Subresource::Eviction {
+        let allowed = if matches!(sub, Subresource::Eviction | Subresource::Token) {
             *method == Method::POST
         } else {
             *method == Method::GET || *method == Method::POST
@@ -431,6 +436,7 @@ async fn resource(
         authorize(ctx, &t, "create").await?;
         return match sub {
             Subresource::Eviction => crate::eviction::evict(ctx, &t).await,
+            Subresource::Token => crate::serviceaccount::token::create_token(ctx, &t).await,
             _ => crate::exec::pod_stream(ctx, &t, sub).await,
         };
     }

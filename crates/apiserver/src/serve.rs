@@ -215,7 +215,7 @@ impl Connection {
                 let mut router = router.clone();
                 let activity = activity.clone();
                 if !activity.authenticated.load(Ordering::Relaxed)
-                    && bearer(req.headers()).is_some_and(|t| srv.authenticate(t).is_some())
+                    && bearer(req.headers()).is_some_and(|t| srv.credential_verifies(t))
                 {
                     activity.authenticated.store(true, Ordering::Relaxed);
                     unauthenticated.release(id);

@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use podvisor_kit::WallClock;
 
 use crate::ops::Core;
+use crate::serviceaccount::ServiceAccounts;
 use crate::storage::Storage;
 use crate::tls::{TlsError, TlsMaterial};
 
@@ -133,6 +134,9 @@ pub enum ApiServerError {
     /// The token file.
     #[error("tokens: {0}")]
     Tokens(#[from] TokenError),
+    /// The service-account signing key.
+    #[error("{0}")]
+    ServiceAccountKey(#[from] crate::serviceaccount::KeyError),
     /// The store or initial objects.
     #[error("initialization: {0}")]
     Init(#[from] ApiError),
@@ -145,6 +149,7 @@ struct Inner {
     core: Core,
     config: ApiServerConfig,
     tokens: TokenFile,
+    service_accounts: ServiceAccounts,
     authorizer: Arc<dyn Authorizer>,
     tls: TlsMaterial,
     flow: Arc<crate::flowcontrol::FlowControl>,
@@ -188,6 +193,7 @@ impl ApiServer {
     ) -> Result<ApiServer, ApiServerError> {
         let tls = TlsMaterial::load_or_generate(&config.data_dir, &config.extra_sans)?;
         let tokens = TokenFile::load_or_create(&config.data_dir)?;
+        let service_accounts = ServiceAccounts::load_or_generate(&config.data_dir)?;
         let core = Core {
             storage: Storage {
                 store: store.clone(),
@@ -215,6 +221,7 @@ impl ApiServer {
                 core,
                 config,
                 tokens,
+                service_accounts,
                 authorizer,
                 tls,
                 flow,
@@ -231,8 +238,27 @@ impl ApiServer {
         self.inner.authorizer.as_ref()
     }
 
-    pub(crate) fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        self.inner.tokens.authenticate(token)
+    /// The user a bearer token stands for: a static token, else a service-account token.
+    pub(crate) async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        if let Some(u) = self.inner.tokens.authenticate(token) {
+            return Some(u);
+        }
+        self.inner
+            .service_accounts
+            .authenticate(&self.inner.core, token)
+            .await
+    }
+
+    /// Whether a bearer token is a known credential, checked without the store (a static
+    /// token, or a token with this issuer's signature): for connection accounting.
+    pub(crate) fn credential_verifies(&self, token: &str) -> bool {
+        self.inner.tokens.authenticate(token).is_some()
+            || self.inner.service_accounts.signature_verifies(token)
+    }
+
+    /// The service-account token issuer.
+    pub fn service_accounts(&self) -> &ServiceAccounts {
+        &self.inner.service_accounts
     }
 
     /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).
