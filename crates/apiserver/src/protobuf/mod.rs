@@ -157,6 +157,7 @@ macro_rules! kinds {
     };
 }
 
+use k8s_pb::api::authentication::v1 as authentication;
 use k8s_pb::api::events::v1 as events;
 use k8s_pb::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
 use k8s_pb::api::{autoscaling::v1 as autoscaling, batch::v1 as batch, discovery::v1 as discovery};
@@ -197,6 +198,7 @@ kinds! {
     "discovery.k8s.io/v1" "EndpointSliceList" => discovery::EndpointSliceList;
     "events.k8s.io/v1" "Event" => events::Event;
     "events.k8s.io/v1" "EventList" => events::EventList;
+    "authentication.k8s.io/v1" "TokenRequest" => authentication::TokenRequest;
 }
 
 /// Whether objects of this apiVersion/kind can be encoded as protobuf.

@@ -137,7 +137,10 @@ impl Core {
             ));
         };
         let automount = pod_says
-            .or_else(|| sa.get("automountServiceAccountToken").and_then(Value::as_bool))
+            .or_else(|| {
+                sa.get("automountServiceAccountToken")
+                    .and_then(Value::as_bool)
+            })
             .unwrap_or(true);
         if automount {
             mount_token(pod);

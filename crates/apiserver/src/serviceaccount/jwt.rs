@@ -157,11 +157,12 @@ impl SigningKey {
             path: path.clone(),
             message: "no PEM PRIVATE KEY block".into(),
         })?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
-            .map_err(|e| KeyError::Invalid {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng).map_err(
+            |e| KeyError::Invalid {
                 path: path.clone(),
                 message: format!("not a PKCS#8 P-256 key: {e}"),
-            })?;
+            },
+        )?;
         let public = pair.public_key().as_ref().to_vec();
         let mut spki = P256_SPKI_PREFIX.to_vec();
         spki.extend_from_slice(&public);
@@ -213,8 +214,8 @@ impl SigningKey {
                 .decode(v)
                 .map_err(|_| VerifyError::Invalid("bad base64url"))
         };
-        let header: Header = serde_json::from_slice(&dec(h)?)
-            .map_err(|_| VerifyError::Invalid("bad header"))?;
+        let header: Header =
+            serde_json::from_slice(&dec(h)?).map_err(|_| VerifyError::Invalid("bad header"))?;
         if header.alg != "ES256" || header.kid != self.kid {
             return Err(VerifyError::Invalid("not signed by this issuer's key"));
         }
@@ -320,7 +321,13 @@ mod tests {
         let fparts: Vec<&str> = forged.split('.').collect();
         let spliced = format!("{}.{}.{}", parts[0], fparts[1], parts[2]);
         assert!(key.verify(&spliced).is_err());
-        for bad in ["", "a.b", "a.b.c.d", "eyJ.eyJ.x", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "eyJ.eyJ.x",
+            &"x".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
             assert!(key.verify(bad).is_err(), "{bad:.20}");
         }
         // `alg: none` is refused.

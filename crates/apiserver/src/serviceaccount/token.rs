@@ -119,8 +119,13 @@ pub async fn create_token(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiErro
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let bytes = ctx.body_bytes().await?;
+    let protobuf = ctx
+        .header(http::header::CONTENT_TYPE)
+        .is_some_and(crate::protobuf::is_protobuf_content_type);
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if protobuf {
+        crate::protobuf::decode(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?
     } else {
         crate::decode::json_or_yaml(&bytes)
             .map_err(|e| ApiError::bad_request(format!("failed to decode TokenRequest: {e}")))?
@@ -323,9 +328,15 @@ mod tests {
             "TokenRequest.authentication.k8s.io \"sa\" is invalid: spec.expirationSeconds: Invalid value: 599: may not specify a duration less than 10 minutes"
         );
         assert!(parse_spec("sa", &json!({"spec": {"expirationSeconds": 600}})).is_ok());
-        let big = parse_spec("sa", &json!({"spec": {"expirationSeconds": (1i64 << 32) + 1}}))
-            .unwrap_err();
-        assert!(big.message.ends_with("may not specify a duration larger than 2^32 seconds"));
+        let big = parse_spec(
+            "sa",
+            &json!({"spec": {"expirationSeconds": (1i64 << 32) + 1}}),
+        )
+        .unwrap_err();
+        assert!(
+            big.message
+                .ends_with("may not specify a duration larger than 2^32 seconds")
+        );
         let b = parse_spec(
             "sa",
             &json!({"spec": {"audiences": ["x"], "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p"}}}),
