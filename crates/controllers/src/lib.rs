@@ -44,6 +44,7 @@ pub mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
+pub mod serviceaccounts;
 mod statefulset;
 pub mod tainteviction;
 
