@@ -64,7 +64,8 @@
 //! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
-//! (container environment), [`volumes`] (the pod's volumes), [`etc_files`] (its
+//! (container environment), [`volumes`] (the pod's volumes), [`tokens`] (their
+//! service-account tokens), [`etc_files`] (its
 //! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
 
 pub mod deadlines;
@@ -77,6 +78,7 @@ pub mod state;
 pub mod status;
 pub mod stop;
 pub mod sync;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 
