@@ -160,7 +160,11 @@ fn created(
 }
 
 /// Brings one namespace to the rules of the module docs.
-async fn reconcile(client: &Client, root_ca: Option<&str>, ns: &str) -> Result<(), ControllerError> {
+async fn reconcile(
+    client: &Client,
+    root_ca: Option<&str>,
+    ns: &str,
+) -> Result<(), ControllerError> {
     let Some(namespace) = Api::<Namespace>::all(client.clone())
         .get_opt(ns)
         .await
@@ -177,7 +181,12 @@ async fn reconcile(client: &Client, root_ca: Option<&str>, ns: &str) -> Result<(
     let found = sas
         .get_opt(DEFAULT_SERVICE_ACCOUNT)
         .await
-        .map_err(ControllerError::api("get", "ServiceAccount", ns, DEFAULT_SERVICE_ACCOUNT))?;
+        .map_err(ControllerError::api(
+            "get",
+            "ServiceAccount",
+            ns,
+            DEFAULT_SERVICE_ACCOUNT,
+        ))?;
     if found.is_none() {
         let sa = ServiceAccount {
             metadata: ObjectMeta {
@@ -199,7 +208,12 @@ async fn reconcile(client: &Client, root_ca: Option<&str>, ns: &str) -> Result<(
     let found = cms
         .get_opt(ROOT_CA_CONFIG_MAP)
         .await
-        .map_err(ControllerError::api("get", "ConfigMap", ns, ROOT_CA_CONFIG_MAP))?;
+        .map_err(ControllerError::api(
+            "get",
+            "ConfigMap",
+            ns,
+            ROOT_CA_CONFIG_MAP,
+        ))?;
     match found {
         None => {
             let cm = ConfigMap {
@@ -237,7 +251,12 @@ async fn reconcile(client: &Client, root_ca: Option<&str>, ns: &str) -> Result<(
                     .insert(DESCRIPTION_ANNOTATION.to_string(), DESCRIPTION.to_string());
                 cms.replace(ROOT_CA_CONFIG_MAP, &PostParams::default(), &cm)
                     .await
-                    .map_err(ControllerError::api("update", "ConfigMap", ns, ROOT_CA_CONFIG_MAP))?;
+                    .map_err(ControllerError::api(
+                        "update",
+                        "ConfigMap",
+                        ns,
+                        ROOT_CA_CONFIG_MAP,
+                    ))?;
             }
         }
     }

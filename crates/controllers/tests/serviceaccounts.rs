@@ -54,13 +54,18 @@ async fn every_namespace_keeps_its_default_account_and_root_ca() {
     for ns in ["default", "kube-system", "team"] {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         eventually("the root CA ConfigMap", || async {
-            cms.get_opt("kube-root-ca.crt").await.unwrap().filter(has_ca)
+            cms.get_opt("kube-root-ca.crt")
+                .await
+                .unwrap()
+                .filter(has_ca)
         })
         .await;
     }
 
     // Deleted: both come back.
-    sas.delete("default", &DeleteParams::default()).await.unwrap();
+    sas.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
     cms.delete("kube-root-ca.crt", &DeleteParams::default())
         .await
         .unwrap();
@@ -69,7 +74,10 @@ async fn every_namespace_keeps_its_default_account_and_root_ca() {
     })
     .await;
     eventually("the CA again", || async {
-        cms.get_opt("kube-root-ca.crt").await.unwrap().filter(has_ca)
+        cms.get_opt("kube-root-ca.crt")
+            .await
+            .unwrap()
+            .filter(has_ca)
     })
     .await;
 
@@ -80,7 +88,10 @@ async fn every_namespace_keeps_its_default_account_and_root_ca() {
         .await
         .unwrap();
     eventually("the CA restored", || async {
-        cms.get_opt("kube-root-ca.crt").await.unwrap().filter(has_ca)
+        cms.get_opt("kube-root-ca.crt")
+            .await
+            .unwrap()
+            .filter(has_ca)
     })
     .await;
 

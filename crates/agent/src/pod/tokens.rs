@@ -89,7 +89,11 @@ mod tests {
         assert!(!needs_refresh(t0, hour, t0 + Duration::from_secs(2879)));
         assert!(needs_refresh(t0, hour, t0 + Duration::from_secs(2880)));
         let year = Duration::from_secs(365 * 24 * 3600);
-        assert!(!needs_refresh(t0, year, t0 + MAX_AGE - Duration::from_secs(1)));
+        assert!(!needs_refresh(
+            t0,
+            year,
+            t0 + MAX_AGE - Duration::from_secs(1)
+        ));
         assert!(needs_refresh(t0, year, t0 + MAX_AGE));
     }
 

@@ -927,7 +927,11 @@ mod tests {
         assert_eq!(mode(&m[0].source.join("token")), 0o644);
         let req = &objects.token_requests()[0];
         assert_eq!(
-            (req.pod_name.as_str(), req.pod_uid.as_str(), req.expiration_seconds),
+            (
+                req.pod_name.as_str(),
+                req.pod_uid.as_str(),
+                req.expiration_seconds
+            ),
             ("p", "u1", 3607)
         );
         // Refreshes before 80 % of 3607 s keep the token; the first one after replaces it.
