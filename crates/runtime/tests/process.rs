@@ -567,7 +567,8 @@ async fn security_settings_apply_inside_the_container() {
     use podvisor_runtime::{SeccompProfile, SecurityConfig};
     let h = harness().await;
     guarded(&h, async {
-        const STATUS: &str = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
+        const STATUS: &str =
+            "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
         let restricted = SecurityConfig {
             confined: true,
             supplemental_groups: vec![3000, 4000],

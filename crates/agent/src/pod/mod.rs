@@ -60,7 +60,7 @@
 //! [`worker`] (the loop: inputs, transition, effects, status write), [`state`] (the state
 //! machine), [`sync`] (create/start with env and mounts resolved, init and sidecar order,
 //! postStart, probe kills),
-//! [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
+//! [`security`] (the effective securityContext, runAsNonRoot), [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
 //! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
@@ -73,6 +73,7 @@ pub mod env;
 pub mod etc_files;
 pub mod restart;
 pub mod sandbox;
+pub mod security;
 pub mod spec;
 pub mod state;
 pub mod status;

@@ -592,12 +592,12 @@ unsafe fn child(
                 for (i, m) in mounts.iter().enumerate() {
                     if !m.remount_only
                         && libc::mount(
-                        m.source.as_ptr(),
-                        m.target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    ) != 0
+                            m.source.as_ptr(),
+                            m.target.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        ) != 0
                     {
                         fail_at(Stage::Mount, i + 1);
                     }

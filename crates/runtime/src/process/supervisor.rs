@@ -1215,7 +1215,13 @@ impl Sup {
                     "a container image needs a private mount namespace, which needs the runtime to run as root".into(),
                 ));
             }
-            Some(r) => match rootfs::plan(r, &dir, &mounts, &cwd, config.security.read_only_root_filesystem) {
+            Some(r) => match rootfs::plan(
+                r,
+                &dir,
+                &mounts,
+                &cwd,
+                config.security.read_only_root_filesystem,
+            ) {
                 Ok(p) => Some(p),
                 Err(m) => return Err(self.fail_start(id, m)),
             },
