@@ -269,13 +269,51 @@ pub fn default_stateful_set(s: &mut StatefulSet) {
 
 /// Defaults a Service (type ClusterIP, sessionAffinity None, ports TCP, targetPort = port).
 pub fn default_service(s: &mut Service) {
+    use k8s_openapi::api::core::v1::{ClientIPConfig, SessionAffinityConfig};
     let spec = s.spec.get_or_insert_with(Default::default);
     set(&mut spec.type_, "ClusterIP".into());
     set(&mut spec.session_affinity, "None".into());
-    set(&mut spec.internal_traffic_policy, "Cluster".into());
+    match spec.session_affinity.as_deref() {
+        Some("None") => spec.session_affinity_config = None,
+        Some("ClientIP") => {
+            let c = spec
+                .session_affinity_config
+                .get_or_insert_with(SessionAffinityConfig::default)
+                .client_ip
+                .get_or_insert_with(ClientIPConfig::default);
+            set(
+                &mut c.timeout_seconds,
+                crate::service::DEFAULT_CLIENT_IP_TIMEOUT_SECONDS,
+            );
+        }
+        _ => {}
+    }
+    let ty = spec.type_.clone().unwrap_or_default();
+    if ty != "ExternalName" {
+        set(&mut spec.internal_traffic_policy, "Cluster".into());
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        set(&mut spec.external_traffic_policy, "Cluster".into());
+    }
+    if ty == "LoadBalancer" {
+        set(&mut spec.allocate_load_balancer_node_ports, true);
+    }
+    if let Some(ip) = spec.cluster_ip.clone().filter(|ip| !ip.is_empty())
+        && spec.cluster_ips.as_ref().is_none_or(Vec::is_empty)
+    {
+        spec.cluster_ips = Some(vec![ip]);
+    }
     for p in spec.ports.iter_mut().flatten() {
         set(&mut p.protocol, "TCP".into());
-        set(&mut p.target_port, IntOrString::Int(p.port));
+        let unset = match &p.target_port {
+            None => true,
+            Some(IntOrString::Int(0)) => true,
+            Some(IntOrString::String(s)) => s.is_empty(),
+            Some(IntOrString::Int(_)) => false,
+        };
+        if unset {
+            p.target_port = Some(IntOrString::Int(p.port));
+        }
     }
 }
 

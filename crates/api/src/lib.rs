@@ -5,6 +5,7 @@ pub mod defaults;
 pub mod expand;
 pub mod quantity;
 pub mod selectors;
+pub mod service;
 pub mod status;
 pub mod taints;
 pub mod validation;

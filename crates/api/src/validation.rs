@@ -162,6 +162,14 @@ impl FieldError {
         if let Some(v) = &self.value {
             let shown = match v {
                 Value::String(s) => format!("{s:?}"),
+                // Go's `%#v` of a `[]string`, as upstream shows such values.
+                Value::Array(items) if items.iter().all(Value::is_string) => {
+                    let shown: Vec<String> = items
+                        .iter()
+                        .map(|i| format!("{:?}", i.as_str().unwrap_or_default()))
+                        .collect();
+                    format!("[]string{{{}}}", shown.join(", "))
+                }
                 Value::Null => "null".to_string(),
                 other => other.to_string(),
             };
@@ -370,14 +378,14 @@ pub fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str) ->
 }
 
 /// An IANA service name: a label of at most 15 characters with a letter and no `--`.
-fn is_iana_svc_name(s: &str) -> bool {
+pub(crate) fn is_iana_svc_name(s: &str) -> bool {
     s.len() <= 15
         && is_label_chars(s)
         && s.bytes().any(|c| c.is_ascii_lowercase())
         && !s.contains("--")
 }
 
-fn port_range(errs: &mut Vec<FieldError>, path: &str, port: i32, allow_zero: bool) {
+pub(crate) fn port_range(errs: &mut Vec<FieldError>, path: &str, port: i32, allow_zero: bool) {
     if (allow_zero && port == 0) || (1..=65535).contains(&port) {
         return;
     }
@@ -401,7 +409,7 @@ fn non_negative(errs: &mut Vec<FieldError>, path: String, v: Option<i32>) {
 }
 
 /// Reports `value` at `field` as NotSupported when it is set and not one of `supported`.
-fn check_supported(
+pub(crate) fn check_supported(
     errs: &mut Vec<FieldError>,
     field: String,
     value: Option<&String>,
@@ -414,7 +422,11 @@ fn check_supported(
     }
 }
 
-fn validate_int_or_string_port(errs: &mut Vec<FieldError>, path: String, p: &IntOrString) {
+pub(crate) fn validate_int_or_string_port(
+    errs: &mut Vec<FieldError>,
+    path: String,
+    p: &IntOrString,
+) {
     match p {
         IntOrString::Int(n) => port_range(errs, &path, *n, false),
         IntOrString::String(s) => {

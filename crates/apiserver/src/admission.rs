@@ -220,6 +220,14 @@ impl Core {
         }
     }
 
+    /// What follows the removal of an object from the store: a Service's cluster IPs and
+    /// node ports are released.
+    pub(crate) async fn after_remove(&self, kind: &ResourceKind, obj: &Value) {
+        if kind == &registry::SERVICES {
+            self.after_service_removed(obj).await;
+        }
+    }
+
     /// What follows a successful create: a new namespace gets its `default`
     /// ServiceAccount, a CRD is established.
     pub(crate) async fn after_create(&self, kind: &ResourceKind, obj: &Value) {

@@ -342,12 +342,7 @@ mod tests {
     use super::*;
 
     fn user(name: &str, group: &str) -> UserInfo {
-        UserInfo {
-            name: name.into(),
-            uid: name.into(),
-            groups: vec![group.into()],
-            extra: Default::default(),
-        }
+        UserInfo::new(name, name, vec![group.into()])
     }
 
     const WAIT: Duration = Duration::from_secs(15);

@@ -143,6 +143,8 @@ pub struct Core {
     pub tasks: TaskTracker,
     /// Cancels background tasks.
     pub cancel: CancellationToken,
+    /// The Service networks the allocators hand out from.
+    pub services: crate::services::ServiceNetwork,
 }
 
 fn ns_opt(kind: &ResourceKind, ns: Option<&str>) -> Option<String> {
@@ -276,6 +278,7 @@ impl Core {
         if let Some(ns) = &ns {
             self.check_namespace(kind, ns, &name).await?;
         }
+        let reserved = self.allocate_service(kind, &mut obj, None, dry_run).await?;
         if dry_run {
             if self
                 .storage
@@ -296,7 +299,14 @@ impl Core {
                 self.storage.create(kind, ns.as_deref(), &name, &obj).await
             }
             other => other,
-        }?;
+        };
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_reserved(reserved, &obj).await;
+                return Err(e);
+            }
+        };
         self.after_create(kind, &created).await;
         Ok(created)
     }
@@ -354,14 +364,22 @@ impl Core {
                     &self.now_str(),
                 );
             }
+            let reserved = self
+                .allocate_service(kind, &mut new, Some(&old), dry_run)
+                .await?;
             if dry_run {
                 return Ok((new, false));
             }
-            match self
+            let written = self
                 .storage
                 .update(kind, ns.as_deref(), name, &new, rev)
-                .await?
-            {
+                .await;
+            if !matches!(written, Ok(Ok(_))) {
+                self.release_reserved(reserved, &new).await;
+            } else if kind == &registry::SERVICES {
+                self.after_service_updated(&old, &new).await;
+            }
+            match written? {
                 Ok(stored) => {
                     self.after_update(kind, &stored).await;
                     if should_delete_after_update(&stored)
@@ -370,6 +388,7 @@ impl Core {
                             .delete(kind, ns.as_deref(), name, meta_rev(&stored))
                             .await?
                     {
+                        self.after_remove(kind, &gone).await;
                         return Ok((gone, false));
                     }
                     return Ok((stored, false));
@@ -479,6 +498,9 @@ impl Core {
                 ));
             }
         }
+        if mode == UpdateMode::Main && kind == &registry::SERVICES {
+            crate::services::carry_allocated(kind, new, old)?;
+        }
         if mode == UpdateMode::Main {
             *new = strategy::default_object(kind, new, false)?;
         }
@@ -486,7 +508,7 @@ impl Core {
         if !errs.is_empty() {
             return Err(ApiError::invalid(kind, &name, &errs));
         }
-        if strategy::tracks_generation(kind, new) && new.get("spec") != old.get("spec") {
+        if strategy::tracks_generation(kind, new) && strategy::generation_changed(kind, new, old) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -572,7 +594,10 @@ impl Core {
         rev: i64,
     ) -> Result<Option<Deleted>, ApiError> {
         match self.storage.delete(kind, ns, name, Some(rev)).await? {
-            Ok(v) => Ok(Some(Deleted::gone(v))),
+            Ok(v) => {
+                self.after_remove(kind, &v).await;
+                Ok(Some(Deleted::gone(v)))
+            }
             Err(_) => Ok(None),
         }
     }

@@ -238,6 +238,20 @@ async fn serve(
         metric: None,
     };
     let method = parts.method;
+    let resource_request = matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..]);
+    if !resource_request {
+        let attrs = RequestAttributes::non_resource(&method.as_str().to_ascii_lowercase(), &path);
+        let decision = ctx.srv.authorize(&ctx.user, &attrs);
+        if !decision.allowed() {
+            let mut message = format!("forbidden: {}", attrs.forbidden_message(&ctx.user.name));
+            if !decision.reason().is_empty() {
+                message = format!("{message}: {}", decision.reason());
+            }
+            return ApiError::new(403, "Forbidden", message)
+                .with_details(json!({}))
+                .into_response();
+        }
+    }
     let result = match segs.as_slice() {
         ["api"] | ["apis"] => {
             if method != Method::GET {
@@ -480,49 +494,66 @@ async fn resource(
 /// Whether the user may create some object in `t`'s collection at all (before the body,
 /// which names the object, is read); the create is authorized again with the name.
 fn authorize_collection_create(ctx: &Ctx, t: &Target) -> Result<(), ApiError> {
-    let attrs = RequestAttributes {
-        verb: "create".to_string(),
-        group: t.kind.group.to_string(),
-        resource: t.kind.plural.to_string(),
-        subresource: t.sub.map(|s| s.name().to_string()).unwrap_or_default(),
-        namespace: t.namespace.clone().unwrap_or_default(),
-        name: String::new(),
-        pod_node: None,
+    let attrs = attributes(ctx, t, "create");
+    check(ctx, t, &attrs)
+}
+
+/// The attributes of a request for `t` with `verb`, as upstream's request-info resolver
+/// makes them: a list or watch whose field selector names one object (`metadata.name=x`)
+/// is for that name.
+fn attributes(ctx: &Ctx, t: &Target, verb: &str) -> RequestAttributes {
+    let mut attrs = RequestAttributes::resource(
+        verb,
+        t.kind.group,
+        t.kind.plural,
+        t.sub.map(|s| s.name()).unwrap_or_default(),
+        t.namespace.as_deref().unwrap_or_default(),
+        t.name.as_deref().unwrap_or_default(),
+    );
+    attrs.version = t.kind.version.to_string();
+    if matches!(verb, "list" | "watch") {
+        let selector = ctx.query.get("fieldSelector").map(str::to_string);
+        if let Some(name) = selector.as_deref().and_then(selected_name) {
+            attrs.name = name.to_string();
+        }
+        attrs.field_selector = selector;
+    }
+    attrs
+}
+
+/// The name a field selector asks for (`metadata.name=x` or `==x` among its terms).
+fn selected_name(selector: &str) -> Option<&str> {
+    selector.split(',').find_map(|term| {
+        let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
+        (field.trim() == "metadata.name" && !field.ends_with('!')).then_some(value.trim())
+    })
+}
+
+/// Asks the authorizer chain; a request nobody allows gets upstream's 403.
+fn check(ctx: &Ctx, t: &Target, attrs: &RequestAttributes) -> Result<(), ApiError> {
+    let decision = ctx.srv.authorize(&ctx.user, attrs);
+    if decision.allowed() {
+        return Ok(());
+    }
+    let mut message = attrs.forbidden_message(&ctx.user.name);
+    if !decision.reason().is_empty() {
+        message = format!("{message}: {}", decision.reason());
+    }
+    let what = if attrs.name.is_empty() {
+        t.kind.qualified_resource()
+    } else {
+        format!("{} {:?}", t.kind.qualified_resource(), attrs.name)
     };
-    ctx.srv
-        .authorizer()
-        .authorize_collection_create(&ctx.user, &attrs)
-        .map_err(|_| {
-            let scope = if attrs.namespace.is_empty() {
-                "at the cluster scope".to_string()
-            } else {
-                format!("in the namespace {:?}", attrs.namespace)
-            };
-            ApiError::forbidden(
-                t.kind.plural,
-                t.kind.group,
-                "",
-                format!(
-                    "{} is forbidden: User {:?} cannot create resource {:?} in API group {:?} {scope}",
-                    t.kind.qualified_resource(),
-                    ctx.user.name,
-                    attrs.resource,
-                    attrs.group
-                ),
-            )
-        })
+    Err(ApiError::forbidden(
+        t.kind.plural,
+        t.kind.group,
+        &attrs.name,
+        format!("{what} is forbidden: {message}"),
+    ))
 }
 
 async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {
-    let mut attrs = RequestAttributes {
-        verb: verb.to_string(),
-        group: t.kind.group.to_string(),
-        resource: t.kind.plural.to_string(),
-        subresource: t.sub.map(|s| s.name().to_string()).unwrap_or_default(),
-        namespace: t.namespace.clone().unwrap_or_default(),
-        name: t.name.clone().unwrap_or_default(),
-        pod_node: None,
-    };
+    let mut attrs = attributes(ctx, t, verb);
     if ctx.user.node_name().is_some()
         && t.kind.strategy == Strategy::Pod
         && !matches!(verb, "get" | "list" | "watch")
@@ -539,28 +570,7 @@ async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {
             .and_then(Value::as_str)
             .map(str::to_string);
     }
-    ctx.srv.authorizer().authorize(&ctx.user, &attrs).map_err(|_| {
-        let res = if attrs.subresource.is_empty() {
-            attrs.resource.clone()
-        } else {
-            format!("{}/{}", attrs.resource, attrs.subresource)
-        };
-        let scope = if attrs.namespace.is_empty() {
-            "at the cluster scope".to_string()
-        } else {
-            format!("in the namespace {:?}", attrs.namespace)
-        };
-        let what = if attrs.name.is_empty() { t.kind.qualified_resource() } else { format!("{} {:?}", t.kind.qualified_resource(), attrs.name) };
-        ApiError::forbidden(
-            t.kind.plural,
-            t.kind.group,
-            &attrs.name,
-            format!(
-                "{what} is forbidden: User {:?} cannot {verb} resource {res:?} in API group {:?} {scope}",
-                ctx.user.name, attrs.group
-            ),
-        )
-    })
+    check(ctx, t, &attrs)
 }
 
 /// Converts objects to a Table (or leaves them) per `out`, honouring `includeObject`.

@@ -214,17 +214,20 @@ impl Connection {
             move |req: http::Request<hyper::body::Incoming>| {
                 let mut router = router.clone();
                 let activity = activity.clone();
-                if !activity.authenticated.load(Ordering::Relaxed)
-                    && bearer(req.headers()).is_some_and(|t| srv.credential_verifies(t))
-                {
-                    activity.authenticated.store(true, Ordering::Relaxed);
-                    unauthenticated.release(id);
-                }
+                let srv = srv.clone();
+                let unauthenticated = unauthenticated.clone();
                 activity.in_flight.fetch_add(1, Ordering::AcqRel);
                 activity.events.fetch_add(1, Ordering::Relaxed);
                 let guard = InFlight(activity);
                 async move {
                     use tower::Service as _;
+                    if !guard.0.authenticated.load(Ordering::Relaxed)
+                        && let Some(t) = bearer(req.headers())
+                        && srv.authenticate(t).await.is_some()
+                    {
+                        guard.0.authenticated.store(true, Ordering::Relaxed);
+                        unauthenticated.release(id);
+                    }
                     let req = req.map(axum::body::Body::new);
                     let resp = router.call(req).await?;
                     Ok::<_, std::convert::Infallible>(resp.map(|body| {

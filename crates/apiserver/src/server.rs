@@ -18,7 +18,10 @@ use podvisor_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authorizer, DefaultAuthorizer, TokenError, TokenFile, UserInfo};
+use crate::auth::{
+    Authenticator, AuthenticatorChain, Authorizer, Decision, RequestAttributes, TokenError,
+    TokenFile, UserInfo,
+};
 use crate::error::ApiError;
 use podvisor_kit::WallClock;
 
@@ -44,8 +47,10 @@ pub struct ApiServerConfig {
     pub compaction_keep_duration: Duration,
     /// The wall clock (default: the system clock).
     pub clock: Option<WallClock>,
-    /// The authorizer (default: [`DefaultAuthorizer`]).
+    /// The authorizer (default: [`crate::auth::default_authorizer`]).
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Authenticators asked after the static token file, in order.
+    pub authenticators: Vec<Arc<dyn Authenticator>>,
     /// Most short requests (everything but watches and followed logs) served at once,
     /// divided between priority levels and, within a level, between users by fair queuing;
     /// `system:masters` is exempt (see [`crate::flowcontrol`]).
@@ -55,6 +60,11 @@ pub struct ApiServerConfig {
     pub request_queue_wait: Duration,
     /// Connection limits of [`ApiServer::serve`].
     pub connections: ConnectionLimits,
+    /// The Service cluster IP and node port ranges.
+    pub service_network: crate::services::ServiceNetwork,
+    /// Where pods reach this server: the `kubernetes` Service's endpoint (default: the
+    /// advertise address). None of the two parsing as `IP:PORT` leaves the endpoints alone.
+    pub kubernetes_endpoint: Option<std::net::SocketAddr>,
 }
 
 /// How long the server waits for clients, and how many connections that have not yet
@@ -99,9 +109,12 @@ impl ApiServerConfig {
             compaction_keep_duration: Duration::from_secs(300),
             clock: None,
             authorizer: None,
+            authenticators: Vec::new(),
             max_requests_in_flight: 600,
             request_queue_wait: crate::flowcontrol::DEFAULT_QUEUE_WAIT,
             connections: ConnectionLimits::default(),
+            service_network: crate::services::ServiceNetwork::default(),
+            kubernetes_endpoint: None,
         }
     }
 }
@@ -148,8 +161,9 @@ pub enum ApiServerError {
 struct Inner {
     core: Core,
     config: ApiServerConfig,
-    tokens: TokenFile,
-    service_accounts: ServiceAccounts,
+    tokens: Arc<TokenFile>,
+    service_accounts: Arc<ServiceAccounts>,
+    authenticators: AuthenticatorChain,
     authorizer: Arc<dyn Authorizer>,
     tls: TlsMaterial,
     flow: Arc<crate::flowcontrol::FlowControl>,
@@ -192,8 +206,8 @@ impl ApiServer {
         temp_dir: Option<tempfile::TempDir>,
     ) -> Result<ApiServer, ApiServerError> {
         let tls = TlsMaterial::load_or_generate(&config.data_dir, &config.extra_sans)?;
-        let tokens = TokenFile::load_or_create(&config.data_dir)?;
-        let service_accounts = ServiceAccounts::load_or_generate(&config.data_dir)?;
+        let tokens = Arc::new(TokenFile::load_or_create(&config.data_dir)?);
+        let service_accounts = Arc::new(ServiceAccounts::load_or_generate(&config.data_dir)?);
         let core = Core {
             storage: Storage {
                 store: store.clone(),
@@ -201,17 +215,46 @@ impl ApiServer {
             clock: config.clock.clone().unwrap_or_else(WallClock::system),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            services: config.service_network.clone(),
         };
+        // The authenticator chain: the static token file, service-account tokens, then the
+        // configured others.
+        let mut authenticators = AuthenticatorChain::new(vec![
+            tokens.clone(),
+            Arc::new(crate::serviceaccount::TokenAuthenticator::new(
+                service_accounts.clone(),
+                core.clone(),
+            )),
+        ]);
+        for a in &config.authenticators {
+            authenticators.push(a.clone());
+        }
         core.ensure_initial_namespaces().await?;
         core.ensure_initial_objects().await?;
         core.resume_namespace_finalizers().await?;
+        core.repair_service_allocations().await?;
+        core.tasks.spawn(repair_loop(core.clone()));
+        let endpoint = config
+            .kubernetes_endpoint
+            .or_else(|| config.advertise_address.parse().ok());
+        if let Some(endpoint) = endpoint {
+            core.ensure_kubernetes_service(endpoint.port()).await?;
+            core.reconcile_kubernetes_endpoints(Some(endpoint), None)
+                .await?;
+            let cancel = core.cancel.clone();
+            core.tasks.spawn(crate::services::kubernetes::run(
+                core.clone(),
+                endpoint,
+                cancel,
+            ));
+        }
         let cancel = core.cancel.clone();
         let cfg = config.clone();
         core.tasks.spawn(compaction_loop(store, cfg, cancel));
         let authorizer = config
             .authorizer
             .clone()
-            .unwrap_or_else(|| Arc::new(DefaultAuthorizer));
+            .unwrap_or_else(|| Arc::new(crate::auth::default_authorizer()));
         let flow = crate::flowcontrol::FlowControl::new(
             config.max_requests_in_flight,
             config.request_queue_wait,
@@ -222,6 +265,7 @@ impl ApiServer {
                 config,
                 tokens,
                 service_accounts,
+                authenticators,
                 authorizer,
                 tls,
                 flow,
@@ -234,31 +278,20 @@ impl ApiServer {
         &self.inner.core
     }
 
-    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
-        self.inner.authorizer.as_ref()
-    }
-
-    /// The user a bearer token stands for: a static token, else a service-account token.
-    pub(crate) async fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        if let Some(u) = self.inner.tokens.authenticate(token) {
-            return Some(u);
-        }
-        self.inner
-            .service_accounts
-            .authenticate(&self.inner.core, token)
-            .await
-    }
-
-    /// Whether a bearer token is a known credential, checked without the store (a static
-    /// token, or a token with this issuer's signature): for connection accounting.
-    pub(crate) fn credential_verifies(&self, token: &str) -> bool {
-        self.inner.tokens.authenticate(token).is_some()
-            || self.inner.service_accounts.signature_verifies(token)
+    /// The decision of the authorizer chain on `attrs` by `user`.
+    pub fn authorize(&self, user: &UserInfo, attrs: &RequestAttributes) -> Decision {
+        self.inner.authorizer.authorize(user, attrs)
     }
 
     /// The service-account token issuer.
     pub fn service_accounts(&self) -> &ServiceAccounts {
         &self.inner.service_accounts
+    }
+
+    /// The user a bearer token stands for (with `system:authenticated`), if any
+    /// authenticator of the chain accepts it.
+    pub async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.inner.authenticators.authenticate(token).await
     }
 
     /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).
@@ -302,6 +335,21 @@ impl ApiServer {
     /// The CA certificate (PEM) clients should trust.
     pub fn ca_pem(&self) -> String {
         self.inner.tls.ca_pem.clone()
+    }
+}
+
+/// Repairs the Service allocations every [`crate::services::REPAIR_PERIOD`].
+async fn repair_loop(core: Core) {
+    let mut tick = tokio::time::interval(crate::services::REPAIR_PERIOD);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = core.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = core.repair_service_allocations().await {
+            tracing::warn!(error = %e, "repairing service allocations");
+        }
     }
 }
 

@@ -29,7 +29,25 @@ fn back<T: Serialize>(t: &T) -> Result<Value, ApiError> {
 
 /// Whether objects of this kind carry `metadata.generation`.
 pub fn tracks_generation(kind: &ResourceKind, obj: &Value) -> bool {
-    !matches!(kind.strategy, Strategy::Namespace | Strategy::Node) && obj.get("spec").is_some()
+    is_endpoint_slice(kind)
+        || (!matches!(kind.strategy, Strategy::Namespace | Strategy::Node)
+            && obj.get("spec").is_some())
+}
+
+fn is_endpoint_slice(kind: &ResourceKind) -> bool {
+    kind.group == "discovery.k8s.io" && kind.kind == "EndpointSlice"
+}
+
+/// Whether an update changes what bumps `metadata.generation`: the spec, or for an
+/// EndpointSlice (which has none) its endpoints, ports or address type (upstream's
+/// `endpointSliceStrategy.PrepareForUpdate`).
+pub fn generation_changed(kind: &ResourceKind, new: &Value, old: &Value) -> bool {
+    if is_endpoint_slice(kind) {
+        return ["endpoints", "ports", "addressType"]
+            .iter()
+            .any(|f| new.get(*f) != old.get(*f));
+    }
+    new.get("spec") != old.get("spec")
 }
 
 /// Whether PUT may create a missing object.
@@ -269,6 +287,9 @@ pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldErro
         errs.extend(validate_workload(kind, obj)?);
     }
     errs.extend(builtin::validate(kind, obj)?);
+    if kind.group.is_empty() && kind.kind == "Service" {
+        errs.extend(podvisor_api::service::validate_service(&typed(kind, obj)?));
+    }
     if kind.custom.is_some() {
         errs.extend(crate::crd::validate_object(kind, obj));
     }
@@ -300,6 +321,12 @@ pub fn validate_update(
     }
     let mut errs = validate_create(kind, new)?;
     errs.extend(builtin::validate_update(kind, new, old));
+    if kind.group.is_empty() && kind.kind == "Service" {
+        errs.extend(podvisor_api::service::validate_service_update(
+            &typed(kind, new)?,
+            &typed(kind, old)?,
+        ));
+    }
     if kind.strategy == Strategy::Workload {
         let ns = new.pointer("/spec/selector");
         let os = old.pointer("/spec/selector");

@@ -319,6 +319,8 @@ pub(crate) struct Ctx {
     pub(crate) job_expectations: Expectations,
     /// The pod-failure back-off of each Job (`ns/name`), kept in memory as upstream does.
     pub(crate) job_backoff: Mutex<HashMap<String, crate::job::Backoff>>,
+    /// Caches and queues of the EndpointSlice and Endpoints controllers.
+    pub(crate) svc: crate::endpointslice::ServiceState,
 }
 
 impl Ctx {

@@ -33,6 +33,8 @@ mod context;
 mod cron;
 mod cronjob;
 mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 mod evictions;
 mod expectations;
 mod gc;

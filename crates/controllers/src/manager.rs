@@ -24,8 +24,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, deployment, gc, job, nodeipam, nodelifecycle, podgc, replicaset, statefulset,
-    tainteviction,
+    cronjob, deployment, endpoints, endpointslice, gc, job, nodeipam, nodelifecycle, podgc,
+    replicaset, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -65,6 +65,7 @@ impl ControllerManager {
                 ..RecorderConfig::default()
             },
         );
+        let (svc, svc_writers) = endpointslice::ServiceState::new();
         let ctx = Arc::new(Ctx {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -92,6 +93,7 @@ impl ControllerManager {
             sts_expectations: Expectations::default(),
             job_expectations: Expectations::default(),
             job_backoff: Default::default(),
+            svc,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(event_writer.run_until(shutdown.clone()));
@@ -128,6 +130,27 @@ impl ControllerManager {
             ctx.clone(),
             route_node,
         ));
+        let w = svc_writers;
+        let routes = (endpointslice::route_service, endpointslice::route_slice);
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
+            w.services,
+            ctx.clone(),
+            routes.0,
+        ));
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
+            w.slices,
+            ctx.clone(),
+            routes.1,
+        ));
+        let route_ep = endpoints::route_endpoints;
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
+            w.endpoints,
+            ctx.clone(),
+            route_ep,
+        ));
         let leases_api = Api::namespaced(c, nodelifecycle::LEASE_NAMESPACE);
         tasks.spawn(reflect(leases_api, leases_w, ctx.clone(), |_, _, _| {}));
 
@@ -139,6 +162,9 @@ impl ControllerManager {
             wait_ready(&ctx.jobs, "job").await?;
             wait_ready(&ctx.cronjobs, "cronjob").await?;
             wait_ready(&ctx.nodes, "node").await?;
+            wait_ready(&ctx.svc.services, "service").await?;
+            wait_ready(&ctx.svc.slices, "endpointslice").await?;
+            wait_ready(&ctx.svc.endpoints, "endpoints").await?;
             wait_ready(&ctx.leases, "lease").await
         };
         tokio::select! {
@@ -148,7 +174,13 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 7] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 9] = [
+            ("endpointslice", &ctx.svc.slice_queue, |ctx, key| {
+                Box::pin(async move { endpointslice::reconcile(&ctx, &key).await })
+            }),
+            ("endpoints", &ctx.svc.endpoints_queue, |ctx, key| {
+                Box::pin(async move { endpoints::reconcile(&ctx, &key).await })
+            }),
             ("replicaset", &ctx.rs_queue, |ctx, key| {
                 Box::pin(async move { replicaset::reconcile(&ctx, &key).await })
             }),
@@ -227,6 +259,7 @@ impl ControllerManager {
 
 /// Queues every known key of every controller and every dependent with owners.
 fn resync_all(ctx: &Ctx) {
+    endpointslice::resync(ctx);
     for n in ctx.nodes.state() {
         if let Some(name) = &n.metadata.name {
             ctx.taint_node_queue.add(name.clone());
@@ -405,6 +438,7 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
         return;
     };
     route_gc_owners(ctx, None, &pod.metadata, deleted);
+    endpointslice::route_pod(ctx, pod);
     if deleted
         || pod
             .spec

@@ -133,6 +133,28 @@ pub struct ServeArgs {
         value_name = "ADDR:PORT"
     )]
     pub listen: SocketAddr,
+    /// The range (IPv4 CIDR) Service cluster IPs are allocated from; its first address is
+    /// the `kubernetes` Service's.
+    #[arg(
+        long,
+        env = "PODVISOR_SERVICE_CLUSTER_IP_RANGE",
+        default_value = "10.96.0.0/12",
+        value_name = "CIDR"
+    )]
+    pub service_cluster_ip_range: String,
+    /// The range NodePort Services' node ports are allocated from.
+    #[arg(
+        long,
+        env = "PODVISOR_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767",
+        value_name = "FIRST-LAST"
+    )]
+    pub service_node_port_range: String,
+    /// The IP pods and other nodes reach this API server at: the `kubernetes` Service's
+    /// endpoint [default: the listen address when it is a specific one; with `up` and a pod
+    /// network, the node's pod-network gateway].
+    #[arg(long, env = "PODVISOR_ADVERTISE_ADDRESS", value_name = "IP")]
+    pub advertise_address: Option<IpAddr>,
 }
 
 /// `podvisor up`.

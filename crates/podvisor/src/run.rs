@@ -117,14 +117,39 @@ struct ApiServing {
 async fn start_api_server(
     store: Arc<dyn Store>,
     data_dir: &Path,
-    listen: std::net::SocketAddr,
+    serve: &crate::cli::ServeArgs,
     extra_sans: &[String],
 ) -> anyhow::Result<(ApiServer, ApiServing)> {
+    let listen = serve.listen;
     let mut config = ApiServerConfig::new(data_dir.to_path_buf());
     config.extra_sans = extra_sans.to_vec();
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         config.extra_sans.push(listen.ip().to_string());
     }
+    config.service_network = podvisor_apiserver::services::ServiceNetwork::parse(
+        &serve.service_cluster_ip_range,
+        &serve.service_node_port_range,
+    )
+    .map_err(anyhow::Error::msg)?;
+    // Clients in pods reach the server at the `kubernetes` Service's IP and names.
+    config
+        .extra_sans
+        .push(config.service_network.kubernetes_ip().to_string());
+    for name in [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ] {
+        config.extra_sans.push(name.to_string());
+    }
+    let endpoint_ip = serve
+        .advertise_address
+        .or_else(|| Some(listen.ip()).filter(|ip| !ip.is_unspecified()));
+    if let Some(ip) = serve.advertise_address {
+        config.extra_sans.push(ip.to_string());
+    }
+    config.kubernetes_endpoint = endpoint_ip.map(|ip| std::net::SocketAddr::new(ip, listen.port()));
     let server = ApiServer::new(store, config)
         .await
         .context("cannot start the API server")?;
@@ -296,7 +321,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         Some(&data_dir),
     )?;
-    let (server, serving) = start_api_server(store, &data_dir, args.serve.listen, &[]).await?;
+    let (server, serving) = start_api_server(store, &data_dir, &args.serve, &[]).await?;
 
     let admin = server.in_process_client(&server.admin_token());
     let node_token = server
@@ -513,8 +538,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         embedded.then_some(data_dir.as_path()),
     )?;
-    let (server, serving) =
-        start_api_server(store, &data_dir, args.serve.listen, &args.tls_san).await?;
+    let (server, serving) = start_api_server(store, &data_dir, &args.serve, &args.tls_san).await?;
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());

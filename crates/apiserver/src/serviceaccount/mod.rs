@@ -93,12 +93,6 @@ impl ServiceAccounts {
         &self.key
     }
 
-    /// Whether `token` carries this issuer's valid signature (a cheap check without the
-    /// store, for connection accounting).
-    pub fn signature_verifies(&self, token: &str) -> bool {
-        jwt::looks_like_jwt(token) && self.key.verify(token).is_ok()
-    }
-
     /// The user a service-account token stands for, or None (401) when it is not one of
     /// this issuer's tokens, is expired, is not for the API server, or its service account
     /// or bound object is gone.
@@ -222,6 +216,26 @@ impl ServiceAccounts {
             ],
             extra,
         })
+    }
+}
+
+/// The service-account token authenticator of the server's chain.
+pub struct TokenAuthenticator {
+    issuer: std::sync::Arc<ServiceAccounts>,
+    core: Core,
+}
+
+impl TokenAuthenticator {
+    /// Authenticates `issuer`'s tokens against the objects in `core`.
+    pub fn new(issuer: std::sync::Arc<ServiceAccounts>, core: Core) -> TokenAuthenticator {
+        TokenAuthenticator { issuer, core }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::auth::Authenticator for TokenAuthenticator {
+    async fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
+        self.issuer.authenticate(&self.core, token).await
     }
 }
 
