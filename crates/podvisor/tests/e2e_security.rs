@@ -1,8 +1,10 @@
 //! Security end to end with the real binary and kubectl, one cluster for every case:
 //! a pod reads its mounted service-account token and lists pods with it (curl against the
 //! API server, from inside the pod: a `host` RuntimeClass pod shares the node's network), the
-//! token stops working once the pod is deleted, and `kubectl create token` tokens
-//! authenticate as the service account.
+//! token stops working once the pod is deleted, `kubectl create token` tokens
+//! authenticate as the service account, each securityContext field is checked from inside
+//! the container (`id`, `/proc/self/status`, writing to `/`), and `runAsNonRoot` refuses a
+//! root container with the kubelet's message.
 
 #![allow(clippy::disallowed_methods)]
 
@@ -108,10 +110,111 @@ fn kubectl_create_token(c: &Cluster) {
     assert_eq!(ca.trim(), want.trim());
 }
 
+fn security_context_from_inside(c: &Cluster) {
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: confined
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 1000
+    supplementalGroups: [3000]
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+  - name: c
+    image: busybox
+    workingDir: /
+    command: ["/bin/sh", "-c", "id -u; id -G; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '; touch /sec-e2e-write 2>/dev/null; echo touch=$?; sleep 3600"]
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: ["ALL"]
+        add: ["NET_BIND_SERVICE"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: wants-non-root
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsNonRoot: true
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "3600"]
+"#,
+    );
+    let mut logs = String::new();
+    let mut waiting = String::new();
+    c.wait_for("the confined container's report", LONG, || {
+        logs = String::from_utf8_lossy(&c.kubectl(&["logs", "confined"]).stdout).into_owned();
+        waiting = c
+            .pod_field(
+                "confined",
+                "{.status.containerStatuses[0].state.waiting.message}",
+            )
+            .unwrap_or_default();
+        logs.contains("touch=") || waiting.contains("security") || waiting.contains("cannot")
+    });
+    assert!(waiting.is_empty(), "the container did not start: {waiting}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "1000",
+            "1000 3000",
+            "CapEff: 0000000000000000",
+            "CapBnd: 0000000000000400",
+            "NoNewPrivs: 1",
+            "Seccomp: 2",
+            "touch=1",
+        ],
+        "{logs}"
+    );
+    let uid = c
+        .pod_field("wants-non-root", "{.metadata.uid}")
+        .unwrap_or_default();
+    let want = format!(
+        "container has runAsNonRoot and image will run as root (pod: \"wants-non-root_default({uid})\", container: c)"
+    );
+    c.wait_for("CreateContainerConfigError", LONG, || {
+        c.pod_field(
+            "wants-non-root",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        )
+        .as_deref()
+            == Some("CreateContainerConfigError")
+    });
+    assert_eq!(
+        c.pod_field(
+            "wants-non-root",
+            "{.status.containerStatuses[0].state.waiting.message}"
+        )
+        .unwrap_or_default(),
+        want
+    );
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "confined",
+        "wants-non-root",
+        "--wait=false",
+    ]);
+}
+
 #[test]
 fn security_end_to_end() {
     let _g = serial();
     let c = Cluster::up();
     kubectl_create_token(&c);
+    security_context_from_inside(&c);
     service_account_token_in_a_pod(&c);
 }
