@@ -642,10 +642,8 @@ unsafe fn child(
         }
         // Without no_new_privs the filters must go in while the child still holds
         // CAP_SYS_ADMIN (before the uid changes); with it, as late as possible (runc's order).
-        if !sec.no_new_privs {
-            if !install_seccomp(sec) {
-                fail_at(Stage::Security, SECURITY_SECCOMP);
-            }
+        if !sec.no_new_privs && !install_seccomp(sec) {
+            fail_at(Stage::Security, SECURITY_SECCOMP);
         }
         if let Some(groups) = spec.groups.filter(|_| is_root) {
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
@@ -697,10 +695,8 @@ unsafe fn child(
                 fail_at(Stage::Security, SECURITY_AMBIENT);
             }
         }
-        if sec.no_new_privs {
-            if !install_seccomp(sec) {
-                fail_at(Stage::Security, SECURITY_SECCOMP);
-            }
+        if sec.no_new_privs && !install_seccomp(sec) {
+            fail_at(Stage::Security, SECURITY_SECCOMP);
         }
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);
