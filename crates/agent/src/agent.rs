@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use podvisor_runtime::{ContainerRuntime, SandboxStatus};
@@ -59,6 +59,7 @@ pub struct Agent {
     events: Option<Arc<dyn EventSink>>,
     objects: Option<Arc<dyn crate::objects::ObjectSource>>,
     images: Option<Arc<crate::image::ImageManager>>,
+    proxy: std::sync::Mutex<Option<crate::proxy::Proxy>>,
     log_addr: watch::Sender<Option<SocketAddr>>,
 }
 
@@ -105,8 +106,15 @@ impl Agent {
             events: None,
             objects: None,
             images: None,
+            proxy: std::sync::Mutex::new(None),
             log_addr,
         }
+    }
+
+    /// Runs `proxy` (the node's Service proxy) beside the pods, until the agent stops.
+    pub fn with_proxy(self, proxy: crate::proxy::Proxy) -> Agent {
+        *self.proxy.lock().unwrap_or_else(|e| e.into_inner()) = Some(proxy);
+        self
     }
 
     /// Uses `hooks` for lifecycle handlers (default: the probe handlers'
@@ -232,6 +240,38 @@ impl Agent {
                 &node,
             ))
         });
+        // Services for the service-link variables (a watch cache, as the kubelet's lister).
+        let (services, services_writer) = kube::runtime::reflector::store::<Service>();
+        {
+            let stream = watcher(Api::<Service>::all(self.client.clone()), Default::default())
+                .default_backoff()
+                .reflect(services_writer);
+            let stop = aux_stop.clone();
+            aux.spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        e = stream.next() => match e {
+                            None => return,
+                            Some(Err(e)) => tracing::debug!(error = %e, "service watch error"),
+                            Some(Ok(_)) => {}
+                        },
+                    }
+                }
+            });
+        }
+        let service_lister: crate::pod::service_env::ServiceLister = {
+            let store = services.clone();
+            Arc::new(move || {
+                use futures::FutureExt;
+                store
+                    .wait_until_ready()
+                    .now_or_never()
+                    .is_some_and(|r| r.is_ok())
+                    .then(|| store.state())
+            })
+        };
         let ctx = Arc::new(WorkerCtx {
             runtime: self.runtime.clone(),
             api: pod_api,
@@ -251,6 +291,7 @@ impl Agent {
             backoff_max: config.backoff_max,
             network: network.clone(),
             images: self.images.clone(),
+            services: service_lister,
         });
 
         let mut exits = self.runtime.subscribe();
@@ -277,6 +318,18 @@ impl Agent {
                 node.clone(),
                 aux_stop.clone(),
             ));
+            if network.as_ref().and_then(|n| n.missing()).is_some() {
+                // The pod network's own warning says what is missing.
+                tracing::info!("no cluster DNS on this node: the pod network is unavailable");
+            } else {
+                aux.spawn(crate::dns::run_node(
+                    self.client.clone(),
+                    node.clone(),
+                    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    config.clock.clone(),
+                    aux_stop.clone(),
+                ));
+            }
         }
         if !adopted.is_empty() {
             tracing::info!(
@@ -294,6 +347,10 @@ impl Agent {
         .with_serving_cert_hash(cert.hash()?)
         .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
+        let proxy = self.proxy.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(proxy) = proxy {
+            aux.spawn(proxy.run(aux_stop.clone()));
+        }
         if let Some(images) = &self.images {
             aux.spawn(crate::image::gc::run(
                 images.store().clone(),
@@ -304,6 +361,14 @@ impl Agent {
             ));
         }
 
+        // Containers need the Services listed once (service links): wait a little for it
+        // here rather than fail the first containers' configuration.
+        if tokio::time::timeout(Duration::from_secs(10), services.wait_until_ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!("services not listed after 10s; containers wait for them");
+        }
         let pods: Api<Pod> = Api::all(self.client.clone());
         let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let mut stream = watcher(pods, wc).default_backoff().boxed();

@@ -21,6 +21,7 @@ pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod handlers;
 pub mod hooks;
@@ -30,6 +31,7 @@ pub mod node;
 pub mod objects;
 pub mod pod;
 pub mod probe;
+pub mod proxy;
 pub mod server;
 pub mod testing;
 

@@ -2,6 +2,7 @@
 //! paths, label and field selectors. No I/O.
 
 pub mod defaults;
+pub mod dns;
 pub mod expand;
 pub mod quantity;
 pub mod selectors;

@@ -70,7 +70,32 @@ impl ApiServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ApiServerError> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls().server_config()?);
+        self.serve_tls(listener, self.tls().server_config()?, shutdown)
+            .await
+    }
+
+    /// [`ApiServer::serve`] on a further address, with a serving certificate that also names
+    /// `extra_sans` (say, an address known only once the node has its pod network).
+    pub async fn serve_also(
+        &self,
+        listener: TcpListener,
+        extra_sans: &[String],
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ApiServerError> {
+        let mut sans = self.config().extra_sans.clone();
+        sans.extend(extra_sans.iter().cloned());
+        let tls = self.tls().with_more_sans(&self.config().data_dir, &sans)?;
+        self.serve_tls(listener, tls.server_config()?, shutdown)
+            .await
+    }
+
+    async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ApiServerError> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let router = self.router();
         let limits = self.config().connections;
         let stop = CancellationToken::new();

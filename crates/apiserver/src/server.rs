@@ -167,6 +167,7 @@ struct Inner {
     authorizer: Arc<dyn Authorizer>,
     tls: TlsMaterial,
     flow: Arc<crate::flowcontrol::FlowControl>,
+    kubernetes_endpoint: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -241,13 +242,13 @@ impl ApiServer {
             core.ensure_kubernetes_service(endpoint.port()).await?;
             core.reconcile_kubernetes_endpoints(Some(endpoint), None)
                 .await?;
-            let cancel = core.cancel.clone();
-            core.tasks.spawn(crate::services::kubernetes::run(
-                core.clone(),
-                endpoint,
-                cancel,
-            ));
         }
+        let (kubernetes_endpoint, endpoint_rx) = tokio::sync::watch::channel(endpoint);
+        core.tasks.spawn(crate::services::kubernetes::run(
+            core.clone(),
+            endpoint_rx,
+            core.cancel.clone(),
+        ));
         let cancel = core.cancel.clone();
         let cfg = config.clone();
         core.tasks.spawn(compaction_loop(store, cfg, cancel));
@@ -269,9 +270,25 @@ impl ApiServer {
                 authorizer,
                 tls,
                 flow,
+                kubernetes_endpoint,
                 _temp_dir: temp_dir,
             }),
         })
+    }
+
+    /// Publishes this server as `addr` in the `kubernetes` Service's endpoints from now on
+    /// (replacing the address it published before), and makes the Service's target port
+    /// `addr`'s port.
+    pub async fn set_kubernetes_endpoint(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), ApiServerError> {
+        self.inner
+            .core
+            .ensure_kubernetes_service(addr.port())
+            .await?;
+        self.inner.kubernetes_endpoint.send_replace(Some(addr));
+        Ok(())
     }
 
     pub(crate) fn core(&self) -> &Core {

@@ -244,6 +244,31 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
     }
 }
 
+/// A serving certificate (PEM) and its key for `extra_sans` (plus the loopback names),
+/// signed by the CA whose key is `ca_key_pem` (read from `ca_key`).
+fn sign_serving(
+    ca_key_pem: &str,
+    ca_key: &Path,
+    extra_sans: &[String],
+) -> Result<(String, String), TlsError> {
+    let ca_key_pair = KeyPair::from_pem(ca_key_pem).map_err(|e| TlsError::Pem {
+        path: ca_key.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let issuer = Issuer::new(ca_params(), ca_key_pair);
+    let mut p = CertificateParams::new(sans(extra_sans))?;
+    p.distinguished_name
+        .push(DnType::CommonName, "podvisor-apiserver");
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let k = KeyPair::generate()?;
+    let cert = p.signed_by(&k, &issuer)?;
+    Ok((cert.pem(), k.serialize_pem()))
+}
+
 impl TlsMaterial {
     /// Loads the material from `dir`, generating whatever is missing.
     pub fn load_or_generate(dir: &Path, extra_sans: &[String]) -> Result<TlsMaterial, TlsError> {
@@ -272,22 +297,7 @@ impl TlsMaterial {
         {
             (read(&crt)?, read(&key)?)
         } else {
-            let ca_key_pair = KeyPair::from_pem(&ca_key_pem).map_err(|e| TlsError::Pem {
-                path: ca_key.clone(),
-                message: e.to_string(),
-            })?;
-            let issuer = Issuer::new(ca_params(), ca_key_pair);
-            let mut p = CertificateParams::new(sans(extra_sans))?;
-            p.distinguished_name
-                .push(DnType::CommonName, "podvisor-apiserver");
-            p.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            let k = KeyPair::generate()?;
-            let cert = p.signed_by(&k, &issuer)?;
-            let (c, kp) = (cert.pem(), k.serialize_pem());
+            let (c, kp) = sign_serving(&ca_key_pem, &ca_key, extra_sans)?;
             write(&key, &kp, true)?;
             write(&crt, &c, false)?;
             write(&sans_file, &want, false)?;
@@ -295,6 +305,22 @@ impl TlsMaterial {
         };
         Ok(TlsMaterial {
             ca_pem,
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// The same CA with a serving certificate for `extra_sans` as well, made now and kept in
+    /// memory (for a listener on an address known only after start).
+    pub fn with_more_sans(
+        &self,
+        dir: &Path,
+        extra_sans: &[String],
+    ) -> Result<TlsMaterial, TlsError> {
+        let ca_key = dir.join("ca.key");
+        let (cert_pem, key_pem) = sign_serving(&read(&ca_key)?, &ca_key, extra_sans)?;
+        Ok(TlsMaterial {
+            ca_pem: self.ca_pem.clone(),
             cert_pem,
             key_pem,
         })

@@ -300,6 +300,8 @@ pub(crate) struct Ctx {
     pub(crate) leases: Store<Lease>,
     /// Wakes the node IPAM controller (a Node changed).
     pub(crate) node_ipam: tokio::sync::Notify,
+    /// Wakes the kube-dns controller (a Node changed).
+    pub(crate) kube_dns: tokio::sync::Notify,
     pub(crate) rs_queue: WorkQueue<Key>,
     pub(crate) deploy_queue: WorkQueue<Key>,
     pub(crate) sts_queue: WorkQueue<Key>,

@@ -2,7 +2,8 @@
 //! [Job](job) and [CronJob](cronjob) controllers, a background garbage collector, and node failure handling: the
 //! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
 //! zone disruption), the [taint eviction controller](tainteviction) (NoExecute),
-//! [PodGC](podgc) and the [node IPAM controller](nodeipam) (podCIDRs).
+//! [PodGC](podgc), the [node IPAM controller](nodeipam) (podCIDRs) and the cluster DNS's
+//! objects ([kubedns]: the `kube-dns` Service and its per-node EndpointSlices).
 //!
 //! # How they run
 //!
@@ -39,6 +40,7 @@ mod evictions;
 mod expectations;
 mod gc;
 mod job;
+pub mod kubedns;
 mod manager;
 pub mod nodeipam;
 pub mod nodelifecycle;

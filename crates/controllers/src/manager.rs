@@ -24,8 +24,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, deployment, endpoints, endpointslice, gc, job, nodeipam, nodelifecycle, podgc,
-    replicaset, statefulset, tainteviction,
+    cronjob, deployment, endpoints, endpointslice, gc, job, kubedns, nodeipam, nodelifecycle,
+    podgc, replicaset, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -78,6 +78,7 @@ impl ControllerManager {
             nodes,
             leases,
             node_ipam: tokio::sync::Notify::new(),
+            kube_dns: tokio::sync::Notify::new(),
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
@@ -239,6 +240,7 @@ impl ControllerManager {
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -416,6 +418,7 @@ fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
         return;
     };
     ctx.node_ipam.notify_one();
+    ctx.kube_dns.notify_one();
     // Only a change of the NoExecute taints matters to the taint eviction controller
     // (status updates arrive every few seconds per node and would rescan its pods).
     let taints = if deleted {

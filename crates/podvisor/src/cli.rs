@@ -92,6 +92,11 @@ pub struct NetworkArgs {
         value_name = "DIRS"
     )]
     pub cni_bin_dir: String,
+    /// Run the Service proxy (nftables table `podvisor`) on this node; it runs only with the
+    /// pod network.
+    #[arg(long, env = "PODVISOR_SERVICE_PROXY", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub service_proxy: bool,
 }
 
 /// Where the node pulls images from.

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod image_cmd;
 mod kubeconfig;
+mod pod_access;
 mod run;
 
 use std::process::ExitCode;
@@ -57,7 +58,10 @@ fn main() -> ExitCode {
 
 fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PODVISOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        // The DNS server library logs every query at info: only its warnings by default.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default_level},hickory_server=warn"))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -351,8 +351,12 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
-    let agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
+    let proxy = service_proxy(&args.network, node_client.clone(), &node_name);
+    let mut agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
+    if let Some(proxy) = proxy {
+        agent = agent.with_proxy(proxy);
+    }
     let agent_task = {
         let stop = agent_stop.clone();
         tokio::spawn(async move { agent.run(stop).await })
@@ -367,6 +371,23 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    // Pods in network namespaces of their own reach the API at the node's gateway.
+    let pod_access_stop = CancellationToken::new();
+    let pod_network_usable = agent_config_network
+        .as_ref()
+        .is_some_and(|n| podvisor_agent::network::missing(n).is_none());
+    let pod_access = (pod_network_usable
+        && args.serve.advertise_address.is_none()
+        && args.serve.listen.ip().is_loopback())
+    .then(|| {
+        tokio::spawn(crate::pod_access::serve_for_pods(
+            server.clone(),
+            admin.clone(),
+            node_name.clone(),
+            args.serve.listen.port(),
+            pod_access_stop.clone(),
+        ))
+    });
     let kubeconfig_path = data_dir.join(kubeconfig::FILE_NAME);
     info!(
         node = %node_name,
@@ -396,6 +417,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     }
     if !args.keep_pods {
         remove_sandboxes_left(&runtime, agent_config_network.as_ref()).await;
+    }
+    pod_access_stop.cancel();
+    if let Some(task) = pod_access {
+        let _ = task.await;
     }
     plane.stop().await;
     Ok(())
@@ -504,6 +529,33 @@ fn network_config(
     Some(config)
 }
 
+/// The node's Service proxy: on with the pod network and `--service-proxy`; without the
+/// `nft` tool it says so in one line (and on the node, as an event) and stays off.
+fn service_proxy(
+    args: &crate::cli::NetworkArgs,
+    client: kube::Client,
+    node: &str,
+) -> Option<podvisor_agent::proxy::Proxy> {
+    use podvisor_agent::proxy;
+    if !args.pod_network || !args.service_proxy {
+        return None;
+    }
+    match proxy::nft::Nft::find() {
+        Some(nft) => Some(proxy::Proxy::new(
+            client,
+            node,
+            Arc::new(nft),
+            proxy::ProxyConfig::default(),
+        )),
+        None => {
+            warn!("{}", proxy::NFT_MISSING);
+            let node = node.to_string();
+            tokio::spawn(async move { proxy::report_unavailable(client, &node).await });
+            None
+        }
+    }
+}
+
 async fn process_runtime(
     data_dir: &Path,
     network: Option<&podvisor_agent::network::NetworkConfig>,
@@ -602,8 +654,12 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
     let _spares = SparesGuard(runtime.clone());
-    let agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
+    let proxy = service_proxy(&args.network, client.clone(), &args.node_name);
+    let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
+    if let Some(proxy) = proxy {
+        agent = agent.with_proxy(proxy);
+    }
     let stop = CancellationToken::new();
     let mut task = {
         let stop = stop.clone();

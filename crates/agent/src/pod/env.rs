@@ -73,6 +73,9 @@ pub enum EnvError {
     /// Reading an object failed (other than "not found").
     #[error("{0}")]
     Api(#[from] AgentError),
+    /// The agent has not listed Services yet (service links cannot be built).
+    #[error("services have not yet been read at least once, cannot construct envvars")]
+    ServicesNotSynced,
 }
 
 /// What the resolution needs besides the container.
@@ -111,12 +114,14 @@ pub fn is_env_var_name(name: &str) -> bool {
 }
 
 #[derive(Default)]
-struct Env {
+struct Env<'s> {
     vars: Vec<(String, String)>,
     index: HashMap<String, String>,
+    /// Service-link variables: `$(VAR)` falls back to them.
+    services: &'s [(String, String)],
 }
 
-impl Env {
+impl Env<'_> {
     fn set(&mut self, name: String, value: String) {
         if self.index.insert(name.clone(), value.clone()).is_some() {
             self.vars.retain(|(n, _)| n != &name);
@@ -126,8 +131,10 @@ impl Env {
 
     fn expand(&self, s: &str) -> String {
         let view: BTreeMap<&str, &str> = self
-            .index
+            .services
             .iter()
+            .map(|(k, v)| (k, v))
+            .chain(self.index.iter())
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         podvisor_api::expand::expand(s, &view)
@@ -166,6 +173,17 @@ fn secret_value(v: &k8s_openapi::ByteString) -> String {
 
 /// Resolves the environment of container `c` of `src.pod`.
 pub async fn resolve(src: &EnvSources<'_>, c: &Container) -> Result<ResolvedEnv, EnvError> {
+    resolve_with_services(src, c, &[]).await
+}
+
+/// Resolves the environment of container `c` of `src.pod` with the service-link variables
+/// `services` ([`super::service_env`]): `$(VAR)` may name them, and those the container does
+/// not define itself follow its own variables (the kubelet's order).
+pub async fn resolve_with_services(
+    src: &EnvSources<'_>,
+    c: &Container,
+    services: &[(String, String)],
+) -> Result<ResolvedEnv, EnvError> {
     let namespace = src.pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut objects = Objects {
         src: src.objects,
@@ -173,7 +191,10 @@ pub async fn resolve(src: &EnvSources<'_>, c: &Container) -> Result<ResolvedEnv,
         config_maps: HashMap::new(),
         secrets: HashMap::new(),
     };
-    let mut env = Env::default();
+    let mut env = Env {
+        services,
+        ..Env::default()
+    };
     let mut warnings = Vec::new();
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or("");
@@ -287,6 +308,11 @@ pub async fn resolve(src: &EnvSources<'_>, c: &Container) -> Result<ResolvedEnv,
             String::new()
         };
         env.set(e.name.clone(), value);
+    }
+    for (name, value) in services {
+        if !env.index.contains_key(name) {
+            env.vars.push((name.clone(), value.clone()));
+        }
     }
     Ok(ResolvedEnv {
         vars: env.vars,
@@ -920,6 +946,50 @@ mod tests {
             r.warnings,
             [
                 "Keys [1bad, has space] from the EnvFrom configMap shop/cfg were skipped since they are considered invalid environment variable names."
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn service_links_follow_own_variables_and_expand() {
+        let c = container(vec![
+            lit(
+                "URL",
+                "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)",
+            ),
+            lit("KUBERNETES_SERVICE_PORT", "8443"),
+            lit("AFTER", "$(KUBERNETES_SERVICE_PORT)"),
+        ]);
+        let alloc = allocatable();
+        let p = pod();
+        let objects = store();
+        let src = EnvSources {
+            pod: &p,
+            host_ips: vec!["10.0.0.7".into()],
+            pod_ips: vec!["10.0.0.7".into()],
+            allocatable: &alloc,
+            objects: &objects,
+        };
+        let links = vec![
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "10.96.0.1".to_string(),
+            ),
+            ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+        ];
+        let r = resolve_with_services(&src, &c, &links).await.unwrap();
+        let got: Vec<(&str, &str)> = r
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("URL", "https://10.96.0.1:443"),
+                ("KUBERNETES_SERVICE_PORT", "8443"),
+                ("AFTER", "8443"),
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
             ]
         );
     }

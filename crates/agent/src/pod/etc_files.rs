@@ -21,7 +21,8 @@
 //!   use the cluster DNS with the search path
 //!   `<namespace>.svc.<domain> svc.<domain> <domain>` + the node's and `ndots:5`, and falls
 //!   back to `Default` while no cluster DNS is configured (the kubelet's `MissingClusterDNS`);
-//!   `None` is `dnsConfig` alone. `dnsConfig` is merged in last (nameservers and searches
+//!   `None` is `dnsConfig` alone. The cluster DNS is `10.96.0.10` ([`crate::dns`]) for pods on
+//!   the pod network; without it (no CNI) there is none and ClusterFirst falls back. `dnsConfig` is merged in last (nameservers and searches
 //!   appended without duplicates, options replaced by name). At most 3 nameservers and 32
 //!   search domains.
 
@@ -287,8 +288,14 @@ impl super::PodWorker {
         } else {
             self.pod_ips.clone()
         };
+        let own_network = self.ctx.network.is_some() && !self.pod_ips.is_empty();
+        let mut inputs = node_inputs(ips);
+        if own_network {
+            // The cluster DNS serves pods on the pod network (crate::dns).
+            inputs.cluster_dns = vec![crate::dns::SERVICE_IP.to_string()];
+        }
         let dir = self.ctx.pods_dir.join(&self.uid);
-        let (files, warning) = match write(&self.pod, &node_inputs(ips), &dir) {
+        let (files, warning) = match write(&self.pod, &inputs, &dir) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, dir = %dir.display(), "cannot write the pod's /etc files");

@@ -74,6 +74,7 @@ pub mod etc_files;
 pub mod restart;
 pub mod sandbox;
 pub mod security;
+pub mod service_env;
 pub mod spec;
 pub mod state;
 pub mod status;

@@ -648,7 +648,16 @@ impl PodWorker {
     /// The container's environment (`env.rs`), or None after reporting a
     /// CreateContainerConfigError (waiting reason, `Failed` event, retry after the back-off).
     pub(super) async fn resolve_env(&mut self, c: &Container) -> Option<Vec<(String, String)>> {
-        match env::resolve(&env_sources(&self.pod, &self.ctx, &self.pod_ips), c).await {
+        let services = match (self.ctx.services)() {
+            Some(list) => super::service_env::service_env(&self.pod, &list),
+            None => {
+                let message = env::EnvError::ServicesNotSynced.to_string();
+                self.config_error(c, "Failed", format!("Error: {message}"), message);
+                return None;
+            }
+        };
+        let sources = env_sources(&self.pod, &self.ctx, &self.pod_ips);
+        match env::resolve_with_services(&sources, c, &services).await {
             Ok(env) => {
                 if let Some(rec) = self.containers.get_mut(&c.name) {
                     rec.lifecycle.config_resolved();

@@ -100,6 +100,8 @@ pub struct WorkerCtx {
     pub network: Option<Arc<crate::network::PodNetwork>>,
     /// The image service; None: images are not pulled (every image counts as present).
     pub images: Option<Arc<crate::image::ImageManager>>,
+    /// The Services, for service-link variables.
+    pub services: super::service_env::ServiceLister,
 }
 
 /// A note from the runtime.

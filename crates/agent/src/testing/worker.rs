@@ -166,6 +166,7 @@ impl WorkerHarness {
             backoff_max: s(300),
             network: None,
             images: None,
+            services: crate::pod::service_env::fixed(Vec::new()),
         })
     }
 

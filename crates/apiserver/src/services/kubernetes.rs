@@ -242,23 +242,42 @@ impl Core {
     }
 }
 
-/// Keeps this server's lease and the `kubernetes` endpoints until `cancel`, then removes
-/// this server from them.
-pub async fn run(core: Core, me: SocketAddr, cancel: CancellationToken) {
+/// Keeps this server's lease and the `kubernetes` endpoints (at the address `endpoint`
+/// holds; none: nothing to publish) until `cancel`, then removes this server from them.
+pub async fn run(
+    core: Core,
+    mut endpoint: tokio::sync::watch::Receiver<Option<SocketAddr>>,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(RECONCILE_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut me = *endpoint.borrow_and_update();
+    let mut gone = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
+            changed = endpoint.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let next = *endpoint.borrow_and_update();
+                gone = me.map(|m| m.ip()).filter(|ip| Some(*ip) != next.map(|n| n.ip()));
+                me = next;
+            }
         }
-        if let Err(e) = core.reconcile_kubernetes_endpoints(Some(me), None).await {
-            tracing::warn!(error = %e, "reconciling the kubernetes service endpoints");
+        if me.is_none() && gone.is_none() {
+            continue;
+        }
+        match core.reconcile_kubernetes_endpoints(me, gone).await {
+            Ok(()) => gone = None,
+            Err(e) => tracing::warn!(error = %e, "reconciling the kubernetes service endpoints"),
         }
     }
-    if let Err(e) = core
-        .reconcile_kubernetes_endpoints(None, Some(me.ip()))
-        .await
+    if let Some(me) = me
+        && let Err(e) = core
+            .reconcile_kubernetes_endpoints(None, Some(me.ip()))
+            .await
     {
         tracing::debug!(error = %e, "removing this server from the kubernetes endpoints");
     }
