@@ -33,7 +33,9 @@
 mod context;
 mod cron;
 mod cronjob;
+mod daemonset;
 mod deployment;
+mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 mod evictions;
@@ -49,6 +51,7 @@ mod pods;
 mod queue;
 mod replicaset;
 pub mod serviceaccounts;
+mod replicationcontroller;
 mod statefulset;
 pub mod tainteviction;
 
