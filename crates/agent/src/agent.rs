@@ -292,6 +292,11 @@ impl Agent {
             network: network.clone(),
             images: self.images.clone(),
             services: service_lister,
+            drain: Some(crate::drain::KubeDrainView::start(
+                &self.client,
+                &mut aux,
+                aux_stop.clone(),
+            )),
         });
 
         let mut exits = self.runtime.subscribe();

@@ -22,6 +22,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod drain;
 pub mod error;
 pub mod handlers;
 pub mod hooks;

@@ -2,8 +2,10 @@
 //! paths, label and field selectors. No I/O.
 
 pub mod defaults;
+pub mod disruption;
 pub mod dns;
 pub mod expand;
+pub mod nodeaffinity;
 pub mod quantity;
 pub mod selectors;
 pub mod service;

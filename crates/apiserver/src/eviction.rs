@@ -1,16 +1,36 @@
 //! `pods/eviction`.
 //!
 //! Eviction (`POST …/pods/<p>/eviction`, `policy/v1` or `policy/v1beta1` `Eviction`) is a
-//! graceful delete with the Eviction's `deleteOptions`; there are no PodDisruptionBudgets
-//! to respect (the kind is not served).
+//! graceful delete with the Eviction's `deleteOptions`, guarded by the pod's
+//! PodDisruptionBudget as upstream's `EvictionREST`:
+//!
+//! * a pod that is terminal, Pending or already being deleted is deleted without looking
+//!   at budgets; so is a pod no budget selects (an empty selector selects nothing);
+//! * more than one budget → 500 (unsupported);
+//! * a pod that is not Ready is deleted without spending the budget when the budget's
+//!   `unhealthyPodEvictionPolicy` is `AlwaysAllow`, or (`IfHealthyBudget`, the default) when
+//!   `currentHealthy >= desiredHealthy > 0`; the delete then carries the pod's
+//!   resourceVersion so that a pod that became Ready meanwhile is not deleted;
+//! * otherwise the budget is checked and decremented in one guaranteed status update
+//!   ([`check_and_decrement`]): a budget the disruption controller has not observed yet, or
+//!   with `disruptionsAllowed: 0`, answers 429 TooManyRequests `Cannot evict pod as it would
+//!   violate the pod's disruption budget.` with a `DisruptionBudget` cause; success records
+//!   the pod in `disruptedPods` (the controller stops counting it as healthy) before the
+//!   pod is deleted. A dry run checks without writing.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::Value;
 
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podvisor_api::disruption as budget;
+use serde_json::json;
+
 use crate::error::{ApiError, success_status};
-use crate::ops::DeleteOptions;
-use crate::registry::PODS;
+use crate::ops::{Core, DeleteOptions, UpdateMode};
+use crate::registry::{PODDISRUPTIONBUDGETS, PODS};
 use crate::request::{Ctx, Target};
 
 /// Reads `deleteOptions` of an Eviction.
@@ -106,6 +126,7 @@ pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     let mut opts = eviction_delete_options(&v)?;
     opts.dry_run = opts.dry_run || ctx.dry_run()?;
     let core = ctx.srv.core();
+    check_budget(core, &ns, &name, &mut opts).await?;
     match core.delete(&PODS, Some(&ns), &name, &opts).await {
         Ok(_) => {}
         Err(e) if e.code == 404 => return Err(ApiError::not_found(&PODS, &name)),
@@ -122,6 +143,166 @@ pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Lets the eviction of pod `ns/name` go ahead or answers why not (see the module docs).
+async fn check_budget(
+    core: &Core,
+    ns: &str,
+    name: &str,
+    opts: &mut DeleteOptions,
+) -> Result<(), ApiError> {
+    let Some((pod_v, _)) = core.storage.get(&PODS, Some(ns), name).await? else {
+        return Err(ApiError::not_found(&PODS, name));
+    };
+    let pod: Pod = typed(pod_v)?;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if pod.metadata.deletion_timestamp.is_some()
+        || matches!(phase, Some("Succeeded" | "Failed" | "Pending"))
+    {
+        return Ok(());
+    }
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let page = core
+        .storage
+        .list(
+            &PODDISRUPTIONBUDGETS.list_prefix(Some(ns)),
+            0,
+            None,
+            None,
+            &|_| true,
+        )
+        .await?;
+    let mut pdbs = Vec::new();
+    for v in page.items {
+        let pdb: PodDisruptionBudget = typed(v)?;
+        let selects = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| podvisor_api::LabelSelector::from_meta(s).ok())
+            .is_some_and(|s| !s.is_empty() && s.matches(&labels));
+        if selects {
+            pdbs.push(pdb);
+        }
+    }
+    let pdb = match pdbs.len() {
+        0 => return Ok(()),
+        1 => pdbs.remove(0),
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+    };
+    if !budget::pod_ready(&pod) {
+        let status = pdb.status.clone().unwrap_or_default();
+        let always = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref())
+            == Some("AlwaysAllow");
+        if always
+            || (status.current_healthy >= status.desired_healthy && status.desired_healthy > 0)
+        {
+            if opts.resource_version.is_none() {
+                opts.resource_version = pod.metadata.resource_version.clone();
+            }
+            return Ok(());
+        }
+    }
+    let pdb_name = pdb.metadata.name.clone().unwrap_or_default();
+    let now = core.now();
+    let mut transform = |cur: Option<&Value>| -> Result<Option<Value>, ApiError> {
+        let Some(cur) = cur else {
+            return Err(ApiError::not_found(&PODDISRUPTIONBUDGETS, &pdb_name));
+        };
+        let mut live: PodDisruptionBudget = typed(cur.clone())?;
+        check_and_decrement(&mut live, name, now)?;
+        serde_json::to_value(&live)
+            .map(Some)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    core.update(
+        &PODDISRUPTIONBUDGETS,
+        Some(ns),
+        &pdb.metadata.name.clone().unwrap_or_default(),
+        UpdateMode::Status,
+        opts.dry_run,
+        None,
+        &mut transform,
+    )
+    .await?;
+    Ok(())
+}
+
+/// 429 with the `DisruptionBudget` cause (upstream's `NewTooManyRequests` with a cause).
+fn budget_denied(retry_after: u64, cause: String) -> ApiError {
+    let mut details = json!({"causes": [{"reason": budget::CAUSE, "message": cause}]});
+    if retry_after > 0 {
+        details["retryAfterSeconds"] = retry_after.into();
+    }
+    let mut e =
+        ApiError::new(429, "TooManyRequests", budget::EVICTION_DENIED).with_details(details);
+    e.retry_after = (retry_after > 0).then_some(retry_after);
+    e
+}
+
+/// Upstream's `checkAndDecrement` on the live budget: refuses when the controller has not
+/// observed its generation, when it allows no disruption or its bookkeeping is off;
+/// otherwise takes one disruption and records the pod in `disruptedPods`.
+pub(crate) fn check_and_decrement(
+    pdb: &mut PodDisruptionBudget,
+    pod: &str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<(), ApiError> {
+    let name = pdb.metadata.name.clone().unwrap_or_default();
+    let generation = pdb.metadata.generation.unwrap_or(0);
+    let status = pdb.status.get_or_insert_with(Default::default);
+    let forbidden = |why: &str| {
+        ApiError::forbidden(
+            "poddisruptionbudget",
+            "policy",
+            &name,
+            format!("poddisruptionbudget.policy {name:?} is forbidden: {why}"),
+        )
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Err(budget_denied(
+            10,
+            format!("The disruption budget {name} is still being processed by the server."),
+        ));
+    }
+    if status.disruptions_allowed < 0 {
+        return Err(forbidden("pdb disruptions allowed is negative"));
+    }
+    if status.disrupted_pods.as_ref().map_or(0, |d| d.len()) > budget::MAX_DISRUPTED_PODS {
+        return Err(forbidden(
+            "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+        ));
+    }
+    if status.disruptions_allowed == 0 {
+        return Err(budget_denied(
+            0,
+            format!(
+                "The disruption budget {name} needs {} healthy pods and has {} currently",
+                status.desired_healthy, status.current_healthy
+            ),
+        ));
+    }
+    status.disruptions_allowed -= 1;
+    status
+        .disrupted_pods
+        .get_or_insert_with(Default::default)
+        .insert(pod.to_string(), Time(now));
+    if status.disruptions_allowed == 0 {
+        budget::update_disruption_allowed_condition(pdb, now);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -152,6 +333,66 @@ mod tests {
                 .unwrap_err()
                 .code,
             400
+        );
+    }
+
+    fn pdb(generation: i64, observed: i64, allowed: i32) -> PodDisruptionBudget {
+        serde_json::from_value(
+            json!({"metadata": {"name": "web", "generation": generation},
+            "status": {"observedGeneration": observed, "disruptionsAllowed": allowed,
+                "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_budget_without_spare_disruptions_answers_429_with_its_cause() {
+        let now = k8s_openapi::jiff::Timestamp::UNIX_EPOCH;
+        let e = check_and_decrement(&mut pdb(1, 1, 0), "p", now).unwrap_err();
+        assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
+        assert_eq!(
+            e.message,
+            "Cannot evict pod as it would violate the pod's disruption budget."
+        );
+        assert_eq!(
+            e.details,
+            Some(json!({"causes": [{"reason": "DisruptionBudget",
+                "message": "The disruption budget web needs 2 healthy pods and has 2 currently"}]}))
+        );
+        assert_eq!(e.retry_after, None);
+        // Not yet observed by the controller.
+        let e = check_and_decrement(&mut pdb(2, 1, 1), "p", now).unwrap_err();
+        assert_eq!(e.code, 429);
+        assert_eq!(e.retry_after, Some(10));
+        assert_eq!(
+            e.details
+                .as_ref()
+                .and_then(|d| d.pointer("/causes/0/message"))
+                .cloned(),
+            Some(json!(
+                "The disruption budget web is still being processed by the server."
+            ))
+        );
+        assert_eq!(
+            check_and_decrement(&mut pdb(1, 1, -1), "p", now)
+                .unwrap_err()
+                .code,
+            403
+        );
+    }
+
+    #[test]
+    fn an_allowed_eviction_spends_one_disruption_and_records_the_pod() {
+        let now = k8s_openapi::jiff::Timestamp::UNIX_EPOCH;
+        let mut b = pdb(1, 1, 1);
+        check_and_decrement(&mut b, "p", now).unwrap();
+        let st = b.status.unwrap();
+        assert_eq!(st.disruptions_allowed, 0);
+        assert!(st.disrupted_pods.unwrap().contains_key("p"));
+        let c = &st.conditions.unwrap()[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("DisruptionAllowed", "False", "InsufficientPods")
         );
     }
 }

@@ -64,7 +64,11 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 fn collects_dependents(kind: &ResourceKind) -> bool {
     matches!(
         (kind.group, kind.kind),
-        ("apps", "ReplicaSet" | "Deployment" | "StatefulSet") | ("batch", "Job" | "CronJob")
+        (
+            "apps",
+            "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet"
+        ) | ("batch", "Job" | "CronJob")
+            | ("", "ReplicationController")
     )
 }
 

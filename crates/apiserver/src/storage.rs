@@ -32,13 +32,13 @@ pub fn decode_as(kind: &ResourceKind, bytes: &[u8], rev: Revision) -> Result<Val
 }
 
 /// Stamps `resourceVersion` into stored bytes without parsing them, when they have the
-/// shape [`encode`] writes (sorted keys, so the first `"metadata":{` is the top-level one).
+/// shape [`encode`] writes (compact JSON). Only the top-level `"metadata":{` counts: keys
+/// sorting before it (a ControllerRevision's `data`) may hold nested `metadata` objects.
 pub fn stamp_raw(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
-    const MARK: &[u8] = b"\"metadata\":{";
-    let at = bytes.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
     if !bytes.starts_with(b"{\"apiVersion\":") {
         return None;
     }
+    let at = top_level_metadata(bytes)?;
     let rv = format!("\"resourceVersion\":\"{rev}\"");
     let mut out = Vec::with_capacity(bytes.len() + rv.len() + 1);
     out.extend_from_slice(&bytes[..at]);
@@ -48,6 +48,36 @@ pub fn stamp_raw(bytes: &[u8], rev: Revision) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(&bytes[at..]);
     Some(out)
+}
+
+/// The offset just after the top-level `"metadata":{` of compact JSON (outside strings, at
+/// object depth 1).
+fn top_level_metadata(bytes: &[u8]) -> Option<usize> {
+    const MARK: &[u8] = b"\"metadata\":{";
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                if depth == 1 && bytes[i..].starts_with(MARK) {
+                    return Some(i + MARK.len());
+                }
+                in_string = true;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Encodes an object for storage (without `resourceVersion`).
@@ -410,6 +440,9 @@ mod tests {
         for v in [
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "uid": "u"}, "spec": {"x": {"metadata": {}}}}),
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}),
+            // A ControllerRevision: `data` sorts before `metadata` and holds a template.
+            json!({"apiVersion": "apps/v1", "data": {"spec": {"template": {"metadata": {"labels": {"a": "b"}}}}, "s": "\"metadata\":{"},
+                "kind": "ControllerRevision", "metadata": {"name": "r"}, "revision": 1}),
         ] {
             let bytes = encode(&v).unwrap();
             let raw: Value = serde_json::from_slice(&stamp_raw(&bytes, 42).unwrap()).unwrap();

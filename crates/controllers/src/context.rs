@@ -8,10 +8,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -244,6 +247,7 @@ pub(crate) enum GcKey {
     Pod(Key),
     ReplicaSet(Key),
     Job(Key),
+    ControllerRevision(Key),
     /// An owner being deleted with foreground or orphan propagation.
     Owner(OwnerKind, Key),
 }
@@ -256,6 +260,8 @@ pub(crate) enum OwnerKind {
     StatefulSet,
     Job,
     CronJob,
+    DaemonSet,
+    ReplicationController,
 }
 
 impl OwnerKind {
@@ -267,6 +273,8 @@ impl OwnerKind {
             ("apps/v1", "StatefulSet") => Some(OwnerKind::StatefulSet),
             ("batch/v1", "Job") => Some(OwnerKind::Job),
             ("batch/v1", "CronJob") => Some(OwnerKind::CronJob),
+            ("apps/v1", "DaemonSet") => Some(OwnerKind::DaemonSet),
+            ("v1", "ReplicationController") => Some(OwnerKind::ReplicationController),
             _ => None,
         }
     }
@@ -278,6 +286,8 @@ impl OwnerKind {
             OwnerKind::StatefulSet => "StatefulSet",
             OwnerKind::Job => "Job",
             OwnerKind::CronJob => "CronJob",
+            OwnerKind::DaemonSet => "DaemonSet",
+            OwnerKind::ReplicationController => "ReplicationController",
         }
     }
 }
@@ -292,6 +302,10 @@ pub(crate) struct Ctx {
     pub(crate) statefulsets: Store<StatefulSet>,
     pub(crate) jobs: Store<Job>,
     pub(crate) cronjobs: Store<CronJob>,
+    pub(crate) daemonsets: Store<DaemonSet>,
+    pub(crate) controllerrevisions: Store<ControllerRevision>,
+    pub(crate) replicationcontrollers: Store<ReplicationController>,
+    pub(crate) pdbs: Store<PodDisruptionBudget>,
     pub(crate) nodes: Store<Node>,
     pub(crate) leases: Store<Lease>,
     /// Wakes the node IPAM controller (a Node changed).
@@ -303,6 +317,9 @@ pub(crate) struct Ctx {
     pub(crate) sts_queue: WorkQueue<Key>,
     pub(crate) job_queue: WorkQueue<Key>,
     pub(crate) cronjob_queue: WorkQueue<Key>,
+    pub(crate) ds_queue: WorkQueue<Key>,
+    pub(crate) rc_queue: WorkQueue<Key>,
+    pub(crate) pdb_queue: WorkQueue<Key>,
     pub(crate) gc_queue: WorkQueue<GcKey>,
     /// Nodes whose NoExecute taints the taint eviction controller should look at.
     pub(crate) taint_node_queue: WorkQueue<String>,
@@ -315,6 +332,10 @@ pub(crate) struct Ctx {
     pub(crate) rs_expectations: Expectations,
     pub(crate) sts_expectations: Expectations,
     pub(crate) job_expectations: Expectations,
+    pub(crate) ds_expectations: Expectations,
+    /// What of each node the DaemonSets depend on, to queue them only when it changes.
+    pub(crate) ds_nodes: crate::daemonset::NodePlacements,
+    pub(crate) rc_expectations: Expectations,
     /// The pod-failure back-off of each Job (`ns/name`), kept in memory as upstream does.
     pub(crate) job_backoff: Mutex<HashMap<String, crate::job::Backoff>>,
     /// Caches and queues of the EndpointSlice and Endpoints controllers.
@@ -375,6 +396,49 @@ impl Ctx {
         self.events
             .with_reporter(Reporter::component(component))
             .record(event);
+    }
+
+    /// Queues an event about `obj` (its object reference) reported by `component`.
+    pub(crate) fn event_about<K: Resource<DynamicType = ()>>(
+        &self,
+        component: &'static str,
+        obj: &K,
+        type_: podvisor_kit::events::EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        self.record_event(
+            component,
+            EventRecord::new(
+                podvisor_kit::events::object_ref(obj),
+                type_,
+                reason,
+                message,
+            ),
+        );
+    }
+
+    /// A pod create of `owner` failed: the `FailedCreate` event and the error to return.
+    pub(crate) fn pod_create_failed<K: Resource<DynamicType = ()>>(
+        &self,
+        component: &'static str,
+        owner: &K,
+        error: kube::Error,
+    ) -> ControllerError {
+        self.event_about(
+            component,
+            owner,
+            podvisor_kit::events::EventType::Warning,
+            "FailedCreate",
+            format!("Error creating: {error}"),
+        );
+        let meta = owner.meta();
+        ControllerError::api(
+            "create",
+            "Pod",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )(error)
     }
 
     /// The cached owner `key`; when it is gone, its expectations are forgotten too.

@@ -1,9 +1,10 @@
 //! The garbage collector (background propagation).
 //!
-//! A dependent (a pod, a ReplicaSet or a Job) lists its owners in `metadata.ownerReferences`.
+//! A dependent (a pod, a ReplicaSet, a Job or a ControllerRevision) lists its owners in `metadata.ownerReferences`.
 //! When an owner is deleted, the dependents that point at it are queued. For each
 //! dependent the collector checks every owner reference of a kind it knows (apps/v1
-//! ReplicaSet, Deployment, StatefulSet; batch/v1 Job, CronJob): first in the cache, and when the cache does not
+//! ReplicaSet, Deployment, StatefulSet, DaemonSet; v1 ReplicationController; batch/v1 Job,
+//! CronJob): first in the cache, and when the cache does not
 //! have the owner's UID, with a live GET (the cache may lag; a GET 404 or a different UID
 //! means the owner is gone). Then:
 //!
@@ -30,9 +31,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, Resource};
@@ -69,6 +72,10 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>
         },
         GcKey::Job(k) => match ctx.jobs.get(&k.obj_ref()) {
             Some(j) => (j.metadata.clone(), k),
+            None => return Ok(None),
+        },
+        GcKey::ControllerRevision(k) => match ctx.controllerrevisions.get(&k.obj_ref()) {
+            Some(r) => (r.metadata.clone(), k),
             None => return Ok(None),
         },
     };
@@ -115,6 +122,7 @@ async fn remove_refs(
         GcKey::Pod(_) => patch_in::<Pod>(c, k, &patch).await,
         GcKey::ReplicaSet(_) => patch_in::<ReplicaSet>(c, k, &patch).await,
         GcKey::Job(_) => patch_in::<Job>(c, k, &patch).await,
+        GcKey::ControllerRevision(_) => patch_in::<ControllerRevision>(c, k, &patch).await,
         GcKey::Owner(..) => return Ok(None),
     };
     match result {
@@ -160,6 +168,14 @@ async fn owner_exists(
             .statefulsets
             .get(&key.obj_ref())
             .and_then(|o| o.metadata.uid.clone()),
+        ("apps/v1", "DaemonSet") => ctx
+            .daemonsets
+            .get(&key.obj_ref())
+            .and_then(|o| o.metadata.uid.clone()),
+        ("v1", "ReplicationController") => ctx
+            .replicationcontrollers
+            .get(&key.obj_ref())
+            .and_then(|o| o.metadata.uid.clone()),
         _ => return Ok(true),
     };
     if cached_uid.as_deref() == Some(r.uid.as_str()) {
@@ -170,6 +186,8 @@ async fn owner_exists(
         "CronJob" => live_uid::<CronJob>(ctx, namespace, &r.name).await,
         "ReplicaSet" => live_uid::<ReplicaSet>(ctx, namespace, &r.name).await,
         "Deployment" => live_uid::<Deployment>(ctx, namespace, &r.name).await,
+        "DaemonSet" => live_uid::<DaemonSet>(ctx, namespace, &r.name).await,
+        "ReplicationController" => live_uid::<ReplicationController>(ctx, namespace, &r.name).await,
         _ => live_uid::<StatefulSet>(ctx, namespace, &r.name).await,
     }
     .map_err(ControllerError::api("get", "owner", namespace, &r.name))?;
@@ -223,6 +241,9 @@ fn dependents(ctx: &Ctx, uid: &str) -> Vec<Dependent> {
     for j in ctx.jobs.state() {
         push(&j.metadata, GcKey::Job);
     }
+    for r in ctx.controllerrevisions.state() {
+        push(&r.metadata, GcKey::ControllerRevision);
+    }
     out
 }
 
@@ -249,6 +270,11 @@ fn owner_meta(ctx: &Ctx, kind: OwnerKind, k: &Key) -> Option<ObjectMeta> {
             .map(|o| o.metadata.clone()),
         OwnerKind::Job => ctx.jobs.get(&k.obj_ref()).map(|o| o.metadata.clone()),
         OwnerKind::CronJob => ctx.cronjobs.get(&k.obj_ref()).map(|o| o.metadata.clone()),
+        OwnerKind::DaemonSet => ctx.daemonsets.get(&k.obj_ref()).map(|o| o.metadata.clone()),
+        OwnerKind::ReplicationController => ctx
+            .replicationcontrollers
+            .get(&k.obj_ref())
+            .map(|o| o.metadata.clone()),
     }
 }
 
@@ -295,7 +321,11 @@ async fn reconcile_owner(
 
 fn dependent_key(key: &GcKey) -> &Key {
     match key {
-        GcKey::Pod(k) | GcKey::ReplicaSet(k) | GcKey::Job(k) | GcKey::Owner(_, k) => k,
+        GcKey::Pod(k)
+        | GcKey::ReplicaSet(k)
+        | GcKey::Job(k)
+        | GcKey::ControllerRevision(k)
+        | GcKey::Owner(_, k) => k,
     }
 }
 
@@ -319,6 +349,10 @@ async fn delete_dependent(
         GcKey::Pod(_) => ("Pod", delete_in::<Pod>(c, k, &dp).await),
         GcKey::ReplicaSet(_) => ("ReplicaSet", delete_in::<ReplicaSet>(c, k, &dp).await),
         GcKey::Job(_) => ("Job", delete_in::<Job>(c, k, &dp).await),
+        GcKey::ControllerRevision(_) => (
+            "ControllerRevision",
+            delete_in::<ControllerRevision>(c, k, &dp).await,
+        ),
         GcKey::Owner(..) => return Ok(()),
     };
     match result {
@@ -392,6 +426,8 @@ async fn remove_owner_finalizer(
         OwnerKind::StatefulSet => patch_in::<StatefulSet>(c, k, &patch).await,
         OwnerKind::Job => patch_in::<Job>(c, k, &patch).await,
         OwnerKind::CronJob => patch_in::<CronJob>(c, k, &patch).await,
+        OwnerKind::DaemonSet => patch_in::<DaemonSet>(c, k, &patch).await,
+        OwnerKind::ReplicationController => patch_in::<ReplicationController>(c, k, &patch).await,
     };
     match result {
         Ok(()) => Ok(None),

@@ -58,6 +58,13 @@
 //!   annotation and label, `JOB_COMPLETION_INDEX` from that annotation (downward API) in
 //!   every container, hostname `<job>-<index>` and generateName `<job>-<index>-`; duplicate
 //!   or out-of-range pods are deleted; `successPolicy` rules may end the Job early.
+//! * `backoffLimitPerIndex` (Indexed): each pod carries the failures of its index before it
+//!   (`batch.kubernetes.io/job-index-failure-count`, ignored ones in
+//!   `…-ignored-failure-count`); a counted failure of a pod whose index already failed
+//!   `backoffLimitPerIndex` times, or a `FailIndex` rule, marks the index failed
+//!   (`status.failedIndexes`, never re-run, its active pods deleted). More failed indexes
+//!   than `maxFailedIndexes` → `MaxFailedIndexesExceeded`; every index succeeded or failed
+//!   with some failed → `FailedIndexes`. The pod-failure back-off stays per Job.
 //! * `suspend: true` deletes the active pods and sets `Suspended=True`; resuming sets it
 //!   False and resets `startTime`.
 //!
@@ -75,7 +82,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::{Api, ResourceExt};
-use podvisor_kit::events::{EventRecord, EventType, object_ref};
+use podvisor_kit::events::EventType;
 use tracing::{debug, info};
 
 use crate::context::{ControllerError, Ctx, Key, parse_selector};
@@ -86,6 +93,11 @@ use crate::pods::{self, PodName};
 pub(crate) const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// The annotation (and label) holding an Indexed Job pod's completion index.
 pub(crate) const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+/// The annotation counting the failures of a pod's index before it (backoffLimitPerIndex).
+pub(crate) const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+/// The annotation counting the ignored failures of a pod's index before it.
+pub(crate) const INDEX_IGNORED_FAILURE_COUNT: &str =
+    "batch.kubernetes.io/job-index-ignored-failure-count";
 /// The environment variable carrying the completion index.
 const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 /// Upstream's `DefaultJobPodFailureBackOff`.
@@ -103,6 +115,11 @@ const BACKOFF_LIMIT_EXCEEDED: (&str, &str) = (
     "BackoffLimitExceeded",
     "Job has reached the specified backoff limit",
 );
+const MAX_FAILED_INDEXES_EXCEEDED: (&str, &str) = (
+    "MaxFailedIndexesExceeded",
+    "Job has exceeded the specified maximal number of failed indexes",
+);
+const FAILED_INDEXES: (&str, &str) = ("FailedIndexes", "Job has failed indexes");
 const DEADLINE_EXCEEDED: (&str, &str) = (
     "DeadlineExceeded",
     "Job was active longer than specified deadline",
@@ -215,6 +232,9 @@ pub(crate) struct Plan {
     pub(crate) backoff: Backoff,
     /// When to look again at the latest.
     pub(crate) requeue: Option<Duration>,
+    /// With `backoffLimitPerIndex`: the failure and ignored-failure counts the next pod of
+    /// each index carries (from the last failed pod of the index).
+    pub(crate) index_failures: BTreeMap<i32, (i32, i32)>,
 }
 
 impl Plan {
@@ -607,6 +627,14 @@ pub(crate) fn plan(
         .cloned()
         .collect();
 
+    // backoffLimitPerIndex: indexes that failed for good.
+    let per_index = indexed && spec.backoff_limit_per_index.is_some();
+    let mut failed_indexes = old
+        .failed_indexes
+        .as_deref()
+        .filter(|_| per_index)
+        .map(|s| parse_indexes(s, completions.unwrap_or(0)))
+        .unwrap_or_default();
     let mut done_indexes = old
         .completed_indexes
         .as_deref()
@@ -638,6 +666,12 @@ pub(crate) fn plan(
             };
             if let FailureAction::FailJob(m) = &action {
                 fail_job.get_or_insert(m.clone());
+            }
+            if per_index
+                && let Some(i) = completion_index(p).filter(|i| in_range(Some(*i)))
+                && index_failed(spec, p, &action)
+            {
+                failed_indexes.insert(i);
             }
             if action.counts() && (!indexed || in_range(completion_index(p))) {
                 new_failed.push((p, finish_time(p, now)));
@@ -710,8 +744,19 @@ pub(crate) fn plan(
         };
         let deadline = spec.active_deadline_seconds.filter(|_| !suspended);
         let started = old.start_time.as_ref().map(|t| t.0);
+        let all_indexes_finished = completions.is_some_and(|c| {
+            count(done_indexes.len()).saturating_add(count(failed_indexes.len())) >= c
+        });
         interim = if let Some(m) = &fail_job {
             failure(("PodFailurePolicy", m))
+        } else if per_index
+            && spec
+                .max_failed_indexes
+                .is_some_and(|m| count(failed_indexes.len()) > m)
+        {
+            failure(MAX_FAILED_INDEXES_EXCEEDED)
+        } else if per_index && !failed_indexes.is_empty() && all_indexes_finished {
+            failure(FAILED_INDEXES)
         } else if failed_total > spec.backoff_limit.unwrap_or(6)
             || past_backoff_limit_on_failure(spec, &active)
         {
@@ -766,12 +811,16 @@ pub(crate) fn plan(
         ready = 0;
     } else {
         if satisfied && job.metadata.deletion_timestamp.is_none() {
+            let closed: BTreeSet<i32> = done_indexes.union(&failed_indexes).copied().collect();
+            if per_index {
+                out.index_failures = index_failure_counts(spec, pods);
+            }
             let (created, deleted) = manage(
                 &mut out,
                 spec,
                 &active,
                 succeeded_total,
-                &done_indexes,
+                &closed,
                 terminating,
                 parallelism,
                 indexed,
@@ -874,6 +923,9 @@ pub(crate) fn plan(
     if indexed {
         status.completed_indexes = Some(format_indexes(&done_indexes)).filter(|s| !s.is_empty());
     }
+    if per_index {
+        status.failed_indexes = Some(format_indexes(&failed_indexes));
+    }
     status.conditions = (!conditions.is_empty()).then_some(conditions);
     out.status = status;
     out.release.dedup_by(|a, b| a.uid == b.uid);
@@ -885,8 +937,65 @@ fn static_reason(reason: &str) -> &'static str {
         "BackoffLimitExceeded" => "BackoffLimitExceeded",
         "DeadlineExceeded" => "DeadlineExceeded",
         "PodFailurePolicy" => "PodFailurePolicy",
+        "MaxFailedIndexesExceeded" => "MaxFailedIndexesExceeded",
+        "FailedIndexes" => "FailedIndexes",
         _ => "JobFailed",
     }
+}
+
+/// Upstream's `isIndexFailed`: a `FailIndex` rule, or a counted failure of a pod whose index
+/// had already failed `backoffLimitPerIndex` times before it.
+fn index_failed(spec: &JobSpec, pod: &Pod, action: &FailureAction) -> bool {
+    match action {
+        FailureAction::FailIndex => true,
+        FailureAction::Ignore => false,
+        _ => {
+            let before = annotation_count(pod, INDEX_FAILURE_COUNT);
+            spec.backoff_limit_per_index
+                .is_some_and(|limit| before >= limit)
+        }
+    }
+}
+
+fn annotation_count(pod: &Pod, key: &str) -> i32 {
+    pod.annotations()
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Upstream's `getNewIndexFailureCounts` for every index with a failed pod: the counts of
+/// its last failed pod plus that failure (counted, or ignored by a policy rule).
+fn index_failure_counts(spec: &JobSpec, pods: &[&Pod]) -> BTreeMap<i32, (i32, i32)> {
+    let rules = spec
+        .pod_failure_policy
+        .as_ref()
+        .map(|p| p.rules.as_slice())
+        .unwrap_or(&[]);
+    let mut last: BTreeMap<i32, &Pod> = BTreeMap::new();
+    for p in pods.iter().copied().filter(|p| is_pod_failed(p, spec)) {
+        let Some(i) = completion_index(p) else {
+            continue;
+        };
+        let t = |p: &Pod| finish_time(p, Timestamp::UNIX_EPOCH);
+        if last.get(&i).is_none_or(|q| t(q) <= t(p)) {
+            last.insert(i, p);
+        }
+    }
+    last.into_iter()
+        .map(|(i, p)| {
+            let (mut failures, mut ignored) = (
+                annotation_count(p, INDEX_FAILURE_COUNT),
+                annotation_count(p, INDEX_IGNORED_FAILURE_COUNT),
+            );
+            if rules.is_empty() || match_failure_policy(rules, p).counts() {
+                failures = failures.saturating_add(1);
+            } else {
+                ignored = ignored.saturating_add(1);
+            }
+            (i, (failures, ignored))
+        })
+        .collect()
 }
 
 /// Upstream's `manageJob` for a running Job: deletes excess (or, suspended, all) active
@@ -1069,8 +1178,16 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
 
     let mut first_error = None;
     delete_pods(ctx, &job, &exp_key, &plan.delete, &mut first_error).await;
-    let failed_creates =
-        create_pods(ctx, &job, &owner, &exp_key, &plan.create, &mut first_error).await;
+    let failed_creates = create_pods(
+        ctx,
+        &job,
+        &owner,
+        &exp_key,
+        &plan.create,
+        &plan.index_failures,
+        &mut first_error,
+    )
+    .await;
     if failed_creates > 0
         && let Some(a) = plan.status.active
     {
@@ -1083,10 +1200,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     }
     ctx.set_job_backoff(&exp_key, plan.backoff);
     for (type_, reason, message) in &plan.events {
-        ctx.record_event(
-            COMPONENT,
-            EventRecord::new(object_ref(job.as_ref()), *type_, *reason, message.clone()),
-        );
+        ctx.event_about(COMPONENT, job.as_ref(), *type_, reason, message.clone());
     }
     for p in &plan.release {
         remove_finalizer(ctx, ns, p).await?;
@@ -1186,14 +1300,12 @@ async fn delete_pods(
                         uid: p.uid.clone(),
                     },
                 );
-                ctx.record_event(
+                ctx.event_about(
                     COMPONENT,
-                    EventRecord::new(
-                        object_ref(job),
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {}", p.name),
-                    ),
+                    job,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", p.name),
                 );
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -1211,6 +1323,7 @@ async fn create_pods(
     owner: &OwnerReference,
     exp_key: &str,
     indexes: &[Option<i32>],
+    index_failures: &BTreeMap<i32, (i32, i32)>,
     first_error: &mut Option<ControllerError>,
 ) -> usize {
     if indexes.is_empty() {
@@ -1224,7 +1337,23 @@ async fn create_pods(
         let (now, later) = rest.split_at(batch.min(rest.len()));
         rest = later;
         let results = join_all(now.iter().map(|i| {
-            let pod = pod_for(job, owner.clone(), *i);
+            let mut pod = pod_for(job, owner.clone(), *i);
+            if job
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.backoff_limit_per_index.is_some())
+                && let Some(i) = i
+            {
+                let (failures, ignored) = index_failures.get(i).copied().unwrap_or((0, 0));
+                let a = pod
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default);
+                a.insert(INDEX_FAILURE_COUNT.into(), failures.to_string());
+                if ignored > 0 {
+                    a.insert(INDEX_IGNORED_FAILURE_COUNT.into(), ignored.to_string());
+                }
+            }
             let api = api.clone();
             async move { api.create(&PostParams::default(), &pod).await }
         }))
@@ -1241,33 +1370,17 @@ async fn create_pods(
                             uid: p.metadata.uid.unwrap_or_default(),
                         },
                     );
-                    ctx.record_event(
+                    ctx.event_about(
                         COMPONENT,
-                        EventRecord::new(
-                            object_ref(job),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            format!("Created pod: {name}"),
-                        ),
+                        job,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {name}"),
                     );
                 }
                 Err(e) => {
                     failed = true;
-                    ctx.record_event(
-                        COMPONENT,
-                        EventRecord::new(
-                            object_ref(job),
-                            EventType::Warning,
-                            "FailedCreate",
-                            format!("Error creating: {e}"),
-                        ),
-                    );
-                    first_error.get_or_insert(ControllerError::api(
-                        "create",
-                        "Pod",
-                        &ns,
-                        &job.name_any(),
-                    )(e));
+                    first_error.get_or_insert(ctx.pod_create_failed(COMPONENT, job, e));
                 }
             }
         }
@@ -1642,6 +1755,88 @@ mod tests {
         let out = plan(&j, &[&p], at(0), Backoff::default(), true);
         let c = cond(&out.status, "FailureTarget").expect("failure target");
         assert_eq!(c.reason.as_deref(), Some("PodFailurePolicy"));
+    }
+
+    #[test]
+    fn backoff_limit_per_index_fails_indexes_and_then_the_job() {
+        let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1, "backoffLimit": i32::MAX});
+        let j = job(spec.clone(), json!({}));
+        // Index 1's first pod failed: within its limit, it is replaced with the count.
+        let first = pod("a", "Failed", Some(1), true);
+        let out = plan(&j, &[&first], at(0), Backoff::default(), true);
+        assert_eq!(out.status.failed_indexes.as_deref(), Some(""));
+        assert_eq!(uncounted(&out.status).1, vec!["uid-a".to_string()]);
+        assert_eq!(out.index_failures.get(&1), Some(&(1, 0)));
+        // Its replacement (one failure before it) fails too: the index fails for good.
+        let mut second = pod("b", "Failed", Some(1), true);
+        second
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(INDEX_FAILURE_COUNT.into(), "1".into());
+        let out = plan(&j, &[&second], at(0), Backoff::default(), true);
+        assert_eq!(out.status.failed_indexes.as_deref(), Some("1"));
+        assert!(cond(&out.status, "FailureTarget").is_none());
+        // The failed index is not re-created and its active pods go.
+        let busy = pod("c", "Running", Some(1), true);
+        let j2 = job(spec.clone(), json!({"failedIndexes": "1"}));
+        let out = plan(&j2, &[&busy], at(20_000), Backoff::default(), true);
+        assert_eq!(out.delete.len(), 1);
+        assert_eq!(out.create, vec![Some(0), Some(2)]);
+        // Every other index succeeded: the Job fails with FailedIndexes.
+        let j3 = job(
+            spec.clone(),
+            json!({"failedIndexes": "1", "completedIndexes": "0,2"}),
+        );
+        let out = plan(&j3, &[], at(0), Backoff::default(), true);
+        let c = cond(&out.status, "FailureTarget").expect("failure target");
+        assert_eq!(
+            (c.reason.as_deref(), c.message.as_deref()),
+            (Some("FailedIndexes"), Some("Job has failed indexes"))
+        );
+        assert_eq!(
+            cond(&out.status, "Failed").map(|c| c.reason.clone()),
+            Some(Some("FailedIndexes".into()))
+        );
+        // maxFailedIndexes exceeded.
+        let mut spec4 = spec;
+        spec4["maxFailedIndexes"] = json!(0);
+        let j4 = job(spec4, json!({}));
+        let mut third = pod("d", "Failed", Some(2), true);
+        third
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(INDEX_FAILURE_COUNT.into(), "1".into());
+        let out = plan(&j4, &[&third], at(0), Backoff::default(), true);
+        let c = cond(&out.status, "FailureTarget").expect("failure target");
+        assert_eq!(
+            (c.reason.as_deref(), c.message.as_deref()),
+            (
+                Some("MaxFailedIndexesExceeded"),
+                Some("Job has exceeded the specified maximal number of failed indexes")
+            )
+        );
+    }
+
+    #[test]
+    fn a_fail_index_rule_fails_the_index_at_once() {
+        let j = job(
+            json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed",
+                "backoffLimitPerIndex": 3, "podFailurePolicy": {"rules": [
+                    {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [7]}}]}}),
+            json!({}),
+        );
+        let mut p = pod("a", "Failed", Some(0), true);
+        p.status = Some(
+            serde_json::from_value(json!({"phase": "Failed", "containerStatuses": [{
+                "name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 7}}}]}))
+            .expect("status"),
+        );
+        let out = plan(&j, &[&p], at(0), Backoff::default(), true);
+        assert_eq!(out.status.failed_indexes.as_deref(), Some("0"));
     }
 
     #[test]

@@ -33,7 +33,9 @@
 mod context;
 mod cron;
 mod cronjob;
+mod daemonset;
 mod deployment;
+mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 mod evictions;
@@ -48,6 +50,7 @@ pub mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
+mod replicationcontroller;
 mod statefulset;
 pub mod tainteviction;
 

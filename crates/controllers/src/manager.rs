@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -24,8 +27,8 @@ use crate::expectations::Expectations;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::{
-    cronjob, deployment, endpoints, endpointslice, gc, job, kubedns, nodeipam, nodelifecycle,
-    podgc, replicaset, statefulset, tainteviction,
+    cronjob, daemonset, deployment, disruption, endpoints, endpointslice, gc, job, kubedns,
+    nodeipam, nodelifecycle, podgc, replicaset, replicationcontroller, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
 
@@ -54,6 +57,10 @@ impl ControllerManager {
         let (statefulsets, sts_w) = reflector::store::<StatefulSet>();
         let (jobs, jobs_w) = reflector::store::<Job>();
         let (cronjobs, cronjobs_w) = reflector::store::<CronJob>();
+        let (daemonsets, ds_w) = reflector::store::<DaemonSet>();
+        let (controllerrevisions, cr_w) = reflector::store::<ControllerRevision>();
+        let (replicationcontrollers, rc_w) = reflector::store::<ReplicationController>();
+        let (pdbs, pdb_w) = reflector::store::<PodDisruptionBudget>();
         let (nodes, nodes_w) = reflector::store::<Node>();
         let (leases, leases_w) = reflector::store::<Lease>();
         let (events, event_writer) = EventRecorder::new(
@@ -75,6 +82,10 @@ impl ControllerManager {
             statefulsets,
             jobs,
             cronjobs,
+            daemonsets,
+            controllerrevisions,
+            replicationcontrollers,
+            pdbs,
             nodes,
             leases,
             node_ipam: tokio::sync::Notify::new(),
@@ -84,6 +95,9 @@ impl ControllerManager {
             sts_queue: WorkQueue::new(),
             job_queue: WorkQueue::new(),
             cronjob_queue: WorkQueue::new(),
+            ds_queue: WorkQueue::new(),
+            rc_queue: WorkQueue::new(),
+            pdb_queue: WorkQueue::new(),
             gc_queue: WorkQueue::new(),
             taint_node_queue: WorkQueue::new(),
             taint_pod_queue: WorkQueue::new(),
@@ -93,6 +107,9 @@ impl ControllerManager {
             rs_expectations: Expectations::default(),
             sts_expectations: Expectations::default(),
             job_expectations: Expectations::default(),
+            ds_expectations: Expectations::default(),
+            ds_nodes: Default::default(),
+            rc_expectations: Expectations::default(),
             job_backoff: Default::default(),
             svc,
         });
@@ -125,6 +142,25 @@ impl ControllerManager {
             ctx.clone(),
             route_cronjob,
         ));
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
+            ds_w,
+            ctx.clone(),
+            route_daemonset,
+        ));
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
+            cr_w,
+            ctx.clone(),
+            route_revision,
+        ));
+        tasks.spawn(reflect(
+            Api::all(c.clone()),
+            rc_w,
+            ctx.clone(),
+            route_replication_controller,
+        ));
+        tasks.spawn(reflect(Api::all(c.clone()), pdb_w, ctx.clone(), route_pdb));
         tasks.spawn(reflect(
             Api::all(c.clone()),
             nodes_w,
@@ -162,6 +198,10 @@ impl ControllerManager {
             wait_ready(&ctx.statefulsets, "statefulset").await?;
             wait_ready(&ctx.jobs, "job").await?;
             wait_ready(&ctx.cronjobs, "cronjob").await?;
+            wait_ready(&ctx.daemonsets, "daemonset").await?;
+            wait_ready(&ctx.controllerrevisions, "controllerrevision").await?;
+            wait_ready(&ctx.replicationcontrollers, "replicationcontroller").await?;
+            wait_ready(&ctx.pdbs, "poddisruptionbudget").await?;
             wait_ready(&ctx.nodes, "node").await?;
             wait_ready(&ctx.svc.services, "service").await?;
             wait_ready(&ctx.svc.slices, "endpointslice").await?;
@@ -175,7 +215,7 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 9] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 12] = [
             ("endpointslice", &ctx.svc.slice_queue, |ctx, key| {
                 Box::pin(async move { endpointslice::reconcile(&ctx, &key).await })
             }),
@@ -190,6 +230,15 @@ impl ControllerManager {
             }),
             ("statefulset", &ctx.sts_queue, |ctx, key| {
                 Box::pin(async move { statefulset::reconcile(&ctx, &key).await })
+            }),
+            ("replicationcontroller", &ctx.rc_queue, |ctx, key| {
+                Box::pin(async move { replicationcontroller::reconcile(&ctx, &key).await })
+            }),
+            ("disruption", &ctx.pdb_queue, |ctx, key| {
+                Box::pin(async move { disruption::reconcile(&ctx, &key).await })
+            }),
+            ("daemonset", &ctx.ds_queue, |ctx, key| {
+                Box::pin(async move { daemonset::reconcile(&ctx, &key).await })
             }),
             ("cronjob", &ctx.cronjob_queue, |ctx, key| {
                 Box::pin(async move { cronjob::reconcile(&ctx, &key).await })
@@ -295,6 +344,16 @@ fn resync_all(ctx: &Ctx) {
             ctx.cronjob_queue.add(k);
         }
     }
+    queue_all(&ctx.daemonsets, &ctx.ds_queue);
+    queue_all(&ctx.replicationcontrollers, &ctx.rc_queue);
+    queue_all(&ctx.pdbs, &ctx.pdb_queue);
+    for r in ctx.controllerrevisions.state() {
+        if has_owners(&r.metadata)
+            && let Some(k) = Key::of(&r.metadata)
+        {
+            ctx.gc_queue.add(GcKey::ControllerRevision(k));
+        }
+    }
     for j in ctx.jobs.state() {
         if let Some(k) = Key::of(&j.metadata) {
             ctx.job_queue.add(k.clone());
@@ -313,6 +372,18 @@ fn resync_all(ctx: &Ctx) {
             && let Some(k) = Key::of(&p.metadata)
         {
             ctx.gc_queue.add(GcKey::Pod(k));
+        }
+    }
+}
+
+/// Queues the key of every cached object of one kind.
+fn queue_all<K>(store: &Store<K>, queue: &WorkQueue<Key>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    for o in store.state() {
+        if let Some(k) = Key::of(o.meta()) {
+            queue.add(k);
         }
     }
 }
@@ -418,6 +489,9 @@ fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
     };
     ctx.node_ipam.notify_one();
     ctx.kube_dns.notify_one();
+    if ctx.ds_nodes.changed(node, deleted) {
+        queue_all(&ctx.daemonsets, &ctx.ds_queue);
+    }
     // Only a change of the NoExecute taints matters to the taint eviction controller
     // (status updates arrive every few seconds per node and would rescan its pods).
     let taints = if deleted {
@@ -441,6 +515,15 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     };
     route_gc_owners(ctx, None, &pod.metadata, deleted);
     endpointslice::route_pod(ctx, pod);
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    for pdb in ctx.pdbs.state() {
+        if pdb.metadata.namespace.as_deref() == Some(&key.namespace)
+            && selector_matches(pdb.spec.as_ref().and_then(|s| s.selector.as_ref()), &labels)
+            && let Some(k) = Key::of(&pdb.metadata)
+        {
+            ctx.pdb_queue.add(k);
+        }
+    }
     if deleted
         || pod
             .spec
@@ -478,6 +561,18 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
             }
             ctx.rs_queue.add(rs_key);
         }
+        Some(owner) if owner.kind == "DaemonSet" => {
+            ctx.ds_queue.add(Key {
+                namespace: key.namespace.clone(),
+                name: owner.name.clone(),
+            });
+        }
+        Some(owner) if owner.kind == "ReplicationController" && owner.api_version == "v1" => {
+            ctx.rc_queue.add(Key {
+                namespace: key.namespace.clone(),
+                name: owner.name.clone(),
+            });
+        }
         Some(owner) if owner.kind == "StatefulSet" => {
             ctx.sts_queue.add(Key {
                 namespace: key.namespace.clone(),
@@ -500,6 +595,28 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
                     && let Some(k) = Key::of(&rs.metadata)
                 {
                     ctx.rs_queue.add(k);
+                }
+            }
+            for d in ctx.daemonsets.state() {
+                if d.metadata.namespace.as_deref() == Some(&key.namespace)
+                    && selector_matches(d.spec.as_ref().map(|s| &s.selector), &labels)
+                    && let Some(k) = Key::of(&d.metadata)
+                {
+                    ctx.ds_queue.add(k);
+                }
+            }
+            for rc in ctx.replicationcontrollers.state() {
+                if rc.metadata.namespace.as_deref() == Some(&key.namespace)
+                    && rc
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.selector.as_ref())
+                        .is_some_and(|sel| {
+                            !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+                        })
+                    && let Some(k) = Key::of(&rc.metadata)
+                {
+                    ctx.rc_queue.add(k);
                 }
             }
             for s in ctx.statefulsets.state() {
@@ -611,6 +728,17 @@ fn dependents_of(ctx: &Ctx, uid: &str) {
             ctx.gc_queue.add(GcKey::Job(k));
         }
     }
+    for r in ctx.controllerrevisions.state() {
+        if r.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid)
+            && let Some(k) = Key::of(&r.metadata)
+        {
+            ctx.gc_queue.add(GcKey::ControllerRevision(k));
+        }
+    }
 }
 
 fn route_replicaset(ctx: &Ctx, rs: &ReplicaSet, deleted: bool) {
@@ -714,4 +842,61 @@ fn route_cronjob(ctx: &Ctx, cj: &CronJob, deleted: bool) {
         dependents_of(ctx, uid);
     }
     ctx.cronjob_queue.add(key);
+}
+
+fn route_daemonset(ctx: &Ctx, ds: &DaemonSet, deleted: bool) {
+    let Some(key) = Key::of(&ds.metadata) else {
+        return;
+    };
+    route_gc_owners(ctx, Some(OwnerKind::DaemonSet), &ds.metadata, deleted);
+    if deleted {
+        ctx.ds_expectations.forget(&key.to_string());
+        if let Some(uid) = &ds.metadata.uid {
+            dependents_of(ctx, uid);
+        }
+    }
+    ctx.ds_queue.add(key);
+}
+
+fn route_revision(ctx: &Ctx, r: &ControllerRevision, deleted: bool) {
+    let Some(key) = Key::of(&r.metadata) else {
+        return;
+    };
+    if !deleted && has_owners(&r.metadata) {
+        ctx.gc_queue.add(GcKey::ControllerRevision(key.clone()));
+    }
+    route_gc_owners(ctx, None, &r.metadata, deleted);
+    if let Some(owner) = pods::controller_ref(&r.metadata)
+        && owner.kind == "DaemonSet"
+    {
+        ctx.ds_queue.add(Key {
+            namespace: key.namespace,
+            name: owner.name.clone(),
+        });
+    }
+}
+
+fn route_replication_controller(ctx: &Ctx, rc: &ReplicationController, deleted: bool) {
+    let Some(key) = Key::of(&rc.metadata) else {
+        return;
+    };
+    route_gc_owners(
+        ctx,
+        Some(OwnerKind::ReplicationController),
+        &rc.metadata,
+        deleted,
+    );
+    if deleted {
+        ctx.rc_expectations.forget(&key.to_string());
+        if let Some(uid) = &rc.metadata.uid {
+            dependents_of(ctx, uid);
+        }
+    }
+    ctx.rc_queue.add(key);
+}
+
+fn route_pdb(ctx: &Ctx, pdb: &PodDisruptionBudget, _deleted: bool) {
+    if let Some(key) = Key::of(&pdb.metadata) {
+        ctx.pdb_queue.add(key);
+    }
 }

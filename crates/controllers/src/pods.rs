@@ -116,8 +116,18 @@ pub(crate) fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
 
 /// A controller owner reference to an apps/v1 object.
 pub(crate) fn owner_ref(kind: &str, name: &str, uid: &str) -> OwnerReference {
+    controller_owner_ref("apps/v1", kind, name, uid)
+}
+
+/// A controller owner reference (`controller` and `blockOwnerDeletion` true).
+pub(crate) fn controller_owner_ref(
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    uid: &str,
+) -> OwnerReference {
     OwnerReference {
-        api_version: "apps/v1".into(),
+        api_version: api_version.into(),
         kind: kind.into(),
         name: name.into(),
         uid: uid.into(),

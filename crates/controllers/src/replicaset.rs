@@ -19,37 +19,90 @@
 //! 3. **Status** (`replicas` = active pods, `fullyLabeledReplicas`, `readyReplicas`,
 //!    `availableReplicas` = Ready for `minReadySeconds`, `observedGeneration`) is written
 //!    with the cached resourceVersion when it changed. A pod that will become available
-//!    later requeues the key for that moment.
+//!    later requeues the key for that moment. A failed create or delete sets the
+//!    `ReplicaFailure` condition (`FailedCreate`/`FailedDelete`, the error as message) until
+//!    a sync manages the replicas without error.
+//!
+//! The same [`sync`] runs the v1 ReplicationController ([`crate::replicationcontroller`])
+//! through a conversion, parameterised by [`SetKind`] and the owner's expectations.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use tracing::{debug, info};
 
 use crate::context::{ControllerError, Ctx, Key, parse_selector};
-use crate::expectations::PodId;
+use crate::expectations::{Expectations, PodId};
 use crate::pods::{self, PodName};
 
 /// Most pods created or deleted in one reconcile (upstream's burstReplicas).
 const BURST: usize = 500;
 
+/// The kind a replica set is served as: apps/v1 ReplicaSet or its legacy twin v1
+/// ReplicationController (converted to a ReplicaSet for the shared logic, as upstream's
+/// replication manager does).
+#[derive(Clone, Copy)]
+pub(crate) struct SetKind {
+    pub(crate) api_version: &'static str,
+    pub(crate) kind: &'static str,
+}
+
+pub(crate) const REPLICA_SET: SetKind = SetKind {
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+};
+
 pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
-    let exp_key = key.to_string();
     let Some(rs) = ctx.cached_owner(&ctx.replicasets, &ctx.rs_expectations, key) else {
         return Ok(None);
     };
+    let (status, requeue, manage_error) =
+        sync(ctx, key, REPLICA_SET, &ctx.rs_expectations, &rs).await?;
+    if let Some(status) = status
+        && !status_eq(&rs.status.clone().unwrap_or_default(), &status)
+    {
+        let mut updated = (*rs).clone();
+        updated.status = Some(status);
+        ctx.replace_status("ReplicaSet", &key.namespace, &key.name, &updated)
+            .await?;
+    }
+    match manage_error {
+        Some(e) => Err(e),
+        None => Ok(requeue),
+    }
+}
+
+/// One sync of a replica set (steps 1–3 above): the status to write (`None` when the set
+/// has no spec), when to look again, and the error of managing replicas (reported after
+/// the status is written, as upstream does).
+pub(crate) async fn sync(
+    ctx: &Ctx,
+    key: &Key,
+    kind: SetKind,
+    expectations: &Expectations,
+    rs: &ReplicaSet,
+) -> Result<
+    (
+        Option<ReplicaSetStatus>,
+        Option<Duration>,
+        Option<ControllerError>,
+    ),
+    ControllerError,
+> {
+    let exp_key = key.to_string();
     let Some(spec) = rs.spec.as_ref() else {
-        return Ok(None);
+        return Ok((None, None, None));
     };
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let ns = key.namespace.as_str();
     let deleting = rs.metadata.deletion_timestamp.is_some();
-    let selector = parse_selector("ReplicaSet", &rs.metadata, Some(&spec.selector))?;
-    let owner = pods::owner_ref("ReplicaSet", &key.name, &uid);
+    let selector = parse_selector(kind.kind, &rs.metadata, Some(&spec.selector))?;
+    let owner = pods::controller_owner_ref(kind.api_version, kind.kind, &key.name, &uid);
 
     let owned = claim_pods(ctx, ns, &uid, &owner, selector.as_ref(), deleting).await?;
     let active: Vec<&Pod> = owned
@@ -58,13 +111,18 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
         .filter(|p| pods::is_active(p))
         .collect();
 
-    let satisfied = ctx
-        .rs_expectations
-        .satisfied(&exp_key, |id| ctx.seen(ns, id));
+    let satisfied = expectations.satisfied(&exp_key, |id| ctx.seen(ns, id));
+    let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
     let mut manage_error = None;
     if satisfied && !deleting {
-        let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
-        if let Err(e) = manage_replicas(ctx, &exp_key, ns, &rs, &owner, &active, want).await {
+        let set = Managed {
+            exp_key: &exp_key,
+            expectations,
+            ns,
+            rs,
+            owner: &owner,
+        };
+        if let Err(e) = manage_replicas(ctx, &set, &active, want).await {
             manage_error = Some(e);
         }
     }
@@ -97,37 +155,74 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     status.fully_labeled_replicas = Some(labeled);
     status.ready_replicas = Some(ready);
     status.available_replicas = Some(available);
-    write_status(ctx, &rs, status).await?;
-    if let Some(e) = manage_error {
-        return Err(e);
-    }
+    set_replica_failure(
+        &mut status,
+        manage_error.as_ref(),
+        active.len().cmp(&want),
+        now,
+    );
     // Add a second so that the pod is surely available when we look again.
-    Ok(requeue.map(|d| d + Duration::from_secs(1)))
+    Ok((
+        Some(status),
+        requeue.map(|d| d + Duration::from_secs(1)),
+        manage_error,
+    ))
 }
 
-async fn write_status(
-    ctx: &Ctx,
-    rs: &ReplicaSet,
-    status: ReplicaSetStatus,
-) -> Result<(), ControllerError> {
-    let current = rs.status.clone().unwrap_or_default();
-    if status_eq(&current, &status) {
-        return Ok(());
+/// Upstream's `ReplicaFailure` condition: set (reason `FailedCreate` or `FailedDelete`, the
+/// error as message) when managing replicas failed and it is not set yet; removed once a
+/// sync manages them without error.
+pub(crate) fn set_replica_failure(
+    status: &mut ReplicaSetStatus,
+    error: Option<&ControllerError>,
+    active_vs_want: std::cmp::Ordering,
+    now: k8s_openapi::jiff::Timestamp,
+) {
+    const TYPE: &str = "ReplicaFailure";
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let has = conditions.iter().any(|c| c.type_ == TYPE);
+    match error {
+        Some(e) if !has => {
+            let reason = match active_vs_want {
+                std::cmp::Ordering::Less => "FailedCreate",
+                std::cmp::Ordering::Greater => "FailedDelete",
+                std::cmp::Ordering::Equal => "",
+            };
+            let message = e
+                .status()
+                .map(|s| s.message.clone())
+                .unwrap_or_else(|| e.to_string());
+            conditions.push(ReplicaSetCondition {
+                type_: TYPE.into(),
+                status: "True".into(),
+                reason: Some(reason.into()),
+                message: Some(message),
+                last_transition_time: Some(Time(now)),
+            });
+        }
+        None if has => conditions.retain(|c| c.type_ != TYPE),
+        _ => {}
     }
-    let ns = rs.metadata.namespace.clone().unwrap_or_default();
-    let name = rs.metadata.name.clone().unwrap_or_default();
-    let mut updated = rs.clone();
-    updated.status = Some(status);
-    ctx.replace_status("ReplicaSet", &ns, &name, &updated).await
+    if conditions.is_empty() {
+        status.conditions = None;
+    }
 }
 
-fn status_eq(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
+pub(crate) fn status_eq(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
     let n = |v: Option<i32>| v.unwrap_or(0);
+    let types = |s: &ReplicaSetStatus| {
+        s.conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    };
     a.replicas == b.replicas
         && n(a.fully_labeled_replicas) == n(b.fully_labeled_replicas)
         && n(a.ready_replicas) == n(b.ready_replicas)
         && n(a.available_replicas) == n(b.available_replicas)
         && a.observed_generation == b.observed_generation
+        && types(a) == types(b)
 }
 
 /// Adopts matching orphans, releases owned pods that stopped matching; returns the owned
@@ -260,15 +355,28 @@ pub(crate) fn diff(active: usize, want: usize) -> Diff {
     }
 }
 
+/// The set being managed and where its expectations are kept.
+struct Managed<'a> {
+    exp_key: &'a str,
+    expectations: &'a Expectations,
+    ns: &'a str,
+    rs: &'a ReplicaSet,
+    owner: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+}
+
 async fn manage_replicas(
     ctx: &Ctx,
-    exp_key: &str,
-    ns: &str,
-    rs: &ReplicaSet,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    set: &Managed<'_>,
     active: &[&Pod],
     want: usize,
 ) -> Result<(), ControllerError> {
+    let Managed {
+        exp_key,
+        expectations,
+        ns,
+        rs,
+        owner,
+    } = *set;
     let name = rs.metadata.name.clone().unwrap_or_default();
     let Some(template) = rs.spec.as_ref().and_then(|s| s.template.as_ref()) else {
         return Ok(());
@@ -276,7 +384,7 @@ async fn manage_replicas(
     match diff(active.len(), want) {
         Diff::None => Ok(()),
         Diff::Create(n) => {
-            info!(%ns, replicaset = %name, count = n, "creating pods");
+            info!(%ns, kind = owner.kind, name = %name, count = n, "creating pods");
             let api = ctx.pods_api(ns);
             for batch in slow_start_batches(n) {
                 let results = join_all((0..batch).map(|_| {
@@ -293,7 +401,7 @@ async fn manage_replicas(
                 let mut first_error = None;
                 for r in results {
                     match r {
-                        Ok(p) => ctx.rs_expectations.created(
+                        Ok(p) => expectations.created(
                             exp_key,
                             PodId {
                                 name: p.metadata.name.unwrap_or_default(),
@@ -319,7 +427,7 @@ async fn manage_replicas(
         Diff::Delete(n) => {
             let mut ranked: Vec<&Pod> = active.to_vec();
             ranked.sort_by(|a, b| pods::delete_order(a, b));
-            info!(%ns, replicaset = %name, count = n, "deleting pods");
+            info!(%ns, kind = owner.kind, name = %name, count = n, "deleting pods");
             let api = ctx.pods_api(ns);
             let results = join_all(ranked.into_iter().take(n).map(|p| {
                 let api = api.clone();
@@ -340,7 +448,7 @@ async fn manage_replicas(
             let mut first_error = None;
             for (pod_name, uid, r) in results {
                 match r {
-                    Ok(_) => ctx.rs_expectations.deleted(
+                    Ok(_) => expectations.deleted(
                         exp_key,
                         PodId {
                             name: pod_name,
@@ -370,6 +478,29 @@ mod tests {
         assert_eq!(slow_start_batches(0), Vec::<usize>::new());
         assert_eq!(slow_start_batches(1), vec![1]);
         assert_eq!(slow_start_batches(10), vec![1, 2, 4, 3]);
+    }
+
+    #[test]
+    fn replica_failure_is_set_once_and_cleared_by_a_clean_sync() {
+        let at = k8s_openapi::jiff::Timestamp::UNIX_EPOCH;
+        let err = ControllerError::CacheNotReady("pod");
+        let mut s = ReplicaSetStatus::default();
+        set_replica_failure(&mut s, Some(&err), std::cmp::Ordering::Less, at);
+        let c = s.conditions.clone().unwrap_or_default();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (
+                c[0].type_.as_str(),
+                c[0].status.as_str(),
+                c[0].reason.as_deref()
+            ),
+            ("ReplicaFailure", "True", Some("FailedCreate"))
+        );
+        // Kept (not duplicated) while failing, removed after a clean sync.
+        set_replica_failure(&mut s, Some(&err), std::cmp::Ordering::Greater, at);
+        assert_eq!(s.conditions.as_ref().map(Vec::len), Some(1));
+        set_replica_failure(&mut s, None, std::cmp::Ordering::Equal, at);
+        assert_eq!(s.conditions, None);
     }
 
     #[test]

@@ -32,16 +32,12 @@ fn active(pods: &[Pod]) -> Vec<&Pod> {
         .collect()
 }
 
-/// `kubectl scale rs/web --replicas=n`, then waits for `n` active pods.
-async fn scale_to(rs_api: &Api<ReplicaSet>, client: &Client, n: i32, what: &str) {
-    rs_api
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": n}})),
-        )
-        .await
-        .expect("scale");
+/// `kubectl scale <kind>/web --replicas=n`, then waits for `n` active pods.
+async fn scale_to<K>(api: &Api<K>, client: &Client, n: i32, what: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    podvisor_testkit::scale(api, "web", n).await;
     eventually(what, || async {
         active(&pods(client).await).len() == n as usize
     })
@@ -156,4 +152,83 @@ async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
 
 fn r_gen(rs: &ReplicaSet) -> Option<i64> {
     rs.metadata.generation
+}
+
+/// The legacy twin: a ReplicationController whose selector and labels the API server
+/// defaults from the template, scaled through `scale`, collected with its pods.
+#[tokio::test]
+async fn replication_controller_runs_its_replicas_as_a_replica_set_does() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let running = common::start().await;
+    let client = running.client.clone();
+    let rc_api = Api::<ReplicationController>::namespaced(client.clone(), "default");
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "1000"]}]}
+            }
+        }
+    }))
+    .expect("rc");
+    let rc = rc_api
+        .create(&PostParams::default(), &rc)
+        .await
+        .expect("create rc");
+    assert_eq!(
+        rc.spec.as_ref().and_then(|s| s.selector.clone()),
+        Some([("app".to_string(), "web".to_string())].into())
+    );
+    assert_eq!(
+        rc.metadata.labels,
+        Some([("app".to_string(), "web".to_string())].into())
+    );
+    eventually("2 pods", || async {
+        active(&pods(&client).await).len() == 2
+    })
+    .await;
+    let ps = pods(&client).await;
+    for p in &ps {
+        let owner = &p.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.api_version.as_str(), owner.kind.as_str()),
+            ("v1", "ReplicationController")
+        );
+        assert_eq!(owner.uid, rc.metadata.uid.clone().unwrap_or_default());
+    }
+    let pod_api = Api::<Pod>::namespaced(client.clone(), "default");
+    for p in &ps {
+        mark_ready(&pod_api, p.metadata.name.as_deref().expect("name"))
+            .await
+            .expect("status");
+    }
+    eventually("ready status", || async {
+        rc_api
+            .get_status("web")
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .is_some_and(|s| {
+                s.replicas == 2
+                    && s.ready_replicas == Some(2)
+                    && s.available_replicas == Some(2)
+                    && s.fully_labeled_replicas == Some(2)
+                    && s.observed_generation == Some(1)
+            })
+    })
+    .await;
+    // kubectl scale rc/web --replicas=3
+    scale_to(&rc_api, &client, 3, "3 pods").await;
+    rc_api
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete rc");
+    eventually("pods collected", || async {
+        active(&pods(&client).await).is_empty()
+    })
+    .await;
+    running.stop().await;
 }

@@ -2,8 +2,10 @@
 //! `kubectl` against `podvisor up` with real processes: Jobs (`kubectl create job`, `kubectl
 //! wait --for=condition=complete`, `kubectl logs job/x`, Indexed completion, the backoff
 //! limit), CronJobs (a scheduled run within its minute, `kubectl create job --from`) and
-//! cascading deletion (`kubectl delete --cascade=orphan|foreground`). One cluster
-//! serves every case.
+//! cascading deletion (`kubectl delete --cascade=orphan|foreground`), a DaemonSet on two
+//! agents (`kubectl rollout status|history|undo ds/x`), `kubectl scale rc` and `kubectl
+//! drain` blocked and then allowed by a PodDisruptionBudget. One cluster serves every case
+//! (the second agent joins it for the DaemonSet case only).
 
 #![allow(clippy::disallowed_methods)]
 
@@ -37,8 +39,21 @@ fn create_job(c: &Cluster, name: &str, flags: &[&str], cmd: &[&str]) {
     c.kubectl_ok(&["create", "-f", path.to_str().expect("utf8")]);
 }
 
+/// `kubectl get <kind> <name> -o jsonpath=<path>`.
+fn field(c: &Cluster, kind: &str, name: &str, path: &str) -> String {
+    c.kubectl_ok(&["get", kind, name, "-o", &format!("jsonpath={path}")])
+}
+
+/// The columns of `kubectl get <kind> <name> --no-headers`.
+fn columns(c: &Cluster, kind: &str, name: &str) -> Vec<String> {
+    c.kubectl_ok(&["get", kind, name, "--no-headers"])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 fn job_field(c: &Cluster, name: &str, path: &str) -> String {
-    c.kubectl_ok(&["get", "job", name, "-o", &format!("jsonpath={path}")])
+    field(c, "job", name, path)
 }
 
 #[test]
@@ -49,7 +64,225 @@ fn workloads_through_kubectl() {
     create_cronjob(&c);
     jobs_complete_fail_and_index_their_pods(&c);
     delete_cascades_orphan_and_foreground(&c);
+    daemonset_on_two_agents(&c);
+    replication_controller_scales(&c);
     cronjob_fires_within_its_minute(&c);
+    drain_waits_for_the_disruption_budget(&c);
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Running pods with label `sel`, as `name node` lines.
+fn running_pods(c: &Cluster, sel: &str) -> Vec<String> {
+    c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        sel,
+        "--field-selector=status.phase=Running",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A DaemonSet on `podvisor up`'s node and a second agent: one pod on each, a template
+/// change rolled out node by node, the history and an undo through kubectl.
+fn daemonset_on_two_agents(c: &Cluster) {
+    let data = c.dir.path().join("data");
+    let mut agent = common::steps::start_agent("worker-2", 2, c.port, &data, c.dir.path());
+    c.wait_for("worker-2 Ready", WAIT, || {
+        c.kubectl(&[
+            "get",
+            "node",
+            "worker-2",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+            == b"True"
+    });
+    let m = marker("daemon");
+    // The apps manifest of the test kit, without the replicas a DaemonSet does not have.
+    let command = format!(r#"["sh", "-c", "sleep 1000 & wait", "{m}"]"#);
+    c.apply(
+        &common::steps::apps_manifest("DaemonSet", "beacon", 0, 1, "", &command)
+            .replace("  replicas: 0\n", ""),
+    );
+    let out = c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
+    assert!(
+        out.ends_with("daemon set \"beacon\" successfully rolled out\n"),
+        "{out}"
+    );
+    let mut nodes: Vec<String> = running_pods(c, "app=beacon")
+        .iter()
+        .filter_map(|l| l.split_once(' ').map(|(_, n)| n.to_string()))
+        .collect();
+    nodes.sort();
+    let mut want = vec![c.node.clone(), "worker-2".to_string()];
+    want.sort();
+    assert_eq!(nodes, want, "one pod per node");
+    let cols = columns(c, "ds", "beacon");
+    assert_eq!(
+        &cols[..7],
+        ["beacon", "2", "2", "2", "2", "2", "<none>"],
+        "{cols:?}"
+    );
+
+    // A new template rolls out node by node; history and undo as kubectl shows them.
+    c.kubectl_ok(&["set", "env", "ds/beacon", "ROUND=2"]);
+    let out = c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let hist = c.kubectl_ok(&["rollout", "history", "ds/beacon"]);
+    let lines: Vec<Vec<&str>> = hist
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["daemonset.apps/beacon"],
+            vec!["REVISION", "CHANGE-CAUSE"],
+            vec!["1", "<none>"],
+            vec!["2", "<none>"],
+        ],
+        "{hist}"
+    );
+    // The `ROUND` value of each daemon pod ("" before the change).
+    let rounds = || {
+        c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=beacon",
+            "-o",
+            "jsonpath={range .items[*]}[{.spec.containers[0].env[0].value}]{end}",
+        ])
+    };
+    assert_eq!(rounds(), "[2][2]");
+    let out = c.kubectl_ok(&["rollout", "undo", "ds/beacon"]);
+    assert_eq!(out.trim(), "daemonset.apps/beacon rolled back");
+    c.kubectl_ok(&["rollout", "status", "ds/beacon", "--timeout=60s"]);
+    let hist = c.kubectl_ok(&["rollout", "history", "ds/beacon"]);
+    let revs: Vec<&str> = hist
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revs, ["2", "3"], "{hist}");
+    c.wait_for("pods back on the first template", WAIT, || {
+        rounds() == "[][]" && running_pods(c, "app=beacon").len() == 2
+    });
+
+    // Deleting the DaemonSet takes its pods; then the second node leaves.
+    c.kubectl_ok(&["delete", "ds", "beacon", "--cascade=foreground"]);
+    assert!(running_pods(c, "app=beacon").is_empty());
+    c.wait_for("the daemon pods' processes to end", WAIT, || {
+        find_pids(&m).is_empty()
+    });
+    agent.signal(15);
+    if agent.wait_exit(Duration::from_secs(30)).is_none() {
+        agent.kill9();
+    }
+    c.kubectl_ok(&["delete", "node", "worker-2"]);
+}
+
+/// `kubectl scale rc`: the legacy controller, selector defaulted from the template.
+fn replication_controller_scales(c: &Cluster) {
+    // The legacy twin: v1, no selector (defaulted from the template labels).
+    let rs = common::steps::apps_manifest(
+        "ReplicationController",
+        "legacy",
+        1,
+        1,
+        "",
+        r#"["sleep", "1000"]"#,
+    );
+    c.apply(
+        &rs.replace("apiVersion: apps/v1", "apiVersion: v1")
+            .replace("  selector:\n    matchLabels: {app: legacy}\n", ""),
+    );
+    let out = c.kubectl_ok(&["scale", "rc", "legacy", "--replicas=2"]);
+    assert_eq!(out.trim(), "replicationcontroller/legacy scaled");
+    c.wait_for("2 legacy pods ready", WAIT, || {
+        field(c, "rc", "legacy", "{.status.readyReplicas}") == "2"
+    });
+    let cols = columns(c, "rc", "legacy");
+    assert_eq!(&cols[..4], ["legacy", "2", "2", "2"], "{cols:?}");
+    c.kubectl_ok(&["delete", "rc", "legacy", "--cascade=foreground"]);
+}
+
+/// `kubectl drain` retries an eviction the budget forbids and succeeds once it allows it.
+fn drain_waits_for_the_disruption_budget(c: &Cluster) {
+    let m = marker("guarded");
+    c.apply(&sleeper_replica_set("guarded", 1, "", &m));
+    c.apply(
+        r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: guarded
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {app: guarded}
+"#,
+    );
+    c.wait_for("the budget allows nothing", WAIT, || {
+        field(
+            c,
+            "pdb",
+            "guarded",
+            "{.status.currentHealthy}/{.status.disruptionsAllowed}",
+        ) == "1/0"
+    });
+    let cols = columns(c, "pdb", "guarded");
+    assert_eq!(&cols[..4], ["guarded", "1", "N/A", "0"], "{cols:?}");
+    let drain = [
+        "drain",
+        c.node.as_str(),
+        "--pod-selector=app=guarded",
+        "--grace-period=1",
+    ];
+    let blocked = c.kubectl(&[&drain[..], &["--timeout=7s"]].concat());
+    assert!(!blocked.status.success());
+    let err = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        err.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{err}"
+    );
+    assert_eq!(running_pods(c, "app=guarded").len(), 1);
+    // While a second drain retries, the budget is relaxed: the eviction goes through.
+    let child = c
+        .kubectl_command(&[&drain[..], &["--timeout=60s"]].concat())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("drain");
+    std::thread::sleep(Duration::from_secs(2));
+    c.kubectl_ok(&[
+        "patch",
+        "pdb",
+        "guarded",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":0}}"#,
+    ]);
+    let out = child.wait_with_output().expect("drain output");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("disruption budget"), "blocked first: {all}");
+    assert!(all.contains(&format!("node/{} drained", c.node)), "{all}");
+    c.kubectl_ok(&["uncordon", &c.node]);
+    c.kubectl_ok(&["delete", "rs", "guarded"]);
+    c.kubectl_ok(&["delete", "pdb", "guarded"]);
 }
 
 /// `kubectl create cronjob tick --schedule='* * * * *' -- sh -c 'echo tick'` (host mode).

@@ -17,11 +17,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Node, NodeSelectorTerm, Pod, Taint, Toleration};
 
 use podvisor_api::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE};
+use podvisor_api::nodeaffinity;
+pub use podvisor_api::nodeaffinity::{requirement_matches, term_matches};
 use podvisor_api::taints::{TAINT_UNSCHEDULABLE, tolerates};
 
 use crate::resources::Resources;
@@ -171,69 +171,6 @@ pub fn check_unschedulable(tolerations: &[Toleration], unschedulable: bool) -> F
 // Node affinity and nodeSelector
 // ---------------------------------------------------------------------------------------
 
-/// Upstream's `NodeSelectorRequirement` matching against a key/value map (labels, or the
-/// field set `{metadata.name: <node>}`). Invalid requirements match nothing.
-pub fn requirement_matches(
-    r: &NodeSelectorRequirement,
-    get: impl Fn(&str) -> Option<String>,
-) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    let value = get(&r.key);
-    match r.operator.as_str() {
-        "In" => !values.is_empty() && value.is_some_and(|v| values.contains(&v)),
-        "NotIn" => !values.is_empty() && value.is_none_or(|v| !values.contains(&v)),
-        "Exists" => values.is_empty() && value.is_some(),
-        "DoesNotExist" => values.is_empty() && value.is_none(),
-        "Gt" | "Lt" => {
-            if values.len() != 1 {
-                return false;
-            }
-            let (Ok(want), Some(Ok(have))) =
-                (values[0].parse::<i64>(), value.map(|v| v.parse::<i64>()))
-            else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                have > want
-            } else {
-                have < want
-            }
-        }
-        _ => false,
-    }
-}
-
-/// One node selector term: all expressions and fields ANDed; an empty term matches nothing.
-pub fn term_matches(
-    term: &NodeSelectorTerm,
-    labels: &BTreeMap<String, String>,
-    node_name: &str,
-) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, |k| labels.get(k).cloned()))
-        && fields.iter().all(|r| {
-            requirement_matches(r, |k| (k == "metadata.name").then(|| node_name.to_owned()))
-        })
-}
-
-fn required_terms(pod: &Pod) -> Option<&[NodeSelectorTerm]> {
-    pod.spec
-        .as_ref()?
-        .affinity
-        .as_ref()?
-        .node_affinity
-        .as_ref()?
-        .required_during_scheduling_ignored_during_execution
-        .as_ref()
-        .map(|s| s.node_selector_terms.as_slice())
-}
-
 /// NodeAffinity: every `nodeSelector` pair equals a node label, and (if present) at least one
 /// required node affinity term matches.
 pub fn check_node_affinity(
@@ -241,17 +178,19 @@ pub fn check_node_affinity(
     labels: &BTreeMap<String, String>,
     node_name: &str,
 ) -> FilterResult {
-    if let Some(sel) = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref())
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return Err(Rejection::unresolvable(REASON_NODE_AFFINITY));
+    let fits = pod
+        .spec
+        .as_ref()
+        .is_none_or(|s| nodeaffinity::required_matches(s, labels, node_name));
+    if fits {
+        Ok(())
+    } else {
+        Err(Rejection::unresolvable(REASON_NODE_AFFINITY))
     }
-    if let Some(terms) = required_terms(pod)
-        && !terms.iter().any(|t| term_matches(t, labels, node_name))
-    {
-        return Err(Rejection::unresolvable(REASON_NODE_AFFINITY));
-    }
-    Ok(())
+}
+
+fn required_terms(pod: &Pod) -> Option<&[NodeSelectorTerm]> {
+    pod.spec.as_ref().and_then(nodeaffinity::required_terms)
 }
 
 /// The NodeAffinity pre-filter: when every required term names nodes through
@@ -421,6 +360,7 @@ pub fn tolerations_of(pod: &Pod) -> &[Toleration] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::NodeSelectorRequirement;
     use k8s_openapi::api::core::v1::{
         Affinity, Container, ContainerPort, NodeAffinity, NodeCondition, NodeSelector, NodeSpec,
         NodeStatus, PodSpec,

@@ -72,6 +72,20 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// `kubectl scale <kind>/<name> --replicas=n` through the `scale` subresource.
+pub async fn scale<K>(api: &Api<K>, name: &str, n: i32)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_scale(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": n}})),
+    )
+    .await
+    .expect("scale");
+}
+
 /// Plays the kubelet for one pod: `Running` and `Ready=True`.
 pub async fn mark_ready(pods: &Api<Pod>, name: &str) -> Result<Pod, kube::Error> {
     let patch = serde_json::json!({"status": {"phase": "Running", "conditions": [

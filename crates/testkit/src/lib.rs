@@ -16,7 +16,7 @@ pub use builders::{
     quantities, secret,
 };
 pub use kube_helpers::{
-    api_status, bind_pod, delete_now, eventually, mark_ready, node_ready, object_names, set_label,
-    wait_some,
+    api_status, bind_pod, delete_now, eventually, mark_ready, node_ready, object_names, scale,
+    set_label, wait_some,
 };
 pub use process::{LIVENESS_PY, assert_success, run_ok};

@@ -389,8 +389,25 @@ impl PodWorker {
             rec.signalled.clone()
         };
         let (deadline_tx, deadline_rx) = watch::channel(deadline);
+        let deadline_moves = deadline_tx.subscribe();
         self.deadline_tx = Some(deadline_tx);
         let stopper = self.stopper(deadline_rx, Some(record));
+        // The drain barrier (crate::drain): out of every node's load balancer first, unless
+        // the stop signal already went out before an agent restart.
+        let barrier = self
+            .ctx
+            .drain
+            .clone()
+            .filter(|_| signalled.is_empty() && !deadline.force && crate::drain::enabled(&self.pod))
+            .map(|view| {
+                let grace = Duration::from_secs(u64::try_from(deadline.grace_seconds).unwrap_or(0));
+                (
+                    view,
+                    crate::drain::bound(grace),
+                    self.pod.clone(),
+                    self.pod_ips.clone(),
+                )
+            });
         let spec = self.pod.spec.clone().unwrap_or_default();
         let spec_init = spec.init_containers.clone().unwrap_or_default();
         let targets = |c: &Container| -> Vec<StopTarget> {
@@ -447,7 +464,27 @@ impl PodWorker {
             .filter(|c| rules::is_sidecar(c))
             .flat_map(targets)
             .collect();
-        self.termination = Some(Box::pin(stopper.stop_all(first, sidecars)));
+        self.termination = Some(Box::pin(async move {
+            if let Some((view, bound, pod, ips)) = barrier {
+                let mut moves = deadline_moves;
+                let outcome = tokio::select! {
+                    o = crate::drain::wait(view.as_ref(), &pod, &ips, bound) => Some(o),
+                    // a shorter deadline (forced deletion) ends the wait
+                    _ = moves.changed() => None,
+                };
+                if let Some((warning, reason, message)) =
+                    outcome.and_then(|o| crate::drain::event(&o, bound))
+                {
+                    let type_ = if warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    };
+                    stopper.event(None, type_, reason, message);
+                }
+            }
+            stopper.stop_all(first, sidecars).await;
+        }));
     }
 
     /// The `DeadlineChanged` effect: the shorter deadline is persisted and every running

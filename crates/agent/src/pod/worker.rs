@@ -102,6 +102,8 @@ pub struct WorkerCtx {
     pub images: Option<Arc<crate::image::ImageManager>>,
     /// The Services, for service-link variables.
     pub services: super::service_env::ServiceLister,
+    /// The drain barrier's view of EndpointSlices and Nodes (None: no barrier).
+    pub drain: Option<Arc<dyn crate::drain::DrainView>>,
 }
 
 /// A note from the runtime.

@@ -92,6 +92,8 @@ pub struct WorkerHarness {
     pub node_ip: String,
     /// What the worker talks to (the fake itself, or a wrapper of it).
     runtime: Arc<dyn ContainerRuntime>,
+    /// The drain barrier's view (None: no barrier).
+    pub drain: Option<Arc<dyn crate::drain::DrainView>>,
 }
 
 /// A worker started by [`WorkerHarness::start`].
@@ -138,6 +140,7 @@ impl WorkerHarness {
             objects: Arc::new(MemoryObjects::new()),
             node_ip: "10.0.0.7".into(),
             runtime,
+            drain: None,
         }
     }
 
@@ -167,6 +170,7 @@ impl WorkerHarness {
             network: None,
             images: None,
             services: crate::pod::service_env::fixed(Vec::new()),
+            drain: self.drain.clone(),
         })
     }
 
