@@ -50,8 +50,8 @@ pub mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
-pub mod serviceaccounts;
 mod replicationcontroller;
+pub mod serviceaccounts;
 mod statefulset;
 pub mod tainteviction;
 
