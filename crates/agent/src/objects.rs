@@ -1,11 +1,14 @@
 //! The agent's read door to the objects a pod refers to (STYLE.md §6): ConfigMaps and Secrets,
-//! for env `valueFrom`/`envFrom` and for configMap/secret/projected volumes. [`KubeObjects`]
+//! for env `valueFrom`/`envFrom` and for configMap/secret/projected volumes, and the
+//! service-account tokens of projected volumes (TokenRequest, bound to the pod, as the
+//! kubelet asks for them). [`KubeObjects`]
 //! reads them through kube-rs; [`MemoryObjects`] is an in-memory stand-in for tests.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client};
 
@@ -23,6 +26,27 @@ pub trait ObjectSource: Send + Sync + 'static {
 
     /// The Secret `namespace/name`, if it exists.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, AgentError>;
+
+    /// A token of a service account bound to a pod (`serviceaccounts/<sa>/token`).
+    async fn service_account_token(&self, req: &PodTokenRequest) -> Result<String, AgentError>;
+}
+
+/// What the agent asks the TokenRequest API for: a token of the pod's service account,
+/// bound to the pod by name and UID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodTokenRequest {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's `serviceAccountName`.
+    pub service_account: String,
+    /// The pod's name.
+    pub pod_name: String,
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The audience (None: the API server's).
+    pub audience: Option<String>,
+    /// The requested lifetime.
+    pub expiration_seconds: i64,
 }
 
 /// [`ObjectSource`] over kube-rs (the node's credentials; the node authorizer allows reads).
@@ -57,6 +81,41 @@ impl ObjectSource for KubeObjects {
             .await
             .map_err(|e| AgentError::api(format!("get secret {namespace}/{name}"), e))
     }
+
+    async fn service_account_token(&self, req: &PodTokenRequest) -> Result<String, AgentError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &req.namespace);
+        let tr = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: req.audience.iter().cloned().collect(),
+                expiration_seconds: Some(req.expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(req.pod_name.clone()),
+                    uid: Some(req.pod_uid.clone()),
+                }),
+            },
+            ..Default::default()
+        };
+        let op = || {
+            format!(
+                "create token of serviceaccount {}/{}",
+                req.namespace, req.service_account
+            )
+        };
+        let out = api
+            .create_token_request(&req.service_account, &Default::default(), &tr)
+            .await
+            .map_err(|e| AgentError::api(op(), e))?;
+        out.status
+            .map(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| AgentError::Api {
+                operation: op(),
+                code: None,
+                message: "the answer holds no token".into(),
+            })
+    }
 }
 
 /// An in-memory [`ObjectSource`] for tests: objects are put in by `(namespace, name)`.
@@ -64,6 +123,7 @@ impl ObjectSource for KubeObjects {
 pub struct MemoryObjects {
     config_maps: Mutex<BTreeMap<(String, String), ConfigMap>>,
     secrets: Mutex<BTreeMap<(String, String), Secret>>,
+    token_requests: Mutex<Vec<PodTokenRequest>>,
 }
 
 impl MemoryObjects {
@@ -79,6 +139,14 @@ impl MemoryObjects {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, cm);
+    }
+
+    /// The token requests answered so far, oldest first.
+    pub fn token_requests(&self) -> Vec<PodTokenRequest> {
+        self.token_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Adds or replaces a Secret (namespace and name from its metadata).
@@ -121,5 +189,20 @@ impl ObjectSource for MemoryObjects {
             .unwrap_or_else(|e| e.into_inner())
             .get(&(namespace.to_string(), name.to_string()))
             .cloned())
+    }
+
+    /// Answers `token-<n>-<sa>-<pod uid>`, `n` counting the requests.
+    async fn service_account_token(&self, req: &PodTokenRequest) -> Result<String, AgentError> {
+        let mut reqs = self
+            .token_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        reqs.push(req.clone());
+        Ok(format!(
+            "token-{}-{}-{}",
+            reqs.len(),
+            req.service_account,
+            req.pod_uid
+        ))
     }
 }

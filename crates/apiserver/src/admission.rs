@@ -41,6 +41,7 @@ impl Core {
         create: bool,
     ) -> Result<(), ApiError> {
         if kind == &PODS && create {
+            self.admit_pod_service_account(obj).await?;
             self.admit_pod_priority(obj).await?;
             return self.admit_pod_runtime_class(obj).await;
         }
@@ -345,7 +346,7 @@ impl Core {
 }
 
 /// `pods "NAME" is forbidden: MSG` (403), as an admission plugin refuses a pod.
-fn pod_forbidden(name: &str, msg: String) -> ApiError {
+pub(crate) fn pod_forbidden(name: &str, msg: String) -> ApiError {
     ApiError::forbidden(
         PODS.plural,
         "",

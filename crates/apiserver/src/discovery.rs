@@ -117,6 +117,10 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
             &["create"],
         ),
+        Subresource::Token => (
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
+            &["create"],
+        ),
     }
 }
 

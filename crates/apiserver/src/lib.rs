@@ -31,6 +31,7 @@ pub mod request;
 pub mod rest;
 pub mod serve;
 pub mod server;
+pub mod serviceaccount;
 pub mod services;
 pub mod storage;
 pub mod strategy;

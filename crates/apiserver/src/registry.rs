@@ -34,6 +34,8 @@ pub enum Subresource {
     PortForward,
     /// `eviction`: pods only, a `policy/v1 Eviction` (graceful delete).
     Eviction,
+    /// `token`: service accounts only, an `authentication.k8s.io/v1 TokenRequest` (create).
+    Token,
 }
 
 impl Subresource {
@@ -48,6 +50,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Eviction => "eviction",
+            Subresource::Token => "token",
         }
     }
 
@@ -62,6 +65,7 @@ impl Subresource {
             "attach" => Some(Subresource::Attach),
             "portforward" => Some(Subresource::PortForward),
             "eviction" => Some(Subresource::Eviction),
+            "token" => Some(Subresource::Token),
             _ => None,
         }
     }

@@ -474,10 +474,11 @@ async fn resource(
         sub @ (Subresource::Exec
         | Subresource::Attach
         | Subresource::PortForward
-        | Subresource::Eviction),
+        | Subresource::Eviction
+        | Subresource::Token),
     ) = t.sub
     {
-        let allowed = if sub == Subresource::Eviction {
+        let allowed = if matches!(sub, Subresource::Eviction | Subresource::Token) {
             *method == Method::POST
         } else {
             *method == Method::GET || *method == Method::POST
@@ -489,6 +490,7 @@ async fn resource(
         authorize(ctx, &t, "create").await?;
         return match sub {
             Subresource::Eviction => crate::eviction::evict(ctx, &t).await,
+            Subresource::Token => crate::serviceaccount::token::create_token(ctx, &t).await,
             _ => crate::exec::pod_stream(ctx, &t, sub).await,
         };
     }

@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use podvisor_kit::WallClock;
 
 use crate::ops::Core;
+use crate::serviceaccount::ServiceAccounts;
 use crate::storage::Storage;
 use crate::tls::{TlsError, TlsMaterial};
 
@@ -149,6 +150,9 @@ pub enum ApiServerError {
     /// The token file.
     #[error("tokens: {0}")]
     Tokens(#[from] TokenError),
+    /// The service-account signing key.
+    #[error("{0}")]
+    ServiceAccountKey(#[from] crate::serviceaccount::KeyError),
     /// The store or initial objects.
     #[error("initialization: {0}")]
     Init(#[from] ApiError),
@@ -161,6 +165,7 @@ struct Inner {
     core: Core,
     config: ApiServerConfig,
     tokens: Arc<TokenFile>,
+    service_accounts: Arc<ServiceAccounts>,
     authenticators: AuthenticatorChain,
     authorizer: Arc<dyn Authorizer>,
     rbac: Arc<crate::auth::rbac::RbacAuthorizer>,
@@ -209,11 +214,7 @@ impl ApiServer {
     ) -> Result<ApiServer, ApiServerError> {
         let tls = TlsMaterial::load_or_generate(&config.data_dir, &config.extra_sans)?;
         let tokens = Arc::new(TokenFile::load_or_create(&config.data_dir)?);
-        // The authenticator chain: the static token file first, then the others.
-        let mut authenticators = AuthenticatorChain::new(vec![tokens.clone()]);
-        for a in &config.authenticators {
-            authenticators.push(a.clone());
-        }
+        let service_accounts = Arc::new(ServiceAccounts::load_or_generate(&config.data_dir)?);
         let core = Core {
             storage: Storage::new(store.clone()),
             clock: config.clock.clone().unwrap_or_else(WallClock::system),
@@ -221,6 +222,18 @@ impl ApiServer {
             cancel: CancellationToken::new(),
             services: config.service_network.clone(),
         };
+        // The authenticator chain: the static token file, service-account tokens, then the
+        // configured others.
+        let mut authenticators = AuthenticatorChain::new(vec![
+            tokens.clone(),
+            Arc::new(crate::serviceaccount::TokenAuthenticator::new(
+                service_accounts.clone(),
+                core.clone(),
+            )),
+        ]);
+        for a in &config.authenticators {
+            authenticators.push(a.clone());
+        }
         core.ensure_initial_namespaces().await?;
         core.ensure_initial_objects().await?;
         let rbac = Arc::new(crate::auth::rbac::RbacAuthorizer::new());
@@ -263,6 +276,7 @@ impl ApiServer {
                 core,
                 config,
                 tokens,
+                service_accounts,
                 authenticators,
                 authorizer,
                 rbac,
@@ -316,6 +330,11 @@ impl ApiServer {
         let core = &self.inner.core;
         self.inner.rbac.caught_up(core, timeout).await
             && self.inner.graph.caught_up(core, timeout).await
+    }
+
+    /// The service-account token issuer.
+    pub fn service_accounts(&self) -> &ServiceAccounts {
+        &self.inner.service_accounts
     }
 
     /// The user a bearer token stands for (with `system:authenticated`), if any

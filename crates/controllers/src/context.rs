@@ -44,6 +44,9 @@ pub struct ControllerConfig {
     pub pod_gc: PodGcConfig,
     /// Node IPAM (podCIDR) settings.
     pub node_ipam: crate::nodeipam::NodeIpamConfig,
+    /// The cluster's CA (PEM), published as the `kube-root-ca.crt` ConfigMap of every
+    /// namespace (upstream's `--root-ca-file`); None publishes nothing.
+    pub root_ca: Option<String>,
 }
 
 /// Settings of the node lifecycle controller (spec §5.2; upstream flag names in brackets).
@@ -133,6 +136,7 @@ impl Default for ControllerConfig {
             node_lifecycle: NodeLifecycleConfig::default(),
             pod_gc: PodGcConfig::default(),
             node_ipam: crate::nodeipam::NodeIpamConfig::default(),
+            root_ca: None,
         }
     }
 }

@@ -51,6 +51,7 @@ mod pods;
 mod queue;
 mod replicaset;
 mod replicationcontroller;
+pub mod serviceaccounts;
 mod statefulset;
 pub mod tainteviction;
 

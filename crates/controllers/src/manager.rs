@@ -288,6 +288,7 @@ impl ControllerManager {
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();

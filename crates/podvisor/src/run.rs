@@ -368,7 +368,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         serving,
         admin.clone(),
         podvisor_scheduler::SchedulerConfig::default(),
-        controller_config(&args.controllers),
+        podvisor_controllers::ControllerConfig {
+            root_ca: Some(server.ca_pem()),
+            ..controller_config(&args.controllers)
+        },
         None,
     );
 
@@ -632,7 +635,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         serving,
         server.in_process_client(&server.admin_token()),
         podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone()),
-        controller_config(&args.controllers),
+        podvisor_controllers::ControllerConfig {
+            root_ca: Some(server.ca_pem()),
+            ..controller_config(&args.controllers)
+        },
         Some(podvisor_kit::LeaderElectionConfig::new(
             CONTROLLER_MANAGER_LEASE,
             identity,

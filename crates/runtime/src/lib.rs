@@ -195,6 +195,58 @@ pub struct ContainerConfig {
     /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<RootFs>,
+    /// How the container is confined (the resolved `securityContext`).
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// How a container's processes are confined, as a CRI `LinuxContainerSecurityContext`
+/// carries it: the runtime turns it into credentials, capability sets, `no_new_privs`, a
+/// seccomp filter and mount flags (see `process/security.rs`). The default leaves the
+/// process as the runtime itself runs (no confinement).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityConfig {
+    /// Whether the runtime applies the capability sets, seccomp and masking below; false
+    /// (the default) leaves them as the runtime has them.
+    #[serde(default)]
+    pub confined: bool,
+    /// Supplementary groups (`supplementalGroups` and `fsGroup`), besides the primary group.
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+    /// `privileged`: every capability, no seccomp filter, nothing masked.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Capabilities added to the runtime's default set (`ALL` for every one), without the
+    /// `CAP_` prefix as Kubernetes writes them.
+    #[serde(default)]
+    pub capabilities_add: Vec<String>,
+    /// Capabilities dropped (`ALL` for every one), applied after the additions.
+    #[serde(default)]
+    pub capabilities_drop: Vec<String>,
+    /// Set `no_new_privs` (`allowPrivilegeEscalation: false`).
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// Mount the root filesystem read-only.
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// The seccomp profile.
+    #[serde(default)]
+    pub seccomp: SeccompProfile,
+    /// `procMount: Unmasked`: `/proc` without the masked and read-only paths.
+    #[serde(default)]
+    pub unmasked_proc: bool,
+}
+
+/// A container's seccomp profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompProfile {
+    /// No filter.
+    #[default]
+    Unconfined,
+    /// The runtime's default profile (containerd's).
+    RuntimeDefault,
+    /// An OCI seccomp profile (JSON) in this file.
+    Localhost(PathBuf),
 }
 
 /// A container root filesystem made of read-only layers: each instance gets an overlayfs

@@ -524,6 +524,156 @@ async fn env_user_and_namespaces_apply() {
     .await;
 }
 
+/// Runs `script` in a container of its own sandbox with `security`, uid and gid; returns
+/// its output lines (or the start error).
+async fn run_confined(
+    h: &Proc,
+    name: &str,
+    script: &str,
+    uid: Option<u32>,
+    security: podvisor_runtime::SecurityConfig,
+) -> Result<Vec<String>, String> {
+    let rt = &h.rt;
+    let mut events = rt.subscribe();
+    let sb = sandbox(h, name).await;
+    let cfg = ContainerConfig {
+        name: "app".into(),
+        command: sh(script),
+        uid,
+        gid: uid,
+        security,
+        ..Default::default()
+    };
+    let id = rt.create_container(&sb, cfg).await.expect("create");
+    if let Err(e) = rt.start_container(&id).await {
+        rt.remove_sandbox(&sb).await.expect("remove");
+        return Err(e.to_string());
+    }
+    wait_exit(&mut events, &id, LONG).await;
+    let log = std::fs::read_to_string(rt.container_status(&id).await.expect("status").log_path)
+        .expect("log");
+    rt.remove_sandbox(&sb).await.expect("remove");
+    Ok(log.lines().map(|l| check_cri_line(l).2).collect())
+}
+
+/// securityContext as seen from inside: uid/gid/supplementary groups, the capability sets,
+/// no_new_privs, the seccomp mode and what the RuntimeDefault profile refuses, a read-only
+/// root, privileged.
+#[tokio::test]
+async fn security_settings_apply_inside_the_container() {
+    if !is_root() {
+        return;
+    }
+    use podvisor_runtime::{SeccompProfile, SecurityConfig};
+    let h = harness().await;
+    guarded(&h, async {
+        const STATUS: &str =
+            "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '";
+        let restricted = SecurityConfig {
+            confined: true,
+            supplemental_groups: vec![3000, 4000],
+            capabilities_add: vec!["NET_BIND_SERVICE".into()],
+            capabilities_drop: vec!["ALL".into()],
+            no_new_privileges: true,
+            read_only_root_filesystem: true,
+            seccomp: SeccompProfile::RuntimeDefault,
+            ..Default::default()
+        };
+        let out = run_confined(
+            &h,
+            "restricted",
+            &format!("id -u; id -G; {STATUS}; touch /should-fail 2>/dev/null; echo touch=$?"),
+            Some(1000),
+            restricted,
+        )
+        .await
+        .expect("start");
+        assert_eq!(
+            out,
+            vec![
+                "1000",
+                "1000 3000 4000",
+                "CapEff: 0000000000000000",
+                "CapBnd: 0000000000000400",
+                "NoNewPrivs: 1",
+                "Seccomp: 2",
+                "touch=1",
+            ]
+        );
+        // Root with containerd's default set under RuntimeDefault: unshare is refused.
+        let out = run_confined(
+            &h,
+            "defaults",
+            &format!("id -u; {STATUS}; unshare -n true 2>/dev/null; echo unshare=$?"),
+            None,
+            SecurityConfig {
+                confined: true,
+                seccomp: SeccompProfile::RuntimeDefault,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("start");
+        assert_eq!(
+            out,
+            vec![
+                "0",
+                "CapEff: 00000000a80425fb",
+                "CapBnd: 00000000a80425fb",
+                "NoNewPrivs: 0",
+                "Seccomp: 2",
+                "unshare=1",
+            ]
+        );
+        let out = run_confined(
+            &h,
+            "privileged",
+            STATUS,
+            None,
+            SecurityConfig {
+                confined: true,
+                privileged: true,
+                seccomp: SeccompProfile::RuntimeDefault,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("start");
+        // Privileged: every capability the runtime holds itself.
+        let own = std::fs::read_to_string("/proc/self/status").expect("status");
+        let bnd = own
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .expect("CapBnd")
+            .trim()
+            .to_string();
+        assert_eq!(
+            out,
+            vec![
+                format!("CapEff: {bnd}"),
+                format!("CapBnd: {bnd}"),
+                "NoNewPrivs: 0".to_string(),
+                "Seccomp: 0".to_string(),
+            ]
+        );
+        let bad = run_confined(
+            &h,
+            "badcap",
+            "true",
+            None,
+            SecurityConfig {
+                confined: true,
+                capabilities_add: vec!["NOT_A_CAP".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("an unknown capability fails the start");
+        assert!(bad.contains("unknown capability \"NOT_A_CAP\""), "{bad}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn oom_kill_is_reported() {
     let h = harness().await;

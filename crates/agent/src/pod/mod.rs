@@ -60,11 +60,12 @@
 //! [`worker`] (the loop: inputs, transition, effects, status write), [`state`] (the state
 //! machine), [`sync`] (create/start with env and mounts resolved, init and sidecar order,
 //! postStart, probe kills),
-//! [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
+//! [`security`] (the effective securityContext, runAsNonRoot), [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
 //! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
-//! (container environment), [`volumes`] (the pod's volumes), [`etc_files`] (its
+//! (container environment), [`volumes`] (the pod's volumes), [`tokens`] (their
+//! service-account tokens), [`etc_files`] (its
 //! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
 
 pub mod deadlines;
@@ -72,12 +73,14 @@ pub mod env;
 pub mod etc_files;
 pub mod restart;
 pub mod sandbox;
+pub mod security;
 pub mod service_env;
 pub mod spec;
 pub mod state;
 pub mod status;
 pub mod stop;
 pub mod sync;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 

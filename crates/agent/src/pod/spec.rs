@@ -141,6 +141,7 @@ pub fn container_config(
         mounts: Vec::new(),
         termination_message: crate::pod::volumes::termination_message(c),
         rootfs: None,
+        security: Default::default(),
     }
 }
 

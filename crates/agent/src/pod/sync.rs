@@ -351,6 +351,8 @@ impl PodWorker {
         };
         let mut config = container_config(&self.pod, c, restart_count, hash, env);
         config.mounts = mounts;
+        let seccomp_root = self.ctx.pods_dir.with_file_name("seccomp");
+        config.security = crate::pod::security::security_config(&self.pod, c, &seccomp_root);
         let applied = crate::image::apply_image(
             self.ctx.images.as_deref(),
             &mut config,
@@ -358,6 +360,13 @@ impl PodWorker {
             stored.as_ref(),
             &image,
         );
+        if applied.is_ok()
+            && let Err(message) =
+                crate::pod::security::verify_run_as_non_root(&self.pod, c, config.uid)
+        {
+            self.config_error(c, "Failed", format!("Error: {message}"), message);
+            return;
+        }
         let etc = self.etc_mounts(&config.mounts, config.rootfs.is_some());
         config.mounts.extend(etc);
         let created = match applied {

@@ -37,10 +37,13 @@
 //! volume "v" : ...`. The worker reports it as the container's `CreateContainerConfigError`
 //! (with a `FailedMount` event) and retries after the config-error back-off.
 //!
-//! Not supported: `serviceAccountToken` and `clusterTrustBundle` projections
-//! are skipped (no token issuer on this node; the rest of the projected volume is written),
-//! `mountPropagation` other than None, and secret volumes are plain files under the pod
-//! directory rather than a tmpfs.
+//! `serviceAccountToken` projections are tokens bound to the pod from the TokenRequest API,
+//! cached and rotated by [`crate::pod::tokens`]; a failed fetch is the kubelet's
+//! `MountVolume.SetUp failed for volume "v" : failed to fetch token: ...`.
+//!
+//! Not supported: `clusterTrustBundle` projections are skipped (the rest of the projected
+//! volume is written), `mountPropagation` other than None, and secret volumes are plain
+//! files under the pod directory rather than a tmpfs.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -116,6 +119,8 @@ pub struct PodVolumes {
     next_refresh: Option<tokio::time::Instant>,
     /// Whether volumes written before this worker (agent restart) were looked for.
     discovered: bool,
+    /// The service-account tokens of projected volumes.
+    tokens: crate::pod::tokens::PodTokens,
 }
 
 /// A file of an API-data volume: its content and mode.
@@ -129,6 +134,7 @@ impl PodVolumes {
             api_data: BTreeMap::new(),
             next_refresh: None,
             discovered: false,
+            tokens: Default::default(),
         }
     }
 
@@ -325,8 +331,15 @@ impl PodVolumes {
                         mode,
                     )?);
                 }
-                if s.service_account_token.is_some() || s.cluster_trust_bundle.is_some() {
-                    tracing::debug!(volume = %v.name, "projected serviceAccountToken/clusterTrustBundle sources are not supported; skipped");
+                if let Some(t) = &s.service_account_token {
+                    let path = payload_path(&v.name, &t.path)?;
+                    let token = self.service_account_token(src, t).await.map_err(|e| {
+                        VolumeError::setup(&v.name, format!("failed to fetch token: {e}"))
+                    })?;
+                    payload.insert(path, (token.into_bytes(), mode));
+                }
+                if s.cluster_trust_bundle.is_some() {
+                    tracing::debug!(volume = %v.name, "projected clusterTrustBundle sources are not supported; skipped");
                 }
             }
             ("kubernetes.io~projected", payload)
@@ -346,9 +359,36 @@ impl PodVolumes {
         Ok((dir, true))
     }
 
+    /// The token a `serviceAccountToken` projection holds now (fetched or cached).
+    async fn service_account_token(
+        &mut self,
+        src: &EnvSources<'_>,
+        t: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
+    ) -> Result<String, AgentError> {
+        let meta = &src.pod.metadata;
+        let req = crate::objects::PodTokenRequest {
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            service_account: src
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            pod_name: meta.name.clone().unwrap_or_default(),
+            pod_uid: meta.uid.clone().unwrap_or_default(),
+            audience: t.audience.clone().filter(|a| !a.is_empty()),
+            expiration_seconds: t
+                .expiration_seconds
+                .unwrap_or(crate::pod::tokens::DEFAULT_EXPIRATION_SECONDS),
+        };
+        self.tokens.get(src.objects, &req).await
+    }
+
     /// Removes the pod's directory: unmounts the tmpfs volumes, then deletes everything (never
     /// following symlinks). Succeeds if it is already gone.
     pub fn cleanup(&mut self) -> std::io::Result<()> {
+        self.tokens.clear();
         self.api_data.clear();
         self.next_refresh = None;
         remove_pod_dir(&self.dir)
@@ -853,6 +893,55 @@ mod tests {
         vols.cleanup().expect("cleanup");
         assert!(!tmp.path().join("u1").exists());
         vols.cleanup().expect("cleanup twice");
+    }
+
+    /// The admission's `kube-api-access-*` volume: a token bound to the pod, the CA and the
+    /// namespace; the token is rotated at the first refresh after 80 % of its life.
+    #[tokio::test(start_paused = true)]
+    async fn service_account_token_volume_is_written_and_rotated() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let v: Volume = serde_json::from_value(serde_json::json!({
+            "name": "kube-api-access-x2b4c", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}))
+        .expect("volume");
+        let mut p = pod(vec![v]);
+        p.spec.as_mut().expect("spec").service_account_name = Some("robot".into());
+        let objects = MemoryObjects::new();
+        objects.put_config_map(cm("kube-root-ca.crt", &[("ca.crt", "PEM")]));
+        let alloc = BTreeMap::new();
+        let src = sources(&p, &objects, &alloc);
+        let mut vols = PodVolumes::new(tmp.path(), "u1");
+        let c = container(&[(
+            "kube-api-access-x2b4c",
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+        )]);
+        let m = vols.container_mounts(&src, &c, &[]).await.expect("mounts");
+        assert!(m[0].read_only);
+        let read = |f: &str| std::fs::read_to_string(m[0].source.join(f)).expect("read");
+        assert_eq!(read("token"), "token-1-robot-u1");
+        assert_eq!(read("ca.crt"), "PEM");
+        assert_eq!(read("namespace"), "ns");
+        assert_eq!(mode(&m[0].source.join("token")), 0o644);
+        let req = &objects.token_requests()[0];
+        assert_eq!(
+            (
+                req.pod_name.as_str(),
+                req.pod_uid.as_str(),
+                req.expiration_seconds
+            ),
+            ("p", "u1", 3607)
+        );
+        // Refreshes before 80 % of 3607 s keep the token; the first one after replaces it.
+        tokio::time::advance(Duration::from_secs(2850)).await;
+        vols.refresh(&src).await;
+        assert_eq!(read("token"), "token-1-robot-u1");
+        tokio::time::advance(Duration::from_secs(40)).await;
+        vols.refresh(&src).await;
+        assert_eq!(read("token"), "token-2-robot-u1");
+        assert_eq!(objects.token_requests().len(), 2);
     }
 
     #[tokio::test]

@@ -131,6 +131,7 @@ fn kind_roots(k: &ResourceKind) -> Vec<&'static str> {
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Eviction => ("policy", "v1", "Eviction"),
+            Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
             _ => continue,
         };
         out.extend(definition_of(g, v, kind).map(|d| d.name));

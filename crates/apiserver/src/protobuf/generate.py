@@ -50,6 +50,7 @@ ROOTS = [
     "api.autoscaling.v1.Scale",
     "api.discovery.v1.EndpointSlice", "api.discovery.v1.EndpointSliceList",
     "api.events.v1.Event", "api.events.v1.EventList",
+    "api.authentication.v1.TokenRequest",
     "apimachinery.pkg.apis.meta.v1.DeleteOptions",
     "apimachinery.pkg.apis.meta.v1.Status",
 ]

@@ -157,6 +157,7 @@ macro_rules! kinds {
     };
 }
 
+use k8s_pb::api::authentication::v1 as authentication;
 use k8s_pb::api::events::v1 as events;
 use k8s_pb::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
 use k8s_pb::api::{autoscaling::v1 as autoscaling, batch::v1 as batch, discovery::v1 as discovery};
@@ -210,6 +211,7 @@ kinds! {
     "authorization.k8s.io/v1" "SubjectAccessReview" => k8s_pb::api::authorization::v1::SubjectAccessReview;
     "authorization.k8s.io/v1" "LocalSubjectAccessReview" => k8s_pb::api::authorization::v1::LocalSubjectAccessReview;
     "authentication.k8s.io/v1" "SelfSubjectReview" => k8s_pb::api::authentication::v1::SelfSubjectReview;
+    "authentication.k8s.io/v1" "TokenRequest" => authentication::TokenRequest;
 }
 
 /// Whether objects of this apiVersion/kind can be encoded as protobuf.

@@ -142,6 +142,26 @@ pb_message!(k8s_pb::api::apps::v1::StatefulSetUpdateStrategy {
     r#type: "type",
     rolling_update: "rollingUpdate",
 });
+pb_message!(k8s_pb::api::authentication::v1::BoundObjectReference {
+    kind: "kind",
+    api_version: "apiVersion",
+    name: "name",
+    u_id: "uid",
+});
+pb_message!(k8s_pb::api::authentication::v1::TokenRequest {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authentication::v1::TokenRequestSpec {
+    audiences: "audiences",
+    expiration_seconds: "expirationSeconds",
+    bound_object_ref: "boundObjectRef",
+});
+pb_message!(k8s_pb::api::authentication::v1::TokenRequestStatus {
+    token: "token",
+    expiration_timestamp: "expirationTimestamp",
+});
 pb_message!(k8s_pb::api::autoscaling::v1::Scale {
     metadata: "metadata",
     spec: "spec",

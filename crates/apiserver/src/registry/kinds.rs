@@ -105,6 +105,7 @@ pub static SERVICEACCOUNTS: ResourceKind = ResourceKind::new(
     true,
 )
 .with_short_names(&["sa"])
+.with_subresources(&[Subresource::Token])
 .with_round_trip(typed::<core::ServiceAccount>)
 .with_columns(col::SERVICE_ACCOUNT);
 

@@ -86,6 +86,7 @@ mod logs;
 pub mod netns;
 mod proto;
 mod rootfs;
+pub mod security;
 mod spawn;
 mod stream;
 mod supervisor;

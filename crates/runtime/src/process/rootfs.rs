@@ -13,7 +13,8 @@
 //! `/dev/shm` and the `fd`, `stdin`, `stdout`, `stderr` links; `/sys` bound read-only; the
 //! working directory; then the container's bind mounts (volumes, `/etc/hosts`, …, the
 //! termination-message file) with their mount points made inside the overlay (so in the
-//! instance's upper directory, never on the host); then `pivot_root` into `merged`.
+//! instance's upper directory, never on the host); then `pivot_root` into `merged`; with
+//! `readOnlyRootFilesystem`, the new root is then remounted read-only.
 //! Execs join the namespace and so see the same root.
 
 use std::ffi::CString;
@@ -185,6 +186,7 @@ pub(crate) fn plan(
     dir: &Path,
     mounts: &[Mount],
     cwd: &Path,
+    read_only_root: bool,
 ) -> Result<RootPlan, String> {
     let base = dir.join("rootfs");
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
@@ -355,6 +357,18 @@ pub(crate) fn plan(
         RootOp::PivotRoot(c(&merged)?),
         "pivot_root into the container's root filesystem".into(),
     );
+    if read_only_root {
+        p.push(
+            RootOp::Mount {
+                source: cs(""),
+                target: cs("/"),
+                fstype: None,
+                flags: RO_REMOUNT,
+                data: None,
+            },
+            "remount the root filesystem read-only".into(),
+        );
+    }
     Ok(p)
 }
 
@@ -400,7 +414,7 @@ mod tests {
         let rootfs = RootFs {
             layers: vec![dir.path().join("l2"), dir.path().join("l1")],
         };
-        let p = plan(&rootfs, dir.path(), &mounts, Path::new("/work")).expect("plan");
+        let p = plan(&rootfs, dir.path(), &mounts, Path::new("/work"), false).expect("plan");
         assert_eq!(p.ops.len(), p.what.len());
         assert!(matches!(p.ops.last(), Some(RootOp::PivotRoot(_))));
         assert!(matches!(&p.ops[0], RootOp::Mount { data: Some(d), .. }
@@ -424,7 +438,7 @@ mod tests {
             target: "/../../etc".into(),
             read_only: false,
         }];
-        assert!(plan(&rootfs, dir.path(), &escape, Path::new("/")).is_err());
+        assert!(plan(&rootfs, dir.path(), &escape, Path::new("/"), false).is_err());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! process group; join the cgroups (before dropping privileges); default signal dispositions
 //! and an empty signal mask; the mount namespace (a container: a private one, `/` made
 //! recursively slave so nothing propagates to the host, then the bind mounts in order with
-//! read-only remounts; an exec: `setns` into its container's); stdio; supplementary groups,
-//! gid, uid; working directory; report its host PID; mark every fd above 2 close-on-exec;
+//! read-only remounts; an exec: `setns` into its container's); stdio; no_new_privs, the
+//! capability bounding set and the seccomp filters (`security.rs`); supplementary groups,
+//! gid, uid; the capability sets; working directory; report its host PID; mark every fd above 2 close-on-exec;
 //! `execve`. A failure is reported as
 //! (stage, errno) through a close-on-exec pipe; end of file on that pipe means the exec
 //! succeeded.
@@ -34,6 +35,8 @@ pub(crate) enum Stage {
     Exec,
     /// The mount namespace or one of the bind mounts (`SpawnError::mount` says which).
     Mount,
+    /// no_new_privs, the capability sets or the seccomp filters (`security.rs`).
+    Security,
 }
 
 impl Stage {
@@ -49,6 +52,7 @@ impl Stage {
             5 => Stage::Chdir,
             6 => Stage::Exec,
             7 => Stage::Mount,
+            8 => Stage::Security,
             _ => Stage::Fork,
         }
     }
@@ -61,7 +65,8 @@ pub(crate) struct SpawnError {
     pub stage: Stage,
     /// The errno.
     pub errno: nix::errno::Errno,
-    /// For [`Stage::Mount`]: 0 for the namespace itself, i for the i-th mount (1-based).
+    /// For [`Stage::Mount`]: 0 for the namespace itself, i for the i-th mount (1-based); for
+    /// [`Stage::Security`], the step (`SECURITY_*`).
     pub mount: usize,
 }
 
@@ -70,6 +75,8 @@ pub(crate) struct MountSpec {
     pub source: CString,
     pub target: CString,
     pub read_only: bool,
+    /// Only remount `target` (already a mount) with `read_only`, no bind.
+    pub remount_only: bool,
 }
 
 /// One step of building a container's root filesystem in the child (see `rootfs.rs`).
@@ -118,6 +125,11 @@ pub(crate) struct SpawnSpec<'a> {
     pub cwd: &'a CString,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The groups to set (primary first) when running as root; None: as before (the
+    /// primary group alone, or none when only a uid is given).
+    pub groups: Option<&'a [libc::gid_t]>,
+    /// Capabilities, no_new_privs and seccomp (`security.rs`).
+    pub security: &'a super::security::Prepared,
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
@@ -289,6 +301,17 @@ pub(crate) struct Spawned {
 }
 
 const MSG_PID: i32 = 1;
+
+/// Which step of [`Stage::Security`] failed (`SpawnError::mount` carries it).
+pub(crate) const SECURITY_NO_NEW_PRIVS: usize = 1;
+/// The bounding set or keep-caps.
+pub(crate) const SECURITY_BOUNDING: usize = 2;
+/// A seccomp filter.
+pub(crate) const SECURITY_SECCOMP: usize = 3;
+/// The capability sets.
+pub(crate) const SECURITY_CAPSET: usize = 4;
+/// The ambient capability set.
+pub(crate) const SECURITY_AMBIENT: usize = 5;
 const MSG_ERR: i32 = 2;
 
 /// The pointers of `strings` followed by a null, as `execve` takes its argv and envp; valid
@@ -412,6 +435,31 @@ unsafe fn private_mount_ns() -> bool {
                 std::ptr::null(),
             ) == 0
     }
+}
+
+/// Installs the prepared seccomp filters in order; false if one was refused.
+///
+/// # Safety
+/// Only in the freshly forked child (plain system calls on prepared memory).
+unsafe fn install_seccomp(sec: &super::security::Prepared) -> bool {
+    for f in &sec.seccomp {
+        let prog = libc::sock_fprog {
+            len: f.len() as libc::c_ushort,
+            filter: f.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points at a live, well-formed filter for the duration of the call.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if r != 0 {
+            return false;
+        }
+    }
+    true
 }
 
 /// The child side of [`spawn`].
@@ -542,13 +590,14 @@ unsafe fn child(
                     fail(Stage::Mount);
                 }
                 for (i, m) in mounts.iter().enumerate() {
-                    if libc::mount(
-                        m.source.as_ptr(),
-                        m.target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    ) != 0
+                    if !m.remount_only
+                        && libc::mount(
+                            m.source.as_ptr(),
+                            m.target.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        ) != 0
                     {
                         fail_at(Stage::Mount, i + 1);
                     }
@@ -574,20 +623,80 @@ unsafe fn child(
         if spec.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
             fail(Stage::Stdio);
         }
-        if let Some(gid) = spec.gid {
+        let sec = spec.security;
+        if sec.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail_at(Stage::Security, SECURITY_NO_NEW_PRIVS);
+        }
+        let caps = sec.bounding_drop.as_deref().filter(|_| is_root);
+        if let Some(drop) = caps {
+            for &c in drop {
+                if libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) != 0
+                    && *libc::__errno_location() != libc::EINVAL
+                {
+                    fail_at(Stage::Security, SECURITY_BOUNDING);
+                }
+            }
+            if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+                fail_at(Stage::Security, SECURITY_BOUNDING);
+            }
+        }
+        // Without no_new_privs the filters must go in while the child still holds
+        // CAP_SYS_ADMIN (before the uid changes); with it, as late as possible (runc's order).
+        if !sec.no_new_privs && !install_seccomp(sec) {
+            fail_at(Stage::Security, SECURITY_SECCOMP);
+        }
+        if let Some(groups) = spec.groups.filter(|_| is_root) {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                fail(Stage::Credentials);
+            }
+        } else if let Some(gid) = spec.gid {
             if is_root && libc::setgroups(1, &gid) != 0 {
                 fail(Stage::Credentials);
             }
-            if libc::setgid(gid) != 0 {
-                fail(Stage::Credentials);
-            }
         } else if spec.uid.is_some() && is_root && libc::setgroups(0, std::ptr::null()) != 0 {
+            fail(Stage::Credentials);
+        }
+        if let Some(gid) = spec.gid
+            && libc::setgid(gid) != 0
+        {
             fail(Stage::Credentials);
         }
         if let Some(uid) = spec.uid
             && libc::setuid(uid) != 0
         {
             fail(Stage::Credentials);
+        }
+        if caps.is_some() {
+            let header = super::security::CapHeader {
+                version: super::security::CAP_VERSION_3,
+                pid: 0,
+            };
+            let data = if spec.uid.unwrap_or(0) == 0 {
+                sec.caps_root
+            } else {
+                [super::security::CapData::default(); 2]
+            };
+            if libc::syscall(
+                libc::SYS_capset,
+                &header as *const super::security::CapHeader,
+                data.as_ptr(),
+            ) != 0
+            {
+                fail_at(Stage::Security, SECURITY_CAPSET);
+            }
+            if libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                fail_at(Stage::Security, SECURITY_AMBIENT);
+            }
+        }
+        if sec.no_new_privs && !install_seccomp(sec) {
+            fail_at(Stage::Security, SECURITY_SECCOMP);
         }
         if libc::chdir(spec.cwd.as_ptr()) != 0 {
             fail(Stage::Chdir);

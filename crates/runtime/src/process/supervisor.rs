@@ -1079,7 +1079,14 @@ impl Sup {
         config: &ContainerConfig,
         mounts: &[Mount],
     ) -> Result<Option<Vec<MountSpec>>, String> {
+        let read_only_root = config.security.read_only_root_filesystem;
         if !self.mount_ns {
+            if read_only_root {
+                return Err(
+                    "readOnlyRootFilesystem needs a private mount namespace, which needs the runtime to run as root"
+                        .into(),
+                );
+            }
             if config.mounts.is_empty() {
                 return Ok(None);
             }
@@ -1099,6 +1106,17 @@ impl Sup {
                 source: c(&m.source)?,
                 target: c(&m.target)?,
                 read_only: m.read_only,
+                remount_only: false,
+            });
+        }
+        if read_only_root {
+            // The root mount itself, read-only in this namespace only (the volumes above are
+            // mounts of their own and stay as they are).
+            plan.push(MountSpec {
+                source: CString::default(),
+                target: CString::from(c"/"),
+                read_only: true,
+                remount_only: true,
             });
         }
         Ok(Some(plan))
@@ -1146,6 +1164,16 @@ impl Sup {
                 cwd.display().to_string()
             ),
             Stage::Credentials => format!("cannot set the container's user or group: {desc}"),
+            Stage::Security => format!(
+                "cannot apply the container's {}: {desc}",
+                match e.mount {
+                    spawn::SECURITY_NO_NEW_PRIVS => "no_new_privs",
+                    spawn::SECURITY_BOUNDING => "capability bounding set",
+                    spawn::SECURITY_SECCOMP => "seccomp profile",
+                    spawn::SECURITY_AMBIENT => "ambient capabilities",
+                    _ => "capabilities",
+                }
+            ),
             Stage::Cgroup => format!("cannot join the container's cgroup: {desc}"),
             Stage::Stdio => format!("cannot set up the container's stdio: {desc}"),
             Stage::ProcessGroup => format!("cannot create the container's process group: {desc}"),
@@ -1187,7 +1215,13 @@ impl Sup {
                     "a container image needs a private mount namespace, which needs the runtime to run as root".into(),
                 ));
             }
-            Some(r) => match rootfs::plan(r, &dir, &mounts, &cwd) {
+            Some(r) => match rootfs::plan(
+                r,
+                &dir,
+                &mounts,
+                &cwd,
+                config.security.read_only_root_filesystem,
+            ) {
                 Ok(p) => Some(p),
                 Err(m) => return Err(self.fail_start(id, m)),
             },
@@ -1200,6 +1234,11 @@ impl Sup {
                 Err(m) => return Err(self.fail_start(id, m)),
             }
         };
+        let security = match super::security::prepare(&config.security) {
+            Ok(p) => p,
+            Err(m) => return Err(self.fail_start(id, m)),
+        };
+        let groups = groups_of(&config);
         let max = self.rec.log_max_bytes;
         let os = |what: &str, e: &dyn std::fmt::Display| {
             WireError::new(ErrorKind::Os, format!("{what}: {e}"))
@@ -1225,6 +1264,8 @@ impl Sup {
             cwd: &ccwd,
             uid: config.uid,
             gid: config.gid,
+            groups: groups.as_deref(),
+            security: &security,
             stdin: self.devnull.as_raw_fd(),
             stdout: out_w.as_raw_fd(),
             stderr: err_w.as_raw_fd(),
@@ -1373,6 +1414,9 @@ impl Sup {
         let place = cgroup::placement(&c.cg)
             .map_err(|e| WireError::new(ErrorKind::Os, format!("open the cgroup: {e}")))?;
         let (path, alt, argv, envp, cwd) = self.prepare(command, &config, &mounts)?;
+        let security = super::security::prepare(&config.security)
+            .map_err(|m| WireError::new(ErrorKind::StartFailed, m))?;
+        let groups = groups_of(&config);
         let spec = SpawnSpec {
             path: &path,
             alt_paths: &alt,
@@ -1381,6 +1425,8 @@ impl Sup {
             cwd: &cwd,
             uid: config.uid,
             gid: config.gid,
+            groups: groups.as_deref(),
+            security: &security,
             stdin,
             stdout,
             stderr,
@@ -1854,4 +1900,19 @@ impl Sup {
         });
         Ok(())
     }
+}
+
+/// The groups a container's processes get (primary first, then `supplemental_groups`), when
+/// it has supplementary groups; None leaves `spawn`'s default.
+fn groups_of(config: &ContainerConfig) -> Option<Vec<libc::gid_t>> {
+    if config.security.supplemental_groups.is_empty() {
+        return None;
+    }
+    let mut groups: Vec<libc::gid_t> = config.gid.into_iter().collect();
+    for g in &config.security.supplemental_groups {
+        if !groups.contains(g) {
+            groups.push(*g);
+        }
+    }
+    Some(groups)
 }
