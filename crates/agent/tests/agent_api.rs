@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 use podvisor_agent::{Agent, AgentConfig, WallClock};
-use podvisor_apiserver::testing::memory_server;
+use podvisor_apiserver::testing::{memory_server, publish_root_ca};
 use podvisor_runtime::fake::{Attempt, FakeRuntime, FakeScript};
 use podvisor_testkit as testkit;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ struct Cluster {
 
 async fn cluster(paused: bool) -> Cluster {
     let server = memory_server().await;
+    publish_root_ca(&server, "default").await;
     let admin = server.in_process_client(&server.admin_token());
     let node_token = server.ensure_node_token("node-1").expect("node token");
     let node_client = server.in_process_client(&node_token);

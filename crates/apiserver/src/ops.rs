@@ -260,6 +260,12 @@ impl Core {
         // so a later server-side apply of the same manifest does not remove them.
         let mut owned = strategy::default_object(kind, &obj, false)?;
         let mut admitted = obj;
+        // The namespace is checked first, as upstream's NamespaceLifecycle admission runs
+        // before the others (a pod in a missing namespace is NotFound, not a missing
+        // service account).
+        if let Some(ns) = &ns {
+            self.check_namespace(kind, ns, &name).await?;
+        }
         self.admit(kind, &mut admitted, true).await?;
         let mut obj = strategy::default_object(kind, &admitted, true)?;
         if strategy::tracks_generation(kind, &obj) {
@@ -278,9 +284,6 @@ impl Core {
         let errs = strategy::validate_create(kind, &obj)?;
         if !errs.is_empty() {
             return Err(ApiError::invalid(kind, &name, &errs));
-        }
-        if let Some(ns) = &ns {
-            self.check_namespace(kind, ns, &name).await?;
         }
         let reserved = self.allocate_service(kind, &mut obj, None, dry_run).await?;
         if dry_run {

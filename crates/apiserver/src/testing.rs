@@ -68,3 +68,23 @@ impl Serving {
             .expect("server task");
     }
 }
+
+/// Publishes the `kube-root-ca.crt` ConfigMap (the cluster CA as `ca.crt`) in `namespace`, as
+/// the controller manager's root-CA publisher does. Tests that run an agent against a bare
+/// [`memory_server`] need it: every pod gets the service-account token volume, which reads it.
+pub async fn publish_root_ca(server: &ApiServer, namespace: &str) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cm = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("kube-root-ca.crt".into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        data: Some([("ca.crt".to_string(), server.ca_pem())].into()),
+        ..Default::default()
+    };
+    kube::Api::<ConfigMap>::namespaced(server.in_process_client(&server.admin_token()), namespace)
+        .create(&kube::api::PostParams::default(), &cm)
+        .await
+        .expect("publish kube-root-ca.crt");
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use podvisor_agent::{Agent, AgentConfig};
-use podvisor_apiserver::testing::memory_server;
+use podvisor_apiserver::testing::{memory_server, publish_root_ca};
 use podvisor_runtime::ContainerRuntime;
 use podvisor_runtime::process::{ProcessRuntime, ProcessRuntimeConfig, supervisor_main};
 use tokio::task::JoinHandle;
@@ -88,6 +88,7 @@ pub struct Env {
 impl Env {
     async fn new() -> Env {
         let server = memory_server().await;
+        publish_root_ca(&server, "default").await;
         let admin = server.in_process_client(&server.admin_token());
         let node_token = server.ensure_node_token("node-1").expect("node token");
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
