@@ -23,6 +23,7 @@ pub mod objects;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+pub mod podsecurity;
 pub mod portforward;
 pub mod protobuf;
 pub mod registry;
@@ -38,6 +39,7 @@ pub mod table;
 pub mod testing;
 pub mod tls;
 pub mod watch;
+pub(crate) mod warning;
 
 pub use error::ApiError;
 pub use registry::{ResourceKind, Strategy, Subresource};

@@ -3,8 +3,9 @@
 //! API server, from inside the pod: a `host` RuntimeClass pod shares the node's network), the
 //! token stops working once the pod is deleted, `kubectl create token` tokens
 //! authenticate as the service account, each securityContext field is checked from inside
-//! the container (`id`, `/proc/self/status`, writing to `/`), and `runAsNonRoot` refuses a
-//! root container with the kubelet's message.
+//! the container (`id`, `/proc/self/status`, writing to `/`), `runAsNonRoot` refuses a
+//! root container with the kubelet's message, and Pod Security admission refuses, warns and
+//! validates namespace labels with upstream's texts.
 
 #![allow(clippy::disallowed_methods)]
 
@@ -210,11 +211,143 @@ spec:
     ]);
 }
 
+/// `kubectl create -f` of a manifest; returns the whole output (stdout and stderr).
+fn kubectl_create(c: &Cluster, manifest: &str, extra: &[&str]) -> (bool, String) {
+    let path = c.dir.path().join(format!("create-{}.yaml", manifest.len()));
+    std::fs::write(&path, manifest).expect("write manifest");
+    let mut args = vec!["create", "-f", path.to_str().expect("utf8")];
+    args.extend_from_slice(extra);
+    let out = c.kubectl(&args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const PRIVILEGED_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: NAME
+  namespace: psa
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "3600"]
+    securityContext:
+      privileged: true
+"#;
+
+/// The full restricted refusal of a pod with one privileged container `c` and nothing else.
+const RESTRICTED_DETAIL: &str = r#"privileged (container "c" must not set securityContext.privileged=true), allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#;
+
+fn pod_security_admission(c: &Cluster) {
+    c.kubectl_ok(&["create", "namespace", "psa"]);
+    // Unlabelled: privileged, anything goes.
+    let (ok, out) = kubectl_create(c, &PRIVILEGED_POD.replace("NAME", "early"), &[]);
+    assert!(ok, "{out}");
+    // Tightening enforce warns about the pod already there.
+    let out = c.kubectl(&[
+        "label",
+        "namespace",
+        "psa",
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: existing pods in namespace "psa" violate the new PodSecurity enforce level "restricted:latest""#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: early: privileged, allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"),
+        "{stderr}"
+    );
+    // A privileged pod is refused with upstream's message.
+    let (ok, out) = kubectl_create(c, &PRIVILEGED_POD.replace("NAME", "late"), &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Error from server (Forbidden): error when creating ") && out.contains(&format!(
+            r#"pods "late" is forbidden: violates PodSecurity "restricted:latest": {RESTRICTED_DETAIL}"#
+        )),
+        "{out}"
+    );
+    // A pod template is admitted with a warning.
+    let deployment = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: priv
+  namespace: psa
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: priv}
+  template:
+    metadata:
+      labels: {app: priv}
+    spec:
+      containers:
+      - name: c
+        image: busybox
+        securityContext:
+          privileged: true
+"#;
+    let (ok, out) = kubectl_create(c, deployment, &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            r#"Warning: would violate PodSecurity "restricted:latest": {RESTRICTED_DETAIL}"#
+        )),
+        "{out}"
+    );
+    // A pod that meets the restricted level is admitted without warnings.
+    let compliant = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: compliant
+  namespace: psa
+spec:
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+  - name: c
+    image: busybox
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: {drop: ["ALL"]}
+"#;
+    let (ok, out) = kubectl_create(c, compliant, &["--dry-run=server"]);
+    assert!(ok && !out.contains("Warning"), "{out}");
+    // A label that does not parse is invalid.
+    let out = c.kubectl(&[
+        "label",
+        "namespace",
+        "psa",
+        "--overwrite",
+        "pod-security.kubernetes.io/audit=bogus",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(r#"The Namespace "psa" is invalid: metadata.labels[pod-security.kubernetes.io/audit]: Invalid value: "bogus": must be one of privileged, baseline, restricted"#),
+        "{stderr}"
+    );
+    c.kubectl_ok(&["delete", "namespace", "psa", "--wait=false"]);
+}
+
 #[test]
 fn security_end_to_end() {
     let _g = serial();
     let c = Cluster::up();
     kubectl_create_token(&c);
+    pod_security_admission(&c);
     security_context_from_inside(&c);
     service_account_token_in_a_pod(&c);
 }
