@@ -824,8 +824,26 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     errs
 }
 
+/// The kubelet's safe sysctls (1.32, on a kernel that namespaces all of them): a node admits
+/// pods setting these, and no others unless told to.
+pub const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
 /// The sysctl name pattern upstream validates against.
-const SYSCTL_PATTERN: &str = r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+const SYSCTL_PATTERN: &str =
+    r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
 
 /// Whether `name` is a valid sysctl name (at most 253 characters, segments of
 /// `[a-z0-9]([-_a-z0-9]*[a-z0-9])?` separated by `.` or `/`).
@@ -861,7 +879,13 @@ pub fn normalize_sysctl_name(name: &str) -> String {
 /// POSIX message queues), `net`, or `None` (node-wide).
 pub fn sysctl_namespace(name: &str) -> Option<&'static str> {
     let n = normalize_sysctl_name(name);
-    if ["kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni"].contains(&n.as_str())
+    if [
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+    ]
+    .contains(&n.as_str())
         || ["kernel.shm", "kernel.msg", "fs.mqueue."]
             .iter()
             .any(|p| n.starts_with(p))
@@ -879,7 +903,12 @@ pub fn sysctl_namespace(name: &str) -> Option<&'static str> {
 fn validate_security(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
     let psc = spec.security_context.as_ref();
     let mut seen = HashSet::new();
-    for (i, s) in psc.and_then(|p| p.sysctls.as_ref()).into_iter().flatten().enumerate() {
+    for (i, s) in psc
+        .and_then(|p| p.sysctls.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let f = format!("{path}.securityContext.sysctls[{i}].name");
         if s.name.is_empty() {
             errs.push(FieldError::required(f.clone(), ""));
@@ -921,12 +950,20 @@ fn validate_security(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
                 .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
         );
     for (cp, c) in containers {
-        let Some(pm) = c.security_context.as_ref().and_then(|s| s.proc_mount.as_ref()) else {
+        let Some(pm) = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.proc_mount.as_ref())
+        else {
             continue;
         };
         let f = format!("{cp}.securityContext.procMount");
         if !["Default", "Unmasked"].contains(&pm.as_str()) {
-            errs.push(FieldError::not_supported(f, pm.as_str(), &["Default", "Unmasked"]));
+            errs.push(FieldError::not_supported(
+                f,
+                pm.as_str(),
+                &["Default", "Unmasked"],
+            ));
         } else if host_users && pm == "Unmasked" {
             errs.push(FieldError::invalid(
                 f,
@@ -1192,7 +1229,10 @@ mod tests {
             ]
         );
         assert!(valid_sysctl_name("net.ipv4.conf.eth0/1.forwarding"));
-        assert_eq!(normalize_sysctl_name("net/ipv4/conf/eth0.1/forwarding"), "net.ipv4.conf.eth0/1.forwarding");
+        assert_eq!(
+            normalize_sysctl_name("net/ipv4/conf/eth0.1/forwarding"),
+            "net.ipv4.conf.eth0/1.forwarding"
+        );
         assert_eq!(sysctl_namespace("kernel/shm_rmid_forced"), Some("ipc"));
         assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some("ipc"));
         assert_eq!(sysctl_namespace("vm.swappiness"), None);

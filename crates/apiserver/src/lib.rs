@@ -38,8 +38,8 @@ pub mod strategy;
 pub mod table;
 pub mod testing;
 pub mod tls;
-pub mod watch;
 pub(crate) mod warning;
+pub mod watch;
 
 pub use error::ApiError;
 pub use registry::{ResourceKind, Strategy, Subresource};

@@ -4,7 +4,9 @@
 //! token stops working once the pod is deleted, `kubectl create token` tokens
 //! authenticate as the service account, each securityContext field is checked from inside
 //! the container (`id`, `/proc/self/status`, writing to `/`), `runAsNonRoot` refuses a
-//! root container with the kubelet's message, and Pod Security admission refuses, warns and
+//! root container with the kubelet's message, `hostPID`/`hostIPC`, sysctls (set in the pod's
+//! namespaces; an unsafe one rejects the pod as the kubelet does), `fsGroup` volume ownership
+//! and `privileged` are seen from inside, and Pod Security admission refuses, warns and
 //! validates namespace labels with upstream's texts.
 
 #![allow(clippy::disallowed_methods)]
@@ -342,6 +344,158 @@ spec:
     c.kubectl_ok(&["delete", "namespace", "psa", "--wait=false"]);
 }
 
+fn own_status_line(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn ns_link(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .expect("ns link")
+        .display()
+        .to_string()
+}
+
+fn security_context_namespaces_sysctls_fs_group_privileged(c: &Cluster) {
+    const REPORT: &str = "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; \
+                          cat /proc/sys/kernel/shm_rmid_forced";
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: host-ns
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  hostPID: true
+  hostIPC: true
+  containers:
+  - name: c
+    image: busybox
+    command: ["/bin/sh", "-c", "{REPORT}; echo done; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: own-ns
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 1000
+    fsGroup: 2000
+    fsGroupChangePolicy: OnRootMismatch
+    sysctls:
+    - name: kernel.shm_rmid_forced
+      value: "1"
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  containers:
+  - name: c
+    image: busybox
+    workingDir: /
+    command: ["/bin/sh", "-c", "{REPORT}; id -G; stat -c '%g %a' /data; touch /data/f; stat -c '%g' /data/f; echo done; sleep 3600"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /data
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: privileged
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: ["/bin/sh", "-c", "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '; echo done; sleep 3600"]
+    securityContext:
+      privileged: true
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unsafe-sysctl
+spec:
+  runtimeClassName: host
+  securityContext:
+    sysctls:
+    - name: kernel.msgmax
+      value: "65536"
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "3600"]
+"#
+    ));
+    let logs_of = |pod: &str| {
+        let mut logs = String::new();
+        c.wait_for(&format!("{pod}'s report"), LONG, || {
+            logs = String::from_utf8_lossy(&c.kubectl(&["logs", pod]).stdout).into_owned();
+            logs.contains("done")
+        });
+        logs.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let (pid, ipc) = (ns_link("pid"), ns_link("ipc"));
+    let host_shm = std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced")
+        .expect("sysctl")
+        .trim()
+        .to_string();
+    // hostPID/hostIPC: the node's namespaces (this test's), the node's sysctl value.
+    assert_eq!(
+        logs_of("host-ns"),
+        [pid.clone(), ipc.clone(), host_shm, "done".into()]
+    );
+    // Own namespaces, the sysctl set in them, the fsGroup as a supplementary group and the
+    // owner of the volume (setgid: new files get the group).
+    let own = logs_of("own-ns");
+    assert_ne!(own[0], pid, "{own:?}");
+    assert_ne!(own[1], ipc, "{own:?}");
+    assert_eq!(
+        own[2..],
+        ["1", "1000 2000", "2000 2777", "2000", "done"],
+        "{own:?}"
+    );
+    // privileged: every capability the node has, no seccomp filter, no no_new_privs.
+    assert_eq!(
+        logs_of("privileged"),
+        [
+            own_status_line("CapBnd:").replace("CapBnd", "CapEff"),
+            "NoNewPrivs: 0".into(),
+            "Seccomp: 0".into(),
+            "done".into()
+        ]
+    );
+    // An unsafe sysctl: rejected by the node as the kubelet does.
+    c.wait_for("the unsafe-sysctl rejection", LONG, || {
+        c.pod_field("unsafe-sysctl", "{.status.phase}").as_deref() == Some("Failed")
+    });
+    assert_eq!(
+        c.pod_field("unsafe-sysctl", "{.status.reason}").as_deref(),
+        Some("SysctlForbidden")
+    );
+    assert_eq!(
+        c.pod_field("unsafe-sysctl", "{.status.message}").as_deref(),
+        Some(r#"Pod was rejected: forbidden sysctl: "kernel.msgmax" not allowlisted"#)
+    );
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "host-ns",
+        "own-ns",
+        "privileged",
+        "unsafe-sysctl",
+        "--wait=false",
+    ]);
+}
+
 #[test]
 fn security_end_to_end() {
     let _g = serial();
@@ -349,5 +503,6 @@ fn security_end_to_end() {
     kubectl_create_token(&c);
     pod_security_admission(&c);
     security_context_from_inside(&c);
+    security_context_namespaces_sysctls_fs_group_privileged(&c);
     service_account_token_in_a_pod(&c);
 }

@@ -134,7 +134,10 @@ static CHECKS: &[Check] = &[
     Check {
         level: Level::Baseline,
         overlap: true,
-        versions: &[(0, seccomp_profile_baseline_1_0), (19, seccomp_profile_baseline_1_19)],
+        versions: &[
+            (0, seccomp_profile_baseline_1_0),
+            (19, seccomp_profile_baseline_1_19),
+        ],
     },
     // check_seccompProfile_restricted.go
     Check {
@@ -343,9 +346,8 @@ fn app_armor_profile_1_0(meta: &Value, spec: &Value) -> Verdict {
     let mut values: Vec<String> = bad_values.into_iter().collect();
     if !forbidden_annotations.is_empty() {
         forbidden_annotations.sort();
-        bad_setters.push(
-            pluralize("annotation", "annotations", forbidden_annotations.len()).to_string(),
-        );
+        bad_setters
+            .push(pluralize("annotation", "annotations", forbidden_annotations.len()).to_string());
         values.extend(forbidden_annotations);
     }
     if bad_setters.is_empty() {
@@ -465,7 +467,12 @@ fn host_ports_1_0(_meta: &Value, spec: &Value) -> Verdict {
     let mut ports = BTreeSet::new();
     for c in containers(spec) {
         let mut valid = true;
-        for p in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let hp = p.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
             if hp != 0 {
                 valid = false;
@@ -616,9 +623,8 @@ const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
 const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
 
 fn seccomp_profile_baseline_1_0(meta: &Value, spec: &Value) -> Verdict {
-    let valid = |v: &str| {
-        v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/")
-    };
+    let valid =
+        |v: &str| v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/");
     let mut bad = BTreeSet::new();
     if let Some(v) = annotation(meta, SECCOMP_POD_ANNOTATION)
         && !valid(v)

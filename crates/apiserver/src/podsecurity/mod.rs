@@ -499,7 +499,11 @@ impl Core {
 
     /// A namespace's policy labels must parse; tightening `enforce` warns about the pods
     /// already there that the new level would refuse.
-    async fn admit_namespace_policy(&self, ns: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    async fn admit_namespace_policy(
+        &self,
+        ns: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         let name = objects::name_of(ns);
         let (policy, errs) = Policy::of_namespace(ns);
         let Some(old) = old else {

@@ -84,7 +84,10 @@ fn decide_denies_with_upstream_message_and_no_warning() {
     );
     assert!(d.warnings.is_empty());
     assert_eq!(d.audit["enforce-policy"], "baseline:latest");
-    assert!(d.audit["audit-violations"].starts_with(r#"would violate PodSecurity "baseline:latest": privileged"#));
+    assert!(
+        d.audit["audit-violations"]
+            .starts_with(r#"would violate PodSecurity "baseline:latest": privileged"#)
+    );
 }
 
 #[test]
@@ -98,7 +101,9 @@ fn templates_are_only_warned_about() {
     assert_eq!(d.denied, None);
     assert_eq!(
         d.warnings,
-        [r#"would violate PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#]
+        [
+            r#"would violate PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#
+        ]
     );
 }
 
@@ -108,15 +113,20 @@ fn pod_spec_of_templates() {
     let (meta, spec) = pod_spec_of(&DEPLOYMENTS, &deploy).expect("template");
     assert_eq!(meta["labels"]["a"], "b");
     assert!(spec.get("containers").is_some());
-    let cron = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"hostPID": true}}}}}});
-    assert_eq!(pod_spec_of(&CRONJOBS, &cron).expect("cron").1["hostPID"], true);
+    let cron =
+        json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"hostPID": true}}}}}});
+    assert_eq!(
+        pod_spec_of(&CRONJOBS, &cron).expect("cron").1["hostPID"],
+        true
+    );
     assert!(pod_spec_of(&REPLICATIONCONTROLLERS, &json!({"spec": {}})).is_none());
     assert!(pod_spec_of(&NAMESPACES, &json!({})).is_none());
 }
 
 #[test]
 fn only_image_container_count_and_seccomp_annotation_changes_are_significant() {
-    let old = json!({"metadata": {"labels": {}}, "spec": {"containers": [{"name": "c", "image": "a"}]}});
+    let old =
+        json!({"metadata": {"labels": {}}, "spec": {"containers": [{"name": "c", "image": "a"}]}});
     let mut relabelled = old.clone();
     relabelled["metadata"]["labels"]["x"] = json!("y");
     relabelled["spec"]["activeDeadlineSeconds"] = json!(5);

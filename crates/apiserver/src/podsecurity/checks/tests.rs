@@ -84,7 +84,10 @@ fn app_armor_profile() {
                 )),
             ),
             (
-                spec(vec![c("foo", json!({"appArmorProfile": {"type": "Unconfined"}}))]),
+                spec(vec![c(
+                    "foo",
+                    json!({"appArmorProfile": {"type": "Unconfined"}}),
+                )]),
                 json!({"annotations": {"container.apparmor.security.beta.kubernetes.io/foo": "unconfined"}}),
                 Some((
                     "forbidden AppArmor profiles",
@@ -101,14 +104,20 @@ fn capabilities_baseline() {
         capabilities_baseline_1_0,
         &[
             (
-                spec(vec![c("a", json!({"capabilities": {"add": ["CHOWN", "KILL"]}}))]),
+                spec(vec![c(
+                    "a",
+                    json!({"capabilities": {"add": ["CHOWN", "KILL"]}}),
+                )]),
                 none(),
                 None,
             ),
             (
                 spec(vec![
                     c("a", json!({"capabilities": {"add": ["NET_RAW", "CHOWN"]}})),
-                    c("b", json!({"capabilities": {"add": ["SYS_ADMIN", "NET_RAW"]}})),
+                    c(
+                        "b",
+                        json!({"capabilities": {"add": ["SYS_ADMIN", "NET_RAW"]}}),
+                    ),
                 ]),
                 none(),
                 Some((
@@ -136,7 +145,10 @@ fn capabilities_restricted() {
             (
                 spec(vec![
                     json!({"name": "a"}),
-                    c("b", json!({"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}})),
+                    c(
+                        "b",
+                        json!({"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}),
+                    ),
                 ]),
                 none(),
                 Some((
@@ -173,7 +185,11 @@ fn host_path_volumes() {
     table(
         host_path_volumes_1_0,
         &[
-            (json!({"volumes": [{"name": "e", "emptyDir": {}}]}), none(), None),
+            (
+                json!({"volumes": [{"name": "e", "emptyDir": {}}]}),
+                none(),
+                None,
+            ),
             (
                 json!({"volumes": [{"name": "a", "hostPath": {"path": "/"}}, {"name": "b", "hostPath": {"path": "/x"}}]}),
                 none(),
@@ -194,7 +210,9 @@ fn host_ports() {
                 None,
             ),
             (
-                spec(vec![json!({"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]})]),
+                spec(vec![
+                    json!({"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]}),
+                ]),
                 none(),
                 Some(("hostPort", r#"container "a" uses hostPort 8080"#)),
             ),
@@ -218,7 +236,11 @@ fn privileged() {
     table(
         privileged_1_0,
         &[
-            (spec(vec![c("a", json!({"privileged": false}))]), none(), None),
+            (
+                spec(vec![c("a", json!({"privileged": false}))]),
+                none(),
+                None,
+            ),
             (
                 spec(vec![c("a", json!({"privileged": true}))]),
                 none(),
@@ -236,7 +258,11 @@ fn proc_mount() {
     table(
         proc_mount_1_0,
         &[
-            (spec(vec![c("a", json!({"procMount": "Default"}))]), none(), None),
+            (
+                spec(vec![c("a", json!({"procMount": "Default"}))]),
+                none(),
+                None,
+            ),
             (
                 spec(vec![c("a", json!({"procMount": "Unmasked"}))]),
                 none(),
@@ -274,7 +300,10 @@ fn se_linux_options() {
     table(
         se_linux_options_1_0,
         &[(
-            spec(vec![c("a", json!({"seLinuxOptions": {"type": "container_engine_t"}}))]),
+            spec(vec![c(
+                "a",
+                json!({"seLinuxOptions": {"type": "container_engine_t"}}),
+            )]),
             none(),
             Some((
                 "seLinuxOptions",
@@ -427,7 +456,10 @@ fn run_as_non_root() {
                 )),
             ),
             (
-                spec(vec![json!({"name": "a"}), c("b", json!({"runAsNonRoot": true}))]),
+                spec(vec![
+                    json!({"name": "a"}),
+                    c("b", json!({"runAsNonRoot": true})),
+                ]),
                 none(),
                 Some((
                     "runAsNonRoot != true",
