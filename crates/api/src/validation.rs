@@ -1202,7 +1202,7 @@ mod tests {
     #[test]
     fn sysctls_and_proc_mount_are_validated_as_upstream() {
         let p = pod(serde_json::json!({
-            "metadata": {"name": "p"},
+            "metadata": {"name": "p", "namespace": "ns"},
             "spec": {
                 "hostNetwork": true,
                 "securityContext": {"sysctls": [

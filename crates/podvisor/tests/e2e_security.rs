@@ -228,21 +228,26 @@ fn kubectl_create(c: &Cluster, manifest: &str, extra: &[&str]) -> (bool, String)
     (out.status.success(), text)
 }
 
-const PRIVILEGED_POD: &str = r#"apiVersion: v1
+/// A `host` pod in `namespace` with one privileged container `c` running `script`.
+fn privileged_pod(name: &str, namespace: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
 kind: Pod
 metadata:
-  name: NAME
-  namespace: psa
+  name: {name}
+  namespace: {namespace}
 spec:
   runtimeClassName: host
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
     image: busybox
-    command: ["sleep", "3600"]
+    command: ["/bin/sh", "-c", {script:?}]
     securityContext:
       privileged: true
-"#;
+"#
+    )
+}
 
 /// The full restricted refusal of a pod with one privileged container `c` and nothing else.
 const RESTRICTED_DETAIL: &str = r#"privileged (container "c" must not set securityContext.privileged=true), allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#;
@@ -250,7 +255,7 @@ const RESTRICTED_DETAIL: &str = r#"privileged (container "c" must not set securi
 fn pod_security_admission(c: &Cluster) {
     c.kubectl_ok(&["create", "namespace", "psa"]);
     // Unlabelled: privileged, anything goes.
-    let (ok, out) = kubectl_create(c, &PRIVILEGED_POD.replace("NAME", "early"), &[]);
+    let (ok, out) = kubectl_create(c, &privileged_pod("early", "psa", "sleep 3600"), &[]);
     assert!(ok, "{out}");
     // Tightening enforce warns about the pod already there.
     let out = c.kubectl(&[
@@ -271,7 +276,7 @@ fn pod_security_admission(c: &Cluster) {
         "{stderr}"
     );
     // A privileged pod is refused with upstream's message.
-    let (ok, out) = kubectl_create(c, &PRIVILEGED_POD.replace("NAME", "late"), &[]);
+    let (ok, out) = kubectl_create(c, &privileged_pod("late", "psa", "sleep 3600"), &[]);
     assert!(!ok, "{out}");
     assert!(
         out.contains("Error from server (Forbidden): error when creating ") && out.contains(&format!(
@@ -408,20 +413,6 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata:
-  name: privileged
-spec:
-  runtimeClassName: host
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: busybox
-    command: ["/bin/sh", "-c", "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '; echo done; sleep 3600"]
-    securityContext:
-      privileged: true
----
-apiVersion: v1
-kind: Pod
-metadata:
   name: unsafe-sysctl
 spec:
   runtimeClassName: host
@@ -434,6 +425,11 @@ spec:
     image: busybox
     command: ["sleep", "3600"]
 "#
+    ));
+    c.apply(&privileged_pod(
+        "privileged",
+        "default",
+        "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '; echo done; sleep 3600",
     ));
     let logs_of = |pod: &str| {
         let mut logs = String::new();

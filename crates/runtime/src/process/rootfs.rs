@@ -394,7 +394,22 @@ fn mask(p: &mut RootPlan, merged: &Path) -> Result<(), String> {
 /// own `devpts` (and `/dev/ptmx` pointing into it) and `/dev/shm`.
 fn privileged_dev(p: &mut RootPlan, dev: &Path) -> Result<(), String> {
     p.mount("/dev", dev, None, BIND, None)?;
-    let pts = dev.join("pts");
+    own_pts_and_shm(p, dev, false)?;
+    p.mount(
+        &dev.join("pts/ptmx").display().to_string(),
+        &dev.join("ptmx"),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+}
+
+/// The pod's own `devpts` and `/dev/shm` under `dev` (`mkdir`: make their mount points).
+fn own_pts_and_shm(p: &mut RootPlan, dev: &Path, mkdir: bool) -> Result<(), String> {
+    let (pts, shm) = (dev.join("pts"), dev.join("shm"));
+    if mkdir {
+        p.push(RootOp::Mkdir(c(&pts)?, 0o755), "create /dev/pts".into());
+    }
     p.mount(
         "devpts",
         &pts,
@@ -402,16 +417,12 @@ fn privileged_dev(p: &mut RootPlan, dev: &Path) -> Result<(), String> {
         NOSUID | NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )?;
-    p.mount(
-        &pts.join("ptmx").display().to_string(),
-        &dev.join("ptmx"),
-        None,
-        libc::MS_BIND,
-        None,
-    )?;
+    if mkdir {
+        p.push(RootOp::Mkdir(c(&shm)?, 0o1777), "create /dev/shm".into());
+    }
     p.mount(
         "shm",
-        &dev.join("shm"),
+        &shm,
         Some("tmpfs"),
         NOSUID | NODEV | NOEXEC,
         Some("mode=1777,size=65536k"),
@@ -433,24 +444,7 @@ fn minimal_dev(p: &mut RootPlan, dev: &Path) -> Result<(), String> {
         p.push(RootOp::Touch(c(&t)?), format!("create /dev/{n}"));
         p.mount(&format!("/dev/{n}"), &t, None, BIND, None)?;
     }
-    let pts = dev.join("pts");
-    p.push(RootOp::Mkdir(c(&pts)?, 0o755), "create /dev/pts".into());
-    p.mount(
-        "devpts",
-        &pts,
-        Some("devpts"),
-        NOSUID | NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?;
-    let shm = dev.join("shm");
-    p.push(RootOp::Mkdir(c(&shm)?, 0o1777), "create /dev/shm".into());
-    p.mount(
-        "shm",
-        &shm,
-        Some("tmpfs"),
-        NOSUID | NODEV | NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )?;
+    own_pts_and_shm(p, dev, true)?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -584,8 +578,19 @@ mod tests {
             ..Default::default()
         };
         let masked = ops(&confined);
-        // /proc/kcore exists on every Linux kernel with /proc.
-        assert!(masked.contains(&("/dev/null".into(), at("proc/kcore"), libc::MS_BIND)));
+        let hidden: Vec<String> = MASKED_PATHS.iter().map(|p| at(&p[1..])).collect();
+        // Each masked file this kernel has is hidden under /dev/null, each directory under
+        // an empty tmpfs.
+        for path in MASKED_PATHS {
+            let t = at(&path[1..]);
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => {
+                    assert!(masked.iter().any(|(s, x, _)| s == "tmpfs" && *x == t))
+                }
+                Ok(_) => assert!(masked.contains(&("/dev/null".into(), t, libc::MS_BIND))),
+                Err(_) => assert!(!masked.iter().any(|(_, x, _)| *x == t)),
+            }
+        }
         assert!(
             masked
                 .iter()
@@ -600,13 +605,13 @@ mod tests {
             unmasked_proc: true,
             ..confined.clone()
         });
-        assert!(!unmasked.iter().any(|(_, t, _)| *t == at("proc/kcore")));
+        assert!(!unmasked.iter().any(|(_, t, _)| hidden.contains(t)));
         let privileged = ops(&SecurityConfig {
             privileged: true,
             ..confined.clone()
         });
         assert!(privileged.contains(&("/dev".into(), at("dev"), BIND)));
-        assert!(!privileged.iter().any(|(_, t, _)| *t == at("proc/kcore")));
+        assert!(!privileged.iter().any(|(_, t, _)| hidden.contains(t)));
         assert!(
             !privileged
                 .iter()
@@ -614,7 +619,7 @@ mod tests {
         );
         // Unconfined (the default): nothing masked, the minimal /dev.
         let plain = ops(&SecurityConfig::default());
-        assert!(!plain.iter().any(|(_, t, _)| *t == at("proc/kcore")));
+        assert!(!plain.iter().any(|(_, t, _)| hidden.contains(t)));
         assert!(
             plain
                 .iter()
