@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Pod, Secret, SecretVolumeSource, Volume,
+};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use podvisor_agent::AgentError;
@@ -131,6 +133,29 @@ async fn a_node_reads_config_maps_and_secrets() {
     let server = memory_server().await;
     let admin = server.in_process_client(&server.admin_token());
     let node = server.in_process_client(&server.ensure_node_token("node-1").unwrap());
+    // The Node authorizer lets a node read only what a pod bound to it references (the
+    // references may name objects that do not exist yet: those read as NotFound).
+    let mut reader = pod("reader", "node-1");
+    let volumes = ["cfg", "nope"]
+        .iter()
+        .map(|name| Volume {
+            name: format!("cm-{name}"),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .chain(["sec", "nope"].iter().map(|name| Volume {
+            name: format!("secret-{name}"),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    reader.spec.as_mut().unwrap().volumes = Some(volumes.collect());
+    create(&admin, reader).await;
     Api::<ConfigMap>::namespaced(admin.clone(), "default")
         .create(
             &PostParams::default(),
@@ -138,7 +163,7 @@ async fn a_node_reads_config_maps_and_secrets() {
         )
         .await
         .unwrap();
-    Api::<Secret>::namespaced(admin, "default")
+    Api::<Secret>::namespaced(admin.clone(), "default")
         .create(
             &PostParams::default(),
             &testkit::secret("default", "sec", &[("p", b"pw")]),
@@ -158,4 +183,13 @@ async fn a_node_reads_config_maps_and_secrets() {
             .is_none()
     );
     assert!(objects.secret("default", "nope").await.unwrap().is_none());
+    // Objects no pod on this node references stay out of reach.
+    Api::<ConfigMap>::namespaced(admin.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &testkit::config_map("default", "other", &[("k", "v")]),
+        )
+        .await
+        .unwrap();
+    assert_forbidden(&objects.config_map("default", "other").await.unwrap_err());
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use podvisor_apiserver::testing::serving_memory_server;
 use podvisor_testkit::{container, pod};
@@ -44,6 +45,18 @@ async fn pods_get_a_token_volume_and_tokens_die_with_their_pod() {
     let admin = srv.in_process_client(&srv.admin_token());
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    // RBAC grants service accounts nothing by default: let this namespace's accounts read.
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "sa-view", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                      "name": "system:serviceaccounts:default"}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
 
     // Admission: default service account, one projected volume mounted everywhere.
     let p = pods
@@ -216,7 +229,7 @@ async fn pods_get_a_token_volume_and_tokens_die_with_their_pod() {
         .await
         .expect("the service account lists pods");
     assert_eq!(listed.items.len(), 3);
-    // ... and may not write (only reads are allowed to it by the default authorizer).
+    // ... and may not write (its binding grants only reads).
     let denied = Api::<Pod>::namespaced(as_sa.clone(), "default")
         .delete("quiet", &DeleteParams::default())
         .await
@@ -251,7 +264,17 @@ async fn pods_get_a_token_volume_and_tokens_die_with_their_pod() {
         "{gone}"
     );
 
-    // A node may ask only for tokens bound to pods on itself.
+    // A node may ask only for tokens bound to pods on itself: n1 runs a pod of the
+    // `default` account (so the Node authorizer lets it ask), but `web` is not on n1.
+    pods.create(
+        &PostParams::default(),
+        &pod("on-n1")
+            .node_name("n1")
+            .container(container("a").image("busybox"))
+            .build(),
+    )
+    .await
+    .unwrap();
     let node_token = srv.ensure_node_token("n1").unwrap();
     let node = srv.in_process_client(&node_token);
     let node_sas: Api<ServiceAccount> = Api::namespaced(node, "default");

@@ -94,10 +94,30 @@ spec:
 fn kubectl_create_token(c: &Cluster) {
     let token = c.kubectl_ok(&["create", "token", "default", "--duration=15m"]);
     let token = token.trim();
+    // Authenticated (discovery is open to every authenticated user), but RBAC grants the
+    // `default` service account nothing until a binding does.
+    assert_eq!(api_status(c, token, "/api"), "200");
     assert_eq!(
         api_status(c, token, "/api/v1/namespaces/default/pods"),
-        "200"
+        "403"
     );
+    c.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list,watch",
+        "--resource=pods",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-reads-pods",
+        "--role=pod-reader",
+        "--serviceaccount=default:default",
+    ]);
+    c.wait_for("the binding to authorize the token", LONG, || {
+        api_status(c, token, "/api/v1/namespaces/default/pods") == "200"
+    });
     assert_eq!(
         api_status(c, "garbage", "/api/v1/namespaces/default/pods"),
         "401"

@@ -51,6 +51,20 @@ ROOTS = [
     "api.discovery.v1.EndpointSlice", "api.discovery.v1.EndpointSliceList",
     "api.events.v1.Event", "api.events.v1.EventList",
     "api.authentication.v1.TokenRequest",
+    "api.authentication.v1.SelfSubjectReview",
+] + [
+    "api.rbac.v1." + n
+    for n in [
+        "Role", "RoleList", "ClusterRole", "ClusterRoleList", "RoleBinding",
+        "RoleBindingList", "ClusterRoleBinding", "ClusterRoleBindingList",
+    ]
+] + [
+    "api.authorization.v1." + n
+    for n in [
+        "SelfSubjectAccessReview", "SelfSubjectRulesReview",
+        "SubjectAccessReview", "LocalSubjectAccessReview",
+    ]
+] + [
     "apimachinery.pkg.apis.meta.v1.DeleteOptions",
     "apimachinery.pkg.apis.meta.v1.Status",
 ]
@@ -64,6 +78,8 @@ SPECIAL = {
     "apimachinery.pkg.util.intstr.IntOrString",
     "apimachinery.pkg.api.resource.Quantity",
     "apimachinery.pkg.runtime.RawExtension",
+    "api.authentication.v1.ExtraValue",
+    "api.authorization.v1.ExtraValue",
 }
 
 # Go pointer scalars (`*int32`, `*bool`, `*string`, ...) in the served kinds: an

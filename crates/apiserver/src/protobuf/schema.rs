@@ -148,6 +148,13 @@ pb_message!(k8s_pb::api::authentication::v1::BoundObjectReference {
     name: "name",
     u_id: "uid",
 });
+pb_message!(k8s_pb::api::authentication::v1::SelfSubjectReview {
+    metadata: "metadata",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authentication::v1::SelfSubjectReviewStatus {
+    user_info: "userInfo",
+});
 pb_message!(k8s_pb::api::authentication::v1::TokenRequest {
     metadata: "metadata",
     spec: "spec",
@@ -161,6 +168,94 @@ pb_message!(k8s_pb::api::authentication::v1::TokenRequestSpec {
 pb_message!(k8s_pb::api::authentication::v1::TokenRequestStatus {
     token: "token",
     expiration_timestamp: "expirationTimestamp",
+});
+pb_message!(k8s_pb::api::authentication::v1::UserInfo {
+    username: "username",
+    uid: "uid",
+    groups: "groups",
+    extra: "extra",
+});
+pb_message!(k8s_pb::api::authorization::v1::FieldSelectorAttributes {
+    raw_selector: "rawSelector",
+    requirements: "requirements",
+});
+pb_message!(k8s_pb::api::authorization::v1::LabelSelectorAttributes {
+    raw_selector: "rawSelector",
+    requirements: "requirements",
+});
+pb_message!(k8s_pb::api::authorization::v1::LocalSubjectAccessReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authorization::v1::NonResourceAttributes {
+    path: "path",
+    verb: "verb",
+});
+pb_message!(k8s_pb::api::authorization::v1::NonResourceRule {
+    verbs: "verbs",
+    non_resource_ur_ls: "nonResourceURLs",
+});
+pb_message!(k8s_pb::api::authorization::v1::ResourceAttributes {
+    namespace: "namespace",
+    verb: "verb",
+    group: "group",
+    version: "version",
+    resource: "resource",
+    subresource: "subresource",
+    name: "name",
+    field_selector: "fieldSelector",
+    label_selector: "labelSelector",
+});
+pb_message!(k8s_pb::api::authorization::v1::ResourceRule {
+    verbs: "verbs",
+    api_groups: "apiGroups",
+    resources: "resources",
+    resource_names: "resourceNames",
+});
+pb_message!(k8s_pb::api::authorization::v1::SelfSubjectAccessReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(
+    k8s_pb::api::authorization::v1::SelfSubjectAccessReviewSpec {
+        resource_attributes: "resourceAttributes",
+        non_resource_attributes: "nonResourceAttributes",
+    }
+);
+pb_message!(k8s_pb::api::authorization::v1::SelfSubjectRulesReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authorization::v1::SelfSubjectRulesReviewSpec {
+    namespace: "namespace",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReview {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReviewSpec {
+    resource_attributes: "resourceAttributes",
+    non_resource_attributes: "nonResourceAttributes",
+    user: "user",
+    groups: "groups",
+    extra: "extra",
+    uid: "uid",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReviewStatus {
+    allowed: "allowed" keep,
+    denied: "denied",
+    reason: "reason",
+    evaluation_error: "evaluationError",
+});
+pb_message!(k8s_pb::api::authorization::v1::SubjectRulesReviewStatus {
+    resource_rules: "resourceRules",
+    non_resource_rules: "nonResourceRules",
+    incomplete: "incomplete" keep,
+    evaluation_error: "evaluationError",
 });
 pb_message!(k8s_pb::api::autoscaling::v1::Scale {
     metadata: "metadata",
@@ -1482,6 +1577,62 @@ pb_message!(k8s_pb::api::events::v1::EventSeries {
     count: "count" keep,
     last_observed_time: "lastObservedTime",
 });
+pb_message!(k8s_pb::api::rbac::v1::AggregationRule {
+    cluster_role_selectors: "clusterRoleSelectors",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRole {
+    metadata: "metadata",
+    rules: "rules",
+    aggregation_rule: "aggregationRule",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRoleBinding {
+    metadata: "metadata",
+    subjects: "subjects",
+    role_ref: "roleRef",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRoleBindingList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::ClusterRoleList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::PolicyRule {
+    verbs: "verbs",
+    api_groups: "apiGroups",
+    resources: "resources",
+    resource_names: "resourceNames",
+    non_resource_ur_ls: "nonResourceURLs",
+});
+pb_message!(k8s_pb::api::rbac::v1::Role {
+    metadata: "metadata",
+    rules: "rules",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleBinding {
+    metadata: "metadata",
+    subjects: "subjects",
+    role_ref: "roleRef",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleBindingList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::rbac::v1::RoleRef {
+    api_group: "apiGroup",
+    kind: "kind" keep,
+    name: "name" keep,
+});
+pb_message!(k8s_pb::api::rbac::v1::Subject {
+    kind: "kind" keep,
+    api_group: "apiGroup",
+    name: "name" keep,
+    namespace: "namespace",
+});
 pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::Condition {
     r#type: "type" keep,
     status: "status" keep,
@@ -1497,6 +1648,11 @@ pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions {
     propagation_policy: "propagationPolicy" keep,
     dry_run: "dryRun",
     ignore_store_read_error_with_cluster_breaking_potential: "ignoreStoreReadErrorWithClusterBreakingPotential" keep,
+});
+pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement {
+    key: "key" keep,
+    operator: "operator" keep,
+    values: "values",
 });
 pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::LabelSelector {
     match_labels: "matchLabels",
@@ -1571,160 +1727,4 @@ pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::StatusDetails {
     uid: "uid",
     causes: "causes",
     retry_after_seconds: "retryAfterSeconds",
-});
-pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement {
-    key: "key" keep,
-    operator: "operator" keep,
-    values: "values",
-});
-pb_message!(k8s_pb::api::authorization::v1::SelfSubjectAccessReview {
-    metadata: "metadata",
-    spec: "spec",
-    status: "status",
-});
-pb_message!(
-    k8s_pb::api::authorization::v1::SelfSubjectAccessReviewSpec {
-        resource_attributes: "resourceAttributes",
-        non_resource_attributes: "nonResourceAttributes",
-    }
-);
-pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReview {
-    metadata: "metadata",
-    spec: "spec",
-    status: "status",
-});
-pb_message!(k8s_pb::api::authorization::v1::LocalSubjectAccessReview {
-    metadata: "metadata",
-    spec: "spec",
-    status: "status",
-});
-pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReviewSpec {
-    resource_attributes: "resourceAttributes",
-    non_resource_attributes: "nonResourceAttributes",
-    user: "user",
-    groups: "groups",
-    extra: "extra",
-    uid: "uid",
-});
-pb_message!(k8s_pb::api::authorization::v1::ResourceAttributes {
-    namespace: "namespace",
-    verb: "verb",
-    group: "group",
-    version: "version",
-    resource: "resource",
-    subresource: "subresource",
-    name: "name",
-    field_selector: "fieldSelector",
-    label_selector: "labelSelector",
-});
-pb_message!(k8s_pb::api::authorization::v1::FieldSelectorAttributes {
-    raw_selector: "rawSelector",
-    requirements: "requirements",
-});
-pb_message!(k8s_pb::api::authorization::v1::LabelSelectorAttributes {
-    raw_selector: "rawSelector",
-    requirements: "requirements",
-});
-pb_message!(k8s_pb::api::authorization::v1::NonResourceAttributes {
-    path: "path",
-    verb: "verb",
-});
-pb_message!(k8s_pb::api::authorization::v1::SubjectAccessReviewStatus {
-    allowed: "allowed" keep,
-    denied: "denied",
-    reason: "reason",
-    evaluation_error: "evaluationError",
-});
-pb_message!(k8s_pb::api::authorization::v1::SelfSubjectRulesReview {
-    metadata: "metadata",
-    spec: "spec",
-    status: "status",
-});
-pb_message!(k8s_pb::api::authorization::v1::SelfSubjectRulesReviewSpec {
-    namespace: "namespace",
-});
-pb_message!(k8s_pb::api::authorization::v1::SubjectRulesReviewStatus {
-    resource_rules: "resourceRules" keep,
-    non_resource_rules: "nonResourceRules" keep,
-    incomplete: "incomplete" keep,
-    evaluation_error: "evaluationError",
-});
-pb_message!(k8s_pb::api::authorization::v1::ResourceRule {
-    verbs: "verbs" keep,
-    api_groups: "apiGroups",
-    resources: "resources",
-    resource_names: "resourceNames",
-});
-pb_message!(k8s_pb::api::authorization::v1::NonResourceRule {
-    verbs: "verbs" keep,
-    non_resource_ur_ls: "nonResourceURLs",
-});
-pb_message!(k8s_pb::api::authentication::v1::SelfSubjectReview {
-    metadata: "metadata",
-    status: "status",
-});
-pb_message!(k8s_pb::api::authentication::v1::SelfSubjectReviewStatus {
-    user_info: "userInfo",
-});
-pb_message!(k8s_pb::api::authentication::v1::UserInfo {
-    username: "username",
-    uid: "uid",
-    groups: "groups",
-    extra: "extra",
-});
-pb_message!(k8s_pb::api::rbac::v1::Role {
-    metadata: "metadata",
-    rules: "rules",
-});
-pb_message!(k8s_pb::api::rbac::v1::RoleList {
-    metadata: "metadata",
-    items: "items",
-});
-pb_message!(k8s_pb::api::rbac::v1::ClusterRole {
-    metadata: "metadata",
-    rules: "rules",
-    aggregation_rule: "aggregationRule",
-});
-pb_message!(k8s_pb::api::rbac::v1::ClusterRoleList {
-    metadata: "metadata",
-    items: "items",
-});
-pb_message!(k8s_pb::api::rbac::v1::RoleBinding {
-    metadata: "metadata",
-    subjects: "subjects",
-    role_ref: "roleRef",
-});
-pb_message!(k8s_pb::api::rbac::v1::RoleBindingList {
-    metadata: "metadata",
-    items: "items",
-});
-pb_message!(k8s_pb::api::rbac::v1::ClusterRoleBinding {
-    metadata: "metadata",
-    subjects: "subjects",
-    role_ref: "roleRef",
-});
-pb_message!(k8s_pb::api::rbac::v1::ClusterRoleBindingList {
-    metadata: "metadata",
-    items: "items",
-});
-pb_message!(k8s_pb::api::rbac::v1::PolicyRule {
-    verbs: "verbs" keep,
-    api_groups: "apiGroups",
-    resources: "resources",
-    resource_names: "resourceNames",
-    non_resource_ur_ls: "nonResourceURLs",
-});
-pb_message!(k8s_pb::api::rbac::v1::AggregationRule {
-    cluster_role_selectors: "clusterRoleSelectors",
-});
-pb_message!(k8s_pb::api::rbac::v1::Subject {
-    kind: "kind" keep,
-    api_group: "apiGroup",
-    name: "name" keep,
-    namespace: "namespace",
-});
-pb_message!(k8s_pb::api::rbac::v1::RoleRef {
-    api_group: "apiGroup" keep,
-    kind: "kind" keep,
-    name: "name" keep,
 });
