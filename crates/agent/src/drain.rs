@@ -52,6 +52,8 @@ pub const NOT_DRAINED: &str = "EndpointsNotDrained";
 /// What the barrier waits for at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
+    /// The agent has not listed EndpointSlices and Nodes yet (just started): wait.
+    NotListed,
     /// The pod is in no EndpointSlice: nothing to wait for.
     NotAnEndpoint,
     /// Slices still show the pod ready (the EndpointSlice controller has not caught up).
@@ -152,8 +154,8 @@ pub type Snapshot = (Vec<Arc<EndpointSlice>>, Vec<Arc<Node>>);
 
 /// The caches the wait reads.
 pub trait DrainView: Send + Sync {
-    /// The EndpointSlices of `namespace` and every Node, now.
-    fn snapshot(&self, namespace: &str) -> Snapshot;
+    /// The EndpointSlices of `namespace` and every Node, now; None until both are listed.
+    fn snapshot(&self, namespace: &str) -> Option<Snapshot>;
     /// Bumped on every change of either.
     fn changes(&self) -> watch::Receiver<u64>;
 }
@@ -178,8 +180,11 @@ pub async fn wait(view: &dyn DrainView, pod: &Pod, ips: &[String], bound: Durati
     let mut changes = view.changes();
     loop {
         changes.borrow_and_update();
-        let (slices, nodes) = view.snapshot(namespace);
-        match check(uid, ips, &slices, &nodes) {
+        let now = match view.snapshot(namespace) {
+            Some((slices, nodes)) => check(uid, ips, &slices, &nodes),
+            None => Check::NotListed,
+        };
+        match now {
             Check::NotAnEndpoint => return Outcome::Skipped,
             Check::Drained => return Outcome::Drained(started.elapsed()),
             pending => {
@@ -211,6 +216,7 @@ pub fn event(outcome: &Outcome, bound: Duration) -> Option<(bool, &'static str, 
             let what = match pending {
                 Check::SlicesPending(s) => format!("EndpointSlices still ready: {}", s.join(", ")),
                 Check::NodesPending(n) => format!("nodes not yet updated: {}", n.join(", ")),
+                Check::NotListed => "EndpointSlices and Nodes not yet listed".to_string(),
                 _ => String::new(),
             };
             Some((
@@ -233,14 +239,21 @@ pub struct KubeDrainView {
 }
 
 impl DrainView for KubeDrainView {
-    fn snapshot(&self, namespace: &str) -> Snapshot {
+    fn snapshot(&self, namespace: &str) -> Option<Snapshot> {
+        use futures::FutureExt as _;
+        let listed = |r: Option<Result<(), _>>| r.is_some_and(|r| r.is_ok());
+        if !listed(self.slices.wait_until_ready().now_or_never())
+            || !listed(self.nodes.wait_until_ready().now_or_never())
+        {
+            return None;
+        }
         let slices = self
             .slices
             .state()
             .into_iter()
             .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
             .collect();
-        (slices, self.nodes.state())
+        Some((slices, self.nodes.state()))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
@@ -312,8 +325,9 @@ async fn follow<K>(
 }
 
 /// The proxy's acknowledgement: [`ProxyAck::applied`] records the highest EndpointSlice
-/// resourceVersion programmed; [`ProxyAck::run`] writes it to the Node (coalesced: one
-/// patch at a time, the latest value).
+/// resourceVersion programmed ([`ProxyAck::follow`] takes it from the proxy's
+/// [`crate::proxy::Proxy::applied`]); [`ProxyAck::run`] writes it to the Node (coalesced: one
+/// patch at a time, the latest value; a failed write is retried).
 #[derive(Clone)]
 pub struct ProxyAck {
     applied: watch::Sender<u64>,
@@ -327,17 +341,36 @@ impl Default for ProxyAck {
     }
 }
 
+/// How long a failed acknowledgement write waits before it is retried.
+const ACK_RETRY: Duration = Duration::from_millis(500);
+
 impl ProxyAck {
     /// The proxy's rules reflect every EndpointSlice change up to `resource_version`.
-    pub fn applied(&self, resource_version: &str) {
-        let rv = revision(Some(&resource_version.to_string()));
+    pub fn applied(&self, resource_version: u64) {
         self.applied.send_if_modified(|cur| {
-            let newer = rv > *cur;
+            let newer = resource_version > *cur;
             if newer {
-                *cur = rv;
+                *cur = resource_version;
             }
             newer
         });
+    }
+
+    /// Records every sync the proxy applies (its [`crate::proxy::Proxy::applied`]) until the
+    /// proxy stops or `stop`.
+    pub async fn follow(
+        self,
+        mut proxy: watch::Receiver<crate::proxy::Applied>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let rv = proxy.borrow_and_update().resource_version;
+            self.applied(rv);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = proxy.changed() => if r.is_err() { return },
+            }
+        }
     }
 
     /// Writes the acknowledgements to Node `node` until `stop`.
@@ -354,21 +387,42 @@ impl ProxyAck {
                 _ = stop.cancelled() => return,
                 r = rx.changed() => if r.is_err() { return },
             }
-            let rv = *rx.borrow_and_update();
-            let patch =
-                serde_json::json!({"metadata": {"annotations": {ACK_ANNOTATION: rv.to_string()}}});
-            if let Err(e) = api
-                .patch(
-                    &node,
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await
-            {
-                tracing::debug!(error = %e, "drain: cannot write the proxy's acknowledgement");
+            loop {
+                let rv = *rx.borrow_and_update();
+                match patch_ack(&api, &node, Some(rv)).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "drain: cannot write the proxy's acknowledgement; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(ACK_RETRY) => {}
+                        }
+                    }
+                }
             }
         }
     }
+
+    /// Removes the acknowledgement from Node `node` (the node runs no proxy: an old value
+    /// would make every drain wait for it until the bound).
+    pub async fn withdraw(client: kube::Client, node: String) {
+        if let Err(e) = patch_ack(&kube::Api::all(client), &node, None).await {
+            tracing::debug!(error = %e, "drain: cannot remove the proxy's acknowledgement");
+        }
+    }
+}
+
+async fn patch_ack(api: &kube::Api<Node>, node: &str, rv: Option<u64>) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        ACK_ANNOTATION: rv.map(|rv| rv.to_string()),
+    }}});
+    api.patch(
+        node,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]

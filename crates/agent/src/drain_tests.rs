@@ -87,26 +87,26 @@ fn bound_and_opt_out() {
 }
 
 struct Fake {
-    state: Mutex<Snapshot>,
+    state: Mutex<Option<Snapshot>>,
     changes: watch::Sender<u64>,
 }
 
 impl Fake {
     fn new(slices: Vec<Arc<EndpointSlice>>, nodes: Vec<Arc<Node>>) -> Arc<Fake> {
         Arc::new(Fake {
-            state: Mutex::new((slices, nodes)),
+            state: Mutex::new(Some((slices, nodes))),
             changes: watch::channel(0).0,
         })
     }
 
     fn set(&self, slices: Vec<Arc<EndpointSlice>>, nodes: Vec<Arc<Node>>) {
-        *self.state.lock().unwrap() = (slices, nodes);
+        *self.state.lock().unwrap() = Some((slices, nodes));
         self.changes.send_modify(|n| *n += 1);
     }
 }
 
 impl DrainView for Fake {
-    fn snapshot(&self, _: &str) -> Snapshot {
+    fn snapshot(&self, _: &str) -> Option<Snapshot> {
         self.state.lock().unwrap().clone()
     }
     fn changes(&self) -> watch::Receiver<u64> {
@@ -151,6 +151,28 @@ async fn waits_for_the_slice_then_every_node() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_that_has_not_listed_yet_waits_for_its_caches() {
+    let fake = Fake::new(vec![], vec![]);
+    *fake.state.lock().unwrap() = None;
+    let p = pod(json!({}));
+    let outcome = wait(fake.as_ref(), &p, &[], Duration::from_secs(1)).await;
+    assert_eq!(outcome, Outcome::TimedOut(Check::NotListed));
+    let (warning, _, message) = event(&outcome, Duration::from_secs(1)).unwrap();
+    assert!(warning);
+    assert!(message.contains("not yet listed"), "{message}");
+    // Listed: the pod is in a slice that shows it not ready, and every node acknowledged it.
+    let driver = {
+        let fake = fake.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fake.set(vec![slice(12, false)], vec![node("a", true, Some(12))]);
+        }
+    };
+    let (outcome, ()) = tokio::join!(wait(fake.as_ref(), &p, &[], Duration::from_secs(1)), driver);
+    assert_eq!(outcome, Outcome::Drained(Duration::from_millis(100)));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_bound_is_a_warning_and_no_endpoint_no_wait() {
     let fake = Fake::new(vec![slice(12, false)], vec![node("a", true, Some(10))]);
     let p = pod(json!({}));
@@ -177,14 +199,32 @@ async fn the_bound_is_a_warning_and_no_endpoint_no_wait() {
     assert_eq!(event(&Outcome::Skipped, Duration::ZERO), None);
 }
 
-#[test]
-fn acknowledgements_only_move_forward() {
+#[tokio::test(start_paused = true)]
+async fn acknowledgements_follow_the_proxy_and_only_move_forward() {
     let ack = ProxyAck::default();
-    let rx = ack.applied.subscribe();
-    ack.applied("12");
-    ack.applied("9");
-    ack.applied("junk");
+    let mut rx = ack.applied.subscribe();
+    let (proxy, applied) = watch::channel(crate::proxy::Applied::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let follower = tokio::spawn(ack.clone().follow(applied, stop.clone()));
+    let sync = |rv: u64| {
+        proxy.send_replace(crate::proxy::Applied {
+            resource_version: rv,
+            ..Default::default()
+        });
+    };
+    sync(12);
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), 12);
+    // An older revision (a slice deleted since) does not move the acknowledgement back.
+    sync(9);
+    tokio::task::yield_now().await;
+    ack.applied(3);
     assert_eq!(*rx.borrow(), 12);
-    ack.applied("13");
-    assert_eq!(*rx.borrow(), 13);
+    assert!(!rx.has_changed().unwrap());
+    sync(13);
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), 13);
+    // The proxy stopped: so does the follower.
+    drop(proxy);
+    follower.await.unwrap();
 }
