@@ -130,7 +130,9 @@ fn main() {
         let t0 = tokio::time::Instant::now();
         let script = rules::render(&r3, &rules::owned_objects(&r3));
         let t1 = tokio::time::Instant::now();
-        nft.apply(&script).await.expect("nft applies the transaction");
+        nft.apply(&script)
+            .await
+            .expect("nft applies the transaction");
         let full = Timed {
             build: Duration::ZERO,
             render: t1 - t0,

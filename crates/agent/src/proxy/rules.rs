@@ -292,7 +292,10 @@ pub fn owned_objects(r: &Ruleset) -> (BTreeSet<String>, BTreeSet<String>) {
 }
 
 /// The chains and affinity sets of one Service port.
-fn service_objects(s: &ServicePortRules, (chains, sets): &mut (BTreeSet<String>, BTreeSet<String>)) {
+fn service_objects(
+    s: &ServicePortRules,
+    (chains, sets): &mut (BTreeSet<String>, BTreeSet<String>),
+) {
     if s.cluster_ip.is_some() && !s.cluster_endpoints.is_empty() {
         chains.insert(format!("svc-{}", s.id));
     }
@@ -336,7 +339,12 @@ fn map_elements(s: &ServicePortRules) -> Vec<(&'static str, String, String)> {
 }
 
 /// Declares the affinity sets of one Service port (once each).
-fn declare_sets<'a>(o: &mut String, t: &str, s: &'a ServicePortRules, declared: &mut BTreeSet<&'a String>) {
+fn declare_sets<'a>(
+    o: &mut String,
+    t: &str,
+    s: &'a ServicePortRules,
+    declared: &mut BTreeSet<&'a String>,
+) {
     if let Some(secs) = s.affinity_seconds {
         for e in s.cluster_endpoints.iter().chain(&s.external_endpoints) {
             if declared.insert(&e.id) {
@@ -351,7 +359,13 @@ fn declare_sets<'a>(o: &mut String, t: &str, s: &'a ServicePortRules, declared: 
 }
 
 /// The rules of one Service port's own chains (declared and flushed before).
-fn fill_service(o: &mut String, t: &str, s: &ServicePortRules, local_cidr: Option<&str>, filled: &mut BTreeSet<String>) {
+fn fill_service(
+    o: &mut String,
+    t: &str,
+    s: &ServicePortRules,
+    local_cidr: Option<&str>,
+    filled: &mut BTreeSet<String>,
+) {
     let (proto, port) = (s.protocol, s.port);
     if let Some(ip) = s.cluster_ip
         && !s.cluster_endpoints.is_empty()
@@ -380,7 +394,7 @@ fn add_elements(o: &mut String, t: &str, elems: &[(&'static str, String, String)
     for m in MAPS {
         let mine: Vec<String> = elems
             .iter()
-            .filter(|(map, _, _)| map == m)
+            .filter(|(map, _, _)| *map == m)
             .map(|(_, k, v)| format!("{k} : {v}"))
             .collect();
         for chunk in mine.chunks(500) {
@@ -611,7 +625,10 @@ pub fn render_delta(new: &Ruleset, old: &Ruleset) -> Option<String> {
     }
     let t = format!("ip {TABLE}");
     let by_id = |r: &Ruleset| -> BTreeMap<String, ServicePortRules> {
-        r.services.iter().map(|s| (s.id.clone(), s.clone())).collect()
+        r.services
+            .iter()
+            .map(|s| (s.id.clone(), s.clone()))
+            .collect()
     };
     let (old_by, new_by) = (by_id(old), by_id(new));
     let changed: Vec<&ServicePortRules> = new

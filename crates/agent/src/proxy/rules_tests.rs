@@ -261,7 +261,11 @@ fn delta_transactions_leave_the_table_a_full_sync_would() {
                 ep("10.244.0.2", true, true, false, "n1"),
                 ep("10.244.0.3", true, true, false, "n1")
             ])),
-            &slice("api", 6443, json!([ep("10.244.0.4", true, true, false, "n1")])),
+            &slice(
+                "api",
+                6443,
+                json!([ep("10.244.0.4", true, true, false, "n1")]),
+            ),
         ],
         "n1",
         cidr(),
@@ -279,7 +283,11 @@ fn delta_transactions_leave_the_table_a_full_sync_would() {
     // web has no endpoint left; fresh got one.
     let c = build(
         &[&web, &dns, &fresh],
-        &[&slice("fresh", 8080, json!([ep("10.244.0.5", true, true, false, "n1")]))],
+        &[&slice(
+            "fresh",
+            8080,
+            json!([ep("10.244.0.5", true, true, false, "n1")]),
+        )],
         "n1",
         cidr(),
     );
@@ -301,7 +309,17 @@ fn delta_transactions_leave_the_table_a_full_sync_would() {
     let stepwise = nft_in_fresh_netns(&[full_a.clone(), ab.clone(), bc.clone()])
         .unwrap_or_else(|e| panic!("nft refused the deltas: {e}\n{ab}\n{bc}"));
     let direct = nft_in_fresh_netns(&[render(&c, &Default::default())]).unwrap();
-    assert_eq!(words(&stepwise), words(&direct), "{stepwise}\n---\n{direct}");
-    assert!(stepwise.contains("10.96.0.9 . tcp . 80 : goto reject-chain"), "{stepwise}");
-    assert!(!stepwise.contains("aff-"), "web's affinity sets are gone: {stepwise}");
+    assert_eq!(
+        words(&stepwise),
+        words(&direct),
+        "{stepwise}\n---\n{direct}"
+    );
+    assert!(
+        stepwise.contains("10.96.0.9 . tcp . 80 : goto reject-chain"),
+        "{stepwise}"
+    );
+    assert!(
+        !stepwise.contains("aff-"),
+        "web's affinity sets are gone: {stepwise}"
+    );
 }
