@@ -15,9 +15,15 @@
 //! ```text
 //!  termination starts ─▶ every slice with the pod shows it not ready ─▶ every live node's ack
 //!                        (or the pod is in no slice: no wait)             ≥ those slices' versions
-//!                                                                           ─▶ preStop, stop signal
+//!                        and another endpoint is ready                      ─▶ preStop, stop signal
 //! ```
 //!
+//! * Another endpoint ready: when a Service has no other ready endpoint, proxies fall back to
+//!   its terminating ones (ProxyTerminatingEndpoints) — this pod. If another endpoint of the
+//!   Service is starting (not ready, not terminating: a rolling update's new pod that the
+//!   EndpointSlice controller has not marked ready yet), the wait goes on until it is ready
+//!   in the slices and every node acknowledged that; with none starting there is nothing to
+//!   wait for. The versions waited for are those of every slice of the pod's Services.
 //! * Live nodes: Ready and acknowledging (a node without a proxy has nothing to drain).
 //! * Bounded: [`DEFAULT_BOUND`] (5 s) but never more than half the grace period, counted in
 //!   the grace period; cut short when the deadline moves. The outcome is an event:
@@ -58,6 +64,9 @@ pub enum Check {
     NotAnEndpoint,
     /// Slices still show the pod ready (the EndpointSlice controller has not caught up).
     SlicesPending(Vec<String>),
+    /// These Services have no other endpoint ready but one starting: until it is ready the
+    /// proxies keep sending to the terminating pod (their fallback to terminating endpoints).
+    NoOtherReady(Vec<String>),
     /// These nodes' proxies have not applied the slices' versions yet.
     NodesPending(Vec<String>),
     /// Every live node's proxy applied a version without the pod ready.
@@ -90,6 +99,29 @@ fn node_ready(n: &Node) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label; a slice
+/// without one stands alone).
+fn service_of(s: &EndpointSlice) -> String {
+    let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+    match s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/service-name"))
+    {
+        Some(svc) => format!("{ns}/{svc}"),
+        None => format!("{ns}/{}", s.metadata.name.as_deref().unwrap_or_default()),
+    }
+}
+
+fn slice_name(s: &EndpointSlice) -> String {
+    format!(
+        "{}/{}",
+        s.metadata.namespace.as_deref().unwrap_or_default(),
+        s.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// The rule: see the module documentation. `uid` and `ips` identify the pod's endpoints
 /// (by `targetRef.uid`, else by address).
 pub fn check(
@@ -98,41 +130,56 @@ pub fn check(
     slices: &[Arc<EndpointSlice>],
     nodes: &[Arc<Node>],
 ) -> Check {
-    let mut needed = 0u64;
-    let mut seen = false;
-    let mut pending = Vec::new();
-    for s in slices {
-        let mine: Vec<_> = s
-            .endpoints
-            .iter()
-            .filter(
-                |e| match e.target_ref.as_ref().and_then(|r| r.uid.as_deref()) {
-                    Some(u) => u == uid,
-                    None => e.addresses.iter().any(|a| ips.contains(a)),
-                },
-            )
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        seen = true;
-        if mine
-            .iter()
-            .any(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-        {
-            pending.push(format!(
-                "{}/{}",
-                s.metadata.namespace.as_deref().unwrap_or_default(),
-                s.metadata.name.as_deref().unwrap_or_default()
-            ));
-        }
-        needed = needed.max(revision(s.metadata.resource_version.as_ref()));
-    }
-    if !seen {
+    use k8s_openapi::api::discovery::v1::Endpoint;
+    let is_mine = |e: &Endpoint| match e.target_ref.as_ref().and_then(|r| r.uid.as_deref()) {
+        Some(u) => u == uid,
+        None => e.addresses.iter().any(|a| ips.contains(a)),
+    };
+    let cond = |e: &Endpoint| e.conditions.clone().unwrap_or_default();
+    // The Services the pod is an endpoint of, each with all of its slices.
+    let services: std::collections::BTreeSet<String> = slices
+        .iter()
+        .filter(|s| s.endpoints.iter().any(is_mine))
+        .map(|s| service_of(s))
+        .collect();
+    if services.is_empty() {
         return Check::NotAnEndpoint;
     }
+    let mut needed = 0u64;
+    let mut pending = Vec::new();
+    let mut takeover = Vec::new();
+    for svc in &services {
+        let group: Vec<&Arc<EndpointSlice>> =
+            slices.iter().filter(|s| &service_of(s) == svc).collect();
+        let (mut other_ready, mut other_coming) = (false, false);
+        for s in &group {
+            needed = needed.max(revision(s.metadata.resource_version.as_ref()));
+            for e in &s.endpoints {
+                let c = cond(e);
+                if is_mine(e) {
+                    // unset counts as ready, as the proxies read it
+                    if c.ready != Some(false) {
+                        pending.push(slice_name(s));
+                    }
+                } else if c.ready.unwrap_or(true) {
+                    other_ready = true;
+                } else if !c.terminating.unwrap_or(false) {
+                    other_coming = true;
+                }
+            }
+        }
+        // With no other endpoint ready the proxies fall back to terminating ones — this
+        // pod among them (ProxyTerminatingEndpoints): wait for a starting one to take over.
+        if !other_ready && other_coming {
+            takeover.push(svc.clone());
+        }
+    }
     if !pending.is_empty() {
+        pending.dedup();
         return Check::SlicesPending(pending);
+    }
+    if !takeover.is_empty() {
+        return Check::NoOtherReady(takeover);
     }
     let behind: Vec<String> = nodes
         .iter()
@@ -215,6 +262,9 @@ pub fn event(outcome: &Outcome, bound: Duration) -> Option<(bool, &'static str, 
         Outcome::TimedOut(pending) => {
             let what = match pending {
                 Check::SlicesPending(s) => format!("EndpointSlices still ready: {}", s.join(", ")),
+                Check::NoOtherReady(s) => {
+                    format!("no other endpoint ready yet in Services {}", s.join(", "))
+                }
                 Check::NodesPending(n) => format!("nodes not yet updated: {}", n.join(", ")),
                 Check::NotListed => "EndpointSlices and Nodes not yet listed".to_string(),
                 _ => String::new(),

@@ -76,6 +76,65 @@ fn the_rule() {
     ));
 }
 
+/// A rolling update's moment: the terminating pod u1 is the Service's only serving endpoint
+/// while the new pod u3 (in another slice of the same Service) is not ready yet.
+#[test]
+fn a_starting_endpoint_takes_over_before_the_pod_stops() {
+    let labelled = |name: &str, rv: u64, eps: serde_json::Value| {
+        Arc::new(
+            serde_json::from_value::<EndpointSlice>(json!({
+                "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv.to_string(),
+                    "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": eps,
+            }))
+            .unwrap(),
+        )
+    };
+    let old = |rv| {
+        labelled(
+            "web-1",
+            rv,
+            json!([{"addresses": ["10.244.0.5"], "targetRef": {"uid": "u1"},
+                "conditions": {"ready": false, "serving": true, "terminating": true}}]),
+        )
+    };
+    let new = |rv, ready: bool| {
+        labelled(
+            "web-2",
+            rv,
+            json!([{"addresses": ["10.244.0.7"], "targetRef": {"uid": "u3"},
+                "conditions": {"ready": ready, "serving": ready, "terminating": false}}]),
+        )
+    };
+    let nodes = vec![node("a", true, Some(14))];
+    assert_eq!(
+        check("u1", &[], &[old(12), new(11, false)], &nodes),
+        Check::NoOtherReady(vec!["shop/web".into()])
+    );
+    // Ready in its slice: every node must have applied that slice too.
+    assert_eq!(
+        check("u1", &[], &[old(12), new(15, true)], &nodes),
+        Check::NodesPending(vec!["a".into()])
+    );
+    assert_eq!(
+        check("u1", &[], &[old(12), new(14, true)], &nodes),
+        Check::Drained
+    );
+    // Nothing starting: nothing to wait for (the proxies use the terminating pods).
+    assert_eq!(check("u1", &[], &[old(12)], &nodes), Check::Drained);
+    let (warning, _, message) = event(
+        &Outcome::TimedOut(Check::NoOtherReady(vec!["shop/web".into()])),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(warning);
+    assert!(
+        message.contains("no other endpoint ready yet in Services shop/web"),
+        "{message}"
+    );
+}
+
 #[test]
 fn bound_and_opt_out() {
     assert_eq!(bound(Duration::from_secs(30)), Duration::from_secs(5));

@@ -431,7 +431,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PEER")]
     pub peer: Option<String>,
     /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile,
-    /// network (in a network namespace of the bench's own only).
+    /// network, services (these two in a network namespace of the bench's own only).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
