@@ -29,6 +29,10 @@ use crate::bench::{Observer, Samples, UpProcess, ensure_namespace};
 
 const NS: &str = "bench-svc";
 
+/// The echo app: one accept loop answering with its argument (python3 from the host; no
+/// process per connection, so that the proxy's share of a request is not lost in noise).
+const ECHO_SERVER: &str = "import socket,sys;s=socket.socket();s.setsockopt(1,2,1);s.bind((\"\",8080));s.listen(1024);n=sys.argv[1].encode()+b\"\\n\";[(c.sendall(n),c.close()) for c,_ in iter(s.accept,None)]";
+
 fn echo_pod(name: &str, app: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -37,7 +41,7 @@ fn echo_pod(name: &str, app: &str) -> anyhow::Result<Pod> {
             "terminationGracePeriodSeconds": 30,
             "runtimeClassName": "host",
             "containers": [{"name": "main", "image": "busybox",
-                "command": ["busybox", "nc", "-ll", "-p", "8080", "-e", "busybox", "echo", name],
+                "command": ["python3", "-c", ECHO_SERVER, name],
                 "ports": [{"name": "http", "containerPort": 8080}],
                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}],
         },

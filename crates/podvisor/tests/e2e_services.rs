@@ -5,6 +5,8 @@
 //! `kubernetes` Service (one cluster for these cases); and the drain barrier's guarantee on
 //! two nodes, each in a namespace of its own (docs/design/0006-drain-barrier.md).
 
+#![allow(clippy::disallowed_methods)] // the load generator paces and times real requests
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
