@@ -297,6 +297,7 @@ impl Agent {
                 &mut aux,
                 aux_stop.clone(),
             )),
+            allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
         });
 
         let mut exits = self.runtime.subscribe();
