@@ -101,6 +101,10 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get"],
         ),
+        Subresource::EphemeralContainers => (
+            json!({"group": "", "version": "v1", "kind": "Pod"}),
+            &["get", "patch", "update"],
+        ),
         Subresource::Exec => (
             json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
             &["create", "get"],

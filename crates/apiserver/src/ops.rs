@@ -109,6 +109,19 @@ pub enum UpdateMode {
     Main,
     /// The status subresource: only `.status`.
     Status,
+    /// The pods' `ephemeralcontainers` subresource: only `.spec.ephemeralContainers`.
+    EphemeralContainers,
+}
+
+impl UpdateMode {
+    /// The mode of a write to `sub` (None: the main resource).
+    pub fn of(sub: Option<registry::Subresource>) -> UpdateMode {
+        match sub {
+            Some(registry::Subresource::Status) => UpdateMode::Status,
+            Some(registry::Subresource::EphemeralContainers) => UpdateMode::EphemeralContainers,
+            _ => UpdateMode::Main,
+        }
+    }
 }
 
 /// Result of a delete.
@@ -460,6 +473,25 @@ impl Core {
                     .unwrap_or(Value::Null),
             );
             *new = merged;
+        } else if mode == UpdateMode::EphemeralContainers {
+            // As upstream's `dropNonEphemeralContainerUpdates`: the old pod with the new
+            // ephemeral containers.
+            let ephemeral = new.pointer("/spec/ephemeralContainers").cloned();
+            let mut merged = old.clone();
+            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                match ephemeral {
+                    Some(e) => spec.insert("ephemeralContainers".into(), e),
+                    None => spec.remove("ephemeralContainers"),
+                };
+            }
+            set_meta(
+                &mut merged,
+                "resourceVersion",
+                new.pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            *new = merged;
         } else if kind.has_subresource(registry::Subresource::Status)
             && let Some(m) = new.as_object_mut()
         {
@@ -508,10 +540,14 @@ impl Core {
         if mode == UpdateMode::Main && kind == &registry::SERVICES {
             crate::services::carry_allocated(kind, new, old)?;
         }
-        if mode == UpdateMode::Main {
+        if mode != UpdateMode::Status {
             *new = strategy::default_object(kind, new, false)?;
         }
-        let errs = strategy::validate_update(kind, new, old)?;
+        let errs = if mode == UpdateMode::EphemeralContainers {
+            strategy::validate_ephemeral_containers_update(kind, new, old)?
+        } else {
+            strategy::validate_update(kind, new, old)?
+        };
         if !errs.is_empty() {
             return Err(ApiError::invalid(kind, &name, &errs));
         }

@@ -394,8 +394,18 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
         ("GET" | "HEAD", true, _) => "get",
         ("POST", false, None) => "create",
         ("POST", true, Some(Subresource::Binding)) => "create",
-        ("PUT", true, Some(Subresource::Status | Subresource::Scale) | None) => "update",
-        ("PATCH", true, Some(Subresource::Status | Subresource::Scale) | None) => "patch",
+        (
+            "PUT",
+            true,
+            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            | None,
+        ) => "update",
+        (
+            "PATCH",
+            true,
+            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            | None,
+        ) => "patch",
         ("DELETE", true, None) => "delete",
         ("DELETE", false, None) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
@@ -953,11 +963,7 @@ async fn update(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     }
     let dry = ctx.dry_run()?;
     let manager = ctx.manager();
-    let mode = if t.sub == Some(Subresource::Status) {
-        UpdateMode::Status
-    } else {
-        UpdateMode::Main
-    };
+    let mode = UpdateMode::of(t.sub);
     let allow_create = strategy::allow_create_on_update(t.kind) && mode == UpdateMode::Main;
     let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
         match old {
@@ -1039,11 +1045,7 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .map_err(patch_error)?;
         return write_scale(ctx, t, patched).await;
     }
-    let mode = if t.sub == Some(Subresource::Status) {
-        UpdateMode::Status
-    } else {
-        UpdateMode::Main
-    };
+    let mode = UpdateMode::of(t.sub);
     let kind = t.kind;
     let mut warnings = Vec::new();
     // A node's patch of its pod may change only its probe annotations (auth.rs).

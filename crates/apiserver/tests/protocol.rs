@@ -306,11 +306,6 @@ async fn exec_attach_and_portforward_validate_like_upstream() {
             "exec?command=true",
             "you must specify at least 1 of stdin, stdout, stderr",
         ),
-        (
-            "GET",
-            "attach?stdout=true&stdin=true",
-            "containers run without an open stdin",
-        ),
         // Valid, but not a WebSocket upgrade.
         (
             "GET",

@@ -285,11 +285,6 @@ fn attach_and_eviction() {
     let n2: u64 = second[5..].parse().expect("a counter");
     assert_eq!(n2, n + 1, "consecutive lines");
 
-    // attach -i: refused with a clear message, at once.
-    let out = run(&c, &["attach", "-i", "talker"]);
-    assert!(!out.status.success());
-    assert_stderr_contains(&out, "without an open stdin");
-
     // Eviction by a direct POST: the pod is deleted gracefully.
     let body = c.dir.path().join("eviction.json");
     std::fs::write(

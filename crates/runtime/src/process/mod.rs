@@ -1160,6 +1160,10 @@ impl ContainerRuntime for ProcessRuntime {
         self.exec_stream_impl(id, request).await
     }
 
+    async fn attach(&self, id: &ContainerId) -> Result<crate::AttachSession, RuntimeError> {
+        self.attach_impl(id).await
+    }
+
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
         let sid = self
             .find(id)
