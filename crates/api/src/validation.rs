@@ -777,7 +777,10 @@ fn validate_ephemeral_containers(
         c.lifecycle = None;
         c.restart_policy = None;
         validate_container(errs, &ip, &c, names, volumes, false, None);
-        if let Some(t) = ec.target_container_name.as_deref().filter(|t| !t.is_empty())
+        if let Some(t) = ec
+            .target_container_name
+            .as_deref()
+            .filter(|t| !t.is_empty())
             && !others.contains(t)
         {
             errs.push(FieldError::not_found(
@@ -808,11 +811,17 @@ pub fn validate_pod_ephemeral_containers_update(new: &Pod, old: &Pod) -> Vec<Fie
         match news.iter().find(|n| n.name == o.name) {
             None => errs.push(FieldError::forbidden(
                 "spec.ephemeralContainers",
-                format!("existing ephemeral containers {:?} may not be removed\n", o.name),
+                format!(
+                    "existing ephemeral containers {:?} may not be removed\n",
+                    o.name
+                ),
             )),
             Some(n) if n != o => errs.push(FieldError::forbidden(
                 "spec.ephemeralContainers",
-                format!("existing ephemeral containers {:?} may not be changed\n", o.name),
+                format!(
+                    "existing ephemeral containers {:?} may not be changed\n",
+                    o.name
+                ),
             )),
             Some(_) => {}
         }

@@ -339,6 +339,12 @@ async fn serve(
         ["api", "v1", rest @ ..] => {
             resource(&mut ctx, &method, accept.as_deref(), "", "v1", rest).await
         }
+        [
+            "apis",
+            crate::metrics_api::GROUP,
+            crate::metrics_api::VERSION,
+            rest @ ..,
+        ] => crate::metrics_api::serve(&mut ctx, &method, rest).await,
         ["apis", g, v, rest @ ..] => {
             let (g, v) = (g.to_string(), v.to_string());
             resource(&mut ctx, &method, accept.as_deref(), &g, &v, rest).await

@@ -127,7 +127,11 @@ spec:
 
 /// `kubectl attach -i` with `line` on stdin, kept open: returns the attach and the lines
 /// it prints.
-fn attach_and_send(c: &Cluster, pod: &str, line: &str) -> (Child, std::sync::mpsc::Receiver<String>) {
+fn attach_and_send(
+    c: &Cluster,
+    pod: &str,
+    line: &str,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = c
         .kubectl_command(&["attach", "-i", pod])
         .stdin(Stdio::piped())
@@ -170,7 +174,10 @@ fn attach_i_writes_to_an_open_stdin(c: &Cluster) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    assert_eq!(c.pod_field("echo", "{.status.phase}").as_deref(), Some("Running"));
+    assert_eq!(
+        c.pod_field("echo", "{.status.phase}").as_deref(),
+        Some("Running")
+    );
     let logs = c.kubectl_ok(&["logs", "echo"]);
     assert_eq!(logs, "ready\necho:first\necho:second\n");
     c.kubectl_ok(&["delete", "pod", "echo", "--wait=false"]);
@@ -184,10 +191,7 @@ fn stdin_once_closes_after_the_first_attach(c: &Cluster) {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("echo:only\neof\n"), "stdout: {stdout}");
     c.wait_pod_phase("once", "Succeeded", WAIT);
-    assert_eq!(
-        c.kubectl_ok(&["logs", "once"]),
-        "ready\necho:only\neof\n"
-    );
+    assert_eq!(c.kubectl_ok(&["logs", "once"]), "ready\necho:only\neof\n");
     c.kubectl_ok(&["delete", "pod", "once", "--wait=false"]);
 }
 
@@ -237,10 +241,7 @@ fn tty_gives_the_container_a_terminal(c: &Cluster) {
 /// (once, reported in `ephemeralContainerStatuses`), `-i` attaches to it; the subresource
 /// refuses what upstream refuses.
 fn debug_adds_ephemeral_containers(c: &Cluster) {
-    c.apply(
-        &pods::shell_pod("target", "echo up; exec sleep 600", &marker("target"))
-            .yaml(),
-    );
+    c.apply(&pods::shell_pod("target", "echo up; exec sleep 600", &marker("target")).yaml());
     c.wait_pod_ready("target", WAIT);
     c.kubectl_ok(&[
         "debug",
@@ -262,25 +263,42 @@ fn debug_adds_ephemeral_containers(c: &Cluster) {
         .as_deref()
             == Some("Completed")
     });
-    assert_eq!(c.kubectl_ok(&["logs", "target", "-c", "dbg"]), "from-dbg\nsh\n");
+    assert_eq!(
+        c.kubectl_ok(&["logs", "target", "-c", "dbg"]),
+        "from-dbg\nsh\n"
+    );
     assert_eq!(
         c.pod_field("target", "{.status.phase}").as_deref(),
         Some("Running"),
         "the pod keeps running"
     );
     assert_eq!(
-        c.pod_field("target", "{.status.containerStatuses[0].restartCount}").as_deref(),
+        c.pod_field("target", "{.status.containerStatuses[0].restartCount}")
+            .as_deref(),
         Some("0")
     );
 
     // -i: kubectl waits for the container to run and attaches to its stdin.
     let out = kubectl_with_input(
         c,
-        &["debug", "-i", "pod/target", "--image=busybox", "-c", "dbg2", "--", "sh"],
+        &[
+            "debug",
+            "-i",
+            "pod/target",
+            "--image=busybox",
+            "-c",
+            "dbg2",
+            "--",
+            "sh",
+        ],
         b"echo in-$((40+2)); exit 3\n",
     );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("in-42"), "stdout: {stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("in-42"),
+        "stdout: {stdout}\n{}",
+        text(&out.stderr)
+    );
     c.wait_for("dbg2 exit code 3", WAIT, || {
         c.pod_field(
             "target",
@@ -302,7 +320,9 @@ fn debug_adds_ephemeral_containers(c: &Cluster) {
             body,
         ])
     };
-    let out = patch(r#"{"spec":{"ephemeralContainers":[{"name":"main","image":"busybox","command":["true"]}]}}"#);
+    let out = patch(
+        r#"{"spec":{"ephemeralContainers":[{"name":"main","image":"busybox","command":["true"]}]}}"#,
+    );
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("spec.ephemeralContainers[2].name: Duplicate value: \"main\""),

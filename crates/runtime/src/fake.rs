@@ -559,6 +559,8 @@ struct State {
     calls: Vec<FakeCallRecord>,
     recording: bool,
     fail_next: HashMap<FakeOp, Vec<RuntimeError>>,
+    /// What running containers of each name use ([`FakeRuntime::set_stats`]).
+    stats: HashMap<String, crate::ContainerStats>,
 }
 
 struct Inner {
@@ -647,6 +649,15 @@ impl FakeRuntime {
         if !on {
             st.calls = Vec::new();
         }
+    }
+
+    /// Makes running containers named `container_name` report `stats` (default: nothing
+    /// used).
+    pub fn set_stats(&self, container_name: &str, stats: crate::ContainerStats) {
+        self.inner
+            .lock()
+            .stats
+            .insert(container_name.to_string(), stats);
     }
 
     /// What attached clients wrote to container `id`'s stdin (None: no such container).
@@ -1180,6 +1191,28 @@ impl ContainerRuntime for FakeRuntime {
         Ok(status)
     }
 
+    async fn container_stats(
+        &self,
+        id: &ContainerId,
+    ) -> Result<crate::ContainerStats, RuntimeError> {
+        let st = self.inner.lock();
+        let Some(c) = st.containers.get(id) else {
+            return Err(RuntimeError::ContainerNotFound { id: id.clone() });
+        };
+        if !matches!(c.status.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::InvalidState {
+                operation: "read the stats of container",
+                id: id.0.clone(),
+                state: c.status.state.name(),
+            });
+        }
+        Ok(st
+            .stats
+            .get(&c.status.config.name)
+            .copied()
+            .unwrap_or_default())
+    }
+
     async fn attach(&self, id: &ContainerId) -> Result<crate::AttachSession, RuntimeError> {
         use tokio::io::AsyncReadExt;
         let (stdio, shared) = {
@@ -1231,7 +1264,9 @@ impl ContainerRuntime for FakeRuntime {
         });
         Ok(crate::AttachSession {
             stdin: Some(Box::pin(ours)),
-            resize: stdio.tty.then(|| Box::new(|_, _| Ok(())) as crate::ExecResize),
+            resize: stdio
+                .tty
+                .then(|| Box::new(|_, _| Ok(())) as crate::ExecResize),
         })
     }
 
@@ -1608,7 +1643,13 @@ mod tests {
         let id = rt.create_container("s1", once).await.unwrap();
         let early = rt.attach(&id).await;
         assert!(
-            matches!(early, Err(RuntimeError::InvalidState { state: "created", .. })),
+            matches!(
+                early,
+                Err(RuntimeError::InvalidState {
+                    state: "created",
+                    ..
+                })
+            ),
             "{early:?}"
         );
         rt.start_container(&id).await.unwrap();
@@ -1621,12 +1662,22 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let got = rt.stdin_of(&id).unwrap();
-        assert_eq!((got.data.as_slice(), got.attached, got.closed), (&b"hello"[..], true, true));
-        assert!(rt.attach(&id).await.unwrap().stdin.is_none(), "closed for good");
+        assert_eq!(
+            (got.data.as_slice(), got.attached, got.closed),
+            (&b"hello"[..], true, true)
+        );
+        assert!(
+            rt.attach(&id).await.unwrap().stdin.is_none(),
+            "closed for good"
+        );
         // Without stdin: nothing to write to.
         let plain = run(&rt, "s1", "plain").await;
         assert!(rt.attach(&plain).await.unwrap().stdin.is_none());
-        assert!(rt.calls().iter().any(|c| matches!(&c.call, FakeCall::Attach { name, .. } if name == "once")));
+        assert!(
+            rt.calls()
+                .iter()
+                .any(|c| matches!(&c.call, FakeCall::Attach { name, .. } if name == "once"))
+        );
     }
 
     #[tokio::test(start_paused = true)]

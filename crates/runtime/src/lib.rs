@@ -507,6 +507,15 @@ impl std::fmt::Debug for ExecSession {
     }
 }
 
+/// What a container uses (the kubelet's CRI `ContainerStats`): read from its cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// CPU time used since it started (all its processes), in nanoseconds.
+    pub cpu_usage_nanos: u64,
+    /// Its memory working set (usage less inactive file pages), in bytes.
+    pub memory_working_set_bytes: u64,
+}
+
 /// A client attached to a running container ([`ContainerRuntime::attach`]): what it writes to
 /// `stdin` is the container's input; dropping it detaches (and, with `stdin_once`, closes
 /// the container's stdin).
@@ -658,6 +667,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         let _ = id;
         Err(RuntimeError::Os {
             operation: "attach".to_string(),
+            message: "not supported by this runtime".to_string(),
+        })
+    }
+
+    /// What the running container `id` uses now. Fails with `InvalidState` when it is not
+    /// running; backends that cannot tell fail with [`RuntimeError::Os`].
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
+        let _ = id;
+        Err(RuntimeError::Os {
+            operation: "container stats".to_string(),
             message: "not supported by this runtime".to_string(),
         })
     }

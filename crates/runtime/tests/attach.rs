@@ -90,10 +90,15 @@ impl Env {
     async fn exit_code(&self, id: &ContainerId) -> i32 {
         let deadline = tokio::time::Instant::now() + LONG;
         loop {
-            if let ContainerState::Exited(e) = self.rt.container_status(id).await.expect("status").state {
+            if let ContainerState::Exited(e) =
+                self.rt.container_status(id).await.expect("status").state
+            {
                 return e.exit_code;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the container exits");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the container exits"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -117,7 +122,9 @@ async fn stdin_stays_open_across_clients_and_once_closes_after_the_first() {
         let mut s = env.rt.attach(&keep).await.expect("attach");
         assert!(s.resize.is_none(), "no terminal");
         let mut w = s.stdin.take().expect("an open stdin");
-        w.write_all(format!("{word}\n").as_bytes()).await.expect("write");
+        w.write_all(format!("{word}\n").as_bytes())
+            .await
+            .expect("write");
         drop(w);
         env.log_until(&keep, &format!("stdout got:{word}")).await;
     }

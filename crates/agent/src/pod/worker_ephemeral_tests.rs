@@ -63,7 +63,9 @@ async fn an_ephemeral_container_runs_once_and_leaves_the_phase_alone() {
 async fn a_running_ephemeral_container_is_stopped_with_the_pod() {
     let h = Harness::new();
     h.rt.script("dbg", FakeScript::always(Attempt::forever()));
-    let mut w = h.start(pod("Always", vec![container("app")], Some(5))).await;
+    let mut w = h
+        .start(pod("Always", vec![container("app")], Some(5)))
+        .await;
     w.update(|p| {
         p.spec.as_mut().unwrap().ephemeral_containers = Some(vec![debug_container("dbg")]);
     });
@@ -73,5 +75,9 @@ async fn a_running_ephemeral_container_is_stopped_with_the_pod() {
     advance(s(1)).await;
     // Asked to stop with the pod's grace, like the app container.
     let to_dbg = h.signals_to("dbg");
-    assert_eq!(to_dbg.first().map(|(_, sig)| *sig), Some(Signal::TERM), "{to_dbg:?}");
+    assert_eq!(
+        to_dbg.first().map(|(_, sig)| *sig),
+        Some(Signal::TERM),
+        "{to_dbg:?}"
+    );
 }

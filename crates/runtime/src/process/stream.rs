@@ -384,8 +384,8 @@ impl ProcessRuntime {
             .await
             .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
             .map_err(unreachable)?;
-        let resp: Response = serde_json::from_slice(&answer)
-            .map_err(|e| unreachable(format!("bad answer: {e}")))?;
+        let resp: Response =
+            serde_json::from_slice(&answer).map_err(|e| unreachable(format!("bad answer: {e}")))?;
         if let Some(e) = resp.error {
             return Err(from_wire(e, &sid));
         }

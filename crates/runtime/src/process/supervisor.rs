@@ -1954,21 +1954,22 @@ impl Sup {
     /// or with none when it has no open stdin. A `stdin_once` stdin (without a terminal) is
     /// given away: ours closes, so the container reads end of file once that client is done.
     fn attach(&mut self, conn: usize, id: &str) {
-        let answer = match self.ctrs.get_mut(id) {
-            None => Err(WireError::new(ErrorKind::NotFound, id)),
-            Some(c) if !matches!(c.state, CState::Running { .. }) => Err(
-                WireError::invalid_state("attach to container", id, c.state.name()),
-            ),
-            Some(c) => {
-                let once = c.rec.config.stdio.stdin_once && !c.rec.config.stdio.tty;
-                let fd = if once {
-                    c.stdin.take()
-                } else {
-                    c.stdin.as_ref().and_then(|f| f.try_clone().ok())
-                };
-                Ok(fd)
-            }
-        };
+        let answer =
+            match self.ctrs.get_mut(id) {
+                None => Err(WireError::new(ErrorKind::NotFound, id)),
+                Some(c) if !matches!(c.state, CState::Running { .. }) => Err(
+                    WireError::invalid_state("attach to container", id, c.state.name()),
+                ),
+                Some(c) => {
+                    let once = c.rec.config.stdio.stdin_once && !c.rec.config.stdio.tty;
+                    let fd = if once {
+                        c.stdin.take()
+                    } else {
+                        c.stdin.as_ref().and_then(|f| f.try_clone().ok())
+                    };
+                    Ok(fd)
+                }
+            };
         let (resp, fd) = match answer {
             Ok(fd) => (Response::default(), fd),
             Err(e) => (
