@@ -68,7 +68,7 @@ pub fn cpu_quantity(nano_cores: u64) -> String {
 pub fn memory_quantity(bytes: u64) -> String {
     if bytes == 0 {
         "0".to_string()
-    } else if bytes % 1024 == 0 {
+    } else if bytes.is_multiple_of(1024) {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()
