@@ -124,6 +124,35 @@ impl UpdateMode {
     }
 }
 
+/// What a subresource write stores: `old` with the field at `path` (and the
+/// resourceVersion precondition) taken from `new`; a field `new` lacks is removed.
+fn subresource_update(old: &Value, new: &Value, path: &[&str]) -> Value {
+    let mut merged = old.clone();
+    let Some((last, parents)) = path.split_last() else {
+        return merged;
+    };
+    let pointer: String = path.iter().map(|p| format!("/{p}")).collect();
+    let value = new.pointer(&pointer).cloned();
+    let mut at = Some(&mut merged);
+    for p in parents {
+        at = at.and_then(|v| v.get_mut(*p));
+    }
+    if let Some(m) = at.and_then(Value::as_object_mut) {
+        match value {
+            Some(v) => m.insert((*last).into(), v),
+            None => m.remove(*last),
+        };
+    }
+    set_meta(
+        &mut merged,
+        "resourceVersion",
+        new.pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    merged
+}
+
 /// Result of a delete.
 #[derive(Debug, Clone)]
 pub struct Deleted {
@@ -457,41 +486,11 @@ impl Core {
             ))
         })?;
         if mode == UpdateMode::Status {
-            let status = new.get("status").cloned();
-            let mut merged = old.clone();
-            if let Some(m) = merged.as_object_mut() {
-                match status {
-                    Some(s) => m.insert("status".into(), s),
-                    None => m.remove("status"),
-                };
-            }
-            set_meta(
-                &mut merged,
-                "resourceVersion",
-                new.pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            );
-            *new = merged;
+            *new = subresource_update(old, new, &["status"]);
         } else if mode == UpdateMode::EphemeralContainers {
             // As upstream's `dropNonEphemeralContainerUpdates`: the old pod with the new
             // ephemeral containers.
-            let ephemeral = new.pointer("/spec/ephemeralContainers").cloned();
-            let mut merged = old.clone();
-            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
-                match ephemeral {
-                    Some(e) => spec.insert("ephemeralContainers".into(), e),
-                    None => spec.remove("ephemeralContainers"),
-                };
-            }
-            set_meta(
-                &mut merged,
-                "resourceVersion",
-                new.pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            );
-            *new = merged;
+            *new = subresource_update(old, new, &["spec", "ephemeralContainers"]);
         } else if kind.has_subresource(registry::Subresource::Status)
             && let Some(m) = new.as_object_mut()
         {

@@ -18,43 +18,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Pods on the host filesystem, as `kubectl run --overrides` sets it.
 const HOST: &str = r#"--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"host"}}"#;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs kubectl with `input` on its stdin (then closed) and waits for it, at most `WAIT`.
-fn kubectl_with_input(c: &Cluster, args: &[&str], input: &[u8]) -> Output {
-    let mut child = c
-        .kubectl_command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input).expect("write stdin");
-    drop(stdin);
-    wait_output(child, WAIT)
-}
-
-/// Waits for `child` at most `timeout` (then kills it and fails).
-fn wait_output(mut child: Child, timeout: Duration) -> Output {
-    let deadline = std::time::Instant::now() + timeout;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "kubectl did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("output")
-}
-
 #[test]
 fn interactive_through_kubectl() {
     let _g = serial();
@@ -69,8 +32,7 @@ fn interactive_through_kubectl() {
 /// `kubectl run --rm -i`: the command reads what kubectl's stdin had, its output comes
 /// back, and the pod is deleted afterwards.
 fn run_rm_i_feeds_stdin_and_deletes_the_pod(c: &Cluster) {
-    let out = kubectl_with_input(
-        c,
+    let out = c.kubectl_with_input(
         &[
             "run",
             "reader",
@@ -187,7 +149,7 @@ fn attach_i_writes_to_an_open_stdin(c: &Cluster) {
 fn stdin_once_closes_after_the_first_attach(c: &Cluster) {
     c.apply(&echo_pod("once", true));
     c.wait_pod_phase("once", "Running", WAIT);
-    let out = kubectl_with_input(c, &["attach", "-i", "once"], b"only\n");
+    let out = c.kubectl_with_input(&["attach", "-i", "once"], b"only\n");
     let stdout = text(&out.stdout);
     assert!(stdout.contains("echo:only\neof\n"), "stdout: {stdout}");
     c.wait_pod_phase("once", "Succeeded", WAIT);
@@ -279,8 +241,7 @@ fn debug_adds_ephemeral_containers(c: &Cluster) {
     );
 
     // -i: kubectl waits for the container to run and attaches to its stdin.
-    let out = kubectl_with_input(
-        c,
+    let out = c.kubectl_with_input(
         &[
             "debug",
             "-i",
