@@ -873,6 +873,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         );
     }
     validate_ephemeral_containers(&mut errs, spec, path, &mut names, &volumes);
+    validate_security(&mut errs, spec, path);
     check_supported(
         &mut errs,
         format!("{path}.restartPolicy"),
@@ -941,6 +942,156 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// The kubelet's safe sysctls (1.32, on a kernel that namespaces all of them): a node admits
+/// pods setting these, and no others unless told to.
+pub const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// The sysctl name pattern upstream validates against.
+const SYSCTL_PATTERN: &str =
+    r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+
+/// Whether `name` is a valid sysctl name (at most 253 characters, segments of
+/// `[a-z0-9]([-_a-z0-9]*[a-z0-9])?` separated by `.` or `/`).
+pub fn valid_sysctl_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split(['.', '/']).all(|seg| {
+            let b = seg.as_bytes();
+            let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+            !b.is_empty()
+                && b.first().is_some_and(edge)
+                && b.last().is_some_and(edge)
+                && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'_')
+        })
+}
+
+/// A sysctl name with `.` as separator (a name whose first separator is `/` has the two
+/// swapped, as upstream's `NormalizeName`).
+pub fn normalize_sysctl_name(name: &str) -> String {
+    match name.find(['.', '/']) {
+        Some(i) if name.as_bytes()[i] == b'/' => name
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '.' => '/',
+                c => c,
+            })
+            .collect(),
+        _ => name.to_string(),
+    }
+}
+
+/// The Linux namespace a sysctl belongs to, as upstream knows it: `ipc` (System V IPC and
+/// POSIX message queues), `net`, or `None` (node-wide).
+pub fn sysctl_namespace(name: &str) -> Option<&'static str> {
+    let n = normalize_sysctl_name(name);
+    if [
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+    ]
+    .contains(&n.as_str())
+        || ["kernel.shm", "kernel.msg", "fs.mqueue."]
+            .iter()
+            .any(|p| n.starts_with(p))
+    {
+        Some("ipc")
+    } else if n.starts_with("net.") {
+        Some("net")
+    } else {
+        None
+    }
+}
+
+/// The pod's sysctls (valid, unique names; none of a namespace the pod shares with the
+/// host) and each container's `procMount` (`Default`, or `Unmasked` with `hostUsers: false`).
+fn validate_security(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
+    let psc = spec.security_context.as_ref();
+    let mut seen = HashSet::new();
+    for (i, s) in psc
+        .and_then(|p| p.sysctls.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("{path}.securityContext.sysctls[{i}].name");
+        if s.name.is_empty() {
+            errs.push(FieldError::required(f.clone(), ""));
+        } else if !valid_sysctl_name(&s.name) {
+            errs.push(FieldError::invalid(
+                f.clone(),
+                s.name.as_str(),
+                format!("must have at most 253 characters and match regex {SYSCTL_PATTERN}"),
+            ));
+        } else if seen.contains(&s.name) {
+            errs.push(FieldError::duplicate(f.clone(), s.name.as_str()));
+        }
+        match sysctl_namespace(&s.name) {
+            Some("net") if spec.host_network == Some(true) => errs.push(FieldError::invalid(
+                f,
+                s.name.as_str(),
+                "may not be specified when 'hostNetwork' is true",
+            )),
+            Some("ipc") if spec.host_ipc == Some(true) => errs.push(FieldError::invalid(
+                f,
+                s.name.as_str(),
+                "may not be specified when 'hostIPC' is true",
+            )),
+            _ => {}
+        }
+        seen.insert(s.name.clone());
+    }
+    let host_users = spec.host_users != Some(false);
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
+        );
+    for (cp, c) in containers {
+        let Some(pm) = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.proc_mount.as_ref())
+        else {
+            continue;
+        };
+        let f = format!("{cp}.securityContext.procMount");
+        if !["Default", "Unmasked"].contains(&pm.as_str()) {
+            errs.push(FieldError::not_supported(
+                f,
+                pm.as_str(),
+                &["Default", "Unmasked"],
+            ));
+        } else if host_users && pm == "Unmasked" {
+            errs.push(FieldError::invalid(
+                f,
+                pm.as_str(),
+                "`hostUsers` must be false to use `Unmasked`",
+            ));
+        }
+    }
 }
 
 /// Validates a whole pod for create.
@@ -1216,5 +1367,44 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec");
         assert_eq!(errs[0].kind, FieldErrorType::Forbidden);
+    }
+
+    #[test]
+    fn sysctls_and_proc_mount_are_validated_as_upstream() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "hostNetwork": true,
+                "securityContext": {"sysctls": [
+                    {"name": "kernel.shm_rmid_forced", "value": "1"},
+                    {"name": "Bad..name", "value": "1"},
+                    {"name": "kernel.shm_rmid_forced", "value": "0"},
+                    {"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"},
+                ]},
+                "containers": [
+                    {"name": "a", "image": "x", "securityContext": {"procMount": "Unmasked"}},
+                    {"name": "b", "image": "x", "securityContext": {"procMount": "Other"}},
+                ],
+            },
+        }));
+        let msgs: Vec<String> = validate_pod(&p).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                format!("spec.securityContext.sysctls[1].name: Invalid value: \"Bad..name\": must have at most 253 characters and match regex {SYSCTL_PATTERN}"),
+                "spec.securityContext.sysctls[2].name: Duplicate value: \"kernel.shm_rmid_forced\"".to_string(),
+                "spec.securityContext.sysctls[3].name: Invalid value: \"net.ipv4.ip_local_port_range\": may not be specified when 'hostNetwork' is true".to_string(),
+                "spec.containers[0].securityContext.procMount: Invalid value: \"Unmasked\": `hostUsers` must be false to use `Unmasked`".to_string(),
+                "spec.containers[1].securityContext.procMount: Unsupported value: \"Other\": supported values: \"Default\", \"Unmasked\"".to_string(),
+            ]
+        );
+        assert!(valid_sysctl_name("net.ipv4.conf.eth0/1.forwarding"));
+        assert_eq!(
+            normalize_sysctl_name("net/ipv4/conf/eth0.1/forwarding"),
+            "net.ipv4.conf.eth0/1.forwarding"
+        );
+        assert_eq!(sysctl_namespace("kernel/shm_rmid_forced"), Some("ipc"));
+        assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some("ipc"));
+        assert_eq!(sysctl_namespace("vm.swappiness"), None);
     }
 }

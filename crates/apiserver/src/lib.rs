@@ -24,6 +24,7 @@ pub mod objects;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+pub mod podsecurity;
 pub mod portforward;
 pub mod protobuf;
 pub mod registry;
@@ -38,6 +39,7 @@ pub mod strategy;
 pub mod table;
 pub mod testing;
 pub mod tls;
+pub(crate) mod warning;
 pub mod watch;
 
 pub use error::ApiError;

@@ -309,6 +309,7 @@ impl Core {
             self.check_namespace(kind, ns, &name).await?;
         }
         self.admit(kind, &mut admitted, true).await?;
+        self.admit_pod_security(kind, &admitted, None).await?;
         let mut obj = strategy::default_object(kind, &admitted, true)?;
         if strategy::tracks_generation(kind, &obj) {
             set_meta(&mut obj, "generation", Value::from(1));
@@ -402,6 +403,9 @@ impl Core {
             self.finalize_update(kind, &old, &mut new, mode)?;
             if objects::same_content(&old, &new) {
                 return Ok((old, false));
+            }
+            if mode == UpdateMode::Main {
+                self.admit_pod_security(kind, &new, Some(&old)).await?;
             }
             if let Some((m, sub)) = manager {
                 patch::record_update_subresource(

@@ -340,12 +340,7 @@ impl Ctx {
         let mut r = (code, bytes).into_response();
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-        for w in &self.warnings {
-            let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
-            if let Ok(hv) = HeaderValue::from_str(&text) {
-                r.headers_mut().append(header::WARNING, hv);
-            }
-        }
+        crate::warning::append_headers(r.headers_mut(), &self.warnings);
         r
     }
 }

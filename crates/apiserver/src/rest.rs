@@ -163,7 +163,8 @@ async fn handle(srv: ApiServer, req: http::Request<Body>) -> Response {
     let started = tokio::time::Instant::now();
     let _in_flight = crate::metrics::in_flight(req.method());
     let mut metric = RequestMetric::non_resource(req.method(), req.uri().path());
-    let r = serve(srv, req, &mut metric).await;
+    let (mut r, warnings) = crate::warning::collect(serve(srv, req, &mut metric)).await;
+    crate::warning::append_headers(r.headers_mut(), &warnings);
     let Some(m) = metric else { return r };
     m.record(r.status().as_u16(), started.elapsed().as_secs_f64());
     if m.verb != "WATCH" || !r.status().is_success() {

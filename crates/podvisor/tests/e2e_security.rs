@@ -3,8 +3,11 @@
 //! API server, from inside the pod: a `host` RuntimeClass pod shares the node's network), the
 //! token stops working once the pod is deleted, `kubectl create token` tokens
 //! authenticate as the service account, each securityContext field is checked from inside
-//! the container (`id`, `/proc/self/status`, writing to `/`), and `runAsNonRoot` refuses a
-//! root container with the kubelet's message.
+//! the container (`id`, `/proc/self/status`, writing to `/`), `runAsNonRoot` refuses a
+//! root container with the kubelet's message, `hostPID`/`hostIPC`, sysctls (set in the pod's
+//! namespaces; an unsafe one rejects the pod as the kubelet does), `fsGroup` volume ownership
+//! and `privileged` are seen from inside, and Pod Security admission refuses, warns and
+//! validates namespace labels with upstream's texts.
 
 #![allow(clippy::disallowed_methods)]
 
@@ -210,11 +213,292 @@ spec:
     ]);
 }
 
+/// `kubectl create -f` of a manifest; returns the whole output (stdout and stderr).
+fn kubectl_create(c: &Cluster, manifest: &str, extra: &[&str]) -> (bool, String) {
+    let path = c.dir.path().join(format!("create-{}.yaml", manifest.len()));
+    std::fs::write(&path, manifest).expect("write manifest");
+    let mut args = vec!["create", "-f", path.to_str().expect("utf8")];
+    args.extend_from_slice(extra);
+    let out = c.kubectl(&args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A `host` pod in `namespace` with one privileged container `c` running `script`.
+fn privileged_pod(name: &str, namespace: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: ["/bin/sh", "-c", {script:?}]
+    securityContext:
+      privileged: true
+"#
+    )
+}
+
+/// The full restricted refusal of a pod with one privileged container `c` and nothing else.
+const RESTRICTED_DETAIL: &str = r#"privileged (container "c" must not set securityContext.privileged=true), allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#;
+
+fn pod_security_admission(c: &Cluster) {
+    c.kubectl_ok(&["create", "namespace", "psa"]);
+    // Unlabelled: privileged, anything goes.
+    let (ok, out) = kubectl_create(c, &privileged_pod("early", "psa", "sleep 3600"), &[]);
+    assert!(ok, "{out}");
+    // Tightening enforce warns about the pod already there.
+    let out = c.kubectl(&[
+        "label",
+        "namespace",
+        "psa",
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: existing pods in namespace "psa" violate the new PodSecurity enforce level "restricted:latest""#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: early: privileged, allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"),
+        "{stderr}"
+    );
+    // A privileged pod is refused with upstream's message.
+    let (ok, out) = kubectl_create(c, &privileged_pod("late", "psa", "sleep 3600"), &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Error from server (Forbidden): error when creating ") && out.contains(&format!(
+            r#"pods "late" is forbidden: violates PodSecurity "restricted:latest": {RESTRICTED_DETAIL}"#
+        )),
+        "{out}"
+    );
+    // A pod template is admitted with a warning.
+    let deployment = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: priv
+  namespace: psa
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: priv}
+  template:
+    metadata:
+      labels: {app: priv}
+    spec:
+      containers:
+      - name: c
+        image: busybox
+        securityContext:
+          privileged: true
+"#;
+    let (ok, out) = kubectl_create(c, deployment, &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            r#"Warning: would violate PodSecurity "restricted:latest": {RESTRICTED_DETAIL}"#
+        )),
+        "{out}"
+    );
+    // A pod that meets the restricted level is admitted without warnings.
+    let compliant = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: compliant
+  namespace: psa
+spec:
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+  - name: c
+    image: busybox
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: {drop: ["ALL"]}
+"#;
+    let (ok, out) = kubectl_create(c, compliant, &["--dry-run=server"]);
+    assert!(ok && !out.contains("Warning"), "{out}");
+    // A label that does not parse is invalid.
+    let out = c.kubectl(&[
+        "label",
+        "namespace",
+        "psa",
+        "--overwrite",
+        "pod-security.kubernetes.io/audit=bogus",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(r#"The Namespace "psa" is invalid: metadata.labels[pod-security.kubernetes.io/audit]: Invalid value: "bogus": must be one of privileged, baseline, restricted"#),
+        "{stderr}"
+    );
+    c.kubectl_ok(&["delete", "namespace", "psa", "--wait=false"]);
+}
+
+fn own_status_line(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn ns_link(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .expect("ns link")
+        .display()
+        .to_string()
+}
+
+fn security_context_namespaces_sysctls_fs_group_privileged(c: &Cluster) {
+    const REPORT: &str = "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; \
+                          cat /proc/sys/kernel/shm_rmid_forced";
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: host-ns
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  hostPID: true
+  hostIPC: true
+  containers:
+  - name: c
+    image: busybox
+    command: ["/bin/sh", "-c", "{REPORT}; echo done; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: own-ns
+spec:
+  runtimeClassName: host
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 1000
+    fsGroup: 2000
+    fsGroupChangePolicy: OnRootMismatch
+    sysctls:
+    - name: kernel.shm_rmid_forced
+      value: "1"
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  containers:
+  - name: c
+    image: busybox
+    workingDir: /
+    command: ["/bin/sh", "-c", "{REPORT}; id -G; stat -c '%g %a' /data; touch /data/f; stat -c '%g' /data/f; echo done; sleep 3600"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /data
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unsafe-sysctl
+spec:
+  runtimeClassName: host
+  securityContext:
+    sysctls:
+    - name: kernel.msgmax
+      value: "65536"
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "3600"]
+"#
+    ));
+    c.apply(&privileged_pod(
+        "privileged",
+        "default",
+        "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '; echo done; sleep 3600",
+    ));
+    let logs_of = |pod: &str| {
+        let mut logs = String::new();
+        c.wait_for(&format!("{pod}'s report"), LONG, || {
+            logs = String::from_utf8_lossy(&c.kubectl(&["logs", pod]).stdout).into_owned();
+            logs.contains("done")
+        });
+        logs.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let (pid, ipc) = (ns_link("pid"), ns_link("ipc"));
+    let host_shm = std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced")
+        .expect("sysctl")
+        .trim()
+        .to_string();
+    // hostPID/hostIPC: the node's namespaces (this test's), the node's sysctl value.
+    assert_eq!(
+        logs_of("host-ns"),
+        [pid.clone(), ipc.clone(), host_shm, "done".into()]
+    );
+    // Own namespaces, the sysctl set in them, the fsGroup as a supplementary group and the
+    // owner of the volume (setgid: new files get the group).
+    let own = logs_of("own-ns");
+    assert_ne!(own[0], pid, "{own:?}");
+    assert_ne!(own[1], ipc, "{own:?}");
+    assert_eq!(
+        own[2..],
+        ["1", "1000 2000", "2000 2777", "2000", "done"],
+        "{own:?}"
+    );
+    // privileged: every capability the node has, no seccomp filter, no no_new_privs.
+    assert_eq!(
+        logs_of("privileged"),
+        [
+            own_status_line("CapBnd:").replace("CapBnd", "CapEff"),
+            "NoNewPrivs: 0".into(),
+            "Seccomp: 0".into(),
+            "done".into()
+        ]
+    );
+    // An unsafe sysctl: rejected by the node as the kubelet does.
+    c.wait_for("the unsafe-sysctl rejection", LONG, || {
+        c.pod_field("unsafe-sysctl", "{.status.phase}").as_deref() == Some("Failed")
+    });
+    assert_eq!(
+        c.pod_field("unsafe-sysctl", "{.status.reason}").as_deref(),
+        Some("SysctlForbidden")
+    );
+    assert_eq!(
+        c.pod_field("unsafe-sysctl", "{.status.message}").as_deref(),
+        Some(r#"Pod was rejected: forbidden sysctl: "kernel.msgmax" not allowlisted"#)
+    );
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "host-ns",
+        "own-ns",
+        "privileged",
+        "unsafe-sysctl",
+        "--wait=false",
+    ]);
+}
+
 #[test]
 fn security_end_to_end() {
     let _g = serial();
     let c = Cluster::up();
     kubectl_create_token(&c);
+    pod_security_admission(&c);
     security_context_from_inside(&c);
+    security_context_namespaces_sysctls_fs_group_privileged(&c);
     service_account_token_in_a_pod(&c);
 }

@@ -156,6 +156,18 @@ pub struct SandboxConfig {
     /// supervisor; its path is [`SandboxStatus::netns`]. False: the host's network.
     #[serde(default)]
     pub network_namespace: bool,
+    /// Share the host's pid namespace (`hostPID`) instead of one of the sandbox's own.
+    #[serde(default)]
+    pub host_pid: bool,
+    /// Share the host's IPC namespace (`hostIPC`) instead of one of the sandbox's own.
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// Sysctls set in the sandbox's own namespaces before any container starts, in order
+    /// (names with `.` or `/` separators, as Kubernetes writes them). Only namespaced
+    /// sysctls are accepted: `net.*` needs the sandbox's own network namespace, the IPC ones
+    /// its own IPC namespace; anything else fails the sandbox's creation.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// What a container is made from.

@@ -1575,7 +1575,7 @@ fn busybox_layers(base: &Path) -> Option<Vec<PathBuf>> {
         )
         .expect("chmod");
     }
-    for applet in ["sh", "cat", "ls", "sleep", "test", "echo", "touch"] {
+    for applet in ["sh", "cat", "ls", "sleep", "test", "echo", "touch", "grep"] {
         std::os::unix::fs::symlink("busybox", low.join("bin").join(applet)).expect("applet");
     }
     std::fs::write(low.join("etc/os-release"), "ID=low\n").expect("os-release");
@@ -1583,14 +1583,21 @@ fn busybox_layers(base: &Path) -> Option<Vec<PathBuf>> {
     Some(vec![top, low])
 }
 
+/// [`busybox_layers`] in the harness's directory; None (with a note) without busybox.
+fn image_layers(h: &Proc) -> Option<Vec<PathBuf>> {
+    let layers = busybox_layers(&h._dir.path().join("image"));
+    if layers.is_none() {
+        eprintln!("skipping: no /bin/busybox (Debian package busybox-static)");
+    }
+    layers
+}
+
 #[tokio::test]
 async fn a_container_runs_in_its_own_root_filesystem() {
     let h = harness().await;
     guarded(&h, async {
         let rt = &h.rt;
-        let base = h._dir.path().join("image");
-        let Some(layers) = busybox_layers(&base) else {
-            eprintln!("skipping: no /bin/busybox (Debian package busybox-static)");
+        let Some(layers) = image_layers(&h) else {
             return;
         };
         let vol = h._dir.path().join("vol");
@@ -1654,6 +1661,155 @@ async fn a_container_runs_in_its_own_root_filesystem() {
             "{err}"
         );
         rt.remove_sandbox(&sb).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sandboxes_share_host_namespaces_or_set_sysctls_in_their_own() {
+    if !is_root() {
+        eprintln!("skipping: namespaces need root");
+        return;
+    }
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let script = "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; \
+                      cat /proc/sys/kernel/shm_rmid_forced; echo ready; sleep 1000";
+        let mut lines = Vec::new();
+        for (id, host, sysctls) in [
+            (
+                "own",
+                false,
+                vec![("kernel.shm_rmid_forced".to_string(), "1".to_string())],
+            ),
+            ("host", true, vec![]),
+        ] {
+            rt.create_sandbox(SandboxConfig {
+                id: id.into(),
+                host_pid: host,
+                host_ipc: host,
+                sysctls,
+                ..Default::default()
+            })
+            .await
+            .expect("sandbox");
+            let cfg = ContainerConfig {
+                name: "app".into(),
+                command: sh(script),
+                ..Default::default()
+            };
+            let cid = rt.create_container(id, cfg).await.expect("create");
+            rt.start_container(&cid).await.expect("start");
+            wait_until("the container is ready", || {
+                std::fs::read_to_string(rt.sandbox_dir(id).join("logs/app/0.log"))
+                    .is_ok_and(|l| l.contains(" F ready"))
+            })
+            .await;
+            lines.push(log_lines(rt, &cid).await);
+        }
+        let link = |p: &str| {
+            std::fs::read_link(p)
+                .expect("ns link")
+                .display()
+                .to_string()
+        };
+        let (pid, ipc) = (link("/proc/self/ns/pid"), link("/proc/self/ns/ipc"));
+        let host_value = std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced")
+            .expect("sysctl")
+            .trim()
+            .to_string();
+        assert_ne!(lines[0][0], pid, "{lines:?}");
+        assert_ne!(lines[0][1], ipc, "{lines:?}");
+        assert_eq!(lines[0][2], "1", "{lines:?}");
+        assert_eq!(lines[1][..3], [pid, ipc, host_value], "{lines:?}");
+        // A sysctl outside the sandbox's own namespaces would change the node: refused.
+        for name in ["net.ipv4.ip_local_port_range", "vm.swappiness"] {
+            let r = rt
+                .create_sandbox(SandboxConfig {
+                    id: "bad".into(),
+                    sysctls: vec![(name.into(), "1".into())],
+                    ..Default::default()
+                })
+                .await;
+            let err = r.expect_err("refused").to_string();
+            assert!(
+                err.contains("is not in a namespace of the sandbox's own"),
+                "{err}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn proc_mount_default_masks_proc_and_privileged_unmasks_it() {
+    let h = harness().await;
+    guarded(&h, async {
+        let rt = &h.rt;
+        let Some(layers) = image_layers(&h) else {
+            return;
+        };
+        let sb = sandbox(&h, "masking").await;
+        let mut events = rt.subscribe();
+        // A masked file this kernel has (they vary with its configuration).
+        let file = [
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/timer_list",
+            "/proc/latency_stats",
+        ]
+        .into_iter()
+        .find(|f| Path::new(f).is_file())
+        .expect("a maskable /proc file");
+        let script = format!(
+            "test -c {file} && echo file-masked; \
+             (echo 1 > /proc/sys/kernel/shm_rmid_forced) 2>/dev/null || echo sys-read-only; \
+             grep -q ' /sys sysfs ro' /proc/mounts && echo sysfs-ro; echo ready; sleep 1000"
+        );
+        let mut outputs = Vec::new();
+        for (i, (privileged, unmasked)) in [(false, false), (false, true), (true, false)]
+            .into_iter()
+            .enumerate()
+        {
+            let cfg = ContainerConfig {
+                name: "app".into(),
+                command: sh(&script),
+                rootfs: Some(podvisor_runtime::RootFs {
+                    layers: layers.clone(),
+                }),
+                security: podvisor_runtime::SecurityConfig {
+                    confined: true,
+                    privileged,
+                    unmasked_proc: unmasked,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let id = rt.create_container(&sb, cfg).await.expect("create");
+            let started = rt.start_container(&id).await;
+            if !is_root() {
+                assert!(started.is_err());
+                return;
+            }
+            started.expect("start");
+            wait_until("the container is ready", || {
+                std::fs::read_to_string(rt.sandbox_dir(&sb).join(format!("logs/app/{i}.log")))
+                    .is_ok_and(|l| l.contains(" F ready"))
+            })
+            .await;
+            outputs.push(log_lines(rt, &id).await);
+            rt.signal(&id, Signal::KILL).await.expect("kill");
+            wait_exit(&mut events, &id, LONG).await;
+        }
+        assert_eq!(
+            outputs[0],
+            ["file-masked", "sys-read-only", "sysfs-ro", "ready"]
+        );
+        // Unmasked: /proc as the kernel shows it (sysfs stays read-only).
+        assert_eq!(outputs[1], ["sysfs-ro", "ready"]);
+        // Privileged: nothing masked, sysfs writable.
+        assert_eq!(outputs[2], ["ready"]);
     })
     .await;
 }

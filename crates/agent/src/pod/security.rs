@@ -79,6 +79,32 @@ fn seccomp_of(p: &ApiSeccomp, root: &Path) -> SeccompProfile {
     }
 }
 
+/// The kubelet's sysctl admission (`patternAllowlist`, with no `--allowed-unsafe-sysctls`):
+/// every sysctl of the pod must be in the safe set, and not of a namespace the pod shares
+/// with the host. Returns the refusal (`forbidden sysctl: "kernel.msgmax" not allowlisted`).
+pub fn sysctl_admission(pod: &Pod) -> Option<String> {
+    use podvisor_api::validation::{SAFE_SYSCTLS, normalize_sysctl_name, sysctl_namespace};
+    let spec = pod.spec.as_ref()?;
+    let sysctls = spec.security_context.as_ref()?.sysctls.as_ref()?;
+    sysctls.iter().find_map(|s| {
+        let name = normalize_sysctl_name(&s.name);
+        let why = if !SAFE_SYSCTLS.contains(&name.as_str()) {
+            format!("{name:?} not allowlisted")
+        } else {
+            match sysctl_namespace(&name) {
+                Some("ipc") if spec.host_ipc == Some(true) => {
+                    format!("{name:?} not allowed with host ipc enabled")
+                }
+                Some("net") if spec.host_network == Some(true) => {
+                    format!("{name:?} not allowed with host net enabled")
+                }
+                _ => return None,
+            }
+        };
+        Some(format!("forbidden sysctl: {why}"))
+    })
+}
+
 /// The kubelet's `format.Pod`: `name_namespace(uid)`.
 fn format_pod(pod: &Pod) -> String {
     let m = &pod.metadata;

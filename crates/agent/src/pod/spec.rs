@@ -191,8 +191,19 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
 }
 
 /// The sandbox configuration of the pod.
+/// (`hostPID`, `hostIPC` and the pod's sysctls included; the network is the worker's).
 pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
     let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let sysctls = spec
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|p| p.sysctls.as_ref())
+        .map(|v| {
+            v.iter()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     SandboxConfig {
         id: meta.uid.clone().unwrap_or_default(),
         hostname: meta.name.clone().unwrap_or_default(),
@@ -200,5 +211,8 @@ pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
         annotations: BTreeMap::new(),
         resources: Resources::default(),
         network_namespace: false,
+        host_pid: spec.and_then(|s| s.host_pid) == Some(true),
+        host_ipc: spec.and_then(|s| s.host_ipc) == Some(true),
+        sysctls,
     }
 }

@@ -167,6 +167,9 @@ pub enum Why {
     /// `spec.activeDeadlineSeconds` passed: the pod is stopped and fails with reason
     /// `DeadlineExceeded` (its object stays).
     DeadlineExceeded,
+    /// The agent's admission refused the pod before anything started (the kubelet's
+    /// `rejectPod`): it fails with the admission's reason (its object stays).
+    Rejected,
 }
 
 /// The state of one pod worker.
@@ -274,6 +277,8 @@ pub enum Input {
         /// Its spec's grace (≥ 1).
         spec_grace: i64,
     },
+    /// The agent's admission refused the pod (nothing runs yet).
+    Rejected,
     /// `spec.activeDeadlineSeconds` passed: stop with the pod's grace.
     DeadlineExceeded {
         /// Seconds (the spec's grace).
@@ -364,6 +369,9 @@ pub fn transition(
             false,
             false,
         ),
+        (S::Syncing, Input::Rejected) => {
+            terminating(GraceRequest::Force, Why::Rejected, false, false)
+        }
         (S::Syncing, Input::Completed { spec_grace }) => terminating(
             GraceRequest::Seconds(spec_grace),
             Why::Completed,
@@ -791,6 +799,7 @@ mod tests {
                         }
                     }),
                 Just(Input::Gone),
+                Just(Input::Rejected),
                 (0i64..200).prop_map(|grace| Input::Drain { grace }),
                 (1i64..200).prop_map(|spec_grace| Input::Completed { spec_grace }),
                 (1i64..200).prop_map(|grace| Input::DeadlineExceeded { grace }),

@@ -31,7 +31,7 @@ pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(10);
 impl PodWorker {
     /// Syncing: make the containers match the spec, interrupted by a termination request.
     pub(super) async fn sync(&mut self) {
-        if self.active_deadline_passed().await {
+        if self.admission_rejected().await || self.active_deadline_passed().await {
             return;
         }
         let mut rx = self.input_rx.clone();
@@ -50,6 +50,27 @@ impl PodWorker {
             let spec_grace = spec_grace_seconds(&self.pod);
             self.apply(Input::Completed { spec_grace }).await;
         }
+    }
+
+    /// The kubelet's admission of a pod it has not started (no `status.startTime`, no
+    /// sandbox): sysctls outside the node's allowed set are refused (`SysctlForbidden`); the
+    /// pod then fails with `Pod was rejected: <why>` and nothing of it runs.
+    pub(super) async fn admission_rejected(&mut self) -> bool {
+        let started = self
+            .pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.start_time.is_some());
+        if started || self.sandbox_ready || !self.containers.is_empty() {
+            return false;
+        }
+        let Some(why) = super::security::sysctl_admission(&self.pod) else {
+            return false;
+        };
+        self.event(None, EventType::Warning, "SysctlForbidden", why.clone());
+        self.rejection = Some(("SysctlForbidden", format!("Pod was rejected: {why}")));
+        self.apply(Input::Rejected).await;
+        true
     }
 
     /// `spec.activeDeadlineSeconds` (kubelet `activeDeadlineHandler`): counted from

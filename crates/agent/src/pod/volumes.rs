@@ -252,12 +252,18 @@ impl PodVolumes {
         let base = self.dir.join("volumes");
         if let Some(e) = &v.empty_dir {
             let dir = base.join("kubernetes.io~empty-dir").join(&v.name);
+            // Ownership is set once, when the volume is made (as the kubelet's SetUp).
+            let fresh = !dir.exists();
             std::fs::create_dir_all(&dir).map_err(|e| io("create the emptyDir", e))?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                 .map_err(|e| io("chmod the emptyDir", e))?;
             if e.medium.as_deref() == Some("Memory") {
                 mount_tmpfs(&dir, e.size_limit.as_ref())
                     .map_err(|m| VolumeError::setup(&v.name, m))?;
+            }
+            if let Some((gid, policy)) = fs_group(src.pod).filter(|_| fresh) {
+                set_volume_ownership(&dir, gid, false, policy)
+                    .map_err(|e| io("apply the fsGroup", e))?;
             }
             return Ok((dir, false));
         }
@@ -351,7 +357,22 @@ impl PodVolumes {
             ));
         };
         let dir = base.join(kind).join(&v.name);
-        write_atomic(&dir, &payload).map_err(|e| io("write the volume", e))?;
+        let owner = fs_group(src.pod);
+        let mut payload = payload;
+        if owner.is_some() {
+            // The group may read every file (the kubelet's read-only ownership mask), folded
+            // into the payload so that an unchanged volume still matches it.
+            for (_, mode) in payload.values_mut() {
+                *mode |= RO_MASK;
+            }
+        }
+        let changed = write_atomic(&dir, &payload).map_err(|e| io("write the volume", e))?;
+        if let Some((gid, policy)) = owner
+            && changed
+        {
+            set_volume_ownership(&dir, gid, true, policy)
+                .map_err(|e| io("apply the fsGroup", e))?;
+        }
         self.api_data.insert(v.name.clone(), v.clone());
         if self.next_refresh.is_none() {
             self.next_refresh = Some(tokio::time::Instant::now() + REFRESH_INTERVAL);
@@ -769,6 +790,60 @@ fn write_atomic(dir: &Path, payload: &Payload) -> std::io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// The group may read and write (`rwMask`).
+const RW_MASK: u32 = 0o660;
+/// The group may read (`roMask`).
+const RO_MASK: u32 = 0o440;
+/// Directories are searchable (`execMask`).
+const EXEC_MASK: u32 = 0o110;
+
+/// `fsGroup` and whether its `fsGroupChangePolicy` is `OnRootMismatch`.
+fn fs_group(pod: &k8s_openapi::api::core::v1::Pod) -> Option<(u32, bool)> {
+    let psc = pod.spec.as_ref()?.security_context.as_ref()?;
+    let gid = u32::try_from(psc.fs_group?).ok()?;
+    let on_root_mismatch = psc.fs_group_change_policy.as_deref() == Some("OnRootMismatch");
+    Some((gid, on_root_mismatch))
+}
+
+/// The kubelet's `SetVolumeOwnership`: every file and directory under `dir` (symbolic links
+/// not followed) gets group `gid` and the group bits of `mask` (read-write, or read-only for
+/// API-data volumes); directories also get the setgid bit and search permission, so that
+/// files made later inherit the group. With `OnRootMismatch` nothing is done when the
+/// volume's root already has the group, the bits and setgid.
+fn set_volume_ownership(
+    dir: &Path,
+    gid: u32,
+    read_only: bool,
+    on_root_mismatch: bool,
+) -> std::io::Result<()> {
+    let mask = if read_only { RO_MASK } else { RW_MASK };
+    if on_root_mismatch {
+        let m = std::fs::metadata(dir)?;
+        let want = mask | EXEC_MASK;
+        let perm = m.permissions().mode();
+        if m.gid() == gid && m.is_dir() && perm & want == want && perm & 0o2000 != 0 {
+            return Ok(());
+        }
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p)?;
+        std::os::unix::fs::lchown(&p, None, Some(gid))?;
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        let mut mode = m.permissions().mode() | mask;
+        if m.is_dir() {
+            mode |= 0o2000 | EXEC_MASK;
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    Ok(())
 }
 
 /// Whether the directory holds exactly `payload` (files, contents, modes).
@@ -1278,5 +1353,40 @@ mod tests {
         );
         c.termination_message_path = Some(String::new());
         assert_eq!(termination_message(&c), None);
+    }
+
+    #[test]
+    fn fs_group_ownership_sets_group_bits_and_setgid_once_on_root_mismatch() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("vol");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::write(root.join("sub/f"), b"x").expect("write");
+        std::fs::set_permissions(root.join("sub/f"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        std::os::unix::fs::symlink("sub/f", root.join("link")).expect("symlink");
+        // Our own group: changing to it needs no privilege.
+        let gid = std::fs::metadata(&root).expect("stat").gid();
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        set_volume_ownership(&root, gid, false, false).expect("ownership");
+        assert_eq!(mode(&root), 0o2770);
+        assert_eq!(mode(&root.join("sub")) & 0o2770, 0o2770);
+        assert_eq!(mode(&root.join("sub/f")), 0o660);
+        // OnRootMismatch: the root is right, nothing below is touched.
+        std::fs::set_permissions(root.join("sub/f"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        set_volume_ownership(&root, gid, false, true).expect("ownership");
+        assert_eq!(mode(&root.join("sub/f")), 0o600);
+        // Without it, everything is walked again.
+        set_volume_ownership(&root, gid, false, false).expect("ownership");
+        assert_eq!(mode(&root.join("sub/f")), 0o660);
+        // Read-only volumes get group read only.
+        let ro = tmp.path().join("ro");
+        std::fs::create_dir_all(&ro).expect("mkdir");
+        std::fs::write(ro.join("k"), b"v").expect("write");
+        std::fs::set_permissions(ro.join("k"), std::fs::Permissions::from_mode(0o400))
+            .expect("chmod");
+        set_volume_ownership(&ro, gid, true, false).expect("ownership");
+        assert_eq!(mode(&ro.join("k")), 0o440);
     }
 }

@@ -192,6 +192,8 @@ pub struct PodWorker {
     pub(super) annotations_at: Instant,
     /// The pod's volumes (crate::pod::volumes).
     pub(super) volumes: crate::pod::volumes::PodVolumes,
+    /// Why the agent's admission refused the pod (reason, message), if it did.
+    pub(super) rejection: Option<(&'static str, String)>,
 }
 
 impl PodWorker {
@@ -227,6 +229,7 @@ impl PodWorker {
             pod,
             state: PodWorkerState::Syncing,
             sandbox_ready: false,
+            rejection: None,
             pod_ips: Vec::new(),
             dns_warned: false,
             sandbox_dead: false,
@@ -713,8 +716,9 @@ impl PodWorker {
             }
         }
         // a completed or timed-out pod keeps its sandbox (logs) until its object goes
-        let remove =
-            !matches!(why, Why::Completed | Why::DeadlineExceeded) || delete_object || object_gone;
+        let remove = !matches!(why, Why::Completed | Why::DeadlineExceeded | Why::Rejected)
+            || delete_object
+            || object_gone;
         if remove {
             if let Err(e) = self.release_sandbox().await {
                 tracing::warn!(error = %e, "cannot remove the sandbox; retrying");
@@ -815,6 +819,8 @@ impl PodWorker {
             now: self.ctx.clock.now(),
             reason: if deadline_exceeded {
                 Some(("DeadlineExceeded", DEADLINE_EXCEEDED_MESSAGE))
+            } else if let Some((reason, message)) = &self.rejection {
+                Some((reason, message.as_str()))
             } else {
                 drained.then_some((
                     "Terminated",

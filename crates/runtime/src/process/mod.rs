@@ -919,7 +919,12 @@ impl ContainerRuntime for ProcessRuntime {
             log_max_bytes: self.inner.config.log_max_bytes,
             namespaces: self.inner.namespaces,
         };
-        let spare = if config.network_namespace == self.inner.config.spare_network {
+        // Spares hold pid and IPC namespaces of their own, with the kernel's sysctls.
+        let spare = if config.network_namespace == self.inner.config.spare_network
+            && !config.host_pid
+            && !config.host_ipc
+            && config.sysctls.is_empty()
+        {
             lock(&self.inner.spares).pop()
         } else {
             None

@@ -10,8 +10,11 @@
 //! In the child, in order: the overlay on `merged`; `/proc` (the pod's pid namespace: the
 //! child is in the supervisor's); a tmpfs `/dev` with null, zero, full, random, urandom and
 //! tty bound from the host, a private `devpts` (`/dev/ptmx` → `pts/ptmx`), a tmpfs
-//! `/dev/shm` and the `fd`, `stdin`, `stdout`, `stderr` links; `/sys` bound read-only; the
-//! working directory; then the container's bind mounts (volumes, `/etc/hosts`, …, the
+//! `/dev/shm` and the `fd`, `stdin`, `stdout`, `stderr` links (privileged: the host's `/dev`
+//! with the pod's own `devpts` and `/dev/shm`); `/sys` bound read-only (privileged:
+//! read-write); unless `procMount: Unmasked` or privileged, containerd's masked paths
+//! (`/proc/kcore`, `/proc/keys`, ... hidden) and read-only paths (`/proc/sys`, `/proc/bus`,
+//! ...); the working directory; then the container's bind mounts (volumes, `/etc/hosts`, …, the
 //! termination-message file) with their mount points made inside the overlay (so in the
 //! instance's upper directory, never on the host); then `pivot_root` into `merged`; with
 //! `readOnlyRootFilesystem`, the new root is then remounted read-only.
@@ -21,7 +24,7 @@ use std::ffi::CString;
 use std::path::{Component, Path, PathBuf};
 
 use super::spawn::RootOp;
-use crate::{Mount, RootFs};
+use crate::{Mount, RootFs, SecurityConfig};
 
 /// The steps, and for each a description for error messages.
 pub(crate) struct RootPlan {
@@ -186,8 +189,11 @@ pub(crate) fn plan(
     dir: &Path,
     mounts: &[Mount],
     cwd: &Path,
-    read_only_root: bool,
+    security: &SecurityConfig,
 ) -> Result<RootPlan, String> {
+    let read_only_root = security.read_only_root_filesystem;
+    let privileged = security.confined && security.privileged;
+    let masked = security.confined && !security.privileged && !security.unmasked_proc;
     let base = dir.join("rootfs");
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
     for d in [&upper, &work, &merged] {
@@ -224,65 +230,29 @@ pub(crate) fn plan(
     let proc_ = merged.join("proc");
     p.push(RootOp::Mkdir(c(&proc_)?, 0o555), "create /proc".into());
     p.mount("proc", &proc_, Some("proc"), NOSUID | NODEV | NOEXEC, None)?;
-    // a minimal /dev
     let dev = merged.join("dev");
     p.push(RootOp::Mkdir(c(&dev)?, 0o755), "create /dev".into());
-    p.mount(
-        "tmpfs",
-        &dev,
-        Some("tmpfs"),
-        NOSUID | libc::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for n in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let t = dev.join(n);
-        p.push(RootOp::Touch(c(&t)?), format!("create /dev/{n}"));
-        p.mount(&format!("/dev/{n}"), &t, None, BIND, None)?;
+    if privileged {
+        privileged_dev(&mut p, &dev)?;
+    } else {
+        minimal_dev(&mut p, &dev)?;
     }
-    let pts = dev.join("pts");
-    p.push(RootOp::Mkdir(c(&pts)?, 0o755), "create /dev/pts".into());
-    p.mount(
-        "devpts",
-        &pts,
-        Some("devpts"),
-        NOSUID | NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?;
-    let shm = dev.join("shm");
-    p.push(RootOp::Mkdir(c(&shm)?, 0o1777), "create /dev/shm".into());
-    p.mount(
-        "shm",
-        &shm,
-        Some("tmpfs"),
-        NOSUID | NODEV | NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )?;
-    for (link, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        p.push(
-            RootOp::Symlink {
-                target: cs(target),
-                link: c(&dev.join(link))?,
-            },
-            format!("link /dev/{link}"),
-        );
-    }
-    // /sys, read-only
+    // /sys, read-only unless privileged
     let sys = merged.join("sys");
     p.push(RootOp::Mkdir(c(&sys)?, 0o555), "create /sys".into());
     p.mount("/sys", &sys, None, BIND, None)?;
-    p.mount(
-        "/sys",
-        &sys,
-        None,
-        RO_REMOUNT | NOSUID | NODEV | NOEXEC,
-        None,
-    )?;
+    if !privileged {
+        p.mount(
+            "/sys",
+            &sys,
+            None,
+            RO_REMOUNT | NOSUID | NODEV | NOEXEC,
+            None,
+        )?;
+    }
+    if masked {
+        mask(&mut p, &merged)?;
+    }
     // the working directory
     let wd = inside(&merged, &rootfs.layers, cwd)?;
     if wd != merged {
@@ -372,6 +342,127 @@ pub(crate) fn plan(
     Ok(p)
 }
 
+/// containerd's masked paths: hidden (`/dev/null` over files, an empty read-only tmpfs over
+/// directories) unless `procMount: Unmasked` or privileged.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/scsi",
+];
+
+/// containerd's read-only paths, under the same condition.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Masks and write-protects the kernel interfaces a container has no business with (what
+/// `procMount: Default` means). Paths this kernel lacks are skipped.
+fn mask(p: &mut RootPlan, merged: &Path) -> Result<(), String> {
+    for path in MASKED_PATHS {
+        let t = merged.join(&path[1..]);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => p.mount("tmpfs", &t, Some("tmpfs"), libc::MS_RDONLY, None)?,
+            Ok(_) => p.mount("/dev/null", &t, None, libc::MS_BIND, None)?,
+            Err(_) => {}
+        }
+    }
+    for path in READONLY_PATHS {
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        let t = merged.join(&path[1..]);
+        let src = t.display().to_string();
+        p.mount(&src, &t, None, BIND, None)?;
+        p.mount(&src, &t, None, RO_REMOUNT | NOSUID | NODEV | NOEXEC, None)?;
+    }
+    Ok(())
+}
+
+/// A privileged container's `/dev`: the host's devices (recursively bound), with the pod's
+/// own `devpts` (and `/dev/ptmx` pointing into it) and `/dev/shm`.
+fn privileged_dev(p: &mut RootPlan, dev: &Path) -> Result<(), String> {
+    p.mount("/dev", dev, None, BIND, None)?;
+    own_pts_and_shm(p, dev, false)?;
+    p.mount(
+        &dev.join("pts/ptmx").display().to_string(),
+        &dev.join("ptmx"),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+}
+
+/// The pod's own `devpts` and `/dev/shm` under `dev` (`mkdir`: make their mount points).
+fn own_pts_and_shm(p: &mut RootPlan, dev: &Path, mkdir: bool) -> Result<(), String> {
+    let (pts, shm) = (dev.join("pts"), dev.join("shm"));
+    if mkdir {
+        p.push(RootOp::Mkdir(c(&pts)?, 0o755), "create /dev/pts".into());
+    }
+    p.mount(
+        "devpts",
+        &pts,
+        Some("devpts"),
+        NOSUID | NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    if mkdir {
+        p.push(RootOp::Mkdir(c(&shm)?, 0o1777), "create /dev/shm".into());
+    }
+    p.mount(
+        "shm",
+        &shm,
+        Some("tmpfs"),
+        NOSUID | NODEV | NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+}
+
+/// A minimal `/dev`: a tmpfs with null, zero, full, random, urandom and tty from the host, a
+/// private `devpts`, a tmpfs `/dev/shm` and the usual links.
+fn minimal_dev(p: &mut RootPlan, dev: &Path) -> Result<(), String> {
+    p.mount(
+        "tmpfs",
+        dev,
+        Some("tmpfs"),
+        NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for n in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let t = dev.join(n);
+        p.push(RootOp::Touch(c(&t)?), format!("create /dev/{n}"));
+        p.mount(&format!("/dev/{n}"), &t, None, BIND, None)?;
+    }
+    own_pts_and_shm(p, dev, true)?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        p.push(
+            RootOp::Symlink {
+                target: cs(target),
+                link: c(&dev.join(link))?,
+            },
+            format!("link /dev/{link}"),
+        );
+    }
+    Ok(())
+}
+
 /// The executables to try for `argv0` inside the container's root (after the root switch):
 /// the path itself when it has a slash, else each `$PATH` directory.
 pub(crate) fn candidates(argv0: &str, path_var: &str, cwd: &Path) -> Vec<PathBuf> {
@@ -414,7 +505,14 @@ mod tests {
         let rootfs = RootFs {
             layers: vec![dir.path().join("l2"), dir.path().join("l1")],
         };
-        let p = plan(&rootfs, dir.path(), &mounts, Path::new("/work"), false).expect("plan");
+        let p = plan(
+            &rootfs,
+            dir.path(),
+            &mounts,
+            Path::new("/work"),
+            &SecurityConfig::default(),
+        )
+        .expect("plan");
         assert_eq!(p.ops.len(), p.what.len());
         assert!(matches!(p.ops.last(), Some(RootOp::PivotRoot(_))));
         assert!(matches!(&p.ops[0], RootOp::Mount { data: Some(d), .. }
@@ -438,7 +536,95 @@ mod tests {
             target: "/../../etc".into(),
             read_only: false,
         }];
-        assert!(plan(&rootfs, dir.path(), &escape, Path::new("/"), false).is_err());
+        assert!(
+            plan(
+                &rootfs,
+                dir.path(),
+                &escape,
+                Path::new("/"),
+                &SecurityConfig::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn proc_mount_default_masks_and_privileged_gets_the_hosts_devices() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rootfs = RootFs { layers: vec![] };
+        let merged = dir.path().join("rootfs/merged");
+        let ops = |sec: &SecurityConfig| {
+            let p = plan(&rootfs, dir.path(), &[], Path::new("/"), sec).expect("plan");
+            p.ops
+                .into_iter()
+                .filter_map(|op| match op {
+                    RootOp::Mount {
+                        source,
+                        target,
+                        flags,
+                        ..
+                    } => Some((
+                        source.to_str().expect("utf8").to_string(),
+                        target.to_str().expect("utf8").to_string(),
+                        flags,
+                    )),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let at = |rel: &str| merged.join(rel).display().to_string();
+        let confined = SecurityConfig {
+            confined: true,
+            ..Default::default()
+        };
+        let masked = ops(&confined);
+        let hidden: Vec<String> = MASKED_PATHS.iter().map(|p| at(&p[1..])).collect();
+        // Each masked file this kernel has is hidden under /dev/null, each directory under
+        // an empty tmpfs.
+        for path in MASKED_PATHS {
+            let t = at(&path[1..]);
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => {
+                    assert!(masked.iter().any(|(s, x, _)| s == "tmpfs" && *x == t))
+                }
+                Ok(_) => assert!(masked.contains(&("/dev/null".into(), t, libc::MS_BIND))),
+                Err(_) => assert!(!masked.iter().any(|(_, x, _)| *x == t)),
+            }
+        }
+        assert!(
+            masked
+                .iter()
+                .any(|(_, t, f)| *t == at("proc/sys") && f & libc::MS_RDONLY != 0)
+        );
+        assert!(
+            masked
+                .iter()
+                .any(|(_, t, f)| *t == at("sys") && f & libc::MS_RDONLY != 0)
+        );
+        let unmasked = ops(&SecurityConfig {
+            unmasked_proc: true,
+            ..confined.clone()
+        });
+        assert!(!unmasked.iter().any(|(_, t, _)| hidden.contains(t)));
+        let privileged = ops(&SecurityConfig {
+            privileged: true,
+            ..confined.clone()
+        });
+        assert!(privileged.contains(&("/dev".into(), at("dev"), BIND)));
+        assert!(!privileged.iter().any(|(_, t, _)| hidden.contains(t)));
+        assert!(
+            !privileged
+                .iter()
+                .any(|(_, t, f)| *t == at("sys") && f & libc::MS_RDONLY != 0)
+        );
+        // Unconfined (the default): nothing masked, the minimal /dev.
+        let plain = ops(&SecurityConfig::default());
+        assert!(!plain.iter().any(|(_, t, _)| hidden.contains(t)));
+        assert!(
+            plain
+                .iter()
+                .any(|(s, t, _)| s == "tmpfs" && *t == at("dev"))
+        );
     }
 
     #[test]

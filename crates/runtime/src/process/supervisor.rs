@@ -5,8 +5,11 @@
 //!
 //! 1. The client writes `sandbox.json` and runs the supervisor command; that **launcher**
 //!    process closes every inherited fd above 2, starts a new session (`setsid`), and, when
-//!    asked and permitted, unshares the pid, ipc and uts namespaces (hostname = the sandbox
-//!    hostname).
+//!    asked and permitted, unshares the pid (unless `host_pid`), ipc (unless `host_ipc`) and
+//!    uts namespaces (hostname = the sandbox hostname), then writes the sandbox's sysctls
+//!    in them (sandboxes that share the host's pid or IPC namespace or set sysctls never
+//!    adopt a spare supervisor). A sysctl outside the sandbox's own namespaces fails the
+//!    creation rather than change the node.
 //! 2. It forks the **supervisor proper** (PID 1 of the new pid namespace, or a plain orphan
 //!    without namespaces) and waits until it reports ready (socket bound, `supervisor.json`
 //!    written) over a pipe, then exits: the supervisor is not the client's child, lives in its
@@ -117,8 +120,13 @@ fn launch(dir: &Path) -> Result<(), String> {
     let mut note = None;
     if rec.namespaces {
         use nix::sched::CloneFlags;
-        let mut flags =
-            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+        let mut flags = CloneFlags::CLONE_NEWUTS;
+        if !rec.config.host_pid {
+            flags |= CloneFlags::CLONE_NEWPID;
+        }
+        if !rec.config.host_ipc {
+            flags |= CloneFlags::CLONE_NEWIPC;
+        }
         if rec.config.network_namespace {
             flags |= CloneFlags::CLONE_NEWNET;
         }
@@ -133,6 +141,7 @@ fn launch(dir: &Path) -> Result<(), String> {
                     nix::unistd::sethostname(&rec.config.hostname)
                         .map_err(|e| format!("sethostname {:?}: {e}", rec.config.hostname))?;
                 }
+                apply_sysctls(&rec.config)?;
             }
             Err(e) => {
                 note = Some(format!(
@@ -140,6 +149,10 @@ fn launch(dir: &Path) -> Result<(), String> {
                 ))
             }
         }
+    }
+    if !namespaces && !rec.config.sysctls.is_empty() {
+        // Written in the host's namespaces they would change the node.
+        return Err("sysctls need the sandbox's own namespaces, which are unavailable".into());
     }
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     match spawn::fork_supervisor() {
@@ -161,6 +174,74 @@ fn launch(dir: &Path) -> Result<(), String> {
     } else {
         Err(text.trim_start_matches("ERR ").trim().to_string())
     }
+}
+
+/// The `/proc/sys` path of a sysctl: `.` separates, `/` stands for a `.` inside a segment
+/// (`net.ipv4.conf.eth0/1.forwarding`); a name whose first separator is `/` uses `/` as the
+/// separator already.
+fn sysctl_path(name: &str) -> PathBuf {
+    let slash_first = name
+        .find(['.', '/'])
+        .is_some_and(|i| name.as_bytes()[i] == b'/');
+    let rel: String = if slash_first {
+        name.to_string()
+    } else {
+        name.chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect()
+    };
+    Path::new("/proc/sys").join(rel)
+}
+
+/// Which of the sandbox's own namespaces a sysctl lives in, if it is namespaced.
+fn sysctl_namespace(path: &Path) -> Option<&'static str> {
+    let rel = path.strip_prefix("/proc/sys").ok()?.to_str()?;
+    let ipc = [
+        "kernel/sem",
+        "kernel/shmall",
+        "kernel/shmmax",
+        "kernel/shmmni",
+    ]
+    .contains(&rel)
+        || ["kernel/shm", "kernel/msg", "fs/mqueue/"]
+            .iter()
+            .any(|p| rel.starts_with(p));
+    if ipc {
+        Some("ipc")
+    } else if rel.starts_with("net/") {
+        Some("net")
+    } else {
+        None
+    }
+}
+
+/// Writes the sandbox's sysctls; called in the supervisor, which is in the sandbox's
+/// namespaces (a `/proc/sys` write applies to the writer's network and IPC namespaces).
+fn apply_sysctls(config: &crate::SandboxConfig) -> Result<(), String> {
+    for (name, value) in &config.sysctls {
+        let path = sysctl_path(name);
+        let own = match sysctl_namespace(&path) {
+            Some("net") => config.network_namespace,
+            Some(_) => !config.host_ipc,
+            None => false,
+        };
+        if !own
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "sysctl {name:?} is not in a namespace of the sandbox's own"
+            ));
+        }
+        std::fs::write(&path, value.as_bytes())
+            .map_err(|e| format!("write sysctl {name:?}={value:?}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn log(msg: &str) {
@@ -1223,13 +1304,7 @@ impl Sup {
                     "a container image needs a private mount namespace, which needs the runtime to run as root".into(),
                 ));
             }
-            Some(r) => match rootfs::plan(
-                r,
-                &dir,
-                &mounts,
-                &cwd,
-                config.security.read_only_root_filesystem,
-            ) {
+            Some(r) => match rootfs::plan(r, &dir, &mounts, &cwd, &config.security) {
                 Ok(p) => Some(p),
                 Err(m) => return Err(self.fail_start(id, m)),
             },
