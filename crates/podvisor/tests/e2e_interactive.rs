@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
