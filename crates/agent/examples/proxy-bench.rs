@@ -5,8 +5,9 @@
 //! ```text
 //! cargo run --release -p podvisor-agent --example proxy-bench -- 1000 10
 //! ```
-//! Prints the first sync (empty table → everything), a sync after one endpoint changed, and
-//! a sync after one Service was removed.
+//! Prints the first sync (empty table → everything), a sync after one endpoint changed and
+//! a sync after one Service was removed (both deltas, as the proxy applies them), and a full
+//! resync of the last state for comparison.
 
 use std::time::Duration;
 
@@ -60,17 +61,17 @@ async fn sync(
     nft: &Nft,
     svcs: &[Service],
     slices: &[EndpointSlice],
-    previous: &(
-        std::collections::BTreeSet<String>,
-        std::collections::BTreeSet<String>,
-    ),
+    previous: Option<&rules::Ruleset>,
 ) -> (Timed, rules::Ruleset) {
     let t0 = tokio::time::Instant::now();
     let s: Vec<&Service> = svcs.iter().collect();
     let l: Vec<&EndpointSlice> = slices.iter().collect();
     let r = rules::build(&s, &l, "n1", Some("10.244.0.0/24".into()));
     let t1 = tokio::time::Instant::now();
-    let script = rules::render(&r, previous);
+    // As the proxy does: a delta after a successful sync, the whole table on the first.
+    let script = previous
+        .and_then(|p| rules::render_delta(&r, p))
+        .unwrap_or_else(|| rules::render(&r, &Default::default()));
     let t2 = tokio::time::Instant::now();
     nft.apply(&script)
         .await
@@ -114,16 +115,31 @@ fn main() {
     rt.block_on(async {
         let (svcs, mut slices) = objects(services, endpoints);
         println!("services={services} endpoints/service={endpoints}");
-        let (t, r1) = sync(&nft, &svcs, &slices, &Default::default()).await;
+        let (t, r1) = sync(&nft, &svcs, &slices, None).await;
         print("first sync", &t);
         slices[0].endpoints[0]
             .conditions
             .as_mut()
             .expect("conditions")
             .ready = Some(false);
-        let (t, r2) = sync(&nft, &svcs, &slices, &rules::owned_objects(&r1)).await;
+        let (t, r2) = sync(&nft, &svcs, &slices, Some(&r1)).await;
         print("one endpoint not ready", &t);
-        let (t, _) = sync(&nft, &svcs[1..], &slices[1..], &rules::owned_objects(&r2)).await;
+        let (t, r3) = sync(&nft, &svcs[1..], &slices[1..], Some(&r2)).await;
         print("one service removed", &t);
+        // The full transaction of the same state, for comparison.
+        let t0 = tokio::time::Instant::now();
+        let script = rules::render(&r3, &rules::owned_objects(&r3));
+        let t1 = tokio::time::Instant::now();
+        nft.apply(&script)
+            .await
+            .expect("nft applies the transaction");
+        let full = Timed {
+            build: Duration::ZERO,
+            render: t1 - t0,
+            apply: t1.elapsed(),
+            rules: r3.rule_count(),
+            bytes: script.len(),
+        };
+        print("full resync of the same state", &full);
     });
 }

@@ -297,6 +297,7 @@ impl Agent {
                 &mut aux,
                 aux_stop.clone(),
             )),
+            allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
         });
 
         let mut exits = self.runtime.subscribe();
@@ -353,8 +354,18 @@ impl Agent {
         .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
         let proxy = self.proxy.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The proxy's acknowledgements go to this Node, where every node's drain barrier
+        // reads them (crate::drain); a node without a proxy withdraws an old one.
         if let Some(proxy) = proxy {
+            let ack = crate::drain::ProxyAck::default();
+            aux.spawn(ack.clone().follow(proxy.applied(), aux_stop.clone()));
+            aux.spawn(ack.run(self.client.clone(), node.clone(), aux_stop.clone()));
             aux.spawn(proxy.run(aux_stop.clone()));
+        } else {
+            aux.spawn(crate::drain::ProxyAck::withdraw(
+                self.client.clone(),
+                node.clone(),
+            ));
         }
         if let Some(images) = &self.images {
             aux.spawn(crate::image::gc::run(

@@ -47,6 +47,10 @@ pub struct AgentConfig {
     pub network: Option<crate::network::NetworkConfig>,
     /// When images are garbage collected (with an image service).
     pub image_gc: crate::image::gc::GcPolicy,
+    /// Unsafe sysctls pods may set besides the safe set (names, or prefixes ending in `*`;
+    /// the kubelet's `--allowed-unsafe-sysctls`), checked with
+    /// [`crate::pod::security::check_unsafe_sysctl_patterns`].
+    pub allowed_unsafe_sysctls: Vec<String>,
 }
 
 impl AgentConfig {
@@ -70,6 +74,7 @@ impl AgentConfig {
             clock: WallClock::system(),
             network: None,
             image_gc: Default::default(),
+            allowed_unsafe_sysctls: Vec::new(),
         }
     }
 }

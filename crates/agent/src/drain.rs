@@ -15,9 +15,15 @@
 //! ```text
 //!  termination starts ─▶ every slice with the pod shows it not ready ─▶ every live node's ack
 //!                        (or the pod is in no slice: no wait)             ≥ those slices' versions
-//!                                                                           ─▶ preStop, stop signal
+//!                        and another endpoint is ready                      ─▶ preStop, stop signal
 //! ```
 //!
+//! * Another endpoint ready: when a Service has no other ready endpoint, proxies fall back to
+//!   its terminating ones (ProxyTerminatingEndpoints) — this pod. If another endpoint of the
+//!   Service is starting (not ready, not terminating: a rolling update's new pod that the
+//!   EndpointSlice controller has not marked ready yet), the wait goes on until it is ready
+//!   in the slices and every node acknowledged that; with none starting there is nothing to
+//!   wait for. The versions waited for are those of every slice of the pod's Services.
 //! * Live nodes: Ready and acknowledging (a node without a proxy has nothing to drain).
 //! * Bounded: [`DEFAULT_BOUND`] (5 s) but never more than half the grace period, counted in
 //!   the grace period; cut short when the deadline moves. The outcome is an event:
@@ -52,10 +58,15 @@ pub const NOT_DRAINED: &str = "EndpointsNotDrained";
 /// What the barrier waits for at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
+    /// The agent has not listed EndpointSlices and Nodes yet (just started): wait.
+    NotListed,
     /// The pod is in no EndpointSlice: nothing to wait for.
     NotAnEndpoint,
     /// Slices still show the pod ready (the EndpointSlice controller has not caught up).
     SlicesPending(Vec<String>),
+    /// These Services have no other endpoint ready but one starting: until it is ready the
+    /// proxies keep sending to the terminating pod (their fallback to terminating endpoints).
+    NoOtherReady(Vec<String>),
     /// These nodes' proxies have not applied the slices' versions yet.
     NodesPending(Vec<String>),
     /// Every live node's proxy applied a version without the pod ready.
@@ -88,6 +99,29 @@ fn node_ready(n: &Node) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label; a slice
+/// without one stands alone).
+fn service_of(s: &EndpointSlice) -> String {
+    let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+    match s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/service-name"))
+    {
+        Some(svc) => format!("{ns}/{svc}"),
+        None => format!("{ns}/{}", s.metadata.name.as_deref().unwrap_or_default()),
+    }
+}
+
+fn slice_name(s: &EndpointSlice) -> String {
+    format!(
+        "{}/{}",
+        s.metadata.namespace.as_deref().unwrap_or_default(),
+        s.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// The rule: see the module documentation. `uid` and `ips` identify the pod's endpoints
 /// (by `targetRef.uid`, else by address).
 pub fn check(
@@ -96,41 +130,56 @@ pub fn check(
     slices: &[Arc<EndpointSlice>],
     nodes: &[Arc<Node>],
 ) -> Check {
-    let mut needed = 0u64;
-    let mut seen = false;
-    let mut pending = Vec::new();
-    for s in slices {
-        let mine: Vec<_> = s
-            .endpoints
-            .iter()
-            .filter(
-                |e| match e.target_ref.as_ref().and_then(|r| r.uid.as_deref()) {
-                    Some(u) => u == uid,
-                    None => e.addresses.iter().any(|a| ips.contains(a)),
-                },
-            )
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        seen = true;
-        if mine
-            .iter()
-            .any(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-        {
-            pending.push(format!(
-                "{}/{}",
-                s.metadata.namespace.as_deref().unwrap_or_default(),
-                s.metadata.name.as_deref().unwrap_or_default()
-            ));
-        }
-        needed = needed.max(revision(s.metadata.resource_version.as_ref()));
-    }
-    if !seen {
+    use k8s_openapi::api::discovery::v1::Endpoint;
+    let is_mine = |e: &Endpoint| match e.target_ref.as_ref().and_then(|r| r.uid.as_deref()) {
+        Some(u) => u == uid,
+        None => e.addresses.iter().any(|a| ips.contains(a)),
+    };
+    let cond = |e: &Endpoint| e.conditions.clone().unwrap_or_default();
+    // The Services the pod is an endpoint of, each with all of its slices.
+    let services: std::collections::BTreeSet<String> = slices
+        .iter()
+        .filter(|s| s.endpoints.iter().any(is_mine))
+        .map(|s| service_of(s))
+        .collect();
+    if services.is_empty() {
         return Check::NotAnEndpoint;
     }
+    let mut needed = 0u64;
+    let mut pending = Vec::new();
+    let mut takeover = Vec::new();
+    for svc in &services {
+        let group: Vec<&Arc<EndpointSlice>> =
+            slices.iter().filter(|s| &service_of(s) == svc).collect();
+        let (mut other_ready, mut other_coming) = (false, false);
+        for s in &group {
+            needed = needed.max(revision(s.metadata.resource_version.as_ref()));
+            for e in &s.endpoints {
+                let c = cond(e);
+                if is_mine(e) {
+                    // unset counts as ready, as the proxies read it
+                    if c.ready != Some(false) {
+                        pending.push(slice_name(s));
+                    }
+                } else if c.ready.unwrap_or(true) {
+                    other_ready = true;
+                } else if !c.terminating.unwrap_or(false) {
+                    other_coming = true;
+                }
+            }
+        }
+        // With no other endpoint ready the proxies fall back to terminating ones — this
+        // pod among them (ProxyTerminatingEndpoints): wait for a starting one to take over.
+        if !other_ready && other_coming {
+            takeover.push(svc.clone());
+        }
+    }
     if !pending.is_empty() {
+        pending.dedup();
         return Check::SlicesPending(pending);
+    }
+    if !takeover.is_empty() {
+        return Check::NoOtherReady(takeover);
     }
     let behind: Vec<String> = nodes
         .iter()
@@ -152,8 +201,8 @@ pub type Snapshot = (Vec<Arc<EndpointSlice>>, Vec<Arc<Node>>);
 
 /// The caches the wait reads.
 pub trait DrainView: Send + Sync {
-    /// The EndpointSlices of `namespace` and every Node, now.
-    fn snapshot(&self, namespace: &str) -> Snapshot;
+    /// The EndpointSlices of `namespace` and every Node, now; None until both are listed.
+    fn snapshot(&self, namespace: &str) -> Option<Snapshot>;
     /// Bumped on every change of either.
     fn changes(&self) -> watch::Receiver<u64>;
 }
@@ -178,8 +227,11 @@ pub async fn wait(view: &dyn DrainView, pod: &Pod, ips: &[String], bound: Durati
     let mut changes = view.changes();
     loop {
         changes.borrow_and_update();
-        let (slices, nodes) = view.snapshot(namespace);
-        match check(uid, ips, &slices, &nodes) {
+        let now = match view.snapshot(namespace) {
+            Some((slices, nodes)) => check(uid, ips, &slices, &nodes),
+            None => Check::NotListed,
+        };
+        match now {
             Check::NotAnEndpoint => return Outcome::Skipped,
             Check::Drained => return Outcome::Drained(started.elapsed()),
             pending => {
@@ -210,7 +262,11 @@ pub fn event(outcome: &Outcome, bound: Duration) -> Option<(bool, &'static str, 
         Outcome::TimedOut(pending) => {
             let what = match pending {
                 Check::SlicesPending(s) => format!("EndpointSlices still ready: {}", s.join(", ")),
+                Check::NoOtherReady(s) => {
+                    format!("no other endpoint ready yet in Services {}", s.join(", "))
+                }
                 Check::NodesPending(n) => format!("nodes not yet updated: {}", n.join(", ")),
+                Check::NotListed => "EndpointSlices and Nodes not yet listed".to_string(),
                 _ => String::new(),
             };
             Some((
@@ -233,14 +289,21 @@ pub struct KubeDrainView {
 }
 
 impl DrainView for KubeDrainView {
-    fn snapshot(&self, namespace: &str) -> Snapshot {
+    fn snapshot(&self, namespace: &str) -> Option<Snapshot> {
+        use futures::FutureExt as _;
+        let listed = |r: Option<Result<(), _>>| r.is_some_and(|r| r.is_ok());
+        if !listed(self.slices.wait_until_ready().now_or_never())
+            || !listed(self.nodes.wait_until_ready().now_or_never())
+        {
+            return None;
+        }
         let slices = self
             .slices
             .state()
             .into_iter()
             .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
             .collect();
-        (slices, self.nodes.state())
+        Some((slices, self.nodes.state()))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
@@ -312,8 +375,9 @@ async fn follow<K>(
 }
 
 /// The proxy's acknowledgement: [`ProxyAck::applied`] records the highest EndpointSlice
-/// resourceVersion programmed; [`ProxyAck::run`] writes it to the Node (coalesced: one
-/// patch at a time, the latest value).
+/// resourceVersion programmed ([`ProxyAck::follow`] takes it from the proxy's
+/// [`crate::proxy::Proxy::applied`]); [`ProxyAck::run`] writes it to the Node (coalesced: one
+/// patch at a time, the latest value; a failed write is retried).
 #[derive(Clone)]
 pub struct ProxyAck {
     applied: watch::Sender<u64>,
@@ -327,17 +391,36 @@ impl Default for ProxyAck {
     }
 }
 
+/// How long a failed acknowledgement write waits before it is retried.
+const ACK_RETRY: Duration = Duration::from_millis(500);
+
 impl ProxyAck {
     /// The proxy's rules reflect every EndpointSlice change up to `resource_version`.
-    pub fn applied(&self, resource_version: &str) {
-        let rv = revision(Some(&resource_version.to_string()));
+    pub fn applied(&self, resource_version: u64) {
         self.applied.send_if_modified(|cur| {
-            let newer = rv > *cur;
+            let newer = resource_version > *cur;
             if newer {
-                *cur = rv;
+                *cur = resource_version;
             }
             newer
         });
+    }
+
+    /// Records every sync the proxy applies (its [`crate::proxy::Proxy::applied`]) until the
+    /// proxy stops or `stop`.
+    pub async fn follow(
+        self,
+        mut proxy: watch::Receiver<crate::proxy::Applied>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let rv = proxy.borrow_and_update().resource_version;
+            self.applied(rv);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = proxy.changed() => if r.is_err() { return },
+            }
+        }
     }
 
     /// Writes the acknowledgements to Node `node` until `stop`.
@@ -354,21 +437,42 @@ impl ProxyAck {
                 _ = stop.cancelled() => return,
                 r = rx.changed() => if r.is_err() { return },
             }
-            let rv = *rx.borrow_and_update();
-            let patch =
-                serde_json::json!({"metadata": {"annotations": {ACK_ANNOTATION: rv.to_string()}}});
-            if let Err(e) = api
-                .patch(
-                    &node,
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await
-            {
-                tracing::debug!(error = %e, "drain: cannot write the proxy's acknowledgement");
+            loop {
+                let rv = *rx.borrow_and_update();
+                match patch_ack(&api, &node, Some(rv)).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "drain: cannot write the proxy's acknowledgement; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(ACK_RETRY) => {}
+                        }
+                    }
+                }
             }
         }
     }
+
+    /// Removes the acknowledgement from Node `node` (the node runs no proxy: an old value
+    /// would make every drain wait for it until the bound).
+    pub async fn withdraw(client: kube::Client, node: String) {
+        if let Err(e) = patch_ack(&kube::Api::all(client), &node, None).await {
+            tracing::debug!(error = %e, "drain: cannot remove the proxy's acknowledgement");
+        }
+    }
+}
+
+async fn patch_ack(api: &kube::Api<Node>, node: &str, rv: Option<u64>) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        ACK_ANNOTATION: rv.map(|rv| rv.to_string()),
+    }}});
+    api.patch(
+        node,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]

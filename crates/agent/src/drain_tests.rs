@@ -76,6 +76,65 @@ fn the_rule() {
     ));
 }
 
+/// A rolling update's moment: the terminating pod u1 is the Service's only serving endpoint
+/// while the new pod u3 (in another slice of the same Service) is not ready yet.
+#[test]
+fn a_starting_endpoint_takes_over_before_the_pod_stops() {
+    let labelled = |name: &str, rv: u64, eps: serde_json::Value| {
+        Arc::new(
+            serde_json::from_value::<EndpointSlice>(json!({
+                "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv.to_string(),
+                    "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": eps,
+            }))
+            .unwrap(),
+        )
+    };
+    let old = |rv| {
+        labelled(
+            "web-1",
+            rv,
+            json!([{"addresses": ["10.244.0.5"], "targetRef": {"uid": "u1"},
+                "conditions": {"ready": false, "serving": true, "terminating": true}}]),
+        )
+    };
+    let new = |rv, ready: bool| {
+        labelled(
+            "web-2",
+            rv,
+            json!([{"addresses": ["10.244.0.7"], "targetRef": {"uid": "u3"},
+                "conditions": {"ready": ready, "serving": ready, "terminating": false}}]),
+        )
+    };
+    let nodes = vec![node("a", true, Some(14))];
+    assert_eq!(
+        check("u1", &[], &[old(12), new(11, false)], &nodes),
+        Check::NoOtherReady(vec!["shop/web".into()])
+    );
+    // Ready in its slice: every node must have applied that slice too.
+    assert_eq!(
+        check("u1", &[], &[old(12), new(15, true)], &nodes),
+        Check::NodesPending(vec!["a".into()])
+    );
+    assert_eq!(
+        check("u1", &[], &[old(12), new(14, true)], &nodes),
+        Check::Drained
+    );
+    // Nothing starting: nothing to wait for (the proxies use the terminating pods).
+    assert_eq!(check("u1", &[], &[old(12)], &nodes), Check::Drained);
+    let (warning, _, message) = event(
+        &Outcome::TimedOut(Check::NoOtherReady(vec!["shop/web".into()])),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(warning);
+    assert!(
+        message.contains("no other endpoint ready yet in Services shop/web"),
+        "{message}"
+    );
+}
+
 #[test]
 fn bound_and_opt_out() {
     assert_eq!(bound(Duration::from_secs(30)), Duration::from_secs(5));
@@ -87,26 +146,26 @@ fn bound_and_opt_out() {
 }
 
 struct Fake {
-    state: Mutex<Snapshot>,
+    state: Mutex<Option<Snapshot>>,
     changes: watch::Sender<u64>,
 }
 
 impl Fake {
     fn new(slices: Vec<Arc<EndpointSlice>>, nodes: Vec<Arc<Node>>) -> Arc<Fake> {
         Arc::new(Fake {
-            state: Mutex::new((slices, nodes)),
+            state: Mutex::new(Some((slices, nodes))),
             changes: watch::channel(0).0,
         })
     }
 
     fn set(&self, slices: Vec<Arc<EndpointSlice>>, nodes: Vec<Arc<Node>>) {
-        *self.state.lock().unwrap() = (slices, nodes);
+        *self.state.lock().unwrap() = Some((slices, nodes));
         self.changes.send_modify(|n| *n += 1);
     }
 }
 
 impl DrainView for Fake {
-    fn snapshot(&self, _: &str) -> Snapshot {
+    fn snapshot(&self, _: &str) -> Option<Snapshot> {
         self.state.lock().unwrap().clone()
     }
     fn changes(&self) -> watch::Receiver<u64> {
@@ -151,6 +210,28 @@ async fn waits_for_the_slice_then_every_node() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_that_has_not_listed_yet_waits_for_its_caches() {
+    let fake = Fake::new(vec![], vec![]);
+    *fake.state.lock().unwrap() = None;
+    let p = pod(json!({}));
+    let outcome = wait(fake.as_ref(), &p, &[], Duration::from_secs(1)).await;
+    assert_eq!(outcome, Outcome::TimedOut(Check::NotListed));
+    let (warning, _, message) = event(&outcome, Duration::from_secs(1)).unwrap();
+    assert!(warning);
+    assert!(message.contains("not yet listed"), "{message}");
+    // Listed: the pod is in a slice that shows it not ready, and every node acknowledged it.
+    let driver = {
+        let fake = fake.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fake.set(vec![slice(12, false)], vec![node("a", true, Some(12))]);
+        }
+    };
+    let (outcome, ()) = tokio::join!(wait(fake.as_ref(), &p, &[], Duration::from_secs(1)), driver);
+    assert_eq!(outcome, Outcome::Drained(Duration::from_millis(100)));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_bound_is_a_warning_and_no_endpoint_no_wait() {
     let fake = Fake::new(vec![slice(12, false)], vec![node("a", true, Some(10))]);
     let p = pod(json!({}));
@@ -177,14 +258,32 @@ async fn the_bound_is_a_warning_and_no_endpoint_no_wait() {
     assert_eq!(event(&Outcome::Skipped, Duration::ZERO), None);
 }
 
-#[test]
-fn acknowledgements_only_move_forward() {
+#[tokio::test(start_paused = true)]
+async fn acknowledgements_follow_the_proxy_and_only_move_forward() {
     let ack = ProxyAck::default();
-    let rx = ack.applied.subscribe();
-    ack.applied("12");
-    ack.applied("9");
-    ack.applied("junk");
+    let mut rx = ack.applied.subscribe();
+    let (proxy, applied) = watch::channel(crate::proxy::Applied::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let follower = tokio::spawn(ack.clone().follow(applied, stop.clone()));
+    let sync = |rv: u64| {
+        proxy.send_replace(crate::proxy::Applied {
+            resource_version: rv,
+            ..Default::default()
+        });
+    };
+    sync(12);
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), 12);
+    // An older revision (a slice deleted since) does not move the acknowledgement back.
+    sync(9);
+    tokio::task::yield_now().await;
+    ack.applied(3);
     assert_eq!(*rx.borrow(), 12);
-    ack.applied("13");
-    assert_eq!(*rx.borrow(), 13);
+    assert!(!rx.has_changed().unwrap());
+    sync(13);
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), 13);
+    // The proxy stopped: so does the follower.
+    drop(proxy);
+    follower.await.unwrap();
 }

@@ -309,7 +309,7 @@ impl Core {
             self.check_namespace(kind, ns, &name).await?;
         }
         self.admit(kind, &mut admitted, true).await?;
-        self.admit_pod_security(kind, &admitted, None).await?;
+        self.admit_pod_security(kind, &admitted, None, None).await?;
         let mut obj = strategy::default_object(kind, &admitted, true)?;
         if strategy::tracks_generation(kind, &obj) {
             set_meta(&mut obj, "generation", Value::from(1));
@@ -405,7 +405,8 @@ impl Core {
                 return Ok((old, false));
             }
             if mode == UpdateMode::Main {
-                self.admit_pod_security(kind, &new, Some(&old)).await?;
+                let sub = manager.and_then(|m| m.1);
+                self.admit_pod_security(kind, &new, Some(&old), sub).await?;
             }
             if let Some((m, sub)) = manager {
                 patch::record_update_subresource(

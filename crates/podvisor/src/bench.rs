@@ -428,6 +428,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
+    if want("services") {
+        let (latency_n, removals) = if args.quick { (200, 10) } else { (1_000, 50) };
+        if let Some(v) = crate::bench_services::run(latency_n, removals).await? {
+            report["services"] = v;
+        }
+    }
+
     if want("hostile") {
         let (up, _) = UpProcess::start("bench-hostile").await?;
         let result = hostile(&up, args.quick).await;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::bench::{Observer, Samples, UpProcess, ensure_namespace, pod_json};
 
 /// Whether this process is in a network namespace other than PID 1's.
-fn own_network_namespace() -> bool {
+pub(crate) fn own_network_namespace() -> bool {
     let ns = |p: &str| std::fs::read_link(p).ok();
     match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
         (Some(a), Some(b)) => a != b,

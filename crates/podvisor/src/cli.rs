@@ -125,6 +125,20 @@ pub struct ImageArgs {
     pub minimum_image_ttl_duration: Duration,
 }
 
+/// What a node lets its pods do beyond the defaults (`up` and `agent`).
+#[derive(Debug, Args, Clone)]
+pub struct NodeSecurityArgs {
+    /// Unsafe sysctls pods may set besides the safe set, as the kubelet's flag: names, or
+    /// prefixes ending in `*` (`kernel.msg*,net.core.somaxconn`); only namespaced sysctls.
+    #[arg(
+        long,
+        env = "PODVISOR_ALLOWED_UNSAFE_SYSCTLS",
+        value_delimiter = ',',
+        value_name = "SYSCTLS"
+    )]
+    pub allowed_unsafe_sysctls: Vec<String>,
+}
+
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
@@ -196,6 +210,8 @@ pub struct UpArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub images: ImageArgs,
+    #[command(flatten)]
+    pub node_security: NodeSecurityArgs,
 }
 
 /// `podvisor server`.
@@ -343,6 +359,8 @@ pub struct AgentArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub images: ImageArgs,
+    #[command(flatten)]
+    pub node_security: NodeSecurityArgs,
 }
 
 /// `podvisor kubeconfig`.
@@ -431,7 +449,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PEER")]
     pub peer: Option<String>,
     /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile,
-    /// network (in a network namespace of the bench's own only).
+    /// network, services (these two in a network namespace of the bench's own only).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_hostile;
 mod bench_network;
+mod bench_services;
 mod cli;
 mod config;
 mod image_cmd;

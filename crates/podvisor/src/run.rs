@@ -349,6 +349,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.network = network_config(&args.network, &data_dir);
     let runtime = process_runtime(&data_dir, agent_config.network.as_ref()).await?;
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
+    agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
     let proxy = service_proxy(&args.network, node_client.clone(), &node_name);
@@ -624,6 +625,13 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checked `--allowed-unsafe-sysctls`.
+fn unsafe_sysctls(args: &crate::cli::NodeSecurityArgs) -> anyhow::Result<Vec<String>> {
+    podvisor_agent::pod::security::check_unsafe_sysctl_patterns(&args.allowed_unsafe_sysctls)
+        .map_err(|e| anyhow::anyhow!("--allowed-unsafe-sysctls: {e}"))?;
+    Ok(args.allowed_unsafe_sysctls.clone())
+}
+
 /// `podvisor agent`.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
@@ -653,6 +661,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let agent_network = agent_config.network.clone();
     let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
+    agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
     let _spares = SparesGuard(runtime.clone());
     let proxy = service_proxy(&args.network, client.clone(), &args.node_name);
     let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)

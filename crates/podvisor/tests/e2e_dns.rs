@@ -1,6 +1,6 @@
 //! Cluster DNS and service links end to end, with kubectl against `podvisor up` entirely
 //! inside a network namespace the test makes: names resolve from a pod (busybox nslookup)
-//! against the node's DNS server, pods' resolv.conf is the kubelet's, and the service-link
+//! against the node's DNS server and through the kube-dns Service's cluster IP, pods' resolv.conf is the kubelet's, and the service-link
 //! variables are in the containers' environment.
 
 mod common;
@@ -246,6 +246,27 @@ fn cluster_dns_resolv_conf_and_service_links() {
     assert!(out.contains("example.com"), "{out}");
     let out = nslookup(&c, "client", &["nope.default.svc.cluster.local", NODE_DNS]);
     assert!(out.contains("NXDOMAIN"), "{out}");
+
+    // The same through the kube-dns Service, as the pod's resolv.conf says: this node's
+    // proxy sends 10.96.0.10 to this node's server (internalTrafficPolicy Local), UDP and TCP.
+    c.wait_for("a name through 10.96.0.10", START, || {
+        nslookup(&c, "client", &["web.default.svc.cluster.local"])
+            .contains("Address: 10.96.100.100")
+    });
+    let out = nslookup(&c, "client", &["web.default.svc.cluster.local"]);
+    assert!(out.contains("10.96.0.10"), "{out}");
+    let tcp = c.kubectl(&[
+        "exec",
+        "client",
+        "--",
+        "busybox",
+        "nc",
+        "-w",
+        "3",
+        "10.96.0.10",
+        "53",
+    ]);
+    assert!(tcp.status.success(), "10.96.0.10:53/TCP: {tcp:?}");
 
     // A change of the objects shows within moments.
     c.kubectl_ok(&["delete", "service", "web"]);

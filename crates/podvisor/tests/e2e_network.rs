@@ -478,41 +478,13 @@ fn start_port_forward(c: &Cluster, ports: &[&str], websocket: bool) -> std::proc
 fn pods_on_two_nodes_reach_each_other() {
     let _g = serial();
     let (ip_a, ip_b) = ("10.250.3.1", "10.250.3.2");
-    let a = NetNs::new("twoa");
-    let b = NetNs::new("twob");
-    let tag = std::process::id() % 100_000;
-    sh(&format!(
-        "ip link add pva{tag} netns {} type veth peer name pvb{tag} netns {}",
-        a.name, b.name
-    ));
-    sh(&format!(
-        "ip -n {0} addr add {ip_a}/24 dev pva{tag} && ip -n {0} link set pva{tag} up",
-        a.name
-    ));
-    sh(&format!(
-        "ip -n {0} addr add {ip_b}/24 dev pvb{tag} && ip -n {0} link set pvb{tag} up",
-        b.name
-    ));
+    let (a, b) = common::steps::two_node_netns("two", ip_a, ip_b);
     let c = Cluster::up_in_netns_at(a, ip_a, ip_a, &[]);
-    let mut agent = common::steps::start_agent_at(
-        Some(&b),
-        "node-b",
-        &format!("https://{ip_a}:6443"),
-        ip_b,
-        &c.dir.path().join("data"),
-        c.dir.path(),
+    let agent = common::steps::join_agent(&c, &b, "node-b", ip_b);
+    assert_eq!(
+        c.kubectl_ok(&["get", "node", "node-b", "-o", "jsonpath={.spec.podCIDR}"]),
+        "10.244.1.0/24"
     );
-    c.wait_for("node-b Ready with a podCIDR", START, || {
-        c.kubectl(&[
-            "get",
-            "node",
-            "node-b",
-            "-o",
-            "jsonpath={.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}",
-        ])
-        .stdout
-            == b"10.244.1.0/24 True"
-    });
     c.apply(&echo_pod("pa", &format!("  nodeName: {}\n", c.node), ""));
     c.apply(&echo_pod("pb", "  nodeName: node-b\n", ""));
     c.wait_pod_ready("pa", START);
@@ -534,8 +506,5 @@ fn pods_on_two_nodes_reach_each_other() {
             .starts_with(b"pa")
     });
     c.kubectl_ok(&["delete", "pod", "pb", "--wait=true", "--timeout=60s"]);
-    agent.signal(2);
-    if agent.wait_exit(Duration::from_secs(30)).is_none() {
-        agent.kill9();
-    }
+    drop(agent);
 }

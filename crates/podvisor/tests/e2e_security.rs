@@ -312,6 +312,19 @@ spec:
         )),
         "{out}"
     );
+    // Neither a scale (a subresource) nor a pod's metadata-only update is checked: the
+    // privileged pod that predates the label may still be relabelled.
+    for args in [
+        &["scale", "-n", "psa", "deployment", "priv", "--replicas=1"][..],
+        &["label", "-n", "psa", "pod", "early", "checked=no"][..],
+    ] {
+        let out = c.kubectl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("Warning"),
+            "{args:?}: {stderr}"
+        );
+    }
     // A pod that meets the restricted level is admitted without warnings.
     let compliant = r#"apiVersion: v1
 kind: Pod

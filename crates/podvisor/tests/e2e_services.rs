@@ -2,12 +2,19 @@
 //! Service proxy, entirely inside a network namespace the test makes: ClusterIP and
 //! NodePort reach the right pods from a pod and from the node, named target ports,
 //! headless and ExternalName Services, ClientIP affinity, terminating endpoints, the
-//! `kubernetes` Service. One cluster for every case.
+//! `kubernetes` Service (one cluster for these cases); and the drain barrier's guarantee on
+//! two nodes, each in a namespace of its own (docs/design/0006-drain-barrier.md).
+
+#![allow(clippy::disallowed_methods)] // the load generator paces and times real requests
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -246,4 +253,347 @@ fn services_reach_their_pods() {
     // The table is the proxy's, and goes with a clean stop.
     let tables = String::from_utf8_lossy(&ns.sh("nft list tables").stdout).to_string();
     assert!(tables.contains("table ip podvisor"), "{tables}");
+}
+
+/// An echo server as apps are written: a listen backlog of 1,024 (busybox `nc` has 2: under
+/// load it drops SYNs, and a SYN retransmitted a second later still goes where conntrack sent
+/// the first one), one accept loop, the argument as the answer, the default SIGTERM
+/// disposition (it is not its sandbox's PID 1: it exits at once).
+const ECHO_SERVER: &str = "import socket,sys;s=socket.socket();s.setsockopt(1,2,1);s.bind((\"\",8080));s.listen(1024);n=sys.argv[1].encode()+b\"\\n\";[(c.sendall(n),c.close()) for c,_ in iter(s.accept,None)]";
+
+/// A Deployment of `replicas` echo pods ([`ECHO_SERVER`]) behind Service `name`, rolling one
+/// pod at a time (a new pod first); the app exits at once on SIGTERM and has no preStop.
+/// `annotations` go on its pods.
+fn echo_deployment(name: &str, replicas: usize, annotations: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+      annotations: {{{annotations}}}
+    spec:
+      runtimeClassName: host
+      terminationGracePeriodSeconds: 30
+      containers:
+      - name: c
+        image: busybox
+        command: [python3, -c, '{ECHO_SERVER}', {name}]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{port: 80, targetPort: http}}]
+"
+    )
+}
+
+/// What a load generator saw.
+#[derive(Debug, Default)]
+struct LoadReport {
+    requests: u64,
+    failed: u64,
+    /// Failures by kind.
+    errors: BTreeMap<String, u64>,
+    /// The first failures: seconds since the start, kind.
+    first_failures: Vec<(f64, String)>,
+    elapsed: Duration,
+}
+
+/// Runs a load generator from inside network namespace `netns`: `rate` requests a second
+/// to `addr`, each on a new connection that must read a non-empty answer, over `threads`
+/// threads, until `stop` (at most `limit`).
+fn load(
+    netns: &str,
+    addr: SocketAddr,
+    rate: u32,
+    threads: u32,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+) -> std::thread::JoinHandle<LoadReport> {
+    let netns = format!("/var/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (netns, stop, report) = (netns.clone(), stop.clone(), report.clone());
+                std::thread::spawn(move || {
+                    // The namespace of this thread only.
+                    let f = std::fs::File::open(&netns).expect("netns");
+                    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                    let every = Duration::from_secs_f64(f64::from(threads) / f64::from(rate));
+                    let mut next = started + every.mul_f64(f64::from(t) / f64::from(threads));
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        next += every;
+                        let outcome = request(addr);
+                        let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                        r.requests += 1;
+                        if let Err(e) = outcome {
+                            r.failed += 1;
+                            if r.first_failures.len() < 20 {
+                                r.first_failures
+                                    .push((started.elapsed().as_secs_f64(), e.clone()));
+                            }
+                            *r.errors.entry(e).or_default() += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("load worker");
+        }
+        let mut r = std::mem::take(&mut *report.lock().unwrap_or_else(|e| e.into_inner()));
+        r.elapsed = started.elapsed();
+        r
+    })
+}
+
+/// One request: connect, read the answer to the end.
+fn request(addr: SocketAddr) -> Result<(), String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {:?}", e.kind()))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| format!("socket: {:?}", e.kind()))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| format!("read: {:?}", e.kind()))?;
+    if answer.trim().is_empty() {
+        return Err("empty answer".into());
+    }
+    Ok(())
+}
+
+/// Every pod of Deployment `name` ready and current, none left over (terminating pods
+/// count: their drain is part of the run).
+fn settled(c: &Cluster, name: &str, replicas: usize) -> bool {
+    let d = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        name,
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.updatedReplicas} {.status.availableReplicas}",
+    ]);
+    let pods = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("app={name}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ]);
+    let f: Vec<&str> = d.split_whitespace().collect();
+    f.len() == 4
+        && f[0] == f[1]
+        && f[2] == replicas.to_string()
+        && f[3] == replicas.to_string()
+        && pods.lines().count() == replicas
+        && pods.lines().all(|l| l == "|True")
+}
+
+/// The guarantee (issue: "a pod leaves the load balancer before it gets SIGTERM"): load on
+/// two ClusterIP Services from both nodes while their Deployments are rolled 5 times and
+/// their pods deleted one by one. With the drain barrier no request fails; the same run
+/// opted out shows the failures Kubernetes users see. Both counts are printed.
+#[test]
+fn drain_barrier_loses_no_request_on_two_nodes() {
+    let _g = serial();
+    let (ip_a, ip_b) = ("10.250.4.1", "10.250.4.2");
+    let (a, b) = common::steps::two_node_netns("drain", ip_a, ip_b);
+    let c = Cluster::up_in_netns_at(a, ip_a, ip_a, &[]);
+    let agent = common::steps::join_agent(&c, &b, "node-b", ip_b);
+    let replicas = 2;
+    c.apply(&echo_deployment("guarded", replicas, ""));
+    c.apply(&echo_deployment(
+        "unguarded",
+        replicas,
+        "podvisor.io/drain-before-stop: 'false'",
+    ));
+    // Both nodes' proxies acknowledge what they programmed.
+    c.wait_for("both nodes' proxies acknowledging", START, || {
+        let acks = c.kubectl_ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.annotations.proxy\\.podvisor\\.io/endpointslices-applied}{\"\\n\"}{end}",
+        ]);
+        acks.lines().count() == 2 && acks.lines().all(|l| !l.ends_with('='))
+    });
+    for d in ["guarded", "unguarded"] {
+        c.wait_for(&format!("{d} ready"), START, || settled(&c, d, replicas));
+    }
+    let ns_a = c.netns.as_ref().expect("netns");
+    let target = |svc: &str| -> SocketAddr {
+        let ip = svc_ip(&c, svc);
+        c.wait_for(&format!("{svc} answering from both nodes"), START, || {
+            fetch(ns_a, &ip, 80) == svc
+                && String::from_utf8_lossy(
+                    &b.sh(&format!("busybox nc -w 3 {ip} 80 </dev/null")).stdout,
+                )
+                .trim()
+                    == svc
+        });
+        format!("{ip}:80").parse().expect("address")
+    };
+    let (guarded, unguarded) = (target("guarded"), target("unguarded"));
+
+    // 220 requests a second on each Service, half from each node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let limit = Duration::from_secs(60);
+    let generators: Vec<_> = [ns_a.name.clone(), b.name.clone()]
+        .iter()
+        .flat_map(|ns| {
+            [
+                ("guarded", load(ns, guarded, 110, 3, stop.clone(), limit)),
+                (
+                    "unguarded",
+                    load(ns, unguarded, 110, 3, stop.clone(), limit),
+                ),
+            ]
+        })
+        .collect();
+    let began = Instant::now();
+    let load_start = String::from_utf8_lossy(
+        &std::process::Command::new("date")
+            .arg("+%T.%N")
+            .output()
+            .expect("date")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let steps = START.min(limit);
+    for round in 0..5 {
+        c.kubectl_ok(&[
+            "rollout",
+            "restart",
+            "deployment/guarded",
+            "deployment/unguarded",
+        ]);
+        for d in ["guarded", "unguarded"] {
+            c.wait_for(&format!("rollout {round} of {d}"), steps, || {
+                settled(&c, d, replicas)
+            });
+        }
+    }
+    for d in ["guarded", "unguarded"] {
+        let pods = c.kubectl_ok(&["get", "pods", "-l", &format!("app={d}"), "-o", "name"]);
+        for pod in pods.lines() {
+            c.kubectl_ok(&["delete", pod, "--wait=false"]);
+            c.wait_for(&format!("{d} after deleting {pod}"), steps, || {
+                settled(&c, d, replicas)
+            });
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut totals: BTreeMap<&str, LoadReport> = BTreeMap::new();
+    for (svc, g) in generators {
+        let r = g.join().expect("load generator");
+        let t = totals.entry(svc).or_default();
+        t.requests += r.requests;
+        t.failed += r.failed;
+        t.elapsed = t.elapsed.max(r.elapsed);
+        for (k, v) in r.errors {
+            *t.errors.entry(k).or_default() += v;
+        }
+        t.first_failures.extend(r.first_failures);
+    }
+    let took = began.elapsed();
+    let (g, u) = (&totals["guarded"], &totals["unguarded"]);
+    println!(
+        "drain barrier: {} requests, {} failed; opted out: {} requests, {} failed {:?} ({:.1}s, 5 rollouts and {} deletions of {} replicas on 2 nodes)",
+        g.requests,
+        g.failed,
+        u.requests,
+        u.failed,
+        u.errors,
+        took.as_secs_f64(),
+        2 * replicas,
+        replicas
+    );
+    for (svc, r) in &totals {
+        let rate = r.requests as f64 / r.elapsed.as_secs_f64();
+        assert!(rate >= 200.0, "{svc}: {rate:.0} requests/s");
+    }
+    if g.failed > 0 {
+        // What the cluster did meanwhile, to tell why.
+        let timeline = c.kubectl_ok(&[
+            "get",
+            "events",
+            "-o",
+            "jsonpath={range .items[*]}{.lastTimestamp} {.involvedObject.name} {.reason} {.message}{\"\\n\"}{end}",
+        ]);
+        panic!(
+            "with the drain barrier: {:?} at {:?} s after {load_start}\nevents:\n{timeline}\nup log:\n{}\nnode-b log:\n{}",
+            g.errors,
+            g.first_failures,
+            tail(&c.up.log_text(), 150),
+            tail(&agent.0.log_text(), 100)
+        );
+    }
+    // The barrier waited for both nodes, within its bound, every time.
+    let events = |reason: &str| {
+        c.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("reason={reason}"),
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.name} {.message}{\"\\n\"}{end}",
+        ])
+    };
+    // 5 rollouts and the deletions: every pod of `guarded` drained once.
+    let want = 6 * replicas;
+    c.wait_for(
+        "an EndpointsDrained event for every guarded pod",
+        START,
+        || {
+            events("EndpointsDrained")
+                .lines()
+                .filter(|l| l.starts_with("guarded-"))
+                .count()
+                >= want
+        },
+    );
+    let drained = events("EndpointsDrained");
+    assert!(
+        !drained.lines().any(|l| l.starts_with("unguarded-")),
+        "opted out: {drained}"
+    );
+    let not_drained = events("EndpointsNotDrained");
+    assert!(not_drained.is_empty(), "{not_drained}");
+    // How long the drains took (the agents' own measure: termination start → both nodes'
+    // proxies acknowledged).
+    let mut took: Vec<u64> = drained
+        .lines()
+        .filter_map(|l| l.split(" in ").nth(1)?.split("ms").next()?.parse().ok())
+        .collect();
+    took.sort_unstable();
+    assert!(!took.is_empty(), "{drained}");
+    let pct = |p: usize| took[(took.len() - 1) * p / 100];
+    println!(
+        "drains on 2 nodes: {} pods, p50 {} ms, p99 {} ms, max {} ms",
+        took.len(),
+        pct(50),
+        pct(99),
+        pct(100)
+    );
+
+    c.kubectl_ok(&["delete", "deployment", "guarded", "unguarded"]);
+    drop(agent);
 }

@@ -79,16 +79,42 @@ fn seccomp_of(p: &ApiSeccomp, root: &Path) -> SeccompProfile {
     }
 }
 
-/// The kubelet's sysctl admission (`patternAllowlist`, with no `--allowed-unsafe-sysctls`):
-/// every sysctl of the pod must be in the safe set, and not of a namespace the pod shares
-/// with the host. Returns the refusal (`forbidden sysctl: "kernel.msgmax" not allowlisted`).
-pub fn sysctl_admission(pod: &Pod) -> Option<String> {
+/// The kubelet's check of `--allowed-unsafe-sysctls` (`NewAllowlist`): each entry, a name
+/// or a prefix ending in `*`, must name namespaced sysctls.
+pub fn check_unsafe_sysctl_patterns(patterns: &[String]) -> Result<(), String> {
+    use podvisor_api::validation::sysctl_namespace;
+    for p in patterns {
+        match p.strip_suffix('*') {
+            Some(prefix) if sysctl_namespace(prefix).is_none() => {
+                return Err(format!("the sysctls {p:?} are not known to be namespaced"));
+            }
+            None if sysctl_namespace(p).is_none() => {
+                return Err(format!("the sysctl {p:?} are not known to be namespaced"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The kubelet's sysctl admission (`patternAllowlist`): every sysctl of the pod must be in
+/// the safe set or `allowed_unsafe` (names, or prefixes ending in `*`), and not of a
+/// namespace the pod shares with the host. Returns the refusal (`forbidden sysctl:
+/// "kernel.msgmax" not allowlisted`).
+pub fn sysctl_admission(pod: &Pod, allowed_unsafe: &[String]) -> Option<String> {
     use podvisor_api::validation::{SAFE_SYSCTLS, normalize_sysctl_name, sysctl_namespace};
     let spec = pod.spec.as_ref()?;
     let sysctls = spec.security_context.as_ref()?.sysctls.as_ref()?;
+    let allowed = |name: &str| {
+        SAFE_SYSCTLS.contains(&name)
+            || allowed_unsafe.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => p == name,
+            })
+    };
     sysctls.iter().find_map(|s| {
         let name = normalize_sysctl_name(&s.name);
-        let why = if !SAFE_SYSCTLS.contains(&name.as_str()) {
+        let why = if !allowed(&name) {
             format!("{name:?} not allowlisted")
         } else {
             match sysctl_namespace(&name) {
@@ -208,6 +234,41 @@ mod tests {
         assert_eq!(
             verify_run_as_non_root(&p, &zero, Some(0)).unwrap_err(),
             "container's runAsUser breaks non-root policy (pod: \"p_ns(u1)\", container: c)"
+        );
+    }
+
+    #[test]
+    fn unsafe_sysctls_are_rejected_unless_allowlisted() {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"hostIPC": true, "securityContext": {"sysctls": [
+                {"name": "net.ipv4.tcp_syncookies", "value": "1"},
+                {"name": "kernel.msgmax", "value": "1"}]},
+                "containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(
+            sysctl_admission(&p, &[]).as_deref(),
+            Some(r#"forbidden sysctl: "kernel.msgmax" not allowlisted"#)
+        );
+        assert_eq!(
+            sysctl_admission(&p, &["kernel.msg*".into()]).as_deref(),
+            Some(r#"forbidden sysctl: "kernel.msgmax" not allowed with host ipc enabled"#)
+        );
+        assert_eq!(
+            sysctl_admission(&pod(serde_json::json!({"spec": {"containers": []}})), &[]),
+            None
+        );
+        assert!(
+            check_unsafe_sysctl_patterns(&["kernel.msg*".into(), "net.core.somaxconn".into()])
+                .is_ok()
+        );
+        assert_eq!(
+            check_unsafe_sysctl_patterns(&["vm.swappiness".into()]),
+            Err(r#"the sysctl "vm.swappiness" are not known to be namespaced"#.into())
+        );
+        assert_eq!(
+            check_unsafe_sysctl_patterns(&["vm.*".into()]),
+            Err(r#"the sysctls "vm.*" are not known to be namespaced"#.into())
         );
     }
 }

@@ -64,7 +64,8 @@ impl PodWorker {
         if started || self.sandbox_ready || !self.containers.is_empty() {
             return false;
         }
-        let Some(why) = super::security::sysctl_admission(&self.pod) else {
+        let allowed = &self.ctx.allowed_unsafe_sysctls;
+        let Some(why) = super::security::sysctl_admission(&self.pod, allowed) else {
             return false;
         };
         self.event(None, EventType::Warning, "SysctlForbidden", why.clone());

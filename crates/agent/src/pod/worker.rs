@@ -104,6 +104,8 @@ pub struct WorkerCtx {
     pub services: super::service_env::ServiceLister,
     /// The drain barrier's view of EndpointSlices and Nodes (None: no barrier).
     pub drain: Option<Arc<dyn crate::drain::DrainView>>,
+    /// Unsafe sysctls the node allows ([`crate::AgentConfig::allowed_unsafe_sysctls`]).
+    pub allowed_unsafe_sysctls: Vec<String>,
 }
 
 /// A note from the runtime.

@@ -15,12 +15,17 @@
 //!          rules in place, and the next start replaces them)
 //! ```
 //!
-//! A sync builds the ruleset from the caches, renders one transaction, applies it with
-//! `nft -f -` (atomic: the kernel switches from the old rules to the new ones at once) and
-//! then — the one point where a sync counts as applied — publishes the set of EndpointSlice
-//! `(uid, generation)` it programmed on [`Proxy::applied`]. Whoever needs to know that this
-//! node no longer sends traffic to an endpoint waits there. Every sync is counted and logged
-//! with its duration and rule count ([`SyncStats`]).
+//! A sync builds the ruleset from the caches, renders one transaction — the whole table on
+//! the first sync and after a failure, otherwise only what changed since the last applied
+//! sync ([`rules::render_delta`]: the changed Service ports' map elements and chains) —
+//! applies it with `nft -f -` (atomic: the kernel switches from the old rules to the new
+//! ones at once) and
+//! then — the one point where a sync counts as applied — publishes what it programmed on
+//! [`Proxy::applied`]: the EndpointSlice `(uid, generation)`s and the highest EndpointSlice
+//! `resourceVersion` of the caches the rules were built from. The agent forwards that number
+//! to its Node ([`crate::drain::ProxyAck`]), where the drain barrier of every node reads it:
+//! "every EndpointSlice change up to here is in this node's rules". Every sync is counted and
+//! logged with its duration and rule count ([`SyncStats`]).
 //!
 //! Without the `nft` tool the proxy does not run: `up` says so in one line, and the node
 //! gets a Warning event; Services then are not reachable through their cluster IPs on it.
@@ -85,8 +90,16 @@ pub async fn report_unavailable(client: Client, node: &str) {
     }
 }
 
-/// The EndpointSlices (uid → generation) a sync programmed.
-pub type Applied = BTreeMap<String, i64>;
+/// What a sync programmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The EndpointSlices (uid → generation).
+    pub slices: BTreeMap<String, i64>,
+    /// The highest EndpointSlice `resourceVersion` among them (store revisions are one
+    /// increasing counter, and one watch delivers them in order: every slice change up to
+    /// this revision is in the rules).
+    pub resource_version: u64,
+}
 
 /// Settings of the proxy.
 #[derive(Debug, Clone)]
@@ -151,12 +164,12 @@ impl Proxy {
             node: node.to_string(),
             dataplane,
             config,
-            applied: watch::channel(Applied::new()).0,
+            applied: watch::channel(Applied::default()).0,
             stats: Arc::default(),
         }
     }
 
-    /// The EndpointSlice generations the last applied sync programmed.
+    /// What the last applied sync programmed.
     pub fn applied(&self) -> watch::Receiver<Applied> {
         self.applied.subscribe()
     }
@@ -242,13 +255,23 @@ impl Proxy {
         let sls: Vec<&EndpointSlice> = slice_state.iter().map(|s| s.as_ref()).collect();
         let ruleset = rules::build(&svcs, &sls, &self.node, local_cidr);
         if synced.ruleset.as_ref() != Some(&ruleset) {
-            let mut script = String::new();
-            if synced.broken {
-                // After a failure the table may be anything: start over.
-                script.push_str(&rules::render_delete());
-                synced.owned = Default::default();
-            }
-            script.push_str(&rules::render(&ruleset, &synced.owned));
+            let delta = match &synced.ruleset {
+                Some(old) if !synced.broken => rules::render_delta(&ruleset, old),
+                _ => None,
+            };
+            let script = match delta {
+                Some(script) => script,
+                None => {
+                    let mut script = String::new();
+                    if synced.broken {
+                        // After a failure the table may be anything: start over.
+                        script.push_str(&rules::render_delete());
+                        synced.owned = Default::default();
+                    }
+                    script.push_str(&rules::render(&ruleset, &synced.owned));
+                    script
+                }
+            };
             if let Err(e) = self.dataplane.apply(&script).await {
                 synced.broken = true;
                 let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,10 +299,17 @@ impl Proxy {
             synced.ruleset = Some(ruleset);
         }
         // Applied: what this node now programs.
-        let applied: Applied = slice_state
-            .iter()
-            .filter_map(|s| Some((s.metadata.uid.clone()?, s.metadata.generation.unwrap_or(0))))
-            .collect();
+        let applied = Applied {
+            slices: slice_state
+                .iter()
+                .filter_map(|s| Some((s.metadata.uid.clone()?, s.metadata.generation.unwrap_or(0))))
+                .collect(),
+            resource_version: slice_state
+                .iter()
+                .filter_map(|s| s.metadata.resource_version.as_deref()?.parse().ok())
+                .max()
+                .unwrap_or(0),
+        };
         self.applied.send_if_modified(|cur| {
             let modified = *cur != applied;
             *cur = applied;

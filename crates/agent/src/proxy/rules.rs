@@ -20,9 +20,13 @@
 //! (ProxyTerminatingEndpoints); `internalTrafficPolicy: Local` (ClusterIP) and
 //! `externalTrafficPolicy: Local` (NodePort) keep only endpoints on this node.
 //!
-//! One transaction replaces every rule of every chain it owns (chains and maps are flushed
-//! and filled again) and deletes the chains and sets of Services that are gone; affinity
-//! sets are kept across syncs (their entries are the affinity state).
+//! A full transaction ([`render`]) replaces every rule of every chain it owns (chains and
+//! maps are flushed and filled again) and deletes the chains and sets of Services that are
+//! gone; a delta ([`render_delta`], every sync after a successful one) touches only the
+//! Service ports that changed: it deletes their old map elements, flushes and refills their
+//! chains, adds their new elements and deletes the chains and sets they no longer use — in
+//! that order, so that nothing still points at what is deleted. Affinity sets are kept
+//! across syncs (their entries are the affinity state).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -280,24 +284,131 @@ pub fn build(
 
 /// The chains and sets a ruleset defines (besides the fixed ones), for deleting stale ones.
 pub fn owned_objects(r: &Ruleset) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut chains = BTreeSet::new();
-    let mut sets = BTreeSet::new();
+    let mut owned = (BTreeSet::new(), BTreeSet::new());
     for s in &r.services {
-        if s.cluster_ip.is_some() && !s.cluster_endpoints.is_empty() {
-            chains.insert(format!("svc-{}", s.id));
+        service_objects(s, &mut owned);
+    }
+    owned
+}
+
+/// The chains and affinity sets of one Service port.
+fn service_objects(
+    s: &ServicePortRules,
+    (chains, sets): &mut (BTreeSet<String>, BTreeSet<String>),
+) {
+    if s.cluster_ip.is_some() && !s.cluster_endpoints.is_empty() {
+        chains.insert(format!("svc-{}", s.id));
+    }
+    if s.node_port.is_some() && !s.external_endpoints.is_empty() {
+        chains.insert(format!("ext-{}", s.id));
+    }
+    for e in s.cluster_endpoints.iter().chain(&s.external_endpoints) {
+        chains.insert(format!("ep-{}", e.id));
+        if s.affinity_seconds.is_some() {
+            sets.insert(format!("aff-{}", e.id));
         }
-        if s.node_port.is_some() && !s.external_endpoints.is_empty() {
-            chains.insert(format!("ext-{}", s.id));
+    }
+}
+
+/// The map elements of one Service port: (map, key, verdict).
+fn map_elements(s: &ServicePortRules) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    let (proto, port) = (s.protocol, s.port);
+    if let Some(ip) = s.cluster_ip {
+        let key = format!("{ip} . {proto} . {port}");
+        if s.cluster_endpoints.is_empty() {
+            let verdict = if s.internal_local {
+                "drop".to_string()
+            } else {
+                "goto reject-chain".to_string()
+            };
+            out.push(("no-endpoint-services", key, verdict));
+        } else {
+            out.push(("service-ips", key, format!("goto svc-{}", s.id)));
         }
+    }
+    if let Some(np) = s.node_port {
+        let key = format!("{proto} . {np}");
+        if s.external_endpoints.is_empty() {
+            out.push(("no-endpoint-nodeports", key, "goto reject-chain".into()));
+        } else {
+            out.push(("service-nodeports", key, format!("goto ext-{}", s.id)));
+        }
+    }
+    out
+}
+
+/// Declares the affinity sets of one Service port (once each).
+fn declare_sets<'a>(
+    o: &mut String,
+    t: &str,
+    s: &'a ServicePortRules,
+    declared: &mut BTreeSet<&'a String>,
+) {
+    if let Some(secs) = s.affinity_seconds {
         for e in s.cluster_endpoints.iter().chain(&s.external_endpoints) {
-            chains.insert(format!("ep-{}", e.id));
-            if s.affinity_seconds.is_some() {
-                sets.insert(format!("aff-{}", e.id));
+            if declared.insert(&e.id) {
+                let _ = writeln!(
+                    o,
+                    "add set {t} aff-{} {{ type ipv4_addr; flags dynamic,timeout; timeout {secs}s; }}",
+                    e.id
+                );
             }
         }
     }
-    (chains, sets)
 }
+
+/// The rules of one Service port's own chains (declared and flushed before).
+fn fill_service(
+    o: &mut String,
+    t: &str,
+    s: &ServicePortRules,
+    local_cidr: Option<&str>,
+    filled: &mut BTreeSet<String>,
+) {
+    let (proto, port) = (s.protocol, s.port);
+    if let Some(ip) = s.cluster_ip
+        && !s.cluster_endpoints.is_empty()
+    {
+        let svc = format!("svc-{}", s.id);
+        let masq = match local_cidr {
+            Some(cidr) => format!(
+                "ip daddr {ip} {proto} dport {port} ip saddr != {cidr} jump mark-for-masquerade"
+            ),
+            None => format!("ip daddr {ip} {proto} dport {port} jump mark-for-masquerade"),
+        };
+        let _ = writeln!(o, "add rule {t} {svc} {masq} comment \"{}\"", s.name);
+        endpoint_rules(o, t, &svc, s, &s.cluster_endpoints, filled);
+    }
+    if s.node_port.is_some() && !s.external_endpoints.is_empty() {
+        let ext = format!("ext-{}", s.id);
+        if !s.external_local {
+            let _ = writeln!(o, "add rule {t} {ext} jump mark-for-masquerade");
+        }
+        endpoint_rules(o, t, &ext, s, &s.external_endpoints, filled);
+    }
+}
+
+/// `add element` lines for `elems` (map, key, verdict), 500 to a line.
+fn add_elements(o: &mut String, t: &str, elems: &[(&'static str, String, String)]) {
+    for m in MAPS {
+        let mine: Vec<String> = elems
+            .iter()
+            .filter(|(map, _, _)| *map == m)
+            .map(|(_, k, v)| format!("{k} : {v}"))
+            .collect();
+        for chunk in mine.chunks(500) {
+            let _ = writeln!(o, "add element {t} {m} {{ {} }}", chunk.join(", "));
+        }
+    }
+}
+
+const MAPS: [&str; 4] = [
+    "service-ips",
+    "service-nodeports",
+    "no-endpoint-services",
+    "no-endpoint-nodeports",
+];
 
 const BASE_CHAINS: &[(&str, &str)] = &[
     (
@@ -369,17 +480,7 @@ pub fn render(r: &Ruleset, previous: &(BTreeSet<String>, BTreeSet<String>)) -> S
     }
     let mut declared = BTreeSet::new();
     for s in &r.services {
-        if let Some(secs) = s.affinity_seconds {
-            for e in s.cluster_endpoints.iter().chain(&s.external_endpoints) {
-                if declared.insert(&e.id) {
-                    let _ = writeln!(
-                        o,
-                        "add set {t} aff-{} {{ type ipv4_addr; flags dynamic,timeout; timeout {secs}s; }}",
-                        e.id
-                    );
-                }
-            }
-        }
+        declare_sets(&mut o, &t, s, &mut declared);
     }
     // Flush everything this transaction fills.
     for (c, _) in BASE_CHAINS {
@@ -391,12 +492,7 @@ pub fn render(r: &Ruleset, previous: &(BTreeSet<String>, BTreeSet<String>)) -> S
     for c in &all_chains {
         let _ = writeln!(o, "flush chain {t} {c}");
     }
-    for m in [
-        "service-ips",
-        "service-nodeports",
-        "no-endpoint-services",
-        "no-endpoint-nodeports",
-    ] {
+    for m in MAPS {
         let _ = writeln!(o, "flush map {t} {m}");
     }
     // Fixed rules.
@@ -451,56 +547,12 @@ pub fn render(r: &Ruleset, previous: &(BTreeSet<String>, BTreeSet<String>)) -> S
         "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports",
     );
     let mut filled = BTreeSet::new();
-    let mut service_ips = Vec::new();
-    let mut node_ports = Vec::new();
-    let mut no_ep_ips = Vec::new();
-    let mut no_ep_ports = Vec::new();
+    let mut elements = Vec::new();
     for s in &r.services {
-        let svc = format!("svc-{}", s.id);
-        let (proto, port) = (s.protocol, s.port);
-        if let Some(ip) = s.cluster_ip {
-            if s.cluster_endpoints.is_empty() {
-                let verdict = if s.internal_local {
-                    "drop"
-                } else {
-                    "goto reject-chain"
-                };
-                no_ep_ips.push(format!("{ip} . {proto} . {port} : {verdict}"));
-            } else {
-                service_ips.push(format!("{ip} . {proto} . {port} : goto {svc}"));
-                let masq = match &r.local_cidr {
-                    Some(cidr) => format!(
-                        "ip daddr {ip} {proto} dport {port} ip saddr != {cidr} jump mark-for-masquerade"
-                    ),
-                    None => format!("ip daddr {ip} {proto} dport {port} jump mark-for-masquerade"),
-                };
-                let _ = writeln!(o, "add rule {t} {svc} {masq} comment \"{}\"", s.name);
-                endpoint_rules(&mut o, &t, &svc, s, &s.cluster_endpoints, &mut filled);
-            }
-        }
-        if let Some(np) = s.node_port {
-            let ext = format!("ext-{}", s.id);
-            if s.external_endpoints.is_empty() {
-                no_ep_ports.push(format!("{proto} . {np} : goto reject-chain"));
-            } else {
-                node_ports.push(format!("{proto} . {np} : goto {ext}"));
-                if !s.external_local {
-                    let _ = writeln!(o, "add rule {t} {ext} jump mark-for-masquerade");
-                }
-                endpoint_rules(&mut o, &t, &ext, s, &s.external_endpoints, &mut filled);
-            }
-        }
+        fill_service(&mut o, &t, s, r.local_cidr.as_deref(), &mut filled);
+        elements.extend(map_elements(s));
     }
-    for (m, elems) in [
-        ("service-ips", service_ips),
-        ("service-nodeports", node_ports),
-        ("no-endpoint-services", no_ep_ips),
-        ("no-endpoint-nodeports", no_ep_ports),
-    ] {
-        for chunk in elems.chunks(500) {
-            let _ = writeln!(o, "add element {t} {m} {{ {} }}", chunk.join(", "));
-        }
-    }
+    add_elements(&mut o, &t, &elements);
     // Gone Services: their chains (flushed above) and affinity sets.
     for c in previous.0.difference(&chains) {
         let _ = writeln!(o, "delete chain {t} {c}");
@@ -561,6 +613,79 @@ fn endpoint_rules(
             s.protocol, e.ip, e.port
         );
     }
+}
+
+/// The transaction that turns `old` (applied by the last sync) into `new`, touching only
+/// the Service ports that changed (kube-proxy's partial syncs): their map elements, chains
+/// and affinity sets; the fixed chains and every unchanged Service's chains stay as they
+/// are. None when a full [`render`] is needed (the masquerading CIDR changed).
+pub fn render_delta(new: &Ruleset, old: &Ruleset) -> Option<String> {
+    if new.local_cidr != old.local_cidr {
+        return None;
+    }
+    let t = format!("ip {TABLE}");
+    let by_id = |r: &Ruleset| -> BTreeMap<String, ServicePortRules> {
+        r.services
+            .iter()
+            .map(|s| (s.id.clone(), s.clone()))
+            .collect()
+    };
+    let (old_by, new_by) = (by_id(old), by_id(new));
+    let changed: Vec<&ServicePortRules> = new
+        .services
+        .iter()
+        .filter(|s| old_by.get(&s.id) != Some(*s))
+        .collect();
+    let replaced: Vec<&ServicePortRules> = old
+        .services
+        .iter()
+        .filter(|s| new_by.get(&s.id) != Some(*s))
+        .collect();
+    let mut o = String::new();
+    if changed.is_empty() && replaced.is_empty() {
+        return Some(o);
+    }
+    // 1. Map elements that go (or change their verdict) first: nothing points into the
+    //    chains being refilled or deleted any more.
+    let before: BTreeSet<_> = replaced.iter().flat_map(|s| map_elements(s)).collect();
+    let after: BTreeSet<_> = changed.iter().flat_map(|s| map_elements(s)).collect();
+    for (m, k, _) in before.difference(&after) {
+        let _ = writeln!(o, "delete element {t} {m} {{ {k} }}");
+    }
+    // 2. The changed Service ports' chains and sets: declared, flushed, filled.
+    let mut owned_before = (BTreeSet::new(), BTreeSet::new());
+    for s in &replaced {
+        service_objects(s, &mut owned_before);
+    }
+    let mut owned_after = (BTreeSet::new(), BTreeSet::new());
+    for s in &changed {
+        service_objects(s, &mut owned_after);
+    }
+    let all_chains: BTreeSet<&String> = owned_after.0.iter().chain(&owned_before.0).collect();
+    for c in &all_chains {
+        let _ = writeln!(o, "add chain {t} {c}");
+    }
+    let mut declared = BTreeSet::new();
+    for s in &changed {
+        declare_sets(&mut o, &t, s, &mut declared);
+    }
+    for c in &all_chains {
+        let _ = writeln!(o, "flush chain {t} {c}");
+    }
+    let mut filled = BTreeSet::new();
+    for s in &changed {
+        fill_service(&mut o, &t, s, new.local_cidr.as_deref(), &mut filled);
+    }
+    // 3. New elements, then the chains and sets no Service port owns any more.
+    let added: Vec<_> = after.difference(&before).cloned().collect();
+    add_elements(&mut o, &t, &added);
+    for c in owned_before.0.difference(&owned_after.0) {
+        let _ = writeln!(o, "delete chain {t} {c}");
+    }
+    for set in owned_before.1.difference(&owned_after.1) {
+        let _ = writeln!(o, "delete set {t} {set}");
+    }
+    Some(o)
 }
 
 /// The transaction that removes the table (clean shutdown).

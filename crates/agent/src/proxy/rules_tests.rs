@@ -220,3 +220,106 @@ fn the_kernel_accepts_the_transactions_in_order() {
         "the removed Service's chains are gone: {kept}"
     );
 }
+
+/// The words of a listing, sorted: equal for two tables with the same chains, rules, sets
+/// and map elements, whatever order they were made in.
+fn words(listing: &str) -> Vec<String> {
+    let mut w: Vec<String> = listing
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    w.sort();
+    w
+}
+
+#[test]
+fn delta_transactions_leave_the_table_a_full_sync_would() {
+    let web = svc(
+        "web",
+        json!({"clusterIP": "10.96.0.9", "type": "NodePort", "sessionAffinity": "ClientIP",
+        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+    );
+    let dns = svc(
+        "dns",
+        json!({"clusterIP": "10.96.0.10", "ports": [{"port": 53, "protocol": "UDP"}]}),
+    );
+    let api = svc(
+        "api",
+        json!({"clusterIP": "10.96.0.11", "ports": [{"port": 443, "protocol": "TCP"}]}),
+    );
+    let fresh = svc(
+        "fresh",
+        json!({"clusterIP": "10.96.0.12", "ports": [{"port": 80, "protocol": "TCP"}]}),
+    );
+    let web_eps = |eps: serde_json::Value| slice("web", 8080, eps);
+    let cidr = || Some("10.244.0.0/24".to_string());
+    let a = build(
+        &[&web, &dns, &api],
+        &[
+            &web_eps(json!([
+                ep("10.244.0.2", true, true, false, "n1"),
+                ep("10.244.0.3", true, true, false, "n1")
+            ])),
+            &slice(
+                "api",
+                6443,
+                json!([ep("10.244.0.4", true, true, false, "n1")]),
+            ),
+        ],
+        "n1",
+        cidr(),
+    );
+    // One endpoint of web terminating, api gone, fresh added (no endpoints yet).
+    let b = build(
+        &[&web, &dns, &fresh],
+        &[&web_eps(json!([
+            ep("10.244.0.2", true, true, false, "n1"),
+            ep("10.244.0.3", false, true, true, "n1")
+        ]))],
+        "n1",
+        cidr(),
+    );
+    // web has no endpoint left; fresh got one.
+    let c = build(
+        &[&web, &dns, &fresh],
+        &[&slice(
+            "fresh",
+            8080,
+            json!([ep("10.244.0.5", true, true, false, "n1")]),
+        )],
+        "n1",
+        cidr(),
+    );
+    let full_a = render(&a, &Default::default());
+    let ab = render_delta(&b, &a).expect("same CIDR: a delta");
+    let bc = render_delta(&c, &b).expect("same CIDR: a delta");
+    assert!(
+        !ab.contains("flush chain ip podvisor services") && !ab.contains("flush map"),
+        "a delta leaves the fixed chains and the maps' other elements alone:\n{ab}"
+    );
+    assert!(!ab.contains("10.96.0.10"), "dns did not change:\n{ab}");
+    assert_eq!(render_delta(&c, &c).as_deref(), Some(""));
+    let other_cidr = Ruleset {
+        local_cidr: None,
+        ..c.clone()
+    };
+    assert_eq!(render_delta(&other_cidr, &c), None);
+
+    let stepwise = nft_in_fresh_netns(&[full_a.clone(), ab.clone(), bc.clone()])
+        .unwrap_or_else(|e| panic!("nft refused the deltas: {e}\n{ab}\n{bc}"));
+    let direct = nft_in_fresh_netns(&[render(&c, &Default::default())]).unwrap();
+    assert_eq!(
+        words(&stepwise),
+        words(&direct),
+        "{stepwise}\n---\n{direct}"
+    );
+    assert!(
+        stepwise.contains("10.96.0.9 . tcp . 80 : goto reject-chain"),
+        "{stepwise}"
+    );
+    assert!(
+        !stepwise.contains("aff-"),
+        "web's affinity sets are gone: {stepwise}"
+    );
+}

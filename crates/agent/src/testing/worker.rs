@@ -171,6 +171,7 @@ impl WorkerHarness {
             images: None,
             services: crate::pod::service_env::fixed(Vec::new()),
             drain: self.drain.clone(),
+            allowed_unsafe_sysctls: Vec::new(),
         })
     }
 

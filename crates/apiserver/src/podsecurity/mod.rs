@@ -28,7 +28,8 @@
 //! ## Who calls what
 //! `ops::Core::create` calls [`Core::admit_pod_security`] after the mutating admission steps
 //! (service account, priority, runtime class), so the object checked is the one stored;
-//! `ops::Core::update` calls it for updates of the main resource with the old object. The
+//! `ops::Core::update` calls it for updates (not of status) with the old object and the
+//! subresource written through (`kubectl scale` of a Deployment is not checked). The
 //! checks themselves are pure functions of the pod's metadata and spec ([`checks::evaluate`]).
 
 pub mod checks;
@@ -44,7 +45,7 @@ use crate::objects;
 use crate::ops::Core;
 use crate::registry::{
     CRONJOBS, DAEMONSETS, DEPLOYMENTS, JOBS, NAMESPACES, PODS, PODTEMPLATES, REPLICASETS,
-    REPLICATIONCONTROLLERS, ResourceKind, STATEFULSETS,
+    REPLICATIONCONTROLLERS, ResourceKind, STATEFULSETS, Subresource,
 };
 
 /// The label prefix of the policy labels (and of the audit annotations).
@@ -458,14 +459,20 @@ pub fn existing_pod_warnings(
 }
 
 impl Core {
-    /// Pod Security admission of a create (`old` is `None`) or an update of the main
-    /// resource of `obj` (after the mutating admission steps).
+    /// Pod Security admission of a create (`old` is `None`) or an update of `obj` (after
+    /// the mutating admission steps) through subresource `sub`, if any: only pods are
+    /// checked through a subresource (their status is never checked: callers leave status
+    /// updates out), as upstream.
     pub(crate) async fn admit_pod_security(
         &self,
         kind: &ResourceKind,
         obj: &Value,
         old: Option<&Value>,
+        sub: Option<Subresource>,
     ) -> Result<(), ApiError> {
+        if sub.is_some() && kind != &PODS {
+            return Ok(());
+        }
         if kind == &NAMESPACES {
             return self.admit_namespace_policy(obj, old).await;
         }

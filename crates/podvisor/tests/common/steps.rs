@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{NetNs, Process, binary, kubectl};
+use super::{Cluster, NetNs, Process, binary, kubectl, sh};
 
 /// Creates a node token `name` in the server's data dir `server_dir`, writes it to
 /// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
@@ -132,4 +132,74 @@ pub fn force_delete_all(kubeconfig: &Path, kinds: &str, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     let _ = kubectl(kubeconfig, &args);
+}
+
+/// Two network namespaces `<tag>a` and `<tag>b` joined by a veth pair (one L2 segment):
+/// `ip_a`/24 in the first, `ip_b`/24 in the second, each with a default route through its end
+/// (traffic to cluster IPs needs a route before the Service proxy translates it).
+pub fn two_node_netns(tag: &str, ip_a: &str, ip_b: &str) -> (NetNs, NetNs) {
+    let a = NetNs::new(&format!("{tag}a"));
+    let b = NetNs::new(&format!("{tag}b"));
+    let n = std::process::id() % 100_000;
+    let (dev_a, dev_b) = (format!("pva{tag}{n}"), format!("pvb{tag}{n}"));
+    sh(&format!(
+        "ip link add {dev_a} netns {} type veth peer name {dev_b} netns {}",
+        a.name, b.name
+    ));
+    for (ns, dev, ip) in [(&a, &dev_a, ip_a), (&b, &dev_b, ip_b)] {
+        sh(&format!(
+            "ip -n {0} addr add {ip}/24 dev {dev} && ip -n {0} link set {dev} up && ip -n {0} route add default dev {dev}",
+            ns.name
+        ));
+    }
+    (a, b)
+}
+
+/// An agent that stops with its pods (SIGINT: it was started with `--drain`) when dropped,
+/// also when the test fails: nothing of it outlives the test.
+pub struct JoinedAgent(pub Process);
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        if self.0.child.is_none() {
+            return;
+        }
+        self.0.signal(2);
+        if self
+            .0
+            .wait_exit(std::time::Duration::from_secs(30))
+            .is_none()
+        {
+            self.0.kill9();
+        }
+    }
+}
+
+/// Starts agent `name` at `node_ip` in `ns`, joining cluster `c` (its API server on
+/// `c.listen_ip`:6443), and waits until its node is Ready with a podCIDR.
+pub fn join_agent(c: &Cluster, ns: &NetNs, name: &str, node_ip: &str) -> JoinedAgent {
+    let agent = JoinedAgent(start_agent_at(
+        Some(ns),
+        name,
+        &format!("https://{}:6443", c.listen_ip),
+        node_ip,
+        &c.dir.path().join("data"),
+        c.dir.path(),
+    ));
+    c.wait_for(
+        &format!("{name} Ready with a podCIDR"),
+        std::time::Duration::from_secs(60),
+        || {
+            let out = c.kubectl(&[
+                "get",
+                "node",
+                name,
+                "-o",
+                "jsonpath={.spec.podCIDR}|{.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.ends_with("|True") && !text.starts_with('|')
+        },
+    );
+    agent
 }
