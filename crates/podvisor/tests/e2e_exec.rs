@@ -52,7 +52,11 @@ fn exec_streams_output_stdin_and_exit_codes() {
     // `false` gave rc=1).
     let out = run(&c, &["exec", "p", "--", "false"]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("command terminated with exit code 1"));
+    assert!(
+        text(&out.stderr).contains("command terminated with exit code 1"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
     let out = run(
         &c,
         &[
