@@ -25,6 +25,9 @@ struct Server {
     stop: CancellationToken,
     /// The serving certificate's pin, as the node publishes it.
     pin: String,
+    /// The runtime and its container `main` (with an open stdin).
+    rt: FakeRuntime,
+    main: podvisor_runtime::ContainerId,
     _pki: tempfile::TempDir,
 }
 
@@ -64,6 +67,10 @@ async fn server() -> Server {
                 name: "main".into(),
                 command: vec!["scripted".into()],
                 labels: BTreeMap::from([(LABEL_CONTAINER_NAME.to_string(), "main".to_string())]),
+                stdio: podvisor_runtime::Stdio {
+                    stdin: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
@@ -90,6 +97,8 @@ async fn server() -> Server {
         addr,
         stop,
         pin: cert.hash().expect("hash"),
+        rt,
+        main: id,
         _pki: pki,
     }
 }
@@ -322,12 +331,12 @@ async fn refusals_come_before_the_upgrade() {
     assert_eq!(status_of(e), 400);
     let e = connect(
         &s,
-        "/attach/default/p/main?stdout=true&stdin=true",
+        "/attach/default/p/nope?stdout=true&stdin=true",
         "v5.channel.k8s.io",
     )
     .await
     .expect_err("refused");
-    assert_eq!(status_of(e), 400);
+    assert_eq!(status_of(e), 404);
     // Without the node's token.
     let req = format!(
         "wss://{}/exec/default/p/main?command=true&stdout=true",
@@ -391,4 +400,40 @@ async fn stdin_in_text_frames_reaches_the_command() {
             assert_eq!(out, "hello from text\nand binary\n", "{protocol}");
         }
     }
+}
+
+#[tokio::test]
+async fn attach_with_stdin_writes_to_the_containers_stdin() {
+    let s = server().await;
+    let mut ws = connect(
+        &s,
+        "/attach/default/p/main?stdin=true&stdout=true",
+        "v5.channel.k8s.io",
+    )
+    .await
+    .expect("upgrade");
+    ws.send(Message::Binary(b"\x00hello ".to_vec().into()))
+        .await
+        .expect("send");
+    ws.send(Message::Binary(b"\x00world".to_vec().into()))
+        .await
+        .expect("send");
+    // v5: close stdin, then the client goes.
+    ws.send(Message::Binary(vec![255, 0].into()))
+        .await
+        .expect("close stdin");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = s.rt.stdin_of(&s.main).expect("container");
+        if got.data == b"hello world" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stdin got {:?}",
+            String::from_utf8_lossy(&got.data)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(ws);
 }

@@ -710,6 +710,125 @@ fn validate_container(
     }
 }
 
+/// The fields an ephemeral container may not set (upstream's allow list, inverted).
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+];
+
+/// The container an ephemeral container describes (the same fields, without
+/// `targetContainerName`).
+pub fn ephemeral_as_container(ec: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    let mut v = serde_json::to_value(ec).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("targetContainerName");
+    }
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// Validates `spec.ephemeralContainers` (upstream's `validateEphemeralContainers`): each is a
+/// valid container whose name is unique in the pod, that sets none of
+/// [`EPHEMERAL_FORBIDDEN`] nor a volume mount's `subPath`, and whose `targetContainerName`
+/// (if any) names a container or init container.
+fn validate_ephemeral_containers(
+    errs: &mut Vec<FieldError>,
+    spec: &PodSpec,
+    path: &str,
+    names: &mut HashSet<String>,
+    volumes: &HashSet<String>,
+) {
+    let others: HashSet<String> = names.clone();
+    for (i, ec) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        let ip = format!("{path}.ephemeralContainers[{i}]");
+        let json = serde_json::to_value(ec).unwrap_or(Value::Null);
+        for f in EPHEMERAL_FORBIDDEN {
+            // Set means not the zero value (upstream compares with it).
+            let set = json.get(*f).is_some_and(|v| match v {
+                Value::Null => false,
+                Value::Object(o) => !o.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                _ => true,
+            });
+            if set {
+                errs.push(FieldError::forbidden(
+                    format!("{ip}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, m) in ec.volume_mounts.iter().flatten().enumerate() {
+            if m.sub_path.as_deref().is_some_and(|p| !p.is_empty()) {
+                errs.push(FieldError::forbidden(
+                    format!("{ip}.volumeMounts[{j}].subPath"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        let mut c = ephemeral_as_container(ec);
+        c.liveness_probe = None;
+        c.readiness_probe = None;
+        c.startup_probe = None;
+        c.lifecycle = None;
+        c.restart_policy = None;
+        validate_container(errs, &ip, &c, names, volumes, false, None);
+        if let Some(t) = ec
+            .target_container_name
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            && !others.contains(t)
+        {
+            errs.push(FieldError::not_found(
+                format!("{ip}.targetContainerName"),
+                t,
+            ));
+        }
+    }
+}
+
+/// Validates an update through the `ephemeralcontainers` subresource (upstream's
+/// `ValidatePodEphemeralContainersUpdate`): the new pod is valid, and every existing
+/// ephemeral container is still there, unchanged (they may only be added).
+pub fn validate_pod_ephemeral_containers_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_pod(new);
+    let empty = Vec::new();
+    let news = new
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .unwrap_or(&empty);
+    let olds = old
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .unwrap_or(&empty);
+    for o in olds {
+        match news.iter().find(|n| n.name == o.name) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!(
+                    "existing ephemeral containers {:?} may not be removed\n",
+                    o.name
+                ),
+            )),
+            Some(n) if n != o => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!(
+                    "existing ephemeral containers {:?} may not be changed\n",
+                    o.name
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 /// Validates a pod spec at `path` ("spec" or "spec.template.spec").
 pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -753,6 +872,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             spec.termination_grace_period_seconds,
         );
     }
+    validate_ephemeral_containers(&mut errs, spec, path, &mut names, &volumes);
     validate_security(&mut errs, spec, path);
     check_supported(
         &mut errs,
@@ -1050,6 +1170,56 @@ mod tests {
 
     fn pod(v: Value) -> Pod {
         serde_json::from_value(v).expect("pod")
+    }
+
+    #[test]
+    fn ephemeral_containers_are_checked_and_may_only_be_added() {
+        let base = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "d"},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}
+        });
+        let with = |ecs: Value| {
+            let mut v = base.clone();
+            v["spec"]["ephemeralContainers"] = ecs;
+            pod(v)
+        };
+        let old = with(serde_json::json!([{"name": "dbg", "image": "busybox"}]));
+        assert!(validate_pod_ephemeral_containers_update(&old, &pod(base.clone())).is_empty());
+        let bad = with(serde_json::json!([
+            {"name": "dbg", "image": "busybox"},
+            {"name": "app", "image": "busybox"},
+            {"name": "web", "image": "busybox", "ports": [{"containerPort": 80}],
+             "resources": {"limits": {"cpu": "1"}}, "targetContainerName": "nope"},
+            {"name": "ok", "image": "busybox", "resources": {}, "targetContainerName": "app"}
+        ]));
+        let msgs: Vec<String> = validate_pod_ephemeral_containers_update(&bad, &old)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "spec.ephemeralContainers[1].name: Duplicate value: \"app\"",
+                "spec.ephemeralContainers[2].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[2].resources: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[2].targetContainerName: Not found: \"nope\"",
+            ]
+        );
+        let removed = pod(base.clone());
+        let changed = with(serde_json::json!([{"name": "dbg", "image": "alpine"}]));
+        for (new, what) in [(removed, "removed"), (changed, "changed")] {
+            let errs = validate_pod_ephemeral_containers_update(&new, &old);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(
+                errs[0].to_string(),
+                format!(
+                    "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be {what}\n"
+                )
+            );
+        }
+        // The main resource may not add them.
+        let errs = validate_pod_update(&old, &pod(base));
+        assert!(errs.iter().any(|e| e.field == "spec"), "{errs:?}");
     }
 
     #[test]

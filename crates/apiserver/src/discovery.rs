@@ -101,6 +101,10 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get"],
         ),
+        Subresource::EphemeralContainers => (
+            json!({"group": "", "version": "v1", "kind": "Pod"}),
+            &["get", "patch", "update"],
+        ),
         Subresource::Exec => (
             json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
             &["create", "get"],
@@ -175,10 +179,12 @@ pub fn aggregated(core: bool, flavour: Flavour) -> Value {
     let items: Vec<Value> = if core {
         vec![aggregated_group("", &["v1"])]
     } else {
-        registry::groups()
+        let mut items: Vec<Value> = registry::groups()
             .iter()
             .map(|(g, vs)| aggregated_group(g, vs))
-            .collect()
+            .collect();
+        items.push(crate::metrics_api::aggregated_group());
+        items
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})
 }
@@ -200,15 +206,22 @@ fn api_group(name: &str, versions: &[&str]) -> Value {
 
 /// Legacy `/apis`.
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
+    let mut groups: Vec<Value> = registry::groups()
         .iter()
         .map(|(g, vs)| api_group(g, vs))
         .collect();
+    groups.push(crate::metrics_api::api_group());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/G`, if served.
 pub fn api_group_doc(group: &str) -> Option<Value> {
+    if group == crate::metrics_api::GROUP {
+        let mut v = crate::metrics_api::api_group();
+        v["kind"] = "APIGroup".into();
+        v["apiVersion"] = "v1".into();
+        return Some(v);
+    }
     registry::groups()
         .iter()
         .find(|(g, _)| *g == group)
@@ -222,6 +235,9 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
 
 /// Legacy `APIResourceList` for one group-version, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (crate::metrics_api::GROUP, crate::metrics_api::VERSION) {
+        return Some(crate::metrics_api::resource_list());
+    }
     let kinds = registry::kinds_in(group, version);
     if kinds.is_empty() {
         return None;

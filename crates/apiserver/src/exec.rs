@@ -119,11 +119,6 @@ pub async fn pod_stream(ctx: &mut Ctx, t: &Target, sub: Subresource) -> Result<R
             "cannot {what} a container in a completed pod; current phase is {phase}"
         )));
     }
-    if sub == Subresource::Attach && stdin {
-        return Err(ApiError::bad_request(format!(
-            "cannot attach to the stdin of container {container} in pod {name}: containers run without an open stdin (attach without -i, or use exec -i)"
-        )));
-    }
     match upgrade_kind(ctx).as_deref() {
         Some("websocket") => {}
         Some(other) if other.starts_with("spdy") => {

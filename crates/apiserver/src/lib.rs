@@ -20,6 +20,7 @@ pub mod exec;
 pub mod flowcontrol;
 pub mod logs;
 pub mod metrics;
+pub mod metrics_api;
 pub mod objects;
 pub mod openapi;
 pub mod ops;

@@ -254,6 +254,33 @@ impl KubeletEndpoint {
     }
 }
 
+impl KubeletEndpoint {
+    /// `GET path` from the agent (with the node's token); the answer's head, its body to
+    /// be read by the caller.
+    pub(crate) async fn get(
+        &self,
+        ctx: &Ctx,
+        path: String,
+    ) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
+        let stream = self.dial().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;
+        ctx.srv.core().tasks.spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::get(path)
+            .header(header::HOST, self.authority.as_str())
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::internal(format!("kubelet request: {e}")))
+    }
+}
+
 /// The agent endpoint of the node that runs `pod`, with that node's token and the serving
 /// certificate it published.
 pub(crate) async fn kubelet_endpoint(
@@ -261,7 +288,6 @@ pub(crate) async fn kubelet_endpoint(
     pod: &Value,
     name: &str,
 ) -> Result<KubeletEndpoint, ApiError> {
-    let core = ctx.srv.core();
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
@@ -272,7 +298,14 @@ pub(crate) async fn kubelet_endpoint(
             "pod {name} does not have a host assigned"
         )));
     }
-    let (n, _) = core.storage.must_get(&NODES, None, &node).await?;
+    let (n, _) = ctx.srv.core().storage.must_get(&NODES, None, &node).await?;
+    node_endpoint(ctx, &n)
+}
+
+/// The agent endpoint of Node object `n`, with that node's token and the serving
+/// certificate it published.
+pub(crate) fn node_endpoint(ctx: &Ctx, n: &Value) -> Result<KubeletEndpoint, ApiError> {
+    let node = crate::objects::name_of(n).to_string();
     let addrs = n
         .pointer("/status/addresses")
         .and_then(Value::as_array)
@@ -350,7 +383,6 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     }
     check_log_status(&pod, &container, ctx.query.bool("previous")?)?;
     let endpoint = kubelet_endpoint(ctx, &pod, &name).await?;
-    let (authority, token) = (&endpoint.authority, &endpoint.token);
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for k in PASSED {
@@ -361,22 +393,7 @@ pub async fn pod_log(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         q.finish()
     };
     let path = kubelet_path("containerLogs", &ns, &name, &container, &query);
-    let stream = endpoint.dial().await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ApiError::internal(format!("kubelet connection: {e}")))?;
-    core.tasks.spawn(async move {
-        let _ = conn.await;
-    });
-    let req = http::Request::get(path)
-        .header(header::HOST, authority.as_str())
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| ApiError::internal(format!("kubelet request: {e}")))?;
+    let resp = endpoint.get(ctx, path).await?;
     let status = resp.status();
     if status.is_success() {
         let mut r = (StatusCode::OK, Body::new(resp.into_body())).into_response();

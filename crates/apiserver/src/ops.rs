@@ -109,6 +109,48 @@ pub enum UpdateMode {
     Main,
     /// The status subresource: only `.status`.
     Status,
+    /// The pods' `ephemeralcontainers` subresource: only `.spec.ephemeralContainers`.
+    EphemeralContainers,
+}
+
+impl UpdateMode {
+    /// The mode of a write to `sub` (None: the main resource).
+    pub fn of(sub: Option<registry::Subresource>) -> UpdateMode {
+        match sub {
+            Some(registry::Subresource::Status) => UpdateMode::Status,
+            Some(registry::Subresource::EphemeralContainers) => UpdateMode::EphemeralContainers,
+            _ => UpdateMode::Main,
+        }
+    }
+}
+
+/// What a subresource write stores: `old` with the field at `path` (and the
+/// resourceVersion precondition) taken from `new`; a field `new` lacks is removed.
+fn subresource_update(old: &Value, new: &Value, path: &[&str]) -> Value {
+    let mut merged = old.clone();
+    let Some((last, parents)) = path.split_last() else {
+        return merged;
+    };
+    let pointer: String = path.iter().map(|p| format!("/{p}")).collect();
+    let value = new.pointer(&pointer).cloned();
+    let mut at = Some(&mut merged);
+    for p in parents {
+        at = at.and_then(|v| v.get_mut(*p));
+    }
+    if let Some(m) = at.and_then(Value::as_object_mut) {
+        match value {
+            Some(v) => m.insert((*last).into(), v),
+            None => m.remove(*last),
+        };
+    }
+    set_meta(
+        &mut merged,
+        "resourceVersion",
+        new.pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    merged
 }
 
 /// Result of a delete.
@@ -449,22 +491,11 @@ impl Core {
             ))
         })?;
         if mode == UpdateMode::Status {
-            let status = new.get("status").cloned();
-            let mut merged = old.clone();
-            if let Some(m) = merged.as_object_mut() {
-                match status {
-                    Some(s) => m.insert("status".into(), s),
-                    None => m.remove("status"),
-                };
-            }
-            set_meta(
-                &mut merged,
-                "resourceVersion",
-                new.pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            );
-            *new = merged;
+            *new = subresource_update(old, new, &["status"]);
+        } else if mode == UpdateMode::EphemeralContainers {
+            // As upstream's `dropNonEphemeralContainerUpdates`: the old pod with the new
+            // ephemeral containers.
+            *new = subresource_update(old, new, &["spec", "ephemeralContainers"]);
         } else if kind.has_subresource(registry::Subresource::Status)
             && let Some(m) = new.as_object_mut()
         {
@@ -513,10 +544,14 @@ impl Core {
         if mode == UpdateMode::Main && kind == &registry::SERVICES {
             crate::services::carry_allocated(kind, new, old)?;
         }
-        if mode == UpdateMode::Main {
+        if mode != UpdateMode::Status {
             *new = strategy::default_object(kind, new, false)?;
         }
-        let errs = strategy::validate_update(kind, new, old)?;
+        let errs = if mode == UpdateMode::EphemeralContainers {
+            strategy::validate_ephemeral_containers_update(kind, new, old)?
+        } else {
+            strategy::validate_update(kind, new, old)?
+        };
         if !errs.is_empty() {
             return Err(ApiError::invalid(kind, &name, &errs));
         }

@@ -36,6 +36,8 @@ pub enum Subresource {
     Eviction,
     /// `token`: service accounts only, an `authentication.k8s.io/v1 TokenRequest` (create).
     Token,
+    /// `ephemeralcontainers`: pods only, get/update/patch of `.spec.ephemeralContainers`.
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -51,6 +53,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Eviction => "eviction",
             Subresource::Token => "token",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 
@@ -66,6 +69,7 @@ impl Subresource {
             "portforward" => Some(Subresource::PortForward),
             "eviction" => Some(Subresource::Eviction),
             "token" => Some(Subresource::Token),
+            "ephemeralcontainers" => Some(Subresource::EphemeralContainers),
             _ => None,
         }
     }

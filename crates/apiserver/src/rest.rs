@@ -340,6 +340,12 @@ async fn serve(
         ["api", "v1", rest @ ..] => {
             resource(&mut ctx, &method, accept.as_deref(), "", "v1", rest).await
         }
+        [
+            "apis",
+            crate::metrics_api::GROUP,
+            crate::metrics_api::VERSION,
+            rest @ ..,
+        ] => crate::metrics_api::serve(&mut ctx, &method, rest).await,
         ["apis", g, v, rest @ ..] => {
             let (g, v) = (g.to_string(), v.to_string());
             resource(&mut ctx, &method, accept.as_deref(), &g, &v, rest).await
@@ -432,8 +438,18 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
         ("GET" | "HEAD", true, _) => "get",
         ("POST", false, None) => "create",
         ("POST", true, Some(Subresource::Binding)) => "create",
-        ("PUT", true, Some(Subresource::Status | Subresource::Scale) | None) => "update",
-        ("PATCH", true, Some(Subresource::Status | Subresource::Scale) | None) => "patch",
+        (
+            "PUT",
+            true,
+            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            | None,
+        ) => "update",
+        (
+            "PATCH",
+            true,
+            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            | None,
+        ) => "patch",
         ("DELETE", true, None) => "delete",
         ("DELETE", false, None) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),
@@ -955,11 +971,7 @@ async fn update(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     }
     let dry = ctx.dry_run()?;
     let manager = ctx.manager();
-    let mode = if t.sub == Some(Subresource::Status) {
-        UpdateMode::Status
-    } else {
-        UpdateMode::Main
-    };
+    let mode = UpdateMode::of(t.sub);
     let allow_create = strategy::allow_create_on_update(t.kind) && mode == UpdateMode::Main;
     let (srv, user) = (ctx.srv.clone(), ctx.user.clone());
     let ns = t.namespace.clone().unwrap_or_default();
@@ -1043,11 +1055,7 @@ async fn patch_object(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .map_err(patch_error)?;
         return write_scale(ctx, t, patched).await;
     }
-    let mode = if t.sub == Some(Subresource::Status) {
-        UpdateMode::Status
-    } else {
-        UpdateMode::Main
-    };
+    let mode = UpdateMode::of(t.sub);
     let kind = t.kind;
     let mut warnings = Vec::new();
     let (srv, user) = (ctx.srv.clone(), ctx.user.clone());

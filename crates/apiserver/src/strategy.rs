@@ -308,7 +308,18 @@ pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldErro
     Ok(errs)
 }
 
-/// Validates an update of `old` to `new`.
+/// Validates a pod update through its `ephemeralcontainers` subresource.
+pub fn validate_ephemeral_containers_update(
+    kind: &ResourceKind,
+    new: &Value,
+    old: &Value,
+) -> Result<Vec<FieldError>, ApiError> {
+    let n: k8s_openapi::api::core::v1::Pod = typed(kind, new)?;
+    let o: k8s_openapi::api::core::v1::Pod = typed(kind, old)?;
+    Ok(v::validate_pod_ephemeral_containers_update(&n, &o))
+}
+
+/// Validates an update of `kind` (`new` replacing `old`).
 pub fn validate_update(
     kind: &ResourceKind,
     new: &Value,

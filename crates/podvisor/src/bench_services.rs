@@ -10,7 +10,7 @@
 //!
 //! Like the `network` part it needs a network namespace of the bench's own:
 //! `unshare -n sh -c 'ip link set lo up && podvisor bench --only services'`. The bench adds
-//! a dummy interface with the default route there (traffic to cluster IPs needs a route
+//! a veth pair with the default route there (traffic to cluster IPs needs a route
 //! before the proxy translates it).
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -82,7 +82,7 @@ fn default_route() -> anyhow::Result<()> {
         .output()
         .context("ip route")?;
     if out.stdout.is_empty()
-        && !sh("ip link add pvbench0 type dummy && ip link set pvbench0 up && ip route add default dev pvbench0")?
+        && !sh("ip link add pvbench0 type veth peer name pvbench1 && ip link set pvbench1 up && ip link set pvbench0 up && ip route add default dev pvbench0")?
             .success()
     {
         bail!("cannot add a default route in the bench's network namespace");

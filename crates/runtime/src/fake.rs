@@ -400,6 +400,8 @@ pub enum FakeOp {
     Exec,
     /// `exec_stream`.
     ExecStream,
+    /// `attach`.
+    Attach,
     /// `container_status`.
     ContainerStatus,
     /// `list`.
@@ -466,6 +468,13 @@ pub enum FakeCall {
         /// Whether stdin was asked for.
         stdin: bool,
     },
+    /// `attach`.
+    Attach {
+        /// The container ID.
+        id: ContainerId,
+        /// The container name ("" if unknown).
+        name: String,
+    },
     /// `container_status`.
     ContainerStatus {
         /// The container ID.
@@ -522,6 +531,19 @@ struct FakeContainer {
     stop_signalled: bool,
     pending_exit: Option<PendingExit>,
     exited_tx: watch::Sender<bool>,
+    /// What attached clients wrote to the container's stdin.
+    stdin: Arc<Mutex<FakeStdin>>,
+}
+
+/// The stdin of a fake container (see [`crate::Stdio`]): what attached clients wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FakeStdin {
+    /// The bytes written, in order.
+    pub data: Vec<u8>,
+    /// Whether a client attached with stdin.
+    pub attached: bool,
+    /// Whether stdin reached end of file (a `stdin_once` client detached).
+    pub closed: bool,
 }
 
 #[derive(Default)]
@@ -537,6 +559,8 @@ struct State {
     calls: Vec<FakeCallRecord>,
     recording: bool,
     fail_next: HashMap<FakeOp, Vec<RuntimeError>>,
+    /// What running containers of each name use ([`FakeRuntime::set_stats`]).
+    stats: HashMap<String, crate::ContainerStats>,
 }
 
 struct Inner {
@@ -625,6 +649,23 @@ impl FakeRuntime {
         if !on {
             st.calls = Vec::new();
         }
+    }
+
+    /// Makes running containers named `container_name` report `stats` (default: nothing
+    /// used).
+    pub fn set_stats(&self, container_name: &str, stats: crate::ContainerStats) {
+        self.inner
+            .lock()
+            .stats
+            .insert(container_name.to_string(), stats);
+    }
+
+    /// What attached clients wrote to container `id`'s stdin (None: no such container).
+    pub fn stdin_of(&self, id: &ContainerId) -> Option<FakeStdin> {
+        let st = self.inner.lock();
+        let c = st.containers.get(id)?;
+        let stdin = c.stdin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Some(stdin)
     }
 
     /// Every recorded call, oldest first.
@@ -1071,6 +1112,7 @@ impl ContainerRuntime for FakeRuntime {
                 stop_signalled: false,
                 pending_exit: None,
                 exited_tx,
+                stdin: Arc::default(),
             },
         );
         if let Some(sb) = st.sandboxes.get_mut(sandbox_id) {
@@ -1147,6 +1189,85 @@ impl ContainerRuntime for FakeRuntime {
         drop(st);
         self.inner.write_logs(&status, &attempt.log_lines);
         Ok(status)
+    }
+
+    async fn container_stats(
+        &self,
+        id: &ContainerId,
+    ) -> Result<crate::ContainerStats, RuntimeError> {
+        let st = self.inner.lock();
+        let Some(c) = st.containers.get(id) else {
+            return Err(RuntimeError::ContainerNotFound { id: id.clone() });
+        };
+        if !matches!(c.status.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::InvalidState {
+                operation: "read the stats of container",
+                id: id.0.clone(),
+                state: c.status.state.name(),
+            });
+        }
+        Ok(st
+            .stats
+            .get(&c.status.config.name)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn attach(&self, id: &ContainerId) -> Result<crate::AttachSession, RuntimeError> {
+        use tokio::io::AsyncReadExt;
+        let (stdio, shared) = {
+            let mut st = self.inner.lock();
+            let name = Inner::name_of(&st, id);
+            self.inner.enter(
+                &mut st,
+                FakeOp::Attach,
+                FakeCall::Attach {
+                    id: id.clone(),
+                    name,
+                },
+            )?;
+            let Some(c) = st.containers.get(id) else {
+                return Err(RuntimeError::ContainerNotFound { id: id.clone() });
+            };
+            if !matches!(c.status.state, ContainerState::Running { .. }) {
+                return Err(RuntimeError::InvalidState {
+                    operation: "attach to container",
+                    id: id.0.clone(),
+                    state: c.status.state.name(),
+                });
+            }
+            (c.status.config.stdio, c.stdin.clone())
+        };
+        let once = stdio.stdin_once && !stdio.tty;
+        {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if !stdio.stdin || s.closed || (once && s.attached) {
+                return Ok(crate::AttachSession {
+                    stdin: None,
+                    resize: None,
+                });
+            }
+            s.attached = true;
+        }
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = theirs.read(&mut buf).await.unwrap_or(0);
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                if n == 0 {
+                    s.closed |= once;
+                    break;
+                }
+                s.data.extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(crate::AttachSession {
+            stdin: Some(Box::pin(ours)),
+            resize: stdio
+                .tty
+                .then(|| Box::new(|_, _| Ok(())) as crate::ExecResize),
+        })
     }
 
     async fn signal(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
@@ -1506,6 +1627,57 @@ mod tests {
         let id = rt.create_container(sb, container(name)).await.unwrap();
         rt.start_container(&id).await.unwrap();
         id
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attach_writes_stdin_and_stdin_once_closes_after_the_first_client() {
+        use tokio::io::AsyncWriteExt;
+        let rt = rt();
+        rt.create_sandbox(sandbox("s1")).await.unwrap();
+        let mut once = container("once");
+        once.stdio = crate::Stdio {
+            stdin: true,
+            stdin_once: true,
+            tty: false,
+        };
+        let id = rt.create_container("s1", once).await.unwrap();
+        let early = rt.attach(&id).await;
+        assert!(
+            matches!(
+                early,
+                Err(RuntimeError::InvalidState {
+                    state: "created",
+                    ..
+                })
+            ),
+            "{early:?}"
+        );
+        rt.start_container(&id).await.unwrap();
+        let mut first = rt.attach(&id).await.unwrap();
+        assert!(first.resize.is_none());
+        let mut w = first.stdin.take().expect("stdin");
+        w.write_all(b"hello").await.unwrap();
+        drop(w);
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        let got = rt.stdin_of(&id).unwrap();
+        assert_eq!(
+            (got.data.as_slice(), got.attached, got.closed),
+            (&b"hello"[..], true, true)
+        );
+        assert!(
+            rt.attach(&id).await.unwrap().stdin.is_none(),
+            "closed for good"
+        );
+        // Without stdin: nothing to write to.
+        let plain = run(&rt, "s1", "plain").await;
+        assert!(rt.attach(&plain).await.unwrap().stdin.is_none());
+        assert!(
+            rt.calls()
+                .iter()
+                .any(|c| matches!(&c.call, FakeCall::Attach { name, .. } if name == "once"))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -210,6 +210,32 @@ pub struct ContainerConfig {
     /// How the container is confined (the resolved `securityContext`).
     #[serde(default)]
     pub security: SecurityConfig,
+    /// The container's standard input (`stdin`, `stdinOnce`, `tty`).
+    #[serde(default)]
+    pub stdio: Stdio,
+}
+
+/// A container's standard input and terminal, as the pod spec's `stdin`, `stdinOnce` and
+/// `tty` ask for them.
+///
+/// Without `stdin` the container reads `/dev/null`. With it, its stdin is a pipe that stays
+/// open (empty until someone attaches) for [`ContainerRuntime::attach`] to write to. With
+/// `stdin_once` too, the runtime keeps the pipe open only until the first attach: once that
+/// client is gone, the container reads end of file, for good (until it is restarted). With
+/// `tty`, stdin, stdout and stderr are one pseudo terminal (the container's controlling
+/// terminal) whose output is logged as `stdout`; the terminal's input is never closed, so
+/// `stdin_once` changes nothing for it (as containerd's CRI does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stdio {
+    /// Keep stdin open for attaching clients (`stdin`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin once the first attached client detaches (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// A pseudo terminal for stdin, stdout and stderr (`tty`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// How a container's processes are confined, as a CRI `LinuxContainerSecurityContext`
@@ -493,6 +519,35 @@ impl std::fmt::Debug for ExecSession {
     }
 }
 
+/// What a container uses (the kubelet's CRI `ContainerStats`): read from its cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// CPU time used since it started (all its processes), in nanoseconds.
+    pub cpu_usage_nanos: u64,
+    /// Its memory working set (usage less inactive file pages), in bytes.
+    pub memory_working_set_bytes: u64,
+}
+
+/// A client attached to a running container ([`ContainerRuntime::attach`]): what it writes to
+/// `stdin` is the container's input; dropping it detaches (and, with `stdin_once`, closes
+/// the container's stdin).
+pub struct AttachSession {
+    /// The container's stdin; None when it has none (no `stdin`, or a `stdin_once` stdin
+    /// that an earlier client already closed).
+    pub stdin: Option<ExecWriter>,
+    /// Sets the size of the container's terminal, when it has one (`tty`).
+    pub resize: Option<ExecResize>,
+}
+
+impl std::fmt::Debug for AttachSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachSession")
+            .field("stdin", &self.stdin.is_some())
+            .field("tty", &self.resize.is_some())
+            .finish()
+    }
+}
+
 /// What the runtime can fail with.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RuntimeError {
@@ -613,6 +668,27 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         let _ = (id, request);
         Err(RuntimeError::Os {
             operation: "exec with streams".to_string(),
+            message: "not supported by this runtime".to_string(),
+        })
+    }
+
+    /// Attaches to the stdin (and terminal) of a running container (see [`Stdio`]). Fails
+    /// with `InvalidState` when it is not running. Backends without stdin support fail with
+    /// [`RuntimeError::Os`].
+    async fn attach(&self, id: &ContainerId) -> Result<AttachSession, RuntimeError> {
+        let _ = id;
+        Err(RuntimeError::Os {
+            operation: "attach".to_string(),
+            message: "not supported by this runtime".to_string(),
+        })
+    }
+
+    /// What the running container `id` uses now. Fails with `InvalidState` when it is not
+    /// running; backends that cannot tell fail with [`RuntimeError::Os`].
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
+        let _ = id;
+        Err(RuntimeError::Os {
+            operation: "container stats".to_string(),
             message: "not supported by this runtime".to_string(),
         })
     }

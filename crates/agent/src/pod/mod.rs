@@ -93,6 +93,8 @@ pub use state::WorkerInput;
 pub use worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
 
 #[cfg(test)]
+mod worker_ephemeral_tests;
+#[cfg(test)]
 mod worker_sandbox_tests;
 #[cfg(test)]
 mod worker_tests;

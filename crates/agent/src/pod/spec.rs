@@ -51,18 +51,38 @@ pub fn container_hash(c: &Container) -> u64 {
 }
 
 /// The `fieldPath` of a container's events: `spec.initContainers{n}` for an init container,
-/// else `spec.containers{n}`.
+/// `spec.ephemeralContainers{n}` for an ephemeral one, else `spec.containers{n}`.
 pub(super) fn field_path(pod: &Pod, name: &str) -> String {
-    let init = pod
-        .spec
-        .as_ref()
+    let spec = pod.spec.as_ref();
+    let init = spec
         .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|v| v.iter().any(|c| c.name == name));
+    let ephemeral = spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
         .is_some_and(|v| v.iter().any(|c| c.name == name));
     if init {
         format!("spec.initContainers{{{name}}}")
+    } else if ephemeral {
+        format!("spec.ephemeralContainers{{{name}}}")
     } else {
         format!("spec.containers{{{name}}}")
     }
+}
+
+/// The pod's ephemeral containers (`kubectl debug`) as the containers they describe, in
+/// spec order. They run in the pod's sandbox like its other containers, so they share its
+/// pid, ipc, uts and network namespaces: `targetContainerName`'s processes are visible to
+/// them whatever it names (the sandbox has one pid namespace).
+pub fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .map(|v| {
+            v.iter()
+                .map(podvisor_api::validation::ephemeral_as_container)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub(super) fn stop_signal_of(c: &Container) -> Signal {
@@ -142,6 +162,11 @@ pub fn container_config(
         termination_message: crate::pod::volumes::termination_message(c),
         rootfs: None,
         security: Default::default(),
+        stdio: podvisor_runtime::Stdio {
+            stdin: c.stdin == Some(true),
+            stdin_once: c.stdin_once == Some(true),
+            tty: c.tty == Some(true),
+        },
     }
 }
 

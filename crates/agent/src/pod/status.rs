@@ -86,6 +86,8 @@ pub struct StatusInput<'a> {
     pub containers: Vec<ContainerView<'a>>,
     /// One view per spec init container (regular and sidecar), in spec order.
     pub init_containers: Vec<ContainerView<'a>>,
+    /// One view per ephemeral container, in spec order.
+    pub ephemeral_containers: Vec<ContainerView<'a>>,
     /// Final status of a deleted/drained pod (§1.5).
     pub pod_is_terminal: bool,
     /// The node's IP.
@@ -330,7 +332,21 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         conditions: Some(conditions),
         container_statuses: Some(statuses),
         init_container_statuses: has_init.then_some(init_statuses),
-        ephemeral_container_statuses: old.ephemeral_container_statuses.clone(),
+        ephemeral_container_statuses: if input.ephemeral_containers.is_empty() {
+            old.ephemeral_container_statuses.clone()
+        } else {
+            // Never probed, so never ready (as upstream reports them).
+            Some(statuses_of(
+                &input.ephemeral_containers,
+                old.ephemeral_container_statuses
+                    .as_deref()
+                    .unwrap_or_default(),
+                |v| ApiContainerStatus {
+                    ready: false,
+                    ..container_status(v, false)
+                },
+            ))
+        },
         host_ip: Some(ip.clone()),
         host_ips: Some(vec![HostIP { ip: ip.clone() }]),
         pod_ips: pod_ips.map(|l| l.into_iter().map(|ip| PodIP { ip }).collect()),
@@ -448,6 +464,7 @@ mod tests {
             sandbox_ready: true,
             containers: views,
             init_containers: Vec::new(),
+            ephemeral_containers: Vec::new(),
             pod_is_terminal: terminal,
             host_ip: "10.0.0.1",
             pod_ips: &[],

@@ -435,12 +435,15 @@ impl PodWorker {
                 .filter(|c| !rules::is_sidecar(c))
                 .flat_map(targets),
         );
+        let ephemeral = super::spec::ephemeral_containers(&self.pod);
+        first.extend(ephemeral.iter().flat_map(targets));
         // containers of the sandbox that are not in the spec any more: SIGKILL at the deadline
         for (name, rec) in &self.containers {
             if spec
                 .containers
                 .iter()
                 .chain(spec_init.iter())
+                .chain(ephemeral.iter())
                 .any(|c| &c.name == name)
             {
                 continue;

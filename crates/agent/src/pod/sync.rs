@@ -136,6 +136,10 @@ impl PodWorker {
             for c in &spec.containers {
                 self.sync_container(c, policy, now).await;
             }
+            // Ephemeral containers run once each, never restarted (upstream's kubelet).
+            for c in super::spec::ephemeral_containers(&self.pod) {
+                self.sync_container(&c, RestartPolicy::Never, now).await;
+            }
         }
         self.completed(&spec)
     }

@@ -789,6 +789,8 @@ impl PodWorker {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let views = self.views(&spec.containers);
         let init_views = self.views(spec.init_containers.as_deref().unwrap_or_default());
+        let ephemeral = super::spec::ephemeral_containers(&self.pod);
+        let ephemeral_views = self.views(&ephemeral);
         let drained = matches!(
             self.state,
             PodWorkerState::Terminated {
@@ -811,6 +813,7 @@ impl PodWorker {
             sandbox_ready: self.sandbox_ready,
             containers: views,
             init_containers: init_views,
+            ephemeral_containers: ephemeral_views,
             pod_is_terminal,
             host_ip: &self.ctx.node_ip,
             pod_ips: &self.pod_ips,

@@ -21,8 +21,11 @@
 //! no stderr then) and whose size follows the resize messages.
 //!
 //! Attach streams what the container writes from now on, read from its log file as
-//! `kubectl logs -f` does, until the container stops. The containers run without an open
-//! stdin, so `stdin=true` is refused with 400 before the upgrade.
+//! `kubectl logs -f` does, until the container stops. With `stdin=true` the client's stdin
+//! frames go to the container's stdin ([`ContainerRuntime::attach`]; a container without
+//! `stdin: true` has none, and the frames are dropped as the kubelet drops them), resize
+//! frames to its terminal (`tty: true`). Detaching (the client closes stdin or goes away)
+//! drops the runtime's attach session, which closes a `stdinOnce` container's stdin.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -475,18 +478,30 @@ async fn relay(reader: impl Future<Output = ()>, writer: impl Future<Output = ()
 
 async fn attach(st: ExecState, t: Target, Upgrade { ws, v5, opts }: Upgrade) -> Response {
     let Target { ns, pod, container } = t;
-    if opts.stdin {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "cannot attach to the stdin of container {container}: containers run without an open stdin; attach without -i"
-            ),
-        );
-    }
     let target = match find_running(st.runtime.as_ref(), &ns, &pod, &container).await {
         Ok(t) => t,
         Err(r) => return r,
     };
+    let session = if opts.stdin {
+        match st.runtime.attach(&target.id).await {
+            Ok(s) => Some(s),
+            Err(RuntimeError::InvalidState { .. }) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("container {container} is not running in pod {pod}"),
+                );
+            }
+            Err(e) => {
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("attach to container {container} in pod {pod}: {e}"),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let (stdin, resize) = session.map_or((None, None), |s| (s.stdin, s.resize));
     let start = tokio::fs::metadata(&target.log_path)
         .await
         .map(|m| m.len())
@@ -494,7 +509,7 @@ async fn attach(st: ExecState, t: Target, Upgrade { ws, v5, opts }: Upgrade) -> 
     let runtime = st.runtime.clone();
     ws.on_upgrade(move |socket| async move {
         let (tx, rx) = socket.split();
-        let reader = client_frames(rx, None, None, v5, Vec::new());
+        let reader = client_frames(rx, stdin, resize, v5, Vec::new());
         let writer = follow_output(tx, runtime, target.id, target.log_path, start, opts);
         relay(reader, writer).await;
     })

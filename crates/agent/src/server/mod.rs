@@ -8,7 +8,8 @@
 //!     ├─ /containerLogs/{ns}/{pod}/{container}   logs::router
 //!     ├─ /exec/{ns}/{pod}/{container}            exec::router
 //!     ├─ /attach/{ns}/{pod}/{container}          exec::router
-//!     └─ /portForward/{ns}/{pod}                 portforward::router
+//!     ├─ /portForward/{ns}/{pod}                 portforward::router
+//!     └─ /stats/resource                         stats::router (metrics.k8s.io)
 //! ```
 //!
 //! Served over TLS with the node's serving certificate ([`tls`]: SANs the node's IP and
@@ -24,6 +25,7 @@ pub mod exec;
 pub mod logs;
 pub mod portforward;
 pub mod spdy;
+pub mod stats;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -66,8 +68,9 @@ impl LogServer {
                 message: e.to_string(),
             })?;
         let token: Arc<str> = Arc::from(token);
-        let router = logs::router(runtime.clone(), token.clone(), clock)
+        let router = logs::router(runtime.clone(), token.clone(), clock.clone())
             .merge(exec::router(runtime.clone(), token.clone()))
+            .merge(stats::router(runtime.clone(), token.clone(), clock))
             .merge(portforward::router(runtime, token));
         Ok(LogServer {
             listener,

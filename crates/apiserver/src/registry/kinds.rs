@@ -25,6 +25,7 @@ pub static PODS: ResourceKind = ResourceKind::new("", "v1", "Pod", "pods", "pod"
     .with_subresources(&[
         Subresource::Attach,
         Subresource::Binding,
+        Subresource::EphemeralContainers,
         Subresource::Eviction,
         Subresource::Exec,
         Subresource::Log,

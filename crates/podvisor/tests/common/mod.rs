@@ -558,3 +558,46 @@ pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     });
     rx
 }
+
+/// A child's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits for a child with a bound; kills it (and fails) if it hangs.
+pub fn wait_output(mut child: Child, within: Duration) -> Output {
+    let deadline = Instant::now() + within;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the child did not finish within {within:?}\nstdout: {}\nstderr: {}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// Runs kubectl with `input` on its stdin (then closed), for at most a minute.
+    pub fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+        drop(stdin);
+        wait_output(child, Duration::from_secs(60))
+    }
+}

@@ -392,6 +392,80 @@ pub(crate) fn kill_all(dirs: &[CgDir]) -> bool {
     true
 }
 
+/// What the processes of a cgroup use: CPU time from `cpu.stat` (v2) or `cpuacct.usage`
+/// (v1, where the cpu and cpuacct controllers share a hierarchy), memory working set from
+/// `memory.current`/`memory.usage_in_bytes` less inactive file pages (as the kubelet's
+/// cadvisor computes it); what no controller counts is summed over the cgroup's live
+/// processes from `/proc` (utime + stime, resident set).
+pub(crate) fn usage(dirs: &[CgDir]) -> crate::ContainerStats {
+    let read = |d: &CgDir, f: &str| std::fs::read_to_string(d.path.join(f)).ok();
+    let stat_field = |text: &str, key: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let mut cpu = None;
+    let mut memory = None;
+    for d in dirs {
+        match d.kind {
+            CgKind::Unified => {
+                if d.has("cpu") && cpu.is_none() {
+                    cpu = read(d, "cpu.stat")
+                        .and_then(|t| stat_field(&t, "usage_usec"))
+                        .map(|u| u * 1000);
+                }
+                if d.has("memory") && memory.is_none() {
+                    let current = read(d, "memory.current").and_then(|t| t.trim().parse().ok());
+                    let inactive = read(d, "memory.stat")
+                        .and_then(|t| stat_field(&t, "inactive_file"))
+                        .unwrap_or(0);
+                    memory = current.map(|c: u64| c.saturating_sub(inactive));
+                }
+            }
+            CgKind::Cpu if cpu.is_none() => {
+                cpu = read(d, "cpuacct.usage").and_then(|t| t.trim().parse().ok());
+            }
+            CgKind::Memory if memory.is_none() => {
+                let usage = read(d, "memory.usage_in_bytes").and_then(|t| t.trim().parse().ok());
+                let inactive = read(d, "memory.stat")
+                    .and_then(|t| stat_field(&t, "total_inactive_file"))
+                    .unwrap_or(0);
+                memory = usage.map(|u: u64| u.saturating_sub(inactive));
+            }
+            _ => {}
+        }
+    }
+    if cpu.is_none() || memory.is_none() {
+        let (c, m) = procs(dirs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(proc_usage)
+            .fold((0u64, 0u64), |(c, m), (pc, pm)| (c + pc, m + pm));
+        cpu = cpu.or(Some(c));
+        memory = memory.or(Some(m));
+    }
+    crate::ContainerStats {
+        cpu_usage_nanos: cpu.unwrap_or(0),
+        memory_working_set_bytes: memory.unwrap_or(0),
+    }
+}
+
+/// One process's CPU time (ns) and resident set (bytes), from `/proc/<pid>/stat`.
+fn proc_usage(pid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command (which may hold spaces), from field 3 on.
+    let rest: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let ticks = field(14)? + field(15)?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let page = rustix::param::page_size() as u64;
+    Some((ticks * 1_000_000_000 / hz, field(24)? * page))
+}
+
 /// The number of OOM kills recorded in the memory cgroup (0 when unknown).
 pub(crate) fn oom_kills(dirs: &[CgDir]) -> u64 {
     for d in dirs {

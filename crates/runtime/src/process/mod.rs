@@ -1165,6 +1165,41 @@ impl ContainerRuntime for ProcessRuntime {
         self.exec_stream_impl(id, request).await
     }
 
+    async fn attach(&self, id: &ContainerId) -> Result<crate::AttachSession, RuntimeError> {
+        self.attach_impl(id).await
+    }
+
+    async fn container_stats(
+        &self,
+        id: &ContainerId,
+    ) -> Result<crate::ContainerStats, RuntimeError> {
+        let sid = self
+            .find(id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let dir = self.sandbox_dir(&sid);
+        let sandbox: SandboxRecord = read_json(&dir.join("sandbox.json"))
+            .map_err(|e| os("read sandbox record", e))?
+            .ok_or_else(|| RuntimeError::SandboxNotFound { id: sid.clone() })?;
+        let status = read_container(&dir.join("containers").join(&id.0), &sid)?
+            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        if !matches!(status.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::InvalidState {
+                operation: "read the stats of container",
+                id: id.0.clone(),
+                state: status.state.name(),
+            });
+        }
+        // The container's directories, as the supervisor made them (supervisor.rs `create`).
+        let dirs: Vec<CgDir> = cgroup::needed(
+            &sandbox.cgroups,
+            &[&sandbox.config.resources, &status.config.resources],
+        )
+        .iter()
+        .map(|d| d.child(&id.0))
+        .collect();
+        Ok(cgroup::usage(&dirs))
+    }
+
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
         let sid = self
             .find(id)

@@ -4,7 +4,7 @@
 //! A client sends a [`Request`] and reads one [`Response`] line; `watch` is answered with an
 //! empty response and then streams one `{"exit": …}` line per container exit until the
 //! supervisor ends. Requests: `ping`, `watch`, `create {config}`, `start {id}`,
-//! `signal {id, signal}`, `exec {id, command, timeout_ms}`, `exec_stream {id, command}`, `remove {id}`, `shutdown`,
+//! `signal {id, signal}`, `exec {id, command, timeout_ms}`, `exec_stream {id, command}`, `attach {id}`, `remove {id}`, `shutdown`,
 //! `adopt {dir}` (a spare supervisor takes on a sandbox).
 
 use std::path::PathBuf;
@@ -45,6 +45,9 @@ pub(crate) enum Request {
         #[serde(default)]
         tty: bool,
     },
+    /// The stdin of a running container: answered with its descriptor attached
+    /// (SCM_RIGHTS), or without one when it has no open stdin.
+    Attach { id: String },
     /// Remove a created or exited container.
     Remove { id: String },
     /// Kill everything, remove the cgroups and exit.

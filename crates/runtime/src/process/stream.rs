@@ -28,29 +28,62 @@ fn pipe_pair() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| os("pipe", e))
 }
 
-/// Sends `line` with `fds` attached to its first byte.
-async fn send_with_fds(stream: &UnixStream, line: &[u8], fds: &[&OwnedFd]) -> std::io::Result<()> {
+/// Sends (part of) `bytes` with `fds` attached to the first byte sent; returns how many
+/// bytes went (a non-blocking socket may take fewer).
+pub(crate) fn send_fds(
+    socket: impl AsFd,
+    bytes: &[u8],
+    fds: &[&OwnedFd],
+) -> std::io::Result<usize> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !borrowed.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+        return Err(std::io::Error::other("too many descriptors"));
+    }
+    rustix::net::sendmsg(
+        socket,
+        &[std::io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Reads from a unix socket, keeping the descriptors that came with the bytes
+/// (SCM_RIGHTS, close-on-exec).
+pub(crate) fn recv_with_fds(
+    socket: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> std::io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(
+        socket,
+        &mut [std::io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    Ok(got.bytes)
+}
+
+/// Sends `line` with `fds` attached to its first byte.
+async fn send_with_fds(stream: &UnixStream, line: &[u8], fds: &[&OwnedFd]) -> std::io::Result<()> {
     let mut sent = 0;
     while sent < line.len() {
         stream.writable().await?;
-        let attach = sent == 0;
-        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if attach && !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-                return Err(std::io::Error::other("too many descriptors"));
-            }
-            rustix::net::sendmsg(
-                stream,
-                &[std::io::IoSlice::new(&line[sent..])],
-                &mut control,
-                SendFlags::NOSIGNAL,
-            )
-            .map_err(std::io::Error::from)
-        });
-        match r {
+        let attach: &[&OwnedFd] = if sent == 0 { fds } else { &[] };
+        match stream.try_io(tokio::io::Interest::WRITABLE, || {
+            send_fds(stream, &line[sent..], attach)
+        }) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
@@ -59,8 +92,33 @@ async fn send_with_fds(stream: &UnixStream, line: &[u8], fds: &[&OwnedFd]) -> st
     Ok(())
 }
 
+/// Reads one answer line and the descriptors that came with it.
+async fn recv_line_with_fds(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !line.contains(&b'\n') {
+        if line.len() > 1 << 16 {
+            return Err("answer too long".into());
+        }
+        stream
+            .readable()
+            .await
+            .map_err(|e| format!("receive: {e}"))?;
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            recv_with_fds(stream, &mut chunk, &mut fds)
+        }) {
+            Ok(0) => return Err("connection closed without an answer".into()),
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+    Ok((line, fds))
+}
+
 /// Opens a pseudo terminal: (primary, secondary).
-fn open_pty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+pub(crate) fn open_pty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let primary = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .map_err(|e| os("open a pseudo terminal", e))?;
@@ -167,16 +225,20 @@ fn tty_parts(stdin: bool) -> Result<TtyParts, RuntimeError> {
         None
     };
     let reader = register(primary)?;
-    let resize: crate::ExecResize = Box::new(move |cols, rows| {
+    Ok((child, Box::pin(Pty(reader)), writer, resizer(sizer)))
+}
+
+/// Sets the window size of the terminal whose primary side is `primary`.
+fn resizer(primary: OwnedFd) -> crate::ExecResize {
+    Box::new(move |cols, rows| {
         let size = rustix::termios::Winsize {
             ws_row: rows,
             ws_col: cols,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        rustix::termios::tcsetwinsize(&sizer, size).map_err(|e| os("resize the terminal", e))
-    });
-    Ok((child, Box::pin(Pty(reader)), writer, resize))
+        rustix::termios::tcsetwinsize(&primary, size).map_err(|e| os("resize the terminal", e))
+    })
 }
 
 impl ProcessRuntime {
@@ -283,6 +345,69 @@ impl ProcessRuntime {
             exit: Box::pin(exit),
             resize,
         })
+    }
+}
+
+impl ProcessRuntime {
+    /// [`crate::ContainerRuntime::attach`]: asks the supervisor for the container's stdin
+    /// (its descriptor comes with the answer) and wraps it as a stream.
+    pub(super) async fn attach_impl(
+        &self,
+        id: &ContainerId,
+    ) -> Result<crate::AttachSession, RuntimeError> {
+        let sid = self
+            .find(id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let unreachable = |message: String| RuntimeError::SupervisorUnreachable {
+            id: sid.clone(),
+            message,
+        };
+        let tty = crate::ContainerRuntime::container_status(self, id)
+            .await?
+            .config
+            .stdio
+            .tty;
+        let timeout = self.inner.config.request_timeout;
+        let sock = self.sandbox_dir(&sid).join("sock");
+        let stream = tokio::time::timeout(timeout, UnixStream::connect(&sock))
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))?
+            .map_err(|e| unreachable(format!("connect: {e}")))?;
+        let mut line = serde_json::to_vec(&Request::Attach { id: id.0.clone() })
+            .map_err(|e| os("encode request", e))?;
+        line.push(b'\n');
+        tokio::time::timeout(timeout, send_with_fds(&stream, &line, &[]))
+            .await
+            .map_err(|_| unreachable("send timed out".into()))?
+            .map_err(|e| unreachable(format!("send: {e}")))?;
+        let (answer, mut fds) = tokio::time::timeout(timeout, recv_line_with_fds(&stream))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+            .map_err(unreachable)?;
+        let resp: Response =
+            serde_json::from_slice(&answer).map_err(|e| unreachable(format!("bad answer: {e}")))?;
+        if let Some(e) = resp.error {
+            return Err(from_wire(e, &sid));
+        }
+        let Some(fd) = fds.pop() else {
+            return Ok(crate::AttachSession {
+                stdin: None,
+                resize: None,
+            });
+        };
+        if tty {
+            let sizer = fd.try_clone().map_err(|e| os("dup", e))?;
+            Ok(crate::AttachSession {
+                stdin: Some(Box::pin(Pty(register(fd)?))),
+                resize: Some(resizer(sizer)),
+            })
+        } else {
+            let w = pipe::Sender::from_owned_fd(fd).map_err(|e| os("stdin pipe", e))?;
+            Ok(crate::AttachSession {
+                stdin: Some(Box::pin(w)),
+                resize: None,
+            })
+        }
     }
 }
 

@@ -405,6 +405,9 @@ struct Ctr {
     /// The main process's host PID while it runs in a private mount namespace (execs join
     /// that namespace through `/proc/<pid>/ns/mnt`).
     mnt_ns_pid: Option<u32>,
+    /// Our end of the running container's stdin (`stdin: true`): the pipe's write end, or
+    /// the terminal's primary side; handed to attaching clients (see [`crate::Stdio`]).
+    stdin: Option<OwnedFd>,
 }
 
 struct ExecSession {
@@ -780,7 +783,7 @@ impl Sup {
         };
         let mut chunk = [0u8; 4096];
         loop {
-            match recv_with_fds(&c.stream, &mut chunk, &mut c.fds) {
+            match super::stream::recv_with_fds(&c.stream, &mut chunk, &mut c.fds) {
                 Ok(0) => {
                     c.eof = true;
                     break;
@@ -949,6 +952,10 @@ impl Sup {
                     Err(e) => err(e),
                 }
             }
+            Request::Attach { id } => {
+                self.attach(conn, &id);
+                None
+            }
             Request::Remove { id } => match self.remove(&id) {
                 Ok(()) => Some(ok),
                 Err(e) => err(e),
@@ -1065,6 +1072,7 @@ impl Sup {
                 state: CState::Created,
                 oom_base: 0,
                 mnt_ns_pid: None,
+                stdin: None,
             },
         );
         Ok(id)
@@ -1324,10 +1332,7 @@ impl Sup {
             .ok_or_else(|| WireError::new(ErrorKind::NotFound, id))?;
         let log_file =
             LogFile::open(&c.rec.log_path, max).map_err(|e| os("open the log file", &e))?;
-        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os("pipe", &e))?;
-        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| os("pipe", &e))?;
-        set_nonblocking(&out_r);
-        set_nonblocking(&err_r);
+        let io = ContainerIo::new(config.stdio).map_err(|e| os("container stdio", &e))?;
         let place = cgroup::placement(&c.cg).map_err(|e| os("open the cgroup", &e))?;
         c.oom_base = cgroup::oom_kills(&c.cg);
         let started_at = wall_now();
@@ -1341,9 +1346,12 @@ impl Sup {
             gid: config.gid,
             groups: groups.as_deref(),
             security: &security,
-            stdin: self.devnull.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_raw_fd(),
+            stdin: io
+                .child_stdin
+                .as_ref()
+                .map_or(self.devnull.as_raw_fd(), |f| f.as_raw_fd()),
+            stdout: io.child_stdout.as_raw_fd(),
+            stderr: io.child_stderr.as_raw_fd(),
             cgroup_procs: &place.procs,
             clone_into: place.unified.as_ref().map(|(d, p)| (d, p)),
             mount_ns: match (&root, &plan) {
@@ -1351,10 +1359,16 @@ impl Sup {
                 (None, Some(p)) => MountNs::Private(p),
                 (None, None) => MountNs::Inherit,
             },
-            controlling_tty: false,
+            controlling_tty: config.stdio.tty,
         };
         let result = spawn::spawn(&spec);
-        drop((out_w, err_w, place));
+        drop(place);
+        let ContainerIo {
+            stdout: out_r,
+            stderr: err_r,
+            stdin: our_stdin,
+            ..
+        } = io;
         match result {
             Ok(sp) => {
                 let started = StartedRecord {
@@ -1373,7 +1387,8 @@ impl Sup {
                 c.mnt_ns_pid = (plan.is_some() || root.is_some()).then_some(sp.host_pid);
                 c.log = Some(log_file);
                 c.out = Some(LogStream::new(out_r, "stdout"));
-                c.err = Some(LogStream::new(err_r, "stderr"));
+                c.err = err_r.map(|fd| LogStream::new(fd, "stderr"));
+                c.stdin = our_stdin;
                 Ok(())
             }
             Err(e) => {
@@ -1776,6 +1791,7 @@ impl Sup {
             return;
         };
         c.mnt_ns_pid = None;
+        c.stdin = None;
         if let Some(log) = c.log.as_mut() {
             for s in [c.out.as_mut(), c.err.as_mut()].into_iter().flatten() {
                 s.pump(log);
@@ -1913,29 +1929,6 @@ fn drain_exec(e: &mut ExecSession) -> bool {
     }
 }
 
-/// Reads from a control connection, keeping the descriptors that came with the bytes.
-fn recv_with_fds(
-    stream: &UnixStream,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> std::io::Result<usize> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = rustix::net::recvmsg(
-        stream,
-        &mut [std::io::IoSliceMut::new(buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )?;
-    for m in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
-            fds.extend(received);
-        }
-    }
-    Ok(got.bytes)
-}
-
 impl Sup {
     /// `exec_stream`: runs `command` in container `id` with the stdin, stdout and stderr
     /// that came with the request (SCM_RIGHTS, in that order). Answers at once; the exit
@@ -1974,6 +1967,109 @@ impl Sup {
             code: None,
         });
         Ok(())
+    }
+}
+
+/// The standard streams of a container being started: the child's ends (closed once it
+/// runs) and ours (the log readers and the stdin kept for attaching clients).
+struct ContainerIo {
+    child_stdin: Option<OwnedFd>,
+    child_stdout: OwnedFd,
+    child_stderr: OwnedFd,
+    stdout: OwnedFd,
+    stderr: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+}
+
+impl ContainerIo {
+    /// Pipes for stdout and stderr, and for stdin with `stdin`; or one terminal for all
+    /// three with `tty` (its output is logged as stdout).
+    fn new(stdio: crate::Stdio) -> Result<ContainerIo, String> {
+        let cloexec_pipe =
+            || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        if stdio.tty {
+            let (primary, secondary) = super::stream::open_pty().map_err(|e| e.to_string())?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+            return Ok(ContainerIo {
+                child_stdin: Some(dup(&secondary)?),
+                child_stdout: dup(&secondary)?,
+                child_stderr: secondary,
+                stdin: if stdio.stdin {
+                    Some(dup(&primary)?)
+                } else {
+                    None
+                },
+                stdout: primary,
+                stderr: None,
+            });
+        }
+        let (out_r, out_w) = cloexec_pipe()?;
+        let (err_r, err_w) = cloexec_pipe()?;
+        set_nonblocking(&out_r);
+        set_nonblocking(&err_r);
+        let (child_stdin, stdin) = if stdio.stdin {
+            let (r, w) = cloexec_pipe()?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        Ok(ContainerIo {
+            child_stdin,
+            child_stdout: out_w,
+            child_stderr: err_w,
+            stdout: out_r,
+            stderr: Some(err_r),
+            stdin,
+        })
+    }
+}
+
+impl Sup {
+    /// `attach`: answers with a copy of the running container's stdin attached (SCM_RIGHTS),
+    /// or with none when it has no open stdin. A `stdin_once` stdin (without a terminal) is
+    /// given away: ours closes, so the container reads end of file once that client is done.
+    fn attach(&mut self, conn: usize, id: &str) {
+        let answer =
+            match self.ctrs.get_mut(id) {
+                None => Err(WireError::new(ErrorKind::NotFound, id)),
+                Some(c) if !matches!(c.state, CState::Running { .. }) => Err(
+                    WireError::invalid_state("attach to container", id, c.state.name()),
+                ),
+                Some(c) => {
+                    let once = c.rec.config.stdio.stdin_once && !c.rec.config.stdio.tty;
+                    let fd = if once {
+                        c.stdin.take()
+                    } else {
+                        c.stdin.as_ref().and_then(|f| f.try_clone().ok())
+                    };
+                    Ok(fd)
+                }
+            };
+        let (resp, fd) = match answer {
+            Ok(fd) => (Response::default(), fd),
+            Err(e) => (
+                Response {
+                    error: Some(e),
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
+        self.flush(conn);
+        let Some(Some(c)) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let Ok(mut line) = serde_json::to_vec(&resp) else {
+            return;
+        };
+        line.push(b'\n');
+        let fds: Vec<&OwnedFd> = fd.iter().collect();
+        // A fresh connection has room for one short line: sent whole or not at all.
+        match super::stream::send_fds(&c.stream, &line, &fds) {
+            Ok(n) if n == line.len() => {}
+            Ok(n) => c.wbuf.extend_from_slice(&line[n..]),
+            Err(_) => c.eof = true,
+        }
     }
 }
 
