@@ -2,7 +2,8 @@
 //! [Job](job) and [CronJob](cronjob) controllers, a background garbage collector, and node failure handling: the
 //! [node lifecycle controller](nodelifecycle) (heartbeats, `Unknown` conditions, taints,
 //! zone disruption), the [taint eviction controller](tainteviction) (NoExecute),
-//! [PodGC](podgc), the [node IPAM controller](nodeipam) (podCIDRs) and the cluster DNS's
+//! [PodGC](podgc), the [horizontal pod autoscaler](hpa) (a periodic loop, every 15 s), the
+//! [node IPAM controller](nodeipam) (podCIDRs) and the cluster DNS's
 //! objects ([kubedns]: the `kube-dns` Service and its per-node EndpointSlices).
 //!
 //! # How they run
@@ -41,6 +42,7 @@ pub mod endpointslice;
 mod evictions;
 mod expectations;
 mod gc;
+mod hpa;
 mod job;
 pub mod kubedns;
 mod manager;

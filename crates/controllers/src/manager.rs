@@ -287,6 +287,7 @@ impl ControllerManager {
         }
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(crate::hpa::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));

@@ -1,6 +1,8 @@
 //! Acceptance tests of resource metrics (issue 25), driven only through the real `kubectl`
 //! against `podvisor up` with real processes: `metrics.k8s.io/v1beta1` from the agent's
-//! cgroup readings, `kubectl top node` and `kubectl top pod`. One cluster serves every case.
+//! cgroup readings, `kubectl top node` and `kubectl top pod`, and a HorizontalPodAutoscaler
+//! (autoscaling/v2) scaling a CPU-burning Deployment up and back down. One cluster serves
+//! every case.
 
 #![allow(clippy::disallowed_methods)]
 
@@ -17,6 +19,7 @@ fn metrics_through_kubectl() {
     let _g = serial();
     let c = Cluster::up();
     top_shows_nodes_and_a_busy_pod(&c);
+    hpa_scales_a_busy_deployment_up_and_back_down(&c);
 }
 
 /// Parses a CPU column of `kubectl top` (`250m`, `1`) into millicores.
@@ -109,4 +112,100 @@ fn top_shows_nodes_and_a_busy_pod(c: &Cluster) {
         String::from_utf8_lossy(&out.stderr)
     );
     c.kubectl_ok(&["delete", "pod", "burn", "idle", "--wait=false"]);
+}
+
+/// An HPA on CPU utilization: a Deployment whose pods keep a CPU busy while a host file
+/// exists is scaled up to its maximum (ScalingLimited/TooManyReplicas), and back to its
+/// minimum once they idle (a 5 s scale-down stabilization window keeps the test short).
+fn hpa_scales_a_busy_deployment_up_and_back_down(c: &Cluster) {
+    let flag = c.dir.path().join("burn");
+    std::fs::write(&flag, "").expect("flag");
+    let flag = flag.display().to_string();
+    c.apply(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: burner
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: burner}}
+  template:
+    metadata:
+      labels: {{app: burner}}
+    spec:
+      runtimeClassName: host
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "while [ -e {flag} ]; do :; done; exec sleep 600"]
+        resources:
+          requests: {{cpu: 100m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: burner
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burner}}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {{type: Utilization, averageUtilization: 50}}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 5
+"#
+    ));
+    let replicas = || {
+        c.kubectl_ok(&[
+            "get",
+            "deployment",
+            "burner",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+    };
+    let condition = |ty: &str| {
+        c.kubectl_ok(&[
+            "get",
+            "hpa",
+            "burner",
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"{ty}\")].reason}}"),
+        ])
+    };
+    c.wait_for("the HPA scales up to 2", Duration::from_secs(90), || {
+        replicas() == "2"
+    });
+    c.wait_for(
+        "ScalingLimited TooManyReplicas",
+        Duration::from_secs(60),
+        || condition("ScalingLimited") == "TooManyReplicas",
+    );
+    assert_eq!(condition("ScalingActive"), "ValidMetricFound");
+    let events = c.kubectl_ok(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
+    assert!(
+        events.contains(
+            "New size: 2; reason: cpu resource utilization (percentage of request) above target"
+        ),
+        "{events}"
+    );
+    std::fs::remove_file(&flag).expect("stop burning");
+    c.wait_for(
+        "the HPA scales back down to 1",
+        Duration::from_secs(90),
+        || replicas() == "1",
+    );
+    let events = c.kubectl_ok(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
+    assert!(
+        events.contains("New size: 1; reason: All metrics below target"),
+        "{events}"
+    );
+    c.kubectl_ok(&["delete", "hpa", "burner"]);
+    c.kubectl_ok(&["delete", "deployment", "burner", "--wait=false"]);
 }
