@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::clock::WallClock;
 
+/// The kubelet's default `--max-pods`.
+pub const DEFAULT_MAX_PODS: u32 = 110;
+
 /// How the agent runs. Build with [`AgentConfig::new`] and adjust fields.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -51,6 +54,9 @@ pub struct AgentConfig {
     /// the kubelet's `--allowed-unsafe-sysctls`), checked with
     /// [`crate::pod::security::check_unsafe_sysctl_patterns`].
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// How many pods the node holds: its `pods` capacity and allocatable (the kubelet's
+    /// `--max-pods`, default 110). A `pods` entry in `capacity` overrides it.
+    pub max_pods: u32,
 }
 
 impl AgentConfig {
@@ -75,6 +81,7 @@ impl AgentConfig {
             network: None,
             image_gc: Default::default(),
             allowed_unsafe_sysctls: Vec::new(),
+            max_pods: DEFAULT_MAX_PODS,
         }
     }
 }

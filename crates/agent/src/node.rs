@@ -1,7 +1,8 @@
 //! The agent's Node and its heartbeats (spec §5.1).
 //!
 //! * **Registration**: create the Node (labels, addresses InternalIP + Hostname, capacity and
-//!   allocatable cpu / memory / ephemeral-storage / pods = 110, conditions, nodeInfo,
+//!   allocatable cpu / memory / ephemeral-storage / pods = `max_pods` (110 by default, the
+//!   kubelet's `--max-pods`), conditions, nodeInfo,
 //!   daemonEndpoints.kubeletEndpoint.Port = the log server's port); if it exists, update its
 //!   labels and status.
 //! * **Lease**: `coordination.k8s.io/v1` Lease named after the node in `kube-node-lease`,
@@ -82,7 +83,7 @@ pub fn capacity(config: &AgentConfig) -> BTreeMap<String, Quantity> {
         "ephemeral-storage".to_string(),
         Quantity(format!("{disk_kib}Ki")),
     );
-    out.insert("pods".to_string(), Quantity("110".to_string()));
+    out.insert("pods".to_string(), Quantity(config.max_pods.to_string()));
     for (k, v) in &config.capacity {
         out.insert(k.clone(), Quantity(v.clone()));
     }
@@ -529,6 +530,17 @@ impl NodeReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_pods_sets_pod_capacity_and_allocatable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = AgentConfig::new("n1", "10.1.2.3".parse().unwrap(), dir.path().to_path_buf());
+        cfg.max_pods = 1_500;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let st = node_status(&cfg, 10250, true, None, now);
+        assert_eq!(st.capacity.as_ref().unwrap()["pods"].0, "1500");
+        assert_eq!(st.allocatable.as_ref().unwrap()["pods"].0, "1500");
+    }
 
     #[test]
     fn node_status_has_upstream_conditions_capacity_and_endpoint() {

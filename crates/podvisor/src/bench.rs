@@ -6,12 +6,20 @@
 //! client would. Timestamps come from the client side: a pod is "Running" when the client
 //! sees the watch event that says so. Every section prints its own table; `--json` also
 //! writes everything as one JSON document.
+//!
+//! # Phases
+//!
+//! Each part (and each section of the cluster part) is a phase with a time limit that grows
+//! with its sample size; a phase that fails or overruns ends the run with a line naming it.
+//! On Ctrl-C or a failure every process the bench started ends (see `bench_proc`: the `up`
+//! stops its pods, leftover supervisors are killed, podman containers removed) and the bench
+//! says so. The burst runs on one node whose pod capacity (`--max-pods`) the bench raises to
+//! hold it; against a smaller node the burst is sized to the free pod slots.
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +31,8 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+pub(crate) use crate::bench_proc::UpProcess;
+use crate::bench_proc::{UpOptions, alive, processes_matching, rss_kb};
 use crate::cli::BenchArgs;
 
 /// Latency samples in milliseconds.
@@ -32,6 +42,10 @@ pub(crate) struct Samples(Vec<f64>);
 impl Samples {
     pub(crate) fn push(&mut self, d: Duration) {
         self.0.push(d.as_secs_f64() * 1000.0);
+    }
+    /// A sample given in milliseconds (negative for "before the deadline").
+    pub(crate) fn push_ms(&mut self, ms: f64) {
+        self.0.push(ms);
     }
     pub(crate) fn pct(&self, p: f64) -> f64 {
         if self.0.is_empty() {
@@ -47,7 +61,7 @@ impl Samples {
     }
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -57,6 +71,8 @@ pub(crate) struct Seen {
     pub(crate) running: HashMap<String, Instant>,
     pub(crate) ready: HashMap<String, Instant>,
     pub(crate) deleted: HashMap<String, Instant>,
+    /// The scheduler's message for pods it could not place (`PodScheduled` False).
+    pub(crate) unschedulable: HashMap<String, String>,
 }
 
 pub(crate) struct Observer {
@@ -88,6 +104,18 @@ impl Observer {
                             .is_some_and(|cs| {
                                 cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
                             });
+                        if let Some(c) = status.and_then(|s| s.conditions.as_ref()).and_then(|cs| {
+                            cs.iter().find(|c| {
+                                c.type_ == "PodScheduled"
+                                    && c.status == "False"
+                                    && c.reason.as_deref() == Some("Unschedulable")
+                            })
+                        }) {
+                            let message = c.message.clone().unwrap_or_default();
+                            seen.unschedulable.insert(name.clone(), message);
+                        } else {
+                            seen.unschedulable.remove(&name);
+                        }
                         if ready {
                             seen.ready.entry(name).or_insert(now);
                         }
@@ -111,6 +139,39 @@ impl Observer {
         seen.running.get(name).copied().unwrap_or_else(Instant::now)
     }
 
+    /// Waits until every pod in `names` is Running; fails at once, with the scheduler's
+    /// message, when one of them is unschedulable.
+    pub(crate) async fn wait_all_running(
+        &self,
+        names: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let mut stuck = None;
+        let result = self
+            .wait(timeout, |s| {
+                if let Some((n, m)) = names
+                    .iter()
+                    .find_map(|n| s.unschedulable.get(n).map(|m| (n, m)))
+                {
+                    stuck = Some(format!("pod {n} is unschedulable: {m}"));
+                    return true;
+                }
+                names.iter().all(|n| s.running.contains_key(n))
+            })
+            .await;
+        if let Some(why) = stuck {
+            bail!("{why}");
+        }
+        result.map_err(|e| {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let left = names
+                .iter()
+                .filter(|n| !seen.running.contains_key(*n))
+                .count();
+            e.context(format!("{left} of {} pods not Running", names.len()))
+        })
+    }
+
     pub(crate) async fn wait(
         &self,
         timeout: Duration,
@@ -129,155 +190,6 @@ impl Observer {
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
     }
-}
-
-/// A `podvisor up` child process on a temporary data dir.
-pub(crate) struct UpProcess {
-    child: Child,
-    dir: tempfile::TempDir,
-    pub(crate) client: kube::Client,
-}
-
-impl UpProcess {
-    async fn start(node: &str) -> anyhow::Result<(UpProcess, Duration)> {
-        Self::start_with(node, false).await
-    }
-
-    /// `up` with the pod network on or off (on only where the bench has a network namespace
-    /// of its own: `bench_network`).
-    pub(crate) async fn start_with(
-        node: &str,
-        pod_network: bool,
-    ) -> anyhow::Result<(UpProcess, Duration)> {
-        let dir = tempfile::Builder::new()
-            .prefix("podvisor-bench")
-            .tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let exe = std::env::current_exe()?;
-        let log = std::fs::File::create(dir.path().join("up.log"))?;
-        let t0 = Instant::now();
-        let child = Command::new(exe)
-            .args([
-                "up",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--node-name",
-                node,
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("PODVISOR_LOG", "warn")
-            // Unless the bench runs in a network namespace of its own, no bridges, pod
-            // addresses or NAT rules are made: pods share the host's network.
-            .env("PODVISOR_POD_NETWORK", pod_network.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("start podvisor up")?;
-        let mut up = UpProcess {
-            child,
-            dir,
-            client: kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse()?))?,
-        };
-        // `up` prints the export line once the node is Ready.
-        let stdout = up.child.stdout.take().context("stdout")?;
-        let ready = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("export KUBECONFIG=") {
-                    return Some(Instant::now());
-                }
-            }
-            None
-        });
-        let ready_at = tokio::time::timeout(Duration::from_secs(60), ready)
-            .await
-            .context("`up` did not become ready within 60 s")??
-            .context("`up` exited before it was ready")?;
-        let startup = ready_at - t0;
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(up.dir.path().join("data/kubeconfig"))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        up.client = kube::Client::try_from(config)?;
-        Ok((up, startup))
-    }
-
-    fn rss_kb(&self) -> u64 {
-        rss_kb(self.child.id() as i32)
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// RSS of this cluster's pod supervisors (KiB each).
-    fn supervisor_rss(&self) -> Vec<u64> {
-        let marker = self.data_dir().display().to_string();
-        processes_matching(|cmd| cmd.contains(" supervise") && cmd.contains(&marker))
-            .into_iter()
-            .map(rss_kb)
-            .collect()
-    }
-
-    pub(crate) fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        std::thread::sleep(Duration::from_secs(2));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rss_kb(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn processes_matching(pred: impl Fn(&str) -> bool) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
-                && let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            {
-                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                if pred(&cmd) {
-                    out.push(pid);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        })
-        .unwrap_or(false)
 }
 
 pub(crate) fn pod_json(
@@ -329,7 +241,7 @@ async fn create_all_ready(
 
 /// Creates the pods `api-<i>` for every `i` in `range`, `clients` requests at a time, bound
 /// to a node that does not exist (so nothing runs them).
-async fn create_unschedulable(
+pub(crate) async fn create_unschedulable(
     api: &Api<Pod>,
     range: std::ops::Range<usize>,
     clients: usize,
@@ -365,21 +277,100 @@ async fn delete_all_pods(api: &Api<Pod>, obs: &Observer, names: &[String]) -> an
 
 const SLEEP: &[&str] = &["sh", "-c", "sleep 100000 & wait"];
 
-/// Runs the benchmark.
+/// Sample sizes: `--quick` or the full run.
+struct Sizes {
+    seq: usize,
+    burst: usize,
+    del: usize,
+    kill: usize,
+    api: usize,
+    list: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                seq: 20,
+                burst: 100,
+                del: 5,
+                kill: 3,
+                api: 500,
+                list: 2_000,
+            }
+        } else {
+            Sizes {
+                seq: 100,
+                burst: 1_000,
+                del: 20,
+                kill: 10,
+                api: 2_000,
+                list: 10_000,
+            }
+        }
+    }
+}
+
+/// Runs `part` with a time limit; a failure or the limit names the phase.
+pub(crate) async fn phase<T>(
+    name: &str,
+    limit: Duration,
+    part: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    eprintln!("bench: phase `{name}` (time limit {} s)", limit.as_secs());
+    match tokio::time::timeout(limit, part).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.context(format!("bench phase `{name}` failed"))),
+        Err(_) => bail!(
+            "bench phase `{name}` did not finish within its time limit of {} s",
+            limit.as_secs()
+        ),
+    }
+}
+
+/// Runs a blocking part on a blocking thread (it stops at its next step when interrupted).
+async fn blocking<T: Send + 'static>(
+    part: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(part).await?
+}
+
+/// Runs the benchmark. Every part is a phase with a time limit; Ctrl-C or a failure ends
+/// every process the bench started (`bench_proc`) and says so.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let want = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
-    let (seq_n, burst_n, del_n, kill_n, api_n, list_n) = if args.quick {
-        (20, 100, 5, 3, 500, 2_000)
-    } else {
-        (100, 1_000, 20, 10, 2_000, 10_000)
+    let result = tokio::select! {
+        r = run_parts(&args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("bench interrupted (Ctrl-C)")),
     };
+    // The parts' children have ended as the parts were dropped; blocking parts stop at their
+    // next step, and what the podman part made is removed.
+    if result.is_err() {
+        crate::bench_proc::interrupt();
+    }
+    crate::bench_podman::remove_leftovers();
+    if result.is_err() {
+        eprintln!("bench: every process the bench started has ended");
+    }
+    result
+}
+
+async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
+    let want = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
+    let sizes = Sizes::new(args.quick);
+    let quick = args.quick;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let machine = machine();
     println!("# podvisor bench\ncommand: {command_line}\nmachine: {machine}\n");
     let mut report = json!({"command": command_line, "machine": machine});
 
     if want("floor") {
-        let floor = floor(if args.quick { 100 } else { 300 });
+        let n = if quick { 100 } else { 300 };
+        let floor = phase(
+            "floor",
+            Duration::from_secs(120),
+            blocking(move || Ok(floor(n))),
+        )
+        .await?;
         println!("## physical floor (no orchestrator)");
         println!(
             "fork+exec+wait /bin/true                       p50 {:.3} ms",
@@ -397,70 +388,120 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     if want("authz") {
-        report["authz"] = crate::bench_authz::run(args.quick);
+        report["authz"] = phase(
+            "authz",
+            Duration::from_secs(300),
+            blocking(move || Ok(crate::bench_authz::run(quick))),
+        )
+        .await?;
     }
 
     let needs_cluster = ["startup", "delete", "api", "footprint"]
         .iter()
         .any(|p| want(p));
     if needs_cluster {
-        let (up, startup) = UpProcess::start("bench-node").await?;
+        // The burst runs on one node: its pod capacity (the kubelet's `--max-pods`, 110 by
+        // default) is raised to hold it.
+        let max_pods = (sizes.burst + 10).max(podvisor_agent::config::DEFAULT_MAX_PODS as usize);
+        let (up, startup) = phase(
+            "up",
+            Duration::from_secs(90),
+            UpProcess::launch(UpOptions {
+                args: vec!["--max-pods".into(), max_pods.to_string().into()],
+                ..UpOptions::up(BENCH_NODE)
+            }),
+        )
+        .await?;
         let idle_rss = up.rss_kb();
-        println!("## podvisor up");
+        println!("## podvisor up (--max-pods {max_pods})");
         println!(
             "process start -> node Ready and kubeconfig printed: {:.1} ms",
             startup.as_secs_f64() * 1000.0
         );
         println!("RSS idle, no pods: {:.1} MB\n", idle_rss as f64 / 1024.0);
-        report["up"] = json!({"ready_ms": round(startup.as_secs_f64() * 1000.0), "idle_rss_mb": round(idle_rss as f64 / 1024.0)});
-        let result = cluster_sections(
-            &up,
-            &args,
-            want,
-            (seq_n, burst_n, del_n, kill_n, api_n, list_n),
-            &mut report,
-        )
-        .await;
+        report["up"] = json!({"ready_ms": round(startup.as_secs_f64() * 1000.0), "idle_rss_mb": round(idle_rss as f64 / 1024.0), "max_pods": max_pods});
+        cluster_sections(&up, want, &sizes, &mut report).await?;
         up.stop();
-        result?;
     }
 
     if want("network") {
-        let (n, burst) = if args.quick { (10, 30) } else { (50, 100) };
-        if let Some(v) = crate::bench_network::run(n, burst).await? {
+        let (n, burst) = if quick { (10, 30) } else { (50, 100) };
+        if let Some(v) = phase(
+            "network",
+            Duration::from_secs(600),
+            crate::bench_network::run(n, burst),
+        )
+        .await?
+        {
             report["network"] = v;
         }
     }
 
     if want("services") {
-        let (latency_n, removals) = if args.quick { (200, 10) } else { (1_000, 50) };
-        if let Some(v) = crate::bench_services::run(latency_n, removals).await? {
+        let (latency_n, removals) = if quick { (200, 10) } else { (1_000, 50) };
+        if let Some(v) = phase(
+            "services",
+            Duration::from_secs(900),
+            crate::bench_services::run(latency_n, removals),
+        )
+        .await?
+        {
             report["services"] = v;
         }
     }
 
     if want("hostile") {
-        let (up, _) = UpProcess::start("bench-hostile").await?;
-        let result = hostile(&up, args.quick).await;
-        up.stop();
-        report["hostile"] = result?;
+        report["hostile"] = phase("hostile", Duration::from_secs(600), async {
+            let (up, _) = UpProcess::start("bench-hostile").await?;
+            let result = hostile(&up, quick).await;
+            up.stop();
+            result
+        })
+        .await?;
+    }
+
+    if want("store") {
+        let n = if quick { 200 } else { sizes.api };
+        if let Some(v) = phase(
+            "store",
+            Duration::from_secs(600),
+            crate::bench_store::run(n),
+        )
+        .await?
+        {
+            report["store"] = v;
+        }
     }
 
     if want("scale") {
-        let (nodes, per_node) = if args.quick { (20, 50) } else { (100, 100) };
-        report["scale"] = scale(nodes, per_node).await?;
+        let (nodes, per_node) = if quick { (20, 50) } else { (100, 100) };
+        report["scale"] = phase(
+            "scale",
+            Duration::from_secs(if quick { 300 } else { 900 }),
+            scale(nodes, per_node),
+        )
+        .await?;
     }
 
-    if let Some(peer) = &args.peer {
-        match peer.as_str() {
-            "podman" => match podman(if args.quick { 3 } else { 10 }) {
-                Ok(v) => {
-                    report["podman"] = v;
-                }
+    match args.peer.as_str() {
+        "none" => {}
+        "podman" if want("podman") => {
+            let n = if quick { 3 } else { 10 };
+            // The peer is optional: where it cannot run, one line says why.
+            match phase(
+                "podman",
+                Duration::from_secs(300),
+                blocking(move || crate::bench_podman::run(n)),
+            )
+            .await
+            {
+                Ok(v) => report["podman"] = v,
+                Err(e) if crate::bench_proc::interrupted() => return Err(e),
                 Err(e) => println!("## podman\nnot measured: {e:#}\n"),
-            },
-            other => bail!("unknown peer {other:?} (supported: podman)"),
+            }
         }
+        "podman" => {}
+        other => bail!("unknown peer {other:?} (supported: podman, none)"),
     }
     ratios(&mut report);
     if let Some(path) = &args.json {
@@ -505,321 +546,444 @@ async fn hostile(up: &UpProcess, quick: bool) -> anyhow::Result<Value> {
     .await
 }
 
+/// The node of the bench's `up`.
+const BENCH_NODE: &str = "bench-node";
+
+/// A time limit that grows with the number of pods a phase handles.
+fn limit(base_s: u64, n: usize, per_pod_ms: u64) -> Duration {
+    Duration::from_secs(base_s) + Duration::from_millis(per_pod_ms * n as u64)
+}
+
 async fn cluster_sections(
     up: &UpProcess,
-    args: &BenchArgs,
     want: impl Fn(&str) -> bool,
-    (seq_n, burst_n, del_n, kill_n, api_n, list_n): (usize, usize, usize, usize, usize, usize),
+    sizes: &Sizes,
     report: &mut Value,
 ) -> anyhow::Result<()> {
     let client = up.client.clone();
     ensure_namespace(&client, "bench").await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
     let (obs, watch_task) = Observer::start(pods.clone());
-    let _ = args;
+    let _watch = AbortOnDrop(watch_task);
 
     if want("startup") {
-        // Warm-up, excluded.
-        for i in 0..3 {
-            let name = format!("warm-{i}");
-            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
-                .await?;
-            obs.wait(Duration::from_secs(60), |s| s.running.contains_key(&name))
-                .await?;
-        }
-        let mut to_running = Samples::default();
-        let mut to_ready = Samples::default();
-        let mut names = Vec::new();
-        for i in 0..seq_n {
-            let name = format!("seq-{i}");
-            let t = Instant::now();
-            pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
-                .await?;
-            obs.wait(Duration::from_secs(60), |s| s.ready.contains_key(&name))
-                .await
-                .with_context(|| format!("pod {name} not Ready"))?;
-            let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
-            to_running.push(seen.running[&name] - t);
-            to_ready.push(seen.ready[&name] - t);
-            names.push(name);
-        }
-        println!("## pod startup, {seq_n} pods one after another (process runtime, `sleep`)");
-        println!(
-            "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
-            to_running.pct(50.0),
-            to_running.pct(90.0),
-            to_running.pct(99.0)
-        );
-        println!(
-            "create -> Ready    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
-            to_ready.pct(50.0),
-            to_ready.pct(90.0),
-            to_ready.pct(99.0)
-        );
-        let rss_100 = up.rss_kb();
-        let sup = up.supervisor_rss();
-        let sup_avg = if sup.is_empty() {
-            0.0
-        } else {
-            sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0
-        };
-        println!(
-            "RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n",
-            seq_n + 3,
-            rss_100 as f64 / 1024.0,
-            sup_avg,
-            sup.len()
-        );
-        report["startup_sequential"] = json!({"create_to_running": to_running.summary(), "create_to_ready": to_ready.summary()});
-        report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
-        names.extend((0..3).map(|i| format!("warm-{i}")));
-        delete_all_pods(&pods, &obs, &names).await?;
+        let n = sizes.seq;
+        phase(
+            "startup",
+            limit(120, n, 5_000),
+            startup_sequential(up, &pods, &obs, n, report),
+        )
+        .await?;
+        let n = sizes.burst;
+        phase(
+            "burst",
+            limit(120, n, 300),
+            startup_burst(up, &pods, &obs, n, report),
+        )
+        .await?;
+    }
+    if want("delete") {
+        phase(
+            "delete",
+            limit(60, sizes.del, 5_000),
+            deletion(&pods, &obs, sizes.del, report),
+        )
+        .await?;
+        phase(
+            "sigkill",
+            limit(60, sizes.kill, 5_000),
+            sigkill(&pods, &obs, sizes.kill, report),
+        )
+        .await?;
+    }
+    if want("api") {
+        phase(
+            "api",
+            limit(120, sizes.list + sizes.api, 20),
+            api_section(up, sizes.api, sizes.list, report),
+        )
+        .await?;
+    }
+    Ok(())
+}
 
-        // Burst.
-        let t0 = Instant::now();
-        let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let names: Vec<String> = (0..burst_n).map(|i| format!("burst-{i}")).collect();
-        futures::stream::iter(names.clone())
-            .map(|name| {
-                let pods = pods.clone();
-                let created = created.clone();
-                async move {
-                    let t = Instant::now();
-                    pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
-                        .await?;
-                    created
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(name, t);
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(16)
-            .try_collect::<Vec<_>>()
+/// Aborts a task when dropped (the observer's watch ends with its phase).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn startup_sequential(
+    up: &UpProcess,
+    pods: &Api<Pod>,
+    obs: &Observer,
+    seq_n: usize,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    // Warm-up, excluded.
+    for i in 0..3 {
+        let name = format!("warm-{i}");
+        pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
             .await?;
-        obs.wait(Duration::from_secs(600), |s| {
-            names.iter().all(|n| s.running.contains_key(n))
+        obs.wait(Duration::from_secs(60), |s| s.running.contains_key(&name))
+            .await
+            .with_context(|| format!("warm-up pod {name} not Running"))?;
+    }
+    let mut to_running = Samples::default();
+    let mut to_ready = Samples::default();
+    let mut names = Vec::new();
+    for i in 0..seq_n {
+        let name = format!("seq-{i}");
+        let t = Instant::now();
+        pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+            .await?;
+        obs.wait(Duration::from_secs(60), |s| s.ready.contains_key(&name))
+            .await
+            .with_context(|| format!("pod {name} not Ready"))?;
+        let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
+        to_running.push(seen.running[&name] - t);
+        to_ready.push(seen.ready[&name] - t);
+        names.push(name);
+    }
+    println!("## pod startup, {seq_n} pods one after another (process runtime, `sleep`)");
+    println!(
+        "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
+        to_running.pct(50.0),
+        to_running.pct(90.0),
+        to_running.pct(99.0)
+    );
+    println!(
+        "create -> Ready    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
+        to_ready.pct(50.0),
+        to_ready.pct(90.0),
+        to_ready.pct(99.0)
+    );
+    let rss_100 = up.rss_kb();
+    let sup = up.supervisor_rss();
+    let sup_avg = if sup.is_empty() {
+        0.0
+    } else {
+        sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0
+    };
+    println!(
+        "RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n",
+        seq_n + 3,
+        rss_100 as f64 / 1024.0,
+        sup_avg,
+        sup.len()
+    );
+    report["startup_sequential"] =
+        json!({"create_to_running": to_running.summary(), "create_to_ready": to_ready.summary()});
+    report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
+    names.extend((0..3).map(|i| format!("warm-{i}")));
+    delete_all_pods(pods, obs, &names).await
+}
+
+/// The bench node's allocatable pods, less the pods bound to it that have not ended.
+async fn free_pod_slots(client: &kube::Client) -> anyhow::Result<usize> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = nodes.get(BENCH_NODE).await?;
+    let allocatable = node
+        .status
+        .and_then(|s| s.allocatable)
+        .and_then(|a| a.get("pods").and_then(|q| q.0.parse::<usize>().ok()))
+        .context("the bench node reports no allocatable pods")?;
+    let all: Api<Pod> = Api::all(client.clone());
+    let used = all
+        .list(&ListParams::default().fields(&format!("spec.nodeName={BENCH_NODE}")))
+        .await?
+        .items
+        .iter()
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
         })
+        .count();
+    Ok(allocatable.saturating_sub(used))
+}
+
+async fn startup_burst(
+    up: &UpProcess,
+    pods: &Api<Pod>,
+    obs: &Observer,
+    asked: usize,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    // The burst is sized to what the node can hold (the bench raises its `--max-pods` to
+    // hold the whole burst, so this only matters against a node configured otherwise).
+    let free = free_pod_slots(&up.client).await?;
+    let burst_n = asked.min(free);
+    if burst_n < asked {
+        println!("(burst sized to the node's {free} free pod slots instead of {asked})");
+    }
+    if burst_n == 0 {
+        bail!("the bench node has no room for pods");
+    }
+    let t0 = Instant::now();
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let names: Vec<String> = (0..burst_n).map(|i| format!("burst-{i}")).collect();
+    futures::stream::iter(names.clone())
+        .map(|name| {
+            let pods = pods.clone();
+            let created = created.clone();
+            async move {
+                let t = Instant::now();
+                pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+                    .await?;
+                created
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name, t);
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    obs.wait_all_running(&names, limit(60, burst_n, 200))
         .await
         .context("burst pods not all Running")?;
-        let total = t0.elapsed();
-        let mut burst = Samples::default();
-        {
-            let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let created = created.lock().unwrap_or_else(|p| p.into_inner());
-            for n in &names {
-                burst.push(seen.running[n] - created[n]);
-            }
-        }
-        let rate = burst_n as f64 / total.as_secs_f64();
-        let rss_burst = up.rss_kb();
-        println!("## pod startup, burst of {burst_n} on one node");
-        println!(
-            "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms; all Running after {:.2} s = {:.0} pods/s",
-            burst.pct(50.0),
-            burst.pct(90.0),
-            burst.pct(99.0),
-            total.as_secs_f64(),
-            rate
-        );
-        println!(
-            "RSS of up with {burst_n} pods: {:.1} MB\n",
-            rss_burst as f64 / 1024.0
-        );
-        report["startup_burst"] = json!({"n": burst_n, "create_to_running": burst.summary(), "total_s": round(total.as_secs_f64()), "pods_per_s": round(rate), "up_rss_mb": round(rss_burst as f64 / 1024.0)});
-        delete_all_pods(&pods, &obs, &names).await?;
-    }
-
-    if want("delete") {
-        // A process that exits on SIGTERM: delete -> DELETED.
-        let honour = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
-        let names: Vec<String> = (0..del_n).map(|i| format!("del-{i}")).collect();
-        create_all_ready(&pods, &obs, &names, |n| pod_json(n, &honour, 30, None)).await?;
-        let mut deleted = Samples::default();
+    let total = t0.elapsed();
+    let mut burst = Samples::default();
+    {
+        let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let created = created.lock().unwrap_or_else(|p| p.into_inner());
         for n in &names {
-            let t = Instant::now();
-            pods.delete(n, &DeleteParams::default()).await?;
-            obs.wait(Duration::from_secs(60), |s| s.deleted.contains_key(n))
-                .await?;
-            deleted.push(obs.seen.lock().unwrap_or_else(|p| p.into_inner()).deleted[n] - t);
+            burst.push(seen.running[n] - created[n]);
         }
-        println!("## deletion");
-        println!(
-            "delete (default grace) of a SIGTERM-honouring pod -> DELETED  p50 {:.1} ms  p99 {:.1} ms",
-            deleted.pct(50.0),
-            deleted.pct(99.0)
-        );
+    }
+    let rate = burst_n as f64 / total.as_secs_f64();
+    let rss_burst = up.rss_kb();
+    println!("## pod startup, burst of {burst_n} on one node");
+    println!(
+        "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms; all Running after {:.2} s = {:.0} pods/s",
+        burst.pct(50.0),
+        burst.pct(90.0),
+        burst.pct(99.0),
+        total.as_secs_f64(),
+        rate
+    );
+    println!(
+        "RSS of up with {burst_n} pods: {:.1} MB\n",
+        rss_burst as f64 / 1024.0
+    );
+    report["startup_burst"] = json!({"n": burst_n, "create_to_running": burst.summary(), "total_s": round(total.as_secs_f64()), "pods_per_s": round(rate), "up_rss_mb": round(rss_burst as f64 / 1024.0)});
+    delete_all_pods(pods, obs, &names).await
+}
 
-        // SIGKILL precision for processes that ignore SIGTERM (grace 2 s).
-        let tag = format!("pvbench-{}", std::process::id());
-        let names: Vec<String> = (0..kill_n).map(|i| format!("kill-{i}")).collect();
-        create_all_ready(&pods, &obs, &names, |n| {
-            let marker = format!("{tag}-{n}-");
-            let cmd = [
-                "sh",
-                "-c",
-                "trap '' TERM; sleep 100000 & wait",
-                marker.as_str(),
-            ];
-            pod_json(n, &cmd, 2, None)
+async fn deletion(
+    pods: &Api<Pod>,
+    obs: &Observer,
+    del_n: usize,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    // A process that exits on SIGTERM: delete -> DELETED.
+    let honour = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
+    let names: Vec<String> = (0..del_n).map(|i| format!("del-{i}")).collect();
+    create_all_ready(pods, obs, &names, |n| pod_json(n, &honour, 30, None)).await?;
+    let mut deleted = Samples::default();
+    for n in &names {
+        let t = Instant::now();
+        pods.delete(n, &DeleteParams::default()).await?;
+        obs.wait(Duration::from_secs(60), |s| s.deleted.contains_key(n))
+            .await
+            .with_context(|| format!("pod {n} not deleted"))?;
+        deleted.push(obs.seen.lock().unwrap_or_else(|p| p.into_inner()).deleted[n] - t);
+    }
+    println!("## deletion");
+    println!(
+        "delete (default grace) of a SIGTERM-honouring pod -> DELETED  p50 {:.1} ms  p99 {:.1} ms",
+        deleted.pct(50.0),
+        deleted.pct(99.0)
+    );
+    report["delete"] = json!({"term_honouring_to_deleted": deleted.summary()});
+    Ok(())
+}
+
+/// SIGKILL precision for processes that ignore SIGTERM (grace 2 s).
+async fn sigkill(
+    pods: &Api<Pod>,
+    obs: &Observer,
+    kill_n: usize,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    let tag = format!("pvbench-{}", std::process::id());
+    let names: Vec<String> = (0..kill_n).map(|i| format!("kill-{i}")).collect();
+    create_all_ready(pods, obs, &names, |n| {
+        let marker = format!("{tag}-{n}-");
+        let cmd = [
+            "sh",
+            "-c",
+            "trap '' TERM; sleep 100000 & wait",
+            marker.as_str(),
+        ];
+        pod_json(n, &cmd, 2, None)
+    })
+    .await?;
+    let mut overshoot = Samples::default();
+    let mut early = 0;
+    for n in &names {
+        let marker = format!("{tag}-{n}-");
+        let pids = processes_matching(|c| c.contains(&marker));
+        let Some(&pid) = pids.first() else {
+            bail!("no process found for pod {n}");
+        };
+        let t = Instant::now();
+        pods.delete(n, &DeleteParams::default()).await?;
+        let died = tokio::task::spawn_blocking(move || {
+            let limit = Instant::now() + Duration::from_secs(30);
+            while alive(pid) && Instant::now() < limit {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Instant::now()
         })
         .await?;
-        let mut overshoot = Samples::default();
-        let mut early = 0;
-        for n in &names {
-            let marker = format!("{tag}-{n}-");
-            let pids = processes_matching(|c| c.contains(&marker));
-            let Some(&pid) = pids.first() else {
-                bail!("no process found for pod {n}");
-            };
-            let t = Instant::now();
-            pods.delete(n, &DeleteParams::default()).await?;
-            let died = tokio::task::spawn_blocking(move || {
-                let limit = Instant::now() + Duration::from_secs(30);
-                while alive(pid) && Instant::now() < limit {
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-                Instant::now()
-            })
-            .await?;
-            let deadline = t + Duration::from_secs(2);
-            if died < deadline {
-                early += 1;
-                overshoot
-                    .0
-                    .push(-((deadline - died).as_secs_f64() * 1000.0));
-            } else {
-                overshoot.push(died - deadline);
-            }
+        let deadline = t + Duration::from_secs(2);
+        if died < deadline {
+            early += 1;
+            overshoot.push_ms(-((deadline - died).as_secs_f64() * 1000.0));
+        } else {
+            overshoot.push(died - deadline);
         }
-        obs.wait(Duration::from_secs(60), |s| {
-            names.iter().all(|n| s.deleted.contains_key(n))
-        })
-        .await?;
-        println!(
-            "SIGTERM-ignoring pod, grace 2 s: death minus deadline  p50 {:.1} ms  p99 {:.1} ms  (killed early: {early})\n",
-            overshoot.pct(50.0),
-            overshoot.pct(99.0)
-        );
-        report["delete"] = json!({"term_honouring_to_deleted": deleted.summary(), "sigkill_overshoot": overshoot.summary(), "killed_early": early});
     }
+    obs.wait(Duration::from_secs(60), |s| {
+        names.iter().all(|n| s.deleted.contains_key(n))
+    })
+    .await
+    .context("SIGTERM-ignoring pods not deleted")?;
+    println!(
+        "SIGTERM-ignoring pod, grace 2 s: death minus deadline  p50 {:.1} ms  p99 {:.1} ms  (killed early: {early})\n",
+        overshoot.pct(50.0),
+        overshoot.pct(99.0)
+    );
+    report["delete"]["sigkill_overshoot"] = overshoot.summary();
+    report["delete"]["killed_early"] = json!(early);
+    Ok(())
+}
 
-    if want("api") {
-        ensure_namespace(&client, "bench-api").await?;
-        let api: Api<Pod> = Api::namespaced(client.clone(), "bench-api");
-        let mut rates = Vec::new();
-        let mut next = 0usize;
-        for clients in [1usize, 32] {
-            let n = if clients == 1 { api_n / 2 } else { api_n };
-            let t0 = Instant::now();
-            let start = next;
-            next += n;
-            create_unschedulable(&api, start..start + n, clients).await?;
-            rates.push((clients, n as f64 / t0.elapsed().as_secs_f64()));
+async fn api_section(
+    up: &UpProcess,
+    api_n: usize,
+    list_n: usize,
+    report: &mut Value,
+) -> anyhow::Result<()> {
+    let client = up.client.clone();
+    ensure_namespace(&client, "bench-api").await?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), "bench-api");
+    let mut rates = Vec::new();
+    let mut next = 0usize;
+    for clients in [1usize, 32] {
+        let n = if clients == 1 { api_n / 2 } else { api_n };
+        let t0 = Instant::now();
+        let start = next;
+        next += n;
+        create_unschedulable(&api, start..start + n, clients).await?;
+        rates.push((clients, n as f64 / t0.elapsed().as_secs_f64()));
+    }
+    // Fill to list_n pods.
+    create_unschedulable(&api, next..list_n.max(next), 32).await?;
+    let mut list = Samples::default();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let l = api.list(&ListParams::default()).await?;
+        list.push(t.elapsed());
+        if l.items.len() < list_n {
+            bail!("list returned {} pods, expected {list_n}", l.items.len());
         }
-        // Fill to list_n pods.
-        create_unschedulable(&api, next..list_n.max(next), 32).await?;
-        let mut list = Samples::default();
-        for _ in 0..10 {
-            let t = Instant::now();
-            let l = api.list(&ListParams::default()).await?;
-            list.push(t.elapsed());
-            if l.items.len() < list_n {
-                bail!("list returned {} pods, expected {list_n}", l.items.len());
-            }
-        }
-        let mut get = Samples::default();
-        for i in 0..200 {
-            let t = Instant::now();
-            api.get(&format!("api-{}", (i * 37) % list_n)).await?;
-            get.push(t.elapsed());
-        }
-        let rss = up.rss_kb();
-        // Watch delivery to 100 watchers.
-        ensure_namespace(&client, "bench-watch").await?;
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
-        let arrivals: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-        let mut tasks = Vec::new();
-        let ready = Arc::new(tokio::sync::Barrier::new(101));
-        for _ in 0..100 {
-            let cms = cms.clone();
-            let arrivals = arrivals.clone();
-            let ready = ready.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut s = watcher(cms, watcher::Config::default()).boxed();
-                let mut waited = false;
-                while let Ok(Some(ev)) = s.try_next().await {
-                    match ev {
-                        watcher::Event::InitDone if !waited => {
-                            waited = true;
-                            ready.wait().await;
-                        }
-                        watcher::Event::Apply(cm) => {
-                            let name = cm.metadata.name.unwrap_or_default();
-                            arrivals
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((name, Instant::now()));
-                        }
-                        _ => {}
+    }
+    let mut get = Samples::default();
+    for i in 0..200 {
+        let t = Instant::now();
+        api.get(&format!("api-{}", (i * 37) % list_n)).await?;
+        get.push(t.elapsed());
+    }
+    let rss = up.rss_kb();
+    // Watch delivery to 100 watchers.
+    ensure_namespace(&client, "bench-watch").await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
+    let arrivals: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    let ready = Arc::new(tokio::sync::Barrier::new(101));
+    for _ in 0..100 {
+        let cms = cms.clone();
+        let arrivals = arrivals.clone();
+        let ready = ready.clone();
+        tasks.push(AbortOnDrop(tokio::spawn(async move {
+            let mut s = watcher(cms, watcher::Config::default()).boxed();
+            let mut waited = false;
+            while let Ok(Some(ev)) = s.try_next().await {
+                match ev {
+                    watcher::Event::InitDone if !waited => {
+                        waited = true;
+                        ready.wait().await;
                     }
+                    watcher::Event::Apply(cm) => {
+                        let name = cm.metadata.name.unwrap_or_default();
+                        arrivals
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((name, Instant::now()));
+                    }
+                    _ => {}
                 }
-            }));
-        }
-        ready.wait().await;
-        let mut sent = HashMap::new();
-        for i in 0..20 {
-            let name = format!("w-{i}");
-            let cm: ConfigMap = serde_json::from_value(
-                json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}),
-            )?;
-            sent.insert(name, Instant::now());
-            cms.create(&PostParams::default(), &cm).await?;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while arrivals.lock().unwrap_or_else(|p| p.into_inner()).len() < 2000
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for t in &tasks {
-            t.abort();
-        }
-        let mut watch = Samples::default();
-        for (name, at) in arrivals.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            if let Some(s) = sent.get(name) {
-                watch.push(*at - *s);
             }
-        }
-        println!("## API");
-        for (c, r) in &rates {
-            println!("pod creates/s with {c} client(s): {r:.0}");
-        }
-        println!(
-            "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms",
-            list.pct(50.0),
-            list.pct(99.0),
-            get.pct(50.0),
-            get.pct(99.0)
-        );
-        println!(
-            "watch delivery to 100 watchers ({} deliveries): p50 {:.2} ms p99 {:.2} ms",
-            watch.0.len(),
-            watch.pct(50.0),
-            watch.pct(99.0)
-        );
-        println!(
-            "RSS of up with {list_n} pod objects stored: {:.1} MB\n",
-            rss as f64 / 1024.0
-        );
-        report["api"] = json!({
-            "creates_per_s": rates.iter().map(|(c, r)| json!({"clients": c, "per_s": round(*r)})).collect::<Vec<_>>(),
-            "list": list.summary(), "list_n": list_n, "get": get.summary(), "watch_100": watch.summary(),
-            "rss_mb_with_objects": round(rss as f64 / 1024.0),
-        });
+        })));
     }
-    watch_task.abort();
+    ready.wait().await;
+    let mut sent = HashMap::new();
+    for i in 0..20 {
+        let name = format!("w-{i}");
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}),
+        )?;
+        sent.insert(name, Instant::now());
+        cms.create(&PostParams::default(), &cm).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrivals.lock().unwrap_or_else(|p| p.into_inner()).len() < 2000
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(tasks);
+    let mut watch = Samples::default();
+    for (name, at) in arrivals.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if let Some(s) = sent.get(name) {
+            watch.push(*at - *s);
+        }
+    }
+    println!("## API");
+    for (c, r) in &rates {
+        println!("pod creates/s with {c} client(s): {r:.0}");
+    }
+    println!(
+        "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms",
+        list.pct(50.0),
+        list.pct(99.0),
+        get.pct(50.0),
+        get.pct(99.0)
+    );
+    println!(
+        "watch delivery to 100 watchers ({} deliveries): p50 {:.2} ms p99 {:.2} ms",
+        watch.0.len(),
+        watch.pct(50.0),
+        watch.pct(99.0)
+    );
+    println!(
+        "RSS of up with {list_n} pod objects stored: {:.1} MB\n",
+        rss as f64 / 1024.0
+    );
+    report["api"] = json!({
+        "creates_per_s": rates.iter().map(|(c, r)| json!({"clients": c, "per_s": round(*r)})).collect::<Vec<_>>(),
+        "list": list.summary(), "list_n": list_n, "get": get.summary(), "watch_100": watch.summary(),
+        "rss_mb_with_objects": round(rss as f64 / 1024.0),
+    });
     Ok(())
 }
 
@@ -954,6 +1118,9 @@ fn floor(n: usize) -> (Samples, Samples, Samples) {
     let mut ns = Samples::default();
     let mut spawn = Samples::default();
     for _ in 0..n {
+        if crate::bench_proc::interrupted() {
+            break;
+        }
         let t = Instant::now();
         let _ = Command::new("/bin/true").status();
         exec.push(t.elapsed());
@@ -993,98 +1160,6 @@ fn machine() -> String {
     )
 }
 
-/// podman: pod + container to Running, and stop of a SIGTERM-ignoring container.
-fn podman(n: usize) -> anyhow::Result<Value> {
-    let ok = Command::new("podman")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        bail!("podman is not installed (apt-get install podman)");
-    }
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists() {
-        bail!("busybox-static is not installed (apt-get install busybox-static)");
-    }
-    let root = tempfile::tempdir()?;
-    let rootfs = root.path().join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin"))?;
-    std::fs::copy(busybox, rootfs.join("bin/busybox"))?;
-    for tool in ["sh", "sleep", "true"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool))?;
-    }
-    let run = |args: &[&str]| -> anyhow::Result<String> {
-        let out = Command::new("podman").args(args).output()?;
-        if !out.status.success() {
-            bail!(
-                "podman {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    let rootfs_s = rootfs.display().to_string();
-    let mut start = Samples::default();
-    let mut stop = Samples::default();
-    let mut conmon = Vec::new();
-    for i in 0..n {
-        let pod = format!("pvbench-{}-{i}", std::process::id());
-        let t = Instant::now();
-        run(&["pod", "create", "--network=none", "--name", &pod])?;
-        run(&[
-            "run",
-            "-d",
-            "--pod",
-            &pod,
-            "--network=none",
-            "--rootfs",
-            &rootfs_s,
-            "/bin/sh",
-            "-c",
-            "trap '' TERM; sleep 100000 & wait",
-        ])?;
-        start.push(t.elapsed());
-        conmon.extend(
-            processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&pod))
-                .into_iter()
-                .map(rss_kb),
-        );
-        let ctr = run(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("pod={pod}"),
-            "--filter",
-            "status=running",
-        ])?;
-        let ctr = ctr.lines().last().unwrap_or_default().to_string();
-        let t = Instant::now();
-        let _ = run(&["stop", "-t", "2", &ctr]);
-        stop.push(t.elapsed());
-        let _ = run(&["pod", "rm", "-f", "-t", "0", &pod]);
-    }
-    let conmon_mb = if conmon.is_empty() {
-        0.0
-    } else {
-        conmon.iter().sum::<u64>() as f64 / conmon.len() as f64 / 1024.0
-    };
-    println!("## podman (same machine, same run)");
-    println!(
-        "pod create + run -d to Running  p50 {:.1} ms",
-        start.pct(50.0)
-    );
-    println!(
-        "stop -t 2 of a SIGTERM-ignoring container  p50 {:.1} ms (overshoot {:.1} ms)",
-        stop.pct(50.0),
-        stop.pct(50.0) - 2000.0
-    );
-    println!("conmon RSS {conmon_mb:.2} MB\n");
-    Ok(
-        json!({"pod_to_running": start.summary(), "stop_t2": stop.summary(), "conmon_rss_mb": round(conmon_mb)}),
-    )
-}
-
 fn ratios(report: &mut Value) {
     let get = |r: &Value, path: &[&str]| -> Option<f64> {
         let mut v = r;
@@ -1099,7 +1174,7 @@ fn ratios(report: &mut Value) {
     );
     let floor_ns = get(report, &["floor", "namespaces_true", "p50_ms"]);
     let floor_exec = get(report, &["floor", "exec_true", "p50_ms"]);
-    let podman = get(report, &["podman", "pod_to_running", "p50_ms"]);
+    let podman = get(report, &["podman", "run_d", "p50_ms"]);
     let mut out = serde_json::Map::new();
     println!("## ratios");
     if let (Some(r), Some(f)) = (running, floor_exec) {
@@ -1112,7 +1187,7 @@ fn ratios(report: &mut Value) {
     }
     if let (Some(r), Some(p)) = (running, podman) {
         println!(
-            "podman pod to Running / podvisor create -> Running: {:.1}x faster",
+            "podman run -d / podvisor create -> Running (p50): podvisor {:.1}x faster",
             p / r
         );
         out.insert("podman_over_podvisor".into(), json!(round(p / r)));

@@ -139,6 +139,16 @@ pub struct NodeSecurityArgs {
     pub allowed_unsafe_sysctls: Vec<String>,
 }
 
+/// How much the node holds (`up` and `agent`; the kubelet's flags).
+#[derive(Debug, Args, Clone)]
+pub struct NodeCapacityArgs {
+    /// Number of pods that can run on this node: its `pods` capacity and allocatable.
+    #[arg(long, env = "PODVISOR_MAX_PODS",
+        default_value_t = podvisor_agent::config::DEFAULT_MAX_PODS,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_pods: u32,
+}
+
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
@@ -232,6 +242,8 @@ pub struct UpArgs {
     pub images: ImageArgs,
     #[command(flatten)]
     pub node_security: NodeSecurityArgs,
+    #[command(flatten)]
+    pub node_capacity: NodeCapacityArgs,
 }
 
 /// `podvisor server`.
@@ -381,6 +393,8 @@ pub struct AgentArgs {
     pub images: ImageArgs,
     #[command(flatten)]
     pub node_security: NodeSecurityArgs,
+    #[command(flatten)]
+    pub node_capacity: NodeCapacityArgs,
 }
 
 /// `podvisor kubeconfig`.
@@ -465,11 +479,13 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Measure a peer in the same run (`podman`) when it is installed.
-    #[arg(long, value_name = "PEER")]
-    pub peer: Option<String>,
-    /// Which parts to run (comma-separated): startup,delete,api,footprint,scale,floor,hostile,
-    /// authz, network, services (these two in a network namespace of the bench's own only).
+    /// The peer measured in the same run: `podman` (where it is installed; one line says
+    /// why not otherwise) or `none`.
+    #[arg(long, value_name = "PEER", default_value = "podman")]
+    pub peer: String,
+    /// Which parts to run (comma-separated): floor, authz, startup, delete, api, footprint,
+    /// network, services (these two in a network namespace of the bench's own only), hostile,
+    /// store (the API on redb and on etcd), scale, podman (the peer).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

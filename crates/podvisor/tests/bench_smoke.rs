@@ -1,0 +1,192 @@
+//! `podvisor bench` as CI runs it: `--quick` must finish (no figure is asserted), and Ctrl-C
+//! in the middle of a part must end every process the bench started and say so.
+//!
+//! Each run gets a TMPDIR of its own, so the processes of that run (the `up`, its pod
+//! supervisors, `etcd`) are the ones whose command line names that directory.
+
+#![allow(clippy::disallowed_methods)] // bounded waits on a child process
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Processes whose command line mentions `dir` (the run's TMPDIR).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let marker = dir.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true);
+        if cmd.contains(&marker) && !zombie {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
+/// Waits up to 10 s for the processes under `dir` to be gone (a pid namespace's members die
+/// just after its init).
+fn assert_none_left(dir: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: processes left running:\n{}",
+            left.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn quick_bench_runs_to_the_end_and_leaves_nothing_running() {
+    let _serial = common::serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("bench.json");
+    let mut child = Command::new(common::binary())
+        .args(["bench", "--quick", "--json"])
+        .arg(&json)
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start podvisor bench");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    // The bench bounds every phase itself; this only keeps a hung child from hanging CI.
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("podvisor bench --quick did not finish within 20 min");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.success(),
+        "podvisor bench --quick failed ({status}):\n{out}\n{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    for part in [
+        "floor",
+        "authz",
+        "up",
+        "startup_sequential",
+        "startup_burst",
+        "delete",
+        "api",
+        "hostile",
+        "scale",
+    ] {
+        assert!(
+            report.get(part).is_some(),
+            "no `{part}` in the report:\n{out}"
+        );
+    }
+    // The optional parts either ran or said in one line why not.
+    for (part, heading) in [("store", "## store backends"), ("podman", "## podman")] {
+        assert!(
+            report.get(part).is_some() || out.contains(heading),
+            "`{part}` neither measured nor explained:\n{out}"
+        );
+    }
+    assert_none_left(tmp.path(), "after bench --quick");
+}
+
+#[test]
+fn ctrl_c_ends_every_process_the_bench_started() {
+    let _serial = common::serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(common::binary())
+        .args(["bench", "--quick", "--only", "startup", "--peer", "none"])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start podvisor bench");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // Interrupt during the burst, when `up` runs with pods.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("phase `burst`") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the bench never reached its burst phase");
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !processes_under(tmp.path()).is_empty(),
+        "no `up` running before the interrupt"
+    );
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the bench did not exit within 120 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = reader.join().unwrap();
+    assert!(!status.success(), "an interrupted bench must fail:\n{err}");
+    assert!(err.contains("interrupted (Ctrl-C)"), "{err}");
+    assert!(err.contains("podvisor up (pid"), "{err}");
+    assert!(
+        err.contains("every process the bench started has ended"),
+        "{err}"
+    );
+    assert_none_left(tmp.path(), "after Ctrl-C");
+}
