@@ -239,18 +239,29 @@ async fn create_all_ready(
     .await
 }
 
+/// The node the API part's pods are bound to: a Node object no agent runs, so nothing runs
+/// its pods (and PodGC, which deletes pods bound to nodes that do not exist, keeps them).
+const PARKING_NODE: &str = "bench-nowhere";
+
 /// Creates the pods `api-<i>` for every `i` in `range`, `clients` requests at a time, bound
-/// to a node that does not exist (so nothing runs them).
+/// to [`PARKING_NODE`].
 pub(crate) async fn create_unschedulable(
     api: &Api<Pod>,
     range: std::ops::Range<usize>,
     clients: usize,
 ) -> anyhow::Result<()> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(api.clone().into_client());
+    let node = serde_json::from_value(json!({"metadata": {"name": PARKING_NODE}}))?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
     futures::stream::iter(range)
         .map(|i| {
             let api = api.clone();
             async move {
-                let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some("bench-nowhere"))?;
+                let p = pod_json(&format!("api-{i}"), SLEEP, 1, Some(PARKING_NODE))?;
                 api.create(&PostParams::default(), &p).await?;
                 anyhow::Ok(())
             }

@@ -35,8 +35,9 @@ static CONTAINERS: Mutex<Option<BTreeSet<String>>> = Mutex::new(Some(BTreeSet::n
 
 const COMMAND: &[&str] = &["/bin/sh", "-c", "trap '' TERM; sleep 100000 & wait"];
 
-/// The configurations tried in order: the first that runs a container is used.
-const CONFIGS: &[&[&str]] = &[
+/// What is added, in turn, to the configuration tried: the first that runs a container is
+/// used (each step keeps the ones before it).
+const STEPS: &[&[&str]] = &[
     &[],
     &[
         "--ulimit",
@@ -44,23 +45,8 @@ const CONFIGS: &[&[&str]] = &[
         "--ulimit",
         "nproc=4096:4096",
     ],
-    &[
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=1024:20000",
-        "--ulimit",
-        "nproc=4096:4096",
-    ],
-    &[
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=1024:20000",
-        "--ulimit",
-        "nproc=4096:4096",
-        "--cgroups=disabled",
-    ],
+    &["--runtime", "runc"],
+    &["--cgroups=disabled"],
 ];
 
 fn podman(args: &[&str]) -> anyhow::Result<String> {
@@ -151,13 +137,15 @@ pub(crate) fn run(n: usize) -> anyhow::Result<Value> {
     // The first configuration that runs here (its run is a warm-up, not counted).
     let mut failures = Vec::new();
     let mut config = None;
-    for (i, c) in CONFIGS.iter().enumerate() {
+    let mut tried: Vec<&str> = Vec::new();
+    for (i, step) in STEPS.iter().enumerate() {
+        tried.extend_from_slice(step);
         let name = format!("{tag}-probe-{i}");
-        let r = run_one(&name, c, &rootfs);
+        let r = run_one(&name, &tried, &rootfs);
         remove(&name);
         match r {
             Ok(_) => {
-                config = Some(*c);
+                config = Some(tried);
                 break;
             }
             Err(e) => {
@@ -179,7 +167,7 @@ pub(crate) fn run(n: usize) -> anyhow::Result<Value> {
     let mut conmon = Vec::new();
     for i in 0..n {
         let name = format!("{tag}-{i}");
-        start.push(run_one(&name, config, &rootfs)?);
+        start.push(run_one(&name, &config, &rootfs)?);
         conmon.extend(
             processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&name))
                 .into_iter()

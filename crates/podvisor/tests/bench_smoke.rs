@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,22 @@ fn assert_none_left(dir: &Path, what: &str) {
     }
 }
 
+/// Waits for `child` to exit; kills it and fails after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn quick_bench_runs_to_the_end_and_leaves_nothing_running() {
     let _serial = common::serial();
@@ -78,18 +94,11 @@ fn quick_bench_runs_to_the_end_and_leaves_nothing_running() {
     let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
     let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     // The bench bounds every phase itself; this only keeps a hung child from hanging CI.
-    let deadline = Instant::now() + Duration::from_secs(1200);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("podvisor bench --quick did not finish within 20 min");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(1200),
+        "podvisor bench --quick",
+    );
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     assert!(
         status.success(),
@@ -168,18 +177,11 @@ fn ctrl_c_ends_every_process_the_bench_started() {
     );
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the bench did not exit within 120 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(120),
+        "the bench after Ctrl-C",
+    );
     let err = reader.join().unwrap();
     assert!(!status.success(), "an interrupted bench must fail:\n{err}");
     assert!(err.contains("interrupted (Ctrl-C)"), "{err}");
