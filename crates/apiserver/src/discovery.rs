@@ -101,7 +101,7 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get"],
         ),
-        Subresource::EphemeralContainers => (
+        Subresource::EphemeralContainers | Subresource::Resize => (
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get", "patch", "update"],
         ),

@@ -319,6 +319,17 @@ pub fn validate_ephemeral_containers_update(
     Ok(v::validate_pod_ephemeral_containers_update(&n, &o))
 }
 
+/// Validates a `pods/resize` write (upstream `ValidatePodResize`).
+pub fn validate_resize(
+    kind: &ResourceKind,
+    new: &Value,
+    old: &Value,
+) -> Result<Vec<FieldError>, ApiError> {
+    let n: k8s_openapi::api::core::v1::Pod = typed(kind, new)?;
+    let o: k8s_openapi::api::core::v1::Pod = typed(kind, old)?;
+    Ok(v::validate_pod_resize(&n, &o))
+}
+
 /// Validates an update of `kind` (`new` replacing `old`).
 pub fn validate_update(
     kind: &ResourceKind,

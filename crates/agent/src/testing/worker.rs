@@ -94,6 +94,12 @@ pub struct WorkerHarness {
     runtime: Arc<dyn ContainerRuntime>,
     /// The drain barrier's view (None: no barrier).
     pub drain: Option<Arc<dyn crate::drain::DrainView>>,
+    /// The node's crash back-off cap (`maxContainerRestartPeriod`, default 300 s); the first
+    /// back-off is 10 s or the cap if lower.
+    pub backoff_max: Duration,
+    /// The node's pods' allocated requests (in-place resize), shared by every worker of the
+    /// harness.
+    pub allocations: Arc<crate::pod::resize::Allocations>,
 }
 
 /// A worker started by [`WorkerHarness::start`].
@@ -141,6 +147,8 @@ impl WorkerHarness {
             node_ip: "10.0.0.7".into(),
             runtime,
             drain: None,
+            backoff_max: s(300),
+            allocations: Arc::new(crate::pod::resize::Allocations::new()),
         }
     }
 
@@ -165,13 +173,14 @@ impl WorkerHarness {
             node_name: "node-1".into(),
             node_ip: self.node_ip.clone(),
             allocatable: Default::default(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
+            backoff_initial: s(10).min(self.backoff_max),
+            backoff_max: self.backoff_max,
             network: None,
             images: None,
             services: crate::pod::service_env::fixed(Vec::new()),
             drain: self.drain.clone(),
             allowed_unsafe_sysctls: Vec::new(),
+            allocations: self.allocations.clone(),
         })
     }
 
