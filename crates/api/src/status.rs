@@ -146,12 +146,11 @@ pub fn get_phase(
                         restarting += 1;
                     }
                 }
+                // waiting after an exit: it waits to restart (back-off)
                 None if is_waiting(s) => match last_terminated_code(s) {
-                    Some(code) => {
+                    Some(_) => {
                         stopped += 1;
-                        if container_should_restart(c, spec, code) {
-                            restarting += 1;
-                        }
+                        restarting += 1;
                     }
                     None => waiting += 1,
                 },
@@ -780,6 +779,14 @@ mod tests {
                 false,
                 "Failed",
             ),
+            // a container with its own policy or restart rules (KEP-5307)
+            (
+                "Never",
+                vec!["a"],
+                vec![waiting("a", Some(42))],
+                false,
+                "Running",
+            ),
             // a waiting container with a lastState counts as stopped, not succeeded
             (
                 "OnFailure",
@@ -796,6 +803,49 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn restart_rules_decide_whether_a_stopped_container_keeps_the_pod_running() {
+        let rules = |policy: &str, op: &str, codes: &[i32]| Container {
+            name: "a".into(),
+            restart_policy: Some(policy.into()),
+            restart_policy_rules: Some(vec![ContainerRestartRule {
+                action: "Restart".into(),
+                exit_codes: Some(k8s_openapi::api::core::v1::ContainerRestartRuleOnExitCodes {
+                    operator: op.into(),
+                    values: Some(codes.to_vec()),
+                }),
+            }]),
+            ..Container::default()
+        };
+        let with = |c: Container, pod_policy: &str| PodSpec {
+            restart_policy: Some(pod_policy.into()),
+            containers: vec![c],
+            ..PodSpec::default()
+        };
+        // exit 42 matches In [42]: restarted, the Never pod is Running
+        let s = with(rules("Never", "In", &[42]), "Never");
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 42)], false), PHASE_RUNNING);
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 1)], false), PHASE_FAILED);
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 0)], false), PHASE_SUCCEEDED);
+        // NotIn [0]: every failure restarts, success completes
+        let s = with(rules("Never", "NotIn", &[0]), "Never");
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 3)], false), PHASE_RUNNING);
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 0)], false), PHASE_SUCCEEDED);
+        // the container's own Never in an Always pod: its failure is final
+        let own_never = Container {
+            name: "a".into(),
+            restart_policy: Some("Never".into()),
+            ..Container::default()
+        };
+        let s = with(own_never.clone(), "Always");
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 1)], false), PHASE_FAILED);
+        assert!(!is_container_restartable(&s, &own_never));
+        assert!(is_container_restartable(&s, &rules("Never", "In", &[1])));
+        // the final status of a deleted pod ignores the rules
+        let s = with(rules("Never", "In", &[42]), "Never");
+        assert_eq!(get_phase(&s, &[], &[terminated("a", 42)], true), PHASE_FAILED);
     }
 
     #[test]

@@ -1423,6 +1423,100 @@ mod tests {
         serde_json::from_value(v).expect("pod")
     }
 
+    fn fields(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(|e| e.field.clone()).collect()
+    }
+
+    #[test]
+    fn restart_rules_and_container_policies_are_checked() {
+        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"restartPolicy": "Never",
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Never",
+                "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}]}}));
+        assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
+        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x",
+                "restartPolicyRules": [{"action": "Explode", "exitCodes": {"operator": "Maybe", "values": [1, 1]}}]}]}}));
+        assert_eq!(
+            fields(&validate_pod(&p)),
+            [
+                "spec.containers[0].restartPolicy",
+                "spec.containers[0].restartPolicyRules[0].action",
+                "spec.containers[0].restartPolicyRules[0].exitCodes.operator",
+                "spec.containers[0].restartPolicyRules[0].exitCodes.values[1]",
+            ]
+        );
+        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Sometimes"}]}}));
+        assert_eq!(fields(&validate_pod(&p)), ["spec.containers[0].restartPolicy"]);
+    }
+
+    #[test]
+    fn a_stop_signal_needs_the_pods_os() {
+        let mut v = serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x", "lifecycle": {"stopSignal": "SIGUSR1"}}]}});
+        let errs = validate_pod(&pod(v.clone()));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec.containers[0].lifecycle.stopSignal");
+        assert_eq!(
+            errs[0].detail,
+            "may not be set for containers with empty `spec.os.name`"
+        );
+        v["spec"]["os"] = serde_json::json!({"name": "linux"});
+        assert!(validate_pod(&pod(v.clone())).is_empty());
+        v["spec"]["containers"][0]["lifecycle"]["stopSignal"] = "SIGNOPE".into();
+        assert_eq!(
+            fields(&validate_pod(&pod(v))),
+            ["spec.containers[0].lifecycle.stopSignal"]
+        );
+    }
+
+    #[test]
+    fn a_resize_may_change_only_cpu_and_memory_and_keeps_the_qos_class() {
+        let with = |req: Value, lim: Value, image: &str| {
+            pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"},
+                "spec": {"containers": [{"name": "a", "image": image,
+                    "resources": {"requests": req, "limits": lim}}]},
+                "status": {"qosClass": "Burstable"}}))
+        };
+        let old = with(
+            serde_json::json!({"cpu": "100m", "memory": "32Mi"}),
+            serde_json::json!({"cpu": "200m", "memory": "64Mi"}),
+            "x",
+        );
+        let ok = with(
+            serde_json::json!({"cpu": "150m", "memory": "48Mi"}),
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            "x",
+        );
+        assert!(validate_pod_resize(&ok, &old).is_empty());
+        let image = with(
+            serde_json::json!({"cpu": "150m", "memory": "48Mi"}),
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            "y",
+        );
+        let errs = validate_pod_resize(&image, &old);
+        assert_eq!(errs[0].detail, "only cpu and memory resources are mutable");
+        let guaranteed = with(
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            "x",
+        );
+        let errs = validate_pod_resize(&guaranteed, &old);
+        assert_eq!(
+            errs[0].detail,
+            "Pod QOS Class may not change as a result of resizing"
+        );
+        let removed = with(
+            serde_json::json!({"cpu": "100m"}),
+            serde_json::json!({"cpu": "200m", "memory": "64Mi"}),
+            "x",
+        );
+        assert_eq!(
+            fields(&validate_pod_resize(&removed, &old)),
+            ["spec.containers[0].resources.requests"]
+        );
+    }
+
     #[test]
     fn ephemeral_containers_are_checked_and_may_only_be_added() {
         let base = serde_json::json!({

@@ -307,3 +307,209 @@ fn waiting_message(st: &k8s_openapi::api::core::v1::PodStatus) -> Option<String>
         .and_then(|s| s.waiting)
         .and_then(|w| w.message)
 }
+
+// ------------------------------------------------------------ in-place resize (KEP-1287)
+
+fn resources(cpu: &str, mem: &str) -> k8s_openapi::api::core::v1::ResourceRequirements {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let list: std::collections::BTreeMap<String, Quantity> = [
+        ("cpu".to_string(), Quantity(cpu.into())),
+        ("memory".to_string(), Quantity(mem.into())),
+    ]
+    .into();
+    k8s_openapi::api::core::v1::ResourceRequirements {
+        requests: Some(list.clone()),
+        limits: Some(list),
+        ..Default::default()
+    }
+}
+
+fn sized(name: &str, cpu: &str, mem: &str) -> Container {
+    Container {
+        resources: Some(resources(cpu, mem)),
+        ..container(name)
+    }
+}
+
+fn updates(h: &Harness) -> Vec<podvisor_runtime::Resources> {
+    h.rt.calls()
+        .into_iter()
+        .filter_map(|r| match r.call {
+            podvisor_runtime::fake::FakeCall::UpdateResources { resources, .. } => Some(resources),
+            _ => None,
+        })
+        .collect()
+}
+
+fn condition_reason(st: &k8s_openapi::api::core::v1::PodStatus, ty: &str) -> Option<String> {
+    st.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == ty)
+        .map(|c| c.reason.clone().unwrap_or_default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resize_changes_the_limits_live_and_reports_allocated_and_actual() {
+    let h = Harness::new();
+    let mut w = h
+        .start(pod("Always", vec![sized("app", "100m", "64Mi")], None))
+        .await;
+    let st = h.last();
+    let c = cs(&st, "app");
+    assert_eq!(c.allocated_resources.unwrap()["memory"].0, "64Mi");
+    assert_eq!(c.resources.unwrap().limits.unwrap()["cpu"].0, "100m");
+    w.update(|p| {
+        p.metadata.generation = Some(2);
+        p.spec.as_mut().unwrap().containers[0].resources = Some(resources("200m", "128Mi"));
+    });
+    advance(s(1)).await;
+    let up = updates(&h);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].memory_limit_bytes, Some(128 << 20));
+    assert_eq!(up[0].cpu_limit_millis, Some(200));
+    assert_eq!(up[0].cpu_request_millis, Some(200));
+    let st = h.last();
+    let c = cs(&st, "app");
+    assert_eq!(c.restart_count, 0, "no restart");
+    assert_eq!(c.allocated_resources.unwrap()["cpu"].0, "200m");
+    assert_eq!(c.resources.unwrap().limits.unwrap()["memory"].0, "128Mi");
+    assert_eq!(condition_reason(&st, "PodResizeInProgress"), None);
+    assert_eq!(condition_reason(&st, "PodResizePending"), None);
+    assert_eq!(h.start_times("app"), vec![s(0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_container_policy_restarts_and_the_new_instance_has_the_new_limits() {
+    let h = Harness::new();
+    let mut c = sized("app", "100m", "64Mi");
+    c.resize_policy = Some(vec![k8s_openapi::api::core::v1::ContainerResizePolicy {
+        resource_name: "memory".into(),
+        restart_policy: "RestartContainer".into(),
+    }]);
+    let mut w = h.start(pod("Always", vec![c], Some(5))).await;
+    w.update(|p| {
+        p.spec.as_mut().unwrap().containers[0].resources = Some(resources("100m", "128Mi"));
+    });
+    advance(s(2)).await;
+    assert!(updates(&h).is_empty(), "not changed live");
+    let st = h.last();
+    let c = cs(&st, "app");
+    assert_eq!(c.restart_count, 1);
+    assert_eq!(c.resources.unwrap().limits.unwrap()["memory"].0, "128Mi");
+    assert_eq!(h.start_times("app").len(), 2);
+    assert_eq!(
+        h.event("Killing").map(|e| e.1),
+        Some("Container app resize requires restart".to_string())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_infeasible_resize_is_pending_and_changes_nothing() {
+    let mut h = Harness::new();
+    h.allocatable = {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(
+            "cpu".to_string(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("2".into()),
+        );
+        m.insert(
+            "memory".to_string(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),
+        );
+        m
+    };
+    let mut w = h
+        .start(pod("Always", vec![sized("app", "500m", "64Mi")], None))
+        .await;
+    w.update(|p| {
+        p.spec.as_mut().unwrap().containers[0].resources = Some(resources("3", "64Mi"));
+    });
+    advance(s(1)).await;
+    let st = h.last();
+    assert_eq!(
+        condition_reason(&st, "PodResizePending").as_deref(),
+        Some("Infeasible")
+    );
+    let msg = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodResizePending")
+        .and_then(|c| c.message.clone());
+    assert_eq!(
+        msg.as_deref(),
+        Some("Node didn't have enough capacity: cpu, requested: 3000, capacity: 2000")
+    );
+    assert_eq!(
+        cs(&st, "app").allocated_resources.unwrap()["cpu"].0,
+        "500m"
+    );
+    assert!(updates(&h).is_empty());
+    // another pod holds 1.8 cores: 500m → 1 is Deferred until it leaves
+    h.allocations.set(
+        "other",
+        crate::pod::resize::Usage {
+            cpu_millis: 1800,
+            memory: 0,
+        },
+    );
+    w.update(|p| {
+        p.spec.as_mut().unwrap().containers[0].resources = Some(resources("1", "64Mi"));
+    });
+    advance(s(1)).await;
+    assert_eq!(
+        condition_reason(&h.last(), "PodResizePending").as_deref(),
+        Some("Deferred")
+    );
+    h.allocations.remove("other");
+    advance(s(6)).await;
+    let st = h.last();
+    assert_eq!(condition_reason(&st, "PodResizePending"), None);
+    assert_eq!(cs(&st, "app").allocated_resources.unwrap()["cpu"].0, "1");
+    assert_eq!(updates(&h).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_memory_limit_below_the_usage_is_refused_in_progress_with_an_error() {
+    let h = Harness::new();
+    let mut w = h
+        .start(pod("Always", vec![sized("app", "100m", "128Mi")], None))
+        .await;
+    h.rt.set_stats(
+        "app",
+        podvisor_runtime::ContainerStats {
+            cpu_usage_nanos: 0,
+            memory_working_set_bytes: 100 << 20,
+        },
+    );
+    w.update(|p| {
+        p.spec.as_mut().unwrap().containers[0].resources = Some(resources("100m", "64Mi"));
+    });
+    advance(s(1)).await;
+    let st = h.last();
+    let cond = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodResizeInProgress")
+        .cloned()
+        .expect("in progress");
+    assert_eq!(cond.reason.as_deref(), Some("Error"));
+    assert_eq!(
+        cond.message.as_deref(),
+        Some("attempting to set container \"app\" memory limit (67108864) below current usage (104857600)")
+    );
+    assert!(updates(&h).is_empty());
+    // the usage drops: the next try goes through
+    h.rt.set_stats(
+        "app",
+        podvisor_runtime::ContainerStats {
+            cpu_usage_nanos: 0,
+            memory_working_set_bytes: 10 << 20,
+        },
+    );
+    advance(s(6)).await;
+    assert_eq!(updates(&h).len(), 1);
+    assert_eq!(condition_reason(&h.last(), "PodResizeInProgress"), None);
+}

@@ -100,6 +100,11 @@ pub struct WorkerHarness {
     /// The node's pods' allocated requests (in-place resize), shared by every worker of the
     /// harness.
     pub allocations: Arc<crate::pod::resize::Allocations>,
+    /// The node's allocatable resources (empty: unknown).
+    pub allocatable: std::collections::BTreeMap<
+        String,
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    >,
 }
 
 /// A worker started by [`WorkerHarness::start`].
@@ -149,6 +154,7 @@ impl WorkerHarness {
             drain: None,
             backoff_max: s(300),
             allocations: Arc::new(crate::pod::resize::Allocations::new()),
+            allocatable: Default::default(),
         }
     }
 
@@ -172,7 +178,7 @@ impl WorkerHarness {
             pods_dir: self.dir.path().join("pods"),
             node_name: "node-1".into(),
             node_ip: self.node_ip.clone(),
-            allocatable: Default::default(),
+            allocatable: self.allocatable.clone(),
             backoff_initial: s(10).min(self.backoff_max),
             backoff_max: self.backoff_max,
             network: None,
