@@ -110,15 +110,29 @@ mod max_restart_period_tests {
     #[test]
     fn max_container_restart_period_is_bounded_and_lowers_the_first_back_off() {
         let mut c = AgentConfig::new("n", "127.0.0.1".parse().unwrap(), "/tmp/x".into());
-        c.set_max_container_restart_period(Duration::from_secs(5)).unwrap();
-        assert_eq!((c.backoff_initial, c.backoff_max), (Duration::from_secs(5), Duration::from_secs(5)));
-        c.set_max_container_restart_period(Duration::from_secs(300)).unwrap();
-        assert_eq!((c.backoff_initial, c.backoff_max), (Duration::from_secs(5), Duration::from_secs(300)));
+        c.set_max_container_restart_period(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            (c.backoff_initial, c.backoff_max),
+            (Duration::from_secs(5), Duration::from_secs(5))
+        );
+        c.set_max_container_restart_period(Duration::from_secs(300))
+            .unwrap();
+        assert_eq!(
+            (c.backoff_initial, c.backoff_max),
+            (Duration::from_secs(5), Duration::from_secs(300))
+        );
         let err = c
             .set_max_container_restart_period(Duration::from_millis(500))
             .unwrap_err();
-        assert_eq!(err, "invalid configuration: CrashLoopBackOff.MaxContainerRestartPeriod (got: 0.5 seconds) must be set between 1s and 300s");
-        assert!(c.set_max_container_restart_period(Duration::from_secs(301)).is_err());
+        assert_eq!(
+            err,
+            "invalid configuration: CrashLoopBackOff.MaxContainerRestartPeriod (got: 0.5 seconds) must be set between 1s and 300s"
+        );
+        assert!(
+            c.set_max_container_restart_period(Duration::from_secs(301))
+                .is_err()
+        );
         assert_eq!(c.backoff_max, Duration::from_secs(300));
     }
 }

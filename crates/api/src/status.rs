@@ -8,7 +8,7 @@
 //! [`qos_class`] at create time.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerRestartRule, ContainerStatus, PodCondition, PodSpec,
+    Container, ContainerRestartRule, ContainerStatus, PodCondition, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -190,6 +190,15 @@ pub fn get_phase(
         return PHASE_FAILED;
     }
     PHASE_PENDING
+}
+
+/// Every container status of `status`: app containers, then init containers.
+pub fn container_statuses(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
 }
 
 /// The `restartPolicyRules` action that restarts the container that exited.
@@ -812,10 +821,12 @@ mod tests {
             restart_policy: Some(policy.into()),
             restart_policy_rules: Some(vec![ContainerRestartRule {
                 action: "Restart".into(),
-                exit_codes: Some(k8s_openapi::api::core::v1::ContainerRestartRuleOnExitCodes {
-                    operator: op.into(),
-                    values: Some(codes.to_vec()),
-                }),
+                exit_codes: Some(
+                    k8s_openapi::api::core::v1::ContainerRestartRuleOnExitCodes {
+                        operator: op.into(),
+                        values: Some(codes.to_vec()),
+                    },
+                ),
             }]),
             ..Container::default()
         };
@@ -826,13 +837,28 @@ mod tests {
         };
         // exit 42 matches In [42]: restarted, the Never pod is Running
         let s = with(rules("Never", "In", &[42]), "Never");
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 42)], false), PHASE_RUNNING);
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 1)], false), PHASE_FAILED);
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 0)], false), PHASE_SUCCEEDED);
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 42)], false),
+            PHASE_RUNNING
+        );
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 1)], false),
+            PHASE_FAILED
+        );
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 0)], false),
+            PHASE_SUCCEEDED
+        );
         // NotIn [0]: every failure restarts, success completes
         let s = with(rules("Never", "NotIn", &[0]), "Never");
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 3)], false), PHASE_RUNNING);
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 0)], false), PHASE_SUCCEEDED);
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 3)], false),
+            PHASE_RUNNING
+        );
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 0)], false),
+            PHASE_SUCCEEDED
+        );
         // the container's own Never in an Always pod: its failure is final
         let own_never = Container {
             name: "a".into(),
@@ -840,12 +866,18 @@ mod tests {
             ..Container::default()
         };
         let s = with(own_never.clone(), "Always");
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 1)], false), PHASE_FAILED);
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 1)], false),
+            PHASE_FAILED
+        );
         assert!(!is_container_restartable(&s, &own_never));
         assert!(is_container_restartable(&s, &rules("Never", "In", &[1])));
         // the final status of a deleted pod ignores the rules
         let s = with(rules("Never", "In", &[42]), "Never");
-        assert_eq!(get_phase(&s, &[], &[terminated("a", 42)], true), PHASE_FAILED);
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 42)], true),
+            PHASE_FAILED
+        );
     }
 
     #[test]

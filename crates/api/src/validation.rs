@@ -674,7 +674,10 @@ fn validate_container(
                 &["Always"],
             ));
         }
-        if c.restart_policy_rules.as_ref().is_some_and(|r| !r.is_empty()) {
+        if c.restart_policy_rules
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
             errs.push(FieldError::forbidden(
                 format!("{path}.restartPolicyRules"),
                 "may not be set for init containers",
@@ -798,38 +801,99 @@ fn validate_container_restart_rules(errs: &mut Vec<FieldError>, path: &str, c: &
     }
 }
 
+/// The init containers, then the app containers of `spec`, each with its field path.
+fn init_and_app_containers<'a>(
+    spec: &'a PodSpec,
+    path: &'a str,
+) -> impl Iterator<Item = (String, &'a Container)> + 'a {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(move |(i, c)| (format!("{path}.initContainers[{i}]"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(move |(i, c)| (format!("{path}.containers[{i}]"), c)),
+        )
+}
+
 /// The stop signals a Linux container may name in `lifecycle.stopSignal` (upstream's
 /// `supportedStopSignalsLinux`).
 pub const LINUX_STOP_SIGNALS: &[&str] = &[
-    "SIGABRT", "SIGALRM", "SIGBUS", "SIGCHLD", "SIGCLD", "SIGCONT", "SIGFPE", "SIGHUP",
-    "SIGILL", "SIGINT", "SIGIO", "SIGIOT", "SIGKILL", "SIGPIPE", "SIGPOLL", "SIGPROF",
-    "SIGPWR", "SIGQUIT", "SIGRTMAX", "SIGRTMAX-1", "SIGRTMAX-10", "SIGRTMAX-11",
-    "SIGRTMAX-12", "SIGRTMAX-13", "SIGRTMAX-14", "SIGRTMAX-2", "SIGRTMAX-3", "SIGRTMAX-4",
-    "SIGRTMAX-5", "SIGRTMAX-6", "SIGRTMAX-7", "SIGRTMAX-8", "SIGRTMAX-9", "SIGRTMIN",
-    "SIGRTMIN+1", "SIGRTMIN+10", "SIGRTMIN+11", "SIGRTMIN+12", "SIGRTMIN+13", "SIGRTMIN+14",
-    "SIGRTMIN+15", "SIGRTMIN+2", "SIGRTMIN+3", "SIGRTMIN+4", "SIGRTMIN+5", "SIGRTMIN+6",
-    "SIGRTMIN+7", "SIGRTMIN+8", "SIGRTMIN+9", "SIGSEGV", "SIGSTKFLT", "SIGSTOP", "SIGSYS",
-    "SIGTERM", "SIGTRAP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGUSR1", "SIGUSR2",
-    "SIGVTALRM", "SIGWINCH", "SIGXCPU", "SIGXFSZ",
+    "SIGABRT",
+    "SIGALRM",
+    "SIGBUS",
+    "SIGCHLD",
+    "SIGCLD",
+    "SIGCONT",
+    "SIGFPE",
+    "SIGHUP",
+    "SIGILL",
+    "SIGINT",
+    "SIGIO",
+    "SIGIOT",
+    "SIGKILL",
+    "SIGPIPE",
+    "SIGPOLL",
+    "SIGPROF",
+    "SIGPWR",
+    "SIGQUIT",
+    "SIGRTMAX",
+    "SIGRTMAX-1",
+    "SIGRTMAX-10",
+    "SIGRTMAX-11",
+    "SIGRTMAX-12",
+    "SIGRTMAX-13",
+    "SIGRTMAX-14",
+    "SIGRTMAX-2",
+    "SIGRTMAX-3",
+    "SIGRTMAX-4",
+    "SIGRTMAX-5",
+    "SIGRTMAX-6",
+    "SIGRTMAX-7",
+    "SIGRTMAX-8",
+    "SIGRTMAX-9",
+    "SIGRTMIN",
+    "SIGRTMIN+1",
+    "SIGRTMIN+10",
+    "SIGRTMIN+11",
+    "SIGRTMIN+12",
+    "SIGRTMIN+13",
+    "SIGRTMIN+14",
+    "SIGRTMIN+15",
+    "SIGRTMIN+2",
+    "SIGRTMIN+3",
+    "SIGRTMIN+4",
+    "SIGRTMIN+5",
+    "SIGRTMIN+6",
+    "SIGRTMIN+7",
+    "SIGRTMIN+8",
+    "SIGRTMIN+9",
+    "SIGSEGV",
+    "SIGSTKFLT",
+    "SIGSTOP",
+    "SIGSYS",
+    "SIGTERM",
+    "SIGTRAP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGVTALRM",
+    "SIGWINCH",
+    "SIGXCPU",
+    "SIGXFSZ",
 ];
 
 /// `lifecycle.stopSignal` (KEP-4960): only with `spec.os.name` set, and for `linux` one of
 /// [`LINUX_STOP_SIGNALS`].
 fn validate_stop_signals(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
     let os = spec.os.as_ref().map(|o| o.name.as_str());
-    let all = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
-        .chain(
-            spec.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
-        );
-    for (cp, c) in all {
+    for (cp, c) in init_and_app_containers(spec, path) {
         let Some(sig) = c.lifecycle.as_ref().and_then(|l| l.stop_signal.as_ref()) else {
             continue;
         };
@@ -840,7 +904,11 @@ fn validate_stop_signals(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str)
                 "may not be set for containers with empty `spec.os.name`",
             )),
             Some("linux") if !LINUX_STOP_SIGNALS.contains(&sig.as_str()) => {
-                errs.push(FieldError::not_supported(fp, sig.as_str(), LINUX_STOP_SIGNALS));
+                errs.push(FieldError::not_supported(
+                    fp,
+                    sig.as_str(),
+                    LINUX_STOP_SIGNALS,
+                ));
             }
             _ => {}
         }
@@ -996,7 +1064,10 @@ pub fn validate_pod_resize(new: &Pod, old: &Pod) -> Vec<FieldError> {
     let mut masked = ns.clone();
     let strip = |c: &mut Container| {
         if let Some(r) = c.resources.as_mut() {
-            for list in [r.requests.as_mut(), r.limits.as_mut()].into_iter().flatten() {
+            for list in [r.requests.as_mut(), r.limits.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 list.remove("cpu");
                 list.remove("memory");
             }
@@ -1308,19 +1379,7 @@ fn validate_security(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
         seen.insert(s.name.clone());
     }
     let host_users = spec.host_users != Some(false);
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
-        .chain(
-            spec.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
-        );
-    for (cp, c) in containers {
+    for (cp, c) in init_and_app_containers(spec, path) {
         let Some(pm) = c
             .security_context
             .as_ref()
@@ -1429,13 +1488,17 @@ mod tests {
 
     #[test]
     fn restart_rules_and_container_policies_are_checked() {
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"restartPolicy": "Never",
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"restartPolicy": "Never",
             "containers": [{"name": "a", "image": "x", "restartPolicy": "Never",
-                "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}]}}));
+                "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}]}}),
+        );
         assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
             "containers": [{"name": "a", "image": "x",
-                "restartPolicyRules": [{"action": "Explode", "exitCodes": {"operator": "Maybe", "values": [1, 1]}}]}]}}));
+                "restartPolicyRules": [{"action": "Explode", "exitCodes": {"operator": "Maybe", "values": [1, 1]}}]}]}}),
+        );
         assert_eq!(
             fields(&validate_pod(&p)),
             [
@@ -1445,9 +1508,14 @@ mod tests {
                 "spec.containers[0].restartPolicyRules[0].exitCodes.values[1]",
             ]
         );
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
-            "containers": [{"name": "a", "image": "x", "restartPolicy": "Sometimes"}]}}));
-        assert_eq!(fields(&validate_pod(&p)), ["spec.containers[0].restartPolicy"]);
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Sometimes"}]}}),
+        );
+        assert_eq!(
+            fields(&validate_pod(&p)),
+            ["spec.containers[0].restartPolicy"]
+        );
     }
 
     #[test]
@@ -1473,10 +1541,12 @@ mod tests {
     #[test]
     fn a_resize_may_change_only_cpu_and_memory_and_keeps_the_qos_class() {
         let with = |req: Value, lim: Value, image: &str| {
-            pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"},
+            pod(
+                serde_json::json!({"metadata": {"name": "p", "namespace": "d"},
                 "spec": {"containers": [{"name": "a", "image": image,
                     "resources": {"requests": req, "limits": lim}}]},
-                "status": {"qosClass": "Burstable"}}))
+                "status": {"qosClass": "Burstable"}}),
+            )
         };
         let old = with(
             serde_json::json!({"cpu": "100m", "memory": "32Mi"}),

@@ -45,16 +45,36 @@ fn wait_field(c: &Cluster, pod: &str, path: &str, want: &str) {
     });
 }
 
-/// The reasons of the events of `pod`.
+/// The events of `pod`, one `reason=message` line each.
 fn event_reasons(c: &Cluster, pod: &str) -> String {
-    c.kubectl_ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={pod}"),
-        "-o",
-        "jsonpath={range .items[*]}{.reason}={.message}{\"\\n\"}{end}",
-    ])
+    let json = c.kubectl_ok(&["get", "events", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&json).expect("event list");
+    let mut out = String::new();
+    for e in list["items"].as_array().into_iter().flatten() {
+        if e["involvedObject"]["name"] == pod {
+            out += &format!(
+                "{}={}\n",
+                e["reason"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    out
+}
+
+/// `kubectl patch pod NAME --subresource=resize` with kubectl 1.33.
+fn resize(c: &Cluster, pod: &str, patch: &str) -> std::process::Output {
+    kubectl_133(
+        c,
+        &[
+            "patch",
+            "pod",
+            pod,
+            "--subresource=resize",
+            "--patch",
+            patch,
+        ],
+    )
 }
 
 /// The memory limit of the cgroup process `pid` is in (cgroup v1 memory controller or the
@@ -90,17 +110,25 @@ fn recent_pod_features_through_kubectl() {
         .prefix("podvisor-e2e")
         .tempdir()
         .expect("tempdir");
-    let c = Cluster::up_with(
-        dir,
-        &["--max-container-restart-period".into(), "2s".into()],
-    );
+    let c = Cluster::up_with(dir, &["--max-container-restart-period".into(), "2s".into()]);
     let started = Instant::now();
     let scratch = c.dir.path().join("rules");
     std::fs::create_dir_all(&scratch).expect("scratch");
     let resize_marker = marker("resize");
     let sigcgt_marker = marker("sigcgt");
-    c.apply(&format!(
-        r#"apiVersion: v1
+    // kubectl 1.33 against the server that reports 1.33
+    let v = kubectl_133(&c, &["version"]);
+    assert!(
+        text(&v.stdout).contains("Server Version: v1.33.1-podvisor"),
+        "{}",
+        text(&v.stdout)
+    );
+    assert!(!text(&v.stderr).contains("WARNING"), "{}", text(&v.stderr));
+    let manifest = c.dir.path().join("recent.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: v1
 kind: Pod
 metadata:
   name: resize
@@ -171,8 +199,12 @@ spec:
     image: busybox
     command: ["sleep", "1000"]
 "#,
-        dir = scratch.display()
-    ));
+            dir = scratch.display()
+        ),
+    )
+    .expect("write manifest");
+    let out = kubectl_133(&c, &["apply", "-f", manifest.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 
     // ---- pod generation (KEP-5067): 1 at create, echoed by the status and its conditions
     c.wait_pod_ready("resize", WAIT);
@@ -181,27 +213,39 @@ spec:
     let observed = field(&c, "resize", "{.status.conditions[*].observedGeneration}");
     assert_eq!(observed, "1 1 1 1 1", "every condition carries it");
     assert_eq!(
-        field(&c, "resize", "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"),
+        field(
+            &c,
+            "resize",
+            "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
+        ),
         "True"
     );
     assert_eq!(
-        field(&c, "resize", "{.status.containerStatuses[0].allocatedResources.memory}"),
+        field(
+            &c,
+            "resize",
+            "{.status.containerStatuses[0].allocatedResources.memory}"
+        ),
         "32Mi"
     );
 
+    let out = kubectl_133(&c, &["exec", "resize", "--", "echo", "exec-ok"]);
+    assert_eq!(text(&out.stdout).trim(), "exec-ok", "{}", text(&out.stderr));
+
     // ---- in-place resize (KEP-1287): live cgroup change, same PID, generation bumped
+    let allocated_cpu = || {
+        field(
+            &c,
+            "resize",
+            "{.status.containerStatuses[0].allocatedResources.cpu}",
+        )
+    };
     let pid = wait_one_pid(&resize_marker, WAIT);
     assert_eq!(memory_limit_of(pid), 64 << 20);
-    let out = kubectl_133(
+    let out = resize(
         &c,
-        &[
-            "patch",
-            "pod",
-            "resize",
-            "--subresource=resize",
-            "--patch",
-            r#"{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"150m","memory":"48Mi"},"limits":{"cpu":"300m","memory":"96Mi"}}}]}}"#,
-        ],
+        "resize",
+        r#"{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"150m","memory":"48Mi"},"limits":{"cpu":"300m","memory":"96Mi"}}}]}}"#,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(field(&c, "resize", "{.metadata.generation}"), "2");
@@ -211,26 +255,24 @@ spec:
         "{.status.containerStatuses[0].resources.limits.memory}",
         "96Mi",
     );
-    assert_eq!(memory_limit_of(pid), 96 << 20, "the cgroup limit changed live");
-    assert_eq!(wait_one_pid(&resize_marker, WAIT), pid, "same process");
-    assert_eq!(field(&c, "resize", "{.status.containerStatuses[0].restartCount}"), "0");
     assert_eq!(
-        field(&c, "resize", "{.status.containerStatuses[0].allocatedResources.cpu}"),
-        "150m"
+        memory_limit_of(pid),
+        96 << 20,
+        "the cgroup limit changed live"
     );
+    assert_eq!(wait_one_pid(&resize_marker, WAIT), pid, "same process");
+    assert_eq!(
+        field(&c, "resize", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    assert_eq!(allocated_cpu(), "150m");
     wait_field(&c, "resize", "{.status.observedGeneration}", "2");
     assert_eq!(field(&c, "resize", "{.status.qosClass}"), "Burstable");
     // a resize no node could hold is Infeasible, and nothing changes
-    let out = kubectl_133(
+    let out = resize(
         &c,
-        &[
-            "patch",
-            "pod",
-            "resize",
-            "--subresource=resize",
-            "--patch",
-            r#"{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"1000"},"limits":{"cpu":"1000"}}}]}}"#,
-        ],
+        "resize",
+        r#"{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"1000"},"limits":{"cpu":"1000"}}}]}}"#,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     wait_field(
@@ -248,21 +290,12 @@ spec:
         msg.starts_with("Node didn't have enough capacity: cpu, requested: 1000000, capacity: "),
         "{msg}"
     );
-    assert_eq!(
-        field(&c, "resize", "{.status.containerStatuses[0].allocatedResources.cpu}"),
-        "150m"
-    );
+    assert_eq!(allocated_cpu(), "150m");
     // the QoS class may not change, and only resources may be written through resize
-    let out = kubectl_133(
+    let out = resize(
         &c,
-        &[
-            "patch",
-            "pod",
-            "resize",
-            "--subresource=resize",
-            "--patch",
-            r#"{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"1000","memory":"96Mi"}}}]}}"#,
-        ],
+        "resize",
+        r#"{"spec":{"containers":[{"name":"main","resources":{"requests":{"cpu":"1000","memory":"96Mi"}}}]}}"#,
     );
     assert!(!out.status.success());
     assert!(
@@ -274,15 +307,27 @@ spec:
     // ---- restart rules (KEP-5307): exit 42 restarts a Never container, exit 1 fails the pod
     c.wait_pod_phase("restart-rules", "Failed", WAIT);
     assert_eq!(
-        field(&c, "restart-rules", "{.status.containerStatuses[0].restartCount}"),
+        field(
+            &c,
+            "restart-rules",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
         "1"
     );
     assert_eq!(
-        field(&c, "restart-rules", "{.status.containerStatuses[0].state.terminated.exitCode}"),
+        field(
+            &c,
+            "restart-rules",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
         "1"
     );
     assert_eq!(
-        field(&c, "restart-rules", "{.status.containerStatuses[0].lastState.terminated.exitCode}"),
+        field(
+            &c,
+            "restart-rules",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
         "42"
     );
 
@@ -303,7 +348,7 @@ spec:
         "apiVersion: v1\nkind: Pod\nmetadata: {name: no-os}\nspec:\n  containers:\n  - name: main\n    image: busybox\n    lifecycle: {stopSignal: SIGUSR1}\n",
     )
     .expect("write manifest");
-    let out = c.kubectl(&["apply", "-f", manifest.to_str().expect("utf8")]);
+    let out = kubectl_133(&c, &["apply", "-f", manifest.to_str().expect("utf8")]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr)
@@ -327,9 +372,13 @@ spec:
 
     // ---- maxContainerRestartPeriod 2s: a crash loop restarts every ~2 s, not 10, 20, 40 s
     c.wait_for("crashloop restarted 4 times", WAIT, || {
-        field(&c, "crashloop", "{.status.containerStatuses[0].restartCount}")
-            .parse::<u32>()
-            .is_ok_and(|n| n >= 4)
+        field(
+            &c,
+            "crashloop",
+            "{.status.containerStatuses[0].restartCount}",
+        )
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 4)
     });
 
     // ---- preStop sleep 0 (KEP-4818): the delete is not held up by the hook

@@ -145,9 +145,8 @@ fn resize_infeasible(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.type_ == "PodResizePending" && c.reason.as_deref() == Some("Infeasible")
-            })
+            cs.iter()
+                .any(|c| c.type_ == "PodResizePending" && c.reason.as_deref() == Some("Infeasible"))
         })
 }
 
@@ -168,10 +167,7 @@ fn container_requests(
         .and_then(|r| r.requests.as_ref())
         .unwrap_or(&empty);
     let status = pod.status.as_ref().and_then(|s| {
-        s.container_statuses
-            .iter()
-            .flatten()
-            .chain(s.init_container_statuses.iter().flatten())
+        podvisor_api::status::container_statuses(s)
             .find(|cs| cs.name == c.name && cs.resources.is_some())
     });
     let mut r = match status {
@@ -367,12 +363,13 @@ pub(crate) mod tests {
         p.spec.as_mut().unwrap().containers[0] = container("app", Some("1500m"), None);
         assert_eq!(pod_requests(&p, false, &mut invalid).milli_cpu, 1500);
         // an infeasible desire holds nothing
-        p.status.as_mut().unwrap().conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
-            type_: "PodResizePending".into(),
-            status: "True".into(),
-            reason: Some("Infeasible".into()),
-            ..Default::default()
-        }]);
+        p.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "PodResizePending".into(),
+                status: "True".into(),
+                reason: Some("Infeasible".into()),
+                ..Default::default()
+            }]);
         assert_eq!(pod_requests(&p, false, &mut invalid).milli_cpu, 800);
         assert!(invalid.is_empty());
     }

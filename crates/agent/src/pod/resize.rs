@@ -198,9 +198,10 @@ pub fn restart_required(
             get(old) != get(new)
         });
         changed
-            && c.resize_policy.iter().flatten().any(|p| {
-                p.resource_name == *name && p.restart_policy == "RestartContainer"
-            })
+            && c.resize_policy
+                .iter()
+                .flatten()
+                .any(|p| p.resource_name == *name && p.restart_policy == "RestartContainer")
     })
 }
 
@@ -289,12 +290,7 @@ impl PodResize {
             }
             let reported = status
                 .into_iter()
-                .flat_map(|s| {
-                    s.container_statuses
-                        .iter()
-                        .flatten()
-                        .chain(s.init_container_statuses.iter().flatten())
-                })
+                .flat_map(rules::container_statuses)
                 .find(|s| s.name == c.name)
                 .and_then(|s| s.resources.clone());
             self.allocated
@@ -340,11 +336,7 @@ impl PodWorker {
                 wanted.allocated.insert(c.name.clone(), c.resources.clone());
             }
             let others = self.ctx.allocations.others(&self.uid);
-            match admit(
-                wanted.total(),
-                others,
-                allocatable(&self.ctx.allocatable),
-            ) {
+            match admit(wanted.total(), others, allocatable(&self.ctx.allocatable)) {
                 Ok(()) => {
                     self.resize.allocated = wanted.allocated;
                     self.resize.pending = None;
@@ -496,18 +488,44 @@ mod tests {
             restart_policy: "RestartContainer".into(),
         }]);
         let old = rr("500m", "128Mi");
-        assert!(!restart_required(&c, Some(&old), Some(&rr("800m", "128Mi"))));
+        assert!(!restart_required(
+            &c,
+            Some(&old),
+            Some(&rr("800m", "128Mi"))
+        ));
         assert!(restart_required(&c, Some(&old), Some(&rr("500m", "256Mi"))));
         c.resize_policy = None;
-        assert!(!restart_required(&c, Some(&old), Some(&rr("500m", "256Mi"))));
+        assert!(!restart_required(
+            &c,
+            Some(&old),
+            Some(&rr("500m", "256Mi"))
+        ));
     }
 
     #[test]
     fn the_ledger_counts_the_other_pods() {
         let a = Allocations::new();
-        a.set("p1", Usage { cpu_millis: 100, memory: 1 });
-        a.set("p2", Usage { cpu_millis: 200, memory: 2 });
-        assert_eq!(a.others("p1"), Usage { cpu_millis: 200, memory: 2 });
+        a.set(
+            "p1",
+            Usage {
+                cpu_millis: 100,
+                memory: 1,
+            },
+        );
+        a.set(
+            "p2",
+            Usage {
+                cpu_millis: 200,
+                memory: 2,
+            },
+        );
+        assert_eq!(
+            a.others("p1"),
+            Usage {
+                cpu_millis: 200,
+                memory: 2
+            }
+        );
         a.remove("p2");
         assert_eq!(a.others("p1"), Usage::default());
     }

@@ -555,7 +555,6 @@ impl PodWorker {
     }
 }
 
-
 /// The `StopSignalNotHandled` warning: PID 1 neither catches its stop signal nor dies of
 /// it by default (the kernel ignores default-action signals for a namespace's init), so only
 /// SIGKILL at the end of the grace period ends it. Given once per instance soon after it

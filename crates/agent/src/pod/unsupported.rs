@@ -22,12 +22,7 @@ pub fn unsupported(pod: &Pod, c: &Container) -> Option<String> {
                 .to_string(),
         );
     }
-    let mounted = |name: &str| {
-        c.volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.name == name)
-    };
+    let mounted = |name: &str| c.volume_mounts.iter().flatten().any(|m| m.name == name);
     spec.volumes
         .iter()
         .flatten()

@@ -4,7 +4,9 @@
 //! warning (KEP-4960), sleep hooks of zero seconds (KEP-4818), the visible refusal of
 //! `hostUsers: false` and image volumes, and the node's back-off cap (KEP-5593).
 
-use k8s_openapi::api::core::v1::{Container, ContainerRestartRule, ContainerRestartRuleOnExitCodes};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerRestartRule, ContainerRestartRuleOnExitCodes,
+};
 use podvisor_runtime::Signal;
 use podvisor_runtime::fake::{Attempt, FakeScript};
 use tokio::time::Instant;
@@ -50,7 +52,10 @@ async fn a_restart_rule_restarts_a_container_of_a_never_pod_until_an_unlisted_ex
     // the second 42 waits out the 10 s back-off: CrashLoopBackOff, still Running
     let st = h.last();
     assert_eq!(phase(&st), "Running");
-    assert_eq!(waiting_reason(&st, "app").as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(
+        waiting_reason(&st, "app").as_deref(),
+        Some("CrashLoopBackOff")
+    );
     advance(s(12)).await;
     // exit 1 matches no rule; the container's Never keeps it stopped and the pod fails
     let st = h.last();
@@ -128,7 +133,10 @@ async fn the_status_and_every_condition_carry_the_observed_generation() {
     assert_eq!(st.observed_generation, Some(1));
     let conds = st.conditions.unwrap();
     assert_eq!(conds.len(), 5);
-    assert!(conds.iter().all(|c| c.observed_generation == Some(1)), "{conds:?}");
+    assert!(
+        conds.iter().all(|c| c.observed_generation == Some(1)),
+        "{conds:?}"
+    );
     // a spec change (the API server bumps the generation) is observed with the next status
     w.update(|p| {
         p.metadata.generation = Some(2);
@@ -137,11 +145,12 @@ async fn the_status_and_every_condition_carry_the_observed_generation() {
     advance(s(1)).await;
     let st = h.last();
     assert_eq!(st.observed_generation, Some(2));
-    assert!(st
-        .conditions
-        .unwrap()
-        .iter()
-        .all(|c| c.observed_generation == Some(2)));
+    assert!(
+        st.conditions
+            .unwrap()
+            .iter()
+            .all(|c| c.observed_generation == Some(2))
+    );
 }
 
 // ------------------------------------------------------------ stop signals (KEP-4960)
@@ -162,7 +171,11 @@ async fn the_stop_signal_in_force_is_reported_and_sent() {
     assert_eq!(cs(&st, "plain").stop_signal.as_deref(), Some("SIGTERM"));
     w.delete(&h.clock, 30);
     advance(s(1)).await;
-    let sent: Vec<Signal> = h.signals_to("usr1").into_iter().map(|(_, sig)| sig).collect();
+    let sent: Vec<Signal> = h
+        .signals_to("usr1")
+        .into_iter()
+        .map(|(_, sig)| sig)
+        .collect();
     assert_eq!(sent.first().copied(), Signal::from_name("SIGUSR1"));
     assert_eq!(
         h.signals_to("plain").first().map(|(_, sig)| *sig),
@@ -185,10 +198,17 @@ async fn an_unhandled_stop_signal_is_warned_about_soon_after_start_once_per_inst
         FakeScript::always(Attempt::forever().reports_handles_stop_signal(Some(true))),
     );
     let _w = h
-        .start(pod("Always", vec![container("app"), container("good")], None))
+        .start(pod(
+            "Always",
+            vec![container("app"), container("good")],
+            None,
+        ))
         .await;
     advance(s(1)).await;
-    assert!(h.event("StopSignalNotHandled").is_none(), "not before it settled");
+    assert!(
+        h.event("StopSignalNotHandled").is_none(),
+        "not before it settled"
+    );
     advance(s(2)).await;
     let (ty, msg) = h.event("StopSignalNotHandled").expect("the early warning");
     assert_eq!(ty, EventType::Warning);
@@ -217,7 +237,10 @@ async fn an_unhandled_stop_signal_is_warned_about_soon_after_start_once_per_inst
 #[tokio::test(start_paused = true)]
 async fn sleep_hooks_of_zero_seconds_return_at_once() {
     let h = Harness::new();
-    let c = with_post_start(with_pre_stop(container("app"), sleep_hook(0)), sleep_hook(0));
+    let c = with_post_start(
+        with_pre_stop(container("app"), sleep_hook(0)),
+        sleep_hook(0),
+    );
     let mut w = h.start(pod("Always", vec![c], Some(30))).await;
     // postStart sleep 0: the container is reported running at once
     let st = h.last();
@@ -248,7 +271,8 @@ async fn host_users_false_is_refused_with_a_waiting_reason_and_an_event() {
     assert_eq!(phase(&st), "Pending");
     let w = cs(&st, "app").state.unwrap().waiting.unwrap();
     assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
-    let msg = "user namespaces are not supported on this node: spec.hostUsers: false cannot be honoured";
+    let msg =
+        "user namespaces are not supported on this node: spec.hostUsers: false cannot be honoured";
     assert_eq!(w.message.as_deref(), Some(msg));
     assert_eq!(
         h.event("Failed"),
@@ -298,7 +322,10 @@ async fn the_nodes_max_container_restart_period_caps_the_back_off() {
     let starts = h.start_times("app");
     assert_eq!(&starts[..5], &[s(0), s(1), s(6), s(11), s(16)]);
     let msg = waiting_message(&h.last());
-    assert!(msg.as_ref().is_none_or(|m| m.starts_with("back-off 4s")), "{msg:?}");
+    assert!(
+        msg.as_ref().is_none_or(|m| m.starts_with("back-off 4s")),
+        "{msg:?}"
+    );
 }
 
 fn waiting_message(st: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
@@ -441,10 +468,7 @@ async fn an_infeasible_resize_is_pending_and_changes_nothing() {
         msg.as_deref(),
         Some("Node didn't have enough capacity: cpu, requested: 3000, capacity: 2000")
     );
-    assert_eq!(
-        cs(&st, "app").allocated_resources.unwrap()["cpu"].0,
-        "500m"
-    );
+    assert_eq!(cs(&st, "app").allocated_resources.unwrap()["cpu"].0, "500m");
     assert!(updates(&h).is_empty());
     // another pod holds 1.8 cores: 500m → 1 is Deferred until it leaves
     h.allocations.set(
@@ -498,7 +522,9 @@ async fn a_memory_limit_below_the_usage_is_refused_in_progress_with_an_error() {
     assert_eq!(cond.reason.as_deref(), Some("Error"));
     assert_eq!(
         cond.message.as_deref(),
-        Some("attempting to set container \"app\" memory limit (67108864) below current usage (104857600)")
+        Some(
+            "attempting to set container \"app\" memory limit (67108864) below current usage (104857600)"
+        )
     );
     assert!(updates(&h).is_empty());
     // the usage drops: the next try goes through

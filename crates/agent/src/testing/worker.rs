@@ -101,10 +101,8 @@ pub struct WorkerHarness {
     /// harness.
     pub allocations: Arc<crate::pod::resize::Allocations>,
     /// The node's allocatable resources (empty: unknown).
-    pub allocatable: std::collections::BTreeMap<
-        String,
-        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-    >,
+    pub allocatable:
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
 }
 
 /// A worker started by [`WorkerHarness::start`].
