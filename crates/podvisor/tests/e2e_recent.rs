@@ -181,7 +181,7 @@ spec:
   containers:
   - name: main
     image: busybox
-    command: ["sleep", "1000", "{sigcgt_marker}"]
+    command: ["sh", "-c", "trap '' USR1; while true; do sleep 0.2; done", "{sigcgt_marker}"]
     lifecycle:
       stopSignal: SIGUSR1
       preStop:
