@@ -373,6 +373,7 @@ async fn serve(
             stage_time: crate::audit::timestamp(ctx.srv.core().now()),
             streaming: long_running && response.status().is_success(),
             body: ctx.kept_body.as_deref(),
+            annotations: crate::warning::annotations(),
         });
     }
     response
@@ -441,13 +442,23 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
         (
             "PUT",
             true,
-            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            Some(
+                Subresource::Status
+                | Subresource::Scale
+                | Subresource::EphemeralContainers
+                | Subresource::Resize,
+            )
             | None,
         ) => "update",
         (
             "PATCH",
             true,
-            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            Some(
+                Subresource::Status
+                | Subresource::Scale
+                | Subresource::EphemeralContainers
+                | Subresource::Resize,
+            )
             | None,
         ) => "patch",
         ("DELETE", true, None) => "delete",

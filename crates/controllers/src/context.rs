@@ -344,6 +344,8 @@ pub(crate) struct Ctx {
     pub(crate) job_backoff: Mutex<HashMap<String, crate::job::Backoff>>,
     /// Caches and queues of the EndpointSlice and Endpoints controllers.
     pub(crate) svc: crate::endpointslice::ServiceState,
+    /// The ResourceQuota controller's queue of namespaces.
+    pub(crate) quota: crate::resourcequota::QuotaState,
 }
 
 impl Ctx {

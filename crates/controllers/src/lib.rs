@@ -53,6 +53,7 @@ mod pods;
 mod queue;
 mod replicaset;
 mod replicationcontroller;
+mod resourcequota;
 pub mod serviceaccounts;
 mod statefulset;
 pub mod tainteviction;

@@ -149,6 +149,20 @@ pub struct NodeCapacityArgs {
     pub max_pods: u32,
 }
 
+/// How the node restarts crashing containers (`up` and `agent`).
+#[derive(Debug, Args, Clone)]
+pub struct CrashLoopArgs {
+    /// The longest crash back-off between container restarts on this node, 1s to 300s (the
+    /// kubelet configuration's `crashLoopBackOff.maxContainerRestartPeriod`).
+    #[arg(
+        long,
+        env = "PODVISOR_MAX_CONTAINER_RESTART_PERIOD",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub max_container_restart_period: Option<Duration>,
+}
+
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
@@ -244,6 +258,7 @@ pub struct UpArgs {
     pub node_security: NodeSecurityArgs,
     #[command(flatten)]
     pub node_capacity: NodeCapacityArgs,
+    pub crash_loop: CrashLoopArgs,
 }
 
 /// `podvisor server`.
@@ -395,6 +410,7 @@ pub struct AgentArgs {
     pub node_security: NodeSecurityArgs,
     #[command(flatten)]
     pub node_capacity: NodeCapacityArgs,
+    pub crash_loop: CrashLoopArgs,
 }
 
 /// `podvisor kubeconfig`.
