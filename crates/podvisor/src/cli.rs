@@ -258,6 +258,7 @@ pub struct UpArgs {
     pub node_security: NodeSecurityArgs,
     #[command(flatten)]
     pub node_capacity: NodeCapacityArgs,
+    #[command(flatten)]
     pub crash_loop: CrashLoopArgs,
 }
 
@@ -410,6 +411,7 @@ pub struct AgentArgs {
     pub node_security: NodeSecurityArgs,
     #[command(flatten)]
     pub node_capacity: NodeCapacityArgs,
+    #[command(flatten)]
     pub crash_loop: CrashLoopArgs,
 }
 
