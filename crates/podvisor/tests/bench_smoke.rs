@@ -1,5 +1,5 @@
-//! `podvisor bench` as CI runs it: `--quick` must finish (no figure is asserted), and Ctrl-C
-//! in the middle of a part must end every process the bench started and say so.
+//! `podvisor bench` in CI: Ctrl-C in the middle of a part must end every process the bench
+//! started and say so.
 //!
 //! Each run gets a TMPDIR of its own, so the processes of that run (the `up`, its pod
 //! supervisors, `etcd`) are the ones whose command line names that directory.
@@ -74,62 +74,6 @@ fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-#[test]
-fn quick_bench_runs_to_the_end_and_leaves_nothing_running() {
-    let _serial = common::serial();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let json = tmp.path().join("bench.json");
-    let mut child = Command::new(common::binary())
-        .args(["bench", "--quick", "--json"])
-        .arg(&json)
-        .env("TMPDIR", tmp.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start podvisor bench");
-    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    // The bench bounds every phase itself; this only keeps a hung child from hanging CI.
-    let status = wait_exit(
-        &mut child,
-        Duration::from_secs(1200),
-        "podvisor bench --quick",
-    );
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(
-        status.success(),
-        "podvisor bench --quick failed ({status}):\n{out}\n{err}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
-    for part in [
-        "floor",
-        "authz",
-        "up",
-        "startup_sequential",
-        "startup_burst",
-        "delete",
-        "api",
-        "hostile",
-        "scale",
-    ] {
-        assert!(
-            report.get(part).is_some(),
-            "no `{part}` in the report:\n{out}"
-        );
-    }
-    // The optional parts either ran or said in one line why not.
-    for (part, heading) in [("store", "## store backends"), ("podman", "## podman")] {
-        assert!(
-            report.get(part).is_some() || out.contains(heading),
-            "`{part}` neither measured nor explained:\n{out}"
-        );
-    }
-    assert_none_left(tmp.path(), "after bench --quick");
 }
 
 #[test]
