@@ -73,6 +73,7 @@ impl ControllerManager {
             },
         );
         let (svc, svc_writers) = endpointslice::ServiceState::new();
+        let (volumes, volume_writers) = crate::pvcontroller::VolumeState::new();
         let ctx = Arc::new(Ctx {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -112,6 +113,7 @@ impl ControllerManager {
             rc_expectations: Expectations::default(),
             job_backoff: Default::default(),
             svc,
+            volumes,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(event_writer.run_until(shutdown.clone()));
@@ -291,6 +293,8 @@ impl ControllerManager {
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
+        let volumes_run = crate::pvcontroller::run(ctx.clone(), volume_writers, shutdown.clone());
+        tasks.spawn(volumes_run);
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -517,6 +521,7 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     };
     route_gc_owners(ctx, None, &pod.metadata, deleted);
     endpointslice::route_pod(ctx, pod);
+    crate::pvcontroller::route_pod(ctx, pod, deleted);
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     for pdb in ctx.pdbs.state() {
         if pdb.metadata.namespace.as_deref() == Some(&key.namespace)
@@ -741,6 +746,7 @@ fn dependents_of(ctx: &Ctx, uid: &str) {
             ctx.gc_queue.add(GcKey::ControllerRevision(k));
         }
     }
+    crate::pvcontroller::claims_owned_by(ctx, uid);
 }
 
 fn route_replicaset(ctx: &Ctx, rs: &ReplicaSet, deleted: bool) {
