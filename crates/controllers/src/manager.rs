@@ -190,6 +190,12 @@ impl ControllerManager {
             ctx.clone(),
             route_ep,
         ));
+        let (v, pv) = (volume_writers, crate::pvcontroller::route_volume);
+        tasks.spawn(reflect(Api::all(c.clone()), v.volumes, ctx.clone(), pv));
+        let pvc = crate::pvcontroller::route_claim;
+        tasks.spawn(reflect(Api::all(c.clone()), v.claims, ctx.clone(), pvc));
+        let sc = crate::pvcontroller::route_class;
+        tasks.spawn(reflect(Api::all(c.clone()), v.classes, ctx.clone(), sc));
         let leases_api = Api::namespaced(c, nodelifecycle::LEASE_NAMESPACE);
         tasks.spawn(reflect(leases_api, leases_w, ctx.clone(), |_, _, _| {}));
 
@@ -208,6 +214,9 @@ impl ControllerManager {
             wait_ready(&ctx.svc.services, "service").await?;
             wait_ready(&ctx.svc.slices, "endpointslice").await?;
             wait_ready(&ctx.svc.endpoints, "endpoints").await?;
+            wait_ready(&ctx.volumes.volumes, "persistentvolume").await?;
+            wait_ready(&ctx.volumes.claims, "persistentvolumeclaim").await?;
+            wait_ready(&ctx.volumes.classes, "storageclass").await?;
             wait_ready(&ctx.leases, "lease").await
         };
         tokio::select! {
@@ -217,7 +226,10 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 12] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 13] = [
+            ("persistentvolumeclaim", &ctx.volumes.claim_queue, |ctx, key| {
+                Box::pin(async move { crate::pvcontroller::sync_claim_key(&ctx, &key).await })
+            }),
             ("endpointslice", &ctx.svc.slice_queue, |ctx, key| {
                 Box::pin(async move { endpointslice::reconcile(&ctx, &key).await })
             }),
@@ -259,6 +271,8 @@ impl ControllerManager {
             |ctx, key| Box::pin(async move { gc::reconcile(&ctx, &key).await });
         let taint_node: Reconcile<String> =
             |ctx, key| Box::pin(async move { tainteviction::reconcile_node(&ctx, &key) });
+        let volume: Reconcile<String> =
+            |ctx, key| Box::pin(async move { crate::pvcontroller::sync_volume_key(&ctx, &key).await });
         for _ in 0..self.config.workers.max(1) {
             for (name, queue, reconcile) in &by_key {
                 let queue = (*queue).clone();
@@ -278,6 +292,8 @@ impl ControllerManager {
                 stop,
                 gc,
             ));
+            let (queue, stop) = (ctx.volumes.volume_queue.clone(), shutdown.clone());
+            tasks.spawn(worker("persistentvolume", ctx.clone(), queue, stop, volume));
             let (queue, stop) = (ctx.taint_node_queue.clone(), shutdown.clone());
             tasks.spawn(worker(
                 "tainteviction-node",
@@ -293,8 +309,7 @@ impl ControllerManager {
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
-        let volumes_run = crate::pvcontroller::run(ctx.clone(), volume_writers, shutdown.clone());
-        tasks.spawn(volumes_run);
+        tasks.spawn(crate::pvcontroller::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -316,6 +331,7 @@ impl ControllerManager {
 /// Queues every known key of every controller and every dependent with owners.
 fn resync_all(ctx: &Ctx) {
     endpointslice::resync(ctx);
+    ctx.volumes.resync();
     for n in ctx.nodes.state() {
         if let Some(name) = &n.metadata.name {
             ctx.taint_node_queue.add(name.clone());

@@ -259,7 +259,8 @@ pub(crate) async fn delete_volume(
     let Some(helper) = helper else {
         let pod = helper_pod(&helper_name, &pv_name, &node, &path);
         match pods.create(&PostParams::default(), &pod).await {
-            Ok(_) | Err(kube::Error::Api(kube::core::Status { code: 409, .. })) => {}
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(ControllerError::api("create", "Pod", HELPER_NAMESPACE, &helper_name)(e)),
         }
         return Ok(Some(HELPER_POLL));

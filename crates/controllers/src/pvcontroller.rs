@@ -50,7 +50,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt as _;
 use k8s_openapi::api::core::v1::{
     ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus,
     PersistentVolumeStatus, Pod,
@@ -58,7 +57,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Resource};
 use podvisor_api::volumes::{
     self as vol, ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
@@ -67,7 +65,7 @@ use podvisor_api::volumes::{
 };
 use podvisor_kit::events::EventType;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::context::{ControllerError, Ctx, Key};
 use crate::queue::WorkQueue;
@@ -83,15 +81,15 @@ pub(crate) struct VolumeState {
     pub(crate) volumes: Store<PersistentVolume>,
     pub(crate) claims: Store<PersistentVolumeClaim>,
     pub(crate) classes: Store<StorageClass>,
-    claim_queue: WorkQueue<Key>,
-    volume_queue: WorkQueue<String>,
+    pub(crate) claim_queue: WorkQueue<Key>,
+    pub(crate) volume_queue: WorkQueue<String>,
 }
 
-/// The cache writers [`run`] feeds.
+/// The cache writers the manager's reflectors feed.
 pub(crate) struct VolumeWriters {
-    volumes: reflector::store::Writer<PersistentVolume>,
-    claims: reflector::store::Writer<PersistentVolumeClaim>,
-    classes: reflector::store::Writer<StorageClass>,
+    pub(crate) volumes: reflector::store::Writer<PersistentVolume>,
+    pub(crate) claims: reflector::store::Writer<PersistentVolumeClaim>,
+    pub(crate) classes: reflector::store::Writer<StorageClass>,
 }
 
 impl VolumeState {
@@ -128,7 +126,8 @@ impl VolumeState {
         self.classes.get(&ObjectRef::new(name))
     }
 
-    fn resync(&self) {
+    /// Queues every claim and volume.
+    pub(crate) fn resync(&self) {
         for c in self.claims.state() {
             if let Some(k) = Key::of(&c.metadata) {
                 self.claim_queue.add(k);
@@ -165,130 +164,20 @@ pub(crate) fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     }
 }
 
-/// Runs the caches, the claim and volume workers and the periodic resync until `shutdown`.
-pub(crate) async fn run(ctx: Arc<Ctx>, writers: VolumeWriters, shutdown: CancellationToken) {
-    let c = ctx.client.clone();
-    let feeds = async {
-        tokio::join!(
-            feed(Api::all(c.clone()), writers.volumes, &ctx, |ctx, v| {
-                route_volume(ctx, v)
-            }),
-            feed(Api::all(c.clone()), writers.claims, &ctx, |ctx, c| {
-                route_claim(ctx, c)
-            }),
-            feed(Api::all(c.clone()), writers.classes, &ctx, |ctx, _| {
-                ctx.volumes.resync()
-            }),
-        )
-    };
-    let ready = async {
-        let s = &ctx.volumes;
-        let ok = s.volumes.wait_until_ready().await.is_ok()
-            && s.claims.wait_until_ready().await.is_ok()
-            && s.classes.wait_until_ready().await.is_ok()
-            && ctx.pods.wait_until_ready().await.is_ok()
-            && ctx.nodes.wait_until_ready().await.is_ok();
-        if !ok {
-            return;
-        }
-        let workers = async {
-            tokio::join!(
-                work(&ctx, &ctx.volumes.claim_queue, |ctx, k| Box::pin(sync_claim_key(ctx, k))),
-                work(&ctx, &ctx.volumes.volume_queue, |ctx, k| Box::pin(
-                    sync_volume_key(ctx, k)
-                )),
-            )
-        };
-        let resync = async {
-            let mut tick = tokio::time::interval(SYNC_PERIOD);
-            loop {
-                tick.tick().await;
-                ctx.volumes.resync();
-            }
-        };
-        tokio::join!(workers, resync);
-    };
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = feeds => {}
-        _ = ready => {}
-    }
-}
-
-type SyncFn<K> = for<'a> fn(
-    &'a Ctx,
-    &'a K,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Option<Duration>, ControllerError>> + Send + 'a>,
->;
-
-/// One worker over `queue` (a key is never synced twice at once); failures back off.
-async fn work<K>(ctx: &Ctx, queue: &WorkQueue<K>, sync: SyncFn<K>)
-where
-    K: Clone + Eq + std::hash::Hash + std::fmt::Debug,
-{
-    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+/// Queues every claim and volume every [`SYNC_PERIOD`] until `shutdown` (the manager
+/// runs the caches' reflectors and the workers of both queues).
+pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SYNC_PERIOD);
     loop {
-        let key = queue.next().await;
-        let result = sync(ctx, &key).await;
-        queue.done(&key);
-        let id = format!("{key:?}");
-        match result {
-            Ok(after) => {
-                failures.remove(&id);
-                if let Some(d) = after {
-                    queue.add_after(key, d);
-                }
-            }
-            Err(e) => {
-                let n = failures.entry(id).or_insert(0);
-                *n = n.saturating_add(1);
-                let backoff = Duration::from_millis(50u64.saturating_mul(1 << (*n).min(10)))
-                    .min(Duration::from_secs(30));
-                if e.is_conflict() || e.is_not_found() {
-                    debug!(?key, error = %e, "volume sync conflict, retrying");
-                } else {
-                    warn!(?key, error = %e, ?backoff, "volume sync failed");
-                }
-                queue.add_after(key, backoff);
-            }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => ctx.volumes.resync(),
         }
     }
 }
 
-async fn feed<K>(
-    api: Api<K>,
-    writer: reflector::store::Writer<K>,
-    ctx: &Ctx,
-    route: fn(&Ctx, &K),
-) where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    futures::pin_mut!(stream);
-    loop {
-        match stream.try_next().await {
-            Ok(Some(
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
-            )) => route(ctx, &o),
-            Ok(Some(watcher::Event::InitDone)) => ctx.volumes.resync(),
-            Ok(Some(watcher::Event::Init)) => {}
-            Ok(None) => return,
-            Err(e) => warn!(error = %e, "volume watch failed; retrying"),
-        }
-    }
-}
-
-fn route_volume(ctx: &Ctx, pv: &PersistentVolume) {
+/// A volume changed: it and its claim are synced.
+pub(crate) fn route_volume(ctx: &Ctx, pv: &PersistentVolume, _deleted: bool) {
     if let Some(n) = &pv.metadata.name {
         ctx.volumes.volume_queue.add(n.clone());
     }
@@ -317,7 +206,13 @@ pub(crate) fn claims_owned_by(ctx: &Ctx, uid: &str) {
     }
 }
 
-fn route_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) {
+/// A class changed: every claim may bind or provision differently.
+pub(crate) fn route_class(ctx: &Ctx, _class: &StorageClass, _deleted: bool) {
+    ctx.volumes.resync();
+}
+
+/// A claim changed: it, its volume, its garbage collection and its StatefulSet.
+pub(crate) fn route_claim(ctx: &Ctx, claim: &PersistentVolumeClaim, _deleted: bool) {
     if let Some(k) = Key::of(&claim.metadata) {
         ctx.volumes.claim_queue.add(k.clone());
         if claim
@@ -326,7 +221,7 @@ fn route_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) {
             .as_ref()
             .is_some_and(|r| !r.is_empty())
         {
-            ctx.gc_queue.add(crate::context::GcKey::Claim(k));
+            ctx.gc_queue.add(crate::context::GcKey::Claim(k.clone()));
         }
         // A StatefulSet whose templates make this claim may wait for it.
         for sts in ctx.statefulsets.state() {
@@ -402,7 +297,8 @@ fn volume_err(op: &'static str, v: &PersistentVolume) -> impl FnOnce(kube::Error
     )
 }
 
-async fn sync_claim_key(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
+/// Syncs claim `key`: protection, then binding.
+pub(crate) async fn sync_claim_key(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
     let Some(claim) = ctx.volumes.claim(&key.namespace, &key.name) else {
         return Ok(None);
     };
@@ -421,24 +317,12 @@ async fn protect_claim(
 ) -> Result<Option<PersistentVolumeClaim>, ControllerError> {
     let ns = claim.metadata.namespace.as_deref().unwrap_or_default();
     let name = claim.metadata.name.as_deref().unwrap_or_default();
+    let api = claims_api(ctx, ns);
     let protected = has_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER);
-    if claim.metadata.deletion_timestamp.is_none() {
-        if protected {
-            return Ok(Some(claim.clone()));
-        }
-        let mut c = claim.clone();
-        c.metadata
-            .finalizers
-            .get_or_insert_with(Vec::new)
-            .push(PVC_PROTECTION_FINALIZER.into());
-        let c = claims_api(ctx, ns)
-            .replace(name, &PostParams::default(), &c)
+    if claim.metadata.deletion_timestamp.is_none() || !protected {
+        return set_finalizer(&api, claim, PVC_PROTECTION_FINALIZER, true)
             .await
-            .map_err(claim_err("add finalizer to", claim))?;
-        return Ok(Some(c));
-    }
-    if !protected {
-        return Ok(Some(claim.clone()));
+            .map_err(claim_err("add finalizer to", claim));
     }
     let cached = ctx.pods_in(ns);
     if cached.iter().any(|p| pod_uses_claim(p, name)) {
@@ -452,18 +336,36 @@ async fn protect_claim(
     if live.items.iter().any(|p| pod_uses_claim(p, name)) {
         return Ok(Some(claim.clone()));
     }
-    let mut c = claim.clone();
-    if let Some(f) = c.metadata.finalizers.as_mut() {
-        f.retain(|x| x != PVC_PROTECTION_FINALIZER);
-    }
     info!(%ns, claim = %name, "removing the pvc-protection finalizer: no pod uses the claim");
-    match claims_api(ctx, ns)
-        .replace(name, &PostParams::default(), &c)
+    set_finalizer(&api, claim, PVC_PROTECTION_FINALIZER, false)
         .await
-    {
-        Ok(c) => Ok(Some(c)),
+        .map_err(claim_err("remove finalizer from", claim))
+}
+
+/// Puts finalizer `f` on a live object (`on`) or takes it off; writes only when that
+/// changes something (fenced by the resourceVersion read). Returns the object as written
+/// (None: it went away). A deleted object never gets a finalizer back.
+async fn set_finalizer<K>(api: &Api<K>, obj: &K, f: &str, on: bool) -> Result<Option<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let meta = obj.meta();
+    let has = has_finalizer(meta, f);
+    if has == on || (on && meta.deletion_timestamp.is_some()) {
+        return Ok(Some(obj.clone()));
+    }
+    let mut o = obj.clone();
+    let list = o.meta_mut().finalizers.get_or_insert_with(Vec::new);
+    if on {
+        list.push(f.to_string());
+    } else {
+        list.retain(|x| x != f);
+    }
+    let name = meta.name.clone().unwrap_or_default();
+    match api.replace(&name, &PostParams::default(), &o).await {
+        Ok(o) => Ok(Some(o)),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(e) => Err(claim_err("remove finalizer from", claim)(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -789,7 +691,8 @@ async fn bind(
     Ok(())
 }
 
-async fn sync_volume_key(ctx: &Ctx, name: &String) -> Result<Option<Duration>, ControllerError> {
+/// Syncs volume `name`: protection, then phase and reclaim.
+pub(crate) async fn sync_volume_key(ctx: &Ctx, name: &str) -> Result<Option<Duration>, ControllerError> {
     let Some(volume) = ctx.volumes.volume(name) else {
         return Ok(None);
     };
@@ -805,37 +708,12 @@ async fn protect_volume(
     ctx: &Ctx,
     volume: &PersistentVolume,
 ) -> Result<Option<PersistentVolume>, ControllerError> {
-    let name = volume.metadata.name.as_deref().unwrap_or_default();
-    let protected = has_finalizer(&volume.metadata, PV_PROTECTION_FINALIZER);
-    if volume.metadata.deletion_timestamp.is_none() {
-        if protected {
-            return Ok(Some(volume.clone()));
-        }
-        let mut v = volume.clone();
-        v.metadata
-            .finalizers
-            .get_or_insert_with(Vec::new)
-            .push(PV_PROTECTION_FINALIZER.into());
-        let v = volumes_api(ctx)
-            .replace(name, &PostParams::default(), &v)
-            .await
-            .map_err(volume_err("add finalizer to", volume))?;
-        return Ok(Some(v));
-    }
-    if !protected || volume_phase(volume) == "Bound" {
-        return Ok(Some(volume.clone()));
-    }
-    let mut v = volume.clone();
-    if let Some(f) = v.metadata.finalizers.as_mut() {
-        f.retain(|x| x != PV_PROTECTION_FINALIZER);
-    }
-    match volumes_api(ctx)
-        .replace(name, &PostParams::default(), &v)
+    let keep = volume.metadata.deletion_timestamp.is_none() || volume_phase(volume) == "Bound";
+    let written = set_finalizer(&volumes_api(ctx), volume, PV_PROTECTION_FINALIZER, keep)
         .await
-    {
-        Ok(_) | Err(kube::Error::Api(kube::core::Status { code: 404, .. })) => Ok(None),
-        Err(e) => Err(volume_err("remove finalizer from", volume)(e)),
-    }
+        .map_err(volume_err("update the finalizers of", volume))?;
+    // A deleted volume whose finalizer came off is gone (or about to be).
+    Ok(written.filter(|_| keep))
 }
 
 /// Upstream's `syncVolume`.

@@ -130,7 +130,7 @@ where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
-        + serde::de::DeserializeOwned
+        + k8s_openapi::serde::de::DeserializeOwned
         + Send
         + Sync
         + 'static,
