@@ -44,10 +44,7 @@ pub const ANN_LOCAL_STORAGE_ROOT: &str = "node.podvisor.io/local-storage-root";
 /// The node label local volumes are pinned with.
 pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 
-fn annotation<'a>(
-    a: Option<&'a BTreeMap<String, String>>,
-    key: &str,
-) -> Option<&'a str> {
+fn annotation<'a>(a: Option<&'a BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
     a.and_then(|a| a.get(key)).map(String::as_str)
 }
 
@@ -158,7 +155,11 @@ pub fn pinned_node(pv: &PersistentVolume) -> Option<&str> {
     let [req] = term.match_expressions.as_deref()? else {
         return None;
     };
-    match (req.key.as_str(), req.operator.as_str(), req.values.as_deref()) {
+    match (
+        req.key.as_str(),
+        req.operator.as_str(),
+        req.values.as_deref(),
+    ) {
         (LABEL_HOSTNAME, "In", Some([node])) => Some(node.as_str()),
         _ => None,
     }
@@ -262,11 +263,11 @@ pub fn find_matching_volume<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
     use k8s_openapi::api::core::v1::{
         ObjectReference, PersistentVolumeClaimSpec, PersistentVolumeSpec, PersistentVolumeStatus,
         VolumeNodeAffinity, VolumeResourceRequirements,
     };
-    use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as Sel, ObjectMeta};
 
@@ -423,6 +424,8 @@ mod tests {
             check_volume_satisfies_claim(&rox, &c).unwrap_err(),
             "incompatible accessMode"
         );
-        assert!(check_volume_satisfies_claim(&volume("v", "3Gi", &["ReadWriteOnce"], "a"), &c).is_ok());
+        assert!(
+            check_volume_satisfies_claim(&volume("v", "3Gi", &["ReadWriteOnce"], "a"), &c).is_ok()
+        );
     }
 }

@@ -87,7 +87,9 @@ impl Core {
             "/metadata/annotations/{}",
             podvisor_api::volumes::ANN_BETA_STORAGE_CLASS.replace('/', "~1")
         );
-        if claim.pointer("/spec/storageClassName").is_some_and(|c| !c.is_null())
+        if claim
+            .pointer("/spec/storageClassName")
+            .is_some_and(|c| !c.is_null())
             || claim.pointer(&beta).is_some()
         {
             return Ok(());

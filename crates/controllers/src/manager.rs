@@ -227,9 +227,13 @@ impl ControllerManager {
 
         // Workers per queue; a key is never processed by two workers at once.
         let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 13] = [
-            ("persistentvolumeclaim", &ctx.volumes.claim_queue, |ctx, key| {
-                Box::pin(async move { crate::pvcontroller::sync_claim_key(&ctx, &key).await })
-            }),
+            (
+                "persistentvolumeclaim",
+                &ctx.volumes.claim_queue,
+                |ctx, key| {
+                    Box::pin(async move { crate::pvcontroller::sync_claim_key(&ctx, &key).await })
+                },
+            ),
             ("endpointslice", &ctx.svc.slice_queue, |ctx, key| {
                 Box::pin(async move { endpointslice::reconcile(&ctx, &key).await })
             }),
@@ -271,8 +275,9 @@ impl ControllerManager {
             |ctx, key| Box::pin(async move { gc::reconcile(&ctx, &key).await });
         let taint_node: Reconcile<String> =
             |ctx, key| Box::pin(async move { tainteviction::reconcile_node(&ctx, &key) });
-        let volume: Reconcile<String> =
-            |ctx, key| Box::pin(async move { crate::pvcontroller::sync_volume_key(&ctx, &key).await });
+        let volume: Reconcile<String> = |ctx, key| {
+            Box::pin(async move { crate::pvcontroller::sync_volume_key(&ctx, &key).await })
+        };
         for _ in 0..self.config.workers.max(1) {
             for (name, queue, reconcile) in &by_key {
                 let queue = (*queue).clone();

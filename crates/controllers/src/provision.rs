@@ -27,16 +27,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
-    PersistentVolumeClaim, PersistentVolumeSpec, Pod, PodSpec, Toleration,
-    LocalVolumeSource, VolumeNodeAffinity,
+    Container, LocalVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, Pod, PodSpec, Toleration,
+    VolumeNodeAffinity,
 };
 use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use podvisor_api::volumes::{
     ANN_BOUND_BY_CONTROLLER, ANN_DYNAMICALLY_PROVISIONED, ANN_LOCAL_STORAGE_ROOT,
-    ANN_SELECTED_NODE, LABEL_HOSTNAME, LOCAL_PATH_PROVISIONER, PV_PROTECTION_FINALIZER, pinned_node,
+    ANN_SELECTED_NODE, LABEL_HOSTNAME, LOCAL_PATH_PROVISIONER, PV_PROTECTION_FINALIZER,
+    pinned_node,
 };
 use podvisor_kit::events::EventType;
 use tracing::info;
@@ -133,7 +134,10 @@ pub(crate) async fn provision_claim(
         metadata: ObjectMeta {
             name: Some(pv_name.clone()),
             annotations: Some(BTreeMap::from([
-                (ANN_DYNAMICALLY_PROVISIONED.into(), LOCAL_PATH_PROVISIONER.into()),
+                (
+                    ANN_DYNAMICALLY_PROVISIONED.into(),
+                    LOCAL_PATH_PROVISIONER.into(),
+                ),
                 (ANN_BOUND_BY_CONTROLLER.into(), "yes".into()),
             ])),
             finalizers: Some(vec![PV_PROTECTION_FINALIZER.into()]),
@@ -168,7 +172,10 @@ pub(crate) async fn provision_claim(
                 }),
             }),
             persistent_volume_reclaim_policy: Some(
-                class.reclaim_policy.clone().unwrap_or_else(|| "Delete".into()),
+                class
+                    .reclaim_policy
+                    .clone()
+                    .unwrap_or_else(|| "Delete".into()),
             ),
             storage_class_name: Some(class_name),
             mount_options: class.mount_options.clone(),
@@ -194,9 +201,17 @@ pub(crate) async fn provision_claim(
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(claim),
         Err(e) => {
-            let msg = format!("failed to provision volume with StorageClass {:?}: {e}", podvisor_api::volumes::claim_class(&claim));
+            let msg = format!(
+                "failed to provision volume with StorageClass {:?}: {e}",
+                podvisor_api::volumes::claim_class(&claim)
+            );
             pvc::event_on_claim(ctx, &claim, EventType::Warning, "ProvisioningFailed", msg);
-            Err(ControllerError::api("create", "PersistentVolume", "", &pv_name)(e))
+            Err(ControllerError::api(
+                "create",
+                "PersistentVolume",
+                "",
+                &pv_name,
+            )(e))
         }
     }
 }
@@ -261,7 +276,14 @@ pub(crate) async fn delete_volume(
         match pods.create(&PostParams::default(), &pod).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(ControllerError::api("create", "Pod", HELPER_NAMESPACE, &helper_name)(e)),
+            Err(e) => {
+                return Err(ControllerError::api(
+                    "create",
+                    "Pod",
+                    HELPER_NAMESPACE,
+                    &helper_name,
+                )(e));
+            }
         }
         return Ok(Some(HELPER_POLL));
     };
@@ -274,7 +296,8 @@ pub(crate) async fn delete_volume(
             if phase == "Succeeded" {
                 pvc::delete_volume_object(ctx, volume).await?;
             } else {
-                let msg = format!("failed to delete volume {pv_name}: helper pod {helper_name} failed");
+                let msg =
+                    format!("failed to delete volume {pv_name}: helper pod {helper_name} failed");
                 pvc::delete_failed(ctx, volume, &msg).await?;
             }
             Ok(None)

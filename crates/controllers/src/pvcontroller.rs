@@ -258,7 +258,9 @@ pub(crate) fn route_claim(ctx: &Ctx, claim: &PersistentVolumeClaim, _deleted: bo
 }
 
 fn has_annotation(meta: &kube::api::ObjectMeta, key: &str) -> bool {
-    meta.annotations.as_ref().is_some_and(|a| a.contains_key(key))
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(key))
 }
 
 fn set_annotation(meta: &mut kube::api::ObjectMeta, key: &str, value: &str) {
@@ -279,7 +281,10 @@ fn volumes_api(ctx: &Ctx) -> Api<PersistentVolume> {
     Api::all(ctx.client.clone())
 }
 
-fn claim_err(op: &'static str, c: &PersistentVolumeClaim) -> impl FnOnce(kube::Error) -> ControllerError {
+fn claim_err(
+    op: &'static str,
+    c: &PersistentVolumeClaim,
+) -> impl FnOnce(kube::Error) -> ControllerError {
     ControllerError::api(
         op,
         "PersistentVolumeClaim",
@@ -288,7 +293,10 @@ fn claim_err(op: &'static str, c: &PersistentVolumeClaim) -> impl FnOnce(kube::E
     )
 }
 
-fn volume_err(op: &'static str, v: &PersistentVolume) -> impl FnOnce(kube::Error) -> ControllerError {
+fn volume_err(
+    op: &'static str,
+    v: &PersistentVolume,
+) -> impl FnOnce(kube::Error) -> ControllerError {
     ControllerError::api(
         op,
         "PersistentVolume",
@@ -298,7 +306,10 @@ fn volume_err(op: &'static str, v: &PersistentVolume) -> impl FnOnce(kube::Error
 }
 
 /// Syncs claim `key`: protection, then binding.
-pub(crate) async fn sync_claim_key(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, ControllerError> {
+pub(crate) async fn sync_claim_key(
+    ctx: &Ctx,
+    key: &Key,
+) -> Result<Option<Duration>, ControllerError> {
     let Some(claim) = ctx.volumes.claim(&key.namespace, &key.name) else {
         return Ok(None);
     };
@@ -345,9 +356,18 @@ async fn protect_claim(
 /// Puts finalizer `f` on a live object (`on`) or takes it off; writes only when that
 /// changes something (fenced by the resourceVersion read). Returns the object as written
 /// (None: it went away). A deleted object never gets a finalizer back.
-async fn set_finalizer<K>(api: &Api<K>, obj: &K, f: &str, on: bool) -> Result<Option<K>, kube::Error>
+async fn set_finalizer<K>(
+    api: &Api<K>,
+    obj: &K,
+    f: &str,
+    on: bool,
+) -> Result<Option<K>, kube::Error>
 where
-    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
     let meta = obj.meta();
     let has = has_finalizer(meta, f);
@@ -400,11 +420,23 @@ fn volume_phase(v: &PersistentVolume) -> &str {
         .unwrap_or("")
 }
 
-fn claim_event(ctx: &Ctx, c: &PersistentVolumeClaim, t: EventType, reason: &str, msg: impl Into<String>) {
+fn claim_event(
+    ctx: &Ctx,
+    c: &PersistentVolumeClaim,
+    t: EventType,
+    reason: &str,
+    msg: impl Into<String>,
+) {
     ctx.event_about(COMPONENT, c, t, reason, msg);
 }
 
-fn volume_event(ctx: &Ctx, v: &PersistentVolume, t: EventType, reason: &str, msg: impl Into<String>) {
+fn volume_event(
+    ctx: &Ctx,
+    v: &PersistentVolume,
+    t: EventType,
+    reason: &str,
+    msg: impl Into<String>,
+) {
     ctx.event_about(COMPONENT, v, t, reason, msg);
 }
 
@@ -461,7 +493,9 @@ async fn set_volume_phase(
         last_phase_transition_time: if old.phase.as_deref() == Some(phase) {
             old.last_phase_transition_time
         } else {
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ctx.now()))
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                ctx.now(),
+            ))
         },
     });
     let name = volume.metadata.name.as_deref().unwrap_or_default();
@@ -527,9 +561,10 @@ async fn sync_claim(
 fn delay_binding(ctx: &Ctx, claim: &PersistentVolumeClaim) -> bool {
     let class = vol::claim_class(claim);
     !class.is_empty()
-        && ctx.volumes.class(class).is_some_and(|c| {
-            c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
-        })
+        && ctx
+            .volumes
+            .class(class)
+            .is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
 }
 
 async fn sync_unbound_claim(
@@ -538,8 +573,8 @@ async fn sync_unbound_claim(
 ) -> Result<Option<Duration>, ControllerError> {
     let delay = delay_binding(ctx, claim);
     let volumes = ctx.volumes.volumes.state();
-    let found = vol::find_matching_volume(claim, volumes.iter().map(|v| v.as_ref()), None, delay)
-        .cloned();
+    let found =
+        vol::find_matching_volume(claim, volumes.iter().map(|v| v.as_ref()), None, delay).cloned();
     if let Some(volume) = found {
         bind(ctx, &volume, claim).await?;
         return Ok(None);
@@ -692,7 +727,10 @@ async fn bind(
 }
 
 /// Syncs volume `name`: protection, then phase and reclaim.
-pub(crate) async fn sync_volume_key(ctx: &Ctx, name: &str) -> Result<Option<Duration>, ControllerError> {
+pub(crate) async fn sync_volume_key(
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Option<Duration>, ControllerError> {
     let Some(volume) = ctx.volumes.volume(name) else {
         return Ok(None);
     };
@@ -831,8 +869,13 @@ async fn reclaim(
                     "VolumeFailedRecycle",
                     "No recycler plugin found for the volume!",
                 );
-                set_volume_phase(ctx, volume, "Failed", Some("No recycler plugin found for the volume!"))
-                    .await?;
+                set_volume_phase(
+                    ctx,
+                    volume,
+                    "Failed",
+                    Some("No recycler plugin found for the volume!"),
+                )
+                .await?;
             }
             Ok(None)
         }
@@ -904,8 +947,11 @@ pub(crate) async fn set_claim_provisioner(
     provisioner: &str,
 ) -> Result<PersistentVolumeClaim, ControllerError> {
     let a = claim.metadata.annotations.as_ref();
-    if a.and_then(|a| a.get(ANN_STORAGE_PROVISIONER)).map(String::as_str) == Some(provisioner)
-        && a.and_then(|a| a.get(ANN_BETA_STORAGE_PROVISIONER)).map(String::as_str)
+    if a.and_then(|a| a.get(ANN_STORAGE_PROVISIONER))
+        .map(String::as_str)
+        == Some(provisioner)
+        && a.and_then(|a| a.get(ANN_BETA_STORAGE_PROVISIONER))
+            .map(String::as_str)
             == Some(provisioner)
     {
         return Ok(claim.clone());

@@ -42,8 +42,8 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use podvisor_kit::events::EventType;
 use kube::api::{DeleteParams, PostParams, Preconditions};
+use podvisor_kit::events::EventType;
 use tracing::info;
 
 use crate::context::{ControllerError, Ctx, Key};
@@ -284,7 +284,8 @@ fn retention(sts: &StatefulSet) -> (&str, &str) {
         .as_ref()
         .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
     (
-        p.and_then(|p| p.when_deleted.as_deref()).unwrap_or("Retain"),
+        p.and_then(|p| p.when_deleted.as_deref())
+            .unwrap_or("Retain"),
         p.and_then(|p| p.when_scaled.as_deref()).unwrap_or("Retain"),
     )
 }
@@ -405,7 +406,12 @@ async fn ensure_claims(
                     "FailedCreate",
                     format!("create Claim {name} for Pod {pod_name} in StatefulSet {set_name} failed error: {e}"),
                 );
-                return Err(ControllerError::api("create", "PersistentVolumeClaim", ns, &name)(e));
+                return Err(ControllerError::api(
+                    "create",
+                    "PersistentVolumeClaim",
+                    ns,
+                    &name,
+                )(e));
             }
         }
     }
@@ -468,7 +474,12 @@ async fn update_claim_owners(
         let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(ctx.client.clone(), ns);
         api.replace(&name, &PostParams::default(), &claim)
             .await
-            .map_err(ControllerError::api("update", "PersistentVolumeClaim", ns, &name))?;
+            .map_err(ControllerError::api(
+                "update",
+                "PersistentVolumeClaim",
+                ns,
+                &name,
+            ))?;
         wrote = true;
     }
     Ok(wrote)
@@ -575,7 +586,10 @@ mod tests {
         assert_eq!(vols.len(), 2);
         assert_eq!(vols[0].name, "scratch");
         assert_eq!(
-            vols[1].persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()),
+            vols[1]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
             Some("data-db-0")
         );
         assert!(vols[1].empty_dir.is_none());

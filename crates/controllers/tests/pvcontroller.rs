@@ -94,7 +94,9 @@ async fn claims_bind_by_class_and_size_and_volumes_are_reclaimed_by_policy() {
     .await;
 
     // The smallest volume of the class that fits.
-    pvcs.create(&pp, &pvc("a", "2Gi", "manual", None)).await.expect("claim a");
+    pvcs.create(&pp, &pvc("a", "2Gi", "manual", None))
+        .await
+        .expect("claim a");
     let a = wait("claim a bound", async || {
         claim(&client, "a")
             .await
@@ -103,18 +105,33 @@ async fn claims_bind_by_class_and_size_and_volumes_are_reclaimed_by_policy() {
     .await;
     assert_eq!(a.spec.as_ref().unwrap().volume_name.as_deref(), Some("big"));
     let ann = a.metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(ann.get("pv.kubernetes.io/bind-completed").map(String::as_str), Some("yes"));
-    assert_eq!(ann.get("pv.kubernetes.io/bound-by-controller").map(String::as_str), Some("yes"));
+    assert_eq!(
+        ann.get("pv.kubernetes.io/bind-completed")
+            .map(String::as_str),
+        Some("yes")
+    );
+    assert_eq!(
+        ann.get("pv.kubernetes.io/bound-by-controller")
+            .map(String::as_str),
+        Some("yes")
+    );
     let status = a.status.unwrap();
     assert_eq!(status.capacity.unwrap()["storage"].0, "10Gi");
     let big = pvs.get("big").await.unwrap();
     assert_eq!(big.status.unwrap().phase.as_deref(), Some("Bound"));
     let r = big.spec.unwrap().claim_ref.unwrap();
-    assert_eq!((r.name.as_deref(), r.uid), (Some("a"), a.metadata.uid.clone()));
+    assert_eq!(
+        (r.name.as_deref(), r.uid),
+        (Some("a"), a.metadata.uid.clone())
+    );
 
     // Nothing fits: Pending; no class and no volume: FailedBinding.
-    pvcs.create(&pp, &pvc("huge", "100Gi", "manual", None)).await.expect("huge");
-    pvcs.create(&pp, &pvc("none", "1Gi", "", None)).await.expect("none");
+    pvcs.create(&pp, &pvc("huge", "100Gi", "manual", None))
+        .await
+        .expect("huge");
+    pvcs.create(&pp, &pvc("none", "1Gi", "", None))
+        .await
+        .expect("none");
     wait("FailedBinding of the classless claim", async || {
         reasons(&client, "none")
             .await
@@ -123,7 +140,13 @@ async fn claims_bind_by_class_and_size_and_volumes_are_reclaimed_by_policy() {
     })
     .await;
     assert_eq!(
-        claim(&client, "huge").await.unwrap().status.unwrap().phase.as_deref(),
+        claim(&client, "huge")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
         Some("Pending")
     );
 
@@ -140,20 +163,29 @@ async fn claims_bind_by_class_and_size_and_volumes_are_reclaimed_by_policy() {
     .await;
 
     // Retain: the claim goes, the volume is Released and stays.
-    pvcs.delete("a", &DeleteParams::default()).await.expect("delete a");
+    pvcs.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete a");
     wait("big Released", async || {
         (pv_phase(&client, "big").await.as_deref() == Some("Released")).then_some(())
     })
     .await;
-    assert!(claim(&client, "a").await.is_none(), "no pod used it: the finalizer came off");
+    assert!(
+        claim(&client, "a").await.is_none(),
+        "no pod used it: the finalizer came off"
+    );
 
     // Delete of an admin's hostPath volume cannot be done: Failed, VolumeFailedDelete.
-    pvcs.create(&pp, &pvc("b", "1Gi", "fast", None)).await.expect("b");
+    pvcs.create(&pp, &pvc("b", "1Gi", "fast", None))
+        .await
+        .expect("b");
     wait("b bound to other", async || {
         (pv_phase(&client, "other").await.as_deref() == Some("Bound")).then_some(())
     })
     .await;
-    pvcs.delete("b", &DeleteParams::default()).await.expect("delete b");
+    pvcs.delete("b", &DeleteParams::default())
+        .await
+        .expect("delete b");
     wait("other Failed", async || {
         (pv_phase(&client, "other").await.as_deref() == Some("Failed")).then_some(())
     })
@@ -161,12 +193,19 @@ async fn claims_bind_by_class_and_size_and_volumes_are_reclaimed_by_policy() {
     let msg = pvs.get("other").await.unwrap().status.unwrap().message;
     assert_eq!(
         msg.as_deref(),
-        Some("error getting deleter volume plugin for volume \"other\": no deletable volume plugin matched")
+        Some(
+            "error getting deleter volume plugin for volume \"other\": no deletable volume plugin matched"
+        )
     );
 
     // pv-protection: a Released volume may go at once.
-    pvs.delete("big", &DeleteParams::default()).await.expect("delete big");
-    wait("big gone", async || pv_phase(&client, "big").await.is_none().then_some(())).await;
+    pvs.delete("big", &DeleteParams::default())
+        .await
+        .expect("delete big");
+    wait("big gone", async || {
+        pv_phase(&client, "big").await.is_none().then_some(())
+    })
+    .await;
     running.stop().await;
 }
 
@@ -179,7 +218,10 @@ async fn a_wait_for_first_consumer_claim_is_provisioned_on_the_selected_node() {
         "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"},
             "annotations": {"node.podvisor.io/local-storage-root": "/var/lib/pv/storage"}}}))
     .expect("node");
-    Api::<Node>::all(client.clone()).create(&pp, &node).await.expect("node");
+    Api::<Node>::all(client.clone())
+        .create(&pp, &node)
+        .await
+        .expect("node");
     let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": "local"}, "provisioner": "podvisor.io/local-path",
         "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Retain"});
@@ -189,7 +231,9 @@ async fn a_wait_for_first_consumer_claim_is_provisioned_on_the_selected_node() {
         .await
         .expect("class");
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default");
-    pvcs.create(&pp, &pvc("data", "64Mi", "local", None)).await.expect("claim");
+    pvcs.create(&pp, &pvc("data", "64Mi", "local", None))
+        .await
+        .expect("claim");
     wait("WaitForFirstConsumer", async || {
         reasons(&client, "data")
             .await
@@ -197,7 +241,15 @@ async fn a_wait_for_first_consumer_claim_is_provisioned_on_the_selected_node() {
             .then_some(())
     })
     .await;
-    assert!(claim(&client, "data").await.unwrap().spec.unwrap().volume_name.is_none());
+    assert!(
+        claim(&client, "data")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .volume_name
+            .is_none()
+    );
     // What the scheduler does once it picked the node.
     let patch = json!({"metadata": {"annotations": {"volume.kubernetes.io/selected-node": "n1"}}});
     pvcs.patch("data", &PatchParams::default(), &Patch::Merge(&patch))
@@ -216,13 +268,19 @@ async fn a_wait_for_first_consumer_claim_is_provisioned_on_the_selected_node() {
         c.metadata.annotations.unwrap()["volume.kubernetes.io/storage-provisioner"],
         "podvisor.io/local-path"
     );
-    let v = Api::<PersistentVolume>::all(client.clone()).get(&name).await.expect("pv");
+    let v = Api::<PersistentVolume>::all(client.clone())
+        .get(&name)
+        .await
+        .expect("pv");
     let spec = v.spec.unwrap();
     assert_eq!(
         spec.local.unwrap().path,
         format!("/var/lib/pv/storage/{name}_default_data")
     );
-    assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Retain"));
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Retain")
+    );
     assert_eq!(
         podvisor_api::volumes::pinned_node(&PersistentVolume {
             spec: Some(k8s_openapi::api::core::v1::PersistentVolumeSpec {
@@ -233,6 +291,10 @@ async fn a_wait_for_first_consumer_claim_is_provisioned_on_the_selected_node() {
         }),
         Some("n1")
     );
-    assert!(reasons(&client, "data").await.contains(&"ProvisioningSucceeded".to_string()));
+    assert!(
+        reasons(&client, "data")
+            .await
+            .contains(&"ProvisioningSucceeded".to_string())
+    );
     running.stop().await;
 }

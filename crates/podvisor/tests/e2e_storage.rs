@@ -31,7 +31,9 @@ fn get(c: &Cluster, args: &[&str]) -> String {
 }
 
 fn exists(c: &Cluster, kind: &str, name: &str) -> bool {
-    c.kubectl(&["get", kind, name, "-o", "name"]).status.success()
+    c.kubectl(&["get", kind, name, "-o", "name"])
+        .status
+        .success()
 }
 
 /// Header words of a `kubectl get` table.
@@ -132,12 +134,31 @@ spec:
 "#,
     );
     assert_eq!(
-        get(&c, &["get", "pvc", "data", "-o", "jsonpath={.spec.storageClassName} {.metadata.finalizers}"]),
+        get(
+            &c,
+            &[
+                "get",
+                "pvc",
+                "data",
+                "-o",
+                "jsonpath={.spec.storageClassName} {.metadata.finalizers}"
+            ]
+        ),
         r#"local-path ["kubernetes.io/pvc-protection"]"#
     );
     c.wait_for("the WaitForFirstConsumer event", WAIT, || {
-        get(&c, &["get", "events", "--field-selector", "involvedObject.name=data", "-o", "jsonpath={.items[*].reason}"])
-            .contains("WaitForFirstConsumer")
+        get(
+            &c,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=data",
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ],
+        )
+        .contains("WaitForFirstConsumer")
     });
     let pvc = c.kubectl_ok(&["get", "pvc"]);
     assert_eq!(
@@ -154,7 +175,11 @@ spec:
         ],
         "{pvc}"
     );
-    assert_eq!(row(&pvc, "data")[..4], ["data", "Pending", "local-path", "<unset>"], "{pvc}");
+    assert_eq!(
+        row(&pvc, "data")[..4],
+        ["data", "Pending", "local-path", "<unset>"],
+        "{pvc}"
+    );
 
     let m = marker("writer");
     c.apply(&claim_pod(
@@ -164,10 +189,22 @@ spec:
         "  securityContext:\n    fsGroup: 4321\n",
     ));
     c.wait_pod_ready("writer", WAIT);
-    let volume = get(&c, &["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
+    let volume = get(
+        &c,
+        &["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"],
+    );
     assert!(volume.starts_with("pvc-"), "{volume}");
     assert_eq!(
-        get(&c, &["get", "pvc", "data", "-o", "jsonpath={.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"]),
+        get(
+            &c,
+            &[
+                "get",
+                "pvc",
+                "data",
+                "-o",
+                "jsonpath={.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+            ]
+        ),
         c.node
     );
     let pv = c.kubectl_ok(&["get", "pv"]);
@@ -189,20 +226,47 @@ spec:
     );
     assert_eq!(
         row(&pv, &volume)[..8],
-        [volume.as_str(), "64Mi", "RWO", "Delete", "Bound", "default/data", "local-path", "<unset>"],
+        [
+            volume.as_str(),
+            "64Mi",
+            "RWO",
+            "Delete",
+            "Bound",
+            "default/data",
+            "local-path",
+            "<unset>"
+        ],
         "{pv}"
     );
     assert_eq!(
         row(&c.kubectl_ok(&["get", "pvc"]), "data")[..6],
-        ["data", "Bound", volume.as_str(), "64Mi", "RWO", "local-path"]
+        [
+            "data",
+            "Bound",
+            volume.as_str(),
+            "64Mi",
+            "RWO",
+            "local-path"
+        ]
     );
     assert_eq!(
-        get(&c, &["get", "pv", &volume, "-o", "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]} {.metadata.annotations.pv\\.kubernetes\\.io/provisioned-by}"]),
+        get(
+            &c,
+            &[
+                "get",
+                "pv",
+                &volume,
+                "-o",
+                "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]} {.metadata.annotations.pv\\.kubernetes\\.io/provisioned-by}"
+            ]
+        ),
         format!("{} podvisor.io/local-path", c.node)
     );
     let dir = storage_root(&c).join(format!("{volume}_default_data"));
     let file = dir.join("file");
-    c.wait_for("the file in the provisioned directory", WAIT, || file.exists());
+    c.wait_for("the file in the provisioned directory", WAIT, || {
+        file.exists()
+    });
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "kept");
     let meta = std::fs::metadata(&dir).unwrap();
     assert_eq!(meta.gid(), 4321, "fsGroup applied to the volume");
@@ -230,11 +294,18 @@ spec:
     // pvc-protection: the claim stays (Terminating) while its pod runs.
     c.kubectl_ok(&["delete", "pvc", "data", "--wait=false"]);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(row(&c.kubectl_ok(&["get", "pvc"]), "data")[1], "Terminating");
+    assert_eq!(
+        row(&c.kubectl_ok(&["get", "pvc"]), "data")[1],
+        "Terminating"
+    );
     c.kubectl_ok(&["delete", "pod", "writer"]);
-    c.wait_for("the claim gone after its pod", WAIT, || !exists(&c, "pvc", "data"));
+    c.wait_for("the claim gone after its pod", WAIT, || {
+        !exists(&c, "pvc", "data")
+    });
     // Delete reclaim: the volume and its directory go.
-    c.wait_for("the provisioned volume deleted", WAIT, || !exists(&c, "pv", &volume));
+    c.wait_for("the provisioned volume deleted", WAIT, || {
+        !exists(&c, "pv", &volume)
+    });
     assert!(!dir.exists(), "the directory {dir:?} was removed");
 
     // 3. An admin's hostPath volume: bound by class and capacity, retained.
@@ -266,8 +337,17 @@ spec:
         path = host_dir.display().to_string()
     ));
     c.wait_for("the admin's volumes Available", WAIT, || {
-        get(&c, &["get", "pv", "manual", "manual-small", "-o", "jsonpath={.items[*].status.phase}"])
-            == "Available Available"
+        get(
+            &c,
+            &[
+                "get",
+                "pv",
+                "manual",
+                "manual-small",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+        ) == "Available Available"
     });
     c.apply(
         r#"apiVersion: v1
@@ -283,8 +363,16 @@ spec:
 "#,
     );
     c.wait_for("the claim bound to the admin's volume", WAIT, || {
-        get(&c, &["get", "pvc", "static", "-o", "jsonpath={.status.phase} {.spec.volumeName}"])
-            == "Bound manual"
+        get(
+            &c,
+            &[
+                "get",
+                "pvc",
+                "static",
+                "-o",
+                "jsonpath={.status.phase} {.spec.volumeName}",
+            ],
+        ) == "Bound manual"
     });
     assert_eq!(
         row(&c.kubectl_ok(&["get", "pvc"]), "static")[..6],
@@ -298,19 +386,36 @@ spec:
         "",
     ));
     c.wait_pod_ready("static-user", WAIT);
-    c.wait_for("the file on the admin's volume", WAIT, || host_dir.join("file").exists());
+    c.wait_for("the file on the admin's volume", WAIT, || {
+        host_dir.join("file").exists()
+    });
     c.kubectl_ok(&["delete", "pod", "static-user"]);
     c.kubectl_ok(&["delete", "pvc", "static"]);
     c.wait_for("the retained volume Released", WAIT, || {
-        get(&c, &["get", "pv", "manual", "-o", "jsonpath={.status.phase}"]) == "Released"
+        get(
+            &c,
+            &["get", "pv", "manual", "-o", "jsonpath={.status.phase}"],
+        ) == "Released"
     });
     let pv = c.kubectl_ok(&["get", "pv"]);
     assert_eq!(
         row(&pv, "manual")[..6],
-        ["manual", "1Gi", "RWO,ROX", "Retain", "Released", "default/static"],
+        [
+            "manual",
+            "1Gi",
+            "RWO,ROX",
+            "Retain",
+            "Released",
+            "default/static"
+        ],
         "{pv}"
     );
-    assert_eq!(std::fs::read_to_string(host_dir.join("file")).unwrap().trim(), "retained");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("file"))
+            .unwrap()
+            .trim(),
+        "retained"
+    );
     assert_eq!(row(&pv, "manual-small")[4], "Available", "{pv}");
 
     // 4. A missing claim: unschedulable, upstream's message.
@@ -372,18 +477,30 @@ spec:
     ));
     c.wait_pod_ready("db-0", WAIT);
     assert_eq!(
-        get(&c, &["get", "pvc", "data-db-0", "-o", "jsonpath={.status.phase} {.metadata.labels.app} {.metadata.ownerReferences[0].kind}"]),
+        get(
+            &c,
+            &[
+                "get",
+                "pvc",
+                "data-db-0",
+                "-o",
+                "jsonpath={.status.phase} {.metadata.labels.app} {.metadata.ownerReferences[0].kind}"
+            ]
+        ),
         "Bound db StatefulSet"
     );
     let runs = || {
         let out = c.kubectl(&["exec", "db-0", "--", "cat", "/data/runs"]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    c.wait_for("the first run recorded", WAIT, || runs() == "scratch-entries:0");
+    c.wait_for("the first run recorded", WAIT, || {
+        runs() == "scratch-entries:0"
+    });
     let uid = c.pod_field("db-0", "{.metadata.uid}").unwrap();
     c.kubectl_ok(&["delete", "pod", "db-0"]);
     c.wait_for("db-0 recreated", WAIT, || {
-        c.pod_field("db-0", "{.metadata.uid}").is_some_and(|u| u != uid)
+        c.pod_field("db-0", "{.metadata.uid}")
+            .is_some_and(|u| u != uid)
     });
     c.wait_pod_ready("db-0", WAIT);
     // The claim kept the first run's line; the new emptyDir was empty again.
@@ -392,15 +509,29 @@ spec:
     });
     c.kubectl_ok(&["scale", "statefulset", "db", "--replicas=2"]);
     c.wait_pod_ready("db-1", WAIT);
-    let db1_volume = get(&c, &["get", "pvc", "data-db-1", "-o", "jsonpath={.spec.volumeName}"]);
+    let db1_volume = get(
+        &c,
+        &[
+            "get",
+            "pvc",
+            "data-db-1",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ],
+    );
     c.kubectl_ok(&["scale", "statefulset", "db", "--replicas=1"]);
     c.wait_for("db-1 gone", WAIT, || !c.pod_exists("db-1"));
     std::thread::sleep(Duration::from_secs(1));
-    assert!(exists(&c, "pvc", "data-db-1"), "whenScaled: Retain keeps the claim");
+    assert!(
+        exists(&c, "pvc", "data-db-1"),
+        "whenScaled: Retain keeps the claim"
+    );
     c.kubectl_ok(&["delete", "statefulset", "db"]);
     c.wait_for("the claims deleted with the StatefulSet", WAIT, || {
         !exists(&c, "pvc", "data-db-0") && !exists(&c, "pvc", "data-db-1")
     });
-    c.wait_for("their volumes deleted", WAIT, || !exists(&c, "pv", &db1_volume));
+    c.wait_for("their volumes deleted", WAIT, || {
+        !exists(&c, "pv", &db1_volume)
+    });
     println!("e2e_storage: {:?}", started.elapsed());
 }

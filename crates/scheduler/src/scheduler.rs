@@ -47,8 +47,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::algorithm::{self, ScheduleFailure};
-use crate::volumebinding::{self, BindPlan, VolumeCache};
 use crate::cache::{Cache, PodChange, PodInfo};
+use crate::volumebinding::{self, BindPlan, VolumeCache};
 use podvisor_kit::WallClock;
 use podvisor_kit::events::{EventRecorder, EventStats, EventType};
 use podvisor_kit::leader::{KubeLeaseClient, LeaderElectionConfig, LeaderElector, LeaderError};

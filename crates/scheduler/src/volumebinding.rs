@@ -175,7 +175,9 @@ fn claim_names(pod: &Pod) -> Vec<String> {
             if let Some(c) = &v.persistent_volume_claim {
                 Some(c.claim_name.clone())
             } else {
-                v.ephemeral.as_ref().map(|_| format!("{pod_name}-{}", v.name))
+                v.ephemeral
+                    .as_ref()
+                    .map(|_| format!("{pod_name}-{}", v.name))
             }
         })
         .collect()
@@ -209,9 +211,9 @@ pub fn prefilter(cache: &VolumeCache, pod: &Pod) -> Result<PodClaims, String> {
         }
         let class = vol::claim_class(&claim);
         let delayed = !class.is_empty()
-            && cache.class(class).is_some_and(|c| {
-                c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
-            });
+            && cache
+                .class(class)
+                .is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"));
         if delayed {
             out.delayed.push(claim);
         } else {
@@ -232,7 +234,12 @@ fn reject(reason: &str) -> FilterResult {
 }
 
 /// The filter for one node.
-pub fn filter(cache: &VolumeCache, claims: &PodClaims, name: &str, node: &NodeData) -> FilterResult {
+pub fn filter(
+    cache: &VolumeCache,
+    claims: &PodClaims,
+    name: &str,
+    node: &NodeData,
+) -> FilterResult {
     for (_, pv_name) in &claims.bound {
         let Some(pv) = cache.volume(pv_name) else {
             return reject(REASON_PV_NOT_EXIST);
@@ -301,7 +308,12 @@ pub struct BindPlan {
 }
 
 /// The pre-bind plan for the chosen node (None: nothing to do).
-pub fn plan(cache: &VolumeCache, claims: &PodClaims, node: &str, data: &NodeData) -> Option<BindPlan> {
+pub fn plan(
+    cache: &VolumeCache,
+    claims: &PodClaims,
+    node: &str,
+    data: &NodeData,
+) -> Option<BindPlan> {
     if claims.delayed.is_empty() {
         return None;
     }

@@ -242,7 +242,10 @@ mod tests {
         let root = tmp.path().join("storage");
         let objects = MemoryObjects::new();
         let err = run(&objects, &root).await.unwrap_err().to_string();
-        assert!(err.contains("persistentvolumeclaim \"data\" not found"), "{err}");
+        assert!(
+            err.contains("persistentvolumeclaim \"data\" not found"),
+            "{err}"
+        );
         objects.put_claim(claim("Pending", ""));
         let err = run(&objects, &root).await.unwrap_err().to_string();
         assert!(err.contains("has non-bound phase (\"Pending\")"), "{err}");
