@@ -605,6 +605,20 @@ async fn sync_unbound_claim(
     Ok(None)
 }
 
+/// Marks a bound claim `Lost` (terminal), with the event once.
+async fn lose_claim(
+    ctx: &Ctx,
+    claim: &PersistentVolumeClaim,
+    reason: &str,
+    message: &str,
+) -> Result<Option<Duration>, ControllerError> {
+    if claim_phase(claim) != "Lost" {
+        claim_event(ctx, claim, EventType::Warning, reason, message);
+    }
+    set_claim_phase(ctx, claim, "Lost", None).await?;
+    Ok(None)
+}
+
 async fn sync_bound_claim(
     ctx: &Ctx,
     claim: &PersistentVolumeClaim,
@@ -615,30 +629,22 @@ async fn sync_bound_claim(
         .and_then(|s| s.volume_name.as_deref())
         .unwrap_or("");
     if name.is_empty() {
-        if claim_phase(claim) != "Lost" {
-            claim_event(
-                ctx,
-                claim,
-                EventType::Warning,
-                "ClaimLost",
-                "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
-            );
-        }
-        set_claim_phase(ctx, claim, "Lost", None).await?;
-        return Ok(None);
+        return lose_claim(
+            ctx,
+            claim,
+            "ClaimLost",
+            "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
+        )
+        .await;
     }
     let Some(volume) = ctx.volumes.volume(name) else {
-        if claim_phase(claim) != "Lost" {
-            claim_event(
-                ctx,
-                claim,
-                EventType::Warning,
-                "ClaimLost",
-                "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
-            );
-        }
-        set_claim_phase(ctx, claim, "Lost", None).await?;
-        return Ok(None);
+        return lose_claim(
+            ctx,
+            claim,
+            "ClaimLost",
+            "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+        )
+        .await;
     };
     let claim_ref = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
     match claim_ref {
@@ -647,16 +653,13 @@ async fn sync_bound_claim(
             bind(ctx, &volume, claim).await?
         }
         Some(_) => {
-            if claim_phase(claim) != "Lost" {
-                claim_event(
-                    ctx,
-                    claim,
-                    EventType::Warning,
-                    "ClaimMisbound",
-                    "Two claims are bound to the same volume, this one is bound incorrectly",
-                );
-            }
-            set_claim_phase(ctx, claim, "Lost", None).await?;
+            return lose_claim(
+                ctx,
+                claim,
+                "ClaimMisbound",
+                "Two claims are bound to the same volume, this one is bound incorrectly",
+            )
+            .await;
         }
     }
     Ok(None)
