@@ -470,7 +470,29 @@ pub fn check_field_selector(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{EVENTS, EVENTS_V1, PODS, REPLICASETS};
+    use crate::registry::{EVENTS, EVENTS_V1, PERSISTENTVOLUMECLAIMS, PODS, REPLICASETS};
+
+    #[test]
+    fn claim_spec_is_immutable_but_binding_and_requests() {
+        let claim = |volume: &str, size: &str, modes: &str| {
+            json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {
+                "accessModes": [modes], "volumeName": volume,
+                "resources": {"requests": {"storage": size}}}})
+        };
+        let upd = |new: &Value, old: &Value| {
+            validate_update(&PERSISTENTVOLUMECLAIMS, new, old)
+                .unwrap()
+                .iter()
+                .map(|e| e.field.clone())
+                .collect::<Vec<_>>()
+        };
+        let unbound = claim("", "1Gi", "ReadWriteOnce");
+        assert!(upd(&claim("pv1", "1Gi", "ReadWriteOnce"), &unbound).is_empty());
+        assert!(upd(&claim("", "2Gi", "ReadWriteOnce"), &unbound).is_empty());
+        assert_eq!(upd(&claim("", "1Gi", "ReadOnlyMany"), &unbound), ["spec"]);
+        let bound = claim("pv1", "1Gi", "ReadWriteOnce");
+        assert_eq!(upd(&claim("pv2", "1Gi", "ReadWriteOnce"), &bound), ["spec"]);
+    }
 
     #[test]
     fn field_values_cover_pods_and_events() {

@@ -9,7 +9,8 @@
 //! 3. an admin's hostPath PV bound by capacity and class, Retain keeps it `Released`;
 //! 4. a pod whose claim is missing is unschedulable with upstream's message;
 //! 5. a StatefulSet with `volumeClaimTemplates`: `db-0` deleted and recreated finds the
-//!    same data on its claim while its emptyDir starts empty; `whenScaled: Retain` keeps
+//!    same data on its claim while its emptyDir starts empty, and keeps it across a restart
+//!    of `up` (agent included); `whenScaled: Retain` keeps
 //!    the claim of a removed ordinal, `whenDeleted: Delete` removes every claim (and, by
 //!    the Delete reclaim, their volumes) with the StatefulSet.
 
@@ -90,7 +91,7 @@ fn storage_root(c: &Cluster) -> PathBuf {
 fn persistent_volumes_claims_and_classes() {
     let _g = serial();
     let started = Instant::now();
-    let c = Cluster::up();
+    let mut c = Cluster::up();
 
     // 1. The default class and the tables.
     let sc = c.kubectl_ok(&["get", "sc"]);
@@ -417,6 +418,14 @@ spec:
         "retained"
     );
     assert_eq!(row(&pv, "manual-small")[4], "Available", "{pv}");
+    let all = c.kubectl_ok(&["get", "pv,pvc,sc"]);
+    for want in [
+        "persistentvolume/manual ",
+        "persistentvolume/manual-small ",
+        "storageclass.storage.k8s.io/local-path (default) ",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
 
     // 4. A missing claim: unschedulable, upstream's message.
     c.apply(&claim_pod("orphan", "nope", "sleep 1", ""));
@@ -489,12 +498,12 @@ spec:
         ),
         "Bound db StatefulSet"
     );
-    let runs = || {
+    let runs = |c: &Cluster| {
         let out = c.kubectl(&["exec", "db-0", "--", "cat", "/data/runs"]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     c.wait_for("the first run recorded", WAIT, || {
-        runs() == "scratch-entries:0"
+        runs(&c) == "scratch-entries:0"
     });
     let uid = c.pod_field("db-0", "{.metadata.uid}").unwrap();
     c.kubectl_ok(&["delete", "pod", "db-0"]);
@@ -505,8 +514,19 @@ spec:
     c.wait_pod_ready("db-0", WAIT);
     // The claim kept the first run's line; the new emptyDir was empty again.
     c.wait_for("the second run recorded", WAIT, || {
-        runs() == "scratch-entries:0\nscratch-entries:0"
+        runs(&c) == "scratch-entries:0\nscratch-entries:0"
     });
+    // An agent restart (all of `up`, killed) keeps the pod and its data.
+    c.restart();
+    c.wait_pod_ready("db-0", WAIT);
+    c.wait_for("the data read after the restart", WAIT, || {
+        runs(&c) == "scratch-entries:0\nscratch-entries:0"
+    });
+    assert_eq!(
+        c.pod_field("db-0", "{.status.containerStatuses[0].restartCount}")
+            .as_deref(),
+        Some("0")
+    );
     c.kubectl_ok(&["scale", "statefulset", "db", "--replicas=2"]);
     c.wait_pod_ready("db-1", WAIT);
     let db1_volume = get(
