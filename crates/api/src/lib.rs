@@ -7,6 +7,7 @@ pub mod dns;
 pub mod expand;
 pub mod nodeaffinity;
 pub mod quantity;
+pub mod quota;
 pub mod resource_metrics;
 pub mod selectors;
 pub mod service;

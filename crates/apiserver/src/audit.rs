@@ -219,6 +219,8 @@ pub struct AuditRequest<'a> {
     pub streaming: bool,
     /// The request body, for the `Request` level.
     pub body: Option<&'a [u8]>,
+    /// Audit annotations added while the request was handled (Pod Security's).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 struct Open {
@@ -406,6 +408,9 @@ fn event(level: Level, r: &AuditRequest<'_>) -> String {
         }
         e["objectRef"] = Value::Object(o);
     }
+    if !r.annotations.is_empty() {
+        e["annotations"] = json!(r.annotations);
+    }
     if level >= Level::Request
         && let Some(body) = r.body
         && let Ok(v) = serde_json::from_slice::<Value>(body)
@@ -432,6 +437,7 @@ mod tests {
             stage_time: "2026-12-07T15:00:00.000002Z".into(),
             streaming: false,
             body: Some(br#"{"kind":"Pod"}"#),
+            annotations: Default::default(),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod patch;
 pub mod podsecurity;
 pub mod portforward;
 pub mod protobuf;
+pub mod quota;
 pub mod registry;
 pub mod request;
 pub mod rest;

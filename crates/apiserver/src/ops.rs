@@ -328,6 +328,7 @@ impl Core {
         if !errs.is_empty() {
             return Err(ApiError::invalid(kind, &name, &errs));
         }
+        self.admit_quota(kind, &obj, None, dry_run).await?;
         let reserved = self.allocate_service(kind, &mut obj, None, dry_run).await?;
         if dry_run {
             if self
@@ -407,6 +408,7 @@ impl Core {
             if mode == UpdateMode::Main {
                 let sub = manager.and_then(|m| m.1);
                 self.admit_pod_security(kind, &new, Some(&old), sub).await?;
+                self.admit_quota(kind, &new, Some(&old), dry_run).await?;
             }
             if let Some((m, sub)) = manager {
                 patch::record_update_subresource(

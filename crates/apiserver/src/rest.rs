@@ -373,6 +373,7 @@ async fn serve(
             stage_time: crate::audit::timestamp(ctx.srv.core().now()),
             streaming: long_running && response.status().is_success(),
             body: ctx.kept_body.as_deref(),
+            annotations: crate::warning::annotations(),
         });
     }
     response

@@ -776,3 +776,78 @@ fn generated_schema_is_current() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/protobuf/generate.py");
     podvisor_testkit::run_ok(std::process::Command::new("python3").args([script, "--check"]));
 }
+
+#[test]
+fn resource_quota_round_trip() {
+    round_trip(&json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": meta("q"),
+        "spec": {
+            "hard": {"pods": "2", "requests.cpu": "1", "count/configmaps": "1"},
+            "scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}
+            ]}
+        },
+        "status": {"hard": {"pods": "2"}, "used": {"pods": "0"}}
+    }));
+}
+
+#[test]
+fn service_account_round_trip() {
+    round_trip(&json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": meta("builder"),
+        "secrets": [{"name": "builder-token"}],
+        "imagePullSecrets": [{"name": "registry"}],
+        "automountServiceAccountToken": false
+    }));
+}
+
+#[test]
+fn pod_disruption_budget_round_trip() {
+    round_trip(&json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": meta("web"),
+        "spec": {
+            "minAvailable": "50%",
+            "selector": {"matchLabels": {"app": "web"}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow"
+        },
+        "status": {
+            "currentHealthy": 2, "desiredHealthy": 1, "disruptionsAllowed": 1,
+            "expectedPods": 2, "observedGeneration": 3
+        }
+    }));
+    round_trip(&json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": meta("db"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}},
+        "status": {
+            "currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0,
+            "expectedPods": 0
+        }
+    }));
+}
+
+#[test]
+fn priority_class_and_ingress_round_trip() {
+    round_trip(&json!({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "high", "uid": "5f0c7e5a-6a0e-4f59-9d0e-0c1f3b1e2a11",
+                     "resourceVersion": "7", "creationTimestamp": "2026-11-25T09:00:00Z"},
+        "value": 1000, "description": "urgent",
+        "preemptionPolicy": "Never"
+    }));
+    round_trip(&json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": meta("web"),
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "web.example", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}
+            }]}}]
+        },
+        "status": {"loadBalancer": {}}
+    }));
+}

@@ -348,6 +348,8 @@ pub(crate) struct Ctx {
     pub(crate) svc: crate::endpointslice::ServiceState,
     /// Caches and queues of the PersistentVolume controller.
     pub(crate) volumes: crate::pvcontroller::VolumeState,
+    /// The ResourceQuota controller's queue of namespaces.
+    pub(crate) quota: crate::resourcequota::QuotaState,
 }
 
 impl Ctx {

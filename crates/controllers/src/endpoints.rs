@@ -26,7 +26,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::context::{ControllerError, Ctx, Key};
 use crate::endpointslice::{
-    LABEL_HEADLESS, hostname, managed, pod_ip, pod_ready, resolve_port, selects, should_be_listed,
+    hostname, managed, pod_ip, pod_ready, resolve_port, selects, should_be_listed,
 };
 
 /// The most addresses one Endpoints object holds.
@@ -124,15 +124,7 @@ pub(crate) fn subsets<'a>(
 
 fn labels(svc: &Service) -> BTreeMap<String, String> {
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
-    if svc
-        .spec
-        .as_ref()
-        .is_some_and(podvisor_api::service::is_headless)
-    {
-        labels.insert(LABEL_HEADLESS.into(), String::new());
-    } else {
-        labels.remove(LABEL_HEADLESS);
-    }
+    crate::endpointslice::mark_headless(svc, &mut labels);
     labels
 }
 

@@ -367,6 +367,13 @@ pub(crate) fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
         svc.metadata.name.clone().unwrap_or_default(),
     );
     labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
+    mark_headless(svc, &mut labels);
+    labels
+}
+
+/// Sets the `service.kubernetes.io/headless` label when `svc` is headless, removes it
+/// otherwise (the Service's own copy included), as upstream's endpoint controllers do.
+pub(crate) fn mark_headless(svc: &Service, labels: &mut BTreeMap<String, String>) {
     if svc
         .spec
         .as_ref()
@@ -376,7 +383,6 @@ pub(crate) fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
     } else {
         labels.remove(LABEL_HEADLESS);
     }
-    labels
 }
 
 fn owner_ref(svc: &Service) -> OwnerReference {

@@ -223,6 +223,35 @@ fn rules_of(given: Option<&HPAScalingRules>, up: bool) -> (i64, String, Vec<(Str
     (window, select, policies)
 }
 
+/// The behavior's rate bound in one direction: each policy proposes the replica count at
+/// the start of its period plus (`up`) or minus its `Pods` or `Percent` value, and `select`
+/// picks among them (`Min`: the smallest change, `Max`: the largest; `Disabled`: none).
+fn rate_bound(
+    select: &str,
+    policies: &[(String, i32, i32)],
+    current: i32,
+    up: bool,
+    period_start: &dyn Fn(i32) -> i32,
+) -> i32 {
+    if select == "Disabled" {
+        return current;
+    }
+    let proposals = policies.iter().map(|(ty, value, period)| {
+        let start = period_start(*period);
+        match (ty == "Pods", up) {
+            (true, true) => start + value,
+            (true, false) => start - value,
+            (false, true) => (f64::from(start) * (1.0 + f64::from(*value) / 100.0)).ceil() as i32,
+            (false, false) => (f64::from(start) * (1.0 - f64::from(*value) / 100.0)) as i32,
+        }
+    });
+    if (select == "Min") == up {
+        proposals.min().unwrap_or(current)
+    } else {
+        proposals.max().unwrap_or(current)
+    }
+}
+
 /// The bounds the behavior's rate rules and `[min, max]` put on `desired`, with the
 /// `ScalingLimited` reason and message (upstream's `convertDesiredReplicasWithBehaviorRate`).
 #[allow(clippy::too_many_arguments)]
@@ -241,24 +270,7 @@ fn limit(
     };
     if desired > current {
         let (_, select, policies) = up;
-        let limit = if select == "Disabled" {
-            current
-        } else {
-            let proposals = policies.iter().map(|(ty, value, period)| {
-                let start = period_start(*period);
-                if ty == "Pods" {
-                    start + value
-                } else {
-                    (f64::from(start) * (1.0 + f64::from(*value) / 100.0)).ceil() as i32
-                }
-            });
-            if select == "Min" {
-                proposals.min().unwrap_or(current)
-            } else {
-                proposals.max().unwrap_or(current)
-            }
-        }
-        .max(current);
+        let limit = rate_bound(select, policies, current, true, &period_start).max(current);
         let (allowed, reason, message) = if max > limit {
             (
                 limit,
@@ -277,24 +289,7 @@ fn limit(
         }
     } else if desired < current {
         let (_, select, policies) = down;
-        let limit = if select == "Disabled" {
-            current
-        } else {
-            let proposals = policies.iter().map(|(ty, value, period)| {
-                let start = period_start(*period);
-                if ty == "Pods" {
-                    start - value
-                } else {
-                    (f64::from(start) * (1.0 - f64::from(*value) / 100.0)) as i32
-                }
-            });
-            if select == "Min" {
-                proposals.max().unwrap_or(current)
-            } else {
-                proposals.min().unwrap_or(current)
-            }
-        }
-        .min(current);
+        let limit = rate_bound(select, policies, current, false, &period_start).min(current);
         let (allowed, reason, message) = if min < limit {
             (
                 limit,
@@ -1138,5 +1133,23 @@ mod tests {
         h.scaled(at(0), 1, 5);
         assert_eq!(limit(&h, at(5), 5, 20, (1, 50), &up, &down).0, 5);
         assert_eq!(limit(&h, at(20), 5, 20, (1, 50), &up, &down).0, 10);
+        // Down from 10 with two policies: `Min` takes the smaller change (-2), `Max` the
+        // larger (-50 %), `Disabled` none.
+        let h = Recommendations::default();
+        let policies = vec![("Pods".to_string(), 2, 60), ("Percent".to_string(), 50, 60)];
+        for (select, want) in [("Min", 8), ("Max", 5), ("Disabled", 10)] {
+            let down = (0, select.to_string(), policies.clone());
+            assert_eq!(
+                limit(&h, at(0), 10, 1, (1, 20), &up, &down).0,
+                want,
+                "{select}"
+            );
+        }
+        let up = (
+            0,
+            "Min".to_string(),
+            vec![("Pods".to_string(), 4, 60), ("Percent".to_string(), 10, 60)],
+        );
+        assert_eq!(limit(&h, at(0), 10, 30, (1, 50), &up, &down).0, 11);
     }
 }

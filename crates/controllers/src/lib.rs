@@ -57,6 +57,7 @@ mod pvcontroller;
 mod queue;
 mod replicaset;
 mod replicationcontroller;
+mod resourcequota;
 pub mod serviceaccounts;
 mod statefulset;
 pub mod tainteviction;

@@ -101,6 +101,7 @@ impl ControllerManager {
             pdb_queue: WorkQueue::new(),
             gc_queue: WorkQueue::new(),
             taint_node_queue: WorkQueue::new(),
+            quota: crate::resourcequota::QuotaState::new(),
             taint_pod_queue: WorkQueue::new(),
             eviction_queue: WorkQueue::new(),
             evictions: Evictions::default(),
@@ -278,6 +279,8 @@ impl ControllerManager {
         let volume: Reconcile<String> = |ctx, key| {
             Box::pin(async move { crate::pvcontroller::sync_volume_key(&ctx, &key).await })
         };
+        let quota: Reconcile<String> =
+            |ctx, ns| Box::pin(async move { crate::resourcequota::reconcile(&ctx, &ns).await });
         for _ in 0..self.config.workers.max(1) {
             for (name, queue, reconcile) in &by_key {
                 let queue = (*queue).clone();
@@ -307,10 +310,13 @@ impl ControllerManager {
                 stop,
                 taint_node,
             ));
+            let (queue, stop) = (ctx.quota.queue.clone(), shutdown.clone());
+            tasks.spawn(worker("resourcequota", ctx.clone(), queue, stop, quota));
         }
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::hpa::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(crate::resourcequota::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
@@ -543,6 +549,7 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     route_gc_owners(ctx, None, &pod.metadata, deleted);
     endpointslice::route_pod(ctx, pod);
     crate::pvcontroller::route_pod(ctx, pod, deleted);
+    crate::resourcequota::route_pod(ctx, pod, deleted);
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     for pdb in ctx.pdbs.state() {
         if pdb.metadata.namespace.as_deref() == Some(&key.namespace)

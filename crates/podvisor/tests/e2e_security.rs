@@ -284,6 +284,7 @@ fn pod_security_admission(c: &Cluster) {
         "psa",
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/warn=restricted",
+        "pod-security.kubernetes.io/audit=baseline",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -326,6 +327,23 @@ spec:
 "#;
     let (ok, out) = kubectl_create(c, deployment, &[]);
     assert!(ok, "{out}");
+    // The audit level's verdict is in the create's audit event.
+    let audit =
+        std::fs::read_to_string(c.dir.path().join("data").join("audit.log")).expect("audit log");
+    let event: serde_json::Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "deployments"
+                && e["objectRef"]["namespace"] == "psa"
+        })
+        .unwrap_or_else(|| panic!("no audit event for the deployment: {audit}"));
+    assert_eq!(
+        event["annotations"]["pod-security.kubernetes.io/audit-violations"],
+        r#"would violate PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#,
+        "{event}"
+    );
     assert!(
         out.contains(&format!(
             r#"Warning: would violate PodSecurity "restricted:latest": {RESTRICTED_DETAIL}"#

@@ -4,7 +4,9 @@
 //! limit), CronJobs (a scheduled run within its minute, `kubectl create job --from`) and
 //! cascading deletion (`kubectl delete --cascade=orphan|foreground`), a DaemonSet on two
 //! agents (`kubectl rollout status|history|undo ds/x`), `kubectl scale rc` and `kubectl
-//! drain` blocked and then allowed by a PodDisruptionBudget. One cluster serves every case
+//! drain` blocked and then allowed by a PodDisruptionBudget, and a ResourceQuota (`kubectl
+//! create quota`, refusals with upstream's messages, `kubectl describe quota`, usage given
+//! back when a pod goes). One cluster serves every case
 //! (the second agent joins it for the DaemonSet case only).
 
 #![allow(clippy::disallowed_methods)]
@@ -68,6 +70,7 @@ fn workloads_through_kubectl() {
     replication_controller_scales(&c);
     cronjob_fires_within_its_minute(&c);
     drain_waits_for_the_disruption_budget(&c);
+    resource_quota_admits_counts_and_replenishes(&c);
 }
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -534,4 +537,115 @@ spec:
     ]);
     assert!(events.contains("BackoffLimitExceeded"), "{events}");
     assert!(events.contains("SuccessfulCreate"), "{events}");
+}
+
+/// A pod whose container `main` sleeps, its cpu request and limit `cpu` (none when empty).
+fn quota_pod(name: &str, cpu: &str) -> String {
+    let pod = common::pods::shell_pod(name, "sleep 3600", &marker("quota")).grace(1);
+    if cpu.is_empty() {
+        return pod.yaml();
+    }
+    pod.container_yaml(&format!(
+        "    resources: {{requests: {{cpu: {cpu}}}, limits: {{cpu: {cpu}}}}}\n"
+    ))
+    .yaml()
+}
+
+/// `kubectl create -n quota -f -` of `manifest`: whether it succeeded, and stderr.
+fn create_stdin(c: &Cluster, manifest: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = c
+        .kubectl_command(&["create", "-n", "quota", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(manifest.as_bytes())
+        .expect("write manifest");
+    let out = child.wait_with_output().expect("kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn quota_used(c: &Cluster, resource: &str) -> String {
+    c.kubectl_ok(&[
+        "get",
+        "quota",
+        "compute",
+        "-n",
+        "quota",
+        "-o",
+        &format!("jsonpath={{.status.used.{}}}", resource.replace('.', "\\.")),
+    ])
+}
+
+/// A ResourceQuota through kubectl: the controller fills its status, creates over it are
+/// refused with upstream's messages, and a deleted pod's share comes back.
+fn resource_quota_admits_counts_and_replenishes(c: &Cluster) {
+    c.kubectl_ok(&["create", "namespace", "quota"]);
+    c.kubectl_ok(&[
+        "create",
+        "quota",
+        "compute",
+        "-n",
+        "quota",
+        "--hard=pods=2,requests.cpu=1,count/configmaps=2",
+    ]);
+    c.wait_for("the quota's status", WAIT, || {
+        quota_used(c, "requests.cpu") == "0"
+    });
+    let (ok, err) = create_stdin(c, &quota_pod("first", "500m"));
+    assert!(ok, "{err}");
+    assert_eq!(quota_used(c, "requests.cpu"), "500m");
+    assert_eq!(quota_used(c, "pods"), "1");
+    let (ok, err) = create_stdin(c, &quota_pod("second", "600m"));
+    assert!(!ok);
+    assert!(
+        err.contains(r#"Error from server (Forbidden): error when creating "STDIN": pods "second" is forbidden: exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=500m, limited: requests.cpu=1"#),
+        "{err}"
+    );
+    let (ok, err) = create_stdin(c, &quota_pod("bare", ""));
+    assert!(!ok);
+    assert!(
+        err.contains(r#"pods "bare" is forbidden: failed quota: compute: must specify requests.cpu for: main"#),
+        "{err}"
+    );
+    let describe = c.kubectl_ok(&["describe", "quota", "compute", "-n", "quota"]);
+    let row = |name: &str| {
+        describe
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("requests.cpu"),
+        ["requests.cpu", "500m", "1"],
+        "{describe}"
+    );
+    assert_eq!(row("pods"), ["pods", "1", "2"], "{describe}");
+    // Object counts: the namespace's `kube-root-ca.crt` is the first ConfigMap.
+    c.kubectl_ok(&["create", "configmap", "one", "-n", "quota"]);
+    let out = c.kubectl(&["create", "configmap", "two", "-n", "quota"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"configmaps "two" is forbidden: exceeded quota: compute, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"#),
+        "{err}"
+    );
+    // The pod's share comes back once it is gone, and the next pod fits.
+    c.kubectl_ok(&["delete", "pod", "first", "-n", "quota", "--wait=true"]);
+    c.wait_for("the quota given back", WAIT, || {
+        quota_used(c, "requests.cpu") == "0" && quota_used(c, "pods") == "0"
+    });
+    let (ok, err) = create_stdin(c, &quota_pod("second", "600m"));
+    assert!(ok, "{err}");
+    c.kubectl_ok(&["delete", "namespace", "quota", "--wait=false"]);
 }

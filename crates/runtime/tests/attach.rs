@@ -4,43 +4,25 @@
 
 use std::time::Duration;
 
-use podvisor_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
-use podvisor_runtime::{
-    ContainerConfig, ContainerId, ContainerRuntime, ContainerState, SandboxConfig, Stdio,
-};
+use podvisor_runtime::{ContainerConfig, ContainerId, ContainerRuntime, ContainerState, Stdio};
 use tokio::io::AsyncWriteExt;
 
-const SUPERVISOR: &str = env!("CARGO_BIN_EXE_podvisor-runtime-supervisor");
+mod sandbox;
 const LONG: Duration = Duration::from_secs(20);
 
-struct Env {
-    rt: ProcessRuntime,
-    sandbox: String,
-    _dir: tempfile::TempDir,
+/// The shared sandbox, with the helpers these tests use.
+struct Env(sandbox::SandboxEnv);
+
+impl std::ops::Deref for Env {
+    type Target = sandbox::SandboxEnv;
+    fn deref(&self) -> &sandbox::SandboxEnv {
+        &self.0
+    }
 }
 
 impl Env {
     async fn new(hint: &str) -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("pvat")
-            .tempdir()
-            .expect("tempdir");
-        let mut config = ProcessRuntimeConfig::new(dir.path().join("rt"), SUPERVISOR, vec![]);
-        config.spare_supervisors = 0;
-        let rt = ProcessRuntime::new(config).await.expect("runtime");
-        let sandbox = format!("{hint}-{}", std::process::id());
-        rt.create_sandbox(SandboxConfig {
-            id: sandbox.clone(),
-            hostname: hint.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("sandbox");
-        Env {
-            rt,
-            sandbox,
-            _dir: dir,
-        }
+        Env(sandbox::SandboxEnv::new("pvat", hint).await)
     }
 
     /// Starts container `name` running `sh -c script` with `stdio`.

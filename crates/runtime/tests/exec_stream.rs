@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use podvisor_runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use podvisor_runtime::{
     ContainerConfig, ContainerId, ContainerRuntime, ExecSession, ExecStreamRequest, RuntimeError,
-    SandboxConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SUPERVISOR: &str = env!("CARGO_BIN_EXE_podvisor-runtime-supervisor");
+mod sandbox;
 const LONG: Duration = Duration::from_secs(20);
 
 fn sh(script: &str) -> Vec<String> {
@@ -21,38 +19,29 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// The shared sandbox with one started container.
 struct Env {
-    rt: ProcessRuntime,
-    sandbox: String,
+    env: sandbox::SandboxEnv,
     id: ContainerId,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = sandbox::SandboxEnv;
+    fn deref(&self) -> &sandbox::SandboxEnv {
+        &self.env
+    }
 }
 
 impl Env {
     async fn new(hint: &str, cfg: ContainerConfig) -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("pvxs")
-            .tempdir()
-            .expect("tempdir");
-        let mut config = ProcessRuntimeConfig::new(dir.path().join("rt"), SUPERVISOR, vec![]);
-        config.spare_supervisors = 0;
-        let rt = ProcessRuntime::new(config).await.expect("runtime");
-        let sandbox = format!("{hint}-{}", std::process::id());
-        rt.create_sandbox(SandboxConfig {
-            id: sandbox.clone(),
-            hostname: hint.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("sandbox");
-        let id = rt.create_container(&sandbox, cfg).await.expect("create");
-        rt.start_container(&id).await.expect("start");
-        Env {
-            rt,
-            sandbox,
-            id,
-            _dir: dir,
-        }
+        let env = sandbox::SandboxEnv::new("pvxs", hint).await;
+        let id = env
+            .rt
+            .create_container(&env.sandbox, cfg)
+            .await
+            .expect("create");
+        env.rt.start_container(&id).await.expect("start");
+        Env { env, id }
     }
 
     async fn stream(&self, command: Vec<String>, stdin: bool) -> ExecSession {

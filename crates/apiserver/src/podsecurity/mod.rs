@@ -23,7 +23,8 @@
 //!
 //! A request that is refused carries no warnings of its own (upstream skips them). Audit
 //! annotations (`pod-security.kubernetes.io/enforce-policy`, `.../audit-violations`) are
-//! computed by [`decide`]; the warnings go to the response through [`crate::warning`].
+//! computed by [`decide`] and go to the request's audit event, the warnings to the response,
+//! both through [`crate::warning`].
 //!
 //! ## Who calls what
 //! `ops::Core::create` calls [`Core::admit_pod_security`] after the mutating admission steps
@@ -495,6 +496,9 @@ impl Core {
             return Ok(());
         }
         let d = decide(&policy, &errs, meta, spec, is_pod);
+        for (k, v) in d.audit {
+            crate::warning::annotate(format!("{LABEL_PREFIX}{k}"), v);
+        }
         for w in d.warnings {
             crate::warning::add(w);
         }

@@ -38,7 +38,8 @@ ROOTS = [
         "Namespace", "NamespaceList", "Pod", "PodList", "Node", "NodeList",
         "Event", "EventList", "Service", "ServiceList", "Endpoints",
         "EndpointsList", "ConfigMap", "ConfigMapList", "Secret", "SecretList",
-        "Binding",
+        "Binding", "ResourceQuota", "ResourceQuotaList", "ServiceAccount",
+        "ServiceAccountList",
     ]
 ] + [
     "api.coordination.v1.Lease", "api.coordination.v1.LeaseList",
@@ -50,6 +51,9 @@ ROOTS = [
     "api.autoscaling.v1.Scale",
     "api.discovery.v1.EndpointSlice", "api.discovery.v1.EndpointSliceList",
     "api.events.v1.Event", "api.events.v1.EventList",
+    "api.policy.v1.PodDisruptionBudget", "api.policy.v1.PodDisruptionBudgetList",
+    "api.scheduling.v1.PriorityClass", "api.scheduling.v1.PriorityClassList",
+    "api.networking.v1.Ingress", "api.networking.v1.IngressList",
     "api.authentication.v1.TokenRequest",
     "api.authentication.v1.SelfSubjectReview",
 ] + [
@@ -98,6 +102,12 @@ POINTERS = {
     "meta.v1.Preconditions.uid",
     "meta.v1.Preconditions.resourceVersion",
     "meta.v1.ManagedFieldsEntry.subresource",
+    "core.v1.ServiceAccount.automountServiceAccountToken",
+    # Required in Go (no omitempty) up to 1.35, optional in the newer tables read last.
+    "policy.v1.PodDisruptionBudgetStatus.currentHealthy",
+    "policy.v1.PodDisruptionBudgetStatus.desiredHealthy",
+    "policy.v1.PodDisruptionBudgetStatus.disruptionsAllowed",
+    "policy.v1.PodDisruptionBudgetStatus.expectedPods",
     "core.v1.PodSpec.terminationGracePeriodSeconds",
     "core.v1.PodSpec.activeDeadlineSeconds",
     "core.v1.PodSpec.automountServiceAccountToken",

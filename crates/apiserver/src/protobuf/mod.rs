@@ -181,6 +181,16 @@ kinds! {
     "v1" "Secret" => core::Secret;
     "v1" "SecretList" => core::SecretList;
     "v1" "Binding" => core::Binding;
+    "v1" "ResourceQuota" => core::ResourceQuota;
+    "v1" "ResourceQuotaList" => core::ResourceQuotaList;
+    "v1" "ServiceAccount" => core::ServiceAccount;
+    "v1" "ServiceAccountList" => core::ServiceAccountList;
+    "policy/v1" "PodDisruptionBudget" => k8s_pb::api::policy::v1::PodDisruptionBudget;
+    "policy/v1" "PodDisruptionBudgetList" => k8s_pb::api::policy::v1::PodDisruptionBudgetList;
+    "scheduling.k8s.io/v1" "PriorityClass" => k8s_pb::api::scheduling::v1::PriorityClass;
+    "scheduling.k8s.io/v1" "PriorityClassList" => k8s_pb::api::scheduling::v1::PriorityClassList;
+    "networking.k8s.io/v1" "Ingress" => k8s_pb::api::networking::v1::Ingress;
+    "networking.k8s.io/v1" "IngressList" => k8s_pb::api::networking::v1::IngressList;
     "coordination.k8s.io/v1" "Lease" => coordination::Lease;
     "coordination.k8s.io/v1" "LeaseList" => coordination::LeaseList;
     "apps/v1" "ReplicaSet" => apps::ReplicaSet;

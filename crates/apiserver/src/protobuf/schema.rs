@@ -1244,6 +1244,24 @@ pb_message!(k8s_pb::api::core::v1::ResourceHealth {
     resource_id: "resourceID" keep,
     health: "health",
 });
+pb_message!(k8s_pb::api::core::v1::ResourceQuota {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::core::v1::ResourceQuotaList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::core::v1::ResourceQuotaSpec {
+    hard: "hard",
+    scopes: "scopes",
+    scope_selector: "scopeSelector",
+});
+pb_message!(k8s_pb::api::core::v1::ResourceQuotaStatus {
+    hard: "hard",
+    used: "used",
+});
 pb_message!(k8s_pb::api::core::v1::ResourceRequirements {
     limits: "limits",
     requests: "requests",
@@ -1264,6 +1282,14 @@ pb_message!(k8s_pb::api::core::v1::ScaleIoVolumeSource {
     volume_name: "volumeName",
     fs_type: "fsType",
     read_only: "readOnly",
+});
+pb_message!(k8s_pb::api::core::v1::ScopeSelector {
+    match_expressions: "matchExpressions",
+});
+pb_message!(k8s_pb::api::core::v1::ScopedResourceSelectorRequirement {
+    scope_name: "scopeName" keep,
+    operator: "operator" keep,
+    values: "values",
 });
 pb_message!(k8s_pb::api::core::v1::SeLinuxOptions {
     user: "user",
@@ -1324,6 +1350,16 @@ pb_message!(k8s_pb::api::core::v1::Service {
     metadata: "metadata",
     spec: "spec",
     status: "status",
+});
+pb_message!(k8s_pb::api::core::v1::ServiceAccount {
+    metadata: "metadata",
+    secrets: "secrets",
+    image_pull_secrets: "imagePullSecrets",
+    automount_service_account_token: "automountServiceAccountToken" keep,
+});
+pb_message!(k8s_pb::api::core::v1::ServiceAccountList {
+    metadata: "metadata",
+    items: "items",
 });
 pb_message!(k8s_pb::api::core::v1::ServiceAccountTokenProjection {
     audience: "audience",
@@ -1577,6 +1613,86 @@ pb_message!(k8s_pb::api::events::v1::EventSeries {
     count: "count" keep,
     last_observed_time: "lastObservedTime",
 });
+pb_message!(k8s_pb::api::networking::v1::HttpIngressPath {
+    path: "path",
+    path_type: "pathType" keep,
+    backend: "backend",
+});
+pb_message!(k8s_pb::api::networking::v1::HttpIngressRuleValue { paths: "paths" });
+pb_message!(k8s_pb::api::networking::v1::Ingress {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressBackend {
+    service: "service",
+    resource: "resource",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressLoadBalancerIngress {
+    ip: "ip",
+    hostname: "hostname",
+    ports: "ports",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressLoadBalancerStatus { ingress: "ingress" });
+pb_message!(k8s_pb::api::networking::v1::IngressPortStatus {
+    port: "port" keep,
+    protocol: "protocol" keep,
+    error: "error",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressRule {
+    host: "host",
+    ingress_rule_value: inline,
+});
+pb_message!(k8s_pb::api::networking::v1::IngressRuleValue { http: "http" });
+pb_message!(k8s_pb::api::networking::v1::IngressServiceBackend {
+    name: "name" keep,
+    port: "port",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressSpec {
+    ingress_class_name: "ingressClassName",
+    default_backend: "defaultBackend",
+    tls: "tls",
+    rules: "rules",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressStatus {
+    load_balancer: "loadBalancer",
+});
+pb_message!(k8s_pb::api::networking::v1::IngressTls {
+    hosts: "hosts",
+    secret_name: "secretName",
+});
+pb_message!(k8s_pb::api::networking::v1::ServiceBackendPort {
+    name: "name",
+    number: "number",
+});
+pb_message!(k8s_pb::api::policy::v1::PodDisruptionBudget {
+    metadata: "metadata",
+    spec: "spec",
+    status: "status",
+});
+pb_message!(k8s_pb::api::policy::v1::PodDisruptionBudgetList {
+    metadata: "metadata",
+    items: "items",
+});
+pb_message!(k8s_pb::api::policy::v1::PodDisruptionBudgetSpec {
+    min_available: "minAvailable",
+    selector: "selector",
+    max_unavailable: "maxUnavailable",
+    unhealthy_pod_eviction_policy: "unhealthyPodEvictionPolicy",
+});
+pb_message!(k8s_pb::api::policy::v1::PodDisruptionBudgetStatus {
+    observed_generation: "observedGeneration",
+    disrupted_pods: "disruptedPods",
+    disruptions_allowed: "disruptionsAllowed" keep,
+    current_healthy: "currentHealthy" keep,
+    desired_healthy: "desiredHealthy" keep,
+    expected_pods: "expectedPods" keep,
+    conditions: "conditions",
+});
 pb_message!(k8s_pb::api::rbac::v1::AggregationRule {
     cluster_role_selectors: "clusterRoleSelectors",
 });
@@ -1632,6 +1748,17 @@ pb_message!(k8s_pb::api::rbac::v1::Subject {
     api_group: "apiGroup",
     name: "name" keep,
     namespace: "namespace",
+});
+pb_message!(k8s_pb::api::scheduling::v1::PriorityClass {
+    metadata: "metadata",
+    value: "value",
+    global_default: "globalDefault",
+    description: "description",
+    preemption_policy: "preemptionPolicy",
+});
+pb_message!(k8s_pb::api::scheduling::v1::PriorityClassList {
+    metadata: "metadata",
+    items: "items",
 });
 pb_message!(k8s_pb::apimachinery::pkg::apis::meta::v1::Condition {
     r#type: "type" keep,

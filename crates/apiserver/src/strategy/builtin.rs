@@ -409,6 +409,7 @@ pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>
             }
         }
         ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(o, &mut errs),
+        ("", "ResourceQuota") => errs.extend(podvisor_api::quota::validate(o)),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             errs.extend(crate::crd::validate_crd(o))
         }
