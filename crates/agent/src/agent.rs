@@ -298,6 +298,7 @@ impl Agent {
                 aux_stop.clone(),
             )),
             allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
+            allocations: Arc::new(crate::pod::resize::Allocations::new()),
         });
 
         let mut exits = self.runtime.subscribe();

@@ -27,7 +27,9 @@ pub struct AgentConfig {
     pub node_status_report_interval: Duration,
     /// First crash back-off (default 10 s).
     pub backoff_initial: Duration,
-    /// Maximum crash back-off (default 300 s).
+    /// Maximum crash back-off (default 300 s): the kubelet configuration's
+    /// `crashLoopBackOff.maxContainerRestartPeriod` (KEP-5593); set it with
+    /// [`AgentConfig::set_max_container_restart_period`].
     pub backoff_max: Duration,
     /// Where persisted deadlines live (must survive agent restarts).
     pub state_dir: PathBuf,
@@ -76,5 +78,61 @@ impl AgentConfig {
             image_gc: Default::default(),
             allowed_unsafe_sysctls: Vec::new(),
         }
+    }
+}
+/// The bounds of `maxContainerRestartPeriod` (upstream's kubelet configuration validation).
+pub const MAX_CONTAINER_RESTART_PERIOD_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(300));
+
+impl AgentConfig {
+    /// Caps the crash back-off per node (KEP-5593, upstream's
+    /// `crashLoopBackOff.maxContainerRestartPeriod`, 1 s to 300 s). The first back-off is
+    /// lowered to the cap when it is longer, as the kubelet does. Out of range: upstream's
+    /// configuration error.
+    pub fn set_max_container_restart_period(&mut self, period: Duration) -> Result<(), String> {
+        let (min, max) = MAX_CONTAINER_RESTART_PERIOD_RANGE;
+        if period < min || period > max {
+            return Err(format!(
+                "invalid configuration: CrashLoopBackOff.MaxContainerRestartPeriod (got: {} seconds) must be set between 1s and 300s",
+                period.as_secs_f64()
+            ));
+        }
+        self.backoff_max = period;
+        self.backoff_initial = self.backoff_initial.min(period);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod max_restart_period_tests {
+    use super::*;
+
+    #[test]
+    fn max_container_restart_period_is_bounded_and_lowers_the_first_back_off() {
+        let mut c = AgentConfig::new("n", "127.0.0.1".parse().unwrap(), "/tmp/x".into());
+        c.set_max_container_restart_period(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            (c.backoff_initial, c.backoff_max),
+            (Duration::from_secs(5), Duration::from_secs(5))
+        );
+        c.set_max_container_restart_period(Duration::from_secs(300))
+            .unwrap();
+        assert_eq!(
+            (c.backoff_initial, c.backoff_max),
+            (Duration::from_secs(5), Duration::from_secs(300))
+        );
+        let err = c
+            .set_max_container_restart_period(Duration::from_millis(500))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "invalid configuration: CrashLoopBackOff.MaxContainerRestartPeriod (got: 0.5 seconds) must be set between 1s and 300s"
+        );
+        assert!(
+            c.set_max_container_restart_period(Duration::from_secs(301))
+                .is_err()
+        );
+        assert_eq!(c.backoff_max, Duration::from_secs(300));
     }
 }

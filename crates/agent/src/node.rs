@@ -33,7 +33,7 @@ use crate::config::AgentConfig;
 use crate::error::AgentError;
 
 /// The kubelet version the agent reports.
-pub const KUBELET_VERSION: &str = "v1.32.4-podvisor";
+pub const KUBELET_VERSION: &str = "v1.33.1-podvisor";
 /// The runtime version the agent reports.
 pub const CONTAINER_RUNTIME_VERSION: &str = "podvisor://0.1.0";
 /// The namespace of node leases.

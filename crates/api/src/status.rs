@@ -7,7 +7,9 @@
 //! [`ready_condition`] and merges them with [`merge_conditions`]; the API server may call
 //! [`qos_class`] at create time.
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, PodCondition, PodSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerRestartRule, ContainerStatus, PodCondition, PodSpec, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Phase `Pending`.
@@ -75,7 +77,8 @@ fn any_regular_container_created(spec: &PodSpec, statuses: &[ContainerStatus]) -
         .any(|s| is_running(s) || terminated_code(s).is_some() || last_terminated_code(s).is_some())
 }
 
-/// The pod phase (spec §2.1, upstream `getPhase` with the newer restart-rule gates off).
+/// The pod phase (spec §2.1, upstream `getPhase` with `ContainerRestartRules` on: a stopped
+/// regular container counts as restarting when [`container_should_restart`] says so).
 /// `pod_is_terminal` is true for the final status of a deleted or evicted pod: then a pod
 /// whose containers all stopped is `Succeeded` if every exit code was 0, else `Failed`,
 /// whatever its restart policy.
@@ -126,6 +129,9 @@ pub fn get_phase(
             }
         }
     }
+    // Stopped containers that their restart policy (the container's rules and policy, else
+    // the pod's) restarts after their last exit: the pod keeps running for them.
+    let mut restarting = 0;
     for c in &spec.containers {
         match find(statuses, &c.name) {
             None => unknown += 1,
@@ -136,14 +142,18 @@ pub fn get_phase(
                     if code == 0 {
                         succeeded += 1;
                     }
-                }
-                None if is_waiting(s) => {
-                    if last_terminated_code(s).is_some() {
-                        stopped += 1;
-                    } else {
-                        waiting += 1;
+                    if container_should_restart(c, spec, code) {
+                        restarting += 1;
                     }
                 }
+                // waiting after an exit: it waits to restart (back-off)
+                None if is_waiting(s) => match last_terminated_code(s) {
+                    Some(_) => {
+                        stopped += 1;
+                        restarting += 1;
+                    }
+                    None => waiting += 1,
+                },
                 None => unknown += 1,
             },
         }
@@ -168,18 +178,84 @@ pub fn get_phase(
                 PHASE_FAILED
             };
         }
-        if policy == "Always" {
+        // Upstream: Always → Running; all succeeded → Succeeded; Never → Failed; OnFailure
+        // → Running. With container restart rules (KEP-5307) the same outcome comes from
+        // asking each stopped container whether it restarts after its last exit.
+        if restarting > 0 {
             return PHASE_RUNNING;
         }
         if stopped == succeeded {
             return PHASE_SUCCEEDED;
         }
-        if policy == "Never" {
-            return PHASE_FAILED;
-        }
-        return PHASE_RUNNING;
+        return PHASE_FAILED;
     }
     PHASE_PENDING
+}
+
+/// Every container status of `status`: app containers, then init containers.
+pub fn container_statuses(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+}
+
+/// The `restartPolicyRules` action that restarts the container that exited.
+pub const RESTART_RULE_ACTION_RESTART: &str = "Restart";
+
+/// The first of a container's `restartPolicyRules` whose exit-code requirement holds for
+/// `exit_code` (upstream `findMatchingContainerRestartRule`): `In` holds when the code is
+/// listed, `NotIn` when it is not.
+pub fn matching_restart_rule(c: &Container, exit_code: i32) -> Option<&ContainerRestartRule> {
+    c.restart_policy_rules.iter().flatten().find(|r| {
+        r.exit_codes.as_ref().is_some_and(|e| {
+            let listed = e.values.iter().flatten().any(|v| *v == exit_code);
+            match e.operator.as_str() {
+                "In" => listed,
+                "NotIn" => !listed,
+                _ => false,
+            }
+        })
+    })
+}
+
+/// Whether a regular container can ever be restarted (upstream
+/// `podutil.IsContainerRestartable`): a `Restart` rule, else its own policy is not Never,
+/// else the pod's is not Never.
+pub fn is_container_restartable(spec: &PodSpec, c: &Container) -> bool {
+    match c.restart_policy.as_deref() {
+        Some(own) => {
+            c.restart_policy_rules
+                .iter()
+                .flatten()
+                .any(|r| r.action == RESTART_RULE_ACTION_RESTART)
+                || own != "Never"
+        }
+        None => spec.restart_policy.as_deref() != Some("Never"),
+    }
+}
+
+/// Whether a regular container is restarted after it exited with `exit_code` (upstream
+/// `podutil.ContainerShouldRestart`): its first matching restart rule with action
+/// `Restart`, else its own `restartPolicy`, else the pod's.
+pub fn container_should_restart(c: &Container, spec: &PodSpec, exit_code: i32) -> bool {
+    let policy = match c.restart_policy.as_deref() {
+        Some(own) => {
+            if matching_restart_rule(c, exit_code)
+                .is_some_and(|r| r.action == RESTART_RULE_ACTION_RESTART)
+            {
+                return true;
+            }
+            own
+        }
+        None => spec.restart_policy.as_deref().unwrap_or("Always"),
+    };
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
 }
 
 /// Formats names as Go's `%s` formats a `[]string`: `[a b c]`.
@@ -361,13 +437,16 @@ pub fn scheduled_condition() -> PodCondition {
     condition(POD_SCHEDULED, true, None, None)
 }
 
-/// The condition types the kubelet owns (and rewrites on every status).
-pub const KUBELET_OWNED: [&str; 5] = [
+/// The condition types the kubelet owns (and rewrites on every status; the two resize
+/// conditions only while a resize waits or runs).
+pub const KUBELET_OWNED: [&str; 7] = [
     POD_READY_TO_START_CONTAINERS,
     INITIALIZED,
     READY,
     CONTAINERS_READY,
     POD_SCHEDULED,
+    "PodResizePending",
+    "PodResizeInProgress",
 ];
 
 /// Merges freshly computed kubelet-owned conditions into the current ones: conditions the
@@ -709,6 +788,14 @@ mod tests {
                 false,
                 "Failed",
             ),
+            // a container with its own policy or restart rules (KEP-5307)
+            (
+                "Never",
+                vec!["a"],
+                vec![waiting("a", Some(42))],
+                false,
+                "Running",
+            ),
             // a waiting container with a lastState counts as stopped, not succeeded
             (
                 "OnFailure",
@@ -725,6 +812,72 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn restart_rules_decide_whether_a_stopped_container_keeps_the_pod_running() {
+        let rules = |policy: &str, op: &str, codes: &[i32]| Container {
+            name: "a".into(),
+            restart_policy: Some(policy.into()),
+            restart_policy_rules: Some(vec![ContainerRestartRule {
+                action: "Restart".into(),
+                exit_codes: Some(
+                    k8s_openapi::api::core::v1::ContainerRestartRuleOnExitCodes {
+                        operator: op.into(),
+                        values: Some(codes.to_vec()),
+                    },
+                ),
+            }]),
+            ..Container::default()
+        };
+        let with = |c: Container, pod_policy: &str| PodSpec {
+            restart_policy: Some(pod_policy.into()),
+            containers: vec![c],
+            ..PodSpec::default()
+        };
+        // exit 42 matches In [42]: restarted, the Never pod is Running
+        let s = with(rules("Never", "In", &[42]), "Never");
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 42)], false),
+            PHASE_RUNNING
+        );
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 1)], false),
+            PHASE_FAILED
+        );
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 0)], false),
+            PHASE_SUCCEEDED
+        );
+        // NotIn [0]: every failure restarts, success completes
+        let s = with(rules("Never", "NotIn", &[0]), "Never");
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 3)], false),
+            PHASE_RUNNING
+        );
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 0)], false),
+            PHASE_SUCCEEDED
+        );
+        // the container's own Never in an Always pod: its failure is final
+        let own_never = Container {
+            name: "a".into(),
+            restart_policy: Some("Never".into()),
+            ..Container::default()
+        };
+        let s = with(own_never.clone(), "Always");
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 1)], false),
+            PHASE_FAILED
+        );
+        assert!(!is_container_restartable(&s, &own_never));
+        assert!(is_container_restartable(&s, &rules("Never", "In", &[1])));
+        // the final status of a deleted pod ignores the rules
+        let s = with(rules("Never", "In", &[42]), "Never");
+        assert_eq!(
+            get_phase(&s, &[], &[terminated("a", 42)], true),
+            PHASE_FAILED
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
     Container, HTTPGetAction, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe,
+    ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -665,14 +666,25 @@ fn validate_container(
         }
     }
     let sidecar = init && c.restart_policy.as_deref() == Some("Always");
-    if let Some(rp) = &c.restart_policy
-        && (!init || rp != "Always")
-    {
-        errs.push(FieldError::not_supported(
-            format!("{path}.restartPolicy"),
-            rp.as_str(),
-            &["Always"],
-        ));
+    if init {
+        if let Some(rp) = c.restart_policy.as_ref().filter(|rp| *rp != "Always") {
+            errs.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
+                rp.as_str(),
+                &["Always"],
+            ));
+        }
+        if c.restart_policy_rules
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            errs.push(FieldError::forbidden(
+                format!("{path}.restartPolicyRules"),
+                "may not be set for init containers",
+            ));
+        }
+    } else {
+        validate_container_restart_rules(errs, path, c);
     }
     if let Some(l) = &c.lifecycle {
         if init && !sidecar {
@@ -706,6 +718,199 @@ fn validate_container(
         }
         if let Some(p) = &c.startup_probe {
             validate_probe(errs, &format!("{path}.startupProbe"), p, true);
+        }
+    }
+}
+
+/// The most `restartPolicyRules` a container may have, and exit codes a rule may list.
+const MAX_RESTART_RULES: usize = 20;
+const MAX_RESTART_RULE_EXIT_CODES: usize = 255;
+
+/// A regular container's own `restartPolicy` and `restartPolicyRules` (KEP-5307,
+/// `ContainerRestartRules` on): the policy is Always, OnFailure or Never; rules need it set,
+/// each has the action `Restart` and an `exitCodes` requirement with operator `In` or `NotIn`
+/// over at most 255 distinct codes.
+fn validate_container_restart_rules(errs: &mut Vec<FieldError>, path: &str, c: &Container) {
+    check_supported(
+        errs,
+        format!("{path}.restartPolicy"),
+        c.restart_policy.as_ref(),
+        &["Always", "Never", "OnFailure"],
+    );
+    let rules = c.restart_policy_rules.as_deref().unwrap_or_default();
+    if rules.is_empty() {
+        return;
+    }
+    if c.restart_policy.is_none() {
+        errs.push(FieldError::required(
+            format!("{path}.restartPolicy"),
+            "must specify restartPolicy when restart rules are used",
+        ));
+    }
+    if rules.len() > MAX_RESTART_RULES {
+        errs.push(FieldError::too_many(
+            format!("{path}.restartPolicyRules"),
+            rules.len(),
+            MAX_RESTART_RULES,
+        ));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        let rp = format!("{path}.restartPolicyRules[{i}]");
+        if r.action.is_empty() {
+            errs.push(FieldError::required(format!("{rp}.action"), ""));
+        } else if r.action != crate::status::RESTART_RULE_ACTION_RESTART {
+            errs.push(FieldError::not_supported(
+                format!("{rp}.action"),
+                r.action.as_str(),
+                &[crate::status::RESTART_RULE_ACTION_RESTART],
+            ));
+        }
+        let Some(e) = &r.exit_codes else {
+            errs.push(FieldError::required(
+                format!("{rp}.exitCodes"),
+                "must be specified",
+            ));
+            continue;
+        };
+        if e.operator.is_empty() {
+            errs.push(FieldError::required(format!("{rp}.exitCodes.operator"), ""));
+        } else if !matches!(e.operator.as_str(), "In" | "NotIn") {
+            errs.push(FieldError::not_supported(
+                format!("{rp}.exitCodes.operator"),
+                e.operator.as_str(),
+                &["In", "NotIn"],
+            ));
+        }
+        let values = e.values.as_deref().unwrap_or_default();
+        if values.len() > MAX_RESTART_RULE_EXIT_CODES {
+            errs.push(FieldError::too_many(
+                format!("{rp}.exitCodes.values"),
+                values.len(),
+                MAX_RESTART_RULE_EXIT_CODES,
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (j, v) in values.iter().enumerate() {
+            if !seen.insert(*v) {
+                errs.push(FieldError::duplicate(
+                    format!("{rp}.exitCodes.values[{j}]"),
+                    *v,
+                ));
+            }
+        }
+    }
+}
+
+/// The init containers, then the app containers of `spec`, each with its field path.
+fn init_and_app_containers<'a>(
+    spec: &'a PodSpec,
+    path: &'a str,
+) -> impl Iterator<Item = (String, &'a Container)> + 'a {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(move |(i, c)| (format!("{path}.initContainers[{i}]"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(move |(i, c)| (format!("{path}.containers[{i}]"), c)),
+        )
+}
+
+/// The stop signals a Linux container may name in `lifecycle.stopSignal` (upstream's
+/// `supportedStopSignalsLinux`).
+pub const LINUX_STOP_SIGNALS: &[&str] = &[
+    "SIGABRT",
+    "SIGALRM",
+    "SIGBUS",
+    "SIGCHLD",
+    "SIGCLD",
+    "SIGCONT",
+    "SIGFPE",
+    "SIGHUP",
+    "SIGILL",
+    "SIGINT",
+    "SIGIO",
+    "SIGIOT",
+    "SIGKILL",
+    "SIGPIPE",
+    "SIGPOLL",
+    "SIGPROF",
+    "SIGPWR",
+    "SIGQUIT",
+    "SIGRTMAX",
+    "SIGRTMAX-1",
+    "SIGRTMAX-10",
+    "SIGRTMAX-11",
+    "SIGRTMAX-12",
+    "SIGRTMAX-13",
+    "SIGRTMAX-14",
+    "SIGRTMAX-2",
+    "SIGRTMAX-3",
+    "SIGRTMAX-4",
+    "SIGRTMAX-5",
+    "SIGRTMAX-6",
+    "SIGRTMAX-7",
+    "SIGRTMAX-8",
+    "SIGRTMAX-9",
+    "SIGRTMIN",
+    "SIGRTMIN+1",
+    "SIGRTMIN+10",
+    "SIGRTMIN+11",
+    "SIGRTMIN+12",
+    "SIGRTMIN+13",
+    "SIGRTMIN+14",
+    "SIGRTMIN+15",
+    "SIGRTMIN+2",
+    "SIGRTMIN+3",
+    "SIGRTMIN+4",
+    "SIGRTMIN+5",
+    "SIGRTMIN+6",
+    "SIGRTMIN+7",
+    "SIGRTMIN+8",
+    "SIGRTMIN+9",
+    "SIGSEGV",
+    "SIGSTKFLT",
+    "SIGSTOP",
+    "SIGSYS",
+    "SIGTERM",
+    "SIGTRAP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGVTALRM",
+    "SIGWINCH",
+    "SIGXCPU",
+    "SIGXFSZ",
+];
+
+/// `lifecycle.stopSignal` (KEP-4960): only with `spec.os.name` set, and for `linux` one of
+/// [`LINUX_STOP_SIGNALS`].
+fn validate_stop_signals(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
+    let os = spec.os.as_ref().map(|o| o.name.as_str());
+    for (cp, c) in init_and_app_containers(spec, path) {
+        let Some(sig) = c.lifecycle.as_ref().and_then(|l| l.stop_signal.as_ref()) else {
+            continue;
+        };
+        let fp = format!("{cp}.lifecycle.stopSignal");
+        match os {
+            None | Some("") => errs.push(FieldError::forbidden(
+                fp,
+                "may not be set for containers with empty `spec.os.name`",
+            )),
+            Some("linux") if !LINUX_STOP_SIGNALS.contains(&sig.as_str()) => {
+                errs.push(FieldError::not_supported(
+                    fp,
+                    sig.as_str(),
+                    LINUX_STOP_SIGNALS,
+                ));
+            }
+            _ => {}
         }
     }
 }
@@ -829,6 +1034,122 @@ pub fn validate_pod_ephemeral_containers_update(new: &Pod, old: &Pod) -> Vec<Fie
     errs
 }
 
+/// Validates a write through `pods/resize` (upstream `ValidatePodResize`, in-place resize
+/// GA): the new pod is valid; a terminal pod is not resized; only the cpu and memory
+/// requests and limits of containers change, none is added or removed; the QoS class stays.
+pub fn validate_pod_resize(new: &Pod, old: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_pod(new);
+    let (Some(ns), Some(os)) = (&new.spec, &old.spec) else {
+        return errs;
+    };
+    let phase = old.status.as_ref().and_then(|s| s.phase.as_deref());
+    if crate::status::is_terminal_phase(phase) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "pod resizes may not be applied to terminal pods",
+        ));
+    }
+    let cpu_memory = |r: Option<&ResourceRequirements>, which: &str| -> BTreeMap<String, String> {
+        let list = r.and_then(|r| match which {
+            "requests" => r.requests.as_ref(),
+            _ => r.limits.as_ref(),
+        });
+        list.into_iter()
+            .flatten()
+            .filter(|(k, _)| *k == "cpu" || *k == "memory")
+            .map(|(k, q)| (k.clone(), q.0.clone()))
+            .collect()
+    };
+    // Everything but the containers' cpu and memory must be as it was.
+    let mut masked = ns.clone();
+    let strip = |c: &mut Container| {
+        if let Some(r) = c.resources.as_mut() {
+            for list in [r.requests.as_mut(), r.limits.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                list.remove("cpu");
+                list.remove("memory");
+            }
+        }
+        c.resize_policy = None;
+    };
+    let mut old_masked = os.clone();
+    for c in masked
+        .containers
+        .iter_mut()
+        .chain(masked.init_containers.iter_mut().flatten())
+    {
+        strip(c);
+    }
+    for c in old_masked
+        .containers
+        .iter_mut()
+        .chain(old_masked.init_containers.iter_mut().flatten())
+    {
+        strip(c);
+    }
+    if masked != old_masked {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "only cpu and memory resources are mutable",
+        ));
+    }
+    let pairs = ns
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.containers[{i}]"), c))
+        .chain(
+            ns.init_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| (format!("spec.initContainers[{i}]"), c)),
+        );
+    for (path, n) in pairs {
+        let Some(o) = os
+            .containers
+            .iter()
+            .chain(os.init_containers.iter().flatten())
+            .find(|o| o.name == n.name)
+        else {
+            continue;
+        };
+        for which in ["requests", "limits"] {
+            let (nv, ov) = (
+                cpu_memory(n.resources.as_ref(), which),
+                cpu_memory(o.resources.as_ref(), which),
+            );
+            if ov.keys().any(|k| !nv.contains_key(k)) {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.resources.{which}"),
+                    format!("resource {which} cannot be removed"),
+                ));
+            }
+            if nv.keys().any(|k| !ov.contains_key(k)) {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.resources.{which}"),
+                    format!("resource {which} cannot be added"),
+                ));
+            }
+        }
+    }
+    let old_qos = old
+        .status
+        .as_ref()
+        .and_then(|s| s.qos_class.clone())
+        .unwrap_or_else(|| crate::status::qos_class(os).to_string());
+    if crate::status::qos_class(ns) != old_qos {
+        errs.push(FieldError::invalid(
+            "spec",
+            old_qos.as_str(),
+            "Pod QOS Class may not change as a result of resizing",
+        ));
+    }
+    errs
+}
+
 /// Validates a pod spec at `path` ("spec" or "spec.template.spec").
 pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -873,6 +1194,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         );
     }
     validate_ephemeral_containers(&mut errs, spec, path, &mut names, &volumes);
+    validate_stop_signals(&mut errs, spec, path);
     validate_security(&mut errs, spec, path);
     check_supported(
         &mut errs,
@@ -1057,19 +1379,7 @@ fn validate_security(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
         seen.insert(s.name.clone());
     }
     let host_users = spec.host_users != Some(false);
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
-        .chain(
-            spec.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
-        );
-    for (cp, c) in containers {
+    for (cp, c) in init_and_app_containers(spec, path) {
         let Some(pm) = c
             .security_context
             .as_ref()
@@ -1170,6 +1480,111 @@ mod tests {
 
     fn pod(v: Value) -> Pod {
         serde_json::from_value(v).expect("pod")
+    }
+
+    fn fields(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(|e| e.field.clone()).collect()
+    }
+
+    #[test]
+    fn restart_rules_and_container_policies_are_checked() {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"restartPolicy": "Never",
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Never",
+                "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}]}}),
+        );
+        assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x",
+                "restartPolicyRules": [{"action": "Explode", "exitCodes": {"operator": "Maybe", "values": [1, 1]}}]}]}}),
+        );
+        assert_eq!(
+            fields(&validate_pod(&p)),
+            [
+                "spec.containers[0].restartPolicy",
+                "spec.containers[0].restartPolicyRules[0].action",
+                "spec.containers[0].restartPolicyRules[0].exitCodes.operator",
+                "spec.containers[0].restartPolicyRules[0].exitCodes.values[1]",
+            ]
+        );
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Sometimes"}]}}),
+        );
+        assert_eq!(
+            fields(&validate_pod(&p)),
+            ["spec.containers[0].restartPolicy"]
+        );
+    }
+
+    #[test]
+    fn a_stop_signal_needs_the_pods_os() {
+        let mut v = serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "containers": [{"name": "a", "image": "x", "lifecycle": {"stopSignal": "SIGUSR1"}}]}});
+        let errs = validate_pod(&pod(v.clone()));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec.containers[0].lifecycle.stopSignal");
+        assert_eq!(
+            errs[0].detail,
+            "may not be set for containers with empty `spec.os.name`"
+        );
+        v["spec"]["os"] = serde_json::json!({"name": "linux"});
+        assert!(validate_pod(&pod(v.clone())).is_empty());
+        v["spec"]["containers"][0]["lifecycle"]["stopSignal"] = "SIGNOPE".into();
+        assert_eq!(
+            fields(&validate_pod(&pod(v))),
+            ["spec.containers[0].lifecycle.stopSignal"]
+        );
+    }
+
+    #[test]
+    fn a_resize_may_change_only_cpu_and_memory_and_keeps_the_qos_class() {
+        let with = |req: Value, lim: Value, image: &str| {
+            pod(
+                serde_json::json!({"metadata": {"name": "p", "namespace": "d"},
+                "spec": {"containers": [{"name": "a", "image": image,
+                    "resources": {"requests": req, "limits": lim}}]},
+                "status": {"qosClass": "Burstable"}}),
+            )
+        };
+        let old = with(
+            serde_json::json!({"cpu": "100m", "memory": "32Mi"}),
+            serde_json::json!({"cpu": "200m", "memory": "64Mi"}),
+            "x",
+        );
+        let ok = with(
+            serde_json::json!({"cpu": "150m", "memory": "48Mi"}),
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            "x",
+        );
+        assert!(validate_pod_resize(&ok, &old).is_empty());
+        let image = with(
+            serde_json::json!({"cpu": "150m", "memory": "48Mi"}),
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            "y",
+        );
+        let errs = validate_pod_resize(&image, &old);
+        assert_eq!(errs[0].detail, "only cpu and memory resources are mutable");
+        let guaranteed = with(
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            serde_json::json!({"cpu": "300m", "memory": "96Mi"}),
+            "x",
+        );
+        let errs = validate_pod_resize(&guaranteed, &old);
+        assert_eq!(
+            errs[0].detail,
+            "Pod QOS Class may not change as a result of resizing"
+        );
+        let removed = with(
+            serde_json::json!({"cpu": "100m"}),
+            serde_json::json!({"cpu": "200m", "memory": "64Mi"}),
+            "x",
+        );
+        assert_eq!(
+            fields(&validate_pod_resize(&removed, &old)),
+            ["spec.containers[0].resources.requests"]
+        );
     }
 
     #[test]

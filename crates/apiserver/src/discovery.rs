@@ -20,10 +20,10 @@ const VERBS: &[&str] = &[
 /// The `/version` document.
 pub fn version() -> Value {
     json!({
-        "major": "1", "minor": "32",
-        "emulationMajor": "1", "emulationMinor": "32",
-        "minCompatibilityMajor": "1", "minCompatibilityMinor": "31",
-        "gitVersion": "v1.32.4-podvisor", "gitCommit": "0000000000000000000000000000000000000000",
+        "major": "1", "minor": "33",
+        "emulationMajor": "1", "emulationMinor": "33",
+        "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
+        "gitVersion": "v1.33.1-podvisor", "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
         "goVersion": "rust", "compiler": "rustc", "platform": "linux/amd64"
     })
@@ -101,7 +101,7 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get"],
         ),
-        Subresource::EphemeralContainers => (
+        Subresource::EphemeralContainers | Subresource::Resize => (
             json!({"group": "", "version": "v1", "kind": "Pod"}),
             &["get", "patch", "update"],
         ),

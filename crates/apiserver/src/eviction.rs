@@ -17,6 +17,11 @@
 //!   violate the pod's disruption budget.` with a `DisruptionBudget` cause; success records
 //!   the pod in `disruptedPods` (the controller stops counting it as healthy) before the
 //!   pod is deleted. A dry run checks without writing.
+//!
+//! Before the delete the pod gets the condition `DisruptionTarget=True` with reason
+//! `EvictionByEvictionAPI` and message `Eviction API: evicting` (upstream's
+//! `addConditionAndDeletePod`, [`mark_disruption_target`]); the delete's resourceVersion
+//! precondition then names the revision of that write.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -127,6 +132,9 @@ pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     opts.dry_run = opts.dry_run || ctx.dry_run()?;
     let core = ctx.srv.core();
     check_budget(core, &ns, &name, &mut opts).await?;
+    if !opts.dry_run {
+        mark_disruption_target(core, &ns, &name, &mut opts).await?;
+    }
     match core.delete(&PODS, Some(&ns), &name, &opts).await {
         Ok(_) => {}
         Err(e) if e.code == 404 => return Err(ApiError::not_found(&PODS, &name)),
@@ -144,6 +152,114 @@ pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     );
     Ok(r)
 }
+
+/// Adds `DisruptionTarget=True` (`EvictionByEvictionAPI`) to the pod's status, checking
+/// the delete's preconditions against the latest pod first (upstream's
+/// `addConditionAndDeletePod`); a resourceVersion precondition moves to the new revision.
+async fn mark_disruption_target(
+    core: &Core,
+    ns: &str,
+    name: &str,
+    opts: &mut DeleteOptions,
+) -> Result<(), ApiError> {
+    let now = core.now_str();
+    let (uid, rv) = (opts.uid.clone(), opts.resource_version.clone());
+    let mut transform = |old: Option<&Value>| -> Result<Option<Value>, ApiError> {
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        let meta = |f: &str| {
+            old.pointer(&format!("/metadata/{f}"))
+                .and_then(Value::as_str)
+        };
+        if let Some(u) = uid.as_deref().filter(|u| !u.is_empty())
+            && meta("uid") != Some(u)
+        {
+            return Err(ApiError::conflict(
+                &PODS,
+                name,
+                &format!(
+                    "the UID in the precondition ({u}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                    meta("uid").unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(r) = rv.as_deref().filter(|r| !r.is_empty())
+            && meta("resourceVersion") != Some(r)
+        {
+            return Err(ApiError::conflict(
+                &PODS,
+                name,
+                &format!(
+                    "the ResourceVersion in the precondition ({r}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                    meta("resourceVersion").unwrap_or("")
+                ),
+            ));
+        }
+        let mut new = old.clone();
+        let Some(status) = new
+            .as_object_mut()
+            .map(|o| o.entry("status").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        else {
+            return Ok(None);
+        };
+        let conditions = status
+            .entry("conditions")
+            .or_insert_with(|| json!([]))
+            .as_array_mut();
+        let Some(conditions) = conditions else {
+            return Ok(None);
+        };
+        let mut cond = json!({
+            "type": DISRUPTION_TARGET,
+            "status": "True",
+            "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting",
+            "lastTransitionTime": now,
+        });
+        match conditions
+            .iter_mut()
+            .find(|c| c["type"] == DISRUPTION_TARGET)
+        {
+            Some(c) => {
+                // Upstream's `UpdatePodCondition`: the transition time moves only with the
+                // status.
+                if c["status"] == "True" && c.get("lastTransitionTime").is_some() {
+                    cond["lastTransitionTime"] = c["lastTransitionTime"].clone();
+                }
+                *c = cond;
+            }
+            None => conditions.push(cond),
+        }
+        Ok(Some(new))
+    };
+    let (updated, _) = core
+        .update(
+            &PODS,
+            Some(ns),
+            name,
+            UpdateMode::Status,
+            false,
+            None,
+            &mut transform,
+        )
+        .await?;
+    if opts
+        .resource_version
+        .as_deref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        opts.resource_version = updated
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    Ok(())
+}
+
+/// The pod condition type of a pod about to be disrupted.
+const DISRUPTION_TARGET: &str = "DisruptionTarget";
 
 fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))

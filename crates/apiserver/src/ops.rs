@@ -111,6 +111,8 @@ pub enum UpdateMode {
     Status,
     /// The pods' `ephemeralcontainers` subresource: only `.spec.ephemeralContainers`.
     EphemeralContainers,
+    /// The pods' `resize` subresource: only the containers' `resources` and `resizePolicy`.
+    Resize,
 }
 
 impl UpdateMode {
@@ -119,9 +121,46 @@ impl UpdateMode {
         match sub {
             Some(registry::Subresource::Status) => UpdateMode::Status,
             Some(registry::Subresource::EphemeralContainers) => UpdateMode::EphemeralContainers,
+            Some(registry::Subresource::Resize) => UpdateMode::Resize,
             _ => UpdateMode::Main,
         }
     }
+}
+
+/// What a `pods/resize` write stores: `old` with each container's `resources` and
+/// `resizePolicy` (matched by name) and the resourceVersion precondition taken from `new`.
+fn resize_update(old: &Value, new: &Value) -> Value {
+    let mut merged = old.clone();
+    if let Some(rv) = new.pointer("/metadata/resourceVersion") {
+        set_meta(&mut merged, "resourceVersion", rv.clone());
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(olds) = merged
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        let news = new
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for c in olds.iter_mut() {
+            let name = c.get("name").cloned();
+            let Some(n) = news.iter().find(|n| n.get("name") == name.as_ref()) else {
+                continue;
+            };
+            let Some(m) = c.as_object_mut() else { continue };
+            for field in ["resources", "resizePolicy"] {
+                match n.get(field) {
+                    Some(v) => m.insert(field.into(), v.clone()),
+                    None => m.remove(field),
+                };
+            }
+        }
+    }
+    merged
 }
 
 /// What a subresource write stores: `old` with the field at `path` (and the
@@ -498,6 +537,10 @@ impl Core {
             // As upstream's `dropNonEphemeralContainerUpdates`: the old pod with the new
             // ephemeral containers.
             *new = subresource_update(old, new, &["spec", "ephemeralContainers"]);
+        } else if mode == UpdateMode::Resize {
+            // As upstream's `dropNonResizeUpdates`: the old pod with the new containers'
+            // resources and resize policies.
+            *new = resize_update(old, new);
         } else if kind.has_subresource(registry::Subresource::Status)
             && let Some(m) = new.as_object_mut()
         {
@@ -551,6 +594,8 @@ impl Core {
         }
         let errs = if mode == UpdateMode::EphemeralContainers {
             strategy::validate_ephemeral_containers_update(kind, new, old)?
+        } else if mode == UpdateMode::Resize {
+            strategy::validate_resize(kind, new, old)?
         } else {
             strategy::validate_update(kind, new, old)?
         };

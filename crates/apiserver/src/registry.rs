@@ -38,6 +38,9 @@ pub enum Subresource {
     Token,
     /// `ephemeralcontainers`: pods only, get/update/patch of `.spec.ephemeralContainers`.
     EphemeralContainers,
+    /// `resize`: pods only, get/update/patch of the containers' cpu and memory resources
+    /// (in-place pod resize, KEP-1287).
+    Resize,
 }
 
 impl Subresource {
@@ -54,6 +57,7 @@ impl Subresource {
             Subresource::Eviction => "eviction",
             Subresource::Token => "token",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Resize => "resize",
         }
     }
 
@@ -70,6 +74,7 @@ impl Subresource {
             "eviction" => Some(Subresource::Eviction),
             "token" => Some(Subresource::Token),
             "ephemeralcontainers" => Some(Subresource::EphemeralContainers),
+            "resize" => Some(Subresource::Resize),
             _ => None,
         }
     }

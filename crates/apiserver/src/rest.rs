@@ -442,13 +442,23 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
         (
             "PUT",
             true,
-            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            Some(
+                Subresource::Status
+                | Subresource::Scale
+                | Subresource::EphemeralContainers
+                | Subresource::Resize,
+            )
             | None,
         ) => "update",
         (
             "PATCH",
             true,
-            Some(Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers)
+            Some(
+                Subresource::Status
+                | Subresource::Scale
+                | Subresource::EphemeralContainers
+                | Subresource::Resize,
+            )
             | None,
         ) => "patch",
         ("DELETE", true, None) => "delete",

@@ -342,9 +342,31 @@ pub fn validate_ephemeral_containers_update(
     new: &Value,
     old: &Value,
 ) -> Result<Vec<FieldError>, ApiError> {
+    validate_pods(kind, new, old, v::validate_pod_ephemeral_containers_update)
+}
+
+/// Runs a pod subresource's validation on the typed pods.
+fn validate_pods(
+    kind: &ResourceKind,
+    new: &Value,
+    old: &Value,
+    validate: fn(
+        &k8s_openapi::api::core::v1::Pod,
+        &k8s_openapi::api::core::v1::Pod,
+    ) -> Vec<FieldError>,
+) -> Result<Vec<FieldError>, ApiError> {
     let n: k8s_openapi::api::core::v1::Pod = typed(kind, new)?;
     let o: k8s_openapi::api::core::v1::Pod = typed(kind, old)?;
-    Ok(v::validate_pod_ephemeral_containers_update(&n, &o))
+    Ok(validate(&n, &o))
+}
+
+/// Validates a `pods/resize` write (upstream `ValidatePodResize`).
+pub fn validate_resize(
+    kind: &ResourceKind,
+    new: &Value,
+    old: &Value,
+) -> Result<Vec<FieldError>, ApiError> {
+    validate_pods(kind, new, old, v::validate_pod_resize)
 }
 
 /// Validates an update of `kind` (`new` replacing `old`).

@@ -148,7 +148,7 @@ async fn kubectl_suite() {
     // version, api-resources
     let v = env.ok(&["version", "-o", "json"], None).await;
     let v: serde_json::Value = serde_json::from_str(&v).unwrap();
-    assert_eq!(v["serverVersion"]["minor"], "32");
+    assert_eq!(v["serverVersion"]["minor"], "33");
     let ar = env.ok(&["api-resources"], None).await;
     for want in [
         "pods",

@@ -457,6 +457,22 @@ async fn eviction_deletes_the_pod_gracefully() {
     let p = json(&b);
     assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
     assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 7);
+    // Marked as upstream's eviction marks it before the delete.
+    let cond = p["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "DisruptionTarget"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&cond["status"], &cond["reason"], &cond["message"]),
+        (
+            &json!("True"),
+            &json!("EvictionByEvictionAPI"),
+            &json!("Eviction API: evicting")
+        ),
+        "{p}"
+    );
+    assert!(cond["lastTransitionTime"].is_string(), "{cond}");
     let (s, _, _) = call(
         &srv,
         "POST",

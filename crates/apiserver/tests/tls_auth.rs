@@ -50,7 +50,7 @@ async fn tls_crud_and_auth() {
     let r = Running::start().await;
     let admin = r.client(&r.srv.admin_token()).await;
     let v = admin.apiserver_version().await.unwrap();
-    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "32"));
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
     let p: Pod = serde_json::from_value(
         json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}),
@@ -153,7 +153,7 @@ async fn health_and_version_are_open_and_discovery_needs_a_token() {
     assert_eq!(ca.1, "ok");
     let v = reqwest_like_get(r.port, &r.srv.ca_pem(), "/version", None).await;
     assert_eq!(v.0, 200);
-    assert!(v.1.contains("\"minor\":\"32\""));
+    assert!(v.1.contains("\"minor\":\"33\""));
     let d = reqwest_like_get(r.port, &r.srv.ca_pem(), "/api", None).await;
     assert_eq!(d.0, 401);
     assert!(d.1.contains("\"reason\":\"Unauthorized\""));

@@ -25,8 +25,9 @@
 //!    `metadata.name In [node]` node affinity.
 //! 3. **Manage**, only when the expectations are satisfied (creates and deletes seen in the
 //!    cache): a node that should run and has no pod gets one (the template, the daemon
-//!    tolerations, labels + hash, required node affinity replaced by `metadata.name In
-//!    [node]`, so the scheduler binds it there); failed and succeeded pods are deleted
+//!    tolerations, labels + hash + `pod-template-generation`, required node affinity
+//!    replaced by `metadata.name In [node]`, so the scheduler binds it there); failed and
+//!    succeeded pods are deleted
 //!    (replaced once gone); extra running pods are deleted, keeping the oldest (with
 //!    `maxSurge`, the oldest old and the oldest new); a node that should not continue
 //!    running loses all its pods. Terminating pods are waited for: at most one pod per node
@@ -73,6 +74,8 @@ use crate::pods::{self, PodName};
 const COMPONENT: &str = "daemonset-controller";
 /// The label naming the ControllerRevision a pod was made from.
 pub(crate) const HASH_LABEL: &str = "controller-revision-hash";
+/// The DaemonSet generation a pod was made from (deprecated upstream, still set).
+pub(crate) const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 /// Most pods created or deleted in one reconcile (upstream's burstReplicas).
 const BURST: usize = 250;
 
@@ -235,10 +238,12 @@ fn pod_for_node(ds: &DaemonSet, owner: OwnerReference, node: &str, hash: &str) -
         owner,
         PodName::Generate(format!("{name}-")),
     );
-    pod.metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(HASH_LABEL.into(), hash.into());
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(HASH_LABEL.into(), hash.into());
+    // Upstream's `CreatePodTemplate` still sets the deprecated generation label.
+    if let Some(g) = ds.metadata.generation {
+        labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.to_string());
+    }
     let ps = pod.spec.get_or_insert_with(PodSpec::default);
     add_daemon_tolerations(ps);
     ps.affinity = Some(node_name_affinity(ps.affinity.take(), node));

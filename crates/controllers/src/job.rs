@@ -468,7 +468,11 @@ pub(crate) fn match_failure_policy(rules: &[PodFailurePolicyRule], pod: &Pod) ->
             for want in conds {
                 let hit = have.is_some_and(|cs| {
                     cs.iter()
-                        .any(|c| c.type_ == want.type_ && c.status == want.status)
+                        // `status` is optional since 1.35 and defaults to True
+                        .any(|c| {
+                            c.type_ == want.type_
+                                && c.status == want.status.as_deref().unwrap_or("True")
+                        })
                 });
                 if hit {
                     message = Some(format!(

@@ -186,6 +186,14 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     // The pod carries the daemon tolerations and the owner reference.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let p = pods.get(&by["n1"][0].0).await.expect("pod");
+    assert_eq!(
+        p.labels()
+            .get("pod-template-generation")
+            .map(String::as_str),
+        Some("1"),
+        "{:?}",
+        p.labels()
+    );
     let tol: Vec<String> = p
         .spec
         .as_ref()

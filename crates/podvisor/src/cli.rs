@@ -139,6 +139,20 @@ pub struct NodeSecurityArgs {
     pub allowed_unsafe_sysctls: Vec<String>,
 }
 
+/// How the node restarts crashing containers (`up` and `agent`).
+#[derive(Debug, Args, Clone)]
+pub struct CrashLoopArgs {
+    /// The longest crash back-off between container restarts on this node, 1s to 300s (the
+    /// kubelet configuration's `crashLoopBackOff.maxContainerRestartPeriod`).
+    #[arg(
+        long,
+        env = "PODVISOR_MAX_CONTAINER_RESTART_PERIOD",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub max_container_restart_period: Option<Duration>,
+}
+
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
@@ -232,6 +246,8 @@ pub struct UpArgs {
     pub images: ImageArgs,
     #[command(flatten)]
     pub node_security: NodeSecurityArgs,
+    #[command(flatten)]
+    pub crash_loop: CrashLoopArgs,
 }
 
 /// `podvisor server`.
@@ -381,6 +397,8 @@ pub struct AgentArgs {
     pub images: ImageArgs,
     #[command(flatten)]
     pub node_security: NodeSecurityArgs,
+    #[command(flatten)]
+    pub crash_loop: CrashLoopArgs,
 }
 
 /// `podvisor kubeconfig`.

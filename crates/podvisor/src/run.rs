@@ -385,6 +385,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let runtime = process_runtime(&data_dir, agent_config.network.as_ref()).await?;
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
     agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
+    crash_loop(&mut agent_config, &args.crash_loop)?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
     let proxy = service_proxy(&args.network, node_client.clone(), &node_name);
@@ -699,6 +700,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
     agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
+    crash_loop(&mut agent_config, &args.crash_loop)?;
     let _spares = SparesGuard(runtime.clone());
     let proxy = service_proxy(&args.network, client.clone(), &args.node_name);
     let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
@@ -897,6 +899,19 @@ pub async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
              --ca-cert-hash {pin} --node-name {} --node-ip <ip>",
             args.name
         );
+    }
+    Ok(())
+}
+
+/// Applies `--max-container-restart-period` to the agent's configuration.
+fn crash_loop(
+    config: &mut podvisor_agent::AgentConfig,
+    args: &crate::cli::CrashLoopArgs,
+) -> anyhow::Result<()> {
+    if let Some(period) = args.max_container_restart_period {
+        config
+            .set_max_container_restart_period(period)
+            .map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }

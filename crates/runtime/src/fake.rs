@@ -408,6 +408,8 @@ pub enum FakeOp {
     List,
     /// `remove_container`.
     RemoveContainer,
+    /// `update_container_resources`.
+    UpdateResources,
 }
 
 /// One call made to the fake, as typed data.
@@ -445,6 +447,15 @@ pub enum FakeCall {
         name: String,
         /// The signal.
         signal: Signal,
+    },
+    /// `update_container_resources`.
+    UpdateResources {
+        /// The container ID.
+        id: ContainerId,
+        /// The container name ("" if unknown).
+        name: String,
+        /// The new limits.
+        resources: crate::Resources,
     },
     /// `exec`.
     Exec {
@@ -1211,6 +1222,36 @@ impl ContainerRuntime for FakeRuntime {
             .get(&c.status.config.name)
             .copied()
             .unwrap_or_default())
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: crate::Resources,
+    ) -> Result<(), RuntimeError> {
+        let mut st = self.inner.lock();
+        let name = Inner::name_of(&st, id);
+        self.inner.enter(
+            &mut st,
+            FakeOp::UpdateResources,
+            FakeCall::UpdateResources {
+                id: id.clone(),
+                name,
+                resources: resources.clone(),
+            },
+        )?;
+        let Some(c) = st.containers.get_mut(id) else {
+            return Err(RuntimeError::ContainerNotFound { id: id.clone() });
+        };
+        if !matches!(c.status.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::InvalidState {
+                operation: "update the resources of container",
+                id: id.0.clone(),
+                state: c.status.state.name(),
+            });
+        }
+        c.status.config.resources = resources;
+        Ok(())
     }
 
     async fn attach(&self, id: &ContainerId) -> Result<crate::AttachSession, RuntimeError> {

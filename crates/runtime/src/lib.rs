@@ -693,6 +693,22 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         })
     }
 
+    /// Changes the resource limits of the running container `id` in place (in-place pod
+    /// resize): its processes keep running under the new cgroup limits. Fails with
+    /// `InvalidState` when it is not running; backends that cannot do it fail with
+    /// [`RuntimeError::Os`].
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: Resources,
+    ) -> Result<(), RuntimeError> {
+        let _ = (id, resources);
+        Err(RuntimeError::Os {
+            operation: "update container resources".to_string(),
+            message: "not supported by this runtime".to_string(),
+        })
+    }
+
     /// The container's status.
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;
 

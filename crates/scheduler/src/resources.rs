@@ -139,14 +139,54 @@ impl Resources {
     }
 }
 
-fn container_requests(c: &Container, non_zero: bool, invalid: &mut Vec<String>) -> Resources {
+/// Whether the pod's resize was found infeasible (`PodResizePending`, reason `Infeasible`).
+fn resize_infeasible(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "PodResizePending" && c.reason.as_deref() == Some("Infeasible"))
+        })
+}
+
+/// The requests a container holds on its node (upstream `determineContainerReqs` with
+/// `UseStatusResources`): once the agent reports its `resources`, the larger of the desired
+/// (spec), the actual and the allocated requests, per resource; the desired ones do not count
+/// while the resize is infeasible.
+fn container_requests(
+    pod: &Pod,
+    c: &Container,
+    non_zero: bool,
+    invalid: &mut Vec<String>,
+) -> Resources {
     let empty = BTreeMap::new();
     let list = c
         .resources
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .unwrap_or(&empty);
-    let mut r = Resources::from_list(list, invalid);
+    let status = pod.status.as_ref().and_then(|s| {
+        podvisor_api::status::container_statuses(s)
+            .find(|cs| cs.name == c.name && cs.resources.is_some())
+    });
+    let mut r = match status {
+        None => Resources::from_list(list, invalid),
+        Some(cs) => {
+            let actual = cs
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .unwrap_or(&empty);
+            let allocated = cs.allocated_resources.as_ref().unwrap_or(&empty);
+            let mut r = Resources::from_list(actual, invalid);
+            r.max_with(&Resources::from_list(allocated, invalid));
+            if !resize_infeasible(pod) {
+                r.max_with(&Resources::from_list(list, invalid));
+            }
+            r
+        }
+    };
     if non_zero {
         if !list.contains_key("cpu") {
             r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
@@ -166,12 +206,12 @@ pub fn pod_requests(pod: &Pod, non_zero: bool, invalid: &mut Vec<String>) -> Res
     };
     let mut reqs = Resources::default();
     for c in &spec.containers {
-        reqs.add(&container_requests(c, non_zero, invalid));
+        reqs.add(&container_requests(pod, c, non_zero, invalid));
     }
     let mut restartable = Resources::default();
     let mut init_max = Resources::default();
     for c in spec.init_containers.iter().flatten() {
-        let cr = container_requests(c, non_zero, invalid);
+        let cr = container_requests(pod, c, non_zero, invalid);
         if c.restart_policy.as_deref() == Some("Always") {
             reqs.add(&cr);
             restartable.add(&cr);
@@ -297,6 +337,41 @@ pub(crate) mod tests {
         assert!(is_scalar_resource("hugepages-2Mi"));
         assert!(!is_scalar_resource("kubernetes.io/something"));
         assert!(!is_scalar_resource("cpu"));
+    }
+
+    #[test]
+    fn a_resized_pod_holds_the_larger_of_desired_actual_and_allocated() {
+        let mut p = pod(vec![container("app", Some("500m"), Some("64Mi"))], vec![]);
+        let mut invalid = Vec::new();
+        let list = |cpu: &str| -> BTreeMap<String, Quantity> {
+            [("cpu".to_string(), Quantity(cpu.into()))].into()
+        };
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            container_statuses: Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+                name: "app".into(),
+                allocated_resources: Some(list("800m")),
+                resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                    requests: Some(list("300m")),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        assert_eq!(pod_requests(&p, false, &mut invalid).milli_cpu, 800);
+        // shrinking: the allocation still counts until the agent reports the new one
+        p.spec.as_mut().unwrap().containers[0] = container("app", Some("1500m"), None);
+        assert_eq!(pod_requests(&p, false, &mut invalid).milli_cpu, 1500);
+        // an infeasible desire holds nothing
+        p.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "PodResizePending".into(),
+                status: "True".into(),
+                reason: Some("Infeasible".into()),
+                ..Default::default()
+            }]);
+        assert_eq!(pod_requests(&p, false, &mut invalid).milli_cpu, 800);
+        assert!(invalid.is_empty());
     }
 
     #[test]

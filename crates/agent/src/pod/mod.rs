@@ -72,7 +72,9 @@ pub mod claims;
 pub mod deadlines;
 pub mod env;
 pub mod etc_files;
+pub mod resize;
 pub mod restart;
+pub mod restart_rules;
 pub mod sandbox;
 pub mod security;
 pub mod service_env;
@@ -82,6 +84,7 @@ pub mod status;
 pub mod stop;
 pub mod sync;
 pub mod tokens;
+pub mod unsupported;
 pub mod volumes;
 pub mod worker;
 
@@ -95,6 +98,8 @@ pub use worker::{PodWorker, RuntimeNote, WorkerCtx, WorkerHandle};
 
 #[cfg(test)]
 mod worker_ephemeral_tests;
+#[cfg(test)]
+mod worker_recent_tests;
 #[cfg(test)]
 mod worker_sandbox_tests;
 #[cfg(test)]

@@ -57,7 +57,14 @@ impl PodWorker {
             // the exits the runtime recorded for what the dead sandbox ran
             self.apply_note(RuntimeNote::Resync).await;
             let ran = self.containers.values().any(|r| !r.instances.is_empty());
-            if (policy == RestartPolicy::Never && ran) || self.completed(spec) {
+            // a Never pod runs once, unless one of its containers restarts by its own
+            // policy or rules (upstream `runOnce` with `IsContainerRestartable`)
+            let run_once = policy == RestartPolicy::Never
+                && !spec
+                    .containers
+                    .iter()
+                    .any(|c| podvisor_api::status::is_container_restartable(spec, c));
+            if (run_once && ran) || self.completed(spec) {
                 return false;
             }
             self.event(

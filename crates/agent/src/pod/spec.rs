@@ -44,7 +44,14 @@ pub fn spec_container_name(config: &ContainerConfig) -> &str {
 
 /// A stable hash of a container's spec (changing it starts a fresh back-off).
 pub fn container_hash(c: &Container) -> u64 {
-    let json = serde_json::to_string(c).unwrap_or_default();
+    // resources and resizePolicy change in place (in-place resize), never by a restart
+    // for a changed definition
+    let hashed = Container {
+        resources: None,
+        resize_policy: None,
+        ..c.clone()
+    };
+    let json = serde_json::to_string(&hashed).unwrap_or_default();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     json.hash(&mut h);
     h.finish()
@@ -107,6 +114,20 @@ pub(super) fn parse_units(
     u64::try_from(nanos / 1_000_000_000).ok()
 }
 
+/// The cgroup limits of a container's `resources` (memory limit, cpu request and limit).
+pub fn runtime_resources(
+    res: Option<&k8s_openapi::api::core::v1::ResourceRequirements>,
+) -> Resources {
+    let limits = res.and_then(|r| r.limits.as_ref());
+    let requests = res.and_then(|r| r.requests.as_ref());
+    Resources {
+        memory_limit_bytes: parse_units(limits.and_then(|l| l.get("memory"))),
+        cpu_request_millis: parse_millis(requests.and_then(|l| l.get("cpu"))),
+        cpu_limit_millis: parse_millis(limits.and_then(|l| l.get("cpu"))),
+        pids_limit: None,
+    }
+}
+
 /// The runtime configuration of a container of the pod, with its resolved environment
 /// (`crate::pod::env::resolve`; `command` and `args` are expanded against it).
 pub fn container_config(
@@ -124,9 +145,6 @@ pub fn container_config(
     let gid = sc
         .and_then(|s| s.run_as_group)
         .or(pod_sc.and_then(|s| s.run_as_group));
-    let res = c.resources.as_ref();
-    let limits = res.and_then(|r| r.limits.as_ref());
-    let requests = res.and_then(|r| r.requests.as_ref());
     let mut labels = pod_labels(pod);
     labels.insert(LABEL_CONTAINER_NAME.to_string(), c.name.clone());
     let mut annotations = BTreeMap::new();
@@ -150,12 +168,7 @@ pub fn container_config(
         uid: uid.and_then(|u| u32::try_from(u).ok()),
         gid: gid.and_then(|g| u32::try_from(g).ok()),
         stop_signal: Some(stop_signal_of(c)),
-        resources: Resources {
-            memory_limit_bytes: parse_units(limits.and_then(|l| l.get("memory"))),
-            cpu_request_millis: parse_millis(requests.and_then(|l| l.get("cpu"))),
-            cpu_limit_millis: parse_millis(limits.and_then(|l| l.get("cpu"))),
-            pids_limit: None,
-        },
+        resources: runtime_resources(c.resources.as_ref()),
         labels,
         annotations,
         mounts: Vec::new(),

@@ -7,10 +7,11 @@ use std::time::SystemTime;
 use k8s_openapi::api::core::v1::{
     ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus as ApiContainerStatus, HostIP, Pod, PodIP, PodStatus,
+    ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podvisor_api::status as rules;
-use podvisor_runtime::{ContainerId, ContainerState, ExitStatus};
+use podvisor_runtime::{ContainerId, ContainerState, ExitStatus, Signal};
 
 use crate::clock::to_time;
 
@@ -30,6 +31,9 @@ pub struct Instance {
     pub image_id: String,
     /// Its state.
     pub state: ContainerState,
+    /// The signal that stops it (`lifecycle.stopSignal`, else the image's, else SIGTERM),
+    /// reported as `containerStatuses[].stopSignal`.
+    pub stop_signal: Option<Signal>,
 }
 
 impl Instance {
@@ -73,6 +77,10 @@ pub struct ContainerView<'a> {
     pub ready: bool,
     /// Startup result (true without a startup probe).
     pub started: bool,
+    /// Its allocated resources (in-place resize): `allocatedResources` are their requests.
+    pub allocated: Option<&'a ResourceRequirements>,
+    /// The resources its running instance has (`resources`).
+    pub resources: Option<&'a ResourceRequirements>,
 }
 
 /// Everything the status is made from.
@@ -94,6 +102,8 @@ pub struct StatusInput<'a> {
     pub host_ip: &'a str,
     /// The pod's own addresses (empty: the host's network, the pod's IP is the node's).
     pub pod_ips: &'a [String],
+    /// `PodResizePending` / `PodResizeInProgress`, when a resize waits or runs.
+    pub resize_conditions: Vec<k8s_openapi::api::core::v1::PodCondition>,
     /// When the agent first saw the pod.
     pub start_time: SystemTime,
     /// Now.
@@ -182,6 +192,7 @@ pub fn container_status(v: &ContainerView<'_>, has_init_containers: bool) -> Api
                 i.image_id.clone()
             };
             st.container_id = Some(format!("{CONTAINER_ID_SCHEME}{}", i.id));
+            st.stop_signal = i.stop_signal.map(Signal::name);
             match &i.state {
                 ContainerState::Created => {
                     st.state = Some(waiting(v.waiting.unwrap_or(&default_waiting)));
@@ -214,6 +225,11 @@ pub fn container_status(v: &ContainerView<'_>, has_init_containers: bool) -> Api
     if st.started.is_none() {
         st.started = Some(false);
     }
+    st.allocated_resources = v
+        .allocated
+        .and_then(|r| r.requests.clone())
+        .filter(|r| !r.is_empty());
+    st.resources = v.resources.cloned();
     st
 }
 
@@ -296,13 +312,22 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
     let containers_ready =
         rules::containers_ready_condition(spec, &init_statuses, &statuses, &phase);
     let ready = rules::ready_condition(spec, &current_conditions, &containers_ready);
-    let owned = vec![
+    // Each condition the agent writes carries the generation it was computed from
+    // (KEP-5067, upstream `CalculatePodConditionObservedGeneration` with the gate GA).
+    let owned = [
         rules::ready_to_start_containers_condition(input.sandbox_ready),
         rules::initialized_condition(spec, &init_statuses, &statuses, &phase),
         ready,
         containers_ready,
         rules::scheduled_condition(),
-    ];
+    ]
+    .into_iter()
+    .map(|c| k8s_openapi::api::core::v1::PodCondition {
+        observed_generation: pod.metadata.generation,
+        ..c
+    })
+    .chain(input.resize_conditions.iter().cloned())
+    .collect();
     let conditions = rules::merge_conditions(&current_conditions, owned, &now);
     let (reason, message) = match input.reason {
         Some((r, m)) => (Some(r.to_string()), Some(m.to_string())),
@@ -433,6 +458,7 @@ mod tests {
             restart_count: n,
             image: "busybox".into(),
             image_id: String::new(),
+            stop_signal: None,
             state: ContainerState::Running {
                 pid: Some(1),
                 started_at: t(1),
@@ -446,6 +472,7 @@ mod tests {
             restart_count: n,
             image: "busybox".into(),
             image_id: String::new(),
+            stop_signal: None,
             state: ContainerState::Exited(ExitStatus {
                 exit_code: code,
                 signal: (code > 128).then_some(Signal(code - 128)),
@@ -468,6 +495,7 @@ mod tests {
             pod_is_terminal: terminal,
             host_ip: "10.0.0.1",
             pod_ips: &[],
+            resize_conditions: Vec::new(),
             start_time: t(0),
             now: t(3),
             reason: None,

@@ -285,10 +285,7 @@ impl Stopper {
                     field,
                     EventType::Warning,
                     "StopSignalNotHandled",
-                    format!(
-                        "PID 1 does not handle {}: it will be killed after the grace period",
-                        signal.name()
-                    ),
+                    stop_signal_not_handled_message(signal),
                 );
             }
             self.mark_signalled(&name);
@@ -556,6 +553,17 @@ impl PodWorker {
             self.wake_at(Instant::now());
         }
     }
+}
+
+/// The `StopSignalNotHandled` warning: PID 1 neither catches its stop signal nor dies of
+/// it by default (the kernel ignores default-action signals for a namespace's init), so only
+/// SIGKILL at the end of the grace period ends it. Given once per instance soon after it
+/// started (`sync.rs`) and again when the signal is sent.
+pub(super) fn stop_signal_not_handled_message(signal: Signal) -> String {
+    format!(
+        "PID 1 does not handle {}: it will be killed after the grace period",
+        signal.name()
+    )
 }
 
 #[cfg(test)]

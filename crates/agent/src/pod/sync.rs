@@ -28,6 +28,10 @@ use crate::probe::glue::PodProbes;
 /// period; up to 50 % jitter is added).
 pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(10);
 
+/// How long after its start a container's PID 1 counts as settled (its signal handlers
+/// installed) for the early `StopSignalNotHandled` check.
+pub const STOP_SIGNAL_SETTLE: Duration = Duration::from_secs(2);
+
 impl PodWorker {
     /// Syncing: make the containers match the spec, interrupted by a termination request.
     pub(super) async fn sync(&mut self) {
@@ -131,9 +135,18 @@ impl PodWorker {
             self.write_status().await;
         }
         self.refresh_volumes().await;
+        self.sync_resize(&spec).await;
         let init = spec.init_containers.clone().unwrap_or_default();
         if self.sync_init_containers(&spec, &init, policy, now).await {
             for c in &spec.containers {
+                // the container's own policy and restart rules, at its newest exit
+                let exit_code = self
+                    .containers
+                    .get(&c.name)
+                    .and_then(|r| r.current())
+                    .and_then(|i| i.exit())
+                    .map(|e| e.exit_code);
+                let policy = super::restart_rules::effective_policy(c, &spec, exit_code);
                 self.sync_container(c, policy, now).await;
             }
             // Ephemeral containers run once each, never restarted (upstream's kubelet).
@@ -281,10 +294,12 @@ impl PodWorker {
             let (exit, next_count) = match rec.current() {
                 None => (None, 0),
                 Some(i) => match &i.state {
-                    ContainerState::Running { .. } => {
+                    ContainerState::Running { started_at, .. } => {
                         let id = i.id.clone();
+                        let started_at = *started_at;
                         rec.lifecycle = ContainerLifecycle::Current;
                         if rec.hashes.get(&id).is_none_or(|h| *h == hash) {
+                            self.check_stop_signal_handled(c, &id, started_at).await;
                             return;
                         }
                         // only `image` of a container may change (spec §9.6): the kubelet
@@ -357,6 +372,49 @@ impl PodWorker {
         }
     }
 
+    /// The early `StopSignalNotHandled` warning: once an instance has run for
+    /// [`STOP_SIGNAL_SETTLE`] (its handlers are installed by then), the runtime reads whether
+    /// its PID 1 handles the stop signal (SigCgt, SigIgn, SigBlk); if not, a warning says so
+    /// now, long before anyone deletes the pod. Once per instance; the warning at stop time
+    /// stays.
+    async fn check_stop_signal_handled(
+        &mut self,
+        c: &Container,
+        id: &ContainerId,
+        started_at: SystemTime,
+    ) {
+        let Some(rec) = self.containers.get(&c.name) else {
+            return;
+        };
+        if rec.stop_signal_checked.as_ref() == Some(id) {
+            return;
+        }
+        let settled_at = started_at + STOP_SIGNAL_SETTLE;
+        if self.ctx.clock.now() < settled_at {
+            let at = self.ctx.clock.instant_for(settled_at);
+            self.wake_at(at);
+            return;
+        }
+        if let Some(rec) = self.containers.get_mut(&c.name) {
+            rec.stop_signal_checked = Some(id.clone());
+        }
+        let Ok(st) = self.ctx.runtime.container_status(id).await else {
+            return;
+        };
+        if st.handles_stop_signal == Some(false) {
+            let signal = st
+                .config
+                .stop_signal
+                .unwrap_or_else(|| super::spec::stop_signal_of(c));
+            self.event(
+                Some(&c.name),
+                EventType::Warning,
+                "StopSignalNotHandled",
+                super::stop::stop_signal_not_handled_message(signal),
+            );
+        }
+    }
+
     pub(super) async fn start_new(
         &mut self,
         c: &Container,
@@ -365,6 +423,10 @@ impl PodWorker {
         now: SystemTime,
     ) {
         let image = c.image.clone().unwrap_or_default();
+        if let Some(message) = super::unsupported::unsupported(&self.pod, c) {
+            self.config_error(c, "Failed", format!("Error: {message}"), message);
+            return;
+        }
         let Some(stored) = self.ensure_image(c).await else {
             return;
         };
@@ -375,7 +437,9 @@ impl PodWorker {
         let Some(mounts) = self.volume_mounts(c, &env).await else {
             return;
         };
-        let mut config = container_config(&self.pod, c, restart_count, hash, env);
+        // created from what the node allocated to it (in-place resize, `resize.rs`)
+        let allocated = self.resize.allocated_container(c);
+        let mut config = container_config(&self.pod, &allocated, restart_count, hash, env);
         config.mounts = mounts;
         let seccomp_root = self.ctx.pods_dir.with_file_name("seccomp");
         config.security = crate::pod::security::security_config(&self.pod, c, &seccomp_root);
@@ -395,6 +459,7 @@ impl PodWorker {
         }
         let etc = self.etc_mounts(&config.mounts, config.rootfs.is_some());
         config.mounts.extend(etc);
+        let stop_signal = config.stop_signal;
         let created = match applied {
             Ok(ids) => self
                 .ctx
@@ -429,6 +494,7 @@ impl PodWorker {
             "Created",
             format!("Created container: {}", c.name),
         );
+        self.resize.created(&c.name, &id);
         let rec = self.containers.entry(c.name.clone()).or_default();
         rec.history.created();
         rec.hashes.insert(id.clone(), hash);
@@ -438,6 +504,7 @@ impl PodWorker {
             image,
             image_id,
             state: ContainerState::Created,
+            stop_signal,
         });
         self.start_instance(c, &id, now).await;
         self.gc_instances(&c.name).await;
@@ -448,6 +515,8 @@ impl PodWorker {
         match self.ctx.runtime.start_container(id).await {
             Ok(st) => {
                 self.started(c, id, st.state);
+                // the early StopSignalNotHandled check, once it settled
+                self.wake_at(Instant::now() + STOP_SIGNAL_SETTLE);
                 self.post_start(c, id).await;
             }
             Err(e) => self.start_failed(c, id, e, now).await,

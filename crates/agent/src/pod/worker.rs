@@ -106,6 +106,8 @@ pub struct WorkerCtx {
     pub drain: Option<Arc<dyn crate::drain::DrainView>>,
     /// Unsafe sysctls the node allows ([`crate::AgentConfig::allowed_unsafe_sysctls`]).
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// Every pod's allocated requests on this node (in-place resize, `resize.rs`).
+    pub allocations: Arc<crate::pod::resize::Allocations>,
 }
 
 /// A note from the runtime.
@@ -138,6 +140,9 @@ pub(super) struct ContainerRecord {
     pub(super) lifecycle: ContainerLifecycle,
     /// What the restart decision remembers across instances (`restart.rs`).
     pub(super) history: RestartHistory,
+    /// The instance whose handling of its stop signal was checked after start (the early
+    /// `StopSignalNotHandled` warning is given once per instance).
+    pub(super) stop_signal_checked: Option<ContainerId>,
 }
 
 impl ContainerRecord {
@@ -196,6 +201,8 @@ pub struct PodWorker {
     pub(super) volumes: crate::pod::volumes::PodVolumes,
     /// Why the agent's admission refused the pod (reason, message), if it did.
     pub(super) rejection: Option<(&'static str, String)>,
+    /// In-place resize: allocated and actuated resources, resize conditions (`resize.rs`).
+    pub(super) resize: crate::pod::resize::PodResize,
 }
 
 impl PodWorker {
@@ -232,6 +239,7 @@ impl PodWorker {
             state: PodWorkerState::Syncing,
             sandbox_ready: false,
             rejection: None,
+            resize: Default::default(),
             pod_ips: Vec::new(),
             dns_warned: false,
             sandbox_dead: false,
@@ -307,6 +315,7 @@ impl PodWorker {
                     .get(crate::image::ANNOTATION_IMAGE_ID)
                     .cloned()
                     .unwrap_or_default(),
+                stop_signal: c.config.stop_signal,
                 image: c.config.image,
                 state: c.state,
             });
@@ -709,6 +718,7 @@ impl PodWorker {
         if let Some(p) = self.probes.as_mut() {
             p.stop();
         }
+        self.ctx.allocations.remove(&self.uid);
         if !object_gone {
             let terminal = why != Why::Completed;
             let status = self.status(terminal);
@@ -780,6 +790,10 @@ impl PodWorker {
                     waiting: rec.and_then(|r| r.lifecycle.waiting()),
                     ready,
                     started,
+                    allocated: self.resize.allocated(&c.name),
+                    resources: current
+                        .filter(|i| i.is_running())
+                        .and_then(|i| self.resize.actuated(&c.name, &i.id)),
                 }
             })
             .collect()
@@ -817,6 +831,7 @@ impl PodWorker {
             pod_is_terminal,
             host_ip: &self.ctx.node_ip,
             pod_ips: &self.pod_ips,
+            resize_conditions: self.resize.conditions(self.pod.metadata.generation),
             start_time: self.start_time,
             now: self.ctx.clock.now(),
             reason: if deadline_exceeded {

@@ -94,6 +94,15 @@ pub struct WorkerHarness {
     runtime: Arc<dyn ContainerRuntime>,
     /// The drain barrier's view (None: no barrier).
     pub drain: Option<Arc<dyn crate::drain::DrainView>>,
+    /// The node's crash back-off cap (`maxContainerRestartPeriod`, default 300 s); the first
+    /// back-off is 10 s or the cap if lower.
+    pub backoff_max: Duration,
+    /// The node's pods' allocated requests (in-place resize), shared by every worker of the
+    /// harness.
+    pub allocations: Arc<crate::pod::resize::Allocations>,
+    /// The node's allocatable resources (empty: unknown).
+    pub allocatable:
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
 }
 
 /// A worker started by [`WorkerHarness::start`].
@@ -141,6 +150,9 @@ impl WorkerHarness {
             node_ip: "10.0.0.7".into(),
             runtime,
             drain: None,
+            backoff_max: s(300),
+            allocations: Arc::new(crate::pod::resize::Allocations::new()),
+            allocatable: Default::default(),
         }
     }
 
@@ -164,14 +176,15 @@ impl WorkerHarness {
             pods_dir: self.dir.path().join("pods"),
             node_name: "node-1".into(),
             node_ip: self.node_ip.clone(),
-            allocatable: Default::default(),
-            backoff_initial: s(10),
-            backoff_max: s(300),
+            allocatable: self.allocatable.clone(),
+            backoff_initial: s(10).min(self.backoff_max),
+            backoff_max: self.backoff_max,
             network: None,
             images: None,
             services: crate::pod::service_env::fixed(Vec::new()),
             drain: self.drain.clone(),
             allowed_unsafe_sysctls: Vec::new(),
+            allocations: self.allocations.clone(),
         })
     }
 

@@ -328,7 +328,7 @@ fn capacity(defs: &[&Definition], paths: &Map<String, Value>) -> usize {
     schemas + paths.len() * 8192 + 256
 }
 
-const INFO: &str = r#"{"title":"Kubernetes","version":"v1.32.4"}"#;
+const INFO: &str = r#"{"title":"Kubernetes","version":"v1.33.1"}"#;
 
 /// The definitions the v2 document carries.
 fn v2_definitions() -> Vec<&'static Definition> {

@@ -126,7 +126,7 @@ pub fn document(defs: &[&Definition], extra: &[(String, Value)]) -> Vec<u8> {
     bytes(&mut buf, 1, b"2.0");
     message(&mut buf, 2, |b| {
         bytes(b, 1, b"Kubernetes");
-        bytes(b, 2, b"v1.32.4");
+        bytes(b, 2, b"v1.33.1");
     });
     message(&mut buf, 9, |b| {
         for d in defs {

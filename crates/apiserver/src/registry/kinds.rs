@@ -30,6 +30,7 @@ pub static PODS: ResourceKind = ResourceKind::new("", "v1", "Pod", "pods", "pod"
         Subresource::Exec,
         Subresource::Log,
         Subresource::PortForward,
+        Subresource::Resize,
         Subresource::Status,
     ])
     .with_strategy(Strategy::Pod)

@@ -867,6 +867,40 @@ fn remove_sandbox_cgroups(dirs: &[CgDir]) {
     cgroup::remove(dirs);
 }
 
+impl ProcessRuntime {
+    /// The cgroup directories of running container `id`, as its supervisor made them
+    /// (supervisor.rs `create`); `InvalidState` (naming `operation`) when it is not running.
+    fn running_container_cgroups(
+        &self,
+        id: &ContainerId,
+        operation: &'static str,
+    ) -> Result<Vec<CgDir>, RuntimeError> {
+        let sid = self
+            .find(id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let dir = self.sandbox_dir(&sid);
+        let sandbox: SandboxRecord = read_json(&dir.join("sandbox.json"))
+            .map_err(|e| os("read sandbox record", e))?
+            .ok_or_else(|| RuntimeError::SandboxNotFound { id: sid.clone() })?;
+        let status = read_container(&dir.join("containers").join(&id.0), &sid)?
+            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        if !matches!(status.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::InvalidState {
+                operation,
+                id: id.0.clone(),
+                state: status.state.name(),
+            });
+        }
+        Ok(cgroup::needed(
+            &sandbox.cgroups,
+            &[&sandbox.config.resources, &status.config.resources],
+        )
+        .iter()
+        .map(|d| d.child(&id.0))
+        .collect())
+    }
+}
+
 #[async_trait::async_trait]
 impl ContainerRuntime for ProcessRuntime {
     async fn create_sandbox(&self, config: SandboxConfig) -> Result<SandboxStatus, RuntimeError> {
@@ -1173,31 +1207,26 @@ impl ContainerRuntime for ProcessRuntime {
         &self,
         id: &ContainerId,
     ) -> Result<crate::ContainerStats, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
-        let dir = self.sandbox_dir(&sid);
-        let sandbox: SandboxRecord = read_json(&dir.join("sandbox.json"))
-            .map_err(|e| os("read sandbox record", e))?
-            .ok_or_else(|| RuntimeError::SandboxNotFound { id: sid.clone() })?;
-        let status = read_container(&dir.join("containers").join(&id.0), &sid)?
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
-        if !matches!(status.state, ContainerState::Running { .. }) {
-            return Err(RuntimeError::InvalidState {
-                operation: "read the stats of container",
-                id: id.0.clone(),
-                state: status.state.name(),
-            });
-        }
-        // The container's directories, as the supervisor made them (supervisor.rs `create`).
-        let dirs: Vec<CgDir> = cgroup::needed(
-            &sandbox.cgroups,
-            &[&sandbox.config.resources, &status.config.resources],
-        )
-        .iter()
-        .map(|d| d.child(&id.0))
-        .collect();
+        let dirs = self.running_container_cgroups(id, "read the stats of container")?;
         Ok(cgroup::usage(&dirs))
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: crate::Resources,
+    ) -> Result<(), RuntimeError> {
+        let dirs = self.running_container_cgroups(id, "update the resources of container")?;
+        tokio::task::spawn_blocking(move || {
+            let present: Vec<CgDir> = dirs.into_iter().filter(|d| d.path.is_dir()).collect();
+            cgroup::apply(&present, &resources)
+        })
+        .await
+        .map_err(|e| os("update container resources", e))?
+        .map_err(|message| RuntimeError::Os {
+            operation: "update container resources".to_string(),
+            message,
+        })
     }
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
