@@ -316,13 +316,29 @@ impl NodeReporter {
         self
     }
 
+    /// The Node's annotations: the serving certificate's hash and the node-local
+    /// provisioner's storage root ([`crate::pod::claims::storage_root`], made here).
     fn annotations(&self) -> Option<BTreeMap<String, String>> {
-        self.serving_cert_hash.as_ref().map(|h| {
-            BTreeMap::from([(
+        let mut a = BTreeMap::new();
+        if let Some(h) = &self.serving_cert_hash {
+            a.insert(
                 podvisor_api::ANNOTATION_SERVING_CERT_HASH.to_string(),
                 h.clone(),
-            )])
-        })
+            );
+        }
+        let root = crate::pod::claims::storage_root(&self.config.state_dir.join("pods"));
+        match std::fs::create_dir_all(&root).and_then(|()| std::path::absolute(&root)) {
+            Ok(root) => {
+                a.insert(
+                    podvisor_api::volumes::ANN_LOCAL_STORAGE_ROOT.to_string(),
+                    root.display().to_string(),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(root = %root.display(), error = %e, "no local storage on this node: cannot make its root directory (check the data dir)");
+            }
+        }
+        (!a.is_empty()).then_some(a)
     }
 
     /// The status to report now; transition times carry over from `previous`.

@@ -1,5 +1,6 @@
 //! The agent's read door to the objects a pod refers to (STYLE.md §6): ConfigMaps and Secrets,
-//! for env `valueFrom`/`envFrom` and for configMap/secret/projected volumes, and the
+//! for env `valueFrom`/`envFrom` and for configMap/secret/projected volumes,
+//! PersistentVolumeClaims and their PersistentVolumes for claim volumes, and the
 //! service-account tokens of projected volumes (TokenRequest, bound to the pod, as the
 //! kubelet asks for them). [`KubeObjects`]
 //! reads them through kube-rs; [`MemoryObjects`] is an in-memory stand-in for tests.
@@ -8,7 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client};
 
@@ -29,6 +32,16 @@ pub trait ObjectSource: Send + Sync + 'static {
 
     /// A token of a service account bound to a pod (`serviceaccounts/<sa>/token`).
     async fn service_account_token(&self, req: &PodTokenRequest) -> Result<String, AgentError>;
+
+    /// The PersistentVolumeClaim `namespace/name`, if it exists.
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, AgentError>;
+
+    /// The PersistentVolume `name`, if it exists.
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, AgentError>;
 }
 
 /// What the agent asks the TokenRequest API for: a token of the pod's service account,
@@ -116,6 +129,24 @@ impl ObjectSource for KubeObjects {
                 message: "the answer holds no token".into(),
             })
     }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, AgentError> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| {
+            AgentError::api(format!("get persistentvolumeclaim {namespace}/{name}"), e)
+        })
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, AgentError> {
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        api.get_opt(name)
+            .await
+            .map_err(|e| AgentError::api(format!("get persistentvolume {name}"), e))
+    }
 }
 
 /// An in-memory [`ObjectSource`] for tests: objects are put in by `(namespace, name)`.
@@ -123,6 +154,8 @@ impl ObjectSource for KubeObjects {
 pub struct MemoryObjects {
     config_maps: Mutex<BTreeMap<(String, String), ConfigMap>>,
     secrets: Mutex<BTreeMap<(String, String), Secret>>,
+    claims: Mutex<BTreeMap<(String, String), PersistentVolumeClaim>>,
+    volumes: Mutex<BTreeMap<String, PersistentVolume>>,
     token_requests: Mutex<Vec<PodTokenRequest>>,
 }
 
@@ -147,6 +180,24 @@ impl MemoryObjects {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Adds or replaces a PersistentVolumeClaim (namespace and name from its metadata).
+    pub fn put_claim(&self, c: PersistentVolumeClaim) {
+        let key = key_of(&c.metadata);
+        self.claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, c);
+    }
+
+    /// Adds or replaces a PersistentVolume.
+    pub fn put_volume(&self, v: PersistentVolume) {
+        let key = v.metadata.name.clone().unwrap_or_default();
+        self.volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, v);
     }
 
     /// Adds or replaces a Secret (namespace and name from its metadata).
@@ -188,6 +239,28 @@ impl ObjectSource for MemoryObjects {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(namespace.to_string(), name.to_string()))
+            .cloned())
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, AgentError> {
+        Ok(self
+            .claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned())
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, AgentError> {
+        Ok(self
+            .volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
             .cloned())
     }
 

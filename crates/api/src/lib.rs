@@ -14,6 +14,7 @@ pub mod service;
 pub mod status;
 pub mod taints;
 pub mod validation;
+pub mod volumes;
 
 /// The Node annotation where a node agent publishes its log/exec server's certificate
 /// (`sha256:<hex>` of its DER); the API server accepts no other certificate from that node.

@@ -5,7 +5,12 @@
 //!   `globalDefault` (priority 0 when there is none); at most one class is the default.
 //! - RuntimeClass (upstream's `RuntimeClass` plugin): a pod's `runtimeClassName` must name
 //!   a class; the class's fixed overhead and scheduling constraints join the pod.
-//! - At start: the system PriorityClasses, one APIService per served group-version (all
+//! - DefaultStorageClass: a claim created without `storageClassName` (and without the beta
+//!   annotation) gets the class marked default (the newest one when several are).
+//! - StorageObjectInUseProtection: a created claim gets the `kubernetes.io/pvc-protection`
+//!   finalizer, a created volume `kubernetes.io/pv-protection`.
+//! - At start: the default StorageClass `local-path` (the built-in node-local provisioner,
+//!   `WaitForFirstConsumer`, marked default), the system PriorityClasses, one APIService per served group-version (all
 //!   local, `Available`), and the `default` ServiceAccount of each initial namespace; a
 //!   namespace created later gets its `default` ServiceAccount right after it is stored
 //!   (the serviceaccount controller's behaviour, without its re-creation on delete).
@@ -16,8 +21,9 @@ use crate::error::ApiError;
 use crate::objects;
 use crate::ops::{Core, INITIAL_NAMESPACES, UpdateMode};
 use crate::registry::{
-    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, NAMESPACES, PODS, PRIORITYCLASSES,
-    RUNTIMECLASSES, ResourceKind, SERVICEACCOUNTS,
+    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, NAMESPACES, PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES, PODS, PRIORITYCLASSES, RUNTIMECLASSES, ResourceKind, SERVICEACCOUNTS,
+    STORAGECLASSES,
 };
 use crate::strategy::SYSTEM_PRIORITY_CLASSES;
 
@@ -40,6 +46,14 @@ impl Core {
         obj: &mut Value,
         create: bool,
     ) -> Result<(), ApiError> {
+        if kind == &PERSISTENTVOLUMECLAIMS && create {
+            add_finalizer(obj, podvisor_api::volumes::PVC_PROTECTION_FINALIZER);
+            return self.admit_claim_class(obj).await;
+        }
+        if kind == &PERSISTENTVOLUMES && create {
+            add_finalizer(obj, podvisor_api::volumes::PV_PROTECTION_FINALIZER);
+            return Ok(());
+        }
         if kind == &PODS && create {
             self.admit_pod_service_account(obj).await?;
             self.admit_pod_priority(obj).await?;
@@ -63,6 +77,56 @@ impl Core {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Upstream's DefaultStorageClass plugin.
+    async fn admit_claim_class(&self, claim: &mut Value) -> Result<(), ApiError> {
+        let beta = format!(
+            "/metadata/annotations/{}",
+            podvisor_api::volumes::ANN_BETA_STORAGE_CLASS.replace('/', "~1")
+        );
+        if claim
+            .pointer("/spec/storageClassName")
+            .is_some_and(|c| !c.is_null())
+            || claim.pointer(&beta).is_some()
+        {
+            return Ok(());
+        }
+        let page = self
+            .storage
+            .list(&STORAGECLASSES.prefix(), 0, None, None, &|o| {
+                [
+                    podvisor_api::volumes::ANN_DEFAULT_STORAGE_CLASS,
+                    podvisor_api::volumes::ANN_BETA_DEFAULT_STORAGE_CLASS,
+                ]
+                .iter()
+                .any(|a| {
+                    o.pointer(&format!("/metadata/annotations/{}", a.replace('/', "~1")))
+                        .and_then(Value::as_str)
+                        == Some("true")
+                })
+            })
+            .await?;
+        let newest = page.items.iter().max_by(|a, b| {
+            let created = |o: &Value| {
+                o.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| objects::name_of(b).cmp(objects::name_of(a)))
+        });
+        if let Some(class) = newest
+            && let Some(spec) = claim.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert(
+                "storageClassName".into(),
+                Value::from(objects::name_of(class)),
+            );
         }
         Ok(())
     }
@@ -287,6 +351,13 @@ impl Core {
     /// Creates what a cluster starts with (idempotent): the system PriorityClasses, the
     /// local APIServices and the initial namespaces' `default` ServiceAccounts.
     pub async fn ensure_initial_objects(&self) -> Result<(), ApiError> {
+        use podvisor_api::volumes as v;
+        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": v::DEFAULT_STORAGE_CLASS,
+                "annotations": {v::ANN_DEFAULT_STORAGE_CLASS: "true"}},
+            "provisioner": v::LOCAL_PATH_PROVISIONER, "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer"});
+        self.create_if_missing(&STORAGECLASSES, None, class).await?;
         for (name, value) in SYSTEM_PRIORITY_CLASSES {
             let description = match *name {
                 "system-node-critical" => {
@@ -342,6 +413,20 @@ impl Core {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Adds `finalizer` to the object's `metadata.finalizers` unless present.
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let meta = objects::meta_mut(obj);
+    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    if let Some(l) = list.as_array_mut()
+        && !l.iter().any(|f| f.as_str() == Some(finalizer))
+    {
+        l.push(Value::from(finalizer));
     }
 }
 

@@ -262,8 +262,36 @@ pub(crate) fn validate_workload(
             "`selector` does not match template `labels`",
         ));
     }
-    let tspec: Option<k8s_openapi::api::core::v1::PodSpec> =
+    let mut tspec: Option<k8s_openapi::api::core::v1::PodSpec> =
         template.get("spec").map(|s| typed(kind, s)).transpose()?;
+    if kind.kind == "StatefulSet"
+        && let Some(ps) = tspec.as_mut()
+    {
+        // Mounts may name a claim template: the controller adds its volume to each pod.
+        let volumes = ps.volumes.get_or_insert_with(Vec::new);
+        for t in spec
+            .get("volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = t.pointer("/metadata/name").and_then(Value::as_str);
+            if let Some(name) = name
+                && !volumes.iter().any(|v| v.name == name)
+            {
+                volumes.push(k8s_openapi::api::core::v1::Volume {
+                    name: name.to_string(),
+                    persistent_volume_claim: Some(
+                        k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                            claim_name: name.to_string(),
+                            read_only: None,
+                        },
+                    ),
+                    ..Default::default()
+                });
+            }
+        }
+    }
     match tspec {
         Some(ps) => errs.extend(v::validate_pod_spec(&ps, "spec.template.spec")),
         None => errs.push(FieldError::required("spec.template.spec.containers", "")),
@@ -464,7 +492,29 @@ pub fn check_field_selector(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{EVENTS, EVENTS_V1, PODS, REPLICASETS};
+    use crate::registry::{EVENTS, EVENTS_V1, PERSISTENTVOLUMECLAIMS, PODS, REPLICASETS};
+
+    #[test]
+    fn claim_spec_is_immutable_but_binding_and_requests() {
+        let claim = |volume: &str, size: &str, modes: &str| {
+            json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {
+                "accessModes": [modes], "volumeName": volume,
+                "resources": {"requests": {"storage": size}}}})
+        };
+        let upd = |new: &Value, old: &Value| {
+            validate_update(&PERSISTENTVOLUMECLAIMS, new, old)
+                .unwrap()
+                .iter()
+                .map(|e| e.field.clone())
+                .collect::<Vec<_>>()
+        };
+        let unbound = claim("", "1Gi", "ReadWriteOnce");
+        assert!(upd(&claim("pv1", "1Gi", "ReadWriteOnce"), &unbound).is_empty());
+        assert!(upd(&claim("", "2Gi", "ReadWriteOnce"), &unbound).is_empty());
+        assert_eq!(upd(&claim("", "1Gi", "ReadOnlyMany"), &unbound), ["spec"]);
+        let bound = claim("pv1", "1Gi", "ReadWriteOnce");
+        assert_eq!(upd(&claim("pv2", "1Gi", "ReadWriteOnce"), &bound), ["spec"]);
+    }
 
     #[test]
     fn field_values_cover_pods_and_events() {

@@ -252,6 +252,8 @@ pub(crate) enum GcKey {
     ReplicaSet(Key),
     Job(Key),
     ControllerRevision(Key),
+    /// A PersistentVolumeClaim (StatefulSet claims with a retention policy).
+    Claim(Key),
     /// An owner being deleted with foreground or orphan propagation.
     Owner(OwnerKind, Key),
 }
@@ -344,6 +346,8 @@ pub(crate) struct Ctx {
     pub(crate) job_backoff: Mutex<HashMap<String, crate::job::Backoff>>,
     /// Caches and queues of the EndpointSlice and Endpoints controllers.
     pub(crate) svc: crate::endpointslice::ServiceState,
+    /// Caches and queues of the PersistentVolume controller.
+    pub(crate) volumes: crate::pvcontroller::VolumeState,
     /// The ResourceQuota controller's queue of namespaces.
     pub(crate) quota: crate::resourcequota::QuotaState,
 }

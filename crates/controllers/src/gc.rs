@@ -1,10 +1,11 @@
 //! The garbage collector (background propagation).
 //!
-//! A dependent (a pod, a ReplicaSet, a Job or a ControllerRevision) lists its owners in `metadata.ownerReferences`.
+//! A dependent (a pod, a ReplicaSet, a Job, a ControllerRevision or a PersistentVolumeClaim)
+//! lists its owners in `metadata.ownerReferences`.
 //! When an owner is deleted, the dependents that point at it are queued. For each
 //! dependent the collector checks every owner reference of a kind it knows (apps/v1
-//! ReplicaSet, Deployment, StatefulSet, DaemonSet; v1 ReplicationController; batch/v1 Job,
-//! CronJob): first in the cache, and when the cache does not
+//! ReplicaSet, Deployment, StatefulSet, DaemonSet; v1 ReplicationController, Pod; batch/v1
+//! Job, CronJob): first in the cache, and when the cache does not
 //! have the owner's UID, with a live GET (the cache may lag; a GET 404 or a different UID
 //! means the owner is gone). Then:
 //!
@@ -35,7 +36,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, Resource};
@@ -76,6 +77,10 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &GcKey) -> Result<Option<Duration>
         },
         GcKey::ControllerRevision(k) => match ctx.controllerrevisions.get(&k.obj_ref()) {
             Some(r) => (r.metadata.clone(), k),
+            None => return Ok(None),
+        },
+        GcKey::Claim(k) => match ctx.volumes.claim(&k.namespace, &k.name) {
+            Some(c) => (c.metadata.clone(), k),
             None => return Ok(None),
         },
     };
@@ -123,6 +128,7 @@ async fn remove_refs(
         GcKey::ReplicaSet(_) => patch_in::<ReplicaSet>(c, k, &patch).await,
         GcKey::Job(_) => patch_in::<Job>(c, k, &patch).await,
         GcKey::ControllerRevision(_) => patch_in::<ControllerRevision>(c, k, &patch).await,
+        GcKey::Claim(_) => patch_in::<PersistentVolumeClaim>(c, k, &patch).await,
         GcKey::Owner(..) => return Ok(None),
     };
     match result {
@@ -176,6 +182,10 @@ async fn owner_exists(
             .replicationcontrollers
             .get(&key.obj_ref())
             .and_then(|o| o.metadata.uid.clone()),
+        ("v1", "Pod") => ctx
+            .pods
+            .get(&key.obj_ref())
+            .and_then(|o| o.metadata.uid.clone()),
         _ => return Ok(true),
     };
     if cached_uid.as_deref() == Some(r.uid.as_str()) {
@@ -188,6 +198,7 @@ async fn owner_exists(
         "Deployment" => live_uid::<Deployment>(ctx, namespace, &r.name).await,
         "DaemonSet" => live_uid::<DaemonSet>(ctx, namespace, &r.name).await,
         "ReplicationController" => live_uid::<ReplicationController>(ctx, namespace, &r.name).await,
+        "Pod" => live_uid::<Pod>(ctx, namespace, &r.name).await,
         _ => live_uid::<StatefulSet>(ctx, namespace, &r.name).await,
     }
     .map_err(ControllerError::api("get", "owner", namespace, &r.name))?;
@@ -243,6 +254,9 @@ fn dependents(ctx: &Ctx, uid: &str) -> Vec<Dependent> {
     }
     for r in ctx.controllerrevisions.state() {
         push(&r.metadata, GcKey::ControllerRevision);
+    }
+    for c in ctx.volumes.claims.state() {
+        push(&c.metadata, GcKey::Claim);
     }
     out
 }
@@ -325,6 +339,7 @@ fn dependent_key(key: &GcKey) -> &Key {
         | GcKey::ReplicaSet(k)
         | GcKey::Job(k)
         | GcKey::ControllerRevision(k)
+        | GcKey::Claim(k)
         | GcKey::Owner(_, k) => k,
     }
 }
@@ -352,6 +367,10 @@ async fn delete_dependent(
         GcKey::ControllerRevision(_) => (
             "ControllerRevision",
             delete_in::<ControllerRevision>(c, k, &dp).await,
+        ),
+        GcKey::Claim(_) => (
+            "PersistentVolumeClaim",
+            delete_in::<PersistentVolumeClaim>(c, k, &dp).await,
         ),
         GcKey::Owner(..) => return Ok(()),
     };

@@ -4,7 +4,9 @@
 //! zone disruption), the [taint eviction controller](tainteviction) (NoExecute),
 //! [PodGC](podgc), the [horizontal pod autoscaler](hpa) (a periodic loop, every 15 s), the
 //! [node IPAM controller](nodeipam) (podCIDRs) and the cluster DNS's
-//! objects ([kubedns]: the `kube-dns` Service and its per-node EndpointSlices).
+//! objects ([kubedns]: the `kube-dns` Service and its per-node EndpointSlices), and the
+//! PersistentVolume controller (`pvcontroller`: binding, reclaim, protection finalizers)
+//! with the built-in node-local provisioner (`provision`).
 //!
 //! # How they run
 //!
@@ -50,6 +52,8 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 mod pods;
+mod provision;
+mod pvcontroller;
 mod queue;
 mod replicaset;
 mod replicationcontroller;

@@ -73,6 +73,7 @@ impl ControllerManager {
             },
         );
         let (svc, svc_writers) = endpointslice::ServiceState::new();
+        let (volumes, volume_writers) = crate::pvcontroller::VolumeState::new();
         let ctx = Arc::new(Ctx {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -113,6 +114,7 @@ impl ControllerManager {
             rc_expectations: Expectations::default(),
             job_backoff: Default::default(),
             svc,
+            volumes,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(event_writer.run_until(shutdown.clone()));
@@ -189,6 +191,12 @@ impl ControllerManager {
             ctx.clone(),
             route_ep,
         ));
+        let (v, pv) = (volume_writers, crate::pvcontroller::route_volume);
+        tasks.spawn(reflect(Api::all(c.clone()), v.volumes, ctx.clone(), pv));
+        let pvc = crate::pvcontroller::route_claim;
+        tasks.spawn(reflect(Api::all(c.clone()), v.claims, ctx.clone(), pvc));
+        let sc = crate::pvcontroller::route_class;
+        tasks.spawn(reflect(Api::all(c.clone()), v.classes, ctx.clone(), sc));
         let leases_api = Api::namespaced(c, nodelifecycle::LEASE_NAMESPACE);
         tasks.spawn(reflect(leases_api, leases_w, ctx.clone(), |_, _, _| {}));
 
@@ -207,6 +215,9 @@ impl ControllerManager {
             wait_ready(&ctx.svc.services, "service").await?;
             wait_ready(&ctx.svc.slices, "endpointslice").await?;
             wait_ready(&ctx.svc.endpoints, "endpoints").await?;
+            wait_ready(&ctx.volumes.volumes, "persistentvolume").await?;
+            wait_ready(&ctx.volumes.claims, "persistentvolumeclaim").await?;
+            wait_ready(&ctx.volumes.classes, "storageclass").await?;
             wait_ready(&ctx.leases, "lease").await
         };
         tokio::select! {
@@ -216,7 +227,14 @@ impl ControllerManager {
         resync_all(&ctx);
 
         // Workers per queue; a key is never processed by two workers at once.
-        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 12] = [
+        let by_key: [(&'static str, &WorkQueue<Key>, Reconcile<Key>); 13] = [
+            (
+                "persistentvolumeclaim",
+                &ctx.volumes.claim_queue,
+                |ctx, key| {
+                    Box::pin(async move { crate::pvcontroller::sync_claim_key(&ctx, &key).await })
+                },
+            ),
             ("endpointslice", &ctx.svc.slice_queue, |ctx, key| {
                 Box::pin(async move { endpointslice::reconcile(&ctx, &key).await })
             }),
@@ -258,6 +276,9 @@ impl ControllerManager {
             |ctx, key| Box::pin(async move { gc::reconcile(&ctx, &key).await });
         let taint_node: Reconcile<String> =
             |ctx, key| Box::pin(async move { tainteviction::reconcile_node(&ctx, &key) });
+        let volume: Reconcile<String> = |ctx, key| {
+            Box::pin(async move { crate::pvcontroller::sync_volume_key(&ctx, &key).await })
+        };
         let quota: Reconcile<String> =
             |ctx, ns| Box::pin(async move { crate::resourcequota::reconcile(&ctx, &ns).await });
         for _ in 0..self.config.workers.max(1) {
@@ -279,6 +300,8 @@ impl ControllerManager {
                 stop,
                 gc,
             ));
+            let (queue, stop) = (ctx.volumes.volume_queue.clone(), shutdown.clone());
+            tasks.spawn(worker("persistentvolume", ctx.clone(), queue, stop, volume));
             let (queue, stop) = (ctx.taint_node_queue.clone(), shutdown.clone());
             tasks.spawn(worker(
                 "tainteviction-node",
@@ -297,6 +320,7 @@ impl ControllerManager {
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::serviceaccounts::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(kubedns::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(crate::pvcontroller::run(ctx.clone(), shutdown.clone()));
         let resync_ctx = ctx.clone();
         let resync_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -318,6 +342,7 @@ impl ControllerManager {
 /// Queues every known key of every controller and every dependent with owners.
 fn resync_all(ctx: &Ctx) {
     endpointslice::resync(ctx);
+    ctx.volumes.resync();
     for n in ctx.nodes.state() {
         if let Some(name) = &n.metadata.name {
             ctx.taint_node_queue.add(name.clone());
@@ -523,6 +548,7 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
     };
     route_gc_owners(ctx, None, &pod.metadata, deleted);
     endpointslice::route_pod(ctx, pod);
+    crate::pvcontroller::route_pod(ctx, pod, deleted);
     crate::resourcequota::route_pod(ctx, pod, deleted);
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     for pdb in ctx.pdbs.state() {
@@ -748,6 +774,7 @@ fn dependents_of(ctx: &Ctx, uid: &str) {
             ctx.gc_queue.add(GcKey::ControllerRevision(k));
         }
     }
+    crate::pvcontroller::claims_owned_by(ctx, uid);
 }
 
 fn route_replicaset(ctx: &Ctx, rs: &ReplicaSet, deleted: bool) {

@@ -17,15 +17,33 @@
 //! * status: `replicas` (pods that exist), `readyReplicas`, `availableReplicas`
 //!   (`minReadySeconds`), `currentReplicas`/`updatedReplicas`, `observedGeneration`.
 //!
+//! # Claims (`volumeClaimTemplates`)
+//!
+//! Before the pod of ordinal `n` is created, each template's claim `<template>-<sts>-<n>`
+//! is created if missing (the template's labels plus the selector's `matchLabels`;
+//! `SuccessfulCreate`/`FailedCreate` events as upstream) and the pod gets a
+//! `persistentVolumeClaim` volume of the template's name in place of any volume of that
+//! name. A claim being deleted holds the pod back until it is gone. A recreated pod
+//! therefore finds the same claim, and so the same data; claims are never deleted with
+//! the pod. `persistentVolumeClaimRetentionPolicy` (upstream's owner references):
+//! `whenDeleted: Delete` makes the StatefulSet an owner of its claims (the garbage
+//! collector deletes them with it); `whenScaled: Delete` makes the pod of a condemned
+//! ordinal the claims' owner before the pod is deleted (so they go with it); `Retain`
+//! removes the respective reference.
+//!
 //! Not done: template updates (RollingUpdate of existing pods, ControllerRevisions),
-//! volumeClaimTemplates, adoption of orphans.
+//! adoption of orphans.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, PostParams, Preconditions};
+use podvisor_kit::events::EventType;
 use tracing::info;
 
 use crate::context::{ControllerError, Ctx, Key};
@@ -147,6 +165,11 @@ async fn manage(
     let uid = sts.metadata.uid.clone().unwrap_or_default();
     let mut all_healthy = true;
     for ord in 0..want {
+        if let Some(p) = by_ord.get(&ord)
+            && p.metadata.deletion_timestamp.is_none()
+        {
+            update_claim_owners(ctx, sts, ns, ord, p, false).await?;
+        }
         match by_ord.get(&ord) {
             None => {
                 let name = format!("{}-{ord}", key.name);
@@ -165,6 +188,15 @@ async fn manage(
                         ps.subdomain = spec.service_name.clone();
                     }
                 }
+                if !ensure_claims(ctx, sts, ns, ord, &name).await? {
+                    // A claim of this ordinal is being deleted: wait for it to go.
+                    all_healthy = false;
+                    if !parallel {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                use_claims(&mut pod, sts, ord);
                 info!(%ns, pod = %name, "statefulset creating pod");
                 match ctx.pods_api(ns).create(&PostParams::default(), &pod).await {
                     Ok(p) => ctx.sts_expectations.created(
@@ -209,6 +241,7 @@ async fn manage(
     if parallel {
         for p in condemned {
             if p.metadata.deletion_timestamp.is_none() {
+                condemn_claims(ctx, sts, ns, p).await?;
                 delete(ctx, exp_key, ns, p).await?;
             }
         }
@@ -222,14 +255,345 @@ async fn manage(
         return Ok(());
     }
     if let Some(p) = condemned.first() {
+        condemn_claims(ctx, sts, ns, p).await?;
         delete(ctx, exp_key, ns, p).await?;
     }
+    Ok(())
+}
+
+/// The claim of template `template` for ordinal `ord` of StatefulSet `sts`.
+pub(crate) fn claim_name(template: &str, sts: &str, ord: usize) -> String {
+    format!("{template}-{sts}-{ord}")
+}
+
+fn templates(sts: &StatefulSet) -> &[PersistentVolumeClaim] {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_deref())
+        .unwrap_or(&[])
+}
+
+fn sts_name(sts: &StatefulSet) -> &str {
+    sts.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// The retention policy: (whenDeleted, whenScaled), `Retain` by default.
+fn retention(sts: &StatefulSet) -> (&str, &str) {
+    let p = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    (
+        p.and_then(|p| p.when_deleted.as_deref())
+            .unwrap_or("Retain"),
+        p.and_then(|p| p.when_scaled.as_deref()).unwrap_or("Retain"),
+    )
+}
+
+fn sts_owner(sts: &StatefulSet) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "StatefulSet".into(),
+        name: sts_name(sts).into(),
+        uid: sts.metadata.uid.clone().unwrap_or_default(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
+fn pod_owner(pod: &Pod) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
+/// The owner references a claim of ordinal `ord` should carry (upstream's
+/// `updateClaimOwnerRefForSetAndPod`): `refs` with the StatefulSet's and the pod's
+/// references added or removed.
+fn wanted_owners(
+    sts: &StatefulSet,
+    pod: Option<&Pod>,
+    condemned: bool,
+    refs: &[OwnerReference],
+) -> Vec<OwnerReference> {
+    let (when_deleted, when_scaled) = retention(sts);
+    let set = sts_owner(sts);
+    let mut out: Vec<OwnerReference> = refs.to_vec();
+    let mut put = |r: &OwnerReference, on: bool| {
+        let has = out.iter().position(|x| x.uid == r.uid);
+        match (has, on) {
+            (None, true) => out.push(r.clone()),
+            (Some(i), false) => {
+                out.remove(i);
+            }
+            _ => {}
+        }
+    };
+    let scaled_delete = condemned && when_scaled == "Delete";
+    put(&set, when_deleted == "Delete" && !scaled_delete);
+    if let Some(p) = pod {
+        put(&pod_owner(p), scaled_delete);
+    }
+    out
+}
+
+/// Creates the missing claims of ordinal `ord` (for pod `pod_name`). False when one is
+/// being deleted.
+async fn ensure_claims(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+    ns: &str,
+    ord: usize,
+    pod_name: &str,
+) -> Result<bool, ControllerError> {
+    let set_name = sts_name(sts);
+    let selector = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    for t in templates(sts) {
+        let tname = t.metadata.name.as_deref().unwrap_or_default();
+        let name = claim_name(tname, set_name, ord);
+        if let Some(c) = ctx.volumes.claim(ns, &name) {
+            if c.metadata.deletion_timestamp.is_some() {
+                ctx.event_about(
+                    "statefulset-controller",
+                    sts,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("create Pod {pod_name} in StatefulSet {set_name} failed error: pvc {name} is being deleted"),
+                );
+                return Ok(false);
+            }
+            continue;
+        }
+        let mut labels = t.metadata.labels.clone().unwrap_or_default();
+        labels.extend(selector.clone());
+        let claim = PersistentVolumeClaim {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                labels: Some(labels),
+                annotations: t.metadata.annotations.clone(),
+                owner_references: Some(wanted_owners(sts, None, false, &[]))
+                    .filter(|r| !r.is_empty()),
+                ..Default::default()
+            },
+            spec: t.spec.clone(),
+            status: None,
+        };
+        let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(ctx.client.clone(), ns);
+        match api.create(&PostParams::default(), &claim).await {
+            Ok(_) => ctx.event_about(
+                "statefulset-controller",
+                sts,
+                EventType::Normal,
+                "SuccessfulCreate",
+                format!("create Claim {name} Pod {pod_name} in StatefulSet {set_name} success"),
+            ),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                ctx.event_about(
+                    "statefulset-controller",
+                    sts,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("create Claim {name} for Pod {pod_name} in StatefulSet {set_name} failed error: {e}"),
+                );
+                return Err(ControllerError::api(
+                    "create",
+                    "PersistentVolumeClaim",
+                    ns,
+                    &name,
+                )(e));
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Upstream's `updateStorage`: a claim volume per template, replacing a volume of the
+/// template's name.
+fn use_claims(pod: &mut Pod, sts: &StatefulSet, ord: usize) {
+    let tmpls = templates(sts);
+    if tmpls.is_empty() {
+        return;
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let set_name = sts_name(sts);
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    for t in tmpls {
+        let tname = t.metadata.name.clone().unwrap_or_default();
+        volumes.retain(|v| v.name != tname);
+        volumes.push(Volume {
+            name: tname.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim_name(&tname, set_name, ord),
+                read_only: None,
+            }),
+            ..Default::default()
+        });
+    }
+}
+
+/// Brings the owner references of ordinal `ord`'s claims in line with the retention
+/// policy. Returns whether a claim was written.
+async fn update_claim_owners(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+    ns: &str,
+    ord: usize,
+    pod: &Pod,
+    condemned: bool,
+) -> Result<bool, ControllerError> {
+    let mut wrote = false;
+    for t in templates(sts) {
+        let tname = t.metadata.name.as_deref().unwrap_or_default();
+        let name = claim_name(tname, sts_name(sts), ord);
+        let Some(c) = ctx.volumes.claim(ns, &name) else {
+            continue;
+        };
+        if c.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let refs = c.metadata.owner_references.clone().unwrap_or_default();
+        let want = wanted_owners(sts, Some(pod), condemned, &refs);
+        if want == refs {
+            continue;
+        }
+        let mut claim = (*c).clone();
+        claim.metadata.owner_references = Some(want);
+        let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(ctx.client.clone(), ns);
+        api.replace(&name, &PostParams::default(), &claim)
+            .await
+            .map_err(ControllerError::api(
+                "update",
+                "PersistentVolumeClaim",
+                ns,
+                &name,
+            ))?;
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+/// Before a condemned pod is deleted: its claims follow `whenScaled`.
+async fn condemn_claims(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+    ns: &str,
+    pod: &Pod,
+) -> Result<(), ControllerError> {
+    let Some(ord) = pod
+        .metadata
+        .name
+        .as_deref()
+        .and_then(|n| ordinal(sts_name(sts), n))
+    else {
+        return Ok(());
+    };
+    update_claim_owners(ctx, sts, ns, ord, pod, true).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sts(when_deleted: &str, when_scaled: &str) -> StatefulSet {
+        let mut s = StatefulSet::default();
+        s.metadata.name = Some("db".into());
+        s.metadata.uid = Some("set-uid".into());
+        let spec = s.spec.get_or_insert_with(Default::default);
+        spec.persistent_volume_claim_retention_policy = Some(
+            k8s_openapi::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(when_deleted.into()),
+                when_scaled: Some(when_scaled.into()),
+            },
+        );
+        spec.volume_claim_templates = Some(vec![PersistentVolumeClaim {
+            metadata: kube::api::ObjectMeta {
+                name: Some("data".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }]);
+        s
+    }
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.uid = Some(uid.into());
+        p
+    }
+
+    fn uids(refs: &[OwnerReference]) -> Vec<&str> {
+        refs.iter().map(|r| r.uid.as_str()).collect()
+    }
+
+    #[test]
+    fn retention_policy_owner_references() {
+        let p = pod("db-1", "pod-uid");
+        // Retain/Retain: no references (and stale ones are removed).
+        let s = sts("Retain", "Retain");
+        assert!(wanted_owners(&s, Some(&p), false, &[sts_owner(&s)]).is_empty());
+        // whenDeleted Delete: the set owns the claims of live ordinals.
+        let s = sts("Delete", "Retain");
+        assert_eq!(uids(&wanted_owners(&s, Some(&p), false, &[])), ["set-uid"]);
+        assert_eq!(uids(&wanted_owners(&s, Some(&p), true, &[])), ["set-uid"]);
+        // whenScaled Delete: a condemned pod owns its claims, the set does not.
+        let s = sts("Delete", "Delete");
+        assert_eq!(
+            uids(&wanted_owners(&s, Some(&p), true, &[sts_owner(&s)])),
+            ["pod-uid"]
+        );
+        assert_eq!(uids(&wanted_owners(&s, Some(&p), false, &[])), ["set-uid"]);
+        let s = sts("Retain", "Delete");
+        assert_eq!(uids(&wanted_owners(&s, Some(&p), true, &[])), ["pod-uid"]);
+        assert!(wanted_owners(&s, Some(&p), false, &[pod_owner(&p)]).is_empty());
+    }
+
+    #[test]
+    fn pod_gets_a_claim_volume_per_template_replacing_one_of_that_name() {
+        let s = sts("Retain", "Retain");
+        let mut p = pod("db-0", "u");
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            volumes: Some(vec![
+                Volume {
+                    name: "data".into(),
+                    empty_dir: Some(Default::default()),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "scratch".into(),
+                    empty_dir: Some(Default::default()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        });
+        use_claims(&mut p, &s, 0);
+        let vols = p.spec.unwrap().volumes.unwrap();
+        assert_eq!(vols.len(), 2);
+        assert_eq!(vols[0].name, "scratch");
+        assert_eq!(
+            vols[1]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
+            Some("data-db-0")
+        );
+        assert!(vols[1].empty_dir.is_none());
+    }
 
     #[test]
     fn ordinals_parse_only_canonical_names() {

@@ -86,6 +86,16 @@ pub fn spread_score(count: u32, max: u32) -> i64 {
 
 /// Picks a node for the pod, or explains why none fits.
 pub fn schedule(cache: &Cache, pod: &PodInfo) -> Result<String, ScheduleFailure> {
+    schedule_with(cache, pod, |_, _| Ok(()))
+}
+
+/// [`schedule`] with one more filter after the built-in ones (the volume binding filter,
+/// [`crate::volumebinding::filter`], for a pod with claims).
+pub fn schedule_with(
+    cache: &Cache,
+    pod: &PodInfo,
+    extra: impl Fn(&str, &NodeData) -> FilterResult,
+) -> Result<String, ScheduleFailure> {
     let num_all_nodes = cache.node_count();
     if num_all_nodes == 0 {
         return Err(ScheduleFailure::NoNodes);
@@ -120,7 +130,7 @@ pub fn schedule(cache: &Cache, pod: &PodInfo) -> Result<String, ScheduleFailure>
             });
             continue;
         }
-        match filter_node(pod, name, data, usage) {
+        match filter_node(pod, name, data, usage).and_then(|()| extra(name, data)) {
             Ok(()) => feasible.push((name, data, usage)),
             Err(r) => rejections.push(r),
         }

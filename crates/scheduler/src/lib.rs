@@ -10,7 +10,8 @@
 //!
 //! Modules, from pure to effectful: [`resources`], [`filters`],
 //! [`fit_error`], [`algorithm`], [`cache`], [`queue`] (pure, unit-tested); [`events`]
-//! (the pod events it reports), [`scheduler`] (the loop). Leader election, the wall clock
+//! (the pod events it reports), [`volumebinding`] (claims and volumes: filter and
+//! pre-bind), [`scheduler`] (the loop). Leader election, the wall clock
 //! and the event recorder come from `podvisor-kit`.
 //!
 //! Entry point: [`Scheduler::new`] with a [`SchedulerConfig`], then [`Scheduler::run`].
@@ -23,6 +24,7 @@ pub mod fit_error;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;
+pub mod volumebinding;
 
 pub use scheduler::{
     DEFAULT_LEASE_NAME, DEFAULT_SCHEDULER_NAME, Scheduler, SchedulerConfig, SchedulerError,

@@ -48,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::algorithm::{self, ScheduleFailure};
 use crate::cache::{Cache, PodChange, PodInfo};
+use crate::volumebinding::{self, BindPlan, VolumeCache};
 use podvisor_kit::WallClock;
 use podvisor_kit::events::{EventRecorder, EventStats, EventType};
 use podvisor_kit::leader::{KubeLeaseClient, LeaderElectionConfig, LeaderElector, LeaderError};
@@ -285,8 +286,11 @@ impl Scheduler {
             watcher::Config::default(),
         )
         .default_backoff();
+        let (volumes, volume_feed) = VolumeCache::start(&self.client);
+        let volume_feed = tokio::spawn(volume_feed);
         let mut term = Term {
             sched: self,
+            volumes,
             cache: Cache::new(),
             queue: SchedulingQueue::new(self.config.initial_backoff, self.config.max_backoff),
             recorder,
@@ -298,6 +302,8 @@ impl Scheduler {
             node_init: None,
         };
         term.run(token, pods, nodes).await;
+        volume_feed.abort();
+        let _ = volume_feed.await;
         let Term {
             recorder,
             mut binds,
@@ -322,6 +328,7 @@ impl Scheduler {
 
 struct Term<'a> {
     sched: &'a Scheduler,
+    volumes: VolumeCache,
     cache: Cache,
     queue: SchedulingQueue,
     recorder: EventRecorder,
@@ -370,6 +377,7 @@ impl Term<'_> {
                     Err(e) => tracing::warn!(error = %e, "bind task failed"),
                 },
                 Some(_) = self.effects.join_next(), if !self.effects.is_empty() => {}
+                _ = self.volumes.changed() => self.queue.move_all_unschedulable(Instant::now()),
                 _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
                     self.queue.flush(Instant::now());
                 }
@@ -497,10 +505,48 @@ impl Term<'_> {
         if !info.invalid_quantities.is_empty() {
             tracing::warn!(pod = %info.name, ns = %info.namespace, invalid = ?info.invalid_quantities, "unparseable resource quantities counted as zero");
         }
-        match algorithm::schedule(&self.cache, &info) {
+        let claims = if volumebinding::uses_claims(&info.pod) {
+            if !self.volumes.ready() {
+                self.queue.failed(&uid, Failure::Error, Instant::now());
+                return true;
+            }
+            match volumebinding::prefilter(&self.volumes, &info.pod) {
+                Ok(c) => Some(c),
+                Err(msg) => {
+                    let failure = ScheduleFailure::Unschedulable(crate::fit_error::Diagnosis {
+                        num_all_nodes: self.cache.node_count(),
+                        prefilter_msg: Some(msg),
+                        rejections: Vec::new(),
+                        preemption_never: info
+                            .pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.preemption_policy.as_deref())
+                            == Some("Never"),
+                    });
+                    self.queue
+                        .failed(&uid, Failure::Unschedulable, Instant::now());
+                    self.report_failure(&info, "Unschedulable", failure_message(&failure));
+                    return true;
+                }
+            }
+        } else {
+            None
+        };
+        let decision = match &claims {
+            None => algorithm::schedule(&self.cache, &info),
+            Some(c) => algorithm::schedule_with(&self.cache, &info, |name, data| {
+                volumebinding::filter(&self.volumes, c, name, data)
+            }),
+        };
+        match decision {
             Ok(node) => {
+                let plan = claims.as_ref().and_then(|c| {
+                    let (_, data, _) = self.cache.nodes().find(|(n, _, _)| **n == node)?;
+                    volumebinding::plan(&self.volumes, c, &node, data)
+                });
                 self.cache.assume(info.clone(), &node);
-                self.spawn_bind(info, node);
+                self.spawn_bind(info, node, plan);
             }
             Err(failure) => {
                 self.sched
@@ -515,7 +561,8 @@ impl Term<'_> {
         true
     }
 
-    fn spawn_bind(&mut self, info: Arc<PodInfo>, node: String) {
+    fn spawn_bind(&mut self, info: Arc<PodInfo>, node: String, plan: Option<BindPlan>) {
+        let client = self.sched.client.clone();
         let api: Api<Pod> = Api::namespaced(self.sched.client.clone(), &info.namespace);
         let binding = Binding {
             metadata: ObjectMeta {
@@ -532,6 +579,15 @@ impl Term<'_> {
             },
         };
         self.binds.spawn(async move {
+            if let Some(plan) = plan
+                && let Err(e) = plan.execute(&client).await
+            {
+                return BindOutcome {
+                    info,
+                    node,
+                    result: Err(e),
+                };
+            }
             let result = api
                 .create_subresource::<_, serde_json::Value>(
                     "binding",

@@ -68,6 +68,7 @@
 //! service-account tokens), [`etc_files`] (its
 //! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
 
+pub mod claims;
 pub mod deadlines;
 pub mod env;
 pub mod etc_files;

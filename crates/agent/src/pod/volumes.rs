@@ -11,7 +11,8 @@
 //!                             /kubernetes.io~projected/<volume>      projected
 //! ```
 //!
-//! hostPath volumes are the host path itself.
+//! hostPath volumes are the host path itself; persistentVolumeClaim volumes are their bound
+//! volume's directory ([`crate::pod::claims`]).
 //!
 //! # Life
 //!
@@ -121,6 +122,8 @@ pub struct PodVolumes {
     discovered: bool,
     /// The service-account tokens of projected volumes.
     tokens: crate::pod::tokens::PodTokens,
+    /// Where the node-local provisioner's volumes live ([`crate::pod::claims`]).
+    storage_root: PathBuf,
 }
 
 /// A file of an API-data volume: its content and mode.
@@ -131,6 +134,7 @@ impl PodVolumes {
     pub fn new(pods_dir: &Path, uid: &str) -> PodVolumes {
         PodVolumes {
             dir: pods_dir.join(uid),
+            storage_root: crate::pod::claims::storage_root(pods_dir),
             api_data: BTreeMap::new(),
             next_refresh: None,
             discovered: false,
@@ -272,6 +276,16 @@ impl PodVolumes {
                 .map_err(|m| VolumeError::setup(&v.name, m))?;
             return Ok((PathBuf::from(&h.path), false));
         }
+        if let Some(c) = &v.persistent_volume_claim {
+            let claim = crate::pod::claims::resolve(src, &v.name, c, &self.storage_root).await?;
+            if claim.owned
+                && let Some((gid, policy)) = fs_group(src.pod)
+            {
+                set_volume_ownership(&claim.path, gid, false, policy)
+                    .map_err(|e| io("apply the fsGroup", e))?;
+            }
+            return Ok((claim.path, claim.read_only));
+        }
         let (kind, payload) = if let Some(s) = &v.config_map {
             let cm = get_config_map(src, &v.name, &s.name).await?;
             let payload = config_map_payload(
@@ -353,7 +367,7 @@ impl PodVolumes {
             debug_assert!(api_data_kind(v).is_none());
             return Err(VolumeError::setup(
                 &v.name,
-                "unsupported volume type (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected)",
+                "unsupported volume type (supported: emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI, projected)",
             ));
         };
         let dir = base.join(kind).join(&v.name);
@@ -515,7 +529,7 @@ fn mount_tmpfs(
 }
 
 /// The kubelet's hostPath type check (`checkType`).
-fn check_host_path(path: &str, type_: &str) -> Result<(), String> {
+pub(crate) fn check_host_path(path: &str, type_: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path).ok();
     let ft = meta.as_ref().map(|m| m.file_type());
     let fail = |what: &str| Err(format!("hostPath type check failed: {path} is not {what}"));

@@ -560,7 +560,38 @@ pub(super) fn validate_update(kind: &ResourceKind, new: &Value, old: &Value) -> 
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             immutable("/roleRef", "roleRef", "cannot change roleRef", &mut errs);
         }
+        ("", "PersistentVolumeClaim") if !claim_spec_update_allowed(new, old) => {
+            errs.push(FieldError::forbidden(
+                "spec",
+                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+            ));
+        }
         _ => {}
     }
     errs
+}
+
+/// Upstream's `ValidatePersistentVolumeClaimUpdate`: the spec may change only in
+/// `resources.requests` and `volumeAttributesClassName`, and `volumeName` may be set once
+/// (the PV controller binds that way).
+fn claim_spec_update_allowed(new: &Value, old: &Value) -> bool {
+    let strip = |o: &Value, keep_volume_name: bool| {
+        let mut spec = o.get("spec").cloned().unwrap_or(Value::Null);
+        if let Some(m) = spec.as_object_mut() {
+            m.remove("volumeAttributesClassName");
+            if let Some(r) = m.get_mut("resources").and_then(Value::as_object_mut) {
+                r.remove("requests");
+            }
+            if !keep_volume_name {
+                m.remove("volumeName");
+            }
+        }
+        spec
+    };
+    let old_name = old
+        .pointer("/spec/volumeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let set_once = old_name.is_empty();
+    strip(new, !set_once) == strip(old, !set_once)
 }
