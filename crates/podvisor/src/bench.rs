@@ -1014,6 +1014,8 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
     )
     .await?;
     let admin = server.in_process_client(&server.admin_token());
+    // The pods ask for the `host` RuntimeClass, as `up` and `server` provide it.
+    crate::run::ensure_host_runtime_class(admin.clone()).await;
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     {

@@ -312,7 +312,7 @@ async fn wait_node_ready(client: kube::Client, node: &str) -> anyhow::Result<()>
 
 /// Creates the RuntimeClass `host` (handler `host`): pods that name it run their commands on
 /// the host filesystem instead of in their image.
-async fn ensure_host_runtime_class(client: kube::Client) {
+pub(crate) async fn ensure_host_runtime_class(client: kube::Client) {
     use k8s_openapi::api::node::v1::RuntimeClass;
     let api: Api<RuntimeClass> = Api::all(client);
     let rc = RuntimeClass {
