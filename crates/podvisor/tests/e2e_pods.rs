@@ -512,8 +512,11 @@ fn f1_delete_grace_period_returns_the_pod_and_removes_it() {
         "-v=6",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // kubectl's `-v=6` response line (1.33's structured form: `url="…" status="200 OK"`).
     assert!(
-        text(&out.stderr).contains("pods/pod-submit-remove?gracePeriodSeconds=30 200 OK"),
+        text(&out.stderr).lines().any(|l| {
+            l.contains("pods/pod-submit-remove?gracePeriodSeconds=30") && l.contains("200 OK")
+        }),
         "{}",
         text(&out.stderr)
     );
