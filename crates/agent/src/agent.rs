@@ -216,19 +216,27 @@ impl Agent {
         let _ = self.log_addr.send(log_addr);
         aux.spawn(log_server.serve(aux_stop.clone()));
 
+        // The pods' timelines: the events about pods, the steps the pod workers record, and
+        // the status writes (`podvisor_kit::timeline`).
+        let timeline = podvisor_kit::timeline::start_kube(
+            self.client.clone(),
+            "kubelet",
+            config.clock.clone(),
+            config.timeline,
+            aux_stop.clone(),
+        );
         let events: Arc<dyn EventSink> = match self.events.clone() {
             Some(e) => e,
             None => {
                 let (recorder, writer) =
                     kubelet_events(self.client.clone(), &node, config.clock.clone());
                 aux.spawn(writer.run_until(aux_stop.clone()));
-                Arc::new(recorder)
+                Arc::new(recorder.with_timeline(timeline.clone()))
             }
         };
-        let pod_api: Arc<dyn PodApi> = self
-            .pod_api
-            .clone()
-            .unwrap_or_else(|| Arc::new(KubePodApi::new(self.client.clone())));
+        let pod_api: Arc<dyn PodApi> = self.pod_api.clone().unwrap_or_else(|| {
+            Arc::new(KubePodApi::new(self.client.clone()).with_timeline(Some(timeline.clone())))
+        });
         let hooks: Arc<dyn HookRunner> = self
             .hooks
             .clone()

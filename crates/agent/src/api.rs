@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use podvisor_kit::events::{EventRecord, EventRecorder, EventWriter, RecorderConfig, Reporter};
+pub use podvisor_kit::timeline::Step;
+use podvisor_kit::timeline::{PodKey, TimelineRecorder};
 
 use crate::clock::WallClock;
 use crate::error::AgentError;
@@ -37,13 +39,128 @@ pub trait PodApi: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct KubePodApi {
     client: Client,
+    timeline: Option<TimelineRecorder>,
 }
 
 impl KubePodApi {
     /// Wraps a client.
     pub fn new(client: Client) -> KubePodApi {
-        KubePodApi { client }
+        KubePodApi {
+            client,
+            timeline: None,
+        }
     }
+
+    /// Also records every status write, and what it changed, in the pod's timeline.
+    pub fn with_timeline(mut self, timeline: Option<TimelineRecorder>) -> KubePodApi {
+        self.timeline = timeline.filter(TimelineRecorder::enabled);
+        self
+    }
+}
+
+/// The pod of a pod object, for its timeline.
+pub fn pod_key(pod: &Pod) -> PodKey {
+    PodKey {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+/// Records a status write of `pod` (from `old` to `new`) in its timeline: the write itself,
+/// and the changes it carries that no event names: the pod IP (the sandbox and its network
+/// are ready), the Ready condition, and every newly terminated container instance (exit
+/// code, signal, reason).
+pub fn record_status_write(
+    t: &TimelineRecorder,
+    pod: &Pod,
+    old: Option<&PodStatus>,
+    new: &PodStatus,
+) {
+    let key = pod_key(pod);
+    let old_ip = old.and_then(|s| s.pod_ip.as_deref()).unwrap_or("");
+    if let Some(ip) = new
+        .pod_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty() && *ip != old_ip)
+    {
+        t.record(
+            &key,
+            Step::SandboxReady,
+            None,
+            format!("sandbox and network ready, IP {ip}"),
+            &[("ip", ip.to_string())],
+        );
+    }
+    let ready = |s: Option<&PodStatus>| {
+        s.and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    if let Some(now) = ready(Some(new)).filter(|r| Some(r) != ready(old).as_ref()) {
+        t.record(
+            &key,
+            Step::ReadyChanged,
+            None,
+            format!("Ready={now}"),
+            &[("ready", now)],
+        );
+    }
+    let terminated = |s: Option<&PodStatus>| -> Vec<(
+        String,
+        String,
+        k8s_openapi::api::core::v1::ContainerStateTerminated,
+    )> {
+        s.into_iter()
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
+            .flat_map(|c| {
+                [c.state.as_ref(), c.last_state.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|st| st.terminated.clone())
+                    .map(|t| {
+                        (
+                            c.name.clone(),
+                            t.container_id.clone().unwrap_or_default(),
+                            t,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let before = terminated(old);
+    for (name, id, term) in terminated(Some(new)) {
+        if before.iter().any(|(n, i, _)| *n == name && *i == id) {
+            continue;
+        }
+        let mut details = vec![("exitCode", term.exit_code.to_string())];
+        if let Some(sig) = term.signal {
+            details.push(("signal", sig.to_string()));
+        }
+        let reason = term.reason.clone().unwrap_or_default();
+        details.push(("reason", reason.clone()));
+        t.record(
+            &key,
+            Step::ContainerExited,
+            Some(&name),
+            format!("exited with code {} ({reason})", term.exit_code),
+            &details,
+        );
+    }
+    let phase = new.phase.clone().unwrap_or_default();
+    t.record(
+        &key,
+        Step::StatusWritten,
+        None,
+        format!("phase {phase}"),
+        &[("phase", phase)],
+    );
 }
 
 #[async_trait::async_trait]
@@ -53,9 +170,14 @@ impl PodApi for KubePodApi {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let patch = serde_json::json!({ "status": status });
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        let written = api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| AgentError::api(format!("update status of pod {ns}/{name}"), e))
+            .map_err(|e| AgentError::api(format!("update status of pod {ns}/{name}"), e))?;
+        if let Some(t) = &self.timeline {
+            record_status_write(t, pod, pod.status.as_ref(), status);
+        }
+        Ok(written)
     }
 
     async fn patch_annotations(
@@ -131,6 +253,19 @@ pub struct PodEvent {
 pub trait EventSink: Send + Sync + 'static {
     /// Records an event.
     fn emit(&self, event: PodEvent);
+
+    /// Records a step of the pod's timeline that is no event (the stop signal, SIGKILL,
+    /// preStop, probe results; `podvisor_kit::timeline`). Default: nothing.
+    fn step(
+        &self,
+        pod: &PodRef,
+        step: Step,
+        container: Option<&str>,
+        message: String,
+        details: &[(&str, String)],
+    ) {
+        let _ = (pod, step, container, message, details);
+    }
 }
 
 /// The node's event recorder and its writer (run the writer on an owned task): the shared
@@ -154,6 +289,24 @@ pub fn kubelet_events(
 }
 
 impl EventSink for EventRecorder {
+    fn step(
+        &self,
+        pod: &PodRef,
+        step: Step,
+        container: Option<&str>,
+        message: String,
+        details: &[(&str, String)],
+    ) {
+        if let Some(t) = self.timeline() {
+            let key = PodKey {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+            };
+            t.record(&key, step, container, message, details);
+        }
+    }
+
     fn emit(&self, event: PodEvent) {
         self.record(EventRecord {
             object: ObjectReference {

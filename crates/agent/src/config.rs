@@ -59,6 +59,8 @@ pub struct AgentConfig {
     /// How many pods the node holds: its `pods` capacity and allocatable (the kubelet's
     /// `--max-pods`, default 110). A `pods` entry in `capacity` overrides it.
     pub max_pods: u32,
+    /// Record the pods' timelines (default true; `podvisor_kit::timeline`).
+    pub timeline: bool,
 }
 
 impl AgentConfig {
@@ -84,6 +86,7 @@ impl AgentConfig {
             image_gc: Default::default(),
             allowed_unsafe_sysctls: Vec::new(),
             max_pods: DEFAULT_MAX_PODS,
+            timeline: true,
         }
     }
 }

@@ -76,6 +76,7 @@ impl Harness {
                 runtime: rt.clone(),
                 clock: tokio_clock(SystemTime::UNIX_EPOCH + BASE),
                 agent_started,
+                steps: None,
             },
         );
         mgr.add_pod(&spec);

@@ -290,6 +290,15 @@ impl Core {
         if kind == &registry::SERVICES {
             self.after_service_removed(obj).await;
         }
+        if kind == &registry::PODS {
+            self.timeline.record(
+                &crate::timeline::pod_key(obj),
+                podvisor_kit::timeline::Step::Removed,
+                None,
+                "the pod object was removed",
+                &[],
+            );
+        }
     }
 
     /// What follows a successful create: a new namespace gets its `default`

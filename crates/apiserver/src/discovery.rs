@@ -17,6 +17,17 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+/// The verbs of a kind only the server writes ([`ResourceKind::read_only`]).
+const READ_ONLY_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
+
+fn verbs(kind: &ResourceKind) -> &'static [&'static str] {
+    if kind.read_only {
+        READ_ONLY_VERBS
+    } else {
+        VERBS
+    }
+}
+
 /// The `/version` document.
 pub fn version() -> Value {
     json!({
@@ -125,6 +136,10 @@ fn sub_kind(kind: &ResourceKind, sub: Subresource) -> (Value, &'static [&'static
             json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
             &["create"],
         ),
+        Subresource::Entries => (
+            json!({"group": kind.group, "version": kind.version, "kind": kind.kind}),
+            &["create"],
+        ),
     }
 }
 
@@ -134,7 +149,7 @@ fn aggregated_resource(kind: &ResourceKind) -> Value {
         "responseKind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
         "scope": if kind.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": kind.singular,
-        "verbs": VERBS,
+        "verbs": verbs(kind),
     });
     if !kind.short_names.is_empty() {
         r["shortNames"] = json!(kind.short_names);
@@ -245,7 +260,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
     for k in kinds {
         let mut r = json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
-            "kind": k.kind, "verbs": VERBS});
+            "kind": k.kind, "verbs": verbs(k)});
         if !k.short_names.is_empty() {
             r["shortNames"] = json!(k.short_names);
         }

@@ -40,6 +40,7 @@ pub mod storage;
 pub mod strategy;
 pub mod table;
 pub mod testing;
+pub mod timeline;
 pub mod tls;
 pub(crate) mod warning;
 pub mod watch;

@@ -230,6 +230,8 @@ pub struct Core {
     pub cancel: CancellationToken,
     /// The Service networks the allocators hand out from.
     pub services: crate::services::ServiceNetwork,
+    /// The API server's pod timeline entries (`crate::timeline`).
+    pub timeline: podvisor_kit::timeline::TimelineRecorder,
 }
 
 fn ns_opt(kind: &ResourceKind, ns: Option<&str>) -> Option<String> {
@@ -1019,11 +1021,14 @@ impl Core {
                     list.push(cond);
                 }
             }
-            if self
-                .write_or_retry(kind, Some(ns), name, &new, rev)
-                .await?
-                .is_some()
-            {
+            if let Some(bound) = self.write_or_retry(kind, Some(ns), name, &new, rev).await? {
+                self.timeline.record(
+                    &crate::timeline::pod_key(&bound),
+                    podvisor_kit::timeline::Step::Bound,
+                    None,
+                    format!("bound to {node}"),
+                    &[("node", node.to_string())],
+                );
                 return Ok(());
             }
         }

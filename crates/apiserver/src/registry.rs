@@ -41,6 +41,8 @@ pub enum Subresource {
     /// `resize`: pods only, get/update/patch of the containers' cpu and memory resources
     /// (in-place pod resize, KEP-1287).
     Resize,
+    /// `entries`: timelines only, appends entries (create; `crate::timeline`).
+    Entries,
 }
 
 impl Subresource {
@@ -58,6 +60,7 @@ impl Subresource {
             Subresource::Token => "token",
             Subresource::EphemeralContainers => "ephemeralcontainers",
             Subresource::Resize => "resize",
+            Subresource::Entries => "entries",
         }
     }
 
@@ -75,6 +78,7 @@ impl Subresource {
             "token" => Some(Subresource::Token),
             "ephemeralcontainers" => Some(Subresource::EphemeralContainers),
             "resize" => Some(Subresource::Resize),
+            "entries" => Some(Subresource::Entries),
             _ => None,
         }
     }
@@ -146,6 +150,8 @@ pub struct ResourceKind {
     pub protobuf: bool,
     /// What a CustomResourceDefinition says of the kind (custom kinds only).
     pub custom: Option<&'static crate::crd::CustomKind>,
+    /// Written only by the server (through a subresource): no create, update or patch.
+    pub read_only: bool,
 }
 
 impl PartialEq for ResourceKind {
@@ -189,7 +195,14 @@ impl ResourceKind {
             printer: Printer::Default,
             protobuf: false,
             custom: None,
+            read_only: false,
         }
+    }
+
+    /// Marks the kind as written only by the server.
+    pub const fn read_only(mut self) -> ResourceKind {
+        self.read_only = true;
+        self
     }
 
     /// Sets the short names.
@@ -461,7 +474,7 @@ mod tests {
             assert_eq!(lookup_kind(&k.api_version(), k.kind), Some(*k));
         }
         let g = groups();
-        assert_eq!(g.len(), 15);
+        assert_eq!(g.len(), 16);
         assert!(lookup("", "v1", "nope").is_none());
     }
 }

@@ -438,7 +438,7 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
         }
         ("GET" | "HEAD", true, _) => "get",
         ("POST", false, None) => "create",
-        ("POST", true, Some(Subresource::Binding)) => "create",
+        ("POST", true, Some(Subresource::Binding | Subresource::Entries)) => "create",
         (
             "PUT",
             true,
@@ -529,6 +529,9 @@ async fn resource(
         .is_some_and(|c| c.starts_with("application/apply-patch"));
     let dry = ctx.query.get("dryRun") == Some("All");
     ctx.metric = Some(RequestMetric::resource(&t, verb, apply, dry));
+    if t.kind.read_only && t.sub.is_none() && matches!(verb, "create" | "update" | "patch") {
+        return Err(ApiError::method_not_allowed());
+    }
     if verb != "create" || t.sub.is_some() {
         authorize(ctx, &t, verb).await?;
     }
@@ -550,6 +553,9 @@ async fn resource(
             _ => get(ctx, &t, negotiate(accept)?).await,
         },
         "create" if t.sub == Some(Subresource::Binding) => binding(ctx, &t).await,
+        "create" if t.sub == Some(Subresource::Entries) => {
+            crate::timeline::serve_entries(ctx, &t).await
+        }
         "create" => create(ctx, &t).await,
         "update" => update(ctx, &t).await,
         "patch" => patch_object(ctx, &t).await,
@@ -633,13 +639,32 @@ fn patch_table(kind: &ResourceKind, objs: &[Value], now: jiff::Timestamp) -> Val
 
 async fn get(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, ApiError> {
     let name = t.name.clone().unwrap_or_default();
-    let (obj, _) = ctx
-        .srv
-        .core()
+    let core = ctx.srv.core();
+    let obj = match core
         .storage
-        .must_get(t.kind, t.namespace.as_deref(), &name)
-        .await?;
+        .get(t.kind, t.namespace.as_deref(), &name)
+        .await?
+    {
+        Some((obj, _)) => obj,
+        // a timeline is also found by its pod's name
+        None if t.kind == &registry::TIMELINES => {
+            let ns = t.namespace.as_deref().unwrap_or_default();
+            crate::timeline::find_by_pod_name(core, ns, &name).await?
+        }
+        None => return Err(ApiError::not_found(t.kind, &name)),
+    };
     let v = match out {
+        Output::Table if t.kind == &registry::TIMELINES => {
+            let mut table = crate::timeline::steps_table(&obj);
+            if ctx.query.get("includeObject") == Some("Object")
+                && let Some(rows) = table["rows"].as_array_mut()
+            {
+                for row in rows {
+                    row["object"] = obj.clone();
+                }
+            }
+            table
+        }
         Output::Table => {
             let mut table = to_table(ctx, t.kind, std::slice::from_ref(&obj), true);
             table["metadata"] =
@@ -962,6 +987,15 @@ async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .core()
         .create(t.kind, t.namespace.as_deref(), obj, dry, Some(&manager))
         .await?;
+    if t.kind == &PODS && !dry {
+        ctx.srv.core().timeline.record(
+            &crate::timeline::pod_key(&created),
+            podvisor_kit::timeline::Step::Created,
+            None,
+            format!("created by {}", ctx.user.name),
+            &[("user", ctx.user.name.clone())],
+        );
+    }
     Ok(ctx.respond(StatusCode::CREATED, &created, Output::Json))
 }
 
@@ -1431,6 +1465,26 @@ async fn delete(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .core()
         .delete(t.kind, t.namespace.as_deref(), &name, &opts)
         .await?;
+    if t.kind == &PODS && !opts.dry_run {
+        let grace = opts
+            .grace_period_seconds
+            .or_else(|| {
+                d.object
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(0);
+        ctx.srv.core().timeline.record(
+            &crate::timeline::pod_key(&d.object),
+            podvisor_kit::timeline::Step::DeleteRequested,
+            None,
+            format!("delete requested by {} with grace {grace}s", ctx.user.name),
+            &[
+                ("user", ctx.user.name.clone()),
+                ("grace", grace.to_string()),
+            ],
+        );
+    }
     if t.kind.strategy == Strategy::Pod || t.kind.returns_deleted_object() || !d.gone {
         return Ok(ctx.respond(StatusCode::OK, &d.object, Output::Json));
     }

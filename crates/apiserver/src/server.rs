@@ -67,6 +67,9 @@ pub struct ApiServerConfig {
     /// Where pods reach this server: the `kubernetes` Service's endpoint (default: the
     /// advertise address). None of the two parsing as `IP:PORT` leaves the endpoints alone.
     pub kubernetes_endpoint: Option<std::net::SocketAddr>,
+    /// Record pod timelines (`crate::timeline`); false: the server records none (nodes'
+    /// and the scheduler's appends are still accepted).
+    pub timeline: bool,
 }
 
 /// How long the server waits for clients, and how many connections that have not yet
@@ -118,6 +121,7 @@ impl ApiServerConfig {
             connections: ConnectionLimits::default(),
             service_network: crate::services::ServiceNetwork::default(),
             kubernetes_endpoint: None,
+            timeline: true,
         }
     }
 }
@@ -215,13 +219,15 @@ impl ApiServer {
         let tls = TlsMaterial::load_or_generate(&config.data_dir, &config.extra_sans)?;
         let tokens = Arc::new(TokenFile::load_or_create(&config.data_dir)?);
         let service_accounts = Arc::new(ServiceAccounts::load_or_generate(&config.data_dir)?);
-        let core = Core {
+        let mut core = Core {
             storage: Storage::new(store.clone()),
             clock: config.clock.clone().unwrap_or_else(WallClock::system),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             services: config.service_network.clone(),
+            timeline: podvisor_kit::timeline::TimelineRecorder::disabled(),
         };
+        core.timeline = crate::timeline::start(&core, config.timeline);
         // The authenticator chain: the static token file, service-account tokens, then the
         // configured others.
         let mut authenticators = AuthenticatorChain::new(vec![

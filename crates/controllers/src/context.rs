@@ -42,6 +42,8 @@ pub struct ControllerConfig {
     pub node_lifecycle: NodeLifecycleConfig,
     /// PodGC settings.
     pub pod_gc: PodGcConfig,
+    /// The timeline pruner's settings.
+    pub timeline_gc: crate::timelinegc::TimelineGcConfig,
     /// Node IPAM (podCIDR) settings.
     pub node_ipam: crate::nodeipam::NodeIpamConfig,
     /// The cluster's CA (PEM), published as the `kube-root-ca.crt` ConfigMap of every
@@ -135,6 +137,7 @@ impl Default for ControllerConfig {
             clock: WallClock::system(),
             node_lifecycle: NodeLifecycleConfig::default(),
             pod_gc: PodGcConfig::default(),
+            timeline_gc: crate::timelinegc::TimelineGcConfig::default(),
             node_ipam: crate::nodeipam::NodeIpamConfig::default(),
             root_ca: None,
         }

@@ -61,6 +61,7 @@ mod resourcequota;
 pub mod serviceaccounts;
 mod statefulset;
 pub mod tainteviction;
+pub mod timelinegc;
 
 pub use context::{ControllerConfig, ControllerError, NodeLifecycleConfig, PodGcConfig};
 pub use manager::ControllerManager;

@@ -315,6 +315,7 @@ impl ControllerManager {
         }
         tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(podgc::run(ctx.clone(), shutdown.clone()));
+        tasks.spawn(crate::timelinegc::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::hpa::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(crate::resourcequota::run(ctx.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));

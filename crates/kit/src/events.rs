@@ -182,6 +182,8 @@ pub struct EventRecorder {
     tx: mpsc::Sender<Queued>,
     reporter: Arc<Reporter>,
     stats: Arc<EventStats>,
+    /// Events about pods also go to the pods' timelines (`crate::timeline`).
+    timeline: Option<crate::timeline::TimelineRecorder>,
 }
 
 impl EventRecorder {
@@ -197,6 +199,7 @@ impl EventRecorder {
             tx,
             reporter: Arc::new(reporter),
             stats: config.stats.clone(),
+            timeline: None,
         };
         let writer = EventWriter {
             rx,
@@ -209,6 +212,22 @@ impl EventRecorder {
 
     /// Queues an event; never blocks (a full queue drops it).
     pub fn record(&self, event: EventRecord) {
+        if let Some(t) = &self.timeline
+            && event.object.kind.as_deref() == Some("Pod")
+        {
+            let container = event
+                .object
+                .field_path
+                .as_deref()
+                .and_then(|f| f.split_once('{'))
+                .map(|(_, rest)| rest.trim_end_matches('}'));
+            let pod = crate::timeline::PodKey {
+                namespace: event.object.namespace.clone().unwrap_or_default(),
+                name: event.object.name.clone().unwrap_or_default(),
+                uid: event.object.uid.clone().unwrap_or_default(),
+            };
+            t.record_event(&pod, container, &event.reason, &event.message);
+        }
         if self.tx.try_send((self.reporter.clone(), event)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("event queue full or closed; event dropped");
@@ -221,7 +240,21 @@ impl EventRecorder {
             tx: self.tx.clone(),
             reporter: Arc::new(reporter),
             stats: self.stats.clone(),
+            timeline: self.timeline.clone(),
         }
+    }
+
+    /// This recorder, also recording the events about pods in their timelines (the
+    /// timeline's component is the reporter's).
+    pub fn with_timeline(mut self, timeline: crate::timeline::TimelineRecorder) -> EventRecorder {
+        self.timeline =
+            Some(timeline.for_component(&self.reporter.component)).filter(|t| t.enabled());
+        self
+    }
+
+    /// The timeline recorder events about pods also go to.
+    pub fn timeline(&self) -> Option<&crate::timeline::TimelineRecorder> {
+        self.timeline.as_ref()
     }
 
     /// The counters.

@@ -13,6 +13,8 @@ pub mod events;
 #[cfg(feature = "kube")]
 pub mod leader;
 pub mod metrics;
+#[cfg(feature = "kube")]
+pub mod timeline;
 
 pub use clock::WallClock;
 #[cfg(feature = "kube")]

@@ -198,6 +198,11 @@ pub struct ServeArgs {
     /// network, the node's pod-network gateway].
     #[arg(long, env = "PODVISOR_ADVERTISE_ADDRESS", value_name = "IP")]
     pub advertise_address: Option<IpAddr>,
+    /// Record every pod's lifecycle timeline (`kubectl get timelines`): the API server's,
+    /// the scheduler's and (with `up`) the node agent's steps.
+    #[arg(long, env = "PODVISOR_TIMELINE", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub timeline: bool,
     #[command(flatten)]
     pub audit: AuditArgs,
 }
@@ -331,6 +336,10 @@ pub struct ControllerArgs {
         value_name = "CIDR"
     )]
     pub cluster_cidr: String,
+    /// How long a pod's timeline is kept after the pod is gone.
+    #[arg(long, env = "PODVISOR_TIMELINE_RETENTION", default_value = "24h",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub timeline_retention: Duration,
 }
 
 /// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`500ms`, `40s`, `5m`),
@@ -403,6 +412,10 @@ pub struct AgentArgs {
     /// running for re-adoption).
     #[arg(long, env = "PODVISOR_DRAIN")]
     pub drain: bool,
+    /// Record the node's steps in its pods' timelines.
+    #[arg(long, env = "PODVISOR_TIMELINE", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub timeline: bool,
     #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]

@@ -154,6 +154,7 @@ async fn start_api_server(
 ) -> anyhow::Result<(ApiServer, ApiServing)> {
     let listen = serve.listen;
     let mut config = ApiServerConfig::new(data_dir.to_path_buf());
+    config.timeline = serve.timeline;
     config.extra_sans = extra_sans.to_vec();
     config.audit = audit;
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
@@ -233,6 +234,21 @@ fn start_scheduler(
     })
 }
 
+/// The scheduler's recorder of pod timelines (its writer ends with the scheduler, when the
+/// last recorder is dropped), or a disabled one.
+fn scheduler_timeline(
+    client: &kube::Client,
+    enabled: bool,
+) -> podvisor_kit::timeline::TimelineRecorder {
+    podvisor_kit::timeline::start_kube(
+        client.clone(),
+        podvisor_scheduler::DEFAULT_SCHEDULER_NAME,
+        podvisor_kit::WallClock::system(),
+        enabled,
+        CancellationToken::new(),
+    )
+}
+
 /// The lease the controller managers of several `podvisor server`s compete for.
 const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
 
@@ -245,6 +261,7 @@ fn controller_config(args: &ControllerArgs) -> podvisor_controllers::ControllerC
     nl.eviction_rate = args.node_eviction_rate;
     config.pod_gc.terminated_pod_threshold = args.terminated_pod_gc_threshold;
     config.node_ipam.cluster_cidr = Some(args.cluster_cidr.clone()).filter(|c| !c.is_empty());
+    config.timeline_gc.retention = args.timeline_retention;
     config
 }
 
@@ -367,7 +384,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let plane = ControlPlane::start(
         serving,
         admin.clone(),
-        podvisor_scheduler::SchedulerConfig::default(),
+        podvisor_scheduler::SchedulerConfig {
+            timeline: scheduler_timeline(&admin, args.serve.timeline),
+            ..Default::default()
+        },
         podvisor_controllers::ControllerConfig {
             root_ca: Some(server.ca_pem()),
             ..controller_config(&args.controllers)
@@ -381,6 +401,7 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         podvisor_agent::AgentConfig::new(node_name.clone(), args.node_ip, data_dir.join("agent"));
     agent_config.node_token = node_token.clone();
     agent_config.drain_on_shutdown = !args.keep_pods;
+    agent_config.timeline = args.serve.timeline;
     agent_config.network = network_config(&args.network, &data_dir);
     let runtime = process_runtime(&data_dir, agent_config.network.as_ref()).await?;
     agent_config.image_gc = crate::image_cmd::gc_policy(&args.images)?;
@@ -634,10 +655,14 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
+    let admin = server.in_process_client(&server.admin_token());
     let plane = ControlPlane::start(
         serving,
-        server.in_process_client(&server.admin_token()),
-        podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone()),
+        admin.clone(),
+        podvisor_scheduler::SchedulerConfig {
+            timeline: scheduler_timeline(&admin, args.serve.timeline),
+            ..podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone())
+        },
         podvisor_controllers::ControllerConfig {
             root_ca: Some(server.ca_pem()),
             ..controller_config(&args.controllers)
@@ -696,6 +721,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     );
     agent_config.node_token = token;
     agent_config.drain_on_shutdown = args.drain;
+    agent_config.timeline = args.timeline;
     agent_config.network = network_config(&args.network, &data_dir);
     let agent_network = agent_config.network.clone();
     let runtime = process_runtime(&data_dir, agent_network.as_ref()).await?;

@@ -78,6 +78,8 @@ pub struct SchedulerConfig {
     /// Identity used as the events' `reportingInstance` (default: the leader election
     /// identity, else the scheduler name).
     pub identity: Option<String>,
+    /// Where the events about pods also go: the pods' timelines (default: disabled).
+    pub timeline: podvisor_kit::timeline::TimelineRecorder,
 }
 
 impl Default for SchedulerConfig {
@@ -89,6 +91,7 @@ impl Default for SchedulerConfig {
             max_backoff: Duration::from_secs(10),
             bind_concurrency: 64,
             identity: None,
+            timeline: podvisor_kit::timeline::TimelineRecorder::disabled(),
         }
     }
 }
@@ -275,6 +278,7 @@ impl Scheduler {
             self.clock.clone(),
             self.stats.events.clone(),
         );
+        let recorder = recorder.with_timeline(self.config.timeline.clone());
         let sink = tokio::spawn(writer.run());
         let pods = watcher::watcher(
             Api::<Pod>::all(self.client.clone()),

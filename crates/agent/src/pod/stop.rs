@@ -60,7 +60,7 @@ use super::deadlines::{DeadlineStore, TerminationRecord};
 use super::spec::stop_signal_of;
 use super::state::{Deadline, stop_requested};
 use super::worker::PodWorker;
-use crate::api::{EventSink, EventType, PodEvent, PodRef};
+use crate::api::{EventSink, EventType, PodEvent, PodRef, Step};
 use crate::clock::WallClock;
 use crate::hooks::{HookContext, HookRunner};
 
@@ -135,6 +135,28 @@ impl Stopper {
             reason: reason.to_string(),
             message,
         });
+    }
+
+    /// A timeline step (recorded also once the object is gone: the timeline outlives it).
+    fn step(&self, field: Option<&str>, step: Step, message: String, details: &[(&str, String)]) {
+        self.events
+            .step(&self.pod_ref, step, field, message, details);
+    }
+
+    /// The `Killed` step: SIGKILL, and how late against the deadline.
+    fn killed_step(&self, field: Option<&str>) {
+        let deadline = self.deadline.borrow().at;
+        let late_ms = match self.clock.now().duration_since(deadline) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        };
+        let deadline = podvisor_kit::timeline::format_time(deadline);
+        self.step(
+            field,
+            Step::Killed,
+            format!("SIGKILL {late_ms}ms after the deadline {deadline}"),
+            &[("lateMs", late_ms.to_string()), ("deadline", deadline)],
+        );
     }
 
     fn has_exited(&self, id: &ContainerId) -> bool {
@@ -254,16 +276,32 @@ impl Stopper {
                     pod_ip: self.pod_ip.clone(),
                     budget,
                 };
-                tokio::select! {
+                self.step(
+                    field,
+                    Step::PreStopStarted,
+                    format!("preStop started, {}ms to the deadline", budget.as_millis()),
+                    &[],
+                );
+                let outcome = tokio::select! {
                     r = self.hooks.run(&ctx, &handler) => if let Err(e) = r {
                         tracing::info!(container = %name, error = %e, "preStop hook failed");
                         self.event(field, EventType::Warning, "FailedPreStopHook", "PreStopHook failed".into());
+                        "failed"
+                    } else {
+                        "completed"
                     },
                     _ = self.until(|d| d) => {
                         tracing::info!(container = %name, "preStop hook cut at the deadline");
+                        "cut at the deadline"
                     }
-                    _ = self.exited(&id) => {}
-                }
+                    _ = self.exited(&id) => "ended by the container's exit",
+                };
+                self.step(
+                    field,
+                    Step::PreStopFinished,
+                    format!("preStop {outcome}"),
+                    &[("outcome", outcome.to_string())],
+                );
             }
         }
         if self.has_exited(&id) {
@@ -294,6 +332,27 @@ impl Stopper {
             {
                 tracing::warn!(container = %name, error = %e, "stop signal failed");
             }
+            let handled = status.as_ref().and_then(|st| st.handles_stop_signal);
+            self.step(
+                field,
+                Step::StopSignal,
+                format!(
+                    "{} sent{}",
+                    signal.name(),
+                    if handled == Some(false) {
+                        ", PID 1 does not handle it"
+                    } else {
+                        ""
+                    }
+                ),
+                &[
+                    ("signal", signal.name().to_string()),
+                    (
+                        "handled",
+                        handled.map_or("unknown".into(), |h| h.to_string()),
+                    ),
+                ],
+            );
         }
         // 5. SIGKILL at the deadline, at least the stop window after the signal
         tokio::select! {
@@ -302,6 +361,9 @@ impl Stopper {
         }
         // 6. SIGKILL the whole tree; repeat until the runtime reports the exit
         for attempt in 0..30u32 {
+            if attempt == 0 {
+                self.killed_step(field);
+            }
             match self.runtime.signal(&id, Signal::KILL).await {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => return,

@@ -128,6 +128,7 @@ impl PodWorker {
                 self.ctx.runtime.clone(),
                 &self.ctx.clock,
                 &self.pod_ip(),
+                self.ctx.events.clone(),
             );
         }
         if self.last_written.is_none() {

@@ -39,6 +39,7 @@ impl PodProbes {
         runtime: Arc<dyn ContainerRuntime>,
         clock: &WallClock,
         pod_ip: &str,
+        steps: Arc<dyn crate::api::EventSink>,
     ) -> Option<PodProbes> {
         let spec = pod.spec.as_ref()?;
         let sidecars = spec
@@ -65,6 +66,7 @@ impl PodProbes {
                 runtime,
                 clock: clock.clone(),
                 agent_started: None,
+                steps: Some(steps),
             },
         );
         manager.add_pod(spec);

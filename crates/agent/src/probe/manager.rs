@@ -58,6 +58,8 @@ pub struct ProbeDeps {
     /// When the agent started: workers created within one period of it wait a random part
     /// of a period first. None = long ago (no jitter; what tests use).
     pub agent_started: Option<Instant>,
+    /// Where changes of a probe's result are recorded as timeline steps (None: nowhere).
+    pub steps: Option<Arc<dyn crate::api::EventSink>>,
 }
 
 /// The probe manager of one pod. See the module documentation.
@@ -84,6 +86,7 @@ impl ProbeManager {
             runtime: deps.runtime,
             clock: deps.clock,
             agent_started: deps.agent_started,
+            steps: deps.steps,
             updates: tx,
         });
         (

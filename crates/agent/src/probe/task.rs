@@ -30,6 +30,7 @@ pub struct WorkerCtx {
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
     pub(crate) clock: WallClock,
     pub(crate) agent_started: Option<Instant>,
+    pub(crate) steps: Option<Arc<dyn crate::api::EventSink>>,
     pub(crate) updates: mpsc::UnboundedSender<ProbeUpdate>,
 }
 
@@ -142,6 +143,29 @@ impl WorkerCtx {
             };
         }
         if let Some(p) = published {
+            if let Some(steps) = &self.steps {
+                let pod = crate::api::PodRef {
+                    namespace: shared.pod.namespace.clone(),
+                    name: shared.pod.name.clone(),
+                    uid: shared.pod.uid.clone(),
+                };
+                let verdict = format!("{:?}", p.result);
+                steps.step(
+                    &pod,
+                    crate::api::Step::ProbeResult,
+                    Some(&w.container),
+                    format!(
+                        "{label} probe: {verdict} {}",
+                        podvisor_kit::timeline::excerpt(&result.output)
+                    )
+                    .trim_end()
+                    .to_string(),
+                    &[
+                        ("probe", w.probe_type.key().to_string()),
+                        ("result", verdict),
+                    ],
+                );
+            }
             if w.probe_type == ProbeType::Startup && p.result == ProbeResult::Success {
                 // The container is started now: readiness runs at once (UpdatePodStatus).
                 shared.trigger(&w.container, ProbeType::Readiness);

@@ -59,8 +59,12 @@ type Key = (Vertex, String, String);
 #[derive(Debug, Clone, Default)]
 struct PodEntry {
     node: String,
+    uid: String,
     refs: Vec<Key>,
 }
+
+/// Pods whose removal the graph remembers (their node may still append to their timeline).
+const REMEMBERED_REMOVED_PODS: usize = 4_096;
 
 /// The node graph.
 #[derive(Debug, Default)]
@@ -71,6 +75,11 @@ pub struct Graph {
     claim_volume: HashMap<(String, String), String>,
     /// PersistentVolume → the claims bound to it.
     volume_claims: HashMap<String, HashSet<(String, String)>>,
+    /// Pod UID → its node, for the bound pods and the last [`REMEMBERED_REMOVED_PODS`]
+    /// removed ones (a node's last timeline entries of a pod may arrive after its removal).
+    uid_node: HashMap<String, String>,
+    /// The removed pods in `uid_node`, oldest first.
+    removed: std::collections::VecDeque<String>,
 }
 
 fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
@@ -153,6 +162,7 @@ impl Graph {
         let Some(old) = self.pods.remove(key) else {
             return;
         };
+        self.uid_node.remove(&old.uid);
         for r in old.refs {
             if let Some(nodes) = self.edges.get_mut(&r) {
                 if let Some(n) = nodes.get_mut(&old.node) {
@@ -165,6 +175,24 @@ impl Graph {
                     self.edges.remove(&r);
                 }
             }
+        }
+    }
+
+    /// The pod stored under `key` was removed: its node is remembered for a while.
+    fn pod_removed(&mut self, key: &str) {
+        let Some((uid, node)) = self.pods.get(key).map(|p| (p.uid.clone(), p.node.clone())) else {
+            return;
+        };
+        self.remove_pod(key);
+        if uid.is_empty() {
+            return;
+        }
+        self.uid_node.insert(uid.clone(), node);
+        self.removed.push_back(uid);
+        if self.removed.len() > REMEMBERED_REMOVED_PODS
+            && let Some(gone) = self.removed.pop_front()
+        {
+            self.uid_node.remove(&gone);
         }
     }
 
@@ -189,10 +217,15 @@ impl Graph {
                 .entry(node.to_string())
                 .or_default() += 1;
         }
+        let uid = str_at(pod, "/metadata/uid").to_string();
+        if !uid.is_empty() {
+            self.uid_node.insert(uid.clone(), node.to_string());
+        }
         self.pods.insert(
             key.to_string(),
             PodEntry {
                 node: node.to_string(),
+                uid,
                 refs,
             },
         );
@@ -241,6 +274,11 @@ impl Graph {
         }
     }
 
+    /// Whether the pod with `uid` is (or, recently removed, was) bound to `node`.
+    pub fn pod_uid_on(&self, node: &str, uid: &str) -> bool {
+        self.uid_node.get(uid).is_some_and(|n| n == node)
+    }
+
     /// How many pods the graph holds.
     pub fn pod_count(&self) -> usize {
         self.pods.len()
@@ -270,6 +308,8 @@ impl Follower for NodeGraph {
                 Change::Reset { prefix, objects } if prefix == POD_PREFIX => {
                     g.pods.clear();
                     g.edges.clear();
+                    g.uid_node.clear();
+                    g.removed.clear();
                     for (k, v) in objects {
                         g.put_pod(&k, &v);
                     }
@@ -283,7 +323,7 @@ impl Follower for NodeGraph {
                 }
                 Change::Put(k, v) if k.starts_with(POD_PREFIX) => g.put_pod(&k, &v),
                 Change::Put(_, v) => g.put_claim(&v),
-                Change::Delete(k) if k.starts_with(POD_PREFIX) => g.remove_pod(&k),
+                Change::Delete(k) if k.starts_with(POD_PREFIX) => g.pod_removed(&k),
                 Change::Delete(k) => {
                     if let Some((ns, name)) =
                         k.strip_prefix(CLAIM_PREFIX).and_then(|r| r.split_once('/'))
@@ -473,6 +513,24 @@ impl NodeAuthorizer {
     }
 }
 
+impl NodeAuthorizer {
+    /// podvisor: a node appends entries to the timelines of the pods bound to it (also
+    /// shortly after their removal); it reads none.
+    fn timeline(&self, node: &str, a: &RequestAttributes) -> Decision {
+        if (a.subresource.as_str(), a.verb.as_str()) != ("entries", "create") {
+            return no("can only append entries to timelines");
+        }
+        if self.graph.with(|g| g.pod_uid_on(node, &a.name)) {
+            Decision::Allow
+        } else {
+            no(format!(
+                "no relationship found between node '{node}' and the pod with UID {:?}",
+                a.name
+            ))
+        }
+    }
+}
+
 impl Authorizer for NodeAuthorizer {
     fn authorize(&self, user: &UserInfo, a: &RequestAttributes) -> Decision {
         let Some(node) = user.node_name() else {
@@ -507,6 +565,7 @@ impl Authorizer for NodeAuthorizer {
             ("coordination.k8s.io", "leases") => Self::lease(node, a),
             ("", "nodes") => Self::node(node, a),
             ("", "pods") => self.pod(node, a),
+            (podvisor_kit::timeline::GROUP, "timelines") => self.timeline(node, a),
             _ => self.static_rules(a),
         }
     }
@@ -554,6 +613,45 @@ pub fn node_pod_patch_allowed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_appends_only_to_timelines_of_its_pods_also_just_after_removal() {
+        let pod = serde_json::json!({"metadata": {"namespace": "default", "name": "web",
+            "uid": "u1"}, "spec": {"nodeName": "n1"}});
+        let graph = Arc::new(NodeGraph::from_pods([&pod]));
+        let authz = NodeAuthorizer::new(graph.clone());
+        let user =
+            |n: &str| UserInfo::new(&format!("system:node:{n}"), "", vec!["system:nodes".into()]);
+        let append = |uid: &str| {
+            let mut a = RequestAttributes::resource(
+                "create",
+                podvisor_kit::timeline::GROUP,
+                "timelines",
+                "entries",
+                "default",
+                uid,
+            );
+            a.version = "v1".into();
+            a
+        };
+        assert_eq!(authz.authorize(&user("n1"), &append("u1")), Decision::Allow);
+        assert_ne!(authz.authorize(&user("n2"), &append("u1")), Decision::Allow);
+        assert_ne!(authz.authorize(&user("n1"), &append("u2")), Decision::Allow);
+        let read = RequestAttributes::resource(
+            "get",
+            podvisor_kit::timeline::GROUP,
+            "timelines",
+            "",
+            "default",
+            "u1",
+        );
+        assert_ne!(authz.authorize(&user("n1"), &read), Decision::Allow);
+        // removed: still allowed for a while
+        if let Ok(mut g) = graph.graph.write() {
+            g.pod_removed("/registry/core/pods/default/web");
+        }
+        assert_eq!(authz.authorize(&user("n1"), &append("u1")), Decision::Allow);
+    }
 
     #[test]
     fn node_pod_patches_may_touch_only_probe_annotations() {

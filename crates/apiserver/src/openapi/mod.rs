@@ -73,6 +73,7 @@ fn definition(name: &str) -> Option<&'static Definition> {
     defs.binary_search_by(|d| d.name.cmp(name))
         .ok()
         .map(|i| &defs[i])
+        .or_else(|| crate::timeline::DEFINITIONS.iter().find(|d| d.name == name))
         .or_else(|| custom_definitions().find(|d| d.name == name))
 }
 
@@ -80,6 +81,7 @@ fn definition(name: &str) -> Option<&'static Definition> {
 pub fn definition_of(group: &str, version: &str, kind: &str) -> Option<&'static Definition> {
     definitions()
         .iter()
+        .chain(crate::timeline::DEFINITIONS)
         .chain(custom_definitions())
         .find(|d| d.kind == kind && d.version == version && d.group == group)
 }

@@ -617,6 +617,20 @@ pub static BINDING: ResourceKind =
         .with_round_trip(typed::<core::Binding>)
         .with_protobuf();
 
+/// timelines.podvisor.io/v1 Timeline: a pod's lifecycle timeline (`crate::timeline`).
+pub static TIMELINES: ResourceKind = ResourceKind::new(
+    podvisor_kit::timeline::GROUP,
+    podvisor_kit::timeline::VERSION,
+    "Timeline",
+    "timelines",
+    "timeline",
+    true,
+)
+.with_short_names(&["tl"])
+.with_subresources(&[Subresource::Entries])
+.with_columns(col::TIMELINE)
+.read_only();
+
 /// Every served kind, in discovery order (upstream's: core first, then groups by
 /// priority).
 pub static KINDS: &[&ResourceKind] = &[
@@ -667,4 +681,5 @@ pub static KINDS: &[&ResourceKind] = &[
     &LEASES,
     &RUNTIMECLASSES,
     &ENDPOINTSLICES,
+    &TIMELINES,
 ];

@@ -1210,3 +1210,38 @@ mod tests {
         assert_eq!(hpa_metrics(&h), "cpu: <unknown>/80%");
     }
 }
+
+/// timelines.podvisor.io/v1 Timeline (a list; a single timeline prints its steps,
+/// `crate::timeline::steps_table`).
+pub const TIMELINE: &[Column] = &[
+    fn_col(
+        "Pod",
+        "string",
+        "The pod's name, with (removed) once the pod is gone.",
+        crate::timeline::pod_cell,
+    ),
+    with(
+        col("UID", "string", "The pod's UID (the timeline's name)."),
+        Cell::Name,
+    ),
+    str_col("Node", "/pod/nodeName", "The node the pod was bound to."),
+    fn_col(
+        "Steps",
+        "integer",
+        "Entries kept.",
+        crate::timeline::steps_cell,
+    ),
+    fn_col(
+        "Last Step",
+        "string",
+        "The newest entry's step.",
+        crate::timeline::last_step_cell,
+    ),
+    fn_col(
+        "Duration",
+        "string",
+        "From the first to the newest step.",
+        crate::timeline::duration_cell,
+    ),
+    AGE,
+];

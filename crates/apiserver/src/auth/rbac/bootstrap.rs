@@ -151,6 +151,8 @@ fn aggregate_to_view() -> Vec<Rule> {
         ),
         rule(READ, &[""], &["namespaces"]),
         rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        // podvisor: pod timelines are read by whoever reads pods (view, edit, admin)
+        rule(READ, &[podvisor_kit::timeline::GROUP], &["timelines"]),
         rule(
             READ,
             &["apps"],
