@@ -136,6 +136,15 @@ pub async fn evict(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         mark_disruption_target(core, &ns, &name, &mut opts).await?;
     }
     match core.delete(&PODS, Some(&ns), &name, &opts).await {
+        Ok(d) if !opts.dry_run => {
+            crate::timeline::record_delete_request(
+                core,
+                &ctx.user.name,
+                &d.object,
+                &opts,
+                "eviction",
+            );
+        }
         Ok(_) => {}
         Err(e) if e.code == 404 => return Err(ApiError::not_found(&PODS, &name)),
         Err(e) => return Err(e),

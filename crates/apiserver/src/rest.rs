@@ -1466,23 +1466,12 @@ async fn delete(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
         .delete(t.kind, t.namespace.as_deref(), &name, &opts)
         .await?;
     if t.kind == &PODS && !opts.dry_run {
-        let grace = opts
-            .grace_period_seconds
-            .or_else(|| {
-                d.object
-                    .pointer("/metadata/deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(0);
-        ctx.srv.core().timeline.record(
-            &crate::timeline::pod_key(&d.object),
-            podvisor_kit::timeline::Step::DeleteRequested,
-            None,
-            format!("delete requested by {} with grace {grace}s", ctx.user.name),
-            &[
-                ("user", ctx.user.name.clone()),
-                ("grace", grace.to_string()),
-            ],
+        crate::timeline::record_delete_request(
+            ctx.srv.core(),
+            &ctx.user.name,
+            &d.object,
+            &opts,
+            "delete",
         );
     }
     if t.kind.strategy == Strategy::Pod || t.kind.returns_deleted_object() || !d.gone {

@@ -183,6 +183,35 @@ pub fn pod_key(pod: &Value) -> PodKey {
     }
 }
 
+/// Records a deletion request of `pod` (its state after the request) by `user`: the grace
+/// asked for, else the one in force; `how` is `delete` or `eviction`.
+pub fn record_delete_request(
+    core: &Core,
+    user: &str,
+    pod: &Value,
+    opts: &crate::ops::DeleteOptions,
+    how: &str,
+) {
+    let grace = opts
+        .grace_period_seconds
+        .or_else(|| {
+            pod.pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(0);
+    core.timeline.record(
+        &pod_key(pod),
+        Step::DeleteRequested,
+        None,
+        format!("{how} requested by {user} with grace {grace}s"),
+        &[
+            ("user", user.to_string()),
+            ("grace", grace.to_string()),
+            ("via", how.to_string()),
+        ],
+    );
+}
+
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg)
 }
@@ -420,7 +449,7 @@ mod tests {
         apply(
             &mut obj,
             vec![
-                entry("2026-01-01T00:00:00.000001Z", Step::Created, &[]),
+                entry("2026-01-01T00:00:00.000000Z", Step::Created, &[]),
                 entry(
                     "2026-01-01T00:00:00.000100Z",
                     Step::Bound,

@@ -461,6 +461,11 @@ async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
 
+    if want("timeline") {
+        let n = if quick { 10 } else { 40 };
+        report["timeline"] = phase("timeline", limit(240, 4 * n, 5_000), timeline_cost(n)).await?;
+    }
+
     if want("hostile") {
         report["hostile"] = phase("hostile", Duration::from_secs(600), async {
             let (up, _) = UpProcess::start("bench-hostile").await?;
@@ -643,22 +648,7 @@ async fn startup_sequential(
             .await
             .with_context(|| format!("warm-up pod {name} not Running"))?;
     }
-    let mut to_running = Samples::default();
-    let mut to_ready = Samples::default();
-    let mut names = Vec::new();
-    for i in 0..seq_n {
-        let name = format!("seq-{i}");
-        let t = Instant::now();
-        pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
-            .await?;
-        obs.wait(Duration::from_secs(60), |s| s.ready.contains_key(&name))
-            .await
-            .with_context(|| format!("pod {name} not Ready"))?;
-        let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
-        to_running.push(seen.running[&name] - t);
-        to_ready.push(seen.ready[&name] - t);
-        names.push(name);
-    }
+    let (to_running, to_ready, mut names) = sequential_starts(pods, obs, "seq", seq_n).await?;
     println!("## pod startup, {seq_n} pods one after another (process runtime, `sleep`)");
     println!(
         "create -> Running  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms",
@@ -691,6 +681,91 @@ async fn startup_sequential(
     report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
     names.extend((0..3).map(|i| format!("warm-{i}")));
     delete_all_pods(pods, obs, &names).await
+}
+
+/// Creates `n` pods `<prefix>-<i>` one after another, each once the one before is Ready:
+/// create -> Running and create -> Ready, and the names.
+async fn sequential_starts(
+    pods: &Api<Pod>,
+    obs: &Observer,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<(Samples, Samples, Vec<String>)> {
+    let mut to_running = Samples::default();
+    let mut to_ready = Samples::default();
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}-{i}");
+        let t = Instant::now();
+        pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
+            .await?;
+        obs.wait(Duration::from_secs(60), |s| s.ready.contains_key(&name))
+            .await
+            .with_context(|| format!("pod {name} not Ready"))?;
+        let seen = obs.seen.lock().unwrap_or_else(|p| p.into_inner());
+        to_running.push(seen.running[&name] - t);
+        to_ready.push(seen.ready[&name] - t);
+        names.push(name);
+    }
+    Ok((to_running, to_ready, names))
+}
+
+/// The cost of the pod timelines (issue 19): create -> Running p50 of `n` sequential pods on
+/// a cluster with `--timeline=false` and one with it on, alternately (off, on, off, on), in
+/// this one run; and the timeline store writes per pod lifecycle (start and delete).
+async fn timeline_cost(n: usize) -> anyhow::Result<Value> {
+    let mut samples = [Samples::default(), Samples::default()];
+    let mut writes = Samples::default();
+    for round in 0..4 {
+        let on = round % 2 == 1;
+        let node = if on { "bench-tl-on" } else { "bench-tl-off" };
+        let (up, _) = UpProcess::launch(UpOptions {
+            args: vec!["--timeline".into(), on.to_string().into()],
+            ..UpOptions::up(node)
+        })
+        .await?;
+        ensure_namespace(&up.client, "bench").await?;
+        let pods: Api<Pod> = Api::namespaced(up.client.clone(), "bench");
+        let (obs, watch_task) = Observer::start(pods.clone());
+        let _watch = AbortOnDrop(watch_task);
+        let (_, _, warm) = sequential_starts(&pods, &obs, "warm", 3).await?;
+        let (to_running, _, names) = sequential_starts(&pods, &obs, "tl", n).await?;
+        delete_all_pods(&pods, &obs, &names).await?;
+        delete_all_pods(&pods, &obs, &warm).await?;
+        samples[usize::from(on)].0.extend(to_running.0);
+        if on {
+            // the last batches (exit, removal) land within the writers' window
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+                up.client.clone(),
+                "bench",
+                &podvisor_controllers::timelinegc::timelines_resource(),
+            );
+            for t in api.list(&Default::default()).await?.items {
+                if let Some(w) = t.data.get("writes").and_then(Value::as_f64) {
+                    writes.push_ms(w);
+                }
+            }
+        }
+        up.stop();
+    }
+    let (off, on) = (samples[0].pct(50.0), samples[1].pct(50.0));
+    println!("## pod timelines: cost ({n} sequential pods x 2 clusters each way, alternating)");
+    println!(
+        "create -> Running p50: timeline off {off:.1} ms, on {on:.1} ms ({:+.1} %)",
+        (on / off - 1.0) * 100.0
+    );
+    println!(
+        "timeline store writes per pod lifecycle (create .. removed): p50 {:.0}, max {:.0}\n",
+        writes.pct(50.0),
+        writes.pct(100.0)
+    );
+    Ok(json!({
+        "create_to_running_off": samples[0].summary(),
+        "create_to_running_on": samples[1].summary(),
+        "p50_change_percent": round((on / off - 1.0) * 100.0),
+        "writes_per_pod": {"p50": writes.pct(50.0), "max": writes.pct(100.0), "n": writes.0.len()},
+    }))
 }
 
 /// The bench node's allocatable pods, less the pods bound to it that have not ended.

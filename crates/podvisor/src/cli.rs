@@ -515,8 +515,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PEER", default_value = "podman")]
     pub peer: String,
     /// Which parts to run (comma-separated): floor, authz, startup, delete, api, footprint,
-    /// network, services (these two in a network namespace of the bench's own only), hostile,
-    /// store (the API on redb and on etcd), scale, podman (the peer).
+    /// network, services (these two in a network namespace of the bench's own only), timeline
+    /// (create -> Running with pod timelines off and on), hostile, store (the API on redb and
+    /// on etcd), scale, podman (the peer).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
