@@ -58,6 +58,37 @@ impl KubePodApi {
     }
 }
 
+/// Records a container instance's exit in the pod's timeline (exit code, signal, and the
+/// reason the status will give it: `OOMKilled`, `Completed` or `Error`).
+pub fn exit_step(
+    events: &dyn EventSink,
+    pod: &PodRef,
+    container: &str,
+    status: &podvisor_runtime::ExitStatus,
+) {
+    let reason = if status.oom_killed {
+        "OOMKilled"
+    } else if status.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    let mut details = vec![
+        ("exitCode", status.exit_code.to_string()),
+        ("reason", reason.to_string()),
+    ];
+    if let Some(sig) = status.signal {
+        details.push(("signal", sig.name()));
+    }
+    events.step(
+        pod,
+        Step::ContainerExited,
+        Some(container),
+        format!("exited with code {} ({reason})", status.exit_code),
+        &details,
+    );
+}
+
 /// The pod of a pod object, for its timeline.
 pub fn pod_key(pod: &Pod) -> PodKey {
     PodKey {
@@ -69,8 +100,7 @@ pub fn pod_key(pod: &Pod) -> PodKey {
 
 /// Records a status write of `pod` (from `old` to `new`) in its timeline: the write itself,
 /// and the changes it carries that no event names: the pod IP (the sandbox and its network
-/// are ready), the Ready condition, and every newly terminated container instance (exit
-/// code, signal, reason).
+/// are ready) and the Ready condition.
 pub fn record_status_write(
     t: &TimelineRecorder,
     pod: &Pod,
@@ -104,53 +134,6 @@ pub fn record_status_write(
             None,
             format!("Ready={now}"),
             &[("ready", now)],
-        );
-    }
-    let terminated = |s: Option<&PodStatus>| -> Vec<(
-        String,
-        String,
-        k8s_openapi::api::core::v1::ContainerStateTerminated,
-    )> {
-        s.into_iter()
-            .flat_map(|s| {
-                s.container_statuses
-                    .iter()
-                    .flatten()
-                    .chain(s.init_container_statuses.iter().flatten())
-            })
-            .flat_map(|c| {
-                [c.state.as_ref(), c.last_state.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|st| st.terminated.clone())
-                    .map(|t| {
-                        (
-                            c.name.clone(),
-                            t.container_id.clone().unwrap_or_default(),
-                            t,
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let before = terminated(old);
-    for (name, id, term) in terminated(Some(new)) {
-        if before.iter().any(|(n, i, _)| *n == name && *i == id) {
-            continue;
-        }
-        let mut details = vec![("exitCode", term.exit_code.to_string())];
-        if let Some(sig) = term.signal {
-            details.push(("signal", sig.to_string()));
-        }
-        let reason = term.reason.clone().unwrap_or_default();
-        details.push(("reason", reason.clone()));
-        t.record(
-            &key,
-            Step::ContainerExited,
-            Some(&name),
-            format!("exited with code {} ({reason})", term.exit_code),
-            &details,
         );
     }
     let phase = new.phase.clone().unwrap_or_default();

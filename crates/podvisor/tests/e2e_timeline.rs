@@ -260,19 +260,13 @@ fn timelines_are_read_as_pods_are_and_nodes_write_only_their_pods() {
         "{resources}"
     );
     assert!(!resources.contains("create"), "{resources}");
-    // RBAC: view may read timelines, not write them
-    let can = |verb: &str, who: &str| {
-        c.kubectl(&[
-            "auth",
-            "can-i",
-            verb,
-            "timelines.timelines.podvisor.io",
-            "--as",
-            who,
-        ])
-        .status
-        .success()
-    };
+    // RBAC: view may read timelines, not write them; a user without a role may not read
+    let data = c.dir.path().join("data");
+    let mut tokens = std::fs::read_to_string(data.join("tokens.csv")).expect("token file");
+    tokens.push_str(
+        "tl-viewer-token,viewer,uid-viewer,\"\"\ntl-nobody-token,nobody,uid-nobody,\"\"\n",
+    );
+    std::fs::write(data.join("tokens.csv"), tokens).expect("token file");
     c.kubectl_ok(&[
         "create",
         "rolebinding",
@@ -280,28 +274,72 @@ fn timelines_are_read_as_pods_are_and_nodes_write_only_their_pods() {
         "--clusterrole=view",
         "--user=viewer",
     ]);
-    assert!(can("list", "viewer"));
-    assert!(can("get", "viewer"));
-    assert!(!can("create", "viewer"));
-    assert!(!can("list", "nobody"));
-    // another node may not append to this pod's timeline; the pod's own node may
-    let uid = c.pod_field("a", "{.metadata.uid}").expect("uid");
-    let append = |node: &str| {
+    let can = |verb: &str, token: &str| {
         c.kubectl(&[
             "auth",
             "can-i",
-            "create",
-            &format!("timelines.timelines.podvisor.io/{uid}"),
-            "--subresource=entries",
-            "--as",
-            &format!("system:node:{node}"),
-            "--as-group=system:nodes",
+            verb,
+            "timelines.timelines.podvisor.io",
+            &format!("--token={token}"),
         ])
         .status
         .success()
     };
-    assert!(append("e2e-node"));
-    assert!(!append("other-node"));
+    assert!(can("list", "tl-viewer-token"));
+    assert!(can("get", "tl-viewer-token"));
+    assert!(can("watch", "tl-viewer-token"));
+    assert!(!can("create", "tl-viewer-token"));
+    assert!(!can("list", "tl-nobody-token"));
+    // only the pod's own node may append to its timeline
+    let uid = c.pod_field("a", "{.metadata.uid}").expect("uid");
+    let node_token = |node: &str| {
+        let out = std::process::Command::new(binary())
+            .args(["token", "create", "node", node, "--data-dir"])
+            .arg(&data)
+            .output()
+            .expect("token create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let body = c.dir.path().join("entries.json");
+    std::fs::write(
+        &body,
+        format!(
+            r#"{{"apiVersion":"timelines.podvisor.io/v1","kind":"TimelineEntries",
+            "pod":{{"namespace":"default","name":"a","uid":"{uid}"}},
+            "entries":[{{"time":"2026-01-01T00:00:00.000000Z","component":"kubelet","step":"Event","details":{{"reason":"Test"}}}}]}}"#
+        ),
+    )
+    .expect("write");
+    let append = |token: &str| {
+        c.kubectl(&[
+            "create",
+            "--raw",
+            &format!("/apis/timelines.podvisor.io/v1/namespaces/default/timelines/{uid}/entries"),
+            "-f",
+            body.to_str().expect("utf8"),
+            &format!("--token={token}"),
+        ])
+    };
+    let other = append(&node_token("other-node"));
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("Forbidden"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let own = append(&node_token("e2e-node"));
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let t = c.kubectl_ok(&["get", "timeline", "a", "-o", "json"]);
+    assert!(t.contains("\"Test\""), "{t}");
     // users cannot create timelines through the collection
     let manifest = c.dir.path().join("tl.yaml");
     std::fs::write(

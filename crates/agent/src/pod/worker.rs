@@ -552,6 +552,14 @@ impl PodWorker {
             .get_mut(name)
             .and_then(|r| r.instance_mut(id))
         {
+            if !matches!(i.state, ContainerState::Exited(_)) {
+                let pod = PodRef {
+                    namespace: self.namespace.clone(),
+                    name: self.name.clone(),
+                    uid: self.uid.clone(),
+                };
+                crate::api::exit_step(self.ctx.events.as_ref(), &pod, name, &status);
+            }
             i.state = ContainerState::Exited(status);
         }
         self.exited_tx.send_modify(|s| {
