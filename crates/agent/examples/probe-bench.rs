@@ -83,6 +83,7 @@ async fn main() {
                 clock: clock.clone(),
                 // as after an agent restart: the first probes are spread over a period
                 agent_started: Some(Instant::now()),
+                steps: None,
             },
         );
         m.add_pod(&PodSpec {

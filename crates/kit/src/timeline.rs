@@ -16,7 +16,7 @@
 //!   ([`TimelineRecorder::disabled`]) records nothing (the `--timeline=false` switch).
 //! * Times are the recording component's wall clock, UTC, in microseconds, in one fixed
 //!   RFC 3339 form ([`format_time`]), so that entries sort by their text.
-//! * The writer groups entries per pod: one append per pod per `window` (100 ms by default),
+//! * The writer groups entries per pod: one append per pod per `window` (1 s by default),
 //!   however many entries; at most [`MAX_ENTRIES`] are kept pending per pod.
 //! * [`merge`] is the one place entries join a timeline: in time order, consecutive repeats
 //!   (same component, step, container, message) folded into `count`/`lastTime`, and at most
@@ -49,8 +49,10 @@ pub const MAX_ENTRIES: usize = 256;
 pub const KEEP_HEAD: usize = 32;
 /// Entries queued in one recorder at most.
 pub const QUEUE_CAPACITY: usize = 16_384;
-/// The default batching window of the writer.
-pub const DEFAULT_WINDOW: Duration = Duration::from_millis(100);
+/// The default batching window of the writer: long enough that a pod's start (created,
+/// bound, scheduled, sandbox, started, status) is one append per component, written after
+/// the pod is running rather than competing with its start.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 /// Appends written at the same time by one writer.
 const CONCURRENCY: usize = 4;
 /// Characters of a probe's or hook's output kept in an entry.
@@ -678,7 +680,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         rec.record(&pod("b"), Step::Created, None, "", &[]);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(DEFAULT_WINDOW * 2).await;
         rec.record(&pod("a"), Step::Removed, None, "", &[]);
         drop(rec);
         writer.await.unwrap();

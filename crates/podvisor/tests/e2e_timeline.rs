@@ -95,8 +95,13 @@ fn timeline_shows_every_step_in_order_and_outlives_the_pod() {
     c.wait_pod_ready("web", START);
     let uid = c.pod_field("web", "{.metadata.uid}").expect("uid");
 
-    // the table: one row per step, times relative to the first
-    let table = c.kubectl_ok(&["get", "timeline", "web"]);
+    // the table: one row per step, times relative to the first (the agent's batch of the
+    // start is written within a second)
+    let mut table = String::new();
+    c.wait_for("the start in the timeline", Duration::from_secs(10), || {
+        table = c.kubectl_ok(&["get", "timeline", "web"]);
+        table.contains("ready=True")
+    });
     let header = table.lines().next().unwrap_or_default();
     for col in [
         "TIME",
