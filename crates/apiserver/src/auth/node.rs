@@ -621,7 +621,7 @@ mod tests {
         let graph = Arc::new(NodeGraph::from_pods([&pod]));
         let authz = NodeAuthorizer::new(graph.clone());
         let user =
-            |n: &str| UserInfo::new(&format!("system:node:{n}"), "", vec!["system:nodes".into()]);
+            |n: &str| UserInfo::new(format!("system:node:{n}"), "", vec!["system:nodes".into()]);
         let append = |uid: &str| {
             let mut a = RequestAttributes::resource(
                 "create",

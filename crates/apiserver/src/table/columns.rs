@@ -1180,37 +1180,6 @@ pub const API_SERVICE: &[Column] = &[
     AGE,
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quota_splits_requests_and_limits() {
-        let q = serde_json::json!({"status": {"hard": {"pods": "10", "limits.cpu": "2", "requests.cpu": "1"},
-            "used": {"pods": "3"}}});
-        assert_eq!(quota_column(&q, false), "pods: 3/10, requests.cpu: 0/1");
-        assert_eq!(quota_column(&q, true), "limits.cpu: 0/2");
-    }
-
-    #[test]
-    fn job_completions_and_status_like_upstream() {
-        let j = serde_json::json!({"spec": {"completions": 3, "parallelism": 2}, "status": {"succeeded": 1}});
-        assert_eq!(job_completions(&j), "1/3");
-        let j = serde_json::json!({"spec": {"parallelism": 4}, "status": {}});
-        assert_eq!(job_completions(&j), "0/1 of 4");
-        let j =
-            serde_json::json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
-        assert_eq!(job_status(&j), "Complete");
-    }
-
-    #[test]
-    fn hpa_targets_name_the_resource() {
-        let h = serde_json::json!({"spec": {"metrics": [{"type": "Resource", "resource": {"name": "cpu",
-            "target": {"type": "Utilization", "averageUtilization": 80}}}]}});
-        assert_eq!(hpa_metrics(&h), "cpu: <unknown>/80%");
-    }
-}
-
 /// timelines.podvisor.io/v1 Timeline (a list; a single timeline prints its steps,
 /// `crate::timeline::steps_table`).
 pub const TIMELINE: &[Column] = &[
@@ -1245,3 +1214,34 @@ pub const TIMELINE: &[Column] = &[
     ),
     AGE,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_splits_requests_and_limits() {
+        let q = serde_json::json!({"status": {"hard": {"pods": "10", "limits.cpu": "2", "requests.cpu": "1"},
+            "used": {"pods": "3"}}});
+        assert_eq!(quota_column(&q, false), "pods: 3/10, requests.cpu: 0/1");
+        assert_eq!(quota_column(&q, true), "limits.cpu: 0/2");
+    }
+
+    #[test]
+    fn job_completions_and_status_like_upstream() {
+        let j = serde_json::json!({"spec": {"completions": 3, "parallelism": 2}, "status": {"succeeded": 1}});
+        assert_eq!(job_completions(&j), "1/3");
+        let j = serde_json::json!({"spec": {"parallelism": 4}, "status": {}});
+        assert_eq!(job_completions(&j), "0/1 of 4");
+        let j =
+            serde_json::json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(job_status(&j), "Complete");
+    }
+
+    #[test]
+    fn hpa_targets_name_the_resource() {
+        let h = serde_json::json!({"spec": {"metrics": [{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}]}});
+        assert_eq!(hpa_metrics(&h), "cpu: <unknown>/80%");
+    }
+}
