@@ -6,9 +6,10 @@
 //! * Reads are the generic registry's (get, list, watch; RBAC as for pods, read-only); a
 //!   get by a name that is not a timeline's resolves it as a pod name: the newest timeline
 //!   of a pod of that name in the namespace.
-//! * Writes: `POST …/timelines/{uid}/entries` (a `TimelineEntries` body) appends through
-//!   [`append`]; the API server's own entries (created, bound, delete requested, removed)
-//!   go through its [`TimelineRecorder`] and [`StoreSink`] to the same function. A node may
+//! * Writes: `POST …/timelines/{uid}/entries` (a `TimelineEntries` body) queues the entries
+//!   in the API server's [`TimelineRecorder`] beside its own (created, bound, delete
+//!   requested, removed); its writer appends each pod's batch through [`StoreSink`] and
+//!   [`append`], one store write per pod per window. A node may
 //!   append only to timelines of pods bound to it (`crate::auth::node`).
 //! * `kubectl get timeline <pod>` asks for a Table: it gets one row per step, with the time
 //!   relative to the first ([`steps_table`]); a list gets one row per timeline.
@@ -240,9 +241,11 @@ fn check_entry(e: &Entry) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST …/namespaces/{ns}/timelines/{uid}/entries`: appends a `TimelineEntries` body
-/// (`pod` with the same namespace and UID as the path, at most [`tl::MAX_ENTRIES`]
-/// entries). Answers the updated Timeline.
+/// `POST …/namespaces/{ns}/timelines/{uid}/entries`: takes a `TimelineEntries` body (`pod`
+/// with the same namespace and UID as the path, at most [`tl::MAX_ENTRIES`] entries) into
+/// the server's recorder, which appends it with the server's own entries of the pod in the
+/// next window; answers `202 Accepted` (entries are lost if the server stops within the
+/// window, as a flight recorder may).
 pub async fn serve_entries(
     ctx: &mut Ctx,
     t: &Target,
@@ -274,8 +277,17 @@ pub async fn serve_entries(
     for e in &entries {
         check_entry(e)?;
     }
-    let obj = append(ctx.srv.core(), &pod, entries).await?;
-    Ok(ctx.respond(StatusCode::OK, &obj, Output::Json))
+    // Queued with the server's own entries: one store write per pod per window for every
+    // component together.
+    let core = ctx.srv.core();
+    for e in entries {
+        core.timeline.enqueue(&pod, e);
+    }
+    Ok(ctx.respond(
+        StatusCode::ACCEPTED,
+        &crate::error::success_status(None, Some(202)),
+        Output::Json,
+    ))
 }
 
 /// The newest timeline in `ns` of a pod named `name` (a get by pod name).

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //!  component ──record()──▶ bounded queue ──▶ run_writer ──append(pod, entries)──▶ TimelineSink
-//!            (never blocks;               (one batch per pod     (the API server's store,
-//!             full: dropped and counted)   every `window`)        or POST …/timelines/{uid}/entries)
+//!            (never blocks;               (one batch per pod     (POST …/timelines/{uid}/entries,
+//!             full: dropped and counted)   every `window`)        which the API server queues in
+//!                                                                 its own recorder, whose sink
+//!                                                                 is the store)
 //! ```
 //!
 //! # Rules
@@ -268,8 +270,7 @@ impl TimelineRecorder {
         message: impl Into<String>,
         details: &[(&str, String)],
     ) {
-        let Some(tx) = &self.tx else { return };
-        if pod.uid.is_empty() {
+        if self.tx.is_none() || pod.uid.is_empty() {
             return;
         }
         let entry = Entry {
@@ -285,6 +286,13 @@ impl TimelineRecorder {
             count: None,
             last_time: None,
         };
+        self.enqueue(pod, entry);
+    }
+
+    /// Queues an entry recorded elsewhere (its own time and component), as [`Self::record`]
+    /// does: the API server batches the entries nodes and the scheduler send it.
+    pub fn enqueue(&self, pod: &PodKey, entry: Entry) {
+        let Some(tx) = &self.tx else { return };
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
         if tx.try_send((pod.clone(), entry)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);

@@ -343,8 +343,10 @@ fn timelines_are_read_as_pods_are_and_nodes_write_only_their_pods() {
         "{}",
         String::from_utf8_lossy(&own.stderr)
     );
-    let t = c.kubectl_ok(&["get", "timeline", "a", "-o", "json"]);
-    assert!(t.contains("\"Test\""), "{t}");
+    c.wait_for("the appended entry", Duration::from_secs(10), || {
+        c.kubectl_ok(&["get", "timeline", "a", "-o", "json"])
+            .contains("\"Test\"")
+    });
     // users cannot create timelines through the collection
     let manifest = c.dir.path().join("tl.yaml");
     std::fs::write(
