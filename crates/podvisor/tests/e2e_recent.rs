@@ -2,7 +2,8 @@
 //! docs/design/recent-pod-features.md), through the real `kubectl` against `podvisor up` with
 //! real processes: pod generation and observedGeneration, in-place resize through
 //! `pods/resize` (the cgroup limit really changes, the process keeps its PID), container
-//! restart rules and the phase, preStop sleep 0, stop signals and the early
+//! restart rules and the phase, the restart of all containers in place (RestartAllContainers),
+//! preStop sleep 0, stop signals and the early
 //! `StopSignalNotHandled` warning, the refusal of `hostUsers: false`, and the node's
 //! `--max-container-restart-period`.
 //!
@@ -158,6 +159,34 @@ spec:
     restartPolicyRules:
     - action: Restart
       exitCodes: {{operator: In, values: [42]}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: restart-all
+spec:
+  restartPolicy: Never
+  runtimeClassName: host
+  initContainers:
+  - name: init
+    image: busybox
+    command: ["sh", "-c", "echo init >> /work/inits"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "if [ $(wc -l < /work/inits) -lt 2 ]; then sleep 1; exit 42; fi; while true; do sleep 0.2; done"]
+    restartPolicy: Never
+    restartPolicyRules:
+    - action: RestartAllContainers
+      exitCodes: {{operator: In, values: [42]}}
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: other
+    image: busybox
+    command: ["sh", "-c", "while true; do sleep 0.2; done"]
+  volumes:
+  - name: work
+    emptyDir: {{}}
 ---
 apiVersion: v1
 kind: Pod
@@ -329,6 +358,71 @@ spec:
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
         "42"
+    );
+
+    // ---- RestartAllContainers (KEP-5532): main's exit 42 restarts every container in
+    // place; the init container runs again into the same emptyDir
+    let uid = field(&c, "restart-all", "{.metadata.uid}");
+    c.wait_for("restart-all restarted in place", WAIT, || {
+        field(&c, "restart-all", "{.status.containerStatuses[*].restartCount}") == "1 1"
+            && field(
+                &c,
+                "restart-all",
+                "{.status.containerStatuses[*].state.running.startedAt}",
+            )
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .count()
+                == 2
+    });
+    assert_eq!(field(&c, "restart-all", "{.status.phase}"), "Running");
+    assert_eq!(field(&c, "restart-all", "{.metadata.uid}"), uid);
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.initContainerStatuses[0].restartCount}"
+        ),
+        "1"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.containerStatuses[*].lastState.terminated.exitCode}"
+        ),
+        "42 137",
+        "main exited 42, other was killed"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.conditions[?(@.type==\"AllContainersRestarting\")].status}"
+        ),
+        "False"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
+        ),
+        "True"
+    );
+    let out = kubectl_133(
+        &c,
+        &["exec", "restart-all", "-c", "main", "--", "cat", "/work/inits"],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "init\ninit\n",
+        "the emptyDir is kept: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        !field(&c, "resize", "{.status.conditions[*].type}").contains("AllContainersRestarting"),
+        "only a pod with the rule reports the condition"
     );
 
     // ---- stop signals (KEP-4960) and the early warning

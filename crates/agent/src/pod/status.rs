@@ -104,6 +104,9 @@ pub struct StatusInput<'a> {
     pub pod_ips: &'a [String],
     /// `PodResizePending` / `PodResizeInProgress`, when a resize waits or runs.
     pub resize_conditions: Vec<k8s_openapi::api::core::v1::PodCondition>,
+    /// `AllContainersRestarting`: None for a pod without a `RestartAllContainers` rule, else
+    /// whether a restart of all its containers is under way (`restart_all.rs`).
+    pub all_containers_restarting: Option<bool>,
     /// When the agent first saw the pod.
     pub start_time: SystemTime,
     /// Now.
@@ -327,6 +330,11 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         ..c
     })
     .chain(input.resize_conditions.iter().cloned())
+    .chain(
+        input
+            .all_containers_restarting
+            .map(|r| rules::all_containers_restarting_condition(&phase, r)),
+    )
     .collect();
     let conditions = rules::merge_conditions(&current_conditions, owned, &now);
     let (reason, message) = match input.reason {
@@ -496,6 +504,7 @@ mod tests {
             host_ip: "10.0.0.1",
             pod_ips: &[],
             resize_conditions: Vec::new(),
+            all_containers_restarting: None,
             start_time: t(0),
             now: t(3),
             reason: None,

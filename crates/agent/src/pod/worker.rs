@@ -203,6 +203,8 @@ pub struct PodWorker {
     pub(super) rejection: Option<(&'static str, String)>,
     /// In-place resize: allocated and actuated resources, resize conditions (`resize.rs`).
     pub(super) resize: crate::pod::resize::PodResize,
+    /// Restarts of all containers (`restart_all.rs`).
+    pub(super) restart_all: crate::pod::restart_all::RestartAll,
 }
 
 impl PodWorker {
@@ -240,6 +242,7 @@ impl PodWorker {
             sandbox_ready: false,
             rejection: None,
             resize: Default::default(),
+            restart_all: Default::default(),
             pod_ips: Vec::new(),
             dns_warned: false,
             sandbox_dead: false,
@@ -832,6 +835,7 @@ impl PodWorker {
             host_ip: &self.ctx.node_ip,
             pod_ips: &self.pod_ips,
             resize_conditions: self.resize.conditions(self.pod.metadata.generation),
+            all_containers_restarting: self.all_containers_restarting(&spec),
             start_time: self.start_time,
             now: self.ctx.clock.now(),
             reason: if deadline_exceeded {

@@ -539,3 +539,155 @@ async fn a_memory_limit_below_the_usage_is_refused_in_progress_with_an_error() {
     assert_eq!(updates(&h).len(), 1);
     assert_eq!(condition_reason(&h.last(), "PodResizeInProgress"), None);
 }
+
+// ------------------------------------------------------------ RestartAllContainers (KEP-5532)
+
+fn restart_all_on(mut c: Container, policy: &str, codes: &[i32]) -> Container {
+    c.restart_policy = Some(policy.into());
+    c.restart_policy_rules = Some(vec![ContainerRestartRule {
+        action: "RestartAllContainers".into(),
+        exit_codes: Some(ContainerRestartRuleOnExitCodes {
+            operator: "In".into(),
+            values: Some(codes.to_vec()),
+        }),
+    }]);
+    c
+}
+
+fn all_restarting(st: &k8s_openapi::api::core::v1::PodStatus) -> Option<(String, Option<String>)> {
+    st.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_all_rule_kills_every_container_at_once_and_reruns_the_init_containers() {
+    let h = Harness::new();
+    h.rt.script("init", FakeScript::always(Attempt::exits_after(s(0), 0)));
+    h.rt.script(
+        "trigger",
+        FakeScript::sequence(vec![Attempt::exits_after(s(5), 42), Attempt::forever()]),
+    );
+    // a sidecar and a container that would ignore their stop signal: killed all the same
+    h.rt.script("side", FakeScript::always(Attempt::forever().ignore_stop()));
+    h.rt.script("other", FakeScript::always(Attempt::forever().ignore_stop()));
+    let mut other = with_pre_stop(container("other"), sleep_hook(20));
+    other.restart_policy = Some("Never".into());
+    let p = init_pod(
+        "Never",
+        vec![container("init"), sidecar("side")],
+        vec![restart_all_on(container("trigger"), "Never", &[42]), other],
+        Some(30),
+    );
+    let _w = h.start(p).await;
+    advance(s(1)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    // a pod with the rule reports the condition, False while nothing restarts
+    assert_eq!(all_restarting(&st), Some(("False".into(), None)));
+    let ip = st.pod_ip.clone();
+    advance(s(5)).await;
+    // the condition was True, with upstream's reason and message, before anything was killed
+    let statuses = h.api.statuses();
+    let during = statuses
+        .iter()
+        .find(|st| all_restarting(st).is_some_and(|(s, _)| s == "True"))
+        .expect("AllContainersRestarting=True was written");
+    let cond = during
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .unwrap();
+    assert_eq!(cond.reason.as_deref(), Some("RestartAllContainersStarted"));
+    assert_eq!(
+        cond.message.as_deref(),
+        Some("container exited with restart policy rule")
+    );
+    assert_eq!(cond.observed_generation, None);
+    assert_eq!(phase(during), "Running");
+    assert_eq!(cs(during, "other").restart_count, 0);
+    // killed at once with SIGKILL: no preStop, no stop signal, no grace
+    assert_eq!(h.signals_to("other"), vec![(s(5), Signal::KILL)]);
+    assert_eq!(h.signals_to("side"), vec![(s(5), Signal::KILL)]);
+    assert!(!h.reasons().iter().any(|r| r == "FailedPreStopHook"));
+    // the init container ran again, then every container restarted in the same sandbox
+    assert_eq!(h.start_times("init"), vec![s(0), s(5)]);
+    let st = h.last();
+    assert_eq!(all_restarting(&st), Some(("False".into(), None)));
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(st.pod_ip, ip);
+    for name in ["trigger", "other"] {
+        assert_eq!(cs(&st, name).restart_count, 1, "{name}");
+        assert!(cs(&st, name).state.unwrap().running.is_some(), "{name}");
+    }
+    assert_eq!(cs(&st, "other").last_state.unwrap().terminated.unwrap().exit_code, 137);
+    assert_eq!(
+        cs(&st, "trigger").last_state.unwrap().terminated.unwrap().exit_code,
+        42
+    );
+    assert_eq!(ics(&st, "side").restart_count, 1);
+    assert_eq!(ics(&st, "init").restart_count, 1);
+    let sandboxes = h
+        .rt
+        .calls()
+        .into_iter()
+        .filter(|r| matches!(r.call, podvisor_runtime::fake::FakeCall::CreateSandbox { .. }))
+        .count();
+    assert_eq!(sandboxes, 1, "the sandbox is kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_or_init_container_exit_restarts_all_and_never_fails_a_never_pod() {
+    // a regular init container's exit 42 under a Never pod: all restart, not Failed
+    let h = Harness::new();
+    h.rt.script(
+        "init",
+        FakeScript::sequence(vec![
+            Attempt::exits_after(s(1), 42),
+            Attempt::exits_after(s(1), 0),
+        ]),
+    );
+    let p = init_pod(
+        "Never",
+        vec![restart_all_on(container("init"), "Never", &[42])],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p).await;
+    advance(s(1)).await;
+    advance(s(1)).await;
+    let st = h.last();
+    assert!(
+        h.api.statuses().iter().all(|st| phase(st) != "Failed"),
+        "never Failed"
+    );
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(ics(&st, "init").restart_count, 1);
+    assert_eq!(terminated_code(&st, "init"), None);
+    assert!(cs(&st, "app").state.unwrap().running.is_some());
+    // a sidecar's exit 88 restarts the app container too
+    let h = Harness::new();
+    h.rt.script(
+        "side",
+        FakeScript::sequence(vec![Attempt::exits_after(s(3), 88), Attempt::forever()]),
+    );
+    let p = init_pod(
+        "Always",
+        vec![restart_all_on(sidecar("side"), "Always", &[88])],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p).await;
+    advance(s(4)).await;
+    let st = h.last();
+    assert_eq!(cs(&st, "app").restart_count, 1);
+    assert_eq!(ics(&st, "side").restart_count, 1);
+    assert_eq!(h.start_times("app"), vec![s(0), s(3)]);
+    // a pod without such a rule has no such condition
+    let h = Harness::new();
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    assert_eq!(all_restarting(&h.last()), None);
+}
