@@ -110,9 +110,9 @@ pub fn get_phase(
             None => pending_init += 1,
             Some(s) if is_running(s) => pending_init += 1,
             Some(s) => match terminated_code(s) {
-                Some(code) if code != 0 => failed_init += 1,
                 // an exit that restarts all containers runs the init containers again
                 Some(code) if restarts_all_containers(c, code) => pending_init += 1,
+                Some(code) if code != 0 => failed_init += 1,
                 Some(_) => {}
                 // waiting to run again after all containers were restarted
                 None if waiting_reason(s) == Some(POD_INITIALIZING) => pending_init += 1,

@@ -666,7 +666,9 @@ async fn a_sidecar_or_init_container_exit_restarts_all_and_never_fails_a_never_p
     );
     assert_eq!(phase(&st), "Running");
     assert_eq!(ics(&st, "init").restart_count, 1);
-    assert_eq!(terminated_code(&st, "init"), None);
+    let init = ics(&st, "init");
+    assert_eq!(init.state.unwrap().terminated.unwrap().exit_code, 0);
+    assert_eq!(init.last_state.unwrap().terminated.unwrap().exit_code, 42);
     assert!(cs(&st, "app").state.unwrap().running.is_some());
     // a sidecar's exit 88 restarts the app container too
     let h = Harness::new();
