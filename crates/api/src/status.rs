@@ -158,8 +158,7 @@ pub fn get_phase(
                     if code == 0 {
                         succeeded += 1;
                     }
-                    if container_should_restart(c, spec, code) || restarts_all_containers(c, code)
-                    {
+                    if container_should_restart(c, spec, code) || restarts_all_containers(c, code) {
                         restarting += 1;
                     }
                 }
@@ -572,7 +571,12 @@ pub fn pod_level_resources_set(spec: &PodSpec) -> bool {
 /// on): the pod's own cpu/memory requests and limits decide, whatever its containers set;
 /// `Guaranteed` needs both limits and requests equal to them.
 fn pod_level_qos_class(r: &k8s_openapi::api::core::v1::ResourceRequirements) -> &'static str {
-    let get = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    let get = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
                res: &str| {
         m.and_then(|m| m.get(res))
             .and_then(|q| parse_quantity(&q.0).ok())
@@ -604,7 +608,11 @@ fn pod_level_qos_class(r: &k8s_openapi::api::core::v1::ResourceRequirements) -> 
 /// requests equal the limits, otherwise `Burstable`. A request left out defaults to the
 /// limit, as API defaulting does. Unparsable quantities count as absent.
 pub fn qos_class(spec: &PodSpec) -> &'static str {
-    if let Some(r) = spec.resources.as_ref().filter(|_| pod_level_resources_set(spec)) {
+    if let Some(r) = spec
+        .resources
+        .as_ref()
+        .filter(|_| pod_level_resources_set(spec))
+    {
         return pod_level_qos_class(r);
     }
     const RES: [&str; 2] = ["cpu", "memory"];
@@ -1248,7 +1256,11 @@ mod tests {
     #[test]
     fn pod_level_resources_decide_the_qos_class() {
         let m = |kv: &[(&str, &str)]| -> Option<std::collections::BTreeMap<String, Quantity>> {
-            Some(kv.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect())
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect(),
+            )
         };
         let pod = |req: &[(&str, &str)], lim: &[(&str, &str)], c: Container| PodSpec {
             containers: vec![c],
@@ -1261,8 +1273,14 @@ mod tests {
         };
         // containers without resources, the pod's limits equal its requests: Guaranteed
         let both = [("cpu", "500m"), ("memory", "128Mi")];
-        assert_eq!(qos_class(&pod(&both, &both, Container::default())), "Guaranteed");
-        assert_eq!(qos_class(&pod(&[], &both, Container::default())), "Guaranteed");
+        assert_eq!(
+            qos_class(&pod(&both, &both, Container::default())),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(&[], &both, Container::default())),
+            "Guaranteed"
+        );
         // only a cpu limit at pod level: Burstable, even with a Guaranteed-looking container
         let c = with_resources(&[], &[("cpu", "1"), ("memory", "1Gi")]);
         assert_eq!(qos_class(&pod(&[], &[("cpu", "1")], c)), "Burstable");

@@ -1316,7 +1316,10 @@ fn validate_pod_resources(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str
         return;
     }
     if spec.os.as_ref().is_some_and(|o| o.name == "windows") {
-        errs.push(FieldError::forbidden(rp, "may not be set for a windows pod"));
+        errs.push(FieldError::forbidden(
+            rp,
+            "may not be set for a windows pod",
+        ));
         return;
     }
     let canonical = |q: &Quantity| Amount::parse(&q.0).map(Amount::to_quantity);
@@ -1648,7 +1651,8 @@ mod tests {
     fn restart_all_containers_rules_are_accepted_on_every_kind_of_container_as_upstream() {
         // what a 1.36 API server accepts: the action on a regular container, a sidecar and
         // a regular init container that states its own policy
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
             "restartPolicy": "Never",
             "initContainers": [
                 {"name": "i", "image": "x", "restartPolicy": "Never", "restartPolicyRules": [
@@ -1656,14 +1660,17 @@ mod tests {
                 {"name": "s", "image": "x", "restartPolicy": "Always", "restartPolicyRules": [
                     {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [88]}}]}],
             "containers": [{"name": "a", "image": "x", "restartPolicy": "Never", "restartPolicyRules": [
-                {"action": "RestartAllContainers", "exitCodes": {"operator": "NotIn", "values": [0]}}]}]}}));
+                {"action": "RestartAllContainers", "exitCodes": {"operator": "NotIn", "values": [0]}}]}]}}),
+        );
         assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
         // and its answers, word for word
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
             "initContainers": [{"name": "i", "image": "x", "restartPolicyRules": [
                 {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [1]}}]}],
             "containers": [{"name": "a", "image": "x", "restartPolicy": "Never", "restartPolicyRules": [
-                {"action": "DoNotRestart", "exitCodes": {"operator": "", "values": [3]}}]}]}}));
+                {"action": "DoNotRestart", "exitCodes": {"operator": "", "values": [3]}}]}]}}),
+        );
         let msgs: Vec<String> = validate_pod(&p).iter().map(|e| e.to_string()).collect();
         assert_eq!(
             msgs,
@@ -1677,16 +1684,20 @@ mod tests {
 
     #[test]
     fn pod_level_resources_are_checked_as_upstream() {
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
             "resources": {"requests": {"cpu": "1", "memory": "576Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
-            "containers": [{"name": "a", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}}));
+            "containers": [{"name": "a", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}}),
+        );
         assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
             "resources": {"requests": {"cpu": "1", "memory": "576Mi", "ephemeral-storage": "1Gi"},
                           "limits": {"cpu": "500m", "memory": "1Gi"}},
             "containers": [
                 {"name": "a", "image": "x", "resources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "2Gi"}}},
-                {"name": "b", "image": "x", "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}}]}}));
+                {"name": "b", "image": "x", "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}}]}}),
+        );
         let msgs: Vec<String> = validate_pod(&p).iter().map(|e| e.to_string()).collect();
         assert_eq!(
             msgs,
@@ -1698,11 +1709,16 @@ mod tests {
                 "spec.resources.containers[0][memory].limits: Invalid value: \"2Gi\": must be less than or equal to pod limits of 1Gi",
             ]
         );
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
             "os": {"name": "windows"}, "resources": {"limits": {"cpu": "1"}},
-            "containers": [{"name": "a", "image": "x"}]}}));
+            "containers": [{"name": "a", "image": "x"}]}}),
+        );
         assert_eq!(
-            validate_pod(&p).iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            validate_pod(&p)
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>(),
             ["spec.resources: Forbidden: may not be set for a windows pod"]
         );
     }

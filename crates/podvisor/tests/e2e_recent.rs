@@ -364,7 +364,11 @@ spec:
     // place; the init container runs again into the same emptyDir
     let uid = field(&c, "restart-all", "{.metadata.uid}");
     c.wait_for("restart-all restarted in place", WAIT, || {
-        field(&c, "restart-all", "{.status.containerStatuses[*].restartCount}") == "1 1"
+        field(
+            &c,
+            "restart-all",
+            "{.status.containerStatuses[*].restartCount}",
+        ) == "1 1"
             && field(
                 &c,
                 "restart-all",
@@ -412,7 +416,15 @@ spec:
     );
     let out = kubectl_133(
         &c,
-        &["exec", "restart-all", "-c", "main", "--", "cat", "/work/inits"],
+        &[
+            "exec",
+            "restart-all",
+            "-c",
+            "main",
+            "--",
+            "cat",
+            "/work/inits",
+        ],
     );
     assert_eq!(
         text(&out.stdout),

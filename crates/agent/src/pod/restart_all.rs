@@ -103,7 +103,12 @@ impl PodWorker {
         })
         .await;
         // each container runs again, the init containers first
-        for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
             let Some(rec) = self.containers.get_mut(&c.name) else {
                 continue;
             };

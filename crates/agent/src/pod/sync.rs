@@ -262,7 +262,10 @@ impl PodWorker {
             }
             if initialized {
                 // an init container may state its own policy (beside its restart rules)
-                let own = c.restart_policy.as_deref().map(|p| RestartPolicy::from_spec(Some(p)));
+                let own = c
+                    .restart_policy
+                    .as_deref()
+                    .map(|p| RestartPolicy::from_spec(Some(p)));
                 self.sync_container(c, own.unwrap_or(policy), now).await;
                 initialized = false;
             }
