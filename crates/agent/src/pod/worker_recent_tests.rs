@@ -412,7 +412,10 @@ async fn a_resize_changes_the_limits_live_and_reports_allocated_and_actual() {
     );
     assert_eq!(
         h.event("ResizeCompleted"),
-        Some((EventType::Normal, format!("Pod resize completed: {summary}")))
+        Some((
+            EventType::Normal,
+            format!("Pod resize completed: {summary}")
+        ))
     );
 }
 
@@ -468,7 +471,10 @@ async fn pod_level_resources_limit_the_pod_cgroup_and_resize_in_place() {
     assert_eq!(sb.config.resources.cpu_limit_millis, Some(500));
     let st = h.last();
     assert_eq!(st.qos_class.as_deref(), Some("Guaranteed"));
-    assert_eq!(st.allocated_resources.as_ref().unwrap()["memory"].0, "256Mi");
+    assert_eq!(
+        st.allocated_resources.as_ref().unwrap()["memory"].0,
+        "256Mi"
+    );
     assert_eq!(
         st.resources.as_ref().unwrap().limits.as_ref().unwrap()["cpu"].0,
         "500m"
@@ -546,7 +552,13 @@ async fn a_restarted_agent_reads_the_allocation_from_its_checkpoint_not_the_stat
         .join("allocated.json");
     let saved = crate::pod::resize::load_checkpoint(&checkpoint).expect("a checkpoint");
     assert_eq!(
-        saved.containers["app"].as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+        saved.containers["app"]
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap()["memory"]
+            .0,
         "128Mi"
     );
     // the agent restarts; the pod object it reads carries a stale status (the old
@@ -563,7 +575,10 @@ async fn a_restarted_agent_reads_the_allocation_from_its_checkpoint_not_the_stat
     advance(s(1)).await;
     // the node's own record holds: nothing is resized again, 200m stays allocated
     assert_eq!(updates(&h).len(), 1);
-    assert_eq!(h.reasons().iter().filter(|r| *r == "ResizeStarted").count(), 1);
+    assert_eq!(
+        h.reasons().iter().filter(|r| *r == "ResizeStarted").count(),
+        1
+    );
     let c = cs(&h.last(), "app");
     assert_eq!(c.allocated_resources.unwrap()["cpu"].0, "200m");
 }
