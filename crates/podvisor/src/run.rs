@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -346,6 +346,12 @@ fn image_service(
 
 /// `podvisor up`.
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
+    // The agent's fence must come before the controllers' grace period ends.
+    fencing(
+        &mut podvisor_agent::AgentConfig::new("", args.node_ip, PathBuf::new()),
+        &args.fence,
+        Some(args.controllers.node_monitor_grace_period),
+    )?;
     let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let store = open_store(None, &data_dir).await?;
@@ -387,6 +393,11 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
     agent_config.max_pods = args.node_capacity.max_pods;
     crash_loop(&mut agent_config, &args.crash_loop)?;
+    fencing(
+        &mut agent_config,
+        &args.fence,
+        Some(args.controllers.node_monitor_grace_period),
+    )?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
     let proxy = service_proxy(&args.network, node_client.clone(), &node_name);
@@ -673,6 +684,12 @@ fn unsafe_sysctls(args: &crate::cli::NodeSecurityArgs) -> anyhow::Result<Vec<Str
 
 /// `podvisor agent`.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    // The grace period is the server's: checked against it when its Lease shows it.
+    fencing(
+        &mut podvisor_agent::AgentConfig::new("", args.node_ip, PathBuf::new()),
+        &args.fence,
+        None,
+    )?;
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
@@ -703,6 +720,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
     agent_config.max_pods = args.node_capacity.max_pods;
     crash_loop(&mut agent_config, &args.crash_loop)?;
+    fencing(&mut agent_config, &args.fence, None)?;
     let _spares = SparesGuard(runtime.clone());
     let proxy = service_proxy(&args.network, client.clone(), &args.node_name);
     let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
@@ -915,6 +933,25 @@ fn crash_loop(
             .set_max_container_restart_period(period)
             .map_err(anyhow::Error::msg)?;
     }
+    Ok(())
+}
+
+/// The node's lease duration, renew interval and `--fence-after`, checked against the
+/// renew interval and, when known (`up`), the control plane's grace period `grace`.
+fn fencing(
+    config: &mut podvisor_agent::AgentConfig,
+    args: &crate::cli::FenceArgs,
+    grace: Option<Duration>,
+) -> anyhow::Result<()> {
+    use podvisor_api::fencing::{check_fence_after, default_fence_after, renew_interval};
+    let lease = Duration::from_secs(u64::try_from(args.node_lease_duration_seconds).unwrap_or(40));
+    let fence_after = args
+        .fence_after
+        .unwrap_or_else(|| default_fence_after(lease, grace));
+    check_fence_after(fence_after, lease, grace).map_err(anyhow::Error::msg)?;
+    config.lease_duration_seconds = args.node_lease_duration_seconds;
+    config.lease_interval = renew_interval(lease);
+    config.fence_after = Some(fence_after).filter(|_| args.fence_after.is_some() || grace.is_some());
     Ok(())
 }
 
