@@ -966,6 +966,32 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn fencing_defaults_below_the_grace_period_and_refuses_what_does_not_fit() {
+        let args = |fence_after: Option<u64>, lease: i32| crate::cli::FenceArgs {
+            fence_after: fence_after.map(Duration::from_secs),
+            node_lease_duration_seconds: lease,
+        };
+        let config = || podvisor_agent::AgentConfig::new("n", [127, 0, 0, 1].into(), PathBuf::new());
+        let grace = Some(Duration::from_secs(50));
+        let mut c = config();
+        fencing(&mut c, &args(None, 40), grace).unwrap();
+        assert_eq!(c.fence_after, Some(Duration::from_millis(37_500)));
+        assert_eq!(c.lease_interval, Duration::from_secs(10));
+        let mut c = config();
+        fencing(&mut c, &args(Some(3), 4), Some(Duration::from_secs(8))).unwrap();
+        assert_eq!((c.fence_after, c.lease_interval, c.lease_duration_seconds),
+            (Some(Duration::from_secs(3)), Duration::from_secs(1), 4));
+        // A separate agent without --fence-after follows the control plane's grace period.
+        let mut c = config();
+        fencing(&mut c, &args(None, 40), None).unwrap();
+        assert_eq!(c.fence_after, None);
+        let e = fencing(&mut config(), &args(Some(50), 40), grace).unwrap_err();
+        assert!(e.to_string().starts_with("--fence-after 50s must be shorter than the control plane's --node-monitor-grace-period 50s"), "{e}");
+        let e = fencing(&mut config(), &args(Some(5), 40), None).unwrap_err();
+        assert!(e.to_string().starts_with("--fence-after 5s must be longer than the node's lease renew interval 10s"), "{e}");
+    }
+
     fn election(identity: &str) -> podvisor_kit::LeaderElectionConfig {
         let mut cfg = podvisor_kit::LeaderElectionConfig::new(CONTROLLER_MANAGER_LEASE, identity);
         cfg.lease_duration = Duration::from_secs(3);
