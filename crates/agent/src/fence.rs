@@ -128,9 +128,13 @@ pub struct Fence {
 impl Fence {
     /// A fence holding the lease as of now, with `fence_after` (None: the default, lowered
     /// when the control plane's grace period is learnt).
-    pub fn new(fence_after: Option<Duration>, lease_duration: Duration, epoch: LeaseEpoch) -> Fence {
-        let after =
-            fence_after.unwrap_or_else(|| podvisor_api::fencing::default_fence_after(lease_duration, None));
+    pub fn new(
+        fence_after: Option<Duration>,
+        lease_duration: Duration,
+        epoch: LeaseEpoch,
+    ) -> Fence {
+        let after = fence_after
+            .unwrap_or_else(|| podvisor_api::fencing::default_fence_after(lease_duration, None));
         Fence {
             state: watch::channel(FenceState::Holding).0,
             renewed: watch::channel(Instant::now()).0,
@@ -161,10 +165,15 @@ impl Fence {
     /// explicit one that does not fit makes the agent stop with the error.
     pub fn set_grace(&self, grace: Duration) {
         let fits = if self.explicit {
-            podvisor_api::fencing::check_fence_after(self.fence_after(), self.lease_duration, Some(grace))
+            podvisor_api::fencing::check_fence_after(
+                self.fence_after(),
+                self.lease_duration,
+                Some(grace),
+            )
         } else {
             let d = podvisor_api::fencing::default_fence_after(self.lease_duration, Some(grace));
-            self.fence_after.send_if_modified(|a| std::mem::replace(a, d) != d);
+            self.fence_after
+                .send_if_modified(|a| std::mem::replace(a, d) != d);
             podvisor_api::fencing::check_fence_after(d, self.lease_duration, Some(grace))
         };
         if let Err(e) = fits {
@@ -290,7 +299,10 @@ mod tests {
         assert_eq!(f.state(), FenceState::Holding);
         assert_eq!(
             f.last_fencing(),
-            Some(("could not renew its lease for 15s (--fence-after)".into(), vec![]))
+            Some((
+                "could not renew its lease for 15s (--fence-after)".into(),
+                vec![]
+            ))
         );
         assert_eq!(f.last_fencing(), None);
         tokio::time::sleep(Duration::from_secs(14)).await;

@@ -566,7 +566,10 @@ impl NodeReporter {
             "the control plane declared it dead (lease epoch {mine} -> {current})"
         ));
         if self.fence.is_fenced() {
-            tracing::info!(epoch = current, "pods killed: taking the lease again under the new epoch");
+            tracing::info!(
+                epoch = current,
+                "pods killed: taking the lease again under the new epoch"
+            );
             self.fence.epoch.set(current);
             let sent = tokio::time::Instant::now();
             match tokio::time::timeout(self.config.lease_interval, self.renew_lease()).await {

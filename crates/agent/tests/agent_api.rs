@@ -625,11 +625,15 @@ async fn a_node_declared_dead_kills_its_pods_and_rejoins_under_the_new_epoch() {
         )
         .await
         .unwrap();
-    eventually("lease taken again under epoch 1", Duration::from_secs(10), || async {
-        let s = leases.get("node-1").await.ok()?.spec?;
-        (s.lease_transitions == Some(1) && s.holder_identity.as_deref() == Some("node-1"))
-            .then_some(())
-    })
+    eventually(
+        "lease taken again under epoch 1",
+        Duration::from_secs(10),
+        || async {
+            let s = leases.get("node-1").await.ok()?.spec?;
+            (s.lease_transitions == Some(1) && s.holder_identity.as_deref() == Some("node-1"))
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(
         std::fs::read_to_string(c.dir.path().join("state/lease-epoch")).unwrap(),
@@ -644,9 +648,10 @@ async fn a_node_declared_dead_kills_its_pods_and_rejoins_under_the_new_epoch() {
     .await;
     assert_eq!(c.rt.sandbox_count(), 1);
     assert!(
-        c.rt.calls()
-            .iter()
-            .any(|r| matches!(&r.call, podvisor_runtime::fake::FakeCall::RemoveSandbox { .. })),
+        c.rt.calls().iter().any(|r| matches!(
+            &r.call,
+            podvisor_runtime::fake::FakeCall::RemoveSandbox { .. }
+        )),
         "the sandbox was removed"
     );
     let uid = before.metadata.uid.unwrap();

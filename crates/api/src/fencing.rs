@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn default_is_the_lease_duration_within_the_grace_period() {
         assert_eq!(default_fence_after(S(40), None), S(40));
-        assert_eq!(default_fence_after(S(40), Some(S(50))), S(37) + Duration::from_millis(500));
+        assert_eq!(
+            default_fence_after(S(40), Some(S(50))),
+            S(37) + Duration::from_millis(500)
+        );
         assert_eq!(default_fence_after(S(40), Some(S(20))), S(15));
         assert_eq!(default_fence_after(S(40), Some(S(100))), S(40));
         for grace in [S(20), S(50), S(100)] {
@@ -119,7 +122,12 @@ mod tests {
         assert_eq!(renew_interval(S(40)), S(10));
         assert_eq!(check_fence_after(S(11), S(40), Some(S(50))), Ok(()));
         let e = check_fence_after(S(10), S(40), Some(S(50))).unwrap_err();
-        assert!(e.starts_with("--fence-after 10s must be longer than the node's lease renew interval 10s"), "{e}");
+        assert!(
+            e.starts_with(
+                "--fence-after 10s must be longer than the node's lease renew interval 10s"
+            ),
+            "{e}"
+        );
         let e = check_fence_after(S(50), S(40), Some(S(50))).unwrap_err();
         assert_eq!(
             e,

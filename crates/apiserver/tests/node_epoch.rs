@@ -63,11 +63,24 @@ async fn writes_of_an_older_epoch_are_refused_with_409_and_reads_are_not() {
     for (client, name) in [(&n1, "n1"), (&n2, "n2")] {
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": name}, "spec": {"holderIdentity": name}});
-        let (code, body) = send(client, "POST", LEASE, Some("0"), "application/json", Some(lease)).await;
+        let (code, body) = send(
+            client,
+            "POST",
+            LEASE,
+            Some("0"),
+            "application/json",
+            Some(lease),
+        )
+        .await;
         assert_eq!(code, 201, "{body}");
     }
     let n1_lease = format!("{LEASE}/n1");
-    assert_eq!(send(&n1, "PATCH", &n1_lease, Some("0"), MERGE, renew()).await.0, 200);
+    assert_eq!(
+        send(&n1, "PATCH", &n1_lease, Some("0"), MERGE, renew())
+            .await
+            .0,
+        200
+    );
 
     // The control plane declares n1 dead.
     let bump = json!({"spec": {"leaseTransitions": 1, "holderIdentity": null}});
@@ -90,19 +103,49 @@ async fn writes_of_an_older_epoch_are_refused_with_409_and_reads_are_not() {
     // Any write: a create (an Event) too.
     let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
         "involvedObject": {"kind": "Node", "name": "n1"}, "reason": "Stale", "message": "x"});
-    let (code, _) = send(&n1, "POST", "/api/v1/namespaces/default/events", Some("0"), "application/json", Some(event.clone())).await;
+    let (code, _) = send(
+        &n1,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        Some("0"),
+        "application/json",
+        Some(event.clone()),
+    )
+    .await;
     assert_eq!(code, 409);
     // Reads pass: that is how the node learns its epoch.
     let (code, lease) = send(&n1, "GET", &n1_lease, Some("0"), "application/json", None).await;
-    assert_eq!((code, lease["spec"]["leaseTransitions"].as_i64()), (200, Some(1)));
+    assert_eq!(
+        (code, lease["spec"]["leaseTransitions"].as_i64()),
+        (200, Some(1))
+    );
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
     // The other node and the admin are not affected.
-    let (code, _) = send(&n2, "PATCH", &format!("{LEASE}/n2"), Some("0"), MERGE, Some(json!({"spec": {"holderIdentity": "n2"}}))).await;
+    let (code, _) = send(
+        &n2,
+        "PATCH",
+        &format!("{LEASE}/n2"),
+        Some("0"),
+        MERGE,
+        Some(json!({"spec": {"holderIdentity": "n2"}})),
+    )
+    .await;
     assert_eq!(code, 200);
     // Under the new epoch n1 takes its lease again and writes.
     let (code, body) = send(&n1, "PATCH", &n1_lease, Some("1"), MERGE, renew()).await;
-    assert_eq!((code, body["spec"]["holderIdentity"].as_str()), (200, Some("n1")));
-    let (code, _) = send(&n1, "POST", "/api/v1/namespaces/default/events", Some("1"), "application/json", Some(event)).await;
+    assert_eq!(
+        (code, body["spec"]["holderIdentity"].as_str()),
+        (200, Some("n1"))
+    );
+    let (code, _) = send(
+        &n1,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        Some("1"),
+        "application/json",
+        Some(event),
+    )
+    .await;
     assert_eq!(code, 201);
     // A header that is not a number is a bad request.
     let (code, body) = send(&n1, "PATCH", &n1_lease, Some("one"), MERGE, renew()).await;

@@ -62,11 +62,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
-use k8s_openapi::api::coordination::v1::Lease;
 use podvisor_api::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 use podvisor_api::fencing::{ANN_NODE_MONITOR_GRACE_PERIOD, format_duration, lease_epoch};
 use podvisor_api::taints::{
@@ -521,7 +521,10 @@ impl NodeLifecycle {
                 .get(&name)
                 .is_some_and(|h| Instant::now() > h.probe + cfg.monitor_grace_period);
         let spec = lease.spec.clone().unwrap_or_default();
-        let held = spec.holder_identity.as_deref().is_some_and(|h| !h.is_empty());
+        let held = spec
+            .holder_identity
+            .as_deref()
+            .is_some_and(|h| !h.is_empty());
         let api: kube::Api<Lease> = kube::Api::namespaced(ctx.client.clone(), LEASE_NAMESPACE);
         let annotated = lease
             .metadata
@@ -542,7 +545,12 @@ impl NodeLifecycle {
             spec.lease_transitions = Some(i32::try_from(epoch + 1).unwrap_or(i32::MAX));
             api.replace(&name, &PostParams::default(), &fenced)
                 .await
-                .map_err(ControllerError::api("update", "Lease", LEASE_NAMESPACE, &name))?;
+                .map_err(ControllerError::api(
+                    "update",
+                    "Lease",
+                    LEASE_NAMESPACE,
+                    &name,
+                ))?;
             info!(node = %name, epoch = epoch + 1, "node declared dead: lease epoch bumped");
             ctx.record_event(
                 COMPONENT,
@@ -561,9 +569,18 @@ impl NodeLifecycle {
             let patch = serde_json::json!({ "metadata": { "annotations": {
                 ANN_NODE_MONITOR_GRACE_PERIOD: grace,
             }}});
-            api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
-                .await
-                .map_err(ControllerError::api("patch", "Lease", LEASE_NAMESPACE, &name))?;
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(ControllerError::api(
+                "patch",
+                "Lease",
+                LEASE_NAMESPACE,
+                &name,
+            ))?;
         }
         Ok(())
     }

@@ -951,7 +951,8 @@ fn fencing(
     check_fence_after(fence_after, lease, grace).map_err(anyhow::Error::msg)?;
     config.lease_duration_seconds = args.node_lease_duration_seconds;
     config.lease_interval = renew_interval(lease);
-    config.fence_after = Some(fence_after).filter(|_| args.fence_after.is_some() || grace.is_some());
+    config.fence_after =
+        Some(fence_after).filter(|_| args.fence_after.is_some() || grace.is_some());
     Ok(())
 }
 
@@ -972,7 +973,8 @@ mod tests {
             fence_after: fence_after.map(Duration::from_secs),
             node_lease_duration_seconds: lease,
         };
-        let config = || podvisor_agent::AgentConfig::new("n", [127, 0, 0, 1].into(), PathBuf::new());
+        let config =
+            || podvisor_agent::AgentConfig::new("n", [127, 0, 0, 1].into(), PathBuf::new());
         let grace = Some(Duration::from_secs(50));
         let mut c = config();
         fencing(&mut c, &args(None, 40), grace).unwrap();
@@ -980,8 +982,10 @@ mod tests {
         assert_eq!(c.lease_interval, Duration::from_secs(10));
         let mut c = config();
         fencing(&mut c, &args(Some(3), 4), Some(Duration::from_secs(8))).unwrap();
-        assert_eq!((c.fence_after, c.lease_interval, c.lease_duration_seconds),
-            (Some(Duration::from_secs(3)), Duration::from_secs(1), 4));
+        assert_eq!(
+            (c.fence_after, c.lease_interval, c.lease_duration_seconds),
+            (Some(Duration::from_secs(3)), Duration::from_secs(1), 4)
+        );
         // A separate agent without --fence-after follows the control plane's grace period.
         let mut c = config();
         fencing(&mut c, &args(None, 40), None).unwrap();
@@ -989,7 +993,12 @@ mod tests {
         let e = fencing(&mut config(), &args(Some(50), 40), grace).unwrap_err();
         assert!(e.to_string().starts_with("--fence-after 50s must be shorter than the control plane's --node-monitor-grace-period 50s"), "{e}");
         let e = fencing(&mut config(), &args(Some(5), 40), None).unwrap_err();
-        assert!(e.to_string().starts_with("--fence-after 5s must be longer than the node's lease renew interval 10s"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "--fence-after 5s must be longer than the node's lease renew interval 10s"
+            ),
+            "{e}"
+        );
     }
 
     fn election(identity: &str) -> podvisor_kit::LeaderElectionConfig {

@@ -55,7 +55,13 @@ fn stored_epoch(lease: &Value) -> u64 {
 }
 
 /// The refusal of a write by `node` at epoch `claimed` when its Lease is at `current`.
-fn stale_epoch(kind: &ResourceKind, name: &str, node: &str, claimed: u64, current: u64) -> ApiError {
+fn stale_epoch(
+    kind: &ResourceKind,
+    name: &str,
+    node: &str,
+    claimed: u64,
+    current: u64,
+) -> ApiError {
     ApiError::conflict(
         kind,
         name,
@@ -123,7 +129,10 @@ mod tests {
              epoch 0, but its Lease is at epoch 1: the node was declared dead and fenced; it \
              must stop its pods and take its lease again"
         );
-        assert_eq!(stored_epoch(&serde_json::json!({"spec": {"leaseTransitions": 3}})), 3);
+        assert_eq!(
+            stored_epoch(&serde_json::json!({"spec": {"leaseTransitions": 3}})),
+            3
+        );
         assert_eq!(stored_epoch(&serde_json::json!({"spec": {}})), 0);
     }
 }

@@ -34,9 +34,9 @@ mod tokenfile;
 mod user;
 
 pub(crate) use admission::{admit_delete, admit_write};
-pub(crate) use epoch::check_node_epoch;
 pub use authn::{Authenticator, AuthenticatorChain};
 pub use authz::{Authorizer, AuthorizerChain, Decision, PrivilegedGroups, RequestAttributes};
+pub(crate) use epoch::check_node_epoch;
 pub use node::{
     Graph, NODE_POD_ANNOTATION_PREFIX, NodeAuthorizer, NodeGraph, Vertex, node_pod_patch_allowed,
     pod_references,
