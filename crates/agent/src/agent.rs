@@ -168,6 +168,11 @@ impl Agent {
         self
     }
 
+    /// The agent's API client: every request carries the node's lease epoch.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The node's fence (its lease state and epoch).
     pub fn fence(&self) -> Arc<Fence> {
         self.fence.clone()

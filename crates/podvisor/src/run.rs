@@ -400,10 +400,10 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     )?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
-    let proxy = service_proxy(&args.network, node_client.clone(), &node_name);
     let mut agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
-    if let Some(proxy) = proxy {
+    // The proxy's events carry the node's lease epoch too.
+    if let Some(proxy) = service_proxy(&args.network, agent.client(), &node_name) {
         agent = agent.with_proxy(proxy);
     }
     let agent_task = {
@@ -722,10 +722,10 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     crash_loop(&mut agent_config, &args.crash_loop)?;
     fencing(&mut agent_config, &args.fence, None)?;
     let _spares = SparesGuard(runtime.clone());
-    let proxy = service_proxy(&args.network, client.clone(), &args.node_name);
     let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
-    if let Some(proxy) = proxy {
+    // The proxy's events carry the node's lease epoch too.
+    if let Some(proxy) = service_proxy(&args.network, agent.client(), &args.node_name) {
         agent = agent.with_proxy(proxy);
     }
     let stop = CancellationToken::new();
