@@ -434,7 +434,7 @@ fn partitioned_node_fences_itself_and_db_0_never_runs_twice() {
     });
     let old_uid = pod("{.metadata.uid}");
     c.kubectl_ok(&["uncordon", "e2e-node"]);
-    let epoch = || {
+    let lease = |path: &str| {
         c.kubectl_ok(&[
             "get",
             "lease",
@@ -442,24 +442,15 @@ fn partitioned_node_fences_itself_and_db_0_never_runs_twice() {
             "kube-node-lease",
             "node-b",
             "-o",
-            "jsonpath={.spec.leaseTransitions}|{.spec.holderIdentity}",
+            &format!("jsonpath={path}"),
         ])
     };
+    let epoch = || lease("{.spec.leaseTransitions}|{.spec.holderIdentity}");
     // The grace period is published on the Lease (the agent's default fence follows it).
     c.wait_for(
         "the grace period on node-b's Lease",
         Duration::from_secs(30),
-        || {
-            c.kubectl_ok(&[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                "node-b",
-                "-o",
-                "jsonpath={.metadata.annotations.node\\.podvisor\\.io/node-monitor-grace-period}",
-            ]) == "8s"
-        },
+        || lease("{.metadata.annotations.node\\.podvisor\\.io/node-monitor-grace-period}") == "8s",
     );
     assert_eq!(epoch(), "0|node-b");
 

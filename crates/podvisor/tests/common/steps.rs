@@ -16,24 +16,14 @@ pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) 
         &format!("127.0.0.{n}"),
         server_dir,
         dir,
+        &[],
     )
 }
 
 /// The same for the server at `server` (a URL), node IP `node_ip`, in the test's network
-/// namespace `ns` (pod network on) or the machine's own (`None`, pod network off).
+/// namespace `ns` (pod network on) or the machine's own (`None`, pod network off), with
+/// `extra` flags after the standard ones.
 pub fn start_agent_at(
-    ns: Option<&NetNs>,
-    name: &str,
-    server: &str,
-    node_ip: &str,
-    server_dir: &Path,
-    dir: &Path,
-) -> Process {
-    start_agent_with(ns, name, server, node_ip, server_dir, dir, &[])
-}
-
-/// [`start_agent_at`] with `extra` flags after the standard ones.
-pub fn start_agent_with(
     ns: Option<&NetNs>,
     name: &str,
     server: &str,
@@ -209,7 +199,7 @@ pub fn join_agent_with(
     node_ip: &str,
     extra: &[&str],
 ) -> JoinedAgent {
-    let agent = JoinedAgent(start_agent_with(
+    let agent = JoinedAgent(start_agent_at(
         Some(ns),
         name,
         &format!("https://{}:6443", c.listen_ip),
