@@ -1,7 +1,7 @@
 //! `timelines.podvisor.io/v1` Timeline: one object per pod UID, stored under
 //! `/registry/timelines.podvisor.io/timelines/<namespace>/<pod uid>`, appended to by every
 //! component that touches the pod, kept after the pod is gone until the timeline
-//! controller prunes it (docs/design/0007-timeline.md).
+//! controller prunes it (docs/design/0008-timeline.md).
 //!
 //! * Reads are the generic registry's (get, list, watch; RBAC as for pods, read-only); a
 //!   get by a name that is not a timeline's resolves it as a pod name: the newest timeline

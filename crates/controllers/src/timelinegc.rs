@@ -1,4 +1,4 @@
-//! The timeline pruner (podvisor's own; docs/design/0007-timeline.md): deletes the
+//! The timeline pruner (podvisor's own; docs/design/0008-timeline.md): deletes the
 //! `timelines.podvisor.io/v1` Timelines of pods gone longer than the retention.
 //!
 //! Every `period` one pass: list the Timelines (a plain list: they are not cached), and for

@@ -1,4 +1,4 @@
-//! The pod flight recorder (docs/design/0007-timeline.md): typed, timestamped entries of
+//! The pod flight recorder (docs/design/0008-timeline.md): typed, timestamped entries of
 //! what every component did to a pod, appended in batches to the pod's `Timeline`
 //! (`timelines.podvisor.io/v1`), which the API server keeps after the pod is gone.
 //!

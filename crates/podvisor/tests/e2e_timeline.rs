@@ -1,4 +1,4 @@
-//! The pod flight recorder through the real kubectl (issue 19, docs/design/0007-timeline.md):
+//! The pod flight recorder through the real kubectl (issue 19, docs/design/0008-timeline.md):
 //! `kubectl get timeline <pod>` shows every step of a pod with a readiness probe, a restart
 //! and a graceful delete of a SIGTERM-ignoring process, in order, with SIGKILL at the
 //! deadline; the timeline is still served after the pod object is gone, and pruned once the

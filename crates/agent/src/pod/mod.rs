@@ -74,6 +74,7 @@ pub mod env;
 pub mod etc_files;
 pub mod resize;
 pub mod restart;
+pub mod restart_all;
 pub mod restart_rules;
 pub mod sandbox;
 pub mod security;

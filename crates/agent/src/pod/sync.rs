@@ -137,6 +137,7 @@ impl PodWorker {
         }
         self.refresh_volumes().await;
         self.sync_resize(&spec).await;
+        self.restart_all_if_triggered(&spec).await;
         let init = spec.init_containers.clone().unwrap_or_default();
         if self.sync_init_containers(&spec, &init, policy, now).await {
             for c in &spec.containers {
@@ -261,7 +262,12 @@ impl PodWorker {
                 continue;
             }
             if initialized {
-                self.sync_container(c, policy, now).await;
+                // an init container may state its own policy (beside its restart rules)
+                let own = c
+                    .restart_policy
+                    .as_deref()
+                    .map(|p| RestartPolicy::from_spec(Some(p)));
+                self.sync_container(c, own.unwrap_or(policy), now).await;
                 initialized = false;
             }
         }

@@ -203,6 +203,8 @@ pub struct PodWorker {
     pub(super) rejection: Option<(&'static str, String)>,
     /// In-place resize: allocated and actuated resources, resize conditions (`resize.rs`).
     pub(super) resize: crate::pod::resize::PodResize,
+    /// Restarts of all containers (`restart_all.rs`).
+    pub(super) restart_all: crate::pod::restart_all::RestartAll,
 }
 
 impl PodWorker {
@@ -240,6 +242,7 @@ impl PodWorker {
             sandbox_ready: false,
             rejection: None,
             resize: Default::default(),
+            restart_all: Default::default(),
             pod_ips: Vec::new(),
             dns_warned: false,
             sandbox_dead: false,
@@ -654,6 +657,10 @@ impl PodWorker {
     /// sandbox again.
     pub(super) async fn create_sandbox(&mut self) -> Result<(), String> {
         let mut config = super::spec::sandbox_config(&self.pod);
+        if let Some(r) = self.resize.pod_allocated() {
+            // the pod cgroup gets what the node allocated (`resize.rs`)
+            config.resources = super::spec::runtime_resources(Some(r));
+        }
         let net = self.ctx.network.clone();
         config.network_namespace = net.as_ref().is_some_and(|n| n.wants_namespace(&self.pod));
         let sb = match self.ctx.runtime.create_sandbox(config).await {
@@ -840,6 +847,9 @@ impl PodWorker {
             host_ip: &self.ctx.node_ip,
             pod_ips: &self.pod_ips,
             resize_conditions: self.resize.conditions(self.pod.metadata.generation),
+            all_containers_restarting: self.all_containers_restarting(&spec),
+            pod_allocated: self.resize.pod_allocated(),
+            pod_resources: self.resize.pod_actuated(),
             start_time: self.start_time,
             now: self.ctx.clock.now(),
             reason: if deadline_exceeded {
