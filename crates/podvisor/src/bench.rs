@@ -488,12 +488,8 @@ async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
 
     if want("scale") {
         let (nodes, per_node) = if quick { (20, 50) } else { (100, 100) };
-        report["scale"] = phase(
-            "scale",
-            Duration::from_secs(if quick { 300 } else { 900 }),
-            scale(nodes, per_node),
-        )
-        .await?;
+        let limit = Duration::from_secs(if quick { 300 } else { 900 });
+        report["scale"] = phase("scale", limit, scale(nodes, per_node, limit)).await?;
     }
 
     match args.peer.as_str() {
@@ -1011,7 +1007,9 @@ async fn api_section(
 
 /// Simulated nodes: the API server (on the embedded redb store), the scheduler and `nodes`
 /// agents on the fake runtime, all in this process; `nodes × per_node` pods created at once.
-async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
+/// Within `limit`, or it fails with what the pods that are not Running show.
+async fn scale(nodes: usize, per_node: usize, limit: Duration) -> anyhow::Result<Value> {
+    let started = Instant::now();
     use podvisor_apiserver::{ApiServer, ApiServerConfig};
     use tokio_util::sync::CancellationToken;
 
@@ -1091,6 +1089,15 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         nodes * per_node
     );
     ensure_namespace(&admin, "sim").await?;
+    // What the root CA publisher (a controller, not run here) puts in every namespace: the
+    // pods' service account volume projects it.
+    let root_ca: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "kube-root-ca.crt"},
+        "data": {"ca.crt": server.ca_pem()},
+    }))?;
+    Api::<ConfigMap>::namespaced(admin.clone(), "sim")
+        .create(&PostParams::default(), &root_ca)
+        .await?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "sim");
     let (obs, watch_task) = Observer::start(pods.clone());
     let total = nodes * per_node;
@@ -1113,11 +1120,26 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         "scale: pods created in {:.1} s; waiting for Running",
         created.as_secs_f64()
     );
-    obs.wait(Duration::from_secs(600), |s| {
-        names.iter().all(|n| s.running.contains_key(n))
+    let mut said = Instant::now();
+    let left = limit.saturating_sub(started.elapsed() + Duration::from_secs(5));
+    let waited = obs.wait(left, |s| {
+        if said.elapsed() >= Duration::from_secs(10) {
+            said = Instant::now();
+            eprintln!(
+                "scale: {} of {total} pods Running after {:.0} s",
+                s.running.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        s.running.len() >= total && names.iter().all(|n| s.running.contains_key(n))
     })
-    .await
-    .context("simulated pods not all Running")?;
+    .await;
+    if let Err(e) = waited {
+        return Err(e.context(format!(
+            "simulated pods not all Running; {}",
+            not_running_summary(&pods).await
+        )));
+    }
     let all_running = t0.elapsed();
     let rss = rss_kb(std::process::id() as i32);
     println!("## scale: {nodes} simulated nodes (fake runtime) x {per_node} pods, one process");
@@ -1133,6 +1155,38 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
     while tasks.join_next().await.is_some() {}
     Ok(
         json!({"nodes": nodes, "pods": total, "created_s": round(created.as_secs_f64()), "all_running_s": round(all_running.as_secs_f64()), "rss_mb": round(rss as f64 / 1024.0)}),
+    )
+}
+
+/// What the pods that are not Running show: how many per phase and node binding, and the
+/// conditions of one of them.
+async fn not_running_summary(pods: &Api<Pod>) -> String {
+    let list = match pods.list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        Err(e) => return format!("cannot list the pods: {e}"),
+    };
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut example = None;
+    for p in &list {
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Running" {
+            continue;
+        }
+        let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        *counts
+            .entry(format!("{phase} {}", if bound { "bound" } else { "unbound" }))
+            .or_default() += 1;
+        if example.is_none() {
+            example = Some(serde_json::to_string(&p.status).unwrap_or_default());
+        }
+    }
+    format!(
+        "not Running: {counts:?}; e.g. {}",
+        example.unwrap_or_default()
     )
 }
 
