@@ -428,3 +428,61 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
     );
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoder(out: Output) -> Encoder {
+        Encoder {
+            kind: crate::registry::lookup("", "v1", "pods").expect("pods"),
+            out,
+            defs_sent: false,
+            ctx_now: podvisor_kit::WallClock::system(),
+            include: "Metadata".into(),
+            protobuf: false,
+        }
+    }
+
+    /// The line encoded once for every watcher is byte for byte the line each watcher
+    /// encoded for itself before, and a key at a revision is decoded once.
+    #[test]
+    fn a_shared_event_line_is_the_line_of_each_watcher() {
+        let stored = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"ns","labels":{"x":"\"y\""}},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+        let decoded = Decoded::default();
+        let d = decoded.get("/registry/pods/ns/a", 7, stored);
+        assert!(Arc::ptr_eq(&d, &decoded.get("/registry/pods/ns/a", 7, stored)));
+        assert!(!Arc::ptr_eq(&d, &decoded.get("/registry/pods/ns/b", 7, stored)));
+        let obj = decode_at(stored, 7).expect("decode");
+        for ty in ["ADDED", "MODIFIED", "DELETED"] {
+            let own = encoder(Output::Json).line(ty, obj.clone());
+            let shared = encoder(Output::Json).shared_line(ty, &d).expect("line");
+            assert_eq!(own, shared, "{ty}");
+            // Other outputs are encoded per watcher, as before.
+            let own = encoder(Output::Metadata).line(ty, obj.clone());
+            let shared = encoder(Output::Metadata)
+                .shared_line(ty, &d)
+                .expect("line");
+            assert_eq!(own, shared, "{ty} metadata");
+        }
+    }
+
+    /// Past its capacity the oldest decoded objects are dropped.
+    #[test]
+    fn decoded_events_are_bounded() {
+        let decoded = Decoded::default();
+        let stored = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let first = decoded.get("/registry/configmaps/ns/a", 1, stored);
+        for rev in 2..(Decoded::CAPACITY as i64 + 10) {
+            decoded.get("/registry/configmaps/ns/a", rev, stored);
+        }
+        let inner = decoded.inner.lock().unwrap();
+        assert_eq!(inner.order.len(), Decoded::CAPACITY);
+        assert!(!inner.by_rev.contains_key(&1));
+        drop(inner);
+        assert!(!Arc::ptr_eq(
+            &first,
+            &decoded.get("/registry/configmaps/ns/a", 1, stored)
+        ));
+    }
+}
