@@ -451,8 +451,14 @@ mod tests {
         let stored = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"ns","labels":{"x":"\"y\""}},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
         let decoded = Decoded::default();
         let d = decoded.get("/registry/pods/ns/a", 7, stored);
-        assert!(Arc::ptr_eq(&d, &decoded.get("/registry/pods/ns/a", 7, stored)));
-        assert!(!Arc::ptr_eq(&d, &decoded.get("/registry/pods/ns/b", 7, stored)));
+        assert!(Arc::ptr_eq(
+            &d,
+            &decoded.get("/registry/pods/ns/a", 7, stored)
+        ));
+        assert!(!Arc::ptr_eq(
+            &d,
+            &decoded.get("/registry/pods/ns/b", 7, stored)
+        ));
         let obj = decode_at(stored, 7).expect("decode");
         for ty in ["ADDED", "MODIFIED", "DELETED"] {
             let own = encoder(Output::Json).line(ty, obj.clone());
@@ -460,9 +466,7 @@ mod tests {
             assert_eq!(own, shared, "{ty}");
             // Other outputs are encoded per watcher, as before.
             let own = encoder(Output::Metadata).line(ty, obj.clone());
-            let shared = encoder(Output::Metadata)
-                .shared_line(ty, &d)
-                .expect("line");
+            let shared = encoder(Output::Metadata).shared_line(ty, &d).expect("line");
             assert_eq!(own, shared, "{ty} metadata");
         }
     }

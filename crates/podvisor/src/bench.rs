@@ -1122,18 +1122,19 @@ async fn scale(nodes: usize, per_node: usize, limit: Duration) -> anyhow::Result
     );
     let mut said = Instant::now();
     let left = limit.saturating_sub(started.elapsed() + Duration::from_secs(5));
-    let waited = obs.wait(left, |s| {
-        if said.elapsed() >= Duration::from_secs(10) {
-            said = Instant::now();
-            eprintln!(
-                "scale: {} of {total} pods Running after {:.0} s",
-                s.running.len(),
-                t0.elapsed().as_secs_f64()
-            );
-        }
-        s.running.len() >= total && names.iter().all(|n| s.running.contains_key(n))
-    })
-    .await;
+    let waited = obs
+        .wait(left, |s| {
+            if said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                eprintln!(
+                    "scale: {} of {total} pods Running after {:.0} s",
+                    s.running.len(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            s.running.len() >= total && names.iter().all(|n| s.running.contains_key(n))
+        })
+        .await;
     if let Err(e) = waited {
         return Err(e.context(format!(
             "simulated pods not all Running; {}",
@@ -1178,7 +1179,10 @@ async fn not_running_summary(pods: &Api<Pod>) -> String {
         }
         let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
         *counts
-            .entry(format!("{phase} {}", if bound { "bound" } else { "unbound" }))
+            .entry(format!(
+                "{phase} {}",
+                if bound { "bound" } else { "unbound" }
+            ))
             .or_default() += 1;
         if example.is_none() {
             example = Some(serde_json::to_string(&p.status).unwrap_or_default());

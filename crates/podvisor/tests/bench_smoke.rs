@@ -169,7 +169,11 @@ fn bench_quick_runs_to_the_end() {
     };
     let (out, err) = (read(Box::new(out)), read(Box::new(err)));
     // Each part has its own time limit; this bounds the whole run if one of them hangs.
-    let status = wait_exit(&mut child, Duration::from_secs(40 * 60), "podvisor bench --quick");
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(40 * 60),
+        "podvisor bench --quick",
+    );
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     eprintln!(
         "bench --quick took {:.0} s\n{out}\n{err}",
