@@ -64,7 +64,8 @@
 //! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
-//! (container environment), [`volumes`] (the pod's volumes), [`tokens`] (their
+//! (container environment), [`volumes`] (the pod's volumes; the files of
+//! API-data volumes in `volume_payload`), [`tokens`] (their
 //! service-account tokens), [`etc_files`] (its
 //! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
 
@@ -86,6 +87,7 @@ pub mod stop;
 pub mod sync;
 pub mod tokens;
 pub mod unsupported;
+mod volume_payload;
 pub mod volumes;
 pub mod worker;
 
