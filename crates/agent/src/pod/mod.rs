@@ -58,8 +58,9 @@
 //! # Files
 //!
 //! [`worker`] (the loop: inputs, transition, effects, status write), [`state`] (the state
-//! machine), [`sync`] (create/start with env and mounts resolved, init and sidecar order,
-//! postStart, probe kills),
+//! machine), [`sync`] (create/start, init and sidecar order,
+//! postStart, probe kills; what a container needs before it is created, its environment,
+//! image and mounts, in `prepare`),
 //! [`security`] (the effective securityContext, runAsNonRoot), [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
 //! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
@@ -73,6 +74,7 @@ pub mod claims;
 pub mod deadlines;
 pub mod env;
 pub mod etc_files;
+mod prepare;
 pub mod resize;
 pub mod restart;
 pub mod restart_all;
