@@ -367,6 +367,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
     let want = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
+    // Before any part adds interfaces to the namespace.
+    crate::bench_network::own_network_namespace();
     let sizes = Sizes::new(args.quick);
     let quick = args.quick;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
@@ -491,12 +493,8 @@ async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
 
     if want("scale") {
         let (nodes, per_node) = if quick { (20, 50) } else { (100, 100) };
-        report["scale"] = phase(
-            "scale",
-            Duration::from_secs(if quick { 300 } else { 900 }),
-            scale(nodes, per_node),
-        )
-        .await?;
+        let limit = Duration::from_secs(if quick { 300 } else { 900 });
+        report["scale"] = phase("scale", limit, scale(nodes, per_node, limit)).await?;
     }
 
     match args.peer.as_str() {
@@ -663,22 +661,18 @@ async fn startup_sequential(
         to_ready.pct(99.0)
     );
     let rss_100 = up.rss_kb();
-    let sup = up.supervisor_rss();
-    let sup_avg = if sup.is_empty() {
-        0.0
-    } else {
-        sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0
-    };
+    let sup = up.supervisor_memory();
     println!(
-        "RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n",
+        "RSS of up with {} pods: {:.1} MB; per pod supervisor: RSS {:.2} MB, PSS {:.2} MB ({} supervisors)\n",
         seq_n + 3,
         rss_100 as f64 / 1024.0,
-        sup_avg,
-        sup.len()
+        sup.rss_mb,
+        sup.pss_mb,
+        sup.processes
     );
     report["startup_sequential"] =
         json!({"create_to_running": to_running.summary(), "create_to_ready": to_ready.summary()});
-    report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
+    report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup.rss_mb), "supervisor_pss_mb": round(sup.pss_mb)});
     names.extend((0..3).map(|i| format!("warm-{i}")));
     delete_all_pods(pods, obs, &names).await
 }
@@ -982,6 +976,16 @@ async fn api_section(
             bail!("list returned {} pods, expected {list_n}", l.items.len());
         }
     }
+    // The same list read as bytes (no decoding into typed pods): the server's and the
+    // transfer's share of the typed list above.
+    let mut list_bytes = Samples::default();
+    let mut body_len = 0;
+    for _ in 0..10 {
+        let req = http::Request::get("/api/v1/namespaces/bench-api/pods").body(Vec::new())?;
+        let t = Instant::now();
+        body_len = client.request_text(req).await?.len();
+        list_bytes.push(t.elapsed());
+    }
     let mut get = Samples::default();
     for i in 0..200 {
         let t = Instant::now();
@@ -1049,9 +1053,12 @@ async fn api_section(
         println!("pod creates/s with {c} client(s): {r:.0}");
     }
     println!(
-        "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms",
+        "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms (read as bytes, {:.1} MB: p50 {:.1} ms p99 {:.1} ms); get: p50 {:.2} ms p99 {:.2} ms",
         list.pct(50.0),
         list.pct(99.0),
+        body_len as f64 / 1e6,
+        list_bytes.pct(50.0),
+        list_bytes.pct(99.0),
         get.pct(50.0),
         get.pct(99.0)
     );
@@ -1067,7 +1074,7 @@ async fn api_section(
     );
     report["api"] = json!({
         "creates_per_s": rates.iter().map(|(c, r)| json!({"clients": c, "per_s": round(*r)})).collect::<Vec<_>>(),
-        "list": list.summary(), "list_n": list_n, "get": get.summary(), "watch_100": watch.summary(),
+        "list": list.summary(), "list_n": list_n, "list_bytes": list_bytes.summary(), "list_body_mb": round(body_len as f64 / 1e6), "get": get.summary(), "watch_100": watch.summary(),
         "rss_mb_with_objects": round(rss as f64 / 1024.0),
     });
     Ok(())
@@ -1075,7 +1082,9 @@ async fn api_section(
 
 /// Simulated nodes: the API server (on the embedded redb store), the scheduler and `nodes`
 /// agents on the fake runtime, all in this process; `nodes × per_node` pods created at once.
-async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
+/// Within `limit`, or it fails with what the pods that are not Running show.
+async fn scale(nodes: usize, per_node: usize, limit: Duration) -> anyhow::Result<Value> {
+    let started = Instant::now();
     use podvisor_apiserver::{ApiServer, ApiServerConfig};
     use tokio_util::sync::CancellationToken;
 
@@ -1155,6 +1164,15 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         nodes * per_node
     );
     ensure_namespace(&admin, "sim").await?;
+    // What the root CA publisher (a controller, not run here) puts in every namespace: the
+    // pods' service account volume projects it.
+    let root_ca: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "kube-root-ca.crt"},
+        "data": {"ca.crt": server.ca_pem()},
+    }))?;
+    Api::<ConfigMap>::namespaced(admin.clone(), "sim")
+        .create(&PostParams::default(), &root_ca)
+        .await?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "sim");
     let (obs, watch_task) = Observer::start(pods.clone());
     let total = nodes * per_node;
@@ -1177,11 +1195,27 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
         "scale: pods created in {:.1} s; waiting for Running",
         created.as_secs_f64()
     );
-    obs.wait(Duration::from_secs(600), |s| {
-        names.iter().all(|n| s.running.contains_key(n))
-    })
-    .await
-    .context("simulated pods not all Running")?;
+    let mut said = Instant::now();
+    let left = limit.saturating_sub(started.elapsed() + Duration::from_secs(5));
+    let waited = obs
+        .wait(left, |s| {
+            if said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                eprintln!(
+                    "scale: {} of {total} pods Running after {:.0} s",
+                    s.running.len(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            s.running.len() >= total && names.iter().all(|n| s.running.contains_key(n))
+        })
+        .await;
+    if let Err(e) = waited {
+        return Err(e.context(format!(
+            "simulated pods not all Running; {}",
+            not_running_summary(&pods).await
+        )));
+    }
     let all_running = t0.elapsed();
     let rss = rss_kb(std::process::id() as i32);
     println!("## scale: {nodes} simulated nodes (fake runtime) x {per_node} pods, one process");
@@ -1197,6 +1231,41 @@ async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
     while tasks.join_next().await.is_some() {}
     Ok(
         json!({"nodes": nodes, "pods": total, "created_s": round(created.as_secs_f64()), "all_running_s": round(all_running.as_secs_f64()), "rss_mb": round(rss as f64 / 1024.0)}),
+    )
+}
+
+/// What the pods that are not Running show: how many per phase and node binding, and the
+/// conditions of one of them.
+async fn not_running_summary(pods: &Api<Pod>) -> String {
+    let list = match pods.list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        Err(e) => return format!("cannot list the pods: {e}"),
+    };
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut example = None;
+    for p in &list {
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Running" {
+            continue;
+        }
+        let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        *counts
+            .entry(format!(
+                "{phase} {}",
+                if bound { "bound" } else { "unbound" }
+            ))
+            .or_default() += 1;
+        if example.is_none() {
+            example = Some(serde_json::to_string(&p.status).unwrap_or_default());
+        }
+    }
+    format!(
+        "not Running: {counts:?}; e.g. {}",
+        example.unwrap_or_default()
     )
 }
 
