@@ -984,13 +984,17 @@ async fn create(ctx: &mut Ctx, t: &Target) -> Result<Response, ApiError> {
     crate::auth::admit_write(&ctx.srv, &ctx.user, t.kind, None, ns, None, &obj)?;
     let dry = ctx.dry_run()?;
     let manager = ctx.manager();
+    // the pod is created as of the request's handling (the scheduler may bind it before
+    // this handler gets on)
+    let received = ctx.srv.core().clock.now();
     let created = ctx
         .srv
         .core()
         .create(t.kind, t.namespace.as_deref(), obj, dry, Some(&manager))
         .await?;
     if t.kind == &PODS && !dry {
-        ctx.srv.core().timeline.record(
+        ctx.srv.core().timeline.record_at(
+            received,
             &crate::timeline::pod_key(&created),
             podvisor_kit::timeline::Step::Created,
             None,

@@ -270,11 +270,25 @@ impl TimelineRecorder {
         message: impl Into<String>,
         details: &[(&str, String)],
     ) {
+        self.record_at(self.clock.now(), pod, step, container, message, details);
+    }
+
+    /// Records `step` of `pod` as of `at` (a time of this component's clock taken earlier);
+    /// never blocks.
+    pub fn record_at(
+        &self,
+        at: SystemTime,
+        pod: &PodKey,
+        step: Step,
+        container: Option<&str>,
+        message: impl Into<String>,
+        details: &[(&str, String)],
+    ) {
         if self.tx.is_none() || pod.uid.is_empty() {
             return;
         }
         let entry = Entry {
-            time: format_time(self.clock.now()),
+            time: format_time(at),
             component: self.component.to_string(),
             step,
             container: container.map(str::to_string),

@@ -99,7 +99,9 @@ fn timeline_shows_every_step_in_order_and_outlives_the_pod() {
     // start is written within a second)
     let mut table = String::new();
     c.wait_for("the start in the timeline", Duration::from_secs(10), || {
-        table = c.kubectl_ok(&["get", "timeline", "web"]);
+        // not found until the first batch is written
+        let out = c.kubectl(&["get", "timeline", "web"]);
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
         table.contains("ready=True")
     });
     let header = table.lines().next().unwrap_or_default();
