@@ -27,8 +27,10 @@ pub(super) fn has_defaults(kind: &ResourceKind) -> bool {
     !pod_templates(kind).is_empty()
         || matches!(
             (kind.group, kind.kind),
-            ("", "PersistentVolume" | "PersistentVolumeClaim")
-                | ("autoscaling", "HorizontalPodAutoscaler")
+            (
+                "",
+                "PersistentVolume" | "PersistentVolumeClaim" | "LimitRange"
+            ) | ("autoscaling", "HorizontalPodAutoscaler")
                 | ("networking.k8s.io", "NetworkPolicy")
                 | ("scheduling.k8s.io", "PriorityClass")
                 | ("storage.k8s.io", "StorageClass" | "CSIDriver")
@@ -114,6 +116,7 @@ pub(super) fn default_object(kind: &ResourceKind, o: &mut Value, create: bool) {
             set_default(o, "/spec/volumeMode", json!("Filesystem"));
         }
         ("", "PersistentVolumeClaim") => set_default(o, "/spec/volumeMode", json!("Filesystem")),
+        ("", "LimitRange") => podvisor_api::limitrange::default_limit_range(o),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             set_default(o, "/spec/minReplicas", json!(1));
             if o.pointer("/spec/metrics")
