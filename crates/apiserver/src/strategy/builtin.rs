@@ -533,6 +533,28 @@ fn int_or_percent(
     Some(n)
 }
 
+/// `maxUnavailable` (at most 100%) and `maxSurge` (at most 100% with `surge_capped`) of the
+/// rolling-update block at `ptr` (field path `field`).
+fn rolling_bounds(
+    o: &Value,
+    ptr: &str,
+    field: &str,
+    surge_capped: bool,
+    errs: &mut Vec<FieldError>,
+) -> (Option<i64>, Option<i64>) {
+    let mut one = |name: &str, capped: bool| {
+        int_or_percent(
+            o,
+            &format!("{ptr}/{name}"),
+            &format!("{field}.{name}"),
+            capped,
+            errs,
+        )
+    };
+    let unavailable = one("maxUnavailable", true);
+    (unavailable, one("maxSurge", surge_capped))
+}
+
 /// upstream's `ValidateDeploymentStrategy` and `ValidateRollingUpdateDeployment`.
 fn validate_deployment_strategy(o: &Value, errs: &mut Vec<FieldError>) {
     const RU: &str = "/spec/strategy/rollingUpdate";
@@ -550,20 +572,7 @@ fn validate_deployment_strategy(o: &Value, errs: &mut Vec<FieldError>) {
     if rolling.is_none() {
         return;
     }
-    let unavailable = int_or_percent(
-        o,
-        &format!("{RU}/maxUnavailable"),
-        &format!("{F}.maxUnavailable"),
-        true,
-        errs,
-    );
-    let surge = int_or_percent(
-        o,
-        &format!("{RU}/maxSurge"),
-        &format!("{F}.maxSurge"),
-        false,
-        errs,
-    );
+    let (unavailable, surge) = rolling_bounds(o, RU, F, false, errs);
     if unavailable.unwrap_or(0) == 0 && surge.unwrap_or(0) == 0 && unavailable.is_some() {
         errs.push(FieldError::invalid(
             format!("{F}.maxUnavailable"),
@@ -586,20 +595,7 @@ fn validate_daemonset_rolling_update(o: &Value, errs: &mut Vec<FieldError>) {
     {
         return;
     }
-    let unavailable = int_or_percent(
-        o,
-        &format!("{RU}/maxUnavailable"),
-        &format!("{F}.maxUnavailable"),
-        true,
-        errs,
-    );
-    let surge = int_or_percent(
-        o,
-        &format!("{RU}/maxSurge"),
-        &format!("{F}.maxSurge"),
-        true,
-        errs,
-    );
+    let (unavailable, surge) = rolling_bounds(o, RU, F, true, errs);
     match (unavailable.unwrap_or(0) != 0, surge.unwrap_or(0) != 0) {
         (true, true) => errs.push(FieldError::invalid(
             format!("{F}.maxSurge"),
