@@ -13,6 +13,15 @@
 //!    tells the worker the object is gone. Sandboxes whose pod is absent after the first
 //!    list are orphans: killed at once and removed.
 //!
+//! # Fencing
+//!
+//! When the node loses its lease ([`crate::fence`]) every worker is stopped, every sandbox
+//! is removed through the runtime (SIGKILL to the whole tree), and the agent waits until it
+//! holds its lease again; then it records `Fenced` events on the node and on each pod it
+//! killed and starts over from a fresh list of its pods, as after a restart with nothing to
+//! re-adopt. A `--fence-after` that does not fit the control plane's grace period stops the
+//! agent with that error.
+//!
 //! # Stop
 //!
 //! Cancelling the token leaves pods running (their workers are dropped, persisted deadlines
@@ -35,9 +44,10 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{EventSink, KubePodApi, PodApi, kubelet_events};
+use crate::api::{EventSink, EventType, KubePodApi, PodApi, PodEvent, PodRef, kubelet_events};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::fence::{Fence, FenceState, LeaseEpoch, stamped_client};
 use crate::hooks::HookRunner;
 use crate::node::NodeReporter;
 use crate::pod::deadlines::DeadlineStore;
@@ -61,6 +71,7 @@ pub struct Agent {
     images: Option<Arc<crate::image::ImageManager>>,
     proxy: std::sync::Mutex<Option<crate::proxy::Proxy>>,
     log_addr: watch::Sender<Option<SocketAddr>>,
+    fence: Arc<Fence>,
 }
 
 /// Remembers finished pod UIDs (never run again), bounded.
@@ -95,9 +106,18 @@ fn orphan_pod(sb: &SandboxStatus) -> Pod {
 impl Agent {
     /// An agent for `config.node_name`, talking to the API through `client` and running pods
     /// on `runtime`.
+    /// Every request carries the node's lease epoch ([`crate::fence::stamped_client`]).
     pub fn new(client: Client, runtime: Arc<dyn ContainerRuntime>, config: AgentConfig) -> Agent {
         let (log_addr, _) = watch::channel(None);
+        let epoch = LeaseEpoch::load(&config.state_dir);
+        let fence = Arc::new(Fence::new(
+            config.fence_after,
+            Duration::from_secs(u64::try_from(config.lease_duration_seconds).unwrap_or(40)),
+            epoch.clone(),
+        ));
+        let client = stamped_client(client, epoch);
         Agent {
+            fence,
             client,
             runtime,
             config: Arc::new(config),
@@ -146,6 +166,16 @@ impl Agent {
     pub fn with_images(mut self, images: Arc<crate::image::ImageManager>) -> Agent {
         self.images = Some(images);
         self
+    }
+
+    /// The agent's API client: every request carries the node's lease epoch.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The node's fence (its lease state and epoch).
+    pub fn fence(&self) -> Arc<Fence> {
+        self.fence.clone()
     }
 
     /// The log server's address, once bound (`daemonEndpoints.kubeletEndpoint.Port`).
@@ -350,10 +380,14 @@ impl Agent {
             config.clone(),
             self.runtime.clone(),
             log_addr.map_or(0, |a| a.port()),
+            self.fence.clone(),
         )
         .with_serving_cert_hash(cert.hash()?)
         .with_images(self.images.clone());
         aux.spawn(reporter.run(aux_stop.clone()));
+        aux.spawn(self.fence.clone().watchdog(aux_stop.clone()));
+        let mut fence_state = self.fence.subscribe();
+        let mut misconfigured = None;
         let proxy = self.proxy.lock().unwrap_or_else(|e| e.into_inner()).take();
         // The proxy's acknowledgements go to this Node, where every node's drain barrier
         // reads them (crate::drain); a node without a proxy withdraws an old one.
@@ -388,9 +422,9 @@ impl Agent {
         }
         let pods: Api<Pod> = Api::all(self.client.clone());
         let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-        let mut stream = watcher(pods, wc).default_backoff().boxed();
+        let mut stream = watcher(pods.clone(), wc.clone()).default_backoff().boxed();
 
-        let workers_stop = CancellationToken::new();
+        let mut workers_stop = CancellationToken::new();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
         let mut tasks: JoinSet<String> = JoinSet::new();
         let mut finished = FinishedUids::default();
@@ -400,10 +434,10 @@ impl Agent {
         let spawn = |pod: Arc<Pod>,
                      adopted: Option<SandboxStatus>,
                      workers: &mut HashMap<String, WorkerHandle>,
-                     tasks: &mut JoinSet<String>| {
+                     tasks: &mut JoinSet<String>,
+                     stop: &CancellationToken| {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let (worker, handle) =
-                PodWorker::new(ctx.clone(), pod, adopted, workers_stop.child_token());
+            let (worker, handle) = PodWorker::new(ctx.clone(), pod, adopted, stop.child_token());
             workers.insert(uid.clone(), handle);
             tasks.spawn(async move {
                 worker.run().await;
@@ -411,9 +445,52 @@ impl Agent {
             });
         };
 
-        loop {
+        'main: loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                r = fence_state.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                    let state = fence_state.borrow_and_update().clone();
+                    match state {
+                        FenceState::Misconfigured(e) => {
+                            misconfigured = Some(e);
+                            break;
+                        }
+                        FenceState::Lost { .. } => {}
+                        _ => continue,
+                    }
+                    // Fence: no worker may start anything any more, then kill every sandbox.
+                    workers_stop.cancel();
+                    tasks.shutdown().await;
+                    workers.clear();
+                    seen.clear();
+                    adopted.clear();
+                    finished = FinishedUids::default();
+                    workers_stop = CancellationToken::new();
+                    let killed = kill_all_pods(self.runtime.as_ref(), network.as_deref()).await;
+                    tracing::warn!(pods = killed.len(), "fenced: every pod killed; waiting to hold the lease again");
+                    self.fence.killed(killed);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break 'main,
+                            r = fence_state.changed() => if r.is_err() { break 'main },
+                        }
+                        let state = fence_state.borrow_and_update().clone();
+                        match state {
+                            FenceState::Holding => break,
+                            FenceState::Misconfigured(e) => {
+                                misconfigured = Some(e);
+                                break 'main;
+                            }
+                            _ => {}
+                        }
+                    }
+                    fenced_events(ctx.events.as_ref(), &node, &self.fence);
+                    tracing::info!(epoch = self.fence.epoch.get(), "the node holds its lease again: running its pods");
+                    stream = watcher(pods.clone(), wc.clone()).default_backoff().boxed();
+                }
                 ev = stream.next() => {
                     let Some(ev) = ev else {
                         tracing::warn!("pod watch ended");
@@ -430,7 +507,7 @@ impl Agent {
                             let pod = Arc::new(pod);
                             match workers.get(&uid) {
                                 Some(h) => h.input.send_modify(|i| i.pod = Some(pod)),
-                                None => spawn(pod, adopted.remove(&uid), &mut workers, &mut tasks),
+                                None => spawn(pod, adopted.remove(&uid), &mut workers, &mut tasks, &workers_stop),
                             }
                         }
                         Ok(watcher::Event::Delete(pod)) => {
@@ -449,7 +526,7 @@ impl Agent {
                                 for (uid, sb) in adopted.drain() {
                                     tracing::info!(%uid, "killing an orphaned sandbox (its pod is gone)");
                                     let pod = Arc::new(orphan_pod(&sb));
-                                    spawn(pod, Some(sb), &mut workers, &mut tasks);
+                                    spawn(pod, Some(sb), &mut workers, &mut tasks, &workers_stop);
                                     if let Some(h) = workers.get(&uid) {
                                         h.input.send_modify(|i| i.pod = None);
                                     }
@@ -529,6 +606,73 @@ impl Agent {
         while tasks.join_next().await.is_some() {}
         aux_stop.cancel();
         while aux.join_next().await.is_some() {}
-        Ok(())
+        match misconfigured {
+            Some(e) => Err(AgentError::Config(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Removes every sandbox of the runtime (SIGKILL to its whole tree) and releases its pod
+/// network; returns the pods they held.
+async fn kill_all_pods(
+    runtime: &dyn ContainerRuntime,
+    network: Option<&crate::network::PodNetwork>,
+) -> Vec<PodRef> {
+    let sandboxes = match runtime.list().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "fencing: cannot list the sandboxes to kill");
+            return Vec::new();
+        }
+    };
+    let mut killed = Vec::new();
+    for sb in sandboxes {
+        let pod = orphan_pod(&sb);
+        if let Err(e) = runtime.remove_sandbox(&sb.config.id).await {
+            tracing::error!(sandbox = %sb.config.id, error = %e, "fencing: cannot kill a sandbox");
+            continue;
+        }
+        if let Some(net) = network
+            && let Err(e) = net.teardown(&sb.config.id, sb.netns.as_deref()).await
+        {
+            tracing::warn!(sandbox = %sb.config.id, error = %e, "fencing: cannot release a pod network");
+        }
+        killed.push(PodRef {
+            namespace: pod.metadata.namespace.unwrap_or_default(),
+            name: pod.metadata.name.unwrap_or_default(),
+            uid: pod.metadata.uid.unwrap_or_default(),
+        });
+    }
+    killed
+}
+
+/// The events of a fencing the node is back from: one on the node, one on each pod killed.
+fn fenced_events(events: &dyn EventSink, node: &str, fence: &Fence) {
+    let Some((why, killed)) = fence.last_fencing() else {
+        return;
+    };
+    events.emit_node(
+        node,
+        EventType::Warning,
+        "Fenced",
+        format!(
+            "Node {node} {why}: it killed its {} pod(s) with SIGKILL; it holds its lease again \
+             (epoch {})",
+            killed.len(),
+            fence.epoch.get()
+        ),
+    );
+    for pod in killed {
+        events.emit(PodEvent {
+            pod,
+            field_path: None,
+            type_: EventType::Warning,
+            reason: "Fenced".into(),
+            message: format!(
+                "Killed (SIGKILL): node {node} {why}; no copy of the pod ran while the node \
+                 did not hold its lease"
+            ),
+        });
     }
 }

@@ -131,6 +131,11 @@ pub struct PodEvent {
 pub trait EventSink: Send + Sync + 'static {
     /// Records an event.
     fn emit(&self, event: PodEvent);
+
+    /// Records an event about the Node `node` (default: dropped).
+    fn emit_node(&self, node: &str, type_: EventType, reason: &str, message: String) {
+        let _ = (node, type_, reason, message);
+    }
 }
 
 /// The node's event recorder and its writer (run the writer on an owned task): the shared
@@ -168,6 +173,22 @@ impl EventSink for EventRecorder {
             type_: event.type_,
             reason: event.reason,
             message: event.message,
+            action: None,
+        });
+    }
+
+    /// As the kubelet's node reference: kind Node, the UID is the node's name.
+    fn emit_node(&self, node: &str, type_: EventType, reason: &str, message: String) {
+        self.record(EventRecord {
+            object: ObjectReference {
+                kind: Some("Node".into()),
+                name: Some(node.to_string()),
+                uid: Some(node.to_string()),
+                ..Default::default()
+            },
+            type_,
+            reason: reason.to_string(),
+            message,
             action: None,
         });
     }

@@ -24,6 +24,9 @@ pub struct AgentConfig {
     pub lease_interval: Duration,
     /// `leaseDurationSeconds` of the Lease (default 40).
     pub lease_duration_seconds: i32,
+    /// Kill every pod when the Lease was not renewed for this long (crate::fence). None:
+    /// the lease duration, lowered to three quarters of the control plane's grace period.
+    pub fence_after: Option<Duration>,
     /// How often node status is recomputed (default 10 s).
     pub node_status_update_interval: Duration,
     /// Node status is written at least this often even if unchanged (default 1 min).
@@ -71,6 +74,7 @@ impl AgentConfig {
             node_token: String::new(),
             lease_interval: Duration::from_secs(10),
             lease_duration_seconds: 40,
+            fence_after: None,
             node_status_update_interval: Duration::from_secs(10),
             node_status_report_interval: Duration::from_secs(60),
             backoff_initial: Duration::from_secs(10),

@@ -13,7 +13,7 @@
 //! [`hooks::HookRunner`], postStart and preStop), [`handlers`] (exec, tcpSocket, httpGet,
 //! grpc, sleep, shared by probes and hooks), [`probe`] (liveness, readiness, startup),
 //! [`network`] (the pod network: CNI, per-pod namespaces, host-gw routes), [`node`] (Node,
-//! Lease), [`server`] (the log, exec and port-forward server), [`api`] (the narrow API
+//! Lease), [`fence`] (self-fencing), [`server`] (the log, exec and port-forward server), [`api`] (the narrow API
 //! doors), [`objects`] (ConfigMaps and Secrets), [`clock`], [`testing`] (the test kit:
 //! recording fakes, the worker harness, builders).
 
@@ -24,6 +24,7 @@ pub mod config;
 pub mod dns;
 pub mod drain;
 pub mod error;
+pub mod fence;
 pub mod handlers;
 pub mod hooks;
 pub mod image;

@@ -6,7 +6,10 @@
 //!   daemonEndpoints.kubeletEndpoint.Port = the log server's port); if it exists, update its
 //!   labels and status.
 //! * **Lease**: `coordination.k8s.io/v1` Lease named after the node in `kube-node-lease`,
-//!   `leaseDurationSeconds` 40, renewed every `lease_interval` (10 s by default).
+//!   `leaseDurationSeconds` 40, renewed every `lease_interval` (10 s by default, a quarter
+//!   of the duration), each renewal bounded by that interval. Success, a stale epoch (409)
+//!   and the control plane's grace period published on the Lease go to the node's
+//!   [`Fence`] (crate::fence): this loop is what tells the agent it holds its lease.
 //! * **Status**: recomputed every `node_status_update_interval`; written when it changed
 //!   (ignoring heartbeat times) and at least every `node_status_report_interval` (1 min).
 //!
@@ -32,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{WallClock, to_micro_time, to_time};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::fence::{Fence, FenceState};
 
 /// The kubelet version the agent reports.
 pub const KUBELET_VERSION: &str = "v1.33.1-podvisor";
@@ -272,6 +276,7 @@ pub struct NodeReporter {
     node_uid: Option<String>,
     images: Option<Arc<crate::image::ImageManager>>,
     serving_cert_hash: Option<String>,
+    fence: Arc<Fence>,
 }
 
 impl NodeReporter {
@@ -281,6 +286,7 @@ impl NodeReporter {
         config: Arc<AgentConfig>,
         runtime: Arc<dyn ContainerRuntime>,
         log_port: u16,
+        fence: Arc<Fence>,
     ) -> NodeReporter {
         let clock = config.clock.clone();
         NodeReporter {
@@ -294,6 +300,7 @@ impl NodeReporter {
             node_uid: None,
             images: None,
             serving_cert_hash: None,
+            fence,
         }
     }
 
@@ -454,8 +461,8 @@ impl NodeReporter {
         }
     }
 
-    /// Renews (or creates) the node's Lease.
-    pub async fn renew_lease(&self) -> Result<(), AgentError> {
+    /// Renews (or creates, at the node's epoch) the node's Lease; returns it as stored.
+    pub async fn renew_lease(&self) -> Result<Lease, AgentError> {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
         let name = &self.config.node_name;
         let now = to_micro_time(self.clock.now());
@@ -468,7 +475,7 @@ impl NodeReporter {
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(lease) => Ok(lease),
             Err(e) => {
                 let err = AgentError::api(format!("renew lease {name}"), e);
                 if !err.is_not_found() {
@@ -496,13 +503,79 @@ impl NodeReporter {
                         lease_duration_seconds: Some(self.config.lease_duration_seconds),
                         renew_time: Some(now.clone()),
                         acquire_time: Some(now),
+                        lease_transitions: Some(
+                            i32::try_from(self.fence.epoch.get()).unwrap_or(i32::MAX),
+                        ),
                         ..Default::default()
                     }),
                 };
                 api.create(&PostParams::default(), &lease)
                     .await
-                    .map(|_| ())
                     .map_err(|e| AgentError::api(format!("create lease {name}"), e))
+            }
+        }
+    }
+
+    /// One renewal, bounded by the renew interval; its outcome goes to the fence.
+    async fn lease_tick(&self) {
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout(self.config.lease_interval, self.renew_lease()).await {
+            Ok(Ok(lease)) => {
+                if let Some(grace) = lease
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(podvisor_api::fencing::ANN_NODE_MONITOR_GRACE_PERIOD))
+                    .and_then(|g| podvisor_api::fencing::parse_grace(g))
+                {
+                    self.fence.set_grace(grace);
+                }
+                self.fence.renewed(sent);
+            }
+            Ok(Err(e)) if e.is_conflict() => {
+                tracing::warn!(error = %e, "lease renewal refused");
+                self.learn_epoch().await;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+            Err(_) => tracing::warn!(
+                timeout = ?self.config.lease_interval,
+                "lease renewal timed out"
+            ),
+        }
+    }
+
+    /// Reads the Lease: a newer epoch than the node's means the control plane declared the
+    /// node dead. The lease is lost; once the pods are dead the node adopts the new epoch
+    /// and takes its lease again at once.
+    async fn learn_epoch(&self) {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let lease = match api.get_opt(&self.config.node_name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the node's lease");
+                return;
+            }
+        };
+        let current = podvisor_api::fencing::lease_epoch(&lease);
+        let mine = self.fence.epoch.get();
+        if current <= mine {
+            return;
+        }
+        self.fence.lose(format!(
+            "the control plane declared it dead (lease epoch {mine} -> {current})"
+        ));
+        if self.fence.is_fenced() {
+            tracing::info!(
+                epoch = current,
+                "pods killed: taking the lease again under the new epoch"
+            );
+            self.fence.epoch.set(current);
+            let sent = tokio::time::Instant::now();
+            match tokio::time::timeout(self.config.lease_interval, self.renew_lease()).await {
+                Ok(Ok(_)) => self.fence.renewed(sent),
+                Ok(Err(e)) => tracing::warn!(error = %e, "taking the lease again failed"),
+                Err(_) => tracing::warn!("taking the lease again timed out"),
             }
         }
     }
@@ -513,7 +586,12 @@ impl NodeReporter {
         loop {
             match self.register().await {
                 Ok(_) => break,
-                Err(e) => tracing::warn!(error = %e, "node registration failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "node registration failed; retrying");
+                    if e.is_conflict() {
+                        self.learn_epoch().await;
+                    }
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -525,12 +603,18 @@ impl NodeReporter {
         let mut status = tokio::time::interval(self.config.node_status_update_interval);
         lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fence = self.fence.subscribe();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = lease.tick() => {
-                    if let Err(e) = self.renew_lease().await {
-                        tracing::warn!(error = %e, "lease renewal failed");
+                _ = lease.tick() => self.lease_tick().await,
+                // Pods dead: try to hold the lease again at once.
+                r = fence.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if matches!(*fence.borrow_and_update(), FenceState::Fenced { .. }) {
+                        self.lease_tick().await;
                     }
                 }
                 _ = status.tick() => {

@@ -580,3 +580,115 @@ async fn many_pods_on_one_node() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// Fencing (docs/design/0007-node-fencing.md): the control plane declares the node dead (its
+/// Lease's epoch bumped, holder cleared). The agent's next renewal is refused (409): it
+/// kills its pod through the runtime, adopts the new epoch (persisted), takes its Lease
+/// again, records `Fenced` on the Node and the pod, and runs the pod afresh.
+#[tokio::test]
+async fn a_node_declared_dead_kills_its_pods_and_rejoins_under_the_new_epoch() {
+    let c = cluster(false).await;
+    c.rt.script("app", FakeScript::always(Attempt::forever()));
+    c.rt.set_recording(true);
+    let mut config = c.config();
+    config.lease_interval = Duration::from_millis(200);
+    config.fence_after = Some(Duration::from_secs(30));
+    let (stop, task) = c.start_agent(config);
+    let pods = c.pods();
+    pods.create(&PostParams::default(), &pod("db", &["app"], Some(1)))
+        .await
+        .unwrap();
+    let running = || async {
+        pods.get("db")
+            .await
+            .ok()
+            .filter(|p| phase(p).as_deref() == Some("Running") && ready(p))
+    };
+    let before = eventually("db running", Duration::from_secs(10), running).await;
+    let container_id = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.first())
+            .and_then(|c| c.container_id.clone())
+    };
+    let first = container_id(&before).expect("container id");
+    assert_eq!(c.rt.sandbox_count(), 1);
+
+    let leases: Api<Lease> = Api::namespaced(c.admin.clone(), "kube-node-lease");
+    let bump = serde_json::json!({"spec": {"leaseTransitions": 1, "holderIdentity": null}});
+    leases
+        .patch(
+            "node-1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&bump),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "lease taken again under epoch 1",
+        Duration::from_secs(10),
+        || async {
+            let s = leases.get("node-1").await.ok()?.spec?;
+            (s.lease_transitions == Some(1) && s.holder_identity.as_deref() == Some("node-1"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(c.dir.path().join("state/lease-epoch")).unwrap(),
+        "1"
+    );
+    // The old sandbox was killed (SIGKILL, removed); the pod runs in a new one.
+    eventually("db running again", Duration::from_secs(10), || async {
+        running()
+            .await
+            .filter(|p| container_id(p).is_some_and(|id| id != first))
+    })
+    .await;
+    assert_eq!(c.rt.sandbox_count(), 1);
+    assert!(
+        c.rt.calls().iter().any(|r| matches!(
+            &r.call,
+            podvisor_runtime::fake::FakeCall::RemoveSandbox { .. }
+        )),
+        "the sandbox was removed"
+    );
+    let uid = before.metadata.uid.unwrap();
+    let events: Api<Event> = Api::all(c.admin.clone());
+    eventually("Fenced events", Duration::from_secs(10), || async {
+        let l = events.list(&ListParams::default()).await.ok()?;
+        let fenced: Vec<(String, String, String)> = l
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Fenced"))
+            .map(|e| {
+                (
+                    e.involved_object.kind.unwrap_or_default(),
+                    e.involved_object.uid.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
+            .collect();
+        let why = "the control plane declared it dead (lease epoch 0 -> 1)";
+        (fenced.contains(&(
+            "Node".into(),
+            "node-1".into(),
+            format!(
+                "Node node-1 {why}: it killed its 1 pod(s) with SIGKILL; it holds its lease \
+                 again (epoch 1)"
+            ),
+        )) && fenced.contains(&(
+            "Pod".into(),
+            uid.clone(),
+            format!(
+                "Killed (SIGKILL): node node-1 {why}; no copy of the pod ran while the node did \
+                 not hold its lease"
+            ),
+        )))
+        .then_some(())
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}

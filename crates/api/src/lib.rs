@@ -5,6 +5,7 @@ pub mod defaults;
 pub mod disruption;
 pub mod dns;
 pub mod expand;
+pub mod fencing;
 pub mod limitrange;
 pub mod nodeaffinity;
 pub mod quantity;

@@ -595,8 +595,10 @@ fn attributes(ctx: &Ctx, t: &Target, verb: &str) -> RequestAttributes {
 }
 
 /// Asks the authorizer chain ([`crate::auth::check`]).
-async fn check(ctx: &Ctx, _t: &Target, attrs: &RequestAttributes) -> Result<(), ApiError> {
-    crate::auth::check(&ctx.srv, &ctx.user, attrs).await
+/// Then a node's write must carry its current lease epoch ([`crate::auth::check_node_epoch`]).
+async fn check(ctx: &Ctx, t: &Target, attrs: &RequestAttributes) -> Result<(), ApiError> {
+    crate::auth::check(&ctx.srv, &ctx.user, attrs).await?;
+    crate::auth::check_node_epoch(&ctx.srv, &ctx.user, &ctx.headers, t.kind, attrs).await
 }
 
 async fn authorize(ctx: &Ctx, t: &Target, verb: &str) -> Result<(), ApiError> {

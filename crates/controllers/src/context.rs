@@ -318,6 +318,8 @@ pub(crate) struct Ctx {
     pub(crate) node_ipam: tokio::sync::Notify,
     /// Wakes the kube-dns controller (a Node changed).
     pub(crate) kube_dns: tokio::sync::Notify,
+    /// Wakes PodGC between its periods: a terminating pod on an out-of-service node.
+    pub(crate) pod_gc: tokio::sync::Notify,
     pub(crate) rs_queue: WorkQueue<Key>,
     pub(crate) deploy_queue: WorkQueue<Key>,
     pub(crate) sts_queue: WorkQueue<Key>,

@@ -91,6 +91,7 @@ impl ControllerManager {
             leases,
             node_ipam: tokio::sync::Notify::new(),
             kube_dns: tokio::sync::Notify::new(),
+            pod_gc: tokio::sync::Notify::new(),
             rs_queue: WorkQueue::new(),
             deploy_queue: WorkQueue::new(),
             sts_queue: WorkQueue::new(),
@@ -523,6 +524,9 @@ fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
     };
     ctx.node_ipam.notify_one();
     ctx.kube_dns.notify_one();
+    if !deleted && crate::podgc::out_of_service(node) {
+        ctx.pod_gc.notify_one();
+    }
     if ctx.ds_nodes.changed(node, deleted) {
         queue_all(&ctx.daemonsets, &ctx.ds_queue);
     }
@@ -548,6 +552,7 @@ fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
         return;
     };
     route_gc_owners(ctx, None, &pod.metadata, deleted);
+    crate::podgc::route_pod(ctx, pod, deleted);
     endpointslice::route_pod(ctx, pod);
     crate::pvcontroller::route_pod(ctx, pod, deleted);
     crate::resourcequota::route_pod(ctx, pod, deleted);

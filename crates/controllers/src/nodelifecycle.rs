@@ -35,6 +35,14 @@
 //!   The queue is per zone and rate limited (token bucket, `eviction_rate` nodes/s, burst 1),
 //!   worked every `tainting_period`.
 //!
+//! # Fencing (docs/design/0007-node-fencing.md)
+//!
+//! Every node Lease carries the grace period (`node.podvisor.io/node-monitor-grace-period`).
+//! A node silent for the grace period whose Lease is still held is declared dead: the
+//! Lease's `leaseTransitions` (the node's epoch) is bumped and `holderIdentity` cleared,
+//! with a `NodeFenced` Warning event; the API server then refuses the node's writes of the
+//! old epoch.
+//!
 //! # Zones and master disruption mode
 //!
 //! A zone (`topology.kubernetes.io/region` + `zone` labels) is `FullDisruption` when none
@@ -54,11 +62,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
 use podvisor_api::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE};
+use podvisor_api::fencing::{ANN_NODE_MONITOR_GRACE_PERIOD, format_duration, lease_epoch};
 use podvisor_api::taints::{
     EFFECT_NO_EXECUTE, EFFECT_NO_SCHEDULE, TAINT_UNSCHEDULABLE, same_taint,
 };
@@ -301,6 +311,9 @@ impl NodeLifecycle {
                 .entry(zone.clone())
                 .or_default()
                 .push(current.as_ref().is_some_and(|c| c.status == "True"));
+            if let Err(e) = self.sync_lease(ctx, &node, current.as_ref()).await {
+                warn!(node = %name, error = %e, "updating the node's lease failed");
+            }
             if let Some(current) = &current {
                 if let Err(e) = self
                     .process_taint_based_eviction(ctx, &node, &zone, &current.status)
@@ -478,6 +491,98 @@ impl NodeLifecycle {
         }
         self.health.insert(name, health);
         Ok((observed, current))
+    }
+
+    /// Node fencing (docs/design/0007-node-fencing.md): publishes the grace period on the
+    /// node's Lease ([`ANN_NODE_MONITOR_GRACE_PERIOD`], read by the agent to bound its
+    /// `--fence-after`), and declares a node that went silent for the grace period dead:
+    /// its Lease's epoch (`leaseTransitions`) is bumped and `holderIdentity` cleared, in one
+    /// update fenced by the resourceVersion (a renewal landing first wins). From then on the
+    /// API server refuses every write of the node's old epoch; the node, which killed its
+    /// pods at `--fence-after`, takes its lease again under the new epoch when it is back.
+    async fn sync_lease(
+        &self,
+        ctx: &Ctx,
+        node: &Node,
+        ready: Option<&NodeCondition>,
+    ) -> Result<(), ControllerError> {
+        let cfg = &ctx.config.node_lifecycle;
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let Some(lease) = ctx
+            .leases
+            .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE))
+        else {
+            return Ok(());
+        };
+        let grace = format_duration(cfg.monitor_grace_period);
+        let silent = ready.is_some_and(|c| c.status == "Unknown")
+            && self
+                .health
+                .get(&name)
+                .is_some_and(|h| Instant::now() > h.probe + cfg.monitor_grace_period);
+        let spec = lease.spec.clone().unwrap_or_default();
+        let held = spec
+            .holder_identity
+            .as_deref()
+            .is_some_and(|h| !h.is_empty());
+        let api: kube::Api<Lease> = kube::Api::namespaced(ctx.client.clone(), LEASE_NAMESPACE);
+        let annotated = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANN_NODE_MONITOR_GRACE_PERIOD))
+            == Some(&grace);
+        if silent && held {
+            let epoch = lease_epoch(&lease);
+            let mut fenced = (*lease).clone();
+            fenced
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(ANN_NODE_MONITOR_GRACE_PERIOD.into(), grace.clone());
+            let spec = fenced.spec.get_or_insert_with(Default::default);
+            spec.holder_identity = None;
+            spec.lease_transitions = Some(i32::try_from(epoch + 1).unwrap_or(i32::MAX));
+            api.replace(&name, &PostParams::default(), &fenced)
+                .await
+                .map_err(ControllerError::api(
+                    "update",
+                    "Lease",
+                    LEASE_NAMESPACE,
+                    &name,
+                ))?;
+            info!(node = %name, epoch = epoch + 1, "node declared dead: lease epoch bumped");
+            ctx.record_event(
+                COMPONENT,
+                EventRecord::new(
+                    object_ref(node),
+                    EventType::Warning,
+                    "NodeFenced",
+                    format!(
+                        "Node {name} did not renew its lease for {grace}: declared dead, lease \
+                         epoch {epoch} -> {}; writes of the old epoch are refused",
+                        epoch + 1
+                    ),
+                ),
+            );
+        } else if !annotated {
+            let patch = serde_json::json!({ "metadata": { "annotations": {
+                ANN_NODE_MONITOR_GRACE_PERIOD: grace,
+            }}});
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(ControllerError::api(
+                "patch",
+                "Lease",
+                LEASE_NAMESPACE,
+                &name,
+            ))?;
+        }
+        Ok(())
     }
 
     /// `processTaintBaseEviction`.

@@ -16,6 +16,10 @@
 //! 4. **unscheduled terminating**: pods with a `deletionTimestamp` and no node are
 //!    force-deleted.
 //!
+//! Step 2 also runs as soon as a node gets the out-of-service taint or a pod on such a node
+//! starts terminating, not only every period: an admin who declares a node out of service
+//! gets its pods replaced in seconds.
+//!
 //! "Force" means `DELETE gracePeriodSeconds=0`: the object leaves the API at once (unless
 //! finalizers hold it), which is what lets a StatefulSet create the replacement under the
 //! same name.
@@ -25,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
@@ -74,6 +78,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             biased;
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => gc(&ctx, &mut quarantine).await,
+            _ = ctx.pod_gc.notified() => gc_terminating(&ctx, &ctx.pods.state()).await,
         }
     }
 }
@@ -103,28 +108,45 @@ async fn gc_terminated(ctx: &Ctx, all: &[Arc<Pod>]) {
     }
 }
 
+/// Whether `node` is not Ready and carries `node.kubernetes.io/out-of-service:NoExecute`.
+pub(crate) fn out_of_service(node: &Node) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.key == TAINT_OUT_OF_SERVICE && t.effect == EFFECT_NO_EXECUTE)
+        });
+    !ready && tainted
+}
+
+/// Wakes PodGC when `pod` is terminating on an out-of-service node.
+pub(crate) fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
+    if !deleted
+        && pod.metadata.deletion_timestamp.is_some()
+        && ctx
+            .nodes
+            .get(&ObjectRef::new(node_name(pod)))
+            .is_some_and(|n| out_of_service(&n))
+    {
+        ctx.pod_gc.notify_one();
+    }
+}
+
 async fn gc_terminating(ctx: &Ctx, all: &[Arc<Pod>]) {
     let mut victims: Vec<&Arc<Pod>> = all
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_some() && !pods::is_terminal(p))
         .filter(|p| {
-            let Some(node) = ctx.nodes.get(&ObjectRef::new(node_name(p))) else {
-                return false;
-            };
-            let ready = node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let out_of_service = node
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.as_ref())
-                .is_some_and(|ts| {
-                    ts.iter()
-                        .any(|t| t.key == TAINT_OUT_OF_SERVICE && t.effect == EFFECT_NO_EXECUTE)
-                });
-            !ready && out_of_service
+            ctx.nodes
+                .get(&ObjectRef::new(node_name(p)))
+                .is_some_and(|n| out_of_service(&n))
         })
         .collect();
     if victims.is_empty() {

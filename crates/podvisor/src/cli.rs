@@ -163,6 +163,28 @@ pub struct CrashLoopArgs {
     pub max_container_restart_period: Option<Duration>,
 }
 
+/// Self-fencing (`up` and `agent`; docs/design/0007-node-fencing.md).
+#[derive(Debug, Args, Clone)]
+pub struct FenceArgs {
+    /// Kill (SIGKILL) every pod of this node when it could not renew its node Lease for
+    /// this long, so no copy of a pod still runs here when the control plane replaces it.
+    /// Must be longer than the renew interval (a quarter of the lease duration) and shorter
+    /// than the control plane's `--node-monitor-grace-period` [default: the lease duration,
+    /// at most three quarters of the control plane's grace period].
+    #[arg(long, env = "PODVISOR_FENCE_AFTER", value_parser = parse_duration, value_name = "DURATION")]
+    pub fence_after: Option<Duration>,
+    /// `leaseDurationSeconds` of the node's Lease (the kubelet's `nodeLeaseDurationSeconds`);
+    /// the Lease is renewed every quarter of it.
+    #[arg(
+        long,
+        env = "PODVISOR_NODE_LEASE_DURATION_SECONDS",
+        default_value_t = 40,
+        value_parser = clap::value_parser!(i32).range(1..),
+        value_name = "SECONDS"
+    )]
+    pub node_lease_duration_seconds: i32,
+}
+
 /// Where a control plane keeps its data and serves the API (`up` and `server`).
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
@@ -260,6 +282,8 @@ pub struct UpArgs {
     pub node_capacity: NodeCapacityArgs,
     #[command(flatten)]
     pub crash_loop: CrashLoopArgs,
+    #[command(flatten)]
+    pub fence: FenceArgs,
 }
 
 /// `podvisor server`.
@@ -413,6 +437,8 @@ pub struct AgentArgs {
     pub node_capacity: NodeCapacityArgs,
     #[command(flatten)]
     pub crash_loop: CrashLoopArgs,
+    #[command(flatten)]
+    pub fence: FenceArgs,
 }
 
 /// `podvisor kubeconfig`.

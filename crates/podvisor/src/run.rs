@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -346,6 +346,12 @@ fn image_service(
 
 /// `podvisor up`.
 pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
+    // The agent's fence must come before the controllers' grace period ends.
+    fencing(
+        &mut podvisor_agent::AgentConfig::new("", args.node_ip, PathBuf::new()),
+        &args.fence,
+        Some(args.controllers.node_monitor_grace_period),
+    )?;
     let data_dir = config::data_dir(args.serve.dirs.data_dir.as_deref())?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let store = open_store(None, &data_dir).await?;
@@ -387,12 +393,17 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
     agent_config.max_pods = args.node_capacity.max_pods;
     crash_loop(&mut agent_config, &args.crash_loop)?;
+    fencing(
+        &mut agent_config,
+        &args.fence,
+        Some(args.controllers.node_monitor_grace_period),
+    )?;
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
-    let proxy = service_proxy(&args.network, node_client.clone(), &node_name);
     let mut agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
-    if let Some(proxy) = proxy {
+    // The proxy's events carry the node's lease epoch too.
+    if let Some(proxy) = service_proxy(&args.network, agent.client(), &node_name) {
         agent = agent.with_proxy(proxy);
     }
     let agent_task = {
@@ -673,6 +684,12 @@ fn unsafe_sysctls(args: &crate::cli::NodeSecurityArgs) -> anyhow::Result<Vec<Str
 
 /// `podvisor agent`.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    // The grace period is the server's: checked against it when its Lease shows it.
+    fencing(
+        &mut podvisor_agent::AgentConfig::new("", args.node_ip, PathBuf::new()),
+        &args.fence,
+        None,
+    )?;
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
@@ -703,11 +720,12 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     agent_config.allowed_unsafe_sysctls = unsafe_sysctls(&args.node_security)?;
     agent_config.max_pods = args.node_capacity.max_pods;
     crash_loop(&mut agent_config, &args.crash_loop)?;
+    fencing(&mut agent_config, &args.fence, None)?;
     let _spares = SparesGuard(runtime.clone());
-    let proxy = service_proxy(&args.network, client.clone(), &args.node_name);
     let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
-    if let Some(proxy) = proxy {
+    // The proxy's events carry the node's lease epoch too.
+    if let Some(proxy) = service_proxy(&args.network, agent.client(), &args.node_name) {
         agent = agent.with_proxy(proxy);
     }
     let stop = CancellationToken::new();
@@ -918,6 +936,26 @@ fn crash_loop(
     Ok(())
 }
 
+/// The node's lease duration, renew interval and `--fence-after`, checked against the
+/// renew interval and, when known (`up`), the control plane's grace period `grace`.
+fn fencing(
+    config: &mut podvisor_agent::AgentConfig,
+    args: &crate::cli::FenceArgs,
+    grace: Option<Duration>,
+) -> anyhow::Result<()> {
+    use podvisor_api::fencing::{check_fence_after, default_fence_after, renew_interval};
+    let lease = Duration::from_secs(u64::try_from(args.node_lease_duration_seconds).unwrap_or(40));
+    let fence_after = args
+        .fence_after
+        .unwrap_or_else(|| default_fence_after(lease, grace));
+    check_fence_after(fence_after, lease, grace).map_err(anyhow::Error::msg)?;
+    config.lease_duration_seconds = args.node_lease_duration_seconds;
+    config.lease_interval = renew_interval(lease);
+    config.fence_after =
+        Some(fence_after).filter(|_| args.fence_after.is_some() || grace.is_some());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -928,6 +966,40 @@ mod tests {
     use kube::api::{ListParams, Patch, PatchParams, PostParams};
 
     use super::*;
+
+    #[test]
+    fn fencing_defaults_below_the_grace_period_and_refuses_what_does_not_fit() {
+        let args = |fence_after: Option<u64>, lease: i32| crate::cli::FenceArgs {
+            fence_after: fence_after.map(Duration::from_secs),
+            node_lease_duration_seconds: lease,
+        };
+        let config =
+            || podvisor_agent::AgentConfig::new("n", [127, 0, 0, 1].into(), PathBuf::new());
+        let grace = Some(Duration::from_secs(50));
+        let mut c = config();
+        fencing(&mut c, &args(None, 40), grace).unwrap();
+        assert_eq!(c.fence_after, Some(Duration::from_millis(37_500)));
+        assert_eq!(c.lease_interval, Duration::from_secs(10));
+        let mut c = config();
+        fencing(&mut c, &args(Some(3), 4), Some(Duration::from_secs(8))).unwrap();
+        assert_eq!(
+            (c.fence_after, c.lease_interval, c.lease_duration_seconds),
+            (Some(Duration::from_secs(3)), Duration::from_secs(1), 4)
+        );
+        // A separate agent without --fence-after follows the control plane's grace period.
+        let mut c = config();
+        fencing(&mut c, &args(None, 40), None).unwrap();
+        assert_eq!(c.fence_after, None);
+        let e = fencing(&mut config(), &args(Some(50), 40), grace).unwrap_err();
+        assert!(e.to_string().starts_with("--fence-after 50s must be shorter than the control plane's --node-monitor-grace-period 50s"), "{e}");
+        let e = fencing(&mut config(), &args(Some(5), 40), None).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "--fence-after 5s must be longer than the node's lease renew interval 10s"
+            ),
+            "{e}"
+        );
+    }
 
     fn election(identity: &str) -> podvisor_kit::LeaderElectionConfig {
         let mut cfg = podvisor_kit::LeaderElectionConfig::new(CONTROLLER_MANAGER_LEASE, identity);

@@ -12,6 +12,7 @@
 //!                   1. PrivilegedGroups: system:masters may do everything
 //!                   2. NodeAuthorizer: what a node may do (node.rs)
 //!                   3. RbacAuthorizer: Roles and bindings (rbac/)
+//!                          │ a node's write: its lease epoch (epoch.rs), else 409
 //! ```
 //!
 //! Rules: authentication happens before anything of the request is read but its headers;
@@ -24,6 +25,7 @@
 mod admission;
 mod authn;
 mod authz;
+mod epoch;
 pub mod mirror;
 mod node;
 pub mod rbac;
@@ -34,6 +36,7 @@ mod user;
 pub(crate) use admission::{admit_delete, admit_write};
 pub use authn::{Authenticator, AuthenticatorChain};
 pub use authz::{Authorizer, AuthorizerChain, Decision, PrivilegedGroups, RequestAttributes};
+pub(crate) use epoch::check_node_epoch;
 pub use node::{
     Graph, NODE_POD_ANNOTATION_PREFIX, NodeAuthorizer, NodeGraph, Vertex, node_pod_patch_allowed,
     pod_references,

@@ -16,11 +16,13 @@ pub fn start_agent(name: &str, n: u8, port: u16, server_dir: &Path, dir: &Path) 
         &format!("127.0.0.{n}"),
         server_dir,
         dir,
+        &[],
     )
 }
 
 /// The same for the server at `server` (a URL), node IP `node_ip`, in the test's network
-/// namespace `ns` (pod network on) or the machine's own (`None`, pod network off).
+/// namespace `ns` (pod network on) or the machine's own (`None`, pod network off), with
+/// `extra` flags after the standard ones.
 pub fn start_agent_at(
     ns: Option<&NetNs>,
     name: &str,
@@ -28,6 +30,7 @@ pub fn start_agent_at(
     node_ip: &str,
     server_dir: &Path,
     dir: &Path,
+    extra: &[&str],
 ) -> Process {
     let token = podvisor_testkit::run_ok(
         std::process::Command::new(binary())
@@ -36,7 +39,7 @@ pub fn start_agent_at(
     );
     let token_file = dir.join(format!("{name}.token"));
     std::fs::write(&token_file, &token.stdout).expect("write token");
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "agent".into(),
         "--server".into(),
         server.into(),
@@ -52,6 +55,7 @@ pub fn start_agent_at(
         dir.join(name).display().to_string(),
         "--drain".into(),
     ];
+    args.extend(extra.iter().map(|s| s.to_string()));
     match ns {
         Some(ns) => Process::start_in(ns, name, &args, dir),
         None => Process::start(name, &args, dir),
@@ -134,6 +138,12 @@ pub fn force_delete_all(kubeconfig: &Path, kinds: &str, extra: &[&str]) {
     let _ = kubectl(kubeconfig, &args);
 }
 
+/// The name of `<tag>b`'s end of the veth pair [`two_node_netns`] made (a partition is
+/// `ip -n <ns> link set <it> down`).
+pub fn veth_b(tag: &str) -> String {
+    format!("pvb{tag}{}", std::process::id() % 100_000)
+}
+
 /// Two network namespaces `<tag>a` and `<tag>b` joined by a veth pair (one L2 segment):
 /// `ip_a`/24 in the first, `ip_b`/24 in the second, each with a default route through its end
 /// (traffic to cluster IPs needs a route before the Service proxy translates it).
@@ -141,7 +151,7 @@ pub fn two_node_netns(tag: &str, ip_a: &str, ip_b: &str) -> (NetNs, NetNs) {
     let a = NetNs::new(&format!("{tag}a"));
     let b = NetNs::new(&format!("{tag}b"));
     let n = std::process::id() % 100_000;
-    let (dev_a, dev_b) = (format!("pva{tag}{n}"), format!("pvb{tag}{n}"));
+    let (dev_a, dev_b) = (format!("pva{tag}{n}"), veth_b(tag));
     sh(&format!(
         "ip link add {dev_a} netns {} type veth peer name {dev_b} netns {}",
         a.name, b.name
@@ -178,6 +188,17 @@ impl Drop for JoinedAgent {
 /// Starts agent `name` at `node_ip` in `ns`, joining cluster `c` (its API server on
 /// `c.listen_ip`:6443), and waits until its node is Ready with a podCIDR.
 pub fn join_agent(c: &Cluster, ns: &NetNs, name: &str, node_ip: &str) -> JoinedAgent {
+    join_agent_with(c, ns, name, node_ip, &[])
+}
+
+/// [`join_agent`] with `extra` agent flags.
+pub fn join_agent_with(
+    c: &Cluster,
+    ns: &NetNs,
+    name: &str,
+    node_ip: &str,
+    extra: &[&str],
+) -> JoinedAgent {
     let agent = JoinedAgent(start_agent_at(
         Some(ns),
         name,
@@ -185,6 +206,7 @@ pub fn join_agent(c: &Cluster, ns: &NetNs, name: &str, node_ip: &str) -> JoinedA
         node_ip,
         &c.dir.path().join("data"),
         c.dir.path(),
+        extra,
     ));
     c.wait_for(
         &format!("{name} Ready with a podCIDR"),
