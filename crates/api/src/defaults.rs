@@ -177,37 +177,10 @@ pub fn default_pod(pod: &mut Pod) {
     }
 }
 
-/// The QoS class of a pod spec: `Guaranteed`, `Burstable` or `BestEffort`.
+/// The QoS class of a pod spec: `Guaranteed`, `Burstable` or `BestEffort` (upstream
+/// `GetPodQOS`, pod-level resources included: [`crate::status::qos_class`]).
 pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-    {
-        let r = c.resources.clone().unwrap_or_default();
-        let req = r.requests.unwrap_or_default();
-        let lim = r.limits.unwrap_or_default();
-        if !req.is_empty() || !lim.is_empty() {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let l = lim.get(res);
-            let q = req.get(res).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+    crate::status::qos_class(spec)
 }
 
 /// Defaults a ReplicaSet (replicas 1, template spec).

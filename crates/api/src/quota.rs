@@ -414,13 +414,35 @@ fn container_resources(c: &Value, which: &str) -> Usage {
     from_list(c.pointer(&format!("/resources/{which}")))
 }
 
-/// Upstream's `PodRequests` / `PodLimits`: app containers and restartable init containers
-/// summed, the largest init container step (with the sidecars started before it), the
-/// pod-level resources where set, and the overhead (for limits only where a limit exists).
+/// Upstream's `PodRequests` / `PodLimits`: the containers' aggregate
+/// ([`aggregate_container_resources`]), the pod-level resources where set, and the overhead
+/// (for limits only where a limit exists).
 pub fn pod_resources(pod: &Value, which: &str) -> Usage {
     let Some(spec) = pod.get("spec") else {
         return Usage::new();
     };
+    let mut total = aggregate_container_resources(spec, which);
+    for (k, v) in from_list(spec.pointer(&format!("/resources/{which}"))) {
+        if k == "cpu" || k == "memory" {
+            total.insert(k, v);
+        }
+    }
+    for (k, v) in from_list(spec.get("overhead")) {
+        if which == "requests" || total.contains_key(&k) {
+            let cur = total.get(&k).copied().unwrap_or(Amount {
+                nanos: 0,
+                binary: v.binary,
+            });
+            total.insert(k, cur.add(v));
+        }
+    }
+    total
+}
+
+/// Upstream's `AggregateContainerRequests` / `AggregateContainerLimits` of a pod spec: app
+/// containers and restartable init containers summed, then the largest init container step
+/// (with the sidecars started before it).
+pub fn aggregate_container_resources(spec: &Value, which: &str) -> Usage {
     let list = |key: &str| {
         spec.get(key)
             .and_then(Value::as_array)
@@ -444,20 +466,6 @@ pub fn pod_resources(pod: &Value, which: &str) -> Usage {
         }
     }
     max_into(&mut total, &init_max);
-    for (k, v) in from_list(spec.pointer(&format!("/resources/{which}"))) {
-        if k == "cpu" || k == "memory" {
-            total.insert(k, v);
-        }
-    }
-    for (k, v) in from_list(spec.get("overhead")) {
-        if which == "requests" || total.contains_key(&k) {
-            let cur = total.get(&k).copied().unwrap_or(Amount {
-                nanos: 0,
-                binary: v.binary,
-            });
-            total.insert(k, cur.add(v));
-        }
-    }
     total
 }
 

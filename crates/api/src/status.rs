@@ -31,6 +31,8 @@ pub const INITIALIZED: &str = "Initialized";
 pub const CONTAINERS_READY: &str = "ContainersReady";
 /// Condition type `Ready`.
 pub const READY: &str = "Ready";
+/// Condition type `AllContainersRestarting` (KEP-5532).
+pub const ALL_CONTAINERS_RESTARTING: &str = "AllContainersRestarting";
 
 /// Whether `phase` is `Succeeded` or `Failed` (terminal phases never revert).
 pub fn is_terminal_phase(phase: Option<&str>) -> bool {
@@ -60,6 +62,16 @@ fn terminated_code(s: &ContainerStatus) -> Option<i32> {
 fn is_waiting(s: &ContainerStatus) -> bool {
     s.state.as_ref().is_some_and(|st| st.waiting.is_some())
 }
+
+fn waiting_reason(s: &ContainerStatus) -> Option<&str> {
+    s.state
+        .as_ref()
+        .and_then(|st| st.waiting.as_ref())
+        .and_then(|w| w.reason.as_deref())
+}
+
+/// The waiting reason of a container whose init containers run (again) first.
+pub const POD_INITIALIZING: &str = "PodInitializing";
 
 fn last_terminated_code(s: &ContainerStatus) -> Option<i32> {
     s.last_state
@@ -98,8 +110,12 @@ pub fn get_phase(
             None => pending_init += 1,
             Some(s) if is_running(s) => pending_init += 1,
             Some(s) => match terminated_code(s) {
+                // an exit that restarts all containers runs the init containers again
+                Some(code) if restarts_all_containers(c, code) => pending_init += 1,
                 Some(code) if code != 0 => failed_init += 1,
                 Some(_) => {}
+                // waiting to run again after all containers were restarted
+                None if waiting_reason(s) == Some(POD_INITIALIZING) => pending_init += 1,
                 None if is_waiting(s) && last_terminated_code(s).is_some_and(|c| c != 0) => {
                     failed_init += 1
                 }
@@ -142,7 +158,7 @@ pub fn get_phase(
                     if code == 0 {
                         succeeded += 1;
                     }
-                    if container_should_restart(c, spec, code) {
+                    if container_should_restart(c, spec, code) || restarts_all_containers(c, code) {
                         restarting += 1;
                     }
                 }
@@ -203,6 +219,47 @@ pub fn container_statuses(status: &PodStatus) -> impl Iterator<Item = &Container
 
 /// The `restartPolicyRules` action that restarts the container that exited.
 pub const RESTART_RULE_ACTION_RESTART: &str = "Restart";
+/// The `restartPolicyRules` action that restarts every container of the pod in place
+/// (KEP-5532, `RestartAllContainersOnContainerExits`, beta and on since 1.36).
+pub const RESTART_RULE_ACTION_RESTART_ALL_CONTAINERS: &str = "RestartAllContainers";
+
+/// Whether an exit of `c` with `exit_code` restarts all the pod's containers: its first
+/// matching rule has the action `RestartAllContainers` (upstream `ShouldAllContainersRestart`
+/// per container).
+pub fn restarts_all_containers(c: &Container, exit_code: i32) -> bool {
+    matching_restart_rule(c, exit_code)
+        .is_some_and(|r| r.action == RESTART_RULE_ACTION_RESTART_ALL_CONTAINERS)
+}
+
+/// Whether any container of `spec` (init or regular) has a `RestartAllContainers` rule
+/// (upstream `podutil.AllContainersCouldRestart`): only such a pod reports the
+/// `AllContainersRestarting` condition.
+pub fn all_containers_could_restart(spec: &PodSpec) -> bool {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|c| c.restart_policy_rules.iter().flatten())
+        .any(|r| r.action == RESTART_RULE_ACTION_RESTART_ALL_CONTAINERS)
+}
+
+/// The `AllContainersRestarting` condition (upstream `GenerateAllContainersRestartingCondition`):
+/// False with reason `PodCompleted`/`PodFailed` in a terminal phase; True with reason
+/// `RestartAllContainersStarted` from the exit that triggered a restart of all containers
+/// until they are all cleaned up; False otherwise. It carries no `observedGeneration`.
+pub fn all_containers_restarting_condition(phase: &str, restarting: bool) -> PodCondition {
+    match phase {
+        PHASE_SUCCEEDED => condition(ALL_CONTAINERS_RESTARTING, false, Some("PodCompleted"), None),
+        PHASE_FAILED => condition(ALL_CONTAINERS_RESTARTING, false, Some("PodFailed"), None),
+        _ if restarting => condition(
+            ALL_CONTAINERS_RESTARTING,
+            true,
+            Some("RestartAllContainersStarted"),
+            Some("container exited with restart policy rule".into()),
+        ),
+        _ => condition(ALL_CONTAINERS_RESTARTING, false, None, None),
+    }
+}
 
 /// The first of a container's `restartPolicyRules` whose exit-code requirement holds for
 /// `exit_code` (upstream `findMatchingContainerRestartRule`): `In` holds when the code is
@@ -439,7 +496,7 @@ pub fn scheduled_condition() -> PodCondition {
 
 /// The condition types the kubelet owns (and rewrites on every status; the two resize
 /// conditions only while a resize waits or runs).
-pub const KUBELET_OWNED: [&str; 7] = [
+pub const KUBELET_OWNED: [&str; 8] = [
     POD_READY_TO_START_CONTAINERS,
     INITIALIZED,
     READY,
@@ -447,6 +504,7 @@ pub const KUBELET_OWNED: [&str; 7] = [
     POD_SCHEDULED,
     "PodResizePending",
     "PodResizeInProgress",
+    ALL_CONTAINERS_RESTARTING,
 ];
 
 /// Merges freshly computed kubelet-owned conditions into the current ones: conditions the
@@ -499,11 +557,64 @@ pub fn parse_quantity(q: &str) -> Result<i128, QuantityError> {
     crate::quantity::parse_nanos(q).map_err(|_| QuantityError(q.to_string()))
 }
 
-/// The pod's QoS class (upstream `GetPodQOS`): `BestEffort` with no cpu/memory requests or
-/// limits anywhere; `Guaranteed` when every container has cpu and memory limits and the
-/// requests equal the limits; otherwise `Burstable`. A request left out defaults to the
+/// Whether `spec.resources` (pod-level resources, KEP-2837) sets cpu or memory.
+pub fn pod_level_resources_set(spec: &PodSpec) -> bool {
+    spec.resources.as_ref().is_some_and(|r| {
+        [r.requests.as_ref(), r.limits.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|m| m.contains_key("cpu") || m.contains_key("memory"))
+    })
+}
+
+/// The QoS class from pod-level resources (upstream `ComputePodQOS` with `PodLevelResources`
+/// on): the pod's own cpu/memory requests and limits decide, whatever its containers set;
+/// `Guaranteed` needs both limits and requests equal to them.
+fn pod_level_qos_class(r: &k8s_openapi::api::core::v1::ResourceRequirements) -> &'static str {
+    let get = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+               res: &str| {
+        m.and_then(|m| m.get(res))
+            .and_then(|q| parse_quantity(&q.0).ok())
+            .filter(|v| *v > 0)
+    };
+    let mut requests = Vec::new();
+    let mut limits = Vec::new();
+    for res in ["cpu", "memory"] {
+        let limit = get(r.limits.as_ref(), res);
+        if let Some(v) = get(r.requests.as_ref(), res).or(limit) {
+            requests.push((res, v));
+        }
+        if let Some(v) = limit {
+            limits.push((res, v));
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    if limits.len() == 2 && requests == limits {
+        return "Guaranteed";
+    }
+    "Burstable"
+}
+
+/// The pod's QoS class (upstream `GetPodQOS`): from the pod-level resources when the pod
+/// sets them ([`pod_level_resources_set`]); else `BestEffort` with no cpu/memory requests or
+/// limits anywhere, `Guaranteed` when every container has cpu and memory limits and the
+/// requests equal the limits, otherwise `Burstable`. A request left out defaults to the
 /// limit, as API defaulting does. Unparsable quantities count as absent.
 pub fn qos_class(spec: &PodSpec) -> &'static str {
+    if let Some(r) = spec
+        .resources
+        .as_ref()
+        .filter(|_| pod_level_resources_set(spec))
+    {
+        return pod_level_qos_class(r);
+    }
     const RES: [&str; 2] = ["cpu", "memory"];
     let mut requests = [0i128; 2];
     let mut limits = [0i128; 2];
@@ -1138,6 +1249,43 @@ mod tests {
                 &[("cpu", "100m"), ("memory", "1Gi")],
                 &[("cpu", "200m"), ("memory", "1Gi")]
             ))),
+            "Burstable"
+        );
+    }
+
+    #[test]
+    fn pod_level_resources_decide_the_qos_class() {
+        let m = |kv: &[(&str, &str)]| -> Option<std::collections::BTreeMap<String, Quantity>> {
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect(),
+            )
+        };
+        let pod = |req: &[(&str, &str)], lim: &[(&str, &str)], c: Container| PodSpec {
+            containers: vec![c],
+            resources: Some(ResourceRequirements {
+                requests: m(req),
+                limits: m(lim),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // containers without resources, the pod's limits equal its requests: Guaranteed
+        let both = [("cpu", "500m"), ("memory", "128Mi")];
+        assert_eq!(
+            qos_class(&pod(&both, &both, Container::default())),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(&[], &both, Container::default())),
+            "Guaranteed"
+        );
+        // only a cpu limit at pod level: Burstable, even with a Guaranteed-looking container
+        let c = with_resources(&[], &[("cpu", "1"), ("memory", "1Gi")]);
+        assert_eq!(qos_class(&pod(&[], &[("cpu", "1")], c)), "Burstable");
+        assert_eq!(
+            qos_class(&pod(&[("memory", "64Mi")], &[], Container::default())),
             "Burstable"
         );
     }

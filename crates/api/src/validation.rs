@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     Container, HTTPGetAction, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe,
     ResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -666,7 +667,11 @@ fn validate_container(
         }
     }
     let sidecar = init && c.restart_policy.as_deref() == Some("Always");
-    if init {
+    let has_rules = c
+        .restart_policy_rules
+        .as_ref()
+        .is_some_and(|r| !r.is_empty());
+    if init && !has_rules {
         if let Some(rp) = c.restart_policy.as_ref().filter(|rp| *rp != "Always") {
             errs.push(FieldError::not_supported(
                 format!("{path}.restartPolicy"),
@@ -674,17 +679,8 @@ fn validate_container(
                 &["Always"],
             ));
         }
-        if c.restart_policy_rules
-            .as_ref()
-            .is_some_and(|r| !r.is_empty())
-        {
-            errs.push(FieldError::forbidden(
-                format!("{path}.restartPolicyRules"),
-                "may not be set for init containers",
-            ));
-        }
     } else {
-        validate_container_restart_rules(errs, path, c);
+        validate_container_restart_rules(errs, path, c, init);
     }
     if let Some(l) = &c.lifecycle {
         if init && !sidecar {
@@ -726,11 +722,19 @@ fn validate_container(
 const MAX_RESTART_RULES: usize = 20;
 const MAX_RESTART_RULE_EXIT_CODES: usize = 255;
 
-/// A regular container's own `restartPolicy` and `restartPolicyRules` (KEP-5307,
-/// `ContainerRestartRules` on): the policy is Always, OnFailure or Never; rules need it set,
-/// each has the action `Restart` and an `exitCodes` requirement with operator `In` or `NotIn`
-/// over at most 255 distinct codes.
-fn validate_container_restart_rules(errs: &mut Vec<FieldError>, path: &str, c: &Container) {
+/// A container's own `restartPolicy` and `restartPolicyRules` (KEP-5307 with KEP-5532's
+/// `RestartAllContainers`, both on): the policy is Always, OnFailure or Never; rules need it
+/// set ("must specify restartPolicy when restart rules are used"); each rule's action is
+/// `Restart` or `RestartAllContainers` (only the latter on an init container, sidecar or
+/// not) and its `exitCodes` requirement has the operator `In` or `NotIn` over at most 255
+/// distinct codes. An unknown or empty action or operator is `Unsupported value` (upstream
+/// switches over the supported values, as a 1.36 API server answers).
+fn validate_container_restart_rules(
+    errs: &mut Vec<FieldError>,
+    path: &str,
+    c: &Container,
+    init: bool,
+) {
     check_supported(
         errs,
         format!("{path}.restartPolicy"),
@@ -754,15 +758,21 @@ fn validate_container_restart_rules(errs: &mut Vec<FieldError>, path: &str, c: &
             MAX_RESTART_RULES,
         ));
     }
+    let actions: &[&str] = if init {
+        &[crate::status::RESTART_RULE_ACTION_RESTART_ALL_CONTAINERS]
+    } else {
+        &[
+            crate::status::RESTART_RULE_ACTION_RESTART,
+            crate::status::RESTART_RULE_ACTION_RESTART_ALL_CONTAINERS,
+        ]
+    };
     for (i, r) in rules.iter().enumerate() {
         let rp = format!("{path}.restartPolicyRules[{i}]");
-        if r.action.is_empty() {
-            errs.push(FieldError::required(format!("{rp}.action"), ""));
-        } else if r.action != crate::status::RESTART_RULE_ACTION_RESTART {
+        if !actions.contains(&r.action.as_str()) {
             errs.push(FieldError::not_supported(
                 format!("{rp}.action"),
                 r.action.as_str(),
-                &[crate::status::RESTART_RULE_ACTION_RESTART],
+                actions,
             ));
         }
         let Some(e) = &r.exit_codes else {
@@ -772,9 +782,7 @@ fn validate_container_restart_rules(errs: &mut Vec<FieldError>, path: &str, c: &
             ));
             continue;
         };
-        if e.operator.is_empty() {
-            errs.push(FieldError::required(format!("{rp}.exitCodes.operator"), ""));
-        } else if !matches!(e.operator.as_str(), "In" | "NotIn") {
+        if !matches!(e.operator.as_str(), "In" | "NotIn") {
             errs.push(FieldError::not_supported(
                 format!("{rp}.exitCodes.operator"),
                 e.operator.as_str(),
@@ -1075,6 +1083,17 @@ pub fn validate_pod_resize(new: &Pod, old: &Pod) -> Vec<FieldError> {
         c.resize_policy = None;
     };
     let mut old_masked = os.clone();
+    for spec in [&mut masked, &mut old_masked] {
+        if let Some(r) = spec.resources.as_mut() {
+            for list in [r.requests.as_mut(), r.limits.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                list.remove("cpu");
+                list.remove("memory");
+            }
+        }
+    }
     for c in masked
         .containers
         .iter_mut()
@@ -1095,11 +1114,20 @@ pub fn validate_pod_resize(new: &Pod, old: &Pod) -> Vec<FieldError> {
             "only cpu and memory resources are mutable",
         ));
     }
-    let pairs = ns
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("spec.containers[{i}]"), c))
+    // pod-level resources (KEP-5419) follow the containers' rule: changed, never added or
+    // removed
+    let pod_level = |s: &PodSpec| Container {
+        resources: s.resources.clone(),
+        ..Container::default()
+    };
+    let (new_pod_level, old_pod_level) = (pod_level(ns), pod_level(os));
+    let pairs = std::iter::once(("spec".to_string(), &new_pod_level))
+        .chain(
+            ns.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("spec.containers[{i}]"), c)),
+        )
         .chain(
             ns.init_containers
                 .iter()
@@ -1108,12 +1136,15 @@ pub fn validate_pod_resize(new: &Pod, old: &Pod) -> Vec<FieldError> {
                 .map(|(i, c)| (format!("spec.initContainers[{i}]"), c)),
         );
     for (path, n) in pairs {
-        let Some(o) = os
-            .containers
-            .iter()
-            .chain(os.init_containers.iter().flatten())
-            .find(|o| o.name == n.name)
-        else {
+        let o = if path == "spec" {
+            Some(&old_pod_level)
+        } else {
+            os.containers
+                .iter()
+                .chain(os.init_containers.iter().flatten())
+                .find(|o| o.name == n.name)
+        };
+        let Some(o) = o else {
             continue;
         };
         for which in ["requests", "limits"] {
@@ -1194,6 +1225,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         );
     }
     validate_ephemeral_containers(&mut errs, spec, path, &mut names, &volumes);
+    validate_pod_resources(&mut errs, spec, path);
     validate_stop_signals(&mut errs, spec, path);
     validate_security(&mut errs, spec, path);
     check_supported(
@@ -1264,6 +1296,103 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// Pod-level resources (KEP-2837, upstream `validatePodResources`,
+/// `validateResourceRequirements` for a pod and `validatePodResourceConsistency`): not on a
+/// windows pod; only cpu, memory and hugepages; a request no more than its limit; each
+/// pod-level request at least what the containers ask for together (sidecars and the largest
+/// init step counted as the scheduler counts them); no container limit above the pod's.
+fn validate_pod_resources(errs: &mut Vec<FieldError>, spec: &PodSpec, path: &str) {
+    use crate::quota::Amount;
+    let Some(r) = spec.resources.as_ref() else {
+        return;
+    };
+    let rp = format!("{path}.resources");
+    let empty = BTreeMap::new();
+    let requests = r.requests.as_ref().unwrap_or(&empty);
+    let limits = r.limits.as_ref().unwrap_or(&empty);
+    if requests.is_empty() && limits.is_empty() {
+        return;
+    }
+    if spec.os.as_ref().is_some_and(|o| o.name == "windows") {
+        errs.push(FieldError::forbidden(
+            rp,
+            "may not be set for a windows pod",
+        ));
+        return;
+    }
+    let canonical = |q: &Quantity| Amount::parse(&q.0).map(Amount::to_quantity);
+    for (which, list) in [("limits", limits), ("requests", requests)] {
+        for name in list.keys() {
+            if !(name == "cpu" || name == "memory" || name.starts_with("hugepages-")) {
+                errs.push(FieldError::not_supported(
+                    format!("{rp}.{which}[{name}]"),
+                    name.as_str(),
+                    &["cpu", "hugepages-", "memory"],
+                ));
+            }
+        }
+    }
+    for (name, q) in requests {
+        let (Some(req), Some(lim)) = (
+            Amount::parse(&q.0),
+            limits.get(name).and_then(|l| Amount::parse(&l.0)),
+        ) else {
+            continue;
+        };
+        if req.nanos > lim.nanos {
+            errs.push(FieldError::invalid(
+                format!("{rp}.requests"),
+                req.to_quantity(),
+                format!(
+                    "must be less than or equal to {name} limit of {}",
+                    lim.to_quantity()
+                ),
+            ));
+        }
+    }
+    let Ok(spec_value) = serde_json::to_value(spec) else {
+        return;
+    };
+    let aggregate = crate::quota::aggregate_container_resources(&spec_value, "requests");
+    for (name, agg) in &aggregate {
+        let Some(req) = requests.get(name).and_then(|q| Amount::parse(&q.0)) else {
+            continue;
+        };
+        if agg.nanos > req.nanos {
+            errs.push(FieldError::invalid(
+                format!("{rp}.requests[{name}]"),
+                req.to_quantity(),
+                format!(
+                    "must be greater than or equal to aggregate container requests of {}",
+                    agg.to_quantity()
+                ),
+            ));
+        }
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        let lims = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        for (name, q) in lims.into_iter().flatten() {
+            let (Some(lim), Some(pod_lim)) = (
+                Amount::parse(&q.0),
+                limits.get(name).and_then(|l| Amount::parse(&l.0)),
+            ) else {
+                continue;
+            };
+            if lim.nanos > pod_lim.nanos {
+                // upstream builds this path from the pod-level resources path
+                errs.push(FieldError::invalid(
+                    format!("{rp}.containers[{i}][{name}].limits"),
+                    canonical(q).unwrap_or_default(),
+                    format!(
+                        "must be less than or equal to pod limits of {}",
+                        pod_lim.to_quantity()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// The kubelet's safe sysctls (1.32, on a kernel that namespaces all of them): a node admits
@@ -1515,6 +1644,82 @@ mod tests {
         assert_eq!(
             fields(&validate_pod(&p)),
             ["spec.containers[0].restartPolicy"]
+        );
+    }
+
+    #[test]
+    fn restart_all_containers_rules_are_accepted_on_every_kind_of_container_as_upstream() {
+        // what a 1.36 API server accepts: the action on a regular container, a sidecar and
+        // a regular init container that states its own policy
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "restartPolicy": "Never",
+            "initContainers": [
+                {"name": "i", "image": "x", "restartPolicy": "Never", "restartPolicyRules": [
+                    {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]},
+                {"name": "s", "image": "x", "restartPolicy": "Always", "restartPolicyRules": [
+                    {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [88]}}]}],
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Never", "restartPolicyRules": [
+                {"action": "RestartAllContainers", "exitCodes": {"operator": "NotIn", "values": [0]}}]}]}}),
+        );
+        assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
+        // and its answers, word for word
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "initContainers": [{"name": "i", "image": "x", "restartPolicyRules": [
+                {"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [1]}}]}],
+            "containers": [{"name": "a", "image": "x", "restartPolicy": "Never", "restartPolicyRules": [
+                {"action": "DoNotRestart", "exitCodes": {"operator": "", "values": [3]}}]}]}}),
+        );
+        let msgs: Vec<String> = validate_pod(&p).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "spec.initContainers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used",
+                "spec.containers[0].restartPolicyRules[0].action: Unsupported value: \"DoNotRestart\": supported values: \"Restart\", \"RestartAllContainers\"",
+                "spec.containers[0].restartPolicyRules[0].exitCodes.operator: Unsupported value: \"\": supported values: \"In\", \"NotIn\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_level_resources_are_checked_as_upstream() {
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "resources": {"requests": {"cpu": "1", "memory": "576Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+            "containers": [{"name": "a", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]}}),
+        );
+        assert!(validate_pod(&p).is_empty(), "{:?}", validate_pod(&p));
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "resources": {"requests": {"cpu": "1", "memory": "576Mi", "ephemeral-storage": "1Gi"},
+                          "limits": {"cpu": "500m", "memory": "1Gi"}},
+            "containers": [
+                {"name": "a", "image": "x", "resources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "2Gi"}}},
+                {"name": "b", "image": "x", "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}}]}}),
+        );
+        let msgs: Vec<String> = validate_pod(&p).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "spec.resources.requests[ephemeral-storage]: Unsupported value: \"ephemeral-storage\": supported values: \"cpu\", \"hugepages-\", \"memory\"",
+                "spec.resources.requests: Invalid value: \"1\": must be less than or equal to cpu limit of 500m",
+                "spec.resources.requests[cpu]: Invalid value: \"1\": must be greater than or equal to aggregate container requests of 1500m",
+                "spec.resources.requests[memory]: Invalid value: \"576Mi\": must be greater than or equal to aggregate container requests of 6Gi",
+                "spec.resources.containers[0][memory].limits: Invalid value: \"2Gi\": must be less than or equal to pod limits of 1Gi",
+            ]
+        );
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+            "os": {"name": "windows"}, "resources": {"limits": {"cpu": "1"}},
+            "containers": [{"name": "a", "image": "x"}]}}),
+        );
+        assert_eq!(
+            validate_pod(&p)
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>(),
+            ["spec.resources: Forbidden: may not be set for a windows pod"]
         );
     }
 

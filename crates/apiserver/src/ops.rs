@@ -127,12 +127,19 @@ impl UpdateMode {
     }
 }
 
-/// What a `pods/resize` write stores: `old` with each container's `resources` and
-/// `resizePolicy` (matched by name) and the resourceVersion precondition taken from `new`.
+/// What a `pods/resize` write stores: `old` with the pod-level `spec.resources` (KEP-5419)
+/// and each container's `resources` and `resizePolicy` (matched by name) and the
+/// resourceVersion precondition taken from `new`.
 fn resize_update(old: &Value, new: &Value) -> Value {
     let mut merged = old.clone();
     if let Some(rv) = new.pointer("/metadata/resourceVersion") {
         set_meta(&mut merged, "resourceVersion", rv.clone());
+    }
+    if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+        match new.pointer("/spec/resources") {
+            Some(v) => spec.insert("resources".into(), v.clone()),
+            None => spec.remove("resources"),
+        };
     }
     for list in ["containers", "initContainers"] {
         let Some(olds) = merged

@@ -10,11 +10,19 @@
 //! ```text
 //! accepted ── unauthenticated ──(a request with a valid token)──▶ authenticated
 //!    │              │ TLS handshake within handshake_timeout
-//!    │              │ headers within header_read_timeout, bodies within body_read_timeout
+//!    │              │ headers within header_read_timeout of their first byte,
+//!    │              │ bodies within body_read_timeout
 //!    │              └─ more than max_unauthenticated such connections: the oldest is closed
 //!    └─ no request in flight for idle_timeout (a watch or a log stream is in flight while
 //!       its body streams): closed
 //! ```
+//!
+//! Between two requests on a kept-alive HTTP/1.1 connection only the idle timeout runs; the
+//! header timeout starts with the next request's first byte, as Go's server (upstream's)
+//! separates `IdleTimeout` from `ReadHeaderTimeout`. (hyper's own header timeout starts as
+//! soon as the connection waits for a request, which would close every kept-alive
+//! connection after the header timeout: a client's pool reuses connections for 90 s, and a
+//! request written as the server closes its connection gets a TCP reset.)
 //!
 //! A client that opens connections and sends nothing, or half a request, or never a valid
 //! token, cannot keep more than `max_unauthenticated` descriptors for more than a few
@@ -182,14 +190,98 @@ impl Unauthenticated {
     }
 }
 
-/// What a connection is doing, for the idle timeout.
-#[derive(Default)]
+/// What a connection is doing, for the idle and header timeouts.
 struct Activity {
     /// Requests whose response has not been fully sent.
     in_flight: AtomicUsize,
     /// Bumped whenever a request starts or a response ends.
     events: AtomicU64,
     authenticated: AtomicBool,
+    /// When the first byte after the last request's start arrived with no request in flight
+    /// (milliseconds since `started`, at least 1), or 0: the headers being read.
+    headers_since_ms: AtomicU64,
+    started: tokio::time::Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            events: AtomicU64::new(0),
+            authenticated: AtomicBool::new(false),
+            headers_since_ms: AtomicU64::new(0),
+            started: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Activity {
+    /// Milliseconds since the connection was accepted, at least 1.
+    fn millis(&self) -> u64 {
+        (self.started.elapsed().as_millis() as u64).max(1)
+    }
+}
+
+/// The connection's stream, noting when a request's first bytes arrive (for the header
+/// timeout of HTTP/1.1; HTTP/2 frames such as pings arrive on idle connections).
+struct Counted<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    headers_timed: bool,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.headers_timed
+            && buf.filled().len() > before
+            && self.activity.in_flight.load(Ordering::Acquire) == 0
+        {
+            let now = self.activity.millis();
+            let _ = self.activity.headers_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 struct Connection {
@@ -220,11 +312,23 @@ impl Connection {
             },
             _ = self.evicted.cancelled() => return,
         };
+        // The header timeout is enforced below, from the first byte of a request's headers.
+        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        if !http2 {
+            // The first request's headers are due from the end of the handshake.
+            let now = self.activity.millis();
+            self.activity.headers_since_ms.store(now, Ordering::Relaxed);
+        }
+        let tls = Counted {
+            inner: tls,
+            activity: self.activity.clone(),
+            headers_timed: !http2,
+        };
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout);
+            .header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -243,6 +347,7 @@ impl Connection {
                 let unauthenticated = unauthenticated.clone();
                 activity.in_flight.fetch_add(1, Ordering::AcqRel);
                 activity.events.fetch_add(1, Ordering::Relaxed);
+                activity.headers_since_ms.store(0, Ordering::Relaxed);
                 let guard = InFlight(activity);
                 async move {
                     use tower::Service as _;
@@ -268,9 +373,11 @@ impl Connection {
             .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
         tokio::pin!(conn);
         let idle = self.limits.idle_timeout;
+        let headers = self.limits.header_read_timeout;
         let mut last_seen = self.activity.events.load(Ordering::Relaxed);
         let mut quiet_since = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+        let mut tick =
+            tokio::time::interval((idle.min(headers) / 4).max(Duration::from_millis(10)));
         loop {
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -280,7 +387,17 @@ impl Connection {
                 }
                 _ = tick.tick() => {
                     let seen = self.activity.events.load(Ordering::Relaxed);
-                    if seen != last_seen || self.activity.in_flight.load(Ordering::Acquire) > 0 {
+                    let in_flight = self.activity.in_flight.load(Ordering::Acquire);
+                    let since = self.activity.headers_since_ms.load(Ordering::Relaxed);
+                    if in_flight == 0
+                        && since != 0
+                        && self.activity.millis() >= since.saturating_add(headers.as_millis() as u64)
+                    {
+                        // A request's headers began and did not end in time (hyper's own
+                        // header timeout also drops the connection).
+                        return;
+                    }
+                    if seen != last_seen || in_flight > 0 {
                         last_seen = seen;
                         quiet_since = tokio::time::Instant::now();
                     } else if quiet_since.elapsed() >= idle {

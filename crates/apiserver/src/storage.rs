@@ -180,6 +180,8 @@ pub struct Storage {
     pub store: Arc<dyn Store>,
     /// The revision of the last write of each kind through this server.
     pub marks: Arc<WriteMarks>,
+    /// Watch events decoded once for all watchers.
+    pub decoded: Arc<crate::watch::Decoded>,
 }
 
 /// The revision of the last write of each kind made through this server, so that a
@@ -213,6 +215,7 @@ impl Storage {
         Storage {
             store,
             marks: Arc::default(),
+            decoded: Arc::default(),
         }
     }
 

@@ -12,9 +12,15 @@
 //! DELETED, as upstream's cacher does. Bookmarks (allowWatchBookmarks) are sent at most every
 //! 10 s from the store's progress notifications. When a Table was asked for, every object is
 //! a one-row Table (column definitions in the first event only).
+//!
+//! Every watcher of a prefix sees the same stored events: each event is decoded once for all
+//! of them ([`Decoded`], as upstream's cacher decodes once per event), and the JSON line of a
+//! built-in kind is encoded once per event type; each watcher still applies its own
+//! selectors to the shared object.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -30,9 +36,77 @@ use crate::registry::ResourceKind;
 use crate::request::{
     Ctx, Output, Selectors, Target, list_prefix, parse_resource_version, partial_metadata,
 };
-use crate::storage::{decode, decode_at};
+use crate::storage::decode_at;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+
+/// Events decoded recently, shared by the watchers of one server: an object is decoded once
+/// for all the watchers that receive it (a key at a revision never changes). Bounded: the
+/// [`Decoded::CAPACITY`] most recent; a watcher that lags further behind decodes for itself.
+#[derive(Default)]
+pub struct Decoded {
+    inner: Mutex<DecodedInner>,
+}
+
+#[derive(Default)]
+struct DecodedInner {
+    /// By revision (a revision holds few keys: one per write of its transaction).
+    by_rev: HashMap<i64, Vec<Arc<DecodedObject>>>,
+    order: VecDeque<i64>,
+}
+
+/// One stored object at one revision, decoded with its `resourceVersion`.
+struct DecodedObject {
+    key: String,
+    obj: Result<Value, ()>,
+    /// The JSON watch line for ADDED, MODIFIED and DELETED (built-in kinds, JSON output).
+    lines: [OnceLock<Bytes>; 3],
+}
+
+impl Decoded {
+    /// How many decoded objects are kept.
+    pub const CAPACITY: usize = 512;
+
+    /// `bytes` (the value of `key` stored at or deleted at `rev`) decoded with
+    /// `resourceVersion = rev`, from the cache when another watcher decoded it already.
+    fn get(&self, key: &str, rev: i64, bytes: &[u8]) -> Arc<DecodedObject> {
+        {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(o) = inner
+                .by_rev
+                .get(&rev)
+                .and_then(|v| v.iter().find(|o| o.key == key))
+            {
+                return o.clone();
+            }
+        }
+        let decoded = Arc::new(DecodedObject {
+            key: key.to_string(),
+            obj: decode_at(bytes, rev).map_err(|_| ()),
+            lines: Default::default(),
+        });
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let DecodedInner { by_rev, order } = &mut *inner;
+        let at = by_rev.entry(rev).or_default();
+        if let Some(o) = at.iter().find(|o| o.key == key) {
+            return o.clone();
+        }
+        at.push(decoded.clone());
+        order.push_back(rev);
+        while order.len() > Self::CAPACITY {
+            if let Some(old) = order.pop_front()
+                && let Some(v) = by_rev.get_mut(&old)
+            {
+                if v.len() > 1 {
+                    v.remove(0);
+                } else {
+                    by_rev.remove(&old);
+                }
+            }
+        }
+        decoded
+    }
+}
 
 struct Encoder {
     kind: &'static ResourceKind,
@@ -94,6 +168,35 @@ impl Encoder {
         Bytes::from(s)
     }
 
+    /// The line for a shared decoded object: encoded once for every watcher when the output
+    /// is the plain JSON of a built-in kind, else as [`Encoder::line`] on a copy.
+    fn shared_line(&mut self, ty: &str, d: &DecodedObject) -> Option<Bytes> {
+        let obj = d.obj.as_ref().ok()?;
+        let slot = match ty {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
+        };
+        if self.out != Output::Json || self.protobuf || self.kind.custom.is_some() {
+            return Some(self.line(ty, obj.clone()));
+        }
+        Some(
+            d.lines[slot]
+                .get_or_init(|| {
+                    // The bytes `line` writes: `{"object":…,"type":…}` (keys in order).
+                    let mut s = b"{\"object\":".to_vec();
+                    if serde_json::to_writer(&mut s, obj).is_err() {
+                        return Bytes::new();
+                    }
+                    s.extend_from_slice(b",\"type\":");
+                    let _ = serde_json::to_writer(&mut s, ty);
+                    s.extend_from_slice(b"}\n");
+                    Bytes::from(s)
+                })
+                .clone(),
+        )
+    }
+
     fn bookmark(&mut self, rev: i64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rev.to_string(), "creationTimestamp": null});
         if initial_end {
@@ -110,6 +213,7 @@ impl Encoder {
 
 struct State {
     enc: Encoder,
+    decoded: Arc<Decoded>,
     pending: VecDeque<Bytes>,
     stream: Option<WatchStream>,
     deadline: tokio::time::Instant,
@@ -129,15 +233,16 @@ impl State {
         match ev {
             Ok(WatchEvent::Put { kv, prev }) => {
                 self.last_rev = kv.mod_revision;
-                let Ok(obj) = decode(&kv) else { return };
-                let now_match = self.matches(&obj);
+                let d = self.decoded.get(&kv.key, kv.mod_revision, &kv.value);
+                let Ok(obj) = &d.obj else { return };
+                let now_match = self.matches(obj);
                 let prev_match = match &prev {
                     None => false,
-                    Some(p) if self.sel.is_empty() => {
-                        let _ = p;
-                        true
-                    }
-                    Some(p) => decode(p).map(|o| self.matches(&o)).unwrap_or(false),
+                    Some(_) if self.sel.is_empty() => true,
+                    Some(p) => match &self.decoded.get(&p.key, p.mod_revision, &p.value).obj {
+                        Ok(o) => self.matches(o),
+                        Err(()) => false,
+                    },
                 };
                 let ty = match (prev.is_some() && prev_match, now_match) {
                     (true, true) => "MODIFIED",
@@ -145,16 +250,17 @@ impl State {
                     (true, false) => "DELETED",
                     (false, false) => return,
                 };
-                let line = self.enc.line(ty, obj);
-                self.pending.push_back(line);
+                if let Some(line) = self.enc.shared_line(ty, &d) {
+                    self.pending.push_back(line);
+                }
             }
             Ok(WatchEvent::Delete { prev, revision }) => {
                 self.last_rev = revision;
-                let Ok(obj) = decode_at(&prev.value, revision) else {
-                    return;
-                };
-                if self.matches(&obj) {
-                    let line = self.enc.line("DELETED", obj);
+                let d = self.decoded.get(&prev.key, revision, &prev.value);
+                let Ok(obj) = &d.obj else { return };
+                if self.matches(obj)
+                    && let Some(line) = self.enc.shared_line("DELETED", &d)
+                {
                     self.pending.push_back(line);
                 }
             }
@@ -265,6 +371,7 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
     let now = tokio::time::Instant::now();
     let mut st = State {
         enc,
+        decoded: core.storage.decoded.clone(),
         pending: VecDeque::new(),
         stream: None,
         deadline: now + timeout,
@@ -320,4 +427,66 @@ pub async fn watch(ctx: &mut Ctx, t: &Target, out: Output) -> Result<Response, A
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoder(out: Output) -> Encoder {
+        Encoder {
+            kind: crate::registry::lookup("", "v1", "pods").expect("pods"),
+            out,
+            defs_sent: false,
+            ctx_now: podvisor_kit::WallClock::system(),
+            include: "Metadata".into(),
+            protobuf: false,
+        }
+    }
+
+    /// The line encoded once for every watcher is byte for byte the line each watcher
+    /// encoded for itself before, and a key at a revision is decoded once.
+    #[test]
+    fn a_shared_event_line_is_the_line_of_each_watcher() {
+        let stored = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"ns","labels":{"x":"\"y\""}},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+        let decoded = Decoded::default();
+        let d = decoded.get("/registry/pods/ns/a", 7, stored);
+        assert!(Arc::ptr_eq(
+            &d,
+            &decoded.get("/registry/pods/ns/a", 7, stored)
+        ));
+        assert!(!Arc::ptr_eq(
+            &d,
+            &decoded.get("/registry/pods/ns/b", 7, stored)
+        ));
+        let obj = decode_at(stored, 7).expect("decode");
+        for ty in ["ADDED", "MODIFIED", "DELETED"] {
+            let own = encoder(Output::Json).line(ty, obj.clone());
+            let shared = encoder(Output::Json).shared_line(ty, &d).expect("line");
+            assert_eq!(own, shared, "{ty}");
+            // Other outputs are encoded per watcher, as before.
+            let own = encoder(Output::Metadata).line(ty, obj.clone());
+            let shared = encoder(Output::Metadata).shared_line(ty, &d).expect("line");
+            assert_eq!(own, shared, "{ty} metadata");
+        }
+    }
+
+    /// Past its capacity the oldest decoded objects are dropped.
+    #[test]
+    fn decoded_events_are_bounded() {
+        let decoded = Decoded::default();
+        let stored = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let first = decoded.get("/registry/configmaps/ns/a", 1, stored);
+        for rev in 2..(Decoded::CAPACITY as i64 + 10) {
+            decoded.get("/registry/configmaps/ns/a", rev, stored);
+        }
+        let inner = decoded.inner.lock().unwrap();
+        assert_eq!(inner.order.len(), Decoded::CAPACITY);
+        assert!(!inner.by_rev.contains_key(&1));
+        drop(inner);
+        assert!(!Arc::ptr_eq(
+            &first,
+            &decoded.get("/registry/configmaps/ns/a", 1, stored)
+        ));
+    }
 }

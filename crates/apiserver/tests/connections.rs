@@ -243,3 +243,36 @@ async fn idle_connections_close_but_watches_stay() {
         "a quiet watch was closed as idle"
     );
 }
+
+/// Between requests a kept-alive connection waits for the idle timeout, not the header
+/// timeout: a client's pool reuses it after a pause longer than the header timeout (a
+/// connection closed under a request the client has just written ends in a TCP reset).
+/// The header timeout starts with the next request's first byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_connections_outlive_the_header_timeout() {
+    let mut l = limits();
+    l.idle_timeout = Duration::from_secs(5);
+    let r = start(l, 600).await;
+    let admin = r.srv.admin_token();
+    let mut s = r.tls().await;
+    let req = format!(
+        "GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\r\n"
+    );
+    let mut buf = [0u8; 65536];
+    for _ in 0..2 {
+        s.write_all(req.as_bytes()).await.expect("write");
+        let n = s.read(&mut buf).await.expect("read");
+        assert_eq!(status(&buf[..n]), 200);
+        // Three header timeouts of quiet.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    // Half a request's headers: closed within the header timeout of their first byte.
+    s.write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let took = closed_within(&mut s, Duration::from_secs(4)).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(2)),
+        "half-sent headers on a kept-alive connection: {took:?}"
+    );
+}

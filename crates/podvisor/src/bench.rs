@@ -367,6 +367,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
     let want = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
+    // Before any part adds interfaces to the namespace.
+    crate::bench_network::own_network_namespace();
     let sizes = Sizes::new(args.quick);
     let quick = args.quick;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
@@ -486,10 +488,11 @@ async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
 
     if want("scale") {
         let (nodes, per_node) = if quick { (20, 50) } else { (100, 100) };
+        let limit = Duration::from_secs(if quick { 300 } else { 900 });
         report["scale"] = phase(
             "scale",
-            Duration::from_secs(if quick { 300 } else { 900 }),
-            crate::bench_sim::scale(nodes, per_node),
+            limit,
+            crate::bench_sim::scale(nodes, per_node, limit),
         )
         .await?;
     }
@@ -683,22 +686,18 @@ async fn startup_sequential(
         to_ready.pct(99.0)
     );
     let rss_100 = up.rss_kb();
-    let sup = up.supervisor_rss();
-    let sup_avg = if sup.is_empty() {
-        0.0
-    } else {
-        sup.iter().sum::<u64>() as f64 / sup.len() as f64 / 1024.0
-    };
+    let sup = up.supervisor_memory();
     println!(
-        "RSS of up with {} pods: {:.1} MB; supervisor RSS per pod: {:.2} MB ({} supervisors)\n",
+        "RSS of up with {} pods: {:.1} MB; per pod supervisor: RSS {:.2} MB, PSS {:.2} MB ({} supervisors)\n",
         seq_n + 3,
         rss_100 as f64 / 1024.0,
-        sup_avg,
-        sup.len()
+        sup.rss_mb,
+        sup.pss_mb,
+        sup.processes
     );
     report["startup_sequential"] =
         json!({"create_to_running": to_running.summary(), "create_to_ready": to_ready.summary()});
-    report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup_avg)});
+    report["footprint"] = json!({"up_rss_mb_with_pods": round(rss_100 as f64 / 1024.0), "pods": seq_n + 3, "supervisor_rss_mb": round(sup.rss_mb), "supervisor_pss_mb": round(sup.pss_mb)});
     names.extend((0..3).map(|i| format!("warm-{i}")));
     delete_all_pods(pods, obs, &names).await
 }
@@ -917,6 +916,16 @@ async fn api_section(
             bail!("list returned {} pods, expected {list_n}", l.items.len());
         }
     }
+    // The same list read as bytes (no decoding into typed pods): the server's and the
+    // transfer's share of the typed list above.
+    let mut list_bytes = Samples::default();
+    let mut body_len = 0;
+    for _ in 0..10 {
+        let req = http::Request::get("/api/v1/namespaces/bench-api/pods").body(Vec::new())?;
+        let t = Instant::now();
+        body_len = client.request_text(req).await?.len();
+        list_bytes.push(t.elapsed());
+    }
     let mut get = Samples::default();
     for i in 0..200 {
         let t = Instant::now();
@@ -984,9 +993,12 @@ async fn api_section(
         println!("pod creates/s with {c} client(s): {r:.0}");
     }
     println!(
-        "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms; get: p50 {:.2} ms p99 {:.2} ms",
+        "list of {list_n} pods: p50 {:.1} ms p99 {:.1} ms (read as bytes, {:.1} MB: p50 {:.1} ms p99 {:.1} ms); get: p50 {:.2} ms p99 {:.2} ms",
         list.pct(50.0),
         list.pct(99.0),
+        body_len as f64 / 1e6,
+        list_bytes.pct(50.0),
+        list_bytes.pct(99.0),
         get.pct(50.0),
         get.pct(99.0)
     );
@@ -1002,14 +1014,47 @@ async fn api_section(
     );
     report["api"] = json!({
         "creates_per_s": rates.iter().map(|(c, r)| json!({"clients": c, "per_s": round(*r)})).collect::<Vec<_>>(),
-        "list": list.summary(), "list_n": list_n, "get": get.summary(), "watch_100": watch.summary(),
+        "list": list.summary(), "list_n": list_n, "list_bytes": list_bytes.summary(), "list_body_mb": round(body_len as f64 / 1e6), "get": get.summary(), "watch_100": watch.summary(),
         "rss_mb_with_objects": round(rss as f64 / 1024.0),
     });
     Ok(())
 }
 
-/// Simulated nodes: the API server (on the embedded redb store), the scheduler and `nodes`
-/// agents on the fake runtime, all in this process; `nodes × per_node` pods created at once.
+/// What the pods that are not Running show: how many per phase and node binding, and the
+/// conditions of one of them.
+pub(crate) async fn not_running_summary(pods: &Api<Pod>) -> String {
+    let list = match pods.list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        Err(e) => return format!("cannot list the pods: {e}"),
+    };
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut example = None;
+    for p in &list {
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Running" {
+            continue;
+        }
+        let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        *counts
+            .entry(format!(
+                "{phase} {}",
+                if bound { "bound" } else { "unbound" }
+            ))
+            .or_default() += 1;
+        if example.is_none() {
+            example = Some(serde_json::to_string(&p.status).unwrap_or_default());
+        }
+    }
+    format!(
+        "not Running: {counts:?}; e.g. {}",
+        example.unwrap_or_default()
+    )
+}
+
 /// fork+exec of /bin/true, the same under fresh namespaces, and spawn of `sleep`.
 fn floor(n: usize) -> (Samples, Samples, Samples) {
     let mut exec = Samples::default();

@@ -17,8 +17,15 @@ use serde_json::{Value, json};
 
 use crate::bench::{Observer, Samples, UpProcess, ensure_namespace, pod_json};
 
-/// Whether this process is in a network namespace other than PID 1's.
+/// Whether this process is in a network namespace other than PID 1's. Decided once, at the
+/// first call (`bench` calls it before any part runs): the `network` part leaves its bridge
+/// in the namespace, which the fallback below would take for the machine's interfaces.
 pub(crate) fn own_network_namespace() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(decide_own_network_namespace)
+}
+
+fn decide_own_network_namespace() -> bool {
     let ns = |p: &str| std::fs::read_link(p).ok();
     match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
         (Some(a), Some(b)) => a != b,

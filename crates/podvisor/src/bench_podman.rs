@@ -28,7 +28,7 @@ use anyhow::bail;
 use serde_json::{Value, json};
 
 use crate::bench::{Samples, round};
-use crate::bench_proc::{alive, interrupted, own_group, processes_matching, rss_kb};
+use crate::bench_proc::{Memory, alive, interrupted, own_group, processes_matching};
 
 /// Containers created and not yet removed; `None` once [`remove_leftovers`] has run.
 static CONTAINERS: Mutex<Option<BTreeSet<String>>> = Mutex::new(Some(BTreeSet::new()));
@@ -168,11 +168,10 @@ pub(crate) fn run(n: usize) -> anyhow::Result<Value> {
     for i in 0..n {
         let name = format!("{tag}-{i}");
         start.push(run_one(&name, &config, &rootfs)?);
-        conmon.extend(
-            processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&name))
-                .into_iter()
-                .map(rss_kb),
-        );
+        let pids = processes_matching(|c| c.starts_with("/usr/bin/conmon") && c.contains(&name));
+        if !pids.is_empty() {
+            conmon.push(Memory::of(&pids));
+        }
         let pid: i32 = podman(&["inspect", "-f", "{{.State.Pid}}", &name])?
             .parse()
             .unwrap_or(0);
@@ -198,11 +197,14 @@ pub(crate) fn run(n: usize) -> anyhow::Result<Value> {
         }
         remove(&name);
     }
-    let conmon_mb = if conmon.is_empty() {
-        f64::NAN
-    } else {
-        conmon.iter().sum::<u64>() as f64 / conmon.len() as f64 / 1024.0
+    let mean = |f: fn(&Memory) -> f64| {
+        if conmon.is_empty() {
+            f64::NAN
+        } else {
+            conmon.iter().map(f).sum::<f64>() / conmon.len() as f64
+        }
     };
+    let (conmon_mb, conmon_pss_mb) = (mean(|m| m.rss_mb), mean(|m| m.pss_mb));
     let config_line = if config.is_empty() {
         "(defaults)".to_string()
     } else {
@@ -224,9 +226,10 @@ pub(crate) fn run(n: usize) -> anyhow::Result<Value> {
         overshoot.pct(99.0),
         stop_cmd.pct(50.0)
     );
-    println!("conmon RSS per container: {conmon_mb:.2} MB\n");
+    println!("conmon per container: RSS {conmon_mb:.2} MB, PSS {conmon_pss_mb:.2} MB\n");
     Ok(json!({
         "config": config_line, "run_d": start.summary(), "stop_overshoot": overshoot.summary(),
         "stop_command": stop_cmd.summary(), "conmon_rss_mb": round(conmon_mb),
+        "conmon_pss_mb": round(conmon_pss_mb),
     }))
 }

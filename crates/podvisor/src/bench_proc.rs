@@ -269,9 +269,9 @@ impl UpProcess {
         processes_matching(|cmd| cmd.contains(" supervise") && cmd.contains(&marker))
     }
 
-    /// RSS of this cluster's pod supervisors (KiB each).
-    pub(crate) fn supervisor_rss(&self) -> Vec<u64> {
-        self.supervisors().into_iter().map(rss_kb).collect()
+    /// Memory of this cluster's pod supervisors.
+    pub(crate) fn supervisor_memory(&self) -> Memory {
+        Memory::of(&self.supervisors())
     }
 
     /// Ends the child (its pods stopped gracefully), then any supervisor left behind.
@@ -318,6 +318,43 @@ pub(crate) fn rss_kb(pid: i32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// PSS of a process in KiB (0 if unknown): its private pages plus its share of the pages
+/// it shares (the binary's code, which every supervisor maps), the honest per-process figure.
+pub(crate) fn pss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Mean RSS and PSS of some processes (say, one per pod).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Memory {
+    pub(crate) processes: usize,
+    pub(crate) rss_mb: f64,
+    pub(crate) pss_mb: f64,
+}
+
+impl Memory {
+    pub(crate) fn of(pids: &[i32]) -> Memory {
+        if pids.is_empty() {
+            return Memory::default();
+        }
+        let n = pids.len() as f64;
+        let sum = |f: fn(i32) -> u64| pids.iter().map(|&p| f(p)).sum::<u64>() as f64;
+        Memory {
+            processes: pids.len(),
+            rss_mb: sum(rss_kb) / n / 1024.0,
+            pss_mb: sum(pss_kb) / n / 1024.0,
+        }
+    }
 }
 
 pub(crate) fn processes_matching(pred: impl Fn(&str) -> bool) -> Vec<i32> {

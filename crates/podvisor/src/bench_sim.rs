@@ -9,24 +9,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use podvisor_runtime::fake::{Attempt, FakeRuntime, FakeScript};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{Observer, SLEEP, ensure_namespace, pod_json, round};
+use crate::bench::{Observer, SLEEP, ensure_namespace, not_running_summary, pod_json, round};
 use crate::bench_proc::rss_kb;
 
 /// One simulated cluster; everything it started ends when it is dropped.
 pub(crate) struct SimCluster {
     /// A cluster-admin client (in process, no TLS).
     pub(crate) admin: kube::Client,
-    _server: podvisor_apiserver::ApiServer,
+    server: podvisor_apiserver::ApiServer,
     stop: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
     _dir: tempfile::TempDir,
@@ -109,7 +109,7 @@ impl SimCluster {
         }
         let sim = SimCluster {
             admin,
-            _server: server,
+            server,
             stop,
             tasks,
             _dir: dir,
@@ -181,14 +181,27 @@ impl Drop for SimCluster {
     }
 }
 
-/// The `scale` part: `nodes` × `per_node` pods created straight onto simulated nodes.
-pub(crate) async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value> {
+/// The `scale` part: simulated nodes (the API server on the embedded redb store, the
+/// scheduler and `nodes` agents on the fake runtime, all in this process) and
+/// `nodes × per_node` pods created at once. Within `limit`, or it fails with what the pods
+/// that are not Running show.
+pub(crate) async fn scale(nodes: usize, per_node: usize, limit: Duration) -> anyhow::Result<Value> {
+    let started = Instant::now();
     let sim = SimCluster::start(nodes, false).await?;
     eprintln!(
         "scale: {nodes} simulated nodes Ready; creating {} pods",
         nodes * per_node
     );
     ensure_namespace(&sim.admin, "sim").await?;
+    // What the root CA publisher (a controller, not run here) puts in every namespace: the
+    // pods' service account volume projects it.
+    let root_ca: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "kube-root-ca.crt"},
+        "data": {"ca.crt": sim.server.ca_pem()},
+    }))?;
+    Api::<ConfigMap>::namespaced(sim.admin.clone(), "sim")
+        .create(&PostParams::default(), &root_ca)
+        .await?;
     let pods: Api<Pod> = Api::namespaced(sim.admin.clone(), "sim");
     let (obs, watch_task) = Observer::start(pods.clone());
     let total = nodes * per_node;
@@ -211,11 +224,27 @@ pub(crate) async fn scale(nodes: usize, per_node: usize) -> anyhow::Result<Value
         "scale: pods created in {:.1} s; waiting for Running",
         created.as_secs_f64()
     );
-    obs.wait(Duration::from_secs(600), |s| {
-        names.iter().all(|n| s.running.contains_key(n))
-    })
-    .await
-    .context("simulated pods not all Running")?;
+    let mut said = Instant::now();
+    let left = limit.saturating_sub(started.elapsed() + Duration::from_secs(5));
+    let waited = obs
+        .wait(left, |s| {
+            if said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                eprintln!(
+                    "scale: {} of {total} pods Running after {:.0} s",
+                    s.running.len(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            s.running.len() >= total && names.iter().all(|n| s.running.contains_key(n))
+        })
+        .await;
+    if let Err(e) = waited {
+        return Err(e.context(format!(
+            "simulated pods not all Running; {}",
+            not_running_summary(&pods).await
+        )));
+    }
     let all_running = t0.elapsed();
     let rss = sim.rss_mb();
     println!("## scale: {nodes} simulated nodes (fake runtime) x {per_node} pods, one process");
@@ -272,7 +301,7 @@ pub(crate) async fn jobs(nodes: usize, n: usize) -> anyhow::Result<Value> {
             bail!(
                 "the bench Job did not complete: {:?}; its pods: {}",
                 j.status,
-                pod_summary(&sim.admin).await
+                not_running_summary(&Api::namespaced(sim.admin.clone(), "sim")).await
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -308,7 +337,7 @@ pub(crate) async fn jobs(nodes: usize, n: usize) -> anyhow::Result<Value> {
         if Instant::now() > deadline {
             bail!(
                 "the bench ReplicaSet reached only {ready} of {n} ready; its pods: {}",
-                pod_summary(&sim.admin).await
+                not_running_summary(&Api::namespaced(sim.admin.clone(), "sim")).await
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -341,43 +370,4 @@ pub(crate) async fn jobs(nodes: usize, n: usize) -> anyhow::Result<Value> {
         "job": {"complete_s": round(job_s), "writes": job_writes, "writes_per_pod": round(per(job_writes)), "rss_mb": round(job_rss)},
         "replicaset": {"ready_s": round(rs_s), "writes": rs_writes, "writes_per_pod": round(per(rs_writes)), "rss_mb": round(rss)},
     }))
-}
-
-/// "<count> <phase>/<first waiting reason or condition>" over the pods of namespace `sim`,
-/// for a failure line.
-async fn pod_summary(admin: &kube::Client) -> String {
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), "sim");
-    let Ok(list) = pods.list(&ListParams::default()).await else {
-        return "(cannot list)".into();
-    };
-    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-    for p in &list.items {
-        let st = p.status.as_ref();
-        let phase = st.and_then(|s| s.phase.clone()).unwrap_or_default();
-        let why = st
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.first())
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
-            .and_then(|w| w.reason.clone())
-            .or_else(|| {
-                st.and_then(|s| s.conditions.as_ref())
-                    .and_then(|cs| cs.iter().find(|c| c.status != "True"))
-                    .map(|c| {
-                        format!(
-                            "{}={}:{}",
-                            c.type_,
-                            c.status,
-                            c.message.clone().unwrap_or_default()
-                        )
-                    })
-            })
-            .unwrap_or_default();
-        *counts.entry(format!("{phase}/{why}")).or_default() += 1;
-    }
-    counts
-        .iter()
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -135,4 +135,80 @@ fn ctrl_c_ends_every_process_the_bench_started() {
         "{err}"
     );
     assert_none_left(tmp.path(), "after Ctrl-C");
+}
+
+/// `podvisor bench --quick`, every part, runs to its end in CI (the figures are not
+/// asserted: the debug binary on a shared machine). It runs in a network namespace of the
+/// test's own, so its `network` and `services` parts make their bridges, pod addresses and
+/// rules there, not in the machine's namespace.
+#[test]
+fn bench_quick_runs_to_the_end() {
+    let _serial = common::serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("bench.json");
+    let ns = common::NetNs::new("bench");
+    let started = Instant::now();
+    let mut child = ns
+        .command(common::binary().to_str().expect("utf-8 path"))
+        .args(["bench", "--quick", "--json"])
+        .arg(&json)
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start podvisor bench");
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let read = |r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(r).read_to_string(&mut s);
+            s
+        })
+    };
+    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
+    // Each part has its own time limit; this bounds the whole run if one of them hangs.
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(40 * 60),
+        "podvisor bench --quick",
+    );
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    eprintln!(
+        "bench --quick took {:.0} s\n{out}\n{err}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "bench --quick failed:\n{out}\n{err}");
+    for section in [
+        "## physical floor",
+        "## authorization",
+        "## pod startup, 20 pods one after another",
+        "## pod startup, burst of 100 on one node",
+        "## deletion",
+        "## API",
+        "## pod network",
+        "## services",
+        "## hostile input and slow clients",
+        "## store backends",
+        "## scale: 20 simulated nodes",
+    ] {
+        assert!(out.contains(section), "no `{section}` in:\n{out}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    for part in [
+        "floor",
+        "startup_sequential",
+        "startup_burst",
+        "delete",
+        "api",
+        "network",
+        "services",
+        "hostile",
+        "scale",
+    ] {
+        assert!(report.get(part).is_some(), "no `{part}` in the JSON report");
+    }
+    assert_none_left(tmp.path(), "after bench --quick");
 }

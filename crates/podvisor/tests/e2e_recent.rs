@@ -2,7 +2,9 @@
 //! docs/design/recent-pod-features.md), through the real `kubectl` against `podvisor up` with
 //! real processes: pod generation and observedGeneration, in-place resize through
 //! `pods/resize` (the cgroup limit really changes, the process keeps its PID), container
-//! restart rules and the phase, preStop sleep 0, stop signals and the early
+//! restart rules and the phase, the restart of all containers in place (RestartAllContainers),
+//! pod-level resources on the pod cgroup and their in-place resize,
+//! preStop sleep 0, stop signals and the early
 //! `StopSignalNotHandled` warning, the refusal of `hostUsers: false`, and the node's
 //! `--max-container-restart-period`.
 //!
@@ -103,6 +105,36 @@ fn memory_limit_of(pid: i32) -> u64 {
     panic!("no memory limit found for pid {pid}:\n{cgroups}")
 }
 
+/// The memory limit of the pod cgroup process `pid` runs in: the parent of its container's
+/// cgroup (cgroup v1 memory controller or the unified hierarchy).
+fn pod_memory_limit_of(pid: i32) -> u64 {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctl, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(ctl), Some(path)) = (ctl, path) else {
+            continue;
+        };
+        let parent = std::path::Path::new(path)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let file = if ctl.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{parent}/memory.limit_in_bytes")
+        } else if ctl.is_empty() {
+            format!("/sys/fs/cgroup/unified{parent}/memory.max")
+        } else {
+            continue;
+        };
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(v) = text.trim().parse()
+        {
+            return v;
+        }
+    }
+    panic!("no pod memory limit found for pid {pid}:\n{cgroups}")
+}
+
 #[test]
 fn recent_pod_features_through_kubectl() {
     let _serial = serial();
@@ -116,6 +148,7 @@ fn recent_pod_features_through_kubectl() {
     std::fs::create_dir_all(&scratch).expect("scratch");
     let resize_marker = marker("resize");
     let sigcgt_marker = marker("sigcgt");
+    let pod_level_marker = marker("pod-level");
     // kubectl 1.33 against the server that reports 1.33
     let v = kubectl_133(&c, &["version"]);
     assert!(
@@ -158,6 +191,48 @@ spec:
     restartPolicyRules:
     - action: Restart
       exitCodes: {{operator: In, values: [42]}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: restart-all
+spec:
+  restartPolicy: Never
+  runtimeClassName: host
+  initContainers:
+  - name: init
+    image: busybox
+    command: ["sh", "-c", "echo init >> /work/inits"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "if [ $(wc -l < /work/inits) -lt 2 ]; then sleep 1; exit 42; fi; while true; do sleep 0.2; done"]
+    restartPolicy: Never
+    restartPolicyRules:
+    - action: RestartAllContainers
+      exitCodes: {{operator: In, values: [42]}}
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: other
+    image: busybox
+    command: ["sh", "-c", "while true; do sleep 0.2; done"]
+  volumes:
+  - name: work
+    emptyDir: {{}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-level
+spec:
+  terminationGracePeriodSeconds: 2
+  runtimeClassName: host
+  resources:
+    limits: {{cpu: 500m, memory: 96Mi}}
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done", "{pod_level_marker}"]
 ---
 apiVersion: v1
 kind: Pod
@@ -329,6 +404,131 @@ spec:
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
         "42"
+    );
+
+    // ---- RestartAllContainers (KEP-5532): main's exit 42 restarts every container in
+    // place; the init container runs again into the same emptyDir
+    let uid = field(&c, "restart-all", "{.metadata.uid}");
+    c.wait_for("restart-all restarted in place", WAIT, || {
+        field(
+            &c,
+            "restart-all",
+            "{.status.containerStatuses[*].restartCount}",
+        ) == "1 1"
+            && field(
+                &c,
+                "restart-all",
+                "{.status.containerStatuses[*].state.running.startedAt}",
+            )
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .count()
+                == 2
+    });
+    assert_eq!(field(&c, "restart-all", "{.status.phase}"), "Running");
+    assert_eq!(field(&c, "restart-all", "{.metadata.uid}"), uid);
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.initContainerStatuses[0].restartCount}"
+        ),
+        "1"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.containerStatuses[*].lastState.terminated.exitCode}"
+        ),
+        "42 137",
+        "main exited 42, other was killed"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.conditions[?(@.type==\"AllContainersRestarting\")].status}"
+        ),
+        "False"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "restart-all",
+            "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
+        ),
+        "True"
+    );
+    let out = kubectl_133(
+        &c,
+        &[
+            "exec",
+            "restart-all",
+            "-c",
+            "main",
+            "--",
+            "cat",
+            "/work/inits",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "init\ninit\n",
+        "the emptyDir is kept: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        !field(&c, "resize", "{.status.conditions[*].type}").contains("AllContainersRestarting"),
+        "only a pod with the rule reports the condition"
+    );
+
+    // ---- pod-level resources (KEP-2837): the pod cgroup gets spec.resources, the QoS class
+    // comes from them, and a pod-level resize (KEP-5419) changes the pod cgroup live
+    c.wait_pod_ready("pod-level", WAIT);
+    assert_eq!(field(&c, "pod-level", "{.status.qosClass}"), "Guaranteed");
+    assert_eq!(
+        field(&c, "pod-level", "{.status.resources.limits.memory}"),
+        "96Mi"
+    );
+    let pid = wait_one_pid(&pod_level_marker, WAIT);
+    assert_eq!(pod_memory_limit_of(pid), 96 << 20, "the pod cgroup's limit");
+    let out = resize(
+        &c,
+        "pod-level",
+        r#"{"spec":{"resources":{"limits":{"cpu":"500m","memory":"128Mi"}}}}"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_field(
+        &c,
+        "pod-level",
+        "{.status.resources.limits.memory}",
+        "128Mi",
+    );
+    assert_eq!(pod_memory_limit_of(pid), 128 << 20, "changed live");
+    assert_eq!(wait_one_pid(&pod_level_marker, WAIT), pid, "same process");
+    assert_eq!(
+        field(&c, "pod-level", "{.status.allocatedResources.memory}"),
+        "128Mi"
+    );
+    c.wait_for("the ResizeCompleted event", WAIT, || {
+        event_reasons(&c, "pod-level").contains("ResizeCompleted=Pod resize completed: ")
+    });
+    // pod-level requests below what the containers ask for are refused as upstream does
+    let manifest = c.dir.path().join("pod-level-bad.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: pod-level-bad}\nspec:\n  resources: {requests: {cpu: 500m}}\n  containers:\n  - name: main\n    image: busybox\n    resources: {requests: {cpu: '1'}}\n",
+    )
+    .expect("write manifest");
+    let out = kubectl_133(&c, &["apply", "-f", manifest.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(
+            "spec.resources.requests[cpu]: Invalid value: \"500m\": must be greater than or equal to aggregate container requests of 1"
+        ),
+        "{}",
+        text(&out.stderr)
     );
 
     // ---- stop signals (KEP-4960) and the early warning

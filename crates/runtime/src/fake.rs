@@ -410,6 +410,8 @@ pub enum FakeOp {
     RemoveContainer,
     /// `update_container_resources`.
     UpdateResources,
+    /// `update_sandbox_resources`.
+    UpdateSandboxResources,
 }
 
 /// One call made to the fake, as typed data.
@@ -454,6 +456,13 @@ pub enum FakeCall {
         id: ContainerId,
         /// The container name ("" if unknown).
         name: String,
+        /// The new limits.
+        resources: crate::Resources,
+    },
+    /// `update_sandbox_resources`.
+    UpdateSandboxResources {
+        /// The sandbox ID.
+        id: String,
         /// The new limits.
         resources: crate::Resources,
     },
@@ -1575,6 +1584,28 @@ impl ContainerRuntime for FakeRuntime {
                 netns: fake_netns(&sb.config),
             })
             .collect())
+    }
+
+    async fn update_sandbox_resources(
+        &self,
+        id: &str,
+        resources: crate::Resources,
+    ) -> Result<(), RuntimeError> {
+        let mut st = self.inner.lock();
+        self.inner.enter(
+            &mut st,
+            FakeOp::UpdateSandboxResources,
+            FakeCall::UpdateSandboxResources {
+                id: id.to_string(),
+                resources: resources.clone(),
+            },
+        )?;
+        let sb = st
+            .sandboxes
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::SandboxNotFound { id: id.to_string() })?;
+        sb.config.resources = resources;
+        Ok(())
     }
 
     async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError> {

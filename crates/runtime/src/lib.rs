@@ -709,6 +709,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         })
     }
 
+    /// Changes the resource limits of sandbox `id` as a whole (the pod cgroup; pod-level
+    /// in-place resize, KEP-5419): its containers keep running under the new limits, and
+    /// the sandbox's configuration records them. Only controllers the sandbox's cgroup was
+    /// made with change. Fails with `SandboxNotFound`; backends that cannot do it fail with
+    /// [`RuntimeError::Os`].
+    async fn update_sandbox_resources(
+        &self,
+        id: &str,
+        resources: Resources,
+    ) -> Result<(), RuntimeError> {
+        let _ = (id, resources);
+        Err(RuntimeError::Os {
+            operation: "update sandbox resources".to_string(),
+            message: "not supported by this runtime".to_string(),
+        })
+    }
+
     /// The container's status.
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError>;
 

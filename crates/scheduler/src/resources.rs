@@ -223,10 +223,52 @@ pub fn pod_requests(pod: &Pod, non_zero: bool, invalid: &mut Vec<String>) -> Res
         }
     }
     reqs.max_with(&init_max);
+    pod_level_requests(pod, &mut reqs, invalid);
     if let Some(overhead) = spec.overhead.as_ref() {
         reqs.add(&Resources::from_list(overhead, invalid));
     }
     reqs
+}
+
+/// Pod-level resources (KEP-2837, upstream `PodRequests` with `IsPodLevelRequestsSet`): the
+/// pod's own cpu and memory requests (a request left out defaults to the limit, as API
+/// defaulting does) replace what its containers add up to. Once the agent reports the pod's
+/// `allocatedResources`/`resources` (pod-level in-place resize, KEP-5419), the larger of the
+/// desired, allocated and actual requests counts, the desired ones not while the resize is
+/// infeasible (as for containers).
+fn pod_level_requests(pod: &Pod, reqs: &mut Resources, invalid: &mut Vec<String>) {
+    let Some(r) = pod.spec.as_ref().and_then(|s| s.resources.as_ref()) else {
+        return;
+    };
+    let status = pod.status.as_ref();
+    for name in ["cpu", "memory"] {
+        let pick = |m: Option<&BTreeMap<String, Quantity>>| m.and_then(|m| m.get(name)).cloned();
+        let desired = pick(r.requests.as_ref()).or_else(|| pick(r.limits.as_ref()));
+        let Some(desired) = desired else {
+            continue;
+        };
+        let one = |q: &Quantity, invalid: &mut Vec<String>| {
+            Resources::from_list(&[(name.to_string(), q.clone())].into(), invalid)
+        };
+        let mut v = Resources::default();
+        let allocated = pick(status.and_then(|s| s.allocated_resources.as_ref()));
+        let actual = pick(
+            status
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref()),
+        );
+        let reported = allocated.is_some() || actual.is_some();
+        for q in [allocated, actual].into_iter().flatten() {
+            v.max_with(&one(&q, invalid));
+        }
+        if !reported || !resize_infeasible(pod) {
+            v.max_with(&one(&desired, invalid));
+        }
+        match name {
+            "cpu" => reqs.milli_cpu = v.milli_cpu,
+            _ => reqs.memory = v.memory,
+        }
+    }
 }
 
 /// The node's `status.allocatable` (falling back to `status.capacity`, as the kubelet reports
@@ -372,6 +414,40 @@ pub(crate) mod tests {
             }]);
         assert_eq!(pod_requests(&p, false, &mut invalid).milli_cpu, 800);
         assert!(invalid.is_empty());
+    }
+
+    #[test]
+    fn pod_level_requests_replace_the_containers_sum() {
+        let mut p = pod(
+            vec![
+                container("a", Some("100m"), Some("64Mi")),
+                container("b", None, None),
+            ],
+            vec![],
+        );
+        let list = |kv: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect()
+        };
+        p.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+            requests: Some(list(&[("cpu", "1")])),
+            limits: Some(list(&[("cpu", "2"), ("memory", "1Gi")])),
+            ..Default::default()
+        });
+        let r = pod_requests(&p, false, &mut Vec::new());
+        // cpu from the pod's request, memory from its limit (the defaulted request)
+        assert_eq!(r.milli_cpu, 1000);
+        assert_eq!(r.memory, 1 << 30);
+        // scoring sees the same pod-level figures, not the per-container defaults
+        let r = pod_requests(&p, true, &mut Vec::new());
+        assert_eq!((r.milli_cpu, r.memory), (1000, 1 << 30));
+        // a pod-level resize reported by the agent: the allocation counts until it shrinks
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            allocated_resources: Some(list(&[("cpu", "1500m")])),
+            ..Default::default()
+        });
+        assert_eq!(pod_requests(&p, false, &mut Vec::new()).milli_cpu, 1500);
     }
 
     #[test]

@@ -58,13 +58,15 @@
 //! # Files
 //!
 //! [`worker`] (the loop: inputs, transition, effects, status write), [`state`] (the state
-//! machine), [`sync`] (create/start with env and mounts resolved, init and sidecar order,
-//! postStart, probe kills),
+//! machine), [`sync`] (create/start, init and sidecar order,
+//! postStart, probe kills; what a container needs before it is created, its environment,
+//! image and mounts, in `prepare`),
 //! [`security`] (the effective securityContext, runAsNonRoot), [`restart`] (container lifecycle, the restart decision and its back-off), [`sandbox`]
 //! (the sandbox made, its death noticed, re-created with `SandboxChanged`), [`stop`] (the
 //! one stop path), [`spec`] (sandbox and container configs, labels, hash, stop signal),
 //! [`status`] (the API status), [`deadlines`] (persisted termination deadlines), [`env`](mod@env)
-//! (container environment), [`volumes`] (the pod's volumes), [`tokens`] (their
+//! (container environment), [`volumes`] (the pod's volumes; the files of
+//! API-data volumes in `volume_payload`), [`tokens`] (their
 //! service-account tokens), [`etc_files`] (its
 //! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`).
 
@@ -72,8 +74,10 @@ pub mod claims;
 pub mod deadlines;
 pub mod env;
 pub mod etc_files;
+mod prepare;
 pub mod resize;
 pub mod restart;
+pub mod restart_all;
 pub mod restart_rules;
 pub mod sandbox;
 pub mod security;
@@ -85,6 +89,7 @@ pub mod stop;
 pub mod sync;
 pub mod tokens;
 pub mod unsupported;
+mod volume_payload;
 pub mod volumes;
 pub mod worker;
 

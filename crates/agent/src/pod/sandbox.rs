@@ -131,3 +131,73 @@ impl PodWorker {
         }
     }
 }
+
+impl PodWorker {
+    /// Creates the sandbox (or finds it made) and, unless the pod uses the host's network,
+    /// sets up its network before any container exists; a failed network setup removes the
+    /// sandbox again.
+    pub(super) async fn create_sandbox(&mut self) -> Result<(), String> {
+        let mut config = super::spec::sandbox_config(&self.pod);
+        if let Some(r) = self.resize.pod_allocated() {
+            // the pod cgroup gets what the node allocated (`resize.rs`)
+            config.resources = super::spec::runtime_resources(Some(r));
+        }
+        let net = self.ctx.network.clone();
+        config.network_namespace = net.as_ref().is_some_and(|n| n.wants_namespace(&self.pod));
+        let sb = match self.ctx.runtime.create_sandbox(config).await {
+            Ok(sb) => sb,
+            Err(podvisor_runtime::RuntimeError::AlreadyExists { .. }) => {
+                if let Some(net) = &net {
+                    self.pod_ips = net.cached_ips(&self.uid).unwrap_or_default();
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let (Some(net), Some(netns)) = (net, sb.netns) else {
+            self.pod_ips.clear();
+            return Ok(());
+        };
+        match net.setup(&self.pod, &self.uid, &netns).await {
+            Ok(ips) => {
+                self.pod_ips = ips;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(r) = self.ctx.runtime.remove_sandbox(&self.uid).await {
+                    tracing::warn!(error = %r, "cannot remove the sandbox after a network failure");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the sandbox, its network first (DEL while the namespace still exists: the
+    /// IP is released only now that no container is left).
+    pub(super) async fn release_sandbox(&mut self) -> Result<(), podvisor_runtime::RuntimeError> {
+        if let Some(net) = &self.ctx.network {
+            let netns = (self.ctx.runtime.sandbox_status(&self.uid).await)
+                .ok()
+                .and_then(|s| s.netns);
+            net.teardown(&self.uid, netns.as_deref())
+                .await
+                .map_err(|message| podvisor_runtime::RuntimeError::Os {
+                    operation: "tear down the pod network".into(),
+                    message,
+                })?;
+        }
+        self.ctx.runtime.remove_sandbox(&self.uid).await?;
+        self.pod_ips.clear();
+        Ok(())
+    }
+
+    pub(super) async fn remove_sandbox(&mut self) {
+        match self.release_sandbox().await {
+            Ok(()) => {
+                self.sandbox_ready = false;
+                self.remove_volumes();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot remove the sandbox"),
+        }
+    }
+}

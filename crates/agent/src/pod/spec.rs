@@ -222,7 +222,8 @@ pub fn sandbox_config(pod: &Pod) -> SandboxConfig {
         hostname: meta.name.clone().unwrap_or_default(),
         labels: pod_labels(pod),
         annotations: BTreeMap::new(),
-        resources: Resources::default(),
+        // pod-level resources (KEP-2837) limit the pod cgroup
+        resources: runtime_resources(spec.and_then(|s| s.resources.as_ref())),
         network_namespace: false,
         host_pid: spec.and_then(|s| s.host_pid) == Some(true),
         host_ipc: spec.and_then(|s| s.host_ipc) == Some(true),

@@ -104,6 +104,14 @@ pub struct StatusInput<'a> {
     pub pod_ips: &'a [String],
     /// `PodResizePending` / `PodResizeInProgress`, when a resize waits or runs.
     pub resize_conditions: Vec<k8s_openapi::api::core::v1::PodCondition>,
+    /// The pod-level allocation (`status.allocatedResources` are its requests) and what the
+    /// pod's cgroup has (`status.resources`), for a pod with pod-level resources.
+    pub pod_allocated: Option<&'a ResourceRequirements>,
+    /// See `pod_allocated`.
+    pub pod_resources: Option<&'a ResourceRequirements>,
+    /// `AllContainersRestarting`: None for a pod without a `RestartAllContainers` rule, else
+    /// whether a restart of all its containers is under way (`restart_all.rs`).
+    pub all_containers_restarting: Option<bool>,
     /// When the agent first saw the pod.
     pub start_time: SystemTime,
     /// Now.
@@ -327,6 +335,11 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         ..c
     })
     .chain(input.resize_conditions.iter().cloned())
+    .chain(
+        input
+            .all_containers_restarting
+            .map(|r| rules::all_containers_restarting_condition(&phase, r)),
+    )
     .collect();
     let conditions = rules::merge_conditions(&current_conditions, owned, &now);
     let (reason, message) = match input.reason {
@@ -390,6 +403,11 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         message,
         nominated_node_name: old.nominated_node_name.clone(),
         observed_generation: pod.metadata.generation,
+        allocated_resources: input
+            .pod_allocated
+            .and_then(|r| r.requests.clone().or_else(|| r.limits.clone()))
+            .filter(|r| !r.is_empty()),
+        resources: input.pod_resources.cloned(),
         ..PodStatus::default()
     }
 }
@@ -496,6 +514,9 @@ mod tests {
             host_ip: "10.0.0.1",
             pod_ips: &[],
             resize_conditions: Vec::new(),
+            all_containers_restarting: None,
+            pod_allocated: None,
+            pod_resources: None,
             start_time: t(0),
             now: t(3),
             reason: None,

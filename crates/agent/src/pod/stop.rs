@@ -553,6 +553,57 @@ impl PodWorker {
             self.wake_at(Instant::now());
         }
     }
+
+    /// Kills `targets` at once, all together: no preStop hook, no stop signal, the grace
+    /// period ignored (SIGKILL, repeated until the runtime reports the exit) — the restart of
+    /// all containers (`restart_all.rs`). `killing` gives each `Killing` event's message.
+    /// Returns once every target exited or a stop was requested.
+    pub(super) async fn kill_now(
+        &mut self,
+        targets: Vec<(Container, ContainerId)>,
+        killing: impl Fn(&str) -> String,
+    ) {
+        if targets.is_empty() {
+            return;
+        }
+        let now = self.ctx.clock.now();
+        let (_deadline_tx, deadline_rx) = watch::channel(Deadline {
+            started_at: now,
+            at: now,
+            grace_seconds: 0,
+            force: true,
+        });
+        let stopper = self.stopper(deadline_rx, None);
+        let stops = futures::future::join_all(targets.into_iter().map(|(c, id)| {
+            let killing = killing(&c.name);
+            stopper.clone().stop(StopTarget {
+                container: c,
+                id,
+                // nothing to send but SIGKILL
+                already_signalled: true,
+                killing,
+            })
+        }));
+        tokio::pin!(stops);
+        let mut input = self.input_rx.clone();
+        let shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = &mut stops => break,
+                _ = stop_requested(&mut input) => {
+                    self.input_changed = true;
+                    break;
+                }
+                _ = shutdown.cancelled() => break,
+                Some(note) = self.notes_rx.recv() => self.apply_note(note).await,
+            }
+        }
+        // the exits the runtime recorded meanwhile
+        while let Ok(note) = self.notes_rx.try_recv() {
+            self.apply_note(note).await;
+        }
+        self.apply_note(super::worker::RuntimeNote::Resync).await;
+    }
 }
 
 /// The `StopSignalNotHandled` warning: PID 1 neither catches its stop signal nor dies of

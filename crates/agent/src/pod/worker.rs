@@ -203,6 +203,8 @@ pub struct PodWorker {
     pub(super) rejection: Option<(&'static str, String)>,
     /// In-place resize: allocated and actuated resources, resize conditions (`resize.rs`).
     pub(super) resize: crate::pod::resize::PodResize,
+    /// Restarts of all containers (`restart_all.rs`).
+    pub(super) restart_all: crate::pod::restart_all::RestartAll,
 }
 
 impl PodWorker {
@@ -240,6 +242,7 @@ impl PodWorker {
             sandbox_ready: false,
             rejection: None,
             resize: Default::default(),
+            restart_all: Default::default(),
             pod_ips: Vec::new(),
             dns_warned: false,
             sandbox_dead: false,
@@ -641,70 +644,6 @@ impl PodWorker {
             .unwrap_or_else(|| self.ctx.node_ip.clone())
     }
 
-    /// Creates the sandbox (or finds it made) and, unless the pod uses the host's network,
-    /// sets up its network before any container exists; a failed network setup removes the
-    /// sandbox again.
-    pub(super) async fn create_sandbox(&mut self) -> Result<(), String> {
-        let mut config = super::spec::sandbox_config(&self.pod);
-        let net = self.ctx.network.clone();
-        config.network_namespace = net.as_ref().is_some_and(|n| n.wants_namespace(&self.pod));
-        let sb = match self.ctx.runtime.create_sandbox(config).await {
-            Ok(sb) => sb,
-            Err(podvisor_runtime::RuntimeError::AlreadyExists { .. }) => {
-                if let Some(net) = &net {
-                    self.pod_ips = net.cached_ips(&self.uid).unwrap_or_default();
-                }
-                return Ok(());
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        let (Some(net), Some(netns)) = (net, sb.netns) else {
-            self.pod_ips.clear();
-            return Ok(());
-        };
-        match net.setup(&self.pod, &self.uid, &netns).await {
-            Ok(ips) => {
-                self.pod_ips = ips;
-                Ok(())
-            }
-            Err(e) => {
-                if let Err(r) = self.ctx.runtime.remove_sandbox(&self.uid).await {
-                    tracing::warn!(error = %r, "cannot remove the sandbox after a network failure");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Removes the sandbox, its network first (DEL while the namespace still exists: the
-    /// IP is released only now that no container is left).
-    pub(super) async fn release_sandbox(&mut self) -> Result<(), podvisor_runtime::RuntimeError> {
-        if let Some(net) = &self.ctx.network {
-            let netns = (self.ctx.runtime.sandbox_status(&self.uid).await)
-                .ok()
-                .and_then(|s| s.netns);
-            net.teardown(&self.uid, netns.as_deref())
-                .await
-                .map_err(|message| podvisor_runtime::RuntimeError::Os {
-                    operation: "tear down the pod network".into(),
-                    message,
-                })?;
-        }
-        self.ctx.runtime.remove_sandbox(&self.uid).await?;
-        self.pod_ips.clear();
-        Ok(())
-    }
-
-    pub(super) async fn remove_sandbox(&mut self) {
-        match self.release_sandbox().await {
-            Ok(()) => {
-                self.sandbox_ready = false;
-                self.remove_volumes();
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot remove the sandbox"),
-        }
-    }
-
     /// Terminated: final status, sandbox removal, object deletion (spec §1.4).
     pub(super) async fn cleanup(&mut self) {
         let PodWorkerState::Terminated {
@@ -832,6 +771,9 @@ impl PodWorker {
             host_ip: &self.ctx.node_ip,
             pod_ips: &self.pod_ips,
             resize_conditions: self.resize.conditions(self.pod.metadata.generation),
+            all_containers_restarting: self.all_containers_restarting(&spec),
+            pod_allocated: self.resize.pod_allocated(),
+            pod_resources: self.resize.pod_actuated(),
             start_time: self.start_time,
             now: self.ctx.clock.now(),
             reason: if deadline_exceeded {

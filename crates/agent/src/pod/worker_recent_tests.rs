@@ -404,6 +404,183 @@ async fn a_resize_changes_the_limits_live_and_reports_allocated_and_actual() {
     assert_eq!(condition_reason(&st, "PodResizeInProgress"), None);
     assert_eq!(condition_reason(&st, "PodResizePending"), None);
     assert_eq!(h.start_times("app"), vec![s(0)]);
+    // upstream's events, with the allocation and the generation
+    let summary = r#"{"containers":[{"name":"app","resources":{"limits":{"cpu":"200m","memory":"128Mi"},"requests":{"cpu":"200m","memory":"128Mi"}}}],"generation":2}"#;
+    assert_eq!(
+        h.event("ResizeStarted"),
+        Some((EventType::Normal, format!("Pod resize started: {summary}")))
+    );
+    assert_eq!(
+        h.event("ResizeCompleted"),
+        Some((
+            EventType::Normal,
+            format!("Pod resize completed: {summary}")
+        ))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_is_resized_in_place_like_a_container() {
+    let h = Harness::new();
+    let mut side = sized("side", "100m", "64Mi");
+    side.restart_policy = Some("Always".into());
+    let mut w = h
+        .start(init_pod("Always", vec![side], vec![container("app")], None))
+        .await;
+    w.update(|p| {
+        p.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].resources =
+            Some(resources("300m", "96Mi"));
+    });
+    advance(s(1)).await;
+    let up = updates(&h);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].memory_limit_bytes, Some(96 << 20));
+    let st = h.last();
+    let side = ics(&st, "side");
+    assert_eq!(side.restart_count, 0);
+    assert_eq!(side.allocated_resources.unwrap()["cpu"].0, "300m");
+    assert_eq!(side.resources.unwrap().limits.unwrap()["memory"].0, "96Mi");
+}
+
+fn sandbox_updates(h: &Harness) -> Vec<podvisor_runtime::Resources> {
+    h.rt.calls()
+        .into_iter()
+        .filter_map(|r| match r.call {
+            podvisor_runtime::fake::FakeCall::UpdateSandboxResources { resources, .. } => {
+                Some(resources)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn pod_level_resources_limit_the_pod_cgroup_and_resize_in_place() {
+    let h = Harness::new();
+    let mut p = pod("Always", vec![container("app"), container("side")], None);
+    p.spec.as_mut().unwrap().resources = Some(resources("500m", "256Mi"));
+    p.metadata.generation = Some(1);
+    let mut w = h.start(p).await;
+    // the sandbox (pod cgroup) is made with the pod's limits
+    let sb = podvisor_runtime::ContainerRuntime::list(h.rt.as_ref())
+        .await
+        .unwrap()
+        .pop()
+        .expect("a sandbox");
+    assert_eq!(sb.config.resources.memory_limit_bytes, Some(256 << 20));
+    assert_eq!(sb.config.resources.cpu_limit_millis, Some(500));
+    let st = h.last();
+    assert_eq!(st.qos_class.as_deref(), Some("Guaranteed"));
+    assert_eq!(
+        st.allocated_resources.as_ref().unwrap()["memory"].0,
+        "256Mi"
+    );
+    assert_eq!(
+        st.resources.as_ref().unwrap().limits.as_ref().unwrap()["cpu"].0,
+        "500m"
+    );
+    // a pod-level resize (KEP-5419) changes the pod cgroup live, nothing restarts
+    w.update(|p| {
+        p.metadata.generation = Some(2);
+        p.spec.as_mut().unwrap().resources = Some(resources("1", "512Mi"));
+    });
+    advance(s(1)).await;
+    let up = sandbox_updates(&h);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].memory_limit_bytes, Some(512 << 20));
+    assert_eq!(up[0].cpu_limit_millis, Some(1000));
+    let st = h.last();
+    assert_eq!(st.allocated_resources.as_ref().unwrap()["cpu"].0, "1");
+    assert_eq!(
+        st.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+        "512Mi"
+    );
+    assert_eq!(condition_reason(&st, "PodResizeInProgress"), None);
+    assert_eq!(h.start_times("app"), vec![s(0)]);
+    // shrinking the pod's memory below what its containers use is refused
+    h.rt.set_stats(
+        "app",
+        podvisor_runtime::ContainerStats {
+            cpu_usage_nanos: 0,
+            memory_working_set_bytes: 200 << 20,
+        },
+    );
+    h.rt.set_stats(
+        "side",
+        podvisor_runtime::ContainerStats {
+            cpu_usage_nanos: 0,
+            memory_working_set_bytes: 100 << 20,
+        },
+    );
+    w.update(|p| {
+        p.metadata.generation = Some(3);
+        p.spec.as_mut().unwrap().resources = Some(resources("1", "256Mi"));
+    });
+    advance(s(1)).await;
+    assert_eq!(sandbox_updates(&h).len(), 1);
+    let st = h.last();
+    let msg = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodResizeInProgress")
+        .and_then(|c| c.message.clone());
+    assert_eq!(
+        msg.as_deref(),
+        Some(
+            "cannot decrease memory limits: attempting to set pod memory limit (268435456) below current usage (314572800)"
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_agent_reads_the_allocation_from_its_checkpoint_not_the_status() {
+    let h = Harness::new();
+    let mut w = h
+        .start(pod("Always", vec![sized("app", "100m", "64Mi")], None))
+        .await;
+    w.update(|p| {
+        p.spec.as_mut().unwrap().containers[0].resources = Some(resources("200m", "128Mi"));
+    });
+    advance(s(1)).await;
+    assert_eq!(updates(&h).len(), 1);
+    let checkpoint = h
+        .dir
+        .path()
+        .join("pods")
+        .join(crate::testing::builders::POD_UID)
+        .join("allocated.json");
+    let saved = crate::pod::resize::load_checkpoint(&checkpoint).expect("a checkpoint");
+    assert_eq!(
+        saved.containers["app"]
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap()["memory"]
+            .0,
+        "128Mi"
+    );
+    // the agent restarts; the pod object it reads carries a stale status (the old
+    // resources), as after a lost status write
+    let mut stale = w.pod.clone();
+    let mut status = h.last();
+    for c in status.container_statuses.iter_mut().flatten() {
+        c.resources = Some(resources("100m", "64Mi"));
+        c.allocated_resources = resources("100m", "64Mi").requests;
+    }
+    stale.status = Some(status);
+    w.stop_agent().await;
+    let _w = h.start(stale).await;
+    advance(s(1)).await;
+    // the node's own record holds: nothing is resized again, 200m stays allocated
+    assert_eq!(updates(&h).len(), 1);
+    assert_eq!(
+        h.reasons().iter().filter(|r| *r == "ResizeStarted").count(),
+        1
+    );
+    let c = cs(&h.last(), "app");
+    assert_eq!(c.allocated_resources.unwrap()["cpu"].0, "200m");
 }
 
 #[tokio::test(start_paused = true)]
@@ -520,13 +697,19 @@ async fn a_memory_limit_below_the_usage_is_refused_in_progress_with_an_error() {
         .cloned()
         .expect("in progress");
     assert_eq!(cond.reason.as_deref(), Some("Error"));
+    // upstream's words: the pod's limit (its containers' sum) and the container's, refused
+    let refused = "cannot decrease memory limits: [attempting to set pod memory limit (67108864) below current usage (104857600), attempting to set container \"app\" memory limit (67108864) below current usage (104857600)]";
+    assert_eq!(cond.message.as_deref(), Some(refused));
+    assert!(updates(&h).is_empty());
+    let (ty, msg) = h.event("ResizeError").expect("a ResizeError event");
+    assert_eq!(ty, EventType::Warning);
     assert_eq!(
-        cond.message.as_deref(),
-        Some(
-            "attempting to set container \"app\" memory limit (67108864) below current usage (104857600)"
+        msg,
+        format!(
+            "Pod resize error: {{\"containers\":[{{\"name\":\"app\",\"resources\":{{\"limits\":{{\"cpu\":\"100m\",\"memory\":\"64Mi\"}},\"requests\":{{\"cpu\":\"100m\",\"memory\":\"64Mi\"}}}}}}],\"error\":{}}}",
+            serde_json::to_string(refused).unwrap()
         )
     );
-    assert!(updates(&h).is_empty());
     // the usage drops: the next try goes through
     h.rt.set_stats(
         "app",
@@ -538,4 +721,178 @@ async fn a_memory_limit_below_the_usage_is_refused_in_progress_with_an_error() {
     advance(s(6)).await;
     assert_eq!(updates(&h).len(), 1);
     assert_eq!(condition_reason(&h.last(), "PodResizeInProgress"), None);
+}
+
+// ------------------------------------------------------------ RestartAllContainers (KEP-5532)
+
+fn restart_all_on(mut c: Container, policy: &str, codes: &[i32]) -> Container {
+    c.restart_policy = Some(policy.into());
+    c.restart_policy_rules = Some(vec![ContainerRestartRule {
+        action: "RestartAllContainers".into(),
+        exit_codes: Some(ContainerRestartRuleOnExitCodes {
+            operator: "In".into(),
+            values: Some(codes.to_vec()),
+        }),
+    }]);
+    c
+}
+
+fn all_restarting(st: &k8s_openapi::api::core::v1::PodStatus) -> Option<(String, Option<String>)> {
+    st.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_all_rule_kills_every_container_at_once_and_reruns_the_init_containers() {
+    let h = Harness::new();
+    h.rt.script("init", FakeScript::always(Attempt::exits_after(s(0), 0)));
+    h.rt.script(
+        "trigger",
+        FakeScript::sequence(vec![Attempt::exits_after(s(5), 42), Attempt::forever()]),
+    );
+    // a sidecar and a container that would ignore their stop signal: killed all the same
+    h.rt.script("side", FakeScript::always(Attempt::forever().ignore_stop()));
+    h.rt.script(
+        "other",
+        FakeScript::always(Attempt::forever().ignore_stop()),
+    );
+    let mut other = with_pre_stop(container("other"), sleep_hook(20));
+    other.restart_policy = Some("Never".into());
+    let p = init_pod(
+        "Never",
+        vec![container("init"), sidecar("side")],
+        vec![restart_all_on(container("trigger"), "Never", &[42]), other],
+        Some(30),
+    );
+    let _w = h.start(p).await;
+    advance(s(1)).await;
+    let st = h.last();
+    assert_eq!(phase(&st), "Running");
+    // a pod with the rule reports the condition, False while nothing restarts
+    assert_eq!(all_restarting(&st), Some(("False".into(), None)));
+    let ip = st.pod_ip.clone();
+    advance(s(5)).await;
+    // the condition was True, with upstream's reason and message, before anything was killed
+    let statuses = h.api.statuses();
+    let during = statuses
+        .iter()
+        .find(|st| all_restarting(st).is_some_and(|(s, _)| s == "True"))
+        .expect("AllContainersRestarting=True was written");
+    let cond = during
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .unwrap();
+    assert_eq!(cond.reason.as_deref(), Some("RestartAllContainersStarted"));
+    assert_eq!(
+        cond.message.as_deref(),
+        Some("container exited with restart policy rule")
+    );
+    assert_eq!(cond.observed_generation, None);
+    assert_eq!(phase(during), "Running");
+    assert_eq!(cs(during, "other").restart_count, 0);
+    // killed at once with SIGKILL: no preStop, no stop signal, no grace
+    assert_eq!(h.signals_to("other"), vec![(s(5), Signal::KILL)]);
+    assert_eq!(h.signals_to("side"), vec![(s(5), Signal::KILL)]);
+    assert!(!h.reasons().iter().any(|r| r == "FailedPreStopHook"));
+    // the init container ran again, then every container restarted in the same sandbox
+    assert_eq!(h.start_times("init"), vec![s(0), s(5)]);
+    let st = h.last();
+    assert_eq!(all_restarting(&st), Some(("False".into(), None)));
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(st.pod_ip, ip);
+    for name in ["trigger", "other"] {
+        assert_eq!(cs(&st, name).restart_count, 1, "{name}");
+        assert!(cs(&st, name).state.unwrap().running.is_some(), "{name}");
+    }
+    assert_eq!(
+        cs(&st, "other")
+            .last_state
+            .unwrap()
+            .terminated
+            .unwrap()
+            .exit_code,
+        137
+    );
+    assert_eq!(
+        cs(&st, "trigger")
+            .last_state
+            .unwrap()
+            .terminated
+            .unwrap()
+            .exit_code,
+        42
+    );
+    assert_eq!(ics(&st, "side").restart_count, 1);
+    assert_eq!(ics(&st, "init").restart_count, 1);
+    let sandboxes =
+        h.rt.calls()
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.call,
+                    podvisor_runtime::fake::FakeCall::CreateSandbox { .. }
+                )
+            })
+            .count();
+    assert_eq!(sandboxes, 1, "the sandbox is kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_or_init_container_exit_restarts_all_and_never_fails_a_never_pod() {
+    // a regular init container's exit 42 under a Never pod: all restart, not Failed
+    let h = Harness::new();
+    h.rt.script(
+        "init",
+        FakeScript::sequence(vec![
+            Attempt::exits_after(s(1), 42),
+            Attempt::exits_after(s(1), 0),
+        ]),
+    );
+    let p = init_pod(
+        "Never",
+        vec![restart_all_on(container("init"), "Never", &[42])],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p).await;
+    advance(s(1)).await;
+    advance(s(1)).await;
+    let st = h.last();
+    assert!(
+        h.api.statuses().iter().all(|st| phase(st) != "Failed"),
+        "never Failed"
+    );
+    assert_eq!(phase(&st), "Running");
+    assert_eq!(ics(&st, "init").restart_count, 1);
+    let init = ics(&st, "init");
+    assert_eq!(init.state.unwrap().terminated.unwrap().exit_code, 0);
+    assert_eq!(init.last_state.unwrap().terminated.unwrap().exit_code, 42);
+    assert!(cs(&st, "app").state.unwrap().running.is_some());
+    // a sidecar's exit 88 restarts the app container too
+    let h = Harness::new();
+    h.rt.script(
+        "side",
+        FakeScript::sequence(vec![Attempt::exits_after(s(3), 88), Attempt::forever()]),
+    );
+    let p = init_pod(
+        "Always",
+        vec![restart_all_on(sidecar("side"), "Always", &[88])],
+        vec![container("app")],
+        None,
+    );
+    let _w = h.start(p).await;
+    advance(s(4)).await;
+    let st = h.last();
+    assert_eq!(cs(&st, "app").restart_count, 1);
+    assert_eq!(ics(&st, "side").restart_count, 1);
+    assert_eq!(h.start_times("app"), vec![s(0), s(3)]);
+    // a pod without such a rule has no such condition
+    let h = Harness::new();
+    let _w = h.start(pod("Always", vec![container("app")], None)).await;
+    assert_eq!(all_restarting(&h.last()), None);
 }

@@ -1229,6 +1229,36 @@ impl ContainerRuntime for ProcessRuntime {
         })
     }
 
+    async fn update_sandbox_resources(
+        &self,
+        id: &str,
+        resources: crate::Resources,
+    ) -> Result<(), RuntimeError> {
+        if !valid_name(id) {
+            return Err(RuntimeError::SandboxNotFound { id: id.to_string() });
+        }
+        let file = self.sandbox_dir(id).join("sandbox.json");
+        let sid = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut rec: SandboxRecord = read_json(&file)
+                .map_err(|e| os("read sandbox record", e))?
+                .ok_or(RuntimeError::SandboxNotFound { id: sid })?;
+            // the controllers the sandbox's cgroup was made with
+            let present: Vec<CgDir> = cgroup::needed(&rec.cgroups, &[&rec.config.resources])
+                .into_iter()
+                .filter(|d| d.path.is_dir())
+                .collect();
+            cgroup::apply(&present, &resources).map_err(|message| RuntimeError::Os {
+                operation: "update sandbox resources".to_string(),
+                message,
+            })?;
+            rec.config.resources = resources;
+            write_json(&file, &rec, true).map_err(|e| os("write sandbox record", e))
+        })
+        .await
+        .map_err(|e| os("update sandbox resources", e))?
+    }
+
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
         let sid = self
             .find(id)

@@ -116,19 +116,47 @@ pub(crate) fn handles_signal(pid: u32, sig: i32) -> Option<bool> {
         return None;
     }
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mask = |key: &str| -> Option<u64> {
+    let line = |key: &str| -> Option<&str> {
         let line = text.lines().find(|l| l.starts_with(key))?;
-        u64::from_str_radix(line[key.len()..].trim(), 16).ok()
+        Some(line[key.len()..].trim())
     };
+    let mask = |key: &str| -> Option<u64> { u64::from_str_radix(line(key)?, 16).ok() };
+    // `NSpid:` lists the PID in each nested namespace, the innermost last: 1 is an init
+    let ns_init = line("NSpid:")
+        .and_then(|l| l.split_whitespace().last())
+        .is_some_and(|p| p == "1");
+    let masks = SignalMasks {
+        blocked: mask("SigBlk:")?,
+        ignored: mask("SigIgn:")?,
+        caught: mask("SigCgt:")?,
+    };
+    Some(signal_takes_effect(masks, sig, ns_init))
+}
+
+/// A process's signal masks (`/proc/<pid>/status`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignalMasks {
+    pub(crate) blocked: u64,
+    pub(crate) ignored: u64,
+    pub(crate) caught: u64,
+}
+
+/// Whether `sig` (1–64) sent from outside ends or reaches a process with `masks`: caught, or
+/// its default action ends the process — except for a PID namespace's init (`ns_init`), for
+/// which the kernel drops every signal it has no handler for but SIGKILL and SIGSTOP (so
+/// `sleep` as PID 1 ignores SIGTERM). Ignored or blocked: no effect.
+pub(crate) fn signal_takes_effect(masks: SignalMasks, sig: i32, ns_init: bool) -> bool {
+    if matches!(sig, 9 | 19) {
+        return true;
+    }
     let bit = 1u64 << (sig - 1);
-    let (blk, ign, cgt) = (mask("SigBlk:")?, mask("SigIgn:")?, mask("SigCgt:")?);
-    if cgt & bit != 0 {
-        return Some(true);
+    if masks.caught & bit != 0 {
+        return true;
     }
-    if ign & bit != 0 || blk & bit != 0 {
-        return Some(false);
+    if masks.ignored & bit != 0 || masks.blocked & bit != 0 || ns_init {
+        return false;
     }
-    Some(default_terminates(sig))
+    default_terminates(sig)
 }
 
 /// Formats a time as RFC 3339 with nanoseconds in UTC (`2026-11-25T09:23:05.123456789Z`).
@@ -212,6 +240,32 @@ mod tests {
         // SIGKILL cannot be caught, ignored or blocked.
         assert_eq!(handles_signal(pid, 9), Some(true));
         assert_eq!(handles_signal(pid, 0), None);
+    }
+
+    #[test]
+    fn a_pid_namespace_init_without_a_handler_ignores_its_stop_signal() {
+        let none = SignalMasks {
+            blocked: 0,
+            ignored: 0,
+            caught: 0,
+        };
+        // `sleep` as an ordinary process dies of SIGTERM, as PID 1 of its namespace it does not
+        assert!(signal_takes_effect(none, 15, false));
+        assert!(!signal_takes_effect(none, 15, true));
+        // a handler makes it take effect either way; SIGKILL always does
+        let term_caught = SignalMasks {
+            caught: 1 << 14,
+            ..none
+        };
+        assert!(signal_takes_effect(term_caught, 15, true));
+        assert!(signal_takes_effect(none, 9, true));
+        // ignored or blocked: never; a default that does not end the process: never
+        let usr1_ignored = SignalMasks {
+            ignored: 1 << 9,
+            ..none
+        };
+        assert!(!signal_takes_effect(usr1_ignored, 10, false));
+        assert!(!signal_takes_effect(none, 17, false));
     }
 
     #[test]
