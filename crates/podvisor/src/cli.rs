@@ -529,7 +529,8 @@ pub struct BenchArgs {
     pub peer: String,
     /// Which parts to run (comma-separated): floor, authz, startup, delete, api, footprint,
     /// network, services (these two in a network namespace of the bench's own only), hostile,
-    /// store (the API on redb and on etcd), scale, podman (the peer).
+    /// store (the API on redb and on etcd), scale, jobs (a Job of many completions against a
+    /// ReplicaSet of as many replicas, on simulated nodes), podman (the peer).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
