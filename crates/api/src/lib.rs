@@ -6,6 +6,7 @@ pub mod disruption;
 pub mod dns;
 pub mod expand;
 pub mod fencing;
+pub mod limitrange;
 pub mod nodeaffinity;
 pub mod quantity;
 pub mod quota;

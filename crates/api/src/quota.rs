@@ -171,7 +171,15 @@ pub fn from_list(list: Option<&Value>) -> Usage {
     list.and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), Amount::parse(v.as_str()?)?)))
+                .filter_map(|(k, v)| {
+                    // A quantity may arrive as a JSON number (`cpu: 1` in YAML).
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return None,
+                    };
+                    Some((k.clone(), Amount::parse(&text)?))
+                })
                 .collect()
         })
         .unwrap_or_default()

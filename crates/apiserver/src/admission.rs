@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::objects;
 use crate::ops::{Core, INITIAL_NAMESPACES, UpdateMode};
 use crate::registry::{
-    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, NAMESPACES, PERSISTENTVOLUMECLAIMS,
+    self, APISERVICES, CUSTOMRESOURCEDEFINITIONS, LIMITRANGES, NAMESPACES, PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES, PODS, PRIORITYCLASSES, RUNTIMECLASSES, ResourceKind, SERVICEACCOUNTS,
     STORAGECLASSES,
 };
@@ -48,13 +48,15 @@ impl Core {
     ) -> Result<(), ApiError> {
         if kind == &PERSISTENTVOLUMECLAIMS && create {
             add_finalizer(obj, podvisor_api::volumes::PVC_PROTECTION_FINALIZER);
-            return self.admit_claim_class(obj).await;
+            self.admit_claim_class(obj).await?;
+            return self.admit_limit_ranges(kind, obj).await;
         }
         if kind == &PERSISTENTVOLUMES && create {
             add_finalizer(obj, podvisor_api::volumes::PV_PROTECTION_FINALIZER);
             return Ok(());
         }
         if kind == &PODS && create {
+            self.admit_limit_ranges(kind, obj).await?;
             self.admit_pod_service_account(obj).await?;
             self.admit_pod_priority(obj).await?;
             return self.admit_pod_runtime_class(obj).await;
@@ -74,6 +76,60 @@ impl Core {
                         "{} {name:?} is forbidden: PriorityClass {} is already marked as default. Only one default can exist",
                         kind.qualified_resource(),
                         objects::name_of(&d)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Upstream's LimitRanger plugin for a pod or claim being created: the namespace's
+    /// LimitRanges default a pod's requests and limits, then each range's bounds are
+    /// checked; the first range it breaks refuses it (403, upstream's messages).
+    async fn admit_limit_ranges(
+        &self,
+        kind: &ResourceKind,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        use podvisor_api::limitrange;
+        let Some(ns) = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+        else {
+            return Ok(());
+        };
+        let ranges = self
+            .storage
+            .list(&LIMITRANGES.list_prefix(Some(&ns)), 0, None, None, &|_| {
+                true
+            })
+            .await?
+            .items;
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let pod = kind == &PODS;
+        if pod {
+            limitrange::default_pod(obj, &ranges);
+        }
+        for range in &ranges {
+            let errs = if pod {
+                limitrange::check_pod(obj, range)
+            } else {
+                limitrange::check_claim(obj, range)
+            };
+            if !errs.is_empty() {
+                let name = objects::name_of(obj).to_string();
+                return Err(ApiError::forbidden(
+                    kind.plural,
+                    kind.group,
+                    &name,
+                    format!(
+                        "{} {name:?} is forbidden: {}",
+                        kind.qualified_resource(),
+                        limitrange::aggregate(&errs)
                     ),
                 ));
             }

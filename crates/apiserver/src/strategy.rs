@@ -558,4 +558,98 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "spec.template.metadata.labels");
     }
+
+    #[test]
+    fn rolling_updates_and_disruption_budgets_take_ints_or_percents_as_upstream() {
+        let msgs = |api: &str, kind: &str, spec: Value| {
+            let k = crate::registry::lookup_kind(api, kind).unwrap();
+            let mut o = json!({"apiVersion": api, "kind": kind,
+                "metadata": {"name": "x", "namespace": "d"}, "spec": spec});
+            if let Some(t) = o.pointer_mut("/spec") {
+                t["selector"] = json!({"matchLabels": {"app": "x"}});
+                if kind != "PodDisruptionBudget" {
+                    t["template"] = json!({"metadata": {"labels": {"app": "x"}},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]}});
+                }
+            }
+            let o = default_object(k, &o, true).unwrap();
+            let errs = validate_create(k, &o).unwrap();
+            errs.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let pdb = |spec| msgs("policy/v1", "PodDisruptionBudget", spec);
+        assert_eq!(pdb(json!({"minAvailable": 1})), Vec::<String>::new());
+        assert_eq!(pdb(json!({"maxUnavailable": "50%"})), Vec::<String>::new());
+        assert_eq!(
+            pdb(json!({"minAvailable": "50"})),
+            [
+                "spec.minAvailable: Invalid value: \"50\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"
+            ]
+        );
+        assert_eq!(
+            pdb(json!({"maxUnavailable": "150%"})),
+            ["spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"]
+        );
+        assert_eq!(
+            pdb(json!({"minAvailable": -1})),
+            ["spec.minAvailable: Invalid value: -1: must be greater than or equal to 0"]
+        );
+        let both = pdb(json!({"minAvailable": 1, "maxUnavailable": 1}));
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert!(both[0].starts_with("spec: Invalid value: "), "{both:?}");
+        assert!(both[0].ends_with(": minAvailable and maxUnavailable cannot be both set"));
+        assert_eq!(
+            pdb(json!({"minAvailable": 1, "unhealthyPodEvictionPolicy": "Never"})),
+            [
+                "spec.unhealthyPodEvictionPolicy: Unsupported value: \"Never\": supported values: \"AlwaysAllow\", \"IfHealthyBudget\""
+            ]
+        );
+
+        let deploy = |strategy| msgs("apps/v1", "Deployment", json!({"strategy": strategy}));
+        assert_eq!(deploy(json!({"type": "Recreate"})), Vec::<String>::new());
+        assert_eq!(
+            deploy(
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}})
+            ),
+            [
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+            ]
+        );
+        assert_eq!(
+            deploy(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "110%"}})),
+            [
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"110%\": must not be greater than 100%"
+            ]
+        );
+        assert_eq!(
+            deploy(json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}})),
+            [
+                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"
+            ]
+        );
+
+        let ds = |ru| {
+            msgs(
+                "apps/v1",
+                "DaemonSet",
+                json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": ru}}),
+            )
+        };
+        assert_eq!(ds(json!({"maxUnavailable": 1})), Vec::<String>::new());
+        assert_eq!(
+            ds(json!({"maxUnavailable": 0, "maxSurge": "10%"})),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            ds(json!({"maxUnavailable": 1, "maxSurge": 1})),
+            [
+                "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero"
+            ]
+        );
+        assert_eq!(
+            ds(json!({"maxUnavailable": 0, "maxSurge": 0})),
+            [
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+            ]
+        );
+    }
 }

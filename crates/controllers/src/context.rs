@@ -346,6 +346,8 @@ pub(crate) struct Ctx {
     pub(crate) ds_expectations: Expectations,
     /// What of each node the DaemonSets depend on, to queue them only when it changes.
     pub(crate) ds_nodes: crate::daemonset::NodePlacements,
+    /// The failed-pod back-off of each DaemonSet and node.
+    pub(crate) ds_failed_backoff: crate::daemonset::FailedPodBackoff,
     pub(crate) rc_expectations: Expectations,
     /// The pod-failure back-off of each Job (`ns/name`), kept in memory as upstream does.
     pub(crate) job_backoff: Mutex<HashMap<String, crate::job::Backoff>>,

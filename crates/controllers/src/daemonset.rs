@@ -47,7 +47,7 @@
 //! A DaemonSet being deleted is left alone (the garbage collector removes its pods and
 //! revisions). Node changes (labels, taints, new nodes) queue every DaemonSet.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -298,14 +298,69 @@ pub(crate) struct ManagePlan {
     pub(crate) delete: Vec<String>,
     /// Failed pods among `delete`, with their node (for the `FailedDaemonPod` event).
     pub(crate) failed: Vec<(String, String)>,
+    /// Failed pods left for now because their node's back-off runs: look again after this.
+    pub(crate) requeue: Option<Duration>,
 }
 
-/// Upstream's `podsShouldBeOnNode` over every node.
+/// Upstream's `failedPodsBackoff` (`flowcontrol.NewBackOff(1s, 15min)`), per DaemonSet and
+/// node: a failed daemon pod is deleted (and so replaced) at once, then only after 1 s,
+/// 2 s, 4 s, … up to 15 min since the last deletion on that node, so a node that keeps
+/// failing the pod (the agent refusing it) is not hot-looped. An entry unused for twice the
+/// cap starts over.
+#[derive(Default)]
+pub(crate) struct FailedPodBackoff {
+    entries: std::sync::Mutex<HashMap<(String, String), (Duration, Timestamp)>>,
+}
+
+impl FailedPodBackoff {
+    const INITIAL: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(15 * 60);
+
+    fn expired(now: Timestamp, last: Timestamp) -> bool {
+        since(now, last) > Self::MAX * 2
+    }
+
+    /// `Some(wait)` while `(ds, node)` is backing off at `now`; otherwise records a deletion
+    /// now (upstream's `IsInBackOffSinceUpdate`, then `Next`) and returns `None`.
+    pub(crate) fn check(&self, ds: &str, node: &str, now: Timestamp) -> Option<Duration> {
+        let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (ds.to_string(), node.to_string());
+        if let Some(&(backoff, last)) = g.get(&key)
+            && !Self::expired(now, last)
+        {
+            let waited = since(now, last);
+            if waited < backoff {
+                return Some(backoff - waited);
+            }
+            g.insert(key, ((backoff * 2).min(Self::MAX), now));
+            return None;
+        }
+        if g.len() >= 4096 {
+            g.retain(|_, (_, last)| !Self::expired(now, *last));
+        }
+        g.insert(key, (Self::INITIAL, now));
+        None
+    }
+
+    /// Drops the entries of a deleted DaemonSet.
+    pub(crate) fn forget(&self, ds: &str) {
+        let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        g.retain(|(d, _), _| d != ds);
+    }
+}
+
+fn since(now: Timestamp, t: Timestamp) -> Duration {
+    now.duration_since(t).try_into().unwrap_or(Duration::ZERO)
+}
+
+/// Upstream's `podsShouldBeOnNode` over every node. `backoff(node)` says how long a failed
+/// pod on `node` must still be left alone (`None`: delete it now).
 pub(crate) fn plan_manage(
     nodes: &[(String, Eligibility)],
     by_node: &BTreeMap<String, Vec<&Pod>>,
     hash: &str,
     surge: bool,
+    backoff: &mut dyn FnMut(&str) -> Option<Duration>,
 ) -> ManagePlan {
     let mut plan = ManagePlan::default();
     for (node, e) in nodes {
@@ -319,10 +374,15 @@ pub(crate) fn plan_manage(
                         continue;
                     }
                     match pods::phase(p) {
-                        Some("Failed") => {
-                            plan.failed.push((name_of(p), node.clone()));
-                            plan.delete.push(name_of(p));
-                        }
+                        Some("Failed") => match backoff(node) {
+                            Some(wait) => {
+                                plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
+                            }
+                            None => {
+                                plan.failed.push((name_of(p), node.clone()));
+                                plan.delete.push(name_of(p));
+                            }
+                        },
                         Some("Succeeded") => plan.delete.push(name_of(p)),
                         _ => running.push(p),
                     }
@@ -580,16 +640,20 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     nodes.sort_by(|a, b| a.0.cmp(&b.0));
 
     let surge_cfg = rolling_params(&ds);
+    let mut failed_requeue = None;
     if ctx
         .ds_expectations
         .satisfied(&exp_key, |id| ctx.seen(ns, id))
     {
+        let now = ctx.now();
         let mut plan = plan_manage(
             &nodes,
             &by_node,
             &hash,
             surge_cfg.as_ref().is_some_and(|c| c.0),
+            &mut |node| ctx.ds_failed_backoff.check(&exp_key, node, now),
         );
+        failed_requeue = plan.requeue;
         for (pod, node) in &plan.failed {
             ctx.event_about(
                 COMPONENT,
@@ -631,7 +695,11 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
         ctx.replace_status("DaemonSet", ns, &key.name, &updated)
             .await?;
     }
-    Ok(requeue.map(|d| d + Duration::from_secs(1)))
+    let requeue = requeue.map(|d| d + Duration::from_secs(1));
+    Ok(match (requeue, failed_requeue) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// `(surge allowed, maxSurge, maxUnavailable)` of a RollingUpdate DaemonSet.
@@ -1223,11 +1291,58 @@ mod tests {
             ("n5".to_string(), vec![&gone]),
         ]
         .into();
-        let plan = plan_manage(&nodes, &by_node, "h", false);
+        let plan = plan_manage(&nodes, &by_node, "h", false, &mut |_| None);
         assert_eq!(plan.create, ["n2"]);
         // The younger duplicate, the failed pod, the pod on a node it must leave.
         assert_eq!(plan.delete, ["b", "f", "a"]);
         assert_eq!(plan.failed, [("f".to_string(), "n3".to_string())]);
+    }
+
+    #[test]
+    fn a_failed_pod_waits_while_its_node_backs_off() {
+        let failed = p("f", "h", "Failed", 3, false);
+        let nodes = vec![("n".to_string(), RUN)];
+        let by_node: BTreeMap<String, Vec<&Pod>> = [("n".to_string(), vec![&failed])].into();
+        let plan = plan_manage(&nodes, &by_node, "h", false, &mut |_| {
+            Some(Duration::from_secs(3))
+        });
+        assert!(plan.delete.is_empty() && plan.failed.is_empty());
+        assert!(
+            plan.create.is_empty(),
+            "the failed pod still holds the node"
+        );
+        assert_eq!(plan.requeue, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn failed_pod_backoff_doubles_per_node_up_to_fifteen_minutes_and_expires() {
+        let b = FailedPodBackoff::default();
+        let t = |s: i64| Timestamp::from_second(1_700_000_000 + s).expect("time");
+        // First failure: deleted at once; the next one on that node waits 1 s, then 2 s.
+        assert_eq!(b.check("ns/ds", "n1", t(0)), None);
+        assert_eq!(b.check("ns/ds", "n1", t(0)), Some(Duration::from_secs(1)));
+        assert_eq!(b.check("ns/ds", "n2", t(0)), None, "other nodes are apart");
+        assert_eq!(b.check("ns/ds", "n1", t(1)), None);
+        assert_eq!(b.check("ns/ds", "n1", t(2)), Some(Duration::from_secs(1)));
+        let mut at = 1;
+        let mut last = Duration::from_secs(2);
+        for _ in 0..20 {
+            at += i64::try_from(last.as_secs()).expect("secs");
+            assert_eq!(b.check("ns/ds", "n1", t(at)), None);
+            last = (last * 2).min(Duration::from_secs(900));
+        }
+        assert_eq!(
+            b.check("ns/ds", "n1", t(at)),
+            Some(Duration::from_secs(900))
+        );
+        // Unused for more than twice the cap, it starts over.
+        assert_eq!(b.check("ns/ds", "n1", t(at + 1801)), None);
+        assert_eq!(
+            b.check("ns/ds", "n1", t(at + 1801)),
+            Some(Duration::from_secs(1))
+        );
+        b.forget("ns/ds");
+        assert_eq!(b.check("ns/ds", "n1", t(at + 1801)), None);
     }
 
     #[test]
@@ -1240,7 +1355,7 @@ mod tests {
         let by_node: BTreeMap<String, Vec<&Pod>> =
             [("n".to_string(), vec![&n2, &o2, &n1, &o1])].into();
         assert_eq!(
-            plan_manage(&nodes, &by_node, "h", true).delete,
+            plan_manage(&nodes, &by_node, "h", true, &mut |_| None).delete,
             ["o2", "n2"]
         );
     }

@@ -235,6 +235,9 @@ pub(crate) struct Plan {
     /// With `backoffLimitPerIndex`: the failure and ignored-failure counts the next pod of
     /// each index carries (from the last failed pod of the index).
     pub(crate) index_failures: BTreeMap<i32, (i32, i32)>,
+    /// With `backoffLimitPerIndex`: indexes whose own back-off has not run out, and for how
+    /// long still.
+    pub(crate) index_wait: BTreeMap<i32, Duration>,
 }
 
 impl Plan {
@@ -818,6 +821,7 @@ pub(crate) fn plan(
             let closed: BTreeSet<i32> = done_indexes.union(&failed_indexes).copied().collect();
             if per_index {
                 out.index_failures = index_failure_counts(spec, pods);
+                out.index_wait = index_backoff(spec, pods, now);
             }
             let (created, deleted) = manage(
                 &mut out,
@@ -968,14 +972,8 @@ fn annotation_count(pod: &Pod, key: &str) -> i32 {
         .unwrap_or(0)
 }
 
-/// Upstream's `getNewIndexFailureCounts` for every index with a failed pod: the counts of
-/// its last failed pod plus that failure (counted, or ignored by a policy rule).
-fn index_failure_counts(spec: &JobSpec, pods: &[&Pod]) -> BTreeMap<i32, (i32, i32)> {
-    let rules = spec
-        .pod_failure_policy
-        .as_ref()
-        .map(|p| p.rules.as_slice())
-        .unwrap_or(&[]);
+/// The last failed pod of every index (upstream's `podsWithDelayedDeletionPerIndex`).
+fn last_failed_per_index<'a>(spec: &JobSpec, pods: &[&'a Pod]) -> BTreeMap<i32, &'a Pod> {
     let mut last: BTreeMap<i32, &Pod> = BTreeMap::new();
     for p in pods.iter().copied().filter(|p| is_pod_failed(p, spec)) {
         let Some(i) = completion_index(p) else {
@@ -986,7 +984,19 @@ fn index_failure_counts(spec: &JobSpec, pods: &[&Pod]) -> BTreeMap<i32, (i32, i3
             last.insert(i, p);
         }
     }
-    last.into_iter()
+    last
+}
+
+/// Upstream's `getNewIndexFailureCounts` for every index with a failed pod: the counts of
+/// its last failed pod plus that failure (counted, or ignored by a policy rule).
+fn index_failure_counts(spec: &JobSpec, pods: &[&Pod]) -> BTreeMap<i32, (i32, i32)> {
+    let rules = spec
+        .pod_failure_policy
+        .as_ref()
+        .map(|p| p.rules.as_slice())
+        .unwrap_or(&[]);
+    last_failed_per_index(spec, pods)
+        .into_iter()
         .map(|(i, p)| {
             let (mut failures, mut ignored) = (
                 annotation_count(p, INDEX_FAILURE_COUNT),
@@ -998,6 +1008,25 @@ fn index_failure_counts(spec: &JobSpec, pods: &[&Pod]) -> BTreeMap<i32, (i32, i3
                 ignored = ignored.saturating_add(1);
             }
             (i, (failures, ignored))
+        })
+        .collect()
+}
+
+/// With `backoffLimitPerIndex`, each index waits on its own back-off (upstream's
+/// `getRemainingTimePerIndex`): 10 s doubled per failure of the index (counted or ignored)
+/// up to 10 min, from when its last failed pod finished. Indexes still waiting at `now`.
+fn index_backoff(spec: &JobSpec, pods: &[&Pod], now: Timestamp) -> BTreeMap<i32, Duration> {
+    last_failed_per_index(spec, pods)
+        .into_iter()
+        .filter_map(|(i, p)| {
+            let before = annotation_count(p, INDEX_FAILURE_COUNT)
+                .saturating_add(annotation_count(p, INDEX_IGNORED_FAILURE_COUNT));
+            let record = Backoff {
+                failures_after_last_success: u32::try_from(before).unwrap_or(0).saturating_add(1),
+                last_failure: Some(finish_time(p, now)),
+            };
+            let wait = record.remaining(now);
+            (!wait.is_zero()).then_some((i, wait))
         })
         .collect()
 }
@@ -1071,17 +1100,31 @@ fn manage(
     if diff == 0 {
         return (0, deleted);
     }
+    let per_index = indexed && spec.backoff_limit_per_index.is_some();
+    // Without a per-index limit the whole Job waits on one back-off; with it, each index.
     let wait = out.backoff.remaining(now);
-    if !wait.is_zero() {
+    if !per_index && !wait.is_zero() {
         out.requeue_after(wait);
         return (0, deleted);
     }
     if indexed {
         let busy: BTreeSet<i32> = keep.iter().filter_map(|p| completion_index(p)).collect();
-        let pending = (0..spec.completions.unwrap_or(0))
+        let pending: Vec<i32> = (0..spec.completions.unwrap_or(0))
             .filter(|i| !done_indexes.contains(i) && !busy.contains(i))
-            .take(diff);
-        out.create.extend(pending.map(Some));
+            .take(diff)
+            .collect();
+        let ready: Vec<i32> = pending
+            .iter()
+            .copied()
+            .filter(|i| !out.index_wait.contains_key(i))
+            .collect();
+        if ready.is_empty() {
+            let soonest = pending.iter().filter_map(|i| out.index_wait.get(i)).min();
+            if let Some(wait) = soonest.copied() {
+                out.requeue_after(wait);
+            }
+        }
+        out.create.extend(ready.into_iter().map(Some));
     } else {
         out.create.extend(std::iter::repeat_n(None, diff));
     }
@@ -1759,6 +1802,43 @@ mod tests {
         let out = plan(&j, &[&p], at(0), Backoff::default(), true);
         let c = cond(&out.status, "FailureTarget").expect("failure target");
         assert_eq!(c.reason.as_deref(), Some("PodFailurePolicy"));
+    }
+
+    #[test]
+    fn with_backoff_limit_per_index_each_index_waits_on_its_own_back_off() {
+        let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 5, "backoffLimit": i32::MAX});
+        let j = job(spec, json!({}));
+        // Index 1's pod failed at t=0 after two failures of the index before it.
+        let mut failed = pod("a", "Failed", Some(1), true);
+        failed.status = Some(
+            serde_json::from_value(json!({"phase": "Failed", "containerStatuses": [{
+                "name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "finishedAt": at(0).to_string()}}}]}))
+            .expect("status"),
+        );
+        failed
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(INDEX_FAILURE_COUNT.into(), "2".into());
+        let running = pod("b", "Running", Some(0), true);
+        // Its third failure waits 40 s; index 2, which never failed, starts at once and
+        // the Job-wide back-off does not hold it.
+        let busy = Backoff {
+            failures_after_last_success: 3,
+            last_failure: Some(at(0)),
+        };
+        let out = plan(&j, &[&failed, &running], at(1), busy, true);
+        assert_eq!(out.create, vec![Some(2)]);
+        // With only index 1 left to create, the plan looks again when its wait ends.
+        let two = pod("c", "Running", Some(2), true);
+        let out = plan(&j, &[&failed, &running, &two], at(1), busy, true);
+        assert!(out.create.is_empty());
+        assert_eq!(out.requeue, Some(Duration::from_secs(39)));
+        let out = plan(&j, &[&failed, &running, &two], at(40), busy, true);
+        assert_eq!(out.create, vec![Some(1)]);
+        assert_eq!(out.index_failures.get(&1), Some(&(3, 0)));
     }
 
     #[test]

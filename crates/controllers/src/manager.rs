@@ -112,6 +112,7 @@ impl ControllerManager {
             job_expectations: Expectations::default(),
             ds_expectations: Expectations::default(),
             ds_nodes: Default::default(),
+            ds_failed_backoff: Default::default(),
             rc_expectations: Expectations::default(),
             job_backoff: Default::default(),
             svc,
@@ -893,6 +894,7 @@ fn route_daemonset(ctx: &Ctx, ds: &DaemonSet, deleted: bool) {
     route_gc_owners(ctx, Some(OwnerKind::DaemonSet), &ds.metadata, deleted);
     if deleted {
         ctx.ds_expectations.forget(&key.to_string());
+        ctx.ds_failed_backoff.forget(&key.to_string());
         if let Some(uid) = &ds.metadata.uid {
             dependents_of(ctx, uid);
         }

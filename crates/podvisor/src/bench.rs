@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 pub(crate) use crate::bench_proc::UpProcess;
-use crate::bench_proc::{UpOptions, alive, processes_matching, rss_kb};
+use crate::bench_proc::{UpOptions, alive, processes_matching};
 use crate::cli::BenchArgs;
 
 /// Latency samples in milliseconds.
@@ -286,7 +286,7 @@ async fn delete_all_pods(api: &Api<Pod>, obs: &Observer, names: &[String]) -> an
     .context("pods not deleted")
 }
 
-const SLEEP: &[&str] = &["sh", "-c", "sleep 100000 & wait"];
+pub(crate) const SLEEP: &[&str] = &["sh", "-c", "sleep 100000 & wait"];
 
 /// Sample sizes: `--quick` or the full run.
 struct Sizes {
@@ -494,7 +494,22 @@ async fn run_parts(args: &BenchArgs) -> anyhow::Result<()> {
     if want("scale") {
         let (nodes, per_node) = if quick { (20, 50) } else { (100, 100) };
         let limit = Duration::from_secs(if quick { 300 } else { 900 });
-        report["scale"] = phase("scale", limit, scale(nodes, per_node, limit)).await?;
+        report["scale"] = phase(
+            "scale",
+            limit,
+            crate::bench_sim::scale(nodes, per_node, limit),
+        )
+        .await?;
+    }
+
+    if want("jobs") {
+        let (nodes, n) = if quick { (5, 100) } else { (20, 1_000) };
+        report["jobs"] = phase(
+            "jobs",
+            Duration::from_secs(if quick { 300 } else { 1_200 }),
+            crate::bench_sim::jobs(nodes, n),
+        )
+        .await?;
     }
 
     match args.peer.as_str() {
@@ -1080,163 +1095,9 @@ async fn api_section(
     Ok(())
 }
 
-/// Simulated nodes: the API server (on the embedded redb store), the scheduler and `nodes`
-/// agents on the fake runtime, all in this process; `nodes × per_node` pods created at once.
-/// Within `limit`, or it fails with what the pods that are not Running show.
-async fn scale(nodes: usize, per_node: usize, limit: Duration) -> anyhow::Result<Value> {
-    let started = Instant::now();
-    use podvisor_apiserver::{ApiServer, ApiServerConfig};
-    use tokio_util::sync::CancellationToken;
-
-    let dir = tempfile::Builder::new()
-        .prefix("podvisor-bench-scale")
-        .tempdir()?;
-    let store = podvisor_store::redb_store::RedbStore::open(dir.path().join("store.redb"))?;
-    let server = ApiServer::new(
-        Arc::new(store),
-        ApiServerConfig::new(dir.path().join("server")),
-    )
-    .await?;
-    let admin = server.in_process_client(&server.admin_token());
-    // The pods ask for the `host` RuntimeClass, as `up` and `server` provide it.
-    crate::run::ensure_host_runtime_class(admin.clone()).await;
-    let stop = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    {
-        let scheduler = podvisor_scheduler::Scheduler::new(
-            admin.clone(),
-            podvisor_scheduler::SchedulerConfig::default(),
-        );
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let _ = scheduler.run(stop).await;
-        });
-    }
-    let clock = podvisor_kit::WallClock::system();
-    for i in 0..nodes {
-        let name = format!("sim-{i:03}");
-        let token = server.ensure_node_token(&name)?;
-        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-            127,
-            1,
-            (i / 250) as u8,
-            (i % 250 + 1) as u8,
-        ));
-        let mut config = podvisor_agent::AgentConfig::new(
-            name.clone(),
-            ip,
-            dir.path().join("agents").join(&name),
-        );
-        config.node_token = token.clone();
-        config.log_server_addr = std::net::SocketAddr::new(ip, 0);
-        let runtime = Arc::new(podvisor_runtime::fake::FakeRuntime::new(clock.clone()));
-        runtime.set_recording(false);
-        let agent = podvisor_agent::Agent::new(server.in_process_client(&token), runtime, config);
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let _ = agent.run(stop).await;
-        });
-    }
-    let node_api: Api<k8s_openapi::api::core::v1::Node> = Api::all(admin.clone());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let list = node_api.list(&ListParams::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
-        if ready == nodes {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("only {ready} of {nodes} simulated nodes became Ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!(
-        "scale: {nodes} simulated nodes Ready; creating {} pods",
-        nodes * per_node
-    );
-    ensure_namespace(&admin, "sim").await?;
-    // What the root CA publisher (a controller, not run here) puts in every namespace: the
-    // pods' service account volume projects it.
-    let root_ca: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "kube-root-ca.crt"},
-        "data": {"ca.crt": server.ca_pem()},
-    }))?;
-    Api::<ConfigMap>::namespaced(admin.clone(), "sim")
-        .create(&PostParams::default(), &root_ca)
-        .await?;
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), "sim");
-    let (obs, watch_task) = Observer::start(pods.clone());
-    let total = nodes * per_node;
-    let names: Vec<String> = (0..total).map(|i| format!("sim-{i}")).collect();
-    let t0 = Instant::now();
-    futures::stream::iter(names.clone())
-        .map(|name| {
-            let pods = pods.clone();
-            async move {
-                pods.create(&PostParams::default(), &pod_json(&name, SLEEP, 1, None)?)
-                    .await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let created = t0.elapsed();
-    eprintln!(
-        "scale: pods created in {:.1} s; waiting for Running",
-        created.as_secs_f64()
-    );
-    let mut said = Instant::now();
-    let left = limit.saturating_sub(started.elapsed() + Duration::from_secs(5));
-    let waited = obs
-        .wait(left, |s| {
-            if said.elapsed() >= Duration::from_secs(10) {
-                said = Instant::now();
-                eprintln!(
-                    "scale: {} of {total} pods Running after {:.0} s",
-                    s.running.len(),
-                    t0.elapsed().as_secs_f64()
-                );
-            }
-            s.running.len() >= total && names.iter().all(|n| s.running.contains_key(n))
-        })
-        .await;
-    if let Err(e) = waited {
-        return Err(e.context(format!(
-            "simulated pods not all Running; {}",
-            not_running_summary(&pods).await
-        )));
-    }
-    let all_running = t0.elapsed();
-    let rss = rss_kb(std::process::id() as i32);
-    println!("## scale: {nodes} simulated nodes (fake runtime) x {per_node} pods, one process");
-    println!(
-        "{total} pods created in {:.2} s; all Running after {:.2} s ({:.0} pods/s); RSS of the whole simulated cluster {:.1} MB\n",
-        created.as_secs_f64(),
-        all_running.as_secs_f64(),
-        total as f64 / all_running.as_secs_f64(),
-        rss as f64 / 1024.0
-    );
-    watch_task.abort();
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
-    Ok(
-        json!({"nodes": nodes, "pods": total, "created_s": round(created.as_secs_f64()), "all_running_s": round(all_running.as_secs_f64()), "rss_mb": round(rss as f64 / 1024.0)}),
-    )
-}
-
 /// What the pods that are not Running show: how many per phase and node binding, and the
 /// conditions of one of them.
-async fn not_running_summary(pods: &Api<Pod>) -> String {
+pub(crate) async fn not_running_summary(pods: &Api<Pod>) -> String {
     let list = match pods.list(&ListParams::default()).await {
         Ok(l) => l.items,
         Err(e) => return format!("cannot list the pods: {e}"),

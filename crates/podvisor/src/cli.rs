@@ -543,7 +543,8 @@ pub struct BenchArgs {
     /// Which parts to run (comma-separated): floor, authz, startup, delete, api, footprint,
     /// network, services (these two in a network namespace of the bench's own only), timeline
     /// (create -> Running with pod timelines off and on), hostile, store (the API on redb and
-    /// on etcd), scale, podman (the peer).
+    /// on etcd), scale, jobs (a Job of many completions against a ReplicaSet of as many
+    /// replicas, on simulated nodes), podman (the peer).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

@@ -8,6 +8,7 @@ mod bench_network;
 mod bench_podman;
 mod bench_proc;
 mod bench_services;
+mod bench_sim;
 mod bench_store;
 mod cli;
 mod config;

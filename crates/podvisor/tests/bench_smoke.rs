@@ -192,6 +192,7 @@ fn bench_quick_runs_to_the_end() {
         "## hostile input and slow clients",
         "## store backends",
         "## scale: 20 simulated nodes",
+        "## jobs: Job of 100 completions",
     ] {
         assert!(out.contains(section), "no `{section}` in:\n{out}");
     }
@@ -207,6 +208,7 @@ fn bench_quick_runs_to_the_end() {
         "services",
         "hostile",
         "scale",
+        "jobs",
     ] {
         assert!(report.get(part).is_some(), "no `{part}` in the JSON report");
     }

@@ -220,6 +220,17 @@ fn replication_controller_scales(c: &Cluster) {
 
 /// `kubectl drain` retries an eviction the budget forbids and succeeds once it allows it.
 fn drain_waits_for_the_disruption_budget(c: &Cluster) {
+    // A budget that is not an integer or a percent is refused as upstream refuses it.
+    let (ok, err) = create_stdin_in(
+        c,
+        "default",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: bad}\nspec:\n  minAvailable: \"50\"\n  selector: {matchLabels: {app: guarded}}\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(r#"The PodDisruptionBudget "bad" is invalid: spec.minAvailable: Invalid value: "50": a valid percent string must be a numeric string followed by an ending '%'"#),
+        "{err}"
+    );
     let m = marker("guarded");
     c.apply(&sleeper_replica_set("guarded", 1, "", &m));
     c.apply(
@@ -551,11 +562,11 @@ fn quota_pod(name: &str, cpu: &str) -> String {
     .yaml()
 }
 
-/// `kubectl create -n quota -f -` of `manifest`: whether it succeeded, and stderr.
-fn create_stdin(c: &Cluster, manifest: &str) -> (bool, String) {
+/// `kubectl create -n NS -f -` of `manifest`: whether it succeeded, and stderr.
+fn create_stdin_in(c: &Cluster, ns: &str, manifest: &str) -> (bool, String) {
     use std::io::Write as _;
     let mut child = c
-        .kubectl_command(&["create", "-n", "quota", "-f", "-"])
+        .kubectl_command(&["create", "-n", ns, "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -572,6 +583,10 @@ fn create_stdin(c: &Cluster, manifest: &str) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn create_stdin(c: &Cluster, manifest: &str) -> (bool, String) {
+    create_stdin_in(c, "quota", manifest)
 }
 
 fn quota_used(c: &Cluster, resource: &str) -> String {

@@ -60,7 +60,12 @@ pub use podvisor_api::dns::{PORT, SERVICE_IP, SERVICE_NAME, SERVICE_NAMESPACE, g
 /// A TCP connection without a query for this long is closed.
 pub const TCP_IDLE: Duration = Duration::from_secs(5);
 
+/// At most this many TCP connections are open at once; further ones are closed on accept.
+/// Each holds at most one 64 KiB message in flight, so TCP costs at most ~16 MiB.
+pub const TCP_MAX_CONNECTIONS: usize = 256;
+
 /// Answers DNS queries from the zone and the node's resolvers. See the module documentation.
+#[derive(Clone)]
 pub struct Handler {
     view: ZoneView,
     forwarder: Arc<Forwarder>,
@@ -244,9 +249,8 @@ pub async fn serve(
     tcp: tokio::net::TcpListener,
     stop: CancellationToken,
 ) {
-    let mut server = hickory_server::Server::new(handler);
+    let mut server = hickory_server::Server::new(handler.clone());
     server.register_socket(udp);
-    server.register_listener(tcp, TCP_IDLE, 64 * 1024);
     tokio::select! {
         _ = stop.cancelled() => {
             let _ = server.shutdown_gracefully().await;
@@ -256,6 +260,74 @@ pub async fn serve(
                 tracing::warn!(error = %e, "the DNS server stopped");
             }
         }
+        () = serve_tcp(handler, tcp, TCP_MAX_CONNECTIONS) => {}
+    }
+}
+
+/// DNS over TCP (RFC 7766 framing) with a cap on open connections: hickory-server's own
+/// listener takes no limit, so a client could hold any number of sockets and tasks.
+/// Connections over `max` are accepted and closed at once, so the backlog never fills
+/// with them.
+pub async fn serve_tcp(handler: Handler, tcp: tokio::net::TcpListener, max: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let mut open = tokio::task::JoinSet::new();
+    loop {
+        let (stream, src) = match tcp.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of descriptors or a reset before accept: wait a little, never spin.
+                tracing::debug!(error = %e, "dns: TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%src, max, "dns: too many TCP connections; closing");
+            drop(stream);
+            continue;
+        };
+        let handler = handler.clone();
+        open.spawn(async move {
+            serve_tcp_connection(&handler, stream, src).await;
+            drop(slot);
+        });
+        while open.try_join_next().is_some() {}
+    }
+}
+
+/// Answers the queries of one TCP connection in order until it closes, idles for
+/// [`TCP_IDLE`] or sends something that is not a DNS query.
+async fn serve_tcp_connection(handler: &Handler, stream: tokio::net::TcpStream, src: SocketAddr) {
+    use futures::StreamExt;
+    use hickory_server::net::runtime::TokioTime;
+    use hickory_server::net::runtime::iocompat::AsyncIoTokioAsStd;
+    use hickory_server::net::tcp::TcpStream;
+    use hickory_server::net::xfer::Protocol;
+    use hickory_server::server::{ResponseHandle, TimeoutStream};
+
+    let (messages, replies) = TcpStream::from_stream_with_buffer_size(
+        AsyncIoTokioAsStd(stream),
+        src,
+        // One query is answered at a time, so one reply is ever queued.
+        2,
+    );
+    let mut messages = TimeoutStream::new(messages, TCP_IDLE);
+    while let Some(Ok(message)) = messages.next().await {
+        let (bytes, src) = message.into_parts();
+        let request = match Request::from_bytes(bytes, src, Protocol::Tcp) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::debug!(%src, error = %e, "dns: undecodable TCP message; closing");
+                return;
+            }
+        };
+        if request.metadata.message_type == hickory_proto::op::MessageType::Response {
+            return;
+        }
+        let respond = ResponseHandle::new(src, replies.clone(), Protocol::Tcp);
+        handler
+            .handle_request::<_, TokioTime>(&request, respond)
+            .await;
     }
 }
 

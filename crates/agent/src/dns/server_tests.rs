@@ -229,3 +229,77 @@ async fn non_queries_are_not_implemented_and_unsynced_zones_fail() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn tcp_connections_over_the_cap_are_closed_and_a_freed_slot_serves_again() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let handler = Handler::new(
+        ZoneView::fixed(zone(1)),
+        Arc::new(Forwarder::new(Vec::new(), ForwardLimits::default())),
+    );
+    let served = tokio::spawn(serve_tcp(handler, tcp, 2));
+    let q = query("web.shop.svc.cluster.local.", RecordType::A, None);
+    let frame = |m: &Message| {
+        let bytes = m.to_vec().unwrap();
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        framed
+    };
+    // Two connections hold both slots; each is answered and stays open for more.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&frame(&q)).await.unwrap();
+        let n = s.read_u16().await.unwrap() as usize;
+        let mut buf = vec![0u8; n];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(Message::from_vec(&buf).unwrap().answers.len(), 1);
+        held.push(s);
+    }
+    // A third is closed without an answer.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = third.write_all(&frame(&q)).await;
+    let mut buf = [0u8; 2];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the server closes the connection at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Freeing a slot lets the next connection in.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(&frame(&q)).await;
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), s.read_u16()).await
+        {
+            let mut buf = vec![0u8; n as usize];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(Message::from_vec(&buf).unwrap().answers.len(), 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot came free");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    served.abort();
+}
+
+#[tokio::test]
+async fn a_tcp_connection_that_sends_garbage_is_closed() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let handler = Handler::new(
+        ZoneView::fixed(zone(1)),
+        Arc::new(Forwarder::new(Vec::new(), ForwardLimits::default())),
+    );
+    let served = tokio::spawn(serve_tcp(handler, tcp, 4));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
+    let mut buf = [0u8; 2];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed, not left open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    served.abort();
+}

@@ -27,8 +27,10 @@ pub(super) fn has_defaults(kind: &ResourceKind) -> bool {
     !pod_templates(kind).is_empty()
         || matches!(
             (kind.group, kind.kind),
-            ("", "PersistentVolume" | "PersistentVolumeClaim")
-                | ("autoscaling", "HorizontalPodAutoscaler")
+            (
+                "",
+                "PersistentVolume" | "PersistentVolumeClaim" | "LimitRange"
+            ) | ("autoscaling", "HorizontalPodAutoscaler")
                 | ("networking.k8s.io", "NetworkPolicy")
                 | ("scheduling.k8s.io", "PriorityClass")
                 | ("storage.k8s.io", "StorageClass" | "CSIDriver")
@@ -114,6 +116,7 @@ pub(super) fn default_object(kind: &ResourceKind, o: &mut Value, create: bool) {
             set_default(o, "/spec/volumeMode", json!("Filesystem"));
         }
         ("", "PersistentVolumeClaim") => set_default(o, "/spec/volumeMode", json!("Filesystem")),
+        ("", "LimitRange") => podvisor_api::limitrange::default_limit_range(o),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             set_default(o, "/spec/minReplicas", json!(1));
             if o.pointer("/spec/metrics")
@@ -324,7 +327,10 @@ pub(super) fn validate(kind: &ResourceKind, o: &Value) -> Result<Vec<FieldError>
                 &mut errs,
             )?;
         }
+        ("apps", "Deployment") => validate_deployment_strategy(o, &mut errs),
+        ("policy", "PodDisruptionBudget") => validate_pdb(o, &mut errs),
         ("apps", "DaemonSet") => {
+            validate_daemonset_rolling_update(o, &mut errs);
             let rp = o
                 .pointer("/spec/template/spec/restartPolicy")
                 .and_then(Value::as_str);
@@ -467,6 +473,178 @@ fn validate_selector_matches(o: &Value, spec: &str, path: &str, errs: &mut Vec<F
             sel.clone(),
             e,
         )),
+    }
+}
+
+/// upstream's `IsValidPercent` message.
+const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
+
+/// An int-or-percent field at `ptr`, checked as upstream's `ValidatePositiveIntOrPercent`
+/// and, with `at_most_100`, `IsNotMoreThan100Percent`. Returns its value (a percent counts
+/// as its number) when it is set and valid.
+fn int_or_percent(
+    o: &Value,
+    ptr: &str,
+    field: &str,
+    at_most_100: bool,
+    errs: &mut Vec<FieldError>,
+) -> Option<i64> {
+    let v = o.pointer(ptr).filter(|v| !v.is_null())?;
+    let (n, percent) = match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(n) if n >= 0 => (n, false),
+            _ => {
+                errs.push(FieldError::invalid(
+                    field,
+                    v.clone(),
+                    "must be greater than or equal to 0",
+                ));
+                return None;
+            }
+        },
+        Value::String(s) => {
+            let digits = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            match digits.and_then(|d| d.parse::<i64>().ok()) {
+                Some(n) => (n, true),
+                None => {
+                    errs.push(FieldError::invalid(field, v.clone(), PERCENT_MSG));
+                    return None;
+                }
+            }
+        }
+        _ => {
+            errs.push(FieldError::invalid(
+                field,
+                v.clone(),
+                "must be an integer or percentage (e.g '5%')",
+            ));
+            return None;
+        }
+    };
+    if at_most_100 && percent && n > 100 {
+        errs.push(FieldError::invalid(
+            field,
+            v.clone(),
+            "must not be greater than 100%",
+        ));
+    }
+    Some(n)
+}
+
+/// `maxUnavailable` (at most 100%) and `maxSurge` (at most 100% with `surge_capped`) of the
+/// rolling-update block at `ptr` (field path `field`).
+fn rolling_bounds(
+    o: &Value,
+    ptr: &str,
+    field: &str,
+    surge_capped: bool,
+    errs: &mut Vec<FieldError>,
+) -> (Option<i64>, Option<i64>) {
+    let mut one = |name: &str, capped: bool| {
+        int_or_percent(
+            o,
+            &format!("{ptr}/{name}"),
+            &format!("{field}.{name}"),
+            capped,
+            errs,
+        )
+    };
+    let unavailable = one("maxUnavailable", true);
+    (unavailable, one("maxSurge", surge_capped))
+}
+
+/// upstream's `ValidateDeploymentStrategy` and `ValidateRollingUpdateDeployment`.
+fn validate_deployment_strategy(o: &Value, errs: &mut Vec<FieldError>) {
+    const RU: &str = "/spec/strategy/rollingUpdate";
+    const F: &str = "spec.strategy.rollingUpdate";
+    let rolling = o.pointer(RU).filter(|v| !v.is_null());
+    if o.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
+        if rolling.is_some() {
+            errs.push(FieldError::forbidden(
+                F,
+                "may not be specified when strategy `type` is 'Recreate'",
+            ));
+        }
+        return;
+    }
+    if rolling.is_none() {
+        return;
+    }
+    let (unavailable, surge) = rolling_bounds(o, RU, F, false, errs);
+    if unavailable.unwrap_or(0) == 0 && surge.unwrap_or(0) == 0 && unavailable.is_some() {
+        errs.push(FieldError::invalid(
+            format!("{F}.maxUnavailable"),
+            o.pointer(&format!("{RU}/maxUnavailable"))
+                .cloned()
+                .unwrap_or(Value::Null),
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
+}
+
+/// upstream's `ValidateRollingUpdateDaemonSet`.
+fn validate_daemonset_rolling_update(o: &Value, errs: &mut Vec<FieldError>) {
+    const RU: &str = "/spec/updateStrategy/rollingUpdate";
+    const F: &str = "spec.updateStrategy.rollingUpdate";
+    if o.pointer(RU).is_none_or(Value::is_null)
+        || o.pointer("/spec/updateStrategy/type")
+            .and_then(Value::as_str)
+            == Some("OnDelete")
+    {
+        return;
+    }
+    let (unavailable, surge) = rolling_bounds(o, RU, F, true, errs);
+    match (unavailable.unwrap_or(0) != 0, surge.unwrap_or(0) != 0) {
+        (true, true) => errs.push(FieldError::invalid(
+            format!("{F}.maxSurge"),
+            o.pointer(&format!("{RU}/maxSurge"))
+                .cloned()
+                .unwrap_or(Value::Null),
+            "may not be set when maxUnavailable is non-zero",
+        )),
+        (false, false) => errs.push(FieldError::required(
+            format!("{F}.maxUnavailable"),
+            "cannot be 0 when maxSurge is 0",
+        )),
+        _ => {}
+    }
+}
+
+/// upstream's `ValidatePodDisruptionBudgetSpec`.
+fn validate_pdb(o: &Value, errs: &mut Vec<FieldError>) {
+    let spec = o.get("spec").cloned().unwrap_or(Value::Null);
+    let set = |f: &str| spec.get(f).is_some_and(|v| !v.is_null());
+    if set("minAvailable") && set("maxUnavailable") {
+        errs.push(FieldError::invalid(
+            "spec",
+            spec.clone(),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    int_or_percent(o, "/spec/minAvailable", "spec.minAvailable", true, errs);
+    int_or_percent(o, "/spec/maxUnavailable", "spec.maxUnavailable", true, errs);
+    if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
+        let parsed = serde_json::from_value(sel.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|m| podvisor_api::LabelSelector::from_meta(&m).map_err(|e| e.to_string()));
+        if let Err(e) = parsed {
+            errs.push(FieldError::invalid("spec.selector", sel.clone(), e));
+        }
+    }
+    if let Some(p) = spec
+        .get("unhealthyPodEvictionPolicy")
+        .filter(|p| !p.is_null())
+    {
+        const POLICIES: &[&str] = &["AlwaysAllow", "IfHealthyBudget"];
+        if !p.as_str().is_some_and(|p| POLICIES.contains(&p)) {
+            errs.push(FieldError::not_supported(
+                "spec.unhealthyPodEvictionPolicy",
+                p.clone(),
+                POLICIES,
+            ));
+        }
     }
 }
 
