@@ -95,6 +95,7 @@ async fn discovery_flavours_echo_their_content_type() {
             "coordination.k8s.io",
             "node.k8s.io",
             "discovery.k8s.io",
+            "timelines.podvisor.io",
             "metrics.k8s.io",
         ]
     );
