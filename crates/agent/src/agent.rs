@@ -280,25 +280,18 @@ impl Agent {
         });
         // Services for the service-link variables (a watch cache, as the kubelet's lister).
         let (services, services_writer) = kube::runtime::reflector::store::<Service>();
-        {
-            let stream = watcher(Api::<Service>::all(self.client.clone()), Default::default())
-                .default_backoff()
-                .reflect(services_writer);
-            let stop = aux_stop.clone();
-            aux.spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        e = stream.next() => match e {
-                            None => return,
-                            Some(Err(e)) => tracing::debug!(error = %e, "service watch error"),
-                            Some(Ok(_)) => {}
-                        },
-                    }
-                }
-            });
-        }
+        let services_feed = podvisor_kit::reflect::reflect(
+            Api::<Service>::all(self.client.clone()),
+            watcher::Config::default(),
+            services_writer,
+            "service",
+            tracing::Level::DEBUG,
+            |_| {},
+        );
+        let stop = aux_stop.clone();
+        aux.spawn(async move {
+            stop.run_until_cancelled(services_feed).await;
+        });
         let service_lister: crate::pod::service_env::ServiceLister = {
             let store = services.clone();
             Arc::new(move || {

@@ -42,6 +42,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Level;
 
 /// The Node annotation carrying the highest EndpointSlice resourceVersion the node's proxy
 /// has programmed.
@@ -342,36 +343,16 @@ impl KubeDrainView {
     }
 }
 
-async fn follow<K>(
+async fn follow<K: podvisor_kit::reflect::Cached>(
     api: kube::Api<K>,
     writer: kube::runtime::reflector::store::Writer<K>,
     bump: impl Fn() + Send + 'static,
     stop: tokio_util::sync::CancellationToken,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    use futures::StreamExt;
-    use kube::runtime::{WatchStreamExt, watcher};
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    let mut stream = std::pin::pin!(stream);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            e = stream.next() => match e {
-                None => return,
-                Some(Ok(_)) => bump(),
-                Some(Err(e)) => tracing::debug!(error = %e, "drain: watch error"),
-            },
-        }
-    }
+) {
+    let config = kube::runtime::watcher::Config::default();
+    let on_event = |_| bump();
+    let follow = podvisor_kit::reflect::reflect(api, config, writer, "drain", Level::DEBUG, on_event);
+    stop.run_until_cancelled(follow).await;
 }
 
 /// The proxy's acknowledgement: [`ProxyAck::applied`] records the highest EndpointSlice

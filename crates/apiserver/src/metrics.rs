@@ -109,11 +109,10 @@ impl RequestMetric {
         if self.dry_run { "All" } else { "" }
     }
 
-    /// Counts the request with its response code and latency.
-    pub fn record(&self, code: u16, seconds: f64) {
-        let code = code.to_string();
-        APISERVER_REQUEST_TOTAL.inc(&[
-            &code,
+    /// The request's labels as the request metrics order them: component, dry run, group,
+    /// resource, scope, subresource, verb, version.
+    fn labels(&self) -> [&'static str; 8] {
+        [
             "apiserver",
             self.dry_run(),
             self.group,
@@ -122,38 +121,26 @@ impl RequestMetric {
             self.subresource,
             self.verb,
             self.version,
-        ]);
+        ]
+    }
+
+    /// Counts the request with its response code and latency.
+    pub fn record(&self, code: u16, seconds: f64) {
+        let code = code.to_string();
+        let labels = self.labels();
+        let with_code: Vec<&str> = std::iter::once(code.as_str()).chain(labels).collect();
+        APISERVER_REQUEST_TOTAL.inc(&with_code);
         if self.verb != "WATCH" && self.verb != "CONNECT" {
-            APISERVER_REQUEST_DURATION_SECONDS.observe(
-                &[
-                    "apiserver",
-                    self.dry_run(),
-                    self.group,
-                    self.resource,
-                    self.scope,
-                    self.subresource,
-                    self.verb,
-                    self.version,
-                ],
-                seconds,
-            );
+            APISERVER_REQUEST_DURATION_SECONDS.observe(&labels, seconds);
         }
     }
 
     /// Holds `apiserver_longrunning_requests` up while a watch or stream is open.
     pub fn long_running(&self) -> GaugeGuard {
-        GaugeGuard::new(
-            &APISERVER_LONGRUNNING_REQUESTS,
-            &[
-                "apiserver",
-                self.group,
-                self.resource,
-                self.scope,
-                self.subresource,
-                self.verb,
-                self.version,
-            ],
-        )
+        // the same labels without dry run
+        let [component, _, rest @ ..] = self.labels();
+        let labels: Vec<&str> = std::iter::once(component).chain(rest).collect();
+        GaugeGuard::new(&APISERVER_LONGRUNNING_REQUESTS, &labels)
     }
 }
 

@@ -439,8 +439,9 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
         ("GET" | "HEAD", true, _) => "get",
         ("POST", false, None) => "create",
         ("POST", true, Some(Subresource::Binding | Subresource::Entries)) => "create",
+        // the object itself or a subresource that takes writes
         (
-            "PUT",
+            m @ ("PUT" | "PATCH"),
             true,
             Some(
                 Subresource::Status
@@ -449,18 +450,13 @@ fn verb_of(method: &Method, t: &Target, watch: bool) -> Result<&'static str, Api
                 | Subresource::Resize,
             )
             | None,
-        ) => "update",
-        (
-            "PATCH",
-            true,
-            Some(
-                Subresource::Status
-                | Subresource::Scale
-                | Subresource::EphemeralContainers
-                | Subresource::Resize,
-            )
-            | None,
-        ) => "patch",
+        ) => {
+            if m == "PUT" {
+                "update"
+            } else {
+                "patch"
+            }
+        }
         ("DELETE", true, None) => "delete",
         ("DELETE", false, None) => "deletecollection",
         _ => return Err(ApiError::method_not_allowed()),

@@ -130,6 +130,18 @@ impl ContinueToken {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(j.to_string())
     }
 
+    /// Where a list starts: after the token's key at its revision, else from the beginning at
+    /// `at` (the latest revision when `None`).
+    fn resume(
+        cont: Option<ContinueToken>,
+        at: Option<Revision>,
+    ) -> (Option<Revision>, Option<String>) {
+        match cont {
+            Some(c) => (Some(c.rev), Some(c.start)),
+            None => (at, None),
+        }
+    }
+
     /// Decodes a token; `prefix` is the list prefix it must lie under.
     pub fn decode(s: &str, prefix: &str) -> Result<ContinueToken, ApiError> {
         let bad = || ApiError::bad_request(format!("invalid continue token: {s:?}"));
@@ -337,6 +349,31 @@ impl Storage {
         }
     }
 
+    /// One page of the store's list under `prefix` (timed for the metrics). A resumed list
+    /// (`after` set) whose revision was compacted is `410 Expired` with `expired_message`.
+    async fn store_page(
+        &self,
+        prefix: &str,
+        revision: Option<Revision>,
+        limit: usize,
+        after: Option<String>,
+        expired_message: &str,
+    ) -> Result<podvisor_store::ListResult, ApiError> {
+        let resumed = after.is_some();
+        let started = tokio::time::Instant::now();
+        let options = ListOptions {
+            revision,
+            limit,
+            continue_after: after,
+        };
+        let page = self.store.list(prefix, options).await;
+        list_done(prefix, started);
+        page.map_err(|e| match e {
+            StoreError::Compacted { .. } if resumed => ApiError::expired(expired_message),
+            other => ApiError::from_store_generic(other),
+        })
+    }
+
     /// Lists objects under `prefix` without decoding them (no filtering).
     pub async fn list_raw(
         &self,
@@ -345,30 +382,10 @@ impl Storage {
         cont: Option<ContinueToken>,
         at: Option<Revision>,
     ) -> Result<RawPage, ApiError> {
-        let (rev, after) = match cont {
-            Some(c) => (Some(c.rev), Some(c.start)),
-            None => (at, None),
-        };
-        let resumed = after.is_some();
-        let started = tokio::time::Instant::now();
+        let (rev, after) = ContinueToken::resume(cont, at);
         let page = self
-            .store
-            .list(
-                prefix,
-                ListOptions {
-                    revision: rev,
-                    limit,
-                    continue_after: after,
-                },
-            )
-            .await;
-        list_done(prefix, started);
-        let page = page.map_err(|e| match e {
-                StoreError::Compacted { .. } if resumed => ApiError::expired(
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                ),
-                other => ApiError::from_store_generic(other),
-            })?;
+            .store_page(prefix, rev, limit, after, "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+            .await?;
         let mut items = Vec::with_capacity(page.items.len());
         for kv in &page.items {
             match stamp_raw(&kv.value, kv.mod_revision) {
@@ -409,31 +426,12 @@ impl Storage {
         keep: &(dyn Fn(&Value) -> bool + Send + Sync),
     ) -> Result<Page, ApiError> {
         let mut items = Vec::new();
-        let (mut rev, mut after) = match cont {
-            Some(c) => (Some(c.rev), Some(c.start)),
-            None => (at, None),
-        };
+        let (mut rev, mut after) = ContinueToken::resume(cont, at);
         let batch = if limit == 0 { 0 } else { limit.max(16) };
         loop {
-            let started = tokio::time::Instant::now();
             let page = self
-                .store
-                .list(
-                    prefix,
-                    ListOptions {
-                        revision: rev,
-                        limit: batch,
-                        continue_after: after.clone(),
-                    },
-                )
-                .await;
-            list_done(prefix, started);
-            let page = page.map_err(|e| match e {
-                    StoreError::Compacted { .. } if after.is_some() => ApiError::expired(
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-                    ),
-                    other => ApiError::from_store_generic(other),
-                })?;
+                .store_page(prefix, rev, batch, after.clone(), "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+                .await?;
             rev = Some(page.revision);
             let n = page.items.len();
             for (i, kv) in page.items.iter().enumerate() {

@@ -223,6 +223,51 @@ impl ControllerError {
     }
 }
 
+/// `api.replace` of `obj` (`kind` `namespace/name`), fenced by the resourceVersion it
+/// carries; a failure is an "update" [`ControllerError::Api`].
+pub(crate) async fn replace<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    obj: &K,
+) -> Result<K, ControllerError>
+where
+    K: Clone + serde::Serialize + serde::de::DeserializeOwned + fmt::Debug,
+{
+    api.replace(name, &PostParams::default(), obj)
+        .await
+        .map_err(ControllerError::api("update", kind, namespace, name))
+}
+
+/// A create's result, where AlreadyExists (another writer was first) is success.
+pub(crate) fn created(
+    r: Result<impl Sized, kube::Error>,
+    kind: &'static str,
+    ns: &str,
+    name: &str,
+) -> Result<(), ControllerError> {
+    match r.map_err(ControllerError::api("create", kind, ns, name)) {
+        Err(e) if !e.is_already_exists() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A delete's result, where NotFound (already gone) is success; whether this delete removed
+/// the object.
+pub(crate) fn deleted(
+    r: Result<impl Sized, kube::Error>,
+    kind: &'static str,
+    ns: &str,
+    name: &str,
+) -> Result<bool, ControllerError> {
+    match r.map_err(ControllerError::api("delete", kind, ns, name)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A namespaced object key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Key {
@@ -385,6 +430,23 @@ impl Ctx {
             .await
             .map(|_| ())
             .map_err(ControllerError::api("update status", kind, namespace, name))
+    }
+
+    /// Queues for the garbage collector each of `objects` that `uid` owns, as `gc_key`.
+    pub(crate) fn queue_owned_by<K: Resource>(
+        &self,
+        objects: Vec<Arc<K>>,
+        uid: &str,
+        gc_key: fn(Key) -> GcKey,
+    ) {
+        for o in objects {
+            let meta = o.meta();
+            if meta.owner_references.iter().flatten().any(|r| r.uid == uid)
+                && let Some(k) = Key::of(meta)
+            {
+                self.gc_queue.add(gc_key(k));
+            }
+        }
     }
 
     /// The pod-failure back-off record of Job `key`.

@@ -28,21 +28,20 @@ struct Bounds {
     names: &'static [&'static str],
 }
 
-const MINUTES: Bounds = Bounds {
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const HOURS: Bounds = Bounds {
-    min: 0,
-    max: 23,
-    names: &[],
-};
-const DOM: Bounds = Bounds {
-    min: 1,
-    max: 31,
-    names: &[],
-};
+impl Bounds {
+    /// A field of plain numbers `min..=max` (no names).
+    const fn numbers(min: u32, max: u32) -> Bounds {
+        Bounds {
+            min,
+            max,
+            names: &[],
+        }
+    }
+}
+
+const MINUTES: Bounds = Bounds::numbers(0, 59);
+const HOURS: Bounds = Bounds::numbers(0, 23);
+const DOM: Bounds = Bounds::numbers(1, 31);
 const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,

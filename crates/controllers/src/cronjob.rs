@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use podvisor_kit::events::{EventRecord, EventType, object_ref};
 use tracing::info;
 
@@ -169,15 +169,7 @@ fn owner_ref(cj: &CronJob) -> OwnerReference {
 }
 
 fn job_ref(j: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: j.metadata.name.clone(),
-        namespace: j.metadata.namespace.clone(),
-        uid: j.metadata.uid.clone(),
-        resource_version: j.metadata.resource_version.clone(),
-        ..Default::default()
-    }
+    j.object_ref(&())
 }
 
 fn event(ctx: &Ctx, cj: &CronJob, type_: EventType, reason: &str, message: String) {

@@ -67,7 +67,7 @@ use podvisor_kit::events::EventType;
 use serde_json::{Value, json};
 use tracing::info;
 
-use crate::context::{ControllerError, Ctx, Key, parse_selector};
+use crate::context::{ControllerError, Ctx, Key, parse_selector, replace};
 use crate::expectations::PodId;
 use crate::pods::{self, PodName};
 
@@ -567,10 +567,8 @@ pub(crate) fn status_for(
         let pod = sorted[0];
         if pods::is_ready(pod) {
             ready += 1;
-            match pods::availability(pod, min_ready, now) {
-                Ok(()) => available += 1,
-                Err(Some(wait)) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
-                Err(None) => {}
+            if pods::available(pod, min_ready, now, &mut requeue) {
+                available += 1;
             }
         }
         if pod_hash(pod) == Some(hash) {
@@ -932,14 +930,7 @@ async fn history(
             let mut r = (**cur).clone();
             r.revision = next;
             let n = r.metadata.name.clone().unwrap_or_default();
-            api.replace(&n, &PostParams::default(), &r)
-                .await
-                .map_err(ControllerError::api(
-                    "update",
-                    "ControllerRevision",
-                    &ns,
-                    &n,
-                ))?;
+            replace(&api, "ControllerRevision", &ns, &n, &r).await?;
         }
         return Ok(Some((hash_of(cur), old)));
     }

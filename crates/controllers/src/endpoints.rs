@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
 
-use crate::context::{ControllerError, Ctx, Key};
+use crate::context::{ControllerError, Ctx, Key, deleted, replace};
 use crate::endpointslice::{
     hostname, managed, pod_ip, pod_ready, resolve_port, selects, should_be_listed,
 };
@@ -81,13 +81,7 @@ pub(crate) fn subsets<'a>(
                 .as_ref()
                 .and_then(|s| s.node_name.clone())
                 .filter(|n| !n.is_empty()),
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".into()),
-                namespace: pod.metadata.namespace.clone(),
-                name: pod.metadata.name.clone(),
-                uid: pod.metadata.uid.clone(),
-                ..ObjectReference::default()
-            }),
+            target_ref: Some(crate::pods::target_ref(pod)),
         };
         let entry = groups.entry(ports).or_default();
         if publish || pod_ready(pod) {
@@ -137,18 +131,8 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
         // Only the Endpoints of a Service that is gone: a selectorless Service's Endpoints
         // belong to whoever wrote them.
         if ctx.svc.services.get(&key.obj_ref()).is_none() && current.is_some() {
-            match api.delete(&key.name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    return Err(ControllerError::api(
-                        "delete",
-                        "Endpoints",
-                        &key.namespace,
-                        &key.name,
-                    )(e));
-                }
-            }
+            let r = api.delete(&key.name, &DeleteParams::default()).await;
+            deleted(r, "Endpoints", &key.namespace, &key.name)?;
         }
         return Ok(None);
     };
@@ -185,14 +169,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     match current {
         Some(c) => {
             ep.metadata.resource_version = c.metadata.resource_version.clone();
-            api.replace(&key.name, &PostParams::default(), &ep)
-                .await
-                .map_err(ControllerError::api(
-                    "update",
-                    "Endpoints",
-                    &key.namespace,
-                    &key.name,
-                ))?;
+            replace(&api, "Endpoints", &key.namespace, &key.name, &ep).await?;
         }
         None => match api.create(&PostParams::default(), &ep).await {
             Ok(_) => {}

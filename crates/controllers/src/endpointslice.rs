@@ -48,7 +48,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::Store;
 
-use crate::context::{ControllerError, Ctx, Key};
+use crate::context::{ControllerError, Ctx, Key, deleted, replace};
 use crate::queue::WorkQueue;
 
 /// The most endpoints one slice holds (upstream's `--max-endpoints-per-slice` default).
@@ -338,13 +338,7 @@ pub(crate) fn desired_endpoints<'a>(
             hostname: hostname(pod, svc),
             zone: node.as_deref().and_then(zone_of),
             node_name: node,
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".into()),
-                namespace: pod.metadata.namespace.clone(),
-                name: pod.metadata.name.clone(),
-                uid: pod.metadata.uid.clone(),
-                ..ObjectReference::default()
-            }),
+            target_ref: Some(crate::pods::target_ref(pod)),
             ..Endpoint::default()
         };
         let entry = out
@@ -386,14 +380,9 @@ pub(crate) fn mark_headless(svc: &Service, labels: &mut BTreeMap<String, String>
 }
 
 fn owner_ref(svc: &Service) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "Service".into(),
-        name: svc.metadata.name.clone().unwrap_or_default(),
-        uid: svc.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+    let (name, uid) = (&svc.metadata.name, &svc.metadata.uid);
+    let (name, uid) = (name.as_deref().unwrap_or(""), uid.as_deref().unwrap_or(""));
+    crate::pods::controller_owner_ref("v1", "Service", name, uid)
 }
 
 fn slice_prefix(name: &str) -> String {
@@ -561,30 +550,14 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, 
     }
     for s in &plan.delete {
         let name = s.metadata.name.clone().unwrap_or_default();
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => ctx.svc.tracker.wrote(key, &name, None),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                return Err(ControllerError::api(
-                    "delete",
-                    "EndpointSlice",
-                    &key.namespace,
-                    &name,
-                )(e));
-            }
+        let r = api.delete(&name, &DeleteParams::default()).await;
+        if deleted(r, "EndpointSlice", &key.namespace, &name)? {
+            ctx.svc.tracker.wrote(key, &name, None);
         }
     }
     for s in &plan.update {
         let name = s.metadata.name.clone().unwrap_or_default();
-        let written = api
-            .replace(&name, &PostParams::default(), s)
-            .await
-            .map_err(ControllerError::api(
-                "update",
-                "EndpointSlice",
-                &key.namespace,
-                &name,
-            ))?;
+        let written = replace(&api, "EndpointSlice", &key.namespace, &name, s).await?;
         ctx.svc
             .tracker
             .wrote(key, &name, written.metadata.generation);

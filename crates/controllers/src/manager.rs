@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Level, debug, warn};
 
 use crate::context::{ControllerConfig, ControllerError, Ctx, GcKey, Key, OwnerKind};
 use crate::evictions::Evictions;
@@ -31,6 +31,7 @@ use crate::{
     nodeipam, nodelifecycle, podgc, replicaset, replicationcontroller, statefulset, tainteviction,
 };
 use podvisor_kit::events::{EventRecorder, RecorderConfig, Reporter};
+use podvisor_kit::reflect::Cached;
 
 /// Runs the ReplicaSet, Deployment and StatefulSet controllers, the garbage collector, the
 /// node lifecycle and taint eviction controllers and PodGC. Cheap to clone: each
@@ -484,39 +485,20 @@ async fn worker<K: Clone + Eq + std::hash::Hash + fmt::Debug + Send + 'static>(
     }
 }
 
-async fn reflect<K>(
+async fn reflect<K: Cached>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     ctx: Arc<Ctx>,
     route: fn(&Ctx, &K, bool),
-) where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    futures::pin_mut!(stream);
-    loop {
-        match stream.try_next().await {
-            Ok(Some(event)) => match event {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => route(&ctx, &o, false),
-                watcher::Event::Delete(o) => route(&ctx, &o, true),
-                watcher::Event::InitDone => resync_all(&ctx),
-                watcher::Event::Init => {}
-            },
-            Ok(None) => return,
-            Err(e) => {
-                warn!(error = %e, "watch failed; retrying");
-            }
-        }
-    }
+) {
+    let on_event = |event: watcher::Event<K>| match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => route(&ctx, &o, false),
+        watcher::Event::Delete(o) => route(&ctx, &o, true),
+        watcher::Event::InitDone => resync_all(&ctx),
+        watcher::Event::Init => {}
+    };
+    let config = watcher::Config::default();
+    podvisor_kit::reflect::reflect(api, config, writer, "controllers", Level::WARN, on_event).await
 }
 
 fn route_node(ctx: &Ctx, node: &Node, deleted: bool) {
@@ -736,52 +718,11 @@ fn has_owners(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
 }
 
 fn dependents_of(ctx: &Ctx, uid: &str) {
-    for p in ctx.pods.state() {
-        if p.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.uid == uid)
-            && let Some(k) = Key::of(&p.metadata)
-        {
-            ctx.gc_queue.add(GcKey::Pod(k));
-        }
-    }
-    for rs in ctx.replicasets.state() {
-        if rs
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.uid == uid)
-            && let Some(k) = Key::of(&rs.metadata)
-        {
-            ctx.gc_queue.add(GcKey::ReplicaSet(k));
-        }
-    }
-    for j in ctx.jobs.state() {
-        if j.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.uid == uid)
-            && let Some(k) = Key::of(&j.metadata)
-        {
-            ctx.gc_queue.add(GcKey::Job(k));
-        }
-    }
-    for r in ctx.controllerrevisions.state() {
-        if r.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.uid == uid)
-            && let Some(k) = Key::of(&r.metadata)
-        {
-            ctx.gc_queue.add(GcKey::ControllerRevision(k));
-        }
-    }
-    crate::pvcontroller::claims_owned_by(ctx, uid);
+    ctx.queue_owned_by(ctx.pods.state(), uid, GcKey::Pod);
+    ctx.queue_owned_by(ctx.replicasets.state(), uid, GcKey::ReplicaSet);
+    ctx.queue_owned_by(ctx.jobs.state(), uid, GcKey::Job);
+    ctx.queue_owned_by(ctx.controllerrevisions.state(), uid, GcKey::ControllerRevision);
+    ctx.queue_owned_by(ctx.volumes.claims.state(), uid, GcKey::Claim);
 }
 
 fn route_replicaset(ctx: &Ctx, rs: &ReplicaSet, deleted: bool) {

@@ -77,7 +77,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::context::{ControllerError, Ctx};
+use crate::context::{ControllerError, Ctx, replace};
 use crate::pods;
 
 /// The component named in events.
@@ -543,14 +543,7 @@ impl NodeLifecycle {
             let spec = fenced.spec.get_or_insert_with(Default::default);
             spec.holder_identity = None;
             spec.lease_transitions = Some(i32::try_from(epoch + 1).unwrap_or(i32::MAX));
-            api.replace(&name, &PostParams::default(), &fenced)
-                .await
-                .map_err(ControllerError::api(
-                    "update",
-                    "Lease",
-                    LEASE_NAMESPACE,
-                    &name,
-                ))?;
+            replace(&api, "Lease", LEASE_NAMESPACE, &name, &fenced).await?;
             info!(node = %name, epoch = epoch + 1, "node declared dead: lease epoch bumped");
             ctx.record_event(
                 COMPONENT,

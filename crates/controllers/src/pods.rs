@@ -84,6 +84,35 @@ pub(crate) fn availability(
     }
 }
 
+/// The reference to `pod` an endpoint carries (`targetRef`).
+pub(crate) fn target_ref(pod: &Pod) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        kind: Some("Pod".into()),
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..Default::default()
+    }
+}
+
+/// Whether the pod is available at `now` ([`availability`]); when it will be later, that
+/// wait is folded into `requeue` (the earliest of the waits seen).
+pub(crate) fn available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: Timestamp,
+    requeue: &mut Option<std::time::Duration>,
+) -> bool {
+    match availability(pod, min_ready_seconds, now) {
+        Ok(()) => true,
+        Err(Some(wait)) => {
+            *requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
+            false
+        }
+        Err(None) => false,
+    }
+}
+
 /// Upstream `UpdatePodCondition`: sets `condition` in the pod's status (adding it, or
 /// replacing the one of the same type; `lastTransitionTime` is `now` unless the status
 /// stays the same). Returns whether anything changed.
@@ -127,12 +156,22 @@ pub(crate) fn controller_owner_ref(
     uid: &str,
 ) -> OwnerReference {
     OwnerReference {
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+        ..plain_owner_ref(api_version, kind, name, uid)
+    }
+}
+
+/// An owner reference that is not the controller's (`controller` and `blockOwnerDeletion`
+/// unset).
+pub(crate) fn plain_owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
         api_version: api_version.into(),
         kind: kind.into(),
         name: name.into(),
         uid: uid.into(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
+        controller: None,
+        block_owner_deletion: None,
     }
 }
 

@@ -273,18 +273,8 @@ pub(crate) async fn delete_volume(
         .get(&ObjectRef::new(&helper_name).within(HELPER_NAMESPACE));
     let Some(helper) = helper else {
         let pod = helper_pod(&helper_name, &pv_name, &node, &path);
-        match pods.create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => {
-                return Err(ControllerError::api(
-                    "create",
-                    "Pod",
-                    HELPER_NAMESPACE,
-                    &helper_name,
-                )(e));
-            }
-        }
+        let r = pods.create(&PostParams::default(), &pod).await;
+        crate::context::created(r, "Pod", HELPER_NAMESPACE, &helper_name)?;
         return Ok(Some(HELPER_POLL));
     };
     let phase = crate::pods::phase(&helper).unwrap_or("");

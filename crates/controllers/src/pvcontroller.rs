@@ -149,7 +149,7 @@ pub(crate) fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
         return;
     };
     if deleted && let Some(uid) = &pod.metadata.uid {
-        claims_owned_by(ctx, uid);
+        ctx.queue_owned_by(ctx.volumes.claims.state(), uid, crate::context::GcKey::Claim);
     }
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         if let Some(c) = &v.persistent_volume_claim {
@@ -188,21 +188,6 @@ pub(crate) fn route_volume(ctx: &Ctx, pv: &PersistentVolume, _deleted: bool) {
             namespace: ns.clone(),
             name: name.clone(),
         });
-    }
-}
-
-/// Queues the claims owned by `uid` for the garbage collector.
-pub(crate) fn claims_owned_by(ctx: &Ctx, uid: &str) {
-    for c in ctx.volumes.claims.state() {
-        if c.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.uid == uid)
-            && let Some(k) = Key::of(&c.metadata)
-        {
-            ctx.gc_queue.add(crate::context::GcKey::Claim(k));
-        }
     }
 }
 
@@ -667,15 +652,7 @@ async fn sync_bound_claim(
 
 /// The reference a volume keeps to its claim.
 fn claim_ref_of(claim: &PersistentVolumeClaim) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("PersistentVolumeClaim".into()),
-        namespace: claim.metadata.namespace.clone(),
-        name: claim.metadata.name.clone(),
-        uid: claim.metadata.uid.clone(),
-        resource_version: claim.metadata.resource_version.clone(),
-        field_path: None,
-    }
+    claim.object_ref(&())
 }
 
 /// Upstream's `bind`: volume first, then the claim; each step only when needed.

@@ -146,10 +146,8 @@ pub(crate) async fn sync(
         if pods::is_ready(p) {
             ready += 1;
         }
-        match pods::availability(p, min_ready, now) {
-            Ok(()) => available += 1,
-            Err(Some(wait)) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
-            Err(None) => {}
+        if pods::available(p, min_ready, now, &mut requeue) {
+            available += 1;
         }
     }
     status.fully_labeled_replicas = Some(labeled);

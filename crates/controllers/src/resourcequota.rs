@@ -201,14 +201,8 @@ pub(crate) async fn reconcile(ctx: &Ctx, ns: &str) -> Result<Option<Duration>, C
         let mut updated = q.clone();
         updated.status = Some(status);
         let name = q.metadata.name.clone().unwrap_or_default();
-        api.replace_status(&name, &PostParams::default(), &updated)
-            .await
-            .map_err(ControllerError::api(
-                "update status",
-                "resourcequota",
-                ns,
-                &name,
-            ))?;
+        ctx.replace_status("resourcequota", ns, &name, &updated)
+            .await?;
     }
     Ok(None)
 }

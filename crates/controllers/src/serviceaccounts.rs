@@ -23,15 +23,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
+use podvisor_kit::reflect::Cached;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{Level, warn};
 
-use crate::context::{ControllerError, Ctx};
+use crate::context::{ControllerError, Ctx, created, replace};
 use crate::queue::WorkQueue;
 
 /// The ServiceAccount every namespace has.
@@ -115,48 +115,21 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 }
 
 /// Adds the namespace of every object a watch shows to `queue`.
-async fn feed<K>(
+async fn feed<K: Cached>(
     api: Api<K>,
     config: watcher::Config,
     queue: WorkQueue<String>,
     namespace_of: fn(&K) -> Option<String>,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
-    let stream = watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
-    loop {
-        match stream.try_next().await {
-            Ok(Some(
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
-            )) => {
-                if let Some(ns) = namespace_of(&o) {
-                    queue.add(ns);
-                }
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(e) => warn!(error = %e, "watch failed; retrying"),
+) {
+    let on_event = |event: watcher::Event<K>| {
+        if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) =
+            event
+            && let Some(ns) = namespace_of(&o)
+        {
+            queue.add(ns);
         }
-    }
-}
-
-/// A create's result, where AlreadyExists (another writer was first) is success.
-fn created(
-    r: Result<impl Sized, kube::Error>,
-    kind: &'static str,
-    ns: &str,
-    name: &str,
-) -> Result<(), ControllerError> {
-    match r.map_err(ControllerError::api("create", kind, ns, name)) {
-        Err(e) if !e.is_already_exists() => Err(e),
-        _ => Ok(()),
-    }
+    };
+    podvisor_kit::reflect::watch(api, config, "service accounts", Level::WARN, on_event).await
 }
 
 /// Brings one namespace to the rules of the module docs.
@@ -249,14 +222,7 @@ async fn reconcile(
                     .annotations
                     .get_or_insert_with(Default::default)
                     .insert(DESCRIPTION_ANNOTATION.to_string(), DESCRIPTION.to_string());
-                cms.replace(ROOT_CA_CONFIG_MAP, &PostParams::default(), &cm)
-                    .await
-                    .map_err(ControllerError::api(
-                        "update",
-                        "ConfigMap",
-                        ns,
-                        ROOT_CA_CONFIG_MAP,
-                    ))?;
+                replace(&cms, "ConfigMap", ns, ROOT_CA_CONFIG_MAP, &cm).await?;
             }
         }
     }

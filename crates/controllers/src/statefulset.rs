@@ -46,7 +46,7 @@ use kube::api::{DeleteParams, PostParams, Preconditions};
 use podvisor_kit::events::EventType;
 use tracing::info;
 
-use crate::context::{ControllerError, Ctx, Key};
+use crate::context::{ControllerError, Ctx, Key, replace};
 use crate::expectations::PodId;
 use crate::pods::{self, PodName};
 
@@ -291,25 +291,14 @@ fn retention(sts: &StatefulSet) -> (&str, &str) {
 }
 
 fn sts_owner(sts: &StatefulSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "StatefulSet".into(),
-        name: sts_name(sts).into(),
-        uid: sts.metadata.uid.clone().unwrap_or_default(),
-        controller: None,
-        block_owner_deletion: None,
-    }
+    let uid = sts.metadata.uid.as_deref().unwrap_or("");
+    pods::plain_owner_ref("apps/v1", "StatefulSet", sts_name(sts), uid)
 }
 
 fn pod_owner(pod: &Pod) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        uid: pod.metadata.uid.clone().unwrap_or_default(),
-        controller: None,
-        block_owner_deletion: None,
-    }
+    let (name, uid) = (&pod.metadata.name, &pod.metadata.uid);
+    let (name, uid) = (name.as_deref().unwrap_or(""), uid.as_deref().unwrap_or(""));
+    pods::plain_owner_ref("v1", "Pod", name, uid)
 }
 
 /// The owner references a claim of ordinal `ord` should carry (upstream's
@@ -472,14 +461,7 @@ async fn update_claim_owners(
         let mut claim = (*c).clone();
         claim.metadata.owner_references = Some(want);
         let api: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(ctx.client.clone(), ns);
-        api.replace(&name, &PostParams::default(), &claim)
-            .await
-            .map_err(ControllerError::api(
-                "update",
-                "PersistentVolumeClaim",
-                ns,
-                &name,
-            ))?;
+        replace(&api, "PersistentVolumeClaim", ns, &name, &claim).await?;
         wrote = true;
     }
     Ok(wrote)

@@ -151,7 +151,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     add_node(&client, "n4", json!({"role": "core"}), json!([])).await;
 
     let ds_api: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
-    let ds: DaemonSet = serde_json::from_value(json!({
+    common::create::<DaemonSet>(&client, json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "agent"},
         "spec": {
@@ -165,11 +165,7 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
             }
         }
     }))
-    .expect("ds");
-    ds_api
-        .create(&PostParams::default(), &ds)
-        .await
-        .expect("create ds");
+    .await;
 
     eventually("a pod on n1 and n2 only", || async {
         let by = pods_by_node(&client).await;

@@ -71,17 +71,17 @@ async fn deployment_rolls_out_and_rolls_to_a_new_image() {
     let running = common::start().await;
     let client = running.client.clone();
     let api = Api::<Deployment>::namespaced(client.clone(), "default");
-    let d: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}
-    }))
-    .expect("deployment");
-    api.create(&PostParams::default(), &d)
-        .await
-        .expect("create");
+    common::create::<Deployment>(
+        &client,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}
+        }),
+    )
+    .await;
     eventually("first rollout", || rollout_done(&client, "busybox:1")).await;
 
     // kubectl set image deployment/web c=busybox:2

@@ -39,18 +39,17 @@ async fn budgets_count_healthy_pods_and_gate_evictions() {
     let running = common::start().await;
     let client = running.client.clone();
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
-    let rs: ReplicaSet = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
-    }))
-    .expect("rs");
-    rs_api
-        .create(&PostParams::default(), &rs)
-        .await
-        .expect("create rs");
+    common::create::<ReplicaSet>(
+        &client,
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+        }),
+    )
+    .await;
     eventually("2 pods", || async {
         pod_names(&client, "app=web").await.len() == 2
     })

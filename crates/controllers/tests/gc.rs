@@ -19,23 +19,22 @@ async fn pods(client: &Client, app: &str) -> Vec<Pod> {
 }
 
 async fn replicaset(client: &Client, name: &str, replicas: i32) -> ReplicaSet {
-    let rs: ReplicaSet = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    let rs: ReplicaSet = common::create(
+        client,
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+                }
             }
-        }
-    }))
-    .expect("replicaset");
-    let rs = Api::<ReplicaSet>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &rs)
-        .await
-        .expect("create rs");
+        }),
+    )
+    .await;
     eventually("pods", || async {
         pods(client, name).await.len() == replicas as usize
     })

@@ -10,9 +10,13 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_kit::WallClock;
+use podvisor_testkit::wait_until;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// How often [`wait_until`] polls (paused time).
+const POLL: Duration = Duration::from_millis(100);
 
 const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
@@ -118,28 +122,12 @@ impl Cluster {
     }
 }
 
-/// Polls every 100 ms of (paused) time; returns how long it took.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes() {
     let c = start().await;
     c.create_job("pi", json!({"completions": 3, "parallelism": 2}))
         .await;
-    wait_until("2 pods", Duration::from_secs(5), || async {
+    wait_until("2 pods", Duration::from_secs(5), POLL, || async {
         c.job_pods("pi").await.len() == 2
     })
     .await;
@@ -153,24 +141,29 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
     for p in &pods {
         c.finish(&p.name_any(), 0).await;
     }
-    wait_until("third pod", Duration::from_secs(5), || async {
+    wait_until("third pod", Duration::from_secs(5), POLL, || async {
         c.job_pods("pi").await.len() == 3
     })
     .await;
     // The counted pods lost their finalizer.
-    wait_until("finalizers removed", Duration::from_secs(5), || async {
-        c.job_pods("pi")
-            .await
-            .iter()
-            .filter(|p| p.finalizers().is_empty())
-            .count()
-            == 2
-    })
+    wait_until(
+        "finalizers removed",
+        Duration::from_secs(5),
+        POLL,
+        || async {
+            c.job_pods("pi")
+                .await
+                .iter()
+                .filter(|p| p.finalizers().is_empty())
+                .count()
+                == 2
+        },
+    )
     .await;
     let third = c.unfinished("pi").await;
     assert_eq!(third.len(), 1);
     c.finish(&third[0], 0).await;
-    wait_until("Complete", Duration::from_secs(5), || async {
+    wait_until("Complete", Duration::from_secs(5), POLL, || async {
         c.condition("pi", "Complete").await.is_some()
     })
     .await;
@@ -203,7 +196,7 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
             .all(|p| p.finalizers().is_empty())
     );
     // Events: three creates and the completion.
-    wait_until("events", Duration::from_secs(5), || async {
+    wait_until("events", Duration::from_secs(5), POLL, || async {
         let evs = Api::<Event>::namespaced(c.client.clone(), "default")
             .list(&ListParams::default())
             .await
@@ -223,7 +216,7 @@ async fn a_job_runs_its_completions_counts_through_the_finalizer_and_completes()
         .delete("pi", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_until("pods collected", Duration::from_secs(10), || async {
+    wait_until("pods collected", Duration::from_secs(10), POLL, || async {
         c.job_pods("pi").await.is_empty()
     })
     .await;
@@ -236,7 +229,7 @@ async fn failed_pods_back_off_exponentially_until_the_backoff_limit_fails_the_jo
     c.create_job("flaky", json!({"backoffLimit": 2})).await;
     let mut created = Vec::new();
     for n in 1..=3 {
-        wait_until("a pod", Duration::from_secs(60), || async {
+        wait_until("a pod", Duration::from_secs(60), POLL, || async {
             c.job_pods("flaky").await.len() == n
         })
         .await;
@@ -257,7 +250,7 @@ async fn failed_pods_back_off_exponentially_until_the_backoff_limit_fails_the_jo
         gap2 >= Duration::from_secs(19) && gap2 < Duration::from_secs(21),
         "{gap2:?}"
     );
-    wait_until("Failed", Duration::from_secs(5), || async {
+    wait_until("Failed", Duration::from_secs(5), POLL, || async {
         c.condition("flaky", "Failed").await.is_some()
     })
     .await;
@@ -293,11 +286,11 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         json!({"activeDeadlineSeconds": 30, "ttlSecondsAfterFinished": 5, "parallelism": 2, "completions": 4}),
     )
     .await;
-    wait_until("2 pods", Duration::from_secs(5), || async {
+    wait_until("2 pods", Duration::from_secs(5), POLL, || async {
         c.job_pods("slow").await.len() == 2
     })
     .await;
-    let took = wait_until("FailureTarget", Duration::from_secs(40), || async {
+    let took = wait_until("FailureTarget", Duration::from_secs(40), POLL, || async {
         c.condition("slow", "FailureTarget").await.is_some()
     })
     .await;
@@ -311,7 +304,7 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         ))
     );
     // Unscheduled pods go at once; the Job fails once none is left, then the TTL runs.
-    wait_until("Failed", Duration::from_secs(5), || async {
+    wait_until("Failed", Duration::from_secs(5), POLL, || async {
         c.condition("slow", "Failed").await.is_some()
     })
     .await;
@@ -323,7 +316,7 @@ async fn the_active_deadline_fails_a_running_job_and_ttl_deletes_it() {
         .status
         .expect("status");
     assert_eq!(s.failed, Some(2));
-    let gone = wait_until("TTL deletion", Duration::from_secs(10), || async {
+    let gone = wait_until("TTL deletion", Duration::from_secs(10), POLL, || async {
         c.jobs().get_opt("slow").await.ok().flatten().is_none()
     })
     .await;
@@ -339,7 +332,7 @@ async fn an_indexed_job_completes_every_index_once() {
         json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
     )
     .await;
-    wait_until("3 pods", Duration::from_secs(5), || async {
+    wait_until("3 pods", Duration::from_secs(5), POLL, || async {
         c.job_pods("idx").await.len() == 3
     })
     .await;
@@ -376,23 +369,28 @@ async fn an_indexed_job_completes_every_index_once() {
     c.finish(&by_ix(&pods, "1").expect("1"), 1).await;
     c.finish(&by_ix(&pods, "0").expect("0"), 0).await;
     c.finish(&by_ix(&pods, "2").expect("2"), 0).await;
-    wait_until("completedIndexes 0,2", Duration::from_secs(5), || async {
-        c.jobs()
-            .get_status("idx")
-            .await
-            .ok()
-            .and_then(|j| j.status?.completed_indexes)
-            .as_deref()
-            == Some("0,2")
-    })
+    wait_until(
+        "completedIndexes 0,2",
+        Duration::from_secs(5),
+        POLL,
+        || async {
+            c.jobs()
+                .get_status("idx")
+                .await
+                .ok()
+                .and_then(|j| j.status?.completed_indexes)
+                .as_deref()
+                == Some("0,2")
+        },
+    )
     .await;
-    wait_until("index 1 again", Duration::from_secs(15), || async {
+    wait_until("index 1 again", Duration::from_secs(15), POLL, || async {
         by_ix(&c.job_pods("idx").await, "1").is_some()
     })
     .await;
     let again = by_ix(&c.job_pods("idx").await, "1").expect("1");
     c.finish(&again, 0).await;
-    wait_until("Complete", Duration::from_secs(5), || async {
+    wait_until("Complete", Duration::from_secs(5), POLL, || async {
         c.condition("idx", "Complete").await.is_some()
     })
     .await;
@@ -412,7 +410,7 @@ async fn an_indexed_job_completes_every_index_once() {
 async fn a_suspended_job_runs_nothing_until_resumed() {
     let c = start().await;
     c.create_job("later", json!({"suspend": true})).await;
-    wait_until("Suspended", Duration::from_secs(5), || async {
+    wait_until("Suspended", Duration::from_secs(5), POLL, || async {
         c.condition("later", "Suspended").await.is_some()
     })
     .await;
@@ -433,7 +431,7 @@ async fn a_suspended_job_runs_nothing_until_resumed() {
         )
         .await
         .expect("resume");
-    wait_until("a pod", Duration::from_secs(5), || async {
+    wait_until("a pod", Duration::from_secs(5), POLL, || async {
         c.job_pods("later").await.len() == 1
     })
     .await;
@@ -480,7 +478,7 @@ async fn a_cronjob_runs_a_job_each_minute_and_keeps_its_history() {
         v.sort();
         v
     };
-    let first_at = wait_until("first job", Duration::from_secs(61), || async {
+    let first_at = wait_until("first job", Duration::from_secs(61), POLL, || async {
         job_names().await.len() == 1
     })
     .await;
@@ -505,7 +503,7 @@ async fn a_cronjob_runs_a_job_each_minute_and_keeps_its_history() {
                 .unwrap_or(0)
         }
     };
-    wait_until("active 1", Duration::from_secs(5), || async {
+    wait_until("active 1", Duration::from_secs(5), POLL, || async {
         active().await == 1
     })
     .await;
@@ -516,13 +514,14 @@ async fn a_cronjob_runs_a_job_each_minute_and_keeps_its_history() {
     let pod = c.unfinished(&first).await;
     c.finish(&pod[0], 0).await;
     // The missed activation of the minute runs at once (Forbid held it back).
-    wait_until("second job", Duration::from_secs(5), || async {
+    wait_until("second job", Duration::from_secs(5), POLL, || async {
         job_names().await.iter().any(|n| *n != first)
     })
     .await;
     wait_until(
         "status: first succeeded, second active",
         Duration::from_secs(5),
+        POLL,
         || async {
             let Some(s) = cjs.get_status("tick").await.ok().and_then(|c| c.status) else {
                 return false;
@@ -550,7 +549,7 @@ async fn a_cronjob_runs_a_job_each_minute_and_keeps_its_history() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     c.finish(&pod[0], 0).await;
-    wait_until("history of one", Duration::from_secs(10), || async {
+    wait_until("history of one", Duration::from_secs(10), POLL, || async {
         job_names().await == [second.clone()]
     })
     .await;

@@ -16,10 +16,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
 use podvisor_kit::WallClock;
+use podvisor_testkit::wait_until;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// How often [`wait_until`] polls (paused time).
+const POLL: Duration = Duration::from_millis(250);
 
 const EVICT_KEY: &str = "kubernetes.io/e2e-evict-taint-key";
 const EVICT_VALUE: &str = "evictTaintVal";
@@ -350,25 +354,6 @@ fn toleration(seconds: Option<i64>) -> serde_json::Value {
     json!([t])
 }
 
-/// Polls `f` every 250 ms (of paused time) until it holds; returns the time it took.
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Asserts `f` stays false for `dur`, polling every second.
 async fn never_within<F, Fut>(what: &str, dur: Duration, mut f: F)
 where
@@ -415,7 +400,7 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
 
     // Agent B dies 5 s after its last renewal (at 120 s).
     c.kill_kubelet("node-b");
-    let gone = wait_until("node-b Unknown", Duration::from_secs(80), || async {
+    let gone = wait_until("node-b Unknown", Duration::from_secs(80), POLL, || async {
         ready(&c.node("node-b").await).as_deref() == Some("Unknown")
     })
     .await;
@@ -443,16 +428,21 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
     assert_eq!(ready(&c.node("node-a").await).as_deref(), Some("True"));
 
     // Taints, NoSchedule and (rate limited, first token free) NoExecute.
-    wait_until("unreachable taints", Duration::from_secs(2), || async {
-        let n = c.node("node-b").await;
-        taint_keys(&n, "NoSchedule") == ["node.kubernetes.io/unreachable"]
-            && taint_keys(&n, "NoExecute") == ["node.kubernetes.io/unreachable"]
-    })
+    wait_until(
+        "unreachable taints",
+        Duration::from_secs(2),
+        POLL,
+        || async {
+            let n = c.node("node-b").await;
+            taint_keys(&n, "NoSchedule") == ["node.kubernetes.io/unreachable"]
+                && taint_keys(&n, "NoExecute") == ["node.kubernetes.io/unreachable"]
+        },
+    )
     .await;
     assert!(taint_keys(&c.node("node-a").await, "NoExecute").is_empty());
 
     // The pod: Ready=False, phase unchanged.
-    wait_until("pod Ready=False", Duration::from_secs(6), || async {
+    wait_until("pod Ready=False", Duration::from_secs(6), POLL, || async {
         c.pod("p")
             .await
             .and_then(|p| pod_condition(&p, "Ready"))
@@ -473,7 +463,7 @@ async fn silent_node_goes_unknown_after_the_grace_period_then_its_pods_are_evict
         || async { evicted(&c.pod("p").await) },
     )
     .await;
-    wait_until("pod evicted", Duration::from_secs(15), || async {
+    wait_until("pod evicted", Duration::from_secs(15), POLL, || async {
         evicted(&c.pod("p").await)
     })
     .await;
@@ -501,7 +491,7 @@ async fn a_returning_node_loses_its_taints_and_keeps_its_pods() {
     c.add_node("node-b").await;
     c.pod_on("p", "node-b", json!([])).await;
     c.kill_kubelet("node-b");
-    wait_until("NoExecute taint", Duration::from_secs(80), || async {
+    wait_until("NoExecute taint", Duration::from_secs(80), POLL, || async {
         !taint_keys(&c.node("node-b").await, "NoExecute").is_empty()
     })
     .await;
@@ -531,7 +521,7 @@ async fn a_returning_node_loses_its_taints_and_keeps_its_pods() {
         .await
         .expect("status");
     c.start_kubelet("node-b");
-    wait_until("taints removed", Duration::from_secs(7), || async {
+    wait_until("taints removed", Duration::from_secs(7), POLL, || async {
         let n = c.node("node-b").await;
         taint_keys(&n, "NoExecute").is_empty() && taint_keys(&n, "NoSchedule").is_empty()
     })
@@ -556,19 +546,20 @@ async fn n11_all_nodes_down_means_no_evictions() {
     c.pod_on("pb", "node-b", json!([])).await;
     // B first: with A still Ready, B is tainted.
     c.kill_kubelet("node-b");
-    wait_until("B tainted", Duration::from_secs(80), || async {
+    wait_until("B tainted", Duration::from_secs(80), POLL, || async {
         taint_keys(&c.node("node-b").await, "NoExecute") == ["node.kubernetes.io/unreachable"]
     })
     .await;
     // Then A: every node is down.
     c.kill_kubelet("node-a");
-    wait_until("A Unknown", Duration::from_secs(80), || async {
+    wait_until("A Unknown", Duration::from_secs(80), POLL, || async {
         ready(&c.node("node-a").await).as_deref() == Some("Unknown")
     })
     .await;
     wait_until(
         "B's NoExecute taint removed",
         Duration::from_secs(2),
+        POLL,
         || async { taint_keys(&c.node("node-b").await, "NoExecute").is_empty() },
     )
     .await;
@@ -613,7 +604,7 @@ async fn h1_evicts_pods_from_tainted_nodes() {
     c.add_node("node-a").await;
     c.pod_on("h1", "node-a", json!([])).await;
     c.set_evict_taint("node-a", true).await;
-    let took = wait_until("h1 evicted", Duration::from_secs(65), || async {
+    let took = wait_until("h1 evicted", Duration::from_secs(65), POLL, || async {
         evicted(&c.pod("h1").await)
     })
     .await;
@@ -651,7 +642,7 @@ async fn h3_eventually_evicts_pods_with_finite_tolerations() {
         evicted(&c.pod("h3").await)
     })
     .await;
-    let took = wait_until("h3 evicted", Duration::from_secs(65), || async {
+    let took = wait_until("h3 evicted", Duration::from_secs(65), POLL, || async {
         evicted(&c.pod("h3").await)
     })
     .await;
@@ -696,7 +687,7 @@ async fn h5_only_evicts_pods_without_tolerations() {
     c.pod_on("h5-1", "node-a", json!([])).await;
     c.pod_on("h5-2", "node-a", toleration(None)).await;
     c.set_evict_taint("node-a", true).await;
-    wait_until("h5-1 evicted", Duration::from_secs(65), || async {
+    wait_until("h5-1 evicted", Duration::from_secs(65), POLL, || async {
         evicted(&c.pod("h5-1").await)
     })
     .await;
@@ -715,13 +706,13 @@ async fn h6_evicts_pods_after_their_min_toleration_seconds() {
     c.pod_on("h6-2", "node-a", toleration(Some(25))).await;
     c.set_evict_taint("node-a", true).await;
     let start = Instant::now();
-    wait_until("h6-1 evicted", Duration::from_secs(110), || async {
+    wait_until("h6-1 evicted", Duration::from_secs(110), POLL, || async {
         evicted(&c.pod("h6-1").await)
     })
     .await;
     let first = start.elapsed();
     assert!(!evicted(&c.pod("h6-2").await), "h6-2 evicted with h6-1");
-    wait_until("h6-2 evicted", Duration::from_secs(110), || async {
+    wait_until("h6-2 evicted", Duration::from_secs(110), POLL, || async {
         evicted(&c.pod("h6-2").await)
     })
     .await;
@@ -783,12 +774,17 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
         .create(&PostParams::default(), &rs)
         .await
         .expect("create rs");
-    wait_until("pod bound to node-b", Duration::from_secs(10), || async {
-        app_pods(&c, "web")
-            .await
-            .iter()
-            .any(|p| node_of(p) == Some("node-b"))
-    })
+    wait_until(
+        "pod bound to node-b",
+        Duration::from_secs(10),
+        POLL,
+        || async {
+            app_pods(&c, "web")
+                .await
+                .iter()
+                .any(|p| node_of(p) == Some("node-b"))
+        },
+    )
     .await;
     let old = app_pods(&c, "web").await.remove(0);
     let old_name = old.metadata.name.clone().expect("name");
@@ -797,9 +793,12 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
 
     c.kill_kubelet("node-b");
     let killed = Instant::now();
-    wait_until("old pod evicted", Duration::from_secs(120), || async {
-        evicted(&c.pod(&old_name).await)
-    })
+    wait_until(
+        "old pod evicted",
+        Duration::from_secs(120),
+        POLL,
+        || async { evicted(&c.pod(&old_name).await) },
+    )
     .await;
     let evicted_after = killed.elapsed();
     // ≤ 10 s since the last renewal + 50 s grace + 5 s period + 20 s toleration.
@@ -807,13 +806,18 @@ async fn n9_replicaset_replaces_an_evicted_pod_at_once_under_a_new_name() {
         evicted_after <= Duration::from_secs(86),
         "{evicted_after:?}"
     );
-    let replaced = wait_until("replacement on node-a", Duration::from_secs(5), || async {
-        app_pods(&c, "web").await.iter().any(|p| {
-            p.metadata.name.as_deref() != Some(&old_name)
-                && node_of(p) == Some("node-a")
-                && p.metadata.deletion_timestamp.is_none()
-        })
-    })
+    let replaced = wait_until(
+        "replacement on node-a",
+        Duration::from_secs(5),
+        POLL,
+        || async {
+            app_pods(&c, "web").await.iter().any(|p| {
+                p.metadata.name.as_deref() != Some(&old_name)
+                    && node_of(p) == Some("node-a")
+                    && p.metadata.deletion_timestamp.is_none()
+            })
+        },
+    )
     .await;
     assert!(
         replaced <= Duration::from_secs(2),
@@ -838,11 +842,16 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         .create(&PostParams::default(), &sts)
         .await
         .expect("create sts");
-    wait_until("db-0 bound to node-b", Duration::from_secs(10), || async {
-        c.pod("db-0")
-            .await
-            .is_some_and(|p| node_of(&p) == Some("node-b"))
-    })
+    wait_until(
+        "db-0 bound to node-b",
+        Duration::from_secs(10),
+        POLL,
+        || async {
+            c.pod("db-0")
+                .await
+                .is_some_and(|p| node_of(&p) == Some("node-b"))
+        },
+    )
     .await;
     c.run_pod("db-0").await;
     let old_uid = c
@@ -882,7 +891,7 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
     }
 
     c.kill_kubelet("node-b");
-    wait_until("db-0 evicted", Duration::from_secs(120), || async {
+    wait_until("db-0 evicted", Duration::from_secs(120), POLL, || async {
         evicted(&c.pod("db-0").await)
     })
     .await;
@@ -899,7 +908,7 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         .await
         .expect("delete node");
     let deleted = Instant::now();
-    wait_until("db-0 recreated", Duration::from_secs(90), || async {
+    wait_until("db-0 recreated", Duration::from_secs(90), POLL, || async {
         c.pod("db-0")
             .await
             .is_some_and(|p| p.metadata.uid != Some(old_uid.clone()))
@@ -911,11 +920,16 @@ async fn n10_statefulset_waits_for_podgc_after_node_delete() {
         (Duration::from_secs(40)..=Duration::from_secs(62)).contains(&took),
         "recreated {took:?} after the node delete"
     );
-    wait_until("new db-0 on node-a", Duration::from_secs(5), || async {
-        c.pod("db-0")
-            .await
-            .is_some_and(|p| node_of(&p) == Some("node-a"))
-    })
+    wait_until(
+        "new db-0 on node-a",
+        Duration::from_secs(5),
+        POLL,
+        || async {
+            c.pod("db-0")
+                .await
+                .is_some_and(|p| node_of(&p) == Some("node-a"))
+        },
+    )
     .await;
     // PodGC wrote Failed + DeletionByPodGC before the (force) DELETE.
     let seen = seen.lock().expect("lock").clone();
@@ -958,9 +972,12 @@ async fn a_node_that_never_posts_status_goes_unknown_after_the_startup_grace() {
         .create(&PostParams::default(), &node)
         .await
         .expect("create");
-    let took = wait_until("conditions Unknown", Duration::from_secs(80), || async {
-        ready(&c.node("silent").await).as_deref() == Some("Unknown")
-    })
+    let took = wait_until(
+        "conditions Unknown",
+        Duration::from_secs(80),
+        POLL,
+        || async { ready(&c.node("silent").await).as_deref() == Some("Unknown") },
+    )
     .await;
     // 60 s from the node's creation, noticed at the next 5 s monitor pass.
     assert!(
@@ -990,7 +1007,7 @@ async fn podgc_force_deletes_terminating_pods_on_out_of_service_nodes() {
     c.add_node("node-b").await;
     c.pod_on("p", "node-b", toleration(None)).await;
     c.kill_kubelet("node-b");
-    wait_until("node-b Unknown", Duration::from_secs(80), || async {
+    wait_until("node-b Unknown", Duration::from_secs(80), POLL, || async {
         ready(&c.node("node-b").await).as_deref() == Some("Unknown")
     })
     .await;
@@ -1021,9 +1038,12 @@ async fn podgc_force_deletes_terminating_pods_on_out_of_service_nodes() {
         .await
         .expect("taint");
     // At once, not at PodGC's next 20 s period.
-    let took = wait_until("pod force-deleted", Duration::from_secs(30), || async {
-        c.pod("p").await.is_none()
-    })
+    let took = wait_until(
+        "pod force-deleted",
+        Duration::from_secs(30),
+        POLL,
+        || async { c.pod("p").await.is_none() },
+    )
     .await;
     assert!(took <= Duration::from_secs(1), "{took:?}");
     c.stop().await;
@@ -1050,21 +1070,29 @@ async fn a_silent_node_is_declared_dead_with_a_new_lease_epoch() {
             (grace, spec.lease_transitions, spec.holder_identity)
         }
     };
-    wait_until("grace period published", Duration::from_secs(6), || async {
-        lease("node-a").await.0.as_deref() == Some("50s")
-            && lease("node-b").await.0.as_deref() == Some("50s")
-    })
+    wait_until(
+        "grace period published",
+        Duration::from_secs(6),
+        POLL,
+        || async {
+            lease("node-a").await.0.as_deref() == Some("50s")
+                && lease("node-b").await.0.as_deref() == Some("50s")
+        },
+    )
     .await;
     c.kill_kubelet("node-b");
-    wait_until("node-b Unknown", Duration::from_secs(80), || async {
+    wait_until("node-b Unknown", Duration::from_secs(80), POLL, || async {
         ready(&c.node("node-b").await).as_deref() == Some("Unknown")
     })
     .await;
-    wait_until("node-b declared dead", Duration::from_secs(6), || async {
-        lease("node-b").await == (Some("50s".into()), Some(1), None)
-    })
+    wait_until(
+        "node-b declared dead",
+        Duration::from_secs(6),
+        POLL,
+        || async { lease("node-b").await == (Some("50s".into()), Some(1), None) },
+    )
     .await;
-    wait_until("NodeFenced event", Duration::from_secs(2), || {
+    wait_until("NodeFenced event", Duration::from_secs(2), POLL, || {
         has_event(
             &c,
             "Node/node-b",
@@ -1107,6 +1135,7 @@ async fn podgc_deletes_the_oldest_terminated_pods_above_the_threshold() {
     wait_until(
         "two terminated pods left",
         Duration::from_secs(30),
+        POLL,
         || async { c.pod("t1").await.is_none() && c.pod("t2").await.is_none() },
     )
     .await;

@@ -50,7 +50,7 @@ async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
     let client = running.client.clone();
 
     let rs_api = Api::<ReplicaSet>::namespaced(client.clone(), "default");
-    let rs: ReplicaSet = serde_json::from_value(json!({
+    let rs = common::create::<ReplicaSet>(&client, json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": "web"},
         "spec": {
@@ -62,11 +62,7 @@ async fn replicaset_scales_replaces_failed_pods_and_is_garbage_collected() {
             }
         }
     }))
-    .expect("replicaset");
-    let rs = rs_api
-        .create(&PostParams::default(), &rs)
-        .await
-        .expect("create rs");
+    .await;
     let rs_uid = rs.metadata.uid.clone().expect("uid");
 
     eventually("2 pods", || async {
@@ -162,7 +158,7 @@ async fn replication_controller_runs_its_replicas_as_a_replica_set_does() {
     let running = common::start().await;
     let client = running.client.clone();
     let rc_api = Api::<ReplicationController>::namespaced(client.clone(), "default");
-    let rc: ReplicationController = serde_json::from_value(json!({
+    let rc = common::create::<ReplicationController>(&client, json!({
         "apiVersion": "v1", "kind": "ReplicationController",
         "metadata": {"name": "web"},
         "spec": {
@@ -173,11 +169,7 @@ async fn replication_controller_runs_its_replicas_as_a_replica_set_does() {
             }
         }
     }))
-    .expect("rc");
-    let rc = rc_api
-        .create(&PostParams::default(), &rc)
-        .await
-        .expect("create rc");
+    .await;
     assert_eq!(
         rc.spec.as_ref().and_then(|s| s.selector.clone()),
         Some([("app".to_string(), "web".to_string())].into())

@@ -8,18 +8,12 @@ use kube::api::{Api, DeleteParams, PostParams};
 use podvisor_controllers::{ControllerConfig, ControllerManager};
 use tokio_util::sync::CancellationToken;
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..200 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
+    podvisor_testkit::wait_some(what, Duration::from_secs(5), f).await
 }
 
 #[tokio::test]

@@ -64,6 +64,20 @@ fn event_reasons(c: &Cluster, pod: &str) -> String {
     out
 }
 
+/// Writes `yaml` to `NAME.yaml` in the cluster's directory and applies it with kubectl 1.33.
+fn apply_133(c: &Cluster, name: &str, yaml: &str) -> std::process::Output {
+    let manifest = c.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&manifest, yaml).expect("write manifest");
+    kubectl_133(c, &["apply", "-f", manifest.to_str().expect("utf8")])
+}
+
+/// [`apply_133`], refused with `message`.
+fn refused_133(c: &Cluster, name: &str, yaml: &str, message: &str) {
+    let out = apply_133(c, name, yaml);
+    assert!(!out.status.success(), "{name} was accepted");
+    assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+}
+
 /// `kubectl patch pod NAME --subresource=resize` with kubectl 1.33.
 fn resize(c: &Cluster, pod: &str, patch: &str) -> std::process::Output {
     kubectl_133(
@@ -79,9 +93,10 @@ fn resize(c: &Cluster, pod: &str, patch: &str) -> std::process::Output {
     )
 }
 
-/// The memory limit of the cgroup process `pid` is in (cgroup v1 memory controller or the
-/// unified hierarchy).
-fn memory_limit_of(pid: i32) -> u64 {
+/// The memory limit of the cgroup process `pid` is in (`levels_up` 0), or of its pod
+/// cgroup (1: the parent of the container's cgroup); cgroup v1 memory controller or the
+/// unified hierarchy.
+fn memory_limit_of(pid: i32, levels_up: usize) -> u64 {
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
     for line in cgroups.lines() {
         let mut parts = line.splitn(3, ':');
@@ -89,6 +104,11 @@ fn memory_limit_of(pid: i32) -> u64 {
         let (Some(ctl), Some(path)) = (ctl, path) else {
             continue;
         };
+        let path = std::path::Path::new(path)
+            .ancestors()
+            .nth(levels_up)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let file = if ctl.split(',').any(|c| c == "memory") {
             format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
         } else if ctl.is_empty() {
@@ -102,46 +122,13 @@ fn memory_limit_of(pid: i32) -> u64 {
             return v;
         }
     }
-    panic!("no memory limit found for pid {pid}:\n{cgroups}")
-}
-
-/// The memory limit of the pod cgroup process `pid` runs in: the parent of its container's
-/// cgroup (cgroup v1 memory controller or the unified hierarchy).
-fn pod_memory_limit_of(pid: i32) -> u64 {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-    for line in cgroups.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctl, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(ctl), Some(path)) = (ctl, path) else {
-            continue;
-        };
-        let parent = std::path::Path::new(path)
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let file = if ctl.split(',').any(|c| c == "memory") {
-            format!("/sys/fs/cgroup/memory{parent}/memory.limit_in_bytes")
-        } else if ctl.is_empty() {
-            format!("/sys/fs/cgroup/unified{parent}/memory.max")
-        } else {
-            continue;
-        };
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && let Ok(v) = text.trim().parse()
-        {
-            return v;
-        }
-    }
-    panic!("no pod memory limit found for pid {pid}:\n{cgroups}")
+    panic!("no memory limit {levels_up} level(s) up found for pid {pid}:\n{cgroups}")
 }
 
 #[test]
 fn recent_pod_features_through_kubectl() {
     let _serial = serial();
-    let dir = tempfile::Builder::new()
-        .prefix("podvisor-e2e")
-        .tempdir()
-        .expect("tempdir");
+    let dir = scratch_dir("podvisor-e2e");
     let c = Cluster::up_with(dir, &["--max-container-restart-period".into(), "2s".into()]);
     let started = Instant::now();
     let scratch = c.dir.path().join("rules");
@@ -157,10 +144,10 @@ fn recent_pod_features_through_kubectl() {
         text(&v.stdout)
     );
     assert!(!text(&v.stderr).contains("WARNING"), "{}", text(&v.stderr));
-    let manifest = c.dir.path().join("recent.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
+    let out = apply_133(
+        &c,
+        "recent",
+        &format!(
             r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -276,9 +263,7 @@ spec:
 "#,
             dir = scratch.display()
         ),
-    )
-    .expect("write manifest");
-    let out = kubectl_133(&c, &["apply", "-f", manifest.to_str().expect("utf8")]);
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // ---- pod generation (KEP-5067): 1 at create, echoed by the status and its conditions
@@ -316,7 +301,7 @@ spec:
         )
     };
     let pid = wait_one_pid(&resize_marker, WAIT);
-    assert_eq!(memory_limit_of(pid), 64 << 20);
+    assert_eq!(memory_limit_of(pid, 0), 64 << 20);
     let out = resize(
         &c,
         "resize",
@@ -331,7 +316,7 @@ spec:
         "96Mi",
     );
     assert_eq!(
-        memory_limit_of(pid),
+        memory_limit_of(pid, 0),
         96 << 20,
         "the cgroup limit changed live"
     );
@@ -492,7 +477,7 @@ spec:
         "96Mi"
     );
     let pid = wait_one_pid(&pod_level_marker, WAIT);
-    assert_eq!(pod_memory_limit_of(pid), 96 << 20, "the pod cgroup's limit");
+    assert_eq!(memory_limit_of(pid, 1), 96 << 20, "the pod cgroup's limit");
     let out = resize(
         &c,
         "pod-level",
@@ -505,7 +490,7 @@ spec:
         "{.status.resources.limits.memory}",
         "128Mi",
     );
-    assert_eq!(pod_memory_limit_of(pid), 128 << 20, "changed live");
+    assert_eq!(memory_limit_of(pid, 1), 128 << 20, "changed live");
     assert_eq!(wait_one_pid(&pod_level_marker, WAIT), pid, "same process");
     assert_eq!(
         field(&c, "pod-level", "{.status.allocatedResources.memory}"),
@@ -515,20 +500,11 @@ spec:
         event_reasons(&c, "pod-level").contains("ResizeCompleted=Pod resize completed: ")
     });
     // pod-level requests below what the containers ask for are refused as upstream does
-    let manifest = c.dir.path().join("pod-level-bad.yaml");
-    std::fs::write(
-        &manifest,
+    refused_133(
+        &c,
+        "pod-level-bad",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: pod-level-bad}\nspec:\n  resources: {requests: {cpu: 500m}}\n  containers:\n  - name: main\n    image: busybox\n    resources: {requests: {cpu: '1'}}\n",
-    )
-    .expect("write manifest");
-    let out = kubectl_133(&c, &["apply", "-f", manifest.to_str().expect("utf8")]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains(
-            "spec.resources.requests[cpu]: Invalid value: \"500m\": must be greater than or equal to aggregate container requests of 1"
-        ),
-        "{}",
-        text(&out.stderr)
+        "spec.resources.requests[cpu]: Invalid value: \"500m\": must be greater than or equal to aggregate container requests of 1",
     );
 
     // ---- stop signals (KEP-4960) and the early warning
@@ -542,19 +518,11 @@ spec:
         )
     });
     assert!(c.pod_exists("sigcgt"), "warned while the pod runs");
-    let manifest = c.dir.path().join("no-os.yaml");
-    std::fs::write(
-        &manifest,
+    refused_133(
+        &c,
+        "no-os",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: no-os}\nspec:\n  containers:\n  - name: main\n    image: busybox\n    lifecycle: {stopSignal: SIGUSR1}\n",
-    )
-    .expect("write manifest");
-    let out = kubectl_133(&c, &["apply", "-f", manifest.to_str().expect("utf8")]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr)
-            .contains("lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`"),
-        "{}",
-        text(&out.stderr)
+        "lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`",
     );
 
     // ---- hostUsers: false is refused visibly

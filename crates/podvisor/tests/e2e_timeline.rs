@@ -65,10 +65,7 @@ fn find(es: &[Value], from: usize, step: &str, detail: Option<(&str, &str)>) -> 
 #[test]
 fn timeline_shows_every_step_in_order_and_outlives_the_pod() {
     let _serial = serial();
-    let dir = tempfile::Builder::new()
-        .prefix("podvisor-e2e")
-        .tempdir()
-        .expect("tempdir");
+    let dir = scratch_dir("podvisor-e2e");
     let c = Cluster::up_with(
         dir,
         &[

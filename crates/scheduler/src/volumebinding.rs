@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt as _;
+use podvisor_kit::reflect::{Cached, reflect};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use podvisor_api::volumes::{
     self as vol, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_LOCAL_STORAGE_ROOT,
@@ -125,29 +125,14 @@ where
     futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok())
 }
 
-async fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>, changed: Arc<Notify>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + k8s_openapi::serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    futures::pin_mut!(stream);
-    loop {
-        match stream.try_next().await {
-            Ok(Some(watcher::Event::Init)) => {}
-            Ok(Some(_)) => changed.notify_one(),
-            Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e, "volume watch error"),
+async fn follow<K: Cached>(api: Api<K>, writer: reflector::store::Writer<K>, changed: Arc<Notify>) {
+    let notify = |event: watcher::Event<K>| {
+        if !matches!(event, watcher::Event::Init) {
+            changed.notify_one()
         }
-    }
+    };
+    let config = watcher::Config::default();
+    reflect(api, config, writer, "volume", tracing::Level::WARN, notify).await
 }
 
 /// What a pod's claims ask of a node, from the pre-filter.

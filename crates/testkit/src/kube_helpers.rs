@@ -26,6 +26,26 @@ where
     }
 }
 
+/// Polls `check` every `every` until it holds; panics naming `what` after `limit` (of tokio
+/// time). Returns how long it took.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, every: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Deletes pod `name` with a grace period of 0 (`kubectl delete --grace-period=0`): the
 /// object goes at once, and the node then stops what is left.
 pub async fn delete_now(pods: &Api<Pod>, name: &str) {

@@ -17,6 +17,6 @@ pub use builders::{
 };
 pub use kube_helpers::{
     api_status, bind_pod, delete_now, eventually, mark_ready, node_ready, object_names, scale,
-    set_label, wait_some,
+    set_label, wait_some, wait_until,
 };
 pub use process::{LIVENESS_PY, assert_success, run_ok};

@@ -17,7 +17,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
+use podvisor_kit::reflect::Cached;
 use kube::{Api, Client};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -69,33 +70,10 @@ fn serial(clock: &WallClock) -> u32 {
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
-fn reflect<K>(
-    api: Api<K>,
-    writer: reflector::store::Writer<K>,
-    changed: Arc<Notify>,
-) -> impl std::future::Future<Output = ()> + Send + 'static
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .boxed();
-    async move {
-        let mut stream = stream;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::debug!(error = %e, "dns: watch error"),
-            }
-        }
-    }
+async fn reflect<K: Cached>(api: Api<K>, writer: reflector::store::Writer<K>, changed: Arc<Notify>) {
+    let notify = |_| changed.notify_one();
+    let config = watcher::Config::default();
+    podvisor_kit::reflect::reflect(api, config, writer, "dns", tracing::Level::DEBUG, notify).await
 }
 
 /// Follows Services, EndpointSlices and Namespaces through `client` and keeps `view` current

@@ -114,12 +114,22 @@ async fn ask_udp(server: SocketAddr, q: &Message) -> (Message, usize) {
 
 async fn ask_tcp(server: SocketAddr, q: &Message) -> Message {
     let mut s = tokio::net::TcpStream::connect(server).await.unwrap();
-    let bytes = q.to_vec().unwrap();
+    s.write_all(&framed(q)).await.unwrap();
+    let n = s.read_u16().await.unwrap();
+    read_message(&mut s, n).await
+}
+
+/// `m` as DNS over TCP sends it: its length (2 bytes), then the message.
+fn framed(m: &Message) -> Vec<u8> {
+    let bytes = m.to_vec().unwrap();
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
-    s.write_all(&framed).await.unwrap();
-    let n = s.read_u16().await.unwrap() as usize;
-    let mut buf = vec![0u8; n];
+    framed
+}
+
+/// Reads the `n` bytes of a message whose length was read.
+async fn read_message(s: &mut tokio::net::TcpStream, n: u16) -> Message {
+    let mut buf = vec![0u8; usize::from(n)];
     s.read_exact(&mut buf).await.unwrap();
     Message::from_vec(&buf).unwrap()
 }
@@ -230,36 +240,33 @@ async fn non_queries_are_not_implemented_and_unsynced_zones_fail() {
     stop.cancel();
 }
 
-#[tokio::test]
-async fn tcp_connections_over_the_cap_are_closed_and_a_freed_slot_serves_again() {
+/// The TCP server on a free port with at most `cap` connections, serving `zone(1)`.
+async fn tcp_server(cap: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
     let handler = Handler::new(
         ZoneView::fixed(zone(1)),
         Arc::new(Forwarder::new(Vec::new(), ForwardLimits::default())),
     );
-    let served = tokio::spawn(serve_tcp(handler, tcp, 2));
+    (addr, tokio::spawn(serve_tcp(handler, tcp, cap)))
+}
+
+#[tokio::test]
+async fn tcp_connections_over_the_cap_are_closed_and_a_freed_slot_serves_again() {
+    let (addr, served) = tcp_server(2).await;
     let q = query("web.shop.svc.cluster.local.", RecordType::A, None);
-    let frame = |m: &Message| {
-        let bytes = m.to_vec().unwrap();
-        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&bytes);
-        framed
-    };
     // Two connections hold both slots; each is answered and stays open for more.
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(&frame(&q)).await.unwrap();
-        let n = s.read_u16().await.unwrap() as usize;
-        let mut buf = vec![0u8; n];
-        s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(Message::from_vec(&buf).unwrap().answers.len(), 1);
+        s.write_all(&framed(&q)).await.unwrap();
+        let n = s.read_u16().await.unwrap();
+        assert_eq!(read_message(&mut s, n).await.answers.len(), 1);
         held.push(s);
     }
     // A third is closed without an answer.
     let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = third.write_all(&frame(&q)).await;
+    let _ = third.write_all(&framed(&q)).await;
     let mut buf = [0u8; 2];
     let read = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
         .await
@@ -270,13 +277,11 @@ async fn tcp_connections_over_the_cap_are_closed_and_a_freed_slot_serves_again()
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let _ = s.write_all(&frame(&q)).await;
+        let _ = s.write_all(&framed(&q)).await;
         if let Ok(Ok(n)) =
             tokio::time::timeout(std::time::Duration::from_secs(1), s.read_u16()).await
         {
-            let mut buf = vec![0u8; n as usize];
-            s.read_exact(&mut buf).await.unwrap();
-            assert_eq!(Message::from_vec(&buf).unwrap().answers.len(), 1);
+            assert_eq!(read_message(&mut s, n).await.answers.len(), 1);
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no slot came free");
@@ -287,13 +292,7 @@ async fn tcp_connections_over_the_cap_are_closed_and_a_freed_slot_serves_again()
 
 #[tokio::test]
 async fn a_tcp_connection_that_sends_garbage_is_closed() {
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let handler = Handler::new(
-        ZoneView::fixed(zone(1)),
-        Arc::new(Forwarder::new(Vec::new(), ForwardLimits::default())),
-    );
-    let served = tokio::spawn(serve_tcp(handler, tcp, 4));
+    let (addr, served) = tcp_server(4).await;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
     let mut buf = [0u8; 2];

@@ -597,20 +597,7 @@ impl PodWorker {
             already_signalled: false,
             killing,
         });
-        tokio::pin!(stop);
-        let mut input = self.input_rx.clone();
-        let shutdown = self.shutdown.clone();
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                _ = stop_requested(&mut input) => {
-                    self.input_changed = true;
-                    break;
-                }
-                _ = shutdown.cancelled() => break,
-                Some(note) = self.notes_rx.recv() => self.apply_note(note).await,
-            }
-        }
+        self.drive_stop(stop).await;
         if self.exited_tx.borrow().contains(id) {
             self.wake_at(Instant::now());
         }
@@ -646,12 +633,24 @@ impl PodWorker {
                 killing,
             })
         }));
-        tokio::pin!(stops);
+        self.drive_stop(stops).await;
+        // the exits the runtime recorded meanwhile
+        while let Ok(note) = self.notes_rx.try_recv() {
+            self.apply_note(note).await;
+        }
+        self.apply_note(super::worker::RuntimeNote::Resync).await;
+    }
+
+    /// Runs `stop` (a stop the worker started itself: a restart kill) to its end, applying
+    /// the runtime notes meanwhile (the stop waits for the exit event); a stop request
+    /// (deletion, drain, the object gone) or the agent's shutdown pre-empts it.
+    async fn drive_stop(&mut self, stop: impl Future) {
+        tokio::pin!(stop);
         let mut input = self.input_rx.clone();
         let shutdown = self.shutdown.clone();
         loop {
             tokio::select! {
-                _ = &mut stops => break,
+                _ = &mut stop => break,
                 _ = stop_requested(&mut input) => {
                     self.input_changed = true;
                     break;
@@ -660,11 +659,6 @@ impl PodWorker {
                 Some(note) = self.notes_rx.recv() => self.apply_note(note).await,
             }
         }
-        // the exits the runtime recorded meanwhile
-        while let Ok(note) = self.notes_rx.try_recv() {
-            self.apply_note(note).await;
-        }
-        self.apply_note(super::worker::RuntimeNote::Resync).await;
     }
 }
 

@@ -41,10 +41,12 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
+use podvisor_kit::reflect::{Cached, reflect};
 use tokio_util::sync::CancellationToken;
+use tracing::Level;
 
 use self::nft::Dataplane;
 
@@ -320,26 +322,12 @@ impl Proxy {
 }
 
 /// Keeps `writer`'s cache of `api` and notifies `changed` on every event.
-async fn follow<K>(
+async fn follow<K: Cached>(
     api: Api<K>,
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
     changed: Arc<Notify>,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    futures::pin_mut!(stream);
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(_) => changed.notify_one(),
-            Err(e) => tracing::debug!(error = %e, "service proxy watch failed; retrying"),
-        }
-    }
+) {
+    let notify = |_| changed.notify_one();
+    reflect(api, config, writer, "service proxy", Level::DEBUG, notify).await
 }

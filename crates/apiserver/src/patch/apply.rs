@@ -410,29 +410,7 @@ impl<'a> Walker<'a> {
                     && !self.atomic_struct()
                     && !(is_empty_obj(o) && is_empty_obj(n)) =>
             {
-                {
-                    if o.is_none() {
-                        out.added.insert(&self.path);
-                    }
-                    if n.is_none() {
-                        out.removed.insert(&self.path);
-                    }
-                }
-                let empty = Map::new();
-                let om = o.and_then(Value::as_object).unwrap_or(&empty);
-                let nm = n.and_then(Value::as_object).unwrap_or(&empty);
-                for (k, nv) in nm {
-                    self.push_field(k);
-                    self.compare(om.get(k), Some(nv), out);
-                    self.pop_field();
-                }
-                for (k, ov) in om {
-                    if !nm.contains_key(k) {
-                        self.push_field(k);
-                        self.compare(Some(ov), None, out);
-                        self.pop_field();
-                    }
-                }
+                self.compare_map(o, n, out);
             }
             (o, n)
                 if arr_or_null(o)
@@ -500,8 +478,13 @@ impl<'a> Walker<'a> {
             }
             return;
         }
-        // Items are compared like map nodes: the item itself is added or removed, and
-        // its fields are compared one by one.
+        // Items are compared like map nodes.
+        self.compare_map(old, new, out);
+    }
+
+    /// Compares a map node (not both absent): the node itself is added or removed, and its
+    /// fields are compared one by one.
+    fn compare_map(&mut self, old: Option<&Value>, new: Option<&Value>, out: &mut Comparison) {
         match (old, new) {
             (None, Some(_)) => out.added.insert(&self.path),
             (Some(_), None) => out.removed.insert(&self.path),

@@ -47,33 +47,15 @@ impl Core {
                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
                     "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
                         "sessionAffinity": "None", "ports": ports}});
-                match self
-                    .create(&SERVICES, Some(NAMESPACE), svc, false, None)
+                self.create_unless_present(&SERVICES, Some(NAMESPACE), svc)
                     .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.reason == "AlreadyExists" => Ok(()),
-                    Err(e) => Err(e),
-                }
             }
-            Some((svc, _)) if svc.pointer("/spec/ports") != Some(&ports) => self
-                .update(
-                    &SERVICES,
-                    Some(NAMESPACE),
-                    NAME,
-                    UpdateMode::Main,
-                    false,
-                    None,
-                    &mut |cur| {
-                        Ok(cur.map(|c| {
-                            let mut c = c.clone();
-                            c["spec"]["ports"] = ports.clone();
-                            c
-                        }))
-                    },
-                )
+            Some((svc, _)) if svc.pointer("/spec/ports") != Some(&ports) => {
+                self.edit(&SERVICES, Some(NAMESPACE), NAME, &|c: &mut Value| {
+                    c["spec"]["ports"] = ports.clone()
+                })
                 .await
-                .map(|_| ()),
+            }
             Some(_) => Ok(()),
         }
     }
@@ -189,6 +171,49 @@ impl Core {
         .await
     }
 
+    /// Creates `obj`; one that exists already (another server was first) is success.
+    async fn create_unless_present(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<(), ApiError> {
+        match self.create(kind, ns, obj, false, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Updates the stored object `name` with what `change` does to it (the server's own
+    /// write: the main resource, no field manager).
+    async fn edit(
+        &self,
+        kind: &ResourceKind,
+        ns: Option<&str>,
+        name: &str,
+        change: &(dyn Fn(&mut Value) + Sync),
+    ) -> Result<(), ApiError> {
+        let mut transform = |cur: Option<&Value>| -> Result<Option<Value>, ApiError> {
+            Ok(cur.map(|c| {
+                let mut c = c.clone();
+                change(&mut c);
+                c
+            }))
+        };
+        self.update(
+            kind,
+            ns,
+            name,
+            UpdateMode::Main,
+            false,
+            None,
+            &mut transform,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Creates `desired` or sets its `fields` (and labels) on the stored object if they differ.
     async fn put_object(
         &self,
@@ -199,45 +224,26 @@ impl Core {
         let name = objects::name_of(&desired).to_string();
         let ns = objects::meta_str(&desired, "namespace").map(str::to_string);
         match self.storage.get(kind, ns.as_deref(), &name).await? {
-            None => match self.create(kind, ns.as_deref(), desired, false, None).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.reason == "AlreadyExists" => Ok(()),
-                Err(e) => Err(e),
-            },
+            None => {
+                self.create_unless_present(kind, ns.as_deref(), desired)
+                    .await
+            }
             Some((cur, _))
                 if fields.iter().all(|f| cur.get(*f) == desired.get(*f))
                     && cur.pointer("/metadata/labels") == desired.pointer("/metadata/labels") =>
             {
                 Ok(())
             }
-            Some(_) => self
-                .update(
-                    kind,
-                    ns.as_deref(),
-                    &name,
-                    UpdateMode::Main,
-                    false,
-                    None,
-                    &mut |cur| {
-                        Ok(cur.map(|c| {
-                            let mut c = c.clone();
-                            for f in fields {
-                                c[*f] = desired.get(*f).cloned().unwrap_or(Value::Null);
-                            }
-                            objects::set_meta(
-                                &mut c,
-                                "labels",
-                                desired
-                                    .pointer("/metadata/labels")
-                                    .cloned()
-                                    .unwrap_or(Value::Null),
-                            );
-                            c
-                        }))
-                    },
-                )
+            Some(_) => {
+                self.edit(kind, ns.as_deref(), &name, &|c: &mut Value| {
+                    for f in fields {
+                        c[*f] = desired.get(*f).cloned().unwrap_or(Value::Null);
+                    }
+                    let labels = desired.pointer("/metadata/labels").cloned();
+                    objects::set_meta(c, "labels", labels.unwrap_or(Value::Null));
+                })
                 .await
-                .map(|_| ()),
+            }
         }
     }
 }

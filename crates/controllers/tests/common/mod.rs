@@ -38,3 +38,19 @@ impl Running {
         self.manager.await.expect("join").expect("manager");
     }
 }
+
+/// Creates `manifest` (the JSON of a namespaced object) in `default`; panics on a refusal.
+pub async fn create<K>(client: &Client, manifest: serde_json::Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::Serialize
+        + k8s_openapi::serde::de::DeserializeOwned,
+{
+    let obj: K = serde_json::from_value(manifest).expect("manifest");
+    kube::Api::namespaced(client.clone(), "default")
+        .create(&kube::api::PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", K::kind(&())))
+}

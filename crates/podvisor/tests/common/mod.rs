@@ -27,6 +27,14 @@ pub fn binary() -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1.
+/// A fresh temporary directory named `prefix…`, removed when dropped.
+pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir")
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -187,10 +195,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `podvisor up` and waits for the node to be Ready.
     pub fn up() -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("podvisor-e2e")
-            .tempdir()
-            .expect("tempdir");
+        let dir = scratch_dir("podvisor-e2e");
         Self::up_in(dir, free_port())
     }
 
@@ -215,10 +220,7 @@ impl Cluster {
 
     /// The same with the API server listening on `listen_ip`:6443.
     pub fn up_in_netns_at(ns: NetNs, listen_ip: &str, node_ip: &str, extra: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("podvisor-e2e")
-            .tempdir()
-            .expect("tempdir");
+        let dir = scratch_dir("podvisor-e2e");
         let mut flags = vec!["--node-ip".to_string(), node_ip.to_string()];
         flags.extend(extra.iter().map(|s| s.to_string()));
         Self::start_at(dir, listen_ip, 6443, Some(ns), flags)

@@ -687,6 +687,12 @@ impl ProcessRuntime {
         Ok(())
     }
 
+    /// The sandbox of container `id`, or `ContainerNotFound`.
+    fn sandbox_of(&self, id: &ContainerId) -> Result<String, RuntimeError> {
+        self.find(id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })
+    }
+
     fn find(&self, id: &ContainerId) -> Option<String> {
         if let Some(s) = lock(&self.inner.index).get(id) {
             return Some(s.clone());
@@ -875,9 +881,7 @@ impl ProcessRuntime {
         id: &ContainerId,
         operation: &'static str,
     ) -> Result<Vec<CgDir>, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let sid = self.sandbox_of(id)?;
         let dir = self.sandbox_dir(&sid);
         let sandbox: SandboxRecord = read_json(&dir.join("sandbox.json"))
             .map_err(|e| os("read sandbox record", e))?
@@ -1131,17 +1135,13 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let sid = self.sandbox_of(id)?;
         self.call(&sid, Request::Start { id: id.0.clone() }).await?;
         self.container_status(id).await
     }
 
     async fn signal(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let sid = self.sandbox_of(id)?;
         match self
             .call(
                 &sid,
@@ -1173,9 +1173,7 @@ impl ContainerRuntime for ProcessRuntime {
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let sid = self.sandbox_of(id)?;
         let req = Request::Exec {
             id: id.0.clone(),
             command: command.to_vec(),
@@ -1260,9 +1258,7 @@ impl ContainerRuntime for ProcessRuntime {
     }
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
+        let sid = self.sandbox_of(id)?;
         let dir = self.sandbox_dir(&sid).join("containers").join(&id.0);
         read_container(&dir, &sid)?
             .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })

@@ -241,19 +241,33 @@ fn resizer(primary: OwnedFd) -> crate::ExecResize {
     })
 }
 
+/// The error of a supervisor (of sandbox `sid`) that did not answer as it should.
+fn unreachable(sid: &str) -> impl Fn(String) -> RuntimeError + Copy + '_ {
+    move |message| RuntimeError::SupervisorUnreachable {
+        id: sid.to_string(),
+        message,
+    }
+}
+
 impl ProcessRuntime {
+    /// A connection of its own to sandbox `sid`'s supervisor (for a stream that outlives
+    /// one request).
+    async fn connect_supervisor(&self, sid: &str) -> Result<UnixStream, RuntimeError> {
+        let timeout = self.inner.config.request_timeout;
+        let sock = self.sandbox_dir(sid).join("sock");
+        tokio::time::timeout(timeout, UnixStream::connect(&sock))
+            .await
+            .map_err(|_| unreachable(sid)("connect timed out".into()))?
+            .map_err(|e| unreachable(sid)(format!("connect: {e}")))
+    }
+
     pub(super) async fn exec_stream_impl(
         &self,
         id: &ContainerId,
         request: ExecStreamRequest,
     ) -> Result<ExecSession, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
-        let unreachable = |message: String| RuntimeError::SupervisorUnreachable {
-            id: sid.clone(),
-            message,
-        };
+        let sid = self.sandbox_of(id)?;
+        let unreachable = unreachable(&sid);
         let (child_fds, stdout, stderr, stdin, resize) = if request.tty {
             let (child, reader, writer, resize) = tty_parts(request.stdin)?;
             if let Some((cols, rows)) = request.size {
@@ -288,11 +302,7 @@ impl ProcessRuntime {
             )
         };
         let timeout = self.inner.config.request_timeout;
-        let sock = self.sandbox_dir(&sid).join("sock");
-        let stream = tokio::time::timeout(timeout, UnixStream::connect(&sock))
-            .await
-            .map_err(|_| unreachable("connect timed out".into()))?
-            .map_err(|e| unreachable(format!("connect: {e}")))?;
+        let stream = self.connect_supervisor(&sid).await?;
         let req = Request::ExecStream {
             id: id.0.clone(),
             command: request.command.clone(),
@@ -321,10 +331,7 @@ impl ProcessRuntime {
         }
         let exit_sid = sid.clone();
         let exit = async move {
-            let unreachable = |message: String| RuntimeError::SupervisorUnreachable {
-                id: exit_sid.clone(),
-                message,
-            };
+            let unreachable = unreachable(&exit_sid);
             let resp = read_response(&mut reader).await.map_err(unreachable)?;
             // Keep the connection open until here: closing it kills the command.
             let _ = reader.get_mut().shutdown().await;
@@ -355,24 +362,15 @@ impl ProcessRuntime {
         &self,
         id: &ContainerId,
     ) -> Result<crate::AttachSession, RuntimeError> {
-        let sid = self
-            .find(id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.clone() })?;
-        let unreachable = |message: String| RuntimeError::SupervisorUnreachable {
-            id: sid.clone(),
-            message,
-        };
+        let sid = self.sandbox_of(id)?;
+        let unreachable = unreachable(&sid);
         let tty = crate::ContainerRuntime::container_status(self, id)
             .await?
             .config
             .stdio
             .tty;
         let timeout = self.inner.config.request_timeout;
-        let sock = self.sandbox_dir(&sid).join("sock");
-        let stream = tokio::time::timeout(timeout, UnixStream::connect(&sock))
-            .await
-            .map_err(|_| unreachable("connect timed out".into()))?
-            .map_err(|e| unreachable(format!("connect: {e}")))?;
+        let stream = self.connect_supervisor(&sid).await?;
         let mut line = serde_json::to_vec(&Request::Attach { id: id.0.clone() })
             .map_err(|e| os("encode request", e))?;
         line.push(b'\n');
