@@ -350,8 +350,9 @@ async fn follow<K: podvisor_kit::reflect::Cached>(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let config = kube::runtime::watcher::Config::default();
-    let on_event = |_| bump();
-    let follow = podvisor_kit::reflect::reflect(api, config, writer, "drain", Level::DEBUG, on_event);
+    let on_event = move |_| bump();
+    let follow =
+        podvisor_kit::reflect::reflect(api, config, writer, "drain", Level::DEBUG, on_event);
     stop.run_until_cancelled(follow).await;
 }
 

@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
@@ -15,7 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -721,7 +720,11 @@ fn dependents_of(ctx: &Ctx, uid: &str) {
     ctx.queue_owned_by(ctx.pods.state(), uid, GcKey::Pod);
     ctx.queue_owned_by(ctx.replicasets.state(), uid, GcKey::ReplicaSet);
     ctx.queue_owned_by(ctx.jobs.state(), uid, GcKey::Job);
-    ctx.queue_owned_by(ctx.controllerrevisions.state(), uid, GcKey::ControllerRevision);
+    ctx.queue_owned_by(
+        ctx.controllerrevisions.state(),
+        uid,
+        GcKey::ControllerRevision,
+    );
     ctx.queue_owned_by(ctx.volumes.claims.state(), uid, GcKey::Claim);
 }
 

@@ -164,7 +164,12 @@ pub(crate) fn controller_owner_ref(
 
 /// An owner reference that is not the controller's (`controller` and `blockOwnerDeletion`
 /// unset).
-pub(crate) fn plain_owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerReference {
+pub(crate) fn plain_owner_ref(
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    uid: &str,
+) -> OwnerReference {
     OwnerReference {
         api_version: api_version.into(),
         kind: kind.into(),

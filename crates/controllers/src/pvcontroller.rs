@@ -149,7 +149,11 @@ pub(crate) fn route_pod(ctx: &Ctx, pod: &Pod, deleted: bool) {
         return;
     };
     if deleted && let Some(uid) = &pod.metadata.uid {
-        ctx.queue_owned_by(ctx.volumes.claims.state(), uid, crate::context::GcKey::Claim);
+        ctx.queue_owned_by(
+            ctx.volumes.claims.state(),
+            uid,
+            crate::context::GcKey::Claim,
+        );
     }
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         if let Some(c) = &v.persistent_volume_claim {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
-use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::discovery;
 use kube::runtime::watcher;
 use kube::{Api, Client};

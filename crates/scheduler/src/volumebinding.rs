@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor_kit::reflect::{Cached, reflect};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -38,6 +37,7 @@ use podvisor_api::volumes::{
     self as vol, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_LOCAL_STORAGE_ROOT,
     ANN_SELECTED_NODE, LOCAL_PATH_PROVISIONER, NodeView,
 };
+use podvisor_kit::reflect::{Cached, reflect};
 use tokio::sync::Notify;
 
 use crate::cache::NodeData;

@@ -28,7 +28,12 @@ where
 
 /// Polls `check` every `every` until it holds; panics naming `what` after `limit` (of tokio
 /// time). Returns how long it took.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, every: Duration, mut check: F) -> Duration
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut check: F,
+) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

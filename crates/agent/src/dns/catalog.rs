@@ -13,13 +13,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use podvisor_kit::reflect::Cached;
 use kube::{Api, Client};
+use podvisor_kit::reflect::Cached;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +69,11 @@ fn serial(clock: &WallClock) -> u32 {
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
-async fn reflect<K: Cached>(api: Api<K>, writer: reflector::store::Writer<K>, changed: Arc<Notify>) {
+async fn reflect<K: Cached>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    changed: Arc<Notify>,
+) {
     let notify = |_| changed.notify_one();
     let config = watcher::Config::default();
     podvisor_kit::reflect::reflect(api, config, writer, "dns", tracing::Level::DEBUG, notify).await

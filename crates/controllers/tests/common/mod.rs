@@ -40,6 +40,7 @@ impl Running {
 }
 
 /// Creates `manifest` (the JSON of a namespaced object) in `default`; panics on a refusal.
+#[allow(dead_code)] // not every suite creates objects from JSON
 pub async fn create<K>(client: &Client, manifest: serde_json::Value) -> K
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>

@@ -242,7 +242,7 @@ fn resizer(primary: OwnedFd) -> crate::ExecResize {
 }
 
 /// The error of a supervisor (of sandbox `sid`) that did not answer as it should.
-fn unreachable(sid: &str) -> impl Fn(String) -> RuntimeError + Copy + '_ {
+fn supervisor_unreachable(sid: &str) -> impl Fn(String) -> RuntimeError + Copy + '_ {
     move |message| RuntimeError::SupervisorUnreachable {
         id: sid.to_string(),
         message,
@@ -257,8 +257,8 @@ impl ProcessRuntime {
         let sock = self.sandbox_dir(sid).join("sock");
         tokio::time::timeout(timeout, UnixStream::connect(&sock))
             .await
-            .map_err(|_| unreachable(sid)("connect timed out".into()))?
-            .map_err(|e| unreachable(sid)(format!("connect: {e}")))
+            .map_err(|_| supervisor_unreachable(sid)("connect timed out".into()))?
+            .map_err(|e| supervisor_unreachable(sid)(format!("connect: {e}")))
     }
 
     pub(super) async fn exec_stream_impl(
@@ -267,7 +267,7 @@ impl ProcessRuntime {
         request: ExecStreamRequest,
     ) -> Result<ExecSession, RuntimeError> {
         let sid = self.sandbox_of(id)?;
-        let unreachable = unreachable(&sid);
+        let unreachable = supervisor_unreachable(&sid);
         let (child_fds, stdout, stderr, stdin, resize) = if request.tty {
             let (child, reader, writer, resize) = tty_parts(request.stdin)?;
             if let Some((cols, rows)) = request.size {
@@ -331,7 +331,7 @@ impl ProcessRuntime {
         }
         let exit_sid = sid.clone();
         let exit = async move {
-            let unreachable = unreachable(&exit_sid);
+            let unreachable = supervisor_unreachable(&exit_sid);
             let resp = read_response(&mut reader).await.map_err(unreachable)?;
             // Keep the connection open until here: closing it kills the command.
             let _ = reader.get_mut().shutdown().await;
@@ -363,7 +363,7 @@ impl ProcessRuntime {
         id: &ContainerId,
     ) -> Result<crate::AttachSession, RuntimeError> {
         let sid = self.sandbox_of(id)?;
-        let unreachable = unreachable(&sid);
+        let unreachable = supervisor_unreachable(&sid);
         let tty = crate::ContainerRuntime::container_status(self, id)
             .await?
             .config
