@@ -342,7 +342,10 @@ fn wait_reason(c: &Cluster, pod: &str, reason: &str) -> String {
 #[test]
 fn images_pull_with_policies_auth_mirrors_and_back_off() {
     let _guard = common::serial();
-    let dir = common::scratch_dir("podvisor-e2e-img");
+    let dir = tempfile::Builder::new()
+        .prefix("podvisor-e2e-img")
+        .tempdir()
+        .expect("tempdir");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work");
     let open = Registry::start(&work, "open", None);

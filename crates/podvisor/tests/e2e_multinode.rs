@@ -51,7 +51,10 @@ impl Drop for MultiNode {
 }
 
 fn start() -> MultiNode {
-    let dir = scratch_dir("podvisor-e2e-multi");
+    let dir = tempfile::Builder::new()
+        .prefix("podvisor-e2e-multi")
+        .tempdir()
+        .expect("tempdir");
     let port = free_port();
     let server_dir = dir.path().join("server");
     let server = steps::start_server(dir.path(), port, &[]);
