@@ -294,9 +294,12 @@
           }
         } catch (e) {
           if (signal.aborted) return;
-          setLive(path, false);
+          // a refusal is no broken connection
+          if (e instanceof ApiError && e.code === 403) liveState.delete(path);
+          else setLive(path, false);
           changed(e);
-          await sleep(2000, signal);
+          // a refusal does not pass by itself: ask again less often
+          await sleep(e instanceof ApiError && (e.code === 403 || e.code === 404) ? 15000 : 2000, signal);
         }
       }
     })();
@@ -481,16 +484,21 @@
       section('removed', 'Removed pods (timelines kept)', boxes.removed),
       section('events', 'Events', boxes.events));
 
-    const render = () => {
+    // each section is rebuilt when its data changed (nodes and namespaces count pods too)
+    const renderers = {
+      nodes: () => renderNodes(nodes, pods),
+      pods: () => renderPods(pods),
+      namespaces: () => renderNamespaces(namespaces, pods),
+      events: () => renderEvents(events),
+    };
+    const uses = { nodes: ['nodes'], pods: ['pods', 'nodes', 'namespaces'], namespaces: ['namespaces'], events: ['events'] };
+    const render = (names) => {
       if (signal.aborted) return;
-      boxes.nodes.replaceChildren(errors.nodes ? errorBox(errors.nodes) : renderNodes(nodes, pods));
-      boxes.pods.replaceChildren(errors.pods ? errorBox(errors.pods) : renderPods(pods));
-      boxes.namespaces.replaceChildren(errors.namespaces ? errorBox(errors.namespaces) : renderNamespaces(namespaces, pods));
-      boxes.events.replaceChildren(errors.events ? errorBox(errors.events) : renderEvents(events));
+      for (const n of names) boxes[n].replaceChildren(errors[n] ? errorBox(errors[n]) : renderers[n]());
     };
     const watcher = (name) => (err) => {
       errors[name] = err;
-      render();
+      render(uses[name]);
     };
     live('/api/v1/nodes', nodes, watcher('nodes'), signal);
     live('/api/v1/pods', pods, watcher('pods'), signal);
@@ -499,8 +507,8 @@
     // ages move on
     (async () => {
       while (!signal.aborted) {
-        await sleep(5000, signal);
-        render();
+        await sleep(10000, signal);
+        render(Object.keys(renderers));
       }
     })();
     // timelines of pods that are gone: a bounded list, every 15 s
@@ -703,7 +711,7 @@
           }
         }
         // a removed pod with a complete timeline changes no more (until pruned)
-        await sleep(gone && tl && tl.removedAt ? 15000 : POD_REFRESH_MS, signal);
+        await sleep(gone && tl && tl.removedAt ? 5000 : POD_REFRESH_MS, signal);
       }
     })();
   }
@@ -800,7 +808,7 @@
           h('td', { class: 'mono' }, c.image || ''),
           h('td', {}, h('span', { class: 's-' + stateName }, stateName), detail ? ' ' + detail : '',
             last ? h('div', { class: 'muted' }, 'Last state: ' + last[0] + ' ' + last[1]) : null),
-          h('td', { class: 's-' + String(!!cs.ready) }, cs.ready ? 'True' : 'False'),
+          h('td', { class: cs.ready ? 's-True' : 's-False' }, cs.ready ? 'True' : 'False'),
           h('td', { class: 'num' }, String(cs.restartCount || 0)),
           h('td', { class: 'mono' }, resourcesText(c, 'requests')),
           h('td', { class: 'mono' }, resourcesText(c, 'limits')),
@@ -845,7 +853,7 @@
   const COLORS = {
     Pending: '#e3a008', Running: '#2e8540', Succeeded: '#3b8fd9', Failed: '#c0392b', Unknown: '#8a949e',
     Waiting: '#e3a008', Terminated: '#8a949e', TerminatedError: '#c0392b',
-    Terminating: '#8e44ad', preStop: '#2471a3',
+    Terminating: '#8e44ad', preStop: '#2471a3', Ready: '#145a32',
     Success: '#1e7b34', Failure: '#c0392b', ProbeUnknown: '#8a949e',
     marker: '#5b2c6f', deadline: '#c0392b', axis: '#8a949e', text: '#1d2329',
   };
@@ -877,7 +885,8 @@
     const several = new Set(es.filter((e) => e.container).map((e) => e.container)).size > 1;
     for (const e of es) {
       if (!MARKS[e.step]) continue;
-      marks.push({ step: e.step, us: e.us, label: MARKS[e.step] + (several && e.container ? ' (' + e.container + ')' : ''), entry: e });
+      const grace = e.step === 'DeleteRequested' && (e.details || {}).grace !== undefined ? ' (' + e.details.grace + 's)' : '';
+      marks.push({ step: e.step, us: e.us, label: MARKS[e.step] + grace + (several && e.container ? ' (' + e.container + ')' : ''), entry: e });
     }
     // the grace deadline: the one the kubelet enforced (SIGKILL time minus how late it
     // was), else the delete request plus the grace period
@@ -913,6 +922,18 @@
       }
     }
     podBars.push({ state: cur.state, start: cur.start, end: stop, open: !removed });
+    // the Ready condition, as a thin bar under the phases
+    let readySince = null;
+    for (const e of es) {
+      if (e.step !== 'ReadyChanged') continue;
+      const ready = (e.details || {}).ready === 'True';
+      if (ready && readySince === null) readySince = e.us;
+      if (!ready && readySince !== null) {
+        podBars.push({ state: 'Ready', start: readySince, end: e.us });
+        readySince = null;
+      }
+    }
+    if (readySince !== null) podBars.push({ state: 'Ready', start: readySince, end: stop, open: !removed });
     const delBars = [];
     if (del) delBars.push({ state: 'Terminating', start: del.us, end: stop, open: !removed });
     lanes.push({ name: 'pod', label: 'pod phase', bars: podBars.filter((b) => b.end >= b.start), ticks: [] });
@@ -1003,9 +1024,12 @@
     for (const m of marks) {
       const px = X0 + (m.us - t0) * scale;
       const width = m.label.length * 6.2 + 8;
-      let row = rowEnds.findIndex((e) => e <= px);
+      // near the right edge the label goes left of its line
+      m.left = px + width > W - 4;
+      const from = m.left ? px - width : px;
+      let row = rowEnds.findIndex((e) => e <= from);
       if (row < 0) { row = rowEnds.length; rowEnds.push(0); }
-      rowEnds[row] = px + width;
+      rowEnds[row] = m.left ? px + 2 : px + width;
       m.row = row;
     }
     const TOP = 30 + rowEnds.length * 14;
@@ -1038,7 +1062,7 @@
       g.append(s('line', { x1: X0, x2: X1, y1: y + LANE - 1, y2: y + LANE - 1, stroke: '#eef0f2' }));
       for (const b of lane.bars) {
         const color = b.state === 'Terminated' && b.error ? COLORS.TerminatedError : COLORS[b.state] || COLORS.Unknown;
-        const thin = b.state === 'preStop';
+        const thin = b.state === 'preStop' || b.state === 'Ready';
         const by = thin ? y + LANE - 8 : y + (LANE - BAR) / 2;
         const rect = s('rect', {
           class: 'bar', x: x(b.start), y: by, width: Math.max(0, (b.end - b.start) * scale).toFixed(3), height: thin ? 5 : BAR,
@@ -1070,14 +1094,16 @@
         class: 'marker', x1: px, x2: px, y1: 22 + m.row * 14 + 3, y2: H - 32, stroke: color, 'stroke-width': 1.2,
         'stroke-dasharray': m.step === 'GraceDeadline' ? '5 3' : '2 2', 'data-step': m.step, 'data-time-us': m.us,
       }, s('title', {}, m.label + ' at ' + relative(model.t0, m.us) + (m.entry.message ? '\n' + m.entry.message : ''))));
-      mg.append(s('text', { x: (+px + 3).toFixed(3), y: 30 + m.row * 14, fill: color }, m.label));
+      mg.append(s('text', {
+        x: (m.left ? +px - 3 : +px + 3).toFixed(3), y: 30 + m.row * 14, fill: color, 'text-anchor': m.left ? 'end' : null,
+      }, m.label));
     }
     svg.append(mg);
     // legend
     const legend = s('g', { class: 'legend' });
     let lx = X0;
     for (const [label, color] of [['Pending / Waiting', COLORS.Pending], ['Running', COLORS.Running], ['Terminated', COLORS.Terminated],
-      ['Terminating', COLORS.Terminating], ['preStop', COLORS.preStop], ['probe Success', COLORS.Success], ['probe Failure', COLORS.Failure]]) {
+      ['Ready', COLORS.Ready], ['Terminating', COLORS.Terminating], ['preStop', COLORS.preStop], ['probe Success', COLORS.Success], ['probe Failure', COLORS.Failure]]) {
       legend.append(s('rect', { x: lx, y: H - 22, width: 10, height: 10, fill: color }));
       legend.append(s('text', { x: lx + 14, y: H - 13, fill: COLORS.axis }, label));
       lx += 24 + label.length * 6.2;

@@ -126,7 +126,7 @@ fn chrome_args(profile: &Path) -> Vec<String> {
         "--safebrowsing-disable-auto-update",
         "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,\
          AutofillServerCommunication,CertificateTransparencyComponentUpdater",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -229,7 +229,7 @@ const svg = document.getElementById('gantt');
 if (!svg) return null;
 const n = (el, a) => Number(el.getAttribute(a));
 return {
-  t0: n(svg, 'data-t0-us'), t1: n(svg, 'data-t1-us'), x0: n(svg, 'data-x0'),
+  version: svg.dataset.timelineVersion, t0: n(svg, 'data-t0-us'), t1: n(svg, 'data-t1-us'), x0: n(svg, 'data-x0'),
   scale: n(svg, 'data-px-per-us'),
   bars: [...svg.querySelectorAll('rect.bar')].map((r) => ({
     lane: r.dataset.lane, state: r.dataset.state, start: n(r, 'data-start-us'), end: n(r, 'data-end-us'),
@@ -409,12 +409,13 @@ async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
     eprintln!("screenshot: {}", shot.display());
 
     // the pod page, opened from the list
-    let link = bounded(
-        "the pod link",
-        b.client.find(Locator::Css("tr[data-pod=\"default/web\"] a")),
+    // the link is clicked in the page: the list is rebuilt whenever the watch delivers
+    b.wait(
+        "the pod's link",
+        "const a = document.querySelector('tr[data-pod=\"default/web\"] a'); \
+         if (!a) return null; a.click(); return true;",
     )
     .await;
-    bounded("open the pod", link.click()).await;
     b.wait(
         "the pod page: Ready, container main Running",
         "return document.body.dataset.page === 'pod' && \
@@ -438,39 +439,57 @@ async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
 
     // delete it while the page is open: the page keeps what is kept
     c.kubectl_ok(&["delete", "pod", "web", "--grace-period=3", "--wait=false"]);
-    b.wait(
-        "Terminating on the pod page",
-        "return document.querySelector('#main .notice') && \
-         document.querySelector('#main .notice').textContent.includes('Terminating') ? true : null;",
-    )
-    .await;
     c.wait_for("pod web gone", Duration::from_secs(60), || {
         !c.pod_exists("web")
     });
-    let mut t = Value::Null;
-    c.wait_for("the Removed step", Duration::from_secs(60), || {
+    // the node's last batch (SIGKILL, the exit) may land after the removal
+    let timeline = || -> Value {
         let out = c.kubectl(&["get", "timeline", "web", "-o", "json"]);
-        t = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let has = |t: &Value, step: &str| {
         t["entries"]
             .as_array()
-            .is_some_and(|es| es.iter().any(|e| e["step"] == "Removed"))
+            .is_some_and(|es| es.iter().any(|e| e["step"] == step))
+    };
+    c.wait_for("the whole stop in the timeline", Duration::from_secs(60), || {
+        let t = timeline();
+        ["Removed", "Killed", "ContainerExited"]
+            .iter()
+            .all(|s| has(&t, s))
     });
+    // the page shows the removed pod's timeline at the version kubectl reads
+    let deadline = Instant::now() + WAIT;
+    let (t, chart) = loop {
+        let chart = b
+            .wait(
+                "the removed pod's timeline",
+                &format!(
+                    "const g = document.getElementById('gantt'); \
+                     if (!(document.body.dataset.podState === 'removed' && document.getElementById('removed-notice') && \
+                     g && g.dataset.removed === 'true')) return null; \
+                     {READ_CHART}"
+                ),
+            )
+            .await;
+        let t = timeline();
+        if t["metadata"]["resourceVersion"] == chart["version"] {
+            break (t, chart);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page shows timeline version {} but kubectl reads {}",
+            chart["version"],
+            t["metadata"]["resourceVersion"]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let rv = t["metadata"]["resourceVersion"]
         .as_str()
         .expect("resourceVersion")
         .to_string();
-    b.wait(
-        "the removed pod's whole timeline",
-        &format!(
-            "const g = document.getElementById('gantt'); \
-             return document.body.dataset.podState === 'removed' && document.getElementById('removed-notice') && \
-             g && g.dataset.removed === 'true' && g.dataset.timelineVersion === '{rv}' ? true : null;"
-        ),
-    )
-    .await;
     let shot = b.screenshot("3-pod-removed").await;
     eprintln!("screenshot: {}", shot.display());
-    let chart = b.wait("the chart", READ_CHART).await;
     check_chart(&t, &chart);
     let gantt = bounded("the chart element", b.client.find(Locator::Id("gantt"))).await;
     let png = bounded("the chart's screenshot", gantt.screenshot()).await;
@@ -548,6 +567,11 @@ async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
         "the refusal",
         "const e = document.querySelector('.login .error'); \
          return document.body.dataset.page === 'login' && e && e.textContent.includes('401') ? true : null;",
+    )
+    .await;
+    bounded(
+        "back to the cluster page",
+        b.client.execute("location.hash = '#/'; return true;", vec![]),
     )
     .await;
     login(b, "ui-nobody-token").await;
