@@ -84,7 +84,10 @@ pub fn serve(method: &Method, path: &str, segs: &[&str], headers: &http::HeaderM
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
@@ -106,9 +109,11 @@ mod tests {
             r.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"
         );
-        assert!(r.headers()[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .is_ok_and(|v| v.contains("script-src 'self'")));
+        assert!(
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .is_ok_and(|v| v.contains("script-src 'self'"))
+        );
         assert_eq!(get("/ui/app.js").status(), StatusCode::OK);
         assert_eq!(get("/ui/app.css").status(), StatusCode::OK);
         assert_eq!(get("/ui/index.html").status(), StatusCode::OK);
@@ -153,7 +158,14 @@ mod tests {
             let text = std::str::from_utf8(a.body)
                 .expect("utf-8")
                 .replace("http://www.w3.org/2000/svg", "");
-            for bad in ["http://", "https://", "//cdn", "<script>", " onclick=", "style=\""] {
+            for bad in [
+                "http://",
+                "https://",
+                "//cdn",
+                "<script>",
+                " onclick=",
+                "style=\"",
+            ] {
                 assert!(!text.contains(bad), "{} contains {bad:?}", a.name);
             }
         }

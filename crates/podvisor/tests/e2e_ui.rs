@@ -165,7 +165,9 @@ impl Browser {
                 return v;
             }
             if Instant::now() > deadline {
-                let shot = self.screenshot(&format!("failed-{}", what.replace(' ', "-"))).await;
+                let shot = self
+                    .screenshot(&format!("failed-{}", what.replace(' ', "-")))
+                    .await;
                 let text = self
                     .client
                     .execute("return document.body.innerText", vec![])
@@ -259,20 +261,22 @@ fn web_view_shows_the_cluster_and_draws_a_pods_timeline() {
     let artefacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e_ui");
     let _ = std::fs::remove_dir_all(&artefacts);
     std::fs::create_dir_all(&artefacts).expect("artefact dir");
-    eprintln!("e2e_ui artefacts (screenshots, downloads): {}", artefacts.display());
+    eprintln!(
+        "e2e_ui artefacts (screenshots, downloads): {}",
+        artefacts.display()
+    );
 
     let c = Cluster::up();
     // `up` prints the ready URL after its node is Ready
     let mut url = String::new();
     c.wait_for("the web view URL", Duration::from_secs(60), || {
-        url = c
-            .up
-            .log_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("# web view: "))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        url =
+            c.up.log_text()
+                .lines()
+                .find_map(|l| l.strip_prefix("# web view: "))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
         !url.is_empty()
     });
     let token = std::fs::read_to_string(c.kubeconfig())
@@ -329,7 +333,10 @@ fn web_view_shows_the_cluster_and_draws_a_pods_timeline() {
         let _ = tokio::time::timeout(COMMAND, b.client.close()).await;
     });
     drop(driver);
-    eprintln!("e2e_ui artefacts (screenshots, downloads): {}", artefacts.display());
+    eprintln!(
+        "e2e_ui artefacts (screenshots, downloads): {}",
+        artefacts.display()
+    );
 }
 
 async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
@@ -452,12 +459,16 @@ async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
             .as_array()
             .is_some_and(|es| es.iter().any(|e| e["step"] == step))
     };
-    c.wait_for("the whole stop in the timeline", Duration::from_secs(60), || {
-        let t = timeline();
-        ["Removed", "Killed", "ContainerExited"]
-            .iter()
-            .all(|s| has(&t, s))
-    });
+    c.wait_for(
+        "the whole stop in the timeline",
+        Duration::from_secs(60),
+        || {
+            let t = timeline();
+            ["Removed", "Killed", "ContainerExited"]
+                .iter()
+                .all(|s| has(&t, s))
+        },
+    );
     // the page shows the removed pod's timeline at the version kubectl reads
     let deadline = Instant::now() + WAIT;
     let (t, chart) = loop {
@@ -550,11 +561,7 @@ async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
     text.push_str("ui-nobody-token,nobody,uid-nobody,\"\"\n");
     std::fs::write(&tokens, text).expect("token file");
     bounded("log out", async {
-        b.client
-            .find(Locator::Id("logout"))
-            .await?
-            .click()
-            .await
+        b.client.find(Locator::Id("logout")).await?.click().await
     })
     .await;
     b.wait(
@@ -571,7 +578,8 @@ async fn run(c: &Cluster, b: &Browser, url: &str, base: &str, token: &str) {
     .await;
     bounded(
         "back to the cluster page",
-        b.client.execute("location.hash = '#/'; return true;", vec![]),
+        b.client
+            .execute("location.hash = '#/'; return true;", vec![]),
     )
     .await;
     login(b, "ui-nobody-token").await;
@@ -652,7 +660,11 @@ fn check_chart(t: &Value, chart: &Value) {
     let removed = find("Removed", None, None);
     let started = find("ContainerStarted", Some("main"), None);
     let exited = find("ContainerExited", Some("main"), Some(("exitCode", "137")));
-    assert_eq!(bar("main", "Running"), (started, exited), "main's Running bar");
+    assert_eq!(
+        bar("main", "Running"),
+        (started, exited),
+        "main's Running bar"
+    );
     assert_eq!(bar("main", "Terminated"), (exited, removed));
     let pre_start = find("PreStopStarted", Some("main"), None);
     let pre_end = find("PreStopFinished", Some("main"), None);
