@@ -59,9 +59,12 @@ impl Servers {
         let read = matches!(*req.method(), Method::GET | Method::HEAD);
         let first = self.current.load(Ordering::SeqCst) % n;
         let mut req = req;
-        for attempt in 0..n {
+        let mut attempt = 0;
+        loop {
             let i = (first + attempt) % n;
-            let spare = (attempt + 1 < n).then(|| copy(&req)).flatten();
+            attempt += 1;
+            // Each server once: no copy for a retry after the last one.
+            let spare = (attempt < n).then(|| copy(&req)).flatten();
             let (name, client) = &self.servers[i];
             let err = match client.send(req).await {
                 Ok(resp) => return Ok(resp),
@@ -86,7 +89,6 @@ impl Servers {
                 _ => return Err(err),
             }
         }
-        unreachable!("the last attempt returns")
     }
 }
 

@@ -2,9 +2,10 @@
 //! 127.0.0.1 ports, two `podvisor server`s on them (the second with a copy of the first's CA,
 //! service-account key and token file), one agent given both server URLs.
 //!
-//! The first server leads the scheduler and the controller manager; a watch through the
-//! second sees a write through the first. Under a load of ConfigMap creates through both
-//! servers the leading one is SIGKILLed: every create that kubectl reported as done is still
+//! The first server takes the scheduler's and the controller manager's leases; a watch
+//! through the second sees a write through the first. Under a load of ConfigMap creates
+//! through both servers the one leading the controller manager (the agent's first URL) is
+//! SIGKILLed: every create that kubectl reported as done is still
 //! there, kubectl goes on working through the other server, its scheduler and controller
 //! manager take over within the lease time (a Deployment scaled just after the kill gets its
 //! pod), and the agent fails over: it renews its node Lease through the other server, its
@@ -23,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `--leader-elect-lease-duration` of the servers (renew deadline 4 s, retry period 1 s).
-const LEASE_SECS: u64 = 6;
+/// `--leader-elect-lease-duration` of the servers (renew deadline 6 s, retry period 1 s).
+const LEASE_SECS: u64 = 8;
 /// The leases the servers' schedulers and controller managers hold.
 const LEASES: [&str; 2] = ["kube-scheduler", "kube-controller-manager"];
 
@@ -83,7 +84,10 @@ impl Etcd {
             assert!(
                 Instant::now() < deadline,
                 "etcd not healthy within 60 s:\n{}",
-                tail(&std::fs::read_to_string(&etcd.logs[0]).unwrap_or_default(), 20)
+                tail(
+                    &std::fs::read_to_string(&etcd.logs[0]).unwrap_or_default(),
+                    20
+                )
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -126,12 +130,12 @@ impl Server {
 }
 
 struct Ha {
+    // Killed once the servers are (they are in `drop`), before the directory goes.
+    etcd: Etcd,
     dir: tempfile::TempDir,
     servers: Vec<Server>,
     agent: Option<Process>,
     marker: String,
-    // Dropped last: the servers need it until they stop.
-    etcd: Etcd,
 }
 
 impl Ha {
@@ -149,7 +153,7 @@ impl Ha {
             "--leader-elect-lease-duration",
             &format!("{LEASE_SECS}s"),
             "--leader-elect-renew-deadline",
-            "4s",
+            "6s",
             "--leader-elect-retry-period",
             "1s",
             "--node-monitor-period",
@@ -233,6 +237,22 @@ impl Ha {
         )
     }
 
+    /// The `renewTime` of node n1's Lease, read through `via`.
+    fn node_lease_renewed(&self, via: &str) -> Option<String> {
+        self.kubectl(
+            via,
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                "n1",
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ],
+        )
+    }
+
     /// Whether `server` holds lease `name` (identities are `<host>-<pid>`).
     fn holds(&self, via: &str, name: &str, server: &str) -> bool {
         let pid = self.server(server).process.pid();
@@ -254,16 +274,13 @@ impl Drop for Ha {
             .into_iter()
             .chain(find_pids(&self.marker))
         {
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         for s in &mut self.servers {
             s.process.signal(15);
         }
         for s in &mut self.servers {
-            if s.process.child.is_some() && s.process.wait_exit(Duration::from_secs(10)).is_none()
-            {
+            if s.process.child.is_some() && s.process.wait_exit(Duration::from_secs(10)).is_none() {
                 s.process.kill9();
             }
         }
@@ -315,9 +332,6 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
             .unwrap_or_else(|e| panic!("copy {f}: {e}"));
     }
     ha.start_server("b");
-    for l in LEASES {
-        assert!(ha.holds("b", l, "a"), "a keeps leading {l}\n{}", ha.logs());
-    }
 
     // A watch through b sees a write through a.
     let mut watch = Command::new("kubectl")
@@ -329,25 +343,40 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
         .spawn()
         .expect("kubectl watch");
     let lines = stdout_lines(&mut watch);
-    // The watch is open once it has seen a first write (made through b itself).
+    // The watch is open once it has seen a write made through b itself.
+    let mut probes = 0;
     ha.wait_for("the watch through b", Duration::from_secs(30), || {
-        let _ = ha.kubectl("b", &["create", "configmap", "probe-b"]);
+        probes += 1;
+        let _ = ha.kubectl("b", &["create", "configmap", &format!("probe-{probes}")]);
         lines
             .recv_timeout(Duration::from_millis(500))
             .ok()
-            .filter(|l| l == "configmap/probe-b")
+            .filter(|l| l.starts_with("configmap/probe-"))
     });
     ha.kubectl("a", &["create", "configmap", "through-a"])
         .expect("create through a");
-    let seen = lines
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_default();
-    assert_eq!(seen, "configmap/through-a", "a watch through b sees a's write");
+    ha.wait_for("a's write in b's watch", Duration::from_secs(30), || {
+        lines
+            .recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l == "configmap/through-a")
+    });
     let _ = watch.kill();
     let _ = watch.wait();
 
-    // The agent, given both servers (a first: it talks to a).
-    let servers = format!("{},{}", ha.server("a").url(), ha.server("b").url());
+    // The server that leads the controller manager (a, unless a load stall cost it its
+    // lease) is the one killed; the agent is given it first, so it talks to it.
+    let lead = ha.wait_for(
+        "a controller manager leader",
+        Duration::from_secs(30),
+        || {
+            ["a", "b"]
+                .into_iter()
+                .find(|s| ha.holds("b", "kube-controller-manager", s))
+        },
+    );
+    let other = if lead == "a" { "b" } else { "a" };
+    let servers = format!("{},{}", ha.server(lead).url(), ha.server(other).url());
     ha.agent = Some(steps::start_agent_at(
         None,
         "n1",
@@ -355,11 +384,16 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
         "127.0.0.2",
         &ha.server("a").dir,
         ha.dir.path(),
-        &["--node-lease-duration-seconds", "10", "--fence-after", "20s"],
+        &[
+            "--node-lease-duration-seconds",
+            "10",
+            "--fence-after",
+            "20s",
+        ],
     ));
     ha.wait_for("n1 Ready", Duration::from_secs(60), || {
         (ha.kubectl(
-            "b",
+            other,
             &[
                 "get",
                 "node",
@@ -374,11 +408,11 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
     let manifest = steps::apps_manifest("Deployment", "web", 1, 2, "", &command);
     let path = ha.dir.path().join("web.yaml");
     std::fs::write(&path, manifest).expect("write");
-    ha.kubectl("a", &["apply", "-f", path.to_str().expect("utf8")])
+    ha.kubectl(lead, &["apply", "-f", path.to_str().expect("utf8")])
         .expect("apply the Deployment");
     let (pod, uid) = ha.wait_for("web's pod Running", Duration::from_secs(60), || {
         let out = ha.kubectl(
-            "b",
+            other,
             &[
                 "get",
                 "pods",
@@ -397,32 +431,33 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
     });
     let pod_pid = wait_one_pid(&ha.marker, Duration::from_secs(30));
 
-    // Load: one kubectl creating many ConfigMaps through a, a loop of creates through b.
+    // Load: one kubectl creating many ConfigMaps through the leader, a loop of single
+    // creates through the other.
     let mut batch = String::new();
     for i in 0..600 {
-        batch += &format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a-{i}}}\n");
+        batch += &format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: lead-{i}}}\n");
     }
     let batch_path = ha.dir.path().join("batch.yaml");
     std::fs::write(&batch_path, batch).expect("write");
-    let mut writer_a = Command::new("kubectl")
+    let mut lead_writer = Command::new("kubectl")
         .args(["create", "-f", batch_path.to_str().expect("utf8")])
-        .env("KUBECONFIG", ha.server("a").kubeconfig())
+        .env("KUBECONFIG", ha.server(lead).kubeconfig())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl create");
-    let a_lines = stdout_lines(&mut writer_a);
-    let stop_b = Arc::new(AtomicBool::new(false));
-    let writer_b = {
-        let stop = stop_b.clone();
-        let kubeconfig = ha.server("b").kubeconfig();
+    let lead_lines = stdout_lines(&mut lead_writer);
+    let stop_other = Arc::new(AtomicBool::new(false));
+    let other_writer = {
+        let stop = stop_other.clone();
+        let kubeconfig = ha.server(other).kubeconfig();
         std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut failed = 0;
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
-                let name = format!("b-{i}");
+                let name = format!("other-{i}");
                 i += 1;
                 let out = kubectl(&kubeconfig, &["create", "configmap", &name]);
                 if out.status.success() {
@@ -435,123 +470,103 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
             (acked, failed)
         })
     };
-    let mut a_acked = Vec::new();
-    ha.wait_for("40 creates through a", Duration::from_secs(60), || {
-        a_acked.extend(a_lines.try_iter());
-        (created(&a_acked).len() >= 40).then_some(())
-    });
-    let renewed_before = ha
-        .kubectl(
-            "b",
-            &[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                "n1",
-                "-o",
-                "jsonpath={.spec.renewTime}",
-            ],
-        )
-        .expect("n1's lease");
+    let mut lead_out = Vec::new();
+    ha.wait_for(
+        "40 creates through the leader",
+        Duration::from_secs(60),
+        || {
+            lead_out.extend(lead_lines.try_iter());
+            (created(&lead_out).len() >= 40).then_some(())
+        },
+    );
+    let renewed_before = ha.node_lease_renewed(other).expect("n1's lease");
 
     // Kill the leading server.
-    let a_pid = ha.server("a").process.pid();
+    let lead_pid = ha.server(lead).process.pid();
     let killed = Instant::now();
-    ha.servers[0].process.kill9();
-    assert!(!alive(a_pid));
+    ha.servers
+        .iter_mut()
+        .find(|s| s.name == lead)
+        .expect("leader")
+        .process
+        .kill9();
+    assert!(!alive(lead_pid));
 
-    // kubectl works through b at once; the Deployment is scaled right after the kill.
-    ha.kubectl("b", &["scale", "deployment", "web", "--replicas=2"])
-        .expect("kubectl scale through b right after the kill");
+    // kubectl works through the other server at once; the Deployment is scaled right away.
+    ha.kubectl(other, &["scale", "deployment", "web", "--replicas=2"])
+        .expect("kubectl scale through the other server right after the kill");
     let kubectl_ok = killed.elapsed();
-    // The node Lease as of now: anything newer was renewed through b.
-    let renewed_at_kill = ha
-        .kubectl(
-            "b",
-            &[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                "n1",
-                "-o",
-                "jsonpath={.spec.renewTime}",
-            ],
-        )
-        .expect("n1's lease through b");
-
+    // The node Lease as of now: anything newer was renewed through the other server.
+    let renewed_at_kill = ha.node_lease_renewed(other).expect("n1's lease");
+    let agent_renewed = ha.wait_for(
+        "n1's lease renewed through the other server",
+        Duration::from_secs(40),
+        || {
+            let now = ha.node_lease_renewed(other)?;
+            (now != renewed_at_kill && now != renewed_before).then(|| killed.elapsed())
+        },
+    );
     let mut takeover = Vec::new();
     for l in LEASES {
         ha.wait_for(
-            &format!("b leads {l}"),
+            &format!("{other} leads {l}"),
             Duration::from_secs(LEASE_SECS + 40),
-            || ha.holds("b", l, "b").then_some(()),
+            || ha.holds(other, l, other).then_some(()),
         );
         takeover.push((l, killed.elapsed()));
     }
     ha.wait_for("web at 2 ready replicas", Duration::from_secs(90), || {
         (ha.kubectl(
-            "b",
-            &["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"],
+            other,
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
         )? == "2")
             .then_some(())
     });
     let scaled = killed.elapsed();
-    let agent_renewed = ha.wait_for(
-        "n1's lease renewed through b",
-        Duration::from_secs(40),
-        || {
-            let now = ha.kubectl(
-                "b",
-                &[
-                    "get",
-                    "lease",
-                    "-n",
-                    "kube-node-lease",
-                    "n1",
-                    "-o",
-                    "jsonpath={.spec.renewTime}",
-                ],
-            )?;
-            (now != renewed_at_kill && now != renewed_before).then(|| killed.elapsed())
-        },
-    );
 
     // The load ends; every acknowledged create is there.
-    stop_b.store(true, Ordering::SeqCst);
-    let (b_writes, b_failed) = writer_b.join().expect("writer b");
+    stop_other.store(true, Ordering::SeqCst);
+    let (other_writes, other_failed) = other_writer.join().expect("writer");
     assert!(
-        b_writes.iter().any(|(_, at)| *at > killed),
-        "creates through b go on after the kill"
+        other_writes.iter().any(|(_, at)| *at > killed),
+        "creates through the other server go on after the kill"
     );
-    let b_acked: BTreeSet<String> = b_writes.into_iter().map(|(n, _)| n).collect();
-    let a_out = wait_output(writer_a, Duration::from_secs(60));
-    assert!(!a_out.status.success(), "the creates through a fail once a is gone");
-    a_acked.extend(a_lines.try_iter());
-    let a_acked = created(&a_acked);
+    let other_acked: BTreeSet<String> = other_writes.into_iter().map(|(n, _)| n).collect();
+    let out = wait_output(lead_writer, Duration::from_secs(60));
+    assert!(
+        !out.status.success(),
+        "the creates through the leader fail once it is gone"
+    );
+    lead_out.extend(lead_lines.try_iter());
+    let lead_acked = created(&lead_out);
+    assert!(
+        lead_acked.len() < 600,
+        "the kill came in the middle of the load"
+    );
     let stored: BTreeSet<String> = ha
-        .kubectl("b", &["get", "configmaps", "-o", "name"])
-        .expect("list through b")
+        .kubectl(other, &["get", "configmaps", "-o", "name"])
+        .expect("list through the other server")
         .lines()
         .filter_map(|l| l.strip_prefix("configmap/"))
         .map(str::to_string)
         .collect();
-    let lost: Vec<&String> = a_acked
+    let lost: Vec<&String> = lead_acked
         .iter()
-        .chain(&b_acked)
+        .chain(&other_acked)
         .filter(|n| !stored.contains(*n))
         .collect();
     assert!(lost.is_empty(), "acknowledged creates lost: {lost:?}");
-    assert!(
-        a_acked.len() < 600,
-        "the kill came in the middle of a's load"
-    );
 
     // The agent kept its node and its pod: same pod, same process, never restarted.
     let node_ready = ha
         .kubectl(
-            "b",
+            other,
             &[
                 "get",
                 "node",
@@ -560,11 +575,11 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
                 "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
             ],
         )
-        .expect("node through b");
+        .expect("node through the other server");
     assert_eq!(node_ready, "True", "n1 stays Ready\n{}", ha.logs());
     let same = ha
         .kubectl(
-            "b",
+            other,
             &[
                 "get",
                 "pod",
@@ -577,7 +592,7 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
     assert_eq!(same, format!("{uid} Running 0"), "the first pod runs on");
     assert!(alive(pod_pid), "the first pod's process runs on");
     let pods = ha
-        .kubectl("b", &["get", "pods", "-l", "app=web", "-o", "name"])
+        .kubectl(other, &["get", "pods", "-l", "app=web", "-o", "name"])
         .expect("pods");
     assert_eq!(pods.lines().count(), 2, "exactly the 2 replicas: {pods}");
     let agent_log = ha.agent.as_ref().map(Process::log_text).unwrap_or_default();
@@ -588,22 +603,22 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
     );
 
     println!(
-        "HA fail-over (a SIGKILLed; lease {LEASE_SECS}s, renew deadline 4s, retry 1s): \
-         kubectl through b ok after {:.2}s; {} after {:.2}s, {} after {:.2}s; \
-         Deployment scaled to 2 ready after {:.2}s; agent renewed its Lease through b after \
-         {:.2}s; creates acknowledged: {} through a, {} through b ({} refused), all {} \
-         readable; test {:.1}s",
+        "HA fail-over (server {lead} SIGKILLed; lease {LEASE_SECS}s, renew deadline 6s, retry \
+         1s): kubectl through {other} ok after {:.2}s; agent renewed its Lease through {other} \
+         after {:.2}s; {} led by {other} after {:.2}s, {} after {:.2}s; Deployment scaled to 2 \
+         ready after {:.2}s; creates acknowledged: {} through {lead}, {} through {other} ({} \
+         refused), all {} readable; test {:.1}s",
         kubectl_ok.as_secs_f64(),
+        agent_renewed.as_secs_f64(),
         takeover[0].0,
         takeover[0].1.as_secs_f64(),
         takeover[1].0,
         takeover[1].1.as_secs_f64(),
         scaled.as_secs_f64(),
-        agent_renewed.as_secs_f64(),
-        a_acked.len(),
-        b_acked.len(),
-        b_failed,
-        a_acked.len() + b_acked.len(),
+        lead_acked.len(),
+        other_acked.len(),
+        other_failed,
+        lead_acked.len() + other_acked.len(),
         test_start.elapsed().as_secs_f64()
     );
 }
