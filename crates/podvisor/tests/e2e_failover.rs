@@ -345,6 +345,17 @@ fn h1_h5_no_execute_taint_evicts_only_untolerating_pods_through_the_agent() {
     eprintln!("taint eviction: untolerating pod gone {gone_after:?} after the taint");
 }
 
+/// The parent of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name).
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Counts live copies of a pod (its `sh` carries `marker`) every 100 ms until stopped:
 /// `(samples, samples with two or more copies)`.
 fn sampler(
@@ -354,17 +365,23 @@ fn sampler(
     std::thread::spawn(move || {
         let (mut samples, mut double) = (0, 0);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let live = find_pids(&marker)
-                .into_iter()
+            // A copy is a container's `sh` whose parent is not itself a marked process: the
+            // shell forks for `sleep 1000 &`, and that child is briefly a second marked `sh`
+            // of the same copy until it execs `sleep`.
+            let marked = find_pids(&marker);
+            let live = marked
+                .iter()
                 .filter(|pid| {
                     std::fs::read_to_string(format!("/proc/{pid}/comm"))
                         .is_ok_and(|c| c.trim() == "sh")
+                        && parent_pid(**pid).is_none_or(|ppid| !marked.contains(&ppid))
                 })
                 .count();
             samples += 1;
             if live >= 2 {
                 double += 1;
-                eprintln!("sampler: {live} live copies of db-0");
+                let tree: Vec<_> = marked.iter().map(|p| (*p, parent_pid(*p))).collect();
+                eprintln!("sampler: {live} live copies of db-0 (pid, parent): {tree:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
