@@ -538,12 +538,13 @@ fn leading_server_killed_mid_load_loses_no_write_and_the_other_takes_over() {
         "creates through the other server go on after the kill"
     );
     let other_acked: BTreeSet<String> = other_writes.into_iter().map(|(n, _)| n).collect();
-    let out = wait_output(lead_writer, Duration::from_secs(60));
-    assert!(
-        !out.status.success(),
-        "the creates through the leader fail once it is gone"
-    );
-    lead_out.extend(lead_lines.try_iter());
+    // What kubectl printed as created through the leader is acknowledged; the rest of its
+    // batch fails (slowly, one connection refused after the other): it is stopped.
+    let _ = lead_writer.kill();
+    let _ = lead_writer.wait();
+    while let Ok(line) = lead_lines.recv_timeout(Duration::from_secs(10)) {
+        lead_out.push(line);
+    }
     let lead_acked = created(&lead_out);
     assert!(
         lead_acked.len() < 600,
