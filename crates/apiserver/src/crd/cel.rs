@@ -152,10 +152,52 @@ fn walk_entry(e: &EntryExpr, level: u32, w: &mut Walk) {
     }
 }
 
+/// Operators, separators and brackets a rule may hold: the crate's parser and interpreter
+/// recurse per operator, so longer chains could exhaust even [`STACK`].
+const MAX_OPERATORS: usize = 1000;
+
+/// Stack of the thread rules are compiled and evaluated on: the crate's (ANTLR) parser
+/// takes ~40 KiB of stack per nesting level in a debug build, more than a runtime worker
+/// has. With [`MAX_OPERATORS`] it stays several times under this.
+const STACK: usize = 64 << 20;
+
+/// Runs `f` on a thread with [`STACK`] of stack; None if the thread could not start or
+/// `f` panicked.
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("cel".into())
+            .stack_size(STACK)
+            .spawn_scoped(s, f)
+            .ok()?
+            .join()
+            .ok()
+    })
+}
+
+/// Whether `schema` or a schema under it carries rules.
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_rules),
+        Value::Array(a) => a.iter().any(has_rules),
+        _ => false,
+    }
+}
+
 /// Compiles `rule` (cached): Err is upstream's "compilation failed: …" detail.
 fn compile(rule: &str) -> Result<Arc<Compiled>, String> {
     if let Some(c) = CACHE.lock().ok().and_then(|m| m.get(rule).cloned()) {
         return Ok(c);
+    }
+    if rule
+        .chars()
+        .filter(|c| "+-*/%&|<>=!?:.,([{".contains(*c))
+        .count()
+        > MAX_OPERATORS
+    {
+        return Err(format!(
+            "compilation failed: ERROR: <input>:1:1: expression recursion limit exceeded: more than {MAX_OPERATORS} operators"
+        ));
     }
     let program = catch_unwind(AssertUnwindSafe(|| ENV.compile(rule)))
         .map_err(|_| "compilation failed: the rule could not be parsed".to_string())?
@@ -206,12 +248,34 @@ fn rules(schema: &Value) -> &[Value] {
 
 /// Compiles every rule of a CRD version's schema at `path`: compile errors into `errs`,
 /// rules the crate cannot run into `warnings`.
-pub fn check_rules(
+pub fn check_schema(
     schema: &Value,
     path: &str,
     errs: &mut Vec<FieldError>,
     warnings: &mut Vec<String>,
 ) {
+    if !has_rules(schema) {
+        return;
+    }
+    let done = on_big_stack(|| {
+        let (mut e, mut w) = (Vec::new(), Vec::new());
+        check_rules(schema, path, &mut e, &mut w);
+        (e, w)
+    });
+    match done {
+        Some((e, w)) => {
+            errs.extend(e);
+            warnings.extend(w);
+        }
+        None => errs.push(FieldError::invalid(
+            format!("{path}.x-kubernetes-validations"),
+            "object",
+            "the rules could not be compiled",
+        )),
+    }
+}
+
+fn check_rules(schema: &Value, path: &str, errs: &mut Vec<FieldError>, warnings: &mut Vec<String>) {
     for (i, r) in rules(schema).iter().enumerate() {
         let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
         let at = format!("{path}.x-kubernetes-validations[{i}].rule");
@@ -312,10 +376,30 @@ fn type_of(schema: &Value, v: &Value) -> String {
     }
 }
 
+/// Evaluates the rules of an object's schema against it (`old`: the stored object on
+/// update), within one request's [`BUDGET`].
+pub fn validate_object(schema: &Value, v: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    if !has_rules(schema) {
+        return Vec::new();
+    }
+    on_big_stack(|| {
+        let mut errs = Vec::new();
+        validate(schema, v, old, "", &mut BUDGET.clone(), &mut errs);
+        errs
+    })
+    .unwrap_or_else(|| {
+        vec![FieldError::invalid(
+            "<nil>",
+            "object",
+            "the x-kubernetes-validations rules could not be evaluated",
+        )]
+    })
+}
+
 /// Evaluates the rules of `schema` and of its descendants against `v` (and `old`, the
 /// previous value at the same place on update), appending errors. `budget` is what the
 /// request may still spend; once spent, one error says so and nothing more runs.
-pub fn validate(
+fn validate(
     schema: &Value,
     v: &Value,
     old: Option<&Value>,
@@ -601,6 +685,39 @@ mod tests {
             &mut errs,
         );
         assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn deep_rules_neither_overflow_nor_panic() {
+        let deep = |rule: String| {
+            let s = json!({"type": "object", "x-kubernetes-validations": [{"rule": rule}]});
+            let (mut errs, mut warnings) = (Vec::new(), Vec::new());
+            check_schema(&s, "p", &mut errs, &mut warnings);
+            let run = validate_object(&s, &json!({}), None);
+            (errs.len(), run.len())
+        };
+        // within the limits: compiles and runs
+        assert_eq!(
+            deep(format!("{}1 > 0", "1+".repeat(MAX_OPERATORS - 2))),
+            (0, 0)
+        );
+        // past them: refused, not crashed
+        assert_eq!(
+            deep(format!("{}1 > 0", "1+".repeat(MAX_OPERATORS + 1))),
+            (1, 0)
+        );
+        let (errs, _) = deep(format!("{}true{}", "(".repeat(300), ")".repeat(300)));
+        assert_eq!(errs, 1);
+        // a runtime error is an error, not a panic
+        let s = json!({"type": "object", "x-kubernetes-validations": [{"rule": "1 / 0 == 1"}]});
+        let errs = validate_object(&s, &json!({}), None);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("<nil>: Invalid value: \"object\": "),
+            "{errs:?}"
+        );
     }
 
     #[test]

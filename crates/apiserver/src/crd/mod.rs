@@ -384,7 +384,7 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
             Some(s) => {
                 let at = format!("{path}.schema.openAPIV3Schema");
                 schema::check_structural(s, &at, true, &mut errs);
-                cel::check_rules(s, &at, &mut errs, &mut Vec::new());
+                cel::check_schema(s, &at, &mut errs, &mut Vec::new());
             }
         }
         for (j, c) in ver["additionalPrinterColumns"]
@@ -419,7 +419,7 @@ pub fn cel_warnings(crd: &Value) -> Vec<String> {
     {
         if let Some(s) = ver.pointer("/schema/openAPIV3Schema") {
             let at = format!("spec.versions[{i}].schema.openAPIV3Schema");
-            cel::check_rules(s, &at, &mut Vec::new(), &mut warnings);
+            cel::check_schema(s, &at, &mut Vec::new(), &mut warnings);
         }
     }
     warnings
@@ -627,7 +627,7 @@ pub fn validate_object(kind: &ResourceKind, v: &Value, old: Option<&Value>) -> V
     if let Some(s) = kind.custom.and_then(|c| c.schema.as_ref()) {
         schema::validate(s, v, "", &mut errs);
         if errs.is_empty() {
-            cel::validate(s, v, old, "", &mut cel::BUDGET.clone(), &mut errs);
+            errs = cel::validate_object(s, v, old);
         }
     }
     errs
