@@ -728,14 +728,12 @@ mod tests {
         ]));
         let items: Vec<i64> = (0..20_000).collect();
         let v = json!({"spec": {"items": items}});
-        let started = std::time::Instant::now();
         assert_eq!(
             run(&s, &v, None),
             [
                 r#"spec: Invalid value: "object": validation failed due to running out of cost budget, no further validation rules will be run"#
             ]
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         // the same rule over a short list runs
         let v = json!({"spec": {"items": [1, 2, 3]}});
         assert!(run(&s, &v, None).is_empty());
