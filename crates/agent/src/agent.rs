@@ -70,6 +70,7 @@ pub struct Agent {
     objects: Option<Arc<dyn crate::objects::ObjectSource>>,
     images: Option<Arc<crate::image::ImageManager>>,
     proxy: std::sync::Mutex<Option<crate::proxy::Proxy>>,
+    service_client: Option<Client>,
     log_addr: watch::Sender<Option<SocketAddr>>,
     fence: Arc<Fence>,
 }
@@ -127,6 +128,7 @@ impl Agent {
             objects: None,
             images: None,
             proxy: std::sync::Mutex::new(None),
+            service_client: None,
             log_addr,
         }
     }
@@ -134,6 +136,15 @@ impl Agent {
     /// Runs `proxy` (the node's Service proxy) beside the pods, until the agent stops.
     pub fn with_proxy(self, proxy: crate::proxy::Proxy) -> Agent {
         *self.proxy.lock().unwrap_or_else(|e| e.into_inner()) = Some(proxy);
+        self
+    }
+
+    /// Follows Services, EndpointSlices and Namespaces for the cluster DNS and the drain
+    /// barrier through `client`: the node's Service proxy identity (`system:kube-proxy`),
+    /// as the node's own may not list them (docs/design/0011-proxy-identity.md). Without it
+    /// the node serves no cluster DNS and its pods stop without the drain barrier.
+    pub fn with_service_client(mut self, client: Client) -> Agent {
+        self.service_client = Some(client);
         self
     }
 
@@ -330,11 +341,10 @@ impl Agent {
             network: network.clone(),
             images: self.images.clone(),
             services: service_lister,
-            drain: Some(crate::drain::KubeDrainView::start(
-                &self.client,
-                &mut aux,
-                aux_stop.clone(),
-            )),
+            drain: self
+                .service_client
+                .as_ref()
+                .map(|client| crate::drain::KubeDrainView::start(client, &mut aux, aux_stop.clone())),
             allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
             allocations: Arc::new(crate::pod::resize::Allocations::new()),
         });
@@ -366,14 +376,16 @@ impl Agent {
             if network.as_ref().and_then(|n| n.missing()).is_some() {
                 // The pod network's own warning says what is missing.
                 tracing::info!("no cluster DNS on this node: the pod network is unavailable");
-            } else {
+            } else if let Some(service_client) = &self.service_client {
                 aux.spawn(crate::dns::run_node(
-                    self.client.clone(),
+                    service_client.clone(),
                     node.clone(),
                     std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
                     config.clock.clone(),
                     aux_stop.clone(),
                 ));
+            } else {
+                tracing::warn!("no cluster DNS on this node: it has no Service proxy credential");
             }
         }
         if !adopted.is_empty() {

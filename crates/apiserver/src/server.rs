@@ -387,6 +387,12 @@ impl ApiServer {
         self.inner.tokens.ensure_node_token(node)
     }
 
+    /// The token of node `node`'s Service proxy (user `system:kube-proxy`, bound to the
+    /// `system:node-proxier` ClusterRole), created if missing and persisted in the token file.
+    pub fn ensure_proxy_token(&self, node: &str) -> Result<String, TokenError> {
+        self.inner.tokens.ensure_proxy_token(node)
+    }
+
     /// The CA certificate (PEM) clients should trust.
     pub fn ca_pem(&self) -> String {
         self.inner.tls.ca_pem.clone()
