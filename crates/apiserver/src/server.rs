@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{
     Authenticator, AuthenticatorChain, Authorizer, Decision, RequestAttributes, TokenError,
-    TokenFile, UserInfo,
+    TokenFile, TokenReviewed, UserInfo,
 };
 use crate::error::ApiError;
 use podvisor_kit::WallClock;
@@ -347,6 +347,13 @@ impl ApiServer {
     /// authenticator of the chain accepts it.
     pub async fn authenticate(&self, token: &str) -> Option<UserInfo> {
         self.inner.authenticators.authenticate(token).await
+    }
+
+    /// A TokenReview of `token` for `audiences` (none: the API server's own).
+    pub async fn review_token(&self, token: &str, audiences: &[String]) -> TokenReviewed {
+        let api = self.inner.service_accounts.api_audiences();
+        let audiences = if audiences.is_empty() { api } else { audiences };
+        self.inner.authenticators.review(token, audiences, api).await
     }
 
     /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).

@@ -315,6 +315,23 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         allowed(&c, &proxy, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.uid}"]),
         "kube-proxy/e2e-node"
     );
+    // The admin checks what the node may do with kubectl --as (impersonation).
+    let as_node = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend(["--as=system:node:e2e-node", "--as-group=system:nodes"]);
+        String::from_utf8_lossy(&c.kubectl(&all).stdout).into_owned()
+    };
+    assert_eq!(as_node(&["list", "services", "-A"]), "yes\n");
+    assert_eq!(as_node(&["list", "endpointslices", "-A"]), "no\n");
+    assert_eq!(as_node(&["get", "secret", "used", "-n", "a"]), "yes\n");
+    assert_eq!(as_node(&["get", "secret", "unused", "-n", "a"]), "no\n");
+    forbidden(
+        &c,
+        alice,
+        &["get", "pods", "-n", "a", "--as=system:node:e2e-node"],
+        r#"users "system:node:e2e-node" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#,
+    );
 
     // --- a user with no group beyond system:authenticated ---
     forbidden(

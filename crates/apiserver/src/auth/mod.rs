@@ -39,7 +39,7 @@ mod tokenfile;
 mod user;
 
 pub(crate) use admission::{admit_delete, admit_write};
-pub use authn::{Authenticator, AuthenticatorChain};
+pub use authn::{Authenticator, AuthenticatorChain, TokenReviewed};
 pub use authz::{Authorizer, AuthorizerChain, Decision, PrivilegedGroups, RequestAttributes};
 pub(crate) use epoch::check_node_epoch;
 pub(crate) use impersonation::impersonate;
