@@ -139,10 +139,11 @@ impl Agent {
         self
     }
 
-    /// Follows Services, EndpointSlices and Namespaces for the cluster DNS and the drain
-    /// barrier through `client`: the node's Service proxy identity (`system:kube-proxy`),
-    /// as the node's own may not list them (docs/design/0011-proxy-identity.md). Without it
-    /// the node serves no cluster DNS and its pods stop without the drain barrier.
+    /// Follows Services, EndpointSlices, Namespaces and every Node for the cluster DNS, the
+    /// drain barrier and the routes to other nodes' pods through `client`: the node's
+    /// Service proxy identity (`system:kube-proxy`), as the node's own may not list them
+    /// (docs/design/0011-proxy-identity.md). Without it the node serves no cluster DNS,
+    /// routes to no other node's pods and stops its pods without the drain barrier.
     pub fn with_service_client(mut self, client: Client) -> Agent {
         self.service_client = Some(client);
         self
@@ -368,11 +369,18 @@ impl Agent {
                     net.check(&id, &netns).await;
                 }
             });
-            aux.spawn(crate::network::routes::run(
-                self.client.clone(),
-                node.clone(),
-                aux_stop.clone(),
-            ));
+            // The routes follow every Node: the network side's read, as the proxy's.
+            if let Some(service_client) = &self.service_client {
+                aux.spawn(crate::network::routes::run(
+                    service_client.clone(),
+                    node.clone(),
+                    aux_stop.clone(),
+                ));
+            } else {
+                tracing::warn!(
+                    "no routes to other nodes' pods: this node has no Service proxy credential"
+                );
+            }
             if network.as_ref().and_then(|n| n.missing()).is_some() {
                 // The pod network's own warning says what is missing.
                 tracing::info!("no cluster DNS on this node: the pod network is unavailable");

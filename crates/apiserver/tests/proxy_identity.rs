@@ -60,11 +60,18 @@ async fn a_node_lists_no_endpoint_slices_and_its_proxy_reads_what_it_follows() {
         .unwrap();
     let all = ListParams::default();
 
-    // The node: Services and Nodes, as upstream's NodeRules give every node (the kubelet's
-    // service links, its own registration); EndpointSlices and Namespaces not.
+    // The node: Services, as upstream's NodeRules give every node (the kubelet's service
+    // links), its own Node only (AuthorizeNodeWithSelectors); EndpointSlices and
+    // Namespaces not.
     Api::<Service>::all(node.clone()).list(&all).await.unwrap();
-    Api::<Node>::all(node.clone()).list(&all).await.unwrap();
     let user = "system:node:n1";
+    let refused = Api::<Node>::all(node.clone()).list(&all).await.unwrap_err();
+    assert_eq!(
+        api_status(refused).message,
+        format!(
+            "nodes is forbidden: User \"{user}\" cannot list resource \"nodes\" in API group \"\" at the cluster scope: node 'n1' cannot read all nodes, only its own Node object"
+        )
+    );
     assert_list_forbidden(
         Api::<EndpointSlice>::all(node.clone()).list(&all).await,
         user,

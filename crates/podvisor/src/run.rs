@@ -635,8 +635,9 @@ fn service_proxy(
 
 /// What `agent` says when its token file holds no Service proxy token.
 const NO_PROXY_TOKEN: &str = "the token file holds no Service proxy token (its second line): \
-     Services are not proxied, the drain barrier is off and there is no cluster DNS on this \
-     node; `podvisor token create node NAME` prints both tokens";
+     Services are not proxied, the drain barrier is off and there is no cluster DNS and no \
+     route to other nodes' pods on this node; `podvisor token create node NAME` prints both \
+     tokens";
 
 /// The tokens of a join token file (`podvisor token create node`): the node's (first
 /// line) and its Service proxy's (second line, absent in files of earlier versions);
