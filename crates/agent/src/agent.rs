@@ -345,7 +345,9 @@ impl Agent {
             drain: self
                 .service_client
                 .as_ref()
-                .map(|client| crate::drain::KubeDrainView::start(client, &mut aux, aux_stop.clone())),
+                .map(|client| -> Arc<dyn crate::drain::DrainView> {
+                    crate::drain::KubeDrainView::start(client, &mut aux, aux_stop.clone())
+                }),
             allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
             allocations: Arc::new(crate::pod::resize::Allocations::new()),
         });
