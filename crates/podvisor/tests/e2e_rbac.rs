@@ -274,11 +274,15 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         ],
         r#"nodes "e2e-node" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/control-plane"#,
     );
+    // Another Node: not even read (AuthorizeNodeWithSelectors), so kubectl's label and
+    // patch stop at their read (NodeRestriction's refusal of the write is in admission.rs).
     forbidden(
         &c,
         &node,
         &["label", "node", "other", "x=y"],
-        r#"nodes "other" is forbidden: node "e2e-node" is not allowed to modify node "other""#,
+        &format!(
+            r#"nodes "other" is forbidden: User "{nu}" cannot get resource "nodes" in API group "" at the cluster scope: node 'e2e-node' cannot read 'other', only its own Node object"#
+        ),
     );
     assert_eq!(
         can_i(&c, &node, &["list", "pods", "-A"]),
@@ -320,12 +324,20 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         let mut all = vec!["auth", "can-i"];
         all.extend_from_slice(args);
         all.extend(["--as=system:node:e2e-node", "--as-group=system:nodes"]);
-        String::from_utf8_lossy(&c.kubectl(&all).stdout).into_owned()
+        let out = c.kubectl(&all);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     };
     assert_eq!(as_node(&["list", "services", "-A"]), "yes\n");
     assert_eq!(as_node(&["list", "endpointslices", "-A"]), "no\n");
-    assert_eq!(as_node(&["get", "secret", "used", "-n", "a"]), "yes\n");
-    assert_eq!(as_node(&["get", "secret", "unused", "-n", "a"]), "no\n");
+    assert_eq!(as_node(&["get", "secret/used", "-n", "a"]), "yes\n");
+    assert_eq!(
+        as_node(&["get", "secret/unused", "-n", "a"]),
+        "no - no relationship found between node 'e2e-node' and this object\n"
+    );
     forbidden(
         &c,
         alice,
