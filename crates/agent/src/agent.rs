@@ -322,35 +322,34 @@ impl Agent {
                     .then(|| store.state())
             })
         };
-        let ctx = Arc::new(WorkerCtx {
-            runtime: self.runtime.clone(),
-            api: pod_api,
-            events,
-            hooks,
-            clock: config.clock.clone(),
-            deadlines,
-            objects: self
-                .objects
-                .clone()
-                .unwrap_or_else(|| Arc::new(crate::objects::KubeObjects::new(self.client.clone()))),
-            pods_dir: config.state_dir.join("pods"),
-            node_name: node.clone(),
-            node_ip: config.node_ip.to_string(),
-            allocatable: crate::node::capacity(&config),
-            backoff_initial: config.backoff_initial,
-            backoff_max: config.backoff_max,
-            network: network.clone(),
-            images: self.images.clone(),
-            services: service_lister,
-            drain: self
-                .service_client
-                .as_ref()
-                .map(|client| -> Arc<dyn crate::drain::DrainView> {
-                    crate::drain::KubeDrainView::start(client, &mut aux, aux_stop.clone())
+        let ctx =
+            Arc::new(WorkerCtx {
+                runtime: self.runtime.clone(),
+                api: pod_api,
+                events,
+                hooks,
+                clock: config.clock.clone(),
+                deadlines,
+                objects: self.objects.clone().unwrap_or_else(|| {
+                    Arc::new(crate::objects::KubeObjects::new(self.client.clone()))
                 }),
-            allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
-            allocations: Arc::new(crate::pod::resize::Allocations::new()),
-        });
+                pods_dir: config.state_dir.join("pods"),
+                node_name: node.clone(),
+                node_ip: config.node_ip.to_string(),
+                allocatable: crate::node::capacity(&config),
+                backoff_initial: config.backoff_initial,
+                backoff_max: config.backoff_max,
+                network: network.clone(),
+                images: self.images.clone(),
+                services: service_lister,
+                drain: self.service_client.as_ref().map(
+                    |client| -> Arc<dyn crate::drain::DrainView> {
+                        crate::drain::KubeDrainView::start(client, &mut aux, aux_stop.clone())
+                    },
+                ),
+                allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
+                allocations: Arc::new(crate::pod::resize::Allocations::new()),
+            });
 
         let mut exits = self.runtime.subscribe();
         let mut adopted: HashMap<String, SandboxStatus> = HashMap::new();

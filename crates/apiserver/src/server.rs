@@ -353,7 +353,10 @@ impl ApiServer {
     pub async fn review_token(&self, token: &str, audiences: &[String]) -> TokenReviewed {
         let api = self.inner.service_accounts.api_audiences();
         let audiences = if audiences.is_empty() { api } else { audiences };
-        self.inner.authenticators.review(token, audiences, api).await
+        self.inner
+            .authenticators
+            .review(token, audiences, api)
+            .await
     }
 
     /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).

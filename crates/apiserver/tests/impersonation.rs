@@ -12,10 +12,7 @@ use serde_json::{Value, json};
 fn add_user(srv: &ApiServer, token: &str, user: &str) {
     use std::io::Write as _;
     let path = srv.config().data_dir.join("tokens.csv");
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     writeln!(f, "{token},{user},uid-{user},\"\"").unwrap();
 }
 
@@ -93,7 +90,11 @@ async fn impersonation_is_authorized_part_by_part_as_upstream() {
     .await
     .unwrap_err();
     assert_eq!(
-        (refused.code, refused.reason.as_str(), refused.message.as_str()),
+        (
+            refused.code,
+            refused.reason.as_str(),
+            refused.message.as_str()
+        ),
         (
             403,
             "Forbidden",
@@ -262,7 +263,9 @@ async fn review(
         "POST",
         "/apis/authentication.k8s.io/v1/tokenreviews",
         &[],
-        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec})),
+        Some(
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}),
+        ),
     )
     .await?;
     assert_eq!(r["kind"], "TokenReview");
@@ -328,7 +331,9 @@ async fn token_reviews_name_the_user_of_a_valid_token_for_its_audiences() {
             }
         }
     };
-    let st = review(&admin, &sa_token, &["vault", "other"]).await.unwrap();
+    let st = review(&admin, &sa_token, &["vault", "other"])
+        .await
+        .unwrap();
     assert_eq!(st["authenticated"], true);
     assert_eq!(st["audiences"], json!(["vault"]));
     assert_eq!(

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
-use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_apiserver::testing::memory_server;
+use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_testkit::api_status;
 use serde_json::json;
 
@@ -99,7 +99,10 @@ async fn a_node_lists_no_endpoint_slices_and_its_proxy_reads_what_it_follows() {
         "the proxy sees the kubernetes Service's slice"
     );
     Api::<Node>::all(proxy.clone()).list(&all).await.unwrap();
-    Api::<Namespace>::all(proxy.clone()).list(&all).await.unwrap();
+    Api::<Namespace>::all(proxy.clone())
+        .list(&all)
+        .await
+        .unwrap();
     let proxy_user = "system:kube-proxy";
     assert_list_forbidden(
         Api::<Secret>::all(proxy.clone()).list(&all).await,
@@ -135,7 +138,8 @@ async fn a_restart_retires_the_node_bindings_of_earlier_versions() {
         .unwrap();
     let admin = first.in_process_client(&first.admin_token());
     let bindings: Api<ClusterRoleBinding> = Api::all(admin);
-    let nodes = json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:nodes"});
+    let nodes =
+        json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:nodes"});
     bindings
         .create(
             &PostParams::default(),
@@ -198,7 +202,9 @@ async fn a_restart_retires_the_node_bindings_of_earlier_versions() {
         "discovery.k8s.io",
     );
     assert_list_forbidden(
-        Api::<Namespace>::all(node).list(&ListParams::default()).await,
+        Api::<Namespace>::all(node)
+            .list(&ListParams::default())
+            .await,
         "system:node:n1",
         "namespaces",
         "",

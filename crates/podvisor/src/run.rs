@@ -1043,7 +1043,10 @@ mod tests {
             Some(("n-token".into(), Some("p-token".into())))
         );
         // A file of an earlier version: the node token alone.
-        assert_eq!(join_tokens("  n-token \n\n"), Some(("n-token".into(), None)));
+        assert_eq!(
+            join_tokens("  n-token \n\n"),
+            Some(("n-token".into(), None))
+        );
         assert_eq!(join_tokens(" \n\n"), None);
     }
 

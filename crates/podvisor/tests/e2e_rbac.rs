@@ -316,7 +316,11 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         r#"secrets is forbidden: User "system:kube-proxy" cannot list resource "secrets" in API group "" at the cluster scope"#,
     );
     assert_eq!(
-        allowed(&c, &proxy, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.uid}"]),
+        allowed(
+            &c,
+            &proxy,
+            &["auth", "whoami", "-o", "jsonpath={.status.userInfo.uid}"]
+        ),
         "kube-proxy/e2e-node"
     );
     // The admin checks what the node may do with kubectl --as (impersonation).

@@ -179,7 +179,9 @@ pub(crate) async fn impersonate(
                 }
             }
             Wanted::Group(g) => acting.groups.push(g.clone()),
-            Wanted::Extra { key, value } => extra.entry(key.clone()).or_default().push(value.clone()),
+            Wanted::Extra { key, value } => {
+                extra.entry(key.clone()).or_default().push(value.clone())
+            }
             Wanted::Uid(id) => acting.uid = id.clone(),
         }
     }

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use super::user::{MASTERS_GROUP, NODE_USER_PREFIX, NODES_GROUP, PROXY_UID_PREFIX, PROXY_USER, UserInfo};
+use super::user::{
+    MASTERS_GROUP, NODE_USER_PREFIX, NODES_GROUP, PROXY_UID_PREFIX, PROXY_USER, UserInfo,
+};
 
 /// Errors of the token file.
 #[derive(Debug, thiserror::Error)]
