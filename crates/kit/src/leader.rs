@@ -77,6 +77,22 @@ impl LeaderElectionConfig {
             retry_period: Duration::from_secs(2),
         }
     }
+
+    /// Checks the timings: `retry_period < renew_deadline < lease_duration`, the period
+    /// positive (the leader must stop leading before its lease can expire for others).
+    pub fn validate(&self) -> Result<(), LeaderError> {
+        if self.renew_deadline >= self.lease_duration {
+            return Err(LeaderError::Config(
+                "renew_deadline must be shorter than lease_duration",
+            ));
+        }
+        if self.retry_period.is_zero() || self.retry_period >= self.renew_deadline {
+            return Err(LeaderError::Config(
+                "retry_period must be positive and shorter than renew_deadline",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Errors of the lease API.
@@ -380,16 +396,7 @@ impl<C: LeaseClient> LeaderElector<C> {
         Fut: Future<Output = ()>,
     {
         let cfg = self.config.clone();
-        if cfg.renew_deadline >= cfg.lease_duration {
-            return Err(LeaderError::Config(
-                "renew_deadline must be shorter than lease_duration",
-            ));
-        }
-        if cfg.retry_period.is_zero() || cfg.retry_period >= cfg.renew_deadline {
-            return Err(LeaderError::Config(
-                "retry_period must be positive and shorter than renew_deadline",
-            ));
-        }
+        cfg.validate()?;
         loop {
             // Candidate.
             loop {

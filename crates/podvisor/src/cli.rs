@@ -31,13 +31,17 @@ pub enum Command {
     /// Start the control plane only (API server, scheduler, controllers), on redb or etcd.
     #[command(after_help = "Examples:\n  \
         podvisor server --data-dir /var/lib/podvisor-server\n  \
-        podvisor server --store etcd:http://127.0.0.1:2379 --listen 0.0.0.0:6443")]
+        podvisor server --store etcd:http://127.0.0.1:2379 --listen 0.0.0.0:6443\n  \
+        # HA: more servers on the same etcd, each with a copy of the first one's ca.crt,\n  \
+        # ca.key, sa.key and tokens.csv in its data dir\n  \
+        podvisor server --store etcd:http://10.0.0.9:2379 --data-dir /var/lib/podvisor-2")]
     Server(ServerArgs),
     /// Run a node agent that joins a server.
     #[command(after_help = "Examples:\n  \
         podvisor token create node worker-1 > /tmp/worker-1.token   # prints the CA pin\n  \
         podvisor agent --server https://127.0.0.1:6443 --token-file /tmp/worker-1.token \\\n      \
-        --ca-cert-hash sha256:… --node-name worker-1 --node-ip 127.0.0.2 --data-dir /tmp/worker-1")]
+        --ca-cert-hash sha256:… --node-name worker-1 --node-ip 127.0.0.2 --data-dir /tmp/worker-1\n  \
+        podvisor agent --server https://10.0.0.1:6443,https://10.0.0.2:6443 …   # HA servers")]
     Agent(AgentArgs),
     /// Print the admin kubeconfig of a data dir.
     #[command(after_help = "Example:\n  podvisor kubeconfig > ~/.kube/podvisor.yaml")]
@@ -316,6 +320,30 @@ pub struct ServerArgs {
     pub encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     pub controllers: ControllerArgs,
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+}
+
+/// The leases the schedulers and controller managers of several servers compete for
+/// (upstream's `--leader-elect-*` flags of kube-scheduler and kube-controller-manager).
+#[derive(Debug, Args, Clone)]
+pub struct LeaderElectionArgs {
+    /// How long a standby waits after the leader's last renewal before it takes over: the
+    /// longest the control plane goes without an active scheduler or controller manager
+    /// when a leading server dies.
+    #[arg(long, env = "PODVISOR_LEADER_ELECT_LEASE_DURATION", default_value = "15s",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading (shorter than the
+    /// lease duration).
+    #[arg(long, env = "PODVISOR_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews (shorter than the renew
+    /// deadline).
+    #[arg(long, env = "PODVISOR_LEADER_ELECT_RETRY_PERIOD", default_value = "2s",
+        value_parser = parse_duration, value_name = "DURATION")]
+    pub leader_elect_retry_period: Duration,
 }
 
 /// Node failure handling (the controller manager's flags; upstream names).
@@ -408,9 +436,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct AgentArgs {
     #[command(flatten)]
     pub dirs: DataDirArgs,
-    /// The API server's URL.
-    #[arg(long, env = "PODVISOR_SERVER", value_name = "URL")]
-    pub server: String,
+    /// The API server's URL; several (repeated or comma-separated) for the servers of an
+    /// HA control plane: requests go to one of them and move to the next when it cannot
+    /// be reached.
+    #[arg(
+        long,
+        env = "PODVISOR_SERVER",
+        value_name = "URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub server: Vec<String>,
     /// A file holding this node's bearer token and, on its second line, the token of the
     /// node's Service proxy (`podvisor token create node NAME` prints both).
     #[arg(long, env = "PODVISOR_TOKEN_FILE", value_name = "FILE")]

@@ -12,6 +12,7 @@ mod bench_sim;
 mod bench_store;
 mod cli;
 mod config;
+mod failover;
 mod image_cmd;
 mod kubeconfig;
 mod pod_access;

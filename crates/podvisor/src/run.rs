@@ -265,6 +265,28 @@ fn controller_config(args: &ControllerArgs) -> podvisor_controllers::ControllerC
     config
 }
 
+/// The election of `lease` by this server (`identity`) with the `--leader-elect-*` timings.
+fn election(
+    lease: &str,
+    identity: &str,
+    args: &crate::cli::LeaderElectionArgs,
+) -> anyhow::Result<podvisor_kit::LeaderElectionConfig> {
+    let mut config = podvisor_kit::LeaderElectionConfig::new(lease, identity);
+    config.lease_duration = args.leader_elect_lease_duration;
+    config.renew_deadline = args.leader_elect_renew_deadline;
+    config.retry_period = args.leader_elect_retry_period;
+    config.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "--leader-elect-lease-duration {:?}, --leader-elect-renew-deadline {:?}, \
+             --leader-elect-retry-period {:?}: {e}",
+            config.lease_duration,
+            config.renew_deadline,
+            config.retry_period
+        )
+    })?;
+    Ok(config)
+}
+
 /// Starts the controller manager; with `election`, only while this process holds the
 /// lease (each term runs a fresh manager, cancelled when leadership is lost).
 fn start_controllers(
@@ -682,28 +704,33 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.encryption_provider_config.as_deref(),
         embedded.then_some(data_dir.as_path()),
     )?;
-    let audit = audit_config(&args.serve.audit, None)?;
-    let (server, serving) =
-        start_api_server(store, &data_dir, &args.serve, &args.tls_san, audit).await?;
     // Several servers may share one etcd: one active scheduler and one active controller
     // manager, each chosen by a Lease.
     let identity = format!("{}-{}", host_name(), std::process::id());
+    let scheduler_election = election(
+        podvisor_scheduler::DEFAULT_LEASE_NAME,
+        &identity,
+        &args.leader_election,
+    )?;
+    let controllers_election =
+        election(CONTROLLER_MANAGER_LEASE, &identity, &args.leader_election)?;
+    let audit = audit_config(&args.serve.audit, None)?;
+    let (server, serving) =
+        start_api_server(store, &data_dir, &args.serve, &args.tls_san, audit).await?;
     let admin = server.in_process_client(&server.admin_token());
     let plane = ControlPlane::start(
         serving,
         admin.clone(),
         podvisor_scheduler::SchedulerConfig {
             timeline: scheduler_timeline(&admin, args.serve.timeline),
+            leader_election: Some(scheduler_election),
             ..podvisor_scheduler::SchedulerConfig::with_leader_election(identity.clone())
         },
         podvisor_controllers::ControllerConfig {
             root_ca: Some(server.ca_pem()),
             ..controller_config(&args.controllers)
         },
-        Some(podvisor_kit::LeaderElectionConfig::new(
-            CONTROLLER_MANAGER_LEASE,
-            identity,
-        )),
+        Some(controllers_election),
     );
     ensure_host_runtime_class(server.in_process_client(&server.admin_token())).await;
     info!(
@@ -742,7 +769,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?;
     let (token, proxy_token) = join_tokens(&text)
         .with_context(|| format!("the token file {} is empty", args.token_file.display()))?;
-    let client = remote_client(
+    let client = remote_clients(
         &args.server,
         &token,
         args.ca_file.as_deref(),
@@ -752,7 +779,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     .await?;
     let proxy_client = match &proxy_token {
         Some(t) => Some(
-            remote_client(
+            remote_clients(
                 &args.server,
                 t,
                 args.ca_file.as_deref(),
@@ -798,7 +825,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { agent.run(stop).await })
     };
-    info!(node = %args.node_name, server = %args.server, "agent started");
+    info!(node = %args.node_name, server = %args.server.join(","), "agent started");
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let result = tokio::select! {
@@ -819,16 +846,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A kube client for a remote API server with a bearer token. The server is always
-/// verified, against `--ca-file`, DATA_DIR/ca.crt, or the CA that matches `--ca-cert-hash`;
-/// without any of them this fails before anything is sent.
-async fn remote_client(
-    server: &str,
-    token: &str,
-    ca_file: Option<&Path>,
-    ca_cert_hash: Option<&str>,
-    data_dir: &Path,
-) -> anyhow::Result<kube::Client> {
+/// The `--server` URL `server`, which must be https.
+fn parse_server_url(server: &str) -> anyhow::Result<http::Uri> {
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("--server {server:?} is not a URL"))?;
@@ -837,6 +856,25 @@ async fn remote_client(
             "--server {server:?} must be an https:// URL: the node token is never sent in the clear"
         );
     }
+    Ok(url)
+}
+
+/// A kube client for the remote API servers `servers` (one control plane: several fail
+/// over, see [`crate::failover`]) with a bearer token. Every server is verified, against
+/// `--ca-file`, DATA_DIR/ca.crt, or the CA that matches `--ca-cert-hash` (fetched from the
+/// first server that answers); without any of them this fails before anything is sent.
+async fn remote_clients(
+    servers: &[String],
+    token: &str,
+    ca_file: Option<&Path>,
+    ca_cert_hash: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<kube::Client> {
+    let urls = servers
+        .iter()
+        .map(|s| parse_server_url(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let server = servers.join(",");
     let pin = ca_cert_hash.map(normalize_pin).transpose()?;
     let local = data_dir.join("ca.crt");
     let (pem, source) = match ca_file {
@@ -852,7 +890,7 @@ async fn remote_client(
         ),
         None => match &pin {
             Some(pin) => {
-                let pem = fetch_pinned_ca(&url, pin).await?;
+                let pem = fetch_pinned_ca_any(&urls, pin).await?;
                 std::fs::write(&local, pem.as_bytes())
                     .with_context(|| format!("cannot write {}", local.display()))?;
                 info!(ca = %local.display(), "the server's CA matches --ca-cert-hash; saved");
@@ -877,10 +915,30 @@ async fn remote_client(
             source.display()
         );
     }
-    let mut config = kube::Config::new(url);
-    config.auth_info.token = Some(token.to_string().into());
-    config.root_cert = Some(ders);
-    kube::Client::try_from(config).context("cannot build the API client")
+    let mut clients = Vec::new();
+    for (name, url) in servers.iter().zip(urls) {
+        let mut config = kube::Config::new(url);
+        config.auth_info.token = Some(token.to_string().into());
+        config.root_cert = Some(ders.clone());
+        let client = kube::Client::try_from(config).context("cannot build the API client")?;
+        clients.push((name.clone(), client));
+    }
+    crate::failover::client(clients).context("no --server given")
+}
+
+/// [`fetch_pinned_ca`] from the first of `urls` that answers.
+async fn fetch_pinned_ca_any(urls: &[http::Uri], pin: &str) -> anyhow::Result<String> {
+    let mut last = None;
+    for url in urls {
+        match fetch_pinned_ca(url, pin).await {
+            Ok(pem) => return Ok(pem),
+            Err(e) => {
+                warn!(server = %url, error = %e, "cannot fetch the CA; trying the next server");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no --server given")))
 }
 
 /// `sha256:` + 64 hex digits, lower-cased.
@@ -954,7 +1012,7 @@ async fn fetch_pinned_ca(url: &http::Uri, pin: &str) -> anyhow::Result<String> {
     Ok(pem)
 }
 
-fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn pem_to_der(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let certs = CertificateDer::pem_slice_iter(pem)

@@ -92,8 +92,9 @@ impl Drop for Failover {
             "replicaset,pods",
             &["--request-timeout=5s"],
         );
-        // Live agents drain their pods on SIGTERM (--drain).
+        // Live agents drain their pods on SIGTERM (--drain); a frozen one is woken first.
         for (_, a) in &mut self.agents {
+            a.signal(18);
             a.signal(15);
         }
         for (_, a) in &mut self.agents {
@@ -344,6 +345,17 @@ fn h1_h5_no_execute_taint_evicts_only_untolerating_pods_through_the_agent() {
     eprintln!("taint eviction: untolerating pod gone {gone_after:?} after the taint");
 }
 
+/// The parent of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name).
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Counts live copies of a pod (its `sh` carries `marker`) every 100 ms until stopped:
 /// `(samples, samples with two or more copies)`.
 fn sampler(
@@ -353,17 +365,23 @@ fn sampler(
     std::thread::spawn(move || {
         let (mut samples, mut double) = (0, 0);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let live = find_pids(&marker)
-                .into_iter()
+            // A copy is a container's `sh` whose parent is not itself a marked process: the
+            // shell forks for `sleep 1000 &`, and that child is briefly a second marked `sh`
+            // of the same copy until it execs `sleep`.
+            let marked = find_pids(&marker);
+            let live = marked
+                .iter()
                 .filter(|pid| {
                     std::fs::read_to_string(format!("/proc/{pid}/comm"))
                         .is_ok_and(|c| c.trim() == "sh")
+                        && parent_pid(**pid).is_none_or(|ppid| !marked.contains(&ppid))
                 })
                 .count();
             samples += 1;
             if live >= 2 {
                 double += 1;
-                eprintln!("sampler: {live} live copies of db-0");
+                let tree: Vec<_> = marked.iter().map(|p| (*p, parent_pid(*p))).collect();
+                eprintln!("sampler: {live} live copies of db-0 (pid, parent): {tree:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -516,10 +534,11 @@ fn partitioned_node_fences_itself_and_db_0_never_runs_twice() {
     let new_uid = pod("{.metadata.uid}");
 
     // node-b's old epoch writes nothing: its token without the new epoch is refused.
+    // (the join file's first line; the second is the node's Service proxy's)
     let token = std::fs::read_to_string(c.dir.path().join("node-b.token")).expect("token");
     let out = c.kubectl(&[
         "--token",
-        token.trim(),
+        token.lines().next().unwrap_or_default().trim(),
         "annotate",
         "node",
         "node-b",
@@ -594,4 +613,178 @@ fn partitioned_node_fences_itself_and_db_0_never_runs_twice() {
     assert_eq!(double, 0, "two live copies of db-0 seen");
     assert!(samples > 100, "{samples} samples");
     c.kubectl_ok(&["delete", "statefulset", "db", "--wait=false"]);
+}
+
+/// Issue 21, an agent frozen with SIGSTOP (a paused VM, a stuck process): its pod runs on
+/// under its supervisor while the control plane marks the node Unknown and declares it dead
+/// (epoch 0 → 1); the StatefulSet does not replace `db-0` meanwhile (its object is not gone).
+/// On SIGCONT the agent sees it has not renewed its lease for longer than `--fence-after`
+/// and kills its pod before anything else, takes its lease again under epoch 1, says
+/// `Fenced`, and runs `db-0` afresh. A sampler every 100 ms never sees two live `db-0`.
+#[test]
+fn frozen_agent_fences_its_pods_on_waking_and_rejoins() {
+    let _g = serial();
+    let dir = tempfile::Builder::new()
+        .prefix("podvisor-e2e-frozen")
+        .tempdir()
+        .expect("tempdir");
+    let port = free_port();
+    let server = steps::start_server(
+        dir.path(),
+        port,
+        &[
+            "--node-monitor-period".into(),
+            "1s".into(),
+            "--node-monitor-grace-period".into(),
+            "8s".into(),
+        ],
+    );
+    let mut f = Failover {
+        dir,
+        port,
+        server,
+        agents: Vec::new(),
+        marker: marker("frozen-db"),
+    };
+    f.wait_for("server", Duration::from_secs(30), || {
+        f.kubeconfig().exists().then_some(())
+    });
+    let name = "worker-4";
+    let agent = steps::start_agent_at(
+        None,
+        name,
+        &format!("https://127.0.0.1:{port}"),
+        "127.0.0.4",
+        &f.server_dir(),
+        f.dir.path(),
+        &["--node-lease-duration-seconds", "4", "--fence-after", "4s"],
+    );
+    f.agents.push((name.to_string(), agent));
+    f.wait_node_ready(name);
+    let manifest = steps::apps_manifest(
+        "StatefulSet",
+        "db",
+        1,
+        2,
+        "",
+        &format!(r#"["sh", "-c", "sleep 1000 & wait", "{}"]"#, f.marker),
+    );
+    let path = f.dir.path().join("db.yaml");
+    std::fs::write(&path, manifest).expect("write");
+    podvisor_testkit::assert_success(
+        &kubectl(
+            &f.kubeconfig(),
+            &["apply", "-f", path.to_str().expect("utf8")],
+        ),
+        "kubectl apply",
+    );
+    let pod = |field: &str| {
+        let out = kubectl(
+            &f.kubeconfig(),
+            &["get", "pod", "db-0", "-o", &format!("jsonpath={field}")],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    f.wait_for("db-0 Running", Duration::from_secs(60), || {
+        (pod("{.status.phase}") == "Running").then_some(())
+    });
+    let uid = pod("{.metadata.uid}");
+    let old_pid = wait_one_pid(&f.marker, Duration::from_secs(30));
+    let lease = || {
+        let out = kubectl(
+            &f.kubeconfig(),
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                name,
+                "-o",
+                "jsonpath={.spec.leaseTransitions}|{.spec.holderIdentity}",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ready = || {
+        f.get_json(&["node", name])
+            .and_then(|n| node_condition(&n, "Ready"))
+            .map(|c| c.0)
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampling = sampler(f.marker.clone(), stop.clone());
+
+    // Freeze the agent.
+    let frozen = Instant::now();
+    f.agents[0].1.signal(19);
+    f.wait_for("the node Unknown", Duration::from_secs(60), || {
+        (ready()? == "Unknown").then_some(())
+    });
+    let unknown = frozen.elapsed();
+    f.wait_for(
+        "the node declared dead (epoch 1)",
+        Duration::from_secs(30),
+        || (lease() == "1|").then_some(()),
+    );
+    let declared = frozen.elapsed();
+    // Nothing on the node can act while its agent is frozen: the pod runs on, and the
+    // StatefulSet keeps its db-0 (the object is not gone).
+    assert!(alive(old_pid), "db-0 runs on under its supervisor");
+    assert_eq!(
+        pod("{.metadata.uid}"),
+        uid,
+        "db-0 replaced while its node is frozen"
+    );
+
+    // Wake it: it fences first, then rejoins under epoch 1.
+    let woken = Instant::now();
+    f.agents[0].1.signal(18);
+    let killed = wait_dead(old_pid, Duration::from_secs(20)) - woken;
+    f.wait_for("the node Ready again", Duration::from_secs(60), || {
+        (ready()? == "True").then_some(())
+    });
+    let rejoined = woken.elapsed();
+    assert_eq!(lease(), format!("1|{name}"));
+    f.wait_for("the Fenced event", Duration::from_secs(30), || {
+        let out = kubectl(
+            &f.kubeconfig(),
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=Fenced,involvedObject.kind=Pod",
+                "-o",
+                "jsonpath={.items[*].involvedObject.uid}",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&uid)
+            .then_some(())
+    });
+    // db-0 runs again here, afresh: a new process (of the same object, or of a new one if
+    // the taint manager evicted the old one meanwhile).
+    let new_pid = f.wait_for("db-0 running again", Duration::from_secs(60), || {
+        let pids = find_pids(&f.marker);
+        (pod("{.status.phase}") == "Running" && pids.len() == 1 && pids[0] != old_pid)
+            .then(|| pids[0])
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (samples, double) = sampling.join().expect("sampler");
+    eprintln!(
+        "frozen agent (lease 4 s, fence-after 4 s, grace 8 s): node Unknown {unknown:?} and \
+         declared dead {declared:?} after SIGSTOP; on SIGCONT db-0 killed after {killed:?}, \
+         Ready again after {rejoined:?}, db-0 restarted (pid {old_pid} -> {new_pid}); \
+         sampler: {samples} samples, {double} with two live db-0"
+    );
+    assert!(
+        killed < Duration::from_secs(10),
+        "db-0 killed {killed:?} after waking"
+    );
+    assert_eq!(double, 0, "two live copies of db-0 seen");
+    podvisor_testkit::assert_success(
+        &kubectl(
+            &f.kubeconfig(),
+            &["delete", "statefulset", "db", "--wait=false"],
+        ),
+        "delete the StatefulSet",
+    );
 }
