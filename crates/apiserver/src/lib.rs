@@ -42,6 +42,7 @@ pub mod table;
 pub mod testing;
 pub mod timeline;
 pub mod tls;
+pub mod ui;
 pub(crate) mod warning;
 pub mod watch;
 

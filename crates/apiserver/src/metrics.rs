@@ -49,6 +49,7 @@ const NON_RESOURCE: &[&str] = &[
     "/readyz",
     "/livez",
     "/healthz",
+    "/ui",
 ];
 
 impl RequestMetric {

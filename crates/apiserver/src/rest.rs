@@ -194,6 +194,10 @@ async fn serve(
         [endpoint @ ("readyz" | "livez" | "healthz"), rest @ ..] => {
             return health(&srv, endpoint, rest, parts.uri.query()).await;
         }
+        // The web view's files (no data in them; its data calls are authenticated below).
+        s if crate::ui::is_ui(s) => {
+            return crate::ui::serve(&parts.method, &path, s, &parts.headers);
+        }
         _ => {}
     }
     let token = parts
@@ -416,7 +420,7 @@ fn cached(headers: &http::HeaderMap, body: String, ct: &'static str) -> Response
     cached_bytes(headers, body.into_bytes(), ct)
 }
 
-fn cached_bytes(headers: &http::HeaderMap, body: Vec<u8>, ct: &'static str) -> Response {
+pub(crate) fn cached_bytes(headers: &http::HeaderMap, body: Vec<u8>, ct: &'static str) -> Response {
     let etag = format!("\"{}\"", crate::openapi::hash(&body));
     let matches = headers
         .get(header::IF_NONE_MATCH)

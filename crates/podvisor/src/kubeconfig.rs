@@ -66,6 +66,21 @@ pub fn server_url(listen: std::net::SocketAddr) -> String {
     }
 }
 
+/// The web view's address, logged in with `token`: the token rides in the fragment
+/// (`#token=…`), which a browser never sends to a server, and the page moves it into the
+/// tab's session storage and out of the address bar at once.
+pub fn ui_url(listen: std::net::SocketAddr, token: &str) -> String {
+    let mut fragment = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            fragment.push(char::from(b));
+        } else {
+            fragment.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{}/ui/#token={fragment}", server_url(listen))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +106,19 @@ mod tests {
         assert_eq!(
             server_url("0.0.0.0:6443".parse().expect("addr")),
             "https://127.0.0.1:6443"
+        );
+    }
+
+    #[test]
+    fn the_ui_url_carries_the_token_in_its_fragment() {
+        let listen: std::net::SocketAddr = "0.0.0.0:6443".parse().unwrap();
+        assert_eq!(
+            ui_url(listen, "abc-12_3"),
+            "https://127.0.0.1:6443/ui/#token=abc-12_3"
+        );
+        assert_eq!(
+            ui_url(listen, "a b&c/=é"),
+            "https://127.0.0.1:6443/ui/#token=a%20b%26c%2F%3D%C3%A9"
         );
     }
 }

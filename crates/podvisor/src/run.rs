@@ -493,6 +493,11 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         kubeconfig::server_url(args.serve.listen)
     );
     println!("export KUBECONFIG={}", kubeconfig_path.display());
+    // a shell comment: the line above stays the one to paste
+    println!(
+        "# web view: {}",
+        kubeconfig::ui_url(args.serve.listen, &server.admin_token())
+    );
 
     let s = next_signal(&mut int, &mut term).await;
     if args.keep_pods {
@@ -740,6 +745,10 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     println!(
         "export KUBECONFIG={}",
         data_dir.join(kubeconfig::FILE_NAME).display()
+    );
+    println!(
+        "# web view: {}",
+        kubeconfig::ui_url(args.serve.listen, &server.admin_token())
     );
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;

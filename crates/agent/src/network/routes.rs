@@ -3,17 +3,24 @@
 //! to be on one L2 segment (each InternalIP a direct neighbour); a route the kernel refuses
 //! (gateway not directly reachable) is logged once and retried.
 //!
-//! Every 5 s the agent lists the Nodes and makes its routing table match: one route per
-//! other node with a podCIDR and an InternalIP (`ip route replace <cidr> via <ip>`, marked
-//! with protocol [`ROUTE_PROTO`] so that the agent knows its own routes), and the routes it
-//! made for nodes that are gone or changed are deleted. Routes are added with `ip`
-//! (iproute2).
+//! The agent watches the Nodes and makes its routing table match as soon as the routes it
+//! wants change (a node joins, gets its podCIDR, changes address or goes), and again every
+//! 5 s against drift: one route per other node with a podCIDR and an InternalIP (`ip route
+//! replace <cidr> via <ip>`, marked with protocol [`ROUTE_PROTO`] so that the agent knows
+//! its own routes), and the routes it made for nodes that are gone or changed are deleted.
+//! A joining node's pods are thus reachable from the others within a watch event, not up
+//! to a period later (the Service proxy may send to them as soon as they are ready).
+//! Routes are added with `ip` (iproute2).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::ListParams;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The routing protocol number that marks the routes the agent made.
@@ -21,7 +28,10 @@ pub const ROUTE_PROTO: &str = "77";
 const PERIOD: Duration = Duration::from_secs(5);
 
 /// The routes this node wants: other nodes' podCIDRs → their InternalIP.
-pub fn wanted(own: &str, nodes: &[Node]) -> BTreeMap<String, String> {
+pub fn wanted<'a>(
+    own: &str,
+    nodes: impl IntoIterator<Item = &'a Node>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for n in nodes {
         if n.metadata.name.as_deref() == Some(own) {
@@ -88,26 +98,67 @@ async fn ip(args: &[&str]) -> Result<(), String> {
 
 /// Keeps the routes to the other nodes' pods until `stop`.
 pub async fn run(client: kube::Client, own: String, stop: CancellationToken) {
-    let api: kube::Api<Node> = kube::Api::all(client);
+    let changed = Arc::new(Notify::new());
+    let (nodes, writer) = reflector::store::<Node>();
+    let follow = {
+        let changed = changed.clone();
+        let api: kube::Api<Node> = kube::Api::all(client);
+        async move {
+            let stream = reflector::reflector(
+                writer,
+                watcher(api, watcher::Config::default()).default_backoff(),
+            );
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(_) => changed.notify_one(),
+                    Err(e) => tracing::debug!(error = %e, "watching nodes for pod routes"),
+                }
+            }
+        }
+    };
+    let follow = tokio::spawn(follow);
+    tokio::select! {
+        _ = stop.cancelled() => {
+            follow.abort();
+            return;
+        }
+        _ = nodes.wait_until_ready() => {}
+    }
     let mut warned: HashSet<String> = HashSet::new();
+    let mut last: Option<BTreeMap<String, String>> = None;
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match api.list(&ListParams::default()).await {
-            Ok(list) => {
-                let want = wanted(&own, &list.items);
-                match ours().await {
-                    Ok(have) => apply(&want, &have, &mut warned).await,
-                    Err(e) => {
-                        if warned.insert("ip".into()) {
-                            tracing::warn!("cannot route to other nodes' pods: {e}");
-                        }
+        let want = wanted(&own, nodes.state().iter().map(|n| n.as_ref()));
+        match ours().await {
+            Ok(have) => {
+                if have != want {
+                    apply(&want, &have, &mut warned).await;
+                }
+                last = Some(want);
+            }
+            Err(e) => {
+                if warned.insert("ip".into()) {
+                    tracing::warn!("cannot route to other nodes' pods: {e}");
+                }
+            }
+        }
+        // The next pass: when the wanted routes change, or at the period.
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    follow.abort();
+                    return;
+                }
+                _ = resync.tick() => break,
+                _ = changed.notified() => {
+                    let now = wanted(&own, nodes.state().iter().map(|n| n.as_ref()));
+                    if last.as_ref() != Some(&now) {
+                        break;
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "listing nodes for pod routes"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(PERIOD) => {}
         }
     }
 }
