@@ -628,6 +628,7 @@
 
   function podPage(ns, name, signal) {
     document.body.dataset.page = 'pod';
+    delete document.body.dataset.podState;
     const title = h('h1', {}, 'Pod ', h('span', { class: 'mono' }, ns + '/' + name));
     const boxes = {
       notice: h('div'), summary: h('div'), conditions: h('div'), containers: h('div'),
@@ -888,15 +889,19 @@
       const grace = e.step === 'DeleteRequested' && (e.details || {}).grace !== undefined ? ' (' + e.details.grace + 's)' : '';
       marks.push({ step: e.step, us: e.us, label: MARKS[e.step] + grace + (several && e.container ? ' (' + e.container + ')' : ''), entry: e });
     }
-    // the grace deadline: the one the kubelet enforced (SIGKILL time minus how late it
-    // was), else the delete request plus the grace period
+    // the grace deadline: the one the kubelet enforced (its SIGKILL entry names it, or says
+    // how late it was), else the delete request plus the grace period
     if (del) {
       const killed = es.find((e) => e.step === 'Killed' && e.us >= del.us);
       const late = killed ? parseInt((killed.details || {}).lateMs, 10) : NaN;
+      const enforced = killed ? micros((killed.details || {}).deadline) : null;
       const grace = parseInt((del.details || {}).grace, 10);
       let deadline = null;
       let how = '';
-      if (killed && Number.isFinite(late)) {
+      if (enforced !== null) {
+        deadline = enforced;
+        how = 'enforced by the kubelet; SIGKILL ' + (Number.isFinite(late) ? late + ' ms ' : '') + 'after it';
+      } else if (killed && Number.isFinite(late)) {
         deadline = killed.us - late * 1000;
         how = 'SIGKILL ' + late + ' ms after it';
       } else if (Number.isFinite(grace)) {
