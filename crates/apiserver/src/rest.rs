@@ -1189,15 +1189,11 @@ fn with_type_meta(kind: &ResourceKind, mut v: Value) -> Value {
     v
 }
 
-/// Warns when a CRD carries CEL rules (`x-kubernetes-validations`), which this server
-/// stores but does not evaluate.
+/// Warns when a CRD carries CEL rules (`x-kubernetes-validations`) this server stores but
+/// cannot evaluate (they call a function its CEL library lacks), naming each.
 fn warn_unenforced(ctx: &mut Ctx, kind: &ResourceKind, obj: &Value) {
-    if kind == &registry::CUSTOMRESOURCEDEFINITIONS
-        && crate::crd::schema::uses_cel(obj.get("spec").unwrap_or(&Value::Null))
-    {
-        ctx.warnings.push(
-            "x-kubernetes-validations (CEL) rules are not supported by this server: they are stored but not enforced".to_string(),
-        );
+    if kind == &registry::CUSTOMRESOURCEDEFINITIONS {
+        ctx.warnings.extend(crate::crd::cel_warnings(obj));
     }
 }
 

@@ -305,6 +305,16 @@ pub(crate) fn validate_workload(
 
 /// Validates an object for create.
 pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldError>, ApiError> {
+    validate_new(kind, obj, None)
+}
+
+/// Validates an object as created, or as updated from `old` (custom kinds' transition
+/// rules see it).
+fn validate_new(
+    kind: &ResourceKind,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<Vec<FieldError>, ApiError> {
     if kind.kind == "Pod" {
         let pod: k8s_openapi::api::core::v1::Pod = typed(kind, obj)?;
         return Ok(v::validate_pod(&pod));
@@ -319,7 +329,7 @@ pub fn validate_create(kind: &ResourceKind, obj: &Value) -> Result<Vec<FieldErro
         errs.extend(podvisor_api::service::validate_service(&typed(kind, obj)?));
     }
     if kind.custom.is_some() {
-        errs.extend(crate::crd::validate_object(kind, obj));
+        errs.extend(crate::crd::validate_object(kind, obj, old));
     }
     if kind.kind == "Lease"
         && let Some(d) = obj
@@ -380,7 +390,7 @@ pub fn validate_update(
         let o: k8s_openapi::api::core::v1::Pod = typed(kind, old)?;
         return Ok(v::validate_pod_update(&n, &o));
     }
-    let mut errs = validate_create(kind, new)?;
+    let mut errs = validate_new(kind, new, Some(old))?;
     errs.extend(builtin::validate_update(kind, new, old));
     if kind.group.is_empty() && kind.kind == "Service" {
         errs.extend(podvisor_api::service::validate_service_update(

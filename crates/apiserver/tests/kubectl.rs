@@ -997,11 +997,20 @@ spec:
           spec:
             type: object
             x-kubernetes-validations:
-            - rule: "self.replicas <= 10"
+            - rule: "self.replicas <= self.maxReplicas"
+              message: replicas must not exceed maxReplicas
             properties:
-              cronSpec: {type: string}
+              cronSpec:
+                type: string
+                x-kubernetes-validations:
+                - {rule: "self == oldSelf", message: cronSpec is immutable}
               image: {type: string}
+              homepage:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isURL(self)"
               replicas: {type: integer, minimum: 0, default: 1}
+              maxReplicas: {type: integer, default: 5}
           status:
             type: object
             properties:
@@ -1010,9 +1019,11 @@ spec:
 "#;
 
 /// A CRD with two served versions (`None` conversion), the status and scale subresources,
-/// defaulting, `-o wide` printer columns and a CEL rule (accepted with a warning).
+/// defaulting, `-o wide` printer columns and CEL rules: a rule over two fields, a
+/// transition rule (immutable field), a rule calling a function this server lacks (accepted
+/// with a warning naming it) and a rule that does not compile (CRD refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_custom_scale_versions_and_cel_warning() {
+async fn kubectl_custom_scale_versions_and_cel() {
     assert!(
         kubectl_available(),
         "kubectl must be installed for this suite"
@@ -1022,10 +1033,20 @@ async fn kubectl_custom_scale_versions_and_cel_warning() {
     let (code, out, err) = env.run(&["apply", "-f", "-"], Some(CRONTAB_CRD)).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains("Warning: x-kubernetes-validations (CEL) rules are not supported"),
+        err.contains(r#"Warning: spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[homepage].x-kubernetes-validations[0].rule: function "isURL" is not supported by this server's CEL library: the rule is stored but not enforced"#),
         "{err}"
     );
     wait_established(&env, "crontabs.stable.example.com").await;
+    // A rule that does not compile makes the CRD invalid.
+    let broken = CRONTAB_CRD
+        .replace("crontabs.stable.example.com", "crontabs.broken.example.com")
+        .replace("group: stable.example.com", "group: broken.example.com")
+        .replace("self.replicas <= self.maxReplicas", "self.replicas <=");
+    let err = env.fails(&["apply", "-f", "-"], Some(&broken)).await;
+    assert!(
+        err.contains(r#"The CustomResourceDefinition "crontabs.broken.example.com" is invalid: spec.versions[1].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.replicas <=": compilation failed: ERROR: <input>:1:"#),
+        "{err}"
+    );
 
     let ct = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: nightly}\nspec: {cronSpec: '0 3 * * *', image: busybox}\n";
     env.ok(&["apply", "-f", "-"], Some(ct)).await;
@@ -1043,6 +1064,47 @@ async fn kubectl_custom_scale_versions_and_cel_warning() {
     assert!(t.contains("0 3 * * *") && t.contains("busybox"), "{t}");
     let t = env.ok(&["get", "ct"], None).await;
     assert!(!t.contains("IMAGE"), "{t}");
+
+    // CEL rules: evaluated on update, the transition rule against the stored value.
+    let err = env
+        .fails(
+            &[
+                "patch",
+                "ct",
+                "nightly",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"replicas":6}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(err.contains(r#"The CronTab "nightly" is invalid: spec: Invalid value: "object": replicas must not exceed maxReplicas"#), "{err}");
+    let err = env
+        .fails(
+            &[
+                "patch",
+                "ct",
+                "nightly",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"cronSpec":"0 4 * * *","homepage":"not a url"}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(err.contains(r#"The CronTab "nightly" is invalid: spec.cronSpec: Invalid value: "string": cronSpec is immutable"#), "{err}");
+    // on create the transition rule does not run; the other rule does
+    let err = env
+        .fails(
+            &["create", "-f", "-"],
+            Some("apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: big}\nspec: {cronSpec: '0 4 * * *', replicas: 9, maxReplicas: 8}\n"),
+        )
+        .await;
+    assert!(
+        err.contains(r#"The CronTab "big" is invalid: spec: Invalid value: "object": replicas must not exceed maxReplicas"#),
+        "{err}"
+    );
 
     // The scale subresource reads and writes the CRD's paths.
     env.ok(

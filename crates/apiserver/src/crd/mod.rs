@@ -15,9 +15,11 @@
 //! `None` strategy: an object read through another version only changes `apiVersion`.
 //! Descriptors are `'static` (the generic code holds them by reference); identical
 //! descriptors are interned, so re-establishing an unchanged CRD allocates nothing.
-//! CEL rules (`x-kubernetes-validations`) are not evaluated: the CRD is accepted with a
-//! warning saying so.
+//! CEL rules (`x-kubernetes-validations`) are compiled when the CRD is written (a rule that
+//! does not compile makes it invalid) and evaluated on every create and update of its
+//! objects, transition rules (`oldSelf`) on update only; see [`cel`].
 
+pub mod cel;
 pub mod jsonpath;
 pub mod schema;
 
@@ -379,12 +381,11 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
                 format!("{path}.schema.openAPIV3Schema"),
                 "schemas are required",
             )),
-            Some(s) => schema::check_structural(
-                s,
-                &format!("{path}.schema.openAPIV3Schema"),
-                true,
-                &mut errs,
-            ),
+            Some(s) => {
+                let at = format!("{path}.schema.openAPIV3Schema");
+                schema::check_structural(s, &at, true, &mut errs);
+                cel::check_schema(s, &at, &mut errs, &mut Vec::new());
+            }
         }
         for (j, c) in ver["additionalPrinterColumns"]
             .as_array()
@@ -403,6 +404,25 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// Warnings for a CRD's CEL rules this server accepts but cannot enforce (they call a
+/// function of upstream's CEL library the `cel` crate lacks).
+pub fn cel_warnings(crd: &Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, ver) in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(s) = ver.pointer("/schema/openAPIV3Schema") {
+            let at = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            cel::check_schema(s, &at, &mut Vec::new(), &mut warnings);
+        }
+    }
+    warnings
 }
 
 /// The status a CRD gets once its names are accepted and its kinds are served.
@@ -600,11 +620,15 @@ pub fn default_object(kind: &ResourceKind, v: &mut Value) {
     }
 }
 
-/// Validates an object of a custom kind against its schema.
-pub fn validate_object(kind: &ResourceKind, v: &Value) -> Vec<FieldError> {
+/// Validates an object of a custom kind against its schema, then (when the schema is
+/// valid) its CEL rules, with `old` the stored object on update.
+pub fn validate_object(kind: &ResourceKind, v: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(s) = kind.custom.and_then(|c| c.schema.as_ref()) {
         schema::validate(s, v, "", &mut errs);
+        if errs.is_empty() {
+            errs = cel::validate_object(s, v, old);
+        }
     }
     errs
 }

@@ -395,15 +395,6 @@ pub fn check_structural(schema: &Value, path: &str, root: bool, errs: &mut Vec<F
     }
 }
 
-/// Whether the schema uses `x-kubernetes-validations` (CEL) anywhere.
-pub fn uses_cel(schema: &Value) -> bool {
-    match schema {
-        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(uses_cel),
-        Value::Array(a) => a.iter().any(uses_cel),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
