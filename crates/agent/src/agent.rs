@@ -70,6 +70,7 @@ pub struct Agent {
     objects: Option<Arc<dyn crate::objects::ObjectSource>>,
     images: Option<Arc<crate::image::ImageManager>>,
     proxy: std::sync::Mutex<Option<crate::proxy::Proxy>>,
+    service_client: Option<Client>,
     log_addr: watch::Sender<Option<SocketAddr>>,
     fence: Arc<Fence>,
 }
@@ -127,6 +128,7 @@ impl Agent {
             objects: None,
             images: None,
             proxy: std::sync::Mutex::new(None),
+            service_client: None,
             log_addr,
         }
     }
@@ -134,6 +136,16 @@ impl Agent {
     /// Runs `proxy` (the node's Service proxy) beside the pods, until the agent stops.
     pub fn with_proxy(self, proxy: crate::proxy::Proxy) -> Agent {
         *self.proxy.lock().unwrap_or_else(|e| e.into_inner()) = Some(proxy);
+        self
+    }
+
+    /// Follows Services, EndpointSlices, Namespaces and every Node for the cluster DNS, the
+    /// drain barrier and the routes to other nodes' pods through `client`: the node's
+    /// Service proxy identity (`system:kube-proxy`), as the node's own may not list them
+    /// (docs/design/0011-proxy-identity.md). Without it the node serves no cluster DNS,
+    /// routes to no other node's pods and stops its pods without the drain barrier.
+    pub fn with_service_client(mut self, client: Client) -> Agent {
+        self.service_client = Some(client);
         self
     }
 
@@ -303,34 +315,34 @@ impl Agent {
                     .then(|| store.state())
             })
         };
-        let ctx = Arc::new(WorkerCtx {
-            runtime: self.runtime.clone(),
-            api: pod_api,
-            events,
-            hooks,
-            clock: config.clock.clone(),
-            deadlines,
-            objects: self
-                .objects
-                .clone()
-                .unwrap_or_else(|| Arc::new(crate::objects::KubeObjects::new(self.client.clone()))),
-            pods_dir: config.state_dir.join("pods"),
-            node_name: node.clone(),
-            node_ip: config.node_ip.to_string(),
-            allocatable: crate::node::capacity(&config),
-            backoff_initial: config.backoff_initial,
-            backoff_max: config.backoff_max,
-            network: network.clone(),
-            images: self.images.clone(),
-            services: service_lister,
-            drain: Some(crate::drain::KubeDrainView::start(
-                &self.client,
-                &mut aux,
-                aux_stop.clone(),
-            )),
-            allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
-            allocations: Arc::new(crate::pod::resize::Allocations::new()),
-        });
+        let ctx =
+            Arc::new(WorkerCtx {
+                runtime: self.runtime.clone(),
+                api: pod_api,
+                events,
+                hooks,
+                clock: config.clock.clone(),
+                deadlines,
+                objects: self.objects.clone().unwrap_or_else(|| {
+                    Arc::new(crate::objects::KubeObjects::new(self.client.clone()))
+                }),
+                pods_dir: config.state_dir.join("pods"),
+                node_name: node.clone(),
+                node_ip: config.node_ip.to_string(),
+                allocatable: crate::node::capacity(&config),
+                backoff_initial: config.backoff_initial,
+                backoff_max: config.backoff_max,
+                network: network.clone(),
+                images: self.images.clone(),
+                services: service_lister,
+                drain: self.service_client.as_ref().map(
+                    |client| -> Arc<dyn crate::drain::DrainView> {
+                        crate::drain::KubeDrainView::start(client, &mut aux, aux_stop.clone())
+                    },
+                ),
+                allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
+                allocations: Arc::new(crate::pod::resize::Allocations::new()),
+            });
 
         let mut exits = self.runtime.subscribe();
         let mut adopted: HashMap<String, SandboxStatus> = HashMap::new();
@@ -351,22 +363,31 @@ impl Agent {
                     net.check(&id, &netns).await;
                 }
             });
-            aux.spawn(crate::network::routes::run(
-                self.client.clone(),
-                node.clone(),
-                aux_stop.clone(),
-            ));
+            // The routes follow every Node: the network side's read, as the proxy's.
+            if let Some(service_client) = &self.service_client {
+                aux.spawn(crate::network::routes::run(
+                    service_client.clone(),
+                    node.clone(),
+                    aux_stop.clone(),
+                ));
+            } else {
+                tracing::warn!(
+                    "no routes to other nodes' pods: this node has no Service proxy credential"
+                );
+            }
             if network.as_ref().and_then(|n| n.missing()).is_some() {
                 // The pod network's own warning says what is missing.
                 tracing::info!("no cluster DNS on this node: the pod network is unavailable");
-            } else {
+            } else if let Some(service_client) = &self.service_client {
                 aux.spawn(crate::dns::run_node(
-                    self.client.clone(),
+                    service_client.clone(),
                     node.clone(),
                     std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
                     config.clock.clone(),
                     aux_stop.clone(),
                 ));
+            } else {
+                tracing::warn!("no cluster DNS on this node: it has no Service proxy credential");
             }
         }
         if !adopted.is_empty() {

@@ -201,8 +201,10 @@ pub struct AuditConfig {
 /// One request, as the audit log sees it.
 #[derive(Debug)]
 pub struct AuditRequest<'a> {
-    /// Who made it.
+    /// Who made it (the policy matches this user).
     pub user: &'a UserInfo,
+    /// Whom it acted as (`Impersonate-User`), if anyone.
+    pub impersonated: Option<&'a UserInfo>,
     /// What it asked.
     pub attrs: &'a RequestAttributes,
     /// The path and query.
@@ -369,13 +371,17 @@ pub fn timestamp(t: jiff::Timestamp) -> String {
 /// The event line (with its newline).
 fn event(level: Level, r: &AuditRequest<'_>) -> String {
     let a = r.attrs;
-    let mut user = json!({"username": r.user.name, "groups": r.user.groups});
-    if !r.user.uid.is_empty() {
-        user["uid"] = r.user.uid.clone().into();
-    }
-    if !r.user.extra.is_empty() {
-        user["extra"] = json!(r.user.extra);
-    }
+    let user_json = |u: &UserInfo| {
+        let mut user = json!({"username": u.name, "groups": u.groups});
+        if !u.uid.is_empty() {
+            user["uid"] = u.uid.clone().into();
+        }
+        if !u.extra.is_empty() {
+            user["extra"] = json!(u.extra);
+        }
+        user
+    };
+    let user = user_json(r.user);
     let mut e = json!({
         "kind": "Event",
         "apiVersion": "audit.k8s.io/v1",
@@ -389,6 +395,9 @@ fn event(level: Level, r: &AuditRequest<'_>) -> String {
         "requestReceivedTimestamp": r.received,
         "stageTimestamp": r.stage_time,
     });
+    if let Some(acting) = r.impersonated {
+        e["impersonatedUser"] = user_json(acting);
+    }
     if let Some(ua) = r.user_agent {
         e["userAgent"] = ua.into();
     }
@@ -429,6 +438,7 @@ mod tests {
     fn req<'a>(user: &'a UserInfo, attrs: &'a RequestAttributes) -> AuditRequest<'a> {
         AuditRequest {
             user,
+            impersonated: None,
             attrs,
             uri: "/api/v1/namespaces/d/pods",
             user_agent: Some("kubectl/v1.32.0"),

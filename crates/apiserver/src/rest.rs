@@ -216,6 +216,14 @@ async fn serve(
     let Some(user) = user else {
         return ApiError::unauthorized().into_response();
     };
+    // `kubectl --as`: the request runs as the impersonated user (flow control and
+    // authorization see it), the audit log names both.
+    let (user, impersonator, refused) =
+        match crate::auth::impersonate(&srv, &user, &mut parts.headers).await {
+            Ok(Some(acting)) => (acting, Some(user), None),
+            Ok(None) => (user, None, None),
+            Err(e) => (user, None, Some(e)),
+        };
     let query = Query::parse(parts.uri.query());
     let long_running =
         query.bool("watch").unwrap_or(false) || query.bool("follow").unwrap_or(false);
@@ -250,7 +258,9 @@ async fn serve(
     };
     let method = parts.method;
     let resource_request = matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..]);
-    let denied = if resource_request {
+    let denied = if refused.is_some() {
+        refused
+    } else if resource_request {
         None
     } else {
         let attrs = RequestAttributes::non_resource(&method.as_str().to_ascii_lowercase(), &path);
@@ -367,8 +377,13 @@ async fn serve(
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or(&path);
+        let (user, impersonated) = match &impersonator {
+            Some(original) => (original, Some(&ctx.user)),
+            None => (&ctx.user, None),
+        };
         log.record(&crate::audit::AuditRequest {
-            user: &ctx.user,
+            user,
+            impersonated,
             attrs: &attrs,
             uri,
             user_agent: ctx.header(header::USER_AGENT),

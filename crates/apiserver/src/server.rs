@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{
     Authenticator, AuthenticatorChain, Authorizer, Decision, RequestAttributes, TokenError,
-    TokenFile, UserInfo,
+    TokenFile, TokenReviewed, UserInfo,
 };
 use crate::error::ApiError;
 use podvisor_kit::WallClock;
@@ -349,6 +349,16 @@ impl ApiServer {
         self.inner.authenticators.authenticate(token).await
     }
 
+    /// A TokenReview of `token` for `audiences` (none: the API server's own).
+    pub async fn review_token(&self, token: &str, audiences: &[String]) -> TokenReviewed {
+        let api = self.inner.service_accounts.api_audiences();
+        let audiences = if audiences.is_empty() { api } else { audiences };
+        self.inner
+            .authenticators
+            .review(token, audiences, api)
+            .await
+    }
+
     /// Waits for a seat for a short request of `user` (see [`crate::flowcontrol`]).
     pub(crate) async fn begin_request(
         &self,
@@ -385,6 +395,12 @@ impl ApiServer {
     /// missing and persisted in the token file.
     pub fn ensure_node_token(&self, node: &str) -> Result<String, TokenError> {
         self.inner.tokens.ensure_node_token(node)
+    }
+
+    /// The token of node `node`'s Service proxy (user `system:kube-proxy`, bound to the
+    /// `system:node-proxier` ClusterRole), created if missing and persisted in the token file.
+    pub fn ensure_proxy_token(&self, node: &str) -> Result<String, TokenError> {
+        self.inner.tokens.ensure_proxy_token(node)
     }
 
     /// The CA certificate (PEM) clients should trust.

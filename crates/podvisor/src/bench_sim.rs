@@ -100,8 +100,11 @@ impl SimCluster {
                 JOB_CONTAINER,
                 FakeScript::always(Attempt::exits_after(JOB_RUN, 0)),
             );
+            // As in `up`: the drain barrier's watches under the proxy's identity.
+            let proxy = server.in_process_client(&server.ensure_proxy_token(&name)?);
             let agent =
-                podvisor_agent::Agent::new(server.in_process_client(&token), runtime, config);
+                podvisor_agent::Agent::new(server.in_process_client(&token), runtime, config)
+                    .with_service_client(proxy);
             let s = stop.clone();
             tasks.spawn(async move {
                 let _ = agent.run(s).await;

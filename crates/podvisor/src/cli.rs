@@ -447,7 +447,8 @@ pub struct AgentArgs {
         required = true
     )]
     pub server: Vec<String>,
-    /// A file holding this node's bearer token (`podvisor token create node NAME`).
+    /// A file holding this node's bearer token and, on its second line, the token of the
+    /// node's Service proxy (`podvisor token create node NAME` prints both).
     #[arg(long, env = "PODVISOR_TOKEN_FILE", value_name = "FILE")]
     pub token_file: PathBuf,
     /// The server's CA certificate (PEM) [default: DATA_DIR/ca.crt if present]. Without it
@@ -547,7 +548,8 @@ pub struct ImageRmArgs {
 /// `podvisor token …`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create (or print the existing) token of a node and print it.
+    /// Create (or print the existing) tokens of a node and print them: the node's, then its
+    /// Service proxy's (user `system:kube-proxy`), one a line.
     Create(TokenCreateArgs),
 }
 

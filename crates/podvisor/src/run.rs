@@ -408,6 +408,11 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         .ensure_node_token(&node_name)
         .context("cannot create the node's token")?;
     let node_client = server.in_process_client(&node_token);
+    // The node's Service proxy (and cluster DNS) runs under its own identity.
+    let proxy_token = server
+        .ensure_proxy_token(&node_name)
+        .context("cannot create the node's Service proxy token")?;
+    let proxy_client = server.in_process_client(&proxy_token);
 
     let plane = ControlPlane::start(
         serving,
@@ -444,9 +449,9 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
     let _spares = SparesGuard(runtime.clone());
     let agent_config_network = agent_config.network.clone();
     let mut agent = podvisor_agent::Agent::new(node_client, runtime.clone(), agent_config)
-        .with_images(image_service(&args.images, &data_dir)?);
-    // The proxy's events carry the node's lease epoch too.
-    if let Some(proxy) = service_proxy(&args.network, agent.client(), &node_name) {
+        .with_images(image_service(&args.images, &data_dir)?)
+        .with_service_client(proxy_client.clone());
+    if let Some(proxy) = service_proxy(&args.network, proxy_client, agent.client(), &node_name) {
         agent = agent.with_proxy(proxy);
     }
     let agent_task = {
@@ -630,7 +635,8 @@ fn network_config(
 /// `nft` tool it says so in one line (and on the node, as an event) and stays off.
 fn service_proxy(
     args: &crate::cli::NetworkArgs,
-    client: kube::Client,
+    proxy_client: kube::Client,
+    node_client: kube::Client,
     node: &str,
 ) -> Option<podvisor_agent::proxy::Proxy> {
     use podvisor_agent::proxy;
@@ -639,7 +645,7 @@ fn service_proxy(
     }
     match proxy::nft::Nft::find() {
         Some(nft) => Some(proxy::Proxy::new(
-            client,
+            proxy_client,
             node,
             Arc::new(nft),
             proxy::ProxyConfig::default(),
@@ -647,10 +653,26 @@ fn service_proxy(
         None => {
             warn!("{}", proxy::NFT_MISSING);
             let node = node.to_string();
-            tokio::spawn(async move { proxy::report_unavailable(client, &node).await });
+            // The warning is the node's, with its lease epoch.
+            tokio::spawn(async move { proxy::report_unavailable(node_client, &node).await });
             None
         }
     }
+}
+
+/// What `agent` says when its token file holds no Service proxy token.
+const NO_PROXY_TOKEN: &str = "the token file holds no Service proxy token (its second line): \
+     Services are not proxied, the drain barrier is off and there is no cluster DNS and no \
+     route to other nodes' pods on this node; `podvisor token create node NAME` prints both \
+     tokens";
+
+/// The tokens of a join token file (`podvisor token create node`): the node's (first
+/// line) and its Service proxy's (second line, absent in files of earlier versions);
+/// `None` when the file holds no token.
+fn join_tokens(text: &str) -> Option<(String, Option<String>)> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let node = lines.next()?.to_string();
+    Some((node, lines.next().map(String::from)))
 }
 
 async fn process_runtime(
@@ -752,13 +774,10 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         None,
     )?;
     let data_dir = config::data_dir(args.dirs.data_dir.as_deref())?;
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
-        .trim()
-        .to_string();
-    if token.is_empty() {
-        bail!("the token file {} is empty", args.token_file.display());
-    }
+    let text = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?;
+    let (token, proxy_token) = join_tokens(&text)
+        .with_context(|| format!("the token file {} is empty", args.token_file.display()))?;
     let client = remote_clients(
         &args.server,
         &token,
@@ -767,6 +786,19 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         &data_dir,
     )
     .await?;
+    let proxy_client = match &proxy_token {
+        Some(t) => Some(
+            remote_clients(
+                &args.server,
+                t,
+                args.ca_file.as_deref(),
+                args.ca_cert_hash.as_deref(),
+                &data_dir,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let mut agent_config = podvisor_agent::AgentConfig::new(
         args.node_name.clone(),
         args.node_ip,
@@ -786,9 +818,16 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let _spares = SparesGuard(runtime.clone());
     let mut agent = podvisor_agent::Agent::new(client, runtime.clone(), agent_config)
         .with_images(image_service(&args.images, &data_dir)?);
-    // The proxy's events carry the node's lease epoch too.
-    if let Some(proxy) = service_proxy(&args.network, agent.client(), &args.node_name) {
-        agent = agent.with_proxy(proxy);
+    match proxy_client {
+        Some(proxy_client) => {
+            agent = agent.with_service_client(proxy_client.clone());
+            if let Some(proxy) =
+                service_proxy(&args.network, proxy_client, agent.client(), &args.node_name)
+            {
+                agent = agent.with_proxy(proxy);
+            }
+        }
+        None => warn!("{NO_PROXY_TOKEN}"),
     }
     let stop = CancellationToken::new();
     let mut task = {
@@ -1000,7 +1039,11 @@ pub async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
     let token = tokens
         .ensure_node_token(&args.name)
         .with_context(|| format!("cannot create a token for node {}", args.name))?;
-    println!("{token}");
+    let proxy = tokens
+        .ensure_proxy_token(&args.name)
+        .with_context(|| format!("cannot create a Service proxy token for node {}", args.name))?;
+    // The join file: the node's token, then its Service proxy's.
+    println!("{token}\n{proxy}");
     // The pin goes to stderr: stdout stays the token alone (`> node.token`).
     let ca = data_dir.join("ca.crt");
     if let Some(pin) = std::fs::read_to_string(&ca)
@@ -1059,6 +1102,20 @@ mod tests {
     use kube::api::{ListParams, Patch, PatchParams, PostParams};
 
     use super::*;
+
+    #[test]
+    fn a_join_file_holds_the_node_token_then_the_proxy_token() {
+        assert_eq!(
+            join_tokens("n-token\np-token\n"),
+            Some(("n-token".into(), Some("p-token".into())))
+        );
+        // A file of an earlier version: the node token alone.
+        assert_eq!(
+            join_tokens("  n-token \n\n"),
+            Some(("n-token".into(), None))
+        );
+        assert_eq!(join_tokens(" \n\n"), None);
+    }
 
     #[test]
     fn fencing_defaults_below_the_grace_period_and_refuses_what_does_not_fit() {

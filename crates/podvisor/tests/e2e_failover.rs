@@ -534,10 +534,11 @@ fn partitioned_node_fences_itself_and_db_0_never_runs_twice() {
     let new_uid = pod("{.metadata.uid}");
 
     // node-b's old epoch writes nothing: its token without the new epoch is refused.
+    // (the join file's first line; the second is the node's Service proxy's)
     let token = std::fs::read_to_string(c.dir.path().join("node-b.token")).expect("token");
     let out = c.kubectl(&[
         "--token",
-        token.trim(),
+        token.lines().next().unwrap_or_default().trim(),
         "annotate",
         "node",
         "node-b",

@@ -254,12 +254,7 @@ fn a_revoked_token_is_refused_at_once() {
     let _g = serial();
     let c = Cluster::up();
     let data = c.dir.path().join("data");
-    let out = podvisor_testkit::run_ok(
-        std::process::Command::new(binary())
-            .args(["token", "create", "node", "w1", "--data-dir"])
-            .arg(&data),
-    );
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (token, _) = steps::node_tokens(&data, "w1");
     let with_token = |t: &str| {
         kubectl(
             &c.kubeconfig(),

@@ -77,16 +77,7 @@ fn the_403_matrix() {
     let _g = serial();
     let c = Cluster::up();
     let data = c.dir.path().join("data");
-    let node = String::from_utf8_lossy(
-        &podvisor_testkit::run_ok(
-            std::process::Command::new(binary())
-                .args(["token", "create", "node", "e2e-node", "--data-dir"])
-                .arg(&data),
-        )
-        .stdout,
-    )
-    .trim()
-    .to_string();
+    let (node, proxy) = steps::node_tokens(&data, "e2e-node");
     add_user(&c, "alice-token-0123456789", "alice", "");
     add_user(&c, "bob-token-0123456789", "bob", "");
     add_user(&c, "carol-token-0123456789", "carol", "");
@@ -283,15 +274,79 @@ subjects: [{kind: User, name: carol, apiGroup: rbac.authorization.k8s.io}]
         ],
         r#"nodes "e2e-node" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/control-plane"#,
     );
+    // Another Node: not even read (AuthorizeNodeWithSelectors), so kubectl's label and
+    // patch stop at their read (NodeRestriction's refusal of the write is in admission.rs).
     forbidden(
         &c,
         &node,
         &["label", "node", "other", "x=y"],
-        r#"nodes "other" is forbidden: node "e2e-node" is not allowed to modify node "other""#,
+        &format!(
+            r#"nodes "other" is forbidden: User "{nu}" cannot get resource "nodes" in API group "" at the cluster scope: node 'e2e-node' cannot read 'other', only its own Node object"#
+        ),
     );
     assert_eq!(
         can_i(&c, &node, &["list", "pods", "-A"]),
         "no - can only list/watch pods with spec.nodeName field selector\n"
+    );
+    // The node reads Services (the kubelet's service links), not EndpointSlices or
+    // Namespaces: those its Service proxy reads under its own identity, system:kube-proxy.
+    allowed(&c, &node, &["get", "services", "-A"]);
+    forbidden(
+        &c,
+        &node,
+        &["get", "endpointslices", "-A"],
+        &format!(
+            r#"endpointslices.discovery.k8s.io is forbidden: User "{nu}" cannot list resource "endpointslices" in API group "discovery.k8s.io" at the cluster scope"#
+        ),
+    );
+    forbidden(
+        &c,
+        &node,
+        &["get", "namespaces"],
+        &format!(
+            r#"namespaces is forbidden: User "{nu}" cannot list resource "namespaces" in API group "" at the cluster scope"#
+        ),
+    );
+    allowed(&c, &proxy, &["get", "endpointslices", "-A"]);
+    allowed(&c, &proxy, &["get", "services,nodes,namespaces"]);
+    forbidden(
+        &c,
+        &proxy,
+        &["get", "secrets", "-A"],
+        r#"secrets is forbidden: User "system:kube-proxy" cannot list resource "secrets" in API group "" at the cluster scope"#,
+    );
+    assert_eq!(
+        allowed(
+            &c,
+            &proxy,
+            &["auth", "whoami", "-o", "jsonpath={.status.userInfo.uid}"]
+        ),
+        "kube-proxy/e2e-node"
+    );
+    // The admin checks what the node may do with kubectl --as (impersonation).
+    let as_node = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend(["--as=system:node:e2e-node", "--as-group=system:nodes"]);
+        let out = c.kubectl(&all);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert_eq!(as_node(&["list", "services", "-A"]), "yes\n");
+    assert_eq!(as_node(&["list", "endpointslices", "-A"]), "no\n");
+    assert_eq!(as_node(&["get", "secret/used", "-n", "a"]), "yes\n");
+    assert_eq!(
+        as_node(&["get", "secret/unused", "-n", "a"]),
+        "no - no relationship found between node 'e2e-node' and this object\n"
+    );
+    forbidden(
+        &c,
+        alice,
+        &["get", "pods", "-n", "a", "--as=system:node:e2e-node"],
+        r#"users "system:node:e2e-node" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#,
     );
 
     // --- a user with no group beyond system:authenticated ---

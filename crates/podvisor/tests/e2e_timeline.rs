@@ -296,19 +296,7 @@ fn timelines_are_read_as_pods_are_and_nodes_write_only_their_pods() {
     assert!(!can("list", "tl-nobody-token"));
     // only the pod's own node may append to its timeline
     let uid = c.pod_field("a", "{.metadata.uid}").expect("uid");
-    let node_token = |node: &str| {
-        let out = std::process::Command::new(binary())
-            .args(["token", "create", "node", node, "--data-dir"])
-            .arg(&data)
-            .output()
-            .expect("token create");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let node_token = |node: &str| steps::node_tokens(&data, node).0;
     let body = c.dir.path().join("entries.json");
     std::fs::write(
         &body,

@@ -13,6 +13,38 @@ pub trait Authenticator: Send + Sync + 'static {
     /// The user `token` stands for, or `None` when this authenticator does not accept it
     /// (unknown, expired, revoked): the next authenticator is asked then.
     async fn authenticate_token(&self, token: &str) -> Option<UserInfo>;
+
+    /// For a TokenReview: the user of `token` when it is valid for one of `audiences`, and
+    /// those of them it is valid for; `Err` with upstream's text when this authenticator
+    /// knows the token but refuses it. The default is upstream's audience-agnostic
+    /// wrapper: the token counts for the API server's own audiences (`api_audiences`) only.
+    async fn review_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+        api_audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, String> {
+        let valid: Vec<String> = api_audiences
+            .iter()
+            .filter(|a| audiences.contains(a))
+            .cloned()
+            .collect();
+        if valid.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.authenticate_token(token).await.map(|u| (u, valid)))
+    }
+}
+
+/// What a TokenReview learns of a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenReviewed {
+    /// The user, when the token is valid.
+    pub user: Option<UserInfo>,
+    /// The requested audiences it is valid for.
+    pub audiences: Vec<String>,
+    /// Why not, as upstream words it (`invalid bearer token` when nobody knows it).
+    pub error: String,
 }
 
 /// The authenticators of a server, asked in order.
@@ -38,6 +70,42 @@ impl AuthenticatorChain {
     /// Adds an authenticator at the end of the chain.
     pub fn push(&mut self, authenticator: Arc<dyn Authenticator>) {
         self.authenticators.push(authenticator);
+    }
+
+    /// A TokenReview of `token` for `audiences` (upstream's union of token authenticators:
+    /// the first that accepts it names the user; the refusals are aggregated).
+    pub async fn review(
+        &self,
+        token: &str,
+        audiences: &[String],
+        api_audiences: &[String],
+    ) -> TokenReviewed {
+        let mut errors = Vec::new();
+        for a in &self.authenticators {
+            match a.review_token(token, audiences, api_audiences).await {
+                Ok(Some((mut user, audiences))) => {
+                    if !user.in_group(AUTHENTICATED_GROUP) {
+                        user.groups.push(AUTHENTICATED_GROUP.to_string());
+                    }
+                    return TokenReviewed {
+                        user: Some(user),
+                        audiences,
+                        error: String::new(),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        let error = match errors.len() {
+            0 => "invalid bearer token".to_string(),
+            1 => errors.remove(0),
+            _ => format!("[{}]", errors.join(", ")),
+        };
+        TokenReviewed {
+            error,
+            ..TokenReviewed::default()
+        }
     }
 
     /// The user of `token`, with `system:authenticated` among its groups, or `None` (401).

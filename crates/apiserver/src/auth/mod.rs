@@ -8,6 +8,10 @@
 //!                   2. service-account tokens (one more Authenticator, pushed after it)
 //!                          │ none knows the token: 401 Unauthorized
 //!                          ▼
+//! Impersonate-* headers ──▶ each part authorized (verb impersonate), then the request
+//!                           runs as that user (impersonation.rs); refused: 403
+//!                          │
+//!                          ▼
 //! RequestAttributes ──▶ AuthorizerChain (first Allow/Deny wins; all NoOpinion: 403)
 //!                   1. PrivilegedGroups: system:masters may do everything
 //!                   2. NodeAuthorizer: what a node may do (node.rs)
@@ -26,6 +30,7 @@ mod admission;
 mod authn;
 mod authz;
 mod epoch;
+mod impersonation;
 pub mod mirror;
 mod node;
 pub mod rbac;
@@ -34,9 +39,10 @@ mod tokenfile;
 mod user;
 
 pub(crate) use admission::{admit_delete, admit_write};
-pub use authn::{Authenticator, AuthenticatorChain};
+pub use authn::{Authenticator, AuthenticatorChain, TokenReviewed};
 pub use authz::{Authorizer, AuthorizerChain, Decision, PrivilegedGroups, RequestAttributes};
 pub(crate) use epoch::check_node_epoch;
+pub(crate) use impersonation::impersonate;
 pub use node::{
     Graph, NODE_POD_ANNOTATION_PREFIX, NodeAuthorizer, NodeGraph, Vertex, node_pod_patch_allowed,
     pod_references,
@@ -44,8 +50,8 @@ pub use node::{
 pub(crate) use tokenfile::write_private_file;
 pub use tokenfile::{ADMIN_USER, TokenError, TokenFile};
 pub use user::{
-    AUTHENTICATED_GROUP, MASTERS_GROUP, NODE_USER_PREFIX, NODES_GROUP, SERVICE_ACCOUNT_USER_PREFIX,
-    UNAUTHENTICATED_GROUP, UserInfo,
+    AUTHENTICATED_GROUP, MASTERS_GROUP, NODE_USER_PREFIX, NODES_GROUP, PROXY_USER,
+    SERVICE_ACCOUNT_USER_PREFIX, UNAUTHENTICATED_GROUP, UserInfo,
 };
 
 use std::sync::Arc;

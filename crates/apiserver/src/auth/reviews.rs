@@ -1,7 +1,8 @@
 //! The review APIs: SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
-//! LocalSubjectAccessReview (authorization.k8s.io/v1) and SelfSubjectReview
-//! (authentication.k8s.io/v1), what `kubectl auth can-i [--list]` and `kubectl auth
-//! whoami` call. Nothing is stored: the request is authorized (`create` on the review
+//! LocalSubjectAccessReview (authorization.k8s.io/v1), SelfSubjectReview and TokenReview
+//! (authentication.k8s.io/v1): what `kubectl auth can-i [--list]` and `kubectl auth
+//! whoami` call, and what a program (a webhook, kube-rbac-proxy) asks about a token it was
+//! given. Nothing is stored: the request is authorized (`create` on the review
 //! resource), answered from the authorizer chain, and echoed back with its `status`.
 
 use axum::response::Response;
@@ -25,6 +26,8 @@ pub enum Review {
     LocalAccess(String),
     /// authentication.k8s.io `selfsubjectreviews`.
     SelfSubject,
+    /// authentication.k8s.io `tokenreviews`.
+    Token,
 }
 
 impl Review {
@@ -40,6 +43,7 @@ impl Review {
                 Some(Review::LocalAccess(ns.to_string()))
             }
             ("authentication.k8s.io", "v1", ["selfsubjectreviews"]) => Some(Review::SelfSubject),
+            ("authentication.k8s.io", "v1", ["tokenreviews"]) => Some(Review::Token),
             _ => None,
         }
     }
@@ -71,6 +75,7 @@ impl Review {
                 "selfsubjectreviews",
                 "SelfSubjectReview",
             ),
+            Review::Token => ("authentication.k8s.io", "tokenreviews", "TokenReview"),
         }
     }
 }
@@ -176,6 +181,18 @@ pub fn rules_for(
     (resource, non_resource, incomplete, errors)
 }
 
+/// A user as the authentication API writes it (`UserInfo`: username, uid, groups, extra).
+fn user_info(u: &UserInfo) -> Value {
+    let mut info = json!({"username": u.name, "groups": u.groups});
+    if !u.uid.is_empty() {
+        info["uid"] = u.uid.clone().into();
+    }
+    if !u.extra.is_empty() {
+        info["extra"] = json!(u.extra);
+    }
+    info
+}
+
 /// Upstream's aggregate of errors as text (`a`, or `[a, b]`).
 fn aggregate(errors: &[String]) -> String {
     match errors.len() {
@@ -237,16 +254,26 @@ pub(crate) async fn serve(
     obj["metadata"]["creationTimestamp"] = Value::Null;
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
     let status = match &review {
-        Review::SelfSubject => {
-            let u = &ctx.user;
-            let mut info = json!({"username": u.name, "groups": u.groups});
-            if !u.uid.is_empty() {
-                info["uid"] = u.uid.clone().into();
+        Review::SelfSubject => json!({"userInfo": user_info(&ctx.user)}),
+        Review::Token => {
+            let token = s(&spec, "/token");
+            if token.is_empty() {
+                return Err(ApiError::bad_request(
+                    "token is required for TokenReview in authentication",
+                ));
             }
-            if !u.extra.is_empty() {
-                info["extra"] = json!(u.extra);
+            let audiences = super::rbac::rules::strings(spec.get("audiences"));
+            let reviewed = ctx.srv.review_token(token, &audiences).await;
+            let mut st = json!({"user": {}});
+            if let Some(u) = &reviewed.user {
+                st["authenticated"] = true.into();
+                st["user"] = user_info(u);
+                st["audiences"] = json!(reviewed.audiences);
             }
-            json!({"userInfo": info})
+            if !reviewed.error.is_empty() {
+                st["error"] = reviewed.error.into();
+            }
+            st
         }
         Review::SelfRules => {
             let ns = s(&spec, "/namespace");

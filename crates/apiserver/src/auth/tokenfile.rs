@@ -2,7 +2,8 @@
 //!
 //! The file is `tokens.csv` in the data dir, in kube's static-token format:
 //! `token,user,uid,"group1,group2"`, one line per token. It is created on first start with
-//! an admin token; node tokens are appended by [`TokenFile::ensure_node_token`].
+//! an admin token; node tokens are appended by [`TokenFile::ensure_node_token`], the tokens
+//! of the nodes' Service proxies by [`TokenFile::ensure_proxy_token`].
 //!
 //! The file is the source of truth while the server runs: every authentication first checks
 //! whether the file changed on disk (inode, size, modification time: one `stat`) and reloads
@@ -15,7 +16,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use super::user::{MASTERS_GROUP, NODES_GROUP, UserInfo};
+use super::user::{
+    MASTERS_GROUP, NODE_USER_PREFIX, NODES_GROUP, PROXY_UID_PREFIX, PROXY_USER, UserInfo,
+};
 
 /// Errors of the token file.
 #[derive(Debug, thiserror::Error)]
@@ -234,20 +237,51 @@ impl TokenFile {
 
     /// The token of node `node`, created and appended to the file if missing.
     pub fn ensure_node_token(&self, node: &str) -> Result<String, TokenError> {
+        self.ensure_token(
+            node,
+            &format!("{NODE_USER_PREFIX}{node}"),
+            None,
+            &[NODES_GROUP],
+        )
+    }
+
+    /// The token of node `node`'s Service proxy (user `system:kube-proxy`, whom upstream's
+    /// `system:node-proxier` ClusterRoleBinding names; uid `kube-proxy/<node>`, telling the
+    /// nodes' proxies apart), created and appended to the file if missing.
+    pub fn ensure_proxy_token(&self, node: &str) -> Result<String, TokenError> {
+        self.ensure_token(
+            node,
+            PROXY_USER,
+            Some(&format!("{PROXY_UID_PREFIX}{node}")),
+            &[],
+        )
+    }
+
+    /// The token of `user` (and `uid`, when given) for node `node`, created with `groups`
+    /// (and a fresh uid when none is given) and appended to the file if missing.
+    fn ensure_token(
+        &self,
+        node: &str,
+        user: &str,
+        uid: Option<&str>,
+        groups: &[&str],
+    ) -> Result<String, TokenError> {
         if node.is_empty() || node.contains(',') || node.contains('"') || node.contains('\n') {
             return Err(TokenError::InvalidNode(node.to_string()));
         }
-        let user = format!("system:node:{node}");
         let mut t = self
             .tokens
             .write()
             .map_err(|_| TokenError::InvalidNode(node.to_string()))?;
-        if let Some((tok, _)) = t.iter().find(|(_, u)| u.name == user) {
+        if let Some((tok, _)) = t
+            .iter()
+            .find(|(_, u)| u.name == user && uid.is_none_or(|uid| u.uid == uid))
+        {
             return Ok(tok.clone());
         }
         let token = new_token();
-        let uid = uuid::Uuid::new_v4().to_string();
-        let line = format!("{token},{user},{uid},\"system:nodes\"\n");
+        let uid = uid.map_or_else(|| uuid::Uuid::new_v4().to_string(), String::from);
+        let line = format!("{token},{user},{uid},\"{}\"\n", groups.join(","));
         use std::io::Write as _;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -263,7 +297,7 @@ impl TokenFile {
             })?;
         t.insert(
             token.clone(),
-            UserInfo::new(user, uid, vec![NODES_GROUP.into()]),
+            UserInfo::new(user, uid, groups.iter().map(|g| g.to_string()).collect()),
         );
         Ok(token)
     }
@@ -303,6 +337,19 @@ mod tests {
         assert_eq!(u.node_name(), Some("n1"));
         assert!(again.authenticate("nope").is_none());
         assert!(tf.ensure_node_token("a,b").is_err());
+        // Each node's proxy has a token of its own, all of user system:kube-proxy.
+        let p1 = tf.ensure_proxy_token("n1").unwrap();
+        let p2 = tf.ensure_proxy_token("n2").unwrap();
+        assert_ne!(p1, p2);
+        assert_ne!(p1, n1);
+        assert_eq!(tf.ensure_proxy_token("n1").unwrap(), p1);
+        let again = TokenFile::load_or_create(dir.path()).unwrap();
+        let proxy = again.authenticate(&p1).unwrap();
+        assert_eq!(proxy.name, "system:kube-proxy");
+        assert_eq!(proxy.uid, "kube-proxy/n1");
+        assert!(proxy.groups.is_empty());
+        assert_eq!(proxy.node_name(), None);
+        assert_eq!(again.ensure_proxy_token("n2").unwrap(), p2);
     }
 
     /// A token removed from the file stops working at the very next request, without any

@@ -13,6 +13,11 @@ pub const MASTERS_GROUP: &str = "system:masters";
 pub const NODES_GROUP: &str = "system:nodes";
 /// The prefix of node user names.
 pub const NODE_USER_PREFIX: &str = "system:node:";
+/// The user of the nodes' Service proxies (kube-proxy's identity upstream, bound to the
+/// `system:node-proxier` ClusterRole by the default binding of that name).
+pub const PROXY_USER: &str = "system:kube-proxy";
+/// The prefix of a Service proxy token's uid: `kube-proxy/<node>`.
+pub const PROXY_UID_PREFIX: &str = "kube-proxy/";
 /// The prefix of service-account user names (`system:serviceaccount:<ns>:<name>`).
 pub const SERVICE_ACCOUNT_USER_PREFIX: &str = "system:serviceaccount:";
 

@@ -97,11 +97,8 @@ impl ServiceAccounts {
     /// this issuer's tokens, is expired, is not for the API server, or its service account
     /// or bound object is gone.
     pub async fn authenticate(&self, core: &Core, token: &str) -> Option<UserInfo> {
-        if !jwt::looks_like_jwt(token) {
-            return None;
-        }
-        match self.validate(core, token).await {
-            Ok(u) => Some(u),
+        match self.review(core, token, &self.audiences).await {
+            Ok(found) => found.map(|(u, _)| u),
             Err(why) => {
                 tracing::debug!(reason = %why, "service-account token rejected");
                 None
@@ -109,21 +106,61 @@ impl ServiceAccounts {
         }
     }
 
-    async fn validate(&self, core: &Core, token: &str) -> Result<UserInfo, String> {
-        let c = self.key.verify(token).map_err(|e| e.to_string())?;
-        if c.iss != ISSUER {
-            return Err(format!("issuer {:?} is not this cluster's", c.iss));
+    /// For a TokenReview: the user of `token` and the `audiences` it is valid for; `None`
+    /// when it is not one of this issuer's tokens; `Err` with upstream's text when it is but
+    /// is not valid (expired, for other audiences, its service account or bound object gone).
+    pub async fn review(
+        &self,
+        core: &Core,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, String> {
+        if !jwt::looks_like_jwt(token) {
+            return Ok(None);
         }
-        if !c.aud.iter().any(|a| self.audiences.contains(a)) {
-            return Err("token audiences do not include the API server's".into());
+        let Ok(c) = self.key.verify(token) else {
+            return Ok(None);
+        };
+        if c.iss != ISSUER {
+            return Ok(None);
+        }
+        let valid: Vec<String> = c
+            .aud
+            .iter()
+            .filter(|a| audiences.contains(a))
+            .cloned()
+            .collect();
+        if valid.is_empty() {
+            let quoted = |l: &[String]| {
+                let items: Vec<String> = l.iter().map(|a| format!("{a:?}")).collect();
+                format!("[{}]", items.join(" "))
+            };
+            return Err(format!(
+                "token audiences {} is invalid for the target audiences {}",
+                quoted(&c.aud),
+                quoted(audiences)
+            ));
         }
         let now = core.now().as_second();
         if now > c.exp + LEEWAY_SECONDS {
-            return Err("token has expired".into());
+            return Err("service account token has expired".into());
         }
         if now + LEEWAY_SECONDS < c.nbf {
-            return Err("token is not valid yet".into());
+            return Err("service account token is not valid yet".into());
         }
+        match self.validate(core, &c).await {
+            Ok(u) => Ok(Some((u, valid))),
+            Err(why) => {
+                tracing::debug!(reason = %why, "service-account token invalidated");
+                Err("service account token has been invalidated".into())
+            }
+        }
+    }
+
+    /// The user of the verified, current claims `c`, while its service account and bound
+    /// object exist with the claimed UIDs.
+    async fn validate(&self, core: &Core, c: &Claims) -> Result<UserInfo, String> {
+        let now = core.now().as_second();
         let k = &c.kubernetes;
         let ns = k.namespace.as_str();
         let sa_name = &k.serviceaccount.name;
@@ -236,6 +273,15 @@ impl TokenAuthenticator {
 impl crate::auth::Authenticator for TokenAuthenticator {
     async fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
         self.issuer.authenticate(&self.core, token).await
+    }
+
+    async fn review_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+        _api_audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, String> {
+        self.issuer.review(&self.core, token, audiences).await
     }
 }
 

@@ -4,6 +4,25 @@ use std::path::Path;
 
 use super::{Cluster, NetNs, Process, binary, kubectl, sh};
 
+/// `podvisor token create node NAME` in the server's data dir `server_dir`: the node's
+/// token and its Service proxy's (the two lines it prints).
+pub fn node_tokens(server_dir: &Path, name: &str) -> (String, String) {
+    let out = podvisor_testkit::run_ok(
+        std::process::Command::new(binary())
+            .args(["token", "create", "node", name, "--data-dir"])
+            .arg(server_dir),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().map(str::trim);
+    let node = lines.next().unwrap_or_default().to_string();
+    let proxy = lines.next().unwrap_or_default().to_string();
+    assert!(
+        !node.is_empty() && !proxy.is_empty(),
+        "token create printed {text:?}"
+    );
+    (node, proxy)
+}
+
 /// Creates a node token `name` in the server's data dir `server_dir`, writes it to
 /// `dir/<name>.token` and starts agent `name` on the server at 127.0.0.1:`port`: node IP
 /// 127.0.0.`n`, data dir `dir/<name>`, `--drain`, its log in `dir`.

@@ -550,9 +550,9 @@ pub fn cluster_roles() -> Vec<Value> {
             None,
         ),
         cluster_role("system:kube-scheduler", &[], scheduler_rules(), None),
-        // podvisor: the cluster DNS each agent serves also follows Namespaces (CoreDNS's
-        // `system:coredns` role, shipped by the addon upstream, reads them too; pods stay
-        // out of reach: a node lists only its own).
+        // podvisor: the cluster DNS each agent's Service proxy serves also follows
+        // Namespaces (CoreDNS's `system:coredns` role, shipped by the addon upstream, reads
+        // them too).
         cluster_role(
             "system:podvisor:cluster-dns",
             &[],
@@ -613,21 +613,27 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         ),
         // Kept with no subjects, as upstream: the node authorizer grants what nodes need.
         cluster_binding("system:node", vec![]),
-        // podvisor: the agent is also its node's service proxy (kube-proxy), its pod-route
-        // keeper and DNS server, so nodes get the node proxier's reads (Services,
-        // EndpointSlices, Nodes), as kube-proxy's own identity has upstream, and Namespaces
-        // for the DNS.
-        binding_to(
-            "system:podvisor:node-proxier",
-            "system:node-proxier",
-            vec![group(crate::auth::NODES_GROUP)],
-        ),
+        // podvisor: each agent's Service proxy also serves the cluster DNS, under the
+        // proxy's own identity (`system:kube-proxy`, bound to `system:node-proxier` above;
+        // docs/design/0011-proxy-identity.md), which therefore also follows Namespaces.
         cluster_binding(
             "system:podvisor:cluster-dns",
-            vec![group(crate::auth::NODES_GROUP)],
+            vec![user(crate::auth::PROXY_USER)],
         ),
     ]
 }
+
+/// Default ClusterRoleBindings of earlier versions that reconciliation deletes: nodes were
+/// bound to `system:node-proxier` while the agent's Service proxy used the node's identity.
+pub const RETIRED_CLUSTER_ROLE_BINDINGS: &[&str] = &["system:podvisor:node-proxier"];
+
+/// Subjects of earlier versions that reconciliation removes from a default binding: the
+/// cluster DNS read Namespaces as the node (binding, subject kind, subject name).
+pub const RETIRED_SUBJECTS: &[(&str, &str, &str)] = &[(
+    "system:podvisor:cluster-dns",
+    "Group",
+    crate::auth::NODES_GROUP,
+)];
 
 /// Whether reconciliation may change `existing` (autoupdate is not `"false"`).
 pub fn may_update(existing: &Value) -> bool {
@@ -716,7 +722,8 @@ pub enum BindingChange {
     Recreate,
 }
 
-/// The reconciliation of a ClusterRoleBinding (upstream's non-destructive reconcile).
+/// The reconciliation of a ClusterRoleBinding (upstream's non-destructive reconcile; only
+/// the [`RETIRED_SUBJECTS`] of podvisor's own bindings are removed).
 pub fn reconcile_binding(existing: &Value, expected: &Value) -> BindingChange {
     if existing.get("roleRef") != expected.get("roleRef") {
         return BindingChange::Recreate;
@@ -729,6 +736,16 @@ pub fn reconcile_binding(existing: &Value, expected: &Value) -> BindingChange {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    let name = existing.pointer("/metadata/name").and_then(Value::as_str);
+    let before = subjects.len();
+    subjects.retain(|s| {
+        !RETIRED_SUBJECTS.iter().any(|(binding, kind, subject)| {
+            name == Some(*binding)
+                && s.get("kind").and_then(Value::as_str) == Some(*kind)
+                && s.get("name").and_then(Value::as_str) == Some(*subject)
+        })
+    });
+    changed |= subjects.len() != before;
     let same = |a: &Value, b: &Value| {
         ["kind", "name", "namespace"].iter().all(|k| {
             a.get(*k).and_then(Value::as_str).unwrap_or("")

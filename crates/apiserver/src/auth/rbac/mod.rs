@@ -429,8 +429,26 @@ async fn write_aggregations(core: &Core, stale: Vec<(String, Vec<Value>)>) {
 }
 
 /// Creates the missing default ClusterRoles and ClusterRoleBindings and adds to the
-/// existing ones (autoupdate not `"false"`) what they lack.
+/// existing ones (autoupdate not `"false"`) what they lack; deletes the retired default
+/// bindings of earlier versions (`bootstrap::RETIRED_CLUSTER_ROLE_BINDINGS`).
 pub async fn reconcile_defaults(core: &Core) -> Result<(), ApiError> {
+    for name in bootstrap::RETIRED_CLUSTER_ROLE_BINDINGS {
+        let Some((existing, _)) = core.storage.get(&CLUSTERROLEBINDINGS, None, name).await? else {
+            continue;
+        };
+        let bootstrapped = existing
+            .pointer("/metadata/labels/kubernetes.io~1bootstrapping")
+            .and_then(Value::as_str)
+            == Some("rbac-defaults");
+        if bootstrapped && bootstrap::may_update(&existing) {
+            let opts = crate::ops::DeleteOptions::default();
+            match core.delete(&CLUSTERROLEBINDINGS, None, name, &opts).await {
+                Ok(_) => tracing::info!(binding = %name, "rbac: retired default binding deleted"),
+                Err(e) if e.reason == "NotFound" => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     for (kind, expected) in bootstrap::cluster_roles()
         .into_iter()
         .map(|r| (&CLUSTERROLES, r))
