@@ -543,6 +543,18 @@ impl PodWorker {
             "Started",
             format!("Started container {}", c.name),
         );
+        // An instance that exited before its start returned (`exit 3` at once) is already
+        // Exited here, so the exit event that follows finds nothing new: its exit is
+        // recorded now, after its start.
+        if let Some(ContainerState::Exited(e)) = self
+            .containers
+            .get(&c.name)
+            .and_then(|r| r.instances.iter().find(|i| &i.id == id))
+            .map(|i| &i.state)
+            .filter(|_| !already_exited)
+        {
+            crate::api::exit_step(self.ctx.events.as_ref(), &self.pod_ref(), &c.name, e);
+        }
     }
 
     pub(super) async fn start_failed(

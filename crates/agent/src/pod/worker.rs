@@ -550,17 +550,13 @@ impl PodWorker {
     }
 
     pub(super) fn record_exit(&mut self, name: &str, id: &ContainerId, status: ExitStatus) {
+        let pod = self.pod_ref();
         if let Some(i) = self
             .containers
             .get_mut(name)
             .and_then(|r| r.instance_mut(id))
         {
             if !matches!(i.state, ContainerState::Exited(_)) {
-                let pod = PodRef {
-                    namespace: self.namespace.clone(),
-                    name: self.name.clone(),
-                    uid: self.uid.clone(),
-                };
                 crate::api::exit_step(self.ctx.events.as_ref(), &pod, name, &status);
             }
             i.state = ContainerState::Exited(status);
