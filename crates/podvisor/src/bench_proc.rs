@@ -220,15 +220,20 @@ impl UpProcess {
             client: kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse()?))?,
         };
         // The child prints the export line once it is ready (`up`: once its node is Ready).
-        let ready = tokio::task::spawn_blocking(move || {
+        // The reader goes on draining stdout after that line, so that the child never
+        // writes into a closed pipe.
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
             use std::io::BufRead;
+            let mut ready_tx = Some(ready_tx);
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("export KUBECONFIG=") {
-                    return Some(Instant::now());
+                if line.contains("export KUBECONFIG=")
+                    && let Some(tx) = ready_tx.take()
+                {
+                    let _ = tx.send(Instant::now());
                 }
             }
-            None
         });
         let log_tail = |up: &UpProcess| {
             let text = std::fs::read_to_string(up.dir.path().join("up.log")).unwrap_or_default();
@@ -236,8 +241,10 @@ impl UpProcess {
             lines[lines.len().saturating_sub(5)..].join("\n  ")
         };
         let ready_at = match tokio::time::timeout(Duration::from_secs(60), ready).await {
-            Ok(Ok(Some(at))) => at,
-            Ok(_) => anyhow::bail!("`{what}` exited before it was ready:\n  {}", log_tail(&up)),
+            Ok(Ok(at)) => at,
+            Ok(Err(_)) => {
+                anyhow::bail!("`{what}` exited before it was ready:\n  {}", log_tail(&up))
+            }
             Err(_) => anyhow::bail!(
                 "`{what}` did not become ready within 60 s:\n  {}",
                 log_tail(&up)

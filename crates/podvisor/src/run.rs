@@ -492,11 +492,9 @@ pub async fn up(args: UpArgs, started: Instant) -> anyhow::Result<()> {
         "podvisor is up at {}",
         kubeconfig::server_url(args.serve.listen)
     );
-    println!("export KUBECONFIG={}", kubeconfig_path.display());
-    // a shell comment: the line above stays the one to paste
-    println!(
-        "# web view: {}",
-        kubeconfig::ui_url(args.serve.listen, &server.admin_token())
+    print_ready(
+        &kubeconfig_path,
+        &kubeconfig::ui_url(args.serve.listen, &server.admin_token()),
     );
 
     let s = next_signal(&mut int, &mut term).await;
@@ -742,13 +740,9 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         "podvisor server is up at {}",
         kubeconfig::server_url(args.serve.listen)
     );
-    println!(
-        "export KUBECONFIG={}",
-        data_dir.join(kubeconfig::FILE_NAME).display()
-    );
-    println!(
-        "# web view: {}",
-        kubeconfig::ui_url(args.serve.listen, &server.admin_token())
+    print_ready(
+        &data_dir.join(kubeconfig::FILE_NAME),
+        &kubeconfig::ui_url(args.serve.listen, &server.admin_token()),
     );
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -1090,6 +1084,22 @@ fn fencing(
     config.fence_after =
         Some(fence_after).filter(|_| args.fence_after.is_some() || grace.is_some());
     Ok(())
+}
+
+/// Prints the ready lines on stdout: the `export KUBECONFIG=` line to paste, then the web
+/// view's URL as a shell comment. One write, and a stdout closed by whoever started us
+/// (`podvisor up | head -1`, a supervisor that read what it needed) is not an error: the
+/// cluster keeps running (`println!` would panic on the broken pipe).
+fn print_ready(kubeconfig: &std::path::Path, ui_url: &str) {
+    use std::io::Write as _;
+    let text = format!(
+        "export KUBECONFIG={}\n# web view: {ui_url}\n",
+        kubeconfig.display()
+    );
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        tracing::debug!(error = %e, "stdout closed: the ready lines were not printed");
+    }
 }
 
 #[cfg(test)]
